@@ -1,0 +1,261 @@
+// One configuration schema, validated once at start-up with every error reported at once.
+// Environment overrides are derived from the schema: `mqtt.port` ← ELDERGATE_MQTT_PORT, and so on.
+import { readFileSync } from 'node:fs';
+import { Type, type Static, type TSchema, type TObject, Kind } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { PRIORITIES } from './contracts.js';
+import { ConfigError } from './errors.js';
+
+const Port = (def: number) => Type.Integer({ minimum: 0, maximum: 65535, default: def });
+const Budget = (push: number, ack: number, reach: number) =>
+  Type.Object(
+    {
+      pushMs: Type.Integer({ minimum: 1, default: push, description: 'push to consoles' }),
+      ackMs: Type.Integer({ minimum: 1, default: ack, description: 'acknowledge before escalation, per tier' }),
+      reachMs: Type.Integer({ minimum: 1, default: reach, description: 'reach the resident' }),
+    },
+    { default: {} },
+  );
+
+export const DataRuleSchema = Type.Object(
+  {
+    name: Type.String({ minLength: 1, pattern: '^[a-z0-9-]+$' }),
+    /** which observations the rule looks at */
+    on: Type.String({ minLength: 1, description: 'observation type, e.g. battery, heartbeat' }),
+    kinds: Type.Optional(Type.Array(Type.String())),
+    condition: Type.Union([
+      Type.Object({
+        type: Type.Literal('simple'),
+        field: Type.String(),
+        op: Type.Union([Type.Literal('<'), Type.Literal('<='), Type.Literal('>'), Type.Literal('>='), Type.Literal('=='), Type.Literal('!=')]),
+        value: Type.Union([Type.Number(), Type.String(), Type.Boolean()]),
+      }),
+      Type.Object({
+        type: Type.Literal('duration'),
+        field: Type.String(),
+        op: Type.Union([Type.Literal('<'), Type.Literal('<='), Type.Literal('>'), Type.Literal('>='), Type.Literal('=='), Type.Literal('!=')]),
+        value: Type.Union([Type.Number(), Type.String(), Type.Boolean()]),
+        forMs: Type.Integer({ minimum: 1 }),
+      }),
+      Type.Object({
+        type: Type.Literal('repeating'),
+        field: Type.String(),
+        op: Type.Union([Type.Literal('<'), Type.Literal('<='), Type.Literal('>'), Type.Literal('>='), Type.Literal('=='), Type.Literal('!=')]),
+        value: Type.Union([Type.Number(), Type.String(), Type.Boolean()]),
+        count: Type.Integer({ minimum: 2 }),
+        withinMs: Type.Optional(Type.Integer({ minimum: 1 })),
+      }),
+      Type.Object({
+        type: Type.Literal('absence'),
+        forMs: Type.Integer({ minimum: 1 }),
+      }),
+    ]),
+    alarm: Type.String({ minLength: 1, description: 'incident type to raise' }),
+    priority: Type.Union(PRIORITIES.map((p) => Type.Literal(p))),
+  },
+  { additionalProperties: false },
+);
+export type DataRule = Static<typeof DataRuleSchema>;
+
+export const ConfigSchema = Type.Object(
+  {
+    dataDir: Type.String({ default: './data', minLength: 1 }),
+    logLevel: Type.Union(
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+      { default: 'info' },
+    ),
+    /** the host name devices and consoles use to reach this gateway (returned in provisioning answers) */
+    publicHost: Type.String({ default: 'localhost' }),
+    adminPassword: Type.Optional(Type.String({ minLength: 12, description: 'initial admin password (first start only)' })),
+    tls: Type.Object(
+      {
+        certFile: Type.Optional(Type.String()),
+        keyFile: Type.Optional(Type.String()),
+      },
+      { default: {} },
+    ),
+    mqtt: Type.Object(
+      {
+        host: Type.String({ default: '0.0.0.0' }),
+        port: Port(1883),
+        tlsPort: Port(8883),
+        /** largest packet accepted from a device, bytes [MQTT-3.1.2-24 spirit: the server bounds what it reads] */
+        maxPacketBytes: Type.Integer({ minimum: 256, default: 16384 }),
+        /** bytes a connection may send before its CONNECT is accepted */
+        maxPreConnectBytes: Type.Integer({ minimum: 64, default: 4096 }),
+        connectTimeoutMs: Type.Integer({ minimum: 100, default: 5000 }),
+        keepaliveLimitS: Type.Integer({ minimum: 1, default: 1200 }),
+        maxConnections: Type.Integer({ minimum: 1, default: 120000 }),
+        maxConnectionsPerAddress: Type.Integer({ minimum: 1, default: 120000 }),
+      },
+      { default: {} },
+    ),
+    http: Type.Object(
+      {
+        host: Type.String({ default: '0.0.0.0' }),
+        port: Port(8080),
+        /** origins allowed to open the WebSocket, besides the server's own */
+        allowedOrigins: Type.Array(Type.String(), { default: [] }),
+        tokenTtlS: Type.Integer({ minimum: 60, default: 12 * 3600 }),
+        wsMaxPayloadBytes: Type.Integer({ minimum: 256, default: 16384 }),
+        /** frames queued for a console before it is cut off and must resume by sequence */
+        wsMaxBufferedBytes: Type.Integer({ minimum: 1024, default: 4 * 1024 * 1024 }),
+      },
+      { default: {} },
+    ),
+    ingest: Type.Object(
+      {
+        maxPayloadBytes: Type.Integer({ minimum: 128, default: 4096 }),
+        telemetryFlushMs: Type.Integer({ minimum: 1, default: 200 }),
+        telemetryBatchRows: Type.Integer({ minimum: 1, default: 2000 }),
+        /** telemetry queued beyond this is shed (counted); alarms never are */
+        telemetryQueueLimit: Type.Integer({ minimum: 100, default: 50000 }),
+        rejectsKept: Type.Integer({ minimum: 100, default: 10000 }),
+        rejectRawBytes: Type.Integer({ minimum: 64, default: 2048 }),
+      },
+      { default: {} },
+    ),
+    budgets: Type.Object(
+      {
+        P1: Budget(1000, 60_000, 15 * 60_000),
+        P2: Budget(5000, 5 * 60_000, 60 * 60_000),
+        P3: Budget(60_000, 4 * 3600_000, 24 * 3600_000),
+      },
+      { default: {} },
+    ),
+    supervision: Type.Object(
+      {
+        /** silent for interval × lateFactor → late; × offlineFactor → offline */
+        lateFactor: Type.Number({ minimum: 1, default: 1.5 }),
+        offlineFactor: Type.Number({ minimum: 1, default: 3 }),
+        /** a device that flaps more than this many times in the window is damped */
+        flapCount: Type.Integer({ minimum: 1, default: 4 }),
+        flapWindowMs: Type.Integer({ minimum: 1000, default: 15 * 60_000 }),
+        /** scale every kind's heartbeat interval (tests shorten it) */
+        intervalScale: Type.Number({ exclusiveMinimum: 0, default: 1 }),
+      },
+      { default: {} },
+    ),
+    rules: Type.Array(DataRuleSchema, { default: [] }),
+    notifiers: Type.Object(
+      {
+        webhookSecret: Type.Optional(Type.String({ minLength: 16 })),
+        webhookUrls: Type.Array(Type.String({ format: 'uri' }), { default: [] }),
+        retries: Type.Integer({ minimum: 0, default: 5 }),
+        backoffMs: Type.Integer({ minimum: 10, default: 1000 }),
+      },
+      { default: {} },
+    ),
+    retention: Type.Object(
+      {
+        telemetryDays: Type.Integer({ minimum: 1, default: 90 }),
+        incidentsDays: Type.Integer({ minimum: 30, default: 3650 }),
+      },
+      { default: {} },
+    ),
+    modbus: Type.Array(Type.Unknown(), { default: [], description: 'Modbus links and register maps' }),
+    serial: Type.Array(Type.Unknown(), { default: [], description: 'serial alarm receivers' }),
+  },
+  { additionalProperties: false },
+);
+
+export type Config = Static<typeof ConfigSchema>;
+
+/** Leaf paths of the schema, to derive `ELDERGATE_A_B` overrides from `a.b`. */
+function leafPaths(schema: TSchema, prefix: string[] = []): { path: string[]; schema: TSchema }[] {
+  if (schema[Kind] === 'Object') {
+    const props = (schema as TObject).properties;
+    return Object.entries(props).flatMap(([key, s]) => leafPaths(s, [...prefix, key]));
+  }
+  return [{ path: prefix, schema }];
+}
+
+export const envName = (path: string[]) =>
+  'ELDERGATE_' + path.map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_');
+
+function coerce(raw: string, schema: TSchema): unknown {
+  const kind = schema[Kind];
+  if (kind === 'Integer' || kind === 'Number') return raw.trim() === '' ? raw : Number(raw);
+  if (kind === 'Boolean') return raw === 'true' || raw === '1' ? true : raw === 'false' || raw === '0' ? false : raw;
+  if (kind === 'Array' || kind === 'Object') {
+    try {
+      return JSON.parse(raw);
+    } catch {
+      return raw;
+    }
+  }
+  return raw;
+}
+
+function setPath(target: Record<string, unknown>, path: string[], value: unknown) {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    if (typeof node[key] !== 'object' || node[key] === null) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path[path.length - 1]!] = value;
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
+}
+
+/**
+ * Build the configuration from (in rising precedence) defaults, an optional JSON file
+ * (`ELDERGATE_CONFIG`), environment variables, and explicit overrides (tests). Throws a ConfigError
+ * listing every problem with the variable or key to fix.
+ */
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  overrides: Record<string, unknown> = {},
+): Readonly<Config> {
+  const input: Record<string, unknown> = {};
+  const problems: string[] = [];
+  const file = env.ELDERGATE_CONFIG;
+  if (file) {
+    try {
+      Object.assign(input, JSON.parse(readFileSync(file, 'utf8')));
+    } catch (err) {
+      problems.push(`ELDERGATE_CONFIG=${file}: cannot read it as JSON (${(err as Error).message})`);
+    }
+  }
+  const sources = new Map<string, string>();
+  for (const { path, schema } of leafPaths(ConfigSchema)) {
+    const name = envName(path);
+    const raw = env[name];
+    if (raw !== undefined) {
+      setPath(input, path, coerce(raw, schema));
+      sources.set('/' + path.join('/'), name);
+    }
+  }
+  mergeDeep(input, overrides);
+  const known = new Set(Object.keys(ConfigSchema.properties));
+  for (const key of Object.keys(input)) if (!known.has(key)) problems.push(`unknown setting "${key}": remove it or check its spelling`);
+  for (const key of Object.keys(input)) if (!known.has(key)) delete input[key];
+
+  const withDefaults = Value.Default(ConfigSchema, Value.Clone(input)) as Config;
+  for (const e of Value.Errors(ConfigSchema, withDefaults)) {
+    const where = sources.get(e.path) ?? (e.path || '/');
+    problems.push(`${where}: ${e.message} (got ${JSON.stringify(e.value)})`);
+  }
+  if (Boolean(withDefaults.tls.certFile) !== Boolean(withDefaults.tls.keyFile)) {
+    problems.push('ELDERGATE_TLS_CERT_FILE and ELDERGATE_TLS_KEY_FILE: set both, or neither');
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return deepFreeze(withDefaults);
+}
+
+function mergeDeep(target: Record<string, unknown>, src: Record<string, unknown>) {
+  for (const [k, v] of Object.entries(src)) {
+    if (v && typeof v === 'object' && !Array.isArray(v)) {
+      if (typeof target[k] !== 'object' || target[k] === null || Array.isArray(target[k])) target[k] = {};
+      mergeDeep(target[k] as Record<string, unknown>, v as Record<string, unknown>);
+    } else {
+      target[k] = v;
+    }
+  }
+}

@@ -1,0 +1,139 @@
+// What crosses boundaries: the shared vocabulary of observations, alarms, incidents and the
+// interfaces between transport (broker, adapters, server) and domain (devices, rules, response).
+// Everything that enters eldergate, whatever the transport, becomes one `Observation`.
+
+export const PRIORITIES = ['P1', 'P2', 'P3'] as const;
+export type Priority = (typeof PRIORITIES)[number];
+
+export const DEVICE_KINDS = ['call-phone', 'fall-sensor', 'locator', 'modbus', 'receiver'] as const;
+export type DeviceKind = (typeof DEVICE_KINDS)[number];
+
+export const DEVICE_STATES = ['provisioned', 'commissioned', 'in-service', 'suspended', 'decommissioned'] as const;
+export type DeviceLifecycle = (typeof DEVICE_STATES)[number];
+
+export const ROLES = ['admin', 'technician', 'operator', 'steward'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** WGS84 position. `stale` marks a position that is not from this message (last known fix). */
+export interface Position {
+  lat: number;
+  lon: number;
+  accuracy?: number;
+  /** epoch ms when the fix was taken */
+  at?: number;
+  stale?: boolean;
+}
+
+/** Observation types that are emergencies for a person: never filtered, never shed, never swallowed. */
+export const LIFE_SAFETY_TYPES = [
+  'sos', 'panic', 'medical', 'fire', 'gas', 'smoke', 'pull-cord', 'fall', 'bed-exit', 'call-request', 'removed',
+  'no-movement',
+] as const;
+export type LifeSafetyType = (typeof LIFE_SAFETY_TYPES)[number];
+
+export const TECHNICAL_TYPES = [
+  'cancel', 'check-in', 'heartbeat', 'position', 'battery', 'power-lost', 'power-restored', 'signal', 'tamper',
+  'device-fault', 'comm-lost', 'comm-restored', 'test', 'status', 'command-ack', 'presence', 'supervision', 'unknown',
+] as const;
+export type TechnicalType = (typeof TECHNICAL_TYPES)[number];
+
+export type ObservationType = LifeSafetyType | TechnicalType;
+export const OBSERVATION_TYPES: readonly ObservationType[] = [...LIFE_SAFETY_TYPES, ...TECHNICAL_TYPES];
+
+export function isLifeSafety(type: string): type is LifeSafetyType {
+  return (LIFE_SAFETY_TYPES as readonly string[]).includes(type);
+}
+
+export type ObservationSource = 'mqtt' | 'modbus' | 'serial' | 'gateway';
+
+interface ObservationBase {
+  deviceId: string;
+  /** device counter; with `deviceTs` the deduplication key (a rebooted device restarts its counter) */
+  seq?: number;
+  /** device clock, epoch ms */
+  deviceTs?: number;
+  /** gateway clock when the frame arrived, epoch ms */
+  receivedAt: number;
+  source: ObservationSource;
+  /** what was wrong with optional fields that were dropped, e.g. `invalid:position` */
+  flags?: string[];
+  /** a restore closes what the same type opened (Contact ID qualifier R/3, Modbus value back to normal) */
+  restore?: boolean;
+  /** transport detail kept for diagnosis (Contact ID code, Modbus register) */
+  detail?: Record<string, unknown>;
+}
+
+export type Observation = ObservationBase &
+  (
+    | { type: Exclude<LifeSafetyType, 'fall' | 'no-movement'>; position?: Position }
+    | { type: 'fall'; confidence?: number; position?: Position }
+    | { type: 'no-movement'; seconds?: number }
+    | { type: 'cancel' }
+    | { type: 'check-in' }
+    | { type: 'heartbeat'; battery?: number; signal?: number; mains?: boolean }
+    | { type: 'position'; position: Position; battery?: number }
+    | { type: 'battery'; level: number }
+    | { type: 'signal'; level: number }
+    | { type: 'presence'; present: boolean }
+    | { type: 'power-lost' | 'power-restored' | 'tamper' | 'device-fault' | 'comm-lost' | 'comm-restored' | 'test' }
+    | { type: 'supervision'; code?: string }
+    | { type: 'status'; online: boolean }
+    | { type: 'command-ack'; commandId: string; ok: boolean; error?: string }
+    | { type: 'unknown'; code: string }
+  );
+
+export interface IngestResult {
+  /** `stored`: written durably now; `duplicate`: the same (deviceId, seq, ts) was already durable */
+  status: 'stored' | 'duplicate';
+  observationId: number;
+}
+
+/**
+ * Where transports hand observations. The promise resolves only once the observation (and whatever
+ * incident it opened) is durable; a transport acknowledges to the device (PUBACK, Contact ID ACK) only then.
+ */
+export interface ObservationSink {
+  submit(obs: Observation): Promise<IngestResult>;
+}
+
+export type IncidentStatus = 'open' | 'acknowledged' | 'dispatched' | 'on-site' | 'resolved' | 'cancelled';
+export const INCIDENT_STATUSES: readonly IncidentStatus[] = [
+  'open', 'acknowledged', 'dispatched', 'on-site', 'resolved', 'cancelled',
+];
+
+export const INCIDENT_EVENT_TYPES = [
+  'opened', 'joined', 'acknowledged', 'dispatched', 'on-site', 'resolved', 'cancelled', 'escalated', 'note',
+  'pushed', 'delivered', 'notify-attempt', 'notified', 'command-sent', 'command-acked', 'cleared', 'late-cancel',
+] as const;
+export type IncidentEventType = (typeof INCIDENT_EVENT_TYPES)[number];
+
+/** One append-only incident event as stored and as streamed to consoles; `seq` is global and gap-free in order. */
+export interface IncidentEvent {
+  seq: number;
+  incidentId: string;
+  type: IncidentEventType;
+  at: number;
+  actor: string | null;
+  data: Record<string, unknown>;
+}
+
+/** MQTT topic contract (DESIGN §2). */
+export const topics = {
+  prefix: (deviceId: string) => `devices/${deviceId}/`,
+  events: (deviceId: string) => `devices/${deviceId}/events`,
+  telemetry: (deviceId: string) => `devices/${deviceId}/telemetry`,
+  status: (deviceId: string) => `devices/${deviceId}/status`,
+  commands: (deviceId: string) => `devices/${deviceId}/commands`,
+  commandAck: (deviceId: string) => `devices/${deviceId}/commands/ack`,
+} as const;
+
+export type DeviceCommandType = 'acknowledge-alarm' | 'configure' | 'locate-now' | 'test-alarm';
+
+/** What a device receives on `devices/{id}/commands`. */
+export interface DeviceCommand {
+  id: string;
+  type: DeviceCommandType;
+  ts: number;
+  incidentId?: string;
+  params?: Record<string, unknown>;
+}

@@ -1,0 +1,41 @@
+// Users and the service's own state. Devices and the response network have their own schema modules.
+import { sqliteTable, text, index, uniqueIndex } from 'drizzle-orm/sqlite-core';
+import { ROLES } from './contracts.js';
+import { ms } from './schema-helpers.js';
+
+export const users = sqliteTable(
+  'users',
+  {
+    id: text('id').primaryKey(),
+    username: text('username').notNull(),
+    passwordHash: text('password_hash').notNull(),
+    role: text('role', { enum: ROLES }).notNull(),
+    /** the network unit whose subtree this user may see; null = everything (admin, district operators) */
+    unitId: text('unit_id'),
+    displayName: text('display_name'),
+    disabled: ms('disabled_at'),
+    createdAt: ms('created_at').notNull(),
+  },
+  (t) => [uniqueIndex('users_username_uq').on(t.username)],
+);
+
+/** Service secrets created at first start (token signing key, device-secret hashing key). Never logged. */
+export const secrets = sqliteTable('secrets', {
+  name: text('name').primaryKey(),
+  value: text('value').notNull(),
+  createdAt: ms('created_at').notNull(),
+});
+
+/** Responses of mutations keyed by the client's Idempotency-Key, so a retried action returns the first answer. */
+export const idempotency = sqliteTable(
+  'idempotency_keys',
+  {
+    key: text('key').notNull(),
+    userId: text('user_id').notNull(),
+    route: text('route').notNull(),
+    status: ms('status').notNull(),
+    body: text('body').notNull(),
+    at: ms('at').notNull(),
+  },
+  (t) => [uniqueIndex('idempotency_uq').on(t.userId, t.key, t.route), index('idempotency_at_idx').on(t.at)],
+);

@@ -1,0 +1,137 @@
+import { sqliteTable, text, integer, index, uniqueIndex } from 'drizzle-orm/sqlite-core';
+import { DEVICE_KINDS, DEVICE_STATES, type Position } from '../core/contracts.js';
+import { json, ms } from '../core/schema-helpers.js';
+
+export interface Contact {
+  name: string;
+  relation?: string;
+  phone?: string;
+  webhook?: string;
+}
+
+export type SafeZone =
+  | { type: 'circle'; center: { lat: number; lon: number }; radiusM: number }
+  | { type: 'polygon'; points: { lat: number; lon: number }[] };
+
+export const residents = sqliteTable(
+  'residents',
+  {
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    address: text('address'),
+    unitId: text('unit_id'),
+    contacts: json<Contact[]>('contacts').notNull().default([]),
+    safeZone: json<SafeZone | null>('safe_zone'),
+    home: json<{ lat: number; lon: number } | null>('home'),
+    /** seconds without movement before a no-movement alarm; null = rule default */
+    noMovementSeconds: integer('no_movement_s'),
+    /** local time "HH:MM" by which the daily check-in is due; null = no check-in service */
+    checkInBy: text('check_in_by'),
+    notes: text('notes'),
+    createdAt: ms('created_at').notNull(),
+    updatedAt: ms('updated_at').notNull(),
+  },
+  (t) => [index('residents_unit_idx').on(t.unitId)],
+);
+
+export const devices = sqliteTable(
+  'devices',
+  {
+    id: text('id').primaryKey(),
+    kind: text('kind', { enum: DEVICE_KINDS }).notNull(),
+    serial: text('serial').notNull(),
+    model: text('model'),
+    firmware: text('firmware'),
+    state: text('state', { enum: DEVICE_STATES }).notNull(),
+    residentId: text('resident_id').references(() => residents.id),
+    /** keyed hash (HMAC-SHA256) of the device secret; the secret itself is never stored */
+    secretHash: text('secret_hash').notNull(),
+    secretRotatedAt: ms('secret_rotated_at').notNull(),
+    /** mains-powered devices are supervised more tightly than battery ones */
+    power: text('power', { enum: ['battery', 'mains'] }).notNull().default('battery'),
+    /** per-device configuration (heartbeat interval, fall sensitivity, safe zone overrides, Modbus address) */
+    config: json<Record<string, unknown>>('config').notNull().default({}),
+    notes: text('notes'),
+    createdAt: ms('created_at').notNull(),
+    updatedAt: ms('updated_at').notNull(),
+  },
+  (t) => [
+    uniqueIndex('devices_serial_uq').on(t.serial),
+    index('devices_resident_idx').on(t.residentId),
+    index('devices_kind_state_idx').on(t.kind, t.state),
+  ],
+);
+
+/** Live state of each device, kept in memory and written through in batches. */
+export const deviceState = sqliteTable('device_state', {
+  deviceId: text('device_id').primaryKey().references(() => devices.id),
+  online: integer('online', { mode: 'boolean' }).notNull().default(false),
+  lastSeen: ms('last_seen'),
+  connectedAt: ms('connected_at'),
+  battery: integer('battery'),
+  signal: integer('signal'),
+  mains: integer('mains', { mode: 'boolean' }),
+  position: json<Position | null>('position'),
+  supervision: text('supervision', { enum: ['ok', 'late', 'offline', 'never-seen'] }).notNull().default('never-seen'),
+  unreadableCount: integer('unreadable_count').notNull().default(0),
+  lastUnreadableAt: ms('last_unreadable_at'),
+  lastUnreadableReason: text('last_unreadable_reason'),
+  flags: json<string[]>('flags').notNull().default([]),
+  updatedAt: ms('updated_at').notNull(),
+});
+
+export const observations = sqliteTable(
+  'observations',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    deviceId: text('device_id').notNull(),
+    type: text('type').notNull(),
+    seq: integer('seq'),
+    deviceTs: ms('device_ts'),
+    receivedAt: ms('received_at').notNull(),
+    source: text('source').notNull(),
+    lifeSafety: integer('life_safety', { mode: 'boolean' }).notNull(),
+    data: json<Record<string, unknown>>('data').notNull(),
+    flags: json<string[] | null>('flags'),
+  },
+  (t) => [
+    // at-least-once on the wire, exactly-once here: a resend repeats seq *and* ts (DESIGN §2)
+    uniqueIndex('observations_dedup_uq').on(t.deviceId, t.seq, t.deviceTs),
+    index('observations_device_idx').on(t.deviceId, t.id),
+    index('observations_received_idx').on(t.receivedAt),
+  ],
+);
+
+/** Frames refused after authentication (malformed JSON, schema violations, oversized): kept raw, bounded. */
+export const rejects = sqliteTable(
+  'rejects',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    deviceId: text('device_id'),
+    source: text('source').notNull(),
+    topic: text('topic'),
+    reason: text('reason').notNull(),
+    raw: text('raw').notNull(),
+    at: ms('at').notNull(),
+  },
+  (t) => [index('rejects_device_idx').on(t.deviceId, t.id)],
+);
+
+export const commands = sqliteTable(
+  'commands',
+  {
+    id: text('id').primaryKey(),
+    deviceId: text('device_id').notNull(),
+    type: text('type').notNull(),
+    params: json<Record<string, unknown>>('params').notNull().default({}),
+    incidentId: text('incident_id'),
+    status: text('status', { enum: ['pending', 'sent', 'acked', 'failed', 'expired'] }).notNull(),
+    attempts: integer('attempts').notNull().default(0),
+    createdAt: ms('created_at').notNull(),
+    sentAt: ms('sent_at'),
+    ackedAt: ms('acked_at'),
+    expiresAt: ms('expires_at').notNull(),
+    error: text('error'),
+  },
+  (t) => [index('commands_device_status_idx').on(t.deviceId, t.status)],
+);

@@ -1,0 +1,95 @@
+import { sqliteTable, text, integer, index } from 'drizzle-orm/sqlite-core';
+import { INCIDENT_EVENT_TYPES, PRIORITIES, type Position } from '../core/contracts.js';
+import { json, ms } from '../core/schema-helpers.js';
+
+export const UNIT_TIERS = ['district', 'street', 'community', 'grid'] as const;
+export type UnitTier = (typeof UNIT_TIERS)[number];
+
+/** The response network: district centre → street centre → community station → grid unit. */
+export const units = sqliteTable(
+  'units',
+  {
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    tier: text('tier', { enum: UNIT_TIERS }).notNull(),
+    parentId: text('parent_id'),
+    phone: text('phone'),
+    webhook: text('webhook'),
+    createdAt: ms('created_at').notNull(),
+  },
+  (t) => [index('units_parent_idx').on(t.parentId)],
+);
+
+export const STAFF_ROLES = ['chief-steward', 'nurse', 'operator', 'steward', 'doctor'] as const;
+
+export const staff = sqliteTable(
+  'staff',
+  {
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    role: text('role', { enum: STAFF_ROLES }).notNull(),
+    unitId: text('unit_id').notNull(),
+    phone: text('phone'),
+    userId: text('user_id'),
+    onDuty: integer('on_duty', { mode: 'boolean' }).notNull().default(false),
+    createdAt: ms('created_at').notNull(),
+  },
+  (t) => [index('staff_unit_idx').on(t.unitId)],
+);
+
+/**
+ * Projection of an incident's events (rebuildable from incident_events). Kept in the same transaction as the
+ * events so that lists and filters are cheap.
+ */
+export const incidents = sqliteTable(
+  'incidents',
+  {
+    id: text('id').primaryKey(),
+    deviceId: text('device_id').notNull(),
+    residentId: text('resident_id'),
+    /** the grid unit the resident belongs to */
+    unitId: text('unit_id'),
+    /** the unit currently responsible (rises on escalation) */
+    tierUnitId: text('tier_unit_id'),
+    escalationLevel: integer('escalation_level').notNull().default(0),
+    type: text('type').notNull(),
+    priority: text('priority', { enum: PRIORITIES }).notNull(),
+    status: text('status', {
+      enum: ['open', 'acknowledged', 'dispatched', 'on-site', 'resolved', 'cancelled'],
+    }).notNull(),
+    test: integer('test', { mode: 'boolean' }).notNull().default(false),
+    count: integer('count').notNull().default(1),
+    openedAt: ms('opened_at').notNull(),
+    lastAt: ms('last_at').notNull(),
+    /** wall-clock epoch ms of the next escalation; null once acknowledged or closed */
+    deadlineAt: ms('deadline_at'),
+    position: json<Position | null>('position'),
+    stamps: json<Record<string, number>>('stamps').notNull().default({}),
+    assignee: text('assignee'),
+    outcome: text('outcome'),
+    lastSeq: integer('last_seq').notNull(),
+  },
+  (t) => [
+    index('incidents_open_idx').on(t.deviceId, t.type, t.status),
+    index('incidents_status_prio_idx').on(t.status, t.priority),
+    index('incidents_unit_idx').on(t.unitId),
+    index('incidents_deadline_idx').on(t.deadlineAt),
+    index('incidents_opened_idx').on(t.openedAt),
+  ],
+);
+
+/** Append-only log; `seq` is the global sequence consoles resume from. */
+export const incidentEvents = sqliteTable(
+  'incident_events',
+  {
+    seq: integer('seq').primaryKey({ autoIncrement: true }),
+    incidentId: text('incident_id').notNull(),
+    type: text('type', { enum: INCIDENT_EVENT_TYPES }).notNull(),
+    at: ms('at').notNull(),
+    actor: text('actor'),
+    /** unit whose subtree may see this event (denormalised for scope filtering on replay) */
+    unitId: text('unit_id'),
+    data: json<Record<string, unknown>>('data').notNull(),
+  },
+  (t) => [index('incident_events_incident_idx').on(t.incidentId, t.seq)],
+);

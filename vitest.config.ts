@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    // real brokers, databases, browsers and child processes: give them time, and run files in forks
+    pool: 'forks',
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    fileParallelism: true,
+    maxWorkers: 2,
+    reporters: ['default'],
+  },
+});
