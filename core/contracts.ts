@@ -137,3 +137,36 @@ export interface DeviceCommand {
   incidentId?: string;
   params?: Record<string, unknown>;
 }
+
+/**
+ * What rules produce and the incident service consumes (one device at a time, in order).
+ * - raise: open an incident, or join the open one of the same device and type (count, last seen)
+ * - clear: close the open incident of that type because the condition ended (device back online, power restored)
+ * - cancel: the resident cancelled (a fall inside its cancel window → "cancelled by resident"; outside → noted)
+ */
+export type AlarmAction =
+  | {
+      action: 'raise';
+      type: string;
+      priority: Priority;
+      /** monthly test alarms and commissioning tests are recorded as tests, not emergencies */
+      test?: boolean;
+      position?: Position;
+      /** the kind's cancel window for a fall, ms */
+      cancelWindowMs?: number;
+      rule: string;
+      data?: Record<string, unknown>;
+    }
+  | { action: 'clear'; type: string; rule: string; reason: string }
+  | { action: 'cancel'; type: string; rule: string; reason: string };
+
+/** Context the incident service needs about the device an alarm came from. */
+export interface AlarmSource {
+  deviceId: string;
+  residentId: string | null;
+  /** the resident's grid unit */
+  unitId: string | null;
+  observationId?: number;
+  /** stamps so far: deviceTs, received, ruleEvaluated (epoch ms) */
+  stamps: Record<string, number>;
+}
