@@ -1,0 +1,583 @@
+// Incidents: alarms open or join them, people move them through their lifecycle, escalation and notifiers add to
+// them. Every change is an append-only `incident_events` row (global `seq`); the `incidents` row is the projection
+// of those events, written in the same transaction (see projection.ts).
+import type { Logger } from 'pino';
+import type { Store } from '../core/db.js';
+import type { Bus } from '../core/bus.js';
+import type { Config } from '../core/config.js';
+import type {
+  AlarmAction, AlarmSource, IncidentEvent, IncidentEventType, IncidentStatus, Position, Priority,
+} from '../core/contracts.js';
+import { ConflictError, NotFoundError, ValidationError } from '../core/errors.js';
+import type { Clock } from './clock.js';
+import type { Network } from './network.js';
+import { applyEvent, fold, isClosed, type IncidentRow, type OpenedData } from './projection.js';
+import { newId } from './ids.js';
+
+export type { IncidentRow } from './projection.js';
+
+/** An event as committed: with the grid unit whose subtree (and ancestors) may see it. */
+export type CommittedEvent = IncidentEvent & { unitId: string | null };
+
+export interface Actor {
+  id: string;
+  username?: string;
+}
+
+export type IncidentAction =
+  | { type: 'acknowledge' }
+  | { type: 'dispatch'; staffId: string }
+  | { type: 'on-site' }
+  | { type: 'resolve'; outcome: string }
+  | { type: 'note'; text: string }
+  | { type: 'cancel'; reason: string };
+export type IncidentActionType = IncidentAction['type'];
+
+/** One escalation step as decided by escalation.ts. */
+export interface EscalationStep {
+  /** the deadline that expired (the step applies only while the incident still has exactly this deadline) */
+  dueAt: number;
+  fromUnitId: string | null;
+  toUnitId: string | null;
+  toTier: string | null;
+  /** already at the top tier: the same unit is notified again */
+  renotify: boolean;
+  /** the next deadline */
+  deadlineAt: number;
+  /** when the step is written (real time, also for steps caught up after a restart) */
+  at: number;
+  catchUp?: boolean;
+}
+
+/** Types of events that only add information; they never move the state. */
+export type InfoEventType = Extract<IncidentEventType, 'notify-attempt' | 'notified' | 'command-sent' | 'command-acked' | 'note'>;
+
+export interface IncidentFilter {
+  status?: IncidentStatus[];
+  priority?: Priority[];
+  /** incidents of this unit's subtree */
+  unitId?: string;
+  residentId?: string;
+  deviceId?: string;
+  type?: string;
+  /** opened at or after, epoch ms */
+  from?: number;
+  /** opened before, epoch ms */
+  to?: number;
+  test?: boolean;
+  limit?: number;
+  offset?: number;
+  /** the caller's own unit (null/undefined = sees everything) */
+  scope?: string | null;
+}
+
+export interface IncidentService {
+  /**
+   * SYNCHRONOUS, inside the caller's transaction: open, join, clear or cancel. Returns the events appended; the
+   * caller hands them to `publishCommitted` once its transaction has committed.
+   */
+  applyAlarm(action: AlarmAction, source: AlarmSource): CommittedEvent[];
+  /** emit committed events on the bus, in seq order (re-entrant: events published by a listener are queued) */
+  publishCommitted(events: readonly CommittedEvent[]): void;
+  /** a person's action, in its own transaction, published after commit */
+  act(incidentId: string, action: IncidentAction, actor: Actor): { incident: IncidentRow; events: CommittedEvent[] };
+  /** escalation steps (own transaction, published); [] if the incident no longer waits on `steps[0].dueAt` */
+  escalate(incidentId: string, steps: readonly EscalationStep[]): CommittedEvent[];
+  /** add an information event (notification attempts, device commands, system notes); own transaction, published */
+  record(incidentId: string, type: InfoEventType, data: Record<string, unknown>, actor?: string | null): CommittedEvent[];
+  /** the WebSocket layer sent an event of this incident to a console: the first push stamps `pushed` */
+  markPushed(incidentId: string, seq: number, at: number): CommittedEvent[];
+  /** a console confirmed it got an event: one `delivered` event per console user; the first stamps `delivered` */
+  markDelivered(incidentId: string, seq: number, at: number, consoleUserId: string): CommittedEvent[];
+  get(incidentId: string): IncidentRow | undefined;
+  require(incidentId: string): IncidentRow;
+  events(incidentId: string): CommittedEvent[];
+  /** the global log after `seq` (console resume), optionally limited to what a unit may see */
+  eventsAfter(seq: number, opts?: { limit?: number; scope?: string | null }): CommittedEvent[];
+  list(filter?: IncidentFilter): { items: IncidentRow[]; total: number };
+  /** the state derived from the events alone */
+  rebuild(incidentId: string): IncidentRow | null;
+  /** incidents waiting for acknowledgement with a deadline, for the escalation scheduler */
+  pendingDeadlines(): IncidentRow[];
+}
+
+interface IncidentDbRow {
+  id: string;
+  device_id: string;
+  resident_id: string | null;
+  unit_id: string | null;
+  tier_unit_id: string | null;
+  escalation_level: number;
+  type: string;
+  priority: Priority;
+  status: IncidentStatus;
+  test: number;
+  count: number;
+  opened_at: number;
+  last_at: number;
+  deadline_at: number | null;
+  position: string | null;
+  stamps: string;
+  assignee: string | null;
+  outcome: string | null;
+  last_seq: number;
+}
+interface EventDbRow {
+  seq: number;
+  incident_id: string;
+  type: IncidentEventType;
+  at: number;
+  actor: string | null;
+  unit_id: string | null;
+  data: string;
+}
+
+const toRow = (r: IncidentDbRow): IncidentRow => ({
+  id: r.id,
+  deviceId: r.device_id,
+  residentId: r.resident_id,
+  unitId: r.unit_id,
+  tierUnitId: r.tier_unit_id,
+  escalationLevel: r.escalation_level,
+  type: r.type,
+  priority: r.priority,
+  status: r.status,
+  test: r.test === 1,
+  count: r.count,
+  openedAt: r.opened_at,
+  lastAt: r.last_at,
+  deadlineAt: r.deadline_at,
+  position: r.position === null ? null : (JSON.parse(r.position) as Position | null),
+  stamps: JSON.parse(r.stamps) as Record<string, number>,
+  assignee: r.assignee,
+  outcome: r.outcome,
+  lastSeq: r.last_seq,
+});
+const toEvent = (r: EventDbRow): CommittedEvent => ({
+  seq: r.seq,
+  incidentId: r.incident_id,
+  type: r.type,
+  at: r.at,
+  actor: r.actor,
+  unitId: r.unit_id,
+  data: JSON.parse(r.data) as Record<string, unknown>,
+});
+
+/** Which statuses each action may start from; anything else is a 409 with the current state. */
+const ALLOWED_FROM: Record<IncidentActionType, readonly IncidentStatus[]> = {
+  acknowledge: ['open'],
+  dispatch: ['acknowledged', 'dispatched'],
+  'on-site': ['acknowledged', 'dispatched'],
+  resolve: ['acknowledged', 'dispatched', 'on-site'],
+  cancel: ['open', 'acknowledged', 'dispatched', 'on-site'],
+  note: ['open', 'acknowledged', 'dispatched', 'on-site', 'resolved', 'cancelled'],
+};
+
+const MAX_TEXT = 2000;
+function text(value: unknown, field: string, what: string): string {
+  if (typeof value !== 'string' || !value.trim()) throw new ValidationError(`${field}: ${what}`, { field });
+  if (value.length > MAX_TEXT) throw new ValidationError(`${field}: at most ${MAX_TEXT} characters`, { field });
+  return value.trim();
+}
+
+export interface IncidentServiceDeps {
+  store: Store;
+  bus: Bus;
+  config: Pick<Config, 'budgets'>;
+  log: Logger;
+  clock: Clock;
+  network: Network;
+}
+
+export function createIncidentService(deps: IncidentServiceDeps): IncidentService {
+  const { sqlite } = deps.store;
+  const { bus, clock, network, config } = deps;
+  const log = deps.log.child({ module: 'incidents' });
+
+  const q = {
+    byId: sqlite.prepare<[string], IncidentDbRow>('SELECT * FROM incidents WHERE id = ?'),
+    // one open incident per (device, type, test): a real alarm never joins a test incident, nor the reverse
+    openOf: sqlite.prepare<[string, string, number], IncidentDbRow>(
+      `SELECT * FROM incidents WHERE device_id = ? AND type = ? AND test = ? AND status NOT IN ('resolved', 'cancelled')
+       ORDER BY opened_at DESC LIMIT 1`,
+    ),
+    insertEvent: sqlite.prepare<[string, string, number, string | null, string | null, string]>(
+      'INSERT INTO incident_events (incident_id, type, at, actor, unit_id, data) VALUES (?, ?, ?, ?, ?, ?)',
+    ),
+    insertIncident: sqlite.prepare(
+      `INSERT INTO incidents (id, device_id, resident_id, unit_id, tier_unit_id, escalation_level, type, priority, status,
+         test, count, opened_at, last_at, deadline_at, position, stamps, assignee, outcome, last_seq)
+       VALUES (@id, @deviceId, @residentId, @unitId, @tierUnitId, @escalationLevel, @type, @priority, @status, @test,
+         @count, @openedAt, @lastAt, @deadlineAt, @position, @stamps, @assignee, @outcome, @lastSeq)`,
+    ),
+    updateIncident: sqlite.prepare(
+      `UPDATE incidents SET tier_unit_id = @tierUnitId, escalation_level = @escalationLevel, priority = @priority,
+         status = @status, count = @count, last_at = @lastAt, deadline_at = @deadlineAt, position = @position,
+         stamps = @stamps, assignee = @assignee, outcome = @outcome, last_seq = @lastSeq
+       WHERE id = @id`,
+    ),
+    events: sqlite.prepare<[string], EventDbRow>('SELECT * FROM incident_events WHERE incident_id = ? ORDER BY seq'),
+    openedEvent: sqlite.prepare<[string], EventDbRow>(
+      `SELECT * FROM incident_events WHERE incident_id = ? AND type = 'opened' LIMIT 1`,
+    ),
+    deliveredBy: sqlite.prepare<[string, string], { seq: number }>(
+      `SELECT seq FROM incident_events WHERE incident_id = ? AND type = 'delivered' AND actor = ? LIMIT 1`,
+    ),
+    after: sqlite.prepare<[number, number], EventDbRow>('SELECT * FROM incident_events WHERE seq > ? ORDER BY seq LIMIT ?'),
+    afterScoped: sqlite.prepare<[number, string, number, number], EventDbRow>(
+      `SELECT * FROM incident_events WHERE seq > ?
+         AND (unit_id IN (SELECT value FROM json_each(?)) OR (? = 1 AND unit_id IS NULL))
+       ORDER BY seq LIMIT ?`,
+    ),
+    pending: sqlite.prepare<[], IncidentDbRow>(
+      `SELECT * FROM incidents WHERE status = 'open' AND deadline_at IS NOT NULL ORDER BY deadline_at`,
+    ),
+  };
+
+  const params = (row: IncidentRow) => ({
+    ...row,
+    test: row.test ? 1 : 0,
+    position: row.position === null ? null : JSON.stringify(row.position),
+    stamps: JSON.stringify(row.stamps),
+  });
+
+  /** Append one event and move the projection with it. Must run inside a transaction. */
+  function append(
+    state: IncidentRow | null,
+    incidentId: string,
+    type: IncidentEventType,
+    at: number,
+    actor: string | null,
+    data: Record<string, unknown>,
+    unitId: string | null,
+  ): { event: CommittedEvent; state: IncidentRow } {
+    const info = q.insertEvent.run(incidentId, type, at, actor, unitId, JSON.stringify(data));
+    const event: CommittedEvent = { seq: Number(info.lastInsertRowid), incidentId, type, at, actor, unitId, data };
+    const next = applyEvent(state, event);
+    if (state) q.updateIncident.run(params(next));
+    else q.insertIncident.run(params(next));
+    return { event, state: next };
+  }
+
+  const tx = <T>(fn: () => T): T => sqlite.transaction(fn)();
+
+  function getRow(id: string): IncidentRow | undefined {
+    const r = q.byId.get(id);
+    return r ? toRow(r) : undefined;
+  }
+  function requireRow(id: string): IncidentRow {
+    const r = getRow(id);
+    if (!r) throw new NotFoundError('incident', id);
+    return r;
+  }
+
+  // Re-entrant publishing: a bus listener that itself commits and publishes (the WebSocket layer stamping a push)
+  // must not make other listeners see the newer event before the older one.
+  const outbox: CommittedEvent[] = [];
+  let publishing = false;
+  function publishCommitted(events: readonly CommittedEvent[]) {
+    outbox.push(...events);
+    if (publishing) return;
+    publishing = true;
+    try {
+      while (outbox.length) {
+        const e = outbox.shift()!;
+        try {
+          bus.emit('incident-event', e);
+        } catch (err) {
+          // a faulty listener must not stop the others from hearing about an alarm
+          log.error({ err, incidentId: e.incidentId, seq: e.seq }, 'an incident-event listener failed');
+        }
+      }
+    } finally {
+      publishing = false;
+    }
+  }
+
+  function budgetFor(priority: Priority): number {
+    return config.budgets[priority].ackMs;
+  }
+
+  function raise(action: Extract<AlarmAction, { action: 'raise' }>, source: AlarmSource): CommittedEvent[] {
+    const now = clock.now();
+    const test = Boolean(action.test);
+    const open = q.openOf.get(source.deviceId, action.type, test ? 1 : 0);
+    if (open) {
+      const state = toRow(open);
+      const data: Record<string, unknown> = { count: state.count + 1, rule: action.rule, priority: action.priority };
+      if (action.position) data.position = action.position;
+      if (source.observationId !== undefined) data.observationId = source.observationId;
+      if (source.stamps.received !== undefined) data.received = source.stamps.received;
+      const { event } = append(state, state.id, 'joined', now, null, data, state.unitId);
+      return [event];
+    }
+    const id = newId('inc');
+    const opened: OpenedData = {
+      deviceId: source.deviceId,
+      residentId: source.residentId,
+      unitId: source.unitId,
+      tierUnitId: source.unitId,
+      type: action.type,
+      priority: action.priority,
+      test,
+      position: action.position ?? null,
+      // test alarms are recorded, not escalated
+      deadlineAt: test ? null : now + budgetFor(action.priority),
+      cancelWindowMs: action.cancelWindowMs ?? null,
+      rule: action.rule,
+      // `durable`: written in the transaction that makes the incident durable (the caller commits right after)
+      stamps: { ...source.stamps, durable: source.stamps.durable ?? now },
+      ...(source.observationId !== undefined ? { observationId: source.observationId } : {}),
+      ...(action.data ? { data: action.data } : {}),
+    };
+    const { event } = append(null, id, 'opened', now, null, opened as unknown as Record<string, unknown>, source.unitId);
+    log.info(
+      { incidentId: id, deviceId: source.deviceId, type: action.type, priority: action.priority, test, unitId: source.unitId },
+      'incident opened',
+    );
+    return [event];
+  }
+
+  function clear(action: Extract<AlarmAction, { action: 'clear' }>, source: AlarmSource): CommittedEvent[] {
+    const open = q.openOf.get(source.deviceId, action.type, 0);
+    if (!open) return [];
+    const state = toRow(open);
+    const now = clock.now();
+    const { event } = append(state, state.id, 'cleared', now, null, {
+      reason: action.reason, rule: action.rule, stamps: { resolved: now },
+    }, state.unitId);
+    log.info({ incidentId: state.id, deviceId: source.deviceId, reason: action.reason }, 'incident cleared');
+    return [event];
+  }
+
+  function cancelByDevice(action: Extract<AlarmAction, { action: 'cancel' }>, source: AlarmSource): CommittedEvent[] {
+    const open = q.openOf.get(source.deviceId, action.type, 0);
+    if (!open) return [];
+    const state = toRow(open);
+    const now = clock.now();
+    const openedRow = q.openedEvent.get(state.id);
+    const opened = openedRow ? (JSON.parse(openedRow.data) as OpenedData) : undefined;
+    const windowMs = opened?.cancelWindowMs ?? null;
+    // measured on the gateway's receive times of the alarm and of the cancel, so a slow queue never costs the resident
+    const from = opened?.stamps.received ?? state.openedAt;
+    const when = source.stamps.received ?? now;
+    const elapsedMs = when - from;
+    const base = { reason: action.reason, rule: action.rule, elapsedMs, cancelWindowMs: windowMs };
+    if (windowMs !== null && elapsedMs <= windowMs) {
+      const { event } = append(state, state.id, 'cancelled', now, null, {
+        ...base, outcome: 'cancelled by resident', stamps: { cancelled: now },
+      }, state.unitId);
+      log.info({ incidentId: state.id, deviceId: source.deviceId, elapsedMs }, 'incident cancelled by resident');
+      return [event];
+    }
+    // outside the window (or no window at all): help may already be on the way; the cancel is only noted
+    const { event } = append(state, state.id, 'late-cancel', now, null, base, state.unitId);
+    log.info({ incidentId: state.id, deviceId: source.deviceId, elapsedMs, windowMs }, 'late cancel noted');
+    return [event];
+  }
+
+  function applyAlarm(action: AlarmAction, source: AlarmSource): CommittedEvent[] {
+    // better-sqlite3 nests a transaction as a savepoint, so this is atomic whether or not the caller opened one
+    return tx(() => {
+      switch (action.action) {
+        case 'raise':
+          return raise(action, source);
+        case 'clear':
+          return clear(action, source);
+        case 'cancel':
+          return cancelByDevice(action, source);
+      }
+    });
+  }
+
+  function act(incidentId: string, action: IncidentAction, actor: Actor) {
+    const result = tx(() => {
+      const state = requireRow(incidentId);
+      const allowed = ALLOWED_FROM[action.type];
+      if (!allowed) throw new ValidationError(`action: unknown action "${String((action as { type: unknown }).type)}"`);
+      if (!allowed.includes(state.status)) {
+        const hint =
+          state.status === 'open'
+            ? 'acknowledge it first'
+            : isClosed(state.status)
+              ? 'it is closed; add a note instead'
+              : `allowed from: ${allowed.join(', ')}`;
+        throw new ConflictError(`cannot ${action.type} incident ${incidentId}: it is ${state.status}; ${hint}`, {
+          incidentId,
+          status: state.status,
+          assignee: state.assignee,
+          acknowledgedAt: state.stamps.acknowledged ?? null,
+          lastSeq: state.lastSeq,
+        });
+      }
+      const now = clock.now();
+      const by: Record<string, unknown> = actor.username ? { username: actor.username } : {};
+      let type: IncidentEventType;
+      let data: Record<string, unknown>;
+      switch (action.type) {
+        case 'acknowledge':
+          type = 'acknowledged';
+          data = { ...by, stamps: { acknowledged: now }, ackMs: now - state.openedAt };
+          break;
+        case 'dispatch': {
+          const staffId = text(action.staffId, 'staffId', 'name the staff member to dispatch');
+          const staff = network.getStaff(staffId);
+          if (!staff) throw new ValidationError(`staffId: staff member "${staffId}" does not exist`, { field: 'staffId' });
+          // dispatching someone off duty or from another unit is allowed (a life may depend on it) but flagged
+          type = 'dispatched';
+          data = {
+            ...by, staffId, staffName: staff.name, staffRole: staff.role, staffUnitId: staff.unitId, onDuty: staff.onDuty,
+            stamps: { dispatched: now },
+          };
+          break;
+        }
+        case 'on-site':
+          type = 'on-site';
+          data = { ...by, stamps: { onSite: now }, onSiteMs: now - state.openedAt };
+          break;
+        case 'resolve':
+          type = 'resolved';
+          data = { ...by, outcome: text(action.outcome, 'outcome', 'say how it ended (an outcome code or text)'), stamps: { resolved: now } };
+          break;
+        case 'cancel': {
+          const reason = text(action.reason, 'reason', 'say why it is cancelled');
+          type = 'cancelled';
+          data = { ...by, reason, outcome: `cancelled: ${reason}`, stamps: { cancelled: now } };
+          break;
+        }
+        case 'note':
+          type = 'note';
+          data = { ...by, text: text(action.text, 'text', 'the note is empty') };
+          break;
+      }
+      const { event, state: next } = append(state, incidentId, type, now, actor.id, data, state.unitId);
+      return { incident: next, events: [event] };
+    });
+    log.info({ incidentId, action: action.type, actor: actor.username ?? actor.id }, 'incident action');
+    publishCommitted(result.events);
+    return result;
+  }
+
+  function escalate(incidentId: string, steps: readonly EscalationStep[]): CommittedEvent[] {
+    if (!steps.length) return [];
+    const events = tx(() => {
+      let state = getRow(incidentId);
+      // a stale timer (acknowledged meanwhile, already escalated) changes nothing
+      if (!state || state.status !== 'open' || state.deadlineAt !== steps[0]!.dueAt) return [];
+      const out: CommittedEvent[] = [];
+      for (const s of steps) {
+        const r = append(state, incidentId, 'escalated', s.at, null, {
+          fromUnitId: s.fromUnitId,
+          toUnitId: s.toUnitId,
+          toTier: s.toTier,
+          level: state.escalationLevel + 1,
+          renotify: s.renotify,
+          breach: true,
+          dueAt: s.dueAt,
+          lateMs: s.at - s.dueAt,
+          deadlineAt: s.deadlineAt,
+          ...(s.catchUp ? { catchUp: true } : {}),
+        }, state.unitId);
+        state = r.state;
+        out.push(r.event);
+      }
+      return out;
+    });
+    publishCommitted(events);
+    return events;
+  }
+
+  function record(incidentId: string, type: InfoEventType, data: Record<string, unknown>, actor: string | null = null) {
+    const events = tx(() => {
+      const state = requireRow(incidentId);
+      return [append(state, incidentId, type, clock.now(), actor, data, state.unitId).event];
+    });
+    publishCommitted(events);
+    return events;
+  }
+
+  // Incidents whose first push is already stamped: most pushes are of later events and need no database read.
+  const pushedKnown = new Set<string>();
+  function markPushed(incidentId: string, seq: number, at: number): CommittedEvent[] {
+    if (pushedKnown.has(incidentId)) return [];
+    const events = tx(() => {
+      const state = getRow(incidentId);
+      if (!state || state.stamps.pushed !== undefined) return [];
+      return [append(state, incidentId, 'pushed', at, null, { seq, stamps: { pushed: at } }, state.unitId).event];
+    });
+    if (pushedKnown.size > 50_000) pushedKnown.clear();
+    pushedKnown.add(incidentId);
+    publishCommitted(events);
+    return events;
+  }
+
+  function markDelivered(incidentId: string, seq: number, at: number, consoleUserId: string): CommittedEvent[] {
+    // one event per console user and incident; without this bound a delivery event would itself be delivered,
+    // acknowledged, recorded … forever
+    const events = tx(() => {
+      const state = getRow(incidentId);
+      if (!state || q.deliveredBy.get(incidentId, consoleUserId)) return [];
+      const data: Record<string, unknown> = { seq };
+      if (state.stamps.delivered === undefined) data.stamps = { delivered: at };
+      return [append(state, incidentId, 'delivered', at, consoleUserId, data, state.unitId).event];
+    });
+    publishCommitted(events);
+    return events;
+  }
+
+  function list(filter: IncidentFilter = {}) {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    const inList = (col: string, values: readonly unknown[]) => {
+      where.push(`${col} IN (SELECT value FROM json_each(?))`);
+      args.push(JSON.stringify(values));
+    };
+    const inSubtree = (unitId: string) => {
+      const ids = [...network.subtree(unitId)];
+      const orNull = network.getUnit(unitId)?.tier === 'district';
+      where.push(`(unit_id IN (SELECT value FROM json_each(?))${orNull ? ' OR unit_id IS NULL' : ''})`);
+      args.push(JSON.stringify(ids));
+    };
+    if (filter.scope) inSubtree(filter.scope);
+    if (filter.unitId) inSubtree(filter.unitId);
+    if (filter.status?.length) inList('status', filter.status);
+    if (filter.priority?.length) inList('priority', filter.priority);
+    if (filter.residentId) { where.push('resident_id = ?'); args.push(filter.residentId); }
+    if (filter.deviceId) { where.push('device_id = ?'); args.push(filter.deviceId); }
+    if (filter.type) { where.push('type = ?'); args.push(filter.type); }
+    if (filter.from !== undefined) { where.push('opened_at >= ?'); args.push(filter.from); }
+    if (filter.to !== undefined) { where.push('opened_at < ?'); args.push(filter.to); }
+    if (filter.test !== undefined) { where.push('test = ?'); args.push(filter.test ? 1 : 0); }
+    const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
+    const limit = Math.min(Math.max(filter.limit ?? 50, 1), 500);
+    const offset = Math.max(filter.offset ?? 0, 0);
+    const total = (sqlite.prepare(`SELECT count(*) AS n FROM incidents ${clause}`).get(...args) as { n: number }).n;
+    const rows = sqlite
+      .prepare(`SELECT * FROM incidents ${clause} ORDER BY opened_at DESC, id LIMIT ? OFFSET ?`)
+      .all(...args, limit, offset) as IncidentDbRow[];
+    return { items: rows.map(toRow), total };
+  }
+
+  return {
+    applyAlarm,
+    publishCommitted,
+    act,
+    escalate,
+    record,
+    markPushed,
+    markDelivered,
+    get: getRow,
+    require: requireRow,
+    events: (id) => q.events.all(id).map(toEvent),
+    eventsAfter(seq, opts = {}) {
+      const limit = Math.min(Math.max(opts.limit ?? 1000, 1), 10_000);
+      if (!opts.scope) return q.after.all(seq, limit).map(toEvent);
+      const ids = [...network.subtree(opts.scope)];
+      const orNull = network.getUnit(opts.scope)?.tier === 'district' ? 1 : 0;
+      return q.afterScoped.all(seq, JSON.stringify(ids), orNull, limit).map(toEvent);
+    },
+    list,
+    rebuild: (id) => fold(q.events.all(id).map(toEvent)),
+    pendingDeadlines: () => q.pending.all().map(toRow),
+  };
+}

@@ -1,0 +1,131 @@
+// The incident row is a projection of its events: one pure fold, used both when writing (the row updated in the
+// same transaction as the event) and by `rebuild`, so the two cannot drift apart unless an event lacks data.
+import type { IncidentEvent, IncidentStatus, Position, Priority } from '../core/contracts.js';
+
+export interface IncidentRow {
+  id: string;
+  deviceId: string;
+  residentId: string | null;
+  unitId: string | null;
+  tierUnitId: string | null;
+  escalationLevel: number;
+  type: string;
+  priority: Priority;
+  status: IncidentStatus;
+  test: boolean;
+  count: number;
+  openedAt: number;
+  lastAt: number;
+  deadlineAt: number | null;
+  position: Position | null;
+  stamps: Record<string, number>;
+  assignee: string | null;
+  outcome: string | null;
+  lastSeq: number;
+}
+
+/** What the `opened` event carries: everything the row starts from. */
+export interface OpenedData {
+  deviceId: string;
+  residentId: string | null;
+  unitId: string | null;
+  tierUnitId: string | null;
+  type: string;
+  priority: Priority;
+  test: boolean;
+  position: Position | null;
+  deadlineAt: number | null;
+  cancelWindowMs: number | null;
+  rule: string;
+  stamps: Record<string, number>;
+  observationId?: number;
+  data?: Record<string, unknown>;
+}
+
+export const CLOSED_STATUSES: readonly IncidentStatus[] = ['resolved', 'cancelled'];
+export const isClosed = (s: IncidentStatus) => CLOSED_STATUSES.includes(s);
+
+/** Events that move the status; everything else (notes, deliveries, notifications) leaves it alone. */
+const STATUS_OF: Partial<Record<IncidentEvent['type'], IncidentStatus>> = {
+  acknowledged: 'acknowledged',
+  dispatched: 'dispatched',
+  'on-site': 'on-site',
+  resolved: 'resolved',
+  cleared: 'resolved',
+  cancelled: 'cancelled',
+};
+
+export class ProjectionError extends Error {}
+
+export function applyEvent(state: IncidentRow | null, e: IncidentEvent): IncidentRow {
+  const d = e.data;
+  if (e.type === 'opened') {
+    if (state) throw new ProjectionError(`incident ${e.incidentId} opened twice (seq ${e.seq})`);
+    const o = d as unknown as OpenedData;
+    return {
+      id: e.incidentId,
+      deviceId: o.deviceId,
+      residentId: o.residentId ?? null,
+      unitId: o.unitId ?? null,
+      tierUnitId: o.tierUnitId ?? null,
+      escalationLevel: 0,
+      type: o.type,
+      priority: o.priority,
+      status: 'open',
+      test: Boolean(o.test),
+      count: 1,
+      openedAt: e.at,
+      lastAt: e.at,
+      deadlineAt: o.deadlineAt ?? null,
+      position: o.position ?? null,
+      stamps: { ...(o.stamps ?? {}) },
+      assignee: null,
+      outcome: null,
+      lastSeq: e.seq,
+    };
+  }
+  if (!state) throw new ProjectionError(`incident ${e.incidentId}: event ${e.type} (seq ${e.seq}) before opened`);
+  const next: IncidentRow = { ...state, stamps: { ...state.stamps }, lastSeq: e.seq };
+  // a stamp records the first time something happened: later events never move it
+  const stamps = d.stamps as Record<string, number> | undefined;
+  if (stamps) for (const [k, v] of Object.entries(stamps)) if (next.stamps[k] === undefined) next.stamps[k] = v;
+
+  const status = STATUS_OF[e.type];
+  if (status) next.status = status;
+  if (status && status !== 'dispatched' && status !== 'on-site') next.deadlineAt = null;
+
+  switch (e.type) {
+    case 'joined':
+      next.count = typeof d.count === 'number' ? d.count : state.count + 1;
+      next.lastAt = e.at;
+      if (d.position) next.position = d.position as Position;
+      break;
+    case 'dispatched':
+      next.assignee = (d.staffId as string | undefined) ?? null;
+      break;
+    case 'resolved':
+      next.outcome = (d.outcome as string | undefined) ?? null;
+      break;
+    case 'cleared':
+      next.outcome = `cleared: ${String(d.reason ?? '')}`;
+      break;
+    case 'cancelled':
+      next.outcome = (d.outcome as string | undefined) ?? null;
+      break;
+    case 'escalated':
+      next.tierUnitId = (d.toUnitId as string | null | undefined) ?? null;
+      next.escalationLevel = typeof d.level === 'number' ? d.level : state.escalationLevel + 1;
+      next.deadlineAt = (d.deadlineAt as number | null | undefined) ?? null;
+      break;
+    default:
+      break;
+  }
+  return next;
+}
+
+/** The state derived from the events alone (ordered by seq). */
+export function fold(events: readonly IncidentEvent[]): IncidentRow | null {
+  let state: IncidentRow | null = null;
+  for (const e of events) state = applyEvent(state, e);
+  return state;
+}
