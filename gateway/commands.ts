@@ -1,0 +1,139 @@
+// Commands to devices over MQTT `devices/{id}/commands` (QoS 1): stored first, sent when the device is connected,
+// re-sent when it reconnects (aedes' own queue is in memory only), tracked until the device answers on
+// `devices/{id}/commands/ack` or the command expires.
+import type Database from 'better-sqlite3';
+import type { Logger } from '../core/logger.js';
+import { topics, type DeviceCommand, type DeviceCommandType, type IncidentEvent, type Observation } from '../core/contracts.js';
+import { newId } from '../devices/credentials.js';
+import { NotFoundError } from '../core/errors.js';
+
+export interface CommandRow {
+  id: string;
+  deviceId: string;
+  type: string;
+  params: Record<string, unknown>;
+  incidentId: string | null;
+  status: 'pending' | 'sent' | 'acked' | 'failed' | 'expired';
+  attempts: number;
+  createdAt: number;
+  sentAt: number | null;
+  ackedAt: number | null;
+  expiresAt: number;
+  error: string | null;
+}
+
+export interface CommandTransport {
+  isConnected(deviceId: string): boolean;
+  publishToDevice(deviceId: string, topic: string, payload: object): Promise<void>;
+}
+
+const DEFAULT_TTL_MS = 24 * 3600_000;
+
+export class Commands {
+  private transport: CommandTransport | null = null;
+  private readonly insert: Database.Statement;
+  private readonly markSent: Database.Statement;
+  private readonly pendingFor: Database.Statement;
+  private readonly byId: Database.Statement;
+  private readonly ack: Database.Statement;
+  private readonly expire: Database.Statement;
+  private readonly log: Logger;
+  /** incident events to append when an acknowledgement links to an incident (set by the incident service) */
+  onAcked: ((cmd: CommandRow, at: number) => IncidentEvent[]) | null = null;
+
+  constructor(private readonly sqlite: Database.Database, log: Logger) {
+    this.log = log.child({ module: 'commands' });
+    this.insert = sqlite.prepare(`insert into commands (id, device_id, type, params, incident_id, status, attempts, created_at, expires_at)
+      values (?, ?, ?, ?, ?, 'pending', 0, ?, ?)`);
+    this.markSent = sqlite.prepare(`update commands set status = case when status = 'pending' then 'sent' else status end,
+      attempts = attempts + 1, sent_at = ? where id = ?`);
+    this.pendingFor = sqlite.prepare(`select * from commands where device_id = ? and status in ('pending', 'sent') and expires_at > ?
+      order by created_at`);
+    this.byId = sqlite.prepare('select * from commands where id = ?');
+    this.ack = sqlite.prepare(`update commands set status = ?, acked_at = ?, error = ? where id = ? and device_id = ? and status in ('pending', 'sent')`);
+    this.expire = sqlite.prepare(`update commands set status = 'expired' where status in ('pending', 'sent') and expires_at <= ?`);
+  }
+
+  attach(transport: CommandTransport): void {
+    this.transport = transport;
+  }
+
+  /**
+   * Store a command (durably: call inside or outside a transaction) and send it once stored. Returns its id.
+   * Inside a transaction, call `flush(id)` after the commit.
+   */
+  create(deviceId: string, type: DeviceCommandType, params: Record<string, unknown> = {}, opts: { incidentId?: string; ttlMs?: number } = {}): CommandRow {
+    const now = Date.now();
+    const id = newId('c');
+    this.insert.run(id, deviceId, type, JSON.stringify(params), opts.incidentId ?? null, now, now + (opts.ttlMs ?? DEFAULT_TTL_MS));
+    return this.get(id);
+  }
+
+  get(id: string): CommandRow {
+    const row = this.byId.get(id) as Record<string, unknown> | undefined;
+    if (!row) throw new NotFoundError('command', id);
+    return toRow(row);
+  }
+
+  list(deviceId: string, limit = 50): CommandRow[] {
+    return (this.sqlite.prepare('select * from commands where device_id = ? order by created_at desc limit ?').all(deviceId, limit) as Record<string, unknown>[]).map(toRow);
+  }
+
+  /** Send a stored command now if its device is connected (after the transaction that stored it committed). */
+  send(id: string): void {
+    const cmd = this.get(id);
+    if (cmd.status !== 'pending' && cmd.status !== 'sent') return;
+    this.publish(cmd);
+  }
+
+  /** A device (re)connected: everything still pending goes out again, in order. */
+  resend(deviceId: string): void {
+    for (const row of this.pendingFor.all(deviceId, Date.now()) as Record<string, unknown>[]) this.publish(toRow(row));
+  }
+
+  private publish(cmd: CommandRow): void {
+    if (!this.transport?.isConnected(cmd.deviceId)) return;
+    const message: DeviceCommand = {
+      id: cmd.id, type: cmd.type as DeviceCommandType, ts: Date.now(),
+      ...(cmd.incidentId ? { incidentId: cmd.incidentId } : {}),
+      ...(Object.keys(cmd.params).length ? { params: cmd.params } : {}),
+    };
+    this.transport.publishToDevice(cmd.deviceId, topics.commands(cmd.deviceId), message).then(
+      () => this.markSent.run(Date.now(), cmd.id),
+      (err: Error) => this.log.warn({ err, deviceId: cmd.deviceId, commandId: cmd.id }, 'command not handed to the broker; it stays pending'),
+    );
+  }
+
+  /** Ingest step: a device's answer on commands/ack. Runs inside the ingest transaction. */
+  step = {
+    name: 'command-acks',
+    run: (obs: Observation): IncidentEvent[] | void => {
+      if (obs.type !== 'command-ack') return;
+      const info = this.ack.run(obs.ok ? 'acked' : 'failed', obs.receivedAt, obs.error ?? null, obs.commandId, obs.deviceId);
+      if (info.changes === 0) return;
+      const cmd = this.get(obs.commandId);
+      return this.onAcked?.(cmd, obs.receivedAt);
+    },
+  };
+
+  expireDue(now = Date.now()): number {
+    return this.expire.run(now).changes;
+  }
+}
+
+function toRow(r: Record<string, unknown>): CommandRow {
+  return {
+    id: r.id as string,
+    deviceId: r.device_id as string,
+    type: r.type as string,
+    params: JSON.parse((r.params as string) || '{}'),
+    incidentId: (r.incident_id as string | null) ?? null,
+    status: r.status as CommandRow['status'],
+    attempts: r.attempts as number,
+    createdAt: r.created_at as number,
+    sentAt: (r.sent_at as number | null) ?? null,
+    ackedAt: (r.acked_at as number | null) ?? null,
+    expiresAt: r.expires_at as number,
+    error: (r.error as string | null) ?? null,
+  };
+}

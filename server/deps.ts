@@ -1,0 +1,28 @@
+// What the HTTP layer is given: domain services, never transports' internals.
+import type { Config } from '../core/config.js';
+import type { Store } from '../core/db.js';
+import type { Bus } from '../core/bus.js';
+import type { Logger } from '../core/logger.js';
+import type { Metrics } from '../core/metrics.js';
+import type { Users, AuthUser } from '../core/users.js';
+import type { DeviceRegistry } from '../devices/registry.js';
+import type { DeviceStates } from '../gateway/device-state.js';
+import type { Commands } from '../gateway/commands.js';
+
+export interface AppDeps {
+  config: Config;
+  store: Store;
+  bus: Bus;
+  log: Logger;
+  metrics: Metrics;
+  users: Users;
+  registry: DeviceRegistry;
+  states: DeviceStates;
+  commands: Commands;
+  /** the ports the broker really listens on (the config may say 0 = ephemeral) */
+  mqttPorts: { port: number; tlsPort: number | null };
+  /** unit ids a user may see (the subtree of their unit), or null for everything */
+  visibleUnits(user: AuthUser): string[] | null;
+  /** extra route plugins registered by other parts (incidents, network, WebSocket, console) */
+  ready(): boolean;
+}

@@ -1,0 +1,45 @@
+// Authentication and roles for every API route: `app.authenticate` reads the bearer token, `requireRole` checks the
+// role. Routes declare both in their options, so a route without them is visible in review.
+import fp from 'fastify-plugin';
+import type { FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
+import type { Role } from '../../core/contracts.js';
+import { ForbiddenError, UnauthorizedError } from '../../core/errors.js';
+import type { AuthUser, Users } from '../../core/users.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    user: AuthUser;
+  }
+  interface FastifyInstance {
+    authenticate: preHandlerHookHandler;
+  }
+}
+
+export function bearerToken(req: FastifyRequest): string | undefined {
+  const h = req.headers.authorization;
+  if (h?.startsWith('Bearer ')) return h.slice(7).trim();
+  return undefined;
+}
+
+export const authPlugin = fp(
+  async (app, opts: { users: Users }) => {
+    app.decorateRequest('user', null as unknown as AuthUser);
+    app.decorate('authenticate', async (req: FastifyRequest, _reply: FastifyReply) => {
+      const token = bearerToken(req);
+      if (!token) throw new UnauthorizedError();
+      req.user = opts.users.verify(token);
+    });
+  },
+  { name: 'eldergate-auth' },
+);
+
+/** preHandlers: authenticated, and one of these roles. */
+export function requireRole(app: { authenticate: preHandlerHookHandler }, ...roles: Role[]): preHandlerHookHandler[] {
+  const check: preHandlerHookHandler = async (req) => {
+    if (!req.user) throw new UnauthorizedError();
+    if (!roles.includes(req.user.role)) {
+      throw new ForbiddenError(`this needs the role ${roles.join(' or ')}; you are ${req.user.role}`);
+    }
+  };
+  return [app.authenticate, check];
+}

@@ -1,0 +1,36 @@
+// One error handler: `{ code, message }` below 500, a generic message above (details are in the log, not the answer).
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { EldergateError } from '../../core/errors.js';
+
+export function installErrorHandler(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError | EldergateError | Error, request, reply) => {
+    if (err instanceof EldergateError && err.status < 500) {
+      if (err.status >= 400 && err.status !== 404) request.log.info({ code: err.code, msg: err.message }, 'request refused');
+      return reply.status(err.status).send({ code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) });
+    }
+    const fe = err as FastifyError;
+    if (fe.validation) {
+      const first = fe.validation[0];
+      const field = first
+        ? (first.instancePath?.replace(/^\//, '').replace(/\//g, '.') ||
+            (first.params as { missingProperty?: string; additionalProperty?: string })?.missingProperty ||
+            (first.params as { additionalProperty?: string })?.additionalProperty ||
+            fe.validationContext)
+        : fe.validationContext;
+      const message = `${fe.validationContext ?? 'request'}${field && field !== fe.validationContext ? ` field "${field}"` : ''}: ${first?.message ?? fe.message}`;
+      return reply.status(400).send({
+        code: 'BAD_REQUEST',
+        message,
+        details: fe.validation.map((v) => ({ field: v.instancePath || (v.params as { missingProperty?: string })?.missingProperty, message: v.message })),
+      });
+    }
+    if (fe.statusCode && fe.statusCode < 500) {
+      return reply.status(fe.statusCode).send({ code: fe.code ?? 'BAD_REQUEST', message: fe.message });
+    }
+    request.log.error({ err }, 'request failed');
+    return reply.status(500).send({ code: 'INTERNAL', message: 'internal error: the details are in the gateway log' });
+  });
+  app.setNotFoundHandler((request, reply) => {
+    reply.status(404).send({ code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}: see /docs/json for the API` });
+  });
+}

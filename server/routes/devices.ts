@@ -1,0 +1,306 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { DEVICE_KINDS, DEVICE_STATES, topics, type DeviceKind } from '../../core/contracts.js';
+import { ForbiddenError, ValidationError } from '../../core/errors.js';
+import { DeviceRegistry, type DeviceRow } from '../../devices/registry.js';
+import { KINDS } from '../../devices/kinds/index.js';
+import type { AppDeps } from '../deps.js';
+import { requireRole } from '../plugins/auth.js';
+import { ErrorBody, IdParam, Paging } from './common.js';
+
+const Kind = Type.Union(DEVICE_KINDS.map((k) => Type.Literal(k)));
+const Nullable = <T extends import('@sinclair/typebox').TSchema>(t: T) => Type.Union([t, Type.Null()]);
+
+const StateBody = Type.Object({
+  online: Type.Boolean(),
+  lastSeen: Nullable(Type.Integer()),
+  connectedAt: Nullable(Type.Integer()),
+  battery: Nullable(Type.Integer()),
+  signal: Nullable(Type.Integer()),
+  mains: Nullable(Type.Boolean()),
+  position: Nullable(Type.Object({}, { additionalProperties: true })),
+  supervision: Type.String(),
+  unreadableCount: Type.Integer(),
+  lastUnreadableAt: Nullable(Type.Integer()),
+  lastUnreadableReason: Nullable(Type.String()),
+  flags: Type.Array(Type.String()),
+});
+
+export const DeviceBody = Type.Object({
+  id: Type.String(),
+  kind: Kind,
+  serial: Type.String(),
+  model: Nullable(Type.String()),
+  firmware: Nullable(Type.String()),
+  state: Type.Union(DEVICE_STATES.map((s) => Type.Literal(s))),
+  residentId: Nullable(Type.String()),
+  unitId: Nullable(Type.String()),
+  power: Type.String(),
+  config: Type.Object({}, { additionalProperties: true }),
+  notes: Nullable(Type.String()),
+  createdAt: Type.Integer(),
+  updatedAt: Type.Integer(),
+  secretRotatedAt: Type.Integer(),
+  live: StateBody,
+});
+
+const Credentials = Type.Object({
+  id: Type.String(),
+  kind: Kind,
+  serial: Type.String(),
+  secret: Type.String({ description: 'shown only in this answer: store it in the device now' }),
+  mqtt: Type.Object({
+    host: Type.String(),
+    port: Type.Integer(),
+    tlsPort: Type.Optional(Type.Integer()),
+    clientId: Type.String(),
+    username: Type.String(),
+    keepaliveS: Type.Integer(),
+    topics: Type.Object({
+      events: Type.String(), telemetry: Type.String(), status: Type.String(), commands: Type.String(), commandAck: Type.String(),
+    }),
+  }),
+});
+
+const CommandBody = Type.Object({
+  id: Type.String(), deviceId: Type.String(), type: Type.String(), params: Type.Object({}, { additionalProperties: true }),
+  incidentId: Nullable(Type.String()), status: Type.String(), attempts: Type.Integer(), createdAt: Type.Integer(),
+  sentAt: Nullable(Type.Integer()), ackedAt: Nullable(Type.Integer()), expiresAt: Type.Integer(), error: Nullable(Type.String()),
+});
+
+export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (app, { deps }) => {
+  const { registry, states, config } = deps;
+  const writers = requireRole(app, 'admin', 'technician');
+  const readers = requireRole(app, 'admin', 'technician', 'operator', 'steward');
+
+  const view = (d: DeviceRow) => ({
+    ...d,
+    unitId: registry.entry(d.id)?.unitId ?? null,
+    live: states.get(d.id),
+  });
+
+  const credentials = (d: DeviceRow, secret: string) => ({
+    id: d.id,
+    kind: d.kind,
+    serial: d.serial,
+    secret,
+    mqtt: {
+      host: config.publicHost,
+      port: deps.mqttPorts.port,
+      ...(deps.mqttPorts.tlsPort ? { tlsPort: deps.mqttPorts.tlsPort } : {}),
+      clientId: d.id,
+      username: d.id,
+      keepaliveS: KINDS[d.kind].keepaliveS,
+      topics: {
+        events: topics.events(d.id), telemetry: topics.telemetry(d.id), status: topics.status(d.id),
+        commands: topics.commands(d.id), commandAck: topics.commandAck(d.id),
+      },
+    },
+  });
+
+  /** a user bound to a unit may only touch devices of residents in their units */
+  const checkVisible = (user: Parameters<AppDeps['visibleUnits']>[0], deviceId: string) => {
+    const units = deps.visibleUnits(user);
+    if (!units) return;
+    const unit = registry.entry(deviceId)?.unitId;
+    if (!unit || !units.includes(unit)) throw new ForbiddenError(`device ${deviceId} is outside your units`);
+  };
+
+  app.post('/api/devices', {
+    schema: {
+      tags: ['devices'],
+      summary: 'Provision a device: its id and secret are returned once',
+      body: Type.Object({
+        kind: Kind,
+        serial: Type.String({ minLength: 3, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$' }),
+        model: Type.Optional(Type.String({ maxLength: 64 })),
+        firmware: Type.Optional(Type.String({ maxLength: 64 })),
+        power: Type.Optional(Type.Union([Type.Literal('battery'), Type.Literal('mains')])),
+      }, { additionalProperties: false }),
+      response: { 201: Credentials, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody },
+    },
+    preHandler: writers,
+  }, async (req, reply) => {
+    const { device, secret } = registry.provision(req.body);
+    req.log.info({ deviceId: device.id, kind: device.kind, serial: device.serial, by: req.user.username }, 'device provisioned');
+    reply.status(201);
+    return credentials(device, secret);
+  });
+
+  // A factory delivery: CSV in, credentials out as CSV, once.
+  app.addContentTypeParser('text/csv', { parseAs: 'string', bodyLimit: 8 * 1024 * 1024 }, (_req, body, done) => done(null, body));
+  app.post('/api/devices/import', {
+    schema: {
+      tags: ['devices'],
+      summary: 'Bulk import a CSV of serials (header serial,kind[,model,firmware,power]); answers CSV id,serial,kind,secret',
+      querystring: Type.Object({ kind: Type.Optional(Kind) }),
+      response: { 201: Type.String({ description: 'CSV id,serial,kind,secret' }), 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody },
+    },
+    preHandler: writers,
+  }, async (req, reply) => {
+    if (typeof req.body !== 'string') throw new ValidationError('send the CSV with Content-Type: text/csv');
+    const inputs = DeviceRegistry.parseCsv(req.body, req.query.kind as DeviceKind | undefined);
+    const created = registry.provisionMany(inputs);
+    req.log.info({ count: created.length, by: req.user.username }, 'devices imported');
+    const lines = ['id,serial,kind,secret', ...created.map(({ device, secret }) => `${device.id},${device.serial},${device.kind},${secret}`)];
+    reply.status(201).header('content-type', 'text/csv; charset=utf-8').header('cache-control', 'no-store');
+    return lines.join('\n') + '\n';
+  });
+
+  app.get('/api/devices', {
+    schema: {
+      tags: ['devices'],
+      querystring: Type.Object({
+        kind: Type.Optional(Kind),
+        state: Type.Optional(Type.Union(DEVICE_STATES.map((s) => Type.Literal(s)))),
+        residentId: Type.Optional(Type.String()),
+        unitId: Type.Optional(Type.String()),
+        supervision: Type.Optional(Type.String()),
+        online: Type.Optional(Type.Boolean()),
+        q: Type.Optional(Type.String({ maxLength: 64 })),
+        ...Paging,
+      }),
+      response: { 200: Type.Object({ items: Type.Array(DeviceBody), total: Type.Integer() }), 400: ErrorBody, 401: ErrorBody },
+    },
+    preHandler: readers,
+  }, async (req) => {
+    const q = req.query;
+    let unitIds = deps.visibleUnits(req.user);
+    if (q.unitId) unitIds = unitIds ? unitIds.filter((u) => u === q.unitId) : [q.unitId];
+    // live-state filters are applied over the registry page (the live state is in memory)
+    if (q.supervision !== undefined || q.online !== undefined) {
+      const all = registry.list({ ...q, unitIds, limit: 1_000_000, offset: 0 }).items.filter((d) => {
+        const s = states.get(d.id);
+        return (q.supervision === undefined || s.supervision === q.supervision) && (q.online === undefined || s.online === q.online);
+      });
+      return { items: all.slice(q.offset, q.offset + q.limit).map(view), total: all.length };
+    }
+    const { items, total } = registry.list({ ...q, unitIds });
+    return { items: items.map(view), total };
+  });
+
+  app.get('/api/devices/:id', {
+    schema: { tags: ['devices'], params: IdParam, response: { 200: DeviceBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody } },
+    preHandler: readers,
+  }, async (req) => {
+    const d = registry.get(req.params.id);
+    checkVisible(req.user, d.id);
+    return view(d);
+  });
+
+  app.patch('/api/devices/:id', {
+    schema: {
+      tags: ['devices'],
+      params: IdParam,
+      body: Type.Object({
+        model: Type.Optional(Type.String({ maxLength: 64 })),
+        firmware: Type.Optional(Type.String({ maxLength: 64 })),
+        notes: Type.Optional(Type.String({ maxLength: 2000 })),
+        power: Type.Optional(Type.Union([Type.Literal('battery'), Type.Literal('mains')])),
+        config: Type.Optional(Type.Object({}, { additionalProperties: true })),
+      }, { additionalProperties: false }),
+      response: { 200: DeviceBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+    },
+    preHandler: writers,
+  }, async (req) => view(registry.update(req.params.id, req.body)));
+
+  app.post('/api/devices/:id/bind', {
+    schema: {
+      tags: ['devices'],
+      summary: 'Bind the device to a resident (null unbinds)',
+      params: IdParam,
+      body: Type.Object({ residentId: Nullable(Type.String({ minLength: 1 })) }, { additionalProperties: false }),
+      response: { 200: DeviceBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+    },
+    preHandler: writers,
+  }, async (req) => {
+    const d = registry.bind(req.params.id, req.body.residentId);
+    req.log.info({ deviceId: d.id, residentId: d.residentId, by: req.user.username }, 'device bound');
+    return view(d);
+  });
+
+  app.post('/api/devices/:id/rotate-secret', {
+    schema: {
+      tags: ['devices'],
+      summary: 'New secret, shown once; the device is disconnected at once',
+      params: IdParam,
+      response: { 200: Credentials, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+    },
+    preHandler: writers,
+  }, async (req) => {
+    const { device, secret } = registry.rotateSecret(req.params.id);
+    req.log.info({ deviceId: device.id, by: req.user.username }, 'device secret rotated');
+    return credentials(device, secret);
+  });
+
+  for (const [action, state] of [['suspend', 'suspended'], ['resume', 'in-service'], ['decommission', 'decommissioned']] as const) {
+    app.post(`/api/devices/:id/${action}`, {
+      schema: { tags: ['devices'], params: IdParam, response: { 200: DeviceBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody } },
+      preHandler: writers,
+    }, async (req) => {
+      const d = registry.setState(req.params.id, state);
+      req.log.info({ deviceId: d.id, state, by: req.user.username }, `device ${action}`);
+      return view(d);
+    });
+  }
+
+  app.post('/api/devices/:id/clear-flags', {
+    schema: { tags: ['devices'], summary: 'A technician looked at the terminal: clear "sending unreadable messages"', params: IdParam, response: { 200: DeviceBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody } },
+    preHandler: writers,
+  }, async (req) => {
+    const d = registry.get(req.params.id);
+    states.clearFlags(d.id);
+    return view(d);
+  });
+
+  app.get('/api/devices/:id/rejects', {
+    schema: {
+      tags: ['devices'], summary: 'Unreadable messages kept for diagnosis', params: IdParam,
+      response: { 200: Type.Object({ items: Type.Array(Type.Object({ id: Type.Integer(), topic: Nullable(Type.String()), reason: Type.String(), raw: Type.String(), at: Type.Integer() })) }), 401: ErrorBody, 404: ErrorBody },
+    },
+    preHandler: writers,
+  }, async (req) => {
+    registry.get(req.params.id);
+    const items = deps.store.sqlite.prepare('select id, topic, reason, raw, at from rejects where device_id = ? order by id desc limit 100').all(req.params.id);
+    return { items: items as { id: number; topic: string | null; reason: string; raw: string; at: number }[] };
+  });
+
+  app.post('/api/devices/:id/commands', {
+    schema: {
+      tags: ['devices'],
+      summary: 'Send a command to the device (QoS 1, stored and re-sent until acknowledged or expired)',
+      params: IdParam,
+      body: Type.Object({
+        type: Type.Union([Type.Literal('acknowledge-alarm'), Type.Literal('configure'), Type.Literal('locate-now'), Type.Literal('test-alarm')]),
+        params: Type.Optional(Type.Object({}, { additionalProperties: true })),
+        ttlS: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 86400 })),
+      }, { additionalProperties: false }),
+      response: { 202: CommandBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+    },
+    preHandler: requireRole(app, 'admin', 'technician', 'operator'),
+  }, async (req, reply) => {
+    const d = registry.get(req.params.id);
+    checkVisible(req.user, d.id);
+    const cmd = deps.commands.create(d.id, req.body.type, req.body.params ?? {}, req.body.ttlS ? { ttlMs: req.body.ttlS * 1000 } : {});
+    deps.commands.send(cmd.id);
+    reply.status(202);
+    return cmd;
+  });
+
+  app.get('/api/devices/:id/commands', {
+    schema: { tags: ['devices'], params: IdParam, response: { 200: Type.Object({ items: Type.Array(CommandBody) }), 401: ErrorBody, 404: ErrorBody } },
+    preHandler: readers,
+  }, async (req) => {
+    registry.get(req.params.id);
+    return { items: deps.commands.list(req.params.id) };
+  });
+
+  app.get('/api/device-kinds', {
+    schema: { tags: ['devices'], summary: 'The device kinds and their supervision intervals' },
+    preHandler: readers,
+  }, async () => Object.values(KINDS).map((k) => ({
+    kind: k.kind, title: k.title, heartbeatMs: k.heartbeatMs, mainsHeartbeatMs: k.mainsHeartbeatMs, keepaliveS: k.keepaliveS,
+    lifeSafetySensor: k.lifeSafetySensor, cancelWindowMs: k.cancelWindowMs ?? null,
+    events: Object.keys(k.events), telemetry: Object.keys(k.telemetry),
+  })));
+};

@@ -1,0 +1,61 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { ForbiddenError } from '../../core/errors.js';
+import type { AppDeps } from '../deps.js';
+import { requireRole } from '../plugins/auth.js';
+import { ErrorBody } from './common.js';
+
+const ObservationBody = Type.Object({
+  id: Type.Integer(),
+  deviceId: Type.String(),
+  type: Type.String(),
+  seq: Type.Union([Type.Integer(), Type.Null()]),
+  deviceTs: Type.Union([Type.Integer(), Type.Null()]),
+  receivedAt: Type.Integer(),
+  source: Type.String(),
+  lifeSafety: Type.Boolean(),
+  data: Type.Object({}, { additionalProperties: true }),
+  flags: Type.Union([Type.Array(Type.String()), Type.Null()]),
+});
+
+export const observationRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (app, { deps }) => {
+  app.get('/api/observations', {
+    schema: {
+      tags: ['observations'],
+      summary: 'What arrived from a device, newest first',
+      querystring: Type.Object({
+        deviceId: Type.String({ minLength: 1, description: 'required: observations are listed per device' }),
+        type: Type.Optional(Type.String()),
+        before: Type.Optional(Type.Integer({ description: 'observation id to page back from' })),
+        limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+      }),
+      response: { 200: Type.Object({ items: Type.Array(ObservationBody) }), 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+    },
+    preHandler: requireRole(app, 'admin', 'technician', 'operator', 'steward'),
+  }, async (req) => {
+    const { deviceId, type, before, limit } = req.query;
+    deps.registry.get(deviceId);
+    const units = deps.visibleUnits(req.user);
+    if (units) {
+      const unit = deps.registry.entry(deviceId)?.unitId;
+      if (!unit || !units.includes(unit)) throw new ForbiddenError(`device ${deviceId} is outside your units`);
+    }
+    const rows = deps.store.sqlite.prepare(`select * from observations where device_id = ?
+      ${type ? 'and type = ?' : ''} ${before ? 'and id < ?' : ''} order by id desc limit ?`)
+      .all(...[deviceId, ...(type ? [type] : []), ...(before ? [before] : []), limit]) as Record<string, unknown>[];
+    return {
+      items: rows.map((r) => ({
+        id: r.id as number,
+        deviceId: r.device_id as string,
+        type: r.type as string,
+        seq: r.seq as number | null,
+        deviceTs: r.device_ts as number | null,
+        receivedAt: r.received_at as number,
+        source: r.source as string,
+        lifeSafety: Boolean(r.life_safety),
+        data: JSON.parse(r.data as string),
+        flags: r.flags ? JSON.parse(r.flags as string) : null,
+      })),
+    };
+  });
+};

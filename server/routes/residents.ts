@@ -1,0 +1,105 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type, type TSchema } from '@sinclair/typebox';
+import { ForbiddenError } from '../../core/errors.js';
+import type { AppDeps } from '../deps.js';
+import { requireRole } from '../plugins/auth.js';
+import { ErrorBody, IdParam, LatLon, Paging } from './common.js';
+
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+
+const Contact = Type.Object({
+  name: Type.String({ minLength: 1, maxLength: 100 }),
+  relation: Type.Optional(Type.String({ maxLength: 50 })),
+  phone: Type.Optional(Type.String({ maxLength: 30 })),
+  webhook: Type.Optional(Type.String({ format: 'uri', maxLength: 500 })),
+}, { additionalProperties: false });
+
+const SafeZone = Type.Union([
+  Type.Object({ type: Type.Literal('circle'), center: LatLon, radiusM: Type.Number({ minimum: 10, maximum: 100000 }) }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal('polygon'), points: Type.Array(LatLon, { minItems: 3, maxItems: 200 }) }, { additionalProperties: false }),
+]);
+
+const ResidentFields = {
+  name: Type.String({ minLength: 1, maxLength: 200 }),
+  address: Type.Optional(Nullable(Type.String({ maxLength: 500 }))),
+  unitId: Type.Optional(Nullable(Type.String({ maxLength: 64 }))),
+  contacts: Type.Optional(Type.Array(Contact, { maxItems: 20 })),
+  safeZone: Type.Optional(Nullable(SafeZone)),
+  home: Type.Optional(Nullable(LatLon)),
+  noMovementSeconds: Type.Optional(Nullable(Type.Integer({ minimum: 60, maximum: 7 * 86400 }))),
+  checkInBy: Type.Optional(Nullable(Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$' }))),
+  notes: Type.Optional(Nullable(Type.String({ maxLength: 5000 }))),
+};
+
+export const ResidentBody = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  address: Nullable(Type.String()),
+  unitId: Nullable(Type.String()),
+  contacts: Type.Array(Contact),
+  safeZone: Nullable(SafeZone),
+  home: Nullable(LatLon),
+  noMovementSeconds: Nullable(Type.Integer()),
+  checkInBy: Nullable(Type.String()),
+  notes: Nullable(Type.String()),
+  createdAt: Type.Integer(),
+  updatedAt: Type.Integer(),
+});
+
+export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (app, { deps }) => {
+  const { registry } = deps;
+  const writers = requireRole(app, 'admin', 'technician', 'operator');
+  const readers = requireRole(app, 'admin', 'technician', 'operator', 'steward');
+
+  const checkUnit = (user: Parameters<AppDeps['visibleUnits']>[0], unitId: string | null | undefined) => {
+    const units = deps.visibleUnits(user);
+    if (units && (!unitId || !units.includes(unitId))) throw new ForbiddenError(`unit ${unitId ?? '(none)'} is outside your units`);
+  };
+
+  app.post('/api/residents', {
+    schema: {
+      tags: ['residents'],
+      body: Type.Object(ResidentFields, { additionalProperties: false }),
+      response: { 201: ResidentBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody },
+    },
+    preHandler: writers,
+  }, async (req, reply) => {
+    checkUnit(req.user, req.body.unitId);
+    const r = registry.createResident(req.body);
+    req.log.info({ residentId: r.id, unitId: r.unitId, by: req.user.username }, 'resident created');
+    reply.status(201);
+    return r;
+  });
+
+  app.get('/api/residents', {
+    schema: {
+      tags: ['residents'],
+      querystring: Type.Object({ q: Type.Optional(Type.String({ maxLength: 100 })), ...Paging }),
+      response: { 200: Type.Object({ items: Type.Array(ResidentBody), total: Type.Integer() }), 401: ErrorBody },
+    },
+    preHandler: readers,
+  }, async (req) => registry.listResidents({ ...req.query, unitIds: deps.visibleUnits(req.user) }));
+
+  app.get('/api/residents/:id', {
+    schema: { tags: ['residents'], params: IdParam, response: { 200: ResidentBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody } },
+    preHandler: readers,
+  }, async (req) => {
+    const r = registry.getResident(req.params.id);
+    checkUnit(req.user, r.unitId);
+    return r;
+  });
+
+  app.patch('/api/residents/:id', {
+    schema: {
+      tags: ['residents'],
+      params: IdParam,
+      body: Type.Partial(Type.Object(ResidentFields), { additionalProperties: false }),
+      response: { 200: ResidentBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+    },
+    preHandler: writers,
+  }, async (req) => {
+    checkUnit(req.user, registry.getResident(req.params.id).unitId);
+    if (req.body.unitId !== undefined) checkUnit(req.user, req.body.unitId);
+    return registry.updateResident(req.params.id, req.body);
+  });
+};
