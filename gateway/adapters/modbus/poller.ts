@@ -1,0 +1,381 @@
+// One Modbus link (a TCP connection or an RS-485 line to one unit) polled with modbus-serial according to a
+// register map. Polls never overlap; each change is handed to the sink in map order and awaited (durable) before
+// the next; a link that stops answering is itself an observation (`comm-lost`, once) and its recovery another.
+import ModbusRTUModule from 'modbus-serial';
+import type { Logger } from '../../../core/logger.js';
+import type { Observation, ObservationSink } from '../../../core/contracts.js';
+import type { RegisterMap } from './register-map.js';
+import { blockOf, evaluate, planBlocks, pointValue, toObservation, type PointState, type ReadBlock } from './points.js';
+
+// modbus-serial is CommonJS with `module.exports.default = module.exports`; its typings declare only the default
+const ModbusRTU = ModbusRTUModule.default ?? (ModbusRTUModule as unknown as typeof ModbusRTUModule.default);
+type Client = InstanceType<typeof ModbusRTU>;
+
+export type ModbusTransportOptions =
+  | { transport: 'tcp'; host: string; port: number }
+  | {
+      transport: 'rtu';
+      path: string;
+      baudRate: number;
+      parity?: 'none' | 'even' | 'odd' | 'mark' | 'space';
+      dataBits?: 5 | 6 | 7 | 8;
+      stopBits?: 1 | 1.5 | 2;
+    };
+
+export interface RetryOptions {
+  /** first back-off after a failed poll */
+  initialMs: number;
+  /** back-off ceiling; a lost link is retried at this rate for as long as it is lost */
+  maxMs: number;
+  /** consecutive failed polls before the link is reported `comm-lost` */
+  failuresBeforeCommLost: number;
+  /** ± fraction of each back-off, so that many links that failed together do not retry together */
+  jitter: number;
+}
+export const DEFAULT_RETRY: Readonly<RetryOptions> = Object.freeze({
+  initialMs: 200,
+  maxMs: 5000,
+  failuresBeforeCommLost: 3,
+  jitter: 0.1,
+});
+
+export interface ModbusLinkOptions {
+  /** for logs and stats */
+  name?: string;
+  link: ModbusTransportOptions;
+  /** Modbus unit (slave) id: 1–247 on RS-485; TCP devices often answer 1 or 255 */
+  unitId: number;
+  map: RegisterMap;
+  /** poll period; default the map's pollMs */
+  pollMs?: number;
+  /** how long one request may wait for its answer */
+  timeoutMs: number;
+  retry?: Partial<RetryOptions>;
+  /** the device a point's channel belongs to (bed 2 → that resident's mat); `undefined` for channel-less points */
+  deviceFor(channel: string | number | undefined): string;
+  sink: ObservationSink;
+  log: Logger;
+  /** the device that stands for the link itself: it receives comm-lost / comm-restored */
+  linkDeviceId: string;
+  /** clock, for tests */
+  now?: () => number;
+}
+
+export type ModbusLinkState = 'connecting' | 'ok' | 'failing' | 'comm-lost' | 'closed';
+
+export interface ModbusLinkStats {
+  name: string;
+  state: ModbusLinkState;
+  polls: number;
+  okPolls: number;
+  failedPolls: number;
+  consecutiveFailures: number;
+  /** Modbus exception responses (the device answered "no") */
+  exceptions: number;
+  timeouts: number;
+  /** connections (re)opened */
+  connects: number;
+  observations: number;
+  /** submissions the sink refused or failed; the change is retried at the next poll */
+  sinkErrors: number;
+  commLost: boolean;
+  lastError: string | null;
+  lastOkAt: number | null;
+  /** delay before the next poll (back-off while failing) */
+  nextDelayMs: number;
+  blocks: ReadBlock[];
+}
+
+export interface ModbusLink {
+  /** stop polling; a poll in progress finishes its durable submissions first */
+  close(): Promise<void>;
+  stats(): ModbusLinkStats;
+}
+
+type Failure =
+  | { kind: 'exception'; code: number; message: string; table: string; address: number; length: number }
+  | { kind: 'timeout'; message: string }
+  | { kind: 'transport'; message: string };
+
+class GuardTimeout extends Error {
+  readonly errno = 'ETIMEDOUT';
+}
+
+/** modbus-serial can leave a promise pending forever (a port destroyed mid-request): never await it unbounded. */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new GuardTimeout(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, guard]).finally(() => clearTimeout(timer));
+}
+
+function classify(err: unknown, block?: ReadBlock): Failure {
+  const e = err as { modbusCode?: unknown; errno?: unknown; message?: unknown };
+  const message = typeof e?.message === 'string' ? e.message : String(err);
+  if (typeof e?.modbusCode === 'number' && block) {
+    return { kind: 'exception', code: e.modbusCode, message, table: block.table, address: block.start, length: block.length };
+  }
+  if (e?.errno === 'ETIMEDOUT') return { kind: 'timeout', message };
+  return { kind: 'transport', message };
+}
+
+export const describeLink = (l: ModbusTransportOptions) =>
+  l.transport === 'tcp' ? `tcp://${l.host}:${l.port}` : `rtu:${l.path}@${l.baudRate}`;
+
+/** Start polling one link. Returns at once; the first poll runs immediately in the background. */
+export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
+  const retry: RetryOptions = { ...DEFAULT_RETRY, ...opts.retry };
+  const now = opts.now ?? Date.now;
+  const pollMs = opts.pollMs ?? opts.map.pollMs;
+  const name = opts.name ?? `${opts.map.name}@${describeLink(opts.link)}#${opts.unitId}`;
+  const log = opts.log.child({ module: 'modbus', link: name, deviceId: opts.linkDeviceId });
+  const blocks = planBlocks(opts.map.points);
+  const pointBlock = opts.map.points.map((p) => blockOf(blocks, p));
+  const states: (PointState | undefined)[] = opts.map.points.map(() => undefined);
+  const requestBudget = opts.timeoutMs + 500;
+
+  const stats: ModbusLinkStats = {
+    name,
+    state: 'connecting',
+    polls: 0,
+    okPolls: 0,
+    failedPolls: 0,
+    consecutiveFailures: 0,
+    exceptions: 0,
+    timeouts: 0,
+    connects: 0,
+    observations: 0,
+    sinkErrors: 0,
+    commLost: false,
+    lastError: null,
+    lastOkAt: null,
+    nextDelayMs: 0,
+    blocks,
+  };
+
+  let client: Client | undefined;
+  let closed = false;
+  let wake: (() => void) | undefined;
+
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+
+  async function dispose(c: Client) {
+    if (c === client) client = undefined;
+    try {
+      if (opts.link.transport === 'tcp') {
+        c.destroy(() => undefined);
+      } else {
+        await within(new Promise<void>((resolve) => c.close(() => resolve())), 2000, 'closing the serial port');
+      }
+    } catch (err) {
+      log.debug({ err }, 'closing the Modbus port failed');
+    }
+  }
+
+  async function connect(): Promise<Client> {
+    if (client?.isOpen) return client;
+    if (client) await dispose(client);
+    const c = new ModbusRTU();
+    // without a listener an 'error' event would throw out of the event loop and take the gateway down
+    c.on('error', (err: unknown) => log.debug({ err }, 'Modbus port error'));
+    const l = opts.link;
+    try {
+      if (l.transport === 'tcp') {
+        await within(c.connectTCP(l.host, { port: l.port }), requestBudget, `connecting to ${describeLink(l)}`);
+      } else {
+        await within(
+          c.connectRTUBuffered(l.path, {
+            baudRate: l.baudRate,
+            parity: l.parity ?? 'none',
+            dataBits: l.dataBits ?? 8,
+            stopBits: (l.stopBits ?? 1) as number,
+          }),
+          requestBudget,
+          `opening ${describeLink(l)}`,
+        );
+      }
+    } catch (err) {
+      await dispose(c);
+      throw err;
+    }
+    // set after connecting: modbus-serial would otherwise also make it the TCP socket's idle timeout
+    c.setTimeout(opts.timeoutMs);
+    c.setID(opts.unitId);
+    stats.connects++;
+    client = c;
+    log.info({ link: describeLink(l), unitId: opts.unitId }, 'Modbus link open');
+    return c;
+  }
+
+  async function read(c: Client, b: ReadBlock): Promise<(number | boolean)[]> {
+    const what = `reading ${b.table} ${b.start}+${b.length}`;
+    const request =
+      b.table === 'coil' ? c.readCoils(b.start, b.length)
+      : b.table === 'discrete' ? c.readDiscreteInputs(b.start, b.length)
+      : b.table === 'holding' ? c.readHoldingRegisters(b.start, b.length)
+      : c.readInputRegisters(b.start, b.length);
+    const result = await within<{ data: (number | boolean)[] }>(request, requestBudget, what);
+    // bit reads come back padded to whole bytes
+    if (result.data.length < b.length) throw new Error(`${what}: answer has ${result.data.length} values`);
+    return result.data.slice(0, b.length);
+  }
+
+  async function submit(obs: Observation): Promise<boolean> {
+    try {
+      await opts.sink.submit(obs);
+      stats.observations++;
+      return true;
+    } catch (err) {
+      stats.sinkErrors++;
+      log.error({ err, type: obs.type, deviceId: obs.deviceId }, 'sink refused a Modbus observation; it is retried at the next poll');
+      return false;
+    }
+  }
+
+  function deviceFor(channel: string | number | undefined): { deviceId: string; flags?: string[] } {
+    try {
+      return { deviceId: opts.deviceFor(channel) };
+    } catch (err) {
+      // an alarm is never dropped for want of a device mapping: it goes to the link's device, flagged
+      log.error({ err, channel }, 'no device for this channel; reported on the link device');
+      return { deviceId: opts.linkDeviceId, flags: [`unmapped-channel:${String(channel)}`] };
+    }
+  }
+
+  /** One poll: read every block, then submit what changed. Returns the first read failure, if any. */
+  async function pollOnce(): Promise<Failure | undefined> {
+    let c: Client;
+    try {
+      c = await connect();
+    } catch (err) {
+      return classify(err);
+    }
+    const values: ((number | boolean)[] | undefined)[] = blocks.map(() => undefined);
+    let failure: Failure | undefined;
+    for (const [i, b] of blocks.entries()) {
+      try {
+        values[i] = await read(c, b);
+      } catch (err) {
+        const f = classify(err, b);
+        failure ??= f;
+        // the device answered "no" for this block: the others may still be read (one bad address must not blind
+        // a whole panel). Anything else: the line is in doubt, drop it so no late answer is taken for the next request.
+        if (f.kind !== 'exception') {
+          failure = f;
+          await dispose(c);
+          break;
+        }
+      }
+    }
+    if (closed) return undefined;
+
+    if (!failure && stats.commLost) {
+      const restored = await submit({
+        deviceId: opts.linkDeviceId,
+        type: 'comm-restored',
+        receivedAt: now(),
+        source: 'modbus',
+        restore: true,
+        detail: { unitId: opts.unitId, link: describeLink(opts.link), map: opts.map.name, failures: stats.consecutiveFailures },
+      });
+      if (!restored) return undefined;
+      stats.commLost = false;
+      log.warn('Modbus link restored');
+    }
+
+    for (const [i, p] of opts.map.points.entries()) {
+      const bi = pointBlock[i]!;
+      const data = values[bi];
+      if (!data) continue;
+      const raw = data[p.address - blocks[bi]!.start]!;
+      const value = pointValue(p, raw);
+      const { next, emit } = evaluate(p, states[i], value);
+      if (emit) {
+        const target = deviceFor(p.channel);
+        const obs = toObservation(p, { deviceId: target.deviceId, unitId: opts.unitId, map: opts.map, receivedAt: now() }, value, raw, emit);
+        if (target.flags) obs.flags = target.flags;
+        // durability before moving on; on failure this point and the rest keep their old state and are retried
+        if (!(await submit(obs))) return failure;
+      }
+      states[i] = next;
+    }
+    return failure;
+  }
+
+  function backoff(failures: number): number {
+    const base = Math.min(retry.initialMs * 2 ** Math.min(failures - 1, 30), retry.maxMs);
+    return Math.max(1, Math.round(base * (1 + retry.jitter * (Math.random() * 2 - 1))));
+  }
+
+  async function loop() {
+    while (!closed) {
+      const started = now();
+      stats.polls++;
+      // a bug in one poll must not end supervision of the link: count it as a failed poll and go on
+      const failure = await pollOnce().catch((err: unknown) => classify(err));
+      if (closed) break;
+      if (!failure) {
+        stats.okPolls++;
+        stats.consecutiveFailures = 0;
+        stats.lastOkAt = now();
+        stats.state = stats.commLost ? 'comm-lost' : 'ok';
+        stats.nextDelayMs = Math.max(0, pollMs - (now() - started));
+      } else {
+        stats.failedPolls++;
+        stats.consecutiveFailures++;
+        stats.lastError = failure.kind === 'exception' ? `exception ${failure.code} on ${failure.table} ${failure.address}: ${failure.message}` : failure.message;
+        if (failure.kind === 'exception') stats.exceptions++;
+        if (failure.kind === 'timeout') stats.timeouts++;
+        const logFailure = stats.consecutiveFailures === 1 ? log.warn.bind(log) : log.debug.bind(log);
+        logFailure({ failure, failures: stats.consecutiveFailures }, 'Modbus poll failed; retrying with back-off');
+        if (stats.consecutiveFailures >= retry.failuresBeforeCommLost && !stats.commLost) {
+          const reported = await submit({
+            deviceId: opts.linkDeviceId,
+            type: 'comm-lost',
+            receivedAt: now(),
+            source: 'modbus',
+            detail: {
+              unitId: opts.unitId,
+              link: describeLink(opts.link),
+              map: opts.map.name,
+              failures: stats.consecutiveFailures,
+              reason: failure.kind,
+              error: failure.message,
+              ...(failure.kind === 'exception' ? { exceptionCode: failure.code, table: failure.table, register: failure.address } : {}),
+            },
+          });
+          if (reported) {
+            stats.commLost = true;
+            log.error({ failure, failures: stats.consecutiveFailures }, 'Modbus link lost');
+          }
+        }
+        stats.state = stats.commLost ? 'comm-lost' : 'failing';
+        stats.nextDelayMs = backoff(stats.consecutiveFailures);
+      }
+      if (closed) break;
+      await sleep(stats.nextDelayMs);
+    }
+  }
+
+  const running = loop().catch((err) => log.error({ err }, 'Modbus poll loop stopped unexpectedly'));
+
+  return {
+    async close() {
+      if (closed) return void (await running);
+      closed = true;
+      wake?.();
+      if (client) await dispose(client);
+      await running;
+      stats.state = 'closed';
+    },
+    stats: () => ({ ...stats, blocks: stats.blocks.map((b) => ({ ...b })) }),
+  };
+}

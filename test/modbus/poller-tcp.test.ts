@@ -1,0 +1,186 @@
+// The poller against the simulated device running in another process over Modbus TCP.
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadRegisterMap } from '../../gateway/adapters/modbus/register-map.js';
+import { startModbusLink, type ModbusLink, type ModbusLinkOptions } from '../../gateway/adapters/modbus/poller.js';
+import { deviceForChannels } from '../../gateway/adapters/modbus/config.js';
+import { killAll, log, RecordingSink, startSim, waitFor } from './helpers.js';
+
+const links: ModbusLink[] = [];
+afterEach(async () => {
+  await Promise.all(links.splice(0).map((l) => l.close()));
+  await killAll();
+});
+
+function poll(port: number, mapName: string, sink: RecordingSink, over: Partial<ModbusLinkOptions> = {}) {
+  const channels = { '1': 'mat-1', '2': 'mat-2', '3': 'mat-3', '4': 'mat-4' };
+  const link = startModbusLink({
+    link: { transport: 'tcp', host: '127.0.0.1', port },
+    unitId: 1,
+    map: loadRegisterMap(mapName),
+    pollMs: 50,
+    timeoutMs: 500,
+    retry: { initialMs: 50, maxMs: 400, failuresBeforeCommLost: 3, jitter: 0 },
+    deviceFor: deviceForChannels({ deviceId: 'controller', channels }),
+    sink,
+    log,
+    linkDeviceId: 'controller',
+    ...over,
+  });
+  links.push(link);
+  return link;
+}
+
+describe('Modbus poller over TCP against the simulator process', () => {
+  it('raises a bed exit, restores it, and raises at the first poll a bed that is already empty', async () => {
+    const { proc, ready } = await startSim(['--map', 'bed-exit-controller', '--tcp-port', '0']);
+    // bed 3 is empty before the gateway starts: that resident may be on the floor now
+    await proc.send('point bed-3-exit 0');
+    const sink = new RecordingSink();
+    const link = poll(ready.port as number, 'bed-exit-controller', sink);
+
+    const [first] = await sink.waitFor('the bed 3 exit found at the first poll', (o) => o.type === 'bed-exit');
+    expect(first).toMatchObject({
+      type: 'bed-exit',
+      deviceId: 'mat-3',
+      source: 'modbus',
+      detail: { register: 0, table: 'input', bit: 2, value: 0, unitId: 1, channel: 3, point: 'bed-3-exit' },
+    });
+    expect(first!.restore).toBeUndefined();
+    await waitFor('a few more polls', () => link.stats().okPolls >= 5 || undefined);
+    expect(sink.observations).toHaveLength(1); // the other beds are occupied: the baseline raises nothing
+
+    await proc.send('point bed-1-exit 0');
+    await sink.waitFor('bed 1 exit', (o) => o.type === 'bed-exit' && o.deviceId === 'mat-1');
+    await proc.send('point bed-1-exit 1');
+    const [restore] = await sink.waitFor('bed 1 restore', (o) => o.deviceId === 'mat-1' && o.restore === true);
+    expect(restore).toMatchObject({ type: 'bed-exit', restore: true, detail: { value: 1 } });
+
+    // a channel-less point reports on the controller itself
+    await proc.send('point controller-fault 1');
+    const [fault] = await sink.waitFor('controller fault', (o) => o.type === 'device-fault');
+    expect(fault!.deviceId).toBe('controller');
+
+    // a level below its threshold carries the level
+    await proc.send('point battery-low 12');
+    const [battery] = await sink.waitFor('battery low', (o) => o.type === 'battery');
+    expect(battery).toMatchObject({ type: 'battery', level: 12, deviceId: 'controller' });
+
+    const polls = link.stats().okPolls;
+    await waitFor('a few more polls', () => link.stats().okPolls >= polls + 3 || undefined);
+    expect(sink.of('bed-exit', 'mat-1')).toHaveLength(2); // one raise, one restore: no repeats while unchanged
+    expect(link.stats()).toMatchObject({ state: 'ok', commLost: false, failedPolls: 0, blocks: [{ table: 'input', start: 0, length: 3 }] });
+  });
+
+  it('submits in map order, one at a time, and never overlaps polls while the sink is slow', async () => {
+    const { proc, ready } = await startSim(['--map', 'bed-exit-controller', '--tcp-port', '0']);
+    const sink = new RecordingSink(150);
+    const link = poll(ready.port as number, 'bed-exit-controller', sink, { pollMs: 20 });
+    await waitFor('the baseline', () => link.stats().okPolls >= 2 || undefined);
+    // all four beds empty in one register write: four changes seen by one poll
+    await proc.send('set input 0 0');
+    const exits = await sink.waitFor('four bed exits', (o) => o.type === 'bed-exit', 4);
+    expect(exits.map((o) => o.deviceId)).toEqual(['mat-1', 'mat-2', 'mat-3', 'mat-4']);
+    expect(sink.maxInFlight).toBe(1);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(sink.of('bed-exit')).toHaveLength(4);
+  });
+
+  it('a change the sink fails to store is retried at the next poll, not lost', async () => {
+    const { proc, ready } = await startSim(['--map', 'pull-cord-panel', '--tcp-port', '0']);
+    const sink = new RecordingSink();
+    const link = poll(ready.port as number, 'pull-cord-panel', sink);
+    await waitFor('the baseline', () => link.stats().okPolls >= 2 || undefined);
+    sink.failNext = 2;
+    await proc.send('point cord-5 1');
+    const [cord] = await sink.waitFor('the pull cord after the store recovered', (o) => o.type === 'pull-cord');
+    expect(cord).toMatchObject({ deviceId: 'controller', detail: { table: 'coil', register: 4, channel: 5 } });
+    expect(link.stats().sinkErrors).toBe(2);
+    expect(sink.of('pull-cord')).toHaveLength(1);
+  });
+
+  it('a killed link is comm-lost once; the device back is comm-restored, and what changed meanwhile is seen', async () => {
+    const first = await startSim(['--map', 'pull-cord-panel', '--tcp-port', '0']);
+    const port = first.ready.port as number;
+    const sink = new RecordingSink();
+    const link = poll(port, 'pull-cord-panel', sink);
+    await waitFor('the baseline', () => link.stats().okPolls >= 2 || undefined);
+
+    await first.proc.kill('SIGKILL');
+    const [lost] = await sink.waitFor('comm-lost', (o) => o.type === 'comm-lost');
+    expect(lost).toMatchObject({ deviceId: 'controller', source: 'modbus', detail: { unitId: 1, link: `tcp://127.0.0.1:${port}` } });
+    expect(link.stats()).toMatchObject({ state: 'comm-lost', commLost: true });
+    // keep failing for a while: comm-lost is reported once, not once per retry
+    const failed = link.stats().failedPolls;
+    await waitFor('more failed polls', () => link.stats().failedPolls >= failed + 3 || undefined);
+    expect(sink.of('comm-lost')).toHaveLength(1);
+
+    // the panel comes back on the same port with cord 2 pulled while the link was down
+    const second = await startSim(['--map', 'pull-cord-panel', '--tcp-port', String(port)]);
+    await second.proc.send('point cord-2 1');
+    const [restored] = await sink.waitFor('comm-restored', (o) => o.type === 'comm-restored');
+    expect(restored).toMatchObject({ deviceId: 'controller', restore: true });
+    const [cord] = await sink.waitFor('the cord pulled while the link was down', (o) => o.type === 'pull-cord');
+    expect(sink.observations.indexOf(cord!)).toBeGreaterThan(sink.observations.indexOf(restored!));
+    expect(link.stats()).toMatchObject({ state: 'ok', commLost: false, consecutiveFailures: 0 });
+    expect(link.stats().connects).toBeGreaterThanOrEqual(2);
+  });
+
+  it('exception responses (illegal address) are retried with growing back-off, then comm-lost, then restored', async () => {
+    const { proc, ready } = await startSim(['--map', 'gas-smoke-detector', '--tcp-port', '0', '--trace']);
+    const sink = new RecordingSink();
+    const link = poll(ready.port as number, 'gas-smoke-detector', sink, {
+      retry: { initialMs: 100, maxMs: 1600, failuresBeforeCommLost: 3, jitter: 0 },
+    });
+    await waitFor('the baseline', () => link.stats().okPolls >= 2 || undefined);
+    await proc.send('fail holding 1 2');
+    const [lost] = await sink.waitFor('comm-lost after exceptions', (o) => o.type === 'comm-lost');
+    expect(lost!.detail).toMatchObject({ reason: 'exception', exceptionCode: 2, table: 'holding' });
+    await waitFor('five failed requests', () => (proc.lines.filter((l) => l.event === 'exception').length >= 5 ? true : undefined));
+    const at = proc.lines.filter((l) => l.event === 'exception').map((l) => l.at as number);
+    const gaps = at.slice(1).map((t, i) => t - at[i]!);
+    // back-off doubles: 100, 200, 400, 800 ms (plus request time); a fixed-rate retry would keep ~100
+    expect(gaps[3]!).toBeGreaterThan(gaps[0]! + 400);
+    expect(gaps[2]!).toBeGreaterThan(gaps[0]!);
+    expect(link.stats().exceptions).toBeGreaterThanOrEqual(5);
+    expect(sink.of('comm-lost')).toHaveLength(1);
+
+    // meanwhile smoke was detected: it is raised as soon as the register can be read again
+    await proc.send('point smoke-alarm 1');
+    await proc.send('unfail holding 1');
+    await sink.waitFor('comm-restored', (o) => o.type === 'comm-restored');
+    const [smoke] = await sink.waitFor('smoke', (o) => o.type === 'smoke');
+    expect(smoke).toMatchObject({ deviceId: 'controller', detail: { register: 1, bit: 0, table: 'holding' } });
+  });
+
+  it('a device that stops answering times out into comm-lost and back', async () => {
+    const { proc, ready } = await startSim(['--map', 'gas-smoke-detector', '--tcp-port', '0']);
+    const sink = new RecordingSink();
+    const link = poll(ready.port as number, 'gas-smoke-detector', sink, { timeoutMs: 200 });
+    await waitFor('the baseline', () => link.stats().okPolls >= 2 || undefined);
+    await proc.send('silence on');
+    const [lost] = await sink.waitFor('comm-lost after timeouts', (o) => o.type === 'comm-lost');
+    expect(lost!.detail).toMatchObject({ reason: 'timeout' });
+    expect(link.stats().timeouts).toBeGreaterThanOrEqual(3);
+    await proc.send('point co-ppm 80');
+    await proc.send('silence off');
+    await sink.waitFor('comm-restored', (o) => o.type === 'comm-restored');
+    const [gas] = await sink.waitFor('gas', (o) => o.type === 'gas');
+    expect(gas!.detail).toMatchObject({ value: 80, raw: 800, unit: 'ppm' });
+  });
+
+  it('close() stops polling promptly even while a request is unanswered', async () => {
+    const { proc, ready } = await startSim(['--map', 'gas-smoke-detector', '--tcp-port', '0']);
+    const sink = new RecordingSink();
+    const link = poll(ready.port as number, 'gas-smoke-detector', sink, { timeoutMs: 1000 });
+    await waitFor('the baseline', () => link.stats().okPolls >= 1 || undefined);
+    await proc.send('silence on');
+    await new Promise((r) => setTimeout(r, 100));
+    const t0 = Date.now();
+    await link.close();
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(link.stats().state).toBe('closed');
+    const polls = link.stats().polls;
+    await new Promise((r) => setTimeout(r, 300));
+    expect(link.stats().polls).toBe(polls);
+  });
+});
