@@ -1,0 +1,164 @@
+import { describe, it, expect } from 'vitest';
+import { decodeFrame, type ContactIdFrame, type SiaFrame } from '../../gateway/adapters/serial/frames.js';
+import {
+  contactIdToObservation,
+  siaToObservations,
+  TELECARE_VENDOR_CODES,
+  type CodeTableConfig,
+} from '../../gateway/adapters/serial/contact-id.js';
+import { isLifeSafety } from '../../core/contracts.js';
+
+const cid = (s: string) => {
+  const r = decodeFrame(s);
+  if (!r.ok || r.frame.kind !== 'contact-id') throw new Error(`not a Contact ID frame: ${s}`);
+  return r.frame as ContactIdFrame;
+};
+const map = (code: string, q = 'E', extra: { codeTable?: CodeTableConfig; model?: string; account?: string } = {}) =>
+  contactIdToObservation(cid(`5011 18${extra.account ?? '1234'}${q}${code}01007`), {
+    deviceId: 'dev-1',
+    receivedAt: 1000,
+    codeTable: extra.codeTable,
+    model: extra.model,
+  });
+
+describe('Contact ID → observations', () => {
+  it.each([
+    ['100', 'medical'],
+    ['101', 'sos'],
+    ['110', 'fire'],
+    ['120', 'panic'],
+    ['102', 'supervision'],
+    ['147', 'supervision'],
+    ['309', 'supervision'],
+    ['350', 'supervision'],
+    ['354', 'supervision'],
+    ['381', 'supervision'],
+    ['301', 'power-lost'],
+    ['302', 'battery'],
+    ['384', 'battery'],
+    ['383', 'tamper'],
+    ['601', 'test'],
+    ['602', 'test'],
+    ['603', 'test'],
+  ])('%s → %s', (code, type) => {
+    const o = map(code);
+    expect(o.type).toBe(type);
+    expect(o.source).toBe('serial');
+    expect(o.restore).toBeUndefined();
+  });
+
+  it('life-safety codes become life-safety observations', () => {
+    for (const code of ['100', '101', '110', '120']) expect(isLifeSafety(map(code).type)).toBe(true);
+    for (const code of ['301', '302', '602']) expect(isLifeSafety(map(code).type)).toBe(false);
+  });
+
+  it('puts the full detail on every observation', () => {
+    const o = map('101');
+    expect(o).toMatchObject({ deviceId: 'dev-1', receivedAt: 1000, type: 'sos' });
+    expect(o.detail).toMatchObject({
+      protocol: 'contact-id',
+      code: '101',
+      qualifier: 'E',
+      group: '01',
+      zone: '007',
+      account: '1234',
+      receiver: '01',
+      line: '1',
+      raw: '5011 181234E10101007',
+      label: 'personal emergency',
+      table: 'built-in',
+    });
+  });
+
+  it('a restore sets restore: true; AC loss restores as power-restored', () => {
+    const r = map('101', 'R');
+    expect([r.type, r.restore]).toEqual(['sos', true]);
+    const ac = map('301', 'R');
+    expect([ac.type, ac.restore]).toEqual(['power-restored', true]);
+    const three = map('301', '3');
+    expect([three.type, three.restore, three.detail?.qualifierRaw]).toEqual(['power-restored', true, '3']);
+  });
+
+  it('"previous event still present" keeps the type and says so', () => {
+    const p = map('110', 'P');
+    expect([p.type, p.restore, p.detail?.stillPresent]).toEqual(['fire', undefined, true]);
+  });
+
+  it('low battery has an estimated level 0, its restore 100', () => {
+    const low = map('302');
+    expect(low.type === 'battery' && low.level).toBe(0);
+    const back = map('384', 'R');
+    expect(back.type === 'battery' && back.level).toBe(100);
+    expect(back.restore).toBe(true);
+  });
+
+  it('an unknown code is an unknown observation, never dropped', () => {
+    const o = map('999');
+    expect(o).toMatchObject({ type: 'unknown', code: '999' });
+    expect(o.detail).toMatchObject({ code: '999', raw: '5011 181234E99901007' });
+    expect(o.detail?.label).toBeUndefined();
+  });
+
+  it('the code table is overridable per receiver, model and account, most specific first', () => {
+    const codeTable: CodeTableConfig = {
+      codes: { '641': { type: 'no-movement', label: 'inactivity (receiver-wide)' } },
+      byModel: { 'vendor-x': TELECARE_VENDOR_CODES },
+      byAccount: { '4321': { '102': { type: 'sos', label: 'account says sos' } } },
+    };
+    // built-in: 102 fail to report in
+    expect(map('102').type).toBe('supervision');
+    // telecare model: 102 is a fall
+    const fall = map('102', 'E', { codeTable, model: 'vendor-x' });
+    expect([fall.type, fall.detail?.label, fall.detail?.table]).toEqual(['fall', 'fall detected', 'model']);
+    // account beats model
+    const acct = map('102', 'E', { codeTable, model: 'vendor-x', account: '4321' });
+    expect([acct.type, acct.detail?.table]).toEqual(['sos', 'account']);
+    // receiver-wide override for every account
+    const inact = map('641', 'E', { codeTable });
+    expect([inact.type, inact.detail?.table]).toEqual(['no-movement', 'receiver']);
+    // the vendor codes
+    expect(map('616', 'E', { codeTable, model: 'vendor-x' }).type).toBe('call-request');
+    expect(map('733', 'E', { codeTable, model: 'vendor-x' }).type).toBe('bed-exit');
+    expect(map('734', 'E', { codeTable, model: 'vendor-x' }).type).toBe('bed-exit');
+    const wander = map('732', 'E', { codeTable, model: 'vendor-x' });
+    expect(wander).toMatchObject({ type: 'unknown', code: '732' });
+    expect(wander.detail?.label).toBe('wanderer');
+    // other models keep the built-in table
+    expect(map('102', 'E', { codeTable, model: 'other' }).type).toBe('supervision');
+  });
+
+  it('passes flags (unknown-account) through', () => {
+    const o = contactIdToObservation(cid('5011 18FFFFE10101001'), {
+      deviceId: 'receiver-1',
+      receivedAt: 1,
+      flags: ['unknown-account'],
+    });
+    expect(o).toMatchObject({ deviceId: 'receiver-1', type: 'sos', flags: ['unknown-account'] });
+    expect(o.detail?.account).toBe('FFFF');
+  });
+});
+
+describe('SIA → observations', () => {
+  const sia = (s: string) => {
+    const r = decodeFrame(s);
+    if (!r.ok || r.frame.kind !== 'sia') throw new Error(`not SIA: ${s}`);
+    return r.frame as SiaFrame;
+  };
+  it('maps the codes it knows, one observation per event, unknown ones kept', () => {
+    const list = siaToObservations(sia('S011[#1234|Nri01/FA129/AR00/ZZ001]'), { deviceId: 'd', receivedAt: 5 });
+    expect(list.map((o) => [o.type, o.restore])).toEqual([
+      ['fire', undefined],
+      ['power-restored', true],
+      ['unknown', undefined],
+    ]);
+    expect(list[0]!.detail).toMatchObject({ protocol: 'sia', code: 'FA', zone: '129', account: '1234', group: '01' });
+    expect(list[2]).toMatchObject({ type: 'unknown', code: 'ZZ' });
+  });
+
+  it('a SIA frame with no readable event is still one unknown observation', () => {
+    const list = siaToObservations(sia('S011[#1234|??]'), { deviceId: 'd', receivedAt: 5 });
+    expect(list).toHaveLength(1);
+    expect(list[0]).toMatchObject({ type: 'unknown', code: 'SIA' });
+    expect(list[0]!.detail?.raw).toBe('S011[#1234|??]');
+  });
+});
