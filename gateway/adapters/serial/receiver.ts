@@ -1,0 +1,400 @@
+// The serial alarm-receiver adapter: reads Sur-Gard / DSC automation output over RS-232 with `serialport`,
+// turns each frame into observations, and answers the receiver.
+//
+// Contract with the receiver (Sur-Gard MLR2E manual §9.2, PROTOCOLS.md): every frame ends with DC4 and is answered
+// ACK or NAK within 4 s; without an ACK it is sent 3 more times, then buffered until a heartbeat is ACKed.
+// So: ACK an event only once the sink says it is durable (like PUBACK); NAK what we cannot read or could not store,
+// and the receiver keeps the event for us. Heartbeats are ACKed at once: they are how the receiver tests the link.
+import { SerialPort, DelimiterParser } from 'serialport';
+import type { Observation, ObservationSink } from '../../../core/contracts.js';
+import type { Logger } from '../../../core/logger.js';
+import { decodeFrame, printable, ACK, NAK, DC4, type Frame } from './frames.js';
+import { contactIdToObservation, siaToObservations, type CodeTableConfig } from './contact-id.js';
+
+export interface SerialReceiverOptions {
+  path: string;
+  receiverDeviceId: string;
+  baudRate?: number;
+  dataBits?: 5 | 6 | 7 | 8;
+  parity?: 'none' | 'even' | 'odd' | 'mark' | 'space' | string;
+  stopBits?: 1 | 1.5 | 2;
+  heartbeatTimeoutMs?: number;
+  acceptUnreadableAfter?: number;
+  maxFrameBytes?: number;
+  reopenMinMs?: number;
+  reopenMaxMs?: number;
+  reportHeartbeats?: boolean;
+  codeTable?: CodeTableConfig | undefined;
+  /** account → deviceId; undefined for an account no device is registered under */
+  resolveAccount(account: string, where: { receiver: string; line: string; protocol: 'contact-id' | 'sia' }): string | undefined;
+  /** deviceId → model, so the code table can be overridden per model */
+  resolveModel?(deviceId: string): string | undefined;
+  sink: ObservationSink;
+  log: Logger;
+  now?: () => number;
+  /** told of every unreadable frame (to keep it raw for diagnosis, e.g. in `rejects`); must not throw */
+  onUnreadable?(info: { raw: string; reason: string; at: number; receiverDeviceId: string }): void;
+}
+
+export interface SerialReceiverStats {
+  open: boolean;
+  framesReceived: number;
+  events: number;
+  heartbeats: number;
+  observations: number;
+  acks: number;
+  naks: number;
+  unreadable: number;
+  /** unreadable frames stored as `unknown` after repeated NAKs */
+  unreadableAccepted: number;
+  submitFailures: number;
+  unknownAccounts: number;
+  unknownCodes: number;
+  /** comm-lost has been submitted and not yet followed by comm-restored */
+  commLost: boolean;
+  lastFrameAt: number | null;
+  queueDepth: number;
+  opens: number;
+  openFailures: number;
+}
+
+export interface SerialReceiver {
+  close(): Promise<void>;
+  stats(): SerialReceiverStats;
+}
+
+const DEFAULTS = {
+  baudRate: 19200,
+  dataBits: 7 as const,
+  parity: 'even',
+  stopBits: 1 as const,
+  heartbeatTimeoutMs: 90_000,
+  acceptUnreadableAfter: 3,
+  maxFrameBytes: 1024,
+  reopenMinMs: 1000,
+  reopenMaxMs: 30_000,
+};
+
+/** How long close() waits for the frame in hand; an unanswered frame is resent by the receiver anyway. */
+const CLOSE_DRAIN_MS = 5000;
+
+/**
+ * Open the port (retrying with back-off until it opens, without blocking the caller beyond the first attempt)
+ * and serve the receiver until close().
+ */
+export async function startSerialReceiver(opts: SerialReceiverOptions): Promise<SerialReceiver> {
+  const cfg = { ...DEFAULTS, ...stripUndefined(opts) };
+  const now = opts.now ?? Date.now;
+  const log = opts.log.child({ module: 'serial', receiverDeviceId: opts.receiverDeviceId, path: opts.path });
+  const baseDetail = { receiverDeviceId: opts.receiverDeviceId, port: opts.path };
+
+  const st: SerialReceiverStats = {
+    open: false, framesReceived: 0, events: 0, heartbeats: 0, observations: 0, acks: 0, naks: 0, unreadable: 0,
+    unreadableAccepted: 0, submitFailures: 0, unknownAccounts: 0, unknownCodes: 0, commLost: false,
+    lastFrameAt: null, queueDepth: 0, opens: 0, openFailures: 0,
+  };
+
+  let port: SerialPort | undefined;
+  let closing = false;
+  let reopenTimer: NodeJS.Timeout | undefined;
+  let reopenAttempt = 0;
+  // supervision: from start, a receiver that never speaks is as lost as one that stopped
+  let lastLife = now();
+  let reported: 'ok' | 'lost' = 'ok';
+  let reporting = false;
+  // the same unreadable bytes again and again: a format we do not read (see acceptUnreadableAfter)
+  let lastBad: { raw: string; count: number } | undefined;
+
+  // Frames are handled strictly one at a time, in arrival order: one promise chain.
+  let chain: Promise<void> = Promise.resolve();
+  const enqueue = (what: string, job: () => Promise<void>) => {
+    st.queueDepth++;
+    chain = chain
+      .then(job)
+      .catch((err: unknown) => log.error({ err, what }, 'serial job failed'))
+      .finally(() => {
+        st.queueDepth--;
+      });
+  };
+
+  const answer = (byte: number, why: string) => {
+    const p = port;
+    if (!p || !p.isOpen) {
+      log.warn({ why }, `cannot send ${byte === ACK ? 'ACK' : 'NAK'}: port not open (the receiver will resend)`);
+      return;
+    }
+    if (byte === ACK) st.acks++;
+    else st.naks++;
+    p.write(Buffer.from([byte]), (err) => {
+      if (err) log.warn({ err, why }, 'writing the answer to the receiver failed');
+    });
+  };
+
+  const submit = async (obs: Observation) => {
+    await opts.sink.submit(obs);
+    st.observations++;
+    if (obs.type === 'unknown') st.unknownCodes++;
+  };
+
+  const commObservation = (type: 'comm-lost' | 'comm-restored'): Observation => ({
+    type,
+    deviceId: opts.receiverDeviceId,
+    receivedAt: now(),
+    source: 'serial',
+    detail: { ...baseDetail, lastFrameAt: st.lastFrameAt, silentMs: now() - lastLife },
+  });
+
+  const report = (type: 'comm-lost' | 'comm-restored') => {
+    if (reporting) return;
+    reporting = true;
+    enqueue(type, async () => {
+      try {
+        await submit(commObservation(type));
+        reported = type === 'comm-lost' ? 'lost' : 'ok';
+        st.commLost = reported === 'lost';
+        log[type === 'comm-lost' ? 'warn' : 'info']({ silentMs: now() - lastLife }, `receiver ${type}`);
+      } catch (err) {
+        // the supervision tick tries again
+        st.submitFailures++;
+        log.error({ err }, `could not store ${type}; retrying`);
+      } finally {
+        reporting = false;
+      }
+    });
+  };
+
+  const supervise = () => {
+    const silent = now() - lastLife > cfg.heartbeatTimeoutMs;
+    if (silent && reported === 'ok') report('comm-lost');
+    else if (!silent && reported === 'lost') report('comm-restored');
+  };
+  const superviseTimer = setInterval(supervise, Math.max(20, Math.min(1000, cfg.heartbeatTimeoutMs / 4)));
+  superviseTimer.unref();
+
+  const resolve = (account: string | undefined, where: { receiver: string; line: string; protocol: 'contact-id' | 'sia' }) => {
+    let deviceId: string | undefined;
+    let model: string | undefined;
+    if (account !== undefined) {
+      try {
+        deviceId = opts.resolveAccount(account, where);
+      } catch (err) {
+        log.error({ err, account }, 'resolveAccount failed; treating the account as unknown');
+      }
+    }
+    if (deviceId !== undefined && opts.resolveModel) {
+      try {
+        model = opts.resolveModel(deviceId);
+      } catch (err) {
+        log.error({ err, deviceId }, 'resolveModel failed; using the receiver-wide code table');
+      }
+    }
+    // an event from an unknown account is never dropped: it lands on the receiver itself, flagged
+    if (deviceId === undefined) {
+      st.unknownAccounts++;
+      return { deviceId: opts.receiverDeviceId, model: undefined, flags: ['unknown-account'] };
+    }
+    return { deviceId, model, flags: [] as string[] };
+  };
+
+  const toObservations = (frame: Exclude<Frame, { kind: 'heartbeat' }>, receivedAt: number): Observation[] => {
+    if (frame.kind === 'contact-id') {
+      const who = resolve(frame.account, { receiver: frame.receiver, line: frame.line, protocol: 'contact-id' });
+      return [contactIdToObservation(frame, { ...who, receivedAt, codeTable: opts.codeTable, detail: baseDetail })];
+    }
+    const who = resolve(frame.account, { receiver: frame.receiver, line: frame.line, protocol: 'sia' });
+    return siaToObservations(frame, { ...who, receivedAt, codeTable: opts.codeTable, detail: baseDetail });
+  };
+
+  const handleEvent = (frame: Exclude<Frame, { kind: 'heartbeat' }>, receivedAt: number) =>
+    enqueue('event', async () => {
+      let list: Observation[];
+      try {
+        list = toObservations(frame, receivedAt);
+      } catch (err) {
+        log.error({ err, raw: printable(frame.raw) }, 'mapping the frame failed; NAK');
+        answer(NAK, 'mapping failed');
+        return;
+      }
+      try {
+        // ACK only after every observation of the frame is durable (at-least-once on the wire)
+        for (const obs of list) await submit(obs);
+      } catch (err) {
+        st.submitFailures++;
+        log.error({ err, raw: printable(frame.raw) }, 'storing the event failed; NAK so the receiver resends it');
+        answer(NAK, 'submit failed');
+        return;
+      }
+      log.debug({ observations: list.map((o) => [o.deviceId, o.type]) }, 'event stored; ACK');
+      answer(ACK, 'stored');
+    });
+
+  const handleUnreadable = (raw: string, reason: string, receivedAt: number) =>
+    enqueue('unreadable', async () => {
+      st.unreadable++;
+      try {
+        opts.onUnreadable?.({ raw, reason, at: receivedAt, receiverDeviceId: opts.receiverDeviceId });
+      } catch (err) {
+        log.error({ err }, 'onUnreadable failed');
+      }
+      lastBad = lastBad && lastBad.raw === raw ? { raw, count: lastBad.count + 1 } : { raw, count: 1 };
+      if (lastBad.count <= cfg.acceptUnreadableAfter) {
+        log.warn({ reason, raw: printable(raw), attempt: lastBad.count }, 'unreadable frame; NAK');
+        answer(NAK, reason);
+        return;
+      }
+      // the receiver keeps sending the same bytes: store them so an operator sees them, and let the line move on
+      const obs: Observation = {
+        type: 'unknown',
+        code: 'unreadable',
+        deviceId: opts.receiverDeviceId,
+        receivedAt,
+        source: 'serial',
+        flags: ['unreadable-frame'],
+        detail: { ...baseDetail, protocol: 'unreadable', raw, reason, naks: lastBad.count - 1 },
+      };
+      try {
+        await submit(obs);
+      } catch (err) {
+        st.submitFailures++;
+        log.error({ err }, 'storing an unreadable frame failed; NAK');
+        answer(NAK, 'submit failed');
+        return;
+      }
+      st.unreadableAccepted++;
+      lastBad = undefined;
+      log.error({ reason, raw: printable(raw) }, 'frame unreadable after repeated NAKs: stored as unknown and ACKed');
+      answer(ACK, 'unreadable stored');
+    });
+
+  const onFrame = (buf: Buffer) => {
+    try {
+      const receivedAt = now();
+      st.framesReceived++;
+      st.lastFrameAt = receivedAt;
+      lastLife = receivedAt;
+      if (reported === 'lost') report('comm-restored');
+      const res = decodeFrame(buf);
+      if (!res.ok) {
+        handleUnreadable(res.raw, res.reason, receivedAt);
+        return;
+      }
+      if (res.frame.kind === 'heartbeat') {
+        st.heartbeats++;
+        answer(ACK, 'heartbeat');
+        if (cfg.reportHeartbeats !== false) {
+          const hb: Observation = {
+            type: 'heartbeat',
+            deviceId: opts.receiverDeviceId,
+            receivedAt,
+            source: 'serial',
+            detail: { ...baseDetail, protocol: 'heartbeat', receiver: res.frame.receiver, line: res.frame.line, raw: res.frame.raw },
+          };
+          // telemetry: never holds up the answer or the events behind it
+          Promise.resolve()
+            .then(() => opts.sink.submit(hb))
+            .catch((err: unknown) => log.warn({ err }, 'storing the receiver heartbeat failed'));
+        }
+        return;
+      }
+      lastBad = undefined;
+      st.events++;
+      handleEvent(res.frame, receivedAt);
+    } catch (err) {
+      log.error({ err, raw: printable(buf.toString('latin1')) }, 'frame handler failed; NAK');
+      answer(NAK, 'handler failed');
+    }
+  };
+
+  const scheduleReopen = () => {
+    if (closing || reopenTimer) return;
+    const base = Math.min(cfg.reopenMaxMs, cfg.reopenMinMs * 2 ** Math.min(reopenAttempt, 20));
+    const delay = Math.round(base * (0.75 + Math.random() * 0.5));
+    reopenAttempt++;
+    reopenTimer = setTimeout(() => {
+      reopenTimer = undefined;
+      void openPort();
+    }, delay);
+  };
+
+  const openPort = () =>
+    new Promise<void>((done) => {
+      if (closing) return done();
+      const p = new SerialPort({
+        path: opts.path,
+        baudRate: cfg.baudRate,
+        dataBits: cfg.dataBits,
+        parity: cfg.parity as 'none',
+        stopBits: cfg.stopBits,
+        autoOpen: false,
+      });
+      const parser = new DelimiterParser({ delimiter: [DC4] });
+      parser.on('data', onFrame);
+      p.on('data', (chunk: Buffer) => {
+        try {
+          parser.write(chunk);
+          // DelimiterParser keeps bytes until a DC4 comes: bound them so garbage cannot grow without end
+          if (parser.buffer.length > cfg.maxFrameBytes) {
+            const raw = parser.buffer.toString('latin1');
+            parser.buffer = Buffer.alloc(0);
+            st.framesReceived++;
+            lastLife = now();
+            handleUnreadable(raw, `more than ${cfg.maxFrameBytes} bytes without DC4`, now());
+          }
+        } catch (err) {
+          log.error({ err }, 'serial data handler failed');
+        }
+      });
+      p.on('error', (err) => log.warn({ err }, 'serial port error'));
+      p.on('close', (err?: Error & { disconnected?: boolean }) => {
+        if (port !== p) return;
+        port = undefined;
+        st.open = false;
+        parser.removeAllListeners('data');
+        if (closing) return;
+        log.warn({ err }, 'serial port closed; reopening with back-off');
+        scheduleReopen();
+      });
+      p.open((err) => {
+        if (err) {
+          st.openFailures++;
+          log.warn({ err, attempt: reopenAttempt }, 'cannot open the serial port; retrying with back-off');
+          scheduleReopen();
+          return done();
+        }
+        if (closing) {
+          p.close(() => undefined);
+          return done();
+        }
+        port = p;
+        st.open = true;
+        st.opens++;
+        reopenAttempt = 0;
+        log.info({ baudRate: cfg.baudRate, dataBits: cfg.dataBits, parity: cfg.parity, stopBits: cfg.stopBits }, 'serial port open');
+        done();
+      });
+    });
+
+  await openPort();
+
+  return {
+    stats: () => ({ ...st }),
+    async close() {
+      if (closing) return;
+      closing = true;
+      clearInterval(superviseTimer);
+      if (reopenTimer) clearTimeout(reopenTimer);
+      reopenTimer = undefined;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([chain, new Promise<void>((r) => (timer = setTimeout(r, CLOSE_DRAIN_MS)))]);
+      clearTimeout(timer);
+      const p = port;
+      port = undefined;
+      st.open = false;
+      if (p?.isOpen) await new Promise<void>((r) => p.close(() => r()));
+    },
+  };
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
