@@ -1,6 +1,6 @@
 // The device registry: provisioning, binding, credentials and lifecycle. Keeps a small in-memory entry per device so
 // that authentication and ingest never touch the disk on the hot path.
-import { and, desc, eq, like, or, sql, type SQL } from 'drizzle-orm';
+import { and, desc, eq, inArray, like, or, sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../core/db.js';
 import type { Bus } from '../core/bus.js';
 import { DEVICE_KINDS, type DeviceKind, type DeviceLifecycle } from '../core/contracts.js';
@@ -177,7 +177,7 @@ export class DeviceRegistry {
     if (filter.unitIds) {
       if (filter.unitIds.length === 0) return { items: [], total: 0 };
       conds.push(
-        sql`${devices.residentId} in (select ${residents.id} from ${residents} where ${residents.unitId} in ${filter.unitIds})`,
+        inArray(devices.residentId, this.db.select({ id: residents.id }).from(residents).where(inArray(residents.unitId, filter.unitIds))),
       );
     }
     const where = conds.length ? and(...conds) : undefined;
@@ -289,7 +289,7 @@ export class DeviceRegistry {
     const conds: SQL[] = [];
     if (filter.unitIds) {
       if (filter.unitIds.length === 0) return { items: [], total: 0 };
-      conds.push(sql`${residents.unitId} in ${filter.unitIds}`);
+      conds.push(inArray(residents.unitId, filter.unitIds));
     }
     if (filter.q) conds.push(like(residents.name, `%${filter.q}%`));
     const where = conds.length ? and(...conds) : undefined;

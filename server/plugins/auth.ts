@@ -1,7 +1,7 @@
 // Authentication and roles for every API route: `app.authenticate` reads the bearer token, `requireRole` checks the
 // role. Routes declare both in their options, so a route without them is visible in review.
 import fp from 'fastify-plugin';
-import type { FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
+import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
 import type { Role } from '../../core/contracts.js';
 import { ForbiddenError, UnauthorizedError } from '../../core/errors.js';
 import type { AuthUser, Users } from '../../core/users.js';
@@ -11,7 +11,7 @@ declare module 'fastify' {
     user: AuthUser;
   }
   interface FastifyInstance {
-    authenticate: preHandlerHookHandler;
+    authenticate: onRequestHookHandler;
   }
 }
 
@@ -34,8 +34,8 @@ export const authPlugin = fp(
 );
 
 /** preHandlers: authenticated, and one of these roles. */
-export function requireRole(app: { authenticate: preHandlerHookHandler }, ...roles: Role[]): preHandlerHookHandler[] {
-  const check: preHandlerHookHandler = async (req) => {
+export function requireRole(app: { authenticate: onRequestHookHandler }, ...roles: Role[]): onRequestHookHandler[] {
+  const check: onRequestHookHandler = async (req) => {
     if (!req.user) throw new UnauthorizedError();
     if (!roles.includes(req.user.role)) {
       throw new ForbiddenError(`this needs the role ${roles.join(' or ')}; you are ${req.user.role}`);

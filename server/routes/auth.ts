@@ -30,7 +30,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (a
 
   app.get('/api/auth/me', {
     schema: { tags: ['auth'], response: { 200: UserBody, 401: ErrorBody } },
-    preHandler: app.authenticate,
+    onRequest: app.authenticate,
   }, async (req) => req.user);
 
   app.post('/api/users', {
@@ -46,7 +46,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (a
       }, { additionalProperties: false }),
       response: { 201: UserBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody },
     },
-    preHandler: requireRole(app, 'admin'),
+    onRequest: requireRole(app, 'admin'),
   }, async (req, reply) => {
     const user = await deps.users.create(req.body);
     reply.status(201);
@@ -55,6 +55,6 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (a
 
   app.get('/api/users', {
     schema: { tags: ['users'], response: { 200: Type.Object({ items: Type.Array(UserBody) }), 401: ErrorBody, 403: ErrorBody } },
-    preHandler: requireRole(app, 'admin'),
+    onRequest: requireRole(app, 'admin'),
   }, async () => ({ items: deps.users.list() }));
 };

@@ -119,7 +119,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       }, { additionalProperties: false }),
       response: { 201: Credentials, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody },
     },
-    preHandler: writers,
+    onRequest: writers,
   }, async (req, reply) => {
     const { device, secret } = registry.provision(req.body);
     req.log.info({ deviceId: device.id, kind: device.kind, serial: device.serial, by: req.user.username }, 'device provisioned');
@@ -136,7 +136,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       querystring: Type.Object({ kind: Type.Optional(Kind) }),
       response: { 201: Type.String({ description: 'CSV id,serial,kind,secret' }), 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody },
     },
-    preHandler: writers,
+    onRequest: writers,
   }, async (req, reply) => {
     if (typeof req.body !== 'string') throw new ValidationError('send the CSV with Content-Type: text/csv');
     const inputs = DeviceRegistry.parseCsv(req.body, req.query.kind as DeviceKind | undefined);
@@ -162,7 +162,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       }),
       response: { 200: Type.Object({ items: Type.Array(DeviceBody), total: Type.Integer() }), 400: ErrorBody, 401: ErrorBody },
     },
-    preHandler: readers,
+    onRequest: readers,
   }, async (req) => {
     const q = req.query;
     let unitIds = deps.visibleUnits(req.user);
@@ -181,7 +181,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
 
   app.get('/api/devices/:id', {
     schema: { tags: ['devices'], params: IdParam, response: { 200: DeviceBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody } },
-    preHandler: readers,
+    onRequest: readers,
   }, async (req) => {
     const d = registry.get(req.params.id);
     checkVisible(req.user, d.id);
@@ -201,7 +201,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       }, { additionalProperties: false }),
       response: { 200: DeviceBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
     },
-    preHandler: writers,
+    onRequest: writers,
   }, async (req) => view(registry.update(req.params.id, req.body)));
 
   app.post('/api/devices/:id/bind', {
@@ -212,7 +212,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       body: Type.Object({ residentId: Nullable(Type.String({ minLength: 1 })) }, { additionalProperties: false }),
       response: { 200: DeviceBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody },
     },
-    preHandler: writers,
+    onRequest: writers,
   }, async (req) => {
     const d = registry.bind(req.params.id, req.body.residentId);
     req.log.info({ deviceId: d.id, residentId: d.residentId, by: req.user.username }, 'device bound');
@@ -226,7 +226,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       params: IdParam,
       response: { 200: Credentials, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody },
     },
-    preHandler: writers,
+    onRequest: writers,
   }, async (req) => {
     const { device, secret } = registry.rotateSecret(req.params.id);
     req.log.info({ deviceId: device.id, by: req.user.username }, 'device secret rotated');
@@ -236,7 +236,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
   for (const [action, state] of [['suspend', 'suspended'], ['resume', 'in-service'], ['decommission', 'decommissioned']] as const) {
     app.post(`/api/devices/:id/${action}`, {
       schema: { tags: ['devices'], params: IdParam, response: { 200: DeviceBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody } },
-      preHandler: writers,
+      onRequest: writers,
     }, async (req) => {
       const d = registry.setState(req.params.id, state);
       req.log.info({ deviceId: d.id, state, by: req.user.username }, `device ${action}`);
@@ -246,7 +246,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
 
   app.post('/api/devices/:id/clear-flags', {
     schema: { tags: ['devices'], summary: 'A technician looked at the terminal: clear "sending unreadable messages"', params: IdParam, response: { 200: DeviceBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody } },
-    preHandler: writers,
+    onRequest: writers,
   }, async (req) => {
     const d = registry.get(req.params.id);
     states.clearFlags(d.id);
@@ -258,7 +258,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       tags: ['devices'], summary: 'Unreadable messages kept for diagnosis', params: IdParam,
       response: { 200: Type.Object({ items: Type.Array(Type.Object({ id: Type.Integer(), topic: Nullable(Type.String()), reason: Type.String(), raw: Type.String(), at: Type.Integer() })) }), 401: ErrorBody, 404: ErrorBody },
     },
-    preHandler: writers,
+    onRequest: writers,
   }, async (req) => {
     registry.get(req.params.id);
     const items = deps.store.sqlite.prepare('select id, topic, reason, raw, at from rejects where device_id = ? order by id desc limit 100').all(req.params.id);
@@ -277,7 +277,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       }, { additionalProperties: false }),
       response: { 202: CommandBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
     },
-    preHandler: requireRole(app, 'admin', 'technician', 'operator'),
+    onRequest: requireRole(app, 'admin', 'technician', 'operator'),
   }, async (req, reply) => {
     const d = registry.get(req.params.id);
     checkVisible(req.user, d.id);
@@ -289,7 +289,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
 
   app.get('/api/devices/:id/commands', {
     schema: { tags: ['devices'], params: IdParam, response: { 200: Type.Object({ items: Type.Array(CommandBody) }), 401: ErrorBody, 404: ErrorBody } },
-    preHandler: readers,
+    onRequest: readers,
   }, async (req) => {
     registry.get(req.params.id);
     return { items: deps.commands.list(req.params.id) };
@@ -297,7 +297,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
 
   app.get('/api/device-kinds', {
     schema: { tags: ['devices'], summary: 'The device kinds and their supervision intervals' },
-    preHandler: readers,
+    onRequest: readers,
   }, async () => Object.values(KINDS).map((k) => ({
     kind: k.kind, title: k.title, heartbeatMs: k.heartbeatMs, mainsHeartbeatMs: k.mainsHeartbeatMs, keepaliveS: k.keepaliveS,
     lifeSafetySensor: k.lifeSafetySensor, cancelWindowMs: k.cancelWindowMs ?? null,

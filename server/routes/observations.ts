@@ -31,7 +31,7 @@ export const observationRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = a
       }),
       response: { 200: Type.Object({ items: Type.Array(ObservationBody) }), 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
     },
-    preHandler: requireRole(app, 'admin', 'technician', 'operator', 'steward'),
+    onRequest: requireRole(app, 'admin', 'technician', 'operator', 'steward'),
   }, async (req) => {
     const { deviceId, type, before, limit } = req.query;
     deps.registry.get(deviceId);

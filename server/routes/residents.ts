@@ -62,7 +62,7 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
       body: Type.Object(ResidentFields, { additionalProperties: false }),
       response: { 201: ResidentBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody },
     },
-    preHandler: writers,
+    onRequest: writers,
   }, async (req, reply) => {
     checkUnit(req.user, req.body.unitId);
     const r = registry.createResident(req.body);
@@ -77,12 +77,12 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
       querystring: Type.Object({ q: Type.Optional(Type.String({ maxLength: 100 })), ...Paging }),
       response: { 200: Type.Object({ items: Type.Array(ResidentBody), total: Type.Integer() }), 401: ErrorBody },
     },
-    preHandler: readers,
+    onRequest: readers,
   }, async (req) => registry.listResidents({ ...req.query, unitIds: deps.visibleUnits(req.user) }));
 
   app.get('/api/residents/:id', {
     schema: { tags: ['residents'], params: IdParam, response: { 200: ResidentBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody } },
-    preHandler: readers,
+    onRequest: readers,
   }, async (req) => {
     const r = registry.getResident(req.params.id);
     checkUnit(req.user, r.unitId);
@@ -96,7 +96,7 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
       body: Type.Partial(Type.Object(ResidentFields), { additionalProperties: false }),
       response: { 200: ResidentBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
     },
-    preHandler: writers,
+    onRequest: writers,
   }, async (req) => {
     checkUnit(req.user, registry.getResident(req.params.id).unitId);
     if (req.body.unitId !== undefined) checkUnit(req.user, req.body.unitId);

@@ -42,7 +42,7 @@ describe('the broker refuses at the door', () => {
   it('a suspended device, and suspension/rotation disconnect at once', async () => {
     const d = await t.provision('fall-sensor');
     const c = await connectDevice(t.mqttUrl, d.id, d.secret);
-    const closed = new Promise((r) => c.once('close', r));
+    const closed = new Promise<void>((r) => c.once('close', () => r()));
     expect((await t.api('POST', `/api/devices/${d.id}/suspend`)).body.state).toBe('suspended');
     await closed;
     c.end(true);
@@ -50,7 +50,7 @@ describe('the broker refuses at the door', () => {
     expect(await refusedCount(t, 'connect', 'suspended')).toBe(1);
     await t.api('POST', `/api/devices/${d.id}/resume`);
     const c2 = await connectDevice(t.mqttUrl, d.id, d.secret);
-    const closed2 = new Promise((r) => c2.once('close', r));
+    const closed2 = new Promise<void>((r) => c2.once('close', () => r()));
     const rotated = await t.api('POST', `/api/devices/${d.id}/rotate-secret`);
     expect(rotated.body.secret).not.toBe(d.secret);
     await closed2;
@@ -66,7 +66,7 @@ describe('the broker refuses at the door', () => {
     const before = obsCount(t);
     for (const topic of [`devices/${other.id}/events`, '$SYS/broker/uptime', `devices/${dev.id}/commands`, `devices/${dev.id}/events/x`]) {
       const c = await connectDevice(t.mqttUrl, dev.id, dev.secret);
-      const closed = new Promise((r) => c.once('close', r));
+      const closed = new Promise<void>((r) => c.once('close', () => r()));
       c.publish(topic, JSON.stringify({ ts: 1, seq: 1, type: 'sos' }), { qos: 1 });
       await closed;
       c.end(true);
@@ -104,7 +104,7 @@ describe('the broker refuses at the door', () => {
 
     // an authenticated device sending a packet beyond maxPacketBytes is cut off
     const c = await connectDevice(t.mqttUrl, dev.id, dev.secret);
-    const closed = new Promise((r) => c.once('close', r));
+    const closed = new Promise<void>((r) => c.once('close', () => r()));
     c.publish(`devices/${dev.id}/events`, JSON.stringify({ ts: 5, seq: 5, type: 'test', pad: 'x'.repeat(8000) }), { qos: 1 });
     await closed;
     c.end(true);

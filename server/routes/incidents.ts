@@ -1,0 +1,270 @@
+// Incidents over HTTP: list/filter, detail with timeline and stamps, and the people's actions. Reads are open to
+// every role within the units a user may see; actions to operators, stewards (their own unit only) and admins.
+// Actions honour `Idempotency-Key`: a retried request gets the first answer again instead of a 409.
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import type Database from 'better-sqlite3';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { INCIDENT_EVENT_TYPES, INCIDENT_STATUSES, PRIORITIES, type IncidentStatus, type Priority } from '../../core/contracts.js';
+import { EldergateError, ForbiddenError, NotFoundError, ValidationError } from '../../core/errors.js';
+import type { AuthUser } from '../../core/users.js';
+import type { Config } from '../../core/config.js';
+import type { IncidentAction, IncidentRow, IncidentService } from '../../response/incidents.js';
+import type { Network } from '../../response/network.js';
+import type { AppDeps } from '../deps.js';
+import { requireRole } from '../plugins/auth.js';
+import { ErrorBody, IdParam } from './common.js';
+
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const Status = Type.Union(INCIDENT_STATUSES.map((s) => Type.Literal(s)));
+const PriorityT = Type.Union(PRIORITIES.map((p) => Type.Literal(p)));
+
+export const PositionBody = Type.Object({
+  lat: Type.Number(),
+  lon: Type.Number(),
+  accuracy: Type.Optional(Type.Number()),
+  at: Type.Optional(Type.Number()),
+  stale: Type.Optional(Type.Boolean()),
+});
+
+export const IncidentBody = Type.Object({
+  id: Type.String(),
+  deviceId: Type.String(),
+  residentId: Nullable(Type.String()),
+  unitId: Nullable(Type.String({ description: "the resident's grid unit" })),
+  tierUnitId: Nullable(Type.String({ description: 'the unit responsible now (rises on escalation)' })),
+  escalationLevel: Type.Integer(),
+  type: Type.String(),
+  priority: PriorityT,
+  status: Status,
+  test: Type.Boolean(),
+  count: Type.Integer({ description: 'alarms joined into this incident' }),
+  openedAt: Type.Integer(),
+  lastAt: Type.Integer(),
+  deadlineAt: Nullable(Type.Integer({ description: 'next escalation, wall clock epoch ms; null once acknowledged' })),
+  position: Nullable(PositionBody),
+  stamps: Type.Record(Type.String(), Type.Number(), {
+    description: 'deviceTs, received, ruleEvaluated, durable, pushed, delivered, acknowledged, dispatched, onSite, resolved|cancelled',
+  }),
+  assignee: Nullable(Type.String()),
+  outcome: Nullable(Type.String()),
+  lastSeq: Type.Integer(),
+});
+
+export const IncidentEventBody = Type.Object({
+  seq: Type.Integer(),
+  incidentId: Type.String(),
+  type: Type.Union(INCIDENT_EVENT_TYPES.map((t) => Type.Literal(t))),
+  at: Type.Integer(),
+  actor: Nullable(Type.String()),
+  unitId: Nullable(Type.String()),
+  data: Type.Object({}, { additionalProperties: true }),
+});
+
+const Budget = Type.Object({ pushMs: Type.Integer(), ackMs: Type.Integer(), reachMs: Type.Integer() });
+
+const IncidentDetail = Type.Object({
+  ...IncidentBody.properties,
+  budget: Budget,
+  events: Type.Array(IncidentEventBody),
+});
+
+const ActionAnswer = Type.Object({ incident: IncidentBody, events: Type.Array(IncidentEventBody) });
+
+/** Accepts `a,b` and repeated `x=a&x=b` alike. */
+const ListParam = Type.Optional(Type.Array(Type.String({ maxLength: 200 }), { maxItems: 20 }));
+
+const ListQuery = Type.Object({
+  status: ListParam,
+  priority: ListParam,
+  unitId: Type.Optional(Type.String({ maxLength: 64 })),
+  residentId: Type.Optional(Type.String({ maxLength: 64 })),
+  deviceId: Type.Optional(Type.String({ maxLength: 64 })),
+  type: Type.Optional(Type.String({ maxLength: 64 })),
+  from: Type.Optional(Type.String({ maxLength: 40, description: 'opened at or after: epoch ms or ISO 8601' })),
+  to: Type.Optional(Type.String({ maxLength: 40, description: 'opened before: epoch ms or ISO 8601' })),
+  test: Type.Optional(Type.Boolean()),
+  limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
+  offset: Type.Integer({ minimum: 0, default: 0 }),
+});
+
+export function splitList<T extends string>(values: string[] | undefined, allowed: readonly T[], field: string): T[] | undefined {
+  if (!values) return undefined;
+  const out = values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
+  const bad = out.filter((v) => !(allowed as readonly string[]).includes(v));
+  if (bad.length) throw new ValidationError(`${field}: unknown value(s) ${bad.join(', ')}; use ${allowed.join(', ')}`, { field });
+  return out.length ? (out as T[]) : undefined;
+}
+
+export function parseTime(value: string | undefined, field: string): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const t = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
+  if (!Number.isFinite(t)) throw new ValidationError(`${field}: "${value}" is neither epoch milliseconds nor an ISO 8601 date`, { field });
+  return t;
+}
+
+// ---- idempotency: the first answer to (user, key, route) is stored and replayed --------------------------------
+
+const KEY_PATTERN = /^[\x21-\x7e]{1,200}$/;
+const KEEP_KEYS_MS = 24 * 3600_000;
+
+export function createIdempotency(sqlite: Database.Database) {
+  const find = sqlite.prepare<[string, string, string], { status: number; body: string }>(
+    'SELECT status, body FROM idempotency_keys WHERE user_id = ? AND key = ? AND route = ?',
+  );
+  const save = sqlite.prepare('INSERT OR IGNORE INTO idempotency_keys (key, user_id, route, status, body, at) VALUES (?, ?, ?, ?, ?, ?)');
+  const prune = sqlite.prepare(`DELETE FROM idempotency_keys WHERE at < ? AND route LIKE '/api/incidents/%'`);
+  let saves = 0;
+  /**
+   * Run `fn` once per key. Everything here is synchronous, so two requests with one key cannot interleave
+   * between the look-up and the store. Answers below 500 are stored (a 409 is replayed as a 409).
+   */
+  return function once<T>(req: FastifyRequest, reply: FastifyReply, fn: () => T): T {
+    const raw = req.headers['idempotency-key'];
+    if (raw === undefined) return fn();
+    const key = Array.isArray(raw) ? raw[0]! : raw;
+    if (!KEY_PATTERN.test(key)) {
+      throw new ValidationError('Idempotency-Key: 1–200 visible ASCII characters (a UUID is a good choice)', { field: 'Idempotency-Key' });
+    }
+    const route = req.url.split('?')[0]!;
+    const prior = find.get(req.user.id, key, route);
+    if (prior) {
+      reply.header('idempotent-replayed', 'true');
+      const body = JSON.parse(prior.body) as unknown;
+      if (prior.status >= 400) {
+        const e = body as { code: string; message: string; details?: unknown };
+        throw new EldergateError(e.code, e.message, { status: prior.status, details: e.details });
+      }
+      reply.status(prior.status);
+      return body as T;
+    }
+    const now = Date.now();
+    if (++saves % 200 === 0) prune.run(now - KEEP_KEYS_MS);
+    try {
+      const result = fn();
+      save.run(key, req.user.id, route, 200, JSON.stringify(result), now);
+      return result;
+    } catch (err) {
+      if (err instanceof EldergateError && err.status < 500) {
+        save.run(key, req.user.id, route, err.status, JSON.stringify({
+          code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}),
+        }), now);
+      }
+      throw err;
+    }
+  };
+}
+
+// ---- routes ---------------------------------------------------------------------------------------------------
+
+export interface IncidentRouteDeps {
+  incidents: IncidentService;
+  network: Network;
+}
+
+const ACTIONS = {
+  acknowledge: { body: null, action: () => ({ type: 'acknowledge' }) },
+  dispatch: {
+    body: Type.Object({ staffId: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: false }),
+    action: (b: { staffId: string }) => ({ type: 'dispatch', staffId: b.staffId }),
+  },
+  'on-site': { body: null, action: () => ({ type: 'on-site' }) },
+  resolve: {
+    body: Type.Object({ outcome: Type.String({ minLength: 1, maxLength: 2000 }) }, { additionalProperties: false }),
+    action: (b: { outcome: string }) => ({ type: 'resolve', outcome: b.outcome }),
+  },
+  note: {
+    body: Type.Object({ text: Type.String({ minLength: 1, maxLength: 2000 }) }, { additionalProperties: false }),
+    action: (b: { text: string }) => ({ type: 'note', text: b.text }),
+  },
+  cancel: {
+    body: Type.Object({ reason: Type.String({ minLength: 1, maxLength: 2000 }) }, { additionalProperties: false }),
+    action: (b: { reason: string }) => ({ type: 'cancel', reason: b.reason }),
+  },
+} as const;
+
+/** The incidents plugin; register it through buildApp's `extra` routes. */
+export function incidentRoutes(r: IncidentRouteDeps): FastifyPluginAsyncTypebox<{ deps: AppDeps }> {
+  return async (app, { deps }) => {
+    const { incidents, network } = r;
+    const budgets: Config['budgets'] = deps.config.budgets;
+    const readers = requireRole(app, 'admin', 'operator', 'steward', 'technician');
+    const actors = requireRole(app, 'admin', 'operator', 'steward');
+    const once = createIdempotency(deps.store.sqlite);
+
+    /** Invisible incidents are answered as missing: a scoped user learns nothing about other units. */
+    const visible = (user: AuthUser, id: string): IncidentRow => {
+      const inc = incidents.get(id);
+      if (!inc || !network.canSee(user.unitId, inc.unitId)) throw new NotFoundError('incident', id);
+      return inc;
+    };
+
+    app.get('/api/incidents', {
+      schema: {
+        tags: ['incidents'],
+        querystring: ListQuery,
+        response: { 200: Type.Object({ items: Type.Array(IncidentBody), total: Type.Integer() }), 400: ErrorBody, 401: ErrorBody },
+      },
+      preHandler: readers,
+    }, async (req) => {
+      const q = req.query;
+      const status = splitList<IncidentStatus>(q.status, INCIDENT_STATUSES, 'status');
+      const priority = splitList<Priority>(q.priority, PRIORITIES, 'priority');
+      const from = parseTime(q.from, 'from');
+      const to = parseTime(q.to, 'to');
+      return incidents.list({
+        ...(status ? { status } : {}),
+        ...(priority ? { priority } : {}),
+        ...(q.unitId ? { unitId: q.unitId } : {}),
+        ...(q.residentId ? { residentId: q.residentId } : {}),
+        ...(q.deviceId ? { deviceId: q.deviceId } : {}),
+        ...(q.type ? { type: q.type } : {}),
+        ...(from !== undefined ? { from } : {}),
+        ...(to !== undefined ? { to } : {}),
+        ...(q.test !== undefined ? { test: q.test } : {}),
+        limit: q.limit,
+        offset: q.offset,
+        scope: req.user.unitId,
+      });
+    });
+
+    app.get('/api/incidents/:id', {
+      schema: { tags: ['incidents'], params: IdParam, response: { 200: IncidentDetail, 401: ErrorBody, 404: ErrorBody } },
+      preHandler: readers,
+    }, async (req) => {
+      const inc = visible(req.user, req.params.id);
+      return { ...inc, budget: budgets[inc.priority], events: incidents.events(inc.id) };
+    });
+
+    for (const [name, spec] of Object.entries(ACTIONS)) {
+      app.post(`/api/incidents/:id/${name}`, {
+        schema: {
+          tags: ['incidents'],
+          summary: `${name} an incident`,
+          params: IdParam,
+          headers: Type.Object({ 'idempotency-key': Type.Optional(Type.String({ maxLength: 200 })) }),
+          ...(spec.body ? { body: spec.body } : {}),
+          response: { 200: ActionAnswer, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+        },
+        preHandler: actors,
+      }, async (req, reply) => {
+        const user = req.user;
+        const inc = visible(user, req.params.id);
+        if (user.role === 'steward') {
+          // a steward acts for one grid unit: theirs
+          if (!user.unitId) throw new ForbiddenError('a steward without a unit cannot act on incidents: ask an admin to set your unit');
+          if (!inc.unitId || !network.subtree(user.unitId).has(inc.unitId)) {
+            throw new ForbiddenError(`incident ${inc.id} belongs to unit ${inc.unitId ?? '(none)'}, not to yours`);
+          }
+        }
+        const action = (spec.action as (b: unknown) => IncidentAction)(req.body ?? {});
+        return once(req, reply, () => {
+          const result = incidents.act(inc.id, action, { id: user.id, username: user.username });
+          return { incident: result.incident, events: result.events };
+        });
+      });
+    }
+  };
+}
+
+export type IncidentListQuery = Static<typeof ListQuery>;

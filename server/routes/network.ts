@@ -1,0 +1,210 @@
+// The response network over HTTP: units (district → street → community → grid) and their staff. Admins manage;
+// everyone reads what their unit lets them see; the on-duty flag may also be set by operators and stewards for
+// staff they can see (a chief steward starts the nurses' shift).
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type, type TSchema } from '@sinclair/typebox';
+import { NotFoundError } from '../../core/errors.js';
+import type { AuthUser } from '../../core/users.js';
+import { STAFF_ROLES, UNIT_TIERS } from '../../response/schema.js';
+import type { Network, Staff, Unit } from '../../response/network.js';
+import { UNIT_ID_PATTERN } from '../../response/ids.js';
+import type { AppDeps } from '../deps.js';
+import { requireRole } from '../plugins/auth.js';
+import { ErrorBody, IdParam } from './common.js';
+
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const Tier = Type.Union(UNIT_TIERS.map((t) => Type.Literal(t)));
+const StaffRole = Type.Union(STAFF_ROLES.map((r) => Type.Literal(r)));
+
+export const UnitBody = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  tier: Tier,
+  parentId: Nullable(Type.String()),
+  phone: Nullable(Type.String()),
+  webhook: Nullable(Type.String()),
+  createdAt: Type.Integer(),
+});
+
+const UnitDetail = Type.Object({
+  ...UnitBody.properties,
+  ancestors: Type.Array(Type.String(), { description: 'parent first, up to the district' }),
+  children: Type.Array(Type.String()),
+});
+
+export const StaffBody = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  role: StaffRole,
+  unitId: Type.String(),
+  phone: Nullable(Type.String()),
+  userId: Nullable(Type.String()),
+  onDuty: Type.Boolean(),
+  createdAt: Type.Integer(),
+});
+
+const UnitFields = {
+  name: Type.String({ minLength: 1, maxLength: 200 }),
+  tier: Tier,
+  parentId: Type.Optional(Nullable(Type.String({ maxLength: 64 }))),
+  phone: Type.Optional(Nullable(Type.String({ maxLength: 30 }))),
+  webhook: Type.Optional(Nullable(Type.String({ maxLength: 500, description: 'http(s) URL told of incidents and escalations' }))),
+};
+
+const StaffFields = {
+  name: Type.String({ minLength: 1, maxLength: 200 }),
+  role: StaffRole,
+  unitId: Type.String({ minLength: 1, maxLength: 64 }),
+  phone: Type.Optional(Nullable(Type.String({ maxLength: 30 }))),
+  userId: Type.Optional(Nullable(Type.String({ maxLength: 64 }))),
+  onDuty: Type.Optional(Type.Boolean()),
+};
+
+export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebox<{ deps: AppDeps }> {
+  return async (app) => {
+    const { network } = r;
+    const admin = requireRole(app, 'admin');
+    const readers = requireRole(app, 'admin', 'operator', 'steward', 'technician');
+    const dutyTogglers = requireRole(app, 'admin', 'operator', 'steward');
+
+    const seesUnit = (user: AuthUser, unitId: string): Unit => {
+      const u = network.getUnit(unitId);
+      if (!u || (user.unitId && !network.subtree(user.unitId).has(unitId))) throw new NotFoundError('unit', unitId);
+      return u;
+    };
+    const seesStaff = (user: AuthUser, id: string): Staff => {
+      const s = network.getStaff(id);
+      if (!s || (user.unitId && !network.subtree(user.unitId).has(s.unitId))) throw new NotFoundError('staff member', id);
+      return s;
+    };
+    const detail = (u: Unit) => ({
+      ...u,
+      ancestors: network.ancestors(u.id).map((a) => a.id),
+      children: network.listUnits(u.id).filter((c) => c.parentId === u.id).map((c) => c.id),
+    });
+
+    app.get('/api/units', {
+      schema: {
+        tags: ['network'],
+        querystring: Type.Object({ tier: Type.Optional(Tier), parentId: Type.Optional(Type.String({ maxLength: 64 })) }),
+        response: { 200: Type.Object({ items: Type.Array(UnitBody) }), 401: ErrorBody },
+      },
+      preHandler: readers,
+    }, async (req) => {
+      let items = network.listUnits(req.user.unitId);
+      if (req.query.tier) items = items.filter((u) => u.tier === req.query.tier);
+      if (req.query.parentId) items = items.filter((u) => u.parentId === req.query.parentId);
+      return { items };
+    });
+
+    app.get('/api/units/:id', {
+      schema: { tags: ['network'], params: IdParam, response: { 200: UnitDetail, 401: ErrorBody, 404: ErrorBody } },
+      preHandler: readers,
+    }, async (req) => detail(seesUnit(req.user, req.params.id)));
+
+    app.post('/api/units', {
+      schema: {
+        tags: ['network'],
+        body: Type.Object({ id: Type.Optional(Type.String({ pattern: UNIT_ID_PATTERN })), ...UnitFields }, { additionalProperties: false }),
+        response: { 201: UnitDetail, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody },
+      },
+      preHandler: admin,
+    }, async (req, reply) => {
+      const u = network.createUnit(req.body);
+      reply.status(201);
+      return detail(u);
+    });
+
+    app.patch('/api/units/:id', {
+      schema: {
+        tags: ['network'],
+        params: IdParam,
+        body: Type.Partial(Type.Object(UnitFields), { additionalProperties: false }),
+        response: { 200: UnitDetail, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+      },
+      preHandler: admin,
+    }, async (req) => detail(network.updateUnit(req.params.id, req.body)));
+
+    app.delete('/api/units/:id', {
+      schema: {
+        tags: ['network'],
+        params: IdParam,
+        response: { 204: Type.Null(), 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+      },
+      preHandler: admin,
+    }, async (req, reply) => {
+      network.deleteUnit(req.params.id);
+      reply.status(204);
+      return null;
+    });
+
+    app.get('/api/staff', {
+      schema: {
+        tags: ['network'],
+        querystring: Type.Object({ unitId: Type.Optional(Type.String({ maxLength: 64 })), onDuty: Type.Optional(Type.Boolean()) }),
+        response: { 200: Type.Object({ items: Type.Array(StaffBody) }), 401: ErrorBody },
+      },
+      preHandler: readers,
+    }, async (req) => ({
+      items: network.listStaff({
+        ...(req.query.unitId ? { unitId: req.query.unitId } : {}),
+        ...(req.query.onDuty !== undefined ? { onDuty: req.query.onDuty } : {}),
+        scope: req.user.unitId,
+      }),
+    }));
+
+    app.get('/api/staff/:id', {
+      schema: { tags: ['network'], params: IdParam, response: { 200: StaffBody, 401: ErrorBody, 404: ErrorBody } },
+      preHandler: readers,
+    }, async (req) => seesStaff(req.user, req.params.id));
+
+    app.post('/api/staff', {
+      schema: {
+        tags: ['network'],
+        body: Type.Object({ id: Type.Optional(Type.String({ pattern: UNIT_ID_PATTERN })), ...StaffFields }, { additionalProperties: false }),
+        response: { 201: StaffBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody },
+      },
+      preHandler: admin,
+    }, async (req, reply) => {
+      const s = network.createStaff(req.body);
+      reply.status(201);
+      return s;
+    });
+
+    app.patch('/api/staff/:id', {
+      schema: {
+        tags: ['network'],
+        params: IdParam,
+        body: Type.Partial(Type.Object(StaffFields), { additionalProperties: false }),
+        response: { 200: StaffBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+      },
+      preHandler: admin,
+    }, async (req) => network.updateStaff(req.params.id, req.body));
+
+    app.delete('/api/staff/:id', {
+      schema: {
+        tags: ['network'],
+        params: IdParam,
+        response: { 204: Type.Null(), 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+      },
+      preHandler: admin,
+    }, async (req, reply) => {
+      network.deleteStaff(req.params.id);
+      reply.status(204);
+      return null;
+    });
+
+    app.post('/api/staff/:id/on-duty', {
+      schema: {
+        tags: ['network'],
+        params: IdParam,
+        body: Type.Object({ onDuty: Type.Boolean() }, { additionalProperties: false }),
+        response: { 200: StaffBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+      },
+      preHandler: dutyTogglers,
+    }, async (req) => {
+      seesStaff(req.user, req.params.id);
+      return network.setOnDuty(req.params.id, req.body.onDuty);
+    });
+  };
+}
