@@ -1,0 +1,162 @@
+// Getting simulated devices their identities: provisioned through the gateway's HTTP API (bulk import, one
+// resident per device where a safe zone or a binding is wanted), or loaded from a credentials file written
+// by an earlier run (JSON, or the CSV `id,serial,kind,secret` the bulk import answers).
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { GatewayApi, parseCredentialsCsv } from './api.js';
+import { CredentialsError } from './core/errors.js';
+import type { Rng } from './core/prng.js';
+import { offset, type LatLon, type SafeZone } from './core/geo.js';
+import { DEFAULT_CITY, DEFAULT_ZONE_RADIUS_M } from './devices/locator.js';
+import { isSimKind, SIM_KINDS, type Credentials, type SimKind } from './devices/types.js';
+
+export interface ResidentSpec {
+  /** create a resident for each device and bind it */
+  name?: string;
+  home?: LatLon;
+  /** a circular safe zone around home; 0 = none */
+  safeZoneRadiusM?: number;
+  safeZone?: SafeZone;
+  unitId?: string;
+  noMovementSeconds?: number;
+}
+
+export interface DeviceRequest {
+  kind: SimKind;
+  count: number;
+  /** a resident per device (with home and safe zone), or none */
+  resident?: ResidentSpec | null;
+  /** label used in serials and resident names */
+  label?: string;
+}
+
+export interface ProvisionOptions {
+  api: GatewayApi;
+  requests: DeviceRequest[];
+  rng: Rng;
+  /** serials are `<prefix>-<label>-<n>`; unique per run so that runs do not collide on the gateway */
+  serialPrefix?: string;
+  concurrency?: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Provision devices in bulk and, where asked, a resident for each (home, safe zone), bound to it. */
+export async function provisionDevices(o: ProvisionOptions): Promise<Credentials[]> {
+  const prefix = o.serialPrefix ?? `SIM-${Date.now().toString(36)}-${o.rng.int(0, 0xffff).toString(16)}`;
+  const rows: { serial: string; kind: SimKind; req: DeviceRequest; n: number }[] = [];
+  for (const req of o.requests) {
+    for (let n = 0; n < req.count; n++) rows.push({ serial: `${prefix}-${req.label ?? req.kind}-${n + 1}`, kind: req.kind, req, n });
+  }
+  const total = rows.length;
+  const creds: Credentials[] = [];
+  // the import answers in the order it was given; chunks keep each request body modest
+  for (let i = 0; i < rows.length; i += 1000) {
+    const chunk = rows.slice(i, i + 1000);
+    const answered = await o.api.importDevices(chunk.map((r) => ({ serial: r.serial, kind: r.kind })));
+    const bySerial = new Map(answered.map((a) => [a.serial, a]));
+    for (const r of chunk) {
+      const a = bySerial.get(r.serial);
+      if (!a) throw new CredentialsError(`the gateway's import did not answer for serial ${r.serial}`);
+      creds.push({ id: a.id, secret: a.secret, kind: r.kind, serial: r.serial });
+    }
+    o.onProgress?.(creds.length, total);
+  }
+  const withResidents = rows.map((r, i) => ({ row: r, cred: creds[i] as Credentials })).filter((x) => x.row.req.resident);
+  await pool(withResidents, o.concurrency ?? 8, async ({ row, cred }) => {
+    const spec = row.req.resident as ResidentSpec;
+    const home = spec.home ?? offset(DEFAULT_CITY, o.rng.fork(cred.serial ?? cred.id).range(0, 5000), o.rng.fork(`${cred.id}/b`).range(0, 360));
+    const radius = spec.safeZoneRadiusM ?? DEFAULT_ZONE_RADIUS_M;
+    const safeZone: SafeZone | undefined = spec.safeZone ?? (radius > 0 ? { type: 'circle', center: home, radiusM: radius } : undefined);
+    const resident = await o.api.createResident({
+      name: `${spec.name ?? 'Sim resident'} ${row.req.label ?? row.kind} ${row.n + 1}`,
+      home,
+      ...(safeZone ? { safeZone } : {}),
+      ...(spec.unitId ? { unitId: spec.unitId } : {}),
+      ...(spec.noMovementSeconds ? { noMovementSeconds: spec.noMovementSeconds } : {}),
+    });
+    await o.api.bindDevice(cred.id, resident.id);
+    cred.residentId = resident.id;
+    cred.home = home;
+    if (safeZone) cred.safeZone = safeZone;
+  });
+  return creds;
+}
+
+/** run `fn` over `items` with at most `n` at a time */
+export async function pool<T>(items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(n, items.length) }, async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  });
+  await Promise.all(workers);
+}
+
+export interface CredentialsFile {
+  version: 1;
+  createdAt: string;
+  api?: string;
+  mqtt?: string;
+  devices: Credentials[];
+}
+
+export async function saveCredentials(file: string, data: Omit<CredentialsFile, 'version' | 'createdAt'>): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  const body: CredentialsFile = { version: 1, createdAt: new Date().toISOString(), ...data };
+  // device secrets: readable by the owner only
+  await writeFile(file, JSON.stringify(body, null, 2) + '\n', { mode: 0o600 });
+}
+
+/** Load a JSON credentials file (written by `saveCredentials`) or a CSV `id,serial,kind,secret`. */
+export async function loadCredentials(file: string): Promise<CredentialsFile> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new CredentialsError(`cannot read credentials file ${file}: ${(err as Error).message}`);
+  }
+  let devices: Credentials[];
+  let meta: Partial<CredentialsFile> = {};
+  if (text.trimStart().startsWith('{') || text.trimStart().startsWith('[')) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      throw new CredentialsError(`${file} is not valid JSON: ${(err as Error).message}`);
+    }
+    const list = Array.isArray(parsed) ? parsed : (parsed as CredentialsFile).devices;
+    if (!Array.isArray(list)) throw new CredentialsError(`${file}: expected {"devices": [{id, secret, kind}, …]}`);
+    if (!Array.isArray(parsed)) meta = parsed as CredentialsFile;
+    devices = list as Credentials[];
+  } else {
+    try {
+      devices = parseCredentialsCsv(text) as Credentials[];
+    } catch (err) {
+      throw new CredentialsError(`${file}: ${(err as Error).message}`);
+    }
+  }
+  const problems: string[] = [];
+  devices.forEach((d, i) => {
+    if (!d || typeof d.id !== 'string' || !d.id) problems.push(`device ${i + 1}: no id`);
+    else if (typeof d.secret !== 'string' || !d.secret) problems.push(`device ${d.id}: no secret`);
+    else if (!isSimKind(d.kind)) problems.push(`device ${d.id}: kind "${String(d.kind)}" is not one of ${SIM_KINDS.join(', ')}`);
+  });
+  if (problems.length) throw new CredentialsError(`${file}: ${problems.slice(0, 10).join('; ')}${problems.length > 10 ? ` (and ${problems.length - 10} more)` : ''}`);
+  return { version: 1, createdAt: meta.createdAt ?? '', api: meta.api, mqtt: meta.mqtt, devices };
+}
+
+/** take `counts` devices of each kind from a loaded file, or say exactly what is missing */
+export function selectCredentials(all: readonly Credentials[], counts: Partial<Record<SimKind, number>>): Credentials[] {
+  const out: Credentials[] = [];
+  const missing: string[] = [];
+  for (const kind of SIM_KINDS) {
+    const want = counts[kind] ?? 0;
+    const have = all.filter((d) => d.kind === kind);
+    if (have.length < want) missing.push(`${want} ${kind} wanted, ${have.length} in the file`);
+    out.push(...have.slice(0, want));
+  }
+  if (missing.length) throw new CredentialsError(`not enough devices in the credentials file: ${missing.join('; ')}. Provision more (--user/--password) or lower --devices.`);
+  return out;
+}
