@@ -31,12 +31,15 @@ export class RecordingSink implements ObservationSink {
   inFlight = 0;
   maxInFlight = 0;
   failNext = 0;
+  /** devices whose observations the store refuses (an unregistered device, say) */
+  readonly refuse = new Set<string>();
   constructor(private readonly delayMs = 0) {}
   async submit(obs: Observation): Promise<IngestResult> {
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
     try {
       if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
+      if (this.refuse.has(obs.deviceId)) throw new Error(`unknown device ${obs.deviceId} (test)`);
       if (this.failNext > 0) {
         this.failNext--;
         throw new Error('store unavailable (test)');
@@ -127,19 +130,18 @@ export async function killAll(): Promise<void> {
   await Promise.all(socats.splice(0).map((k) => k()));
 }
 
-/** `npx tsx firmware-sim/modbus/main.ts …` as its own process group; resolves once it printed its ready line. */
-export async function startSim(args: string[]): Promise<{ proc: LineProcess; ready: Line }> {
-  const child = spawn('npx', ['tsx', 'firmware-sim/modbus/main.ts', ...args], {
-    cwd: process.cwd(),
-    stdio: ['pipe', 'pipe', 'pipe'],
-    detached: true,
-  });
+/** A JSON-lines child in its own process group; resolves once it printed its ready line. */
+export async function startLineProcess(cmd: string, args: string[], what: string): Promise<{ proc: LineProcess; ready: Line }> {
+  const child = spawn(cmd, args, { cwd: process.cwd(), stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   const proc = new LineProcess(child);
   started.push(proc);
-  const ready = await proc.next((l) => l.event === 'ready' || l.event === 'fatal', 60_000, 'the simulator to be ready');
-  if (ready.event !== 'ready') throw new Error(`simulator failed: ${String(ready.message)}`);
+  const ready = await proc.next((l) => l.event === 'ready' || l.event === 'fatal', 60_000, `${what} to be ready`);
+  if (ready.event !== 'ready') throw new Error(`${what} failed: ${String(ready.message)}`);
   return { proc, ready };
 }
+
+/** `npx tsx firmware-sim/modbus/main.ts …`: the simulated device, in another process. */
+export const startSim = (args: string[]) => startLineProcess('npx', ['tsx', 'firmware-sim/modbus/main.ts', ...args], 'the simulator');
 
 /** A linked pair of pseudo-terminals from socat; killing it cuts the line. */
 export async function socatPair(): Promise<{ a: string; b: string; kill(): Promise<void> }> {

@@ -98,6 +98,24 @@ describe('Modbus poller over TCP against the simulator process', () => {
     expect(sink.of('pull-cord')).toHaveLength(1);
   });
 
+  it('a device the store refuses does not hold back the alarms of the others', async () => {
+    const { proc, ready } = await startSim(['--map', 'bed-exit-controller', '--tcp-port', '0']);
+    const sink = new RecordingSink();
+    sink.refuse.add('mat-1');
+    const link = poll(ready.port as number, 'bed-exit-controller', sink);
+    await waitFor('the baseline', () => link.stats().okPolls >= 2 || undefined);
+    await proc.send('set input 0 0');
+    const exits = await sink.waitFor('the other beds', (o) => o.type === 'bed-exit', 3);
+    expect(exits.map((o) => o.deviceId)).toEqual(['mat-2', 'mat-3', 'mat-4']);
+    // bed 1 is retried at every poll until the store takes it
+    const errors = link.stats().sinkErrors;
+    await waitFor('retries of bed 1', () => link.stats().sinkErrors >= errors + 3 || undefined);
+    sink.refuse.clear();
+    await sink.waitFor('bed 1 at last', (o) => o.deviceId === 'mat-1');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(sink.of('bed-exit')).toHaveLength(4);
+  });
+
   it('a killed link is comm-lost once; the device back is comm-restored, and what changed meanwhile is seen', async () => {
     const first = await startSim(['--map', 'pull-cord-panel', '--tcp-port', '0']);
     const port = first.ready.port as number;

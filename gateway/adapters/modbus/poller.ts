@@ -228,14 +228,20 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
     return result.data.slice(0, b.length);
   }
 
+  let sinkFailing = false;
   async function submit(obs: Observation): Promise<boolean> {
     try {
       await opts.sink.submit(obs);
       stats.observations++;
+      if (sinkFailing) log.info('the sink accepts Modbus observations again');
+      sinkFailing = false;
       return true;
     } catch (err) {
       stats.sinkErrors++;
-      log.error({ err, type: obs.type, deviceId: obs.deviceId }, 'sink refused a Modbus observation; it is retried at the next poll');
+      // retried at every poll: say it loudly once, not twice a second
+      (sinkFailing ? log.debug : log.error).call(log, { err, type: obs.type, deviceId: obs.deviceId },
+        'sink refused a Modbus observation; it is retried at the next poll');
+      sinkFailing = true;
       return false;
     }
   }
@@ -277,6 +283,9 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
     }
     if (closed) return undefined;
 
+    // A device whose observation the sink refused gets nothing more this poll (its order is kept; the change is
+    // retried next poll), but other devices go on: one unregistered mat must not hold back another bed's alarm.
+    const blocked = new Set<string>();
     if (!failure && stats.commLost) {
       const restored = await submit({
         deviceId: opts.linkDeviceId,
@@ -286,9 +295,12 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
         restore: true,
         detail: { unitId: opts.unitId, link: describeLink(opts.link), map: opts.map.name, failures: stats.consecutiveFailures },
       });
-      if (!restored) return undefined;
-      stats.commLost = false;
-      log.warn('Modbus link restored');
+      if (restored) {
+        stats.commLost = false;
+        log.warn('Modbus link restored');
+      } else {
+        blocked.add(opts.linkDeviceId);
+      }
     }
 
     for (const [i, p] of opts.map.points.entries()) {
@@ -300,10 +312,14 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
       const { next, emit } = evaluate(p, states[i], value);
       if (emit) {
         const target = deviceFor(p.channel);
+        if (blocked.has(target.deviceId)) continue;
         const obs = toObservation(p, { deviceId: target.deviceId, unitId: opts.unitId, map: opts.map, receivedAt: now() }, value, raw, emit);
         if (target.flags) obs.flags = target.flags;
-        // durability before moving on; on failure this point and the rest keep their old state and are retried
-        if (!(await submit(obs))) return failure;
+        // durability before moving on; on failure this point keeps its old state and is retried next poll
+        if (!(await submit(obs))) {
+          blocked.add(target.deviceId);
+          continue;
+        }
       }
       states[i] = next;
     }

@@ -120,7 +120,7 @@ export class RegisterMapError extends EldergateError {
   }
 }
 
-export const formatProblem = (source: string, p: MapProblem) => `${source}${p.path || '/'}: ${p.message}`;
+export const formatProblem = (source: string, p: MapProblem) => `${source}${p.path}: ${p.message}`;
 
 export const isBitPoint = (p: Pick<RegisterPoint, 'table' | 'bit'>) =>
   p.table === 'coil' || p.table === 'discrete' || p.bit !== undefined;
