@@ -77,8 +77,11 @@ export interface IncidentService {
    * caller hands them to `publishCommitted` once its transaction has committed.
    */
   applyAlarm(action: AlarmAction, source: AlarmSource): CommittedEvent[];
-  /** emit committed events on the bus, in seq order (re-entrant: events published by a listener are queued) */
-  publishCommitted(events: readonly CommittedEvent[]): void;
+  /**
+   * Emit committed events on the bus, in seq order (re-entrant: events published by a listener are queued until
+   * the current ones reached every listener). Events without `unitId` get their incident's.
+   */
+  publishCommitted(events: readonly IncidentEvent[]): void;
   /** a person's action, in its own transaction, published after commit */
   act(incidentId: string, action: IncidentAction, actor: Actor): { incident: IncidentRow; events: CommittedEvent[] };
   /** escalation steps (own transaction, published); [] if the incident no longer waits on `steps[0].dueAt` */
@@ -99,6 +102,8 @@ export interface IncidentService {
   rebuild(incidentId: string): IncidentRow | null;
   /** incidents waiting for acknowledgement with a deadline, for the escalation scheduler */
   pendingDeadlines(): IncidentRow[];
+  /** incidents not yet resolved or cancelled, per priority (tests excluded), for /metrics */
+  openCounts(): Record<Priority, number>;
 }
 
 interface IncidentDbRow {
@@ -229,6 +234,9 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
          AND (unit_id IN (SELECT value FROM json_each(?)) OR (? = 1 AND unit_id IS NULL))
        ORDER BY seq LIMIT ?`,
     ),
+    openCounts: sqlite.prepare<[], { priority: Priority; n: number }>(
+      `SELECT priority, count(*) AS n FROM incidents WHERE status NOT IN ('resolved', 'cancelled') AND test = 0 GROUP BY priority`,
+    ),
     pending: sqlite.prepare<[], IncidentDbRow>(
       `SELECT * FROM incidents WHERE status = 'open' AND deadline_at IS NOT NULL ORDER BY deadline_at`,
     ),
@@ -275,8 +283,10 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
   // must not make other listeners see the newer event before the older one.
   const outbox: CommittedEvent[] = [];
   let publishing = false;
-  function publishCommitted(events: readonly CommittedEvent[]) {
-    outbox.push(...events);
+  function publishCommitted(events: readonly IncidentEvent[]) {
+    for (const e of events) {
+      outbox.push('unitId' in e ? (e as CommittedEvent) : { ...e, unitId: getRow(e.incidentId)?.unitId ?? null });
+    }
     if (publishing) return;
     publishing = true;
     try {
@@ -579,5 +589,10 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     list,
     rebuild: (id) => fold(q.events.all(id).map(toEvent)),
     pendingDeadlines: () => q.pending.all().map(toRow),
+    openCounts() {
+      const out = { P1: 0, P2: 0, P3: 0 } as Record<Priority, number>;
+      for (const r of q.openCounts.all()) out[r.priority] = r.n;
+      return out;
+    },
   };
 }

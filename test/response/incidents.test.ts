@@ -96,6 +96,25 @@ describe('incidents: alarms open, join, clear and cancel', () => {
     expect(incidents.get(s!.incidentId)!.status).toBe('open');
   });
 
+  it('publishing is re-entrant: a listener that commits and publishes never reorders events for the others', () => {
+    const { incidents } = h.response;
+    // the WebSocket layer stamps the first push from inside its own listener
+    h.bus.on('incident-event', (e) => {
+      if (e.type === 'opened') incidents.markPushed(e.incidentId, e.seq, h.clock.now());
+    });
+    const later: number[] = [];
+    h.bus.on('incident-event', (e) => later.push(e.seq));
+    const [o] = ingest(h, sos(), source({}, h.clock.now()));
+    expect(later).toEqual([o!.seq, o!.seq + 1]);
+    expect(h.seen.map((e) => e.type)).toEqual(['opened', 'pushed']);
+    // events handed over without unitId (as ingest collects them) get their incident's
+    const bare = { ...incidents.events(o!.incidentId)[0]! } as Record<string, unknown>;
+    delete bare.unitId;
+    incidents.publishCommitted([bare as never]);
+    expect(h.seen.at(-1)).toMatchObject({ seq: o!.seq, unitId: 'g1' });
+    expect(incidents.openCounts()).toEqual({ P1: 1, P2: 0, P3: 0 });
+  });
+
   it('stamps carry the alarm path: deviceTs, received, ruleEvaluated, durable, then pushed and first delivery', () => {
     const { incidents } = h.response;
     const now = h.clock.now();
