@@ -75,8 +75,10 @@ export class ModbusDeviceSim extends EventEmitter<SimEvents> {
   ) {
     super();
     this.unitId = opts.unitId ?? 1;
+    // a point's reset register exists on the device too, even though nobody polls it
+    const addresses = map.points.flatMap((p) => [{ table: p.table, address: p.address }, ...(p.reset ? [p.reset] : [])]);
     const size = (t: SimTable) =>
-      Math.max(opts.size?.[t] ?? 0, ...map.points.filter((p) => p.table === t).map((p) => p.address + 1), 0);
+      Math.max(opts.size?.[t] ?? 0, ...addresses.filter((a) => a.table === t).map((a) => a.address + 1), 0);
     this.values = {
       coil: new Uint16Array(size('coil')),
       discrete: new Uint16Array(size('discrete')),

@@ -3,9 +3,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadRegisterMap } from '../../gateway/adapters/modbus/register-map.js';
 import { startModbusLink, type ModbusLink, type ModbusLinkOptions } from '../../gateway/adapters/modbus/poller.js';
 import { deviceForChannels } from '../../gateway/adapters/modbus/config.js';
+import { startModbusAdapter, type ModbusAdapter } from '../../gateway/adapters/modbus/index.js';
+import { ConfigError } from '../../core/errors.js';
 import { killAll, log, RecordingSink, startSim, waitFor } from './helpers.js';
 
-const links: ModbusLink[] = [];
+const links: (ModbusLink | ModbusAdapter)[] = [];
 afterEach(async () => {
   await Promise.all(links.splice(0).map((l) => l.close()));
   await killAll();
@@ -200,5 +202,33 @@ describe('Modbus poller over TCP against the simulator process', () => {
     const polls = link.stats().polls;
     await new Promise((r) => setTimeout(r, 300));
     expect(link.stats().polls).toBe(polls);
+  });
+
+  it('starts from the gateway configuration entries, or refuses them all naming every bad field', async () => {
+    const { proc, ready } = await startSim(['--map', 'bed-exit-controller', '--tcp-port', '0', '--unit', '9']);
+    const sink = new RecordingSink();
+    expect(() =>
+      startModbusAdapter([{ name: 'ward-a', deviceId: 'ctl', link: { transport: 'tcp', host: '127.0.0.1', port: 0 }, map: 'bed-exit-controler' }], { sink, log }),
+    ).toThrow(ConfigError);
+    const adapter = startModbusAdapter(
+      [
+        {
+          name: 'ward-a',
+          deviceId: 'ctl',
+          link: { transport: 'tcp', host: '127.0.0.1', port: ready.port },
+          unitId: 9,
+          map: 'bed-exit-controller',
+          pollMs: 50,
+          channels: { '1': 'mat-1', '2': 'mat-2', '3': 'mat-3', '4': 'mat-4' },
+        },
+      ],
+      { sink, log },
+    );
+    links.push(adapter);
+    await waitFor('the baseline', () => adapter.stats()[0]!.okPolls >= 2 || undefined);
+    await proc.send('point bed-4-exit 0');
+    const [exit] = await sink.waitFor('bed 4 exit', (o) => o.type === 'bed-exit');
+    expect(exit).toMatchObject({ deviceId: 'mat-4', detail: { unitId: 9 } });
+    expect(adapter.stats()[0]).toMatchObject({ name: 'ward-a', state: 'ok' });
   });
 });
