@@ -13,7 +13,12 @@ import { DeviceStates } from './gateway/device-state.js';
 import { Ingest } from './gateway/ingest.js';
 import { Commands } from './gateway/commands.js';
 import { startBroker, type EmbeddedBroker } from './gateway/broker/broker.js';
-import { buildApp } from './server/app.js';
+import { createAlarmPipeline, type AlarmPipeline } from './gateway/alarms.js';
+import { createResponse, type Response } from './response/index.js';
+import { buildApp, type ExtraRoutes } from './server/app.js';
+import { incidentRoutes } from './server/routes/incidents.js';
+import { networkRoutes } from './server/routes/network.js';
+import { kpiRoutes } from './server/routes/kpis.js';
 import { createScope } from './server/scope.js';
 import type { AppDeps } from './server/deps.js';
 
@@ -28,6 +33,8 @@ export interface Eldergate {
   states: DeviceStates;
   ingest: Ingest;
   commands: Commands;
+  response: Response;
+  alarms: AlarmPipeline;
   broker: EmbeddedBroker;
   app: FastifyInstance;
   mqttPort: number;
@@ -48,17 +55,21 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const registry = new DeviceRegistry(store.db, new SecretHasher(serviceSecret(store.db, 'device-secret-key')), bus);
   const states = new DeviceStates(store.sqlite);
   const commands = new Commands(store.sqlite, log);
+  const response = createResponse({ store, bus, config, log });
+  const { incidents } = response;
   const ingest = new Ingest({
     sqlite: store.sqlite,
     states,
     config: config.ingest,
     log,
     metrics,
-    onCommitted: (events) => {
-      for (const e of events) bus.emit('incident-event', e as never);
-    },
+    // committed incident events reach the bus (and so the consoles) only once durable
+    onCommitted: (events) => incidents.publishCommitted(events),
   });
+  // steps in order: rules → incidents, then the devices' answers to commands
+  const alarms = createAlarmPipeline({ config, log, metrics, sqlite: store.sqlite, registry, states, ingest, incidents });
   ingest.use(commands.step);
+  wireAcknowledgeCommand({ bus, incidents, commands, log });
 
   const broker = await startBroker({ config, registry, states, ingest, bus, log, metrics });
   commands.attach(broker);
@@ -67,6 +78,9 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     if (client && subs.some((s) => s.topic.endsWith('/commands'))) commands.resend(client.id);
   });
   const expiry = setInterval(() => commands.expireDue(), 60_000).unref();
+  alarms.restore();
+  // escalation catches up at once with what fell overdue while the gateway was down
+  response.start();
 
   let ready = false;
   const deps: AppDeps = {
@@ -75,14 +89,19 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     visibleUnits: createScope(store.sqlite),
     ready: () => ready,
   };
-  const app = await buildApp(deps);
+  const extra: ExtraRoutes = [
+    { name: 'incidents', plugin: incidentRoutes({ incidents, network: response.network }) },
+    { name: 'network', plugin: networkRoutes({ network: response.network }) },
+    { name: 'kpis', plugin: kpiRoutes({ network: response.network, kpis: response.kpis }) },
+  ];
+  const app = await buildApp(deps, extra);
   await app.listen({ port: config.http.port, host: config.http.host });
   const httpPort = (app.server.address() as { port: number }).port;
   ready = true;
 
   let closed = false;
   return {
-    config, log, store, bus, metrics, users, registry, states, ingest, commands, broker, app,
+    config, log, store, bus, metrics, users, registry, states, ingest, commands, response, alarms, broker, app,
     mqttPort: broker.port,
     httpPort,
     ...(bootstrap ? { bootstrap } : {}),
@@ -93,9 +112,43 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       clearInterval(expiry);
       await app.close();
       await broker.close();
+      alarms.close();
       ingest.close();
+      await response.close();
       store.sqlite.transaction(() => states.flushDirty(Date.now()))();
       store.close();
     },
+  };
+}
+
+/**
+ * "Help is coming": when a person acknowledges an incident, the device gets the acknowledge-alarm command (stored,
+ * re-sent on reconnect, tracked until the device answers); both steps are on the incident's timeline.
+ */
+function wireAcknowledgeCommand(d: { bus: Bus; incidents: Response['incidents']; commands: Commands; log: Logger }): void {
+  d.bus.on('incident-event', (e) => {
+    if (e.type !== 'acknowledged') return;
+    const incident = d.incidents.get(e.incidentId);
+    if (!incident) return;
+    try {
+      const cmd = d.commands.create(incident.deviceId, 'acknowledge-alarm', { type: incident.type }, { incidentId: incident.id, ttlMs: 3600_000 });
+      d.commands.send(cmd.id);
+      d.incidents.record(incident.id, 'command-sent', { commandId: cmd.id, command: 'acknowledge-alarm', deviceId: incident.deviceId });
+    } catch (err) {
+      d.log.error({ err, incidentId: e.incidentId }, 'could not send acknowledge-alarm to the device');
+    }
+  });
+  d.commands.onAcked = (cmd, at) => {
+    if (!cmd.incidentId) return [];
+    const incidentId = cmd.incidentId;
+    // the ingest transaction is still open: record it once that has committed
+    setImmediate(() => {
+      try {
+        d.incidents.record(incidentId, 'command-acked', { commandId: cmd.id, command: cmd.type, status: cmd.status, at });
+      } catch (err) {
+        d.log.error({ err, incidentId }, 'could not record a command acknowledgement');
+      }
+    });
+    return [];
   };
 }

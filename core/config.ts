@@ -100,6 +100,8 @@ export const ConfigSchema = Type.Object(
         wsMaxPayloadBytes: Type.Integer({ minimum: 256, default: 16384 }),
         /** frames queued for a console before it is cut off and must resume by sequence */
         wsMaxBufferedBytes: Type.Integer({ minimum: 1024, default: 4 * 1024 * 1024 }),
+        /** the server pings each console this often; one unanswered ping ends the connection */
+        wsPingIntervalMs: Type.Integer({ minimum: 100, default: 30_000 }),
       },
       { default: {} },
     ),
@@ -140,7 +142,7 @@ export const ConfigSchema = Type.Object(
     notifiers: Type.Object(
       {
         webhookSecret: Type.Optional(Type.String({ minLength: 16 })),
-        webhookUrls: Type.Array(Type.String({ format: 'uri' }), { default: [] }),
+        webhookUrls: Type.Array(Type.String({ pattern: '^https?://\\S+$' }), { default: [] }),
         retries: Type.Integer({ minimum: 0, default: 5 }),
         backoffMs: Type.Integer({ minimum: 10, default: 1000 }),
       },

@@ -18,7 +18,11 @@ export interface DeviceEntry {
   residentId: string | null;
   unitId: string | null;
   power: 'battery' | 'mains';
+  config: Record<string, unknown>;
 }
+
+/** Something about a device or a resident changed that rules depend on (binding, lifecycle, resident's zone). */
+export type RegistryChange = { deviceId: string } | { residentId: string };
 
 export type DeviceRow = typeof devices.$inferSelect;
 export type ResidentRow = typeof residents.$inferSelect;
@@ -57,7 +61,16 @@ export class DeviceRegistry {
       residentId: d.residentId,
       unitId: d.residentId ? (this.residentUnit.get(d.residentId) ?? null) : null,
       power: d.power,
+      config: d.config,
     };
+  }
+
+  private readonly listeners: ((change: RegistryChange) => void)[] = [];
+  onChange(listener: (change: RegistryChange) => void): void {
+    this.listeners.push(listener);
+  }
+  private changed(change: RegistryChange): void {
+    for (const l of this.listeners) l(change);
   }
 
   entry(id: string): DeviceEntry | undefined {
@@ -192,6 +205,7 @@ export class DeviceRegistry {
     this.db.update(devices).set(next).where(eq(devices.id, id)).run();
     const updated = { ...row, ...next };
     this.entries.set(id, this.toEntry(updated));
+    this.changed({ deviceId: id });
     return updated;
   }
 
@@ -205,6 +219,7 @@ export class DeviceRegistry {
     this.db.update(devices).set({ residentId, state, updatedAt: Date.now() }).where(eq(devices.id, id)).run();
     const updated = { ...row, residentId, state };
     this.entries.set(id, this.toEntry(updated));
+    this.changed({ deviceId: id });
     return updated;
   }
 
@@ -234,6 +249,7 @@ export class DeviceRegistry {
     if (state === 'suspended' || state === 'decommissioned') {
       this.bus.emit('device-revoked', { deviceId: id, reason: state });
     }
+    this.changed({ deviceId: id });
     return updated;
   }
 
@@ -282,6 +298,7 @@ export class DeviceRegistry {
       this.residentUnit.set(id, patch.unitId ?? null);
       for (const e of this.entries.values()) if (e.residentId === id) e.unitId = patch.unitId ?? null;
     }
+    this.changed({ residentId: id });
     return { ...row, ...next } as ResidentRow;
   }
 

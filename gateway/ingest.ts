@@ -17,11 +17,18 @@ import type { DeviceStates } from './device-state.js';
  */
 export interface IngestStep {
   name: string;
+  /** sees the device's state as it was before this observation (the observation is folded in after all steps) */
   run(obs: Observation, observationId: number, stamps: Record<string, number>): IncidentEvent[] | void;
+  /** after the observation was folded into the device's state (state patches a rule asked for) */
+  after?(obs: Observation): void;
 }
+
+/** Work for one device that must run in its order with its observations (a rule timer that came due). */
+export type DeviceTask = () => IncidentEvent[] | void;
 
 interface Pending {
   obs: Observation;
+  task?: DeviceTask;
   resolve?: (r: IngestResult) => void;
   reject?: (err: Error) => void;
 }
@@ -86,6 +93,16 @@ export class Ingest implements ObservationSink {
         setImmediate(() => this.flushUrgent());
       }
     });
+  }
+
+  /** Run `task` inside the next urgent transaction, after everything already queued for that device. */
+  enqueueTask(deviceId: string, task: DeviceTask): void {
+    if (this.closed) return;
+    this.urgent.push({ obs: { deviceId, type: 'supervision', receivedAt: Date.now(), source: 'gateway' }, task });
+    if (!this.urgentScheduled) {
+      this.urgentScheduled = true;
+      setImmediate(() => this.flushUrgent());
+    }
   }
 
   /**
@@ -169,7 +186,18 @@ export class Ingest implements ObservationSink {
     try {
       this.o.sqlite.transaction(() => {
         for (let i = 0; i < batch.length; i++) {
-          results[i] = this.processOne(batch[i]!.obs, events);
+          const p = batch[i]!;
+          if (p.task) {
+            try {
+              const out = p.task();
+              if (out) for (const e of out) events.push(e);
+            } catch (err) {
+              this.log.error({ err, deviceId: p.obs.deviceId }, 'device task failed');
+            }
+            results[i] = { status: 'stored', observationId: 0 };
+            continue;
+          }
+          results[i] = this.processOne(p.obs, events);
         }
         for (const r of rejects) this.insertReject.run(r.deviceId, r.source, r.topic, r.reason, r.raw, r.at);
         this.o.states.flushDirty(Date.now());
@@ -213,7 +241,6 @@ export class Ingest implements ObservationSink {
       return { status: 'duplicate', observationId: id };
     }
     const observationId = Number(info.lastInsertRowid);
-    this.o.states.apply(obs);
     const stamps: Record<string, number> = { received: receivedAt };
     if (deviceTs !== undefined) stamps.deviceTs = deviceTs;
     for (const step of this.steps) {
@@ -223,6 +250,14 @@ export class Ingest implements ObservationSink {
         if (out) for (const e of out) events.push(e);
       } catch (err) {
         this.log.error({ err, step: step.name, deviceId, type }, 'ingest step failed');
+      }
+    }
+    this.o.states.apply(obs);
+    for (const step of this.steps) {
+      try {
+        step.after?.(obs);
+      } catch (err) {
+        this.log.error({ err, step: step.name, deviceId, type }, 'ingest step (after) failed');
       }
     }
     this.o.metrics.ingested.inc({ source, class: isLifeSafety(type) ? 'alarm' : 'other', result: 'stored' });

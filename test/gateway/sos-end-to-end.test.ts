@@ -57,6 +57,12 @@ describe('an SOS from a provisioned phone', () => {
     const sos = reader.prepare("select seq, device_ts from observations where device_id = ? and type = 'sos' order by id").all(dev.body.id);
     expect(sos).toEqual([{ seq: 1, device_ts: ts }, { seq: 1, device_ts: ts + 5000 }]);
 
+    // the SOS opened one P1 incident, joined by the rebooted phone's second press
+    const incidents = await t.api('GET', `/api/incidents?status=open`);
+    const mine = incidents.body.items.filter((i: { deviceId: string }) => i.deviceId === dev.body.id);
+    expect(mine).toHaveLength(1);
+    expect(mine[0]).toMatchObject({ type: 'sos', priority: 'P1', count: 2, residentId: resident.body.id });
+
     client.end(true);
     await waitFor(async () => (await t.api('GET', `/api/devices/${dev.body.id}`)).body.live.online === false, 'offline after disconnect');
   });
