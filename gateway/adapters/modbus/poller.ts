@@ -17,6 +17,7 @@ export type ModbusTransportOptions =
       transport: 'rtu';
       path: string;
       baudRate: number;
+      /** default even (MODBUS over Serial Line v1.02 §2.5.1) */
       parity?: 'none' | 'even' | 'odd' | 'mark' | 'space';
       dataBits?: 5 | 6 | 7 | 8;
       stopBits?: 1 | 1.5 | 2;
@@ -194,7 +195,8 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
         await within(
           c.connectRTUBuffered(l.path, {
             baudRate: l.baudRate,
-            parity: l.parity ?? 'none',
+            // MODBUS over Serial Line v1.02 §2.5.1: even parity is the default
+            parity: l.parity ?? 'even',
             dataBits: l.dataBits ?? 8,
             stopBits: (l.stopBits ?? 1) as number,
           }),
@@ -205,6 +207,10 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
     } catch (err) {
       await dispose(c);
       throw err;
+    }
+    if (closed) {
+      await dispose(c);
+      throw new Error('link closed');
     }
     // set after connecting: modbus-serial would otherwise also make it the TCP socket's idle timeout
     c.setTimeout(opts.timeoutMs);
@@ -379,6 +385,7 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
       if (closed) break;
       await sleep(stats.nextDelayMs);
     }
+    if (client) await dispose(client);
   }
 
   const running = loop().catch((err) => log.error({ err }, 'Modbus poll loop stopped unexpectedly'));
