@@ -3,7 +3,7 @@
 // cancel inside the window cancels). It plays ingest's part: one device at a time, timer fires queued behind
 // observations and run in order with the device's current state. Rules are pure, so no database is needed.
 import { Writable } from 'node:stream';
-import type { AlarmAction, Observation } from '../../core/contracts.js';
+import type { AlarmAction, Observation, Position } from '../../core/contracts.js';
 import type { Config, DataRule } from '../../core/config.js';
 import { createLogger } from '../../core/logger.js';
 import { createEngine, type Engine, type EvaluateInput, type EvaluateResult, type TimerFire } from '../../gateway/engine.js';
@@ -37,14 +37,16 @@ export interface Incident {
   openedAt: number;
   count: number;
   test: boolean;
-  position?: AlarmAction extends infer A ? (A extends { position?: infer P } ? P : never) : never;
+  position?: Position;
   cancelWindowMs?: number;
   data: Record<string, unknown>;
   notes: string[];
   closedReason?: string;
 }
 
-export type ObsInput = Omit<Observation, 'deviceId' | 'receivedAt' | 'source'> & Partial<Pick<Observation, 'source' | 'receivedAt'>>;
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** an observation of any type without the fields the world fills in (source may be given) */
+export type ObsInput = DistributiveOmit<Observation, 'deviceId' | 'receivedAt' | 'source'> & Partial<Pick<Observation, 'source' | 'receivedAt'>>;
 
 export interface WorldOptions {
   rules?: Rule[];
@@ -64,6 +66,8 @@ export class World {
   readonly logLines: Record<string, unknown>[] = [];
   readonly fires: TimerFire[] = [];
   engine: Engine;
+  /** queue timer fires instead of running them as they come due */
+  holdFires = false;
   private nextIncident = 1;
   private readonly options: WorldOptions;
 
@@ -91,7 +95,11 @@ export class World {
       log: createLogger('debug', sink),
       clock: this.clock,
       wallClock: () => this.now,
-      onTimerDue: (fire) => this.fires.push(fire),
+      onTimerDue: (fire) => {
+        this.fires.push(fire);
+        // an idle ingest runs a fire at once, at the time it came due; `holdFires` queues them (a busy device)
+        if (!this.holdFires) this.drain();
+      },
     });
   }
 
@@ -101,7 +109,8 @@ export class World {
     this.fires.length = 0;
     this.engine = this.makeEngine();
     this.engine.restoreTimers([...this.devices.keys()].map((id) => ({ ...this.input(id), hints: hints(id) })));
-    this.drain();
+    this.advance(0); // overdue timers come due on the next turn of the loop
+
   }
 
   get now(): number {
@@ -145,8 +154,8 @@ export class World {
   }
 
   /** One observation through the engine, then applied as ingest would. */
-  send(deviceId: string, obs: ObsInput): EvaluateResult {
-    this.drain();
+  send(deviceId: string, obs: ObsInput, opts: { drainFirst?: boolean } = {}): EvaluateResult {
+    if (opts.drainFirst !== false) this.drain();
     const full = { deviceId, receivedAt: this.now, source: 'mqtt', ...obs } as Observation;
     const result = this.engine.evaluate(full, this.input(deviceId));
     this.afterObservation(full);
@@ -156,28 +165,39 @@ export class World {
 
   /** Move both clocks; timers that come due are queued, then run in order. */
   advance(ms: number): EvaluateResult[] {
+    const from = this.timerRuns.length;
     this.clock.advance(ms);
-    return this.drain();
+    this.drain();
+    return this.timerRuns.slice(from);
   }
 
+  /** every timer run so far, in order */
+  readonly timerRuns: EvaluateResult[] = [];
+
   drain(): EvaluateResult[] {
-    const results: EvaluateResult[] = [];
+    const from = this.timerRuns.length;
     while (this.fires.length) {
       const fire = this.fires.shift()!;
       const r = this.engine.runTimer(fire, this.input(fire.deviceId));
       this.apply(fire.deviceId, r);
-      results.push(r);
+      this.timerRuns.push(r);
     }
-    return results;
+    return this.timerRuns.slice(from);
   }
 
+  /** Fold the observation into the device's state as gateway/device-state.ts does: every observation counts as
+   * seen and 'ok' (a Will included); the rules' state patch is applied after, and must correct that. */
   private afterObservation(obs: Observation): void {
     const d = this.devices.get(obs.deviceId)!;
-    const alive = obs.source !== 'gateway' && !(obs.type === 'status' && !obs.online) && obs.type !== 'comm-lost';
-    if (alive) d.lastSeen = this.now;
+    d.lastSeen = this.now;
     const p = checkPosition((obs as { position?: unknown }).position);
     if (p.ok) d.lastPosition = { ...p.position, at: this.now };
     if (obs.type === 'battery') d.battery = obs.level;
+    if ((obs.type === 'heartbeat' || obs.type === 'position') && obs.battery !== undefined) d.battery = obs.battery;
+    if (obs.type === 'heartbeat' && obs.mains !== undefined) d.mains = obs.mains;
+    if (obs.type === 'power-lost') d.mains = false;
+    if (obs.type === 'power-restored') d.mains = true;
+    d.supervision = 'ok';
   }
 
   private apply(deviceId: string, result: EvaluateResult): void {
@@ -216,6 +236,11 @@ export class World {
       .filter((a) => deviceId === undefined || a.deviceId === deviceId)
       .map((a) => a.alarm)
       .filter((a): a is Extract<AlarmAction, { action: 'raise' }> => a.action === 'raise');
+  }
+
+  /** raise actions of one alarm type (tests of one rule ignore, say, supervision of a silent device) */
+  raisedOf(type: string, deviceId?: string): Extract<AlarmAction, { action: 'raise' }>[] {
+    return this.raised(deviceId).filter((a) => a.type === type);
   }
 
   errorsLogged(): Record<string, unknown>[] {

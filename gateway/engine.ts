@@ -1,0 +1,385 @@
+// The rules engine: runs the rules in order over each observation of a device, keeps their timers and per-device
+// memory, and hands back the alarms for the incident service. Ingest calls it one device at a time, in order.
+//
+// Timers and ordering: when a rule's timer comes due the engine does not evaluate it on the spot — the device may
+// have an observation in flight that changes the answer (a heartbeat that arrived just before the offline
+// deadline). It calls onTimerDue(fire); ingest queues the fire behind that device's observations and, at its turn,
+// calls runTimer(fire, input) with the device's current state. A fire whose timer was set again or cleared in the
+// meantime is stale and does nothing.
+//
+// Belt and braces: a rule that throws is logged and skipped, never stopping the others; and a life-safety
+// observation that no rule turned into an alarm (nor explicitly handled) is raised P1 by the engine itself.
+import type { AlarmAction, Observation } from '../core/contracts.js';
+import { isLifeSafety } from '../core/contracts.js';
+import type { Config, DataRule } from '../core/config.js';
+import { ConfigError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { defaultRules } from './rules/index.js';
+import { resolveRuleSettings, type RuleSettings } from './rules/settings.js';
+import { alarmPosition } from './rules/stale-position.js';
+import type {
+  DeviceStatePatch,
+  DeviceView,
+  EngineSettings,
+  KindInfo,
+  OpenIncidentView,
+  ResidentView,
+  RestoreHints,
+  Rule,
+  RuleContext,
+  RuleOutput,
+  TimerRequest,
+} from './rules/types.js';
+import { TimerQueue, type Clock, type TimerEntry } from './timers.js';
+
+/** What ingest supplies for one evaluation: the device as it is before this observation is applied. */
+export interface EvaluateInput {
+  /** gateway wall clock, epoch ms (Date.now() when processing) */
+  now: number;
+  device: DeviceView;
+  resident: ResidentView | null;
+  /** the device's not-yet-closed incident of this type, including alarms applied earlier in the same transaction */
+  openIncident(type: string): OpenIncidentView | undefined;
+}
+
+export interface RestoreInput extends EvaluateInput {
+  hints?: RestoreHints;
+}
+
+/** A rule timer that came due; pass it back to runTimer in the device's order. */
+export interface TimerFire {
+  deviceId: string;
+  rule: string;
+  key: string;
+  /** generation of the timer when it fired (a re-set or clear since makes the fire stale) */
+  gen: number;
+}
+
+export type AppliedTimer = { rule: string; key: string; inMs: number } | { rule: string; key: string; clear: true };
+
+export interface EvaluateResult {
+  /** in rule order; apply them in this order */
+  alarms: AlarmAction[];
+  /** the timer changes already applied (for logs and tests) */
+  timers: AppliedTimer[];
+  /** device state changes to persist after ingest's own (supervision) */
+  state: DeviceStatePatch;
+  /** wall clock when the rules had run, epoch ms: the incident's `ruleEvaluated` stamp */
+  evaluatedAt: number;
+  /** rules that threw (logged); the others still ran */
+  errors: { rule: string; message: string }[];
+  /** the engine raised a life-safety observation P1 itself because no rule did */
+  fallback: boolean;
+  /** runTimer only: the timer was set again or cleared after it fired, so nothing was evaluated */
+  stale?: boolean;
+}
+
+export interface EngineOptions {
+  /** default: the built-in rules followed by config.rules compiled */
+  rules?: readonly Rule[];
+  /** what rules need about each device kind, by kind name */
+  kinds: Readonly<Record<string, KindInfo>>;
+  config: {
+    supervision: Config['supervision'];
+    rules?: readonly DataRule[];
+    ruleSettings?: Partial<RuleSettings>;
+  };
+  log: Logger;
+  /** monotonic clock and scheduler for timers; default performance.now + setTimeout (vitest fake timers apply) */
+  clock?: Clock;
+  /** wall clock for stamps; default Date.now */
+  wallClock?: () => number;
+  /** timers handled per turn of the event loop */
+  timerBatch?: number;
+  /** a rule timer came due: queue `fire` behind the device's observations, then call runTimer(fire, input) */
+  onTimerDue(fire: TimerFire): void;
+}
+
+export interface Engine {
+  evaluate(obs: Observation, input: EvaluateInput): EvaluateResult;
+  runTimer(fire: TimerFire, input: EvaluateInput): EvaluateResult;
+  /** start-up: arm every rule's timers from stored state (overdue ones come due at once) */
+  restoreTimers(inputs: Iterable<RestoreInput>): { devices: number; timers: number; errors: number };
+  /** a device, its binding or its resident changed (bind, PATCH resident, resume): re-arm its timers */
+  resyncDevice(input: RestoreInput): void;
+  /** suspended, decommissioned or deleted: drop its timers and memory */
+  forgetDevice(deviceId: string): void;
+  /** a device's pending timers, ms from now (diagnosis, fleet board) */
+  pendingTimers(deviceId: string): { rule: string; key: string; inMs: number }[];
+  readonly timers: TimerQueue;
+  readonly rules: readonly Rule[];
+  readonly settings: Readonly<EngineSettings>;
+  /** stop the real timer (shutdown) */
+  close(): void;
+}
+
+const FALLBACK_KIND: Omit<KindInfo, 'kind'> = {
+  // unknown kind: supervise loosely but treat as a life-safety sensor (an unknown device is not assumed harmless)
+  heartbeatMs: 3600_000,
+  lifeSafetySensor: true,
+  lowBatteryPct: 20,
+};
+
+export function createEngine(options: EngineOptions): Engine {
+  const log = options.log.child({ module: 'rules-engine' });
+  const wallClock = options.wallClock ?? Date.now;
+  const rules = options.rules ?? defaultRules(options.config.rules ?? []);
+  const ruleSettings = resolveRuleSettings(options.config.ruleSettings);
+  const settings: EngineSettings = Object.freeze({
+    ...ruleSettings,
+    timeZoneOffsetMinutes: ruleSettings.timeZoneOffsetMinutes ?? -new Date(wallClock()).getTimezoneOffset(),
+    supervision: options.config.supervision,
+  });
+
+  // rule names key timers and memory: they must be unique
+  const byName = new Map<string, Rule>();
+  const dupes = rules.filter((r) => (byName.has(r.name) ? true : (byName.set(r.name, r), false))).map((r) => r.name);
+  if (dupes.length) throw new ConfigError(dupes.map((n) => `rule name "${n}" is used twice; rule names must be unique`));
+
+  // slot strings per (rule, declared timer key), made once: no string building on the hot path but the heap key
+  const slots = new Map<string, Map<string, string>>();
+  const slotInfo = new Map<string, { rule: Rule; key: string }>();
+  for (const r of rules) {
+    const m = new Map<string, string>();
+    for (const key of r.timers ?? []) {
+      const slot = `${r.name}/${key}`;
+      m.set(key, slot);
+      slotInfo.set(slot, { rule: r, key });
+    }
+    slots.set(r.name, m);
+  }
+
+  // rules per observation type, in order; '*' rules take part everywhere
+  const wildcard = rules.filter((r) => r.on.includes('*'));
+  const byType = new Map<string, Rule[]>();
+  for (const type of new Set(rules.flatMap((r) => r.on))) {
+    if (type !== '*') byType.set(type, rules.filter((r) => r.on.includes(type) || r.on.includes('*')));
+  }
+
+  const memory = new Map<string, Map<string, unknown>>();
+  /** fired timers not yet run, by heap id → generation */
+  const firing = new Map<string, number>();
+  const warnedKinds = new Set<string>();
+
+  const timers = new TimerQueue({
+    ...(options.clock && { clock: options.clock }),
+    ...(options.timerBatch !== undefined && { batch: options.timerBatch }),
+    onDue(entry: TimerEntry) {
+      const info = slotInfo.get(entry.slot);
+      if (!info) return;
+      firing.set(entry.id, entry.gen);
+      try {
+        options.onTimerDue({ deviceId: entry.owner, rule: info.rule.name, key: info.key, gen: entry.gen });
+      } catch (err) {
+        log.error({ err, deviceId: entry.owner, rule: info.rule.name, key: info.key }, 'onTimerDue threw; the timer is lost');
+      }
+    },
+  });
+
+  function kindOf(device: DeviceView): KindInfo {
+    const k = options.kinds[device.kind];
+    if (k) return k;
+    if (!warnedKinds.has(device.kind)) {
+      warnedKinds.add(device.kind);
+      log.warn({ kind: device.kind, deviceId: device.id }, 'no kind information for this device kind; using cautious defaults');
+    }
+    return { kind: device.kind, ...FALLBACK_KIND };
+  }
+
+  function context(rule: Rule, input: EvaluateInput, kind: KindInfo): RuleContext {
+    const deviceId = input.device.id;
+    const ruleSlots = slots.get(rule.name);
+    return {
+      now: input.now,
+      device: input.device,
+      resident: input.resident,
+      kind,
+      settings,
+      memory: memory.get(deviceId)?.get(rule.name),
+      openIncident: input.openIncident,
+      hasTimer(key) {
+        const slot = ruleSlots?.get(key);
+        return slot !== undefined && timers.has(deviceId, slot);
+      },
+    };
+  }
+
+  function applyTimers(rule: Rule, deviceId: string, requests: readonly TimerRequest[] | undefined, applied: AppliedTimer[]): void {
+    if (!requests) return;
+    const ruleSlots = slots.get(rule.name);
+    for (const req of requests) {
+      const key = 'set' in req ? req.set : req.clear;
+      const slot = ruleSlots?.get(key);
+      if (slot === undefined) {
+        log.error({ rule: rule.name, key, deviceId }, 'rule asked for a timer it did not declare; ignored (declare it in `timers`)');
+        continue;
+      }
+      if (firing.size) firing.delete(TimerQueue.id(deviceId, slot));
+      if ('set' in req) {
+        const inMs = Number.isFinite(req.inMs) ? Math.max(0, req.inMs) : NaN;
+        if (Number.isNaN(inMs)) {
+          log.error({ rule: rule.name, key, deviceId, inMs: req.inMs }, 'rule asked for a timer with no finite delay; ignored');
+          continue;
+        }
+        timers.set(deviceId, slot, inMs);
+        applied.push({ rule: rule.name, key, inMs });
+      } else if (timers.clear(deviceId, slot)) {
+        applied.push({ rule: rule.name, key, clear: true });
+      }
+    }
+  }
+
+  function applyMemory(rule: Rule, deviceId: string, value: unknown): void {
+    if (value === undefined) return;
+    let m = memory.get(deviceId);
+    if (value === null) {
+      if (m?.delete(rule.name) && m.size === 0) memory.delete(deviceId);
+      return;
+    }
+    if (!m) memory.set(deviceId, (m = new Map()));
+    m.set(rule.name, value);
+  }
+
+  function emptyResult(): EvaluateResult {
+    return { alarms: [], timers: [], state: {}, evaluatedAt: 0, errors: [], fallback: false };
+  }
+
+  /** Apply one rule's output to the result and the engine's state. Returns its `handled` note. */
+  function apply(rule: Rule, deviceId: string, out: RuleOutput | undefined, result: EvaluateResult): string | undefined {
+    if (!out) return undefined;
+    if (out.alarms) for (const a of out.alarms) result.alarms.push(a);
+    applyTimers(rule, deviceId, out.timers, result.timers);
+    if (out.state) Object.assign(result.state, out.state);
+    applyMemory(rule, deviceId, out.memory);
+    return out.handled;
+  }
+
+  function failed(rule: Rule, err: unknown, fields: Record<string, unknown>, result: EvaluateResult): void {
+    const message = err instanceof Error ? err.message : String(err);
+    result.errors.push({ rule: rule.name, message });
+    log.error({ err, rule: rule.name, ...fields }, 'rule threw; skipped, the other rules still run');
+  }
+
+  function evaluate(obs: Observation, input: EvaluateInput): EvaluateResult {
+    const result = emptyResult();
+    const deviceId = input.device.id;
+    const kind = kindOf(input.device);
+    let handled: string | undefined;
+    for (const rule of byType.get(obs.type) ?? wildcard) {
+      try {
+        const out = rule.evaluate(obs, context(rule, input, kind));
+        handled = apply(rule, deviceId, out, result) ?? handled;
+      } catch (err) {
+        failed(rule, err, { deviceId, type: obs.type }, result);
+      }
+    }
+    if (isLifeSafety(obs.type) && !obs.restore && handled === undefined &&
+        !result.alarms.some((a) => a.action === 'raise' && a.type === obs.type)) {
+      result.alarms.push(fallbackRaise(obs, input, result));
+      result.fallback = true;
+    }
+    result.evaluatedAt = wallClock();
+    return result;
+  }
+
+  function fallbackRaise(obs: Observation, input: EvaluateInput, result: EvaluateResult): AlarmAction {
+    log.error({ deviceId: input.device.id, type: obs.type, errors: result.errors }, 'no rule raised this life-safety observation; raising it P1');
+    let where: ReturnType<typeof alarmPosition> | undefined;
+    try {
+      where = alarmPosition(obs, input);
+    } catch {
+      where = undefined;
+    }
+    return {
+      action: 'raise',
+      type: obs.type,
+      priority: 'P1',
+      rule: 'engine-fallback',
+      ...(where?.position && { position: where.position }),
+      data: { ...where?.data, fallback: true, ruleErrors: result.errors.map((e) => `${e.rule}: ${e.message}`) },
+    };
+  }
+
+  function runTimer(fire: TimerFire, input: EvaluateInput): EvaluateResult {
+    const result = emptyResult();
+    const slot = slots.get(fire.rule)?.get(fire.key);
+    const id = slot !== undefined ? TimerQueue.id(fire.deviceId, slot) : undefined;
+    const rule = byName.get(fire.rule);
+    if (!rule || id === undefined || firing.get(id) !== fire.gen) {
+      result.stale = true;
+      result.evaluatedAt = wallClock();
+      return result;
+    }
+    firing.delete(id);
+    if (input.device.id !== fire.deviceId) throw new Error(`runTimer: fire is for ${fire.deviceId}, input for ${input.device.id}`);
+    try {
+      const out = rule.onTimer?.(fire.key, context(rule, input, kindOf(input.device)));
+      apply(rule, fire.deviceId, out, result);
+    } catch (err) {
+      failed(rule, err, { deviceId: fire.deviceId, timer: fire.key }, result);
+    }
+    result.evaluatedAt = wallClock();
+    return result;
+  }
+
+  function restoreOne(input: RestoreInput): { timers: number; errors: number } {
+    const applied: AppliedTimer[] = [];
+    let errors = 0;
+    const kind = kindOf(input.device);
+    for (const rule of rules) {
+      if (!rule.restore) continue;
+      try {
+        const out = rule.restore(context(rule, input, kind), input.hints ?? {});
+        if (out) {
+          applyTimers(rule, input.device.id, out.timers, applied);
+          applyMemory(rule, input.device.id, out.memory);
+        }
+      } catch (err) {
+        errors++;
+        log.error({ err, rule: rule.name, deviceId: input.device.id }, 'rule restore threw; its timers for this device are not armed');
+      }
+    }
+    return { timers: applied.length, errors };
+  }
+
+  return {
+    evaluate,
+    runTimer,
+    restoreTimers(inputs) {
+      const total = { devices: 0, timers: 0, errors: 0 };
+      for (const input of inputs) {
+        const r = restoreOne(input);
+        total.devices++;
+        total.timers += r.timers;
+        total.errors += r.errors;
+      }
+      log.info(total, 'rule timers restored');
+      return total;
+    },
+    resyncDevice(input) {
+      restoreOne(input);
+    },
+    forgetDevice(deviceId) {
+      for (const [slot] of slotInfo) {
+        timers.clear(deviceId, slot);
+        firing.delete(TimerQueue.id(deviceId, slot));
+      }
+      memory.delete(deviceId);
+    },
+    pendingTimers(deviceId) {
+      const now = timers.now();
+      const out: { rule: string; key: string; inMs: number }[] = [];
+      for (const [slot, info] of slotInfo) {
+        const t = timers.get(deviceId, slot);
+        if (t) out.push({ rule: info.rule.name, key: info.key, inMs: Math.max(0, t.at - now) });
+      }
+      return out;
+    },
+    timers,
+    rules,
+    settings,
+    close() {
+      timers.close();
+    },
+  };
+}
