@@ -14,6 +14,8 @@ import { Ingest } from './gateway/ingest.js';
 import { Commands } from './gateway/commands.js';
 import { startBroker, type EmbeddedBroker } from './gateway/broker/broker.js';
 import { createAlarmPipeline, type AlarmPipeline } from './gateway/alarms.js';
+import { startModbusAdapter, type ModbusAdapter } from './gateway/adapters/modbus/index.js';
+import { startSerialReceivers, type SerialReceivers } from './gateway/adapters/serial/index.js';
 import { createResponse, type Response } from './response/index.js';
 import { buildApp, type ExtraRoutes } from './server/app.js';
 import { incidentRoutes } from './server/routes/incidents.js';
@@ -36,6 +38,8 @@ export interface Eldergate {
   response: Response;
   alarms: AlarmPipeline;
   broker: EmbeddedBroker;
+  modbus: ModbusAdapter;
+  serial: SerialReceivers;
   app: FastifyInstance;
   mqttPort: number;
   httpPort: number;
@@ -78,6 +82,15 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     if (client && subs.some((s) => s.topic.endsWith('/commands'))) commands.resend(client.id);
   });
   const expiry = setInterval(() => commands.expireDue(), 60_000).unref();
+  // field adapters: their configuration was validated above with everything else; a bad map stops start-up
+  const modbus = startModbusAdapter(config.modbus, { sink: ingest, log });
+  const serial = await startSerialReceivers(config.serial, {
+    sink: ingest,
+    log,
+    resolveAccount: (account) => registry.deviceForAccount(account),
+    resolveModel: (deviceId) => registry.entry(deviceId)?.config.model as string | undefined,
+    onUnreadable: (u) => ingest.recordReject({ deviceId: u.receiverDeviceId, source: 'serial', topic: null, reason: u.reason, raw: u.raw, at: u.at }),
+  });
   alarms.restore();
   // escalation catches up at once with what fell overdue while the gateway was down
   response.start();
@@ -101,7 +114,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
 
   let closed = false;
   return {
-    config, log, store, bus, metrics, users, registry, states, ingest, commands, response, alarms, broker, app,
+    config, log, store, bus, metrics, users, registry, states, ingest, commands, response, alarms, broker, modbus, serial, app,
     mqttPort: broker.port,
     httpPort,
     ...(bootstrap ? { bootstrap } : {}),
@@ -112,6 +125,9 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       clearInterval(expiry);
       await app.close();
       await broker.close();
+      // the adapters finish storing what they read before the writer closes
+      await modbus.close();
+      await serial.close();
       alarms.close();
       ingest.close();
       await response.close();

@@ -261,6 +261,18 @@ export class DeviceRegistry {
     this.db.update(devices).set({ state: 'in-service', updatedAt: Date.now() }).where(eq(devices.id, id)).run();
   }
 
+  /**
+   * The device a Contact ID account stands for: the one whose `config.account` is that account (set with
+   * PATCH /api/devices/:id {"config": {"account": "1234"}}), or whose serial is the account.
+   */
+  deviceForAccount(account: string): string | undefined {
+    for (const e of this.entries.values()) {
+      if (e.config.account === account && e.state !== 'decommissioned') return e.id;
+    }
+    const row = this.db.select({ id: devices.id, state: devices.state }).from(devices).where(eq(devices.serial, account)).get();
+    return row && row.state !== 'decommissioned' ? row.id : undefined;
+  }
+
   // ---- residents ------------------------------------------------------------------------------------------
 
   createResident(input: ResidentInput): ResidentRow {

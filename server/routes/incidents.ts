@@ -205,7 +205,7 @@ export function incidentRoutes(r: IncidentRouteDeps): FastifyPluginAsyncTypebox<
         querystring: ListQuery,
         response: { 200: Type.Object({ items: Type.Array(IncidentBody), total: Type.Integer() }), 400: ErrorBody, 401: ErrorBody },
       },
-      preHandler: readers,
+      onRequest: readers,
     }, async (req) => {
       const q = req.query;
       const status = splitList<IncidentStatus>(q.status, INCIDENT_STATUSES, 'status');
@@ -230,7 +230,7 @@ export function incidentRoutes(r: IncidentRouteDeps): FastifyPluginAsyncTypebox<
 
     app.get('/api/incidents/:id', {
       schema: { tags: ['incidents'], params: IdParam, response: { 200: IncidentDetail, 401: ErrorBody, 404: ErrorBody } },
-      preHandler: readers,
+      onRequest: readers,
     }, async (req) => {
       const inc = visible(req.user, req.params.id);
       return { ...inc, budget: budgets[inc.priority], events: incidents.events(inc.id) };
@@ -246,7 +246,7 @@ export function incidentRoutes(r: IncidentRouteDeps): FastifyPluginAsyncTypebox<
           ...(spec.body ? { body: spec.body } : {}),
           response: { 200: ActionAnswer, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody },
         },
-        preHandler: actors,
+        onRequest: actors,
       }, async (req, reply) => {
         const user = req.user;
         const inc = visible(user, req.params.id);

@@ -52,7 +52,7 @@ export function kpiRoutes(r: {
         }),
         response: { 200: Report, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody },
       },
-      preHandler: readers,
+      onRequest: readers,
     }, async (req) => {
       const to = parseTime(req.query.to, 'to') ?? Date.now();
       const from = parseTime(req.query.from, 'from') ?? to - 86_400_000;

@@ -89,7 +89,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
         querystring: Type.Object({ tier: Type.Optional(Tier), parentId: Type.Optional(Type.String({ maxLength: 64 })) }),
         response: { 200: Type.Object({ items: Type.Array(UnitBody) }), 401: ErrorBody },
       },
-      preHandler: readers,
+      onRequest: readers,
     }, async (req) => {
       let items = network.listUnits(req.user.unitId);
       if (req.query.tier) items = items.filter((u) => u.tier === req.query.tier);
@@ -99,7 +99,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
 
     app.get('/api/units/:id', {
       schema: { tags: ['network'], params: IdParam, response: { 200: UnitDetail, 401: ErrorBody, 404: ErrorBody } },
-      preHandler: readers,
+      onRequest: readers,
     }, async (req) => detail(seesUnit(req.user, req.params.id)));
 
     app.post('/api/units', {
@@ -108,7 +108,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
         body: Type.Object({ id: Type.Optional(Type.String({ pattern: UNIT_ID_PATTERN })), ...UnitFields }, { additionalProperties: false }),
         response: { 201: UnitDetail, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody },
       },
-      preHandler: admin,
+      onRequest: admin,
     }, async (req, reply) => {
       const u = network.createUnit(req.body);
       reply.status(201);
@@ -122,7 +122,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
         body: Type.Partial(Type.Object(UnitFields), { additionalProperties: false }),
         response: { 200: UnitDetail, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
       },
-      preHandler: admin,
+      onRequest: admin,
     }, async (req) => detail(network.updateUnit(req.params.id, req.body)));
 
     app.delete('/api/units/:id', {
@@ -131,7 +131,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
         params: IdParam,
         response: { 204: Type.Null(), 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody },
       },
-      preHandler: admin,
+      onRequest: admin,
     }, async (req, reply) => {
       network.deleteUnit(req.params.id);
       reply.status(204);
@@ -144,7 +144,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
         querystring: Type.Object({ unitId: Type.Optional(Type.String({ maxLength: 64 })), onDuty: Type.Optional(Type.Boolean()) }),
         response: { 200: Type.Object({ items: Type.Array(StaffBody) }), 401: ErrorBody },
       },
-      preHandler: readers,
+      onRequest: readers,
     }, async (req) => ({
       items: network.listStaff({
         ...(req.query.unitId ? { unitId: req.query.unitId } : {}),
@@ -155,7 +155,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
 
     app.get('/api/staff/:id', {
       schema: { tags: ['network'], params: IdParam, response: { 200: StaffBody, 401: ErrorBody, 404: ErrorBody } },
-      preHandler: readers,
+      onRequest: readers,
     }, async (req) => seesStaff(req.user, req.params.id));
 
     app.post('/api/staff', {
@@ -164,7 +164,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
         body: Type.Object({ id: Type.Optional(Type.String({ pattern: UNIT_ID_PATTERN })), ...StaffFields }, { additionalProperties: false }),
         response: { 201: StaffBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody },
       },
-      preHandler: admin,
+      onRequest: admin,
     }, async (req, reply) => {
       const s = network.createStaff(req.body);
       reply.status(201);
@@ -178,7 +178,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
         body: Type.Partial(Type.Object(StaffFields), { additionalProperties: false }),
         response: { 200: StaffBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
       },
-      preHandler: admin,
+      onRequest: admin,
     }, async (req) => network.updateStaff(req.params.id, req.body));
 
     app.delete('/api/staff/:id', {
@@ -187,7 +187,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
         params: IdParam,
         response: { 204: Type.Null(), 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
       },
-      preHandler: admin,
+      onRequest: admin,
     }, async (req, reply) => {
       network.deleteStaff(req.params.id);
       reply.status(204);
@@ -201,7 +201,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
         body: Type.Object({ onDuty: Type.Boolean() }, { additionalProperties: false }),
         response: { 200: StaffBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
       },
-      preHandler: dutyTogglers,
+      onRequest: dutyTogglers,
     }, async (req) => {
       seesStaff(req.user, req.params.id);
       return network.setOnDuty(req.params.id, req.body.onDuty);
