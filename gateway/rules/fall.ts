@@ -31,7 +31,8 @@ export const fallRule: Rule<FallMemory> = {
       if (obs.restore) return { handled: 'fall restore: a fall incident is closed by a person or a cancel' };
       const keep = open && ctx.memory ? ctx.memory : undefined;
       const windowMs = keep?.windowMs ?? cancelWindowMs(ctx);
-      const fallAt = keep?.fallAt ?? ctx.now;
+      // gateway receive times, as the incident service measures them, so both agree on which side of the window
+      const fallAt = keep?.fallAt ?? obs.receivedAt;
       const where = alarmPosition(obs, ctx);
       const confidence = typeof obs.confidence === 'number' && Number.isFinite(obs.confidence) ? obs.confidence : undefined;
       const alarm: AlarmAction = {
@@ -54,7 +55,7 @@ export const fallRule: Rule<FallMemory> = {
     if (!open) return { memory: null };
     const fallAt = ctx.memory?.fallAt ?? open.openedAt;
     const windowMs = ctx.memory?.windowMs ?? cancelWindowMs(ctx);
-    const inside = ctx.now - fallAt <= windowMs;
+    const inside = obs.receivedAt - fallAt <= windowMs;
     return {
       alarms: [{ action: 'cancel', type: 'fall', rule: 'fall', reason: inside ? CANCELLED_BY_RESIDENT : CANCEL_AFTER_WINDOW }],
       memory: inside ? null : { fallAt, windowMs },
