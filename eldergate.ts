@@ -101,6 +101,14 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     mqttPorts: { port: broker.port, tlsPort: broker.tlsPort },
     visibleUnits: createScope(store.sqlite),
     ready: () => ready,
+    refreshMetrics() {
+      for (const [priority, n] of Object.entries(incidents.openCounts())) metrics.openIncidents.set({ priority }, n);
+      for (const [priority, n] of Object.entries(response.escalation.stats().breaches)) metrics.breaches.set({ priority }, n);
+      const q = ingest.queueDepth();
+      metrics.queue.set({ queue: 'urgent' }, q.urgent);
+      metrics.queue.set({ queue: 'telemetry' }, q.telemetry);
+      metrics.connected.set(broker.aedes.connectedClients);
+    },
   };
   const extra: ExtraRoutes = [
     { name: 'incidents', plugin: incidentRoutes({ incidents, network: response.network }) },

@@ -5,6 +5,7 @@ import { Type, type Static, type TSchema, type TObject, Kind } from '@sinclair/t
 import { Value } from '@sinclair/typebox/value';
 import { PRIORITIES } from './contracts.js';
 import { ConfigError } from './errors.js';
+import { RuleSettingsSchema } from '../gateway/rules/settings.js';
 
 const Port = (def: number) => Type.Integer({ minimum: 0, maximum: 65535, default: def });
 const Budget = (push: number, ack: number, reach: number) =>
@@ -139,6 +140,8 @@ export const ConfigSchema = Type.Object(
       { default: {} },
     ),
     rules: Type.Array(DataRuleSchema, { default: [] }),
+    /** settings of the built-in rules: night hours, time zone, hysteresis, defaults */
+    ruleSettings: RuleSettingsSchema,
     notifiers: Type.Object(
       {
         webhookSecret: Type.Optional(Type.String({ minLength: 16 })),

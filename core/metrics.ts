@@ -1,6 +1,7 @@
 // Prometheus metrics (prom-client) on a registry of our own, passed down like the config: no global default registry.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60];
 
 export function createMetrics() {
@@ -31,13 +32,19 @@ export function createMetrics() {
     openIncidents: new Gauge({
       name: 'eldergate_incidents_open', help: 'Open incidents by priority', labelNames: ['priority'] as const, registers: [registry],
     }),
-    breaches: new Counter({
-      name: 'eldergate_budget_breaches_total', help: 'Budget breaches (escalations) by priority',
+    breaches: new Gauge({
+      name: 'eldergate_budget_breaches_total', help: 'Budget breaches (escalations) by priority since start',
       labelNames: ['priority'] as const, registers: [registry],
+    }),
+    queue: new Gauge({
+      name: 'eldergate_ingest_queue', help: 'Observations waiting for the writer', labelNames: ['queue'] as const, registers: [registry],
     }),
     wsClients: new Gauge({ name: 'eldergate_consoles_connected', help: 'Consoles connected over WebSocket', registers: [registry] }),
   };
   return m;
 }
+
+/** Gauges read from the domain when /metrics is scraped (cheaper than keeping them current on every event). */
+export type MetricsRefresher = () => void;
 
 export type Metrics = ReturnType<typeof createMetrics>;

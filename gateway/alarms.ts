@@ -78,7 +78,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
       now,
       device: {
         id: entry.id, kind: entry.kind, power: entry.power, residentId: entry.residentId, unitId: entry.unitId,
-        lastSeen: s.lastSeen, lastPosition: s.position, battery: s.battery, supervision: s.supervision, config: entry.config,
+        lastSeen: s.lastSeen, lastPosition: s.position, battery: s.battery, mains: s.mains, supervision: s.supervision, config: entry.config,
       },
       resident: resident(entry.residentId),
       openIncident: (type) => openStmt.get(entry.id, type) as { id: string; openedAt: number; status: never } | undefined,
@@ -113,7 +113,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
 
   const engine = createEngine({
     kinds: kindInfos(),
-    config: { supervision: d.config.supervision, rules: d.config.rules },
+    config: { supervision: d.config.supervision, rules: d.config.rules, ruleSettings: d.config.ruleSettings },
     log: d.log,
     onTimerDue(fire: TimerFire) {
       d.ingest.enqueueTask(fire.deviceId, () => {

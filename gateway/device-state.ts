@@ -2,6 +2,7 @@
 // to `device_state` inside the ingest's own transactions (only the rows that changed).
 import type Database from 'better-sqlite3';
 import type { Observation, Position } from '../core/contracts.js';
+import { isProofOfLife } from './rules/supervision.js';
 
 export type Supervision = 'ok' | 'late' | 'offline' | 'never-seen';
 
@@ -81,7 +82,9 @@ export class DeviceStates {
   /** Fold an accepted observation into the device's state. */
   apply(obs: Observation): void {
     const s = this.get(obs.deviceId);
-    s.lastSeen = obs.receivedAt;
+    // a Last Will, a lost link or the gateway's own observations are no sign of life
+    const alive = isProofOfLife(obs);
+    if (alive) s.lastSeen = obs.receivedAt;
     switch (obs.type) {
       case 'heartbeat':
         if (obs.battery !== undefined) s.battery = obs.battery;
@@ -112,7 +115,7 @@ export class DeviceStates {
           s.position = { ...obs.position, at: obs.position.at ?? obs.deviceTs ?? obs.receivedAt };
         }
     }
-    if (s.supervision !== 'ok') s.supervision = 'ok';
+    if (alive && s.supervision !== 'ok') s.supervision = 'ok';
     this.dirty.add(obs.deviceId);
   }
 

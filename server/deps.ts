@@ -25,4 +25,6 @@ export interface AppDeps {
   visibleUnits(user: AuthUser): string[] | null;
   /** extra route plugins registered by other parts (incidents, network, WebSocket, console) */
   ready(): boolean;
+  /** update gauges read from the domain, before /metrics answers */
+  refreshMetrics(): void;
 }

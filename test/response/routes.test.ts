@@ -36,6 +36,7 @@ describe('incident, network and KPI routes', () => {
       mqttPorts: { port: 0, tlsPort: null },
       visibleUnits: createScope(store.sqlite),
       ready: () => true,
+      refreshMetrics: () => undefined,
     };
     const { network, incidents } = h.response;
     app = await buildApp(deps, [
