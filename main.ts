@@ -16,7 +16,17 @@ async function main() {
     throw err;
   }
   const log = createLogger(config.logLevel);
-  const gw = await startEldergate({ config, log });
+  let gw;
+  try {
+    gw = await startEldergate({ config, log });
+  } catch (err) {
+    // rules declared as data, register maps and receiver settings are checked as the parts start
+    if (err instanceof ConfigError) {
+      process.stderr.write(`eldergate cannot start: ${err.message}\n`);
+      process.exit(78);
+    }
+    throw err;
+  }
   if (gw.bootstrap?.generated) {
     // Shown once, on the terminal, never in the structured log. There is no default password.
     process.stderr.write(
