@@ -1,0 +1,47 @@
+// The Last Will on devices/{id}/status reaches the gateway when a device dies without a goodbye; the per-address
+// connection limit holds.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectDevice, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
+
+describe('Last Will and connection limits', () => {
+  let t: TestGateway;
+  beforeAll(async () => {
+    t = await startTestGateway({ mqtt: { port: 0, host: '127.0.0.1', maxConnectionsPerAddress: 3 } });
+  });
+  afterAll(async () => t.stop());
+
+  it('a device that drops dead publishes its Last Will: stored as status offline, the device shown offline', async () => {
+    const { id, secret } = await t.provision('fall-sensor');
+    const c = await connectDevice(t.mqttUrl, id, secret, {
+      will: { topic: `devices/${id}/status`, payload: Buffer.from('{"online":false}'), qos: 1, retain: true },
+    });
+    await waitFor(async () => (await t.api('GET', `/api/devices/${id}`)).body.live.online === true, 'online');
+    // no DISCONNECT packet: the socket just dies, as when the battery falls out
+    (c as unknown as { stream: { destroy(): void } }).stream.destroy();
+    const obs = await waitFor(async () => {
+      const r = await t.api('GET', `/api/observations?deviceId=${id}&type=status`);
+      return r.body.items[0];
+    }, 'the Last Will as an observation');
+    expect(obs).toMatchObject({ type: 'status', data: { online: false } });
+    expect((await t.api('GET', `/api/devices/${id}`)).body.live.online).toBe(false);
+    c.end(true);
+  });
+
+  it('refuses connections beyond the per-address limit, and counts them', async () => {
+    const devices = await Promise.all([0, 1, 2, 3].map(() => t.provision('call-phone')));
+    const clients = [];
+    for (const d of devices.slice(0, 3)) clients.push(await connectDevice(t.mqttUrl, d.id, d.secret));
+    await expect(connectDevice(t.mqttUrl, devices[3]!.id, devices[3]!.secret)).rejects.toThrow();
+    const refused = (await t.gw.metrics.refused.get()).values.find((v) => v.labels.reason === 'too many connections');
+    expect(refused?.value).toBeGreaterThanOrEqual(1);
+    for (const c of clients) c.end(true);
+    await waitFor(async () => {
+      try {
+        (await connectDevice(t.mqttUrl, devices[3]!.id, devices[3]!.secret)).end(true);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'a connection once the others left');
+  });
+});
