@@ -61,6 +61,8 @@ export class Ingest implements ObservationSink {
   private telemetryTimer: NodeJS.Timeout | null = null;
   private steps: IngestStep[] = [];
   private closed = false;
+  /** memory pressure: telemetry is shed until it passes (alarms never are) */
+  private pressure = false;
   private readonly insertObs: Database.Statement;
   private readonly findObs: Database.Statement;
   private readonly insertReject: Database.Statement;
@@ -112,7 +114,7 @@ export class Ingest implements ObservationSink {
   submitTelemetry(obs: Observation, wait: boolean): Promise<IngestResult> | undefined {
     if (this.closed) return wait ? Promise.reject(new Error('ingest is closed')) : undefined;
     if (isLifeSafety(obs.type)) return this.submit(obs);
-    if (this.telemetry.length >= this.o.config.telemetryQueueLimit) {
+    if (this.pressure || this.telemetry.length >= this.o.config.telemetryQueueLimit) {
       this.o.metrics.shed.inc();
       return wait ? Promise.resolve({ status: 'duplicate', observationId: 0 }) : undefined;
     }
@@ -277,6 +279,11 @@ export class Ingest implements ObservationSink {
   close(): void {
     this.flushAll();
     this.closed = true;
+  }
+
+  setPressure(on: boolean): void {
+    if (on !== this.pressure) this.log.warn({ on }, on ? 'memory pressure: shedding telemetry until it passes' : 'memory pressure passed');
+    this.pressure = on;
   }
 
   queueDepth(): { urgent: number; telemetry: number } {
