@@ -1,4 +1,5 @@
 // Start-up of the whole gateway, in order: storage → registry and state → ingest → broker → HTTP. Close in reverse.
+import { getHeapStatistics } from 'node:v8';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './core/config.js';
 import { createLogger, type Logger } from './core/logger.js';
@@ -21,6 +22,8 @@ import { buildApp, type ExtraRoutes } from './server/app.js';
 import { incidentRoutes } from './server/routes/incidents.js';
 import { networkRoutes } from './server/routes/network.js';
 import { kpiRoutes } from './server/routes/kpis.js';
+import { alarmStream } from './server/ws/index.js';
+import { consoleRoutes } from './server/console/index.js';
 import { createScope } from './server/scope.js';
 import type { AppDeps } from './server/deps.js';
 
@@ -82,6 +85,9 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     if (client && subs.some((s) => s.topic.endsWith('/commands'))) commands.resend(client.id);
   });
   const expiry = setInterval(() => commands.expireDue(), 60_000).unref();
+  // watch the heap (DESIGN §2): near the limit, shed telemetry before the process dies of it
+  const heapLimit = getHeapStatistics().heap_size_limit;
+  const heapWatch = setInterval(() => ingest.setPressure(process.memoryUsage().heapUsed > heapLimit * 0.85), 1000).unref();
   // field adapters: their configuration was validated above with everything else; a bad map stops start-up
   const modbus = startModbusAdapter(config.modbus, { sink: ingest, log });
   const serial = await startSerialReceivers(config.serial, {
@@ -114,6 +120,8 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     { name: 'incidents', plugin: incidentRoutes({ incidents, network: response.network }) },
     { name: 'network', plugin: networkRoutes({ network: response.network }) },
     { name: 'kpis', plugin: kpiRoutes({ network: response.network, kpis: response.kpis }) },
+    { name: 'ws', plugin: alarmStream({ incidents, network: response.network }) },
+    { name: 'console', plugin: consoleRoutes() },
   ];
   const app = await buildApp(deps, extra);
   await app.listen({ port: config.http.port, host: config.http.host });
@@ -131,6 +139,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       closed = true;
       ready = false;
       clearInterval(expiry);
+      clearInterval(heapWatch);
       await app.close();
       await broker.close();
       // the adapters finish storing what they read before the writer closes

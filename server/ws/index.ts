@@ -1,0 +1,117 @@
+// WebSocket /ws: the live alarm stream to consoles (DESIGN §5, docs/websocket.md). Register through buildApp's
+// `extra` routes: `{ name: 'ws', plugin: alarmStream({ incidents, network }) }`.
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import websocket from '@fastify/websocket';
+import type { WebSocket } from 'ws';
+import type { IncidentService } from '../../response/incidents.js';
+import type { Network } from '../../response/network.js';
+import type { AppDeps } from '../deps.js';
+import { AlarmHub, type EventLog } from './hub.js';
+import { ConsoleConnection } from './connection.js';
+import { authenticateWs, checkOrigin, selectProtocol } from './auth.js';
+import { CLOSE } from './protocol.js';
+import type { AuthUser } from '../../core/users.js';
+
+export interface AlarmStreamOptions {
+  incidents: Pick<IncidentService, 'eventsAfter' | 'markPushed' | 'markDelivered'>;
+  network: Network;
+  /** events per replay page (tests use small pages to exercise paging) */
+  replayPageSize?: number;
+}
+
+
+/** The durable log as the hub and replays read it. */
+export function incidentLog(deps: AppDeps, incidents: AlarmStreamOptions['incidents']): EventLog {
+  const latest = deps.store.sqlite.prepare('SELECT coalesce(max(seq), 0) FROM incident_events').pluck();
+  return {
+    latest: () => latest.get() as number,
+    between(after, upTo) {
+      const out = [];
+      let cursor = after;
+      while (cursor < upTo) {
+        const page = incidents.eventsAfter(cursor, { limit: Math.min(upTo - cursor, 10_000) });
+        if (!page.length) break;
+        for (const e of page) if (e.seq <= upTo) out.push(e);
+        cursor = page[page.length - 1]!.seq;
+      }
+      return out;
+    },
+    after: (seq, limit, scope) => incidents.eventsAfter(seq, { limit, scope }),
+  };
+}
+
+export function alarmStream(opts: AlarmStreamOptions): FastifyPluginAsync<{ deps: AppDeps }> {
+  return async (app, { deps }) => {
+    const { config } = deps;
+    const log = deps.log.child({ module: 'ws' });
+    const events = incidentLog(deps, opts.incidents);
+    const hub = new AlarmHub(events, deps.bus, opts.incidents, deps.log, (ms) => deps.metrics.stage.observe({ stage: 'push' }, ms / 1000));
+    hub.start();
+    const sockets = new Set<WebSocket>();
+    const pingIntervalMs = config.http.wsPingIntervalMs;
+
+    await app.register(websocket, {
+      options: {
+        maxPayload: config.http.wsMaxPayloadBytes,
+        handleProtocols: (protocols) => selectProtocol(protocols),
+        // compression costs CPU on every frame and delays the first byte of an alarm
+        perMessageDeflate: false,
+      },
+      // `ws` already closes the socket with the right code (1009 too big, 1002 protocol error): log, do not kill it
+      errorHandler: (err, socket, req) => {
+        req.log.info({ module: 'ws', reason: err.message }, 'console socket error');
+        if (socket.readyState === socket.OPEN) socket.close(CLOSE.internal, 'server error: reconnect and resume with since');
+      },
+      preClose: async () => {
+        for (const s of sockets) s.close(CLOSE.goingAway, 'server shutting down: reconnect and resume with since');
+        const until = Date.now() + 2000;
+        while (sockets.size && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+        for (const s of sockets) s.terminate();
+      },
+    });
+
+    app.addHook('onClose', async () => hub.stop());
+
+    const authenticated = new WeakMap<object, { user: AuthUser; token: string }>();
+    app.route({
+      method: 'GET',
+      url: '/ws',
+      schema: { hide: true },
+      // both checks run before the upgrade: a refused client gets HTTP 401/403 and never a socket
+      onRequest: async (req) => {
+        const auth = authenticateWs(deps.users, req);
+        checkOrigin(req, config.http.allowedOrigins);
+        authenticated.set(req.raw, auth);
+      },
+      handler: async (_req, reply) => {
+        reply.status(426).header('upgrade', 'websocket').send({
+          code: 'UPGRADE_REQUIRED', message: 'this is the WebSocket alarm stream: connect with a WebSocket client (docs/websocket.md)',
+        });
+      },
+      wsHandler: (socket: WebSocket, req) => {
+        const auth = authenticated.get(req.raw);
+        if (!auth) return socket.close(CLOSE.unauthorized, 'not authenticated');
+        sockets.add(socket);
+        deps.metrics.wsClients.inc();
+        socket.once('close', () => {
+          sockets.delete(socket);
+          deps.metrics.wsClients.dec();
+        });
+        const conn = new ConsoleConnection(socket, auth.user, {
+          hub,
+          events,
+          network: opts.network,
+          markDelivered: (incidentId, seq, at, userId) => opts.incidents.markDelivered(incidentId, seq, at, userId),
+          reauthenticate: () => deps.users.verify(auth.token),
+          log,
+          maxBufferedBytes: config.http.wsMaxBufferedBytes,
+          maxPayloadBytes: config.http.wsMaxPayloadBytes,
+          pingIntervalMs,
+          ...(opts.replayPageSize ? { pageSize: opts.replayPageSize } : {}),
+        });
+        conn.start();
+      },
+    });
+    (app as FastifyInstance).log.debug({ pingIntervalMs }, 'alarm stream ready');
+  };
+}
