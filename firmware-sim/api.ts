@@ -118,10 +118,15 @@ export class GatewayApi {
   }
 
   /** bulk import: CSV `serial,kind` in, CSV `id,serial,kind,secret` out */
-  async importDevices(rows: { serial: string; kind: string; model?: string }[]): Promise<{ id: string; serial: string; kind: string; secret: string }[]> {
-    const csv = ['serial,kind,model', ...rows.map((r) => `${r.serial},${r.kind},${r.model ?? 'eldergate-sim'}`)].join('\n') + '\n';
+  async importDevices(rows: { serial: string; kind: string; model?: string; power?: 'battery' | 'mains' }[]): Promise<{ id: string; serial: string; kind: string; secret: string }[]> {
+    const csv = ['serial,kind,model,firmware,power', ...rows.map((r) => `${r.serial},${r.kind},${r.model ?? 'eldergate-sim'},sim-1,${r.power ?? ''}`)].join('\n') + '\n';
     const out = await this.request<string>('POST', '/api/devices/import', csv, { contentType: 'text/csv', text: true, timeoutMs: 120_000 });
     return parseCredentialsCsv(out);
+  }
+
+  /** device fields and configuration (e.g. `config.heartbeatMs`, which the gateway supervises against) */
+  updateDevice(id: string, patch: { config?: Record<string, unknown>; power?: 'battery' | 'mains'; notes?: string }): Promise<unknown> {
+    return this.request('PATCH', `/api/devices/${encodeURIComponent(id)}`, patch);
   }
 
   createResident(input: ResidentInput): Promise<{ id: string }> {

@@ -8,6 +8,7 @@ import { CredentialsError } from './core/errors.js';
 import type { Rng } from './core/prng.js';
 import { offset, type LatLon, type SafeZone } from './core/geo.js';
 import { DEFAULT_CITY, DEFAULT_ZONE_RADIUS_M } from './devices/locator.js';
+import { PROFILES } from './devices/kinds.js';
 import { isSimKind, SIM_KINDS, type Credentials, type SimKind } from './devices/types.js';
 
 export interface ResidentSpec {
@@ -28,6 +29,8 @@ export interface DeviceRequest {
   resident?: ResidentSpec | null;
   /** label used in serials and resident names */
   label?: string;
+  /** device configuration stored on the gateway (heartbeatMs: what supervision expects of this device) */
+  config?: Record<string, unknown>;
 }
 
 export interface ProvisionOptions {
@@ -52,7 +55,8 @@ export async function provisionDevices(o: ProvisionOptions): Promise<Credentials
   // the import answers in the order it was given; chunks keep each request body modest
   for (let i = 0; i < rows.length; i += 1000) {
     const chunk = rows.slice(i, i + 1000);
-    const answered = await o.api.importDevices(chunk.map((r) => ({ serial: r.serial, kind: r.kind })));
+    // the simulated call phone is mains powered (PROFILES): tell the gateway, which supervises mains devices tighter
+    const answered = await o.api.importDevices(chunk.map((r) => ({ serial: r.serial, kind: r.kind, power: PROFILES[r.kind].mains ? 'mains' : 'battery' })));
     const bySerial = new Map(answered.map((a) => [a.serial, a]));
     for (const r of chunk) {
       const a = bySerial.get(r.serial);
@@ -61,6 +65,10 @@ export async function provisionDevices(o: ProvisionOptions): Promise<Credentials
     }
     o.onProgress?.(creds.length, total);
   }
+  const configured = rows.map((r, i) => ({ row: r, cred: creds[i] as Credentials })).filter((x) => x.row.req.config);
+  await pool(configured, o.concurrency ?? 8, async ({ row, cred }) => {
+    await o.api.updateDevice(cred.id, { config: row.req.config as Record<string, unknown> });
+  });
   const withResidents = rows.map((r, i) => ({ row: r, cred: creds[i] as Credentials })).filter((x) => x.row.req.resident);
   await pool(withResidents, o.concurrency ?? 8, async ({ row, cred }) => {
     const spec = row.req.resident as ResidentSpec;

@@ -88,3 +88,10 @@ export function logBuckets(samples: readonly number[]): { le: number; count: num
   }
   return out;
 }
+
+/** summary of plain samples (any order) */
+export function summarize(samples: readonly number[]): LatencySummary {
+  const l = new Latency();
+  for (const v of samples) l.add(v);
+  return l.summary();
+}

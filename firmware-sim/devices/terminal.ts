@@ -94,8 +94,8 @@ export abstract class Terminal {
   lastError: string | null = null;
   connects = 0;
   connectFailures = 0;
-  /** alarms (events topic, QoS 1) created, and which were PUBACKed */
-  readonly alarms: OutMessage[] = [];
+  /** events (QoS 1: alarms, cancels, tests) this boot and before, newest last; bounded */
+  readonly events: OutMessage[] = [];
   readonly commands: { cmd: DeviceCommand; at: number; result: CommandResult }[] = [];
 
   protected readonly scheduler: Scheduler;
@@ -239,7 +239,8 @@ export abstract class Terminal {
     }
     if (this.state === 'dead' || this.state === 'stopped') return null;
     const m = this.enqueue('events', 1, type, { ...this.eventExtras(type), ...extra });
-    if ((ALARM_TYPES as readonly string[]).includes(type) || type === 'test') this.alarms.push(m);
+    this.events.push(m);
+    if (this.events.length > 1000) this.events.shift();
     return m;
   }
 
@@ -251,8 +252,8 @@ export abstract class Terminal {
 
   /** the most recent life-safety alarm not yet acknowledged by an acknowledge-alarm command */
   lastOpenAlarm(): OutMessage | null {
-    for (let i = this.alarms.length - 1; i >= 0; i--) {
-      const a = this.alarms[i] as OutMessage;
+    for (let i = this.events.length - 1; i >= 0; i--) {
+      const a = this.events[i] as OutMessage;
       if (a.alarm && a.ackCommandAt === null) return a;
     }
     return null;
@@ -510,7 +511,7 @@ export abstract class Terminal {
         // "help is coming": match the alarm by seq when the gateway says which, else the latest open one
         const seq = cmd.params?.['seq'];
         const alarm =
-          (typeof seq === 'number' ? this.alarms.find((a) => a.seq === seq && a.ackCommandAt === null) : undefined) ??
+          (typeof seq === 'number' ? this.events.find((a) => a.alarm && a.seq === seq && a.ackCommandAt === null) : undefined) ??
           this.lastOpenAlarm();
         if (!alarm) return { result: { ok: true }, ...none };
         alarm.ackCommandAt = this.scheduler.now();

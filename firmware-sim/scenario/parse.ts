@@ -41,9 +41,16 @@ export function parseScenario(text: string, file = '<scenario>', opts: ParseOpti
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const problems: ScenarioProblem[] = [];
-  for (const e of doc.errors) {
+  // one syntax error cascades into dozens: the first few say what is wrong
+  for (const e of doc.errors.slice(0, 3)) {
     const pos = lc.linePos(e.pos[0]);
-    problems.push({ line: pos.line, col: pos.col, path: '', message: e.message.split('\n')[0] ?? e.message });
+    const line = text.split(/\r?\n/)[pos.line - 1] ?? '';
+    const hint = /\{[^}]*\[/.test(line) ? ' — inside { … } quote a value with brackets: device: "phones[0..9]"' : '';
+    problems.push({ line: pos.line, col: pos.col, path: '', message: `YAML: ${e.message.split('\n')[0] ?? e.message}${hint}` });
+  }
+  if (doc.errors.length > 3) {
+    const last = problems[problems.length - 1] as ScenarioProblem;
+    problems.push({ ...last, message: `and ${doc.errors.length - 3} more syntax error(s) after these (usually caused by the first)` });
   }
   if (problems.length) throw new ScenarioError(file, problems);
   const raw = doc.toJS() as unknown;

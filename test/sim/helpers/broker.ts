@@ -71,7 +71,7 @@ export async function startBroker(port = 0): Promise<TestBroker> {
             retain: packet.retain,
             at: Date.now(),
           });
-          if (tb.gate(packet, client) === 'hold') return; // no callback: no PUBACK
+          if (tb.gate(packet as AedesPublishPacket, client) === 'hold') return; // no callback: no PUBACK
         }
         done(null);
       },
