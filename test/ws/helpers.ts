@@ -158,7 +158,7 @@ export async function buildNetwork(t: TestGateway): Promise<Network> {
 export const login = (t: TestGateway, n: Network, username: string) => t.token(username, n.passwords[username]);
 
 /** Incidents through the real incident service (not MQTT): many events quickly, in one transaction if asked. */
-export function raise(t: TestGateway, count: number, opts: { unitId?: string | null; devices?: number; publish?: boolean } = {}): CommittedEvent[] {
+export function raise(t: TestGateway, count: number, opts: { unitId?: string | null; devices?: number; publish?: boolean; device?: string } = {}): CommittedEvent[] {
   const { incidents } = t.gw.response;
   const devices = opts.devices ?? 5;
   const events = t.gw.store.sqlite.transaction(() => {
@@ -166,7 +166,7 @@ export function raise(t: TestGateway, count: number, opts: { unitId?: string | n
     for (let i = 0; i < count; i++) {
       const action: AlarmAction = { action: 'raise', type: 'sos', priority: 'P1', rule: 'test' };
       const source: AlarmSource = {
-        deviceId: `dev-${opts.unitId ?? 'none'}-${i % devices}`, residentId: null, unitId: opts.unitId ?? null,
+        deviceId: `${opts.device ?? 'dev'}-${opts.unitId ?? 'none'}-${i % devices}`, residentId: null, unitId: opts.unitId ?? null,
         stamps: { received: Date.now() },
       };
       out.push(...incidents.applyAlarm(action, source));

@@ -1,0 +1,65 @@
+// A console that stops reading is cut off once its queue passes wsMaxBufferedBytes, with a close reason; it never
+// delays the other consoles, and it resumes by sequence with nothing missing and nothing twice.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { TestConsole, latestSeq, raise, sleep } from './helpers.js';
+
+const MAX_BUFFERED = 256 * 1024;
+
+describe('WebSocket /ws: a slow console', () => {
+  let t: TestGateway;
+  let token: string;
+
+  beforeAll(async () => {
+    t = await startTestGateway({ http: { port: 0, host: '127.0.0.1', wsMaxBufferedBytes: MAX_BUFFERED } });
+    token = await t.token();
+  });
+  afterAll(async () => t?.stop());
+
+  it('is cut off without delaying a fast console, and resumes from its last seq with no gap and no duplicate', async () => {
+    const fast = await TestConsole.open(t, token);
+    const slow = await TestConsole.open(t, token);
+    const start = latestSeq(t);
+    for (const c of [fast, slow]) {
+      c.subscribe('all', start);
+      await c.waitFor((f) => f.type === 'replayed', 'replayed');
+    }
+    // the slow console stops reading its socket (a frozen tab, a phone on a bad link)
+    slow.ws.pause();
+    const [opened] = raise(t, 1, { device: 'slow' });
+    const { incidents } = t.gw.response;
+    const big = 'x'.repeat(100_000);
+    const producedAt: number[] = [];
+    for (let i = 0; i < 300; i++) {
+      incidents.record(opened!.incidentId, 'note', { text: big, i });
+      producedAt.push(Date.now());
+      if (i % 10 === 9) await sleep(1);
+    }
+    const last = latestSeq(t);
+    // the fast console gets everything while the slow one is still stalled
+    await fast.waitForSeq(last, 60_000);
+    const fastDone = Date.now();
+    expect(fast.seqs.length).toBe(last - start);
+    expect(fastDone - producedAt[producedAt.length - 1]!).toBeLessThan(20_000);
+    expect(slow.incidentFrames.length).toBeLessThan(last - start);
+
+    // reading again, the slow console finds what was queued, then the close with its reason
+    slow.ws.resume();
+    const closed = await slow.closed;
+    expect(closed.code).toBe(4408);
+    expect(closed.reason).toMatch(/too slow/);
+    expect(closed.reason).toMatch(/since/);
+    const got = slow.seqs;
+    expect(got.length).toBeGreaterThan(0);
+    expect(got.length).toBeLessThan(last - start);
+    expect(got).toEqual(fast.seqs.slice(0, got.length)); // a prefix: in order, no gap
+
+    // it resumes by sequence
+    const again = await TestConsole.open(t, token);
+    again.subscribe('all', got[got.length - 1]);
+    await again.waitForSeq(last, 60_000);
+    expect([...got, ...again.seqs]).toEqual(fast.seqs);
+    await again.close();
+    await fast.close();
+  });
+});
