@@ -1,0 +1,136 @@
+// The REST API as the console uses it: the bearer token, errors as { code, message } shown to the user, and an
+// Idempotency-Key on every action so a double click or a retry never does a thing twice.
+import type { IncidentRow } from '../../../response/projection.js';
+import type { IncidentEvent } from '../../../core/contracts.js';
+
+export type Role = 'admin' | 'technician' | 'operator' | 'steward';
+export interface User { id: string; username: string; role: Role; unitId: string | null; displayName?: string | null }
+export type Incident = IncidentRow;
+export type StreamEvent = IncidentEvent & { unitId: string | null };
+export interface Budget { pushMs: number; ackMs: number; reachMs: number }
+export interface IncidentDetail extends Incident { budget: Budget; events: StreamEvent[] }
+export interface LatLon { lat: number; lon: number }
+export interface Resident {
+  id: string; name: string; address: string | null; unitId: string | null;
+  contacts: { name: string; relation?: string; phone?: string; webhook?: string }[];
+  safeZone: { type: 'circle'; center: LatLon; radiusM: number } | { type: 'polygon'; points: LatLon[] } | null;
+  home: LatLon | null; notes: string | null;
+}
+export interface LiveState {
+  online: boolean; lastSeen: number | null; battery: number | null; signal: number | null; mains: boolean | null;
+  position: { lat: number; lon: number; accuracy?: number; at?: number } | null; supervision: string; flags: string[];
+  unreadableCount: number; lastUnreadableReason: string | null;
+}
+export interface Device {
+  id: string; kind: string; serial: string; model: string | null; firmware: string | null; state: string;
+  residentId: string | null; unitId: string | null; power: string; live: LiveState; createdAt: number; secretRotatedAt: number;
+}
+export interface Credentials {
+  id: string; kind: string; serial: string; secret: string;
+  mqtt: { host: string; port: number; tlsPort?: number; clientId: string; username: string; keepaliveS: number; topics: Record<string, string> };
+}
+export interface Unit { id: string; name: string; tier: string; parentId: string | null; phone: string | null }
+export interface Staff { id: string; name: string; role: string; unitId: string; phone: string | null; onDuty: boolean }
+export interface Command { id: string; type: string; status: string; createdAt: number; sentAt: number | null; ackedAt: number | null; error: string | null }
+
+export class ApiError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+const TOKEN_KEY = 'eldergate.token';
+const USER_KEY = 'eldergate.user';
+
+export class Api {
+  token: string | null = sessionStorage.getItem(TOKEN_KEY);
+  user: User | null = JSON.parse(sessionStorage.getItem(USER_KEY) ?? 'null') as User | null;
+  /** called when the server says the token is no longer good */
+  onUnauthorized: () => void = () => {};
+
+  async login(username: string, password: string): Promise<User> {
+    const out = await this.request<{ token: string; user: User }>('POST', '/api/auth/login', { username, password }, { anonymous: true });
+    this.token = out.token;
+    this.user = out.user;
+    sessionStorage.setItem(TOKEN_KEY, out.token);
+    sessionStorage.setItem(USER_KEY, JSON.stringify(out.user));
+    return out.user;
+  }
+
+  logout(): void {
+    this.token = null;
+    this.user = null;
+    sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(USER_KEY);
+  }
+
+  async request<T>(method: string, path: string, body?: unknown, opts: { idempotencyKey?: string; anonymous?: boolean } = {}): Promise<T> {
+    const headers: Record<string, string> = {};
+    if (!opts.anonymous && this.token) headers.authorization = `Bearer ${this.token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (opts.idempotencyKey) headers['idempotency-key'] = opts.idempotencyKey;
+    let res: Response;
+    try {
+      res = await fetch(path, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    } catch {
+      throw new ApiError(0, 'NETWORK', 'the gateway cannot be reached: check the network; the action was not confirmed');
+    }
+    const text = await res.text();
+    let parsed: unknown = undefined;
+    try { parsed = text ? JSON.parse(text) : undefined; } catch { parsed = text; }
+    if (!res.ok) {
+      const e = (parsed ?? {}) as { code?: string; message?: string };
+      if (res.status === 401 && !opts.anonymous) this.onUnauthorized();
+      throw new ApiError(res.status, e.code ?? 'HTTP_' + res.status, e.message ?? `${res.status} ${res.statusText}`);
+    }
+    return parsed as T;
+  }
+
+  get<T>(path: string): Promise<T> {
+    return this.request<T>('GET', path);
+  }
+
+  post<T>(path: string, body?: unknown, idempotencyKey?: string): Promise<T> {
+    return this.request<T>('POST', path, body ?? {}, idempotencyKey ? { idempotencyKey } : {});
+  }
+}
+
+/** Values fetched once and shared (residents, devices): one request in flight per id, listeners told on arrival. */
+export class Cache<T> {
+  private readonly values = new Map<string, T>();
+  private readonly at = new Map<string, number>();
+  private readonly inflight = new Set<string>();
+  private readonly listeners = new Set<(id: string, v: T) => void>();
+  constructor(private readonly load: (id: string) => Promise<T>, private readonly ttlMs = 30_000) {}
+
+  onChange(fn: (id: string, v: T) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  peek(id: string): T | undefined {
+    return this.values.get(id);
+  }
+
+  /** the value if known (possibly stale: a refresh is then started), else undefined and a load is started */
+  get(id: string): T | undefined {
+    const v = this.values.get(id);
+    const since = Date.now() - (this.at.get(id) ?? 0);
+    // a failed load (forbidden, gone) is retried only after a while, not on every render
+    const fresh = v !== undefined ? since < this.ttlMs : since < 5000;
+    if (!fresh && !this.inflight.has(id)) {
+      this.inflight.add(id);
+      this.load(id).then(
+        (x) => { this.inflight.delete(id); this.set(id, x); },
+        () => { this.inflight.delete(id); this.at.set(id, Date.now()); },
+      );
+    }
+    return v;
+  }
+
+  set(id: string, v: T): void {
+    this.values.set(id, v);
+    this.at.set(id, Date.now());
+    for (const l of this.listeners) l(id, v);
+  }
+}

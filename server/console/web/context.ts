@@ -1,0 +1,57 @@
+// What every view is given: the API, the incident store, caches, settings, and small shared widgets.
+import { Api, ApiError, Cache, type Budget, type Device, type Resident, type Staff, type Unit } from './api.js';
+import { IncidentStore } from './store.js';
+import type { AlarmStreamClient } from './stream.js';
+import { h } from './dom.js';
+
+export interface Settings {
+  budgets: Record<'P1' | 'P2' | 'P3', Budget>;
+}
+
+export class Ctx {
+  readonly api = new Api();
+  readonly store = new IncidentStore(this.api);
+  readonly residents = new Cache<Resident>((id) => this.api.get(`/api/residents/${encodeURIComponent(id)}`));
+  readonly devices = new Cache<Device>((id) => this.api.get(`/api/devices/${encodeURIComponent(id)}`), 10_000);
+  readonly staff = new Cache<Staff[]>(() => this.api.get<{ items: Staff[] }>('/api/staff').then((r) => r.items));
+  readonly units = new Cache<Unit[]>(() => this.api.get<{ items: Unit[] }>('/api/units').then((r) => r.items), 60_000);
+  settings: Settings = {
+    budgets: {
+      P1: { pushMs: 1000, ackMs: 60_000, reachMs: 15 * 60_000 },
+      P2: { pushMs: 5000, ackMs: 300_000, reachMs: 3_600_000 },
+      P3: { pushMs: 60_000, ackMs: 4 * 3_600_000, reachMs: 24 * 3_600_000 },
+    },
+  };
+  stream: AlarmStreamClient | null = null;
+  private toasts: HTMLElement | null = null;
+
+  mountToasts(el: HTMLElement): void {
+    this.toasts = el;
+  }
+
+  toast(message: string, kind: 'error' | 'ok' | 'info' = 'info'): void {
+    if (!this.toasts) return;
+    const t = h('div', { class: `toast ${kind}`, role: kind === 'error' ? 'alert' : 'status' }, message);
+    this.toasts.append(t);
+    setTimeout(() => t.remove(), kind === 'error' ? 8000 : 4000);
+  }
+
+  fail(err: unknown, what: string): void {
+    const msg = err instanceof ApiError ? err.message : (err as Error)?.message ?? String(err);
+    this.toast(`${what}: ${msg}`, 'error');
+  }
+
+  can(...roles: string[]): boolean {
+    return !!this.api.user && roles.includes(this.api.user.role);
+  }
+
+  staffName(id: string | null): string | null {
+    if (!id) return null;
+    return this.staff.get('all')?.find((s) => s.id === id)?.name ?? id;
+  }
+
+  unitName(id: string | null): string {
+    if (!id) return '(no unit)';
+    return this.units.get('all')?.find((u) => u.id === id)?.name ?? id;
+  }
+}
