@@ -12,7 +12,7 @@ const fmtBucket = (ms: number) => (ms < 1 ? `${ms}ms` : ms < 1000 ? `${ms}ms` : 
 
 /** bars of a log-bucketed histogram; the p50 and p99 buckets are marked */
 export function histogramSvg(samples: readonly number[], title: string, color = '#2f6fb3'): string {
-  const W = 560;
+  const W = 520;
   const H = 230;
   const pad = { l: 48, r: 12, t: 28, b: 44 };
   if (samples.length === 0) {

@@ -112,6 +112,29 @@ describe('firmware-sim against the real gateway', () => {
     expect(existsSync(join(reportDir, 'report.html'))).toBe(true);
   }, 120_000);
 
+  it('`eldergate-sim fleet` provisions a mixed fleet, sends random alarms, and every one is PUBACKed', async () => {
+    const reportDir = join(tmp, 'fleet');
+    const creds = join(tmp, 'fleet-credentials.json');
+    const r = await cli(
+      ['fleet', '--devices', '30', '--mix', 'call-phone:1,fall-sensor:1,locator:1', '--rate', '240', '--duration', '6s', '--seed', '3',
+        '--api', gw.apiUrl, '--mqtt', gw.mqttUrl, '--user', 'admin', '--save-credentials', creds, '--report', reportDir],
+      { ELDERGATE_SIM_PASSWORD: gw.password },
+    );
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/all 30 device\(s\) online/);
+    // not a terminal: plain progress lines, no escape codes
+    expect(r.out).toMatch(/^\[\s*\d+s\] connected \d+\/30 · alarms \d+ sent/m);
+    expect(r.out).not.toContain('\x1b[');
+    const report = JSON.parse(readFileSync(join(reportDir, 'report.json'), 'utf8')) as RunReport;
+    expect(report.stats.alarmsSent).toBeGreaterThan(5);
+    expect(report.stats.alarmsAcked).toBe(report.stats.alarmsSent);
+    expect(report.groups.map((g) => [g.kind, g.count])).toEqual([['call-phone', 10], ['fall-sensor', 10], ['locator', 10]]);
+    // the saved credentials are reusable: the same devices connect again without provisioning
+    const again = await cli(['fleet', '--devices', '3', '--mix', 'locator', '--duration', '1s', '--credentials', creds, '--api', gw.apiUrl, '--mqtt', gw.mqttUrl]);
+    expect(again.code, again.out).toBe(0);
+    expect(again.out).toMatch(/using 3 device\(s\) from/);
+  }, 180_000);
+
   it('an invalid scenario is refused before anything runs: exit code 1, every problem with its line', async () => {
     const file = join(tmp, 'invalid.yaml');
     writeFileSync(file, 'name: x\ndevices:\n  - { name: p, kind: toaster }\ntimeline:\n  - at: soon\n    sos: p\n');
