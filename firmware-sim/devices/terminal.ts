@@ -153,6 +153,7 @@ export abstract class Terminal {
 
   /** power off cleanly: DISCONNECT (so no Last Will), timers cancelled; the outbox is kept */
   async stop(): Promise<void> {
+    if (this.state === 'online') this.observer.onDisconnected?.(this, 'switched off');
     this.state = 'stopped';
     this.cancelTimers();
     const c = this.client;
