@@ -3,7 +3,7 @@
 // CDN, and the page works on a network without internet. Register through buildApp's `extra` routes:
 // `{ name: 'console', plugin: consoleRoutes() }`.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
@@ -11,7 +11,9 @@ import { build } from 'esbuild';
 import type { AppDeps } from '../deps.js';
 import { requireRole } from '../plugins/auth.js';
 
-const WEB = join(dirname(fileURLToPath(import.meta.url)), 'web');
+// The sources next to this file (tsx, tests); from a tsc build in dist/, the sources of the checkout.
+const HERE = dirname(fileURLToPath(import.meta.url));
+const WEB = [join(HERE, 'web'), join(HERE, '../../../server/console/web')].find((d) => existsSync(join(d, 'main.ts'))) ?? join(HERE, 'web');
 
 interface Asset {
   body: Buffer;

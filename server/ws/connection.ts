@@ -61,7 +61,15 @@ export class ConsoleConnection implements Subscriber {
 
   start(): void {
     const { ws } = this;
-    ws.on('message', (data, isBinary) => this.onMessage(data as Buffer | ArrayBuffer | Buffer[], isBinary));
+    ws.on('message', (data, isBinary) => {
+      try {
+        this.onMessage(data as Buffer | ArrayBuffer | Buffer[], isBinary);
+      } catch (err) {
+        // a bug here must cost one console its connection (it resumes), never the process
+        this.log.error({ err }, 'console message handling failed');
+        this.close(CLOSE.internal, 'server error: reconnect and resume with since');
+      }
+    });
     ws.on('pong', () => { this.alive = true; });
     ws.on('close', (code, reason) => this.onClose(code, reason.toString()));
     this.pingTimer = setInterval(() => this.keepalive(), this.deps.pingIntervalMs);

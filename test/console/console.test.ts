@@ -214,6 +214,12 @@ describe('the console in headless Chromium', () => {
     const rotated = await page.locator('[data-secret]').getAttribute('data-secret');
     expect(rotated).not.toBe(secret);
     await expect(connectDevice(t.mqttUrl, id!, secret!)).rejects.toThrow();
+    // suspend and resume
+    page.once('dialog', (d) => void d.accept());
+    await page.click('button[data-action=suspend]');
+    await expect.poll(() => page.locator('[data-state]').getAttribute('data-state'), { timeout: 10_000 }).toBe('suspended');
+    await page.click('button[data-action=resume]');
+    await expect.poll(() => page.locator('[data-state]').getAttribute('data-state'), { timeout: 10_000 }).toBe('in-service');
     expect(errors).toEqual([]);
     await page.close();
   }, 90_000);
@@ -252,6 +258,34 @@ describe('the console in headless Chromium', () => {
     await page.locator(`.card[data-id="${openB.id}"] button[data-action=acknowledge]`).click();
     await waitFor(() => t.gw.response.incidents.get(openB.id)!.status === 'acknowledged', 'steward acknowledged B');
     await ctx.close();
+  }, 60_000);
+
+  it('the fleet board filters by kind and unit, and a steward\'s fleet holds only their unit\'s devices', async () => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await loginAs(page, t.http, n.users.operator, n.passwords[n.users.operator]!);
+    await page.goto(`${t.http}/#/fleet`);
+    await page.waitForSelector('tr[data-device]');
+    const all = await page.locator('tr[data-device]').count();
+    await page.waitForSelector('select[name=kind] option[value=locator]', { state: 'attached' });
+    await page.selectOption('select[name=kind]', 'locator');
+    await expect.poll(async () => {
+      const kinds = await page.locator('tr[data-device] td:nth-child(2)').allTextContents();
+      return kinds.length > 0 && kinds.every((k) => k === 'locator');
+    }, { timeout: 10_000 }).toBe(true);
+    await page.selectOption('select[name=kind]', '');
+    await page.waitForSelector('select[name=unitId] option[value=gB]', { state: 'attached' });
+    await page.selectOption('select[name=unitId]', 'gB');
+    await expect.poll(async () => (await page.locator('tr[data-device] td:nth-child(5)').allTextContents()).every((u) => u === 'Grid B'), { timeout: 10_000 }).toBe(true);
+    expect(await page.locator('tr[data-device]').count()).toBeLessThan(all);
+    await page.close();
+
+    const steward = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await loginAs(steward, t.http, n.users.stewardA, n.passwords[n.users.stewardA]!);
+    await steward.goto(`${t.http}/#/fleet`);
+    await steward.waitForSelector('tr[data-device]');
+    const ids = await steward.locator('tr[data-device]').evaluateAll((els) => els.map((e) => e.getAttribute('data-device')!));
+    for (const id of ids) expect(t.gw.registry.entry(id)?.unitId).toBe('gA');
+    await steward.close();
   }, 60_000);
 
   it('after the network drops, the board reconnects and shows everything that happened meanwhile, nothing twice', async () => {

@@ -50,7 +50,7 @@ describe('WebSocket /ws: replay, live, resume', () => {
     // every frame carries its seq, equal to the event's
     for (const f of c.incidentFrames) expect(f.seq).toBe(f.event!.seq);
     await c.close();
-  });
+  }, 60_000);
 
   it('resumes after a disconnect from the last seq seen: nothing missing, nothing twice', async () => {
     const start = latestSeq(t);
