@@ -189,7 +189,8 @@ export function incidentRoutes(r: IncidentRouteDeps): FastifyPluginAsyncTypebox<
     const { incidents, network } = r;
     const budgets: Config['budgets'] = deps.config.budgets;
     const readers = requireRole(app, 'admin', 'operator', 'steward', 'technician');
-    const actors = requireRole(app, 'admin', 'operator', 'steward');
+    // technicians act only on test alarms (a commissioning test is theirs to close)
+    const actors = requireRole(app, 'admin', 'operator', 'steward', 'technician');
     const once = createIdempotency(deps.store.sqlite);
 
     /** Invisible incidents are answered as missing: a scoped user learns nothing about other units. */
@@ -250,6 +251,9 @@ export function incidentRoutes(r: IncidentRouteDeps): FastifyPluginAsyncTypebox<
       }, async (req, reply) => {
         const user = req.user;
         const inc = visible(user, req.params.id);
+        if (user.role === 'technician' && !inc.test) {
+          throw new ForbiddenError('technicians may act only on test alarms; an emergency is for operators and stewards');
+        }
         if (user.role === 'steward') {
           // a steward acts for one grid unit: theirs
           if (!user.unitId) throw new ForbiddenError('a steward without a unit cannot act on incidents: ask an admin to set your unit');
