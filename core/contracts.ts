@@ -27,7 +27,7 @@ export interface Position {
 /** Observation types that are emergencies for a person: never filtered, never shed, never swallowed. */
 export const LIFE_SAFETY_TYPES = [
   'sos', 'panic', 'medical', 'fire', 'gas', 'smoke', 'pull-cord', 'fall', 'bed-exit', 'call-request', 'removed',
-  'no-movement',
+  'no-movement', 'wander',
 ] as const;
 export type LifeSafetyType = (typeof LIFE_SAFETY_TYPES)[number];
 

@@ -27,7 +27,7 @@ const POSITION: Fields = { 'position.lat': 'number', 'position.lon': 'number', '
 /** The fields each observation type has (core/contracts.ts Observation), for checking rules against. */
 export const OBSERVATION_FIELDS: Record<ObservationType, Fields> = {
   sos: POSITION, panic: POSITION, medical: POSITION, fire: POSITION, gas: POSITION, smoke: POSITION,
-  'pull-cord': POSITION, 'bed-exit': POSITION, 'call-request': POSITION, removed: POSITION,
+  'pull-cord': POSITION, 'bed-exit': POSITION, 'call-request': POSITION, removed: POSITION, wander: POSITION,
   fall: { confidence: 'number', ...POSITION },
   'no-movement': { seconds: 'number' },
   cancel: {}, 'check-in': {},

@@ -1,6 +1,7 @@
 // Emergencies for a person (DESIGN §3). Raised at once, whatever else is wrong with the message.
 // - sos, panic, medical, fire, gas, smoke, pull-cord, call-request → P1
 // - removed (a locator taken off the wrist) → P2: the resident may be without protection, not necessarily in danger
+// - wander (a telecare unit's own "wanderer" alarm, Contact ID 732) → P2, like a safe-zone exit
 // - bed-exit → P2 during the night hours (settings.nightStart..nightEnd, local time); by day P3, or no incident when
 //   settings.bedExitDayPriority is 'none' (getting up from a nap is not an emergency, and a card per nap would teach
 //   stewards to ignore the board)
@@ -33,10 +34,10 @@ function raise(obs: Observation, ctx: RuleContext, priority: Priority, extra: Re
 
 export const lifeSafetyRule: Rule = {
   name: 'life-safety',
-  on: [...P1_TYPES, 'removed', 'bed-exit'],
+  on: [...P1_TYPES, 'removed', 'wander', 'bed-exit'],
   evaluate(obs, ctx) {
     if (obs.restore) return { handled: `${obs.type} restore: a life-safety incident is closed by a person, not by the sensor` };
-    if (obs.type === 'removed') return raise(obs, ctx, 'P2');
+    if (obs.type === 'removed' || obs.type === 'wander') return raise(obs, ctx, 'P2');
     if (obs.type === 'bed-exit') {
       if (isNight(ctx)) return raise(obs, ctx, 'P2', { night: true });
       if (ctx.settings.bedExitDayPriority === 'none') return { handled: 'bed-exit outside night hours: recorded, no incident (bedExitDayPriority none)' };

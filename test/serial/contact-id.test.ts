@@ -121,7 +121,7 @@ describe('Contact ID → observations', () => {
     expect(map('733', 'E', { codeTable, model: 'vendor-x' }).type).toBe('bed-exit');
     expect(map('734', 'E', { codeTable, model: 'vendor-x' }).type).toBe('bed-exit');
     const wander = map('732', 'E', { codeTable, model: 'vendor-x' });
-    expect(wander).toMatchObject({ type: 'unknown', code: '732' });
+    expect(wander).toMatchObject({ type: 'wander' });
     expect(wander.detail?.label).toBe('wanderer');
     // other models keep the built-in table
     expect(map('102', 'E', { codeTable, model: 'other' }).type).toBe('supervision');

@@ -11,7 +11,7 @@ import type { ContactIdFrame, SiaFrame } from './frames.js';
  */
 export const MAPPABLE_TYPES = [
   'sos', 'panic', 'medical', 'fire', 'gas', 'smoke', 'pull-cord', 'fall', 'bed-exit', 'call-request', 'removed',
-  'no-movement', 'cancel', 'check-in', 'heartbeat', 'battery', 'power-lost', 'power-restored', 'signal', 'tamper',
+  'no-movement', 'wander', 'cancel', 'check-in', 'heartbeat', 'battery', 'power-lost', 'power-restored', 'signal', 'tamper',
   'device-fault', 'comm-lost', 'comm-restored', 'test', 'presence', 'supervision', 'unknown',
 ] as const satisfies readonly ObservationType[];
 export type MappableType = (typeof MAPPABLE_TYPES)[number];
@@ -116,14 +116,13 @@ export const SIA_CODES: CodeTable = {
 /**
  * Codes one telecare vendor family uses (PROTOCOLS.md). Not applied by default — list it for the accounts or
  * models that speak it (`byModel: { "<model>": TELECARE_VENDOR_CODES }` in code, or the same entries in JSON).
- * 732 "wanderer" has no observation type of its own in core/contracts.ts yet: it is kept as `unknown` with its
- * label so it is stored and shown, and the lead is asked for a vocabulary entry.
+ * 732 "wanderer" is the shared vocabulary's `wander` (P2, like a safe-zone exit).
  */
 export const TELECARE_VENDOR_CODES: CodeTable = {
   '102': e('fall', 'fall detected'),
   '616': e('call-request', 'call request'),
   '641': e('no-movement', 'inactivity'),
-  '732': e('unknown', 'wanderer'),
+  '732': e('wander', 'wanderer'),
   '733': e('bed-exit', 'bed exit'),
   '734': e('bed-exit', 'out of bed'),
 };
