@@ -1,0 +1,130 @@
+// Figures 3 (real TCP part) and 4 for one system, in one start of it: a fleet of terminals connected over real
+// sockets with heartbeats (memory and CPU per device, longest event-loop and GC pause), then the whole fleet's
+// network drops at once and it comes back on the firmware's back-off and jitter while P1 alarms are measured.
+import { Child } from '../lib/ipc.js';
+import { Generators } from '../lib/generators.js';
+import { CpuMeter, sleep } from '../lib/sys.js';
+import { summarize, type LatencySummary } from '../lib/stats.js';
+import { startTarget, type SystemName } from '../lib/targets.js';
+import type { Profile } from '../lib/profile.js';
+import type { ProbeStats } from '../lib/probe.js';
+import { probeRun, type Log } from './traffic.js';
+import type { InMemStep } from '../load/inmem.js';
+
+export interface FleetResult {
+  system: SystemName;
+  devices: number;
+  connected: number;
+  connectMs: number;
+  connectErrors: Record<string, number>;
+  rssPerDeviceKiB: number;
+  heapPerDeviceKiB: number;
+  cpuPct: number;
+  cpuGeneratorsPct: number;
+  heartbeatsPerS: number;
+  eldMaxMs: number;
+  gcMaxMs: number;
+  storm: {
+    total: number;
+    back: number;
+    allBackMs: number | null;
+    attempts: number;
+    refused: number;
+    failed: number;
+    p1: LatencySummary;
+    p1Late: number;
+    p1Lost: number;
+    cpuPct: number;
+  } | null;
+  errors: string[];
+}
+
+export async function runFleet(system: SystemName, p: Profile, log: Log, withStorm: boolean): Promise<FleetResult> {
+  const T = p.terminals;
+  const n = withStorm ? Math.max(T.tcp, p.storm.devices) : T.tcp;
+  const out: FleetResult = {
+    system, devices: n, connected: 0, connectMs: 0, connectErrors: {}, rssPerDeviceKiB: NaN, heapPerDeviceKiB: NaN, cpuPct: NaN,
+    cpuGeneratorsPct: NaN, heartbeatsPerS: 0, eldMaxMs: NaN, gcMaxMs: NaN, storm: null, errors: [],
+  };
+  // --expose-gc: the probe collects before each memory reading, so the figure is live objects, not garbage
+  const target = await startTarget(system, { nodeArgs: ['--expose-gc', '--max-old-space-size=8192'] });
+  const gens = Generators.forDevices(n, p.generators);
+  try {
+    const creds = await target.provision(n, 'fleet');
+    const probeDevices = await target.provision(Math.min(20, p.latency.probeDevices), 'storm-p1');
+    await target.node.call('probe.gc');
+    const before = await target.node.call<ProbeStats>('probe.stats');
+    const c = await gens.connect(target.mqtt, creds, { keepaliveS: 120, concurrency: 200 });
+    out.connected = c.connected;
+    out.connectMs = c.ms;
+    out.connectErrors = c.errors;
+    log(`  ${system} fig3: ${c.connected}/${n} terminals connected over TCP in ${Math.round(c.ms)} ms`);
+    await gens.heartbeats(T.heartbeatMs);
+    await sleep(Math.min(2000, T.steadyMs / 4));
+    await target.node.call('probe.reset');
+    const cpu = new CpuMeter({ system: target.pids, generators: gens.pids });
+    await sleep(T.steadyMs);
+    const cpuRead = cpu.read();
+    const steady = await target.node.call<ProbeStats>('probe.stats');
+    await target.node.call('probe.gc');
+    const after = await target.node.call<ProbeStats>('probe.stats');
+    out.rssPerDeviceKiB = (after.rss - before.rss) / Math.max(1, c.connected) / 1024;
+    out.heapPerDeviceKiB = (after.heapUsed - before.heapUsed) / Math.max(1, c.connected) / 1024;
+    out.cpuPct = cpuRead.system!;
+    out.cpuGeneratorsPct = cpuRead.generators!;
+    out.heartbeatsPerS = (c.connected * 1000) / T.heartbeatMs;
+    out.eldMaxMs = steady.eldMaxMs;
+    out.gcMaxMs = steady.gcMaxMs;
+    log(`  ${system} fig3: ${out.rssPerDeviceKiB.toFixed(1)} KiB RSS / ${out.heapPerDeviceKiB.toFixed(1)} KiB heap per device, cpu ${out.cpuPct.toFixed(1)}% at ${Math.round(out.heartbeatsPerS)} heartbeats/s, longest loop delay ${steady.eldMaxMs.toFixed(1)} ms, GC ${steady.gcMaxMs.toFixed(1)} ms`);
+    await gens.stopHeartbeats();
+
+    if (withStorm) {
+      const S = p.storm;
+      // P1 alarms from devices that stay connected, through the whole storm
+      const probeMs = Math.min(S.maxMs, 5000 + 3 * S.backoff.initialMs + (n / 1000) * 1500);
+      const { child: probe, result } = await probeRun(target, probeDevices, { ratePerS: 20, durationMs: probeMs, warmupMs: 0 });
+      await sleep(500);
+      const cpuStorm = new CpuMeter({ system: target.pids, probe: [probe.pid] });
+      const s = await gens.storm(S.backoff, S.connectTimeoutMs, S.maxMs);
+      const cpuStormRead = cpuStorm.read();
+      const r = await result;
+      out.storm = {
+        ...s, p1: summarize(r.latencies), p1Late: r.late, p1Lost: r.lost, cpuPct: cpuStormRead.system!,
+      };
+      log(`  ${system} fig4: ${s.back}/${s.total} back in ${s.allBackMs === null ? 'n/a (not all)' : Math.round(s.allBackMs) + ' ms'}; ${s.attempts} attempts, ${s.refused} refused, ${s.failed} failed; P1 during storm p99 ${out.storm.p1.p99.toFixed(1)} ms max ${out.storm.p1.max.toFixed(1)} (late ${r.late}, lost ${r.lost})`);
+    }
+  } catch (err) {
+    out.errors.push((err as Error).message);
+    log(`  ${system}: ERROR ${(err as Error).message}`);
+  } finally {
+    await gens.close();
+    await target.close();
+  }
+  return out;
+}
+
+export interface InMemResult {
+  system: 'eldergate' | 'raw-aedes';
+  steps: InMemStep[];
+  heapLimitMiB: number;
+  errors: string[];
+}
+
+/** Figure 3 beyond the fd limit: the system in the worker's own process, devices on in-memory streams. */
+export async function runInMemory(system: 'eldergate' | 'raw-aedes', p: Profile, log: Log): Promise<InMemResult> {
+  const worker = Child.spawn('bench/load/inmem.ts', { name: `in-memory ${system}`, nodeArgs: ['--expose-gc', '--max-old-space-size=12288'] });
+  try {
+    const r = await worker.call<{ steps: InMemStep[]; heapLimitMiB: number }>('run', {
+      system, counts: p.terminals.inMemory, heartbeatMs: Math.min(p.terminals.heartbeatMs, 60_000), steadyMs: p.terminals.steadyMs, probeRatePerS: 20,
+    }, 1_800_000);
+    for (const s of r.steps) {
+      log(`  ${system} fig3 in-memory ${s.devices}: ${s.heapPerDeviceKiB.toFixed(1)} KiB heap/device, cpu ${s.cpuPctSteady.toFixed(0)}%, GC max ${s.gcMaxMs.toFixed(0)} ms, P1 p99 ${s.p1 ? s.p1.p99.toFixed(1) : 'n/a'} ms`);
+    }
+    return { system, steps: r.steps, heapLimitMiB: r.heapLimitMiB, errors: [] };
+  } catch (err) {
+    log(`  ${system} in-memory: ERROR ${(err as Error).message}`);
+    return { system, steps: [], heapLimitMiB: 0, errors: [(err as Error).message] };
+  } finally {
+    await worker.stop(10_000);
+  }
+}

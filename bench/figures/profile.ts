@@ -1,0 +1,64 @@
+// The CPU profile of the gateway under load, one for each bottleneck the figures can hit: telemetry ingest at
+// saturation (figure 2) and the P1 path under the highest background rate (figure 1). It is V8's sampling profiler,
+// the one `node --cpu-prof` runs, started and stopped through the probe around the loaded window only (with
+// --cpu-prof the gateway's start-up and tsx's module loading would dilute a short window).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Generators } from '../lib/generators.js';
+import { ROOT } from '../lib/ipc.js';
+import { newestProfile, summariseProfile, type ProfileSummary } from '../lib/cpuprof.js';
+import { sleep } from '../lib/sys.js';
+import { startTarget } from '../lib/targets.js';
+import type { Profile } from '../lib/profile.js';
+import { probeRun, type Log } from './traffic.js';
+
+export type ProfiledLoad = 'ingest' | 'latency';
+
+export async function profileGateway(load: ProfiledLoad, p: Profile, log: Log): Promise<ProfileSummary | { error: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'eldergate-cpuprof-'));
+  let target;
+  try {
+    target = await startTarget('eldergate');
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    return { error: (err as Error).message };
+  }
+  const gens = Generators.spawn(p.generators);
+  try {
+    const creds = await target.provision(Math.max(p.ingest.publishers, p.latency.backgroundDevices), 'prof');
+    await gens.connect(target.mqtt, creds);
+    const file = join(dir, `CPU.${load}.0.cpuprofile`);
+    if (load === 'ingest') {
+      const flood = gens.flood(p.ingest.publishers, p.profileMs + 1000);
+      await sleep(500);
+      await target.node.call('probe.cpuprofile.start');
+      await sleep(p.profileMs);
+      await target.node.call('probe.cpuprofile.stop', { file });
+      await flood;
+    } else {
+      const probeDevices = await target.provision(p.latency.probeDevices, 'prof-p1');
+      const { result } = await probeRun(target, probeDevices, { ratePerS: p.latency.probeRatePerS, durationMs: p.profileMs + 1000, warmupMs: 0 });
+      await sleep(300);
+      const bg = gens.rate(Math.max(...p.latency.ratesPerS), p.profileMs + 1000);
+      await sleep(500);
+      await target.node.call('probe.cpuprofile.start');
+      await sleep(p.profileMs);
+      await target.node.call('probe.cpuprofile.stop', { file });
+      await bg;
+      await result;
+    }
+  } catch (err) {
+    log(`  profile (${load}): ERROR ${(err as Error).message}`);
+  } finally {
+    await gens.close();
+    await target.close();
+  }
+  try {
+    const file = newestProfile(dir);
+    if (!file) return { error: 'the gateway wrote no .cpuprofile' };
+    return summariseProfile(file, ROOT);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,69 @@
+// How big and how long each figure runs. `quick` (npm run bench) is a few minutes on 2 cores; `full` is the
+// issue's sizes where one machine can hold them; `smoke` only proves the harness works (npm test, no thresholds).
+export type ProfileName = 'smoke' | 'quick' | 'full';
+
+export interface Profile {
+  name: ProfileName;
+  /** repetitions of each measured interval; figures report the median and the range */
+  reps: number;
+  latency: {
+    /** provisioned devices sending the background telemetry */
+    backgroundDevices: number;
+    ratesPerS: number[];
+    durationMs: number;
+    warmupMs: number;
+    probeDevices: number;
+    probeRatePerS: number;
+  };
+  ingest: { publishers: number; durationMs: number; warmupMs: number };
+  durable: { devices: number; durationMs: number; warmupMs: number };
+  terminals: {
+    /** real TCP connections held by the gateway (≤ ~19k: 20,000 fds per process) */
+    tcp: number;
+    heartbeatMs: number;
+    steadyMs: number;
+    /** in-memory duplex streams in one process (the gateway's own cost beyond the fd limit) */
+    inMemory: number[];
+  };
+  storm: { devices: number; backoff: { initialMs: number; maxMs: number; factor: number }; maxMs: number; connectTimeoutMs: number };
+  profileMs: number;
+  generators: number;
+}
+
+const FIRMWARE_BACKOFF = { initialMs: 1000, maxMs: 60_000, factor: 2 };
+
+export const PROFILES: Record<ProfileName, Profile> = {
+  smoke: {
+    name: 'smoke',
+    reps: 1,
+    latency: { backgroundDevices: 20, ratesPerS: [200], durationMs: 1500, warmupMs: 300, probeDevices: 5, probeRatePerS: 20 },
+    ingest: { publishers: 4, durationMs: 1200, warmupMs: 300 },
+    durable: { devices: 5, durationMs: 1000, warmupMs: 200 },
+    terminals: { tcp: 60, heartbeatMs: 1000, steadyMs: 1000, inMemory: [200] },
+    storm: { devices: 60, backoff: { initialMs: 200, maxMs: 2000, factor: 2 }, maxMs: 20_000, connectTimeoutMs: 5000 },
+    profileMs: 1000,
+    generators: 1,
+  },
+  quick: {
+    name: 'quick',
+    reps: 2,
+    latency: { backgroundDevices: 1000, ratesPerS: [1000, 5000], durationMs: 8000, warmupMs: 2000, probeDevices: 50, probeRatePerS: 100 },
+    ingest: { publishers: 10, durationMs: 6000, warmupMs: 2000 },
+    durable: { devices: 100, durationMs: 5000, warmupMs: 1000 },
+    terminals: { tcp: 3000, heartbeatMs: 30_000, steadyMs: 8000, inMemory: [10_000, 20_000] },
+    storm: { devices: 3000, backoff: FIRMWARE_BACKOFF, maxMs: 120_000, connectTimeoutMs: 10_000 },
+    profileMs: 6000,
+    generators: 2,
+  },
+  full: {
+    name: 'full',
+    reps: 3,
+    latency: { backgroundDevices: 2000, ratesPerS: [1000, 5000, 10_000], durationMs: 30_000, warmupMs: 5000, probeDevices: 100, probeRatePerS: 100 },
+    ingest: { publishers: 10, durationMs: 15_000, warmupMs: 3000 },
+    durable: { devices: 200, durationMs: 15_000, warmupMs: 3000 },
+    terminals: { tcp: 19_000, heartbeatMs: 60_000, steadyMs: 20_000, inMemory: [50_000, 100_000] },
+    storm: { devices: 19_000, backoff: FIRMWARE_BACKOFF, maxMs: 300_000, connectTimeoutMs: 10_000 },
+    profileMs: 15_000,
+    generators: 2,
+  },
+};

@@ -1,0 +1,370 @@
+// From measurements to the verdicts and the two renderings of them: a table in the terminal and
+// docs/benchmarks.md. Medians over repetitions with their range; CPU in % of one core.
+import type { TrafficResult, LatencyRep } from '../figures/traffic.js';
+import type { FleetResult, InMemResult } from '../figures/fleet.js';
+import type { ProfileSummary } from './cpuprof.js';
+import type { MachineInfo } from './sys.js';
+import type { Profile } from './profile.js';
+import { fmt, fmtSpread, spread, type Spread } from './stats.js';
+import { SYSTEM_LABEL, type SystemName } from './targets.js';
+
+export interface BenchResults {
+  profile: Profile;
+  figures: number[];
+  machine: MachineInfo;
+  loadAfter: number[];
+  startedAt: string;
+  durationS: number;
+  traffic: TrafficResult[];
+  fleet: FleetResult[];
+  inMemory: InMemResult[];
+  profiles: { load: 'ingest' | 'latency'; summary: ProfileSummary | { error: string } }[];
+  histogram: { svg: string; png: string | null; pngError: string | null } | null;
+  /** bench/analysis.md, included as written */
+  analysis: string | null;
+}
+
+export type Verdict = 'met' | 'MISSED' | 'not measured';
+
+export interface Check {
+  figure: number;
+  what: string;
+  target: string;
+  measured: string;
+  verdict: Verdict;
+}
+
+const med = (xs: number[]) => spread(xs);
+const ms = (s: Spread) => fmtSpread(s, 2, ' ms');
+
+export function commandFor(p: Profile, figure: number): string {
+  const flags = [p.name === 'full' ? '--full' : p.name === 'smoke' ? '--smoke' : '', `--only=${figure}`].filter(Boolean).join(' ');
+  return `npm run bench -- ${flags}`;
+}
+
+function latencyRows(t: TrafficResult): Map<number, LatencyRep[]> {
+  const m = new Map<number, LatencyRep[]>();
+  for (const r of t.latency) m.set(r.ratePerS, [...(m.get(r.ratePerS) ?? []), r]);
+  return m;
+}
+
+function trafficOf(r: BenchResults, s: SystemName) {
+  return r.traffic.find((t) => t.system === s);
+}
+
+/** P1 p99 (median over repetitions) of a system at a background rate */
+function p1At(r: BenchResults, s: SystemName, rate: number, key: 'p99' | 'p999' | 'p50' | 'max' = 'p99'): Spread {
+  const reps = trafficOf(r, s)?.latency.filter((x) => x.ratePerS === rate && x.p1.n > 0) ?? [];
+  return med(reps.map((x) => x.p1[key]));
+}
+
+export function checks(r: BenchResults): Check[] {
+  const out: Check[] = [];
+  const figs = new Set(r.figures);
+  const rates = r.profile.latency.ratesPerS;
+  const top = Math.max(...rates);
+  const at = top >= 10_000 ? '10k msg/s' : `${fmt(top, 0)} msg/s (this profile's top rate; --full runs 10k)`;
+  const verdict = (ok: boolean | null): Verdict => (ok === null ? 'not measured' : ok ? 'met' : 'MISSED');
+  const finite = (s: Spread) => Number.isFinite(s.median);
+  if (figs.has(1)) {
+    const e99 = p1At(r, 'eldergate', top);
+    const e999 = p1At(r, 'eldergate', top, 'p999');
+    const a99 = p1At(r, 'raw-aedes', top);
+    const m99 = p1At(r, 'mosquitto', top);
+    out.push({ figure: 1, what: `P1 p99 device → console at ${at} background`, target: '≤ 20 ms', measured: ms(e99), verdict: verdict(finite(e99) ? e99.median <= 20 : null) });
+    out.push({ figure: 1, what: `P1 p99.9 at ${at} background`, target: '≤ 100 ms', measured: ms(e999), verdict: verdict(finite(e999) ? e999.median <= 100 : null) });
+    out.push({
+      figure: 1, what: 'P1 p99 against raw aedes\' publish → subscriber p99, same load', target: '≤ 4×',
+      measured: finite(e99) && finite(a99) ? `${fmt(e99.median / a99.median, 1)}× (${fmt(e99.median, 2)} vs ${fmt(a99.median, 2)} ms)` : 'n/a',
+      verdict: verdict(finite(e99) && finite(a99) ? e99.median <= 4 * a99.median : null),
+    });
+    out.push({
+      figure: 6, what: 'P1 p99: eldergate better than Mosquitto + subscriber', target: 'eldergate < Mosquitto',
+      measured: finite(e99) && finite(m99) ? `${fmt(e99.median, 2)} vs ${fmt(m99.median, 2)} ms` : 'n/a',
+      verdict: verdict(finite(e99) && finite(m99) ? e99.median < m99.median : null),
+    });
+  }
+  if (figs.has(2)) {
+    const e = med(trafficOf(r, 'eldergate')?.ingest.map((x) => x.msgPerS) ?? []);
+    const a = med(trafficOf(r, 'raw-aedes')?.ingest.map((x) => x.msgPerS) ?? []);
+    out.push({
+      figure: 2, what: 'telemetry ingest against raw aedes', target: '≥ 70 %',
+      measured: finite(e) && finite(a) ? `${fmt((100 * e.median) / a.median, 0)} % (${fmt(e.median, 0)} vs ${fmt(a.median, 0)} msg/s)` : 'n/a',
+      verdict: verdict(finite(e) && finite(a) ? e.median >= 0.7 * a.median : null),
+    });
+  }
+  if (figs.has(3)) {
+    const e = r.fleet.find((f) => f.system === 'eldergate');
+    const a = r.fleet.find((f) => f.system === 'raw-aedes');
+    const ok = e && a && Number.isFinite(e.heapPerDeviceKiB) && Number.isFinite(a.heapPerDeviceKiB);
+    out.push({
+      figure: 3, what: `memory per connected device, real TCP (${e?.connected ?? 0} devices), RSS`, target: '≤ 1.5× raw aedes',
+      measured: ok ? `${fmt(e!.rssPerDeviceKiB, 1)} vs ${fmt(a!.rssPerDeviceKiB, 1)} KiB (${fmt(e!.rssPerDeviceKiB / a!.rssPerDeviceKiB, 2)}×)` : 'n/a',
+      verdict: verdict(ok ? e!.rssPerDeviceKiB <= 1.5 * a!.rssPerDeviceKiB : null),
+    });
+    const ei = r.inMemory.find((x) => x.system === 'eldergate');
+    const ai = r.inMemory.find((x) => x.system === 'raw-aedes');
+    const big = ei?.steps.at(-1);
+    const bigA = ai?.steps.find((s) => s.devices === big?.devices);
+    out.push({
+      figure: 3, what: `memory per device in memory at ${big ? fmt(big.devices, 0) : '?'} devices (heap, harness subtracted)`, target: '≤ 1.5× raw aedes',
+      measured: big && bigA ? `${fmt(big.heapPerDeviceKiB, 1)} vs ${fmt(bigA.heapPerDeviceKiB, 1)} KiB (${fmt(big.heapPerDeviceKiB / bigA.heapPerDeviceKiB, 2)}×)` : 'n/a',
+      verdict: verdict(big && bigA ? big.heapPerDeviceKiB <= 1.5 * bigA.heapPerDeviceKiB : null),
+    });
+    const held = big ? big.connected >= big.devices : false;
+    out.push({
+      figure: 3, what: '100k devices on one node (in-memory streams)', target: '100,000 connected',
+      measured: big ? `${fmt(big.connected, 0)} of ${fmt(big.devices, 0)} (largest step of this profile)` : 'n/a',
+      verdict: verdict(big && big.devices >= 100_000 ? held : null),
+    });
+    const gcMax = Math.max(e?.gcMaxMs ?? 0, ...(ei?.steps.map((s) => s.gcMaxMs) ?? [0]));
+    const p1Max = Math.max(...(ei?.steps.map((s) => s.p1?.max ?? 0) ?? [0]));
+    out.push({
+      figure: 3, what: 'longest GC pause; longest P1 (publish → bus) with the fleet connected', target: 'no alarm past its 1 s budget',
+      measured: `GC ${fmt(gcMax, 0)} ms; P1 max ${fmt(p1Max, 1)} ms`,
+      verdict: verdict(e || ei ? gcMax < 1000 && p1Max < 1000 : null),
+    });
+  }
+  if (figs.has(4)) {
+    const e = r.fleet.find((f) => f.system === 'eldergate')?.storm;
+    const a = r.fleet.find((f) => f.system === 'raw-aedes')?.storm;
+    out.push({
+      figure: 4, what: `reconnect storm, ${e ? fmt(e.total, 0) : '?'} devices: all back`, target: '100k within 60 s',
+      measured: e ? (e.allBackMs === null ? `${e.back}/${e.total} back` : `${fmt(e.allBackMs / 1000, 1)} s for ${fmt(e.total, 0)}`) : 'n/a',
+      verdict: verdict(e ? e.allBackMs !== null && e.allBackMs <= 60_000 : null),
+    });
+    out.push({
+      figure: 4, what: 'storm time against raw aedes without authentication', target: '≤ 1.3×',
+      measured: e?.allBackMs && a?.allBackMs ? `${fmt(e.allBackMs / a.allBackMs, 2)}× (${fmt(e.allBackMs / 1000, 1)} vs ${fmt(a.allBackMs / 1000, 1)} s)` : 'n/a',
+      verdict: verdict(e?.allBackMs && a?.allBackMs ? e.allBackMs <= 1.3 * a.allBackMs : null),
+    });
+    out.push({
+      figure: 4, what: 'P1 alarms during the storm', target: 'none past 1 s',
+      measured: e ? `max ${fmt(e.p1.max, 1)} ms, ${e.p1Late} late, ${e.p1Lost} lost of ${e.p1.n + e.p1Lost}` : 'n/a',
+      verdict: verdict(e && e.p1.n > 0 ? e.p1Late === 0 && e.p1Lost === 0 : null),
+    });
+  }
+  if (figs.has(5)) {
+    const e = med(trafficOf(r, 'eldergate')?.durable.map((x) => x.alarmsPerS) ?? []);
+    out.push({ figure: 5, what: 'durable QoS 1 alarms (synchronous=FULL, group commit)', target: '≥ 5,000 alarms/s', measured: fmtSpread(e, 0, '/s'), verdict: verdict(finite(e) ? e.median >= 5000 : null) });
+  }
+  return out;
+}
+
+// ── rendering ──────────────────────────────────────────────────────────────────────────────────────────
+
+function table(head: string[], rows: string[][]): string {
+  return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+function pct(s: Spread) {
+  return fmtSpread(s, 0, '%');
+}
+
+export function renderMarkdown(r: BenchResults, cs: Check[]): string {
+  const m = r.machine;
+  const L = r.profile.latency;
+  const out: string[] = [];
+  out.push('# Benchmarks');
+  out.push('');
+  out.push(`> Generated by \`${r.profile.name === 'quick' ? 'npm run bench' : r.profile.name === 'full' ? 'npm run bench -- --full' : 'npm run bench -- --smoke'}\` — do not edit by hand; run it again. ` +
+    'The hand-written analysis at the end comes from `bench/analysis.md`.');
+  out.push('');
+  out.push(table(['', ''], [
+    ['date', `${m.date} (took ${fmt(r.durationS, 0)} s)`],
+    ['profile', `**${r.profile.name}** (${r.profile.reps} repetition${r.profile.reps > 1 ? 's' : ''} of each measured interval; medians with the range in brackets)`],
+    ['machine', `${m.cpu}, ${m.cores} cores, ${m.ramGiB} GiB RAM, ${m.os}`],
+    ['node', m.node],
+    ['commit', `${m.commit}${m.dirty ? ' (with uncommitted changes)' : ''}`],
+    ['load average (1/5/15 min)', `${m.loadavg.join(' / ')} at start, ${r.loadAfter.join(' / ')} at the end`],
+    ['file descriptors per process', m.fdLimit],
+    ['Mosquitto', m.mosquitto || 'not found'],
+  ]));
+  out.push('');
+  out.push('Every system runs in its own process; load generators (`bench/load/fleet.ts`) and the P1 probe (`bench/load/probe.ts`) are separate processes; all traffic is on loopback. CPU is in % of one core, read from `/proc/<pid>/stat` over the measured interval — a generator near 100 % is saturated and the figure is then a floor, not the system\'s limit. Warm-up is excluded from every figure.');
+  out.push('');
+  out.push('## Targets against measurements');
+  out.push('');
+  out.push(table(['fig', 'what', 'target', 'measured', 'verdict'], cs.map((c) => [String(c.figure), c.what, c.target, c.measured, c.verdict === 'MISSED' ? '**MISSED**' : c.verdict])));
+  out.push('');
+
+  if (r.figures.includes(1)) {
+    out.push('## Figure 1 — P1 alarm latency, device → console');
+    out.push('');
+    out.push(`\`${commandFor(r.profile, 1)}\``);
+    out.push('');
+    out.push(`${L.probeDevices} probe terminals send SOS (QoS 1, ${L.probeRatePerS}/s in all, one in flight per terminal) while ${fmt(L.backgroundDevices, 0)} provisioned terminals send heartbeats at the background rate; ` +
+      `${fmt(L.durationMs / 1000, 0)} s per run, the first ${fmt(L.warmupMs / 1000, 0)} s not counted. The probe publishes and listens in one process, so one clock times it: ` +
+      '**eldergate**: `publish()` → incident frame on the console WebSocket `/ws` (validation, rules, durable group commit with synchronous=FULL, incident, push); ' +
+      '**raw aedes**: `publish()` → the same message at an MQTT subscriber (no validation, no storage); ' +
+      '**Mosquitto + subscriber**: `publish()` → Mosquitto → Node subscriber (same validation, durable write with synchronous=FULL group commit) → WebSocket frame.');
+    out.push('');
+    const rows: string[][] = [];
+    for (const s of ['eldergate', 'raw-aedes', 'mosquitto'] as SystemName[]) {
+      const t = trafficOf(r, s);
+      if (!t) continue;
+      for (const [rate, reps] of latencyRows(t)) {
+        rows.push([
+          SYSTEM_LABEL[s], fmt(rate, 0), fmtSpread(med(reps.map((x) => x.sentPerS)), 0),
+          fmtSpread(med(reps.map((x) => x.p1.p50)), 2), fmtSpread(med(reps.map((x) => x.p1.p99)), 2), fmtSpread(med(reps.map((x) => x.p1.p999)), 2),
+          fmtSpread(med(reps.map((x) => x.p1.max)), 1), String(reps.reduce((a, x) => a + x.p1.n, 0)), String(reps.reduce((a, x) => a + x.lost + x.late, 0)),
+          fmtSpread(med(reps.map((x) => x.puback.p99)), 2),
+          pct(med(reps.map((x) => x.cpu.system))), pct(med(reps.map((x) => x.cpu.generators))), fmtSpread(med(reps.map((x) => x.systemEldMaxMs)), 0),
+        ]);
+      }
+      for (const e of t.errors) rows.push([SYSTEM_LABEL[s], '—', '—', `error: ${e.split('\n')[0]!.slice(0, 160)}`, '', '', '', '', '', '', '', '', '']);
+    }
+    out.push(table(['system', 'background msg/s', 'sent msg/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'alarms', 'late/lost', 'PUBACK p99 ms', 'CPU system', 'CPU generators', 'longest loop delay ms'], rows));
+    out.push('');
+    if (r.histogram) {
+      out.push(`![P1 latency histogram at ${fmt(Math.max(...L.ratesPerS), 0)} msg/s background](${r.histogram.png ?? r.histogram.svg})`);
+      out.push('');
+      out.push(`The picture: [${r.histogram.svg}](${r.histogram.svg})${r.histogram.png ? ` (SVG written by the bench, PNG rendered by headless Chromium)` : ` — PNG not rendered: ${r.histogram.pngError}`}.`);
+      out.push('');
+    }
+  }
+
+  if (r.figures.includes(2)) {
+    out.push('## Figure 2 — Telemetry ingest');
+    out.push('');
+    out.push(`\`${commandFor(r.profile, 2)}\``);
+    out.push('');
+    out.push(`${r.profile.ingest.publishers} connected terminals publish heartbeats (QoS 0) as fast as their sockets drain, ${fmt(r.profile.ingest.durationMs / 1000, 0)} s measured after ${fmt(r.profile.ingest.warmupMs / 1000, 0)} s of warm-up. ` +
+      '"Taken in" is what the system keeps: eldergate — observations validated and stored by the batched writer (telemetry beyond the queue limit is shed, counted, as designed); raw aedes — publishes it processed (it stores nothing); Mosquitto + subscriber — rows the subscriber stored (Mosquitto drops QoS 0 the subscriber cannot take).');
+    out.push('');
+    const a = med(trafficOf(r, 'raw-aedes')?.ingest.map((x) => x.msgPerS) ?? []);
+    const rows: string[][] = [];
+    for (const s of ['eldergate', 'raw-aedes', 'mosquitto'] as SystemName[]) {
+      const t = trafficOf(r, s);
+      if (!t || t.ingest.length === 0) continue;
+      const v = med(t.ingest.map((x) => x.msgPerS));
+      rows.push([
+        SYSTEM_LABEL[s], fmtSpread(v, 0), Number.isFinite(a.median) ? `${fmt((100 * v.median) / a.median, 0)} %` : 'n/a',
+        fmtSpread(med(t.ingest.map((x) => x.offeredPerS)), 0), fmtSpread(med(t.ingest.map((x) => x.shedPerS)), 0),
+        pct(med(t.ingest.map((x) => x.cpu.system))), pct(med(t.ingest.map((x) => x.cpu.generators))),
+      ]);
+    }
+    out.push(table(['system', 'taken in msg/s', 'of raw aedes', 'offered msg/s', 'shed msg/s', 'CPU system', 'CPU generators'], rows));
+    out.push('');
+  }
+
+  if (r.figures.includes(3)) {
+    const T = r.profile.terminals;
+    out.push('## Figure 3 — Connected terminals');
+    out.push('');
+    out.push(`\`${commandFor(r.profile, 3)}\``);
+    out.push('');
+    out.push(`**(a) Real TCP connections.** Terminals connect over loopback TCP (generators on 127.0.0.2, 127.0.0.3 …, at most 9,000 connections each; the gateway process may hold at most 20,000 file descriptors here, so ~19k is the ceiling), keepalive 120 s, each sending a heartbeat every ${fmt(T.heartbeatMs / 1000, 0)} s. ` +
+      'Memory is the system process\'s RSS and V8 heap growth after a full GC, divided by the devices connected; CPU over a steady window with heartbeats running; the longest event-loop delay and GC pause in that window (perf_hooks, via a probe loaded into the process).');
+    out.push('');
+    out.push(table(['system', 'devices', 'connect all (s)', 'RSS KiB/device', 'heap KiB/device', 'heartbeats/s', 'CPU system', 'CPU per 1k devices', 'longest loop delay ms', 'longest GC ms'],
+      r.fleet.map((f) => [
+        SYSTEM_LABEL[f.system], `${fmt(f.connected, 0)}/${fmt(f.devices, 0)}`, fmt(f.connectMs / 1000, 1), fmt(f.rssPerDeviceKiB, 1), fmt(f.heapPerDeviceKiB, 1),
+        fmt(f.heartbeatsPerS, 0), `${fmt(f.cpuPct, 1)}%`, `${fmt((1000 * f.cpuPct) / Math.max(1, f.connected), 2)}%`, fmt(f.eldMaxMs, 0), fmt(f.gcMaxMs, 0),
+      ])));
+    out.push('');
+    out.push('**(b) In-memory streams, beyond the file-descriptor limit.** The system runs inside the measuring process (`bench/load/inmem.ts` imports `startEldergate`) and each device is an in-memory duplex stream handed to the broker (`aedes.handle(stream)`, with eldergate\'s connection guard and authentication) — no kernel sockets, so this is the gateway\'s own cost per device. ' +
+      'The simulated side\'s own heap (one stream pair per device) is measured first and subtracted from "heap"; "RSS" includes it. P1 here is `publish()` → incident event committed and on the bus (the WebSocket\'s source), or for raw aedes → the broker\'s publish event.');
+    out.push('');
+    const rows: string[][] = [];
+    for (const im of r.inMemory) {
+      for (const s of im.steps) {
+        rows.push([
+          SYSTEM_LABEL[im.system], `${fmt(s.connected, 0)}/${fmt(s.devices, 0)}`, fmt(s.connectMs / 1000, 1), fmt(s.heapPerDeviceKiB, 2), fmt(s.rssPerDeviceKiB, 1), fmt(s.harnessPerDeviceKiB, 2),
+          fmt(s.heartbeatsPerS, 0), `${fmt(s.cpuPctSteady, 1)}%`, fmt(s.eldMaxMs, 0), `${fmt(s.gcMaxMs, 0)} / ${fmt(s.gcMajorMaxMs, 0)}`,
+          s.p1 ? `${fmt(s.p1.p50, 2)} / ${fmt(s.p1.p99, 2)} / ${fmt(s.p1.max, 1)}` : 'n/a',
+        ]);
+      }
+      for (const e of im.errors) rows.push([SYSTEM_LABEL[im.system], `error: ${e.split('\n')[0]!.slice(0, 200)}`, '', '', '', '', '', '', '', '', '']);
+    }
+    out.push(table(['system', 'devices', 'connect all (s)', 'heap KiB/device', 'RSS KiB/device (incl. harness)', 'harness KiB/device', 'heartbeats/s', 'CPU', 'longest loop delay ms', 'longest GC / major GC ms', 'P1 p50 / p99 / max ms'], rows));
+    out.push('');
+  }
+
+  if (r.figures.includes(4)) {
+    const S = r.profile.storm;
+    out.push('## Figure 4 — Reconnect storm');
+    out.push('');
+    out.push(`\`${commandFor(r.profile, 4)}\``);
+    out.push('');
+    out.push(`The network drops under the whole connected fleet at once (sockets destroyed, no DISCONNECT, so the broker sees Last Wills); each terminal comes back on the firmware's schedule (\`backoffDelay\` from firmware-sim: first try after ${S.backoff.initialMs / 2}–${S.backoff.initialMs} ms, then doubling up to ${S.backoff.maxMs / 1000} s, equal jitter), a connect without CONNACK in ${S.connectTimeoutMs / 1000} s counts as failed. ` +
+      'eldergate checks every device\'s credentials; raw aedes checks none. Meanwhile 20 probe terminals that stayed connected send SOS at 20/s and the console measures them.');
+    out.push('');
+    out.push(table(['system', 'devices', 'all back after (s)', 'back', 'attempts', 'refused', 'failed/timed out', 'CPU system', 'P1 p50 / p99 / max ms', 'late (>1 s) / lost'],
+      r.fleet.filter((f) => f.storm).map((f) => {
+        const s = f.storm!;
+        return [
+          SYSTEM_LABEL[f.system], fmt(s.total, 0), s.allBackMs === null ? 'not all' : fmt(s.allBackMs / 1000, 2), fmt(s.back, 0), fmt(s.attempts, 0), fmt(s.refused, 0), fmt(s.failed, 0),
+          `${fmt(s.cpuPct, 0)}%`, `${fmt(s.p1.p50, 2)} / ${fmt(s.p1.p99, 2)} / ${fmt(s.p1.max, 1)}`, `${s.p1Late} / ${s.p1Lost}`,
+        ];
+      })));
+    out.push('');
+    for (const f of r.fleet) for (const e of f.errors) out.push(`- ${SYSTEM_LABEL[f.system]}: error: ${e.split('\n')[0]}`);
+  }
+
+  if (r.figures.includes(5)) {
+    const D = r.profile.durable;
+    out.push('## Figure 5 — Durable alarm rate');
+    out.push('');
+    out.push(`\`${commandFor(r.profile, 5)}\``);
+    out.push('');
+    out.push(`${D.devices} connected terminals each send an SOS at QoS 1 and the next one as soon as the PUBACK arrives, ${fmt(D.durationMs / 1000, 0)} s (${fmt(D.warmupMs / 1000, 0)} s warm-up). ` +
+      'eldergate sends the PUBACK only once the alarm, its observation and its incident event are committed with synchronous=FULL (group commit on the next turn of the event loop); raw aedes sends it at once (nothing is stored) and is shown for scale. ' +
+      'Mosquitto is not in this figure: its PUBACK to the device never waits for the subscriber\'s durable write, so the two numbers would not mean the same thing.');
+    out.push('');
+    const rows: string[][] = [];
+    for (const s of ['eldergate', 'raw-aedes'] as SystemName[]) {
+      const t = trafficOf(r, s);
+      if (!t || t.durable.length === 0) continue;
+      rows.push([
+        SYSTEM_LABEL[s], fmtSpread(med(t.durable.map((x) => x.alarmsPerS)), 0), fmtSpread(med(t.durable.map((x) => x.latency.p50)), 2), fmtSpread(med(t.durable.map((x) => x.latency.p99)), 2),
+        fmtSpread(med(t.durable.map((x) => x.latency.p999)), 2), fmtSpread(med(t.durable.map((x) => x.latency.max)), 1), pct(med(t.durable.map((x) => x.cpu.system))), pct(med(t.durable.map((x) => x.cpu.generators))),
+      ]);
+    }
+    out.push(table(['system', 'alarms/s acknowledged', 'PUBACK p50 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'CPU system', 'CPU generators'], rows));
+    out.push('');
+  }
+
+  if (r.profiles.length) {
+    out.push('## Where the gateway spends its CPU');
+    out.push('');
+    out.push(`V8's sampling CPU profiler (what \`node --cpu-prof\` runs) on the gateway process, started and stopped through \`node:inspector\` around ${fmt(r.profile.profileMs / 1000, 0)} s of each load only (figure 2's flood; figure 1's top background rate with the probe), so start-up does not dilute it. Self time per function as a share of the busy (non-idle) samples; a native function is shown with its JavaScript caller.`);
+    out.push('');
+    for (const p of r.profiles) {
+      const title = p.load === 'ingest' ? 'Under the ingest flood (figure 2)' : `Under ${fmt(Math.max(...L.ratesPerS), 0)} msg/s background with P1 probes (figure 1)`;
+      out.push(`### ${title}`);
+      out.push('');
+      if ('error' in p.summary) {
+        out.push(`Not profiled: ${p.summary.error}`);
+        out.push('');
+        continue;
+      }
+      const s = p.summary;
+      out.push(`${fmt(s.totalMs / 1000, 1)} s sampled, ${fmt(s.idlePct, 0)} % idle; garbage collection ${fmt(s.gcPct, 1)} % of busy time. By area: ${s.byArea.map((a) => `${a.area} ${fmt(a.pct, 0)} %`).join(', ')}.`);
+      out.push('');
+      out.push(table(['self %', 'function', 'where'], s.top.map((t) => [fmt(t.pct, 1), `\`${t.fn}\``, t.where ? `\`${t.where}\`` : ''])));
+      out.push('');
+    }
+  }
+
+  if (r.analysis) {
+    out.push('## Analysis');
+    out.push('');
+    out.push(r.analysis.trim());
+    out.push('');
+  }
+  return out.join('\n') + '\n';
+}
+
+export function renderTerminal(r: BenchResults, cs: Check[]): string {
+  const rows = cs.map((c) => [String(c.figure), c.what, c.target, c.measured, c.verdict]);
+  const head = ['fig', 'what', 'target', 'measured', 'verdict'];
+  const widths = head.map((h, i) => Math.min(70, Math.max(h.length, ...rows.map((r) => r[i]!.length))));
+  const line = (cells: string[]) => cells.map((c, i) => (c.length > widths[i]! ? c.slice(0, widths[i]! - 1) + '…' : c.padEnd(widths[i]!))).join('  ');
+  return [
+    `eldergate bench — ${r.profile.name} profile, ${r.machine.date}, ${r.machine.cpu} ×${r.machine.cores}, node ${r.machine.node}, commit ${r.machine.commit}`,
+    line(head),
+    widths.map((w) => '─'.repeat(w)).join('  '),
+    ...rows.map(line),
+  ].join('\n');
+}

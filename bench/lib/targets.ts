@@ -1,0 +1,229 @@
+// The three systems side by side, started the same way for every figure: eldergate as an operator runs it
+// (`node --import tsx main.ts`), raw aedes with no hooks, and Mosquitto with a Node subscriber doing eldergate's job.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Child, ROOT } from './ipc.js';
+import { fakeCreds, parseImportCsv, type Cred } from './creds.js';
+import { freePort, sleep, waitFor } from './sys.js';
+import type { Observer } from '../load/probe.js';
+
+export type SystemName = 'eldergate' | 'raw-aedes' | 'mosquitto';
+
+export const SYSTEM_LABEL: Record<SystemName, string> = {
+  eldergate: 'eldergate',
+  'raw-aedes': 'raw aedes (no hooks)',
+  mosquitto: 'Mosquitto + Node subscriber',
+};
+
+export interface Target {
+  name: SystemName;
+  mqtt: { host: string; port: number };
+  /** processes whose CPU is the system's (Mosquitto: the broker and its subscriber) */
+  pids: number[];
+  /** the Node process that answers `probe.stats` (the gateway; Mosquitto's subscriber) */
+  node: Child;
+  observer(): Observer;
+  /** the last incident seq a console saw: the next console resumes there instead of replaying everything */
+  noteSeq(seq: number): void;
+  provision(n: number, label: string): Promise<Cred[]>;
+  /** messages taken in so far (eldergate: observations stored + telemetry shed; raw aedes: publishes; Mosquitto: rows stored) */
+  counters(): Promise<{ ingested: number; shed: number }>;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** extra node flags for the system's process (`--cpu-prof`, heap size) */
+  nodeArgs?: string[];
+  env?: Record<string, string>;
+}
+
+const ADMIN_PASSWORD = 'bench-' + randomBytes(12).toString('hex');
+
+export async function startTarget(name: SystemName, o: StartOptions = {}): Promise<Target> {
+  if (name === 'eldergate') return startEldergateChild(o);
+  if (name === 'raw-aedes') return startRawAedes(o);
+  return startMosquitto(o);
+}
+
+async function startEldergateChild(o: StartOptions): Promise<Target> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'eldergate-bench-'));
+  const [mqttPort, httpPort] = [await freePort(), await freePort()];
+  const node = Child.spawn('main.ts', {
+    name: 'eldergate',
+    serves: false,
+    nodeArgs: o.nodeArgs ?? [],
+    env: {
+      ELDERGATE_MQTT_PORT: String(mqttPort),
+      ELDERGATE_HTTP_PORT: String(httpPort),
+      ELDERGATE_MQTT_HOST: '127.0.0.1',
+      ELDERGATE_HTTP_HOST: '127.0.0.1',
+      ELDERGATE_DATA_DIR: dataDir,
+      ELDERGATE_ADMIN_PASSWORD: ADMIN_PASSWORD,
+      ELDERGATE_LOG_LEVEL: 'warn',
+      ...o.env,
+    },
+  });
+  const http = `http://127.0.0.1:${httpPort}`;
+  try {
+    await waitFor('eldergate /readyz', async () => {
+      if (!node.alive) throw new Error(`eldergate exited before it was ready:\n${node.tail()}`);
+      try {
+        return (await fetch(`${http}/readyz`)).status === 200;
+      } catch {
+        return false;
+      }
+    }, 60_000, 100);
+  } catch (err) {
+    await node.stop(2000, 'SIGKILL');
+    throw err;
+  }
+  const login = await fetch(`${http}/api/auth/login`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: ADMIN_PASSWORD }),
+  });
+  if (login.status !== 200) throw new Error(`bench could not log in to eldergate: ${login.status} ${await login.text()}`);
+  const { token } = (await login.json()) as { token: string };
+  let lastSeq = 0;
+  let serials = 0;
+  const run = randomBytes(3).toString('hex');
+  return {
+    name: 'eldergate',
+    mqtt: { host: '127.0.0.1', port: mqttPort },
+    pids: [node.pid],
+    node,
+    observer: () => ({ kind: 'ws', url: `ws://127.0.0.1:${httpPort}/ws`, token, since: lastSeq }),
+    async provision(n, label) {
+      const out: Cred[] = [];
+      // the bulk import is the factory path: thousands per request
+      for (let i = 0; i < n; i += 5000) {
+        const rows = ['serial,kind'];
+        for (let k = i; k < Math.min(n, i + 5000); k++) rows.push(`BENCH-${run}-${label}-${serials++},call-phone`);
+        const res = await fetch(`${http}/api/devices/import`, {
+          method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'text/csv' }, body: rows.join('\n') + '\n',
+        });
+        const text = await res.text();
+        if (res.status !== 201) throw new Error(`POST /api/devices/import answered ${res.status}: ${text.slice(0, 300)}`);
+        out.push(...parseImportCsv(text));
+      }
+      return out;
+    },
+    async counters() {
+      const text = await (await fetch(`${http}/metrics`)).text();
+      let ingested = 0;
+      let shed = 0;
+      for (const line of text.split('\n')) {
+        if (line.startsWith('eldergate_observations_total{') && line.includes('result="stored"')) ingested += Number(line.split(' ').pop());
+        else if (line.startsWith('eldergate_telemetry_shed_total')) shed += Number(line.split(' ').pop());
+      }
+      return { ingested, shed };
+    },
+    async close() {
+      await node.stop(15_000);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+    noteSeq(seq) {
+      lastSeq = Math.max(lastSeq, seq);
+    },
+  };
+}
+
+async function startRawAedes(o: StartOptions): Promise<Target> {
+  const node = Child.spawn('bench/baselines/raw-aedes.ts', { name: 'raw-aedes', nodeArgs: o.nodeArgs ?? [] });
+  const { port } = await node.call<{ port: number }>('start', { port: 0 }, 30_000);
+  return {
+    name: 'raw-aedes',
+    mqtt: { host: '127.0.0.1', port },
+    pids: [node.pid],
+    node,
+    observer: () => ({ kind: 'mqtt', host: '127.0.0.1', port }),
+    noteSeq: () => undefined,
+    provision: async (n, label) => fakeCreds(n, label),
+    async counters() {
+      const c = await node.call<{ ingested: number }>('count');
+      return { ingested: c.ingested, shed: 0 };
+    },
+    async close() {
+      await node.call('close', {}, 10_000).catch(() => undefined);
+      await node.stop(5000);
+    },
+  };
+}
+
+export const MOSQUITTO = '/usr/sbin/mosquitto';
+
+async function startMosquitto(o: StartOptions): Promise<Target> {
+  if (!existsSync(MOSQUITTO)) {
+    throw new Error(`Mosquitto is not installed (${MOSQUITTO}): apt-get install -y mosquitto — the side-by-side figures need it`);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'mosquitto-bench-'));
+  const port = await freePort();
+  const conf = join(dir, 'mosquitto.conf');
+  writeFileSync(conf, [
+    `listener ${port} 127.0.0.1`,
+    'allow_anonymous true',
+    // Nagle's algorithm alone adds ~40 ms to p99 (DESIGN §7)
+    'set_tcp_nodelay true',
+    'persistence false',
+    'max_connections -1',
+    // let the subscriber's group commit see more than 20 alarms at once, and queue for it rather than drop
+    'max_inflight_messages 0',
+    'max_queued_messages 100000',
+    'log_dest stderr',
+    'log_type error',
+    'log_type warning',
+    '',
+  ].join('\n'));
+  const broker: ChildProcess = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let brokerErr = '';
+  broker.stderr!.on('data', (d: Buffer) => (brokerErr = (brokerErr + d.toString()).slice(-4000)));
+  const stopBroker = () => new Promise<void>((r) => {
+    if (broker.exitCode !== null || broker.signalCode !== null) return r();
+    broker.once('exit', () => r());
+    broker.kill('SIGTERM');
+    setTimeout(() => broker.kill('SIGKILL'), 5000).unref();
+  });
+  await waitFor('mosquitto to listen', () => new Promise<boolean>((resolve) => {
+    if (broker.exitCode !== null) return resolve(false);
+    const s = connect({ host: '127.0.0.1', port }, () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  }), 15_000, 50).catch(async (err) => {
+    await stopBroker();
+    throw new Error(`${(err as Error).message}: ${brokerErr}`);
+  });
+  const node = Child.spawn('bench/baselines/mosquitto-pipeline.ts', { name: 'mosquitto-pipeline', nodeArgs: o.nodeArgs ?? [] });
+  let wsPort: number;
+  try {
+    ({ wsPort } = await node.call<{ wsPort: number }>('start', { mqttPort: port, dbFile: join(dir, 'pipeline.db') }, 30_000));
+  } catch (err) {
+    await node.stop(2000);
+    await stopBroker();
+    throw err;
+  }
+  await sleep(100); // SUBACK
+  return {
+    name: 'mosquitto',
+    mqtt: { host: '127.0.0.1', port },
+    pids: [broker.pid!, node.pid],
+    node,
+    observer: () => ({ kind: 'ws', url: `ws://127.0.0.1:${wsPort}/ws`, token: 'bench', since: 0 }),
+    noteSeq: () => undefined,
+    provision: async (n, label) => fakeCreds(n, label),
+    async counters() {
+      const c = await node.call<{ ingested: number }>('count');
+      return { ingested: c.ingested, shed: 0 };
+    },
+    async close() {
+      await node.stop(5000);
+      await stopBroker();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export { ROOT };

@@ -1,0 +1,154 @@
+// `npm run bench` — eldergate against raw aedes and Mosquitto, side by side; see docs/benchmarks.md.
+//   npm run bench                    quick profile (a few minutes), writes docs/benchmarks.md and the histogram
+//   npm run bench -- --full          the long one (issue 6's sizes, where one machine holds them)
+//   npm run bench -- --only=1,2      some figures only (1 P1 latency, 2 ingest, 3 terminals, 4 storm, 5 durable)
+//   npm run bench -- --smoke --out=DIR   a seconds-long run of the harness (npm test runs it; no thresholds)
+//   --systems=eldergate,raw-aedes,mosquitto   --no-profile   --json=FILE
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import os from 'node:os';
+import { PROFILES, type Profile, type ProfileName } from './lib/profile.js';
+import { machineInfo } from './lib/sys.js';
+import { ROOT } from './lib/ipc.js';
+import { checks, renderMarkdown, renderTerminal, type BenchResults } from './lib/report.js';
+import { latencyHistogramSvg, renderPng } from './lib/svg.js';
+import { runTraffic } from './figures/traffic.js';
+import { runFleet, runInMemory } from './figures/fleet.js';
+import { profileGateway } from './figures/profile.js';
+import type { SystemName } from './lib/targets.js';
+
+export interface RunOptions {
+  profile: Profile;
+  figures: number[];
+  systems: SystemName[];
+  outDir: string;
+  /** the markdown file; docs/benchmarks.md by default */
+  mdFile: string;
+  cpuProfile: boolean;
+  jsonFile?: string;
+  log: (line: string) => void;
+}
+
+export class UsageError extends Error {}
+
+export function parseArgs(argv: string[]): Omit<RunOptions, 'log'> {
+  let name: ProfileName = 'quick';
+  let figures = [1, 2, 3, 4, 5];
+  let systems: SystemName[] = ['eldergate', 'raw-aedes', 'mosquitto'];
+  let out: string | undefined;
+  let cpuProfile = true;
+  let jsonFile: string | undefined;
+  for (const a of argv) {
+    if (a === '--full') name = 'full';
+    else if (a === '--smoke') name = 'smoke';
+    else if (a === '--quick') name = 'quick';
+    else if (a === '--no-profile') cpuProfile = false;
+    else if (a.startsWith('--only=')) {
+      figures = a.slice(7).split(',').map(Number);
+      if (figures.some((f) => !Number.isInteger(f) || f < 1 || f > 5)) throw new UsageError(`--only takes figure numbers 1–5, comma-separated (got "${a.slice(7)}")`);
+    } else if (a.startsWith('--systems=')) {
+      const s = a.slice(10).split(',') as SystemName[];
+      const known: SystemName[] = ['eldergate', 'raw-aedes', 'mosquitto'];
+      const bad = s.filter((x) => !known.includes(x));
+      if (bad.length) throw new UsageError(`--systems: unknown ${bad.join(', ')} (use ${known.join(', ')})`);
+      systems = s;
+    } else if (a.startsWith('--out=')) out = a.slice(6);
+    else if (a.startsWith('--json=')) jsonFile = a.slice(7);
+    else throw new UsageError(`unknown option ${a}: use --full, --smoke, --only=1,2,3,4,5, --systems=…, --out=DIR, --json=FILE, --no-profile`);
+  }
+  const outDir = resolve(out ?? join(ROOT, 'docs'));
+  return { profile: PROFILES[name], figures, systems, outDir, mdFile: join(outDir, 'benchmarks.md'), cpuProfile, ...(jsonFile ? { jsonFile } : {}) };
+}
+
+export async function runBench(o: RunOptions): Promise<{ results: BenchResults; markdown: string; terminal: string }> {
+  const started = Date.now();
+  const p = o.profile;
+  const figs = new Set(o.figures);
+  const machine = machineInfo(ROOT);
+  const log = o.log;
+  log(`eldergate bench: ${p.name} profile, figures ${o.figures.join(',')}, systems ${o.systems.join(', ')} — load average ${machine.loadavg.join(' ')}`);
+  const results: BenchResults = {
+    profile: p, figures: o.figures, machine, loadAfter: [], startedAt: machine.date, durationS: 0,
+    traffic: [], fleet: [], inMemory: [], profiles: [], histogram: null, analysis: null,
+  };
+
+  if (figs.has(1) || figs.has(2) || figs.has(5)) {
+    for (const s of o.systems) {
+      log(`figures 1, 2, 5 — ${s}`);
+      results.traffic.push(await runTraffic(s, p, log, figs));
+    }
+  }
+  if (figs.has(3) || figs.has(4)) {
+    for (const s of o.systems.filter((x) => x !== 'mosquitto')) {
+      log(`figures 3, 4 — ${s} over TCP`);
+      results.fleet.push(await runFleet(s, p, log, figs.has(4)));
+    }
+  }
+  if (figs.has(3)) {
+    for (const s of o.systems.filter((x): x is 'eldergate' | 'raw-aedes' => x !== 'mosquitto')) {
+      log(`figure 3 — ${s} in memory`);
+      results.inMemory.push(await runInMemory(s, p, log));
+    }
+  }
+  if (o.cpuProfile && o.systems.includes('eldergate')) {
+    for (const load of ['ingest', 'latency'] as const) {
+      if ((load === 'ingest' && !figs.has(2)) || (load === 'latency' && !figs.has(1))) continue;
+      // the smoke run proves the profiler path once; two would only add start-up time to npm test
+      if (p.name === 'smoke' && load === 'latency') continue;
+      log(`CPU profile of the gateway — ${load}`);
+      results.profiles.push({ load, summary: await profileGateway(load, p, log) });
+    }
+  }
+
+  mkdirSync(o.outDir, { recursive: true });
+  if (figs.has(1)) {
+    const colors: Record<SystemName, string> = { eldergate: '#1f6feb', 'raw-aedes': '#2da44e', mosquitto: '#bf8700' };
+    const labels: Record<SystemName, string> = { eldergate: 'eldergate → WS', 'raw-aedes': 'raw aedes → sub', mosquitto: 'Mosquitto+sub → WS' };
+    const svg = latencyHistogramSvg(
+      `P1 latency at ${Math.max(...p.latency.ratesPerS).toLocaleString('en-US')} msg/s background — ${p.name} profile, ${machine.date.slice(0, 10)}`,
+      results.traffic.map((t) => ({ label: labels[t.system], color: colors[t.system], samples: t.samplesAtTop })),
+      20,
+    );
+    const svgFile = join(o.outDir, 'bench-latency.svg');
+    const pngFile = join(o.outDir, 'bench-latency.png');
+    writeFileSync(svgFile, svg);
+    const pngError = await renderPng(svgFile, pngFile);
+    if (pngError) log(`  ${pngError}`);
+    const rel = (f: string) => relative(o.outDir, f);
+    results.histogram = { svg: rel(svgFile), png: pngError ? null : rel(pngFile), pngError };
+  }
+  const analysisFile = join(ROOT, 'bench', 'analysis.md');
+  if (p.name !== 'smoke' && existsSync(analysisFile)) results.analysis = readFileSync(analysisFile, 'utf8');
+  results.loadAfter = os.loadavg().map((x) => Math.round(x * 100) / 100);
+  results.durationS = (Date.now() - started) / 1000;
+  const cs = checks(results);
+  const markdown = renderMarkdown(results, cs);
+  writeFileSync(o.mdFile, markdown);
+  if (o.jsonFile) writeFileSync(o.jsonFile, JSON.stringify({ ...results, checks: cs }, null, 1));
+  const terminal = renderTerminal(results, cs);
+  return { results, markdown, terminal };
+}
+
+const isMain = process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename);
+if (isMain) {
+  let opts;
+  try {
+    opts = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(64); // EX_USAGE
+    }
+    throw err;
+  }
+  const t0 = Date.now();
+  const stamp = () => `[${String(Math.round((Date.now() - t0) / 1000)).padStart(4)} s] `;
+  runBench({ ...opts, log: (l) => process.stdout.write(stamp() + l + '\n') }).then(({ terminal }) => {
+    process.stdout.write('\n' + terminal + '\n\n' + `written: ${relative(process.cwd(), opts.mdFile)}\n`);
+    // child processes are all stopped; timers of the probe module must not hold the exit
+    process.exit(0);
+  }, (err) => {
+    process.stderr.write(`bench failed: ${(err as Error).stack ?? err}\n`);
+    process.exit(1);
+  });
+}
