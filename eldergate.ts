@@ -26,6 +26,7 @@ import { alarmStream } from './server/ws/index.js';
 import { consoleRoutes } from './server/console/index.js';
 import { createScope } from './server/scope.js';
 import type { AppDeps } from './server/deps.js';
+import { topics } from './core/contracts.js';
 
 export interface Eldergate {
   config: Config;
@@ -83,6 +84,13 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   broker.aedes.on('subscribe', (subs, client) => {
     // re-send pending commands once the device listens again (aedes' own queue does not survive a restart)
     if (client && subs.some((s) => s.topic.endsWith('/commands'))) commands.resend(client.id);
+  });
+  broker.aedes.on('clientReady', (client) => {
+    // a persistent session (clean=false) gets its subscription restored by aedes during CONNECT, with no SUBSCRIBE
+    // from the device and no 'subscribe' event: send what is pending once it is ready (aedes' Client.subscriptions,
+    // keyed by topic, is not in its type definitions)
+    const subs = (client as unknown as { subscriptions?: Record<string, unknown> }).subscriptions;
+    if (subs?.[topics.commands(client.id)]) commands.resend(client.id);
   });
   const expiry = setInterval(() => commands.expireDue(), 60_000).unref();
   // watch the heap (DESIGN §2): near the limit, shed telemetry before the process dies of it
