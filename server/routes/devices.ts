@@ -98,11 +98,17 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     },
   });
 
-  /** a user bound to a unit may only touch devices of residents in their units */
-  const checkVisible = (user: Parameters<AppDeps['visibleUnits']>[0], deviceId: string) => {
+  /**
+   * A user bound to a unit may only touch devices of residents in their units: every single-device route checks it
+   * (a technician of one grid must not get another grid's device secret, nor suspend it). `unbound`: a device bound
+   * to no resident yet may be bound by such a user (commissioning), to a resident of their units.
+   */
+  const checkVisible = (user: Parameters<AppDeps['visibleUnits']>[0], deviceId: string, opts: { unbound?: boolean } = {}) => {
     const units = deps.visibleUnits(user);
     if (!units) return;
-    const unit = registry.entry(deviceId)?.unitId;
+    const e = registry.entry(deviceId);
+    if (opts.unbound && e && e.residentId === null) return;
+    const unit = e?.unitId;
     if (!unit || !units.includes(unit)) throw new ForbiddenError(`device ${deviceId} is outside your units`);
   };
 
@@ -202,7 +208,10 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       response: { 200: DeviceBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
     },
     onRequest: writers,
-  }, async (req) => view(registry.update(req.params.id, req.body)));
+  }, async (req) => {
+    checkVisible(req.user, req.params.id);
+    return view(registry.update(req.params.id, req.body));
+  });
 
   app.post('/api/devices/:id/bind', {
     schema: {
@@ -214,6 +223,12 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     },
     onRequest: writers,
   }, async (req) => {
+    checkVisible(req.user, req.params.id, { unbound: true });
+    const units = deps.visibleUnits(req.user);
+    if (units && req.body.residentId !== null) {
+      const unitId = registry.getResident(req.body.residentId).unitId;
+      if (!unitId || !units.includes(unitId)) throw new ForbiddenError(`resident ${req.body.residentId} is outside your units`);
+    }
     const d = registry.bind(req.params.id, req.body.residentId);
     req.log.info({ deviceId: d.id, residentId: d.residentId, by: req.user.username }, 'device bound');
     return view(d);
@@ -228,6 +243,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     },
     onRequest: writers,
   }, async (req) => {
+    checkVisible(req.user, req.params.id);
     const { device, secret } = registry.rotateSecret(req.params.id);
     req.log.info({ deviceId: device.id, by: req.user.username }, 'device secret rotated');
     return credentials(device, secret);
@@ -238,6 +254,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       schema: { tags: ['devices'], params: IdParam, response: { 200: DeviceBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody } },
       onRequest: writers,
     }, async (req) => {
+      checkVisible(req.user, req.params.id);
       const d = registry.setState(req.params.id, state);
       req.log.info({ deviceId: d.id, state, by: req.user.username }, `device ${action}`);
       return view(d);
@@ -249,6 +266,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     onRequest: writers,
   }, async (req) => {
     const d = registry.get(req.params.id);
+    checkVisible(req.user, d.id);
     states.clearFlags(d.id);
     return view(d);
   });
@@ -256,11 +274,12 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
   app.get('/api/devices/:id/rejects', {
     schema: {
       tags: ['devices'], summary: 'Unreadable messages kept for diagnosis', params: IdParam,
-      response: { 200: Type.Object({ items: Type.Array(Type.Object({ id: Type.Integer(), topic: Nullable(Type.String()), reason: Type.String(), raw: Type.String(), at: Type.Integer() })) }), 401: ErrorBody, 404: ErrorBody },
+      response: { 200: Type.Object({ items: Type.Array(Type.Object({ id: Type.Integer(), topic: Nullable(Type.String()), reason: Type.String(), raw: Type.String(), at: Type.Integer() })) }), 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
     },
     onRequest: writers,
   }, async (req) => {
     registry.get(req.params.id);
+    checkVisible(req.user, req.params.id);
     const items = deps.store.sqlite.prepare('select id, topic, reason, raw, at from rejects where device_id = ? order by id desc limit 100').all(req.params.id);
     return { items: items as { id: number; topic: string | null; reason: string; raw: string; at: number }[] };
   });
@@ -288,10 +307,11 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
   });
 
   app.get('/api/devices/:id/commands', {
-    schema: { tags: ['devices'], params: IdParam, response: { 200: Type.Object({ items: Type.Array(CommandBody) }), 401: ErrorBody, 404: ErrorBody } },
+    schema: { tags: ['devices'], params: IdParam, response: { 200: Type.Object({ items: Type.Array(CommandBody) }), 401: ErrorBody, 403: ErrorBody, 404: ErrorBody } },
     onRequest: readers,
   }, async (req) => {
     registry.get(req.params.id);
+    checkVisible(req.user, req.params.id);
     return { items: deps.commands.list(req.params.id) };
   });
 
