@@ -83,7 +83,7 @@ export const ConfigSchema = Type.Object(
         /** largest packet accepted from a device, bytes [MQTT-3.1.2-24 spirit: the server bounds what it reads] */
         maxPacketBytes: Type.Integer({ minimum: 256, default: 16384 }),
         /** bytes a connection may send before its CONNECT is accepted */
-        maxPreConnectBytes: Type.Integer({ minimum: 64, default: 4096 }),
+        maxPreConnectBytes: Type.Integer({ minimum: 64, default: 32768 }),
         connectTimeoutMs: Type.Integer({ minimum: 100, default: 5000 }),
         keepaliveLimitS: Type.Integer({ minimum: 1, default: 1200 }),
         maxConnections: Type.Integer({ minimum: 1, default: 120000 }),

@@ -3,7 +3,7 @@
 // and their alarms open, join, clear or cancel incidents. Rule timers that come due are queued behind the device's
 // observations and run the same way.
 import type Database from 'better-sqlite3';
-import type { AlarmAction, AlarmSource, IncidentEvent, Observation } from '../core/contracts.js';
+import { isLifeSafety, type AlarmAction, type AlarmSource, type IncidentEvent, type Observation } from '../core/contracts.js';
 import type { Config } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
@@ -14,7 +14,7 @@ import type { SafeZone } from '../devices/schema.js';
 import { createEngine, type Engine, type EvaluateInput, type EvaluateResult, type TimerFire } from './engine.js';
 import type { KindInfo, ResidentView } from './rules/types.js';
 import type { DeviceStates } from './device-state.js';
-import type { Ingest } from './ingest.js';
+import { AlarmNotRecordedError, type Ingest } from './ingest.js';
 
 export interface AlarmPipelineDeps {
   config: Config;
@@ -88,7 +88,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
   /** supervision state a rule asked for, applied once the observation is folded in */
   const pendingPatch = new Map<string, EvaluateResult['state']>();
 
-  const applyAlarms = (entry: DeviceEntry, result: EvaluateResult, stamps: Record<string, number>, observationId?: number): IncidentEvent[] => {
+  const applyAlarms = (entry: DeviceEntry, result: EvaluateResult, stamps: Record<string, number>, observationId?: number, lifeSafety = false): IncidentEvent[] => {
     const events: IncidentEvent[] = [];
     if (result.alarms.length === 0) return events;
     const source: AlarmSource = {
@@ -105,6 +105,8 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
         // an alarm that cannot become an incident is the worst failure there is: say it loudly
         log.fatal({ err, deviceId: entry.id, alarm }, 'an alarm could not be written as an incident');
         d.metrics.refused.inc({ stage: 'incident', reason: 'write failed' });
+        // a life-safety raise that did not become an incident: no acknowledgement, the device resends
+        if (lifeSafety && alarm.action === 'raise') throw new AlarmNotRecordedError(`incident for ${alarm.type} not written`, { cause: err });
       }
     }
     d.metrics.stage.observe({ stage: 'rules' }, Math.max(0, result.evaluatedAt - (stamps.received ?? result.evaluatedAt)) / 1000);
@@ -141,7 +143,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
       }
       const result = engine.evaluate(obs, input(entry, Date.now()));
       if (Object.keys(result.state).length) pendingPatch.set(entry.id, result.state);
-      return applyAlarms(entry, result, stamps, observationId);
+      return applyAlarms(entry, result, stamps, observationId, isLifeSafety(obs.type));
     },
     after(obs: Observation) {
       const patch = pendingPatch.get(obs.deviceId);

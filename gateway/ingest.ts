@@ -15,6 +15,14 @@ import type { DeviceStates } from './device-state.js';
  * A processing step run for each new (non-duplicate) observation inside the write transaction, in order
  * (rules → incidents, command acks, …). It returns incident events to publish once the transaction is durable.
  */
+/** Thrown by a step when a life-safety observation could not be turned into an incident: the observation is not kept. */
+export class AlarmNotRecordedError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'AlarmNotRecordedError';
+  }
+}
+
 export interface IngestStep {
   name: string;
   /** sees the device's state as it was before this observation (the observation is folded in after all steps) */
@@ -78,6 +86,8 @@ export class Ingest implements ObservationSink {
     this.findObs = db.prepare('select id from observations where device_id = ? and seq = ? and device_ts = ?').pluck();
     this.insertReject = db.prepare('insert into rejects (device_id, source, topic, reason, raw, at) values (?, ?, ?, ?, ?, ?)');
     this.pruneRejects = db.prepare('delete from rejects where id <= (select max(id) from rejects) - ?');
+    // called inside the batch's transaction, a better-sqlite3 transaction function is a SAVEPOINT
+    this.savepoint = db.transaction((obs: Observation, events: IncidentEvent[]) => this.processOne(obs, events));
   }
 
   /** Steps are set once at start-up, in order. */
@@ -182,6 +192,7 @@ export class Ingest implements ObservationSink {
   private commit(batch: Pending[], queue: 'urgent' | 'telemetry'): void {
     const started = performance.now();
     const results: IngestResult[] = new Array(batch.length);
+    const failures: (Error | undefined)[] = new Array(batch.length);
     const events: IncidentEvent[] = [];
     const rejects = this.rejects;
     this.rejects = [];
@@ -199,7 +210,14 @@ export class Ingest implements ObservationSink {
             results[i] = { status: 'stored', observationId: 0 };
             continue;
           }
-          results[i] = this.processOne(p.obs, events);
+          // each observation in its own savepoint: one that fails is rolled back alone, the batch goes on
+          const own: IncidentEvent[] = [];
+          try {
+            results[i] = this.processInSavepoint(p.obs, own);
+            for (const e of own) events.push(e);
+          } catch (err) {
+            failures[i] = err as Error;
+          }
         }
         for (const r of rejects) this.insertReject.run(r.deviceId, r.source, r.topic, r.reason, r.raw, r.at);
         this.o.states.flushDirty(Date.now());
@@ -220,7 +238,11 @@ export class Ingest implements ObservationSink {
         this.pruneRejects.run(this.o.config.rejectsKept);
       }
     }
-    for (let i = 0; i < batch.length; i++) batch[i]!.resolve?.(results[i]!);
+    for (let i = 0; i < batch.length; i++) {
+      const f = failures[i];
+      if (f) batch[i]!.reject?.(f);
+      else batch[i]!.resolve?.(results[i]!);
+    }
     if (events.length) {
       try {
         this.o.onCommitted(events);
@@ -229,6 +251,10 @@ export class Ingest implements ObservationSink {
       }
     }
   }
+
+  private readonly processInSavepoint = (obs: Observation, events: IncidentEvent[]): IngestResult =>
+    this.savepoint(obs, events);
+  private savepoint!: (obs: Observation, events: IncidentEvent[]) => IngestResult;
 
   private processOne(obs: Observation, events: IncidentEvent[]): IngestResult {
     const { type, deviceId, seq, deviceTs, receivedAt, source, flags } = obs;
@@ -252,6 +278,9 @@ export class Ingest implements ObservationSink {
         if (out) for (const e of out) events.push(e);
       } catch (err) {
         this.log.error({ err, step: step.name, deviceId, type }, 'ingest step failed');
+        // An alarm that could not become an incident must not be acknowledged as if it had: its savepoint is rolled
+        // back and the device, with no PUBACK, resends it.
+        if (err instanceof AlarmNotRecordedError) throw err;
       }
     }
     this.o.states.apply(obs);

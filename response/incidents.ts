@@ -292,11 +292,14 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     try {
       while (outbox.length) {
         const e = outbox.shift()!;
-        try {
-          bus.emit('incident-event', e);
-        } catch (err) {
-          // a faulty listener must not stop the others from hearing about an alarm
-          log.error({ err, incidentId: e.incidentId, seq: e.seq }, 'an incident-event listener failed');
+        // each listener on its own: EventEmitter stops at the first that throws, and a faulty listener must not
+        // stop the others (the consoles' stream among them) from hearing about an alarm
+        for (const listener of bus.listeners('incident-event')) {
+          try {
+            (listener as (ev: CommittedEvent) => void)(e);
+          } catch (err) {
+            log.error({ err, incidentId: e.incidentId, seq: e.seq }, 'an incident-event listener failed');
+          }
         }
       }
     } finally {

@@ -63,8 +63,9 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     // device ids are ≤ 23 characters [MQTT-3.1.3-5]
     maxClientsIdLength: 23,
     maxTopicLevels: 8,
-    // a slow device must not hold the broker's memory: commands are few
-    queueLimit: 42,
+    // packets a device may send between CONNECT and CONNACK (MQTT 3.1.1 lets it pipeline: a terminal flushing its
+    // offline buffer does); the bytes are bounded by mqtt.maxPreConnectBytes
+    queueLimit: 200,
     maxInflightInbound: 100,
     heartbeatInterval: 60_000,
 

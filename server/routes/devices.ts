@@ -129,7 +129,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
   }, async (req, reply) => {
     const { device, secret } = registry.provision(req.body);
     req.log.info({ deviceId: device.id, kind: device.kind, serial: device.serial, by: req.user.username }, 'device provisioned');
-    reply.status(201);
+    reply.status(201).header('cache-control', 'no-store');
     return credentials(device, secret);
   });
 
@@ -242,10 +242,11 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       response: { 200: Credentials, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody },
     },
     onRequest: writers,
-  }, async (req) => {
+  }, async (req, reply) => {
     checkVisible(req.user, req.params.id);
     const { device, secret } = registry.rotateSecret(req.params.id);
     req.log.info({ deviceId: device.id, by: req.user.username }, 'device secret rotated');
+    reply.header('cache-control', 'no-store');
     return credentials(device, secret);
   });
 
