@@ -3,7 +3,7 @@
 //   npm run bench -- --full          the long one (issue 6's sizes, where one machine holds them)
 //   npm run bench -- --only=1,2      some figures only (1 P1 latency, 2 ingest, 3 terminals, 4 storm, 5 durable)
 //   npm run bench -- --smoke --out=DIR   a seconds-long run of the harness (npm test runs it; no thresholds)
-//   --systems=eldergate,raw-aedes,mosquitto   --no-profile   --json=FILE
+//   --systems=eldergate,raw-aedes,mosquitto   --in-memory=50000,100000   --no-profile   --json=FILE
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import os from 'node:os';
@@ -38,6 +38,7 @@ export function parseArgs(argv: string[]): Omit<RunOptions, 'log'> {
   let out: string | undefined;
   let cpuProfile = true;
   let jsonFile: string | undefined;
+  let inMemory: number[] | undefined;
   for (const a of argv) {
     if (a === '--full') name = 'full';
     else if (a === '--smoke') name = 'smoke';
@@ -54,10 +55,19 @@ export function parseArgs(argv: string[]): Omit<RunOptions, 'log'> {
       systems = s;
     } else if (a.startsWith('--out=')) out = a.slice(6);
     else if (a.startsWith('--json=')) jsonFile = a.slice(7);
-    else throw new UsageError(`unknown option ${a}: use --full, --smoke, --only=1,2,3,4,5, --systems=…, --out=DIR, --json=FILE, --no-profile`);
+    else if (a.startsWith('--in-memory=')) {
+      inMemory = a.slice(12).split(',').map(Number);
+      if (inMemory.some((n) => !Number.isInteger(n) || n < 1 || n > 500_000)) throw new UsageError(`--in-memory takes device counts, comma-separated, e.g. 50000,100000 (got "${a.slice(12)}")`);
+    }
+    else throw new UsageError(`unknown option ${a}: use --full, --smoke, --only=1,2,3,4,5, --systems=…, --in-memory=N,N, --out=DIR, --json=FILE, --no-profile`);
+  }
+  let profile = PROFILES[name];
+  if (inMemory) {
+    // the in-memory steps of figure 3 sized apart from the rest (100k devices in a quick run)
+    profile = { ...profile, terminals: { ...profile.terminals, inMemory }, overrides: [`--in-memory=${inMemory.join(',')}`] };
   }
   const outDir = resolve(out ?? join(ROOT, 'docs'));
-  return { profile: PROFILES[name], figures, systems, outDir, mdFile: join(outDir, 'benchmarks.md'), cpuProfile, ...(jsonFile ? { jsonFile } : {}) };
+  return { profile, figures, systems, outDir, mdFile: join(outDir, 'benchmarks.md'), cpuProfile, ...(jsonFile ? { jsonFile } : {}) };
 }
 
 export async function runBench(o: RunOptions): Promise<{ results: BenchResults; markdown: string; terminal: string }> {

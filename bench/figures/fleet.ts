@@ -19,6 +19,8 @@ export interface FleetResult {
   connectErrors: Record<string, number>;
   rssPerDeviceKiB: number;
   heapPerDeviceKiB: number;
+  /** V8 heap + memory outside it (Buffers): what the process itself keeps per device, after a full GC */
+  jsPerDeviceKiB: number;
   cpuPct: number;
   cpuGeneratorsPct: number;
   heartbeatsPerS: number;
@@ -43,7 +45,7 @@ export async function runFleet(system: SystemName, p: Profile, log: Log, withSto
   const T = p.terminals;
   const n = withStorm ? Math.max(T.tcp, p.storm.devices) : T.tcp;
   const out: FleetResult = {
-    system, devices: n, connected: 0, connectMs: 0, connectErrors: {}, rssPerDeviceKiB: NaN, heapPerDeviceKiB: NaN, cpuPct: NaN,
+    system, devices: n, connected: 0, connectMs: 0, connectErrors: {}, rssPerDeviceKiB: NaN, heapPerDeviceKiB: NaN, jsPerDeviceKiB: NaN, cpuPct: NaN,
     cpuGeneratorsPct: NaN, heartbeatsPerS: 0, eldMaxMs: NaN, gcMaxMs: NaN, storm: null, errors: [],
   };
   // --expose-gc: the probe collects before each memory reading, so the figure is live objects, not garbage
@@ -70,12 +72,13 @@ export async function runFleet(system: SystemName, p: Profile, log: Log, withSto
     const after = await target.node.call<ProbeStats>('probe.stats');
     out.rssPerDeviceKiB = (after.rss - before.rss) / Math.max(1, c.connected) / 1024;
     out.heapPerDeviceKiB = (after.heapUsed - before.heapUsed) / Math.max(1, c.connected) / 1024;
+    out.jsPerDeviceKiB = (after.heapUsed + after.external - before.heapUsed - before.external) / Math.max(1, c.connected) / 1024;
     out.cpuPct = cpuRead.system!;
     out.cpuGeneratorsPct = cpuRead.generators!;
     out.heartbeatsPerS = (c.connected * 1000) / T.heartbeatMs;
     out.eldMaxMs = steady.eldMaxMs;
     out.gcMaxMs = steady.gcMaxMs;
-    log(`  ${system} fig3: ${out.rssPerDeviceKiB.toFixed(1)} KiB RSS / ${out.heapPerDeviceKiB.toFixed(1)} KiB heap per device, cpu ${out.cpuPct.toFixed(1)}% at ${Math.round(out.heartbeatsPerS)} heartbeats/s, longest loop delay ${steady.eldMaxMs.toFixed(1)} ms, GC ${steady.gcMaxMs.toFixed(1)} ms`);
+    log(`  ${system} fig3: ${out.rssPerDeviceKiB.toFixed(1)} KiB RSS / ${out.heapPerDeviceKiB.toFixed(1)} KiB heap / ${out.jsPerDeviceKiB.toFixed(1)} KiB heap+external per device, cpu ${out.cpuPct.toFixed(1)}% at ${Math.round(out.heartbeatsPerS)} heartbeats/s, longest loop delay ${steady.eldMaxMs.toFixed(1)} ms, GC ${steady.gcMaxMs.toFixed(1)} ms`);
     await gens.stopHeartbeats();
 
     if (withStorm) {

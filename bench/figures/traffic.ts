@@ -70,7 +70,7 @@ export async function probeRun(target: Target, probeDevices: Awaited<ReturnType<
     budgetMs: o.budgetMs ?? 1000,
     lostAfterMs: 5000,
   }, o.durationMs + 90_000).then((r) => {
-    target.noteSeq(r.lastSeq);
+    target.noteSeq(r.lastSeq, r.incidents);
     return r;
   }).finally(() => void child.stop(3000));
   // the caller awaits it after the background load; until then a failure must not be an unhandled rejection

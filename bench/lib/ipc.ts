@@ -36,10 +36,14 @@ export class Child {
   /** messages sent before the worker's serve() listens would be lost: calls wait for its hello */
   private readonly ready: Promise<void>;
   private markReady!: () => void;
+  /** rejects when the process exits: one listener for all calls */
+  private readonly gone: Promise<never>;
 
   private constructor(readonly name: string, readonly proc: ChildProcess, serves: boolean) {
     this.ready = new Promise((r) => (this.markReady = r));
     if (!serves) this.markReady();
+    this.gone = new Promise<never>((_, reject) => proc.once('exit', () => reject(new Error('exited'))));
+    this.gone.catch(() => undefined);
     const keep = (line: string) => {
       this.logs.push(line);
       if (this.logs.length > 400) this.logs.splice(0, 200);
@@ -101,31 +105,7 @@ export class Child {
           reject(e);
         },
       });
-      const exited = new Promise<never>((_, rej) => this.proc.once('exit', () => rej(new Error('exited'))));
-      Promise.race([this.ready, exited]).then(() => this.proc.send({ id, cmd, args }), () => undefined);
-    });
-  }
-
-  /** wait for a stdout/stderr line containing `text` */
-  waitForLine(text: string, timeoutMs: number): Promise<string> {
-    return new Promise((resolvePromise, reject) => {
-      const found = this.logs.find((l) => l.includes(text));
-      if (found) return resolvePromise(found);
-      const rl = createInterface({ input: this.proc.stdout! });
-      const timer = setTimeout(() => {
-        rl.close();
-        reject(new Error(`${this.name} did not print "${text}" in ${timeoutMs} ms:\n${this.tail()}`));
-      }, timeoutMs);
-      rl.on('line', (l) => {
-        if (!l.includes(text)) return;
-        clearTimeout(timer);
-        rl.close();
-        resolvePromise(l);
-      });
-      this.proc.once('exit', () => {
-        clearTimeout(timer);
-        reject(new Error(`${this.name} exited before printing "${text}":\n${this.tail()}`));
-      });
+      Promise.race([this.ready, this.gone]).then(() => this.proc.send({ id, cmd, args }), () => undefined);
     });
   }
 

@@ -4,6 +4,8 @@ export type ProfileName = 'smoke' | 'quick' | 'full';
 
 export interface Profile {
   name: ProfileName;
+  /** options that changed this profile's sizes (`--in-memory=…`), repeated in every figure's command */
+  overrides?: string[];
   /** repetitions of each measured interval; figures report the median and the range */
   reps: number;
   latency: {
@@ -49,7 +51,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
     reps: 2,
     latency: { backgroundDevices: 1000, ratesPerS: [1000, 5000], durationMs: 8000, warmupMs: 2000, probeDevices: 50, probeRatePerS: 100 },
     ingest: { publishers: 10, durationMs: 6000, warmupMs: 2000 },
-    durable: { devices: 100, durationMs: 5000, warmupMs: 1000 },
+    durable: { devices: 500, durationMs: 5000, warmupMs: 1000 },
     terminals: { tcp: 3000, heartbeatMs: 30_000, steadyMs: 8000, inMemory: [10_000, 20_000] },
     storm: { devices: 3000, backoff: FIRMWARE_BACKOFF, maxMs: 120_000, connectTimeoutMs: 10_000 },
     profileMs: 6000,
@@ -60,7 +62,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
     reps: 3,
     latency: { backgroundDevices: 2000, ratesPerS: [1000, 5000, 10_000], durationMs: 30_000, warmupMs: 5000, probeDevices: 100, probeRatePerS: 100 },
     ingest: { publishers: 10, durationMs: 15_000, warmupMs: 3000 },
-    durable: { devices: 200, durationMs: 15_000, warmupMs: 3000 },
+    durable: { devices: 1000, durationMs: 15_000, warmupMs: 3000 },
     terminals: { tcp: 19_000, heartbeatMs: 60_000, steadyMs: 20_000, inMemory: [50_000, 100_000] },
     storm: { devices: 19_000, backoff: FIRMWARE_BACKOFF, maxMs: 300_000, connectTimeoutMs: 10_000 },
     profileMs: 15_000,

@@ -28,7 +28,7 @@ export interface Target {
   node: Child;
   observer(): Observer;
   /** the last incident seq a console saw: the next console resumes there instead of replaying everything */
-  noteSeq(seq: number): void;
+  noteSeq(seq: number, incidents: [string, string][]): void;
   provision(n: number, label: string): Promise<Cred[]>;
   /** messages taken in so far (eldergate: observations stored + telemetry shed; raw aedes: publishes; Mosquitto: rows stored) */
   counters(): Promise<{ ingested: number; shed: number }>;
@@ -87,6 +87,7 @@ async function startEldergateChild(o: StartOptions): Promise<Target> {
   if (login.status !== 200) throw new Error(`bench could not log in to eldergate: ${login.status} ${await login.text()}`);
   const { token } = (await login.json()) as { token: string };
   let lastSeq = 0;
+  let incidents: [string, string][] = [];
   let serials = 0;
   const run = randomBytes(3).toString('hex');
   return {
@@ -94,7 +95,7 @@ async function startEldergateChild(o: StartOptions): Promise<Target> {
     mqtt: { host: '127.0.0.1', port: mqttPort },
     pids: [node.pid],
     node,
-    observer: () => ({ kind: 'ws', url: `ws://127.0.0.1:${httpPort}/ws`, token, since: lastSeq }),
+    observer: () => ({ kind: 'ws', url: `ws://127.0.0.1:${httpPort}/ws`, token, since: lastSeq, incidents }),
     async provision(n, label) {
       const out: Cred[] = [];
       // the bulk import is the factory path: thousands per request
@@ -124,8 +125,9 @@ async function startEldergateChild(o: StartOptions): Promise<Target> {
       await node.stop(15_000);
       rmSync(dataDir, { recursive: true, force: true });
     },
-    noteSeq(seq) {
+    noteSeq(seq, known) {
       lastSeq = Math.max(lastSeq, seq);
+      incidents = known;
     },
   };
 }

@@ -9,7 +9,11 @@ import { LiteClient, type TcpTarget } from '../lib/mqtt-lite.js';
 import type { Cred } from '../lib/creds.js';
 
 export type Observer =
-  | { kind: 'ws'; url: string; token: string; since: number }
+  | {
+      kind: 'ws'; url: string; token: string; since: number;
+      /** incident → device, learned by earlier consoles: a `joined` frame names only the incident */
+      incidents?: [string, string][];
+    }
   | { kind: 'mqtt'; host: string; port: number };
 
 export interface ProbeArgs {
@@ -35,6 +39,7 @@ export interface ProbeResult {
   skipped: number;
   lastSeq: number;
   unmatchedFrames: number;
+  incidents: [string, string][];
 }
 
 interface Out {
@@ -88,9 +93,11 @@ serve({
 
     // the console first, so nothing is missed
     let closeObserver: () => void;
+    let learned = new Map<string, string>();
     if (a.observer.kind === 'ws') {
       const o = a.observer;
-      const incidents = new Map<string, string>();
+      const incidents = new Map<string, string>(o.incidents ?? []);
+      learned = incidents;
       const ws = new WebSocket(o.url, ['eldergate.v1'], { headers: { authorization: `Bearer ${o.token}` }, perMessageDeflate: false });
       await new Promise<void>((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`console WebSocket ${o.url} did not open in 10 s`)), 10_000);
@@ -201,6 +208,6 @@ serve({
     for (const o of outstanding.values()) if (o.measured) lost++;
     closeObserver();
     for (const c of senders) c.destroy();
-    return { latencies, pubacks, sent, delivered, late, lost, skipped, lastSeq, unmatchedFrames };
+    return { latencies, pubacks, sent, delivered, late, lost, skipped, lastSeq, unmatchedFrames, incidents: [...learned] };
   },
 });
