@@ -200,7 +200,8 @@ export function renderMarkdown(r: BenchResults, cs: Check[]): string {
       `${fmt(L.durationMs / 1000, 0)} s per run, the first ${fmt(L.warmupMs / 1000, 0)} s not counted. The probe publishes and listens in one process, so one clock times it: ` +
       '**eldergate**: `publish()` → incident frame on the console WebSocket `/ws` (validation, rules, durable group commit with synchronous=FULL, incident, push); ' +
       '**raw aedes**: `publish()` → the same message at an MQTT subscriber (no validation, no storage); ' +
-      '**Mosquitto + subscriber**: `publish()` → Mosquitto → Node subscriber (same validation, durable write with synchronous=FULL group commit) → WebSocket frame.');
+      '**Mosquitto + subscriber**: `publish()` → Mosquitto → Node subscriber (same validation, durable write with synchronous=FULL group commit) → WebSocket frame. ' +
+      'Percentiles are per run, then the median over runs; with fewer than 1,000 alarms in a run its p99.9 is its maximum. "PUBACK p99" is the device\'s own wait for the acknowledgement; "longest loop delay" is the system process\'s worst event-loop stall in the run.');
     out.push('');
     const rows: string[][] = [];
     for (const s of ['eldergate', 'raw-aedes', 'mosquitto'] as SystemName[]) {
