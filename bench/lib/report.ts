@@ -129,10 +129,17 @@ export function checks(r: BenchResults): Check[] {
   if (figs.has(4)) {
     const e = r.fleet.find((f) => f.system === 'eldergate')?.storm;
     const a = r.fleet.find((f) => f.system === 'raw-aedes')?.storm;
+    // fewer than 100k devices fit over TCP here: below that the verdict is on the rate, projected linearly to 100k
+    const rate = e?.allBackMs ? e.total / (e.allBackMs / 1000) : 0;
+    const projected = rate > 0 ? 100_000 / rate : Infinity;
     out.push({
       figure: 4, what: `reconnect storm, ${e ? fmt(e.total, 0) : '?'} devices: all back`, target: '100k within 60 s',
-      measured: e ? (e.allBackMs === null ? `${e.back}/${e.total} back` : `${fmt(e.allBackMs / 1000, 1)} s for ${fmt(e.total, 0)}`) : 'n/a',
-      verdict: verdict(e ? e.allBackMs !== null && e.allBackMs <= 60_000 : null),
+      measured: e
+        ? e.allBackMs === null
+          ? `${e.back}/${e.total} back`
+          : `${fmt(e.allBackMs / 1000, 1)} s for ${fmt(e.total, 0)}${e.total < 100_000 ? ` (${fmt(rate, 0)}/s; 100k at that rate ≈ ${fmt(projected, 0)} s, projected)` : ''}`
+        : 'n/a',
+      verdict: verdict(e ? e.allBackMs !== null && (e.total >= 100_000 ? e.allBackMs <= 60_000 : projected <= 60) : null),
     });
     out.push({
       figure: 4, what: 'storm time against raw aedes without authentication', target: '≤ 1.3×',
