@@ -49,7 +49,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
   quick: {
     name: 'quick',
     reps: 2,
-    latency: { backgroundDevices: 1000, ratesPerS: [1000, 5000], durationMs: 8000, warmupMs: 2000, probeDevices: 50, probeRatePerS: 100 },
+    latency: { backgroundDevices: 1000, ratesPerS: [1000, 5000, 10_000], durationMs: 8000, warmupMs: 2000, probeDevices: 50, probeRatePerS: 100 },
     ingest: { publishers: 10, durationMs: 6000, warmupMs: 2000 },
     durable: { devices: 500, durationMs: 5000, warmupMs: 1000 },
     terminals: { tcp: 3000, heartbeatMs: 30_000, steadyMs: 8000, inMemory: [10_000, 20_000] },
