@@ -3,7 +3,8 @@
 //   npm run bench -- --full          the long one (issue 6's sizes, where one machine holds them)
 //   npm run bench -- --only=1,2      some figures only (1 P1 latency, 2 ingest, 3 terminals, 4 storm, 5 durable)
 //   npm run bench -- --smoke --out=DIR   a seconds-long run of the harness (npm test runs it; no thresholds)
-//   --systems=eldergate,raw-aedes,mosquitto   --in-memory=50000,100000   --no-profile   --json=FILE
+//   --systems=eldergate,raw-aedes,mosquitto   --in-memory=50000,100000   --no-profile
+//   --json=FILE (save the measurements)   --from=FILE (re-render docs from them, e.g. after editing bench/analysis.md)
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import os from 'node:os';
@@ -26,6 +27,8 @@ export interface RunOptions {
   mdFile: string;
   cpuProfile: boolean;
   jsonFile?: string;
+  /** re-render docs from a run saved with --json, measuring nothing */
+  from?: string;
   log: (line: string) => void;
 }
 
@@ -39,6 +42,7 @@ export function parseArgs(argv: string[]): Omit<RunOptions, 'log'> {
   let cpuProfile = true;
   let jsonFile: string | undefined;
   let inMemory: number[] | undefined;
+  let from: string | undefined;
   for (const a of argv) {
     if (a === '--full') name = 'full';
     else if (a === '--smoke') name = 'smoke';
@@ -55,11 +59,12 @@ export function parseArgs(argv: string[]): Omit<RunOptions, 'log'> {
       systems = s;
     } else if (a.startsWith('--out=')) out = a.slice(6);
     else if (a.startsWith('--json=')) jsonFile = a.slice(7);
+    else if (a.startsWith('--from=')) from = a.slice(7);
     else if (a.startsWith('--in-memory=')) {
       inMemory = a.slice(12).split(',').map(Number);
       if (inMemory.some((n) => !Number.isInteger(n) || n < 1 || n > 500_000)) throw new UsageError(`--in-memory takes device counts, comma-separated, e.g. 50000,100000 (got "${a.slice(12)}")`);
     }
-    else throw new UsageError(`unknown option ${a}: use --full, --smoke, --only=1,2,3,4,5, --systems=…, --in-memory=N,N, --out=DIR, --json=FILE, --no-profile`);
+    else throw new UsageError(`unknown option ${a}: use --full, --smoke, --only=1,2,3,4,5, --systems=…, --in-memory=N,N, --out=DIR, --json=FILE, --from=FILE, --no-profile`);
   }
   let profile = PROFILES[name];
   if (inMemory) {
@@ -67,10 +72,16 @@ export function parseArgs(argv: string[]): Omit<RunOptions, 'log'> {
     profile = { ...profile, terminals: { ...profile.terminals, inMemory }, overrides: [`--in-memory=${inMemory.join(',')}`] };
   }
   const outDir = resolve(out ?? join(ROOT, 'docs'));
-  return { profile, figures, systems, outDir, mdFile: join(outDir, 'benchmarks.md'), cpuProfile, ...(jsonFile ? { jsonFile } : {}) };
+  return { profile, figures, systems, outDir, mdFile: join(outDir, 'benchmarks.md'), cpuProfile, ...(jsonFile ? { jsonFile } : {}), ...(from ? { from } : {}) };
 }
 
 export async function runBench(o: RunOptions): Promise<{ results: BenchResults; markdown: string; terminal: string }> {
+  if (o.from) {
+    // re-render a saved run (after editing bench/analysis.md): nothing is measured again
+    const saved = JSON.parse(readFileSync(o.from, 'utf8')) as BenchResults;
+    o.log(`re-rendering the run of ${saved.machine.date} from ${o.from}`);
+    return render(saved, o);
+  }
   const started = Date.now();
   const p = o.profile;
   const figs = new Set(o.figures);
@@ -110,8 +121,17 @@ export async function runBench(o: RunOptions): Promise<{ results: BenchResults; 
     }
   }
 
+  results.loadAfter = os.loadavg().map((x) => Math.round(x * 100) / 100);
+  results.durationS = (Date.now() - started) / 1000;
+  return render(results, o);
+}
+
+async function render(results: BenchResults, o: RunOptions): Promise<{ results: BenchResults; markdown: string; terminal: string }> {
+  const p = results.profile;
+  const machine = results.machine;
+  const log = o.log;
   mkdirSync(o.outDir, { recursive: true });
-  if (figs.has(1)) {
+  if (results.figures.includes(1)) {
     const colors: Record<SystemName, string> = { eldergate: '#1f6feb', 'raw-aedes': '#2da44e', mosquitto: '#bf8700' };
     const labels: Record<SystemName, string> = { eldergate: 'eldergate → WS', 'raw-aedes': 'raw aedes → sub', mosquitto: 'Mosquitto+sub → WS' };
     const svg = latencyHistogramSvg(
@@ -128,9 +148,7 @@ export async function runBench(o: RunOptions): Promise<{ results: BenchResults; 
     results.histogram = { svg: rel(svgFile), png: pngError ? null : rel(pngFile), pngError };
   }
   const analysisFile = join(ROOT, 'bench', 'analysis.md');
-  if (p.name !== 'smoke' && existsSync(analysisFile)) results.analysis = readFileSync(analysisFile, 'utf8');
-  results.loadAfter = os.loadavg().map((x) => Math.round(x * 100) / 100);
-  results.durationS = (Date.now() - started) / 1000;
+  results.analysis = p.name !== 'smoke' && existsSync(analysisFile) ? readFileSync(analysisFile, 'utf8') : null;
   const cs = checks(results);
   const markdown = renderMarkdown(results, cs);
   writeFileSync(o.mdFile, markdown);

@@ -17,7 +17,7 @@ describe('npm run bench (smoke profile)', () => {
     const out = mkdtempSync(join(tmpdir(), 'bench-smoke-'));
     const lines: string[] = [];
     try {
-      const opts = parseArgs(['--smoke', `--out=${out}`]);
+      const opts = parseArgs(['--smoke', `--out=${out}`, `--json=${join(out, 'run.json')}`]);
       expect(opts.mdFile).toBe(join(out, 'benchmarks.md'));
       const { results, markdown, terminal } = await runBench({ ...opts, log: (l) => lines.push(l) });
       const why = () => lines.join('\n');
@@ -73,6 +73,10 @@ describe('npm run bench (smoke profile)', () => {
       expect(results.histogram?.pngError ?? null).toBeNull();
       expect(readFileSync(join(out, 'bench-latency.png')).subarray(1, 4).toString()).toBe('PNG');
       expect(terminal).toContain('verdict');
+
+      // a saved run re-renders to the same report without measuring anything
+      const again = await runBench({ ...parseArgs([`--from=${join(out, 'run.json')}`, `--out=${out}`]), log: () => undefined });
+      expect(again.markdown).toBe(markdown);
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
