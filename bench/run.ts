@@ -112,10 +112,10 @@ export async function runBench(o: RunOptions): Promise<{ results: BenchResults; 
     }
   }
   if (o.cpuProfile && o.systems.includes('eldergate')) {
-    for (const load of ['ingest', 'latency'] as const) {
-      if ((load === 'ingest' && !figs.has(2)) || (load === 'latency' && !figs.has(1))) continue;
+    for (const load of ['ingest', 'latency', 'durable'] as const) {
+      if ((load === 'ingest' && !figs.has(2)) || (load === 'latency' && !figs.has(1)) || (load === 'durable' && !figs.has(5))) continue;
       // the smoke run proves the profiler path once; two would only add start-up time to npm test
-      if (p.name === 'smoke' && load === 'latency') continue;
+      if (p.name === 'smoke' && load !== 'ingest') continue;
       log(`CPU profile of the gateway — ${load}`);
       results.profiles.push({ load, summary: await profileGateway(load, p, log) });
     }

@@ -1,5 +1,6 @@
 // The CPU profile of the gateway under load, one for each bottleneck the figures can hit: telemetry ingest at
-// saturation (figure 2) and the P1 path under the highest background rate (figure 1). It is V8's sampling profiler,
+// saturation (figure 2), the P1 path under the highest background rate (figure 1) and closed-loop durable alarms
+// (figure 5). It is V8's sampling profiler,
 // the one `node --cpu-prof` runs, started and stopped through the probe around the loaded window only (with
 // --cpu-prof the gateway's start-up and tsx's module loading would dilute a short window).
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { startTarget } from '../lib/targets.js';
 import type { Profile } from '../lib/profile.js';
 import { probeRun, type Log } from './traffic.js';
 
-export type ProfiledLoad = 'ingest' | 'latency';
+export type ProfiledLoad = 'ingest' | 'latency' | 'durable';
 
 export async function profileGateway(load: ProfiledLoad, p: Profile, log: Log): Promise<ProfileSummary | { error: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'eldergate-cpuprof-'));
@@ -36,6 +37,13 @@ export async function profileGateway(load: ProfiledLoad, p: Profile, log: Log): 
       await sleep(p.profileMs);
       await target.node.call('probe.cpuprofile.stop', { file });
       await flood;
+    } else if (load === 'durable') {
+      const alarms = gens.alarms(p.profileMs + 1000, 0, Math.min(p.durable.devices, creds.length));
+      await sleep(500);
+      await target.node.call('probe.cpuprofile.start');
+      await sleep(p.profileMs);
+      await target.node.call('probe.cpuprofile.stop', { file });
+      await alarms;
     } else {
       const probeDevices = await target.provision(p.latency.probeDevices, 'prof-p1');
       const { result } = await probeRun(target, probeDevices, { ratePerS: p.latency.probeRatePerS, durationMs: p.profileMs + 1000, warmupMs: 0 });

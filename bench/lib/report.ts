@@ -18,7 +18,7 @@ export interface BenchResults {
   traffic: TrafficResult[];
   fleet: FleetResult[];
   inMemory: InMemResult[];
-  profiles: { load: 'ingest' | 'latency'; summary: ProfileSummary | { error: string } }[];
+  profiles: { load: 'ingest' | 'latency' | 'durable'; summary: ProfileSummary | { error: string } }[];
   histogram: { svg: string; png: string | null; pngError: string | null } | null;
   /** bench/analysis.md, included as written */
   analysis: string | null;
@@ -339,10 +339,12 @@ export function renderMarkdown(r: BenchResults, cs: Check[]): string {
   if (r.profiles.length) {
     out.push('## Where the gateway spends its CPU');
     out.push('');
-    out.push(`V8's sampling CPU profiler (what \`node --cpu-prof\` runs) on the gateway process, started and stopped through \`node:inspector\` around ${fmt(r.profile.profileMs / 1000, 0)} s of each load only (figure 2's flood; figure 1's top background rate with the probe), so start-up does not dilute it. Self time per function as a share of the busy (non-idle) samples; a native function is shown with its JavaScript caller.`);
+    out.push(`V8's sampling CPU profiler (what \`node --cpu-prof\` runs) on the gateway process, started and stopped through \`node:inspector\` around ${fmt(r.profile.profileMs / 1000, 0)} s of each load only (figure 2's flood; figure 1's top background rate with the probe; figure 5's alarms), so start-up does not dilute it. The gateway runs as in the figures, in its own process; \`run\` called by better-sqlite3's \`sqliteTransaction\` is BEGIN, COMMIT (WAL write and fsync with synchronous=FULL) and the per-observation SAVEPOINT/RELEASE. Self time per function as a share of the busy (non-idle) samples; a native function is shown with its JavaScript caller.`);
     out.push('');
     for (const p of r.profiles) {
-      const title = p.load === 'ingest' ? 'Under the ingest flood (figure 2)' : `Under ${fmt(Math.max(...L.ratesPerS), 0)} msg/s background with P1 probes (figure 1)`;
+      const title = p.load === 'ingest' ? 'Under the ingest flood (figure 2)'
+        : p.load === 'durable' ? `Under closed-loop durable alarms from ${fmt(r.profile.durable.devices, 0)} terminals (figure 5)`
+        : `Under ${fmt(Math.max(...L.ratesPerS), 0)} msg/s background with P1 probes (figure 1)`;
       out.push(`### ${title}`);
       out.push('');
       if ('error' in p.summary) {
