@@ -110,7 +110,7 @@ export const ConfigSchema = Type.Object(
       {
         maxPayloadBytes: Type.Integer({ minimum: 128, default: 4096 }),
         telemetryFlushMs: Type.Integer({ minimum: 1, default: 200 }),
-        telemetryBatchRows: Type.Integer({ minimum: 1, default: 2000 }),
+        telemetryBatchRows: Type.Integer({ minimum: 1, default: 500, description: 'rows per telemetry commit: small enough that an alarm never waits long behind one' }),
         /** telemetry queued beyond this is shed (counted); alarms never are */
         telemetryQueueLimit: Type.Integer({ minimum: 100, default: 50000 }),
         rejectsKept: Type.Integer({ minimum: 100, default: 10000 }),
