@@ -87,7 +87,7 @@ export class Ingest implements ObservationSink {
     this.insertReject = db.prepare('insert into rejects (device_id, source, topic, reason, raw, at) values (?, ?, ?, ?, ?, ?)');
     this.pruneRejects = db.prepare('delete from rejects where id <= (select max(id) from rejects) - ?');
     // called inside the batch's transaction, a better-sqlite3 transaction function is a SAVEPOINT
-    this.savepoint = db.transaction((obs: Observation, events: IncidentEvent[]) => this.processOne(obs, events));
+    this.processInSavepoint = db.transaction((obs: Observation, events: IncidentEvent[]) => this.processOne(obs, events));
   }
 
   /** Steps are set once at start-up, in order. */
@@ -156,7 +156,7 @@ export class Ingest implements ObservationSink {
     this.urgent = [];
     if (batch.length === 0) return;
     // a device's earlier telemetry goes first, so its observations stay in arrival order
-    let before: Pending[] = [];
+    const before: Pending[] = [];
     if (this.pendingTelemetryByDevice.size > 0 && this.telemetry.length > 0) {
       const urgentDevices = new Set<string>();
       for (const p of batch) if (this.pendingTelemetryByDevice.has(p.obs.deviceId)) urgentDevices.add(p.obs.deviceId);
@@ -168,7 +168,6 @@ export class Ingest implements ObservationSink {
       }
     }
     this.commit(before.length ? before.concat(batch) : batch, 'urgent');
-    before = [];
   }
 
   private flushTelemetry(): void {
@@ -261,9 +260,8 @@ export class Ingest implements ObservationSink {
     }
   }
 
-  private readonly processInSavepoint = (obs: Observation, events: IncidentEvent[]): IngestResult =>
-    this.savepoint(obs, events);
-  private savepoint!: (obs: Observation, events: IncidentEvent[]) => IngestResult;
+  /** processOne inside a SAVEPOINT (a better-sqlite3 transaction function called inside the batch's transaction) */
+  private readonly processInSavepoint: (obs: Observation, events: IncidentEvent[]) => IngestResult;
 
   private processOne(obs: Observation, events: IncidentEvent[]): IngestResult {
     const { type, deviceId, seq, deviceTs, receivedAt, source, flags } = obs;

@@ -89,8 +89,13 @@ describe('the REST API', () => {
   });
 
   it('stewards see only their own unit', async () => {
-    const db = t.gw.store.sqlite;
-    db.prepare("insert into units (id, name, tier, parent_id, created_at) values ('u-d', 'District', 'district', null, 0), ('u-g1', 'Grid 1', 'grid', 'u-d', 0), ('u-g2', 'Grid 2', 'grid', 'u-d', 0)").run();
+    for (const unit of [
+      { id: 'u-d', name: 'District', tier: 'district' },
+      { id: 'u-s', name: 'Street', tier: 'street', parentId: 'u-d' },
+      { id: 'u-c', name: 'Community', tier: 'community', parentId: 'u-s' },
+      { id: 'u-g1', name: 'Grid 1', tier: 'grid', parentId: 'u-c' },
+      { id: 'u-g2', name: 'Grid 2', tier: 'grid', parentId: 'u-c' },
+    ]) expect((await t.api('POST', '/api/units', unit)).status).toBe(201);
     await t.api('POST', '/api/users', { username: 'gina', password: 'gina-password-123', role: 'steward', unitId: 'u-g1' });
     const gina = await t.token('gina', 'gina-password-123');
     const r1 = await t.api('POST', '/api/residents', { name: 'In Grid 1', unitId: 'u-g1' });
