@@ -1,3 +1,4 @@
+// Not part of `npm test` (it takes minutes): `npm run bench:smoke`, its own step in .ci/run.
 // The bench harness must not rot: a seconds-sized run of every figure against all three systems (eldergate as a
 // child process, raw aedes, Mosquitto + subscriber), real processes and sockets, asserting that each figure produced
 // measurements and the report was written — never how fast anything was (timings are not test assertions here).
@@ -81,10 +82,4 @@ describe('npm run bench (smoke profile)', () => {
       rmSync(out, { recursive: true, force: true });
     }
   }, 600_000);
-
-  it('refuses unknown options with a message that says what to use', () => {
-    expect(() => parseArgs(['--fast'])).toThrow(/unknown option --fast: use --full/);
-    expect(() => parseArgs(['--only=7'])).toThrow(/figure numbers 1–5/);
-    expect(() => parseArgs(['--systems=emqx'])).toThrow(/unknown emqx/);
-  });
 });
