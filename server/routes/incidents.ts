@@ -88,6 +88,35 @@ const ListQuery = Type.Object({
   offset: Type.Integer({ minimum: 0, default: 0 }),
 });
 
+const ActiveQuery = Type.Object({
+  after: Type.Optional(Type.String({ maxLength: 300, description: 'the `next` cursor of the previous page' })),
+  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 500 }),
+});
+
+const ActivePage = Type.Object({
+  items: Type.Array(IncidentBody),
+  head: Type.Integer({ description: 'the latest seq of the event log when this page was read: subscribe to /ws with since = the first page\'s head' }),
+  next: Nullable(Type.String({ description: 'cursor for the next page; null when the snapshot is complete' })),
+});
+
+/** The board's order: P1 first, then the oldest first (immutable fields, so a keyset cursor never skips a row). */
+const PRIO_RANK_SQL = `CASE priority WHEN 'P1' THEN 0 WHEN 'P2' THEN 1 ELSE 2 END`;
+const ACTIVE_STATUSES = ['open', 'acknowledged', 'dispatched', 'on-site'] as const;
+
+interface ActiveCursor { rank: number; openedAt: number; id: string }
+
+function encodeCursor(c: ActiveCursor): string {
+  return Buffer.from(JSON.stringify([c.rank, c.openedAt, c.id])).toString('base64url');
+}
+
+function decodeCursor(raw: string): ActiveCursor {
+  try {
+    const [rank, openedAt, id] = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as unknown[];
+    if (typeof rank === 'number' && typeof openedAt === 'number' && typeof id === 'string') return { rank, openedAt, id };
+  } catch { /* answered below */ }
+  throw new ValidationError('after: not a cursor from this endpoint; pass the `next` value of the previous page, or omit it to start', { field: 'after' });
+}
+
 export function splitList<T extends string>(values: string[] | undefined, allowed: readonly T[], field: string): T[] | undefined {
   if (!values) return undefined;
   const out = values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
@@ -227,6 +256,49 @@ export function incidentRoutes(r: IncidentRouteDeps): FastifyPluginAsyncTypebox<
         offset: q.offset,
         scope: req.user.unitId,
       });
+    });
+
+    // The console's snapshot: every active incident the user may see, P1 first then by age, paged by a keyset
+    // cursor, with the log's head read in the same read transaction. Rows are filtered with network.canSee — the
+    // same check as the stream and the detail route — so the snapshot and the stream never disagree on scope.
+    const activeRows = deps.store.sqlite.prepare<[string, number, number, number, number, string], { id: string; unit_id: string | null; rank: number; opened_at: number }>(
+      `SELECT id, unit_id, ${PRIO_RANK_SQL} AS rank, opened_at FROM incidents
+        WHERE status IN (SELECT value FROM json_each(?))
+          AND (${PRIO_RANK_SQL} > ? OR (${PRIO_RANK_SQL} = ? AND (opened_at > ? OR (opened_at = ? AND id > ?))))
+        ORDER BY rank, opened_at, id LIMIT 1000`,
+    );
+    const headSeq = deps.store.sqlite.prepare('SELECT coalesce(max(seq), 0) AS head FROM incident_events').pluck();
+    const statuses = JSON.stringify(ACTIVE_STATUSES);
+    const readActive = deps.store.sqlite.transaction((user: AuthUser, from: ActiveCursor, limit: number) => {
+      const head = headSeq.get() as number;
+      const items: IncidentRow[] = [];
+      let cursor = from;
+      let next: string | null = null;
+      for (;;) {
+        const rows = activeRows.all(statuses, cursor.rank, cursor.rank, cursor.openedAt, cursor.openedAt, cursor.id);
+        for (const r of rows) {
+          cursor = { rank: r.rank, openedAt: r.opened_at, id: r.id };
+          if (!network.canSee(user.unitId, r.unit_id)) continue;
+          const inc = incidents.get(r.id);
+          if (inc) items.push(inc);
+          if (items.length === limit) { next = encodeCursor(cursor); break; }
+        }
+        if (next || rows.length < 1000) break;
+      }
+      return { items, head, next };
+    });
+
+    app.get('/api/incidents/active', {
+      schema: {
+        tags: ['incidents'],
+        summary: 'Snapshot of every active incident the user may see (P1 first, then oldest first), with the stream head',
+        querystring: ActiveQuery,
+        response: { 200: ActivePage, 400: ErrorBody, 401: ErrorBody },
+      },
+      onRequest: readers,
+    }, async (req) => {
+      const from = req.query.after ? decodeCursor(req.query.after) : { rank: -1, openedAt: -1, id: '' };
+      return readActive.deferred(req.user, from, req.query.limit);
     });
 
     app.get('/api/incidents/:id', {
