@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { sqliteTable, text, integer, index, uniqueIndex } from 'drizzle-orm/sqlite-core';
 import { DEVICE_KINDS, DEVICE_STATES, type Position } from '../core/contracts.js';
 import { json, ms } from '../core/schema-helpers.js';
@@ -93,10 +94,21 @@ export const observations = sqliteTable(
     lifeSafety: integer('life_safety', { mode: 'boolean' }).notNull(),
     data: json<Record<string, unknown>>('data').notNull(),
     flags: json<string[] | null>('flags'),
+    /** the transport connection it came on (MQTT: client id and connect time); null for other transports */
+    session: text('session'),
+    /** MQTT packet id (QoS 1): with the session and arrival order, how a resend of a keyless envelope is recognised */
+    packetId: integer('packet_id'),
+    /** 0, or n when the same (seq, ts) came back n times as a possible replay (a device whose clock and counter reset) */
+    generation: integer('generation').notNull().default(0),
+    /** the incident a life-safety observation opened or joined (dedup asks whether it is still open) */
+    incidentId: text('incident_id'),
   },
   (t) => [
-    // at-least-once on the wire, exactly-once here: a resend repeats seq *and* ts (DESIGN §2)
-    uniqueIndex('observations_dedup_uq').on(t.deviceId, t.seq, t.deviceTs),
+    // at-least-once on the wire, exactly-once here: a resend repeats seq *and* ts (DESIGN §2); a possible replay of
+    // the same key is kept as the next generation
+    uniqueIndex('observations_dedup_gen_uq').on(t.deviceId, t.seq, t.deviceTs, t.generation),
+    // resends of envelopes without ts/seq: looked up by packet id (only those rows are indexed)
+    index('observations_keyless_idx').on(t.deviceId, t.packetId).where(sql`${t.seq} IS NULL AND ${t.packetId} IS NOT NULL`),
     index('observations_device_idx').on(t.deviceId, t.id),
     index('observations_received_idx').on(t.receivedAt),
   ],
