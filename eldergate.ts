@@ -113,7 +113,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const deps: AppDeps = {
     config, store, bus, log, metrics, users, registry, states, commands,
     mqttPorts: { port: broker.port, tlsPort: broker.tlsPort },
-    visibleUnits: createScope(response.network),
+    scope: createScope(response.network),
     ready: () => ready,
     refreshMetrics() {
       for (const [priority, n] of Object.entries(incidents.openCounts())) metrics.openIncidents.set({ priority }, n);

@@ -1,8 +1,9 @@
 // The device registry: provisioning, binding, credentials and lifecycle. Keeps a small in-memory entry per device so
 // that authentication and ingest never touch the disk on the hot path.
-import { and, desc, eq, inArray, like, or, sql, type SQL } from 'drizzle-orm';
+import { and, desc, eq, inArray, isNull, like, or, sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../core/db.js';
 import type { Bus } from '../core/bus.js';
+import type { UnitScope } from '../core/unit-scope.js';
 import { DEVICE_KINDS, type DeviceKind, type DeviceLifecycle } from '../core/contracts.js';
 import { ConflictError, NotFoundError, ValidationError } from '../core/errors.js';
 import { devices, deviceState, residents } from './schema.js';
@@ -180,18 +181,18 @@ export class DeviceRegistry {
   }
 
   list(filter: {
-    kind?: string; state?: string; residentId?: string; unitIds?: string[] | null; q?: string; limit: number; offset: number;
+    kind?: string; state?: string; residentId?: string; scope?: UnitScope | null; q?: string; limit: number; offset: number;
   }): { items: DeviceRow[]; total: number } {
     const conds: SQL[] = [];
     if (filter.kind) conds.push(eq(devices.kind, filter.kind as DeviceKind));
     if (filter.state) conds.push(eq(devices.state, filter.state as DeviceLifecycle));
     if (filter.residentId) conds.push(eq(devices.residentId, filter.residentId));
     if (filter.q) conds.push(or(like(devices.serial, `%${filter.q}%`), like(devices.id, `%${filter.q}%`))!);
-    if (filter.unitIds) {
-      if (filter.unitIds.length === 0) return { items: [], total: 0 };
-      conds.push(
-        inArray(devices.residentId, this.db.select({ id: residents.id }).from(residents).where(inArray(residents.unitId, filter.unitIds))),
-      );
+    if (filter.scope) {
+      // devices of residents in the scope's units; at a root of the network also the unplaced ones (unbound, or
+      // bound to a resident with no unit or a unit that does not exist)
+      const mine = this.db.select({ id: residents.id }).from(residents).where(inScope(filter.scope));
+      conds.push(filter.scope.unplaced ? or(isNull(devices.residentId), inArray(devices.residentId, mine))! : inArray(devices.residentId, mine));
     }
     const where = conds.length ? and(...conds) : undefined;
     const items = this.db.select().from(devices).where(where).orderBy(desc(devices.createdAt), devices.id).limit(filter.limit).offset(filter.offset).all();
@@ -314,12 +315,9 @@ export class DeviceRegistry {
     return { ...row, ...next } as ResidentRow;
   }
 
-  listResidents(filter: { unitIds?: string[] | null; q?: string; limit: number; offset: number }): { items: ResidentRow[]; total: number } {
+  listResidents(filter: { scope?: UnitScope | null; q?: string; limit: number; offset: number }): { items: ResidentRow[]; total: number } {
     const conds: SQL[] = [];
-    if (filter.unitIds) {
-      if (filter.unitIds.length === 0) return { items: [], total: 0 };
-      conds.push(inArray(residents.unitId, filter.unitIds));
-    }
+    if (filter.scope) conds.push(inScope(filter.scope));
     if (filter.q) conds.push(like(residents.name, `%${filter.q}%`));
     const where = conds.length ? and(...conds) : undefined;
     const items = this.db.select().from(residents).where(where).orderBy(residents.name).limit(filter.limit).offset(filter.offset).all();
@@ -338,4 +336,11 @@ export interface ResidentInput {
   noMovementSeconds?: number | null;
   checkInBy?: string | null;
   notes?: string | null;
+}
+
+/** Residents within a user's scope: the scope's units, and at a root of the network the unplaced ones. */
+function inScope(scope: UnitScope): SQL {
+  const mine = scope.unitIds.length ? inArray(residents.unitId, scope.unitIds) : sql`0`;
+  if (!scope.unplaced) return mine;
+  return or(mine, isNull(residents.unitId), sql`${residents.unitId} NOT IN (SELECT id FROM units)`)!;
 }

@@ -46,6 +46,8 @@ export interface EscalationStep {
   deadlineAt: number;
   /** when the step is written (real time, also for steps caught up after a restart) */
   at: number;
+  /** how late the step is against its budget, measured on the monotonic clock; absent: `at - dueAt` */
+  lateMs?: number;
   catchUp?: boolean;
 }
 
@@ -231,7 +233,8 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     after: sqlite.prepare<[number, number], EventDbRow>('SELECT * FROM incident_events WHERE seq > ? ORDER BY seq LIMIT ?'),
     afterScoped: sqlite.prepare<[number, string, number, number], EventDbRow>(
       `SELECT * FROM incident_events WHERE seq > ?
-         AND (unit_id IN (SELECT value FROM json_each(?)) OR (? = 1 AND unit_id IS NULL))
+         AND (unit_id IN (SELECT value FROM json_each(?))
+              OR (? = 1 AND (unit_id IS NULL OR unit_id NOT IN (SELECT id FROM units))))
        ORDER BY seq LIMIT ?`,
     ),
     openCounts: sqlite.prepare<[], { priority: Priority; n: number }>(
@@ -487,7 +490,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
           renotify: s.renotify,
           breach: true,
           dueAt: s.dueAt,
-          lateMs: s.at - s.dueAt,
+          lateMs: s.lateMs ?? s.at - s.dueAt,
           deadlineAt: s.deadlineAt,
           ...(s.catchUp ? { catchUp: true } : {}),
         }, state.unitId);
@@ -546,10 +549,10 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
       args.push(JSON.stringify(values));
     };
     const inSubtree = (unitId: string) => {
-      const ids = [...network.subtree(unitId)];
-      const orNull = network.getUnit(unitId)?.tier === 'district';
-      where.push(`(unit_id IN (SELECT value FROM json_each(?))${orNull ? ' OR unit_id IS NULL' : ''})`);
-      args.push(JSON.stringify(ids));
+      // the unit's subtree; at a root of the network also the unplaced (no unit, or a unit that does not exist)
+      const { unitIds, unplaced } = network.scopeOf(unitId);
+      where.push(`(unit_id IN (SELECT value FROM json_each(?))${unplaced ? ' OR unit_id IS NULL OR unit_id NOT IN (SELECT id FROM units)' : ''})`);
+      args.push(JSON.stringify(unitIds));
     };
     if (filter.scope) inSubtree(filter.scope);
     if (filter.unitId) inSubtree(filter.unitId);
@@ -585,9 +588,8 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     eventsAfter(seq, opts = {}) {
       const limit = Math.min(Math.max(opts.limit ?? 1000, 1), 10_000);
       if (!opts.scope) return q.after.all(seq, limit).map(toEvent);
-      const ids = [...network.subtree(opts.scope)];
-      const orNull = network.getUnit(opts.scope)?.tier === 'district' ? 1 : 0;
-      return q.afterScoped.all(seq, JSON.stringify(ids), orNull, limit).map(toEvent);
+      const { unitIds, unplaced } = network.scopeOf(opts.scope);
+      return q.afterScoped.all(seq, JSON.stringify(unitIds), unplaced ? 1 : 0, limit).map(toEvent);
     },
     list,
     rebuild: (id) => fold(q.events.all(id).map(toEvent)),

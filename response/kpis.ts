@@ -185,7 +185,7 @@ export function computeKpis(sqlite: Database, budgets: Config['budgets'], query:
     args.push(JSON.stringify(query.priority));
   }
   if (query.unitIds) {
-    where.push(`(unit_id IN (SELECT value FROM json_each(?))${query.includeUnplaced ? ' OR unit_id IS NULL' : ''})`);
+    where.push(`(unit_id IN (SELECT value FROM json_each(?))${query.includeUnplaced ? ' OR unit_id IS NULL OR unit_id NOT IN (SELECT id FROM units)' : ''})`);
     args.push(JSON.stringify(query.unitIds));
   }
   const rows = sqlite
@@ -212,7 +212,7 @@ export function computeKpis(sqlite: Database, budgets: Config['budgets'], query:
     bArgs.push(JSON.stringify(query.priority));
   }
   if (query.unitIds) {
-    bWhere.push(`(i.unit_id IN (SELECT value FROM json_each(?))${query.includeUnplaced ? ' OR i.unit_id IS NULL' : ''})`);
+    bWhere.push(`(i.unit_id IN (SELECT value FROM json_each(?))${query.includeUnplaced ? ' OR i.unit_id IS NULL OR i.unit_id NOT IN (SELECT id FROM units)' : ''})`);
     bArgs.push(JSON.stringify(query.unitIds));
   }
   const breachTimes = (

@@ -6,6 +6,9 @@ import type { Clock } from './clock.js';
 import { ConflictError, NotFoundError, ValidationError } from '../core/errors.js';
 import { STAFF_ROLES, UNIT_TIERS, type UnitTier } from './schema.js';
 import { newId, UNIT_ID_PATTERN } from './ids.js';
+import type { UnitScope } from '../core/unit-scope.js';
+
+export type { UnitScope };
 
 export type StaffRole = (typeof STAFF_ROLES)[number];
 
@@ -67,10 +70,18 @@ export interface Network {
   /** the unit and everything below it; empty for an unknown unit */
   subtree(id: string): ReadonlySet<string>;
   /**
-   * May a user of unit `userUnitId` see an incident of grid unit `incidentUnitId`? No user unit = sees all.
-   * An incident with no unit (resident not yet placed) belongs to every district centre, so none is lost.
+   * May a user of unit `userUnitId` see an incident (resident, device) of unit `incidentUnitId`? No user unit = sees
+   * all. Visibility rolls up: every tier above a unit sees it. Something with no unit, or with a unit that no longer
+   * exists (data from before units were checked), is unplaced and belongs to the root of the network (the district
+   * call centre), never to nobody.
    */
   canSee(userUnitId: string | null | undefined, incidentUnitId: string | null | undefined): boolean;
+  /** Is this unit a root of the network (a district call centre, or a unit with no parent)? Roots see the unplaced. */
+  isRoot(id: string): boolean;
+  /** What a user of unit `scope` may see, for list queries: their subtree, and the unplaced if their unit is a root. */
+  scopeOf(scope: string): UnitScope;
+  /** 400 naming the field and listing the valid ids when `unitId` is not a unit of the network. */
+  requireKnownUnit(field: string, unitId: string): Unit;
   listStaff(filter?: { unitId?: string; onDuty?: boolean; scope?: string | null }): Staff[];
   getStaff(id: string): Staff | undefined;
   requireStaff(id: string): Staff;
@@ -135,6 +146,7 @@ export function createNetwork(deps: { store: Store; log: Logger; clock: Clock })
     deleteUnit: sqlite.prepare('DELETE FROM units WHERE id = ?'),
     staffOfUnit: sqlite.prepare<[string], { n: number }>('SELECT count(*) AS n FROM staff WHERE unit_id = ?'),
     residentsOfUnit: sqlite.prepare<[string], { n: number }>('SELECT count(*) AS n FROM residents WHERE unit_id = ?'),
+    usersOfUnit: sqlite.prepare<[string], { n: number }>('SELECT count(*) AS n FROM users WHERE unit_id = ?'),
     openIncidentsOfUnit: sqlite.prepare<[string, string], { n: number }>(
       `SELECT count(*) AS n FROM incidents WHERE (unit_id = ? OR tier_unit_id = ?) AND status NOT IN ('resolved', 'cancelled')`,
     ),
@@ -182,6 +194,11 @@ export function createNetwork(deps: { store: Store; log: Logger; clock: Clock })
     }
     subtrees.set(id, out);
     return out;
+  }
+
+  function isRoot(id: string): boolean {
+    const u = units.get(id);
+    return !!u && (u.tier === 'district' || !u.parentId || !units.has(u.parentId));
   }
 
   function ancestors(id: string): Unit[] {
@@ -261,12 +278,26 @@ export function createNetwork(deps: { store: Store; log: Logger; clock: Clock })
     return toStaff(r);
   }
 
+  function requireKnownUnit(field: string, unitId: string): Unit {
+    const u = units.get(unitId);
+    if (u) return u;
+    const ids = [...units.keys()].sort();
+    const named = ids.slice(0, 40).map((id) => `${id} (${units.get(id)!.name})`).join(', ');
+    const shown = ids.length > 40 ? `${named} … and ${ids.length - 40} more (GET /api/units)` : named;
+    throw new ValidationError(
+      ids.length
+        ? `${field}: unit "${unitId}" does not exist; use one of: ${shown}`
+        : `${field}: unit "${unitId}" does not exist, and the network has no units yet: create them first (POST /api/units)`,
+      { field, validUnitIds: ids.slice(0, 500) },
+    );
+  }
+
   function checkStaff(s: { name: string; role: StaffRole; unitId: string }) {
     if (typeof s.name !== 'string' || !s.name.trim()) throw new ValidationError('name: give the staff member a name', { field: 'name' });
     if (!STAFF_ROLES.includes(s.role)) {
       throw new ValidationError(`role: must be one of ${STAFF_ROLES.join(', ')}`, { field: 'role' });
     }
-    if (!units.has(s.unitId)) throw new ValidationError(`unitId: unit "${s.unitId}" does not exist`, { field: 'unitId' });
+    requireKnownUnit('unitId', s.unitId);
   }
 
   return {
@@ -328,6 +359,7 @@ export function createNetwork(deps: { store: Store; log: Logger; clock: Clock })
         units: (children.get(id) ?? []).length,
         staff: q.staffOfUnit.get(id)!.n,
         residents: q.residentsOfUnit.get(id)!.n,
+        users: q.usersOfUnit.get(id)!.n,
         openIncidents: q.openIncidentsOfUnit.get(id, id)!.n,
       };
       if (Object.values(blockers).some((n) => n > 0)) {
@@ -348,9 +380,12 @@ export function createNetwork(deps: { store: Store; log: Logger; clock: Clock })
     subtree,
     canSee(userUnitId, incidentUnitId) {
       if (!userUnitId) return true;
-      if (!incidentUnitId) return units.get(userUnitId)?.tier === 'district';
+      if (!incidentUnitId || !units.has(incidentUnitId)) return isRoot(userUnitId);
       return subtree(userUnitId).has(incidentUnitId);
     },
+    isRoot,
+    scopeOf: (scope) => ({ unitIds: [...subtree(scope)], unplaced: isRoot(scope) }),
+    requireKnownUnit,
     listStaff,
     getStaff: (id) => {
       const r = q.staff.get(id);

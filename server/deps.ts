@@ -8,6 +8,7 @@ import type { Users, AuthUser } from '../core/users.js';
 import type { DeviceRegistry } from '../devices/registry.js';
 import type { DeviceStates } from '../gateway/device-state.js';
 import type { Commands } from '../gateway/commands.js';
+import type { Scope } from './scope.js';
 
 export interface AppDeps {
   config: Config;
@@ -21,8 +22,8 @@ export interface AppDeps {
   commands: Commands;
   /** the ports the broker really listens on (the config may say 0 = ephemeral) */
   mqttPorts: { port: number; tlsPort: number | null };
-  /** unit ids a user may see (the subtree of their unit), or null for everything */
-  visibleUnits(user: AuthUser): string[] | null;
+  /** what a user may see (server/scope.ts): one rule for incidents, residents, devices and observations */
+  scope: Scope;
   /** extra route plugins registered by other parts (incidents, network, WebSocket, console) */
   ready(): boolean;
   /** update gauges read from the domain, before /metrics answers */

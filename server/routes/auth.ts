@@ -19,13 +19,26 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (a
       tags: ['auth'],
       summary: 'Log in: returns a bearer token',
       body: Type.Object({ username: Type.String({ minLength: 1, maxLength: 64 }), password: Type.String({ minLength: 1, maxLength: 256 }) }),
-      response: { 200: Type.Object({ token: Type.String(), expiresAt: Type.Integer(), user: UserBody }), 400: ErrorBody, 401: ErrorBody },
+      response: { 200: Type.Object({ token: Type.String(), expiresAt: Type.Integer(), ttlMs: Type.Integer(), user: UserBody }), 400: ErrorBody, 401: ErrorBody },
     },
     config: { rateLimited: true },
   }, async (req) => {
     const out = await deps.users.login(req.body.username, req.body.password);
     req.log.info({ username: out.user.username, role: out.user.role }, 'logged in');
-    return out;
+    return { ...out, ttlMs: deps.users.ttlMs };
+  });
+
+  app.post('/api/auth/renew', {
+    schema: {
+      tags: ['auth'],
+      summary: 'Renew the session: a new token with a fresh expiry, for the user of the current (still valid) token',
+      response: { 200: Type.Object({ token: Type.String(), expiresAt: Type.Integer(), ttlMs: Type.Integer(), user: UserBody }), 401: ErrorBody },
+    },
+    onRequest: app.authenticate,
+  }, async (req) => {
+    const out = deps.users.issue(req.user);
+    req.log.debug({ username: out.user.username }, 'session renewed');
+    return { ...out, ttlMs: deps.users.ttlMs };
   });
 
   app.get('/api/auth/me', {
@@ -48,6 +61,8 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (a
     },
     onRequest: requireRole(app, 'admin'),
   }, async (req, reply) => {
+    // a user bound to a unit that does not exist would see nothing at all
+    if (req.body.unitId) deps.scope.requireUnit('unitId', req.body.unitId);
     const user = await deps.users.create(req.body);
     reply.status(201);
     return user;

@@ -4,6 +4,7 @@ import { DEVICE_KINDS, DEVICE_STATES, topics, type DeviceKind } from '../../core
 import { ForbiddenError, ValidationError } from '../../core/errors.js';
 import { DeviceRegistry, type DeviceRow } from '../../devices/registry.js';
 import { KINDS } from '../../devices/kinds/index.js';
+import type { AuthUser } from '../../core/users.js';
 import type { AppDeps } from '../deps.js';
 import { requireRole } from '../plugins/auth.js';
 import { ErrorBody, IdParam, Paging } from './common.js';
@@ -103,13 +104,12 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
    * (a technician of one grid must not get another grid's device secret, nor suspend it). `unbound`: a device bound
    * to no resident yet may be bound by such a user (commissioning), to a resident of their units.
    */
-  const checkVisible = (user: Parameters<AppDeps['visibleUnits']>[0], deviceId: string, opts: { unbound?: boolean } = {}) => {
-    const units = deps.visibleUnits(user);
-    if (!units) return;
+  const checkVisible = (user: AuthUser, deviceId: string, opts: { unbound?: boolean } = {}) => {
+    if (!user.unitId) return;
     const e = registry.entry(deviceId);
     if (opts.unbound && e && e.residentId === null) return;
-    const unit = e?.unitId;
-    if (!unit || !units.includes(unit)) throw new ForbiddenError(`device ${deviceId} is outside your units`);
+    // the same rule as for incidents: whoever may see the device's alarms may see the device
+    if (!e || !deps.scope.canSee(user, e.unitId)) throw new ForbiddenError(`device ${deviceId} is outside your units`);
   };
 
   app.post('/api/devices', {
@@ -171,17 +171,18 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     onRequest: readers,
   }, async (req) => {
     const q = req.query;
-    let unitIds = deps.visibleUnits(req.user);
-    if (q.unitId) unitIds = unitIds ? unitIds.filter((u) => u === q.unitId) : [q.unitId];
+    if (q.unitId) deps.scope.requireUnit('unitId', q.unitId);
+    let scope = deps.scope.of(req.user);
+    if (q.unitId) scope = { unitIds: scope ? scope.unitIds.filter((u) => u === q.unitId) : [q.unitId], unplaced: false };
     // live-state filters are applied over the registry page (the live state is in memory)
     if (q.supervision !== undefined || q.online !== undefined) {
-      const all = registry.list({ ...q, unitIds, limit: 1_000_000, offset: 0 }).items.filter((d) => {
+      const all = registry.list({ ...q, scope, limit: 1_000_000, offset: 0 }).items.filter((d) => {
         const s = states.get(d.id);
         return (q.supervision === undefined || s.supervision === q.supervision) && (q.online === undefined || s.online === q.online);
       });
       return { items: all.slice(q.offset, q.offset + q.limit).map(view), total: all.length };
     }
-    const { items, total } = registry.list({ ...q, unitIds });
+    const { items, total } = registry.list({ ...q, scope });
     return { items: items.map(view), total };
   });
 
@@ -224,10 +225,9 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     onRequest: writers,
   }, async (req) => {
     checkVisible(req.user, req.params.id, { unbound: true });
-    const units = deps.visibleUnits(req.user);
-    if (units && req.body.residentId !== null) {
+    if (req.user.unitId && req.body.residentId !== null) {
       const unitId = registry.getResident(req.body.residentId).unitId;
-      if (!unitId || !units.includes(unitId)) throw new ForbiddenError(`resident ${req.body.residentId} is outside your units`);
+      if (!deps.scope.canSee(req.user, unitId)) throw new ForbiddenError(`resident ${req.body.residentId} is outside your units`);
     }
     const d = registry.bind(req.params.id, req.body.residentId);
     req.log.info({ deviceId: d.id, residentId: d.residentId, by: req.user.username }, 'device bound');

@@ -57,15 +57,13 @@ export function kpiRoutes(r: {
       const to = parseTime(req.query.to, 'to') ?? Date.now();
       const from = parseTime(req.query.from, 'from') ?? to - 86_400_000;
       const priority = splitList<Priority>(req.query.priority, PRIORITIES, 'priority');
-      const unitId = req.user.unitId;
+      const scope = req.user.unitId ? r.network.scopeOf(req.user.unitId) : null;
       return r.kpis({
         from,
         to,
         shifts: req.query.shifts ? req.query.shifts.split(',').map((s) => s.trim()) : (r.shifts ?? DEFAULT_SHIFTS),
         ...(priority ? { priority } : {}),
-        ...(unitId
-          ? { unitIds: [...r.network.subtree(unitId)], includeUnplaced: r.network.getUnit(unitId)?.tier === 'district' }
-          : {}),
+        ...(scope ? { unitIds: scope.unitIds, includeUnplaced: scope.unplaced } : {}),
       });
     });
   };

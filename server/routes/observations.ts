@@ -35,11 +35,7 @@ export const observationRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = a
   }, async (req) => {
     const { deviceId, type, before, limit } = req.query;
     deps.registry.get(deviceId);
-    const units = deps.visibleUnits(req.user);
-    if (units) {
-      const unit = deps.registry.entry(deviceId)?.unitId;
-      if (!unit || !units.includes(unit)) throw new ForbiddenError(`device ${deviceId} is outside your units`);
-    }
+    if (!deps.scope.canSee(req.user, deps.registry.entry(deviceId)?.unitId)) throw new ForbiddenError(`device ${deviceId} is outside your units`);
     const rows = deps.store.sqlite.prepare(`select * from observations where device_id = ?
       ${type ? 'and type = ?' : ''} ${before ? 'and id < ?' : ''} order by id desc limit ?`)
       .all(...[deviceId, ...(type ? [type] : []), ...(before ? [before] : []), limit]) as Record<string, unknown>[];

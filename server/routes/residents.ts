@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type, type TSchema } from '@sinclair/typebox';
 import { ForbiddenError } from '../../core/errors.js';
+import type { AuthUser } from '../../core/users.js';
 import type { AppDeps } from '../deps.js';
 import { requireRole } from '../plugins/auth.js';
 import { ErrorBody, IdParam, LatLon, Paging } from './common.js';
@@ -51,9 +52,13 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
   const writers = requireRole(app, 'admin', 'technician', 'operator');
   const readers = requireRole(app, 'admin', 'technician', 'operator', 'steward');
 
-  const checkUnit = (user: Parameters<AppDeps['visibleUnits']>[0], unitId: string | null | undefined) => {
-    const units = deps.visibleUnits(user);
-    if (units && (!unitId || !units.includes(unitId))) throw new ForbiddenError(`unit ${unitId ?? '(none)'} is outside your units`);
+  // the same rule as for incidents: whoever may see an incident may see its resident and her contacts
+  const checkUnit = (user: AuthUser, unitId: string | null | undefined) => {
+    if (!deps.scope.canSee(user, unitId)) throw new ForbiddenError(`unit ${unitId ?? '(none)'} is outside your units`);
+  };
+  // a resident placed in a unit that does not exist would raise alarms nobody below the admin may see
+  const knownUnit = (unitId: string | null | undefined) => {
+    if (unitId) deps.scope.requireUnit('unitId', unitId);
   };
 
   app.post('/api/residents', {
@@ -64,6 +69,7 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
     },
     onRequest: writers,
   }, async (req, reply) => {
+    knownUnit(req.body.unitId);
     checkUnit(req.user, req.body.unitId);
     const r = registry.createResident(req.body);
     req.log.info({ residentId: r.id, unitId: r.unitId, by: req.user.username }, 'resident created');
@@ -78,7 +84,7 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
       response: { 200: Type.Object({ items: Type.Array(ResidentBody), total: Type.Integer() }), 401: ErrorBody },
     },
     onRequest: readers,
-  }, async (req) => registry.listResidents({ ...req.query, unitIds: deps.visibleUnits(req.user) }));
+  }, async (req) => registry.listResidents({ ...req.query, scope: deps.scope.of(req.user) }));
 
   app.get('/api/residents/:id', {
     schema: { tags: ['residents'], params: IdParam, response: { 200: ResidentBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody } },
@@ -99,7 +105,10 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
     onRequest: writers,
   }, async (req) => {
     checkUnit(req.user, registry.getResident(req.params.id).unitId);
-    if (req.body.unitId !== undefined) checkUnit(req.user, req.body.unitId);
+    if (req.body.unitId !== undefined) {
+      knownUnit(req.body.unitId);
+      checkUnit(req.user, req.body.unitId);
+    }
     return registry.updateResident(req.params.id, req.body);
   });
 };

@@ -34,7 +34,7 @@ describe('incident, network and KPI routes', () => {
       states: new DeviceStates(store.sqlite),
       commands: new Commands(store.sqlite, log),
       mqttPorts: { port: 0, tlsPort: null },
-      visibleUnits: createScope(h.response.network),
+      scope: createScope(h.response.network),
       ready: () => true,
       refreshMetrics: () => undefined,
     };
