@@ -62,7 +62,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (a
     onRequest: requireRole(app, 'admin'),
   }, async (req, reply) => {
     // a user bound to a unit that does not exist would see nothing at all
-    if (req.body.unitId) deps.scope.requireUnit('unitId', req.body.unitId);
+    if (req.body.unitId != null) deps.scope.requireUnit('unitId', req.body.unitId);
     const user = await deps.users.create(req.body);
     reply.status(201);
     return user;

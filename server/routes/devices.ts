@@ -171,9 +171,9 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     onRequest: readers,
   }, async (req) => {
     const q = req.query;
-    if (q.unitId) deps.scope.requireUnit('unitId', q.unitId);
+    if (q.unitId !== undefined) deps.scope.requireUnit('unitId', q.unitId);
     let scope = deps.scope.of(req.user);
-    if (q.unitId) scope = { unitIds: scope ? scope.unitIds.filter((u) => u === q.unitId) : [q.unitId], unplaced: false };
+    if (q.unitId !== undefined) scope = { unitIds: scope ? scope.unitIds.filter((u) => u === q.unitId) : [q.unitId], unplaced: false };
     // live-state filters are applied over the registry page (the live state is in memory)
     if (q.supervision !== undefined || q.online !== undefined) {
       const all = registry.list({ ...q, scope, limit: 1_000_000, offset: 0 }).items.filter((d) => {

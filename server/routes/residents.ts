@@ -58,7 +58,7 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
   };
   // a resident placed in a unit that does not exist would raise alarms nobody below the admin may see
   const knownUnit = (unitId: string | null | undefined) => {
-    if (unitId) deps.scope.requireUnit('unitId', unitId);
+    if (unitId != null) deps.scope.requireUnit('unitId', unitId);
   };
 
   app.post('/api/residents', {

@@ -72,6 +72,12 @@ describe('scope: every alarm is visible to someone who can act on it', () => {
     expect(u.status).toBe(400);
     expect(u.body.message).toMatch(/^unitId: unit "grid-99" does not exist; use one of: unit_\w+ \(/);
 
+    // an empty unit is no unit: a steward created with "" would otherwise see every unit
+    const empty = await t.api('POST', '/api/users', { username: 'blank', password: 'blank-password-123', role: 'steward', unitId: '' });
+    expect(empty.status).toBe(400);
+    expect(empty.body.message).toContain('unitId');
+    expect((await t.api('POST', '/api/residents', { name: 'Blank', unitId: '' })).status).toBe(400);
+
     const staff = await t.api('POST', '/api/staff', { name: 'Nobody', role: 'steward', unitId: 'grid-99' });
     expect(staff.status).toBe(400);
     expect(staff.body.message).toContain(g1);
