@@ -1,7 +1,13 @@
 // Escalation: an incident not acknowledged within its tier's budget goes to the parent unit of the tier now
-// responsible; at the top tier (district) the same unit is told again each budget period. Deadlines are stored as
-// wall-clock `deadlineAt` (they survive a restart); timers run on the monotonic clock, and a timer only acts if the
-// incident still waits on exactly the deadline it was armed for, so stale timers are harmless.
+// responsible; at the top tier (district) the same unit is told again each budget period.
+//
+// Two clocks, two jobs. Deadlines are stored as wall-clock `deadlineAt` (they survive a restart and are what a
+// person reads); how long to wait and how many tiers are due is decided on the monotonic clock, from the time
+// elapsed since the tier was told. A wall-clock step (NTP, an operator fixing the date) therefore neither fires
+// several tiers at once nor holds one back. Across a restart there is no monotonic reference, so a stored deadline
+// is re-armed from the wall clock, clamped: a wait is never longer than the tier's budget (a clock stepped back
+// cannot postpone an escalation). A timer only acts if the incident still waits on exactly the deadline it was
+// armed for, so stale timers are harmless.
 import type { Logger } from 'pino';
 import type { Bus, BusEvents } from '../core/bus.js';
 import type { Config } from '../core/config.js';
@@ -38,30 +44,35 @@ export interface EscalationDeps {
 }
 
 /**
- * The steps due for an incident at `now`: one per tier whose deadline has passed (several after downtime), each
- * written with the real time. At the top tier missed periods collapse into one renotification.
+ * The steps due for an incident: one per tier whose budget has run out (several only when that much time really
+ * passed, e.g. while the gateway was down), each written at `now`. At the top tier missed periods collapse into one
+ * renotification.
+ *
+ * `overdueMs` is how long ago the stored deadline ran out, measured on the monotonic clock by the timer that fired
+ * (so a wall-clock step in between counts for nothing). Without it (start-up: no monotonic reference survives a
+ * restart) it is taken from the wall clock, `now - deadlineAt`.
  */
 export function planEscalation(
   row: Pick<IncidentRow, 'tierUnitId' | 'deadlineAt' | 'priority'>,
   now: number,
   network: Pick<Network, 'parentOf' | 'getUnit'>,
   budgetMs: number,
-  opts: { catchUp?: boolean; timerExpired?: boolean } = {},
+  opts: { catchUp?: boolean; overdueMs?: number } = {},
 ): EscalationStep[] {
   const steps: EscalationStep[] = [];
   if (row.deadlineAt === null) return steps;
-  // a timer that ran out on the monotonic clock is due even if the wall clock was stepped back meanwhile
-  const effective = opts.timerExpired ? Math.max(now, row.deadlineAt) : now;
-  if (row.deadlineAt > effective) return steps;
+  const overdueMs = opts.overdueMs ?? now - row.deadlineAt;
+  if (overdueMs < 0) return steps;
   const catchUp = Boolean(opts.catchUp);
   let tier = row.tierUnitId;
   let due = row.deadlineAt;
+  let late = overdueMs;
   for (let guard = 0; guard < 64; guard++) {
     const parent = tier ? network.parentOf(tier) : undefined;
     const to = parent ? parent.id : tier;
     const renotify = !parent;
-    const nextDue = due + budgetMs;
-    const more = !renotify && nextDue <= effective;
+    // the next tier is due too only if a whole further budget has elapsed
+    const more = !renotify && late - budgetMs >= 0;
     steps.push({
       dueAt: due,
       fromUnitId: tier,
@@ -69,48 +80,63 @@ export function planEscalation(
       toTier: to ? (network.getUnit(to)?.tier ?? null) : null,
       renotify,
       // the tier reached last is told only now, so it gets a full budget from now
-      deadlineAt: more ? nextDue : now + budgetMs,
+      deadlineAt: more ? due + budgetMs : now + budgetMs,
       at: now,
+      lateMs: late,
       ...(catchUp ? { catchUp: true } : {}),
     });
     if (!more) break;
     tier = to;
-    due = nextDue;
+    due += budgetMs;
+    late -= budgetMs;
   }
   return steps;
+}
+
+/**
+ * How long to wait for a stored deadline, ms: what the wall clock says is left, but never less than nothing and
+ * never more than the tier's budget, whatever the wall clock did since the deadline was written.
+ */
+export function waitForDeadline(deadlineAt: number, now: number, budgetMs: number): number {
+  return Math.min(budgetMs, Math.max(0, deadlineAt - now));
 }
 
 export function createEscalation(deps: EscalationDeps): Escalation {
   const { incidents, network, bus, clock, config } = deps;
   const log = deps.log.child({ module: 'escalation' });
   const retryMs = deps.retryMs ?? 1000;
-  const armedTimers = new Map<string, { dueAt: number; timer: ClockTimer }>();
+  /** `monoDue`: when the deadline runs out on the monotonic clock; null for a catch-up (no reference) */
+  const armedTimers = new Map<string, { dueAt: number; monoDue: number | null; timer: ClockTimer }>();
   const breaches = Object.fromEntries(PRIORITIES.map((p) => [p, 0])) as Record<Priority, number>;
   let running = false;
+
+  const budgetOf = (priority: Priority) => config.budgets[priority].ackMs;
 
   function disarm(incidentId: string) {
     armedTimers.get(incidentId)?.timer.cancel();
     armedTimers.delete(incidentId);
   }
 
-  function arm(incidentId: string, dueAt: number) {
+  function arm(incidentId: string, dueAt: number, priority: Priority) {
     const cur = armedTimers.get(incidentId);
     if (cur?.dueAt === dueAt) return;
     cur?.timer.cancel();
-    // the wait is measured once against the wall clock, then run on the monotonic clock
-    const timer = clock.setTimer(() => fire(incidentId, dueAt, false), Math.max(0, dueAt - clock.now()));
-    armedTimers.set(incidentId, { dueAt, timer });
+    // the wall clock is read once, to turn the stored deadline into a wait; from here on only monotonic time counts
+    const waitMs = waitForDeadline(dueAt, clock.now(), budgetOf(priority));
+    const monoDue = clock.monotonic() + waitMs;
+    const timer = clock.setTimer(() => fire(incidentId, dueAt, monoDue, false), waitMs);
+    armedTimers.set(incidentId, { dueAt, monoDue, timer });
   }
 
-  function fire(incidentId: string, dueAt: number, catchUp: boolean) {
+  function fire(incidentId: string, dueAt: number, monoDue: number | null, catchUp: boolean) {
     if (armedTimers.get(incidentId)?.dueAt === dueAt) armedTimers.delete(incidentId);
     if (!running) return;
     try {
       const row = incidents.get(incidentId);
       if (!row || row.status !== 'open' || row.deadlineAt !== dueAt) return;
-      const steps = planEscalation(row, clock.now(), network, config.budgets[row.priority].ackMs, {
+      const steps = planEscalation(row, clock.now(), network, budgetOf(row.priority), {
         catchUp,
-        timerExpired: !catchUp,
+        ...(monoDue !== null ? { overdueMs: Math.max(0, clock.monotonic() - monoDue) } : {}),
       });
       const events = incidents.escalate(incidentId, steps);
       breaches[row.priority] += events.length;
@@ -125,12 +151,12 @@ export function createEscalation(deps: EscalationDeps): Escalation {
       }
       // the bus listener re-arms from the escalated event; arm directly too in case no event came through
       const last = events[events.length - 1];
-      if (last && typeof last.data.deadlineAt === 'number') arm(incidentId, last.data.deadlineAt);
+      if (last && typeof last.data.deadlineAt === 'number') arm(incidentId, last.data.deadlineAt, row.priority);
     } catch (err) {
       // an escalation must not be lost to a transient write failure
       log.error({ err, incidentId }, 'escalation failed; retrying');
-      const timer = clock.setTimer(() => fire(incidentId, dueAt, catchUp), retryMs);
-      armedTimers.set(incidentId, { dueAt, timer });
+      const timer = clock.setTimer(() => fire(incidentId, dueAt, monoDue, catchUp), retryMs);
+      armedTimers.set(incidentId, { dueAt, monoDue, timer });
     }
   }
 
@@ -139,7 +165,9 @@ export function createEscalation(deps: EscalationDeps): Escalation {
       case 'opened':
       case 'escalated': {
         const dueAt = e.data.deadlineAt;
-        if (typeof dueAt === 'number') arm(e.incidentId, dueAt);
+        if (typeof dueAt !== 'number') break;
+        const priority = e.type === 'opened' ? (e.data.priority as Priority | undefined) : incidents.get(e.incidentId)?.priority;
+        if (priority) arm(e.incidentId, dueAt, priority);
         break;
       }
       case 'acknowledged':
@@ -163,9 +191,10 @@ export function createEscalation(deps: EscalationDeps): Escalation {
       for (const row of incidents.pendingDeadlines()) {
         if (row.deadlineAt! <= now) {
           overdue++;
-          fire(row.id, row.deadlineAt!, true);
+          fire(row.id, row.deadlineAt!, null, true);
         } else {
-          arm(row.id, row.deadlineAt!);
+          // a wall clock stepped back since the deadline was written must not stretch the wait past one budget
+          arm(row.id, row.deadlineAt!, row.priority);
         }
       }
       log.info({ armed: armedTimers.size, overdue }, 'escalation started');
