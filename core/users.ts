@@ -94,9 +94,21 @@ export class Users {
     const row = this.db.select().from(users).where(eq(users.username, username)).get();
     const ok = row ? await verifyPassword(password, row.passwordHash) : (await verifyPassword(password, await this.dummy), false);
     if (!row || !ok || row.disabled) throw new UnauthorizedError('wrong username or password');
-    const user = toAuthUser(row);
+    return this.issue(toAuthUser(row));
+  }
+
+  /**
+   * A fresh token for a user whose current token was just verified (sliding renewal: a console in use renews
+   * before its token expires, so a 24/7 board never logs itself out). A disabled user fails the verification
+   * before getting here, so renewal can never outlive a disabled account.
+   */
+  issue(user: AuthUser): { token: string; expiresAt: number; user: AuthUser } {
     const expiresAt = Date.now() + this.tokenTtlS * 1000;
     return { token: this.sign({ sub: user.id, exp: expiresAt }), expiresAt, user };
+  }
+
+  get ttlMs(): number {
+    return this.tokenTtlS * 1000;
   }
 
   private sign(claims: { sub: string; exp: number }): string {

@@ -30,7 +30,7 @@ async function snapshot(t: TestGateway, token: string, limit: number): Promise<{
   let after: string | null = null;
   let pages = 0;
   do {
-    const r = await t.api<Page>('GET', `/api/incidents/active?limit=${limit}${after ? `&after=${encodeURIComponent(after)}` : ''}`, undefined, token);
+    const r: { status: number; body: Page } = await t.api<Page>('GET', `/api/incidents/active?limit=${limit}${after ? `&after=${encodeURIComponent(after)}` : ''}`, undefined, token);
     expect(r.status, JSON.stringify(r.body).slice(0, 300)).toBe(200);
     items.push(...r.body.items);
     heads.push(r.body.head);

@@ -7,8 +7,9 @@ import { h, randomKey } from './dom.js';
 
 const OUTCOMES = ['help given at home', 'taken to hospital', 'false alarm', 'resident fine, no help needed', 'cancelled by resident'];
 
-export function incidentActions(ctx: Ctx, inc: Incident): HTMLElement {
-  const box = h('div', { class: 'actions' });
+/** `compact`: only the acknowledge button (list rows, the attention strip); the card and the detail get all. */
+export function incidentActions(ctx: Ctx, inc: Incident, opts: { compact?: boolean } = {}): HTMLElement {
+  const box = h('div', { class: opts.compact ? 'actions compact' : 'actions' });
   if (!ctx.can('admin', 'operator', 'steward')) return box;
   const path = (a: string) => `/api/incidents/${encodeURIComponent(inc.id)}/${a}`;
 
@@ -42,6 +43,7 @@ export function incidentActions(ctx: Ctx, inc: Incident): HTMLElement {
 
   const s = inc.status;
   if (s === 'open') box.append(button('Acknowledge', 'acknowledge', 'primary'));
+  if (opts.compact) return box;
   if (s === 'acknowledged' || s === 'dispatched') {
     const select = h('select', { 'aria-label': 'staff to dispatch', class: 'staff-select' });
     const fill = () => {

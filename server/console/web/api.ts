@@ -41,27 +41,46 @@ export class ApiError extends Error {
 
 const TOKEN_KEY = 'eldergate.token';
 const USER_KEY = 'eldergate.user';
+const SESSION_KEY = 'eldergate.session';
+
+interface SessionAnswer { token: string; expiresAt: number; ttlMs: number; user: User }
 
 export class Api {
   token: string | null = sessionStorage.getItem(TOKEN_KEY);
   user: User | null = JSON.parse(sessionStorage.getItem(USER_KEY) ?? 'null') as User | null;
-  /** called when the server says the token is no longer good */
-  onUnauthorized: () => void = () => {};
+  /** when the token expires (epoch ms, server clock as told at login) and how long a fresh one lives */
+  session: { expiresAt: number; ttlMs: number } | null = JSON.parse(sessionStorage.getItem(SESSION_KEY) ?? 'null') as { expiresAt: number; ttlMs: number } | null;
+  /** called when the server says the token is no longer good, with the server's reason */
+  onUnauthorized: (reason: string) => void = () => {};
 
   async login(username: string, password: string): Promise<User> {
-    const out = await this.request<{ token: string; user: User }>('POST', '/api/auth/login', { username, password }, { anonymous: true });
+    const out = await this.request<SessionAnswer>('POST', '/api/auth/login', { username, password }, { anonymous: true });
+    this.keep(out);
+    return out.user;
+  }
+
+  /** Sliding renewal: a new token for the current one, while it is still valid. */
+  async renew(): Promise<void> {
+    const out = await this.request<SessionAnswer>('POST', '/api/auth/renew', {});
+    if (this.token) this.keep(out); // logged out meanwhile: keep nothing
+  }
+
+  private keep(out: SessionAnswer): void {
     this.token = out.token;
     this.user = out.user;
+    this.session = { expiresAt: out.expiresAt, ttlMs: out.ttlMs };
     sessionStorage.setItem(TOKEN_KEY, out.token);
     sessionStorage.setItem(USER_KEY, JSON.stringify(out.user));
-    return out.user;
+    sessionStorage.setItem(SESSION_KEY, JSON.stringify(this.session));
   }
 
   logout(): void {
     this.token = null;
     this.user = null;
+    this.session = null;
     sessionStorage.removeItem(TOKEN_KEY);
     sessionStorage.removeItem(USER_KEY);
+    sessionStorage.removeItem(SESSION_KEY);
   }
 
   async request<T>(method: string, path: string, body?: unknown, opts: { idempotencyKey?: string; anonymous?: boolean } = {}): Promise<T> {
@@ -80,7 +99,7 @@ export class Api {
     try { parsed = text ? JSON.parse(text) : undefined; } catch { parsed = text; }
     if (!res.ok) {
       const e = (parsed ?? {}) as { code?: string; message?: string };
-      if (res.status === 401 && !opts.anonymous) this.onUnauthorized();
+      if (res.status === 401 && !opts.anonymous) this.onUnauthorized(e.message ?? 'the gateway refused the session');
       throw new ApiError(res.status, e.code ?? 'HTTP_' + res.status, e.message ?? `${res.status} ${res.statusText}`);
     }
     return parsed as T;

@@ -4,6 +4,8 @@ import { IncidentStore } from './store.js';
 import type { AlarmStreamClient } from './stream.js';
 import { h } from './dom.js';
 
+const MAX_TOASTS = 6;
+
 export interface Settings {
   budgets: Record<'P1' | 'P2' | 'P3', Budget>;
 }
@@ -29,11 +31,17 @@ export class Ctx {
     this.toasts = el;
   }
 
-  toast(message: string, kind: 'error' | 'ok' | 'info' = 'info'): void {
+  toast(message: string, kind: 'error' | 'ok' | 'info' | 'alarm' = 'info', opts: { href?: string; linkText?: string; incidentId?: string; ms?: number } = {}): void {
     if (!this.toasts) return;
-    const t = h('div', { class: `toast ${kind}`, role: kind === 'error' ? 'alert' : 'status' }, message);
+    const link = opts.href ? h('a', { href: opts.href, class: 'toast-link' }, opts.linkText ?? 'show') : null;
+    const t = h('div', {
+      class: `toast ${kind}`, role: kind === 'error' || kind === 'alarm' ? 'alert' : 'status', 'data-incident': opts.incidentId,
+    }, message, link ? ' ' : null, link);
+    link?.addEventListener('click', () => t.remove());
     this.toasts.append(t);
-    setTimeout(() => t.remove(), kind === 'error' ? 8000 : 4000);
+    // bounded: a burst of alarms keeps the newest few on screen (the board has them all)
+    while (this.toasts.childElementCount > MAX_TOASTS) this.toasts.firstElementChild!.remove();
+    setTimeout(() => t.remove(), opts.ms ?? (kind === 'alarm' ? 60_000 : kind === 'error' ? 8000 : 4000));
   }
 
   fail(err: unknown, what: string): void {

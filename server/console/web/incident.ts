@@ -53,6 +53,39 @@ function eventSummary(e: StreamEvent): string {
   }
 }
 
+/** Events that happen on their own while an incident waits; they do not break a run of escalations. */
+const BACKGROUND = new Set(['escalated', 'notify-attempt', 'notified', 'pushed', 'delivered', 'command-sent', 'command-acked']);
+
+/**
+ * The timeline with each run of escalations (only system events in between) shown as one line — "escalated ×21,
+ * first … last …" — that opens to every step: twenty-one lines of "level n" hide what a person did.
+ */
+export function timeline(events: readonly StreamEvent[]): HTMLElement {
+  const list = h('ol', { class: 'timeline' });
+  const line = (e: StreamEvent) => h('li', { 'data-type': e.type, 'data-seq': e.seq },
+    h('time', null, fmtTime(e.at)), h('span', { class: `ev ${e.type}` }, e.type), h('span', null, eventSummary(e)));
+  let run: { li: HTMLElement; steps: StreamEvent[] } | null = null;
+  for (const e of events) {
+    if (!BACKGROUND.has(e.type)) run = null;
+    if (e.type !== 'escalated') { list.append(line(e)); continue; }
+    if (!run) {
+      const li = line(e);
+      run = { li, steps: [] };
+      list.append(li);
+    }
+    run.steps.push(e);
+    if (run.steps.length > 1) {
+      const first = run.steps[0]!;
+      const d = e.data as Record<string, unknown>;
+      const detail = h('details', null, h('summary', null, `escalated ×${run.steps.length}: first ${fmtTime(first.at)}, last ${fmtTime(e.at)} — now ${String(d.toUnitId ?? 'top tier')} (${String(d.toTier ?? '')}), level ${String(d.level)}`),
+        h('ol', { class: 'steps' }, ...run.steps.map((x) => h('li', null, h('time', null, fmtTime(x.at)), ' ', eventSummary(x)))));
+      run.li.replaceChildren(h('time', null, fmtTime(first.at)), h('span', { class: 'ev escalated' }, 'escalated'), detail);
+      run.li.dataset.count = String(run.steps.length);
+    }
+  }
+  return list;
+}
+
 function stampsTable(inc: IncidentDetail): HTMLElement {
   const st = inc.stamps;
   const base = st.received ?? inc.openedAt;
@@ -143,8 +176,7 @@ export function incidentView(ctx: Ctx, root: HTMLElement, id: string): () => voi
           stampsTable(inc),
           h('section', { class: 'panel' },
             h('h2', null, 'Timeline'),
-            h('ol', { class: 'timeline' }, ...inc.events.map((e) => h('li', { 'data-type': e.type, 'data-seq': e.seq },
-              h('time', null, fmtTime(e.at)), h('span', { class: `ev ${e.type}` }, e.type), h('span', null, eventSummary(e))))),
+            timeline(inc.events),
           ),
         ),
         h('div', null,

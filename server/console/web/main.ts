@@ -4,7 +4,8 @@ import { Ctx, type Settings } from './context.js';
 import { clear, h } from './dom.js';
 import { AlarmStreamClient, type StreamStatus } from './stream.js';
 import { beepP1, soundLog, soundReady, unlockSound } from './sound.js';
-import { boardView } from './board.js';
+import { boardView, typeLabel } from './board.js';
+import { fmtClock, fmtTime } from './dom.js';
 import { incidentView } from './incident.js';
 import { fleetView } from './fleet.js';
 import { deviceView, provisionView } from './devices.js';
@@ -25,16 +26,22 @@ const applied: number[] = [];
   sounds: soundLog,
 };
 
+/** why the last session ended, shown on the login page (a wall board must never log out without a word) */
+let logoutReason: string | null = sessionStorage.getItem('eldergate.logoutReason');
+
 function loginView(): void {
   cleanup?.();
   cleanup = null;
   clear(app);
+  const why = logoutReason
+    ? h('p', { class: 'notice error', role: 'alert', 'data-logout-reason': '' }, `You were logged out: ${logoutReason}. Log in again to see the alarms.`)
+    : null;
   const username = h('input', { name: 'username', autocomplete: 'username', required: true, autofocus: true });
   const password = h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true });
   const error = h('p', { class: 'error', role: 'alert' });
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Log in');
   const form = h('form', { class: 'login' },
-    h('h1', null, 'eldergate'), h('p', { class: 'muted' }, 'Emergency response console'),
+    h('h1', null, 'eldergate'), h('p', { class: 'muted' }, 'Emergency response console'), why,
     h('label', { class: 'field' }, h('span', null, 'Username'), username),
     h('label', { class: 'field' }, h('span', null, 'Password'), password),
     submit, error);
@@ -45,6 +52,8 @@ function loginView(): void {
     unlockSound(); // the click is the gesture that lets the P1 sound play later
     try {
       await ctx.api.login(username.value.trim(), password.value);
+      logoutReason = null;
+      sessionStorage.removeItem('eldergate.logoutReason');
       if (!location.hash || location.hash === '#/login') location.hash = '#/board';
       startSession();
     } catch (err) {
@@ -59,7 +68,12 @@ function loginView(): void {
   username.focus();
 }
 
-function logout(): void {
+/** End the session; `reason` (when the person did not ask for it) is shown on the login page. */
+function logout(reason?: string): void {
+  logoutReason = reason ?? null;
+  if (reason) sessionStorage.setItem('eldergate.logoutReason', reason);
+  else sessionStorage.removeItem('eldergate.logoutReason');
+  session.stop();
   ctx.stream?.stop();
   ctx.stream = null;
   ctx.api.logout();
@@ -72,7 +86,66 @@ const shell = {
   nav: h('nav'),
   main: h('main', { id: 'view' }),
   sound: h('button', { type: 'button', class: 'sound' }, 'enable sound'),
+  warning: h('div', { class: 'session-warning', role: 'alert', hidden: true }),
 };
+
+// ---- the session: renewed while the console is open, a warning before it could end, a reason when it ends -----
+
+const RENEW_AT = 0.5; // renew when half of the token's life is gone
+const WARN_MS = 5 * 60_000; // warn this long before expiry (or at a quarter of a short life)
+
+const session = {
+  timer: undefined as number | undefined,
+  inflight: false,
+  failures: 0,
+  nextTry: 0,
+  lastError: '',
+  start(): void {
+    this.stop();
+    this.timer = window.setInterval(() => void this.check(), 1000);
+    void this.check();
+  },
+  stop(): void {
+    window.clearInterval(this.timer);
+    this.timer = undefined;
+    this.failures = 0;
+    this.nextTry = 0;
+    shell.warning.hidden = true;
+  },
+  async check(): Promise<void> {
+    const s = ctx.api.session;
+    if (!s || !ctx.api.token) return;
+    const now = Date.now();
+    const left = s.expiresAt - now;
+    if (left <= 0) return logout(`your session expired at ${fmtTime(s.expiresAt)}${this.lastError ? ` and could not be renewed (${this.lastError})` : ''}`);
+    const warnAt = Math.min(WARN_MS, s.ttlMs / 4);
+    if (left < warnAt) {
+      shell.warning.hidden = false;
+      shell.warning.dataset.sessionWarning = String(Math.ceil(left / 1000));
+      shell.warning.textContent = `Your session ends in ${fmtClock(left)} and could not be renewed${this.lastError ? ` (${this.lastError})` : ''}: ` +
+        'check the network; if it ends, log in again at once to keep receiving alarms.';
+    } else {
+      shell.warning.hidden = true;
+    }
+    if (left > s.ttlMs * (1 - RENEW_AT) || this.inflight || now < this.nextTry) return;
+    this.inflight = true;
+    try {
+      await ctx.api.renew();
+      this.failures = 0;
+      this.lastError = '';
+      shell.warning.hidden = true;
+      // the open socket was authorised with the old token, which the server will refuse at expiry: move to a new
+      // one now; it resumes after the last seq processed, so nothing is missed
+      ctx.stream?.reconnectNow();
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      this.nextTry = Date.now() + Math.min(60_000, 2000 * 2 ** this.failures++);
+    } finally {
+      this.inflight = false;
+    }
+  },
+};
+
 
 function drawShell(): void {
   clear(app);
@@ -85,7 +158,7 @@ function drawShell(): void {
   ];
   shell.nav.replaceChildren(...links.filter(([, , ok]) => ok).map(([href, label]) => h('a', { href }, label)));
   const out = h('button', { type: 'button', class: 'link' }, 'log out');
-  out.addEventListener('click', logout);
+  out.addEventListener('click', () => logout());
   shell.sound.addEventListener('click', () => { unlockSound(); setTimeout(drawSound, 100); });
   const toasts = h('div', { class: 'toasts', 'aria-live': 'assertive' });
   ctx.mountToasts(toasts);
@@ -97,6 +170,7 @@ function drawShell(): void {
       shell.sound,
       h('span', { class: 'who' }, `${user.displayName ?? user.username} · ${user.role}${user.unitId ? ' · ' + user.unitId : ''}`),
       out),
+    shell.warning,
     shell.main,
     toasts,
   );
@@ -146,28 +220,56 @@ function startSession(): void {
       ctx.store.apply(e, replay);
     },
     onStatus: setStatus,
-    onUnauthorized: () => { ctx.toast('your session ended: log in again', 'error'); logout(); },
+    onUnauthorized: (reason) => logout(`the gateway ended the session: ${reason}`),
     onReset: () => ctx.store.reset(),
     checkToken: () => ctx.api.get('/api/auth/me').then(() => true, (err: { status?: number }) => err.status !== 401),
   });
   ctx.stream = stream;
   stream.start();
+  session.start();
   route();
 }
 
-// a new P1 (not a test) sounds once, also when it arrived while we were reconnecting
+// A new P1 (not a test) sounds once, also when it arrived while we were reconnecting. A repeated press on an open
+// incident is a new cry for help: the tone again and a toast that links to it. While any P1 waits for its
+// acknowledgement, the tone repeats.
+const REMIND_MS = 10_000;
 const sounded = new Set<string>();
-ctx.store.on((inc, e) => {
-  if (!e || e.type !== 'opened' || inc.priority !== 'P1' || inc.test || sounded.has(inc.id)) return;
-  sounded.add(inc.id);
-  soundLog.push({ at: Date.now(), incidentId: inc.id });
+let lastTone = 0;
+const tone = (incidentId: string, reason: 'new' | 'repeat' | 'reminder') => {
+  lastTone = Date.now();
+  soundLog.push({ at: lastTone, incidentId, reason });
+  if (soundLog.length > 1000) soundLog.splice(0, 100);
   beepP1();
-  if (!soundReady()) ctx.toast('New P1 alarm — click "enable sound" to hear the next one', 'error');
+};
+ctx.store.on((inc, e) => {
+  if (!e || inc.test) return;
+  if (e.type === 'opened' && inc.priority === 'P1' && !sounded.has(inc.id)) {
+    sounded.add(inc.id);
+    if (sounded.size > 10_000) sounded.delete(sounded.values().next().value!);
+    tone(inc.id, 'new');
+    if (!soundReady()) ctx.toast('New P1 alarm — click "enable sound" to hear the next one', 'error');
+    return;
+  }
+  if (e.type === 'joined' && inc.priority !== 'P3' && (inc.status === 'open' || inc.status === 'acknowledged' || inc.status === 'dispatched' || inc.status === 'on-site')) {
+    if (inc.priority === 'P1') tone(inc.id, 'repeat');
+    const who = inc.residentId ? ctx.residents.peek(inc.residentId)?.name : undefined;
+    ctx.toast(`${typeLabel(inc.type)} pressed again (×${inc.count})${who ? ` — ${who}` : ''}: ${inc.status}`, 'alarm', {
+      href: `#/incident/${encodeURIComponent(inc.id)}`, linkText: 'open the incident', incidentId: inc.id,
+    });
+  }
 });
+window.setInterval(() => {
+  if (!ctx.api.token || Date.now() - lastTone < REMIND_MS - 500) return;
+  const waiting = ctx.store.active().filter((i) => i.priority === 'P1' && i.status === 'open' && !i.test);
+  if (!waiting.length) return;
+  waiting.sort((a, b) => b.openedAt - a.openedAt);
+  tone(waiting[0]!.id, 'reminder');
+}, 1000);
 // staff names on cards: dispatches change who is where
 ctx.store.on((_inc, e) => { if (e?.type === 'dispatched') ctx.staff.get('all'); });
 
-ctx.api.onUnauthorized = () => { if (ctx.api.token) logout(); };
+ctx.api.onUnauthorized = (reason) => { if (ctx.api.token) logout(`the gateway refused the session: ${reason}`); };
 window.addEventListener('hashchange', () => { if (ctx.api.token) route(); });
 if (ctx.api.token) startSession();
 else loginView();

@@ -36,4 +36,4 @@ export function beepP1(): void {
 }
 
 /** how many P1 sounds played (the browser test reads it: headless Chromium has no speakers) */
-export const soundLog: { at: number; incidentId: string }[] = [];
+export const soundLog: { at: number; incidentId: string; reason: 'new' | 'repeat' | 'reminder' }[] = [];

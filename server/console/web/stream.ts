@@ -7,12 +7,13 @@ export type StreamStatus = 'connecting' | 'replaying' | 'live' | 'offline';
 
 export interface StreamOptions {
   token(): string | null;
-  /** first connection (or after a reset): load the current state; the stream then resumes after `head` */
-  initialLoad(head: number): Promise<void>;
+  /** first connection (or after a reset): load the current state; returns the log head the snapshot was read at,
+   *  and the stream resumes after it (snapshot + stream, no gap) */
+  initialLoad(): Promise<number>;
   onEvent(e: StreamEvent, replay: boolean): void;
   onStatus(status: StreamStatus, detail?: string): void;
-  /** the token was refused: log in again */
-  onUnauthorized(): void;
+  /** the token was refused (the reason is the server's): log in again */
+  onUnauthorized(reason: string): void;
   /** the server's log is not the one we saw (SINCE_BEYOND_LATEST): local state must be dropped */
   onReset(): void;
   checkToken(): Promise<boolean>;
@@ -53,6 +54,12 @@ export class AlarmStreamClient {
     this.setStatus('offline');
   }
 
+  /** A new token (renewed session): resume on a new socket that carries it, from the last seq processed. */
+  reconnectNow(): void {
+    if (this.stopped || this.lastSeq === null) return;
+    this.connect();
+  }
+
   private setStatus(s: StreamStatus, detail?: string): void {
     this.status = s;
     this.o.onStatus(s, detail);
@@ -60,7 +67,7 @@ export class AlarmStreamClient {
 
   private connect(): void {
     const token = this.o.token();
-    if (!token) return this.o.onUnauthorized();
+    if (!token) return this.o.onUnauthorized('not logged in');
     this.abandon();
     this.setStatus('connecting');
     const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
@@ -78,11 +85,11 @@ export class AlarmStreamClient {
       if (this.ws !== ws) return;
       this.ws = null;
       if (this.stopped) return;
-      if (c.code === 4401) return this.o.onUnauthorized();
+      if (c.code === 4401) return this.o.onUnauthorized(c.reason || 'the gateway ended the session');
       this.setStatus('offline', c.reason || (opened ? 'connection lost' : 'cannot connect'));
       if (!opened) {
         // a refused upgrade looks like any failed connection to a page: ask the API whether the token still works
-        void this.o.checkToken().then((ok) => (ok ? this.reconnectSoon() : this.o.onUnauthorized()));
+        void this.o.checkToken().then((ok) => (ok ? this.reconnectSoon() : this.o.onUnauthorized('the gateway no longer accepts this session')));
         return;
       }
       this.reconnectSoon();
@@ -93,10 +100,10 @@ export class AlarmStreamClient {
     const msg = JSON.parse(text) as { type: string; [k: string]: unknown };
     switch (msg.type) {
       case 'hello': {
-        const head = msg.head as number;
         if (this.lastSeq === null) {
+          let head: number;
           try {
-            await this.o.initialLoad(head);
+            head = await this.o.initialLoad();
           } catch (err) {
             this.setStatus('offline', `loading failed: ${(err as Error).message}`);
             ws.close();
