@@ -34,6 +34,7 @@ export type LifeSafetyType = (typeof LIFE_SAFETY_TYPES)[number];
 export const TECHNICAL_TYPES = [
   'cancel', 'check-in', 'heartbeat', 'position', 'battery', 'power-lost', 'power-restored', 'signal', 'tamper',
   'device-fault', 'comm-lost', 'comm-restored', 'test', 'status', 'command-ack', 'presence', 'supervision', 'unknown',
+  'unreadable',
 ] as const;
 export type TechnicalType = (typeof TECHNICAL_TYPES)[number];
 
@@ -61,7 +62,19 @@ interface ObservationBase {
   restore?: boolean;
   /** transport detail kept for diagnosis (Contact ID code, Modbus register) */
   detail?: Record<string, unknown>;
+  /**
+   * The transport connection it arrived on (MQTT: client id and connect time). A device resends an unacknowledged
+   * message only on a new connection [MQTT-4.4.0-1]; a repeat in the same session is a resend or a firmware bug.
+   */
+  session?: string;
+  /** MQTT packet id of a QoS 1 publish: a resend after reconnect carries the same one [MQTT-4.3.2-1] */
+  packetId?: number;
+  /** the MQTT DUP flag: the sender says this may be a redelivery [MQTT-3.3.1-1] (many clients never set it) */
+  redelivered?: boolean;
 }
+
+/** Flag on an observation (and its incident) that repeats an earlier one's dedup key but was raised anyway. */
+export const POSSIBLE_REPLAY = 'possible-replay';
 
 export type Observation = ObservationBase &
   (
@@ -80,10 +93,18 @@ export type Observation = ObservationBase &
     | { type: 'status'; online: boolean }
     | { type: 'command-ack'; commandId: string; ok: boolean; error?: string }
     | { type: 'unknown'; code: string }
+    /**
+     * the gateway's own report that a device sent frames it had to refuse (devices/frames.ts): `count` refusals since
+     * the last report, the last one's reason and topic; rate-bound per device (gateway/broker/unreadable.ts)
+     */
+    | { type: 'unreadable'; count: number; reason: string; topic?: string }
   );
 
 export interface IngestResult {
-  /** `stored`: written durably now; `duplicate`: the same (deviceId, seq, ts) was already durable */
+  /**
+   * `stored`: written durably now; `duplicate`: a resend of an observation already durable (the same (deviceId,
+   * seq, ts), or a keyless envelope recognised by session, packet id and arrival order) — dropped, logged, counted
+   */
   status: 'stored' | 'duplicate';
   observationId: number;
 }
@@ -169,4 +190,6 @@ export interface AlarmSource {
   observationId?: number;
   /** stamps so far: deviceTs, received, ruleEvaluated (epoch ms) */
   stamps: Record<string, number>;
+  /** what the incident must show about the observation, e.g. `possible-replay` */
+  flags?: string[];
 }

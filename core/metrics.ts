@@ -17,6 +17,16 @@ export function createMetrics() {
       name: 'eldergate_refused_total', help: 'Inputs refused, by where and why',
       labelNames: ['stage', 'reason'] as const, registers: [registry],
     }),
+    duplicates: new Counter({
+      name: 'eldergate_duplicates_dropped_total',
+      help: 'Observations dropped as resends of one already stored, by source, type class and how they were recognised',
+      labelNames: ['source', 'class', 'key'] as const, registers: [registry],
+    }),
+    replays: new Counter({
+      name: 'eldergate_possible_replays_total',
+      help: 'Life-safety observations that repeated a stored key but were raised anyway, flagged possible-replay',
+      labelNames: ['source', 'key'] as const, registers: [registry],
+    }),
     shed: new Counter({
       name: 'eldergate_telemetry_shed_total', help: 'Telemetry dropped under overload (alarms never are)', registers: [registry],
     }),
@@ -38,6 +48,11 @@ export function createMetrics() {
     }),
     queue: new Gauge({
       name: 'eldergate_ingest_queue', help: 'Observations waiting for the writer', labelNames: ['queue'] as const, registers: [registry],
+    }),
+    unreadableReports: new Counter({
+      name: 'eldergate_unreadable_reports_total',
+      help: 'Reports of refused frames written as "unreadable" observations (rate-bound per device), by result',
+      labelNames: ['result'] as const, registers: [registry],
     }),
     wsClients: new Gauge({ name: 'eldergate_consoles_connected', help: 'Consoles connected over WebSocket', registers: [registry] }),
   };

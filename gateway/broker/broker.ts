@@ -17,6 +17,8 @@ import { decodeCommandAck, decodeFrame, decodeStatus, type FrameResult } from '.
 import type { DeviceStates } from '../device-state.js';
 import type { Ingest } from '../ingest.js';
 import { guardConnection } from './guard.js';
+import { createUnreadableReporter } from './unreadable.js';
+import { stampSession } from './session.js';
 
 export interface BrokerDeps {
   config: Config;
@@ -46,11 +48,20 @@ class RefusedError extends Error {
 
 const CHANNELS = new Set(['events', 'telemetry', 'status', 'commands/ack']);
 
+/** refused frames of one device are reported (raise, then join the open incident) at most once per this window */
+export const UNREADABLE_REPORT_WINDOW_MS = 3000;
+
 export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
   const { config, registry, states, ingest, bus, metrics } = deps;
   const log = deps.log.child({ module: 'broker' });
   const perAddress = new Map<string, number>();
   let connections = 0;
+
+  const unreadable = createUnreadableReporter({
+    sink: ingest, log, metrics, windowMs: UNREADABLE_REPORT_WINDOW_MS,
+    // only a connected device can send a frame: no more than the connections allowed need tracking at once
+    maxDevices: config.mqtt.maxConnections,
+  });
 
   const refuse = (stage: string, reason: string, fields: Record<string, unknown>) => {
     metrics.refused.inc({ stage, reason });
@@ -114,16 +125,24 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
         result = decodeCommandAck(id, payload, at);
       }
       if (!result.ok) {
-        // Authenticated but unreadable: never an observation. Kept raw, counted, flagged on the device so a human
-        // looks at the terminal; acknowledged so the device does not resend it forever.
-        metrics.refused.inc({ stage: 'payload', reason: result.reason.split(':')[0]! });
+        // Authenticated but unreadable: never an observation. Kept raw, counted, flagged on the device, and reported
+        // as a P3 "terminal sends unreadable messages" incident so a person looks at the terminal. Acknowledged, so
+        // the device does not resend it forever — but only once such a report is durable.
+        metrics.refused.inc({ stage: 'payload', reason: result.code });
         log.warn({ deviceId: id, topic: packet.topic, reason: result.reason, bytes: payload.length }, 'unreadable message');
         ingest.recordReject({ deviceId: id, source: 'mqtt', topic: packet.topic, reason: result.reason, raw: payload, at });
         states.markUnreadable(id, result.reason, at);
-        return done(null);
+        const reported = unreadable.refused(id, result.reason, packet.topic);
+        if (!reported) return done(null);
+        reported.then(() => done(null), (err: Error) => {
+          log.error({ err, deviceId: id }, 'could not report an unreadable message: no PUBACK, the device will resend');
+          done(err);
+        });
+        return;
       }
       registry.markInService(id);
       const obs = result.obs;
+      stampSession(obs, client, packet);
       if (channel === 'telemetry' || channel === 'status') {
         const wait = ingest.submitTelemetry(obs, packet.qos > 0);
         if (!wait) return done(null);
@@ -239,6 +258,7 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     },
     async close() {
       bus.off('device-revoked', onRevoked);
+      await unreadable.close();
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
       await new Promise<void>((r) => aedes.close(() => r()));
     },

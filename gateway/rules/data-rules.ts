@@ -41,6 +41,7 @@ export const OBSERVATION_FIELDS: Record<ObservationType, Fields> = {
   status: { online: 'boolean' },
   'command-ack': { commandId: 'string', ok: 'boolean', error: 'string' },
   unknown: { code: 'string' },
+  unreadable: { count: 'number', reason: 'string', topic: 'string' },
 };
 
 type Op = '<' | '<=' | '>' | '>=' | '==' | '!=';

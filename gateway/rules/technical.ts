@@ -6,6 +6,8 @@
 // - tamper, device-fault, comm-lost, supervision (a panel's "fail to report", Contact ID 102/147/381) → raised;
 //   cleared by their restore (and comm-lost by comm-restored)
 // - unknown (an unmapped Contact ID code) → 'unknown-event', so that someone sees it and maps it
+// - unreadable (the gateway refused frames from the device) → 'unreadable-messages', "terminal sends unreadable
+//   messages": one card per device, later reports join it; a person closes it once the terminal was looked at
 import type { AlarmAction, Observation } from '../../core/contracts.js';
 import type { Rule, RuleContext, RuleOutput } from './types.js';
 
@@ -13,6 +15,7 @@ export const LOW_BATTERY = 'low-battery';
 export const POWER_LOST = 'power-lost';
 export const UNKNOWN_EVENT = 'unknown-event';
 export const SUPERVISION_FAILURE = 'supervision-failure';
+export const UNREADABLE_MESSAGES = 'unreadable-messages';
 
 const RULE = 'technical';
 
@@ -71,7 +74,7 @@ const RAISES: Record<string, string> = {
 
 export const technicalRule: Rule = {
   name: 'technical',
-  on: ['battery', 'heartbeat', 'position', ...Object.keys(RAISES), 'power-restored', 'comm-restored', 'unknown'],
+  on: ['battery', 'heartbeat', 'position', ...Object.keys(RAISES), 'power-restored', 'comm-restored', 'unknown', 'unreadable'],
   evaluate(obs, ctx) {
     switch (obs.type) {
       case 'battery':
@@ -86,6 +89,11 @@ export const technicalRule: Rule = {
         return clear(ctx, 'comm-lost', 'communication restored');
       case 'unknown':
         return raise(UNKNOWN_EVENT, obs, { code: obs.code, ...(obs.restore && { restore: true }) });
+      case 'unreadable':
+        return raise(UNREADABLE_MESSAGES, obs, {
+          title: 'terminal sends unreadable messages', refused: obs.count, reason: obs.reason,
+          ...(obs.topic !== undefined && { topic: obs.topic }),
+        });
       default: {
         const type = RAISES[obs.type];
         if (!type) return undefined;

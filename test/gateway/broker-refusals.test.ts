@@ -135,8 +135,11 @@ describe('unreadable messages from an authenticated device', () => {
     // the connection stays up: a device with a bad firmware field still gets its alarms through
     await publishAsync(c, `devices/${id}/events`, JSON.stringify({ ts: 5, seq: 5, type: 'fall', confidence: 0.93 }));
     c.end(true);
-    const types = (t.gw.store.sqlite.prepare('select type from observations where device_id = ?').all(id) as { type: string }[]).map((r) => r.type);
+    const types = (t.gw.store.sqlite.prepare("select type from observations where device_id = ? and source = 'mqtt'").all(id) as { type: string }[]).map((r) => r.type);
     expect(types).toEqual(['fall']);
+    // the gateway's own report of them (test/gateway/unreadable-end-to-end.test.ts): one, not one per frame
+    const reports = t.gw.store.sqlite.prepare("select type from observations where device_id = ? and source = 'gateway'").all(id);
+    expect(reports).toEqual([{ type: 'unreadable' }]);
     const rejects = await waitFor(async () => {
       const r = await t.api('GET', `/api/devices/${id}/rejects`);
       return r.body.items.length === 5 ? r.body.items : undefined;
