@@ -3,7 +3,9 @@
 // and their alarms open, join, clear or cancel incidents. Rule timers that come due are queued behind the device's
 // observations and run the same way.
 import type Database from 'better-sqlite3';
-import { isLifeSafety, type AlarmAction, type AlarmSource, type IncidentEvent, type Observation } from '../core/contracts.js';
+import {
+  POSSIBLE_REPLAY, isLifeSafety, type AlarmAction, type AlarmSource, type IncidentEvent, type Observation,
+} from '../core/contracts.js';
 import type { Config } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
@@ -13,6 +15,7 @@ import type { IncidentService } from '../response/incidents.js';
 import type { SafeZone } from '../devices/schema.js';
 import { createEngine, type Engine, type EvaluateInput, type EvaluateResult, type TimerFire } from './engine.js';
 import type { KindInfo, ResidentView } from './rules/types.js';
+import { checkPosition } from './geo.js';
 import type { DeviceStates } from './device-state.js';
 import { AlarmNotRecordedError, type Ingest } from './ingest.js';
 
@@ -37,6 +40,9 @@ export function kindInfos(): Record<string, KindInfo> {
   }
   return out;
 }
+
+/** A rule timer whose alarm could not be written runs again after this long (the database may be back). */
+export const TIMER_RETRY_MS = 5_000;
 
 export interface AlarmPipeline {
   engine: Engine;
@@ -88,7 +94,16 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
   /** supervision state a rule asked for, applied once the observation is folded in */
   const pendingPatch = new Map<string, EvaluateResult['state']>();
 
-  const applyAlarms = (entry: DeviceEntry, result: EvaluateResult, stamps: Record<string, number>, observationId?: number, lifeSafety = false): IncidentEvent[] => {
+  /**
+   * Write a rule result's alarms as incidents. For a life-safety observation each alarm stands alone (a failing
+   * clear must not hold back the SOS) and only a raise that fails refuses the observation. For anything else — a
+   * safe-zone exit computed from a position, an offline incident from a timer — the alarms are written together or
+   * not at all, and a failure refuses the trigger: the position gets no PUBACK, the timer runs again.
+   */
+  const applyAlarms = (
+    entry: Pick<DeviceEntry, 'id' | 'residentId' | 'unitId'>, result: Pick<EvaluateResult, 'alarms' | 'evaluatedAt'>,
+    stamps: Record<string, number>, observationId?: number, lifeSafety = false, flags?: string[],
+  ): IncidentEvent[] => {
     const events: IncidentEvent[] = [];
     if (result.alarms.length === 0) return events;
     const source: AlarmSource = {
@@ -97,53 +112,141 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
       unitId: entry.unitId,
       ...(observationId !== undefined ? { observationId } : {}),
       stamps: { ...stamps, ruleEvaluated: result.evaluatedAt },
+      ...(flags?.length ? { flags } : {}),
     };
-    for (const alarm of result.alarms) {
+    const failed = (err: unknown, alarm: AlarmAction) => {
+      // an alarm that cannot become an incident is the worst failure there is: say it loudly
+      log.fatal({ err, deviceId: entry.id, alarm }, 'an alarm could not be written as an incident');
+      d.metrics.refused.inc({ stage: 'incident', reason: 'write failed' });
+    };
+    if (lifeSafety) {
+      for (const alarm of result.alarms) {
+        try {
+          for (const e of d.incidents.applyAlarm(alarm, source)) events.push(e);
+        } catch (err) {
+          failed(err, alarm);
+          // a life-safety raise that did not become an incident: no acknowledgement, the device resends
+          if (alarm.action === 'raise') throw new AlarmNotRecordedError(`incident for ${alarm.type} not written`, { cause: err });
+        }
+      }
+    } else {
+      let current: AlarmAction | undefined;
       try {
-        for (const e of d.incidents.applyAlarm(alarm as AlarmAction, source)) events.push(e);
+        // one savepoint for them all: on failure none of them is kept
+        d.sqlite.transaction(() => {
+          for (const alarm of result.alarms) {
+            current = alarm;
+            for (const e of d.incidents.applyAlarm(alarm, source)) events.push(e);
+          }
+        })();
       } catch (err) {
-        // an alarm that cannot become an incident is the worst failure there is: say it loudly
-        log.fatal({ err, deviceId: entry.id, alarm }, 'an alarm could not be written as an incident');
-        d.metrics.refused.inc({ stage: 'incident', reason: 'write failed' });
-        // a life-safety raise that did not become an incident: no acknowledgement, the device resends
-        if (lifeSafety && alarm.action === 'raise') throw new AlarmNotRecordedError(`incident for ${alarm.type} not written`, { cause: err });
+        failed(err, current!);
+        throw new AlarmNotRecordedError(
+          `${current?.action ?? 'alarm'} ${current?.type ?? ''} for ${entry.id} not written: its trigger is not acknowledged and will come again`,
+          { cause: err },
+        );
       }
     }
     d.metrics.stage.observe({ stage: 'rules' }, Math.max(0, result.evaluatedAt - (stamps.received ?? result.evaluatedAt)) / 1000);
     return events;
   };
 
+  const deviceRow = d.sqlite.prepare(`select d.resident_id as residentId, r.unit_id as unitId from devices d
+    left join residents r on r.id = d.resident_id where d.id = ?`);
+
+  /**
+   * A life-safety observation the rules could not look at (the device is missing from the registry cache, its
+   * resident's row cannot be read, the engine failed): raised P1 as it is, with what the database says of the
+   * device. Throws AlarmNotRecordedError if even that cannot be written.
+   */
+  const raiseWithoutRules = (obs: Observation, observationId: number, stamps: Record<string, number>, reason: string): IncidentEvent[] => {
+    let owner: { residentId: string | null; unitId: string | null } = { residentId: null, unitId: null };
+    try {
+      owner = (deviceRow.get(obs.deviceId) as typeof owner | undefined) ?? owner;
+    } catch (err) {
+      log.error({ err, deviceId: obs.deviceId }, 'could not read the device row for a fallback raise; raising it with no resident');
+    }
+    const where = checkPosition((obs as { position?: unknown }).position);
+    const alarm: AlarmAction = {
+      action: 'raise', type: obs.type, priority: 'P1', rule: 'engine-fallback',
+      ...(where.ok && { position: { ...where.position, stale: false } }),
+      data: { fallback: true, reason, ...(obs.flags?.length ? { flags: obs.flags } : {}) },
+    };
+    const now = Date.now();
+    return applyAlarms({ id: obs.deviceId, ...owner }, { alarms: [alarm], evaluatedAt: now }, stamps, observationId, true, incidentFlags(obs));
+  };
+
   const engine = createEngine({
     kinds: kindInfos(),
     config: { supervision: d.config.supervision, rules: d.config.rules, ruleSettings: d.config.ruleSettings },
     log: d.log,
-    onTimerDue(fire: TimerFire) {
-      d.ingest.enqueueTask(fire.deviceId, () => {
-        const entry = d.registry.entry(fire.deviceId);
-        if (!entry) return;
-        const now = Date.now();
-        const result = engine.runTimer(fire, input(entry, now));
-        if (result.stale) return;
-        if (result.state.supervision) {
-          d.states.get(entry.id).supervision = result.state.supervision;
+    onTimerDue,
+  });
+
+  function onTimerDue(fire: TimerFire): void {
+    d.ingest.enqueueTask(fire.deviceId, () => {
+      const entry = d.registry.entry(fire.deviceId);
+      if (!entry) return;
+      const now = Date.now();
+      const result = engine.runTimer(fire, input(entry, now));
+      if (result.stale) return;
+      const state = d.states.get(entry.id);
+      const supervisionBefore = state.supervision;
+      // If this run is rolled back (its alarm not written, or the whole batch failed), nothing of it is kept — rule
+      // memory, timers and state go back — and it runs again later; an observation from the device meanwhile makes
+      // the fire stale, as it would have the first time.
+      d.ingest.onRollback(() => {
+        engine.revert(result);
+        if (state.supervision !== supervisionBefore) {
+          state.supervision = supervisionBefore;
           d.states.markDirty(entry.id);
         }
-        return applyAlarms(entry, result, { received: now });
+        log.error({ deviceId: entry.id, rule: fire.rule, timer: fire.key, retryInMs: TIMER_RETRY_MS },
+          `a rule timer's alarm could not be written; it runs again in ${TIMER_RETRY_MS / 1000} s`);
+        setTimeout(() => onTimerDue(fire), TIMER_RETRY_MS).unref();
       });
-    },
-  });
+      const events = applyAlarms(entry, result, { received: now });
+      // the state follows the database: 'offline' only with the offline incident written
+      if (result.state.supervision) {
+        state.supervision = result.state.supervision;
+        d.states.markDirty(entry.id);
+      }
+      return events;
+    });
+  }
 
   d.ingest.use({
     name: 'rules',
+    // a life-safety observation this step fails on in any way is refused (no PUBACK), never stored without incident
+    raisesIncidents: true,
     run(obs: Observation, observationId: number, stamps: Record<string, number>) {
+      const lifeSafety = isLifeSafety(obs.type);
       const entry = d.registry.entry(obs.deviceId);
       if (!entry) {
+        if (lifeSafety) {
+          log.error({ deviceId: obs.deviceId, type: obs.type },
+            'life-safety observation from a device not in the registry cache: raised P1 without rules; check how the device was provisioned');
+          return raiseWithoutRules(obs, observationId, stamps, 'device not in the registry cache');
+        }
         log.warn({ deviceId: obs.deviceId, type: obs.type }, 'observation from a device not in the registry: stored, no rules');
         return;
       }
-      const result = engine.evaluate(obs, input(entry, Date.now()));
+      let result: EvaluateResult;
+      try {
+        result = engine.evaluate(obs, input(entry, Date.now()));
+      } catch (err) {
+        // a technical observation is kept (logged by ingest); an emergency is raised without the rules
+        if (!lifeSafety) throw err;
+        log.error({ err, deviceId: obs.deviceId, type: obs.type },
+          'the rules could not evaluate a life-safety observation: raised P1 without rules; fix the cause logged here');
+        return raiseWithoutRules(obs, observationId, stamps, `rules failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      // if the observation is refused (its alarm not written) or its batch fails, it will be resent: the rules'
+      // memory and timers go back to where they were, so the resend is judged as the first one was
+      d.ingest.onRollback(() => engine.revert(result));
+      const events = applyAlarms(entry, result, stamps, observationId, lifeSafety, incidentFlags(obs));
       if (Object.keys(result.state).length) pendingPatch.set(entry.id, result.state);
-      return applyAlarms(entry, result, stamps, observationId, isLifeSafety(obs.type));
+      return events;
     },
     after(obs: Observation) {
       const patch = pendingPatch.get(obs.deviceId);
@@ -181,7 +284,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
       const inputs = [];
       for (const e of d.registry.allEntries()) {
         if (e.state === 'suspended' || e.state === 'decommissioned' || e.state === 'provisioned') continue;
-        inputs.push({ ...input(e, now), hints: { lastCheckInAt: checkIns.get(e.id) ?? null, lastActivityAt: activity.get(e.id) ?? null } });
+        inputs.push({ ...input(e, now), hints: { lastCheckInAt: checkIns.get(e.id) ?? null, lastActivityAt: activity.get(e.id) ?? null, startup: true } });
       }
       const r = engine.restoreTimers(inputs);
       log.info(r, 'rule timers restored');
@@ -189,4 +292,9 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
     },
     close: () => engine.close(),
   };
+}
+
+/** The observation's flags an incident must show. */
+function incidentFlags(obs: Observation): string[] | undefined {
+  return obs.flags?.includes(POSSIBLE_REPLAY) ? [POSSIBLE_REPLAY] : undefined;
 }

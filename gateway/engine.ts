@@ -98,6 +98,12 @@ export interface EngineOptions {
 export interface Engine {
   evaluate(obs: Observation, input: EvaluateInput): EvaluateResult;
   runTimer(fire: TimerFire, input: EvaluateInput): EvaluateResult;
+  /**
+   * Undo what evaluate/runTimer changed in rule memory and timers (and make a consumed timer fire valid again), for
+   * when the alarms of that result could not be written: memory must not move ahead of the database (a safe-zone
+   * rule that believes the resident is already outside would never raise the exit again).
+   */
+  revert(result: EvaluateResult): void;
   /** start-up: arm every rule's timers from stored state (overdue ones come due at once) */
   restoreTimers(inputs: Iterable<RestoreInput>): { devices: number; timers: number; errors: number };
   /** a device, its binding or its resident changed (bind, PATCH resident, resume): re-arm its timers */
@@ -157,6 +163,14 @@ export function createEngine(options: EngineOptions): Engine {
   }
 
   const memory = new Map<string, Map<string, unknown>>();
+  /** what an evaluation changed, to put back if its alarms are not written (kept off the result's visible shape) */
+  interface Undo {
+    memory: { deviceId: string; rule: string; prev: unknown }[];
+    timers: { deviceId: string; slot: string; prev: number | undefined }[];
+    firing: { id: string; gen: number | undefined }[];
+  }
+  const undos = new WeakMap<EvaluateResult, Undo>();
+  let undo: Undo | null = null;
   /** fired timers not yet run, by heap id → generation */
   const firing = new Map<string, number>();
   const warnedKinds = new Set<string>();
@@ -214,6 +228,11 @@ export function createEngine(options: EngineOptions): Engine {
         log.error({ rule: rule.name, key, deviceId }, 'rule asked for a timer it did not declare; ignored (declare it in `timers`)');
         continue;
       }
+      if (undo) {
+        const id = TimerQueue.id(deviceId, slot);
+        undo.firing.push({ id, gen: firing.get(id) });
+        undo.timers.push({ deviceId, slot, prev: timers.get(deviceId, slot)?.at });
+      }
       if (firing.size) firing.delete(TimerQueue.id(deviceId, slot));
       if ('set' in req) {
         const inMs = Number.isFinite(req.inMs) ? Math.max(0, req.inMs) : NaN;
@@ -232,6 +251,7 @@ export function createEngine(options: EngineOptions): Engine {
   function applyMemory(rule: Rule, deviceId: string, value: unknown): void {
     if (value === undefined) return;
     let m = memory.get(deviceId);
+    undo?.memory.push({ deviceId, rule: rule.name, prev: m?.get(rule.name) });
     if (value === null) {
       if (m?.delete(rule.name) && m.size === 0) memory.delete(deviceId);
       return;
@@ -262,6 +282,16 @@ export function createEngine(options: EngineOptions): Engine {
 
   function evaluate(obs: Observation, input: EvaluateInput): EvaluateResult {
     const result = emptyResult();
+    undo = { memory: [], timers: [], firing: [] };
+    undos.set(result, undo);
+    try {
+      return evaluateRules(obs, input, result);
+    } finally {
+      undo = null;
+    }
+  }
+
+  function evaluateRules(obs: Observation, input: EvaluateInput, result: EvaluateResult): EvaluateResult {
     const deviceId = input.device.id;
     const kind = kindOf(input.device);
     let handled: string | undefined;
@@ -310,16 +340,47 @@ export function createEngine(options: EngineOptions): Engine {
       result.evaluatedAt = wallClock();
       return result;
     }
-    firing.delete(id);
     if (input.device.id !== fire.deviceId) throw new Error(`runTimer: fire is for ${fire.deviceId}, input for ${input.device.id}`);
+    firing.delete(id);
+    undo = { memory: [], timers: [], firing: [{ id, gen: fire.gen }] };
+    undos.set(result, undo);
     try {
       const out = rule.onTimer?.(fire.key, context(rule, input, kindOf(input.device)));
       apply(rule, fire.deviceId, out, result);
     } catch (err) {
       failed(rule, err, { deviceId: fire.deviceId, timer: fire.key }, result);
+    } finally {
+      undo = null;
     }
     result.evaluatedAt = wallClock();
     return result;
+  }
+
+  function revert(result: EvaluateResult): void {
+    const u = undos.get(result);
+    if (!u) return;
+    undos.delete(result);
+    // newest first, so a value changed twice ends as it was before the first change
+    for (let i = u.memory.length - 1; i >= 0; i--) {
+      const { deviceId, rule, prev } = u.memory[i]!;
+      let m = memory.get(deviceId);
+      if (prev === undefined) {
+        if (m?.delete(rule) && m.size === 0) memory.delete(deviceId);
+      } else {
+        if (!m) memory.set(deviceId, (m = new Map()));
+        m.set(rule, prev);
+      }
+    }
+    for (let i = u.timers.length - 1; i >= 0; i--) {
+      const { deviceId, slot, prev } = u.timers[i]!;
+      if (prev === undefined) timers.clear(deviceId, slot);
+      else timers.set(deviceId, slot, Math.max(0, prev - timers.now()));
+    }
+    for (let i = u.firing.length - 1; i >= 0; i--) {
+      const { id, gen } = u.firing[i]!;
+      if (gen === undefined) firing.delete(id);
+      else firing.set(id, gen);
+    }
   }
 
   function restoreOne(input: RestoreInput): { timers: number; errors: number } {
@@ -345,6 +406,7 @@ export function createEngine(options: EngineOptions): Engine {
   return {
     evaluate,
     runTimer,
+    revert,
     restoreTimers(inputs) {
       const total = { devices: 0, timers: 0, errors: 0 };
       for (const input of inputs) {

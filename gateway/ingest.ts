@@ -7,7 +7,7 @@ import type { Logger } from '../core/logger.js';
 import type { Config } from '../core/config.js';
 import type { Metrics } from '../core/metrics.js';
 import {
-  isLifeSafety, type IncidentEvent, type IngestResult, type Observation, type ObservationSink,
+  POSSIBLE_REPLAY, isLifeSafety, type IncidentEvent, type IngestResult, type Observation, type ObservationSink,
 } from '../core/contracts.js';
 import type { DeviceStates } from './device-state.js';
 
@@ -15,7 +15,10 @@ import type { DeviceStates } from './device-state.js';
  * A processing step run for each new (non-duplicate) observation inside the write transaction, in order
  * (rules → incidents, command acks, …). It returns incident events to publish once the transaction is durable.
  */
-/** Thrown by a step when a life-safety observation could not be turned into an incident: the observation is not kept. */
+/**
+ * Thrown by a step when an alarm an observation raised could not be written (or, for a life-safety observation, when
+ * it could not be turned into an incident): the observation is not kept and not acknowledged, so the device resends.
+ */
 export class AlarmNotRecordedError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -29,6 +32,11 @@ export interface IngestStep {
   run(obs: Observation, observationId: number, stamps: Record<string, number>): IncidentEvent[] | void;
   /** after the observation was folded into the device's state (state patches a rule asked for) */
   after?(obs: Observation): void;
+  /**
+   * The step that turns observations into incidents (rules → incidents): if it fails in any way on a life-safety
+   * observation, that observation is not kept and not acknowledged (a failure of another step is logged only).
+   */
+  raisesIncidents?: boolean;
 }
 
 /** Work for one device that must run in its order with its observations (a rule timer that came due). */
@@ -58,6 +66,26 @@ export interface IngestOptions {
   metrics: Metrics;
   /** called after each commit with the incident events that became durable */
   onCommitted: (events: IncidentEvent[]) => void;
+  /**
+   * A repeat of a life-safety observation's key is dropped as a resend only when it comes on the same session or
+   * within this long of the original, and the original's incident is still open; otherwise it is raised again and
+   * flagged possible-replay. Default RESEND_WINDOW_MS.
+   */
+  resendWindowMs?: number;
+}
+
+/** How long after the original a repeat of its key can still be a transport resend (reconnect back-off included). */
+export const RESEND_WINDOW_MS = 120_000;
+
+/** The stored observation a new one repeats. */
+interface PriorRow {
+  id: number;
+  session: string | null;
+  receivedAt: number;
+  generation: number;
+  incidentId: string | null;
+  type: string;
+  data: string;
 }
 
 export class Ingest implements ObservationSink {
@@ -72,7 +100,19 @@ export class Ingest implements ObservationSink {
   /** memory pressure: telemetry is shed until it passes (alarms never are) */
   private pressure = false;
   private readonly insertObs: Database.Statement;
-  private readonly findObs: Database.Statement;
+  private readonly findKeyed: Database.Statement;
+  private readonly findKeyless: Database.Statement;
+  private readonly incidentStatus: Database.Statement;
+  private readonly setIncident: Database.Statement;
+  private readonly deleteObs: Database.Statement;
+  private readonly resendWindowMs: number;
+  /**
+   * Sessions that have delivered a new observation: a client replays what was unacknowledged first, in order, on a
+   * new connection [MQTT-4.4.0-1, MQTT-4.6.0-1], so after a session's first new message nothing of it is a resend.
+   */
+  private readonly freshSessions = new Set<string>();
+  /** undo actions for memory outside the database (rule memory, timers), registered while a batch is written */
+  private undoHooks: (() => void)[] = [];
   private readonly insertReject: Database.Statement;
   private readonly pruneRejects: Database.Statement;
   private rejectsSincePrune = 0;
@@ -81,13 +121,39 @@ export class Ingest implements ObservationSink {
   constructor(private readonly o: IngestOptions) {
     this.log = o.log.child({ module: 'ingest' });
     const db = o.sqlite;
-    this.insertObs = db.prepare(`insert into observations (device_id, type, seq, device_ts, received_at, source, life_safety, data, flags)
-      values (?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing`);
-    this.findObs = db.prepare('select id from observations where device_id = ? and seq = ? and device_ts = ?').pluck();
+    this.resendWindowMs = o.resendWindowMs ?? RESEND_WINDOW_MS;
+    this.insertObs = db.prepare(`insert into observations (device_id, type, seq, device_ts, received_at, source, life_safety, data, flags,
+      session, packet_id, generation) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing`);
+    const prior = `select id, session, received_at as receivedAt, generation, incident_id as incidentId, type, data from observations`;
+    this.findKeyed = db.prepare(`${prior} where device_id = ? and seq = ? and device_ts = ? order by generation desc limit 1`);
+    // the partial index observations_keyless_idx: only rows without a dedup key that came with a packet id
+    this.findKeyless = db.prepare(`${prior} where device_id = ? and seq is null and packet_id = ? order by id desc limit 1`);
+    this.incidentStatus = db.prepare('select status from incidents where id = ?').pluck();
+    this.setIncident = db.prepare('update observations set incident_id = ? where id = ?');
+    this.deleteObs = db.prepare('delete from observations where id = ?');
     this.insertReject = db.prepare('insert into rejects (device_id, source, topic, reason, raw, at) values (?, ?, ?, ?, ?, ?)');
     this.pruneRejects = db.prepare('delete from rejects where id <= (select max(id) from rejects) - ?');
     // called inside the batch's transaction, a better-sqlite3 transaction function is a SAVEPOINT
-    this.processInSavepoint = db.transaction((obs: Observation, events: IncidentEvent[]) => this.processOne(obs, events));
+    this.processInSavepoint = db.transaction((obs: Observation, events: IncidentEvent[]) => this.processOne(obs, events, true));
+  }
+
+  /**
+   * While an observation or task is being written: run `fn` if its writes are rolled back (its alarm failed, or the
+   * whole batch did), so that state kept in memory — rule memory, timers — never moves ahead of the database.
+   */
+  onRollback(fn: () => void): void {
+    this.undoHooks.push(fn);
+  }
+
+  private runUndo(from: number): void {
+    const hooks = this.undoHooks.splice(from);
+    for (let i = hooks.length - 1; i >= 0; i--) {
+      try {
+        hooks[i]!();
+      } catch (err) {
+        this.log.error({ err }, 'undoing in-memory state after a rollback failed');
+      }
+    }
   }
 
   /** Steps are set once at start-up, in order. */
@@ -204,12 +270,14 @@ export class Ingest implements ObservationSink {
       this.o.sqlite.transaction(() => {
         for (let i = 0; i < batch.length; i++) {
           const p = batch[i]!;
+          const mark = this.undoHooks.length;
           if (p.task) {
             try {
               const out = p.task();
               if (out) for (const e of out) events.push(e);
             } catch (err) {
               this.log.error({ err, deviceId: p.obs.deviceId }, 'device task failed');
+              this.runUndo(mark);
             }
             results[i] = { status: 'stored', observationId: 0 };
             continue;
@@ -219,10 +287,11 @@ export class Ingest implements ObservationSink {
           try {
             // only a life-safety observation can be refused by a step (AlarmNotRecordedError): the savepoint's two
             // statements are not spent on every heartbeat
-            results[i] = isLifeSafety(p.obs.type) ? this.processInSavepoint(p.obs, own) : this.processOne(p.obs, own);
+            results[i] = isLifeSafety(p.obs.type) ? this.processInSavepoint(p.obs, own) : this.processOne(p.obs, own, false);
             for (const e of own) events.push(e);
           } catch (err) {
             failures[i] = err as Error;
+            this.runUndo(mark);
           }
         }
         for (const r of rejects) this.insertReject.run(r.deviceId, r.source, r.topic, r.reason, r.raw, r.at);
@@ -230,11 +299,13 @@ export class Ingest implements ObservationSink {
       })();
     } catch (err) {
       if (relaxed) this.o.sqlite.pragma('synchronous = FULL');
+      this.runUndo(0);
       // Nothing of this batch is durable: every waiting transport is told, so no device gets an ACK for it.
       this.log.error({ err, rows: batch.length, queue }, 'write failed: the batch is not acknowledged and will be resent by devices');
       for (const p of batch) p.reject?.(err as Error);
       return;
     }
+    this.undoHooks.length = 0;
     if (relaxed) this.o.sqlite.pragma('synchronous = FULL');
     const commitMs = performance.now() - started;
     this.o.metrics.stage.observe({ stage: queue === 'urgent' ? 'commit_urgent' : 'commit_telemetry' }, commitMs / 1000);
@@ -263,21 +334,54 @@ export class Ingest implements ObservationSink {
   /** processOne inside a SAVEPOINT (a better-sqlite3 transaction function called inside the batch's transaction) */
   private readonly processInSavepoint: (obs: Observation, events: IncidentEvent[]) => IngestResult;
 
-  private processOne(obs: Observation, events: IncidentEvent[]): IngestResult {
-    const { type, deviceId, seq, deviceTs, receivedAt, source, flags } = obs;
-    const data = dataOf(obs);
-    const info = this.insertObs.run(
-      deviceId, type, seq ?? null, deviceTs ?? null, receivedAt, source, isLifeSafety(type) ? 1 : 0,
-      JSON.stringify(data), flags?.length ? JSON.stringify(flags) : null,
-    );
-    if (info.changes === 0) {
-      const id = this.findObs.get(deviceId, seq, deviceTs) as number;
-      this.o.metrics.ingested.inc({ source, class: isLifeSafety(type) ? 'alarm' : 'other', result: 'duplicate' });
-      return { status: 'duplicate', observationId: id };
+  /**
+   * Dedup, insert, steps. `inSavepoint`: the caller rolls everything back if this throws; otherwise (telemetry) an
+   * observation whose alarm could not be written is deleted here, so it is neither kept nor acknowledged.
+   */
+  private processOne(input: Observation, events: IncidentEvent[], inSavepoint: boolean): IngestResult {
+    let obs = input;
+    const { type, deviceId, seq, deviceTs, receivedAt, source } = obs;
+    const lifeSafety = isLifeSafety(type);
+    const data = JSON.stringify(dataOf(obs));
+    // the session is kept where dedup will ask for it: life-safety rows and rows without a key
+    const keyed = seq !== undefined && deviceTs !== undefined;
+    const keepSession = lifeSafety || !keyed;
+    let replayOf: PriorRow | undefined;
+    if (!keyed && obs.packetId !== undefined && obs.session !== undefined) {
+      const prior = this.findKeyless.get(deviceId, obs.packetId) as PriorRow | undefined;
+      if (prior && this.isKeylessResend(obs, prior, data)) {
+        if (!lifeSafety || this.incidentOpen(prior)) return this.dropDuplicate(obs, prior, 'packet-id');
+        replayOf = prior;
+      }
     }
+    const insert = (flags: readonly string[] | undefined, generation: number) => this.insertObs.run(
+      deviceId, type, seq ?? null, deviceTs ?? null, receivedAt, source, lifeSafety ? 1 : 0, data,
+      flags?.length ? JSON.stringify(flags) : null,
+      keepSession ? obs.session ?? null : null, keepSession ? obs.packetId ?? null : null, generation,
+    );
+    if (replayOf) obs = flagReplay(obs);
+    let info = insert(obs.flags, 0);
+    if (info.changes === 0) {
+      const prior = this.findKeyed.get(deviceId, seq, deviceTs) as PriorRow;
+      if (!lifeSafety || this.isKeyedResend(obs, prior)) return this.dropDuplicate(obs, prior, 'seq-ts');
+      // Same (seq, ts) but not a plausible resend of an alarm someone is handling — a terminal whose clock and counter
+      // reset repeats old keys: a cry for help is never dropped on its key alone. Kept as the key's next generation.
+      replayOf = prior;
+      obs = flagReplay(obs);
+      info = insert(obs.flags, prior.generation + 1);
+    }
+    if (replayOf) {
+      this.o.metrics.replays.inc({ source, key: keyed ? 'seq-ts' : 'packet-id' });
+      this.log.warn(
+        { deviceId, type, seq, deviceTs, packetId: obs.packetId, repeats: replayOf.id, repeatsIncident: replayOf.incidentId },
+        'a life-safety observation repeats a stored key but is not a plausible resend: raised and flagged possible-replay (check the terminal\'s clock)',
+      );
+    }
+    if (obs.session !== undefined) this.markFresh(obs.session);
     const observationId = Number(info.lastInsertRowid);
     const stamps: Record<string, number> = { received: receivedAt };
     if (deviceTs !== undefined) stamps.deviceTs = deviceTs;
+    const from = events.length;
     for (const step of this.steps) {
       // A failing step is logged and the others still run: a bug in one rule must not hold back an alarm.
       try {
@@ -285,9 +389,26 @@ export class Ingest implements ObservationSink {
         if (out) for (const e of out) events.push(e);
       } catch (err) {
         this.log.error({ err, step: step.name, deviceId, type }, 'ingest step failed');
-        // An alarm that could not become an incident must not be acknowledged as if it had: its savepoint is rolled
-        // back and the device, with no PUBACK, resends it.
-        if (err instanceof AlarmNotRecordedError) throw err;
+        // An alarm that could not be written must not be acknowledged as if it had: the observation is undone and
+        // the device, with no PUBACK, resends it. For a life-safety observation any failure of the step that makes
+        // incidents counts: it may not have become one.
+        if (err instanceof AlarmNotRecordedError || (lifeSafety && step.raisesIncidents)) {
+          if (!inSavepoint) this.deleteObs.run(observationId);
+          this.o.metrics.ingested.inc({ source, class: lifeSafety ? 'alarm' : 'other', result: 'not-recorded' });
+          throw err instanceof AlarmNotRecordedError
+            ? err
+            : new AlarmNotRecordedError(`${type} from ${deviceId}: the ${step.name} step failed, no incident is certain`, { cause: err });
+        }
+      }
+    }
+    if (lifeSafety) {
+      // which incident it opened or joined: a later repeat of its key asks whether that one is still open
+      for (let i = from; i < events.length; i++) {
+        const e = events[i]!;
+        if ((e.type === 'opened' || e.type === 'joined') && e.data.observationId === observationId) {
+          this.setIncident.run(e.incidentId, observationId);
+          break;
+        }
       }
     }
     this.o.states.apply(obs);
@@ -298,8 +419,62 @@ export class Ingest implements ObservationSink {
         this.log.error({ err, step: step.name, deviceId, type }, 'ingest step (after) failed');
       }
     }
-    this.o.metrics.ingested.inc({ source, class: isLifeSafety(type) ? 'alarm' : 'other', result: 'stored' });
+    this.o.metrics.ingested.inc({ source, class: lifeSafety ? 'alarm' : 'other', result: 'stored' });
     return { status: 'stored', observationId };
+  }
+
+  /**
+   * A keyless envelope (no ts/seq) with the packet id and content of a stored one is a resend when it is replayed
+   * at the start of a later session, before that session sent anything new (arrival order), or when the sender
+   * marked it DUP on the same session — and only within the resend window.
+   */
+  private isKeylessResend(obs: Observation, prior: PriorRow, data: string): boolean {
+    if (prior.type !== obs.type || prior.data !== data || prior.session === null) return false;
+    if (obs.receivedAt - prior.receivedAt > this.resendWindowMs) return false;
+    if (prior.session === obs.session) return obs.redelivered === true;
+    return !this.freshSessions.has(obs.session!);
+  }
+
+  /** A repeated (seq, ts) of a life-safety observation is a resend if it comes on the same session or soon after, and
+   * its incident is still open (someone is on it). */
+  private isKeyedResend(obs: Observation, prior: PriorRow): boolean {
+    const sameSession = obs.session !== undefined && obs.session === prior.session;
+    const soon = Math.abs(obs.receivedAt - prior.receivedAt) <= this.resendWindowMs;
+    return (sameSession || soon) && this.incidentOpen(prior);
+  }
+
+  private incidentOpen(prior: PriorRow): boolean {
+    if (prior.incidentId === null) return false;
+    const status = this.incidentStatus.get(prior.incidentId) as string | undefined;
+    return status !== undefined && status !== 'resolved' && status !== 'cancelled';
+  }
+
+  private dropDuplicate(obs: Observation, prior: PriorRow, key: 'seq-ts' | 'packet-id'): IngestResult {
+    const cls = isLifeSafety(obs.type) ? 'alarm' : 'other';
+    this.o.metrics.ingested.inc({ source: obs.source, class: cls, result: 'duplicate' });
+    this.o.metrics.duplicates.inc({ source: obs.source, class: cls, key });
+    this.log.debug(
+      {
+        deviceId: obs.deviceId, type: obs.type, key,
+        ...(key === 'seq-ts' ? { seq: obs.seq, deviceTs: obs.deviceTs } : { packetId: obs.packetId }),
+        session: obs.session, duplicateOf: prior.id, incidentId: prior.incidentId,
+      },
+      'duplicate dropped: a resend of an observation already stored',
+    );
+    return { status: 'duplicate', observationId: prior.id };
+  }
+
+  private markFresh(session: string): void {
+    if (this.freshSessions.has(session)) return;
+    // bounded: a session is only asked about in its first moments (sets iterate in insertion order)
+    if (this.freshSessions.size >= 200_000) {
+      let n = 0;
+      for (const s of this.freshSessions) {
+        this.freshSessions.delete(s);
+        if (++n >= 50_000) break;
+      }
+    }
+    this.freshSessions.add(session);
   }
 
   /** Write everything queued now (shutdown, tests). */
@@ -329,6 +504,13 @@ export class Ingest implements ObservationSink {
 
 /** The fields of an observation beyond the envelope, as stored. */
 function dataOf(obs: Observation): Record<string, unknown> {
-  const { deviceId: _d, type: _t, seq: _s, deviceTs: _ts, receivedAt: _r, source: _src, flags: _f, ...rest } = obs as Observation & Record<string, unknown>;
+  const {
+    deviceId: _d, type: _t, seq: _s, deviceTs: _ts, receivedAt: _r, source: _src, flags: _f, session: _ss, packetId: _p,
+    redelivered: _rd, ...rest
+  } = obs as Observation & Record<string, unknown>;
   return rest;
+}
+
+function flagReplay(obs: Observation): Observation {
+  return obs.flags?.includes(POSSIBLE_REPLAY) ? obs : { ...obs, flags: [...(obs.flags ?? []), POSSIBLE_REPLAY] };
 }

@@ -324,6 +324,8 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
       if (action.position) data.position = action.position;
       if (source.observationId !== undefined) data.observationId = source.observationId;
       if (source.stamps.received !== undefined) data.received = source.stamps.received;
+      // e.g. possible-replay: a repeat of an old observation's key, raised because it could be a new cry for help
+      if (source.flags?.length) data.flags = source.flags;
       const { event } = append(state, state.id, 'joined', now, null, data, state.unitId);
       return [event];
     }
@@ -344,6 +346,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
       // `durable`: written in the transaction that makes the incident durable (the caller commits right after)
       stamps: { ...source.stamps, durable: source.stamps.durable ?? now },
       ...(source.observationId !== undefined ? { observationId: source.observationId } : {}),
+      ...(source.flags?.length ? { flags: source.flags } : {}),
       ...(action.data ? { data: action.data } : {}),
     };
     const { event } = append(null, id, 'opened', now, null, opened as unknown as Record<string, unknown>, source.unitId);
