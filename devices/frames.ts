@@ -88,6 +88,8 @@ export function decodeFrame(
     }
   }
   if (!isObject(body)) {
+    const salvaged = salvageType(deviceId, text, receivedAt, 'malformed-envelope');
+    if (salvaged) return salvaged;
     return refuse('not-an-object', 'payload is not a JSON object {"ts","seq","type",...}');
   }
   const msg = body as Record<string, unknown>;
@@ -156,7 +158,7 @@ export function decodeFrame(
     else flags.push('invalid:position');
   }
   if (type === 'position') {
-    out.position = { lat: out.lat, lon: out.lon, accuracy: out.accuracy, at: out.deviceTs };
+    out.position = knownPositionFields({ lat: out.lat, lon: out.lon, accuracy: out.accuracy, at: out.deviceTs } as Position);
     delete out.lat;
     delete out.lon;
     delete out.accuracy;
