@@ -116,7 +116,9 @@ export function deviceView(ctx: Ctx, root: HTMLElement, id: string): () => void 
         h('dt', null, 'Last seen'), h('dd', null, `${fmtDateTime(l.lastSeen)} (${fmtAgo(l.lastSeen)})`),
         h('dt', null, 'Battery / signal'), h('dd', null, `${l.battery ?? '—'}% / ${l.signal ?? '—'}`),
         h('dt', null, 'Secret rotated'), h('dd', null, fmtDateTime(d.secretRotatedAt)),
-        l.flags.length ? h('dt', null, 'Flags') : null, l.flags.length ? h('dd', null, l.flags.join(', ')) : null,
+        l.flags.length ? h('dt', null, 'Flags') : null, l.flags.length ? h('dd', { 'data-flags': '' }, l.flags.join(', ')) : null,
+        l.unreadableCount ? h('dt', null, 'Unreadable messages') : null,
+        l.unreadableCount ? h('dd', { 'data-unreadable': String(l.unreadableCount) }, `${l.unreadableCount} refused; last: ${l.lastUnreadableReason ?? '—'}`) : null,
       )),
     );
     // the manage panel is redrawn only when what it shows changed (not on every refresh: a half-picked resident stays)
