@@ -24,6 +24,11 @@ const applied: number[] = [];
   get status() { return ctx.stream?.status ?? 'offline'; },
   applied,
   sounds: soundLog,
+  /** what the board knows of one incident (status and the last seq folded into it), or null */
+  incident(id: string) {
+    const i = ctx.store.incidents.get(id);
+    return i ? { status: i.status, lastSeq: i.lastSeq, count: i.count } : null;
+  },
 };
 
 /** why the last session ended, shown on the login page (a wall board must never log out without a word) */

@@ -1,0 +1,277 @@
+// Issue 9 part 2, in headless Chromium against real gateways with devices speaking real MQTT: a fresh console shows
+// an old P1 behind 600 newer P3; a failed lazy fetch is retried, never dropped; the budget line never resets at an
+// escalation and repeated escalations are one timeline line; a repeated SOS sounds and toasts, and the tone repeats
+// until the P1 is acknowledged; the newest waiting P1 is in view among 40, with a list mode, filters and search;
+// a session in use is renewed, warns before it could end, and says why it ended.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, Page } from 'playwright-core';
+import type { MqttClient } from 'mqtt';
+import type { AlarmAction, AlarmSource } from '../../core/contracts.js';
+import { connectDevice, publishAsync, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
+import { buildNetwork, raise, type Network } from '../ws/helpers.js';
+import { launchBrowser, loginAs, watchErrors } from './browser.js';
+
+interface Phone { id: string; serial: string; client: MqttClient; press(type: string): Promise<void> }
+
+async function phone(t: TestGateway, residentId: string): Promise<Phone> {
+  const serial = `CP-${Math.random().toString(36).slice(2, 10).toUpperCase()}`;
+  const d = await t.provision('call-phone', serial);
+  const r = await t.api('POST', `/api/devices/${d.id}/bind`, { residentId });
+  if (r.status !== 200) throw new Error(`bind: ${r.status} ${JSON.stringify(r.body)}`);
+  const client = await connectDevice(t.mqttUrl, d.id, d.secret);
+  let seq = 0;
+  return {
+    id: d.id, serial, client,
+    press: (type) => publishAsync(client, `devices/${d.id}/events`, JSON.stringify({ ts: Date.now(), seq: ++seq, type })),
+  };
+}
+
+function raiseP3(t: TestGateway, count: number, unitOf: (i: number) => string | null): void {
+  const { incidents } = t.gw.response;
+  const events = t.gw.store.sqlite.transaction(() => {
+    const out = [];
+    for (let i = 0; i < count; i++) {
+      const action: AlarmAction = { action: 'raise', type: 'battery-low', priority: 'P3', rule: 'test' };
+      const source: AlarmSource = { deviceId: `p3-${i}`, residentId: null, unitId: unitOf(i), stamps: { received: Date.now() } };
+      out.push(...incidents.applyAlarm(action, source));
+    }
+    return out;
+  })();
+  incidents.publishCommitted(events);
+}
+
+type Eg = { eldergate: { sounds: { incidentId: string; reason: string; at: number }[]; incident(id: string): { status: string; lastSeq: number } | null } };
+const sounds = (page: Page) => page.evaluate(() => (window as unknown as Eg).eldergate.sounds);
+const incidentOf = async (t: TestGateway, deviceId: string) =>
+  waitFor(() => t.gw.response.incidents.list({ deviceId, status: ['open'] }).items[0], `incident of ${deviceId}`);
+
+describe('the board (issue 9, part 2)', () => {
+  let browser: Browser;
+  let t: TestGateway;
+  let n: Network;
+  const clients: MqttClient[] = [];
+
+  beforeAll(async () => {
+    browser = await launchBrowser();
+    t = await startTestGateway();
+    n = await buildNetwork(t);
+  }, 60_000);
+  afterAll(async () => {
+    for (const c of clients) c.end(true);
+    await browser?.close();
+    await t?.stop();
+  });
+
+  it('a fresh console shows an old open P1 behind 600 newer P3 at once (complete snapshot, not the newest 500)', async () => {
+    const [old] = raise(t, 1, { unitId: 'gA', device: 'old-p1' });
+    await new Promise((r) => setTimeout(r, 5));
+    raiseP3(t, 600, (i) => (i % 2 ? 'gA' : 'gB'));
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    const errors = watchErrors(page);
+    await loginAs(page, t.http, n.users.operator, n.passwords[n.users.operator]!);
+    await page.waitForSelector(`.card[data-id="${old!.incidentId}"]`, { timeout: 15_000 });
+    await expect.poll(() => page.locator('.card').count(), { timeout: 15_000 }).toBe(601);
+    expect(await page.locator('.card').first().getAttribute('data-id')).toBe(old!.incidentId);
+    expect(errors.filter((e) => !e.includes('404'))).toEqual([]);
+    t.gw.response.incidents.act(old!.incidentId, { type: 'acknowledge' }, { id: 'x', username: 'x' });
+    await page.close();
+  }, 90_000);
+
+  it('a failed fetch of an unknown incident is retried with back-off until it arrives, its events kept', async () => {
+    const [gone] = raise(t, 1, { unitId: 'gA', device: 'closed-before-login' });
+    const id = gone!.incidentId;
+    t.gw.response.incidents.act(id, { type: 'cancel', reason: 'pressed by mistake' }, { id: 'x', username: 'x' });
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await loginAs(page, t.http, n.users.operator, n.passwords[n.users.operator]!);
+    // the operator's network fails the first three fetches of that incident (fault injection; the server is real)
+    let refused = 0;
+    await page.route(`**/api/incidents/${id}`, (route) => (refused++ < 3 ? route.abort('connectionreset') : route.continue()));
+    const [note] = t.gw.response.incidents.record(id, 'note', { text: 'the daughter called back' }, null);
+    await expect.poll(() => page.evaluate((x) => (window as unknown as Eg).eldergate.incident(x), id), { timeout: 20_000 })
+      .toEqual(expect.objectContaining({ status: 'cancelled', lastSeq: note!.seq }));
+    expect(refused).toBeGreaterThanOrEqual(4);
+    await page.close();
+  }, 60_000);
+
+  it('a repeated SOS sounds again with a toast linking to the incident; the tone repeats until the P1 is acknowledged', async () => {
+    const p = await phone(t, n.residentA);
+    clients.push(p.client);
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await loginAs(page, t.http, n.users.operator, n.passwords[n.users.operator]!);
+    await p.press('sos');
+    const inc = await incidentOf(t, p.id);
+    await page.waitForSelector(`.card[data-id="${inc.id}"]`, { timeout: 15_000 });
+    await expect.poll(async () => (await sounds(page)).filter((s) => s.incidentId === inc.id).map((s) => s.reason)).toEqual(['new']);
+
+    await p.press('sos');
+    await expect.poll(async () => (await sounds(page)).filter((s) => s.incidentId === inc.id && s.reason === 'repeat').length, { timeout: 10_000 }).toBe(1);
+    const toast = page.locator(`.toast[data-incident="${inc.id}"]`);
+    await toast.waitFor({ timeout: 5000 });
+    expect(await toast.textContent()).toMatch(/SOS pressed again \(×2\) — Anna Alt/);
+    expect(await toast.locator('a').getAttribute('href')).toBe(`#/incident/${inc.id}`);
+
+    // unacknowledged: the tone comes back by itself
+    const before = (await sounds(page)).length;
+    await expect.poll(async () => (await sounds(page)).slice(before).some((s) => s.reason === 'reminder'), { timeout: 15_000 }).toBe(true);
+    // acknowledged (every open P1): silence
+    for (const i of t.gw.response.incidents.list({ status: ['open'], priority: ['P1'], limit: 500 }).items) {
+      t.gw.response.incidents.act(i.id, { type: 'acknowledge' }, { id: 'x', username: 'x' });
+    }
+    await page.waitForSelector(`.card[data-id="${inc.id}"][data-status=acknowledged]`, { timeout: 10_000 });
+    const after = (await sounds(page)).length;
+    await page.waitForTimeout(12_000);
+    expect((await sounds(page)).slice(after)).toEqual([]);
+    await page.close();
+  }, 90_000);
+
+  it('with 40 open P1s the newest waiting P1 is in view; list mode, filters and search find incidents', async () => {
+    raise(t, 40, { unitId: 'gA', device: 'many', devices: 40 });
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    const errors = watchErrors(page);
+    await loginAs(page, t.http, n.users.operator, n.passwords[n.users.operator]!);
+    await expect.poll(() => page.locator('.card[data-priority=P1]').count(), { timeout: 15_000 }).toBeGreaterThanOrEqual(40);
+    const p = await phone(t, n.residentB);
+    clients.push(p.client);
+    await p.press('sos');
+    const inc = await incidentOf(t, p.id);
+    // in view without scrolling, with its acknowledge button
+    const waiting = page.locator(`.attention [data-id="${inc.id}"]`);
+    await waiting.waitFor({ timeout: 15_000 });
+    await expect.poll(() => waiting.textContent(), { timeout: 10_000 }).toContain('Bruno Berg');
+    await expect.poll(async () => { const b = await waiting.boundingBox(); return b ? b.y + b.height : null; }).toBeLessThanOrEqual(900);
+    expect(await page.evaluate(() => window.scrollY)).toBe(0);
+    expect(await waiting.locator('button[data-action=acknowledge]').count()).toBe(1);
+    // the old board put it as card 41 of the P1s, far below the fold
+    await page.locator(`.card[data-id="${inc.id}"]`).waitFor({ state: "attached", timeout: 5000 });
+    const card = (await page.locator(`.card[data-id="${inc.id}"]`).boundingBox())!;
+    expect(card.y).toBeGreaterThan(900);
+
+    // the compact list: one line per incident
+    await page.click('button[data-mode=list]');
+    const row = page.locator(`tr.row[data-id="${inc.id}"]`);
+    await row.waitFor();
+    expect((await row.boundingBox())!.height).toBeLessThan(44);
+    const rows = () => page.locator('tr.row').evaluateAll((els) => els.map((e) => ({ id: e.getAttribute('data-id')!, p: e.getAttribute('data-priority'), s: e.getAttribute('data-status') })));
+
+    await page.selectOption('select[name=priority]', 'P3');
+    await expect.poll(async () => (await rows()).length, { timeout: 10_000 }).toBe(600);
+    expect((await rows()).every((r) => r.p === 'P3')).toBe(true);
+    await page.selectOption('select[name=unit]', 'gB');
+    await expect.poll(async () => (await rows()).length).toBe(300);
+    const unitsShown = new Set((await rows()).map((r) => t.gw.response.incidents.get(r.id)!.unitId));
+    expect(unitsShown).toEqual(new Set(['gB']));
+    await page.click('button[data-action=clear-filters]');
+    await page.selectOption('select[name=status]', 'open');
+    await page.selectOption('select[name=type]', 'sos');
+    await expect.poll(async () => (await rows()).map((r) => r.id)).toEqual(
+      t.gw.response.incidents.list({ status: ['open'], type: 'sos', limit: 500 }).items.map((i) => i.id).sort((a, b) =>
+        t.gw.response.incidents.get(a)!.openedAt - t.gw.response.incidents.get(b)!.openedAt || a.localeCompare(b)));
+    await page.click('button[data-action=clear-filters]');
+
+    const search = async (q: string) => {
+      await page.fill('input[name=q]', q);
+      await page.waitForTimeout(300);
+      return (await rows()).map((r) => r.id);
+    };
+    await expect.poll(() => search('bruno'), { timeout: 10_000 }).toEqual([inc.id]);
+    expect(await search(p.serial.toLowerCase())).toEqual([inc.id]);
+    expect(await search('Bruno Berg street')).toEqual([inc.id]);
+    // a phone number typed differently from the record (+49 30 1234567): both residents' incidents carry it
+    const byPhone = await search('30-123 4567');
+    expect(byPhone).toContain(inc.id);
+    expect(byPhone.every((id) => [n.residentA, n.residentB].includes(t.gw.response.incidents.get(id)!.residentId!))).toBe(true);
+    expect(await search('nobody-by-this-name')).toEqual([]);
+    await expect.poll(() => page.locator('p.empty').textContent()).toMatch(/No incident matches the filters/);
+    await page.fill('input[name=q]', '');
+    await page.click('button[data-mode=cards]');
+    expect(errors.filter((e) => !e.includes('404'))).toEqual([]);
+    await page.close();
+  }, 120_000);
+});
+
+describe('the budget line and the timeline under escalation', () => {
+  let browser: Browser;
+  let t: TestGateway;
+  let n: Network;
+  let p: Phone | undefined;
+
+  beforeAll(async () => {
+    browser = await launchBrowser();
+    t = await startTestGateway({ budgets: { P1: { pushMs: 1000, ackMs: 1500, reachMs: 15 * 60_000 } } });
+    n = await buildNetwork(t);
+  }, 60_000);
+  afterAll(async () => {
+    p?.client.end(true);
+    await browser?.close();
+    await t?.stop();
+  });
+
+  it('shows how long the elder has waited and how late the acknowledgement is, never reset; escalations are one line', async () => {
+    p = await phone(t, n.residentA);
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await loginAs(page, t.http, n.users.operator, n.passwords[n.users.operator]!);
+    await p.press('sos');
+    const inc = await incidentOf(t, p.id);
+    const line = page.locator(`.card[data-id="${inc.id}"] .countdown`);
+    await line.waitFor({ timeout: 15_000 });
+    await waitFor(() => (t.gw.response.incidents.get(inc.id)!.escalationLevel >= 3 ? true : undefined), 'three escalations', 20_000);
+    await page.waitForTimeout(1200);
+    const text = (await line.textContent())!;
+    // before: "acknowledge in 0:01 · escalated ×3" — the budget of the new tier, as if the elder had just pressed
+    expect(text).toMatch(/^waiting 0:0[4-9]|^waiting 0:[1-5]\d/);
+    expect(text).toMatch(/acknowledgement 0:\d\d late \(budget 0:01\)/);
+    expect(await line.getAttribute('class')).toContain('late');
+
+    await page.click(`.card[data-id="${inc.id}"] a.details`);
+    await page.waitForSelector('.timeline li[data-type=escalated]', { timeout: 10_000 });
+    await expect.poll(() => page.locator('.timeline li[data-type=escalated]').count()).toBe(1);
+    const esc = page.locator('.timeline li[data-type=escalated]');
+    expect(Number(await esc.getAttribute('data-count'))).toBeGreaterThanOrEqual(3);
+    expect(await esc.locator('summary').textContent()).toMatch(/escalated ×\d+: first .* last /);
+    await page.close();
+  }, 60_000);
+});
+
+describe('a 24/7 board and its session', () => {
+  let browser: Browser;
+  let t: TestGateway;
+  let n: Network;
+
+  beforeAll(async () => {
+    browser = await launchBrowser();
+    // the shortest token the config allows, and the server checking it every 2 s on the socket
+    t = await startTestGateway({ http: { port: 0, host: '127.0.0.1', tokenTtlS: 60, wsPingIntervalMs: 2000 } });
+    n = await buildNetwork(t);
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+    await t?.stop();
+  });
+
+  it('is renewed while open (and still gets alarms past the first token\'s life); if renewal fails it warns, then says why it ended', async () => {
+    const kept = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    const failing = await (await browser.newContext({ viewport: { width: 1200, height: 800 } })).newPage();
+    // the second board cannot reach the renewal (fault injection on its network; the server is real)
+    await failing.route('**/api/auth/renew', (route) => route.abort('connectionreset'));
+    await loginAs(kept, t.http, n.users.operator, n.passwords[n.users.operator]!);
+    await loginAs(failing, t.http, n.users.operator, n.passwords[n.users.operator]!);
+    const firstToken = await kept.evaluate(() => sessionStorage.getItem('eldergate.token'));
+
+    const warning = failing.locator('.session-warning');
+    await warning.waitFor({ state: 'visible', timeout: 60_000 });
+    expect(await warning.textContent()).toMatch(/Your session ends in 0:\d\d and could not be renewed/);
+    await failing.waitForSelector('[data-logout-reason]', { timeout: 30_000 });
+    expect(await failing.locator('[data-logout-reason]').textContent()).toMatch(/You were logged out: .*(expired|token)/);
+
+    // past the first token's expiry: the kept board is still logged in and live, on a renewed token
+    await kept.waitForTimeout(Math.max(0, 3000));
+    expect(await kept.evaluate(() => sessionStorage.getItem('eldergate.token'))).not.toBe(firstToken);
+    expect(await kept.locator('header.top').count()).toBe(1);
+    expect(await kept.locator('[data-logout-reason]').count()).toBe(0);
+    await kept.waitForSelector('.conn[data-conn=live]', { timeout: 10_000 });
+    const [late] = raise(t, 1, { unitId: 'gA', device: 'after-expiry' });
+    await kept.waitForSelector(`.card[data-id="${late!.incidentId}"]`, { timeout: 10_000 });
+    await kept.close();
+    await failing.close();
+  }, 120_000);
+});
