@@ -136,6 +136,11 @@ export const ConfigSchema = Type.Object(
         flapWindowMs: Type.Integer({ minimum: 1000, default: 15 * 60_000 }),
         /** scale every kind's heartbeat interval (tests shorten it) */
         intervalScale: Type.Number({ exclusiveMinimum: 0, default: 1 }),
+        /**
+         * after a start-up, how long a device already past its offline limit (the gateway was down longer than that)
+         * gets to reconnect before it is called offline; never less than the device's supervision interval
+         */
+        startupGraceMs: Type.Optional(Type.Integer({ minimum: 0, default: 0, description: 'grace after start-up before a silent device is offline; at least one supervision interval' })),
       },
       { default: {} },
     ),

@@ -13,8 +13,13 @@
 // Flap damping: a device with more than flapCount drops within flapWindowMs keeps its offline card open when it
 // comes back (the next drop joins the same card, it does not open a new one) until it has stayed up for a whole
 // flapWindowMs ('stable' timer); then the card is cleared.
+//
+// Start-up grace: after a gateway outage every device was silent for as long as the gateway was down, through no
+// fault of its own, and a fleet on long reconnect back-off comes back over minutes. So at start-up no device is
+// called offline before max(supervision.startupGraceMs, its interval) from the restart; one that speaks within it
+// never is. (The 'late' state still shows at once: it opens nothing.)
 import type { Observation } from '../../core/contracts.js';
-import type { Rule, RuleContext, RuleOutput } from './types.js';
+import type { Rule, RuleContext, RuleOutput, TimerRequest } from './types.js';
 
 export const OFFLINE = 'offline';
 
@@ -35,6 +40,11 @@ export function supervisionIntervalMs(ctx: Pick<RuleContext, 'device' | 'kind' |
         ? (ctx.kind.mainsHeartbeatMs ?? ctx.kind.heartbeatMs)
         : ctx.kind.heartbeatMs;
   return base * ctx.settings.supervision.intervalScale;
+}
+
+/** After a start-up: how long before a device may be called offline, ms (at least one supervision interval). */
+export function startupGraceMs(ctx: Pick<RuleContext, 'device' | 'kind' | 'settings'>): number {
+  return Math.max(ctx.settings.supervision.startupGraceMs ?? 0, supervisionIntervalMs(ctx));
 }
 
 function limits(ctx: RuleContext): { intervalMs: number; lateMs: number; offlineMs: number } {
@@ -109,6 +119,8 @@ export const supervisionRule: Rule<SupervisionMemory> = {
   onTimer(key, ctx) {
     const { intervalMs, lateMs, offlineMs } = limits(ctx);
     if (key === 'late') {
+      // an offline timer already pending was set by restore with the start-up grace: it stands
+      if (ctx.hasTimer('offline')) return { state: { supervision: 'late' } };
       // from lastSeen when it is consistent, else the rest of the ladder (lastSeen may have been moved by ingest)
       const fromLastSeen = ctx.device.lastSeen !== null ? ctx.device.lastSeen + offlineMs - ctx.now : Infinity;
       return {
@@ -144,7 +156,7 @@ export const supervisionRule: Rule<SupervisionMemory> = {
     }
     return undefined;
   },
-  restore(ctx) {
+  restore(ctx, hints) {
     const lastSeen = ctx.device.lastSeen;
     if (lastSeen === null) return undefined; // never seen: nothing to supervise yet
     const open = ctx.openIncident(OFFLINE);
@@ -152,10 +164,18 @@ export const supervisionRule: Rule<SupervisionMemory> = {
     if (ctx.device.supervision === 'offline') return undefined;
     const { lateMs, offlineMs } = limits(ctx);
     const silent = ctx.now - lastSeen;
-    const timers =
-      silent >= offlineMs
-        ? [{ set: 'offline', inMs: 0 }]
-        : [{ set: 'late', inMs: Math.max(0, lateMs - silent) }];
+    const graceMs = hints.startup ? startupGraceMs(ctx) : 0;
+    let timers: TimerRequest[];
+    if (silent >= offlineMs && graceMs === 0) {
+      timers = [{ set: 'offline', inMs: 0 }];
+    } else {
+      // 'late' from lastSeen; 'offline' from lastSeen too, but at start-up never within the grace
+      const offlineIn = offlineMs - silent;
+      timers = [
+        { set: 'late', inMs: Math.max(0, lateMs - silent) },
+        offlineIn < graceMs ? { set: 'offline', inMs: graceMs } : { clear: 'offline' },
+      ];
+    }
     // an offline card left open for a device that is up again (memory of its flapping lost in the restart)
     if (open) timers.push({ set: 'stable', inMs: ctx.settings.supervision.flapWindowMs });
     return { timers };

@@ -114,6 +114,8 @@ export interface RestoreHints {
   lastCheckInAt?: number | null;
   /** last presence/activity observation (epoch ms); null = never; undefined = not looked up */
   lastActivityAt?: number | null;
+  /** the gateway is starting (not a device or resident that changed): devices get supervision's start-up grace */
+  startup?: boolean;
 }
 
 /** Rule settings plus the supervision section of the configuration. */
