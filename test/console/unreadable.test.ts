@@ -1,0 +1,44 @@
+// A terminal sending unreadable messages, as a person sees it in headless Chromium: a P3 card on the board, and on
+// the device's page how many messages were refused and why.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser } from 'playwright-core';
+import { publishAsync, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { launchBrowser, loginAs, watchErrors } from './browser.js';
+
+describe('unreadable messages in the console', () => {
+  let t: TestGateway;
+  let browser: Browser;
+  beforeAll(async () => {
+    browser = await launchBrowser();
+    t = await startTestGateway();
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+    await t?.stop();
+  });
+
+  it('a P3 card on the board, and the count with the last reason on the device page', async () => {
+    const dev = await t.provision('call-phone');
+    const c = await t.connectDevice(dev.id, dev.secret);
+    const page = await browser.newPage();
+    const errors = watchErrors(page);
+    await loginAs(page, t.http, 'admin', t.adminPassword);
+    await publishAsync(c, `devices/${dev.id}/events`, '{"ts":1,"seq":1,"type":"levitate"}');
+    await publishAsync(c, `devices/${dev.id}/telemetry`, '{"ts":2,"seq":2,"type":"heartbeat","battery":"full"}');
+    c.end(true);
+
+    const card = page.locator(`article.card[data-device="${dev.id}"]`);
+    await card.waitFor({ timeout: 15_000 });
+    expect(await card.getAttribute('data-priority')).toBe('P3');
+    expect(await card.locator('.type').textContent()).toMatch(/unreadable/i);
+
+    await page.goto(`${t.http}/#/device/${dev.id}`);
+    const unreadable = page.locator('[data-unreadable]');
+    await unreadable.waitFor({ timeout: 15_000 });
+    expect(await unreadable.getAttribute('data-unreadable')).toBe('2');
+    expect(await unreadable.textContent()).toBe('2 refused; last: "battery" is invalid for heartbeat: Expected integer');
+    expect(await page.locator('[data-flags]').textContent()).toBe('sending unreadable messages');
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+});
