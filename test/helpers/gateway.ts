@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient, type IClientOptions } from 'mqtt';
 import { loadConfig } from '../../core/config.js';
-import { createLogger } from '../../core/logger.js';
+import { createLogger, type Logger } from '../../core/logger.js';
 import { startEldergate, type Eldergate } from '../../eldergate.js';
 
 export interface TestGateway {
@@ -22,7 +22,8 @@ export interface TestGateway {
   stop(): Promise<void>;
 }
 
-export async function startTestGateway(overrides: Record<string, unknown> = {}, dataDir?: string): Promise<TestGateway> {
+/** `log`: a logger of the test's own (to read what the gateway logged); by default one at TEST_LOG_LEVEL or silent */
+export async function startTestGateway(overrides: Record<string, unknown> = {}, dataDir?: string, log?: Logger): Promise<TestGateway> {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'eldergate-test-'));
   const adminPassword = 'test-' + randomBytes(12).toString('hex');
   const config = loadConfig({}, {
@@ -33,7 +34,7 @@ export async function startTestGateway(overrides: Record<string, unknown> = {}, 
     http: { port: 0, host: '127.0.0.1' },
     ...overrides,
   });
-  const gw = await startEldergate({ config, log: createLogger(config.logLevel) });
+  const gw = await startEldergate({ config, log: log ?? createLogger(config.logLevel) });
   const http = `http://127.0.0.1:${gw.httpPort}`;
   let adminToken: string | undefined;
   const api = async (method: string, path: string, body?: unknown, token?: string) => {
