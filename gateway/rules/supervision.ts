@@ -119,14 +119,10 @@ export const supervisionRule: Rule<SupervisionMemory> = {
   onTimer(key, ctx) {
     const { intervalMs, lateMs, offlineMs } = limits(ctx);
     if (key === 'late') {
-      // an offline timer already pending was set by restore with the start-up grace: it stands
+      // the rest of the ladder on the monotonic clock, never from lastSeen: a wall-clock step must not shorten it.
+      // A device already late when its timers were restored got its 'offline' timer from restore: it stands.
       if (ctx.hasTimer('offline')) return { state: { supervision: 'late' } };
-      // from lastSeen when it is consistent, else the rest of the ladder (lastSeen may have been moved by ingest)
-      const fromLastSeen = ctx.device.lastSeen !== null ? ctx.device.lastSeen + offlineMs - ctx.now : Infinity;
-      return {
-        state: { supervision: 'late' },
-        timers: [{ set: 'offline', inMs: Math.max(0, Math.min(offlineMs - lateMs, fromLastSeen)) }],
-      };
+      return { state: { supervision: 'late' }, timers: [{ set: 'offline', inMs: offlineMs - lateMs }] };
     }
     if (key === 'offline') {
       const memory = recordDrop(ctx);
@@ -165,16 +161,15 @@ export const supervisionRule: Rule<SupervisionMemory> = {
     const { lateMs, offlineMs } = limits(ctx);
     const silent = ctx.now - lastSeen;
     const graceMs = hints.startup ? startupGraceMs(ctx) : 0;
+    const offlineIn = offlineMs - silent;
     let timers: TimerRequest[];
-    if (silent >= offlineMs && graceMs === 0) {
+    if (offlineIn <= 0 && graceMs === 0) {
       timers = [{ set: 'offline', inMs: 0 }];
+    } else if (silent >= lateMs || offlineIn < graceMs) {
+      // late already (or offline inside the grace): both timers from lastSeen, 'offline' never within the grace
+      timers = [{ set: 'late', inMs: Math.max(0, lateMs - silent) }, { set: 'offline', inMs: Math.max(offlineIn, graceMs) }];
     } else {
-      // 'late' from lastSeen; 'offline' from lastSeen too, but at start-up never within the grace
-      const offlineIn = offlineMs - silent;
-      timers = [
-        { set: 'late', inMs: Math.max(0, lateMs - silent) },
-        offlineIn < graceMs ? { set: 'offline', inMs: graceMs } : { clear: 'offline' },
-      ];
+      timers = [{ set: 'late', inMs: lateMs - silent }, { clear: 'offline' }];
     }
     // an offline card left open for a device that is up again (memory of its flapping lost in the restart)
     if (open) timers.push({ set: 'stable', inMs: ctx.settings.supervision.flapWindowMs });
