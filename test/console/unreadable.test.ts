@@ -1,5 +1,5 @@
 // A terminal sending unreadable messages, as a person sees it in headless Chromium: a P3 card on the board, and on
-// the device's page how many messages were refused and why.
+// the fleet page and the device's page how many messages were refused and why.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { publishAsync, startTestGateway, type TestGateway } from '../helpers/gateway.js';
@@ -30,7 +30,13 @@ describe('unreadable messages in the console', () => {
     const card = page.locator(`article.card[data-device="${dev.id}"]`);
     await card.waitFor({ timeout: 15_000 });
     expect(await card.getAttribute('data-priority')).toBe('P3');
-    expect(await card.locator('.type').textContent()).toMatch(/unreadable/i);
+    expect(await card.locator('.type').textContent()).toBe('Terminal sends unreadable messages');
+
+    // the fleet page flags the device in its row
+    await page.goto(`${t.http}/#/fleet`);
+    const row = page.locator(`tr[data-device="${dev.id}"] [data-unreadable]`);
+    await row.waitFor({ timeout: 15_000 });
+    expect(await row.textContent()).toBe('2 unreadable');
 
     await page.goto(`${t.http}/#/device/${dev.id}`);
     const unreadable = page.locator('[data-unreadable]');

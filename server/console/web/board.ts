@@ -20,8 +20,10 @@ export function compareIncidents(a: Incident, b: Incident): number {
 export const TYPE_LABEL: Record<string, string> = {
   sos: 'SOS', fall: 'Fall', 'no-movement': 'No movement', 'bed-exit': 'Bed exit', 'pull-cord': 'Pull cord', fire: 'Fire',
   smoke: 'Smoke', gas: 'Gas', panic: 'Panic', medical: 'Medical', 'call-request': 'Call request', removed: 'Watch removed',
-  'safe-zone-exit': 'Left safe zone', offline: 'Device offline', 'battery-low': 'Battery low', 'power-lost': 'Mains power lost',
-  tamper: 'Tamper', test: 'Test alarm', 'check-in-missed': 'Missed check-in',
+  'safe-zone-exit': 'Left safe zone', offline: 'Device offline', 'low-battery': 'Battery low', 'power-lost': 'Mains power lost',
+  tamper: 'Tamper', test: 'Test alarm', 'missed-check-in': 'Missed check-in', wander: 'Wandering',
+  'supervision-failure': 'Supervision failure', 'unknown-event': 'Unknown event from terminal',
+  'unreadable-messages': 'Terminal sends unreadable messages',
 };
 export const typeLabel = (t: string) => TYPE_LABEL[t] ?? t;
 
@@ -75,6 +77,12 @@ function card(ctx: Ctx, inc: Incident): HTMLElement {
     h('dl', null,
       h('dt', null, 'Resident'),
       h('dd', { class: 'resident' }, resident ? `${resident.name}${resident.address ? ' — ' + resident.address : ''}` : (inc.residentId ?? 'not bound to a resident')),
+      resident?.contacts?.length ? h('dt', null, 'Contacts') : null,
+      resident?.contacts?.length
+        ? h('dd', { class: 'contacts' }, ...resident.contacts.slice(0, 3).map((c) =>
+          h('span', { class: 'contact' }, `${c.name}${c.relation ? ` (${c.relation})` : ''}`,
+            c.phone ? h('a', { href: `tel:${c.phone.replace(/[^+\d]/g, '')}` }, ` ${c.phone}`) : null)))
+        : null,
       h('dt', null, 'Device'),
       h('dd', null, device ? `${device.kind} ${device.serial}${device.live.battery !== null ? ` · battery ${device.live.battery}%` : ''}` : inc.deviceId),
       h('dt', null, 'Where'),

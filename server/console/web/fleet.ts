@@ -76,7 +76,11 @@ export function fleetView(ctx: Ctx, root: HTMLElement): () => void {
         h('td', null, d.state),
         h('td', null, resident?.name ?? d.residentId ?? '—'),
         h('td', null, d.unitId ? ctx.unitName(d.unitId) : '—'),
-        h('td', null, h('span', { class: `sup ${d.live.supervision}` }, SUPERVISION_LABEL[d.live.supervision] ?? d.live.supervision)),
+        h('td', null, h('span', { class: `sup ${d.live.supervision}` }, SUPERVISION_LABEL[d.live.supervision] ?? d.live.supervision),
+          d.live.unreadableCount
+            ? h('span', { class: 'badge unreadable', 'data-unreadable': String(d.live.unreadableCount), title: `last: ${d.live.lastUnreadableReason ?? '—'}` },
+              `${d.live.unreadableCount} unreadable`)
+            : null),
         h('td', { class: 'num' }, d.live.battery !== null ? `${d.live.battery}%` : '—'),
         h('td', { class: 'num' }, d.live.signal !== null ? String(d.live.signal) : '—'),
         h('td', null, fmtAgo(d.live.lastSeen)),
