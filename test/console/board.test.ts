@@ -6,9 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import type { MqttClient } from 'mqtt';
-import type { AlarmAction, AlarmSource } from '../../core/contracts.js';
 import { connectDevice, publishAsync, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
-import { buildNetwork, raise, type Network } from '../ws/helpers.js';
+import { buildNetwork, raise, raiseP3, type Network } from '../ws/helpers.js';
 import { launchBrowser, loginAs, watchErrors } from './browser.js';
 
 interface Phone { id: string; serial: string; client: MqttClient; press(type: string): Promise<void> }
@@ -26,19 +25,6 @@ async function phone(t: TestGateway, residentId: string): Promise<Phone> {
   };
 }
 
-function raiseP3(t: TestGateway, count: number, unitOf: (i: number) => string | null): void {
-  const { incidents } = t.gw.response;
-  const events = t.gw.store.sqlite.transaction(() => {
-    const out = [];
-    for (let i = 0; i < count; i++) {
-      const action: AlarmAction = { action: 'raise', type: 'battery-low', priority: 'P3', rule: 'test' };
-      const source: AlarmSource = { deviceId: `p3-${i}`, residentId: null, unitId: unitOf(i), stamps: { received: Date.now() } };
-      out.push(...incidents.applyAlarm(action, source));
-    }
-    return out;
-  })();
-  incidents.publishCommitted(events);
-}
 
 type Eg = { eldergate: { sounds: { incidentId: string; reason: string; at: number }[]; incident(id: string): { status: string; lastSeq: number } | null } };
 const sounds = (page: Page) => page.evaluate(() => (window as unknown as Eg).eldergate.sounds);

@@ -2,27 +2,12 @@
 // the oldest first, paged to completion — with the log's head, so that snapshot + stream (since = head) has no gap.
 // Measured before: one open P1 followed by 600 newer P3 → the P1 was not in the board's first load.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AlarmAction, AlarmSource } from '../../core/contracts.js';
 import type { IncidentRow } from '../../response/incidents.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { TestConsole, buildNetwork, latestSeq, login, raise, type Network } from '../ws/helpers.js';
+import { TestConsole, buildNetwork, latestSeq, login, raise, raiseP3, type Network } from '../ws/helpers.js';
 
 interface Page { items: IncidentRow[]; head: number; next: string | null }
 
-/** Open `count` P3 incidents, one device each (so none joins another), in one transaction, published. */
-function raiseP3(t: TestGateway, count: number, unitOf: (i: number) => string | null): void {
-  const { incidents } = t.gw.response;
-  const events = t.gw.store.sqlite.transaction(() => {
-    const out = [];
-    for (let i = 0; i < count; i++) {
-      const action: AlarmAction = { action: 'raise', type: 'battery-low', priority: 'P3', rule: 'test' };
-      const source: AlarmSource = { deviceId: `p3-${i}`, residentId: null, unitId: unitOf(i), stamps: { received: Date.now() } };
-      out.push(...incidents.applyAlarm(action, source));
-    }
-    return out;
-  })();
-  incidents.publishCommitted(events);
-}
 
 async function snapshot(t: TestGateway, token: string, limit: number): Promise<{ items: IncidentRow[]; heads: number[]; pages: number }> {
   const items: IncidentRow[] = [];

@@ -187,3 +187,18 @@ export function seqsInLog(t: TestGateway, after = 0, unitIds?: (string | null)[]
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Open `count` P3 incidents, one device each (so none joins another), in one transaction, published. */
+export function raiseP3(t: TestGateway, count: number, unitOf: (i: number) => string | null): void {
+  const { incidents } = t.gw.response;
+  const events = t.gw.store.sqlite.transaction(() => {
+    const out = [];
+    for (let i = 0; i < count; i++) {
+      const action: AlarmAction = { action: 'raise', type: 'low-battery', priority: 'P3', rule: 'test' };
+      const source: AlarmSource = { deviceId: `p3-${i}`, residentId: null, unitId: unitOf(i), stamps: { received: Date.now() } };
+      out.push(...incidents.applyAlarm(action, source));
+    }
+    return out;
+  })();
+  incidents.publishCommitted(events);
+}
