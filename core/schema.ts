@@ -1,5 +1,5 @@
 // Users and the service's own state. Devices and the response network have their own schema modules.
-import { sqliteTable, text, index, uniqueIndex } from 'drizzle-orm/sqlite-core';
+import { sqliteTable, text, integer, index, uniqueIndex } from 'drizzle-orm/sqlite-core';
 import { ROLES } from './contracts.js';
 import { ms } from './schema-helpers.js';
 
@@ -15,6 +15,12 @@ export const users = sqliteTable(
     displayName: text('display_name'),
     disabled: ms('disabled_at'),
     createdAt: ms('created_at').notNull(),
+    /**
+     * the generation of this user's tokens: a token carries the generation it was issued in and is refused once this
+     * moves on (logout, password change or reset, disable, role or unit change revoke every token at once). A counter,
+     * not a timestamp, so that a wall-clock step can neither revive nor kill a session.
+     */
+    tokenGeneration: integer('token_generation', { mode: 'number' }).notNull().default(0),
   },
   (t) => [uniqueIndex('users_username_uq').on(t.username)],
 );
