@@ -58,6 +58,26 @@ export const DataRuleSchema = Type.Object(
 );
 export type DataRule = Static<typeof DataRuleSchema>;
 
+/** a notification channel's name: what a contact's or a unit's `webhook` holds */
+export const NOTIFY_CHANNEL_NAME_PATTERN = '^[a-z0-9][a-z0-9._-]{0,63}$';
+
+export const NotifyChannelSchema = Type.Object(
+  {
+    url: Type.String({ pattern: '^https?://\\S+$', maxLength: 2000 }),
+    /** HMAC key for this channel; or `secretEnv`, the environment variable holding it; else `notifiers.webhookSecret` */
+    secret: Type.Optional(Type.String({ minLength: 16 })),
+    secretEnv: Type.Optional(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' })),
+    /**
+     * may post to loopback, private (RFC 1918), unique-local and carrier-grade NAT addresses; link-local (cloud
+     * metadata), unspecified, multicast and reserved addresses are refused even then
+     */
+    allowPrivate: Type.Boolean({ default: false }),
+    description: Type.Optional(Type.String({ maxLength: 200 })),
+  },
+  { additionalProperties: false },
+);
+export type NotifyChannel = Static<typeof NotifyChannelSchema>;
+
 export const ConfigSchema = Type.Object(
   {
     dataDir: Type.String({ default: './data', minLength: 1 }),
@@ -88,6 +108,14 @@ export const ConfigSchema = Type.Object(
         keepaliveLimitS: Type.Integer({ minimum: 1, default: 1200 }),
         maxConnections: Type.Integer({ minimum: 1, default: 120000 }),
         maxConnectionsPerAddress: Type.Integer({ minimum: 1, default: 120000 }),
+        /**
+         * failed CONNECTs (bad secret, unknown device, malformed) from one address within connectFailureWindowMs
+         * after which that address is refused at accept for connectBackoffMs (0 = never); devices behind one
+         * carrier NAT share an address: keep it well above what one misconfigured terminal does
+         */
+        connectFailureLimit: Type.Integer({ minimum: 0, default: 50 }),
+        connectFailureWindowMs: Type.Integer({ minimum: 100, default: 10_000 }),
+        connectBackoffMs: Type.Integer({ minimum: 100, default: 30_000 }),
       },
       { default: {} },
     ),
@@ -103,6 +131,27 @@ export const ConfigSchema = Type.Object(
         wsMaxBufferedBytes: Type.Integer({ minimum: 1024, default: 4 * 1024 * 1024 }),
         /** the server pings each console this often; one unanswered ping ends the connection */
         wsPingIntervalMs: Type.Integer({ minimum: 100, default: 30_000 }),
+        /** open WebSockets one user may hold at once; more are closed with 4429 */
+        wsMaxPerUser: Type.Integer({ minimum: 1, default: 8 }),
+        /** HTTP + WebSocket sockets held at once (lowered to the descriptor budget, see limits) */
+        maxConnections: Type.Integer({ minimum: 1, default: 10_000 }),
+      },
+      { default: {} },
+    ),
+    /** what the process may hold: descriptors, memory, log lines (docs/security.md) */
+    limits: Type.Object(
+      {
+        /** descriptors kept free of sockets for the database, logs, serial ports, webhooks and the alarm path */
+        fdReserve: Type.Integer({ minimum: 16, default: 256 }),
+        /** share of the socket budget (fd limit − reserve) for HTTP + WebSocket; MQTT gets the rest */
+        httpFdShare: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1, default: 0.25 }),
+        /** resident memory above which telemetry is shed and a warning logged (0 = 1.5 × the V8 heap limit) */
+        maxRssBytes: Type.Integer({ minimum: 0, default: 0 }),
+        /** memory outside the V8 heap (Buffers, socket queues) above which the same happens (0 = ½ the V8 heap limit) */
+        maxExternalBytes: Type.Integer({ minimum: 0, default: 0 }),
+        /** repeated log lines (same kind, same device or address) written per window before they are only counted */
+        logBurst: Type.Integer({ minimum: 1, default: 5 }),
+        logWindowMs: Type.Integer({ minimum: 100, default: 60_000 }),
       },
       { default: {} },
     ),
@@ -149,8 +198,16 @@ export const ConfigSchema = Type.Object(
     ruleSettings: RuleSettingsSchema,
     notifiers: Type.Object(
       {
-        webhookSecret: Type.Optional(Type.String({ minLength: 16 })),
+        webhookSecret: Type.Optional(Type.String({ minLength: 16, description: 'HMAC key of every webhook without a secret of its own' })),
+        /** admin-configured URLs told of every incident; public addresses only (use `broadcast` for an internal one) */
         webhookUrls: Type.Array(Type.String({ pattern: '^https?://\\S+$' }), { default: [] }),
+        /**
+         * Where notifications may go, by name. Operators and technicians put a channel's name in a contact's or a
+         * unit's `webhook`, never a URL (docs/security.md, "Notification channels").
+         */
+        channels: Type.Record(Type.String({ pattern: NOTIFY_CHANNEL_NAME_PATTERN }), NotifyChannelSchema, { default: {} }),
+        /** channels told of every opened and escalated incident, like `webhookUrls` */
+        broadcast: Type.Array(Type.String({ pattern: NOTIFY_CHANNEL_NAME_PATTERN }), { default: [] }),
         retries: Type.Integer({ minimum: 0, default: 5 }),
         backoffMs: Type.Integer({ minimum: 10, default: 1000 }),
       },
@@ -187,7 +244,7 @@ function coerce(raw: string, schema: TSchema): unknown {
   const kind = schema[Kind];
   if (kind === 'Integer' || kind === 'Number') return raw.trim() === '' ? raw : Number(raw);
   if (kind === 'Boolean') return raw === 'true' || raw === '1' ? true : raw === 'false' || raw === '0' ? false : raw;
-  if (kind === 'Array' || kind === 'Object') {
+  if (kind === 'Array' || kind === 'Object' || kind === 'Record') {
     try {
       return JSON.parse(raw);
     } catch {
@@ -255,6 +312,7 @@ export function loadConfig(
   if (Boolean(withDefaults.tls.certFile) !== Boolean(withDefaults.tls.keyFile)) {
     problems.push('ELDERGATE_TLS_CERT_FILE and ELDERGATE_TLS_KEY_FILE: set both, or neither');
   }
+  problems.push(...resolveChannelSecrets(withDefaults, env));
   if (problems.length) throw new ConfigError(problems);
   return deepFreeze(withDefaults);
 }
@@ -268,4 +326,28 @@ function mergeDeep(target: Record<string, unknown>, src: Record<string, unknown>
       target[k] = v;
     }
   }
+}
+
+/**
+ * Fill each channel's `secret` from its `secretEnv` (so the key need not sit in the config file) and check that
+ * every broadcast channel exists. Returns the problems, never the secrets.
+ */
+function resolveChannelSecrets(config: Config, env: NodeJS.ProcessEnv): string[] {
+  const problems: string[] = [];
+  const channels = config.notifiers?.channels;
+  if (!channels || typeof channels !== 'object') return problems;
+  for (const [name, ch] of Object.entries(channels)) {
+    if (!ch || typeof ch !== 'object' || !ch.secretEnv) continue;
+    const where = `notifiers.channels.${name}.secretEnv`;
+    if (ch.secret) problems.push(`${where}: give secret or secretEnv, not both`);
+    else if (!env[ch.secretEnv]) problems.push(`${where}: the environment variable ${ch.secretEnv} is not set; set it to the channel's HMAC key (16 characters or more)`);
+    else if (env[ch.secretEnv]!.length < 16) problems.push(`${where}: the key in ${ch.secretEnv} is shorter than 16 characters`);
+    else ch.secret = env[ch.secretEnv]!;
+  }
+  for (const name of config.notifiers?.broadcast ?? []) {
+    if (!Object.hasOwn(channels, name)) {
+      problems.push(`notifiers.broadcast: "${name}" is not a channel; define it in notifiers.channels (configured: ${Object.keys(channels).join(', ') || 'none'})`);
+    }
+  }
+  return problems;
 }
