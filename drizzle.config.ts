@@ -2,6 +2,6 @@ import { defineConfig } from 'drizzle-kit';
 
 export default defineConfig({
   dialect: 'sqlite',
-  schema: ['./core/schema.ts', './devices/schema.ts', './response/schema.ts'],
+  schema: ['./core/schema.ts', './core/audit-schema.ts', './devices/schema.ts', './response/schema.ts'],
   out: './drizzle',
 });

@@ -6,10 +6,11 @@ import Database from 'better-sqlite3';
 import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import * as coreSchema from './schema.js';
+import * as auditSchema from './audit-schema.js';
 import * as deviceSchema from '../devices/schema.js';
 import * as responseSchema from '../response/schema.js';
 
-export const schema = { ...coreSchema, ...deviceSchema, ...responseSchema };
+export const schema = { ...coreSchema, ...auditSchema, ...deviceSchema, ...responseSchema };
 export type Schema = typeof schema;
 export type Db = BetterSQLite3Database<Schema>;
 

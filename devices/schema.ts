@@ -3,6 +3,10 @@ import { sqliteTable, text, integer, index, uniqueIndex } from 'drizzle-orm/sqli
 import { DEVICE_KINDS, DEVICE_STATES, type Position } from '../core/contracts.js';
 import { json, ms } from '../core/schema-helpers.js';
 
+/** Schemes of account identifiers: how a device is named on a channel it shares with others. */
+export const ACCOUNT_SCHEMES = ['contact-id', 'dc09', 'watch', 'jt808'] as const;
+export type AccountScheme = (typeof ACCOUNT_SCHEMES)[number];
+
 export interface Contact {
   name: string;
   relation?: string;
@@ -53,15 +57,41 @@ export const devices = sqliteTable(
     /** per-device configuration (heartbeat interval, fall sensitivity, safe zone overrides, Modbus address) */
     config: json<Record<string, unknown>>('config').notNull().default({}),
     notes: text('notes'),
+    /**
+     * The account identifier the device's alarms arrive under on a shared channel (a serial receiver's Contact ID
+     * account; later DC-09 accounts, watch ids, JT/T 808 numbers), typed by scheme. Unique per scheme across the
+     * registry (the index below): one account can never lead to two devices. Set by admins only, audited.
+     */
+    accountScheme: text('account_scheme', { enum: ACCOUNT_SCHEMES }),
+    account: text('account'),
+    /** the CSV import that created the device; while that import is still running the device does not exist yet */
+    importId: text('import_id'),
     createdAt: ms('created_at').notNull(),
     updatedAt: ms('updated_at').notNull(),
   },
   (t) => [
     uniqueIndex('devices_serial_uq').on(t.serial),
+    uniqueIndex('devices_account_uq').on(t.accountScheme, t.account),
+    index('devices_import_idx').on(t.importId),
     index('devices_resident_idx').on(t.residentId),
     index('devices_kind_state_idx').on(t.kind, t.state),
   ],
 );
+
+/**
+ * CSV imports. Rows are written in short slices so the alarm path never waits; the import becomes visible at once
+ * when its status turns 'done' (one row, one short transaction). A failed or interrupted import's devices are
+ * deleted (at start-up for one cut short by a crash).
+ */
+export const deviceImports = sqliteTable('device_imports', {
+  id: text('id').primaryKey(),
+  status: text('status', { enum: ['importing', 'done', 'failed', 'abandoned'] }).notNull(),
+  count: integer('count').notNull(),
+  actor: text('actor'),
+  error: text('error'),
+  startedAt: ms('started_at').notNull(),
+  finishedAt: ms('finished_at'),
+});
 
 /** Live state of each device, kept in memory and written through in batches. */
 export const deviceState = sqliteTable('device_state', {
