@@ -1,5 +1,7 @@
 // Who is told what, outside the consoles: at opening, the responsible grid unit, the configured webhooks and (P1)
 // the resident's family contacts; at each escalation, the tier now responsible and the configured webhooks.
+// A unit's or contact's `webhook` names a channel an admin configured (notifiers/channels.ts), never a URL: a URL
+// stored before channels existed is sent only to a channel with exactly that URL, otherwise refused on the timeline.
 // The bus listener only queues: targets are worked out and sent on later ticks, so notification never blocks
 // ingest or escalation. Every attempt ends up on the incident's timeline.
 import type { Logger } from 'pino';
@@ -10,18 +12,26 @@ import type { Contact } from '../devices/schema.js';
 import type { CommittedEvent, IncidentService } from './incidents.js';
 import type { Network } from './network.js';
 import { newId } from './ids.js';
-import { createWebhookNotifier, redactUrl, type WebhookAttempt, type WebhookNotifier } from './notifiers/webhook.js';
+import { createWebhookNotifier, redactUrl, type WebhookAttempt, type WebhookNotifier, type WebhookNotifierOptions } from './notifiers/webhook.js';
+import { channelTarget, looksLikeUrl, resolveWebhook, type ChannelTarget } from './notifiers/channels.js';
 
 export type RecipientKind = 'unit' | 'contact' | 'webhook';
 
 export interface Recipient {
   kind: RecipientKind;
-  url: string;
+  /** where it goes; absent when the stored webhook resolved to no channel (`refused` says why) */
+  target?: ChannelTarget | { channel?: undefined; url: string; allowPrivate: false; secret?: undefined };
+  refused?: string;
   /** unit id, contact name … for the timeline */
   name: string;
   unitId?: string;
   tier?: string;
+  /** a contact's id at the channel's receiver (e.g. the family app's user id), sent in the body */
+  recipientId?: string;
 }
+
+/** A resident's contact as stored: `webhook` a channel name, `recipient` the contact's id at that channel. */
+type StoredContact = Contact & { recipient?: string };
 
 export interface Notifications {
   start(): void;
@@ -39,15 +49,15 @@ export interface NotificationDeps {
   log: Logger;
   incidents: IncidentService;
   network: Network;
-  /** webhook options beyond the configuration (timeouts in tests) */
-  webhook?: { timeoutMs?: number; concurrency?: number; maxQueue?: number; maxBackoffMs?: number };
+  /** webhook options beyond the configuration (timeouts in tests; resolve and dispatcher: spies in tests) */
+  webhook?: Partial<Pick<WebhookNotifierOptions, 'timeoutMs' | 'concurrency' | 'maxQueue' | 'maxBackoffMs' | 'maxResponseBytes' | 'resolve' | 'dispatcher'>>;
 }
 
 interface ResidentInfo {
   id: string;
   name: string;
   address: string | null;
-  contacts: Contact[];
+  contacts: StoredContact[];
 }
 
 export function createNotifications(deps: NotificationDeps): Notifications {
@@ -61,11 +71,15 @@ export function createNotifications(deps: NotificationDeps): Notifications {
     const incidentId = a.delivery.context?.incidentId as string | undefined;
     if (!incidentId) return;
     const recipient = a.delivery.context?.recipient as Recipient | undefined;
+    // the channel's name, never its URL; a configured webhookUrls entry shows without credentials or query
+    const where = recipient?.target?.channel !== undefined
+      ? { channel: recipient.target.channel }
+      : recipient?.target ? { url: redactUrl(recipient.target.url) } : {};
     const base = {
       channel: 'webhook',
       deliveryId: a.delivery.id,
       event: a.delivery.event,
-      recipient: recipient ? { kind: recipient.kind, name: recipient.name, url: redactUrl(recipient.url) } : undefined,
+      recipient: recipient ? { kind: recipient.kind, name: recipient.name, ...where } : undefined,
       attempt: a.attempt,
     };
     try {
@@ -97,23 +111,37 @@ export function createNotifications(deps: NotificationDeps): Notifications {
     if (!id) return null;
     const r = residentQ.get(id);
     if (!r) return null;
-    let contacts: Contact[] = [];
+    let contacts: StoredContact[] = [];
     try {
-      contacts = JSON.parse(r.contacts) as Contact[];
+      contacts = JSON.parse(r.contacts) as StoredContact[];
     } catch {
       log.warn({ residentId: id }, 'resident contacts are not valid JSON');
     }
     return { id: r.id, name: r.name, address: r.address, contacts: Array.isArray(contacts) ? contacts : [] };
   }
 
+  /** a unit's or contact's stored `webhook` → its channel, or why nothing goes out */
+  const via = (value: string): Pick<Recipient, 'target' | 'refused'> => {
+    const r = resolveWebhook(config, value);
+    return r.ok ? { target: r.target } : { refused: r.reason };
+  };
+
   function recipientsFor(e: CommittedEvent, priority: string, res: ResidentInfo | null): Recipient[] {
     const out: Recipient[] = [];
     const unitId = (e.type === 'opened' ? e.data.tierUnitId : e.data.toUnitId) as string | null;
     const unit = unitId ? network.getUnit(unitId) : undefined;
-    if (unit?.webhook) out.push({ kind: 'unit', url: unit.webhook, name: unit.name, unitId: unit.id, tier: unit.tier });
-    for (const url of config.notifiers.webhookUrls) out.push({ kind: 'webhook', url, name: redactUrl(url) });
+    if (unit?.webhook) out.push({ kind: 'unit', ...via(unit.webhook), name: unit.name, unitId: unit.id, tier: unit.tier });
+    // admin-configured: public addresses only; a channel in `broadcast` may be allowed private ones
+    for (const url of config.notifiers.webhookUrls) out.push({ kind: 'webhook', target: { url, allowPrivate: false }, name: redactUrl(url) });
+    for (const name of config.notifiers.broadcast ?? []) {
+      const target = channelTarget(config, name);
+      if (target) out.push({ kind: 'webhook', target, name });
+    }
     if (e.type === 'opened' && priority === 'P1' && res) {
-      for (const c of res.contacts) if (c.webhook) out.push({ kind: 'contact', url: c.webhook, name: c.name });
+      for (const c of res.contacts) {
+        if (!c.webhook) continue;
+        out.push({ kind: 'contact', ...via(c.webhook), name: c.name, ...(c.recipient ? { recipientId: c.recipient } : {}) });
+      }
     }
     return out;
   }
@@ -139,10 +167,25 @@ export function createNotifications(deps: NotificationDeps): Notifications {
         },
         resident: res ? { id: res.id, name: res.name, address: res.address } : null,
         responsibleUnit: unit ? { id: unit.id, name: unit.name, tier: unit.tier, phone: unit.phone } : null,
-        recipient: { kind: r.kind, name: r.name },
+        recipient: {
+          kind: r.kind, name: r.name,
+          ...(r.target?.channel !== undefined ? { channel: r.target.channel } : {}),
+          ...(r.unitId ? { unitId: r.unitId } : {}),
+          ...(r.recipientId ? { id: r.recipientId } : {}),
+        },
         ...(e.type === 'escalated' ? { escalation: { level: e.data.level, renotify: e.data.renotify, lateMs: e.data.lateMs } } : {}),
       };
-      const delivery = { id: newId('ntf'), url: r.url, event, body, context: { incidentId: incident.id, recipient: r } };
+      const delivery = {
+        id: newId('ntf'), url: r.target?.url ?? '', event, body, context: { incidentId: incident.id, recipient: r },
+        ...(r.target?.secret ? { secret: r.target.secret } : {}),
+        allowPrivate: r.target?.allowPrivate === true,
+      };
+      if (!r.target) {
+        // nothing is sent: say so on the timeline, where the operator looks, and in the log
+        log.warn({ incidentId: incident.id, recipientKind: r.kind, unitId: r.unitId, residentId: incident.residentId }, 'notification not sent: the webhook names no configured channel');
+        recordAttempt({ delivery, attempt: 0, ok: false, error: r.refused ?? 'not sent: no channel', durationMs: 0, final: true });
+        continue;
+      }
       if (!webhook.enqueue(delivery)) {
         recordAttempt({ delivery, attempt: 0, ok: false, error: 'not sent: notification queue full', durationMs: 0, final: true });
       }
@@ -174,11 +217,68 @@ export function createNotifications(deps: NotificationDeps): Notifications {
     }
   };
 
+  /**
+   * Units and residents' contacts whose `webhook` names no configured channel (a URL stored before channels, or a
+   * channel since removed): counted at start-up so an admin learns of them before an alarm does. Ids, never URLs.
+   */
+  function unresolvedWebhooks() {
+    const units: string[] = [];
+    let urls = 0;
+    let mapped = 0;
+    const residents = new Set<string>();
+    let contacts = 0;
+    const tally = (value: string) => {
+      const r = resolveWebhook(config, value);
+      if (r.ok) {
+        if (r.target.fromUrl) mapped++;
+        return true;
+      }
+      if (looksLikeUrl(value)) urls++;
+      return false;
+    };
+    for (const u of network.listUnits(null)) if (u.webhook && !tally(u.webhook)) units.push(u.id);
+    const rows = deps.store.sqlite.prepare<[], { id: string; contacts: string }>(
+      `SELECT id, contacts FROM residents WHERE contacts LIKE '%"webhook"%'`,
+    ).all();
+    for (const row of rows) {
+      let list: StoredContact[] = [];
+      try {
+        list = JSON.parse(row.contacts) as StoredContact[];
+      } catch {
+        continue;
+      }
+      for (const c of Array.isArray(list) ? list : []) {
+        if (c && typeof c.webhook === 'string' && c.webhook && !tally(c.webhook)) {
+          contacts++;
+          residents.add(row.id);
+        }
+      }
+    }
+    return { units, residents: [...residents], contacts, urls, mapped };
+  }
+
   return {
     start() {
       if (running) return;
       running = true;
       bus.on('incident-event', onEvent);
+      try {
+        const u = unresolvedWebhooks();
+        if (u.units.length || u.contacts) {
+          log.warn(
+            {
+              units: u.units.length, residentContacts: u.contacts, residents: u.residents.length, storedUrls: u.urls,
+              unitIds: u.units.slice(0, 20), residentIds: u.residents.slice(0, 20),
+            },
+            `${u.contacts} resident contact(s) and ${u.units.length} unit(s) have a webhook that names no configured notification channel ` +
+              '(a URL from before channels, or a removed channel): nothing is sent to them; set each to a channel name ' +
+              '(PATCH /api/residents/:id, PATCH /api/units/:id) or add a channel with exactly that URL to notifiers.channels',
+          );
+        }
+        if (u.mapped) log.info({ mapped: u.mapped }, 'stored webhook URLs sent through the channel with exactly that URL');
+      } catch (err) {
+        log.error({ err }, 'could not check the stored webhooks against the configured channels');
+      }
     },
     async close() {
       running = false;

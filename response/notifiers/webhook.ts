@@ -3,8 +3,14 @@
 // receiver can refuse replays. Failures, 5xx, 408/429 and timeouts are retried with exponential back-off.
 // Everything runs off a bounded queue: a slow or dead endpoint never holds up ingest or escalation, and a back-off
 // wait holds no sending slot.
+// Before anything is sent, the target's addresses are checked (address-guard.ts: no loopback, private, link-local
+// or metadata address unless the channel allows private ones), and the connection's own lookup checks again.
+// Redirects are never followed; at most `maxResponseBytes` of an answer are read, and only its status code and a
+// short reason reach the timeline.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
+import { Agent, request, type Dispatcher } from 'undici';
+import { checkTarget, guardedLookup, systemResolve, type ResolveHost } from './address-guard.js';
 
 export const SIGNATURE_HEADER = 'x-eldergate-signature';
 export const TIMESTAMP_HEADER = 'x-eldergate-timestamp';
@@ -32,6 +38,10 @@ export interface WebhookDelivery {
   body: Record<string, unknown>;
   /** opaque to the notifier, handed back in callbacks (incident id, target) */
   context?: Record<string, unknown>;
+  /** HMAC key of this target (its channel's); else the notifier's */
+  secret?: string;
+  /** the target's channel may post to private addresses (loopback, RFC 1918 …); default false */
+  allowPrivate?: boolean;
 }
 
 export interface WebhookAttempt {
@@ -62,7 +72,17 @@ export interface WebhookNotifierOptions {
   /** called for every attempt; must not throw (errors are logged) */
   onAttempt?: (a: WebhookAttempt) => void;
   now?: () => number;
+  /** bytes of an answer read at most (the rest is discarded with the connection); default 16 KiB */
+  maxResponseBytes?: number;
+  /** host resolution for the address check and the connection (tests resolve without DNS) */
+  resolve?: ResolveHost;
+  /** replaces the guarded agents (tests: a connect spy); the address check before sending still runs */
+  dispatcher?: Dispatcher;
 }
+
+/** Longest reason written to the timeline and the log for one attempt. */
+export const MAX_REASON_CHARS = 200;
+const shortReason = (s: string) => (s.length > MAX_REASON_CHARS ? s.slice(0, MAX_REASON_CHARS - 1) + '…' : s);
 
 export interface WebhookNotifier {
   /** false when the queue is full or the notifier is closed (the caller records that it was not sent) */
@@ -98,7 +118,18 @@ export function createWebhookNotifier(opts: WebhookNotifierOptions): WebhookNoti
   const concurrency = opts.concurrency ?? 8;
   const maxQueue = opts.maxQueue ?? 10_000;
   const maxBackoffMs = opts.maxBackoffMs ?? 10 * 60_000;
-  if (!opts.secret) log.warn('notifiers.webhookSecret is not set: webhooks are sent unsigned');
+  const maxResponseBytes = opts.maxResponseBytes ?? 16 * 1024;
+  const resolve = opts.resolve ?? systemResolve;
+  if (!opts.secret) log.warn('notifiers.webhookSecret is not set: webhooks without a channel secret are sent unsigned');
+  // one pool per policy: the connection's own lookup refuses what the policy refuses (DNS rebinding)
+  const agentOptions = { headersTimeout: timeoutMs, bodyTimeout: timeoutMs, maxHeaderSize: 16 * 1024, connections: concurrency };
+  const agents = opts.dispatcher
+    ? null
+    : {
+        strict: new Agent({ ...agentOptions, connect: { lookup: guardedLookup({ allowPrivate: false }, resolve) } }),
+        private: new Agent({ ...agentOptions, connect: { lookup: guardedLookup({ allowPrivate: true }, resolve) } }),
+      };
+  const dispatcherFor = (d: WebhookDelivery): Dispatcher => opts.dispatcher ?? (d.allowPrivate ? agents!.private : agents!.strict);
 
   const ready: Job[] = [];
   const waiting = new Map<Job, NodeJS.Timeout>();
@@ -145,23 +176,31 @@ export function createWebhookNotifier(opts: WebhookNotifierOptions): WebhookNoti
       [DELIVERY_HEADER]: delivery.id,
       [EVENT_HEADER]: delivery.event,
     };
-    if (opts.secret) headers[SIGNATURE_HEADER] = signBody(opts.secret, body);
+    const secret = delivery.secret ?? opts.secret;
+    if (secret) headers[SIGNATURE_HEADER] = signBody(secret, body);
     const started = performance.now();
     let status: number | undefined;
     let error: string | undefined;
     let retryable = true;
     try {
-      const res = await fetch(delivery.url, {
+      // refused targets are refused here, before any connection: nothing is sent, nothing retried
+      const target = await checkTarget(delivery.url, { allowPrivate: delivery.allowPrivate === true }, resolve);
+      if (!target.ok) {
+        retryable = target.retryable;
+        throw Object.assign(new Error(target.reason), { name: 'TargetRefused' });
+      }
+      const res = await request(delivery.url, {
         method: 'POST',
         headers,
         body,
+        dispatcher: dispatcherFor(delivery),
         // a redirect is a misconfigured target: following it would send the alarm where nobody configured it
-        redirect: 'manual',
+        maxRedirections: 0,
         signal: AbortSignal.any([controller.signal, AbortSignal.timeout(timeoutMs)]),
       });
-      status = res.status;
-      // drain so the connection can be reused; the answer's content does not matter
-      await res.arrayBuffer().catch(() => undefined);
+      status = res.statusCode;
+      // read at most maxResponseBytes (so the connection can be reused); the answer's content does not matter
+      await res.body.dump({ limit: maxResponseBytes }).catch(() => undefined);
       if (status >= 200 && status < 300) retryable = false;
       else if (status >= 300 && status < 400) {
         error = `redirected (HTTP ${status}); configure the final URL`;
@@ -172,13 +211,19 @@ export function createWebhookNotifier(opts: WebhookNotifierOptions): WebhookNoti
         retryable = false;
       }
     } catch (err) {
-      const e = err as Error & { cause?: { code?: string; message?: string } };
-      error =
-        e.name === 'TimeoutError'
-          ? `timed out after ${timeoutMs} ms`
-          : e.name === 'AbortError'
-            ? 'aborted: notifier closing'
-            : `${e.message}${e.cause?.code ? ` (${e.cause.code})` : e.cause?.message ? ` (${e.cause.message})` : ''}`;
+      const e = err as Error & { code?: string; cause?: { code?: string; message?: string } };
+      const timedOut = e.name === 'TimeoutError' || e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT';
+      error = shortReason(
+        e.name === 'TargetRefused'
+          ? e.message
+          : timedOut
+            ? `timed out after ${timeoutMs} ms`
+            : e.name === 'AbortError' || e.code === 'UND_ERR_ABORTED'
+              ? (closed ? 'aborted: notifier closing' : `timed out after ${timeoutMs} ms`)
+              : `${e.message}${e.code ? ` (${e.code})` : e.cause?.code ? ` (${e.cause.code})` : e.cause?.message ? ` (${e.cause.message})` : ''}`,
+      );
+      // the connection's lookup refused the address (the name answered differently than when checked)
+      if (e.code === 'EADDRREFUSED_POLICY' || String(e.message).startsWith('refused:')) retryable = false;
       if (closed) retryable = false;
     } finally {
       inFlight.delete(job);
@@ -240,6 +285,7 @@ export function createWebhookNotifier(opts: WebhookNotifierOptions): WebhookNoti
       // in-flight sends finish (aborted) on their own; wait for them so nothing writes after close
       const deadline = Date.now() + 2000;
       while (inFlight.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      if (agents) await Promise.all([agents.strict.destroy(), agents.private.destroy()]).catch(() => undefined);
       settleIdle();
     },
     stats: () => ({

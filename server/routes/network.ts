@@ -10,6 +10,7 @@ import type { Network, Staff, Unit } from '../../response/network.js';
 import { UNIT_ID_PATTERN } from '../../response/ids.js';
 import type { AppDeps } from '../deps.js';
 import { requireRole } from '../plugins/auth.js';
+import { requireChannel } from '../../response/notifiers/channels.js';
 import { ErrorBody, IdParam } from './common.js';
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
@@ -48,7 +49,7 @@ const UnitFields = {
   tier: Tier,
   parentId: Type.Optional(Nullable(Type.String({ maxLength: 64 }))),
   phone: Type.Optional(Nullable(Type.String({ maxLength: 30 }))),
-  webhook: Type.Optional(Nullable(Type.String({ maxLength: 500, description: 'http(s) URL told of incidents and escalations' }))),
+  webhook: Type.Optional(Nullable(Type.String({ maxLength: 500, description: 'name of a configured notification channel told of incidents and escalations (not a URL)' }))),
 };
 
 const StaffFields = {
@@ -61,7 +62,7 @@ const StaffFields = {
 };
 
 export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebox<{ deps: AppDeps }> {
-  return async (app) => {
+  return async (app, { deps }) => {
     const { network } = r;
     const admin = requireRole(app, 'admin');
     const readers = requireRole(app, 'admin', 'operator', 'steward', 'technician');
@@ -110,6 +111,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
       },
       onRequest: admin,
     }, async (req, reply) => {
+      requireChannel(deps.config, 'webhook', req.body.webhook);
       const u = network.createUnit(req.body);
       reply.status(201);
       return detail(u);
@@ -123,7 +125,10 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
         response: { 200: UnitDetail, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
       },
       onRequest: admin,
-    }, async (req) => detail(network.updateUnit(req.params.id, req.body)));
+    }, async (req) => {
+      requireChannel(deps.config, 'webhook', req.body.webhook);
+      return detail(network.updateUnit(req.params.id, req.body));
+    });
 
     app.delete('/api/units/:id', {
       schema: {

@@ -4,6 +4,7 @@ import { ForbiddenError } from '../../core/errors.js';
 import type { AuthUser } from '../../core/users.js';
 import type { AppDeps } from '../deps.js';
 import { requireRole } from '../plugins/auth.js';
+import { requireChannel } from '../../response/notifiers/channels.js';
 import { ErrorBody, IdParam, LatLon, Paging } from './common.js';
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
@@ -12,7 +13,11 @@ const Contact = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 100 }),
   relation: Type.Optional(Type.String({ maxLength: 50 })),
   phone: Type.Optional(Type.String({ maxLength: 30 })),
-  webhook: Type.Optional(Type.String({ format: 'uri', maxLength: 500 })),
+  // a notification channel's name (an admin configures channels, notifiers.channels), checked in the handler so
+  // that the 400 can list the channels there are; a URL is refused (docs/security.md, "Notification channels")
+  webhook: Type.Optional(Type.String({ maxLength: 500, description: 'name of a configured notification channel' })),
+  /** the contact's id at the channel's receiver (e.g. the family app's user id); sent in the JSON, not a URL */
+  recipient: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
 }, { additionalProperties: false });
 
 const SafeZone = Type.Union([
@@ -60,6 +65,10 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
   const knownUnit = (unitId: string | null | undefined) => {
     if (unitId != null) deps.scope.requireUnit('unitId', unitId);
   };
+  // notifications go only to channels an admin configured: never to a URL an operator typed
+  const knownChannels = (contacts: { webhook?: string | undefined }[] | undefined) => {
+    contacts?.forEach((c, i) => requireChannel(deps.config, `contacts[${i}].webhook`, c.webhook));
+  };
 
   app.post('/api/residents', {
     schema: {
@@ -71,6 +80,7 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
   }, async (req, reply) => {
     knownUnit(req.body.unitId);
     checkUnit(req.user, req.body.unitId);
+    knownChannels(req.body.contacts);
     const r = registry.createResident(req.body);
     req.log.info({ residentId: r.id, unitId: r.unitId, by: req.user.username }, 'resident created');
     reply.status(201);
@@ -109,6 +119,7 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
       knownUnit(req.body.unitId);
       checkUnit(req.user, req.body.unitId);
     }
+    knownChannels(req.body.contacts);
     return registry.updateResident(req.params.id, req.body);
   });
 };

@@ -75,7 +75,7 @@ describe('webhook notifier', () => {
     const attempts: WebhookAttempt[] = [];
     const wh = createWebhookNotifier({ secret: SECRET, retries: 5, backoffMs: 50, log, onAttempt: (a) => attempts.push(a) });
     closers.push(() => wh.close());
-    expect(wh.enqueue({ id: 'd1', url: rx.url('/hook?token=abc'), event: 'incident.opened', body: { hello: 'world' } })).toBe(true);
+    expect(wh.enqueue({ id: 'd1', url: rx.url('/hook?token=abc'), event: 'incident.opened', body: { hello: 'world' }, allowPrivate: true })).toBe(true);
     await wh.idle();
 
     expect(rx.got).toHaveLength(3);
@@ -110,9 +110,9 @@ describe('webhook notifier', () => {
     const attempts: WebhookAttempt[] = [];
     const wh = createWebhookNotifier({ secret: SECRET, retries: 2, backoffMs: 10, timeoutMs: 200, log, onAttempt: (a) => attempts.push(a) });
     closers.push(() => wh.close());
-    wh.enqueue({ id: 'slow', url: rx.url('/slow'), event: 'e', body: {} });
-    wh.enqueue({ id: 'gone', url: rx.url('/gone'), event: 'e', body: {} });
-    wh.enqueue({ id: 'refused', url: await deadUrl('/nothing-listens'), event: 'e', body: {} });
+    wh.enqueue({ id: 'slow', url: rx.url('/slow'), event: 'e', body: {}, allowPrivate: true });
+    wh.enqueue({ id: 'gone', url: rx.url('/gone'), event: 'e', body: {}, allowPrivate: true });
+    wh.enqueue({ id: 'refused', url: await deadUrl('/nothing-listens'), event: 'e', body: {}, allowPrivate: true });
     await wh.idle();
     const of = (id: string) => attempts.filter((a) => a.delivery.id === id);
     expect(of('slow').map((a) => [a.attempt, a.final])).toEqual([[1, false], [2, false], [3, true]]);
@@ -130,9 +130,9 @@ describe('webhook notifier', () => {
     closers.push(rx.close);
     const attempts: WebhookAttempt[] = [];
     const wh = createWebhookNotifier({ retries: 0, backoffMs: 10, timeoutMs: 60_000, maxQueue: 2, concurrency: 1, log, onAttempt: (a) => attempts.push(a) });
-    expect(wh.enqueue({ id: 'a', url: rx.url('/a'), event: 'e', body: {} })).toBe(true);
-    expect(wh.enqueue({ id: 'b', url: rx.url('/b'), event: 'e', body: {} })).toBe(true);
-    expect(wh.enqueue({ id: 'c', url: rx.url('/c'), event: 'e', body: {} })).toBe(false);
+    expect(wh.enqueue({ id: 'a', url: rx.url('/a'), event: 'e', body: {}, allowPrivate: true })).toBe(true);
+    expect(wh.enqueue({ id: 'b', url: rx.url('/b'), event: 'e', body: {}, allowPrivate: true })).toBe(true);
+    expect(wh.enqueue({ id: 'c', url: rx.url('/c'), event: 'e', body: {}, allowPrivate: true })).toBe(false);
     expect(wh.stats().dropped).toBe(1);
     await waitFor('the first request to arrive', () => rx.got.length === 1);
     // unsigned without a secret
@@ -163,20 +163,29 @@ describe('notifications of incidents', () => {
     closers.push(rx.close);
     const { dir, cleanup } = tempDir();
     closers.push(cleanup);
-    const base = testConfig({ budgets: { P1: { ackMs: 60_000 } } });
-    // webhookUrls are given after loading: see the report about the "uri" format in core/config.ts
-    const config = { ...base, notifiers: { ...base.notifiers, webhookSecret: SECRET, backoffMs: 20, webhookUrls: [rx.url('/global')] } };
+    // every target is a channel an admin configured; the receiver is on loopback, so each one allows private addresses
+    const ch = (path: string) => ({ url: rx.url(path), allowPrivate: true });
+    const config = testConfig({
+      budgets: { P1: { ackMs: 60_000 } },
+      notifiers: {
+        webhookSecret: SECRET, backoffMs: 20, broadcast: ['global'],
+        channels: {
+          global: ch('/global'), 'unit-g1': ch('/unit/g1'), 'unit-c1': ch('/unit/c1'),
+          family: { ...ch('/family'), secret: 'the-family-channel-own-key' }, 'family-flaky': ch('/family-flaky'),
+        },
+      },
+    });
     const store = openStore(join(dir, 'eldergate.db'));
     const bus = new Bus();
     const clock = createManualClock();
     const response = createResponse({ store, bus, config, log, clock });
     h = { dir, file: store.file, store, bus, clock, config, response, seen: [], close: async () => { await response.close(); store.close(); } };
     buildTree(response.network);
-    response.network.updateUnit('g1', { webhook: rx.url('/unit/g1') });
-    response.network.updateUnit('c1', { webhook: rx.url('/unit/c1') });
+    response.network.updateUnit('g1', { webhook: 'unit-g1' });
+    response.network.updateUnit('c1', { webhook: 'unit-c1' });
     addResident(h, [
-      { name: 'Son', phone: '123', webhook: rx.url('/family') },
-      { name: 'Daughter', webhook: rx.url('/family-flaky') },
+      { name: 'Son', phone: '123', webhook: 'family', recipient: 'fam-user-17' },
+      { name: 'Daughter', webhook: 'family-flaky' },
       { name: 'Neighbour', phone: '456' },
     ]);
     response.start();
@@ -192,11 +201,15 @@ describe('notifications of incidents', () => {
     const paths = rx.got.map((r) => r.path).sort();
     expect(paths).toEqual(['/family', '/family-flaky', '/family-flaky', '/global', '/unit/g1']);
     for (const r of rx.got) {
-      expect(verifySignature(SECRET, r.raw, r.headers[SIGNATURE_HEADER] as string)).toBe(true);
+      // a channel with a secret of its own signs with it; the others with notifiers.webhookSecret
+      const key = r.path === '/family' ? 'the-family-channel-own-key' : SECRET;
+      expect(verifySignature(key, r.raw, r.headers[SIGNATURE_HEADER] as string)).toBe(true);
       expect(r.body).toMatchObject({ event: 'incident.opened', incident: { id, priority: 'P1', type: 'sos' }, resident: { name: 'Mrs Zhao' } });
     }
     const unitMsg = rx.got.find((r) => r.path === '/unit/g1')!;
-    expect(unitMsg.body).toMatchObject({ responsibleUnit: { id: 'g1', tier: 'grid' }, recipient: { kind: 'unit' } });
+    expect(unitMsg.body).toMatchObject({ responsibleUnit: { id: 'g1', tier: 'grid' }, recipient: { kind: 'unit', channel: 'unit-g1', unitId: 'g1' } });
+    // the contact's id at the channel's receiver travels in the body
+    expect(rx.got.find((r) => r.path === '/family')!.body).toMatchObject({ recipient: { kind: 'contact', name: 'Son', channel: 'family', id: 'fam-user-17' } });
 
     const timeline = response.incidents.events(id);
     const attempts = timeline.filter((e) => e.type === 'notify-attempt');
@@ -206,8 +219,9 @@ describe('notifications of incidents', () => {
     const flaky = attempts.filter((e) => (e.data.recipient as { name: string }).name === 'Daughter');
     expect(flaky.map((e) => [e.data.attempt, e.data.ok, e.data.status])).toEqual([[1, false, 500], [2, true, 200]]);
     expect(flaky[0]!.data.error).toBe('HTTP 500');
-    // query strings (tokens) never reach the timeline
-    expect(JSON.stringify(timeline)).not.toMatch(/token=/);
+    // the timeline names channels, never their URLs
+    expect(JSON.stringify(timeline)).not.toMatch(/127\.0\.0\.1|http:/);
+    expect(flaky[0]!.data.recipient).toEqual({ kind: 'contact', name: 'Daughter', channel: 'family-flaky' });
     expect(response.incidents.rebuild(id)).toEqual(response.incidents.get(id));
 
     // the escalation tells the community station (and the global hook), not the family again
@@ -221,10 +235,18 @@ describe('notifications of incidents', () => {
   it('P2, test incidents and units without a webhook notify nobody but the configured webhooks; a dead endpoint is recorded', async () => {
     const { dir, cleanup } = tempDir();
     closers.push(cleanup);
-    h = openHarness({ dir, config: { notifiers: { retries: 1, backoffMs: 10 } } });
+    h = openHarness({
+      dir,
+      config: {
+        notifiers: {
+          retries: 1, backoffMs: 10,
+          channels: { dead: { url: await deadUrl('/dead'), allowPrivate: true }, 'dead-family': { url: await deadUrl('/family'), allowPrivate: true } },
+        },
+      },
+    });
     buildTree(h.response.network);
-    h.response.network.updateUnit('g1', { webhook: await deadUrl('/dead') });
-    addResident(h, [{ name: 'Son', webhook: await deadUrl('/family') }]);
+    h.response.network.updateUnit('g1', { webhook: 'dead' });
+    addResident(h, [{ name: 'Son', webhook: 'dead-family' }]);
     const [p2] = ingest(h, sos({ type: 'no-movement', priority: 'P2' }), source({ residentId: 'res-1' }, h.clock.now()));
     const [t] = ingest(h, sos({ test: true }), source({ residentId: 'res-1', deviceId: 't' }, h.clock.now()));
     await h.response.notifications.idle();
