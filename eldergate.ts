@@ -9,7 +9,9 @@ import { createMetrics, type Metrics } from './core/metrics.js';
 import { serviceSecret } from './core/secrets.js';
 import { Users, bootstrapAdmin } from './core/users.js';
 import { SecretHasher } from './devices/credentials.js';
-import { DeviceRegistry } from './devices/registry.js';
+import { DeviceRegistry, logRegistryStartup } from './devices/registry.js';
+import { Audit } from './core/audit.js';
+import { auditRoutes } from './server/routes/audit.js';
 import { DeviceStates } from './gateway/device-state.js';
 import { Ingest } from './gateway/ingest.js';
 import { Commands } from './gateway/commands.js';
@@ -61,6 +63,8 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const users = new Users(store.db, serviceSecret(store.db, 'token-key'), config.http.tokenTtlS);
   const bootstrap = await bootstrapAdmin(users, config.adminPassword);
   const registry = new DeviceRegistry(store.db, new SecretHasher(serviceSecret(store.db, 'device-secret-key')), bus);
+  logRegistryStartup(registry, log);
+  const audit = new Audit(store.sqlite);
   const states = new DeviceStates(store.sqlite);
   const commands = new Commands(store.sqlite, log);
   const response = createResponse({ store, bus, config, log });
@@ -111,7 +115,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
 
   let ready = false;
   const deps: AppDeps = {
-    config, store, bus, log, metrics, users, registry, states, commands,
+    config, store, bus, log, metrics, users, registry, states, commands, audit,
     mqttPorts: { port: broker.port, tlsPort: broker.tlsPort },
     scope: createScope(response.network),
     ready: () => ready,
@@ -130,6 +134,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     { name: 'kpis', plugin: kpiRoutes({ network: response.network, kpis: response.kpis }) },
     { name: 'ws', plugin: alarmStream({ incidents, network: response.network }) },
     { name: 'console', plugin: consoleRoutes() },
+    { name: 'audit', plugin: auditRoutes },
   ];
   const app = await buildApp(deps, extra);
   await app.listen({ port: config.http.port, host: config.http.host });

@@ -1,13 +1,15 @@
 // The device registry: provisioning, binding, credentials and lifecycle. Keeps a small in-memory entry per device so
 // that authentication and ingest never touch the disk on the hot path.
-import { and, desc, eq, inArray, isNull, like, or, sql, type SQL } from 'drizzle-orm';
+import { and, desc, eq, inArray, isNull, like, ne, notInArray, or, sql, type SQL } from 'drizzle-orm';
+import type Database from 'better-sqlite3';
 import type { Db } from '../core/db.js';
 import type { Bus } from '../core/bus.js';
 import type { UnitScope } from '../core/unit-scope.js';
 import { DEVICE_KINDS, type DeviceKind, type DeviceLifecycle } from '../core/contracts.js';
 import { ConflictError, NotFoundError, ValidationError } from '../core/errors.js';
-import { devices, deviceState, residents } from './schema.js';
+import { devices, deviceImports, deviceState, residents, type AccountScheme } from './schema.js';
 import { newDeviceId, newDeviceSecret, newId, type SecretHasher } from './credentials.js';
+import { FORMULA_RE, inSlices, untilDeadline, type ImportRow } from './import.js';
 import type { SafeZone, Contact } from './schema.js';
 
 /** What the hot path needs to know about a device, kept small (100k of them live in memory). */
@@ -38,19 +40,56 @@ export interface ProvisionInput {
 
 const SERIAL_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{2,63}$/;
 
+/** A device's account identifier on a shared channel (a serial receiver's Contact ID account, …). */
+export interface DeviceAccount { scheme: AccountScheme; id: string }
+
+/** A secret a spreadsheet would not take for a formula (base64url may start with '-'), so a CSV never needs to alter it. */
+function newCsvSafeSecret(): string {
+  for (;;) {
+    const s = newDeviceSecret();
+    if (!FORMULA_RE.test(s)) return s;
+  }
+}
+
+/** Devices of an import still running are not there yet (nor those of one that failed, until they are deleted). */
+const notPending = (): SQL => or(isNull(devices.importId), notInArray(devices.importId,
+  sql`(SELECT id FROM device_imports WHERE status <> 'done')`))!;
+
 export class DeviceRegistry {
   private readonly entries = new Map<string, DeviceEntry>();
   private readonly residentUnit = new Map<string, string | null>();
+  /** `${scheme} ${account}` → device id, for every device holding an account identifier */
+  private readonly accounts = new Map<string, string>();
+  private readonly sqlite: Database.Database;
+  private importing = false;
+  /** what start-up found and cleaned (an import cut short by a crash) or flagged (account claims lost in migration) */
+  readonly startupNotes: { abandonedImports: { id: string; count: number }[]; accountConflicts: { deviceId: string; account: unknown }[] };
 
   constructor(
     private readonly db: Db,
     private readonly hasher: SecretHasher,
     private readonly bus: Bus,
   ) {
+    this.sqlite = (db as Db & { $client: Database.Database }).$client;
+    // an import cut short by a crash never happened: its devices are deleted before anything can see them
+    const abandoned = this.sqlite.prepare(`SELECT id, count FROM device_imports WHERE status IN ('importing', 'failed')`).all() as { id: string; count: number }[];
+    this.sqlite.transaction(() => {
+      for (const imp of abandoned) {
+        this.sqlite.prepare('DELETE FROM device_state WHERE device_id IN (SELECT id FROM devices WHERE import_id = ?)').run(imp.id);
+        this.sqlite.prepare('DELETE FROM devices WHERE import_id = ?').run(imp.id);
+        this.sqlite.prepare(`UPDATE device_imports SET status = 'abandoned', finished_at = ? WHERE id = ?`).run(Date.now(), imp.id);
+      }
+    })();
     for (const r of db.select({ id: residents.id, unitId: residents.unitId }).from(residents).all()) {
       this.residentUnit.set(r.id, r.unitId);
     }
-    for (const d of db.select().from(devices).all()) this.entries.set(d.id, this.toEntry(d));
+    const accountConflicts: { deviceId: string; account: unknown }[] = [];
+    for (const d of db.select().from(devices).all()) {
+      this.entries.set(d.id, this.toEntry(d));
+      if (d.accountScheme && d.account) this.accounts.set(`${d.accountScheme} ${d.account}`, d.id);
+      if (d.config.accountConflict !== undefined) accountConflicts.push({ deviceId: d.id, account: d.config.accountConflict });
+    }
+    this.startupNotes = { abandonedImports: abandoned, accountConflicts };
   }
 
   private toEntry(d: DeviceRow): DeviceEntry {
@@ -124,7 +163,7 @@ export class DeviceRegistry {
       }
       const out: { device: DeviceRow; secret: string }[] = [];
       for (const input of inputs) {
-        const secret = newDeviceSecret();
+        const secret = newCsvSafeSecret();
         const row: DeviceRow = {
           id: newDeviceId(input.kind),
           kind: input.kind,
@@ -138,6 +177,9 @@ export class DeviceRegistry {
           power: input.power ?? (input.kind === 'modbus' || input.kind === 'receiver' ? 'mains' : 'battery'),
           config: {},
           notes: null,
+          accountScheme: null,
+          account: null,
+          importId: null,
           createdAt: now,
           updatedAt: now,
         };
@@ -152,30 +194,118 @@ export class DeviceRegistry {
     return created;
   }
 
-  /** Parse a factory CSV (`serial,kind[,model,firmware]` with a header line) into provisioning inputs. */
-  static parseCsv(text: string, defaultKind?: DeviceKind): ProvisionInput[] {
-    const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length > 0 && !l.startsWith('#'));
-    if (lines.length === 0) throw new ValidationError('the CSV is empty: send a header line "serial,kind,model,firmware" and one device per line');
-    const header = lines[0]!.split(',').map((h) => h.trim().toLowerCase());
-    const col = (name: string) => header.indexOf(name);
-    if (col('serial') < 0) throw new ValidationError('the CSV header must name a "serial" column (e.g. "serial,kind,model,firmware")');
-    if (col('kind') < 0 && !defaultKind) throw new ValidationError('the CSV needs a "kind" column, or ?kind= in the URL');
-    if (lines.length - 1 > 50_000) throw new ValidationError('at most 50,000 devices per import: split the file');
-    return lines.slice(1).map((line) => {
-      const cells = line.split(',').map((c) => c.trim());
-      const get = (name: string) => (col(name) >= 0 ? cells[col(name)] || undefined : undefined);
-      return {
-        serial: get('serial') ?? '',
-        kind: (get('kind') ?? defaultKind) as DeviceKind,
-        model: get('model'),
-        firmware: get('firmware'),
-        power: get('power') as 'battery' | 'mains' | undefined,
-      };
-    });
+  /**
+   * A factory delivery (rows checked by parseDeviceCsv), all or nothing, without holding the event loop: existing
+   * serials are looked up, secrets made and hashed, and rows written, each in slices of a few milliseconds with a turn
+   * of the event loop between. Rows are written in short transactions marked with the import's id, invisible (not
+   * listed, not found, unable to connect) until one short transaction turns the import 'done'. Should anything fail,
+   * the rows written so far are deleted; after a crash, start-up deletes them. One import at a time.
+   */
+  async importDevices(rows: ImportRow[], actor: string): Promise<{ importId: string; created: { device: DeviceRow; secret: string }[]; writeMs: number; longestSliceMs: number }> {
+    if (this.importing) throw new ConflictError('another device import is running: try again when it has finished');
+    this.importing = true;
+    const importId = newId('imp');
+    let started = false;
+    try {
+      // 1. serials already provisioned: every one named, nothing written
+      const dupes: { serial: string; line: number }[] = [];
+      const findSerials = this.sqlite.prepare(`SELECT serial FROM devices WHERE serial IN (SELECT value FROM json_each(?))`).pluck();
+      const lineOf = new Map(rows.map((r) => [r.serial, r.line]));
+      await inSlices(rows.length, (from) => {
+        const to = Math.min(rows.length, from + 500);
+        for (const serial of findSerials.all(JSON.stringify(rows.slice(from, to).map((r) => r.serial))) as string[]) {
+          dupes.push({ serial, line: lineOf.get(serial)! });
+        }
+        return to;
+      });
+      if (dupes.length) {
+        dupes.sort((a, b) => a.line - b.line);
+        const named = dupes.slice(0, 20).map((d) => `line ${d.line}: ${d.serial}`).join(', ');
+        throw new ConflictError(`nothing was imported: already provisioned: ${named}${dupes.length > 20 ? ` and ${dupes.length - 20} more (details.serials)` : ''}`,
+          { serials: dupes.map((d) => d.serial), badLines: dupes.map((d) => d.line) });
+      }
+      // 2. ids and secrets, hashed (HMAC: microseconds each, but 50,000 of them are not)
+      const now = Date.now();
+      const created: { device: DeviceRow; secret: string }[] = new Array(rows.length);
+      await inSlices(rows.length, (from, deadline) => untilDeadline(from, rows.length, deadline, (i) => {
+        const input = rows[i]!;
+        const secret = newCsvSafeSecret();
+        created[i] = {
+          secret,
+          device: {
+            id: newDeviceId(input.kind), kind: input.kind, serial: input.serial, model: input.model ?? null, firmware: input.firmware ?? null,
+            state: 'provisioned', residentId: null, secretHash: this.hasher.hash(secret), secretRotatedAt: now,
+            power: input.power ?? (input.kind === 'modbus' || input.kind === 'receiver' ? 'mains' : 'battery'),
+            config: {}, notes: null, accountScheme: null, account: null, importId, createdAt: now, updatedAt: now,
+          },
+        };
+      }));
+      // 3. rows in short transactions, invisible until the import is done. A crash mid-way leaves nothing durable
+      // that matters, so the slices commit without fsync (synchronous=NORMAL in WAL); the final commit is FULL.
+      this.sqlite.prepare(`INSERT INTO device_imports (id, status, count, actor, started_at) VALUES (?, 'importing', ?, ?, ?)`).run(importId, rows.length, actor, now);
+      started = true;
+      const insert = this.sqlite.prepare(`INSERT INTO devices (id, kind, serial, model, firmware, state, resident_id, secret_hash,
+          secret_rotated_at, power, config, notes, account_scheme, account, import_id, created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, 'provisioned', NULL, ?, ?, ?, '{}', NULL, NULL, NULL, ?, ?, ?)`);
+      const slice = this.sqlite.transaction((from: number, deadline: number) => untilDeadline(from, created.length, deadline, (i) => {
+        const d = created[i]!.device;
+        insert.run(d.id, d.kind, d.serial, d.model, d.firmware, d.secretHash, now, d.power, importId, now, now);
+      }));
+      const t0 = performance.now();
+      let longestSliceMs = 0;
+      try {
+        await inSlices(created.length, (from, deadline) => {
+          const s0 = performance.now();
+          this.sqlite.pragma('synchronous = NORMAL');
+          try {
+            return slice(from, deadline);
+          } finally {
+            this.sqlite.pragma('synchronous = FULL');
+            longestSliceMs = Math.max(longestSliceMs, performance.now() - s0);
+          }
+        });
+      } catch (err) {
+        // a serial provisioned meanwhile by someone else: the whole import is refused
+        if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+          throw new ConflictError(`nothing was imported: a serial of this file was provisioned by someone else while it was being imported (${(err as Error).message}); send it again`);
+        }
+        throw err;
+      }
+      // 4. the one moment it becomes real: one row
+      this.sqlite.prepare(`UPDATE device_imports SET status = 'done', finished_at = ? WHERE id = ?`).run(Date.now(), importId);
+      const writeMs = performance.now() - t0;
+      started = false;
+      await inSlices(created.length, (from, deadline) => untilDeadline(from, created.length, deadline, (i) => {
+        const d = created[i]!.device;
+        this.entries.set(d.id, this.toEntry(d));
+      }));
+      return { importId, created, writeMs, longestSliceMs };
+    } catch (err) {
+      if (started) await this.discardImport(importId, err);
+      throw err;
+    } finally {
+      this.importing = false;
+    }
+  }
+
+  /** Delete what a failed import wrote, in slices; if the process dies meanwhile, start-up finishes the job. */
+  private async discardImport(importId: string, why: unknown): Promise<void> {
+    this.sqlite.prepare(`UPDATE device_imports SET status = 'failed', error = ? WHERE id = ?`).run(String((why as Error)?.message ?? why).slice(0, 500), importId);
+    const del = this.sqlite.prepare('DELETE FROM devices WHERE rowid IN (SELECT rowid FROM devices WHERE import_id = ? LIMIT 500)');
+    for (;;) {
+      if (del.run(importId).changes === 0) break;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    this.sqlite.prepare(`UPDATE device_imports SET status = 'abandoned', finished_at = ? WHERE id = ?`).run(Date.now(), importId);
+  }
+
+  /** True while an import is writing (GET /healthz-style status for operators). */
+  importRunning(): boolean {
+    return this.importing;
   }
 
   get(id: string): DeviceRow {
-    const row = this.db.select().from(devices).where(eq(devices.id, id)).get();
+    const row = this.db.select().from(devices).where(and(eq(devices.id, id), notPending())).get();
     if (!row) throw new NotFoundError('device', id);
     return row;
   }
@@ -183,7 +313,7 @@ export class DeviceRegistry {
   list(filter: {
     kind?: string; state?: string; residentId?: string; scope?: UnitScope | null; q?: string; limit: number; offset: number;
   }): { items: DeviceRow[]; total: number } {
-    const conds: SQL[] = [];
+    const conds: SQL[] = [notPending()];
     if (filter.kind) conds.push(eq(devices.kind, filter.kind as DeviceKind));
     if (filter.state) conds.push(eq(devices.state, filter.state as DeviceLifecycle));
     if (filter.residentId) conds.push(eq(devices.residentId, filter.residentId));
@@ -250,8 +380,51 @@ export class DeviceRegistry {
     if (state === 'suspended' || state === 'decommissioned') {
       this.bus.emit('device-revoked', { deviceId: id, reason: state });
     }
+    // a decommissioned device gives its account identifier back: the next device may take it
+    if (state === 'decommissioned' && row.accountScheme && row.account) {
+      this.db.update(devices).set({ accountScheme: null, account: null }).where(eq(devices.id, id)).run();
+      this.accounts.delete(`${row.accountScheme} ${row.account}`);
+      this.changed({ deviceId: id });
+      return { ...updated, accountScheme: null, account: null };
+    }
     this.changed({ deviceId: id });
     return updated;
+  }
+
+  /**
+   * Give a device an account identifier (or take it away with null). Unique per scheme across the registry, enforced
+   * by the database: a conflict is a ConflictError naming the device that holds it. A Contact ID account that is
+   * another device's serial is refused too (the receiver would otherwise route that device's alarms here).
+   */
+  setAccount(id: string, account: DeviceAccount | null): { device: DeviceRow; before: DeviceAccount | null } {
+    const row = this.get(id);
+    const before = row.accountScheme && row.account ? { scheme: row.accountScheme, id: row.account } : null;
+    if (account && row.state === 'decommissioned') throw new ConflictError(`device ${id} is decommissioned: it cannot take an account`);
+    if (account) {
+      const holder = this.accounts.get(`${account.scheme} ${account.id}`);
+      if (holder && holder !== id) {
+        throw new ConflictError(`${account.scheme} account "${account.id}" belongs to device ${holder}: take it from that device first (PATCH /api/devices/${holder} {"account": null})`, { heldBy: holder });
+      }
+      if (account.scheme === 'contact-id') {
+        const bySerial = this.db.select({ id: devices.id }).from(devices)
+          .where(and(eq(devices.serial, account.id), ne(devices.id, id), ne(devices.state, 'decommissioned'), notPending())).get();
+        if (bySerial) throw new ConflictError(`contact-id account "${account.id}" is the serial of device ${bySerial.id}, whose receiver alarms arrive under it`, { heldBy: bySerial.id });
+      }
+    }
+    const now = Date.now();
+    try {
+      this.db.update(devices).set({ accountScheme: account?.scheme ?? null, account: account?.id ?? null, updatedAt: now }).where(eq(devices.id, id)).run();
+    } catch (err) {
+      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE' && account) {
+        const other = this.db.select({ id: devices.id }).from(devices).where(and(eq(devices.accountScheme, account.scheme), eq(devices.account, account.id))).get();
+        throw new ConflictError(`${account.scheme} account "${account.id}" belongs to device ${other?.id ?? '(another device)'}`, { heldBy: other?.id });
+      }
+      throw err;
+    }
+    if (before) this.accounts.delete(`${before.scheme} ${before.id}`);
+    if (account) this.accounts.set(`${account.scheme} ${account.id}`, id);
+    this.changed({ deviceId: id });
+    return { device: { ...row, accountScheme: account?.scheme ?? null, account: account?.id ?? null, updatedAt: now }, before };
   }
 
   /** First real message from a commissioned device puts it in service. */
@@ -263,14 +436,14 @@ export class DeviceRegistry {
   }
 
   /**
-   * The device a Contact ID account stands for: the one whose `config.account` is that account (set with
-   * PATCH /api/devices/:id {"config": {"account": "1234"}}), or whose serial is the account.
+   * The device an account stands for: the one holding it (PATCH /api/devices/:id {"account": "1234"}, admins only;
+   * unique, so never two), else for Contact ID the device whose serial it is.
    */
-  deviceForAccount(account: string): string | undefined {
-    for (const e of this.entries.values()) {
-      if (e.config.account === account && e.state !== 'decommissioned') return e.id;
-    }
-    const row = this.db.select({ id: devices.id, state: devices.state }).from(devices).where(eq(devices.serial, account)).get();
+  deviceForAccount(account: string, scheme: AccountScheme = 'contact-id'): string | undefined {
+    const held = this.accounts.get(`${scheme} ${account}`);
+    if (held) return held;
+    if (scheme !== 'contact-id') return undefined;
+    const row = this.db.select({ id: devices.id, state: devices.state }).from(devices).where(and(eq(devices.serial, account), notPending())).get();
     return row && row.state !== 'decommissioned' ? row.id : undefined;
   }
 
@@ -343,4 +516,14 @@ function inScope(scope: UnitScope): SQL {
   const mine = scope.unitIds.length ? inArray(residents.unitId, scope.unitIds) : sql`0`;
   if (!scope.unplaced) return mine;
   return or(mine, isNull(residents.unitId), sql`${residents.unitId} NOT IN (SELECT id FROM units)`)!;
+}
+
+/** Say at start-up what the registry cleaned or flagged: an import cut short, account claims an admin must settle. */
+export function logRegistryStartup(registry: DeviceRegistry, log: { warn(obj: object, msg: string): void }): void {
+  for (const imp of registry.startupNotes.abandonedImports) {
+    log.warn({ importId: imp.id, count: imp.count }, 'a device import was cut short (the gateway stopped during it): its devices were removed; import the file again');
+  }
+  for (const c of registry.startupNotes.accountConflicts) {
+    log.warn({ deviceId: c.deviceId, account: c.account }, 'this device claimed a Contact ID account an older device holds: its claim was dropped (config.accountConflict); an admin must set the right device\'s account');
+  }
 }

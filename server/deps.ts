@@ -9,6 +9,7 @@ import type { DeviceRegistry } from '../devices/registry.js';
 import type { DeviceStates } from '../gateway/device-state.js';
 import type { Commands } from '../gateway/commands.js';
 import type { Scope } from './scope.js';
+import type { Audit } from '../core/audit.js';
 
 export interface AppDeps {
   config: Config;
@@ -24,6 +25,8 @@ export interface AppDeps {
   mqttPorts: { port: number; tlsPort: number | null };
   /** what a user may see (server/scope.ts): one rule for incidents, residents, devices and observations */
   scope: Scope;
+  /** the audit log (core/audit.ts): record every action a person takes */
+  audit: Audit;
   /** extra route plugins registered by other parts (incidents, network, WebSocket, console) */
   ready(): boolean;
   /** update gauges read from the domain, before /metrics answers */

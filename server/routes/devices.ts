@@ -1,8 +1,12 @@
+import { Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { DEVICE_KINDS, DEVICE_STATES, topics, type DeviceKind } from '../../core/contracts.js';
 import { ForbiddenError, ValidationError } from '../../core/errors.js';
-import { DeviceRegistry, type DeviceRow } from '../../devices/registry.js';
+import { auditActor } from '../../core/audit.js';
+import { type DeviceAccount, type DeviceRow } from '../../devices/registry.js';
+import { ACCOUNT_SCHEMES } from '../../devices/schema.js';
+import { IMPORT_MAX_BYTES, csvPieces, parseDeviceCsv } from '../../devices/import.js';
 import { KINDS } from '../../devices/kinds/index.js';
 import type { AuthUser } from '../../core/users.js';
 import type { AppDeps } from '../deps.js';
@@ -38,6 +42,8 @@ export const DeviceBody = Type.Object({
   unitId: Nullable(Type.String()),
   power: Type.String(),
   config: Type.Object({}, { additionalProperties: true }),
+  accountScheme: Nullable(Type.String()),
+  account: Nullable(Type.String({ description: "the account identifier the device's alarms arrive under on a shared channel (unique; admins set it)" })),
   notes: Nullable(Type.String()),
   createdAt: Type.Integer(),
   updatedAt: Type.Integer(),
@@ -70,7 +76,7 @@ const CommandBody = Type.Object({
 });
 
 export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (app, { deps }) => {
-  const { registry, states, config } = deps;
+  const { registry, states, config, audit } = deps;
   const writers = requireRole(app, 'admin', 'technician');
   const readers = requireRole(app, 'admin', 'technician', 'operator', 'steward');
 
@@ -129,28 +135,33 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
   }, async (req, reply) => {
     const { device, secret } = registry.provision(req.body);
     req.log.info({ deviceId: device.id, kind: device.kind, serial: device.serial, by: req.user.username }, 'device provisioned');
+    audit.record({ actor: auditActor(req), action: 'device.provision', target: { type: 'device', id: device.id }, details: { kind: device.kind, serial: device.serial } });
     reply.status(201).header('cache-control', 'no-store');
     return credentials(device, secret);
   });
 
-  // A factory delivery: CSV in, credentials out as CSV, once.
-  app.addContentTypeParser('text/csv', { parseAs: 'string', bodyLimit: 8 * 1024 * 1024 }, (_req, body, done) => done(null, body));
+  // A factory delivery: CSV in, credentials out as CSV, once. Up to 50,000 lines (IMPORT_MAX_BYTES of body, 413
+  // above); parsed, checked, hashed and written in slices of a few ms (devices/import.ts, DeviceRegistry.importDevices)
+  // so that no alarm waits for it; all or nothing, every bad line named.
+  app.addContentTypeParser('text/csv', { parseAs: 'string', bodyLimit: IMPORT_MAX_BYTES }, (_req, body, done) => done(null, body));
   app.post('/api/devices/import', {
     schema: {
       tags: ['devices'],
-      summary: 'Bulk import a CSV of serials (header serial,kind[,model,firmware,power]); answers CSV id,serial,kind,secret',
+      summary: 'Bulk import a CSV of serials (header serial,kind[,model,firmware,power]; ≤ 50,000 lines, ≤ 16 MiB); answers CSV id,serial,kind,secret',
       querystring: Type.Object({ kind: Type.Optional(Kind) }),
-      response: { 201: Type.String({ description: 'CSV id,serial,kind,secret' }), 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody },
+      response: { 201: Type.String({ description: 'CSV id,serial,kind,secret' }), 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody, 413: ErrorBody },
     },
     onRequest: writers,
   }, async (req, reply) => {
     if (typeof req.body !== 'string') throw new ValidationError('send the CSV with Content-Type: text/csv');
-    const inputs = DeviceRegistry.parseCsv(req.body, req.query.kind as DeviceKind | undefined);
-    const created = registry.provisionMany(inputs);
-    req.log.info({ count: created.length, by: req.user.username }, 'devices imported');
-    const lines = ['id,serial,kind,secret', ...created.map(({ device, secret }) => `${device.id},${device.serial},${device.kind},${secret}`)];
+    const rows = await parseDeviceCsv(req.body, req.query.kind as DeviceKind | undefined);
+    const { importId, created, writeMs, longestSliceMs } = await registry.importDevices(rows, req.user.username);
+    req.log.info({ importId, count: created.length, by: req.user.username, writeMs: Math.round(writeMs), longestSliceMs: Math.round(longestSliceMs) }, 'devices imported');
+    audit.record({ actor: auditActor(req), action: 'device.import', target: { type: 'import', id: importId }, details: { count: created.length, first: created[0]?.device.id, last: created.at(-1)?.device.id } });
     reply.status(201).header('content-type', 'text/csv; charset=utf-8').header('cache-control', 'no-store');
-    return lines.join('\n') + '\n';
+    // streamed in pieces: 50,000 lines of answer do not hold the loop either
+    // (a stream: Fastify skips the 201 string schema's serializer for it)
+    return reply.send(Readable.from(csvPieces(['id', 'serial', 'kind', 'secret'], created.map(({ device, secret }) => [device.id, device.serial, device.kind, secret]))) as unknown as string);
   });
 
   app.get('/api/devices', {
@@ -205,13 +216,43 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
         notes: Type.Optional(Type.String({ maxLength: 2000 })),
         power: Type.Optional(Type.Union([Type.Literal('battery'), Type.Literal('mains')])),
         config: Type.Optional(Type.Object({}, { additionalProperties: true })),
+        account: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$', description: 'account identifier (admins only); null takes it away' }))),
+        accountScheme: Type.Optional(Type.Union(ACCOUNT_SCHEMES.map((a) => Type.Literal(a)), { description: 'default contact-id' })),
       }, { additionalProperties: false }),
-      response: { 200: DeviceBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+      response: { 200: DeviceBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody },
     },
     onRequest: writers,
   }, async (req) => {
     checkVisible(req.user, req.params.id);
-    return view(registry.update(req.params.id, req.body));
+    const { account, accountScheme, ...patch } = req.body;
+    // config.account was how an account used to be set: it is the same admin action now, never plain configuration
+    let wanted: DeviceAccount | null | undefined = account === undefined ? undefined : account === null ? null : { scheme: accountScheme ?? 'contact-id', id: account };
+    if (patch.config && 'account' in patch.config) {
+      const { account: legacy, ...rest } = patch.config;
+      if (wanted === undefined) wanted = legacy === null ? null : { scheme: 'contact-id', id: String(legacy) };
+      patch.config = rest;
+    }
+    if (wanted !== undefined) {
+      if (req.user.role !== 'admin') {
+        throw new ForbiddenError("changing a device's account identifier is an admin action (it decides whose alarms arrive on the device): ask an admin");
+      }
+      if (wanted && !/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/.test(wanted.id)) {
+        throw new ValidationError('account: 1–64 letters, digits or . _ : - (a Contact ID account is 4–6 hex digits)', { field: 'account' });
+      }
+    }
+    const before = registry.get(req.params.id);
+    let d = before;
+    if (wanted !== undefined) {
+      const r = registry.setAccount(req.params.id, wanted);
+      d = r.device;
+      audit.record({ actor: auditActor(req), action: 'device.account', target: { type: 'device', id: d.id }, details: { before: r.before, after: wanted } });
+    }
+    if (Object.keys(patch).length) {
+      d = registry.update(req.params.id, patch);
+      const changed = Object.fromEntries(Object.keys(patch).map((k) => [k, { before: (before as Record<string, unknown>)[k] ?? null, after: (d as Record<string, unknown>)[k] ?? null }]));
+      audit.record({ actor: auditActor(req), action: 'device.update', target: { type: 'device', id: d.id }, details: changed });
+    }
+    return view(d);
   });
 
   app.post('/api/devices/:id/bind', {
@@ -229,8 +270,10 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       const unitId = registry.getResident(req.body.residentId).unitId;
       if (!deps.scope.canSee(req.user, unitId)) throw new ForbiddenError(`resident ${req.body.residentId} is outside your units`);
     }
+    const prior = registry.get(req.params.id).residentId;
     const d = registry.bind(req.params.id, req.body.residentId);
     req.log.info({ deviceId: d.id, residentId: d.residentId, by: req.user.username }, 'device bound');
+    audit.record({ actor: auditActor(req), action: d.residentId ? 'device.bind' : 'device.unbind', target: { type: 'device', id: d.id }, details: { before: prior, after: d.residentId } });
     return view(d);
   });
 
@@ -246,6 +289,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     checkVisible(req.user, req.params.id);
     const { device, secret } = registry.rotateSecret(req.params.id);
     req.log.info({ deviceId: device.id, by: req.user.username }, 'device secret rotated');
+    audit.record({ actor: auditActor(req), action: 'device.rotate-secret', target: { type: 'device', id: device.id } });
     reply.header('cache-control', 'no-store');
     return credentials(device, secret);
   });
@@ -256,8 +300,12 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       onRequest: writers,
     }, async (req) => {
       checkVisible(req.user, req.params.id);
+      const prior = registry.get(req.params.id);
       const d = registry.setState(req.params.id, state);
       req.log.info({ deviceId: d.id, state, by: req.user.username }, `device ${action}`);
+      audit.record({ actor: auditActor(req), action: `device.${action}`, target: { type: 'device', id: d.id }, details: {
+        before: prior.state, after: d.state, ...(prior.account && !d.account ? { accountReleased: { scheme: prior.accountScheme, id: prior.account } } : {}),
+      } });
       return view(d);
     });
   }
@@ -269,6 +317,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     const d = registry.get(req.params.id);
     checkVisible(req.user, d.id);
     states.clearFlags(d.id);
+    audit.record({ actor: auditActor(req), action: 'device.clear-flags', target: { type: 'device', id: d.id } });
     return view(d);
   });
 
@@ -303,6 +352,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     checkVisible(req.user, d.id);
     const cmd = deps.commands.create(d.id, req.body.type, req.body.params ?? {}, req.body.ttlS ? { ttlMs: req.body.ttlS * 1000 } : {});
     deps.commands.send(cmd.id);
+    audit.record({ actor: auditActor(req), action: 'device.command', target: { type: 'device', id: d.id }, details: { command: cmd.type, commandId: cmd.id, params: cmd.params } });
     reply.status(202);
     return cmd;
   });

@@ -13,7 +13,8 @@ import type { IncidentAction, IncidentRow, IncidentService } from '../../respons
 import type { Network } from '../../response/network.js';
 import type { AppDeps } from '../deps.js';
 import { requireRole } from '../plugins/auth.js';
-import { ErrorBody, IdParam } from './common.js';
+import { AuditEntryBody, ErrorBody, IdParam, Paging } from './common.js';
+import { auditActor } from '../../core/audit.js';
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const Status = Type.Union(INCIDENT_STATUSES.map((s) => Type.Literal(s)));
@@ -67,6 +68,7 @@ const IncidentDetail = Type.Object({
   ...IncidentBody.properties,
   budget: Budget,
   events: Type.Array(IncidentEventBody),
+  audit: Type.Array(AuditEntryBody, { description: "who acted on this incident, when and from where (the audit log's entries for it)" }),
 });
 
 const ActionAnswer = Type.Object({ incident: IncidentBody, events: Type.Array(IncidentEventBody) });
@@ -85,7 +87,7 @@ const ListQuery = Type.Object({
   to: Type.Optional(Type.String({ maxLength: 40, description: 'opened before: epoch ms or ISO 8601' })),
   test: Type.Optional(Type.Boolean()),
   limit: Type.Integer({ minimum: 1, maximum: 500, default: 50 }),
-  offset: Type.Integer({ minimum: 0, default: 0 }),
+  offset: Paging.offset,
 });
 
 const ActiveQuery = Type.Object({
@@ -306,7 +308,7 @@ export function incidentRoutes(r: IncidentRouteDeps): FastifyPluginAsyncTypebox<
       onRequest: readers,
     }, async (req) => {
       const inc = visible(req.user, req.params.id);
-      return { ...inc, budget: budgets[inc.priority], events: incidents.events(inc.id) };
+      return { ...inc, budget: budgets[inc.priority], events: incidents.events(inc.id), audit: deps.audit.forTarget('incident', inc.id) };
     });
 
     for (const [name, spec] of Object.entries(ACTIONS)) {
@@ -336,6 +338,7 @@ export function incidentRoutes(r: IncidentRouteDeps): FastifyPluginAsyncTypebox<
         const action = (spec.action as (b: unknown) => IncidentAction)(req.body ?? {});
         return once(req, reply, () => {
           const result = incidents.act(inc.id, action, { id: user.id, username: user.username });
+          deps.audit.record({ actor: auditActor(req), action: `incident.${name}`, target: { type: 'incident', id: inc.id }, details: { ...action, status: result.incident.status } });
           return { incident: result.incident, events: result.events };
         });
       });

@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox';
 import { ForbiddenError } from '../../core/errors.js';
 import type { AppDeps } from '../deps.js';
 import { requireRole } from '../plugins/auth.js';
-import { ErrorBody } from './common.js';
+import { ErrorBody, SafeInteger } from './common.js';
 
 const ObservationBody = Type.Object({
   id: Type.Integer(),
@@ -26,7 +26,7 @@ export const observationRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = a
       querystring: Type.Object({
         deviceId: Type.String({ minLength: 1, description: 'required: observations are listed per device' }),
         type: Type.Optional(Type.String()),
-        before: Type.Optional(Type.Integer({ description: 'observation id to page back from' })),
+        before: Type.Optional(SafeInteger({ minimum: 1, description: 'observation id to page back from' })),
         limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
       }),
       response: { 200: Type.Object({ items: Type.Array(ObservationBody) }), 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },

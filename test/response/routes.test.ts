@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../server/app.js';
 import { createScope } from '../../server/scope.js';
 import type { AppDeps } from '../../server/deps.js';
+import { Audit } from '../../core/audit.js';
 import { createMetrics } from '../../core/metrics.js';
 import { serviceSecret } from '../../core/secrets.js';
 import { Users } from '../../core/users.js';
@@ -24,7 +25,7 @@ describe('incident, network and KPI routes', () => {
   const tokens: Record<string, string> = {};
 
   beforeAll(async () => {
-    h = openHarness({ config: { budgets: { P1: { ackMs: 600_000 } } } });
+    h = openHarness({ config: { budgets: { P1: { ackMs: 600_000 } }, notifiers: { channels: { 'grid-nine': { url: 'https://example.org/hook' } } } } });
     buildTree(h.response.network);
     const { store, bus, config } = h;
     const users = new Users(store.db, serviceSecret(store.db, 'token-key'), config.http.tokenTtlS);
@@ -35,6 +36,7 @@ describe('incident, network and KPI routes', () => {
       commands: new Commands(store.sqlite, log),
       mqttPorts: { port: 0, tlsPort: null },
       scope: createScope(h.response.network),
+      audit: new Audit(store.sqlite),
       ready: () => true,
       refreshMetrics: () => undefined,
     };
@@ -166,7 +168,7 @@ describe('incident, network and KPI routes', () => {
   });
 
   it('network: admin manages units and staff, others read what they see, stewards toggle duty in their unit', async () => {
-    const created = await call('admin', 'POST', '/api/units', { id: 'g9', name: 'Grid Nine', tier: 'grid', parentId: 'c2', webhook: 'https://example.org/hook' });
+    const created = await call('admin', 'POST', '/api/units', { id: 'g9', name: 'Grid Nine', tier: 'grid', parentId: 'c2', webhook: 'grid-nine' });
     expect(created.status).toBe(201);
     expect(created.body).toMatchObject({ id: 'g9', ancestors: ['c2', 's2', 'd1'], children: [] });
     expect((await call('oper', 'POST', '/api/units', { name: 'x', tier: 'grid', parentId: 'c2' })).status).toBe(403);
@@ -209,7 +211,9 @@ describe('incident, network and KPI routes', () => {
     expect((await call('oper', 'GET', `/api/kpis?from=${now}&to=${now - 1}`)).status).toBe(400);
     expect((await call('oper', 'GET', `/api/kpis?shifts=8am`)).status).toBe(400);
     expect((await call('tech', 'GET', '/api/kpis')).status).toBe(403);
-    const doc = await call(null, 'GET', '/docs/json');
+    // the OpenAPI document is for admins unless http.docsPublic (issue 14)
+    expect((await call(null, 'GET', '/docs/json')).status).toBe(401);
+    const doc = await call('admin', 'GET', '/docs/json');
     for (const p of ['/api/incidents', '/api/incidents/{id}/acknowledge', '/api/units', '/api/staff/{id}/on-duty', '/api/kpis']) {
       expect(Object.keys(doc.body.paths)).toContain(p);
     }
