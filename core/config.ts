@@ -71,7 +71,7 @@ export const NotifyChannelSchema = Type.Object(
      * may post to loopback, private (RFC 1918), unique-local and carrier-grade NAT addresses; link-local (cloud
      * metadata), unspecified, multicast and reserved addresses are refused even then
      */
-    allowPrivate: Type.Boolean({ default: false }),
+    allowPrivate: Type.Optional(Type.Boolean({ default: false })),
     description: Type.Optional(Type.String({ maxLength: 200 })),
   },
   { additionalProperties: false },
