@@ -143,7 +143,7 @@ export function createEscalation(deps: EscalationDeps): Escalation {
       for (const e of events) {
         log.warn(
           {
-            incidentId, priority: row.priority, from: e.data.fromUnitId, to: e.data.toUnitId, level: e.data.level,
+            incidentId, priority: row.priority, from: e.data.fromUnitId, to: e.data.toUnitId, escalationLevel: e.data.level,
             lateMs: e.data.lateMs, renotify: e.data.renotify, catchUp,
           },
           'acknowledgement budget breached: incident escalated',

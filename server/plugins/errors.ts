@@ -5,7 +5,7 @@ import { EldergateError } from '../../core/errors.js';
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | EldergateError | Error, request, reply) => {
     if (err instanceof EldergateError && err.status < 500) {
-      if (err.status >= 400 && err.status !== 404) request.log.info({ code: err.code, msg: err.message }, 'request refused');
+      if (err.status >= 400 && err.status !== 404) request.log.info({ code: err.code, reason: err.message }, 'request refused');
       return reply.status(err.status).send({ code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) });
     }
     const fe = err as FastifyError;

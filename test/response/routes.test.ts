@@ -25,7 +25,7 @@ describe('incident, network and KPI routes', () => {
   const tokens: Record<string, string> = {};
 
   beforeAll(async () => {
-    h = openHarness({ config: { budgets: { P1: { ackMs: 600_000 } } } });
+    h = openHarness({ config: { budgets: { P1: { ackMs: 600_000 } }, notifiers: { channels: { 'grid-nine': { url: 'https://example.org/hook' } } } } });
     buildTree(h.response.network);
     const { store, bus, config } = h;
     const users = new Users(store.db, serviceSecret(store.db, 'token-key'), config.http.tokenTtlS);
@@ -168,7 +168,7 @@ describe('incident, network and KPI routes', () => {
   });
 
   it('network: admin manages units and staff, others read what they see, stewards toggle duty in their unit', async () => {
-    const created = await call('admin', 'POST', '/api/units', { id: 'g9', name: 'Grid Nine', tier: 'grid', parentId: 'c2', webhook: 'https://example.org/hook' });
+    const created = await call('admin', 'POST', '/api/units', { id: 'g9', name: 'Grid Nine', tier: 'grid', parentId: 'c2', webhook: 'grid-nine' });
     expect(created.status).toBe(201);
     expect(created.body).toMatchObject({ id: 'g9', ancestors: ['c2', 's2', 'd1'], children: [] });
     expect((await call('oper', 'POST', '/api/units', { name: 'x', tier: 'grid', parentId: 'c2' })).status).toBe(403);
