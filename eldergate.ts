@@ -8,6 +8,7 @@ import { Bus } from './core/bus.js';
 import { createMetrics, type Metrics } from './core/metrics.js';
 import { serviceSecret } from './core/secrets.js';
 import { Users, bootstrapAdmin } from './core/users.js';
+import { openTokenKeys } from './core/token-keys.js';
 import { SecretHasher } from './devices/credentials.js';
 import { DeviceRegistry, logRegistryStartup } from './devices/registry.js';
 import { Audit } from './core/audit.js';
@@ -60,7 +61,8 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const store = openStore(dbFile(config.dataDir));
   const bus = new Bus();
   const metrics = createMetrics();
-  const users = new Users(store.db, serviceSecret(store.db, 'token-key'), config.http.tokenTtlS);
+  // the token-signing key lives outside the database (core/token-keys.ts); a database-held one is moved out
+  const users = new Users(store.db, openTokenKeys({ config, db: store.db, log: log.child({ module: 'auth' }) }), config.http.tokenTtlS);
   const bootstrap = await bootstrapAdmin(users, config.adminPassword);
   const registry = new DeviceRegistry(store.db, new SecretHasher(serviceSecret(store.db, 'device-secret-key')), bus);
   logRegistryStartup(registry, log);

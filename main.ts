@@ -1,8 +1,25 @@
 // `npm start`: the gateway on its embedded defaults (MQTT 1883, HTTP 8080, SQLite under ./data), env overrides.
+// `npm run rotate-token-key [-- --now]` (= `tsx main.ts rotate-token-key`): a new token-signing key, with the same
+// environment as the gateway (it finds the key file from it); see docs/security.md.
 import { loadConfig } from './core/config.js';
 import { ConfigError } from './core/errors.js';
 import { createLogger } from './core/logger.js';
 import { startEldergate } from './eldergate.js';
+import { rotateTokenKey } from './core/token-keys.js';
+
+function rotateCommand(config: ReturnType<typeof loadConfig>, args: string[]): void {
+  const unknown = args.filter((a) => a !== '--now');
+  if (unknown.length) throw new ConfigError([`rotate-token-key: unknown argument(s) ${unknown.join(' ')}; the only option is --now (drop the previous key at once: everyone logs in again)`]);
+  const out = rotateTokenKey(config, { now: args.includes('--now') });
+  process.stdout.write(
+    `token-signing key rotated in ${out.file}\n` +
+      '  new tokens are signed with the new key; a running gateway picks it up within a second (no restart).\n' +
+      (out.previousValidUntil
+        ? `  tokens signed with the previous key stay valid until ${new Date(out.previousValidUntil).toISOString()} (one http.tokenTtlS); consoles renew onto the new key before then.\n`
+        : '  the previous keys were dropped (--now): every session ends; everyone logs in again.\n'),
+  );
+}
+import { installLastResort } from './core/last-resort.js';
 
 async function main() {
   let config;
@@ -14,6 +31,18 @@ async function main() {
       process.exit(78); // EX_CONFIG
     }
     throw err;
+  }
+  if (process.argv[2] === 'rotate-token-key') {
+    try {
+      rotateCommand(config, process.argv.slice(3));
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`rotate-token-key: ${err.message}\n`);
+        process.exit(78);
+      }
+      throw err;
+    }
+    return;
   }
   const log = createLogger(config.logLevel);
   let gw;
@@ -35,6 +64,9 @@ async function main() {
     );
   }
   log.info({ mqttPort: gw.mqttPort, mqttTlsPort: gw.broker.tlsPort, httpPort: gw.httpPort, dataDir: config.dataDir, https: Boolean(config.tls.certFile) }, 'eldergate ready');
+
+  // issue 14: what nothing caught (core/last-resort.ts explains the choice)
+  installLastResort({ log, count: (where) => gw.metrics.internalErrors.inc({ where }), shutdown: () => gw.close() });
 
   let stopping = false;
   const stop = async (signal: string) => {

@@ -88,6 +88,31 @@ export const ConfigSchema = Type.Object(
     /** the host name devices and consoles use to reach this gateway (returned in provisioning answers) */
     publicHost: Type.String({ default: 'localhost' }),
     adminPassword: Type.Optional(Type.String({ minLength: 12, description: 'initial admin password (first start only)' })),
+    /** accounts: where the token-signing key lives, login throttling (docs/security.md) */
+    auth: Type.Object(
+      {
+        /**
+         * the token-signing key file (JSON, created 0600 on first start); default: beside the data directory,
+         * `<dataDir>-keys/token-signing-key.json`, so that a copy of the database or of the data directory cannot mint tokens
+         */
+        keyFile: Type.Optional(Type.String({ minLength: 1 })),
+        /** the token-signing key itself (≥ 32 characters, e.g. `openssl rand -base64 48`); when set, no key file is used */
+        signingKey: Type.Optional(Type.String({ minLength: 32 })),
+        /** the previous signing key, still accepted for verification (rotation of an environment-held key) */
+        previousSigningKey: Type.Optional(Type.String({ minLength: 32 })),
+        /** login attempts from one address per minute, whatever the account (before the password is even hashed) */
+        loginAttemptsPerAddress: Type.Integer({ minimum: 1, default: 30 }),
+        /** failed logins of one account from one address per window; then that pair waits (429 + Retry-After) */
+        loginFailuresPerAccountAddress: Type.Integer({ minimum: 1, default: 5 }),
+        /**
+         * failed logins of one account from all addresses together per window; then addresses that never logged in to
+         * it wait, while an address it logged in from before is still let through (no lock-out of the real operator)
+         */
+        loginFailuresPerAccount: Type.Integer({ minimum: 1, default: 50 }),
+        loginFailureWindowS: Type.Integer({ minimum: 1, maximum: 86_400, default: 900 }),
+      },
+      { default: {} },
+    ),
     tls: Type.Object(
       {
         certFile: Type.Optional(Type.String()),
@@ -125,7 +150,14 @@ export const ConfigSchema = Type.Object(
         port: Port(8080),
         /** origins allowed to open the WebSocket, besides the server's own */
         allowedOrigins: Type.Array(Type.String(), { default: [] }),
-        tokenTtlS: Type.Integer({ minimum: 60, default: 12 * 3600 }),
+        /** token lifetime; at most 24 h (a console in use renews its token, so a short one costs nothing) */
+        tokenTtlS: Type.Integer({ minimum: 60, maximum: 24 * 3600, default: 12 * 3600 }),
+        /** /metrics answers without a token (Prometheus on a private network); false: an admin token or metricsToken */
+        metricsPublic: Type.Boolean({ default: true }),
+        /** a bearer token for scrapers when metricsPublic is false (≥ 32 characters) */
+        metricsToken: Type.Optional(Type.String({ minLength: 32 })),
+        /** /docs/json (the OpenAPI document) answers without a token; false: an admin token is needed */
+        docsPublic: Type.Boolean({ default: false }),
         wsMaxPayloadBytes: Type.Integer({ minimum: 256, default: 16384 }),
         /** frames queued for a console before it is cut off and must resume by sequence */
         wsMaxBufferedBytes: Type.Integer({ minimum: 1024, default: 4 * 1024 * 1024 }),

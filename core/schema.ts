@@ -25,7 +25,7 @@ export const users = sqliteTable(
   (t) => [uniqueIndex('users_username_uq').on(t.username)],
 );
 
-/** Service secrets created at first start (token signing key, device-secret hashing key). Never logged. */
+/** Service secrets created at first start (the device-secret hashing key; the token-signing key lives outside the database, core/token-keys.ts). Never logged. */
 export const secrets = sqliteTable('secrets', {
   name: text('name').primaryKey(),
   value: text('value').notNull(),

@@ -1,12 +1,17 @@
 // Users of the console and API: operators, stewards, technicians, admins. Passwords hashed with scrypt; tokens are
-// HMAC-signed, expire, and are checked against the live user (a disabled user's tokens stop working at once).
+// HMAC-signed with a key kept outside the database (core/token-keys.ts), expire (≤ 24 h), and are checked against the
+// live user on every request and on the WebSocket's periodic re-check: a disabled user's tokens stop working at once,
+// and so do the tokens issued before the user's token generation moved on (logout, password change or reset, role
+// or unit change).
 import { createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import { eq } from 'drizzle-orm';
+import { and, eq, isNull, ne, sql } from 'drizzle-orm';
 import type { Db } from './db.js';
 import { users } from './schema.js';
 import type { Role } from './contracts.js';
-import { ConflictError, UnauthorizedError, ValidationError } from './errors.js';
+import { ConfigError, ConflictError, NotFoundError, UnauthorizedError, ValidationError } from './errors.js';
 import { newId } from '../devices/credentials.js';
+import { passwordProblem } from './password-policy.js';
+import type { TokenKeyring } from './token-keys.js';
 
 const scrypt = (pw: string, salt: Buffer, len: number, opts: ScryptOptions) =>
   new Promise<Buffer>((resolve, reject) =>
@@ -39,32 +44,56 @@ export interface AuthUser {
   displayName: string | null;
 }
 
-export function checkPasswordStrength(password: string): string | undefined {
-  if (password.length < 12) return 'password must be at least 12 characters';
-  if (password.length > 256) return 'password must be at most 256 characters';
-  return undefined;
+/** What an admin sees of a user: also whether the account is disabled. */
+export interface UserRecord extends AuthUser {
+  disabled: boolean;
+}
+
+/** The reason a password is refused, as the API says it (400), or undefined. */
+export function checkPasswordStrength(password: string, username?: string): string | undefined {
+  const problem = passwordProblem(password, username);
+  return problem ? `password refused: ${problem}` : undefined;
+}
+
+function requireStrong(password: string, username: string, field = 'password'): void {
+  const problem = passwordProblem(password, username);
+  if (problem) throw new ValidationError(`${field} refused: ${problem}`, { field });
+}
+
+/** base64url(JSON claims) "." base64url(HMAC-SHA256) — nothing else (43 characters of signature, no third part). */
+const TOKEN_FORMAT = /^[A-Za-z0-9_-]{1,2048}\.[A-Za-z0-9_-]{43}$/;
+
+interface Claims {
+  sub?: unknown;
+  /** the user's token generation when it was issued (absent in tokens issued before generations: 0) */
+  gen?: unknown;
+  exp?: unknown;
 }
 
 export class Users {
   /** a dummy hash so that an unknown username costs the same as a wrong password */
   private dummy: Promise<string> = hashPassword(randomBytes(16).toString('hex'));
 
+  /** the keys that sign and verify tokens (tests mint expired tokens with `keys.signing()`) */
+  readonly keys: TokenKeyring;
+
   constructor(
     private readonly db: Db,
-    private readonly tokenKey: Buffer,
+    tokenKey: Buffer | TokenKeyring,
     private readonly tokenTtlS: number,
-  ) {}
+  ) {
+    this.keys = Buffer.isBuffer(tokenKey) ? { signing: () => tokenKey, verifying: () => [tokenKey] } : tokenKey;
+  }
 
   count(): number {
     return this.db.select({ id: users.id }).from(users).limit(1).all().length;
   }
 
   async create(input: { username: string; password: string; role: Role; unitId?: string | null; displayName?: string | null }): Promise<AuthUser> {
-    const weak = checkPasswordStrength(input.password);
-    if (weak) throw new ValidationError(`password: ${weak}`, { field: 'password' });
     if (!/^[a-zA-Z0-9._@-]{3,64}$/.test(input.username)) {
       throw new ValidationError('username: 3–64 characters of letters, digits and . _ @ -', { field: 'username' });
     }
+    requireStrong(input.password, input.username);
     const existing = this.db.select({ id: users.id }).from(users).where(eq(users.username, input.username)).get();
     if (existing) throw new ConflictError(`a user named "${input.username}" already exists`);
     const row = {
@@ -76,13 +105,21 @@ export class Users {
       displayName: input.displayName ?? null,
       disabled: null,
       createdAt: Date.now(),
+      tokenGeneration: 0,
     };
     this.db.insert(users).values(row).run();
     return toAuthUser(row);
   }
 
-  list(): AuthUser[] {
-    return this.db.select().from(users).all().map(toAuthUser);
+  list(): UserRecord[] {
+    return this.db.select().from(users).all().map(toUserRecord);
+  }
+
+  /** Any user, disabled or not (admin views); NotFoundError if there is none with this id. */
+  record(id: string): UserRecord {
+    const row = this.db.select().from(users).where(eq(users.id, id)).get();
+    if (!row) throw new NotFoundError('user', id);
+    return toUserRecord(row);
   }
 
   get(id: string): AuthUser | undefined {
@@ -94,7 +131,69 @@ export class Users {
     const row = this.db.select().from(users).where(eq(users.username, username)).get();
     const ok = row ? await verifyPassword(password, row.passwordHash) : (await verifyPassword(password, await this.dummy), false);
     if (!row || !ok || row.disabled) throw new UnauthorizedError('wrong username or password');
-    return this.issue(toAuthUser(row));
+    return this.sessionFor(row);
+  }
+
+  /** Every token of this user stops working at once (logout, and below). */
+  revokeTokens(userId: string): void {
+    this.db.update(users).set({ tokenGeneration: sql`${users.tokenGeneration} + 1` }).where(eq(users.id, userId)).run();
+  }
+
+  /**
+   * The user changes their own password, proving the old one. Every token of theirs is revoked (a stolen session
+   * ends with the password change); the answer is a fresh session, so the console in hand carries on.
+   */
+  async changePassword(userId: string, oldPassword: string, newPassword: string): Promise<{ token: string; expiresAt: number; user: AuthUser }> {
+    const row = this.db.select().from(users).where(eq(users.id, userId)).get();
+    if (!row || row.disabled) throw new UnauthorizedError('the user of this token no longer exists or is disabled');
+    if (!(await verifyPassword(oldPassword, row.passwordHash))) {
+      throw new ValidationError('oldPassword: this is not your current password; type it again (or ask an admin to reset it)', { field: 'oldPassword' });
+    }
+    if (oldPassword === newPassword) throw new ValidationError('newPassword: it is the same as the current one; choose a new one', { field: 'newPassword' });
+    requireStrong(newPassword, row.username, 'newPassword');
+    const hash = await hashPassword(newPassword);
+    this.db.update(users).set({ passwordHash: hash, tokenGeneration: sql`${users.tokenGeneration} + 1` }).where(eq(users.id, userId)).run();
+    return this.sessionFor(this.db.select().from(users).where(eq(users.id, userId)).get()!);
+  }
+
+  /** An admin sets a new password for a user (who forgot theirs, or left): every token of that user is revoked. */
+  async resetPassword(userId: string, password: string): Promise<UserRecord> {
+    const row = this.db.select().from(users).where(eq(users.id, userId)).get();
+    if (!row) throw new NotFoundError('user', userId);
+    requireStrong(password, row.username);
+    const hash = await hashPassword(password);
+    this.db.update(users).set({ passwordHash: hash, tokenGeneration: sql`${users.tokenGeneration} + 1` }).where(eq(users.id, userId)).run();
+    return this.record(userId);
+  }
+
+  /**
+   * An admin changes a user. A change of role, unit or disabled revokes the user's tokens at once (what a token
+   * allows must never lag behind what the user may now do); a new display name does not. The last enabled admin
+   * cannot be disabled or demoted: nobody could manage the accounts any more.
+   */
+  update(userId: string, patch: { role?: Role; unitId?: string | null; displayName?: string | null; disabled?: boolean }): { user: UserRecord; changed: string[]; revoked: boolean } {
+    const row = this.db.select().from(users).where(eq(users.id, userId)).get();
+    if (!row) throw new NotFoundError('user', userId);
+    const set: Partial<typeof users.$inferInsert> = {};
+    const changed: string[] = [];
+    if (patch.role !== undefined && patch.role !== row.role) { set.role = patch.role; changed.push('role'); }
+    if (patch.unitId !== undefined && patch.unitId !== row.unitId) { set.unitId = patch.unitId; changed.push('unitId'); }
+    if (patch.displayName !== undefined && patch.displayName !== row.displayName) { set.displayName = patch.displayName; changed.push('displayName'); }
+    if (patch.disabled !== undefined && patch.disabled !== Boolean(row.disabled)) {
+      set.disabled = patch.disabled ? Date.now() : null;
+      changed.push('disabled');
+    }
+    const losesAdmin = row.role === 'admin' && !row.disabled && ((set.role !== undefined && set.role !== 'admin') || set.disabled);
+    if (losesAdmin) {
+      const others = this.db.select({ id: users.id }).from(users)
+        .where(and(eq(users.role, 'admin'), isNull(users.disabled), ne(users.id, userId))).limit(1).all();
+      if (others.length === 0) throw new ConflictError('this is the last enabled admin: create or enable another admin first');
+    }
+    const revoked = changed.some((c) => c !== 'displayName');
+    if (changed.length) {
+      this.db.update(users).set({ ...set, ...(revoked ? { tokenGeneration: sql`${users.tokenGeneration} + 1` } : {}) }).where(eq(users.id, userId)).run();
+    }
+    return { user: this.record(userId), changed, revoked };
   }
 
   /**
@@ -103,45 +202,65 @@ export class Users {
    * before getting here, so renewal can never outlive a disabled account.
    */
   issue(user: AuthUser): { token: string; expiresAt: number; user: AuthUser } {
+    const row = this.db.select().from(users).where(eq(users.id, user.id)).get();
+    if (!row || row.disabled) throw new UnauthorizedError('the user of this token no longer exists or is disabled');
+    return this.sessionFor(row);
+  }
+
+  private sessionFor(row: typeof users.$inferSelect): { token: string; expiresAt: number; user: AuthUser } {
     const expiresAt = Date.now() + this.tokenTtlS * 1000;
-    return { token: this.sign({ sub: user.id, exp: expiresAt }), expiresAt, user };
+    return { token: this.sign({ sub: row.id, gen: row.tokenGeneration, exp: expiresAt }), expiresAt, user: toAuthUser(row) };
   }
 
   get ttlMs(): number {
     return this.tokenTtlS * 1000;
   }
 
-  private sign(claims: { sub: string; exp: number }): string {
+  private sign(claims: { sub: string; gen: number; exp: number }): string {
     const body = Buffer.from(JSON.stringify(claims)).toString('base64url');
-    const sig = createHmac('sha256', this.tokenKey).update(body).digest('base64url');
+    const sig = createHmac('sha256', this.keys.signing()).update(body).digest('base64url');
     return `${body}.${sig}`;
   }
 
   /** The user a token stands for; throws UnauthorizedError saying why it is refused. */
   verify(token: string | undefined): AuthUser {
     if (!token) throw new UnauthorizedError();
-    const [body, sig] = token.split('.');
-    if (!body || !sig) throw new UnauthorizedError('malformed token: log in again');
-    const expected = Buffer.from(createHmac('sha256', this.tokenKey).update(body).digest('base64url'));
-    const given = Buffer.from(sig);
-    if (expected.length !== given.length || !timingSafeEqual(expected, given)) {
-      throw new UnauthorizedError('invalid token signature: log in again');
+    // the exact format, before anything else: a third segment, padding or stray characters are not "close enough"
+    if (!TOKEN_FORMAT.test(token)) throw new UnauthorizedError('malformed token: log in again');
+    const dot = token.indexOf('.');
+    const body = token.slice(0, dot);
+    const given = Buffer.from(token.slice(dot + 1));
+    // every key still valid for verification is tried, each compared in constant time
+    let valid = false;
+    for (const key of this.keys.verifying()) {
+      const expected = Buffer.from(createHmac('sha256', key).update(body).digest('base64url'));
+      if (expected.length === given.length && timingSafeEqual(expected, given)) valid = true;
     }
-    let claims: { sub?: string; exp?: number };
+    if (!valid) throw new UnauthorizedError('invalid token signature: log in again');
+    let claims: Claims;
     try {
-      claims = JSON.parse(Buffer.from(body, 'base64url').toString('utf8'));
+      claims = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')) as Claims;
     } catch {
       throw new UnauthorizedError('malformed token: log in again');
     }
+    if (typeof claims !== 'object' || claims === null) throw new UnauthorizedError('malformed token: log in again');
     if (typeof claims.exp !== 'number' || claims.exp < Date.now()) throw new UnauthorizedError('token expired: log in again');
-    const user = claims.sub ? this.get(claims.sub) : undefined;
-    if (!user) throw new UnauthorizedError('the user of this token no longer exists or is disabled');
-    return user;
+    const row = typeof claims.sub === 'string' ? this.db.select().from(users).where(eq(users.id, claims.sub)).get() : undefined;
+    if (!row || row.disabled) throw new UnauthorizedError('the user of this token no longer exists or is disabled');
+    const gen = claims.gen === undefined ? 0 : claims.gen;
+    if (gen !== row.tokenGeneration) {
+      throw new UnauthorizedError('this session was ended (logout, password change or an admin changed the account): log in again');
+    }
+    return toAuthUser(row);
   }
 }
 
 function toAuthUser(row: typeof users.$inferSelect): AuthUser {
   return { id: row.id, username: row.username, role: row.role, unitId: row.unitId, displayName: row.displayName };
+}
+
+function toUserRecord(row: typeof users.$inferSelect): UserRecord {
+  return { ...toAuthUser(row), disabled: Boolean(row.disabled) };
 }
 
 /**
@@ -151,6 +270,10 @@ function toAuthUser(row: typeof users.$inferSelect): AuthUser {
 export async function bootstrapAdmin(u: Users, password: string | undefined): Promise<{ username: string; password: string; generated: boolean } | undefined> {
   if (u.count() > 0) return undefined;
   const generated = password === undefined;
+  if (password !== undefined) {
+    const problem = passwordProblem(password, 'admin');
+    if (problem) throw new ConfigError([`ELDERGATE_ADMIN_PASSWORD (adminPassword): the first admin's password is refused: ${problem}; or leave it unset to have a random one printed once`]);
+  }
   const pw = password ?? randomBytes(18).toString('base64url');
   await u.create({ username: 'admin', password: pw, role: 'admin' });
   return { username: 'admin', password: pw, generated };

@@ -3,10 +3,11 @@
 import { readFileSync } from 'node:fs';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import swagger from '@fastify/swagger';
+import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { AppDeps } from './deps.js';
 import { installErrorHandler } from './plugins/errors.js';
-import { authPlugin } from './plugins/auth.js';
+import { authPlugin, publicOrAdmin } from './plugins/auth.js';
 import { authRoutes } from './routes/auth.js';
 import { deviceRoutes } from './routes/devices.js';
 import { residentRoutes } from './routes/residents.js';
@@ -39,6 +40,9 @@ export async function buildApp(deps: AppDeps, extra: ExtraRoutes = []): Promise<
       security: [{ bearer: [] }],
     },
   });
+  // login throttling only (server/plugins/login-throttle.ts): global off, so neither the alarm stream nor any other
+  // route is ever rate-limited by it; bounded in-memory store
+  await app.register(rateLimit, { global: false, cache: 20_000 });
   // 2. our plugins
   installErrorHandler(app as unknown as FastifyInstance);
   await app.register(authPlugin, { users: deps.users });
@@ -59,6 +63,7 @@ export async function buildApp(deps: AppDeps, extra: ExtraRoutes = []): Promise<
   await app.register(observationRoutes, { deps });
   for (const r of extra) await app.register(r.plugin, { deps });
 
-  app.get('/docs/json', { schema: { hide: true } }, async () => app.swagger());
+  // the API's map: admins only unless http.docsPublic
+  app.get('/docs/json', { schema: { hide: true }, onRequest: publicOrAdmin(app, config.http.docsPublic, '/docs/json (http.docsPublic is false)') }, async () => app.swagger());
   return app as unknown as FastifyInstance;
 }

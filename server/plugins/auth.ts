@@ -1,5 +1,6 @@
 // Authentication and roles for every API route: `app.authenticate` reads the bearer token, `requireRole` checks the
 // role. Routes declare both in their options, so a route without them is visible in review.
+import { createHash, timingSafeEqual } from 'node:crypto';
 import fp from 'fastify-plugin';
 import type { FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
 import type { Role } from '../../core/contracts.js';
@@ -32,6 +33,22 @@ export const authPlugin = fp(
   },
   { name: 'eldergate-auth' },
 );
+
+/**
+ * For what may be public by a setting (/metrics, /docs/json): open when `isPublic`, else an admin's bearer token or,
+ * if given, a token of its own (a Prometheus scraper's bearer_token), compared in constant time.
+ */
+export function publicOrAdmin(app: { authenticate: onRequestHookHandler }, isPublic: boolean, what: string, staticToken?: string): onRequestHookHandler {
+  const expected = staticToken ? createHash('sha256').update(staticToken).digest() : undefined;
+  return async function (this: unknown, req, reply) {
+    if (isPublic) return;
+    const token = bearerToken(req);
+    if (!token) throw new UnauthorizedError(`${what} needs a token: send Authorization: Bearer <an admin's token${expected ? ' or the configured scrape token' : ''}>`);
+    if (expected && timingSafeEqual(createHash('sha256').update(token).digest(), expected)) return;
+    await (app.authenticate as (req: FastifyRequest, reply: FastifyReply) => Promise<void>)(req, reply);
+    if (req.user.role !== 'admin') throw new ForbiddenError(`${what} needs the role admin; you are ${req.user.role}`);
+  };
+}
 
 /** preHandlers: authenticated, and one of these roles. */
 export function requireRole(app: { authenticate: onRequestHookHandler }, ...roles: Role[]): onRequestHookHandler[] {

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { AppDeps } from '../deps.js';
+import { publicOrAdmin } from '../plugins/auth.js';
 
 export const healthRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (app, { deps }) => {
   app.get('/healthz', { schema: { tags: ['health'], summary: 'The process is alive' } }, async () => ({ status: 'ok' }));
@@ -8,7 +9,10 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     deps.store.sqlite.prepare('select 1').get();
     return { status: 'ready' };
   });
-  app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics' } }, async (_req, reply) => {
+  // public by default (http.metricsPublic): counts and latencies, no personal data, scraped from a private network;
+  // off: an admin's token or http.metricsToken (Prometheus' bearer_token)
+  const metricsAuth = publicOrAdmin(app, deps.config.http.metricsPublic, '/metrics (http.metricsPublic is false)', deps.config.http.metricsToken);
+  app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics' }, onRequest: metricsAuth }, async (_req, reply) => {
     deps.refreshMetrics();
     reply.header('content-type', deps.metrics.registry.contentType);
     return deps.metrics.registry.metrics();

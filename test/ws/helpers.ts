@@ -3,7 +3,6 @@
 import { createHmac } from 'node:crypto';
 import WebSocket, { type ClientOptions } from 'ws';
 import type { AlarmAction, AlarmSource } from '../../core/contracts.js';
-import { serviceSecret } from '../../core/secrets.js';
 import type { CommittedEvent } from '../../response/incidents.js';
 import { waitFor, type TestGateway } from '../helpers/gateway.js';
 
@@ -101,7 +100,7 @@ export function expectRefused(t: TestGateway, opts: ClientOptions & { protocols?
 
 /** A token signed with the gateway's own key but expired: what a console holding yesterday's token sends. */
 export function expiredToken(t: TestGateway, userId: string): string {
-  const key = serviceSecret(t.gw.store.db, 'token-key');
+  const key = t.gw.users.keys.signing();
   const body = Buffer.from(JSON.stringify({ sub: userId, exp: Date.now() - 1000 })).toString('base64url');
   return `${body}.${createHmac('sha256', key).update(body).digest('base64url')}`;
 }
