@@ -141,6 +141,7 @@ async function parseCsvSliced(text: string): Promise<{ record: string[]; line: n
     trim: true,
     skip_empty_lines: true,
     relax_column_count: true,
+    relax_quotes: true, // a quote inside an unquoted cell is read as text, then judged like any other value
     comment: '#',
     comment_no_infix: true,
     info: true,
