@@ -30,6 +30,7 @@ import { consoleRoutes } from './server/console/index.js';
 import { createScope } from './server/scope.js';
 import type { AppDeps } from './server/deps.js';
 import { topics } from './core/contracts.js';
+import { connectionCapSettings, deriveConnectionCaps } from './core/limits.js';
 
 export interface Eldergate {
   config: Config;
@@ -85,7 +86,15 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   ingest.use(commands.step);
   wireAcknowledgeCommand({ bus, incidents, commands, log });
 
-  const broker = await startBroker({ config, registry, states, ingest, bus, log, metrics });
+  // sockets stop being accepted well before the descriptor limit (issue 14; core/limits.ts)
+  const caps = deriveConnectionCaps(connectionCapSettings(config));
+  log.info({ fdLimit: caps.fdLimit, fdSource: caps.fdSource, fdReserve: caps.reserve, httpMaxConnections: caps.http, mqttMaxConnections: caps.mqtt },
+    'connection caps derived from the descriptor limit');
+  if (caps.lowered.length) {
+    log.warn({ lowered: caps.lowered, fdLimit: caps.fdLimit },
+      'configured connection caps exceed what the descriptor limit allows and were lowered: raise the limit (ulimit -n / LimitNOFILE) to admit more');
+  }
+  const broker = await startBroker({ config, registry, states, ingest, bus, log, metrics, connectionCap: caps.mqtt });
   commands.attach(broker);
   broker.aedes.on('subscribe', (subs, client) => {
     // re-send pending commands once the device listens again (aedes' own queue does not survive a restart)
@@ -98,10 +107,12 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     const subs = (client as unknown as { subscriptions?: Record<string, unknown> }).subscriptions;
     if (subs?.[topics.commands(client.id)]) commands.resend(client.id);
   });
-  const expiry = setInterval(() => commands.expireDue(), 60_000).unref();
-  // watch the heap (DESIGN §2): near the limit, shed telemetry before the process dies of it
-  const heapLimit = getHeapStatistics().heap_size_limit;
-  const heapWatch = setInterval(() => ingest.setPressure(process.memoryUsage().heapUsed > heapLimit * 0.85), 1000).unref();
+  // every timer here is guarded: an exception escaping a timer ends the process (issue 14: EMFILE from
+  // process.memoryUsage() in the heap watchdog did)
+  const expiry = guardedInterval('command-expiry', 60_000, () => commands.expireDue(), { log, metrics });
+  // watch memory (DESIGN §2): near a bound, shed telemetry before the process dies of it
+  const memory = memoryWatchdog(config, { log, metrics, setPressure: (p) => ingest.setPressure(p) });
+  const heapWatch = guardedInterval('memory-watchdog', 1000, memory, { log, metrics });
   // field adapters: their configuration was validated above with everything else; a bad map stops start-up
   const modbus = startModbusAdapter(config.modbus, { sink: ingest, log });
   const serial = await startSerialReceivers(config.serial, {
@@ -198,5 +209,63 @@ function wireAcknowledgeCommand(d: { bus: Bus; incidents: Response['incidents'];
       }
     });
     return [];
+  };
+}
+
+/**
+ * setInterval whose callback never lets an exception escape (it would end the process and every alarm with it):
+ * the error is logged (at most once a minute per timer) and counted, and the timer keeps running.
+ */
+export function guardedInterval(where: string, ms: number, fn: () => void, d: { log: Logger; metrics: Metrics }): NodeJS.Timeout {
+  let lastLog = 0;
+  return setInterval(() => {
+    try {
+      fn();
+    } catch (err) {
+      try {
+        d.metrics.internalErrors.inc({ where });
+        const now = Date.now();
+        if (now - lastLog >= 60_000) {
+          lastLog = now;
+          d.log.error({ err, where }, 'a periodic task failed; it runs again at its next tick');
+        }
+      } catch {
+        /* logging itself failed (no descriptor left?): nothing more to do here */
+      }
+    }
+  }, ms).unref();
+}
+
+/**
+ * The memory watchdog: the V8 heap, the resident set and memory outside the heap (Buffers queued on sockets — a
+ * WebSocket ping flood grew RSS by 430 MiB while the heap stayed flat). Above a bound, telemetry is shed and a warning
+ * logged once per episode. The heap figure needs no system call; the resident set is read from /proc, which needs a
+ * descriptor: when none is left (EMFILE) the last reading stands and the tick is not an error.
+ */
+export function memoryWatchdog(config: Config, d: { log: Logger; metrics: Metrics; setPressure(p: boolean): void }): () => void {
+  const heapLimit = getHeapStatistics().heap_size_limit;
+  const maxRss = config.limits.maxRssBytes || Math.round(heapLimit * 1.5);
+  const maxExternal = config.limits.maxExternalBytes || Math.round(heapLimit / 2);
+  let rss = 0;
+  let pressed = false;
+  return () => {
+    const heap = getHeapStatistics().used_heap_size;
+    let external = 0;
+    try {
+      const m = process.memoryUsage();
+      rss = m.rss;
+      external = m.external; // arrayBuffers are included in it
+    } catch {
+      // EMFILE and the like: keep the last resident figure; external memory is not known this tick
+    }
+    const over = heap > heapLimit * 0.85 ? 'heap' : rss > maxRss ? 'rss' : external > maxExternal ? 'external' : null;
+    d.setPressure(over !== null);
+    d.metrics.memoryPressure.set(over ? 1 : 0);
+    if (over && !pressed) {
+      d.log.warn({ over, heap, heapLimit, rss, maxRss, external, maxExternal }, 'memory above its bound: shedding telemetry');
+    } else if (!over && pressed) {
+      d.log.info({ heap, rss, external }, 'memory back below its bounds');
+    }
+    pressed = over !== null;
   };
 }

@@ -165,6 +165,8 @@ export const ConfigSchema = Type.Object(
         wsPingIntervalMs: Type.Integer({ minimum: 100, default: 30_000 }),
         /** open WebSockets one user may hold at once; more are closed with 4429 */
         wsMaxPerUser: Type.Integer({ minimum: 1, default: 8 }),
+        /** frames (messages, pings) a console may send per second; beyond, its socket is paused (TCP back-pressure) */
+        wsMaxMessagesPerSecond: Type.Integer({ minimum: 1, default: 500 }),
         /** HTTP + WebSocket sockets held at once (lowered to the descriptor budget, see limits) */
         maxConnections: Type.Integer({ minimum: 1, default: 10_000 }),
       },

@@ -31,3 +31,91 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     destination,
   );
 }
+
+/**
+ * Repeated log lines, rate-bound (issue 14: one device's refused SUBSCRIBEs wrote 25× their bytes to the log; a flood
+ * of failed CONNECTs wrote megabytes). Per (kind, subject) — a device or an address — at most `burst` lines per
+ * window are written; the rest are counted, and the count is written once when the window ends: "… N more like this".
+ * At most `maxKeys` subjects are tracked; beyond, the new ones share one bucket per kind, so memory stays bounded.
+ */
+export interface LogLimiter {
+  warn(kind: string, subject: string | undefined, obj: Record<string, unknown>, msg: string): void;
+  info(kind: string, subject: string | undefined, obj: Record<string, unknown>, msg: string): void;
+  /** write the pending counts now (also done by a timer every window) */
+  flush(): void;
+  close(): void;
+}
+
+export interface LogLimiterOptions {
+  burst: number;
+  windowMs: number;
+  maxKeys?: number;
+  onSuppressed?: (kind: string) => void;
+  now?: () => number;
+}
+
+export function createLogLimiter(log: Logger, o: LogLimiterOptions): LogLimiter {
+  const maxKeys = o.maxKeys ?? 10_000;
+  const now = o.now ?? Date.now;
+  interface Bucket { kind: string; subject: string; level: 'warn' | 'info'; start: number; written: number; suppressed: number }
+  const buckets = new Map<string, Bucket>();
+
+  const report = (b: Bucket) => {
+    if (b.suppressed > 0) {
+      log[b.level]({ kind: b.kind, subject: b.subject, suppressed: b.suppressed, windowMs: o.windowMs }, `${b.suppressed} more "${b.kind}" lines not written (rate bound)`);
+    }
+  };
+  const flush = () => {
+    const t = now();
+    for (const [key, b] of buckets) {
+      if (t - b.start < o.windowMs) continue;
+      report(b);
+      buckets.delete(key);
+    }
+  };
+  const write = (level: 'warn' | 'info', kind: string, subject: string | undefined, obj: Record<string, unknown>, msg: string) => {
+    const t = now();
+    let key = `${kind}\u0000${subject ?? ''}`;
+    let b = buckets.get(key);
+    if (b && t - b.start >= o.windowMs) {
+      report(b);
+      buckets.delete(key);
+      b = undefined;
+    }
+    if (!b) {
+      if (buckets.size >= maxKeys) {
+        key = `${kind}\u0000*`;
+        b = buckets.get(key);
+      }
+      if (!b) {
+        b = { kind, subject: buckets.size >= maxKeys ? '*' : (subject ?? ''), level, start: t, written: 0, suppressed: 0 };
+        buckets.set(key, b);
+      }
+    }
+    if (b.written < o.burst) {
+      b.written++;
+      log[level](obj, msg);
+      return;
+    }
+    b.suppressed++;
+    o.onSuppressed?.(kind);
+  };
+  const timer = setInterval(() => {
+    try {
+      flush();
+    } catch {
+      /* a log write failing must not end the process */
+    }
+  }, o.windowMs);
+  timer.unref();
+  return {
+    warn: (kind, subject, obj, msg) => write('warn', kind, subject, obj, msg),
+    info: (kind, subject, obj, msg) => write('info', kind, subject, obj, msg),
+    flush,
+    close() {
+      clearInterval(timer);
+      for (const b of buckets.values()) report(b);
+      buckets.clear();
+    },
+  };
+}

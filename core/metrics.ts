@@ -54,6 +54,27 @@ export function createMetrics() {
       help: 'Reports of refused frames written as "unreadable" observations (rate-bound per device), by result',
       labelNames: ['result'] as const, registers: [registry],
     }),
+    connectionsRefused: new Counter({
+      name: 'eldergate_connections_refused_total',
+      help: 'Sockets closed at accept (or idle ones closed to make room) by listener and reason: limit, evicted-idle, per-address, backoff, per-user, accept-error',
+      labelNames: ['listener', 'reason'] as const, registers: [registry],
+    }),
+    connectionCap: new Gauge({
+      name: 'eldergate_connection_cap', help: 'Sockets each listener admits (derived from the descriptor limit)',
+      labelNames: ['listener'] as const, registers: [registry],
+    }),
+    logSuppressed: new Counter({
+      name: 'eldergate_log_lines_suppressed_total', help: 'Repeated log lines counted instead of written, by kind',
+      labelNames: ['kind'] as const, registers: [registry],
+    }),
+    memoryPressure: new Gauge({
+      name: 'eldergate_memory_pressure', help: '1 while heap, resident or external memory is above its bound (telemetry is shed)',
+      registers: [registry],
+    }),
+    internalErrors: new Counter({
+      name: 'eldergate_internal_errors_total', help: 'Errors caught by a last-resort guard (timer, listener, process), by where',
+      labelNames: ['where'] as const, registers: [registry],
+    }),
     wsClients: new Gauge({ name: 'eldergate_consoles_connected', help: 'Consoles connected over WebSocket', registers: [registry] }),
   };
   return m;

@@ -13,6 +13,8 @@ import { deviceRoutes } from './routes/devices.js';
 import { residentRoutes } from './routes/residents.js';
 import { observationRoutes } from './routes/observations.js';
 import { healthRoutes } from './routes/health.js';
+import { capConnections } from './connection-cap.js';
+import { connectionCapSettings, deriveConnectionCaps } from '../core/limits.js';
 
 /** Route plugins contributed by other parts (incidents, network, WebSocket, console), registered after ours. */
 export type ExtraRoutes = { name: string; plugin: FastifyPluginAsync<{ deps: AppDeps }> }[];
@@ -46,6 +48,8 @@ export async function buildApp(deps: AppDeps, extra: ExtraRoutes = []): Promise<
   // 2. our plugins
   installErrorHandler(app as unknown as FastifyInstance);
   await app.register(authPlugin, { users: deps.users });
+  // issue 14: HTTP + WebSocket sockets capped below the descriptor limit; idle ones make room (server/connection-cap.ts)
+  capConnections(app.server, deriveConnectionCaps(connectionCapSettings(config)).http, deps.metrics, deps.log.child({ module: 'http' }));
   // Nagle's algorithm adds ~40 ms to p99 (DESIGN §7): every HTTP/WebSocket socket gets noDelay
   app.server.on('connection', (socket: { setNoDelay?: (v: boolean) => void }) => socket.setNoDelay?.(true));
   app.server.on('secureConnection', (socket: { setNoDelay?: (v: boolean) => void }) => socket.setNoDelay?.(true));

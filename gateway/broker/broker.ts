@@ -6,7 +6,8 @@ import { createServer as createTlsServer } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { Aedes, type AedesOptions, type Client, type PublishPacket, type Subscription } from 'aedes';
 import type { Config } from '../../core/config.js';
-import type { Logger } from '../../core/logger.js';
+import { createLogLimiter, type Logger } from '../../core/logger.js';
+import { SocketGate } from '../../core/limits.js';
 import type { Metrics } from '../../core/metrics.js';
 import type { Bus } from '../../core/bus.js';
 import { topics } from '../../core/contracts.js';
@@ -19,6 +20,7 @@ import type { Ingest } from '../ingest.js';
 import { guardConnection } from './guard.js';
 import { createUnreadableReporter } from './unreadable.js';
 import { stampSession } from './session.js';
+import { ConnectThrottle } from './throttle.js';
 
 export interface BrokerDeps {
   config: Config;
@@ -28,6 +30,8 @@ export interface BrokerDeps {
   bus: Bus;
   log: Logger;
   metrics: Metrics;
+  /** sockets the MQTT listeners (TCP + TLS) admit together: mqtt.maxConnections lowered to the descriptor budget */
+  connectionCap?: number;
 }
 
 export interface EmbeddedBroker {
@@ -55,7 +59,19 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
   const { config, registry, states, ingest, bus, metrics } = deps;
   const log = deps.log.child({ module: 'broker' });
   const perAddress = new Map<string, number>();
-  let connections = 0;
+  const cap = Math.min(deps.connectionCap ?? config.mqtt.maxConnections, config.mqtt.maxConnections);
+  metrics.connectionCap.set({ listener: 'mqtt' }, cap);
+  // at the cap, the oldest connection that has not completed CONNECT makes room (core/limits.ts)
+  const gate = new SocketGate(cap, (reason) => metrics.connectionsRefused.inc({ listener: 'mqtt', reason }));
+  const throttle = new ConnectThrottle({
+    limit: config.mqtt.connectFailureLimit, windowMs: config.mqtt.connectFailureWindowMs, backoffMs: config.mqtt.connectBackoffMs,
+  });
+  // repeated refusals of one device or address are written a few times per window, then only counted
+  const limited = createLogLimiter(log, {
+    burst: config.limits.logBurst, windowMs: config.limits.logWindowMs,
+    onSuppressed: (kind) => metrics.logSuppressed.inc({ kind }),
+  });
+  const keepaliveLimitS = config.mqtt.keepaliveLimitS;
 
   const unreadable = createUnreadableReporter({
     sink: ingest, log, metrics, windowMs: UNREADABLE_REPORT_WINDOW_MS,
@@ -65,12 +81,22 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
 
   const refuse = (stage: string, reason: string, fields: Record<string, unknown>) => {
     metrics.refused.inc({ stage, reason });
-    log.warn({ ...fields, stage, reason }, `refused: ${reason}`);
+    const subject = (fields.deviceId ?? fields.address ?? fields.clientId) as string | undefined;
+    limited.warn(`${stage}: ${reason}`, subject, { ...fields, stage, reason }, `refused: ${reason}`);
+  };
+  const connectFailed = (address: string | undefined) => {
+    if (address && throttle.failed(address)) {
+      log.warn({ address, failures: config.mqtt.connectFailureLimit, windowMs: config.mqtt.connectFailureWindowMs, backoffMs: config.mqtt.connectBackoffMs },
+        'too many failed CONNECTs from this address: refusing its connections for the back-off period');
+    }
   };
 
   const options: AedesOptions = {
     connectTimeout: config.mqtt.connectTimeoutMs,
-    keepaliveLimit: config.mqtt.keepaliveLimitS,
+    // aedes answers a keepalive of 0 or above its limit with return code 6, which MQTT 3.1.1 does not define
+    // [MQTT-3.2.2-6]. Keepalive 0 is legal [MQTT-3.1.2-10]: such connections (and longer ones) are accepted and
+    // closed by our own idle timeout, keepaliveLimitS × 1.5 without traffic (preConnect below).
+    keepaliveLimit: 0,
     // device ids are ≤ 23 characters [MQTT-3.1.3-5]
     maxClientsIdLength: 23,
     maxTopicLevels: 8,
@@ -80,10 +106,25 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     maxInflightInbound: 100,
     heartbeatInterval: 60_000,
 
+    preConnect(client, packet, done) {
+      const keepalive = packet.keepalive ?? 0;
+      if (keepalive === 0 || keepalive > keepaliveLimitS) {
+        const conn = (client as unknown as { conn?: Socket }).conn;
+        conn?.setTimeout?.(keepaliveLimitS * 1500, () => {
+          limited.info('idle timeout', addressOf(client), { clientId: packet.clientId, keepalive, address: addressOf(client) },
+            'closing an MQTT connection idle beyond the server limit');
+          conn.destroy();
+        });
+      }
+      done(null, true);
+    },
+
     authenticate(client, username, password, done) {
       const id = client.id;
       const fail = (reason: string, code: 2 | 4 | 5) => {
-        refuse('connect', reason, { clientId: id, username, address: addressOf(client) });
+        const address = addressOf(client);
+        refuse('connect', reason, { clientId: id, username, address });
+        connectFailed(address);
         const err = new RefusedError(reason, code) as Error & { returnCode: number };
         err.returnCode = code;
         done(err as never, false);
@@ -129,7 +170,7 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
         // as a P3 "terminal sends unreadable messages" incident so a person looks at the terminal. Acknowledged, so
         // the device does not resend it forever — but only once such a report is durable.
         metrics.refused.inc({ stage: 'payload', reason: result.code });
-        log.warn({ deviceId: id, topic: packet.topic, reason: result.reason, bytes: payload.length }, 'unreadable message');
+        limited.warn('unreadable message', id, { deviceId: id, topic: packet.topic, reason: result.reason, bytes: payload.length }, 'unreadable message');
         ingest.recordReject({ deviceId: id, source: 'mqtt', topic: packet.topic, reason: result.reason, raw: payload, at });
         states.markUnreadable(id, result.reason, at);
         const reported = unreadable.refused(id, result.reason, packet.topic);
@@ -202,48 +243,102 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
   };
   bus.on('device-revoked', onRevoked);
 
-  const handle = (socket: Socket) => {
-    // Nagle's algorithm alone adds ~40 ms to p99 (DESIGN §7)
-    socket.setNoDelay(true);
-    const address = socket.remoteAddress ?? 'unknown';
-    const n = perAddress.get(address) ?? 0;
-    if (connections >= config.mqtt.maxConnections || n >= config.mqtt.maxConnectionsPerAddress) {
-      refuse('connect', 'too many connections', { address });
+  // A socket handler never throws out (it would end the process): a failure drops that connection only.
+  const guarded = (what: string, fn: (socket: Socket) => unknown) => (socket: Socket) => {
+    try {
+      fn(socket);
+    } catch (err) {
+      metrics.internalErrors.inc({ where: `mqtt-${what}` });
+      limited.warn(`${what} failed`, undefined, { err }, 'could not set up an MQTT connection; dropped');
       socket.destroy();
-      return;
     }
-    connections++;
+  };
+  /**
+   * Admission, on the TCP socket as accepted (for TLS before the handshake, which holds a descriptor too): an
+   * address backing off after failed CONNECTs, the per-address cap, then the listeners' shared cap.
+   */
+  const admit = (socket: Socket, listener: 'mqtt' | 'mqtt-tls'): boolean => {
+    const address = socket.remoteAddress ?? 'unknown';
+    if (throttle.blocked(address)) {
+      // cheap and silent: no parse, no log line per attempt, only the count
+      metrics.connectionsRefused.inc({ listener, reason: 'backoff' });
+      socket.destroy();
+      return false;
+    }
+    const n = perAddress.get(address) ?? 0;
+    if (n >= config.mqtt.maxConnectionsPerAddress) {
+      metrics.connectionsRefused.inc({ listener, reason: 'per-address' });
+      refuse('connect', 'too many connections from this address', { address });
+      socket.destroy();
+      return false;
+    }
+    if (!gate.admit(socket)) {
+      limited.warn('connection limit', undefined, { address, cap }, `refused: the broker holds its limit of ${cap} connections`);
+      return false;
+    }
+    // half-open connections (a phone that lost its network) are found by the kernel, not held for ever
+    socket.setKeepAlive(true, 60_000);
     perAddress.set(address, n + 1);
     socket.once('close', () => {
-      connections--;
       const left = (perAddress.get(address) ?? 1) - 1;
       if (left <= 0) perAddress.delete(address);
       else perAddress.set(address, left);
     });
+    return true;
+  };
+  const handle = (socket: Socket) => {
+    const address = socket.remoteAddress ?? 'unknown';
+    // Nagle's algorithm alone adds ~40 ms to p99 (DESIGN §7)
+    socket.setNoDelay(true);
     const client = aedes.handle(socket);
+    // a device that completed CONNECT is no longer a candidate to make room for newcomers
+    client.once('connected', () => gate.busy(socket));
     guardConnection(client, socket, {
       maxPacketBytes: config.mqtt.maxPacketBytes,
       maxPreConnectBytes: config.mqtt.maxPreConnectBytes,
-      onRefuse: (reason) => refuse('connect', reason, { address }),
+      onRefuse: (reason) => {
+        refuse('connect', reason, { address });
+        if (!client.connected) connectFailed(address);
+      },
     });
+  };
+  // accept() failing (EMFILE, ENFILE) is an 'error' on the listening server: without a listener it would end the
+  // process. The server keeps listening; the connection is lost and counted.
+  const onListenerError = (listener: string) => (err: NodeJS.ErrnoException) => {
+    metrics.connectionsRefused.inc({ listener, reason: 'accept-error' });
+    limited.warn('accept error', listener, { err: err.message, code: err.code, listener }, 'the listener could not accept a connection');
   };
 
   const servers: Server[] = [];
-  const tcp = createTcpServer({ noDelay: true }, handle);
+  const tcp = createTcpServer({ noDelay: true }, guarded('accept', (socket) => {
+    if (admit(socket, 'mqtt')) handle(socket);
+  }));
   await listen(tcp, config.mqtt.port, config.mqtt.host);
+  tcp.on('error', onListenerError('mqtt'));
   servers.push(tcp);
   let tlsPort: number | null = null;
   if (config.tls.certFile && config.tls.keyFile) {
     const tls = createTlsServer(
-      { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), noDelay: true } as never,
-      handle,
+      {
+        cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), noDelay: true,
+        // a handshake that never completes holds a descriptor: no longer than a CONNECT may take
+        handshakeTimeout: config.mqtt.connectTimeoutMs,
+      } as never,
+      guarded('accept', handle),
     );
+    tls.on('connection', guarded('accept', (raw) => admit(raw, 'mqtt-tls')));
     await listen(tls, config.mqtt.tlsPort, config.mqtt.host);
+    tls.on('error', onListenerError('mqtt-tls'));
+    // a failed TLS handshake is the client's problem, not the server's
+    tls.on('tlsClientError', (err: Error, socket: Socket) => {
+      metrics.refused.inc({ stage: 'tls', reason: 'handshake failed' });
+      limited.info('tls handshake failed', socket?.remoteAddress, { err: err.message, address: socket?.remoteAddress }, 'TLS handshake failed');
+    });
     servers.push(tls);
     tlsPort = (tls.address() as { port: number }).port;
   }
   const port = (tcp.address() as { port: number }).port;
-  log.info({ port, tlsPort }, 'MQTT broker listening');
+  log.info({ port, tlsPort, maxConnections: cap }, 'MQTT broker listening');
 
   return {
     aedes,
@@ -259,6 +354,7 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     async close() {
       bus.off('device-revoked', onRevoked);
       await unreadable.close();
+      limited.close();
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
       await new Promise<void>((r) => aedes.close(() => r()));
     },

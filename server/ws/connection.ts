@@ -26,6 +26,8 @@ export interface ConnectionDeps {
   maxBufferedBytes: number;
   maxPayloadBytes: number;
   pingIntervalMs: number;
+  /** frames (messages and pings) a console may send per second, sustained; bursts of 4 seconds' worth pass */
+  maxMessagesPerSecond?: number;
   /** events read from the log per replay page */
   pageSize?: number;
 }
@@ -49,6 +51,11 @@ export class ConsoleConnection implements Subscriber {
   private killTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
   private readonly pageSize: number;
+  /** token bucket on what the console sends: beyond it the socket is paused (TCP pushes back on the sender) */
+  private tokens: number;
+  private refilledAt = Date.now();
+  private resumeTimer: NodeJS.Timeout | undefined;
+  private readonly rate: number;
 
   constructor(
     private readonly ws: WebSocket,
@@ -57,12 +64,15 @@ export class ConsoleConnection implements Subscriber {
   ) {
     this.log = deps.log.child({ module: 'ws', user: user.username, role: user.role });
     this.pageSize = deps.pageSize ?? 500;
+    this.rate = deps.maxMessagesPerSecond ?? 500;
+    this.tokens = this.rate * 4;
   }
 
   start(): void {
     const { ws } = this;
     ws.on('message', (data, isBinary) => {
       try {
+        this.take();
         this.onMessage(data as Buffer | ArrayBuffer | Buffer[], isBinary);
       } catch (err) {
         // a bug here must cost one console its connection (it resumes), never the process
@@ -71,6 +81,18 @@ export class ConsoleConnection implements Subscriber {
       }
     });
     ws.on('pong', () => { this.alive = true; });
+    // autoPong is off (server/ws/index.ts): a pong is queued like any frame, within the same byte bound
+    ws.on('ping', (data) => {
+      try {
+        this.take();
+        if (this.state === 'closed') return;
+        if (this.ws.bufferedAmount + data.length > this.deps.maxBufferedBytes) return this.cutOff('pong');
+        this.ws.pong(data);
+      } catch (err) {
+        this.log.error({ err }, 'console ping handling failed');
+        this.close(CLOSE.internal, 'server error: reconnect and resume with since');
+      }
+    });
     ws.on('close', (code, reason) => this.onClose(code, reason.toString()));
     this.pingTimer = setInterval(() => this.keepalive(), this.deps.pingIntervalMs);
     this.pingTimer.unref();
@@ -225,7 +247,7 @@ export class ConsoleConnection implements Subscriber {
     this.cursor = e.seq;
     if (!this.deps.network.canSee(this.scopeUnit, e.unitId)) return;
     // live frames queue in memory: a console that lets them pile up is cut off, never waited for
-    if (this.ws.bufferedAmount > this.deps.maxBufferedBytes) return this.cutOff(e.seq);
+    if (this.ws.bufferedAmount > this.deps.maxBufferedBytes) return this.cutOff(`incident seq ${e.seq}`);
     this.sendEvent(e, frame());
   }
 
@@ -241,11 +263,33 @@ export class ConsoleConnection implements Subscriber {
     }
   }
 
-  /** A console that does not read fast enough is cut off; it reconnects and resumes from the log. */
-  private cutOff(seq: number): void {
+  /**
+   * A console that does not read fast enough is cut off; it reconnects and resumes from the log. Whatever the frame
+   * (an incident, a pong, an error reply), nothing more is queued for it beyond maxBufferedBytes (issue 14: a client
+   * sending pings and never reading grew the process by 430 MiB of queued pongs). A peer that does not read will not
+   * complete the closing handshake either: it is terminated after the close grace period.
+   */
+  private cutOff(what: string): void {
+    if (this.state === 'closed') return;
     const queued = this.ws.bufferedAmount;
-    this.log.warn({ queued, limit: this.deps.maxBufferedBytes, seq, acked: this.acked }, 'console too slow; cut off');
+    this.log.warn({ queued, limit: this.deps.maxBufferedBytes, frame: what, acked: this.acked }, 'console too slow; cut off');
     this.close(CLOSE.tooSlow, `too slow: ${queued} bytes queued; reconnect and subscribe with since = your last seq`);
+  }
+
+  /** One frame from the console: beyond the rate, stop reading its socket until a token is back. */
+  private take(): void {
+    const now = Date.now();
+    this.tokens = Math.min(this.rate * 4, this.tokens + ((now - this.refilledAt) * this.rate) / 1000);
+    this.refilledAt = now;
+    this.tokens -= 1;
+    if (this.tokens >= 0 || this.resumeTimer || this.state === 'closed') return;
+    this.ws.pause();
+    const wait = Math.ceil((-this.tokens * 1000) / this.rate) + 1;
+    this.resumeTimer = setTimeout(() => {
+      this.resumeTimer = undefined;
+      if (this.state !== 'closed') this.ws.resume();
+    }, wait);
+    this.resumeTimer.unref();
   }
 
   // ---- keepalive, close ----------------------------------------------------------------------------------------
@@ -270,7 +314,10 @@ export class ConsoleConnection implements Subscriber {
 
   private send(msg: ServerMessage): void {
     if (this.state === 'closed') return;
-    this.ws.send(JSON.stringify(msg));
+    const text = JSON.stringify(msg);
+    // every byte queued for a client counts against the bound: pongs and error replies too
+    if (this.ws.bufferedAmount + text.length > this.deps.maxBufferedBytes) return this.cutOff(msg.type);
+    this.ws.send(text);
   }
 
   private error(code: ErrorCode, message: string, details?: Record<string, unknown>): void {
@@ -292,6 +339,7 @@ export class ConsoleConnection implements Subscriber {
     this.deps.hub.remove(this);
     clearInterval(this.pingTimer);
     clearTimeout(this.killTimer);
+    clearTimeout(this.resumeTimer);
     this.log.info({ code, reason, acked: this.acked, cursor: this.cursor }, 'console disconnected');
   }
 }

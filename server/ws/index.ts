@@ -9,7 +9,7 @@ import type { AppDeps } from '../deps.js';
 import { AlarmHub, type EventLog } from './hub.js';
 import { ConsoleConnection } from './connection.js';
 import { authenticateWs, checkOrigin, selectProtocol } from './auth.js';
-import { CLOSE } from './protocol.js';
+import { CLOSE, closeReason } from './protocol.js';
 import type { AuthUser } from '../../core/users.js';
 
 export interface AlarmStreamOptions {
@@ -48,6 +48,8 @@ export function alarmStream(opts: AlarmStreamOptions): FastifyPluginAsync<{ deps
     const hub = new AlarmHub(events, deps.bus, opts.incidents, deps.log, (ms) => deps.metrics.stage.observe({ stage: 'push' }, ms / 1000));
     hub.start();
     const sockets = new Set<WebSocket>();
+    /** open consoles per user id, bounded by http.wsMaxPerUser */
+    const perUser = new Map<string, number>();
     const pingIntervalMs = config.http.wsPingIntervalMs;
 
     await app.register(websocket, {
@@ -56,6 +58,8 @@ export function alarmStream(opts: AlarmStreamOptions): FastifyPluginAsync<{ deps
         handleProtocols: (protocols) => selectProtocol(protocols),
         // compression costs CPU on every frame and delays the first byte of an alarm
         perMessageDeflate: false,
+        // pongs are queued by ConsoleConnection within the console's byte bound (issue 14: ping flood)
+        autoPong: false,
       },
       // `ws` already closes the socket with the right code (1009 too big, 1002 protocol error): log, do not kill it
       errorHandler: (err, socket, req) => {
@@ -91,6 +95,21 @@ export function alarmStream(opts: AlarmStreamOptions): FastifyPluginAsync<{ deps
       wsHandler: (socket: WebSocket, req) => {
         const auth = authenticated.get(req.raw);
         if (!auth) return socket.close(CLOSE.unauthorized, 'not authenticated');
+        const userId = auth.user.id;
+        const open = perUser.get(userId) ?? 0;
+        if (open >= config.http.wsMaxPerUser) {
+          deps.metrics.connectionsRefused.inc({ listener: 'ws', reason: 'per-user' });
+          log.warn({ user: auth.user.username, open, limit: config.http.wsMaxPerUser }, 'console refused: too many open for this user');
+          // after the upgrade a browser sees only the close code and reason, never an HTTP status
+          return socket.close(CLOSE.tooManyForUser,
+            closeReason(`too many consoles: you have ${open} open (limit ${config.http.wsMaxPerUser}); close one and reconnect`));
+        }
+        perUser.set(userId, open + 1);
+        socket.once('close', () => {
+          const left = (perUser.get(userId) ?? 1) - 1;
+          if (left <= 0) perUser.delete(userId);
+          else perUser.set(userId, left);
+        });
         sockets.add(socket);
         deps.metrics.wsClients.inc();
         socket.once('close', () => {
@@ -107,6 +126,7 @@ export function alarmStream(opts: AlarmStreamOptions): FastifyPluginAsync<{ deps
           maxBufferedBytes: config.http.wsMaxBufferedBytes,
           maxPayloadBytes: config.http.wsMaxPayloadBytes,
           pingIntervalMs,
+          maxMessagesPerSecond: config.http.wsMaxMessagesPerSecond,
           ...(opts.replayPageSize ? { pageSize: opts.replayPageSize } : {}),
         });
         conn.start();

@@ -24,6 +24,8 @@ export const CLOSE = {
   unauthorized: 4401,
   /** the console fell behind: reconnect and resume with `since` */
   tooSlow: 4408,
+  /** this user already holds http.wsMaxPerUser open consoles: close one (another tab?) and retry */
+  tooManyForUser: 4429,
 } as const;
 
 export type StreamEvent = IncidentEvent & { unitId: string | null };
