@@ -12,7 +12,8 @@ export interface IncidentDetail extends Incident { budget: Budget; events: Strea
 export interface LatLon { lat: number; lon: number }
 export interface Resident {
   id: string; name: string; address: string | null; unitId: string | null;
-  contacts: { name: string; relation?: string; phone?: string; webhook?: string }[];
+  /** webhook: the name of a notification channel (never a URL); recipient: the contact's id at that channel */
+  contacts: { name: string; relation?: string; phone?: string; webhook?: string; recipient?: string }[];
   safeZone: { type: 'circle'; center: LatLon; radiusM: number } | { type: 'polygon'; points: LatLon[] } | null;
   home: LatLon | null; notes: string | null;
 }

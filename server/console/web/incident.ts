@@ -41,8 +41,8 @@ function eventSummary(e: StreamEvent): string {
     case 'command-sent': return `${String(d.command ?? 'command')} sent to the device (${String(d.commandId ?? '')})`;
     case 'command-acked': return `the device confirmed ${String(d.command ?? 'the command')}${d.status && d.status !== 'acked' ? ` (${String(d.status)})` : ''}`;
     case 'notify-attempt': case 'notified': {
-      const r = d.recipient as { kind?: string; name?: string } | undefined;
-      const who = r ? `${r.name ?? ''} (${r.kind ?? ''})` : String(d.channel ?? '');
+      const r = d.recipient as { kind?: string; name?: string; channel?: string } | undefined;
+      const who = r ? `${r.name ?? ''} (${r.kind ?? ''}${r.channel ? ` via ${r.channel}` : ''})` : String(d.channel ?? '');
       if (e.type === 'notified') return `${who} notified of ${String(d.event ?? 'the incident')}`;
       return `${who}: attempt ${String(d.attempt ?? '?')} ${d.ok ? 'ok' : `failed${d.error ? ` — ${String(d.error)}` : d.status ? ` — HTTP ${String(d.status)}` : ''}`}`;
     }
