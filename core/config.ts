@@ -239,7 +239,12 @@ export const ConfigSchema = Type.Object(
          * Where notifications may go, by name. Operators and technicians put a channel's name in a contact's or a
          * unit's `webhook`, never a URL (docs/security.md, "Notification channels").
          */
-        channels: Type.Record(Type.String({ pattern: NOTIFY_CHANNEL_NAME_PATTERN }), NotifyChannelSchema, { default: {} }),
+        channels: Type.Record(Type.String({ pattern: NOTIFY_CHANNEL_NAME_PATTERN }), NotifyChannelSchema, {
+          default: {},
+          // a name outside the pattern would otherwise escape validation (and its url with it)
+          additionalProperties: false,
+          description: 'channel names: lower-case letters, digits, ".", "_", "-"; 1–64 characters',
+        }),
         /** channels told of every opened and escalated incident, like `webhookUrls` */
         broadcast: Type.Array(Type.String({ pattern: NOTIFY_CHANNEL_NAME_PATTERN }), { default: [] }),
         retries: Type.Integer({ minimum: 0, default: 5 }),
