@@ -16,6 +16,7 @@ import { latencyHistogramSvg, renderPng } from './lib/svg.js';
 import { runTraffic } from './figures/traffic.js';
 import { runFleet, runInMemory } from './figures/fleet.js';
 import { profileGateway } from './figures/profile.js';
+import { runImportStall } from './figures/import.js';
 import type { SystemName } from './lib/targets.js';
 
 export interface RunOptions {
@@ -36,7 +37,7 @@ export class UsageError extends Error {}
 
 export function parseArgs(argv: string[]): Omit<RunOptions, 'log'> {
   let name: ProfileName = 'quick';
-  let figures = [1, 2, 3, 4, 5];
+  let figures = [1, 2, 3, 4, 5, 6];
   let systems: SystemName[] = ['eldergate', 'raw-aedes', 'mosquitto'];
   let out: string | undefined;
   let cpuProfile = true;
@@ -50,7 +51,7 @@ export function parseArgs(argv: string[]): Omit<RunOptions, 'log'> {
     else if (a === '--no-profile') cpuProfile = false;
     else if (a.startsWith('--only=')) {
       figures = a.slice(7).split(',').map(Number);
-      if (figures.some((f) => !Number.isInteger(f) || f < 1 || f > 5)) throw new UsageError(`--only takes figure numbers 1–5, comma-separated (got "${a.slice(7)}")`);
+      if (figures.some((f) => !Number.isInteger(f) || f < 1 || f > 6)) throw new UsageError(`--only takes figure numbers 1–6, comma-separated (got "${a.slice(7)}")`);
     } else if (a.startsWith('--systems=')) {
       const s = a.slice(10).split(',') as SystemName[];
       const known: SystemName[] = ['eldergate', 'raw-aedes', 'mosquitto'];
@@ -90,7 +91,7 @@ export async function runBench(o: RunOptions): Promise<{ results: BenchResults; 
   log(`eldergate bench: ${p.name} profile, figures ${o.figures.join(',')}, systems ${o.systems.join(', ')} — load average ${machine.loadavg.join(' ')}`);
   const results: BenchResults = {
     profile: p, figures: o.figures, machine, loadAfter: [], startedAt: machine.date, durationS: 0,
-    traffic: [], fleet: [], inMemory: [], profiles: [], histogram: null, analysis: null,
+    traffic: [], fleet: [], inMemory: [], profiles: [], histogram: null, analysis: null, importStall: null,
   };
 
   if (figs.has(1) || figs.has(2) || figs.has(5)) {
@@ -110,6 +111,10 @@ export async function runBench(o: RunOptions): Promise<{ results: BenchResults; 
       log(`figure 3 — ${s} in memory`);
       results.inMemory.push(await runInMemory(s, p, log));
     }
+  }
+  if (figs.has(6) && o.systems.includes('eldergate')) {
+    log(`figure 6 — eldergate, SOS while a ${p.importStall.rows}-line CSV import runs`);
+    results.importStall = await runImportStall(p, log);
   }
   if (o.cpuProfile && o.systems.includes('eldergate')) {
     for (const load of ['ingest', 'latency', 'durable'] as const) {

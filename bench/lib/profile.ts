@@ -30,6 +30,8 @@ export interface Profile {
   storm: { devices: number; backoff: { initialMs: number; maxMs: number; factor: number }; maxMs: number; connectTimeoutMs: number };
   profileMs: number;
   generators: number;
+  /** figure 6: SOS PUBACK latency while a CSV import of `rows` lines runs; one SOS every `everyMs` */
+  importStall: { rows: number; everyMs: number; baselineMs: number };
 }
 
 const FIRMWARE_BACKOFF = { initialMs: 1000, maxMs: 60_000, factor: 2 };
@@ -45,6 +47,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
     storm: { devices: 60, backoff: { initialMs: 200, maxMs: 2000, factor: 2 }, maxMs: 20_000, connectTimeoutMs: 5000 },
     profileMs: 1000,
     generators: 1,
+    importStall: { rows: 500, everyMs: 20, baselineMs: 300 },
   },
   quick: {
     name: 'quick',
@@ -56,6 +59,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
     storm: { devices: 3000, backoff: FIRMWARE_BACKOFF, maxMs: 120_000, connectTimeoutMs: 10_000 },
     profileMs: 6000,
     generators: 2,
+    importStall: { rows: 50_000, everyMs: 20, baselineMs: 2000 },
   },
   full: {
     name: 'full',
@@ -67,5 +71,6 @@ export const PROFILES: Record<ProfileName, Profile> = {
     storm: { devices: 19_000, backoff: FIRMWARE_BACKOFF, maxMs: 300_000, connectTimeoutMs: 10_000 },
     profileMs: 15_000,
     generators: 2,
+    importStall: { rows: 50_000, everyMs: 10, baselineMs: 5000 },
   },
 };

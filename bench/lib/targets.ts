@@ -32,6 +32,8 @@ export interface Target {
   provision(n: number, label: string): Promise<Cred[]>;
   /** messages taken in so far (eldergate: observations stored + telemetry shed; raw aedes: publishes; Mosquitto: rows stored) */
   counters(): Promise<{ ingested: number; shed: number }>;
+  /** eldergate only: its HTTP API and an admin token (figure 6 imports through it) */
+  api?: { http: string; token: string };
   close(): Promise<void>;
 }
 
@@ -93,6 +95,7 @@ async function startEldergateChild(o: StartOptions): Promise<Target> {
   return {
     name: 'eldergate',
     mqtt: { host: '127.0.0.1', port: mqttPort },
+    api: { http, token },
     pids: [node.pid],
     node,
     observer: () => ({ kind: 'ws', url: `ws://127.0.0.1:${httpPort}/ws`, token, since: lastSeq, incidents }),

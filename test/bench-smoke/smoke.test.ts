@@ -62,9 +62,14 @@ describe('npm run bench (smoke profile)', () => {
       expect('error' in prof ? prof.error : '').toBe('');
       if (!('error' in prof)) expect(prof.top.length).toBeGreaterThan(0);
 
+      // figure 6: SOS alarms were acknowledged while a (tiny) import ran, and the import went in
+      expect(results.importStall?.error ?? 'no figure 6', why()).toBeNull();
+      expect(results.importStall!.importStatus).toBe(201);
+      expect(results.importStall!.during.n).toBeGreaterThan(0);
+
       // the report: every figure, the verdict table, the commands, the pictures
       expect(readFileSync(opts.mdFile, 'utf8')).toBe(markdown);
-      for (const h of ['## Targets against measurements', '## Figure 1', '## Figure 2', '## Figure 3', '## Figure 4', '## Figure 5', '## Where the gateway spends its CPU']) {
+      for (const h of ['## Targets against measurements', '## Figure 1', '## Figure 2', '## Figure 3', '## Figure 4', '## Figure 5', '## Figure 6', '## Where the gateway spends its CPU']) {
         expect(markdown).toContain(h);
       }
       expect(markdown).toContain('npm run bench -- --smoke --only=1');
