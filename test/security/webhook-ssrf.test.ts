@@ -110,6 +110,25 @@ describe('the address check (validation only, no traffic)', () => {
   });
 });
 
+describe('channels in the configuration', () => {
+  it('names, URLs, secretEnv and broadcast are checked at start-up, every problem at once; secretEnv fills the key', async () => {
+    const { loadConfig } = await import('../../core/config.js');
+    const ok = loadConfig({ FAMILY_APP_KEY: 'k'.repeat(24), ELDERGATE_NOTIFIERS_CHANNELS: JSON.stringify({ 'family-app': { url: 'https://family.example/hook', secretEnv: 'FAMILY_APP_KEY' } }) }, { notifiers: { broadcast: ['family-app'] } });
+    expect(ok.notifiers.channels['family-app']).toMatchObject({ secret: 'k'.repeat(24), url: 'https://family.example/hook' });
+    let message = '';
+    try {
+      loadConfig({}, { notifiers: { broadcast: ['ghost'], channels: { 'Bad Name': { url: 'https://a.example/' }, nourl: { url: 'file:///etc/passwd' }, nokey: { url: 'https://b.example/', secretEnv: 'NOT_SET_ANYWHERE' } } } });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/Bad Name/);
+    expect(message).toMatch(/nourl\/url/);
+    expect(message).toMatch(/NOT_SET_ANYWHERE is not set/);
+    expect(message).toMatch(/"ghost" is not a channel/);
+    expect(message).not.toMatch(/kkkk/);
+  });
+});
+
 describe('the webhook notifier refuses before connecting', () => {
   const closers: (() => Promise<unknown> | void)[] = [];
   afterEach(async () => {
