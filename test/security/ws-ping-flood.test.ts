@@ -1,0 +1,96 @@
+// Issue 14, High 2: a client that sends pings (WebSocket control pings and our JSON {"type":"ping"}) and never reads
+// grew the server by ~430 MiB: the replies were not counted against http.wsMaxBufferedBytes, and the memory is outside
+// the V8 heap. The gateway runs as its own process; its resident set is read from /proc/<pid>/status.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { MqttClient } from 'mqtt';
+import { publishAsync, waitFor } from '../helpers/gateway.js';
+import { rawWebSocket, sleep, startHostileGateway, type ConsoleClient, type HostileGateway } from './helpers.js';
+
+const MiB = 1024 * 1024;
+
+describe('WebSocket ping flood (issue 14, High 2)', () => {
+  let g: HostileGateway;
+  let device: MqttClient;
+  let deviceId: string;
+  let console_: ConsoleClient;
+
+  beforeAll(async () => {
+    g = await startHostileGateway({
+      env: {
+        ELDERGATE_HTTP_WS_MAX_BUFFERED_BYTES: String(256 * 1024),
+        // the frame-rate bound is proven elsewhere: here it is lifted so that the byte bound alone is tested
+        ELDERGATE_HTTP_WS_MAX_MESSAGES_PER_SECOND: '1000000',
+      },
+    });
+    const d = await g.provision();
+    deviceId = d.id;
+    device = await g.device(d.id, d.secret);
+    console_ = await g.console(await g.token());
+    await console_.subscribeAll();
+  }, 90_000);
+
+  afterAll(async () => {
+    device?.end(true);
+    console_?.ws.terminate();
+    await g?.stop();
+  });
+
+  /** Flood `frames` without ever reading; returns how many were sent, the RSS growth and whether the server cut it off. */
+  async function flood(frames: { opcode: number; payload: Buffer }[], sosAfter: number) {
+    const flooder = await rawWebSocket(g.httpPort, await g.token());
+    await waitFor(async () => (await g.metric('eldergate_consoles_connected')) === 2, 'two consoles connected', 10_000);
+    const rss0 = g.rssBytes();
+    let maxRss = rss0;
+    let cut = false;
+    flooder.socket.once('close', () => { cut = true; });
+    const sampler = setInterval(() => {
+      try { maxRss = Math.max(maxRss, g.rssBytes()); } catch { /* exited: asserted below */ }
+    }, 100);
+    let sent = 0;
+    let sos = false;
+    const until = Date.now() + 25_000;
+    try {
+      while (!cut && Date.now() < until) {
+        let ok = true;
+        for (let i = 0; i < 1000 && ok; i++) {
+          for (const f of frames) ok = flooder.send(f.opcode, f.payload) && ok;
+          sent += frames.length;
+        }
+        if (!ok) await Promise.race([new Promise((r) => flooder.socket.once('drain', r)), sleep(200)]);
+        else await new Promise((r) => setImmediate(r));
+        if (!sos && sent >= sosAfter) {
+          // an alarm in the middle of the flood
+          sos = true;
+          await publishAsync(device, `devices/${deviceId}/events`, JSON.stringify({ ts: Date.now(), seq: sosSeq++, type: 'sos' }), 1);
+        }
+        if ((await g.metric('eldergate_consoles_connected')) < 2) cut = true;
+      }
+    } finally {
+      clearInterval(sampler);
+      flooder.socket.destroy();
+    }
+    return { sent, growth: maxRss - rss0, rss0, maxRss, cut, sos };
+  }
+  let sosSeq = 1;
+
+  it('JSON pings: bounds the pongs queued for a client that never reads, cuts it off, alarms keep flowing', async () => {
+    const ping = Buffer.from(JSON.stringify({ type: 'ping', id: 'x'.repeat(64) }));
+    const r = await flood([{ opcode: 0x1, payload: ping }], 100_000);
+    console.log(`JSON ping flood: ${r.sent} frames, RSS ${Math.round(r.rss0 / MiB)} → max ${Math.round(r.maxRss / MiB)} MiB, cut off: ${r.cut}`);
+    expect(g.alive()).toBe(true);
+    expect(r.cut, 'the flooding client was cut off').toBe(true);
+    expect(r.growth).toBeLessThan(96 * MiB);
+    if (!r.sos) await publishAsync(device, `devices/${deviceId}/events`, JSON.stringify({ ts: Date.now(), seq: sosSeq++, type: 'sos' }), 1);
+    await waitFor(() => console_.opened(deviceId), 'the SOS on the other console', 30_000);
+    expect(console_.ws.readyState).toBe(console_.ws.OPEN);
+  }, 120_000);
+
+  it('control pings: pongs are queued within the same bound (autoPong is off), the client is cut off', async () => {
+    const r = await flood([{ opcode: 0x9, payload: Buffer.alloc(125, 0x61) }], Infinity);
+    console.log(`control ping flood: ${r.sent} frames, RSS ${Math.round(r.rss0 / MiB)} → max ${Math.round(r.maxRss / MiB)} MiB, cut off: ${r.cut}`);
+    expect(g.alive()).toBe(true);
+    expect(r.cut, 'the flooding client was cut off').toBe(true);
+    expect(r.growth).toBeLessThan(96 * MiB);
+    expect(console_.ws.readyState).toBe(console_.ws.OPEN);
+  }, 120_000);
+});
