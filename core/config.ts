@@ -101,7 +101,7 @@ export const ConfigSchema = Type.Object(
         /** the previous signing key, still accepted for verification (rotation of an environment-held key) */
         previousSigningKey: Type.Optional(Type.String({ minLength: 32 })),
         /** login attempts from one address per minute, whatever the account (before the password is even hashed) */
-        loginAttemptsPerAddress: Type.Integer({ minimum: 1, default: 30 }),
+        loginAttemptsPerAddress: Type.Integer({ minimum: 1, default: 120, description: 'generous: a call centre behind one NAT logs 40 consoles in at a shift change' }),
         /** failed logins of one account from one address per window; then that pair waits (429 + Retry-After) */
         loginFailuresPerAccountAddress: Type.Integer({ minimum: 1, default: 5 }),
         /**

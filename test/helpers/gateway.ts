@@ -74,7 +74,10 @@ export async function startTestGateway(overrides: Record<string, unknown> = {}, 
     connectDevice: (id, secret, extra = {}) => connectDevice(t.mqttUrl, id, secret, extra),
     async stop() {
       await gw.close();
-      if (!dataDir) rmSync(dir, { recursive: true, force: true });
+      if (!dataDir) {
+        rmSync(dir, { recursive: true, force: true });
+        rmSync(`${dir}-keys`, { recursive: true, force: true }); // the token-signing key file beside it (core/token-keys.ts)
+      }
     },
   };
   return t;

@@ -20,7 +20,7 @@ describe('the REST API', () => {
   it('401 without a token, with a forged or expired one; 403 for too weak a role', async () => {
     expect((await t.api('GET', '/api/devices', undefined, '')).status).toBe(401);
     const forged = (await t.api('GET', '/api/devices', undefined, 'eyJzdWIiOiJ1X2FkbWluIiwiZXhwIjo5OTk5OTk5OTk5OTk5fQ.bad')).body;
-    expect(forged).toMatchObject({ code: 'UNAUTHORIZED', message: expect.stringMatching(/signature/) });
+    expect(forged).toMatchObject({ code: 'UNAUTHORIZED', message: expect.stringMatching(/signature|malformed token/) });
     const expired = Buffer.from(JSON.stringify({ sub: 'u_x', exp: 1 })).toString('base64url') + '.x';
     expect((await t.api('GET', '/api/devices', undefined, expired)).status).toBe(401);
     const r = await t.api('POST', '/api/devices', { kind: 'call-phone', serial: 'OP-1' }, operator);
