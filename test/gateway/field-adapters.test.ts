@@ -33,7 +33,7 @@ describe('field adapters in the running gateway', () => {
   it('a Contact ID panic is ACKed once durable and opens a P1 incident; bed exit over Modbus opens one too', { timeout: 90_000 }, async () => {
     const receiver = t.gw.registry.provision({ kind: 'receiver', serial: 'MLR2-001' }).device;
     const phone = t.gw.registry.provision({ kind: 'call-phone', serial: 'LANDLINE-1' }).device;
-    t.gw.registry.update(phone.id, { config: { account: '4321' } });
+    t.gw.registry.setAccount(phone.id, { scheme: 'contact-id', id: '4321' }); // the account identifier (admins set it over HTTP)
     const controller = t.gw.registry.provision({ kind: 'modbus', serial: 'BEDCTL-1' }).device;
     const bed2 = t.gw.registry.provision({ kind: 'modbus', serial: 'BED-2' }).device;
     const { proc, ready } = await startSim(['--map', 'bed-exit-controller', '--tcp-port', '0']);
