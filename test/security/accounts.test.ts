@@ -257,6 +257,19 @@ describe('sessions end at once (issue 14)', () => {
     expect((await login(t, 'jon', PW)).status).toBe(200);
   });
 
+  it('every user change is in the audit log, who and from where, never a password', async () => {
+    const entries = (await t.api('GET', '/api/audit?action=user.&limit=1000')).body.items as { action: string; targetId: string; actor: string; ip: string; details: Record<string, unknown> }[];
+    const of = (id: string) => entries.filter((e) => e.targetId === id).map((e) => e.action);
+    expect(of(ids.eva!)).toEqual(expect.arrayContaining(['user.create', 'user.logout']));
+    expect(of(ids.finn!)).toContain('user.password-change');
+    expect(of(ids.gus!)).toContain('user.password-reset');
+    expect(of(ids.hana!)).toEqual(expect.arrayContaining(['user.update']));
+    expect(of(ids.jon!)).toEqual(expect.arrayContaining(['user.disable', 'user.enable']));
+    const role = entries.find((e) => e.targetId === ids.hana && e.details.after && 'role' in (e.details.after as object));
+    expect(role).toMatchObject({ actor: 'admin', ip: expect.stringMatching(/127\.0\.0\.1/), details: { before: { role: 'operator' }, after: { role: 'technician' }, sessionsRevoked: true } });
+    expect(JSON.stringify(entries)).not.toMatch(/copper-kettle|lichen-signal|amber-tide|scrypt\$/);
+  });
+
   it('refuses an empty or unknown unit, an unknown user, a non-admin, and leaving no enabled admin', async () => {
     const empty = await t.api('PATCH', `/api/users/${ids.ivo}`, { unitId: '' });
     expect(empty.status).toBe(400);
