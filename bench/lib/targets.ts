@@ -127,6 +127,7 @@ async function startEldergateChild(o: StartOptions): Promise<Target> {
     async close() {
       await node.stop(15_000);
       rmSync(dataDir, { recursive: true, force: true });
+      rmSync(`${dataDir}-keys`, { recursive: true, force: true }); // the token-signing key beside it
     },
     noteSeq(seq, known) {
       lastSeq = Math.max(lastSeq, seq);

@@ -267,6 +267,7 @@ serve({
     if (gw) await gw.close();
     else await new Promise<void>((r) => aedes.close(() => r()));
     rmSync(dataDir, { recursive: true, force: true });
+    rmSync(`${dataDir}-keys`, { recursive: true, force: true }); // the token-signing key beside it
     return { system: a.system, steps, heapLimitMiB: Math.round((await import('node:v8')).getHeapStatistics().heap_size_limit / 2 ** 20) };
   },
 });

@@ -135,4 +135,5 @@ export async function startGateway(o: GatewayOptions = {}): Promise<GatewayProce
 
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
+  rmSync(`${dir}-keys`, { recursive: true, force: true }); // the token-signing key beside it (core/token-keys.ts)
 }
