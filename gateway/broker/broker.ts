@@ -268,7 +268,7 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     const n = perAddress.get(address) ?? 0;
     if (n >= config.mqtt.maxConnectionsPerAddress) {
       metrics.connectionsRefused.inc({ listener, reason: 'per-address' });
-      refuse('connect', 'too many connections from this address', { address });
+      refuse('connect', 'too many connections', { address, limit: 'per-address' });
       socket.destroy();
       return false;
     }
