@@ -43,6 +43,13 @@ describe('the README walk-through in the console', () => {
     expect(text).toContain('Li Wei');
     expect(text).toContain('+86 10 5555 0101');
     expect(errors).toEqual([]);
+
+    // logging out ends the session at the gateway too: the token the page held is refused from then on
+    const token = await page.evaluate(() => sessionStorage.getItem('eldergate.token'));
+    expect((await t.api('GET', '/api/auth/me', undefined, token!)).status).toBe(200);
+    await page.getByRole('button', { name: 'log out' }).click();
+    await page.waitForSelector('input[name=username]');
+    await expect.poll(async () => (await t.api('GET', '/api/auth/me', undefined, token!)).status, { timeout: 10_000 }).toBe(401);
     await page.close();
   }, 90_000);
 });

@@ -75,7 +75,12 @@ export class Api {
     sessionStorage.setItem(SESSION_KEY, JSON.stringify(this.session));
   }
 
-  logout(): void {
+  /** Forget the session here; `revoke`: the person asked to log out, so the gateway ends their tokens too. */
+  logout(revoke = false): void {
+    if (revoke && this.token) {
+      // best effort: a console that cannot reach the gateway still forgets its token
+      void fetch('/api/auth/logout', { method: 'POST', headers: { authorization: `Bearer ${this.token}` } }).catch(() => undefined);
+    }
     this.token = null;
     this.user = null;
     this.session = null;

@@ -81,7 +81,7 @@ function logout(reason?: string): void {
   session.stop();
   ctx.stream?.stop();
   ctx.stream = null;
-  ctx.api.logout();
+  ctx.api.logout(!reason);
   ctx.store.reset();
   loginView();
 }
