@@ -1,7 +1,8 @@
 // `npm run bench` — eldergate against raw aedes and Mosquitto, side by side; see docs/benchmarks.md.
 //   npm run bench                    quick profile (a few minutes), writes docs/benchmarks.md and the histogram
 //   npm run bench -- --full          the long one (issue 6's sizes, where one machine holds them)
-//   npm run bench -- --only=1,2      some figures only (1 P1 latency, 2 ingest, 3 terminals, 4 storm, 5 durable)
+//   npm run bench -- --only=1,2      some figures only (1 P1 latency, 2 ingest, 3 terminals, 4 storm, 5 durable,
+//                                    6 SOS during the largest CSV import)
 //   npm run bench -- --smoke --out=DIR   a seconds-long run of the harness (npm test runs it; no thresholds)
 //   --systems=eldergate,raw-aedes,mosquitto   --in-memory=50000,100000   --no-profile
 //   --json=FILE (save the measurements)   --from=FILE (re-render docs from them, e.g. after editing bench/analysis.md)
@@ -65,7 +66,7 @@ export function parseArgs(argv: string[]): Omit<RunOptions, 'log'> {
       inMemory = a.slice(12).split(',').map(Number);
       if (inMemory.some((n) => !Number.isInteger(n) || n < 1 || n > 500_000)) throw new UsageError(`--in-memory takes device counts, comma-separated, e.g. 50000,100000 (got "${a.slice(12)}")`);
     }
-    else throw new UsageError(`unknown option ${a}: use --full, --smoke, --only=1,2,3,4,5, --systems=…, --in-memory=N,N, --out=DIR, --json=FILE, --from=FILE, --no-profile`);
+    else throw new UsageError(`unknown option ${a}: use --full, --smoke, --only=1,2,3,4,5,6, --systems=…, --in-memory=N,N, --out=DIR, --json=FILE, --from=FILE, --no-profile`);
   }
   let profile = PROFILES[name];
   if (inMemory) {

@@ -5,33 +5,26 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
 import { publishAsync, waitFor } from '../helpers/gateway.js';
-import { closeAll, holdIdleSockets, startHostileGateway, type ConsoleClient, type HostileGateway } from './helpers.js';
+import { type ConsoleClient, type HostileGateway, type Watched, holdIdleSockets, startWatched } from './helpers.js';
 import type { Socket } from 'node:net';
 
 const NOFILE = 1024;
 
 describe('descriptor exhaustion (issue 14, High 1)', () => {
+  let w: Watched;
   let g: HostileGateway;
   let device: MqttClient;
   let deviceId: string;
   let console_: ConsoleClient;
-  const held: Socket[] = [];
+  let held: Socket[];
 
   beforeAll(async () => {
-    g = await startHostileGateway({ nofile: NOFILE });
-    const d = await g.provision();
-    deviceId = d.id;
-    device = await g.device(d.id, d.secret);
-    console_ = await g.console(await g.token());
-    await console_.subscribeAll();
+    w = await startWatched({ nofile: NOFILE });
+    ({ g, deviceId, device, console: console_ } = w);
+    held = w.held;
   }, 90_000);
 
-  afterAll(async () => {
-    closeAll(held);
-    device?.end(true);
-    console_?.ws.terminate();
-    await g?.stop();
-  });
+  afterAll(async () => w?.stop());
 
   it('derives its caps from the real limit, below it, with a reserve', () => {
     const line = g.lines.find((l) => l.includes('connection caps derived from the descriptor limit'));

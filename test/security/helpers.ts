@@ -233,3 +233,32 @@ export async function rawWebSocket(port: number, token: string): Promise<{ socke
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A hostile gateway with one legitimate device connected and one console subscribed to everything: what each
+ * attack test watches while it attacks. `stop` ends them all (and closes `held` sockets). */
+export interface Watched {
+  g: HostileGateway;
+  deviceId: string;
+  device: MqttClient;
+  console: ConsoleClient;
+  held: Socket[];
+  stop(): Promise<void>;
+}
+
+export async function startWatched(opts: Parameters<typeof startHostileGateway>[0] = {}): Promise<Watched> {
+  const g = await startHostileGateway(opts);
+  const d = await g.provision();
+  const device = await g.device(d.id, d.secret);
+  const console_ = await g.console(await g.token());
+  await console_.subscribeAll();
+  const held: Socket[] = [];
+  return {
+    g, deviceId: d.id, device, console: console_, held,
+    async stop() {
+      closeAll(held);
+      device.end(true);
+      console_.ws.terminate();
+      await g.stop();
+    },
+  };
+}

@@ -5,33 +5,26 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
 import type { Socket } from 'node:net';
 import { publishAsync, waitFor } from '../helpers/gateway.js';
-import { closeAll, holdIdleSockets, rawWebSocket, sleep, startHostileGateway, type ConsoleClient, type HostileGateway } from './helpers.js';
+import { type ConsoleClient, type HostileGateway, type Watched, holdIdleSockets, rawWebSocket, sleep, startWatched } from './helpers.js';
 
 const NOFILE = 1024;
 const IMPORT_LINES = 20_000;
 
 describe('hostile load (issue 14, must show)', () => {
+  let w: Watched;
   let g: HostileGateway;
   let device: MqttClient;
   let deviceId: string;
   let console_: ConsoleClient;
-  const held: Socket[] = [];
+  let held: Socket[];
 
   beforeAll(async () => {
-    g = await startHostileGateway({ nofile: NOFILE, env: { ELDERGATE_HTTP_WS_MAX_BUFFERED_BYTES: String(256 * 1024) } });
-    const d = await g.provision();
-    deviceId = d.id;
-    device = await g.device(d.id, d.secret);
-    console_ = await g.console(await g.token());
-    await console_.subscribeAll();
+    w = await startWatched({ nofile: NOFILE, env: { ELDERGATE_HTTP_WS_MAX_BUFFERED_BYTES: String(256 * 1024) } });
+    ({ g, deviceId, device, console: console_ } = w);
+    held = w.held;
   }, 90_000);
 
-  afterAll(async () => {
-    closeAll(held);
-    device?.end(true);
-    console_?.ws.terminate();
-    await g?.stop();
-  });
+  afterAll(async () => w?.stop());
 
   it('acknowledges an SOS and pushes it to a console through idle-socket exhaustion, a ping flood and a large import', async () => {
     const adminToken = await g.token();

@@ -4,36 +4,29 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
 import { publishAsync, waitFor } from '../helpers/gateway.js';
-import { rawWebSocket, sleep, startHostileGateway, type ConsoleClient, type HostileGateway } from './helpers.js';
+import { type ConsoleClient, type HostileGateway, type Watched, rawWebSocket, sleep, startWatched } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
 describe('WebSocket ping flood (issue 14, High 2)', () => {
+  let w: Watched;
   let g: HostileGateway;
   let device: MqttClient;
   let deviceId: string;
   let console_: ConsoleClient;
 
   beforeAll(async () => {
-    g = await startHostileGateway({
+    w = await startWatched({
       env: {
         ELDERGATE_HTTP_WS_MAX_BUFFERED_BYTES: String(256 * 1024),
         // the frame-rate bound is proven elsewhere: here it is lifted so that the byte bound alone is tested
         ELDERGATE_HTTP_WS_MAX_MESSAGES_PER_SECOND: '1000000',
       },
     });
-    const d = await g.provision();
-    deviceId = d.id;
-    device = await g.device(d.id, d.secret);
-    console_ = await g.console(await g.token());
-    await console_.subscribeAll();
+    ({ g, deviceId, device, console: console_ } = w);
   }, 90_000);
 
-  afterAll(async () => {
-    device?.end(true);
-    console_?.ws.terminate();
-    await g?.stop();
-  });
+  afterAll(async () => w?.stop());
 
   /** Flood `frames` without ever reading; returns how many were sent, the RSS growth and whether the server cut it off. */
   async function flood(frames: { opcode: number; payload: Buffer }[], sosAfter: number) {
