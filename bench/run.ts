@@ -3,7 +3,7 @@
 //   npm run bench -- --full          the long one (issue 6's sizes, where one machine holds them)
 //   npm run bench -- --only=1,2      some figures only (1 P1 latency, 2 ingest, 3 terminals, 4 storm, 5 durable,
 //                                    6 SOS during the largest CSV import)
-//   npm run bench -- --smoke --out=DIR   a seconds-long run of the harness (npm test runs it; no thresholds)
+//   npm run bench -- --smoke --out=DIR   a short run of the harness (npm run bench:smoke; no thresholds)
 //   --systems=eldergate,raw-aedes,mosquitto   --in-memory=50000,100000   --no-profile
 //   --json=FILE (save the measurements)   --from=FILE (re-render docs from them, e.g. after editing bench/analysis.md)
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
