@@ -138,7 +138,7 @@ export interface IncidentEvent {
   data: Record<string, unknown>;
 }
 
-/** MQTT topic contract (DESIGN §2). */
+/** MQTT topic contract (docs/design.md §2). */
 export const topics = {
   prefix: (deviceId: string) => `devices/${deviceId}/`,
   events: (deviceId: string) => `devices/${deviceId}/events`,

@@ -4,7 +4,7 @@
 // invariant it was keeping (a queue, a transaction, a timer heap) may be torn. Our alarm contract makes a restart
 // safe instead — an alarm is acknowledged only after it is durable, devices resend what was not acknowledged,
 // escalation catches up at start — so an unknown exception still ends the process, after a bounded attempt to
-// close cleanly, and the supervisor (systemd Restart=always, docs/operations) starts it again within seconds.
+// close cleanly, and the supervisor (systemd Restart=always) starts it again within seconds.
 //
 // One class is different: a failed system call for want of a resource (EMFILE, ENFILE, ENOMEM, ENOBUFS, EAGAIN)
 // carries `syscall`; the call failed as a whole and changed nothing, so there is no torn state, and exiting would turn

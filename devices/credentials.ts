@@ -1,5 +1,5 @@
 // Device secrets: ≥128-bit random, shown once, stored as a keyed hash. High entropy makes a fast keyed hash safe, so a
-// reconnect storm of the whole fleet costs microseconds per device instead of a password hash's 50 ms (DESIGN §2).
+// reconnect storm of the whole fleet costs microseconds per device instead of a password hash's 50 ms (docs/design.md §2).
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /** 24 random bytes (192 bits) in base64url: 32 characters, safe in MQTT passwords, CSV and shells. */

@@ -1,6 +1,6 @@
 // Turn an MQTT payload from an authenticated device into an Observation, or a refusal with its reason.
 // Rule of the house: a life-safety event is never refused because of an optional field — the bad field is dropped and
-// flagged; only an envelope with no usable type is refused (DESIGN §2).
+// flagged; only an envelope with no usable type is refused (docs/design.md §2).
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import type { TObject, TSchema } from '@sinclair/typebox';
 import { isLifeSafety, type DeviceKind, type Observation, type Position } from '../core/contracts.js';

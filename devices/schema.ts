@@ -134,7 +134,7 @@ export const observations = sqliteTable(
     incidentId: text('incident_id'),
   },
   (t) => [
-    // at-least-once on the wire, exactly-once here: a resend repeats seq *and* ts (DESIGN §2); a possible replay of
+    // at-least-once on the wire, exactly-once here: a resend repeats seq *and* ts (docs/design.md §2); a possible replay of
     // the same key is kept as the next generation
     uniqueIndex('observations_dedup_gen_uq').on(t.deviceId, t.seq, t.deviceTs, t.generation),
     // resends of envelopes without ts/seq: looked up by packet id (only those rows are indexed)

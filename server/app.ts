@@ -50,7 +50,7 @@ export async function buildApp(deps: AppDeps, extra: ExtraRoutes = []): Promise<
   await app.register(authPlugin, { users: deps.users });
   // issue 14: HTTP + WebSocket sockets capped below the descriptor limit; idle ones make room (server/connection-cap.ts)
   capConnections(app.server, deriveConnectionCaps(connectionCapSettings(config)).http, deps.metrics, deps.log.child({ module: 'http' }));
-  // Nagle's algorithm adds ~40 ms to p99 (DESIGN §7): every HTTP/WebSocket socket gets noDelay
+  // Nagle's algorithm adds ~40 ms to p99 (docs/design.md §7): every HTTP/WebSocket socket gets noDelay
   app.server.on('connection', (socket: { setNoDelay?: (v: boolean) => void }) => socket.setNoDelay?.(true));
   app.server.on('secureConnection', (socket: { setNoDelay?: (v: boolean) => void }) => socket.setNoDelay?.(true));
   app.addHook('onResponse', async (req, reply) => {

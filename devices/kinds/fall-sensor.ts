@@ -7,7 +7,7 @@ export const fallSensor = {
   title: 'Fall sensor (wearable or radar)',
   heartbeatMs: 5 * 60_000,
   mainsHeartbeatMs: 2 * 60_000,
-  // a dead fall sensor is a resident without protection (DESIGN §3)
+  // a dead fall sensor is a resident without protection (docs/design.md §3)
   lifeSafetySensor: true,
   keepaliveS: 60,
   cancelWindowMs: 30_000,

@@ -1,4 +1,4 @@
-// The embedded MQTT broker (aedes 1.x) with the hooks that make it safe on a public port (DESIGN §2): devices
+// The embedded MQTT broker (aedes 1.x) with the hooks that make it safe on a public port (docs/design.md §2): devices
 // authenticate against the registry, publish and subscribe only under their own devices/{id}/, events are durable
 // before PUBACK, bytes are bounded before aedes parses them, and revoked devices are cut off at once.
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
@@ -129,7 +129,7 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
         err.returnCode = code;
         done(err as never, false);
       };
-      // clientId = username = deviceId (DESIGN §2); this also keeps `#` and `+` out of client ids
+      // clientId = username = deviceId (docs/design.md §2); this also keeps `#` and `+` out of client ids
       if (!DEVICE_ID_RE.test(id)) return fail('client id is not a device id', 2);
       if (username !== id) return fail('client id differs from username', 2);
       const verdict = registry.authenticate(id, password);
@@ -288,7 +288,7 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
   };
   const handle = (socket: Socket) => {
     const address = socket.remoteAddress ?? 'unknown';
-    // Nagle's algorithm alone adds ~40 ms to p99 (DESIGN §7)
+    // Nagle's algorithm alone adds ~40 ms to p99 (docs/design.md §7)
     socket.setNoDelay(true);
     const client = aedes.handle(socket);
     // a device that completed CONNECT is no longer a candidate to make room for newcomers

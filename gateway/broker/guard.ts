@@ -1,5 +1,5 @@
 // Bound what a connection may send before aedes has parsed it. aedes buffers a 64 MiB pre-CONNECT packet without
-// complaint (DESIGN §2), so we look at each chunk before its parser does: the first packet must be CONNECT
+// complaint (docs/design.md §2), so we look at each chunk before its parser does: the first packet must be CONNECT
 // [MQTT-3.1.0-1], a connection that has not completed CONNECT may send at most maxPreConnectBytes, and no packet may
 // exceed maxPacketBytes (what the parser holds unparsed is bounded by it).
 //

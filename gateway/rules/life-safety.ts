@@ -1,4 +1,4 @@
-// Emergencies for a person (DESIGN §3). Raised at once, whatever else is wrong with the message.
+// Emergencies for a person (docs/design.md §3). Raised at once, whatever else is wrong with the message.
 // - sos, panic, medical, fire, gas, smoke, pull-cord, call-request → P1
 // - removed (a locator taken off the wrist) → P2: the resident may be without protection, not necessarily in danger
 // - wander (a telecare unit's own "wanderer" alarm, Contact ID 732) → P2, like a safe-zone exit

@@ -1,4 +1,4 @@
-// Where to send help. An SOS or a fall without a usable fix is never held back for want of one (DESIGN §3): it
+// Where to send help. An SOS or a fall without a usable fix is never held back for want of one (docs/design.md §3): it
 // is raised with the best position there is, marked stale when it is not from this message. In order: this
 // message's fix; the device's last known fix (stale, with its age); the resident's home (stale; call phones have
 // no GPS, and home is where they are); none, said so in the alarm's data.

@@ -1,4 +1,4 @@
-// Supervision (DESIGN §3): a device silent for interval × lateFactor is 'late' (state only: one missed heartbeat
+// Supervision (docs/design.md §3): a device silent for interval × lateFactor is 'late' (state only: one missed heartbeat
 // is routine on a cellular link); for interval × offlineFactor it is 'offline', an incident: P2 for life-safety
 // sensors (a dead fall sensor is a resident without protection), P3 for the rest. Back online clears it.
 //

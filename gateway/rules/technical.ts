@@ -1,4 +1,4 @@
-// Technical conditions → P3 (DESIGN §3), each cleared by what ends it:
+// Technical conditions → P3 (docs/design.md §3), each cleared by what ends it:
 // - battery below the kind's lowBatteryPct → 'low-battery'; cleared at pct + lowBatteryHysteresisPct or above
 //   (a level hovering at the threshold makes one card); raised once per episode, not once per heartbeat
 // - power-lost (event, Contact ID 301, or a mains device's heartbeat with mains:false) → 'power-lost'; cleared by

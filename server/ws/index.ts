@@ -1,4 +1,4 @@
-// WebSocket /ws: the live alarm stream to consoles (DESIGN §5, docs/websocket.md). Register through buildApp's
+// WebSocket /ws: the live alarm stream to consoles (docs/design.md §5, docs/websocket.md). Register through buildApp's
 // `extra` routes: `{ name: 'ws', plugin: alarmStream({ incidents, network }) }`.
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import websocket from '@fastify/websocket';

@@ -1,4 +1,4 @@
-// Register maps are data (DESIGN §2, PROTOCOLS "Modbus"): which table, which address, which bit, what scaling,
+// Register maps are data (docs/design.md §2, PROTOCOLS "Modbus"): which table, which address, which bit, what scaling,
 // and which observation a value or a change of it means. A map that does not validate is a start-up error that
 // names every bad field by its JSON path, so the technician fixes the file, not the code.
 import { readFileSync } from 'node:fs';
