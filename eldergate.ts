@@ -110,7 +110,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   // every timer here is guarded: an exception escaping a timer ends the process (issue 14: EMFILE from
   // process.memoryUsage() in the heap watchdog did)
   const expiry = guardedInterval('command-expiry', 60_000, () => commands.expireDue(), { log, metrics });
-  // watch memory (DESIGN §2): near a bound, shed telemetry before the process dies of it
+  // watch memory (docs/design.md §2): near a bound, shed telemetry before the process dies of it
   const memory = memoryWatchdog(config, { log, metrics, setPressure: (p) => ingest.setPressure(p) });
   const heapWatch = guardedInterval('memory-watchdog', 1000, memory, { log, metrics });
   // field adapters: their configuration was validated above with everything else; a bad map stops start-up

@@ -15,7 +15,7 @@ serve({
       if (client) published++;
     });
     server = createServer({ noDelay: true }, (socket) => {
-      // Nagle's algorithm alone adds ~40 ms to p99 (DESIGN §7)
+      // Nagle's algorithm alone adds ~40 ms to p99 (docs/design.md §7)
       socket.setNoDelay(true);
       aedes!.handle(socket);
     });

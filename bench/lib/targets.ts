@@ -170,7 +170,7 @@ async function startMosquitto(o: StartOptions): Promise<Target> {
   writeFileSync(conf, [
     `listener ${port} 127.0.0.1`,
     'allow_anonymous true',
-    // Nagle's algorithm alone adds ~40 ms to p99 (DESIGN §7)
+    // Nagle's algorithm alone adds ~40 ms to p99 (docs/design.md §7)
     'set_tcp_nodelay true',
     'persistence false',
     'max_connections -1',

@@ -25,7 +25,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function telemetry(d: Device, now: number): Buffer {
   d.seq++;
-  // a call-phone heartbeat, as the firmware sends it (DESIGN §2 payload envelope)
+  // a call-phone heartbeat, as the firmware sends it (docs/design.md §2 payload envelope)
   const payload = `{"ts":${now},"seq":${d.seq},"type":"heartbeat","battery":${80 + (d.seq % 20)},"signal":-${60 + (d.seq % 30)}}`;
   return encodePublish(`devices/${d.cred.id}/telemetry`, payload, 0, 0);
 }

@@ -382,7 +382,7 @@ export abstract class Terminal {
     const port = Number(url.port) || (secure ? 8883 : 1883);
     let timer = timers.get(this.scheduler);
     if (!timer) timers.set(this.scheduler, (timer = mqttTimer(this.scheduler)));
-    // noDelay: Nagle would hold a small PUBLISH back behind an unacknowledged one and add ~40 ms (DESIGN §7)
+    // noDelay: Nagle would hold a small PUBLISH back behind an unacknowledged one and add ~40 ms (docs/design.md §7)
     const build = () =>
       secure
         ? tls.connect({ host, port, servername: host, rejectUnauthorized: !this.opts.insecureTls }).setNoDelay(true)

@@ -1,4 +1,4 @@
-// What a simulated terminal sends and receives, as the firmware of a real one would (DESIGN §2, notes/api.md).
+// What a simulated terminal sends and receives, as the firmware of a real one would (docs/design.md §2, notes/api.md).
 // Kept here rather than imported from the gateway: firmware-sim is an outside client and may drive a rival.
 import type { LatLon, SafeZone } from '../core/geo.js';
 
