@@ -93,7 +93,7 @@ describe('the board (issue 9, part 2)', () => {
     await expect.poll(async () => (await sounds(page)).filter((s) => s.incidentId === inc.id && s.reason === 'repeat').length, { timeout: 10_000 }).toBe(1);
     const toast = page.locator(`.toast[data-incident="${inc.id}"]`);
     await toast.waitFor({ timeout: 5000 });
-    expect(await toast.textContent()).toMatch(/SOS pressed again \(×2\) — Anna Alt/);
+    await expect.poll(() => toast.textContent(), { timeout: 10_000 }).toMatch(/SOS pressed again \(×2\) — Anna Alt/);
     expect(await toast.locator('a').getAttribute('href')).toBe(`#/incident/${inc.id}`);
 
     // unacknowledged: the tone comes back by itself

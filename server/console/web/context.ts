@@ -31,17 +31,20 @@ export class Ctx {
     this.toasts = el;
   }
 
-  toast(message: string, kind: 'error' | 'ok' | 'info' | 'alarm' = 'info', opts: { href?: string; linkText?: string; incidentId?: string; ms?: number } = {}): void {
-    if (!this.toasts) return;
+  /** Show a toast at once; the answer rewrites its message (a name that arrives after the alarm). */
+  toast(message: string, kind: 'error' | 'ok' | 'info' | 'alarm' = 'info', opts: { href?: string; linkText?: string; incidentId?: string; ms?: number } = {}): (message: string) => void {
+    if (!this.toasts) return () => undefined;
     const link = opts.href ? h('a', { href: opts.href, class: 'toast-link' }, opts.linkText ?? 'show') : null;
+    const text = document.createTextNode(message);
     const t = h('div', {
       class: `toast ${kind}`, role: kind === 'error' || kind === 'alarm' ? 'alert' : 'status', 'data-incident': opts.incidentId,
-    }, message, link ? ' ' : null, link);
+    }, text, link ? ' ' : null, link);
     link?.addEventListener('click', () => t.remove());
     this.toasts.append(t);
     // bounded: a burst of alarms keeps the newest few on screen (the board has them all)
     while (this.toasts.childElementCount > MAX_TOASTS) this.toasts.firstElementChild!.remove();
     setTimeout(() => t.remove(), opts.ms ?? (kind === 'alarm' ? 60_000 : kind === 'error' ? 8000 : 4000));
+    return (m) => { text.data = m; };
   }
 
   fail(err: unknown, what: string): void {

@@ -258,10 +258,17 @@ ctx.store.on((inc, e) => {
   }
   if (e.type === 'joined' && inc.priority !== 'P3' && (inc.status === 'open' || inc.status === 'acknowledged' || inc.status === 'dispatched' || inc.status === 'on-site')) {
     if (inc.priority === 'P1') tone(inc.id, 'repeat');
-    const who = inc.residentId ? ctx.residents.peek(inc.residentId)?.name : undefined;
-    ctx.toast(`${typeLabel(inc.type)} pressed again (×${inc.count})${who ? ` — ${who}` : ''}: ${inc.status}`, 'alarm', {
+    const say = (who: string | undefined) => `${typeLabel(inc.type)} pressed again (×${inc.count})${who ? ` — ${who}` : ''}: ${inc.status}`;
+    const rid = inc.residentId;
+    const known = rid ? ctx.residents.get(rid)?.name : undefined;
+    const rewrite = ctx.toast(say(known), 'alarm', {
       href: `#/incident/${encodeURIComponent(inc.id)}`, linkText: 'open the incident', incidentId: inc.id,
     });
+    if (rid && !known) {
+      // the toast is not held back for a name: it gets the elder's name as soon as her card is loaded
+      const off = ctx.residents.onChange((id, r) => { if (id === rid) { off(); rewrite(say(r.name)); } });
+      setTimeout(off, 60_000);
+    }
   }
 });
 window.setInterval(() => {
