@@ -252,10 +252,17 @@ export const ConfigSchema = Type.Object(
       },
       { default: {} },
     ),
+    /** what is pruned, and when (core/retention.ts; docs/operations.md "Retention"); the audit log never is */
     retention: Type.Object(
       {
+        /** observations (telemetry, heartbeats, alarms) older than this are deleted, unless an open incident points at them */
         telemetryDays: Type.Integer({ minimum: 1, default: 90 }),
-        incidentsDays: Type.Integer({ minimum: 30, default: 3650 }),
+        /** resolved and cancelled incidents (with their events) this long after their last activity; 0 = never */
+        incidentsDays: Type.Integer({ minimum: 0, default: 3650, description: '0 = keep for ever; otherwise at least 30' }),
+        /** how often the pruning runs (it also runs once at start) */
+        intervalMs: Type.Integer({ minimum: 1000, default: 3600_000 }),
+        /** rows deleted per transaction: small, so that an alarm never waits long behind one */
+        batchRows: Type.Integer({ minimum: 1, maximum: 5000, default: 500 }),
       },
       { default: {} },
     ),
@@ -281,7 +288,8 @@ export const envName = (path: string[]) =>
 
 function coerce(raw: string, schema: TSchema): unknown {
   const kind = schema[Kind];
-  if (kind === 'Integer' || kind === 'Number') return raw.trim() === '' ? raw : Number(raw);
+  // a string that is not a number stays a string, so the error can say so (Number('abc') is NaN, shown as null)
+  if (kind === 'Integer' || kind === 'Number') return raw.trim() === '' || Number.isNaN(Number(raw)) ? raw : Number(raw);
   if (kind === 'Boolean') return raw === 'true' || raw === '1' ? true : raw === 'false' || raw === '0' ? false : raw;
   if (kind === 'Array' || kind === 'Object' || kind === 'Record') {
     try {
@@ -330,7 +338,9 @@ export function loadConfig(
     }
   }
   const sources = new Map<string, string>();
-  for (const { path, schema } of leafPaths(ConfigSchema)) {
+  const leaves = leafPaths(ConfigSchema);
+  problems.push(...unknownVariables(env, leaves.map((l) => envName(l.path))));
+  for (const { path, schema } of leaves) {
     const name = envName(path);
     const raw = env[name];
     if (raw !== undefined) {
@@ -339,14 +349,20 @@ export function loadConfig(
     }
   }
   mergeDeep(input, overrides);
-  const known = new Set(Object.keys(ConfigSchema.properties));
-  for (const key of Object.keys(input)) if (!known.has(key)) problems.push(`unknown setting "${key}": remove it or check its spelling`);
-  for (const key of Object.keys(input)) if (!known.has(key)) delete input[key];
+  problems.push(...unknownKeys(input, ConfigSchema, []));
 
   const withDefaults = Value.Default(ConfigSchema, Value.Clone(input)) as Config;
+  const reported = new Set<string>();
   for (const e of Value.Errors(ConfigSchema, withDefaults)) {
+    // a union reports once per branch; one line per setting is enough
+    if (reported.has(e.path)) continue;
+    reported.add(e.path);
     const where = sources.get(e.path) ?? (e.path || '/');
-    problems.push(`${where}: ${e.message} (got ${JSON.stringify(e.value)})`);
+    problems.push(`${where}: ${describeError(e.schema, e.value, e.message)}`);
+  }
+  const { incidentsDays } = withDefaults.retention ?? {};
+  if (typeof incidentsDays === 'number' && incidentsDays > 0 && incidentsDays < 30) {
+    problems.push(`${sources.get('/retention/incidentsDays') ?? 'retention.incidentsDays'}: ${incidentsDays} days is too short to keep closed incidents for review; use 0 (never prune) or 30 or more`);
   }
   if (Boolean(withDefaults.tls.certFile) !== Boolean(withDefaults.tls.keyFile)) {
     problems.push('ELDERGATE_TLS_CERT_FILE and ELDERGATE_TLS_KEY_FILE: set both, or neither');
@@ -389,4 +405,75 @@ function resolveChannelSecrets(config: Config, env: NodeJS.ProcessEnv): string[]
     }
   }
   return problems;
+}
+
+/** Variables the code reads that are not settings: the config file's path and the simulator's (firmware-sim/cli). */
+const OTHER_VARIABLES = ['ELDERGATE_CONFIG'];
+const OTHER_PREFIXES = ['ELDERGATE_SIM_'];
+
+/** An `ELDERGATE_*` variable that is no setting is a typo that would otherwise be silently ignored. */
+function unknownVariables(env: NodeJS.ProcessEnv, settingNames: string[]): string[] {
+  const known = new Set([...settingNames, ...OTHER_VARIABLES]);
+  const problems: string[] = [];
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith('ELDERGATE_') || known.has(name) || OTHER_PREFIXES.some((p) => name.startsWith(p))) continue;
+    problems.push(`${name}: not a setting${didYouMean(name, [...known])}; remove it or check its spelling`);
+  }
+  return problems;
+}
+
+/** Keys of the file (or overrides) that the schema does not know, at every level of nesting. Removes them. */
+function unknownKeys(input: unknown, schema: TSchema, path: string[]): string[] {
+  if (schema[Kind] !== 'Object' || !input || typeof input !== 'object' || Array.isArray(input)) return [];
+  const props = (schema as TObject).properties;
+  const problems: string[] = [];
+  const node = input as Record<string, unknown>;
+  for (const key of Object.keys(node)) {
+    if (Object.hasOwn(props, key)) {
+      problems.push(...unknownKeys(node[key], props[key]!, [...path, key]));
+      continue;
+    }
+    const where = [...path, key].join('.');
+    const siblings = Object.keys(props).map((k) => [...path, k].join('.'));
+    problems.push(`unknown setting "${where}"${didYouMean(where, siblings)}; remove it or check its spelling`);
+    delete node[key];
+  }
+  return problems;
+}
+
+/** What a user can act on: the allowed values of an enum, "not a number" for text where a number goes. */
+function describeError(schema: TSchema, value: unknown, message: string): string {
+  const literals = schema[Kind] === 'Union' && (schema.anyOf as TSchema[]).every((s) => s[Kind] === 'Literal')
+    ? (schema.anyOf as TSchema[]).map((s) => String(s.const))
+    : null;
+  if (literals) return `${JSON.stringify(value)} is not one of the allowed values: ${literals.join(', ')}`;
+  const kind = schema[Kind];
+  if ((kind === 'Integer' || kind === 'Number') && typeof value === 'string') return `${JSON.stringify(value)} is not a number`;
+  return `${message} (got ${JSON.stringify(value)})`;
+}
+
+/** " (did you mean X?)" when a known name is within a few edits of the given one, else "". */
+export function didYouMean(given: string, candidates: string[]): string {
+  const g = given.toLowerCase();
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(g, c.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [c, d];
+  }
+  // at most a third of the name may differ: "mqt.prot" → "mqtt.port", but "foo" suggests nothing
+  return best !== undefined && bestDistance <= Math.max(2, Math.floor(given.length / 3)) ? ` (did you mean ${best}?)` : '';
+}
+
+/** Levenshtein distance, one row at a time (names here are short; no dependency for ten lines). */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length]!;
 }
