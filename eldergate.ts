@@ -6,6 +6,7 @@ import { createLogger, type Logger } from './core/logger.js';
 import { dbFile, openStore, type Store } from './core/db.js';
 import { Bus } from './core/bus.js';
 import { createMetrics, type Metrics } from './core/metrics.js';
+import { GATEWAY_DEVICE_ID, STORAGE_INCIDENT, StorageHealth } from './core/storage-health.js';
 import { serviceSecret } from './core/secrets.js';
 import { Users, bootstrapAdmin } from './core/users.js';
 import { openTokenKeys } from './core/token-keys.js';
@@ -72,7 +73,15 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const commands = new Commands(store.sqlite, log);
   const response = createResponse({ store, bus, config, log });
   const { incidents } = response;
+  // storage faults are loud (core/storage-health.ts): /readyz and a metric at once, a P2 incident once it can be written
+  const storage = new StorageHealth({ metrics, log });
+  storage.attach({
+    ...storageIncidents(incidents),
+    // rewrites the header's user_version with its own value: one page, committed with a sync, changes nothing
+    probe: () => { store.sqlite.pragma(`user_version = ${Number(store.sqlite.pragma('user_version', { simple: true }))}`); },
+  });
   const ingest = new Ingest({
+    storage,
     sqlite: store.sqlite,
     states,
     config: config.ingest,
@@ -132,6 +141,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     mqttPorts: { port: broker.port, tlsPort: broker.tlsPort },
     scope: createScope(response.network),
     ready: () => ready,
+    storage,
     refreshMetrics() {
       for (const [priority, n] of Object.entries(incidents.openCounts())) metrics.openIncidents.set({ priority }, n);
       for (const [priority, n] of Object.entries(response.escalation.stats().breaches)) metrics.breaches.set({ priority }, n);
@@ -166,6 +176,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       ready = false;
       clearInterval(expiry);
       clearInterval(heapWatch);
+      storage.close();
       await app.close();
       await broker.close();
       // the adapters finish storing what they read before the writer closes
@@ -176,6 +187,30 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       await response.close();
       store.sqlite.transaction(() => states.flushDirty(Date.now()))();
       store.close();
+    },
+  };
+}
+
+/**
+ * The storage incident: a P2 for the call centre (no resident, no unit: the root of the network sees it), belonging
+ * to the gateway itself; published to consoles only once written (each call is its own transaction).
+ */
+function storageIncidents(incidents: Response['incidents']) {
+  const source = (fault: { since: number }) => ({
+    deviceId: GATEWAY_DEVICE_ID, residentId: null, unitId: null, stamps: { faultBegan: fault.since },
+  });
+  return {
+    open(fault: { since: number; reason: string; writer: string }): string {
+      const events = incidents.applyAlarm({
+        action: 'raise', type: STORAGE_INCIDENT, priority: 'P2', rule: 'storage',
+        data: { reason: fault.reason, writer: fault.writer, since: new Date(fault.since).toISOString(),
+          detail: `storage failing since ${new Date(fault.since).toISOString()}: ${fault.reason}` },
+      }, source(fault));
+      incidents.publishCommitted(events);
+      return events[0]!.incidentId;
+    },
+    resolve(_incidentId: string, note: string, fault: { since: number }): void {
+      incidents.publishCommitted(incidents.applyAlarm({ action: 'clear', type: STORAGE_INCIDENT, rule: 'storage', reason: note }, source(fault)));
     },
   };
 }

@@ -76,6 +76,14 @@ export function createMetrics() {
       labelNames: ['where'] as const, registers: [registry],
     }),
     wsClients: new Gauge({ name: 'eldergate_consoles_connected', help: 'Consoles connected over WebSocket', registers: [registry] }),
+    storageHealthy: new Gauge({
+      name: 'eldergate_storage_healthy', help: '1 while database writes succeed, 0 from a failed write until one succeeds again',
+      registers: [registry],
+    }),
+    storageWriteFailures: new Counter({
+      name: 'eldergate_storage_write_failures_total', help: 'Database writes that failed (disk full, I/O error, read-only), by writer',
+      labelNames: ['writer'] as const, registers: [registry],
+    }),
   };
   return m;
 }

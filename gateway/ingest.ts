@@ -10,6 +10,7 @@ import {
   POSSIBLE_REPLAY, isLifeSafety, type IncidentEvent, type IngestResult, type Observation, type ObservationSink,
 } from '../core/contracts.js';
 import type { DeviceStates } from './device-state.js';
+import { isStorageError, type StorageHealth } from '../core/storage-health.js';
 
 /**
  * A processing step run for each new (non-duplicate) observation inside the write transaction, in order
@@ -72,6 +73,8 @@ export interface IngestOptions {
    * flagged possible-replay. Default RESEND_WINDOW_MS.
    */
   resendWindowMs?: number;
+  /** told of every failed and successful commit: a storage fault flips /readyz and raises the storage incident */
+  storage?: Pick<StorageHealth, 'failed' | 'succeeded'>;
 }
 
 /** How long after the original a repeat of its key can still be a transport resend (reconnect back-off included). */
@@ -300,6 +303,7 @@ export class Ingest implements ObservationSink {
     } catch (err) {
       if (relaxed) this.o.sqlite.pragma('synchronous = FULL');
       this.runUndo(0);
+      this.o.storage?.failed('ingest', err);
       // Nothing of this batch is durable: every waiting transport is told, so no device gets an ACK for it.
       this.log.error({ err, rows: batch.length, queue }, 'write failed: the batch is not acknowledged and will be resent by devices');
       for (const p of batch) p.reject?.(err as Error);
@@ -307,6 +311,10 @@ export class Ingest implements ObservationSink {
     }
     this.undoHooks.length = 0;
     if (relaxed) this.o.sqlite.pragma('synchronous = FULL');
+    // an observation refused by the storage (its savepoint failed on a full disk) is a storage fault too
+    const storageFailure = failures.find((f) => f !== undefined && (isStorageError(f) || isStorageError(f.cause)));
+    if (storageFailure) this.o.storage?.failed('ingest', isStorageError(storageFailure) ? storageFailure : storageFailure.cause);
+    else this.o.storage?.succeeded();
     const commitMs = performance.now() - started;
     this.o.metrics.stage.observe({ stage: queue === 'urgent' ? 'commit_urgent' : 'commit_telemetry' }, commitMs / 1000);
     this.o.metrics.batchRows.observe({ queue }, batch.length);

@@ -10,6 +10,7 @@ import type { DeviceStates } from '../gateway/device-state.js';
 import type { Commands } from '../gateway/commands.js';
 import type { Scope } from './scope.js';
 import type { Audit } from '../core/audit.js';
+import type { StorageHealth } from '../core/storage-health.js';
 
 export interface AppDeps {
   config: Config;
@@ -29,6 +30,8 @@ export interface AppDeps {
   audit: Audit;
   /** extra route plugins registered by other parts (incidents, network, WebSocket, console) */
   ready(): boolean;
+  /** the storage's health (core/storage-health.ts): a failing write makes /readyz answer not-ready with the reason */
+  storage?: Pick<StorageHealth, 'status'>;
   /** update gauges read from the domain, before /metrics answers */
   refreshMetrics(): void;
 }

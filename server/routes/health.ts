@@ -6,6 +6,14 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
   app.get('/healthz', { schema: { tags: ['health'], summary: 'The process is alive' } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { tags: ['health'], summary: 'The gateway accepts devices and consoles' } }, async (_req, reply) => {
     if (!deps.ready()) return reply.status(503).send({ status: 'starting' });
+    // a failing write (disk full…): devices get no acknowledgement until it passes; say why and since when
+    const fault = deps.storage?.status();
+    if (fault) {
+      return reply.status(503).send({
+        status: 'storage-failing', reason: fault.reason, since: new Date(fault.since).toISOString(),
+        action: 'free disk space on the data directory or fix its file system; readiness returns by itself once a write succeeds',
+      });
+    }
     deps.store.sqlite.prepare('select 1').get();
     return { status: 'ready' };
   });

@@ -13,9 +13,16 @@ export interface ChildGateway {
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 
-export function startChildGateway(env: Record<string, string>, timeoutMs = 30_000): Promise<ChildGateway> {
+/**
+ * `wrap`: run the gateway's command line through another (e.g. `unshare -m sh -c 'mount … && exec "$@"'`); the wrapper
+ * must exec the gateway so that the child's pid is the gateway's.
+ */
+export function startChildGateway(
+  env: Record<string, string>, timeoutMs = 30_000, wrap?: (argv: string[]) => string[],
+): Promise<ChildGateway> {
   return new Promise((resolvePromise, reject) => {
-    const proc = spawn(process.execPath, ['--import', 'tsx', 'main.ts'], {
+    const argv = wrap ? wrap([process.execPath, '--import', 'tsx', 'main.ts']) : [process.execPath, '--import', 'tsx', 'main.ts'];
+    const proc = spawn(argv[0]!, argv.slice(1), {
       cwd: ROOT,
       env: { ...process.env, ELDERGATE_MQTT_HOST: '127.0.0.1', ELDERGATE_HTTP_HOST: '127.0.0.1', ELDERGATE_LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

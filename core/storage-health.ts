@@ -1,0 +1,157 @@
+// Storage faults are loud (issue 13 §3): a write that fails (disk full, I/O error, read-only file) flips /readyz to
+// not-ready with the reason and sets eldergate_storage_healthy to 0 at once; a P2 "storage-failing" incident reaches
+// the call centre (the root of the network) as soon as it can be written; all of it clears when writes succeed again.
+//
+// The incident needs a write of its own, and nothing may reach a console before it is durable: while the storage
+// fails the incident is kept here, in memory (one episode at a time: bounded), and tried again every `retryMs`. It
+// carries the moment the fault began (`since`, stamp `faultBegan`), whenever it is finally written. When writes work
+// again it is written (if it was not yet) and resolved with a note of how long the fault lasted. /readyz and the
+// metric are the signal that needs no write; the incident is the one a person acts on.
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+
+export const STORAGE_INCIDENT = 'storage-failing';
+/** the "device" a gateway-wide incident belongs to: the gateway itself (no resident, no unit → the network's root) */
+export const GATEWAY_DEVICE_ID = 'gateway';
+
+/** SQLite result codes that mean the storage itself fails, not a constraint or a rule (better-sqlite3 `err.code`). */
+const STORAGE_CODES = /^SQLITE_(FULL|IOERR|CANTOPEN|READONLY|CORRUPT|NOTADB|PERM|NOLFS|PROTOCOL)/;
+
+export function isStorageError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && STORAGE_CODES.test(code);
+}
+
+export interface StorageFault {
+  since: number;
+  reason: string;
+  writer: string;
+}
+
+/** How the storage incident is written (the incident service, wired in eldergate.ts). Each call is one transaction. */
+export interface StorageIncidentWriter {
+  /** open the incident (or find the one open); returns its id */
+  open(fault: StorageFault): string;
+  /** resolve it with a note */
+  resolve(incidentId: string, note: string, fault: StorageFault, recoveredAt: number): void;
+  /** a tiny committed write: while the storage fails it tells when writes work again, even with no device sending */
+  probe(): void;
+}
+
+export interface StorageHealthOptions {
+  metrics: Metrics;
+  log: Logger;
+  /** how often a pending incident write is tried again; default 2 s */
+  retryMs?: number;
+  now?: () => number;
+}
+
+export class StorageHealth {
+  private fault: StorageFault | null = null;
+  /** the episode whose incident is still to be written (opened and/or resolved) */
+  private pending: { fault: StorageFault; incidentId: string | null; recoveredAt: number | null } | null = null;
+  private writer: StorageIncidentWriter | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly retryMs: number;
+
+  constructor(private readonly o: StorageHealthOptions) {
+    this.log = o.log.child({ module: 'storage' });
+    this.now = o.now ?? Date.now;
+    this.retryMs = o.retryMs ?? 2000;
+    o.metrics.storageHealthy.set(1);
+  }
+
+  /** Set once the incident service exists (start-up order: storage → … → response). */
+  attach(writer: StorageIncidentWriter): void {
+    this.writer = writer;
+    if (this.pending) this.flush(false);
+  }
+
+  /** A write failed. `writer`: which part (ingest, incidents, …), for the metric and the log. */
+  failed(writer: string, err: unknown): void {
+    this.o.metrics.storageWriteFailures.inc({ writer });
+    if (this.fault) return;
+    const reason = describe(err);
+    this.fault = { since: this.now(), reason, writer };
+    this.o.metrics.storageHealthy.set(0);
+    this.log.error({ err, writer }, `storage failing: ${reason} — alarms are not acknowledged until writes succeed (free disk space or fix the data directory); /readyz reports not-ready`);
+    this.pending ??= { fault: this.fault, incidentId: null, recoveredAt: null };
+    this.flush(false);
+  }
+
+  /** A write succeeded: if the storage was failing, it is healthy again. Cheap on the hot path. */
+  succeeded(): void {
+    if (!this.fault) return;
+    const fault = this.fault;
+    this.fault = null;
+    const at = this.now();
+    this.o.metrics.storageHealthy.set(1);
+    this.log.warn({ writer: fault.writer, since: fault.since, lastedMs: at - fault.since }, 'storage writes succeed again: ready');
+    if (this.pending && this.pending.fault === fault) this.pending.recoveredAt = at;
+    // after the current transaction: the incident's writes are never part of the caller's
+    setImmediate(() => this.flush());
+  }
+
+  /** null when healthy */
+  status(): StorageFault | null {
+    return this.fault;
+  }
+
+  close(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** Probe while failing; write what is pending of the incident; on failure try again later. */
+  private flush(probe = true): void {
+    // not in the moment of the failure itself: a fault is reported for at least one retry period
+    if (probe && this.fault && this.writer) {
+      try {
+        this.writer.probe();
+        this.succeeded();
+        return;
+      } catch {
+        // still failing: the metric and /readyz say so
+      }
+    }
+    const p = this.pending;
+    if (!p || !this.writer) return this.schedule();
+    try {
+      if (p.incidentId === null) p.incidentId = this.writer.open(p.fault);
+      if (p.recoveredAt !== null) {
+        const lastedS = Math.round((p.recoveredAt - p.fault.since) / 1000);
+        this.writer.resolve(p.incidentId, `storage writes succeed again after ${lastedS} s (${p.fault.reason}); resolved automatically`, p.fault, p.recoveredAt);
+        this.pending = null;
+        // a fault that began again while this one was written waits for its own turn
+        if (this.fault && this.fault !== p.fault) this.pending = { fault: this.fault, incidentId: null, recoveredAt: null };
+      }
+    } catch (err) {
+      // expected while the disk is full: the metric and /readyz already say so
+      this.log.debug({ err }, 'the storage incident could not be written yet; trying again');
+    }
+    this.schedule();
+  }
+
+  /** again later while the storage fails or the incident is not written yet: one timer, one episode (bounded) */
+  private schedule(): void {
+    const incomplete = this.pending && (this.pending.incidentId === null || this.pending.recoveredAt !== null);
+    if ((this.fault || incomplete) && this.writer && !this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.flush();
+      }, this.retryMs);
+      this.timer.unref();
+    }
+  }
+}
+
+function describe(err: unknown): string {
+  const e = err as { code?: string; message?: string } | null;
+  const msg = e?.message ?? String(err);
+  if (e?.code === 'SQLITE_FULL') return `disk full: the database cannot grow (${msg})`;
+  if (e?.code?.startsWith('SQLITE_READONLY')) return `the database is read-only (${msg})`;
+  if (e?.code?.startsWith('SQLITE_IOERR')) return `I/O error writing the database (${e.code}: ${msg})`;
+  return e?.code ? `${e.code}: ${msg}` : msg;
+}
