@@ -1,7 +1,7 @@
 // `npm start`: the gateway on its embedded defaults (MQTT 1883, HTTP 8080, SQLite under ./data), env overrides.
 // `npm run rotate-token-key [-- --now]` (= `tsx main.ts rotate-token-key`): a new token-signing key, with the same
 // environment as the gateway (it finds the key file from it); see docs/security.md.
-import { loadConfig } from './core/config.js';
+import { envName, loadConfig, type Config } from './core/config.js';
 import { ConfigError } from './core/errors.js';
 import { createLogger } from './core/logger.js';
 import { startEldergate } from './eldergate.js';
@@ -20,6 +20,42 @@ function rotateCommand(config: ReturnType<typeof loadConfig>, args: string[]): v
   );
 }
 import { installLastResort } from './core/last-resort.js';
+
+/**
+ * What the operator must change when start-up fails on the host rather than in the code: a listening port already
+ * taken (EADDRINUSE) or not allowed (EACCES), a TLS file that cannot be read. Null for anything else (a real bug: its
+ * stack trace is wanted).
+ */
+function startupHint(err: unknown, config: Config): string | null {
+  const e = err as NodeJS.ErrnoException & { port?: number; address?: string };
+  if (!e || typeof e !== 'object') return null;
+  const setting = (path: string[]) => `${path.join('.')} (${envName(path)})`;
+  if ((e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') && typeof e.port === 'number') {
+    const ports: [string[], number, string[]][] = [
+      [['mqtt', 'port'], config.mqtt.port, ['mqtt', 'host']],
+      [['mqtt', 'tlsPort'], config.mqtt.tlsPort, ['mqtt', 'host']],
+      [['http', 'port'], config.http.port, ['http', 'host']],
+    ];
+    const match = ports.find(([, port]) => port === e.port);
+    const what = e.code === 'EADDRINUSE' ? 'is already in use by another process'
+      : e.code === 'EACCES' ? 'may not be opened by this user (ports below 1024 need privileges)'
+        : 'is on an address this machine does not have';
+    const change = match
+      ? (e.code === 'EADDRNOTAVAIL' ? setting(match[2]) : setting(match[0]))
+      : 'mqtt.port, mqtt.tlsPort or http.port';
+    return `port ${e.port} on ${e.address ?? 'this host'} ${what}: change ${change}, or stop the other process`;
+  }
+  if ((e.code === 'ENOENT' || e.code === 'EACCES' || e.code === 'EISDIR') && typeof e.path === 'string') {
+    const files: [string[], string | undefined][] = [[['tls', 'certFile'], config.tls.certFile], [['tls', 'keyFile'], config.tls.keyFile], [['auth', 'keyFile'], config.auth.keyFile]];
+    const match = files.find(([, file]) => file && e.path === file);
+    if (match) {
+      const why = e.code === 'ENOENT' ? 'does not exist' : e.code === 'EISDIR' ? 'is a directory' : 'cannot be read by this user';
+      const tls = match[0][0] === 'tls' ? ', or unset tls.certFile and tls.keyFile to run without TLS' : '';
+      return `${setting(match[0])}: the file ${e.path} ${why}; set ${match[0].join('.')} to a readable file${tls}`;
+    }
+  }
+  return null;
+}
 
 async function main() {
   let config;
@@ -52,6 +88,13 @@ async function main() {
     // rules declared as data, register maps and receiver settings are checked as the parts start
     if (err instanceof ConfigError) {
       process.stderr.write(`eldergate cannot start: ${err.message}\n`);
+      process.exit(78);
+    }
+    // a port in use or a certificate that is not there: the setting to change, not a stack trace
+    const hint = startupHint(err, config);
+    if (hint) {
+      log.fatal({ code: (err as NodeJS.ErrnoException).code }, hint);
+      process.stderr.write(`eldergate cannot start: ${hint}\n`);
       process.exit(78);
     }
     throw err;

@@ -1,6 +1,7 @@
 // A configuration that does not validate stops start-up with every error listed and what to fix.
 import { describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -8,6 +9,16 @@ import { join, resolve } from 'node:path';
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const start = (env: Record<string, string>) => spawnSync(process.execPath, ['--import', 'tsx', 'main.ts'], {
   cwd: ROOT, env: { ...process.env, ELDERGATE_MQTT_PORT: '0', ELDERGATE_HTTP_PORT: '0', ...env }, encoding: 'utf8', timeout: 60_000,
+});
+
+// the port-in-use case holds a port in this process: the child must run while this event loop stays free
+const startAsync = (env: Record<string, string>) => new Promise<{ status: number | null; stderr: string }>((done) => {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'main.ts'], { cwd: ROOT, env: { ...process.env, ELDERGATE_MQTT_PORT: '0', ELDERGATE_HTTP_PORT: '0', ...env } });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout.resume();
+  const kill = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  child.on('close', (status) => { clearTimeout(kill); done({ status, stderr }); });
 });
 
 describe('start-up refuses a bad configuration', () => {
@@ -42,5 +53,35 @@ describe('start-up refuses a bad configuration', () => {
     expect(m.status).toBe(78);
     expect(m.stderr).toMatch(/modbus/);
     expect(m.stderr).toMatch(/port/);
+  });
+
+  it('a port in use names the setting to change, with no stack trace, and exits 78', async () => {
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+    const taken = (holder.address() as AddressInfo).port;
+    try {
+      const dir = mkdtempSync(join(tmpdir(), 'eg-port-'));
+      const r = await startAsync({ ELDERGATE_DATA_DIR: join(dir, 'data'), ELDERGATE_MQTT_HOST: '127.0.0.1', ELDERGATE_MQTT_PORT: String(taken), ELDERGATE_HTTP_HOST: '127.0.0.1', ELDERGATE_ADMIN_PASSWORD: 'a-long-password-1' });
+      expect(r.status).toBe(78);
+      expect(r.stderr).toMatch(new RegExp(`port ${taken} .*already in use.*change mqtt\\.port \\(ELDERGATE_MQTT_PORT\\)`));
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      holder.close();
+    }
+  });
+
+  it('a missing certificate file names the setting, with no stack trace, and exits 78', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eg-cert-'));
+    const r = start({ ELDERGATE_DATA_DIR: join(dir, 'data'), ELDERGATE_MQTT_HOST: '127.0.0.1', ELDERGATE_HTTP_HOST: '127.0.0.1', ELDERGATE_MQTT_TLS_PORT: '0',
+      ELDERGATE_TLS_CERT_FILE: join(dir, 'missing-cert.pem'), ELDERGATE_TLS_KEY_FILE: join(dir, 'missing-key.pem'), ELDERGATE_ADMIN_PASSWORD: 'a-long-password-1' });
+    expect(r.status).toBe(78);
+    expect(r.stderr).toMatch(/tls\.certFile \(ELDERGATE_TLS_CERT_FILE\): the file .*missing-cert\.pem does not exist/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('an unknown ELDERGATE_* variable stops start-up with a suggestion', () => {
+    const r = start({ ELDERGATE_HTTP_PROT: '8081' });
+    expect(r.status).toBe(78);
+    expect(r.stderr).toMatch(/ELDERGATE_HTTP_PROT: not a setting \(did you mean ELDERGATE_HTTP_PORT\?\)/);
   });
 });
