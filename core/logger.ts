@@ -20,16 +20,29 @@ export const REDACT_PATHS = [
   'body.secret',
 ];
 
-export function createLogger(level: string, destination?: DestinationStream): Logger {
-  return pino(
-    {
-      level,
-      base: { service: 'eldergate' },
-      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-      timestamp: pino.stdTimeFunctions.isoTime,
-    },
-    destination,
-  );
+export interface LoggerOptions {
+  /**
+   * Human-readable lines (pino-pretty) instead of JSON. Default: when stdout is a terminal and no destination is
+   * given, so a person at a console reads the log and a service manager / log shipper gets one JSON object a line.
+   */
+  pretty?: boolean;
+}
+
+export function createLogger(level: string, destination?: DestinationStream, opts: LoggerOptions = {}): Logger {
+  const pretty = opts.pretty ?? (destination === undefined && process.stdout.isTTY === true);
+  const options = {
+    level,
+    base: { service: 'eldergate' },
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+  };
+  if (!pretty) return pino(options, destination);
+  // formatted in pino's worker thread (a transport), so colouring a line never takes time from the alarm path;
+  // `service` and `pid`/`hostname` are the same on every line, left out to keep a terminal line short
+  return pino(options, pino.transport({
+    target: 'pino-pretty',
+    options: { destination: 1, colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service', singleLine: false },
+  }) as DestinationStream);
 }
 
 /**

@@ -1,12 +1,41 @@
 // Prometheus metrics (prom-client) on a registry of our own, passed down like the config: no global default registry.
+// Names follow Prometheus' conventions (https://prometheus.io/docs/practices/naming/): base units (seconds, bytes),
+// `_total` only on counters; the process and Node.js metrics keep their standard names (process_*, nodejs_*) so stock
+// dashboards work. docs/operations.md § Monitoring lists them; docs/grafana-dashboard.json queries them.
+import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** What is running: the package version, the git commit (GIT_COMMIT, else read from .git, else "unknown"), Node. */
+export const BUILD = (() => {
+  const root = new URL('../', import.meta.url);
+  const read = (rel: string) => { try { return readFileSync(new URL(rel, root), 'utf8').trim(); } catch { return undefined; } };
+  const version = (JSON.parse(read('package.json') ?? '{}') as { version?: string }).version ?? 'unknown';
+  let commit = process.env.GIT_COMMIT;
+  if (!commit) {
+    // a worktree's .git is a file naming its git directory, whose `commondir` holds the refs
+    const dotGit = read('.git');
+    const gitDir = dotGit?.startsWith('gitdir: ') ? new URL(`file://${dotGit.slice(8)}/`) : new URL('.git/', root);
+    const at = (dir: URL, rel: string) => { try { return readFileSync(new URL(rel, dir), 'utf8').trim(); } catch { return undefined; } };
+    const head = at(gitDir, 'HEAD');
+    if (head?.startsWith('ref: ')) {
+      const ref = head.slice(5);
+      const common = at(gitDir, 'commondir');
+      const refsDir = common ? new URL(common.replace(/\/?$/, '/'), gitDir) : gitDir;
+      commit = at(refsDir, ref) ?? at(refsDir, 'packed-refs')?.split('\n').find((l) => l.endsWith(' ' + ref))?.split(' ')[0];
+    } else commit = head;
+  }
+  return { version, commit: commit ? commit.slice(0, 12) : 'unknown', node: process.version };
+})();
 
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60];
 
 export function createMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'eldergate_process_' });
+  collectDefaultMetrics({ register: registry });
+  // prom-client's three gauges named *_total (the sums of nodejs_active_{handles,requests,resources} by type) break
+  // the convention that `_total` is a counter; `sum(nodejs_active_handles)` gives the same number
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
   const m = {
     registry,
     ingested: new Counter({
@@ -43,7 +72,8 @@ export function createMetrics() {
       name: 'eldergate_incidents_open', help: 'Open incidents by priority', labelNames: ['priority'] as const, registers: [registry],
     }),
     breaches: new Gauge({
-      name: 'eldergate_budget_breaches_total', help: 'Budget breaches (escalations) by priority since start',
+      // a gauge (set from the escalation's own count when scraped), so no `_total`; it only grows while the process runs
+      name: 'eldergate_budget_breaches', help: 'Budget breaches (escalations) by priority since the process started',
       labelNames: ['priority'] as const, registers: [registry],
     }),
     queue: new Gauge({
@@ -84,7 +114,17 @@ export function createMetrics() {
       name: 'eldergate_storage_write_failures_total', help: 'Database writes that failed (disk full, I/O error, read-only), by writer',
       labelNames: ['writer'] as const, registers: [registry],
     }),
+    httpDuration: new Histogram({
+      name: 'http_request_duration_seconds', help: 'HTTP requests by method, route pattern and status code, and how long they took',
+      labelNames: ['method', 'route', 'status_code'] as const,
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry],
+    }),
+    buildInfo: new Gauge({
+      name: 'eldergate_build_info', help: 'Always 1; the labels say which eldergate, commit and Node.js are running',
+      labelNames: ['version', 'commit', 'node'] as const, registers: [registry],
+    }),
   };
+  m.buildInfo.set(BUILD, 1);
   return m;
 }
 

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { AppDeps } from './deps.js';
@@ -14,7 +15,22 @@ import { residentRoutes } from './routes/residents.js';
 import { observationRoutes } from './routes/observations.js';
 import { healthRoutes } from './routes/health.js';
 import { capConnections } from './connection-cap.js';
+import { BUILD } from '../core/metrics.js';
 import { connectionCapSettings, deriveConnectionCaps } from '../core/limits.js';
+
+type OpenApiDoc = { paths?: Record<string, Record<string, { requestBody?: unknown; responses?: Record<string, unknown> }>> };
+
+/** Routes that need no bearer token (the document's default is the bearer scheme); metrics and docs by setting. */
+function isPublic(route: string, config: AppDeps['config']): boolean {
+  if (route === 'POST /api/auth/login' || route === 'GET /healthz' || route === 'GET /readyz') return true;
+  if (route === 'GET /metrics') return config.http.metricsPublic;
+  return false;
+}
+
+/** Routes whose body and answer are CSV (a content-type parser, not a body schema, reads them). */
+const CSV_ROUTES: [path: string, method: string, body: string, status: string, answer: string][] = [
+  ['/api/devices/import', 'post', 'serial,kind[,model,firmware,power] with a header line; at most 50,000 lines', '201', 'id,serial,kind,secret: the devices created with their secrets, shown once'],
+];
 
 /** Route plugins contributed by other parts (incidents, network, WebSocket, console), registered after ours. */
 export type ExtraRoutes = { name: string; plugin: FastifyPluginAsync<{ deps: AppDeps }> }[];
@@ -37,10 +53,49 @@ export async function buildApp(deps: AppDeps, extra: ExtraRoutes = []): Promise<
   // 1. external plugins
   await app.register(swagger, {
     openapi: {
-      info: { title: 'eldergate API', version: '0.1.0', description: 'Devices, residents, incidents and the response network' },
+      info: {
+        title: 'eldergate API', version: BUILD.version,
+        description: 'Devices, residents, incidents and the response network. Send `Authorization: Bearer <token>` ' +
+          '(from POST /api/auth/login; the Authorize button here). The live alarm stream is a WebSocket at `/ws`, ' +
+          'described under the tag "websocket" below and in docs/websocket.md.',
+      },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
+      tags: [
+        {
+          name: 'websocket',
+          description: 'GET /ws upgrades to a WebSocket (subprotocol `eldergate.v1`) that streams incident events to ' +
+            'consoles: replay from the durable log after the last `seq` seen, then live, in order, with no gap. ' +
+            'Authenticate before the upgrade with `Authorization: Bearer <token>`, or from a browser by offering ' +
+            '`eldergate.bearer.<token>` as a second subprotocol. Send `{"type":"subscribe","scope":"all","since":<seq>}`, ' +
+            'then `ack` and `ping`; receive `hello`, `subscribed`, `incident`, `replayed`, `pong`, `error`. The full ' +
+            'protocol (messages, close codes, back-pressure): docs/websocket.md in the repository.',
+        },
+      ],
     },
+    // the document says what the routes do: no bearer requirement where there is none, CSV where CSV goes
+    transform: ({ schema, url, route }) => {
+      const out = { ...(schema as Record<string, unknown>) };
+      if (isPublic(`${route.method} ${url}`, config)) out.security = [];
+      return { schema: out as typeof schema, url };
+    },
+    transformObject: (doc) => {
+      const openapi = (doc as { openapiObject: OpenApiDoc }).openapiObject;
+      for (const [path, method, body, status, answer] of CSV_ROUTES) {
+        const op = openapi.paths?.[path]?.[method];
+        if (!op) continue;
+        op.requestBody = { required: true, content: { 'text/csv': { schema: { type: 'string', description: body } } } };
+        op.responses = { ...op.responses, [status]: { description: answer, content: { 'text/csv': { schema: { type: 'string', description: answer } } } } };
+      }
+      return openapi;
+    },
+  });
+  // the browsable API map at /docs, under the same rule as its document (http.docsPublic, docs/security.md): admins
+  // only unless public. Authorize keeps the token in the page so "Try it out" sends it.
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    uiConfig: { persistAuthorization: true, deepLinking: true, displayRequestDuration: true },
+    uiHooks: { onRequest: publicOrAdmin(app, config.http.docsPublic, '/docs (http.docsPublic is false)') },
   });
   // login throttling only (server/plugins/login-throttle.ts): global off, so neither the alarm stream nor any other
   // route is ever rate-limited by it; bounded in-memory store
@@ -53,6 +108,11 @@ export async function buildApp(deps: AppDeps, extra: ExtraRoutes = []): Promise<
   // Nagle's algorithm adds ~40 ms to p99 (docs/design.md §7): every HTTP/WebSocket socket gets noDelay
   app.server.on('connection', (socket: { setNoDelay?: (v: boolean) => void }) => socket.setNoDelay?.(true));
   app.server.on('secureConnection', (socket: { setNoDelay?: (v: boolean) => void }) => socket.setNoDelay?.(true));
+  // HTTP request metrics by route *pattern* (never the raw URL: ids would make one series per device)
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    deps.metrics.httpDuration.observe({ method: req.method, route, status_code: String(reply.statusCode) }, reply.elapsedTime / 1000);
+  });
   app.addHook('onResponse', async (req, reply) => {
     if (reply.statusCode >= 400 || req.method !== 'GET') {
       req.log.info({ method: req.method, url: req.url.split('?')[0], status: reply.statusCode, user: req.user?.username, ms: Math.round(reply.elapsedTime) }, 'request');
@@ -67,7 +127,5 @@ export async function buildApp(deps: AppDeps, extra: ExtraRoutes = []): Promise<
   await app.register(observationRoutes, { deps });
   for (const r of extra) await app.register(r.plugin, { deps });
 
-  // the API's map: admins only unless http.docsPublic
-  app.get('/docs/json', { schema: { hide: true }, onRequest: publicOrAdmin(app, config.http.docsPublic, '/docs/json (http.docsPublic is false)') }, async () => app.swagger());
   return app as unknown as FastifyInstance;
 }

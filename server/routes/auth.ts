@@ -92,7 +92,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (a
   });
 
   app.get('/api/auth/me', {
-    schema: { tags: ['auth'], response: { 200: UserBody, 401: ErrorBody } },
+    schema: { tags: ['auth'], summary: 'Who the token belongs to: username and role', response: { 200: UserBody, 401: ErrorBody } },
     onRequest: app.authenticate,
   }, async (req) => req.user);
 
@@ -120,7 +120,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (a
   });
 
   app.get('/api/users', {
-    schema: { tags: ['users'], response: { 200: Type.Object({ items: Type.Array(UserRecordBody) }), 401: ErrorBody, 403: ErrorBody } },
+    schema: { tags: ['users'], summary: 'List the accounts (admin)', response: { 200: Type.Object({ items: Type.Array(UserRecordBody) }), 401: ErrorBody, 403: ErrorBody } },
     onRequest: requireRole(app, 'admin'),
   }, async () => ({ items: deps.users.list() }));
 

@@ -166,7 +166,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
 
   app.get('/api/devices', {
     schema: {
-      tags: ['devices'],
+      tags: ['devices'], summary: 'List devices, filtered by kind, state, resident, unit, supervision, online or search text, a page at a time',
       querystring: Type.Object({
         kind: Type.Optional(Kind),
         state: Type.Optional(Type.Union(DEVICE_STATES.map((s) => Type.Literal(s)))),
@@ -198,7 +198,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
   });
 
   app.get('/api/devices/:id', {
-    schema: { tags: ['devices'], params: IdParam, response: { 200: DeviceBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody } },
+    schema: { tags: ['devices'], summary: 'One device with its state and binding', params: IdParam, response: { 200: DeviceBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody } },
     onRequest: readers,
   }, async (req) => {
     const d = registry.get(req.params.id);
@@ -208,7 +208,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
 
   app.patch('/api/devices/:id', {
     schema: {
-      tags: ['devices'],
+      tags: ['devices'], summary: "Change a device's model, firmware, notes or power source",
       params: IdParam,
       body: Type.Object({
         model: Type.Optional(Type.String({ maxLength: 64 })),
@@ -296,7 +296,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
 
   for (const [action, state] of [['suspend', 'suspended'], ['resume', 'in-service'], ['decommission', 'decommissioned']] as const) {
     app.post(`/api/devices/:id/${action}`, {
-      schema: { tags: ['devices'], params: IdParam, response: { 200: DeviceBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody } },
+      schema: { tags: ['devices'], summary: `${action[0]!.toUpperCase()}${action.slice(1)} the device`, params: IdParam, response: { 200: DeviceBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody } },
       onRequest: writers,
     }, async (req) => {
       checkVisible(req.user, req.params.id);
@@ -358,7 +358,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
   });
 
   app.get('/api/devices/:id/commands', {
-    schema: { tags: ['devices'], params: IdParam, response: { 200: Type.Object({ items: Type.Array(CommandBody) }), 401: ErrorBody, 403: ErrorBody, 404: ErrorBody } },
+    schema: { tags: ['devices'], summary: 'The commands sent to a device and their outcome', params: IdParam, response: { 200: Type.Object({ items: Type.Array(CommandBody) }), 401: ErrorBody, 403: ErrorBody, 404: ErrorBody } },
     onRequest: readers,
   }, async (req) => {
     registry.get(req.params.id);

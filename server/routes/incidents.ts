@@ -233,7 +233,7 @@ export function incidentRoutes(r: IncidentRouteDeps): FastifyPluginAsyncTypebox<
 
     app.get('/api/incidents', {
       schema: {
-        tags: ['incidents'],
+        tags: ['incidents'], summary: 'List incidents, filtered by status, priority, unit, resident, device, type or opening time, a page at a time',
         querystring: ListQuery,
         response: { 200: Type.Object({ items: Type.Array(IncidentBody), total: Type.Integer() }), 400: ErrorBody, 401: ErrorBody },
       },
@@ -304,7 +304,7 @@ export function incidentRoutes(r: IncidentRouteDeps): FastifyPluginAsyncTypebox<
     });
 
     app.get('/api/incidents/:id', {
-      schema: { tags: ['incidents'], params: IdParam, response: { 200: IncidentDetail, 401: ErrorBody, 404: ErrorBody } },
+      schema: { tags: ['incidents'], summary: 'One incident with its events', params: IdParam, response: { 200: IncidentDetail, 401: ErrorBody, 404: ErrorBody } },
       onRequest: readers,
     }, async (req) => {
       const inc = visible(req.user, req.params.id);

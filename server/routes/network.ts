@@ -86,7 +86,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
 
     app.get('/api/units', {
       schema: {
-        tags: ['network'],
+        tags: ['network'], summary: "List the response network's units (district, street, community, grid)",
         querystring: Type.Object({ tier: Type.Optional(Tier), parentId: Type.Optional(Type.String({ maxLength: 64 })) }),
         response: { 200: Type.Object({ items: Type.Array(UnitBody) }), 401: ErrorBody },
       },
@@ -99,13 +99,13 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
     });
 
     app.get('/api/units/:id', {
-      schema: { tags: ['network'], params: IdParam, response: { 200: UnitDetail, 401: ErrorBody, 404: ErrorBody } },
+      schema: { tags: ['network'], summary: 'One unit with its ancestors and children', params: IdParam, response: { 200: UnitDetail, 401: ErrorBody, 404: ErrorBody } },
       onRequest: readers,
     }, async (req) => detail(seesUnit(req.user, req.params.id)));
 
     app.post('/api/units', {
       schema: {
-        tags: ['network'],
+        tags: ['network'], summary: 'Create a unit under its parent',
         body: Type.Object({ id: Type.Optional(Type.String({ pattern: UNIT_ID_PATTERN })), ...UnitFields }, { additionalProperties: false }),
         response: { 201: UnitDetail, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody },
       },
@@ -119,7 +119,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
 
     app.patch('/api/units/:id', {
       schema: {
-        tags: ['network'],
+        tags: ['network'], summary: "Change a unit's name, tier or parent",
         params: IdParam,
         body: Type.Partial(Type.Object(UnitFields), { additionalProperties: false }),
         response: { 200: UnitDetail, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
@@ -132,7 +132,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
 
     app.delete('/api/units/:id', {
       schema: {
-        tags: ['network'],
+        tags: ['network'], summary: 'Delete a unit (refused, 409, while anything depends on it)',
         params: IdParam,
         response: { 204: Type.Null(), 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody },
       },
@@ -145,7 +145,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
 
     app.get('/api/staff', {
       schema: {
-        tags: ['network'],
+        tags: ['network'], summary: 'List staff, by unit or on duty',
         querystring: Type.Object({ unitId: Type.Optional(Type.String({ maxLength: 64 })), onDuty: Type.Optional(Type.Boolean()) }),
         response: { 200: Type.Object({ items: Type.Array(StaffBody) }), 401: ErrorBody },
       },
@@ -159,13 +159,13 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
     }));
 
     app.get('/api/staff/:id', {
-      schema: { tags: ['network'], params: IdParam, response: { 200: StaffBody, 401: ErrorBody, 404: ErrorBody } },
+      schema: { tags: ['network'], summary: 'One staff member', params: IdParam, response: { 200: StaffBody, 401: ErrorBody, 404: ErrorBody } },
       onRequest: readers,
     }, async (req) => seesStaff(req.user, req.params.id));
 
     app.post('/api/staff', {
       schema: {
-        tags: ['network'],
+        tags: ['network'], summary: 'Add a staff member to a unit',
         body: Type.Object({ id: Type.Optional(Type.String({ pattern: UNIT_ID_PATTERN })), ...StaffFields }, { additionalProperties: false }),
         response: { 201: StaffBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody },
       },
@@ -178,7 +178,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
 
     app.patch('/api/staff/:id', {
       schema: {
-        tags: ['network'],
+        tags: ['network'], summary: "Change a staff member's details or unit",
         params: IdParam,
         body: Type.Partial(Type.Object(StaffFields), { additionalProperties: false }),
         response: { 200: StaffBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
@@ -188,7 +188,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
 
     app.delete('/api/staff/:id', {
       schema: {
-        tags: ['network'],
+        tags: ['network'], summary: 'Remove a staff member',
         params: IdParam,
         response: { 204: Type.Null(), 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
       },
@@ -201,7 +201,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
 
     app.post('/api/staff/:id/on-duty', {
       schema: {
-        tags: ['network'],
+        tags: ['network'], summary: 'Put a staff member on or off duty',
         params: IdParam,
         body: Type.Object({ onDuty: Type.Boolean() }, { additionalProperties: false }),
         response: { 200: StaffBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },

@@ -72,7 +72,7 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
 
   app.post('/api/residents', {
     schema: {
-      tags: ['residents'],
+      tags: ['residents'], summary: 'Register a resident',
       body: Type.Object(ResidentFields, { additionalProperties: false }),
       response: { 201: ResidentBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody },
     },
@@ -89,7 +89,7 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
 
   app.get('/api/residents', {
     schema: {
-      tags: ['residents'],
+      tags: ['residents'], summary: 'List residents, searched by name, a page at a time',
       querystring: Type.Object({ q: Type.Optional(Type.String({ maxLength: 100 })), ...Paging }),
       response: { 200: Type.Object({ items: Type.Array(ResidentBody), total: Type.Integer() }), 401: ErrorBody },
     },
@@ -97,7 +97,7 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
   }, async (req) => registry.listResidents({ ...req.query, scope: deps.scope.of(req.user) }));
 
   app.get('/api/residents/:id', {
-    schema: { tags: ['residents'], params: IdParam, response: { 200: ResidentBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody } },
+    schema: { tags: ['residents'], summary: 'One resident with her contacts, safe zone and check-in settings', params: IdParam, response: { 200: ResidentBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody } },
     onRequest: readers,
   }, async (req) => {
     const r = registry.getResident(req.params.id);
@@ -107,7 +107,7 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
 
   app.patch('/api/residents/:id', {
     schema: {
-      tags: ['residents'],
+      tags: ['residents'], summary: "Change a resident's details",
       params: IdParam,
       body: Type.Partial(Type.Object(ResidentFields), { additionalProperties: false }),
       response: { 200: ResidentBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },

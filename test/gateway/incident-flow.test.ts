@@ -88,7 +88,7 @@ describe('an SOS through the response network', () => {
     const metrics = await fetch(`${t.http}/metrics`).then((r) => r.text());
     expect(metrics).toMatch(/eldergate_stage_seconds_bucket\{le="[^"]+",stage="commit_urgent"\}/);
     expect(metrics).toMatch(/eldergate_incidents_open\{priority="P1"\} [1-9]/);
-    expect(metrics).toMatch(/eldergate_budget_breaches_total\{priority="P1"\} [1-9]/);
+    expect(metrics).toMatch(/eldergate_budget_breaches\{priority="P1"\} [1-9]/);
     expect(metrics).toMatch(/eldergate_observations_total\{source="mqtt",class="alarm",result="stored"\} [1-9]/);
   });
 
