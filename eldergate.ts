@@ -32,6 +32,7 @@ import { createScope } from './server/scope.js';
 import type { AppDeps } from './server/deps.js';
 import { topics } from './core/contracts.js';
 import { connectionCapSettings, deriveConnectionCaps } from './core/limits.js';
+import { startRetention } from './core/retention.js';
 
 export interface Eldergate {
   config: Config;
@@ -163,6 +164,8 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   await app.listen({ port: config.http.port, host: config.http.host });
   const httpPort = (app.server.address() as { port: number }).port;
   ready = true;
+  // old rows pruned at start and every retention.intervalMs, in small batches (core/retention.ts)
+  const retention = startRetention({ sqlite: store.sqlite, settings: config.retention, log: log.child({ module: 'retention' }) });
 
   let closed = false;
   return {
@@ -176,6 +179,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       ready = false;
       clearInterval(expiry);
       clearInterval(heapWatch);
+      await retention.close();
       storage.close();
       await app.close();
       await broker.close();
