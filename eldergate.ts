@@ -22,6 +22,7 @@ import { createAlarmPipeline, type AlarmPipeline } from './gateway/alarms.js';
 import { startModbusAdapter, type ModbusAdapter } from './gateway/adapters/modbus/index.js';
 import { startSerialReceivers, type SerialReceivers } from './gateway/adapters/serial/index.js';
 import { createResponse, type Response } from './response/index.js';
+import { commissionOnPassedTest } from './devices/commissioning.js';
 import { buildApp, type ExtraRoutes } from './server/app.js';
 import { incidentRoutes } from './server/routes/incidents.js';
 import { networkRoutes } from './server/routes/network.js';
@@ -95,6 +96,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const alarms = createAlarmPipeline({ config, log, metrics, sqlite: store.sqlite, registry, states, ingest, incidents });
   ingest.use(commands.step);
   wireAcknowledgeCommand({ bus, incidents, commands, log });
+  commissionOnPassedTest({ bus, incidents, registry, log });
 
   // sockets stop being accepted well before the descriptor limit (issue 14; core/limits.ts)
   const caps = deriveConnectionCaps(connectionCapSettings(config));

@@ -346,9 +346,10 @@ export class DeviceRegistry {
     if (residentId && !this.db.select({ id: residents.id }).from(residents).where(eq(residents.id, residentId)).get()) {
       throw new NotFoundError('resident', residentId);
     }
-    const state: DeviceLifecycle = residentId && row.state === 'provisioned' ? 'commissioned' : row.state;
-    this.db.update(devices).set({ residentId, state, updatedAt: Date.now() }).where(eq(devices.id, id)).run();
-    const updated = { ...row, residentId, state };
+    // binding leaves the lifecycle alone: a device is commissioned only when its commissioning test passed
+    // (devices/commissioning.ts), not when it is merely bound
+    this.db.update(devices).set({ residentId, updatedAt: Date.now() }).where(eq(devices.id, id)).run();
+    const updated = { ...row, residentId };
     this.entries.set(id, this.toEntry(updated));
     this.changed({ deviceId: id });
     return updated;

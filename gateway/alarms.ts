@@ -283,7 +283,9 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
       const now = Date.now();
       const inputs = [];
       for (const e of d.registry.allEntries()) {
-        if (e.state === 'suspended' || e.state === 'decommissioned' || e.state === 'provisioned') continue;
+        // a device still on the shelf (provisioned, bound to nobody) is not supervised; one bound to a resident is,
+        // even before its commissioning test
+        if (e.state === 'suspended' || e.state === 'decommissioned' || (e.state === 'provisioned' && !e.residentId)) continue;
         inputs.push({ ...input(e, now), hints: { lastCheckInAt: checkIns.get(e.id) ?? null, lastActivityAt: activity.get(e.id) ?? null, startup: true } });
       }
       const r = engine.restoreTimers(inputs);

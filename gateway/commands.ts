@@ -79,11 +79,14 @@ export class Commands {
     return (this.sqlite.prepare('select * from commands where device_id = ? order by created_at desc limit ?').all(deviceId, limit) as Record<string, unknown>[]).map(toRow);
   }
 
-  /** Send a stored command now if its device is connected (after the transaction that stored it committed). */
-  send(id: string): void {
+  /**
+   * Send a stored command now if its device is connected (after the transaction that stored it committed).
+   * Returns false when it was not sent because the device is offline: it waits for the device to reconnect.
+   */
+  send(id: string): boolean {
     const cmd = this.get(id);
-    if (cmd.status !== 'pending' && cmd.status !== 'sent') return;
-    this.publish(cmd);
+    if (cmd.status !== 'pending' && cmd.status !== 'sent') return true;
+    return this.publish(cmd);
   }
 
   /** A device (re)connected: everything still pending goes out again, in order. */
@@ -91,8 +94,8 @@ export class Commands {
     for (const row of this.pendingFor.all(deviceId, Date.now()) as Record<string, unknown>[]) this.publish(toRow(row));
   }
 
-  private publish(cmd: CommandRow): void {
-    if (!this.transport?.isConnected(cmd.deviceId)) return;
+  private publish(cmd: CommandRow): boolean {
+    if (!this.transport?.isConnected(cmd.deviceId)) return false;
     const message: DeviceCommand = {
       id: cmd.id, type: cmd.type as DeviceCommandType, ts: Date.now(),
       ...(cmd.incidentId ? { incidentId: cmd.incidentId } : {}),
@@ -102,6 +105,7 @@ export class Commands {
       () => this.markSent.run(Date.now(), cmd.id),
       (err: Error) => this.log.warn({ err, deviceId: cmd.deviceId, commandId: cmd.id }, 'command not handed to the broker; it stays pending'),
     );
+    return true;
   }
 
   /** Ingest step: a device's answer on commands/ack. Runs inside the ingest transaction. */

@@ -93,7 +93,8 @@ export interface IncidentService {
   /** the WebSocket layer sent an event of this incident to a console: the first push stamps `pushed` */
   markPushed(incidentId: string, seq: number, at: number): CommittedEvent[];
   /** a console confirmed it got an event: one `delivered` event per console user; the first stamps `delivered` */
-  markDelivered(incidentId: string, seq: number, at: number, consoleUserId: string): CommittedEvent[];
+  /** `username`: kept in the event so the timeline names the person, not the account id */
+  markDelivered(incidentId: string, seq: number, at: number, consoleUserId: string, username?: string): CommittedEvent[];
   get(incidentId: string): IncidentRow | undefined;
   require(incidentId: string): IncidentRow;
   events(incidentId: string): CommittedEvent[];
@@ -530,13 +531,14 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     return events;
   }
 
-  function markDelivered(incidentId: string, seq: number, at: number, consoleUserId: string): CommittedEvent[] {
+  function markDelivered(incidentId: string, seq: number, at: number, consoleUserId: string, username?: string): CommittedEvent[] {
     // one event per console user and incident; without this bound a delivery event would itself be delivered,
     // acknowledged, recorded … forever
     const events = tx(() => {
       const state = getRow(incidentId);
       if (!state || q.deliveredBy.get(incidentId, consoleUserId)) return [];
       const data: Record<string, unknown> = { seq };
+      if (username) data.username = username;
       if (state.stamps.delivered === undefined) data.stamps = { delivered: at };
       return [append(state, incidentId, 'delivered', at, consoleUserId, data, state.unitId).event];
     });

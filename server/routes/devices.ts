@@ -75,6 +75,9 @@ const CommandBody = Type.Object({
   sentAt: Nullable(Type.Integer()), ackedAt: Nullable(Type.Integer()), expiresAt: Type.Integer(), error: Nullable(Type.String()),
 });
 
+/** A command just stored: `queued` when the device is offline, with the reason a person can read. */
+const CommandSent = Type.Composite([CommandBody, Type.Object({ queued: Type.Boolean(), reason: Type.Optional(Type.String()) })]);
+
 export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (app, { deps }) => {
   const { registry, states, config, audit } = deps;
   const writers = requireRole(app, 'admin', 'technician');
@@ -344,17 +347,18 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
         params: Type.Optional(Type.Object({}, { additionalProperties: true })),
         ttlS: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 86400 })),
       }, { additionalProperties: false }),
-      response: { 202: CommandBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+      response: { 202: CommandSent, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
     },
     onRequest: requireRole(app, 'admin', 'technician', 'operator'),
   }, async (req, reply) => {
     const d = registry.get(req.params.id);
     checkVisible(req.user, d.id);
     const cmd = deps.commands.create(d.id, req.body.type, req.body.params ?? {}, req.body.ttlS ? { ttlMs: req.body.ttlS * 1000 } : {});
-    deps.commands.send(cmd.id);
+    const sent = deps.commands.send(cmd.id);
     audit.record({ actor: auditActor(req), action: 'device.command', target: { type: 'device', id: d.id }, details: { command: cmd.type, commandId: cmd.id, params: cmd.params } });
     reply.status(202);
-    return cmd;
+    if (sent) return { ...cmd, queued: false };
+    return { ...cmd, queued: true, reason: `device offline; sent when it reconnects (expires at ${new Date(cmd.expiresAt).toISOString()})` };
   });
 
   app.get('/api/devices/:id/commands', {

@@ -19,7 +19,7 @@ export interface ConnectionDeps {
   events: EventLog;
   network: Network;
   /** a console acknowledged frames up to and including this opening: record "delivered" once per user */
-  markDelivered(incidentId: string, seq: number, at: number, userId: string): unknown;
+  markDelivered(incidentId: string, seq: number, at: number, userId: string, username?: string): unknown;
   /** re-check the token on every keepalive tick: an expired token or a disabled user ends the connection */
   reauthenticate(): AuthUser;
   log: Logger;
@@ -233,7 +233,7 @@ export class ConsoleConnection implements Subscriber {
     while (n < this.unacked.length && this.unacked[n]!.seq <= seq) n++;
     for (const o of this.unacked.splice(0, n)) {
       try {
-        this.deps.markDelivered(o.incidentId, o.seq, at, this.user.id);
+        this.deps.markDelivered(o.incidentId, o.seq, at, this.user.id, this.user.username);
       } catch (err) {
         this.log.error({ err, incidentId: o.incidentId }, 'could not record a delivery');
       }

@@ -120,7 +120,7 @@ export function alarmStream(opts: AlarmStreamOptions): FastifyPluginAsync<{ deps
           hub,
           events,
           network: opts.network,
-          markDelivered: (incidentId, seq, at, userId) => opts.incidents.markDelivered(incidentId, seq, at, userId),
+          markDelivered: (incidentId, seq, at, userId, username) => opts.incidents.markDelivered(incidentId, seq, at, userId, username),
           reauthenticate: () => deps.users.verify(auth.token),
           log,
           maxBufferedBytes: config.http.wsMaxBufferedBytes,

@@ -24,7 +24,8 @@ describe('an SOS from a provisioned phone', () => {
     expect(dev.body.secret).toMatch(/^[A-Za-z0-9_-]{32}$/);
     expect(dev.body.mqtt).toMatchObject({ clientId: dev.body.id, username: dev.body.id, port: t.gw.mqttPort });
     const bound = await t.api('POST', `/api/devices/${dev.body.id}/bind`, { residentId: resident.body.id });
-    expect(bound.body).toMatchObject({ residentId: resident.body.id, state: 'commissioned' });
+    // bound, not yet tested: still provisioned (commissioned once its commissioning test passes)
+    expect(bound.body).toMatchObject({ residentId: resident.body.id, state: 'provisioned' });
 
     const client = await t.connectDevice(dev.body.id, dev.body.secret, {
       will: { topic: `devices/${dev.body.id}/status`, payload: Buffer.from('{"online":false}'), qos: 1, retain: true },
@@ -44,7 +45,7 @@ describe('an SOS from a provisioned phone', () => {
     expect(obs.body.items[0]).toMatchObject({ type: 'sos', seq: 1, deviceTs: ts, lifeSafety: true, data: { position: { lat: 39.91, lon: 116.39 } } });
 
     const state = await t.api('GET', `/api/devices/${dev.body.id}`);
-    expect(state.body.state).toBe('in-service');
+    expect(state.body.state).toBe('provisioned'); // bound, never tested: not commissioned, so not in service
     expect(state.body.live).toMatchObject({ online: true, supervision: 'ok', position: { lat: 39.91, lon: 116.39 } });
 
     // telemetry: heartbeat with battery is batched and shows in the live state

@@ -42,7 +42,7 @@ describe('device routes for a technician bound to a unit', () => {
     expect((await t.api('GET', `/api/devices/${theirs}/rejects`, undefined, tina)).status).toBe(403);
     // nothing changed
     const d = await t.api('GET', `/api/devices/${theirs}`);
-    expect(d.body.state).toBe('commissioned');
+    expect(d.body.state).toBe('provisioned');
     expect(d.body.residentId).not.toBeNull();
   });
 

@@ -117,7 +117,7 @@ describe('supervision: start-up grace (a real gateway stopped longer than the of
       };
       const gone = await provision('GRACE-GONE');
       const back = await provision('GRACE-BACK');
-      // bound to a resident: commissioned, so supervised (a device still on the shelf is not)
+      // bound to a resident, so supervised even before its commissioning test (a device still on the shelf is not)
       const resident = (await api('POST', '/api/residents', { name: 'Liu Yan' })).body as { id: string };
       for (const d of [gone, back]) expect((await api('POST', `/api/devices/${d.id}/bind`, { residentId: resident.id })).status).toBe(200);
       // both heard from (PUBACK: stored), then the gateway stops (SIGTERM: device state flushed)
