@@ -32,17 +32,41 @@ export function createLogger(level: string, destination?: DestinationStream, opt
   const pretty = opts.pretty ?? (destination === undefined && process.stdout.isTTY === true);
   const options = {
     level,
-    base: { service: 'eldergate' },
+    // no base (no pid/hostname); `service` is the root child's binding (see oneKeyOnce)
+    base: null,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     timestamp: pino.stdTimeFunctions.isoTime,
   };
-  if (!pretty) return pino(options, destination);
+  if (!pretty) return oneKeyOnce(pino(options, destination));
   // formatted in pino's worker thread (a transport), so colouring a line never takes time from the alarm path;
   // `service` and `pid`/`hostname` are the same on every line, left out to keep a terminal line short
-  return pino(options, pino.transport({
+  return oneKeyOnce(pino(options, pino.transport({
     target: 'pino-pretty',
     options: { destination: 1, colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname,service', singleLine: false },
-  }) as DestinationStream);
+  }) as DestinationStream));
+}
+
+/**
+ * pino appends a child's bindings to its parent's, so `log.child({ module: 'notify' }).child({ module: 'webhook' })`
+ * wrote `"module":"notify","module":"webhook"` — a line with a key twice, which log shippers read differently (the
+ * first, the last, or an error). A child that repeats a key of its parent is made from the root instead, with the
+ * parent's bindings overridden (the innermost wins, as JSON.parse would read it) and the parent's level.
+ * `bare` has no bindings; the logger handed out is its child with `service`.
+ */
+function oneKeyOnce(bare: Logger): Logger {
+  const fromRoot = (b: Record<string, unknown>, o: Parameters<Logger['child']>[1]) => bare.child(b, o) as unknown as Logger;
+  const root = fromRoot({ service: 'eldergate' }, {});
+  const wrap = (l: Logger): Logger => {
+    const plain = l.child.bind(l);
+    let keys: Set<string> | undefined; // read on the first child (Fastify makes one per request; most never have one)
+    l.child = ((bindings: Record<string, unknown>, options?: Parameters<Logger['child']>[1]) => {
+      keys ??= new Set(Object.keys(l.bindings()));
+      const clash = Object.keys(bindings).some((k) => keys!.has(k));
+      return wrap(clash ? fromRoot({ ...l.bindings(), ...bindings }, { level: l.level, ...options }) : (plain(bindings, options) as unknown as Logger));
+    }) as unknown as Logger['child'];
+    return l;
+  };
+  return wrap(root);
 }
 
 /**

@@ -1,0 +1,68 @@
+// Shared by the test/ops files: reading Prometheus' text format and pino's JSON lines.
+import { expect } from 'vitest';
+
+export interface Exposition {
+  /** metric family → type, from the `# TYPE` lines */
+  types: Map<string, string>;
+  samples: { name: string; labels: Record<string, string>; value: number }[];
+}
+
+/** Prometheus text exposition format 0.0.4: `# TYPE name type` lines and `name{label="value",…} number` samples. */
+export function parseExposition(text: string): Exposition {
+  const types = new Map<string, string>();
+  const samples: Exposition['samples'] = [];
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    const type = /^# TYPE (\S+) (\S+)$/.exec(line);
+    if (type) {
+      expect(types.has(type[1]!), `${type[1]} declared twice`).toBe(false);
+      types.set(type[1]!, type[2]!);
+      continue;
+    }
+    if (line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)(?: \d+)?$/.exec(line);
+    expect(m, `unparsable sample line: ${line}`).not.toBeNull();
+    const labels: Record<string, string> = {};
+    for (const [, k, v] of m![2]?.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g) ?? []) labels[k!] = v!;
+    samples.push({ name: m![1]!, labels, value: Number(m![3]) });
+  }
+  return { types, samples };
+}
+
+/** The family a sample belongs to (a histogram's _bucket/_sum/_count belong to it). */
+export function familyOf(name: string, types: Map<string, string>): string | undefined {
+  if (types.has(name)) return name;
+  const base = name.replace(/_(bucket|sum|count)$/, '');
+  return types.get(base) === 'histogram' || types.get(base) === 'summary' ? base : undefined;
+}
+
+export async function scrape(http: string): Promise<Exposition> {
+  const res = await fetch(`${http}/metrics`);
+  expect(res.status).toBe(200);
+  expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+  return parseExposition(await res.text());
+}
+
+/** The top-level keys of a JSON object line, duplicates kept (JSON.parse would keep only the last one). */
+export function topLevelKeys(line: string): string[] {
+  const keys: string[] = [];
+  let depth = 0;
+  let expectKey = false;
+  for (let i = 0; i < line.length; i++) {
+    const ch = line[i];
+    if (ch === '"') {
+      let j = i + 1;
+      while (j < line.length && line[j] !== '"') j += line[j] === '\\' ? 2 : 1;
+      if (depth === 1 && expectKey) {
+        keys.push(JSON.parse(line.slice(i, j + 1)) as string);
+        expectKey = false;
+      }
+      i = j;
+    } else if (ch === '{' || ch === '[') {
+      depth++;
+      if (depth === 1) expectKey = true;
+    } else if (ch === '}' || ch === ']') depth--;
+    else if (ch === ',' && depth === 1) expectKey = true;
+  }
+  return keys;
+}
