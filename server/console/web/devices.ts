@@ -5,6 +5,15 @@ import type { Command, Credentials, Device, Incident, Resident } from './api.js'
 import type { Ctx } from './context.js';
 import { clear, fmtAgo, fmtDateTime, fmtLatency, fmtTime, field, h } from './dom.js';
 
+/** The lifecycle (docs/design.md §2) as a technician reads it: bound is not commissioned until the test passed. */
+export const STATE_LABEL: Record<string, string> = {
+  provisioned: 'provisioned (not tested)',
+  commissioned: 'commissioned (tested)',
+  'in-service': 'in service',
+  suspended: 'suspended',
+  decommissioned: 'decommissioned',
+};
+
 function secretBox(c: Credentials, onDone: () => void): HTMLElement {
   const box = h('section', { class: 'panel secret', role: 'alert' },
     h('h2', null, 'Store the secret in the device now'),
@@ -60,7 +69,7 @@ export function provisionView(ctx: Ctx, root: HTMLElement): () => void {
 }
 
 interface TestRun {
-  command: Command;
+  command: Command & { queued?: boolean; reason?: string };
   sentLocal: number;
   acked?: number;
   incident?: Incident;
@@ -106,7 +115,7 @@ export function deviceView(ctx: Ctx, root: HTMLElement, id: string): () => void 
     const l = d.live;
     const resident = d.residentId ? ctx.residents.get(d.residentId) : undefined;
     info.append(
-      h('div', { class: 'toolbar' }, h('h1', null, `${d.kind} ${d.serial}`), h('span', { class: `status ${d.state}`, 'data-state': d.state }, d.state)),
+      h('div', { class: 'toolbar' }, h('h1', null, `${d.kind} ${d.serial}`), h('span', { class: `status ${d.state}`, 'data-state': d.state }, STATE_LABEL[d.state] ?? d.state)),
       h('section', { class: 'panel' }, h('dl', null,
         h('dt', null, 'Id'), h('dd', { class: 'mono' }, d.id),
         h('dt', null, 'Model / firmware'), h('dd', null, `${d.model ?? '—'} / ${d.firmware ?? '—'}`),
@@ -114,7 +123,7 @@ export function deviceView(ctx: Ctx, root: HTMLElement, id: string): () => void 
         h('dt', null, 'Unit'), h('dd', null, d.unitId ? ctx.unitName(d.unitId) : '—'),
         h('dt', null, 'Connection'), h('dd', { class: `sup ${l.supervision}` }, `${l.online ? 'online' : 'offline'} · ${l.supervision}`),
         h('dt', null, 'Last seen'), h('dd', null, `${fmtDateTime(l.lastSeen)} (${fmtAgo(l.lastSeen)})`),
-        h('dt', null, 'Battery / signal'), h('dd', null, `${l.battery ?? '—'}% / ${l.signal ?? '—'}`),
+        h('dt', null, 'Battery / signal'), h('dd', { 'data-battery': l.battery ?? '' }, `${l.battery !== null ? `${l.battery}%` : '—'} / ${l.signal ?? '—'}`),
         h('dt', null, 'Secret rotated'), h('dd', null, fmtDateTime(d.secretRotatedAt)),
         l.flags.length ? h('dt', null, 'Flags') : null, l.flags.length ? h('dd', { 'data-flags': '' }, l.flags.join(', ')) : null,
         l.unreadableCount ? h('dt', null, 'Unreadable messages') : null,
@@ -186,6 +195,7 @@ export function deviceView(ctx: Ctx, root: HTMLElement, id: string): () => void 
     const step = (done: boolean, text: string) => h('li', { class: done ? 'done' : 'waiting' }, text);
     testStatus.append(
       step(true, `test-alarm command stored at ${fmtTime(run.command.createdAt)}`),
+      ...(run.command.queued && !run.acked ? [h('li', { class: 'waiting', 'data-queued': '' }, run.command.reason ?? 'device offline; sent when it reconnects')] : []),
       step(!!run.acked, run.acked ? `device confirmed the command after ${fmtLatency(run.acked - run.command.createdAt)}` : 'waiting for the device to confirm the command…'),
       step(!!inc, inc ? `test alarm received by the gateway at ${fmtTime(st.received ?? inc.openedAt)}${st.deviceTs ? ` (device clock ${fmtTime(st.deviceTs)})` : ''}` : 'waiting for the device\'s test alarm…'),
       step(!!st.durable, st.durable ? `incident durable after ${fmtLatency(st.durable - (st.received ?? inc!.openedAt))}` : 'durable…'),
@@ -209,8 +219,10 @@ export function deviceView(ctx: Ctx, root: HTMLElement, id: string): () => void 
   start.addEventListener('click', async () => {
     start.disabled = true;
     try {
-      const command = await ctx.api.post<Command>(`/api/devices/${encodeURIComponent(id)}/commands`, { type: 'test-alarm', ttlS: 600 });
+      const command = await ctx.api.post<TestRun['command']>(`/api/devices/${encodeURIComponent(id)}/commands`, { type: 'test-alarm', ttlS: 600 });
       run = { command, sentLocal: Date.now() };
+      // said, not silently queued: an offline device gets it when it reconnects, or never if it expires first
+      if (command.queued) ctx.toast(`test-alarm queued: ${command.reason ?? 'device offline'}`, 'info', { ms: 10_000 });
       drawTest();
       void load();
     } catch (err) {
@@ -220,7 +232,7 @@ export function deviceView(ctx: Ctx, root: HTMLElement, id: string): () => void 
     }
   });
   test.append(
-    h('p', null, 'Sends the test-alarm command; the device answers with a test alarm, recorded as a P3 test incident (never an emergency). A test alarm from the device\'s own test button is shown here too.'),
+    h('p', null, 'Sends the test-alarm command; the device answers with a test alarm, recorded as a P3 test incident (never an emergency). A test alarm from the device\'s own test button is shown here too. When you resolve that test incident, a device bound to a resident becomes commissioned.'),
     ...(ctx.can('admin', 'technician', 'operator') ? [start] : []), testStatus, testResult);
 
   // the test incident comes through the same stream as every alarm

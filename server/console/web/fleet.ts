@@ -3,6 +3,7 @@
 import type { Device } from './api.js';
 import type { Ctx } from './context.js';
 import { clear, fmtAgo, field, h } from './dom.js';
+import { STATE_LABEL } from './devices.js';
 
 const SUPERVISION_LABEL: Record<string, string> = { ok: 'online', late: 'late', offline: 'offline', 'never-seen': 'never seen' };
 
@@ -69,12 +70,13 @@ export function fleetView(ctx: Ctx, root: HTMLElement): () => void {
     const counts: Record<string, number> = {};
     for (const d of items) {
       counts[d.live.supervision] = (counts[d.live.supervision] ?? 0) + 1;
-      const resident = d.residentId ? ctx.residents.peek(d.residentId) : undefined;
+      // get, not peek: loads the name when it is not known yet (the cell is filled in when it arrives)
+      const resident = d.residentId ? ctx.residents.get(d.residentId) : undefined;
       tbody.append(h('tr', { 'data-device': d.id, class: `sup-${d.live.supervision}` },
         h('td', null, h('a', { href: `#/device/${encodeURIComponent(d.id)}` }, d.serial), h('div', { class: 'mono muted' }, d.id)),
         h('td', null, d.kind),
-        h('td', null, d.state),
-        h('td', null, resident?.name ?? d.residentId ?? '—'),
+        h('td', { 'data-state': d.state }, STATE_LABEL[d.state] ?? d.state),
+        h('td', { 'data-resident': d.residentId ?? '' }, resident?.name ?? d.residentId ?? '—'),
         h('td', null, d.unitId ? ctx.unitName(d.unitId) : '—'),
         h('td', null, h('span', { class: `sup ${d.live.supervision}` }, SUPERVISION_LABEL[d.live.supervision] ?? d.live.supervision),
           d.live.unreadableCount
@@ -95,7 +97,10 @@ export function fleetView(ctx: Ctx, root: HTMLElement): () => void {
   for (const el of [kind, unit, sup]) el.addEventListener('change', () => void load());
   let typing: number | undefined;
   q.addEventListener('input', () => { window.clearTimeout(typing); typing = window.setTimeout(() => void load(), 300); });
+  const offResidents = ctx.residents.onChange((rid, r) => {
+    for (const td of tbody.querySelectorAll<HTMLElement>('td[data-resident]')) if (td.dataset.resident === rid) td.textContent = r.name;
+  });
   const timer = setInterval(() => void load(), 10_000);
   void load();
-  return () => { clearInterval(timer); offUnits(); };
+  return () => { clearInterval(timer); offUnits(); offResidents(); };
 }

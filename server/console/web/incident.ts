@@ -35,7 +35,7 @@ function eventSummary(e: StreamEvent): string {
     case 'note': return `${String(d.text ?? '')}${by}`;
     case 'escalated': return `to ${String(d.toUnitId ?? 'top tier')} (${String(d.toTier ?? '')}), level ${String(d.level)}${d.renotify ? ', notified again' : ''}${typeof d.lateMs === 'number' && d.lateMs > 1000 ? `, ${fmtLatency(d.lateMs)} late` : ''}`;
     case 'pushed': return `first written to a console (frame ${String(d.seq)})`;
-    case 'delivered': return `a console (${e.actor ?? '?'}) confirmed frame ${String(d.seq)}`;
+    case 'delivered': return `${typeof d.username === 'string' ? `${d.username}'s console` : `a console (${e.actor ?? '?'})`} confirmed frame ${String(d.seq)}`;
     case 'cleared': return `condition ended: ${String(d.reason ?? '')}`;
     case 'late-cancel': return `resident cancelled after ${fmtLatency(d.elapsedMs as number)} (outside the cancel window): noted only`;
     case 'command-sent': return `${String(d.command ?? 'command')} sent to the device (${String(d.commandId ?? '')})`;
