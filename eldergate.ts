@@ -59,6 +59,8 @@ export interface Eldergate {
   close(): Promise<void>;
 }
 
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '::1']);
+
 export async function startEldergate(opts: { config: Config; log?: Logger }): Promise<Eldergate> {
   const { config } = opts;
   const log = opts.log ?? createLogger(config.logLevel);
@@ -105,6 +107,11 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   if (caps.lowered.length) {
     log.warn({ lowered: caps.lowered, fdLimit: caps.fdLimit },
       'configured connection caps exceed what the descriptor limit allows and were lowered: raise the limit (ulimit -n / LimitNOFILE) to admit more');
+  }
+  if (LOOPBACK_HOSTS.has(config.publicHost)) {
+    // provisioning answers tell devices to connect to publicHost: a device elsewhere cannot reach "localhost"
+    log.warn({ publicHost: config.publicHost },
+      `publicHost is "${config.publicHost}": provisioning answers tell devices to connect there, which only this machine can reach; set ELDERGATE_PUBLIC_HOST (or "publicHost" in the ELDERGATE_CONFIG file) to the name devices use`);
   }
   const broker = await startBroker({ config, registry, states, ingest, bus, log, metrics, connectionCap: caps.mqtt });
   commands.attach(broker);

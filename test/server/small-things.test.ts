@@ -1,6 +1,9 @@
+import { Writable } from 'node:stream';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../core/config.js';
 import { dbFile } from '../../core/db.js';
+import { createLogger } from '../../core/logger.js';
 import { publishAsync, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 
 describe('small things users hit (issue 13 §5)', () => {
@@ -82,5 +85,34 @@ describe('small things users hit (issue 13 §5)', () => {
     expect(online.body.queued).toBe(false);
     expect(online.body.reason).toBeUndefined();
     c.end(true);
+  });
+});
+
+describe('the broker host in provisioning answers (issue 13 §5)', () => {
+  const startLogged = async (overrides: Record<string, unknown>) => {
+    const lines: { level: number; msg: string }[] = [];
+    const sink = new Writable({ write(chunk, _e, cb) { for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l)); cb(); } });
+    const t = await startTestGateway(overrides, undefined, createLogger('info', sink as never));
+    return { t, lines };
+  };
+
+  it('warns once at start-up, naming ELDERGATE_PUBLIC_HOST, while provisioning answers would say "localhost"', async () => {
+    const { t, lines } = await startLogged({});
+    try {
+      const warned = lines.filter((l) => /publicHost is "localhost"/.test(l.msg));
+      expect(warned).toHaveLength(1);
+      expect(warned[0]!.level).toBe(40);
+      expect(warned[0]!.msg).toMatch(/ELDERGATE_PUBLIC_HOST/);
+      expect((await t.api('POST', '/api/devices', { kind: 'call-phone', serial: 'HOST-1' })).body.mqtt.host).toBe('localhost');
+    } finally { await t.stop(); }
+  });
+
+  it('ELDERGATE_PUBLIC_HOST sets the host devices are told, and then nothing is warned', async () => {
+    expect(loadConfig({ ELDERGATE_PUBLIC_HOST: 'gw.example.org' }).publicHost).toBe('gw.example.org');
+    const { t, lines } = await startLogged({ publicHost: 'gw.example.org' });
+    try {
+      expect(lines.filter((l) => /publicHost/.test(l.msg))).toEqual([]);
+      expect((await t.api('POST', '/api/devices', { kind: 'call-phone', serial: 'HOST-2' })).body.mqtt.host).toBe('gw.example.org');
+    } finally { await t.stop(); }
   });
 });
