@@ -2,6 +2,7 @@
 // auth) → routes. Fastify uses the gateway's own pino instance.
 import { readFileSync } from 'node:fs';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import { AjvCompiler } from '@fastify/ajv-compiler';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import rateLimit from '@fastify/rate-limit';
@@ -35,6 +36,14 @@ const CSV_ROUTES: [path: string, method: string, body: string, status: string, a
 /** Route plugins contributed by other parts (incidents, network, WebSocket, console), registered after ours. */
 export type ExtraRoutes = { name: string; plugin: FastifyPluginAsync<{ deps: AppDeps }> }[];
 
+const ajvCompilers = AjvCompiler();
+type BuildValidator = ReturnType<typeof AjvCompiler>;
+const bodyAsSent: BuildValidator = (external, options) => {
+  const coercing = ajvCompilers(external, options);
+  const asSent = ajvCompilers(external, { ...options, customOptions: { ...options?.customOptions, coerceTypes: false } } as typeof options);
+  return (route) => (route.httpPart === 'body' ? asSent : coercing)(route);
+};
+
 export async function buildApp(deps: AppDeps, extra: ExtraRoutes = []): Promise<FastifyInstance> {
   const { config } = deps;
   const https = config.tls.certFile && config.tls.keyFile
@@ -48,6 +57,9 @@ export async function buildApp(deps: AppDeps, extra: ExtraRoutes = []): Promise<
     requestTimeout: 30_000,
     logController: new LogController({ disableRequestLogging: true }),
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, allErrors: false } },
+    // query strings and params are text, so they are coerced ("5" → 5); a JSON body is not: coercion would turn
+    // `"unitId": null` into "" (and a null number into 0), so a body's types are taken as sent
+    schemaController: { compilersFactory: { buildValidator: bodyAsSent } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // 1. external plugins
