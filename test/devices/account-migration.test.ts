@@ -1,14 +1,12 @@
 // Migration 0003 on a database written before it: Contact ID accounts in config.account move to the unique column;
 // where two devices claimed one account (or a claim named an older device's serial) the oldest keeps it, the others
 // are flagged (config.accountConflict), audited and logged at start-up. A real SQLite file, the committed migrations.
-import { cpSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
-import { drizzle } from 'drizzle-orm/better-sqlite3';
-import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MIGRATIONS_DIR, openStore } from '../../core/db.js';
+import { openStore } from '../../core/db.js';
+import { databaseBefore } from '../helpers/migrations.js';
 import { Bus } from '../../core/bus.js';
 import { DeviceRegistry } from '../../devices/registry.js';
 import { SecretHasher } from '../../devices/credentials.js';
@@ -19,16 +17,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('migration 0003: account identifiers', () => {
   it('keeps the oldest claim, flags and audits the rest', () => {
     // the migrations as they were before 0003
-    const before = join(dir, 'before');
-    cpSync(MIGRATIONS_DIR, before, { recursive: true });
-    const journal = JSON.parse(readFileSync(join(before, 'meta/_journal.json'), 'utf8')) as { entries: { tag: string }[] };
-    const idx = journal.entries.findIndex((e) => e.tag.startsWith('0003'));
-    expect(idx).toBeGreaterThan(0);
-    journal.entries = journal.entries.slice(0, idx);
-    writeFileSync(join(before, 'meta/_journal.json'), JSON.stringify(journal));
-    const file = join(dir, 'old.db');
-    const old = new Database(file);
-    migrate(drizzle(old), { migrationsFolder: before });
+    const { db: old, file } = databaseBefore('0003', dir);
     const ins = old.prepare(`INSERT INTO devices (id, kind, serial, state, secret_hash, secret_rotated_at, power, config, created_at, updated_at)
       VALUES (?, 'call-phone', ?, ?, 'h', 1, 'battery', ?, ?, 1)`);
     ins.run('cp-oldest', 'S-1', 'in-service', JSON.stringify({ account: '1234', heartbeatS: 60 }), 1000);

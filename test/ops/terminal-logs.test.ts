@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../core/logger.js';
-import { topLevelKeys } from './helpers.js';
+import { topLevelKeys } from '../helpers/log-lines.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const GATEWAY = [process.execPath, '--import', 'tsx', 'main.ts'];

@@ -1,30 +1,19 @@
 // Migration 0004 on a database written before it: a unit id stored as "" (JSON bodies were type-coerced, so
 // "unitId": null became "") is NULL afterwards; real unit ids are left alone. A real SQLite file, the committed
 // migrations.
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
-import { drizzle } from 'drizzle-orm/better-sqlite3';
-import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MIGRATIONS_DIR, openStore } from '../../core/db.js';
+import { openStore } from '../../core/db.js';
+import { databaseBefore } from '../helpers/migrations.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'eldergate-mig4-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('migration 0004: "" unit ids become NULL', () => {
   it('residents and users with unit "" have none; a real unit stays', () => {
-    const before = join(dir, 'before');
-    cpSync(MIGRATIONS_DIR, before, { recursive: true });
-    const journal = JSON.parse(readFileSync(join(before, 'meta/_journal.json'), 'utf8')) as { entries: { tag: string }[] };
-    const idx = journal.entries.findIndex((e) => e.tag.startsWith('0004'));
-    expect(idx).toBeGreaterThan(0);
-    journal.entries = journal.entries.slice(0, idx);
-    writeFileSync(join(before, 'meta/_journal.json'), JSON.stringify(journal));
-    const file = join(dir, 'old.db');
-    const old = new Database(file);
-    migrate(drizzle(old), { migrationsFolder: before });
+    const { db: old, file } = databaseBefore('0004', dir);
     const res = old.prepare(`INSERT INTO residents (id, name, unit_id, created_at, updated_at) VALUES (?, ?, ?, 1, 1)`);
     res.run('r_empty', 'Ada', '');
     res.run('r_unit', 'Bea', 'g1');
