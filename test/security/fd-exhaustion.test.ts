@@ -3,31 +3,22 @@
 // that limit and holds them. The gateway must stay alive, keep a connected device's SOS acknowledged and pushed to
 // a console, answer /healthz on a new connection, and count what it refused.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { MqttClient } from 'mqtt';
 import { publishAsync, waitFor } from '../helpers/gateway.js';
-import { type ConsoleClient, type HostileGateway, type Watched, holdIdleSockets, startWatched } from './helpers.js';
-import type { Socket } from 'node:net';
+import { type Watched, holdIdleSockets, startWatched } from './helpers.js';
 
 const NOFILE = 1024;
 
 describe('descriptor exhaustion (issue 14, High 1)', () => {
   let w: Watched;
-  let g: HostileGateway;
-  let device: MqttClient;
-  let deviceId: string;
-  let console_: ConsoleClient;
-  let held: Socket[];
 
   beforeAll(async () => {
     w = await startWatched({ nofile: NOFILE });
-    ({ g, deviceId, device, console: console_ } = w);
-    held = w.held;
   }, 90_000);
 
   afterAll(async () => w?.stop());
 
   it('derives its caps from the real limit, below it, with a reserve', () => {
-    const line = g.lines.find((l) => l.includes('connection caps derived from the descriptor limit'));
+    const line = w.g.lines.find((l) => l.includes('connection caps derived from the descriptor limit'));
     expect(line, 'the start-up line with the derived caps').toBeDefined();
     const caps = JSON.parse(line!) as { fdLimit: number; httpMaxConnections: number; mqttMaxConnections: number; fdReserve: number };
     expect(caps.fdLimit).toBe(NOFILE);
@@ -36,6 +27,7 @@ describe('descriptor exhaustion (issue 14, High 1)', () => {
   });
 
   it('holds more idle HTTP and MQTT sockets than the limit and still takes an SOS, /healthz and /metrics', async () => {
+    const { g, device, deviceId, console: console_, held } = w;
     held.push(...(await holdIdleSockets(g.httpPort, NOFILE + 100)));
     held.push(...(await holdIdleSockets(g.mqttPort, NOFILE + 100)));
     // give a timer (the memory watchdog ticks every second) the chance to meet a full descriptor table

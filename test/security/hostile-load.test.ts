@@ -2,31 +2,23 @@
 // (HTTP and MQTT; the gateway runs under `ulimit -n 1024`), floods pings on a WebSocket without reading, and an admin
 // runs a large CSV device import, a legitimate device's SOS is acknowledged (PUBACK) and reaches a console.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { MqttClient } from 'mqtt';
-import type { Socket } from 'node:net';
 import { publishAsync, waitFor } from '../helpers/gateway.js';
-import { type ConsoleClient, type HostileGateway, type Watched, holdIdleSockets, rawWebSocket, sleep, startWatched } from './helpers.js';
+import { type Watched, holdIdleSockets, rawWebSocket, sleep, startWatched } from './helpers.js';
 
 const NOFILE = 1024;
 const IMPORT_LINES = 20_000;
 
 describe('hostile load (issue 14, must show)', () => {
   let w: Watched;
-  let g: HostileGateway;
-  let device: MqttClient;
-  let deviceId: string;
-  let console_: ConsoleClient;
-  let held: Socket[];
 
   beforeAll(async () => {
     w = await startWatched({ nofile: NOFILE, env: { ELDERGATE_HTTP_WS_MAX_BUFFERED_BYTES: String(256 * 1024) } });
-    ({ g, deviceId, device, console: console_ } = w);
-    held = w.held;
   }, 90_000);
 
   afterAll(async () => w?.stop());
 
   it('acknowledges an SOS and pushes it to a console through idle-socket exhaustion, a ping flood and a large import', async () => {
+    const { g, device, deviceId, console: console_, held } = w;
     const adminToken = await g.token();
     // 1. the flooder: a console that sends pings and never reads
     const flooder = await rawWebSocket(g.httpPort, adminToken);

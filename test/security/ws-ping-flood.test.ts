@@ -2,18 +2,13 @@
 // grew the server by ~430 MiB: the replies were not counted against http.wsMaxBufferedBytes, and the memory is outside
 // the V8 heap. The gateway runs as its own process; its resident set is read from /proc/<pid>/status.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { MqttClient } from 'mqtt';
 import { publishAsync, waitFor } from '../helpers/gateway.js';
-import { type ConsoleClient, type HostileGateway, type Watched, rawWebSocket, sleep, startWatched } from './helpers.js';
+import { type Watched, rawWebSocket, sleep, startWatched } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
 describe('WebSocket ping flood (issue 14, High 2)', () => {
   let w: Watched;
-  let g: HostileGateway;
-  let device: MqttClient;
-  let deviceId: string;
-  let console_: ConsoleClient;
 
   beforeAll(async () => {
     w = await startWatched({
@@ -23,13 +18,13 @@ describe('WebSocket ping flood (issue 14, High 2)', () => {
         ELDERGATE_HTTP_WS_MAX_MESSAGES_PER_SECOND: '1000000',
       },
     });
-    ({ g, deviceId, device, console: console_ } = w);
   }, 90_000);
 
   afterAll(async () => w?.stop());
 
   /** Flood `frames` without ever reading; returns how many were sent, the RSS growth and whether the server cut it off. */
   async function flood(frames: { opcode: number; payload: Buffer }[], sosAfter: number) {
+    const { g, device, deviceId } = w;
     const flooder = await rawWebSocket(g.httpPort, await g.token());
     await waitFor(async () => (await g.metric('eldergate_consoles_connected')) === 2, 'two consoles connected', 10_000);
     const rss0 = g.rssBytes();
@@ -67,6 +62,7 @@ describe('WebSocket ping flood (issue 14, High 2)', () => {
   let sosSeq = 1;
 
   it('JSON pings: bounds the pongs queued for a client that never reads, cuts it off, alarms keep flowing', async () => {
+    const { g, device, deviceId, console: console_ } = w;
     const ping = Buffer.from(JSON.stringify({ type: 'ping', id: 'x'.repeat(64) }));
     const r = await flood([{ opcode: 0x1, payload: ping }], 100_000);
     console.log(`JSON ping flood: ${r.sent} frames, RSS ${Math.round(r.rss0 / MiB)} → max ${Math.round(r.maxRss / MiB)} MiB, cut off: ${r.cut}`);
@@ -79,6 +75,7 @@ describe('WebSocket ping flood (issue 14, High 2)', () => {
   }, 120_000);
 
   it('control pings: pongs are queued within the same bound (autoPong is off), the client is cut off', async () => {
+    const { g, console: console_ } = w;
     const r = await flood([{ opcode: 0x9, payload: Buffer.alloc(125, 0x61) }], Infinity);
     console.log(`control ping flood: ${r.sent} frames, RSS ${Math.round(r.rss0 / MiB)} → max ${Math.round(r.maxRss / MiB)} MiB, cut off: ${r.cut}`);
     expect(g.alive()).toBe(true);
