@@ -2,6 +2,8 @@
 // names the package, never a skipped test.
 import { existsSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll } from 'vitest';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
 
@@ -33,4 +35,18 @@ export function watchErrors(page: Page): string[] {
   page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
   return errors;
+}
+
+/** A browser and a real gateway for the tests of one describe block, started before them and stopped after. */
+export function browserAndGateway(): { t: TestGateway; browser: Browser } {
+  const rig = {} as { t: TestGateway; browser: Browser };
+  beforeAll(async () => {
+    rig.browser = await launchBrowser(); // fails, naming the package, when chromium is missing
+    rig.t = await startTestGateway();
+  }, 60_000);
+  afterAll(async () => {
+    await rig.browser?.close();
+    await rig.t?.stop();
+  });
+  return rig;
 }

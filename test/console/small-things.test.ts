@@ -1,24 +1,15 @@
 // Issue 13 §5 in headless Chromium: names where the page showed ids (the fleet's resident column, who confirmed a
 // delivery on the timeline), no "—%" for an unknown battery, the lifecycle as a technician reads it, and a command
 // to an offline device that says it is queued.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser } from 'playwright-core';
-import { publishAsync, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
-import { launchBrowser, loginAs, watchErrors } from './browser.js';
+import { describe, expect, it } from 'vitest';
+import { publishAsync, waitFor } from '../helpers/gateway.js';
+import { browserAndGateway, loginAs, watchErrors } from './browser.js';
 
 describe('small things in the console', () => {
-  let t: TestGateway;
-  let browser: Browser;
-  beforeAll(async () => {
-    browser = await launchBrowser();
-    t = await startTestGateway();
-  }, 60_000);
-  afterAll(async () => {
-    await browser?.close();
-    await t?.stop();
-  });
+  const rig = browserAndGateway();
 
   it('fleet: the resident by name and the state as "provisioned (not tested)"; device page: no "—%", an offline command said to be queued', async () => {
+    const { t, browser } = rig;
     const dev = await t.provision('call-phone', 'SMALL-1');
     const resident = await t.api('POST', '/api/residents', { name: 'Margarethe Osei' });
     expect((await t.api('POST', `/api/devices/${dev.id}/bind`, { residentId: resident.body.id })).status).toBe(200);
@@ -48,6 +39,7 @@ describe('small things in the console', () => {
   });
 
   it('the timeline names the person whose console confirmed delivery, not their account id', async () => {
+    const { t, browser } = rig;
     const dev = await t.provision('call-phone', 'SMALL-2');
     const page = await browser.newPage();
     const errors = watchErrors(page);

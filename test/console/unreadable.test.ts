@@ -1,23 +1,14 @@
 // A terminal sending unreadable messages, as a person sees it in headless Chromium: a P3 card on the board, and on
 // the fleet page and the device's page how many messages were refused and why.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser } from 'playwright-core';
-import { publishAsync, startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { launchBrowser, loginAs, watchErrors } from './browser.js';
+import { describe, expect, it } from 'vitest';
+import { publishAsync } from '../helpers/gateway.js';
+import { browserAndGateway, loginAs, watchErrors } from './browser.js';
 
 describe('unreadable messages in the console', () => {
-  let t: TestGateway;
-  let browser: Browser;
-  beforeAll(async () => {
-    browser = await launchBrowser();
-    t = await startTestGateway();
-  }, 60_000);
-  afterAll(async () => {
-    await browser?.close();
-    await t?.stop();
-  });
+  const rig = browserAndGateway();
 
   it('a P3 card on the board, and the count with the last reason on the device page', async () => {
+    const { t, browser } = rig;
     const dev = await t.provision('call-phone');
     const c = await t.connectDevice(dev.id, dev.secret);
     const page = await browser.newPage();

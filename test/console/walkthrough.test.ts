@@ -1,24 +1,15 @@
 // The README walk-through, as a new user does it: a resident created without a unit, a phone bound to her, the
 // district call centre's operator logged in to the console in headless Chromium, the phone presses SOS over real
 // MQTT. The card must name the elder, her address and her son's number — not ids (issue 9 §1).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser } from 'playwright-core';
-import { publishAsync, startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { launchBrowser, loginAs, watchErrors } from './browser.js';
+import { describe, expect, it } from 'vitest';
+import { publishAsync } from '../helpers/gateway.js';
+import { browserAndGateway, loginAs, watchErrors } from './browser.js';
 
 describe('the README walk-through in the console', () => {
-  let t: TestGateway;
-  let browser: Browser;
-  beforeAll(async () => {
-    browser = await launchBrowser();
-    t = await startTestGateway();
-  });
-  afterAll(async () => {
-    await browser?.close();
-    await t?.stop();
-  });
+  const rig = browserAndGateway();
 
   it('ends with the call-centre operator seeing Wang Fang, her address and her son\'s number on the card', async () => {
+    const { t, browser } = rig;
     const unit = await t.api('POST', '/api/units', { name: 'Dongcheng call centre', tier: 'district' });
     expect((await t.api('POST', '/api/users', { username: 'zhou', password: 'choose-a-long-one', role: 'operator', unitId: unit.body.id })).status).toBe(201);
     const res = await t.api('POST', '/api/residents', {

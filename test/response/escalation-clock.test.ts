@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createManualClock } from '../../response/clock.js';
 import { planEscalation, waitForDeadline } from '../../response/escalation.js';
-import { buildTree, ingest, openHarness, source, sos, tempDir, type Harness } from './helpers.js';
+import { buildTree, ingest, openHarness, source, sos, tempDir, type Harness, chainNetwork } from './helpers.js';
 import { startChildGateway, type ChildGateway } from '../helpers/child-gateway.js';
 import { connectDevice, publishAsync, waitFor } from '../helpers/gateway.js';
 
@@ -69,18 +69,7 @@ describe('escalation on the monotonic clock (manual clock)', () => {
     expect(waitForDeadline(10_000 + HOUR, 10_000, 60_000)).toBe(60_000);
     expect(waitForDeadline(10_000, 10_000 + HOUR, 60_000)).toBe(0);
     expect(waitForDeadline(50_000, 20_000, 60_000)).toBe(30_000);
-    const units = new Map([
-      ['g', { id: 'g', tier: 'grid', parentId: 'c' }],
-      ['c', { id: 'c', tier: 'community', parentId: 's' }],
-      ['s', { id: 's', tier: 'street', parentId: null }],
-    ]);
-    const network = {
-      getUnit: (id: string) => units.get(id) as never,
-      parentOf: (id: string) => {
-        const p = units.get(id)?.parentId;
-        return (p ? units.get(p) : undefined) as never;
-      },
-    };
+    const network = chainNetwork([['g', 'grid', 'c'], ['c', 'community', 's'], ['s', 'street', null]]);
     const row = { tierUnitId: 'g', deadlineAt: 1000, priority: 'P1' as const };
     // the wall clock says an hour passed; the timer says it just ran out
     const one = planEscalation(row, 1000 + HOUR, network, 1000, { overdueMs: 3 });

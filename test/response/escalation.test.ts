@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createManualClock } from '../../response/clock.js';
 import { planEscalation } from '../../response/escalation.js';
-import { buildTree, ingest, openHarness, source, sos, tempDir, type Harness } from './helpers.js';
+import { buildTree, ingest, openHarness, source, sos, tempDir, type Harness, chainNetwork } from './helpers.js';
 
 const budgets = (p1: number, p2 = 300_000, p3 = 4 * 3600_000) => ({
   budgets: { P1: { ackMs: p1 }, P2: { ackMs: p2 }, P3: { ackMs: p3 } },
@@ -146,17 +146,7 @@ describe('escalation', () => {
   });
 
   it('planEscalation collapses missed periods at the top into one re-notification', () => {
-    const units = new Map([
-      ['g', { id: 'g', tier: 'grid', parentId: 'c' }],
-      ['c', { id: 'c', tier: 'community', parentId: null }],
-    ]);
-    const network = {
-      getUnit: (id: string) => units.get(id) as never,
-      parentOf: (id: string) => {
-        const p = units.get(id)?.parentId;
-        return (p ? units.get(p) : undefined) as never;
-      },
-    };
+    const network = chainNetwork([['g', 'grid', 'c'], ['c', 'community', null]]);
     const steps = planEscalation({ tierUnitId: 'g', deadlineAt: 1000, priority: 'P1' }, 100_000, network, 1000);
     expect(steps.map((s) => [s.toUnitId, s.renotify, s.deadlineAt])).toEqual([
       ['c', false, 2000],

@@ -112,3 +112,15 @@ export async function waitFor<T>(what: string, fn: () => T | undefined | false, 
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/** The two look-ups planEscalation needs, over a chain of units given as [id, tier, parentId]. */
+export function chainNetwork(chain: [id: string, tier: string, parentId: string | null][]) {
+  const units = new Map(chain.map(([id, tier, parentId]) => [id, { id, tier, parentId }]));
+  return {
+    getUnit: (id: string) => units.get(id) as never,
+    parentOf: (id: string) => {
+      const p = units.get(id)?.parentId;
+      return (p ? units.get(p) : undefined) as never;
+    },
+  };
+}
