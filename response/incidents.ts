@@ -73,6 +73,11 @@ export interface IncidentFilter {
   scope?: string | null;
 }
 
+/** Where a page of the active snapshot ends: priority rank (P1 = 0), opening time, id. */
+export interface ActiveCursor { rank: number; openedAt: number; id: string }
+
+const PRIO_RANK_SQL = `CASE priority WHEN 'P1' THEN 0 WHEN 'P2' THEN 1 ELSE 2 END`;
+
 export interface IncidentService {
   /**
    * SYNCHRONOUS, inside the caller's transaction: open, join, clear or cancel. Returns the events appended; the
@@ -101,6 +106,12 @@ export interface IncidentService {
   /** the global log after `seq` (console resume), optionally limited to what a unit may see */
   eventsAfter(seq: number, opts?: { limit?: number; scope?: string | null }): CommittedEvent[];
   list(filter?: IncidentFilter): { items: IncidentRow[]; total: number };
+  /**
+   * The console's snapshot: every active incident visible from `scope` (null = all; the same rule as `list` and the
+   * stream), P1 first then oldest, after the keyset cursor `after`, at most `limit`; with the log's head read in the
+   * same read transaction, so snapshot + stream from `head` has no gap.
+   */
+  active(opts: { scope: string | null; after: ActiveCursor | null; limit: number }): { items: IncidentRow[]; head: number; next: ActiveCursor | null };
   /** the state derived from the events alone */
   rebuild(incidentId: string): IncidentRow | null;
   /** incidents waiting for acknowledgement with a deadline, for the escalation scheduler */
@@ -546,6 +557,38 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     return events;
   }
 
+  /** The unit's subtree; at a root of the network also the unplaced (no unit, or a unit that does not exist). */
+  function scopeClause(unitId: string): [string, string] {
+    const { unitIds, unplaced } = network.scopeOf(unitId);
+    return [
+      `(unit_id IN (SELECT value FROM json_each(?))${unplaced ? ' OR unit_id IS NULL OR unit_id NOT IN (SELECT id FROM units)' : ''})`,
+      JSON.stringify(unitIds),
+    ];
+  }
+
+  const headSeq = sqlite.prepare('SELECT coalesce(max(seq), 0) FROM incident_events').pluck();
+  const readActive = sqlite.transaction((scope: string | null, after: ActiveCursor | null, limit: number) => {
+    const where = [`status NOT IN ('resolved', 'cancelled')`];
+    const args: unknown[] = [];
+    if (scope) {
+      const [clause, arg] = scopeClause(scope);
+      where.push(clause);
+      args.push(arg);
+    }
+    if (after) {
+      where.push(`(${PRIO_RANK_SQL} > ? OR (${PRIO_RANK_SQL} = ? AND (opened_at > ? OR (opened_at = ? AND id > ?))))`);
+      args.push(after.rank, after.rank, after.openedAt, after.openedAt, after.id);
+    }
+    const head = headSeq.get() as number;
+    const rows = sqlite
+      .prepare(`SELECT *, ${PRIO_RANK_SQL} AS prio_rank FROM incidents WHERE ${where.join(' AND ')} ORDER BY prio_rank, opened_at, id LIMIT ?`)
+      .all(...args, limit + 1) as (IncidentDbRow & { prio_rank: number })[];
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    const next = rows.length > limit && last ? { rank: last.prio_rank, openedAt: last.opened_at, id: last.id } : null;
+    return { items: page.map(toRow), head, next };
+  });
+
   function list(filter: IncidentFilter = {}) {
     const where: string[] = [];
     const args: unknown[] = [];
@@ -554,10 +597,9 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
       args.push(JSON.stringify(values));
     };
     const inSubtree = (unitId: string) => {
-      // the unit's subtree; at a root of the network also the unplaced (no unit, or a unit that does not exist)
-      const { unitIds, unplaced } = network.scopeOf(unitId);
-      where.push(`(unit_id IN (SELECT value FROM json_each(?))${unplaced ? ' OR unit_id IS NULL OR unit_id NOT IN (SELECT id FROM units)' : ''})`);
-      args.push(JSON.stringify(unitIds));
+      const [clause, arg] = scopeClause(unitId);
+      where.push(clause);
+      args.push(arg);
     };
     if (filter.scope) inSubtree(filter.scope);
     if (filter.unitId) inSubtree(filter.unitId);
@@ -597,6 +639,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
       return q.afterScoped.all(seq, JSON.stringify(unitIds), unplaced ? 1 : 0, limit).map(toEvent);
     },
     list,
+    active: ({ scope, after, limit }) => readActive.deferred(scope, after, limit),
     rebuild: (id) => fold(q.events.all(id).map(toEvent)),
     pendingDeadlines: () => q.pending.all().map(toRow),
     openCounts() {

@@ -9,7 +9,7 @@ import { INCIDENT_EVENT_TYPES, INCIDENT_STATUSES, PRIORITIES, type IncidentStatu
 import { EldergateError, ForbiddenError, NotFoundError, ValidationError } from '../../core/errors.js';
 import type { AuthUser } from '../../core/users.js';
 import type { Config } from '../../core/config.js';
-import type { IncidentAction, IncidentRow, IncidentService } from '../../response/incidents.js';
+import type { ActiveCursor, IncidentAction, IncidentRow, IncidentService } from '../../response/incidents.js';
 import type { Network } from '../../response/network.js';
 import type { AppDeps } from '../deps.js';
 import { requireRole } from '../plugins/auth.js';
@@ -102,10 +102,6 @@ const ActivePage = Type.Object({
 });
 
 /** The board's order: P1 first, then the oldest first (immutable fields, so a keyset cursor never skips a row). */
-const PRIO_RANK_SQL = `CASE priority WHEN 'P1' THEN 0 WHEN 'P2' THEN 1 ELSE 2 END`;
-const ACTIVE_STATUSES = ['open', 'acknowledged', 'dispatched', 'on-site'] as const;
-
-interface ActiveCursor { rank: number; openedAt: number; id: string }
 
 function encodeCursor(c: ActiveCursor): string {
   return Buffer.from(JSON.stringify([c.rank, c.openedAt, c.id])).toString('base64url');
@@ -260,36 +256,6 @@ export function incidentRoutes(r: IncidentRouteDeps): FastifyPluginAsyncTypebox<
       });
     });
 
-    // The console's snapshot: every active incident the user may see, P1 first then by age, paged by a keyset
-    // cursor, with the log's head read in the same read transaction. Rows are filtered with network.canSee — the
-    // same check as the stream and the detail route — so the snapshot and the stream never disagree on scope.
-    const activeRows = deps.store.sqlite.prepare<[string, number, number, number, number, string], { id: string; unit_id: string | null; rank: number; opened_at: number }>(
-      `SELECT id, unit_id, ${PRIO_RANK_SQL} AS rank, opened_at FROM incidents
-        WHERE status IN (SELECT value FROM json_each(?))
-          AND (${PRIO_RANK_SQL} > ? OR (${PRIO_RANK_SQL} = ? AND (opened_at > ? OR (opened_at = ? AND id > ?))))
-        ORDER BY rank, opened_at, id LIMIT 1000`,
-    );
-    const headSeq = deps.store.sqlite.prepare('SELECT coalesce(max(seq), 0) AS head FROM incident_events').pluck();
-    const statuses = JSON.stringify(ACTIVE_STATUSES);
-    const readActive = deps.store.sqlite.transaction((user: AuthUser, from: ActiveCursor, limit: number) => {
-      const head = headSeq.get() as number;
-      const items: IncidentRow[] = [];
-      let cursor = from;
-      let next: string | null = null;
-      for (;;) {
-        const rows = activeRows.all(statuses, cursor.rank, cursor.rank, cursor.openedAt, cursor.openedAt, cursor.id);
-        for (const r of rows) {
-          cursor = { rank: r.rank, openedAt: r.opened_at, id: r.id };
-          if (!network.canSee(user.unitId, r.unit_id)) continue;
-          const inc = incidents.get(r.id);
-          if (inc) items.push(inc);
-          if (items.length === limit) { next = encodeCursor(cursor); break; }
-        }
-        if (next || rows.length < 1000) break;
-      }
-      return { items, head, next };
-    });
-
     app.get('/api/incidents/active', {
       schema: {
         tags: ['incidents'],
@@ -299,8 +265,9 @@ export function incidentRoutes(r: IncidentRouteDeps): FastifyPluginAsyncTypebox<
       },
       onRequest: readers,
     }, async (req) => {
-      const from = req.query.after ? decodeCursor(req.query.after) : { rank: -1, openedAt: -1, id: '' };
-      return readActive.deferred(req.user, from, req.query.limit);
+      // the same scope as the list and the stream; the head is read with the rows
+      const page = incidents.active({ scope: req.user.unitId, after: req.query.after ? decodeCursor(req.query.after) : null, limit: req.query.limit });
+      return { items: page.items, head: page.head, next: page.next ? encodeCursor(page.next) : null };
     });
 
     app.get('/api/incidents/:id', {
