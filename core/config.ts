@@ -6,6 +6,7 @@ import { Value } from '@sinclair/typebox/value';
 import { PRIORITIES } from './contracts.js';
 import { ConfigError } from './errors.js';
 import { RuleSettingsSchema } from '../gateway/rules/settings.js';
+import { ProtocolsSchema } from '../gateway/protocols/settings.js';
 
 const Port = (def: number) => Type.Integer({ minimum: 0, maximum: 65535, default: def });
 const Budget = (push: number, ack: number, reach: number) =>
@@ -268,6 +269,8 @@ export const ConfigSchema = Type.Object(
     ),
     modbus: Type.Array(Type.Unknown(), { default: [], description: 'Modbus links and register maps' }),
     serial: Type.Array(Type.Unknown(), { default: [], description: 'serial alarm receivers' }),
+    /** terminal protocols spoken natively (gateway/protocols, docs/protocols.md): each off until its port is set */
+    protocols: ProtocolsSchema,
   },
   { additionalProperties: false },
 );

@@ -5,7 +5,7 @@
 export const PRIORITIES = ['P1', 'P2', 'P3'] as const;
 export type Priority = (typeof PRIORITIES)[number];
 
-export const DEVICE_KINDS = ['call-phone', 'fall-sensor', 'locator', 'modbus', 'receiver'] as const;
+export const DEVICE_KINDS = ['call-phone', 'fall-sensor', 'locator', 'modbus', 'receiver', 'watch', 'jt808', 'dc09'] as const;
 export type DeviceKind = (typeof DEVICE_KINDS)[number];
 
 export const DEVICE_STATES = ['provisioned', 'commissioned', 'in-service', 'suspended', 'decommissioned'] as const;
@@ -45,7 +45,7 @@ export function isLifeSafety(type: string): type is LifeSafetyType {
   return (LIFE_SAFETY_TYPES as readonly string[]).includes(type);
 }
 
-export type ObservationSource = 'mqtt' | 'modbus' | 'serial' | 'gateway';
+export type ObservationSource = 'mqtt' | 'modbus' | 'serial' | 'gateway' | 'watch' | 'jt808' | 'dc09';
 
 interface ObservationBase {
   deviceId: string;
@@ -148,7 +148,17 @@ export const topics = {
   commandAck: (deviceId: string) => `devices/${deviceId}/commands/ack`,
 } as const;
 
-export type DeviceCommandType = 'acknowledge-alarm' | 'configure' | 'locate-now' | 'test-alarm';
+/**
+ * - acknowledge-alarm: "help is coming" (sent when a person acknowledges the incident)
+ * - locate-now: report a position now
+ * - call-back: the terminal dials `params.number` (the voice path hand-off to the operator)
+ * - set-contacts: `params.sos` (up to 3 numbers the SOS key dials) and `params.family` (speed-dial numbers)
+ * - send-text: show or speak `params.text` on the terminal
+ */
+export const DEVICE_COMMAND_TYPES = [
+  'acknowledge-alarm', 'configure', 'locate-now', 'test-alarm', 'call-back', 'set-contacts', 'send-text',
+] as const;
+export type DeviceCommandType = (typeof DEVICE_COMMAND_TYPES)[number];
 
 /** What a device receives on `devices/{id}/commands`. */
 export interface DeviceCommand {

@@ -174,7 +174,7 @@ export class DeviceRegistry {
           residentId: null,
           secretHash: this.hasher.hash(secret),
           secretRotatedAt: now,
-          power: input.power ?? (input.kind === 'modbus' || input.kind === 'receiver' ? 'mains' : 'battery'),
+          power: input.power ?? (input.kind === 'modbus' || input.kind === 'receiver' || input.kind === 'dc09' ? 'mains' : 'battery'),
           config: {},
           notes: null,
           accountScheme: null,
@@ -235,7 +235,7 @@ export class DeviceRegistry {
           device: {
             id: newDeviceId(input.kind), kind: input.kind, serial: input.serial, model: input.model ?? null, firmware: input.firmware ?? null,
             state: 'provisioned', residentId: null, secretHash: this.hasher.hash(secret), secretRotatedAt: now,
-            power: input.power ?? (input.kind === 'modbus' || input.kind === 'receiver' ? 'mains' : 'battery'),
+            power: input.power ?? (input.kind === 'modbus' || input.kind === 'receiver' || input.kind === 'dc09' ? 'mains' : 'battery'),
             config: {}, notes: null, accountScheme: null, account: null, importId, createdAt: now, updatedAt: now,
           },
         };

@@ -6,6 +6,9 @@ import { fallSensor } from './fall-sensor.js';
 import { locator } from './locator.js';
 import { modbus } from './modbus.js';
 import { receiver } from './receiver.js';
+import { watch } from './watch.js';
+import { jt808 } from './jt808.js';
+import { dc09 } from './dc09.js';
 
 export type { KindDefinition, MessageSpec } from './types.js';
 
@@ -15,7 +18,13 @@ export const KINDS: Readonly<Record<DeviceKind, KindDefinition>> = {
   locator,
   modbus,
   receiver,
+  watch,
+  jt808,
+  dc09,
 };
+
+/** kinds that connect to one of the gateway's own protocol listeners (gateway/protocols) */
+export const PROTOCOL_KINDS = ['watch', 'jt808', 'dc09'] as const satisfies readonly DeviceKind[];
 
 /** kinds that connect over MQTT themselves (the others are read by field adapters) */
 export const MQTT_KINDS: readonly DeviceKind[] = ['call-phone', 'fall-sensor', 'locator'];

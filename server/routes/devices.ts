@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { DEVICE_KINDS, DEVICE_STATES, topics, type DeviceKind } from '../../core/contracts.js';
+import { DEVICE_COMMAND_TYPES, DEVICE_KINDS, DEVICE_STATES, topics, type DeviceKind } from '../../core/contracts.js';
 import { ForbiddenError, ValidationError } from '../../core/errors.js';
 import { auditActor } from '../../core/audit.js';
 import { type DeviceAccount, type DeviceRow } from '../../devices/registry.js';
@@ -343,7 +343,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       summary: 'Send a command to the device (QoS 1, stored and re-sent until acknowledged or expired)',
       params: IdParam,
       body: Type.Object({
-        type: Type.Union([Type.Literal('acknowledge-alarm'), Type.Literal('configure'), Type.Literal('locate-now'), Type.Literal('test-alarm')]),
+        type: Type.Union(DEVICE_COMMAND_TYPES.map((t) => Type.Literal(t)), { description: 'call-back {number}, set-contacts {sos, family}, send-text {text}: watch and JT/T 808 terminals' }),
         params: Type.Optional(Type.Object({}, { additionalProperties: true })),
         ttlS: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 86400 })),
       }, { additionalProperties: false }),
