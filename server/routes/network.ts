@@ -4,6 +4,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type, type TSchema } from '@sinclair/typebox';
 import { NotFoundError } from '../../core/errors.js';
+import { auditActor } from '../../core/audit.js';
 import type { AuthUser } from '../../core/users.js';
 import { STAFF_ROLES, UNIT_TIERS } from '../../response/schema.js';
 import type { Network, Staff, Unit } from '../../response/network.js';
@@ -78,6 +79,12 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
       if (!s || (user.unitId && !network.subtree(user.unitId).has(s.unitId))) throw new NotFoundError('staff member', id);
       return s;
     };
+    /** the fields a patch changed, before and after: what an investigator needs, not the whole record twice */
+    const diff = <T extends object>(before: T, after: T, keys: string[]) => {
+      const changed = keys.filter((k) => before[k as keyof T] !== after[k as keyof T]);
+      const pick = (x: T) => Object.fromEntries(changed.map((k) => [k, x[k as keyof T]]));
+      return { changed, before: pick(before), after: pick(after) };
+    };
     const detail = (u: Unit) => ({
       ...u,
       ancestors: network.ancestors(u.id).map((a) => a.id),
@@ -113,6 +120,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
     }, async (req, reply) => {
       requireChannel(deps.config, 'webhook', req.body.webhook);
       const u = network.createUnit(req.body);
+      deps.audit.record({ actor: auditActor(req), action: 'unit.create', target: { type: 'unit', id: u.id }, details: { name: u.name, tier: u.tier, parentId: u.parentId, webhook: u.webhook } });
       reply.status(201);
       return detail(u);
     });
@@ -127,7 +135,11 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
       onRequest: admin,
     }, async (req) => {
       requireChannel(deps.config, 'webhook', req.body.webhook);
-      return detail(network.updateUnit(req.params.id, req.body));
+      const before = network.requireUnit(req.params.id);
+      const after = network.updateUnit(req.params.id, req.body);
+      const d = diff(before, after, Object.keys(req.body));
+      if (d.changed.length) deps.audit.record({ actor: auditActor(req), action: 'unit.update', target: { type: 'unit', id: after.id }, details: { name: after.name, before: d.before, after: d.after } });
+      return detail(after);
     });
 
     app.delete('/api/units/:id', {
@@ -138,7 +150,9 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
       },
       onRequest: admin,
     }, async (req, reply) => {
+      const gone = network.requireUnit(req.params.id);
       network.deleteUnit(req.params.id);
+      deps.audit.record({ actor: auditActor(req), action: 'unit.delete', target: { type: 'unit', id: gone.id }, details: { name: gone.name, tier: gone.tier, parentId: gone.parentId } });
       reply.status(204);
       return null;
     });
@@ -172,6 +186,7 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
       onRequest: admin,
     }, async (req, reply) => {
       const s = network.createStaff(req.body);
+      deps.audit.record({ actor: auditActor(req), action: 'staff.create', target: { type: 'staff', id: s.id }, details: { name: s.name, role: s.role, unitId: s.unitId, onDuty: s.onDuty } });
       reply.status(201);
       return s;
     });
@@ -184,7 +199,13 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
         response: { 200: StaffBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
       },
       onRequest: admin,
-    }, async (req) => network.updateStaff(req.params.id, req.body));
+    }, async (req) => {
+      const before = network.requireStaff(req.params.id);
+      const after = network.updateStaff(req.params.id, req.body);
+      const d = diff(before, after, Object.keys(req.body));
+      if (d.changed.length) deps.audit.record({ actor: auditActor(req), action: 'staff.update', target: { type: 'staff', id: after.id }, details: { name: after.name, before: d.before, after: d.after } });
+      return after;
+    });
 
     app.delete('/api/staff/:id', {
       schema: {
@@ -194,7 +215,9 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
       },
       onRequest: admin,
     }, async (req, reply) => {
+      const gone = network.requireStaff(req.params.id);
       network.deleteStaff(req.params.id);
+      deps.audit.record({ actor: auditActor(req), action: 'staff.delete', target: { type: 'staff', id: gone.id }, details: { name: gone.name, role: gone.role, unitId: gone.unitId } });
       reply.status(204);
       return null;
     });
@@ -208,8 +231,13 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
       },
       onRequest: dutyTogglers,
     }, async (req) => {
-      seesStaff(req.user, req.params.id);
-      return network.setOnDuty(req.params.id, req.body.onDuty);
+      const before = seesStaff(req.user, req.params.id);
+      const after = network.setOnDuty(req.params.id, req.body.onDuty);
+      // who started or ended a shift is what a supervisor asks after a missed alarm; a repeat of the same state is no change
+      if (before.onDuty !== after.onDuty) {
+        deps.audit.record({ actor: auditActor(req), action: after.onDuty ? 'staff.on-duty' : 'staff.off-duty', target: { type: 'staff', id: after.id }, details: { name: after.name, unitId: after.unitId } });
+      }
+      return after;
     });
   };
 }
