@@ -428,6 +428,23 @@ export class DeviceRegistry {
     return { device: { ...row, accountScheme: account?.scheme ?? null, account: account?.id ?? null, updatedAt: now }, before };
   }
 
+  /**
+   * The device a terminal protocol's own identifier stands for (gateway/protocols): a device of that kind whose serial
+   * it is, or any device holding it as an account of that protocol's scheme. Decommissioned devices and devices of an
+   * import still running are not found. Watch ids and JT/T 808 numbers are digits; DC-09 accounts are hex, compared
+   * case-insensitively.
+   */
+  protocolDevice(kind: 'watch' | 'jt808' | 'dc09', identifier: string): DeviceRow | undefined {
+    const held = this.accounts.get(`${kind} ${identifier}`) ?? (kind === 'dc09' ? this.accounts.get(`${kind} ${identifier.toUpperCase()}`) : undefined);
+    const row = held
+      ? this.db.select().from(devices).where(and(eq(devices.id, held), notPending())).get()
+      : this.db.select().from(devices).where(and(
+        eq(devices.kind, kind),
+        kind === 'dc09' ? sql`${devices.serial} = ${identifier} COLLATE NOCASE` : eq(devices.serial, identifier),
+        notPending())).get();
+    return row && row.state !== 'decommissioned' ? row : undefined;
+  }
+
   /** First real message from a commissioned device puts it in service. */
   markInService(id: string): void {
     const e = this.entries.get(id);
@@ -492,7 +509,11 @@ export class DeviceRegistry {
   listResidents(filter: { scope?: UnitScope | null; q?: string; limit: number; offset: number }): { items: ResidentRow[]; total: number } {
     const conds: SQL[] = [];
     if (filter.scope) conds.push(inScope(filter.scope));
-    if (filter.q) conds.push(like(residents.name, `%${filter.q}%`));
+    if (filter.q) {
+      // by name or address; % and _ typed by a person are letters, not wildcards
+      const pattern = `%${filter.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      conds.push(or(sql`${residents.name} LIKE ${pattern} ESCAPE '\\'`, sql`${residents.address} LIKE ${pattern} ESCAPE '\\'`)!);
+    }
     const where = conds.length ? and(...conds) : undefined;
     const items = this.db.select().from(residents).where(where).orderBy(residents.name).limit(filter.limit).offset(filter.offset).all();
     const total = this.db.select({ n: sql<number>`count(*)` }).from(residents).where(where).get()!.n;

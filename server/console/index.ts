@@ -4,6 +4,7 @@
 // `{ name: 'console', plugin: consoleRoutes() }`.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
@@ -44,10 +45,17 @@ export async function bundleConsole(opts: { minify?: boolean } = {}): Promise<Re
   return {
     '/': asset(readFileSync(join(WEB, 'index.html')), 'text/html; charset=utf-8'),
     '/console/app.js': asset(js, 'text/javascript; charset=utf-8'),
-    '/console/style.css': asset(readFileSync(join(WEB, 'style.css')), 'text/css; charset=utf-8'),
+    '/console/style.css': asset(libraryCss() + readFileSync(join(WEB, 'style.css'), 'utf8'), 'text/css; charset=utf-8'),
     '/console/icon.svg': asset(readFileSync(join(WEB, 'icon.svg')), 'image/svg+xml'),
   };
 }
+
+/** Stylesheets of the libraries the console bundles (uPlot: the KPI chart), served inside /console/style.css before ours. */
+const LIBRARY_CSS = ['uplot/dist/uPlot.min.css'];
+const libraryCss = (): string => {
+  const require = createRequire(import.meta.url);
+  return LIBRARY_CSS.map((p) => `/* ${p} */\n${readFileSync(require.resolve(p), 'utf8')}\n`).join('');
+};
 
 const HOST_PATTERN = /^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
 

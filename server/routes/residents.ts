@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type, type TSchema } from '@sinclair/typebox';
+import { auditActor } from '../../core/audit.js';
 import { ForbiddenError } from '../../core/errors.js';
 import type { AuthUser } from '../../core/users.js';
 import type { AppDeps } from '../deps.js';
@@ -83,6 +84,8 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
     knownChannels(req.body.contacts);
     const r = registry.createResident(req.body);
     req.log.info({ residentId: r.id, unitId: r.unitId, by: req.user.username }, 'resident created');
+    // the names of the fields set, not their values: the audit log is not a second copy of a resident's file
+    deps.audit.record({ actor: auditActor(req), action: 'resident.create', target: { type: 'resident', id: r.id }, details: { unitId: r.unitId, fields: Object.keys(req.body) } });
     reply.status(201);
     return r;
   });
@@ -114,12 +117,18 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
     },
     onRequest: writers,
   }, async (req) => {
-    checkUnit(req.user, registry.getResident(req.params.id).unitId);
+    const before = registry.getResident(req.params.id);
+    checkUnit(req.user, before.unitId);
     if (req.body.unitId !== undefined) {
       knownUnit(req.body.unitId);
       checkUnit(req.user, req.body.unitId);
     }
     knownChannels(req.body.contacts);
-    return registry.updateResident(req.params.id, req.body);
+    const r = registry.updateResident(req.params.id, req.body);
+    deps.audit.record({
+      actor: auditActor(req), action: 'resident.update', target: { type: 'resident', id: r.id },
+      details: { fields: Object.keys(req.body), ...(req.body.unitId !== undefined ? { unitId: { before: before.unitId, after: r.unitId } } : {}) },
+    });
+    return r;
   });
 };
