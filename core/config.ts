@@ -271,11 +271,41 @@ export const ConfigSchema = Type.Object(
     serial: Type.Array(Type.Unknown(), { default: [], description: 'serial alarm receivers' }),
     /** terminal protocols spoken natively (gateway/protocols, docs/protocols.md): each off until its port is set */
     protocols: ProtocolsSchema,
+    /** the console's map (docs/operations.md "Map tiles"): without tileUrl it draws a schematic plot, needing no tiles */
+    console: Type.Object(
+      {
+        /** a tile URL template, e.g. https://tiles.example.city/{z}/{x}/{y}.png; its origin is allowed in the page's CSP */
+        tileUrl: Type.Optional(Type.String({ minLength: 1, maxLength: 2000, description: 'http(s) tile URL template with {z}, {x} and {y}' })),
+        /** shown in the map's corner, as plain text (the tile owner's licence usually asks for it) */
+        tileAttribution: Type.String({ default: '', maxLength: 500 }),
+        tileMaxZoom: Type.Integer({ minimum: 1, maximum: 24, default: 19 }),
+      },
+      { default: {} },
+    ),
   },
   { additionalProperties: false },
 );
 
 export type Config = Static<typeof ConfigSchema>;
+
+/**
+ * A tile URL the console can use and the CSP can name exactly: http(s), a literal host (no {s} subdomains: the
+ * page may load images from that one origin only), and {z}, {x}, {y}. Returns the problem, or null.
+ */
+export function tileUrlProblem(url: string): string | null {
+  let parsed: URL;
+  try {
+    parsed = new URL(url.replace(/\{[zxy]\}/g, '0'));
+  } catch {
+    return 'not a URL';
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return `${parsed.protocol} is not http: or https:`;
+  if (/[{}]/.test(parsed.host) || /\{[a-z]+\}/i.test(url.split('/').slice(0, 3).join('/'))) return 'the host must be written out (no {s} subdomains)';
+  const missing = ['{z}', '{x}', '{y}'].filter((k) => !url.includes(k));
+  if (missing.length) return `${missing.join(', ')} missing`;
+  if (parsed.username || parsed.password) return 'credentials in the URL would be sent to every console';
+  return null;
+}
 
 /** Leaf paths of the schema, to derive `ELDERGATE_A_B` overrides from `a.b`. */
 function leafPaths(schema: TSchema, prefix: string[] = []): { path: string[]; schema: TSchema }[] {
@@ -366,6 +396,11 @@ export function loadConfig(
   const { incidentsDays } = withDefaults.retention ?? {};
   if (typeof incidentsDays === 'number' && incidentsDays > 0 && incidentsDays < 30) {
     problems.push(`${sources.get('/retention/incidentsDays') ?? 'retention.incidentsDays'}: ${incidentsDays} days is too short to keep closed incidents for review; use 0 (never prune) or 30 or more`);
+  }
+  const tileUrl = withDefaults.console?.tileUrl;
+  const tileProblem = typeof tileUrl === 'string' ? tileUrlProblem(tileUrl) : null;
+  if (tileProblem) {
+    problems.push(`${sources.get('/console/tileUrl') ?? 'console.tileUrl'}: ${tileProblem}; give an http(s) URL template with {z}, {x} and {y}, e.g. https://tiles.example.city/{z}/{x}/{y}.png`);
   }
   if (Boolean(withDefaults.tls.certFile) !== Boolean(withDefaults.tls.keyFile)) {
     problems.push('ELDERGATE_TLS_CERT_FILE and ELDERGATE_TLS_KEY_FILE: set both, or neither');

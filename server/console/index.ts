@@ -14,6 +14,9 @@ import { requireRole } from '../plugins/auth.js';
 
 // The sources next to this file (tsx, tests); from a tsc build in dist/, the sources of the checkout.
 const HERE = dirname(fileURLToPath(import.meta.url));
+// Leaflet's marker images, served from here (never a CDN): its stylesheet (in style.css) finds them in images/
+const LEAFLET = dirname(createRequire(import.meta.url).resolve('leaflet/dist/leaflet.css'));
+const LEAFLET_IMAGES = ['marker-icon.png', 'marker-icon-2x.png', 'marker-shadow.png', 'layers.png', 'layers-2x.png'];
 const WEB = [join(HERE, 'web'), join(HERE, '../../../server/console/web')].find((d) => existsSync(join(d, 'main.ts'))) ?? join(HERE, 'web');
 
 interface Asset {
@@ -47,11 +50,12 @@ export async function bundleConsole(opts: { minify?: boolean } = {}): Promise<Re
     '/console/app.js': asset(js, 'text/javascript; charset=utf-8'),
     '/console/style.css': asset(libraryCss() + readFileSync(join(WEB, 'style.css'), 'utf8'), 'text/css; charset=utf-8'),
     '/console/icon.svg': asset(readFileSync(join(WEB, 'icon.svg')), 'image/svg+xml'),
+    ...Object.fromEntries(LEAFLET_IMAGES.map((f) => [`/console/images/${f}`, asset(readFileSync(join(LEAFLET, 'images', f)), 'image/png')])),
   };
 }
 
-/** Stylesheets of the libraries the console bundles (uPlot: the KPI chart), served inside /console/style.css before ours. */
-const LIBRARY_CSS = ['uplot/dist/uPlot.min.css'];
+/** Stylesheets of the libraries the console bundles (uPlot: the KPI chart; Leaflet: the map), served inside /console/style.css before ours. */
+const LIBRARY_CSS = ['uplot/dist/uPlot.min.css', 'leaflet/dist/leaflet.css'];
 const libraryCss = (): string => {
   const require = createRequire(import.meta.url);
   return LIBRARY_CSS.map((p) => `/* ${p} */\n${readFileSync(require.resolve(p), 'utf8')}\n`).join('');
@@ -59,13 +63,16 @@ const libraryCss = (): string => {
 
 const HOST_PATTERN = /^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
 
-/** Only our own scripts, styles and the alarm stream; nothing may frame the console (clickjacking an acknowledge). */
-function securityHeaders(req: FastifyRequest, reply: FastifyReply): void {
+/**
+ * Only our own scripts, styles and the alarm stream; nothing may frame the console (clickjacking an acknowledge).
+ * `tileOrigin`: the one origin map tiles come from (console.tileUrl), added to img-src and to nothing else.
+ */
+function securityHeaders(req: FastifyRequest, reply: FastifyReply, tileOrigin: string | null): void {
   const host = req.headers.host && HOST_PATTERN.test(req.headers.host) ? req.headers.host : null;
   const ws = host ? ` ws://${host} wss://${host}` : '';
   reply
     .header('content-security-policy',
-      `default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'${ws}; ` +
+      `default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:${tileOrigin ? ` ${tileOrigin}` : ''}; connect-src 'self'${ws}; ` +
       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
     .header('x-content-type-options', 'nosniff')
     .header('referrer-policy', 'no-referrer')
@@ -87,9 +94,13 @@ export function consoleRoutes(): FastifyPluginAsync<{ deps: AppDeps }> {
       log.error({ err }, 'the console could not be bundled; the API and the alarm stream still work');
     }
 
-    for (const path of ['/', '/console/app.js', '/console/style.css', '/console/icon.svg']) {
+    // validated by loadConfig (core/config.ts tileUrlProblem): an http(s) URL with a literal host
+    const tiles = deps.config.console?.tileUrl;
+    const tileOrigin = tiles ? new URL(tiles.replace(/\{[zxy]\}/g, '0')).origin : null;
+    const paths = ['/', '/console/app.js', '/console/style.css', '/console/icon.svg', ...LEAFLET_IMAGES.map((f) => `/console/images/${f}`)];
+    for (const path of paths) {
       app.get(path, { schema: { hide: true } }, async (req, reply) => {
-        securityHeaders(req, reply);
+        securityHeaders(req, reply, tileOrigin);
         if (!assets) {
           return reply.status(503).type('text/plain; charset=utf-8')
             .send(`The console could not be built at start-up (the API and alarm stream work): ${failure}`);
@@ -109,6 +120,8 @@ export function consoleRoutes(): FastifyPluginAsync<{ deps: AppDeps }> {
     }, async () => ({
       budgets: deps.config.budgets,
       stream: { pingIntervalMs: deps.config.http.wsPingIntervalMs, maxPayloadBytes: deps.config.http.wsMaxPayloadBytes },
+      // null: no tiles configured, the console draws its schematic plot
+      map: tiles ? { tileUrl: tiles, attribution: deps.config.console.tileAttribution, maxZoom: deps.config.console.tileMaxZoom } : null,
     }));
   };
 }
