@@ -14,7 +14,10 @@ export type DeviceLifecycle = (typeof DEVICE_STATES)[number];
 export const ROLES = ['admin', 'technician', 'operator', 'steward'] as const;
 export type Role = (typeof ROLES)[number];
 
-/** WGS84 position. `stale` marks a position that is not from this message (last known fix). */
+/**
+ * WGS84 position. `stale` marks a position that is not from this message: the device's last known fix, or the
+ * resident's home address when there is no fix at all (`source` says which; a home is never a "last known fix").
+ */
 export interface Position {
   lat: number;
   lon: number;
@@ -22,6 +25,8 @@ export interface Position {
   /** epoch ms when the fix was taken */
   at?: number;
   stale?: boolean;
+  /** where a stale position came from (gateway/rules/stale-position.ts) */
+  source?: 'last-known' | 'home';
 }
 
 /** Observation types that are emergencies for a person: never filtered, never shed, never swallowed. */

@@ -25,13 +25,13 @@ export function alarmPosition(obs: Observation, ctx: Pick<RuleContext, 'now' | '
   if (last.ok) {
     const age = last.position.at !== undefined ? Math.max(0, ctx.now - last.position.at) : undefined;
     return {
-      position: { ...last.position, stale: true },
+      position: { ...last.position, stale: true, source: 'last-known' },
       data: { positionSource: 'last-known', positionProblem, ...(age !== undefined && { positionAgeMs: age }) },
     };
   }
   const home = checkPosition(ctx.resident?.home);
   if (home.ok) {
-    return { position: { lat: home.position.lat, lon: home.position.lon, stale: true }, data: { positionSource: 'home', positionProblem } };
+    return { position: { lat: home.position.lat, lon: home.position.lon, stale: true, source: 'home' }, data: { positionSource: 'home', positionProblem } };
   }
   return { data: { positionSource: 'none', positionProblem } };
 }

@@ -26,6 +26,9 @@ export const PositionBody = Type.Object({
   accuracy: Type.Optional(Type.Number()),
   at: Type.Optional(Type.Number()),
   stale: Type.Optional(Type.Boolean()),
+  source: Type.Optional(Type.Union([Type.Literal('last-known'), Type.Literal('home')], {
+    description: "a stale position's origin: the device's last known fix, or the resident's home address (no fix)",
+  })),
 });
 
 export const IncidentBody = Type.Object({
