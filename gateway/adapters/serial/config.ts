@@ -2,7 +2,7 @@
 // Validated at start-up with every problem reported at once, each naming its field.
 import { Type, type Static, type TSchema, Kind } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { MAPPABLE_TYPES } from './contact-id.js';
+import { MAPPABLE_TYPES, VENDOR_NAMES } from './contact-id.js';
 
 const MappableType = Type.Union(MAPPABLE_TYPES.map((t) => Type.Literal(t)));
 
@@ -32,6 +32,10 @@ export const CodeTableConfigSchema = Type.Object(
     byAccount: Type.Optional(
       Type.Record(Type.String({ pattern: '^[0-9A-Fa-f]{1,16}$' }), CodeTableSchema, { additionalProperties: false }),
     ),
+    /** a shipped vendor table for a model whose name does not say its vendor, e.g. {"HSGW-G8": "climax"} */
+    vendorByModel: Type.Optional(
+      Type.Record(Type.String({ minLength: 1 }), Type.Union(VENDOR_NAMES.map((v) => Type.Literal(v)))),
+    ),
   },
   { additionalProperties: false },
 );
@@ -58,8 +62,20 @@ export const SerialReceiverConfigSchema = Type.Object(
      * frame cannot block every alarm queued behind it in the receiver.
      */
     acceptUnreadableAfter: Type.Integer({ minimum: 1, maximum: 100, default: 3 }),
-    /** bytes without a DC4 before the buffer is discarded and NAKed */
+    /** bytes of one frame before it is refused (the rest of it is skipped and the whole frame NAKed once) */
     maxFrameBytes: Type.Integer({ minimum: 32, maximum: 65536, default: 1024 }),
+    /**
+     * What ends a frame on this receiver's output: DC4 (Sur-Gard/DSC automation output), CR or LF (receivers and
+     * panels whose variant ends lines instead: CR LF works with ["CR"] or ["CR", "LF"]).
+     */
+    terminators: Type.Array(Type.Union([Type.Literal('DC4'), Type.Literal('CR'), Type.Literal('LF')]), {
+      minItems: 1, uniqueItems: true, default: ['DC4'],
+    }),
+    /**
+     * Bytes followed by this much silence without a terminator are a frame of their own (answered, never glued to
+     * the next one). The receiver waits 4 s for its answer, so this stays well below that.
+     */
+    interByteTimeoutMs: Type.Integer({ minimum: 20, maximum: 3000, default: 500 }),
     reopenMinMs: Type.Integer({ minimum: 10, default: 1000 }),
     reopenMaxMs: Type.Integer({ minimum: 10, default: 30_000 }),
     /** submit each receiver heartbeat as a `heartbeat` observation of receiverDeviceId (not awaited) */

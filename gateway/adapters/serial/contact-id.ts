@@ -29,11 +29,19 @@ export interface CodeEntry {
 /** code (Contact ID `XYZ`, or a two-letter SIA code) → entry */
 export type CodeTable = Readonly<Record<string, CodeEntry>>;
 
-/** Overrides from configuration; the most specific wins: account > model > receiver-wide > built-in. */
+/**
+ * Overrides from configuration; the most specific wins: account > model (configured) > the shipped vendor table of
+ * the device's model > receiver-wide > built-in.
+ */
 export interface CodeTableConfig {
   codes?: CodeTable;
   byModel?: Readonly<Record<string, CodeTable>>;
   byAccount?: Readonly<Record<string, CodeTable>>;
+  /**
+   * A shipped vendor table for a model whose name does not say its vendor (`{"HSGW-G8": "climax"}`); a model that
+   * names its vendor (`Climax MP-3G`, `VESTA HSGW`) finds its table without this.
+   */
+  vendorByModel?: Readonly<Record<string, VendorName>>;
 }
 
 const e = (type: MappableType, label: string, restoreType?: MappableType): CodeEntry =>
@@ -54,6 +62,8 @@ export const CONTACT_ID_CODES: CodeTable = {
   '121': e('panic', 'duress'),
   '122': e('panic', 'silent panic'),
   '123': e('panic', 'audible panic'),
+  // a break-in at an elder's home is a threat to the person: the panic card (P1), labelled burglary
+  '130': e('panic', 'burglary'),
   '137': e('tamper', 'tamper'),
   '144': e('tamper', 'sensor tamper'),
   '145': e('tamper', 'expansion module tamper'),
@@ -72,15 +82,30 @@ export const CONTACT_ID_CODES: CodeTable = {
   '381': e('supervision', 'loss of RF supervision'),
   '383': e('tamper', 'sensor tamper'),
   '384': e('battery', 'RF low battery'),
+  // E401 = opening (disarmed: someone is home), R401 = closing (armed: the resident went out); activity either way
+  '401': e('presence', 'open/close by user'),
   '601': e('test', 'manual test'),
   '602': e('test', 'periodic test'),
   '603': e('test', 'periodic RF transmission'),
+  // SIA DC-05 616 "service request": the resident asks to be called
+  '616': e('call-request', 'service request (call request)'),
+  // SIA DC-05 641 "senior watch trouble": the unit's inactivity timer expired
+  '641': e('no-movement', 'senior watch trouble (inactivity)'),
+  // not a DC-05 code: telecare units send it for a wanderer (door exit of a resident with dementia); no standard
+  // code it could be confused with, so it is mapped for every device (wander, P2, like a safe-zone exit)
+  '732': e('wander', 'wanderer (telecare vendor code)'),
 };
 
 const r = (type: MappableType, label: string): CodeEntry => ({ type, label, restore: true });
 
 /** Built-in SIA (DC-03) table for the codes that matter here; others become unknown, stored and shown. */
 export const SIA_CODES: CodeTable = {
+  BA: e('panic', 'burglary alarm'),
+  BH: r('panic', 'burglary alarm restore'),
+  BR: r('panic', 'burglary restoral'),
+  // closing = armed (the resident went out), opening = disarmed (someone came home): presence, and activity
+  CL: r('presence', 'closing (armed)'),
+  OP: e('presence', 'opening (disarmed)'),
   FA: e('fire', 'fire alarm'),
   FH: r('fire', 'fire alarm restore'),
   FR: r('fire', 'fire restoral'),
@@ -114,8 +139,8 @@ export const SIA_CODES: CodeTable = {
 };
 
 /**
- * Codes one telecare vendor family uses (PROTOCOLS.md). Not applied by default — list it for the accounts or
- * models that speak it (`byModel: { "<model>": TELECARE_VENDOR_CODES }` in code, or the same entries in JSON).
+ * Codes one telecare vendor family uses (PROTOCOLS.md): 102 is a fall, not "fail to report in". Applied to a model
+ * by `vendorByModel: { "<model>": "telecare" }` or `byModel: { "<model>": TELECARE_VENDOR_CODES }`.
  * 732 "wanderer" is the shared vocabulary's `wander` (P2, like a safe-zone exit).
  */
 export const TELECARE_VENDOR_CODES: CodeTable = {
@@ -126,6 +151,58 @@ export const TELECARE_VENDOR_CODES: CodeTable = {
   '733': e('bed-exit', 'bed exit'),
   '734': e('bed-exit', 'out of bed'),
 };
+
+/**
+ * Climax Technology telecare units (Mobile PERS, MX series), from the vendor's Contact ID list (Climax Technology,
+ * "Mobile PERS User's Manual", 2013, appendix 7.1 "Contact ID Event Codes"). Only where Climax differs from DC-05
+ * or says more: 102 is sent when the wearer has not moved after a detected fall, 120 is the fall sensor (DC-05:
+ * panic), 662 "help still needed" is a new call for help; the follow-on and nurse codes are kept as information.
+ */
+export const CLIMAX_CODES: CodeTable = {
+  '100': e('sos', 'base station emergency (help button)'),
+  '101': e('sos', 'personal emergency (pendant, wrist transmitter)'),
+  '102': e('fall', 'no movement after a detected fall'),
+  '120': e('fall', 'fall emergency (fall sensor)'),
+  '130': e('panic', 'burglary'),
+  '147': e('supervision', 'sensor supervision failure'),
+  '162': e('gas', 'carbon monoxide'),
+  '344': e('device-fault', 'radio jamming detected'),
+  '383': e('tamper', 'IR tamper open'),
+  '384': e('battery', 'devices low on battery'),
+  '602': e('test', 'auto check-in report'),
+  '606': e('heartbeat', 'follow-on operation (speech channel opened)'),
+  '641': e('no-movement', 'inactivity timer expired'),
+  '661': e('heartbeat', 'nurse or help has arrived / job completed'),
+  '662': e('sos', 'help still needed'),
+  '663': e('heartbeat', 'case closed by the nurse'),
+  // wanderer and call request as other telecare units send them
+  '616': e('call-request', 'call request'),
+  '732': e('wander', 'wanderer'),
+};
+
+/** The vendor tables eldergate ships, by name. */
+export const VENDOR_TABLES = {
+  climax: CLIMAX_CODES,
+  // VESTA is Climax Technology's product line: the same Contact ID list
+  vesta: CLIMAX_CODES,
+  telecare: TELECARE_VENDOR_CODES,
+} as const satisfies Record<string, CodeTable>;
+export type VendorName = keyof typeof VENDOR_TABLES;
+export const VENDOR_NAMES = Object.keys(VENDOR_TABLES) as VendorName[];
+
+/**
+ * The shipped vendor table a device model speaks: configured by model name, else the vendor named in the model
+ * itself (`Climax MP-3G`, `vesta-hsgw`), whole word, any case.
+ */
+export function vendorOf(model: string | undefined, cfg?: CodeTableConfig): VendorName | undefined {
+  if (model === undefined) return undefined;
+  const configured = cfg?.vendorByModel?.[model];
+  if (configured) return configured;
+  for (const name of ['climax', 'vesta'] as const) {
+    if (new RegExp(`(^|[^a-z])${name}([^a-z]|$)`, 'i').test(model)) return name;
+  }
+  return undefined;
+}
 
 export interface LookupContext {
   account?: string | undefined;
@@ -144,6 +221,8 @@ export function lookupCode(
   if (acct?.[key]) return { entry: acct[key]!, source: 'account' };
   const model = ctx.model !== undefined ? cfg?.byModel?.[ctx.model] : undefined;
   if (model?.[key]) return { entry: model[key]!, source: 'model' };
+  const vendor = vendorOf(ctx.model, cfg);
+  if (vendor && VENDOR_TABLES[vendor][key]) return { entry: VENDOR_TABLES[vendor][key]!, source: `vendor:${vendor}` };
   if (cfg?.codes?.[key]) return { entry: cfg.codes[key]!, source: 'receiver' };
   if (builtIn[key]) return { entry: builtIn[key]!, source: 'built-in' };
   return undefined;
@@ -265,6 +344,7 @@ export function siaToObservations(frame: SiaFrame, ctx: MapContext): Observation
       }),
     ];
   }
+  const deviceTs = siaTime(frame.modifiers, ctx.receivedAt);
   return frame.events.map((ev) => {
     const found = lookupCode(ev.code, SIA_CODES, ctx.codeTable, { account: frame.account, model: ctx.model });
     const detail: Record<string, unknown> = { ...common, code: ev.code, zone: ev.zone };
@@ -272,7 +352,7 @@ export function siaToObservations(frame: SiaFrame, ctx: MapContext): Observation
       detail.label = found.entry.label;
       detail.table = found.source;
     }
-    return makeObservation(found ? found.entry.type : 'unknown', {
+    const obs = makeObservation(found ? found.entry.type : 'unknown', {
       deviceId: ctx.deviceId,
       receivedAt: ctx.receivedAt,
       restore: Boolean(found?.entry.restore),
@@ -280,5 +360,30 @@ export function siaToObservations(frame: SiaFrame, ctx: MapContext): Observation
       flags: ctx.flags,
       detail,
     });
+    return deviceTs === undefined ? obs : { ...obs, deviceTs };
   });
+}
+
+/**
+ * The panel's own time of the event, from the SIA `ti` modifier (`hh:mm` or `hh:mm:ss`, the panel's clock) and,
+ * when given, the `da` date (`MM-DD-YY`); epoch ms in the gateway's local time zone. Without a date the event is
+ * on the day it arrived, or the day before when that time is still ahead (an event at 23:59 arriving at 00:01).
+ * Undefined when there is no readable time: the arrival time stands.
+ */
+export function siaTime(modifiers: Readonly<Record<string, string>>, receivedAt: number): number | undefined {
+  const t = /^(\d{1,2}):(\d{2})(?::(\d{2}))?$/.exec(modifiers.ti ?? '');
+  if (!t) return undefined;
+  const [h, m, sec] = [Number(t[1]), Number(t[2]), Number(t[3] ?? 0)];
+  if (h > 23 || m > 59 || sec > 59) return undefined;
+  const d = /^(\d{1,2})-(\d{1,2})-(\d{2}|\d{4})$/.exec(modifiers.da ?? '');
+  if (d) {
+    const year = d[3]!.length === 2 ? 2000 + Number(d[3]) : Number(d[3]);
+    const at = new Date(year, Number(d[1]) - 1, Number(d[2]), h, m, sec).getTime();
+    return Number.isFinite(at) ? at : undefined;
+  }
+  const day = new Date(receivedAt);
+  day.setHours(h, m, sec, 0);
+  // more than a minute ahead of arrival: the panel's clock is not that far ahead, it is yesterday's event
+  if (day.getTime() > receivedAt + 60_000) day.setDate(day.getDate() - 1);
+  return day.getTime();
 }

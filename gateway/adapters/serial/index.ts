@@ -8,10 +8,11 @@ export * from './frames.js';
 export * from './contact-id.js';
 export * from './config.js';
 export * from './receiver.js';
+export * from './framer.js';
 
 export type SerialDeps = Pick<
   SerialReceiverOptions,
-  'sink' | 'log' | 'resolveAccount' | 'resolveModel' | 'now' | 'onUnreadable'
+  'sink' | 'log' | 'resolveAccount' | 'resolveModel' | 'commLostAtStart' | 'now' | 'onUnreadable'
 >;
 
 export interface SerialReceivers {

@@ -5,11 +5,12 @@
 // ACK or NAK within 4 s; without an ACK it is sent 3 more times, then buffered until a heartbeat is ACKed.
 // So: ACK an event only once the sink says it is durable (like PUBACK); NAK what we cannot read or could not store,
 // and the receiver keeps the event for us. Heartbeats are ACKed at once: they are how the receiver tests the link.
-import { SerialPort, DelimiterParser } from 'serialport';
+import { SerialPort } from 'serialport';
 import type { Observation, ObservationSink } from '../../../core/contracts.js';
 import type { Logger } from '../../../core/logger.js';
-import { decodeFrame, printable, ACK, NAK, DC4, type Frame } from './frames.js';
+import { decodeFrame, printable, ACK, NAK, type Frame } from './frames.js';
 import { contactIdToObservation, siaToObservations, type CodeTableConfig } from './contact-id.js';
+import { Framer, type FramerOutput, type Terminator } from './framer.js';
 
 export interface SerialReceiverOptions {
   path: string;
@@ -21,6 +22,9 @@ export interface SerialReceiverOptions {
   heartbeatTimeoutMs?: number;
   acceptUnreadableAfter?: number;
   maxFrameBytes?: number;
+  /** what ends a frame on this receiver (default DC4 only); a gap of interByteTimeoutMs ends one too */
+  terminators?: readonly Terminator[];
+  interByteTimeoutMs?: number;
   reopenMinMs?: number;
   reopenMaxMs?: number;
   reportHeartbeats?: boolean;
@@ -29,6 +33,11 @@ export interface SerialReceiverOptions {
   resolveAccount(account: string, where: { receiver: string; line: string; protocol: 'contact-id' | 'sia' }): string | undefined;
   /** deviceId → model, so the code table can be overridden per model */
   resolveModel?(deviceId: string): string | undefined;
+  /**
+   * Whether the previous run left this device's link lost (its last comm-lost not followed by comm-restored, or its
+   * comm-lost card still open): then the first frame after a restart stores comm-restored and clears the card.
+   */
+  commLostAtStart?(deviceId: string): boolean;
   sink: ObservationSink;
   log: Logger;
   now?: () => number;
@@ -41,6 +50,12 @@ export interface SerialReceiverStats {
   framesReceived: number;
   events: number;
   heartbeats: number;
+  /** bare DC4s (the receiver testing the link), ACKed */
+  linkTests: number;
+  /** frames longer than maxFrameBytes, answered once each */
+  oversized: number;
+  /** frames ended by silence instead of a terminator */
+  timedOutFrames: number;
   observations: number;
   acks: number;
   naks: number;
@@ -71,6 +86,8 @@ const DEFAULTS = {
   heartbeatTimeoutMs: 90_000,
   acceptUnreadableAfter: 3,
   maxFrameBytes: 1024,
+  terminators: ['DC4'] as readonly Terminator[],
+  interByteTimeoutMs: 500,
   reopenMinMs: 1000,
   reopenMaxMs: 30_000,
 };
@@ -89,7 +106,8 @@ export async function startSerialReceiver(opts: SerialReceiverOptions): Promise<
   const baseDetail = { receiverDeviceId: opts.receiverDeviceId, port: opts.path };
 
   const st: SerialReceiverStats = {
-    open: false, framesReceived: 0, events: 0, heartbeats: 0, observations: 0, acks: 0, naks: 0, unreadable: 0,
+    open: false, framesReceived: 0, events: 0, heartbeats: 0, linkTests: 0, oversized: 0, timedOutFrames: 0,
+    observations: 0, acks: 0, naks: 0, unreadable: 0,
     unreadableAccepted: 0, submitFailures: 0, unknownAccounts: 0, unknownCodes: 0, commLost: false,
     lastFrameAt: null, queueDepth: 0, opens: 0, openFailures: 0,
   };
@@ -98,9 +116,20 @@ export async function startSerialReceiver(opts: SerialReceiverOptions): Promise<
   let closing = false;
   let reopenTimer: NodeJS.Timeout | undefined;
   let reopenAttempt = 0;
+  const framers = new Set<Framer>();
   // supervision: from start, a receiver that never speaks is as lost as one that stopped
   let lastLife = now();
+  // heard since start: only a frame proves the link is back (a lost state carried over a restart must not be
+  // "restored" by the clock alone)
+  let heard = false;
   let reported: 'ok' | 'lost' = 'ok';
+  try {
+    if (opts.commLostAtStart?.(opts.receiverDeviceId)) reported = 'lost';
+  } catch (err) {
+    log.error({ err }, 'could not read the link state left by the previous run; assuming the link was up');
+  }
+  st.commLost = reported === 'lost';
+  if (st.commLost) log.warn('the receiver link was lost when the gateway stopped: its first frame will restore it');
   let reporting = false;
   // the same unreadable bytes again and again: a format we do not read (see acceptUnreadableAfter)
   let lastBad: { raw: string; count: number } | undefined;
@@ -166,7 +195,7 @@ export async function startSerialReceiver(opts: SerialReceiverOptions): Promise<
   const supervise = () => {
     const silent = now() - lastLife > cfg.heartbeatTimeoutMs;
     if (silent && reported === 'ok') report('comm-lost');
-    else if (!silent && reported === 'lost') report('comm-restored');
+    else if (!silent && heard && reported === 'lost') report('comm-restored');
   };
   const superviseTimer = setInterval(supervise, Math.max(20, Math.min(1000, cfg.heartbeatTimeoutMs / 4)));
   superviseTimer.unref();
@@ -176,7 +205,10 @@ export async function startSerialReceiver(opts: SerialReceiverOptions): Promise<
     let model: string | undefined;
     if (account !== undefined) {
       try {
-        deviceId = opts.resolveAccount(account, where);
+        for (const candidate of accountCandidates(account, where)) {
+          deviceId = opts.resolveAccount(candidate, where);
+          if (deviceId !== undefined) break;
+        }
       } catch (err) {
         log.error({ err, account }, 'resolveAccount failed; treating the account as unknown');
       }
@@ -272,6 +304,7 @@ export async function startSerialReceiver(opts: SerialReceiverOptions): Promise<
       st.framesReceived++;
       st.lastFrameAt = receivedAt;
       lastLife = receivedAt;
+      heard = true;
       if (reported === 'lost') report('comm-restored');
       const res = decodeFrame(buf);
       if (!res.ok) {
@@ -305,6 +338,30 @@ export async function startSerialReceiver(opts: SerialReceiverOptions): Promise<
     }
   };
 
+  /** One output of the framer: exactly one answer goes back for it (or none for what no one waits on). */
+  const onFramed = (out: FramerOutput) => {
+    if (out.kind === 'frame') {
+      if (out.end === 'timeout') st.timedOutFrames++;
+      onFrame(out.bytes);
+      return;
+    }
+    const receivedAt = now();
+    st.framesReceived++;
+    st.lastFrameAt = receivedAt;
+    lastLife = receivedAt;
+    heard = true;
+    if (reported === 'lost') report('comm-restored');
+    if (out.kind === 'empty') {
+      // a DC4 alone: the receiver testing the link to the automation software; answered like a heartbeat
+      st.linkTests++;
+      answer(ACK, 'link test (bare DC4)');
+      return;
+    }
+    st.oversized++;
+    const raw = `${out.head.toString('latin1')}… (${out.length} bytes)`;
+    handleUnreadable(raw, `frame of ${out.length} bytes is longer than maxFrameBytes (${cfg.maxFrameBytes}); ended by ${out.end === 'timeout' ? 'silence' : out.end}`, receivedAt);
+  };
+
   const scheduleReopen = () => {
     if (closing || reopenTimer) return;
     const base = Math.min(cfg.reopenMaxMs, cfg.reopenMinMs * 2 ** Math.min(reopenAttempt, 20));
@@ -327,19 +384,23 @@ export async function startSerialReceiver(opts: SerialReceiverOptions): Promise<
         stopBits: cfg.stopBits,
         autoOpen: false,
       });
-      const parser = new DelimiterParser({ delimiter: [DC4] });
-      parser.on('data', onFrame);
-      p.on('data', (chunk: Buffer) => {
-        try {
-          parser.write(chunk);
-          // DelimiterParser keeps bytes until a DC4 comes: bound them so garbage cannot grow without end
-          if (parser.buffer.length > cfg.maxFrameBytes) {
-            const raw = parser.buffer.toString('latin1');
-            parser.buffer = Buffer.alloc(0);
-            st.framesReceived++;
-            lastLife = now();
-            handleUnreadable(raw, `more than ${cfg.maxFrameBytes} bytes without DC4`, now());
+      const framer = new Framer({
+        terminators: cfg.terminators,
+        maxFrameBytes: cfg.maxFrameBytes,
+        interByteTimeoutMs: cfg.interByteTimeoutMs,
+        emit: (out) => {
+          try {
+            onFramed(out);
+          } catch (err) {
+            log.error({ err }, 'frame handler failed');
           }
+        },
+      });
+      framers.add(framer);
+      p.on('data', (chunk: Buffer) => {
+        if (port !== p) return;
+        try {
+          framer.push(chunk);
         } catch (err) {
           log.error({ err }, 'serial data handler failed');
         }
@@ -349,7 +410,8 @@ export async function startSerialReceiver(opts: SerialReceiverOptions): Promise<
         if (port !== p) return;
         port = undefined;
         st.open = false;
-        parser.removeAllListeners('data');
+        framer.reset();
+        framers.delete(framer);
         if (closing) return;
         log.warn({ err }, 'serial port closed; reopening with back-off');
         scheduleReopen();
@@ -382,6 +444,7 @@ export async function startSerialReceiver(opts: SerialReceiverOptions): Promise<
       if (closing) return;
       closing = true;
       clearInterval(superviseTimer);
+      for (const f of framers) f.reset();
       if (reopenTimer) clearTimeout(reopenTimer);
       reopenTimer = undefined;
       let timer: NodeJS.Timeout | undefined;
@@ -393,6 +456,21 @@ export async function startSerialReceiver(opts: SerialReceiverOptions): Promise<
       if (p?.isOpen) await new Promise<void>((r) => p.close(() => r()));
     },
   };
+}
+
+/**
+ * The identifiers an account may be registered under, most specific first: qualified by receiver and line
+ * (`01:1:1234`, for accounts that repeat across lines), by receiver (`01:1234`), then the account alone; each as
+ * received, in capitals and in small letters (a technician may type `a1b2` for the `A1B2` a receiver prints).
+ */
+export function accountCandidates(account: string, where: { receiver?: string; line?: string }): string[] {
+  const bases: string[] = [];
+  if (where.receiver && where.line) bases.push(`${where.receiver}:${where.line}:${account}`);
+  if (where.receiver) bases.push(`${where.receiver}:${account}`);
+  bases.push(account);
+  const out: string[] = [];
+  for (const b of bases) for (const v of [b, b.toUpperCase(), b.toLowerCase()]) if (!out.includes(v)) out.push(v);
+  return out;
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {
