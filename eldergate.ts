@@ -34,6 +34,7 @@ import type { AppDeps } from './server/deps.js';
 import { topics } from './core/contracts.js';
 import { connectionCapSettings, deriveConnectionCaps } from './core/limits.js';
 import { startRetention } from './core/retention.js';
+import { startProtocols, type Protocols } from './gateway/protocols/index.js';
 
 export interface Eldergate {
   config: Config;
@@ -51,6 +52,8 @@ export interface Eldergate {
   broker: EmbeddedBroker;
   modbus: ModbusAdapter;
   serial: SerialReceivers;
+  /** the terminal protocol listeners (watch, JT/T 808, DC-09): each off until its port is set */
+  protocols: Protocols;
   app: FastifyInstance;
   mqttPort: number;
   httpPort: number;
@@ -114,7 +117,14 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       `publicHost is "${config.publicHost}": provisioning answers tell devices to connect there, which only this machine can reach; set ELDERGATE_PUBLIC_HOST (or "publicHost" in the ELDERGATE_CONFIG file) to the name devices use`);
   }
   const broker = await startBroker({ config, registry, states, ingest, bus, log, metrics, connectionCap: caps.mqtt });
-  commands.attach(broker);
+  // terminals that speak their own protocol (gateway/protocols): commands reach them over their connection
+  const protocols = await startProtocols({
+    config, ingest, registry, bus, log, metrics, connectionCap: caps.mqtt, resendCommands: (id) => commands.resend(id),
+  }).catch(async (err: unknown) => {
+    await broker.close();
+    throw err;
+  });
+  commands.attach(protocols.commandTransport(broker));
   broker.aedes.on('subscribe', (subs, client) => {
     // re-send pending commands once the device listens again (aedes' own queue does not survive a restart)
     if (client && subs.some((s) => s.topic.endsWith('/commands'))) commands.resend(client.id);
@@ -178,7 +188,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
 
   let closed = false;
   return {
-    config, log, store, bus, metrics, users, registry, states, ingest, commands, response, alarms, broker, modbus, serial, app,
+    config, log, store, bus, metrics, users, registry, states, ingest, commands, response, alarms, broker, modbus, serial, protocols, app,
     mqttPort: broker.port,
     httpPort,
     ...(bootstrap ? { bootstrap } : {}),
@@ -192,6 +202,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       storage.close();
       await app.close();
       await broker.close();
+      await protocols.close();
       // the adapters finish storing what they read before the writer closes
       await modbus.close();
       await serial.close();

@@ -35,6 +35,8 @@ function startupHint(err: unknown, config: Config): string | null {
       [['mqtt', 'port'], config.mqtt.port, ['mqtt', 'host']],
       [['mqtt', 'tlsPort'], config.mqtt.tlsPort, ['mqtt', 'host']],
       [['http', 'port'], config.http.port, ['http', 'host']],
+      ...(['watch', 'jt808', 'dc09'] as const).map((name): [string[], number, string[]] =>
+        [['protocols', name, 'port'], config.protocols[name].port ?? -1, ['protocols', name, 'host']]),
     ];
     const match = ports.find(([, port]) => port === e.port);
     const what = e.code === 'EADDRINUSE' ? 'is already in use by another process'
@@ -42,7 +44,7 @@ function startupHint(err: unknown, config: Config): string | null {
         : 'is on an address this machine does not have';
     const change = match
       ? (e.code === 'EADDRNOTAVAIL' ? setting(match[2]) : setting(match[0]))
-      : 'mqtt.port, mqtt.tlsPort or http.port';
+      : 'mqtt.port, mqtt.tlsPort, http.port or protocols.<name>.port';
     return `port ${e.port} on ${e.address ?? 'this host'} ${what}: change ${change}, or stop the other process`;
   }
   if ((e.code === 'ENOENT' || e.code === 'EACCES' || e.code === 'EISDIR') && typeof e.path === 'string') {

@@ -36,6 +36,8 @@ export interface ProvisionInput {
   model?: string;
   firmware?: string;
   power?: 'battery' | 'mains';
+  /** a test run's device: its incidents are test incidents (response/incidents.ts) */
+  test?: boolean;
 }
 
 const SERIAL_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{2,63}$/;
@@ -180,6 +182,7 @@ export class DeviceRegistry {
           accountScheme: null,
           account: null,
           importId: null,
+          test: input.test ?? false,
           createdAt: now,
           updatedAt: now,
         };
@@ -201,7 +204,7 @@ export class DeviceRegistry {
    * listed, not found, unable to connect) until one short transaction turns the import 'done'. Should anything fail,
    * the rows written so far are deleted; after a crash, start-up deletes them. One import at a time.
    */
-  async importDevices(rows: ImportRow[], actor: string): Promise<{ importId: string; created: { device: DeviceRow; secret: string }[]; writeMs: number; longestSliceMs: number }> {
+  async importDevices(rows: ImportRow[], actor: string, opts: { test?: boolean } = {}): Promise<{ importId: string; created: { device: DeviceRow; secret: string }[]; writeMs: number; longestSliceMs: number }> {
     if (this.importing) throw new ConflictError('another device import is running: try again when it has finished');
     this.importing = true;
     const importId = newId('imp');
@@ -236,7 +239,7 @@ export class DeviceRegistry {
             id: newDeviceId(input.kind), kind: input.kind, serial: input.serial, model: input.model ?? null, firmware: input.firmware ?? null,
             state: 'provisioned', residentId: null, secretHash: this.hasher.hash(secret), secretRotatedAt: now,
             power: input.power ?? (input.kind === 'modbus' || input.kind === 'receiver' || input.kind === 'dc09' ? 'mains' : 'battery'),
-            config: {}, notes: null, accountScheme: null, account: null, importId, createdAt: now, updatedAt: now,
+            config: {}, notes: null, accountScheme: null, account: null, importId, test: opts.test ?? false, createdAt: now, updatedAt: now,
           },
         };
       }));
@@ -245,11 +248,11 @@ export class DeviceRegistry {
       this.sqlite.prepare(`INSERT INTO device_imports (id, status, count, actor, started_at) VALUES (?, 'importing', ?, ?, ?)`).run(importId, rows.length, actor, now);
       started = true;
       const insert = this.sqlite.prepare(`INSERT INTO devices (id, kind, serial, model, firmware, state, resident_id, secret_hash,
-          secret_rotated_at, power, config, notes, account_scheme, account, import_id, created_at, updated_at)
-        VALUES (?, ?, ?, ?, ?, 'provisioned', NULL, ?, ?, ?, '{}', NULL, NULL, NULL, ?, ?, ?)`);
+          secret_rotated_at, power, config, notes, account_scheme, account, import_id, test, created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, 'provisioned', NULL, ?, ?, ?, '{}', NULL, NULL, NULL, ?, ?, ?, ?)`);
       const slice = this.sqlite.transaction((from: number, deadline: number) => untilDeadline(from, created.length, deadline, (i) => {
         const d = created[i]!.device;
-        insert.run(d.id, d.kind, d.serial, d.model, d.firmware, d.secretHash, now, d.power, importId, now, now);
+        insert.run(d.id, d.kind, d.serial, d.model, d.firmware, d.secretHash, now, d.power, importId, d.test ? 1 : 0, now, now);
       }));
       const t0 = performance.now();
       let longestSliceMs = 0;
@@ -480,6 +483,7 @@ export class DeviceRegistry {
       noMovementSeconds: input.noMovementSeconds ?? null,
       checkInBy: input.checkInBy ?? null,
       notes: input.notes ?? null,
+      test: input.test ?? false,
       createdAt: now,
       updatedAt: now,
     };
@@ -531,6 +535,8 @@ export interface ResidentInput {
   noMovementSeconds?: number | null;
   checkInBy?: string | null;
   notes?: string | null;
+  /** created by a test run: not a person in care */
+  test?: boolean;
 }
 
 /** Residents within a user's scope: the scope's units, and at a root of the network the unplaced ones. */
