@@ -33,6 +33,8 @@ export const residents = sqliteTable(
     /** local time "HH:MM" by which the daily check-in is due; null = no check-in service */
     checkInBy: text('check_in_by'),
     notes: text('notes'),
+    /** created by a test run (firmware-sim scenario): not a person in care; removable after the run */
+    test: integer('test', { mode: 'boolean' }).notNull().default(false),
     createdAt: ms('created_at').notNull(),
     updatedAt: ms('updated_at').notNull(),
   },
@@ -66,6 +68,12 @@ export const devices = sqliteTable(
     account: text('account'),
     /** the CSV import that created the device; while that import is still running the device does not exist yet */
     importId: text('import_id'),
+    /**
+     * A test engineer's device (a firmware-sim scenario run): its every incident is a test incident — shown apart,
+     * never escalated or notified, not in the KPIs. A column, not `config`, so that no configuration PATCH can drop
+     * it and no device can be turned into a test device by accident. Set only at provisioning (admin/technician).
+     */
+    test: integer('test', { mode: 'boolean' }).notNull().default(false),
     createdAt: ms('created_at').notNull(),
     updatedAt: ms('updated_at').notNull(),
   },

@@ -93,6 +93,11 @@ export interface IncidentService {
   act(incidentId: string, action: IncidentAction, actor: Actor): { incident: IncidentRow; events: CommittedEvent[] };
   /** escalation steps (own transaction, published); [] if the incident no longer waits on `steps[0].dueAt` */
   escalate(incidentId: string, steps: readonly EscalationStep[]): CommittedEvent[];
+  /**
+   * The gateway itself closes an incident (a test alarm that came through: "test passed"): a `resolved` event with no
+   * actor, own transaction, published. Only for what needs no person; [] if the incident is already closed.
+   */
+  resolveBySystem(incidentId: string, outcome: string, data?: Record<string, unknown>): CommittedEvent[];
   /** add an information event (notification attempts, device commands, system notes); own transaction, published */
   record(incidentId: string, type: InfoEventType, data: Record<string, unknown>, actor?: string | null): CommittedEvent[];
   /** the WebSocket layer sent an event of this incident to a console: the first push stamps `pushed` */
@@ -252,6 +257,8 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     openCounts: sqlite.prepare<[], { priority: Priority; n: number }>(
       `SELECT priority, count(*) AS n FROM incidents WHERE status NOT IN ('resolved', 'cancelled') AND test = 0 GROUP BY priority`,
     ),
+    // a test run's device (devices.test): a primary-key read inside the alarm's own transaction, microseconds
+    deviceTest: sqlite.prepare<[string], number>('SELECT test FROM devices WHERE id = ?').pluck(),
     pending: sqlite.prepare<[], IncidentDbRow>(
       `SELECT * FROM incidents WHERE status = 'open' AND deadline_at IS NOT NULL ORDER BY deadline_at`,
     ),
@@ -322,13 +329,21 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     }
   }
 
+  /**
+   * Every incident of a test run's device is a test incident: shown apart on the board, never escalated or notified,
+   * not in the KPIs. A device that is not in the registry (a system source) is not a test device.
+   */
+  function fromTestDevice(deviceId: string): boolean {
+    return q.deviceTest.get(deviceId) === 1;
+  }
+
   function budgetFor(priority: Priority): number {
     return config.budgets[priority].ackMs;
   }
 
   function raise(action: Extract<AlarmAction, { action: 'raise' }>, source: AlarmSource): CommittedEvent[] {
     const now = clock.now();
-    const test = Boolean(action.test);
+    const test = Boolean(action.test) || fromTestDevice(source.deviceId);
     const open = q.openOf.get(source.deviceId, action.type, test ? 1 : 0);
     if (open) {
       const state = toRow(open);
@@ -370,7 +385,8 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
   }
 
   function clear(action: Extract<AlarmAction, { action: 'clear' }>, source: AlarmSource): CommittedEvent[] {
-    const open = q.openOf.get(source.deviceId, action.type, 0);
+    // a test device's incidents are all test incidents: its "back online" clears its test "offline"
+    const open = q.openOf.get(source.deviceId, action.type, fromTestDevice(source.deviceId) ? 1 : 0);
     if (!open) return [];
     const state = toRow(open);
     const now = clock.now();
@@ -382,7 +398,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
   }
 
   function cancelByDevice(action: Extract<AlarmAction, { action: 'cancel' }>, source: AlarmSource): CommittedEvent[] {
-    const open = q.openOf.get(source.deviceId, action.type, 0);
+    const open = q.openOf.get(source.deviceId, action.type, fromTestDevice(source.deviceId) ? 1 : 0);
     if (!open) return [];
     const state = toRow(open);
     const now = clock.now();
@@ -493,8 +509,8 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     if (!steps.length) return [];
     const events = tx(() => {
       let state = getRow(incidentId);
-      // a stale timer (acknowledged meanwhile, already escalated) changes nothing
-      if (!state || state.status !== 'open' || state.deadlineAt !== steps[0]!.dueAt) return [];
+      // a stale timer (acknowledged meanwhile, already escalated) changes nothing; a test incident never escalates
+      if (!state || state.test || state.status !== 'open' || state.deadlineAt !== steps[0]!.dueAt) return [];
       const out: CommittedEvent[] = [];
       for (const s of steps) {
         const r = append(state, incidentId, 'escalated', s.at, null, {
@@ -514,6 +530,18 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
       }
       return out;
     });
+    publishCommitted(events);
+    return events;
+  }
+
+  function resolveBySystem(incidentId: string, outcome: string, data: Record<string, unknown> = {}): CommittedEvent[] {
+    const events = tx(() => {
+      const state = getRow(incidentId);
+      if (!state || isClosed(state.status)) return [];
+      const now = clock.now();
+      return [append(state, incidentId, 'resolved', now, null, { ...data, by: 'gateway', outcome, stamps: { resolved: now } }, state.unitId).event];
+    });
+    if (events.length) log.info({ incidentId, outcome }, 'incident resolved by the gateway');
     publishCommitted(events);
     return events;
   }
@@ -626,6 +654,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     publishCommitted,
     act,
     escalate,
+    resolveBySystem,
     record,
     markPushed,
     markDelivered,

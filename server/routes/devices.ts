@@ -45,6 +45,7 @@ export const DeviceBody = Type.Object({
   accountScheme: Nullable(Type.String()),
   account: Nullable(Type.String({ description: "the account identifier the device's alarms arrive under on a shared channel (unique; admins set it)" })),
   notes: Nullable(Type.String()),
+  test: Type.Boolean({ description: "a test run's device: its incidents are test incidents (shown apart, never escalated, not in KPIs)" }),
   createdAt: Type.Integer(),
   updatedAt: Type.Integer(),
   secretRotatedAt: Type.Integer(),
@@ -56,7 +57,16 @@ const Credentials = Type.Object({
   kind: Kind,
   serial: Type.String(),
   secret: Type.String({ description: 'shown only in this answer: store it in the device now' }),
-  mqtt: Type.Object({
+  terminal: Type.Optional(Type.Object({
+    protocol: Type.String({ description: 'watch | jt808 | dc09' }),
+    host: Type.String(),
+    port: Nullable(Type.Integer({ description: 'null while the listener is off (protocols.<name>.port not set)' })),
+    transport: Type.String({ description: 'tcp, or tcp/udp' }),
+    identifier: Type.String({ description: "the terminal's own identifier, as the terminal sends it" }),
+    setup: Type.String({ description: 'what the technician enters on the terminal' }),
+    secret: Type.String({ description: 'what the secret above is for with this protocol' }),
+  }, { description: 'for terminals that speak their own protocol (docs/protocols.md) instead of MQTT' })),
+  mqtt: Type.Optional(Type.Object({
     host: Type.String(),
     port: Type.Integer(),
     tlsPort: Type.Optional(Type.Integer()),
@@ -66,8 +76,34 @@ const Credentials = Type.Object({
     topics: Type.Object({
       events: Type.String(), telemetry: Type.String(), status: Type.String(), commands: Type.String(), commandAck: Type.String(),
     }),
-  }),
+  })),
 });
+
+/** What a technician sets on a terminal that speaks its own protocol (docs/protocols.md). */
+function terminalSetup(kind: 'watch' | 'jt808' | 'dc09', host: string, port: number | undefined, serial: string) {
+  const at = port === undefined ? `${host}:<port: the ${kind} listener is off, set protocols.${kind}.port>` : `${host}:${port}`;
+  const p = port ?? '<port>';
+  switch (kind) {
+    case 'watch':
+      return {
+        transport: 'tcp',
+        setup: `point the watch at ${at}: most watches take the SMS "pw,123456,ip,${host},${p}#" (the password and the form vary by vendor; see docs/protocols/watch.md); its id must read ${serial}`,
+        secret: 'not used: the watch protocol has no password; only provisioned watch ids are heard (see docs/protocols.md, Security)',
+      };
+    case 'jt808':
+      return {
+        transport: 'tcp',
+        setup: `set the terminal's server to ${at} and its terminal phone number to ${serial}; it registers (0x0100) and gets its authentication code from the gateway`,
+        secret: 'not used: the JT/T 808 authentication code is issued to the terminal when it registers',
+      };
+    case 'dc09':
+      return {
+        transport: 'tcp/udp',
+        setup: `set the panel's receiver to ${at} (TCP or UDP), account ${serial}, DC-09 with ADM-CID or SIA-DCS; an encryption key for the account goes in the gateway's DC-09 key file (docs/protocols/dc09.md)`,
+        secret: 'not used by DC-09; encryption keys are configured per account on the gateway',
+      };
+  }
+}
 
 const CommandBody = Type.Object({
   id: Type.String(), deviceId: Type.String(), type: Type.String(), params: Type.Object({}, { additionalProperties: true }),
@@ -94,6 +130,9 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     kind: d.kind,
     serial: d.serial,
     secret,
+    ...(d.kind === 'watch' || d.kind === 'jt808' || d.kind === 'dc09'
+      ? { terminal: { protocol: d.kind, host: config.publicHost, port: deps.protocolPorts?.[d.kind] ?? null, identifier: d.serial, ...terminalSetup(d.kind, config.publicHost, deps.protocolPorts?.[d.kind], d.serial) } }
+      : {}),
     mqtt: {
       host: config.publicHost,
       port: deps.mqttPorts.port,
@@ -131,6 +170,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
         model: Type.Optional(Type.String({ maxLength: 64 })),
         firmware: Type.Optional(Type.String({ maxLength: 64 })),
         power: Type.Optional(Type.Union([Type.Literal('battery'), Type.Literal('mains')])),
+        test: Type.Optional(Type.Boolean({ description: "a test run's device (firmware-sim): its incidents are test incidents; set only here" })),
       }, { additionalProperties: false }),
       response: { 201: Credentials, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody },
     },
@@ -138,7 +178,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
   }, async (req, reply) => {
     const { device, secret } = registry.provision(req.body);
     req.log.info({ deviceId: device.id, kind: device.kind, serial: device.serial, by: req.user.username }, 'device provisioned');
-    audit.record({ actor: auditActor(req), action: 'device.provision', target: { type: 'device', id: device.id }, details: { kind: device.kind, serial: device.serial } });
+    audit.record({ actor: auditActor(req), action: 'device.provision', target: { type: 'device', id: device.id }, details: { kind: device.kind, serial: device.serial, ...(device.test ? { test: true } : {}) } });
     reply.status(201).header('cache-control', 'no-store');
     return credentials(device, secret);
   });
@@ -151,16 +191,16 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     schema: {
       tags: ['devices'],
       summary: 'Bulk import a CSV of serials (header serial,kind[,model,firmware,power]; ≤ 50,000 lines, ≤ 16 MiB); answers CSV id,serial,kind,secret',
-      querystring: Type.Object({ kind: Type.Optional(Kind) }),
+      querystring: Type.Object({ kind: Type.Optional(Kind), test: Type.Optional(Type.Boolean({ description: "a test run's devices (firmware-sim)" })) }),
       response: { 201: Type.String({ description: 'CSV id,serial,kind,secret' }), 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 409: ErrorBody, 413: ErrorBody },
     },
     onRequest: writers,
   }, async (req, reply) => {
     if (typeof req.body !== 'string') throw new ValidationError('send the CSV with Content-Type: text/csv');
     const rows = await parseDeviceCsv(req.body, req.query.kind as DeviceKind | undefined);
-    const { importId, created, writeMs, longestSliceMs } = await registry.importDevices(rows, req.user.username);
+    const { importId, created, writeMs, longestSliceMs } = await registry.importDevices(rows, req.user.username, { test: req.query.test === true });
     req.log.info({ importId, count: created.length, by: req.user.username, writeMs: Math.round(writeMs), longestSliceMs: Math.round(longestSliceMs) }, 'devices imported');
-    audit.record({ actor: auditActor(req), action: 'device.import', target: { type: 'import', id: importId }, details: { count: created.length, first: created[0]?.device.id, last: created.at(-1)?.device.id } });
+    audit.record({ actor: auditActor(req), action: 'device.import', target: { type: 'import', id: importId }, details: { count: created.length, first: created[0]?.device.id, last: created.at(-1)?.device.id, ...(req.query.test ? { test: true } : {}) } });
     reply.status(201).header('content-type', 'text/csv; charset=utf-8').header('cache-control', 'no-store');
     // streamed in pieces: 50,000 lines of answer do not hold the loop either
     // (a stream: Fastify skips the 201 string schema's serializer for it)

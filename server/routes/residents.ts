@@ -49,6 +49,7 @@ export const ResidentBody = Type.Object({
   noMovementSeconds: Nullable(Type.Integer()),
   checkInBy: Nullable(Type.String()),
   notes: Nullable(Type.String()),
+  test: Type.Boolean({ description: 'created by a test run (firmware-sim): not a person in care' }),
   createdAt: Type.Integer(),
   updatedAt: Type.Integer(),
 });
@@ -74,7 +75,10 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
   app.post('/api/residents', {
     schema: {
       tags: ['residents'], summary: 'Register a resident',
-      body: Type.Object(ResidentFields, { additionalProperties: false }),
+      body: Type.Object({
+        ...ResidentFields,
+        test: Type.Optional(Type.Boolean({ description: "a test run's resident (admin or technician only); set only here" })),
+      }, { additionalProperties: false }),
       response: { 201: ResidentBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody },
     },
     onRequest: writers,
@@ -82,10 +86,14 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
     knownUnit(req.body.unitId);
     checkUnit(req.user, req.body.unitId);
     knownChannels(req.body.contacts);
+    // a test run's resident is a technician's or admin's doing: an operator registers people in care only
+    if (req.body.test && req.user.role !== 'admin' && req.user.role !== 'technician') {
+      throw new ForbiddenError('only an admin or a technician may register a test resident ("test": true); leave "test" out for a person in care');
+    }
     const r = registry.createResident(req.body);
     req.log.info({ residentId: r.id, unitId: r.unitId, by: req.user.username }, 'resident created');
     // the names of the fields set, not their values: the audit log is not a second copy of a resident's file
-    deps.audit.record({ actor: auditActor(req), action: 'resident.create', target: { type: 'resident', id: r.id }, details: { unitId: r.unitId, fields: Object.keys(req.body) } });
+    deps.audit.record({ actor: auditActor(req), action: 'resident.create', target: { type: 'resident', id: r.id }, details: { unitId: r.unitId, fields: Object.keys(req.body), ...(r.test ? { test: true } : {}) } });
     reply.status(201);
     return r;
   });
