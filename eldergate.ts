@@ -21,6 +21,7 @@ import { startBroker, type EmbeddedBroker } from './gateway/broker/broker.js';
 import { createAlarmPipeline, type AlarmPipeline } from './gateway/alarms.js';
 import { startModbusAdapter, type ModbusAdapter } from './gateway/adapters/modbus/index.js';
 import { startSerialReceivers, type SerialReceivers } from './gateway/adapters/serial/index.js';
+import { adapterMemory } from './gateway/adapters/link-state.js';
 import { createResponse, type Response } from './response/index.js';
 import { commissionOnPassedTest } from './devices/commissioning.js';
 import { buildApp, type ExtraRoutes } from './server/app.js';
@@ -143,12 +144,15 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const memory = memoryWatchdog(config, { log, metrics, setPressure: (p) => ingest.setPressure(p) });
   const heapWatch = guardedInterval('memory-watchdog', 1000, memory, { log, metrics });
   // field adapters: their configuration was validated above with everything else; a bad map stops start-up
-  const modbus = startModbusAdapter(config.modbus, { sink: ingest, log });
+  // what the previous run left of the links (a lost link is restored by its first frame after a restart)
+  const adapterState = adapterMemory(store.sqlite);
+  const modbus = startModbusAdapter(config.modbus, { sink: ingest, log, memory: adapterState });
   const serial = await startSerialReceivers(config.serial, {
     sink: ingest,
     log,
     resolveAccount: (account) => registry.deviceForAccount(account),
-    resolveModel: (deviceId) => registry.entry(deviceId)?.config.model as string | undefined,
+    resolveModel: (deviceId) => registry.get(deviceId).model ?? (registry.entry(deviceId)?.config.model as string | undefined),
+    commLostAtStart: (deviceId) => adapterState.commLost(deviceId),
     onUnreadable: (u) => ingest.recordReject({ deviceId: u.receiverDeviceId, source: 'serial', topic: null, reason: u.reason, raw: u.raw, at: u.at }),
   });
   alarms.restore();
@@ -159,6 +163,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const deps: AppDeps = {
     config, store, bus, log, metrics, users, registry, states, commands, audit,
     mqttPorts: { port: broker.port, tlsPort: broker.tlsPort },
+    protocolPorts: Object.fromEntries([...protocols.listeners].map(([name, l]) => [name, l.port])),
     scope: createScope(response.network),
     ready: () => ready,
     storage,

@@ -24,6 +24,8 @@ export interface AppDeps {
   commands: Commands;
   /** the ports the broker really listens on (the config may say 0 = ephemeral) */
   mqttPorts: { port: number; tlsPort: number | null };
+  /** the ports the terminal protocol listeners really listen on; absent: that listener is off */
+  protocolPorts?: Partial<Record<'watch' | 'jt808' | 'dc09', number>>;
   /** what a user may see (server/scope.ts): one rule for incidents, residents, devices and observations */
   scope: Scope;
   /** the audit log (core/audit.ts): record every action a person takes */

@@ -19,11 +19,12 @@ import { createDc09Protocol } from './dc09/index.js';
 
 export type { ProtocolListener } from './listener.js';
 
-type Factory = (services: ProtocolServices, settings: never) => ProtocolHandler<never>;
+// each factory takes its own settings type (the common ones plus its own, validated by the config schema)
+type Factory = (services: ProtocolServices, settings: ListenerSettings) => ProtocolHandler<unknown>;
 const FACTORIES: Record<ProtocolName, Factory> = {
-  watch: createWatchProtocol as Factory,
-  jt808: createJt808Protocol as Factory,
-  dc09: createDc09Protocol as Factory,
+  watch: createWatchProtocol as unknown as Factory,
+  jt808: createJt808Protocol as unknown as Factory,
+  dc09: createDc09Protocol as unknown as Factory,
 };
 
 export interface Protocols {
@@ -128,7 +129,7 @@ export async function startProtocols(d: ProtocolDeps): Promise<Protocols> {
     for (const name of PROTOCOL_NAMES) {
       const settings = activeListener(d.config.protocols[name] as Partial<ListenerSettings>);
       if (!settings) continue;
-      const handler = FACTORIES[name](servicesFor(name), settings as never) as ProtocolHandler<unknown>;
+      const handler = FACTORIES[name](servicesFor(name), settings);
       handlers.set(name, handler);
       const listener = await startProtocolListener(handler, settings, {
         log: d.log,
