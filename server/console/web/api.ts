@@ -35,7 +35,8 @@ export interface Staff { id: string; name: string; role: string; unitId: string;
 export interface Command { id: string; type: string; status: string; createdAt: number; sentAt: number | null; ackedAt: number | null; error: string | null }
 
 export class ApiError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
+  /** `details`: what the server added to its refusal (e.g. what still hangs on a unit that cannot be deleted) */
+  constructor(readonly status: number, readonly code: string, message: string, readonly details?: unknown) {
     super(message);
   }
 }
@@ -104,9 +105,9 @@ export class Api {
     let parsed: unknown = undefined;
     try { parsed = text ? JSON.parse(text) : undefined; } catch { parsed = text; }
     if (!res.ok) {
-      const e = (parsed ?? {}) as { code?: string; message?: string };
+      const e = (parsed ?? {}) as { code?: string; message?: string; details?: unknown };
       if (res.status === 401 && !opts.anonymous) this.onUnauthorized(e.message ?? 'the gateway refused the session');
-      throw new ApiError(res.status, e.code ?? 'HTTP_' + res.status, e.message ?? `${res.status} ${res.statusText}`);
+      throw new ApiError(res.status, e.code ?? 'HTTP_' + res.status, e.message ?? `${res.status} ${res.statusText}`, e.details);
     }
     return parsed as T;
   }
@@ -158,4 +159,36 @@ export class Cache<T> {
     this.at.set(id, Date.now());
     for (const l of this.listeners) l(id, v);
   }
+}
+
+// ---- administration (issue 13 §1): accounts and the response network, for the admin screens -------------------
+export interface UserRecord extends User { disabled: boolean }
+export interface UnitRecord extends Unit { webhook: string | null; createdAt?: number }
+export interface StaffRecord extends Staff { userId?: string | null }
+export const STAFF_ROLES = ['chief-steward', 'nurse', 'doctor', 'steward', 'operator'] as const;
+export const USER_ROLES: Role[] = ['admin', 'technician', 'operator', 'steward'];
+
+/** The admin calls, typed; every one answers the server's refusal as an ApiError with its message. */
+export function adminApi(api: Api) {
+  const id = (x: string) => encodeURIComponent(x);
+  return {
+    users: () => api.get<{ items: UserRecord[] }>('/api/users').then((r) => r.items),
+    createUser: (u: { username: string; password: string; role: Role; unitId: string | null; displayName?: string }) =>
+      api.post<User>('/api/users', u),
+    patchUser: (userId: string, patch: { role?: Role; unitId?: string | null; displayName?: string | null; disabled?: boolean }) =>
+      api.request<UserRecord>('PATCH', `/api/users/${id(userId)}`, patch),
+    resetPassword: (userId: string, password: string) => api.post<UserRecord>(`/api/users/${id(userId)}/reset-password`, { password }),
+    units: () => api.get<{ items: UnitRecord[] }>('/api/units').then((r) => r.items),
+    createUnit: (u: { name: string; tier: string; parentId: string | null; phone: string | null; webhook: string | null }) =>
+      api.post<UnitRecord>('/api/units', u),
+    patchUnit: (unitId: string, patch: Partial<{ name: string; tier: string; parentId: string | null; phone: string | null; webhook: string | null }>) =>
+      api.request<UnitRecord>('PATCH', `/api/units/${id(unitId)}`, patch),
+    deleteUnit: (unitId: string) => api.request<null>('DELETE', `/api/units/${id(unitId)}`),
+    staff: () => api.get<{ items: StaffRecord[] }>('/api/staff').then((r) => r.items),
+    createStaff: (s: { name: string; role: string; unitId: string; phone: string | null; onDuty?: boolean }) => api.post<StaffRecord>('/api/staff', s),
+    patchStaff: (staffId: string, patch: Partial<{ name: string; role: string; unitId: string; phone: string | null }>) =>
+      api.request<StaffRecord>('PATCH', `/api/staff/${id(staffId)}`, patch),
+    deleteStaff: (staffId: string) => api.request<null>('DELETE', `/api/staff/${id(staffId)}`),
+    setOnDuty: (staffId: string, onDuty: boolean) => api.post<StaffRecord>(`/api/staff/${id(staffId)}/on-duty`, { onDuty }),
+  };
 }

@@ -10,6 +10,8 @@ import { incidentView } from './incident.js';
 import { fleetView } from './fleet.js';
 import { deviceView, provisionView } from './devices.js';
 import { networkView } from './network.js';
+import { adminUsersView } from './admin-users.js';
+import { notAllowedView, notFoundView } from './notfound.js';
 
 const ctx = new Ctx();
 const app = document.getElementById('app')!;
@@ -160,6 +162,7 @@ function drawShell(): void {
     ['#/fleet', 'Fleet', true],
     ['#/devices/new', 'Provision', ctx.can('admin', 'technician')],
     ['#/network', 'Network', true],
+    ['#/admin/users', 'Users', ctx.can('admin')],
   ];
   shell.nav.replaceChildren(...links.filter(([, , ok]) => ok).map(([href, label]) => h('a', { href }, label)));
   const out = h('button', { type: 'button', class: 'link' }, 'log out');
@@ -200,14 +203,20 @@ function route(): void {
   clear(shell.main);
   const hash = location.hash.replace(/^#\/?/, '').split('?')[0]!;
   const [page, arg] = hash.split('/').map(decodeURIComponent);
-  for (const a of shell.nav.querySelectorAll('a')) a.classList.toggle('active', a.getAttribute('href') === `#/${page}` || (page === 'devices' && a.getAttribute('href') === '#/devices/new'));
+  for (const a of shell.nav.querySelectorAll('a')) a.classList.toggle('active', a.getAttribute('href') === `#/${page}` || a.getAttribute('href') === `#/${hash}` || (page === 'devices' && a.getAttribute('href') === '#/devices/new'));
   switch (page) {
     case 'incident': cleanup = incidentView(ctx, shell.main, arg ?? ''); break;
     case 'fleet': cleanup = fleetView(ctx, shell.main); break;
     case 'devices': cleanup = provisionView(ctx, shell.main); break;
     case 'device': cleanup = deviceView(ctx, shell.main, arg ?? ''); break;
     case 'network': cleanup = networkView(ctx, shell.main); break;
-    default: cleanup = boardView(ctx, shell.main);
+    case 'admin':
+      // admin pages: a role that may not use one is told so (the server refuses its API calls anyway)
+      if (!ctx.can('admin')) { cleanup = notAllowedView(shell.main, 'This page', `${ctx.api.user!.username} (${ctx.api.user!.role})`); break; }
+      if (arg === 'users') { cleanup = adminUsersView(ctx, shell.main); break; }
+      cleanup = notFoundView(shell.main, location.hash); break;
+    case '': case 'board': case 'login': cleanup = boardView(ctx, shell.main); break;
+    default: cleanup = notFoundView(shell.main, location.hash);
   }
 }
 
