@@ -192,3 +192,28 @@ export function adminApi(api: Api) {
     setOnDuty: (staffId: string, onDuty: boolean) => api.post<StaffRecord>(`/api/staff/${id(staffId)}/on-duty`, { onDuty }),
   };
 }
+
+// ---- admin screens (residents, CSV import, KPIs) ------------------------------------------------------------------
+
+/**
+ * POST a text body (a CSV) and read a text answer. The secrets in an import's answer are shown once: the answer is
+ * never stored here, only handed back. A refusal is an ApiError with the server's details (the bad lines).
+ */
+export async function postText(api: Api, path: string, text: string, contentType = 'text/csv'): Promise<{ status: number; type: string; text: string }> {
+  const headers: Record<string, string> = { 'content-type': contentType, accept: 'text/csv, application/json' };
+  if (api.token) headers.authorization = `Bearer ${api.token}`;
+  let res: Response;
+  try {
+    res = await fetch(path, { method: 'POST', headers, body: text, cache: 'no-store' });
+  } catch {
+    throw new ApiError(0, 'NETWORK', 'the gateway cannot be reached: check the network; nothing was confirmed');
+  }
+  const body = await res.text();
+  if (!res.ok) {
+    let e: { code?: string; message?: string; details?: unknown } = {};
+    try { e = JSON.parse(body) as typeof e; } catch { /* not JSON: the status says it */ }
+    if (res.status === 401) api.onUnauthorized(e.message ?? 'the gateway refused the session');
+    throw new ApiError(res.status, e.code ?? 'HTTP_' + res.status, e.message ?? `${res.status} ${res.statusText}`, e.details);
+  }
+  return { status: res.status, type: res.headers.get('content-type') ?? '', text: body };
+}

@@ -10,6 +10,9 @@ import { incidentView } from './incident.js';
 import { fleetView } from './fleet.js';
 import { deviceView, provisionView } from './devices.js';
 import { networkView } from './network.js';
+import { residentView, residentsView } from './admin-residents.js';
+import { importView } from './admin-import.js';
+import { kpisView } from './kpis.js';
 import { adminUsersView } from './admin-users.js';
 import { notAllowedView, notFoundView } from './notfound.js';
 
@@ -162,6 +165,9 @@ function drawShell(): void {
     ['#/fleet', 'Fleet', true],
     ['#/devices/new', 'Provision', ctx.can('admin', 'technician')],
     ['#/network', 'Network', true],
+    ['#/residents', 'Residents', true],
+    ['#/kpis', 'KPIs', ctx.can('admin', 'operator', 'steward')],
+    ['#/admin/import', 'Import', ctx.can('admin', 'technician')],
     ['#/admin/users', 'Users', ctx.can('admin')],
   ];
   shell.nav.replaceChildren(...links.filter(([, , ok]) => ok).map(([href, label]) => h('a', { href }, label)));
@@ -210,7 +216,12 @@ function route(): void {
     case 'devices': cleanup = provisionView(ctx, shell.main); break;
     case 'device': cleanup = deviceView(ctx, shell.main, arg ?? ''); break;
     case 'network': cleanup = networkView(ctx, shell.main); break;
+    case 'residents': cleanup = residentsView(ctx, shell.main); break;
+    case 'resident': cleanup = residentView(ctx, shell.main, arg ?? ''); break;
+    case 'kpis': cleanup = kpisView(ctx, shell.main); break;
     case 'admin':
+      // the CSV import is for technicians too (server/routes/devices.ts); the view says so to anyone else
+      if (arg === 'import') { cleanup = importView(ctx, shell.main); break; }
       // admin pages: a role that may not use one is told so (the server refuses its API calls anyway)
       if (!ctx.can('admin')) { cleanup = notAllowedView(shell.main, 'This page', `${ctx.api.user!.username} (${ctx.api.user!.role})`); break; }
       if (arg === 'users') { cleanup = adminUsersView(ctx, shell.main); break; }
