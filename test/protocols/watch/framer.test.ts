@@ -105,7 +105,7 @@ describe('watch framer: bad input is refused and never blocks the next good fram
     it(`${what}, fed a byte at a time`, () => {
       const f = createWatchFramer(MAX);
       const out: Framed<WatchFrame>[] = [];
-      for (const b of Buffer.concat([Buffer.from(bad, 'latin1'), Buffer.from(GOOD)])) out.push(...f.push(Buffer.from([b])));
+      for (const b of Buffer.concat([typeof bad === 'string' ? Buffer.from(bad, 'latin1') : bad, Buffer.from(GOOD)])) out.push(...f.push(Buffer.from([b])));
       expect(refusals(out)).toContain(reason);
       expect(frames(out).map((x) => x.keyword)).toEqual(['LK']);
     });
