@@ -189,7 +189,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const httpPort = (app.server.address() as { port: number }).port;
   ready = true;
   // old rows pruned at start and every retention.intervalMs, in small batches (core/retention.ts)
-  const retention = startRetention({ sqlite: store.sqlite, settings: config.retention, log: log.child({ module: 'retention' }) });
+  const retention = startRetention({ sqlite: store.sqlite, settings: config.retention, log: log.child({ module: 'retention' }), metrics });
 
   let closed = false;
   return {

@@ -119,6 +119,21 @@ export function createMetrics() {
       labelNames: ['method', 'route', 'status_code'] as const,
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry],
     }),
+    retentionDeleted: new Counter({
+      name: 'eldergate_retention_deleted_rows_total', help: 'Rows deleted by retention (core/retention.ts), by table',
+      labelNames: ['table'] as const, registers: [registry],
+    }),
+    retentionLastRun: new Gauge({
+      name: 'eldergate_retention_last_run_timestamp_seconds', help: 'When the last retention pass ended (Unix time, seconds); 0 before the first',
+      registers: [registry],
+    }),
+    retentionDuration: new Histogram({
+      name: 'eldergate_retention_duration_seconds', help: 'How long retention passes took, batches and pauses between them included',
+      buckets: [0.001, 0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900], registers: [registry],
+    }),
+    retentionFailures: new Counter({
+      name: 'eldergate_retention_failures_total', help: 'Retention passes that failed (tried again at the next interval)', registers: [registry],
+    }),
     buildInfo: new Gauge({
       name: 'eldergate_build_info', help: 'Always 1; the labels say which eldergate, commit and Node.js are running',
       labelNames: ['version', 'commit', 'node'] as const, registers: [registry],

@@ -14,6 +14,10 @@
 // the file stops growing at its steady-state size instead of shrinking (see docs/operations.md for the measurement).
 import type Database from 'better-sqlite3';
 import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+
+/** What a pass reports to /metrics (docs/operations.md § Monitoring). */
+export type RetentionMetrics = Pick<Metrics, 'retentionDeleted' | 'retentionLastRun' | 'retentionDuration' | 'retentionFailures'>;
 
 export interface RetentionSettings {
   telemetryDays: number;
@@ -57,6 +61,8 @@ export function startRetention(d: {
   now?: () => number;
   /** run the first pass at once and then every intervalMs (false: only runNow, for tests) */
   schedule?: boolean;
+  /** rows deleted per table, when the last pass ended and how long it took */
+  metrics?: RetentionMetrics;
 }): Retention {
   const { sqlite, settings, log } = d;
   const now = d.now ?? Date.now;
@@ -143,11 +149,27 @@ export function startRetention(d: {
     return r;
   }
 
+  function record(r: RetentionResult, seconds: number) {
+    const m = d.metrics;
+    if (!m) return;
+    // every pass is counted, a stopped one too: its batches are committed
+    m.retentionDeleted.inc({ table: 'observations' }, r.observations);
+    m.retentionDeleted.inc({ table: 'incidents' }, r.incidents);
+    m.retentionDeleted.inc({ table: 'incident_events' }, r.incidentEvents);
+    m.retentionDuration.observe(seconds);
+    m.retentionLastRun.set(Date.now() / 1000);
+  }
+
   function runNow(): Promise<RetentionResult> {
+    const t0 = performance.now();
     current ??= pass()
       .then((r) => {
         if (r.observations || r.incidents) log.info({ ...r }, 'retention: old rows deleted');
+        record(r, (performance.now() - t0) / 1000);
         return r;
+      }, (err: unknown) => {
+        d.metrics?.retentionFailures.inc();
+        throw err;
       })
       .finally(() => {
         current = null;
