@@ -28,7 +28,9 @@ export interface Device {
 }
 export interface Credentials {
   id: string; kind: string; serial: string; secret: string;
-  mqtt: { host: string; port: number; tlsPort?: number; clientId: string; username: string; keepaliveS: number; topics: Record<string, string> };
+  mqtt?: { host: string; port: number; tlsPort?: number; clientId: string; username: string; keepaliveS: number; topics: Record<string, string> };
+  /** a terminal that speaks its own protocol (watch, JT/T 808, DC-09) instead of MQTT */
+  terminal?: { protocol: string; host: string; port: number | null; transport: string; identifier: string; setup: string; secret: string };
 }
 export interface Unit { id: string; name: string; tier: string; parentId: string | null; phone: string | null }
 export interface Staff { id: string; name: string; role: string; unitId: string; phone: string | null; onDuty: boolean }
