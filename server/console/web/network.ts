@@ -80,7 +80,7 @@ export function networkView(ctx: Ctx, root: HTMLElement): () => void {
     rota.append(h('h2', null, 'On duty now'),
       empty.length
         ? h('p', { class: 'rota-alert', role: 'alert', 'data-nobody': empty.length },
-          `⚠ Nobody on duty in ${empty.length} unit${empty.length === 1 ? '' : 's'}: ${empty.map((u) => u.name).join(', ')}. Alarms there go up to the next tier.`)
+          `⚠ Nobody on duty in ${empty.length} unit${empty.length === 1 ? '' : 's'}: ${empty.map((u) => u.name).join(', ')}. The board cannot dispatch anyone there.`)
         : h('p', { class: 'muted' }, shown.length ? 'Every unit has someone on duty.' : ''),
       h('p', { class: 'muted small' }, 'Shifts are on/off only (what was set last); the gateway keeps no planned rota.'));
     if (!shown.length) return void rota.append(h('p', { class: 'muted' }, 'No units yet.'));
