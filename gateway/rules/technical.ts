@@ -5,7 +5,7 @@
 //   power-restored, a restore, or a heartbeat with mains:true
 // - tamper, device-fault, comm-lost, supervision (a panel's "fail to report", Contact ID 102/147/381) → raised;
 //   cleared by their restore (and comm-lost by comm-restored)
-// - unknown (an unmapped Contact ID code) → 'unknown-event', so that someone sees it and maps it
+// - unknown (an unmapped Contact ID code) → 'unknown-event:<code>', one card per code, so that someone sees it and maps it
 // - unreadable (the gateway refused frames from the device) → 'unreadable-messages', "terminal sends unreadable
 //   messages": one card per device, later reports join it; a person closes it once the terminal was looked at
 import type { AlarmAction, Observation } from '../../core/contracts.js';
@@ -88,7 +88,8 @@ export const technicalRule: Rule = {
       case 'comm-restored':
         return clear(ctx, 'comm-lost', 'communication restored');
       case 'unknown':
-        return raise(UNKNOWN_EVENT, obs, { code: obs.code, ...(obs.restore && { restore: true }) });
+        // one card per code (`unknown-event:732`): each unmapped code is its own question for whoever maps codes
+        return raise(`${UNKNOWN_EVENT}:${obs.code}`, obs, { code: obs.code, ...(obs.restore && { restore: true }) });
       case 'unreadable':
         return raise(UNREADABLE_MESSAGES, obs, {
           title: 'terminal sends unreadable messages', refused: obs.count, reason: obs.reason,

@@ -145,31 +145,40 @@ describe('Modbus poller over TCP against the simulator process', () => {
     expect(link.stats().connects).toBeGreaterThanOrEqual(2);
   });
 
-  it('exception responses (illegal address) are retried with growing back-off, then comm-lost, then restored', async () => {
+  it("an exception for one register is that point's device-fault, once; the link stays up and the other points keep their rate", async () => {
     const { proc, ready } = await startSim(['--map', 'gas-smoke-detector', '--tcp-port', '0', '--trace']);
     const sink = new RecordingSink();
     const link = poll(ready.port as number, 'gas-smoke-detector', sink, {
       retry: { initialMs: 100, maxMs: 1600, failuresBeforeCommLost: 3, jitter: 0 },
     });
     await waitFor('the baseline', () => link.stats().okPolls >= 2 || undefined);
+    // the status word (smoke, sensor fault, tamper bits) is refused: exception 02, as for a register the unit lacks
     await proc.send('fail holding 1 2');
-    const [lost] = await sink.waitFor('comm-lost after exceptions', (o) => o.type === 'comm-lost');
-    expect(lost!.detail).toMatchObject({ reason: 'exception', exceptionCode: 2, table: 'holding' });
-    await waitFor('five failed requests', () => (proc.lines.filter((l) => l.event === 'exception').length >= 5 ? true : undefined));
-    const at = proc.lines.filter((l) => l.event === 'exception').map((l) => l.at as number);
-    const gaps = at.slice(1).map((t, i) => t - at[i]!);
-    // back-off doubles: 100, 200, 400, 800 ms (plus request time); a fixed-rate retry would keep ~100
-    expect(gaps[3]!).toBeGreaterThan(gaps[0]! + 400);
-    expect(gaps[2]!).toBeGreaterThan(gaps[0]!);
-    expect(link.stats().exceptions).toBeGreaterThanOrEqual(5);
-    expect(sink.of('comm-lost')).toHaveLength(1);
+    const [fault] = await sink.waitFor('device-fault for the refused register', (o) => o.type === 'device-fault');
+    expect(fault).toMatchObject({ deviceId: 'controller', source: 'modbus' });
+    expect(fault!.restore).toBeUndefined();
+    expect(fault!.detail).toMatchObject({ exceptionCode: 2, table: 'holding', register: 1, point: 'smoke-alarm', points: ['smoke-alarm', 'sensor-fault', 'tamper'] });
+    await waitFor('many refused requests', () => (proc.lines.filter((l) => l.event === 'exception').length >= 8 ? true : undefined));
 
-    // meanwhile smoke was detected: it is raised as soon as the register can be read again
+    // the same block's other registers are still read: CO rises while the status word is refused
+    await proc.send('point co-ppm 80');
+    const [gas] = await sink.waitFor('gas read beside the refused register', (o) => o.type === 'gas');
+    expect(gas!.detail).toMatchObject({ value: 80, register: 0 });
+    // reported once, the link never lost, polls at the normal rate (no back-off: no failed poll at all)
+    expect(sink.of('device-fault')).toHaveLength(1);
+    expect(sink.of('comm-lost')).toEqual([]);
+    expect(link.stats()).toMatchObject({ state: 'ok', commLost: false, failedPolls: 0, consecutiveFailures: 0, pointFaults: ['smoke-alarm', 'sensor-fault', 'tamper'] });
+    expect(link.stats().exceptions).toBeGreaterThanOrEqual(8);
+
+    // meanwhile smoke was detected: it is raised as soon as the register can be read again, and the fault restored
     await proc.send('point smoke-alarm 1');
     await proc.send('unfail holding 1');
-    await sink.waitFor('comm-restored', (o) => o.type === 'comm-restored');
+    const [restored] = await sink.waitFor('device-fault restored', (o) => o.type === 'device-fault' && o.restore === true);
+    expect(restored).toMatchObject({ deviceId: 'controller', detail: { points: ['smoke-alarm', 'sensor-fault', 'tamper'] } });
     const [smoke] = await sink.waitFor('smoke', (o) => o.type === 'smoke');
     expect(smoke).toMatchObject({ deviceId: 'controller', detail: { register: 1, bit: 0, table: 'holding' } });
+    expect(link.stats().pointFaults).toEqual([]);
+    expect(sink.of('comm-lost')).toEqual([]);
   });
 
   it('a device that stops answering times out into comm-lost and back', async () => {

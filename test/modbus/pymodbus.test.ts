@@ -86,24 +86,33 @@ describe('Modbus poller against pymodbus', () => {
     expect(sink.of('signal')[0]).toMatchObject({ level: -65 });
   });
 
-  it("pymodbus's exception for an address it does not have is retried and becomes comm-lost", async () => {
-    const { ready } = await startPymodbus();
+  it("pymodbus's exception for an address it does not have is that point's device-fault, not a lost link: a pull cord beside it is still heard", async () => {
+    const { proc, ready } = await startPymodbus();
     const map = parseRegisterMap(
       {
         name: 'too-far',
         model: 'pymodbus',
         pollMs: 50,
         points: [
-          { name: 'ok', table: 'holding', address: 5, observation: 'smoke', trigger: 'rising' },
-          { name: 'beyond', table: 'holding', address: 500, observation: 'gas', trigger: { above: 1 } },
+          { name: 'cord', table: 'holding', address: 5, observation: 'pull-cord', trigger: 'rising', channel: 1 },
+          { name: 'beyond', table: 'holding', address: 500, observation: 'gas', trigger: { above: 1 }, channel: 7 },
         ],
       },
       'too-far',
     );
     const sink = new RecordingSink();
     const link = poll(ready.port as number, map, sink);
-    const [lost] = await sink.waitFor('comm-lost', (o) => o.type === 'comm-lost');
-    expect(lost!.detail).toMatchObject({ reason: 'exception', exceptionCode: 2, table: 'holding', register: 500 });
-    expect(link.stats().exceptions).toBeGreaterThanOrEqual(3);
+    const [fault] = await sink.waitFor('device-fault of the point beyond the table', (o) => o.type === 'device-fault');
+    expect(fault).toMatchObject({ deviceId: 'ch-7', detail: { point: 'beyond', exceptionCode: 2, table: 'holding', register: 500 } });
+    await waitFor('more polls', () => link.stats().okPolls >= 10 || undefined);
+    // the cord is pulled: heard at the normal rate, as if nothing were wrong next to it
+    await proc.send('set holding 5 1');
+    const [cord] = await sink.waitFor('pull-cord', (o) => o.type === 'pull-cord');
+    expect(cord!.deviceId).toBe('ch-1');
+    expect(sink.of('device-fault')).toHaveLength(1);
+    expect(sink.of('comm-lost')).toEqual([]);
+    expect(link.stats()).toMatchObject({ state: 'ok', commLost: false, failedPolls: 0, pointFaults: ['beyond'] });
+    expect(link.stats().nextDelayMs).toBeLessThanOrEqual(50);
+    expect(link.stats().exceptions).toBeGreaterThanOrEqual(10);
   });
 });

@@ -60,12 +60,12 @@ describe('technical rule', () => {
     expect(w.send('m1', { type: 'comm-restored', source: 'modbus' }).alarms).toContainEqual(expect.objectContaining({ action: 'clear', type: 'comm-lost' }));
   });
 
-  it('an unknown Contact ID code is raised P3 unknown-event so someone sees it', () => {
+  it('an unknown Contact ID code is raised P3 unknown-event:<code> (one card per code) so someone sees it', () => {
     const w = world();
     w.device('rx', { kind: 'receiver' });
     const r = w.send('rx', { type: 'unknown', code: '732', source: 'serial', detail: { account: '1234', qualifier: 'E' } });
     expect(r.alarms).toEqual([expect.objectContaining({
-      action: 'raise', type: 'unknown-event', priority: 'P3', data: expect.objectContaining({ code: '732', detail: { account: '1234', qualifier: 'E' } }),
+      action: 'raise', type: 'unknown-event:732', priority: 'P3', data: expect.objectContaining({ code: '732', detail: { account: '1234', qualifier: 'E' } }),
     })]);
   });
 

@@ -3,6 +3,7 @@ import type { Logger } from '../../../core/logger.js';
 import type { ObservationSink } from '../../../core/contracts.js';
 import { deviceForChannels, loadModbusLinks, type ModbusLinkSettings } from './config.js';
 import { startModbusLink, type ModbusLink, type ModbusLinkStats } from './poller.js';
+import type { AdapterMemory } from '../link-state.js';
 
 export { startModbusLink, DEFAULT_RETRY, describeLink } from './poller.js';
 export type { ModbusLink, ModbusLinkOptions, ModbusLinkStats, ModbusTransportOptions, RetryOptions } from './poller.js';
@@ -18,7 +19,10 @@ export interface ModbusAdapter {
 }
 
 /** Start one poller per validated link. */
-export function startModbusLinks(links: readonly ModbusLinkSettings[], deps: { sink: ObservationSink; log: Logger }): ModbusAdapter {
+export function startModbusLinks(
+  links: readonly ModbusLinkSettings[],
+  deps: { sink: ObservationSink; log: Logger; memory?: AdapterMemory },
+): ModbusAdapter {
   const started = links.map((s) =>
     startModbusLink({
       name: s.name,
@@ -32,6 +36,7 @@ export function startModbusLinks(links: readonly ModbusLinkSettings[], deps: { s
       sink: deps.sink,
       log: deps.log,
       linkDeviceId: s.deviceId,
+      ...(deps.memory ? { memory: deps.memory } : {}),
     }),
   );
   return {
@@ -49,7 +54,7 @@ export function startModbusLinks(links: readonly ModbusLinkSettings[], deps: { s
  */
 export function startModbusAdapter(
   entries: readonly unknown[],
-  deps: { sink: ObservationSink; log: Logger; mapsDir?: string },
+  deps: { sink: ObservationSink; log: Logger; mapsDir?: string; memory?: AdapterMemory },
 ): ModbusAdapter {
   const { links, warnings } = loadModbusLinks(entries, deps.mapsDir ? { mapsDir: deps.mapsDir } : {});
   const log = deps.log.child({ module: 'modbus' });

@@ -1,11 +1,15 @@
 // One Modbus link (a TCP connection or an RS-485 line to one unit) polled with modbus-serial according to a
 // register map. Polls never overlap; each change is handed to the sink in map order and awaited (durable) before
 // the next; a link that stops answering is itself an observation (`comm-lost`, once) and its recovery another.
+// A unit that answers "no" for one point (an exception: no such register) is answering: that point's fault is a
+// `device-fault` of the point's device (once, restored when it reads again), and every other point is polled at the
+// normal rate. Only silence (timeouts, connection errors, a Modbus gateway that cannot reach the unit) is comm-lost.
 import ModbusRTUModule from 'modbus-serial';
 import type { Logger } from '../../../core/logger.js';
 import type { Observation, ObservationSink } from '../../../core/contracts.js';
-import type { RegisterMap } from './register-map.js';
-import { blockOf, evaluate, planBlocks, pointValue, toObservation, type PointState, type ReadBlock } from './points.js';
+import type { RegisterMap, RegisterPoint } from './register-map.js';
+import type { AdapterMemory } from '../link-state.js';
+import { evaluate, planBlocks, pointValue, toObservation, type PointState, type ReadBlock } from './points.js';
 
 // modbus-serial is CommonJS with `module.exports.default = module.exports`; its typings declare only the default
 const ModbusRTU = ModbusRTUModule.default ?? (ModbusRTUModule as unknown as typeof ModbusRTUModule.default);
@@ -60,6 +64,8 @@ export interface ModbusLinkOptions {
   linkDeviceId: string;
   /** clock, for tests */
   now?: () => number;
+  /** what the previous run left (a lost link, points in fault), so that a restart does not forget to restore them */
+  memory?: Pick<AdapterMemory, 'commLost' | 'pointFaults'>;
 }
 
 export type ModbusLinkState = 'connecting' | 'ok' | 'failing' | 'comm-lost' | 'closed';
@@ -73,6 +79,8 @@ export interface ModbusLinkStats {
   consecutiveFailures: number;
   /** Modbus exception responses (the device answered "no") */
   exceptions: number;
+  /** points whose device-fault stands (the unit answers an exception for them) */
+  pointFaults: string[];
   timeouts: number;
   /** connections (re)opened */
   connects: number;
@@ -95,8 +103,14 @@ export interface ModbusLink {
 
 type Failure =
   | { kind: 'exception'; code: number; message: string; table: string; address: number; length: number }
+  /** a Modbus gateway's exception 0A/0B: the unit behind it is not answering — the link is down, not one point */
+  | { kind: 'unreachable'; code: number; message: string }
   | { kind: 'timeout'; message: string }
   | { kind: 'transport'; message: string };
+
+/** Modbus Application Protocol v1.1b3 §7: a gateway's path is unavailable / its target did not respond */
+const GATEWAY_PATH_UNAVAILABLE = 0x0a;
+const GATEWAY_TARGET_NO_RESPONSE = 0x0b;
 
 class GuardTimeout extends Error {
   readonly errno = 'ETIMEDOUT';
@@ -114,6 +128,9 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 function classify(err: unknown, block?: ReadBlock): Failure {
   const e = err as { modbusCode?: unknown; errno?: unknown; message?: unknown };
   const message = typeof e?.message === 'string' ? e.message : String(err);
+  if (typeof e?.modbusCode === 'number' && (e.modbusCode === GATEWAY_PATH_UNAVAILABLE || e.modbusCode === GATEWAY_TARGET_NO_RESPONSE)) {
+    return { kind: 'unreachable', code: e.modbusCode, message };
+  }
   if (typeof e?.modbusCode === 'number' && block) {
     return { kind: 'exception', code: e.modbusCode, message, table: block.table, address: block.start, length: block.length };
   }
@@ -132,7 +149,6 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
   const name = opts.name ?? `${opts.map.name}@${describeLink(opts.link)}#${opts.unitId}`;
   const log = opts.log.child({ module: 'modbus', link: name, deviceId: opts.linkDeviceId });
   const blocks = planBlocks(opts.map.points);
-  const pointBlock = opts.map.points.map((p) => blockOf(blocks, p));
   const states: (PointState | undefined)[] = opts.map.points.map(() => undefined);
   const requestBudget = opts.timeoutMs + 500;
 
@@ -144,6 +160,7 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
     failedPolls: 0,
     consecutiveFailures: 0,
     exceptions: 0,
+    pointFaults: [],
     timeouts: 0,
     connects: 0,
     observations: 0,
@@ -154,6 +171,37 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
     nextDelayMs: 0,
     blocks,
   };
+
+  // the previous run's state: a lost link is restored by the first good poll, a point in fault by its first good read
+  try {
+    if (opts.memory?.commLost(opts.linkDeviceId)) {
+      stats.commLost = true;
+      log.warn('the Modbus link was lost when the gateway stopped: the first good poll will restore it');
+    }
+  } catch (err) {
+    log.error({ err }, 'could not read the link state left by the previous run; assuming the link was up');
+  }
+  /** per point: its device-fault is reported and not yet restored */
+  const faulted: boolean[] = opts.map.points.map(() => false);
+  /** per point: the exception of the last poll, if it had one */
+  const pointError: (Extract<Failure, { kind: 'exception' }> | undefined)[] = opts.map.points.map(() => undefined);
+  try {
+    const byDevice = new Map<string, Set<string>>();
+    for (const [i, p] of opts.map.points.entries()) {
+      const id = deviceOf(p);
+      if (!byDevice.has(id)) byDevice.set(id, new Set(opts.memory?.pointFaults(id, opts.map.name) ?? []));
+      faulted[i] = byDevice.get(id)!.has(p.name);
+    }
+  } catch (err) {
+    log.error({ err }, 'could not read the point faults left by the previous run');
+  }
+  function deviceOf(p: RegisterPoint): string {
+    try {
+      return opts.deviceFor(p.channel);
+    } catch {
+      return opts.linkDeviceId;
+    }
+  }
 
   let client: Client | undefined;
   let closed = false;
@@ -270,21 +318,46 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
     } catch (err) {
       return classify(err);
     }
-    const values: ((number | boolean)[] | undefined)[] = blocks.map(() => undefined);
+    // address → raw value, and address → the exception the unit answered for it
+    const values = new Map<string, number | boolean>();
+    const refused = new Map<string, Extract<Failure, { kind: 'exception' }>>();
+    const key = (table: string, address: number) => `${table}:${address}`;
     let failure: Failure | undefined;
-    for (const [i, b] of blocks.entries()) {
+    const readInto = async (b: ReadBlock): Promise<Failure | undefined> => {
       try {
-        values[i] = await read(c, b);
+        const data = await read(c, b);
+        data.forEach((v, k) => values.set(key(b.table, b.start + k), v));
+        return undefined;
       } catch (err) {
-        const f = classify(err, b);
-        failure ??= f;
-        // the device answered "no" for this block: the others may still be read (one bad address must not blind
-        // a whole panel). Anything else: the line is in doubt, drop it so no late answer is taken for the next request.
-        if (f.kind !== 'exception') {
-          failure = f;
-          await dispose(c);
-          break;
+        return classify(err, b);
+      }
+    };
+    for (const b of blocks) {
+      let f = await readInto(b);
+      if (f?.kind === 'exception') {
+        stats.exceptions++;
+        if (b.length === 1) {
+          refused.set(key(b.table, b.start), f);
+          continue;
         }
+        // one bad address must not blind a whole panel: read the block's addresses one by one to find which
+        for (let a = b.start; a < b.start + b.length; a++) {
+          const one = await readInto({ table: b.table, start: a, length: 1 });
+          if (one?.kind === 'exception') {
+            stats.exceptions++;
+            refused.set(key(b.table, a), one);
+          } else if (one) {
+            f = one;
+            break;
+          }
+        }
+        if (f.kind === 'exception') continue;
+      }
+      if (f) {
+        // silence or a broken connection: the line is in doubt, drop it so no late answer is taken for the next request
+        failure = f;
+        await dispose(c);
+        break;
       }
     }
     if (closed) return undefined;
@@ -309,11 +382,11 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
       }
     }
 
+    if (!failure) await pointFaultsOf(refused, values, blocked);
+
     for (const [i, p] of opts.map.points.entries()) {
-      const bi = pointBlock[i]!;
-      const data = values[bi];
-      if (!data) continue;
-      const raw = data[p.address - blocks[bi]!.start]!;
+      const raw = values.get(key(p.table, p.address));
+      if (raw === undefined) continue;
       const value = pointValue(p, raw);
       const { next, emit } = evaluate(p, states[i], value);
       if (emit) {
@@ -330,6 +403,62 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
       states[i] = next;
     }
     return failure;
+  }
+
+  /**
+   * A point the unit refused is that point's fault: one device-fault for its device (P3 card), stored once. It is
+   * restored when the point reads again — once no other point of the same device is still refused, since the card
+   * is the device's.
+   */
+  async function pointFaultsOf(
+    refused: ReadonlyMap<string, Extract<Failure, { kind: 'exception' }>>,
+    values: ReadonlyMap<string, number | boolean>,
+    blocked: Set<string>,
+  ): Promise<void> {
+    const refusedNow = (p: RegisterPoint) => refused.get(`${p.table}:${p.address}`);
+    for (const [i, p] of opts.map.points.entries()) {
+      const f = refusedNow(p);
+      pointError[i] = f;
+      if (!f || faulted[i]) continue;
+      const target = deviceFor(p.channel);
+      if (blocked.has(target.deviceId)) continue;
+      // the points of one register on one device (bits of a status word) are one fault
+      const same = opts.map.points.flatMap((q, j) =>
+        q.table === p.table && q.address === p.address && !faulted[j] && deviceOf(q) === target.deviceId ? [j] : []);
+      log.warn({ point: p.name, table: p.table, register: p.address, exceptionCode: f.code, deviceId: target.deviceId },
+        'the unit refuses to read this point (Modbus exception): device-fault for this point; the other points are polled as usual');
+      const obs: Observation = {
+        deviceId: target.deviceId, type: 'device-fault', receivedAt: now(), source: 'modbus',
+        detail: {
+          point: p.name, points: same.map((j) => opts.map.points[j]!.name), map: opts.map.name, table: p.table, register: p.address, unitId: opts.unitId,
+          exceptionCode: f.code, error: f.message, link: describeLink(opts.link),
+          reason: `the unit answers exception ${f.code} for ${p.table} ${p.address} (${p.name}): check the register map against the device`,
+        },
+        ...(target.flags ? { flags: target.flags } : {}),
+      };
+      if (await submit(obs)) for (const j of same) faulted[j] = true;
+      else blocked.add(target.deviceId);
+    }
+    for (const [i, p] of opts.map.points.entries()) {
+      if (!faulted[i] || pointError[i] || !values.has(`${p.table}:${p.address}`)) continue;
+      const target = deviceFor(p.channel);
+      const others = opts.map.points.some((q, j) => j !== i && faulted[j] && pointError[j] && deviceOf(q) === target.deviceId);
+      if (!others) {
+        if (blocked.has(target.deviceId)) continue;
+        const cleared = opts.map.points.filter((q, j) => faulted[j] && !pointError[j] && deviceOf(q) === target.deviceId).map((q) => q.name);
+        const restored = await submit({
+          deviceId: target.deviceId, type: 'device-fault', restore: true, receivedAt: now(), source: 'modbus',
+          detail: { point: p.name, points: cleared, map: opts.map.name, table: p.table, register: p.address, unitId: opts.unitId, link: describeLink(opts.link) },
+        });
+        if (!restored) {
+          blocked.add(target.deviceId);
+          continue;
+        }
+        for (const [j, q] of opts.map.points.entries()) if (cleared.includes(q.name) && deviceOf(q) === target.deviceId) faulted[j] = false;
+        log.info({ points: cleared, deviceId: target.deviceId }, 'the refused points read again: device-fault restored');
+      }
+    }
+    stats.pointFaults = opts.map.points.filter((_, i) => faulted[i]).map((p) => p.name);
   }
 
   function backoff(failures: number): number {
@@ -354,7 +483,6 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
         stats.failedPolls++;
         stats.consecutiveFailures++;
         stats.lastError = failure.kind === 'exception' ? `exception ${failure.code} on ${failure.table} ${failure.address}: ${failure.message}` : failure.message;
-        if (failure.kind === 'exception') stats.exceptions++;
         if (failure.kind === 'timeout') stats.timeouts++;
         const logFailure = stats.consecutiveFailures === 1 ? log.warn.bind(log) : log.debug.bind(log);
         logFailure({ failure, failures: stats.consecutiveFailures }, 'Modbus poll failed; retrying with back-off');
@@ -371,7 +499,7 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
               failures: stats.consecutiveFailures,
               reason: failure.kind,
               error: failure.message,
-              ...(failure.kind === 'exception' ? { exceptionCode: failure.code, table: failure.table, register: failure.address } : {}),
+              ...(failure.kind === 'unreachable' ? { exceptionCode: failure.code } : {}),
             },
           });
           if (reported) {
@@ -399,6 +527,6 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
       await running;
       stats.state = 'closed';
     },
-    stats: () => ({ ...stats, blocks: stats.blocks.map((b) => ({ ...b })) }),
+    stats: () => ({ ...stats, pointFaults: [...stats.pointFaults], blocks: stats.blocks.map((b) => ({ ...b })) }),
   };
 }
