@@ -6,6 +6,7 @@ import type { Device, Incident, Resident } from './api.js';
 import type { Ctx } from './context.js';
 import { clear, fmtClock, fmtTime, h } from './dom.js';
 import { incidentActions } from './actions.js';
+import { originLabel } from './plot.js';
 
 const PRIO_RANK: Record<string, number> = { P1: 0, P2: 1, P3: 2 };
 const STATUS_RANK: Record<string, number> = { open: 0, acknowledged: 1, dispatched: 2, 'on-site': 3 };
@@ -52,7 +53,7 @@ export function countdown(ctx: Ctx, inc: Incident, now = Date.now()): { text: st
 export function positionText(inc: Incident): string | null {
   const p = inc.position;
   if (!p) return null;
-  return `${p.lat.toFixed(5)}, ${p.lon.toFixed(5)}${p.accuracy ? ` ±${Math.round(p.accuracy)} m` : ''}${p.stale ? ' (last known)' : ''}`;
+  return `${p.lat.toFixed(5)}, ${p.lon.toFixed(5)}${p.accuracy ? ` ±${Math.round(p.accuracy)} m` : ''}${p.stale ? ` (${originLabel(p)})` : ''}`;
 }
 
 function card(ctx: Ctx, inc: Incident): HTMLElement {

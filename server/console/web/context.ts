@@ -3,11 +3,14 @@ import { Api, ApiError, Cache, type Budget, type Device, type Resident, type Sta
 import { IncidentStore } from './store.js';
 import type { AlarmStreamClient } from './stream.js';
 import { h } from './dom.js';
+import type { MapSettings } from './map.js';
 
 const MAX_TOASTS = 6;
 
 export interface Settings {
   budgets: Record<'P1' | 'P2' | 'P3', Budget>;
+  /** map tiles (console.tileUrl); null: none configured, the schematic plot; absent: not told yet (map.ts asks) */
+  map?: MapSettings | null;
 }
 
 export class Ctx {

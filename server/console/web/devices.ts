@@ -4,6 +4,7 @@
 import type { Command, Credentials, Device, Incident, Resident } from './api.js';
 import type { Ctx } from './context.js';
 import { clear, fmtAgo, fmtDateTime, fmtLatency, fmtTime, field, h } from './dom.js';
+import { PositionPanel } from './map.js';
 
 /** The lifecycle (docs/design.md §2) as a technician reads it: bound is not commissioned until the test passed. */
 export const STATE_LABEL: Record<string, string> = {
@@ -83,7 +84,10 @@ export function deviceView(ctx: Ctx, root: HTMLElement, id: string): () => void 
   const secretOut = h('div');
   const test = h('section', { class: 'panel commissioning' }, h('h2', null, 'Commissioning test'));
   const cmds = h('section', { class: 'panel' }, h('h2', null, 'Recent commands'));
-  root.append(h('p', null, h('a', { href: '#/fleet' }, '← fleet')), info, manage, secretOut, test, cmds);
+  // where the device is: its last fix, the bound resident's home and safe zone, the path of the last hour
+  const position = new PositionPanel(ctx);
+  position.el.hidden = true;
+  root.append(h('p', null, h('a', { href: '#/fleet' }, '← fleet')), info, position.el, manage, secretOut, test, cmds);
   const writer = ctx.can('admin', 'technician');
   let alive = true;
   let run: TestRun | null = null;
@@ -130,6 +134,12 @@ export function deviceView(ctx: Ctx, root: HTMLElement, id: string): () => void 
         l.unreadableCount ? h('dd', { 'data-unreadable': String(l.unreadableCount) }, `${l.unreadableCount} refused; last: ${l.lastUnreadableReason ?? '—'}`) : null,
       )),
     );
+    // shown once there is something to place: a fix, or the home of the resident it is bound to
+    const home = resident?.home ?? null;
+    position.el.hidden = !l.position && !home;
+    if (!position.el.hidden) {
+      position.show({ home, zone: resident?.safeZone ?? null, points: l.position ? [{ role: 'device', pos: l.position }] : [] }, d.id, String(l.position?.at ?? ''));
+    }
     // the manage panel is redrawn only when what it shows changed (not on every refresh: a half-picked resident stays)
     const key = `${d.state}|${d.residentId}`;
     if (!writer || key === managed) return;
@@ -246,5 +256,5 @@ export function deviceView(ctx: Ctx, root: HTMLElement, id: string): () => void 
   });
   const timer = setInterval(() => void load(), 2000);
   void load();
-  return () => { alive = false; off(); clearInterval(timer); clear(secretOut); };
+  return () => { alive = false; off(); clearInterval(timer); clear(secretOut); position.destroy(); };
 }

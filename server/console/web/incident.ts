@@ -1,11 +1,12 @@
 // One incident: its latency stamps against the budgets, the timeline of every event, the resident and their
-// contacts, the device's state, and the position drawn around the home.
+// contacts, the device's state, and the position around the home (map.ts: a map, or the schematic plot).
 import type { Device, IncidentDetail, Resident, StreamEvent } from './api.js';
 import type { Ctx } from './context.js';
 import { clear, fmtDateTime, fmtLatency, fmtTime, h } from './dom.js';
 import { incidentActions } from './actions.js';
-import { carryInputs, countdown, positionText, typeLabel } from './board.js';
-import { positionPlot, type PlotPoint } from './plot.js';
+import { carryInputs, countdown, typeLabel } from './board.js';
+import { PositionPanel } from './map.js';
+import type { ScenePoint } from './plot.js';
 
 const STAMPS: [key: string, label: string][] = [
   ['deviceTs', 'device time'],
@@ -152,15 +153,18 @@ export function incidentView(ctx: Ctx, root: HTMLElement, id: string): () => voi
   let lastSeq = -1;
   let resident: Resident | null = null;
   let device: Device | null = null;
+  // kept across redraws: the map keeps its view and tiles while events come in
+  const position = new PositionPanel(ctx);
 
   const draw = (inc: IncidentDetail) => {
     const view = h('div', { class: 'incident-view' });
     const cd = countdown(ctx, inc);
-    const points: PlotPoint[] = [];
-    if (inc.position) points.push({ pos: inc.position, label: 'alarm', kind: 'alarm' });
-    if (device?.live.position && (!inc.position || device.live.position.lat !== inc.position.lat || device.live.position.lon !== inc.position.lon)) {
-      points.push({ pos: device.live.position, label: 'device now', kind: 'device' });
-    }
+    // the alarm's position (a fix, the last known fix, or the home address), and where the device is now if elsewhere
+    const points: ScenePoint[] = [];
+    if (inc.position) points.push({ role: 'alarm', pos: inc.position, at: inc.lastAt });
+    const now = device?.live.position;
+    if (now && (!inc.position || now.lat !== inc.position.lat || now.lon !== inc.position.lon)) points.push({ role: 'device', pos: now });
+    position.show({ home: resident?.home ?? null, zone: resident?.safeZone ?? null, points }, inc.deviceId, String(now?.at ?? ''));
     view.append(
       h('header', { class: `incident-head prio-${inc.priority}`, 'data-id': inc.id, 'data-status': inc.status },
         h('span', { class: `badge prio ${inc.priority}` }, inc.priority),
@@ -180,8 +184,7 @@ export function incidentView(ctx: Ctx, root: HTMLElement, id: string): () => voi
           ),
         ),
         h('div', null,
-          h('section', { class: 'panel' }, h('h2', null, 'Position'), positionPlot(resident, points),
-            h('p', { class: 'muted' }, positionText(inc) ?? 'no position in the alarm')),
+          position.el,
           residentBox(resident, inc.residentId),
           deviceBox(device, inc.deviceId),
           h('section', { class: 'panel' }, h('h2', null, 'Responsibility'), h('dl', null,
@@ -227,5 +230,5 @@ export function incidentView(ctx: Ctx, root: HTMLElement, id: string): () => voi
     }
   }, 1000);
   void load();
-  return () => { alive = false; off(); clearInterval(tick); window.clearTimeout(timer); };
+  return () => { alive = false; off(); clearInterval(tick); window.clearTimeout(timer); position.destroy(); };
 }
