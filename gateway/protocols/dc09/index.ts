@@ -1,6 +1,294 @@
-// Placeholder until the dc09 protocol lands (its engineer replaces this file): a configured dc09 listener refuses to start.
-import type { ListenerSettings, ProtocolHandler, ProtocolServices } from '../types.js';
+// The SIA DC-09 receiver (issue 11 §4): alarm panels and telecare hubs reporting over IP, TCP or UDP. One handler per
+// listener; frames of one peer arrive in order (listener.ts). What is answered when (docs/protocols/dc09.md):
+// - ACK only once every observation of the message is durable (sink.submit resolved); a failed write → NAK, and the
+//   panel sends the message again. An encrypted message is answered by an encrypted ACK carrying our timestamp.
+// - NAK (never encrypted, with the receiver's time so the panel can set its clock) for a bad CRC, a wrong length, a
+//   malformed message, a timestamp outside the window, an account that is not provisioned (or is suspended): the
+//   panel keeps the event and tries again (or its backup path) while the refusal is counted and shown.
+// - DUH for a well-formed message we do not take: an unknown token, an encrypted message for an account without a
+//   key, one that does not decrypt under the account's key, a plaintext message for an account that has a key.
+// - NULL (supervision poll, the link test): ACK at once, then the heartbeat is stored (telemetry, in order).
+// Data we cannot read from a provisioned, CRC-checked message is stored as `unknown` and ACKed: sending it again
+// would bring the same bytes, and an operator must see it.
+import { Type, type Static } from '@sinclair/typebox';
+import type { Observation } from '../../../core/contracts.js';
+import type { ListenerSettings, Peer, ProtocolDevice, ProtocolHandler, ProtocolServices } from '../types.js';
+import { createDc09Framer, type Dc09Frame } from './framer.js';
+import {
+  TOKENS, formatTimestamp, frameMessage, parseAdmCid, parseBody, parseHeader, printable, splitDataAccount, stripPad,
+  type Dc09Body, type Dc09Header, type Token,
+} from './message.js';
+import { decryptRest, encryptRest } from './cipher.js';
+import { emptyKeyStore, loadKeyStore, type KeyStore } from './keys.js';
+import { admCidToObservation, siaDcsToObservations, type MapInput } from './map.js';
+import { PollSupervisor } from './supervision.js';
+import { dc09Settings } from './settings.js';
 
-export function createDc09Protocol(_services: ProtocolServices, _settings: ListenerSettings): ProtocolHandler<never> {
-  throw new Error('the dc09 protocol is not built yet');
+export type { Dc09Frame } from './framer.js';
+export { Dc09KeyError } from './keys.js';
+
+const SettingsSchema = Type.Object(dc09Settings);
+export type Dc09Settings = Static<typeof SettingsSchema>;
+
+export interface Dc09Stats {
+  acks: number;
+  naks: number;
+  duhs: number;
+  polls: number;
+  events: number;
+  observations: number;
+  submitFailures: number;
+  unreadableData: number;
+}
+
+export type Dc09Handler = ProtocolHandler<Dc09Frame> & {
+  stats(): Dc09Stats;
+  /** the reporting-path supervision (tests read its state) */
+  readonly supervisor: PollSupervisor;
+};
+
+/** Optional: the gateway lists the provisioned dc09 devices at start, so a panel silent across a restart is caught. */
+interface ListingServices {
+  provisioned?(): Iterable<{ identifier: string; device: ProtocolDevice }>;
+}
+
+type Reply = 'ack' | 'nak' | 'duh';
+
+export function createDc09Protocol(services: ProtocolServices, settings: Partial<Dc09Settings> & Partial<ListenerSettings>): Dc09Handler {
+  const log = services.log;
+  const cfg = {
+    pastMs: (settings.timestampPastS ?? 20) * 1000,
+    futureMs: (settings.timestampFutureS ?? 40) * 1000,
+    plaintextWindow: settings.plaintextTimestampWindow ?? true,
+    pollIntervalS: settings.pollIntervalS ?? 180,
+    factor: settings.pollMissFactor ?? 2,
+    maxFrameBytes: settings.maxFrameBytes ?? 8192,
+  };
+  // throws Dc09KeyError (mode, JSON, a bad key) before any socket is opened: start-up stops with its message
+  const keys: KeyStore = settings.keysFile
+    ? loadKeyStore(settings.keysFile, services.now, (r) =>
+        r.ok ? log.info({ accounts: r.accounts }, `DC-09 ${r.message}`) : log.error({ accounts: r.accounts }, `DC-09 ${r.message}`))
+    : emptyKeyStore();
+  if (settings.keysFile) log.info({ accounts: keys.size() }, 'DC-09 keys loaded');
+
+  const st: Dc09Stats = { acks: 0, naks: 0, duhs: 0, polls: 0, events: 0, observations: 0, submitFailures: 0, unreadableData: 0 };
+
+  const lookup = (account: string): ProtocolDevice | undefined => {
+    for (const id of new Set([account, account.toUpperCase(), account.toLowerCase()])) {
+      const d = services.lookup(id);
+      if (d) return d;
+    }
+    return undefined;
+  };
+
+  const intervalMsOf = (d: ProtocolDevice): number => {
+    const own = d.config.pollIntervalS;
+    const s = typeof own === 'number' && Number.isFinite(own) && own > 0 ? own : cfg.pollIntervalS;
+    return s * 1000;
+  };
+
+  const supervisor = new PollSupervisor({
+    now: services.now,
+    factor: cfg.factor,
+    log,
+    stillSupervised: (_deviceId, account) => {
+      const d = lookup(account);
+      return d !== undefined && d.state !== 'suspended';
+    },
+    async report(deviceId, type, detail) {
+      await services.sink.submit({ type, deviceId, receivedAt: services.now(), source: 'dc09', detail: { protocol: 'dc09', ...detail } });
+    },
+  });
+  const listing = (services as ProtocolServices & ListingServices).provisioned;
+  if (listing) {
+    try {
+      for (const { identifier, device } of listing.call(services)) {
+        if (device.kind === 'dc09' && device.state !== 'suspended') supervisor.expect(device.deviceId, identifier.toUpperCase(), intervalMsOf(device));
+      }
+    } catch (err) {
+      log.error({ err }, 'listing the provisioned DC-09 panels failed; each is supervised from its first poll');
+    }
+  }
+
+  // ---- answers ----
+  const send = (peer: Peer, kind: Reply, message: string) => {
+    st[kind === 'ack' ? 'acks' : kind === 'nak' ? 'naks' : 'duhs']++;
+    peer.send(frameMessage(message));
+  };
+  const routing = (h: Dc09Header, account: string) => `${h.seq}${h.receiver}${h.prefix}${account ? `#${account}` : ''}`;
+  const nak = (peer: Peer) => send(peer, 'nak', `"NAK"0000R0L0A0[]${formatTimestamp(services.now())}`);
+  const duh = (peer: Peer, h: Dc09Header, account: string) => send(peer, 'duh', `"DUH"${routing(h, account)}[]`);
+  const ack = (peer: Peer, h: Dc09Header, account: string, key: Buffer | undefined) =>
+    send(peer, 'ack', key
+      ? `"*ACK"${routing(h, account)}[${encryptRest(`]${formatTimestamp(services.now())}`, key)}`
+      : `"ACK"${routing(h, account)}[]`);
+
+  const refuse = (peer: Peer, reason: string, detail: string, raw: Buffer, reply: () => void) => {
+    services.refuse(peer, reason, detail, raw);
+    reply();
+  };
+
+  // ---- one message ----
+  async function onFrame(peer: Peer, frame: Dc09Frame, raw: Buffer): Promise<void> {
+    const receivedAt = services.now();
+    const parsed = parseHeader(frame.text);
+    if (!parsed.ok) return refuse(peer, parsed.reason, parsed.detail, raw, () => nak(peer));
+    const h = parsed.value;
+    if (!(TOKENS as readonly string[]).includes(h.id)) {
+      return refuse(peer, 'unsupported-token', `message type "${h.encrypted ? '*' : ''}${h.id}" is not supported (SIA-DCS, ADM-CID, NULL): DUH`, raw, () => duh(peer, h, h.account));
+    }
+    const token = h.id as Token;
+
+    // plaintext: the data may name the account when the header does not
+    let body: Dc09Body | undefined;
+    let account = h.account;
+    if (!h.encrypted) {
+      const b = parseBody(h.rest);
+      if (!b.ok) return refuse(peer, b.reason, b.detail, raw, () => nak(peer));
+      body = b.value;
+      account ||= splitDataAccount(body.data).account ?? '';
+    }
+    if (!account) {
+      return refuse(peer, 'no-account', `${h.encrypted ? 'an encrypted message must name its account in the header (#acct)' : 'no account (#acct) in the header nor the data'}: NAK`, raw, () => nak(peer));
+    }
+    const device = lookup(account);
+    if (!device) {
+      return refuse(peer, 'unprovisioned', `account ${account} is not provisioned (POST /api/devices {kind: "dc09", serial: "${account}"}): NAK, the panel keeps the event and tries again`, raw, () => nak(peer));
+    }
+    if (device.state === 'suspended') {
+      return refuse(peer, 'suspended', `account ${account} belongs to a suspended device (${device.deviceId}): NAK`, raw, () => nak(peer));
+    }
+
+    let key = keys.get(account);
+    if (h.encrypted) {
+      if (!key) {
+        return refuse(peer, 'no-key', `encrypted message for account ${account}, which has no key in protocols.dc09.keysFile: DUH`, raw, () => duh(peer, h, account));
+      }
+      let plain = decryptRest(h.rest, key);
+      if (plain === undefined) {
+        return refuse(peer, 'malformed', `encrypted part of ${h.rest.length} characters is not whole AES blocks of hex: NAK`, raw, () => nak(peer));
+      }
+      let afterPad = stripPad(plain);
+      if (afterPad === undefined) {
+        // the technician may just have changed the key in the file
+        keys.refresh();
+        const again = keys.get(account);
+        if (again && !again.equals(key)) {
+          key = again;
+          plain = decryptRest(h.rest, key);
+          afterPad = plain === undefined ? undefined : stripPad(plain);
+        }
+      }
+      if (afterPad === undefined) {
+        return refuse(peer, 'decrypt-failed', `message for account ${account} does not decrypt under its key (the panel and protocols.dc09.keysFile hold different keys): DUH`, raw, () => duh(peer, h, account));
+      }
+      const b = parseBody(afterPad);
+      if (!b.ok) return refuse(peer, b.reason, `decrypted: ${b.detail}`, raw, () => nak(peer));
+      body = b.value;
+      if (body.timestamp === undefined) {
+        return refuse(peer, 'no-timestamp', `encrypted message for account ${account} has no timestamp (required when encrypted): NAK`, raw, () => nak(peer));
+      }
+    } else if (key) {
+      return refuse(peer, 'plaintext-downgrade', `unencrypted message for account ${account}, whose line is encrypted (a key is configured): DUH`, raw, () => duh(peer, h, account));
+    }
+    const b = body!;
+    if (b.timestamp !== undefined && (h.encrypted || cfg.plaintextWindow)) {
+      const skew = b.timestamp - receivedAt;
+      if (skew < -cfg.pastMs || skew > cfg.futureMs) {
+        return refuse(peer, 'timestamp-window', `timestamp ${b.timestampText} is ${Math.round(skew / 1000)} s from the receiver clock (window −${cfg.pastMs / 1000} s/+${cfg.futureMs / 1000} s): NAK with the receiver time`, raw, () => nak(peer));
+      }
+    }
+
+    peer.bind(device.deviceId);
+    const flags = [...peer.flags];
+    const { account: dataAccount, rest: data } = splitDataAccount(b.data);
+    const detail: Record<string, unknown> = {
+      token, encrypted: h.encrypted, seq: h.seq, account, transport: peer.transport,
+      ...(h.receiver && { receiver: h.receiver }), prefix: h.prefix,
+      ...(dataAccount && dataAccount !== account && { dataAccount }),
+      ...(b.xdata.length && { xdata: b.xdata }),
+      ...(b.timestampText && { timestamp: b.timestampText }),
+    };
+    const intervalMs = intervalMsOf(device);
+
+    if (token === 'NULL') {
+      st.polls++;
+      // the poll is the link test: answered at once, so a slow disk never makes the panel report its path failed;
+      // what it proves (the link is up) is already in the supervisor, and the heartbeat is telemetry
+      ack(peer, h, account, h.encrypted ? key : undefined);
+      const hb: Observation = {
+        type: 'heartbeat', deviceId: device.deviceId, receivedAt, source: 'dc09',
+        ...(b.timestamp !== undefined && { deviceTs: b.timestamp }),
+        ...(flags.length && { flags }),
+        detail: { protocol: 'dc09', ...detail },
+      };
+      await services.sink.submit(hb).then(
+        () => { st.observations++; },
+        (err: unknown) => log.warn({ err, deviceId: device.deviceId }, 'storing a DC-09 poll failed (already answered: telemetry)'),
+      );
+      await supervisor.contact(device.deviceId, account, intervalMs);
+      return;
+    }
+
+    st.events++;
+    const m: MapInput = { deviceId: device.deviceId, receivedAt, account, model: device.model, flags, detail };
+    let list: Observation[];
+    if (token === 'ADM-CID') {
+      const ev = parseAdmCid(data);
+      list = ev.ok ? [admCidToObservation(ev.value, data, m)] : [unreadable(m, data, ev.detail)];
+    } else {
+      list = siaDcsToObservations(data, m);
+    }
+    for (const o of list) {
+      if (b.timestamp !== undefined) o.deviceTs = b.timestamp;
+      // (seq, deviceTs) is the dedup key: only a message with one observation may use it, or its second would drop
+      if (b.timestamp !== undefined && list.length === 1) o.seq = Number(h.seq);
+    }
+    try {
+      for (const o of list) {
+        await services.sink.submit(o);
+        st.observations++;
+      }
+    } catch (err) {
+      st.submitFailures++;
+      log.error({ err, deviceId: device.deviceId, seq: h.seq }, 'storing a DC-09 event failed: NAK, the panel sends it again');
+      nak(peer);
+      return;
+    }
+    ack(peer, h, account, h.encrypted ? key : undefined);
+    await supervisor.contact(device.deviceId, account, intervalMs);
+  }
+
+  function unreadable(m: MapInput, data: string, why: string): Observation {
+    st.unreadableData++;
+    return {
+      type: 'unknown', code: 'ADM-CID', deviceId: m.deviceId, receivedAt: m.receivedAt, source: 'dc09',
+      flags: [...m.flags, 'unreadable-data'],
+      detail: { ...m.detail, protocol: 'dc09', format: 'ADM-CID', data: printable(data), issue: why },
+    };
+  }
+
+  return {
+    name: 'dc09',
+    supervisor,
+    stats: () => ({ ...st }),
+    framer: () => createDc09Framer(cfg.maxFrameBytes),
+    async onFrame(peer, frame, raw) {
+      try {
+        await onFrame(peer, frame, raw);
+      } catch (err) {
+        // a bug here must not leave the panel without an answer: NAK, it sends again
+        log.error({ err, peer: peer.id }, 'DC-09 message handler failed: NAK');
+        try {
+          nak(peer);
+        } catch {
+          /* the peer is gone */
+        }
+      }
+    },
+    encodeCommand: () => ({ error: 'a DC-09 panel takes no commands from the receiving centre (the protocol carries events to it only)' }),
+    async close() {
+      await supervisor.close();
+    },
+  };
 }

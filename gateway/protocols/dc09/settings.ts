@@ -1,4 +1,36 @@
 // Settings of the dc09 listener beyond the common ones (gateway/protocols/settings.ts): `protocols.dc09.*`.
 import { Type } from '@sinclair/typebox';
 
-export const dc09Settings = {};
+export const dc09Settings = {
+  keysFile: Type.Optional(
+    Type.String({
+      minLength: 1,
+      description:
+        'JSON file { "<account>": "<hex AES key>" } of the encrypted lines (32/48/64 hex digits: AES-128/192/256); must not be readable by group or others (chmod 600). Read again when it changes.',
+    }),
+  ),
+  timestampPastS: Type.Integer({
+    minimum: 1,
+    default: 20,
+    description: 'a message whose timestamp is more than this many seconds behind the receiver clock is answered NAK (with the receiver time, so the panel corrects its clock)',
+  }),
+  timestampFutureS: Type.Integer({
+    minimum: 1,
+    default: 40,
+    description: 'a message whose timestamp is more than this many seconds ahead of the receiver clock is answered NAK',
+  }),
+  plaintextTimestampWindow: Type.Boolean({
+    default: true,
+    description: 'also hold unencrypted messages that carry a timestamp to the window (false: only encrypted ones, for panels that cannot take the clock from a NAK)',
+  }),
+  pollIntervalS: Type.Integer({
+    minimum: 1,
+    default: 180,
+    description: "a panel's expected NULL-poll interval when its device config has no pollIntervalS (EN 50136 reporting path)",
+  }),
+  pollMissFactor: Type.Number({
+    minimum: 1.1,
+    default: 2,
+    description: 'no poll nor event for interval × this → comm-lost for the panel (2: one lost poll and its retries are not a lost path)',
+  }),
+};

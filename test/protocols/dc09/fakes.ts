@@ -1,0 +1,69 @@
+// A fake Peer and recording services for the DC-09 handler's unit tests (the listener and the ingest are tested
+// end to end in e2e.test.ts). The sink can be held, to see that nothing is answered before it resolves.
+import pino from 'pino';
+import type { Observation, IngestResult } from '../../../core/contracts.js';
+import type { Peer, ProtocolDevice, ProtocolServices } from '../../../gateway/protocols/types.js';
+
+export interface FakePeer extends Peer {
+  sent: string[];
+  bound: string[];
+}
+
+export function fakePeer(transport: 'tcp' | 'udp' = 'tcp'): FakePeer {
+  const p = {
+    id: `${transport}:127.0.0.1:50000#1`, transport, address: '127.0.0.1', port: 50000, deviceId: undefined as string | undefined,
+    flags: [] as string[], sent: [] as string[], bound: [] as string[],
+    bind(id: string) { p.deviceId = id; p.bound.push(id); },
+    send(b: Buffer) { p.sent.push(b.toString('latin1')); },
+    close() {},
+  };
+  return p;
+}
+
+export interface Recorded {
+  services: ProtocolServices;
+  observations: Observation[];
+  refusals: { reason: string; detail: string; raw?: string }[];
+  logs: string[];
+  devices: Map<string, ProtocolDevice>;
+  /** while set, submit waits for it */
+  hold: { promise?: Promise<void> };
+  failSubmit: { on: boolean };
+  clock: { now: number };
+}
+
+export function recordingServices(devices: Record<string, Partial<ProtocolDevice>> = {}): Recorded {
+  const observations: Observation[] = [];
+  const refusals: Recorded['refusals'] = [];
+  const logs: string[] = [];
+  const map = new Map<string, ProtocolDevice>();
+  for (const [acct, d] of Object.entries(devices)) {
+    map.set(acct, { deviceId: `dev-${acct}`, kind: 'dc09', state: 'in-service', model: null, config: {}, ...d });
+  }
+  const hold: Recorded['hold'] = {};
+  const failSubmit = { on: false };
+  const clock = { now: Date.now() };
+  const log = pino({ level: 'debug' }, { write: (s: string) => { logs.push(s); } });
+  let id = 0;
+  const services: ProtocolServices = {
+    sink: {
+      async submit(obs: Observation): Promise<IngestResult> {
+        if (hold.promise) await hold.promise;
+        if (failSubmit.on) throw new Error('disk full (test)');
+        observations.push(obs);
+        return { status: 'stored', observationId: ++id };
+      },
+    },
+    log,
+    now: () => clock.now,
+    lookup: (identifier) => map.get(identifier),
+    refuse: (_peer, reason, detail, raw) => { refusals.push({ reason, detail, ...(raw && { raw: raw.toString('latin1') }) }); },
+    issueSecret: () => { throw new Error('not used by dc09'); },
+    checkSecret: () => false,
+    commandAnswered: async () => undefined,
+  };
+  return { services, observations, refusals, logs, devices: map, hold, failSubmit, clock };
+}
+
+/** The text of an answer between LF and CR. */
+export const answerText = (s: string) => s.replace(/^\n/, '').replace(/\r$/, '');
