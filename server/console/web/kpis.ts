@@ -108,9 +108,10 @@ export function kpisView(ctx: Ctx, root: HTMLElement): () => void {
     drawChart(r.shifts);
   };
 
-  // one point per shift (all of them: a gap in time is a shift with nothing, not a missing one)
+  // one point per shift, at its middle (all shifts: a gap in time is a shift with nothing, not a missing one)
   const drawChart = (shifts: Shift[]) => {
-    const xs = shifts.map((s) => s.start / 1000);
+    const xs = shifts.map((s) => (s.start + s.end) / 2000);
+    const span: [number, number] = shifts.length ? [shifts[0]!.start / 1000, shifts.at(-1)!.end / 1000] : [0, 1];
     const share = (f: (s: Shift) => Share) => shifts.map((s) => (f(s).share === null ? null : f(s).share! * 100));
     const data: uPlot.AlignedData = [
       xs,
@@ -124,7 +125,7 @@ export function kpisView(ctx: Ctx, root: HTMLElement): () => void {
       title: 'per shift',
       width,
       height: 280,
-      scales: { x: { time: true }, '%': { range: [0, 100] }, n: { range: (_u, _min, max) => [0, Math.max(4, Math.ceil(max * 1.2))] } },
+      scales: { x: { time: true, range: () => span }, '%': { range: [0, 100] }, n: { range: (_u, _min, max) => [0, Math.max(4, Math.ceil(max * 1.2))] } },
       series: [
         {},
         { label: 'ack ≤ 60 s (%)', scale: '%', stroke: '#1f4fbf', width: 2, points: { show: true, size: 6 }, spanGaps: true },
@@ -133,7 +134,8 @@ export function kpisView(ctx: Ctx, root: HTMLElement): () => void {
         { label: 'breaches', scale: 'n', stroke: '#b3261e', width: 2, dash: [6, 4], points: { show: true, size: 5 } },
       ],
       axes: [
-        {},
+        // day and hour as the table writes them (24 h), not the browser's locale
+        { space: 70, values: (_u, splits) => splits.map((v) => { const d = new Date(v * 1000); return `${pad(d.getMonth() + 1)}-${pad(d.getDate())}\n${pad(d.getHours())}:${pad(d.getMinutes())}`; }) },
         { scale: '%', label: '% acknowledged in time', values: (_u, v) => v.map((x) => `${x} %`) },
         { scale: 'n', side: 1, label: 'incidents / breaches', grid: { show: false } },
       ],
