@@ -30,7 +30,15 @@ export interface ReceiverSimOptions {
   ackTimeoutMs?: number;
   /** re-sends after the first attempt; the receivers use 3 */
   retries?: number;
+  /**
+   * What ends each frame: DC4 (Sur-Gard/DSC automation output, the default) or a line end, as the Hikvision-style
+   * variant sends (CR, or CR LF).
+   */
+  terminator?: SimTerminator;
 }
+
+export type SimTerminator = 'DC4' | 'CR' | 'CRLF';
+const ENDS: Record<SimTerminator, number[]> = { DC4: [DC4], CR: [0x0d], CRLF: [0x0d, 0x0a] };
 
 export interface SimEvent {
   /** 4 hex digits, or 10 for type 58 */
@@ -73,19 +81,20 @@ const pad = (v: string | number, n: number) => String(v).toUpperCase().padStart(
 export function encodeContactId(
   ev: SimEvent,
   where: { receiver: string; line: string },
+  terminator: SimTerminator = 'DC4',
 ): Buffer {
   const account = ev.account.toUpperCase();
   const type = ev.messageType ?? (account.length === 10 ? '58' : '18');
   const text =
     `5${pad(where.receiver, 2)}${ev.line ?? where.line} ${type}${account}${ev.qualifier ?? 'E'}` +
     `${pad(ev.code, 3)}${pad(ev.group ?? 1, 2)}${pad(ev.zone ?? 1, 3)}`;
-  return Buffer.concat([Buffer.from(text, 'latin1'), Buffer.from([DC4])]);
+  return Buffer.concat([Buffer.from(text, 'latin1'), Buffer.from(ENDS[terminator])]);
 }
 
 /** MLR2: `1011` + 11 spaces + `@` + 4 spaces; System II/III: `1RR000` + 11 spaces + `@` + 4 spaces. */
-export function encodeHeartbeat(format: SimFormat, where: { receiver: string; line: string }): Buffer {
+export function encodeHeartbeat(format: SimFormat, where: { receiver: string; line: string }, terminator: SimTerminator = 'DC4'): Buffer {
   const head = format === 'system3' ? `1${pad(where.receiver, 2)}000` : `1${pad(where.receiver, 2)}${where.line}`;
-  return Buffer.concat([Buffer.from(`${head}${' '.repeat(11)}@${' '.repeat(4)}`, 'latin1'), Buffer.from([DC4])]);
+  return Buffer.concat([Buffer.from(`${head}${' '.repeat(11)}@${' '.repeat(4)}`, 'latin1'), Buffer.from(ENDS[terminator])]);
 }
 
 const show = (b: Buffer) =>
@@ -110,6 +119,7 @@ export class ReceiverSim extends EventEmitter<ReceiverSimEvents> {
   private readonly format: SimFormat;
   private readonly ackTimeoutMs: number;
   private readonly retries: number;
+  private readonly terminator: SimTerminator;
 
   private constructor(
     private readonly port: SerialPort,
@@ -120,6 +130,7 @@ export class ReceiverSim extends EventEmitter<ReceiverSimEvents> {
     this.where = { receiver: opts.receiver ?? '01', line: opts.line ?? (this.format === 'system3' ? '001' : '1') };
     this.ackTimeoutMs = opts.ackTimeoutMs ?? 4000;
     this.retries = opts.retries ?? 3;
+    this.terminator = opts.terminator ?? 'DC4';
     port.on('data', (chunk: Buffer) => {
       for (const byte of chunk) {
         if (byte !== ACK && byte !== NAK) continue;
@@ -154,7 +165,7 @@ export class ReceiverSim extends EventEmitter<ReceiverSimEvents> {
   /** A Contact ID event; resolves once ACKed, or once given up and buffered. */
   sendEvent(ev: SimEvent): Promise<SendOutcome> {
     return this.serial(async () => {
-      const frame = encodeContactId(ev, this.where);
+      const frame = encodeContactId(ev, this.where, this.terminator);
       if (this.buffered.length) {
         // the real receiver sends nothing but heartbeats until one is ACKed
         this.buffered.push(frame);
@@ -183,10 +194,15 @@ export class ReceiverSim extends EventEmitter<ReceiverSimEvents> {
     });
   }
 
+  /** A bare DC4: the receiver testing the link to the automation software, which answers ACK. */
+  sendLinkTest(): Promise<SendOutcome> {
+    return this.serial(() => this.deliver(Buffer.from([DC4]), 'raw', 0, undefined, false));
+  }
+
   /** One heartbeat now; an ACK releases the buffered frames. */
   sendHeartbeat(): Promise<SendOutcome> {
     return this.serial(async () => {
-      const out = await this.deliver(encodeHeartbeat(this.format, this.where), 'heartbeat', 0, undefined, false);
+      const out = await this.deliver(encodeHeartbeat(this.format, this.where, this.terminator), 'heartbeat', 0, undefined, false);
       if (out.delivered) await this.flush();
       return out;
     });

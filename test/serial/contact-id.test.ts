@@ -3,6 +3,8 @@ import { decodeFrame, type ContactIdFrame, type SiaFrame } from '../../gateway/a
 import {
   contactIdToObservation,
   siaToObservations,
+  siaTime,
+  vendorOf,
   TELECARE_VENDOR_CODES,
   type CodeTableConfig,
 } from '../../gateway/adapters/serial/contact-id.js';
@@ -127,6 +129,43 @@ describe('Contact ID → observations', () => {
     expect(map('102', 'E', { codeTable, model: 'other' }).type).toBe('supervision');
   });
 
+  it('standard codes a telecare network meets: 130 burglary, 616 service request, 641 inactivity, 732 wanderer, 401 open/close', () => {
+    expect(map('130')).toMatchObject({ type: 'panic', detail: { label: 'burglary' } });
+    expect(map('616').type).toBe('call-request');
+    expect(map('641').type).toBe('no-movement');
+    expect(map('732').type).toBe('wander');
+    for (const code of ['130', '616', '641', '732']) expect(isLifeSafety(map(code).type)).toBe(true);
+    expect(map('401')).toMatchObject({ type: 'presence', present: true });
+    expect(map('401', 'R')).toMatchObject({ type: 'presence', present: false });
+  });
+
+  it("the device's own model picks the shipped vendor table: 102 and 120 are falls on a Climax or Vesta unit", () => {
+    // Climax Technology, Mobile PERS user's manual (2013), appendix 7.1: 102 "inactivity after fall detection", 120 "fall emergency"
+    for (const model of ['Climax MP-3G', 'climax-gx90', 'VESTA HSGW-G8']) {
+      const fall = map('102', '1', { model });
+      expect([fall.type, fall.detail?.table]).toEqual(['fall', `vendor:${vendorOf(model)}`]);
+      expect(map('120', 'E', { model }).type).toBe('fall');
+      expect(map('662', 'E', { model }).type).toBe('sos');
+    }
+    // other devices keep DC-05: 102 fail to report in, 120 panic
+    expect(map('102', '1', { model: 'Acme panel' }).type).toBe('supervision');
+    expect(map('120', 'E', { model: 'Acme panel' }).type).toBe('panic');
+    // a model whose name does not say its vendor: told in configuration
+    const codeTable: CodeTableConfig = { vendorByModel: { 'HSGW-G8': 'climax', 'TX-1': 'telecare' } };
+    expect(map('102', 'E', { model: 'HSGW-G8', codeTable }).type).toBe('fall');
+    expect(map('733', 'E', { model: 'TX-1', codeTable }).type).toBe('bed-exit');
+    // a configured byModel entry still beats the shipped table
+    const over: CodeTableConfig = { byModel: { 'Climax MP-3G': { '102': { type: 'supervision' } } } };
+    expect(map('102', 'E', { model: 'Climax MP-3G', codeTable: over }).detail?.table).toBe('model');
+  });
+
+  it('each unmapped code is its own unknown observation with its own code', () => {
+    const a = map('987');
+    const b = map('654');
+    expect([a.type, a.type === 'unknown' && a.code]).toEqual(['unknown', '987']);
+    expect([b.type, b.type === 'unknown' && b.code]).toEqual(['unknown', '654']);
+  });
+
   it('passes flags (unknown-account) through', () => {
     const o = contactIdToObservation(cid('5011 18FFFFE10101001'), {
       deviceId: 'receiver-1',
@@ -153,6 +192,32 @@ describe('SIA → observations', () => {
     ]);
     expect(list[0]!.detail).toMatchObject({ protocol: 'sia', code: 'FA', zone: '129', account: '1234', group: '01' });
     expect(list[2]).toMatchObject({ type: 'unknown', code: 'ZZ' });
+  });
+
+  it('BA burglary, CL closing (armed: out), OP opening (in)', () => {
+    const list = siaToObservations(sia('S011[#1234|NBA003/CL001/OP001/BR003]'), { deviceId: 'd', receivedAt: 5 });
+    expect(list.map((o) => [o.type, o.restore, o.type === 'presence' ? o.present : null])).toEqual([
+      ['panic', undefined, null],
+      ['presence', true, false],
+      ['presence', undefined, true],
+      ['panic', true, null],
+    ]);
+    expect(list[0]!.detail?.label).toBe('burglary alarm');
+  });
+
+  it('keeps the ti modifier as the event time (deviceTs), and as text in detail', () => {
+    const at = new Date(2026, 4, 17, 10, 30, 5).getTime();
+    const [fire] = siaToObservations(sia('S011[#1234|Nti10:23/ri01/FA129]'), { deviceId: 'd', receivedAt: at });
+    expect(fire!.deviceTs).toBe(new Date(2026, 4, 17, 10, 23, 0).getTime());
+    expect(fire!.detail?.modifiers).toMatchObject({ ti: '10:23' });
+    // an event just before midnight that arrives just after it is yesterday's
+    const midnight = new Date(2026, 4, 18, 0, 1, 0).getTime();
+    expect(siaTime({ ti: '23:59:30' }, midnight)).toBe(new Date(2026, 4, 17, 23, 59, 30).getTime());
+    expect(siaTime({ ti: '10:23', da: '05-16-26' }, at)).toBe(new Date(2026, 4, 16, 10, 23, 0).getTime());
+    // no readable time: the arrival time stands
+    expect(siaTime({ ti: '25:99' }, at)).toBeUndefined();
+    const [noTi] = siaToObservations(sia('S011[#1234|NFA129]'), { deviceId: 'd', receivedAt: at });
+    expect(noTi!.deviceTs).toBeUndefined();
   });
 
   it('a SIA frame with no readable event is still one unknown observation', () => {
