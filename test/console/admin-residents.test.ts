@@ -171,6 +171,25 @@ describe('residents', () => {
     await op.fill('input[name=noMovementSeconds]', '7200');
     await op.click('button[type=submit]');
     await waitFor(async () => (await t.api('GET', `/api/residents/${n.residentA}`)).body.noMovementSeconds === 7200, 'the operator\'s change');
+    // a polygon safe zone: two points are too few (said beside the list), a third is added, one removed and added again
+    await op.selectOption('select[name="safeZone.type"]', 'polygon');
+    const pts = [[52.521, 13.404], [52.519, 13.409], [52.517, 13.401]];
+    const point = (i: number) => op.locator('li[data-point]').nth(i);
+    await point(2).locator('button').click();
+    for (const [i, [lat, lon]] of pts.slice(0, 2).entries()) {
+      await point(i).locator('input[data-key=lat]').fill(String(lat));
+      await point(i).locator('input[data-key=lon]').fill(String(lon));
+    }
+    await op.click('button[type=submit]');
+    await expect.poll(() => errorFor(op, 'safeZone.points').textContent()).toBe('a polygon needs at least 3 points');
+    await op.click('button[data-add-point]');
+    await point(2).locator('input[data-key=lat]').fill(String(pts[2]![0]));
+    await op.click('button[type=submit]');
+    await expect.poll(() => errorFor(op, 'safeZone.points.2.lon').textContent()).toMatch(/^longitude: give a number/);
+    await point(2).locator('input[data-key=lon]').fill(String(pts[2]![1]));
+    await op.click('button[type=submit]');
+    await waitFor(async () => (await t.api('GET', `/api/residents/${n.residentA}`)).body.safeZone?.type === 'polygon', 'the polygon saved');
+    expect((await t.api('GET', `/api/residents/${n.residentA}`)).body.safeZone).toEqual({ type: 'polygon', points: pts.map(([lat, lon]) => ({ lat, lon })) });
     expect(opErrors).toEqual([]);
     await op.close();
 
