@@ -203,6 +203,20 @@ describe('the map on Leaflet tiles from console.tileUrl', () => {
     expect(text).not.toContain('last known');
     expect(errors).toEqual([]);
     await page.close();
+
+    // on a steward's phone the map fits the screen: nothing wider than 390 px
+    const phonePage = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+    const phoneErrors = watchErrors(phonePage);
+    await loginAs(phonePage, t.http, 'ops', 'choose-a-long-one');
+    await openIncident(phonePage, t, sos.id);
+    const map = phonePage.locator('section.position[data-view=map] .leaflet-container');
+    await map.waitFor({ timeout: 15_000 });
+    const box = await map.boundingBox();
+    expect(box!.width).toBeGreaterThan(300);
+    expect(box!.x + box!.width).toBeLessThanOrEqual(390);
+    expect(await phonePage.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    expect(phoneErrors).toEqual([]);
+    await phonePage.close();
   }, 60_000);
 });
 
