@@ -70,6 +70,7 @@ describe('a steward on a phone (390 px)', () => {
     await loginAs(page, t.http, n.users.stewardA, n.passwords[n.users.stewardA]!);
     await fits(page, 'the empty board');
     expect(await page.locator('nav a[href^="#/admin"]').count()).toBe(0); // a steward never sees admin links
+    await expect.poll(() => page.locator('header.top .who').textContent()).toBe('stefan · steward · Grid A'); // the unit's name, not its id
 
     await publishAsync(client, `devices/${deviceId}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }));
     const card = page.locator(`.card[data-device="${deviceId}"]`);

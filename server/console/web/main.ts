@@ -157,6 +157,7 @@ const session = {
 };
 
 
+let offWho: (() => void) | undefined;
 function drawShell(): void {
   clear(app);
   const user = ctx.api.user!;
@@ -171,6 +172,12 @@ function drawShell(): void {
     ['#/admin/users', 'Users', ctx.can('admin')],
   ];
   shell.nav.replaceChildren(...links.filter(([, , ok]) => ok).map(([href, label]) => h('a', { href }, label)));
+  // the unit by its name once the units are loaded (the id until then)
+  const who = h('span', { class: 'who' });
+  const drawWho = () => { who.textContent = `${user.displayName ?? user.username} · ${user.role}${user.unitId ? ' · ' + ctx.unitName(user.unitId) : ''}`; };
+  drawWho();
+  offWho?.(); // one listener, however often the shell is drawn (a log out and in again)
+  offWho = ctx.units.onChange(drawWho);
   const out = h('button', { type: 'button', class: 'link' }, 'log out');
   out.addEventListener('click', () => logout());
   shell.sound.addEventListener('click', () => { unlockSound(); setTimeout(drawSound, 100); });
@@ -182,7 +189,7 @@ function drawShell(): void {
       shell.nav,
       shell.status,
       shell.sound,
-      h('span', { class: 'who' }, `${user.displayName ?? user.username} · ${user.role}${user.unitId ? ' · ' + user.unitId : ''}`),
+      who,
       out),
     shell.warning,
     shell.main,
