@@ -107,6 +107,29 @@ describe('a steward on a phone (390 px)', () => {
     await page.close();
   }, 120_000);
 
+  it("an admin's users and network screens fit the phone too", async () => {
+    const { t, browser } = rig;
+    const page = await browser.newPage({ viewport: { width: WIDTH, height: 844 }, isMobile: true, hasTouch: true });
+    const errors = watchErrors(page);
+    await loginAs(page, t.http, 'admin', t.adminPassword);
+    await fits(page, 'the board, as admin (the longest nav)');
+    await page.goto(`${t.http}/#/admin/users`);
+    await page.waitForSelector('tr[data-user=stefan]');
+    await page.click('tr[data-user=stefan] button[data-action=manage]');
+    await page.click('button[data-action=reset-password]');
+    await page.waitForSelector('button[data-action=confirm]');
+    await fits(page, '#/admin/users with the editor open');
+    await page.click('button[data-action=new-user]');
+    await fits(page, '#/admin/users with the new-user form');
+    await page.goto(`${t.http}/#/network`);
+    await page.waitForSelector('.duty-unit');
+    await fits(page, '#/network as admin');
+    await page.click('button[data-action=new-staff]');
+    await fits(page, '#/network with the staff form');
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 60_000);
+
   it('an unknown route is "Page not found" with a link back to the board, not the board', async () => {
     const { t, browser } = rig;
     const page = await browser.newPage({ viewport: { width: WIDTH, height: 844 }, isMobile: true, hasTouch: true });
