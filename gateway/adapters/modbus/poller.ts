@@ -195,6 +195,7 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
   } catch (err) {
     log.error({ err }, 'could not read the point faults left by the previous run');
   }
+  stats.pointFaults = opts.map.points.filter((_, i) => faulted[i]).map((p) => p.name);
   function deviceOf(p: RegisterPoint): string {
     try {
       return opts.deviceFor(p.channel);
