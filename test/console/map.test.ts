@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { crc32, deflateSync } from 'node:zlib';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../core/config.js';
 import { publishAsync, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 import { launchBrowser, loginAs, watchErrors } from './browser.js';
 
@@ -55,7 +56,11 @@ async function startTileServer(): Promise<TileServer> {
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as { port: number };
-  return { origin: `http://127.0.0.1:${port}`, requests, close: () => new Promise((r) => server.close(() => r())) };
+  let closed: Promise<void> | null = null;
+  return {
+    origin: `http://127.0.0.1:${port}`, requests,
+    close: () => closed ??= new Promise((r) => { server.close(() => r()); server.closeAllConnections(); }),
+  };
 }
 
 const HOME = { lat: 39.9, lon: 116.4 };
@@ -83,10 +88,28 @@ async function openIncident(page: Page, t: TestGateway, id: string): Promise<voi
 /** The text of the position panel and of the board card: what an operator reads about where the resident is. */
 const positionPanelText = (page: Page) => page.locator('section.position').textContent().then((x) => x ?? '');
 
+describe('console.tileUrl', () => {
+  const load = (url: string) => loadConfig({ ELDERGATE_CONSOLE_TILE_URL: url });
+  it('is read from ELDERGATE_CONSOLE_TILE_URL, and refused with the setting, the reason and an example when unusable', () => {
+    expect(load('https://tiles.example.city/{z}/{x}/{y}.png').console).toEqual({ tileUrl: 'https://tiles.example.city/{z}/{x}/{y}.png', tileAttribution: '', tileMaxZoom: 19 });
+    expect(load('http://127.0.0.1:8081/tiles/{z}/{x}/{y}.png').console.tileUrl).toBe('http://127.0.0.1:8081/tiles/{z}/{x}/{y}.png');
+    for (const [url, why] of [
+      ['https://{s}.tile.example.org/{z}/{x}/{y}.png', 'the host must be written out (no {s} subdomains)'],
+      ['ftp://tiles.example.city/{z}/{x}/{y}.png', 'ftp: is not http: or https:'],
+      ['https://tiles.example.city/{z}/{x}.png', '{y} missing'],
+      ['tiles/{z}/{x}/{y}.png', 'not a URL'],
+      ['https://user:pw@tiles.example.city/{z}/{x}/{y}.png', 'credentials in the URL would be sent to every console'],
+    ] as const) {
+      expect(() => load(url)).toThrow(`ELDERGATE_CONSOLE_TILE_URL: ${why}; give an http(s) URL template with {z}, {x} and {y}, e.g. https://tiles.example.city/{z}/{x}/{y}.png`);
+    }
+  });
+});
+
 describe('the map on Leaflet tiles from console.tileUrl', () => {
   let t: TestGateway;
   let tiles: TileServer;
   let browser: Browser;
+  let walkerSos = ''; // the locator's SOS, drawn again without tiles at the end
   beforeAll(async () => {
     browser = await launchBrowser();
     tiles = await startTileServer();
@@ -123,6 +146,7 @@ describe('the map on Leaflet tiles from console.tileUrl', () => {
     await waitFor(() => incidentOf(t, dev.id, 'safe-zone-exit'), 'the safe-zone exit');
     await publishAsync(watch, `devices/${dev.id}/events`, JSON.stringify({ ts: Date.now(), seq: seq++, type: 'sos', position: { lat: 39.9092, lon: 116.4009, accuracy: 40 } }));
     const sos = await waitFor(() => incidentOf(t, dev.id, 'sos'), 'the SOS incident');
+    walkerSos = sos.id;
     // and walks on: where the device is now is not where it cried for help
     fixes.push([39.9097, 116.4015]);
     await publishAsync(watch, `devices/${dev.id}/telemetry`, JSON.stringify({ ts: Date.now(), seq: seq++, type: 'position', lat: 39.9097, lon: 116.4015, accuracy: 12 }));
@@ -217,6 +241,20 @@ describe('the map on Leaflet tiles from console.tileUrl', () => {
     expect(await phonePage.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
     expect(phoneErrors).toEqual([]);
     await phonePage.close();
+  }, 60_000);
+
+  it('says so when the tile server cannot be reached, and still places everything', async () => {
+    await tiles.close();
+    const page = await browser.newPage();
+    await loginAs(page, t.http, 'ops', 'choose-a-long-one');
+    await openIncident(page, t, walkerSos);
+    const panel = page.locator('section.position[data-view=map]');
+    await expect.poll(() => panel.locator('.map-note').textContent(), { timeout: 15_000 })
+      .toBe(`Map tiles cannot be loaded from ${tiles.origin} (console.tileUrl): the positions below are still correct.`);
+    expect(await panel.locator('.leaflet-marker-icon.map-home').count()).toBe(1);
+    expect(await panel.locator('.leaflet-marker-icon.map-fix.alarm').count()).toBe(1);
+    expect(await panel.locator('path.map-path').count()).toBe(1);
+    await page.close();
   }, 60_000);
 });
 
