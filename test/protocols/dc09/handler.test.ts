@@ -90,6 +90,14 @@ describe('a good message', () => {
     expect(events[1]!.detail).toMatchObject({ qualifier: 'P', stillPresent: true });
   });
 
+  it("the simulated panel's fall (ADM-CID 1102) is a fall on a Climax/Vesta unit (vendor table by the device's model), supervision elsewhere", async () => {
+    const { r, feed, msg } = setup({ '1234': { model: 'Climax MP-3G' }, '5678': {} });
+    await feed(msg({ data: '#1234|1102 00 001' }));
+    await feed(msg({ account: '5678', data: '#5678|1102 00 001' }));
+    const events = r.observations.filter((o) => !o.type.startsWith('comm'));
+    expect(events.map((o) => [o.deviceId, o.type])).toEqual([['dev-1234', 'fall'], ['dev-5678', 'supervision']]);
+  });
+
   it('unreadable ADM-CID data from a provisioned, CRC-checked panel is stored as unknown and ACKed', async () => {
     const { r, feed, msg, answers } = setup();
     await feed(msg({ data: '#1234|garbled' }));
