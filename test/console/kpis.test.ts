@@ -100,7 +100,8 @@ describe('KPIs per shift', () => {
 
     // uPlot drew: its stylesheet reached the page (served inside style.css) and the canvas has pixels
     await expect.poll(() => drawnPixels(page)).toBeGreaterThan(500);
-    expect(await page.$eval('.uplot', (el) => getComputedStyle(el).display)).toBe('block');
+    // (without uPlot.min.css its overlay would not sit on the canvas)
+    expect(await page.$eval('[data-kpi-chart] .u-over', (el) => getComputedStyle(el).position)).toBe('absolute');
     expect(await page.locator('.u-legend').textContent()).toContain('ack ≤ 60 s');
     await page.screenshot({ path: join(DOCS, 'console-kpis.png'), fullPage: true });
 

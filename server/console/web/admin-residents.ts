@@ -34,6 +34,9 @@ export function residentsView(ctx: Ctx, root: HTMLElement): () => void {
 
   let units: Unit[] = ctx.units.peek('all') ?? [];
   let devices = new Map<string, Device[]>();
+  /** the user has more devices than one page: "none" could be wrong, so it is not said */
+  let partial = false;
+  let devicesLoaded = false;
   let generation = 0;
 
   const load = async () => {
@@ -54,17 +57,23 @@ export function residentsView(ctx: Ctx, root: HTMLElement): () => void {
   // the devices of the residents shown: one page of the user's devices, grouped (a resident has one to three)
   const loadDevices = async () => {
     try {
-      const r = await ctx.api.get<{ items: Device[] }>('/api/devices?limit=1000');
+      const r = await ctx.api.get<{ items: Device[]; total: number }>('/api/devices?limit=1000');
+      partial = r.total > r.items.length;
+      devicesLoaded = true;
       devices = new Map();
       for (const d of r.items) if (d.residentId) devices.set(d.residentId, [...(devices.get(d.residentId) ?? []), d]);
       for (const cell of body.querySelectorAll<HTMLElement>('td[data-devices]')) fillDevices(cell, cell.dataset.devices!);
-    } catch { /* the list still works without them; the resident page loads hers */ }
+    } catch {
+      // the list still works without them; the resident page loads hers
+      partial = devicesLoaded = true;
+      for (const cell of body.querySelectorAll<HTMLElement>('td[data-devices]')) fillDevices(cell, cell.dataset.devices!);
+    }
   };
   const fillDevices = (cell: HTMLElement, residentId: string) => {
     const mine = devices.get(residentId) ?? [];
     cell.replaceChildren(...(mine.length
       ? mine.flatMap((d, i) => [i ? ', ' : '', h('a', { href: `#/device/${encodeURIComponent(d.id)}` }, `${d.kind} ${d.serial}`)])
-      : [h('span', { class: 'muted' }, 'none')]));
+      : [h('span', { class: 'muted' }, !devicesLoaded ? '…' : partial ? 'on her page' : 'none')]));
   };
 
   const unitName = (id: string | null) => (id ? units.find((u) => u.id === id)?.name ?? ctx.unitName(id) : '(no unit)');
