@@ -19,6 +19,23 @@ describe('serial receiver configuration', () => {
     });
   });
 
+  it('frames by DC4 by default; CR / LF variants, an inter-byte timeout and shipped vendor tables are configurable, each checked', () => {
+    const d = validateSerialReceiverConfig({ path: '/dev/ttyUSB0', receiverDeviceId: 'rcv-1' });
+    expect(d.ok && d.value).toMatchObject({ terminators: ['DC4'], interByteTimeoutMs: 500 });
+    const v = validateSerialReceiverConfig({
+      path: '/dev/ttyUSB0', receiverDeviceId: 'rcv-1', terminators: ['CR', 'LF'], interByteTimeoutMs: 300,
+      codeTable: { vendorByModel: { 'HSGW-G8': 'climax' } },
+    });
+    expect(v.ok).toBe(true);
+    const bad = validateSerialReceiverConfig({
+      path: '/dev/ttyUSB0', receiverDeviceId: 'rcv-1', terminators: ['ETX'], codeTable: { vendorByModel: { X: 'acme' } },
+    });
+    expect(bad.ok).toBe(false);
+    if (bad.ok) return;
+    expect(bad.errors.join('\n')).toMatch(/terminators\[0\]: must be one of "DC4", "CR", "LF"/);
+    expect(bad.errors.join('\n')).toMatch(/vendorByModel\.X: must be one of "climax", "vesta", "telecare"/);
+  });
+
   it('accepts a code table with receiver, model and account overrides', () => {
     const r = validateSerialReceiverConfig({
       path: '/dev/ttyS0',
