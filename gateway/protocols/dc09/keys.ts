@@ -5,9 +5,13 @@
 // on a miss), so a technician adding a panel does not restart the receiving centre; a changed file that is invalid
 // is ignored with an error and the keys already loaded stay in use.
 import { readFileSync, statSync } from 'node:fs';
+import { ConfigError } from '../../../core/errors.js';
 
-export class Dc09KeyError extends Error {
-  override name = 'Dc09KeyError';
+/** A configuration error: start-up stops with exit 78 and this message (main.ts), as for any bad setting. */
+export class Dc09KeyError extends ConfigError {
+  constructor(problem: string) {
+    super([problem]);
+  }
 }
 
 const ACCOUNT = /^[0-9A-F]{3,16}$/;
