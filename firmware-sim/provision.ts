@@ -3,7 +3,7 @@
 // by an earlier run (JSON, or the CSV `id,serial,kind,secret` the bulk import answers).
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { GatewayApi, parseCredentialsCsv } from './api.js';
+import { GatewayApi, parseCredentialsCsv, type ResidentInput } from './api.js';
 import { CredentialsError } from './core/errors.js';
 import type { Rng } from './core/prng.js';
 import { offset, type LatLon, type SafeZone } from './core/geo.js';
@@ -41,6 +41,11 @@ export interface ProvisionOptions {
   serialPrefix?: string;
   concurrency?: number;
   onProgress?: (done: number, total: number) => void;
+  /**
+   * A test run's devices and residents: provisioned with `"test": true`, so that the gateway shows their incidents
+   * apart, never escalates or notifies them, and leaves them out of its KPIs (scenario runs always set it).
+   */
+  test?: boolean;
 }
 
 /** Provision devices in bulk and, where asked, a resident for each (home, safe zone), bound to it. */
@@ -56,7 +61,8 @@ export async function provisionDevices(o: ProvisionOptions): Promise<Credentials
   for (let i = 0; i < rows.length; i += 1000) {
     const chunk = rows.slice(i, i + 1000);
     // the simulated call phone is mains powered (PROFILES): tell the gateway, which supervises mains devices tighter
-    const answered = await o.api.importDevices(chunk.map((r) => ({ serial: r.serial, kind: r.kind, power: PROFILES[r.kind].mains ? 'mains' : 'battery' })));
+    const rowsIn = chunk.map((r) => ({ serial: r.serial, kind: r.kind, power: PROFILES[r.kind].mains ? 'mains' as const : 'battery' as const }));
+    const answered = o.test ? await importTestDevices(o.api, rowsIn) : await o.api.importDevices(rowsIn);
     const bySerial = new Map(answered.map((a) => [a.serial, a]));
     for (const r of chunk) {
       const a = bySerial.get(r.serial);
@@ -75,19 +81,29 @@ export async function provisionDevices(o: ProvisionOptions): Promise<Credentials
     const home = spec.home ?? offset(DEFAULT_CITY, o.rng.fork(cred.serial ?? cred.id).range(0, 5000), o.rng.fork(`${cred.id}/b`).range(0, 360));
     const radius = spec.safeZoneRadiusM ?? DEFAULT_ZONE_RADIUS_M;
     const safeZone: SafeZone | undefined = spec.safeZone ?? (radius > 0 ? { type: 'circle', center: home, radiusM: radius } : undefined);
-    const resident = await o.api.createResident({
+    const input: ResidentInput = {
       name: `${spec.name ?? 'Sim resident'} ${row.req.label ?? row.kind} ${row.n + 1}`,
       home,
       ...(safeZone ? { safeZone } : {}),
       ...(spec.unitId ? { unitId: spec.unitId } : {}),
       ...(spec.noMovementSeconds ? { noMovementSeconds: spec.noMovementSeconds } : {}),
-    });
+    };
+    const resident = o.test
+      ? await o.api.request<{ id: string }>('POST', '/api/residents', { ...input, test: true })
+      : await o.api.createResident(input);
     await o.api.bindDevice(cred.id, resident.id);
     cred.residentId = resident.id;
     cred.home = home;
     if (safeZone) cred.safeZone = safeZone;
   });
   return creds;
+}
+
+/** the bulk import with `?test=true`: every device of the file is a test device, from the moment it exists */
+async function importTestDevices(api: GatewayApi, rows: { serial: string; kind: string; power: 'battery' | 'mains' }[]) {
+  const csv = ['serial,kind,model,firmware,power', ...rows.map((r) => `${r.serial},${r.kind},eldergate-sim,sim-1,${r.power}`)].join('\n') + '\n';
+  const out = await api.request<string>('POST', '/api/devices/import?test=true', csv, { contentType: 'text/csv', text: true, timeoutMs: 120_000 });
+  return parseCredentialsCsv(out);
 }
 
 /** run `fn` over `items` with at most `n` at a time */

@@ -7,6 +7,7 @@ import { loadCredentials, saveCredentials } from '../provision.js';
 import { writeReport } from '../report/html.js';
 import { loadScenario } from '../scenario/parse.js';
 import { runScenario } from '../scenario/run.js';
+import { cleanupSummary } from '../scenario/cleanup.js';
 import type { Fleet } from '../fleet.js';
 import { apiFor, CONNECTION_HELP, CONNECTION_OPTIONS, gatewayFrom, intOption, numOption, parse } from './common.js';
 import { UsageError } from '../core/errors.js';
@@ -23,12 +24,20 @@ Options:
   --scale N             multiply the groups marked "scale: true" (storm sized for CI → for real)
   --report DIR          where report.json and report.html go (default .tmp/sim-reports/<name>-<time>)
   --check               validate the file and exit (0 valid, 1 invalid)
-  --save-credentials F  write the provisioned devices' credentials there for reuse
+  --keep                leave the run's test devices, incidents and residents on the gateway (default: at the
+                        end the run decommissions its devices and closes their test incidents)
+  --save-credentials F  write the provisioned devices' credentials there for reuse (needs --keep)
+
+A run is a test run: its devices and residents are provisioned with "test": true, so their incidents are shown
+apart on the board ("Test runs"), never escalated or notified, and left out of the KPIs.
+Ctrl-C stops the run: the report so far and the summary are written, then the run cleans up (unless --keep) and
+exits with 130; a second Ctrl-C quits at once, without cleaning up.
 
 ${CONNECTION_HELP}
   (--credentials reuses devices, but checking incidents still needs --user/--password)
 
-Exit code 0 when every expectation passed, 1 when one failed or the file is invalid, 2 on bad usage.
+Exit code 0 when every expectation passed, 1 when one failed or the file is invalid, 2 on bad usage, 130 when
+stopped with Ctrl-C.
 The file format is described in docs/simulator.md.`;
 
 export async function runCommand(args: string[]): Promise<number> {
@@ -40,6 +49,7 @@ export async function runCommand(args: string[]): Promise<number> {
       scale: { type: 'string' },
       report: { type: 'string' },
       check: { type: 'boolean' },
+      keep: { type: 'boolean' },
       'save-credentials': { type: 'string' },
     },
     true,
@@ -67,6 +77,9 @@ export async function runCommand(args: string[]): Promise<number> {
       `${scenario.steps.reduce((n, s) => n + s.expect.length, 0) + scenario.expect.length} expectation(s)\n`);
     return 0;
   }
+  if (values['save-credentials'] && !values.keep) {
+    throw new UsageError('--save-credentials keeps the devices for a later run, but without --keep this run decommissions them at its end: add --keep');
+  }
   const gw = gatewayFrom(values);
   const api = await apiFor(gw, 'run (provisioning and incident checks)');
   const credentials = values.credentials ? (await loadCredentials(values.credentials)).devices : undefined;
@@ -75,31 +88,60 @@ export async function runCommand(args: string[]): Promise<number> {
   let fleet: Fleet | null = null;
   const progress: Output = startProgress(() => (fleet ? { s: fleet.stats, total: fleet.size } : null));
   progress.line(`scenario "${scenario.name}" (${file}), ${devices} device(s)`);
-  const { report, credentials: used } = await runScenario({
-    scenario,
-    api,
-    mqttUrl: gw.mqttUrl,
-    seed,
-    scale: scale !== 1 ? scale : undefined,
-    credentials,
-    onFleet: (f) => (fleet = f),
-    log: (l) => progress.line(l),
-  });
-  progress.stop();
-  if (values['save-credentials']) await saveCredentials(values['save-credentials'], { api: gw.apiUrl, mqtt: gw.mqttUrl, devices: used });
+  // Ctrl-C: stop the timeline, write what happened so far, clean up, exit 130; a second Ctrl-C quits at once
+  const stop = new AbortController();
+  const onSigint = () => {
+    if (stop.signal.aborted) {
+      process.stderr.write('\nstopped again: quitting without cleaning up (the run\'s test devices stay on the gateway)\n');
+      process.exit(130);
+    }
+    progress.line('Ctrl-C: stopping the run; the report so far is written, then the run cleans up (Ctrl-C again quits at once)');
+    stop.abort(new Error('Ctrl-C'));
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const { report, credentials: used, cleanup } = await runScenario({
+      scenario,
+      api,
+      mqttUrl: gw.mqttUrl,
+      seed,
+      scale: scale !== 1 ? scale : undefined,
+      credentials,
+      onFleet: (f) => (fleet = f),
+      log: (l) => progress.line(l),
+      keep: values.keep === true,
+      deferCleanup: true,
+      signal: stop.signal,
+    });
+    progress.stop();
+    if (values['save-credentials']) await saveCredentials(values['save-credentials'], { api: gw.apiUrl, mqtt: gw.mqttUrl, devices: used });
 
-  for (const e of report.expectations) {
-    process.stdout.write(`${e.passed ? '✓' : '✗'} ${e.line ? `line ${e.line}: ` : ''}${e.text} — ${e.detail}\n`);
+    for (const e of report.expectations) {
+      process.stdout.write(`${e.passed ? '✓' : '✗'} ${e.line ? `line ${e.line}: ` : ''}${e.text} — ${e.detail}\n`);
+    }
+    for (const n of report.notes) process.stdout.write(`! ${n}\n`);
+    const p = report.latency.puback.summary;
+    const i = report.latency.incident.summary;
+    process.stdout.write(
+      `latency: PUBACK p50 ${formatMs(p.p50)} p99 ${formatMs(p.p99)} (n=${p.count}); incident p50 ${formatMs(i.p50)} p99 ${formatMs(i.p99)} (n=${i.count})\n`,
+    );
+    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+    const dir = values.report ?? join('.tmp', 'sim-reports', `${basename(file, extname(file))}-${stamp}`);
+    const paths = await writeReport(dir, report);
+    const interrupted = report.testRun?.interrupted;
+    process.stdout.write(`${interrupted ? 'STOPPED' : report.passed ? 'PASSED' : 'FAILED'} — report: ${paths.html}\n`);
+    // then, with the report safely written, take away what the run created (and add that to the report)
+    const runId = report.testRun?.id ?? '';
+    if (values.keep) {
+      process.stdout.write(`kept test run ${runId}: its devices, incidents and residents stay on the gateway, marked test\n`);
+    } else {
+      const c = await cleanup();
+      process.stdout.write(cleanupSummary(runId, c) + '\n');
+      await writeReport(dir, report);
+    }
+    if (interrupted) return 130;
+    return report.passed ? 0 : 1;
+  } finally {
+    process.off('SIGINT', onSigint);
   }
-  for (const n of report.notes) process.stdout.write(`! ${n}\n`);
-  const p = report.latency.puback.summary;
-  const i = report.latency.incident.summary;
-  process.stdout.write(
-    `latency: PUBACK p50 ${formatMs(p.p50)} p99 ${formatMs(p.p99)} (n=${p.count}); incident p50 ${formatMs(i.p50)} p99 ${formatMs(i.p99)} (n=${i.count})\n`,
-  );
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
-  const dir = values.report ?? join('.tmp', 'sim-reports', `${basename(file, extname(file))}-${stamp}`);
-  const paths = await writeReport(dir, report);
-  process.stdout.write(`${report.passed ? 'PASSED' : 'FAILED'} — report: ${paths.html}\n`);
-  return report.passed ? 0 : 1;
 }

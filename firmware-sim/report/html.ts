@@ -48,6 +48,7 @@ td.ok{color:#1e8449;font-weight:700}td.ko{color:#c0392b;font-weight:700}.grid{di
 <h1>${esc(r.name)} ${verdict}</h1>
 <div class="meta">${r.kind} run · ${r.file ? `<code>${esc(r.file)}</code> · ` : ''}seed ${r.seed}${r.scale ? ` · scale ${r.scale}` : ''} · started ${esc(r.startedAt)} · ${esc(formatMs(r.durationMs))} · gateway <code>${esc(r.gateway.api)}</code> <code>${esc(r.gateway.mqtt)}</code></div>
 ${r.description ? `<p>${esc(r.description)}</p>` : ''}
+${r.testRun ? `<div class="meta" data-test-run="${esc(r.testRun.id)}">test run <code>${esc(r.testRun.id)}</code> — devices, residents and incidents marked test${r.testRun.interrupted ? ` · <strong>stopped early</strong> (${esc(r.testRun.interrupted.reason)}) at ${esc(formatMs(r.testRun.interrupted.atMs))}` : ''} · ${r.testRun.keep ? 'kept on the gateway (--keep)' : r.testRun.cleanup ? `cleaned up: ${r.testRun.cleanup.devicesDecommissioned} device(s) decommissioned, ${r.testRun.cleanup.incidentsClosed} test incident(s) closed, ${r.testRun.cleanup.residentsMarked} resident(s) marked${r.testRun.cleanup.errors.length ? `, ${r.testRun.cleanup.errors.length} problem(s)` : ''}` : 'not cleaned up yet'}</div>` : ''}
 ${r.notes.length ? `<ul class="notes">${r.notes.map((n) => `<li>${esc(n)}</li>`).join('')}</ul>` : ''}
 <h2>Expectations</h2>
 ${r.expectations.length === 0 ? '<p>none</p>' : `<table><tr><th></th><th>line</th><th>expectation</th><th>where</th><th>result</th></tr>

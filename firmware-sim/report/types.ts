@@ -2,6 +2,7 @@
 import type { LatencySummary } from '../core/stats.js';
 import type { StatsSnapshot } from '../stats.js';
 import type { ExpectationResult } from '../scenario/expect.js';
+import type { CleanupResult } from '../scenario/cleanup.js';
 
 export interface StepRecord {
   index: number;
@@ -47,4 +48,16 @@ export interface RunReport {
   };
   samples: Sample[];
   notes: string[];
+  /**
+   * A scenario run is a test run (issue 13 §4): what it created is marked test on the gateway and, unless kept
+   * (--keep), taken away at the end.
+   */
+  testRun?: {
+    id: string;
+    keep: boolean;
+    /** stopped early (Ctrl-C): the report holds what happened until then */
+    interrupted?: { atMs: number; reason: string };
+    /** absent while not (yet) cleaned up, and when kept */
+    cleanup?: CleanupResult;
+  };
 }

@@ -15,6 +15,7 @@ import { pool, provisionDevices, type DeviceRequest } from '../provision.js';
 import type { RunReport, Sample, StepRecord } from '../report/types.js';
 import { ACTION_KINDS_ALLOWED } from './schema.js';
 import { checkExpectation, type CheckContext, type ExpectationResult } from './expect.js';
+import { cleanUpRun, newRunId, type CleanupResult, type TestRunRecord } from './cleanup.js';
 import type { Action, Expectation, Scenario, Step, Target } from './model.js';
 
 export interface RunOptions {
@@ -32,15 +33,41 @@ export interface RunOptions {
   log?: (line: string) => void;
   /** longest wait for the fleet to come up before t = 0 */
   connectTimeoutMs?: number;
+  /** the test run's id (default: a new one); also the prefix of the serials it provisions */
+  runId?: string;
+  /** leave what the run created on the gateway (--keep); default: take it away at the end */
+  keep?: boolean;
+  /** do not clean up before returning: the caller calls `outcome.cleanup()` (the CLI writes the report first) */
+  deferCleanup?: boolean;
+  /** stop the run early (Ctrl-C): the timeline stops, the report holds what happened so far */
+  signal?: AbortSignal;
 }
 
 export interface RunOutcome {
   report: RunReport;
   /** the credentials used (to save for reuse) */
   credentials: Credentials[];
+  /** what the run created and drove */
+  run: TestRunRecord;
+  /** take away what the run created (at most once; also records the result in `report.testRun.cleanup`) */
+  cleanup(): Promise<CleanupResult>;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((r) => {
+    if (signal?.aborted) return r();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      r();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+
+/** a verdict that could not be given because the run was stopped first */
+const notJudged = (e: { line: number; text: string }, scope: string, why: string): ExpectationResult =>
+  ({ line: e.line, text: e.text, scope, passed: false, detail: `not judged: ${why}` });
 
 export async function runScenario(o: RunOptions): Promise<RunOutcome> {
   const sc = o.scenario;
@@ -49,9 +76,18 @@ export async function runScenario(o: RunOptions): Promise<RunOutcome> {
   const log = o.log ?? (() => {});
   const notes: string[] = [];
   const startedAt = new Date();
+  const runId = o.runId ?? newRunId();
+  const signal = o.signal;
 
-  // ── devices ──
-  const creds = o.credentials ? assignCredentials(sc, o.credentials) : await provision(sc, o.api, rng, log);
+  // ── devices: a scenario run's devices and residents are test devices and residents (issue 13 §4) ──
+  const creds = o.credentials ? assignCredentials(sc, o.credentials) : await provision(sc, o.api, rng, log, runId);
+  const run: TestRunRecord = {
+    id: runId,
+    createdDevices: o.credentials ? [] : creds.map((c) => c.id),
+    createdResidents: o.credentials ? [] : creds.flatMap((c) => (c.residentId ? [c.residentId] : [])),
+    devices: creds.map((c) => c.id),
+  };
+  log(`test run ${runId}: ${run.createdDevices.length} test device(s) and ${run.createdResidents.length} test resident(s) created${o.keep ? ' (kept after the run: --keep)' : ''}`);
   if (o.credentials) {
     // reused devices: still tell the gateway the heartbeat each group will keep
     let i = 0;
@@ -115,6 +151,13 @@ export async function runScenario(o: RunOptions): Promise<RunOutcome> {
   const incidentLatencySamples: number[] = [];
   let t0Perf = performance.now();
   let runStartWall = Date.now();
+  let interrupted: { atMs: number; reason: string } | undefined;
+  const stopped = () => {
+    if (signal?.aborted && !interrupted) {
+      interrupted = { atMs: Math.round(performance.now() - t0Perf), reason: String(signal.reason instanceof Error ? signal.reason.message : (signal.reason ?? 'stopped')) };
+    }
+    return interrupted !== undefined;
+  };
   const ctx: CheckContext = {
     api: o.api,
     fleet,
@@ -131,7 +174,7 @@ export async function runScenario(o: RunOptions): Promise<RunOutcome> {
       const timeout = o.connectTimeoutMs ?? 60_000 + auto.length * 20;
       log(`powering on ${auto.length} device(s)…`);
       try {
-        await waitUntil(() => auto.every((t) => t.online), timeout);
+        await waitUntil(() => auto.every((t) => t.online) || signal?.aborted === true, timeout);
       } catch {
         const off = auto.filter((t) => !t.online);
         const why = off[0]?.lastError ? ` (last error: ${off[0].lastError})` : '';
@@ -145,8 +188,10 @@ export async function runScenario(o: RunOptions): Promise<RunOutcome> {
 
     // ── timeline ──
     for (const step of sc.steps) {
+      if (stopped()) break;
       const due = t0Perf + step.atMs - performance.now();
-      if (due > 0) await sleep(due);
+      if (due > 0) await sleep(due, signal);
+      if (stopped()) break;
       const wallAt = Date.now();
       const record: StepRecord = {
         index: step.index,
@@ -165,11 +210,29 @@ export async function runScenario(o: RunOptions): Promise<RunOutcome> {
       steps.push(record);
       log(`t=${(record.actualMs / 1000).toFixed(1)}s ${step.label}${record.error ? ` — FAILED: ${record.error}` : ''}`);
       for (const e of step.expect) inline.push(checkExpectation(ctx, e, wallAt, `line ${step.line}: ${step.label}`));
-      if (step.action.kind === 'wait') await sleep(Math.max(0, t0Perf + step.atMs + step.action.ms - performance.now()));
+      if (step.action.kind === 'wait') await sleep(Math.max(0, t0Perf + step.atMs + step.action.ms - performance.now()), signal);
     }
-    await sleep(sc.settleMs);
+    if (!stopped()) await sleep(sc.settleMs, signal);
 
     // ── verdicts ──
+    if (stopped()) {
+      // the report so far: verdicts already given stay; the rest are said to be unjudged, never guessed
+      const why = `the run was stopped (${interrupted!.reason}) at t=${(interrupted!.atMs / 1000).toFixed(1)}s`;
+      const pending = Symbol('pending');
+      const inlineExpect = sc.steps.flatMap((st) => st.expect.map((e) => ({ e, scope: `line ${st.line}: ${st.label}` })));
+      // a check already looking at the gateway gets a moment to land its verdict (one poll), not its whole window
+      const graceEnd = Date.now() + STOP_GRACE_MS;
+      for (const [i, p] of inline.entries()) {
+        const settled = await Promise.race([p, new Promise<typeof pending>((r) => setTimeout(() => r(pending), Math.max(0, graceEnd - Date.now())))]);
+        const meta = inlineExpect[i];
+        results.push(settled === pending ? notJudged(meta?.e ?? { line: 0, text: 'expectation' }, meta?.scope ?? 'run', why) : settled);
+      }
+      // steps never reached: their expectations were not even started
+      for (const m of inlineExpect.slice(inline.length)) results.push(notJudged(m.e, m.scope, why));
+      results.push(...sc.expect.map((e) => notJudged(e, 'run', why)));
+      notes.push(`stopped early: ${why}; ${steps.length} of ${sc.steps.length} step(s) played`);
+      throw STOPPED;
+    }
     results.push(...(await Promise.all(inline)));
     try {
       const incidents: IncidentView[] = await allIncidentsSince(o.api, runStartWall);
@@ -181,8 +244,10 @@ export async function runScenario(o: RunOptions): Promise<RunOutcome> {
     const endWall = Date.now();
     results.push(...(await Promise.all(sc.expect.map((e) => checkExpectation(ctx, e, runStartWall, 'run', endWall)))));
   } catch (err) {
-    notes.push((err as Error).message);
-    results.push({ line: 0, text: 'run', scope: 'run', passed: false, detail: (err as Error).message });
+    if (err !== STOPPED) {
+      notes.push((err as Error).message);
+      results.push({ line: 0, text: 'run', scope: 'run', passed: false, detail: (err as Error).message });
+    }
   } finally {
     clearInterval(sampler);
     sample();
@@ -215,9 +280,31 @@ export async function runScenario(o: RunOptions): Promise<RunOutcome> {
     },
     samples: rawSamples.map(({ perf, ...s }) => ({ t: Math.round(perf - t0Perf), ...s })),
     notes,
+    testRun: { id: runId, keep: o.keep === true, ...(interrupted ? { interrupted } : {}) },
   };
-  return { report, credentials: creds };
+  if (interrupted) report.passed = false;
+  let cleaning: Promise<CleanupResult> | null = null;
+  const cleanup = () => {
+    cleaning ??= (async () => {
+      const c = o.keep ? { devicesDecommissioned: 0, incidentsClosed: 0, residentsMarked: 0, errors: [], ms: 0 } : await cleanUpRun(o.api, run);
+      if (!o.keep) report.testRun!.cleanup = c;
+      return c;
+    })();
+    return cleaning;
+  };
+  if (!o.deferCleanup && !o.keep) {
+    const c = await cleanup();
+    log(`test run ${runId} cleaned up: ${c.devicesDecommissioned} device(s) decommissioned, ${c.incidentsClosed} test incident(s) closed`);
+    if (c.errors.length) notes.push(`cleanup: ${c.errors.length} problem(s): ${c.errors.slice(0, 3).join('; ')}`);
+  }
+  return { report, credentials: creds, run, cleanup };
 }
+
+/** how long, once stopped, checks in progress may still take to give their verdict */
+const STOP_GRACE_MS = 1500;
+
+/** thrown inside the run when it is stopped early, caught before the report */
+const STOPPED = new Error('stopped');
 
 interface PerformContext {
   resolve: (t: Target) => Terminal[];
@@ -293,7 +380,7 @@ async function perform(a: Action, c: PerformContext): Promise<number> {
   return ts.length;
 }
 
-async function provision(sc: Scenario, api: GatewayApi, rng: Rng, log: (l: string) => void): Promise<Credentials[]> {
+async function provision(sc: Scenario, api: GatewayApi, rng: Rng, log: (l: string) => void, runId: string): Promise<Credentials[]> {
   // a group's heartbeat is also the device's configuration on the gateway, which supervises against it
   const requests: DeviceRequest[] = sc.groups.map((g) => ({
     kind: g.kind,
@@ -304,7 +391,8 @@ async function provision(sc: Scenario, api: GatewayApi, rng: Rng, log: (l: strin
   }));
   const total = requests.reduce((n, r) => n + r.count, 0);
   log(`provisioning ${total} device(s) through ${api.baseUrl}…`);
-  return provisionDevices({ api, requests, rng: rng.fork('provision') });
+  // marked test at creation, and named after the run: its serials say which run they belong to
+  return provisionDevices({ api, requests, rng: rng.fork('provision'), test: true, serialPrefix: `SIM-${runId}` });
 }
 
 /** reuse credentials: each group takes the next devices of its kind */

@@ -1,0 +1,148 @@
+// A test engineer's run never pollutes a live board (issue 13 §4), against the real gateway in a child process:
+// a scenario run's devices, residents and incidents are marked test; at its end it takes away what it created
+// (devices decommissioned, test incidents closed "test run <id> ended", residents marked) unless --keep; and Ctrl-C
+// (SIGINT to a real `eldergate-sim run` process) writes the report so far and the summary, cleans up, exits 130.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GatewayApi } from '../../firmware-sim/api.js';
+import type { RunReport } from '../../firmware-sim/report/types.js';
+import { loadScenario } from '../../firmware-sim/scenario/parse.js';
+import { runScenario } from '../../firmware-sim/scenario/run.js';
+import { until } from './helpers/broker.js';
+import { REPO, removeDir, startGateway, type GatewayProcess } from './helpers/gateway.js';
+
+let gw: GatewayProcess;
+let api: GatewayApi;
+const tmp = mkdtempSync(join(tmpdir(), 'eldergate-sim-testrun-'));
+
+beforeAll(async () => {
+  gw = await startGateway();
+  api = await GatewayApi.login(gw.apiUrl, 'admin', gw.password);
+}, 120_000);
+
+afterAll(async () => {
+  await gw?.stop();
+  if (gw) removeDir(gw.dataDir);
+  removeDir(tmp);
+});
+
+const device = (id: string) => api.device(id) as Promise<{ id: string; state: string; test: boolean; residentId: string | null }>;
+const resident = (id: string) => api.request<{ test: boolean; notes: string | null }>('GET', `/api/residents/${id}`);
+
+describe('scenario runs are test runs', () => {
+  it('everything a run creates is marked test, and the run takes it away at its end', async () => {
+    const scenario = await loadScenario(join(REPO, 'scenarios', 'sos.yaml'));
+    const { report, run } = await runScenario({ scenario, api, mqttUrl: gw.mqttUrl });
+    expect(report.passed, JSON.stringify(report.expectations.filter((e) => !e.passed))).toBe(true);
+    expect(report.testRun).toMatchObject({ id: run.id, keep: false, cleanup: { devicesDecommissioned: 1, incidentsClosed: 1, residentsMarked: 1, errors: [] } });
+    expect(run.createdDevices).toHaveLength(1);
+    const d = await device(run.createdDevices[0]!);
+    // decommissioned: no longer supervised, so it can never raise "offline" on the board later
+    expect(d).toMatchObject({ test: true, state: 'decommissioned' });
+    const r = await resident(run.createdResidents[0]!);
+    expect(r.test).toBe(true);
+    expect(r.notes).toContain(`test run ${run.id} ended`);
+    const incidents = await api.incidents({ deviceId: d.id });
+    expect(incidents).toHaveLength(1);
+    expect(incidents[0]).toMatchObject({ type: 'sos', priority: 'P1', test: true, status: 'cancelled', outcome: `cancelled: test run ${run.id} ended` });
+    // nothing of the run is left on the board
+    const active = await api.request<{ items: { deviceId: string }[] }>('GET', '/api/incidents/active');
+    expect(active.items.filter((i) => i.deviceId === d.id)).toEqual([]);
+  }, 120_000);
+
+  it('--keep (keep: true) leaves the run on the gateway, marked test', async () => {
+    const scenario = await loadScenario(join(REPO, 'scenarios', 'sos.yaml'));
+    const { report, run } = await runScenario({ scenario, api, mqttUrl: gw.mqttUrl, keep: true });
+    expect(report.passed).toBe(true);
+    expect(report.testRun).toEqual({ id: run.id, keep: true });
+    const d = await device(run.createdDevices[0]!);
+    expect(d.test).toBe(true);
+    expect(d.state).not.toBe('decommissioned');
+    const [inc] = await api.incidents({ deviceId: d.id });
+    // the operator acknowledged it in the scenario; a test incident still, shown apart, never escalated
+    expect(inc).toMatchObject({ test: true, status: 'acknowledged' });
+    const active = await api.request<{ items: { id: string; test: boolean }[] }>('GET', '/api/incidents/active');
+    expect(active.items.find((i) => i.id === inc!.id)).toMatchObject({ test: true });
+    // tidy up as the next run would not: this is a shared gateway
+    await api.request('POST', `/api/devices/${d.id}/decommission`);
+    await api.request('POST', `/api/incidents/${inc!.id}/cancel`, { reason: 'test over' });
+  }, 120_000);
+
+  it('Ctrl-C: a real `eldergate-sim run` writes the report so far and the summary, cleans up, and exits 130', async () => {
+    const file = join(tmp, 'long.yaml');
+    writeFileSync(file, [
+      'name: a long run stopped by its engineer',
+      'devices:',
+      '  - { name: phone, kind: call-phone, resident: true }',
+      'timeline:',
+      '  - at: 500ms',
+      '    sos: phone',
+      '    expect:',
+      '      - incident: { type: sos, priority: P1 }',
+      '        within: 2s',
+      '  - at: 10m',
+      '    sos: phone',
+      'expect:',
+      '  - no-incident: { type: offline }',
+      '',
+    ].join('\n'));
+    const reportDir = join(tmp, 'long-report');
+    // node straight on bin.js (no npx in between), in its own process group: Ctrl-C on a terminal signals the group
+    const child = spawn(process.execPath, [join(REPO, 'firmware-sim', 'bin.js'), 'run', file, '--api', gw.apiUrl, '--mqtt', gw.mqttUrl, '--user', 'admin', '--report', reportDir], {
+      cwd: REPO, env: { ...process.env, ELDERGATE_SIM_PASSWORD: gw.password }, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<{ code: number | null; signal: string | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
+    try {
+      // stopped once the SOS has been pressed and its incident is on the gateway
+      await until(() => /t=\d+\.\ds sos phone/.test(out), 60_000, 'the SOS step');
+      let deviceId = '';
+      await until(async () => {
+        deviceId = (await api.incidents({ type: 'sos', status: 'open', test: 'true' }))[0]?.deviceId ?? '';
+        return deviceId !== '';
+      }, 15_000, 'the test incident');
+      process.kill(-child.pid!, 'SIGINT');
+      const { code } = await exited;
+      expect(code, out).toBe(130);
+      expect(out).toMatch(/Ctrl-C: stopping the run/);
+      expect(out).toMatch(/STOPPED — report: /);
+      expect(out).toMatch(/cleaned up test run run-[0-9a-z]+-[0-9a-f]{4}: 1 device\(s\) decommissioned, 1 test incident\(s\) closed, 1 test resident\(s\) marked/);
+      // the summary came before the cleanup
+      expect(out.indexOf('STOPPED')).toBeLessThan(out.indexOf('cleaned up test run'));
+
+      const report = JSON.parse(readFileSync(join(reportDir, 'report.json'), 'utf8')) as RunReport;
+      expect(report.passed).toBe(false);
+      expect(report.testRun?.interrupted?.reason).toBe('Ctrl-C');
+      expect(report.testRun?.cleanup).toMatchObject({ devicesDecommissioned: 1, incidentsClosed: 1 });
+      expect(report.steps.map((s) => s.label)).toEqual(['sos phone']);
+      // the verdict already given is kept; the one of the whole run is said to be unjudged, not guessed
+      expect(report.expectations.find((e) => e.line === 8)).toMatchObject({ passed: true });
+      expect(report.expectations.find((e) => e.text.includes('offline'))?.detail).toMatch(/^not judged: the run was stopped \(Ctrl-C\)/);
+      expect(readFileSync(join(reportDir, 'report.html'), 'utf8')).toContain('stopped early');
+
+      expect(await device(deviceId)).toMatchObject({ test: true, state: 'decommissioned' });
+      const [inc] = await api.incidents({ deviceId });
+      expect(inc).toMatchObject({ test: true, status: 'cancelled' });
+      expect(String(inc!.outcome)).toMatch(/^cancelled: test run run-\S+ ended$/);
+    } finally {
+      if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
+    }
+  }, 120_000);
+
+  it('--save-credentials without --keep is refused, saying what to add', async () => {
+    const child = spawn(process.execPath, [join(REPO, 'firmware-sim', 'bin.js'), 'run', 'scenarios/sos.yaml', '--api', gw.apiUrl, '--user', 'admin', '--save-credentials', join(tmp, 'c.json')], {
+      cwd: REPO, env: { ...process.env, ELDERGATE_SIM_PASSWORD: gw.password }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((r) => child.on('exit', r));
+    expect(code).toBe(2);
+    expect(out).toMatch(/add --keep/);
+  }, 60_000);
+});
