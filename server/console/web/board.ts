@@ -34,6 +34,8 @@ export const typeLabel = (t: string) => TYPE_LABEL[t] ?? t;
  * left to reach the resident, also from the opening.
  */
 export function countdown(ctx: Ctx, inc: Incident, now = Date.now()): { text: string; late: boolean; kind: string } {
+  // a test incident has no budget: it is never escalated, and nobody is late for it
+  if (inc.test) return { text: `test · open ${fmtClock(Math.max(0, now - inc.openedAt))} · never escalated`, late: false, kind: 'test' };
   if (inc.status === 'open') {
     const waited = Math.max(0, now - inc.openedAt);
     const budget = ctx.settings.budgets[inc.priority].ackMs;
@@ -230,20 +232,34 @@ export function boardView(ctx: Ctx, root: HTMLElement): () => void {
   const tbody = h('tbody', { 'aria-live': 'polite' });
   table.append(tbody);
   const empty = h('p', { class: 'empty' }, 'No open incidents. New alarms appear here at once.');
+  // Test runs (issue 13 §4): incidents of test devices (a test engineer's scenario run) and test alarms are kept out
+  // of the board above, in a section of their own below it: never escalated, never notified, not in the KPIs.
+  const testCount = h('span', { class: 'count', 'data-test-count': '0' }, '0');
+  const testCards = h('div', { class: 'board' });
+  const testTable = h('table', { class: 'board-list' },
+    h('thead', null, h('tr', null, ...['', 'alarm', 'status', 'resident', 'device', 'unit', 'waiting', '', ''].map((x) => h('th', null, x)))));
+  const testBody = h('tbody');
+  testTable.append(testBody);
+  const testSection = h('section', { class: 'panel test-runs', 'aria-label': 'Test runs', 'data-section': 'test-runs', hidden: true },
+    h('h2', null, 'Test runs ', h('span', { class: 'badge test' }, 'TEST'), ' ', testCount),
+    h('p', { class: 'muted' }, 'Alarms from test devices (firmware-sim scenario runs) and test alarms: never escalated or notified, not counted in the KPIs. Nobody needs to act on them.'),
+    testCards);
   root.append(
     h('div', { class: 'toolbar' }, h('h1', null, 'Alarm board'), summary, modes,
-      h('label', { class: 'check' }, showTests, ' show test alarms')),
+      h('label', { class: 'check' }, showTests, ' show test runs')),
     h('div', { class: 'filters' }, search, prioSel, typeSel, unitSel, statusSel, clearBtn),
     attention,
     cardsBox,
+    testSection,
   );
   const items = new Map<string, HTMLElement>();
   const list = () => (mode === 'list' ? tbody : cardsBox);
+  const testList = () => (mode === 'list' ? testBody : testCards);
   const switchMode = () => {
     for (const el of items.values()) el.remove();
     items.clear();
-    if (mode === 'list') cardsBox.replaceWith(table);
-    else table.replaceWith(cardsBox);
+    if (mode === 'list') { cardsBox.replaceWith(table); testCards.replaceWith(testTable); }
+    else { table.replaceWith(cardsBox); testTable.replaceWith(testCards); }
     render();
   };
   function saveFilter(): void {
@@ -252,7 +268,6 @@ export function boardView(ctx: Ctx, root: HTMLElement): () => void {
   }
 
   const shown = (inc: Incident): boolean => {
-    if (!showTests.checked && inc.test) return false;
     if (filter.priority && inc.priority !== filter.priority) return false;
     if (filter.type && inc.type !== filter.type) return false;
     if (filter.status && inc.status !== filter.status) return false;
@@ -289,20 +304,35 @@ export function boardView(ctx: Ctx, root: HTMLElement): () => void {
 
   const render = () => {
     const active = ctx.store.active();
-    const visible = active.filter(shown).sort(compareIncidents);
+    const matching = active.filter(shown).sort(compareIncidents);
+    const visible = matching.filter((i) => !i.test);
+    const tests = showTests.checked ? matching.filter((i) => i.test) : [];
     const counts = { P1: 0, P2: 0, P3: 0 };
-    for (const i of active) if (showTests.checked || !i.test) counts[i.priority]++;
+    for (const i of active) if (!i.test) counts[i.priority]++;
+    const testTotal = active.filter((i) => i.test).length;
+    testCount.textContent = String(testTotal);
+    testCount.dataset.testCount = String(testTotal);
+    testSection.hidden = tests.length === 0;
     clear(summary);
     for (const p of ['P1', 'P2', 'P3'] as const) summary.append(h('span', { class: `badge prio ${p}` }, `${p}: ${counts[p]}`));
     const total = counts.P1 + counts.P2 + counts.P3;
     if (visible.length !== total) summary.append(h('span', { class: 'filtered', 'data-shown': visible.length }, `showing ${visible.length} of ${total}`));
     if (ctx.store.retrying) summary.append(h('span', { class: 'late' }, `loading ${ctx.store.retrying} incident(s), retrying…`));
     renderAttention();
-    const box = list();
-    const keep = new Set(visible.map((i) => i.id));
+    const keep = new Set([...visible, ...tests].map((i) => i.id));
     for (const [id, el] of items) if (!keep.has(id)) { el.remove(); items.delete(id); }
+    place(list(), visible);
+    place(testList(), tests);
+    if (!visible.length) {
+      empty.textContent = total ? `No incident matches the filters (${total} open): clear them to see all.` : 'No open incidents. New alarms appear here at once.';
+      (mode === 'list' ? table : cardsBox).after(empty);
+    } else empty.remove();
+  };
+
+  /** the box's children in sort order, redrawing only the incidents that changed */
+  const place = (box: HTMLElement, shownHere: Incident[]) => {
     let prev: Element | null = null;
-    for (const inc of visible) {
+    for (const inc of shownHere) {
       let el = items.get(inc.id);
       if (!el || el.dataset.seq !== String(inc.lastSeq) || el.dataset.stale === '1') {
         const next = mode === 'list' ? row(ctx, inc) : card(ctx, inc);
@@ -319,10 +349,6 @@ export function boardView(ctx: Ctx, root: HTMLElement): () => void {
       if (want !== el) box.insertBefore(el, want);
       prev = el;
     }
-    if (!visible.length) {
-      empty.textContent = total ? `No incident matches the filters (${total} open): clear them to see all.` : 'No open incidents. New alarms appear here at once.';
-      (mode === 'list' ? table : cardsBox).after(empty);
-    } else empty.remove();
   };
 
   /** residents, devices and staff arrive after the cards: redraw the cards that show them */
@@ -362,7 +388,7 @@ export function boardView(ctx: Ctx, root: HTMLElement): () => void {
       line.classList.toggle('late', cd.late);
     }
   }, 1000);
-  if (mode === 'list') cardsBox.replaceWith(table);
+  if (mode === 'list') { cardsBox.replaceWith(table); testCards.replaceWith(testTable); }
   render();
   return () => {
     clearInterval(tick);
