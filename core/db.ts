@@ -1,7 +1,6 @@
 // SQLite through drizzle-orm and better-sqlite3: WAL, foreign keys, the committed migrations applied at start.
 import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
@@ -9,6 +8,7 @@ import * as coreSchema from './schema.js';
 import * as auditSchema from './audit-schema.js';
 import * as deviceSchema from '../devices/schema.js';
 import * as responseSchema from '../response/schema.js';
+import { sourceDir } from './paths.js';
 
 export const schema = { ...coreSchema, ...auditSchema, ...deviceSchema, ...responseSchema };
 export type Schema = typeof schema;
@@ -23,7 +23,7 @@ export interface Store {
   close(): void;
 }
 
-export const MIGRATIONS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'drizzle');
+export const MIGRATIONS_DIR = resolve(sourceDir(import.meta.url), '..', 'drizzle');
 
 /**
  * Open (or create) the database file and apply the committed migrations. `:memory:` is accepted for tests

@@ -4,10 +4,13 @@
 // dashboards work. docs/operations.md § Monitoring lists them; docs/grafana-dashboard.json queries them.
 import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { sourceDir } from './paths.js';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 /** What is running: the package version, the git commit (GIT_COMMIT, else read from .git, else "unknown"), Node. */
 export const BUILD = (() => {
-  const root = new URL('../', import.meta.url);
+  const root = pathToFileURL(join(sourceDir(import.meta.url), '..') + '/');
   const read = (rel: string) => { try { return readFileSync(new URL(rel, root), 'utf8').trim(); } catch { return undefined; } };
   const version = (JSON.parse(read('package.json') ?? '{}') as { version?: string }).version ?? 'unknown';
   let commit = process.env.GIT_COMMIT;

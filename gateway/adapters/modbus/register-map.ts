@@ -2,12 +2,12 @@
 // and which observation a value or a change of it means. A map that does not validate is a start-up error that
 // names every bad field by its JSON path, so the technician fixes the file, not the code.
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value, type ValueError } from '@sinclair/typebox/value';
 import { isLifeSafety, LIFE_SAFETY_TYPES } from '../../../core/contracts.js';
 import { EldergateError } from '../../../core/errors.js';
+import { sourceDir } from '../../../core/paths.js';
 
 const NAME_PATTERN = '^[a-z0-9][a-z0-9-]*$';
 
@@ -229,7 +229,7 @@ export function parseRegisterMap(json: unknown, source: string): RegisterMap {
 }
 
 /** The maps shipped with eldergate. */
-export const MAPS_DIR = join(dirname(fileURLToPath(import.meta.url)), 'maps');
+export const MAPS_DIR = join(sourceDir(import.meta.url), 'maps');
 
 /**
  * Load a map by shipped name (`bed-exit-controller`) or by path to a JSON file (anything containing `/` or

@@ -1,0 +1,73 @@
+// `npm start` runs the gateway as compiled JavaScript (issue 10): dist/ is built when the sources are newer, then plain
+// node runs it — no TypeScript loader in the process — and everything the code finds beside itself (migrations,
+// Modbus register maps, the console's sources, package.json for the build info) is found from dist/ too.
+import { describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import mqtt from 'mqtt';
+
+const ROOT = resolve(import.meta.dirname, '..', '..');
+
+describe('npm start (compiled)', () => {
+  it('builds dist/, runs it with plain node, and an SOS is acknowledged and becomes an incident', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eg-compiled-'));
+    const adminPassword = 'Compiled-' + randomBytes(9).toString('hex');
+    const cfg = join(dir, 'config.json');
+    // a Modbus link so the shipped register maps must be found from dist/ (the slave is absent: the link just retries)
+    writeFileSync(cfg, JSON.stringify({ modbus: [{ name: 'ward', deviceId: 'mb-none', link: { transport: 'tcp', host: '127.0.0.1', port: 1 }, map: 'pull-cord-panel' }] }));
+    const child = spawn('npm', ['start', '--silent'], {
+      cwd: ROOT,
+      env: {
+        ...process.env, ELDERGATE_DATA_DIR: join(dir, 'data'), ELDERGATE_ADMIN_PASSWORD: adminPassword, ELDERGATE_CONFIG: cfg,
+        ELDERGATE_MQTT_PORT: '0', ELDERGATE_HTTP_PORT: '0', ELDERGATE_MQTT_HOST: '127.0.0.1', ELDERGATE_HTTP_HOST: '127.0.0.1',
+        ELDERGATE_PUBLIC_HOST: '127.0.0.1', ELDERGATE_LOG_LEVEL: 'info',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    try {
+      const ready = await new Promise<{ mqttPort: number; httpPort: number }>((done, fail) => {
+        const t = setInterval(() => {
+          const line = out.split('\n').find((l) => l.includes('"eldergate ready"'));
+          if (line) {
+            clearInterval(t);
+            const j = JSON.parse(line) as { mqttPort: number; httpPort: number };
+            done(j);
+          }
+        }, 100);
+        child.on('exit', (code) => { clearInterval(t); fail(new Error(`exited ${code}: ${err}\n${out}`)); });
+      });
+      expect(existsSync(join(ROOT, 'dist', 'main.js'))).toBe(true);
+      expect(existsSync(join(ROOT, 'dist', '.built'))).toBe(true);
+      // the gateway process is plain node on the compiled output: no tsx loader in it
+      // npm runs `node scripts/start.mjs` as its child (the gateway), which loads dist/main.js in the same process
+      const gatewayPid = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8').trim().split(/\s+/)[0]);
+      const cmdline = readFileSync(`/proc/${gatewayPid}/cmdline`, 'utf8').split('\0').join(' ');
+      expect(cmdline).toMatch(/node .*scripts\/start\.mjs/);
+      expect(cmdline).not.toMatch(/tsx/);
+      const http = `http://127.0.0.1:${ready.httpPort}`;
+      const metrics = await (await fetch(`${http}/metrics`)).text();
+      expect(metrics).toMatch(/eldergate_build_info\{version="\d+\.\d+\.\d+"/);
+      const login = await (await fetch(`${http}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: adminPassword }) })).json() as { token: string };
+      const auth = { authorization: `Bearer ${login.token}`, 'content-type': 'application/json' };
+      const dev = await (await fetch(`${http}/api/devices`, { method: 'POST', headers: auth, body: JSON.stringify({ kind: 'call-phone', serial: 'CP-COMPILED-1' }) })).json() as { id: string; secret: string };
+      const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${ready.mqttPort}`, { clientId: dev.id, username: dev.id, password: dev.secret, reconnectPeriod: 0 });
+      await client.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ type: 'sos', ts: Date.now(), seq: 1 }), { qos: 1 });
+      await client.endAsync();
+      const incidents = await (await fetch(`${http}/api/incidents?deviceId=${dev.id}`, { headers: auth })).json() as { items: { type: string; priority: string }[] };
+      expect(incidents.items.map((i) => [i.type, i.priority])).toContainEqual(['sos', 'P1']);
+      // the console is bundled from its sources
+      expect((await fetch(`${http}/console/app.js`)).status).toBe(200);
+    } finally {
+      try { process.kill(-child.pid!, 'SIGTERM'); } catch { /* gone */ }
+      await new Promise((r) => child.once('exit', r));
+    }
+  }, 480_000);
+});
