@@ -16,14 +16,16 @@ export const STATE_LABEL: Record<string, string> = {
 };
 
 function secretBox(c: Credentials, onDone: () => void): HTMLElement {
+  if (c.terminal) return terminalBox(c, c.terminal, onDone);
+  const mqtt = c.mqtt!;
   const box = h('section', { class: 'panel secret', role: 'alert' },
     h('h2', null, 'Store the secret in the device now'),
     h('p', null, 'It is shown only this once and is not kept by the gateway (only a keyed hash is). If it is lost, rotate it.'),
     h('dl', null,
       h('dt', null, 'Device id (MQTT client id and username)'), h('dd', { class: 'mono', 'data-device-id': c.id }, c.id),
       h('dt', null, 'Secret (MQTT password)'), h('dd', { class: 'mono big', 'data-secret': c.secret }, c.secret),
-      h('dt', null, 'Broker'), h('dd', { class: 'mono' }, `${c.mqtt.host}:${c.mqtt.port}${c.mqtt.tlsPort ? ` (TLS ${c.mqtt.tlsPort})` : ''}, keepalive ${c.mqtt.keepaliveS} s`),
-      h('dt', null, 'Topics'), h('dd', { class: 'mono' }, Object.values(c.mqtt.topics).join('  ')),
+      h('dt', null, 'Broker'), h('dd', { class: 'mono' }, `${mqtt.host}:${mqtt.port}${mqtt.tlsPort ? ` (TLS ${mqtt.tlsPort})` : ''}, keepalive ${mqtt.keepaliveS} s`),
+      h('dt', null, 'Topics'), h('dd', { class: 'mono' }, Object.values(mqtt.topics).join('  ')),
     ),
   );
   const copy = h('button', { type: 'button' }, 'Copy secret');
@@ -31,6 +33,23 @@ function secretBox(c: Credentials, onDone: () => void): HTMLElement {
   const done = h('button', { type: 'button', class: 'primary', 'data-action': 'secret-stored' }, 'I have stored it');
   done.addEventListener('click', () => { box.remove(); onDone(); });
   box.append(h('div', { class: 'actions' }, copy, done));
+  return box;
+}
+
+/** A terminal that speaks its own protocol: what to set on it (no MQTT secret to store). */
+function terminalBox(c: Credentials, t: NonNullable<Credentials['terminal']>, onDone: () => void): HTMLElement {
+  const done = h('button', { type: 'button', class: 'primary', 'data-action': 'secret-stored' }, 'Done');
+  const box = h('section', { class: 'panel secret', role: 'status', 'data-terminal': t.protocol },
+    h('h2', null, 'Set up the terminal'),
+    h('dl', null,
+      h('dt', null, 'Device id'), h('dd', { class: 'mono', 'data-device-id': c.id }, c.id),
+      h('dt', null, 'Terminal identifier'), h('dd', { class: 'mono big' }, t.identifier),
+      h('dt', null, `Server (${t.transport})`), h('dd', { class: 'mono' }, t.port === null ? `${t.host} — the ${t.protocol} listener is off` : `${t.host}:${t.port}`),
+      h('dt', null, 'On the terminal'), h('dd', { 'data-setup': '' }, t.setup),
+      h('dt', null, 'Secret'), h('dd', { class: 'muted' }, t.secret),
+    ),
+    h('div', { class: 'actions' }, done));
+  done.addEventListener('click', () => { box.remove(); onDone(); });
   return box;
 }
 

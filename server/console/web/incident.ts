@@ -4,6 +4,7 @@ import type { Device, IncidentDetail, Resident, StreamEvent } from './api.js';
 import type { Ctx } from './context.js';
 import { clear, fmtDateTime, fmtLatency, fmtTime, h } from './dom.js';
 import { incidentActions } from './actions.js';
+import { callBackBox } from './callback.js';
 import { carryInputs, countdown, typeLabel } from './board.js';
 import { PositionPanel } from './map.js';
 import type { ScenePoint } from './plot.js';
@@ -187,6 +188,7 @@ export function incidentView(ctx: Ctx, root: HTMLElement, id: string): () => voi
           position.el,
           residentBox(resident, inc.residentId),
           deviceBox(device, inc.deviceId),
+          callBackBox(ctx, device, ctx.units.get('all')?.find((u) => u.id === inc.unitId)),
           h('section', { class: 'panel' }, h('h2', null, 'Responsibility'), h('dl', null,
             h('dt', null, 'Grid unit'), h('dd', null, ctx.unitName(inc.unitId)),
             h('dt', null, 'Responsible now'), h('dd', null, ctx.unitName(inc.tierUnitId)),
