@@ -261,7 +261,7 @@ export function deviceView(ctx: Ctx, root: HTMLElement, id: string): () => void 
     }
   });
   test.append(
-    h('p', null, 'Sends the test-alarm command; the device answers with a test alarm, recorded as a P3 test incident (never an emergency). A test alarm from the device\'s own test button is shown here too. When you resolve that test incident, a device bound to a resident becomes commissioned.'),
+    h('p', null, 'Sends the test-alarm command; the device answers with a test alarm, recorded as a P3 test incident (never an emergency). A test alarm from the device\'s own test button is shown here too. Once it is recorded, the test incident closes itself as "test passed", and a device bound to a resident becomes commissioned.'),
     ...(ctx.can('admin', 'technician', 'operator') ? [start] : []), testStatus, testResult);
 
   // the test incident comes through the same stream as every alarm
