@@ -19,6 +19,8 @@ import type { ListenerSettings, Peer, ProtocolHandler, ProtocolName } from './ty
 const MAX_QUEUED_FRAMES = 32;
 /** Bytes queued to a terminal that is not reading before it is cut off. */
 const MAX_WRITE_BUFFER = 256 * 1024;
+/** a framer's refusal reason that can label a metric */
+const SLUG = /^[a-z][a-z0-9-]{0,39}$/;
 /** UDP senders remembered (for commands and the in-order chain), oldest forgotten first. */
 const UDP_PEERS_KEPT = 10_000;
 /** A UDP sender silent this long is forgotten. */
@@ -143,7 +145,8 @@ export async function startProtocolListener(
     }
     for (const f of out) {
       if (!f.ok) {
-        deps.refuse(p, 'unreadable', f.reason, f.raw);
+        const slug = SLUG.test(f.reason) ? f.reason : 'unreadable';
+        deps.refuse(p, slug, f.detail ?? (slug === f.reason ? `the ${handler.name} framer refused ${f.raw.length} bytes: ${f.reason}` : f.reason), f.raw);
         continue;
       }
       p.queued++;
@@ -263,7 +266,12 @@ export async function startProtocolListener(
         }
         const p = udpPeer(rinfo.address, rinfo.port);
         // one message per datagram: a fresh framer each time, so a bad datagram cannot poison the next
-        feed(p, handler.framer(), msg, () => undefined, () => undefined);
+        const framer = handler.framer();
+        feed(p, framer, msg, () => undefined, () => undefined);
+        // what is left in the framer was the start of a message that never ended: it never will
+        if (framer.buffered() > 0) {
+          deps.refuse(p, 'truncated', `a datagram ended inside a message (${framer.buffered()} bytes without its end)`, msg.subarray(Math.max(0, msg.length - framer.buffered())));
+        }
       } catch (err) {
         log.error({ err }, 'UDP message handler failed');
       }

@@ -8,8 +8,12 @@ import type { Logger } from '../../core/logger.js';
 export const PROTOCOL_NAMES = ['watch', 'jt808', 'dc09'] as const;
 export type ProtocolName = (typeof PROTOCOL_NAMES)[number];
 
-/** What a framer found in the bytes: a frame, or bytes that are not one (refused with the reason). */
-export type Framed<F> = { ok: true; frame: F; raw: Buffer } | { ok: false; reason: string; raw: Buffer };
+/**
+ * What a framer found in the bytes: a frame, or bytes that are not one, refused with a reason: a short slug
+ * (`garbage`, `truncated`, `oversized`, `bad-length`, …: the metric's label) and optionally what was wrong for a person.
+ * A reason that is not a slug is counted as `unreadable`, with the reason as its detail.
+ */
+export type Framed<F> = { ok: true; frame: F; raw: Buffer } | { ok: false; reason: string; detail?: string; raw: Buffer };
 
 /**
  * One per connection (TCP) or per datagram (UDP). Holds at most `maxFrameBytes` while waiting for the end of a frame;

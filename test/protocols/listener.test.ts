@@ -199,7 +199,7 @@ describe('protocol listener', () => {
     expect(await b.waitFor(1)).toEqual(['ECHO OK?']);
   });
 
-  it('UDP: one message per datagram, answered to its sender; an oversized datagram is refused', async () => {
+  it('UDP: one message per datagram, answered to its sender; an oversized or unfinished datagram is refused', async () => {
     const { l, seen } = await start({ udp: true, maxFrameBytes: 64 });
     const u = createSocket('udp4');
     const got: string[] = [];
@@ -208,7 +208,8 @@ describe('protocol listener', () => {
     u.send(Buffer.from('x'.repeat(200)), l.port, '127.0.0.1');
     u.send(Buffer.from('ID dev5\n'), l.port, '127.0.0.1');
     u.send(Buffer.from('PING\n'), l.port, '127.0.0.1');
-    await waitUntil(() => got.length >= 2);
+    u.send(Buffer.from('NO END'), l.port, '127.0.0.1');
+    await waitUntil(() => got.length >= 2 && seen.refusals.some((r) => r.startsWith('truncated')));
     expect(got).toEqual(['OK dev5 \n', 'ECHO PING\n']);
     expect(seen.refusals.some((r) => r.startsWith('oversized'))).toBe(true);
     expect(l.peerOf('dev5')?.transport).toBe('udp');

@@ -96,7 +96,7 @@ describe('DC-09 through the running gateway', () => {
     const metrics = await (await fetch(`${t.http}/metrics`)).text();
     expect(metrics).toMatch(/eldergate_protocol_refused_total\{protocol="dc09",reason="unprovisioned"\} [1-9]/);
     expect(metrics).toMatch(/eldergate_protocol_refused_total\{protocol="dc09",reason="bad-crc"\} [1-9]/);
-    expect(metrics).toMatch(/eldergate_protocol_refused_total\{protocol="dc09",reason="unreadable"\} [1-9]/);
+    expect(metrics).toMatch(/eldergate_protocol_refused_total\{protocol="dc09",reason="garbage"\} [1-9]/);
   });
 });
 
