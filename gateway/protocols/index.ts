@@ -106,7 +106,7 @@ export async function startProtocols(d: ProtocolDeps): Promise<Protocols> {
       }
     },
     issueSecret(deviceId) {
-      return d.registry.rotateSecret(deviceId).secret;
+      return d.registry.rotateSecret(deviceId, { issuedToTerminal: true }).secret;
     },
     checkSecret(deviceId, secret) {
       return d.registry.authenticate(deviceId, secret) === 'ok';

@@ -25,7 +25,8 @@ export interface TestGateway {
 /** `log`: a logger of the test's own (to read what the gateway logged); by default one at TEST_LOG_LEVEL or silent */
 export async function startTestGateway(overrides: Record<string, unknown> = {}, dataDir?: string, log?: Logger): Promise<TestGateway> {
   const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'eldergate-test-'));
-  const adminPassword = 'test-' + randomBytes(12).toString('hex');
+  // a test that restarts on the same data dir passes its own (the first start created the admin with it)
+  const adminPassword = (overrides.adminPassword as string | undefined) ?? 'test-' + randomBytes(12).toString('hex');
   const config = loadConfig({}, {
     dataDir: dir,
     adminPassword,
