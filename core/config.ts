@@ -197,6 +197,10 @@ export const ConfigSchema = Type.Object(
         telemetryBatchRows: Type.Integer({ minimum: 1, default: 500, description: 'rows per telemetry commit: small enough that an alarm never waits long behind one' }),
         /** telemetry queued beyond this is shed (counted); alarms never are */
         telemetryQueueLimit: Type.Integer({ minimum: 100, default: 50000 }),
+        /** QoS 1 telemetry beyond the queue waits for room (no PUBACK yet); beyond this many waiting it is refused */
+        telemetryWaitersLimit: Type.Integer({ minimum: 1, default: 5000 }),
+        /** heartbeats fold into device state; one is kept as a row on change or at most once per this long (0: all) */
+        heartbeatHistoryMs: Type.Integer({ minimum: 0, default: 3_600_000 }),
         rejectsKept: Type.Integer({ minimum: 100, default: 10000 }),
         rejectRawBytes: Type.Integer({ minimum: 64, default: 2048 }),
       },
