@@ -190,27 +190,20 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
       const now = Date.now();
       const result = engine.runTimer(fire, input(entry, now));
       if (result.stale) return;
-      const state = d.states.get(entry.id);
-      const supervisionBefore = state.supervision;
+      const supervisionBefore = d.states.get(entry.id).supervision;
       // If this run is rolled back (its alarm not written, or the whole batch failed), nothing of it is kept — rule
       // memory, timers and state go back — and it runs again later; an observation from the device meanwhile makes
       // the fire stale, as it would have the first time.
       d.ingest.onRollback(() => {
         engine.revert(result);
-        if (state.supervision !== supervisionBefore) {
-          state.supervision = supervisionBefore;
-          d.states.markDirty(entry.id);
-        }
+        if (d.states.get(entry.id).supervision !== supervisionBefore) d.states.setSupervision(entry.id, supervisionBefore);
         log.error({ deviceId: entry.id, rule: fire.rule, timer: fire.key, retryInMs: TIMER_RETRY_MS },
           `a rule timer's alarm could not be written; it runs again in ${TIMER_RETRY_MS / 1000} s`);
         setTimeout(() => onTimerDue(fire), TIMER_RETRY_MS).unref();
       });
       const events = applyAlarms(entry, result, { received: now });
       // the state follows the database: 'offline' only with the offline incident written
-      if (result.state.supervision) {
-        state.supervision = result.state.supervision;
-        d.states.markDirty(entry.id);
-      }
+      if (result.state.supervision) d.states.setSupervision(entry.id, result.state.supervision);
       return events;
     });
   }
@@ -244,18 +237,20 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
       // if the observation is refused (its alarm not written) or its batch fails, it will be resent: the rules'
       // memory and timers go back to where they were, so the resend is judged as the first one was
       d.ingest.onRollback(() => engine.revert(result));
-      const events = applyAlarms(entry, result, stamps, observationId, lifeSafety, incidentFlags(obs));
-      if (Object.keys(result.state).length) pendingPatch.set(entry.id, result.state);
+      // a heartbeat kept as state only has no row (observationId 0): its alarms cite none
+      const events = applyAlarms(entry, result, stamps, observationId || undefined, lifeSafety, incidentFlags(obs));
+      if (Object.keys(result.state).length) {
+        pendingPatch.set(entry.id, result.state);
+        // an observation refused after this step must not leave its patch for the device's next one
+        d.ingest.onRollback(() => pendingPatch.delete(entry.id));
+      }
       return events;
     },
     after(obs: Observation) {
       const patch = pendingPatch.get(obs.deviceId);
       if (!patch) return;
       pendingPatch.delete(obs.deviceId);
-      if (patch.supervision) {
-        d.states.get(obs.deviceId).supervision = patch.supervision;
-        d.states.markDirty(obs.deviceId);
-      }
+      if (patch.supervision) d.states.setSupervision(obs.deviceId, patch.supervision);
     },
   });
 

@@ -1,5 +1,10 @@
 // Live state of each device (last seen, battery, position, online, supervision), kept in memory and written through
-// to `device_state` inside the ingest's own transactions (only the rows that changed).
+// to `device_state` inside the ingest's own transactions (only the rows that changed, in slices: a burst of changes —
+// a reconnect storm — is spread over the next commits instead of one long one).
+//
+// A write transaction that fails takes the memory back with it: between begin() and commit()/rollback() every device
+// touched is snapshotted first, and a rollback restores those states and puts every row the failed commit would have
+// written back into the dirty set, so memory never runs ahead of the database nor forgets a row it still owes.
 import type Database from 'better-sqlite3';
 import type { Observation, Position } from '../core/contracts.js';
 import { isProofOfLife } from './rules/supervision.js';
@@ -21,10 +26,18 @@ export interface LiveState {
   flags: string[];
 }
 
+interface Before {
+  /** the state as committed (a copy), or undefined if the device had none */
+  state: LiveState | undefined;
+  dirty: boolean;
+}
+
 export class DeviceStates {
   private readonly states = new Map<string, LiveState>();
   private readonly dirty = new Set<string>();
   private readonly upsert: Database.Statement;
+  /** while a write transaction is open: each touched device's state before it, and the rows flushed in it */
+  private txn: { before: Map<string, Before>; flushed: string[] } | null = null;
 
   constructor(private readonly sqlite: Database.Database) {
     for (const r of sqlite.prepare('select * from device_state').all() as Record<string, unknown>[]) {
@@ -55,6 +68,7 @@ export class DeviceStates {
         flags=excluded.flags, updated_at=excluded.updated_at`);
   }
 
+  /** The device's live state. Change it only through the methods below (they keep a failed commit undoable). */
   get(deviceId: string): LiveState {
     let s = this.states.get(deviceId);
     if (!s) {
@@ -79,8 +93,54 @@ export class DeviceStates {
     this.dirty.add(deviceId);
   }
 
+  dirtyCount(): number {
+    return this.dirty.size;
+  }
+
+  /** A write transaction begins: changes from here on are undone by rollback(). */
+  begin(): void {
+    this.txn = { before: new Map(), flushed: [] };
+  }
+
+  /** The transaction is durable: nothing to undo. */
+  commit(): void {
+    this.txn = null;
+  }
+
+  /** The transaction failed: every state touched goes back to its committed value, every row owed stays owed. */
+  rollback(): void {
+    const t = this.txn;
+    this.txn = null;
+    if (!t) return;
+    for (const [id, b] of t.before) {
+      const s = this.states.get(id);
+      if (!b.state) this.states.delete(id);
+      // in place: rule code may hold the object
+      else if (s) Object.assign(s, b.state);
+      else this.states.set(id, b.state);
+      if (b.dirty) this.dirty.add(id);
+      else this.dirty.delete(id);
+    }
+    for (const id of t.flushed) this.dirty.add(id);
+  }
+
+  /** before changing a device's state inside a transaction: keep what it was */
+  private touch(deviceId: string): void {
+    const t = this.txn;
+    if (!t || t.before.has(deviceId)) return;
+    const s = this.states.get(deviceId);
+    t.before.set(deviceId, { state: s && { ...s, flags: [...s.flags] }, dirty: this.dirty.has(deviceId) });
+  }
+
+  setSupervision(deviceId: string, supervision: Supervision): void {
+    this.touch(deviceId);
+    this.get(deviceId).supervision = supervision;
+    this.dirty.add(deviceId);
+  }
+
   /** Fold an accepted observation into the device's state. */
   apply(obs: Observation): void {
+    this.touch(obs.deviceId);
     const s = this.get(obs.deviceId);
     // a Last Will, a lost link or the gateway's own observations are no sign of life
     const alive = isProofOfLife(obs);
@@ -120,6 +180,7 @@ export class DeviceStates {
   }
 
   setOnline(deviceId: string, online: boolean, at: number): void {
+    this.touch(deviceId);
     const s = this.get(deviceId);
     s.online = online;
     if (online) {
@@ -130,6 +191,7 @@ export class DeviceStates {
   }
 
   markUnreadable(deviceId: string, reason: string, at: number): void {
+    this.touch(deviceId);
     const s = this.get(deviceId);
     s.unreadableCount++;
     s.lastUnreadableAt = at;
@@ -139,6 +201,7 @@ export class DeviceStates {
   }
 
   clearFlags(deviceId: string): void {
+    this.touch(deviceId);
     const s = this.get(deviceId);
     s.flags = [];
     s.unreadableCount = 0;
@@ -146,10 +209,17 @@ export class DeviceStates {
     this.dirty.add(deviceId);
   }
 
-  /** Write the changed rows; call inside a transaction. */
-  flushDirty(now: number): void {
+  /**
+   * Write up to `limit` changed rows, oldest change first; call inside a transaction. The rest stay dirty for the
+   * next commit (the caller schedules one while dirtyCount() > 0).
+   */
+  flushDirty(now: number, limit = Infinity): void {
     if (this.dirty.size === 0) return;
+    let n = 0;
     for (const id of this.dirty) {
+      if (n++ >= limit) break;
+      this.dirty.delete(id);
+      this.txn?.flushed.push(id);
       const s = this.states.get(id);
       if (!s) continue;
       this.upsert.run({
@@ -169,6 +239,5 @@ export class DeviceStates {
         updatedAt: now,
       });
     }
-    this.dirty.clear();
   }
 }

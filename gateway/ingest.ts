@@ -2,6 +2,20 @@
 // the next turn of the event loop with synchronous=FULL, and only then is their promise resolved (PUBACK, Contact ID
 // ACK). Telemetry is batched. One device's observations are processed strictly in arrival order: when an urgent
 // observation arrives, that device's pending telemetry is written first, in the same transaction.
+//
+// Promises this module keeps:
+// - Resolved means durable. A telemetry batch commits with synchronous=NORMAL (no fsync: a batch of heartbeats sent at
+//   QoS 0 was never promised more), but one that anybody waits on (QoS 1) or that produced incident events is synced
+//   (fdatasync of the WAL) before a promise resolves or an event is published. So nothing reaches a console before it
+//   is durable, and an event's seq (its rowid) can never be handed out again after a power cut.
+// - Shed is never acknowledged: QoS 1 telemetry that finds the queue full waits for room (bounded) and beyond that is
+//   refused with OverloadError; only fire-and-forget (QoS 0) telemetry is shed, and counted.
+// - A failed commit takes memory back with it: rule memory and timers (onRollback hooks), device states and their
+//   dirty set (DeviceStates.begin/rollback), the heartbeat history below; and nothing of the batch is acknowledged.
+// - Heartbeats are state, not rows: a heartbeat (and a repeated battery/signal reading, a Last Will) is folded into
+//   the device's state and seen by the rules like any observation, but kept as a row only on change or once per
+//   ingest.heartbeatHistoryMs per device.
+import { closeSync, fdatasyncSync, openSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import type { Logger } from '../core/logger.js';
 import type { Config } from '../core/config.js';
@@ -27,9 +41,40 @@ export class AlarmNotRecordedError extends Error {
   }
 }
 
+/**
+ * QoS 1 telemetry refused because the writer is overloaded (the queue is full and so is the line waiting for room, or
+ * memory is under pressure). Nothing was stored: the transport must NOT acknowledge it (no PUBACK — the MQTT broker
+ * fails the publish, which drops the connection, and the device resends it after reconnecting).
+ */
+export class OverloadError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OverloadError';
+  }
+}
+
+/** A state-only observation's row differs enough from the last row kept to be kept (battery %, signal units). */
+const BATTERY_HYSTERESIS = 2;
+const SIGNAL_HYSTERESIS = 3;
+/** device-state rows written by an urgent (alarm) commit: the alarm path does not pay for a backlog of state rows */
+const URGENT_STATE_ROWS = 32;
+
+/** What the last heartbeat-like row kept for a device said. */
+interface KeptRow {
+  at: number;
+  battery?: number;
+  signal?: number;
+  mains?: boolean;
+  /** the rest of the payload, as stored */
+  other: string;
+}
+
 export interface IngestStep {
   name: string;
-  /** sees the device's state as it was before this observation (the observation is folded in after all steps) */
+  /**
+   * sees the device's state as it was before this observation (the observation is folded in after all steps);
+   * observationId is 0 for an observation kept as state only (a heartbeat with nothing new)
+   */
   run(obs: Observation, observationId: number, stamps: Record<string, number>): IncidentEvent[] | void;
   /** after the observation was folded into the device's state (state patches a rule asked for) */
   after?(obs: Observation): void;
@@ -94,7 +139,14 @@ interface PriorRow {
 export class Ingest implements ObservationSink {
   private urgent: Pending[] = [];
   private telemetry: Pending[] = [];
+  /** QoS 1 telemetry that found the queue full, waiting for room in arrival order (bounded by telemetryWaitersLimit) */
+  private parked: Pending[] = [];
   private rejects: RejectRow[] = [];
+  /** per device: the last heartbeat-like row kept (downsampling), and the key of the last one kept as state only */
+  private readonly keptRows = new Map<string, KeptRow>();
+  private readonly stateKeys = new Map<string, string>();
+  /** whether the last commit worked: a backlog of device-state rows is only retried on its own while it does */
+  private lastCommitOk = true;
   private readonly pendingTelemetryByDevice = new Map<string, number>();
   private urgentScheduled = false;
   private telemetryTimer: NodeJS.Timeout | null = null;
@@ -187,29 +239,65 @@ export class Ingest implements ObservationSink {
   }
 
   /**
-   * Telemetry: batched. With `wait` the promise resolves once the batch is durable (QoS 1 telemetry); without it,
-   * fire and forget. Under overload telemetry is shed (counted) — alarms never are.
+   * Telemetry: batched. With `wait` (QoS 1) the promise resolves only once the observation is durable; without it,
+   * fire and forget.
+   *
+   * Contract with the transports under overload (queue at ingest.telemetryQueueLimit): without `wait` the observation
+   * is shed and counted (eldergate_telemetry_shed_total). With `wait` it is never shed silently: it waits for room,
+   * unacknowledged; beyond ingest.telemetryWaitersLimit waiting (or under memory pressure) the promise rejects with
+   * OverloadError — not stored, so no PUBACK. Any rejection means "not stored": never acknowledge it. Alarms are never
+   * shed (a life-safety observation takes submit()).
    */
   submitTelemetry(obs: Observation, wait: boolean): Promise<IngestResult> | undefined {
     if (this.closed) return wait ? Promise.reject(new Error('ingest is closed')) : undefined;
     if (isLifeSafety(obs.type)) return this.submit(obs);
-    if (this.pressure || this.telemetry.length >= this.o.config.telemetryQueueLimit) {
-      this.o.metrics.shed.inc();
-      return wait ? Promise.resolve({ status: 'duplicate', observationId: 0 }) : undefined;
+    // waiting ones go first: nothing overtakes them while they wait
+    const full = this.pressure || this.parked.length > 0 || this.telemetry.length >= this.o.config.telemetryQueueLimit;
+    if (full) {
+      if (!wait) {
+        this.o.metrics.shed.inc();
+        return undefined;
+      }
+      if (this.pressure || this.parked.length >= this.o.config.telemetryWaitersLimit) {
+        this.o.metrics.refused.inc({ stage: 'ingest', reason: 'overload' });
+        return Promise.reject(new OverloadError(this.pressure
+          ? 'the gateway is under memory pressure: telemetry is not accepted now, send it again later'
+          : `the telemetry queue is full and ${this.parked.length} messages already wait for room: not stored, send it again later`));
+      }
+      this.countPending(obs.deviceId, 1);
+      return new Promise((resolve, reject) => this.parked.push({ obs, resolve, reject }));
     }
-    this.pendingTelemetryByDevice.set(obs.deviceId, (this.pendingTelemetryByDevice.get(obs.deviceId) ?? 0) + 1);
+    this.countPending(obs.deviceId, 1);
     let p: Promise<IngestResult> | undefined;
     if (wait) {
       p = new Promise((resolve, reject) => this.telemetry.push({ obs, resolve, reject }));
     } else {
       this.telemetry.push({ obs });
     }
+    this.scheduleTelemetry();
+    return p;
+  }
+
+  private scheduleTelemetry(): void {
     if (this.telemetry.length >= this.o.config.telemetryBatchRows) {
       setImmediate(() => this.flushTelemetry());
     } else if (!this.telemetryTimer) {
       this.telemetryTimer = setTimeout(() => this.flushTelemetry(), this.o.config.telemetryFlushMs);
     }
-    return p;
+  }
+
+  /** telemetry of a device queued (or waiting for room) and not yet written */
+  private countPending(deviceId: string, by: number): void {
+    const n = (this.pendingTelemetryByDevice.get(deviceId) ?? 0) + by;
+    if (n <= 0) this.pendingTelemetryByDevice.delete(deviceId);
+    else this.pendingTelemetryByDevice.set(deviceId, n);
+  }
+
+  /** room in the queue goes to the waiting, in their order */
+  private admitParked(): void {
+    const room = this.o.config.telemetryQueueLimit - this.telemetry.length;
+    if (room <= 0 || this.parked.length === 0) return;
+    for (const p of this.parked.splice(0, room)) this.telemetry.push(p);
   }
 
   /** A refused frame from an authenticated device: kept raw (bounded) for diagnosis, written with the next batch. */
@@ -226,14 +314,18 @@ export class Ingest implements ObservationSink {
     if (batch.length === 0) return;
     // a device's earlier telemetry goes first, so its observations stay in arrival order
     const before: Pending[] = [];
-    if (this.pendingTelemetryByDevice.size > 0 && this.telemetry.length > 0) {
+    if (this.pendingTelemetryByDevice.size > 0 && (this.telemetry.length > 0 || this.parked.length > 0)) {
       const urgentDevices = new Set<string>();
       for (const p of batch) if (this.pendingTelemetryByDevice.has(p.obs.deviceId)) urgentDevices.add(p.obs.deviceId);
       if (urgentDevices.size > 0) {
-        const keep: Pending[] = [];
-        for (const p of this.telemetry) (urgentDevices.has(p.obs.deviceId) ? before : keep).push(p);
-        this.telemetry = keep;
+        // queued first, then those waiting for room: arrival order
+        for (const queue of ['telemetry', 'parked'] as const) {
+          const keep: Pending[] = [];
+          for (const p of this[queue]) (urgentDevices.has(p.obs.deviceId) ? before : keep).push(p);
+          this[queue] = keep;
+        }
         for (const id of urgentDevices) this.pendingTelemetryByDevice.delete(id);
+        this.admitParked();
       }
     }
     this.commit(before.length ? before.concat(batch) : batch, 'urgent');
@@ -245,18 +337,21 @@ export class Ingest implements ObservationSink {
       this.telemetryTimer = null;
     }
     const batch = this.telemetry.splice(0, this.o.config.telemetryBatchRows);
-    for (const p of batch) {
-      const n = (this.pendingTelemetryByDevice.get(p.obs.deviceId) ?? 1) - 1;
-      if (n <= 0) this.pendingTelemetryByDevice.delete(p.obs.deviceId);
-      else this.pendingTelemetryByDevice.set(p.obs.deviceId, n);
-    }
-    if (batch.length > 0 || this.rejects.length > 0) this.commit(batch, 'telemetry');
-    if (this.telemetry.length > 0 || this.rejects.length > 0) {
+    for (const p of batch) this.countPending(p.obs.deviceId, -1);
+    this.admitParked();
+    // device-state rows owed (heartbeats are state; a reconnect storm dirties thousands) go out with the next batches
+    const stateOwed = this.lastCommitOk && this.o.states.dirtyCount() > 0;
+    if (batch.length > 0 || this.rejects.length > 0 || stateOwed) this.commit(batch, 'telemetry');
+    if (this.telemetry.length > 0 || this.rejects.length > 0 || (this.lastCommitOk && this.o.states.dirtyCount() > 0)) {
       this.telemetryTimer = setTimeout(() => this.flushTelemetry(), this.telemetry.length >= this.o.config.telemetryBatchRows ? 0 : this.o.config.telemetryFlushMs);
     }
   }
 
-  /** One transaction, one fsync, for the whole batch. */
+  /**
+   * One transaction for the whole batch, durable before anyone is told: an urgent batch commits with
+   * synchronous=FULL; a telemetry batch with NORMAL, then — if anyone waits on it or it produced incident events — an
+   * fdatasync of the WAL before promises resolve and events are published (a batch of QoS 0 heartbeats pays none).
+   */
   private commit(batch: Pending[], queue: 'urgent' | 'telemetry'): void {
     const started = performance.now();
     const results: IngestResult[] = new Array(batch.length);
@@ -264,11 +359,11 @@ export class Ingest implements ObservationSink {
     const events: IncidentEvent[] = [];
     const rejects = this.rejects;
     this.rejects = [];
-    // Alarms and events: synchronous=FULL (fsync at every commit). Telemetry batches: NORMAL — in WAL mode a commit
-    // survives a crash of the process and is lost only with the machine's power, and a heartbeat the device sent
-    // at QoS 0 was never promised more; skipping that fsync keeps the event loop free for the next alarm.
+    // Telemetry batches commit with NORMAL: in WAL mode such a commit survives a crash of the process and is lost only
+    // with the machine's power; the sync that promises need is added below, only where one is needed.
     const relaxed = queue === 'telemetry';
     if (relaxed) this.o.sqlite.pragma('synchronous = NORMAL');
+    this.o.states.begin();
     try {
       this.o.sqlite.transaction(() => {
         for (let i = 0; i < batch.length; i++) {
@@ -281,6 +376,7 @@ export class Ingest implements ObservationSink {
             } catch (err) {
               this.log.error({ err, deviceId: p.obs.deviceId }, 'device task failed');
               this.runUndo(mark);
+              this.abortIfRolledBack(err);
             }
             results[i] = { status: 'stored', observationId: 0 };
             continue;
@@ -295,22 +391,44 @@ export class Ingest implements ObservationSink {
           } catch (err) {
             failures[i] = err as Error;
             this.runUndo(mark);
+            this.abortIfRolledBack(err);
           }
         }
         for (const r of rejects) this.insertReject.run(r.deviceId, r.source, r.topic, r.reason, r.raw, r.at);
-        this.o.states.flushDirty(Date.now());
+        this.o.states.flushDirty(Date.now(), queue === 'urgent' ? URGENT_STATE_ROWS : this.o.config.telemetryBatchRows);
       })();
     } catch (err) {
       if (relaxed) this.o.sqlite.pragma('synchronous = FULL');
+      this.lastCommitOk = false;
       this.runUndo(0);
+      this.o.states.rollback();
       this.o.storage?.failed('ingest', err);
       // Nothing of this batch is durable: every waiting transport is told, so no device gets an ACK for it.
       this.log.error({ err, rows: batch.length, queue }, 'write failed: the batch is not acknowledged and will be resent by devices');
       for (const p of batch) p.reject?.(err as Error);
+      this.afterCommit();
       return;
     }
     this.undoHooks.length = 0;
-    if (relaxed) this.o.sqlite.pragma('synchronous = FULL');
+    this.o.states.commit();
+    this.lastCommitOk = true;
+    if (relaxed) {
+      this.o.sqlite.pragma('synchronous = FULL');
+      if (events.length > 0 || batch.some((p) => p.resolve !== undefined)) {
+        try {
+          this.syncWal();
+        } catch (err) {
+          // committed, but not known to be on disk: nobody is told it is stored (devices resend; dedup answers them)
+          // and its incident events are not pushed — a console must not show what a power cut could take back
+          this.o.storage?.failed('ingest', err);
+          this.log.fatal({ err, rows: batch.length, events: events.map((e) => e.seq) },
+            'syncing a telemetry commit failed: not acknowledged; its incident events reach consoles only when they reload');
+          for (const p of batch) p.reject?.(err as Error);
+          this.afterCommit();
+          return;
+        }
+      }
+    }
     // an observation refused by the storage (its savepoint failed on a full disk) is a storage fault too
     const storageFailure = failures.find((f) => f !== undefined && (isStorageError(f) || isStorageError(f.cause)));
     if (storageFailure) this.o.storage?.failed('ingest', isStorageError(storageFailure) ? storageFailure : storageFailure.cause);
@@ -337,6 +455,48 @@ export class Ingest implements ObservationSink {
         this.log.error({ err }, 'publishing committed incident events failed');
       }
     }
+    this.afterCommit();
+  }
+
+  /** device-state rows still owed after a commit get one of their own soon (not on the alarm path) */
+  private afterCommit(): void {
+    if (this.lastCommitOk && this.o.states.dirtyCount() > 0 && !this.telemetryTimer && !this.closed) {
+      this.telemetryTimer = setTimeout(() => this.flushTelemetry(), this.o.config.telemetryFlushMs);
+    }
+  }
+
+  /**
+   * SQLite rolls the whole transaction back by itself on some errors (a full disk, an I/O error). Whatever the batch
+   * did before is then gone although it ran without error: the batch must fail as a whole — carrying on would run the
+   * rest in autocommit and acknowledge, publish and remember what is not in the database.
+   */
+  private abortIfRolledBack(err: unknown): void {
+    if (this.o.sqlite.inTransaction) return;
+    throw new Error(`the write transaction was rolled back by SQLite (${err instanceof Error ? err.message : String(err)}): the whole batch fails`, { cause: err });
+  }
+
+  /**
+   * Make what was committed with synchronous=NORMAL durable: fdatasync of the WAL file (every frame committed so far
+   * is in it, or was checkpointed into the database file with a sync — a checkpoint syncs the WAL first). A sync on
+   * any descriptor of a file flushes all of it.
+   */
+  private syncWal(): void {
+    if (this.o.sqlite.memory) return;
+    const started = performance.now();
+    let fd: number;
+    try {
+      fd = openSync(`${this.o.sqlite.name}-wal`, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      // no WAL (not in WAL mode): the commit went to the database file itself
+      fd = openSync(this.o.sqlite.name, 'r');
+    }
+    try {
+      fdatasyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    this.o.metrics.stage.observe({ stage: 'sync_telemetry' }, (performance.now() - started) / 1000);
   }
 
   /** processOne inside a SAVEPOINT (a better-sqlite3 transaction function called inside the batch's transaction) */
@@ -351,6 +511,7 @@ export class Ingest implements ObservationSink {
     const { type, deviceId, seq, deviceTs, receivedAt, source } = obs;
     const lifeSafety = isLifeSafety(type);
     const data = JSON.stringify(dataOf(obs));
+    if (!lifeSafety && !this.keepsRow(obs, data)) return this.processStateOnly(obs, events);
     // the session is kept where dedup will ask for it: life-safety rows and rows without a key
     const keyed = seq !== undefined && deviceTs !== undefined;
     const keepSession = lifeSafety || !keyed;
@@ -401,7 +562,7 @@ export class Ingest implements ObservationSink {
         // the device, with no PUBACK, resends it. For a life-safety observation any failure of the step that makes
         // incidents counts: it may not have become one.
         if (err instanceof AlarmNotRecordedError || (lifeSafety && step.raisesIncidents)) {
-          if (!inSavepoint) this.deleteObs.run(observationId);
+          if (!inSavepoint && observationId && this.o.sqlite.inTransaction) this.deleteObs.run(observationId);
           this.o.metrics.ingested.inc({ source, class: lifeSafety ? 'alarm' : 'other', result: 'not-recorded' });
           throw err instanceof AlarmNotRecordedError
             ? err
@@ -429,6 +590,104 @@ export class Ingest implements ObservationSink {
     }
     this.o.metrics.ingested.inc({ source, class: lifeSafety ? 'alarm' : 'other', result: 'stored' });
     return { status: 'stored', observationId };
+  }
+
+  /**
+   * Whether this observation is kept as a row. Heartbeat-like ones (heartbeat, battery, signal) are kept when they
+   * say something new — battery, signal or mains changed beyond a small hysteresis, or another field changed — or
+   * when the device's last kept row is ingest.heartbeatHistoryMs old; a Last Will / status never (it is state, and
+   * the supervision rule's memory). Registers its own undo: a rolled-back row is not "the last kept".
+   */
+  private keepsRow(obs: Observation, data: string): boolean {
+    const every = this.o.config.heartbeatHistoryMs;
+    if (every <= 0) return true;
+    let now: Omit<KeptRow, 'at' | 'other'>;
+    let other = '';
+    switch (obs.type) {
+      case 'status':
+        return false;
+      case 'heartbeat': {
+        now = { battery: obs.battery, signal: obs.signal, mains: obs.mains };
+        const { battery: _b, signal: _s, mains: _m, ...rest } = JSON.parse(data) as Record<string, unknown>;
+        if (Object.keys(rest).length > 0) other = JSON.stringify(rest);
+        break;
+      }
+      case 'battery':
+        now = { battery: obs.level };
+        break;
+      case 'signal':
+        now = { signal: obs.level };
+        break;
+      default:
+        return true;
+    }
+    const prev = this.keptRows.get(obs.deviceId);
+    const changed = (a: number | undefined, b: number | undefined, h: number) => a !== undefined && (b === undefined || Math.abs(a - b) >= h);
+    const keep = prev === undefined || obs.receivedAt - prev.at >= every || prev.other !== other ||
+      changed(now.battery, prev.battery, BATTERY_HYSTERESIS) || changed(now.signal, prev.signal, SIGNAL_HYSTERESIS) ||
+      (now.mains !== undefined && now.mains !== prev.mains);
+    if (!keep) return false;
+    const next: KeptRow = { ...prev, at: obs.receivedAt, other };
+    if (now.battery !== undefined) next.battery = now.battery;
+    if (now.signal !== undefined) next.signal = now.signal;
+    if (now.mains !== undefined) next.mains = now.mains;
+    this.keptRows.set(obs.deviceId, next);
+    this.onRollback(() => {
+      if (prev) this.keptRows.set(obs.deviceId, prev);
+      else this.keptRows.delete(obs.deviceId);
+    });
+    return true;
+  }
+
+  /**
+   * An observation kept as state only: the rules see it as any other (supervision resets its timer on a heartbeat,
+   * counts a Last Will), the device's state takes it in (last seen, battery…, flushed with the state's rows), no row.
+   * A resend of the last one (same seq and device time, or a DUP of the same packet id on the session) is dropped
+   * as a duplicate, as the row's unique key would have.
+   */
+  private processStateOnly(obs: Observation, events: IncidentEvent[]): IngestResult {
+    const { deviceId, seq, deviceTs, source } = obs;
+    const key = seq !== undefined && deviceTs !== undefined ? `k:${seq}:${deviceTs}`
+      : obs.packetId !== undefined && obs.session !== undefined ? `p:${obs.session}:${obs.packetId}` : undefined;
+    const lastKey = this.stateKeys.get(deviceId);
+    if (key !== undefined && key === lastKey && (key.startsWith('k:') || obs.redelivered === true)) {
+      this.o.metrics.ingested.inc({ source, class: 'other', result: 'duplicate' });
+      this.o.metrics.duplicates.inc({ source, class: 'other', key: key.startsWith('k:') ? 'seq-ts' : 'packet-id' });
+      return { status: 'duplicate', observationId: 0 };
+    }
+    if (key !== undefined) {
+      this.stateKeys.set(deviceId, key);
+      this.onRollback(() => {
+        if (lastKey === undefined) this.stateKeys.delete(deviceId);
+        else this.stateKeys.set(deviceId, lastKey);
+      });
+    }
+    if (obs.session !== undefined) this.markFresh(obs.session);
+    const stamps: Record<string, number> = { received: obs.receivedAt };
+    if (deviceTs !== undefined) stamps.deviceTs = deviceTs;
+    for (const step of this.steps) {
+      try {
+        const out = step.run(obs, 0, stamps);
+        if (out) for (const e of out) events.push(e);
+      } catch (err) {
+        this.log.error({ err, step: step.name, deviceId, type: obs.type }, 'ingest step failed');
+        // an alarm it raised (offline cleared, mains lost) could not be written: not acknowledged, comes again
+        if (err instanceof AlarmNotRecordedError) {
+          this.o.metrics.ingested.inc({ source, class: 'other', result: 'not-recorded' });
+          throw err;
+        }
+      }
+    }
+    this.o.states.apply(obs);
+    for (const step of this.steps) {
+      try {
+        step.after?.(obs);
+      } catch (err) {
+        this.log.error({ err, step: step.name, deviceId, type: obs.type }, 'ingest step (after) failed');
+      }
+    }
+    this.o.metrics.ingested.inc({ source, class: 'other', result: 'state' });
+    return { status: 'stored', observationId: 0 };
   }
 
   /**
@@ -488,7 +747,16 @@ export class Ingest implements ObservationSink {
   /** Write everything queued now (shutdown, tests). */
   flushAll(): void {
     this.flushUrgent();
-    while (this.telemetry.length > 0 || this.rejects.length > 0) this.flushTelemetry();
+    let rounds = 0;
+    // device-state rows too, while commits succeed (bounded: a failing disk must not hold shutdown forever)
+    while (this.telemetry.length > 0 || this.rejects.length > 0 || this.parked.length > 0 ||
+      (this.lastCommitOk && this.o.states.dirtyCount() > 0 && rounds < 1000)) {
+      rounds++;
+      const before = this.telemetry.length + this.parked.length;
+      this.flushTelemetry();
+      // a failed batch is rejected and gone; waiting ones are admitted as room frees
+      if (!this.lastCommitOk && before === 0 && this.rejects.length === 0) break;
+    }
     if (this.telemetryTimer) {
       clearTimeout(this.telemetryTimer);
       this.telemetryTimer = null;
@@ -505,8 +773,9 @@ export class Ingest implements ObservationSink {
     this.pressure = on;
   }
 
-  queueDepth(): { urgent: number; telemetry: number } {
-    return { urgent: this.urgent.length, telemetry: this.telemetry.length };
+  /** `waiting`: QoS 1 telemetry waiting for room in a full queue (not acknowledged yet) */
+  queueDepth(): { urgent: number; telemetry: number; waiting: number } {
+    return { urgent: this.urgent.length, telemetry: this.telemetry.length, waiting: this.parked.length };
   }
 }
 
