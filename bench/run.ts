@@ -2,7 +2,8 @@
 //   npm run bench                    quick profile (a few minutes), writes docs/benchmarks.md and the histogram
 //   npm run bench -- --full          the long one (issue 6's sizes, where one machine holds them)
 //   npm run bench -- --only=1,2      some figures only (1 P1 latency, 2 ingest, 3 terminals, 4 storm, 5 durable,
-//                                    6 SOS during the largest CSV import)
+//                                    6 SOS during the largest CSV import, 7 P1 with 20 consoles, 8 DB growth)
+//   --no-pin                         do not pin (the system under test otherwise gets a core of its own: taskset)
 //   npm run bench -- --smoke --out=DIR   a short run of the harness (npm run bench:smoke; no thresholds)
 //   --systems=eldergate,raw-aedes,mosquitto   --in-memory=50000,100000   --no-profile
 //   --json=FILE (save the measurements)   --from=FILE (re-render docs from them, e.g. after editing bench/analysis.md)
@@ -19,6 +20,8 @@ import { runFleet, runInMemory } from './figures/fleet.js';
 import { profileGateway } from './figures/profile.js';
 import { runImportStall } from './figures/import.js';
 import type { SystemName } from './lib/targets.js';
+import { affinityOf, cpuPlan, describeRule, pinProcess, setCpuPlan, type CpuPlan } from './lib/sched.js';
+import { runDbGrowth } from './figures/dbgrowth.js';
 
 export interface RunOptions {
   profile: Profile;
@@ -28,6 +31,8 @@ export interface RunOptions {
   /** the markdown file; docs/benchmarks.md by default */
   mdFile: string;
   cpuProfile: boolean;
+  /** pin the system under test to a core of its own (default) */
+  pin: boolean;
   jsonFile?: string;
   /** re-render docs from a run saved with --json, measuring nothing */
   from?: string;
@@ -38,7 +43,8 @@ export class UsageError extends Error {}
 
 export function parseArgs(argv: string[]): Omit<RunOptions, 'log'> {
   let name: ProfileName = 'quick';
-  let figures = [1, 2, 3, 4, 5, 6];
+  let figures = [1, 2, 3, 4, 5, 6, 7, 8];
+  let pin = true;
   let systems: SystemName[] = ['eldergate', 'raw-aedes', 'mosquitto'];
   let out: string | undefined;
   let cpuProfile = true;
@@ -50,9 +56,10 @@ export function parseArgs(argv: string[]): Omit<RunOptions, 'log'> {
     else if (a === '--smoke') name = 'smoke';
     else if (a === '--quick') name = 'quick';
     else if (a === '--no-profile') cpuProfile = false;
+    else if (a === '--no-pin') pin = false;
     else if (a.startsWith('--only=')) {
       figures = a.slice(7).split(',').map(Number);
-      if (figures.some((f) => !Number.isInteger(f) || f < 1 || f > 6)) throw new UsageError(`--only takes figure numbers 1–6, comma-separated (got "${a.slice(7)}")`);
+      if (figures.some((f) => !Number.isInteger(f) || f < 1 || f > 8)) throw new UsageError(`--only takes figure numbers 1–8, comma-separated (got "${a.slice(7)}")`);
     } else if (a.startsWith('--systems=')) {
       const s = a.slice(10).split(',') as SystemName[];
       const known: SystemName[] = ['eldergate', 'raw-aedes', 'mosquitto'];
@@ -66,7 +73,7 @@ export function parseArgs(argv: string[]): Omit<RunOptions, 'log'> {
       inMemory = a.slice(12).split(',').map(Number);
       if (inMemory.some((n) => !Number.isInteger(n) || n < 1 || n > 500_000)) throw new UsageError(`--in-memory takes device counts, comma-separated, e.g. 50000,100000 (got "${a.slice(12)}")`);
     }
-    else throw new UsageError(`unknown option ${a}: use --full, --smoke, --only=1,2,3,4,5,6, --systems=…, --in-memory=N,N, --out=DIR, --json=FILE, --from=FILE, --no-profile`);
+    else throw new UsageError(`unknown option ${a}: use --full, --smoke, --only=1,2,3,4,5,6,7,8, --systems=…, --in-memory=N,N, --out=DIR, --json=FILE, --from=FILE, --no-profile, --no-pin`);
   }
   let profile = PROFILES[name];
   if (inMemory) {
@@ -74,7 +81,7 @@ export function parseArgs(argv: string[]): Omit<RunOptions, 'log'> {
     profile = { ...profile, terminals: { ...profile.terminals, inMemory }, overrides: [`--in-memory=${inMemory.join(',')}`] };
   }
   const outDir = resolve(out ?? join(ROOT, 'docs'));
-  return { profile, figures, systems, outDir, mdFile: join(outDir, 'benchmarks.md'), cpuProfile, ...(jsonFile ? { jsonFile } : {}), ...(from ? { from } : {}) };
+  return { profile, figures, systems, outDir, mdFile: join(outDir, 'benchmarks.md'), cpuProfile, pin, ...(jsonFile ? { jsonFile } : {}), ...(from ? { from } : {}) };
 }
 
 export async function runBench(o: RunOptions): Promise<{ results: BenchResults; markdown: string; terminal: string }> {
@@ -90,14 +97,36 @@ export async function runBench(o: RunOptions): Promise<{ results: BenchResults; 
   const machine = machineInfo(ROOT);
   const log = o.log;
   log(`eldergate bench: ${p.name} profile, figures ${o.figures.join(',')}, systems ${o.systems.join(', ')} — load average ${machine.loadavg.join(' ')}`);
+  // the system under test on a core of its own; the harness itself (and so every generator, probe and console it
+  // starts) on the others
+  const plan = cpuPlan(!o.pin);
+  setCpuPlan(plan);
+  const harnessWas = affinityOf(process.pid);
+  pinProcess(process.pid, plan.load);
+  log(plan.note ? `  not pinned: ${plan.note}` : `  pinned: system under test on core ${plan.sut}; generators, probe, consoles and harness on ${plan.load}`);
   const results: BenchResults = {
     profile: p, figures: o.figures, machine, loadAfter: [], startedAt: machine.date, durationS: 0,
     traffic: [], fleet: [], inMemory: [], profiles: [], histogram: null, analysis: null, importStall: null,
+    cpuPlan: { ...plan, harness: affinityOf(process.pid) }, noiseRule: describeRule(p.noise), dbGrowth: null,
   };
+  try {
+    await measure(results, o, log);
+  } finally {
+    // the harness may run inside a longer-lived process (the smoke test): give it back its cores
+    if (plan.load && harnessWas) pinProcess(process.pid, harnessWas);
+  }
+  results.loadAfter = os.loadavg().map((x) => Math.round(x * 100) / 100);
+  results.durationS = (Date.now() - started) / 1000;
+  return render(results, o);
+}
 
-  if (figs.has(1) || figs.has(2) || figs.has(5)) {
+async function measure(results: BenchResults, o: RunOptions, log: (l: string) => void): Promise<void> {
+  const p = o.profile;
+  const figs = new Set(o.figures);
+
+  if (figs.has(1) || figs.has(2) || figs.has(5) || figs.has(7)) {
     for (const s of o.systems) {
-      log(`figures 1, 2, 5 — ${s}`);
+      log(`figures 1, 2, 5, 7 — ${s}`);
       results.traffic.push(await runTraffic(s, p, log, figs));
     }
   }
@@ -126,10 +155,11 @@ export async function runBench(o: RunOptions): Promise<{ results: BenchResults; 
       results.profiles.push({ load, summary: await profileGateway(load, p, log) });
     }
   }
-
-  results.loadAfter = os.loadavg().map((x) => Math.round(x * 100) / 100);
-  results.durationS = (Date.now() - started) / 1000;
-  return render(results, o);
+  if (figs.has(8)) {
+    const g = p.dbGrowth;
+    log(`figure 8 — database growth: ${g.terminals} terminals, a heartbeat every ${g.heartbeatMin} min, ${g.days} days, retention ${g.retentionDays} days (bench/retention-size.ts)`);
+    results.dbGrowth = await runDbGrowth(p, log);
+  }
 }
 
 async function render(results: BenchResults, o: RunOptions): Promise<{ results: BenchResults; markdown: string; terminal: string }> {

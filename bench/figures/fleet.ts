@@ -8,8 +8,10 @@ import { summarize, type LatencySummary } from '../lib/stats.js';
 import { startTarget, type SystemName } from '../lib/targets.js';
 import type { Profile } from '../lib/profile.js';
 import type { ProbeStats } from '../lib/probe.js';
-import { probeRun, type Log } from './traffic.js';
+import { conditions, probeRun, type Log } from './traffic.js';
 import type { InMemStep } from '../load/inmem.js';
+import { LoadMeter, currentCpuPlan, judge, type LoadConditions } from '../lib/sched.js';
+import { cpuSeconds } from '../lib/sys.js';
 
 export interface FleetResult {
   system: SystemName;
@@ -37,6 +39,14 @@ export interface FleetResult {
     p1Late: number;
     p1Lost: number;
     cpuPct: number;
+    /** connects completed per second, from the first attempt to the last device back */
+    connectsPerS: number | null;
+    /** the generators' own CPU over the storm (% of one core) and per completed connect (µs): the load's cost */
+    cpuGeneratorsPct: number;
+    generatorUsPerConnect: number | null;
+    /** the system's CPU per completed connect, µs */
+    systemUsPerConnect: number | null;
+    load: LoadConditions;
   } | null;
   errors: string[];
 }
@@ -87,14 +97,27 @@ export async function runFleet(system: SystemName, p: Profile, log: Log, withSto
       const probeMs = Math.min(S.maxMs, 5000 + 3 * S.backoff.initialMs + (n / 1000) * 1500);
       const { child: probe, result } = await probeRun(target, probeDevices, { ratePerS: 20, durationMs: probeMs, warmupMs: 0 });
       await sleep(500);
-      const cpuStorm = new CpuMeter({ system: target.pids, probe: [probe.pid] });
+      const cpuStorm = new CpuMeter({ system: target.pids, probe: [probe.pid], generators: gens.pids });
+      const meter = new LoadMeter(target.pids, null, currentCpuPlan(), cpuSeconds);
       const s = await gens.storm(S.backoff, S.connectTimeoutMs, S.maxMs);
       const cpuStormRead = cpuStorm.read();
+      const sut = meter.read(p.noise);
       const r = await result;
+      const load = judge({ ...sut, probeWaitMsPerS: r.waitMsPerS }, p.noise);
+      // CPU % over the storm's wall time → CPU µs per connect: what the devices' side cost, so a saturated
+      // generator (the load core near 100 %) is seen as the limit it is, not taken for the system's
+      const wallS = (s.elapsedMs ?? s.allBackMs ?? 0) / 1000;
+      const perConnect = (pct: number) => (s.back > 0 && wallS > 0 ? (pct / 100) * wallS * 1e6 / s.back : null);
+      const busyS = s.allBackMs !== null && s.firstAttemptMs !== null ? (s.allBackMs - s.firstAttemptMs) / 1000 : null;
       out.storm = {
         ...s, p1: summarize(r.latencies), p1Late: r.late, p1Lost: r.lost, cpuPct: cpuStormRead.system!,
+        connectsPerS: busyS && busyS > 0 ? s.back / busyS : null,
+        cpuGeneratorsPct: cpuStormRead.generators!,
+        generatorUsPerConnect: perConnect(cpuStormRead.generators!),
+        systemUsPerConnect: perConnect(cpuStormRead.system!),
+        load,
       };
-      log(`  ${system} fig4: ${s.back}/${s.total} back in ${s.allBackMs === null ? 'n/a (not all)' : Math.round(s.allBackMs) + ' ms'}; ${s.attempts} attempts, ${s.refused} refused, ${s.failed} failed; P1 during storm p99 ${out.storm.p1.p99.toFixed(1)} ms max ${out.storm.p1.max.toFixed(1)} (late ${r.late}, lost ${r.lost})`);
+      log(`  ${system} fig4: ${s.back}/${s.total} back in ${s.allBackMs === null ? 'n/a (not all)' : Math.round(s.allBackMs) + ' ms'}; ${s.attempts} attempts, ${s.refused} refused, ${s.failed} failed; P1 during storm p99 ${out.storm.p1.p99.toFixed(1)} ms max ${out.storm.p1.max.toFixed(1)} (late ${r.late}, lost ${r.lost}); ${out.storm.connectsPerS === null ? '' : Math.round(out.storm.connectsPerS) + ' connects/s, '}system ${out.storm.systemUsPerConnect?.toFixed(0) ?? 'n/a'} µs and generators ${out.storm.generatorUsPerConnect?.toFixed(0) ?? 'n/a'} µs CPU per connect; ${conditions(load)}`);
     }
   } catch (err) {
     out.errors.push((err as Error).message);
@@ -115,7 +138,7 @@ export interface InMemResult {
 
 /** Figure 3 beyond the fd limit: the system in the worker's own process, devices on in-memory streams. */
 export async function runInMemory(system: 'eldergate' | 'raw-aedes', p: Profile, log: Log): Promise<InMemResult> {
-  const worker = Child.spawn('bench/load/inmem.ts', { name: `in-memory ${system}`, nodeArgs: ['--expose-gc', '--max-old-space-size=12288'] });
+  const worker = Child.spawn('bench/load/inmem.ts', { name: `in-memory ${system}`, role: 'sut', nodeArgs: ['--expose-gc', '--max-old-space-size=12288'] });
   try {
     const r = await worker.call<{ steps: InMemStep[]; heapLimitMiB: number }>('run', {
       system, counts: p.terminals.inMemory, heartbeatMs: Math.min(p.terminals.heartbeatMs, 60_000), steadyMs: p.terminals.steadyMs, probeRatePerS: 20,

@@ -48,8 +48,11 @@ export class Generators {
   /** total `ratePerS` of telemetry shared between the generators */
   async rate(ratePerS: number, durationMs: number) {
     const n = this.children.length;
-    const r = await Promise.all(this.children.map((c) => c.call<{ sent: number; backlogged: number }>('rate', { ratePerS: ratePerS / n, durationMs }, durationMs + 60_000)));
-    return { sent: sum(r.map((x) => x.sent)), backlogged: sum(r.map((x) => x.backlogged)) };
+    const r = await Promise.all(this.children.map((c) => c.call<{ sent: number; backlogged: number; maxBurst: number; maxTickGapMs: number }>('rate', { ratePerS: ratePerS / n, durationMs }, durationMs + 60_000)));
+    return {
+      sent: sum(r.map((x) => x.sent)), backlogged: sum(r.map((x) => x.backlogged)),
+      maxBurst: Math.max(...r.map((x) => x.maxBurst)), maxTickGapMs: Math.max(...r.map((x) => x.maxTickGapMs)),
+    };
   }
 
   async flood(clients: number, durationMs: number) {
@@ -77,7 +80,7 @@ export class Generators {
   }
 
   async storm(backoff: { initialMs: number; maxMs: number; factor: number }, connectTimeoutMs: number, maxMs: number) {
-    const r = await Promise.all(this.children.map((c) => c.call<{ total: number; back: number; allBackMs: number | null; attempts: number; refused: number; failed: number }>('storm', {
+    const r = await Promise.all(this.children.map((c) => c.call<{ total: number; back: number; allBackMs: number | null; elapsedMs: number; firstAttemptMs: number | null; attempts: number; refused: number; failed: number }>('storm', {
       backoff, connectTimeoutMs, maxMs,
     }, maxMs + 60_000)));
     const total = sum(r.map((x) => x.total));
@@ -86,6 +89,9 @@ export class Generators {
       total,
       back,
       allBackMs: back === total && r.every((x) => x.allBackMs !== null) ? Math.max(...r.map((x) => x.allBackMs ?? 0)) : null,
+      elapsedMs: Math.max(...r.map((x) => x.elapsedMs)),
+      // generators start together (within an IPC round trip): the earliest first attempt of any of them
+      firstAttemptMs: r.some((x) => x.firstAttemptMs !== null) ? Math.min(...r.filter((x) => x.firstAttemptMs !== null).map((x) => x.firstAttemptMs!)) : null,
       attempts: sum(r.map((x) => x.attempts)),
       refused: sum(r.map((x) => x.refused)),
       failed: sum(r.map((x) => x.failed)),

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { coresFor, pinned, type Role } from './sched.js';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 const PROBE = pathToFileURL(resolve(import.meta.dirname, 'probe.ts')).href;
@@ -25,6 +26,8 @@ export interface SpawnOptions {
   cwd?: string;
   /** the script calls serve() (bench workers); false for the gateway itself, which only has the probe */
   serves?: boolean;
+  /** the system under test gets its own core; everything else (default) shares the load cores (bench/lib/sched.ts) */
+  role?: Role;
 }
 
 /** A child node process running a TypeScript file with the probe loaded, answering `call(cmd, args)`. */
@@ -66,7 +69,9 @@ export class Child {
   }
 
   static spawn(script: string, o: SpawnOptions): Child {
-    const proc = spawn(process.execPath, [...(o.nodeArgs ?? []), '--import', 'tsx', '--import', PROBE, script, ...(o.args ?? [])], {
+    const [cmd, args] = pinned(coresFor(o.role ?? 'load'), process.execPath, [...(o.nodeArgs ?? []), '--import', 'tsx', '--import', PROBE, script, ...(o.args ?? [])]);
+    // taskset execs node in place: the pid and the IPC channel are node's
+    const proc = spawn(cmd, args, {
       cwd: o.cwd ?? ROOT,
       env: { ...process.env, ...o.env },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],

@@ -5,6 +5,8 @@ import type { FleetResult, InMemResult } from '../figures/fleet.js';
 import type { ImportStallResult } from '../figures/import.js';
 import type { ProfileSummary } from './cpuprof.js';
 import type { MachineInfo } from './sys.js';
+import type { CpuPlan, LoadConditions } from './sched.js';
+import type { DbGrowthResult } from '../figures/dbgrowth.js';
 import type { Profile } from './profile.js';
 import { fmt, fmtSpread, spread, type Spread } from './stats.js';
 import { SYSTEM_LABEL, type SystemName } from './targets.js';
@@ -25,9 +27,15 @@ export interface BenchResults {
   analysis: string | null;
   /** figure 6 (absent from runs saved before it existed) */
   importStall?: ImportStallResult | null;
+  /** where the system under test and the load ran (absent from runs saved before pinning) */
+  cpuPlan?: CpuPlan & { harness: string | null };
+  /** the rule that discards a noisy repetition, in words */
+  noiseRule?: string;
+  /** figure 8 */
+  dbGrowth?: DbGrowthResult | null;
 }
 
-export type Verdict = 'met' | 'MISSED' | 'not measured';
+export type Verdict = 'met' | 'MISSED' | 'not measured' | 'reported';
 
 export interface Check {
   figure: number;
@@ -46,10 +54,19 @@ export function commandFor(p: Profile, figure: number): string {
   return `npm run bench -- ${flags}`;
 }
 
+/** a repetition that counts: not discarded as noisy (runs saved before the noise rule count as they were) */
+export const clean = <T extends { discarded?: boolean }>(xs: T[] | undefined): T[] => (xs ?? []).filter((x) => !x.discarded);
+
 function latencyRows(t: TrafficResult): Map<number, LatencyRep[]> {
   const m = new Map<number, LatencyRep[]>();
   for (const r of t.latency) m.set(r.ratePerS, [...(m.get(r.ratePerS) ?? []), r]);
   return m;
+}
+
+/** "2 clean, 1 discarded" */
+function kept(reps: { discarded?: boolean }[]): string {
+  const d = reps.filter((x) => x.discarded).length;
+  return `${reps.length - d}${d ? ` (+${d} discarded)` : ''}`;
 }
 
 function trafficOf(r: BenchResults, s: SystemName) {
@@ -58,7 +75,7 @@ function trafficOf(r: BenchResults, s: SystemName) {
 
 /** P1 p99 (median over repetitions) of a system at a background rate */
 function p1At(r: BenchResults, s: SystemName, rate: number, key: 'p99' | 'p999' | 'p50' | 'max' = 'p99'): Spread {
-  const reps = trafficOf(r, s)?.latency.filter((x) => x.ratePerS === rate && x.p1.n > 0) ?? [];
+  const reps = clean(trafficOf(r, s)?.latency).filter((x) => x.ratePerS === rate && x.p1.n > 0);
   return med(reps.map((x) => x.p1[key]));
 }
 
@@ -75,24 +92,40 @@ export function checks(r: BenchResults): Check[] {
     const e999 = p1At(r, 'eldergate', top, 'p999');
     const a99 = p1At(r, 'raw-aedes', top);
     const m99 = p1At(r, 'mosquitto', top);
-    out.push({ figure: 1, what: `P1 p99 device → console at ${at} background`, target: '≤ 20 ms', measured: ms(e99), verdict: verdict(finite(e99) ? e99.median <= 20 : null) });
+    out.push({ figure: 1, what: `P1 p99 device → console at ${at} background (clean repetitions)`, target: '≤ 20 ms (goal 10 ms)', measured: ms(e99), verdict: verdict(finite(e99) ? e99.median <= 20 : null) });
+    const mid = rates.includes(5000) ? 5000 : null;
+    if (mid !== null) {
+      const e5 = p1At(r, 'eldergate', mid);
+      out.push({ figure: 1, what: 'P1 p99 device → console at 5k msg/s background', target: '≤ 10 ms', measured: ms(e5), verdict: verdict(finite(e5) ? e5.median <= 10 : null) });
+    }
     out.push({ figure: 1, what: `P1 p99.9 at ${at} background`, target: '≤ 100 ms', measured: ms(e999), verdict: verdict(finite(e999) ? e999.median <= 100 : null) });
+    // a ratio only from repetitions where both systems were clean: each side's median over its clean repetitions
+    // at the same rate in this run, and none when either side has no clean repetition
     out.push({
-      figure: 1, what: 'P1 p99 against raw aedes\' publish → subscriber p99, same load', target: '≤ 4×',
-      measured: finite(e99) && finite(a99) ? `${fmt(e99.median / a99.median, 1)}× (${fmt(e99.median, 2)} vs ${fmt(a99.median, 2)} ms)` : 'n/a',
-      verdict: verdict(finite(e99) && finite(a99) ? e99.median <= 4 * a99.median : null),
+      figure: 1, what: 'P1 p99 against raw aedes\' publish → subscriber p99, same run, clean repetitions of both', target: '≤ 3×',
+      measured: finite(e99) && finite(a99) ? `${fmt(e99.median / a99.median, 1)}× (${fmt(e99.median, 2)} vs ${fmt(a99.median, 2)} ms)` : 'n/a (no clean repetition of one of them)',
+      verdict: verdict(finite(e99) && finite(a99) ? e99.median <= 3 * a99.median : null),
     });
     out.push({
-      figure: 6, what: 'P1 p99: eldergate better than Mosquitto + subscriber', target: 'eldergate < Mosquitto',
+      figure: 1, what: 'P1 p99: eldergate better than Mosquitto + subscriber', target: 'eldergate < Mosquitto',
       measured: finite(e99) && finite(m99) ? `${fmt(e99.median, 2)} vs ${fmt(m99.median, 2)} ms` : 'n/a',
       verdict: verdict(finite(e99) && finite(m99) ? e99.median < m99.median : null),
     });
   }
-  if (figs.has(2)) {
-    const e = med(trafficOf(r, 'eldergate')?.ingest.map((x) => x.msgPerS) ?? []);
-    const a = med(trafficOf(r, 'raw-aedes')?.ingest.map((x) => x.msgPerS) ?? []);
+  if (figs.has(7)) {
+    const reps = clean(trafficOf(r, 'eldergate')?.consoles).filter((x) => x.p1.n > 0);
+    const c = med(reps.map((x) => x.p1.p99));
+    const n = reps[0]?.consoles ?? r.profile.consoles;
     out.push({
-      figure: 2, what: 'telemetry ingest against raw aedes', target: '≥ 70 %',
+      figure: 7, what: `P1 p99 with ${n} consoles attached and acking, ${at} background`, target: '≤ 20 ms',
+      measured: ms(c), verdict: verdict(finite(c) ? c.median <= 20 : null),
+    });
+  }
+  if (figs.has(2)) {
+    const e = med(clean(trafficOf(r, 'eldergate')?.ingest).map((x) => x.msgPerS));
+    const a = med(clean(trafficOf(r, 'raw-aedes')?.ingest).map((x) => x.msgPerS));
+    out.push({
+      figure: 2, what: 'telemetry ingest against raw aedes, clean repetitions of both', target: '≥ 70 %',
       measured: finite(e) && finite(a) ? `${fmt((100 * e.median) / a.median, 0)} % (${fmt(e.median, 0)} vs ${fmt(a.median, 0)} msg/s)` : 'n/a',
       verdict: verdict(finite(e) && finite(a) ? e.median >= 0.7 * a.median : null),
     });
@@ -136,13 +169,23 @@ export function checks(r: BenchResults): Check[] {
     const rate = e?.allBackMs ? e.total / (e.allBackMs / 1000) : 0;
     const projected = rate > 0 ? 100_000 / rate : Infinity;
     out.push({
-      figure: 4, what: `reconnect storm, ${e ? fmt(e.total, 0) : '?'} devices: all back`, target: '100k within 60 s',
+      figure: 4, what: `reconnect storm, ${e ? fmt(e.total, 0) : '?'} devices with credentials: all back`, target: '100k within 60 s',
       measured: e
         ? e.allBackMs === null
           ? `${e.back}/${e.total} back`
           : `${fmt(e.allBackMs / 1000, 1)} s for ${fmt(e.total, 0)}${e.total < 100_000 ? ` (${fmt(rate, 0)}/s; 100k at that rate ≈ ${fmt(projected, 0)} s, projected)` : ''}`
         : 'n/a',
       verdict: verdict(e ? e.allBackMs !== null && (e.total >= 100_000 ? e.allBackMs <= 60_000 : projected <= 60) : null),
+    });
+    // the rate the system took connects at, while the devices were trying: from the first attempt to the last back
+    const cps = e?.connectsPerS ?? null;
+    const genSaturated = e?.cpuGeneratorsPct !== undefined && e.cpuGeneratorsPct >= 90;
+    out.push({
+      figure: 4, what: 'connects/s with credentials during the storm (generators\' own CPU shown)', target: '≥ 2,000/s',
+      measured: e && cps !== null
+        ? `${fmt(cps, 0)}/s; CPU per connect: system ${fmt(e.systemUsPerConnect ?? NaN, 0)} µs, generators ${fmt(e.generatorUsPerConnect ?? NaN, 0)} µs (${fmt(e.cpuGeneratorsPct, 0)} % of a core${genSaturated ? ' — saturated: the rate is a floor' : ''})`
+        : 'n/a',
+      verdict: verdict(e && cps !== null ? cps >= 2000 : null),
     });
     out.push({
       figure: 4, what: 'storm time against raw aedes without authentication', target: '≤ 1.3×',
@@ -156,8 +199,8 @@ export function checks(r: BenchResults): Check[] {
     });
   }
   if (figs.has(5)) {
-    const e = med(trafficOf(r, 'eldergate')?.durable.map((x) => x.alarmsPerS) ?? []);
-    out.push({ figure: 5, what: 'durable QoS 1 alarms (synchronous=FULL, group commit)', target: '≥ 5,000 alarms/s', measured: fmtSpread(e, 0, '/s'), verdict: verdict(finite(e) ? e.median >= 5000 : null) });
+    const e = med(clean(trafficOf(r, 'eldergate')?.durable).map((x) => x.alarmsPerS));
+    out.push({ figure: 5, what: 'durable QoS 1 alarms (synchronous=FULL), clean repetitions', target: '≥ 8,000 alarms/s', measured: fmtSpread(e, 0, '/s'), verdict: verdict(finite(e) ? e.median >= 8000 : null) });
   }
   if (figs.has(6)) {
     const s = r.importStall;
@@ -166,6 +209,16 @@ export function checks(r: BenchResults): Check[] {
       figure: 6, what: `SOS PUBACK while a ${fmt(s?.rows ?? r.profile.importStall.rows, 0)}-line CSV import runs`, target: 'none past 1 s',
       measured: ok ? `p50 ${fmt(s.during.p50, 1)} ms, max ${fmt(s.during.max, 1)} ms over ${s.during.n} SOS (${fmt(s.importMs / 1000, 1)} s import)` : (s?.error ?? 'n/a'),
       verdict: verdict(ok ? s.during.max <= 1000 : null),
+    });
+  }
+  if (figs.has(8)) {
+    const g = r.dbGrowth;
+    out.push({
+      figure: 8, what: 'database growth per 1,000 terminals per day (heartbeat every ' + (g?.heartbeatMin ?? r.profile.dbGrowth.heartbeatMin) + ' min)', target: 'reported (before / after issue 10)',
+      measured: g && !g.error && g.mbPerThousandPerDay !== null
+        ? `${fmt(g.mbPerThousandPerDay, 1)} MB/day; ${fmt(g.steadyMBPerThousand ?? NaN, 1)} MB kept under ${g.retentionDays}-day retention`
+        : (g?.error ?? 'n/a'),
+      verdict: g && !g.error ? 'reported' : 'not measured',
     });
   }
   return out;
@@ -203,8 +256,9 @@ export function renderMarkdown(r: BenchResults, cs: Check[]): string {
     ['Mosquitto', m.mosquitto || 'not found'],
   ]));
   out.push('');
-  out.push('Every system runs in its own process; load generators (`bench/load/fleet.ts`) and the P1 probe (`bench/load/probe.ts`) are separate processes; all traffic is on loopback. CPU is in % of one core, read from `/proc/<pid>/stat` over the measured interval — a generator near 100 % is saturated and the figure is then a floor, not the system\'s limit. Warm-up is excluded from every figure.');
+  out.push('Every system runs in its own process; load generators (`bench/load/fleet.ts`), the P1 probe (`bench/load/probe.ts`) and the consoles (`bench/load/consoles.ts`) are separate processes; all traffic is on loopback. CPU is in % of one core, read from `/proc/<pid>/stat` over the measured interval — a generator near 100 % is saturated and the figure is then a floor, not the system\'s limit. Warm-up is excluded from every figure. Telemetry generators and the probe send on 1 ms ticks, each tick what is due by the clock (10k msg/s arrives as ~5 messages a millisecond per generator, never bursts of hundreds).');
   out.push('');
+  out.push(...conditionsIntro(r));
   out.push('## Targets against measurements');
   out.push('');
   out.push(table(['fig', 'what', 'target', 'measured', 'verdict'], cs.map((c) => [String(c.figure), c.what, c.target, c.measured, c.verdict === 'MISSED' ? '**MISSED**' : c.verdict])));
@@ -226,18 +280,19 @@ export function renderMarkdown(r: BenchResults, cs: Check[]): string {
     for (const s of ['eldergate', 'raw-aedes', 'mosquitto'] as SystemName[]) {
       const t = trafficOf(r, s);
       if (!t) continue;
-      for (const [rate, reps] of latencyRows(t)) {
+      for (const [rate, all] of latencyRows(t)) {
+        const reps = clean(all);
         rows.push([
-          SYSTEM_LABEL[s], fmt(rate, 0), fmtSpread(med(reps.map((x) => x.sentPerS)), 0),
+          SYSTEM_LABEL[s], fmt(rate, 0), kept(all), fmtSpread(med(reps.map((x) => x.sentPerS)), 0),
           fmtSpread(med(reps.map((x) => x.p1.p50)), 2), fmtSpread(med(reps.map((x) => x.p1.p99)), 2), fmtSpread(med(reps.map((x) => x.p1.p999)), 2),
           fmtSpread(med(reps.map((x) => x.p1.max)), 1), String(reps.reduce((a, x) => a + x.p1.n, 0)), String(reps.reduce((a, x) => a + x.lost + x.late, 0)),
           fmtSpread(med(reps.map((x) => x.puback.p99)), 2),
           pct(med(reps.map((x) => x.cpu.system))), pct(med(reps.map((x) => x.cpu.generators))), fmtSpread(med(reps.map((x) => x.systemEldMaxMs)), 0),
         ]);
       }
-      for (const e of t.errors) rows.push([SYSTEM_LABEL[s], '—', '—', `error: ${e.split('\n')[0]!.slice(0, 160)}`, '', '', '', '', '', '', '', '', '']);
+      for (const e of t.errors) rows.push([SYSTEM_LABEL[s], '—', '—', '—', `error: ${e.split('\n')[0]!.slice(0, 160)}`, '', '', '', '', '', '', '', '', '']);
     }
-    out.push(table(['system', 'background msg/s', 'sent msg/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'alarms', 'late/lost', 'PUBACK p99 ms', 'CPU system', 'CPU generators', 'longest loop delay ms'], rows));
+    out.push(table(['system', 'background msg/s', 'clean repetitions', 'sent msg/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'alarms', 'late/lost', 'PUBACK p99 ms', 'CPU system', 'CPU generators', 'longest loop delay ms'], rows));
     out.push('');
     if (r.histogram) {
       out.push(`![P1 latency histogram at ${fmt(Math.max(...L.ratesPerS), 0)} msg/s background](${r.histogram.png ?? r.histogram.svg})`);
@@ -255,19 +310,20 @@ export function renderMarkdown(r: BenchResults, cs: Check[]): string {
     out.push(`${r.profile.ingest.publishers} connected terminals publish heartbeats (QoS 0) as fast as their sockets drain, ${fmt(r.profile.ingest.durationMs / 1000, 0)} s measured after ${fmt(r.profile.ingest.warmupMs / 1000, 0)} s of warm-up. ` +
       '"Taken in" is what the system keeps: eldergate — observations validated and stored by the batched writer (telemetry beyond the queue limit is shed, counted, as designed); raw aedes — publishes it processed (it stores nothing); Mosquitto + subscriber — rows the subscriber stored (Mosquitto drops QoS 0 the subscriber cannot take).');
     out.push('');
-    const a = med(trafficOf(r, 'raw-aedes')?.ingest.map((x) => x.msgPerS) ?? []);
+    const a = med(clean(trafficOf(r, 'raw-aedes')?.ingest).map((x) => x.msgPerS));
     const rows: string[][] = [];
     for (const s of ['eldergate', 'raw-aedes', 'mosquitto'] as SystemName[]) {
-      const t = trafficOf(r, s);
-      if (!t || t.ingest.length === 0) continue;
+      const t0 = trafficOf(r, s);
+      if (!t0 || t0.ingest.length === 0) continue;
+      const t = { ingest: clean(t0.ingest) };
       const v = med(t.ingest.map((x) => x.msgPerS));
       rows.push([
-        SYSTEM_LABEL[s], fmtSpread(v, 0), Number.isFinite(a.median) ? `${fmt((100 * v.median) / a.median, 0)} %` : 'n/a',
+        SYSTEM_LABEL[s], kept(t0.ingest), fmtSpread(v, 0), Number.isFinite(a.median) ? `${fmt((100 * v.median) / a.median, 0)} %` : 'n/a',
         fmtSpread(med(t.ingest.map((x) => x.offeredPerS)), 0), fmtSpread(med(t.ingest.map((x) => x.shedPerS)), 0),
         pct(med(t.ingest.map((x) => x.cpu.system))), pct(med(t.ingest.map((x) => x.cpu.generators))),
       ]);
     }
-    out.push(table(['system', 'taken in msg/s', 'of raw aedes', 'offered msg/s', 'shed msg/s', 'CPU system', 'CPU generators'], rows));
+    out.push(table(['system', 'clean repetitions', 'taken in msg/s', 'of raw aedes', 'offered msg/s', 'shed msg/s', 'CPU system', 'CPU generators'], rows));
     out.push('');
   }
 
@@ -313,12 +369,16 @@ export function renderMarkdown(r: BenchResults, cs: Check[]): string {
     out.push(`The network drops under the whole connected fleet at once (sockets destroyed, no DISCONNECT, so the broker sees Last Wills); each terminal comes back on the firmware's schedule (\`backoffDelay\` from firmware-sim: first try after ${S.backoff.initialMs / 2}–${S.backoff.initialMs} ms, then doubling up to ${S.backoff.maxMs / 1000} s, equal jitter), a connect without CONNACK in ${S.connectTimeoutMs / 1000} s counts as failed. ` +
       'eldergate checks every device\'s credentials; raw aedes checks none. Meanwhile 20 probe terminals that stayed connected send SOS at 20/s and the console measures them.');
     out.push('');
-    out.push(table(['system', 'devices', 'all back after (s)', 'back', 'attempts', 'refused', 'failed/timed out', 'CPU system', 'P1 p50 / p99 / max ms', 'late (>1 s) / lost'],
+    out.push('"connects/s" counts from the first attempt to the last device back (the back-off\'s first window included, so it is a floor on what the system takes). The generators\' own CPU is shown beside the system\'s, per completed connect: on this machine they share one core with the probe, and a generator near 100 % would make the figure the generators\' limit, not the system\'s.');
+    out.push('');
+    out.push(table(['system', 'devices', 'all back after (s)', 'connects/s', 'back', 'attempts', 'refused', 'failed/timed out', 'CPU system', 'CPU µs/connect: system / generators', 'CPU generators', 'P1 p50 / p99 / max ms', 'late (>1 s) / lost'],
       r.fleet.filter((f) => f.storm).map((f) => {
         const s = f.storm!;
         return [
-          SYSTEM_LABEL[f.system], fmt(s.total, 0), s.allBackMs === null ? 'not all' : fmt(s.allBackMs / 1000, 2), fmt(s.back, 0), fmt(s.attempts, 0), fmt(s.refused, 0), fmt(s.failed, 0),
-          `${fmt(s.cpuPct, 0)}%`, `${fmt(s.p1.p50, 2)} / ${fmt(s.p1.p99, 2)} / ${fmt(s.p1.max, 1)}`, `${s.p1Late} / ${s.p1Lost}`,
+          SYSTEM_LABEL[f.system], fmt(s.total, 0), s.allBackMs === null ? 'not all' : fmt(s.allBackMs / 1000, 2), s.connectsPerS != null ? fmt(s.connectsPerS, 0) : 'n/a',
+          fmt(s.back, 0), fmt(s.attempts, 0), fmt(s.refused, 0), fmt(s.failed, 0),
+          `${fmt(s.cpuPct, 0)}%`, `${fmt(s.systemUsPerConnect ?? NaN, 0)} / ${fmt(s.generatorUsPerConnect ?? NaN, 0)}`, s.cpuGeneratorsPct !== undefined ? `${fmt(s.cpuGeneratorsPct, 0)}%` : 'n/a',
+          `${fmt(s.p1.p50, 2)} / ${fmt(s.p1.p99, 2)} / ${fmt(s.p1.max, 1)}`, `${s.p1Late} / ${s.p1Lost}`,
         ];
       })));
     out.push('');
@@ -337,16 +397,21 @@ export function renderMarkdown(r: BenchResults, cs: Check[]): string {
     out.push('');
     const rows: string[][] = [];
     for (const s of ['eldergate', 'raw-aedes'] as SystemName[]) {
-      const t = trafficOf(r, s);
-      if (!t || t.durable.length === 0) continue;
+      const t0 = trafficOf(r, s);
+      if (!t0 || t0.durable.length === 0) continue;
+      const t = { durable: clean(t0.durable) };
       rows.push([
-        SYSTEM_LABEL[s], fmtSpread(med(t.durable.map((x) => x.alarmsPerS)), 0), fmtSpread(med(t.durable.map((x) => x.latency.p50)), 2), fmtSpread(med(t.durable.map((x) => x.latency.p99)), 2),
+        SYSTEM_LABEL[s], kept(t0.durable), fmtSpread(med(t.durable.map((x) => x.alarmsPerS)), 0), fmtSpread(med(t.durable.map((x) => x.latency.p50)), 2), fmtSpread(med(t.durable.map((x) => x.latency.p99)), 2),
         fmtSpread(med(t.durable.map((x) => x.latency.p999)), 2), fmtSpread(med(t.durable.map((x) => x.latency.max)), 1), pct(med(t.durable.map((x) => x.cpu.system))), pct(med(t.durable.map((x) => x.cpu.generators))),
       ]);
     }
-    out.push(table(['system', 'alarms/s acknowledged', 'PUBACK p50 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'CPU system', 'CPU generators'], rows));
+    out.push(table(['system', 'clean repetitions', 'alarms/s acknowledged', 'PUBACK p50 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'CPU system', 'CPU generators'], rows));
     out.push('');
   }
+
+  if (r.figures.includes(7)) out.push(...consolesSection(r));
+  if (r.figures.includes(8) && r.dbGrowth !== undefined) out.push(...dbGrowthSection(r));
+  out.push(...conditionsSection(r));
 
   if (r.importStall) {
     const s = r.importStall;
@@ -393,6 +458,101 @@ export function renderMarkdown(r: BenchResults, cs: Check[]): string {
     out.push('');
   }
   return out.join('\n') + '\n';
+}
+
+/** where things ran, the noise rule, and what two shared vCPUs allow */
+function conditionsIntro(r: BenchResults): string[] {
+  const out: string[] = [];
+  const plan = r.cpuPlan;
+  if (!plan) {
+    out.push('*This run predates pinning: the system under test shared its cores with the load, and no repetition was checked for noise.*', '');
+    return out;
+  }
+  out.push(plan.sut
+    ? `**Where things ran.** The system under test (eldergate; raw aedes; Mosquitto and its subscriber) on core ${plan.sut} alone (\`taskset -c ${plan.sut}\`, every thread); the load generators, the P1 probe, the consoles and the harness on core${plan.load!.includes(',') || plan.load!.includes('-') ? 's' : ''} ${plan.load} (\`taskset\`, harness affinity ${plan.harness ?? '?'}).`
+    : `**Where things ran.** Not pinned: ${plan.note}. The system shared its cores with the load; read every figure as system + load.`);
+  out.push('');
+  if (r.noiseRule) {
+    out.push(`**Noise.** Over every measured repetition the harness reads the system's run-queue wait (\`/proc/<pid>/task/*/schedstat\`, all its threads: time runnable but not on a CPU), the probe's, and the machine's steal (\`/proc/stat\`); ${r.noiseRule}. ` +
+      'Discarded repetitions are listed in "Load conditions of each repetition" below and are in no median, ratio or verdict; a ratio between two systems uses only clean repetitions of both.');
+    out.push('');
+  }
+  if (r.machine.cores <= 2) {
+    out.push(`**What ${r.machine.cores} shared vCPUs allow.** One core for the system under test and one for everything that loads and measures it. ` +
+      'That is enough to compare the systems on equal terms and to see the system\'s own tail, but: (1) a system with more than one busy thread (eldergate\'s writer worker, libuv\'s pool, V8\'s GC helpers; Mosquitto and its subscriber) shares its one core between them, so a second core\'s worth of parallelism is not measured; ' +
+      '(2) the generators, the probe and the consoles share one core, so at the top rates their own wait shows in the probe\'s run-queue column and in the latency, and a saturated generator makes a rate figure a floor; ' +
+      '(3) the vCPUs are shared with other tenants and other work on this machine (steal, other engineers\' tests), which the noise rule can only detect and discard, not prevent; ' +
+      '(4) absolute numbers are this machine\'s: compare systems within one run, not runs across machines.');
+    out.push('');
+  }
+  return out;
+}
+
+function cond(l: LoadConditions | undefined): string[] {
+  if (!l) return ['n/a', 'n/a', 'n/a', 'n/a', 'n/a'];
+  return [fmt(l.sutWaitMsPerS, 1), l.probeWaitMsPerS === null ? '—' : fmt(l.probeWaitMsPerS, 1), `${fmt(l.stealPct, 2)} %`, l.sutCoreOtherPct === null ? '—' : `${fmt(l.sutCoreOtherPct, 1)} %`, l.pinnedAs ?? '?'];
+}
+
+/** every repetition with its load conditions, clean or discarded */
+function conditionsSection(r: BenchResults): string[] {
+  const rows: string[][] = [];
+  const verdict = (x: { discarded?: boolean; load?: LoadConditions }) => (x.discarded ? `**discarded**: ${x.load?.why ?? ''}` : 'clean');
+  for (const t of r.traffic) {
+    t.latency.forEach((x) => rows.push([SYSTEM_LABEL[t.system], `1 — P1 at ${fmt(x.ratePerS, 0)}/s`, fmt(x.p1.p99, 2) + ' ms p99', ...cond(x.load), x.generator ? `${x.generator.maxBurst} / ${fmt(x.generator.maxTickGapMs, 1)} ms` : 'n/a', verdict(x)]));
+    (t.consoles ?? []).forEach((x) => rows.push([SYSTEM_LABEL[t.system], `7 — P1, ${x.consoles} consoles`, fmt(x.p1.p99, 2) + ' ms p99', ...cond(x.load), `${x.generator.maxBurst} / ${fmt(x.generator.maxTickGapMs, 1)} ms`, verdict(x)]));
+    t.ingest.forEach((x) => rows.push([SYSTEM_LABEL[t.system], '2 — ingest', `${fmt(x.msgPerS, 0)} msg/s`, ...cond(x.load), '—', verdict(x)]));
+    t.durable.forEach((x) => rows.push([SYSTEM_LABEL[t.system], '5 — durable alarms', `${fmt(x.alarmsPerS, 0)}/s`, ...cond(x.load), '—', verdict(x)]));
+  }
+  for (const f of r.fleet) {
+    if (f.storm?.load) rows.push([SYSTEM_LABEL[f.system], '4 — storm', f.storm.connectsPerS != null ? `${fmt(f.storm.connectsPerS, 0)} connects/s` : 'n/a', ...cond(f.storm.load), '—', f.storm.load.noisy ? `noisy (one run, kept and marked): ${f.storm.load.why}` : 'clean']);
+  }
+  if (rows.length === 0) return [];
+  return [
+    '## Load conditions of each repetition',
+    '',
+    'Per repetition: the system\'s run-queue wait (ms per second of the repetition, all its threads), the probe\'s, the machine\'s steal, the share of the system\'s core that other work used, the cores the system was allowed (`Cpus_allowed_list`), and for the telemetry generators the largest number of messages sent in one tick and the longest gap between ticks (a gap well over 1 ms means the generator was kept from its core).',
+    '',
+    table(['system', 'figure', 'result', 'run-queue wait ms/s', 'probe wait ms/s', 'steal', 'other work on its core', 'cores', 'generator burst / tick gap', 'repetition'], rows),
+    '',
+  ];
+}
+
+function consolesSection(r: BenchResults): string[] {
+  const out: string[] = ['## Figure 7 — P1 latency with 20 consoles attached and acking', '', `\`${commandFor(r.profile, 7)}\``, ''];
+  const top = Math.max(...r.profile.latency.ratesPerS);
+  out.push(`Figure 1's probe at ${fmt(top, 0)} msg/s background, while ${r.profile.consoles - 1} more consoles are attached: real WebSocket clients in their own process (\`bench/load/consoles.ts\`), each logged in as its own operator (created through \`POST /api/users\`), subscribed to every unit from the current head and acknowledging cumulatively every 100 ms, as the console does. The probe's console is the ${r.profile.consoles}th. Every alarm is pushed to every console and every console's ack is its user's delivery.`);
+  out.push('');
+  const rows: string[][] = [];
+  for (const t of r.traffic) {
+    if (!t.consoles?.length) continue;
+    const reps = clean(t.consoles);
+    const one = t.latency.filter((x) => x.ratePerS === top);
+    rows.push([
+      SYSTEM_LABEL[t.system], kept(t.consoles), String(t.consoles[0]!.consoles),
+      fmtSpread(med(reps.map((x) => x.p1.p50)), 2), fmtSpread(med(reps.map((x) => x.p1.p99)), 2), fmtSpread(med(reps.map((x) => x.p1.max)), 1),
+      fmtSpread(med(clean(one).map((x) => x.p1.p99)), 2),
+      String(reps.reduce((a, x) => a + x.p1.n, 0)), String(reps.reduce((a, x) => a + x.lost + x.late, 0)),
+      reps.length ? `${Math.min(...reps.map((x) => x.framesPerConsole.min))}–${Math.max(...reps.map((x) => x.framesPerConsole.max))}` : 'n/a',
+      reps.length ? `${Math.min(...reps.map((x) => x.acksPerConsole.min))}–${Math.max(...reps.map((x) => x.acksPerConsole.max))}` : 'n/a',
+      pct(med(reps.map((x) => x.cpu.system))), [...new Set(t.consoles.flatMap((x) => x.closed))].join('; ') || 'none',
+    ]);
+  }
+  if (rows.length === 0) out.push('Not measured in this run.');
+  else out.push(table(['system', 'clean repetitions', 'consoles', 'p50 ms', 'p99 ms', 'max ms', 'p99 with one console (figure 1)', 'alarms', 'late/lost', 'frames per extra console', 'acks per extra console', 'CPU system', 'consoles closed by the server'], rows));
+  out.push('');
+  return out;
+}
+
+function dbGrowthSection(r: BenchResults): string[] {
+  const g = r.dbGrowth;
+  const out: string[] = ['## Figure 8 — Database growth per 1,000 terminals per day', '', `\`${commandFor(r.profile, 8)}\` — runs \`npx tsx bench/retention-size.ts ${r.profile.dbGrowth.terminals} ${r.profile.dbGrowth.heartbeatMin} ${r.profile.dbGrowth.retentionDays} ${r.profile.dbGrowth.days}\` (terminals, heartbeat minutes, retention days, simulated days): the committed migrations, rows as ingest writes them, a retention pass after each simulated day; scaled to 1,000 terminals.`, ''];
+  if (!g) return [...out, 'Not measured in this run.', ''];
+  if (g.error) out.push(`Not measured: ${g.error}`, '');
+  if (g.perDay.length) {
+    out.push(`Empty database ${fmt(g.emptyMB ?? NaN, 2)} MB; growth ${fmt(g.mbPerThousandPerDay ?? NaN, 1)} MB per 1,000 terminals per day; ${fmt(g.steadyMBPerThousand ?? NaN, 1)} MB per 1,000 terminals kept under ${g.retentionDays}-day retention.`, '');
+    out.push(table(['day', 'after the day\'s inserts (MB)', 'after retention (MB)', 'rows kept'], g.perDay.map((d) => [String(d.day), fmt(d.grownMB, 1), fmt(d.afterRetentionMB, 1), d.rowsKept === null ? 'n/a' : fmt(d.rowsKept, 0)])), '');
+  }
+  return out;
 }
 
 export function renderTerminal(r: BenchResults, cs: Check[]): string {

@@ -10,6 +10,7 @@ import { Child, ROOT } from './ipc.js';
 import { fakeCreds, parseImportCsv, type Cred } from './creds.js';
 import { freePort, sleep, waitFor } from './sys.js';
 import type { Observer } from '../load/probe.js';
+import { coresFor, pinned } from './sched.js';
 
 export type SystemName = 'eldergate' | 'raw-aedes' | 'mosquitto';
 
@@ -32,6 +33,11 @@ export interface Target {
   provision(n: number, label: string): Promise<Cred[]>;
   /** messages taken in so far (eldergate: observations stored + telemetry shed; raw aedes: publishes; Mosquitto: rows stored) */
   counters(): Promise<{ ingested: number; shed: number }>;
+  /**
+   * bearer tokens for `n` more consoles, each its own operator where the system has users (eldergate: created
+   * through POST /api/users, so every console's ack is its own user's delivery); absent where there is no console
+   */
+  consoleTokens?(n: number): Promise<string[]>;
   /** eldergate only: its HTTP API and an admin token (figure 6 imports through it) */
   api?: { http: string; token: string };
   close(): Promise<void>;
@@ -57,6 +63,7 @@ async function startEldergateChild(o: StartOptions): Promise<Target> {
   const node = Child.spawn('main.ts', {
     name: 'eldergate',
     serves: false,
+    role: 'sut',
     nodeArgs: o.nodeArgs ?? [],
     env: {
       ELDERGATE_MQTT_PORT: String(mqttPort),
@@ -91,6 +98,7 @@ async function startEldergateChild(o: StartOptions): Promise<Target> {
   let lastSeq = 0;
   let incidents: [string, string][] = [];
   let serials = 0;
+  let consoles = 0;
   const run = randomBytes(3).toString('hex');
   return {
     name: 'eldergate',
@@ -113,6 +121,24 @@ async function startEldergateChild(o: StartOptions): Promise<Target> {
         out.push(...parseImportCsv(text));
       }
       return out;
+    },
+    async consoleTokens(n) {
+      const tokens: string[] = [];
+      for (let i = 0; i < n; i++) {
+        const username = `bench-op-${run}-${consoles++}`;
+        const password = randomBytes(18).toString('base64url');
+        const created = await fetch(`${http}/api/users`, {
+          method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ username, password, role: 'operator' }),
+        });
+        if (created.status !== 201) throw new Error(`POST /api/users answered ${created.status}: ${(await created.text()).slice(0, 300)}`);
+        const res = await fetch(`${http}/api/auth/login`, {
+          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, password }),
+        });
+        if (res.status !== 200) throw new Error(`operator ${username} could not log in: ${res.status} ${(await res.text()).slice(0, 300)}`);
+        tokens.push(((await res.json()) as { token: string }).token);
+      }
+      return tokens;
     },
     async counters() {
       const text = await (await fetch(`${http}/metrics`)).text();
@@ -137,7 +163,7 @@ async function startEldergateChild(o: StartOptions): Promise<Target> {
 }
 
 async function startRawAedes(o: StartOptions): Promise<Target> {
-  const node = Child.spawn('bench/baselines/raw-aedes.ts', { name: 'raw-aedes', nodeArgs: o.nodeArgs ?? [] });
+  const node = Child.spawn('bench/baselines/raw-aedes.ts', { name: 'raw-aedes', role: 'sut', nodeArgs: o.nodeArgs ?? [] });
   const { port } = await node.call<{ port: number }>('start', { port: 0 }, 30_000);
   return {
     name: 'raw-aedes',
@@ -182,7 +208,8 @@ async function startMosquitto(o: StartOptions): Promise<Target> {
     'log_type warning',
     '',
   ].join('\n'));
-  const broker: ChildProcess = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const [cmd, args] = pinned(coresFor('sut'), MOSQUITTO, ['-c', conf]);
+  const broker: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let brokerErr = '';
   broker.stderr!.on('data', (d: Buffer) => (brokerErr = (brokerErr + d.toString()).slice(-4000)));
   const stopBroker = () => new Promise<void>((r) => {
@@ -202,7 +229,7 @@ async function startMosquitto(o: StartOptions): Promise<Target> {
     await stopBroker();
     throw new Error(`${(err as Error).message}: ${brokerErr}`);
   });
-  const node = Child.spawn('bench/baselines/mosquitto-pipeline.ts', { name: 'mosquitto-pipeline', nodeArgs: o.nodeArgs ?? [] });
+  const node = Child.spawn('bench/baselines/mosquitto-pipeline.ts', { name: 'mosquitto-pipeline', role: 'sut', nodeArgs: o.nodeArgs ?? [] });
   let wsPort: number;
   try {
     ({ wsPort } = await node.call<{ wsPort: number }>('start', { mqttPort: port, dbFile: join(dir, 'pipeline.db') }, 30_000));
@@ -220,6 +247,8 @@ async function startMosquitto(o: StartOptions): Promise<Target> {
     observer: () => ({ kind: 'ws', url: `ws://127.0.0.1:${wsPort}/ws`, token: 'bench', since: 0 }),
     noteSeq: () => undefined,
     provision: async (n, label) => fakeCreds(n, label),
+    // the pipeline's WebSocket knows one shared token and streams everything to every console
+    consoleTokens: async (n) => Array.from({ length: n }, () => 'bench'),
     async counters() {
       const c = await node.call<{ ingested: number }>('count');
       return { ingested: c.ingested, shed: 0 };

@@ -7,6 +7,7 @@ import WebSocket from 'ws';
 import { serve } from '../lib/ipc.js';
 import { LiteClient, type TcpTarget } from '../lib/mqtt-lite.js';
 import type { Cred } from '../lib/creds.js';
+import { runQueueWaitMs } from '../lib/sched.js';
 
 export type Observer =
   | {
@@ -40,6 +41,8 @@ export interface ProbeResult {
   lastSeq: number;
   unmatchedFrames: number;
   incidents: [string, string][];
+  /** this process's own run-queue wait over its sending window, ms per second: a probe kept from its CPU times late */
+  waitMsPerS: number;
 }
 
 interface Out {
@@ -161,6 +164,7 @@ serve({
     });
 
     const started = performance.now();
+    const wait0 = runQueueWaitMs(process.pid);
     const measureFrom = started + a.warmupMs;
     let sent = 0;
     let skipped = 0;
@@ -200,14 +204,15 @@ serve({
         if (t0 >= measureFrom) sentAt.set(messageId + (index << 16), t0);
         sent++;
       }
-      await sleep(2);
+      await sleep(1); // 1 ms ticks: alarms leave evenly spread, as they are due
     }
+    const waitMsPerS = (runQueueWaitMs(process.pid) - wait0) / ((performance.now() - started) / 1000);
     // the last alarms get their chance to arrive (bounded)
     const drainUntil = performance.now() + Math.min(a.lostAfterMs, 5000);
     while (outstanding.size > 0 && performance.now() < drainUntil) await sleep(10);
     for (const o of outstanding.values()) if (o.measured) lost++;
     closeObserver();
     for (const c of senders) c.destroy();
-    return { latencies, pubacks, sent, delivered, late, lost, skipped, lastSeq, unmatchedFrames, incidents: [...learned] };
+    return { latencies, pubacks, sent, delivered, late, lost, skipped, lastSeq, unmatchedFrames, incidents: [...learned], waitMsPerS };
   },
 });

@@ -5,7 +5,14 @@ import { parseArgs } from '../../bench/run.js';
 describe('npm run bench options', () => {
   it('refuses unknown options with a message that says what to use', () => {
     expect(() => parseArgs(['--fast'])).toThrow(/unknown option --fast: use --full/);
-    expect(() => parseArgs(['--only=7'])).toThrow(/figure numbers 1–6/);
+    expect(() => parseArgs(['--only=9'])).toThrow(/figure numbers 1–8/);
     expect(() => parseArgs(['--systems=emqx'])).toThrow(/unknown emqx/);
+  });
+
+  it('pins by default, --no-pin turns it off; figures 7 (consoles) and 8 (DB growth) are selectable', () => {
+    expect(parseArgs([]).pin).toBe(true);
+    expect(parseArgs([]).figures).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(parseArgs(['--no-pin']).pin).toBe(false);
+    expect(parseArgs(['--only=7,8']).figures).toEqual([7, 8]);
   });
 });

@@ -1,0 +1,211 @@
+// Where each bench process runs and how much the machine got in its way. The system under test (eldergate, raw
+// aedes, Mosquitto and its subscriber) gets a core of its own; the load generators, the P1 probe, the consoles and
+// the harness share the others (`taskset`, util-linux). Over every measured repetition the harness reads the system's
+// run-queue wait (`/proc/<pid>/task/*/schedstat`: time its threads were runnable but not running) and the machine's
+// steal (`/proc/stat`: time the hypervisor gave our vCPUs to someone else), and a repetition over the stated bounds
+// is discarded as noisy — reported, never silently dropped — and run again.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+
+export const TASKSET = ['/usr/bin/taskset', '/bin/taskset'].find((f) => existsSync(f)) ?? null;
+
+export interface CpuPlan {
+  /** cores the system under test runs on ("1"), or null when it cannot have one of its own */
+  sut: string | null;
+  /** cores for everything else: generators, probe, consoles, the harness */
+  load: string | null;
+  /** why there is no pinning, when there is none */
+  note: string | null;
+}
+
+/** the cores this process may use, from its affinity mask (a container may hand us fewer than os.cpus()) */
+export function allowedCpus(): number[] {
+  try {
+    const m = /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) return expandList(m[1]!);
+  } catch {
+    // not Linux: fall through
+  }
+  return os.cpus().map((_, i) => i);
+}
+
+export function expandList(list: string): number[] {
+  const out: number[] = [];
+  for (const part of list.split(',')) {
+    const [a, b] = part.split('-').map(Number);
+    if (!Number.isInteger(a)) continue;
+    for (let c = a!; c <= (b ?? a!); c++) out.push(c);
+  }
+  return out;
+}
+
+/** the last allowed core for the system under test, the rest for the load; none with one core or no taskset */
+export function cpuPlan(disabled = false): CpuPlan {
+  const cpus = allowedCpus();
+  if (disabled) return { sut: null, load: null, note: 'pinning turned off (--no-pin)' };
+  if (!TASKSET) return { sut: null, load: null, note: 'taskset not found (apt-get install util-linux): nothing pinned' };
+  if (cpus.length < 2) return { sut: null, load: null, note: `only ${cpus.length} core allowed: nothing pinned` };
+  return { sut: String(cpus[cpus.length - 1]), load: cpus.slice(0, -1).join(','), note: null };
+}
+
+let current: CpuPlan = { sut: null, load: null, note: 'not planned yet' };
+
+/** the plan every bench process is started under (set once per run by bench/run.ts) */
+export function setCpuPlan(p: CpuPlan): void {
+  current = p;
+}
+
+export function currentCpuPlan(): CpuPlan {
+  return current;
+}
+
+/** which side of the machine a process belongs to */
+export type Role = 'sut' | 'load';
+
+export function coresFor(role: Role): string | null {
+  return role === 'sut' ? current.sut : current.load;
+}
+
+/** command and arguments that start `cmd args` on `cores` (unchanged without a plan) */
+export function pinned(cores: string | null, cmd: string, args: string[]): [string, string[]] {
+  return cores && TASKSET ? [TASKSET, ['-c', cores, cmd, ...args]] : [cmd, args];
+}
+
+/** move a running process, every thread of it, onto `cores` (the harness itself, after it has started) */
+export function pinProcess(pid: number, cores: string | null): void {
+  if (!cores || !TASKSET) return;
+  execFileSync(TASKSET, ['-a', '-cp', cores, String(pid)], { stdio: 'ignore' });
+}
+
+/** the cores a running process may use, as the kernel says (`Cpus_allowed_list`) */
+export function affinityOf(pid: number): string | null {
+  try {
+    return /Cpus_allowed_list:\s*(\S+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** run-queue wait of every thread of a process so far, ms (field 2 of schedstat, in ns); 0 when it is gone */
+export function runQueueWaitMs(pid: number): number {
+  let ns = 0;
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
+  for (const tid of tids) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[1]);
+    } catch {
+      // the thread ended between readdir and read
+    }
+  }
+  return ns / 1e6;
+}
+
+/** the machine's CPU counters (USER_HZ ticks): all cores and each one */
+function procStat(): Map<string, { steal: number; total: number; busy: number }> {
+  const out = new Map<string, { steal: number; total: number; busy: number }>();
+  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+    if (!line.startsWith('cpu')) continue;
+    const [name, ...f] = line.split(/\s+/);
+    const n = f.map(Number);
+    // user nice system idle iowait irq softirq steal guest guest_nice (guest time is already in user)
+    const total = n.slice(0, 8).reduce((a, b) => a + (b || 0), 0);
+    out.set(name!, { steal: n[7] ?? 0, total, busy: total - (n[3] ?? 0) - (n[4] ?? 0) });
+  }
+  return out;
+}
+
+export interface LoadConditions {
+  wallMs: number;
+  /** the system's threads waiting for a CPU, ms per second of the repetition */
+  sutWaitMsPerS: number;
+  /** the probe's threads waiting for a CPU, ms per second (its clock times P1: waiting inflates the figure) */
+  probeWaitMsPerS: number | null;
+  /** steal over all cores, % of their time */
+  stealPct: number;
+  /** steal on the system's own core, % */
+  sutCoreStealPct: number | null;
+  /** the system's core busy with anything that is not the system (other work that got onto it), % of the core */
+  sutCoreOtherPct: number | null;
+  /** the system's processes are where the plan put them */
+  pinnedAs: string | null;
+  noisy: boolean;
+  /** which bound it crossed, when noisy */
+  why: string | null;
+}
+
+export interface NoiseRule {
+  /** the system waited longer than this for a CPU (ms per second) */
+  maxSutWaitMsPerS: number;
+  /** the probe waited longer than this (ms per second) */
+  maxProbeWaitMsPerS: number;
+  /** steal on the machine or on the system's core above this (%) */
+  maxStealPct: number;
+}
+
+export const NOISE_RULE: NoiseRule = { maxSutWaitMsPerS: 20, maxProbeWaitMsPerS: 50, maxStealPct: 2 };
+
+export function describeRule(r: NoiseRule): string {
+  return `a repetition is discarded as noisy when the system under test waited more than ${r.maxSutWaitMsPerS} ms per second for a CPU ` +
+    `(run-queue wait of all its threads), the P1 probe more than ${r.maxProbeWaitMsPerS} ms per second, or steal exceeded ${r.maxStealPct} % ` +
+    'of the machine or of the system\'s core; it is then run again, up to the profile\'s extra attempts';
+}
+
+/** started at the beginning of a repetition, read at its end */
+export class LoadMeter {
+  private readonly at = performance.now();
+  private readonly stat0 = procStat();
+  private readonly sut0: number;
+  private readonly probe0: number;
+  private readonly sutCpu0: number;
+  constructor(
+    private readonly sutPids: number[],
+    private readonly probePid: number | null,
+    private readonly plan: CpuPlan,
+    private readonly cpuSeconds: (pid: number) => number,
+  ) {
+    this.sut0 = sumOf(sutPids, runQueueWaitMs);
+    this.probe0 = probePid ? runQueueWaitMs(probePid) : 0;
+    this.sutCpu0 = sumOf(sutPids, cpuSeconds);
+  }
+
+  read(rule: NoiseRule = NOISE_RULE): LoadConditions {
+    const wallMs = performance.now() - this.at;
+    const s = wallMs / 1000;
+    const stat = procStat();
+    const d = (name: string) => {
+      const a = this.stat0.get(name);
+      const b = stat.get(name);
+      return a && b ? { steal: b.steal - a.steal, total: b.total - a.total, busy: b.busy - a.busy } : null;
+    };
+    const all = d('cpu');
+    const core = this.plan.sut && !this.plan.sut.includes(',') ? d(`cpu${this.plan.sut}`) : null;
+    const sutWaitMsPerS = (sumOf(this.sutPids, runQueueWaitMs) - this.sut0) / s;
+    const probeWaitMsPerS = this.probePid ? (runQueueWaitMs(this.probePid) - this.probe0) / s : null;
+    const stealPct = all && all.total > 0 ? (100 * all.steal) / all.total : 0;
+    const sutCoreStealPct = core && core.total > 0 ? (100 * core.steal) / core.total : null;
+    // busy ticks on the system's core not spent by the system: other engineers' work, kernel threads, interrupts
+    const sutCpuTicks = (sumOf(this.sutPids, this.cpuSeconds) - this.sutCpu0) * 100;
+    const sutCoreOtherPct = core && core.total > 0 ? Math.max(0, (100 * (core.busy - sutCpuTicks)) / core.total) : null;
+    const pins = [...new Set(this.sutPids.map(affinityOf))];
+    const pinnedAs = pins.length === 1 ? pins[0]! : pins.join(' / ');
+    return judge({ wallMs, sutWaitMsPerS, probeWaitMsPerS, stealPct, sutCoreStealPct, sutCoreOtherPct, pinnedAs, noisy: false, why: null }, rule);
+  }
+}
+
+/** apply the noise rule to a repetition's conditions (again, after the probe has reported its own wait) */
+export function judge(l: LoadConditions, rule: NoiseRule): LoadConditions {
+  const why: string[] = [];
+  if (l.sutWaitMsPerS > rule.maxSutWaitMsPerS) why.push(`system waited ${l.sutWaitMsPerS.toFixed(0)} ms/s for a CPU`);
+  if (l.probeWaitMsPerS !== null && l.probeWaitMsPerS > rule.maxProbeWaitMsPerS) why.push(`probe waited ${l.probeWaitMsPerS.toFixed(0)} ms/s`);
+  if (l.stealPct > rule.maxStealPct) why.push(`steal ${l.stealPct.toFixed(1)} %`);
+  if (l.sutCoreStealPct !== null && l.sutCoreStealPct > rule.maxStealPct) why.push(`steal on the system's core ${l.sutCoreStealPct.toFixed(1)} %`);
+  return { ...l, noisy: why.length > 0, why: why.length ? why.join('; ') : null };
+}
+
+const sumOf = (pids: number[], f: (pid: number) => number) => pids.reduce((a, p) => a + f(p), 0);

@@ -1,0 +1,63 @@
+// The harness's view of where processes run and how much they waited (bench/lib/sched.ts), and the noise rule:
+// read from this machine's real /proc, never timed.
+import { describe, it, expect } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { NOISE_RULE, TASKSET, affinityOf, allowedCpus, cpuPlan, expandList, judge, pinned, runQueueWaitMs, type LoadConditions } from '../../bench/lib/sched.js';
+import { parseRetentionSize } from '../../bench/figures/dbgrowth.js';
+
+const quiet: LoadConditions = {
+  wallMs: 1000, sutWaitMsPerS: 1, probeWaitMsPerS: 2, stealPct: 0, sutCoreStealPct: 0, sutCoreOtherPct: 0, pinnedAs: '1', noisy: false, why: null,
+};
+
+describe('bench pinning and load conditions', () => {
+  it('reads core lists as the kernel writes them', () => {
+    expect(expandList('0-3,6,8-9')).toEqual([0, 1, 2, 3, 6, 8, 9]);
+    expect(expandList('1')).toEqual([1]);
+  });
+
+  it('puts the system under test on a core of its own and the load on the rest (taskset from util-linux)', () => {
+    expect(TASKSET, 'taskset is in util-linux: apt-get install -y util-linux').not.toBeNull();
+    const cpus = allowedCpus();
+    const plan = cpuPlan();
+    if (cpus.length >= 2) {
+      expect(plan.sut).toBe(String(cpus.at(-1)));
+      expect(plan.load).toBe(cpus.slice(0, -1).join(','));
+    } else expect(plan.note).toMatch(/only 1 core/);
+    expect(cpuPlan(true)).toEqual({ sut: null, load: null, note: 'pinning turned off (--no-pin)' });
+    // a process started through the plan is where the plan says, every thread of it
+    const core = String(cpus[0]);
+    const [cmd, args] = pinned(core, 'sh', ['-c', 'grep Cpus_allowed_list /proc/self/status']);
+    const r = spawnSync(cmd, args, { encoding: 'utf8' });
+    expect(r.stdout.trim()).toBe(`Cpus_allowed_list:\t${core}`);
+    expect(pinned(null, 'sh', ['-c', 'true'])).toEqual(['sh', ['-c', 'true']]);
+    expect(affinityOf(process.pid)).toMatch(/^[\d,-]+$/);
+  });
+
+  it('reads the run-queue wait of every thread of a process from schedstat', () => {
+    const w = runQueueWaitMs(process.pid);
+    expect(Number.isFinite(w)).toBe(true);
+    expect(w).toBeGreaterThanOrEqual(0);
+    expect(runQueueWaitMs(2 ** 22 + 12345)).toBe(0); // a pid that is not there
+  });
+
+  it('discards a repetition by the stated rule and says why', () => {
+    expect(judge(quiet, NOISE_RULE).noisy).toBe(false);
+    const busy = judge({ ...quiet, sutWaitMsPerS: NOISE_RULE.maxSutWaitMsPerS + 1 }, NOISE_RULE);
+    expect(busy.noisy).toBe(true);
+    expect(busy.why).toMatch(/system waited \d+ ms\/s for a CPU/);
+    expect(judge({ ...quiet, probeWaitMsPerS: NOISE_RULE.maxProbeWaitMsPerS + 1 }, NOISE_RULE).why).toMatch(/probe waited/);
+    expect(judge({ ...quiet, stealPct: NOISE_RULE.maxStealPct + 0.5 }, NOISE_RULE).why).toMatch(/steal/);
+  });
+
+  it('reads bench/retention-size.ts\'s report into growth per 1,000 terminals per day', () => {
+    const g = parseRetentionSize([
+      '500 terminals, a heartbeat every 15 min (48000 rows/day), retention 3 days; empty DB 0.25 MB',
+      'day 1: 10.3 MB after inserting, pruned 0 rows in 1 batches (1 ms), 48000 rows kept, 0 free pages, file 10.3 MB',
+      'day 2: 20.1 MB after inserting, pruned 0 rows in 1 batches (1 ms), 96000 rows kept, 0 free pages, file 20.1 MB',
+    ], { terminals: 500, heartbeatMin: 15, retentionDays: 3, days: 2 });
+    expect(g.emptyMB).toBe(0.25);
+    expect(g.perDay).toHaveLength(2);
+    expect(g.mbPerThousandPerDay).toBeCloseTo((10.3 - 0.25) * 2, 5);
+    expect(g.steadyMBPerThousand).toBeCloseTo(40.2, 5);
+  });
+});
