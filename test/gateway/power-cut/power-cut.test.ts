@@ -13,7 +13,7 @@ import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import WebSocket from 'ws';
 import { startChildGateway, type ChildGateway } from '../../helpers/child-gateway.js';
-import { buildShim, cutPower, shimEnv } from './powercut.js';
+import { buildShim, cutPower, shimEnv, unsyncedBytes } from './powercut.js';
 
 interface Seen { seq: number; incidentId: string; type: string }
 
@@ -94,7 +94,8 @@ describe('a power cut while positions cross a safe zone', () => {
           }
         })();
         await waitUntil(() => incidentsShown() >= target, `${target} incident frames`, 60_000);
-        // the cut: mid-stream, right after the console was shown its latest events
+        // the cut: mid-stream, once commits of fixes that raised nothing (unsynced) are in the WAL for it to take
+        await waitUntil(() => unsyncedBytes(logDir) > 0, 'unsynced telemetry in the WAL', 10_000).catch(() => undefined);
         await gw.kill('SIGKILL');
         stop = true;
         await pump;

@@ -2,7 +2,7 @@
 // and the cut itself — after the process was killed, play every undo log backwards so that each SQLite file holds
 // exactly what had been synced.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, closeSync, fstatSync, readFileSync, readdirSync, ftruncateSync, writeSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, closeSync, fstatSync, readFileSync, readdirSync, ftruncateSync, statSync, writeSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** Compile the shim into `dir`; throws (the test fails, never skips) when gcc is missing. */
@@ -16,6 +16,24 @@ export function buildShim(dir: string): string {
 export function shimEnv(so: string, dataDir: string, logDir: string): Record<string, string> {
   mkdirSync(logDir, { recursive: true });
   return { LD_PRELOAD: so, POWERCUT_DIR: dataDir, POWERCUT_LOG: logDir };
+}
+
+/** Bytes written to the tracked files since their last sync (what a power cut now would take). */
+export function unsyncedBytes(logDir: string): number {
+  let total = 0;
+  for (const name of readdirSync(logDir)) {
+    if (!name.endsWith('.undo')) continue;
+    try {
+      const log = readFileSync(join(logDir, name));
+      const synced = Number(log.readBigUInt64LE(0));
+      const path = log.subarray(12, 12 + log.readUInt32LE(8)).toString('utf8');
+      const records = log.length - (12 + log.readUInt32LE(8));
+      if (existsSync(path)) total += Math.max(0, statSync(path).size - synced) + records;
+    } catch {
+      // a log being rewritten at this moment: ask again
+    }
+  }
+  return total;
 }
 
 /**
