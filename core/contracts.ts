@@ -127,21 +127,9 @@ export const INCIDENT_STATUSES: readonly IncidentStatus[] = [
   'open', 'acknowledged', 'dispatched', 'on-site', 'resolved', 'cancelled',
 ];
 
-export const INCIDENT_EVENT_TYPES = [
-  'opened', 'joined', 'acknowledged', 'dispatched', 'on-site', 'resolved', 'cancelled', 'escalated', 'note',
-  'pushed', 'delivered', 'notify-attempt', 'notified', 'command-sent', 'command-acked', 'cleared', 'late-cancel',
-] as const;
-export type IncidentEventType = (typeof INCIDENT_EVENT_TYPES)[number];
-
-/** One append-only incident event as stored and as streamed to consoles; `seq` is global and gap-free in order. */
-export interface IncidentEvent {
-  seq: number;
-  incidentId: string;
-  type: IncidentEventType;
-  at: number;
-  actor: string | null;
-  data: Record<string, unknown>;
-}
+// The incident log's events: a discriminated union (type → data shape) shared with the console (response/events.ts).
+export { INCIDENT_EVENT_TYPES } from '../response/events.js';
+export type { IncidentEvent, IncidentEventType } from '../response/events.js';
 
 /** MQTT topic contract (docs/design.md §2). */
 export const topics = {

@@ -109,6 +109,15 @@ export function createMetrics() {
       labelNames: ['where'] as const, registers: [registry],
     }),
     wsClients: new Gauge({ name: 'eldergate_consoles_connected', help: 'Consoles connected over WebSocket', registers: [registry] }),
+    // receipts, not incident events (response/receipts.ts): counted here, written in batches, never streamed
+    incidentPushes: new Counter({
+      name: 'eldergate_incident_pushes_total', help: 'Incident openings written to a console socket (one per console)',
+      registers: [registry],
+    }),
+    incidentDeliveries: new Counter({
+      name: 'eldergate_incident_deliveries_total', help: 'Incident openings confirmed by a console (first per user and incident)',
+      registers: [registry],
+    }),
     storageHealthy: new Gauge({
       name: 'eldergate_storage_healthy', help: '1 while database writes succeed, 0 from a failed write until one succeeds again',
       registers: [registry],

@@ -1,13 +1,16 @@
 // Incidents: alarms open or join them, people move them through their lifecycle, escalation and notifiers add to
-// them. Every change is an append-only `incident_events` row (global `seq`); the `incidents` row is the projection
-// of those events, written in the same transaction (see projection.ts).
+// them. Every change is an append-only `incident_events` row (global `seq`), typed by the union in events.ts; the
+// `incidents` row is the projection of those events, written in the same transaction (see projection.ts). Push and
+// delivery receipts are not events: receipts.ts writes them in batches, apart from the log and the stream.
 import type { Logger } from 'pino';
 import type { Store } from '../core/db.js';
 import type { Bus } from '../core/bus.js';
 import type { Config } from '../core/config.js';
+import type { AlarmAction, AlarmSource, IncidentStatus, Position, Priority } from '../core/contracts.js';
 import type {
-  AlarmAction, AlarmSource, IncidentEvent, IncidentEventType, IncidentStatus, Position, Priority,
-} from '../core/contracts.js';
+  IncidentEvent, IncidentEventBody, IncidentEventData, IncidentEventType, IncidentReceipt, InfoEventType,
+} from './events.js';
+import { createReceipts, type Receipts } from './receipts.js';
 import { ConflictError, NotFoundError, ValidationError } from '../core/errors.js';
 import type { Clock } from './clock.js';
 import type { Network } from './network.js';
@@ -18,6 +21,8 @@ export type { IncidentRow } from './projection.js';
 
 /** An event as committed: with the grid unit whose subtree (and ancestors) may see it. */
 export type CommittedEvent = IncidentEvent & { unitId: string | null };
+/** A committed event of one type. */
+export type CommittedOf<K extends IncidentEventType> = Extract<CommittedEvent, { type: K }>;
 
 export interface Actor {
   id: string;
@@ -51,8 +56,7 @@ export interface EscalationStep {
   catchUp?: boolean;
 }
 
-/** Types of events that only add information; they never move the state. */
-export type InfoEventType = Extract<IncidentEventType, 'notify-attempt' | 'notified' | 'command-sent' | 'command-acked' | 'note'>;
+export type { InfoEventType } from './events.js';
 
 export interface IncidentFilter {
   status?: IncidentStatus[];
@@ -92,22 +96,31 @@ export interface IncidentService {
   /** a person's action, in its own transaction, published after commit */
   act(incidentId: string, action: IncidentAction, actor: Actor): { incident: IncidentRow; events: CommittedEvent[] };
   /** escalation steps (own transaction, published); [] if the incident no longer waits on `steps[0].dueAt` */
-  escalate(incidentId: string, steps: readonly EscalationStep[]): CommittedEvent[];
+  escalate(incidentId: string, steps: readonly EscalationStep[]): CommittedOf<'escalated'>[];
   /**
    * The gateway itself closes an incident (a test alarm that came through: "test passed"): a `resolved` event with no
    * actor, own transaction, published. Only for what needs no person; [] if the incident is already closed.
    */
-  resolveBySystem(incidentId: string, outcome: string, data?: Record<string, unknown>): CommittedEvent[];
+  resolveBySystem(incidentId: string, outcome: string, data?: { rule?: string }): CommittedEvent[];
   /** add an information event (notification attempts, device commands, system notes); own transaction, published */
-  record(incidentId: string, type: InfoEventType, data: Record<string, unknown>, actor?: string | null): CommittedEvent[];
-  /** the WebSocket layer sent an event of this incident to a console: the first push stamps `pushed` */
-  markPushed(incidentId: string, seq: number, at: number): CommittedEvent[];
-  /** a console confirmed it got an event: one `delivered` event per console user; the first stamps `delivered` */
-  /** `username`: kept in the event so the timeline names the person, not the account id */
-  markDelivered(incidentId: string, seq: number, at: number, consoleUserId: string, username?: string): CommittedEvent[];
+  record<K extends InfoEventType>(incidentId: string, type: K, data: IncidentEventData[K], actor?: string | null): CommittedEvent[];
+  /**
+   * The WebSocket layer wrote the opening of this incident to a console: a `pushed` receipt (batched, not an event,
+   * not streamed); the first stamps `pushed`. True for the first push known.
+   */
+  markPushed(incidentId: string, seq: number, at: number): boolean;
+  /**
+   * A console confirmed the opening: one `delivered` receipt per console user (batched, not an event, not streamed);
+   * the first stamps `delivered`. `username` is kept so the timeline names the person. True if newly recorded.
+   */
+  markDelivered(incidentId: string, seq: number, at: number, consoleUserId: string, username?: string): boolean;
+  /** the incident's push and delivery receipts, oldest first (queued ones included) */
+  receipts(incidentId: string): IncidentReceipt[];
   get(incidentId: string): IncidentRow | undefined;
   require(incidentId: string): IncidentRow;
   events(incidentId: string): CommittedEvent[];
+  /** the highest seq ever given to an event (0 for an empty log); never goes back, even where rows were removed */
+  head(): number;
   /** the global log after `seq` (console resume), optionally limited to what a unit may see */
   eventsAfter(seq: number, opts?: { limit?: number; scope?: string | null }): CommittedEvent[];
   list(filter?: IncidentFilter): { items: IncidentRow[]; total: number };
@@ -117,7 +130,7 @@ export interface IncidentService {
    * same read transaction, so snapshot + stream from `head` has no gap.
    */
   active(opts: { scope: string | null; after: ActiveCursor | null; limit: number }): { items: IncidentRow[]; head: number; next: ActiveCursor | null };
-  /** the state derived from the events alone */
+  /** the state derived from the events (and the first push and delivery receipts, for those two stamps) */
   rebuild(incidentId: string): IncidentRow | null;
   /** incidents waiting for acknowledgement with a deadline, for the escalation scheduler */
   pendingDeadlines(): IncidentRow[];
@@ -184,8 +197,9 @@ const toEvent = (r: EventDbRow): CommittedEvent => ({
   at: r.at,
   actor: r.actor,
   unitId: r.unit_id,
-  data: JSON.parse(r.data) as Record<string, unknown>,
-});
+  // written through `append`, whose body is checked against the union (events.ts)
+  data: JSON.parse(r.data) as IncidentEventData[IncidentEventType],
+} as CommittedEvent);
 
 /** Which statuses each action may start from; anything else is a 409 with the current state. */
 const ALLOWED_FROM: Record<IncidentActionType, readonly IncidentStatus[]> = {
@@ -211,12 +225,15 @@ export interface IncidentServiceDeps {
   log: Logger;
   clock: Clock;
   network: Network;
+  /** where push and delivery receipts go (created here if not given) */
+  receipts?: Receipts;
 }
 
 export function createIncidentService(deps: IncidentServiceDeps): IncidentService {
   const { sqlite } = deps.store;
   const { bus, clock, network, config } = deps;
   const log = deps.log.child({ module: 'incidents' });
+  const receipts = deps.receipts ?? createReceipts({ store: deps.store, log: deps.log });
 
   const q = {
     byId: sqlite.prepare<[string], IncidentDbRow>('SELECT * FROM incidents WHERE id = ?'),
@@ -244,9 +261,6 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     openedEvent: sqlite.prepare<[string], EventDbRow>(
       `SELECT * FROM incident_events WHERE incident_id = ? AND type = 'opened' LIMIT 1`,
     ),
-    deliveredBy: sqlite.prepare<[string, string], { seq: number }>(
-      `SELECT seq FROM incident_events WHERE incident_id = ? AND type = 'delivered' AND actor = ? LIMIT 1`,
-    ),
     after: sqlite.prepare<[number, number], EventDbRow>('SELECT * FROM incident_events WHERE seq > ? ORDER BY seq LIMIT ?'),
     afterScoped: sqlite.prepare<[number, string, number, number], EventDbRow>(
       `SELECT * FROM incident_events WHERE seq > ?
@@ -271,18 +285,20 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     stamps: JSON.stringify(row.stamps),
   });
 
-  /** Append one event and move the projection with it. Must run inside a transaction. */
+  /**
+   * Append one event and move the projection with it. Must run inside a transaction. `body` is a type with its data
+   * as the union (events.ts) defines them: every append site is type-checked against it.
+   */
   function append(
     state: IncidentRow | null,
     incidentId: string,
-    type: IncidentEventType,
+    body: IncidentEventBody,
     at: number,
     actor: string | null,
-    data: Record<string, unknown>,
     unitId: string | null,
   ): { event: CommittedEvent; state: IncidentRow } {
-    const info = q.insertEvent.run(incidentId, type, at, actor, unitId, JSON.stringify(data));
-    const event: CommittedEvent = { seq: Number(info.lastInsertRowid), incidentId, type, at, actor, unitId, data };
+    const info = q.insertEvent.run(incidentId, body.type, at, actor, unitId, JSON.stringify(body.data));
+    const event = { seq: Number(info.lastInsertRowid), incidentId, at, actor, unitId, ...body } as CommittedEvent;
     const next = applyEvent(state, event);
     if (state) q.updateIncident.run(params(next));
     else q.insertIncident.run(params(next));
@@ -347,13 +363,13 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     const open = q.openOf.get(source.deviceId, action.type, test ? 1 : 0);
     if (open) {
       const state = toRow(open);
-      const data: Record<string, unknown> = { count: state.count + 1, rule: action.rule, priority: action.priority };
+      const data: IncidentEventData['joined'] = { count: state.count + 1, rule: action.rule, priority: action.priority };
       if (action.position) data.position = action.position;
       if (source.observationId !== undefined) data.observationId = source.observationId;
       if (source.stamps.received !== undefined) data.received = source.stamps.received;
       // e.g. possible-replay: a repeat of an old observation's key, raised because it could be a new cry for help
       if (source.flags?.length) data.flags = source.flags;
-      const { event } = append(state, state.id, 'joined', now, null, data, state.unitId);
+      const { event } = append(state, state.id, { type: 'joined', data }, now, null, state.unitId);
       return [event];
     }
     const id = newId('inc');
@@ -376,7 +392,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
       ...(source.flags?.length ? { flags: source.flags } : {}),
       ...(action.data ? { data: action.data } : {}),
     };
-    const { event } = append(null, id, 'opened', now, null, opened as unknown as Record<string, unknown>, source.unitId);
+    const { event } = append(null, id, { type: 'opened', data: opened }, now, null, source.unitId);
     log.info(
       { incidentId: id, deviceId: source.deviceId, type: action.type, priority: action.priority, test, unitId: source.unitId },
       'incident opened',
@@ -390,9 +406,9 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     if (!open) return [];
     const state = toRow(open);
     const now = clock.now();
-    const { event } = append(state, state.id, 'cleared', now, null, {
-      reason: action.reason, rule: action.rule, stamps: { resolved: now },
-    }, state.unitId);
+    const { event } = append(state, state.id, {
+      type: 'cleared', data: { reason: action.reason, rule: action.rule, stamps: { resolved: now } },
+    }, now, null, state.unitId);
     log.info({ incidentId: state.id, deviceId: source.deviceId, reason: action.reason }, 'incident cleared');
     return [event];
   }
@@ -411,14 +427,14 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     const elapsedMs = when - from;
     const base = { reason: action.reason, rule: action.rule, elapsedMs, cancelWindowMs: windowMs };
     if (windowMs !== null && elapsedMs <= windowMs) {
-      const { event } = append(state, state.id, 'cancelled', now, null, {
-        ...base, outcome: 'cancelled by resident', stamps: { cancelled: now },
-      }, state.unitId);
+      const { event } = append(state, state.id, {
+        type: 'cancelled', data: { ...base, outcome: 'cancelled by resident', stamps: { cancelled: now } },
+      }, now, null, state.unitId);
       log.info({ incidentId: state.id, deviceId: source.deviceId, elapsedMs }, 'incident cancelled by resident');
       return [event];
     }
     // outside the window (or no window at all): help may already be on the way; the cancel is only noted
-    const { event } = append(state, state.id, 'late-cancel', now, null, base, state.unitId);
+    const { event } = append(state, state.id, { type: 'late-cancel', data: base }, now, null, state.unitId);
     log.info({ incidentId: state.id, deviceId: source.deviceId, elapsedMs, windowMs }, 'late cancel noted');
     return [event];
   }
@@ -458,46 +474,45 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
         });
       }
       const now = clock.now();
-      const by: Record<string, unknown> = actor.username ? { username: actor.username } : {};
-      let type: IncidentEventType;
-      let data: Record<string, unknown>;
+      const by: { username?: string } = actor.username ? { username: actor.username } : {};
+      let body: IncidentEventBody;
       switch (action.type) {
         case 'acknowledge':
-          type = 'acknowledged';
-          data = { ...by, stamps: { acknowledged: now }, ackMs: now - state.openedAt };
+          body = { type: 'acknowledged', data: { ...by, stamps: { acknowledged: now }, ackMs: now - state.openedAt } };
           break;
         case 'dispatch': {
           const staffId = text(action.staffId, 'staffId', 'name the staff member to dispatch');
           const staff = network.getStaff(staffId);
           if (!staff) throw new ValidationError(`staffId: staff member "${staffId}" does not exist`, { field: 'staffId' });
           // dispatching someone off duty or from another unit is allowed (a life may depend on it) but flagged
-          type = 'dispatched';
-          data = {
-            ...by, staffId, staffName: staff.name, staffRole: staff.role, staffUnitId: staff.unitId, onDuty: staff.onDuty,
-            stamps: { dispatched: now },
+          body = {
+            type: 'dispatched',
+            data: {
+              ...by, staffId, staffName: staff.name, staffRole: staff.role, staffUnitId: staff.unitId, onDuty: staff.onDuty,
+              stamps: { dispatched: now },
+            },
           };
           break;
         }
         case 'on-site':
-          type = 'on-site';
-          data = { ...by, stamps: { onSite: now }, onSiteMs: now - state.openedAt };
+          body = { type: 'on-site', data: { ...by, stamps: { onSite: now }, onSiteMs: now - state.openedAt } };
           break;
         case 'resolve':
-          type = 'resolved';
-          data = { ...by, outcome: text(action.outcome, 'outcome', 'say how it ended (an outcome code or text)'), stamps: { resolved: now } };
+          body = {
+            type: 'resolved',
+            data: { ...by, outcome: text(action.outcome, 'outcome', 'say how it ended (an outcome code or text)'), stamps: { resolved: now } },
+          };
           break;
         case 'cancel': {
           const reason = text(action.reason, 'reason', 'say why it is cancelled');
-          type = 'cancelled';
-          data = { ...by, reason, outcome: `cancelled: ${reason}`, stamps: { cancelled: now } };
+          body = { type: 'cancelled', data: { ...by, reason, outcome: `cancelled: ${reason}`, stamps: { cancelled: now } } };
           break;
         }
         case 'note':
-          type = 'note';
-          data = { ...by, text: text(action.text, 'text', 'the note is empty') };
+          body = { type: 'note', data: { ...by, text: text(action.text, 'text', 'the note is empty') } };
           break;
       }
-      const { event, state: next } = append(state, incidentId, type, now, actor.id, data, state.unitId);
+      const { event, state: next } = append(state, incidentId, body, now, actor.id, state.unitId);
       return { incident: next, events: [event] };
     });
     log.info({ incidentId, action: action.type, actor: actor.username ?? actor.id }, 'incident action');
@@ -505,15 +520,15 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     return result;
   }
 
-  function escalate(incidentId: string, steps: readonly EscalationStep[]): CommittedEvent[] {
+  function escalate(incidentId: string, steps: readonly EscalationStep[]): CommittedOf<'escalated'>[] {
     if (!steps.length) return [];
     const events = tx(() => {
       let state = getRow(incidentId);
       // a stale timer (acknowledged meanwhile, already escalated) changes nothing; a test incident never escalates
       if (!state || state.test || state.status !== 'open' || state.deadlineAt !== steps[0]!.dueAt) return [];
-      const out: CommittedEvent[] = [];
+      const out: CommittedOf<'escalated'>[] = [];
       for (const s of steps) {
-        const r = append(state, incidentId, 'escalated', s.at, null, {
+        const r = append(state, incidentId, { type: 'escalated', data: {
           fromUnitId: s.fromUnitId,
           toUnitId: s.toUnitId,
           toTier: s.toTier,
@@ -524,9 +539,9 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
           lateMs: s.lateMs ?? s.at - s.dueAt,
           deadlineAt: s.deadlineAt,
           ...(s.catchUp ? { catchUp: true } : {}),
-        }, state.unitId);
+        } }, s.at, null, state.unitId);
         state = r.state;
-        out.push(r.event);
+        out.push(r.event as CommittedOf<'escalated'>);
       }
       return out;
     });
@@ -534,55 +549,39 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     return events;
   }
 
-  function resolveBySystem(incidentId: string, outcome: string, data: Record<string, unknown> = {}): CommittedEvent[] {
+  function resolveBySystem(incidentId: string, outcome: string, data: { rule?: string } = {}): CommittedEvent[] {
     const events = tx(() => {
       const state = getRow(incidentId);
       if (!state || isClosed(state.status)) return [];
       const now = clock.now();
-      return [append(state, incidentId, 'resolved', now, null, { ...data, by: 'gateway', outcome, stamps: { resolved: now } }, state.unitId).event];
+      return [append(state, incidentId, {
+        type: 'resolved', data: { ...data, by: 'gateway', outcome, stamps: { resolved: now } },
+      }, now, null, state.unitId).event];
     });
     if (events.length) log.info({ incidentId, outcome }, 'incident resolved by the gateway');
     publishCommitted(events);
     return events;
   }
 
-  function record(incidentId: string, type: InfoEventType, data: Record<string, unknown>, actor: string | null = null) {
+  function record<K extends InfoEventType>(incidentId: string, type: K, data: IncidentEventData[K], actor: string | null = null) {
+    // TypeScript does not pair a generic K with its data inside the union on its own: the signature did the checking
+    const body = { type, data } as IncidentEventBody;
     const events = tx(() => {
       const state = requireRow(incidentId);
-      return [append(state, incidentId, type, clock.now(), actor, data, state.unitId).event];
+      return [append(state, incidentId, body, clock.now(), actor, state.unitId).event];
     });
     publishCommitted(events);
     return events;
   }
 
-  // Incidents whose first push is already stamped: most pushes are of later events and need no database read.
-  const pushedKnown = new Set<string>();
-  function markPushed(incidentId: string, seq: number, at: number): CommittedEvent[] {
-    if (pushedKnown.has(incidentId)) return [];
-    const events = tx(() => {
-      const state = getRow(incidentId);
-      if (!state || state.stamps.pushed !== undefined) return [];
-      return [append(state, incidentId, 'pushed', at, null, { seq, stamps: { pushed: at } }, state.unitId).event];
-    });
-    if (pushedKnown.size > 50_000) pushedKnown.clear();
-    pushedKnown.add(incidentId);
-    publishCommitted(events);
-    return events;
+  // Receipts are not events: nothing is appended, published or streamed (receipts.ts). A push or delivery of an
+  // incident that no longer exists (deleted by retention meanwhile) is dropped at the batch (no row to stamp).
+  function markPushed(incidentId: string, seq: number, at: number): boolean {
+    return receipts.pushed(incidentId, seq, at);
   }
 
-  function markDelivered(incidentId: string, seq: number, at: number, consoleUserId: string, username?: string): CommittedEvent[] {
-    // one event per console user and incident; without this bound a delivery event would itself be delivered,
-    // acknowledged, recorded … forever
-    const events = tx(() => {
-      const state = getRow(incidentId);
-      if (!state || q.deliveredBy.get(incidentId, consoleUserId)) return [];
-      const data: Record<string, unknown> = { seq };
-      if (username) data.username = username;
-      if (state.stamps.delivered === undefined) data.stamps = { delivered: at };
-      return [append(state, incidentId, 'delivered', at, consoleUserId, data, state.unitId).event];
-    });
-    publishCommitted(events);
-    return events;
+  function markDelivered(incidentId: string, seq: number, at: number, consoleUserId: string, username?: string): boolean {
+    return receipts.delivered(incidentId, seq, at, consoleUserId, username);
   }
 
   /** The unit's subtree; at a root of the network also the unplaced (no unit, or a unit that does not exist). */
@@ -594,7 +593,11 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     ];
   }
 
-  const headSeq = sqlite.prepare('SELECT coalesce(max(seq), 0) FROM incident_events').pluck();
+  // the highest seq ever given (AUTOINCREMENT's counter), not max(seq): rows removed from the end of the log (receipts
+  // moved out by migration 0006, retention) must not make the head go back, or a console's `since` looks "beyond"
+  const headSeq = sqlite.prepare(
+    `SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'incident_events'), 0), coalesce((SELECT max(seq) FROM incident_events), 0))`,
+  ).pluck();
   const readActive = sqlite.transaction((scope: string | null, after: ActiveCursor | null, limit: number) => {
     const where = [`status NOT IN ('resolved', 'cancelled')`];
     const args: unknown[] = [];
@@ -658,6 +661,8 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     record,
     markPushed,
     markDelivered,
+    receipts: (incidentId) => receipts.of(incidentId),
+    head: () => headSeq.get() as number,
     get: getRow,
     require: requireRow,
     events: (id) => q.events.all(id).map(toEvent),
@@ -669,7 +674,14 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     },
     list,
     active: ({ scope, after, limit }) => readActive.deferred(scope, after, limit),
-    rebuild: (id) => fold(q.events.all(id).map(toEvent)),
+    rebuild(id) {
+      const state = fold(q.events.all(id).map(toEvent));
+      if (!state) return null;
+      receipts.flush();
+      // the receipts' first push and delivery are the stamps (set once, like every stamp)
+      for (const [k, v] of Object.entries(receipts.firstStamps(id))) if (state.stamps[k] === undefined) state.stamps[k] = v;
+      return state;
+    },
     pendingDeadlines: () => q.pending.all().map(toRow),
     openCounts() {
       const out = { P1: 0, P2: 0, P3: 0 } as Record<Priority, number>;

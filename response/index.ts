@@ -9,6 +9,7 @@ import { createIncidentService, type IncidentService } from './incidents.js';
 import { createEscalation, type Escalation } from './escalation.js';
 import { createNotifications, type NotificationDeps, type Notifications } from './notify.js';
 import { computeKpis, type KpiQuery, type KpiReport } from './kpis.js';
+import { createReceipts } from './receipts.js';
 
 export interface Response {
   network: Network;
@@ -34,7 +35,9 @@ export function createResponse(deps: ResponseDeps): Response {
   const clock = deps.clock ?? systemClock;
   const { store, bus, config, log } = deps;
   const network = createNetwork({ store, log, clock });
-  const incidents = createIncidentService({ store, bus, config, log, clock, network });
+  // push and delivery receipts: batched, best-effort, apart from the incident log (receipts.ts)
+  const receipts = createReceipts({ store, log });
+  const incidents = createIncidentService({ store, bus, config, log, clock, network, receipts });
   const escalation = createEscalation({ incidents, network, bus, config, log, clock });
   const notifications = createNotifications({
     store, bus, config, log, incidents, network, ...(deps.webhook ? { webhook: deps.webhook } : {}),
@@ -53,6 +56,8 @@ export function createResponse(deps: ResponseDeps): Response {
     async close() {
       escalation.stop();
       await notifications.close();
+      // the receipts still queued are written before the store closes
+      receipts.close();
     },
   };
 }

@@ -128,7 +128,7 @@ export function createNotifications(deps: NotificationDeps): Notifications {
 
   function recipientsFor(e: CommittedEvent, priority: string, res: ResidentInfo | null): Recipient[] {
     const out: Recipient[] = [];
-    const unitId = (e.type === 'opened' ? e.data.tierUnitId : e.data.toUnitId) as string | null;
+    const unitId = e.type === 'opened' ? e.data.tierUnitId : e.type === 'escalated' ? e.data.toUnitId : null;
     const unit = unitId ? network.getUnit(unitId) : undefined;
     if (unit?.webhook) out.push({ kind: 'unit', ...via(unit.webhook), name: unit.name, unitId: unit.id, tier: unit.tier });
     // admin-configured: public addresses only; a channel in `broadcast` may be allowed private ones
@@ -152,7 +152,7 @@ export function createNotifications(deps: NotificationDeps): Notifications {
     const res = resident(incident.residentId);
     const recipients = recipientsFor(e, incident.priority, res);
     if (!recipients.length) return;
-    const unitId = (e.type === 'opened' ? e.data.tierUnitId : e.data.toUnitId) as string | null;
+    const unitId = e.type === 'opened' ? e.data.tierUnitId : e.type === 'escalated' ? e.data.toUnitId : null;
     const unit = unitId ? network.getUnit(unitId) : undefined;
     const event = e.type === 'opened' ? 'incident.opened' : 'incident.escalated';
     for (const r of recipients) {

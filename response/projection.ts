@@ -1,6 +1,8 @@
 // The incident row is a projection of its events: one pure fold, used both when writing (the row updated in the
-// same transaction as the event) and by `rebuild`, so the two cannot drift apart unless an event lacks data.
-import type { IncidentEvent, IncidentStatus, Position, Priority } from '../core/contracts.js';
+// same transaction as the event) and by `rebuild`, so the two cannot drift apart unless an event lacks data. The
+// `pushed` and `delivered` stamps are not events: they come from the receipts (response/receipts.ts).
+import type { IncidentStatus, Position, Priority } from '../core/contracts.js';
+import { stampsOf, type IncidentEvent } from './events.js';
 
 export interface IncidentRow {
   id: string;
@@ -24,28 +26,12 @@ export interface IncidentRow {
   lastSeq: number;
 }
 
-/** What the `opened` event carries: everything the row starts from. */
-export interface OpenedData {
-  deviceId: string;
-  residentId: string | null;
-  unitId: string | null;
-  tierUnitId: string | null;
-  type: string;
-  priority: Priority;
-  test: boolean;
-  position: Position | null;
-  deadlineAt: number | null;
-  cancelWindowMs: number | null;
-  rule: string;
-  stamps: Record<string, number>;
-  observationId?: number;
-  data?: Record<string, unknown>;
-}
+export type { OpenedData } from './events.js';
 
 export const CLOSED_STATUSES: readonly IncidentStatus[] = ['resolved', 'cancelled'];
 export const isClosed = (s: IncidentStatus) => CLOSED_STATUSES.includes(s);
 
-/** Events that move the status; everything else (notes, deliveries, notifications) leaves it alone. */
+/** Events that move the status; everything else (notes, notifications, device commands) leaves it alone. */
 const STATUS_OF: Partial<Record<IncidentEvent['type'], IncidentStatus>> = {
   acknowledged: 'acknowledged',
   dispatched: 'dispatched',
@@ -58,10 +44,9 @@ const STATUS_OF: Partial<Record<IncidentEvent['type'], IncidentStatus>> = {
 export class ProjectionError extends Error {}
 
 export function applyEvent(state: IncidentRow | null, e: IncidentEvent): IncidentRow {
-  const d = e.data;
   if (e.type === 'opened') {
     if (state) throw new ProjectionError(`incident ${e.incidentId} opened twice (seq ${e.seq})`);
-    const o = d as unknown as OpenedData;
+    const o = e.data;
     return {
       id: e.incidentId,
       deviceId: o.deviceId,
@@ -87,7 +72,7 @@ export function applyEvent(state: IncidentRow | null, e: IncidentEvent): Inciden
   if (!state) throw new ProjectionError(`incident ${e.incidentId}: event ${e.type} (seq ${e.seq}) before opened`);
   const next: IncidentRow = { ...state, stamps: { ...state.stamps }, lastSeq: e.seq };
   // a stamp records the first time something happened: later events never move it
-  const stamps = d.stamps as Record<string, number> | undefined;
+  const stamps = stampsOf(e);
   if (stamps) for (const [k, v] of Object.entries(stamps)) if (next.stamps[k] === undefined) next.stamps[k] = v;
 
   const status = STATUS_OF[e.type];
@@ -96,26 +81,26 @@ export function applyEvent(state: IncidentRow | null, e: IncidentEvent): Inciden
 
   switch (e.type) {
     case 'joined':
-      next.count = typeof d.count === 'number' ? d.count : state.count + 1;
+      next.count = typeof e.data.count === 'number' ? e.data.count : state.count + 1;
       next.lastAt = e.at;
-      if (d.position) next.position = d.position as Position;
+      if (e.data.position) next.position = e.data.position;
       break;
     case 'dispatched':
-      next.assignee = (d.staffId as string | undefined) ?? null;
+      next.assignee = e.data.staffId ?? null;
       break;
     case 'resolved':
-      next.outcome = (d.outcome as string | undefined) ?? null;
+      next.outcome = e.data.outcome ?? null;
       break;
     case 'cleared':
-      next.outcome = `cleared: ${String(d.reason ?? '')}`;
+      next.outcome = `cleared: ${String(e.data.reason ?? '')}`;
       break;
     case 'cancelled':
-      next.outcome = (d.outcome as string | undefined) ?? null;
+      next.outcome = e.data.outcome ?? null;
       break;
     case 'escalated':
-      next.tierUnitId = (d.toUnitId as string | null | undefined) ?? null;
-      next.escalationLevel = typeof d.level === 'number' ? d.level : state.escalationLevel + 1;
-      next.deadlineAt = (d.deadlineAt as number | null | undefined) ?? null;
+      next.tierUnitId = e.data.toUnitId ?? null;
+      next.escalationLevel = typeof e.data.level === 'number' ? e.data.level : state.escalationLevel + 1;
+      next.deadlineAt = e.data.deadlineAt ?? null;
       break;
     default:
       break;

@@ -1,5 +1,7 @@
-import { sqliteTable, text, integer, index } from 'drizzle-orm/sqlite-core';
+import { sql } from 'drizzle-orm';
+import { sqliteTable, text, integer, index, uniqueIndex } from 'drizzle-orm/sqlite-core';
 import { INCIDENT_EVENT_TYPES, PRIORITIES, type Position } from '../core/contracts.js';
+import { RECEIPT_KINDS } from './events.js';
 import { json, ms } from '../core/schema-helpers.js';
 
 export const UNIT_TIERS = ['district', 'street', 'community', 'grid'] as const;
@@ -92,4 +94,30 @@ export const incidentEvents = sqliteTable(
     data: json<Record<string, unknown>>('data').notNull(),
   },
   (t) => [index('incident_events_incident_idx').on(t.incidentId, t.seq)],
+);
+
+/**
+ * Push and delivery receipts (response/receipts.ts): not incident events, so not in the log nor on the stream.
+ * Written in batches, best-effort (a crash may lose the last few hundred milliseconds of them). At most one `pushed`
+ * per incident and one `delivered` per incident and console user; the incident's `pushed`/`delivered` stamps are
+ * the first of each, set in the same batch.
+ */
+export const incidentReceipts = sqliteTable(
+  'incident_receipts',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    incidentId: text('incident_id').notNull(),
+    kind: text('kind', { enum: RECEIPT_KINDS }).notNull(),
+    /** the seq of the event the receipt is about (the incident's opening) */
+    seq: integer('seq').notNull(),
+    at: ms('at').notNull(),
+    /** the console user who confirmed (delivered); null for pushed */
+    userId: text('user_id'),
+    username: text('username'),
+  },
+  (t) => [
+    index('incident_receipts_incident_idx').on(t.incidentId, t.at),
+    uniqueIndex('incident_receipts_pushed_once').on(t.incidentId).where(sql`kind = 'pushed'`),
+    uniqueIndex('incident_receipts_delivered_once').on(t.incidentId, t.userId).where(sql`kind = 'delivered'`),
+  ],
 );

@@ -65,12 +65,25 @@ export const IncidentEventBody = Type.Object({
   data: Type.Object({}, { additionalProperties: true }),
 });
 
+export const ReceiptBody = Type.Object({
+  kind: Type.Union([Type.Literal('pushed'), Type.Literal('delivered')], {
+    description: 'pushed: the opening was first written to a console socket; delivered: a console user confirmed it (ack)',
+  }),
+  seq: Type.Integer({ description: 'the seq of the event the receipt is about (the opening)' }),
+  at: Type.Integer(),
+  userId: Nullable(Type.String({ description: 'the console user who confirmed (delivered)' })),
+  username: Nullable(Type.String()),
+});
+
 const Budget = Type.Object({ pushMs: Type.Integer(), ackMs: Type.Integer(), reachMs: Type.Integer() });
 
 const IncidentDetail = Type.Object({
   ...IncidentBody.properties,
   budget: Budget,
-  events: Type.Array(IncidentEventBody),
+  events: Type.Array(IncidentEventBody, { description: 'the incident log: every state-changing event, in seq order' }),
+  receipts: Type.Array(ReceiptBody, {
+    description: 'push and delivery receipts, oldest first: not events (never on the stream); the first of each kind is the pushed/delivered stamp',
+  }),
   audit: Type.Array(AuditEntryBody, { description: "who acted on this incident, when and from where (the audit log's entries for it)" }),
 });
 
@@ -274,11 +287,23 @@ export function incidentRoutes(r: IncidentRouteDeps): FastifyPluginAsyncTypebox<
     });
 
     app.get('/api/incidents/:id', {
-      schema: { tags: ['incidents'], summary: 'One incident with its events', params: IdParam, response: { 200: IncidentDetail, 401: ErrorBody, 404: ErrorBody } },
+      schema: { tags: ['incidents'], summary: 'One incident with its events and its push/delivery receipts', params: IdParam, response: { 200: IncidentDetail, 401: ErrorBody, 404: ErrorBody } },
       onRequest: readers,
     }, async (req) => {
       const inc = visible(req.user, req.params.id);
-      return { ...inc, budget: budgets[inc.priority], events: incidents.events(inc.id), audit: deps.audit.forTarget('incident', inc.id) };
+      const receipts = incidents.receipts(inc.id);
+      // a receipt still in its batch (≤ a few tens of ms) is already the stamp it will set
+      const stamps = { ...inc.stamps };
+      for (const r of receipts) stamps[r.kind] ??= r.at;
+      return {
+        ...inc,
+        stamps,
+        budget: budgets[inc.priority],
+        events: incidents.events(inc.id),
+        // joined here, not streamed: a console's timeline shows "delivered to <name>" from this answer
+        receipts: receipts.map(({ kind, seq, at, userId, username }) => ({ kind, seq, at, userId, username })),
+        audit: deps.audit.forTarget('incident', inc.id),
+      };
     });
 
     for (const [name, spec] of Object.entries(ACTIONS)) {

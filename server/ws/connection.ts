@@ -18,8 +18,13 @@ export interface ConnectionDeps {
   hub: AlarmHub;
   events: EventLog;
   network: Network;
-  /** a console acknowledged frames up to and including this opening: record "delivered" once per user */
-  markDelivered(incidentId: string, seq: number, at: number, userId: string, username?: string): unknown;
+  /**
+   * a console acknowledged frames up to and including this opening: a "delivered" receipt once per user (batched,
+   * never an event, never streamed); true if newly recorded
+   */
+  markDelivered(incidentId: string, seq: number, at: number, userId: string, username?: string): boolean;
+  /** counters (metrics): an opening written to this console; a delivery newly recorded */
+  counted?: { pushed(): void; delivered(): void };
   /** re-check the token on every keepalive tick: an expired token or a disabled user ends the connection */
   reauthenticate(): AuthUser;
   log: Logger;
@@ -233,7 +238,7 @@ export class ConsoleConnection implements Subscriber {
     while (n < this.unacked.length && this.unacked[n]!.seq <= seq) n++;
     for (const o of this.unacked.splice(0, n)) {
       try {
-        this.deps.markDelivered(o.incidentId, o.seq, at, this.user.id, this.user.username);
+        if (this.deps.markDelivered(o.incidentId, o.seq, at, this.user.id, this.user.username)) this.deps.counted?.delivered();
       } catch (err) {
         this.log.error({ err, incidentId: o.incidentId }, 'could not record a delivery');
       }
@@ -254,6 +259,7 @@ export class ConsoleConnection implements Subscriber {
   private sendEvent(e: StreamEvent, frame: string): void {
     this.ws.send(frame);
     if (e.type === 'opened') {
+      this.deps.counted?.pushed();
       this.deps.hub.notePushed(e, Date.now());
       this.unacked.push({ seq: e.seq, incidentId: e.incidentId });
       if (this.unacked.length > MAX_UNACKED) {

@@ -25,8 +25,9 @@ export interface Subscriber {
 }
 
 export interface PushStamper {
-  /** the first frame of an incident's opening was written to a console socket at `at` */
-  markPushed(incidentId: string, seq: number, at: number): unknown;
+  /** the first frame of an incident's opening was written to a console socket at `at`: a receipt, not an event;
+   *  true if it is the incident's first push */
+  markPushed(incidentId: string, seq: number, at: number): boolean;
 }
 
 export class AlarmHub {
@@ -83,7 +84,7 @@ export class AlarmHub {
     return this.subs.size;
   }
 
-  /** Re-entrant: an event published while we dispatch (a `pushed` stamp) is queued behind the current one. */
+  /** Re-entrant: an event published while we dispatch (by a listener that commits) is queued behind the current one. */
   onCommitted(e: StreamEvent): void {
     this.queue.push(e);
     if (this.draining) return;
@@ -122,12 +123,13 @@ export class AlarmHub {
   }
 
   /**
-   * A console socket was handed the opening of an incident. Stamped after the current dispatch, so that writing
-   * the stamp (a durable transaction) never delays the frames of other consoles.
+   * A console socket was handed the opening of an incident. Recorded after the current dispatch, so that recording
+   * never delays the frames of other consoles. The push is a receipt (batched, response/receipts.ts), never an event:
+   * nothing is streamed back to the consoles for it.
    */
   notePushed(e: StreamEvent, at: number): void {
     if (e.type !== 'opened' || this.pendingPush.has(e.incidentId)) return;
-    const received = (e.data.stamps as Record<string, number> | undefined)?.received;
+    const received = e.data.stamps.received;
     this.pendingPush.set(e.incidentId, { seq: e.seq, at, ...(received !== undefined ? { received } : {}) });
     if (this.pushScheduled) return;
     this.pushScheduled = true;
@@ -140,8 +142,8 @@ export class AlarmHub {
     this.pendingPush.clear();
     for (const [incidentId, p] of items) {
       try {
-        const written = this.stamper.markPushed(incidentId, p.seq, p.at);
-        if (Array.isArray(written) && written.length && p.received !== undefined) this.onPushLatency?.(p.at - p.received);
+        const first = this.stamper.markPushed(incidentId, p.seq, p.at);
+        if (first && p.received !== undefined) this.onPushLatency?.(p.at - p.received);
       } catch (err) {
         this.log.error({ err, incidentId }, 'could not stamp the push of an incident');
       }

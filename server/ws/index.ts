@@ -13,7 +13,7 @@ import { CLOSE, closeReason } from './protocol.js';
 import type { AuthUser } from '../../core/users.js';
 
 export interface AlarmStreamOptions {
-  incidents: Pick<IncidentService, 'eventsAfter' | 'markPushed' | 'markDelivered'>;
+  incidents: Pick<IncidentService, 'eventsAfter' | 'head' | 'markPushed' | 'markDelivered'>;
   network: Network;
   /** events per replay page (tests use small pages to exercise paging) */
   replayPageSize?: number;
@@ -21,10 +21,10 @@ export interface AlarmStreamOptions {
 
 
 /** The durable log as the hub and replays read it. */
-export function incidentLog(deps: AppDeps, incidents: AlarmStreamOptions['incidents']): EventLog {
-  const latest = deps.store.sqlite.prepare('SELECT coalesce(max(seq), 0) FROM incident_events').pluck();
+export function incidentLog(incidents: AlarmStreamOptions['incidents']): EventLog {
   return {
-    latest: () => latest.get() as number,
+    // the highest seq ever given, not max(seq): the log may have gaps at its end (docs/websocket.md, "Gaps")
+    latest: () => incidents.head(),
     between(after, upTo) {
       const out = [];
       let cursor = after;
@@ -44,7 +44,7 @@ export function alarmStream(opts: AlarmStreamOptions): FastifyPluginAsync<{ deps
   return async (app, { deps }) => {
     const { config } = deps;
     const log = deps.log.child({ module: 'ws' });
-    const events = incidentLog(deps, opts.incidents);
+    const events = incidentLog(opts.incidents);
     const hub = new AlarmHub(events, deps.bus, opts.incidents, deps.log, (ms) => deps.metrics.stage.observe({ stage: 'push' }, ms / 1000));
     hub.start();
     const sockets = new Set<WebSocket>();
@@ -121,6 +121,11 @@ export function alarmStream(opts: AlarmStreamOptions): FastifyPluginAsync<{ deps
           events,
           network: opts.network,
           markDelivered: (incidentId, seq, at, userId, username) => opts.incidents.markDelivered(incidentId, seq, at, userId, username),
+          // receipts are counted, not streamed (response/receipts.ts)
+          counted: {
+            pushed: () => deps.metrics.incidentPushes.inc(),
+            delivered: () => deps.metrics.incidentDeliveries.inc(),
+          },
           reauthenticate: () => deps.users.verify(auth.token),
           log,
           maxBufferedBytes: config.http.wsMaxBufferedBytes,

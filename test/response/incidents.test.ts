@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ConflictError, ValidationError } from '../../core/errors.js';
 import { buildTree, ingest, openHarness, source, sos, type Harness } from './helpers.js';
 
@@ -98,15 +98,19 @@ describe('incidents: alarms open, join, clear and cancel', () => {
 
   it('publishing is re-entrant: a listener that commits and publishes never reorders events for the others', () => {
     const { incidents } = h.response;
-    // the WebSocket layer stamps the first push from inside its own listener
+    // a listener that commits and publishes from inside its own turn (here: a note on the first sight of an opening)
+    const noted = new Set<string>();
     h.bus.on('incident-event', (e) => {
-      if (e.type === 'opened') incidents.markPushed(e.incidentId, e.seq, h.clock.now());
+      if (e.type === 'opened' && !noted.has(e.incidentId)) {
+        noted.add(e.incidentId);
+        incidents.record(e.incidentId, 'note', { text: 'seen' });
+      }
     });
     const later: number[] = [];
     h.bus.on('incident-event', (e) => later.push(e.seq));
     const [o] = ingest(h, sos(), source({}, h.clock.now()));
     expect(later).toEqual([o!.seq, o!.seq + 1]);
-    expect(h.seen.map((e) => e.type)).toEqual(['opened', 'pushed']);
+    expect(h.seen.map((e) => e.type)).toEqual(['opened', 'note']);
     // events handed over without unitId (as ingest collects them) get their incident's
     const bare = { ...incidents.events(o!.incidentId)[0]! } as Record<string, unknown>;
     delete bare.unitId;
@@ -115,20 +119,28 @@ describe('incidents: alarms open, join, clear and cancel', () => {
     expect(incidents.openCounts()).toEqual({ P1: 1, P2: 0, P3: 0 });
   });
 
-  it('stamps carry the alarm path: deviceTs, received, ruleEvaluated, durable, then pushed and first delivery', () => {
+  it('stamps carry the alarm path: deviceTs, received, ruleEvaluated, durable, then pushed and first delivery (batched receipts)', async () => {
     const { incidents } = h.response;
     const now = h.clock.now();
     const [o] = ingest(h, sos(), source({}, now));
     const id = o!.incidentId;
     expect(incidents.get(id)!.stamps).toEqual({ deviceTs: now - 50, received: now - 5, ruleEvaluated: now - 2, durable: now });
-    expect(incidents.markPushed(id, o!.seq, now + 1)).toHaveLength(1);
-    expect(incidents.markPushed(id, o!.seq, now + 2)).toEqual([]);
-    expect(incidents.markDelivered(id, o!.seq, now + 3, 'console-a')).toHaveLength(1);
-    expect(incidents.markDelivered(id, o!.seq + 1, now + 4, 'console-a')).toEqual([]);
-    const second = incidents.markDelivered(id, o!.seq, now + 5, 'console-b');
-    expect(second).toHaveLength(1);
-    expect(second[0]!.data.stamps).toBeUndefined();
+    const seenBefore = h.seen.length;
+    expect(incidents.markPushed(id, o!.seq, now + 1)).toBe(true);
+    expect(incidents.markPushed(id, o!.seq, now + 2)).toBe(false);
+    expect(incidents.markDelivered(id, o!.seq, now + 3, 'console-a', 'ada')).toBe(true);
+    expect(incidents.markDelivered(id, o!.seq + 1, now + 4, 'console-a', 'ada')).toBe(false);
+    expect(incidents.markDelivered(id, o!.seq, now + 5, 'console-b')).toBe(true);
+    // receipts, not events: nothing appended to the log, nothing published
+    expect(incidents.events(id).map((e) => e.type)).toEqual(['opened']);
+    expect(h.seen.length).toBe(seenBefore);
+    // queued receipts are visible at once; the stamps follow with their batch
+    expect(incidents.receipts(id).map((r) => [r.kind, r.at, r.userId, r.username])).toEqual([
+      ['pushed', now + 1, null, null], ['delivered', now + 3, 'console-a', 'ada'], ['delivered', now + 5, 'console-b', null],
+    ]);
+    await vi.waitFor(() => { if (incidents.get(id)!.stamps.delivered === undefined) throw new Error('the receipts batch is not written yet'); }, { timeout: 10_000 });
     expect(incidents.get(id)!.stamps).toMatchObject({ pushed: now + 1, delivered: now + 3 });
+    expect(h.store.sqlite.prepare('SELECT count(*) FROM incident_receipts WHERE incident_id = ?').pluck().get(id)).toBe(3);
     expect(incidents.rebuild(id)).toEqual(incidents.get(id));
   });
 });

@@ -125,7 +125,7 @@ describe('WebSocket /ws: replay, live, resume', () => {
     await c.close();
   });
 
-  it('stamps `pushed` once when an opening is first written to a console, and `delivered` once per console user on ack', async () => {
+  it('stamps `pushed` once when an opening is first written to a console, and `delivered` once per console user on ack (receipts, not events)', async () => {
     const ops = await t.api('POST', '/api/users', { username: 'op-two', password: 'op-two-password-123', role: 'operator' });
     expect(ops.status).toBe(201);
     const c1 = await TestConsole.open(t, token);
@@ -141,9 +141,9 @@ describe('WebSocket /ws: replay, live, resume', () => {
     for (const c of [c1, c2, c3]) await c.waitForSeq(opened!.seq);
     const { incidents } = t.gw.response;
     await waitFor(() => incidents.get(id)?.stamps.pushed, 'pushed stamp');
-    const pushedEvents = () => incidents.events(id).filter((e) => e.type === 'pushed');
-    expect(pushedEvents()).toHaveLength(1);
-    expect(pushedEvents()[0]!.data).toMatchObject({ seq: opened!.seq });
+    const receipts = (kind: string) => incidents.receipts(id).filter((r) => r.kind === kind);
+    expect(receipts('pushed')).toHaveLength(1);
+    expect(receipts('pushed')[0]).toMatchObject({ seq: opened!.seq, userId: null });
 
     // an ack beyond what was sent is refused
     c1.send({ type: 'ack', seq: latestSeq(t) + 50 });
@@ -154,11 +154,15 @@ describe('WebSocket /ws: replay, live, resume', () => {
     const delivered = incidents.get(id)!.stamps.delivered!;
     c2.send({ type: 'ack', seq: c2.lastSeq }); // same user, another console: not recorded again
     c3.send({ type: 'ack', seq: c3.lastSeq }); // another user: recorded, stamp unchanged
-    await waitFor(() => incidents.events(id).filter((e) => e.type === 'delivered').length === 2, 'delivery by the second user');
+    await waitFor(() => receipts('delivered').length === 2, 'delivery by the second user');
     await sleep(200);
-    const deliveredEvents = incidents.events(id).filter((e) => e.type === 'delivered');
-    expect(deliveredEvents).toHaveLength(2);
-    expect(new Set(deliveredEvents.map((e) => e.actor)).size).toBe(2);
+    const delivered2 = receipts('delivered');
+    expect(delivered2).toHaveLength(2);
+    expect(new Set(delivered2.map((r) => r.userId)).size).toBe(2);
+    expect(delivered2.map((r) => r.username).sort()).toEqual(['admin', 'op-two']);
+    // none of it is in the incident log, nor was it streamed to any console
+    expect(incidents.events(id).map((e) => e.type)).toEqual(['opened']);
+    for (const c of [c1, c2, c3]) expect(c.incidentFrames.filter((f) => f.event!.incidentId === id)).toHaveLength(1);
     expect(incidents.get(id)!.stamps.delivered).toBe(delivered);
     expect(incidents.get(id)!.stamps.pushed!).toBeGreaterThanOrEqual(opened!.at);
     expect(delivered).toBeGreaterThanOrEqual(incidents.get(id)!.stamps.pushed!);
@@ -173,8 +177,10 @@ describe('WebSocket /ws: replay, live, resume', () => {
     const mqtt = await connectDevice(t.mqttUrl, dev.id, dev.secret);
     await publishAsync(mqtt, `devices/${dev.id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }));
     const f = await c.waitFor((x) => x.type === 'incident' && x.event!.type === 'opened' && x.event!.data.deviceId === dev.id, 'the SOS opening');
-    expect(f.event!.data).toMatchObject({ priority: 'P1', type: 'sos' });
-    expect(f.event!.data.stamps).toMatchObject({ received: expect.any(Number), durable: expect.any(Number) });
+    const ev = f.event!;
+    if (ev.type !== 'opened') throw new Error(`expected the opening, got ${ev.type}`);
+    expect(ev.data).toMatchObject({ priority: 'P1', type: 'sos' });
+    expect(ev.data.stamps).toMatchObject({ received: expect.any(Number), durable: expect.any(Number) });
     c.send({ type: 'ping', id: 7 });
     const pong = await c.waitFor((x) => x.type === 'pong', 'pong');
     expect(pong).toMatchObject({ id: 7, head: expect.any(Number) });

@@ -93,6 +93,8 @@ interface TestRun {
   sentLocal: number;
   acked?: number;
   incident?: Incident;
+  /** the test incident's stamps as the API has them: `pushed` is a receipt, never on the stream */
+  serverStamps?: Record<string, number>;
   arrivedLocal?: number;
 }
 
@@ -125,6 +127,11 @@ export function deviceView(ctx: Ctx, root: HTMLElement, id: string): () => void 
       if (run && !run.acked) {
         const mine = c.items.find((x) => x.id === run!.command.id);
         if (mine?.ackedAt) { run.acked = mine.ackedAt; drawTest(); }
+      }
+      const inc = run?.incident;
+      if (inc && run?.serverStamps?.pushed === undefined) {
+        const full = await ctx.api.get<Incident>(`/api/incidents/${encodeURIComponent(inc.id)}`).catch(() => null);
+        if (alive && full && run?.incident?.id === full.id) { run.serverStamps = full.stamps; drawTest(); }
       }
     } catch (err) {
       if (!alive) return;
@@ -220,7 +227,7 @@ export function deviceView(ctx: Ctx, root: HTMLElement, id: string): () => void 
     clear(testStatus);
     if (!run) return;
     const inc = run.incident;
-    const st = inc?.stamps ?? {};
+    const st = { ...(run.serverStamps ?? {}), ...(inc?.stamps ?? {}) };
     const step = (done: boolean, text: string) => h('li', { class: done ? 'done' : 'waiting' }, text);
     testStatus.append(
       step(true, `test-alarm command stored at ${fmtTime(run.command.createdAt)}`),

@@ -1,6 +1,7 @@
 // One incident: its latency stamps against the budgets, the timeline of every event, the resident and their
 // contacts, the device's state, and the position around the home (map.ts: a map, or the schematic plot).
 import type { Device, IncidentDetail, Resident, StreamEvent } from './api.js';
+import type { IncidentReceipt } from '../../../response/events.js';
 import type { Ctx } from './context.js';
 import { clear, fmtDateTime, fmtLatency, fmtTime, h } from './dom.js';
 import { incidentActions } from './actions.js';
@@ -8,6 +9,10 @@ import { callBackBox } from './callback.js';
 import { carryInputs, countdown, typeLabel } from './board.js';
 import { PositionPanel } from './map.js';
 import type { ScenePoint } from './plot.js';
+
+/** A receipt as GET /api/incidents/:id answers it: who got the opening, when (not an event: never on the stream). */
+type Receipt = Pick<IncidentReceipt, 'kind' | 'seq' | 'at' | 'userId' | 'username'>;
+type Detail = IncidentDetail & { receipts?: Receipt[] };
 
 const STAMPS: [key: string, label: string][] = [
   ['deviceTs', 'device time'],
@@ -36,8 +41,6 @@ function eventSummary(e: StreamEvent): string {
     case 'cancelled': return `${String(d.outcome ?? d.reason ?? '')}${by}`;
     case 'note': return `${String(d.text ?? '')}${by}`;
     case 'escalated': return `to ${String(d.toUnitId ?? 'top tier')} (${String(d.toTier ?? '')}), level ${String(d.level)}${d.renotify ? ', notified again' : ''}${typeof d.lateMs === 'number' && d.lateMs > 1000 ? `, ${fmtLatency(d.lateMs)} late` : ''}`;
-    case 'pushed': return `first written to a console (frame ${String(d.seq)})`;
-    case 'delivered': return `${typeof d.username === 'string' ? `${d.username}'s console` : `a console (${e.actor ?? '?'})`} confirmed frame ${String(d.seq)}`;
     case 'cleared': return `condition ended: ${String(d.reason ?? '')}`;
     case 'late-cancel': return `resident cancelled after ${fmtLatency(d.elapsedMs as number)} (outside the cancel window): noted only`;
     case 'command-sent': return `${String(d.command ?? 'command')} sent to the device (${String(d.commandId ?? '')})`;
@@ -55,19 +58,30 @@ function eventSummary(e: StreamEvent): string {
   }
 }
 
-/** Events that happen on their own while an incident waits; they do not break a run of escalations. */
-const BACKGROUND = new Set(['escalated', 'notify-attempt', 'notified', 'pushed', 'delivered', 'command-sent', 'command-acked']);
+function receiptSummary(r: Receipt): string {
+  if (r.kind === 'pushed') return `first written to a console (frame ${r.seq})`;
+  return `${r.username ? `${r.username}'s console` : `a console (${r.userId ?? '?'})`} confirmed frame ${r.seq}`;
+}
+
+/** Events that happen on their own while an incident waits; they do not break a run of escalations (receipts neither). */
+const BACKGROUND = new Set<string>(['escalated', 'notify-attempt', 'notified', 'command-sent', 'command-acked']);
 
 /**
  * The timeline with each run of escalations (only system events in between) shown as one line — "escalated ×21,
- * first … last …" — that opens to every step: twenty-one lines of "level n" hide what a person did.
+ * first … last …" — that opens to every step: twenty-one lines of "level n" hide what a person did. The push and
+ * delivery receipts (from the incident's API answer, not from the stream) are placed among the events by time.
  */
-export function timeline(events: readonly StreamEvent[]): HTMLElement {
+export function timeline(events: readonly StreamEvent[], receipts: readonly Receipt[] = []): HTMLElement {
   const list = h('ol', { class: 'timeline' });
   const line = (e: StreamEvent) => h('li', { 'data-type': e.type, 'data-seq': e.seq },
     h('time', null, fmtTime(e.at)), h('span', { class: `ev ${e.type}` }, e.type), h('span', null, eventSummary(e)));
+  const receiptLine = (r: Receipt) => h('li', { 'data-type': r.kind, 'data-receipt': '' },
+    h('time', null, fmtTime(r.at)), h('span', { class: `ev ${r.kind}` }, r.kind), h('span', null, receiptSummary(r)));
+  const pending = [...receipts].sort((a, b) => a.at - b.at);
   let run: { li: HTMLElement; steps: StreamEvent[] } | null = null;
   for (const e of events) {
+    // receipts before this event in time; they do not break a run of escalations
+    while (pending.length && pending[0]!.at < e.at) list.append(receiptLine(pending.shift()!));
     if (!BACKGROUND.has(e.type)) run = null;
     if (e.type !== 'escalated') { list.append(line(e)); continue; }
     if (!run) {
@@ -85,10 +99,11 @@ export function timeline(events: readonly StreamEvent[]): HTMLElement {
       run.li.dataset.count = String(run.steps.length);
     }
   }
+  for (const r of pending) list.append(receiptLine(r));
   return list;
 }
 
-function stampsTable(inc: IncidentDetail): HTMLElement {
+function stampsTable(inc: Detail): HTMLElement {
   const st = inc.stamps;
   const base = st.received ?? inc.openedAt;
   const rows = STAMPS.filter(([k]) => st[k] !== undefined).map(([k, label]) => {
@@ -152,12 +167,14 @@ export function incidentView(ctx: Ctx, root: HTMLElement, id: string): () => voi
   root.append(h('p', null, h('a', { href: '#/board' }, '← board')), body);
   let alive = true;
   let lastSeq = -1;
+  let receiptsTimer: number | undefined;
+  let receiptLooks = 0;
   let resident: Resident | null = null;
   let device: Device | null = null;
   // kept across redraws: the map keeps its view and tiles while events come in
   const position = new PositionPanel(ctx);
 
-  const draw = (inc: IncidentDetail) => {
+  const draw = (inc: Detail) => {
     const view = h('div', { class: 'incident-view' });
     const cd = countdown(ctx, inc);
     // the alarm's position (a fix, the last known fix, or the home address), and where the device is now if elsewhere
@@ -181,7 +198,7 @@ export function incidentView(ctx: Ctx, root: HTMLElement, id: string): () => voi
           stampsTable(inc),
           h('section', { class: 'panel' },
             h('h2', null, 'Timeline'),
-            timeline(inc.events),
+            timeline(inc.events, inc.receipts ?? []),
           ),
         ),
         h('div', null,
@@ -203,9 +220,14 @@ export function incidentView(ctx: Ctx, root: HTMLElement, id: string): () => voi
 
   const load = async () => {
     try {
-      const inc = await ctx.api.get<IncidentDetail>(`/api/incidents/${encodeURIComponent(id)}`);
+      const inc = await ctx.api.get<Detail>(`/api/incidents/${encodeURIComponent(id)}`);
       if (!alive) return;
       lastSeq = inc.lastSeq;
+      // receipts are not on the stream: while the first push or delivery is not in, look again a few times
+      window.clearTimeout(receiptsTimer);
+      if ((inc.stamps.pushed === undefined || inc.stamps.delivered === undefined) && receiptLooks++ < 10) {
+        receiptsTimer = window.setTimeout(() => void load(), 1500);
+      }
       if (inc.residentId && !resident) resident = await ctx.api.get<Resident>(`/api/residents/${encodeURIComponent(inc.residentId)}`).catch(() => null);
       device = await ctx.api.get<Device>(`/api/devices/${encodeURIComponent(inc.deviceId)}`).catch(() => device);
       if (alive) draw(inc);
@@ -232,5 +254,5 @@ export function incidentView(ctx: Ctx, root: HTMLElement, id: string): () => voi
     }
   }, 1000);
   void load();
-  return () => { alive = false; off(); clearInterval(tick); window.clearTimeout(timer); position.destroy(); };
+  return () => { alive = false; off(); clearInterval(tick); window.clearTimeout(timer); window.clearTimeout(receiptsTimer); position.destroy(); };
 }

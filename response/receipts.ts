@@ -1,0 +1,171 @@
+// Push and delivery receipts: "the opening of this incident was written to a console socket" (pushed, once per
+// incident) and "this user's console confirmed it" (delivered, once per user and incident). They are not incident
+// events — they change nothing a responder acts on — so they never enter the incident log nor the stream: one SOS
+// seen by 20 consoles is one `opened` event and 20 frames, plus 21 receipt rows written in one or two batches.
+//
+// Durability is best-effort, on purpose: receipts are queued in memory and written in batches (one transaction per
+// `flushMs`, or at once when `maxBatch` are waiting), never one fsync each. A crash or power cut may lose the last
+// batch; a failed write (disk full) drops it, logged. What the alarm path guarantees (the opening durable before any
+// console sees it) does not depend on them. The incident's `pushed` / `delivered` latency stamps are the first
+// receipt of each kind, set on the incident row in the same batch, so lists, KPIs and the API read them as before.
+import type { Logger } from 'pino';
+import type { Store } from '../core/db.js';
+import type { IncidentReceipt, ReceiptKind } from './events.js';
+
+export interface ReceiptsOptions {
+  store: Store;
+  log: Logger;
+  /** how long a receipt may wait for its batch */
+  flushMs?: number;
+  /** a batch is written at once when this many are waiting */
+  maxBatch?: number;
+}
+
+export interface Receipts {
+  /** the incident's opening was written to a console at `at`; true if it is the first push known (queued) */
+  pushed(incidentId: string, seq: number, at: number): boolean;
+  /** `userId`'s console confirmed the opening; true if it is that user's first delivery known (queued) */
+  delivered(incidentId: string, seq: number, at: number, userId: string, username?: string): boolean;
+  /** the incident's receipts, oldest first: written ones, then those still queued (a read never forces a write) */
+  of(incidentId: string): IncidentReceipt[];
+  /** the first push and the first delivery, as stamps */
+  firstStamps(incidentId: string): { pushed?: number; delivered?: number };
+  /** write what is queued now; returns the receipts written (new rows) */
+  flush(): number;
+  /** write what is queued and stop the timer */
+  close(): void;
+}
+
+interface ReceiptDbRow {
+  incident_id: string;
+  kind: ReceiptKind;
+  seq: number;
+  at: number;
+  user_id: string | null;
+  username: string | null;
+}
+
+/** Bounds: remembered keys (beyond them memory forgets and the unique indexes decide) and queued receipts. */
+const MAX_KNOWN = 100_000;
+const MAX_QUEUED = 50_000;
+
+export function createReceipts(opts: ReceiptsOptions): Receipts {
+  const { sqlite } = opts.store;
+  const log = opts.log.child({ module: 'receipts' });
+  const flushMs = opts.flushMs ?? 50;
+  const maxBatch = opts.maxBatch ?? 500;
+
+  const insert = sqlite.prepare<[string, ReceiptKind, number, number, string | null, string | null]>(
+    'INSERT OR IGNORE INTO incident_receipts (incident_id, kind, seq, at, user_id, username) VALUES (?, ?, ?, ?, ?, ?)',
+  );
+  // a stamp records the first time: an incident that already has one keeps it
+  const stamp = {
+    pushed: sqlite.prepare<[number, string]>(
+      `UPDATE incidents SET stamps = json_set(stamps, '$.pushed', ?) WHERE id = ? AND json_extract(stamps, '$.pushed') IS NULL`,
+    ),
+    delivered: sqlite.prepare<[number, string]>(
+      `UPDATE incidents SET stamps = json_set(stamps, '$.delivered', ?) WHERE id = ? AND json_extract(stamps, '$.delivered') IS NULL`,
+    ),
+  };
+  const ofIncident = sqlite.prepare<[string], ReceiptDbRow>(
+    'SELECT incident_id, kind, seq, at, user_id, username FROM incident_receipts WHERE incident_id = ? ORDER BY at, id',
+  );
+  const firsts = sqlite.prepare<[string], { kind: ReceiptKind; at: number }>(
+    'SELECT kind, min(at) AS at FROM incident_receipts WHERE incident_id = ? GROUP BY kind',
+  );
+
+  let queue: IncidentReceipt[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  let immediate: NodeJS.Immediate | undefined;
+  let closed = false;
+  let failing = false;
+  const pushedKnown = new Set<string>();
+  const deliveredKnown = new Set<string>();
+
+  const writeBatch = sqlite.transaction((batch: readonly IncidentReceipt[]) => {
+    let written = 0;
+    for (const r of batch) {
+      if (insert.run(r.incidentId, r.kind, r.seq, r.at, r.userId, r.username).changes === 0) continue;
+      written++;
+      stamp[r.kind].run(r.at, r.incidentId);
+    }
+    return written;
+  });
+
+  function flush(): number {
+    clearTimeout(timer);
+    timer = undefined;
+    if (immediate) clearImmediate(immediate);
+    immediate = undefined;
+    if (!queue.length) return 0;
+    const batch = queue;
+    queue = [];
+    try {
+      const written = writeBatch(batch);
+      if (failing) log.info({ written }, 'receipts are written again');
+      failing = false;
+      return written;
+    } catch (err) {
+      // best-effort: a receipt is not an alarm; the batch is dropped, once logged per failing spell
+      if (!failing) log.error({ err, dropped: batch.length }, 'could not write push/delivery receipts; dropped (best-effort)');
+      else log.debug({ dropped: batch.length }, 'receipts dropped: storage still failing');
+      failing = true;
+      return 0;
+    }
+  }
+
+  function enqueue(r: IncidentReceipt): void {
+    if (closed) return;
+    if (queue.length >= MAX_QUEUED) {
+      log.warn({ queued: queue.length }, 'receipt queue full; a receipt was dropped');
+      return;
+    }
+    queue.push(r);
+    if (queue.length >= maxBatch) {
+      // not inside the caller's turn: the caller may be writing frames to other consoles
+      immediate ??= setImmediate(flush);
+      return;
+    }
+    if (!timer) {
+      timer = setTimeout(flush, flushMs);
+      timer.unref();
+    }
+  }
+
+  const remember = (set: Set<string>, key: string): boolean => {
+    if (set.has(key)) return false;
+    if (set.size >= MAX_KNOWN) set.clear();
+    set.add(key);
+    return true;
+  };
+
+  return {
+    pushed(incidentId, seq, at) {
+      if (!remember(pushedKnown, incidentId)) return false;
+      enqueue({ incidentId, kind: 'pushed', seq, at, userId: null, username: null });
+      return true;
+    },
+    delivered(incidentId, seq, at, userId, username) {
+      if (!remember(deliveredKnown, `${incidentId}\u0000${userId}`)) return false;
+      enqueue({ incidentId, kind: 'delivered', seq, at, userId, username: username ?? null });
+      return true;
+    },
+    of(incidentId) {
+      const written = ofIncident.all(incidentId).map((r): IncidentReceipt => ({
+        incidentId: r.incident_id, kind: r.kind, seq: r.seq, at: r.at, userId: r.user_id, username: r.username,
+      }));
+      const seen = new Set(written.map((r) => `${r.kind}\u0000${r.userId ?? ''}`));
+      return [...written, ...queue.filter((r) => r.incidentId === incidentId && !seen.has(`${r.kind}\u0000${r.userId ?? ''}`))];
+    },
+    firstStamps(incidentId) {
+      const out: { pushed?: number; delivered?: number } = {};
+      for (const r of firsts.all(incidentId)) out[r.kind] = r.at;
+      return out;
+    },
+    flush,
+    close() {
+      flush();
+      closed = true;
+    },
+  };
+}
