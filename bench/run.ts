@@ -131,13 +131,14 @@ async function measure(results: BenchResults, o: RunOptions, log: (l: string) =>
     }
   }
   if (figs.has(3) || figs.has(4)) {
-    for (const s of o.systems.filter((x) => x !== 'mosquitto')) {
+    const fleetSystems = (s: SystemName): s is 'eldergate' | 'raw-aedes' => s !== 'mosquitto' && (p.fleetSystems?.includes(s) ?? true);
+    for (const s of o.systems.filter(fleetSystems)) {
       log(`figures 3, 4 — ${s} over TCP`);
       results.fleet.push(await runFleet(s, p, log, figs.has(4)));
     }
   }
   if (figs.has(3)) {
-    for (const s of o.systems.filter((x): x is 'eldergate' | 'raw-aedes' => x !== 'mosquitto')) {
+    for (const s of o.systems.filter((x): x is 'eldergate' | 'raw-aedes' => x !== 'mosquitto' && (p.fleetSystems?.includes(x) ?? true))) {
       log(`figure 3 — ${s} in memory`);
       results.inMemory.push(await runInMemory(s, p, log));
     }

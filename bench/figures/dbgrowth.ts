@@ -6,11 +6,9 @@ import { ROOT } from '../lib/ipc.js';
 import { coresFor, pinned } from '../lib/sched.js';
 import type { Profile } from '../lib/profile.js';
 
-export interface DbGrowthResult {
-  terminals: number;
-  heartbeatMin: number;
-  retentionDays: number;
-  days: number;
+/** one database the script filled: "a row per heartbeat" (before issue 10), "state, rows downsampled" (after) … */
+export interface DbGrowthRun {
+  label: string;
   emptyMB: number | null;
   /** file size after each simulated day's inserts and after its retention pass, MB */
   perDay: { day: number; grownMB: number; afterRetentionMB: number; rowsKept: number | null }[];
@@ -18,6 +16,14 @@ export interface DbGrowthResult {
   mbPerThousandPerDay: number | null;
   /** the file at the end, MB, scaled to 1,000 terminals */
   steadyMBPerThousand: number | null;
+}
+
+export interface DbGrowthResult {
+  terminals: number;
+  heartbeatMin: number;
+  retentionDays: number;
+  days: number;
+  runs: DbGrowthRun[];
   /** the script's own lines, as it printed them */
   output: string[];
   error: string | null;
@@ -28,23 +34,35 @@ const num = (re: RegExp, line: string) => {
   return m ? Number(m[1]) : null;
 };
 
+/**
+ * The script's report, one section per database: a header line ending "empty DB x MB" (its label before the first
+ * ": N terminals"), then a line per day ("day N: … x MB after …, … file y MB").
+ */
 export function parseRetentionSize(lines: string[], g: Profile['dbGrowth']): Omit<DbGrowthResult, 'error' | 'output'> {
-  const perDay: DbGrowthResult['perDay'] = [];
-  let emptyMB: number | null = null;
-  for (const l of lines) {
-    emptyMB ??= num(/empty DB ([\d.]+) MB/, l);
-    const day = num(/^day (\d+):/, l);
-    const grown = num(/([\d.]+) MB after inserting/, l);
-    const after = num(/file ([\d.]+) MB/, l);
-    if (day !== null && grown !== null && after !== null) perDay.push({ day, grownMB: grown, afterRetentionMB: after, rowsKept: num(/(\d+) rows kept/, l) });
-  }
+  const runs: DbGrowthRun[] = [];
   const scale = 1000 / g.terminals;
-  const first = perDay[0];
-  return {
-    ...g, emptyMB, perDay,
-    mbPerThousandPerDay: first && emptyMB !== null ? (first.grownMB - emptyMB) * scale : null,
-    steadyMBPerThousand: perDay.length ? perDay[perDay.length - 1]!.afterRetentionMB * scale : null,
-  };
+  for (const raw of lines) {
+    const l = raw.trim();
+    const empty = num(/empty DB ([\d.]+) MB/, l);
+    if (empty !== null) {
+      const label = /^(.*?):\s*\d+ terminals/.exec(l)?.[1]?.trim();
+      runs.push({ label: label && !/^\d+$/.test(label) ? label : 'a row per heartbeat', emptyMB: empty, perDay: [], mbPerThousandPerDay: null, steadyMBPerThousand: null });
+      continue;
+    }
+    const day = num(/^day (\d+):/, l);
+    const grown = num(/([\d.]+) MB after (?:inserting|the day)/, l);
+    const after = num(/file ([\d.]+) MB/, l);
+    if (day !== null && grown !== null && after !== null) {
+      if (runs.length === 0) runs.push({ label: 'a row per heartbeat', emptyMB: null, perDay: [], mbPerThousandPerDay: null, steadyMBPerThousand: null });
+      runs[runs.length - 1]!.perDay.push({ day, grownMB: grown, afterRetentionMB: after, rowsKept: num(/(\d+) rows kept/, l) });
+    }
+  }
+  for (const r of runs) {
+    const first = r.perDay[0];
+    r.mbPerThousandPerDay = first && r.emptyMB !== null ? (first.grownMB - r.emptyMB) * scale : null;
+    r.steadyMBPerThousand = r.perDay.length ? r.perDay[r.perDay.length - 1]!.afterRetentionMB * scale : null;
+  }
+  return { ...g, runs };
 }
 
 export function runDbGrowth(p: Profile, log: (l: string) => void): Promise<DbGrowthResult> {
@@ -64,7 +82,7 @@ export function runDbGrowth(p: Profile, log: (l: string) => void): Promise<DbGro
       const output = out.trim().split('\n').filter(Boolean);
       for (const l of output) log(`  ${l}`);
       const parsed = parseRetentionSize(output, g);
-      const error = code === 0 ? (parsed.perDay.length ? null : `bench/retention-size.ts printed no day lines: ${output.join(' | ').slice(0, 300)}`)
+      const error = code === 0 ? (parsed.runs.some((r) => r.perDay.length) ? null : `bench/retention-size.ts printed no day lines: ${output.join(' | ').slice(0, 300)}`)
         : `bench/retention-size.ts exited ${code ?? signal}: ${err.trim().split('\n').slice(-3).join(' ')}`;
       resolve({ ...parsed, output, error });
     });

@@ -14,6 +14,8 @@ export interface Profile {
   extraAttempts: number;
   /** when a repetition is noisy (bench/lib/sched.ts) */
   noise: NoiseRule;
+  /** systems of figures 3 and 4 (TCP fleet, storm, in memory); all of them unless given */
+  fleetSystems?: ('eldergate' | 'raw-aedes')[];
   /** figure 7: consoles attached (real WebSocket clients, each its own operator, acking) */
   consoles: number;
   /** figure 8: bench/retention-size.ts arguments — terminals, heartbeat minutes, retention days, simulated days */
@@ -55,12 +57,14 @@ export const PROFILES: Record<ProfileName, Profile> = {
     noise: NOISE_RULE,
     consoles: 3,
     dbGrowth: { terminals: 20, heartbeatMin: 60, retentionDays: 1, days: 2 },
-    latency: { backgroundDevices: 20, ratesPerS: [200], durationMs: 1500, warmupMs: 300, probeDevices: 5, probeRatePerS: 20 },
-    ingest: { publishers: 4, durationMs: 1200, warmupMs: 300 },
-    durable: { devices: 5, durationMs: 1000, warmupMs: 200 },
-    terminals: { tcp: 60, heartbeatMs: 1000, steadyMs: 1000, inMemory: [200] },
+    // the baselines' fleet and in-memory paths are the same code as eldergate's: the smoke (≤ 90 s) runs them once
+    fleetSystems: ['eldergate'],
+    latency: { backgroundDevices: 20, ratesPerS: [200], durationMs: 1200, warmupMs: 300, probeDevices: 5, probeRatePerS: 20 },
+    ingest: { publishers: 4, durationMs: 800, warmupMs: 200 },
+    durable: { devices: 5, durationMs: 800, warmupMs: 200 },
+    terminals: { tcp: 60, heartbeatMs: 1000, steadyMs: 600, inMemory: [200] },
     storm: { devices: 60, backoff: { initialMs: 200, maxMs: 2000, factor: 2 }, maxMs: 20_000, connectTimeoutMs: 5000 },
-    profileMs: 1000,
+    profileMs: 600,
     generators: 1,
     importStall: { rows: 500, everyMs: 20, baselineMs: 300 },
   },

@@ -213,10 +213,11 @@ export function checks(r: BenchResults): Check[] {
   }
   if (figs.has(8)) {
     const g = r.dbGrowth;
+    const runs = g?.runs ?? [];
     out.push({
-      figure: 8, what: 'database growth per 1,000 terminals per day (heartbeat every ' + (g?.heartbeatMin ?? r.profile.dbGrowth.heartbeatMin) + ' min)', target: 'reported (before / after issue 10)',
-      measured: g && !g.error && g.mbPerThousandPerDay !== null
-        ? `${fmt(g.mbPerThousandPerDay, 1)} MB/day; ${fmt(g.steadyMBPerThousand ?? NaN, 1)} MB kept under ${g.retentionDays}-day retention`
+      figure: 8, what: 'database growth per 1,000 terminals per day (heartbeat every ' + (g?.heartbeatMin ?? r.profile.dbGrowth.heartbeatMin) + ' min)', target: 'reported, before / after',
+      measured: g && !g.error && runs.length
+        ? runs.map((x) => `${x.label}: ${fmt(x.mbPerThousandPerDay ?? NaN, 1)} MB/day, ${fmt(x.steadyMBPerThousand ?? NaN, 1)} MB kept`).join('; ')
         : (g?.error ?? 'n/a'),
       verdict: g && !g.error ? 'reported' : 'not measured',
     });
@@ -548,9 +549,9 @@ function dbGrowthSection(r: BenchResults): string[] {
   const out: string[] = ['## Figure 8 — Database growth per 1,000 terminals per day', '', `\`${commandFor(r.profile, 8)}\` — runs \`npx tsx bench/retention-size.ts ${r.profile.dbGrowth.terminals} ${r.profile.dbGrowth.heartbeatMin} ${r.profile.dbGrowth.retentionDays} ${r.profile.dbGrowth.days}\` (terminals, heartbeat minutes, retention days, simulated days): the committed migrations, rows as ingest writes them, a retention pass after each simulated day; scaled to 1,000 terminals.`, ''];
   if (!g) return [...out, 'Not measured in this run.', ''];
   if (g.error) out.push(`Not measured: ${g.error}`, '');
-  if (g.perDay.length) {
-    out.push(`Empty database ${fmt(g.emptyMB ?? NaN, 2)} MB; growth ${fmt(g.mbPerThousandPerDay ?? NaN, 1)} MB per 1,000 terminals per day; ${fmt(g.steadyMBPerThousand ?? NaN, 1)} MB per 1,000 terminals kept under ${g.retentionDays}-day retention.`, '');
-    out.push(table(['day', 'after the day\'s inserts (MB)', 'after retention (MB)', 'rows kept'], g.perDay.map((d) => [String(d.day), fmt(d.grownMB, 1), fmt(d.afterRetentionMB, 1), d.rowsKept === null ? 'n/a' : fmt(d.rowsKept, 0)])), '');
+  for (const x of g.runs) {
+    out.push(`**${x.label}.** Empty database ${fmt(x.emptyMB ?? NaN, 2)} MB; growth ${fmt(x.mbPerThousandPerDay ?? NaN, 1)} MB per 1,000 terminals per day; ${fmt(x.steadyMBPerThousand ?? NaN, 1)} MB per 1,000 terminals at the end under ${g.retentionDays}-day retention.`, '');
+    out.push(table(['day', 'after the day\'s inserts (MB)', 'after retention (MB)', 'rows kept'], x.perDay.map((d) => [String(d.day), fmt(d.grownMB, 1), fmt(d.afterRetentionMB, 1), d.rowsKept === null ? 'n/a' : fmt(d.rowsKept, 0)])), '');
   }
   return out;
 }

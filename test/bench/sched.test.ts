@@ -49,15 +49,24 @@ describe('bench pinning and load conditions', () => {
     expect(judge({ ...quiet, stealPct: NOISE_RULE.maxStealPct + 0.5 }, NOISE_RULE).why).toMatch(/steal/);
   });
 
-  it('reads bench/retention-size.ts\'s report into growth per 1,000 terminals per day', () => {
+  it('reads bench/retention-size.ts\'s report into growth per 1,000 terminals per day, one result per database', () => {
     const g = parseRetentionSize([
-      '500 terminals, a heartbeat every 15 min (48000 rows/day), retention 3 days; empty DB 0.25 MB',
-      'day 1: 10.3 MB after inserting, pruned 0 rows in 1 batches (1 ms), 48000 rows kept, 0 free pages, file 10.3 MB',
-      'day 2: 20.1 MB after inserting, pruned 0 rows in 1 batches (1 ms), 96000 rows kept, 0 free pages, file 20.1 MB',
+      'a row per heartbeat (ingest.heartbeatHistoryMs = 0): 500 terminals, a heartbeat every 15 min (48000 heartbeats/day), retention 3 days; empty DB 0.25 MB',
+      '  day 1: 48000 heartbeat rows written, 10.3 MB after the day, pruned 0 rows (1 ms), 48000 rows kept, file 10.3 MB',
+      '  day 2: 48000 heartbeat rows written, 20.1 MB after the day, pruned 0 rows (1 ms), 96000 rows kept, file 20.1 MB',
+      '  growth per 500 terminals per day (day 1, before any pruning): 10.05 MB',
+      'state, rows downsampled (ingest.heartbeatHistoryMs = 1 h): 500 terminals, a heartbeat every 15 min (48000 heartbeats/day), retention 3 days; empty DB 0.25 MB',
+      '  day 1: 12000 heartbeat rows written, 2.8 MB after the day, pruned 0 rows (1 ms), 12000 rows kept, file 2.8 MB',
     ], { terminals: 500, heartbeatMin: 15, retentionDays: 3, days: 2 });
-    expect(g.emptyMB).toBe(0.25);
-    expect(g.perDay).toHaveLength(2);
-    expect(g.mbPerThousandPerDay).toBeCloseTo((10.3 - 0.25) * 2, 5);
-    expect(g.steadyMBPerThousand).toBeCloseTo(40.2, 5);
+    expect(g.runs.map((r) => r.label)).toEqual(['a row per heartbeat (ingest.heartbeatHistoryMs = 0)', 'state, rows downsampled (ingest.heartbeatHistoryMs = 1 h)']);
+    expect(g.runs[0]!.perDay).toHaveLength(2);
+    expect(g.runs[0]!.mbPerThousandPerDay).toBeCloseTo((10.3 - 0.25) * 2, 5);
+    expect(g.runs[0]!.steadyMBPerThousand).toBeCloseTo(40.2, 5);
+    expect(g.runs[1]!.mbPerThousandPerDay).toBeCloseTo((2.8 - 0.25) * 2, 5);
+    // the format before issue 10 (one database, unindented)
+    const old = parseRetentionSize(['1000 terminals, a heartbeat every 15 min (96000 rows/day), retention 3 days; empty DB 0.26 MB',
+      'day 1: 12.0 MB after inserting, pruned 0 rows in 1 batches (1 ms), 96000 rows kept, 0 free pages, file 12.0 MB'], { terminals: 1000, heartbeatMin: 15, retentionDays: 3, days: 1 });
+    expect(old.runs).toHaveLength(1);
+    expect(old.runs[0]!.mbPerThousandPerDay).toBeCloseTo(11.74, 5);
   });
 });
