@@ -140,20 +140,27 @@ export interface LoadConditions {
 }
 
 export interface NoiseRule {
-  /** the system waited longer than this for a CPU (ms per second) */
+  /**
+   * the system waited longer than this for a CPU (ms per second) while other work was on its core: its own threads
+   * queueing behind each other on the one core it is given (a writer worker beside the main thread) is its cost, not noise
+   */
   maxSutWaitMsPerS: number;
+  /** other work on the system's core: above `minOtherPct` it can cause the wait; above `maxOtherPct` it is noise by itself */
+  minOtherPct: number;
+  maxOtherPct: number;
   /** the probe waited longer than this (ms per second) */
   maxProbeWaitMsPerS: number;
   /** steal on the machine or on the system's core above this (%) */
   maxStealPct: number;
 }
 
-export const NOISE_RULE: NoiseRule = { maxSutWaitMsPerS: 20, maxProbeWaitMsPerS: 50, maxStealPct: 2 };
+export const NOISE_RULE: NoiseRule = { maxSutWaitMsPerS: 20, minOtherPct: 1, maxOtherPct: 5, maxProbeWaitMsPerS: 50, maxStealPct: 2 };
 
 export function describeRule(r: NoiseRule): string {
-  return `a repetition is discarded as noisy when the system under test waited more than ${r.maxSutWaitMsPerS} ms per second for a CPU ` +
-    `(run-queue wait of all its threads), the P1 probe more than ${r.maxProbeWaitMsPerS} ms per second, or steal exceeded ${r.maxStealPct} % ` +
-    'of the machine or of the system\'s core; it is then run again, up to the profile\'s extra attempts';
+  return `a repetition is discarded as noisy when other work (anything but the system, from \`/proc/stat\` of its core) took more than ${r.maxOtherPct} % of the system's core, ` +
+    `or the system waited more than ${r.maxSutWaitMsPerS} ms per second for a CPU (run-queue wait of all its threads) while other work held more than ${r.minOtherPct} % of its core, ` +
+    `or the P1 probe waited more than ${r.maxProbeWaitMsPerS} ms per second, or steal exceeded ${r.maxStealPct} % of the machine or of the system's core; ` +
+    'it is then run again, up to the profile\'s extra attempts. (The system\'s threads waiting for each other on its one core is its own cost and is not noise.)';
 }
 
 /** started at the beginning of a repetition, read at its end */
@@ -201,7 +208,10 @@ export class LoadMeter {
 /** apply the noise rule to a repetition's conditions (again, after the probe has reported its own wait) */
 export function judge(l: LoadConditions, rule: NoiseRule): LoadConditions {
   const why: string[] = [];
-  if (l.sutWaitMsPerS > rule.maxSutWaitMsPerS) why.push(`system waited ${l.sutWaitMsPerS.toFixed(0)} ms/s for a CPU`);
+  const other = l.sutCoreOtherPct;
+  // unpinned (no core of its own), every wait counts: there is no telling whose it was
+  if (l.sutWaitMsPerS > rule.maxSutWaitMsPerS && (other === null || other > rule.minOtherPct)) why.push(`system waited ${l.sutWaitMsPerS.toFixed(0)} ms/s for a CPU${other !== null ? ` with other work on ${other.toFixed(1)} % of its core` : ''}`);
+  else if (other !== null && other > rule.maxOtherPct) why.push(`other work took ${other.toFixed(1)} % of the system's core`);
   if (l.probeWaitMsPerS !== null && l.probeWaitMsPerS > rule.maxProbeWaitMsPerS) why.push(`probe waited ${l.probeWaitMsPerS.toFixed(0)} ms/s`);
   if (l.stealPct > rule.maxStealPct) why.push(`steal ${l.stealPct.toFixed(1)} %`);
   if (l.sutCoreStealPct !== null && l.sutCoreStealPct > rule.maxStealPct) why.push(`steal on the system's core ${l.sutCoreStealPct.toFixed(1)} %`);

@@ -42,9 +42,14 @@ describe('bench pinning and load conditions', () => {
 
   it('discards a repetition by the stated rule and says why', () => {
     expect(judge(quiet, NOISE_RULE).noisy).toBe(false);
-    const busy = judge({ ...quiet, sutWaitMsPerS: NOISE_RULE.maxSutWaitMsPerS + 1 }, NOISE_RULE);
+    const busy = judge({ ...quiet, sutWaitMsPerS: NOISE_RULE.maxSutWaitMsPerS + 1, sutCoreOtherPct: NOISE_RULE.minOtherPct + 1 }, NOISE_RULE);
     expect(busy.noisy).toBe(true);
-    expect(busy.why).toMatch(/system waited \d+ ms\/s for a CPU/);
+    expect(busy.why).toMatch(/system waited \d+ ms\/s for a CPU with other work on/);
+    // its own threads queueing on its one core is the system's cost, not noise
+    expect(judge({ ...quiet, sutWaitMsPerS: 200, sutCoreOtherPct: 0.2 }, NOISE_RULE).noisy).toBe(false);
+    expect(judge({ ...quiet, sutCoreOtherPct: NOISE_RULE.maxOtherPct + 1 }, NOISE_RULE).why).toMatch(/other work took/);
+    // unpinned: any wait counts
+    expect(judge({ ...quiet, sutWaitMsPerS: 200, sutCoreOtherPct: null }, NOISE_RULE).noisy).toBe(true);
     expect(judge({ ...quiet, probeWaitMsPerS: NOISE_RULE.maxProbeWaitMsPerS + 1 }, NOISE_RULE).why).toMatch(/probe waited/);
     expect(judge({ ...quiet, stealPct: NOISE_RULE.maxStealPct + 0.5 }, NOISE_RULE).why).toMatch(/steal/);
   });
