@@ -135,6 +135,12 @@ export const ConfigSchema = Type.Object(
         maxConnections: Type.Integer({ minimum: 1, default: 120000 }),
         maxConnectionsPerAddress: Type.Integer({ minimum: 1, default: 120000 }),
         /**
+         * CONNECTs in progress (being authenticated, session restored, CONNACK not yet written) beyond which a new
+         * CONNECT is answered at once with CONNACK "server unavailable" (return code 3), counted as
+         * eldergate_connections_refused_total{reason="admission"}; devices back off and retry (docs/design.md §2)
+         */
+        maxConnectsInProgress: Type.Integer({ minimum: 1, default: 256 }),
+        /**
          * failed CONNECTs (bad secret, unknown device, malformed) from one address within connectFailureWindowMs
          * after which that address is refused at accept for connectBackoffMs (0 = never); devices behind one
          * carrier NAT share an address: keep it well above what one misconfigured terminal does

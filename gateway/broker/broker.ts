@@ -21,6 +21,8 @@ import { guardConnection } from './guard.js';
 import { createUnreadableReporter } from './unreadable.js';
 import { stampSession } from './session.js';
 import { ConnectThrottle } from './throttle.js';
+import { ConnectAdmission } from './admission.js';
+import { KeyOrderedSlices } from './slices.js';
 
 export interface BrokerDeps {
   config: Config;
@@ -41,6 +43,8 @@ export interface EmbeddedBroker {
   /** publish a command to a device (QoS 1); resolves when handed to the device's connection (or no one listens) */
   publishToDevice(deviceId: string, topic: string, payload: object): Promise<void>;
   isConnected(deviceId: string): boolean;
+  /** Last Wills and disconnects waiting for their slice; `settledEarly`: run ahead because the device came back */
+  closing(): { pending: number; settledEarly: number };
   close(): Promise<void>;
 }
 
@@ -54,6 +58,19 @@ const CHANNELS = new Set(['events', 'telemetry', 'status', 'commands/ack']);
 
 /** refused frames of one device are reported (raise, then join the open incident) at most once per this window */
 export const UNREADABLE_REPORT_WINDOW_MS = 3000;
+
+/**
+ * Last Wills and disconnects run in slices of this long, a setImmediate between: long enough that a slice is mostly
+ * work (one close costs ~0.1–0.3 ms), short enough that an alarm read meanwhile waits no more than this.
+ */
+export const CLOSE_SLICE_MS = 4;
+
+/**
+ * The listen backlog: a reconnect storm opens thousands of TCP connections at once. With Node's default of 511 the
+ * kernel drops the SYNs beyond it and each of those devices waits 1 s, then 3 s, then 7 s to retransmit (capped by
+ * net.core.somaxconn). Accepted connections are bounded by the connection cap and admission control, not by this.
+ */
+export const LISTEN_BACKLOG = 4096;
 
 export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
   const { config, registry, states, ingest, bus, metrics } = deps;
@@ -72,6 +89,25 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     onSuppressed: (kind) => metrics.logSuppressed.inc({ kind }),
   });
   const keepaliveLimitS = config.mqtt.keepaliveLimitS;
+  const admission = new ConnectAdmission(config.mqtt.maxConnectsInProgress);
+  // a Will or disconnect waits at most for its slice, or until its device comes back (settle); one per connection,
+  // so the connection cap bounds it; beyond that bound it runs at once
+  let settledEarly = 0;
+  const closing = new KeyOrderedSlices({
+    sliceMs: CLOSE_SLICE_MS,
+    limit: 2 * config.mqtt.maxConnections,
+    onError: (err, deviceId) => {
+      metrics.internalErrors.inc({ where: 'mqtt-close' });
+      limited.warn('close handling failed', deviceId, { err, deviceId }, 'handling a closed MQTT connection failed');
+    },
+  });
+  /** before anything new from a device is handled: its earlier connection's Will and disconnect first */
+  const settle = (deviceId: string) => {
+    if (closing.has(deviceId)) {
+      settledEarly++;
+      closing.settle(deviceId);
+    }
+  };
 
   const unreadable = createUnreadableReporter({
     sink: ingest, log, metrics, windowMs: UNREADABLE_REPORT_WINDOW_MS,
@@ -107,6 +143,8 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     heartbeatInterval: 60_000,
 
     preConnect(client, packet, done) {
+      // counted from the moment its CONNECT is parsed: refused (return code 3) in authenticate below if not admitted
+      admission.arrive(client);
       const keepalive = packet.keepalive ?? 0;
       if (keepalive === 0 || keepalive > keepaliveLimitS) {
         const conn = (client as unknown as { conn?: Socket }).conn;
@@ -121,6 +159,16 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
 
     authenticate(client, username, password, done) {
       const id = client.id;
+      // admission first: a refusal here costs no hash and no session work
+      if (!admission.admitted(client)) {
+        metrics.connectionsRefused.inc({ listener: 'mqtt', reason: 'admission' });
+        limited.warn('admission', undefined, { inProgress: admission.size, limit: config.mqtt.maxConnectsInProgress },
+          `refused: ${config.mqtt.maxConnectsInProgress} CONNECTs already in progress (mqtt.maxConnectsInProgress); CONNACK "server unavailable", the device backs off and retries`);
+        // not the device's fault: not a failed CONNECT for the address's back-off
+        const err = new RefusedError('server busy: too many connections being set up, retry later', 3) as Error & { returnCode: number };
+        err.returnCode = 3;
+        return done(err as never, false);
+      }
       const fail = (reason: string, code: 2 | 4 | 5) => {
         const address = addressOf(client);
         refuse('connect', reason, { clientId: id, username, address });
@@ -141,63 +189,15 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
 
     authorizePublish(client, packet, done) {
       if (!client) return done(null); // the broker's own publishes (commands)
-      const id = client.id;
-      const prefix = topics.prefix(id);
-      if (!packet.topic.startsWith(prefix) || !CHANNELS.has(packet.topic.slice(prefix.length))) {
-        refuse('publish', 'topic outside the device contract', { deviceId: id, topic: packet.topic.slice(0, 200) });
-        return done(new RefusedError(`topic ${packet.topic.slice(0, 100)} is not allowed for ${id}`));
-      }
-      const channel = packet.topic.slice(prefix.length);
-      if (packet.retain && channel !== 'status') {
-        // never refuse a message for its retain flag (it may be an SOS): clear it, so nothing piles up retained
-        packet.retain = false;
-        metrics.refused.inc({ stage: 'publish', reason: 'retain flag cleared' });
-      }
-      const payload = packet.payload as Buffer;
-      const at = Date.now();
-      const entry = registry.entry(id);
-      if (!entry) return done(new RefusedError('device no longer registered'));
-      let result: FrameResult;
-      if (channel === 'events' || channel === 'telemetry') {
-        result = decodeFrame(entry.kind, id, channel, payload, at, config.ingest.maxPayloadBytes);
-      } else if (channel === 'status') {
-        result = decodeStatus(id, payload, at);
-      } else {
-        result = decodeCommandAck(id, payload, at);
-      }
-      if (!result.ok) {
-        // Authenticated but unreadable: never an observation. Kept raw, counted, flagged on the device, and reported
-        // as a P3 "terminal sends unreadable messages" incident so a person looks at the terminal. Acknowledged, so
-        // the device does not resend it forever — but only once such a report is durable.
-        metrics.refused.inc({ stage: 'payload', reason: result.code });
-        limited.warn('unreadable message', id, { deviceId: id, topic: packet.topic, reason: result.reason, bytes: payload.length }, 'unreadable message');
-        ingest.recordReject({ deviceId: id, source: 'mqtt', topic: packet.topic, reason: result.reason, raw: payload, at });
-        states.markUnreadable(id, result.reason, at);
-        const reported = unreadable.refused(id, result.reason, packet.topic);
-        if (!reported) return done(null);
-        reported.then(() => done(null), (err: Error) => {
-          log.error({ err, deviceId: id }, 'could not report an unreadable message: no PUBACK, the device will resend');
-          done(err);
-        });
+      // A Last Will (aedes passes the connection's will packet itself as it closes): in its slice, in the device's order
+      if (packet === (client as unknown as { will?: unknown }).will) {
+        const closedAt = Date.now();
+        closing.push(client.id, () => authorize(client, packet, done, true, closedAt));
         return;
       }
-      registry.markInService(id);
-      const obs = result.obs;
-      stampSession(obs, client, packet);
-      if (channel === 'telemetry' || channel === 'status') {
-        const wait = ingest.submitTelemetry(obs, packet.qos > 0);
-        if (!wait) return done(null);
-        wait.then(() => done(null), (err: Error) => done(err));
-        return;
-      }
-      // events and command acks: durable before PUBACK (aedes writes PUBACK after this callback)
-      ingest.submit(obs).then(
-        () => done(null),
-        (err: Error) => {
-          log.error({ err, deviceId: id }, 'could not store an event: no PUBACK, the device will resend');
-          done(err);
-        },
-      );
+      // nothing from a device before its earlier connection's Will
+      settle(client.id);
+      authorize(client, packet, done, false);
     },
 
     authorizeSubscribe(client, sub: Subscription, done) {
@@ -213,19 +213,106 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     },
   };
 
+  /** Not stored: no PUBACK. Under overload the connection is closed, so the device resends after it reconnects. */
+  const notStored = (id: string, err: Error, will: boolean, what: string) => {
+    if (err.name === 'OverloadError') {
+      if (will) metrics.refused.inc({ stage: 'will', reason: 'overload' });
+      limited.warn('overload', id, { deviceId: id, will },
+        will
+          ? 'the writer is overloaded: a Last Will was not stored (the disconnect still marks the device offline)'
+          : 'the writer is overloaded: no PUBACK, closing the connection so the device resends after reconnecting');
+    } else {
+      log.error({ err, deviceId: id }, `could not store ${what}: no PUBACK, the device will resend`);
+    }
+  };
+
+  // aedes writes the PUBACK after `done(null)` and only then; `done(err)` closes the connection without one. While
+  // `done` waits, aedes reads nothing more from this connection: the PUBACK withheld is the back-pressure (the
+  // device's in-flight window fills, then its TCP window).
+  function authorize(client: Client, packet: PublishPacket, done: (err?: Error | null) => void, will: boolean, receivedAt?: number): void {
+    const id = client.id;
+    const prefix = topics.prefix(id);
+    if (!packet.topic.startsWith(prefix) || !CHANNELS.has(packet.topic.slice(prefix.length))) {
+      refuse('publish', 'topic outside the device contract', { deviceId: id, topic: packet.topic.slice(0, 200) });
+      return done(new RefusedError(`topic ${packet.topic.slice(0, 100)} is not allowed for ${id}`));
+    }
+    const channel = packet.topic.slice(prefix.length);
+    if (packet.retain && channel !== 'status') {
+      // never refuse a message for its retain flag (it may be an SOS): clear it, so nothing piles up retained
+      packet.retain = false;
+      metrics.refused.inc({ stage: 'publish', reason: 'retain flag cleared' });
+    }
+    const payload = packet.payload as Buffer;
+    // a Will is dated when its connection closed, not when its slice came
+    const at = receivedAt ?? Date.now();
+    const entry = registry.entry(id);
+    if (!entry) return done(new RefusedError('device no longer registered'));
+    let result: FrameResult;
+    if (channel === 'events' || channel === 'telemetry') {
+      result = decodeFrame(entry.kind, id, channel, payload, at, config.ingest.maxPayloadBytes);
+    } else if (channel === 'status') {
+      result = decodeStatus(id, payload, at);
+    } else {
+      result = decodeCommandAck(id, payload, at);
+    }
+    if (!result.ok) {
+      // Authenticated but unreadable: never an observation. Kept raw, counted, flagged on the device, and reported
+      // as a P3 "terminal sends unreadable messages" incident so a person looks at the terminal. Acknowledged, so
+      // the device does not resend it forever — but only once such a report is durable.
+      metrics.refused.inc({ stage: 'payload', reason: result.code });
+      limited.warn('unreadable message', id, { deviceId: id, topic: packet.topic, reason: result.reason, bytes: payload.length }, 'unreadable message');
+      ingest.recordReject({ deviceId: id, source: 'mqtt', topic: packet.topic, reason: result.reason, raw: payload, at });
+      states.markUnreadable(id, result.reason, at);
+      const reported = unreadable.refused(id, result.reason, packet.topic);
+      if (!reported) return done(null);
+      reported.then(() => done(null), (err: Error) => {
+        log.error({ err, deviceId: id }, 'could not report an unreadable message: no PUBACK, the device will resend');
+        done(err);
+      });
+      return;
+    }
+    registry.markInService(id);
+    const obs = result.obs;
+    stampSession(obs, client, packet);
+    if (channel === 'telemetry' || channel === 'status') {
+      // QoS 1: resolves only once stored; under overload it waits for room, then rejects with OverloadError
+      const wait = ingest.submitTelemetry(obs, packet.qos > 0);
+      if (!wait) return done(null);
+      wait.then(() => done(null), (err: Error) => {
+        notStored(id, err, will, 'telemetry');
+        done(err);
+      });
+      return;
+    }
+    // events and command acks: durable before PUBACK (aedes writes PUBACK after this callback)
+    ingest.submit(obs).then(
+      () => done(null),
+      (err: Error) => {
+        notStored(id, err, will, 'an event');
+        done(err);
+      },
+    );
+  }
+
   const aedes = (await Aedes.createBroker(options)) as Aedes & { clients: Record<string, Client> };
 
   aedes.on('clientReady', (client: Client) => {
+    admission.release(client);
+    // its previous connection's Will and disconnect go first, or the device would show offline while connected
+    settle(client.id);
     states.setOnline(client.id, true, Date.now());
     metrics.connected.set(aedes.connectedClients);
     bus.emit('device-state', { deviceId: client.id, change: 'connected' });
   });
   aedes.on('clientDisconnect', (client: Client) => {
-    // a newer connection with the same id may already have replaced this one
-    if (aedes.clients[client.id] && aedes.clients[client.id] !== client) return;
-    states.setOnline(client.id, false, Date.now());
     metrics.connected.set(aedes.connectedClients);
-    bus.emit('device-state', { deviceId: client.id, change: 'disconnected' });
+    const at = Date.now();
+    closing.push(client.id, () => {
+      // a newer connection with the same id may already have replaced this one
+      if (aedes.clients[client.id] && aedes.clients[client.id] !== client) return;
+      states.setOnline(client.id, false, at);
+      bus.emit('device-state', { deviceId: client.id, change: 'disconnected' });
+    });
   });
   aedes.on('clientError', (client: Client, err: Error) => {
     log.debug({ deviceId: client?.id, err: err.message }, 'client error');
@@ -293,6 +380,8 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     const client = aedes.handle(socket);
     // a device that completed CONNECT is no longer a candidate to make room for newcomers
     client.once('connected', () => gate.busy(socket));
+    // a CONNECT admitted and never completed (refused, timed out, dropped) gives its place back
+    socket.once('close', () => admission.release(client));
     guardConnection(client, socket, {
       maxPacketBytes: config.mqtt.maxPacketBytes,
       maxPreConnectBytes: config.mqtt.maxPreConnectBytes,
@@ -345,6 +434,7 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     port,
     tlsPort,
     isConnected: (deviceId) => Boolean(aedes.clients[deviceId]?.connected),
+    closing: () => ({ pending: closing.pending, settledEarly }),
     publishToDevice(deviceId, topic, payload) {
       const packet = {
         cmd: 'publish', topic, payload: Buffer.from(JSON.stringify(payload)), qos: 1, retain: false, dup: false,
@@ -357,6 +447,8 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
       limited.close();
       await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
       await new Promise<void>((r) => aedes.close(() => r()));
+      // the Wills and disconnects of the connections just closed: handed to the writer before it closes
+      closing.drain();
     },
   };
 }
@@ -364,7 +456,7 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
 function listen(server: Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => {
       server.off('error', reject);
       resolve();
     });
