@@ -135,6 +135,7 @@ export async function runTraffic(system: SystemName, p: Profile, log: Log, figur
       const after = await target.counters();
       const stats = await target.node.call<ProbeStats>('probe.stats');
       if (r.delivered === 0) out.errors.push(`fig1 ${rate}/s: no alarm reached the console (${r.sent} sent, ${r.unmatchedFrames} unmatched frames)`);
+      if (r.observerClosed) out.errors.push(`fig1 ${rate}/s: the probe's console WebSocket ended during the run (${r.observerClosed}); its alarms after that count as lost`);
       return {
         samples: r.latencies,
         rep: {
@@ -168,7 +169,7 @@ export async function runTraffic(system: SystemName, p: Profile, log: Log, figur
           if (rate === top) (rep.discarded ? noisyTop : out.samplesAtTop).push(...samples);
           log(`  ${system} fig1 bg ${rate}/s: P1 p50 ${rep.p1.p50.toFixed(2)} p99 ${rep.p1.p99.toFixed(2)} max ${rep.p1.max.toFixed(1)} ms (n=${rep.p1.n}, lost ${rep.lost}), cpu ${system} ${rep.cpu.system.toFixed(0)}% gen ${rep.cpu.generators.toFixed(0)}% (burst ≤ ${rep.generator.maxBurst}, tick gap ≤ ${rep.generator.maxTickGapMs.toFixed(1)} ms); ${conditions(rep.load)}`);
           return rep.discarded;
-        });
+        }, out.errors);
       }
       // a run with every repetition discarded still draws the histogram, from what there is (the table says so)
       if (out.samplesAtTop.length === 0) out.samplesAtTop.push(...noisyTop);
@@ -198,7 +199,10 @@ export async function runTraffic(system: SystemName, p: Profile, log: Log, figur
           out.consoles.push(c);
           log(`  ${system} fig7 ${c.consoles} consoles, bg ${top}/s: P1 p50 ${c.p1.p50.toFixed(2)} p99 ${c.p1.p99.toFixed(2)} max ${c.p1.max.toFixed(1)} ms (n=${c.p1.n}); ${c.framesPerConsole.min}–${c.framesPerConsole.max} frames and ${c.acksPerConsole.min}–${c.acksPerConsole.max} acks per console; ${conditions(c.load)}`);
           return c.discarded;
-        });
+        }, out.errors);
+      } catch (err) {
+        out.errors.push(`fig7: ${(err as Error).message.split('\n')[0]}`);
+        log(`  ${system} fig7: ERROR ${(err as Error).message}`);
       } finally {
         await consoles.call('close', {}, 10_000).catch(() => undefined);
         await consoles.stop(3000);
@@ -232,7 +236,7 @@ export async function runTraffic(system: SystemName, p: Profile, log: Log, figur
         out.ingest.push(r);
         log(`  ${system} fig2: ${Math.round(r.msgPerS)} msg/s taken in (offered ${Math.round(r.offeredPerS)}, shed ${Math.round(r.shedPerS)}), cpu ${system} ${cpuRead.system!.toFixed(0)}% gen ${cpuRead.generators!.toFixed(0)}%; ${conditions(load)}`);
         return r.discarded;
-      });
+      }, out.errors);
       await sleep(1000);
     }
 
@@ -255,7 +259,7 @@ export async function runTraffic(system: SystemName, p: Profile, log: Log, figur
         out.durable.push(d);
         log(`  ${system} fig5: ${Math.round(d.alarmsPerS)} alarms/s acknowledged, PUBACK p50 ${d.latency.p50.toFixed(2)} p99 ${d.latency.p99.toFixed(2)} ms; ${conditions(load)}`);
         return d.discarded;
-      });
+      }, out.errors);
     }
   } catch (err) {
     out.errors.push((err as Error).message);
@@ -271,10 +275,20 @@ export async function runTraffic(system: SystemName, p: Profile, log: Log, figur
  * Run a measured repetition until the profile's `reps` of them were clean, at most `reps + extraAttempts` times.
  * `once` returns whether its repetition was noisy; noisy ones stay in the results, marked discarded.
  */
-export async function repeat(p: Profile, what: string, log: Log, once: () => Promise<boolean>): Promise<void> {
+export async function repeat(p: Profile, what: string, log: Log, once: () => Promise<boolean>, errors?: string[]): Promise<void> {
   let clean = 0;
   for (let attempt = 0; clean < p.reps && attempt < p.reps + p.extraAttempts; attempt++) {
-    const noisy = await once();
+    let noisy: boolean;
+    try {
+      noisy = await once();
+    } catch (err) {
+      // one failed repetition (a probe connection reset on a starved machine) costs an attempt, not the figure
+      const msg = `${what}: repetition ${attempt + 1} failed: ${(err as Error).message.split('\n')[0]}`;
+      log(`  ${msg}`);
+      if (!errors) throw err;
+      errors.push(msg);
+      continue;
+    }
     if (noisy) log(`  ${what}: repetition ${attempt + 1} DISCARDED as noisy${attempt + 1 < p.reps + p.extraAttempts ? ', running another' : ''}`);
     else clean++;
   }

@@ -43,6 +43,8 @@ export interface ProbeResult {
   incidents: [string, string][];
   /** this process's own run-queue wait over its sending window, ms per second: a probe kept from its CPU times late */
   waitMsPerS: number;
+  /** the console's WebSocket ended during the run (the server closed it, or it failed): how */
+  observerClosed: string | null;
 }
 
 interface Out {
@@ -96,6 +98,9 @@ serve({
 
     // the console first, so nothing is missed
     let closeObserver: () => void;
+    let observerClosed: string | null = null;
+    /** the probe itself is closing its console: what follows is not the server's doing */
+    let ending = false;
     let learned = new Map<string, string>();
     if (a.observer.kind === 'ws') {
       const o = a.observer;
@@ -118,6 +123,13 @@ serve({
         });
       });
       (ws as unknown as { _socket?: { setNoDelay(b: boolean): void } })._socket?.setNoDelay(true);
+      // a console the server drops mid-run is a result (its alarms count as lost), not a crash of the probe
+      ws.on('error', (err) => {
+        if (!ending) observerClosed ??= `error: ${err.message}`;
+      });
+      ws.on('close', (code, reason) => {
+        if (!ending) observerClosed ??= `closed ${code} ${reason.toString()}`.trim();
+      });
       // delivery is acknowledged as a console does (docs/websocket.md): cumulative, batched every 100 ms
       let acked = lastSeq;
       const ackTimer = setInterval(() => {
@@ -135,6 +147,7 @@ serve({
       });
       ws.send(JSON.stringify({ type: 'subscribe', scope: 'all', since: o.since }));
       closeObserver = () => {
+        ending = true;
         clearInterval(ackTimer);
         ws.terminate();
       };
@@ -213,6 +226,6 @@ serve({
     for (const o of outstanding.values()) if (o.measured) lost++;
     closeObserver();
     for (const c of senders) c.destroy();
-    return { latencies, pubacks, sent, delivered, late, lost, skipped, lastSeq, unmatchedFrames, incidents: [...learned], waitMsPerS };
+    return { latencies, pubacks, sent, delivered, late, lost, skipped, lastSeq, unmatchedFrames, incidents: [...learned], waitMsPerS, observerClosed };
   },
 });
