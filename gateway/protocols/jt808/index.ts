@@ -6,6 +6,7 @@
 // so the terminal sends it again. Console commands become 0x8201 / 0x8300 / 0x8400 / 0x8401, and the terminal's
 // answer (0x0001, 0x0201) closes them.
 import type { DeviceCommand, Observation } from '../../../core/contracts.js';
+import { ConfigError } from '../../../core/errors.js';
 import type { ListenerSettings, Peer, ProtocolDevice, ProtocolHandler, ProtocolServices } from '../types.js';
 import { buildFrame, hex4, type Jt808Frame } from './codec.js';
 import { createJt808Framer, type Jt808Unit } from './framer.js';
@@ -13,7 +14,7 @@ import { decodeLocation } from './location.js';
 import { HELD_MASK, MASK, locationObservations } from './alarms.js';
 import {
   MSG, RESULT, REGISTER_RESULT, TEXT_FLAG, callBackBody, decodeAuthenticate, decodeRegister, decodeTerminalResponse,
-  phoneBookBody, platformResponse, registerResponse, textBody, type PhoneBookEntry,
+  gbk, phoneBookBody, platformResponse, registerResponse, textBody, type PhoneBookEntry,
 } from './messages.js';
 import type { Jt808Settings } from './settings.js';
 
@@ -52,6 +53,9 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
     authFailuresBeforeClose: settings.authFailuresBeforeClose ?? DEFAULTS.authFailuresBeforeClose,
     maxPendingCommands: settings.maxPendingCommands ?? DEFAULTS.maxPendingCommands,
   };
+  // an acknowledgement text the terminals cannot be sent would fail every "help is coming": stop at start-up instead
+  const ackBytes = gbk(cfg.ackText, 'text');
+  if (typeof ackBytes === 'string') throw new ConfigError([`protocols.jt808.ackText: ${ackBytes}`]);
   const log = services.log.child({ module: 'jt808' });
   const peers = new Map<string, PeerState>();
   /** deviceId → held technical alarm bits as last stored (edges: alarms.ts) */
@@ -375,7 +379,7 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
         break;
       case 'send-text': {
         const text = params.text;
-        if (typeof text !== 'string' || text.length === 0) return { error: 'send-text needs params.text' };
+        if (typeof text !== 'string' || text.length === 0) return { error: 'send-text needs params.text (the text the terminal shows and reads aloud)' };
         msgId = MSG.text;
         body = textBody(TEXT_FLAG.display | TEXT_FLAG.tts, text, st.edition);
         break;

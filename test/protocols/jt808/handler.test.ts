@@ -340,7 +340,7 @@ describe('jt808 commands', () => {
     expect(peer.replies().length).toBe(2); // a terminal's general response is not answered
   });
 
-  it('set-contacts → 0x8401 phone book; non-ASCII text, bad numbers and unknown types are errors with a reason', async () => {
+  it('set-contacts → 0x8401 phone book; text GBK cannot carry, bad numbers and unknown types are errors with a reason', async () => {
     const { h, peer } = await authenticated();
     const book = h.handler.encodeCommand!(peer, { id: 'c1', type: 'set-contacts', ts: 0, params: { sos: ['112', '13800138000'], family: ['13900139000'] } });
     if (!('bytes' in book)) throw new Error(book.error);
@@ -348,7 +348,7 @@ describe('jt808 commands', () => {
     const b = peer.replies()[0]!.body;
     expect([b[0], b[1], b[2], b[3]]).toEqual([1, 3, 3, 3]);
     expect(b.subarray(4, 7).toString()).toBe('112');
-    expect(h.handler.encodeCommand!(peer, { id: 'c2', type: 'send-text', ts: 0, params: { text: '救命' } })).toMatchObject({ error: expect.stringMatching(/GBK/) });
+    expect(h.handler.encodeCommand!(peer, { id: 'c2', type: 'send-text', ts: 0, params: { text: '救命 🆘' } })).toMatchObject({ error: expect.stringMatching(/GBK/) });
     expect(h.handler.encodeCommand!(peer, { id: 'c3', type: 'call-back', ts: 0, params: { number: 'call me' } })).toMatchObject({ error: expect.stringMatching(/not a phone number/) });
     expect(h.handler.encodeCommand!(peer, { id: 'c4', type: 'configure', ts: 0 })).toMatchObject({ error: 'JT/T 808 has no configure command' });
     expect(h.handler.encodeCommand!(new FakePeer(), { id: 'c5', type: 'locate-now', ts: 0 })).toMatchObject({ error: expect.stringMatching(/not authenticated/) });
