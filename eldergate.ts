@@ -120,7 +120,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const broker = await startBroker({ config, registry, states, ingest, bus, log, metrics, connectionCap: caps.mqtt });
   // terminals that speak their own protocol (gateway/protocols): commands reach them over their connection
   const protocols = await startProtocols({
-    config, ingest, registry, bus, log, metrics, connectionCap: caps.mqtt, resendCommands: (id) => commands.resend(id),
+    config, ingest, registry, states, bus, log, metrics, connectionCap: caps.mqtt, resendCommands: (id) => commands.resend(id),
   }).catch(async (err: unknown) => {
     await broker.close();
     throw err;

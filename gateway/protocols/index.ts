@@ -1,6 +1,8 @@
 // Start-up of the terminal protocol listeners (docs/protocols.md): for each `protocols.<name>` with a port set, the
 // protocol's handler behind the shared listener layer, wired to the one writer (ingest), the registry (who a
-// terminal is), the metrics, and the console's commands (sent while the terminal is connected, resent on reconnect).
+// terminal is, which terminals to expect), the metrics (the listener's refusals and connections, and the counters a
+// handler increments at the event through services.metrics), and the console's commands (sent while the terminal is
+// connected, resent on reconnect).
 import { Counter, Gauge } from 'prom-client';
 import type { Bus } from '../../core/bus.js';
 import type { DeviceCommand, DeviceKind, Observation } from '../../core/contracts.js';
@@ -12,7 +14,10 @@ import type { CommandTransport } from '../commands.js';
 import type { Ingest } from '../ingest.js';
 import { startProtocolListener, type ProtocolListener } from './listener.js';
 import { activeListener } from './settings.js';
-import { PROTOCOL_NAMES, type ListenerSettings, type Peer, type ProtocolHandler, type ProtocolName, type ProtocolServices } from './types.js';
+import {
+  PROTOCOL_NAMES, type ListenerSettings, type Peer, type ProtocolDevice, type ProtocolHandler, type ProtocolMetrics, type ProtocolName,
+  type ProtocolServices,
+} from './types.js';
 import { createWatchProtocol } from './watch/index.js';
 import { createJt808Protocol } from './jt808/index.js';
 import { createDc09Protocol } from './dc09/index.js';
@@ -48,9 +53,14 @@ export interface ProtocolDeps {
   resendCommands(deviceId: string): void;
   /** sockets this process may still hold (the MQTT share of the descriptor budget, core/limits.ts) */
   connectionCap: number;
+  /** devices' live state: a terminal never heard from is not expected to poll after a restart (provisioned()) */
+  states?: { peek(deviceId: string): { lastSeen: number | null } | undefined };
 }
 
 const RAW_KEPT = 512;
+/** distinct `keyword` label values per protocol in eldergate_protocol_ignored_total; later ones count as `other` */
+const IGNORED_KEYWORDS_KEPT = 32;
+const LABEL = /^[A-Za-z0-9_-]{1,24}$/;
 
 export async function startProtocols(d: ProtocolDeps): Promise<Protocols> {
   const log = d.log.child({ module: 'protocols' });
@@ -64,6 +74,21 @@ export async function startProtocols(d: ProtocolDeps): Promise<Protocols> {
   const conflicts = new Counter({
     name: 'eldergate_protocol_identity_conflicts_total',
     help: 'A terminal identity seen on two live connections from different addresses (a cloned id or a spoofer)',
+    labelNames: ['protocol'] as const, registers: [reg],
+  });
+  const replies = new Counter({
+    name: 'eldergate_protocol_replies_total',
+    help: 'Answers sent to terminals, by protocol and the protocol\'s own name for the answer (DC-09 ACK/NAK/DUH, watch LK/AL/INIT/TKQ, JT/T 808 0x8001-ok/0x8001-failure/…, 0x8100-ok/…)',
+    labelNames: ['protocol', 'reply'] as const, registers: [reg],
+  });
+  const ignored = new Counter({
+    name: 'eldergate_protocol_ignored_total',
+    help: `Frames a terminal sent that this gateway does not use (watch health readings, voice, CONFIG, an echo nobody waits for), by protocol and keyword (at most ${IGNORED_KEYWORDS_KEPT} keywords per protocol, then "other")`,
+    labelNames: ['protocol', 'keyword'] as const, registers: [reg],
+  });
+  const storeFailures = new Counter({
+    name: 'eldergate_protocol_store_failures_total',
+    help: 'What a terminal said could not be stored (the terminal was not answered, or NAKed, and sends again)',
     labelNames: ['protocol'] as const, registers: [reg],
   });
   const listeners = new Map<ProtocolName, ProtocolListener>();
@@ -84,6 +109,39 @@ export async function startProtocols(d: ProtocolDeps): Promise<Protocols> {
     burst: d.config.limits.logBurst, windowMs: d.config.limits.logWindowMs,
     onSuppressed: (kind) => d.metrics.logSuppressed.inc({ kind }),
   });
+
+  const ignoredSeen = new Map<ProtocolName, Set<string>>();
+  const metricsFor = (name: ProtocolName): ProtocolMetrics => ({
+    replied: (reply) => replies.inc({ protocol: name, reply: LABEL.test(reply) ? reply : 'other' }),
+    ignored(keyword) {
+      // a terminal chooses its keywords: the label set is bounded so that no terminal can grow the metric
+      let seen = ignoredSeen.get(name);
+      if (!seen) ignoredSeen.set(name, (seen = new Set()));
+      let label = LABEL.test(keyword) ? keyword : 'other';
+      if (!seen.has(label)) {
+        if (seen.size < IGNORED_KEYWORDS_KEPT) seen.add(label);
+        else label = 'other';
+      }
+      ignored.inc({ protocol: name, keyword: label });
+    },
+    storeFailed: () => storeFailures.inc({ protocol: name }),
+  });
+
+  /** the devices of a protocol's kind a restart must not forget: provisioned, not decommissioned, heard before */
+  const provisionedOf = (name: ProtocolName) => function* provisioned(): Iterable<{ identifier: string; device: ProtocolDevice }> {
+    const PAGE = 1000;
+    for (let offset = 0; ; offset += PAGE) {
+      const { items } = d.registry.list({ kind: name, limit: PAGE, offset });
+      for (const row of items) {
+        if (row.state === 'decommissioned') continue;
+        // never heard from (provisioned ahead of its installation, a bulk import): nothing to expect yet
+        if (d.states && (d.states.peek(row.id)?.lastSeen ?? null) === null) continue;
+        const identifier = row.accountScheme === name && row.account ? row.account : row.serial;
+        yield { identifier, device: { deviceId: row.id, kind: row.kind as DeviceKind, state: row.state, model: row.model, config: row.config } };
+      }
+      if (items.length < PAGE) return;
+    }
+  };
 
   const servicesFor = (name: ProtocolName): ProtocolServices => ({
     sink: d.ingest,
@@ -117,6 +175,8 @@ export async function startProtocols(d: ProtocolDeps): Promise<Protocols> {
       };
       await d.ingest.submit(obs);
     },
+    metrics: metricsFor(name),
+    provisioned: provisionedOf(name),
   });
 
   const status = (name: ProtocolName, peer: Peer, online: boolean) => {
@@ -129,6 +189,7 @@ export async function startProtocols(d: ProtocolDeps): Promise<Protocols> {
     for (const name of PROTOCOL_NAMES) {
       const settings = activeListener(d.config.protocols[name] as Partial<ListenerSettings>);
       if (!settings) continue;
+      storeFailures.inc({ protocol: name }, 0); // shown at 0 from the start: an alert can rely on it
       const handler = FACTORIES[name](servicesFor(name), settings);
       handlers.set(name, handler);
       const listener = await startProtocolListener(handler, settings, {

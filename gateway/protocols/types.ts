@@ -60,6 +60,19 @@ export interface ProtocolDevice {
   config: Record<string, unknown>;
 }
 
+/**
+ * Counters of what a protocol did, exported to Prometheus by the gateway (index.ts), each incremented at the event.
+ * Labels stay bounded: `reply` is one of the protocol's own few answers, `keyword` is capped by the gateway.
+ */
+export interface ProtocolMetrics {
+  /** an answer sent to a terminal, by the protocol's own name for it: `ACK` `NAK` `DUH`, `LK` `AL`, `0x8001-ok` … */
+  replied(reply: string): void;
+  /** a frame understood but not used by this gateway (a watch's health reading, an echo nobody waits for) */
+  ignored(keyword: string): void;
+  /** what a terminal said could not be stored (it is not answered, or NAKed, and the terminal sends again) */
+  storeFailed(): void;
+}
+
 export interface ProtocolServices {
   /** the one ordered writer: resolves once durable (only then may a protocol answer ACK / general response) */
   sink: ObservationSink;
@@ -86,6 +99,15 @@ export interface ProtocolServices {
   checkSecret(deviceId: string, secret: string): boolean;
   /** the terminal answered a command (watch echo, JT/T 808 0x0001): recorded like an MQTT command ack */
   commandAnswered(deviceId: string, commandId: string, ok: boolean, error?: string): Promise<void>;
+  /** counters for Prometheus (absent in unit tests: nothing is counted) */
+  metrics?: ProtocolMetrics;
+  /**
+   * The devices of this protocol's kind that are provisioned and not decommissioned, each under the identifier the
+   * terminal uses (its account of this protocol's scheme if it has one, else its serial), read once at start: a
+   * protocol that supervises its terminals (DC-09 polls) expects each from then on, so one silent since before a
+   * restart is caught.
+   */
+  provisioned?(): Iterable<{ identifier: string; device: ProtocolDevice }>;
 }
 
 export interface ProtocolHandler<F = unknown> {

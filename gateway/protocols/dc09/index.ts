@@ -47,11 +47,6 @@ export type Dc09Handler = ProtocolHandler<Dc09Frame> & {
   readonly supervisor: PollSupervisor;
 };
 
-/** Optional: the gateway lists the provisioned dc09 devices at start, so a panel silent across a restart is caught. */
-interface ListingServices {
-  provisioned?(): Iterable<{ identifier: string; device: ProtocolDevice }>;
-}
-
 type Reply = 'ack' | 'nak' | 'duh';
 
 export function createDc09Protocol(services: ProtocolServices, settings: Partial<Dc09Settings> & Partial<ListenerSettings>): Dc09Handler {
@@ -96,13 +91,18 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
       return d !== undefined && d.state !== 'suspended';
     },
     async report(deviceId, type, detail) {
-      await services.sink.submit({ type, deviceId, receivedAt: services.now(), source: 'dc09', detail: { protocol: 'dc09', ...detail } });
+      try {
+        await services.sink.submit({ type, deviceId, receivedAt: services.now(), source: 'dc09', detail: { protocol: 'dc09', ...detail } });
+      } catch (err) {
+        storeFailed(); // the supervisor tries again at its next check (comm-lost) or the next poll (comm-restored)
+        throw err;
+      }
     },
   });
-  const listing = (services as ProtocolServices & ListingServices).provisioned;
-  if (listing) {
+  // the gateway lists the panels heard before (services.provisioned), so one silent since before a restart is caught
+  if (services.provisioned) {
     try {
-      for (const { identifier, device } of listing.call(services)) {
+      for (const { identifier, device } of services.provisioned()) {
         if (device.kind === 'dc09' && device.state !== 'suspended') supervisor.expect(device.deviceId, identifier.toUpperCase(), intervalMsOf(device));
       }
     } catch (err) {
@@ -113,7 +113,12 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
   // ---- answers ----
   const send = (peer: Peer, kind: Reply, message: string) => {
     st[kind === 'ack' ? 'acks' : kind === 'nak' ? 'naks' : 'duhs']++;
+    services.metrics?.replied(kind.toUpperCase());
     peer.send(frameMessage(message));
+  };
+  const storeFailed = () => {
+    st.submitFailures++;
+    services.metrics?.storeFailed();
   };
   const routing = (h: Dc09Header, account: string) => `${h.seq}${h.receiver}${h.prefix}${account ? `#${account}` : ''}`;
   const nak = (peer: Peer) => send(peer, 'nak', `"NAK"0000R0L0A0[]${formatTimestamp(services.now())}`);
@@ -224,7 +229,10 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
       };
       await services.sink.submit(hb).then(
         () => { st.observations++; },
-        (err: unknown) => log.warn({ err, deviceId: device.deviceId }, 'storing a DC-09 poll failed (already answered: telemetry)'),
+        (err: unknown) => {
+          storeFailed();
+          log.warn({ err, deviceId: device.deviceId }, 'storing a DC-09 poll failed (already answered: telemetry)');
+        },
       );
       await supervisor.contact(device.deviceId, account, intervalMs);
       return;
@@ -250,7 +258,7 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
         st.observations++;
       }
     } catch (err) {
-      st.submitFailures++;
+      storeFailed();
       log.error({ err, deviceId: device.deviceId, seq: h.seq }, 'storing a DC-09 event failed: NAK, the panel sends it again');
       nak(peer);
       return;

@@ -27,6 +27,13 @@ export type { Jt808Unit } from './framer.js';
  */
 export const AUTH_CODE_ISSUED_KEY = 'authCodeIssuedAt';
 
+/** the `reply` label of eldergate_protocol_replies_total for each 0x8001 / 0x8100 result */
+const RESULT_LABEL: Record<number, string> = { [RESULT.ok]: 'ok', [RESULT.failure]: 'failure', [RESULT.messageError]: 'message-error', [RESULT.unsupported]: 'unsupported' };
+const REGISTER_LABEL: Record<number, string> = {
+  [REGISTER_RESULT.ok]: 'ok', [REGISTER_RESULT.vehicleRegistered]: 'vehicle-registered', [REGISTER_RESULT.noVehicle]: 'no-vehicle',
+  [REGISTER_RESULT.terminalRegistered]: 'terminal-registered', [REGISTER_RESULT.noTerminal]: 'no-terminal',
+};
+
 /** Observations of one frame share its flow serial: seq = serial × SEQ_SPAN + their index in the frame. */
 const SEQ_SPAN = 1024;
 
@@ -87,8 +94,10 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
     peer.send(buildFrame({ msgId, edition: st.edition, ...(st.protocolVersion !== undefined && { protocolVersion: st.protocolVersion }), phone, serial }, body));
     return serial;
   };
-  const answer = (peer: Peer, st: PeerState, frame: Jt808Frame, result: number) =>
-    send(peer, st, frame.phone, MSG.platformResponse, platformResponse(frame.serial, frame.msgId, result));
+  const answer = (peer: Peer, st: PeerState, frame: Jt808Frame, result: number) => {
+    services.metrics?.replied(`0x8001-${RESULT_LABEL[result] ?? result}`);
+    return send(peer, st, frame.phone, MSG.platformResponse, platformResponse(frame.serial, frame.msgId, result));
+  };
 
   const refuse = (peer: Peer, reason: string, detail: string, raw: Buffer) => services.refuse(peer, reason, detail, raw);
 
@@ -116,6 +125,7 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
       try {
         await services.sink.submit(o);
       } catch (err) {
+        services.metrics?.storeFailed();
         log.error({ err, deviceId, what, type: o.type }, 'could not store an observation: the frame is not answered, so the terminal sends it again');
         return false;
       }
@@ -125,7 +135,10 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
 
   // ---- registration and authentication ---------------------------------------------------------------------
   const onRegister = (peer: Peer, st: PeerState, frame: Jt808Frame, raw: Buffer) => {
-    const reply = (result: number, code?: string) => send(peer, st, frame.phone, MSG.registerResponse, registerResponse(frame.serial, result, code));
+    const reply = (result: number, code?: string) => {
+      services.metrics?.replied(`0x8100-${REGISTER_LABEL[result] ?? result}`);
+      send(peer, st, frame.phone, MSG.registerResponse, registerResponse(frame.serial, result, code));
+    };
     const info = decodeRegister(frame.body, frame.edition);
     const d = findDevice(frame.phone);
     if (!d) {
@@ -267,6 +280,7 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
     try {
       await services.commandAnswered(deviceId, commandId, ok, error);
     } catch (err) {
+      services.metrics?.storeFailed();
       log.error({ err, deviceId, commandId }, 'could not record the terminal\'s answer to a command');
     }
   };
