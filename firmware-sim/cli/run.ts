@@ -27,6 +27,11 @@ Options:
   --keep                leave the run's test devices, incidents and residents on the gateway (default: at the
                         end the run decommissions its devices and closes their test incidents)
   --save-credentials F  write the provisioned devices' credentials there for reuse (needs --keep)
+  --terminal-host HOST  connect watch / jt808 / dc09 terminals to HOST instead of the host their provisioning
+                        answer names (the gateway's publicHost); the port is always the listener's, from the answer
+
+Groups of kind watch, jt808 or dc09 speak the gateway's own protocols to its listeners: each must be on
+(protocols.<name>.port), or the run stops before it starts, naming the setting.
 
 A run is a test run: its devices and residents are provisioned with "test": true, so their incidents are shown
 apart on the board ("Test runs"), never escalated or notified, and left out of the KPIs.
@@ -51,6 +56,7 @@ export async function runCommand(args: string[]): Promise<number> {
       check: { type: 'boolean' },
       keep: { type: 'boolean' },
       'save-credentials': { type: 'string' },
+      'terminal-host': { type: 'string' },
     },
     true,
   );
@@ -112,6 +118,7 @@ export async function runCommand(args: string[]): Promise<number> {
       keep: values.keep === true,
       deferCleanup: true,
       signal: stop.signal,
+      ...(values['terminal-host'] ? { terminalHost: values['terminal-host'] } : {}),
     });
     progress.stop();
     if (values['save-credentials']) await saveCredentials(values['save-credentials'], { api: gw.apiUrl, mqtt: gw.mqttUrl, devices: used });
