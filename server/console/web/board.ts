@@ -24,9 +24,12 @@ export const TYPE_LABEL: Record<string, string> = {
   'safe-zone-exit': 'Left safe zone', offline: 'Device offline', 'low-battery': 'Battery low', 'power-lost': 'Mains power lost',
   tamper: 'Tamper', test: 'Test alarm', 'missed-check-in': 'Missed check-in', wander: 'Wandering',
   'supervision-failure': 'Supervision failure', 'unknown-event': 'Unknown event from terminal',
-  'unreadable-messages': 'Terminal sends unreadable messages',
+  'unreadable-messages': 'Terminal sends unreadable messages', 'comm-lost': 'Communication lost', 'device-fault': 'Device fault',
 };
-export const typeLabel = (t: string) => TYPE_LABEL[t] ?? t;
+/** `unknown-event:<code>`: one card per unmapped code (technical rule), labelled with its code */
+const UNKNOWN_EVENT = 'unknown-event:';
+export const typeLabel = (t: string) =>
+  TYPE_LABEL[t] ?? (t.startsWith(UNKNOWN_EVENT) ? `Unknown event ${t.slice(UNKNOWN_EVENT.length)}` : t);
 
 /**
  * The budget line: how long the elder has been waiting, and how the acknowledgement stands against its budget —
