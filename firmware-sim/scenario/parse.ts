@@ -223,7 +223,7 @@ export function parseScenario(text: string, file = '<scenario>', opts: ParseOpti
       const kinds = kindsOf(target);
       const able = kinds.filter((k) => allowed.includes(k));
       if (kinds.length > 0 && able.length === 0) {
-        problem([...path, kind], `${kind}: a ${kinds[0]} cannot do that (${allowed.join(' or ')} can)`);
+        problem([...path, kind], `${kind}: a ${kinds[0]} cannot do that (${allowed.length > 1 ? `${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}` : allowed[0]} can)`);
       }
     }
     if (kind === 'position' && (o['lat'] === undefined) !== (o['lon'] === undefined)) {
