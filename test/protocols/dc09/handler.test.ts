@@ -75,6 +75,8 @@ describe('a good message', () => {
     await feed(msg({ seq: 5 }));
     expect(answers().map((a) => a.kind)).toEqual(['NAK', 'ACK']);
     expect(r.observations.filter((o) => o.type === 'sos')).toHaveLength(1);
+    // counted at the event for Prometheus (eldergate_protocol_replies_total, _store_failures_total)
+    expect(r.counted).toEqual({ replies: ['NAK', 'ACK'], ignored: [], storeFailures: 1 });
   });
 
   it('qualifier 3 is a restore, 6 a previous event; SIA-DCS goes through the SIA table', async () => {

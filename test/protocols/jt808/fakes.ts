@@ -41,6 +41,8 @@ export interface Fixture {
   secrets: Map<string, string>;
   /** make the next submits wait for this (resolve/reject by hand) */
   gate: { hold: boolean; waiting: { resolve: () => void; reject: (e: Error) => void }[] };
+  /** what the handler counted through services.metrics */
+  counted: { replies: string[]; storeFailures: number };
   provision(phone: string, over?: Partial<ProtocolDevice>): ProtocolDevice;
   /** what POST /api/devices/:id/rotate-secret does to the registry */
   rotate(deviceId: string): void;
@@ -54,6 +56,7 @@ export function fixture(): Fixture {
   const secrets = new Map<string, string>();
   const gate: Fixture['gate'] = { hold: false, waiting: [] };
   let n = 0;
+  const counted: Fixture['counted'] = { replies: [], storeFailures: 0 };
   const services: ProtocolServices = {
     sink: {
       submit(obs: Observation): Promise<IngestResult> {
@@ -82,9 +85,14 @@ export function fixture(): Fixture {
     async commandAnswered(deviceId, commandId, ok, error) {
       answers.push({ deviceId, commandId, ok, ...(error !== undefined && { error }) });
     },
+    metrics: {
+      replied: (reply) => { counted.replies.push(reply); },
+      ignored: () => undefined,
+      storeFailed: () => { counted.storeFailures++; },
+    },
   };
   return {
-    services, stored, refused, answers, devices, secrets, gate,
+    services, stored, refused, answers, devices, secrets, gate, counted,
     provision(phone, over = {}) {
       const d: ProtocolDevice = { deviceId: `dev-jt-${++n}`, kind: 'jt808', state: 'provisioned', model: null, config: {}, ...over };
       devices.set(phone, d);

@@ -190,6 +190,8 @@ describe('jt808 reports', () => {
     f.gate.waiting.shift()!.reject(new Error('disk full'));
     await done;
     expect(peer.sent).toEqual([]);
+    // counted at the event: registration and authentication answered ok, then one store failure and no answer
+    expect(f.counted).toEqual({ replies: ['0x8100-ok', '0x8001-ok'], storeFailures: 1 });
   });
 
   it('vendor battery items (captured 0x06, 0xE4) ride on the position; signal and satellites in the detail', async () => {
