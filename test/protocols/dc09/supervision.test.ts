@@ -21,7 +21,7 @@ const supervisionOf = async (t: TestGateway, deviceId: string): Promise<string> 
   (await t.api('GET', `/api/devices/${deviceId}`)).body.live?.supervision;
 
 describe('DC-09 supervision: one fault, one card', () => {
-  it('a silent panel has exactly one open card (comm-lost, P3), though supervision calls it offline; polls clear it', { timeout: 60_000 }, async () => {
+  it('a silent panel has exactly one open card (comm-lost, P2: a telecare hub is a life-safety kind), though supervision calls it offline; polls clear it', { timeout: 60_000 }, async () => {
     const t = await startTestGateway(SETTINGS);
     const panel = new Dc09SimTerminal({ host: '127.0.0.1', port: t.gw.protocols.port('dc09')!, identifier: 'E2E2A1', ackTimeoutMs: 3000 });
     try {
@@ -37,7 +37,7 @@ describe('DC-09 supervision: one fault, one card', () => {
       // supervision's own ladder ran to its end (1 s × offlineFactor 3) without a second card
       await waitFor(async () => (await supervisionOf(t, id)) === 'offline', 'supervision state offline', 15_000);
       const cards = await openCards(t, id);
-      expect(cards.map((c) => [c.type, c.priority])).toEqual([['comm-lost', 'P3']]);
+      expect(cards.map((c) => [c.type, c.priority])).toEqual([['comm-lost', 'P2']]);
 
       panel.startPolling(300);
       await waitFor(async () => (await openCards(t, id)).length === 0, 'the card cleared by the polls', 15_000);
@@ -72,7 +72,7 @@ describe('DC-09 supervision across a restart', () => {
         const c = await open(heard.id);
         return c.length > 0 ? c : undefined;
       }, 'comm-lost for the panel silent since the restart', 15_000);
-      expect(card).toMatchObject({ priority: 'P3', status: 'open' });
+      expect(card).toMatchObject({ priority: 'P2', status: 'open' });
       const full = (await t.api('GET', `/api/incidents/${card!.id}`, undefined, token)).body;
       expect(JSON.stringify(full)).toMatch(/"sinceStart":true/);
       // the never-heard panel had the same deadline: well past it, still nothing
