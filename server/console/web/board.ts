@@ -272,7 +272,8 @@ export function boardView(ctx: Ctx, root: HTMLElement): () => void {
 
   const shown = (inc: Incident): boolean => {
     if (filter.priority && inc.priority !== filter.priority) return false;
-    if (filter.type && inc.type !== filter.type) return false;
+    // the per-code unknown cards (unknown-event:<code>) are all found by the one 'Unknown event' filter
+    if (filter.type && inc.type !== filter.type && !(filter.type === 'unknown-event' && inc.type.startsWith(UNKNOWN_EVENT))) return false;
     if (filter.status && inc.status !== filter.status) return false;
     if (filter.unit && inc.unitId !== filter.unit && inc.tierUnitId !== filter.unit) return false;
     if (filter.q) {
