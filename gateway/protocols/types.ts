@@ -42,7 +42,7 @@ export interface Peer {
    * (`identity-conflict`); the newer connection wins for commands.
    */
   bind(deviceId: string): void;
-  /** write bytes to the terminal (UDP: a datagram to the sender); a closed peer drops them, counted */
+  /** write bytes to the terminal (UDP: a datagram to the sender); a closed peer drops them */
   send(bytes: Buffer): void;
   /** end the connection (TCP); the reason is logged. UDP: forget the peer. */
   close(reason: string): void;
@@ -89,14 +89,25 @@ export interface ProtocolServices {
    * Refuse bytes: counted in `eldergate_protocol_refused_total{protocol,reason}`, logged (rate-bound per address) with
    * the reason, and kept raw (bounded) in the rejects table for diagnosis. `reason` is a short stable slug
    * (`bad-checksum`, `unprovisioned`, `oversized`, `not-authenticated`, …); `detail` says what was wrong for a person.
+   * `deviceId`: the provisioned device the refused bytes came from, when the protocol knows it although the connection
+   * is not bound to it (a DC-09 panel's message that does not decrypt, a JT/T 808 terminal with a wrong code): its
+   * refusals then raise the device's "terminal sends unreadable messages" card, as MQTT refusals do, so that a
+   * terminal refused again and again is seen on the board. Never put secrets in `detail` or `raw`.
    */
-  refuse(peer: Peer, reason: string, detail: string, raw?: Buffer): void;
+  refuse(peer: Peer, reason: string, detail: string, raw?: Buffer, deviceId?: string): void;
   /**
    * Device secrets kept by the registry (keyed hash only): a JT/T 808 authentication code is issued with `issueSecret`
-   * (returns the new code, once; the old one stops working) and checked with `checkSecret`.
+   * (returns the new code, once; the old one stops working; issuing does not close registration) and checked with
+   * `checkSecret`.
    */
   issueSecret(deviceId: string): string;
   checkSecret(deviceId: string, secret: string): boolean;
+  /**
+   * The terminal proved it holds the issued secret (a JT/T 808 0x0102 with the code of its 0x8100): registration
+   * closes until a person rotates it. Not at issue: an answer lost on the way, or a terminal reset before it
+   * authenticated, would otherwise lock the terminal out for good.
+   */
+  confirmSecret?(deviceId: string): void;
   /** the terminal answered a command (watch echo, JT/T 808 0x0001): recorded like an MQTT command ack */
   commandAnswered(deviceId: string, commandId: string, ok: boolean, error?: string): Promise<void>;
   /** counters for Prometheus (absent in unit tests: nothing is counted) */

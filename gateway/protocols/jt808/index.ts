@@ -21,9 +21,10 @@ import type { Jt808Settings } from './settings.js';
 export type { Jt808Unit } from './framer.js';
 
 /**
- * Where the registry records that a terminal holds the device's current secret as its authentication code (epoch ms
- * of the registration), in the device's config; cleared when an admin rotates the secret. While it is set, the phone
- * number cannot be registered again (docs/protocols/jt808.md § Registration).
+ * Where the registry records that a terminal proved it holds the device's current secret as its authentication code
+ * (epoch ms of its first 0x0102 with it: services.confirmSecret), in the device's config; cleared when an admin
+ * rotates the secret. While it is set, the phone number cannot be registered again (docs/protocols/jt808.md
+ * § Registration).
  */
 export const AUTH_CODE_ISSUED_KEY = 'authCodeIssuedAt';
 
@@ -68,11 +69,13 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
   /** deviceId → held technical alarm bits as last stored (edges: alarms.ts) */
   const heldBits = new Map<string, number>();
   /**
-   * deviceId → the authentication code this process issued: while the registry still takes it, a terminal holds it and
-   * the phone number may not register again. Kept in memory only (never logged); the registry's AUTH_CODE_ISSUED_KEY
-   * is what survives a restart.
+   * deviceId → the authentication code a terminal authenticated with on this process: while the registry still takes
+   * it, that terminal holds it and the phone number may not register again. A code merely issued does not count (its
+   * 0x8100 may have been lost, or the terminal reset before it authenticated: it must be able to register again).
+   * Kept in memory only (never logged); the registry's AUTH_CODE_ISSUED_KEY, set through services.confirmSecret, is
+   * what survives a restart.
    */
-  const issued = new Map<string, string>();
+  const proven = new Map<string, string>();
 
   const stateOf = (peer: Peer, frame?: Jt808Frame): PeerState => {
     let st = peers.get(peer.id);
@@ -111,10 +114,14 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
     return undefined;
   };
 
-  /** Registration is open until a terminal holds the current secret; an admin's rotate-secret opens it again. */
+  const marked = (d: ProtocolDevice) => d.config[AUTH_CODE_ISSUED_KEY] !== undefined && d.config[AUTH_CODE_ISSUED_KEY] !== null;
+  /**
+   * Registration is open until a terminal has authenticated with the current secret; an admin's rotate-secret opens
+   * it again.
+   */
   const registrationOpen = (d: ProtocolDevice): boolean => {
-    if (d.config[AUTH_CODE_ISSUED_KEY] !== undefined && d.config[AUTH_CODE_ISSUED_KEY] !== null) return false;
-    const code = issued.get(d.deviceId);
+    if (marked(d)) return false;
+    const code = proven.get(d.deviceId);
     if (code !== undefined && services.checkSecret(d.deviceId, code)) return false;
     return true;
   };
@@ -164,7 +171,6 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
       log.error({ err, deviceId: d.deviceId }, 'could not issue an authentication code: the registration is not answered (the terminal tries again)');
       return;
     }
-    issued.set(d.deviceId, code);
     log.info({ deviceId: d.deviceId, phone: frame.phone, peer: peer.id, edition: frame.edition, ...info }, 'jt808 terminal registered: authentication code issued');
     reply(REGISTER_RESULT.ok, code);
   };
@@ -190,6 +196,16 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
     st.deviceId = d.deviceId;
     st.phone = frame.phone;
     st.authFailures = 0;
+    // the terminal holds its code: from now on its number is closed to registration (until a person rotates it)
+    proven.set(d.deviceId, auth.code);
+    if (!marked(d)) {
+      try {
+        services.confirmSecret?.(d.deviceId);
+      } catch (err) {
+        // the terminal is in; only the record that survives a restart is missing (in memory it is closed)
+        log.error({ err, deviceId: d.deviceId }, 'could not record that the terminal holds its authentication code: registration stays closed until the gateway restarts');
+      }
+    }
     peer.bind(d.deviceId);
     log.info({ deviceId: d.deviceId, peer: peer.id, edition: frame.edition, ...(auth.imei && { imei: auth.imei }), ...(auth.software && { software: auth.software }) }, 'jt808 terminal authenticated');
     answer(peer, st, frame, RESULT.ok);

@@ -35,7 +35,7 @@ export class FakePeer implements Peer {
 export interface Fixture {
   services: ProtocolServices;
   stored: Observation[];
-  refused: { reason: string; detail: string }[];
+  refused: { reason: string; detail: string; raw?: Buffer; deviceId?: string }[];
   answers: { deviceId: string; commandId: string; ok: boolean; error?: string }[];
   devices: Map<string, ProtocolDevice>;
   secrets: Map<string, string>;
@@ -73,13 +73,18 @@ export function fixture(): Fixture {
     log: createLogger('silent'),
     now: () => 1_700_000_000_000,
     lookup: (id) => devices.get(id),
-    refuse: (_peer, reason, detail) => { refused.push({ reason, detail }); },
+    refuse: (_peer, reason, detail, raw, deviceId) => {
+      refused.push({ reason, detail, ...(raw !== undefined && { raw }), ...(deviceId !== undefined && { deviceId }) });
+    },
+    // as the gateway's: issuing a code does not close registration, the terminal's first 0x0102 with it does
     issueSecret(deviceId) {
       const s = randomBytes(16).toString('base64url');
       secrets.set(deviceId, s);
+      return s;
+    },
+    confirmSecret(deviceId) {
       const d = [...devices.values()].find((x) => x.deviceId === deviceId)!;
       d.config = { ...d.config, [AUTH_CODE_ISSUED_KEY]: 1 };
-      return s;
     },
     checkSecret: (deviceId, secret) => secrets.get(deviceId) === secret,
     async commandAnswered(deviceId, commandId, ok, error) {

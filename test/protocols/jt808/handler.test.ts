@@ -88,6 +88,42 @@ describe('jt808 registration and authentication', () => {
     expect(replaced.replies()[0]!.body[2]).toBe(0);
   });
 
+  it('a lost 0x8100 (the terminal registers again before it authenticated) does not lock it out: the newest code lets it in, then registration closes', async () => {
+    const f = fixture();
+    const h = harness(f);
+    const d = f.provision(PHONE);
+    // the first answer never reached the terminal (or it reset): it registers again on a new connection
+    const first = new FakePeer();
+    await h.feed(first, CAPTURED.register2013);
+    const lost = first.replies()[0]!.body.subarray(3).toString('latin1');
+    const peer = new FakePeer();
+    await h.feed(peer, CAPTURED.register2013);
+    const reg = peer.replies()[0]!;
+    expect(reg.body[2]).toBe(0);
+    const code = reg.body.subarray(3).toString('latin1');
+    expect(code).not.toBe(lost);
+    expect(d.config).toEqual({}); // nothing closed yet: no terminal has proved it holds a code
+    await h.feed(peer, frame(0x0102, Buffer.from(code, 'latin1'), 6));
+    expect(peer.deviceId).toBe(d.deviceId);
+    expect(d.config).toEqual({ authCodeIssuedAt: 1 }); // recorded through services.confirmSecret
+    expect(f.refused).toEqual([]);
+    // once it authenticated, its number is closed to registration
+    const again = new FakePeer();
+    await h.feed(again, CAPTURED.register2013);
+    expect(again.replies()[0]!.body[2]).toBe(3);
+    expect(f.secrets.get(d.deviceId)).toBe(code);
+  });
+
+  it('without a registry record (confirmSecret absent), an authenticated code still closes registration in this process', async () => {
+    const f = fixture();
+    delete f.services.confirmSecret;
+    const { h, d, code } = await authenticated(f);
+    const again = new FakePeer();
+    await h.feed(again, CAPTURED.register2013);
+    expect(again.replies()[0]!.body[2]).toBe(3);
+    expect(f.secrets.get(d.deviceId)).toBe(code);
+  });
+
   it('a wrong code is answered failure, refused and counted; the connection is closed after repeated failures', async () => {
     const f = fixture();
     const h = harness(f);
