@@ -128,8 +128,9 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
       ? `"*ACK"${routing(h, account)}[${encryptRest(`]${formatTimestamp(services.now())}`, key)}`
       : `"ACK"${routing(h, account)}[]`);
 
-  const refuse = (peer: Peer, reason: string, detail: string, raw: Buffer, reply: () => void) => {
-    services.refuse(peer, reason, detail, raw);
+  /** `deviceId`: the provisioned panel the message is from (its refusals raise its "unreadable messages" card) */
+  const refuse = (peer: Peer, reason: string, detail: string, raw: Buffer, reply: () => void, deviceId?: string) => {
+    services.refuse(peer, reason, detail, raw, deviceId);
     reply();
   };
 
@@ -161,17 +162,17 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
       return refuse(peer, 'unprovisioned', `account ${account} is not provisioned (POST /api/devices {kind: "dc09", serial: "${account}"}): NAK, the panel keeps the event and tries again`, raw, () => nak(peer));
     }
     if (device.state === 'suspended') {
-      return refuse(peer, 'suspended', `account ${account} belongs to a suspended device (${device.deviceId}): NAK`, raw, () => nak(peer));
+      return refuse(peer, 'suspended', `account ${account} belongs to a suspended device (${device.deviceId}): NAK`, raw, () => nak(peer), device.deviceId);
     }
 
     let key = keys.get(account);
     if (h.encrypted) {
       if (!key) {
-        return refuse(peer, 'no-key', `encrypted message for account ${account}, which has no key in protocols.dc09.keysFile: DUH`, raw, () => duh(peer, h, account));
+        return refuse(peer, 'no-key', `encrypted message for account ${account}, which has no key in protocols.dc09.keysFile: DUH`, raw, () => duh(peer, h, account), device.deviceId);
       }
       let plain = decryptRest(h.rest, key);
       if (plain === undefined) {
-        return refuse(peer, 'malformed', `encrypted part of ${h.rest.length} characters is not whole AES blocks of hex: NAK`, raw, () => nak(peer));
+        return refuse(peer, 'malformed', `encrypted part of ${h.rest.length} characters is not whole AES blocks of hex: NAK`, raw, () => nak(peer), device.deviceId);
       }
       let afterPad = stripPad(plain);
       if (afterPad === undefined) {
@@ -185,22 +186,22 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
         }
       }
       if (afterPad === undefined) {
-        return refuse(peer, 'decrypt-failed', `message for account ${account} does not decrypt under its key (the panel and protocols.dc09.keysFile hold different keys): DUH`, raw, () => duh(peer, h, account));
+        return refuse(peer, 'decrypt-failed', `message for account ${account} does not decrypt under its key (the panel and protocols.dc09.keysFile hold different keys): DUH`, raw, () => duh(peer, h, account), device.deviceId);
       }
       const b = parseBody(afterPad);
-      if (!b.ok) return refuse(peer, b.reason, `decrypted: ${b.detail}`, raw, () => nak(peer));
+      if (!b.ok) return refuse(peer, b.reason, `decrypted: ${b.detail}`, raw, () => nak(peer), device.deviceId);
       body = b.value;
       if (body.timestamp === undefined) {
-        return refuse(peer, 'no-timestamp', `encrypted message for account ${account} has no timestamp (required when encrypted): NAK`, raw, () => nak(peer));
+        return refuse(peer, 'no-timestamp', `encrypted message for account ${account} has no timestamp (required when encrypted): NAK`, raw, () => nak(peer), device.deviceId);
       }
     } else if (key) {
-      return refuse(peer, 'plaintext-downgrade', `unencrypted message for account ${account}, whose line is encrypted (a key is configured): DUH`, raw, () => duh(peer, h, account));
+      return refuse(peer, 'plaintext-downgrade', `unencrypted message for account ${account}, whose line is encrypted (a key is configured): DUH`, raw, () => duh(peer, h, account), device.deviceId);
     }
     const b = body!;
     if (b.timestamp !== undefined && (h.encrypted || cfg.plaintextWindow)) {
       const skew = b.timestamp - receivedAt;
       if (skew < -cfg.pastMs || skew > cfg.futureMs) {
-        return refuse(peer, 'timestamp-window', `timestamp ${b.timestampText} is ${Math.round(skew / 1000)} s from the receiver clock (window −${cfg.pastMs / 1000} s/+${cfg.futureMs / 1000} s): NAK with the receiver time`, raw, () => nak(peer));
+        return refuse(peer, 'timestamp-window', `timestamp ${b.timestampText} is ${Math.round(skew / 1000)} s from the receiver clock (window −${cfg.pastMs / 1000} s/+${cfg.futureMs / 1000} s): NAK with the receiver time`, raw, () => nak(peer), device.deviceId);
       }
     }
 

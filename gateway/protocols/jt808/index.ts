@@ -102,7 +102,8 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
     return send(peer, st, frame.phone, MSG.platformResponse, platformResponse(frame.serial, frame.msgId, result));
   };
 
-  const refuse = (peer: Peer, reason: string, detail: string, raw: Buffer) => services.refuse(peer, reason, detail, raw);
+  /** `deviceId`: the provisioned terminal the frame is from, on a connection not bound to it (its card is raised) */
+  const refuse = (peer: Peer, reason: string, detail: string, raw: Buffer, deviceId?: string) => services.refuse(peer, reason, detail, raw, deviceId);
 
   /** The provisioned jt808 device of a phone number: as sent, or without the BCD field's leading zeros. */
   const findDevice = (phone: string): ProtocolDevice | undefined => {
@@ -154,13 +155,13 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
       return;
     }
     if (d.state === 'suspended') {
-      refuse(peer, 'suspended', `terminal ${frame.phone} (device ${d.deviceId}) is suspended: registration refused`, raw);
+      refuse(peer, 'suspended', `terminal ${frame.phone} (device ${d.deviceId}) is suspended: registration refused`, raw, d.deviceId);
       reply(REGISTER_RESULT.noTerminal);
       return;
     }
     if (!registrationOpen(d)) {
       refuse(peer, 'already-registered',
-        `terminal ${frame.phone} (device ${d.deviceId}) already registered: a terminal holds its authentication code. If the terminal was replaced or reset, rotate the device's secret (POST /api/devices/${d.deviceId}/rotate-secret) and it may register again`, raw);
+        `terminal ${frame.phone} (device ${d.deviceId}) already registered: a terminal holds its authentication code. If the terminal was replaced or reset, rotate the device's secret (POST /api/devices/${d.deviceId}/rotate-secret) and it may register again`, raw, d.deviceId);
       reply(REGISTER_RESULT.terminalRegistered);
       return;
     }
@@ -177,8 +178,8 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
 
   const onAuthenticate = (peer: Peer, st: PeerState, frame: Jt808Frame, raw: Buffer) => {
     const auth = decodeAuthenticate(frame.body, frame.edition);
-    const fail = (reason: string, detail: string) => {
-      refuse(peer, reason, detail, raw);
+    const fail = (reason: string, detail: string, deviceId?: string) => {
+      refuse(peer, reason, detail, raw, deviceId);
       answer(peer, st, frame, RESULT.failure);
       st.authFailures++;
       if (st.authFailures >= cfg.authFailuresBeforeClose) peer.close(`${st.authFailures} failed authentications`);
@@ -186,12 +187,12 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
     if (typeof auth === 'string') return fail('bad-body', `authentication 0x0102 from ${frame.phone}: ${auth}`);
     const d = findDevice(frame.phone);
     if (!d) return fail('unprovisioned', `terminal ${frame.phone} authenticated but no jt808 device is provisioned with that phone number as its serial`);
-    if (d.state === 'suspended') return fail('suspended', `terminal ${frame.phone} (device ${d.deviceId}) is suspended`);
+    if (d.state === 'suspended') return fail('suspended', `terminal ${frame.phone} (device ${d.deviceId}) is suspended`, d.deviceId);
     if (st.deviceId && st.deviceId !== d.deviceId) {
       return fail('identity-mismatch', `connection authenticated as ${st.deviceId} now claims ${frame.phone} (device ${d.deviceId})`);
     }
     if (!services.checkSecret(d.deviceId, auth.code)) {
-      return fail('bad-auth-code', `terminal ${frame.phone} (device ${d.deviceId}) sent an authentication code that is not the one issued to it (it may register again only after its secret is rotated)`);
+      return fail('bad-auth-code', `terminal ${frame.phone} (device ${d.deviceId}) sent an authentication code that is not the one issued to it (it may register again only after its secret is rotated)`, d.deviceId);
     }
     st.deviceId = d.deviceId;
     st.phone = frame.phone;

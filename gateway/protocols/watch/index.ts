@@ -88,7 +88,8 @@ export function createWatchProtocol(
       detail = `this connection is bound to device ${peer.deviceId}; watch ${frame.id} is device ${dev.deviceId}`;
     }
     if (reason !== undefined || !dev) {
-      services.refuse(peer, reason ?? 'unprovisioned', detail, raw);
+      // a suspended watch is a known device: its refusals raise its card (unprovisioned ids are nobody's)
+      services.refuse(peer, reason ?? 'unprovisioned', detail, raw, reason === 'suspended' ? dev?.deviceId : undefined);
       if (reason !== 'id-changed' && ++st.refusals >= refusalsBeforeClose) {
         peer.close(`${st.refusals} frames from ${reason} watch id ${frame.id}`);
       }

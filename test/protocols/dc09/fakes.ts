@@ -23,7 +23,7 @@ export function fakePeer(transport: 'tcp' | 'udp' = 'tcp'): FakePeer {
 export interface Recorded {
   services: ProtocolServices;
   observations: Observation[];
-  refusals: { reason: string; detail: string; raw?: string }[];
+  refusals: { reason: string; detail: string; raw?: string; deviceId?: string }[];
   logs: string[];
   devices: Map<string, ProtocolDevice>;
   /** while set, submit waits for it */
@@ -60,7 +60,9 @@ export function recordingServices(devices: Record<string, Partial<ProtocolDevice
     log,
     now: () => clock.now,
     lookup: (identifier) => map.get(identifier),
-    refuse: (_peer, reason, detail, raw) => { refusals.push({ reason, detail, ...(raw && { raw: raw.toString('latin1') }) }); },
+    refuse: (_peer, reason, detail, raw, deviceId) => {
+      refusals.push({ reason, detail, ...(raw && { raw: raw.toString('latin1') }), ...(deviceId !== undefined && { deviceId }) });
+    },
     issueSecret: () => { throw new Error('not used by dc09'); },
     checkSecret: () => false,
     commandAnswered: async () => undefined,

@@ -205,6 +205,23 @@ describe('encrypted lines', () => {
     expect(s.answers().map((a) => a.kind)).toEqual(['DUH', 'NAK']);
   });
 
+  it('refusals of a provisioned account name its device (its "unreadable messages" card); a stranger\'s do not', async () => {
+    const s = setup({ '1234': {}, '5678': { state: 'suspended' } }, { keysFile: keysFile({ '1234': KEY }) });
+    await s.feed(s.msg({ key: 'aa'.repeat(16) })); // decrypt-failed
+    await s.feed(s.msg({})); // plaintext-downgrade
+    await s.feed(s.msg({ key: KEY, ts: s.r.clock.now - 3600_000 })); // timestamp-window
+    await s.feed(s.msg({ account: '5678', data: '#5678|1101 00 001' })); // suspended
+    await s.feed(s.msg({ account: '5678', data: '#5678|1101 00 001', key: KEY })); // suspended, encrypted
+    await s.feed(s.msg({ account: '9999', data: '#9999|1101 00 001' })); // unprovisioned: nobody's
+    expect(s.r.refusals.map((x) => [x.reason, x.deviceId])).toEqual([
+      ['decrypt-failed', 'dev-1234'], ['plaintext-downgrade', 'dev-1234'], ['timestamp-window', 'dev-1234'],
+      ['suspended', 'dev-5678'], ['suspended', 'dev-5678'], ['unprovisioned', undefined],
+    ]);
+    const noKey = setup({ '1234': {} });
+    await noKey.feed(noKey.msg({ key: KEY }));
+    expect(noKey.r.refusals.map((x) => [x.reason, x.deviceId])).toEqual([['no-key', 'dev-1234']]);
+  });
+
   it('keys never reach logs, refusals or observations', async () => {
     const s = setup(undefined, { keysFile: keysFile({ '1234': KEY }) });
     await s.feed(s.msg({ key: 'aa'.repeat(16) }));

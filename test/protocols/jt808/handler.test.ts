@@ -23,6 +23,8 @@ function locationBody(o: { alarm?: number; status?: number; lat?: number; lon?: 
   timeToBcd(o.time ?? T, 480).copy(b, 22);
   return o.extras ? Buffer.concat([b, o.extras]) : b;
 }
+/** the body of the captured 2013 registration (province, city, maker, model, terminal id, plate colour, plate) */
+const CAPTURED_REGISTER_BODY = Buffer.alloc(37);
 const frame = (msgId: number, body: Buffer, serial: number, phone = '013511221122') => buildFrame({ msgId, edition: 2013, phone, serial }, body);
 
 async function authenticated(f: Fixture = fixture()) {
@@ -134,6 +136,20 @@ describe('jt808 registration and authentication', () => {
     expect(f.refused.map((r) => r.reason)).toEqual(['bad-auth-code', 'bad-auth-code', 'bad-auth-code']);
     expect(peer.deviceId).toBeUndefined();
     expect(peer.closed).toMatch(/3 failed authentications/);
+  });
+
+  it('refusals of a provisioned terminal name its device (its "unreadable messages" card): bad code, already registered, suspended', async () => {
+    const { f, h, d } = await authenticated();
+    const other = new FakePeer();
+    await h.feed(other, CAPTURED.register2013); // already-registered
+    await h.feed(other, frame(0x0102, Buffer.from('not-the-code', 'latin1'), 7)); // bad-auth-code
+    const s = f.provision('13900001111', { state: 'suspended' });
+    await h.feed(other, frame(0x0100, CAPTURED_REGISTER_BODY, 8, '013900001111')); // suspended
+    await h.feed(other, frame(0x0102, Buffer.from('x', 'latin1'), 9, '013900001111')); // suspended
+    await h.feed(other, frame(0x0102, Buffer.from('x', 'latin1'), 10, '013900002222')); // unprovisioned: nobody's
+    expect(f.refused.map((r) => [r.reason, r.deviceId])).toEqual([
+      ['already-registered', d.deviceId], ['bad-auth-code', d.deviceId], ['suspended', s.deviceId], ['suspended', s.deviceId], ['unprovisioned', undefined],
+    ]);
   });
 
   it('2019: the captured register, then 0x0102 with code length, code, IMEI and software version', async () => {
