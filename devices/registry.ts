@@ -474,14 +474,16 @@ export class DeviceRegistry {
    * case-insensitively.
    */
   protocolDevice(kind: 'watch' | 'jt808' | 'dc09', identifier: string): DeviceRow | undefined {
-    const held = this.accounts.get(`${kind} ${identifier}`) ?? (kind === 'dc09' ? this.accounts.get(`${kind} ${identifier.toUpperCase()}`) : undefined);
-    const row = held
-      ? this.db.select().from(devices).where(and(eq(devices.id, held), notPending())).get()
-      : this.db.select().from(devices).where(and(
-        eq(devices.kind, kind),
-        kind === 'dc09' ? sql`${devices.serial} = ${identifier} COLLATE NOCASE` : eq(devices.serial, identifier),
-        notPending())).get();
-    return row && row.state !== 'decommissioned' ? row : undefined;
+    // DC-09 accounts as sent, in capitals, in small letters: each an index lookup (COLLATE NOCASE would scan)
+    const spellings = kind === 'dc09' ? [...new Set([identifier, identifier.toUpperCase(), identifier.toLowerCase()])] : [identifier];
+    for (const id of spellings) {
+      const held = this.accounts.get(`${kind} ${id}`);
+      const row = held
+        ? this.db.select().from(devices).where(and(eq(devices.id, held), notPending())).get()
+        : this.db.select().from(devices).where(and(eq(devices.serial, id), eq(devices.kind, kind), notPending())).get();
+      if (row && row.state !== 'decommissioned') return row;
+    }
+    return undefined;
   }
 
   /** First real message from a commissioned device puts it in service. */

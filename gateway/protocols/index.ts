@@ -5,13 +5,16 @@
 // connected, resent on reconnect).
 import { Counter, Gauge } from 'prom-client';
 import type { Bus } from '../../core/bus.js';
-import type { DeviceCommand, DeviceKind, Observation } from '../../core/contracts.js';
+import type { DeviceCommand, DeviceKind, Observation, ObservationSink } from '../../core/contracts.js';
+import { SocketGate } from '../../core/limits.js';
 import { createLogLimiter, type Logger } from '../../core/logger.js';
 import type { Metrics } from '../../core/metrics.js';
 import type { Config } from '../../core/config.js';
 import type { DeviceRegistry } from '../../devices/registry.js';
 import type { CommandTransport } from '../commands.js';
 import type { Ingest } from '../ingest.js';
+import { createUnreadableReporter } from '../broker/unreadable.js';
+import { UNREADABLE_REPORT_WINDOW_MS } from '../broker/broker.js';
 import { startProtocolListener, type ProtocolListener } from './listener.js';
 import { activeListener } from './settings.js';
 import {
@@ -58,6 +61,8 @@ export interface ProtocolDeps {
 }
 
 const RAW_KEPT = 512;
+/** what goes to the writer as telemetry (batched); everything else a terminal says is committed at once */
+const TELEMETRY_TYPES = new Set<string>(['heartbeat', 'position', 'battery', 'signal', 'status']);
 /** distinct `keyword` label values per protocol in eldergate_protocol_ignored_total; later ones count as `other` */
 const IGNORED_KEYWORDS_KEPT = 32;
 const LABEL = /^[A-Za-z0-9_-]{1,24}$/;
@@ -143,8 +148,24 @@ export async function startProtocols(d: ProtocolDeps): Promise<Protocols> {
     }
   };
 
-  const servicesFor = (name: ProtocolName): ProtocolServices => ({
-    sink: d.ingest,
+  // a refused frame from a known device raises its "terminal sends unreadable messages" card, as on MQTT
+  const unreadable = createUnreadableReporter({
+    sink: d.ingest, log, metrics: d.metrics, windowMs: UNREADABLE_REPORT_WINDOW_MS, maxDevices: d.connectionCap,
+  });
+  /**
+   * What a terminal says goes to the one writer by the same road as on MQTT: alarms and events are committed at once
+   * (urgent, synchronous=FULL), heartbeats and positions are batched as telemetry. Either way the promise resolves only
+   * once the observation is durable, so a protocol answers its terminal after that, as before.
+   */
+  const sink: ObservationSink = {
+    submit(obs) {
+      if (TELEMETRY_TYPES.has(obs.type)) return d.ingest.submitTelemetry(obs, true)!;
+      return d.ingest.submit(obs);
+    },
+  };
+
+  const buildServices = (name: ProtocolName): ProtocolServices => ({
+    sink,
     log: log.child({ protocol: name }),
     now: Date.now,
     lookup(identifier) {
@@ -152,19 +173,30 @@ export async function startProtocols(d: ProtocolDeps): Promise<Protocols> {
       if (!row) return undefined;
       return { deviceId: row.id, kind: row.kind as DeviceKind, state: row.state, model: row.model, config: row.config };
     },
-    refuse(peer: Peer, reason: string, detail: string, raw?: Buffer) {
+    refuse(peer: Peer, reason: string, detail: string, raw?: Buffer, deviceId?: string) {
       refused.inc({ protocol: name, reason });
-      limited.warn(`${name} refused: ${reason}`, peer.address, { protocol: name, reason, peer: peer.id, deviceId: peer.deviceId, detail }, `${name}: refused (${reason}): ${detail}`);
-      if (raw) {
+      const device = deviceId ?? peer.deviceId;
+      limited.warn(`${name} refused: ${reason}`, peer.address, { protocol: name, reason, peer: peer.id, deviceId: device, detail }, `${name}: refused (${reason}): ${detail}`);
+      if (device) {
+        unreadable.refused(device, reason, `${name} ${peer.transport}:${peer.address}`)?.catch((err: unknown) =>
+          log.warn({ err, deviceId: device }, 'could not record the refusal on the device'));
+      }
+      // kept raw for diagnosis when it belongs to a device; bytes from strangers are counted and logged (rate-bound),
+      // never stored: a flood of garbage must not become a flood of rows
+      if (raw && device) {
         // printable and bounded: binary frames as hex, text frames as text (secrets never reach here: a protocol hands
         // the bytes as received, and an encrypted DC-09 frame stays encrypted)
         const printable = raw.every((b) => b === 9 || b === 10 || b === 13 || (b >= 32 && b < 127));
         const shown = printable ? raw.subarray(0, RAW_KEPT).toString('latin1') : `hex:${raw.subarray(0, RAW_KEPT / 2).toString('hex')}`;
-        d.ingest.recordReject({ deviceId: peer.deviceId ?? null, source: name, topic: `${peer.transport}:${peer.address}`, reason: `${reason}: ${detail}`, raw: shown, at: Date.now() });
+        d.ingest.recordReject({ deviceId: device, source: name, topic: `${peer.transport}:${peer.address}`, reason: `${reason}: ${detail}`, raw: shown, at: Date.now() });
       }
     },
     issueSecret(deviceId) {
-      return d.registry.rotateSecret(deviceId, { issuedToTerminal: true }).secret;
+      return d.registry.rotateSecret(deviceId).secret;
+    },
+    confirmSecret(deviceId) {
+      // the terminal proved it holds the issued code: registration closes until a person rotates the secret
+      d.registry.markTerminalRegistered(deviceId);
     },
     checkSecret(deviceId, secret) {
       return d.registry.authenticate(deviceId, secret) === 'ok';
@@ -179,11 +211,17 @@ export async function startProtocols(d: ProtocolDeps): Promise<Protocols> {
     provisioned: provisionedOf(name),
   });
 
-  const status = (name: ProtocolName, peer: Peer, online: boolean) => {
-    if (!peer.deviceId || peer.transport !== 'tcp') return;
-    const obs: Observation = { type: 'status', online, deviceId: peer.deviceId, receivedAt: Date.now(), source: name, flags: [...peer.flags], detail: { peer: peer.id } };
-    d.ingest.submit(obs).catch((err: unknown) => log.warn({ err, deviceId: peer.deviceId }, 'could not record the connection state'));
+  // one services object per protocol (a refusal must not build a logger)
+  const services = new Map(PROTOCOL_NAMES.map((name) => [name, buildServices(name)] as const));
+  const servicesFor = (name: ProtocolName) => services.get(name)!;
+
+  const status = (name: ProtocolName, peer: Peer, deviceId: string, online: boolean) => {
+    if (peer.transport !== 'tcp') return;
+    const obs: Observation = { type: 'status', online, deviceId, receivedAt: Date.now(), source: name, flags: [...peer.flags], detail: { peer: peer.id } };
+    d.ingest.submitTelemetry(obs, false);
   };
+  // the terminal connections share one socket budget, apart from MQTT's (core/limits.ts)
+  const gate = new SocketGate(d.connectionCap, (reason) => d.metrics.connectionsRefused.inc({ listener: 'protocols', reason }));
 
   try {
     for (const name of PROTOCOL_NAMES) {
@@ -194,16 +232,23 @@ export async function startProtocols(d: ProtocolDeps): Promise<Protocols> {
       handlers.set(name, handler);
       const listener = await startProtocolListener(handler, settings, {
         log: d.log,
-        cap: d.connectionCap,
+        gate,
         refuse: (peer, reason, detail, raw) => servicesFor(name).refuse(peer, reason, detail, raw),
         events: {
-          bound(peer) {
-            d.registry.markInService(peer.deviceId!);
-            status(name, peer, true);
-            d.resendCommands(peer.deviceId!);
+          bound(peer, deviceId) {
+            d.registry.markInService(deviceId);
+            status(name, peer, deviceId, true);
+            // after the frame that bound it has been answered (JT/T 808: the 0x8001 to 0x0102 first, then commands)
+            setImmediate(() => {
+              try {
+                d.resendCommands(deviceId);
+              } catch (err) {
+                log.error({ err, deviceId }, 'resending pending commands failed');
+              }
+            });
           },
-          unbound(peer) {
-            status(name, peer, false);
+          unbound(peer, deviceId) {
+            status(name, peer, deviceId, false);
           },
           conflict(deviceId, older, newer) {
             conflicts.inc({ protocol: name });
@@ -268,6 +313,7 @@ export async function startProtocols(d: ProtocolDeps): Promise<Protocols> {
     async close() {
       d.bus.off('device-revoked', onRevoked);
       await Promise.all([...listeners.values()].map((l) => l.close()));
+      await unreadable.close();
       limited.close();
     },
   };
