@@ -36,6 +36,8 @@ import { topics } from './core/contracts.js';
 import { connectionCapSettings, deriveConnectionCaps } from './core/limits.js';
 import { startRetention } from './core/retention.js';
 import { startProtocols, type Protocols } from './gateway/protocols/index.js';
+import { activeListener } from './gateway/protocols/settings.js';
+import { PROTOCOL_NAMES, type ListenerSettings } from './gateway/protocols/types.js';
 
 export interface Eldergate {
   config: Config;
@@ -117,10 +119,17 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     log.warn({ publicHost: config.publicHost },
       `publicHost is "${config.publicHost}": provisioning answers tell devices to connect there, which only this machine can reach; set ELDERGATE_PUBLIC_HOST (or "publicHost" in the ELDERGATE_CONFIG file) to the name devices use`);
   }
-  const broker = await startBroker({ config, registry, states, ingest, bus, log, metrics, connectionCap: caps.mqtt });
+  // terminals share the socket budget: with protocol listeners on, half of the terminals' share is theirs (one budget
+  // for all of them), half MQTT's; together they stay within the descriptor limit less its reserve
+  const protocolSettings = PROTOCOL_NAMES.map((n) => activeListener(config.protocols[n] as Partial<ListenerSettings>)).filter((x) => x !== undefined);
+  const protocolCap = protocolSettings.length
+    ? Math.min(Math.floor(caps.mqtt / 2), protocolSettings.reduce((sum, x) => sum + x.maxConnections, 0))
+    : 0;
+  if (protocolCap) log.info({ mqttMaxConnections: caps.mqtt - protocolCap, protocolMaxConnections: protocolCap }, 'terminal sockets split between MQTT and the protocol listeners');
+  const broker = await startBroker({ config, registry, states, ingest, bus, log, metrics, connectionCap: caps.mqtt - protocolCap });
   // terminals that speak their own protocol (gateway/protocols): commands reach them over their connection
   const protocols = await startProtocols({
-    config, ingest, registry, bus, log, metrics, connectionCap: caps.mqtt, resendCommands: (id) => commands.resend(id),
+    config, ingest, registry, states, bus, log, metrics, connectionCap: Math.max(1, protocolCap), resendCommands: (id) => commands.resend(id),
   }).catch(async (err: unknown) => {
     await broker.close();
     throw err;

@@ -53,6 +53,18 @@ function newCsvSafeSecret(): string {
   }
 }
 
+/**
+ * The config key recording that a protocol terminal holds the device's current secret (markTerminalRegistered). Only
+ * the registry writes it: a config PATCH keeps it as stored (a person opens registration with rotate-secret).
+ */
+export const TERMINAL_REGISTERED_KEY = 'authCodeIssuedAt';
+
+/** A config as a person sent it, with the registry's own keys as they were stored (not set, not cleared). */
+function keepReserved(next: Record<string, unknown>, stored: Record<string, unknown>): Record<string, unknown> {
+  const { [TERMINAL_REGISTERED_KEY]: _sent, ...rest } = next;
+  return stored[TERMINAL_REGISTERED_KEY] === undefined ? rest : { ...rest, [TERMINAL_REGISTERED_KEY]: stored[TERMINAL_REGISTERED_KEY] };
+}
+
 /** Devices of an import still running are not there yet (nor those of one that failed, until they are deleted). */
 const notPending = (): SQL => or(isNull(devices.importId), notInArray(devices.importId,
   sql`(SELECT id FROM device_imports WHERE status <> 'done')`))!;
@@ -336,6 +348,7 @@ export class DeviceRegistry {
   update(id: string, patch: { model?: string; firmware?: string; notes?: string; power?: 'battery' | 'mains'; config?: Record<string, unknown> }): DeviceRow {
     const row = this.get(id);
     const next = { ...patch, updatedAt: Date.now() };
+    if (patch.config) next.config = keepReserved(patch.config, row.config);
     this.db.update(devices).set(next).where(eq(devices.id, id)).run();
     const updated = { ...row, ...next };
     this.entries.set(id, this.toEntry(updated));
@@ -377,6 +390,22 @@ export class DeviceRegistry {
     this.entries.set(id, this.toEntry(updated));
     this.bus.emit('device-revoked', { deviceId: id, reason: 'secret rotated' });
     return { device: updated, secret };
+  }
+
+  /**
+   * A protocol terminal proved it holds the secret issued to it (a JT/T 808 0x0102 with its code): recorded in the
+   * device's config as `authCodeIssuedAt` (epoch ms) so that, across restarts, the terminal's number may not register
+   * again until a person rotates the secret (which clears the mark). Not at issue: the answer carrying the code may
+   * be lost, and the terminal must be able to register again until it has it.
+   */
+  markTerminalRegistered(id: string): DeviceRow {
+    const row = this.get(id);
+    const now = Date.now();
+    const config = { ...row.config, [TERMINAL_REGISTERED_KEY]: now };
+    this.db.update(devices).set({ config, updatedAt: now }).where(eq(devices.id, id)).run();
+    const updated = { ...row, config, updatedAt: now };
+    this.entries.set(id, this.toEntry(updated));
+    return updated;
   }
 
   setState(id: string, state: DeviceLifecycle): DeviceRow {
@@ -445,14 +474,16 @@ export class DeviceRegistry {
    * case-insensitively.
    */
   protocolDevice(kind: 'watch' | 'jt808' | 'dc09', identifier: string): DeviceRow | undefined {
-    const held = this.accounts.get(`${kind} ${identifier}`) ?? (kind === 'dc09' ? this.accounts.get(`${kind} ${identifier.toUpperCase()}`) : undefined);
-    const row = held
-      ? this.db.select().from(devices).where(and(eq(devices.id, held), notPending())).get()
-      : this.db.select().from(devices).where(and(
-        eq(devices.kind, kind),
-        kind === 'dc09' ? sql`${devices.serial} = ${identifier} COLLATE NOCASE` : eq(devices.serial, identifier),
-        notPending())).get();
-    return row && row.state !== 'decommissioned' ? row : undefined;
+    // DC-09 accounts as sent, in capitals, in small letters: each an index lookup (COLLATE NOCASE would scan)
+    const spellings = kind === 'dc09' ? [...new Set([identifier, identifier.toUpperCase(), identifier.toLowerCase()])] : [identifier];
+    for (const id of spellings) {
+      const held = this.accounts.get(`${kind} ${id}`);
+      const row = held
+        ? this.db.select().from(devices).where(and(eq(devices.id, held), notPending())).get()
+        : this.db.select().from(devices).where(and(eq(devices.serial, id), eq(devices.kind, kind), notPending())).get();
+      if (row && row.state !== 'decommissioned') return row;
+    }
+    return undefined;
   }
 
   /** First real message from a commissioned device puts it in service. */

@@ -22,7 +22,10 @@ export async function allIncidentsSince(api: GatewayApi, sinceWall: number, maxP
  * Each incident is claimed by the latest alarm of its device and type sent before it opened: an alarm that
  * joined an open incident opened nothing, and must not be paired with some later incident.
  */
-export function incidentLatencies(terminals: Iterable<Terminal>, incidents: readonly IncidentView[]): number[] {
+export function incidentLatencies(
+  terminals: Iterable<{ id: string; events: readonly Pick<Terminal['events'][number], 'alarm' | 'firstSentWall' | 'type'>[] }>,
+  incidents: readonly IncidentView[],
+): number[] {
   const alarms = new Map<string, number[]>();
   for (const t of terminals) {
     for (const m of t.events) {

@@ -1,10 +1,12 @@
 // Getting simulated devices their identities: provisioned through the gateway's HTTP API (bulk import, one
 // resident per device where a safe zone or a binding is wanted), or loaded from a credentials file written
 // by an earlier run (JSON, or the CSV `id,serial,kind,secret` the bulk import answers).
+import { randomInt } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { GatewayApi, parseCredentialsCsv, type ResidentInput } from './api.js';
-import { CredentialsError } from './core/errors.js';
+import { ApiError, CredentialsError, SimError } from './core/errors.js';
+import type { ProtocolSimKind } from './protocols/types.js';
 import type { Rng } from './core/prng.js';
 import { offset, type LatLon, type SafeZone } from './core/geo.js';
 import { DEFAULT_CITY, DEFAULT_ZONE_RADIUS_M } from './devices/locator.js';
@@ -76,13 +78,27 @@ export async function provisionDevices(o: ProvisionOptions): Promise<Credentials
     await o.api.updateDevice(cred.id, { config: row.req.config as Record<string, unknown> });
   });
   const withResidents = rows.map((r, i) => ({ row: r, cred: creds[i] as Credentials })).filter((x) => x.row.req.resident);
-  await pool(withResidents, o.concurrency ?? 8, async ({ row, cred }) => {
-    const spec = row.req.resident as ResidentSpec;
+  await attachResidents(o, withResidents.map(({ row, cred }) => ({ cred, spec: row.req.resident as ResidentSpec, name: `${row.req.label ?? row.kind} ${row.n + 1}` })));
+  return creds;
+}
+
+/** what a resident is created for and bound to: an MQTT terminal's credentials or a protocol terminal */
+interface ResidentTarget {
+  id: string;
+  serial?: string;
+  residentId?: string;
+  home?: LatLon;
+  safeZone?: SafeZone;
+}
+
+/** a resident (home, safe zone) for each device, bound to it; test residents for a test run */
+async function attachResidents(o: Pick<ProvisionOptions, 'api' | 'rng' | 'test' | 'concurrency'>, items: { cred: ResidentTarget; spec: ResidentSpec; name: string }[]): Promise<void> {
+  await pool(items, o.concurrency ?? 8, async ({ cred, spec, name }) => {
     const home = spec.home ?? offset(DEFAULT_CITY, o.rng.fork(cred.serial ?? cred.id).range(0, 5000), o.rng.fork(`${cred.id}/b`).range(0, 360));
     const radius = spec.safeZoneRadiusM ?? DEFAULT_ZONE_RADIUS_M;
     const safeZone: SafeZone | undefined = spec.safeZone ?? (radius > 0 ? { type: 'circle', center: home, radiusM: radius } : undefined);
     const input: ResidentInput = {
-      name: `${spec.name ?? 'Sim resident'} ${row.req.label ?? row.kind} ${row.n + 1}`,
+      name: `${spec.name ?? 'Sim resident'} ${name}`,
       home,
       ...(safeZone ? { safeZone } : {}),
       ...(spec.unitId ? { unitId: spec.unitId } : {}),
@@ -96,7 +112,97 @@ export async function provisionDevices(o: ProvisionOptions): Promise<Credentials
     cred.home = home;
     if (safeZone) cred.safeZone = safeZone;
   });
-  return creds;
+}
+
+// ── terminals of the gateway's own protocols (watch, JT/T 808, DC-09) ──
+
+/** A provisioned protocol terminal: its serial is the identifier it sends, and it connects to the listener's port. */
+export interface TerminalCredentials extends ResidentTarget {
+  kind: ProtocolSimKind;
+  /** watch id, JT/T 808 phone number, DC-09 account: provisioned as the device's serial */
+  identifier: string;
+  /** where the provisioning answer says the terminal connects */
+  host: string;
+  port: number;
+}
+
+export interface TerminalRequest {
+  kind: ProtocolSimKind;
+  count: number;
+  resident?: ResidentSpec | null;
+  label: string;
+  config?: Record<string, unknown>;
+}
+
+/** The listener a protocol terminal needs is off on this gateway: nothing can connect until its port is set. */
+export class ListenerOffError extends SimError {
+  constructor(readonly kind: ProtocolSimKind, label: string) {
+    super(
+      'SIM_LISTENER_OFF',
+      `group "${label}" is ${kind} terminals, but the gateway's ${kind} listener is off (its provisioning answer has no port): ` +
+        `set protocols.${kind}.port (ELDERGATE_PROTOCOLS_${kind.toUpperCase()}_PORT) on the gateway and start it again, or leave the group out`,
+    );
+  }
+}
+
+/**
+ * An identifier of the protocol's own form, fresh for each device: the serial cannot carry the run id (a watch id
+ * and a JT/T 808 phone number are digits, a DC-09 account hex), so the run is named in the device's notes instead.
+ */
+export function terminalIdentifier(kind: ProtocolSimKind, rand: (n: number) => number = randomInt): string {
+  const digits = (n: number) => Array.from({ length: n }, () => String(rand(10))).join('');
+  switch (kind) {
+    case 'watch':
+      return `${1 + rand(9)}${digits(9)}`; // a 10-digit watch id (the last digits of an IMEI)
+    case 'jt808':
+      return `1${digits(10)}`; // an 11-digit mobile number, as terminals put in their header
+    case 'dc09':
+      return Array.from({ length: 8 }, () => '0123456789ABCDEF'[rand(16)]).join(''); // an 8-hex-digit account
+  }
+}
+
+/**
+ * Provision protocol terminals one by one (`POST /api/devices`: the answer names the listener's host and port, which
+ * the bulk import does not). `created` receives each device's id as soon as it exists, so a caller can take them
+ * away again when this throws (a listener that is off: ListenerOffError).
+ */
+export async function provisionTerminals(o: Omit<ProvisionOptions, 'requests' | 'serialPrefix'> & { requests: TerminalRequest[]; created: string[]; notes?: string }): Promise<TerminalCredentials[]> {
+  const out: TerminalCredentials[] = [];
+  const total = o.requests.reduce((n, r) => n + r.count, 0);
+  const rows = o.requests.flatMap((req) => Array.from({ length: req.count }, (_, n) => ({ req, n })));
+  // the first of each kind alone: a listener that is off is said once, before dozens of devices exist
+  const firstOfKind = new Set<string>();
+  const one = async ({ req, n }: { req: TerminalRequest; n: number }): Promise<TerminalCredentials> => {
+    for (let attempt = 0; ; attempt++) {
+      const identifier = terminalIdentifier(req.kind);
+      let a: { id: string; terminal?: { host: string; port: number | null } };
+      try {
+        a = await o.api.request('POST', '/api/devices', { kind: req.kind, serial: identifier, model: 'eldergate-sim', firmware: 'sim-1', ...(o.test ? { test: true } : {}) });
+      } catch (err) {
+        // another device has that identifier already (another run, a real terminal): draw another
+        if (err instanceof ApiError && err.status === 409 && attempt < 5) continue;
+        throw err;
+      }
+      o.created.push(a.id);
+      if (!a.terminal || a.terminal.port === null || a.terminal.port === undefined) throw new ListenerOffError(req.kind, req.label);
+      const cred: TerminalCredentials = { id: a.id, kind: req.kind, identifier, serial: identifier, host: a.terminal.host, port: a.terminal.port };
+      const patch = { ...(req.config ? { config: req.config } : {}), ...(o.notes ? { notes: `${o.notes}: group ${req.label} ${n + 1}` } : {}) };
+      if (Object.keys(patch).length) await o.api.updateDevice(a.id, patch);
+      return cred;
+    }
+  };
+  const first = rows.filter((r) => !firstOfKind.has(r.req.kind) && firstOfKind.add(r.req.kind));
+  const rest = rows.filter((r) => !first.includes(r));
+  const byRow = new Map<(typeof rows)[number], TerminalCredentials>();
+  for (const r of first) byRow.set(r, await one(r));
+  await pool(rest, o.concurrency ?? 8, async (r) => {
+    byRow.set(r, await one(r));
+  });
+  for (const r of rows) out.push(byRow.get(r) as TerminalCredentials);
+  o.onProgress?.(out.length, total);
+  const withResidents = rows.map((r, i) => ({ r, cred: out[i] as TerminalCredentials })).filter((x) => x.r.req.resident);
+  await attachResidents(o, withResidents.map(({ r, cred }) => ({ cred, spec: r.req.resident as ResidentSpec, name: `${r.req.label} ${r.n + 1}` })));
+  return out;
 }
 
 /** the bulk import with `?test=true`: every device of the file is a test device, from the moment it exists */

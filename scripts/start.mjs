@@ -24,8 +24,19 @@ function newest(dir) {
   return t;
 }
 
+// --build-only: build if needed and stop (`npm run build`, at install and upgrade); --no-build: run what was built
+// (a service whose checkout is read-only to it: ops/eldergate.service)
+const buildOnly = process.argv.includes('--build-only');
+const noBuild = process.argv.includes('--no-build');
+process.argv = process.argv.filter((a) => a !== '--build-only' && a !== '--no-build');
 const built = existsSync(stamp) && existsSync(join(root, 'dist', 'main.js')) ? statSync(stamp).mtimeMs : 0;
-if (built < newest(root)) {
+if (noBuild) {
+  if (!built) {
+    process.stderr.write('eldergate cannot start: dist/ was not built. Run `npm run build` in the checkout (as its owner), then start again.\n');
+    process.exit(78);
+  }
+  if (built < newest(root)) process.stderr.write('eldergate: warning: sources are newer than dist/; run `npm run build` to run them\n');
+} else if (built < newest(root)) {
   process.stderr.write('eldergate: compiling to dist/ (once after each change of the sources)…\n');
   const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
   const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], { stdio: 'inherit' });
@@ -35,4 +46,4 @@ if (built < newest(root)) {
   }
   writeFileSync(stamp, new Date().toISOString() + '\n');
 }
-await import(pathToFileURL(join(root, 'dist', 'main.js')).href);
+if (!buildOnly) await import(pathToFileURL(join(root, 'dist', 'main.js')).href);

@@ -23,8 +23,6 @@ export const KINDS: Readonly<Record<DeviceKind, KindDefinition>> = {
   dc09,
 };
 
-/** kinds that connect to one of the gateway's own protocol listeners (gateway/protocols) */
-export const PROTOCOL_KINDS = ['watch', 'jt808', 'dc09'] as const satisfies readonly DeviceKind[];
 
 /** kinds that connect over MQTT themselves (the others are read by field adapters) */
 export const MQTT_KINDS: readonly DeviceKind[] = ['call-phone', 'fall-sensor', 'locator'];

@@ -15,6 +15,8 @@ import type { RunReport, Sample } from '../report/types.js';
 import { PROFILES } from '../devices/kinds.js';
 import { apiFor, CONNECTION_HELP, CONNECTION_OPTIONS, gatewayFrom, intOption, numOption, parse } from './common.js';
 import type { GatewayApi } from '../api.js';
+import { cleanUpRun, newRunId, type TestRunRecord } from '../scenario/cleanup.js';
+import { checkKeepForCredentials, finishTestRun, KEEP_HELP, onCtrlC } from './test-run.js';
 
 export const FLEET_HELP = `eldergate-sim fleet — a fleet of simulated terminals
 
@@ -32,8 +34,14 @@ Fleet:
   --connect-rate N       connections per second at power on (default 500)
   --heartbeat-scale F    multiply every heartbeat interval (0.1 = ten times as often)
   --residents WHO        provision a resident with home and safe zone for: none | locators | all (default locators)
-  --save-credentials F   where to write the provisioned credentials (default .tmp/sim-credentials.json)
+  --save-credentials F   with --keep: where to write the provisioned credentials (default .tmp/sim-credentials.json)
   --report DIR           write report.json and report.html there at the end
+${KEEP_HELP}
+
+A fleet run is a test run, as a scenario run is: its devices and residents are provisioned with "test": true (serials
+SIM-<run id>-…), so their incidents are shown apart on the board, never escalated or notified, and left out of the
+KPIs; at the end it decommissions them and closes their test incidents, unless --keep. Ctrl-C (or --duration) ends
+the run: the summary and the report are written first, then the run cleans up; a second Ctrl-C quits at once.
 
 ${CONNECTION_HELP}
 
@@ -53,6 +61,7 @@ export async function fleetCommand(args: string[]): Promise<number> {
     residents: { type: 'string' },
     'save-credentials': { type: 'string' },
     report: { type: 'string' },
+    keep: { type: 'boolean' },
   });
   if (values.help) {
     process.stdout.write(FLEET_HELP + '\n');
@@ -73,8 +82,19 @@ export async function fleetCommand(args: string[]): Promise<number> {
   const hbScale = numOption(values['heartbeat-scale'], 'heartbeat-scale', 1, 0.001);
   const residents = values.residents ?? 'locators';
   if (!['none', 'locators', 'all'].includes(residents)) throw new UsageError('--residents must be none, locators or all');
+  checkKeepForCredentials(values['save-credentials'], values.keep);
+  const keep = values.keep === true;
   const gw = gatewayFrom(values);
   const say = (s: string) => process.stdout.write(s + '\n');
+  const runId = newRunId();
+  // Ctrl-C from here on, provisioning included: the fleet stops, the summary is written, then the run cleans up
+  let wake: () => void = () => {};
+  let line: (l: string) => void = say;
+  const ctrlC = onCtrlC(
+    () => wake(),
+    `Ctrl-C: stopping the fleet; the summary is written, then the run cleans up${keep ? ' (--keep: nothing is taken away)' : ''} (Ctrl-C again quits at once)`,
+    (l) => line(l),
+  );
 
   // ── devices ──
   let creds: Credentials[];
@@ -87,8 +107,11 @@ export async function fleetCommand(args: string[]): Promise<number> {
   } else {
     if (!api) throw new UsageError('fleet needs devices: --user/--password to provision them, or --credentials FILE');
     say(`provisioning ${total} device(s) (${Object.entries(counts).filter(([, n]) => n).map(([k, n]) => `${n} ${k}`).join(', ')})…`);
+    // test devices named after the run, as a scenario run's (issue 13 §4)
     creds = await provisionDevices({
       api,
+      test: true,
+      serialPrefix: `SIM-${runId}`,
       rng: new Rng(seed).fork('provision'),
       requests: (Object.entries(counts) as [SimKind, number][])
         .filter(([, n]) => n > 0)
@@ -99,10 +122,19 @@ export async function fleetCommand(args: string[]): Promise<number> {
         })),
       onProgress: (d, t) => say(`  ${d}/${t} provisioned`),
     });
-    const out = values['save-credentials'] ?? join('.tmp', 'sim-credentials.json');
-    await saveCredentials(out, { api: gw.apiUrl, mqtt: gw.mqttUrl, devices: creds });
-    say(`credentials saved to ${out} (reuse them with --credentials ${out})`);
+    say(`test run ${runId}: ${creds.length} test device(s) created${keep ? ' (kept after the run: --keep)' : ', taken away at the end (--keep keeps them)'}`);
+    if (keep) {
+      const out = values['save-credentials'] ?? join('.tmp', 'sim-credentials.json');
+      await saveCredentials(out, { api: gw.apiUrl, mqtt: gw.mqttUrl, devices: creds });
+      say(`credentials saved to ${out} (reuse them with --credentials ${out})`);
+    }
   }
+  const run: TestRunRecord = {
+    id: runId,
+    createdDevices: values.credentials ? [] : creds.map((c) => c.id),
+    createdResidents: values.credentials ? [] : creds.flatMap((c) => (c.residentId ? [c.residentId] : [])),
+    devices: creds.map((c) => c.id),
+  };
 
   // ── run ──
   const kinds = Object.fromEntries(
@@ -117,24 +149,18 @@ export async function fleetCommand(args: string[]): Promise<number> {
     const s = fleet.stats;
     samples.push({ t: Math.round(performance.now() - t0), connected: s.connected, alarmsSent: s.alarmsSent, alarmsAcked: s.alarmsAcked, ackCommands: s.ackCommands });
   }, 1000);
-  let interrupted = false;
-  let wake: () => void = () => {};
-  const onSigint = () => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    progress.line('stopping (Ctrl-C again to quit at once)…');
-    wake();
-  };
-  process.on('SIGINT', onSigint);
+  line = (l) => progress.line(l);
   const runWall = Date.now();
-  fleet.start();
-  try {
-    await Promise.race([fleet.waitConnected(fleet.size, 60_000 + fleet.size * 20), new Promise<void>((r) => (wake = r))]);
-    if (!interrupted) progress.line(`all ${fleet.size} device(s) online after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  } catch (err) {
-    progress.line(`${(err as Error).message} — carrying on with those online`);
+  if (!ctrlC.stopped) {
+    fleet.start();
+    try {
+      await Promise.race([fleet.waitConnected(fleet.size, 60_000 + fleet.size * 20), new Promise<void>((r) => (wake = r))]);
+      if (!ctrlC.stopped) progress.line(`all ${fleet.size} device(s) online after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    } catch (err) {
+      progress.line(`${(err as Error).message} — carrying on with those online`);
+    }
   }
-  if (!interrupted) {
+  if (!ctrlC.stopped) {
     fleet.startTraffic({ ratePerMin: rate, cancelShare });
     await new Promise<void>((resolve) => {
       wake = resolve;
@@ -145,7 +171,6 @@ export async function fleetCommand(args: string[]): Promise<number> {
   // give the last alarms their PUBACKs before judging
   await waitFor(() => fleet.pendingEvents() === 0, 10_000, () => '').catch(() => undefined);
   clearInterval(sampler);
-  process.off('SIGINT', onSigint);
   progress.stop();
   const pending = fleet.pendingEvents();
   const notes: string[] = [];
@@ -164,8 +189,9 @@ export async function fleetCommand(args: string[]): Promise<number> {
   const s = fleet.stats;
   say(`summary: ${s.alarmsSent} alarm(s) sent, ${s.alarmsAcked} PUBACKed, ${s.resends} resend(s), ${s.ackCommands} acknowledge-alarm command(s), ${incident.length} incident latency sample(s)`);
   for (const n of notes) say(`  ! ${n}`);
+  let report: RunReport | undefined;
   if (values.report) {
-    const report: RunReport = {
+    report = {
       tool: 'eldergate-sim',
       kind: 'fleet',
       name: `fleet of ${fleet.size}`,
@@ -187,9 +213,23 @@ export async function fleetCommand(args: string[]): Promise<number> {
       },
       samples,
       notes,
+      // without --duration Ctrl-C is how a fleet run ends; with one, a Ctrl-C before it is a run cut short
+      testRun: { id: runId, keep, ...(ctrlC.stopped && durationMs !== undefined ? { interrupted: { atMs: Math.round(performance.now() - t0), reason: 'Ctrl-C' } } : {}) },
     };
     const paths = await writeReport(values.report, report);
     say(`report: ${paths.html}`);
+  }
+  // then, with the summary and the report written, take away what the run created (the same as a scenario run)
+  try {
+    const c = api
+      ? await finishTestRun({ runId, keep, cleanup: () => cleanUpRun(api as GatewayApi, run), say })
+      : (say(`test run ${runId}: no login, nothing to clean up (the devices came from --credentials)`), undefined);
+    if (c && report && values.report) {
+      report.testRun!.cleanup = c;
+      await writeReport(values.report, report);
+    }
+  } finally {
+    ctrlC.dispose();
   }
   return pending === 0 && s.droppedAlarms === 0 ? 0 : 1;
 }

@@ -7,10 +7,10 @@ import { loadCredentials, saveCredentials } from '../provision.js';
 import { writeReport } from '../report/html.js';
 import { loadScenario } from '../scenario/parse.js';
 import { runScenario } from '../scenario/run.js';
-import { cleanupSummary } from '../scenario/cleanup.js';
 import type { Fleet } from '../fleet.js';
 import { apiFor, CONNECTION_HELP, CONNECTION_OPTIONS, gatewayFrom, intOption, numOption, parse } from './common.js';
 import { UsageError } from '../core/errors.js';
+import { checkKeepForCredentials, finishTestRun, KEEP_HELP, onCtrlC } from './test-run.js';
 
 export const RUN_HELP = `eldergate-sim run — play a scenario file and check its expectations
 
@@ -24,9 +24,13 @@ Options:
   --scale N             multiply the groups marked "scale: true" (storm sized for CI → for real)
   --report DIR          where report.json and report.html go (default .tmp/sim-reports/<name>-<time>)
   --check               validate the file and exit (0 valid, 1 invalid)
-  --keep                leave the run's test devices, incidents and residents on the gateway (default: at the
-                        end the run decommissions its devices and closes their test incidents)
+${KEEP_HELP}
   --save-credentials F  write the provisioned devices' credentials there for reuse (needs --keep)
+  --terminal-host HOST  connect watch / jt808 / dc09 terminals to HOST instead of the host their provisioning
+                        answer names (the gateway's publicHost); the port is always the listener's, from the answer
+
+Groups of kind watch, jt808 or dc09 speak the gateway's own protocols to its listeners: each must be on
+(protocols.<name>.port), or the run stops before it starts, naming the setting.
 
 A run is a test run: its devices and residents are provisioned with "test": true, so their incidents are shown
 apart on the board ("Test runs"), never escalated or notified, and left out of the KPIs.
@@ -51,6 +55,7 @@ export async function runCommand(args: string[]): Promise<number> {
       check: { type: 'boolean' },
       keep: { type: 'boolean' },
       'save-credentials': { type: 'string' },
+      'terminal-host': { type: 'string' },
     },
     true,
   );
@@ -77,9 +82,7 @@ export async function runCommand(args: string[]): Promise<number> {
       `${scenario.steps.reduce((n, s) => n + s.expect.length, 0) + scenario.expect.length} expectation(s)\n`);
     return 0;
   }
-  if (values['save-credentials'] && !values.keep) {
-    throw new UsageError('--save-credentials keeps the devices for a later run, but without --keep this run decommissions them at its end: add --keep');
-  }
+  checkKeepForCredentials(values['save-credentials'], values.keep);
   const gw = gatewayFrom(values);
   const api = await apiFor(gw, 'run (provisioning and incident checks)');
   const credentials = values.credentials ? (await loadCredentials(values.credentials)).devices : undefined;
@@ -90,15 +93,11 @@ export async function runCommand(args: string[]): Promise<number> {
   progress.line(`scenario "${scenario.name}" (${file}), ${devices} device(s)`);
   // Ctrl-C: stop the timeline, write what happened so far, clean up, exit 130; a second Ctrl-C quits at once
   const stop = new AbortController();
-  const onSigint = () => {
-    if (stop.signal.aborted) {
-      process.stderr.write('\nstopped again: quitting without cleaning up (the run\'s test devices stay on the gateway)\n');
-      process.exit(130);
-    }
-    progress.line('Ctrl-C: stopping the run; the report so far is written, then the run cleans up (Ctrl-C again quits at once)');
-    stop.abort(new Error('Ctrl-C'));
-  };
-  process.on('SIGINT', onSigint);
+  const ctrlC = onCtrlC(
+    () => stop.abort(new Error('Ctrl-C')),
+    'Ctrl-C: stopping the run; the report so far is written, then the run cleans up (Ctrl-C again quits at once)',
+    (l) => progress.line(l),
+  );
   try {
     const { report, credentials: used, cleanup } = await runScenario({
       scenario,
@@ -112,6 +111,7 @@ export async function runCommand(args: string[]): Promise<number> {
       keep: values.keep === true,
       deferCleanup: true,
       signal: stop.signal,
+      ...(values['terminal-host'] ? { terminalHost: values['terminal-host'] } : {}),
     });
     progress.stop();
     if (values['save-credentials']) await saveCredentials(values['save-credentials'], { api: gw.apiUrl, mqtt: gw.mqttUrl, devices: used });
@@ -131,17 +131,11 @@ export async function runCommand(args: string[]): Promise<number> {
     const interrupted = report.testRun?.interrupted;
     process.stdout.write(`${interrupted ? 'STOPPED' : report.passed ? 'PASSED' : 'FAILED'} — report: ${paths.html}\n`);
     // then, with the report safely written, take away what the run created (and add that to the report)
-    const runId = report.testRun?.id ?? '';
-    if (values.keep) {
-      process.stdout.write(`kept test run ${runId}: its devices, incidents and residents stay on the gateway, marked test\n`);
-    } else {
-      const c = await cleanup();
-      process.stdout.write(cleanupSummary(runId, c) + '\n');
-      await writeReport(dir, report);
-    }
+    const c = await finishTestRun({ runId: report.testRun?.id ?? '', keep: values.keep === true, cleanup, say: (l) => process.stdout.write(l + '\n') });
+    if (c) await writeReport(dir, report);
     if (interrupted) return 130;
     return report.passed ? 0 : 1;
   } finally {
-    process.off('SIGINT', onSigint);
+    ctrlC.dispose();
   }
 }

@@ -114,6 +114,9 @@ export class Jt808SimTerminal implements ProtocolSimTerminal {
   private readonly listeners: ((c: ReceivedCommand) => void)[] = [];
   /** our serial → who waits for the gateway's answer to it (0x8001 / 0x8100) */
   private readonly waiting = new Map<number, (m: SimMessage, result: number) => void>();
+  /** requests still resending: close() stops them (a terminal that is switched off resends nothing) */
+  private readonly resending = new Set<() => void>();
+  private closed = false;
 
   constructor(private readonly opts: ProtocolSimOptions & { edition?: 2013 | 2019 }) {
     this.identifier = opts.identifier;
@@ -175,6 +178,8 @@ export class Jt808SimTerminal implements ProtocolSimTerminal {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    for (const stop of [...this.resending]) stop();
     const s = this.socket;
     if (!s || s.destroyed) return;
     await new Promise<void>((resolve) => {
@@ -189,6 +194,7 @@ export class Jt808SimTerminal implements ProtocolSimTerminal {
     for (;;) {
       const { result } = await this.request(msgId, body, Infinity);
       if (result === 0) return Date.now();
+      if (this.closed) throw new Error('the terminal was closed');
       await new Promise((r) => setTimeout(r, this.ackTimeoutMs));
     }
   }
@@ -201,9 +207,18 @@ export class Jt808SimTerminal implements ProtocolSimTerminal {
     return new Promise((resolve, reject) => {
       let sent = 0;
       let timer: NodeJS.Timeout | undefined;
+      const stop = () => {
+        clearTimeout(timer);
+        this.waiting.delete(serial);
+        this.resending.delete(stop);
+        reject(new Error(`0x${msgId.toString(16).padStart(4, '0')} not answered: the terminal was closed`));
+      };
+      if (this.closed) return stop();
+      this.resending.add(stop);
       const send = () => {
         if (sent >= tries) {
           this.waiting.delete(serial);
+          this.resending.delete(stop);
           reject(new Error(`no answer to 0x${msgId.toString(16).padStart(4, '0')} after ${tries} tries`));
           return;
         }
@@ -214,6 +229,7 @@ export class Jt808SimTerminal implements ProtocolSimTerminal {
       this.waiting.set(serial, (m, result) => {
         clearTimeout(timer);
         this.waiting.delete(serial);
+        this.resending.delete(stop);
         resolve({ m, result });
       });
       send();

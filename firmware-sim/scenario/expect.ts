@@ -5,6 +5,7 @@ import { formatMs } from '../core/duration.js';
 import type { Terminal } from '../devices/terminal.js';
 import type { Fleet } from '../fleet.js';
 import type { Expectation } from './model.js';
+import { ackCommandLatencies, ackLatencies, type ProtocolDevice } from './protocol-devices.js';
 
 export interface ExpectationResult {
   line: number;
@@ -22,6 +23,8 @@ export interface CheckContext {
   fleet: Fleet;
   /** the devices an expectation's target covers (no target: every device of the run) */
   devices(e: Expectation): Terminal[];
+  /** the protocol terminals (watch, jt808, dc09) it covers; absent: none */
+  protocolDevices?(e: Expectation): ProtocolDevice[];
   /** wall clock when the run started (after the initial connections) */
   runStartWall: number;
   /** alarm first publish → incident opened, over the whole run (for `latency: {metric: incident}`) */
@@ -66,6 +69,8 @@ export async function checkExpectation(ctx: CheckContext, e: Expectation, fromWa
         return { ...base, ...(await checkConnected(ctx, e)) };
       case 'command':
         return { ...base, ...(await checkCommand(ctx, e, fromWall)) };
+      case 'cleared':
+        return { ...base, ...(await checkCleared(ctx, e, fromWall)) };
       case 'latency':
         return { ...base, ...checkLatency(ctx, e) };
     }
@@ -74,8 +79,11 @@ export async function checkExpectation(ctx: CheckContext, e: Expectation, fromWa
   }
 }
 
+/** every device an expectation covers, MQTT terminals and protocol terminals alike, for the checks made through the API */
+const allOf = (ctx: CheckContext, e: Expectation): { id: string }[] => [...ctx.devices(e), ...(ctx.protocolDevices?.(e) ?? [])];
+
 async function checkIncident(ctx: CheckContext, e: Extract<Expectation, { kind: 'incident' }>, fromWall: number) {
-  const devices = ctx.devices(e);
+  const devices = allOf(ctx, e);
   const deadline = fromWall + e.withinMs;
   // poll past the deadline a little: the verdict is on the gateway's timestamps, not on when we happened to look
   const giveUp = deadline + Math.max(2000, Math.min(e.withinMs, 10_000));
@@ -132,7 +140,7 @@ async function checkNoIncident(ctx: CheckContext, e: Extract<Expectation, { kind
   const wait = until + 1000 - Date.now();
   if (wait > 0) await sleep(wait);
   const bad: string[] = [];
-  for (const t of ctx.devices(e)) {
+  for (const t of allOf(ctx, e)) {
     const found = (await incidentsOf(ctx.api, t.id, e.type))
       .filter((i) => matches(i, e))
       .filter((i) => (i.openedAt >= fromWall - CLOCK_SLACK_MS && i.openedAt <= until) || (i.lastAt >= fromWall - CLOCK_SLACK_MS && i.lastAt <= until));
@@ -162,6 +170,22 @@ async function checkDelivered(ctx: CheckContext, e: Extract<Expectation, { kind:
       else if (n > 1) doubled.push(`${t.id} ${m.type} seq ${m.seq} ×${n}`);
     }
   }
+  // protocol terminals: every alarm acknowledged by the protocol (only once durable), and stored
+  for (const d of ctx.protocolDevices?.(e) ?? []) {
+    while (d.events.some((m) => m.ackedWall === null) && Date.now() < deadline) await sleep(100);
+    const sent = d.events.filter((m) => m.type !== 'position');
+    if (sent.length === 0) continue;
+    const stored = await ctx.api.observations({ deviceId: d.id, limit: 1000 });
+    for (const type of new Set(sent.map((m) => m.type))) {
+      const mine = sent.filter((m) => m.type === type);
+      total += mine.length;
+      const unanswered = mine.filter((m) => m.ackedWall === null).length;
+      const have = stored.filter((o) => o.type === type).length;
+      // a protocol alarm carries no sequence number: each one acknowledged must be there at least once
+      if (unanswered) missing.push(`${d.kind} ${d.identifier} ${type}: ${unanswered} of ${mine.length} never acknowledged`);
+      else if (have < mine.length) missing.push(`${d.kind} ${d.identifier} ${type}: ${mine.length} acknowledged, ${have} stored`);
+    }
+  }
   if (missing.length || doubled.length) {
     return {
       passed: false,
@@ -171,11 +195,12 @@ async function checkDelivered(ctx: CheckContext, e: Extract<Expectation, { kind:
       ].filter(Boolean).join(' — '),
     };
   }
-  return { passed: true, detail: `${total} event(s) PUBACKed and stored exactly once` };
+  const protocol = (ctx.protocolDevices?.(e) ?? []).length > 0;
+  return { passed: true, detail: protocol ? `${total} event(s) acknowledged (PUBACK or the protocol's answer) and stored` : `${total} event(s) PUBACKed and stored exactly once` };
 }
 
 async function checkConnected(ctx: CheckContext, e: Extract<Expectation, { kind: 'connected' }>) {
-  const devices = ctx.devices(e);
+  const devices: { online: boolean }[] = [...ctx.devices(e), ...(ctx.protocolDevices?.(e) ?? [])];
   const want = e.count ?? devices.length;
   const deadline = Date.now() + e.withinMs;
   const online = () => devices.filter((t) => t.online).length;
@@ -191,17 +216,52 @@ async function checkCommand(ctx: CheckContext, e: Extract<Expectation, { kind: '
   const sinceSched = ctx.fleet.scheduler.now() - (Date.now() - fromWall);
   const deadline = fromWall + e.withinMs;
   const got = (t: Terminal) => t.commands.some((c) => c.cmd.type === e.type && c.at >= sinceSched - CLOCK_SLACK_MS);
-  while (devices.some((t) => !got(t)) && Date.now() < deadline) await sleep(50);
-  const without = devices.filter((t) => !got(t)).map((t) => t.id);
+  // a protocol terminal's commands as it decoded them (watch MESSAGE/CALL/CR, JT/T 808 0x8300/0x8400/0x8201), wall clock
+  const terminals = ctx.protocolDevices?.(e) ?? [];
+  const gotFrame = (d: ProtocolDevice) => d.received.find((c) => c.type === e.type && c.at >= fromWall - CLOCK_SLACK_MS);
+  while ((devices.some((t) => !got(t)) || terminals.some((d) => !gotFrame(d))) && Date.now() < deadline) await sleep(50);
+  const without = [...devices.filter((t) => !got(t)).map((t) => t.id), ...terminals.filter((d) => !gotFrame(d)).map((d) => `${d.kind} ${d.identifier}`)];
+  const frames = terminals.map((d) => gotFrame(d)?.raw).filter((r): r is string => r !== undefined);
   return without.length
     ? { passed: false, detail: `no ${e.type} command reached ${without.length} device(s) (${without.slice(0, 5).join(', ')}) within ${formatMs(e.withinMs)}` }
-    : { passed: true, detail: `${e.type} reached ${devices.length} device(s)` };
+    : { passed: true, detail: `${e.type} reached ${devices.length + terminals.length} device(s)${frames.length ? ` (e.g. ${frames[0]!.slice(0, 80)})` : ''}` };
+}
+
+/** the gateway cleared an incident of this type itself (the device is back), after the step */
+async function checkCleared(ctx: CheckContext, e: Extract<Expectation, { kind: 'cleared' }>, fromWall: number) {
+  const devices = allOf(ctx, e);
+  const deadline = fromWall + e.withinMs;
+  const giveUp = deadline + Math.max(2000, Math.min(e.withinMs, 10_000));
+  const pending = new Set(devices.map((d) => d.id));
+  const latencies: number[] = [];
+  const late: string[] = [];
+  for (;;) {
+    for (const id of [...pending]) {
+      const at = (await incidentsOf(ctx.api, id, e.type))
+        .filter((i) => i.status === 'resolved' && String(i['outcome'] ?? '').startsWith('cleared'))
+        .map((i) => stampFor(i, 'resolved') ?? i.lastAt)
+        .filter((t) => t >= fromWall - CLOCK_SLACK_MS);
+      if (at.length === 0) continue;
+      pending.delete(id);
+      const ms = Math.max(0, Math.min(...at) - fromWall);
+      latencies.push(ms);
+      if (ms > e.withinMs) late.push(`${id} after ${formatMs(ms)}`);
+    }
+    if (pending.size === 0 || Date.now() > giveUp) break;
+    await sleep(ctx.pollMs ?? 100);
+  }
+  if (pending.size) return { passed: false, detail: `no ${e.type} incident cleared for ${[...pending].slice(0, 5).join(', ')} within ${formatMs(e.withinMs)}` };
+  if (late.length) return { passed: false, detail: `${e.type} cleared too late: ${late.slice(0, 5).join(', ')} (limit ${formatMs(e.withinMs)})` };
+  return { passed: true, detail: `${e.type} cleared for ${devices.length} device(s), worst ${formatMs(Math.max(...latencies))}` };
 }
 
 function checkLatency(ctx: CheckContext, e: Extract<Expectation, { kind: 'latency' }>) {
+  // protocol terminals: their protocol's acknowledgement is their PUBACK; the operator's acknowledgement reaching them
+  // (watch MESSAGE, JT/T 808 0x8300) their ack-command
+  const terminals = ctx.protocolDevices?.(e) ?? [];
   const samples =
-    e.metric === 'puback' ? ctx.fleet.stats.puback.toArray() :
-    e.metric === 'ack-command' ? ctx.fleet.stats.ackCommand.toArray() :
+    e.metric === 'puback' ? [...ctx.fleet.stats.puback.toArray(), ...ackLatencies(terminals)].sort((a, b) => a - b) :
+    e.metric === 'ack-command' ? [...ctx.fleet.stats.ackCommand.toArray(), ...ackCommandLatencies(terminals)].sort((a, b) => a - b) :
     [...ctx.incidentLatencies].sort((a, b) => a - b);
   if (samples.length === 0) return { passed: false, detail: `no ${e.metric} samples were measured in this run` };
   const q = (p: number) => samples[Math.min(samples.length - 1, Math.max(0, Math.ceil(p * samples.length) - 1))] as number;

@@ -1,6 +1,6 @@
 // A scenario after parsing: durations in milliseconds, targets resolved to groups, every item with its line.
 import type { ResidentSpec } from '../provision.js';
-import type { SimKind } from '../devices/types.js';
+import type { ScenarioKind } from './schema.js';
 
 export interface Target {
   /** as written: all, phones, phones[0], phones[0..9] */
@@ -13,7 +13,8 @@ export interface Target {
 
 export interface Group {
   name: string;
-  kind: SimKind;
+  /** an MQTT terminal (call-phone, fall-sensor, locator) or a terminal of the gateway's own protocols (watch, jt808, dc09) */
+  kind: ScenarioKind;
   count: number;
   resident: ResidentSpec | null;
   heartbeatS?: number;
@@ -38,6 +39,8 @@ export type Action =
   | { kind: 'walk-out-of-zone'; target: Target; count?: number; overMs: number; distanceM?: number }
   | { kind: 'return-home'; target: Target; count?: number; overMs: number }
   | { kind: 'battery'; target: Target; count?: number; level: number }
+  | { kind: 'position'; target: Target; count?: number; lat?: number; lon?: number }
+  | { kind: 'heartbeat'; target: Target; count?: number }
   | { kind: 'command'; target: Target; count?: number; type: string; params?: Record<string, unknown> }
   | { kind: 'acknowledge'; target: Target; count?: number; type?: string }
   | { kind: 'wait'; ms: number };
@@ -57,6 +60,7 @@ export type Expectation = { line: number; text: string } & (
   | { kind: 'delivered'; device?: Target; withinMs: number }
   | { kind: 'connected'; device?: Target; count?: number; withinMs: number }
   | { kind: 'command'; device?: Target; type: string; withinMs: number }
+  | { kind: 'cleared'; device?: Target; type: string; withinMs: number }
 );
 
 export interface Step {

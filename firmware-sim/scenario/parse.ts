@@ -14,6 +14,8 @@ import {
   EXPECTATION_KINDS,
   EXPECTATIONS,
   ScenarioShape,
+  SCENARIO_KINDS,
+  isProtocolKind,
   type ActionKind,
   type ExpectationKind,
   type GroupSpec,
@@ -79,8 +81,9 @@ export function parseScenario(text: string, file = '<scenario>', opts: ParseOpti
     if (spec.name === 'all') problem(['devices', i, 'name'], '"all" is reserved (it means every device)');
     const base = typeof spec.count === 'number' ? spec.count : 1;
     // a group with a bad kind still exists for the steps that name it (one problem, not one per step)
-    names.set(spec.name, { count: spec.scale ? Math.max(1, Math.round(base * (opts.scale ?? 1))) : base, kind: spec.kind in PROFILES ? spec.kind : undefined });
-    if (!(spec.kind in PROFILES)) return;
+    const known = (SCENARIO_KINDS as readonly string[]).includes(spec.kind);
+    names.set(spec.name, { count: spec.scale ? Math.max(1, Math.round(base * (opts.scale ?? 1))) : base, kind: known ? spec.kind : undefined });
+    if (!known) return;
     const resident = spec.resident === true ? {} : spec.resident && typeof spec.resident === 'object' ? spec.resident : null;
     groups.push({
       name: spec.name,
@@ -96,6 +99,12 @@ export function parseScenario(text: string, file = '<scenario>', opts: ParseOpti
       line: at(['devices', i]).line,
     });
     if (spec.keepalive !== undefined && (sec(spec.keepalive) ?? 0) < 1) problem(['devices', i, 'keepalive'], 'keepalive must be at least 1s');
+    if (isProtocolKind(spec.kind)) {
+      // what only an MQTT terminal has: say so rather than ignore it
+      for (const k of ['keepalive', 'positionEvery', 'battery', 'drain'] as const) {
+        if (spec[k] !== undefined) problem(['devices', i, k], `${k} is for the MQTT kinds; a ${spec.kind} terminal does not take it`);
+      }
+    }
   });
 
   const resolveTarget = (text: unknown, path: Path): Target | undefined => {
@@ -169,8 +178,13 @@ export function parseScenario(text: string, file = '<scenario>', opts: ParseOpti
         return { kind, line, text, device, withinMs: within ?? 30_000 };
       case 'connected':
         return { kind, line, text, device, count: body['count'] as number | undefined, withinMs: within ?? 30_000 };
-      case 'command':
+      case 'command': {
+        const dc09 = device ? kindsOf(device).includes('dc09') : [...names.values()].some((g) => g.kind === 'dc09');
+        if (dc09) problem([...path, kind], 'a dc09 panel receives no command: SIA DC-09 has no downlink (the receiver only ACKs); name the other devices');
         return { kind, line, text, device, type: body['type'] as string, withinMs: within ?? 10_000 };
+      }
+      case 'cleared':
+        return { kind, line, text, device, type: body['type'] as string, withinMs: within ?? 30_000 };
     }
   };
 
@@ -209,12 +223,15 @@ export function parseScenario(text: string, file = '<scenario>', opts: ParseOpti
       const kinds = kindsOf(target);
       const able = kinds.filter((k) => allowed.includes(k));
       if (kinds.length > 0 && able.length === 0) {
-        problem([...path, kind], `${kind}: a ${kinds[0]} cannot do that (${allowed.join(' or ')} can)`);
+        problem([...path, kind], `${kind}: a ${kinds[0]} cannot do that (${allowed.length > 1 ? `${allowed.slice(0, -1).join(', ')} or ${allowed.at(-1)}` : allowed[0]} can)`);
       }
+    }
+    if (kind === 'position' && (o['lat'] === undefined) !== (o['lon'] === undefined)) {
+      problem(path, 'position takes both lat and lon, or neither (the terminal reports where it is)');
     }
     if (target && kind === 'event') {
       const type = o['type'] as string;
-      const unable = [...new Set(kindsOf(target))].filter((k) => !PROFILES[k as keyof typeof PROFILES]?.events.includes(type));
+      const unable = [...new Set(kindsOf(target))].filter((k) => k in PROFILES && !PROFILES[k as keyof typeof PROFILES].events.includes(type));
       if (unable.length) problem([...path, 'type'], `a ${unable.join('/')} cannot send "${type}" (it sends: ${PROFILES[unable[0] as keyof typeof PROFILES]?.events.join(', ')})`);
     }
     const action = buildAction(kind, o, target);
@@ -293,6 +310,10 @@ function buildAction(kind: ActionKind, o: Record<string, unknown>, target: Targe
       return { kind, target, count, overMs: ms(o['over']) ?? 10_000 };
     case 'battery':
       return { kind, target, count, level: o['level'] as number };
+    case 'position':
+      return { kind, target, count, lat: o['lat'] as number | undefined, lon: o['lon'] as number | undefined };
+    case 'heartbeat':
+      return { kind, target, count };
     case 'command':
       return { kind, target, count, type: o['type'] as string, params: o['params'] as Record<string, unknown> | undefined };
     case 'acknowledge':

@@ -3,6 +3,12 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { DURATION_PATTERN } from '../core/duration.js';
 import { SIM_KINDS } from '../devices/types.js';
+import { PROTOCOL_SIM_KINDS } from '../protocols/types.js';
+
+/** every kind a scenario group may have: the MQTT terminals and the terminals of the gateway's own protocols */
+export const SCENARIO_KINDS = [...SIM_KINDS, ...PROTOCOL_SIM_KINDS] as const;
+export type ScenarioKind = (typeof SCENARIO_KINDS)[number];
+export const isProtocolKind = (k: string): k is (typeof PROTOCOL_SIM_KINDS)[number] => (PROTOCOL_SIM_KINDS as readonly string[]).includes(k);
 
 /** `errorMessage` is ours (TypeBox keeps unknown options): what to tell a test engineer instead of "expected union" */
 const Duration = (description: string) =>
@@ -44,13 +50,13 @@ export const GroupSchema = Type.Object(
       pattern: '^[a-z][a-z0-9-]*$',
       errorMessage: 'a group name is lower case letters, digits and dashes, starting with a letter (e.g. phones)',
     }),
-    kind: Literals(SIM_KINDS, 'kind'),
+    kind: Literals(SCENARIO_KINDS, 'kind'),
     count: Type.Optional(Type.Integer({ minimum: 1, maximum: 200_000 })),
     /** `--scale N` multiplies the count of groups marked `scale: true` (reconnect storms sized for CI or for real) */
     scale: Type.Optional(Type.Boolean()),
     /** true: a resident per device with a home and a 300 m safe zone; or the resident's details */
     resident: Type.Optional(Type.Union([Type.Boolean(), ResidentSchema], { errorMessage: 'resident must be true/false or {name?, home?, safeZoneRadiusM?, unitId?, noMovementSeconds?}' })),
-    heartbeat: Type.Optional(Duration('heartbeat interval')),
+    heartbeat: Type.Optional(Duration('heartbeat interval (DC-09: the NULL poll interval)')),
     keepalive: Type.Optional(Duration('MQTT keepalive')),
     positionEvery: Type.Optional(Duration('locator position report interval')),
     battery: Type.Optional(Type.Number({ minimum: 0, maximum: 100 })),
@@ -72,6 +78,9 @@ export const FirmwareSchema = Type.Object(
   },
   { additionalProperties: false },
 );
+
+/** MQTT terminals take the first four; watch and JT/T 808 terminals acknowledge-alarm, locate-now and the last three */
+const COMMAND_TYPES = ['acknowledge-alarm', 'configure', 'locate-now', 'test-alarm', 'call-back', 'send-text', 'set-contacts'] as const;
 
 // ── expectations ─────────────────────────────────────────────────────────────────────────────────────
 
@@ -145,10 +154,20 @@ export const EXPECTATIONS = {
     },
     { additionalProperties: false },
   ),
+  cleared: Type.Object(
+    {
+      cleared: Type.Object(
+        { device: Type.Optional(Target), type: Type.String({ minLength: 1 }) },
+        { additionalProperties: false, description: 'an incident of this type cleared by the gateway itself (the device is back: offline, comm-lost)' },
+      ),
+      within: Type.Optional(Duration('from the step to the incident cleared')),
+    },
+    { additionalProperties: false },
+  ),
   command: Type.Object(
     {
       command: Type.Object(
-        { device: Type.Optional(Target), type: Literals(['acknowledge-alarm', 'configure', 'locate-now', 'test-alarm'] as const, 'command type') },
+        { device: Type.Optional(Target), type: Literals(COMMAND_TYPES, 'command type') },
         { additionalProperties: false },
       ),
       within: Type.Optional(Duration('from the step to the command reaching the device')),
@@ -206,9 +225,11 @@ export const ACTIONS = {
   }),
   'return-home': step('return-home', Target, { count: Type.Optional(Count), over: Type.Optional(Duration('time taken')) }),
   battery: step('battery', Target, { count: Type.Optional(Count), level: Type.Number({ minimum: 0, maximum: 100 }) }),
+  position: step('position', Target, { count: Type.Optional(Count), lat: Type.Optional(Type.Number({ minimum: -90, maximum: 90 })), lon: Type.Optional(Type.Number({ minimum: -180, maximum: 180 })) }),
+  heartbeat: step('heartbeat', Target, { count: Type.Optional(Count) }),
   command: step('command', Target, {
     count: Type.Optional(Count),
-    type: Literals(['acknowledge-alarm', 'configure', 'locate-now', 'test-alarm'] as const, 'command type'),
+    type: Literals(COMMAND_TYPES, 'command type'),
     params: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   }),
   acknowledge: step('acknowledge', Target, {
@@ -229,13 +250,26 @@ export const ACTIONS = {
 export type ActionKind = keyof typeof ACTIONS;
 export const ACTION_KINDS = Object.keys(ACTIONS) as ActionKind[];
 
-/** which kinds can do what (the firmware refuses the rest; better to say so before the run) */
+const MQTT_ONLY = SIM_KINDS;
+
+/**
+ * Which kinds can do what (the firmware refuses the rest; better to say so before the run). A protocol terminal
+ * speaks only what its protocol carries: no cancel, no free event, no battery level on demand. DC-09 has no fall in
+ * standard Contact ID (1102 is a fall only in some vendors' tables) and no position.
+ */
 export const ACTION_KINDS_ALLOWED: Partial<Record<ActionKind, readonly string[]>> = {
-  sos: ['call-phone', 'locator'],
-  fall: ['fall-sensor'],
+  sos: ['call-phone', 'locator', 'watch', 'jt808', 'dc09'],
+  fall: ['fall-sensor', 'watch', 'jt808'],
   cancel: ['call-phone', 'fall-sensor', 'locator'],
   'walk-out-of-zone': ['locator'],
   'return-home': ['locator'],
+  silence: MQTT_ONLY,
+  flap: MQTT_ONLY,
+  reboot: MQTT_ONLY,
+  event: MQTT_ONLY,
+  battery: MQTT_ONLY,
+  position: ['watch', 'jt808'],
+  heartbeat: PROTOCOL_SIM_KINDS,
 };
 
 export const ScenarioShape = Type.Object(

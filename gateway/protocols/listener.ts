@@ -19,6 +19,12 @@ import type { ListenerSettings, Peer, ProtocolHandler, ProtocolName } from './ty
 const MAX_QUEUED_FRAMES = 32;
 /** Bytes queued to a terminal that is not reading before it is cut off. */
 const MAX_WRITE_BUFFER = 256 * 1024;
+/** Refused frames in a row (no good frame between) before a TCP connection is closed: garbage costs the sender. */
+const MAX_REFUSALS_IN_ROW = 16;
+/** Another live connection of the same device heard within this long is a conflict; older, it is stale. */
+const CONFLICT_WINDOW_MS = 60_000;
+/** Devices one connection may speak for (a DC-09 receiver forwarding many accounts); beyond, not tracked per device. */
+const DEVICES_PER_PEER = 4096;
 /** a framer's refusal reason that can label a metric */
 const SLUG = /^[a-z][a-z0-9-]{0,39}$/;
 /** UDP senders remembered (for commands and the in-order chain), oldest forgotten first. */
@@ -27,10 +33,10 @@ const UDP_PEERS_KEPT = 10_000;
 const UDP_PEER_TTL_MS = 10 * 60_000;
 
 export interface ListenerEvents {
-  /** a connection proved which device it is (resend what is pending for it) */
-  bound(peer: Peer): void;
-  /** a connection of a bound device ended */
-  unbound(peer: Peer): void;
+  /** a connection proved, for the first time on it, that it speaks for this device (resend what is pending for it) */
+  bound(peer: Peer, deviceId: string): void;
+  /** a connection that spoke for this device ended */
+  unbound(peer: Peer, deviceId: string): void;
   /** a device appeared on two live connections from different addresses */
   conflict(deviceId: string, older: Peer, newer: Peer): void;
   /** a connection was refused or closed by a limit (counted by reason) */
@@ -43,9 +49,9 @@ export interface ProtocolListener {
   readonly name: ProtocolName;
   /** the bound TCP port (and the UDP port: the same number) */
   readonly port: number;
-  /** the live connection of a device, if it is connected */
+  /** the live connection of a device (the newest, when it has two), if it is connected */
   peerOf(deviceId: string): Peer | undefined;
-  /** close the device's connection (its secret was rotated, it was suspended) */
+  /** close every connection that speaks for the device (its secret was rotated, it was suspended) */
   disconnect(deviceId: string, reason: string): void;
   stats(): { connections: number; bound: number; udpPeers: number };
   close(): Promise<void>;
@@ -53,9 +59,13 @@ export interface ProtocolListener {
 
 class PeerImpl implements Peer {
   deviceId: string | undefined;
+  /** every device this connection has spoken for (one, except a DC-09 receiver forwarding several accounts) */
+  readonly devices = new Set<string>();
   flags: string[] = [];
   closed = false;
   queued = 0;
+  /** refused frames since the last good one */
+  refusalsInRow = 0;
   chain: Promise<void> = Promise.resolve();
   lastSeen = Date.now();
   constructor(
@@ -82,7 +92,13 @@ class PeerImpl implements Peer {
 export async function startProtocolListener(
   handler: ProtocolHandler<unknown>,
   settings: ListenerSettings,
-  deps: { log: Logger; events: ListenerEvents; refuse(peer: Peer, reason: string, detail: string, raw?: Buffer): void; cap?: number },
+  deps: {
+    log: Logger;
+    events: ListenerEvents;
+    refuse(peer: Peer, reason: string, detail: string, raw?: Buffer): void;
+    /** the socket budget shared by every protocol listener (core/limits.ts); its own otherwise */
+    gate?: SocketGate;
+  },
 ): Promise<ProtocolListener> {
   const log = deps.log.child({ module: 'protocol', protocol: handler.name });
   const ev = deps.events;
@@ -94,34 +110,48 @@ export async function startProtocolListener(
   const udpPeers = new Map<string, PeerImpl>();
   let closing = false;
 
-  const gate = new SocketGate(Math.min(settings.maxConnections, deps.cap ?? Infinity), (reason) => ev.limited(reason));
+  const gate = deps.gate ?? new SocketGate(settings.maxConnections, (reason) => ev.limited(reason));
 
-  const bindPeer = (p: PeerImpl, deviceId: string) => {
+  /** the gateway's own reactions (a database write among them) must never break the frame that triggered them */
+  const safely = (what: string, fn: () => void) => {
+    try {
+      fn();
+    } catch (err) {
+      log.error({ err, what }, 'a listener event handler failed');
+    }
+  };
+
+  const bindPeer = (p: PeerImpl, deviceId: string, onFirstBind: () => void) => {
     const other = byDevice.get(deviceId);
-    if (p.deviceId && byDevice.get(p.deviceId) === p) byDevice.delete(p.deviceId);
+    const first = !p.devices.has(deviceId);
+    if (first && p.devices.size === 0) onFirstBind();
     p.deviceId = deviceId;
+    if (first && p.devices.size < DEVICES_PER_PEER) p.devices.add(deviceId);
     byDevice.set(deviceId, p);
     if (other && other !== p && !other.closed) {
-      if (other.address === p.address && p.transport === 'tcp') {
-        // the same terminal reconnected before its old connection timed out (a NAT or radio drop): the old one is dead
-        other.close('replaced by a new connection of the same device from the same address');
+      const heardLately = Date.now() - other.lastSeen < CONFLICT_WINDOW_MS;
+      if (other.address === p.address || !heardLately) {
+        // the same terminal again (a new source port, a reconnect before the old connection timed out), or an old
+        // connection silent for a minute after the terminal's address changed: the old one is dead, not a rival
+        if (other.transport === 'tcp') other.close('replaced by a newer connection of the same device');
       } else {
-        // two places claim one identity: a cloned id, or a spoofer. Both are flagged, both keep being heard (an
-        // alarm from either is still an alarm); the newer gets the commands.
+        // two places claim one identity at once: a cloned id, or a spoofer. Both are flagged, both keep being heard
+        // (an alarm from either is still an alarm); the newer gets the commands.
         if (!other.flags.includes('identity-conflict')) other.flags.push('identity-conflict');
         if (!p.flags.includes('identity-conflict')) p.flags.push('identity-conflict');
-        ev.conflict(deviceId, other, p);
+        safely('conflict', () => ev.conflict(deviceId, other, p));
       }
     }
-    ev.bound(p);
+    if (first) safely('bound', () => ev.bound(p, deviceId));
   };
 
   const forget = (p: PeerImpl, reason: string) => {
     if (p.closed) return;
     p.closed = true;
-    if (p.deviceId && byDevice.get(p.deviceId) === p) {
-      byDevice.delete(p.deviceId);
-      ev.unbound(p);
+    for (const deviceId of p.devices) {
+      if (byDevice.get(deviceId) !== p) continue;
+      byDevice.delete(deviceId);
+      safely('unbound', () => ev.unbound(p, deviceId));
     }
     try {
       handler.onClose?.(p);
@@ -143,10 +173,36 @@ export async function startProtocolListener(
       p.close('framer error');
       return;
     }
+    // consecutive refusals of one reason are reported once, with their number: garbage costs one line, not one per byte
+    let run: { slug: string; detail: string; raw: Buffer; n: number } | undefined;
+    const report = () => {
+      if (!run) return;
+      deps.refuse(p, run.slug, run.n > 1 ? `${run.detail} (and ${run.n - 1} more refusals like it in a row)` : run.detail, run.raw);
+      run = undefined;
+    };
     for (const f of out) {
+      if (p.closed) break;
       if (!f.ok) {
         const slug = SLUG.test(f.reason) ? f.reason : 'unreadable';
-        deps.refuse(p, slug, f.detail ?? (slug === f.reason ? `the ${handler.name} framer refused ${f.raw.length} bytes: ${f.reason}` : f.reason), f.raw);
+        if (run && run.slug === slug) run.n++;
+        else {
+          report();
+          run = { slug, detail: f.detail ?? (slug === f.reason ? `the ${handler.name} framer refused ${f.raw.length} bytes: ${f.reason}` : f.reason), raw: f.raw, n: 1 };
+        }
+        p.refusalsInRow++;
+        if (p.transport === 'tcp' && p.refusalsInRow >= MAX_REFUSALS_IN_ROW) {
+          report();
+          ev.limited('refusals');
+          p.close(`${p.refusalsInRow} refused frames in a row`);
+          return;
+        }
+        continue;
+      }
+      report();
+      p.refusalsInRow = 0;
+      if (p.transport === 'udp' && p.queued >= MAX_QUEUED_FRAMES) {
+        // a UDP sender cannot be paused: beyond its backlog its messages are dropped unanswered (it sends them again)
+        ev.limited('udp-backlog');
         continue;
       }
       p.queued++;
@@ -163,6 +219,7 @@ export async function startProtocolListener(
           if (p.queued < MAX_QUEUED_FRAMES / 2) resume();
         });
     }
+    report();
   };
 
   // ---- TCP --------------------------------------------------------------------------------------------------
@@ -179,12 +236,18 @@ export async function startProtocolListener(
       return;
     }
     if (!gate.admit(socket)) return;
+    // the per-address cap counts connections that have not yet said which terminal they are: terminals behind one
+    // carrier NAT share an address, and once identified they are bounded by the connection cap like any other
     perAddress.set(address, n + 1);
-    socket.once('close', () => {
+    let unidentified = true;
+    const identified = () => {
+      if (!unidentified) return;
+      unidentified = false;
       const left = (perAddress.get(address) ?? 1) - 1;
       if (left <= 0) perAddress.delete(address);
       else perAddress.set(address, left);
-    });
+    };
+    socket.once('close', identified);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 60_000);
     const framer = handler.framer();
@@ -204,10 +267,12 @@ export async function startProtocolListener(
         socket.destroy();
       },
       bind(peer, deviceId) {
-        if (bindTimer) clearTimeout(bindTimer);
-        bindTimer = undefined;
-        gate.busy(socket);
-        bindPeer(peer, deviceId);
+        bindPeer(peer, deviceId, () => {
+          if (bindTimer) clearTimeout(bindTimer);
+          bindTimer = undefined;
+          gate.busy(socket);
+          identified();
+        });
       },
     });
     tcpPeers.add(p);
@@ -259,12 +324,16 @@ export async function startProtocolListener(
     sock.on('message', (msg, rinfo) => {
       try {
         if (closing) return;
+        const p = udpPeer(rinfo.address, rinfo.port);
+        if (!p) {
+          ev.limited('udp-peers');
+          return;
+        }
+        p.lastSeen = Date.now();
         if (msg.length > settings.maxFrameBytes) {
-          const p = udpPeer(rinfo.address, rinfo.port);
           deps.refuse(p, 'oversized', `a datagram of ${msg.length} bytes is longer than maxFrameBytes (${settings.maxFrameBytes})`, msg.subarray(0, 256));
           return;
         }
-        const p = udpPeer(rinfo.address, rinfo.port);
         // one message per datagram: a fresh framer each time, so a bad datagram cannot poison the next
         const framer = handler.framer();
         feed(p, framer, msg, () => undefined, () => undefined);
@@ -294,7 +363,8 @@ export async function startProtocolListener(
     sweep.unref();
   }
 
-  function udpPeer(address: string, rport: number): PeerImpl {
+  /** The sender's peer; undefined when every remembered sender still has messages in flight (the datagram is dropped). */
+  function udpPeer(address: string, rport: number): PeerImpl | undefined {
     const key = `${address}:${rport}`;
     let p = udpPeers.get(key);
     if (p) {
@@ -303,9 +373,18 @@ export async function startProtocolListener(
       return p;
     }
     if (udpPeers.size >= UDP_PEERS_KEPT) {
-      const [oldKey, oldest] = udpPeers.entries().next().value as [string, PeerImpl];
-      udpPeers.delete(oldKey);
-      forget(oldest, 'too many UDP senders: forgetting the oldest');
+      // forget the oldest sender with nothing in flight (one still being answered keeps its place and its order)
+      let evicted = false;
+      let looked = 0;
+      for (const [oldKey, oldest] of udpPeers) {
+        if (++looked > 256) break;
+        if (oldest.queued > 0) continue;
+        udpPeers.delete(oldKey);
+        forget(oldest, 'too many UDP senders: forgetting the oldest');
+        evicted = true;
+        break;
+      }
+      if (!evicted) return undefined;
     }
     const peer: PeerImpl = new PeerImpl(`udp:${key}#${++seq}`, 'udp', address, rport, {
       write(b) {
@@ -316,7 +395,7 @@ export async function startProtocolListener(
         forget(peer, reason);
       },
       bind(pp, deviceId) {
-        bindPeer(pp, deviceId);
+        bindPeer(pp, deviceId, () => undefined);
       },
     });
     udpPeers.set(key, peer);
@@ -333,7 +412,8 @@ export async function startProtocolListener(
       return p && !p.closed ? p : undefined;
     },
     disconnect(deviceId, reason) {
-      byDevice.get(deviceId)?.close(reason);
+      // every connection that spoke for it, not only the newest (an older one in an identity conflict stays trusted otherwise)
+      for (const p of [...tcpPeers, ...udpPeers.values()]) if (p.devices.has(deviceId)) p.close(reason);
     },
     stats: () => ({ connections: tcpPeers.size, bound: byDevice.size, udpPeers: udpPeers.size }),
     async close() {

@@ -5,10 +5,8 @@ import { Type, type TProperties } from '@sinclair/typebox';
 import { watchSettings } from './watch/settings.js';
 import { jt808Settings } from './jt808/settings.js';
 import { dc09Settings } from './dc09/settings.js';
-import type { ListenerSettings, ProtocolName } from './types.js';
+import type { ListenerSettings } from './types.js';
 
-/** Ports other systems use for these protocols (Traccar's defaults), suggested in docs/protocols.md; never implied. */
-export const CONVENTIONAL_PORTS: Record<ProtocolName, number> = { watch: 5093, jt808: 5015, dc09: 5074 };
 
 const common = (udp: boolean, idleTimeoutMs: number) => ({
   enabled: Type.Boolean({ default: true, description: 'false switches a configured listener off' }),

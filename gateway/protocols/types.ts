@@ -42,7 +42,7 @@ export interface Peer {
    * (`identity-conflict`); the newer connection wins for commands.
    */
   bind(deviceId: string): void;
-  /** write bytes to the terminal (UDP: a datagram to the sender); a closed peer drops them, counted */
+  /** write bytes to the terminal (UDP: a datagram to the sender); a closed peer drops them */
   send(bytes: Buffer): void;
   /** end the connection (TCP); the reason is logged. UDP: forget the peer. */
   close(reason: string): void;
@@ -58,6 +58,19 @@ export interface ProtocolDevice {
   model: string | null;
   /** the device's `config` column (per-device settings, e.g. a DC-09 poll interval) */
   config: Record<string, unknown>;
+}
+
+/**
+ * Counters of what a protocol did, exported to Prometheus by the gateway (index.ts), each incremented at the event.
+ * Labels stay bounded: `reply` is one of the protocol's own few answers, `keyword` is capped by the gateway.
+ */
+export interface ProtocolMetrics {
+  /** an answer sent to a terminal, by the protocol's own name for it: `ACK` `NAK` `DUH`, `LK` `AL`, `0x8001-ok` … */
+  replied(reply: string): void;
+  /** a frame understood but not used by this gateway (a watch's health reading, an echo nobody waits for) */
+  ignored(keyword: string): void;
+  /** what a terminal said could not be stored (it is not answered, or NAKed, and the terminal sends again) */
+  storeFailed(): void;
 }
 
 export interface ProtocolServices {
@@ -76,16 +89,36 @@ export interface ProtocolServices {
    * Refuse bytes: counted in `eldergate_protocol_refused_total{protocol,reason}`, logged (rate-bound per address) with
    * the reason, and kept raw (bounded) in the rejects table for diagnosis. `reason` is a short stable slug
    * (`bad-checksum`, `unprovisioned`, `oversized`, `not-authenticated`, …); `detail` says what was wrong for a person.
+   * `deviceId`: the provisioned device the refused bytes came from, when the protocol knows it although the connection
+   * is not bound to it (a DC-09 panel's message that does not decrypt, a JT/T 808 terminal with a wrong code): its
+   * refusals then raise the device's "terminal sends unreadable messages" card, as MQTT refusals do, so that a
+   * terminal refused again and again is seen on the board. Never put secrets in `detail` or `raw`.
    */
-  refuse(peer: Peer, reason: string, detail: string, raw?: Buffer): void;
+  refuse(peer: Peer, reason: string, detail: string, raw?: Buffer, deviceId?: string): void;
   /**
    * Device secrets kept by the registry (keyed hash only): a JT/T 808 authentication code is issued with `issueSecret`
-   * (returns the new code, once; the old one stops working) and checked with `checkSecret`.
+   * (returns the new code, once; the old one stops working; issuing does not close registration) and checked with
+   * `checkSecret`.
    */
   issueSecret(deviceId: string): string;
   checkSecret(deviceId: string, secret: string): boolean;
+  /**
+   * The terminal proved it holds the issued secret (a JT/T 808 0x0102 with the code of its 0x8100): registration
+   * closes until a person rotates it. Not at issue: an answer lost on the way, or a terminal reset before it
+   * authenticated, would otherwise lock the terminal out for good.
+   */
+  confirmSecret?(deviceId: string): void;
   /** the terminal answered a command (watch echo, JT/T 808 0x0001): recorded like an MQTT command ack */
   commandAnswered(deviceId: string, commandId: string, ok: boolean, error?: string): Promise<void>;
+  /** counters for Prometheus (absent in unit tests: nothing is counted) */
+  metrics?: ProtocolMetrics;
+  /**
+   * The devices of this protocol's kind that are provisioned and not decommissioned, each under the identifier the
+   * terminal uses (its account of this protocol's scheme if it has one, else its serial), read once at start: a
+   * protocol that supervises its terminals (DC-09 polls) expects each from then on, so one silent since before a
+   * restart is caught.
+   */
+  provisioned?(): Iterable<{ identifier: string; device: ProtocolDevice }>;
 }
 
 export interface ProtocolHandler<F = unknown> {

@@ -2,8 +2,9 @@
 // is routine on a cellular link); for interval × offlineFactor it is 'offline', an incident: P2 for life-safety
 // sensors (a dead fall sensor is a resident without protection), P3 for the rest. Back online clears it.
 //
-// The interval: device config `heartbeatMs` if set, else the kind's — `mainsHeartbeatMs` for mains-powered devices
-// (they can afford to report often, so they are held to a shorter interval) — scaled by supervision.intervalScale.
+// The interval: device config `heartbeatMs` if set (a DC-09 panel: else its `pollIntervalS`), else the kind's —
+// `mainsHeartbeatMs` for mains-powered devices (they can afford to report often, so they are held to a shorter
+// interval) — scaled by supervision.intervalScale.
 //
 // A Last Will (`status {online:false}`) counts as a drop for flap damping but does not start an offline incident
 // by itself: a Will fires on every TCP reset (cell handover, NAT timeout) and most devices are back within seconds;
@@ -14,6 +15,11 @@
 // comes back (the next drop joins the same card, it does not open a new one) until it has stayed up for a whole
 // flapWindowMs ('stable' timer); then the card is cleared.
 //
+// A path supervised by its protocol (a DC-09 panel: its NULL polls, gateway/protocols/dc09/supervision.ts) gets one
+// card for one fault: the protocol's `comm-lost` (EN 50136 reporting path, per account, cleared by the next poll).
+// Supervision still keeps the device's state (late / offline, from the panel's own `pollIntervalS`) but raises no
+// `offline` card of its own for it; an offline card left open from before is still cleared when the device is back.
+//
 // Start-up grace: after a gateway outage every device was silent for as long as the gateway was down, through no
 // fault of its own, and a fleet on long reconnect back-off comes back over minutes. So at start-up no device is
 // called offline before max(supervision.startupGraceMs, its interval) from the restart; one that speaks within it
@@ -22,6 +28,9 @@ import type { Observation } from '../../core/contracts.js';
 import type { Rule, RuleContext, RuleOutput, TimerRequest } from './types.js';
 
 export const OFFLINE = 'offline';
+
+/** kinds whose protocol supervises the reporting path and raises its own card (comm-lost): no second card here */
+const PATH_SUPERVISED_KINDS: ReadonlySet<string> = new Set(['dc09']);
 
 interface SupervisionMemory {
   /** times of recent drops (Last Will, or offline by timer), oldest first, within flapWindowMs */
@@ -32,7 +41,9 @@ interface SupervisionMemory {
 
 /** The supervision interval of this device, ms (already scaled). */
 export function supervisionIntervalMs(ctx: Pick<RuleContext, 'device' | 'kind' | 'settings'>): number {
-  const own = ctx.device.config.heartbeatMs;
+  // a DC-09 panel polls at its own interval (device config pollIntervalS, as the DC-09 supervisor reads it)
+  const poll = ctx.kind.kind === 'dc09' ? ctx.device.config.pollIntervalS : undefined;
+  const own = ctx.device.config.heartbeatMs ?? (typeof poll === 'number' && Number.isFinite(poll) && poll > 0 ? poll * 1000 : undefined);
   const base =
     typeof own === 'number' && Number.isFinite(own) && own > 0
       ? own
@@ -127,6 +138,7 @@ export const supervisionRule: Rule<SupervisionMemory> = {
     if (key === 'offline') {
       const memory = recordDrop(ctx);
       const flapping = isFlapping(ctx, memory);
+      if (PATH_SUPERVISED_KINDS.has(ctx.kind.kind)) return { state: { supervision: 'offline' }, timers: [{ clear: 'stable' }], memory };
       return {
         state: { supervision: 'offline' },
         timers: [{ clear: 'stable' }],

@@ -3,8 +3,9 @@
 //   (a level hovering at the threshold makes one card); raised once per episode, not once per heartbeat
 // - power-lost (event, Contact ID 301, or a mains device's heartbeat with mains:false) → 'power-lost'; cleared by
 //   power-restored, a restore, or a heartbeat with mains:true
-// - tamper, device-fault, comm-lost, supervision (a panel's "fail to report", Contact ID 102/147/381) → raised;
-//   cleared by their restore (and comm-lost by comm-restored)
+// - tamper, device-fault, comm-lost, supervision (a panel's "fail to report", Contact ID 102/147/381) → raised P3
+//   (comm-lost of a life-safety kind — receiver, Modbus panel, DC-09 hub — P2); cleared by their restore (and
+//   comm-lost by comm-restored)
 // - unknown (an unmapped Contact ID code) → 'unknown-event:<code>', one card per code, so that someone sees it and maps it
 // - unreadable (the gateway refused frames from the device) → 'unreadable-messages', "terminal sends unreadable
 //   messages": one card per device, later reports join it; a person closes it once the terminal was looked at
@@ -99,7 +100,11 @@ export const technicalRule: Rule = {
         const type = RAISES[obs.type];
         if (!type) return undefined;
         if (obs.restore) return clear(ctx, type, `${obs.type} restored`);
-        return raise(type, obs, obs.type === 'supervision' && obs.code !== undefined ? { code: obs.code } : {});
+        const out = raise(type, obs, obs.type === 'supervision' && obs.code !== undefined ? { code: obs.code } : {});
+        // a lost link to a life-safety device (a receiver, a pull-cord panel, a telecare hub) leaves residents as
+        // unprotected as a dead fall sensor: P2, as supervision's offline is for those kinds
+        if (obs.type === 'comm-lost' && ctx.kind.lifeSafetySensor) (out.alarms![0] as { priority: string }).priority = 'P2';
+        return out;
       }
     }
   },

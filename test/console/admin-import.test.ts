@@ -3,15 +3,12 @@
 // secrets, the warning that they are shown once, and a CSV download that is the server's answer (a secret from it
 // connects over MQTT). An operator and a steward on a phone are told the import is not theirs.
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { buildNetwork, type Network } from '../ws/helpers.js';
-import { launchBrowser, loginAs, watchErrors } from './browser.js';
+import { launchBrowser, loginAs, watchErrors, docsShot } from './browser.js';
 
-const DOCS = join(dirname(fileURLToPath(import.meta.url)), '../../docs');
 
 describe('CSV import', () => {
   let t: TestGateway;
@@ -66,7 +63,7 @@ describe('CSV import', () => {
     expect(stored.map((d) => d.serial).sort()).toEqual(['IMP-0001', 'IMP-0002']);
     expect(stored.find((d) => d.serial === 'IMP-0002')!.model).toBe('LT-9, rev B');
 
-    await page.screenshot({ path: join(DOCS, 'console-import.png'), fullPage: true });
+    await docsShot(page, 'console-import.png', { fullPage: true });
 
     // the download is the server's CSV: header and the same ids and secrets
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('a[data-download]')]);

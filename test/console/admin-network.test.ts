@@ -3,12 +3,10 @@
 // highlighted, puts the nurse on duty with one tap and sees it; a unit that still has staff cannot be deleted and
 // the page says what still hangs on it; staff edited and removed. An operator starts a shift but sees no admin
 // buttons.
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
-import { browserAndGateway, loginAs, watchErrors } from './browser.js';
+import { browserAndGateway, loginAs, watchErrors, docsShot } from './browser.js';
 
-const DOCS = join(import.meta.dirname, '..', '..', 'docs');
 const unexpected = (errors: string[]) => errors.filter((e) => !/Failed to load resource: the server responded with a status of (400|409)/.test(e));
 
 describe('network screen', () => {
@@ -78,7 +76,7 @@ describe('network screen', () => {
     expect((await t.api('GET', `/api/staff/${nina}`)).body.onDuty).toBe(true);
     // the rota is first on the page, the unit with nobody on duty first in it
     expect(await page.locator('.duty-unit').first().getAttribute('data-unit')).toBe(gridB);
-    await page.screenshot({ path: join(DOCS, 'console-network.png'), fullPage: true });
+    await docsShot(page, 'console-network.png', { fullPage: true });
 
     // rename a unit
     await page.locator(`.tree li[data-unit="${gridA}"] > button[data-action=edit-unit]`).click();

@@ -2,15 +2,12 @@
 // zone, and finds her by name and by address; a refusal of the server is shown beside its field; an operator may
 // edit (the server lets operators write residents of their units); a steward on a phone reads, within her unit.
 // The API underneath: search by name or address, and every change of a resident audited.
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 import { buildNetwork, login, type Network } from '../ws/helpers.js';
-import { launchBrowser, loginAs, watchErrors } from './browser.js';
+import { launchBrowser, loginAs, watchErrors, docsShot } from './browser.js';
 
-const DOCS = join(dirname(fileURLToPath(import.meta.url)), '../../docs');
 
 describe('residents', () => {
   let t: TestGateway;
@@ -146,7 +143,7 @@ describe('residents', () => {
     await page.goto(`${t.http}/#/resident/${id}`);
     await page.waitForFunction(() => document.querySelector('h1')?.textContent === 'Gertrud Lindqvist');
     await page.waitForSelector(`[data-resident-devices] li[data-device="${dev.id}"]`);
-    await page.screenshot({ path: join(DOCS, 'console-residents.png'), fullPage: true });
+    await docsShot(page, 'console-residents.png', { fullPage: true });
     await page.click('[data-contact] button[data-remove-contact]');
     await page.click('button[type=submit]');
     await waitFor(async () => (await t.api('GET', `/api/residents/${id}`)).body.contacts.length === 0, 'the contact removed');

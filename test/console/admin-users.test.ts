@@ -2,11 +2,9 @@
 // (the password policy's refusal shown next to the form), resets a password (a temporary one shown once, that logs
 // in), changes role and unit (chosen by name), disables and enables; each is in the audit log. An operator sees no
 // admin link, gets a "not allowed" page, and the API answers 403.
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { browserAndGateway, loginAs, watchErrors } from './browser.js';
+import { browserAndGateway, loginAs, watchErrors, docsShot } from './browser.js';
 
-const DOCS = join(import.meta.dirname, '..', '..', 'docs');
 /** a refused form is a 4xx the browser logs as a failed resource: expected here, anything else is not */
 const unexpected = (errors: string[]) => errors.filter((e) => !/Failed to load resource: the server responded with a status of (400|409)/.test(e));
 
@@ -71,7 +69,7 @@ describe('users screen', () => {
     await expect.poll(() => page.evaluate(() => navigator.clipboard.readText())).toBe(temp);
     await t.token('nadia', temp);
     await expect(t.token('nadia', 'lantern orchard copper violin')).rejects.toThrow(/401/);
-    await page.screenshot({ path: join(DOCS, 'console-users.png'), fullPage: true });
+    await docsShot(page, 'console-users.png', { fullPage: true });
     await shown.locator('button[data-action=done]').click();
     expect(await editor.locator('[data-temp-password]').count()).toBe(0);
 

@@ -1,7 +1,9 @@
 // Headless Chromium (Debian's `chromium` package) driven by playwright-core. A missing browser is a failure that
 // names the package, never a skipped test.
-import { existsSync } from 'node:fs';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import { afterAll, beforeAll } from 'vitest';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 
@@ -49,4 +51,16 @@ export function browserAndGateway(): { t: TestGateway; browser: Browser } {
     await rig.t?.stop();
   });
   return rig;
+}
+
+const DOCS = resolve(import.meta.dirname, '..', '..', 'docs');
+let scratch: string | undefined;
+
+/**
+ * A screenshot of a console screen for docs/: always taken (the page must render), written into docs/ only when
+ * SCREENSHOTS=1 (`npm run screenshots`), so that a test run leaves the checkout as it was.
+ */
+export async function docsShot(target: Page | Locator, name: string, opts: { fullPage?: boolean } = {}): Promise<void> {
+  const dir = process.env.SCREENSHOTS === '1' ? DOCS : (scratch ??= mkdtempSync(join(tmpdir(), 'eg-shots-')));
+  await target.screenshot({ path: join(dir, name), ...opts });
 }

@@ -1,18 +1,14 @@
 // The console in headless Chromium against a real gateway, with simulated devices speaking real MQTT:
 // an SOS reaches the board, the operator acknowledges, the device hears "help is coming"; a technician provisions
 // and commissions a device; a steward sees only their grid unit; a dropped network loses nothing.
-import { mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'playwright-core';
 import type { MqttClient } from 'mqtt';
 import { connectDevice, publishAsync, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 import { buildNetwork, latestSeq, type Network } from '../ws/helpers.js';
-import { launchBrowser, loginAs, watchErrors } from './browser.js';
+import { launchBrowser, loginAs, watchErrors, docsShot } from './browser.js';
 import { startProxy, type Proxy } from './proxy.js';
 
-const DOCS = join(dirname(fileURLToPath(import.meta.url)), '../../docs');
 
 interface SimDevice {
   id: string;
@@ -65,7 +61,6 @@ describe('the console in headless Chromium', () => {
       if (r.status !== 201) throw new Error(`staff: ${r.status} ${JSON.stringify(r.body)}`);
       staff[name] = r.body.id;
     }
-    mkdirSync(DOCS, { recursive: true });
   }, 60_000);
 
   afterAll(async () => {
@@ -124,7 +119,7 @@ describe('the console in headless Chromium', () => {
     await sosCard.locator('button[data-action=note]').click();
     await waitFor(() => inc.events(incidentId!).some((e) => e.type === 'note'), 'the note');
     await page.waitForTimeout(800);
-    await page.screenshot({ path: join(DOCS, 'console-board.png') });
+    await docsShot(page, 'console-board.png');
 
     // the incident detail: timeline with every stamp, resident, contacts, device, position plot
     await sosCard.locator('a.details').click();
@@ -147,7 +142,7 @@ describe('the console in headless Chromium', () => {
     await page.fill('input[aria-label=outcome]', 'help given at home');
     await page.waitForSelector('.timeline li[data-type="on-site"]');
     await page.locator('input[aria-label=outcome]').blur();
-    await page.screenshot({ path: join(DOCS, 'console-incident.png'), fullPage: true });
+    await docsShot(page, 'console-incident.png', { fullPage: true });
     await page.click('button[data-action=resolve]');
     await page.waitForSelector('.incident-head[data-status=resolved]', { timeout: 10_000 });
     await page.goto(`${t.http}/#/board`);

@@ -2,16 +2,13 @@
 // numbers GET /api/kpis gives for the same period (the page's own from/to), in the tiles, the current shift's row and
 // the total row; the uPlot chart's canvas is drawn. A steward on a phone sees her unit's numbers only; a technician
 // is told the KPIs are not his.
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { publishAsync, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 import { buildNetwork, login, type Network } from '../ws/helpers.js';
 import { fmtLatency } from '../../server/console/web/dom.js';
-import { launchBrowser, loginAs, watchErrors } from './browser.js';
+import { launchBrowser, loginAs, watchErrors, docsShot } from './browser.js';
 
-const DOCS = join(dirname(fileURLToPath(import.meta.url)), '../../docs');
 
 interface Share { count: number; eligible: number; share: number | null }
 interface Block {
@@ -103,7 +100,7 @@ describe('KPIs per shift', () => {
     // (without uPlot.min.css its overlay would not sit on the canvas)
     expect(await page.$eval('[data-kpi-chart] .u-over', (el) => getComputedStyle(el).position)).toBe('absolute');
     expect(await page.locator('.u-legend').textContent()).toContain('ack ≤ 60 s');
-    await page.screenshot({ path: join(DOCS, 'console-kpis.png'), fullPage: true });
+    await docsShot(page, 'console-kpis.png', { fullPage: true });
 
     // another period: nothing in it, said so, the chart still drawn (axes)
     await page.uncheck('input[name=empty]');

@@ -4,17 +4,13 @@
 // schematic plot shows the same scene. A position that is only the resident's home says "home address (no fix)"
 // and is never called "last known".
 import { createServer, type Server } from 'node:http';
-import { mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { crc32, deflateSync } from 'node:zlib';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../core/config.js';
 import { publishAsync, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
-import { launchBrowser, loginAs, watchErrors } from './browser.js';
+import { launchBrowser, loginAs, watchErrors, docsShot } from './browser.js';
 
-const DOCS = join(dirname(fileURLToPath(import.meta.url)), '../../docs');
 
 /** A 256×256 PNG: pale paper with a grid line every 64 px, so the screenshot reads as a map background. */
 function tilePng(): Buffer {
@@ -195,8 +191,7 @@ describe('the map on Leaflet tiles from console.tileUrl', () => {
     expect(await page.evaluate(() => (document.querySelector('.leaflet-container') as HTMLElement & { marked?: boolean }).marked)).toBe(true);
 
     await page.waitForTimeout(500); // tiles painted
-    mkdirSync(DOCS, { recursive: true });
-    await panel.screenshot({ path: join(DOCS, 'console-map.png') });
+    await docsShot(panel, 'console-map.png');
     expect(errors).toEqual([]);
     await page.close();
   }, 90_000);

@@ -2,15 +2,13 @@
 // speaking real MQTT: the header, the board, the alarm card and the incident page never scroll sideways
 // (document.documentElement.scrollWidth ≤ 390), and the card's actions are thumb-sized (≥ 44 px tall) and inside the
 // screen; the steward acknowledges from the card. An unknown route is "Page not found" with a way back to the board.
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MqttClient } from 'mqtt';
 import type { Page } from 'playwright-core';
 import { connectDevice, publishAsync, waitFor } from '../helpers/gateway.js';
 import { buildNetwork, type Network } from '../ws/helpers.js';
-import { browserAndGateway, loginAs, watchErrors } from './browser.js';
+import { browserAndGateway, loginAs, watchErrors, docsShot } from './browser.js';
 
-const DOCS = join(import.meta.dirname, '..', '..', 'docs');
 const WIDTH = 390;
 
 /** Nothing wider than the phone: the page cannot be scrolled sideways. Names what sticks out when it can. */
@@ -78,7 +76,7 @@ describe('a steward on a phone (390 px)', () => {
     await waitFor(() => page.locator(`.card[data-device="${deviceId}"] .resident`).textContent().then((x) => x?.includes('Annegret')), 'the resident on the card');
     await fits(page, 'the board with an open P1');
     expect(await thumbSized(page, `.card[data-device="${deviceId}"]`)).toBeGreaterThanOrEqual(1);
-    await page.screenshot({ path: join(DOCS, 'console-phone.png') });
+    await docsShot(page, 'console-phone.png');
 
     // acknowledge with a tap; the card then offers dispatch, on site, resolve, note: all thumb-sized, all on screen
     await card.locator('button[data-action=acknowledge]').tap();

@@ -3,7 +3,7 @@
 // a real SOS beside it is on the board as always. As an operator, on a desktop and on a phone-sized viewport.
 import { describe, expect, it } from 'vitest';
 import { publishAsync } from '../helpers/gateway.js';
-import { browserAndGateway, loginAs, watchErrors } from './browser.js';
+import { browserAndGateway, loginAs, watchErrors, docsShot } from './browser.js';
 
 describe('board: test runs shown apart', () => {
   const rig = browserAndGateway();
@@ -48,7 +48,7 @@ describe('board: test runs shown apart', () => {
       expect(await page.locator('.summary .badge.P1').textContent()).toBe('P1: 1');
       // at 390 px the section does not make the page wider than the screen
       expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(viewport.width);
-      if (viewport.width === 1280) await page.screenshot({ path: 'docs/console-test-runs.png', fullPage: true });
+      if (viewport.width === 1280) await docsShot(page, 'console-test-runs.png', { fullPage: true });
       // "show test runs" off: the section goes away, the board stays
       await page.uncheck('#show-tests');
       await expect.poll(() => section.isHidden()).toBe(true);

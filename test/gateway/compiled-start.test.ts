@@ -1,6 +1,7 @@
-// `npm start` runs the gateway as compiled JavaScript (issue 10): dist/ is built when the sources are newer, then plain
-// node runs it — no TypeScript loader in the process — and everything the code finds beside itself (migrations,
-// Modbus register maps, the console's sources, package.json for the build info) is found from dist/ too.
+// `npm start` runs the gateway as compiled JavaScript (issue 10): dist/ is built when the sources are newer (`npm test`
+// builds it before the tests, so here it is usually fresh), then plain node runs it — no TypeScript loader in the
+// process — and everything the code finds beside itself (migrations, Modbus register maps, the console's sources,
+// package.json for the build info) is found from dist/ too.
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';

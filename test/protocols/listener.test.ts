@@ -199,6 +199,45 @@ describe('protocol listener', () => {
     expect(await b.waitFor(1)).toEqual(['ECHO OK?']);
   });
 
+  it('garbage costs the sender: consecutive refusals are reported once with their number, and 16 in a row close the connection', async () => {
+    const { l, seen } = await start({ maxFrameBytes: 32 });
+    const a = await client(l.port);
+    // 5 refused lines then a good one: one report for the five, the connection stays
+    a.send(`${'x'.repeat(40)}\n`.repeat(5) + 'OK\n');
+    expect(await a.waitFor(1)).toEqual(['ECHO OK']);
+    expect(seen.refusals).toEqual(['unreadable: line too long (and 4 more refusals like it in a row)']);
+    // 16 in a row: closed
+    a.send(`${'x'.repeat(40)}\n`.repeat(20));
+    await a.closed;
+    expect(seen.limited).toContain('refusals');
+  });
+
+  it('the per-address cap counts only connections that have not identified themselves (terminals behind one NAT)', async () => {
+    const { l, seen } = await start({ maxConnectionsPerAddress: 2 });
+    for (let i = 0; i < 4; i++) {
+      const c = await client(l.port);
+      c.send(`ID nat${i}\n`);
+      await c.waitFor(1);
+    }
+    expect(l.stats().bound).toBe(4);
+    expect(seen.limited).not.toContain('per-address');
+  });
+
+  it('a stale connection of a device whose address changed is replaced, not flagged; revoking closes every connection of it', async () => {
+    const { l, seen } = await start();
+    const a = await client(l.port, '127.0.0.1');
+    a.send('ID dev6\n');
+    await a.waitFor(1);
+    const b = await client(l.port, '127.0.0.3');
+    b.send('ID dev6\n');
+    await b.waitFor(1);
+    // heard within the minute: a conflict; both are kept and flagged
+    expect(seen.conflicts).toEqual(['dev6']);
+    l.disconnect('dev6', 'secret rotated');
+    await a.closed;
+    await b.closed;
+  });
+
   it('UDP: one message per datagram, answered to its sender; an oversized or unfinished datagram is refused', async () => {
     const { l, seen } = await start({ udp: true, maxFrameBytes: 64 });
     const u = createSocket('udp4');

@@ -53,10 +53,12 @@ describe('technical rule', () => {
     expect(w.send('p1', { type, restore: true }).alarms[0]).toMatchObject({ action: 'clear', type });
   });
 
-  it('comm-lost P3, cleared by comm-restored', () => {
+  it('comm-lost of a life-safety kind (a Modbus panel) P2, of another kind P3; cleared by comm-restored', () => {
     const w = world();
     w.device('m1', { kind: 'modbus' });
-    expect(w.send('m1', { type: 'comm-lost', source: 'modbus' }).alarms[0]).toMatchObject({ type: 'comm-lost', priority: 'P3' });
+    w.device('cp1', { kind: 'call-phone' });
+    expect(w.send('cp1', { type: 'comm-lost', source: 'gateway' }).alarms[0]).toMatchObject({ type: 'comm-lost', priority: 'P3' });
+    expect(w.send('m1', { type: 'comm-lost', source: 'modbus' }).alarms[0]).toMatchObject({ type: 'comm-lost', priority: 'P2' });
     expect(w.send('m1', { type: 'comm-restored', source: 'modbus' }).alarms).toContainEqual(expect.objectContaining({ action: 'clear', type: 'comm-lost' }));
   });
 

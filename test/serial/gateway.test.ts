@@ -45,7 +45,7 @@ describe('serial receiver in the running gateway', () => {
     // the receiver is silent: its link is lost, a comm-lost card opens
     let gw = await gatewayWithReceiver(t.dataDir, pty.a, receiver.id, 800);
     const lost = await waitFor(() => open(gw, receiver.id).find((i) => i.type === 'comm-lost'), 'the comm-lost incident', 20_000);
-    expect(lost.priority).toBe('P3');
+    expect(lost.priority).toBe('P2'); // a receiver is a life-safety kind
 
     // the gateway restarts on the same data; the card is still open
     await gw.close();

@@ -117,7 +117,7 @@ describe('firmware-sim against the real gateway', () => {
     const creds = join(tmp, 'fleet-credentials.json');
     const r = await cli(
       ['fleet', '--devices', '30', '--mix', 'call-phone:1,fall-sensor:1,locator:1', '--rate', '240', '--duration', '6s', '--seed', '3',
-        '--api', gw.apiUrl, '--mqtt', gw.mqttUrl, '--user', 'admin', '--save-credentials', creds, '--report', reportDir],
+        '--api', gw.apiUrl, '--mqtt', gw.mqttUrl, '--user', 'admin', '--keep', '--save-credentials', creds, '--report', reportDir],
       { ELDERGATE_SIM_PASSWORD: gw.password },
     );
     expect(r.code, r.out).toBe(0);
@@ -129,7 +129,7 @@ describe('firmware-sim against the real gateway', () => {
     expect(report.stats.alarmsSent).toBeGreaterThan(5);
     expect(report.stats.alarmsAcked).toBe(report.stats.alarmsSent);
     expect(report.groups.map((g) => [g.kind, g.count])).toEqual([['call-phone', 10], ['fall-sensor', 10], ['locator', 10]]);
-    // the saved credentials are reusable: the same devices connect again without provisioning
+    // kept (--keep), so the saved credentials are reusable: the same devices connect again without provisioning
     const again = await cli(['fleet', '--devices', '3', '--mix', 'locator', '--duration', '1s', '--credentials', creds, '--api', gw.apiUrl, '--mqtt', gw.mqttUrl]);
     expect(again.code, again.out).toBe(0);
     expect(again.out).toMatch(/using 3 device\(s\) from/);

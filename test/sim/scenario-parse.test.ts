@@ -49,11 +49,11 @@ describe('scenario files', () => {
     ].join('\n');
     const p = problemsOf(text);
     const at = (line: number) => p.filter((x) => x.line === line).map((x) => x.message).join(' | ');
-    expect(at(4)).toMatch(/kind must be one of: call-phone, fall-sensor, locator/);
+    expect(at(4)).toMatch(/kind must be one of: call-phone, fall-sensor, locator, watch, jt808, dc09/);
     expect(at(8)).toMatch(/unknown field "colour" \(allowed here: name, kind, count/);
     expect(at(11)).toMatch(/group "phones" has 2 device\(s\): index 5 is out of range/);
     expect(at(12)).toMatch(/at must be a duration like 500ms, 2s/);
-    expect(at(15)).toMatch(/a fall-sensor cannot do that \(call-phone or locator can\)/);
+    expect(at(15)).toMatch(/a fall-sensor cannot do that \(call-phone, locator, watch, jt808 or dc09 can\)/);
     expect(at(16)).toMatch(/a step needs one action: connect, disconnect/);
     expect(at(19)).toMatch(/no device group "ghosts" \(groups: phones, sensor\)/);
     expect(at(20)).toMatch(/for must be a duration/);
@@ -119,12 +119,70 @@ describe('scenario files', () => {
   it('every shipped scenario is valid', async () => {
     const dir = join(REPO, 'scenarios');
     const files = readdirSync(dir).filter((f) => f.endsWith('.yaml'));
-    expect(files.sort()).toEqual(['fall-cancel.yaml', 'fall-no-cancel.yaml', 'silent-fall-sensor.yaml', 'sos.yaml', 'storm.yaml', 'wander.yaml']);
+    expect(files.sort()).toEqual(['dc09.yaml', 'fall-cancel.yaml', 'fall-no-cancel.yaml', 'jt808.yaml', 'silent-fall-sensor.yaml', 'sos.yaml', 'storm.yaml', 'wander.yaml', 'watch.yaml']);
     for (const f of files) {
       const sc = await loadScenario(join(dir, f));
       expect(sc.steps.length, f).toBeGreaterThan(0);
     }
     const storm = await loadScenario(join(dir, 'storm.yaml'), { scale: 20 });
     expect(storm.groups.reduce((n, g) => n + g.count, 0)).toBe(6000);
+  });
+
+  it('protocol kinds: what their protocol carries is accepted, the rest refused with the reason', () => {
+    const ok = parseScenario([
+      'name: protocols',
+      'devices:',
+      '  - { name: watch, kind: watch, heartbeat: 1s }',
+      '  - { name: pendant, kind: jt808 }',
+      '  - { name: panel, kind: dc09, heartbeat: 2s }',
+      'timeline:',
+      '  - { at: 1s, sos: all }',
+      '  - { at: 2s, fall: watch }',
+      '  - { at: 3s, position: pendant, lat: 31.2, lon: 121.4 }',
+      '  - { at: 4s, heartbeat: panel }',
+      '  - at: 5s',
+      '    command: pendant',
+      '    type: call-back',
+      '    params: { number: "+8613800138000" }',
+      '    expect:',
+      '      - command: { type: call-back }',
+      '  - at: 6s',
+      '    disconnect: panel',
+      '    expect:',
+      '      - incident: { type: comm-lost }',
+      '  - at: 9s',
+      '    connect: panel',
+      '    expect:',
+      '      - cleared: { type: comm-lost }',
+      '        within: 3s',
+      '',
+    ].join('\n'));
+    expect(ok.groups.map((g) => [g.kind, g.heartbeatS])).toEqual([['watch', 1], ['jt808', undefined], ['dc09', 2]]);
+    expect(ok.steps.map((st) => st.action.kind)).toEqual(['sos', 'fall', 'position', 'heartbeat', 'command', 'disconnect', 'connect']);
+    expect(ok.steps[6]!.expect[0]).toMatchObject({ kind: 'cleared', type: 'comm-lost', withinMs: 3000 });
+
+    const p = problemsOf([
+      'name: protocols', //                                  1
+      'devices:', //                                         2
+      '  - { name: watch, kind: watch, keepalive: 60s }', // 3
+      '  - { name: panel, kind: dc09 }', //                  4
+      'timeline:', //                                        5
+      '  - { at: 1s, fall: panel }', //                      6
+      '  - { at: 2s, position: panel }', //                  7
+      '  - { at: 3s, event: watch, type: sos }', //          8
+      '  - at: 4s', //                                       9
+      '    acknowledge: panel', //                           10
+      '    expect:', //                                      11
+      '      - command: { type: acknowledge-alarm }', //    12
+      '  - { at: 5s, position: watch, lat: 1 }', //          13
+      '',
+    ].join('\n'));
+    const at = (line: number) => p.filter((x) => x.line === line).map((x) => x.message).join(' | ');
+    expect(at(3)).toMatch(/keepalive is for the MQTT kinds; a watch terminal does not take it/);
+    expect(at(6)).toMatch(/fall: a dc09 cannot do that/);
+    expect(at(7)).toMatch(/position: a dc09 cannot do that \(watch or jt808 can\)/);
+    expect(at(8)).toMatch(/event: a watch cannot do that/);
+    expect(at(12)).toMatch(/SIA DC-09 has no downlink/);
+    expect(at(13)).toMatch(/both lat and lon, or neither/);
   });
 });

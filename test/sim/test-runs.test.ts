@@ -146,3 +146,80 @@ describe('scenario runs are test runs', () => {
     expect(out).toMatch(/add --keep/);
   }, 60_000);
 });
+
+/** `eldergate-sim fleet …` as a user runs it (node on bin.js, its own process group for Ctrl-C) */
+function fleet(args: string[]) {
+  const child = spawn(process.execPath, [join(REPO, 'firmware-sim', 'bin.js'), 'fleet', '--api', gw.apiUrl, '--mqtt', gw.mqttUrl, '--user', 'admin', ...args], {
+    cwd: REPO, env: { ...process.env, ELDERGATE_SIM_PASSWORD: gw.password }, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  return { child, out: () => out, exited };
+}
+
+describe('fleet runs are test runs too', () => {
+  it('`eldergate-sim fleet` provisions test devices named after the run and takes them away at its end', async () => {
+    const reportDir = join(tmp, 'fleet-report');
+    const f = fleet(['--devices', '3', '--mix', 'call-phone', '--rate', '120', '--duration', '3s', '--seed', '5', '--report', reportDir]);
+    expect(await f.exited, f.out()).toBe(0);
+    const out = f.out();
+    expect(out).toMatch(/test run (run-[0-9a-z]+-[0-9a-f]{4}): 3 test device\(s\) created, taken away at the end/);
+    const runId = /test run (run-[0-9a-z]+-[0-9a-f]{4})/.exec(out)![1]!;
+    expect(out).not.toMatch(/credentials saved/);
+    // the summary and the report first, then the cleanup
+    expect(out.indexOf('summary:')).toBeLessThan(out.indexOf(`cleaned up test run ${runId}: 3 device(s) decommissioned`));
+    const report = JSON.parse(readFileSync(join(reportDir, 'report.json'), 'utf8')) as RunReport;
+    expect(report.testRun).toMatchObject({ id: runId, keep: false, cleanup: { devicesDecommissioned: 3, errors: [] } });
+    const ids = report.groups.flatMap((g) => g.sampleIds);
+    expect(ids).toHaveLength(3);
+    for (const id of ids) {
+      const d = (await api.device(id)) as { serial: string; test: boolean; state: string };
+      expect(d).toMatchObject({ test: true, state: 'decommissioned' });
+      expect(d.serial.startsWith(`SIM-${runId}-`)).toBe(true);
+      // its alarms were test incidents, and none is left open on the board
+      for (const i of await api.incidents({ deviceId: id })) expect(i).toMatchObject({ test: true, status: 'cancelled', outcome: `cancelled: test run ${runId} ended` });
+    }
+    expect(report.stats.alarmsSent).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('Ctrl-C ends a fleet run: the summary is written first, then it cleans up; --keep leaves the devices', async () => {
+    const f = fleet(['--devices', '2', '--mix', 'locator', '--residents', 'none']);
+    try {
+      await until(() => /all 2 device\(s\) online/.test(f.out()), 60_000, 'the fleet online');
+      process.kill(-f.child.pid!, 'SIGINT');
+      expect(await f.exited, f.out()).toBe(0);
+    } finally {
+      if (f.child.exitCode === null) process.kill(-f.child.pid!, 'SIGKILL');
+    }
+    const out = f.out();
+    expect(out).toMatch(/Ctrl-C: stopping the fleet; the summary is written, then the run cleans up/);
+    expect(out).toMatch(/cleaned up test run run-\S+: 2 device\(s\) decommissioned/);
+    expect(out.indexOf('summary:')).toBeLessThan(out.indexOf('cleaned up test run'));
+
+    const kept = fleet(['--devices', '1', '--mix', 'call-phone', '--duration', '1s', '--keep', '--save-credentials', join(tmp, 'kept.json')]);
+    expect(await kept.exited, kept.out()).toBe(0);
+    expect(kept.out()).toMatch(/kept test run run-\S+: its devices, incidents and residents stay on the gateway, marked test/);
+    const saved = JSON.parse(readFileSync(join(tmp, 'kept.json'), 'utf8')) as { devices: { id: string }[] };
+    expect(await device(saved.devices[0]!.id)).toMatchObject({ test: true, state: expect.not.stringMatching(/decommissioned/) });
+    await api.request('POST', `/api/devices/${saved.devices[0]!.id}/decommission`);
+
+    const refused = fleet(['--devices', '1', '--save-credentials', join(tmp, 'c2.json')]);
+    expect(await refused.exited).toBe(2);
+    expect(refused.out()).toMatch(/add --keep/);
+  }, 120_000);
+});
+
+describe('protocol terminals need their listener', () => {
+  it('a watch group on a gateway whose watch listener is off: the run stops naming protocols.watch.port, and leaves nothing behind', async () => {
+    const scenario = await loadScenario(join(REPO, 'scenarios', 'watch.yaml'));
+    const logged: string[] = [];
+    const err = await runScenario({ scenario, api, mqttUrl: gw.mqttUrl, log: (l) => logged.push(l) }).then(() => null, (e: Error) => e);
+    expect(err?.message).toMatch(/group "watch" is watch terminals, but the gateway's watch listener is off .*set protocols\.watch\.port \(ELDERGATE_PROTOCOLS_WATCH_PORT\)/);
+    // the one device provisioned before the answer said so is decommissioned again
+    const left = (await api.request<{ items: { kind: string; state: string; test: boolean }[] }>('GET', '/api/devices?kind=watch&limit=50')).items;
+    expect(left.length).toBeGreaterThan(0);
+    for (const d of left) expect(d).toMatchObject({ test: true, state: 'decommissioned' });
+  }, 60_000);
+});

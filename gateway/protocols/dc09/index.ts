@@ -47,11 +47,6 @@ export type Dc09Handler = ProtocolHandler<Dc09Frame> & {
   readonly supervisor: PollSupervisor;
 };
 
-/** Optional: the gateway lists the provisioned dc09 devices at start, so a panel silent across a restart is caught. */
-interface ListingServices {
-  provisioned?(): Iterable<{ identifier: string; device: ProtocolDevice }>;
-}
-
 type Reply = 'ack' | 'nak' | 'duh';
 
 export function createDc09Protocol(services: ProtocolServices, settings: Partial<Dc09Settings> & Partial<ListenerSettings>): Dc09Handler {
@@ -96,13 +91,18 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
       return d !== undefined && d.state !== 'suspended';
     },
     async report(deviceId, type, detail) {
-      await services.sink.submit({ type, deviceId, receivedAt: services.now(), source: 'dc09', detail: { protocol: 'dc09', ...detail } });
+      try {
+        await services.sink.submit({ type, deviceId, receivedAt: services.now(), source: 'dc09', detail: { protocol: 'dc09', ...detail } });
+      } catch (err) {
+        storeFailed(); // the supervisor tries again at its next check (comm-lost) or the next poll (comm-restored)
+        throw err;
+      }
     },
   });
-  const listing = (services as ProtocolServices & ListingServices).provisioned;
-  if (listing) {
+  // the gateway lists the panels heard before (services.provisioned), so one silent since before a restart is caught
+  if (services.provisioned) {
     try {
-      for (const { identifier, device } of listing.call(services)) {
+      for (const { identifier, device } of services.provisioned()) {
         if (device.kind === 'dc09' && device.state !== 'suspended') supervisor.expect(device.deviceId, identifier.toUpperCase(), intervalMsOf(device));
       }
     } catch (err) {
@@ -113,7 +113,12 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
   // ---- answers ----
   const send = (peer: Peer, kind: Reply, message: string) => {
     st[kind === 'ack' ? 'acks' : kind === 'nak' ? 'naks' : 'duhs']++;
+    services.metrics?.replied(kind.toUpperCase());
     peer.send(frameMessage(message));
+  };
+  const storeFailed = () => {
+    st.submitFailures++;
+    services.metrics?.storeFailed();
   };
   const routing = (h: Dc09Header, account: string) => `${h.seq}${h.receiver}${h.prefix}${account ? `#${account}` : ''}`;
   const nak = (peer: Peer) => send(peer, 'nak', `"NAK"0000R0L0A0[]${formatTimestamp(services.now())}`);
@@ -123,8 +128,9 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
       ? `"*ACK"${routing(h, account)}[${encryptRest(`]${formatTimestamp(services.now())}`, key)}`
       : `"ACK"${routing(h, account)}[]`);
 
-  const refuse = (peer: Peer, reason: string, detail: string, raw: Buffer, reply: () => void) => {
-    services.refuse(peer, reason, detail, raw);
+  /** `deviceId`: the provisioned panel the message is from (its refusals raise its "unreadable messages" card) */
+  const refuse = (peer: Peer, reason: string, detail: string, raw: Buffer, reply: () => void, deviceId?: string) => {
+    services.refuse(peer, reason, detail, raw, deviceId);
     reply();
   };
 
@@ -156,17 +162,17 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
       return refuse(peer, 'unprovisioned', `account ${account} is not provisioned (POST /api/devices {kind: "dc09", serial: "${account}"}): NAK, the panel keeps the event and tries again`, raw, () => nak(peer));
     }
     if (device.state === 'suspended') {
-      return refuse(peer, 'suspended', `account ${account} belongs to a suspended device (${device.deviceId}): NAK`, raw, () => nak(peer));
+      return refuse(peer, 'suspended', `account ${account} belongs to a suspended device (${device.deviceId}): NAK`, raw, () => nak(peer), device.deviceId);
     }
 
     let key = keys.get(account);
     if (h.encrypted) {
       if (!key) {
-        return refuse(peer, 'no-key', `encrypted message for account ${account}, which has no key in protocols.dc09.keysFile: DUH`, raw, () => duh(peer, h, account));
+        return refuse(peer, 'no-key', `encrypted message for account ${account}, which has no key in protocols.dc09.keysFile: DUH`, raw, () => duh(peer, h, account), device.deviceId);
       }
       let plain = decryptRest(h.rest, key);
       if (plain === undefined) {
-        return refuse(peer, 'malformed', `encrypted part of ${h.rest.length} characters is not whole AES blocks of hex: NAK`, raw, () => nak(peer));
+        return refuse(peer, 'malformed', `encrypted part of ${h.rest.length} characters is not whole AES blocks of hex: NAK`, raw, () => nak(peer), device.deviceId);
       }
       let afterPad = stripPad(plain);
       if (afterPad === undefined) {
@@ -180,22 +186,22 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
         }
       }
       if (afterPad === undefined) {
-        return refuse(peer, 'decrypt-failed', `message for account ${account} does not decrypt under its key (the panel and protocols.dc09.keysFile hold different keys): DUH`, raw, () => duh(peer, h, account));
+        return refuse(peer, 'decrypt-failed', `message for account ${account} does not decrypt under its key (the panel and protocols.dc09.keysFile hold different keys): DUH`, raw, () => duh(peer, h, account), device.deviceId);
       }
       const b = parseBody(afterPad);
-      if (!b.ok) return refuse(peer, b.reason, `decrypted: ${b.detail}`, raw, () => nak(peer));
+      if (!b.ok) return refuse(peer, b.reason, `decrypted: ${b.detail}`, raw, () => nak(peer), device.deviceId);
       body = b.value;
       if (body.timestamp === undefined) {
-        return refuse(peer, 'no-timestamp', `encrypted message for account ${account} has no timestamp (required when encrypted): NAK`, raw, () => nak(peer));
+        return refuse(peer, 'no-timestamp', `encrypted message for account ${account} has no timestamp (required when encrypted): NAK`, raw, () => nak(peer), device.deviceId);
       }
     } else if (key) {
-      return refuse(peer, 'plaintext-downgrade', `unencrypted message for account ${account}, whose line is encrypted (a key is configured): DUH`, raw, () => duh(peer, h, account));
+      return refuse(peer, 'plaintext-downgrade', `unencrypted message for account ${account}, whose line is encrypted (a key is configured): DUH`, raw, () => duh(peer, h, account), device.deviceId);
     }
     const b = body!;
     if (b.timestamp !== undefined && (h.encrypted || cfg.plaintextWindow)) {
       const skew = b.timestamp - receivedAt;
       if (skew < -cfg.pastMs || skew > cfg.futureMs) {
-        return refuse(peer, 'timestamp-window', `timestamp ${b.timestampText} is ${Math.round(skew / 1000)} s from the receiver clock (window −${cfg.pastMs / 1000} s/+${cfg.futureMs / 1000} s): NAK with the receiver time`, raw, () => nak(peer));
+        return refuse(peer, 'timestamp-window', `timestamp ${b.timestampText} is ${Math.round(skew / 1000)} s from the receiver clock (window −${cfg.pastMs / 1000} s/+${cfg.futureMs / 1000} s): NAK with the receiver time`, raw, () => nak(peer), device.deviceId);
       }
     }
 
@@ -224,7 +230,10 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
       };
       await services.sink.submit(hb).then(
         () => { st.observations++; },
-        (err: unknown) => log.warn({ err, deviceId: device.deviceId }, 'storing a DC-09 poll failed (already answered: telemetry)'),
+        (err: unknown) => {
+          storeFailed();
+          log.warn({ err, deviceId: device.deviceId }, 'storing a DC-09 poll failed (already answered: telemetry)');
+        },
       );
       await supervisor.contact(device.deviceId, account, intervalMs);
       return;
@@ -250,7 +259,7 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
         st.observations++;
       }
     } catch (err) {
-      st.submitFailures++;
+      storeFailed();
       log.error({ err, deviceId: device.deviceId, seq: h.seq }, 'storing a DC-09 event failed: NAK, the panel sends it again');
       nak(peer);
       return;

@@ -6,6 +6,7 @@
 // so the terminal sends it again. Console commands become 0x8201 / 0x8300 / 0x8400 / 0x8401, and the terminal's
 // answer (0x0001, 0x0201) closes them.
 import type { DeviceCommand, Observation } from '../../../core/contracts.js';
+import { ConfigError } from '../../../core/errors.js';
 import type { ListenerSettings, Peer, ProtocolDevice, ProtocolHandler, ProtocolServices } from '../types.js';
 import { buildFrame, hex4, type Jt808Frame } from './codec.js';
 import { createJt808Framer, type Jt808Unit } from './framer.js';
@@ -13,18 +14,26 @@ import { decodeLocation } from './location.js';
 import { HELD_MASK, MASK, locationObservations } from './alarms.js';
 import {
   MSG, RESULT, REGISTER_RESULT, TEXT_FLAG, callBackBody, decodeAuthenticate, decodeRegister, decodeTerminalResponse,
-  phoneBookBody, platformResponse, registerResponse, textBody, type PhoneBookEntry,
+  gbk, phoneBookBody, platformResponse, registerResponse, textBody, type PhoneBookEntry,
 } from './messages.js';
 import type { Jt808Settings } from './settings.js';
 
 export type { Jt808Unit } from './framer.js';
 
 /**
- * Where the registry records that a terminal holds the device's current secret as its authentication code (epoch ms
- * of the registration), in the device's config; cleared when an admin rotates the secret. While it is set, the phone
- * number cannot be registered again (docs/protocols/jt808.md § Registration).
+ * Where the registry records that a terminal proved it holds the device's current secret as its authentication code
+ * (epoch ms of its first 0x0102 with it: services.confirmSecret), in the device's config; cleared when an admin
+ * rotates the secret. While it is set, the phone number cannot be registered again (docs/protocols/jt808.md
+ * § Registration).
  */
 export const AUTH_CODE_ISSUED_KEY = 'authCodeIssuedAt';
+
+/** the `reply` label of eldergate_protocol_replies_total for each 0x8001 / 0x8100 result */
+const RESULT_LABEL: Record<number, string> = { [RESULT.ok]: 'ok', [RESULT.failure]: 'failure', [RESULT.messageError]: 'message-error', [RESULT.unsupported]: 'unsupported' };
+const REGISTER_LABEL: Record<number, string> = {
+  [REGISTER_RESULT.ok]: 'ok', [REGISTER_RESULT.vehicleRegistered]: 'vehicle-registered', [REGISTER_RESULT.noVehicle]: 'no-vehicle',
+  [REGISTER_RESULT.terminalRegistered]: 'terminal-registered', [REGISTER_RESULT.noTerminal]: 'no-terminal',
+};
 
 /** Observations of one frame share its flow serial: seq = serial × SEQ_SPAN + their index in the frame. */
 const SEQ_SPAN = 1024;
@@ -52,16 +61,21 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
     authFailuresBeforeClose: settings.authFailuresBeforeClose ?? DEFAULTS.authFailuresBeforeClose,
     maxPendingCommands: settings.maxPendingCommands ?? DEFAULTS.maxPendingCommands,
   };
+  // an acknowledgement text the terminals cannot be sent would fail every "help is coming": stop at start-up instead
+  const ackBytes = gbk(cfg.ackText, 'text');
+  if (typeof ackBytes === 'string') throw new ConfigError([`protocols.jt808.ackText: ${ackBytes}`]);
   const log = services.log.child({ module: 'jt808' });
   const peers = new Map<string, PeerState>();
   /** deviceId → held technical alarm bits as last stored (edges: alarms.ts) */
   const heldBits = new Map<string, number>();
   /**
-   * deviceId → the authentication code this process issued: while the registry still takes it, a terminal holds it and
-   * the phone number may not register again. Kept in memory only (never logged); the registry's AUTH_CODE_ISSUED_KEY
-   * is what survives a restart.
+   * deviceId → the authentication code a terminal authenticated with on this process: while the registry still takes
+   * it, that terminal holds it and the phone number may not register again. A code merely issued does not count (its
+   * 0x8100 may have been lost, or the terminal reset before it authenticated: it must be able to register again).
+   * Kept in memory only (never logged); the registry's AUTH_CODE_ISSUED_KEY, set through services.confirmSecret, is
+   * what survives a restart.
    */
-  const issued = new Map<string, string>();
+  const proven = new Map<string, string>();
 
   const stateOf = (peer: Peer, frame?: Jt808Frame): PeerState => {
     let st = peers.get(peer.id);
@@ -83,10 +97,13 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
     peer.send(buildFrame({ msgId, edition: st.edition, ...(st.protocolVersion !== undefined && { protocolVersion: st.protocolVersion }), phone, serial }, body));
     return serial;
   };
-  const answer = (peer: Peer, st: PeerState, frame: Jt808Frame, result: number) =>
-    send(peer, st, frame.phone, MSG.platformResponse, platformResponse(frame.serial, frame.msgId, result));
+  const answer = (peer: Peer, st: PeerState, frame: Jt808Frame, result: number) => {
+    services.metrics?.replied(`0x8001-${RESULT_LABEL[result] ?? result}`);
+    return send(peer, st, frame.phone, MSG.platformResponse, platformResponse(frame.serial, frame.msgId, result));
+  };
 
-  const refuse = (peer: Peer, reason: string, detail: string, raw: Buffer) => services.refuse(peer, reason, detail, raw);
+  /** `deviceId`: the provisioned terminal the frame is from, on a connection not bound to it (its card is raised) */
+  const refuse = (peer: Peer, reason: string, detail: string, raw: Buffer, deviceId?: string) => services.refuse(peer, reason, detail, raw, deviceId);
 
   /** The provisioned jt808 device of a phone number: as sent, or without the BCD field's leading zeros. */
   const findDevice = (phone: string): ProtocolDevice | undefined => {
@@ -98,10 +115,14 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
     return undefined;
   };
 
-  /** Registration is open until a terminal holds the current secret; an admin's rotate-secret opens it again. */
+  const marked = (d: ProtocolDevice) => d.config[AUTH_CODE_ISSUED_KEY] !== undefined && d.config[AUTH_CODE_ISSUED_KEY] !== null;
+  /**
+   * Registration is open until a terminal has authenticated with the current secret; an admin's rotate-secret opens
+   * it again.
+   */
   const registrationOpen = (d: ProtocolDevice): boolean => {
-    if (d.config[AUTH_CODE_ISSUED_KEY] !== undefined && d.config[AUTH_CODE_ISSUED_KEY] !== null) return false;
-    const code = issued.get(d.deviceId);
+    if (marked(d)) return false;
+    const code = proven.get(d.deviceId);
     if (code !== undefined && services.checkSecret(d.deviceId, code)) return false;
     return true;
   };
@@ -112,6 +133,7 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
       try {
         await services.sink.submit(o);
       } catch (err) {
+        services.metrics?.storeFailed();
         log.error({ err, deviceId, what, type: o.type }, 'could not store an observation: the frame is not answered, so the terminal sends it again');
         return false;
       }
@@ -121,7 +143,10 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
 
   // ---- registration and authentication ---------------------------------------------------------------------
   const onRegister = (peer: Peer, st: PeerState, frame: Jt808Frame, raw: Buffer) => {
-    const reply = (result: number, code?: string) => send(peer, st, frame.phone, MSG.registerResponse, registerResponse(frame.serial, result, code));
+    const reply = (result: number, code?: string) => {
+      services.metrics?.replied(`0x8100-${REGISTER_LABEL[result] ?? result}`);
+      send(peer, st, frame.phone, MSG.registerResponse, registerResponse(frame.serial, result, code));
+    };
     const info = decodeRegister(frame.body, frame.edition);
     const d = findDevice(frame.phone);
     if (!d) {
@@ -130,13 +155,13 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
       return;
     }
     if (d.state === 'suspended') {
-      refuse(peer, 'suspended', `terminal ${frame.phone} (device ${d.deviceId}) is suspended: registration refused`, raw);
+      refuse(peer, 'suspended', `terminal ${frame.phone} (device ${d.deviceId}) is suspended: registration refused`, raw, d.deviceId);
       reply(REGISTER_RESULT.noTerminal);
       return;
     }
     if (!registrationOpen(d)) {
       refuse(peer, 'already-registered',
-        `terminal ${frame.phone} (device ${d.deviceId}) already registered: a terminal holds its authentication code. If the terminal was replaced or reset, rotate the device's secret (POST /api/devices/${d.deviceId}/rotate-secret) and it may register again`, raw);
+        `terminal ${frame.phone} (device ${d.deviceId}) already registered: a terminal holds its authentication code. If the terminal was replaced or reset, rotate the device's secret (POST /api/devices/${d.deviceId}/rotate-secret) and it may register again`, raw, d.deviceId);
       reply(REGISTER_RESULT.terminalRegistered);
       return;
     }
@@ -147,15 +172,14 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
       log.error({ err, deviceId: d.deviceId }, 'could not issue an authentication code: the registration is not answered (the terminal tries again)');
       return;
     }
-    issued.set(d.deviceId, code);
     log.info({ deviceId: d.deviceId, phone: frame.phone, peer: peer.id, edition: frame.edition, ...info }, 'jt808 terminal registered: authentication code issued');
     reply(REGISTER_RESULT.ok, code);
   };
 
   const onAuthenticate = (peer: Peer, st: PeerState, frame: Jt808Frame, raw: Buffer) => {
     const auth = decodeAuthenticate(frame.body, frame.edition);
-    const fail = (reason: string, detail: string) => {
-      refuse(peer, reason, detail, raw);
+    const fail = (reason: string, detail: string, deviceId?: string) => {
+      refuse(peer, reason, detail, raw, deviceId);
       answer(peer, st, frame, RESULT.failure);
       st.authFailures++;
       if (st.authFailures >= cfg.authFailuresBeforeClose) peer.close(`${st.authFailures} failed authentications`);
@@ -163,16 +187,26 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
     if (typeof auth === 'string') return fail('bad-body', `authentication 0x0102 from ${frame.phone}: ${auth}`);
     const d = findDevice(frame.phone);
     if (!d) return fail('unprovisioned', `terminal ${frame.phone} authenticated but no jt808 device is provisioned with that phone number as its serial`);
-    if (d.state === 'suspended') return fail('suspended', `terminal ${frame.phone} (device ${d.deviceId}) is suspended`);
+    if (d.state === 'suspended') return fail('suspended', `terminal ${frame.phone} (device ${d.deviceId}) is suspended`, d.deviceId);
     if (st.deviceId && st.deviceId !== d.deviceId) {
       return fail('identity-mismatch', `connection authenticated as ${st.deviceId} now claims ${frame.phone} (device ${d.deviceId})`);
     }
     if (!services.checkSecret(d.deviceId, auth.code)) {
-      return fail('bad-auth-code', `terminal ${frame.phone} (device ${d.deviceId}) sent an authentication code that is not the one issued to it (it may register again only after its secret is rotated)`);
+      return fail('bad-auth-code', `terminal ${frame.phone} (device ${d.deviceId}) sent an authentication code that is not the one issued to it (it may register again only after its secret is rotated)`, d.deviceId);
     }
     st.deviceId = d.deviceId;
     st.phone = frame.phone;
     st.authFailures = 0;
+    // the terminal holds its code: from now on its number is closed to registration (until a person rotates it)
+    proven.set(d.deviceId, auth.code);
+    if (!marked(d)) {
+      try {
+        services.confirmSecret?.(d.deviceId);
+      } catch (err) {
+        // the terminal is in; only the record that survives a restart is missing (in memory it is closed)
+        log.error({ err, deviceId: d.deviceId }, 'could not record that the terminal holds its authentication code: registration stays closed until the gateway restarts');
+      }
+    }
     peer.bind(d.deviceId);
     log.info({ deviceId: d.deviceId, peer: peer.id, edition: frame.edition, ...(auth.imei && { imei: auth.imei }), ...(auth.software && { software: auth.software }) }, 'jt808 terminal authenticated');
     answer(peer, st, frame, RESULT.ok);
@@ -263,6 +297,7 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
     try {
       await services.commandAnswered(deviceId, commandId, ok, error);
     } catch (err) {
+      services.metrics?.storeFailed();
       log.error({ err, deviceId, commandId }, 'could not record the terminal\'s answer to a command');
     }
   };
@@ -375,7 +410,7 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
         break;
       case 'send-text': {
         const text = params.text;
-        if (typeof text !== 'string' || text.length === 0) return { error: 'send-text needs params.text' };
+        if (typeof text !== 'string' || text.length === 0) return { error: 'send-text needs params.text (the text the terminal shows and reads aloud)' };
         msgId = MSG.text;
         body = textBody(TEXT_FLAG.display | TEXT_FLAG.tts, text, st.edition);
         break;

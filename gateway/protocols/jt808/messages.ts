@@ -1,5 +1,7 @@
 // Message ids and bodies: what the terminal sends (register, authenticate, its general response) and what the platform
 // sends (general response, register response, location query, text, call-back, phone book).
+import iconv from 'iconv-lite';
+import { MAX_BODY } from './codec.js';
 
 export const MSG = {
   terminalResponse: 0x0001,
@@ -100,14 +102,23 @@ export function decodeTerminalResponse(body: Buffer): { replySerial: number; rep
 /** 0x8300 text flags (2013 Table 38): bit 0 emergency, bit 2 terminal display, bit 3 terminal TTS read aloud */
 export const TEXT_FLAG = { emergency: 0x01, display: 0x04, tts: 0x08 } as const;
 
+/** 0x8300 text: "at most 1024 bytes, GBK encoded" (JT/T 808-2013 and 2019, the 0x8300 body table). */
+export const MAX_TEXT_BYTES = 1024;
+
 /**
- * 0x8300 body: flag BYTE, (2019: text type BYTE, 1 = notification), text. Text is GBK; only ASCII (the same bytes in
- * GBK) is encoded here, until a GBK encoder is a dependency.
+ * 0x8300 body: flag BYTE, (2019: text type BYTE, 1 = notification), text in GBK to the end of the body. Bounded by the
+ * standard's 1024 bytes and by what one unsplit message carries (a body of 1023 bytes: the 10-bit length field; this
+ * gateway does not send subpackages), so 1022 bytes in 2013 and 1021 in 2019: about 510 Chinese characters.
  */
 export function textBody(flag: number, text: string, edition: 2013 | 2019): Buffer | string {
-  const bytes = asciiOnly(text, 'text');
-  if (typeof bytes === 'string') return bytes;
   const head = edition === 2019 ? Buffer.from([flag, 1]) : Buffer.from([flag]);
+  const bytes = gbk(text, 'text');
+  if (typeof bytes === 'string') return bytes;
+  if (bytes.length === 0) return 'the text is empty';
+  const limit = Math.min(MAX_TEXT_BYTES, MAX_BODY - head.length);
+  if (bytes.length > limit) {
+    return `the text is ${bytes.length} bytes in GBK (${[...text].length} characters; a Chinese character takes 2): a JT/T 808 text message carries at most ${limit} bytes. Shorten it`;
+  }
   return Buffer.concat([head, bytes]);
 }
 
@@ -122,7 +133,7 @@ export interface PhoneBookEntry { number: string; name: string }
 
 /**
  * 0x8401 body: type BYTE (1 = replace the whole book), count BYTE, per contact: flag BYTE (3 = calls in and out),
- * number length BYTE, number, name length BYTE, name (GBK; ASCII here).
+ * number length BYTE, number, name length BYTE, name (GBK, so at most 255 bytes).
  */
 export function phoneBookBody(entries: PhoneBookEntry[]): Buffer | string {
   if (entries.length === 0) return 'no numbers to set';
@@ -131,8 +142,9 @@ export function phoneBookBody(entries: PhoneBookEntry[]): Buffer | string {
   for (const e of entries) {
     const bad = checkNumber(e.number);
     if (bad) return bad;
-    const name = asciiOnly(e.name, 'contact name');
+    const name = gbk(e.name, 'contact name');
     if (typeof name === 'string') return name;
+    if (name.length > 255) return `the contact name "${e.name}" is ${name.length} bytes in GBK: at most 255`;
     parts.push(Buffer.from([3, e.number.length]), Buffer.from(e.number, 'latin1'), Buffer.from([name.length]), name);
   }
   return Buffer.concat(parts);
@@ -143,9 +155,21 @@ function checkNumber(n: string): string | undefined {
   return undefined;
 }
 
-function asciiOnly(s: string, what: string): Buffer | string {
-  if (!/^[\x20-\x7e]*$/.test(s)) {
-    return `the ${what} has characters outside ASCII: JT/T 808 terminals take GBK text and this gateway cannot encode GBK yet; send the ${what} in ASCII`;
+/**
+ * A STRING field: GBK, what terminals for the Chinese market display and read aloud (ASCII is the same bytes). A
+ * character GBK cannot carry (an emoji, a character outside GBK's Chinese, Latin, Greek, Cyrillic and kana) is refused with its name, never
+ * sent as the '?' an encoder would put in its place; control characters (other than line breaks) are refused too.
+ */
+export function gbk(s: string, what: string): Buffer | string {
+  const bad = new Set<string>();
+  for (const ch of s) {
+    if (/[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]/.test(ch)) bad.add(ch);
   }
-  return Buffer.from(s, 'latin1');
+  const bytes = iconv.encode(s, 'gbk');
+  if (bad.size === 0 && iconv.decode(bytes, 'gbk') === s) return bytes;
+  for (const ch of s) {
+    if (iconv.decode(iconv.encode(ch, 'gbk'), 'gbk') !== ch) bad.add(ch);
+  }
+  const shown = [...bad].slice(0, 5).map((ch) => `U+${ch.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}${/\p{L}|\p{S}|\p{P}|\p{N}/u.test(ch) ? ` "${ch}"` : ''}`);
+  return `the ${what} has ${bad.size} character(s) a JT/T 808 terminal cannot show (its text is GBK): ${shown.join(', ')}${bad.size > 5 ? ', …' : ''}. Remove or replace them`;
 }

@@ -7,8 +7,8 @@ export const jt808Settings = {
     description: 'the time zone of the terminals\' clocks in minutes east of UTC: JT/T 808 times are GMT+8 (480) by the standard; set 0 for terminals configured to UTC',
   }),
   ackText: Type.String({
-    minLength: 1, maxLength: 100, pattern: '^[\\x20-\\x7e]+$', default: 'Help is coming',
-    description: 'the text (0x8300, shown and read aloud) a terminal gets when an operator acknowledges its alarm; ASCII until a GBK encoder is available',
+    minLength: 1, maxLength: 100, default: 'Help is coming',
+    description: 'the text (0x8300, shown and read aloud) a terminal gets when an operator acknowledges its alarm, sent in GBK: Chinese is what most of these terminals show and read aloud (e.g. "救援人员正在赶来"); every character must exist in GBK (checked at start-up)',
   }),
   authFailuresBeforeClose: Type.Integer({
     minimum: 1, maximum: 100, default: 3,

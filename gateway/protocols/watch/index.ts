@@ -88,7 +88,8 @@ export function createWatchProtocol(
       detail = `this connection is bound to device ${peer.deviceId}; watch ${frame.id} is device ${dev.deviceId}`;
     }
     if (reason !== undefined || !dev) {
-      services.refuse(peer, reason ?? 'unprovisioned', detail, raw);
+      // a suspended watch is a known device: its refusals raise its card (unprovisioned ids are nobody's)
+      services.refuse(peer, reason ?? 'unprovisioned', detail, raw, reason === 'suspended' ? dev?.deviceId : undefined);
       if (reason !== 'id-changed' && ++st.refusals >= refusalsBeforeClose) {
         peer.close(`${st.refusals} frames from ${reason} watch id ${frame.id}`);
       }
@@ -105,6 +106,12 @@ export function createWatchProtocol(
   const reply = (peer: Peer, frame: WatchFrame, content: string) => {
     peer.send(encodeFrame(frame.manufacturer, frame.id, content, frame.index));
     stats.replies++;
+    services.metrics?.replied(content.split(',')[0]!);
+  };
+  /** a keyword not used here (the label is bounded by the gateway) */
+  const ignore = (keyword: string) => {
+    stats.ignored[keyword] = (stats.ignored[keyword] ?? 0) + 1;
+    services.metrics?.ignored(keyword);
   };
 
   /** Submit in order, life-safety first; true once all are durable. */
@@ -116,6 +123,7 @@ export function createWatchProtocol(
     } catch (err) {
       // no reply: the watch sends again (AL) or its next keepalive is answered
       stats.submitFailures++;
+      services.metrics?.storeFailed();
       log.error({ err, peer: peer.id, keyword: frame.keyword, watchId: frame.id }, 'could not store the watch frame; not answering it so the watch sends again');
       return false;
     }
@@ -165,7 +173,7 @@ export function createWatchProtocol(
     const list = pending.get(deviceId) ?? [];
     const p = list.find((x) => x.waiting.includes(keyword));
     if (!p) {
-      stats.ignored[keyword] = (stats.ignored[keyword] ?? 0) + 1;
+      ignore(keyword);
       log.debug({ deviceId, keyword }, 'watch echoed a command we are not waiting for (answered before, or sent before a restart)');
       return;
     }
@@ -207,7 +215,7 @@ export function createWatchProtocol(
       if (upper === 'TKQ' || upper === 'TKQ2') return reply(peer, frame, upper);
       // health readings, voice (TK, JXTK: not kept, so not acknowledged), CONFIG, ICCID, …: not ours, not an error
       const name = /^[A-Za-z0-9_]{1,16}$/.test(keyword) ? keyword : '(other)';
-      stats.ignored[name] = (stats.ignored[name] ?? 0) + 1;
+      ignore(name);
       log.debug({ deviceId, keyword: name }, 'watch keyword not used by this gateway; ignored');
     },
 

@@ -24,9 +24,12 @@ export const TYPE_LABEL: Record<string, string> = {
   'safe-zone-exit': 'Left safe zone', offline: 'Device offline', 'low-battery': 'Battery low', 'power-lost': 'Mains power lost',
   tamper: 'Tamper', test: 'Test alarm', 'missed-check-in': 'Missed check-in', wander: 'Wandering',
   'supervision-failure': 'Supervision failure', 'unknown-event': 'Unknown event from terminal',
-  'unreadable-messages': 'Terminal sends unreadable messages',
+  'unreadable-messages': 'Terminal sends unreadable messages', 'comm-lost': 'Communication lost', 'device-fault': 'Device fault',
 };
-export const typeLabel = (t: string) => TYPE_LABEL[t] ?? t;
+/** `unknown-event:<code>`: one card per unmapped code (technical rule), labelled with its code */
+const UNKNOWN_EVENT = 'unknown-event:';
+export const typeLabel = (t: string) =>
+  TYPE_LABEL[t] ?? (t.startsWith(UNKNOWN_EVENT) ? `Unknown event ${t.slice(UNKNOWN_EVENT.length)}` : t);
 
 /**
  * The budget line: how long the elder has been waiting, and how the acknowledgement stands against its budget —
@@ -269,7 +272,8 @@ export function boardView(ctx: Ctx, root: HTMLElement): () => void {
 
   const shown = (inc: Incident): boolean => {
     if (filter.priority && inc.priority !== filter.priority) return false;
-    if (filter.type && inc.type !== filter.type) return false;
+    // the per-code unknown cards (unknown-event:<code>) are all found by the one 'Unknown event' filter
+    if (filter.type && inc.type !== filter.type && !(filter.type === 'unknown-event' && inc.type.startsWith(UNKNOWN_EVENT))) return false;
     if (filter.status && inc.status !== filter.status) return false;
     if (filter.unit && inc.unitId !== filter.unit && inc.tierUnitId !== filter.unit) return false;
     if (filter.q) {

@@ -77,7 +77,7 @@ describe('DC-09 through the running gateway', () => {
     expect((await incidents()).find((i) => i.deviceId === id && i.type === 'comm-lost')).toBeUndefined();
     panel.stopPolling();
     const card = await waitFor(async () => (await incidents()).find((i) => i.deviceId === id && i.type === 'comm-lost'), 'comm-lost card', 15_000);
-    expect(card.priority).toBe('P3');
+    expect(card.priority).toBe('P2');
     await panel.heartbeat();
     await waitFor(async () => !(await incidents()).some((i) => i.deviceId === id && i.type === 'comm-lost'), 'comm-lost cleared', 15_000);
   });

@@ -23,13 +23,15 @@ export function fakePeer(transport: 'tcp' | 'udp' = 'tcp'): FakePeer {
 export interface Recorded {
   services: ProtocolServices;
   observations: Observation[];
-  refusals: { reason: string; detail: string; raw?: string }[];
+  refusals: { reason: string; detail: string; raw?: string; deviceId?: string }[];
   logs: string[];
   devices: Map<string, ProtocolDevice>;
   /** while set, submit waits for it */
   hold: { promise?: Promise<void> };
   failSubmit: { on: boolean };
   clock: { now: number };
+  /** what the handler counted through services.metrics */
+  counted: { replies: string[]; ignored: string[]; storeFailures: number };
 }
 
 export function recordingServices(devices: Record<string, Partial<ProtocolDevice>> = {}): Recorded {
@@ -45,6 +47,7 @@ export function recordingServices(devices: Record<string, Partial<ProtocolDevice
   const clock = { now: Date.now() };
   const log = pino({ level: 'debug' }, { write: (s: string) => { logs.push(s); } });
   let id = 0;
+  const counted: Recorded['counted'] = { replies: [], ignored: [], storeFailures: 0 };
   const services: ProtocolServices = {
     sink: {
       async submit(obs: Observation): Promise<IngestResult> {
@@ -57,12 +60,19 @@ export function recordingServices(devices: Record<string, Partial<ProtocolDevice
     log,
     now: () => clock.now,
     lookup: (identifier) => map.get(identifier),
-    refuse: (_peer, reason, detail, raw) => { refusals.push({ reason, detail, ...(raw && { raw: raw.toString('latin1') }) }); },
+    refuse: (_peer, reason, detail, raw, deviceId) => {
+      refusals.push({ reason, detail, ...(raw && { raw: raw.toString('latin1') }), ...(deviceId !== undefined && { deviceId }) });
+    },
     issueSecret: () => { throw new Error('not used by dc09'); },
     checkSecret: () => false,
     commandAnswered: async () => undefined,
+    metrics: {
+      replied: (reply) => { counted.replies.push(reply); },
+      ignored: (keyword) => { counted.ignored.push(keyword); },
+      storeFailed: () => { counted.storeFailures++; },
+    },
   };
-  return { services, observations, refusals, logs, devices: map, hold, failSubmit, clock };
+  return { services, observations, refusals, logs, devices: map, hold, failSubmit, clock, counted };
 }
 
 /** The text of an answer between LF and CR. */

@@ -75,6 +75,8 @@ describe('a good message', () => {
     await feed(msg({ seq: 5 }));
     expect(answers().map((a) => a.kind)).toEqual(['NAK', 'ACK']);
     expect(r.observations.filter((o) => o.type === 'sos')).toHaveLength(1);
+    // counted at the event for Prometheus (eldergate_protocol_replies_total, _store_failures_total)
+    expect(r.counted).toEqual({ replies: ['NAK', 'ACK'], ignored: [], storeFailures: 1 });
   });
 
   it('qualifier 3 is a restore, 6 a previous event; SIA-DCS goes through the SIA table', async () => {
@@ -201,6 +203,23 @@ describe('encrypted lines', () => {
     await s.feed(s.msg({ key: KEY, ts: undefined }));
     expect(s.r.refusals.map((x) => x.reason)).toEqual(['decrypt-failed', 'no-timestamp']);
     expect(s.answers().map((a) => a.kind)).toEqual(['DUH', 'NAK']);
+  });
+
+  it('refusals of a provisioned account name its device (its "unreadable messages" card); a stranger\'s do not', async () => {
+    const s = setup({ '1234': {}, '5678': { state: 'suspended' } }, { keysFile: keysFile({ '1234': KEY }) });
+    await s.feed(s.msg({ key: 'aa'.repeat(16) })); // decrypt-failed
+    await s.feed(s.msg({})); // plaintext-downgrade
+    await s.feed(s.msg({ key: KEY, ts: s.r.clock.now - 3600_000 })); // timestamp-window
+    await s.feed(s.msg({ account: '5678', data: '#5678|1101 00 001' })); // suspended
+    await s.feed(s.msg({ account: '5678', data: '#5678|1101 00 001', key: KEY })); // suspended, encrypted
+    await s.feed(s.msg({ account: '9999', data: '#9999|1101 00 001' })); // unprovisioned: nobody's
+    expect(s.r.refusals.map((x) => [x.reason, x.deviceId])).toEqual([
+      ['decrypt-failed', 'dev-1234'], ['plaintext-downgrade', 'dev-1234'], ['timestamp-window', 'dev-1234'],
+      ['suspended', 'dev-5678'], ['suspended', 'dev-5678'], ['unprovisioned', undefined],
+    ]);
+    const noKey = setup({ '1234': {} });
+    await noKey.feed(noKey.msg({ key: KEY }));
+    expect(noKey.r.refusals.map((x) => [x.reason, x.deviceId])).toEqual([['no-key', 'dev-1234']]);
   });
 
   it('keys never reach logs, refusals or observations', async () => {

@@ -4,6 +4,7 @@
 // 0x0201; a location before authentication, a wrong check code and an unprovisioned phone are refused and counted;
 // someone who knows a registered phone number cannot register it again until an admin rotates the secret.
 import { createConnection, type Socket } from 'node:net';
+import iconv from 'iconv-lite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestGateway, waitFor, type TestGateway } from '../../helpers/gateway.js';
 import { Jt808SimReader, Jt808SimTerminal, jt808SimFrame, jt808SimLocation, type SimMessage } from '../../../firmware-sim/protocols/jt808.js';
@@ -80,9 +81,15 @@ describe('JT/T 808 through the running gateway', () => {
     await commandStatus(locate.body.id, 'acked');
     expect(term.received.map((c) => c.type)).toEqual(expect.arrayContaining(['acknowledge-alarm', 'call-back', 'locate-now']));
 
-    // non-ASCII text cannot be encoded (no GBK encoder yet): the command fails with the reason
-    const text = await t.api('POST', `/api/devices/${id}/commands`, { type: 'send-text', params: { text: '救护车已出发' } }, token);
-    expect((await commandStatus(text.body.id, 'failed')).error).toMatch(/GBK/);
+    // Chinese text reaches the terminal in GBK (the sim hands the body's bytes as latin1) and its 0x0001 closes it;
+    // a character GBK cannot carry fails the command with the reason
+    const text = await t.api('POST', `/api/devices/${id}/commands`, { type: 'send-text', params: { text: '救援人员正在赶来' } }, token);
+    const shown = await waitFor(() => term.received.find((c) => c.type === 'send-text'), '0x8300 send-text at the terminal', 15_000);
+    expect(Buffer.from(shown.params.text as string, 'latin1').toString('hex')).toBe('bec8d4aec8cbd4b1d5fdd4dab8cfc0b4');
+    expect(iconv.decode(Buffer.from(shown.params.text as string, 'latin1'), 'gbk')).toBe('救援人员正在赶来');
+    await commandStatus(text.body.id, 'acked');
+    const emoji = await t.api('POST', `/api/devices/${id}/commands`, { type: 'send-text', params: { text: '救护车 🚑' } }, token);
+    expect((await commandStatus(emoji.body.id, 'failed')).error).toMatch(/GBK.*U\+1F691/);
     expect(await term.heartbeat()).toBeGreaterThan(0);
   });
 

@@ -35,12 +35,14 @@ export class FakePeer implements Peer {
 export interface Fixture {
   services: ProtocolServices;
   stored: Observation[];
-  refused: { reason: string; detail: string }[];
+  refused: { reason: string; detail: string; raw?: Buffer; deviceId?: string }[];
   answers: { deviceId: string; commandId: string; ok: boolean; error?: string }[];
   devices: Map<string, ProtocolDevice>;
   secrets: Map<string, string>;
   /** make the next submits wait for this (resolve/reject by hand) */
   gate: { hold: boolean; waiting: { resolve: () => void; reject: (e: Error) => void }[] };
+  /** what the handler counted through services.metrics */
+  counted: { replies: string[]; storeFailures: number };
   provision(phone: string, over?: Partial<ProtocolDevice>): ProtocolDevice;
   /** what POST /api/devices/:id/rotate-secret does to the registry */
   rotate(deviceId: string): void;
@@ -54,6 +56,7 @@ export function fixture(): Fixture {
   const secrets = new Map<string, string>();
   const gate: Fixture['gate'] = { hold: false, waiting: [] };
   let n = 0;
+  const counted: Fixture['counted'] = { replies: [], storeFailures: 0 };
   const services: ProtocolServices = {
     sink: {
       submit(obs: Observation): Promise<IngestResult> {
@@ -70,21 +73,31 @@ export function fixture(): Fixture {
     log: createLogger('silent'),
     now: () => 1_700_000_000_000,
     lookup: (id) => devices.get(id),
-    refuse: (_peer, reason, detail) => { refused.push({ reason, detail }); },
+    refuse: (_peer, reason, detail, raw, deviceId) => {
+      refused.push({ reason, detail, ...(raw !== undefined && { raw }), ...(deviceId !== undefined && { deviceId }) });
+    },
+    // as the gateway's: issuing a code does not close registration, the terminal's first 0x0102 with it does
     issueSecret(deviceId) {
       const s = randomBytes(16).toString('base64url');
       secrets.set(deviceId, s);
+      return s;
+    },
+    confirmSecret(deviceId) {
       const d = [...devices.values()].find((x) => x.deviceId === deviceId)!;
       d.config = { ...d.config, [AUTH_CODE_ISSUED_KEY]: 1 };
-      return s;
     },
     checkSecret: (deviceId, secret) => secrets.get(deviceId) === secret,
     async commandAnswered(deviceId, commandId, ok, error) {
       answers.push({ deviceId, commandId, ok, ...(error !== undefined && { error }) });
     },
+    metrics: {
+      replied: (reply) => { counted.replies.push(reply); },
+      ignored: () => undefined,
+      storeFailed: () => { counted.storeFailures++; },
+    },
   };
   return {
-    services, stored, refused, answers, devices, secrets, gate,
+    services, stored, refused, answers, devices, secrets, gate, counted,
     provision(phone, over = {}) {
       const d: ProtocolDevice = { deviceId: `dev-jt-${++n}`, kind: 'jt808', state: 'provisioned', model: null, config: {}, ...over };
       devices.set(phone, d);

@@ -39,6 +39,19 @@ export const CAPTURED = {
    * 0b3a73ce2ff2 (not BCD: Traccar's packing of an IMEI)
    */
   text8300: '7e830000140b3a73ce2ff2000001546573742c20436f6d6d616e642c2031323323a57e',
+  /**
+   * xtream-codec (github.com/hylexus/xtream-codec; read in the fork makeclan/xtream-codec,
+   * debug/jt/jt-808-server-spring-boot-starter-debug-ui/src/utils/codec-utils.ts, BuiltinMessage8300): 0x8300 2013,
+   * flag 0x01, text "HelloWorld 汉字 GBK 编码" in GBK, phone 013912344323, serial 0
+   */
+  text8300Gbk2013: '7e8300001901391234432300000148656c6c6f576f726c6420babad7d62047424b20b1e0c2ebf27e',
+  /** the same source, BuiltinMessage8300V2019: 2019 header (version 1, phone 00000000013912344329), flag 0x01, text type 1 */
+  text8300Gbk2019: '7e8300401a01000000000139123443290000010148656c6c6f576f726c6420babad7d62047424b20b1e0c2ebbb7e',
+  /**
+   * the same source, BuiltinMessage8401: phone book, type 1, 3 contacts; the first is flag 3, 13911112222, "张三"
+   * (GBK d5c5 c8fd)
+   */
+  phoneBook8401Gbk2019: '7e8401403c010000000001391234432900000103030b313339313131313232323204d5c5c8fd020b313339313131313333333308d5c5c8fdb7e8d7d3010b313339313131313636363604c0eecbc4cc7e',
 } as const;
 
 export const hex = (h: string): Buffer => Buffer.from(h, 'hex');

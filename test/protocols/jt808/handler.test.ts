@@ -23,6 +23,8 @@ function locationBody(o: { alarm?: number; status?: number; lat?: number; lon?: 
   timeToBcd(o.time ?? T, 480).copy(b, 22);
   return o.extras ? Buffer.concat([b, o.extras]) : b;
 }
+/** the body of the captured 2013 registration (province, city, maker, model, terminal id, plate colour, plate) */
+const CAPTURED_REGISTER_BODY = Buffer.alloc(37);
 const frame = (msgId: number, body: Buffer, serial: number, phone = '013511221122') => buildFrame({ msgId, edition: 2013, phone, serial }, body);
 
 async function authenticated(f: Fixture = fixture()) {
@@ -88,6 +90,42 @@ describe('jt808 registration and authentication', () => {
     expect(replaced.replies()[0]!.body[2]).toBe(0);
   });
 
+  it('a lost 0x8100 (the terminal registers again before it authenticated) does not lock it out: the newest code lets it in, then registration closes', async () => {
+    const f = fixture();
+    const h = harness(f);
+    const d = f.provision(PHONE);
+    // the first answer never reached the terminal (or it reset): it registers again on a new connection
+    const first = new FakePeer();
+    await h.feed(first, CAPTURED.register2013);
+    const lost = first.replies()[0]!.body.subarray(3).toString('latin1');
+    const peer = new FakePeer();
+    await h.feed(peer, CAPTURED.register2013);
+    const reg = peer.replies()[0]!;
+    expect(reg.body[2]).toBe(0);
+    const code = reg.body.subarray(3).toString('latin1');
+    expect(code).not.toBe(lost);
+    expect(d.config).toEqual({}); // nothing closed yet: no terminal has proved it holds a code
+    await h.feed(peer, frame(0x0102, Buffer.from(code, 'latin1'), 6));
+    expect(peer.deviceId).toBe(d.deviceId);
+    expect(d.config).toEqual({ authCodeIssuedAt: 1 }); // recorded through services.confirmSecret
+    expect(f.refused).toEqual([]);
+    // once it authenticated, its number is closed to registration
+    const again = new FakePeer();
+    await h.feed(again, CAPTURED.register2013);
+    expect(again.replies()[0]!.body[2]).toBe(3);
+    expect(f.secrets.get(d.deviceId)).toBe(code);
+  });
+
+  it('without a registry record (confirmSecret absent), an authenticated code still closes registration in this process', async () => {
+    const f = fixture();
+    delete f.services.confirmSecret;
+    const { h, d, code } = await authenticated(f);
+    const again = new FakePeer();
+    await h.feed(again, CAPTURED.register2013);
+    expect(again.replies()[0]!.body[2]).toBe(3);
+    expect(f.secrets.get(d.deviceId)).toBe(code);
+  });
+
   it('a wrong code is answered failure, refused and counted; the connection is closed after repeated failures', async () => {
     const f = fixture();
     const h = harness(f);
@@ -98,6 +136,20 @@ describe('jt808 registration and authentication', () => {
     expect(f.refused.map((r) => r.reason)).toEqual(['bad-auth-code', 'bad-auth-code', 'bad-auth-code']);
     expect(peer.deviceId).toBeUndefined();
     expect(peer.closed).toMatch(/3 failed authentications/);
+  });
+
+  it('refusals of a provisioned terminal name its device (its "unreadable messages" card): bad code, already registered, suspended', async () => {
+    const { f, h, d } = await authenticated();
+    const other = new FakePeer();
+    await h.feed(other, CAPTURED.register2013); // already-registered
+    await h.feed(other, frame(0x0102, Buffer.from('not-the-code', 'latin1'), 7)); // bad-auth-code
+    const s = f.provision('13900001111', { state: 'suspended' });
+    await h.feed(other, frame(0x0100, CAPTURED_REGISTER_BODY, 8, '013900001111')); // suspended
+    await h.feed(other, frame(0x0102, Buffer.from('x', 'latin1'), 9, '013900001111')); // suspended
+    await h.feed(other, frame(0x0102, Buffer.from('x', 'latin1'), 10, '013900002222')); // unprovisioned: nobody's
+    expect(f.refused.map((r) => [r.reason, r.deviceId])).toEqual([
+      ['already-registered', d.deviceId], ['bad-auth-code', d.deviceId], ['suspended', s.deviceId], ['suspended', s.deviceId], ['unprovisioned', undefined],
+    ]);
   });
 
   it('2019: the captured register, then 0x0102 with code length, code, IMEI and software version', async () => {
@@ -190,6 +242,8 @@ describe('jt808 reports', () => {
     f.gate.waiting.shift()!.reject(new Error('disk full'));
     await done;
     expect(peer.sent).toEqual([]);
+    // counted at the event: registration and authentication answered ok, then one store failure and no answer
+    expect(f.counted).toEqual({ replies: ['0x8100-ok', '0x8001-ok'], storeFailures: 1 });
   });
 
   it('vendor battery items (captured 0x06, 0xE4) ride on the position; signal and satellites in the detail', async () => {
@@ -340,7 +394,7 @@ describe('jt808 commands', () => {
     expect(peer.replies().length).toBe(2); // a terminal's general response is not answered
   });
 
-  it('set-contacts → 0x8401 phone book; non-ASCII text, bad numbers and unknown types are errors with a reason', async () => {
+  it('set-contacts → 0x8401 phone book; text GBK cannot carry, bad numbers and unknown types are errors with a reason', async () => {
     const { h, peer } = await authenticated();
     const book = h.handler.encodeCommand!(peer, { id: 'c1', type: 'set-contacts', ts: 0, params: { sos: ['112', '13800138000'], family: ['13900139000'] } });
     if (!('bytes' in book)) throw new Error(book.error);
@@ -348,7 +402,7 @@ describe('jt808 commands', () => {
     const b = peer.replies()[0]!.body;
     expect([b[0], b[1], b[2], b[3]]).toEqual([1, 3, 3, 3]);
     expect(b.subarray(4, 7).toString()).toBe('112');
-    expect(h.handler.encodeCommand!(peer, { id: 'c2', type: 'send-text', ts: 0, params: { text: '救命' } })).toMatchObject({ error: expect.stringMatching(/GBK/) });
+    expect(h.handler.encodeCommand!(peer, { id: 'c2', type: 'send-text', ts: 0, params: { text: '救命 🆘' } })).toMatchObject({ error: expect.stringMatching(/GBK/) });
     expect(h.handler.encodeCommand!(peer, { id: 'c3', type: 'call-back', ts: 0, params: { number: 'call me' } })).toMatchObject({ error: expect.stringMatching(/not a phone number/) });
     expect(h.handler.encodeCommand!(peer, { id: 'c4', type: 'configure', ts: 0 })).toMatchObject({ error: 'JT/T 808 has no configure command' });
     expect(h.handler.encodeCommand!(new FakePeer(), { id: 'c5', type: 'locate-now', ts: 0 })).toMatchObject({ error: expect.stringMatching(/not authenticated/) });

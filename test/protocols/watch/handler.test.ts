@@ -228,6 +228,8 @@ describe('watch handler: identity', () => {
     await r.feed(peer, '[3G*2222222222*0002*LK]');
     expect(r.refused.map((x) => x.reason)).toEqual(['suspended', 'unprovisioned']);
     expect(r.refused[1]!.detail).toMatch(/jt808/);
+    // the suspended watch is a known device: its refusal names it (its "unreadable messages" card); the other is nobody's
+    expect(r.refused.map((x) => x.deviceId)).toEqual(['dev-1111111111', undefined]);
     expect(r.submitted).toEqual([]);
   });
 

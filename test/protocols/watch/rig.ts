@@ -40,7 +40,7 @@ export interface Rig {
   services: ProtocolServices;
   handler: ReturnType<typeof createWatchProtocol>;
   submitted: Observation[];
-  refused: { reason: string; detail: string; raw?: Buffer }[];
+  refused: { reason: string; detail: string; raw?: Buffer; deviceId?: string }[];
   answered: { deviceId: string; commandId: string; ok: boolean; error?: string }[];
   devices: Map<string, ProtocolDevice>;
   /** hold every submit until release() (to show a reply waits for durability) */
@@ -81,7 +81,7 @@ export function rig(devices: Record<string, Partial<ProtocolDevice>> = {}): Rig 
       log: createLogger('silent'),
       now: () => NOW,
       lookup: (identifier: string) => map.get(identifier),
-      refuse(_peer, reason, detail, raw) { refused.push({ reason, detail, ...(raw ? { raw } : {}) }); },
+      refuse(_peer, reason, detail, raw, deviceId) { refused.push({ reason, detail, ...(raw ? { raw } : {}), ...(deviceId !== undefined ? { deviceId } : {}) }); },
       issueSecret: () => { throw new Error('not used by the watch protocol'); },
       checkSecret: () => false,
       async commandAnswered(deviceId, commandId, ok, error) { answered.push({ deviceId, commandId, ok, ...(error ? { error } : {}) }); },
