@@ -74,6 +74,8 @@ export function startRetention(d: {
         LIMIT ?`,
     ),
     deleteEvents: sqlite.prepare<[string]>('DELETE FROM incident_events WHERE incident_id = ?'),
+    // push and delivery receipts (response/receipts.ts) go with their incident
+    deleteReceipts: sqlite.prepare<[string]>('DELETE FROM incident_receipts WHERE incident_id = ?'),
     deleteIncident: sqlite.prepare<[string]>('DELETE FROM incidents WHERE id = ?'),
     // oldest first through observations_received_idx; the protected ones are few (alarm observations)
     deleteObservations: sqlite.prepare<[number, number]>(
@@ -126,6 +128,7 @@ export function startRetention(d: {
           const ids = q.closedIncidents.all(cutoff, cutoff, Math.max(1, Math.floor(l / 10)));
           for (const { id } of ids) {
             r.incidentEvents += q.deleteEvents.run(id).changes;
+            q.deleteReceipts.run(id);
             q.deleteIncident.run(id);
           }
           r.incidents += ids.length;

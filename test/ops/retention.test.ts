@@ -50,6 +50,10 @@ function seed(store: Store) {
     // resolved 400 days ago: goes with its events (incidentsDays 365), and its observation with it
     openIncident('inc-old', 'resolved', 401, 400);
     add('sos', 401, 'inc-old');
+    // its push and delivery receipts go with it; the recent incident's stay
+    const receipt = s.prepare(`INSERT INTO incident_receipts (incident_id, kind, seq, at, user_id, username) VALUES (?, ?, 1, ?, ?, ?)`);
+    receipt.run('inc-old', 'pushed', NOW - 401 * DAY, null, null);
+    receipt.run('inc-old', 'delivered', NOW - 401 * DAY, 'u1', 'ada');
     // cancelled 100 days ago: too recent to go; its observation lives as long as it does
     openIncident('inc-recent', 'cancelled', 101, 100);
     add('sos', 101, 'inc-recent');
@@ -78,6 +82,7 @@ describe('retention', () => {
     // resolved 400 days ago: gone with its events and its observation
     expect(count(store, `SELECT count(*) n FROM incidents WHERE id = 'inc-old'`)).toBe(0);
     expect(count(store, `SELECT count(*) n FROM incident_events WHERE incident_id = 'inc-old'`)).toBe(0);
+    expect(count(store, `SELECT count(*) n FROM incident_receipts WHERE incident_id = 'inc-old'`)).toBe(0);
     expect(count(store, `SELECT count(*) n FROM observations WHERE incident_id = 'inc-old'`)).toBe(0);
     // cancelled 100 days ago: kept with its events and observation
     expect(count(store, `SELECT count(*) n FROM incident_events WHERE incident_id = 'inc-recent'`)).toBe(2);
