@@ -61,7 +61,8 @@ export const PROFILES: Record<ProfileName, Profile> = {
     fleetSystems: ['eldergate'],
     latency: { backgroundDevices: 20, ratesPerS: [200], durationMs: 1200, warmupMs: 300, probeDevices: 5, probeRatePerS: 20 },
     ingest: { publishers: 4, durationMs: 800, warmupMs: 200 },
-    durable: { devices: 5, durationMs: 800, warmupMs: 200 },
+    // long enough for a PUBACK after the ingest flood's backlog is written, on a busy machine
+    durable: { devices: 5, durationMs: 1500, warmupMs: 200 },
     terminals: { tcp: 60, heartbeatMs: 1000, steadyMs: 600, inMemory: [200] },
     storm: { devices: 60, backoff: { initialMs: 200, maxMs: 2000, factor: 2 }, maxMs: 20_000, connectTimeoutMs: 5000 },
     profileMs: 600,
