@@ -189,7 +189,11 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
         return refuse(peer, 'decrypt-failed', `message for account ${account} does not decrypt under its key (the panel and protocols.dc09.keysFile hold different keys): DUH`, raw, () => duh(peer, h, account), device.deviceId);
       }
       const b = parseBody(afterPad);
-      if (!b.ok) return refuse(peer, b.reason, `decrypted: ${b.detail}`, raw, () => nak(peer), device.deviceId);
+      // the parser's detail quotes the text: after decryption that is the panel's plaintext, which rejects never hold
+      if (!b.ok) {
+        return refuse(peer, b.reason, `message for account ${account} decrypts under its key but is not a DC-09 message body (${b.reason}; the decrypted text is not kept): NAK`,
+          raw, () => nak(peer), device.deviceId);
+      }
       body = b.value;
       if (body.timestamp === undefined) {
         return refuse(peer, 'no-timestamp', `encrypted message for account ${account} has no timestamp (required when encrypted): NAK`, raw, () => nak(peer), device.deviceId);

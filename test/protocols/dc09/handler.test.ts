@@ -222,6 +222,16 @@ describe('encrypted lines', () => {
     expect(noKey.r.refusals.map((x) => [x.reason, x.deviceId])).toEqual([['no-key', 'dev-1234']]);
   });
 
+  it('a message that decrypts but is not a DC-09 body: refused without its decrypted text (rejects are never decrypted)', async () => {
+    const s = setup(undefined, { keysFile: keysFile({ '1234': KEY }) });
+    await s.feed(s.msg({ key: KEY, data: '#1234|1101 00 001 [SECRET-PLAINTEXT' }));
+    expect(s.answers().map((a) => a.kind)).toEqual(['NAK']);
+    expect(s.r.refusals).toHaveLength(1);
+    expect(s.r.refusals[0]).toMatchObject({ reason: 'malformed', deviceId: 'dev-1234' });
+    expect(s.r.refusals[0]!.detail).toMatch(/account 1234.*decrypt/);
+    expect(JSON.stringify([s.r.refusals, s.r.logs])).not.toContain('SECRET-PLAINTEXT');
+  });
+
   it('keys never reach logs, refusals or observations', async () => {
     const s = setup(undefined, { keysFile: keysFile({ '1234': KEY }) });
     await s.feed(s.msg({ key: 'aa'.repeat(16) }));
