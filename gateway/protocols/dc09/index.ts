@@ -68,14 +68,6 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
 
   const st: Dc09Stats = { acks: 0, naks: 0, duhs: 0, polls: 0, events: 0, observations: 0, submitFailures: 0, unreadableData: 0 };
 
-  const lookup = (account: string): ProtocolDevice | undefined => {
-    for (const id of new Set([account, account.toUpperCase(), account.toLowerCase()])) {
-      const d = services.lookup(id);
-      if (d) return d;
-    }
-    return undefined;
-  };
-
   const intervalMsOf = (d: ProtocolDevice): number => {
     const own = d.config.pollIntervalS;
     const s = typeof own === 'number' && Number.isFinite(own) && own > 0 ? own : cfg.pollIntervalS;
@@ -87,7 +79,7 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
     factor: cfg.factor,
     log,
     stillSupervised: (_deviceId, account) => {
-      const d = lookup(account);
+      const d = services.lookup(account);
       return d !== undefined && d.state !== 'suspended';
     },
     async report(deviceId, type, detail) {
@@ -157,7 +149,8 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
     if (!account) {
       return refuse(peer, 'no-account', `${h.encrypted ? 'an encrypted message must name its account in the header (#acct)' : 'no account (#acct) in the header nor the data'}: NAK`, raw, () => nak(peer));
     }
-    const device = lookup(account);
+    // accounts are hex: the registry finds one as sent, in capitals or in small letters (one lookup)
+    const device = services.lookup(account);
     if (!device) {
       return refuse(peer, 'unprovisioned', `account ${account} is not provisioned (POST /api/devices {kind: "dc09", serial: "${account}"}): NAK, the panel keeps the event and tries again`, raw, () => nak(peer));
     }

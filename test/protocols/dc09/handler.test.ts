@@ -115,6 +115,25 @@ describe('a good message', () => {
   });
 });
 
+describe('accounts', () => {
+  it('one registry lookup per message and per supervision check: the registry itself matches the account\'s spellings', async () => {
+    const s = setup({ abc123: {} }, { pollIntervalS: 0.05, pollMissFactor: 1 });
+    const asked: string[] = [];
+    const lookup = s.r.services.lookup;
+    s.r.services.lookup = (id) => { asked.push(id); return lookup(id); };
+    await s.feed(s.msg({ account: 'ABC123', data: '#ABC123|1101 00 001' }));
+    expect(s.r.observations.map((o) => [o.type, o.deviceId])).toContainEqual(['sos', 'dev-abc123']);
+    await s.feed(s.msg({ account: 'DEF456', data: '#DEF456|1101 00 001', seq: 2 })); // not provisioned
+    expect(asked).toEqual(['ABC123', 'DEF456']);
+    // the supervisor asks whether a silent panel is still supervised: once
+    s.r.services.lookup = (id) => { asked.push(id); return undefined; };
+    s.h.supervisor.tick();
+    await new Promise((r) => setTimeout(r, 120));
+    s.h.supervisor.tick();
+    expect(asked.slice(2)).toEqual(['ABC123']);
+  });
+});
+
 describe('bad input: refused with a reason, counted, never blocking the next good message', () => {
   const cases: [string, (s: ReturnType<typeof setup>) => Buffer, string, string][] = [
     ['garbage', () => Buffer.from('GET / HTTP/1.1 Host: x'), 'garbage', 'none'],
