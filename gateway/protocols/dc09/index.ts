@@ -23,6 +23,7 @@ import { emptyKeyStore, loadKeyStore, type KeyStore } from './keys.js';
 import { admCidToObservation, siaDcsToObservations, type MapInput } from './map.js';
 import { PollSupervisor } from './supervision.js';
 import { dc09Settings } from './settings.js';
+import { deliver } from '../deliver.js';
 
 export type { Dc09Frame } from './framer.js';
 export { Dc09KeyError } from './keys.js';
@@ -250,14 +251,14 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
       // (seq, deviceTs) is the dedup key: only a message with one observation may use it, or its second would drop
       if (b.timestamp !== undefined && list.length === 1) o.seq = Number(h.seq);
     }
-    try {
-      for (const o of list) {
-        await services.sink.submit(o);
-        st.observations++;
-      }
-    } catch (err) {
-      storeFailed();
-      log.error({ err, deviceId: device.deviceId, seq: h.seq }, 'storing a DC-09 event failed: NAK, the panel sends it again');
+    const stored = await deliver(services, list, {
+      stored: () => { st.observations++; },
+      failed(err, o) {
+        st.submitFailures++;
+        log.error({ err, deviceId: device.deviceId, seq: h.seq, type: o.type }, 'storing a DC-09 event failed: NAK, the panel sends it again');
+      },
+    });
+    if (!stored) {
       nak(peer);
       return;
     }

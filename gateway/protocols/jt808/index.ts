@@ -17,6 +17,7 @@ import {
   gbk, phoneBookBody, platformResponse, registerResponse, textBody, type PhoneBookEntry,
 } from './messages.js';
 import type { Jt808Settings } from './settings.js';
+import { deliver as deliverAll } from '../deliver.js';
 
 export type { Jt808Unit } from './framer.js';
 
@@ -138,18 +139,9 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
   };
 
   /** Store every observation in order; false (and nothing answered) when one could not be. */
-  const deliver = async (observations: Observation[], what: string, deviceId: string): Promise<boolean> => {
-    for (const o of observations) {
-      try {
-        await services.sink.submit(o);
-      } catch (err) {
-        services.metrics?.storeFailed();
-        log.error({ err, deviceId, what, type: o.type }, 'could not store an observation: the frame is not answered, so the terminal sends it again');
-        return false;
-      }
-    }
-    return true;
-  };
+  const deliver = (observations: Observation[], what: string, deviceId: string): Promise<boolean> => deliverAll(services, observations, {
+    failed: (err, o) => log.error({ err, deviceId, what, type: o.type }, 'could not store an observation: the frame is not answered, so the terminal sends it again'),
+  });
 
   // ---- registration and authentication ---------------------------------------------------------------------
   const onRegister = (peer: Peer, st: PeerState, frame: Jt808Frame, raw: Buffer) => {
