@@ -381,19 +381,16 @@ export class DeviceRegistry {
   }
 
   /**
-   * A new secret; the old one stops working and the device is disconnected at once. `issuedToTerminal`: the secret
-   * was handed to the terminal by its protocol (a JT/T 808 authentication code at registration), recorded in the
-   * device's config as `authCodeIssuedAt` so that, across restarts, the terminal may not register again until a person
-   * rotates the secret (which clears the mark).
+   * A new secret; the old one stops working and the device is disconnected at once. It also clears
+   * `authCodeIssuedAt` (markTerminalRegistered): a JT/T 808 terminal may register again.
    */
-  rotateSecret(id: string, opts: { issuedToTerminal?: boolean } = {}): { device: DeviceRow; secret: string } {
+  rotateSecret(id: string): { device: DeviceRow; secret: string } {
     const row = this.get(id);
     if (row.state === 'decommissioned') throw new ConflictError(`device ${id} is decommissioned: provision a new one`);
     const secret = newDeviceSecret();
     const now = Date.now();
     const secretHash = this.hasher.hash(secret);
-    const { authCodeIssuedAt: _was, ...rest } = row.config;
-    const config = opts.issuedToTerminal ? { ...rest, authCodeIssuedAt: now } : rest;
+    const { authCodeIssuedAt: _was, ...config } = row.config;
     this.db.update(devices).set({ secretHash, secretRotatedAt: now, updatedAt: now, config }).where(eq(devices.id, id)).run();
     const updated = { ...row, secretHash, secretRotatedAt: now, updatedAt: now, config };
     this.entries.set(id, this.toEntry(updated));
