@@ -162,6 +162,8 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     resolveAccount: (account) => registry.deviceForAccount(account),
     resolveModel: (deviceId) => registry.get(deviceId).model ?? (registry.entry(deviceId)?.config.model as string | undefined),
     commLostAtStart: (deviceId) => adapterState.commLost(deviceId),
+    // panels' SIA `ti` times are local time: the zone the rules use (a receiver's panelUtcOffsetMinutes overrides it)
+    timeZoneOffsetMinutes: config.ruleSettings.timeZoneOffsetMinutes,
     onUnreadable: (u) => ingest.recordReject({ deviceId: u.receiverDeviceId, source: 'serial', topic: null, reason: u.reason, raw: u.raw, at: u.at }),
   });
   alarms.restore();

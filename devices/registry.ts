@@ -345,7 +345,8 @@ export class DeviceRegistry {
     return { items, total };
   }
 
-  update(id: string, patch: { model?: string; firmware?: string; notes?: string; power?: 'battery' | 'mains'; config?: Record<string, unknown> }): DeviceRow {
+  /** `test: false`: a test run's device becomes a real one (its incidents are real from now on); never set back */
+  update(id: string, patch: { model?: string; firmware?: string; notes?: string; power?: 'battery' | 'mains'; config?: Record<string, unknown>; test?: false }): DeviceRow {
     const row = this.get(id);
     const next = { ...patch, updatedAt: Date.now() };
     if (patch.config) next.config = keepReserved(patch.config, row.config);
@@ -359,8 +360,16 @@ export class DeviceRegistry {
   bind(id: string, residentId: string | null): DeviceRow {
     const row = this.get(id);
     if (row.state === 'decommissioned') throw new ConflictError(`device ${id} is decommissioned: provision a new one`);
-    if (residentId && !this.db.select({ id: residents.id }).from(residents).where(eq(residents.id, residentId)).get()) {
-      throw new NotFoundError('resident', residentId);
+    if (residentId) {
+      const resident = this.db.select({ id: residents.id, test: residents.test }).from(residents).where(eq(residents.id, residentId)).get();
+      if (!resident) throw new NotFoundError('resident', residentId);
+      // every incident of a test device is a test incident (never escalated): bound to a person in care, her real
+      // alarms would be silent
+      if (row.test && !resident.test) {
+        throw new ConflictError(`device ${id} is a test run's device (its alarms become test incidents, which are never escalated) and resident ${residentId} is a person in care: `
+          + `binding them would make her real alarms silent. Bind a real device, or, if this device is going into service, have an admin clear its test mark first (PATCH /api/devices/${id} {"test": false})`,
+        { deviceTest: true, residentTest: false });
+      }
     }
     // binding leaves the lifecycle alone: a device is commissioned only when its commissioning test passed
     // (devices/commissioning.ts), not when it is merely bound
@@ -372,19 +381,16 @@ export class DeviceRegistry {
   }
 
   /**
-   * A new secret; the old one stops working and the device is disconnected at once. `issuedToTerminal`: the secret
-   * was handed to the terminal by its protocol (a JT/T 808 authentication code at registration), recorded in the
-   * device's config as `authCodeIssuedAt` so that, across restarts, the terminal may not register again until a person
-   * rotates the secret (which clears the mark).
+   * A new secret; the old one stops working and the device is disconnected at once. It also clears
+   * `authCodeIssuedAt` (markTerminalRegistered): a JT/T 808 terminal may register again.
    */
-  rotateSecret(id: string, opts: { issuedToTerminal?: boolean } = {}): { device: DeviceRow; secret: string } {
+  rotateSecret(id: string): { device: DeviceRow; secret: string } {
     const row = this.get(id);
     if (row.state === 'decommissioned') throw new ConflictError(`device ${id} is decommissioned: provision a new one`);
     const secret = newDeviceSecret();
     const now = Date.now();
     const secretHash = this.hasher.hash(secret);
-    const { authCodeIssuedAt: _was, ...rest } = row.config;
-    const config = opts.issuedToTerminal ? { ...rest, authCodeIssuedAt: now } : rest;
+    const { authCodeIssuedAt: _was, ...config } = row.config;
     this.db.update(devices).set({ secretHash, secretRotatedAt: now, updatedAt: now, config }).where(eq(devices.id, id)).run();
     const updated = { ...row, secretHash, secretRotatedAt: now, updatedAt: now, config };
     this.entries.set(id, this.toEntry(updated));

@@ -251,7 +251,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
 
   app.patch('/api/devices/:id', {
     schema: {
-      tags: ['devices'], summary: "Change a device's model, firmware, notes or power source",
+      tags: ['devices'], summary: "Change a device's model, firmware, notes or power source; admins: its account, or clear its test mark",
       params: IdParam,
       body: Type.Object({
         model: Type.Optional(Type.String({ maxLength: 64 })),
@@ -261,6 +261,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
         config: Type.Optional(Type.Object({}, { additionalProperties: true })),
         account: Type.Optional(Nullable(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$', description: 'account identifier (admins only); null takes it away' }))),
         accountScheme: Type.Optional(Type.Union(ACCOUNT_SCHEMES.map((a) => Type.Literal(a)), { description: 'default contact-id' })),
+        test: Type.Optional(Type.Literal(false, { description: "admins only: a test run's device becomes a real one (its incidents are real from now on); it cannot be set back" })),
       }, { additionalProperties: false }),
       response: { 200: DeviceBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody },
     },
@@ -274,6 +275,9 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       const { account: legacy, ...rest } = patch.config;
       if (wanted === undefined) wanted = legacy === null ? null : { scheme: 'contact-id', id: String(legacy) };
       patch.config = rest;
+    }
+    if (patch.test === false && req.user.role !== 'admin') {
+      throw new ForbiddenError("clearing a device's test mark is an admin action (from then on its alarms are real incidents, escalated): ask an admin");
     }
     if (wanted !== undefined) {
       if (req.user.role !== 'admin') {

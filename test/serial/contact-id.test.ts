@@ -220,6 +220,31 @@ describe('SIA → observations', () => {
     expect(noTi!.deviceTs).toBeUndefined();
   });
 
+  it('reads ti / da in the panels\' configured zone, not the process\'s (TZ)', () => {
+    const tz = process.env.TZ;
+    process.env.TZ = 'America/New_York'; // the gateway host's zone: UTC-4 in May
+    try {
+      expect(new Date(Date.UTC(2026, 4, 17, 2, 30)).getTimezoneOffset()).toBe(240); // the zone took effect
+      // 10:30:05 in Beijing (+480) is 02:30:05 UTC; the panel in Beijing says the fire was at 10:23
+      const at = Date.UTC(2026, 4, 17, 2, 30, 5);
+      const [fire] = siaToObservations(sia('S011[#1234|Nti10:23/ri01/FA129]'), { deviceId: 'd', receivedAt: at, utcOffsetMinutes: 480 });
+      expect(fire!.deviceTs).toBe(Date.UTC(2026, 4, 17, 2, 23, 0));
+      expect(siaTime({ ti: '10:23:30' }, at, 480)).toBe(Date.UTC(2026, 4, 17, 2, 23, 30));
+      // with a date: 05-16-26 10:23 in Beijing
+      expect(siaTime({ ti: '10:23', da: '05-16-26' }, at, 480)).toBe(Date.UTC(2026, 4, 16, 2, 23, 0));
+      // just before the panel's midnight, arriving just after it (00:01 in Beijing is 16:01 UTC the day before)
+      const midnight = Date.UTC(2026, 4, 17, 16, 1, 0);
+      expect(siaTime({ ti: '23:59:30' }, midnight, 480)).toBe(Date.UTC(2026, 4, 17, 15, 59, 30));
+      // west of UTC too: 22:10 in Los Angeles (-420 in May) is 05:10 UTC the next day
+      expect(siaTime({ ti: '22:05' }, Date.UTC(2026, 4, 18, 5, 10), -420)).toBe(Date.UTC(2026, 4, 18, 5, 5));
+      // without a configured zone: the host's (New York), as before
+      expect(siaTime({ ti: '10:23' }, Date.UTC(2026, 4, 17, 14, 30))).toBe(Date.UTC(2026, 4, 17, 14, 23));
+    } finally {
+      if (tz === undefined) delete process.env.TZ;
+      else process.env.TZ = tz;
+    }
+  });
+
   it('a SIA frame with no readable event is still one unknown observation', () => {
     const list = siaToObservations(sia('S011[#1234|??]'), { deviceId: 'd', receivedAt: 5 });
     expect(list).toHaveLength(1);

@@ -1,8 +1,10 @@
 // The adapter against a simulated receiver over a real pseudo-terminal pair (socat): ACK only once durable,
 // NAK what cannot be read or stored, strict order, unknown codes and accounts kept.
 import { describe, it, expect, afterEach } from 'vitest';
-import { HeldSink, sleep, waitFor } from './helpers.js';
-import { startRig, type Rig } from './rig.js';
+import { HeldSink, memoryLogger, sleep, startPtyPair, waitFor } from './helpers.js';
+import { startRig, ACCOUNTS, type Rig } from './rig.js';
+import { startSerialReceivers } from '../../gateway/adapters/serial/index.js';
+import { ReceiverSim } from '../../firmware-sim/serial/receiver-sim.js';
 
 let rig: Rig | undefined;
 afterEach(async () => {
@@ -146,6 +148,35 @@ describe('serial receiver adapter over a pty', () => {
     expect(sink.submitted[0]!.detail).toMatchObject({ format: 'system3', receiver: '12', line: '003' });
     expect(sink.submitted[1]!.detail).toMatchObject({ format: 'account10', messageType: '58', account: '0012345678' });
     expect(sink.submitted[2]!.detail).toMatchObject({ protocol: 'sia', code: 'MA', zone: '001', group: '01' });
+  });
+
+  it('reads a SIA ti time in the configured zone: the entry\'s panelUtcOffsetMinutes, else the gateway\'s (ruleSettings), not the host\'s', async () => {
+    // 10:30:05 in Beijing (+480); the process runs in whatever zone the machine has (UTC here, New York elsewhere)
+    const at = Date.UTC(2026, 4, 17, 2, 30, 5);
+    const pty = await startPtyPair();
+    const pty2 = await startPtyPair();
+    const sink = new HeldSink(true);
+    const { log } = memoryLogger();
+    const rx = await startSerialReceivers([
+      { path: pty.a, receiverDeviceId: 'receiver-1' }, // the gateway's zone (deps)
+      { path: pty2.a, receiverDeviceId: 'receiver-2', panelUtcOffsetMinutes: -420 }, // its own: Los Angeles in May
+    ], { sink, log, now: () => at, resolveAccount: (a) => ACCOUNTS[a], timeZoneOffsetMinutes: 480 });
+    const sims: ReceiverSim[] = [];
+    try {
+      await waitFor('both ports open', () => rx.receivers.every((r) => r.stats().open));
+      sims.push(await ReceiverSim.open({ path: pty.b }), await ReceiverSim.open({ path: pty2.b }));
+      expect((await sims[0]!.sendRaw('S011[#1234|Nti10:23/ri01/MA001]\x14')).answers.map((a) => a.answer)).toEqual(['ACK']);
+      expect((await sims[1]!.sendRaw('S011[#0042|Nti19:20/ri01/MA001]\x14')).answers.map((a) => a.answer)).toEqual(['ACK']);
+      expect(sink.submitted.map((o) => [o.deviceId, o.deviceTs])).toEqual([
+        ['phone-1234', Date.UTC(2026, 4, 17, 2, 23, 0)], // 10:23 in Beijing
+        ['phone-0042', Date.UTC(2026, 4, 17, 2, 20, 0)], // 19:20 the day before in Los Angeles
+      ]);
+    } finally {
+      for (const sim of sims) await sim.close();
+      await rx.close();
+      await pty.close();
+      await pty2.close();
+    }
   });
 
   it('applies the code table from configuration per model', async () => {

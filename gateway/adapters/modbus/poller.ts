@@ -3,7 +3,10 @@
 // the next; a link that stops answering is itself an observation (`comm-lost`, once) and its recovery another.
 // A unit that answers "no" for one point (an exception: no such register) is answering: that point's fault is a
 // `device-fault` of the point's device (once, restored when it reads again), and every other point is polled at the
-// normal rate. Only silence (timeouts, connection errors, a Modbus gateway that cannot reach the unit) is comm-lost.
+// normal rate: a refused address is taken out of the read blocks (which are planned again without it) and asked alone
+// at the back-off ceiling's rate (retry.maxMs) until it answers, so one bad address costs one request now and then,
+// not a failed block and a search through it at every poll. Only silence (timeouts, connection errors, a Modbus
+// gateway that cannot reach the unit) is comm-lost.
 import ModbusRTUModule from 'modbus-serial';
 import type { Logger } from '../../../core/logger.js';
 import type { Observation, ObservationSink } from '../../../core/contracts.js';
@@ -92,7 +95,10 @@ export interface ModbusLinkStats {
   lastOkAt: number | null;
   /** delay before the next poll (back-off while failing) */
   nextDelayMs: number;
+  /** what each poll reads: the map's addresses in the fewest requests, without the refused ones */
   blocks: ReadBlock[];
+  /** addresses the unit refuses (`holding:1`), asked alone every retry.maxMs until they answer */
+  refusedAddresses: string[];
 }
 
 export interface ModbusLink {
@@ -148,7 +154,7 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
   const pollMs = opts.pollMs ?? opts.map.pollMs;
   const name = opts.name ?? `${opts.map.name}@${describeLink(opts.link)}#${opts.unitId}`;
   const log = opts.log.child({ module: 'modbus', link: name, deviceId: opts.linkDeviceId });
-  const blocks = planBlocks(opts.map.points);
+  let blocks = planBlocks(opts.map.points);
   const states: (PointState | undefined)[] = opts.map.points.map(() => undefined);
   const requestBudget = opts.timeoutMs + 500;
 
@@ -170,6 +176,7 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
     lastOkAt: null,
     nextDelayMs: 0,
     blocks,
+    refusedAddresses: [],
   };
 
   // the previous run's state: a lost link is restored by the first good poll, a point in fault by its first good read
@@ -203,6 +210,18 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
       return opts.linkDeviceId;
     }
   }
+
+  const key = (table: string, address: number) => `${table}:${address}`;
+  /**
+   * Addresses the unit refused (an exception), with the exception and when to ask again: left out of the blocks and
+   * read alone at a slower rate (retry.maxMs), since a register the unit lacks is lacking at the next poll too.
+   */
+  const refusedAt = new Map<string, { table: ReadBlock['table']; address: number; failure: Extract<Failure, { kind: 'exception' }>; probeAt: number }>();
+  const replan = () => {
+    blocks = planBlocks(opts.map.points.filter((p) => !refusedAt.has(key(p.table, p.address))));
+    stats.blocks = blocks;
+    stats.refusedAddresses = [...refusedAt.keys()];
+  };
 
   let client: Client | undefined;
   let closed = false;
@@ -319,11 +338,15 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
     } catch (err) {
       return classify(err);
     }
-    // address → raw value, and address → the exception the unit answered for it
+    // address → raw value
     const values = new Map<string, number | boolean>();
-    const refused = new Map<string, Extract<Failure, { kind: 'exception' }>>();
-    const key = (table: string, address: number) => `${table}:${address}`;
     let failure: Failure | undefined;
+    let planChanged = false;
+    const refuse = (table: ReadBlock['table'], address: number, f: Extract<Failure, { kind: 'exception' }>) => {
+      stats.exceptions++;
+      if (!refusedAt.has(key(table, address))) planChanged = true;
+      refusedAt.set(key(table, address), { table, address, failure: f, probeAt: now() + retry.maxMs });
+    };
     const readInto = async (b: ReadBlock): Promise<Failure | undefined> => {
       try {
         const data = await read(c, b);
@@ -336,17 +359,17 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
     for (const b of blocks) {
       let f = await readInto(b);
       if (f?.kind === 'exception') {
-        stats.exceptions++;
         if (b.length === 1) {
-          refused.set(key(b.table, b.start), f);
+          refuse(b.table, b.start, f);
           continue;
         }
-        // one bad address must not blind a whole panel: read the block's addresses one by one to find which
+        // one bad address must not blind a whole panel: read the block's addresses one by one to find which (once:
+        // the ones found are left out of the blocks from the next poll on)
+        stats.exceptions++;
         for (let a = b.start; a < b.start + b.length; a++) {
           const one = await readInto({ table: b.table, start: a, length: 1 });
           if (one?.kind === 'exception') {
-            stats.exceptions++;
-            refused.set(key(b.table, a), one);
+            refuse(b.table, a, one);
           } else if (one) {
             f = one;
             break;
@@ -361,7 +384,26 @@ export function startModbusLink(opts: ModbusLinkOptions): ModbusLink {
         break;
       }
     }
+    // the refused addresses whose time has come, each alone: one that answers is back in the blocks
+    for (const r of failure ? [] : [...refusedAt.values()]) {
+      if (closed || r.probeAt > now() || values.has(key(r.table, r.address))) continue;
+      const f = await readInto({ table: r.table, start: r.address, length: 1 });
+      if (f?.kind === 'exception') {
+        refuse(r.table, r.address, f);
+      } else if (f) {
+        failure = f;
+        await dispose(c);
+        break;
+      } else {
+        refusedAt.delete(key(r.table, r.address));
+        planChanged = true;
+        log.info({ table: r.table, register: r.address }, 'a refused Modbus address answers again: it is read with its block from now on');
+      }
+    }
+    if (planChanged) replan();
     if (closed) return undefined;
+    // what the unit refuses now: asked this poll or not, a refused address stays refused until it answers
+    const refused = new Map([...refusedAt].map(([k, r]) => [k, r.failure]));
 
     // A device whose observation the sink refused gets nothing more this poll (its order is kept; the change is
     // retried next poll), but other devices go on: one unregistered mat must not hold back another bed's alarm.

@@ -81,6 +81,11 @@ export const SerialReceiverConfigSchema = Type.Object(
     /** submit each receiver heartbeat as a `heartbeat` observation of receiverDeviceId (not awaited) */
     reportHeartbeats: Type.Boolean({ default: true }),
     codeTable: Type.Optional(CodeTableConfigSchema),
+    /**
+     * The panels' clock (SIA `ti` / `da` event times) as a fixed offset from UTC in minutes, e.g. +480 for Beijing:
+     * set it to ruleSettings.timeZoneOffsetMinutes. Absent: the gateway host's local time zone.
+     */
+    panelUtcOffsetMinutes: Type.Optional(Type.Integer({ minimum: -840, maximum: 840 })),
   },
   { additionalProperties: false },
 );

@@ -236,6 +236,11 @@ export interface MapContext {
   flags?: string[];
   /** extra detail (receiverDeviceId, port path) merged into every observation's detail */
   detail?: Record<string, unknown>;
+  /**
+   * The panels' clock as an offset from UTC in minutes (+480 for Beijing), to read a SIA `ti` / `da` time; undefined:
+   * the gateway host's local time zone.
+   */
+  utcOffsetMinutes?: number | undefined;
 }
 
 /**
@@ -344,7 +349,7 @@ export function siaToObservations(frame: SiaFrame, ctx: MapContext): Observation
       }),
     ];
   }
-  const deviceTs = siaTime(frame.modifiers, ctx.receivedAt);
+  const deviceTs = siaTime(frame.modifiers, ctx.receivedAt, ctx.utcOffsetMinutes);
   return frame.events.map((ev) => {
     const found = lookupCode(ev.code, SIA_CODES, ctx.codeTable, { account: frame.account, model: ctx.model });
     const detail: Record<string, unknown> = { ...common, code: ev.code, zone: ev.zone };
@@ -366,16 +371,31 @@ export function siaToObservations(frame: SiaFrame, ctx: MapContext): Observation
 
 /**
  * The panel's own time of the event, from the SIA `ti` modifier (`hh:mm` or `hh:mm:ss`, the panel's clock) and,
- * when given, the `da` date (`MM-DD-YY`); epoch ms in the gateway's local time zone. Without a date the event is
- * on the day it arrived, or the day before when that time is still ahead (an event at 23:59 arriving at 00:01).
- * Undefined when there is no readable time: the arrival time stands.
+ * when given, the `da` date (`MM-DD-YY`); epoch ms. The panel's clock is local time: `utcOffsetMinutes` says which
+ * (the receiver's `panelUtcOffsetMinutes`); undefined reads it in the gateway host's time zone. Without a date the
+ * event is on the day it arrived, or the day before when that time is still ahead (an event at 23:59 arriving at
+ * 00:01). Undefined when there is no readable time: the arrival time stands.
  */
-export function siaTime(modifiers: Readonly<Record<string, string>>, receivedAt: number): number | undefined {
+export function siaTime(modifiers: Readonly<Record<string, string>>, receivedAt: number, utcOffsetMinutes?: number): number | undefined {
   const t = /^(\d{1,2}):(\d{2})(?::(\d{2}))?$/.exec(modifiers.ti ?? '');
   if (!t) return undefined;
   const [h, m, sec] = [Number(t[1]), Number(t[2]), Number(t[3] ?? 0)];
   if (h > 23 || m > 59 || sec > 59) return undefined;
   const d = /^(\d{1,2})-(\d{1,2})-(\d{2}|\d{4})$/.exec(modifiers.da ?? '');
+  if (utcOffsetMinutes !== undefined) {
+    // a fixed offset: the wall clock of the panel is UTC shifted by it (no daylight-saving changes)
+    const shift = utcOffsetMinutes * 60_000;
+    if (d) {
+      const year = d[3]!.length === 2 ? 2000 + Number(d[3]) : Number(d[3]);
+      const at = Date.UTC(year, Number(d[1]) - 1, Number(d[2]), h, m, sec) - shift;
+      return Number.isFinite(at) ? at : undefined;
+    }
+    const local = new Date(receivedAt + shift);
+    let at = Date.UTC(local.getUTCFullYear(), local.getUTCMonth(), local.getUTCDate(), h, m, sec) - shift;
+    // more than a minute ahead of arrival: the panel's clock is not that far ahead, it is yesterday's event
+    if (at > receivedAt + 60_000) at -= 86_400_000;
+    return at;
+  }
   if (d) {
     const year = d[3]!.length === 2 ? 2000 + Number(d[3]) : Number(d[3]);
     const at = new Date(year, Number(d[1]) - 1, Number(d[2]), h, m, sec).getTime();

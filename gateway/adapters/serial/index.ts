@@ -13,7 +13,13 @@ export * from './framer.js';
 export type SerialDeps = Pick<
   SerialReceiverOptions,
   'sink' | 'log' | 'resolveAccount' | 'resolveModel' | 'commLostAtStart' | 'now' | 'onUnreadable'
->;
+> & {
+  /**
+   * The gateway's local time as an offset from UTC in minutes (ruleSettings.timeZoneOffsetMinutes): the panels'
+   * clock for a receiver whose entry does not set its own panelUtcOffsetMinutes. Absent: the host's time zone.
+   */
+  timeZoneOffsetMinutes?: number | undefined;
+};
 
 export interface SerialReceivers {
   receivers: SerialReceiver[];
@@ -29,7 +35,10 @@ export async function startSerialReceivers(entries: readonly unknown[], deps: Se
   const checked = validateSerialConfig(entries);
   if (!checked.ok) throw new ConfigError(checked.errors);
   const receivers: SerialReceiver[] = [];
-  for (const cfg of checked.value) receivers.push(await startSerialReceiver({ ...cfg, ...deps }));
+  const { timeZoneOffsetMinutes, ...services } = deps;
+  for (const cfg of checked.value) {
+    receivers.push(await startSerialReceiver({ ...cfg, ...services, panelUtcOffsetMinutes: cfg.panelUtcOffsetMinutes ?? timeZoneOffsetMinutes }));
+  }
   return {
     receivers,
     async close() {

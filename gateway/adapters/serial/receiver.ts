@@ -29,6 +29,8 @@ export interface SerialReceiverOptions {
   reopenMaxMs?: number;
   reportHeartbeats?: boolean;
   codeTable?: CodeTableConfig | undefined;
+  /** the panels' clock as an offset from UTC in minutes, for SIA `ti` times; absent: the host's time zone */
+  panelUtcOffsetMinutes?: number | undefined;
   /** account → deviceId; undefined for an account no device is registered under */
   resolveAccount(account: string, where: { receiver: string; line: string; protocol: 'contact-id' | 'sia' }): string | undefined;
   /** deviceId → model, so the code table can be overridden per model */
@@ -234,7 +236,7 @@ export async function startSerialReceiver(opts: SerialReceiverOptions): Promise<
       return [contactIdToObservation(frame, { ...who, receivedAt, codeTable: opts.codeTable, detail: baseDetail })];
     }
     const who = resolve(frame.account, { receiver: frame.receiver, line: frame.line, protocol: 'sia' });
-    return siaToObservations(frame, { ...who, receivedAt, codeTable: opts.codeTable, detail: baseDetail });
+    return siaToObservations(frame, { ...who, receivedAt, codeTable: opts.codeTable, detail: baseDetail, utcOffsetMinutes: opts.panelUtcOffsetMinutes });
   };
 
   const handleEvent = (frame: Exclude<Frame, { kind: 'heartbeat' }>, receivedAt: number) =>

@@ -23,6 +23,7 @@ import { emptyKeyStore, loadKeyStore, type KeyStore } from './keys.js';
 import { admCidToObservation, siaDcsToObservations, type MapInput } from './map.js';
 import { PollSupervisor } from './supervision.js';
 import { dc09Settings } from './settings.js';
+import { deliver } from '../deliver.js';
 
 export type { Dc09Frame } from './framer.js';
 export { Dc09KeyError } from './keys.js';
@@ -68,14 +69,6 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
 
   const st: Dc09Stats = { acks: 0, naks: 0, duhs: 0, polls: 0, events: 0, observations: 0, submitFailures: 0, unreadableData: 0 };
 
-  const lookup = (account: string): ProtocolDevice | undefined => {
-    for (const id of new Set([account, account.toUpperCase(), account.toLowerCase()])) {
-      const d = services.lookup(id);
-      if (d) return d;
-    }
-    return undefined;
-  };
-
   const intervalMsOf = (d: ProtocolDevice): number => {
     const own = d.config.pollIntervalS;
     const s = typeof own === 'number' && Number.isFinite(own) && own > 0 ? own : cfg.pollIntervalS;
@@ -87,7 +80,7 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
     factor: cfg.factor,
     log,
     stillSupervised: (_deviceId, account) => {
-      const d = lookup(account);
+      const d = services.lookup(account);
       return d !== undefined && d.state !== 'suspended';
     },
     async report(deviceId, type, detail) {
@@ -157,7 +150,8 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
     if (!account) {
       return refuse(peer, 'no-account', `${h.encrypted ? 'an encrypted message must name its account in the header (#acct)' : 'no account (#acct) in the header nor the data'}: NAK`, raw, () => nak(peer));
     }
-    const device = lookup(account);
+    // accounts are hex: the registry finds one as sent, in capitals or in small letters (one lookup)
+    const device = services.lookup(account);
     if (!device) {
       return refuse(peer, 'unprovisioned', `account ${account} is not provisioned (POST /api/devices {kind: "dc09", serial: "${account}"}): NAK, the panel keeps the event and tries again`, raw, () => nak(peer));
     }
@@ -189,7 +183,11 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
         return refuse(peer, 'decrypt-failed', `message for account ${account} does not decrypt under its key (the panel and protocols.dc09.keysFile hold different keys): DUH`, raw, () => duh(peer, h, account), device.deviceId);
       }
       const b = parseBody(afterPad);
-      if (!b.ok) return refuse(peer, b.reason, `decrypted: ${b.detail}`, raw, () => nak(peer), device.deviceId);
+      // the parser's detail quotes the text: after decryption that is the panel's plaintext, which rejects never hold
+      if (!b.ok) {
+        return refuse(peer, b.reason, `message for account ${account} decrypts under its key but is not a DC-09 message body (${b.reason}; the decrypted text is not kept): NAK`,
+          raw, () => nak(peer), device.deviceId);
+      }
       body = b.value;
       if (body.timestamp === undefined) {
         return refuse(peer, 'no-timestamp', `encrypted message for account ${account} has no timestamp (required when encrypted): NAK`, raw, () => nak(peer), device.deviceId);
@@ -253,14 +251,14 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
       // (seq, deviceTs) is the dedup key: only a message with one observation may use it, or its second would drop
       if (b.timestamp !== undefined && list.length === 1) o.seq = Number(h.seq);
     }
-    try {
-      for (const o of list) {
-        await services.sink.submit(o);
-        st.observations++;
-      }
-    } catch (err) {
-      storeFailed();
-      log.error({ err, deviceId: device.deviceId, seq: h.seq }, 'storing a DC-09 event failed: NAK, the panel sends it again');
+    const stored = await deliver(services, list, {
+      stored: () => { st.observations++; },
+      failed(err, o) {
+        st.submitFailures++;
+        log.error({ err, deviceId: device.deviceId, seq: h.seq, type: o.type }, 'storing a DC-09 event failed: NAK, the panel sends it again');
+      },
+    });
+    if (!stored) {
       nak(peer);
       return;
     }

@@ -1,7 +1,7 @@
 // Supervision of each panel's reporting path (EN 50136: the receiving centre notices a path that stopped): every
 // provisioned DC-09 account is expected to poll (NULL) or report within its interval; silent for interval ×
-// pollMissFactor → one `comm-lost` observation for its device (a P3 card, technical rule); the next poll or event →
-// `comm-restored`, which clears it.
+// pollMissFactor → one `comm-lost` observation for its device (a P2 card: a DC-09 hub is a life-safety kind); the next
+// poll or event → `comm-restored`, which clears it, also when it arrives while the comm-lost is being written.
 //
 // Across a restart: the open comm-lost card is in the database, not here. So the first contact of each account
 // after start reports `comm-restored` (detail.afterStart) — the rule clears a card left open and does nothing
@@ -79,7 +79,9 @@ export class PollSupervisor {
     link.lastContact = this.mono();
     link.lastContactAt = this.o.now();
     this.arm(link.limitMs);
-    if (link.state === 'ok') return Promise.resolve();
+    // nothing to restore only when nothing is being written: a comm-lost job may be running (its check passed before
+    // this poll), and it will set `lost` once durable; the restore queued behind it clears that card
+    if (link.state === 'ok' && link.pending === 0) return Promise.resolve();
     const l = link;
     const afterStart = l.state === 'unknown';
     return this.enqueue(l, async () => {

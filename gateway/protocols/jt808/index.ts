@@ -8,7 +8,7 @@
 import type { DeviceCommand, Observation } from '../../../core/contracts.js';
 import { ConfigError } from '../../../core/errors.js';
 import type { ListenerSettings, Peer, ProtocolDevice, ProtocolHandler, ProtocolServices } from '../types.js';
-import { buildFrame, hex4, type Jt808Frame } from './codec.js';
+import { buildFrame, hex4, unescape, type Jt808Frame } from './codec.js';
 import { createJt808Framer, type Jt808Unit } from './framer.js';
 import { decodeLocation } from './location.js';
 import { HELD_MASK, MASK, locationObservations } from './alarms.js';
@@ -17,6 +17,7 @@ import {
   gbk, phoneBookBody, platformResponse, registerResponse, textBody, type PhoneBookEntry,
 } from './messages.js';
 import type { Jt808Settings } from './settings.js';
+import { deliver as deliverAll } from '../deliver.js';
 
 export type { Jt808Unit } from './framer.js';
 
@@ -52,6 +53,16 @@ interface PeerState {
   nextSerial: number;
   /** platform serial → the console command it carries */
   pending: Map<number, { commandId: string; msgId: number }>;
+}
+
+/**
+ * The message header of a parsed frame as it was received (opening 0x7E and the unescaped header: id, properties,
+ * phone, serial), without its body and check code: what is kept of a frame whose body is a secret.
+ */
+function headerOf(wire: Buffer, frame: Jt808Frame): Buffer {
+  const plain = unescape(wire.subarray(1, wire.length - 1));
+  if (typeof plain === 'string') return wire.subarray(0, 1);
+  return Buffer.concat([wire.subarray(0, 1), plain.subarray(0, Math.max(0, plain.length - frame.body.length - 1))]);
 }
 
 export function createJt808Protocol(services: ProtocolServices, settings: Partial<Jt808Settings> & ListenerSettings): ProtocolHandler<Jt808Unit> {
@@ -128,18 +139,9 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
   };
 
   /** Store every observation in order; false (and nothing answered) when one could not be. */
-  const deliver = async (observations: Observation[], what: string, deviceId: string): Promise<boolean> => {
-    for (const o of observations) {
-      try {
-        await services.sink.submit(o);
-      } catch (err) {
-        services.metrics?.storeFailed();
-        log.error({ err, deviceId, what, type: o.type }, 'could not store an observation: the frame is not answered, so the terminal sends it again');
-        return false;
-      }
-    }
-    return true;
-  };
+  const deliver = (observations: Observation[], what: string, deviceId: string): Promise<boolean> => deliverAll(services, observations, {
+    failed: (err, o) => log.error({ err, deviceId, what, type: o.type }, 'could not store an observation: the frame is not answered, so the terminal sends it again'),
+  });
 
   // ---- registration and authentication ---------------------------------------------------------------------
   const onRegister = (peer: Peer, st: PeerState, frame: Jt808Frame, raw: Buffer) => {
@@ -330,12 +332,14 @@ export function createJt808Protocol(services: ProtocolServices, settings: Partia
     return false;
   };
 
-  const onFrame = async (peer: Peer, unit: Jt808Unit, raw: Buffer): Promise<void> => {
+  const onFrame = async (peer: Peer, unit: Jt808Unit, wire: Buffer): Promise<void> => {
     if (unit.kind === 'refused') {
-      refuse(peer, unit.reason, unit.detail, raw);
+      refuse(peer, unit.reason, unit.detail, wire);
       return;
     }
     const frame = unit.frame;
+    // an authentication's body is the code (a device secret): its refusals keep only the header
+    const raw = frame.msgId === MSG.authenticate ? headerOf(wire, frame) : wire;
     const st = stateOf(peer, frame);
     if (frame.encryption !== 0) {
       refuse(peer, 'encrypted', `0x${hex4(frame.msgId)} from ${frame.phone} is encrypted (properties bits 10-12 = ${frame.encryption}): RSA is not supported, configure the terminal for plain messages`, raw);

@@ -2,7 +2,6 @@
 // PHB, MESSAGE with UTF-16BE hex) plus CALL and SOS with all three numbers from the same protocol family's document.
 // A watch answers a command by echoing its keyword (`[SG*ID*0002*CR]`): that echo is how a command is acknowledged.
 import type { DeviceCommand } from '../../../core/contracts.js';
-import { escapeContent } from './framer.js';
 
 /** `[MF*ID*LEN*CONTENT]` (`[MF*ID*INDEX*LEN*CONTENT]` when the watch uses the index form) */
 export function encodeFrame(manufacturer: string, id: string, content: string | Buffer, index?: string): Buffer {
@@ -10,13 +9,6 @@ export function encodeFrame(manufacturer: string, id: string, content: string | 
   // fields we build are digits, hex and keywords: nothing to escape, so LEN is the same counted either way
   const head = `[${manufacturer}*${id}*${index !== undefined ? `${index}*` : ''}${body.length.toString(16).padStart(4, '0')}*`;
   return Buffer.concat([Buffer.from(head, 'latin1'), body, Buffer.from(']')]);
-}
-
-/** the body of a binary command (e.g. voice), escaped; LEN counts the bytes before escaping */
-export function encodeBinaryFrame(manufacturer: string, id: string, prefix: string, data: Buffer, index?: string): Buffer {
-  const lenField = (Buffer.byteLength(prefix) + data.length).toString(16).padStart(4, '0');
-  const head = `[${manufacturer}*${id}*${index !== undefined ? `${index}*` : ''}${lenField}*${prefix}`;
-  return Buffer.concat([Buffer.from(head, 'latin1'), escapeContent(data), Buffer.from(']')]);
 }
 
 /** text as the watch shows it: UTF-16BE, hex (Traccar's MESSAGE) */

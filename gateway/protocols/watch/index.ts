@@ -5,6 +5,7 @@
 import type { DeviceCommand, Observation, Position } from '../../../core/contracts.js';
 import { isLifeSafety } from '../../../core/contracts.js';
 import type { ListenerSettings, Peer, ProtocolHandler, ProtocolServices } from '../types.js';
+import { deliver } from '../deliver.js';
 import { createWatchFramer, type WatchFrame } from './framer.js';
 import { alarmsOf, isAlarmKeyword, isPositionKeyword, parseKeepalive, parseReport, type Report } from './decode.js';
 import { ECHO_KEYWORDS, encodeFrame, planCommand } from './encode.js';
@@ -115,18 +116,15 @@ export function createWatchProtocol(
   };
 
   /** Submit in order, life-safety first; true once all are durable. */
-  const submitAll = async (peer: Peer, frame: WatchFrame, observations: Observation[]): Promise<boolean> => {
+  const submitAll = (peer: Peer, frame: WatchFrame, observations: Observation[]): Promise<boolean> => {
     const ordered = [...observations.filter((o) => isLifeSafety(o.type)), ...observations.filter((o) => !isLifeSafety(o.type))];
-    try {
-      for (const o of ordered) await services.sink.submit(o);
-      return true;
-    } catch (err) {
-      // no reply: the watch sends again (AL) or its next keepalive is answered
-      stats.submitFailures++;
-      services.metrics?.storeFailed();
-      log.error({ err, peer: peer.id, keyword: frame.keyword, watchId: frame.id }, 'could not store the watch frame; not answering it so the watch sends again');
-      return false;
-    }
+    return deliver(services, ordered, {
+      failed(err, o) {
+        // no reply: the watch sends again (AL) or its next keepalive is answered
+        stats.submitFailures++;
+        log.error({ err, peer: peer.id, keyword: frame.keyword, watchId: frame.id, type: o.type }, 'could not store the watch frame; not answering it so the watch sends again');
+      },
+    });
   };
 
   const frameFlags = (peer: Peer, frame: WatchFrame, extra: string[] = []) => {

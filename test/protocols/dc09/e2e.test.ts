@@ -66,6 +66,17 @@ describe('DC-09 through the running gateway', () => {
     // the same panel without its key is a downgrade: DUH, and nothing raised twice
     const plain = sim('E2E0C1', { transport: 'tcp' });
     await expect(plain.sos()).rejects.toThrow(/DUH/);
+    // a message that decrypts but is not a DC-09 body: NAK; the device's rejects keep the wire bytes (still
+    // encrypted) and a reason without the decrypted text
+    const odd = sim('E2E0C1', { key: KEY, transport: 'tcp' });
+    await odd.sendRaw(encodeDc09({ token: 'ADM-CID', seq: 3, account: 'E2E0C1', key: KEY, data: '#E2E0C1|1101 00 001 [SECRET-PLAINTEXT', ts: Date.now() }));
+    expect(await odd.nextAnswer()).toMatchObject({ kind: 'NAK' });
+    const rejects = await waitFor(async () => {
+      const items = (await t.api('GET', `/api/devices/${id}/rejects`)).body.items as { reason: string; raw: string }[];
+      return items.find((x) => x.reason.startsWith('malformed')) ? items : undefined;
+    }, 'the malformed reject on the device');
+    expect(rejects.find((x) => x.reason.startsWith('malformed'))!.reason).toMatch(/decrypts under its key.*not kept/);
+    expect(JSON.stringify(rejects)).not.toContain('SECRET-PLAINTEXT');
   });
 
   it('a panel that stops polling raises comm-lost; its next poll clears it', { timeout: 40_000 }, async () => {

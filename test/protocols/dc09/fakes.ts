@@ -59,7 +59,8 @@ export function recordingServices(devices: Record<string, Partial<ProtocolDevice
     },
     log,
     now: () => clock.now,
-    lookup: (identifier) => map.get(identifier),
+    // as the registry's protocolDevice: a DC-09 account as sent, in capitals, in small letters
+    lookup: (identifier) => map.get(identifier) ?? map.get(identifier.toUpperCase()) ?? map.get(identifier.toLowerCase()),
     refuse: (_peer, reason, detail, raw, deviceId) => {
       refusals.push({ reason, detail, ...(raw && { raw: raw.toString('latin1') }), ...(deviceId !== undefined && { deviceId }) });
     },

@@ -115,6 +115,25 @@ describe('a good message', () => {
   });
 });
 
+describe('accounts', () => {
+  it('one registry lookup per message and per supervision check: the registry itself matches the account\'s spellings', async () => {
+    const s = setup({ abc123: {} }, { pollIntervalS: 0.05, pollMissFactor: 1 });
+    const asked: string[] = [];
+    const lookup = s.r.services.lookup;
+    s.r.services.lookup = (id) => { asked.push(id); return lookup(id); };
+    await s.feed(s.msg({ account: 'ABC123', data: '#ABC123|1101 00 001' }));
+    expect(s.r.observations.map((o) => [o.type, o.deviceId])).toContainEqual(['sos', 'dev-abc123']);
+    await s.feed(s.msg({ account: 'DEF456', data: '#DEF456|1101 00 001', seq: 2 })); // not provisioned
+    expect(asked).toEqual(['ABC123', 'DEF456']);
+    // the supervisor asks whether a silent panel is still supervised: once
+    s.r.services.lookup = (id) => { asked.push(id); return undefined; };
+    s.h.supervisor.tick();
+    await new Promise((r) => setTimeout(r, 120));
+    s.h.supervisor.tick();
+    expect(asked.slice(2)).toEqual(['ABC123']);
+  });
+});
+
 describe('bad input: refused with a reason, counted, never blocking the next good message', () => {
   const cases: [string, (s: ReturnType<typeof setup>) => Buffer, string, string][] = [
     ['garbage', () => Buffer.from('GET / HTTP/1.1 Host: x'), 'garbage', 'none'],
@@ -220,6 +239,16 @@ describe('encrypted lines', () => {
     const noKey = setup({ '1234': {} });
     await noKey.feed(noKey.msg({ key: KEY }));
     expect(noKey.r.refusals.map((x) => [x.reason, x.deviceId])).toEqual([['no-key', 'dev-1234']]);
+  });
+
+  it('a message that decrypts but is not a DC-09 body: refused without its decrypted text (rejects are never decrypted)', async () => {
+    const s = setup(undefined, { keysFile: keysFile({ '1234': KEY }) });
+    await s.feed(s.msg({ key: KEY, data: '#1234|1101 00 001 [SECRET-PLAINTEXT' }));
+    expect(s.answers().map((a) => a.kind)).toEqual(['NAK']);
+    expect(s.r.refusals).toHaveLength(1);
+    expect(s.r.refusals[0]).toMatchObject({ reason: 'malformed', deviceId: 'dev-1234' });
+    expect(s.r.refusals[0]!.detail).toMatch(/account 1234.*decrypt/);
+    expect(JSON.stringify([s.r.refusals, s.r.logs])).not.toContain('SECRET-PLAINTEXT');
   });
 
   it('keys never reach logs, refusals or observations', async () => {

@@ -144,6 +144,17 @@ describe('JT/T 808 through the running gateway', () => {
     await replaced.heartbeat();
     // the old code no longer authenticates
     await expect(sim('13800138003', { authCode: term.authCode! }).connect()).rejects.toThrow(/authentication refused/);
+    // its refusal is kept for diagnosis on the device, without the code it carried (a secret, even an old one)
+    const rejects = await waitFor(async () => {
+      const items = (await t.api('GET', `/api/devices/${id}/rejects`)).body.items as { reason: string; raw: string }[];
+      return items.some((x) => x.reason.startsWith('bad-auth-code')) ? items : undefined;
+    }, 'the bad-auth-code reject');
+    const bad = rejects.find((x) => x.reason.startsWith('bad-auth-code'))!;
+    expect(bad.raw).toMatch(/^hex:7e0102/);
+    for (const code of [term.authCode!, replaced.authCode!]) {
+      expect(JSON.stringify(rejects)).not.toContain(Buffer.from(code, 'latin1').toString('hex'));
+      expect(JSON.stringify(rejects)).not.toContain(code);
+    }
   });
 
   it('2019 header: registers, authenticates, SOS answered', { timeout: 30_000 }, async () => {

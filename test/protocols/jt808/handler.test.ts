@@ -152,6 +152,30 @@ describe('jt808 registration and authentication', () => {
     ]);
   });
 
+  it('a refused authentication keeps only its header: the code (a device secret) never reaches the rejects', async () => {
+    const { f, h, code } = await authenticated();
+    f.provision('13900001111', { state: 'suspended' });
+    const other = new FakePeer();
+    const guess = Buffer.from('GUESSED-CODE-0123456789', 'latin1');
+    await h.feed(other, frame(0x0102, guess, 7)); // bad-auth-code
+    await h.feed(other, frame(0x0102, Buffer.from(code, 'latin1'), 8, '013900001111')); // suspended
+    await h.feed(other, frame(0x0102, Buffer.from(code, 'latin1'), 9, '013900002222')); // unprovisioned
+    const twice = new FakePeer();
+    await h.feed(twice, frame(0x0102, Buffer.from(code, 'latin1'), 10));
+    f.provision('13900003333');
+    await h.feed(twice, frame(0x0102, Buffer.from(code, 'latin1'), 11, '013900003333')); // identity-mismatch
+    expect(f.refused.map((r) => r.reason)).toEqual(['bad-auth-code', 'suspended', 'unprovisioned', 'identity-mismatch']);
+    for (const r of f.refused) {
+      // 7E, id 0102, properties, BCD phone, serial: 13 bytes, and nothing of the body
+      expect(r.raw!.length).toBe(13);
+      expect(r.raw!.readUInt16BE(1)).toBe(0x0102);
+      const hex = r.raw!.toString('hex');
+      expect(hex).not.toContain(Buffer.from(code, 'latin1').toString('hex'));
+      expect(hex).not.toContain(guess.toString('hex'));
+    }
+    expect(f.refused[0]!.raw!.subarray(5, 11).toString('hex')).toBe('013511221122');
+  });
+
   it('2019: the captured register, then 0x0102 with code length, code, IMEI and software version', async () => {
     const f = fixture();
     const h = harness(f);
@@ -239,7 +263,8 @@ describe('jt808 reports', () => {
     f.gate.hold = true;
     const done = h.feed(peer, frame(0x0200, locationBody({ alarm: 1 }), 30));
     await new Promise((r) => setTimeout(r, 10));
-    f.gate.waiting.shift()!.reject(new Error('disk full'));
+    // the frame's observations were all handed to the writer: none of them could be stored
+    for (const w of f.gate.waiting.splice(0)) w.reject(new Error('disk full'));
     await done;
     expect(peer.sent).toEqual([]);
     // counted at the event: registration and authentication answered ok, then one store failure and no answer

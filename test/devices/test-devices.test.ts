@@ -1,0 +1,66 @@
+// A test run's device (devices.test) makes every incident of its own a test incident, never escalated
+// (response/incidents.ts). Bound to a person in care it would silence her real alarms: the registry refuses that
+// binding with a 409 saying why and what to do, and an admin (only) can clear a device's test mark, audited.
+// A real gateway, real SQLite, real HTTP, a real MQTT device for the alarm.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { publishAsync, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
+
+describe('test devices and real residents', () => {
+  let t: TestGateway;
+  beforeAll(async () => { t = await startTestGateway(); });
+  afterAll(async () => t?.stop());
+
+  const provisionTest = async (serial: string) => {
+    const r = await t.api('POST', '/api/devices', { kind: 'call-phone', serial, test: true });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    return r.body as { id: string; secret: string };
+  };
+
+  it('a test device cannot be bound to a person in care (409 saying why and what to do); to a test resident it can', async () => {
+    const dev = await provisionTest('TESTDEV-1');
+    const real = (await t.api('POST', '/api/residents', { name: 'Wang Fang' })).body;
+    const refused = await t.api('POST', `/api/devices/${dev.id}/bind`, { residentId: real.id });
+    expect(refused.status).toBe(409);
+    expect(refused.body.message).toMatch(/test run's device/);
+    expect(refused.body.message).toMatch(/real alarms silent/);
+    expect(refused.body.message).toContain(`PATCH /api/devices/${dev.id} {"test": false}`);
+    expect((await t.api('GET', `/api/devices/${dev.id}`)).body.residentId).toBeNull();
+
+    const sim = (await t.api('POST', '/api/residents', { name: 'Sim resident', test: true })).body;
+    expect(sim.test).toBe(true);
+    const ok = await t.api('POST', `/api/devices/${dev.id}/bind`, { residentId: sim.id });
+    expect(ok.status, JSON.stringify(ok.body)).toBe(200);
+    // a real device binds to a real resident as before
+    const realDev = await t.provision('call-phone', 'REALDEV-1');
+    expect((await t.api('POST', `/api/devices/${realDev.id}/bind`, { residentId: real.id })).status).toBe(200);
+  });
+
+  it('an admin clears the test mark (audited); a technician may not; then it binds and its SOS is a real incident', async () => {
+    const dev = await provisionTest('TESTDEV-2');
+    expect((await t.api('POST', '/api/users', { username: 'tech1', password: 'technician-password-1', role: 'technician' })).status).toBe(201);
+    const tech = await t.token('tech1', 'technician-password-1');
+    const forbidden = await t.api('PATCH', `/api/devices/${dev.id}`, { test: false }, tech);
+    expect(forbidden.status).toBe(403);
+    expect(forbidden.body.message).toMatch(/admin/);
+    expect((await t.api('GET', `/api/devices/${dev.id}`)).body.test).toBe(true);
+    // it cannot be set (a real device's alarms made silent)
+    expect((await t.api('PATCH', `/api/devices/${dev.id}`, { test: true })).status).toBe(400);
+
+    const cleared = await t.api('PATCH', `/api/devices/${dev.id}`, { test: false });
+    expect(cleared.status, JSON.stringify(cleared.body)).toBe(200);
+    expect(cleared.body.test).toBe(false);
+    const audit = (await t.api('GET', `/api/audit?targetId=${dev.id}`)).body.items as { action: string; actor: string; details: Record<string, unknown> }[];
+    expect(audit.find((a) => a.action === 'device.update')).toMatchObject({ actor: 'admin', details: { test: { before: true, after: false } } });
+
+    const real = (await t.api('POST', '/api/residents', { name: 'Zhao Lei' })).body;
+    expect((await t.api('POST', `/api/devices/${dev.id}/bind`, { residentId: real.id })).status).toBe(200);
+    const c = await t.connectDevice(dev.id, dev.secret);
+    try {
+      await publishAsync(c, `devices/${dev.id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }));
+      const inc = await waitFor(async () => (await t.api('GET', `/api/incidents?deviceId=${dev.id}&type=sos`)).body.items[0], 'the SOS incident');
+      expect(inc).toMatchObject({ test: false, priority: 'P1' });
+    } finally {
+      c.end(true);
+    }
+  });
+});
