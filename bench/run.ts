@@ -107,7 +107,7 @@ export async function runBench(o: RunOptions): Promise<{ results: BenchResults; 
   const results: BenchResults = {
     profile: p, figures: o.figures, machine, loadAfter: [], startedAt: machine.date, durationS: 0,
     traffic: [], fleet: [], inMemory: [], profiles: [], histogram: null, analysis: null, importStall: null,
-    cpuPlan: { ...plan, harness: affinityOf(process.pid) }, noiseRule: describeRule(p.noise), dbGrowth: null,
+    cpuPlan: { ...plan, harness: affinityOf(process.pid) }, noiseRule: describeRule(p.noise), dbGrowth: null, eldergateStart: 'compiled',
   };
   try {
     await measure(results, o, log);

@@ -5,6 +5,7 @@ import { createInterface } from 'node:readline';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { coresFor, pinned, type Role } from './sched.js';
+import { probeModuleUrl } from './compiled.js';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 const PROBE = pathToFileURL(resolve(import.meta.dirname, 'probe.ts')).href;
@@ -28,6 +29,8 @@ export interface SpawnOptions {
   serves?: boolean;
   /** the system under test gets its own core; everything else (default) shares the load cores (bench/lib/sched.ts) */
   role?: Role;
+  /** `script` is compiled JavaScript (eldergate's dist/main.js): node runs it with the transpiled probe, no tsx */
+  compiled?: boolean;
 }
 
 /** A child node process running a TypeScript file with the probe loaded, answering `call(cmd, args)`. */
@@ -69,7 +72,8 @@ export class Child {
   }
 
   static spawn(script: string, o: SpawnOptions): Child {
-    const [cmd, args] = pinned(coresFor(o.role ?? 'load'), process.execPath, [...(o.nodeArgs ?? []), '--import', 'tsx', '--import', PROBE, script, ...(o.args ?? [])]);
+    const loaders = o.compiled ? ['--import', probeModuleUrl()] : ['--import', 'tsx', '--import', PROBE];
+    const [cmd, args] = pinned(coresFor(o.role ?? 'load'), process.execPath, [...(o.nodeArgs ?? []), ...loaders, script, ...(o.args ?? [])]);
     // taskset execs node in place: the pid and the IPC channel are node's
     const proc = spawn(cmd, args, {
       cwd: o.cwd ?? ROOT,

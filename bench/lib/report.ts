@@ -33,6 +33,8 @@ export interface BenchResults {
   noiseRule?: string;
   /** figure 8 */
   dbGrowth?: DbGrowthResult | null;
+  /** how eldergate was started (runs saved before issue 10 ran it through tsx) */
+  eldergateStart?: 'compiled' | 'tsx';
 }
 
 export type Verdict = 'met' | 'MISSED' | 'not measured' | 'reported';
@@ -260,7 +262,7 @@ export function renderMarkdown(r: BenchResults, cs: Check[]): string {
     ['Mosquitto', m.mosquitto || 'not found'],
   ]));
   out.push('');
-  out.push('Every system runs in its own process; load generators (`bench/load/fleet.ts`), the P1 probe (`bench/load/probe.ts`) and the consoles (`bench/load/consoles.ts`) are separate processes; all traffic is on loopback. CPU is in % of one core, read from `/proc/<pid>/stat` over the measured interval — a generator near 100 % is saturated and the figure is then a floor, not the system\'s limit. Warm-up is excluded from every figure. Telemetry generators and the probe send on 1 ms ticks, each tick what is due by the clock (10k msg/s arrives as ~5 messages a millisecond per generator, never bursts of hundreds).');
+  out.push('Every system runs in its own process; load generators (`bench/load/fleet.ts`), the P1 probe (`bench/load/probe.ts`) and the consoles (`bench/load/consoles.ts`) are separate processes; ' + (r.eldergateStart === 'compiled' ? 'eldergate runs compiled (`dist/main.js`, as `npm start` runs it; built first when stale)' : 'eldergate ran through tsx (`node --import tsx main.ts`), as production started before issue 10') + '; all traffic is on loopback. CPU is in % of one core, read from `/proc/<pid>/stat` over the measured interval — a generator near 100 % is saturated and the figure is then a floor, not the system\'s limit. Warm-up is excluded from every figure. Telemetry generators and the probe send on 1 ms ticks, each tick what is due by the clock (10k msg/s arrives as ~5 messages a millisecond per generator, never bursts of hundreds).');
   out.push('');
   out.push(...conditionsIntro(r));
   out.push('## Targets against measurements');

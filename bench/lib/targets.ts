@@ -1,5 +1,5 @@
 // The three systems side by side, started the same way for every figure: eldergate as an operator runs it
-// (`node --import tsx main.ts`), raw aedes with no hooks, and Mosquitto with a Node subscriber doing eldergate's job.
+// (`npm start`: compiled, `node dist/main.js`), raw aedes with no hooks, and Mosquitto with a Node subscriber doing eldergate's job.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -11,6 +11,7 @@ import { fakeCreds, parseImportCsv, type Cred } from './creds.js';
 import { freePort, sleep, waitFor } from './sys.js';
 import type { Observer } from '../load/probe.js';
 import { coresFor, pinned } from './sched.js';
+import { COMPILED_MAIN, ensureBuilt } from './compiled.js';
 
 export type SystemName = 'eldergate' | 'raw-aedes' | 'mosquitto';
 
@@ -60,10 +61,13 @@ export async function startTarget(name: SystemName, o: StartOptions = {}): Promi
 async function startEldergateChild(o: StartOptions): Promise<Target> {
   const dataDir = mkdtempSync(join(tmpdir(), 'eldergate-bench-'));
   const [mqttPort, httpPort] = [await freePort(), await freePort()];
-  const node = Child.spawn('main.ts', {
+  // as an operator runs it: `npm start` runs the compiled dist/main.js (built here first when stale)
+  ensureBuilt();
+  const node = Child.spawn(COMPILED_MAIN, {
     name: 'eldergate',
     serves: false,
     role: 'sut',
+    compiled: true,
     nodeArgs: o.nodeArgs ?? [],
     env: {
       ELDERGATE_MQTT_PORT: String(mqttPort),
