@@ -2,7 +2,7 @@
 // builds it before the tests, so here it is usually fresh), then plain node runs it — no TypeScript loader in the
 // process — and everything the code finds beside itself (migrations, Modbus register maps, the console's sources,
 // package.json for the build info) is found from dist/ too.
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,11 @@ import mqtt from 'mqtt';
 const ROOT = resolve(import.meta.dirname, '..', '..');
 
 describe('npm start (compiled)', () => {
+  // a test that times out never reaches its own finally: the gateway it started must not outlive it
+  let started: { pid?: number } | undefined;
+  afterEach(() => {
+    try { if (started?.pid) process.kill(-started.pid, 'SIGKILL'); } catch { /* gone */ }
+  });
   it('builds dist/, runs it with plain node, and an SOS is acknowledged and becomes an incident', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'eg-compiled-'));
     const adminPassword = 'Compiled-' + randomBytes(9).toString('hex');
@@ -29,6 +34,7 @@ describe('npm start (compiled)', () => {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
+    started = child;
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
