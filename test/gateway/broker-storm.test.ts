@@ -60,23 +60,25 @@ describe('Last Wills in slices, in each device\'s order', () => {
       }
       return original(obs, wait);
     }) as typeof ingest.submitTelemetry;
+    const sockets: { destroy(): void }[] = [];
     try {
       const old = await Promise.all(devices.map((d) => device(t.gw.mqttPort, d.id, d.secret)));
+      sockets.push(...old);
       await waitFor(() => devices.every((d) => t.gw.states.get(d.id).online), 'all online');
       // Their network changed: each opens a new connection while the old one still stands (the broker closes the old
       // one [MQTT-3.1.4-2], without DISCONNECT: its Will is published), and pipelines its first message after CONNECT,
       // so the broker handles that message in the very turn the new connection is accepted — before any slice ran.
       const back = await Promise.all(devices.map((d) => device(t.gw.mqttPort, d.id, d.secret, statusPublish(d.id, 1))));
+      sockets.push(...back);
       await waitFor(() => devices.every((d) => (seen.get(d.id)?.length ?? 0) >= 2), 'every Will and every first message at the writer', 30_000);
       for (const d of devices) expect(seen.get(d.id), d.id).toEqual(['will', 'back']);
       // the device's Will and disconnect never overtake its return: all online
       await waitFor(() => devices.every((d) => t.gw.states.get(d.id).online), 'all online again');
-      const closing = t.gw.broker.closing();
-      expect(closing.pending).toBe(0);
-      // the race was run: Wills were waiting for their slice when their device came back
-      expect(closing.settledEarly).toBeGreaterThan(0);
-      for (const s of [...old, ...back]) s.destroy();
+      expect(t.gw.broker.closing().pending).toBe(0);
+      // (whether a Will was still waiting for its slice when its device came back depends on the machine's speed; the
+      // order is what must hold either way, and KeyOrderedSlices' own test forces the race: broker-slices.test.ts)
     } finally {
+      for (const s of sockets) s.destroy();
       ingest.submitTelemetry = original;
     }
   });
