@@ -300,14 +300,20 @@ export async function startSerialReceiver(opts: SerialReceiverOptions): Promise<
       answer(ACK, 'unreadable stored');
     });
 
+  /** Something came from the receiver: the link is alive (a lost one is restored). Returns when it came. */
+  const heardFrame = (): number => {
+    const receivedAt = now();
+    st.framesReceived++;
+    st.lastFrameAt = receivedAt;
+    lastLife = receivedAt;
+    heard = true;
+    if (reported === 'lost') report('comm-restored');
+    return receivedAt;
+  };
+
   const onFrame = (buf: Buffer) => {
     try {
-      const receivedAt = now();
-      st.framesReceived++;
-      st.lastFrameAt = receivedAt;
-      lastLife = receivedAt;
-      heard = true;
-      if (reported === 'lost') report('comm-restored');
+      const receivedAt = heardFrame();
       const res = decodeFrame(buf);
       if (!res.ok) {
         handleUnreadable(res.raw, res.reason, receivedAt);
@@ -347,12 +353,7 @@ export async function startSerialReceiver(opts: SerialReceiverOptions): Promise<
       onFrame(out.bytes);
       return;
     }
-    const receivedAt = now();
-    st.framesReceived++;
-    st.lastFrameAt = receivedAt;
-    lastLife = receivedAt;
-    heard = true;
-    if (reported === 'lost') report('comm-restored');
+    const receivedAt = heardFrame();
     if (out.kind === 'empty') {
       // a DC4 alone: the receiver testing the link to the automation software; answered like a heartbeat
       st.linkTests++;
