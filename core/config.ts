@@ -281,6 +281,35 @@ export const ConfigSchema = Type.Object(
     serial: Type.Array(Type.Unknown(), { default: [], description: 'serial alarm receivers' }),
     /** terminal protocols spoken natively (gateway/protocols, docs/protocols.md): each off until its port is set */
     protocols: ProtocolsSchema,
+    /**
+     * Cluster mode (docs/scale-out.md): terminals connect to a RabbitMQ cluster (its MQTT plugin) instead of the
+     * embedded broker. Off while `urls` is empty: the one-node default stays the embedded aedes.
+     */
+    rabbitmq: Type.Object(
+      {
+        /** AMQP URLs of the cluster's nodes, tried in turn (no credentials in them: see username and passwordFile) */
+        urls: Type.Array(Type.String({ pattern: '^amqps?://[^@/]+(:[0-9]+)?(/.*)?$' }), { default: [] }),
+        /** eldergate's own RabbitMQ user (an internal RabbitMQ user, not a device) */
+        username: Type.String({ minLength: 1, default: 'eldergate' }),
+        /** a file holding that user's password (mode 0600); required in cluster mode, never in the config itself */
+        passwordFile: Type.Optional(Type.String({ minLength: 1 })),
+        vhost: Type.String({ minLength: 1, default: '/' }),
+        /** the topic exchange RabbitMQ's MQTT plugin publishes into (its `mqtt.exchange`); eldergate declares it */
+        exchange: Type.String({ minLength: 1, pattern: '^[A-Za-z0-9._-]+$', default: 'eldergate.mqtt' }),
+        /** partitions (quorum queues, one active consumer each) that device messages are hashed into by device topic */
+        partitions: Type.Integer({ minimum: 1, maximum: 256, default: 8 }),
+        /** unacknowledged messages per partition a node holds: the group commit's batch */
+        prefetch: Type.Integer({ minimum: 1, maximum: 10000, default: 256 }),
+        /** a message the writer fails this many times is dead-lettered and raised as an incident */
+        deliveryLimit: Type.Integer({ minimum: 1, maximum: 100, default: 5 }),
+        /** where RabbitMQ's HTTP auth backend asks whether a device may connect, publish, subscribe (keep it private) */
+        authHost: Type.String({ minLength: 1, default: '127.0.0.1' }),
+        authPort: Type.Integer({ minimum: 0, maximum: 65535, default: 0, description: 'required in cluster mode: the port in RabbitMQ\'s auth_http.*_path' }),
+        /** RabbitMQ's management API (same user): a revoked device's connections are closed through it */
+        managementUrl: Type.Optional(Type.String({ pattern: '^https?://\\S+$' })),
+      },
+      { default: {} },
+    ),
     /** the console's map (docs/operations.md "Map tiles"): without tileUrl it draws a schematic plot, needing no tiles */
     console: Type.Object(
       {
@@ -406,6 +435,11 @@ export function loadConfig(
   const { incidentsDays } = withDefaults.retention ?? {};
   if (typeof incidentsDays === 'number' && incidentsDays > 0 && incidentsDays < 30) {
     problems.push(`${sources.get('/retention/incidentsDays') ?? 'retention.incidentsDays'}: ${incidentsDays} days is too short to keep closed incidents for review; use 0 (never prune) or 30 or more`);
+  }
+  const rabbit = withDefaults.rabbitmq;
+  if (rabbit && Array.isArray(rabbit.urls) && rabbit.urls.length > 0) {
+    if (!rabbit.passwordFile) problems.push(`${sources.get('/rabbitmq/passwordFile') ?? 'rabbitmq.passwordFile'}: cluster mode (rabbitmq.urls) needs the file holding ${rabbit.username}'s RabbitMQ password (mode 0600)`);
+    if (!rabbit.authPort) problems.push(`${sources.get('/rabbitmq/authPort') ?? 'rabbitmq.authPort'}: cluster mode (rabbitmq.urls) needs the port RabbitMQ's HTTP auth backend calls (the port in its auth_http.user_path)`);
   }
   const tileUrl = withDefaults.console?.tileUrl;
   const tileProblem = typeof tileUrl === 'string' ? tileUrlProblem(tileUrl) : null;
