@@ -14,9 +14,9 @@ import { topics } from '../../core/contracts.js';
 import type { DeviceRegistry } from '../../devices/registry.js';
 import { DEVICE_ID_RE } from '../../devices/credentials.js';
 import { MQTT_KINDS } from '../../devices/kinds/index.js';
-import { decodeCommandAck, decodeFrame, decodeStatus, type FrameResult } from '../../devices/frames.js';
 import type { DeviceStates } from '../device-state.js';
 import type { Ingest } from '../ingest.js';
+import { createDeviceMessageHandler, DeviceGoneError, isDeviceChannel } from '../device-messages.js';
 import { guardConnection } from './guard.js';
 import { createUnreadableReporter } from './unreadable.js';
 import { stampSession } from './session.js';
@@ -53,8 +53,6 @@ class RefusedError extends Error {
     super(message);
   }
 }
-
-const CHANNELS = new Set(['events', 'telemetry', 'status', 'commands/ack']);
 
 /** refused frames of one device are reported (raise, then join the open incident) at most once per this window */
 export const UNREADABLE_REPORT_WINDOW_MS = 3000;
@@ -226,72 +224,40 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     }
   };
 
+  const handleMessage = createDeviceMessageHandler({
+    config, registry, states, ingest, metrics, unreadable,
+    onUnreadable: (m, reason) => limited.warn('unreadable message', m.deviceId,
+      { deviceId: m.deviceId, topic: m.topic, reason, bytes: m.payload.length }, 'unreadable message'),
+  });
+
   // aedes writes the PUBACK after `done(null)` and only then; `done(err)` closes the connection without one. While
   // `done` waits, aedes reads nothing more from this connection: the PUBACK withheld is the back-pressure (the
   // device's in-flight window fills, then its TCP window).
   function authorize(client: Client, packet: PublishPacket, done: (err?: Error | null) => void, will: boolean, receivedAt?: number): void {
     const id = client.id;
     const prefix = topics.prefix(id);
-    if (!packet.topic.startsWith(prefix) || !CHANNELS.has(packet.topic.slice(prefix.length))) {
+    const channel = packet.topic.startsWith(prefix) ? packet.topic.slice(prefix.length) : '';
+    if (!isDeviceChannel(channel)) {
       refuse('publish', 'topic outside the device contract', { deviceId: id, topic: packet.topic.slice(0, 200) });
       return done(new RefusedError(`topic ${packet.topic.slice(0, 100)} is not allowed for ${id}`));
     }
-    const channel = packet.topic.slice(prefix.length);
     if (packet.retain && channel !== 'status') {
       // never refuse a message for its retain flag (it may be an SOS): clear it, so nothing piles up retained
       packet.retain = false;
       metrics.refused.inc({ stage: 'publish', reason: 'retain flag cleared' });
     }
-    const payload = packet.payload as Buffer;
-    // a Will is dated when its connection closed, not when its slice came
-    const at = receivedAt ?? Date.now();
-    const entry = registry.entry(id);
-    if (!entry) return done(new RefusedError('device no longer registered'));
-    let result: FrameResult;
-    if (channel === 'events' || channel === 'telemetry') {
-      result = decodeFrame(entry.kind, id, channel, payload, at, config.ingest.maxPayloadBytes);
-    } else if (channel === 'status') {
-      result = decodeStatus(id, payload, at);
-    } else {
-      result = decodeCommandAck(id, payload, at);
-    }
-    if (!result.ok) {
-      // Authenticated but unreadable: never an observation. Kept raw, counted, flagged on the device, and reported
-      // as a P3 "terminal sends unreadable messages" incident so a person looks at the terminal. Acknowledged, so
-      // the device does not resend it forever — but only once such a report is durable.
-      metrics.refused.inc({ stage: 'payload', reason: result.code });
-      limited.warn('unreadable message', id, { deviceId: id, topic: packet.topic, reason: result.reason, bytes: payload.length }, 'unreadable message');
-      ingest.recordReject({ deviceId: id, source: 'mqtt', topic: packet.topic, reason: result.reason, raw: payload, at });
-      states.markUnreadable(id, result.reason, at);
-      const reported = unreadable.refused(id, result.reason, packet.topic);
-      if (!reported) return done(null);
-      reported.then(() => done(null), (err: Error) => {
-        log.error({ err, deviceId: id }, 'could not report an unreadable message: no PUBACK, the device will resend');
-        done(err);
-      });
-      return;
-    }
-    registry.markInService(id);
-    const obs = result.obs;
-    stampSession(obs, client, packet);
-    if (channel === 'telemetry' || channel === 'status') {
-      // QoS 1: resolves only once stored; under overload it waits for room, then rejects with OverloadError
-      const wait = ingest.submitTelemetry(obs, packet.qos > 0);
-      if (!wait) return done(null);
-      wait.then(() => done(null), (err: Error) => {
-        notStored(id, err, will, 'telemetry');
-        done(err);
-      });
-      return;
-    }
-    // events and command acks: durable before PUBACK (aedes writes PUBACK after this callback)
-    ingest.submit(obs).then(
-      () => done(null),
-      (err: Error) => {
-        notStored(id, err, will, 'an event');
-        done(err);
-      },
-    );
+    const wait = handleMessage({
+      deviceId: id, channel, topic: packet.topic, payload: packet.payload as Buffer, qos: packet.qos, source: 'mqtt',
+      // a Will is dated when its connection closed, not when its slice came
+      at: receivedAt ?? Date.now(),
+      stamp: (obs) => stampSession(obs, client, packet),
+    });
+    if (!wait) return done(null);
+    wait.then(() => done(null), (err: Error) => {
+      if (err instanceof DeviceGoneError) return done(new RefusedError(err.message));
+      notStored(id, err, will, channel === 'events' || channel === 'commands/ack' ? 'an event' : 'telemetry');
+      done(err);
+    });
   }
 
   const aedes = (await Aedes.createBroker(options)) as Aedes & { clients: Record<string, Client> };
