@@ -146,6 +146,20 @@ export function createMetrics() {
     retentionFailures: new Counter({
       name: 'eldergate_retention_failures_total', help: 'Retention passes that failed (tried again at the next interval)', registers: [registry],
     }),
+    // cluster mode (gateway/cluster/, docs/scale-out.md)
+    rabbitLink: new Gauge({
+      name: 'eldergate_rabbitmq_connected', help: 'Cluster mode: 1 while this node holds its AMQP connection to RabbitMQ', registers: [registry],
+    }),
+    rabbitMessages: new Counter({
+      name: 'eldergate_rabbitmq_messages_total',
+      help: 'Cluster mode: device messages taken from RabbitMQ, by queue kind (partition, dead, unrouted) and result (acked, requeued, dead-lettered, refused)',
+      labelNames: ['queue', 'result'] as const, registers: [registry],
+    }),
+    brokerAuth: new Counter({
+      name: 'eldergate_rabbitmq_auth_total',
+      help: 'Cluster mode: answers to RabbitMQ\'s HTTP auth backend, by request kind (user, vhost, resource, topic) and answer',
+      labelNames: ['kind', 'result'] as const, registers: [registry],
+    }),
     buildInfo: new Gauge({
       name: 'eldergate_build_info', help: 'Always 1; the labels say which eldergate, commit and Node.js are running',
       labelNames: ['version', 'commit', 'node'] as const, registers: [registry],
