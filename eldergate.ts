@@ -18,6 +18,7 @@ import { DeviceStates } from './gateway/device-state.js';
 import { Ingest } from './gateway/ingest.js';
 import { Commands } from './gateway/commands.js';
 import { startBroker, type EmbeddedBroker } from './gateway/broker/broker.js';
+import { startRabbitIngress, type RabbitIngress } from './gateway/cluster/rabbitmq.js';
 import { createAlarmPipeline, type AlarmPipeline } from './gateway/alarms.js';
 import { startModbusAdapter, type ModbusAdapter } from './gateway/adapters/modbus/index.js';
 import { startSerialReceivers, type SerialReceivers } from './gateway/adapters/serial/index.js';
@@ -52,7 +53,10 @@ export interface Eldergate {
   commands: Commands;
   response: Response;
   alarms: AlarmPipeline;
-  broker: EmbeddedBroker;
+  /** the embedded MQTT broker; null in cluster mode, where terminals connect to RabbitMQ (`cluster`) */
+  broker: EmbeddedBroker | null;
+  /** cluster mode (config.rabbitmq.urls): device messages taken from RabbitMQ, commands sent through it */
+  cluster: RabbitIngress | null;
   modbus: ModbusAdapter;
   serial: SerialReceivers;
   /** the terminal protocol listeners (watch, JT/T 808, DC-09): each off until its port is set */
@@ -126,20 +130,32 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     ? Math.min(Math.floor(caps.mqtt / 2), protocolSettings.reduce((sum, x) => sum + x.maxConnections, 0))
     : 0;
   if (protocolCap) log.info({ mqttMaxConnections: caps.mqtt - protocolCap, protocolMaxConnections: protocolCap }, 'terminal sockets split between MQTT and the protocol listeners');
-  const broker = await startBroker({ config, registry, states, ingest, bus, log, metrics, connectionCap: caps.mqtt - protocolCap });
+  // one node: the embedded broker; cluster mode: terminals connect to RabbitMQ, whose partitions this node consumes
+  const clustered = config.rabbitmq.urls.length > 0;
+  const broker = clustered ? null : await startBroker({ config, registry, states, ingest, bus, log, metrics, connectionCap: caps.mqtt - protocolCap });
+  const cluster = clustered
+    ? startRabbitIngress({
+      config, registry, states, ingest, incidents, sqlite: store.sqlite, storage, bus, log, metrics,
+      onDeviceOnline: (id) => commands.resend(id),
+    })
+    : null;
+  const closeTransport = async () => {
+    await broker?.close();
+    await cluster?.close();
+  };
   // terminals that speak their own protocol (gateway/protocols): commands reach them over their connection
   const protocols = await startProtocols({
     config, ingest, registry, states, bus, log, metrics, connectionCap: Math.max(1, protocolCap), resendCommands: (id) => commands.resend(id),
   }).catch(async (err: unknown) => {
-    await broker.close();
+    await closeTransport();
     throw err;
   });
-  commands.attach(protocols.commandTransport(broker));
-  broker.aedes.on('subscribe', (subs, client) => {
+  commands.attach(protocols.commandTransport((broker ?? cluster)!));
+  broker?.aedes.on('subscribe', (subs, client) => {
     // re-send pending commands once the device listens again (aedes' own queue does not survive a restart)
     if (client && subs.some((s) => s.topic.endsWith('/commands'))) commands.resend(client.id);
   });
-  broker.aedes.on('clientReady', (client) => {
+  broker?.aedes.on('clientReady', (client) => {
     // a persistent session (clean=false) gets its subscription restored by aedes during CONNECT, with no SUBSCRIBE
     // from the device and no 'subscribe' event: send what is pending once it is ready (aedes' Client.subscriptions,
     // keyed by topic, is not in its type definitions)
@@ -173,7 +189,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   let ready = false;
   const deps: AppDeps = {
     config, store, bus, log, metrics, users, registry, states, commands, audit,
-    mqttPorts: { port: broker.port, tlsPort: broker.tlsPort },
+    mqttPorts: broker ? { port: broker.port, tlsPort: broker.tlsPort } : { port: config.rabbitmq.mqttPort, tlsPort: null },
     protocolPorts: Object.fromEntries([...protocols.listeners].map(([name, l]) => [name, l.port])),
     scope: createScope(response.network),
     ready: () => ready,
@@ -184,7 +200,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       const q = ingest.queueDepth();
       metrics.queue.set({ queue: 'urgent' }, q.urgent);
       metrics.queue.set({ queue: 'telemetry' }, q.telemetry);
-      metrics.connected.set(broker.aedes.connectedClients);
+      if (broker) metrics.connected.set(broker.aedes.connectedClients);
     },
   };
   const extra: ExtraRoutes = [
@@ -204,8 +220,8 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
 
   let closed = false;
   return {
-    config, log, store, bus, metrics, users, registry, states, ingest, commands, response, alarms, broker, modbus, serial, protocols, app,
-    mqttPort: broker.port,
+    config, log, store, bus, metrics, users, registry, states, ingest, commands, response, alarms, broker, cluster, modbus, serial, protocols, app,
+    mqttPort: broker?.port ?? config.rabbitmq.mqttPort,
     httpPort,
     ...(bootstrap ? { bootstrap } : {}),
     async close() {
@@ -217,7 +233,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       await retention.close();
       storage.close();
       await app.close();
-      await broker.close();
+      await closeTransport();
       await protocols.close();
       // the adapters finish storing what they read before the writer closes
       await modbus.close();

@@ -108,7 +108,7 @@ async function main() {
         '  Store it now: it is not shown again. (Set ELDERGATE_ADMIN_PASSWORD on first start to choose it.)\n\n',
     );
   }
-  log.info({ mqttPort: gw.mqttPort, mqttTlsPort: gw.broker.tlsPort, httpPort: gw.httpPort, dataDir: config.dataDir, https: Boolean(config.tls.certFile) }, 'eldergate ready');
+  log.info({ mqttPort: gw.mqttPort, mqttTlsPort: gw.broker?.tlsPort ?? null, cluster: gw.cluster ? { rabbitmq: config.rabbitmq.urls, partitions: config.rabbitmq.partitions } : undefined, httpPort: gw.httpPort, dataDir: config.dataDir, https: Boolean(config.tls.certFile) }, 'eldergate ready');
 
   // issue 14: what nothing caught (core/last-resort.ts explains the choice)
   installLastResort({ log, count: (where) => gw.metrics.internalErrors.inc({ where }), shutdown: () => gw.close() });

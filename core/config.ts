@@ -305,6 +305,8 @@ export const ConfigSchema = Type.Object(
         /** where RabbitMQ's HTTP auth backend asks whether a device may connect, publish, subscribe (keep it private) */
         authHost: Type.String({ minLength: 1, default: '127.0.0.1' }),
         authPort: Type.Integer({ minimum: 0, maximum: 65535, default: 0, description: 'required in cluster mode: the port in RabbitMQ\'s auth_http.*_path' }),
+        /** the MQTT port devices are told to connect to in cluster mode (the load balancer's, in front of RabbitMQ) */
+        mqttPort: Type.Integer({ minimum: 1, maximum: 65535, default: 1883 }),
         /** RabbitMQ's management API (same user): a revoked device's connections are closed through it */
         managementUrl: Type.Optional(Type.String({ pattern: '^https?://\\S+$' })),
       },

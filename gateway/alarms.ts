@@ -42,6 +42,12 @@ export function kindInfos(): Record<string, KindInfo> {
 }
 
 /** A rule timer whose alarm could not be written runs again after this long (the database may be back). */
+/** the resident and grid unit a device belongs to, as the database says: `get(deviceId)` → { residentId, unitId } */
+export function deviceOwnerQuery(sqlite: Database.Database): Database.Statement {
+  return sqlite.prepare(`select d.resident_id as residentId, r.unit_id as unitId from devices d
+    left join residents r on r.id = d.resident_id where d.id = ?`);
+}
+
 export const TIMER_RETRY_MS = 5_000;
 
 export interface AlarmPipeline {
@@ -151,8 +157,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
     return events;
   };
 
-  const deviceRow = d.sqlite.prepare(`select d.resident_id as residentId, r.unit_id as unitId from devices d
-    left join residents r on r.id = d.resident_id where d.id = ?`);
+  const deviceRow = deviceOwnerQuery(d.sqlite);
 
   /**
    * A life-safety observation the rules could not look at (the device is missing from the registry cache, its

@@ -112,7 +112,7 @@ serve({
         http: { port: 0, host: '127.0.0.1' },
       });
       gw = await startEldergate({ config, log: createLogger('warn') });
-      aedes = gw.broker.aedes;
+      aedes = gw.broker!.aedes;
       const g = gw;
       // provisioned in-process, in the registry's own bulk path
       creds = [];

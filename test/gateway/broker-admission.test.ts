@@ -65,7 +65,7 @@ describe('admission control for CONNECTs', () => {
       waiting = waiting.filter((d) => !batch.includes(d) || got[batch.indexOf(d)] !== 0);
     }
     expect(waiting).toEqual([]);
-    await waitFor(() => devices.every((d) => t.gw.broker.isConnected(d.id)), 'all 60 devices connected');
+    await waitFor(() => devices.every((d) => t.gw.broker!.isConnected(d.id)), 'all 60 devices connected');
     for (const s of sockets) s.destroy();
   });
 

@@ -74,7 +74,7 @@ describe('Last Wills in slices, in each device\'s order', () => {
       for (const d of devices) expect(seen.get(d.id), d.id).toEqual(['will', 'back']);
       // the device's Will and disconnect never overtake its return: all online
       await waitFor(() => devices.every((d) => t.gw.states.get(d.id).online), 'all online again');
-      expect(t.gw.broker.closing().pending).toBe(0);
+      expect(t.gw.broker!.closing().pending).toBe(0);
       // (whether a Will was still waiting for its slice when its device came back depends on the machine's speed; the
       // order is what must hold either way, and KeyOrderedSlices' own test forces the race: broker-slices.test.ts)
     } finally {

@@ -42,9 +42,9 @@ describe('TLS', () => {
       req.end(body);
     });
     expect(login.status).toBe(200);
-    expect(t.gw.broker.tlsPort).toBeGreaterThan(0);
+    expect(t.gw.broker!.tlsPort).toBeGreaterThan(0);
     const dev = t.gw.registry.provision({ kind: 'call-phone', serial: 'TLS-1' });
-    const c = await connectDevice(`mqtts://127.0.0.1:${t.gw.broker.tlsPort}`, dev.device.id, dev.secret, { ca, servername: 'localhost', rejectUnauthorized: true });
+    const c = await connectDevice(`mqtts://127.0.0.1:${t.gw.broker!.tlsPort}`, dev.device.id, dev.secret, { ca, servername: 'localhost', rejectUnauthorized: true });
     await publishAsync(c, `devices/${dev.device.id}/events`, JSON.stringify({ ts: 1, seq: 1, type: 'sos' }));
     c.end(true);
     const n = (t.gw.store.sqlite.prepare("select count(*) n from observations where device_id = ? and type = 'sos'").get(dev.device.id) as { n: number }).n;

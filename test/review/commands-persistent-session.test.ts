@@ -17,7 +17,7 @@ describe('pending commands and a persistent MQTT session', () => {
     await new Promise<void>((resolve, reject) =>
       first.subscribe(`devices/${id}/commands`, { qos: 1 }, (err) => (err ? reject(err) : resolve())));
     await new Promise<void>((r) => first.end(false, {}, () => r()));
-    await waitFor(() => !t.gw.broker.isConnected(id), 'the device to be gone');
+    await waitFor(() => !t.gw.broker!.isConnected(id), 'the device to be gone');
 
     // stored while the device is offline
     const sent = await t.api('POST', `/api/devices/${id}/commands`, { type: 'locate-now' });

@@ -77,7 +77,7 @@ describe('small things users hit (issue 13 §5)', () => {
     expect(r.body.reason).toBe(`device offline; sent when it reconnects (expires at ${new Date(r.body.expiresAt).toISOString()})`);
 
     const c = await t.connectDevice(dev.id, dev.secret);
-    await waitFor(() => t.gw.broker.isConnected(dev.id), 'device connected');
+    await waitFor(() => t.gw.broker!.isConnected(dev.id), 'device connected');
     const online = await t.api('POST', `/api/devices/${dev.id}/commands`, { type: 'test-alarm', ttlS: 600 });
     expect(online.status).toBe(202);
     expect(online.body.queued).toBe(false);
