@@ -19,6 +19,8 @@ import { Ingest } from './gateway/ingest.js';
 import { Commands } from './gateway/commands.js';
 import { startBroker, type EmbeddedBroker } from './gateway/broker/broker.js';
 import { startRabbitIngress, type RabbitIngress } from './gateway/cluster/rabbitmq.js';
+import { startAuthBackend, type AuthBackend } from './gateway/cluster/auth-backend.js';
+import { createRevoker, type Revoker } from './gateway/cluster/revoke.js';
 import { createAlarmPipeline, type AlarmPipeline } from './gateway/alarms.js';
 import { startModbusAdapter, type ModbusAdapter } from './gateway/adapters/modbus/index.js';
 import { startSerialReceivers, type SerialReceivers } from './gateway/adapters/serial/index.js';
@@ -133,15 +135,24 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   // one node: the embedded broker; cluster mode: terminals connect to RabbitMQ, whose partitions this node consumes
   const clustered = config.rabbitmq.urls.length > 0;
   const broker = clustered ? null : await startBroker({ config, registry, states, ingest, bus, log, metrics, connectionCap: caps.mqtt - protocolCap });
+  // RabbitMQ asks this node whether a device may connect, publish, subscribe (the embedded broker's own checks)
+  const authBackend: AuthBackend | null = clustered ? await startAuthBackend({ config, registry, log, metrics }) : null;
   const cluster = clustered
     ? startRabbitIngress({
       config, registry, states, ingest, incidents, sqlite: store.sqlite, storage, bus, log, metrics,
       onDeviceOnline: (id) => commands.resend(id),
     })
     : null;
+  // a revoked device is cut off at once, as the embedded broker does: its connections closed through RabbitMQ
+  const revoker: Revoker | null = clustered ? createRevoker({ config, log, metrics }) : null;
+  const onRevoked = ({ deviceId, reason }: { deviceId: string; reason: string }) => void revoker?.closeDevice(deviceId, reason);
+  if (revoker) bus.on('device-revoked', onRevoked);
   const closeTransport = async () => {
     await broker?.close();
+    bus.off('device-revoked', onRevoked);
+    await revoker?.close();
     await cluster?.close();
+    await authBackend?.close();
   };
   // terminals that speak their own protocol (gateway/protocols): commands reach them over their connection
   const protocols = await startProtocols({
