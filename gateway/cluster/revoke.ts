@@ -85,7 +85,12 @@ export function createRevoker(deps: RevokerDeps): Revoker {
     });
     const text = await readBounded(res.body);
     if (res.statusCode < 200 || res.statusCode >= 300) {
-      throw new Error(`${method} ${path}: HTTP ${res.statusCode}${res.statusCode === 401 ? ` (is ${settings.username} a RabbitMQ user with the administrator or monitoring tag, and its password the one in rabbitmq.passwordFile?)` : ''} ${text.slice(0, 200)}`);
+      // RabbitMQ 3.10.8 crashes on this DELETE (500, badarg in is_authorized_user) for a user without the administrator
+      // tag; a monitoring user may list (GET) but not close
+      const hint = res.statusCode === 401 ? ` (is ${settings.username} a RabbitMQ user with the administrator tag, and its password the one in rabbitmq.passwordFile?)`
+        : res.statusCode === 500 && method === 'DELETE' ? ` (RabbitMQ 3.10 answers 500 here when ${settings.username} lacks the administrator tag: rabbitmqctl set_user_tags ${settings.username} administrator)`
+        : '';
+      throw new Error(`${method} ${path}: HTTP ${res.statusCode}${hint} ${text.slice(0, 200)}`);
     }
     return text;
   };
