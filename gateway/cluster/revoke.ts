@@ -10,6 +10,7 @@
 // management statistics, which know a connection only after the next statistics interval (5 s by default) and answer
 // 404 until then, so a device that reconnected just before it was revoked would stay connected.
 import { Agent, request, type Dispatcher } from 'undici';
+import type { Bus } from '../../core/bus.js';
 import type { Config } from '../../core/config.js';
 import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../core/metrics.js';
@@ -162,6 +163,18 @@ export function createRevoker(deps: RevokerDeps): Revoker {
       await agent.close();
     },
   };
+}
+
+/**
+ * The embedded broker's onRevoked for cluster mode: every registry revocation (secret rotated, suspended,
+ * decommissioned) closes the device's connections; the registry's caller is never held up. Returns the unsubscribe.
+ */
+export function closeOnRevoke(bus: Bus, revoker: Revoker): () => void {
+  const onRevoked = ({ deviceId, reason }: { deviceId: string; reason: string }) => {
+    void revoker.closeDevice(deviceId, reason);
+  };
+  bus.on('device-revoked', onRevoked);
+  return () => bus.off('device-revoked', onRevoked);
 }
 
 async function readBounded(body: Dispatcher.ResponseData['body']): Promise<string> {

@@ -17,7 +17,7 @@ import { Bus } from '../../core/bus.js';
 import { DeviceRegistry } from '../../devices/registry.js';
 import { SecretHasher } from '../../devices/credentials.js';
 import { startAuthBackend, type AuthBackend } from '../../gateway/cluster/auth-backend.js';
-import { createRevoker, type Revoker } from '../../gateway/cluster/revoke.js';
+import { closeOnRevoke, createRevoker, type Revoker } from '../../gateway/cluster/revoke.js';
 import { waitFor } from '../helpers/gateway.js';
 
 interface Device { id: string; secret: string }
@@ -39,7 +39,6 @@ describe('a revoked device\'s connections closed through RabbitMQ\'s management 
   const clients: MqttClient[] = [];
   /** what closeDevice answered for each revocation, as eldergate.ts would call it */
   const revocations: Promise<number>[] = [];
-  let autoRevoke = true;
 
   const connect = (d: Device, extra: IClientOptions = {}) => new Promise<MqttClient>((resolve, reject) => {
     const c = mqtt.connect(`mqtt://127.0.0.1:${rabbit.mqttPort}`, {
@@ -53,6 +52,10 @@ describe('a revoked device\'s connections closed through RabbitMQ\'s management 
   const provision = (serial: string): Device => {
     const { device, secret } = registry.provision({ kind: 'call-phone', serial });
     return { id: device.id, secret };
+  };
+  let unwire = () => {};
+  const wire = () => {
+    unwire = closeOnRevoke(bus, { closeDevice: (id, why) => { const n = revoker.closeDevice(id, why); revocations.push(n); return n; }, close: async () => {} });
   };
   const counted = async () => metrics.registry.getSingleMetricAsString('eldergate_rabbitmq_revocations_total');
 
@@ -71,8 +74,8 @@ describe('a revoked device\'s connections closed through RabbitMQ\'s management 
       rabbitmq: { authHost: '127.0.0.1', authPort: 0, managementUrl: rabbit.managementUrl, username: rabbit.username, passwordFile: rabbit.passwordFile },
     });
     revoker = createRevoker({ config, log, metrics, resweepAfterMs: 0 });
-    // the wiring eldergate.ts gives it: the registry's revocations
-    bus.on('device-revoked', ({ deviceId, reason }) => { if (autoRevoke) revocations.push(revoker.closeDevice(deviceId, reason)); });
+    // as eldergate.ts wires it (closeOnRevoke), keeping what each closeDevice answered
+    wire();
   }, 90_000);
 
   afterAll(async () => {
@@ -182,12 +185,10 @@ describe('a revoked device\'s connections closed through RabbitMQ\'s management 
     const d = provision('REV-PHONE-7');
     const c = await connect(d);
     await c.publishAsync(`devices/${d.id}/events`, '{"type":"sos"}', { qos: 1 });
-    autoRevoke = false;
-    try {
-      registry.setState(d.id, 'suspended');
-    } finally {
-      autoRevoke = true;
-    }
+    // revoked in the registry only: nobody closes its connection
+    unwire();
+    registry.setState(d.id, 'suspended');
+    wire();
     // the auth backend now denies every question about it, but RabbitMQ does not ask again for this connection
     await c.publishAsync(`devices/${d.id}/events`, '{"type":"sos"}', { qos: 1 });
     expect(c.connected).toBe(true);
