@@ -225,8 +225,10 @@ describe('the auth backend RabbitMQ asks: devices through a real RabbitMQ node',
 // ---- a RabbitMQ node of the test's own (until ops/cluster/rabbitmq.ts lands; then its startRabbitCluster, 1 node) ----
 
 const RABBIT_BIN = '/usr/lib/rabbitmq/bin';
+const AUTH_CACHE_TTL_MS = 10_000;
 
 interface TestRabbit {
+  dir: string;
   mqttPort: number;
   /** eldergate's service user: an internal RabbitMQ user, administrator (management API too) */
   amqpUrl: string;
@@ -247,8 +249,7 @@ const freePort = () => new Promise<number>((resolve, reject) => {
 
 /**
  * One node on private ports, its own epmd port and directories, everything on 127.0.0.1; devices are authenticated by
- * `authUrl` (…/user, /vhost, /resource, /topic, POSTed), the service user is internal. No auth cache: every question
- * reaches the backend.
+ * `authUrl` (…/user, /vhost, /resource, /topic, POSTed) behind RabbitMQ's auth cache, the service user is internal.
  */
 async function startTestRabbit(o: { dir: string; authUrl: string }): Promise<TestRabbit> {
   if (!existsSync(`${RABBIT_BIN}/rabbitmq-server`)) {
@@ -270,7 +271,10 @@ async function startTestRabbit(o: { dir: string; authUrl: string }): Promise<Tes
     'management.tcp.ip = 127.0.0.1',
     'distribution.listener.interface = 127.0.0.1',
     'auth_backends.1 = internal',
-    'auth_backends.2 = http',
+    // as in production: the HTTP backend behind RabbitMQ's auth cache
+    'auth_backends.2 = cache',
+    'auth_cache.cached_backend = http',
+    `auth_cache.cache_ttl = ${AUTH_CACHE_TTL_MS}`,
     'auth_http.http_method = post',
     ...['user', 'vhost', 'resource', 'topic'].map((k) => `auth_http.${k}_path = ${o.authUrl}/${k}`),
     'loopback_users = none',
@@ -281,7 +285,7 @@ async function startTestRabbit(o: { dir: string; authUrl: string }): Promise<Tes
     'default_permissions.configure = .*', 'default_permissions.read = .*', 'default_permissions.write = .*',
   ].join('\n');
   writeFileSync(join(o.dir, 'rabbitmq.conf'), conf + '\n', { mode: 0o600 });
-  writeFileSync(join(o.dir, 'enabled_plugins'), '[rabbitmq_mqtt,rabbitmq_auth_backend_http,rabbitmq_management].\n');
+  writeFileSync(join(o.dir, 'enabled_plugins'), '[rabbitmq_mqtt,rabbitmq_auth_backend_http,rabbitmq_auth_backend_cache,rabbitmq_management].\n');
   const node = `egtest${randomBytes(3).toString('hex')}@localhost`;
   const env = {
     ...process.env,
@@ -320,5 +324,5 @@ async function startTestRabbit(o: { dir: string; authUrl: string }): Promise<Tes
     await stop();
     throw err;
   }
-  return { mqttPort, amqpUrl: `amqp://${username}:${encodeURIComponent(password)}@127.0.0.1:${amqpPort}/`, managementUrl, username, passwordFile, stop };
+  return { dir: o.dir, mqttPort, amqpUrl: `amqp://${username}:${encodeURIComponent(password)}@127.0.0.1:${amqpPort}/`, managementUrl, username, passwordFile, stop };
 }
