@@ -15,6 +15,7 @@ import type { Config } from '../../core/config.js';
 import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../core/metrics.js';
 import { Counter } from 'prom-client';
+import { ConfigError } from '../../core/errors.js';
 import { DEVICE_ID_RE } from '../../devices/credentials.js';
 import { readPasswordFile } from './rabbitmq.js';
 
@@ -72,7 +73,10 @@ export function createRevoker(deps: RevokerDeps): Revoker {
     return { closeDevice: async () => 0, close: async () => {} };
   }
   // read at start: a missing or unreadable file is a configuration error said now, not at the first revocation
-  const password = readPasswordFile(settings.passwordFile!);
+  if (!settings.passwordFile) {
+    throw new ConfigError([`rabbitmq.passwordFile: rabbitmq.managementUrl is set, so the password of ${settings.username} (the management API's user) is needed: a file holding it, mode 0600`]);
+  }
+  const password = readPasswordFile(settings.passwordFile);
   const authorization = 'Basic ' + Buffer.from(`${settings.username}:${password}`).toString('base64');
   const base = settings.managementUrl.replace(/\/+$/, '');
   const timeoutMs = deps.timeoutMs ?? REVOKE_TIMEOUT_MS;

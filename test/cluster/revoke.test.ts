@@ -192,6 +192,11 @@ describe('a revoked device\'s connections closed through RabbitMQ\'s management 
     const said = lines.slice(before).filter((l) => l.includes('rabbitmq.managementUrl is not set'));
     expect(said).toHaveLength(1);
     expect(await none.closeDevice(provision('REV-PHONE-6').id, 'suspended')).toBe(0);
+    // a management URL without the password file is a configuration error, said at start
+    expect(() => createRevoker({ config: { ...config, rabbitmq: { ...config.rabbitmq, passwordFile: undefined } }, log, metrics }))
+      .toThrow(/rabbitmq\.passwordFile: rabbitmq\.managementUrl is set/);
+    expect(() => createRevoker({ config: { ...config, rabbitmq: { ...config.rabbitmq, passwordFile: join(dir, 'no-such-file') } }, log, metrics }))
+      .toThrow(/cannot read .*no-such-file/);
     expect(lines.slice(before).filter((l) => l.includes('rabbitmq.managementUrl is not set'))).toHaveLength(1);
   });
 
