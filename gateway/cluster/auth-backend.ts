@@ -176,7 +176,7 @@ function logFields(kind: AuthKind | 'other', f: Fields | undefined, reason: stri
   }
   const clientId = f['variable_map.client_id'] ?? f.client_id;
   if (clientId !== undefined) out.clientId = DEVICE_ID_RE.test(clientId) ? clientId : `(${clientId.length} characters, not a device id)`;
-  for (const k of ['vhost', 'resource', 'name', 'permission', 'routing_key'] as const) {
+  for (const k of ['vhost', 'ip', 'resource', 'name', 'permission', 'routing_key'] as const) {
     if (f[k] !== undefined) out[k === 'routing_key' ? 'routingKey' : k] = f[k]!.slice(0, 200);
   }
   return out;
