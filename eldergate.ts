@@ -20,7 +20,7 @@ import { Commands } from './gateway/commands.js';
 import { startBroker, type EmbeddedBroker } from './gateway/broker/broker.js';
 import { startRabbitIngress, type RabbitIngress } from './gateway/cluster/rabbitmq.js';
 import { startAuthBackend, type AuthBackend } from './gateway/cluster/auth-backend.js';
-import { createRevoker, type Revoker } from './gateway/cluster/revoke.js';
+import { closeOnRevoke, createRevoker, type Revoker } from './gateway/cluster/revoke.js';
 import { createAlarmPipeline, type AlarmPipeline } from './gateway/alarms.js';
 import { startModbusAdapter, type ModbusAdapter } from './gateway/adapters/modbus/index.js';
 import { startSerialReceivers, type SerialReceivers } from './gateway/adapters/serial/index.js';
@@ -145,11 +145,10 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     : null;
   // a revoked device is cut off at once, as the embedded broker does: its connections closed through RabbitMQ
   const revoker: Revoker | null = clustered ? createRevoker({ config, log, metrics }) : null;
-  const onRevoked = ({ deviceId, reason }: { deviceId: string; reason: string }) => void revoker?.closeDevice(deviceId, reason);
-  if (revoker) bus.on('device-revoked', onRevoked);
+  const unwireRevoker = revoker ? closeOnRevoke(bus, revoker) : () => {};
   const closeTransport = async () => {
     await broker?.close();
-    bus.off('device-revoked', onRevoked);
+    unwireRevoker();
     await revoker?.close();
     await cluster?.close();
     await authBackend?.close();
