@@ -2,11 +2,8 @@
 // (Debian's rabbitmq-server: MQTT plugin, rabbitmq_auth_backend_http) and the real `mqtt` client as the device: the
 // promises of the embedded broker's authenticate / authorizePublish / authorizeSubscribe hold through RabbitMQ.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
-import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import amqp, { type Channel, type ChannelModel } from 'amqplib';
@@ -20,6 +17,7 @@ import { DeviceRegistry } from '../../devices/registry.js';
 import { SecretHasher } from '../../devices/credentials.js';
 import { AUTH_BODY_LIMIT, startAuthBackend, type AuthBackend } from '../../gateway/cluster/auth-backend.js';
 import { waitFor } from '../helpers/gateway.js';
+import { missingRabbitPackages, startRabbitCluster, type RabbitCluster } from '../../ops/cluster/rabbitmq.js';
 
 interface Device { id: string; secret: string }
 
@@ -222,107 +220,43 @@ describe('the auth backend RabbitMQ asks: devices through a real RabbitMQ node',
   });
 });
 
-// ---- a RabbitMQ node of the test's own (until ops/cluster/rabbitmq.ts lands; then its startRabbitCluster, 1 node) ----
-
-const RABBIT_BIN = '/usr/lib/rabbitmq/bin';
-const AUTH_CACHE_TTL_MS = 10_000;
+// ---- one RabbitMQ node from ops/cluster (HTTP auth backend behind the auth cache, as in production) ----
 
 interface TestRabbit {
-  dir: string;
   mqttPort: number;
-  /** eldergate's service user: an internal RabbitMQ user, administrator (management API too) */
+  /** eldergate's service user (internal to RabbitMQ, administrator) */
   amqpUrl: string;
   managementUrl: string;
   username: string;
   passwordFile: string;
+  /** the node's main log file */
+  log: string;
   stop(): Promise<void>;
 }
 
-const freePort = () => new Promise<number>((resolve, reject) => {
-  const s = createServer();
-  s.once('error', reject);
-  s.listen(0, '127.0.0.1', () => {
-    const { port } = s.address() as { port: number };
-    s.close(() => resolve(port));
-  });
-});
-
-/**
- * One node on private ports, its own epmd port and directories, everything on 127.0.0.1; devices are authenticated by
- * `authUrl` (…/user, /vhost, /resource, /topic, POSTed) behind RabbitMQ's auth cache, the service user is internal.
- */
 async function startTestRabbit(o: { dir: string; authUrl: string }): Promise<TestRabbit> {
-  if (!existsSync(`${RABBIT_BIN}/rabbitmq-server`)) {
-    throw new Error(`RabbitMQ is needed (${RABBIT_BIN}/rabbitmq-server is missing): apt-get install -y rabbitmq-server`);
-  }
-  mkdirSync(join(o.dir, 'home'), { recursive: true });
-  const [amqpPort, mqttPort, mgmtPort, distPort, epmdPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
-  const username = 'eldergate';
-  const password = randomBytes(18).toString('base64url');
-  const passwordFile = join(o.dir, 'password');
-  writeFileSync(passwordFile, password + '\n', { mode: 0o600 });
-  const conf = [
-    `listeners.tcp.default = 127.0.0.1:${amqpPort}`,
-    `mqtt.listeners.tcp.default = 127.0.0.1:${mqttPort}`,
-    'mqtt.allow_anonymous = false',
-    'mqtt.exchange = eldergate.mqtt',
-    'mqtt.vhost = /',
-    `management.tcp.port = ${mgmtPort}`,
-    'management.tcp.ip = 127.0.0.1',
-    'distribution.listener.interface = 127.0.0.1',
-    'auth_backends.1 = internal',
-    // as in production: the HTTP backend behind RabbitMQ's auth cache
-    'auth_backends.2 = cache',
-    'auth_cache.cached_backend = http',
-    `auth_cache.cache_ttl = ${AUTH_CACHE_TTL_MS}`,
-    'auth_http.http_method = post',
-    ...['user', 'vhost', 'resource', 'topic'].map((k) => `auth_http.${k}_path = ${o.authUrl}/${k}`),
-    'loopback_users = none',
-    // the service user exists from the first boot, with a password only the file holds
-    `default_user = ${username}`,
-    `default_pass = ${password}`,
-    'default_user_tags.administrator = true',
-    'default_permissions.configure = .*', 'default_permissions.read = .*', 'default_permissions.write = .*',
-  ].join('\n');
-  writeFileSync(join(o.dir, 'rabbitmq.conf'), conf + '\n', { mode: 0o600 });
-  writeFileSync(join(o.dir, 'enabled_plugins'), '[rabbitmq_mqtt,rabbitmq_auth_backend_http,rabbitmq_auth_backend_cache,rabbitmq_management].\n');
-  const node = `egtest${randomBytes(3).toString('hex')}@localhost`;
-  const env = {
-    ...process.env,
-    PATH: `${RABBIT_BIN}:${process.env.PATH}`,
-    HOME: join(o.dir, 'home'), ERL_EPMD_PORT: String(epmdPort), ERL_EPMD_ADDRESS: '127.0.0.1',
-    RABBITMQ_NODENAME: node, RABBITMQ_NODE_PORT: String(amqpPort), RABBITMQ_DIST_PORT: String(distPort),
-    RABBITMQ_CONFIG_FILE: join(o.dir, 'rabbitmq'), RABBITMQ_ENABLED_PLUGINS_FILE: join(o.dir, 'enabled_plugins'),
-    RABBITMQ_MNESIA_BASE: join(o.dir, 'mnesia'), RABBITMQ_LOG_BASE: join(o.dir, 'log'), RABBITMQ_PID_FILE: join(o.dir, 'pid'),
-    RABBITMQ_PLUGINS_EXPAND_DIR: join(o.dir, 'plugins-expand'), RABBITMQ_FEATURE_FLAGS_FILE: join(o.dir, 'feature_flags'),
-  };
-  const out: string[] = [];
-  // its own process group: stopped whole (the shell script, beam.smp) by its id
-  const server: ChildProcess = spawn(`${RABBIT_BIN}/rabbitmq-server`, [], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  server.stdout!.on('data', (b: Buffer) => { out.push(b.toString()); if (out.length > 200) out.shift(); });
-  server.stderr!.on('data', (b: Buffer) => { out.push(b.toString()); if (out.length > 200) out.shift(); });
-  const managementUrl = `http://127.0.0.1:${mgmtPort}`;
-  const authorization = 'Basic ' + Buffer.from(`${username}:${password}`).toString('base64');
-  const stop = async () => {
-    if (server.exitCode === null && server.pid) {
-      const exited = new Promise((r) => server.once('exit', r));
-      try { process.kill(-server.pid, 'SIGTERM'); } catch { /* gone */ }
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-      try { process.kill(-server.pid, 'SIGKILL'); } catch { /* gone */ }
+  const missing = missingRabbitPackages();
+  if (missing.length) throw new Error(`RabbitMQ is needed for these tests: apt-get install -y ${missing.join(' ')}`);
+  for (let attempt = 1; ; attempt++) {
+    const basePort = 40_000 + 100 * Math.floor(Math.random() * 200);
+    let cluster: RabbitCluster;
+    try {
+      cluster = await startRabbitCluster({ dir: o.dir, basePort, nodes: 1, authUrl: o.authUrl });
+    } catch (err) {
+      // another test's node on these ports: another stretch
+      if (attempt < 5 && /already in use/.test((err as Error).message)) continue;
+      throw err;
     }
-    // the epmd it started daemonised itself (its own session): ended through its own port
-    await new Promise((r) => spawn('epmd', ['-kill'], { env, stdio: 'ignore' }).once('exit', r).once('error', r));
-  };
-  try {
-    await waitFor(async () => {
-      if (server.exitCode !== null) throw new Error(`rabbitmq-server exited (${server.exitCode}): ${out.join('').slice(-2000)}`);
-      // ready once the management API answers for the service user and the MQTT listener is up
-      const res = await fetch(`${managementUrl}/api/overview`, { headers: { authorization } });
-      return res.ok && (await res.json() as { listeners?: { protocol: string }[] }).listeners?.some((l) => l.protocol === 'mqtt');
-    }, 'the RabbitMQ node to start', 60_000, 250);
-  } catch (err) {
-    await stop();
-    throw err;
+    const node = cluster.nodes[0]!;
+    const password = readFileSync(cluster.passwordFile, 'utf8').trim();
+    return {
+      mqttPort: node.mqttPort,
+      amqpUrl: `amqp://${encodeURIComponent(cluster.serviceUser)}:${encodeURIComponent(password)}@127.0.0.1:${node.amqpPort}/`,
+      managementUrl: cluster.managementUrl,
+      username: cluster.serviceUser,
+      passwordFile: cluster.passwordFile,
+      log: node.log,
+      stop: () => cluster.stop({ graceMs: 5_000 }),
+    };
   }
-  return { dir: o.dir, mqttPort, amqpUrl: `amqp://${username}:${encodeURIComponent(password)}@127.0.0.1:${amqpPort}/`, managementUrl, username, passwordFile, stop };
 }
