@@ -180,6 +180,10 @@ export async function startRabbitCluster(opts: RabbitClusterOptions): Promise<Ra
       'mqtt.allow_anonymous = false',
       `mqtt.exchange = ${exchange}`,
       `mqtt.vhost = ${vhost}`,
+      // a device's persistent session (clean session false: its QoS 1 commands subscription) lives in a queue; as a
+      // classic queue it stays on the node the device first reached, and when that node dies the device cannot log in
+      // anywhere (queue.declare: "home node ... is down", seen here) — replicated, it moves with the device
+      'mqtt.durable_queue_type = quorum',
       `management.tcp.port = ${node.managementPort}`,
       'management.tcp.ip = 127.0.0.1',
       // eldergate's own user is internal; devices are asked about over HTTP, through the cache
@@ -398,7 +402,7 @@ export async function startRabbitCluster(opts: RabbitClusterOptions): Promise<Ra
 }
 
 /**
- * No default passwords: `guest` goes. eldergate's own user gets a random password, written to a 0600 file before the
+ * Users and policies. No default passwords: `guest` goes. eldergate's own user gets a random password, written to a 0600 file before the
  * user exists (a crash between the two leaves a password nobody uses, never a user whose password is lost). Run at
  * every start: the file and the user always agree, also for a directory reused from an earlier run.
  */
@@ -417,6 +421,14 @@ async function setUpUsers(c: RabbitCluster): Promise<void> {
   const added = await must(['add_user', c.serviceUser], password, /already exists|user_already_exists/i);
   if (added.code !== 0) await must(['change_password', c.serviceUser], password);
   await must(['set_permissions', '-p', c.vhost, c.serviceUser, '.*', '.*', '.*']);
+  // The MQTT plugin keeps a clean-session device's QoS 1 subscription (its commands) in a durable, auto-delete classic
+  // queue on the node it first reached. When that node is killed the queue is neither deleted nor reachable, and the
+  // device's next CONNECT anywhere fails ("home node ... of durable queue mqtt-subscription-<id>qos1 is down", seen
+  // here with the simulator): it is locked out until that node returns. Mirrored to a second node, the queue survives
+  // and the device logs in on a live node at once. (Classic mirroring is deprecated after 3.x; quorum queues, which
+  // mqtt.durable_queue_type covers, cannot be auto-delete, so the plugin uses them for persistent sessions only.)
+  await must(['set_policy', '-p', c.vhost, '--apply-to', 'queues', '--priority', '1', 'mqtt-sessions', '^mqtt-subscription-',
+    JSON.stringify({ 'ha-mode': 'exactly', 'ha-params': 2, 'ha-sync-mode': 'automatic' })]);
   // administrator: eldergate closes a revoked device's open MQTT connections through the management API, which only
   // lets an administrator close other users' connections (the auth cache alone would let it publish for up to a TTL)
   await must(['set_user_tags', c.serviceUser, 'administrator']);

@@ -1,0 +1,435 @@
+// `npm run cluster -- start|stop|status [--dir .cluster] [--base-port 27000]`: eldergate's cluster mode on one
+// machine, for people and tests: a 3-node RabbitMQ cluster (MQTT plugin, quorum queues), HAProxy in front of it
+// (terminals' MQTT) and of eldergate (HTTP), and one eldergate node in cluster mode. No root, no system service:
+// every process runs as the caller, on 127.0.0.1, with ports from --base-port and data under --dir.
+//
+// ONE eldergate node only: the store is still SQLite, one file per node, so a second node would keep half of the
+// incidents in a database the first never sees. Several eldergate nodes come with the PostgreSQL store.
+//
+// start leaves everything running and writes <dir>/cluster.json (ports, pids, files; never a secret); stop reads it,
+// so it works after the CLI that started the cluster is gone, and also after a crash of that CLI mid-start (it then
+// also looks for this directory's processes by their command line).
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { missingRabbitPackages, startRabbitCluster, AUTH_CACHE_TTL_MS, type RabbitCluster } from './rabbitmq.js';
+import { missingHaproxyPackages, startHaproxy } from './haproxy.js';
+import { isAlive, pidsMentioning, portFree, portOpen, processMentions, tail, terminate } from './processes.js';
+
+const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
+const NODES = 3;
+const USAGE = 'usage: npm run cluster -- start|stop|status [--dir .cluster] [--base-port 27000]';
+
+/** Ports beside RabbitMQ's (which take basePort..basePort+43 for 3 nodes). */
+export function clusterPorts(basePort: number) {
+  return { haproxyMqtt: basePort + 80, haproxyHttp: basePort + 81, eldergateHttp: basePort + 90, eldergateMqtt: basePort + 91, authPort: basePort + 92 };
+}
+
+/** <dir>/cluster.json: what `status` and `stop` need, written as each part starts. */
+export interface ClusterRecord {
+  dir: string;
+  basePort: number;
+  startedAt: string;
+  stoppedAt?: string;
+  /** messages left in RabbitMQ's queues when `stop` stopped it (undefined: not known — a crash, or not stopped) */
+  queuedAtStop?: number;
+  rabbitmq?: {
+    epmd: { port: number; pid: number | undefined };
+    home: string;
+    nodes: { name: string; amqpPort: number; mqttPort: number; managementPort: number; pid: number | undefined; wrapperPid: number | undefined; log: string }[];
+    amqpUrls: string[];
+    managementUrl: string;
+    serviceUser: string;
+    passwordFile: string;
+    vhost: string;
+    exchange: string;
+    authUrl: string;
+    authCacheTtlMs: number;
+  };
+  eldergate?: { pid: number | undefined; httpPort: number; mqttPort: number; dataDir: string; log: string; adminPasswordFile: string }[];
+  haproxy?: { pid: number; config: string; log: string; mqttPort: number; httpPort: number };
+}
+
+function recordFile(dir: string) {
+  return join(dir, 'cluster.json');
+}
+
+function readRecord(dir: string): ClusterRecord | undefined {
+  const file = recordFile(dir);
+  if (!existsSync(file)) return undefined;
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as ClusterRecord;
+  } catch (err) {
+    throw new Error(`${file} is not readable JSON (${(err as Error).message}): move it aside; \`stop\` then finds this directory's processes by their command line`);
+  }
+}
+
+function writeRecord(r: ClusterRecord) {
+  const file = recordFile(r.dir);
+  writeFileSync(file + '.tmp', JSON.stringify(r, null, 2) + '\n');
+  renameSync(file + '.tmp', file);
+}
+
+/** the pids of a record that still run as this cluster's processes */
+function livePids(r: ClusterRecord): number[] {
+  const pids: number[] = [];
+  for (const n of r.rabbitmq?.nodes ?? []) for (const p of [n.pid, n.wrapperPid]) if (isAlive(p) && processMentions(p, r.dir)) pids.push(p);
+  for (const e of r.eldergate ?? []) if (isAlive(e.pid) && processMentions(e.pid, e.dataDir)) pids.push(e.pid);
+  if (r.haproxy && isAlive(r.haproxy.pid) && processMentions(r.haproxy.pid, r.haproxy.config)) pids.push(r.haproxy.pid);
+  return pids;
+}
+
+export async function start(dir: string, basePort: number, out: (line: string) => void = console.log): Promise<ClusterRecord> {
+  const missing = [...missingRabbitPackages(), ...missingHaproxyPackages()];
+  if (missing.length) throw new Error(`npm run cluster needs ${missing.join(' and ')}: apt-get install ${missing.join(' ')}`);
+  mkdirSync(dir, { recursive: true });
+  const previous = readRecord(dir);
+  if (previous && livePids(previous).length) throw new Error(`a cluster already runs from ${dir} (pids ${livePids(previous).join(', ')}): \`npm run cluster -- status --dir ${dir}\`, or stop it first with \`npm run cluster -- stop --dir ${dir}\``);
+  const leftovers = pidsMentioning(`-home ${join(dir, 'home')}`);
+  if (leftovers.length) throw new Error(`RabbitMQ nodes of ${dir} still run (pids ${leftovers.join(', ')}) without a cluster.json: \`npm run cluster -- stop --dir ${dir} --base-port <the port it was started with>\``);
+
+  // RabbitMQ's cluster is always new (ops/cluster/rabbitmq.ts says why); what it held must have been taken by eldergate
+  const rabbitDirs = readdirSync(dir).filter((d) => /^rabbit-\d+$/.test(d));
+  if (rabbitDirs.length) {
+    if (previous?.queuedAtStop !== 0) {
+      const what = previous?.queuedAtStop === undefined ? 'it was not stopped with `npm run cluster -- stop` (a crash?), so its queues may still hold device messages eldergate never took' : `${previous.queuedAtStop} device message(s) were still queued when it stopped`;
+      throw new Error(`${dir} holds an earlier RabbitMQ cluster and ${what}. They would be lost with a new cluster. To discard them: rm -r ${rabbitDirs.map((d) => join(dir, d)).join(' ')} — then start again`);
+    }
+    for (const d of rabbitDirs) rmSync(join(dir, d), { recursive: true, force: true });
+  }
+
+  const ports = clusterPorts(basePort);
+  const busy: number[] = [];
+  for (const p of Object.values(ports)) if (!(await portFree(p))) busy.push(p);
+  if (busy.length) throw new Error(`port${busy.length > 1 ? 's' : ''} ${busy.join(', ')} already in use on 127.0.0.1: choose another --base-port (the cluster takes ${basePort}..${basePort + 92})`);
+
+  const record: ClusterRecord = { dir, basePort, startedAt: new Date().toISOString() };
+  writeRecord(record);
+  out(`starting ${NODES} RabbitMQ nodes one after another (about 10 s each)…`);
+  const authUrl = `http://127.0.0.1:${ports.authPort}/internal/rabbitmq`;
+  const rabbit = await startRabbitCluster({ dir, basePort, nodes: NODES, authUrl });
+  record.rabbitmq = rabbitRecord(rabbit);
+  writeRecord(record);
+
+  // the eldergate node before HAProxy's MQTT frontend: RabbitMQ 3.10 leaves a device that publishes before eldergate
+  // declared its exchange on a connection that never acknowledges anything again (test/cluster/infra.test.ts)
+  const dataDir = join(dir, 'eldergate-1');
+  const log = join(dir, 'eldergate-1.log');
+  const adminPasswordFile = join(dir, 'eldergate-1-admin-password');
+  if (!existsSync(adminPasswordFile)) writeFileSync(adminPasswordFile, `eg-${randomBytes(15).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
+  const env: NodeJS.ProcessEnv = {
+    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ELDERGATE_'))),
+    // the data-dir setting is `dataDir` (core/config.ts)
+    ELDERGATE_DATA_DIR: dataDir,
+    ELDERGATE_HTTP_HOST: '127.0.0.1',
+    ELDERGATE_HTTP_PORT: String(ports.eldergateHttp),
+    // the embedded broker's port: unused in cluster mode, but never one that clashes
+    ELDERGATE_MQTT_HOST: '127.0.0.1',
+    ELDERGATE_MQTT_PORT: String(ports.eldergateMqtt),
+    ELDERGATE_RABBITMQ_URLS: JSON.stringify(rabbit.amqpUrls),
+    ELDERGATE_RABBITMQ_USERNAME: rabbit.serviceUser,
+    ELDERGATE_RABBITMQ_PASSWORD_FILE: rabbit.passwordFile,
+    ELDERGATE_RABBITMQ_EXCHANGE: rabbit.exchange,
+    ELDERGATE_RABBITMQ_VHOST: rabbit.vhost,
+    ELDERGATE_RABBITMQ_AUTH_HOST: '127.0.0.1',
+    ELDERGATE_RABBITMQ_AUTH_PORT: String(ports.authPort),
+    ELDERGATE_RABBITMQ_MANAGEMENT_URL: rabbit.managementUrl,
+    // what provisioning answers tell devices: HAProxy's MQTT port, not a node's
+    ELDERGATE_RABBITMQ_MQTT_PORT: String(ports.haproxyMqtt),
+    // first start only (an existing database keeps its admin); the file is 0600, the variable only this process's
+    ELDERGATE_ADMIN_PASSWORD: readFileSync(adminPasswordFile, 'utf8').trim(),
+  };
+  out('starting eldergate node 1 in cluster mode (node scripts/start.mjs; compiles dist/ first when it is stale)…');
+  const fd = openSync(log, 'a');
+  // its own process group: the CLI exits, the node stays
+  const child = spawn(process.execPath, [join(ROOT, 'scripts', 'start.mjs')], { cwd: ROOT, env, detached: true, stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  child.unref();
+  record.eldergate = [{ pid: child.pid, httpPort: ports.eldergateHttp, mqttPort: ports.eldergateMqtt, dataDir, log, adminPasswordFile }];
+  writeRecord(record);
+  const ready = await waitReady(ports.eldergateHttp, 300_000, () => isAlive(child.pid));
+  if (!ready) {
+    throw new Error(`eldergate node 1 did not become ready on 127.0.0.1:${ports.eldergateHttp} (${isAlive(child.pid) ? 'still starting after 5 min' : 'it exited'}). Its log, ${log}:\n${tail(log, 20)}\nRabbitMQ still runs: \`npm run cluster -- stop --dir ${dir}\` stops it`);
+  }
+
+  // "eldergate ready" comes before its RabbitMQ link has declared the topology (seen in its log): wait for the exchange
+  if (!(await waitExchange(record.rabbitmq!, rabbit.exchange, 120_000, () => isAlive(child.pid)))) {
+    throw new Error(`eldergate node 1 runs but did not declare RabbitMQ's exchange "${rabbit.exchange}" within 2 min (is cluster mode in this checkout? its log: ${log}). HAProxy was not started: a device connecting now would get no PUBACK, ever, on that connection`);
+  }
+
+  const proxy = await startHaproxy({
+    dir,
+    listeners: [
+      { name: 'mqtt', port: ports.haproxyMqtt, mode: 'tcp', backends: rabbit.nodes.map((n) => ({ host: '127.0.0.1', port: n.mqttPort })) },
+      { name: 'http', port: ports.haproxyHttp, mode: 'http', backends: [{ host: '127.0.0.1', port: ports.eldergateHttp }], healthPath: '/readyz' },
+    ],
+  });
+  record.haproxy = { pid: proxy.pid, config: proxy.config, log: proxy.log, mqttPort: ports.haproxyMqtt, httpPort: ports.haproxyHttp };
+  writeRecord(record);
+  return record;
+}
+
+function rabbitRecord(c: RabbitCluster): NonNullable<ClusterRecord['rabbitmq']> {
+  return {
+    epmd: { port: c.epmdPort, pid: c.epmdPid },
+    home: join(c.dir, 'home'),
+    nodes: c.nodes.map((n) => ({ name: n.name, amqpPort: n.amqpPort, mqttPort: n.mqttPort, managementPort: n.managementPort, pid: n.pid, wrapperPid: n.wrapperPid, log: n.log })),
+    amqpUrls: c.amqpUrls,
+    managementUrl: c.managementUrl,
+    serviceUser: c.serviceUser,
+    passwordFile: c.passwordFile,
+    vhost: c.vhost,
+    exchange: c.exchange,
+    authUrl: c.authUrl,
+    authCacheTtlMs: AUTH_CACHE_TTL_MS,
+  };
+}
+
+async function isReady(port: number): Promise<boolean> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(2_000) });
+    await res.arrayBuffer();
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+async function waitReady(port: number, ms: number, alive: () => boolean): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await isReady(port)) return true;
+    if (!alive()) return false;
+    await sleep(500);
+  }
+  return false;
+}
+
+async function waitExchange(rabbit: NonNullable<ClusterRecord['rabbitmq']>, exchange: string, ms: number, alive: () => boolean): Promise<boolean> {
+  const authorization = managementAuth(rabbit);
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline && alive()) {
+    for (const node of rabbit.nodes) {
+      try {
+        const res = await fetch(`http://127.0.0.1:${node.managementPort}/api/exchanges/${encodeURIComponent(rabbit.vhost)}/${encodeURIComponent(exchange)}`, { headers: { authorization }, signal: AbortSignal.timeout(3_000) });
+        await res.arrayBuffer();
+        if (res.ok) return true;
+        break;
+      } catch {
+        // that node is down: ask the next
+      }
+    }
+    await sleep(500);
+  }
+  return false;
+}
+
+function managementAuth(rabbit: NonNullable<ClusterRecord['rabbitmq']>): string {
+  return 'Basic ' + Buffer.from(`${rabbit.serviceUser}:${readFileSync(rabbit.passwordFile, 'utf8').trim()}`).toString('base64');
+}
+
+/** Messages in the cluster's queues, from the management API (undefined when it cannot be asked). */
+async function queuedMessages(r: ClusterRecord): Promise<number | undefined> {
+  const rabbit = r.rabbitmq;
+  if (!rabbit) return undefined;
+  let password: string;
+  try {
+    password = readFileSync(rabbit.passwordFile, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+  const authorization = 'Basic ' + Buffer.from(`${rabbit.serviceUser}:${password}`).toString('base64');
+  for (const node of rabbit.nodes) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${node.managementPort}/api/queues?columns=name,messages`, { headers: { authorization }, signal: AbortSignal.timeout(5_000) });
+      if (!res.ok) continue;
+      const queues = (await res.json()) as { messages?: number }[];
+      return queues.reduce((sum, q) => sum + (q.messages ?? 0), 0);
+    } catch {
+      // that node is down: ask the next
+    }
+  }
+  return undefined;
+}
+
+export async function stop(dir: string, basePort: number | undefined, out: (line: string) => void = console.log): Promise<void> {
+  const r = readRecord(dir);
+  if (!r) out(`no ${recordFile(dir)}: stopping whatever of ${dir} still runs`);
+  // devices first (no new messages), then let eldergate take what is queued, then eldergate, then RabbitMQ
+  if (r?.haproxy) await terminate([r.haproxy.pid], r.haproxy.config, 5_000);
+  await terminate(pidsMentioning(join(dir, 'haproxy.cfg')), join(dir, 'haproxy.cfg'), 2_000);
+  let queued: number | undefined;
+  if (r?.rabbitmq) {
+    const eldergateUp = (r.eldergate ?? []).some((e) => isAlive(e.pid) && processMentions(e.pid, e.dataDir));
+    const deadline = Date.now() + (eldergateUp ? 30_000 : 0);
+    for (;;) {
+      queued = await queuedMessages(r);
+      if (queued === 0 || queued === undefined || Date.now() >= deadline) break;
+      await sleep(500);
+    }
+    if (queued) out(`warning: ${queued} device message(s) still queued in RabbitMQ (eldergate did not take them within 30 s); its data stays in ${dir}/rabbit-*`);
+  }
+  for (const e of r?.eldergate ?? []) await terminate([e.pid], e.dataDir, 20_000);
+  const home = join(dir, 'home');
+  // SIGTERM to a node's VM is RabbitMQ's orderly shutdown; its rabbitmq-server shell exits with it
+  await terminate([...(r?.rabbitmq?.nodes.map((n) => n.pid) ?? []), ...pidsMentioning(`-home ${home}`)], home, 30_000);
+  await terminate(r?.rabbitmq?.nodes.map((n) => n.wrapperPid) ?? [], home, 2_000);
+  const epmdPort = r?.rabbitmq?.epmd.port ?? r?.basePort ?? basePort;
+  if (epmdPort !== undefined) {
+    const needle = `-port ${epmdPort} `;
+    await terminate([r?.rabbitmq?.epmd.pid, ...pidsMentioning(needle).filter((p) => processMentions(p, 'epmd'))], needle, 2_000);
+  }
+  if (r) {
+    r.stoppedAt = new Date().toISOString();
+    r.queuedAtStop = queued ?? (r.rabbitmq ? undefined : 0);
+    writeRecord(r);
+  }
+  const left = [
+    ...pidsMentioning(`-home ${home}`),
+    ...pidsMentioning(join(dir, 'haproxy.cfg')),
+    ...(r?.eldergate ?? []).map((e) => e.pid).filter((p): p is number => isAlive(p) && processMentions(p, join(dir, 'eldergate-'))),
+  ];
+  if (left.length) throw new Error(`still running after stop: pids ${[...new Set(left)].join(', ')}`);
+  out(`stopped: nothing of ${dir} runs any more${queued ? '' : ' (RabbitMQ\'s queues were empty: the next start makes a new RabbitMQ cluster)'}`);
+}
+
+export async function status(dir: string, out: (line: string) => void = console.log): Promise<boolean> {
+  const r = readRecord(dir);
+  if (!r) {
+    out(`no cluster in ${dir} (no cluster.json): npm run cluster -- start --dir ${dir}`);
+    return false;
+  }
+  const up = (ok: boolean) => (ok ? 'up  ' : 'DOWN');
+  let all = true;
+  const mark = (ok: boolean) => {
+    all &&= ok;
+    return up(ok);
+  };
+  out(`cluster in ${dir}, started ${r.startedAt}${r.stoppedAt && r.stoppedAt > r.startedAt ? `, stopped ${r.stoppedAt}` : ''}`);
+  const running = await runningNodes(r);
+  for (const n of r.rabbitmq?.nodes ?? []) {
+    const ok = isAlive(n.pid) && processMentions(n.pid, dir) && (await portOpen(n.mqttPort));
+    out(`  ${mark(ok)} RabbitMQ ${n.name}  amqp 127.0.0.1:${n.amqpPort}  mqtt :${n.mqttPort}  management :${n.managementPort}  pid ${n.pid}${running ? `  (${running.has(n.name) ? 'running in the cluster' : 'not running in the cluster'})` : ''}`);
+  }
+  for (const [i, e] of (r.eldergate ?? []).entries()) {
+    const ok = isAlive(e.pid) && processMentions(e.pid, e.dataDir) && (await isReady(e.httpPort));
+    out(`  ${mark(ok)} eldergate node ${i + 1}  http 127.0.0.1:${e.httpPort}  pid ${e.pid}  log ${e.log}`);
+  }
+  if (r.haproxy) {
+    const ok = isAlive(r.haproxy.pid) && processMentions(r.haproxy.pid, r.haproxy.config) && (await portOpen(r.haproxy.mqttPort));
+    out(`  ${mark(ok)} HAProxy  MQTT 127.0.0.1:${r.haproxy.mqttPort}  HTTP 127.0.0.1:${r.haproxy.httpPort}  pid ${r.haproxy.pid}  log ${r.haproxy.log}`);
+  } else {
+    all = false;
+    out('  DOWN HAProxy (never started)');
+  }
+  return all;
+}
+
+/** the nodes the cluster itself calls running (management API), or undefined when no node answers */
+async function runningNodes(r: ClusterRecord): Promise<Set<string> | undefined> {
+  const rabbit = r.rabbitmq;
+  if (!rabbit) return undefined;
+  let password: string;
+  try {
+    password = readFileSync(rabbit.passwordFile, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+  const authorization = 'Basic ' + Buffer.from(`${rabbit.serviceUser}:${password}`).toString('base64');
+  for (const node of rabbit.nodes) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${node.managementPort}/api/nodes?columns=name,running`, { headers: { authorization }, signal: AbortSignal.timeout(3_000) });
+      if (!res.ok) continue;
+      return new Set(((await res.json()) as { name: string; running: boolean }[]).filter((n) => n.running).map((n) => n.name));
+    } catch {
+      // ask the next node
+    }
+  }
+  return undefined;
+}
+
+function describe(r: ClusterRecord): string {
+  const rabbit = r.rabbitmq!;
+  const e = r.eldergate![0]!;
+  const h = r.haproxy!;
+  return [
+    '',
+    `eldergate cluster running from ${r.dir} (details: ${recordFile(r.dir)})`,
+    '',
+    `  terminals  mqtt://127.0.0.1:${h.mqttPort}   HAProxy → RabbitMQ's MQTT on ${rabbit.nodes.map((n) => n.mqttPort).join(', ')}`,
+    `             (client id = username = the device's id, password = its secret; QoS 1 PUBACK once in a quorum queue)`,
+    `  console    http://127.0.0.1:${h.httpPort}/   HAProxy → eldergate node 1 (http://127.0.0.1:${e.httpPort})`,
+    `             admin password (first start of ${e.dataDir} only): ${e.adminPasswordFile}`,
+    '',
+    ...rabbit.nodes.map((n) => `  RabbitMQ   ${n.name}  amqp :${n.amqpPort}  mqtt :${n.mqttPort}  management :${n.managementPort}  log ${n.log}`),
+    `             service user ${rabbit.serviceUser}, password in ${rabbit.passwordFile}; management API ${rabbit.managementUrl}`,
+    `             devices are asked about at ${rabbit.authUrl}/{user,vhost,resource,topic}, answers cached ${rabbit.authCacheTtlMs / 1000} s`,
+    `  eldergate  node 1: data ${e.dataDir}, log ${e.log}`,
+    `  HAProxy    config ${h.config}, log ${h.log}`,
+    '',
+    '  One eldergate node only: the store is still SQLite, one database per node, so a second node would split the',
+    '  incidents between two databases. More nodes come with the PostgreSQL store.',
+    '',
+    '  A simulated fleet against it:',
+    `    npx eldergate-sim fleet --devices 100 --rate 10 --api http://127.0.0.1:${h.httpPort} --mqtt mqtt://127.0.0.1:${h.mqttPort} --user admin --password "$(cat ${e.adminPasswordFile})"`,
+    `  Kill a node to see devices move: kill -9 ${rabbit.nodes[0]!.pid}   (status: npm run cluster -- status --dir ${r.dir})`,
+    `  Stop everything: npm run cluster -- stop --dir ${r.dir}`,
+    '',
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: { dir: { type: 'string', default: '.cluster' }, 'base-port': { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
+    return 64;
+  }
+  const [command, ...extra] = parsed.positionals;
+  if (parsed.values.help || !command) {
+    process.stdout.write(`${USAGE}\n`);
+    return parsed.values.help ? 0 : 64;
+  }
+  if (!['start', 'stop', 'status'].includes(command) || extra.length) {
+    process.stderr.write(`unknown command "${[command, ...extra].join(' ')}"\n${USAGE}\n`);
+    return 64;
+  }
+  const dir = resolve(parsed.values.dir!);
+  const rawPort = parsed.values['base-port'];
+  const basePort = rawPort === undefined ? undefined : Number(rawPort);
+  if (basePort !== undefined && !(Number.isInteger(basePort) && basePort >= 1024 && basePort <= 65535 - 92)) {
+    process.stderr.write(`--base-port: "${rawPort}" is not a port from 1024 to ${65535 - 92} (the cluster takes it and the 92 above it)\n`);
+    return 64;
+  }
+  try {
+    if (command === 'start') {
+      const r = await start(dir, basePort ?? 27000);
+      process.stdout.write(describe(r) + '\n');
+      return 0;
+    }
+    if (command === 'stop') {
+      await stop(dir, basePort);
+      return 0;
+    }
+    return (await status(dir)) ? 0 : 1;
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    let r: ClusterRecord | undefined;
+    try {
+      r = command === 'start' ? readRecord(dir) : undefined;
+    } catch {
+      // said above, or unreadable: nothing more to add
+    }
+    if (r && livePids(r).length) process.stderr.write(`parts of the cluster still run: npm run cluster -- stop --dir ${dir}\n`);
+    return 1;
+  }
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  process.exitCode = await main(process.argv.slice(2));
+}
