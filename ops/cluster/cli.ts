@@ -294,7 +294,7 @@ export async function stop(dir: string, basePort: number | undefined, out: (line
     ...(r?.eldergate ?? []).map((e) => e.pid).filter((p): p is number => isAlive(p) && processMentions(p, join(dir, 'eldergate-'))),
   ];
   if (left.length) throw new Error(`still running after stop: pids ${[...new Set(left)].join(', ')}`);
-  out(`stopped: nothing of ${dir} runs any more${queued ? '' : ' (RabbitMQ\'s queues were empty: the next start makes a new RabbitMQ cluster)'}`);
+  out(`stopped: nothing of ${dir} runs any more${queued === 0 ? ' (RabbitMQ\'s queues were empty: the next start makes a new RabbitMQ cluster)' : ''}`);
 }
 
 export async function status(dir: string, out: (line: string) => void = console.log): Promise<boolean> {

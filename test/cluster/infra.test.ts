@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { join, resolve } from 'node:path';
+import { execFile, execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import amqp, { type ChannelModel } from 'amqplib';
 import mqtt from 'mqtt';
@@ -281,5 +281,37 @@ describe('the one-machine cluster: RabbitMQ ×3 behind HAProxy', () => {
     }
     expect(pgrep).toBe('');
     expect(await portFree(cluster!.epmdPort)).toBe(true);
+  });
+});
+
+describe('npm run cluster: what it says before anything starts', () => {
+  const ROOT = resolve(import.meta.dirname, '..', '..');
+  const cli = (...args: string[]) => new Promise<{ code: number; out: string; err: string }>((res) => {
+    execFile(process.execPath, ['--import', 'tsx', 'ops/cluster/cli.ts', ...args], { cwd: ROOT }, (error, stdout, stderr) => {
+      res({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, out: stdout, err: stderr });
+    });
+  });
+
+  it('refuses an unknown command and a base port without room, naming what to give', async () => {
+    const bad = await cli('restart');
+    expect(bad.code).toBe(64);
+    expect(bad.err).toContain('usage: npm run cluster -- start|stop|status');
+    const port = await cli('start', '--base-port', '80');
+    expect(port.code).toBe(64);
+    expect(port.err).toMatch(/--base-port: "80" is not a port from 1024/);
+  });
+
+  it('status and stop of a directory with no cluster say so', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eldergate-infra-cli-'));
+    try {
+      const status = await cli('status', '--dir', dir);
+      expect(status.code).toBe(1);
+      expect(status.out).toContain(`no cluster in ${dir}`);
+      const stop = await cli('stop', '--dir', dir);
+      expect(stop.code).toBe(0);
+      expect(stop.out).toContain('no ');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
