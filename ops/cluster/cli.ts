@@ -26,7 +26,7 @@ const USAGE = 'usage: npm run cluster -- start|stop|status [--dir .cluster] [--b
 
 /** Ports beside RabbitMQ's (which take basePort..basePort+43 for 3 nodes). */
 export function clusterPorts(basePort: number) {
-  return { haproxyMqtt: basePort + 80, haproxyHttp: basePort + 81, eldergateHttp: basePort + 90, eldergateMqtt: basePort + 91, authPort: basePort + 92 };
+  return { haproxyMqtt: basePort + 80, haproxyHttp: basePort + 81, haproxyManagement: basePort + 82, eldergateHttp: basePort + 90, eldergateMqtt: basePort + 91, authPort: basePort + 92 };
 }
 
 /** <dir>/cluster.json: what `status` and `stop` need, written as each part starts. */
@@ -51,7 +51,7 @@ export interface ClusterRecord {
     authCacheTtlMs: number;
   };
   eldergate?: { pid: number | undefined; httpPort: number; mqttPort: number; dataDir: string; log: string; adminPasswordFile: string }[];
-  haproxy?: { pid: number; config: string; log: string; mqttPort: number; httpPort: number };
+  haproxy?: { pid: number; config: string; log: string; mqttPort: number; httpPort: number; managementPort: number };
 }
 
 function recordFile(dir: string) {
@@ -137,7 +137,9 @@ export async function start(dir: string, basePort: number, out: (line: string) =
     ELDERGATE_RABBITMQ_VHOST: rabbit.vhost,
     ELDERGATE_RABBITMQ_AUTH_HOST: '127.0.0.1',
     ELDERGATE_RABBITMQ_AUTH_PORT: String(ports.authPort),
-    ELDERGATE_RABBITMQ_MANAGEMENT_URL: rabbit.managementUrl,
+    // through HAProxy, so that revoking a device still reaches a live node's management API when one node is down
+    // (HAProxy starts a few seconds after eldergate: a revocation in between is retried by eldergate's second sweep)
+    ELDERGATE_RABBITMQ_MANAGEMENT_URL: `http://127.0.0.1:${ports.haproxyManagement}`,
     // what provisioning answers tell devices: HAProxy's MQTT port, not a node's
     ELDERGATE_RABBITMQ_MQTT_PORT: String(ports.haproxyMqtt),
     // first start only (an existing database keeps its admin); the file is 0600, the variable only this process's
@@ -166,9 +168,11 @@ export async function start(dir: string, basePort: number, out: (line: string) =
     listeners: [
       { name: 'mqtt', port: ports.haproxyMqtt, mode: 'tcp', backends: rabbit.nodes.map((n) => ({ host: '127.0.0.1', port: n.mqttPort })) },
       { name: 'http', port: ports.haproxyHttp, mode: 'http', backends: [{ host: '127.0.0.1', port: ports.eldergateHttp }], healthPath: '/readyz' },
+      // the management UI's page answers without credentials: a fair "this node's management API is up"
+      { name: 'management', port: ports.haproxyManagement, mode: 'http', backends: rabbit.nodes.map((n) => ({ host: '127.0.0.1', port: n.managementPort })), healthPath: '/' },
     ],
   });
-  record.haproxy = { pid: proxy.pid, config: proxy.config, log: proxy.log, mqttPort: ports.haproxyMqtt, httpPort: ports.haproxyHttp };
+  record.haproxy = { pid: proxy.pid, config: proxy.config, log: proxy.log, mqttPort: ports.haproxyMqtt, httpPort: ports.haproxyHttp, managementPort: ports.haproxyManagement };
   writeRecord(record);
   return record;
 }
@@ -321,7 +325,7 @@ export async function status(dir: string, out: (line: string) => void = console.
   }
   if (r.haproxy) {
     const ok = isAlive(r.haproxy.pid) && processMentions(r.haproxy.pid, r.haproxy.config) && (await portOpen(r.haproxy.mqttPort));
-    out(`  ${mark(ok)} HAProxy  MQTT 127.0.0.1:${r.haproxy.mqttPort}  HTTP 127.0.0.1:${r.haproxy.httpPort}  pid ${r.haproxy.pid}  log ${r.haproxy.log}`);
+    out(`  ${mark(ok)} HAProxy  MQTT 127.0.0.1:${r.haproxy.mqttPort}  HTTP 127.0.0.1:${r.haproxy.httpPort}  management 127.0.0.1:${r.haproxy.managementPort}  pid ${r.haproxy.pid}  log ${r.haproxy.log}`);
   } else {
     all = false;
     out('  DOWN HAProxy (never started)');
@@ -366,7 +370,7 @@ function describe(r: ClusterRecord): string {
     `             admin password (first start of ${e.dataDir} only): ${e.adminPasswordFile}`,
     '',
     ...rabbit.nodes.map((n) => `  RabbitMQ   ${n.name}  amqp :${n.amqpPort}  mqtt :${n.mqttPort}  management :${n.managementPort}  log ${n.log}`),
-    `             service user ${rabbit.serviceUser}, password in ${rabbit.passwordFile}; management API ${rabbit.managementUrl}`,
+    `             service user ${rabbit.serviceUser}, password in ${rabbit.passwordFile}; management API http://127.0.0.1:${h.managementPort} (HAProxy → all nodes)`,
     `             devices are asked about at ${rabbit.authUrl}/{user,vhost,resource,topic}, answers cached ${rabbit.authCacheTtlMs / 1000} s`,
     `  eldergate  node 1: data ${e.dataDir}, log ${e.log}`,
     `  HAProxy    config ${h.config}, log ${h.log}`,
