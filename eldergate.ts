@@ -135,16 +135,23 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   // one node: the embedded broker; cluster mode: terminals connect to RabbitMQ, whose partitions this node consumes
   const clustered = config.rabbitmq.urls.length > 0;
   const broker = clustered ? null : await startBroker({ config, registry, states, ingest, bus, log, metrics, connectionCap: caps.mqtt - protocolCap });
-  // RabbitMQ asks this node whether a device may connect, publish, subscribe (the embedded broker's own checks)
-  const authBackend: AuthBackend | null = clustered ? await startAuthBackend({ config, registry, log, metrics }) : null;
+  // a revoked device is cut off at once, as the embedded broker does: its connections closed through RabbitMQ
+  // (created first: a password file that cannot be used stops start-up before anything listens)
+  const revoker: Revoker | null = clustered ? createRevoker({ config, log, metrics }) : null;
   const cluster = clustered
     ? startRabbitIngress({
       config, registry, states, ingest, incidents, sqlite: store.sqlite, storage, bus, log, metrics,
       onDeviceOnline: (id) => commands.resend(id),
     })
     : null;
-  // a revoked device is cut off at once, as the embedded broker does: its connections closed through RabbitMQ
-  const revoker: Revoker | null = clustered ? createRevoker({ config, log, metrics }) : null;
+  // RabbitMQ asks this node whether a device may connect, publish, subscribe (the embedded broker's own checks)
+  const authBackend: AuthBackend | null = clustered
+    ? await startAuthBackend({ config, registry, log, metrics }).catch(async (err: unknown) => {
+      await cluster?.close();
+      await revoker?.close();
+      throw err;
+    })
+    : null;
   const unwireRevoker = revoker ? closeOnRevoke(bus, revoker) : () => {};
   const closeTransport = async () => {
     await broker?.close();

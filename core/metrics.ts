@@ -155,6 +155,11 @@ export function createMetrics() {
       help: 'Cluster mode: device messages taken from RabbitMQ, by queue kind (partition, dead, unrouted) and result (acked, requeued, dead-lettered, refused)',
       labelNames: ['queue', 'result'] as const, registers: [registry],
     }),
+    rabbitRevocations: new Counter({
+      name: 'eldergate_rabbitmq_revocations_total',
+      help: 'Cluster mode: revoked devices whose MQTT connections were closed through RabbitMQ\'s management API, by result (closed, none, failed)',
+      labelNames: ['result'] as const, registers: [registry],
+    }),
     brokerAuth: new Counter({
       name: 'eldergate_rabbitmq_auth_total',
       help: 'Cluster mode: answers to RabbitMQ\'s HTTP auth backend, by request kind (user, vhost, resource, topic) and answer',

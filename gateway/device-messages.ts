@@ -32,9 +32,10 @@ export interface DeviceMessage {
   stamp?(obs: Observation): void;
 }
 
+/** the device may no longer send: deleted, suspended or decommissioned since its connection was let in */
 export class DeviceGoneError extends Error {
-  constructor(deviceId: string) {
-    super(`device ${deviceId} is no longer registered`);
+  constructor(deviceId: string, readonly reason: 'not registered' | 'suspended' | 'decommissioned') {
+    super(reason === 'not registered' ? `device ${deviceId} is no longer registered` : `device ${deviceId} is ${reason}`);
     this.name = 'DeviceGoneError';
   }
 }
@@ -59,7 +60,10 @@ export function createDeviceMessageHandler(d: DeviceMessageDeps): (m: DeviceMess
   const { config, registry, states, ingest, metrics, unreadable } = d;
   return (m) => {
     const entry = registry.entry(m.deviceId);
-    if (!entry) return Promise.reject(new DeviceGoneError(m.deviceId));
+    if (!entry) return Promise.reject(new DeviceGoneError(m.deviceId, 'not registered'));
+    // a connection outlives its device's suspension until the transport closes it (RabbitMQ keeps a connection's
+    // permissions for its lifetime): what comes meanwhile is refused, not processed
+    if (entry.state === 'suspended' || entry.state === 'decommissioned') return Promise.reject(new DeviceGoneError(m.deviceId, entry.state));
     let result: FrameResult;
     if (m.channel === 'events' || m.channel === 'telemetry') {
       result = decodeFrame(entry.kind, m.deviceId, m.channel, m.payload, m.at, config.ingest.maxPayloadBytes);

@@ -171,11 +171,11 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
         return settle(ch, msg, 'ack');
       } catch (err) {
         if (err instanceof DeviceGoneError) {
-          // revoked or deleted between its CONNECT and now (the auth cache may admit it for a few seconds more): kept
-          // raw as a refusal, so it is not silently gone, and taken off the queue
+          // suspended, decommissioned or deleted after its CONNECT (RabbitMQ keeps a connection's permissions until the
+          // revoker closes it): kept raw as a refusal, so it is not silently gone, and taken off the queue
           metrics.rabbitMessages.inc({ queue, result: 'refused' });
-          d.ingest.recordReject({ deviceId: parsed.deviceId, source: 'mqtt', topic: parsed.topic, reason: 'device no longer registered', raw: msg.content, at });
-          limited.warn('device gone', parsed.deviceId, { deviceId: parsed.deviceId }, 'a message from a device no longer registered: kept as a refusal');
+          d.ingest.recordReject({ deviceId: parsed.deviceId, source: 'mqtt', topic: parsed.topic, reason: err.message, raw: msg.content, at });
+          limited.warn('device gone', parsed.deviceId, { deviceId: parsed.deviceId, reason: err.reason }, 'a message from a device that may no longer send: kept as a refusal, not processed');
           return settle(ch, msg, 'ack');
         }
         if (stopped) return; // unacknowledged: RabbitMQ gives it to the next consumer

@@ -14,7 +14,6 @@ import type { Bus } from '../../core/bus.js';
 import type { Config } from '../../core/config.js';
 import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../core/metrics.js';
-import { Counter } from 'prom-client';
 import { ConfigError } from '../../core/errors.js';
 import { DEVICE_ID_RE } from '../../devices/credentials.js';
 import { readPasswordFile } from './rabbitmq.js';
@@ -47,26 +46,12 @@ export const RESWEEP_AFTER_MS = 20_000;
 /** one device's connections: a few hundred bytes each; more than this is not the answer we asked for */
 const MAX_ANSWER_BYTES = 256 * 1024;
 
-/**
- * `eldergate_rabbitmq_revocations_total{result}`: closed (connections were closed), none (the device had none),
- * failed (the management API could not be used: the device stays connected until its auth cache entry expires).
- * Registered here on the gateway's own registry until core/metrics.ts has it (once per registry).
- */
-export function revocationCounter(metrics: Metrics): Counter<'result'> {
-  const name = 'eldergate_rabbitmq_revocations_total';
-  const existing = metrics.registry.getSingleMetric(name);
-  if (existing) return existing as Counter<'result'>;
-  return new Counter({
-    name, help: 'Cluster mode: revoked devices whose MQTT connections were closed through RabbitMQ\'s management API, by result (closed, none, failed)',
-    labelNames: ['result'] as const, registers: [metrics.registry],
-  });
-}
-
 export function createRevoker(deps: RevokerDeps): Revoker {
   const { config, metrics } = deps;
   const log = deps.log.child({ module: 'rabbitmq-revoke' });
   const settings = config.rabbitmq;
-  const counter = revocationCounter(metrics);
+  // eldergate_rabbitmq_revocations_total{result}: closed, none (it had no connection), failed (the device stays connected)
+  const counter = metrics.rabbitRevocations;
   if (!settings.managementUrl) {
     log.warn({ setting: 'rabbitmq.managementUrl' },
       'rabbitmq.managementUrl is not set: a revoked device (suspended, decommissioned, secret rotated) is not disconnected. RabbitMQ 3.10 keeps each connection\'s permissions for its lifetime, so it keeps publishing on the topics it already used until it disconnects; only its next CONNECT is refused, once its auth cache entry expires. Set rabbitmq.managementUrl to close its connections at once');
