@@ -231,7 +231,9 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const app = await buildApp(deps, extra);
   await app.listen({ port: config.http.port, host: config.http.host });
   const httpPort = (app.server.address() as { port: number }).port;
-  ready = true;
+  // cluster mode: not ready before the topology is declared (RabbitMQ would take a device's publish with nowhere to go)
+  if (cluster) void cluster.ready.then(() => { ready = !closed; });
+  else ready = true;
   // old rows pruned at start and every retention.intervalMs, in small batches (core/retention.ts)
   const retention = startRetention({ sqlite: store.sqlite, settings: config.retention, log: log.child({ module: 'retention' }), metrics });
 

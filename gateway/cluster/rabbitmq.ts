@@ -370,11 +370,23 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
       const ch = publisher;
       if (!ch) throw new Error('not connected to RabbitMQ');
       const key = topic.replace(/\//g, '.');
-      await new Promise<void>((resolve, reject) => {
-        ch.publish(names.exchange, key, Buffer.from(JSON.stringify(payload)), {
-          persistent: true, contentType: 'application/json', headers: { 'x-mqtt-publish-qos': 1 },
-        }, (err) => (err ? reject(err) : resolve()));
-      });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          ch.publish(names.exchange, key, Buffer.from(JSON.stringify(payload)), {
+            persistent: true, contentType: 'application/json', headers: { 'x-mqtt-publish-qos': 1 },
+          }, (err) => (err ? reject(err) : resolve()));
+        });
+      } catch (err) {
+        // RabbitMQ 3.10 keeps nacking a confirm channel whose publish met a dead queue leader (measured: > 40 s); a
+        // fresh channel is confirmed at once. The command stays pending and is sent again (commands.ts).
+        const c = conn;
+        if (c && publisher === ch) {
+          publisher = null;
+          void ch.close().catch(() => {});
+          publisher = await c.createConfirmChannel().catch(() => null);
+        }
+        throw err;
+      }
     },
     async close() {
       stopped = true;

@@ -1,0 +1,142 @@
+// Cluster mode's consumer (gateway/cluster/rabbitmq.ts) on a real RabbitMQ node with its MQTT plugin: a terminal's
+// messages reach the writer through the partitions and are acknowledged after the commit; commands reach the terminal
+// through the cluster; a message the writer keeps failing is dead-lettered and raised as an incident, and its partition
+// moves on; a suspended device's message is kept as a refusal; what nothing routes is not lost.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
+import { startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
+import { startRabbitCluster, type RabbitCluster } from '../../ops/cluster/rabbitmq.js';
+import { DEAD_LETTER_INCIDENT, parseRoutingKey, topologyNames } from '../../gateway/cluster/rabbitmq.js';
+
+describe('cluster mode: device messages taken from RabbitMQ', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'eldergate-ingress-'));
+  const basePort = 30_000 + Math.floor(Math.random() * 300) * 100;
+  const authPort = basePort + 90;
+  let rabbit: RabbitCluster;
+  let t: TestGateway;
+  const clients: MqttClient[] = [];
+
+  beforeAll(async () => {
+    rabbit = await startRabbitCluster({ dir: join(dir, 'rabbit'), basePort, nodes: 1, authUrl: `http://127.0.0.1:${authPort}/internal/rabbitmq` });
+    t = await startTestGateway({
+      rabbitmq: { urls: rabbit.amqpUrls, passwordFile: rabbit.passwordFile, authPort, partitions: 2, deliveryLimit: 2, mqttPort: rabbit.nodes[0]!.mqttPort },
+    }, join(dir, 'eldergate'));
+    await t.gw.cluster!.ready;
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const c of clients) c.end(true);
+    await t?.stop();
+    await rabbit?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  const connect = async (id: string, secret: string) => {
+    const c = mqtt.connect(`mqtt://127.0.0.1:${rabbit.nodes[0]!.mqttPort}`, {
+      clientId: id, username: id, password: secret, protocolVersion: 4, reconnectPeriod: 0,
+      will: { topic: `devices/${id}/status`, payload: Buffer.from('{"online":false}'), qos: 1, retain: true },
+    });
+    clients.push(c);
+    await new Promise<void>((resolve, reject) => {
+      c.once('connect', () => resolve());
+      c.once('error', reject);
+    });
+    return c;
+  };
+  const incidentsOf = async (deviceId: string) => (await t.api('GET', `/api/incidents?deviceId=${deviceId}`)).body.items as { id: string; type: string; priority: string; status: string }[];
+
+  it('parses routing keys into a device and its channel, and nothing else', () => {
+    expect(parseRoutingKey('devices.cp-abcd.events')).toEqual({ deviceId: 'cp-abcd', channel: 'events', topic: 'devices/cp-abcd/events' });
+    expect(parseRoutingKey('devices.cp-abcd.commands.ack')).toMatchObject({ channel: 'commands/ack' });
+    for (const bad of ['devices.cp-abcd.commands', 'devices..events', 'devices.cp-abcd', 'other.cp-abcd.events', 'devices.a#b.events']) {
+      expect(parseRoutingKey(bad), bad).toBeUndefined();
+    }
+  });
+
+  it('an SOS opens an incident; the terminal is online from its status; "help is coming" reaches it through the cluster and its answer is recorded', async () => {
+    const dev = await t.provision('call-phone');
+    const c = await connect(dev.id, dev.secret);
+    const commands: { id: string; type: string }[] = [];
+    c.on('message', (_topic, payload) => commands.push(JSON.parse(payload.toString())));
+    await c.subscribeAsync(`devices/${dev.id}/commands`, { qos: 1 });
+    await c.publishAsync(`devices/${dev.id}/status`, '{"online":true}', { qos: 1, retain: true });
+    await c.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 });
+    const [incident] = await waitFor(async () => {
+      const list = await incidentsOf(dev.id);
+      return list.length ? list : undefined;
+    }, 'the SOS incident');
+    expect(incident).toMatchObject({ type: 'sos', priority: 'P1' });
+    expect(t.gw.states.peek(dev.id)?.online).toBe(true);
+
+    expect((await t.api('POST', `/api/incidents/${incident!.id}/acknowledge`)).status).toBe(200);
+    const cmd = await waitFor(() => commands.find((m) => m.type === 'acknowledge-alarm'), 'acknowledge-alarm at the terminal');
+    await c.publishAsync(`devices/${dev.id}/commands/ack`, JSON.stringify({ id: cmd.id, ok: true }), { qos: 1 });
+    await waitFor(() => t.gw.commands.get(cmd.id)?.status === 'acked' || undefined, 'the command acknowledged');
+
+    // the Last Will, published by RabbitMQ when the connection dies, says offline
+    c.stream.destroy();
+    await waitFor(() => t.gw.states.peek(dev.id)?.online === false || undefined, 'offline from the Last Will');
+  });
+
+  it('a message the writer keeps failing is dead-lettered after rabbitmq.deliveryLimit deliveries and raised as a P1 incident; the partition moves on', async () => {
+    const dev = await t.provision('call-phone');
+    // a fault of this one message (not of the storage): the rules step fails on it, every time
+    t.gw.ingest.use({
+      name: 'test-poison', raisesIncidents: true,
+      run(obs) {
+        if (obs.deviceId === dev.id && obs.seq === 666) throw new Error('injected fault for this message');
+      },
+    });
+    const c = await connect(dev.id, dev.secret);
+    const ts = Date.now();
+    await c.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ ts, seq: 666, type: 'sos' }), { qos: 1 });
+    // the next message of the same device (same partition) is not held behind it for ever
+    await c.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ ts: ts + 1, seq: 667, type: 'fall' }), { qos: 1 });
+    const dead = await waitFor(async () => (await incidentsOf(dev.id)).find((i) => i.type === DEAD_LETTER_INCIDENT), 'the dead-letter incident', 30_000, 200);
+    expect(dead.priority).toBe('P1');
+    const detail = (await t.api('GET', `/api/incidents/${dead.id}`)).body;
+    expect(JSON.stringify(detail)).toContain(`devices.${dev.id}.events`);
+    await waitFor(async () => (await incidentsOf(dev.id)).find((i) => i.type === 'fall'), 'the message after it processed', 30_000, 200);
+    const metrics = await (await fetch(`${t.http}/metrics`)).text();
+    expect(metrics).toMatch(/eldergate_rabbitmq_messages_total\{queue="partition",result="requeued"\} [2-9]/);
+    expect(metrics).toMatch(/eldergate_rabbitmq_messages_total\{queue="dead",result="dead-lettered"\} 1/);
+  });
+
+  it('a suspended device\'s message (its connection still open: no management API here) is kept as a refusal, not processed', async () => {
+    const dev = await t.provision('call-phone');
+    const c = await connect(dev.id, dev.secret);
+    // RabbitMQ asks about a routing key once per connection: this one was allowed before the suspension
+    await c.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'test' }), { qos: 1 });
+    await waitFor(async () => (await incidentsOf(dev.id)).length > 0 || undefined, 'the test alarm stored');
+    expect((await t.api('POST', `/api/devices/${dev.id}/suspend`)).status).toBe(200);
+    await c.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ ts: Date.now(), seq: 2, type: 'sos' }), { qos: 1 });
+    const reject = await waitFor(() => t.gw.store.sqlite.prepare('select reason from rejects where device_id = ?').get(dev.id) as { reason: string } | undefined, 'the refusal kept');
+    expect(reject.reason).toMatch(/suspended/);
+    expect((await incidentsOf(dev.id)).filter((i) => i.type === 'sos')).toEqual([]);
+  });
+
+  it('a command to a terminal that is not listening is not lost in RabbitMQ: it stays pending in eldergate', async () => {
+    const dev = await t.provision('call-phone');
+    const before = await (await fetch(`${t.http}/metrics`)).text();
+    const n0 = Number(/eldergate_rabbitmq_messages_total\{queue="unrouted",result="acked"\} (\d+)/.exec(before)?.[1] ?? 0);
+    // published with confirm: no queue takes it, the alternate exchange's queue does, eldergate counts it
+    await t.gw.cluster!.publishToDevice(dev.id, `devices/${dev.id}/commands`, { id: 'x', type: 'locate-now', ts: Date.now() });
+    await waitFor(async () => {
+      const m = await (await fetch(`${t.http}/metrics`)).text();
+      return Number(/eldergate_rabbitmq_messages_total\{queue="unrouted",result="acked"\} (\d+)/.exec(m)?.[1] ?? 0) > n0 || undefined;
+    }, 'the unrouted command counted');
+    // the names the topology uses, for the operator's eye in RabbitMQ's management UI
+    expect(topologyNames('eldergate.mqtt', 2)).toMatchObject({ unrouted: 'eldergate.mqtt.unrouted', dead: 'eldergate.mqtt.dead', partitionNames: ['eldergate.mqtt.p0', 'eldergate.mqtt.p1'] });
+  });
+
+  it('garbage from a terminal opens its "unreadable messages" incident, as on one node', async () => {
+    const dev = await t.provision('call-phone');
+    const c = await connect(dev.id, dev.secret);
+    await c.publishAsync(`devices/${dev.id}/events`, Buffer.from([0xff, 0x00, 0x13]), { qos: 1 });
+    const inc = await waitFor(async () => (await incidentsOf(dev.id)).find((i) => i.type === 'unreadable-messages'), 'the unreadable incident', 20_000);
+    expect(inc.priority).toBe('P3');
+  });
+});
