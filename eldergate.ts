@@ -229,7 +229,13 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     { name: 'audit', plugin: auditRoutes },
   ];
   const app = await buildApp(deps, extra);
-  await app.listen({ port: config.http.port, host: config.http.host });
+  await app.listen({ port: config.http.port, host: config.http.host }).catch(async (err: unknown) => {
+    // nothing left listening or consuming when start-up fails here (a port in use)
+    await app.close().catch(() => {});
+    await closeTransport();
+    await protocols.close();
+    throw err;
+  });
   const httpPort = (app.server.address() as { port: number }).port;
   // cluster mode: not ready before the topology is declared (RabbitMQ would take a device's publish with nowhere to go)
   if (cluster) void cluster.ready.then(() => { ready = !closed; });

@@ -254,7 +254,13 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     });
     if (!wait) return done(null);
     wait.then(() => done(null), (err: Error) => {
-      if (err instanceof DeviceGoneError) return done(new RefusedError(err.message));
+      if (err instanceof DeviceGoneError) {
+        // suspended or removed while this publish was on its way (the revocation closes the connection): kept raw,
+        // counted, no PUBACK
+        refuse('publish', `device ${err.reason}`, { deviceId: id, topic: packet.topic.slice(0, 200) });
+        ingest.recordReject({ deviceId: id, source: 'mqtt', topic: packet.topic, reason: err.message, raw: packet.payload as Buffer, at: Date.now() });
+        return done(new RefusedError(err.message));
+      }
       notStored(id, err, will, channel === 'events' || channel === 'commands/ack' ? 'an event' : 'telemetry');
       done(err);
     });

@@ -126,12 +126,20 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
   const ownerOf = deviceOwnerQuery(d.sqlite);
 
   let stopped = false;
+  /** the consumers' connection, and the commands' own (a publisher RabbitMQ blocks must not hold our acks back) */
   let conn: ChannelModel | null = null;
+  let pubConn: ChannelModel | null = null;
   let publisher: ConfirmChannel | null = null;
+  /** connections being set up, so that close() can end them too */
+  const opening = new Set<ChannelModel>();
+  /** one per connection: loops of a connection that is gone stop (RabbitMQ gives their messages to the next one) */
+  let generation = 0;
   let markReady: () => void = () => {};
   const ready = new Promise<void>((r) => (markReady = r));
   /** messages taken and not yet settled: close() waits for their commits */
   const inFlight = new Set<Promise<void>>();
+  /** per routing key, the message before: a device's messages on one channel are stored in the order RabbitMQ took them */
+  const chains = new Map<string, Promise<void>>();
 
   /** transient: the writer has no room, or the storage is failing — the message waits here, unacknowledged */
   const transient = (err: unknown) => err instanceof OverloadError || isStorageError(err) || d.storage.status() !== null;
@@ -145,8 +153,19 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
     }
   };
 
+  /** A device that may no longer send (suspended, decommissioned, deleted): a refusal a person sees, durable first. */
+  const refuseGone = async (err: DeviceGoneError, parsed: NonNullable<ReturnType<typeof parseRoutingKey>>, msg: ConsumeMessage, at: number) => {
+    d.ingest.recordReject({ deviceId: parsed.deviceId, source: 'mqtt', topic: parsed.topic, reason: err.message, raw: msg.content, at });
+    d.states.markUnreadable(parsed.deviceId, err.message, at);
+    limited.warn('device gone', parsed.deviceId, { deviceId: parsed.deviceId, reason: err.reason },
+      'a message from a device that may no longer send: kept as a refusal and reported, not processed');
+    // as a refused frame: the device's "unreadable messages" incident, written before the message leaves RabbitMQ
+    if (err.reason !== 'not registered') await unreadable.refused(parsed.deviceId, err.message, parsed.topic);
+  };
+
   /** Hand one device message to the writer; ack after the commit. Retries transient failures in place. */
-  const take = async (ch: Channel, msg: ConsumeMessage, queue: 'partition' | 'unrouted'): Promise<void> => {
+  const take = async (ch: Channel, msg: ConsumeMessage, queue: 'partition' | 'unrouted', gen: number): Promise<void> => {
+    if (stopped || gen !== generation) return;
     const parsed = parseRoutingKey(msg.fields.routingKey);
     if (!parsed) {
       // the auth backend lets devices publish only on their own channels: this did not come from a device
@@ -156,6 +175,7 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
       return settle(ch, msg, 'ack');
     }
     const qos = Number(msg.properties.headers?.['x-mqtt-publish-qos'] ?? 1);
+    // when this node took it (RabbitMQ 3.10's MQTT plugin stamps no arrival time): after a backlog, later than the device sent it
     const at = Date.now();
     for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
       try {
@@ -166,19 +186,22 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
           },
         });
         if (wait) await wait;
-        afterStored(parsed.deviceId, parsed.channel, msg.content, at);
-        metrics.rabbitMessages.inc({ queue, result: 'acked' });
-        return settle(ch, msg, 'ack');
       } catch (err) {
         if (err instanceof DeviceGoneError) {
-          // suspended, decommissioned or deleted after its CONNECT (RabbitMQ keeps a connection's permissions until the
-          // revoker closes it): kept raw as a refusal, so it is not silently gone, and taken off the queue
+          try {
+            await refuseGone(err, parsed, msg, at);
+          } catch (reportErr) {
+            if (stopped || gen !== generation) return;
+            limited.warn('not stored', parsed.deviceId, { deviceId: parsed.deviceId, err: (reportErr as Error).message, retryInMs: delay },
+              'a refusal could not be reported yet; the message stays unacknowledged in RabbitMQ and is tried again');
+            await sleep(delay);
+            continue;
+          }
           metrics.rabbitMessages.inc({ queue, result: 'refused' });
-          d.ingest.recordReject({ deviceId: parsed.deviceId, source: 'mqtt', topic: parsed.topic, reason: err.message, raw: msg.content, at });
-          limited.warn('device gone', parsed.deviceId, { deviceId: parsed.deviceId, reason: err.reason }, 'a message from a device that may no longer send: kept as a refusal, not processed');
           return settle(ch, msg, 'ack');
         }
-        if (stopped) return; // unacknowledged: RabbitMQ gives it to the next consumer
+        // unacknowledged: RabbitMQ gives it to the next consumer
+        if (stopped || gen !== generation) return;
         if (transient(err)) {
           limited.warn('not stored', parsed.deviceId, { deviceId: parsed.deviceId, err: (err as Error).message, retryInMs: delay },
             'a device message could not be stored yet; it stays unacknowledged in RabbitMQ and is tried again');
@@ -187,11 +210,31 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
         }
         // a fault of this message: back to its queue, which dead-letters it after rabbitmq.deliveryLimit deliveries
         metrics.rabbitMessages.inc({ queue, result: 'requeued' });
-        log.error({ err, deviceId: parsed.deviceId, channel: parsed.channel, deliveryCount: msg.properties.headers?.['x-delivery-count'] ?? 0 },
+        limited.warn('writer failed', parsed.deviceId, { err, deviceId: parsed.deviceId, channel: parsed.channel, deliveryCount: msg.properties.headers?.['x-delivery-count'] ?? 0 },
           `the writer failed on a device message: returned to its queue (dead-lettered and raised as an incident after ${settings.deliveryLimit} deliveries)`);
         return settle(ch, msg, 'requeue');
       }
+      metrics.rabbitMessages.inc({ queue, result: 'acked' });
+      settle(ch, msg, 'ack');
+      try {
+        afterStored(parsed.deviceId, parsed.channel, msg.content, at);
+      } catch (err) {
+        // committed and acknowledged: a failing listener changes nothing of that
+        limited.warn('after stored', parsed.deviceId, { err, deviceId: parsed.deviceId }, 'updating a device\'s online state failed');
+      }
+      return;
     }
+  };
+
+  /** in RabbitMQ's order per routing key: a message waiting to be retried holds back the ones after it */
+  const takeInOrder = (ch: Channel, msg: ConsumeMessage, queue: 'partition' | 'unrouted', gen: number) => {
+    const key = msg.fields.routingKey;
+    const before = chains.get(key);
+    const p = (before ?? Promise.resolve()).then(() => take(ch, msg, queue, gen));
+    chains.set(key, p);
+    track(p.finally(() => {
+      if (chains.get(key) === p) chains.delete(key);
+    }));
   };
 
   /** Online state from the device's own status messages (the broker's connections are RabbitMQ's, not ours). */
@@ -212,13 +255,29 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
     if (online) d.onDeviceOnline(deviceId);
   };
 
-  /** A message the writer failed deliveryLimit times: an incident a person sees, then off the dead-letter queue. */
-  const takeDead = async (ch: Channel, msg: ConsumeMessage): Promise<void> => {
+  /**
+   * A message that came back rabbitmq.deliveryLimit times (a fault of its own, or a node that died with it several
+   * times): tried once more as it is — an SOS that can be processed now becomes an SOS incident — and otherwise an
+   * incident a person sees. Then off the dead-letter queue.
+   */
+  const takeDead = async (ch: Channel, msg: ConsumeMessage, gen: number): Promise<void> => {
     const parsed = parseRoutingKey(msg.fields.routingKey);
     const deviceId = parsed?.deviceId ?? 'unknown';
+    if (parsed) {
+      try {
+        const wait = handle({ ...parsed, payload: msg.content, qos: 1, at: Date.now(), source: 'mqtt', stamp: (obs) => { obs.redelivered = true; } });
+        if (wait) await wait;
+        metrics.rabbitMessages.inc({ queue: 'dead', result: 'acked' });
+        log.warn({ deviceId, routingKey: msg.fields.routingKey }, 'a dead-lettered device message was processed on its last try');
+        return settle(ch, msg, 'ack');
+      } catch {
+        // raised below as what it is: a message that could not be processed
+      }
+    }
     const headers = msg.properties.headers ?? {};
     const body = msg.content.subarray(0, 512).toString('utf8');
-    for (let delay = 1000; ; delay = Math.min(delay * 2, 30_000)) {
+    for (let delay = 1000, tries = 0; ; delay = Math.min(delay * 2, 30_000), tries++) {
+      if (stopped || gen !== generation) return;
       try {
         let owner = { residentId: null as string | null, unitId: null as string | null };
         if (parsed) owner = (ownerOf.get(deviceId) as typeof owner | undefined) ?? owner;
@@ -240,8 +299,9 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
           'a device message was dead-lettered after repeated failures: raised as an incident');
         return settle(ch, msg, 'ack');
       } catch (err) {
-        if (stopped) return;
-        limited.warn('dead-letter', deviceId, { err, deviceId, retryInMs: delay }, 'could not raise a dead-lettered message as an incident yet; trying again');
+        metrics.rabbitMessages.inc({ queue: 'dead', result: 'retry' });
+        if (tries === 0) log.error({ err, deviceId }, 'could not raise a dead-lettered message as an incident; it stays in the dead-letter queue and is tried again');
+        else limited.warn('dead-letter', deviceId, { err, deviceId, retryInMs: delay }, 'could not raise a dead-lettered message as an incident yet; trying again');
         await sleep(delay);
       }
     }
@@ -252,83 +312,119 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
     void p.finally(() => inFlight.delete(p));
   };
 
-  const declare = async (ch: Channel) => {
-    const quorum = { durable: true, arguments: { 'x-queue-type': 'quorum' } };
-    await ch.assertExchange(names.unrouted, 'fanout', { durable: true });
-    await ch.assertQueue(names.unrouted, quorum);
-    await ch.bindQueue(names.unrouted, names.unrouted, '');
-    await ch.assertExchange(names.dead, 'fanout', { durable: true });
-    await ch.assertQueue(names.dead, quorum);
-    await ch.bindQueue(names.dead, names.dead, '');
-    await ch.assertExchange(names.exchange, 'topic', { durable: true, alternateExchange: names.unrouted });
-    await ch.assertExchange(names.hash, 'x-consistent-hash', { durable: true });
-    for (const key of DEVICE_BINDINGS) await ch.bindExchange(names.hash, names.exchange, key);
-    for (const q of names.partitionNames) {
-      await ch.assertQueue(q, {
-        durable: true,
-        arguments: {
-          'x-queue-type': 'quorum',
-          'x-single-active-consumer': true,
-          'x-delivery-limit': settings.deliveryLimit,
-          'x-dead-letter-exchange': names.dead,
-          // dead-lettering is confirmed by the dead queue before the partition lets go of the message
-          'x-dead-letter-strategy': 'at-least-once',
-          'x-overflow': 'reject-publish',
-        },
-      });
-      // the binding key of a consistent-hash exchange is the partition's weight
-      await ch.bindQueue(q, names.hash, '1');
+  /** quorum, with the partitions' delivery limit and dead-lettering: no queue of ours can loop on a message for ever */
+  const limitedQueue = {
+    'x-queue-type': 'quorum',
+    'x-delivery-limit': settings.deliveryLimit,
+    'x-dead-letter-exchange': names.dead,
+    // dead-lettering is confirmed by the dead queue before the queue lets go of the message
+    'x-dead-letter-strategy': 'at-least-once',
+    'x-overflow': 'reject-publish',
+  };
+
+  /** A partition beyond rabbitmq.partitions would stay bound to the hash exchange and never be consumed. */
+  const checkNoExtraPartition = async (c: ChannelModel) => {
+    const extra = `${names.exchange}.p${settings.partitions}`;
+    const probe = await c.createChannel();
+    probe.on('error', () => undefined);
+    const exists = await probe.checkQueue(extra).then(() => true, () => false);
+    await probe.close().catch(() => {});
+    if (exists) {
+      throw new Error(`queue ${extra} exists: rabbitmq.partitions was lowered, and messages hashed to the partitions beyond it would never be taken. Set rabbitmq.partitions back (to the number of ${names.exchange}.p* queues), or unbind and drain those queues first`);
     }
   };
 
-  const connectOnce = async (url: string) => {
+  // Order matters: everything a device message can reach exists before the exchange the MQTT plugin publishes into
+  // is bound to it (a publish routed to the hash exchange with no partition bound would be confirmed and dropped).
+  const declare = async (ch: Channel) => {
+    await ch.assertExchange(names.dead, 'fanout', { durable: true });
+    await ch.assertQueue(names.dead, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    await ch.bindQueue(names.dead, names.dead, '');
+    await ch.assertExchange(names.unrouted, 'fanout', { durable: true });
+    await ch.assertQueue(names.unrouted, { durable: true, arguments: limitedQueue });
+    await ch.bindQueue(names.unrouted, names.unrouted, '');
+    await ch.assertExchange(names.hash, 'x-consistent-hash', { durable: true });
+    for (const q of names.partitionNames) {
+      await ch.assertQueue(q, { durable: true, arguments: { ...limitedQueue, 'x-single-active-consumer': true } });
+      // the binding key of a consistent-hash exchange is the partition's weight
+      await ch.bindQueue(q, names.hash, '1');
+    }
+    await ch.assertExchange(names.exchange, 'topic', { durable: true, alternateExchange: names.unrouted });
+    for (const key of DEVICE_BINDINGS) await ch.bindExchange(names.hash, names.exchange, key);
+  };
+
+  const open = async (url: string) => {
     const u = new URL(url);
     const c = await amqp.connect({
       protocol: u.protocol.replace(':', ''), hostname: u.hostname, port: u.port ? Number(u.port) : undefined,
       username: settings.username, password, vhost: settings.vhost, heartbeat: 10,
     }, { timeout: 5000 });
-    const closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
     c.on('error', (err: Error) => log.warn({ err: err.message, url }, 'AMQP connection error'));
+    c.on('blocked', (reason: string) => log.error({ url, reason }, 'RabbitMQ blocked this connection (memory or disk alarm): its publishes wait'));
+    c.on('unblocked', () => log.info({ url }, 'RabbitMQ unblocked this connection'));
+    return c;
+  };
+
+  const connectOnce = async (url: string, gen: number) => {
+    const c = await open(url);
+    opening.add(c);
+    let pc: ChannelModel | null = null;
+    const closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
+    // any channel of ours failing, or a consumer RabbitMQ cancelled (its queue deleted): start over on a fresh
+    // connection, which declares and consumes everything again — never a partition silently left unconsumed
+    const restart = (why: string) => {
+      log.warn({ url, why }, 'restarting the AMQP connection so that every partition is consumed again');
+      void c.close().catch(() => {});
+    };
     try {
+      await checkNoExtraPartition(c);
       const setup = await c.createChannel();
+      setup.on('error', () => undefined);
       try {
         await declare(setup);
       } catch (err) {
         throw new Error(`declaring the topology failed (${(err as Error).message}); a queue or exchange that exists with other settings must be deleted once drained, or the old settings kept`, { cause: err });
       }
       await setup.close();
-      publisher = await c.createConfirmChannel();
-      // one channel per partition: a channel error stops one partition, not all
-      for (const q of names.partitionNames) {
+      // commands on a connection of their own: RabbitMQ blocks a publishing connection under a resource alarm, and
+      // acks of the partitions must still flow then
+      pc = await open(url);
+      opening.add(pc);
+      pc.once('close', () => restart('the commands connection closed'));
+      const pubCh = await pc.createConfirmChannel();
+      pubCh.on('error', () => undefined);
+      const consume = async (queue: string, prefetch: number, onMessage: (ch: Channel, msg: ConsumeMessage) => void) => {
         const ch = await c.createChannel();
-        await ch.prefetch(settings.prefetch);
-        await ch.consume(q, (msg) => {
-          if (msg) track(take(ch, msg, 'partition'));
+        ch.on('error', (err: Error) => restart(`channel of ${queue}: ${err.message}`));
+        ch.on('close', () => { if (!stopped && gen === generation) restart(`channel of ${queue} closed`); });
+        await ch.prefetch(prefetch);
+        await ch.consume(queue, (msg) => {
+          if (!msg) return restart(`RabbitMQ cancelled the consumer of ${queue}`);
+          onMessage(ch, msg);
         }, { noAck: false });
-      }
-      const unroutedCh = await c.createChannel();
-      await unroutedCh.prefetch(64);
-      await unroutedCh.consume(names.unrouted, (msg) => {
-        if (!msg) return;
+      };
+      for (const q of names.partitionNames) await consume(q, settings.prefetch, (ch, msg) => takeInOrder(ch, msg, 'partition', gen));
+      await consume(names.unrouted, 64, (ch, msg) => {
         if (/^devices\.[^.]+\.commands$/.test(msg.fields.routingKey)) {
           // a command to a device not subscribed now: it stays pending and is sent again when the device is back
           metrics.rabbitMessages.inc({ queue: 'unrouted', result: 'acked' });
-          return settle(unroutedCh, msg, 'ack');
+          return settle(ch, msg, 'ack');
         }
         // a device message no partition took (a binding missing?): processed all the same, out of partition order
         limited.warn('unrouted', msg.fields.routingKey, { routingKey: msg.fields.routingKey.slice(0, 200) }, 'a device message matched no partition binding: processed from the unrouted queue');
-        track(take(unroutedCh, msg, 'unrouted'));
-      }, { noAck: false });
-      const deadCh = await c.createChannel();
-      await deadCh.prefetch(16);
-      await deadCh.consume(names.dead, (msg) => {
-        if (msg) track(takeDead(deadCh, msg));
-      }, { noAck: false });
+        takeInOrder(ch, msg, 'unrouted', gen);
+      });
+      await consume(names.dead, 16, (ch, msg) => track(takeDead(ch, msg, gen)));
+      publisher = pubCh;
     } catch (err) {
       await c.close().catch(() => {});
+      await pc?.close().catch(() => {});
       throw err;
+    } finally {
+      opening.delete(c);
+      if (pc) opening.delete(pc);
     }
-    return { c, closed };
+    return { c, pc: pc!, closed };
   };
 
   const run = async () => {
@@ -337,13 +433,16 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
     while (!stopped) {
       const url = settings.urls[i % settings.urls.length]!;
       i++;
+      const gen = ++generation;
       try {
-        const { c, closed } = await connectOnce(url);
+        const { c, pc, closed } = await connectOnce(url, gen);
         if (stopped) {
           await c.close().catch(() => {});
+          await pc.close().catch(() => {});
           break;
         }
         conn = c;
+        pubConn = pc;
         delay = 500;
         metrics.rabbitLink.set(1);
         log.info({ url, partitions: settings.partitions, prefetch: settings.prefetch }, 'connected to RabbitMQ: topology declared, partitions consumed');
@@ -351,10 +450,12 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
         await closed;
         conn = null;
         publisher = null;
+        await pc.close().catch(() => {});
+        pubConn = null;
         metrics.rabbitLink.set(0);
         if (!stopped) log.warn({ url }, 'lost the AMQP connection to RabbitMQ: unacknowledged messages go to another consumer; reconnecting');
       } catch (err) {
-        limited.warn('connect', url, { url, err: (err as Error).message, retryInMs: delay }, 'cannot reach RabbitMQ; trying the next node');
+        limited.warn('connect', url, { url, err: (err as Error).message, retryInMs: delay }, 'cannot reach RabbitMQ, or cannot use it; trying the next node');
       }
       if (!stopped) await sleep(delay);
       delay = Math.min(delay * 2, 5000);
@@ -379,20 +480,24 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
       } catch (err) {
         // RabbitMQ 3.10 keeps nacking a confirm channel whose publish met a dead queue leader (measured: > 40 s); a
         // fresh channel is confirmed at once. The command stays pending and is sent again (commands.ts).
-        const c = conn;
-        if (c && publisher === ch) {
+        const pc = pubConn;
+        if (pc && publisher === ch) {
           publisher = null;
           void ch.close().catch(() => {});
-          publisher = await c.createConfirmChannel().catch(() => null);
+          const fresh = await pc.createConfirmChannel().catch(() => null);
+          fresh?.on('error', () => undefined);
+          if (pubConn === pc) publisher = fresh;
         }
         throw err;
       }
     },
     async close() {
       stopped = true;
-      // what was taken is committed (and acknowledged) before the connection goes
+      // nothing new is taken; what was taken is committed (and acknowledged) before the connection goes
       await Promise.race([Promise.allSettled([...inFlight]), sleep(5000)]);
+      for (const c of [...opening]) await c.close().catch(() => {});
       await conn?.close().catch(() => {});
+      await pubConn?.close().catch(() => {});
       await running;
       await unreadable.close();
       limited.close();

@@ -201,6 +201,10 @@ export async function startRabbitCluster(opts: RabbitClusterOptions): Promise<Ra
       'cluster_partition_handling = pause_minority',
       `vm_memory_high_watermark.absolute = ${memory}MiB`,
       'disk_free_limit.absolute = 50MB',
+      // eldergate holds a message unacknowledged until its own commit, also through a storage outage: RabbitMQ's
+      // default 30 min consumer timeout would close its channel and hand every held message out again, each time
+      // counting towards the partitions' delivery limit (dead-lettering). 24 h.
+      'consumer_timeout = 86400000',
       // quorum queues keep their write-ahead log in memory up to this size (default 512 MiB)
       'raft.wal_max_size_bytes = 67108864',
       // a blank node creates guest/guest unless definitions are configured: ours hold the vhost and no user, so no

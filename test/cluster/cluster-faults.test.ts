@@ -59,8 +59,8 @@ describe('cluster mode: RabbitMQ + HAProxy + an eldergate node, killed mid-strea
       ELDERGATE_RABBITMQ_URLS: JSON.stringify(rabbit.amqpUrls), ELDERGATE_RABBITMQ_PASSWORD_FILE: rabbit.passwordFile,
       ELDERGATE_RABBITMQ_AUTH_PORT: String(authPort), ELDERGATE_RABBITMQ_MQTT_PORT: String(mqttPort),
       ELDERGATE_RABBITMQ_PARTITIONS: '4', ELDERGATE_RABBITMQ_MANAGEMENT_URL: rabbit.managementUrl,
-      // telemetry waits in the writer up to 2 s before its commit: a kill lands while some is taken and not committed
-      ELDERGATE_INGEST_TELEMETRY_FLUSH_MS: '2000', ELDERGATE_INGEST_TELEMETRY_BATCH_ROWS: '100000',
+      // telemetry waits in the writer up to 0.5 s before its commit (and a terminal's readings one after another): a kill lands while some is taken and not committed
+      ELDERGATE_INGEST_TELEMETRY_FLUSH_MS: '500', ELDERGATE_INGEST_TELEMETRY_BATCH_ROWS: '100000',
       // every reading a row (none folded into state), so that each can be counted
       ELDERGATE_INGEST_HEARTBEAT_HISTORY_MS: '0',
     };
