@@ -10,6 +10,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 import { startRabbitCluster, type RabbitCluster } from '../../ops/cluster/rabbitmq.js';
 import { DEAD_LETTER_INCIDENT, parseRoutingKey, topologyNames } from '../../gateway/cluster/rabbitmq.js';
+import { createLogger } from '../../core/logger.js';
 
 describe('cluster mode: device messages taken from RabbitMQ', () => {
   const dir = mkdtempSync(join(tmpdir(), 'eldergate-ingress-'));
@@ -138,5 +139,20 @@ describe('cluster mode: device messages taken from RabbitMQ', () => {
     await c.publishAsync(`devices/${dev.id}/events`, Buffer.from([0xff, 0x00, 0x13]), { qos: 1 });
     const inc = await waitFor(async () => (await incidentsOf(dev.id)).find((i) => i.type === 'unreadable-messages'), 'the unreadable incident', 20_000);
     expect(inc.priority).toBe('P3');
+  });
+
+  it('a node configured with fewer partitions than exist does not consume, and says which queue would be stranded', async () => {
+    const lines: string[] = [];
+    const other = await startTestGateway({
+      rabbitmq: { urls: rabbit.amqpUrls, passwordFile: rabbit.passwordFile, authPort: authPort + 5, partitions: 1, mqttPort: rabbit.nodes[0]!.mqttPort },
+    }, undefined, createLogger('info', { write: (l: string) => { lines.push(l); } }));
+    try {
+      const line = await waitFor(() => lines.find((l) => l.includes('eldergate.mqtt.p1 exists')), 'the refusal logged', 20_000);
+      expect(line).toMatch(/rabbitmq\.partitions was lowered/);
+      expect(other.gw.cluster!.connected()).toBe(false);
+      expect((await fetch(`${other.http}/readyz`)).status).toBe(503);
+    } finally {
+      await other.stop();
+    }
   });
 });
