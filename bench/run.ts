@@ -6,9 +6,13 @@
 //   --no-pin                         do not pin (the system under test otherwise gets a core of its own: taskset)
 //   npm run bench -- --smoke --out=DIR   a short run of the harness (npm run bench:smoke; no thresholds)
 //   --systems=eldergate,raw-aedes,mosquitto   --in-memory=50000,100000   --no-profile
+//   npm run bench -- --cluster --only=1,2,5   eldergate in cluster mode (3 RabbitMQ nodes + HAProxy + one eldergate
+//                                    node, docs/scale-out.md) beside one-node eldergate, same run; figures 1, 2, 4, 5;
+//                                    writes docs/benchmarks-cluster.md (never docs/benchmarks.md). Not in the default
+//                                    set: the cluster takes ~40 s to start per figure group. Also --systems=…,eldergate-cluster
 //   --json=FILE (save the measurements)   --from=FILE (re-render docs from them, e.g. after editing bench/analysis.md)
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import os from 'node:os';
 import { PROFILES, type Profile, type ProfileName } from './lib/profile.js';
 import { machineInfo } from './lib/sys.js';
@@ -19,7 +23,7 @@ import { runTraffic } from './figures/traffic.js';
 import { runFleet, runInMemory } from './figures/fleet.js';
 import { profileGateway } from './figures/profile.js';
 import { runImportStall } from './figures/import.js';
-import type { SystemName } from './lib/targets.js';
+import { SYSTEMS, type SystemName } from './lib/targets.js';
 import { affinityOf, cpuPlan, describeRule, pinProcess, setCpuPlan, type CpuPlan } from './lib/sched.js';
 import { runDbGrowth } from './figures/dbgrowth.js';
 
@@ -51,21 +55,24 @@ export function parseArgs(argv: string[]): Omit<RunOptions, 'log'> {
   let jsonFile: string | undefined;
   let inMemory: number[] | undefined;
   let from: string | undefined;
+  let cluster = false;
+  let systemsGiven = false;
   for (const a of argv) {
     if (a === '--full') name = 'full';
     else if (a === '--smoke') name = 'smoke';
     else if (a === '--quick') name = 'quick';
     else if (a === '--no-profile') cpuProfile = false;
     else if (a === '--no-pin') pin = false;
+    else if (a === '--cluster') cluster = true;
     else if (a.startsWith('--only=')) {
       figures = a.slice(7).split(',').map(Number);
       if (figures.some((f) => !Number.isInteger(f) || f < 1 || f > 8)) throw new UsageError(`--only takes figure numbers 1–8, comma-separated (got "${a.slice(7)}")`);
     } else if (a.startsWith('--systems=')) {
       const s = a.slice(10).split(',') as SystemName[];
-      const known: SystemName[] = ['eldergate', 'raw-aedes', 'mosquitto'];
-      const bad = s.filter((x) => !known.includes(x));
-      if (bad.length) throw new UsageError(`--systems: unknown ${bad.join(', ')} (use ${known.join(', ')})`);
+      const bad = s.filter((x) => !SYSTEMS.includes(x));
+      if (bad.length) throw new UsageError(`--systems: unknown ${bad.join(', ')} (use ${SYSTEMS.join(', ')})`);
       systems = s;
+      systemsGiven = true;
     } else if (a.startsWith('--out=')) out = a.slice(6);
     else if (a.startsWith('--json=')) jsonFile = a.slice(7);
     else if (a.startsWith('--from=')) from = a.slice(7);
@@ -73,15 +80,26 @@ export function parseArgs(argv: string[]): Omit<RunOptions, 'log'> {
       inMemory = a.slice(12).split(',').map(Number);
       if (inMemory.some((n) => !Number.isInteger(n) || n < 1 || n > 500_000)) throw new UsageError(`--in-memory takes device counts, comma-separated, e.g. 50000,100000 (got "${a.slice(12)}")`);
     }
-    else throw new UsageError(`unknown option ${a}: use --full, --smoke, --only=1,2,3,4,5,6,7,8, --systems=…, --in-memory=N,N, --out=DIR, --json=FILE, --from=FILE, --no-profile, --no-pin`);
+    else throw new UsageError(`unknown option ${a}: use --full, --smoke, --only=1,2,3,4,5,6,7,8, --systems=…, --cluster, --in-memory=N,N, --out=DIR, --json=FILE, --from=FILE, --no-profile, --no-pin`);
   }
+  // --cluster: one-node eldergate and the cluster side by side (or the cluster added to the systems given)
+  if (cluster) systems = systemsGiven ? [...new Set<SystemName>([...systems, 'eldergate-cluster'])] : ['eldergate', 'eldergate-cluster'];
   let profile = PROFILES[name];
   if (inMemory) {
     // the in-memory steps of figure 3 sized apart from the rest (100k devices in a quick run)
     profile = { ...profile, terminals: { ...profile.terminals, inMemory }, overrides: [`--in-memory=${inMemory.join(',')}`] };
   }
   const outDir = resolve(out ?? join(ROOT, 'docs'));
-  return { profile, figures, systems, outDir, mdFile: join(outDir, 'benchmarks.md'), cpuProfile, pin, ...(jsonFile ? { jsonFile } : {}), ...(from ? { from } : {}) };
+  return { profile, figures, systems, outDir, mdFile: join(outDir, mdName(systems.includes('eldergate-cluster'))), cpuProfile, pin, ...(jsonFile ? { jsonFile } : {}), ...(from ? { from } : {}) };
+}
+
+/** a run with the cluster has a report of its own: docs/benchmarks.md stays the one-node comparison */
+function mdName(cluster: boolean): string {
+  return cluster ? 'benchmarks-cluster.md' : 'benchmarks.md';
+}
+
+function isClusterRun(r: BenchResults): boolean {
+  return (r.systems ?? []).includes('eldergate-cluster') || r.traffic.some((t) => t.system === 'eldergate-cluster') || r.fleet.some((f) => f.system === 'eldergate-cluster');
 }
 
 export async function runBench(o: RunOptions): Promise<{ results: BenchResults; markdown: string; terminal: string }> {
@@ -89,7 +107,9 @@ export async function runBench(o: RunOptions): Promise<{ results: BenchResults; 
     // re-render a saved run (after editing bench/analysis.md): nothing is measured again
     const saved = JSON.parse(readFileSync(o.from, 'utf8')) as BenchResults;
     o.log(`re-rendering the run of ${saved.machine.date} from ${o.from}`);
-    return render(saved, o);
+    // a saved cluster run re-renders into its own report, not over docs/benchmarks.md
+    const mdFile = isClusterRun(saved) && basename(o.mdFile) === 'benchmarks.md' ? join(dirname(o.mdFile), mdName(true)) : o.mdFile;
+    return render(saved, { ...o, mdFile });
   }
   const started = Date.now();
   const p = o.profile;
@@ -108,6 +128,7 @@ export async function runBench(o: RunOptions): Promise<{ results: BenchResults; 
     profile: p, figures: o.figures, machine, loadAfter: [], startedAt: machine.date, durationS: 0,
     traffic: [], fleet: [], inMemory: [], profiles: [], histogram: null, analysis: null, importStall: null,
     cpuPlan: { ...plan, harness: affinityOf(process.pid) }, noiseRule: describeRule(p.noise), dbGrowth: null, eldergateStart: 'compiled',
+    systems: o.systems,
   };
   try {
     await measure(results, o, log);
@@ -131,14 +152,15 @@ async function measure(results: BenchResults, o: RunOptions, log: (l: string) =>
     }
   }
   if (figs.has(3) || figs.has(4)) {
-    const fleetSystems = (s: SystemName): s is 'eldergate' | 'raw-aedes' => s !== 'mosquitto' && (p.fleetSystems?.includes(s) ?? true);
+    // the cluster only for the storm (figure 4): its figure 3 would be the engines' memory, not eldergate's
+    const fleetSystems = (s: SystemName) => s !== 'mosquitto' && (s === 'eldergate-cluster' ? figs.has(4) : (p.fleetSystems?.includes(s) ?? true));
     for (const s of o.systems.filter(fleetSystems)) {
       log(`figures 3, 4 — ${s} over TCP`);
       results.fleet.push(await runFleet(s, p, log, figs.has(4)));
     }
   }
   if (figs.has(3)) {
-    for (const s of o.systems.filter((x): x is 'eldergate' | 'raw-aedes' => x !== 'mosquitto' && (p.fleetSystems?.includes(x) ?? true))) {
+    for (const s of o.systems.filter((x): x is 'eldergate' | 'raw-aedes' => (x === 'eldergate' || x === 'raw-aedes') && (p.fleetSystems?.includes(x) ?? true))) {
       log(`figure 3 — ${s} in memory`);
       results.inMemory.push(await runInMemory(s, p, log));
     }
@@ -169,8 +191,8 @@ async function render(results: BenchResults, o: RunOptions): Promise<{ results: 
   const log = o.log;
   mkdirSync(o.outDir, { recursive: true });
   if (results.figures.includes(1)) {
-    const colors: Record<SystemName, string> = { eldergate: '#1f6feb', 'raw-aedes': '#2da44e', mosquitto: '#bf8700' };
-    const labels: Record<SystemName, string> = { eldergate: 'eldergate → WS', 'raw-aedes': 'raw aedes → sub', mosquitto: 'Mosquitto+sub → WS' };
+    const colors: Record<SystemName, string> = { eldergate: '#1f6feb', 'eldergate-cluster': '#8250df', 'raw-aedes': '#2da44e', mosquitto: '#bf8700' };
+    const labels: Record<SystemName, string> = { eldergate: 'eldergate → WS', 'eldergate-cluster': 'cluster: HAProxy → RabbitMQ → eldergate → WS', 'raw-aedes': 'raw aedes → sub', mosquitto: 'Mosquitto+sub → WS' };
     const svg = latencyHistogramSvg(
       `P1 latency at ${Math.max(...p.latency.ratesPerS).toLocaleString('en-US')} msg/s background — ${p.name} profile, ${machine.date.slice(0, 10)}`,
       results.traffic.map((t) => {
@@ -181,8 +203,10 @@ async function render(results: BenchResults, o: RunOptions): Promise<{ results: 
       }),
       20,
     );
-    const svgFile = join(o.outDir, 'bench-latency.svg');
-    const pngFile = join(o.outDir, 'bench-latency.png');
+    // the cluster run's picture beside its own report, never over docs/bench-latency.*
+    const stem = isClusterRun(results) ? 'bench-cluster-latency' : 'bench-latency';
+    const svgFile = join(o.outDir, `${stem}.svg`);
+    const pngFile = join(o.outDir, `${stem}.png`);
     writeFileSync(svgFile, svg);
     const pngError = await renderPng(svgFile, pngFile);
     if (pngError) log(`  ${pngError}`);
@@ -190,7 +214,8 @@ async function render(results: BenchResults, o: RunOptions): Promise<{ results: 
     results.histogram = { svg: rel(svgFile), png: pngError ? null : rel(pngFile), pngError };
   }
   const analysisFile = join(ROOT, 'bench', 'analysis.md');
-  results.analysis = p.name !== 'smoke' && existsSync(analysisFile) ? readFileSync(analysisFile, 'utf8') : null;
+  // bench/analysis.md reads the one-node run; the cluster report says its own piece (bench/lib/report.ts)
+  results.analysis = p.name !== 'smoke' && !isClusterRun(results) && existsSync(analysisFile) ? readFileSync(analysisFile, 'utf8') : null;
   const cs = checks(results);
   const markdown = renderMarkdown(results, cs);
   writeFileSync(o.mdFile, markdown);

@@ -3,12 +3,12 @@
 // network drops at once and it comes back on the firmware's back-off and jitter while P1 alarms are measured.
 import { Child } from '../lib/ipc.js';
 import { Generators } from '../lib/generators.js';
-import { CpuMeter, sleep } from '../lib/sys.js';
+import { CpuMeter, rssBytes, sleep } from '../lib/sys.js';
 import { summarize, type LatencySummary } from '../lib/stats.js';
 import { startTarget, type SystemName } from '../lib/targets.js';
 import type { Profile } from '../lib/profile.js';
 import type { ProbeStats } from '../lib/probe.js';
-import { conditions, probeRun, type Log } from './traffic.js';
+import { conditions, noiseFor, partGroups, partsOf, probeRun, type Log } from './traffic.js';
 import type { InMemStep } from '../load/inmem.js';
 import { LoadMeter, currentCpuPlan, judge, type LoadConditions } from '../lib/sched.js';
 import { cpuSeconds } from '../lib/sys.js';
@@ -23,6 +23,8 @@ export interface FleetResult {
   heapPerDeviceKiB: number;
   /** V8 heap + memory outside it (Buffers): what the process itself keeps per device, after a full GC */
   jsPerDeviceKiB: number;
+  /** RSS growth of all the system's processes per device (the cluster: eldergate, the Erlang VMs, HAProxy) */
+  systemRssPerDeviceKiB?: number;
   cpuPct: number;
   cpuGeneratorsPct: number;
   heartbeatsPerS: number;
@@ -39,6 +41,8 @@ export interface FleetResult {
     p1Late: number;
     p1Lost: number;
     cpuPct: number;
+    /** the system's CPU by part over the storm (the cluster), % of one core */
+    cpuParts?: Record<string, number>;
     /** connects completed per second, from the first attempt to the last device back */
     connectsPerS: number | null;
     /** the generators' own CPU over the storm (% of one core) and per completed connect (µs): the load's cost */
@@ -66,6 +70,8 @@ export async function runFleet(system: SystemName, p: Profile, log: Log, withSto
     const probeDevices = await target.provision(Math.min(20, p.latency.probeDevices), 'storm-p1');
     await target.node.call('probe.gc');
     const before = await target.node.call<ProbeStats>('probe.stats');
+    const rssAll = () => target.pids.reduce((a, pid) => a + rssBytes(pid), 0);
+    const rssBefore = rssAll();
     const c = await gens.connect(target.mqtt, creds, { keepaliveS: 120, concurrency: 200 });
     out.connected = c.connected;
     out.connectMs = c.ms;
@@ -83,6 +89,7 @@ export async function runFleet(system: SystemName, p: Profile, log: Log, withSto
     out.rssPerDeviceKiB = (after.rss - before.rss) / Math.max(1, c.connected) / 1024;
     out.heapPerDeviceKiB = (after.heapUsed - before.heapUsed) / Math.max(1, c.connected) / 1024;
     out.jsPerDeviceKiB = (after.heapUsed + after.external - before.heapUsed - before.external) / Math.max(1, c.connected) / 1024;
+    out.systemRssPerDeviceKiB = (rssAll() - rssBefore) / Math.max(1, c.connected) / 1024;
     out.cpuPct = cpuRead.system!;
     out.cpuGeneratorsPct = cpuRead.generators!;
     out.heartbeatsPerS = (c.connected * 1000) / T.heartbeatMs;
@@ -97,13 +104,13 @@ export async function runFleet(system: SystemName, p: Profile, log: Log, withSto
       const probeMs = Math.min(S.maxMs, 5000 + 3 * S.backoff.initialMs + (n / 1000) * 1500);
       const { child: probe, result } = await probeRun(target, probeDevices, { ratePerS: 20, durationMs: probeMs, warmupMs: 0 });
       await sleep(500);
-      const cpuStorm = new CpuMeter({ system: target.pids, probe: [probe.pid], generators: gens.pids });
+      const cpuStorm = new CpuMeter({ system: target.pids, probe: [probe.pid], generators: gens.pids, ...partGroups(target) });
       const meter = new LoadMeter(target.pids, null, currentCpuPlan(), cpuSeconds);
       const s = await gens.storm(S.backoff, S.connectTimeoutMs, S.maxMs);
       const cpuStormRead = cpuStorm.read();
-      const sut = meter.read(p.noise);
+      const sut = meter.read(noiseFor(target, p));
       const r = await result;
-      const load = judge({ ...sut, probeWaitMsPerS: r.waitMsPerS }, p.noise);
+      const load = judge({ ...sut, probeWaitMsPerS: r.waitMsPerS }, noiseFor(target, p));
       // CPU % over the storm's wall time → CPU µs per connect: what the devices' side cost, so a saturated
       // generator (the load core near 100 %) is seen as the limit it is, not taken for the system's
       const wallS = (s.elapsedMs ?? s.allBackMs ?? 0) / 1000;
@@ -111,6 +118,7 @@ export async function runFleet(system: SystemName, p: Profile, log: Log, withSto
       const busyS = s.allBackMs !== null && s.firstAttemptMs !== null ? (s.allBackMs - s.firstAttemptMs) / 1000 : null;
       out.storm = {
         ...s, p1: summarize(r.latencies), p1Late: r.late, p1Lost: r.lost, cpuPct: cpuStormRead.system!,
+        ...(() => { const x = partsOf(cpuStormRead).parts; return x ? { cpuParts: x } : {}; })(),
         connectsPerS: busyS && busyS > 0 ? s.back / busyS : null,
         cpuGeneratorsPct: cpuStormRead.generators!,
         generatorUsPerConnect: perConnect(cpuStormRead.generators!),

@@ -24,7 +24,7 @@ export interface LatencyRep {
   late: number;
   lost: number;
   unmatched: number;
-  cpu: { system: number; generators: number; probe: number };
+  cpu: { system: number; generators: number; probe: number; parts?: Record<string, number> };
   systemEldMaxMs: number;
   systemGcMaxMs: number;
   ingestedPerS: number;
@@ -49,16 +49,20 @@ export interface IngestRep {
   msgPerS: number;
   offeredPerS: number;
   shedPerS: number;
-  cpu: { system: number; generators: number };
+  cpu: { system: number; generators: number; parts?: Record<string, number> };
+  /** the cluster: how long after the flood its queues took to drain into eldergate, and what was purged after SETTLE_MS */
+  drain?: { ms: number; left: number | null; purged: number };
   load: LoadConditions;
   discarded: boolean;
 }
 
 export interface DurableRep {
   alarmsPerS: number;
+  /** observations eldergate stored per second over the same interval (the cluster PUBACKs before eldergate commits) */
+  committedPerS?: number;
   latency: LatencySummary;
   timedOut: number;
-  cpu: { system: number; generators: number };
+  cpu: { system: number; generators: number; parts?: Record<string, number> };
   load: LoadConditions;
   discarded: boolean;
 }
@@ -73,10 +77,43 @@ export interface TrafficResult {
   /** figure 7: P1 at the top background rate with consoles attached (systems with a console only) */
   consoles: ConsolesRep[];
   connect: { connected: number; failed: number; ms: number; errors: Record<string, number> };
+  /** how the system was set up beyond its defaults (the cluster) */
+  notes?: string[];
   errors: string[];
 }
 
 export type Log = (line: string) => void;
+
+/** the system's parts as CpuMeter groups ("part:rabbitmq"), none for a system of one kind of process */
+export function partGroups(target: Target): Record<string, number[]> {
+  return Object.fromEntries(Object.entries(target.parts ?? {}).map(([k, v]) => [`part:${k}`, v]));
+}
+
+/** the parts' CPU out of a CpuMeter reading, or nothing */
+export function partsOf(read: Record<string, number>): { parts?: Record<string, number> } {
+  const parts = Object.fromEntries(Object.entries(read).filter(([k]) => k.startsWith('part:')).map(([k, v]) => [k.slice(5), v]));
+  return Object.keys(parts).length ? { parts } : {};
+}
+
+function partsText(parts: Record<string, number> | undefined): string {
+  return parts ? ` (${Object.entries(parts).map(([k, v]) => `${k} ${v.toFixed(0)}%`).join(', ')})` : '';
+}
+
+/** the cluster's backlog from one repetition must not load the next (a no-op for the other systems) */
+async function settle(target: Target, log: Log, what: string): Promise<{ ms: number; left: number | null; purged: number } | undefined> {
+  if (!target.settle) return undefined;
+  const r = await target.settle(SETTLE_MS);
+  if (r.ms > 3000 || r.left) log(`  ${what}: ${r.purged ? `queues not drained into eldergate within ${SETTLE_MS / 1000} s: ${r.purged} messages purged` : `queues drained into eldergate in ${(r.ms / 1000).toFixed(1)} s`}`);
+  return r;
+}
+
+/** how long the cluster's queues may take to drain into eldergate between repetitions before they are purged */
+export const SETTLE_MS = 30_000;
+
+/** the noise rule for this system (a system of many busy processes: its own wait is not noise, bench/lib/targets.ts) */
+export function noiseFor(target: Target, p: Profile): Profile['noise'] {
+  return target.ownWait ? { ...p.noise, maxSutWaitMsPerS: Number.POSITIVE_INFINITY } : p.noise;
+}
 
 /** one probe run concurrently with `during` (background load), CPU measured over the probe's whole interval */
 export async function probeRun(target: Target, probeDevices: Awaited<ReturnType<Target['provision']>>, o: {
@@ -108,6 +145,7 @@ export async function runTraffic(system: SystemName, p: Profile, log: Log, figur
     system, latency: [], samplesAtTop: [], ingest: [], durable: [], consoles: [], connect: { connected: 0, failed: 0, ms: 0, errors: {} }, errors: [],
   };
   const target = await startTarget(system);
+  if (target.notes) out.notes = target.notes;
   const gens = Generators.spawn(p.generators);
   try {
     const L = p.latency;
@@ -119,19 +157,20 @@ export async function runTraffic(system: SystemName, p: Profile, log: Log, figur
 
     /** one P1 repetition at `rate` background: probe and background start together and end together */
     const latencyRep = async (rate: number): Promise<{ rep: LatencyRep; samples: number[] }> => {
+      await settle(target, log, `${system} fig1 bg ${rate}/s`);
       const before = await target.counters();
       await target.node.call('probe.reset');
       const { child: probe, result } = await probeRun(target, probeDevices, { ratePerS: L.probeRatePerS, durationMs: L.durationMs, warmupMs: L.warmupMs });
       // the probe connects its console and devices first; the background starts with it and ends with it
       await sleep(300);
-      const cpu = new CpuMeter({ system: target.pids, generators: gens.pids, probe: [probe.pid] });
+      const cpu = new CpuMeter({ system: target.pids, generators: gens.pids, probe: [probe.pid], ...partGroups(target) });
       // the probe reads its own run-queue wait (it may have exited by the time the meter is read)
       const meter = new LoadMeter(target.pids, null, currentCpuPlan(), cpuSeconds);
       const bg = await gens.rate(rate, L.durationMs);
       const cpuRead = cpu.read();
-      const sut = meter.read(p.noise);
+      const sut = meter.read(noiseFor(target, p));
       const r = await result;
-      const load = judge({ ...sut, probeWaitMsPerS: r.waitMsPerS }, p.noise);
+      const load = judge({ ...sut, probeWaitMsPerS: r.waitMsPerS }, noiseFor(target, p));
       const after = await target.counters();
       const stats = await target.node.call<ProbeStats>('probe.stats');
       if (r.delivered === 0) out.errors.push(`fig1 ${rate}/s: no alarm reached the console (${r.sent} sent, ${r.unmatchedFrames} unmatched frames)`);
@@ -147,7 +186,7 @@ export async function runTraffic(system: SystemName, p: Profile, log: Log, figur
           late: r.late,
           lost: r.lost,
           unmatched: r.unmatchedFrames,
-          cpu: { system: cpuRead.system!, generators: cpuRead.generators!, probe: cpuRead.probe! },
+          cpu: { system: cpuRead.system!, generators: cpuRead.generators!, probe: cpuRead.probe!, ...partsOf(cpuRead) },
           systemEldMaxMs: stats.eldMaxMs,
           systemGcMaxMs: stats.gcMaxMs,
           ingestedPerS: (after.ingested - before.ingested) / (L.durationMs / 1000),
@@ -167,7 +206,7 @@ export async function runTraffic(system: SystemName, p: Profile, log: Log, figur
           const { rep, samples } = await latencyRep(rate);
           out.latency.push(rep);
           if (rate === top) (rep.discarded ? noisyTop : out.samplesAtTop).push(...samples);
-          log(`  ${system} fig1 bg ${rate}/s: P1 p50 ${rep.p1.p50.toFixed(2)} p99 ${rep.p1.p99.toFixed(2)} max ${rep.p1.max.toFixed(1)} ms (n=${rep.p1.n}, lost ${rep.lost}), cpu ${system} ${rep.cpu.system.toFixed(0)}% gen ${rep.cpu.generators.toFixed(0)}% (burst ≤ ${rep.generator.maxBurst}, tick gap ≤ ${rep.generator.maxTickGapMs.toFixed(1)} ms); ${conditions(rep.load)}`);
+          log(`  ${system} fig1 bg ${rate}/s: P1 p50 ${rep.p1.p50.toFixed(2)} p99 ${rep.p1.p99.toFixed(2)} max ${rep.p1.max.toFixed(1)} ms (n=${rep.p1.n}, lost ${rep.lost}), cpu ${system} ${rep.cpu.system.toFixed(0)}%${partsText(rep.cpu.parts)} gen ${rep.cpu.generators.toFixed(0)}%, eldergate stored ${Math.round(rep.ingestedPerS)}/s (burst ≤ ${rep.generator.maxBurst}, tick gap ≤ ${rep.generator.maxTickGapMs.toFixed(1)} ms); ${conditions(rep.load)}`);
           return rep.discarded;
         }, out.errors);
       }
@@ -212,29 +251,32 @@ export async function runTraffic(system: SystemName, p: Profile, log: Log, figur
     if (figures.has(2)) {
       const I = p.ingest;
       await repeat(p, `${system} fig2`, log, async () => {
+        await settle(target, log, `${system} fig2`);
         // warm-up at full speed, then the measured window
         const flood = gens.flood(I.publishers, I.warmupMs + I.durationMs);
         await sleep(I.warmupMs);
         const before = await target.counters();
-        const cpu = new CpuMeter({ system: target.pids, generators: gens.pids });
+        const cpu = new CpuMeter({ system: target.pids, generators: gens.pids, ...partGroups(target) });
         const meter = new LoadMeter(target.pids, null, currentCpuPlan(), cpuSeconds);
         await sleep(I.durationMs);
         const after = await target.counters();
         const cpuRead = cpu.read();
-        const load = meter.read(p.noise);
+        const load = meter.read(noiseFor(target, p));
         const f = await flood;
         // what is still queued is written within a flush interval or two; it is not counted (steady rate only)
         await sleep(500);
+        const drain = await settle(target, log, `${system} fig2`);
         const r: IngestRep = {
           msgPerS: (after.ingested - before.ingested) / (I.durationMs / 1000),
           offeredPerS: f.sent / ((I.warmupMs + I.durationMs) / 1000),
           shedPerS: (after.shed - before.shed) / (I.durationMs / 1000),
-          cpu: { system: cpuRead.system!, generators: cpuRead.generators! },
+          cpu: { system: cpuRead.system!, generators: cpuRead.generators!, ...partsOf(cpuRead) },
+          ...(drain ? { drain } : {}),
           load,
           discarded: load.noisy,
         };
         out.ingest.push(r);
-        log(`  ${system} fig2: ${Math.round(r.msgPerS)} msg/s taken in (offered ${Math.round(r.offeredPerS)}, shed ${Math.round(r.shedPerS)}), cpu ${system} ${cpuRead.system!.toFixed(0)}% gen ${cpuRead.generators!.toFixed(0)}%; ${conditions(load)}`);
+        log(`  ${system} fig2: ${Math.round(r.msgPerS)} msg/s taken in (offered ${Math.round(r.offeredPerS)}, shed ${Math.round(r.shedPerS)}), cpu ${system} ${cpuRead.system!.toFixed(0)}%${partsText(r.cpu.parts)} gen ${cpuRead.generators!.toFixed(0)}%; ${conditions(load)}`);
         return r.discarded;
       }, out.errors);
       await sleep(1000);
@@ -243,21 +285,27 @@ export async function runTraffic(system: SystemName, p: Profile, log: Log, figur
     if (figures.has(5) && system !== 'mosquitto') {
       const D = p.durable;
       await repeat(p, `${system} fig5`, log, async () => {
-        const cpu = new CpuMeter({ system: target.pids, generators: gens.pids });
+        await settle(target, log, `${system} fig5`);
+        const c0 = await target.counters();
+        const t0 = performance.now();
+        const cpu = new CpuMeter({ system: target.pids, generators: gens.pids, ...partGroups(target) });
         const meter = new LoadMeter(target.pids, null, currentCpuPlan(), cpuSeconds);
         const r = await gens.alarms(D.durationMs, D.warmupMs, Math.min(D.devices, out.connect.connected));
         const cpuRead = cpu.read();
-        const load = meter.read(p.noise);
+        const load = meter.read(noiseFor(target, p));
+        const c1 = await target.counters();
         const d: DurableRep = {
           alarmsPerS: r.acked / (r.windowMs / 1000),
+          // warm-up included on both sides of this one: the whole interval the alarms ran
+          ...(system.startsWith('eldergate') ? { committedPerS: (c1.ingested - c0.ingested) / ((performance.now() - t0) / 1000) } : {}),
           latency: summarize(r.latencies),
           timedOut: r.timedOut,
-          cpu: { system: cpuRead.system!, generators: cpuRead.generators! },
+          cpu: { system: cpuRead.system!, generators: cpuRead.generators!, ...partsOf(cpuRead) },
           load,
           discarded: load.noisy,
         };
         out.durable.push(d);
-        log(`  ${system} fig5: ${Math.round(d.alarmsPerS)} alarms/s acknowledged, PUBACK p50 ${d.latency.p50.toFixed(2)} p99 ${d.latency.p99.toFixed(2)} ms; ${conditions(load)}`);
+        log(`  ${system} fig5: ${Math.round(d.alarmsPerS)} alarms/s acknowledged${d.committedPerS !== undefined ? ` (eldergate stored ${Math.round(d.committedPerS)}/s)` : ''}, cpu ${d.cpu.system.toFixed(0)}%${partsText(d.cpu.parts)}, PUBACK p50 ${d.latency.p50.toFixed(2)} p99 ${d.latency.p99.toFixed(2)} ms; ${conditions(load)}`);
         return d.discarded;
       }, out.errors);
     }

@@ -12,11 +12,16 @@ import { freePort, sleep, waitFor } from './sys.js';
 import type { Observer } from '../load/probe.js';
 import { coresFor, pinned } from './sched.js';
 import { COMPILED_MAIN, ensureBuilt } from './compiled.js';
+import { pinEngines, startClusterEngines, type StartedEngines } from './cluster.js';
 
-export type SystemName = 'eldergate' | 'raw-aedes' | 'mosquitto';
+export type SystemName = 'eldergate' | 'raw-aedes' | 'mosquitto' | 'eldergate-cluster';
+
+/** every system, in the order the report lists them */
+export const SYSTEMS: SystemName[] = ['eldergate', 'eldergate-cluster', 'raw-aedes', 'mosquitto'];
 
 export const SYSTEM_LABEL: Record<SystemName, string> = {
   eldergate: 'eldergate',
+  'eldergate-cluster': 'eldergate-cluster (3 RabbitMQ + HAProxy + 1 eldergate)',
   'raw-aedes': 'raw aedes (no hooks)',
   mosquitto: 'Mosquitto + Node subscriber',
 };
@@ -24,8 +29,23 @@ export const SYSTEM_LABEL: Record<SystemName, string> = {
 export interface Target {
   name: SystemName;
   mqtt: { host: string; port: number };
-  /** processes whose CPU is the system's (Mosquitto: the broker and its subscriber) */
+  /** processes whose CPU is the system's (Mosquitto: the broker and its subscriber; the cluster: all of its processes) */
   pids: number[];
+  /** the system's processes by part, where it has several worth telling apart (the cluster: eldergate, rabbitmq, haproxy) */
+  parts?: Record<string, number[]>;
+  /**
+   * wait until what the system took in is processed (the cluster: RabbitMQ's queues drained by eldergate), so that
+   * one repetition's backlog does not load the next; bounded, returns how long it took and what was left
+   */
+  settle?(timeoutMs: number): Promise<{ ms: number; left: number | null; purged: number }>;
+  /**
+   * the system runs many busy threads of its own on its one core (the cluster: 3 Erlang VMs, HAProxy, eldergate), so
+   * its run-queue wait is mostly its own threads queueing behind each other: only other work's share of the core
+   * (and the probe's wait, steal) can tell noise apart
+   */
+  ownWait?: boolean;
+  /** how the system was set up beyond its defaults, for the report */
+  notes?: string[];
   /** the Node process that answers `probe.stats` (the gateway; Mosquitto's subscriber) */
   node: Child;
   observer(): Observer;
@@ -54,11 +74,29 @@ const ADMIN_PASSWORD = 'bench-' + randomBytes(12).toString('hex');
 
 export async function startTarget(name: SystemName, o: StartOptions = {}): Promise<Target> {
   if (name === 'eldergate') return startEldergateChild(o);
+  if (name === 'eldergate-cluster') return startEldergateCluster(o);
   if (name === 'raw-aedes') return startRawAedes(o);
   return startMosquitto(o);
 }
 
-async function startEldergateChild(o: StartOptions): Promise<Target> {
+/**
+ * eldergate in cluster mode: RabbitMQ ×3 first, then the eldergate node (it declares the topology), then HAProxy's
+ * MQTT frontend, then every engine process moved onto the system's core (bench/lib/cluster.ts).
+ */
+async function startEldergateCluster(o: StartOptions): Promise<Target> {
+  const engines = await startClusterEngines();
+  let t: Target;
+  try {
+    t = await startEldergateChild({ ...o, env: { ...engines.eldergateEnv, ...o.env } }, engines);
+  } catch (err) {
+    await engines.stop();
+    throw err;
+  }
+  return t;
+}
+
+async function startEldergateChild(o: StartOptions, engines?: StartedEngines): Promise<Target> {
+  let schedulers: string[] = [];
   const dataDir = mkdtempSync(join(tmpdir(), 'eldergate-bench-'));
   const [mqttPort, httpPort] = [await freePort(), await freePort()];
   // as an operator runs it: `npm start` runs the compiled dist/main.js (built here first when stale)
@@ -90,6 +128,15 @@ async function startEldergateChild(o: StartOptions): Promise<Target> {
         return false;
       }
     }, 60_000, 100);
+    if (engines) {
+      await waitFor('eldergate to declare its RabbitMQ exchange', async () => {
+        if (!node.alive) throw new Error(`eldergate exited before it declared its exchange:\n${node.tail()}`);
+        return engines.exchangeDeclared();
+      }, 120_000, 250);
+      await engines.openMqtt();
+      pinEngines(engines);
+      schedulers = await engines.oneSchedulerEach();
+    }
   } catch (err) {
     await node.stop(2000, 'SIGKILL');
     throw err;
@@ -104,11 +151,47 @@ async function startEldergateChild(o: StartOptions): Promise<Target> {
   let serials = 0;
   let consoles = 0;
   const run = randomBytes(3).toString('hex');
+  async function counters() {
+    const text = await (await fetch(`${http}/metrics`)).text();
+    let ingested = 0;
+    let shed = 0;
+    for (const line of text.split('\n')) {
+      if (line.startsWith('eldergate_observations_total{') && line.includes('result="stored"')) ingested += Number(line.split(' ').pop());
+      else if (line.startsWith('eldergate_telemetry_shed_total')) shed += Number(line.split(' ').pop());
+    }
+    return { ingested, shed };
+  }
+  const parts = engines ? { eldergate: [node.pid], ...engines.parts() } : undefined;
   return {
-    name: 'eldergate',
-    mqtt: { host: '127.0.0.1', port: mqttPort },
+    name: engines ? 'eldergate-cluster' : 'eldergate',
+    mqtt: { host: '127.0.0.1', port: engines ? engines.mqttPort : mqttPort },
     api: { http, token },
-    pids: [node.pid],
+    pids: parts ? Object.values(parts).flat() : [node.pid],
+    ...(parts ? { parts } : {}),
+    ...(engines ? {
+      ownWait: true,
+      notes: [`each Erlang VM set to one scheduler online and one dirty CPU scheduler after start, as on a one-core machine (what each had before, {schedulers, dirty CPU schedulers}: ${schedulers.join('; ')} — a VM booted under a one-core affinity already starts so)`],
+      async settle(timeoutMs: number) {
+        const t0 = Date.now();
+        let left: number | null = null;
+        // RabbitMQ's queue figures lag by its statistics interval (5 s): settled is queues empty and eldergate
+        // storing nothing more for a whole second, twice in a row
+        let still = 0;
+        let stored = (await counters()).ingested;
+        while (Date.now() - t0 < timeoutMs) {
+          await sleep(1000);
+          left = await engines.queued();
+          const now = (await counters()).ingested;
+          still = left === 0 && now === stored ? still + 1 : 0;
+          stored = now;
+          if (still >= 2) break;
+        }
+        // a backlog eldergate would take minutes to drain (a flood far above its rate) is dropped, and said
+        const purged = still >= 2 ? 0 : await engines.purge();
+        if (purged) await sleep(2000);
+        return { ms: Date.now() - t0, left, purged };
+      },
+    } : {}),
     node,
     observer: () => ({ kind: 'ws', url: `ws://127.0.0.1:${httpPort}/ws`, token, since: lastSeq, incidents }),
     async provision(n, label) {
@@ -144,18 +227,10 @@ async function startEldergateChild(o: StartOptions): Promise<Target> {
       }
       return tokens;
     },
-    async counters() {
-      const text = await (await fetch(`${http}/metrics`)).text();
-      let ingested = 0;
-      let shed = 0;
-      for (const line of text.split('\n')) {
-        if (line.startsWith('eldergate_observations_total{') && line.includes('result="stored"')) ingested += Number(line.split(' ').pop());
-        else if (line.startsWith('eldergate_telemetry_shed_total')) shed += Number(line.split(' ').pop());
-      }
-      return { ingested, shed };
-    },
+    counters,
     async close() {
       await node.stop(15_000);
+      await engines?.stop();
       rmSync(dataDir, { recursive: true, force: true });
       rmSync(`${dataDir}-keys`, { recursive: true, force: true }); // the token-signing key beside it
     },
