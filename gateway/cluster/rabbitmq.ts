@@ -226,9 +226,16 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
     }
   };
 
-  /** in RabbitMQ's order per routing key: a message waiting to be retried holds back the ones after it */
+  /**
+   * Events and command answers of a device, in RabbitMQ's order per routing key: each waits for the one before it to
+   * be stored (a few ms: the urgent group commit), so a message being retried holds back the ones after it.
+   * Telemetry and status are handed over as they come (submission order is the writer's order); waiting for each
+   * batched commit (up to ingest.telemetryFlushMs) would let one chatty terminal fill the partition's prefetch and hold
+   * every other device of the partition behind it. A reading retried under overload may so land after a later one.
+   */
   const takeInOrder = (ch: Channel, msg: ConsumeMessage, queue: 'partition' | 'unrouted', gen: number) => {
     const key = msg.fields.routingKey;
+    if (!key.endsWith('.events') && !key.endsWith('.commands.ack')) return track(take(ch, msg, queue, gen));
     const before = chains.get(key);
     const p = (before ?? Promise.resolve()).then(() => take(ch, msg, queue, gen));
     chains.set(key, p);

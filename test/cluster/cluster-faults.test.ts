@@ -220,7 +220,7 @@ describe('cluster mode: RabbitMQ + HAProxy + an eldergate node, killed mid-strea
     try {
       // the last readings wait for their flush; what is still missing after that is named by the checks below
       await waitFor(() => (db.prepare("select count(*) n from observations where type in ('sos', 'test', 'battery')").get() as { n: number }).n >= 2 * DEVICES * PER_DEVICE || undefined,
-        'every observation stored', 10_000, 200).catch(() => undefined);
+        'every observation stored', 30_000, 200).catch(() => undefined);
       for (const t of terminals) {
         const rows = db.prepare("select seq, count(*) n from observations where device_id = ? and type in ('sos', 'test') group by seq").all(t.id) as { seq: number; n: number }[];
         const stored = new Map(rows.map((r) => [r.seq, r.n]));
