@@ -279,6 +279,10 @@ export function renderMarkdown(r: BenchResults, cs: Check[]): string {
   out.push('');
   out.push('Every system runs in its own process; load generators (`bench/load/fleet.ts`), the P1 probe (`bench/load/probe.ts`) and the consoles (`bench/load/consoles.ts`) are separate processes; ' + (r.eldergateStart === 'compiled' ? 'eldergate runs compiled (`dist/main.js`, as `npm start` runs it; built first when stale)' : 'eldergate ran through tsx (`node --import tsx main.ts`), as production started before issue 10') + '; all traffic is on loopback. CPU is in % of one core, read from `/proc/<pid>/stat` over the measured interval — a generator near 100 % is saturated and the figure is then a floor, not the system\'s limit. Warm-up is excluded from every figure. Telemetry generators and the probe send on 1 ms ticks, each tick what is due by the clock (10k msg/s arrives as ~5 messages a millisecond per generator, never bursts of hundreds).');
   out.push('');
+  if (!cluster) {
+    out.push(CLUSTER_METHOD_LINE);
+    out.push('');
+  }
   out.push(...conditionsIntro(r));
   out.push('## Targets against measurements');
   out.push('');
@@ -592,6 +596,9 @@ export function renderTerminal(r: BenchResults, cs: Check[]): string {
     ...rows.map(line),
   ].join('\n');
 }
+
+/** the one-node report's pointer to the cluster's (kept word for word in docs/benchmarks.md's method section) */
+export const CLUSTER_METHOD_LINE = '**Cluster mode** (`eldergate-cluster`: 3 RabbitMQ nodes, HAProxy and one eldergate node, docs/scale-out.md) is not in the default set — it takes ~40 s to start per figure group and, on 2 vCPUs, shows its overhead, not its scale: `npm run bench -- --cluster --only=1,2,5` (`--only=1,2,4,5` adds the reconnect storm) runs one-node eldergate and the cluster side by side in one run, the whole cluster pinned to the system\'s core, and writes [benchmarks-cluster.md](benchmarks-cluster.md) instead of this file.';
 
 /** the cluster's own run-queue wait over its repetitions, for the noise paragraph */
 function clusterWait(r: BenchResults): string {
