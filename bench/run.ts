@@ -10,7 +10,8 @@
 //                                    node, docs/scale-out.md) beside one-node eldergate, same run; figures 1, 2, 4, 5;
 //                                    writes docs/benchmarks-cluster.md (never docs/benchmarks.md). Not in the default
 //                                    set: the cluster takes ~40 s to start per figure group. Also --systems=…,eldergate-cluster
-//   --json=FILE (save the measurements)   --from=FILE (re-render docs from them, e.g. after editing bench/analysis.md)
+//   --json=FILE (save the measurements)   --from=FILE[,FILE] (re-render docs from them, e.g. after editing bench/analysis.md;
+//                                    several runs of different figures as one report)
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import os from 'node:os';
@@ -93,6 +94,26 @@ export function parseArgs(argv: string[]): Omit<RunOptions, 'log'> {
   return { profile, figures, systems, outDir, mdFile: join(outDir, mdName(systems.includes('eldergate-cluster'))), cpuProfile, pin, ...(jsonFile ? { jsonFile } : {}), ...(from ? { from } : {}) };
 }
 
+/** two saved runs as one: the second's figures added to the first's (the first's machine and date head the report) */
+function mergeRuns(a: BenchResults, b: BenchResults): BenchResults {
+  const figures = [...new Set([...a.figures, ...b.figures])].sort((x, y) => x - y);
+  const fromB = <T extends { system: string }>(xs: T[], ys: T[]) => ys.filter((y) => !xs.some((x) => x.system === y.system));
+  return {
+    ...a,
+    figures,
+    systems: [...new Set([...(a.systems ?? []), ...(b.systems ?? [])])],
+    durationS: a.durationS + b.durationS,
+    loadAfter: b.loadAfter,
+    // a system measured in both for the same figures keeps the first run's; figures only the second ran are added
+    traffic: [...a.traffic, ...fromB(a.traffic, b.traffic)],
+    fleet: [...a.fleet, ...fromB(a.fleet, b.fleet)],
+    inMemory: [...a.inMemory, ...fromB(a.inMemory, b.inMemory)],
+    profiles: [...a.profiles, ...b.profiles.filter((p) => !a.profiles.some((q) => q.load === p.load))],
+    importStall: a.importStall ?? b.importStall ?? null,
+    dbGrowth: a.dbGrowth ?? b.dbGrowth ?? null,
+  };
+}
+
 /** a run with the cluster has a report of its own: docs/benchmarks.md stays the one-node comparison */
 function mdName(cluster: boolean): string {
   return cluster ? 'benchmarks-cluster.md' : 'benchmarks.md';
@@ -102,11 +123,13 @@ function isClusterRun(r: BenchResults): boolean {
   return (r.systems ?? []).includes('eldergate-cluster') || r.traffic.some((t) => t.system === 'eldergate-cluster') || r.fleet.some((f) => f.system === 'eldergate-cluster');
 }
 
-export async function runBench(o: RunOptions): Promise<{ results: BenchResults; markdown: string; terminal: string }> {
+export async function runBench(o: RunOptions): Promise<{ results: BenchResults; markdown: string; terminal: string; mdFile: string }> {
   if (o.from) {
     // re-render a saved run (after editing bench/analysis.md): nothing is measured again
-    const saved = JSON.parse(readFileSync(o.from, 'utf8')) as BenchResults;
-    o.log(`re-rendering the run of ${saved.machine.date} from ${o.from}`);
+    // several files (a cluster run of figures 1, 2, 5 and one of figure 4, say) render as one report
+    const runs = o.from.split(',').map((f) => JSON.parse(readFileSync(f, 'utf8')) as BenchResults);
+    const saved = runs.reduce(mergeRuns);
+    o.log(`re-rendering the run${runs.length > 1 ? 's' : ''} of ${runs.map((r) => r.machine.date).join(', ')} from ${o.from}`);
     // a saved cluster run re-renders into its own report, not over docs/benchmarks.md
     const mdFile = isClusterRun(saved) && basename(o.mdFile) === 'benchmarks.md' ? join(dirname(o.mdFile), mdName(true)) : o.mdFile;
     return render(saved, { ...o, mdFile });
@@ -185,7 +208,7 @@ async function measure(results: BenchResults, o: RunOptions, log: (l: string) =>
   }
 }
 
-async function render(results: BenchResults, o: RunOptions): Promise<{ results: BenchResults; markdown: string; terminal: string }> {
+async function render(results: BenchResults, o: RunOptions): Promise<{ results: BenchResults; markdown: string; terminal: string; mdFile: string }> {
   const p = results.profile;
   const machine = results.machine;
   const log = o.log;
@@ -221,7 +244,7 @@ async function render(results: BenchResults, o: RunOptions): Promise<{ results: 
   writeFileSync(o.mdFile, markdown);
   if (o.jsonFile) writeFileSync(o.jsonFile, JSON.stringify({ ...results, checks: cs }, null, 1));
   const terminal = renderTerminal(results, cs);
-  return { results, markdown, terminal };
+  return { results, markdown, terminal, mdFile: o.mdFile };
 }
 
 const isMain = process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename);
@@ -238,8 +261,8 @@ if (isMain) {
   }
   const t0 = Date.now();
   const stamp = () => `[${String(Math.round((Date.now() - t0) / 1000)).padStart(4)} s] `;
-  runBench({ ...opts, log: (l) => process.stdout.write(stamp() + l + '\n') }).then(({ terminal }) => {
-    process.stdout.write('\n' + terminal + '\n\n' + `written: ${relative(process.cwd(), opts.mdFile)}\n`);
+  runBench({ ...opts, log: (l) => process.stdout.write(stamp() + l + '\n') }).then(({ terminal, mdFile }) => {
+    process.stdout.write('\n' + terminal + '\n\n' + `written: ${relative(process.cwd(), mdFile)}\n`);
     // child processes are all stopped; timers of the probe module must not hold the exit
     process.exit(0);
   }, (err) => {

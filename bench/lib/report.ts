@@ -300,6 +300,7 @@ export function renderMarkdown(r: BenchResults, cs: Check[]): string {
       '**eldergate**: `publish()` → incident frame on the console WebSocket `/ws` (validation, rules, durable group commit with synchronous=FULL, incident, push); ' +
       '**raw aedes**: `publish()` → the same message at an MQTT subscriber (no validation, no storage); ' +
       '**Mosquitto + subscriber**: `publish()` → Mosquitto → Node subscriber (same validation, durable write with synchronous=FULL group commit) → WebSocket frame. ' +
+      (cluster ? '**eldergate-cluster**: `publish()` → HAProxy → a RabbitMQ node\'s MQTT plugin → a partition quorum queue (3 replicas; its PUBACK) → eldergate over AMQP → the same validation, rules, durable commit and incident → WebSocket frame; the alarm shares its partition with other devices\' telemetry, in order. "sent msg/s" is what the background generators sent; what eldergate stored of it is in the cluster section above. ' : '') +
       'Percentiles are per run, then the median over runs; with fewer than 1,000 alarms in a run its p99.9 is its maximum. "PUBACK p99" is the device\'s own wait for the acknowledgement; "longest loop delay" is the system process\'s worst event-loop stall in the run.');
     out.push('');
     const rows: string[][] = [];
@@ -334,7 +335,8 @@ export function renderMarkdown(r: BenchResults, cs: Check[]): string {
     out.push(`\`${commandFor(r.profile, 2, hasCluster(r))}\``);
     out.push('');
     out.push(`${r.profile.ingest.publishers} connected terminals publish heartbeats (QoS 0) as fast as their sockets drain, ${fmt(r.profile.ingest.durationMs / 1000, 0)} s measured after ${fmt(r.profile.ingest.warmupMs / 1000, 0)} s of warm-up. ` +
-      '"Taken in" is what the system keeps: eldergate — observations validated and stored by the batched writer (telemetry beyond the queue limit is shed, counted, as designed); raw aedes — publishes it processed (it stores nothing); Mosquitto + subscriber — rows the subscriber stored (Mosquitto drops QoS 0 the subscriber cannot take).');
+      '"Taken in" is what the system keeps: eldergate — observations validated and stored by the batched writer (telemetry beyond the queue limit is shed, counted, as designed); raw aedes — publishes it processed (it stores nothing); Mosquitto + subscriber — rows the subscriber stored (Mosquitto drops QoS 0 the subscriber cannot take).' +
+      (cluster ? ' eldergate-cluster — observations eldergate stored from the partition queues during the window; RabbitMQ takes the QoS 0 flood into its queues far faster than the one eldergate node, sharing the core with them, drains them, so "offered" is what RabbitMQ accepted and the rest waits in the queues (drained or purged before the next repetition, cluster section).' : ''));
     out.push('');
     const a = med(clean(trafficOf(r, 'raw-aedes')?.ingest).map((x) => x.msgPerS));
     const rows: string[][] = [];
@@ -615,7 +617,7 @@ const usPer = (pct: number | undefined, perS: number) => (pct !== undefined && p
  * side from the same run, and the CPU each part of the cluster spent per message (eldergate against RabbitMQ).
  */
 function clusterSection(r: BenchResults): string[] {
-  const out: string[] = ['## Cluster mode beside one node, same run', ''];
+  const out: string[] = ['## Cluster mode beside one node (each figure\'s pair from one run)', ''];
   out.push('**On this 2-vCPU machine the cluster shows its overhead, not its scale.** The three RabbitMQ nodes (Erlang VMs), HAProxy and the eldergate node all run on the one core the one-node eldergate has to itself (the load generators, the probe and the harness on the other), so every cluster figure below is what cluster mode costs on one core — three replicas of every quorum-queue write, an MQTT plugin, an AMQP hop and a proxy in front of the same single writer — and never what three machines would carry. ' +
     'Read the ratios as the price of replication and failover, and the CPU per message by part as the input of a scaling model; the throughput a real cluster reaches needs each RabbitMQ node on its own machine.');
   out.push('');
