@@ -28,6 +28,8 @@ export interface LatencyRep {
   systemEldMaxMs: number;
   systemGcMaxMs: number;
   ingestedPerS: number;
+  /** observations the writer went through per second: stored, folded into state, or duplicates (eldergate) */
+  processedPerS?: number;
   shedPerS: number;
   /** the background generators: largest number sent in one 1 ms tick, longest gap between ticks */
   generator: { maxBurst: number; maxTickGapMs: number };
@@ -47,6 +49,8 @@ export interface ConsolesRep extends LatencyRep {
 
 export interface IngestRep {
   msgPerS: number;
+  /** eldergate: observations the writer went through per second (stored, folded into state, duplicates) */
+  processedPerS?: number;
   offeredPerS: number;
   shedPerS: number;
   cpu: { system: number; generators: number; parts?: Record<string, number> };
@@ -190,6 +194,7 @@ export async function runTraffic(system: SystemName, p: Profile, log: Log, figur
           systemEldMaxMs: stats.eldMaxMs,
           systemGcMaxMs: stats.gcMaxMs,
           ingestedPerS: (after.ingested - before.ingested) / (L.durationMs / 1000),
+          ...(after.processed !== undefined ? { processedPerS: (after.processed - before.processed!) / (L.durationMs / 1000) } : {}),
           shedPerS: (after.shed - before.shed) / (L.durationMs / 1000),
           generator: { maxBurst: bg.maxBurst, maxTickGapMs: bg.maxTickGapMs },
           load,
@@ -206,7 +211,7 @@ export async function runTraffic(system: SystemName, p: Profile, log: Log, figur
           const { rep, samples } = await latencyRep(rate);
           out.latency.push(rep);
           if (rate === top) (rep.discarded ? noisyTop : out.samplesAtTop).push(...samples);
-          log(`  ${system} fig1 bg ${rate}/s: P1 p50 ${rep.p1.p50.toFixed(2)} p99 ${rep.p1.p99.toFixed(2)} max ${rep.p1.max.toFixed(1)} ms (n=${rep.p1.n}, lost ${rep.lost}), cpu ${system} ${rep.cpu.system.toFixed(0)}%${partsText(rep.cpu.parts)} gen ${rep.cpu.generators.toFixed(0)}%, eldergate stored ${Math.round(rep.ingestedPerS)}/s (burst ≤ ${rep.generator.maxBurst}, tick gap ≤ ${rep.generator.maxTickGapMs.toFixed(1)} ms); ${conditions(rep.load)}`);
+          log(`  ${system} fig1 bg ${rate}/s: P1 p50 ${rep.p1.p50.toFixed(2)} p99 ${rep.p1.p99.toFixed(2)} max ${rep.p1.max.toFixed(1)} ms (n=${rep.p1.n}, lost ${rep.lost}), cpu ${system} ${rep.cpu.system.toFixed(0)}%${partsText(rep.cpu.parts)} gen ${rep.cpu.generators.toFixed(0)}%, eldergate stored ${Math.round(rep.ingestedPerS)}/s${rep.processedPerS !== undefined ? ` (processed ${Math.round(rep.processedPerS)}/s)` : ''} (burst ≤ ${rep.generator.maxBurst}, tick gap ≤ ${rep.generator.maxTickGapMs.toFixed(1)} ms); ${conditions(rep.load)}`);
           return rep.discarded;
         }, out.errors);
       }
@@ -268,6 +273,7 @@ export async function runTraffic(system: SystemName, p: Profile, log: Log, figur
         const drain = await settle(target, log, `${system} fig2`);
         const r: IngestRep = {
           msgPerS: (after.ingested - before.ingested) / (I.durationMs / 1000),
+          ...(after.processed !== undefined ? { processedPerS: (after.processed - before.processed!) / (I.durationMs / 1000) } : {}),
           offeredPerS: f.sent / ((I.warmupMs + I.durationMs) / 1000),
           shedPerS: (after.shed - before.shed) / (I.durationMs / 1000),
           cpu: { system: cpuRead.system!, generators: cpuRead.generators!, ...partsOf(cpuRead) },

@@ -53,7 +53,7 @@ export interface Target {
   noteSeq(seq: number, incidents: [string, string][]): void;
   provision(n: number, label: string): Promise<Cred[]>;
   /** messages taken in so far (eldergate: observations stored + telemetry shed; raw aedes: publishes; Mosquitto: rows stored) */
-  counters(): Promise<{ ingested: number; shed: number }>;
+  counters(): Promise<{ ingested: number; shed: number; processed?: number }>;
   /**
    * bearer tokens for `n` more consoles, each its own operator where the system has users (eldergate: created
    * through POST /api/users, so every console's ack is its own user's delivery); absent where there is no console
@@ -155,11 +155,15 @@ async function startEldergateChild(o: StartOptions, engines?: StartedEngines): P
     const text = await (await fetch(`${http}/metrics`)).text();
     let ingested = 0;
     let shed = 0;
+    // every observation the writer went through: stored as a row, folded into the device's state, or a duplicate
+    let processed = 0;
     for (const line of text.split('\n')) {
-      if (line.startsWith('eldergate_observations_total{') && line.includes('result="stored"')) ingested += Number(line.split(' ').pop());
-      else if (line.startsWith('eldergate_telemetry_shed_total')) shed += Number(line.split(' ').pop());
+      if (line.startsWith('eldergate_observations_total{')) {
+        if (line.includes('result="stored"')) ingested += Number(line.split(' ').pop());
+        if (/result="(stored|state|duplicate)"/.test(line)) processed += Number(line.split(' ').pop());
+      } else if (line.startsWith('eldergate_telemetry_shed_total')) shed += Number(line.split(' ').pop());
     }
-    return { ingested, shed };
+    return { ingested, shed, processed };
   }
   const parts = engines ? { eldergate: [node.pid], ...engines.parts() } : undefined;
   return {
@@ -177,11 +181,11 @@ async function startEldergateChild(o: StartOptions, engines?: StartedEngines): P
         // RabbitMQ's queue figures lag by its statistics interval (5 s): settled is queues empty and eldergate
         // storing nothing more for a whole second, twice in a row
         let still = 0;
-        let stored = (await counters()).ingested;
+        let stored = (await counters()).processed;
         while (Date.now() - t0 < timeoutMs) {
           await sleep(1000);
           left = await engines.queued();
-          const now = (await counters()).ingested;
+          const now = (await counters()).processed;
           still = left === 0 && now === stored ? still + 1 : 0;
           stored = now;
           if (still >= 2) break;
