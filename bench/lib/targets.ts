@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Child, ROOT } from './ipc.js';
 import { fakeCreds, parseImportCsv, type Cred } from './creds.js';
-import { freePort, sleep, waitFor } from './sys.js';
+import { CpuMeter, freePort, sleep, waitFor } from './sys.js';
 import type { Observer } from '../load/probe.js';
 import { coresFor, pinned } from './sched.js';
 import { COMPILED_MAIN, ensureBuilt } from './compiled.js';
@@ -192,7 +192,14 @@ async function startEldergateChild(o: StartOptions, engines?: StartedEngines): P
         }
         // a backlog eldergate would take minutes to drain (a flood far above its rate) is dropped, and said
         const purged = still >= 2 ? 0 : await engines.purge();
-        if (purged) await sleep(2000);
+        // and RabbitMQ is calm again (a purge of quorum queues, its Raft logs, keep it busy after the queues look
+        // empty): under a quarter of a core over a second, for at most a minute more
+        const calmUntil = Date.now() + 60_000;
+        while (Date.now() < calmUntil) {
+          const meter = new CpuMeter({ all: Object.values(parts!).flat() });
+          await sleep(1000);
+          if (meter.read().all! < 25) break;
+        }
         return { ms: Date.now() - t0, left, purged };
       },
     } : {}),
