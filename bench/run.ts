@@ -104,8 +104,16 @@ function mergeRuns(a: BenchResults, b: BenchResults): BenchResults {
     systems: [...new Set([...(a.systems ?? []), ...(b.systems ?? [])])],
     durationS: a.durationS + b.durationS,
     loadAfter: b.loadAfter,
-    // a system measured in both for the same figures keeps the first run's; figures only the second ran are added
-    traffic: [...a.traffic, ...fromB(a.traffic, b.traffic)],
+    // a system in both: each figure's repetitions from the first run that has them (list the run that should win first)
+    traffic: [...a.traffic.map((t) => {
+      const u = b.traffic.find((x) => x.system === t.system);
+      if (!u) return t;
+      const pick = <K extends 'latency' | 'ingest' | 'durable' | 'consoles'>(k: K) => ((t[k] ?? []).length ? t[k] : u[k]);
+      return {
+        ...t, latency: pick('latency'), ingest: pick('ingest'), durable: pick('durable'), consoles: pick('consoles'),
+        samplesAtTop: t.latency.length ? t.samplesAtTop : u.samplesAtTop, errors: [...t.errors, ...u.errors], notes: t.notes ?? u.notes,
+      };
+    }), ...fromB(a.traffic, b.traffic)],
     fleet: [...a.fleet, ...fromB(a.fleet, b.fleet)],
     inMemory: [...a.inMemory, ...fromB(a.inMemory, b.inMemory)],
     profiles: [...a.profiles, ...b.profiles.filter((p) => !a.profiles.some((q) => q.load === p.load))],
