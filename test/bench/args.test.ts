@@ -15,4 +15,13 @@ describe('npm run bench options', () => {
     expect(parseArgs(['--no-pin']).pin).toBe(false);
     expect(parseArgs(['--only=7,8']).figures).toEqual([7, 8]);
   });
+
+  it('--cluster runs one-node eldergate and the cluster side by side into their own report; the cluster is also a system by name', () => {
+    const o = parseArgs(['--cluster', '--only=1,2,5']);
+    expect(o.systems).toEqual(['eldergate', 'eldergate-cluster']);
+    expect(o.mdFile).toMatch(/benchmarks-cluster\.md$/);
+    expect(parseArgs(['--systems=eldergate,eldergate-cluster']).systems).toContain('eldergate-cluster');
+    // the default run stays the one-node comparison
+    expect(parseArgs([]).systems).not.toContain('eldergate-cluster');
+  });
 });
