@@ -18,6 +18,7 @@ import { SecretHasher } from '../../devices/credentials.js';
 import { AUTH_BODY_LIMIT, startAuthBackend, type AuthBackend } from '../../gateway/cluster/auth-backend.js';
 import { waitFor } from '../helpers/gateway.js';
 import { missingRabbitPackages, startRabbitCluster, type RabbitCluster } from '../../ops/cluster/rabbitmq.js';
+import { freeBasePort } from '../helpers/cluster-ports.js';
 
 interface Device { id: string; secret: string }
 
@@ -238,7 +239,7 @@ async function startTestRabbit(o: { dir: string; authUrl: string }): Promise<Tes
   const missing = missingRabbitPackages();
   if (missing.length) throw new Error(`RabbitMQ is needed for these tests: apt-get install -y ${missing.join(' ')}`);
   for (let attempt = 1; ; attempt++) {
-    const basePort = 40_000 + 100 * Math.floor(Math.random() * 200);
+    const basePort = await freeBasePort(2);
     let cluster: RabbitCluster;
     try {
       cluster = await startRabbitCluster({ dir: o.dir, basePort, nodes: 1, authUrl: o.authUrl });

@@ -16,6 +16,7 @@ import { startChildGateway, type ChildGateway } from '../helpers/child-gateway.j
 import { waitFor } from '../helpers/gateway.js';
 import { startRabbitCluster, type RabbitCluster } from '../../ops/cluster/rabbitmq.js';
 import { startHaproxy, type Haproxy } from '../../ops/cluster/haproxy.js';
+import { freeBasePort } from '../helpers/cluster-ports.js';
 
 const DEVICES = 12;
 const PER_DEVICE = 40;
@@ -38,9 +39,8 @@ interface Terminal {
 
 describe('cluster mode: RabbitMQ + HAProxy + an eldergate node, killed mid-stream', () => {
   const dir = mkdtempSync(join(tmpdir(), 'eldergate-cluster-'));
-  const basePort = 30_000 + Math.floor(Math.random() * 300) * 100;
-  const authPort = basePort + 90;
-  const mqttPort = basePort + 91;
+  let authPort = 0;
+  let mqttPort = 0;
   const adminPassword = 'cluster-' + randomBytes(8).toString('hex');
   let rabbit: RabbitCluster;
   let proxy: Haproxy;
@@ -49,6 +49,9 @@ describe('cluster mode: RabbitMQ + HAProxy + an eldergate node, killed mid-strea
   let diagnose = () => {};
 
   beforeAll(async () => {
+    const basePort = await freeBasePort(0);
+    authPort = basePort + 90;
+    mqttPort = basePort + 91;
     rabbit = await startRabbitCluster({ dir: join(dir, 'rabbit'), basePort, nodes: 3, authUrl: `http://127.0.0.1:${authPort}/internal/rabbitmq` });
     proxy = await startHaproxy({
       dir: join(dir, 'haproxy'),

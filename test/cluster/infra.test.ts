@@ -15,6 +15,7 @@ import mqtt from 'mqtt';
 import { startRabbitCluster, type RabbitCluster } from '../../ops/cluster/rabbitmq.js';
 import { startHaproxy, type Haproxy } from '../../ops/cluster/haproxy.js';
 import { isAlive, pidsMentioning, portFree } from '../../ops/cluster/processes.js';
+import { freeBasePort } from '../helpers/cluster-ports.js';
 
 const EXCHANGE = 'egtest.mqtt';
 const QUEUE = 'egtest.q';
@@ -43,14 +44,6 @@ function startAuthServer(): Promise<{ server: Server; port: number; requests: Au
 }
 
 /** a free stretch of ports below Linux's ephemeral range (32768+), so no outgoing connection holds one of them */
-async function freeBasePort(): Promise<number> {
-  for (let attempt = 0; attempt < 30; attempt++) {
-    const base = 20_000 + 100 * Math.floor(Math.random() * 120);
-    const ports = [base, ...Array.from({ length: 9 }, (_, i) => base + 1 + i), ...[0, 1, 2].flatMap((i) => [0, 1, 2, 3].map((k) => base + 10 + 10 * i + k)), base + 80];
-    if ((await Promise.all(ports.map(portFree))).every(Boolean)) return base;
-  }
-  throw new Error('no free stretch of 100 ports between 20000 and 32000 on 127.0.0.1');
-}
 
 function mqttConnect(port: number, clientId: string): Promise<mqtt.MqttClient> {
   return new Promise((resolve, reject) => {
@@ -104,7 +97,7 @@ describe('the one-machine cluster: RabbitMQ ×3 behind HAProxy', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'eldergate-infra-'));
     auth = await startAuthServer();
-    const basePort = await freeBasePort();
+    const basePort = await freeBasePort(4);
     cluster = await startRabbitCluster({ dir, basePort, authUrl: `http://127.0.0.1:${auth.port}/internal/rabbitmq`, exchange: EXCHANGE });
     haproxy = await startHaproxy({ dir, listeners: [{ name: 'mqtt', port: basePort + 80, mode: 'tcp', backends: cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.mqttPort })) }] });
     password = readFileSync(cluster.passwordFile, 'utf8').trim();

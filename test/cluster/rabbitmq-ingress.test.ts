@@ -11,16 +11,18 @@ import { startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.
 import { startRabbitCluster, type RabbitCluster } from '../../ops/cluster/rabbitmq.js';
 import { DEAD_LETTER_INCIDENT, parseRoutingKey, topologyNames } from '../../gateway/cluster/rabbitmq.js';
 import { createLogger } from '../../core/logger.js';
+import { freeBasePort } from '../helpers/cluster-ports.js';
 
 describe('cluster mode: device messages taken from RabbitMQ', () => {
   const dir = mkdtempSync(join(tmpdir(), 'eldergate-ingress-'));
-  const basePort = 30_000 + Math.floor(Math.random() * 300) * 100;
-  const authPort = basePort + 90;
+  let authPort = 0;
   let rabbit: RabbitCluster;
   let t: TestGateway;
   const clients: MqttClient[] = [];
 
   beforeAll(async () => {
+    const basePort = await freeBasePort(1);
+    authPort = basePort + 90;
     rabbit = await startRabbitCluster({ dir: join(dir, 'rabbit'), basePort, nodes: 1, authUrl: `http://127.0.0.1:${authPort}/internal/rabbitmq` });
     t = await startTestGateway({
       rabbitmq: { urls: rabbit.amqpUrls, passwordFile: rabbit.passwordFile, authPort, partitions: 2, deliveryLimit: 2, mqttPort: rabbit.nodes[0]!.mqttPort },

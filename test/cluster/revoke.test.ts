@@ -19,6 +19,7 @@ import { startAuthBackend, type AuthBackend } from '../../gateway/cluster/auth-b
 import { closeOnRevoke, createRevoker, type Revoker } from '../../gateway/cluster/revoke.js';
 import { waitFor } from '../helpers/gateway.js';
 import { missingRabbitPackages, startRabbitCluster, type RabbitCluster } from '../../ops/cluster/rabbitmq.js';
+import { freeBasePort } from '../helpers/cluster-ports.js';
 
 interface Device { id: string; secret: string }
 
@@ -235,7 +236,7 @@ async function startTestRabbit(o: { dir: string; authUrl: string }): Promise<Tes
   const missing = missingRabbitPackages();
   if (missing.length) throw new Error(`RabbitMQ is needed for these tests: apt-get install -y ${missing.join(' ')}`);
   for (let attempt = 1; ; attempt++) {
-    const basePort = 40_000 + 100 * Math.floor(Math.random() * 200);
+    const basePort = await freeBasePort(3);
     let cluster: RabbitCluster;
     try {
       cluster = await startRabbitCluster({ dir: o.dir, basePort, nodes: 1, authUrl: o.authUrl });
