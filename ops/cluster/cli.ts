@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { missingRabbitPackages, startRabbitCluster, AUTH_CACHE_TTL_MS, type RabbitCluster } from './rabbitmq.js';
 import { missingHaproxyPackages, startHaproxy } from './haproxy.js';
-import { isAlive, pidsMentioning, portFree, portOpen, processMentions, tail, terminate } from './processes.js';
+import { isAlive, pidsMentioning, portFree, portOpen, processMentions, tail, terminate, waitUntil } from './processes.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
 const NODES = 3;
@@ -203,14 +203,8 @@ async function isReady(port: number): Promise<boolean> {
   }
 }
 
-async function waitReady(port: number, ms: number, alive: () => boolean): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await isReady(port)) return true;
-    if (!alive()) return false;
-    await sleep(500);
-  }
-  return false;
+function waitReady(port: number, ms: number, alive: () => boolean): Promise<boolean> {
+  return waitUntil(() => isReady(port), ms, alive, 500);
 }
 
 async function waitExchange(rabbit: NonNullable<ClusterRecord['rabbitmq']>, exchange: string, ms: number, alive: () => boolean): Promise<boolean> {
@@ -236,28 +230,31 @@ function managementAuth(rabbit: NonNullable<ClusterRecord['rabbitmq']>): string 
   return 'Basic ' + Buffer.from(`${rabbit.serviceUser}:${readFileSync(rabbit.passwordFile, 'utf8').trim()}`).toString('base64');
 }
 
-/** Messages in the cluster's queues, from the management API (undefined when it cannot be asked). */
-async function queuedMessages(r: ClusterRecord): Promise<number | undefined> {
+/** GET a management API path from the first node that answers; undefined when none can be asked. */
+async function askManagement<T>(r: ClusterRecord, path: string, timeoutMs: number): Promise<T | undefined> {
   const rabbit = r.rabbitmq;
   if (!rabbit) return undefined;
-  let password: string;
+  let authorization: string;
   try {
-    password = readFileSync(rabbit.passwordFile, 'utf8').trim();
+    authorization = managementAuth(rabbit);
   } catch {
     return undefined;
   }
-  const authorization = 'Basic ' + Buffer.from(`${rabbit.serviceUser}:${password}`).toString('base64');
   for (const node of rabbit.nodes) {
     try {
-      const res = await fetch(`http://127.0.0.1:${node.managementPort}/api/queues?columns=name,messages`, { headers: { authorization }, signal: AbortSignal.timeout(5_000) });
-      if (!res.ok) continue;
-      const queues = (await res.json()) as { messages?: number }[];
-      return queues.reduce((sum, q) => sum + (q.messages ?? 0), 0);
+      const res = await fetch(`http://127.0.0.1:${node.managementPort}${path}`, { headers: { authorization }, signal: AbortSignal.timeout(timeoutMs) });
+      if (res.ok) return (await res.json()) as T;
     } catch {
       // that node is down: ask the next
     }
   }
   return undefined;
+}
+
+/** Messages in the cluster's queues, from the management API (undefined when it cannot be asked). */
+async function queuedMessages(r: ClusterRecord): Promise<number | undefined> {
+  const queues = await askManagement<{ messages?: number }[]>(r, '/api/queues?columns=name,messages', 5_000);
+  return queues?.reduce((sum, q) => sum + (q.messages ?? 0), 0);
 }
 
 export async function stop(dir: string, basePort: number | undefined, out: (line: string) => void = console.log): Promise<void> {
@@ -335,25 +332,8 @@ export async function status(dir: string, out: (line: string) => void = console.
 
 /** the nodes the cluster itself calls running (management API), or undefined when no node answers */
 async function runningNodes(r: ClusterRecord): Promise<Set<string> | undefined> {
-  const rabbit = r.rabbitmq;
-  if (!rabbit) return undefined;
-  let password: string;
-  try {
-    password = readFileSync(rabbit.passwordFile, 'utf8').trim();
-  } catch {
-    return undefined;
-  }
-  const authorization = 'Basic ' + Buffer.from(`${rabbit.serviceUser}:${password}`).toString('base64');
-  for (const node of rabbit.nodes) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${node.managementPort}/api/nodes?columns=name,running`, { headers: { authorization }, signal: AbortSignal.timeout(3_000) });
-      if (!res.ok) continue;
-      return new Set(((await res.json()) as { name: string; running: boolean }[]).filter((n) => n.running).map((n) => n.name));
-    } catch {
-      // ask the next node
-    }
-  }
-  return undefined;
+  const nodes = await askManagement<{ name: string; running: boolean }[]>(r, '/api/nodes?columns=name,running', 3_000);
+  return nodes && new Set(nodes.filter((n) => n.running).map((n) => n.name));
 }
 
 function describe(r: ClusterRecord): string {

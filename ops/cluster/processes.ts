@@ -116,15 +116,20 @@ export function portOpen(port: number, host = '127.0.0.1'): Promise<boolean> {
   });
 }
 
-/** Wait until something accepts connections on the port; `alive` false ends the wait early (the process died). */
-export async function waitPort(port: number, timeoutMs: number, alive: () => boolean = () => true): Promise<boolean> {
+/** Wait until `check` holds; `alive` false ends the wait early (the process died). */
+export async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, alive: () => boolean = () => true, everyMs = 100): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (await portOpen(port)) return true;
+    if (await check()) return true;
     if (!alive()) return false;
-    await sleep(100);
+    await sleep(everyMs);
   }
   return false;
+}
+
+/** Wait until something accepts connections on the port; `alive` false ends the wait early (the process died). */
+export function waitPort(port: number, timeoutMs: number, alive: () => boolean = () => true): Promise<boolean> {
+  return waitUntil(() => portOpen(port), timeoutMs, alive);
 }
 
 /** The last lines of a log file, for an error message (never the whole file). */

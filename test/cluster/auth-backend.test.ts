@@ -2,7 +2,7 @@
 // (Debian's rabbitmq-server: MQTT plugin, rabbitmq_auth_backend_http) and the real `mqtt` client as the device: the
 // promises of the embedded broker's authenticate / authorizePublish / authorizeSubscribe hold through RabbitMQ.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
@@ -17,8 +17,7 @@ import { DeviceRegistry } from '../../devices/registry.js';
 import { SecretHasher } from '../../devices/credentials.js';
 import { AUTH_BODY_LIMIT, startAuthBackend, type AuthBackend } from '../../gateway/cluster/auth-backend.js';
 import { waitFor } from '../helpers/gateway.js';
-import { missingRabbitPackages, startRabbitCluster, type RabbitCluster } from '../../ops/cluster/rabbitmq.js';
-import { freeBasePort } from '../helpers/cluster-ports.js';
+import { startTestRabbit, type TestRabbit } from '../helpers/cluster-ports.js';
 
 interface Device { id: string; secret: string }
 
@@ -73,7 +72,7 @@ describe('the auth backend RabbitMQ asks: devices through a real RabbitMQ node',
     });
     metrics = createMetrics();
     backend = await startAuthBackend({ config, registry, log, metrics });
-    rabbit = await startTestRabbit({ dir: join(dir, 'rabbit'), authUrl: `http://127.0.0.1:${backend.port}/internal/rabbitmq` });
+    rabbit = await startTestRabbit({ band: 2, dir: join(dir, 'rabbit'), authUrl: `http://127.0.0.1:${backend.port}/internal/rabbitmq` });
     // eldergate's own service user (internal to RabbitMQ) declares the exchange the MQTT plugin publishes into
     amqpConn = await amqp.connect(rabbit.amqpUrl);
     ch = await amqpConn.createChannel();
@@ -220,44 +219,3 @@ describe('the auth backend RabbitMQ asks: devices through a real RabbitMQ node',
     expect(refusal).not.toHaveProperty('password');
   });
 });
-
-// ---- one RabbitMQ node from ops/cluster (HTTP auth backend behind the auth cache, as in production) ----
-
-interface TestRabbit {
-  mqttPort: number;
-  /** eldergate's service user (internal to RabbitMQ, administrator) */
-  amqpUrl: string;
-  managementUrl: string;
-  username: string;
-  passwordFile: string;
-  /** the node's main log file */
-  log: string;
-  stop(): Promise<void>;
-}
-
-async function startTestRabbit(o: { dir: string; authUrl: string }): Promise<TestRabbit> {
-  const missing = missingRabbitPackages();
-  if (missing.length) throw new Error(`RabbitMQ is needed for these tests: apt-get install -y ${missing.join(' ')}`);
-  for (let attempt = 1; ; attempt++) {
-    const basePort = await freeBasePort(2);
-    let cluster: RabbitCluster;
-    try {
-      cluster = await startRabbitCluster({ dir: o.dir, basePort, nodes: 1, authUrl: o.authUrl });
-    } catch (err) {
-      // another test's node on these ports: another stretch
-      if (attempt < 5 && /already in use/.test((err as Error).message)) continue;
-      throw err;
-    }
-    const node = cluster.nodes[0]!;
-    const password = readFileSync(cluster.passwordFile, 'utf8').trim();
-    return {
-      mqttPort: node.mqttPort,
-      amqpUrl: `amqp://${encodeURIComponent(cluster.serviceUser)}:${encodeURIComponent(password)}@127.0.0.1:${node.amqpPort}/`,
-      managementUrl: cluster.managementUrl,
-      username: cluster.serviceUser,
-      passwordFile: cluster.passwordFile,
-      log: node.log,
-      stop: () => cluster.stop({ graceMs: 5_000 }),
-    };
-  }
-}

@@ -18,8 +18,7 @@ import { SecretHasher } from '../../devices/credentials.js';
 import { startAuthBackend, type AuthBackend } from '../../gateway/cluster/auth-backend.js';
 import { closeOnRevoke, createRevoker, type Revoker } from '../../gateway/cluster/revoke.js';
 import { waitFor } from '../helpers/gateway.js';
-import { missingRabbitPackages, startRabbitCluster, type RabbitCluster } from '../../ops/cluster/rabbitmq.js';
-import { freeBasePort } from '../helpers/cluster-ports.js';
+import { startTestRabbit, type TestRabbit } from '../helpers/cluster-ports.js';
 
 interface Device { id: string; secret: string }
 
@@ -74,7 +73,7 @@ describe('a revoked device\'s connections closed through RabbitMQ\'s management 
     metrics = createMetrics();
     const authConfig = loadConfig({}, { dataDir: dir, rabbitmq: { authHost: '127.0.0.1', authPort: 0 } });
     backend = await startAuthBackend({ config: authConfig, registry, log, metrics });
-    rabbit = await startTestRabbit({ dir: join(dir, 'rabbit'), authUrl: `http://127.0.0.1:${backend.port}/internal/rabbitmq` });
+    rabbit = await startTestRabbit({ band: 3, dir: join(dir, 'rabbit'), authUrl: `http://127.0.0.1:${backend.port}/internal/rabbitmq` });
     amqpConn = await amqp.connect(rabbit.amqpUrl);
     const ch = await amqpConn.createChannel();
     await ch.assertExchange('eldergate.mqtt', 'topic', { durable: true });
@@ -217,44 +216,3 @@ describe('a revoked device\'s connections closed through RabbitMQ\'s management 
     await gone;
   });
 });
-
-// ---- one RabbitMQ node from ops/cluster (HTTP auth backend behind the auth cache, as in production) ----
-
-interface TestRabbit {
-  mqttPort: number;
-  /** eldergate's service user (internal to RabbitMQ, administrator) */
-  amqpUrl: string;
-  managementUrl: string;
-  username: string;
-  passwordFile: string;
-  /** the node's main log file */
-  log: string;
-  stop(): Promise<void>;
-}
-
-async function startTestRabbit(o: { dir: string; authUrl: string }): Promise<TestRabbit> {
-  const missing = missingRabbitPackages();
-  if (missing.length) throw new Error(`RabbitMQ is needed for these tests: apt-get install -y ${missing.join(' ')}`);
-  for (let attempt = 1; ; attempt++) {
-    const basePort = await freeBasePort(3);
-    let cluster: RabbitCluster;
-    try {
-      cluster = await startRabbitCluster({ dir: o.dir, basePort, nodes: 1, authUrl: o.authUrl });
-    } catch (err) {
-      // another test's node on these ports: another stretch
-      if (attempt < 5 && /already in use/.test((err as Error).message)) continue;
-      throw err;
-    }
-    const node = cluster.nodes[0]!;
-    const password = readFileSync(cluster.passwordFile, 'utf8').trim();
-    return {
-      mqttPort: node.mqttPort,
-      amqpUrl: `amqp://${encodeURIComponent(cluster.serviceUser)}:${encodeURIComponent(password)}@127.0.0.1:${node.amqpPort}/`,
-      managementUrl: cluster.managementUrl,
-      username: cluster.serviceUser,
-      passwordFile: cluster.passwordFile,
-      log: node.log,
-      stop: () => cluster.stop({ graceMs: 5_000 }),
-    };
-  }
-}
