@@ -4,7 +4,9 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     // the bench harness's end-to-end smoke run takes minutes: `npm run bench:smoke` (its own step in .ci/run)
-    exclude: ['test/bench-smoke/**', '**/node_modules/**'],
+    // cluster mode's files start RabbitMQ nodes (up to three Erlang VMs each): beside the rest of the suite on two cores
+    // they starved its timing-sensitive tests, so `npm test` runs them after it, two at a time (vitest.cluster.config.ts)
+    exclude: ['test/bench-smoke/**', 'test/cluster/**', '**/node_modules/**'],
     // real brokers, databases, browsers and child processes: give them time, and run files in forks
     pool: 'forks',
     testTimeout: 30_000,
