@@ -14,14 +14,12 @@ import { SecretHasher } from './devices/credentials.js';
 import { DeviceRegistry, logRegistryStartup } from './devices/registry.js';
 import { Audit } from './core/audit.js';
 import { auditRoutes } from './server/routes/audit.js';
-import { DeviceStates } from './gateway/device-state.js';
-import { Ingest } from './gateway/ingest.js';
+import { WriterThread, type LiveStates } from './gateway/writer/client.js';
 import { Commands } from './gateway/commands.js';
 import { startBroker, type EmbeddedBroker } from './gateway/broker/broker.js';
 import { startRabbitIngress, type RabbitIngress } from './gateway/cluster/rabbitmq.js';
 import { startAuthBackend, type AuthBackend } from './gateway/cluster/auth-backend.js';
 import { closeOnRevoke, createRevoker, type Revoker } from './gateway/cluster/revoke.js';
-import { createAlarmPipeline, type AlarmPipeline } from './gateway/alarms.js';
 import { startModbusAdapter, type ModbusAdapter } from './gateway/adapters/modbus/index.js';
 import { startSerialReceivers, type SerialReceivers } from './gateway/adapters/serial/index.js';
 import { adapterMemory } from './gateway/adapters/link-state.js';
@@ -50,11 +48,14 @@ export interface Eldergate {
   metrics: Metrics;
   users: Users;
   registry: DeviceRegistry;
-  states: DeviceStates;
-  ingest: Ingest;
+  /** live device state: held by the writer thread, read from here */
+  states: LiveStates;
+  /** the writer thread (gateway/writer): device domain and write transactions off this event loop */
+  writer: WriterThread;
+  /** what the transports hand observations to: the writer thread */
+  ingest: WriterThread;
   commands: Commands;
   response: Response;
-  alarms: AlarmPipeline;
   /** the embedded MQTT broker; null in cluster mode, where terminals connect to RabbitMQ (`cluster`) */
   broker: EmbeddedBroker | null;
   /** cluster mode (config.rabbitmq.urls): device messages taken from RabbitMQ, commands sent through it */
@@ -85,7 +86,6 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const registry = new DeviceRegistry(store.db, new SecretHasher(serviceSecret(store.db, 'device-secret-key')), bus);
   logRegistryStartup(registry, log);
   const audit = new Audit(store.sqlite);
-  const states = new DeviceStates(store.sqlite);
   const commands = new Commands(store.sqlite, log);
   const response = createResponse({ store, bus, config, log });
   const { incidents } = response;
@@ -96,19 +96,18 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     // rewrites the header's user_version with its own value: one page, committed with a sync, changes nothing
     probe: () => { store.sqlite.pragma(`user_version = ${Number(store.sqlite.pragma('user_version', { simple: true }))}`); },
   });
-  const ingest = new Ingest({
-    storage,
-    sqlite: store.sqlite,
-    states,
-    config: config.ingest,
-    log,
-    metrics,
-    // committed incident events reach the bus (and so the consoles) only once durable
+  // the device domain (state, rules, incidents devices raise, command answers) and its write transactions run in a
+  // thread of their own on their own connection (gateway/writer); this thread keeps the sockets. The writer commits
+  // before anything is acknowledged, and its incident events reach the bus (and so the consoles) only once durable.
+  const writer = await WriterThread.start({
+    config, log, metrics, storage, registry,
     onCommitted: (events) => incidents.publishCommitted(events),
+    onCommandAcked: (cmd, at) => recordCommandAck({ incidents, log }, cmd, at),
   });
-  // steps in order: rules → incidents, then the devices' answers to commands
-  const alarms = createAlarmPipeline({ config, log, metrics, sqlite: store.sqlite, registry, states, ingest, incidents });
-  ingest.use(commands.step);
+  const ingest = writer;
+  const states = writer.states;
+  // checkpoints are the writer's, between its commits: a commit of this thread never runs one on the event loop
+  store.sqlite.pragma('wal_autocheckpoint = 0');
   wireAcknowledgeCommand({ bus, incidents, commands, log });
   commissionOnPassedTest({ bus, incidents, registry, log });
 
@@ -161,8 +160,10 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     await authBackend?.close();
   };
   // terminals that speak their own protocol (gateway/protocols): commands reach them over their connection
+  // devices heard from before (the writer's state at start): a restart keeps expecting them
+  const known = await states.readAll();
   const protocols = await startProtocols({
-    config, ingest, registry, states, bus, log, metrics, connectionCap: Math.max(1, protocolCap), resendCommands: (id) => commands.resend(id),
+    config, ingest, registry, states: { peek: (id) => known.get(id) }, bus, log, metrics, connectionCap: Math.max(1, protocolCap), resendCommands: (id) => commands.resend(id),
   }).catch(async (err: unknown) => {
     await closeTransport();
     throw err;
@@ -199,7 +200,6 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     timeZoneOffsetMinutes: config.ruleSettings.timeZoneOffsetMinutes,
     onUnreadable: (u) => ingest.recordReject({ deviceId: u.receiverDeviceId, source: 'serial', topic: null, reason: u.reason, raw: u.raw, at: u.at }),
   });
-  alarms.restore();
   // escalation catches up at once with what fell overdue while the gateway was down
   response.start();
 
@@ -219,6 +219,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       metrics.queue.set({ queue: 'telemetry' }, q.telemetry);
       if (broker) metrics.connected.set(broker.aedes.connectedClients);
     },
+    metricsText: () => writer.metricsText(),
   };
   const extra: ExtraRoutes = [
     { name: 'incidents', plugin: incidentRoutes({ incidents, network: response.network }) },
@@ -245,7 +246,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
 
   let closed = false;
   return {
-    config, log, store, bus, metrics, users, registry, states, ingest, commands, response, alarms, broker, cluster, modbus, serial, protocols, app,
+    config, log, store, bus, metrics, users, registry, states, writer, ingest, commands, response, broker, cluster, modbus, serial, protocols, app,
     mqttPort: broker?.port ?? config.rabbitmq.mqttPort,
     httpPort,
     ...(bootstrap ? { bootstrap } : {}),
@@ -263,10 +264,9 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       // the adapters finish storing what they read before the writer closes
       await modbus.close();
       await serial.close();
-      alarms.close();
-      ingest.close();
+      // the writer writes what it holds (telemetry queued, device-state rows owed) and closes its connection
+      await writer.close();
       await response.close();
-      store.sqlite.transaction(() => states.flushDirty(Date.now()))();
       store.close();
     },
   };
@@ -313,19 +313,16 @@ function wireAcknowledgeCommand(d: { bus: Bus; incidents: Response['incidents'];
       d.log.error({ err, incidentId: e.incidentId }, 'could not send acknowledge-alarm to the device');
     }
   });
-  d.commands.onAcked = (cmd, at) => {
-    if (!cmd.incidentId) return [];
-    const incidentId = cmd.incidentId;
-    // the ingest transaction is still open: record it once that has committed
-    setImmediate(() => {
-      try {
-        d.incidents.record(incidentId, 'command-acked', { commandId: cmd.id, command: cmd.type, status: cmd.status, at });
-      } catch (err) {
-        d.log.error({ err, incidentId }, 'could not record a command acknowledgement');
-      }
-    });
-    return [];
-  };
+}
+
+/** A device answered a command of an incident (told by the writer thread once that answer is committed). */
+function recordCommandAck(d: { incidents: Response['incidents']; log: Logger }, cmd: { id: string; type: string; status: string; incidentId: string | null }, at: number): void {
+  if (!cmd.incidentId) return;
+  try {
+    d.incidents.record(cmd.incidentId, 'command-acked', { commandId: cmd.id, command: cmd.type, status: cmd.status, at });
+  } catch (err) {
+    d.log.error({ err, incidentId: cmd.incidentId }, 'could not record a command acknowledgement');
+  }
 }
 
 /**

@@ -33,9 +33,13 @@ export const BUILD = (() => {
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60];
 
-export function createMetrics() {
+/**
+ * `defaults: false` for the writer thread's registry: the process and Node.js metrics are the main thread's (the
+ * writer's are merged into /metrics by gateway/writer/client.ts, and a process has one CPU and one resident set).
+ */
+export function createMetrics(opts: { defaults?: boolean } = {}) {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  if (opts.defaults !== false) collectDefaultMetrics({ register: registry });
   // prom-client's three gauges named *_total (the sums of nodejs_active_{handles,requests,resources} by type) break
   // the convention that `_total` is a counter; `sum(nodejs_active_handles)` gives the same number
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);

@@ -108,7 +108,7 @@ export function startRetention(d: {
       sqlite.pragma('synchronous = NORMAL');
       let n: number;
       try {
-        n = sqlite.transaction(fn)(limit);
+        n = sqlite.transaction(fn).immediate(limit);
       } finally {
         sqlite.pragma('synchronous = FULL');
       }

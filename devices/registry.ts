@@ -69,8 +69,25 @@ function keepReserved(next: Record<string, unknown>, stored: Record<string, unkn
 const notPending = (): SQL => or(isNull(devices.importId), notInArray(devices.importId,
   sql`(SELECT id FROM device_imports WHERE status <> 'done')`))!;
 
+/** What another thread's copy of the registry must reload (gateway/writer): rows changed, and the changes to announce. */
+export interface RegistryReplication {
+  deviceIds: string[];
+  residentIds: string[];
+  changes: RegistryChange[];
+}
+
+/** The device map: every entry set is noted for the replicas. */
+class EntryMap extends Map<string, DeviceEntry> {
+  onSet: ((id: string) => void) | null = null;
+  override set(id: string, entry: DeviceEntry): this {
+    super.set(id, entry);
+    this.onSet?.(id);
+    return this;
+  }
+}
+
 export class DeviceRegistry {
-  private readonly entries = new Map<string, DeviceEntry>();
+  private readonly entries = new EntryMap();
   private readonly residentUnit = new Map<string, string | null>();
   /** `${scheme} ${account}` → device id, for every device holding an account identifier */
   private readonly accounts = new Map<string, string>();
@@ -79,21 +96,27 @@ export class DeviceRegistry {
   /** what start-up found and cleaned (an import cut short by a crash) or flagged (account claims lost in migration) */
   readonly startupNotes: { abandonedImports: { id: string; count: number }[]; accountConflicts: { deviceId: string; account: unknown }[] };
 
+  /**
+   * `replica`: a read copy in another thread (the writer's), kept current by `replicate()`; it never cleans up after
+   * an import (the main thread's registry does, at start, before the writer thread exists; an import running now
+   * must not be taken for one cut short).
+   */
   constructor(
     private readonly db: Db,
     private readonly hasher: SecretHasher,
     private readonly bus: Bus,
+    opts: { replica?: boolean } = {},
   ) {
     this.sqlite = (db as Db & { $client: Database.Database }).$client;
     // an import cut short by a crash never happened: its devices are deleted before anything can see them
-    const abandoned = this.sqlite.prepare(`SELECT id, count FROM device_imports WHERE status IN ('importing', 'failed')`).all() as { id: string; count: number }[];
+    const abandoned = opts.replica ? [] : this.sqlite.prepare(`SELECT id, count FROM device_imports WHERE status IN ('importing', 'failed')`).all() as { id: string; count: number }[];
     this.sqlite.transaction(() => {
       for (const imp of abandoned) {
         this.sqlite.prepare('DELETE FROM device_state WHERE device_id IN (SELECT id FROM devices WHERE import_id = ?)').run(imp.id);
         this.sqlite.prepare('DELETE FROM devices WHERE import_id = ?').run(imp.id);
         this.sqlite.prepare(`UPDATE device_imports SET status = 'abandoned', finished_at = ? WHERE id = ?`).run(Date.now(), imp.id);
       }
-    })();
+    }).immediate();
     for (const r of db.select({ id: residents.id, unitId: residents.unitId }).from(residents).all()) {
       this.residentUnit.set(r.id, r.unitId);
     }
@@ -124,7 +147,66 @@ export class DeviceRegistry {
     this.listeners.push(listener);
   }
   private changed(change: RegistryChange): void {
+    this.noteReplication(change);
     for (const l of this.listeners) l(change);
+  }
+
+  private replication: RegistryReplication | null = null;
+  private replicator: ((r: RegistryReplication) => void) | null = null;
+
+  /**
+   * Tell `fn` what a replica must reload after every change, once committed: the devices set since the last call and
+   * the changes announced, gathered per microtask (a 50,000-device import is one message, not 50,000).
+   */
+  replicateTo(fn: (r: RegistryReplication) => void): void {
+    this.replicator = fn;
+    this.entries.onSet = (id) => this.noteReplication(undefined, id);
+  }
+
+  private noteReplication(change?: RegistryChange, deviceId?: string): void {
+    if (!this.replicator) return;
+    if (!this.replication) {
+      const r: RegistryReplication = { deviceIds: [], residentIds: [], changes: [] };
+      this.replication = r;
+      queueMicrotask(() => {
+        this.replication = null;
+        this.replicator?.(r);
+      });
+    }
+    if (deviceId !== undefined) this.replication.deviceIds.push(deviceId);
+    if (change) {
+      this.replication.changes.push(change);
+      if ('residentId' in change) this.replication.residentIds.push(change.residentId);
+      else this.replication.deviceIds.push(change.deviceId);
+    }
+  }
+
+  /** A replica: reload what the main thread's registry changed (rows committed before it was sent), then announce. */
+  replicate(r: RegistryReplication): void {
+    const residentRow = this.sqlite.prepare<[string], { unit_id: string | null }>('SELECT unit_id FROM residents WHERE id = ?');
+    for (const id of new Set(r.residentIds)) {
+      const row = residentRow.get(id);
+      if (row) this.residentUnit.set(id, row.unit_id);
+      else this.residentUnit.delete(id);
+      for (const e of this.entries.values()) if (e.residentId === id) e.unitId = row?.unit_id ?? null;
+    }
+    for (const id of new Set(r.deviceIds)) {
+      const d = this.db.select().from(devices).where(eq(devices.id, id)).get();
+      const before = this.entries.get(id);
+      if (before) {
+        for (const [key, holder] of this.accounts) if (holder === id) this.accounts.delete(key);
+      }
+      if (!d) {
+        this.entries.delete(id);
+        continue;
+      }
+      if (d.residentId && !this.residentUnit.has(d.residentId)) {
+        this.residentUnit.set(d.residentId, residentRow.get(d.residentId)?.unit_id ?? null);
+      }
+      this.entries.set(id, this.toEntry(d));
+      if (d.accountScheme && d.account) this.accounts.set(`${d.accountScheme} ${d.account}`, id);
+    }
+    for (const c of r.changes) for (const l of this.listeners) l(c);
   }
 
   entry(id: string): DeviceEntry | undefined {
@@ -203,7 +285,7 @@ export class DeviceRegistry {
         out.push({ device: row, secret });
       }
       return out;
-    });
+    }, { behavior: 'immediate' });
     // only once committed does the hot path learn of them
     for (const { device } of created) this.entries.set(device.id, this.toEntry(device));
     return created;
@@ -273,7 +355,7 @@ export class DeviceRegistry {
           const s0 = performance.now();
           this.sqlite.pragma('synchronous = NORMAL');
           try {
-            return slice(from, deadline);
+            return slice.immediate(from, deadline);
           } finally {
             this.sqlite.pragma('synchronous = FULL');
             longestSliceMs = Math.max(longestSliceMs, performance.now() - s0);

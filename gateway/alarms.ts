@@ -144,7 +144,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
             current = alarm;
             for (const e of d.incidents.applyAlarm(alarm, source)) events.push(e);
           }
-        })();
+        }).immediate();
       } catch (err) {
         failed(err, current!);
         throw new AlarmNotRecordedError(

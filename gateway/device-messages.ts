@@ -7,9 +7,8 @@ import type { Config } from '../core/config.js';
 import type { Metrics } from '../core/metrics.js';
 import type { DeviceRegistry } from '../devices/registry.js';
 import { decodeCommandAck, decodeFrame, decodeStatus, type FrameResult } from '../devices/frames.js';
-import type { DeviceStates } from './device-state.js';
-import type { Ingest } from './ingest.js';
 import type { UnreadableReporter } from './broker/unreadable.js';
+import type { LiveStates, IngestPort } from './writer/client.js';
 
 /** what a device may send on, below `devices/{id}/` */
 export const DEVICE_CHANNELS = ['events', 'telemetry', 'status', 'commands/ack'] as const;
@@ -43,8 +42,8 @@ export class DeviceGoneError extends Error {
 export interface DeviceMessageDeps {
   config: Config;
   registry: DeviceRegistry;
-  states: DeviceStates;
-  ingest: Ingest;
+  states: LiveStates;
+  ingest: IngestPort;
   metrics: Metrics;
   unreadable: UnreadableReporter;
   /** a refused frame, rate-limited by the caller's logger */

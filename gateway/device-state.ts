@@ -26,6 +26,14 @@ export interface LiveState {
   flags: string[];
 }
 
+/** the state of a device nothing has been heard of */
+export function blankState(): LiveState {
+  return {
+    online: false, lastSeen: null, connectedAt: null, battery: null, signal: null, mains: null, position: null,
+    supervision: 'never-seen', unreadableCount: 0, lastUnreadableAt: null, lastUnreadableReason: null, flags: [],
+  };
+}
+
 interface Before {
   /** the state as committed (a copy), or undefined if the device had none */
   state: LiveState | undefined;
@@ -72,10 +80,7 @@ export class DeviceStates {
   get(deviceId: string): LiveState {
     let s = this.states.get(deviceId);
     if (!s) {
-      s = {
-        online: false, lastSeen: null, connectedAt: null, battery: null, signal: null, mains: null, position: null,
-        supervision: 'never-seen', unreadableCount: 0, lastUnreadableAt: null, lastUnreadableReason: null, flags: [],
-      };
+      s = blankState();
       this.states.set(deviceId, s);
     }
     return s;
@@ -87,6 +92,24 @@ export class DeviceStates {
 
   entries(): IterableIterator<[string, LiveState]> {
     return this.states.entries();
+  }
+
+  // the LiveStates view the transports and routes use (gateway/writer/client.ts): the same answers in-process
+  isOnline(deviceId: string): boolean {
+    return this.states.get(deviceId)?.online === true;
+  }
+
+  async read(deviceIds: readonly string[]): Promise<Map<string, LiveState>> {
+    const out = new Map<string, LiveState>();
+    for (const id of deviceIds) {
+      const s = this.states.get(id);
+      if (s) out.set(id, { ...s });
+    }
+    return out;
+  }
+
+  async readAll(): Promise<Map<string, LiveState>> {
+    return new Map([...this.states].map(([id, s]) => [id, { ...s }]));
   }
 
   markDirty(deviceId: string): void {

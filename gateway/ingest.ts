@@ -95,7 +95,7 @@ interface Pending {
   reject?: (err: Error) => void;
 }
 
-interface RejectRow {
+export interface RejectRow {
   deviceId: string | null;
   source: string;
   topic: string | null;
@@ -396,7 +396,9 @@ export class Ingest implements ObservationSink {
         }
         for (const r of rejects) this.insertReject.run(r.deviceId, r.source, r.topic, r.reason, r.raw, r.at);
         this.o.states.flushDirty(Date.now(), queue === 'urgent' ? URGENT_STATE_ROWS : this.o.config.telemetryBatchRows);
-      })();
+        // IMMEDIATE: the main thread writes the same file on its own connection (people's actions, the registry); the
+        // write lock is taken before the first read, so the batch waits its turn instead of failing on a stale snapshot
+      }).immediate();
     } catch (err) {
       if (relaxed) this.o.sqlite.pragma('synchronous = FULL');
       this.lastCommitOk = false;

@@ -305,7 +305,9 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     return { event, state: next };
   }
 
-  const tx = <T>(fn: () => T): T => sqlite.transaction(fn)();
+  // IMMEDIATE: the writer thread writes the same file on its own connection; a deferred transaction that read first
+  // would fail at once (SQLITE_BUSY_SNAPSHOT) instead of waiting its turn
+  const tx = <T>(fn: () => T): T => sqlite.transaction(fn).immediate();
 
   function getRow(id: string): IncidentRow | undefined {
     const r = q.byId.get(id);

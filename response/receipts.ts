@@ -101,7 +101,7 @@ export function createReceipts(opts: ReceiptsOptions): Receipts {
     const batch = queue;
     queue = [];
     try {
-      const written = writeBatch(batch);
+      const written = writeBatch.immediate(batch);
       if (failing) log.info({ written }, 'receipts are written again');
       failing = false;
       return written;

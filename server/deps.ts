@@ -6,7 +6,7 @@ import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../core/metrics.js';
 import type { Users, AuthUser } from '../core/users.js';
 import type { DeviceRegistry } from '../devices/registry.js';
-import type { DeviceStates } from '../gateway/device-state.js';
+import type { LiveStates } from '../gateway/writer/client.js';
 import type { Commands } from '../gateway/commands.js';
 import type { Scope } from './scope.js';
 import type { Audit } from '../core/audit.js';
@@ -20,7 +20,7 @@ export interface AppDeps {
   metrics: Metrics;
   users: Users;
   registry: DeviceRegistry;
-  states: DeviceStates;
+  states: LiveStates;
   commands: Commands;
   /** the ports the broker really listens on (the config may say 0 = ephemeral) */
   mqttPorts: { port: number; tlsPort: number | null };
@@ -36,4 +36,6 @@ export interface AppDeps {
   storage?: Pick<StorageHealth, 'status'>;
   /** update gauges read from the domain, before /metrics answers */
   refreshMetrics(): void;
+  /** the Prometheus text when metrics are also kept in another thread (the writer's); else the registry's own */
+  metricsText?(): Promise<string>;
 }

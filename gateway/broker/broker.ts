@@ -14,8 +14,6 @@ import { topics } from '../../core/contracts.js';
 import type { DeviceRegistry } from '../../devices/registry.js';
 import { DEVICE_ID_RE } from '../../devices/credentials.js';
 import { MQTT_KINDS } from '../../devices/kinds/index.js';
-import type { DeviceStates } from '../device-state.js';
-import type { Ingest } from '../ingest.js';
 import { createDeviceMessageHandler, DeviceGoneError, isDeviceChannel } from '../device-messages.js';
 import { guardConnection } from './guard.js';
 import { createUnreadableReporter } from './unreadable.js';
@@ -23,12 +21,13 @@ import { stampSession } from './session.js';
 import { ConnectThrottle } from './throttle.js';
 import { ConnectAdmission } from './admission.js';
 import { KeyOrderedSlices } from './slices.js';
+import type { LiveStates, IngestPort } from '../writer/client.js';
 
 export interface BrokerDeps {
   config: Config;
   registry: DeviceRegistry;
-  states: DeviceStates;
-  ingest: Ingest;
+  states: LiveStates;
+  ingest: IngestPort;
   bus: Bus;
   log: Logger;
   metrics: Metrics;

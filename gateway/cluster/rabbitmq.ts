@@ -22,13 +22,13 @@ import { isStorageError, type StorageHealth } from '../../core/storage-health.js
 import { DEVICE_ID_RE } from '../../devices/credentials.js';
 import type { DeviceRegistry } from '../../devices/registry.js';
 import type { IncidentService } from '../../response/incidents.js';
-import type { DeviceStates } from '../device-state.js';
-import { OverloadError, type Ingest } from '../ingest.js';
+import { OverloadError } from '../ingest.js';
 import type { CommandTransport } from '../commands.js';
 import { createDeviceMessageHandler, DeviceGoneError, isDeviceChannel, type DeviceMessage } from '../device-messages.js';
 import { createUnreadableReporter } from '../broker/unreadable.js';
 import { UNREADABLE_REPORT_WINDOW_MS } from '../broker/broker.js';
 import { deviceOwnerQuery } from '../alarms.js';
+import type { LiveStates, IngestPort } from '../writer/client.js';
 
 /** the incident raised for a dead-lettered message */
 export const DEAD_LETTER_INCIDENT = 'message-not-processed';
@@ -55,8 +55,8 @@ const DEVICE_BINDINGS = ['devices.*.events', 'devices.*.telemetry', 'devices.*.s
 export interface RabbitIngressDeps {
   config: Config;
   registry: DeviceRegistry;
-  states: DeviceStates;
-  ingest: Ingest;
+  states: LiveStates;
+  ingest: IngestPort;
   incidents: IncidentService;
   sqlite: Database.Database;
   storage: Pick<StorageHealth, 'status'>;
@@ -253,10 +253,10 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
       } catch {
         return;
       }
-    } else if (d.states.peek(deviceId)?.online) {
+    } else if (d.states.isOnline(deviceId)) {
       return;
     }
-    if (d.states.peek(deviceId)?.online === online) return;
+    if (d.states.isOnline(deviceId) === online) return;
     d.states.setOnline(deviceId, online, at);
     d.bus.emit('device-state', { deviceId, change: online ? 'connected' : 'disconnected' });
     if (online) d.onDeviceOnline(deviceId);
@@ -299,7 +299,7 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
             reason: String(headers['x-first-death-reason'] ?? 'delivery_limit'),
             payload: body,
           },
-        }, { deviceId, ...owner, stamps: { received: Date.now() } }))();
+        }, { deviceId, ...owner, stamps: { received: Date.now() } })).immediate();
         d.incidents.publishCommitted(events);
         metrics.rabbitMessages.inc({ queue: 'dead', result: 'dead-lettered' });
         log.error({ deviceId, routingKey: msg.fields.routingKey, incidentId: events[0]?.incidentId },
@@ -473,7 +473,7 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
   return {
     ready,
     connected: () => conn !== null,
-    isConnected: (deviceId) => d.states.peek(deviceId)?.online === true,
+    isConnected: (deviceId) => d.states.isOnline(deviceId),
     async publishToDevice(deviceId, topic, payload) {
       const ch = publisher;
       if (!ch) throw new Error('not connected to RabbitMQ');

@@ -12,7 +12,6 @@ import type { Metrics } from '../../core/metrics.js';
 import type { Config } from '../../core/config.js';
 import type { DeviceRegistry } from '../../devices/registry.js';
 import type { CommandTransport } from '../commands.js';
-import type { Ingest } from '../ingest.js';
 import { createUnreadableReporter } from '../broker/unreadable.js';
 import { UNREADABLE_REPORT_WINDOW_MS } from '../broker/broker.js';
 import { startProtocolListener, type ProtocolListener } from './listener.js';
@@ -24,6 +23,7 @@ import {
 import { createWatchProtocol } from './watch/index.js';
 import { createJt808Protocol } from './jt808/index.js';
 import { createDc09Protocol } from './dc09/index.js';
+import type { IngestPort } from '../writer/client.js';
 
 export type { ProtocolListener } from './listener.js';
 
@@ -47,7 +47,7 @@ export interface Protocols {
 
 export interface ProtocolDeps {
   config: Config;
-  ingest: Ingest;
+  ingest: IngestPort;
   registry: DeviceRegistry;
   bus: Bus;
   log: Logger;

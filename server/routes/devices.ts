@@ -12,6 +12,7 @@ import type { AuthUser } from '../../core/users.js';
 import type { AppDeps } from '../deps.js';
 import { requireRole } from '../plugins/auth.js';
 import { ErrorBody, IdParam, Paging } from './common.js';
+import { blankState } from '../../gateway/device-state.js';
 
 const Kind = Type.Union(DEVICE_KINDS.map((k) => Type.Literal(k)));
 const Nullable = <T extends import('@sinclair/typebox').TSchema>(t: T) => Type.Union([t, Type.Null()]);
@@ -119,11 +120,12 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
   const writers = requireRole(app, 'admin', 'technician');
   const readers = requireRole(app, 'admin', 'technician', 'operator', 'steward');
 
-  const view = (d: DeviceRow) => ({
-    ...d,
-    unitId: registry.entry(d.id)?.unitId ?? null,
-    live: states.get(d.id),
-  });
+  // the live state is the writer thread's: asked for once per page
+  const views = async (rows: DeviceRow[]) => {
+    const live = await states.read(rows.map((d) => d.id));
+    return rows.map((d) => ({ ...d, unitId: registry.entry(d.id)?.unitId ?? null, live: live.get(d.id) ?? blankState() }));
+  };
+  const view = async (d: DeviceRow) => (await views([d]))[0]!;
 
   const credentials = (d: DeviceRow, secret: string) => ({
     id: d.id,
@@ -230,14 +232,16 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     if (q.unitId !== undefined) scope = { unitIds: scope ? scope.unitIds.filter((u) => u === q.unitId) : [q.unitId], unplaced: false };
     // live-state filters are applied over the registry page (the live state is in memory)
     if (q.supervision !== undefined || q.online !== undefined) {
-      const all = registry.list({ ...q, scope, limit: 1_000_000, offset: 0 }).items.filter((d) => {
-        const s = states.get(d.id);
+      const listed = registry.list({ ...q, scope, limit: 1_000_000, offset: 0 }).items;
+      const live = await states.read(listed.map((d) => d.id));
+      const all = listed.filter((d) => {
+        const s = live.get(d.id) ?? blankState();
         return (q.supervision === undefined || s.supervision === q.supervision) && (q.online === undefined || s.online === q.online);
       });
-      return { items: all.slice(q.offset, q.offset + q.limit).map(view), total: all.length };
+      return { items: await views(all.slice(q.offset, q.offset + q.limit)), total: all.length };
     }
     const { items, total } = registry.list({ ...q, scope });
-    return { items: items.map(view), total };
+    return { items: await views(items), total };
   });
 
   app.get('/api/devices/:id', {
@@ -246,7 +250,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
   }, async (req) => {
     const d = registry.get(req.params.id);
     checkVisible(req.user, d.id);
-    return view(d);
+    return await view(d);
   });
 
   app.patch('/api/devices/:id', {
@@ -299,7 +303,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       const changed = Object.fromEntries(Object.keys(patch).map((k) => [k, { before: (before as Record<string, unknown>)[k] ?? null, after: (d as Record<string, unknown>)[k] ?? null }]));
       audit.record({ actor: auditActor(req), action: 'device.update', target: { type: 'device', id: d.id }, details: changed });
     }
-    return view(d);
+    return await view(d);
   });
 
   app.post('/api/devices/:id/bind', {
@@ -321,7 +325,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     const d = registry.bind(req.params.id, req.body.residentId);
     req.log.info({ deviceId: d.id, residentId: d.residentId, by: req.user.username }, 'device bound');
     audit.record({ actor: auditActor(req), action: d.residentId ? 'device.bind' : 'device.unbind', target: { type: 'device', id: d.id }, details: { before: prior, after: d.residentId } });
-    return view(d);
+    return await view(d);
   });
 
   app.post('/api/devices/:id/rotate-secret', {
@@ -353,7 +357,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       audit.record({ actor: auditActor(req), action: `device.${action}`, target: { type: 'device', id: d.id }, details: {
         before: prior.state, after: d.state, ...(prior.account && !d.account ? { accountReleased: { scheme: prior.accountScheme, id: prior.account } } : {}),
       } });
-      return view(d);
+      return await view(d);
     });
   }
 
@@ -365,7 +369,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     checkVisible(req.user, d.id);
     states.clearFlags(d.id);
     audit.record({ actor: auditActor(req), action: 'device.clear-flags', target: { type: 'device', id: d.id } });
-    return view(d);
+    return await view(d);
   });
 
   app.get('/api/devices/:id/rejects', {

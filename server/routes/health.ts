@@ -23,6 +23,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
   app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics' }, onRequest: metricsAuth }, async (_req, reply) => {
     deps.refreshMetrics();
     reply.header('content-type', deps.metrics.registry.contentType);
-    return deps.metrics.registry.metrics();
+    // with the writer thread's counters summed in (gateway/writer/client.ts)
+    return deps.metricsText ? deps.metricsText() : deps.metrics.registry.metrics();
   });
 };

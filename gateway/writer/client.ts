@@ -1,0 +1,312 @@
+// The main thread's side of the writer thread (gateway/writer/worker.ts): what the transports hand to "the writer"
+// goes through here. Every promise resolves only when the writer thread reports the commit (a PUBACK or a protocol
+// ACK is sent after it), and rejects with the writer's own error class — OverloadError, AlarmNotRecordedError, a
+// SQLite error with its code — so that transports treat it exactly as before.
+//
+// If the writer thread dies (a bug: nothing a device sends should do it), everything it had not reported is rejected
+// — not acknowledged, devices resend — and a new one is started on the same database at once.
+import { Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import pino from 'pino';
+import { AggregatorRegistry, type Registry } from 'prom-client';
+
+type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
+import type { Config } from '../../core/config.js';
+import type { IncidentEvent, IngestResult, Observation } from '../../core/contracts.js';
+import type { Logger } from '../../core/logger.js';
+import type { Metrics } from '../../core/metrics.js';
+import type { StorageHealth } from '../../core/storage-health.js';
+import type { DeviceRegistry } from '../../devices/registry.js';
+import type { CommandRow } from '../commands.js';
+import type { LiveState } from '../device-state.js';
+import { AlarmNotRecordedError, OverloadError, type RejectRow } from '../ingest.js';
+import type { FromWriter, ToWriter, WireError, WriterInit, WriterStats } from './protocol.js';
+
+/** What a transport hands observations to: the writer thread here, or an in-process Ingest in unit tests. */
+export interface IngestPort {
+  submit(obs: Observation): Promise<IngestResult>;
+  submitTelemetry(obs: Observation, wait: boolean): Promise<IngestResult> | undefined;
+  recordReject(row: Omit<RejectRow, 'raw'> & { raw: Buffer | string }): void;
+}
+
+/** Live device state as the main thread sees it: changes go to the writer in order; reads are asked for. */
+export interface LiveStates {
+  setOnline(deviceId: string, online: boolean, at: number): void;
+  markUnreadable(deviceId: string, reason: string, at: number): void;
+  clearFlags(deviceId: string): void;
+  /** connected to this node (known at once: the transports are on this thread) */
+  isOnline(deviceId: string): boolean;
+  /** the states of these devices as the writer holds them (a device with none yet is left out) */
+  read(deviceIds: readonly string[]): Promise<Map<string, LiveState>>;
+  /** the device ids the writer holds a state for, with their state */
+  readAll(): Promise<Map<string, LiveState>>;
+}
+
+export interface WriterThreadOptions {
+  config: Config;
+  log: Logger;
+  metrics: Metrics;
+  storage: Pick<StorageHealth, 'failed' | 'succeeded'>;
+  registry: DeviceRegistry;
+  /** incident events the writer committed, durable: for the consoles */
+  onCommitted(events: IncidentEvent[]): void;
+  /** a device answered a command that belongs to an incident */
+  onCommandAcked(cmd: CommandRow, at: number): void;
+}
+
+interface Waiter {
+  resolve(v: unknown): void;
+  reject(e: Error): void;
+}
+
+/** how long close() waits for the writer to write what it holds before it is stopped */
+const CLOSE_TIMEOUT_MS = 30_000;
+/** a writer that dies right after starting is not restarted in a tight loop */
+const RESTART_BACKOFF_MS = [0, 500, 2000, 5000];
+
+export class WriterThread implements IngestPort {
+  private worker!: Worker;
+  private nextId = 1;
+  private readonly waiters = new Map<number, Waiter>();
+  private stats: WriterStats = { urgent: 0, telemetry: 0, waiting: 0 };
+  private closing = false;
+  private restarts = 0;
+  private readonly online = new Map<string, number>();
+  private readonly log: Logger;
+  private readonly writeLine: (line: string) => void;
+  readonly states: LiveStates;
+
+  private constructor(private readonly o: WriterThreadOptions) {
+    this.log = o.log.child({ module: 'writer' });
+    // the writer's log lines, already formatted by its own pino, go into this logger's stream as they are
+    const stream = (o.log as unknown as Record<symbol, { write(s: string): void } | undefined>)[pino.symbols.streamSym];
+    this.writeLine = stream ? (line) => stream.write(line) : (line) => process.stdout.write(line);
+    o.registry.replicateTo((change) => this.post({ op: 'registry', change }));
+    const self = this;
+    this.states = {
+      setOnline(deviceId, online, at) {
+        if (online) self.online.set(deviceId, at);
+        else self.online.delete(deviceId);
+        self.post({ op: 'online', deviceId, online, at });
+      },
+      markUnreadable: (deviceId, reason, at) => this.post({ op: 'unreadable', deviceId, reason, at }),
+      clearFlags: (deviceId) => this.post({ op: 'clear-flags', deviceId }),
+      isOnline: (deviceId) => this.online.has(deviceId),
+      read: async (deviceIds) => this.readStates([...deviceIds]),
+      readAll: async () => this.readStates(null),
+    };
+  }
+
+  /** Start the writer thread; resolves once it has opened the database and restored its rule timers. */
+  static async start(o: WriterThreadOptions): Promise<WriterThread> {
+    const w = new WriterThread(o);
+    const restored = await w.spawn();
+    w.log.info({ restored }, 'writer thread started');
+    return w;
+  }
+
+  private spawn(): Promise<{ devices: number; timers: number }> {
+    const init: WriterInit = { config: this.o.config, logLevel: this.o.log.level };
+    // compiled (npm start): the worker's .js beside this file; from source (tests, start:dev): through tsx
+    const here = fileURLToPath(import.meta.url);
+    const fromSource = here.endsWith('.ts');
+    const file = new URL(fromSource ? './worker.ts' : './worker.js', import.meta.url);
+    // from source, tsx's loader is registered inside the thread first (a worker does not inherit the parent's hooks)
+    const worker = fromSource
+      ? new Worker(`import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(file.href)}); })`,
+        { eval: true, workerData: init })
+      : new Worker(file, { workerData: init });
+    this.worker = worker;
+    return new Promise((resolve, reject) => {
+      let started = false;
+      worker.on('message', (m: FromWriter) => {
+        if (m.op === 'ready') {
+          started = true;
+          this.restarts = 0;
+          // the writer starts with every device offline: tell it who is connected to this node
+          for (const [deviceId, at] of this.online) worker.postMessage({ op: 'online', deviceId, online: true, at } satisfies ToWriter);
+          resolve(m.restored);
+          return;
+        }
+        if (m.op === 'fatal' && !started) {
+          reject(fromWire(m.error));
+          return;
+        }
+        this.onMessage(m);
+      });
+      worker.on('error', (err) => {
+        this.log.fatal({ err }, 'the writer thread failed');
+        if (!started) reject(err);
+      });
+      worker.on('exit', (code) => {
+        if (worker !== this.worker) return;
+        this.failWaiters(new Error(`the writer thread stopped (exit code ${code}): not stored, send it again`));
+        if (!started) {
+          reject(new Error(`the writer thread stopped while starting (exit code ${code})`));
+          return;
+        }
+        if (this.closing) return;
+        this.o.metrics.internalErrors.inc({ where: 'writer-thread' });
+        const delay = RESTART_BACKOFF_MS[Math.min(this.restarts, RESTART_BACKOFF_MS.length - 1)]!;
+        this.restarts++;
+        this.log.fatal({ code, restartInMs: delay }, 'the writer thread stopped: whatever it had not committed was not acknowledged (devices resend); starting a new one');
+        setTimeout(() => {
+          if (this.closing) return;
+          this.spawn().then(
+            (r) => this.log.warn({ restored: r }, 'writer thread restarted'),
+            (err: unknown) => this.log.fatal({ err }, 'the writer thread could not be restarted'),
+          );
+        }, delay).unref();
+      });
+    });
+  }
+
+  private onMessage(m: FromWriter): void {
+    switch (m.op) {
+      case 'result': {
+        const w = this.waiters.get(m.id);
+        if (!w) return;
+        this.waiters.delete(m.id);
+        if (m.ok) w.resolve(m.value);
+        else w.reject(fromWire(m.error));
+        return;
+      }
+      case 'committed':
+        try {
+          this.o.onCommitted(m.events);
+        } catch (err) {
+          this.log.error({ err }, 'publishing committed incident events failed');
+        }
+        return;
+      case 'command-acked':
+        return this.o.onCommandAcked(m.cmd, m.at);
+      case 'storage':
+        if (m.ok) this.o.storage.succeeded();
+        else this.o.storage.failed(m.writer, fromWire(m.error));
+        return;
+      case 'stats':
+        this.stats = m.stats;
+        return;
+      case 'log':
+        return this.writeLine(m.line);
+      case 'fatal':
+        this.log.fatal({ err: fromWire(m.error) }, 'the writer thread reported a fatal error');
+        return;
+      case 'ready':
+        return;
+    }
+  }
+
+  private post(m: ToWriter): void {
+    this.worker.postMessage(m);
+  }
+
+  private call<T>(make: (id: number) => ToWriter): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiters.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.post(make(id));
+    });
+  }
+
+  private failWaiters(err: Error): void {
+    const all = [...this.waiters.values()];
+    this.waiters.clear();
+    for (const w of all) w.reject(err);
+  }
+
+  submit(obs: Observation): Promise<IngestResult> {
+    if (this.closing) return Promise.reject(new Error('ingest is closed: the gateway is shutting down'));
+    return this.call((id) => ({ op: 'submit', id, obs }));
+  }
+
+  submitTelemetry(obs: Observation, wait: boolean): Promise<IngestResult> | undefined {
+    if (this.closing) return wait ? Promise.reject(new Error('ingest is closed')) : undefined;
+    if (!wait) {
+      this.post({ op: 'telemetry', obs, wait: false });
+      return undefined;
+    }
+    return this.call((id) => ({ op: 'telemetry', id, obs, wait }));
+  }
+
+  recordReject(row: Omit<RejectRow, 'raw'> & { raw: Buffer | string }): void {
+    const raw = typeof row.raw === 'string' ? row.raw : row.raw.toString('utf8');
+    this.post({ op: 'reject', row: { ...row, raw: raw.slice(0, this.o.config.ingest.rejectRawBytes) } });
+  }
+
+  setPressure(on: boolean): void {
+    this.post({ op: 'pressure', on });
+  }
+
+  /** as the writer last reported (every 250 ms) */
+  queueDepth(): WriterStats {
+    return this.stats;
+  }
+
+  /** Write everything the writer holds now (tests, shutdown). */
+  flushAll(): Promise<void> {
+    return this.call((id) => ({ op: 'flush', id }));
+  }
+
+  private async readStates(deviceIds: string[] | null): Promise<Map<string, LiveState>> {
+    const rows = await this.call<[string, LiveState | null][]>((id) => ({ op: 'states', id, deviceIds }));
+    const out = new Map<string, LiveState>();
+    for (const [id, s] of rows) {
+      if (!s) continue;
+      // connected is this thread's to say: the writer hears of it a message later
+      const at = this.online.get(id);
+      out.set(id, at !== undefined ? { ...s, online: true, connectedAt: s.connectedAt ?? at } : { ...s, online: false });
+    }
+    return out;
+  }
+
+  /** The Prometheus text of this thread's metrics and the writer's, summed where both count the same thing. */
+  async metricsText(): Promise<string> {
+    const own = await this.o.metrics.registry.getMetricsAsJSON();
+    let theirs: MetricsJson = [];
+    try {
+      theirs = await withTimeout(this.call<MetricsJson>((id) => ({ op: 'metrics', id })), 2000);
+    } catch (err) {
+      this.log.warn({ err }, 'the writer thread did not give its metrics: /metrics shows this thread\'s only');
+    }
+    return AggregatorRegistry.aggregate([own, theirs] as never).metrics();
+  }
+
+  /** The writer writes what it holds (queued telemetry, device-state rows owed) and closes its connection. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    try {
+      await withTimeout(this.call((id) => ({ op: 'close', id })), CLOSE_TIMEOUT_MS);
+    } catch (err) {
+      this.log.error({ err }, 'the writer thread did not close cleanly: what it held is not acknowledged (devices resend)');
+    }
+    this.closing = true;
+    this.failWaiters(new Error('ingest is closed: the gateway is shutting down'));
+    await this.worker.terminate();
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer from the writer thread within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** The writer's error as the transports know it: the same class by name, the SQLite code kept (isStorageError). */
+export function fromWire(w: WireError): Error {
+  const cause = w.cause ? fromWire(w.cause) : undefined;
+  let err: Error;
+  if (w.name === 'OverloadError') err = new OverloadError(w.message);
+  else if (w.name === 'AlarmNotRecordedError') err = new AlarmNotRecordedError(w.message, cause ? { cause } : undefined);
+  else {
+    err = new Error(w.message, cause ? { cause } : undefined);
+    err.name = w.name;
+  }
+  if (w.code !== undefined) (err as Error & { code?: string }).code = w.code;
+  if (w.stack) err.stack = w.stack;
+  return err;
+}

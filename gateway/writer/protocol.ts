@@ -1,0 +1,75 @@
+// What the main thread and the writer thread say to each other (gateway/writer/client.ts ↔ worker.ts). The main
+// thread keeps every socket; the writer thread owns the device domain (state, rules, incidents raised by devices)
+// and the write transactions that make it durable. Messages on one port keep their order, so a device's
+// observations, its online changes and the registry changes before them reach the writer in the order they happened.
+import type { Config } from '../../core/config.js';
+import type { IncidentEvent, Observation } from '../../core/contracts.js';
+import type { RegistryReplication } from '../../devices/registry.js';
+import type { LiveState } from '../device-state.js';
+import type { CommandRow } from '../commands.js';
+import type { RejectRow } from '../ingest.js';
+
+export interface WriterInit {
+  config: Config;
+  /** the main thread's log level (the writer's lines are sent to the main thread's logger) */
+  logLevel: string;
+}
+
+/** main → writer */
+export type ToWriter =
+  | { op: 'submit'; id: number; obs: Observation }
+  | { op: 'telemetry'; id?: number; obs: Observation; wait: boolean }
+  | { op: 'reject'; row: Omit<RejectRow, 'raw'> & { raw: string } }
+  | { op: 'online'; deviceId: string; online: boolean; at: number }
+  | { op: 'unreadable'; deviceId: string; reason: string; at: number }
+  | { op: 'clear-flags'; deviceId: string }
+  | { op: 'registry'; change: RegistryReplication }
+  | { op: 'pressure'; on: boolean }
+  | { op: 'states'; id: number; deviceIds: string[] | null }
+  | { op: 'flush'; id: number }
+  | { op: 'metrics'; id: number }
+  | { op: 'close'; id: number };
+
+export interface WriterStats {
+  urgent: number;
+  telemetry: number;
+  waiting: number;
+}
+
+/** writer → main */
+export type FromWriter =
+  | { op: 'ready'; restored: { devices: number; timers: number } }
+  | { op: 'result'; id: number; ok: true; value: unknown }
+  | { op: 'result'; id: number; ok: false; error: WireError }
+  /** incident events committed and durable: published to the consoles by the main thread */
+  | { op: 'committed'; events: IncidentEvent[] }
+  /** a device answered a command that belongs to an incident (recorded on the incident by the main thread) */
+  | { op: 'command-acked'; cmd: CommandRow; at: number }
+  | { op: 'storage'; ok: true }
+  | { op: 'storage'; ok: false; writer: string; error: WireError }
+  | { op: 'stats'; stats: WriterStats }
+  | { op: 'log'; line: string }
+  | { op: 'fatal'; error: WireError };
+
+/** An error as it crosses threads: its class (by name), message and SQLite code survive, so do causes. */
+export interface WireError {
+  name: string;
+  message: string;
+  code?: string;
+  stack?: string;
+  cause?: WireError;
+}
+
+export type StatesReply = [string, LiveState | null][];
+
+export function toWire(err: unknown, depth = 0): WireError {
+  if (!(err instanceof Error)) return { name: 'Error', message: String(err) };
+  const code = (err as { code?: unknown }).code;
+  return {
+    name: err.name,
+    message: err.message,
+    ...(typeof code === 'string' ? { code } : {}),
+    ...(err.stack ? { stack: err.stack } : {}),
+    ...(err.cause !== undefined && depth < 3 ? { cause: toWire(err.cause, depth + 1) } : {}),
+  };
+}

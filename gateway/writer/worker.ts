@@ -1,0 +1,162 @@
+// The writer thread: the device domain and the write transactions that make it durable, off the main event loop.
+//
+// It owns its own SQLite connection to the same file and, on it: the live device state, the rules and their timers,
+// the incidents devices raise, the devices' answers to commands. The main thread keeps every socket (MQTT, the
+// terminal protocols, HTTP and the consoles' WebSocket) and talks to this thread through gateway/writer/client.ts.
+// An observation's promise here resolves only after its commit (and the sync a PUBACK needs, gateway/ingest.ts), and
+// only then does the main thread acknowledge it or push its incident events to consoles.
+import { parentPort, workerData } from 'node:worker_threads';
+import type { IncidentEvent } from '../../core/contracts.js';
+import { createLogger, type Logger } from '../../core/logger.js';
+import { dbFile, openStore, type Store } from '../../core/db.js';
+import { Bus } from '../../core/bus.js';
+import { createMetrics, type Metrics } from '../../core/metrics.js';
+import { serviceSecret } from '../../core/secrets.js';
+import { SecretHasher } from '../../devices/credentials.js';
+import { DeviceRegistry } from '../../devices/registry.js';
+import { systemClock } from '../../response/clock.js';
+import { createNetwork } from '../../response/network.js';
+import { createIncidentService } from '../../response/incidents.js';
+import { DeviceStates } from '../device-state.js';
+import { Ingest } from '../ingest.js';
+import { Commands } from '../commands.js';
+import { createAlarmPipeline, type AlarmPipeline } from '../alarms.js';
+import { toWire, type FromWriter, type ToWriter, type WriterInit } from './protocol.js';
+
+const port = parentPort;
+if (!port) throw new Error('gateway/writer/worker.ts runs as a worker thread (started by gateway/writer/client.ts)');
+const post = (m: FromWriter) => port.postMessage(m);
+
+export interface WriterDomain {
+  store: Store;
+  states: DeviceStates;
+  ingest: Ingest;
+  alarms: AlarmPipeline;
+  registry: DeviceRegistry;
+  metrics: Metrics;
+  close(): void;
+}
+
+/** Build the writer's domain on its own connection; what it commits is told to the main thread. */
+function createWriterDomain(init: WriterInit, log: Logger): WriterDomain {
+  const { config } = init;
+  const store = openStore(dbFile(config.dataDir));
+  // checkpoints are this connection's (the writer's), between its own commits; the main thread's never runs one
+  const bus = new Bus();
+  const metrics = createMetrics({ defaults: false });
+  const registry = new DeviceRegistry(store.db, new SecretHasher(serviceSecret(store.db, 'device-secret-key')), bus, { replica: true });
+  const states = new DeviceStates(store.sqlite);
+  const network = createNetwork({ store, log, clock: systemClock });
+  const incidents = createIncidentService({ store, bus, config, log, clock: systemClock, network });
+  // a storage fault is the main thread's to report (/readyz, the storage incident); it hears every failure and the
+  // first success after one
+  let failing = false;
+  const storage = {
+    failed(writer: string, err: unknown) {
+      failing = true;
+      post({ op: 'storage', ok: false, writer, error: toWire(err) });
+    },
+    succeeded() {
+      if (!failing) return;
+      failing = false;
+      post({ op: 'storage', ok: true });
+    },
+  };
+  const ingest = new Ingest({
+    storage,
+    sqlite: store.sqlite,
+    states,
+    config: config.ingest,
+    log,
+    metrics,
+    // durable: the main thread pushes them to the consoles
+    onCommitted: (events: IncidentEvent[]) => post({ op: 'committed', events }),
+  });
+  // steps in order: rules → incidents, then the devices' answers to commands
+  const alarms = createAlarmPipeline({ config, log, metrics, sqlite: store.sqlite, registry, states, ingest, incidents });
+  const commands = new Commands(store.sqlite, log);
+  ingest.use(commands.step);
+  commands.onAcked = (cmd, at) => {
+    // recorded on the incident by the main thread once this transaction has committed (the message leaves after it)
+    if (cmd.incidentId) queueMicrotask(() => post({ op: 'command-acked', cmd, at }));
+    return [];
+  };
+  return {
+    store, states, ingest, alarms, registry, metrics,
+    close() {
+      alarms.close();
+      ingest.close();
+      store.sqlite.transaction(() => states.flushDirty(Date.now()))();
+      store.close();
+    },
+  };
+}
+
+function main(): void {
+  const init = workerData as WriterInit;
+  // every line goes to the main thread's logger (one stream, one format, and a test's logger sees the writer's lines)
+  const log = createLogger(init.logLevel, { write: (line: string) => post({ op: 'log', line }) });
+  let d: WriterDomain;
+  try {
+    d = createWriterDomain(init, log);
+  } catch (err) {
+    post({ op: 'fatal', error: toWire(err) });
+    return;
+  }
+  const restored = d.alarms.restore();
+  // queue depths for the main thread's gauges and /metrics, a few times a second (not per message)
+  const statsTimer = setInterval(() => post({ op: 'stats', stats: d.ingest.queueDepth() }), 250);
+  statsTimer.unref();
+  const reply = (id: number, run: () => unknown) => {
+    try {
+      const value = run();
+      if (value instanceof Promise) {
+        value.then((v) => post({ op: 'result', id, ok: true, value: v }), (err: unknown) => post({ op: 'result', id, ok: false, error: toWire(err) }));
+      } else {
+        post({ op: 'result', id, ok: true, value });
+      }
+    } catch (err) {
+      post({ op: 'result', id, ok: false, error: toWire(err) });
+    }
+  };
+  port!.on('message', (m: ToWriter) => {
+    switch (m.op) {
+      case 'submit':
+        return reply(m.id, () => d.ingest.submit(m.obs));
+      case 'telemetry': {
+        const p = d.ingest.submitTelemetry(m.obs, m.wait);
+        // without `wait` nobody waits for an answer (shed or queued); a failure is the writer's to log and count
+        if (m.id === undefined || !p) {
+          p?.catch(() => {});
+          return;
+        }
+        return reply(m.id, () => p);
+      }
+      case 'reject':
+        return d.ingest.recordReject(m.row);
+      case 'online':
+        return d.states.setOnline(m.deviceId, m.online, m.at);
+      case 'unreadable':
+        return d.states.markUnreadable(m.deviceId, m.reason, m.at);
+      case 'clear-flags':
+        return d.states.clearFlags(m.deviceId);
+      case 'registry':
+        return d.registry.replicate(m.change);
+      case 'pressure':
+        return d.ingest.setPressure(m.on);
+      case 'states':
+        return reply(m.id, () => (m.deviceIds ?? [...d.states.entries()].map(([id]) => id))
+          .map((id) => [id, d.states.peek(id) ?? null]));
+      case 'flush':
+        return reply(m.id, () => d.ingest.flushAll());
+      case 'metrics':
+        return reply(m.id, () => d.metrics.registry.getMetricsAsJSON());
+      case 'close':
+        clearInterval(statsTimer);
+        return reply(m.id, () => d.close());
+    }
+  });
+  post({ op: 'ready', restored });
+}
+
+main();
