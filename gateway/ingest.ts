@@ -58,6 +58,11 @@ const BATTERY_HYSTERESIS = 2;
 const SIGNAL_HYSTERESIS = 3;
 /** device-state rows written by an urgent (alarm) commit: the alarm path does not pay for a backlog of state rows */
 const URGENT_STATE_ROWS = 32;
+/**
+ * A telemetry transaction stops taking rows after this long and commits; the rest go back to the head of the queue.
+ * An alarm that arrives meanwhile waits at most about this long for the writer (the next turn is the alarm's).
+ */
+export const TELEMETRY_SLICE_MS = 5;
 
 /** What the last heartbeat-like row kept for a device said. */
 interface KeptRow {
@@ -341,9 +346,10 @@ export class Ingest implements ObservationSink {
     this.admitParked();
     // device-state rows owed (heartbeats are state; a reconnect storm dirties thousands) go out with the next batches
     const stateOwed = this.lastCommitOk && this.o.states.dirtyCount() > 0;
-    if (batch.length > 0 || this.rejects.length > 0 || stateOwed) this.commit(batch, 'telemetry');
+    const cut = batch.length > 0 || this.rejects.length > 0 || stateOwed ? this.commit(batch, 'telemetry') : 0;
     if (this.telemetry.length > 0 || this.rejects.length > 0 || (this.lastCommitOk && this.o.states.dirtyCount() > 0)) {
-      this.telemetryTimer = setTimeout(() => this.flushTelemetry(), this.telemetry.length >= this.o.config.telemetryBatchRows ? 0 : this.o.config.telemetryFlushMs);
+      // a batch cut at its time slice goes on at the next turn (after any alarm that came meanwhile)
+      this.telemetryTimer = setTimeout(() => this.flushTelemetry(), cut > 0 || this.telemetry.length >= this.o.config.telemetryBatchRows ? 0 : this.o.config.telemetryFlushMs);
     }
   }
 
@@ -352,7 +358,7 @@ export class Ingest implements ObservationSink {
    * synchronous=FULL; a telemetry batch with NORMAL, then — if anyone waits on it or it produced incident events — an
    * fdatasync of the WAL before promises resolve and events are published (a batch of QoS 0 heartbeats pays none).
    */
-  private commit(batch: Pending[], queue: 'urgent' | 'telemetry'): void {
+  private commit(batch: Pending[], queue: 'urgent' | 'telemetry'): number {
     const started = performance.now();
     const results: IngestResult[] = new Array(batch.length);
     const failures: (Error | undefined)[] = new Array(batch.length);
@@ -363,10 +369,17 @@ export class Ingest implements ObservationSink {
     // with the machine's power; the sync that promises need is added below, only where one is needed.
     const relaxed = queue === 'telemetry';
     if (relaxed) this.o.sqlite.pragma('synchronous = NORMAL');
+    // telemetry is written in time slices: what is left when the slice is over goes back to the head of the queue
+    const sliceEnd = relaxed ? started + TELEMETRY_SLICE_MS : Infinity;
+    let cut: Pending[] = [];
     this.o.states.begin();
     try {
       this.o.sqlite.transaction(() => {
         for (let i = 0; i < batch.length; i++) {
+          if (i > 0 && performance.now() > sliceEnd) {
+            cut = batch.splice(i);
+            break;
+          }
           const p = batch[i]!;
           const mark = this.undoHooks.length;
           if (p.task) {
@@ -408,8 +421,9 @@ export class Ingest implements ObservationSink {
       // Nothing of this batch is durable: every waiting transport is told, so no device gets an ACK for it.
       this.log.error({ err, rows: batch.length, queue }, 'write failed: the batch is not acknowledged and will be resent by devices');
       for (const p of batch) p.reject?.(err as Error);
+      this.requeue(cut);
       this.afterCommit();
-      return;
+      return cut.length;
     }
     this.undoHooks.length = 0;
     this.o.states.commit();
@@ -426,8 +440,9 @@ export class Ingest implements ObservationSink {
           this.log.fatal({ err, rows: batch.length, events: events.map((e) => e.seq) },
             'syncing a telemetry commit failed: not acknowledged; its incident events reach consoles only when they reload');
           for (const p of batch) p.reject?.(err as Error);
+          this.requeue(cut);
           this.afterCommit();
-          return;
+          return cut.length;
         }
       }
     }
@@ -457,7 +472,16 @@ export class Ingest implements ObservationSink {
         this.log.error({ err }, 'publishing committed incident events failed');
       }
     }
+    this.requeue(cut);
     this.afterCommit();
+    return cut.length;
+  }
+
+  /** telemetry a sliced batch did not reach: back to the head of the queue, in its order, still owed per device */
+  private requeue(cut: Pending[]): void {
+    if (cut.length === 0) return;
+    for (const p of cut) this.countPending(p.obs.deviceId, 1);
+    this.telemetry = cut.concat(this.telemetry);
   }
 
   /** device-state rows still owed after a commit get one of their own soon (not on the alarm path) */

@@ -119,12 +119,15 @@ export class WriterThread implements IngestPort {
     this.worker = worker;
     return new Promise((resolve, reject) => {
       let started = false;
-      worker.on('message', (m: FromWriter) => {
+      worker.on('message', (batch: FromWriter[]) => {
+        for (const m of batch) handle(m);
+      });
+      const handle = (m: FromWriter) => {
         if (m.op === 'ready') {
           started = true;
           this.restarts = 0;
           // the writer starts with every device offline: tell it who is connected to this node
-          for (const [deviceId, at] of this.online) worker.postMessage({ op: 'online', deviceId, online: true, at } satisfies ToWriter);
+          worker.postMessage([...this.online].map(([deviceId, at]): ToWriter => ({ op: 'online', deviceId, online: true, at })));
           resolve(m.restored);
           return;
         }
@@ -133,7 +136,7 @@ export class WriterThread implements IngestPort {
           return;
         }
         this.onMessage(m);
-      });
+      };
       worker.on('error', (err) => {
         this.log.fatal({ err }, 'the writer thread failed');
         if (!started) reject(err);
@@ -197,8 +200,17 @@ export class WriterThread implements IngestPort {
     }
   }
 
+  /** messages of one turn of the event loop go as one (a socket's read of 100 packets is one hand-over, not 100) */
+  private outbox: ToWriter[] = [];
   private post(m: ToWriter): void {
-    this.worker.postMessage(m);
+    this.outbox.push(m);
+    if (this.outbox.length === 1) queueMicrotask(() => this.flushOutbox());
+  }
+
+  private flushOutbox(): void {
+    const batch = this.outbox;
+    this.outbox = [];
+    if (batch.length) this.worker.postMessage(batch);
   }
 
   private call<T>(make: (id: number) => ToWriter): Promise<T> {

@@ -25,7 +25,18 @@ import { toWire, type FromWriter, type ToWriter, type WriterInit } from './proto
 
 const port = parentPort;
 if (!port) throw new Error('gateway/writer/worker.ts runs as a worker thread (started by gateway/writer/client.ts)');
-const post = (m: FromWriter) => port.postMessage(m);
+// what one turn of this thread's loop has to say goes as one message (a commit's 300 answers are one hand-over)
+let outbox: FromWriter[] = [];
+const post = (m: FromWriter) => {
+  outbox.push(m);
+  if (outbox.length === 1) {
+    queueMicrotask(() => {
+      const batch = outbox;
+      outbox = [];
+      port.postMessage(batch);
+    });
+  }
+};
 
 export interface WriterDomain {
   store: Store;
@@ -119,7 +130,10 @@ function main(): void {
       post({ op: 'result', id, ok: false, error: toWire(err) });
     }
   };
-  port!.on('message', (m: ToWriter) => {
+  port!.on('message', (batch: ToWriter[]) => {
+    for (const m of batch) handle(m);
+  });
+  const handle = (m: ToWriter): void => {
     switch (m.op) {
       case 'submit':
         return reply(m.id, () => d.ingest.submit(m.obs));
@@ -155,7 +169,7 @@ function main(): void {
         clearInterval(statsTimer);
         return reply(m.id, () => d.close());
     }
-  });
+  };
   post({ op: 'ready', restored });
 }
 

@@ -72,7 +72,7 @@ describe('cluster mode: device messages taken from RabbitMQ', () => {
       return list.length ? list : undefined;
     }, 'the SOS incident');
     expect(incident).toMatchObject({ type: 'sos', priority: 'P1' });
-    expect(t.gw.states.peek(dev.id)?.online).toBe(true);
+    expect(t.gw.states.isOnline(dev.id)).toBe(true);
 
     expect((await t.api('POST', `/api/incidents/${incident!.id}/acknowledge`)).status).toBe(200);
     const cmd = await waitFor(() => commands.find((m) => m.type === 'acknowledge-alarm'), 'acknowledge-alarm at the terminal');
@@ -81,18 +81,14 @@ describe('cluster mode: device messages taken from RabbitMQ', () => {
 
     // the Last Will, published by RabbitMQ when the connection dies, says offline
     c.stream.destroy();
-    await waitFor(() => t.gw.states.peek(dev.id)?.online === false || undefined, 'offline from the Last Will');
+    await waitFor(() => !t.gw.states.isOnline(dev.id) || undefined, 'offline from the Last Will');
   });
 
   it('a message the writer keeps failing is dead-lettered after rabbitmq.deliveryLimit deliveries and raised as a P1 incident; the partition moves on', async () => {
     const dev = await t.provision('call-phone');
-    // a fault of this one message (not of the storage): the rules step fails on it, every time
-    t.gw.ingest.use({
-      name: 'test-poison', raisesIncidents: true,
-      run(obs) {
-        if (obs.deviceId === dev.id && obs.seq === 666) throw new Error('injected fault for this message');
-      },
-    });
+    // a fault of this one message (not of the storage): writing it fails, every time
+    t.gw.store.sqlite.exec(`create trigger test_poison before insert on observations when new.device_id = '${dev.id}' and new.seq = 666
+      begin select raise(abort, 'injected fault for this message'); end`);
     const c = await connect(dev.id, dev.secret);
     const ts = Date.now();
     await c.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ ts, seq: 666, type: 'sos' }), { qos: 1 });

@@ -82,10 +82,10 @@ describe('alarms that must not be swallowed', () => {
     // the offline timer (~2.2 s) fires and its incident write fails
     await new Promise((r) => setTimeout(r, 3500));
     expect(incidents(id, 'offline')).toEqual([]);
-    expect(t.gw.states.get(id).supervision).not.toBe('offline');
+    expect((await t.gw.states.read([id])).get(id)?.supervision).not.toBe('offline');
     db.exec('drop trigger fail_offline');
     const offline = await waitFor(() => incidents(id, 'offline')[0], 'the offline incident, retried', 15_000);
     expect(offline).toMatchObject({ priority: 'P3', status: 'open' });
-    expect(t.gw.states.get(id).supervision).toBe('offline');
+    expect((await t.gw.states.read([id])).get(id)?.supervision).toBe('offline');
   }, 30_000);
 });

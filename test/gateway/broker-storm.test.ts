@@ -64,7 +64,7 @@ describe('Last Wills in slices, in each device\'s order', () => {
     try {
       const old = await Promise.all(devices.map((d) => device(t.gw.mqttPort, d.id, d.secret)));
       sockets.push(...old);
-      await waitFor(() => devices.every((d) => t.gw.states.get(d.id).online), 'all online');
+      await waitFor(() => devices.every((d) => t.gw.states.isOnline(d.id)), 'all online');
       // Their network changed: each opens a new connection while the old one still stands (the broker closes the old
       // one [MQTT-3.1.4-2], without DISCONNECT: its Will is published), and pipelines its first message after CONNECT,
       // so the broker handles that message in the very turn the new connection is accepted — before any slice ran.
@@ -73,7 +73,7 @@ describe('Last Wills in slices, in each device\'s order', () => {
       await waitFor(() => devices.every((d) => (seen.get(d.id)?.length ?? 0) >= 2), 'every Will and every first message at the writer', 30_000);
       for (const d of devices) expect(seen.get(d.id), d.id).toEqual(['will', 'back']);
       // the device's Will and disconnect never overtake its return: all online
-      await waitFor(() => devices.every((d) => t.gw.states.get(d.id).online), 'all online again');
+      await waitFor(() => devices.every((d) => t.gw.states.isOnline(d.id)), 'all online again');
       expect(t.gw.broker!.closing().pending).toBe(0);
       // (whether a Will was still waiting for its slice when its device came back depends on the machine's speed; the
       // order is what must hold either way, and KeyOrderedSlices' own test forces the race: broker-slices.test.ts)

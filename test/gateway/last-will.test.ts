@@ -1,7 +1,7 @@
 // The Last Will on devices/{id}/status reaches the gateway when a device dies without a goodbye; the per-address
 // connection limit holds.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectDevice, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
+import { connectDevice, metricValue, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 
 describe('Last Will and connection limits', () => {
   let t: TestGateway;
@@ -16,8 +16,7 @@ describe('Last Will and connection limits', () => {
       will: { topic: `devices/${id}/status`, payload: Buffer.from('{"online":false}'), qos: 1, retain: true },
     });
     await waitFor(async () => (await t.api('GET', `/api/devices/${id}`)).body.live.online === true, 'online');
-    const folded = async () => (await t.gw.metrics.ingested.get()).values
-      .find((v) => v.labels.source === 'mqtt' && v.labels.result === 'state')?.value ?? 0;
+    const folded = () => metricValue(t.gw, 'eldergate_observations_total', { source: 'mqtt', result: 'state' });
     const before = await folded();
     // no DISCONNECT packet: the socket just dies, as when the battery falls out
     (c as unknown as { stream: { destroy(): void } }).stream.destroy();

@@ -112,3 +112,20 @@ export async function waitFor<T>(fn: () => T | Promise<T>, what: string, timeout
 
 export const publishAsync = (c: MqttClient, topic: string, payload: string | Buffer, qos: 0 | 1 | 2 = 1) =>
   new Promise<void>((resolve, reject) => c.publish(topic, payload, { qos }, (err) => (err ? reject(err) : resolve())));
+
+/**
+ * A metric's value as /metrics gives it (this thread's and the writer thread's, summed): the sum over every series of
+ * `name` whose labels include `labels`.
+ */
+export async function metricValue(gw: Eldergate, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const text = await gw.writer.metricsText();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have: Record<string, string> = {};
+    for (const [, k, v] of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) have[k!] = v!;
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[3]);
+  }
+  return sum;
+}
