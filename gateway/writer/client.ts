@@ -12,6 +12,7 @@ import { AggregatorRegistry, type Registry } from 'prom-client';
 
 type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
 import type { Config } from '../../core/config.js';
+import { ConfigError } from '../../core/errors.js';
 import type { IncidentEvent, IngestResult, Observation } from '../../core/contracts.js';
 import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../core/metrics.js';
@@ -281,6 +282,8 @@ export class WriterThread implements IngestPort {
     } catch (err) {
       this.log.warn({ err }, 'the writer thread did not give its metrics: /metrics shows this thread\'s only');
     }
+    // the writer counts (counters, histograms); gauges are this thread's to set (the writer's build_info would be a 2)
+    theirs = theirs.filter((m) => String(m.type) !== 'gauge');
     return AggregatorRegistry.aggregate([own, theirs] as never).metrics();
   }
 
@@ -312,7 +315,8 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
 export function fromWire(w: WireError): Error {
   const cause = w.cause ? fromWire(w.cause) : undefined;
   let err: Error;
-  if (w.name === 'OverloadError') err = new OverloadError(w.message);
+  if (w.problems) err = new ConfigError(w.problems);
+  else if (w.name === 'OverloadError') err = new OverloadError(w.message);
   else if (w.name === 'AlarmNotRecordedError') err = new AlarmNotRecordedError(w.message, cause ? { cause } : undefined);
   else {
     err = new Error(w.message, cause ? { cause } : undefined);

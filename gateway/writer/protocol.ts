@@ -58,6 +58,8 @@ export interface WireError {
   code?: string;
   stack?: string;
   cause?: WireError;
+  /** a ConfigError's problems (rules declared as data are checked as the writer builds its engine) */
+  problems?: string[];
 }
 
 export type StatesReply = [string, LiveState | null][];
@@ -70,6 +72,7 @@ export function toWire(err: unknown, depth = 0): WireError {
     message: err.message,
     ...(typeof code === 'string' ? { code } : {}),
     ...(err.stack ? { stack: err.stack } : {}),
+    ...(Array.isArray((err as { problems?: unknown }).problems) ? { problems: (err as unknown as { problems: string[] }).problems } : {}),
     ...(err.cause !== undefined && depth < 3 ? { cause: toWire(err.cause, depth + 1) } : {}),
   };
 }
