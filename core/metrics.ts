@@ -169,6 +169,10 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       help: 'Cluster mode: answers to RabbitMQ\'s HTTP auth backend, by request kind (user, vhost, resource, topic) and answer',
       labelNames: ['kind', 'result'] as const, registers: [registry],
     }),
+    walFrames: new Gauge({
+      name: 'eldergate_wal_frames', help: 'Frames in the SQLite write-ahead log, and how many of them the checkpointer has copied back (state=log|checkpointed)',
+      labelNames: ['state'] as const, registers: [registry],
+    }),
     buildInfo: new Gauge({
       name: 'eldergate_build_info', help: 'Always 1; the labels say which eldergate, commit and Node.js are running',
       labelNames: ['version', 'commit', 'node'] as const, registers: [registry],

@@ -22,6 +22,8 @@ import type { CommandRow } from '../commands.js';
 import type { LiveState } from '../device-state.js';
 import { AlarmNotRecordedError, OverloadError, type RejectRow } from '../ingest.js';
 import type { FromWriter, ToWriter, WireError, WriterInit, WriterStats } from './protocol.js';
+import type { CheckpointerInit } from './checkpointer.js';
+import { dbFile } from '../../core/db.js';
 
 /** What a transport hands observations to: the writer thread here, or an in-process Ingest in unit tests. */
 export interface IngestPort {
@@ -102,21 +104,16 @@ export class WriterThread implements IngestPort {
   static async start(o: WriterThreadOptions): Promise<WriterThread> {
     const w = new WriterThread(o);
     const restored = await w.spawn();
+    w.checkpointer = startCheckpointer({ file: dbFile(o.config.dataDir), metrics: o.metrics, log: w.log });
     w.log.info({ restored }, 'writer thread started');
     return w;
   }
 
+  private checkpointer: { close(): Promise<void> } | null = null;
+
   private spawn(): Promise<{ devices: number; timers: number }> {
     const init: WriterInit = { config: this.o.config, logLevel: this.o.log.level };
-    // compiled (npm start): the worker's .js beside this file; from source (tests, start:dev): through tsx
-    const here = fileURLToPath(import.meta.url);
-    const fromSource = here.endsWith('.ts');
-    const file = new URL(fromSource ? './worker.ts' : './worker.js', import.meta.url);
-    // from source, tsx's loader is registered inside the thread first (a worker does not inherit the parent's hooks)
-    const worker = fromSource
-      ? new Worker(`import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(file.href)}); })`,
-        { eval: true, workerData: init })
-      : new Worker(file, { workerData: init });
+    const worker = startThread('worker', init);
     this.worker = worker;
     return new Promise((resolve, reject) => {
       let started = false;
@@ -298,7 +295,48 @@ export class WriterThread implements IngestPort {
     this.closing = true;
     this.failWaiters(new Error('ingest is closed: the gateway is shutting down'));
     await this.worker.terminate();
+    await this.checkpointer?.close();
   }
+}
+
+/**
+ * A worker thread of this folder. Compiled (npm start): the .js beside this file; from source (tests, start:dev):
+ * through tsx, whose loader is registered inside the thread first (a worker does not inherit the parent's hooks).
+ */
+function startThread(name: 'worker' | 'checkpointer', data: unknown): Worker {
+  const fromSource = fileURLToPath(import.meta.url).endsWith('.ts');
+  const file = new URL(`./${name}.${fromSource ? 'ts' : 'js'}`, import.meta.url);
+  return fromSource
+    ? new Worker(`import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(file.href)}); })`,
+      { eval: true, workerData: data })
+    : new Worker(file, { workerData: data });
+}
+
+/** how often the checkpointer copies the WAL back into the database file */
+const CHECKPOINT_INTERVAL_MS = 1000;
+
+/** Start the checkpointer thread (gateway/writer/checkpointer.ts); its last result goes to the WAL gauge. */
+function startCheckpointer(o: { file: string; metrics: Metrics; log: Logger }): { close(): Promise<void> } {
+  const init: CheckpointerInit = { file: o.file, intervalMs: CHECKPOINT_INTERVAL_MS };
+  const worker = startThread('checkpointer', init);
+  let lastFailure = 0;
+  worker.on('message', (m: { op: string; log?: number; checkpointed?: number; message?: string; code?: string | null }) => {
+    if (m.op === 'checkpoint') {
+      o.metrics.walFrames.set({ state: 'log' }, Math.max(0, m.log ?? 0));
+      o.metrics.walFrames.set({ state: 'checkpointed' }, Math.max(0, m.checkpointed ?? 0));
+    } else if (m.op === 'checkpoint-failed' && Date.now() - lastFailure > 60_000) {
+      lastFailure = Date.now();
+      o.log.warn({ reason: m.message, code: m.code }, 'a WAL checkpoint failed: the write-ahead log grows until one succeeds');
+    }
+  });
+  worker.on('error', (err) => o.log.error({ err }, 'the checkpointer thread failed: the write-ahead log grows until the gateway restarts'));
+  return {
+    async close() {
+      const exited = new Promise<void>((r) => worker.once('exit', () => r()));
+      worker.postMessage({ op: 'close' });
+      await withTimeout(exited, 5000).catch(() => worker.terminate());
+    },
+  };
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

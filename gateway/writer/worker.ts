@@ -6,6 +6,7 @@
 // An observation's promise here resolves only after its commit (and the sync a PUBACK needs, gateway/ingest.ts), and
 // only then does the main thread acknowledge it or push its incident events to consoles.
 import { parentPort, workerData } from 'node:worker_threads';
+import { getHeapStatistics } from 'node:v8';
 import type { IncidentEvent } from '../../core/contracts.js';
 import { createLogger, type Logger } from '../../core/logger.js';
 import { dbFile, openStore, type Store } from '../../core/db.js';
@@ -52,7 +53,8 @@ export interface WriterDomain {
 function createWriterDomain(init: WriterInit, log: Logger): WriterDomain {
   const { config } = init;
   const store = openStore(dbFile(config.dataDir));
-  // checkpoints are this connection's (the writer's), between its own commits; the main thread's never runs one
+  // no commit of the writer runs a checkpoint: the checkpointer thread does (gateway/writer/checkpointer.ts)
+  store.sqlite.pragma('wal_autocheckpoint = 0');
   const bus = new Bus();
   const metrics = createMetrics({ defaults: false });
   const registry = new DeviceRegistry(store.db, new SecretHasher(serviceSecret(store.db, 'device-secret-key')), bus, { replica: true });
@@ -118,6 +120,20 @@ function main(): void {
   // queue depths for the main thread's gauges and /metrics, a few times a second (not per message)
   const statsTimer = setInterval(() => post({ op: 'stats', stats: d.ingest.queueDepth() }), 250);
   statsTimer.unref();
+  // the queues live in this thread's heap: telemetry is shed when it nears its bound, as when the main thread's
+  // watchdog says the process is under pressure (whichever comes first)
+  let mainPressure = false;
+  let ownPressure = false;
+  const heapTimer = setInterval(() => {
+    const h = getHeapStatistics();
+    const over = h.used_heap_size > h.heap_size_limit * 0.85;
+    if (over !== ownPressure) {
+      ownPressure = over;
+      log.warn({ heap: h.used_heap_size, heapLimit: h.heap_size_limit, over }, over ? 'the writer thread\'s heap is near its bound: shedding telemetry' : 'the writer thread\'s heap is back below its bound');
+      d.ingest.setPressure(mainPressure || ownPressure);
+    }
+  }, 1000);
+  heapTimer.unref();
   const reply = (id: number, run: () => unknown) => {
     try {
       const value = run();
@@ -157,7 +173,8 @@ function main(): void {
       case 'registry':
         return d.registry.replicate(m.change);
       case 'pressure':
-        return d.ingest.setPressure(m.on);
+        mainPressure = m.on;
+        return d.ingest.setPressure(mainPressure || ownPressure);
       case 'states':
         return reply(m.id, () => (m.deviceIds ?? [...d.states.entries()].map(([id]) => id))
           .map((id) => [id, d.states.peek(id) ?? null]));
@@ -167,6 +184,7 @@ function main(): void {
         return reply(m.id, () => d.metrics.registry.getMetricsAsJSON());
       case 'close':
         clearInterval(statsTimer);
+        clearInterval(heapTimer);
         return reply(m.id, () => d.close());
     }
   };

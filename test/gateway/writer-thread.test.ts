@@ -87,6 +87,23 @@ describe('the writer thread', () => {
     }
   });
 
+  it('no commit runs a checkpoint: the checkpointer thread copies the WAL back while the writer goes on', async () => {
+    const db = t.gw.store.sqlite;
+    expect(db.pragma('wal_autocheckpoint', { simple: true })).toBe(0);
+    const { id, secret } = await t.provision('locator');
+    const c = await t.connectDevice(id, secret);
+    for (let seq = 1; seq <= 30; seq++) {
+      await c.publishAsync(`devices/${id}/telemetry`, JSON.stringify({ ts: Date.now() + seq, seq, type: 'position', lat: 39.9 + seq / 1e3, lon: 116.4 }), { qos: 1 });
+    }
+    c.end(true);
+    // within a few checkpointer ticks every frame of the log is back in the database file, with nothing else writing
+    await waitFor(async () => {
+      const log = await metricValue(t.gw, 'eldergate_wal_frames', { state: 'log' });
+      const done = await metricValue(t.gw, 'eldergate_wal_frames', { state: 'checkpointed' });
+      return log > 0 && done === log;
+    }, 'the WAL checkpointed by the checkpointer thread', 10_000, 200);
+  });
+
   it('the writer thread dying loses nothing acknowledged: devices resend, the new writer stores each alarm once', async () => {
     const { id, secret } = await t.provision('call-phone');
     // a terminal that reconnects on its own (the test helper's client gives up on its first error)
