@@ -99,10 +99,22 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   // the device domain (state, rules, incidents devices raise, command answers) and its write transactions run in a
   // thread of their own on their own connection (gateway/writer); this thread keeps the sockets. The writer commits
   // before anything is acknowledged, and its incident events reach the bus (and so the consoles) only once durable.
+  // the highest seq published to the bus (by either thread): what a new writer thread must catch up from
+  let publishedSeq = incidents.head();
+  bus.on('incident-event', (e) => { if (e.seq > publishedSeq) publishedSeq = e.seq; });
   const writer = await WriterThread.start({
     config, log, metrics, storage, registry,
     onCommitted: (events) => incidents.publishCommitted(events),
     onCommandAcked: (cmd, at) => recordCommandAck({ incidents, log }, cmd, at),
+    onRestarted() {
+      // a writer that died may have committed incident events it never reported: they reach the bus now, from the
+      // log; escalation re-reads every deadline (one it never heard of is armed, or escalated if already due)
+      const missed = incidents.eventsAfter(publishedSeq, { limit: 100_000 });
+      if (missed.length) log.warn({ events: missed.length, from: missed[0]!.seq }, 'publishing incident events the stopped writer committed but never reported');
+      incidents.publishCommitted(missed);
+      response.escalation.stop();
+      response.escalation.start();
+    },
   });
   const ingest = writer;
   const states = writer.states;
@@ -133,7 +145,11 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   if (protocolCap) log.info({ mqttMaxConnections: caps.mqtt - protocolCap, protocolMaxConnections: protocolCap }, 'terminal sockets split between MQTT and the protocol listeners');
   // one node: the embedded broker; cluster mode: terminals connect to RabbitMQ, whose partitions this node consumes
   const clustered = config.rabbitmq.urls.length > 0;
-  const broker = clustered ? null : await startBroker({ config, registry, states, ingest, bus, log, metrics, connectionCap: caps.mqtt - protocolCap });
+  const broker = clustered ? null : await startBroker({ config, registry, states, ingest, bus, log, metrics, connectionCap: caps.mqtt - protocolCap })
+    .catch(async (err: unknown) => {
+      await writer.close();
+      throw err;
+    });
   // a revoked device is cut off at once, as the embedded broker does: its connections closed through RabbitMQ
   // (created first: a password file that cannot be used stops start-up before anything listens)
   const revoker: Revoker | null = clustered ? createRevoker({ config, log, metrics }) : null;
@@ -148,6 +164,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     ? await startAuthBackend({ config, registry, log, metrics }).catch(async (err: unknown) => {
       await cluster?.close();
       await revoker?.close();
+      await writer.close();
       throw err;
     })
     : null;
@@ -159,13 +176,18 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     await cluster?.close();
     await authBackend?.close();
   };
+  // start-up failing after the writer started: its threads (and the rule timers they run) stop with it
+  const closeStarted = async () => {
+    await closeTransport();
+    await writer.close();
+  };
   // terminals that speak their own protocol (gateway/protocols): commands reach them over their connection
   // devices heard from before (the writer's state at start): a restart keeps expecting them
   const known = await states.readAll();
   const protocols = await startProtocols({
     config, ingest, registry, states: { peek: (id) => known.get(id) }, bus, log, metrics, connectionCap: Math.max(1, protocolCap), resendCommands: (id) => commands.resend(id),
   }).catch(async (err: unknown) => {
-    await closeTransport();
+    await closeStarted();
     throw err;
   });
   commands.attach(protocols.commandTransport((broker ?? cluster)!));
@@ -199,6 +221,15 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     // panels' SIA `ti` times are local time: the zone the rules use (a receiver's panelUtcOffsetMinutes overrides it)
     timeZoneOffsetMinutes: config.ruleSettings.timeZoneOffsetMinutes,
     onUnreadable: (u) => ingest.recordReject({ deviceId: u.receiverDeviceId, source: 'serial', topic: null, reason: u.reason, raw: u.raw, at: u.at }),
+  }).catch(async (err: unknown) => {
+    // a receiver's settings refused: nothing started before it is left running
+    await modbus.close();
+    await closeTransport();
+    await protocols.close();
+    clearInterval(expiry);
+    clearInterval(heapWatch);
+    await writer.close();
+    throw err;
   });
   // escalation catches up at once with what fell overdue while the gateway was down
   response.start();
@@ -209,7 +240,8 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     mqttPorts: broker ? { port: broker.port, tlsPort: broker.tlsPort } : { port: config.rabbitmq.mqttPort, tlsPort: null },
     protocolPorts: Object.fromEntries([...protocols.listeners].map(([name, l]) => [name, l.port])),
     scope: createScope(response.network),
-    ready: () => ready,
+    // not ready while no writer thread runs (one died and the next is starting): alarms are refused meanwhile
+    ready: () => ready && writer.running,
     storage,
     refreshMetrics() {
       for (const [priority, n] of Object.entries(incidents.openCounts())) metrics.openIncidents.set({ priority }, n);
@@ -235,6 +267,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     await app.close().catch(() => {});
     await closeTransport();
     await protocols.close();
+    await writer.close();
     throw err;
   });
   const httpPort = (app.server.address() as { port: number }).port;

@@ -190,12 +190,18 @@ export class DeviceRegistry {
       else this.residentUnit.delete(id);
       for (const e of this.entries.values()) if (e.residentId === id) e.unitId = row?.unit_id ?? null;
     }
-    for (const id of new Set(r.deviceIds)) {
-      const d = this.db.select().from(devices).where(eq(devices.id, id)).get();
-      const before = this.entries.get(id);
-      if (before) {
-        for (const [key, holder] of this.accounts) if (holder === id) this.accounts.delete(key);
-      }
+    // one query per replication (an import's slice is thousands of devices), not one per device
+    const ids = [...new Set(r.deviceIds)];
+    const rows = new Map<string, DeviceRow>();
+    for (let i = 0; i < ids.length; i += 5000) {
+      for (const d of this.db.select().from(devices).where(inArray(devices.id, ids.slice(i, i + 5000))).all()) rows.set(d.id, d);
+    }
+    const held = new Set(ids);
+    const accountsOf = new Map<string, string[]>();
+    for (const [key, holder] of this.accounts) if (held.has(holder)) accountsOf.set(holder, [...(accountsOf.get(holder) ?? []), key]);
+    for (const id of ids) {
+      const d = rows.get(id);
+      for (const key of accountsOf.get(id) ?? []) this.accounts.delete(key);
       if (!d) {
         this.entries.delete(id);
         continue;
@@ -580,6 +586,7 @@ export class DeviceRegistry {
     if (!e || e.state !== 'commissioned') return;
     e.state = 'in-service';
     this.db.update(devices).set({ state: 'in-service', updatedAt: Date.now() }).where(eq(devices.id, id)).run();
+    this.noteReplication(undefined, id);
   }
 
   /**

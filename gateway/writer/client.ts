@@ -13,7 +13,7 @@ import { AggregatorRegistry, type Registry } from 'prom-client';
 type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
 import type { Config } from '../../core/config.js';
 import { ConfigError } from '../../core/errors.js';
-import type { IncidentEvent, IngestResult, Observation } from '../../core/contracts.js';
+import { isLifeSafety, type IncidentEvent, type IngestResult, type Observation } from '../../core/contracts.js';
 import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../core/metrics.js';
 import type { StorageHealth } from '../../core/storage-health.js';
@@ -55,6 +55,11 @@ export interface WriterThreadOptions {
   onCommitted(events: IncidentEvent[]): void;
   /** a device answered a command that belongs to an incident */
   onCommandAcked(cmd: CommandRow, at: number): void;
+  /**
+   * A new writer thread took over from one that died: what the dead one committed but never reported must reach the
+   * bus now (consoles, escalation, notifications) — read from the log.
+   */
+  onRestarted?(): void;
 }
 
 interface Waiter {
@@ -62,10 +67,15 @@ interface Waiter {
   reject(e: Error): void;
 }
 
-/** how long close() waits for the writer to write what it holds before it is stopped */
-const CLOSE_TIMEOUT_MS = 30_000;
-/** a writer that dies right after starting is not restarted in a tight loop */
+/** how long close() waits for the writer to write what it holds before it is stopped (within main.ts' 10 s) */
+const CLOSE_TIMEOUT_MS = 7_000;
+/** a writer that dies right after starting is not restarted in a tight loop; it is tried again for as long as it takes */
 const RESTART_BACKOFF_MS = [0, 500, 2000, 5000];
+/**
+ * Messages handed to the writer and not answered yet. Beyond it QoS 0 telemetry is shed (counted) and what waits for
+ * an answer is refused with OverloadError (no PUBACK: the device resends); alarms are never refused for it.
+ */
+const IN_FLIGHT_LIMIT = 20_000;
 
 export class WriterThread implements IngestPort {
   private worker!: Worker;
@@ -74,6 +84,8 @@ export class WriterThread implements IngestPort {
   private stats: WriterStats = { urgent: 0, telemetry: 0, waiting: 0 };
   private closing = false;
   private restarts = 0;
+  /** a writer thread is running and has said it is ready; false while one is being (re)started */
+  private live = false;
   private readonly online = new Map<string, number>();
   private readonly log: Logger;
   private readonly writeLine: (line: string) => void;
@@ -90,7 +102,7 @@ export class WriterThread implements IngestPort {
       setOnline(deviceId, online, at) {
         if (online) self.online.set(deviceId, at);
         else self.online.delete(deviceId);
-        self.post({ op: 'online', deviceId, online, at });
+        self.post({ op: 'online', deviceId, online, at, restore: false });
       },
       markUnreadable: (deviceId, reason, at) => this.post({ op: 'unreadable', deviceId, reason, at }),
       clearFlags: (deviceId) => this.post({ op: 'clear-flags', deviceId }),
@@ -104,6 +116,7 @@ export class WriterThread implements IngestPort {
   static async start(o: WriterThreadOptions): Promise<WriterThread> {
     const w = new WriterThread(o);
     const restored = await w.spawn();
+    w.everStarted = true;
     w.checkpointer = startCheckpointer({ file: dbFile(o.config.dataDir), metrics: o.metrics, log: w.log });
     w.log.info({ restored }, 'writer thread started');
     return w;
@@ -124,8 +137,11 @@ export class WriterThread implements IngestPort {
         if (m.op === 'ready') {
           started = true;
           this.restarts = 0;
-          // the writer starts with every device offline: tell it who is connected to this node
-          worker.postMessage([...this.online].map(([deviceId, at]): ToWriter => ({ op: 'online', deviceId, online: true, at })));
+          // the writer starts with every device offline: tell it who is connected to this node (not heard from now)
+          worker.postMessage([...this.replicationWhileDown,
+            ...[...this.online].map(([deviceId, at]): ToWriter => ({ op: 'online', deviceId, online: true, at, restore: true }))]);
+          this.replicationWhileDown = [];
+          this.live = true;
           resolve(m.restored);
           return;
         }
@@ -141,25 +157,48 @@ export class WriterThread implements IngestPort {
       });
       worker.on('exit', (code) => {
         if (worker !== this.worker) return;
+        this.live = false;
+        this.outbox = [];
         this.failWaiters(new Error(`the writer thread stopped (exit code ${code}): not stored, send it again`));
-        if (!started) {
-          reject(new Error(`the writer thread stopped while starting (exit code ${code})`));
-          return;
-        }
-        if (this.closing) return;
+        if (!started) reject(new Error(`the writer thread stopped while starting (exit code ${code})`));
+        if (this.closing || !this.everStarted) return;
         this.o.metrics.internalErrors.inc({ where: 'writer-thread' });
-        const delay = RESTART_BACKOFF_MS[Math.min(this.restarts, RESTART_BACKOFF_MS.length - 1)]!;
-        this.restarts++;
-        this.log.fatal({ code, restartInMs: delay }, 'the writer thread stopped: whatever it had not committed was not acknowledged (devices resend); starting a new one');
-        setTimeout(() => {
-          if (this.closing) return;
-          this.spawn().then(
-            (r) => this.log.warn({ restored: r }, 'writer thread restarted'),
-            (err: unknown) => this.log.fatal({ err }, 'the writer thread could not be restarted'),
-          );
-        }, delay).unref();
+        this.respawn(code);
       });
     });
+  }
+
+  /** set once the first writer thread started: a later death is restarted, a failed first start is start-up's error */
+  private everStarted = false;
+
+  /** a new writer thread after one died (or failed to start again): with back-off, for as long as it takes */
+  private respawn(code: number | string): void {
+    const delay = RESTART_BACKOFF_MS[Math.min(this.restarts, RESTART_BACKOFF_MS.length - 1)]!;
+    this.restarts++;
+    this.log.fatal({ code, restartInMs: delay, attempt: this.restarts },
+      'the writer thread stopped: whatever it had not committed was not acknowledged (devices resend), alarms are refused until a new one runs; starting a new one');
+    setTimeout(() => {
+      if (this.closing) return;
+      this.spawn().then(
+        (r) => {
+          this.log.warn({ restored: r }, 'writer thread restarted');
+          try {
+            this.o.onRestarted?.();
+          } catch (err) {
+            this.log.error({ err }, 'catching up after the writer thread restarted failed');
+          }
+        },
+        (err: unknown) => {
+          this.log.fatal({ err }, 'the writer thread could not be restarted; trying again');
+          if (!this.closing && !this.live) this.respawn('start failed');
+        },
+      );
+    }, delay).unref();
+  }
+
+  /** false while no writer thread runs (it died and a new one is starting): /readyz says not ready */
+  get running(): boolean {
+    return this.live && !this.closing;
   }
 
   private onMessage(m: FromWriter): void {
@@ -208,10 +247,21 @@ export class WriterThread implements IngestPort {
   private flushOutbox(): void {
     const batch = this.outbox;
     this.outbox = [];
-    if (batch.length) this.worker.postMessage(batch);
+    if (batch.length === 0) return;
+    if (this.live) {
+      this.worker.postMessage(batch);
+      return;
+    }
+    // nothing is handed to a thread that is gone (it would be dropped silently): the next one is told who is online,
+    // and reloads what the registry changed meanwhile (its own copy may have been read before the change)
+    for (const m of batch) if (m.op === 'registry') this.replicationWhileDown.push(m);
   }
 
+  private replicationWhileDown: ToWriter[] = [];
+
   private call<T>(make: (id: number) => ToWriter): Promise<T> {
+    // no writer running (it died, a new one is starting): refused at once — not stored, not acknowledged
+    if (!this.live) return Promise.reject(new Error('the writer thread is restarting: not stored, send it again'));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.waiters.set(id, { resolve: resolve as (v: unknown) => void, reject });
@@ -232,8 +282,19 @@ export class WriterThread implements IngestPort {
 
   submitTelemetry(obs: Observation, wait: boolean): Promise<IngestResult> | undefined {
     if (this.closing) return wait ? Promise.reject(new Error('ingest is closed')) : undefined;
+    // an alarm on the telemetry channel is an alarm: written urgently and answered, QoS 0 or not
+    if (isLifeSafety(obs.type)) return this.submit(obs);
+    if (this.waiters.size >= IN_FLIGHT_LIMIT) {
+      if (!wait) {
+        this.o.metrics.shed.inc();
+        return undefined;
+      }
+      this.o.metrics.refused.inc({ stage: 'ingest', reason: 'overload' });
+      return Promise.reject(new OverloadError(`${this.waiters.size} messages wait for the writer: not stored, send it again later`));
+    }
     if (!wait) {
-      this.post({ op: 'telemetry', obs, wait: false });
+      if (this.live) this.post({ op: 'telemetry', obs, wait: false });
+      else this.o.metrics.shed.inc();
       return undefined;
     }
     return this.call((id) => ({ op: 'telemetry', id, obs, wait }));
@@ -287,12 +348,14 @@ export class WriterThread implements IngestPort {
   /** The writer writes what it holds (queued telemetry, device-state rows owed) and closes its connection. */
   async close(): Promise<void> {
     if (this.closing) return;
+    const closeCall = this.live ? this.call((id) => ({ op: 'close', id })) : Promise.resolve();
+    // from here nothing new is taken, and a death is not restarted
+    this.closing = true;
     try {
-      await withTimeout(this.call((id) => ({ op: 'close', id })), CLOSE_TIMEOUT_MS);
+      await withTimeout(closeCall, CLOSE_TIMEOUT_MS);
     } catch (err) {
       this.log.error({ err }, 'the writer thread did not close cleanly: what it held is not acknowledged (devices resend)');
     }
-    this.closing = true;
     this.failWaiters(new Error('ingest is closed: the gateway is shutting down'));
     await this.worker.terminate();
     await this.checkpointer?.close();
@@ -318,23 +381,37 @@ const CHECKPOINT_INTERVAL_MS = 1000;
 /** Start the checkpointer thread (gateway/writer/checkpointer.ts); its last result goes to the WAL gauge. */
 function startCheckpointer(o: { file: string; metrics: Metrics; log: Logger }): { close(): Promise<void> } {
   const init: CheckpointerInit = { file: o.file, intervalMs: CHECKPOINT_INTERVAL_MS };
-  const worker = startThread('checkpointer', init);
   let lastFailure = 0;
-  worker.on('message', (m: { op: string; log?: number; checkpointed?: number; message?: string; code?: string | null }) => {
-    if (m.op === 'checkpoint') {
-      o.metrics.walFrames.set({ state: 'log' }, Math.max(0, m.log ?? 0));
-      o.metrics.walFrames.set({ state: 'checkpointed' }, Math.max(0, m.checkpointed ?? 0));
-    } else if (m.op === 'checkpoint-failed' && Date.now() - lastFailure > 60_000) {
-      lastFailure = Date.now();
-      o.log.warn({ reason: m.message, code: m.code }, 'a WAL checkpoint failed: the write-ahead log grows until one succeeds');
-    }
-  });
-  worker.on('error', (err) => o.log.error({ err }, 'the checkpointer thread failed: the write-ahead log grows until the gateway restarts'));
+  let closing = false;
+  let worker: Worker;
+  const start = () => {
+    worker = startThread('checkpointer', init);
+    worker.on('message', (m: { op: string; log?: number; checkpointed?: number; message?: string; code?: string | null }) => {
+      if (m.op === 'checkpoint') {
+        o.metrics.walFrames.set({ state: 'log' }, Math.max(0, m.log ?? 0));
+        o.metrics.walFrames.set({ state: 'checkpointed' }, Math.max(0, m.checkpointed ?? 0));
+      } else if (m.op === 'checkpoint-failed' && Date.now() - lastFailure > 60_000) {
+        lastFailure = Date.now();
+        o.log.warn({ reason: m.message, code: m.code }, 'a WAL checkpoint failed: the write-ahead log grows until one succeeds');
+      }
+    });
+    worker.on('error', (err) => o.log.error({ err }, 'the checkpointer thread failed'));
+    // no connection checkpoints by itself: a checkpointer that died is started again, or the WAL would grow for ever
+    worker.on('exit', () => {
+      if (closing) return;
+      o.metrics.internalErrors.inc({ where: 'checkpointer-thread' });
+      o.log.error('the checkpointer thread stopped: starting a new one in 1 s');
+      setTimeout(() => { if (!closing) start(); }, 1000).unref();
+    });
+  };
+  start();
   return {
     async close() {
-      const exited = new Promise<void>((r) => worker.once('exit', () => r()));
-      worker.postMessage({ op: 'close' });
-      await withTimeout(exited, 5000).catch(() => worker.terminate());
+      closing = true;
+      const w = worker;
+      const exited = new Promise<void>((r) => w.once('exit', () => r()));
+      w.postMessage({ op: 'close' });
+      await withTimeout(exited, 5000).catch(() => w.terminate());
     },
   };
 }

@@ -20,7 +20,8 @@ export type ToWriter =
   | { op: 'submit'; id: number; obs: Observation }
   | { op: 'telemetry'; id?: number; obs: Observation; wait: boolean }
   | { op: 'reject'; row: Omit<RejectRow, 'raw'> & { raw: string } }
-  | { op: 'online'; deviceId: string; online: boolean; at: number }
+  /** `restore`: a new writer thread told who is still connected (their last-seen time is not moved) */
+  | { op: 'online'; deviceId: string; online: boolean; at: number; restore: boolean }
   | { op: 'unreadable'; deviceId: string; reason: string; at: number }
   | { op: 'clear-flags'; deviceId: string }
   | { op: 'registry'; change: RegistryReplication }

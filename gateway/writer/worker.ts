@@ -147,7 +147,16 @@ function main(): void {
     }
   };
   port!.on('message', (batch: ToWriter[]) => {
-    for (const m of batch) handle(m);
+    for (const m of batch) {
+      try {
+        handle(m);
+      } catch (err) {
+        // one message this thread could not handle must not take the others (or the thread) with it
+        log.error({ err, op: (m as { op?: unknown } | null)?.op }, 'the writer could not handle a message from the main thread');
+        const id = (m as { id?: unknown } | null)?.id;
+        if (typeof id === 'number') post({ op: 'result', id, ok: false, error: toWire(err) });
+      }
+    }
   });
   const handle = (m: ToWriter): void => {
     switch (m.op) {
@@ -164,8 +173,13 @@ function main(): void {
       }
       case 'reject':
         return d.ingest.recordReject(m.row);
-      case 'online':
-        return d.states.setOnline(m.deviceId, m.online, m.at);
+      case 'online': {
+        // a new writer told who is still connected: online again, its last-seen time left as stored
+        const lastSeen = m.restore ? d.states.peek(m.deviceId)?.lastSeen : undefined;
+        d.states.setOnline(m.deviceId, m.online, m.at);
+        if (m.restore && lastSeen !== undefined) d.states.get(m.deviceId).lastSeen = lastSeen;
+        return;
+      }
       case 'unreadable':
         return d.states.markUnreadable(m.deviceId, m.reason, m.at);
       case 'clear-flags':

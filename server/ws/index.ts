@@ -20,11 +20,16 @@ export interface AlarmStreamOptions {
 }
 
 
-/** The durable log as the hub and replays read it. */
-export function incidentLog(incidents: AlarmStreamOptions['incidents']): EventLog {
+/**
+ * The durable log as the hub and replays read it. `durable`: the highest seq known durable — published on the bus,
+ * which both threads do only after the commit and its sync (gateway/writer). The writer thread's telemetry commits
+ * become visible to this thread's connection a moment before their WAL is synced; nothing above `durable` is read
+ * for a console, so a power cut in that moment cannot take back what a console was shown.
+ */
+export function incidentLog(incidents: AlarmStreamOptions['incidents'], durable: () => number = () => Infinity): EventLog {
   return {
     // the highest seq ever given, not max(seq): the log may have gaps at its end (docs/websocket.md, "Gaps")
-    latest: () => incidents.head(),
+    latest: () => Math.min(incidents.head(), durable()),
     between(after, upTo) {
       const out = [];
       let cursor = after;
@@ -36,7 +41,11 @@ export function incidentLog(incidents: AlarmStreamOptions['incidents']): EventLo
       }
       return out;
     },
-    after: (seq, limit, scope) => incidents.eventsAfter(seq, { limit, scope }),
+    after: (seq, limit, scope) => {
+      const cap = durable();
+      const page = incidents.eventsAfter(seq, { limit, scope });
+      return page.length && page[page.length - 1]!.seq > cap ? page.filter((e) => e.seq <= cap) : page;
+    },
   };
 }
 
@@ -44,7 +53,12 @@ export function alarmStream(opts: AlarmStreamOptions): FastifyPluginAsync<{ deps
   return async (app, { deps }) => {
     const { config } = deps;
     const log = deps.log.child({ module: 'ws' });
-    const events = incidentLog(opts.incidents);
+    // every seq published is durable, and everything below it (one writer at a time, one WAL synced in order)
+    let durable = opts.incidents.head();
+    const onPublished = (e: { seq: number }) => { if (e.seq > durable) durable = e.seq; };
+    deps.bus.on('incident-event', onPublished);
+    app.addHook('onClose', async () => { deps.bus.off('incident-event', onPublished); });
+    const events = incidentLog(opts.incidents, () => durable);
     const hub = new AlarmHub(events, deps.bus, opts.incidents, deps.log, (ms) => deps.metrics.stage.observe({ stage: 'push' }, ms / 1000));
     hub.start();
     const sockets = new Set<WebSocket>();
