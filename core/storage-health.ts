@@ -56,6 +56,9 @@ export class StorageHealth {
   private readonly now: () => number;
   private readonly retryMs: number;
 
+  /** when the storage last worked again after a fault (0: never failed) */
+  private lastRecoveredAt = 0;
+
   constructor(private readonly o: StorageHealthOptions) {
     this.log = o.log.child({ module: 'storage' });
     this.now = o.now ?? Date.now;
@@ -69,10 +72,15 @@ export class StorageHealth {
     if (this.pending) this.flush(false);
   }
 
-  /** A write failed. `writer`: which part (ingest, incidents, …), for the metric and the log. */
-  failed(writer: string, err: unknown): void {
+  /**
+   * A write failed. `writer`: which part (ingest, incidents, …), for the metric and the log. `at`: when it failed, if
+   * that was before now — the writer thread's report crosses a queue, and a failure from before the storage was seen
+   * to work again belongs to the episode that ended, not to a new one.
+   */
+  failed(writer: string, err: unknown, at?: number): void {
     this.o.metrics.storageWriteFailures.inc({ writer });
     if (this.fault) return;
+    if (at !== undefined && at < this.lastRecoveredAt) return;
     const reason = describe(err);
     this.fault = { since: this.now(), reason, writer };
     this.o.metrics.storageHealthy.set(0);
@@ -87,6 +95,7 @@ export class StorageHealth {
     const fault = this.fault;
     this.fault = null;
     const at = this.now();
+    this.lastRecoveredAt = at;
     this.o.metrics.storageHealthy.set(1);
     this.log.warn({ writer: fault.writer, since: fault.since, lastedMs: at - fault.since }, 'storage writes succeed again: ready');
     if (this.pending && this.pending.fault === fault) this.pending.recoveredAt = at;

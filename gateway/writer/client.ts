@@ -222,7 +222,7 @@ export class WriterThread implements IngestPort {
         return this.o.onCommandAcked(m.cmd, m.at);
       case 'storage':
         if (m.ok) this.o.storage.succeeded();
-        else this.o.storage.failed(m.writer, fromWire(m.error));
+        else this.o.storage.failed(m.writer, fromWire(m.error), m.at);
         return;
       case 'stats':
         this.stats = m.stats;

@@ -47,7 +47,7 @@ export type FromWriter =
   /** a device answered a command that belongs to an incident (recorded on the incident by the main thread) */
   | { op: 'command-acked'; cmd: CommandRow; at: number }
   | { op: 'storage'; ok: true }
-  | { op: 'storage'; ok: false; writer: string; error: WireError }
+  | { op: 'storage'; ok: false; writer: string; error: WireError; at: number }
   | { op: 'stats'; stats: WriterStats }
   | { op: 'log'; line: string }
   | { op: 'fatal'; error: WireError };

@@ -67,7 +67,7 @@ function createWriterDomain(init: WriterInit, log: Logger): WriterDomain {
   const storage = {
     failed(writer: string, err: unknown) {
       failing = true;
-      post({ op: 'storage', ok: false, writer, error: toWire(err) });
+      post({ op: 'storage', ok: false, writer, error: toWire(err), at: Date.now() });
     },
     succeeded() {
       if (!failing) return;
