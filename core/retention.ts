@@ -15,6 +15,7 @@
 import type Database from 'better-sqlite3';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
+import { yieldToWriter } from './write-turn.js';
 
 /** What a pass reports to /metrics (docs/operations.md § Monitoring). */
 export type RetentionMetrics = Pick<Metrics, 'retentionDeleted' | 'retentionLastRun' | 'retentionDuration' | 'retentionFailures'>;
@@ -90,7 +91,11 @@ export function startRetention(d: {
           ORDER BY o.received_at LIMIT ?)`,
     ),
   };
-  const yieldLoop = () => new Promise<void>((r) => setImmediate(r));
+  // between batches: a turn of the event loop, and the writer thread first if it wants the lock (core/write-turn.ts)
+  const yieldLoop = async () => {
+    await new Promise<void>((r) => setImmediate(r));
+    await yieldToWriter();
+  };
 
   let current: Promise<RetentionResult> | null = null;
   let stopping = false;

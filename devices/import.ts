@@ -5,6 +5,7 @@ import { parse } from 'csv-parse';
 import { stringify } from 'csv-stringify/sync';
 import { DEVICE_KINDS, type DeviceKind } from '../core/contracts.js';
 import { ValidationError } from '../core/errors.js';
+import { yieldToWriter } from '../core/write-turn.js';
 
 /** The longest a slice of import work may hold the event loop before it yields. */
 export const IMPORT_SLICE_MS = 8;
@@ -26,7 +27,11 @@ export interface ImportRow {
   power?: 'battery' | 'mains';
 }
 
-export const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+export const yieldToLoop = async (): Promise<void> => {
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  // the writer thread first if it wants the database's write lock (core/write-turn.ts)
+  await yieldToWriter();
+};
 
 /**
  * Run `fn` over `items` in slices of at most ~`budgetMs`, yielding to the event loop between slices. `fn` may run

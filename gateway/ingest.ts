@@ -25,6 +25,7 @@ import {
 } from '../core/contracts.js';
 import type { DeviceStates } from './device-state.js';
 import { isStorageError, type StorageHealth } from '../core/storage-health.js';
+import { writerWants } from '../core/write-turn.js';
 
 /**
  * A processing step run for each new (non-duplicate) observation inside the write transaction, in order
@@ -359,6 +360,16 @@ export class Ingest implements ObservationSink {
    * fdatasync of the WAL before promises resolve and events are published (a batch of QoS 0 heartbeats pays none).
    */
   private commit(batch: Pending[], queue: 'urgent' | 'telemetry'): number {
+    // bulk writers on the main thread let this commit in first (core/write-turn.ts)
+    writerWants(true);
+    try {
+      return this.commitBatch(batch, queue);
+    } finally {
+      writerWants(false);
+    }
+  }
+
+  private commitBatch(batch: Pending[], queue: 'urgent' | 'telemetry'): number {
     const started = performance.now();
     const results: IngestResult[] = new Array(batch.length);
     const failures: (Error | undefined)[] = new Array(batch.length);

@@ -26,6 +26,7 @@ import { AlarmNotRecordedError, OverloadError, type RejectRow } from '../ingest.
 import type { FromWriter, ToWriter, WireError, WriterInit, WriterStats } from './protocol.js';
 import type { CheckpointerInit } from './checkpointer.js';
 import { dbFile } from '../../core/db.js';
+import { writeTurnBuffer } from '../../core/write-turn.js';
 
 /** What a transport hands observations to: the writer thread here, or an in-process Ingest in unit tests. */
 export interface IngestPort {
@@ -127,7 +128,7 @@ export class WriterThread implements IngestPort {
   private checkpointer: { close(): Promise<void> } | null = null;
 
   private spawn(): Promise<{ devices: number; timers: number }> {
-    const init: WriterInit = { config: this.o.config, logLevel: this.o.log.level };
+    const init: WriterInit = { config: this.o.config, logLevel: this.o.log.level, turn: writeTurnBuffer() };
     const worker = startThread('worker', init);
     this.worker = worker;
     return new Promise((resolve, reject) => {

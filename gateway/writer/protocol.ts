@@ -13,6 +13,8 @@ export interface WriterInit {
   config: Config;
   /** the main thread's log level (the writer's lines are sent to the main thread's logger) */
   logLevel: string;
+  /** core/write-turn.ts: the flag by which the writer says it wants the write lock */
+  turn: SharedArrayBuffer;
 }
 
 /** main → writer */

@@ -23,6 +23,7 @@ import { Ingest } from '../ingest.js';
 import { Commands } from '../commands.js';
 import { createAlarmPipeline, type AlarmPipeline } from '../alarms.js';
 import { toWire, type FromWriter, type ToWriter, type WriterInit } from './protocol.js';
+import { useWriteTurnBuffer } from '../../core/write-turn.js';
 
 const port = parentPort;
 if (!port) throw new Error('gateway/writer/worker.ts runs as a worker thread (started by gateway/writer/client.ts)');
@@ -107,6 +108,7 @@ function createWriterDomain(init: WriterInit, log: Logger): WriterDomain {
 
 function main(): void {
   const init = workerData as WriterInit;
+  useWriteTurnBuffer(init.turn);
   // every line goes to the main thread's logger (one stream, one format, and a test's logger sees the writer's lines)
   const log = createLogger(init.logLevel, { write: (line: string) => post({ op: 'log', line }) });
   let d: WriterDomain;
