@@ -379,10 +379,11 @@ function startThread(name: 'worker' | 'checkpointer', data: unknown): Worker {
     fromSource = false;
     file = pathToFileURL(join(REPO_ROOT, 'dist', 'gateway', 'writer', `${name}.js`));
   }
+  // execArgv []: the parent's own loaders (a benchmark's probe, tsx's --import) are not the thread's
   return fromSource
     ? new Worker(`import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(file.href)}); })`,
-      { eval: true, workerData: data })
-    : new Worker(file, { workerData: data });
+      { eval: true, workerData: data, execArgv: [] })
+    : new Worker(file, { workerData: data, execArgv: [] });
 }
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
