@@ -99,9 +99,6 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   // the device domain (state, rules, incidents devices raise, command answers) and its write transactions run in a
   // thread of their own on their own connection (gateway/writer); this thread keeps the sockets. The writer commits
   // before anything is acknowledged, and its incident events reach the bus (and so the consoles) only once durable.
-  // the highest seq published to the bus (by either thread): what a new writer thread must catch up from
-  let publishedSeq = incidents.head();
-  bus.on('incident-event', (e) => { if (e.seq > publishedSeq) publishedSeq = e.seq; });
   const writer = await WriterThread.start({
     config, log, metrics, storage, registry,
     onCommitted: (events) => incidents.publishCommitted(events),
@@ -109,7 +106,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     onRestarted() {
       // a writer that died may have committed incident events it never reported: they reach the bus now, from the
       // log; escalation re-reads every deadline (one it never heard of is armed, or escalated if already due)
-      const missed = incidents.eventsAfter(publishedSeq, { limit: 100_000 });
+      const missed = incidents.eventsAfter(incidents.publishedSeq(), { limit: 100_000 });
       if (missed.length) log.warn({ events: missed.length, from: missed[0]!.seq }, 'publishing incident events the stopped writer committed but never reported');
       incidents.publishCommitted(missed);
       response.escalation.stop();

@@ -93,6 +93,11 @@ export interface IncidentService {
    * the current ones reached every listener). Events without `unitId` get their incident's.
    */
   publishCommitted(events: readonly IncidentEvent[]): void;
+  /**
+   * The highest seq published (the log's head at start): durable, and everything below it with it — both threads
+   * publish only after the commit and its sync (gateway/writer). The consoles' stream reads no further.
+   */
+  publishedSeq(): number;
   /** a person's action, in its own transaction, published after commit */
   act(incidentId: string, action: IncidentAction, actor: Actor): { incident: IncidentRow; events: CommittedEvent[] };
   /** escalation steps (own transaction, published); [] if the incident no longer waits on `steps[0].dueAt` */
@@ -325,6 +330,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
   let publishing = false;
   function publishCommitted(events: readonly IncidentEvent[]) {
     for (const e of events) {
+      if (e.seq > published) published = e.seq;
       outbox.push('unitId' in e ? (e as CommittedEvent) : { ...e, unitId: getRow(e.incidentId)?.unitId ?? null });
     }
     if (publishing) return;
@@ -600,6 +606,8 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
   const headSeq = sqlite.prepare(
     `SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'incident_events'), 0), coalesce((SELECT max(seq) FROM incident_events), 0))`,
   ).pluck();
+  // what was in the log at start is durable; from then on, what has been published (publishCommitted)
+  let published = headSeq.get() as number;
   const readActive = sqlite.transaction((scope: string | null, after: ActiveCursor | null, limit: number) => {
     const where = [`status NOT IN ('resolved', 'cancelled')`];
     const args: unknown[] = [];
@@ -657,6 +665,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
   return {
     applyAlarm,
     publishCommitted,
+    publishedSeq: () => published,
     act,
     escalate,
     resolveBySystem,

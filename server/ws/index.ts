@@ -13,7 +13,7 @@ import { CLOSE, closeReason } from './protocol.js';
 import type { AuthUser } from '../../core/users.js';
 
 export interface AlarmStreamOptions {
-  incidents: Pick<IncidentService, 'eventsAfter' | 'head' | 'markPushed' | 'markDelivered'>;
+  incidents: Pick<IncidentService, 'eventsAfter' | 'head' | 'publishedSeq' | 'markPushed' | 'markDelivered'>;
   network: Network;
   /** events per replay page (tests use small pages to exercise paging) */
   replayPageSize?: number;
@@ -53,12 +53,8 @@ export function alarmStream(opts: AlarmStreamOptions): FastifyPluginAsync<{ deps
   return async (app, { deps }) => {
     const { config } = deps;
     const log = deps.log.child({ module: 'ws' });
-    // every seq published is durable, and everything below it (one writer at a time, one WAL synced in order)
-    let durable = opts.incidents.head();
-    const onPublished = (e: { seq: number }) => { if (e.seq > durable) durable = e.seq; };
-    deps.bus.on('incident-event', onPublished);
-    app.addHook('onClose', async () => { deps.bus.off('incident-event', onPublished); });
-    const events = incidentLog(opts.incidents, () => durable);
+    // nothing above the highest seq published: it and everything below it are durable
+    const events = incidentLog(opts.incidents, () => opts.incidents.publishedSeq());
     const hub = new AlarmHub(events, deps.bus, opts.incidents, deps.log, (ms) => deps.metrics.stage.observe({ stage: 'push' }, ms / 1000));
     hub.start();
     const sockets = new Set<WebSocket>();
