@@ -23,7 +23,7 @@ import type { DeviceRegistry } from '../../devices/registry.js';
 import type { CommandRow } from '../commands.js';
 import type { LiveState } from '../device-state.js';
 import { AlarmNotRecordedError, OverloadError, type RejectRow } from '../ingest.js';
-import type { FromWriter, ToWriter, WireError, WriterInit, WriterStats } from './protocol.js';
+import type { FromWriter, StatesReply, ToWriter, WireError, WriterInit, WriterStats } from './protocol.js';
 import type { CheckpointerInit } from './checkpointer.js';
 import { dbFile } from '../../core/db.js';
 import { writeTurnBuffer } from '../../core/write-turn.js';
@@ -323,7 +323,7 @@ export class WriterThread implements IngestPort {
   }
 
   private async readStates(deviceIds: string[] | null): Promise<Map<string, LiveState>> {
-    const rows = await this.call<[string, LiveState | null][]>((id) => ({ op: 'states', id, deviceIds }));
+    const rows = await this.call<StatesReply>((id) => ({ op: 'states', id, deviceIds }));
     const out = new Map<string, LiveState>();
     for (const [id, s] of rows) {
       if (!s) continue;
