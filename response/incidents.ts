@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { Store } from '../core/db.js';
 import type { Bus } from '../core/bus.js';
 import type { Config } from '../core/config.js';
-import type { AlarmAction, AlarmSource, IncidentStatus, Position, Priority } from '../core/contracts.js';
+import type { AlarmAction, AlarmSource, IncidentStatus, Priority } from '../core/contracts.js';
 import type {
   IncidentEvent, IncidentEventBody, IncidentEventData, IncidentEventType, IncidentReceipt, InfoEventType,
 } from './events.js';
@@ -16,6 +16,8 @@ import type { Clock } from './clock.js';
 import type { Network } from './network.js';
 import { applyEvent, fold, isClosed, type IncidentRow, type OpenedData } from './projection.js';
 import { newId } from './ids.js';
+import { createSqliteIncidentStore } from './store/sqlite.js';
+import type { IncidentStore, IncidentWriteTx } from './store/types.js';
 
 export type { IncidentRow } from './projection.js';
 
@@ -80,8 +82,6 @@ export interface IncidentFilter {
 /** Where a page of the active snapshot ends: priority rank (P1 = 0), opening time, id. */
 export interface ActiveCursor { rank: number; openedAt: number; id: string }
 
-const PRIO_RANK_SQL = `CASE priority WHEN 'P1' THEN 0 WHEN 'P2' THEN 1 ELSE 2 END`;
-
 export interface IncidentService {
   /**
    * SYNCHRONOUS, inside the caller's transaction: open, join, clear or cancel. Returns the events appended; the
@@ -143,69 +143,6 @@ export interface IncidentService {
   openCounts(): Record<Priority, number>;
 }
 
-interface IncidentDbRow {
-  id: string;
-  device_id: string;
-  resident_id: string | null;
-  unit_id: string | null;
-  tier_unit_id: string | null;
-  escalation_level: number;
-  type: string;
-  priority: Priority;
-  status: IncidentStatus;
-  test: number;
-  count: number;
-  opened_at: number;
-  last_at: number;
-  deadline_at: number | null;
-  position: string | null;
-  stamps: string;
-  assignee: string | null;
-  outcome: string | null;
-  last_seq: number;
-}
-interface EventDbRow {
-  seq: number;
-  incident_id: string;
-  type: IncidentEventType;
-  at: number;
-  actor: string | null;
-  unit_id: string | null;
-  data: string;
-}
-
-const toRow = (r: IncidentDbRow): IncidentRow => ({
-  id: r.id,
-  deviceId: r.device_id,
-  residentId: r.resident_id,
-  unitId: r.unit_id,
-  tierUnitId: r.tier_unit_id,
-  escalationLevel: r.escalation_level,
-  type: r.type,
-  priority: r.priority,
-  status: r.status,
-  test: r.test === 1,
-  count: r.count,
-  openedAt: r.opened_at,
-  lastAt: r.last_at,
-  deadlineAt: r.deadline_at,
-  position: r.position === null ? null : (JSON.parse(r.position) as Position | null),
-  stamps: JSON.parse(r.stamps) as Record<string, number>,
-  assignee: r.assignee,
-  outcome: r.outcome,
-  lastSeq: r.last_seq,
-});
-const toEvent = (r: EventDbRow): CommittedEvent => ({
-  seq: r.seq,
-  incidentId: r.incident_id,
-  type: r.type,
-  at: r.at,
-  actor: r.actor,
-  unitId: r.unit_id,
-  // written through `append`, whose body is checked against the union (events.ts)
-  data: JSON.parse(r.data) as IncidentEventData[IncidentEventType],
-} as CommittedEvent);
-
 /** Which statuses each action may start from; anything else is a 409 with the current state. */
 const ALLOWED_FROM: Record<IncidentActionType, readonly IncidentStatus[]> = {
   acknowledge: ['open'],
@@ -232,6 +169,8 @@ export interface IncidentServiceDeps {
   network: Network;
   /** where push and delivery receipts go (created here if not given) */
   receipts?: Receipts;
+  /** the incident area's storage (SQLite over `store` if not given) */
+  incidentStore?: IncidentStore<'sync'>;
 }
 
 export function createIncidentService(deps: IncidentServiceDeps): IncidentService {
@@ -240,61 +179,17 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
   const log = deps.log.child({ module: 'incidents' });
   const receipts = deps.receipts ?? createReceipts({ store: deps.store, log: deps.log });
 
-  const q = {
-    byId: sqlite.prepare<[string], IncidentDbRow>('SELECT * FROM incidents WHERE id = ?'),
-    // one open incident per (device, type, test): a real alarm never joins a test incident, nor the reverse
-    openOf: sqlite.prepare<[string, string, number], IncidentDbRow>(
-      `SELECT * FROM incidents WHERE device_id = ? AND type = ? AND test = ? AND status NOT IN ('resolved', 'cancelled')
-       ORDER BY opened_at DESC LIMIT 1`,
-    ),
-    insertEvent: sqlite.prepare<[string, string, number, string | null, string | null, string]>(
-      'INSERT INTO incident_events (incident_id, type, at, actor, unit_id, data) VALUES (?, ?, ?, ?, ?, ?)',
-    ),
-    insertIncident: sqlite.prepare(
-      `INSERT INTO incidents (id, device_id, resident_id, unit_id, tier_unit_id, escalation_level, type, priority, status,
-         test, count, opened_at, last_at, deadline_at, position, stamps, assignee, outcome, last_seq)
-       VALUES (@id, @deviceId, @residentId, @unitId, @tierUnitId, @escalationLevel, @type, @priority, @status, @test,
-         @count, @openedAt, @lastAt, @deadlineAt, @position, @stamps, @assignee, @outcome, @lastSeq)`,
-    ),
-    updateIncident: sqlite.prepare(
-      `UPDATE incidents SET tier_unit_id = @tierUnitId, escalation_level = @escalationLevel, priority = @priority,
-         status = @status, count = @count, last_at = @lastAt, deadline_at = @deadlineAt, position = @position,
-         stamps = @stamps, assignee = @assignee, outcome = @outcome, last_seq = @lastSeq
-       WHERE id = @id`,
-    ),
-    events: sqlite.prepare<[string], EventDbRow>('SELECT * FROM incident_events WHERE incident_id = ? ORDER BY seq'),
-    openedEvent: sqlite.prepare<[string], EventDbRow>(
-      `SELECT * FROM incident_events WHERE incident_id = ? AND type = 'opened' LIMIT 1`,
-    ),
-    after: sqlite.prepare<[number, number], EventDbRow>('SELECT * FROM incident_events WHERE seq > ? ORDER BY seq LIMIT ?'),
-    afterScoped: sqlite.prepare<[number, string, number, number], EventDbRow>(
-      `SELECT * FROM incident_events WHERE seq > ?
-         AND (unit_id IN (SELECT value FROM json_each(?))
-              OR (? = 1 AND (unit_id IS NULL OR unit_id NOT IN (SELECT id FROM units))))
-       ORDER BY seq LIMIT ?`,
-    ),
-    openCounts: sqlite.prepare<[], { priority: Priority; n: number }>(
-      `SELECT priority, count(*) AS n FROM incidents WHERE status NOT IN ('resolved', 'cancelled') AND test = 0 GROUP BY priority`,
-    ),
-    // a test run's device (devices.test): a primary-key read inside the alarm's own transaction, microseconds
-    deviceTest: sqlite.prepare<[string], number>('SELECT test FROM devices WHERE id = ?').pluck(),
-    pending: sqlite.prepare<[], IncidentDbRow>(
-      `SELECT * FROM incidents WHERE status = 'open' AND deadline_at IS NOT NULL ORDER BY deadline_at`,
-    ),
-  };
-
-  const params = (row: IncidentRow) => ({
-    ...row,
-    test: row.test ? 1 : 0,
-    position: row.position === null ? null : JSON.stringify(row.position),
-    stamps: JSON.stringify(row.stamps),
-  });
+  // the incident area's storage (response/store): every read and append of the log goes through it
+  const store = deps.incidentStore ?? createSqliteIncidentStore(sqlite);
+  // a test run's device (devices.test): the device area's, a primary-key read inside the alarm's own transaction
+  const deviceTest = sqlite.prepare<[string], number>('SELECT test FROM devices WHERE id = ?').pluck();
 
   /**
-   * Append one event and move the projection with it. Must run inside a transaction. `body` is a type with its data
-   * as the union (events.ts) defines them: every append site is type-checked against it.
+   * Append one event and move the projection with it, inside `tx`. `body` is a type with its data as the union
+   * (events.ts) defines them: every append site is type-checked against it.
    */
   function append(
+    t: IncidentWriteTx<'sync'>,
     state: IncidentRow | null,
     incidentId: string,
     body: IncidentEventBody,
@@ -302,21 +197,16 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     actor: string | null,
     unitId: string | null,
   ): { event: CommittedEvent; state: IncidentRow } {
-    const info = q.insertEvent.run(incidentId, body.type, at, actor, unitId, JSON.stringify(body.data));
-    const event = { seq: Number(info.lastInsertRowid), incidentId, at, actor, unitId, ...body } as CommittedEvent;
+    const event = t.append({ incidentId, body, at, actor, unitId });
     const next = applyEvent(state, event);
-    if (state) q.updateIncident.run(params(next));
-    else q.insertIncident.run(params(next));
+    t.saveProjection(next, state === null);
     return { event, state: next };
   }
 
-  // IMMEDIATE: the writer thread writes the same file on its own connection; a deferred transaction that read first
-  // would fail at once (SQLITE_BUSY_SNAPSHOT) instead of waiting its turn
-  const tx = <T>(fn: () => T): T => sqlite.transaction(fn).immediate();
+  const tx = <T>(fn: (t: IncidentWriteTx<'sync'>) => T): T => store.transaction(fn);
 
   function getRow(id: string): IncidentRow | undefined {
-    const r = q.byId.get(id);
-    return r ? toRow(r) : undefined;
+    return store.get(id);
   }
   function requireRow(id: string): IncidentRow {
     const r = getRow(id);
@@ -358,26 +248,25 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
    * not in the KPIs. A device that is not in the registry (a system source) is not a test device.
    */
   function fromTestDevice(deviceId: string): boolean {
-    return q.deviceTest.get(deviceId) === 1;
+    return deviceTest.get(deviceId) === 1;
   }
 
   function budgetFor(priority: Priority): number {
     return config.budgets[priority].ackMs;
   }
 
-  function raise(action: Extract<AlarmAction, { action: 'raise' }>, source: AlarmSource): CommittedEvent[] {
+  function raise(t: IncidentWriteTx<'sync'>, action: Extract<AlarmAction, { action: 'raise' }>, source: AlarmSource): CommittedEvent[] {
     const now = clock.now();
     const test = Boolean(action.test) || fromTestDevice(source.deviceId);
-    const open = q.openOf.get(source.deviceId, action.type, test ? 1 : 0);
-    if (open) {
-      const state = toRow(open);
+    const state = t.openOf(source.deviceId, action.type, test);
+    if (state) {
       const data: IncidentEventData['joined'] = { count: state.count + 1, rule: action.rule, priority: action.priority };
       if (action.position) data.position = action.position;
       if (source.observationId !== undefined) data.observationId = source.observationId;
       if (source.stamps.received !== undefined) data.received = source.stamps.received;
       // e.g. possible-replay: a repeat of an old observation's key, raised because it could be a new cry for help
       if (source.flags?.length) data.flags = source.flags;
-      const { event } = append(state, state.id, { type: 'joined', data }, now, null, state.unitId);
+      const { event } = append(t, state, state.id, { type: 'joined', data }, now, null, state.unitId);
       return [event];
     }
     const id = newId('inc');
@@ -400,7 +289,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
       ...(source.flags?.length ? { flags: source.flags } : {}),
       ...(action.data ? { data: action.data } : {}),
     };
-    const { event } = append(null, id, { type: 'opened', data: opened }, now, null, source.unitId);
+    const { event } = append(t, null, id, { type: 'opened', data: opened }, now, null, source.unitId);
     log.info(
       { incidentId: id, deviceId: source.deviceId, type: action.type, priority: action.priority, test, unitId: source.unitId },
       'incident opened',
@@ -408,26 +297,24 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     return [event];
   }
 
-  function clear(action: Extract<AlarmAction, { action: 'clear' }>, source: AlarmSource): CommittedEvent[] {
+  function clear(t: IncidentWriteTx<'sync'>, action: Extract<AlarmAction, { action: 'clear' }>, source: AlarmSource): CommittedEvent[] {
     // a test device's incidents are all test incidents: its "back online" clears its test "offline"
-    const open = q.openOf.get(source.deviceId, action.type, fromTestDevice(source.deviceId) ? 1 : 0);
-    if (!open) return [];
-    const state = toRow(open);
+    const state = t.openOf(source.deviceId, action.type, fromTestDevice(source.deviceId));
+    if (!state) return [];
     const now = clock.now();
-    const { event } = append(state, state.id, {
+    const { event } = append(t, state, state.id, {
       type: 'cleared', data: { reason: action.reason, rule: action.rule, stamps: { resolved: now } },
     }, now, null, state.unitId);
     log.info({ incidentId: state.id, deviceId: source.deviceId, reason: action.reason }, 'incident cleared');
     return [event];
   }
 
-  function cancelByDevice(action: Extract<AlarmAction, { action: 'cancel' }>, source: AlarmSource): CommittedEvent[] {
-    const open = q.openOf.get(source.deviceId, action.type, fromTestDevice(source.deviceId) ? 1 : 0);
-    if (!open) return [];
-    const state = toRow(open);
+  function cancelByDevice(t: IncidentWriteTx<'sync'>, action: Extract<AlarmAction, { action: 'cancel' }>, source: AlarmSource): CommittedEvent[] {
+    const state = t.openOf(source.deviceId, action.type, fromTestDevice(source.deviceId));
+    if (!state) return [];
     const now = clock.now();
-    const openedRow = q.openedEvent.get(state.id);
-    const opened = openedRow ? (JSON.parse(openedRow.data) as OpenedData) : undefined;
+    const openedEvent = t.opened(state.id);
+    const opened = openedEvent?.type === 'opened' ? openedEvent.data : undefined;
     const windowMs = opened?.cancelWindowMs ?? null;
     // measured on the gateway's receive times of the alarm and of the cancel, so a slow queue never costs the resident
     const from = opened?.stamps.received ?? state.openedAt;
@@ -435,35 +322,36 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     const elapsedMs = when - from;
     const base = { reason: action.reason, rule: action.rule, elapsedMs, cancelWindowMs: windowMs };
     if (windowMs !== null && elapsedMs <= windowMs) {
-      const { event } = append(state, state.id, {
+      const { event } = append(t, state, state.id, {
         type: 'cancelled', data: { ...base, outcome: 'cancelled by resident', stamps: { cancelled: now } },
       }, now, null, state.unitId);
       log.info({ incidentId: state.id, deviceId: source.deviceId, elapsedMs }, 'incident cancelled by resident');
       return [event];
     }
     // outside the window (or no window at all): help may already be on the way; the cancel is only noted
-    const { event } = append(state, state.id, { type: 'late-cancel', data: base }, now, null, state.unitId);
+    const { event } = append(t, state, state.id, { type: 'late-cancel', data: base }, now, null, state.unitId);
     log.info({ incidentId: state.id, deviceId: source.deviceId, elapsedMs, windowMs }, 'late cancel noted');
     return [event];
   }
 
   function applyAlarm(action: AlarmAction, source: AlarmSource): CommittedEvent[] {
     // better-sqlite3 nests a transaction as a savepoint, so this is atomic whether or not the caller opened one
-    return tx(() => {
+    return tx((t) => {
       switch (action.action) {
         case 'raise':
-          return raise(action, source);
+          return raise(t, action, source);
         case 'clear':
-          return clear(action, source);
+          return clear(t, action, source);
         case 'cancel':
-          return cancelByDevice(action, source);
+          return cancelByDevice(t, action, source);
       }
     });
   }
 
   function act(incidentId: string, action: IncidentAction, actor: Actor) {
-    const result = tx(() => {
-      const state = requireRow(incidentId);
+    const result = tx((t) => {
+      const state = t.get(incidentId);
+      if (!state) throw new NotFoundError('incident', incidentId);
       const allowed = ALLOWED_FROM[action.type];
       if (!allowed) throw new ValidationError(`action: unknown action "${String((action as { type: unknown }).type)}"`);
       if (!allowed.includes(state.status)) {
@@ -520,7 +408,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
           body = { type: 'note', data: { ...by, text: text(action.text, 'text', 'the note is empty') } };
           break;
       }
-      const { event, state: next } = append(state, incidentId, body, now, actor.id, state.unitId);
+      const { event, state: next } = append(t, state, incidentId, body, now, actor.id, state.unitId);
       return { incident: next, events: [event] };
     });
     log.info({ incidentId, action: action.type, actor: actor.username ?? actor.id }, 'incident action');
@@ -530,13 +418,13 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
 
   function escalate(incidentId: string, steps: readonly EscalationStep[]): CommittedOf<'escalated'>[] {
     if (!steps.length) return [];
-    const events = tx(() => {
-      let state = getRow(incidentId);
+    const events = tx((t) => {
+      let state = t.get(incidentId);
       // a stale timer (acknowledged meanwhile, already escalated) changes nothing; a test incident never escalates
       if (!state || state.test || state.status !== 'open' || state.deadlineAt !== steps[0]!.dueAt) return [];
       const out: CommittedOf<'escalated'>[] = [];
       for (const s of steps) {
-        const r = append(state, incidentId, { type: 'escalated', data: {
+        const r = append(t, state, incidentId, { type: 'escalated', data: {
           fromUnitId: s.fromUnitId,
           toUnitId: s.toUnitId,
           toTier: s.toTier,
@@ -558,11 +446,11 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
   }
 
   function resolveBySystem(incidentId: string, outcome: string, data: { rule?: string } = {}): CommittedEvent[] {
-    const events = tx(() => {
-      const state = getRow(incidentId);
+    const events = tx((t) => {
+      const state = t.get(incidentId);
       if (!state || isClosed(state.status)) return [];
       const now = clock.now();
-      return [append(state, incidentId, {
+      return [append(t, state, incidentId, {
         type: 'resolved', data: { ...data, by: 'gateway', outcome, stamps: { resolved: now } },
       }, now, null, state.unitId).event];
     });
@@ -574,9 +462,10 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
   function record<K extends InfoEventType>(incidentId: string, type: K, data: IncidentEventData[K], actor: string | null = null) {
     // TypeScript does not pair a generic K with its data inside the union on its own: the signature did the checking
     const body = { type, data } as IncidentEventBody;
-    const events = tx(() => {
-      const state = requireRow(incidentId);
-      return [append(state, incidentId, body, clock.now(), actor, state.unitId).event];
+    const events = tx((t) => {
+      const state = t.get(incidentId);
+      if (!state) throw new NotFoundError('incident', incidentId);
+      return [append(t, state, incidentId, body, clock.now(), actor, state.unitId).event];
     });
     publishCommitted(events);
     return events;
@@ -592,74 +481,13 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     return receipts.delivered(incidentId, seq, at, consoleUserId, username);
   }
 
-  /** The unit's subtree; at a root of the network also the unplaced (no unit, or a unit that does not exist). */
-  function scopeClause(unitId: string): [string, string] {
-    const { unitIds, unplaced } = network.scopeOf(unitId);
-    return [
-      `(unit_id IN (SELECT value FROM json_each(?))${unplaced ? ' OR unit_id IS NULL OR unit_id NOT IN (SELECT id FROM units)' : ''})`,
-      JSON.stringify(unitIds),
-    ];
-  }
-
-  // the highest seq ever given (AUTOINCREMENT's counter), not max(seq): rows removed from the end of the log (receipts
-  // moved out by migration 0006, retention) must not make the head go back, or a console's `since` looks "beyond"
-  const headSeq = sqlite.prepare(
-    `SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'incident_events'), 0), coalesce((SELECT max(seq) FROM incident_events), 0))`,
-  ).pluck();
   // what was in the log at start is durable; from then on, what has been published (publishCommitted)
-  let published = headSeq.get() as number;
-  const readActive = sqlite.transaction((scope: string | null, after: ActiveCursor | null, limit: number) => {
-    const where = [`status NOT IN ('resolved', 'cancelled')`];
-    const args: unknown[] = [];
-    if (scope) {
-      const [clause, arg] = scopeClause(scope);
-      where.push(clause);
-      args.push(arg);
-    }
-    if (after) {
-      where.push(`(${PRIO_RANK_SQL} > ? OR (${PRIO_RANK_SQL} = ? AND (opened_at > ? OR (opened_at = ? AND id > ?))))`);
-      args.push(after.rank, after.rank, after.openedAt, after.openedAt, after.id);
-    }
-    const head = headSeq.get() as number;
-    const rows = sqlite
-      .prepare(`SELECT *, ${PRIO_RANK_SQL} AS prio_rank FROM incidents WHERE ${where.join(' AND ')} ORDER BY prio_rank, opened_at, id LIMIT ?`)
-      .all(...args, limit + 1) as (IncidentDbRow & { prio_rank: number })[];
-    const page = rows.slice(0, limit);
-    const last = page[page.length - 1];
-    const next = rows.length > limit && last ? { rank: last.prio_rank, openedAt: last.opened_at, id: last.id } : null;
-    return { items: page.map(toRow), head, next };
-  });
+  let published = store.head();
 
   function list(filter: IncidentFilter = {}) {
-    const where: string[] = [];
-    const args: unknown[] = [];
-    const inList = (col: string, values: readonly unknown[]) => {
-      where.push(`${col} IN (SELECT value FROM json_each(?))`);
-      args.push(JSON.stringify(values));
-    };
-    const inSubtree = (unitId: string) => {
-      const [clause, arg] = scopeClause(unitId);
-      where.push(clause);
-      args.push(arg);
-    };
-    if (filter.scope) inSubtree(filter.scope);
-    if (filter.unitId) inSubtree(filter.unitId);
-    if (filter.status?.length) inList('status', filter.status);
-    if (filter.priority?.length) inList('priority', filter.priority);
-    if (filter.residentId) { where.push('resident_id = ?'); args.push(filter.residentId); }
-    if (filter.deviceId) { where.push('device_id = ?'); args.push(filter.deviceId); }
-    if (filter.type) { where.push('type = ?'); args.push(filter.type); }
-    if (filter.from !== undefined) { where.push('opened_at >= ?'); args.push(filter.from); }
-    if (filter.to !== undefined) { where.push('opened_at < ?'); args.push(filter.to); }
-    if (filter.test !== undefined) { where.push('test = ?'); args.push(filter.test ? 1 : 0); }
-    const clause = where.length ? `WHERE ${where.join(' AND ')}` : '';
-    const limit = Math.min(Math.max(filter.limit ?? 50, 1), 500);
-    const offset = Math.max(filter.offset ?? 0, 0);
-    const total = (sqlite.prepare(`SELECT count(*) AS n FROM incidents ${clause}`).get(...args) as { n: number }).n;
-    const rows = sqlite
-      .prepare(`SELECT * FROM incidents ${clause} ORDER BY opened_at DESC, id LIMIT ? OFFSET ?`)
-      .all(...args, limit, offset) as IncidentDbRow[];
-    return { items: rows.map(toRow), total };
+    const { scope, unitId, ...rest } = filter;
+    const scopes = [scope, unitId].filter((u): u is string => Boolean(u)).map((u) => network.scopeOf(u));
+    return store.list({ ...rest, scopes });
   }
 
   return {
@@ -673,31 +501,25 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     markPushed,
     markDelivered,
     receipts: (incidentId) => receipts.of(incidentId),
-    head: () => headSeq.get() as number,
+    head: () => store.head(),
     get: getRow,
     require: requireRow,
-    events: (id) => q.events.all(id).map(toEvent),
+    events: (id) => store.events(id),
     eventsAfter(seq, opts = {}) {
       const limit = Math.min(Math.max(opts.limit ?? 1000, 1), 10_000);
-      if (!opts.scope) return q.after.all(seq, limit).map(toEvent);
-      const { unitIds, unplaced } = network.scopeOf(opts.scope);
-      return q.afterScoped.all(seq, JSON.stringify(unitIds), unplaced ? 1 : 0, limit).map(toEvent);
+      return store.eventsAfter(seq, limit, opts.scope ? network.scopeOf(opts.scope) : undefined);
     },
     list,
-    active: ({ scope, after, limit }) => readActive.deferred(scope, after, limit),
+    active: ({ scope, after, limit }) => store.active(scope ? network.scopeOf(scope) : null, after, limit),
     rebuild(id) {
-      const state = fold(q.events.all(id).map(toEvent));
+      const state = fold(store.events(id));
       if (!state) return null;
       receipts.flush();
       // the receipts' first push and delivery are the stamps (set once, like every stamp)
       for (const [k, v] of Object.entries(receipts.firstStamps(id))) if (state.stamps[k] === undefined) state.stamps[k] = v;
       return state;
     },
-    pendingDeadlines: () => q.pending.all().map(toRow),
-    openCounts() {
-      const out = { P1: 0, P2: 0, P3: 0 } as Record<Priority, number>;
-      for (const r of q.openCounts.all()) out[r.priority] = r.n;
-      return out;
-    },
+    pendingDeadlines: () => store.pendingDeadlines(),
+    openCounts: () => store.openCounts(),
   };
 }
