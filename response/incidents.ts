@@ -17,7 +17,11 @@ import type { Network } from './network.js';
 import { applyEvent, fold, isClosed, type IncidentRow, type OpenedData } from './projection.js';
 import { newId } from './ids.js';
 import { createSqliteIncidentStore } from './store/sqlite.js';
-import type { IncidentStore, IncidentWriteTx } from './store/types.js';
+import type { ActivePage, IncidentStore, IncidentWriteTx, Ret, StoreMode } from './store/types.js';
+import { andThen, io, runnerFor, type Step } from './store/run.js';
+
+/** a write transaction of either kind of store, as the domain sees it */
+type Tx = IncidentWriteTx<StoreMode>;
 
 export type { IncidentRow } from './projection.js';
 
@@ -82,12 +86,17 @@ export interface IncidentFilter {
 /** Where a page of the active snapshot ends: priority rank (P1 = 0), opening time, id. */
 export interface ActiveCursor { rank: number; openedAt: number; id: string }
 
-export interface IncidentService {
+/**
+ * The incident service over a store of mode M: 'sync' (SQLite, the one-node store — every method returns its value,
+ * and `applyAlarm` runs inside the caller's transaction) or 'async' (PostgreSQL — methods that touch the store return
+ * promises). The domain is written once (response/store/run.ts).
+ */
+export interface IncidentServiceOf<M extends StoreMode> {
   /**
    * SYNCHRONOUS, inside the caller's transaction: open, join, clear or cancel. Returns the events appended; the
    * caller hands them to `publishCommitted` once its transaction has committed.
    */
-  applyAlarm(action: AlarmAction, source: AlarmSource): CommittedEvent[];
+  applyAlarm(action: AlarmAction, source: AlarmSource): Ret<M, CommittedEvent[]>;
   /**
    * Emit committed events on the bus, in seq order (re-entrant: events published by a listener are queued until
    * the current ones reached every listener). Events without `unitId` get their incident's.
@@ -99,16 +108,16 @@ export interface IncidentService {
    */
   publishedSeq(): number;
   /** a person's action, in its own transaction, published after commit */
-  act(incidentId: string, action: IncidentAction, actor: Actor): { incident: IncidentRow; events: CommittedEvent[] };
+  act(incidentId: string, action: IncidentAction, actor: Actor): Ret<M, { incident: IncidentRow; events: CommittedEvent[] }>;
   /** escalation steps (own transaction, published); [] if the incident no longer waits on `steps[0].dueAt` */
-  escalate(incidentId: string, steps: readonly EscalationStep[]): CommittedOf<'escalated'>[];
+  escalate(incidentId: string, steps: readonly EscalationStep[]): Ret<M, CommittedOf<'escalated'>[]>;
   /**
    * The gateway itself closes an incident (a test alarm that came through: "test passed"): a `resolved` event with no
    * actor, own transaction, published. Only for what needs no person; [] if the incident is already closed.
    */
-  resolveBySystem(incidentId: string, outcome: string, data?: { rule?: string }): CommittedEvent[];
+  resolveBySystem(incidentId: string, outcome: string, data?: { rule?: string }): Ret<M, CommittedEvent[]>;
   /** add an information event (notification attempts, device commands, system notes); own transaction, published */
-  record<K extends InfoEventType>(incidentId: string, type: K, data: IncidentEventData[K], actor?: string | null): CommittedEvent[];
+  record<K extends InfoEventType>(incidentId: string, type: K, data: IncidentEventData[K], actor?: string | null): Ret<M, CommittedEvent[]>;
   /**
    * The WebSocket layer wrote the opening of this incident to a console: a `pushed` receipt (batched, not an event,
    * not streamed); the first stamps `pushed`. True for the first push known.
@@ -121,27 +130,30 @@ export interface IncidentService {
   markDelivered(incidentId: string, seq: number, at: number, consoleUserId: string, username?: string): boolean;
   /** the incident's push and delivery receipts, oldest first (queued ones included) */
   receipts(incidentId: string): IncidentReceipt[];
-  get(incidentId: string): IncidentRow | undefined;
-  require(incidentId: string): IncidentRow;
-  events(incidentId: string): CommittedEvent[];
+  get(incidentId: string): Ret<M, IncidentRow | undefined>;
+  require(incidentId: string): Ret<M, IncidentRow>;
+  events(incidentId: string): Ret<M, CommittedEvent[]>;
   /** the highest seq ever given to an event (0 for an empty log); never goes back, even where rows were removed */
-  head(): number;
+  head(): Ret<M, number>;
   /** the global log after `seq` (console resume), optionally limited to what a unit may see */
-  eventsAfter(seq: number, opts?: { limit?: number; scope?: string | null }): CommittedEvent[];
-  list(filter?: IncidentFilter): { items: IncidentRow[]; total: number };
+  eventsAfter(seq: number, opts?: { limit?: number; scope?: string | null }): Ret<M, CommittedEvent[]>;
+  list(filter?: IncidentFilter): Ret<M, { items: IncidentRow[]; total: number }>;
   /**
    * The console's snapshot: every active incident visible from `scope` (null = all; the same rule as `list` and the
    * stream), P1 first then oldest, after the keyset cursor `after`, at most `limit`; with the log's head read in the
    * same read transaction, so snapshot + stream from `head` has no gap.
    */
-  active(opts: { scope: string | null; after: ActiveCursor | null; limit: number }): { items: IncidentRow[]; head: number; next: ActiveCursor | null };
+  active(opts: { scope: string | null; after: ActiveCursor | null; limit: number }): Ret<M, ActivePage>;
   /** the state derived from the events (and the first push and delivery receipts, for those two stamps) */
-  rebuild(incidentId: string): IncidentRow | null;
+  rebuild(incidentId: string): Ret<M, IncidentRow | null>;
   /** incidents waiting for acknowledgement with a deadline, for the escalation scheduler */
-  pendingDeadlines(): IncidentRow[];
+  pendingDeadlines(): Ret<M, IncidentRow[]>;
   /** incidents not yet resolved or cancelled, per priority (tests excluded), for /metrics */
-  openCounts(): Record<Priority, number>;
+  openCounts(): Ret<M, Record<Priority, number>>;
 }
+
+/** The one-node service (SQLite): what the gateway uses today. */
+export type IncidentService = IncidentServiceOf<'sync'>;
 
 /** Which statuses each action may start from; anything else is a 409 with the current state. */
 const ALLOWED_FROM: Record<IncidentActionType, readonly IncidentStatus[]> = {
@@ -160,7 +172,7 @@ function text(value: unknown, field: string, what: string): string {
   return value.trim();
 }
 
-export interface IncidentServiceDeps {
+export interface IncidentServiceDeps<M extends StoreMode = 'sync'> {
   store: Store;
   bus: Bus;
   config: Pick<Config, 'budgets'>;
@@ -170,48 +182,53 @@ export interface IncidentServiceDeps {
   /** where push and delivery receipts go (created here if not given) */
   receipts?: Receipts;
   /** the incident area's storage (SQLite over `store` if not given) */
-  incidentStore?: IncidentStore<'sync'>;
+  incidentStore?: IncidentStore<M>;
+  /** whether a device belongs to a test run (devices.test; read from `store` if not given) */
+  isTestDevice?: (deviceId: string) => boolean | Promise<boolean>;
 }
 
-export function createIncidentService(deps: IncidentServiceDeps): IncidentService {
+export function createIncidentService(deps: IncidentServiceDeps<'sync'>): IncidentService;
+export function createIncidentService<M extends StoreMode>(deps: IncidentServiceDeps<M> & { incidentStore: IncidentStore<M> }): IncidentServiceOf<M>;
+export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): IncidentServiceOf<StoreMode> {
   const { sqlite } = deps.store;
   const { bus, clock, network, config } = deps;
   const log = deps.log.child({ module: 'incidents' });
   const receipts = deps.receipts ?? createReceipts({ store: deps.store, log: deps.log });
 
-  // the incident area's storage (response/store): every read and append of the log goes through it
-  const store = deps.incidentStore ?? createSqliteIncidentStore(sqlite);
+  // the incident area's storage (response/store): every read and append of the log goes through it; the domain
+  // below is written once and run synchronously over SQLite, awaited over PostgreSQL (store/run.ts)
+  const store: IncidentStore<StoreMode> = deps.incidentStore ?? createSqliteIncidentStore(sqlite);
+  const run = runnerFor(store.mode);
   // a test run's device (devices.test): the device area's, a primary-key read inside the alarm's own transaction
   const deviceTest = sqlite.prepare<[string], number>('SELECT test FROM devices WHERE id = ?').pluck();
+  const isTestDevice = deps.isTestDevice ?? ((deviceId: string) => deviceTest.get(deviceId) === 1);
 
   /**
    * Append one event and move the projection with it, inside `tx`. `body` is a type with its data as the union
    * (events.ts) defines them: every append site is type-checked against it.
    */
-  function append(
-    t: IncidentWriteTx<'sync'>,
+  function* append(
+    t: Tx,
     state: IncidentRow | null,
     incidentId: string,
     body: IncidentEventBody,
     at: number,
     actor: string | null,
     unitId: string | null,
-  ): { event: CommittedEvent; state: IncidentRow } {
-    const event = t.append({ incidentId, body, at, actor, unitId });
+  ): Step<{ event: CommittedEvent; state: IncidentRow }> {
+    const event = yield* io(t.append({ incidentId, body, at, actor, unitId }));
     const next = applyEvent(state, event);
-    t.saveProjection(next, state === null);
+    yield* io(t.saveProjection(next, state === null));
     return { event, state: next };
   }
 
-  const tx = <T>(fn: (t: IncidentWriteTx<'sync'>) => T): T => store.transaction(fn);
+  /** `body` in one write transaction of the store, run by the store's runner */
+  const tx = <T>(body: (t: Tx) => Step<T>): T | Promise<T> => store.transaction((t) => run(body(t)));
 
-  function getRow(id: string): IncidentRow | undefined {
-    return store.get(id);
-  }
-  function requireRow(id: string): IncidentRow {
-    const r = getRow(id);
-    if (!r) throw new NotFoundError('incident', id);
-    return r;
+  function* requireIn(t: Tx, id: string): Step<IncidentRow> {
+    const state = yield* io(t.get(id));
+    if (!state) throw new NotFoundError('incident', id);
+    return state;
   }
 
   // Re-entrant publishing: a bus listener that itself commits and publishes (the WebSocket layer stamping a push)
@@ -221,7 +238,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
   function publishCommitted(events: readonly IncidentEvent[]) {
     for (const e of events) {
       if (e.seq > published) published = e.seq;
-      outbox.push('unitId' in e ? (e as CommittedEvent) : { ...e, unitId: getRow(e.incidentId)?.unitId ?? null });
+      outbox.push('unitId' in e ? (e as CommittedEvent) : { ...e, unitId: unitIdOf(e.incidentId) });
     }
     if (publishing) return;
     publishing = true;
@@ -244,21 +261,26 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
   }
 
   /**
-   * Every incident of a test run's device is a test incident: shown apart on the board, never escalated or notified,
-   * not in the KPIs. A device that is not in the registry (a system source) is not a test device.
+   * An event handed over without its unit (the writer thread's, from before unitId was sent with it) takes its
+   * incident's. Only the synchronous store can be read here; the asynchronous one returns every event with its unit.
    */
-  function fromTestDevice(deviceId: string): boolean {
-    return deviceTest.get(deviceId) === 1;
+  function unitIdOf(incidentId: string): string | null {
+    if (store.mode !== 'sync') return null;
+    return (store as IncidentStore<'sync'>).get(incidentId)?.unitId ?? null;
   }
 
   function budgetFor(priority: Priority): number {
     return config.budgets[priority].ackMs;
   }
 
-  function raise(t: IncidentWriteTx<'sync'>, action: Extract<AlarmAction, { action: 'raise' }>, source: AlarmSource): CommittedEvent[] {
+  /**
+   * Every incident of a test run's device is a test incident: shown apart on the board, never escalated or notified,
+   * not in the KPIs. A device that is not in the registry (a system source) is not a test device.
+   */
+  function* raise(t: Tx, action: Extract<AlarmAction, { action: 'raise' }>, source: AlarmSource): Step<CommittedEvent[]> {
     const now = clock.now();
-    const test = Boolean(action.test) || fromTestDevice(source.deviceId);
-    const state = t.openOf(source.deviceId, action.type, test);
+    const test = Boolean(action.test) || (yield* io(isTestDevice(source.deviceId)));
+    const state = yield* io(t.openOf(source.deviceId, action.type, test));
     if (state) {
       const data: IncidentEventData['joined'] = { count: state.count + 1, rule: action.rule, priority: action.priority };
       if (action.position) data.position = action.position;
@@ -266,7 +288,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
       if (source.stamps.received !== undefined) data.received = source.stamps.received;
       // e.g. possible-replay: a repeat of an old observation's key, raised because it could be a new cry for help
       if (source.flags?.length) data.flags = source.flags;
-      const { event } = append(t, state, state.id, { type: 'joined', data }, now, null, state.unitId);
+      const { event } = yield* append(t, state, state.id, { type: 'joined', data }, now, null, state.unitId);
       return [event];
     }
     const id = newId('inc');
@@ -289,7 +311,7 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
       ...(source.flags?.length ? { flags: source.flags } : {}),
       ...(action.data ? { data: action.data } : {}),
     };
-    const { event } = append(t, null, id, { type: 'opened', data: opened }, now, null, source.unitId);
+    const { event } = yield* append(t, null, id, { type: 'opened', data: opened }, now, null, source.unitId);
     log.info(
       { incidentId: id, deviceId: source.deviceId, type: action.type, priority: action.priority, test, unitId: source.unitId },
       'incident opened',
@@ -297,23 +319,23 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     return [event];
   }
 
-  function clear(t: IncidentWriteTx<'sync'>, action: Extract<AlarmAction, { action: 'clear' }>, source: AlarmSource): CommittedEvent[] {
+  function* clear(t: Tx, action: Extract<AlarmAction, { action: 'clear' }>, source: AlarmSource): Step<CommittedEvent[]> {
     // a test device's incidents are all test incidents: its "back online" clears its test "offline"
-    const state = t.openOf(source.deviceId, action.type, fromTestDevice(source.deviceId));
+    const state = yield* io(t.openOf(source.deviceId, action.type, yield* io(isTestDevice(source.deviceId))));
     if (!state) return [];
     const now = clock.now();
-    const { event } = append(t, state, state.id, {
+    const { event } = yield* append(t, state, state.id, {
       type: 'cleared', data: { reason: action.reason, rule: action.rule, stamps: { resolved: now } },
     }, now, null, state.unitId);
     log.info({ incidentId: state.id, deviceId: source.deviceId, reason: action.reason }, 'incident cleared');
     return [event];
   }
 
-  function cancelByDevice(t: IncidentWriteTx<'sync'>, action: Extract<AlarmAction, { action: 'cancel' }>, source: AlarmSource): CommittedEvent[] {
-    const state = t.openOf(source.deviceId, action.type, fromTestDevice(source.deviceId));
+  function* cancelByDevice(t: Tx, action: Extract<AlarmAction, { action: 'cancel' }>, source: AlarmSource): Step<CommittedEvent[]> {
+    const state = yield* io(t.openOf(source.deviceId, action.type, yield* io(isTestDevice(source.deviceId))));
     if (!state) return [];
     const now = clock.now();
-    const openedEvent = t.opened(state.id);
+    const openedEvent = yield* io(t.opened(state.id));
     const opened = openedEvent?.type === 'opened' ? openedEvent.data : undefined;
     const windowMs = opened?.cancelWindowMs ?? null;
     // measured on the gateway's receive times of the alarm and of the cancel, so a slow queue never costs the resident
@@ -322,21 +344,21 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     const elapsedMs = when - from;
     const base = { reason: action.reason, rule: action.rule, elapsedMs, cancelWindowMs: windowMs };
     if (windowMs !== null && elapsedMs <= windowMs) {
-      const { event } = append(t, state, state.id, {
+      const { event } = yield* append(t, state, state.id, {
         type: 'cancelled', data: { ...base, outcome: 'cancelled by resident', stamps: { cancelled: now } },
       }, now, null, state.unitId);
       log.info({ incidentId: state.id, deviceId: source.deviceId, elapsedMs }, 'incident cancelled by resident');
       return [event];
     }
     // outside the window (or no window at all): help may already be on the way; the cancel is only noted
-    const { event } = append(t, state, state.id, { type: 'late-cancel', data: base }, now, null, state.unitId);
+    const { event } = yield* append(t, state, state.id, { type: 'late-cancel', data: base }, now, null, state.unitId);
     log.info({ incidentId: state.id, deviceId: source.deviceId, elapsedMs, windowMs }, 'late cancel noted');
     return [event];
   }
 
-  function applyAlarm(action: AlarmAction, source: AlarmSource): CommittedEvent[] {
+  function applyAlarm(action: AlarmAction, source: AlarmSource) {
     // better-sqlite3 nests a transaction as a savepoint, so this is atomic whether or not the caller opened one
-    return tx((t) => {
+    return tx((t): Step<CommittedEvent[]> => {
       switch (action.action) {
         case 'raise':
           return raise(t, action, source);
@@ -349,9 +371,8 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
   }
 
   function act(incidentId: string, action: IncidentAction, actor: Actor) {
-    const result = tx((t) => {
-      const state = t.get(incidentId);
-      if (!state) throw new NotFoundError('incident', incidentId);
+    const committed = tx(function* (t) {
+      const state = yield* requireIn(t, incidentId);
       const allowed = ALLOWED_FROM[action.type];
       if (!allowed) throw new ValidationError(`action: unknown action "${String((action as { type: unknown }).type)}"`);
       if (!allowed.includes(state.status)) {
@@ -408,23 +429,26 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
           body = { type: 'note', data: { ...by, text: text(action.text, 'text', 'the note is empty') } };
           break;
       }
-      const { event, state: next } = append(t, state, incidentId, body, now, actor.id, state.unitId);
+      const { event, state: next } = yield* append(t, state, incidentId, body, now, actor.id, state.unitId);
       return { incident: next, events: [event] };
     });
-    log.info({ incidentId, action: action.type, actor: actor.username ?? actor.id }, 'incident action');
-    publishCommitted(result.events);
-    return result;
+    return andThen(committed, (result) => {
+      log.info({ incidentId, action: action.type, actor: actor.username ?? actor.id }, 'incident action');
+      publishCommitted(result.events);
+      return result;
+    });
   }
 
-  function escalate(incidentId: string, steps: readonly EscalationStep[]): CommittedOf<'escalated'>[] {
-    if (!steps.length) return [];
-    const events = tx((t) => {
-      let state = t.get(incidentId);
+  function escalate(incidentId: string, steps: readonly EscalationStep[]) {
+    if (!steps.length) return run((function* (): Step<CommittedOf<'escalated'>[]> { return []; })());
+    const committed = tx(function* (t): Step<CommittedOf<'escalated'>[]> {
+      const found = yield* io(t.get(incidentId));
       // a stale timer (acknowledged meanwhile, already escalated) changes nothing; a test incident never escalates
-      if (!state || state.test || state.status !== 'open' || state.deadlineAt !== steps[0]!.dueAt) return [];
+      if (!found || found.test || found.status !== 'open' || found.deadlineAt !== steps[0]!.dueAt) return [];
+      let state: IncidentRow = found;
       const out: CommittedOf<'escalated'>[] = [];
       for (const s of steps) {
-        const r = append(t, state, incidentId, { type: 'escalated', data: {
+        const r: { event: CommittedEvent; state: IncidentRow } = yield* append(t, state, incidentId, { type: 'escalated', data: {
           fromUnitId: s.fromUnitId,
           toUnitId: s.toUnitId,
           toTier: s.toTier,
@@ -441,34 +465,39 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
       }
       return out;
     });
-    publishCommitted(events);
-    return events;
+    return andThen(committed, (events) => {
+      publishCommitted(events);
+      return events;
+    });
   }
 
-  function resolveBySystem(incidentId: string, outcome: string, data: { rule?: string } = {}): CommittedEvent[] {
-    const events = tx((t) => {
-      const state = t.get(incidentId);
+  function resolveBySystem(incidentId: string, outcome: string, data: { rule?: string } = {}) {
+    const committed = tx(function* (t): Step<CommittedEvent[]> {
+      const state = yield* io(t.get(incidentId));
       if (!state || isClosed(state.status)) return [];
       const now = clock.now();
-      return [append(t, state, incidentId, {
+      return [(yield* append(t, state, incidentId, {
         type: 'resolved', data: { ...data, by: 'gateway', outcome, stamps: { resolved: now } },
-      }, now, null, state.unitId).event];
+      }, now, null, state.unitId)).event];
     });
-    if (events.length) log.info({ incidentId, outcome }, 'incident resolved by the gateway');
-    publishCommitted(events);
-    return events;
+    return andThen(committed, (events) => {
+      if (events.length) log.info({ incidentId, outcome }, 'incident resolved by the gateway');
+      publishCommitted(events);
+      return events;
+    });
   }
 
   function record<K extends InfoEventType>(incidentId: string, type: K, data: IncidentEventData[K], actor: string | null = null) {
     // TypeScript does not pair a generic K with its data inside the union on its own: the signature did the checking
     const body = { type, data } as IncidentEventBody;
-    const events = tx((t) => {
-      const state = t.get(incidentId);
-      if (!state) throw new NotFoundError('incident', incidentId);
-      return [append(t, state, incidentId, body, clock.now(), actor, state.unitId).event];
+    const committed = tx(function* (t) {
+      const state = yield* requireIn(t, incidentId);
+      return [(yield* append(t, state, incidentId, body, clock.now(), actor, state.unitId)).event];
     });
-    publishCommitted(events);
-    return events;
+    return andThen(committed, (events) => {
+      publishCommitted(events);
+      return events;
+    });
   }
 
   // Receipts are not events: nothing is appended, published or streamed (receipts.ts). A push or delivery of an
@@ -482,7 +511,9 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
   }
 
   // what was in the log at start is durable; from then on, what has been published (publishCommitted)
-  let published = store.head();
+  let published = 0;
+  const started = andThen(store.head(), (head) => { if (head > published) published = head; });
+  if (started instanceof Promise) started.catch((err) => log.error({ err }, 'reading the incident log head failed'));
 
   function list(filter: IncidentFilter = {}) {
     const { scope, unitId, ...rest } = filter;
@@ -502,8 +533,11 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     markDelivered,
     receipts: (incidentId) => receipts.of(incidentId),
     head: () => store.head(),
-    get: getRow,
-    require: requireRow,
+    get: (id) => store.get(id),
+    require: (id) => andThen(store.get(id), (row) => {
+      if (!row) throw new NotFoundError('incident', id);
+      return row;
+    }),
     events: (id) => store.events(id),
     eventsAfter(seq, opts = {}) {
       const limit = Math.min(Math.max(opts.limit ?? 1000, 1), 10_000);
@@ -511,15 +545,15 @@ export function createIncidentService(deps: IncidentServiceDeps): IncidentServic
     },
     list,
     active: ({ scope, after, limit }) => store.active(scope ? network.scopeOf(scope) : null, after, limit),
-    rebuild(id) {
-      const state = fold(store.events(id));
+    rebuild: (id) => andThen(store.events(id), (events) => {
+      const state = fold(events);
       if (!state) return null;
       receipts.flush();
       // the receipts' first push and delivery are the stamps (set once, like every stamp)
       for (const [k, v] of Object.entries(receipts.firstStamps(id))) if (state.stamps[k] === undefined) state.stamps[k] = v;
       return state;
-    },
+    }),
     pendingDeadlines: () => store.pendingDeadlines(),
     openCounts: () => store.openCounts(),
-  };
+  } as IncidentServiceOf<StoreMode>;
 }
