@@ -1,0 +1,73 @@
+// The incident area's tables in PostgreSQL (cluster mode's shared store), migrations in drizzle-pg/ (generated from
+// this file by `npm run db:generate:pg`). The same columns as the SQLite schema (response/schema.ts) with PostgreSQL's
+// types: epoch ms as bigint read as a JS number (safe to 2^53), JSON as jsonb, flags as boolean.
+//
+// Two things SQLite gets from having one writer at a time are explicit here:
+// - `incident_log_head`: one row holding the log's head. An appending transaction takes it (UPDATE … RETURNING) and
+//   holds its row lock to commit, so seqs are gap-free and in commit order across every node (a sequence is neither:
+//   a rolled-back nextval leaves a gap, and a later nextval can commit first).
+// - `incidents_one_open`: at most one open incident per (device, type, test). Two nodes raising for the same device at
+//   once cannot both open one: the second insert fails, its transaction is retried and joins the first.
+import { sql } from 'drizzle-orm';
+import { bigint, boolean, check, index, integer, jsonb, pgTable, smallint, text, uniqueIndex } from 'drizzle-orm/pg-core';
+import { INCIDENT_EVENT_TYPES, PRIORITIES, type Position } from '../../core/contracts.js';
+
+const ms = (name: string) => bigint(name, { mode: 'number' });
+
+export const pgIncidents = pgTable(
+  'incidents',
+  {
+    id: text('id').primaryKey(),
+    deviceId: text('device_id').notNull(),
+    residentId: text('resident_id'),
+    unitId: text('unit_id'),
+    tierUnitId: text('tier_unit_id'),
+    escalationLevel: integer('escalation_level').notNull().default(0),
+    type: text('type').notNull(),
+    priority: text('priority', { enum: PRIORITIES }).notNull(),
+    status: text('status', { enum: ['open', 'acknowledged', 'dispatched', 'on-site', 'resolved', 'cancelled'] }).notNull(),
+    test: boolean('test').notNull().default(false),
+    count: integer('count').notNull().default(1),
+    openedAt: ms('opened_at').notNull(),
+    lastAt: ms('last_at').notNull(),
+    deadlineAt: ms('deadline_at'),
+    position: jsonb('position').$type<Position | null>(),
+    stamps: jsonb('stamps').$type<Record<string, number>>().notNull().default({}),
+    assignee: text('assignee'),
+    outcome: text('outcome'),
+    lastSeq: bigint('last_seq', { mode: 'number' }).notNull(),
+  },
+  (t) => [
+    index('incidents_open_idx').on(t.deviceId, t.type, t.status),
+    uniqueIndex('incidents_one_open').on(t.deviceId, t.type, t.test).where(sql`status NOT IN ('resolved', 'cancelled')`),
+    index('incidents_status_prio_idx').on(t.status, t.priority),
+    index('incidents_unit_idx').on(t.unitId),
+    index('incidents_deadline_idx').on(t.deadlineAt),
+    index('incidents_opened_idx').on(t.openedAt),
+  ],
+);
+
+/** Append-only log; `seq` is given from `incident_log_head` in the appending transaction. */
+export const pgIncidentEvents = pgTable(
+  'incident_events',
+  {
+    seq: bigint('seq', { mode: 'number' }).primaryKey(),
+    incidentId: text('incident_id').notNull(),
+    type: text('type', { enum: INCIDENT_EVENT_TYPES }).notNull(),
+    at: ms('at').notNull(),
+    actor: text('actor'),
+    unitId: text('unit_id'),
+    data: jsonb('data').$type<Record<string, unknown>>().notNull(),
+  },
+  (t) => [index('incident_events_incident_idx').on(t.incidentId, t.seq)],
+);
+
+/** The log's head: exactly one row (id 1), inserted by the first migration. */
+export const pgIncidentLogHead = pgTable(
+  'incident_log_head',
+  {
+    id: smallint('id').primaryKey().default(1),
+    seq: bigint('seq', { mode: 'number' }).notNull().default(0),
+  },
+  (t) => [check('incident_log_head_one_row', sql`${t.id} = 1`)],
+);

@@ -1,0 +1,294 @@
+// The incident area in PostgreSQL (node-postgres through drizzle): cluster mode's shared store, where several
+// eldergate nodes append to one log. What SQLite gets from its one writer at a time is made explicit:
+// - seq: every appending transaction takes the head row (`incident_log_head`, UPDATE … RETURNING) and holds its lock
+//   to commit, so seqs are gap-free and in commit order across nodes: a reader that sees S sees everything below S.
+//   The lock is taken at the first append, after the transaction's reads, so it is held only for the writes.
+// - one open incident per (device, type, test): the partial unique index refuses a twin; the transaction is then
+//   run again from the start and finds the other node's incident to join (as does a deadlock or a serialization
+//   failure). `fn` only decides from what it read, so running it again is safe.
+// - rows a transaction decides from are locked (SELECT … FOR UPDATE): a person's action on one node and a device's
+//   alarm on another never both move the same incident from the same state.
+// - every commit that appended notifies `incident_log` with its last seq; `followLog` LISTENs, so each node learns of
+//   other nodes' events and serves its consoles from the log.
+import { resolve } from 'node:path';
+import pg from 'pg';
+import { and, asc, count, desc, eq, gt, gte, inArray, isNull, lt, notInArray, or, sql, type SQL } from 'drizzle-orm';
+import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
+import { migrate } from 'drizzle-orm/node-postgres/migrator';
+import type { Logger } from 'pino';
+import type { Priority } from '../../core/contracts.js';
+import { sourceDir } from '../../core/paths.js';
+import type { CommittedEvent, ActiveCursor } from '../incidents.js';
+import type { IncidentRow } from '../projection.js';
+import { pgIncidentEvents, pgIncidentLogHead, pgIncidents } from './pg-schema.js';
+import { PRIO_RANK_SQL, type IncidentStore, type IncidentWriteTx, type ListQuery, type UnitScope } from './types.js';
+
+export const PG_MIGRATIONS_DIR = resolve(sourceDir(import.meta.url), '..', '..', 'drizzle-pg');
+/** The channel every appending commit notifies, with its last seq as the payload. */
+export const LOG_CHANNEL = 'incident_log';
+/** Any number: the advisory lock nodes take while one of them applies the migrations. */
+const MIGRATION_LOCK = 0x656c6467; // "eldg"
+
+const schema = { pgIncidents, pgIncidentEvents, pgIncidentLogHead };
+type Db = NodePgDatabase<typeof schema>;
+type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
+
+const OPEN = sql`${pgIncidents.status} NOT IN ('resolved', 'cancelled')`;
+
+/** SQLSTATEs after which the whole transaction is run again: unique violation (a twin), serialization, deadlock. */
+const RETRYABLE = new Set(['23505', '40001', '40P01']);
+function sqlState(err: unknown): string | undefined {
+  // drizzle wraps the driver's error (DrizzleQueryError): the code is on its cause
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 4; e = e.cause as typeof e, i++) {
+    if (typeof e.code === 'string') return e.code;
+  }
+  return undefined;
+}
+
+/**
+ * Apply the committed migrations (drizzle-pg/). Nodes starting together take turns on an advisory lock, so two
+ * never run the same migration at once.
+ */
+export async function migratePg(pool: pg.Pool): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    try {
+      await migrate(drizzle(client), { migrationsFolder: PG_MIGRATIONS_DIR });
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
+    }
+  } finally {
+    client.release();
+  }
+}
+
+export interface PgIncidentStoreOptions {
+  pool: pg.Pool;
+  /**
+   * Every unit of the network, for a root scope's "unplaced" (no unit, or a unit no longer in the network). The
+   * network's units are not in this store yet; SQLite reads its `units` table for the same rule.
+   */
+  knownUnitIds: () => readonly string[];
+  log?: Logger;
+  /** how many times a transaction is run when the engine asks for it again (default 8) */
+  maxAttempts?: number;
+}
+
+export function createPgIncidentStore(opts: PgIncidentStoreOptions): IncidentStore<'async'> {
+  const db: Db = drizzle(opts.pool, { schema });
+  const maxAttempts = opts.maxAttempts ?? 8;
+
+  const scopeCondition = (s: UnitScope): SQL => {
+    const inSubtree = inArray(pgIncidents.unitId, [...s.unitIds]);
+    if (!s.unplaced) return inSubtree;
+    return or(inSubtree, isNull(pgIncidents.unitId), notInArray(pgIncidents.unitId, [...opts.knownUnitIds()]))!;
+  };
+  const eventScope = (s: UnitScope): SQL => {
+    const inSubtree = inArray(pgIncidentEvents.unitId, [...s.unitIds]);
+    if (!s.unplaced) return inSubtree;
+    return or(inSubtree, isNull(pgIncidentEvents.unitId), notInArray(pgIncidentEvents.unitId, [...opts.knownUnitIds()]))!;
+  };
+  const toEvent = (r: typeof pgIncidentEvents.$inferSelect): CommittedEvent => r as unknown as CommittedEvent;
+  const get = async (t: Db | Tx, id: string, lock: boolean): Promise<IncidentRow | undefined> => {
+    const q = t.select().from(pgIncidents).where(eq(pgIncidents.id, id));
+    const [row] = lock ? await q.for('update') : await q;
+    return row;
+  };
+
+  function writeTx(t: Tx, appended: { last: number }): IncidentWriteTx<'async'> {
+    return {
+      get: (id) => get(t, id, true),
+      async openOf(deviceId, type, test) {
+        const [row] = await t.select().from(pgIncidents)
+          .where(and(eq(pgIncidents.deviceId, deviceId), eq(pgIncidents.type, type), eq(pgIncidents.test, test), OPEN))
+          .orderBy(desc(pgIncidents.openedAt)).limit(1).for('update');
+        return row;
+      },
+      async opened(incidentId) {
+        const [row] = await t.select().from(pgIncidentEvents)
+          .where(and(eq(pgIncidentEvents.incidentId, incidentId), eq(pgIncidentEvents.type, 'opened'))).limit(1);
+        return row ? toEvent(row) : undefined;
+      },
+      async append(e) {
+        // the head row's lock is held from here to commit: the next appender (any node) waits, then gets seq + 1
+        const [head] = await t.update(pgIncidentLogHead).set({ seq: sql`${pgIncidentLogHead.seq} + 1` })
+          .where(eq(pgIncidentLogHead.id, 1)).returning({ seq: pgIncidentLogHead.seq });
+        if (!head) throw new Error('incident_log_head has no row: the migrations were not applied to this database');
+        await t.insert(pgIncidentEvents).values({
+          seq: head.seq, incidentId: e.incidentId, type: e.body.type, at: e.at, actor: e.actor, unitId: e.unitId,
+          data: e.body.data as unknown as Record<string, unknown>,
+        });
+        appended.last = head.seq;
+        return { seq: head.seq, incidentId: e.incidentId, at: e.at, actor: e.actor, unitId: e.unitId, ...e.body } as CommittedEvent;
+      },
+      async saveProjection(row, created) {
+        if (created) {
+          await t.insert(pgIncidents).values(row);
+          return;
+        }
+        const { id, deviceId: _d, residentId: _r, unitId: _u, type: _t, test: _x, openedAt: _o, ...changed } = row;
+        await t.update(pgIncidents).set(changed).where(eq(pgIncidents.id, id));
+      },
+    };
+  }
+
+  return {
+    mode: 'async',
+    async transaction(fn) {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await db.transaction(async (t) => {
+            const appended = { last: 0 };
+            const result = await fn(writeTx(t, appended));
+            // delivered to every listener at commit, never for a rollback
+            if (appended.last) await t.execute(sql`SELECT pg_notify(${LOG_CHANNEL}, ${String(appended.last)})`);
+            return result;
+          });
+        } catch (err) {
+          const code = sqlState(err);
+          if (!code || !RETRYABLE.has(code) || attempt >= maxAttempts) throw err;
+          opts.log?.debug({ code, attempt }, 'incident transaction run again');
+        }
+      }
+    },
+    get: (id) => get(db, id, false),
+    async events(incidentId) {
+      const rows = await db.select().from(pgIncidentEvents).where(eq(pgIncidentEvents.incidentId, incidentId)).orderBy(asc(pgIncidentEvents.seq));
+      return rows.map(toEvent);
+    },
+    async eventsAfter(seq, limit, scope) {
+      const rows = await db.select().from(pgIncidentEvents)
+        .where(scope ? and(gt(pgIncidentEvents.seq, seq), eventScope(scope)) : gt(pgIncidentEvents.seq, seq))
+        .orderBy(asc(pgIncidentEvents.seq)).limit(limit);
+      return rows.map(toEvent);
+    },
+    async head() {
+      const [row] = await db.select({ seq: pgIncidentLogHead.seq }).from(pgIncidentLogHead).where(eq(pgIncidentLogHead.id, 1));
+      return row?.seq ?? 0;
+    },
+    active(scope, after: ActiveCursor | null, limit) {
+      // one snapshot for the head and the page (REPEATABLE READ): every event up to `head` is in what the page shows
+      return db.transaction(async (t) => {
+        const [h] = await t.select({ seq: pgIncidentLogHead.seq }).from(pgIncidentLogHead).where(eq(pgIncidentLogHead.id, 1));
+        const rank = sql.raw(PRIO_RANK_SQL);
+        const where: SQL[] = [OPEN];
+        if (scope) where.push(scopeCondition(scope));
+        if (after) {
+          where.push(sql`(${rank} > ${after.rank} OR (${rank} = ${after.rank} AND (${pgIncidents.openedAt} > ${after.openedAt}
+            OR (${pgIncidents.openedAt} = ${after.openedAt} AND ${pgIncidents.id} > ${after.id}))))`);
+        }
+        const rows = await t.select({ row: pgIncidents, rank: sql<number>`${rank}`.mapWith(Number) }).from(pgIncidents)
+          .where(and(...where)).orderBy(rank, asc(pgIncidents.openedAt), asc(pgIncidents.id)).limit(limit + 1);
+        const page = rows.slice(0, limit);
+        const last = page[page.length - 1];
+        const next = rows.length > limit && last ? { rank: last.rank, openedAt: last.row.openedAt, id: last.row.id } : null;
+        return { items: page.map((r) => r.row), head: h?.seq ?? 0, next };
+      }, { isolationLevel: 'repeatable read', accessMode: 'read only' });
+    },
+    async list(query: ListQuery) {
+      const where: SQL[] = query.scopes.map(scopeCondition);
+      if (query.status?.length) where.push(inArray(pgIncidents.status, query.status));
+      if (query.priority?.length) where.push(inArray(pgIncidents.priority, query.priority));
+      if (query.residentId) where.push(eq(pgIncidents.residentId, query.residentId));
+      if (query.deviceId) where.push(eq(pgIncidents.deviceId, query.deviceId));
+      if (query.type) where.push(eq(pgIncidents.type, query.type));
+      if (query.from !== undefined) where.push(gte(pgIncidents.openedAt, query.from));
+      if (query.to !== undefined) where.push(lt(pgIncidents.openedAt, query.to));
+      if (query.test !== undefined) where.push(eq(pgIncidents.test, query.test));
+      const clause = where.length ? and(...where) : undefined;
+      const limit = Math.min(Math.max(query.limit ?? 50, 1), 500);
+      const offset = Math.max(query.offset ?? 0, 0);
+      const [total] = await db.select({ n: count() }).from(pgIncidents).where(clause);
+      const items = await db.select().from(pgIncidents).where(clause)
+        .orderBy(desc(pgIncidents.openedAt), asc(pgIncidents.id)).limit(limit).offset(offset);
+      return { items, total: total?.n ?? 0 };
+    },
+    pendingDeadlines() {
+      return db.select().from(pgIncidents)
+        .where(and(eq(pgIncidents.status, 'open'), sql`${pgIncidents.deadlineAt} IS NOT NULL`)).orderBy(asc(pgIncidents.deadlineAt));
+    },
+    async openCounts() {
+      const out = { P1: 0, P2: 0, P3: 0 } as Record<Priority, number>;
+      const rows = await db.select({ priority: pgIncidents.priority, n: count() }).from(pgIncidents)
+        .where(and(OPEN, eq(pgIncidents.test, false))).groupBy(pgIncidents.priority);
+      for (const r of rows) out[r.priority] = r.n;
+      return out;
+    },
+  };
+}
+
+export interface LogFollower {
+  /** the highest seq this node knows is committed (from a notification or a read of the head) */
+  head(): number;
+  close(): Promise<void>;
+}
+
+/**
+ * LISTEN for the log's commits on a connection of its own and call `onHead` with each new head, in increasing order.
+ * A notification can be missed (the connection dropped, the node was busy reconnecting): after every (re)connect
+ * the head is read, and every `pollMs` too, so a node catches up within that bound whatever happened to the channel.
+ */
+export function followLog(opts: {
+  connect: () => pg.Client;
+  /** reads the head through the store (the same number a notification carries) */
+  readHead: () => Promise<number>;
+  onHead: (seq: number) => void;
+  log?: Logger;
+  pollMs?: number;
+}): LogFollower {
+  let known = 0;
+  let closed = false;
+  let client: pg.Client | null = null;
+  let backoff = 100;
+  const advance = (seq: number) => {
+    if (!Number.isSafeInteger(seq) || seq <= known) return;
+    known = seq;
+    opts.onHead(seq);
+  };
+  const poll = async () => {
+    try {
+      advance(await opts.readHead());
+    } catch (err) {
+      opts.log?.warn({ err }, 'reading the incident log head failed; retried');
+    }
+  };
+  const timer = setInterval(() => void poll(), opts.pollMs ?? 1000);
+  timer.unref();
+
+  async function connect(): Promise<void> {
+    while (!closed) {
+      const c = opts.connect();
+      c.on('notification', (n) => { if (n.channel === LOG_CHANNEL) advance(Number(n.payload)); });
+      // registered before connecting: an 'error' event with no listener would end the process
+      c.on('error', (err) => opts.log?.warn({ err }, 'the incident log listener lost its connection; reconnecting'));
+      try {
+        await c.connect();
+        await c.query(`LISTEN ${LOG_CHANNEL}`);
+        client = c;
+        backoff = 100;
+        c.on('end', () => { if (client === c) client = null; if (!closed) void connect(); });
+        // what was committed while nobody listened
+        await poll();
+        return;
+      } catch (err) {
+        opts.log?.warn({ err, retryInMs: backoff }, 'the incident log listener could not connect; retrying');
+        await c.end().catch(() => {});
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(backoff * 2, 5000);
+      }
+    }
+  }
+  void connect();
+
+  return {
+    head: () => known,
+    async close() {
+      closed = true;
+      clearInterval(timer);
+      const c = client;
+      client = null;
+      await c?.end().catch(() => {});
+    },
+  };
+}
