@@ -1,7 +1,15 @@
 // `npm run cluster -- start|stop|status [--dir .cluster] [--base-port 27000]`: eldergate's cluster mode on one
 // machine, for people and tests: a 3-node RabbitMQ cluster (MQTT plugin, quorum queues), HAProxy in front of it
-// (terminals' MQTT) and of eldergate (HTTP), and one eldergate node in cluster mode. No root, no system service:
-// every process runs as the caller, on 127.0.0.1, with ports from --base-port and data under --dir.
+// (terminals' MQTT) and of eldergate (HTTP), one eldergate node in cluster mode, and one PostgreSQL server for the
+// store of cluster mode (eldergate does not use it yet). No root, no system service: every process runs as the
+// caller (PostgreSQL, which refuses root, as the `postgres` system user when the caller is root), on 127.0.0.1, with
+// ports from --base-port and data under --dir.
+//
+// Ports from --base-port B: B..B+43 RabbitMQ (epmd, rabbitmqctl's range, then 10 per node: ops/cluster/rabbitmq.ts),
+// B+80 HAProxy MQTT, B+81 HAProxy HTTP, B+82 HAProxy → RabbitMQ management, B+83 PostgreSQL, B+90 eldergate HTTP,
+// B+91 eldergate's embedded MQTT (unused in cluster mode), B+92 eldergate's RabbitMQ auth endpoints.
+//
+// PostgreSQL's data lives in <dir>/postgres and, unlike RabbitMQ's cluster, is kept from one start to the next.
 //
 // ONE eldergate node only: the store is still SQLite, one file per node, so a second node would keep half of the
 // incidents in a database the first never sees. Several eldergate nodes come with the PostgreSQL store.
@@ -18,15 +26,21 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { missingRabbitPackages, startRabbitCluster, AUTH_CACHE_TTL_MS, type RabbitCluster } from './rabbitmq.js';
 import { missingHaproxyPackages, startHaproxy } from './haproxy.js';
+import { missingPostgresPackages, startPostgres, stopPostgres, type PostgresServer } from './postgres.js';
 import { isAlive, pidsMentioning, portFree, portOpen, processMentions, tail, terminate, waitUntil } from './processes.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
 const NODES = 3;
 const USAGE = 'usage: npm run cluster -- start|stop|status [--dir .cluster] [--base-port 27000]';
 
-/** Ports beside RabbitMQ's (which take basePort..basePort+43 for 3 nodes). */
+/** Ports beside RabbitMQ's (which take basePort..basePort+43 for 3 nodes); the file's header lays them all out. */
 export function clusterPorts(basePort: number) {
-  return { haproxyMqtt: basePort + 80, haproxyHttp: basePort + 81, haproxyManagement: basePort + 82, eldergateHttp: basePort + 90, eldergateMqtt: basePort + 91, authPort: basePort + 92 };
+  return { haproxyMqtt: basePort + 80, haproxyHttp: basePort + 81, haproxyManagement: basePort + 82, postgres: basePort + 83, eldergateHttp: basePort + 90, eldergateMqtt: basePort + 91, authPort: basePort + 92 };
+}
+
+/** PostgreSQL's directory in the cluster's: data, socket, log and password files (ops/cluster/postgres.ts). */
+function postgresDir(dir: string): string {
+  return join(dir, 'postgres');
 }
 
 /** <dir>/cluster.json: what `status` and `stop` need, written as each part starts. */
@@ -52,6 +66,8 @@ export interface ClusterRecord {
   };
   eldergate?: { pid: number | undefined; httpPort: number; mqttPort: number; dataDir: string; log: string; adminPasswordFile: string }[];
   haproxy?: { pid: number; config: string; log: string; mqttPort: number; httpPort: number; managementPort: number };
+  /** no password here: the application role's is in passwordFile (0600), the superuser's in <dir>/postgres.password */
+  postgres?: { pid: number; port: number; dir: string; dataDir: string; log: string; database: string; user: string; passwordFile: string };
 }
 
 function recordFile(dir: string) {
@@ -80,17 +96,25 @@ function livePids(r: ClusterRecord): number[] {
   for (const n of r.rabbitmq?.nodes ?? []) for (const p of [n.pid, n.wrapperPid]) if (isAlive(p) && processMentions(p, r.dir)) pids.push(p);
   for (const e of r.eldergate ?? []) if (isAlive(e.pid) && processMentions(e.pid, e.dataDir)) pids.push(e.pid);
   if (r.haproxy && isAlive(r.haproxy.pid) && processMentions(r.haproxy.pid, r.haproxy.config)) pids.push(r.haproxy.pid);
+  if (r.postgres && postgresUp(r.postgres)) pids.push(r.postgres.pid);
   return pids;
 }
 
+/** Is the recorded postmaster still the one running from its data directory (pid reuse)? */
+function postgresUp(p: NonNullable<ClusterRecord['postgres']>): boolean {
+  return isAlive(p.pid) && processMentions(p.pid, `-D ${p.dataDir} `);
+}
+
 export async function start(dir: string, basePort: number, out: (line: string) => void = console.log): Promise<ClusterRecord> {
-  const missing = [...missingRabbitPackages(), ...missingHaproxyPackages()];
+  const missing = [...missingRabbitPackages(), ...missingHaproxyPackages(), ...missingPostgresPackages()];
   if (missing.length) throw new Error(`npm run cluster needs ${missing.join(' and ')}: apt-get install ${missing.join(' ')}`);
   mkdirSync(dir, { recursive: true });
   const previous = readRecord(dir);
   if (previous && livePids(previous).length) throw new Error(`a cluster already runs from ${dir} (pids ${livePids(previous).join(', ')}): \`npm run cluster -- status --dir ${dir}\`, or stop it first with \`npm run cluster -- stop --dir ${dir}\``);
   const leftovers = pidsMentioning(`-home ${join(dir, 'home')}`);
   if (leftovers.length) throw new Error(`RabbitMQ nodes of ${dir} still run (pids ${leftovers.join(', ')}) without a cluster.json: \`npm run cluster -- stop --dir ${dir} --base-port <the port it was started with>\``);
+  const pgLeftovers = pidsMentioning(`-D ${join(postgresDir(dir), 'data')} `);
+  if (pgLeftovers.length) throw new Error(`PostgreSQL of ${dir} still runs (pid ${pgLeftovers.join(', ')}) without a cluster.json that knows it: \`npm run cluster -- stop --dir ${dir}\` stops it`);
 
   // RabbitMQ's cluster is always new (ops/cluster/rabbitmq.ts says why); what it held must have been taken by eldergate
   const rabbitDirs = readdirSync(dir).filter((d) => /^rabbit-\d+$/.test(d));
@@ -108,6 +132,12 @@ export async function start(dir: string, basePort: number, out: (line: string) =
   if (busy.length) throw new Error(`port${busy.length > 1 ? 's' : ''} ${busy.join(', ')} already in use on 127.0.0.1: choose another --base-port (the cluster takes ${basePort}..${basePort + 92})`);
 
   const record: ClusterRecord = { dir, basePort, startedAt: new Date().toISOString() };
+  writeRecord(record);
+  // first: it takes about a second, keeps its data from earlier starts, and a problem with it (a server of this
+  // directory left running, a directory the postgres user cannot reach) shows before RabbitMQ's half a minute
+  out(`starting PostgreSQL on 127.0.0.1:${ports.postgres} (data in ${postgresDir(dir)}, kept from earlier starts)…`);
+  const postgres = await startPostgres({ dir: postgresDir(dir), port: ports.postgres });
+  record.postgres = postgresRecord(postgres);
   writeRecord(record);
   out(`starting ${NODES} RabbitMQ nodes one after another (about 10 s each)…`);
   const authUrl = `http://127.0.0.1:${ports.authPort}/internal/rabbitmq`;
@@ -175,6 +205,11 @@ export async function start(dir: string, basePort: number, out: (line: string) =
   record.haproxy = { pid: proxy.pid, config: proxy.config, log: proxy.log, mqttPort: ports.haproxyMqtt, httpPort: ports.haproxyHttp, managementPort: ports.haproxyManagement };
   writeRecord(record);
   return record;
+}
+
+function postgresRecord(p: PostgresServer): NonNullable<ClusterRecord['postgres']> {
+  // field by field: the server's url holds the password, and cluster.json never does
+  return { pid: p.pid, port: p.port, dir: p.dir, dataDir: p.dataDir, log: p.log, database: p.database, user: p.user, passwordFile: p.passwordFile };
 }
 
 function rabbitRecord(c: RabbitCluster): NonNullable<ClusterRecord['rabbitmq']> {
@@ -284,6 +319,9 @@ export async function stop(dir: string, basePort: number | undefined, out: (line
     const needle = `-port ${epmdPort} `;
     await terminate([r?.rabbitmq?.epmd.pid, ...pidsMentioning(needle).filter((p) => processMentions(p, 'epmd'))], needle, 2_000);
   }
+  // PostgreSQL last: eldergate's store, once it uses it, must outlive eldergate's last write. From its own lock file,
+  // so that it also goes after a crash of the CLI before cluster.json knew of it
+  await stopPostgres(r?.postgres?.dir ?? postgresDir(dir), 30_000);
   if (r) {
     r.stoppedAt = new Date().toISOString();
     r.queuedAtStop = queued ?? (r.rabbitmq ? undefined : 0);
@@ -327,6 +365,14 @@ export async function status(dir: string, out: (line: string) => void = console.
     all = false;
     out('  DOWN HAProxy (never started)');
   }
+  if (r.postgres) {
+    const p = r.postgres;
+    const ok = postgresUp(p) && (await portOpen(p.port));
+    out(`  ${mark(ok)} PostgreSQL  127.0.0.1:${p.port}  database ${p.database}  user ${p.user}  password file ${p.passwordFile}  pid ${p.pid}  log ${p.log}`);
+  } else {
+    all = false;
+    out('  DOWN PostgreSQL (never started)');
+  }
   return all;
 }
 
@@ -340,6 +386,7 @@ function describe(r: ClusterRecord): string {
   const rabbit = r.rabbitmq!;
   const e = r.eldergate![0]!;
   const h = r.haproxy!;
+  const p = r.postgres!;
   return [
     '',
     `eldergate cluster running from ${r.dir} (details: ${recordFile(r.dir)})`,
@@ -354,7 +401,10 @@ function describe(r: ClusterRecord): string {
     `             devices are asked about at ${rabbit.authUrl}/{user,vhost,resource,topic}, answers cached ${rabbit.authCacheTtlMs / 1000} s`,
     `  eldergate  node 1: data ${e.dataDir}, log ${e.log}`,
     `  HAProxy    config ${h.config}, log ${h.log}`,
+    `  PostgreSQL 127.0.0.1:${p.port}  database ${p.database}, user ${p.user}, password in ${p.passwordFile}; data ${p.dataDir}, log ${p.log}`,
+    `             PGPASSWORD="$(cat ${p.passwordFile})" psql "postgres://${p.user}@127.0.0.1:${p.port}/${p.database}"`,
     '',
+    '  PostgreSQL: started for the store of cluster mode (eldergate does not use it yet)',
     '  One eldergate node only: the store is still SQLite, one database per node, so a second node would split the',
     '  incidents between two databases. More nodes come with the PostgreSQL store.',
     '',

@@ -4,7 +4,7 @@
 // node comes back and rejoins, and stop() leaves no process behind. Also what the MQTT plugin does with a QoS 1
 // publish before eldergate declared its exchange: no PUBACK, the connection closed — the topology must exist first.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -16,6 +16,8 @@ import { startRabbitCluster, type RabbitCluster } from '../../ops/cluster/rabbit
 import { startHaproxy, type Haproxy } from '../../ops/cluster/haproxy.js';
 import { isAlive, pidsMentioning, portFree } from '../../ops/cluster/processes.js';
 import { freeBasePort } from '../helpers/cluster-ports.js';
+import { startTestPostgres } from '../helpers/postgres.js';
+import type { ClusterRecord } from '../../ops/cluster/cli.js';
 
 const EXCHANGE = 'egtest.mqtt';
 const QUEUE = 'egtest.q';
@@ -304,6 +306,38 @@ describe('npm run cluster: what it says before anything starts', () => {
       expect(stop.code).toBe(0);
       expect(stop.out).toContain('no ');
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  // the PostgreSQL part of status and stop, without the half minute of a whole cluster: a real server of the
+  // cluster's directory and a cluster.json that knows only it (start's other parts are the tests above)
+  it('status shows PostgreSQL up with its password file (never the password); stop stops it', { timeout: 30_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eldergate-infra-cli-pg-'));
+    const pg = await startTestPostgres({ dir: join(dir, 'postgres'), band: 4, fsync: false });
+    try {
+      const record: ClusterRecord = {
+        dir,
+        basePort: pg.port - 83,
+        startedAt: new Date().toISOString(),
+        postgres: { pid: pg.pid, port: pg.port, dir: pg.dir, dataDir: pg.dataDir, log: pg.log, database: pg.database, user: pg.user, passwordFile: pg.passwordFile },
+      };
+      writeFileSync(join(dir, 'cluster.json'), JSON.stringify(record));
+      const password = readFileSync(pg.passwordFile, 'utf8').trim();
+      const up = await cli('status', '--dir', dir);
+      expect(up.out).toMatch(new RegExp(`up +PostgreSQL +127\\.0\\.0\\.1:${pg.port} .*password file ${pg.passwordFile} +pid ${pg.pid}`));
+      expect(up.out + up.err).not.toContain(password);
+      // HAProxy and the rest never started: not all up
+      expect(up.code).toBe(1);
+
+      const stop = await cli('stop', '--dir', dir);
+      expect(stop.err).toBe('');
+      expect(stop.code).toBe(0);
+      expect(isAlive(pg.pid)).toBe(false);
+      expect(pidsMentioning(pg.dir)).toEqual([]);
+      expect((await cli('status', '--dir', dir)).out).toMatch(/DOWN PostgreSQL +127\.0\.0\.1/);
+    } finally {
+      await pg.stop({ graceMs: 5_000 });
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -1,0 +1,46 @@
+// A private PostgreSQL server for a test file (ops/cluster/postgres.ts): its port from the file's band of ports
+// (./cluster-ports.ts), another stretch of the band when the port turns out taken. No PostgreSQL installed is a
+// failure naming the package to install, never a skipped test: a skipped store test is a store nobody tested.
+import { chmodSync, chownSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, resolve, sep } from 'node:path';
+import { missingPostgresPackages, startPostgres, type PostgresServer } from '../../ops/cluster/postgres.js';
+import { freeBasePort } from './cluster-ports.js';
+
+export async function startTestPostgres(o: { dir: string; band: number; fsync?: boolean; database?: string; user?: string }): Promise<PostgresServer> {
+  const missing = missingPostgresPackages();
+  if (missing.length) throw new Error(`PostgreSQL is needed for these tests: apt-get install -y --no-install-recommends ${missing.join(' ')}`);
+  letPostgresThrough(o.dir);
+  for (let attempt = 1; ; attempt++) {
+    const port = await freeBasePort(o.band);
+    try {
+      // fsync on unless a test says otherwise: a durability test on a server that does not sync proves nothing
+      return await startPostgres({ dir: o.dir, port, fsync: o.fsync ?? true, database: o.database, user: o.user });
+    } catch (err) {
+      // another process took the port between the check and the bind: another stretch
+      if (attempt < 5 && /already in use/.test((err as Error).message)) continue;
+      throw err;
+    }
+  }
+}
+
+/**
+ * As root (CI), PostgreSQL runs as the `postgres` user, which must be able to reach the test's directory — usually
+ * below the test's own mkdtemp directory, mode 0700, root's. Those temporary directories (and only those: below the
+ * system's temp directory, ours) get search permission for the postgres group, nothing more (no listing, no reading).
+ */
+function letPostgresThrough(dir: string): void {
+  if (process.getuid?.() !== 0) return;
+  const entry = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('postgres:'));
+  const gid = Number(entry?.split(':')[3]);
+  if (!Number.isInteger(gid)) return; // startPostgres says what is missing
+  const tmp = resolve(tmpdir());
+  const target = resolve(dir);
+  mkdirSync(dirname(target), { recursive: true });
+  for (let p = dirname(target); p.startsWith(tmp + sep); p = dirname(p)) {
+    const st = statSync(p);
+    if (st.uid !== 0 || st.mode & 0o001 || (st.gid === gid && st.mode & 0o010)) continue;
+    chownSync(p, st.uid, gid);
+    chmodSync(p, (st.mode & 0o777) | 0o010);
+  }
+}
