@@ -1,18 +1,20 @@
 // The incident area in PostgreSQL (node-postgres through drizzle): cluster mode's shared store, where several
-// eldergate nodes append to one log. What SQLite gets from its one writer at a time is made explicit:
-// - seq: every appending transaction takes the head row (`incident_log_head`, UPDATE … RETURNING) and holds its lock
-//   to commit, so seqs are gap-free and in commit order across nodes: a reader that sees S sees everything below S.
-//   The lock is taken at the first append, after the transaction's reads, so it is held only for the writes.
-// - one open incident per (device, type, test): the partial unique index refuses a twin; the transaction is then
-//   run again from the start and finds the other node's incident to join (as does a deadlock or a serialization
-//   failure). `fn` only decides from what it read, so running it again is safe.
-// - rows a transaction decides from are locked (SELECT … FOR UPDATE): a person's action on one node and a device's
-//   alarm on another never both move the same incident from the same state.
+// eldergate nodes append to one log. What SQLite gets from having one writer at a time is made explicit:
+// - one write transaction at a time over the log: each begins by locking the head row (`incident_log_head`, SELECT …
+//   FOR UPDATE), counts its seqs from it and writes the new head back at its end. Seqs are gap-free and in commit
+//   order across nodes — a reader that sees S sees everything below S — and, since the head is always the first lock,
+//   no two write transactions can deadlock on incident rows. The price: write transactions are serial, so the log's
+//   rate is one transaction per commit-and-fsync; a node's writer puts a turn's alarms in one transaction
+//   (docs/benchmarks-pg-log.md measures it).
+// - one open incident per (device, type, test) is also an index (`incidents_one_open`): should a write ever bypass the
+//   head lock, a twin is refused and the transaction run again, finding the other incident to join (as a
+//   serialization failure or a deadlock would be). `fn` only decides from what it read, so running it again is safe.
 // - every commit that appended notifies `incident_log` with its last seq; `followLog` LISTENs, so each node learns of
 //   other nodes' events and serves its consoles from the log.
+// The write path's statements are named: prepared once per connection, then only bound and run.
 import { resolve } from 'node:path';
 import pg from 'pg';
-import { and, asc, count, desc, eq, gt, gte, inArray, isNull, lt, notInArray, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, count, desc, eq, getTableColumns, gt, gte, inArray, isNull, lt, notInArray, or, sql, type SQL } from 'drizzle-orm';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import type { Logger } from 'pino';
@@ -35,12 +37,24 @@ type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 
 const OPEN = sql`${pgIncidents.status} NOT IN ('resolved', 'cancelled')`;
 
+/** Every column of the projection (IncidentRow's fields), and those an event after the opening may change. */
+const PROJECTION_COLUMNS = Object.keys(getTableColumns(pgIncidents)) as (keyof IncidentRow)[];
+const FIXED_AT_OPENING: readonly (keyof IncidentRow)[] = ['id', 'deviceId', 'residentId', 'unitId', 'type', 'test', 'openedAt'];
+const CHANGING_COLUMNS = PROJECTION_COLUMNS.filter((c) => !FIXED_AT_OPENING.includes(c));
+
 /** SQLSTATEs after which the whole transaction is run again: unique violation (a twin), serialization, deadlock. */
 const RETRYABLE = new Set(['23505', '40001', '40P01']);
 function sqlState(err: unknown): string | undefined {
   // drizzle wraps the driver's error (DrizzleQueryError): the code is on its cause
   for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 4; e = e.cause as typeof e, i++) {
     if (typeof e.code === 'string') return e.code;
+  }
+  return undefined;
+}
+
+function constraintOf(err: unknown): string | undefined {
+  for (let e = err as { constraint?: unknown; cause?: unknown } | undefined, i = 0; e && i < 4; e = e.cause as typeof e, i++) {
+    if (typeof e.constraint === 'string') return e.constraint;
   }
   return undefined;
 }
@@ -77,6 +91,11 @@ export interface PgIncidentStoreOptions {
 
 export function createPgIncidentStore(opts: PgIncidentStoreOptions): IncidentStore<'async'> {
   const db: Db = drizzle(opts.pool, { schema });
+  // an idle pooled connection that the server closes (a restart, a failover) is an 'error' on the pool: with no
+  // listener it would end the process; the pool drops that connection and opens another on the next query
+  if (opts.pool.listenerCount('error') === 0) {
+    opts.pool.on('error', (err) => opts.log?.warn({ err }, 'a PostgreSQL connection of the pool was lost; the next query opens another'));
+  }
   const maxAttempts = opts.maxAttempts ?? 8;
 
   const scopeCondition = (s: UnitScope): SQL => {
@@ -96,39 +115,47 @@ export function createPgIncidentStore(opts: PgIncidentStoreOptions): IncidentSto
     return row;
   };
 
-  function writeTx(t: Tx, appended: { last: number }): IncidentWriteTx<'async'> {
+  const p = sql.placeholder;
+  const statements = (t: Tx) => ({
+    getForUpdate: t.select().from(pgIncidents).where(eq(pgIncidents.id, p('id'))).for('update').prepare('incident_get_for_update'),
+    openOf: t.select().from(pgIncidents)
+      .where(and(eq(pgIncidents.deviceId, p('deviceId')), eq(pgIncidents.type, p('type')), eq(pgIncidents.test, p('test')), OPEN))
+      .orderBy(desc(pgIncidents.openedAt)).limit(1).for('update').prepare('incident_open_of'),
+    opened: t.select().from(pgIncidentEvents)
+      .where(and(eq(pgIncidentEvents.incidentId, p('incidentId')), eq(pgIncidentEvents.type, 'opened'))).limit(1).prepare('incident_opened'),
+    lockHead: t.select({ seq: pgIncidentLogHead.seq }).from(pgIncidentLogHead).where(eq(pgIncidentLogHead.id, 1)).for('update').prepare('incident_log_lock_head'),
+    insertEvent: t.insert(pgIncidentEvents).values({
+      seq: p('seq'), incidentId: p('incidentId'), type: p('type'), at: p('at'), actor: p('actor'), unitId: p('unitId'), data: p('data'),
+    }).prepare('incident_event_insert'),
+    insertIncident: t.insert(pgIncidents).values(Object.fromEntries(PROJECTION_COLUMNS.map((c) => [c, p(c)])) as never).prepare('incident_insert'),
+    updateIncident: t.update(pgIncidents).set(Object.fromEntries(CHANGING_COLUMNS.map((c) => [c, p(c)])) as never)
+      .where(eq(pgIncidents.id, p('id'))).prepare('incident_update'),
+  });
+
+  /** Seqs within one transaction: counted from the head read (and locked) when it began, written back at its end. */
+  function writeTx(t: Tx, q: ReturnType<typeof statements>, appended: { base: number; last: number }): IncidentWriteTx<'async'> {
     return {
-      get: (id) => get(t, id, true),
+      async get(id) {
+        const [row] = await q.getForUpdate.execute({ id });
+        return row;
+      },
       async openOf(deviceId, type, test) {
-        const [row] = await t.select().from(pgIncidents)
-          .where(and(eq(pgIncidents.deviceId, deviceId), eq(pgIncidents.type, type), eq(pgIncidents.test, test), OPEN))
-          .orderBy(desc(pgIncidents.openedAt)).limit(1).for('update');
+        const [row] = await q.openOf.execute({ deviceId, type, test });
         return row;
       },
       async opened(incidentId) {
-        const [row] = await t.select().from(pgIncidentEvents)
-          .where(and(eq(pgIncidentEvents.incidentId, incidentId), eq(pgIncidentEvents.type, 'opened'))).limit(1);
+        const [row] = await q.opened.execute({ incidentId });
         return row ? toEvent(row) : undefined;
       },
       async append(e) {
-        // the head row's lock is held from here to commit: the next appender (any node) waits, then gets seq + 1
-        const [head] = await t.update(pgIncidentLogHead).set({ seq: sql`${pgIncidentLogHead.seq} + 1` })
-          .where(eq(pgIncidentLogHead.id, 1)).returning({ seq: pgIncidentLogHead.seq });
-        if (!head) throw new Error('incident_log_head has no row: the migrations were not applied to this database');
-        await t.insert(pgIncidentEvents).values({
-          seq: head.seq, incidentId: e.incidentId, type: e.body.type, at: e.at, actor: e.actor, unitId: e.unitId,
-          data: e.body.data as unknown as Record<string, unknown>,
+        const seq = ++appended.last;
+        await q.insertEvent.execute({
+          seq, incidentId: e.incidentId, type: e.body.type, at: e.at, actor: e.actor, unitId: e.unitId, data: e.body.data,
         });
-        appended.last = head.seq;
-        return { seq: head.seq, incidentId: e.incidentId, at: e.at, actor: e.actor, unitId: e.unitId, ...e.body } as CommittedEvent;
+        return { seq, incidentId: e.incidentId, at: e.at, actor: e.actor, unitId: e.unitId, ...e.body } as CommittedEvent;
       },
       async saveProjection(row, created) {
-        if (created) {
-          await t.insert(pgIncidents).values(row);
-          return;
-        }
-        const { id, deviceId: _d, residentId: _r, unitId: _u, type: _t, test: _x, openedAt: _o, ...changed } = row;
-        await t.update(pgIncidents).set(changed).where(eq(pgIncidents.id, id));
+        await (created ? q.insertIncident : q.updateIncident).execute(row as unknown as Record<string, unknown>);
       },
     };
   }
@@ -139,15 +166,26 @@ export function createPgIncidentStore(opts: PgIncidentStoreOptions): IncidentSto
       for (let attempt = 1; ; attempt++) {
         try {
           return await db.transaction(async (t) => {
-            const appended = { last: 0 };
-            const result = await fn(writeTx(t, appended));
-            // delivered to every listener at commit, never for a rollback
-            if (appended.last) await t.execute(sql`SELECT pg_notify(${LOG_CHANNEL}, ${String(appended.last)})`);
+            const q = statements(t);
+            // the head row first, before any read: one write transaction at a time over the whole log, on every node
+            // (as SQLite's one writer), so seqs follow commit order and no two transactions can wait on each other's
+            // rows (a lock taken after the head's could deadlock, and PostgreSQL would break it only after a second)
+            const [head] = await q.lockHead.execute();
+            if (!head) throw new Error('incident_log_head has no row: the migrations were not applied to this database');
+            const appended = { base: head.seq, last: head.seq };
+            const result = await fn(writeTx(t, q, appended));
+            if (appended.last > appended.base) {
+              // the new head, and the notification delivered to every listener at commit (never for a rollback)
+              await t.execute(sql`WITH h AS (UPDATE incident_log_head SET seq = ${appended.last} WHERE id = 1 RETURNING seq)
+                SELECT pg_notify(${LOG_CHANNEL}, seq::text) FROM h`);
+            }
             return result;
           });
         } catch (err) {
           const code = sqlState(err);
-          if (!code || !RETRYABLE.has(code) || attempt >= maxAttempts) throw err;
+          // a unique violation is run again only for the twin-incident index: any other is a bug, not a race
+          const again = code === '23505' ? constraintOf(err) === 'incidents_one_open' : code !== undefined && RETRYABLE.has(code);
+          if (!again || attempt >= maxAttempts) throw err;
           opts.log?.debug({ code, attempt }, 'incident transaction run again');
         }
       }
