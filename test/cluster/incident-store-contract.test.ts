@@ -414,6 +414,50 @@ describe('PostgreSQL: several nodes appending to one log', () => {
     expect((await a.list({ scopes: [] })).total).toBe(20);
   });
 
+  it('a twin open incident written past the head lock is refused by the index; the transaction is run again and joins it', async () => {
+    const { pool, url } = await freshPg(uniqueDb('twin_index'));
+    const store = createPgIncidentStore({ pool, knownUnitIds: () => UNITS });
+    // a writer that does not take the head lock (a bug, a hand-written fix-up): it opens the device's incident between
+    // this transaction's read and its insert
+    const rogue = new pg.Client({ connectionString: url });
+    await rogue.connect();
+    let attempts = 0;
+    try {
+      const event = await inTx(store, function* (t) {
+        attempts++;
+        const open = yield* io(t.openOf('dev-twin', 'sos', false));
+        if (open) return yield* appendAndProject(t, open, { type: 'joined', data: { count: open.count + 1, rule: 'r', priority: open.priority } }, 2, open.unitId);
+        if (attempts === 1) {
+          yield* io(rogue.query(`INSERT INTO incidents (id, device_id, type, priority, status, test, count, opened_at, last_at, stamps, last_seq)
+            VALUES ('inc-rogue', 'dev-twin', 'sos', 'P1', 'open', false, 1, 1, 1, '{}', 0)`));
+        }
+        return yield* appendAndProject(t, null, {
+          type: 'opened',
+          data: { deviceId: 'dev-twin', residentId: null, unitId: null, tierUnitId: null, type: 'sos', priority: 'P1', test: false, position: null, deadlineAt: null, cancelWindowMs: null, rule: 'r', stamps: {} },
+        } as IncidentEventBody, 1, null, 'inc-mine');
+      });
+      expect(attempts).toBe(2);
+      expect(event).toMatchObject({ type: 'joined', incidentId: 'inc-rogue' });
+      expect((await store.list({ scopes: [] })).total).toBe(1);
+      // and the first attempt left nothing: no event, the head where the retry put it
+      expect((await store.eventsAfter(0, 10)).map((e) => [e.seq, e.type])).toEqual([[1, 'joined']]);
+      // any other unique violation is a bug, not a race: not run again (here the same incident inserted twice)
+      let runs = 0;
+      await expect(inTx(store, function* (t) {
+        runs++;
+        const e = yield* appendAndProject(t, null, {
+          type: 'opened',
+          data: { deviceId: 'dev-b', residentId: null, unitId: null, tierUnitId: null, type: 'fall', priority: 'P2', test: false, position: null, deadlineAt: null, cancelWindowMs: null, rule: 'r', stamps: {} },
+        } as IncidentEventBody, 3, null, 'inc-dup');
+        yield* io(t.saveProjection(applyEvent(null, e), true));
+        return e;
+      })).rejects.toMatchObject({ cause: { code: '23505', constraint: 'incidents_pkey' } });
+      expect(runs).toBe(1);
+    } finally {
+      await rogue.end();
+    }
+  });
+
   it('every node hears every commit once its listener is up, in increasing order, and catches up after its connection is killed', async () => {
     const { url, pool } = await freshPg(uniqueDb('listen'));
     const store = createPgIncidentStore({ pool, knownUnitIds: () => UNITS });
