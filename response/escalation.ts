@@ -162,10 +162,6 @@ export function createEscalation(deps: EscalationDeps): Escalation {
       // an escalation must not be lost to a transient write failure (nor to a writer thread being restarted)
       log.error({ err, incidentId }, 'escalation failed; retrying');
       if (!running) return;
-      const cur = armedTimers.get(incidentId);
-      // a newer deadline armed meanwhile supersedes this one; the same one armed again is replaced by the retry
-      if (cur && cur.dueAt !== dueAt) return;
-      cur?.timer.cancel();
       const timer = clock.setTimer(() => fire(incidentId, dueAt, monoDue, catchUp), retryMs);
       armedTimers.set(incidentId, { dueAt, monoDue, timer });
     });

@@ -344,10 +344,7 @@ export class WriterThread implements IngestPort {
     return new Promise<T>((resolve, reject) => {
       this.waiters.set(id, {
         resolve: resolve as (v: unknown) => void,
-        // the writer stopped before answering: it may have committed; the person is told so, not "not stored"
-        reject: (err) => reject(err instanceof EldergateError ? err : new EldergateError('UNAVAILABLE',
-          'the gateway\'s writer stopped before answering: this may or may not have been recorded; reload the incident before trying again',
-          { status: 503, cause: err })),
+        reject,
         first: (v) => this.o.onCommitted([...events(v as T)]),
       });
       this.post({ op: 'incident', id, call });

@@ -192,22 +192,25 @@ export function createIdempotency(sqlite: Database.Database) {
     if (++saves % 200 === 0) prune.run(now - KEEP_KEYS_MS);
     let settled!: (answer: { status: number; body: string }) => void;
     inflight.set(slot, new Promise((resolve) => { settled = resolve; }));
-    // what a request waiting on this one is told if nothing better is known (always settled: nobody waits forever)
-    let answer = { status: 500, body: JSON.stringify({ code: 'INTERNAL', message: 'internal error: the details are in the gateway log' }) };
     try {
       const result = await fn();
-      answer = { status: 200, body: JSON.stringify(result) };
+      const answer = { status: 200, body: JSON.stringify(result) };
       save.run(key, req.user.id, route, answer.status, answer.body, now);
+      settled(answer);
       return result;
     } catch (err) {
-      if (err instanceof EldergateError) {
-        answer = { status: err.status, body: JSON.stringify({ code: err.code, message: err.message, ...(err.details && err.status < 500 ? { details: err.details } : {}) }) };
-        // a 5xx is not stored: tried again later it may work
-        if (err.status < 500) save.run(key, req.user.id, route, answer.status, answer.body, now);
+      if (err instanceof EldergateError && err.status < 500) {
+        const answer = { status: err.status, body: JSON.stringify({ code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) }) };
+        save.run(key, req.user.id, route, answer.status, answer.body, now);
+        settled(answer);
+      } else {
+        // not stored (a 5xx may work when tried again): a request waiting on this one gets the same answer once
+        settled({ status: err instanceof EldergateError ? err.status : 500, body: JSON.stringify({
+          code: err instanceof EldergateError ? err.code : 'INTERNAL', message: err instanceof Error ? err.message : String(err),
+        }) });
       }
       throw err;
     } finally {
-      settled(answer);
       inflight.delete(slot);
     }
   };
