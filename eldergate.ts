@@ -92,12 +92,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   // people's actions, escalations and notes are written by the writer thread, the log's one writer: this thread (the
   // sockets, the consoles) never waits for SQLite's write lock behind a telemetry slice
   let writerThread: WriterThread | undefined;
-  const response = createResponse({
-    store, bus, config, log,
-    writes: incidentWritesVia(() => writerThread),
-    // the consoles' push and delivery receipts too: batched here, written there
-    writeReceipts: (batch) => (writerThread ? writerThread.receipts(batch) : Promise.reject(new Error('the writer thread is not running yet'))),
-  });
+  const response = createResponse({ store, bus, config, log, writes: incidentWritesVia(() => writerThread) });
   const { incidents } = response;
   // storage faults are loud (core/storage-health.ts): /readyz and a metric at once, a P2 incident once it can be written
   const storage = new StorageHealth({ metrics, log });
@@ -305,9 +300,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       // the adapters finish storing what they read before the writer closes
       await modbus.close();
       await serial.close();
-      // the writer writes what it holds (telemetry queued, device-state rows owed, the receipts handed to it last) and
-      // closes its connection
-      response.flushReceipts();
+      // the writer writes what it holds (telemetry queued, device-state rows owed) and closes its connection
       await writer.close();
       await response.close();
       store.close();

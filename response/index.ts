@@ -9,7 +9,7 @@ import { createIncidentService, type IncidentApi, type IncidentService, type Inc
 import { createEscalation, type Escalation } from './escalation.js';
 import { createNotifications, type NotificationDeps, type Notifications } from './notify.js';
 import { computeKpis, type KpiQuery, type KpiReport } from './kpis.js';
-import { createReceipts, type ReceiptsOptions } from './receipts.js';
+import { createReceipts } from './receipts.js';
 
 export interface Response<I extends IncidentApi = IncidentService> {
   network: Network;
@@ -18,8 +18,6 @@ export interface Response<I extends IncidentApi = IncidentService> {
   escalation: Escalation;
   notifications: Notifications;
   kpis(query: KpiQuery): KpiReport;
-  /** hand the receipts queued now to where they are written (the gateway: before its writer thread closes) */
-  flushReceipts(): void;
   /** start notifications, then escalation (which escalates at once what fell overdue while the gateway was down) */
   start(): void;
   close(): Promise<void>;
@@ -37,8 +35,6 @@ export interface ResponseDeps {
    * log's one writer (gateway/writer), so the thread with the sockets never waits for SQLite's write lock.
    */
   writes?: IncidentWrites;
-  /** where batches of push and delivery receipts are written (this thread's connection if not given) */
-  writeReceipts?: ReceiptsOptions['write'];
 }
 
 export function createResponse(deps: ResponseDeps & { writes: IncidentWrites }): Response<IncidentApi>;
@@ -48,7 +44,7 @@ export function createResponse(deps: ResponseDeps): Response<IncidentApi> {
   const { store, bus, config, log } = deps;
   const network = createNetwork({ store, log, clock });
   // push and delivery receipts: batched, best-effort, apart from the incident log (receipts.ts)
-  const receipts = createReceipts({ store, log, ...(deps.writeReceipts ? { write: deps.writeReceipts } : {}) });
+  const receipts = createReceipts({ store, log });
   const local = createIncidentService({ store, bus, config, log, clock, network, receipts });
   const incidents: IncidentApi = deps.writes ? { ...local, ...deps.writes } : local;
   const escalation = createEscalation({ incidents, network, bus, config, log, clock });
@@ -61,7 +57,6 @@ export function createResponse(deps: ResponseDeps): Response<IncidentApi> {
     escalation,
     notifications,
     kpis: (query) => computeKpis(store.sqlite, config.budgets, { now: clock.now(), ...query }),
-    flushReceipts: () => { receipts.flush(); },
     start() {
       // notifications first, so the tiers reached by start-up escalations are told
       notifications.start();

@@ -25,7 +25,6 @@ import type { LiveState } from '../device-state.js';
 import { AlarmNotRecordedError, OverloadError, type RejectRow } from '../ingest.js';
 import type { FromWriter, IncidentCall, StatesReply, ToWriter, WireError, WriterInit, WriterStats } from './protocol.js';
 import type { CommittedEvent, CommittedOf, IncidentRow, IncidentWrites } from '../../response/incidents.js';
-import type { IncidentReceipt } from '../../response/events.js';
 import type { CheckpointerInit } from './checkpointer.js';
 import { dbFile } from '../../core/db.js';
 import { writeTurnBuffer } from '../../core/write-turn.js';
@@ -349,11 +348,6 @@ export class WriterThread implements IngestPort {
       });
       this.post({ op: 'incident', id, call });
     });
-  }
-
-  /** A batch of the consoles' push and delivery receipts, written by the writer thread; resolves with how many were new. */
-  receipts(batch: readonly IncidentReceipt[]): Promise<number> {
-    return this.call((id) => ({ op: 'receipts', id, batch: [...batch] }));
   }
 
   /** Write everything the writer holds now (tests, shutdown). */

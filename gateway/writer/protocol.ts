@@ -9,7 +9,6 @@ import type { LiveState } from '../device-state.js';
 import type { CommandRow } from '../commands.js';
 import type { RejectRow } from '../ingest.js';
 import type { Actor, EscalationStep, IncidentAction, InfoEventType } from '../../response/incidents.js';
-import type { IncidentReceipt } from '../../response/events.js';
 import { EldergateError } from '../../core/errors.js';
 
 /**
@@ -43,8 +42,6 @@ export type ToWriter =
   | { op: 'pressure'; on: boolean }
   | { op: 'states'; id: number; deviceIds: string[] | null }
   | { op: 'incident'; id: number; call: IncidentCall }
-  /** push and delivery receipts of the consoles, batched on the main thread (response/receipts.ts), best-effort */
-  | { op: 'receipts'; id: number; batch: IncidentReceipt[] }
   | { op: 'flush'; id: number }
   | { op: 'metrics'; id: number }
   | { op: 'close'; id: number };

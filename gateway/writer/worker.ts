@@ -18,7 +18,6 @@ import { DeviceRegistry } from '../../devices/registry.js';
 import { systemClock } from '../../response/clock.js';
 import { createNetwork } from '../../response/network.js';
 import { createIncidentService, type IncidentService } from '../../response/incidents.js';
-import { receiptBatchWriter } from '../../response/receipts.js';
 import { DeviceStates } from '../device-state.js';
 import { Ingest } from '../ingest.js';
 import { Commands } from '../commands.js';
@@ -103,7 +102,7 @@ function createWriterDomain(init: WriterInit, log: Logger): WriterDomain {
     close() {
       alarms.close();
       ingest.close();
-      store.sqlite.transaction(() => states.flushDirty(Date.now())).immediate();
+      store.sqlite.transaction(() => states.flushDirty(Date.now()))();
       store.close();
     },
   };
@@ -139,7 +138,6 @@ function main(): void {
     }
   }, 1000);
   heapTimer.unref();
-  const writeReceipts = receiptBatchWriter(d.store.sqlite);
   const reply = (id: number, run: () => unknown) => {
     try {
       const value = run();
@@ -223,8 +221,6 @@ function main(): void {
         return reply(m.id, () => d.ingest.flushAll());
       case 'incident':
         return reply(m.id, () => runIncidentCall(d.incidents, m.call));
-      case 'receipts':
-        return reply(m.id, () => writeReceipts(m.batch));
       case 'metrics':
         return reply(m.id, () => d.metrics.registry.getMetricsAsJSON());
       case 'close':
