@@ -150,18 +150,8 @@ function main(): void {
       post({ op: 'result', id, ok: false, error: toWire(err) });
     }
   };
-  // Messages are handled in order from one inbox. An alarm is committed before the next message is taken: the port
-  // hands over everything waiting at once, and an SOS must not wait behind what came after it (a 50,000-device
-  // import's registry replication took 600 ms to work through). Its commit is queued (setImmediate) as it is
-  // submitted, so the rest of the inbox, taken up on a later turn, runs after it; the order of messages is unchanged.
-  const inbox: ToWriter[] = [];
-  let next = 0;
-  let resumeQueued = false;
-  const drain = (): void => {
-    resumeQueued = false;
-    while (next < inbox.length) {
-      const m = inbox[next]!;
-      inbox[next++] = undefined as never;
+  port!.on('message', (batch: ToWriter[]) => {
+    for (const m of batch) {
       try {
         handle(m);
       } catch (err) {
@@ -170,18 +160,7 @@ function main(): void {
         const id = (m as { id?: unknown } | null)?.id;
         if (typeof id === 'number') post({ op: 'result', id, ok: false, error: toWire(err) });
       }
-      if (m?.op === 'submit' && next < inbox.length) {
-        resumeQueued = true;
-        setImmediate(drain);
-        return;
-      }
     }
-    inbox.length = 0;
-    next = 0;
-  };
-  port!.on('message', (batch: ToWriter[]) => {
-    for (const m of batch) inbox.push(m);
-    if (!resumeQueued) drain();
   });
   const handle = (m: ToWriter): void => {
     switch (m.op) {
