@@ -14,8 +14,7 @@ import type { Config } from '../core/config.js';
 import { PRIORITIES, type Priority } from '../core/contracts.js';
 import type { Clock, ClockTimer } from './clock.js';
 import type { Network } from './network.js';
-import type { CommittedOf, EscalationStep, IncidentApi, IncidentRow } from './incidents.js';
-import { settle } from '../core/maybe.js';
+import type { EscalationStep, IncidentRow, IncidentService } from './incidents.js';
 
 export interface EscalationStats {
   /** incidents with an armed deadline */
@@ -34,7 +33,7 @@ export interface Escalation {
 }
 
 export interface EscalationDeps {
-  incidents: IncidentApi;
+  incidents: IncidentService;
   network: Network;
   bus: Bus;
   config: Pick<Config, 'budgets'>;
@@ -132,19 +131,14 @@ export function createEscalation(deps: EscalationDeps): Escalation {
   function fire(incidentId: string, dueAt: number, monoDue: number | null, catchUp: boolean) {
     if (armedTimers.get(incidentId)?.dueAt === dueAt) armedTimers.delete(incidentId);
     if (!running) return;
-    let row: IncidentRow | undefined;
-    // the escalation is written by the log's writer (at once on one thread; handed to the writer thread in the
-    // gateway): what follows runs when it is committed, synchronously or not
-    settle(() => {
-      row = incidents.get(incidentId);
-      if (!row || row.status !== 'open' || row.deadlineAt !== dueAt) return [] as CommittedOf<'escalated'>[];
+    try {
+      const row = incidents.get(incidentId);
+      if (!row || row.status !== 'open' || row.deadlineAt !== dueAt) return;
       const steps = planEscalation(row, clock.now(), network, budgetOf(row.priority), {
         catchUp,
         ...(monoDue !== null ? { overdueMs: Math.max(0, clock.monotonic() - monoDue) } : {}),
       });
-      return incidents.escalate(incidentId, steps);
-    }, (events) => {
-      if (!row || !events.length) return;
+      const events = incidents.escalate(incidentId, steps);
       breaches[row.priority] += events.length;
       for (const e of events) {
         log.warn(
@@ -158,13 +152,12 @@ export function createEscalation(deps: EscalationDeps): Escalation {
       // the bus listener re-arms from the escalated event; arm directly too in case no event came through
       const last = events[events.length - 1];
       if (last && typeof last.data.deadlineAt === 'number') arm(incidentId, last.data.deadlineAt, row.priority);
-    }, (err) => {
-      // an escalation must not be lost to a transient write failure (nor to a writer thread being restarted)
+    } catch (err) {
+      // an escalation must not be lost to a transient write failure
       log.error({ err, incidentId }, 'escalation failed; retrying');
-      if (!running) return;
       const timer = clock.setTimer(() => fire(incidentId, dueAt, monoDue, catchUp), retryMs);
       armedTimers.set(incidentId, { dueAt, monoDue, timer });
-    });
+    }
   }
 
   const onEvent = (e: BusEvents['incident-event'][0]) => {

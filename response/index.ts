@@ -5,16 +5,15 @@ import type { Bus } from '../core/bus.js';
 import type { Config } from '../core/config.js';
 import { systemClock, type Clock } from './clock.js';
 import { createNetwork, type Network } from './network.js';
-import { createIncidentService, type IncidentApi, type IncidentService, type IncidentWrites } from './incidents.js';
+import { createIncidentService, type IncidentService } from './incidents.js';
 import { createEscalation, type Escalation } from './escalation.js';
 import { createNotifications, type NotificationDeps, type Notifications } from './notify.js';
 import { computeKpis, type KpiQuery, type KpiReport } from './kpis.js';
 import { createReceipts } from './receipts.js';
 
-export interface Response<I extends IncidentApi = IncidentService> {
+export interface Response {
   network: Network;
-  /** the incident service: on its own, every method synchronous; with `writes`, those writes go where they say */
-  incidents: I;
+  incidents: IncidentService;
   escalation: Escalation;
   notifications: Notifications;
   kpis(query: KpiQuery): KpiReport;
@@ -30,23 +29,15 @@ export interface ResponseDeps {
   log: Logger;
   clock?: Clock;
   webhook?: NotificationDeps['webhook'];
-  /**
-   * Where the log's writes go instead of this thread's connection: the gateway hands them to its writer thread, the
-   * log's one writer (gateway/writer), so the thread with the sockets never waits for SQLite's write lock.
-   */
-  writes?: IncidentWrites;
 }
 
-export function createResponse(deps: ResponseDeps & { writes: IncidentWrites }): Response<IncidentApi>;
-export function createResponse(deps: ResponseDeps & { writes?: undefined }): Response;
-export function createResponse(deps: ResponseDeps): Response<IncidentApi> {
+export function createResponse(deps: ResponseDeps): Response {
   const clock = deps.clock ?? systemClock;
   const { store, bus, config, log } = deps;
   const network = createNetwork({ store, log, clock });
   // push and delivery receipts: batched, best-effort, apart from the incident log (receipts.ts)
   const receipts = createReceipts({ store, log });
-  const local = createIncidentService({ store, bus, config, log, clock, network, receipts });
-  const incidents: IncidentApi = deps.writes ? { ...local, ...deps.writes } : local;
+  const incidents = createIncidentService({ store, bus, config, log, clock, network, receipts });
   const escalation = createEscalation({ incidents, network, bus, config, log, clock });
   const notifications = createNotifications({
     store, bus, config, log, incidents, network, ...(deps.webhook ? { webhook: deps.webhook } : {}),

@@ -17,12 +17,12 @@ import { SecretHasher } from '../../devices/credentials.js';
 import { DeviceRegistry } from '../../devices/registry.js';
 import { systemClock } from '../../response/clock.js';
 import { createNetwork } from '../../response/network.js';
-import { createIncidentService, type IncidentService } from '../../response/incidents.js';
+import { createIncidentService } from '../../response/incidents.js';
 import { DeviceStates } from '../device-state.js';
 import { Ingest } from '../ingest.js';
 import { Commands } from '../commands.js';
 import { createAlarmPipeline, type AlarmPipeline } from '../alarms.js';
-import { toWire, type FromWriter, type IncidentCall, type ToWriter, type WriterInit } from './protocol.js';
+import { toWire, type FromWriter, type ToWriter, type WriterInit } from './protocol.js';
 import { useWriteTurnBuffer } from '../../core/write-turn.js';
 
 const port = parentPort;
@@ -45,8 +45,6 @@ export interface WriterDomain {
   states: DeviceStates;
   ingest: Ingest;
   alarms: AlarmPipeline;
-  /** the incident log's one writer: what devices raise, and what the main thread asks for (people, escalation) */
-  incidents: IncidentService;
   registry: DeviceRegistry;
   metrics: Metrics;
   close(): void;
@@ -98,7 +96,7 @@ function createWriterDomain(init: WriterInit, log: Logger): WriterDomain {
     return [];
   };
   return {
-    store, states, ingest, alarms, incidents, registry, metrics,
+    store, states, ingest, alarms, registry, metrics,
     close() {
       alarms.close();
       ingest.close();
@@ -198,8 +196,6 @@ function main(): void {
           .map((id) => [id, d.states.peek(id) ?? null]));
       case 'flush':
         return reply(m.id, () => d.ingest.flushAll());
-      case 'incident':
-        return reply(m.id, () => runIncidentCall(d.incidents, m.call));
       case 'metrics':
         return reply(m.id, () => d.metrics.registry.getMetricsAsJSON());
       case 'close':
@@ -209,21 +205,6 @@ function main(): void {
     }
   };
   post({ op: 'ready', restored });
-}
-
-/** A write of the incident log the main thread asked for: in its own transaction (synchronous=FULL), durable on return. */
-function runIncidentCall(incidents: IncidentService, call: IncidentCall): unknown {
-  switch (call.method) {
-    case 'act':
-      return incidents.act(call.incidentId, call.action, call.actor);
-    case 'escalate':
-      return incidents.escalate(call.incidentId, call.steps);
-    case 'resolveBySystem':
-      return incidents.resolveBySystem(call.incidentId, call.outcome, call.data);
-    case 'record':
-      // the data was type-checked against the event's type where the main thread built it (IncidentApi.record)
-      return incidents.record(call.incidentId, call.type, call.data as never, call.actor);
-  }
 }
 
 main();
