@@ -5,20 +5,32 @@ import { chmodSync, chownSync, mkdirSync, readFileSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { dirname, resolve, sep } from 'node:path';
 import { missingPostgresPackages, startPostgres, type PostgresServer } from '../../ops/cluster/postgres.js';
-import { freeBasePort } from './cluster-ports.js';
+import { portFree } from '../../ops/cluster/processes.js';
+
+/**
+ * One free port of the file's band (20,000 + band × 2,400, as ./cluster-ports.ts lays them out): PostgreSQL needs a
+ * single port, not a stretch of 100 — in the bands above 32768 other tests' client sockets leave few such stretches.
+ */
+async function freePortInBand(band: number): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const port = 20_000 + band * 2_400 + Math.floor(Math.random() * 2_400);
+    if (await portFree(port)) return port;
+  }
+  throw new Error(`no free port in ${20_000 + band * 2_400}..${20_000 + (band + 1) * 2_400} on 127.0.0.1: stop what holds them`);
+}
 
 export async function startTestPostgres(o: { dir: string; band: number; fsync?: boolean; database?: string; user?: string }): Promise<PostgresServer> {
   const missing = missingPostgresPackages();
   if (missing.length) throw new Error(`PostgreSQL is needed for these tests: apt-get install -y --no-install-recommends ${missing.join(' ')}`);
   letPostgresThrough(o.dir);
   for (let attempt = 1; ; attempt++) {
-    const port = await freeBasePort(o.band);
+    const port = await freePortInBand(o.band);
     try {
       // fsync on unless a test says otherwise: a durability test on a server that does not sync proves nothing
       return await startPostgres({ dir: o.dir, port, fsync: o.fsync ?? true, database: o.database, user: o.user });
     } catch (err) {
       // another process took the port between the check and the bind: another stretch
-      if (attempt < 5 && /already in use/.test((err as Error).message)) continue;
+      if (attempt < 10 && /already in use/.test((err as Error).message)) continue;
       throw err;
     }
   }
