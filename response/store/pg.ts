@@ -98,16 +98,13 @@ export function createPgIncidentStore(opts: PgIncidentStoreOptions): IncidentSto
   }
   const maxAttempts = opts.maxAttempts ?? 8;
 
-  const scopeCondition = (s: UnitScope): SQL => {
-    const inSubtree = inArray(pgIncidents.unitId, [...s.unitIds]);
+  /** What `s` may see, on the unit column of either table (incidents or their events): the same rule for both. */
+  const inScope = (column: typeof pgIncidents.unitId | typeof pgIncidentEvents.unitId, s: UnitScope): SQL => {
+    const inSubtree = inArray(column, [...s.unitIds]);
     if (!s.unplaced) return inSubtree;
-    return or(inSubtree, isNull(pgIncidents.unitId), notInArray(pgIncidents.unitId, [...opts.knownUnitIds()]))!;
+    return or(inSubtree, isNull(column), notInArray(column, [...opts.knownUnitIds()]))!;
   };
-  const eventScope = (s: UnitScope): SQL => {
-    const inSubtree = inArray(pgIncidentEvents.unitId, [...s.unitIds]);
-    if (!s.unplaced) return inSubtree;
-    return or(inSubtree, isNull(pgIncidentEvents.unitId), notInArray(pgIncidentEvents.unitId, [...opts.knownUnitIds()]))!;
-  };
+  const scopeCondition = (s: UnitScope): SQL => inScope(pgIncidents.unitId, s);
   const toEvent = (r: typeof pgIncidentEvents.$inferSelect): CommittedEvent => r as unknown as CommittedEvent;
   const get = async (t: Db | Tx, id: string, lock: boolean): Promise<IncidentRow | undefined> => {
     const q = t.select().from(pgIncidents).where(eq(pgIncidents.id, id));
@@ -197,7 +194,7 @@ export function createPgIncidentStore(opts: PgIncidentStoreOptions): IncidentSto
     },
     async eventsAfter(seq, limit, scope) {
       const rows = await db.select().from(pgIncidentEvents)
-        .where(scope ? and(gt(pgIncidentEvents.seq, seq), eventScope(scope)) : gt(pgIncidentEvents.seq, seq))
+        .where(scope ? and(gt(pgIncidentEvents.seq, seq), inScope(pgIncidentEvents.unitId, scope)) : gt(pgIncidentEvents.seq, seq))
         .orderBy(asc(pgIncidentEvents.seq)).limit(limit);
       return rows.map(toEvent);
     },

@@ -6,8 +6,8 @@ import { readFileSync } from 'node:fs';
 import { portFree } from '../../ops/cluster/processes.js';
 import { missingRabbitPackages, startRabbitCluster, type RabbitCluster } from '../../ops/cluster/rabbitmq.js';
 
-const FIRST = 20_000;
-const BAND = 2_400;
+export const FIRST = 20_000;
+export const BAND = 2_400;
 
 export async function freeBasePort(band: number): Promise<number> {
   for (let attempt = 0; attempt < 30; attempt++) {

@@ -6,17 +6,18 @@ import { tmpdir } from 'node:os';
 import { dirname, resolve, sep } from 'node:path';
 import { missingPostgresPackages, startPostgres, type PostgresServer } from '../../ops/cluster/postgres.js';
 import { portFree } from '../../ops/cluster/processes.js';
+import { BAND, FIRST } from './cluster-ports.js';
 
 /**
- * One free port of the file's band (20,000 + band × 2,400, as ./cluster-ports.ts lays them out): PostgreSQL needs a
+ * One free port of the file's band (as ./cluster-ports.ts lays the bands out): PostgreSQL needs a
  * single port, not a stretch of 100 — in the bands above 32768 other tests' client sockets leave few such stretches.
  */
 async function freePortInBand(band: number): Promise<number> {
   for (let i = 0; i < 200; i++) {
-    const port = 20_000 + band * 2_400 + Math.floor(Math.random() * 2_400);
+    const port = FIRST + band * BAND + Math.floor(Math.random() * BAND);
     if (await portFree(port)) return port;
   }
-  throw new Error(`no free port in ${20_000 + band * 2_400}..${20_000 + (band + 1) * 2_400} on 127.0.0.1: stop what holds them`);
+  throw new Error(`no free port in ${FIRST + band * BAND}..${FIRST + (band + 1) * BAND} on 127.0.0.1: stop what holds them`);
 }
 
 export async function startTestPostgres(o: { dir: string; band: number; fsync?: boolean; database?: string; user?: string }): Promise<PostgresServer> {
