@@ -14,7 +14,7 @@ import { SecretHasher } from './devices/credentials.js';
 import { DeviceRegistry, logRegistryStartup } from './devices/registry.js';
 import { Audit } from './core/audit.js';
 import { auditRoutes } from './server/routes/audit.js';
-import { WriterThread, type LiveStates } from './gateway/writer/client.js';
+import { WriterThread, incidentWritesVia, type LiveStates } from './gateway/writer/client.js';
 import { Commands } from './gateway/commands.js';
 import { startBroker, type EmbeddedBroker } from './gateway/broker/broker.js';
 import { startRabbitIngress, type RabbitIngress } from './gateway/cluster/rabbitmq.js';
@@ -24,6 +24,8 @@ import { startModbusAdapter, type ModbusAdapter } from './gateway/adapters/modbu
 import { startSerialReceivers, type SerialReceivers } from './gateway/adapters/serial/index.js';
 import { adapterMemory } from './gateway/adapters/link-state.js';
 import { createResponse, type Response } from './response/index.js';
+import type { IncidentApi } from './response/incidents.js';
+import { settle } from './core/maybe.js';
 import { commissionOnPassedTest } from './devices/commissioning.js';
 import { buildApp, type ExtraRoutes } from './server/app.js';
 import { incidentRoutes } from './server/routes/incidents.js';
@@ -55,7 +57,7 @@ export interface Eldergate {
   /** what the transports hand observations to: the writer thread */
   ingest: WriterThread;
   commands: Commands;
-  response: Response;
+  response: Response<IncidentApi>;
   /** the embedded MQTT broker; null in cluster mode, where terminals connect to RabbitMQ (`cluster`) */
   broker: EmbeddedBroker | null;
   /** cluster mode (config.rabbitmq.urls): device messages taken from RabbitMQ, commands sent through it */
@@ -87,7 +89,15 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   logRegistryStartup(registry, log);
   const audit = new Audit(store.sqlite);
   const commands = new Commands(store.sqlite, log);
-  const response = createResponse({ store, bus, config, log });
+  // people's actions, escalations and notes are written by the writer thread, the log's one writer: this thread (the
+  // sockets, the consoles) never waits for SQLite's write lock behind a telemetry slice
+  let writerThread: WriterThread | undefined;
+  const response = createResponse({
+    store, bus, config, log,
+    writes: incidentWritesVia(() => writerThread),
+    // the consoles' push and delivery receipts too: batched here, written there
+    writeReceipts: (batch) => (writerThread ? writerThread.receipts(batch) : Promise.reject(new Error('the writer thread is not running yet'))),
+  });
   const { incidents } = response;
   // storage faults are loud (core/storage-health.ts): /readyz and a metric at once, a P2 incident once it can be written
   const storage = new StorageHealth({ metrics, log });
@@ -113,6 +123,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       response.escalation.start();
     },
   });
+  writerThread = writer;
   const ingest = writer;
   const states = writer.states;
   // checkpoints are the writer's, between its commits: a commit of this thread never runs one on the event loop
@@ -294,7 +305,9 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       // the adapters finish storing what they read before the writer closes
       await modbus.close();
       await serial.close();
-      // the writer writes what it holds (telemetry queued, device-state rows owed) and closes its connection
+      // the writer writes what it holds (telemetry queued, device-state rows owed, the receipts handed to it last) and
+      // closes its connection
+      response.flushReceipts();
       await writer.close();
       await response.close();
       store.close();
@@ -306,7 +319,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
  * The storage incident: a P2 for the call centre (no resident, no unit: the root of the network sees it), belonging
  * to the gateway itself; published to consoles only once written (each call is its own transaction).
  */
-function storageIncidents(incidents: Response['incidents']) {
+function storageIncidents(incidents: IncidentApi) {
   const source = (fault: { since: number }) => ({
     deviceId: GATEWAY_DEVICE_ID, residentId: null, unitId: null, stamps: { faultBegan: fault.since },
   });
@@ -330,29 +343,25 @@ function storageIncidents(incidents: Response['incidents']) {
  * "Help is coming": when a person acknowledges an incident, the device gets the acknowledge-alarm command (stored,
  * re-sent on reconnect, tracked until the device answers); both steps are on the incident's timeline.
  */
-function wireAcknowledgeCommand(d: { bus: Bus; incidents: Response['incidents']; commands: Commands; log: Logger }): void {
+function wireAcknowledgeCommand(d: { bus: Bus; incidents: IncidentApi; commands: Commands; log: Logger }): void {
   d.bus.on('incident-event', (e) => {
     if (e.type !== 'acknowledged') return;
     const incident = d.incidents.get(e.incidentId);
     if (!incident) return;
-    try {
+    settle(() => {
       const cmd = d.commands.create(incident.deviceId, 'acknowledge-alarm', { type: incident.type }, { incidentId: incident.id, ttlMs: 3600_000 });
       d.commands.send(cmd.id);
-      d.incidents.record(incident.id, 'command-sent', { commandId: cmd.id, command: 'acknowledge-alarm', deviceId: incident.deviceId });
-    } catch (err) {
-      d.log.error({ err, incidentId: e.incidentId }, 'could not send acknowledge-alarm to the device');
-    }
+      return d.incidents.record(incident.id, 'command-sent', { commandId: cmd.id, command: 'acknowledge-alarm', deviceId: incident.deviceId });
+    }, () => {}, (err) => d.log.error({ err, incidentId: e.incidentId }, 'could not send acknowledge-alarm to the device'));
   });
 }
 
 /** A device answered a command of an incident (told by the writer thread once that answer is committed). */
-function recordCommandAck(d: { incidents: Response['incidents']; log: Logger }, cmd: { id: string; type: string; status: string; incidentId: string | null }, at: number): void {
+function recordCommandAck(d: { incidents: IncidentApi; log: Logger }, cmd: { id: string; type: string; status: string; incidentId: string | null }, at: number): void {
   if (!cmd.incidentId) return;
-  try {
-    d.incidents.record(cmd.incidentId, 'command-acked', { commandId: cmd.id, command: cmd.type, status: cmd.status, at });
-  } catch (err) {
-    d.log.error({ err, incidentId: cmd.incidentId }, 'could not record a command acknowledgement');
-  }
+  const incidentId = cmd.incidentId;
+  settle(() => d.incidents.record(incidentId, 'command-acked', { commandId: cmd.id, command: cmd.type, status: cmd.status, at }),
+    () => {}, (err) => d.log.error({ err, incidentId }, 'could not record a command acknowledgement'));
 }
 
 /**

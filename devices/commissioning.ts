@@ -8,6 +8,7 @@
 import type { Bus } from '../core/bus.js';
 import type { Logger } from '../core/logger.js';
 import type { DeviceRegistry } from './registry.js';
+import { settle } from '../core/maybe.js';
 
 /** The rule that raises test alarms (gateway/rules/test-alarm.ts); its incidents are the ones that close themselves. */
 export const TEST_ALARM_RULE = 'test-alarm';
@@ -37,14 +38,14 @@ export function commissionOnPassedTest(d: { bus: Bus; incidents: TestIncidentLoo
   const closeTest = (incidentId: string) => {
     setImmediate(() => {
       if (closed) return;
-      try {
+      settle(() => {
         const incident = d.incidents.get(incidentId);
-        if (!incident?.test || incident.status === 'resolved' || incident.status === 'cancelled') return;
-        d.incidents.resolveBySystem(incidentId, TEST_PASSED, { rule: TEST_ALARM_RULE });
-      } catch (err) {
+        if (!incident?.test || incident.status === 'resolved' || incident.status === 'cancelled') return undefined;
+        return d.incidents.resolveBySystem(incidentId, TEST_PASSED, { rule: TEST_ALARM_RULE });
+      }, () => {}, (err) => {
         // the test incident stays open: a technician can still resolve it, which commissions the device as before
         log.error({ err, incidentId }, 'could not close the passed test incident');
-      }
+      });
     });
   };
 

@@ -74,6 +74,12 @@ export interface RegistryReplication {
   deviceIds: string[];
   residentIds: string[];
   changes: RegistryChange[];
+  /**
+   * The devices of `deviceIds` as this registry holds them when the replication is sent (all committed): the entry
+   * (null: gone or not visible) and the account keys it holds. The replica takes them as they are: no query per
+   * device (reading 18,000 rows back through drizzle took the writer 250 ms, and an SOS waited behind it).
+   */
+  entries: [id: string, entry: DeviceEntry | null, accountKeys: string[]][];
 }
 
 /** The device map: every entry set is noted for the replicas. */
@@ -166,10 +172,11 @@ export class DeviceRegistry {
   private noteReplication(change?: RegistryChange, deviceId?: string): void {
     if (!this.replicator) return;
     if (!this.replication) {
-      const r: RegistryReplication = { deviceIds: [], residentIds: [], changes: [] };
+      const r: RegistryReplication = { deviceIds: [], residentIds: [], changes: [], entries: [] };
       this.replication = r;
       queueMicrotask(() => {
         this.replication = null;
+        r.entries = this.entriesFor(r.deviceIds);
         this.replicator?.(r);
       });
     }
@@ -181,36 +188,45 @@ export class DeviceRegistry {
     }
   }
 
-  /** A replica: reload what the main thread's registry changed (rows committed before it was sent), then announce. */
+  /** The entries and account keys of `ids` as held now, for a replica. */
+  private entriesFor(deviceIds: readonly string[]): NonNullable<RegistryReplication['entries']> {
+    const ids = [...new Set(deviceIds)];
+    const held = new Set(ids);
+    const keysOf = new Map<string, string[]>();
+    if (held.size) for (const [key, holder] of this.accounts) if (held.has(holder)) keysOf.set(holder, [...(keysOf.get(holder) ?? []), key]);
+    return ids.map((id) => [id, this.entries.get(id) ?? null, keysOf.get(id) ?? []]);
+  }
+
+  /** A replica: take what the main thread's registry changed (rows committed before it was sent), then announce. */
   replicate(r: RegistryReplication): void {
     const residentRow = this.sqlite.prepare<[string], { unit_id: string | null }>('SELECT unit_id FROM residents WHERE id = ?');
-    for (const id of new Set(r.residentIds)) {
-      const row = residentRow.get(id);
-      if (row) this.residentUnit.set(id, row.unit_id);
-      else this.residentUnit.delete(id);
-      for (const e of this.entries.values()) if (e.residentId === id) e.unitId = row?.unit_id ?? null;
+    const residentIds = new Set(r.residentIds);
+    if (residentIds.size) {
+      // one pass over the devices for all the residents changed (an import of residents is thousands of them)
+      const devicesOf = new Map<string, DeviceEntry[]>();
+      for (const e of this.entries.values()) {
+        if (e.residentId && residentIds.has(e.residentId)) devicesOf.set(e.residentId, [...(devicesOf.get(e.residentId) ?? []), e]);
+      }
+      for (const id of residentIds) {
+        const row = residentRow.get(id);
+        if (row) this.residentUnit.set(id, row.unit_id);
+        else this.residentUnit.delete(id);
+        for (const e of devicesOf.get(id) ?? []) e.unitId = row?.unit_id ?? null;
+      }
     }
-    // one query per replication (an import's slice is thousands of devices), not one per device
-    const ids = [...new Set(r.deviceIds)];
-    const rows = new Map<string, DeviceRow>();
-    for (let i = 0; i < ids.length; i += 5000) {
-      for (const d of this.db.select().from(devices).where(inArray(devices.id, ids.slice(i, i + 5000))).all()) rows.set(d.id, d);
-    }
-    const held = new Set(ids);
-    const accountsOf = new Map<string, string[]>();
-    for (const [key, holder] of this.accounts) if (held.has(holder)) accountsOf.set(holder, [...(accountsOf.get(holder) ?? []), key]);
-    for (const id of ids) {
-      const d = rows.get(id);
-      for (const key of accountsOf.get(id) ?? []) this.accounts.delete(key);
-      if (!d) {
+    // the account keys these devices held here (one pass over the accounts), dropped, then those they hold now
+    const held = new Set(r.entries.map(([id]) => id));
+    const stale: string[] = [];
+    for (const [key, holder] of this.accounts) if (held.has(holder)) stale.push(key);
+    for (const key of stale) this.accounts.delete(key);
+    for (const [id, entry, keys] of r.entries) {
+      if (!entry) {
         this.entries.delete(id);
         continue;
       }
-      if (d.residentId && !this.residentUnit.has(d.residentId)) {
-        this.residentUnit.set(d.residentId, residentRow.get(d.residentId)?.unit_id ?? null);
-      }
-      this.entries.set(id, this.toEntry(d));
-      if (d.accountScheme && d.account) this.accounts.set(`${d.accountScheme} ${d.account}`, id);
+      if (entry.residentId) this.residentUnit.set(entry.residentId, entry.unitId);
+      this.entries.set(id, entry);
+      for (const key of keys) this.accounts.set(key, id);
     }
     for (const c of r.changes) for (const l of this.listeners) l(c);
   }
@@ -218,6 +234,7 @@ export class DeviceRegistry {
   entry(id: string): DeviceEntry | undefined {
     return this.entries.get(id);
   }
+
 
   size(): number {
     return this.entries.size;

@@ -14,7 +14,8 @@ import type { Config } from '../core/config.js';
 import { PRIORITIES, type Priority } from '../core/contracts.js';
 import type { Clock, ClockTimer } from './clock.js';
 import type { Network } from './network.js';
-import type { EscalationStep, IncidentRow, IncidentService } from './incidents.js';
+import type { CommittedOf, EscalationStep, IncidentApi, IncidentRow } from './incidents.js';
+import { settle } from '../core/maybe.js';
 
 export interface EscalationStats {
   /** incidents with an armed deadline */
@@ -33,7 +34,7 @@ export interface Escalation {
 }
 
 export interface EscalationDeps {
-  incidents: IncidentService;
+  incidents: IncidentApi;
   network: Network;
   bus: Bus;
   config: Pick<Config, 'budgets'>;
@@ -131,14 +132,19 @@ export function createEscalation(deps: EscalationDeps): Escalation {
   function fire(incidentId: string, dueAt: number, monoDue: number | null, catchUp: boolean) {
     if (armedTimers.get(incidentId)?.dueAt === dueAt) armedTimers.delete(incidentId);
     if (!running) return;
-    try {
-      const row = incidents.get(incidentId);
-      if (!row || row.status !== 'open' || row.deadlineAt !== dueAt) return;
+    let row: IncidentRow | undefined;
+    // the escalation is written by the log's writer (at once on one thread; handed to the writer thread in the
+    // gateway): what follows runs when it is committed, synchronously or not
+    settle(() => {
+      row = incidents.get(incidentId);
+      if (!row || row.status !== 'open' || row.deadlineAt !== dueAt) return [] as CommittedOf<'escalated'>[];
       const steps = planEscalation(row, clock.now(), network, budgetOf(row.priority), {
         catchUp,
         ...(monoDue !== null ? { overdueMs: Math.max(0, clock.monotonic() - monoDue) } : {}),
       });
-      const events = incidents.escalate(incidentId, steps);
+      return incidents.escalate(incidentId, steps);
+    }, (events) => {
+      if (!row || !events.length) return;
       breaches[row.priority] += events.length;
       for (const e of events) {
         log.warn(
@@ -152,12 +158,17 @@ export function createEscalation(deps: EscalationDeps): Escalation {
       // the bus listener re-arms from the escalated event; arm directly too in case no event came through
       const last = events[events.length - 1];
       if (last && typeof last.data.deadlineAt === 'number') arm(incidentId, last.data.deadlineAt, row.priority);
-    } catch (err) {
-      // an escalation must not be lost to a transient write failure
+    }, (err) => {
+      // an escalation must not be lost to a transient write failure (nor to a writer thread being restarted)
       log.error({ err, incidentId }, 'escalation failed; retrying');
+      if (!running) return;
+      const cur = armedTimers.get(incidentId);
+      // a newer deadline armed meanwhile supersedes this one; the same one armed again is replaced by the retry
+      if (cur && cur.dueAt !== dueAt) return;
+      cur?.timer.cancel();
       const timer = clock.setTimer(() => fire(incidentId, dueAt, monoDue, catchUp), retryMs);
       armedTimers.set(incidentId, { dueAt, monoDue, timer });
-    }
+    });
   }
 
   const onEvent = (e: BusEvents['incident-event'][0]) => {

@@ -18,7 +18,8 @@ import { applyEvent, fold, isClosed, type IncidentRow, type OpenedData } from '.
 import { newId } from './ids.js';
 import { createSqliteIncidentStore } from './store/sqlite.js';
 import type { ActivePage, IncidentStore, IncidentWriteTx, Ret, StoreMode } from './store/types.js';
-import { andThen, io, runnerFor, type Step } from './store/run.js';
+import { io, runnerFor, type Step } from './store/run.js';
+import { andThen } from '../core/maybe.js';
 
 /** a write transaction of either kind of store, as the domain sees it */
 type Tx = IncidentWriteTx<StoreMode>;
@@ -154,6 +155,14 @@ export interface IncidentServiceOf<M extends StoreMode> {
 
 /** The one-node service (SQLite): what the gateway uses today. */
 export type IncidentService = IncidentServiceOf<'sync'>;
+
+/** The log's writes that may run elsewhere than where they are asked for (the writer thread): a value or a promise. */
+export type IncidentWrites = Pick<IncidentServiceOf<StoreMode>, 'act' | 'escalate' | 'resolveBySystem' | 'record'>;
+/**
+ * The incident service as the response side uses it: reads at once from this thread's connection, writes perhaps
+ * handed to the log's one writer (the gateway routes them to its writer thread; eldergate.ts).
+ */
+export type IncidentApi = Omit<IncidentService, keyof IncidentWrites> & IncidentWrites;
 
 /** Which statuses each action may start from; anything else is a 409 with the current state. */
 const ALLOWED_FROM: Record<IncidentActionType, readonly IncidentStatus[]> = {

@@ -5,18 +5,21 @@ import type { Bus } from '../core/bus.js';
 import type { Config } from '../core/config.js';
 import { systemClock, type Clock } from './clock.js';
 import { createNetwork, type Network } from './network.js';
-import { createIncidentService, type IncidentService } from './incidents.js';
+import { createIncidentService, type IncidentApi, type IncidentService, type IncidentWrites } from './incidents.js';
 import { createEscalation, type Escalation } from './escalation.js';
 import { createNotifications, type NotificationDeps, type Notifications } from './notify.js';
 import { computeKpis, type KpiQuery, type KpiReport } from './kpis.js';
-import { createReceipts } from './receipts.js';
+import { createReceipts, type ReceiptsOptions } from './receipts.js';
 
-export interface Response {
+export interface Response<I extends IncidentApi = IncidentService> {
   network: Network;
-  incidents: IncidentService;
+  /** the incident service: on its own, every method synchronous; with `writes`, those writes go where they say */
+  incidents: I;
   escalation: Escalation;
   notifications: Notifications;
   kpis(query: KpiQuery): KpiReport;
+  /** hand the receipts queued now to where they are written (the gateway: before its writer thread closes) */
+  flushReceipts(): void;
   /** start notifications, then escalation (which escalates at once what fell overdue while the gateway was down) */
   start(): void;
   close(): Promise<void>;
@@ -29,15 +32,25 @@ export interface ResponseDeps {
   log: Logger;
   clock?: Clock;
   webhook?: NotificationDeps['webhook'];
+  /**
+   * Where the log's writes go instead of this thread's connection: the gateway hands them to its writer thread, the
+   * log's one writer (gateway/writer), so the thread with the sockets never waits for SQLite's write lock.
+   */
+  writes?: IncidentWrites;
+  /** where batches of push and delivery receipts are written (this thread's connection if not given) */
+  writeReceipts?: ReceiptsOptions['write'];
 }
 
-export function createResponse(deps: ResponseDeps): Response {
+export function createResponse(deps: ResponseDeps & { writes: IncidentWrites }): Response<IncidentApi>;
+export function createResponse(deps: ResponseDeps & { writes?: undefined }): Response;
+export function createResponse(deps: ResponseDeps): Response<IncidentApi> {
   const clock = deps.clock ?? systemClock;
   const { store, bus, config, log } = deps;
   const network = createNetwork({ store, log, clock });
   // push and delivery receipts: batched, best-effort, apart from the incident log (receipts.ts)
-  const receipts = createReceipts({ store, log });
-  const incidents = createIncidentService({ store, bus, config, log, clock, network, receipts });
+  const receipts = createReceipts({ store, log, ...(deps.writeReceipts ? { write: deps.writeReceipts } : {}) });
+  const local = createIncidentService({ store, bus, config, log, clock, network, receipts });
+  const incidents: IncidentApi = deps.writes ? { ...local, ...deps.writes } : local;
   const escalation = createEscalation({ incidents, network, bus, config, log, clock });
   const notifications = createNotifications({
     store, bus, config, log, incidents, network, ...(deps.webhook ? { webhook: deps.webhook } : {}),
@@ -48,6 +61,7 @@ export function createResponse(deps: ResponseDeps): Response {
     escalation,
     notifications,
     kpis: (query) => computeKpis(store.sqlite, config.budgets, { now: clock.now(), ...query }),
+    flushReceipts: () => { receipts.flush(); },
     start() {
       // notifications first, so the tiers reached by start-up escalations are told
       notifications.start();

@@ -9,7 +9,8 @@ import type { Store } from '../core/db.js';
 import type { Bus, BusEvents } from '../core/bus.js';
 import type { Config } from '../core/config.js';
 import type { Contact } from '../devices/schema.js';
-import type { CommittedEvent, IncidentService } from './incidents.js';
+import type { CommittedEvent, IncidentApi } from './incidents.js';
+import { settle } from '../core/maybe.js';
 import type { Network } from './network.js';
 import { newId } from './ids.js';
 import { createWebhookNotifier, redactUrl, type WebhookAttempt, type WebhookNotifier, type WebhookNotifierOptions } from './notifiers/webhook.js';
@@ -47,7 +48,7 @@ export interface NotificationDeps {
   bus: Bus;
   config: Pick<Config, 'notifiers'>;
   log: Logger;
-  incidents: IncidentService;
+  incidents: IncidentApi;
   network: Network;
   /** webhook options beyond the configuration (timeouts in tests; resolve and dispatcher: spies in tests) */
   webhook?: Partial<Pick<WebhookNotifierOptions, 'timeoutMs' | 'concurrency' | 'maxQueue' | 'maxBackoffMs' | 'maxResponseBytes' | 'resolve' | 'dispatcher'>>;
@@ -82,20 +83,19 @@ export function createNotifications(deps: NotificationDeps): Notifications {
       recipient: recipient ? { kind: recipient.kind, name: recipient.name, ...where } : undefined,
       attempt: a.attempt,
     };
-    try {
-      incidents.record(incidentId, 'notify-attempt', {
-        ...base,
-        ok: a.ok,
-        ...(a.status !== undefined ? { status: a.status } : {}),
-        ...(a.error !== undefined ? { error: a.error } : {}),
-        durationMs: a.durationMs,
-        final: a.final,
-        ...(a.retryInMs !== undefined ? { retryInMs: a.retryInMs } : {}),
-      });
-      if (a.ok) incidents.record(incidentId, 'notified', { ...base, attempts: a.attempt });
-    } catch (err) {
-      log.error({ err, incidentId, deliveryId: a.delivery.id }, 'could not record a notification attempt');
-    }
+    const failed = (err: unknown) => log.error({ err, incidentId, deliveryId: a.delivery.id }, 'could not record a notification attempt');
+    settle(() => incidents.record(incidentId, 'notify-attempt', {
+      ...base,
+      ok: a.ok,
+      ...(a.status !== undefined ? { status: a.status } : {}),
+      ...(a.error !== undefined ? { error: a.error } : {}),
+      durationMs: a.durationMs,
+      final: a.final,
+      ...(a.retryInMs !== undefined ? { retryInMs: a.retryInMs } : {}),
+    }), () => {
+      // after the attempt, in that order on the timeline
+      if (a.ok) settle(() => incidents.record(incidentId, 'notified', { ...base, attempts: a.attempt }), () => {}, failed);
+    }, failed);
   }
 
   const webhook = createWebhookNotifier({

@@ -9,12 +9,18 @@
 // console sees it) does not depend on them. The incident's `pushed` / `delivered` latency stamps are the first
 // receipt of each kind, set on the incident row in the same batch, so lists, KPIs and the API read them as before.
 import type { Logger } from 'pino';
+import type Database from 'better-sqlite3';
 import type { Store } from '../core/db.js';
 import type { IncidentReceipt, ReceiptKind } from './events.js';
 
 export interface ReceiptsOptions {
   store: Store;
   log: Logger;
+  /**
+   * Where a batch is written: this thread's connection if not given. The gateway hands batches to its writer thread
+   * (the thread with the consoles' sockets never waits for SQLite's write lock); resolves with the receipts written.
+   */
+  write?: (batch: readonly IncidentReceipt[]) => Promise<number>;
   /** how long a receipt may wait for its batch */
   flushMs?: number;
   /** a batch is written at once when this many are waiting */
@@ -55,18 +61,6 @@ export function createReceipts(opts: ReceiptsOptions): Receipts {
   const flushMs = opts.flushMs ?? 50;
   const maxBatch = opts.maxBatch ?? 500;
 
-  const insert = sqlite.prepare<[string, ReceiptKind, number, number, string | null, string | null]>(
-    'INSERT OR IGNORE INTO incident_receipts (incident_id, kind, seq, at, user_id, username) VALUES (?, ?, ?, ?, ?, ?)',
-  );
-  // a stamp records the first time: an incident that already has one keeps it
-  const stamp = {
-    pushed: sqlite.prepare<[number, string]>(
-      `UPDATE incidents SET stamps = json_set(stamps, '$.pushed', ?) WHERE id = ? AND json_extract(stamps, '$.pushed') IS NULL`,
-    ),
-    delivered: sqlite.prepare<[number, string]>(
-      `UPDATE incidents SET stamps = json_set(stamps, '$.delivered', ?) WHERE id = ? AND json_extract(stamps, '$.delivered') IS NULL`,
-    ),
-  };
   const ofIncident = sqlite.prepare<[string], ReceiptDbRow>(
     'SELECT incident_id, kind, seq, at, user_id, username FROM incident_receipts WHERE incident_id = ? ORDER BY at, id',
   );
@@ -82,16 +76,22 @@ export function createReceipts(opts: ReceiptsOptions): Receipts {
   const pushedKnown = new Set<string>();
   const deliveredKnown = new Set<string>();
 
-  const writeBatch = sqlite.transaction((batch: readonly IncidentReceipt[]) => {
-    let written = 0;
-    for (const r of batch) {
-      if (insert.run(r.incidentId, r.kind, r.seq, r.at, r.userId, r.username).changes === 0) continue;
-      written++;
-      stamp[r.kind].run(r.at, r.incidentId);
-    }
-    return written;
-  });
+  const writeHere = opts.write ? null : receiptBatchWriter(sqlite);
+  /** batches handed to the writer and not answered yet: still shown by `of` and `firstStamps` */
+  const inFlight = new Set<readonly IncidentReceipt[]>();
 
+  const wrote = (written: number) => {
+    if (failing) log.info({ written }, 'receipts are written again');
+    failing = false;
+  };
+  const dropped = (err: unknown, batch: readonly IncidentReceipt[]) => {
+    // best-effort: a receipt is not an alarm; the batch is dropped, once logged per failing spell
+    if (!failing) log.error({ err, dropped: batch.length }, 'could not write push/delivery receipts; dropped (best-effort)');
+    else log.debug({ dropped: batch.length }, 'receipts dropped: storage still failing');
+    failing = true;
+  };
+
+  /** Write what is queued: here, the receipts written; handed to the writer, 0 (they are in flight, still shown). */
   function flush(): number {
     clearTimeout(timer);
     timer = undefined;
@@ -100,19 +100,22 @@ export function createReceipts(opts: ReceiptsOptions): Receipts {
     if (!queue.length) return 0;
     const batch = queue;
     queue = [];
+    if (opts.write) {
+      inFlight.add(batch);
+      opts.write(batch).then(wrote, (err: unknown) => dropped(err, batch)).finally(() => inFlight.delete(batch));
+      return 0;
+    }
     try {
-      const written = writeBatch.immediate(batch);
-      if (failing) log.info({ written }, 'receipts are written again');
-      failing = false;
+      const written = writeHere!(batch);
+      wrote(written);
       return written;
     } catch (err) {
-      // best-effort: a receipt is not an alarm; the batch is dropped, once logged per failing spell
-      if (!failing) log.error({ err, dropped: batch.length }, 'could not write push/delivery receipts; dropped (best-effort)');
-      else log.debug({ dropped: batch.length }, 'receipts dropped: storage still failing');
-      failing = true;
+      dropped(err, batch);
       return 0;
     }
   }
+  /** what is not in the table yet: queued here, or handed to the writer */
+  const unwritten = (incidentId: string) => [...[...inFlight].flat(), ...queue].filter((r) => r.incidentId === incidentId);
 
   function enqueue(r: IncidentReceipt): void {
     if (closed) return;
@@ -155,11 +158,12 @@ export function createReceipts(opts: ReceiptsOptions): Receipts {
         incidentId: r.incident_id, kind: r.kind, seq: r.seq, at: r.at, userId: r.user_id, username: r.username,
       }));
       const seen = new Set(written.map((r) => `${r.kind}\u0000${r.userId ?? ''}`));
-      return [...written, ...queue.filter((r) => r.incidentId === incidentId && !seen.has(`${r.kind}\u0000${r.userId ?? ''}`))];
+      return [...written, ...unwritten(incidentId).filter((r) => !seen.has(`${r.kind}\u0000${r.userId ?? ''}`))];
     },
     firstStamps(incidentId) {
       const out: { pushed?: number; delivered?: number } = {};
       for (const r of firsts.all(incidentId)) out[r.kind] = r.at;
+      for (const r of unwritten(incidentId)) if (out[r.kind] === undefined || r.at < out[r.kind]!) out[r.kind] = r.at;
       return out;
     },
     flush,
@@ -168,4 +172,33 @@ export function createReceipts(opts: ReceiptsOptions): Receipts {
       closed = true;
     },
   };
+}
+
+/**
+ * Write a batch of receipts on `sqlite` in one IMMEDIATE transaction; returns how many were new. The first of each
+ * kind stamps the incident (a stamp records the first time: an incident that already has one keeps it). Used where
+ * the batch is written: this thread, or the gateway's writer thread (gateway/writer/worker.ts).
+ */
+export function receiptBatchWriter(sqlite: Database.Database): (batch: readonly IncidentReceipt[]) => number {
+  const insert = sqlite.prepare<[string, ReceiptKind, number, number, string | null, string | null]>(
+    'INSERT OR IGNORE INTO incident_receipts (incident_id, kind, seq, at, user_id, username) VALUES (?, ?, ?, ?, ?, ?)',
+  );
+  const stamp = {
+    pushed: sqlite.prepare<[number, string]>(
+      `UPDATE incidents SET stamps = json_set(stamps, '$.pushed', ?) WHERE id = ? AND json_extract(stamps, '$.pushed') IS NULL`,
+    ),
+    delivered: sqlite.prepare<[number, string]>(
+      `UPDATE incidents SET stamps = json_set(stamps, '$.delivered', ?) WHERE id = ? AND json_extract(stamps, '$.delivered') IS NULL`,
+    ),
+  };
+  const write = sqlite.transaction((batch: readonly IncidentReceipt[]) => {
+    let written = 0;
+    for (const r of batch) {
+      if (insert.run(r.incidentId, r.kind, r.seq, r.at, r.userId, r.username).changes === 0) continue;
+      written++;
+      stamp[r.kind].run(r.at, r.incidentId);
+    }
+    return written;
+  });
+  return (batch) => write.immediate(batch);
 }

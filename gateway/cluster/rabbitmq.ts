@@ -21,7 +21,7 @@ import { ConfigError } from '../../core/errors.js';
 import { isStorageError, type StorageHealth } from '../../core/storage-health.js';
 import { DEVICE_ID_RE } from '../../devices/credentials.js';
 import type { DeviceRegistry } from '../../devices/registry.js';
-import type { IncidentService } from '../../response/incidents.js';
+import type { IncidentApi } from '../../response/incidents.js';
 import { OverloadError } from '../ingest.js';
 import type { CommandTransport } from '../commands.js';
 import { createDeviceMessageHandler, DeviceGoneError, isDeviceChannel, type DeviceMessage } from '../device-messages.js';
@@ -57,7 +57,7 @@ export interface RabbitIngressDeps {
   registry: DeviceRegistry;
   states: LiveStates;
   ingest: IngestPort;
-  incidents: IncidentService;
+  incidents: Pick<IncidentApi, 'applyAlarm' | 'publishCommitted'>;
   sqlite: Database.Database;
   storage: Pick<StorageHealth, 'status'>;
   bus: Bus;

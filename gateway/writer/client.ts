@@ -14,7 +14,7 @@ import { AggregatorRegistry, type Registry } from 'prom-client';
 
 type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
 import type { Config } from '../../core/config.js';
-import { ConfigError } from '../../core/errors.js';
+import { ConfigError, ConflictError, EldergateError, ValidationError } from '../../core/errors.js';
 import { isLifeSafety, type IncidentEvent, type IngestResult, type Observation } from '../../core/contracts.js';
 import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../core/metrics.js';
@@ -23,7 +23,9 @@ import type { DeviceRegistry } from '../../devices/registry.js';
 import type { CommandRow } from '../commands.js';
 import type { LiveState } from '../device-state.js';
 import { AlarmNotRecordedError, OverloadError, type RejectRow } from '../ingest.js';
-import type { FromWriter, StatesReply, ToWriter, WireError, WriterInit, WriterStats } from './protocol.js';
+import type { FromWriter, IncidentCall, StatesReply, ToWriter, WireError, WriterInit, WriterStats } from './protocol.js';
+import type { CommittedEvent, CommittedOf, IncidentRow, IncidentWrites } from '../../response/incidents.js';
+import type { IncidentReceipt } from '../../response/events.js';
 import type { CheckpointerInit } from './checkpointer.js';
 import { dbFile } from '../../core/db.js';
 import { writeTurnBuffer } from '../../core/write-turn.js';
@@ -68,6 +70,8 @@ export interface WriterThreadOptions {
 interface Waiter {
   resolve(v: unknown): void;
   reject(e: Error): void;
+  /** run as the answer is read, before any later message of the writer is handled (keeps published events in order) */
+  first?(v: unknown): void;
 }
 
 /** how long close() waits for the writer to write what it holds before it is stopped (within main.ts' 10 s) */
@@ -210,8 +214,16 @@ export class WriterThread implements IngestPort {
         const w = this.waiters.get(m.id);
         if (!w) return;
         this.waiters.delete(m.id);
-        if (m.ok) w.resolve(m.value);
-        else w.reject(fromWire(m.error));
+        if (m.ok) {
+          try {
+            w.first?.(m.value);
+          } catch (err) {
+            this.log.error({ err }, 'handling an answer of the writer thread failed');
+          }
+          w.resolve(m.value);
+        } else {
+          w.reject(fromWire(m.error));
+        }
         return;
       }
       case 'committed':
@@ -315,6 +327,36 @@ export class WriterThread implements IngestPort {
   /** as the writer last reported (every 250 ms) */
   queueDepth(): WriterStats {
     return this.stats;
+  }
+
+  /**
+   * A write of the incident log, run by the writer thread (the log's one writer: this thread never waits for SQLite's
+   * write lock behind a telemetry slice). `events` gets what it committed as the answer is read — before any later
+   * message of the writer, so events reach the bus in seq order — and the promise then resolves with the answer.
+   * While no writer runs it is refused at once with a 503 that says to try again.
+   */
+  incident<T>(call: IncidentCall, events: (value: T) => readonly IncidentEvent[]): Promise<T> {
+    if (!this.live || this.closing) {
+      return Promise.reject(new EldergateError('UNAVAILABLE',
+        'the gateway\'s writer is restarting (or the gateway is stopping): nothing was recorded; try again in a few seconds', { status: 503 }));
+    }
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiters.set(id, {
+        resolve: resolve as (v: unknown) => void,
+        // the writer stopped before answering: it may have committed; the person is told so, not "not stored"
+        reject: (err) => reject(err instanceof EldergateError ? err : new EldergateError('UNAVAILABLE',
+          'the gateway\'s writer stopped before answering: this may or may not have been recorded; reload the incident before trying again',
+          { status: 503, cause: err })),
+        first: (v) => this.o.onCommitted([...events(v as T)]),
+      });
+      this.post({ op: 'incident', id, call });
+    });
+  }
+
+  /** A batch of the consoles' push and delivery receipts, written by the writer thread; resolves with how many were new. */
+  receipts(batch: readonly IncidentReceipt[]): Promise<number> {
+    return this.call((id) => ({ op: 'receipts', id, batch: [...batch] }));
   }
 
   /** Write everything the writer holds now (tests, shutdown). */
@@ -468,6 +510,13 @@ export function fromWire(w: WireError): Error {
   const cause = w.cause ? fromWire(w.cause) : undefined;
   let err: Error;
   if (w.problems) err = new ConfigError(w.problems);
+  // a person's action refused by the domain: the same answer (status, message, details) as on this thread
+  else if (w.name === 'ConflictError') err = new ConflictError(w.message, w.details);
+  else if (w.name === 'ValidationError') err = new ValidationError(w.message, w.details);
+  else if (w.status !== undefined && w.code !== undefined) {
+    err = new EldergateError(w.code, w.message, { status: w.status, details: w.details, ...(cause ? { cause } : {}) });
+    err.name = w.name;
+  }
   else if (w.name === 'OverloadError') err = new OverloadError(w.message);
   else if (w.name === 'AlarmNotRecordedError') err = new AlarmNotRecordedError(w.message, cause ? { cause } : undefined);
   else {
@@ -477,4 +526,26 @@ export function fromWire(w: WireError): Error {
   if (w.code !== undefined) (err as Error & { code?: string }).code = w.code;
   if (w.stack) err.stack = w.stack;
   return err;
+}
+
+/**
+ * The incident log's writes as the main thread's response side calls them, handed to the writer thread (the log's
+ * one writer). `writer` is read at each call: the response side is built before the writer thread starts.
+ */
+export function incidentWritesVia(writer: () => WriterThread | undefined): IncidentWrites {
+  const via = <T>(call: IncidentCall, events: (value: T) => readonly IncidentEvent[]): Promise<T> => {
+    const w = writer();
+    if (!w) return Promise.reject(new EldergateError('UNAVAILABLE', 'the gateway is still starting: nothing was recorded; try again in a few seconds', { status: 503 }));
+    return w.incident(call, events);
+  };
+  return {
+    act: (incidentId, action, actor) =>
+      via<{ incident: IncidentRow; events: CommittedEvent[] }>({ method: 'act', incidentId, action, actor }, (r) => r.events),
+    escalate: (incidentId, steps) =>
+      via<CommittedOf<'escalated'>[]>({ method: 'escalate', incidentId, steps: [...steps] }, (events) => events),
+    resolveBySystem: (incidentId, outcome, data) =>
+      via<CommittedEvent[]>({ method: 'resolveBySystem', incidentId, outcome, ...(data ? { data } : {}) }, (events) => events),
+    record: (incidentId, type, data, actor = null) =>
+      via<CommittedEvent[]>({ method: 'record', incidentId, type, data, actor }, (events) => events),
+  };
 }

@@ -8,6 +8,19 @@ import type { RegistryReplication } from '../../devices/registry.js';
 import type { LiveState } from '../device-state.js';
 import type { CommandRow } from '../commands.js';
 import type { RejectRow } from '../ingest.js';
+import type { Actor, EscalationStep, IncidentAction, InfoEventType } from '../../response/incidents.js';
+import type { IncidentReceipt } from '../../response/events.js';
+import { EldergateError } from '../../core/errors.js';
+
+/**
+ * A write of the incident log asked for by the main thread (a person's action, an escalation, a note of a
+ * notification): run by the writer, the log's one writer, so the main thread never waits for SQLite's write lock.
+ */
+export type IncidentCall =
+  | { method: 'act'; incidentId: string; action: IncidentAction; actor: Actor }
+  | { method: 'escalate'; incidentId: string; steps: EscalationStep[] }
+  | { method: 'resolveBySystem'; incidentId: string; outcome: string; data?: { rule?: string } }
+  | { method: 'record'; incidentId: string; type: InfoEventType; data: unknown; actor: string | null };
 
 export interface WriterInit {
   config: Config;
@@ -29,6 +42,9 @@ export type ToWriter =
   | { op: 'registry'; change: RegistryReplication }
   | { op: 'pressure'; on: boolean }
   | { op: 'states'; id: number; deviceIds: string[] | null }
+  | { op: 'incident'; id: number; call: IncidentCall }
+  /** push and delivery receipts of the consoles, batched on the main thread (response/receipts.ts), best-effort */
+  | { op: 'receipts'; id: number; batch: IncidentReceipt[] }
   | { op: 'flush'; id: number }
   | { op: 'metrics'; id: number }
   | { op: 'close'; id: number };
@@ -63,6 +79,9 @@ export interface WireError {
   cause?: WireError;
   /** a ConfigError's problems (rules declared as data are checked as the writer builds its engine) */
   problems?: string[];
+  /** an EldergateError's HTTP status and details (a 409 with the incident's state, a 404, a 400 naming the field) */
+  status?: number;
+  details?: unknown;
 }
 
 export type StatesReply = [string, LiveState | null][];
@@ -76,6 +95,7 @@ export function toWire(err: unknown, depth = 0): WireError {
     ...(typeof code === 'string' ? { code } : {}),
     ...(err.stack ? { stack: err.stack } : {}),
     ...(Array.isArray((err as { problems?: unknown }).problems) ? { problems: (err as unknown as { problems: string[] }).problems } : {}),
+    ...(err instanceof EldergateError ? { status: err.status, ...(err.details !== undefined ? { details: err.details } : {}) } : {}),
     ...(err.cause !== undefined && depth < 3 ? { cause: toWire(err.cause, depth + 1) } : {}),
   };
 }

@@ -17,12 +17,13 @@ import { SecretHasher } from '../../devices/credentials.js';
 import { DeviceRegistry } from '../../devices/registry.js';
 import { systemClock } from '../../response/clock.js';
 import { createNetwork } from '../../response/network.js';
-import { createIncidentService } from '../../response/incidents.js';
+import { createIncidentService, type IncidentService } from '../../response/incidents.js';
+import { receiptBatchWriter } from '../../response/receipts.js';
 import { DeviceStates } from '../device-state.js';
 import { Ingest } from '../ingest.js';
 import { Commands } from '../commands.js';
 import { createAlarmPipeline, type AlarmPipeline } from '../alarms.js';
-import { toWire, type FromWriter, type ToWriter, type WriterInit } from './protocol.js';
+import { toWire, type FromWriter, type IncidentCall, type ToWriter, type WriterInit } from './protocol.js';
 import { useWriteTurnBuffer } from '../../core/write-turn.js';
 
 const port = parentPort;
@@ -45,6 +46,8 @@ export interface WriterDomain {
   states: DeviceStates;
   ingest: Ingest;
   alarms: AlarmPipeline;
+  /** the incident log's one writer: what devices raise, and what the main thread asks for (people, escalation) */
+  incidents: IncidentService;
   registry: DeviceRegistry;
   metrics: Metrics;
   close(): void;
@@ -96,11 +99,11 @@ function createWriterDomain(init: WriterInit, log: Logger): WriterDomain {
     return [];
   };
   return {
-    store, states, ingest, alarms, registry, metrics,
+    store, states, ingest, alarms, incidents, registry, metrics,
     close() {
       alarms.close();
       ingest.close();
-      store.sqlite.transaction(() => states.flushDirty(Date.now()))();
+      store.sqlite.transaction(() => states.flushDirty(Date.now())).immediate();
       store.close();
     },
   };
@@ -136,6 +139,7 @@ function main(): void {
     }
   }, 1000);
   heapTimer.unref();
+  const writeReceipts = receiptBatchWriter(d.store.sqlite);
   const reply = (id: number, run: () => unknown) => {
     try {
       const value = run();
@@ -148,8 +152,19 @@ function main(): void {
       post({ op: 'result', id, ok: false, error: toWire(err) });
     }
   };
-  port!.on('message', (batch: ToWriter[]) => {
-    for (const m of batch) {
+  // Messages are handled in order from one inbox. The port hands over everything waiting at once, and an SOS must not
+  // wait behind heavy work that came after it (a 50,000-device import's registry replication): once an alarm is
+  // queued, a registry replication is left for a later turn, after the alarm's commit (queued with setImmediate as it
+  // was submitted). Alarms next to each other still share one commit (group commit); the order of messages is kept.
+  const inbox: ToWriter[] = [];
+  let next = 0;
+  let resumeQueued = false;
+  let alarmQueued = false;
+  const drain = (): void => {
+    resumeQueued = false;
+    while (next < inbox.length) {
+      const m = inbox[next]!;
+      inbox[next++] = undefined as never;
       try {
         handle(m);
       } catch (err) {
@@ -158,7 +173,21 @@ function main(): void {
         const id = (m as { id?: unknown } | null)?.id;
         if (typeof id === 'number') post({ op: 'result', id, ok: false, error: toWire(err) });
       }
+      if (m?.op === 'submit') alarmQueued = true;
+      if (alarmQueued && inbox[next]?.op === 'registry') {
+        alarmQueued = false;
+        resumeQueued = true;
+        setImmediate(drain);
+        return;
+      }
     }
+    alarmQueued = false;
+    inbox.length = 0;
+    next = 0;
+  };
+  port!.on('message', (batch: ToWriter[]) => {
+    for (const m of batch) inbox.push(m);
+    if (!resumeQueued) drain();
   });
   const handle = (m: ToWriter): void => {
     switch (m.op) {
@@ -196,6 +225,10 @@ function main(): void {
           .map((id) => [id, d.states.peek(id) ?? null]));
       case 'flush':
         return reply(m.id, () => d.ingest.flushAll());
+      case 'incident':
+        return reply(m.id, () => runIncidentCall(d.incidents, m.call));
+      case 'receipts':
+        return reply(m.id, () => writeReceipts(m.batch));
       case 'metrics':
         return reply(m.id, () => d.metrics.registry.getMetricsAsJSON());
       case 'close':
@@ -205,6 +238,21 @@ function main(): void {
     }
   };
   post({ op: 'ready', restored });
+}
+
+/** A write of the incident log the main thread asked for: in its own transaction (synchronous=FULL), durable on return. */
+function runIncidentCall(incidents: IncidentService, call: IncidentCall): unknown {
+  switch (call.method) {
+    case 'act':
+      return incidents.act(call.incidentId, call.action, call.actor);
+    case 'escalate':
+      return incidents.escalate(call.incidentId, call.steps);
+    case 'resolveBySystem':
+      return incidents.resolveBySystem(call.incidentId, call.outcome, call.data);
+    case 'record':
+      // the data was type-checked against the event's type where the main thread built it (IncidentApi.record)
+      return incidents.record(call.incidentId, call.type, call.data as never, call.actor);
+  }
 }
 
 main();

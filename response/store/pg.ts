@@ -95,6 +95,9 @@ export function createPgIncidentStore(opts: PgIncidentStoreOptions): IncidentSto
   // listener it would end the process; the pool drops that connection and opens another on the next query
   if (opts.pool.listenerCount('error') === 0) {
     opts.pool.on('error', (err) => opts.log?.warn({ err }, 'a PostgreSQL connection of the pool was lost; the next query opens another'));
+    // a connection lost while checked out (mid-transaction: a failover, a terminated backend) errs on the client, whose
+    // pool listener is removed while it is out: the query in progress fails, the process does not
+    opts.pool.on('connect', (client) => client.on('error', (err) => opts.log?.warn({ err }, 'a PostgreSQL connection in use was lost; its transaction fails and is not acknowledged')));
   }
   const maxAttempts = opts.maxAttempts ?? 8;
 
@@ -300,6 +303,11 @@ export function followLog(opts: {
       try {
         await c.connect();
         await c.query(`LISTEN ${LOG_CHANNEL}`);
+        if (closed) {
+          // closed while connecting: this connection is nobody's
+          await c.end().catch(() => {});
+          return;
+        }
         client = c;
         backoff = 100;
         c.on('end', () => { if (client === c) client = null; if (!closed) void connect(); });

@@ -45,8 +45,3 @@ export async function runAsync<T>(step: Step<T>): Promise<T> {
 export function runnerFor<M extends StoreMode>(mode: M): <T>(step: Step<T>) => Ret<M, T> {
   return (mode === 'sync' ? runSync : runAsync) as <T>(step: Step<T>) => Ret<M, T>;
 }
-
-/** Then `f`, on a value or a promise of one (sync stays sync). Not named `then`: a module exporting `then` is a thenable to `await import()`. */
-export function andThen<A, B>(value: A | Promise<A>, f: (a: A) => B): B | Promise<B> {
-  return value instanceof Promise ? value.then(f) : f(value);
-}

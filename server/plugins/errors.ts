@@ -8,6 +8,11 @@ export function installErrorHandler(app: FastifyInstance): void {
       if (err.status >= 400 && err.status !== 404) request.log.info({ code: err.code, reason: err.message }, 'request refused');
       return reply.status(err.status).send({ code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) });
     }
+    // "try again": said as it is (the writer thread restarting), so a console retries instead of reporting a fault
+    if (err instanceof EldergateError && err.status === 503) {
+      request.log.warn({ code: err.code, reason: err.message }, 'request refused for now');
+      return reply.status(503).header('retry-after', '2').send({ code: err.code, message: err.message });
+    }
     const fe = err as FastifyError;
     if (fe.validation) {
       const first = fe.validation[0];

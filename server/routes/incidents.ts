@@ -9,7 +9,7 @@ import { INCIDENT_EVENT_TYPES, INCIDENT_STATUSES, PRIORITIES, type IncidentStatu
 import { EldergateError, ForbiddenError, NotFoundError, ValidationError } from '../../core/errors.js';
 import type { AuthUser } from '../../core/users.js';
 import type { Config } from '../../core/config.js';
-import type { ActiveCursor, IncidentAction, IncidentRow, IncidentService } from '../../response/incidents.js';
+import type { ActiveCursor, IncidentAction, IncidentApi, IncidentRow } from '../../response/incidents.js';
 import type { Network } from '../../response/network.js';
 import type { AppDeps } from '../deps.js';
 import { requireRole } from '../plugins/auth.js';
@@ -158,11 +158,14 @@ export function createIdempotency(sqlite: Database.Database) {
   const save = sqlite.prepare('INSERT OR IGNORE INTO idempotency_keys (key, user_id, route, status, body, at) VALUES (?, ?, ?, ?, ?, ?)');
   const prune = sqlite.prepare(`DELETE FROM idempotency_keys WHERE at < ? AND route LIKE '/api/incidents/%'`);
   let saves = 0;
+  /** answers being worked out, by user, key and route: a second request with the key waits for the first's */
+  const inflight = new Map<string, Promise<{ status: number; body: string }>>();
   /**
-   * Run `fn` once per key. Everything here is synchronous, so two requests with one key cannot interleave
-   * between the look-up and the store. Answers below 500 are stored (a 409 is replayed as a 409).
+   * Run `fn` once per key. The action itself may be written by another thread (the gateway's writer), so a second
+   * request with the same key that arrives meanwhile waits for the first one's answer and replays it. Answers below
+   * 500 are stored (a 409 is replayed as a 409).
    */
-  return function once<T>(req: FastifyRequest, reply: FastifyReply, fn: () => T): T {
+  return async function once<T>(req: FastifyRequest, reply: FastifyReply, fn: () => T | Promise<T>): Promise<T> {
     const raw = req.headers['idempotency-key'];
     if (raw === undefined) return fn();
     const key = Array.isArray(raw) ? raw[0]! : raw;
@@ -170,8 +173,8 @@ export function createIdempotency(sqlite: Database.Database) {
       throw new ValidationError('Idempotency-Key: 1–200 visible ASCII characters (a UUID is a good choice)', { field: 'Idempotency-Key' });
     }
     const route = req.url.split('?')[0]!;
-    const prior = find.get(req.user.id, key, route);
-    if (prior) {
+    const slot = JSON.stringify([req.user.id, key, route]);
+    const replay = (prior: { status: number; body: string }): T => {
       reply.header('idempotent-replayed', 'true');
       const body = JSON.parse(prior.body) as unknown;
       if (prior.status >= 400) {
@@ -180,20 +183,32 @@ export function createIdempotency(sqlite: Database.Database) {
       }
       reply.status(prior.status);
       return body as T;
-    }
+    };
+    const pending = inflight.get(slot);
+    if (pending) return replay(await pending);
+    const prior = find.get(req.user.id, key, route);
+    if (prior) return replay(prior);
     const now = Date.now();
     if (++saves % 200 === 0) prune.run(now - KEEP_KEYS_MS);
+    let settled!: (answer: { status: number; body: string }) => void;
+    inflight.set(slot, new Promise((resolve) => { settled = resolve; }));
+    // what a request waiting on this one is told if nothing better is known (always settled: nobody waits forever)
+    let answer = { status: 500, body: JSON.stringify({ code: 'INTERNAL', message: 'internal error: the details are in the gateway log' }) };
     try {
-      const result = fn();
-      save.run(key, req.user.id, route, 200, JSON.stringify(result), now);
+      const result = await fn();
+      answer = { status: 200, body: JSON.stringify(result) };
+      save.run(key, req.user.id, route, answer.status, answer.body, now);
       return result;
     } catch (err) {
-      if (err instanceof EldergateError && err.status < 500) {
-        save.run(key, req.user.id, route, err.status, JSON.stringify({
-          code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}),
-        }), now);
+      if (err instanceof EldergateError) {
+        answer = { status: err.status, body: JSON.stringify({ code: err.code, message: err.message, ...(err.details && err.status < 500 ? { details: err.details } : {}) }) };
+        // a 5xx is not stored: tried again later it may work
+        if (err.status < 500) save.run(key, req.user.id, route, answer.status, answer.body, now);
       }
       throw err;
+    } finally {
+      settled(answer);
+      inflight.delete(slot);
     }
   };
 }
@@ -201,7 +216,7 @@ export function createIdempotency(sqlite: Database.Database) {
 // ---- routes ---------------------------------------------------------------------------------------------------
 
 export interface IncidentRouteDeps {
-  incidents: IncidentService;
+  incidents: IncidentApi;
   network: Network;
 }
 
@@ -331,8 +346,8 @@ export function incidentRoutes(r: IncidentRouteDeps): FastifyPluginAsyncTypebox<
           }
         }
         const action = (spec.action as (b: unknown) => IncidentAction)(req.body ?? {});
-        return once(req, reply, () => {
-          const result = incidents.act(inc.id, action, { id: user.id, username: user.username });
+        return once(req, reply, async () => {
+          const result = await incidents.act(inc.id, action, { id: user.id, username: user.username });
           deps.audit.record({ actor: auditActor(req), action: `incident.${name}`, target: { type: 'incident', id: inc.id }, details: { ...action, status: result.incident.status } });
           return { incident: result.incident, events: result.events };
         });

@@ -59,20 +59,20 @@ describe('the board (issue 9, part 2)', () => {
     await expect.poll(() => page.locator('.card').count(), { timeout: 15_000 }).toBe(601);
     expect(await page.locator('.card').first().getAttribute('data-id')).toBe(old!.incidentId);
     expect(errors.filter((e) => !e.includes('404'))).toEqual([]);
-    t.gw.response.incidents.act(old!.incidentId, { type: 'acknowledge' }, { id: 'x', username: 'x' });
+    await t.gw.response.incidents.act(old!.incidentId, { type: 'acknowledge' }, { id: 'x', username: 'x' });
     await page.close();
   }, 90_000);
 
   it('a failed fetch of an unknown incident is retried with back-off until it arrives, its events kept', async () => {
     const [gone] = raise(t, 1, { unitId: 'gA', device: 'closed-before-login' });
     const id = gone!.incidentId;
-    t.gw.response.incidents.act(id, { type: 'cancel', reason: 'pressed by mistake' }, { id: 'x', username: 'x' });
+    await t.gw.response.incidents.act(id, { type: 'cancel', reason: 'pressed by mistake' }, { id: 'x', username: 'x' });
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
     await loginAs(page, t.http, n.users.operator, n.passwords[n.users.operator]!);
     // the operator's network fails the first three fetches of that incident (fault injection; the server is real)
     let refused = 0;
     await page.route(`**/api/incidents/${id}`, (route) => (refused++ < 3 ? route.abort('connectionreset') : route.continue()));
-    const [note] = t.gw.response.incidents.record(id, 'note', { text: 'the daughter called back' }, null);
+    const [note] = await t.gw.response.incidents.record(id, 'note', { text: 'the daughter called back' }, null);
     await expect.poll(() => page.evaluate((x) => (window as unknown as Eg).eldergate.incident(x), id), { timeout: 20_000 })
       .toEqual(expect.objectContaining({ status: 'cancelled', lastSeq: note!.seq }));
     expect(refused).toBeGreaterThanOrEqual(4);
@@ -101,7 +101,7 @@ describe('the board (issue 9, part 2)', () => {
     await expect.poll(async () => (await sounds(page)).slice(before).some((s) => s.reason === 'reminder'), { timeout: 15_000 }).toBe(true);
     // acknowledged (every open P1): silence
     for (const i of t.gw.response.incidents.list({ status: ['open'], priority: ['P1'], limit: 500 }).items) {
-      t.gw.response.incidents.act(i.id, { type: 'acknowledge' }, { id: 'x', username: 'x' });
+      await t.gw.response.incidents.act(i.id, { type: 'acknowledge' }, { id: 'x', username: 'x' });
     }
     await page.waitForSelector(`.card[data-id="${inc.id}"][data-status=acknowledged]`, { timeout: 10_000 });
     const after = (await sounds(page)).length;

@@ -299,7 +299,7 @@ describe('the console in headless Chromium', () => {
       await dev.press('sos');
       const opened = await waitFor(() => t.gw.response.incidents.list({ deviceId: dev.id }).items[0], 'new SOS');
       const other = t.gw.response.incidents.list({ status: ['open'], priority: ['P1'] }).items.find((i) => i.id !== opened.id)!;
-      t.gw.response.incidents.act(other.id, { type: 'acknowledge' }, { id: 'someone-else', username: 'someone-else' });
+      await t.gw.response.incidents.act(other.id, { type: 'acknowledge' }, { id: 'someone-else', username: 'someone-else' });
       await new Promise((r) => setTimeout(r, 1500));
       expect(await page.locator(`.card[data-id="${opened.id}"]`).count()).toBe(0);
 

@@ -52,10 +52,10 @@ describe('duplicates of life-safety observations', () => {
   // counted in the writer thread: read as /metrics gives them
   const counter = async (name: 'duplicates' | 'replays') =>
     metricValue(t.gw, name === 'duplicates' ? 'eldergate_duplicates_dropped_total' : 'eldergate_possible_replays_total');
-  const close = (incidentId: string) => {
+  const close = async (incidentId: string) => {
     const actor = { id: 'test-operator', username: 'operator' };
-    t.gw.response.incidents.act(incidentId, { type: 'acknowledge' }, actor);
-    t.gw.response.incidents.act(incidentId, { type: 'resolve', outcome: 'false alarm' }, actor);
+    await t.gw.response.incidents.act(incidentId, { type: 'acknowledge' }, actor);
+    await t.gw.response.incidents.act(incidentId, { type: 'resolve', outcome: 'false alarm' }, actor);
   };
 
   // the RTC reset to its epoch, the counter restarted at 1
@@ -83,7 +83,7 @@ describe('duplicates of life-safety observations', () => {
     c.end(true);
 
     // the operator closed it; weeks later the terminal reboots with the same clock and counter and she presses again
-    close(first!.id);
+    await close(first!.id);
     const again = await t.connectDevice(id, secret);
     await publishAsync(again, `devices/${id}/events`, frame);
     again.end(true);
@@ -147,8 +147,8 @@ describe('envelopes without ts/seq', () => {
       await waitFor(() => incidents(id)[0]!.count === 2, 'the new press joins');
       // the operator resolves it while the terminal is still waiting for that PUBACK
       const actor = { id: 'test-operator', username: 'operator' };
-      t.gw.response.incidents.act(first!.id, { type: 'acknowledge' }, actor);
-      t.gw.response.incidents.act(first!.id, { type: 'resolve', outcome: 'help arrived' }, actor);
+      await t.gw.response.incidents.act(first!.id, { type: 'acknowledge' }, actor);
+      await t.gw.response.incidents.act(first!.id, { type: 'resolve', outcome: 'help arrived' }, actor);
       await reconnect();
       await p2.ack;
       // the resend of a closed incident's alarm is raised again, but says what it probably is

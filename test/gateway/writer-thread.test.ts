@@ -58,6 +58,53 @@ describe('the writer thread', () => {
     }
   });
 
+  it('a person\'s acknowledgement is written by the writer thread: while it waits for the lock, the main loop does not', async () => {
+    const { id, secret } = await t.provision('call-phone');
+    const c = await t.connectDevice(id, secret);
+    await c.publishAsync(`devices/${id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 });
+    c.end(true);
+    const [inc] = await waitFor(() => (incidentsOf(id).length ? incidentsOf(id) : undefined), 'the incident');
+    const heard: string[] = [];
+    const onEvent = (e: { incidentId: string; type: string }) => { if (e.incidentId === inc!.id) heard.push(e.type); };
+    t.gw.bus.on('incident-event', onEvent);
+    // this process is the gateway's main thread: a 5 ms tick that stops ticking would be the main loop stalled
+    let last = performance.now();
+    let longestGapMs = 0;
+    const tick = setInterval(() => { const now = performance.now(); longestGapMs = Math.max(longestGapMs, now - last); last = now; }, 5);
+    const blocker = new Database(dbFile(t.dataDir));
+    blocker.prepare('BEGIN IMMEDIATE').run();
+    let released = false;
+    try {
+      const ack = t.api('POST', `/api/incidents/${inc!.id}/acknowledge`);
+      // the lock is held for a second: a main loop waiting for it would stall that long
+      await new Promise((r) => setTimeout(r, 1000));
+      // the acknowledgement waits in the writer thread (SQLite's busy wait is there), not here
+      expect((await fetch(`${t.http}/healthz`)).status).toBe(200);
+      expect(incidentsOf(id)).toMatchObject([{ status: 'open' }]);
+      expect(heard).toEqual([]);
+      blocker.prepare('COMMIT').run();
+      released = true;
+      const res = await ack;
+      expect(res.status).toBe(200);
+      expect((res.body as { incident: { status: string } }).incident.status).toBe('acknowledged');
+      expect(incidentsOf(id)).toMatchObject([{ status: 'acknowledged' }]);
+      // published on this thread as the writer's answer arrived, once
+      expect(heard.filter((x) => x === 'acknowledged')).toHaveLength(1);
+      // a second operator's acknowledgement is refused with the state, as before: the domain's 409 crosses the thread
+      const again = await t.api('POST', `/api/incidents/${inc!.id}/acknowledge`);
+      expect(again.status).toBe(409);
+      expect(JSON.stringify(again.body)).toMatch(/it is acknowledged/);
+      // not a timing target: a loop that waited for the lock would show the whole second (the bound leaves room for a
+      // loaded machine's pauses)
+      expect(longestGapMs).toBeLessThan(700);
+    } finally {
+      clearInterval(tick);
+      t.gw.bus.off('incident-event', onEvent);
+      if (!released) blocker.prepare('ROLLBACK').run();
+      blocker.close();
+    }
+  });
+
   it('people acting on the main thread and devices written by the writer thread share the file without a lost write', async () => {
     const devices = await Promise.all([0, 1, 2, 3, 4].map(() => t.provision('locator')));
     const clients = await Promise.all(devices.map((d) => t.connectDevice(d.id, d.secret)));
@@ -135,4 +182,38 @@ describe('the writer thread', () => {
     c.end(true);
     c2.end(true);
   }, 40_000);
+});
+
+// On a gateway of its own: the writer thread replaced here must not be the same process's earlier restart in the test
+// above (a second death after a restart, under load, left resends unacknowledged in 2 of 4 loaded runs — not yet
+// explained; see the stop's closing note).
+describe('the writer thread replaced while people act', () => {
+  let t: TestGateway;
+  beforeAll(async () => { t = await startTestGateway(); });
+  afterAll(async () => t.stop());
+
+  const incidentsOf = (deviceId: string) =>
+    t.gw.store.sqlite.prepare('select id, type, status from incidents where device_id = ?').all(deviceId) as { id: string; type: string; status: string }[];
+
+  it('while the writer thread is replaced, a person\'s action is answered 503 "try again", then works', async () => {
+    const { id, secret } = await t.provision('call-phone');
+    const c = await t.connectDevice(id, secret);
+    await c.publishAsync(`devices/${id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 });
+    c.end(true);
+    const [inc] = await waitFor(() => (incidentsOf(id).length ? incidentsOf(id) : undefined), 'the incident');
+    // the writer thread dies (a bug) and a new one starts: the acknowledgement sent meanwhile is not lost silently,
+    // nor reported as an internal error; the console is told to try again
+    (t.gw.writer as unknown as { worker: Worker }).worker.postMessage(null);
+    const refused = await fetch(`${t.http}/api/incidents/${inc!.id}/acknowledge`, { method: 'POST', headers: { authorization: `Bearer ${await t.token()}` } });
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('2');
+    expect(((await refused.json()) as { message: string }).message).toMatch(/writer .*(restarting|stopped before answering)/);
+    await waitFor(() => t.gw.writer.running || undefined, 'a new writer thread', 20_000);
+    const again = await t.api('POST', `/api/incidents/${inc!.id}/acknowledge`);
+    // 200, or 409 if the first one had been committed before the thread died: either way it is acknowledged once
+    expect([200, 409]).toContain(again.status);
+    expect(incidentsOf(id)).toMatchObject([{ status: 'acknowledged' }]);
+    const acks = t.gw.store.sqlite.prepare("select count(*) n from incident_events where incident_id = ? and type = 'acknowledged'").get(inc!.id) as { n: number };
+    expect(acks.n).toBe(1);
+  });
 });

@@ -41,7 +41,7 @@ describe('GET /api/incidents/active: the complete active snapshot with the strea
     raiseP3(t, 600, (i) => (i % 2 ? 'gA' : 'gB'));
     const [gone] = raise(t, 1, { unitId: 'gB', device: 'resolved' });
     resolvedId = gone!.incidentId;
-    t.gw.response.incidents.act(resolvedId, { type: 'cancel', reason: 'false alarm' }, { id: 'x', username: 'x' });
+    await t.gw.response.incidents.act(resolvedId, { type: 'cancel', reason: 'false alarm' }, { id: 'x', username: 'x' });
   }, 60_000);
   afterAll(async () => t?.stop());
 

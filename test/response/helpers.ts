@@ -98,7 +98,7 @@ export const sos = (over: Partial<Extract<AlarmAction, { action: 'raise' }>> = {
 
 /** Apply an alarm the way ingest does: inside a transaction, published after commit. */
 export function ingest(h: Harness, action: AlarmAction, src: AlarmSource) {
-  const events = h.store.sqlite.transaction(() => h.response.incidents.applyAlarm(action, src))();
+  const events = h.store.sqlite.transaction(() => h.response.incidents.applyAlarm(action, src)).immediate();
   h.response.incidents.publishCommitted(events);
   return events;
 }

@@ -171,7 +171,8 @@ export function raise(t: TestGateway, count: number, opts: { unitId?: string | n
       out.push(...incidents.applyAlarm(action, source));
     }
     return out;
-  })();
+    // IMMEDIATE, as every write transaction of the gateway: the writer thread writes the same file meanwhile
+  }).immediate();
   if (opts.publish !== false) incidents.publishCommitted(events);
   return events;
 }
@@ -198,6 +199,7 @@ export function raiseP3(t: TestGateway, count: number, unitOf: (i: number) => st
       out.push(...incidents.applyAlarm(action, source));
     }
     return out;
-  })();
+    // IMMEDIATE, as every write transaction of the gateway: the writer thread writes the same file meanwhile
+  }).immediate();
   incidents.publishCommitted(events);
 }

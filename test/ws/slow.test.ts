@@ -31,7 +31,7 @@ describe('WebSocket /ws: a slow console', () => {
     const big = 'x'.repeat(160_000);
     const producedAt: number[] = [];
     for (let i = 0; i < 150; i++) {
-      incidents.record(opened!.incidentId, 'note', { text: `${i} ${big}` });
+      await incidents.record(opened!.incidentId, 'note', { text: `${i} ${big}` });
       producedAt.push(Date.now());
       if (i % 5 === 4) await sleep(1);
     }
