@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Generators } from '../lib/generators.js';
 import { ROOT } from '../lib/ipc.js';
-import { newestProfile, summariseProfile, type ProfileSummary } from '../lib/cpuprof.js';
+import { summariseProfile, threadName, type ProfileSummary } from '../lib/cpuprof.js';
 import { sleep } from '../lib/sys.js';
 import { startTarget } from '../lib/targets.js';
 import type { Profile } from '../lib/profile.js';
@@ -16,7 +16,8 @@ import { probeRun, type Log } from './traffic.js';
 
 export type ProfiledLoad = 'ingest' | 'latency' | 'durable';
 
-export async function profileGateway(load: ProfiledLoad, p: Profile, log: Log): Promise<ProfileSummary | { error: string }> {
+/** The main thread's summary first, then each other thread's that answered (the writer thread, the checkpointer). */
+export async function profileGateway(load: ProfiledLoad, p: Profile, log: Log): Promise<ProfileSummary[] | { error: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'eldergate-cpuprof-'));
   let target;
   try {
@@ -26,23 +27,25 @@ export async function profileGateway(load: ProfiledLoad, p: Profile, log: Log): 
     return { error: (err as Error).message };
   }
   const gens = Generators.spawn(p.generators);
+  let files: string[] = [];
   try {
     const creds = await target.provision(Math.max(p.ingest.publishers, p.latency.backgroundDevices), 'prof');
     await gens.connect(target.mqtt, creds);
     const file = join(dir, `CPU.${load}.0.cpuprofile`);
+    files = [];
     if (load === 'ingest') {
       const flood = gens.flood(p.ingest.publishers, p.profileMs + 1000);
       await sleep(500);
       await target.node.call('probe.cpuprofile.start');
       await sleep(p.profileMs);
-      await target.node.call('probe.cpuprofile.stop', { file });
+      files = await target.node.call<string[]>('probe.cpuprofile.stop', { file });
       await flood;
     } else if (load === 'durable') {
       const alarms = gens.alarms(p.profileMs + 1000, 0, Math.min(p.durable.devices, creds.length));
       await sleep(500);
       await target.node.call('probe.cpuprofile.start');
       await sleep(p.profileMs);
-      await target.node.call('probe.cpuprofile.stop', { file });
+      files = await target.node.call<string[]>('probe.cpuprofile.stop', { file });
       await alarms;
     } else {
       const probeDevices = await target.provision(p.latency.probeDevices, 'prof-p1');
@@ -52,7 +55,7 @@ export async function profileGateway(load: ProfiledLoad, p: Profile, log: Log): 
       await sleep(500);
       await target.node.call('probe.cpuprofile.start');
       await sleep(p.profileMs);
-      await target.node.call('probe.cpuprofile.stop', { file });
+      files = await target.node.call<string[]>('probe.cpuprofile.stop', { file });
       await bg;
       await result;
     }
@@ -63,9 +66,8 @@ export async function profileGateway(load: ProfiledLoad, p: Profile, log: Log): 
     await target.close();
   }
   try {
-    const file = newestProfile(dir);
-    if (!file) return { error: 'the gateway wrote no .cpuprofile' };
-    return summariseProfile(file, ROOT);
+    if (!files.length) return { error: 'the gateway wrote no .cpuprofile' };
+    return files.map((f) => ({ ...summariseProfile(f, ROOT), thread: threadName(f) }));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,7 +1,7 @@
 // Summarise a V8 CPU profile (`node --cpu-prof`): self time per function, the top of the list, so the report
 // can name what the gateway spends its core on when a target is missed.
-import { readdirSync, readFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { relative } from 'node:path';
 
 interface ProfileNode {
   id: number;
@@ -24,6 +24,8 @@ export interface SelfTime {
 
 export interface ProfileSummary {
   file: string;
+  /** which thread of the process: 'main thread', 'writer thread', … (threadName) */
+  thread?: string;
   totalMs: number;
   /** share of sampled time the process was idle (waiting in epoll) */
   idlePct: number;
@@ -100,13 +102,12 @@ function areaOf(url: string, root: string, name: string): string {
   return rel.split('/').slice(0, rel.includes('/') ? 1 : 0).join('/') || rel;
 }
 
-/**
- * The main thread's .cpuprofile in a directory. Node writes one per thread — `CPU.<date>.<time>.<pid>.<tid>.<n>` —
- * and tsx's module loader runs in a worker thread of its own, whose profile says nothing about the gateway.
- */
-export function newestProfile(dir: string): string | null {
-  const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).sort();
-  const main = files.filter((f) => f.split('.')[4] === '0');
-  const pick = main.length ? main : files;
-  return pick.length ? join(dir, pick[pick.length - 1]!) : null;
+/** What a thread of the gateway is, from the script it runs (the probe stores it with a worker's profile). */
+export function threadName(file: string): string {
+  const url = (JSON.parse(readFileSync(file, 'utf8')) as { workerUrl?: string }).workerUrl;
+  if (url === undefined) return 'main thread';
+  if (/writer\/worker\.[jt]s$/.test(url)) return 'writer thread';
+  if (/writer\/checkpointer\.[jt]s$/.test(url)) return 'checkpointer thread';
+  if (/thread-stream|pino/.test(url)) return 'log transport thread';
+  return `thread (${url.split('/').slice(-2).join('/')})`;
 }

@@ -81,22 +81,71 @@ function post<T>(method: string, params?: object): Promise<T> {
   return new Promise((resolve, reject) => session!.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res as T))));
 }
 
-async function cpuProfile(start: boolean, file?: string): Promise<string | null> {
+/**
+ * The process's worker threads (the gateway's writer and checkpointer), reached through the main thread's inspector
+ * session (the NodeWorker domain, as DevTools attaches to workers): each is profiled with the main thread, and
+ * nothing is loaded into the threads themselves.
+ */
+interface WorkerSession { sessionId: string; url: string; pending: Map<number, (msg: { result?: unknown; error?: { message: string } }) => void>; nextId: number }
+let workers = new Map<string, WorkerSession>();
+
+function toWorker<T>(w: WorkerSession, method: string, params: object = {}): Promise<T> {
+  const id = w.nextId++;
+  return new Promise<T>((resolve, reject) => {
+    w.pending.set(id, (msg) => (msg.error ? reject(new Error(msg.error.message)) : resolve(msg.result as T)));
+    post('NodeWorker.sendMessageToWorker', { sessionId: w.sessionId, message: JSON.stringify({ id, method, params }) }).catch(reject);
+  });
+}
+
+async function startWorkerProfiles(): Promise<void> {
+  workers = new Map();
+  const attached: Promise<unknown>[] = [];
+  session!.on('NodeWorker.attachedToWorker', (m) => {
+    const p = m.params as { sessionId: string; workerInfo: { url: string } };
+    const w: WorkerSession = { sessionId: p.sessionId, url: p.workerInfo.url, pending: new Map(), nextId: 1 };
+    workers.set(p.sessionId, w);
+    attached.push(toWorker(w, 'Profiler.enable').then(() => toWorker(w, 'Profiler.setSamplingInterval', { interval: 500 })).then(() => toWorker(w, 'Profiler.start')));
+  });
+  session!.on('NodeWorker.receivedMessageFromWorker', (m) => {
+    const p = m.params as { sessionId: string; message: string };
+    const msg = JSON.parse(p.message) as { id?: number; result?: unknown; error?: { message: string } };
+    const w = workers.get(p.sessionId);
+    if (w && msg.id !== undefined) { w.pending.get(msg.id)?.(msg); w.pending.delete(msg.id); }
+  });
+  session!.on('NodeWorker.detachedFromWorker', (m) => { workers.delete((m.params as { sessionId: string }).sessionId); });
+  await post('NodeWorker.enable', { waitForDebuggerOnStart: false });
+  // the threads already running are announced at once
+  await new Promise((r) => setTimeout(r, 100));
+  await Promise.allSettled(attached);
+}
+
+/** start: null; stop: the main thread's file, then one per worker thread (`<file>.thread-<n>.cpuprofile`) */
+async function cpuProfile(start: boolean, file?: string): Promise<string[] | null> {
   if (start) {
     session = new Session();
     session.connect();
     await post('Profiler.enable');
     await post('Profiler.setSamplingInterval', { interval: 500 });
     await post('Profiler.start');
+    await startWorkerProfiles();
     return null;
   }
   if (!session) throw new Error('no CPU profile was started');
+  if (!file) throw new Error('probe.cpuprofile.stop needs a file');
+  const threads = [...workers.values()].map(async (w, i) => {
+    const { profile } = await toWorker<{ profile: unknown }>(w, 'Profiler.stop');
+    const name = `${file}.thread-${i + 1}.cpuprofile`;
+    // the thread's script, for the report to say which thread this is
+    writeFileSync(name, JSON.stringify({ ...(profile as object), workerUrl: w.url }));
+    return name;
+  });
   const { profile } = await post<{ profile: unknown }>('Profiler.stop');
+  writeFileSync(file, JSON.stringify(profile));
+  const others = (await Promise.allSettled(threads)).flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  await post('NodeWorker.disable').catch(() => undefined);
   session.disconnect();
   session = null;
-  if (!file) throw new Error('probe.cpuprofile.stop needs a file');
-  writeFileSync(file, JSON.stringify(profile));
-  return file;
+  return [file, ...others];
 }
 
 export interface ProbeStats {

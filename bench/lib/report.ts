@@ -21,7 +21,8 @@ export interface BenchResults {
   traffic: TrafficResult[];
   fleet: FleetResult[];
   inMemory: InMemResult[];
-  profiles: { load: 'ingest' | 'latency' | 'durable'; summary: ProfileSummary | { error: string } }[];
+  /** `summary`: one per thread, the main thread first (a single one in results written before threads were profiled) */
+  profiles: { load: 'ingest' | 'latency' | 'durable'; summary: ProfileSummary[] | ProfileSummary | { error: string } }[];
   histogram: { svg: string; png: string | null; pngError: string | null } | null;
   /** bench/analysis.md, included as written */
   analysis: string | null;
@@ -461,7 +462,7 @@ export function renderMarkdown(r: BenchResults, cs: Check[]): string {
   if (r.profiles.length) {
     out.push('## Where the gateway spends its CPU');
     out.push('');
-    out.push(`V8's sampling CPU profiler (what \`node --cpu-prof\` runs) on the gateway process, started and stopped through \`node:inspector\` around ${fmt(r.profile.profileMs / 1000, 0)} s of each load only (figure 2's flood; figure 1's top background rate with the probe; figure 5's alarms), so start-up does not dilute it. The gateway runs as in the figures, in its own process; \`run\` called by better-sqlite3's \`sqliteTransaction\` is BEGIN, COMMIT (WAL write and fsync with synchronous=FULL) and the per-observation SAVEPOINT/RELEASE. Self time per function as a share of the busy (non-idle) samples; a native function is shown with its JavaScript caller.`);
+    out.push(`V8's sampling CPU profiler (what \`node --cpu-prof\` runs) on every thread of the gateway process (the main thread with the sockets, the writer thread with the domain and its transactions, the checkpointer), started and stopped through \`node:inspector\` around ${fmt(r.profile.profileMs / 1000, 0)} s of each load only (figure 2's flood; figure 1's top background rate with the probe; figure 5's alarms), so start-up does not dilute it. The gateway runs as in the figures, in its own process; \`run\` called by better-sqlite3's \`sqliteTransaction\` is BEGIN, COMMIT (WAL write and fsync with synchronous=FULL) and the per-observation SAVEPOINT/RELEASE. Self time per function as a share of the busy (non-idle) samples; a native function is shown with its JavaScript caller.`);
     out.push('');
     for (const p of r.profiles) {
       const title = p.load === 'ingest' ? 'Under the ingest flood (figure 2)'
@@ -474,11 +475,18 @@ export function renderMarkdown(r: BenchResults, cs: Check[]): string {
         out.push('');
         continue;
       }
-      const s = p.summary;
-      out.push(`${fmt(s.totalMs / 1000, 1)} s sampled, ${fmt(s.idlePct, 0)} % idle; garbage collection ${fmt(s.gcPct, 1)} % of busy time. By area: ${s.byArea.map((a) => `${a.area} ${fmt(a.pct, 0)} %`).join(', ')}.`);
-      out.push('');
-      out.push(table(['self %', 'function', 'where'], s.top.map((t) => [fmt(t.pct, 1), `\`${t.fn}\``, t.where ? `\`${t.where}\`` : ''])));
-      out.push('');
+      const all = Array.isArray(p.summary) ? p.summary : [p.summary];
+      for (const s of all) {
+        // threads that hardly ran (a log transport) are one line, not a table
+        const busyMs = s.totalMs * (1 - s.idlePct / 100);
+        if (all.length > 1) out.push(`**${s.thread ?? 'main thread'}** — busy ${fmt(busyMs / 1000, 1)} s of ${fmt(s.totalMs / 1000, 1)} s sampled`);
+        if (all.length > 1) out.push('');
+        if (s !== all[0] && busyMs < 0.02 * s.totalMs) continue;
+        out.push(`${fmt(s.totalMs / 1000, 1)} s sampled, ${fmt(s.idlePct, 0)} % idle; garbage collection ${fmt(s.gcPct, 1)} % of busy time. By area: ${s.byArea.map((a) => `${a.area} ${fmt(a.pct, 0)} %`).join(', ')}.`);
+        out.push('');
+        out.push(table(['self %', 'function', 'where'], s.top.map((t) => [fmt(t.pct, 1), `\`${t.fn}\``, t.where ? `\`${t.where}\`` : ''])));
+        out.push('');
+      }
     }
   }
 

@@ -96,10 +96,15 @@ describe('npm run bench (smoke profile)', () => {
         expect(step.p1?.n ?? 0, `${im.system}: no in-process P1 sample`).toBeGreaterThan(0);
       }
 
-      // the CPU profile was taken and summarised with the gateway's own functions in it
+      // the CPU profile was taken on the main thread and on the writer thread, each summarised with the gateway's own
+      // functions in it
       const prof = results.profiles.find((p) => p.load === 'ingest')!.summary;
       expect('error' in prof ? prof.error : '').toBe('');
-      if (!('error' in prof)) expect(prof.top.length).toBeGreaterThan(0);
+      const threads = Array.isArray(prof) ? prof : [];
+      expect(threads.map((t) => t.thread)).toEqual(expect.arrayContaining(['main thread', 'writer thread']));
+      for (const t of threads.filter((x) => x.thread === 'main thread' || x.thread === 'writer thread')) {
+        expect(t.top.some((f) => f.where.startsWith('dist/')), `${t.thread}: no function of the gateway in ${JSON.stringify(t.top)}`).toBe(true);
+      }
 
       // figure 6: SOS alarms were acknowledged while a (tiny) import ran, and the import went in
       expect(results.importStall, `no figure 6\n${why()}`).not.toBeNull();
