@@ -285,7 +285,7 @@ export async function runTraffic(system: SystemName, p: Profile, log: Log, figur
             discarded: load.noisy,
           };
           out.ingest.push(r);
-          log(`  ${system} fig2: ${Math.round(r.msgPerS)} msg/s taken in (offered ${Math.round(r.offeredPerS)}, shed ${Math.round(r.shedPerS)}), cpu ${system} ${cpuRead.system!.toFixed(0)}%${partsText(r.cpu.parts)} gen ${cpuRead.generators!.toFixed(0)}%; ${conditions(load)}`);
+          log(`  ${system} fig2: ${Math.round(r.processedPerS ?? r.msgPerS)} msg/s taken in${r.processedPerS !== undefined ? ` (${Math.round(r.msgPerS)}/s as rows)` : ''} (offered ${Math.round(r.offeredPerS)}, shed ${Math.round(r.shedPerS)}), cpu ${system} ${cpuRead.system!.toFixed(0)}%${partsText(r.cpu.parts)} gen ${cpuRead.generators!.toFixed(0)}%; ${conditions(load)}`);
           return r.discarded;
         }, out.errors);
         await sleep(1000);
