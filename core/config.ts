@@ -148,6 +148,15 @@ export const ConfigSchema = Type.Object(
         connectFailureLimit: Type.Integer({ minimum: 0, default: 50 }),
         connectFailureWindowMs: Type.Integer({ minimum: 100, default: 10_000 }),
         connectBackoffMs: Type.Integer({ minimum: 100, default: 30_000 }),
+        /**
+         * Messages a device may publish per second, sustained, after a burst of publishBurst (0: no limit — only for
+         * measuring the pipeline's own capacity, as `npm run bench` does). Beyond it nothing is dropped or reordered:
+         * the messages already read are processed, and the device's connection is read again only when it is back
+         * within its rate (its PUBACKs wait), so TCP pushes back on it. A flooding device then cannot take the main
+         * thread from everyone else's alarms. A device's own alarm pays no token (docs/security.md).
+         */
+        publishRatePerS: Type.Integer({ minimum: 0, default: 100 }),
+        publishBurst: Type.Integer({ minimum: 1, default: 1000 }),
       },
       { default: {} },
     ),

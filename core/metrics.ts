@@ -96,6 +96,11 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       help: 'Sockets closed at accept (or idle ones closed to make room) by listener and reason: limit, evicted-idle, per-address, backoff, per-user, accept-error',
       labelNames: ['listener', 'reason'] as const, registers: [registry],
     }),
+    publishesPaced: new Counter({
+      name: 'eldergate_mqtt_publishes_paced_total',
+      help: 'Publishes from a device beyond mqtt.publishRatePerS: processed, but its connection is read again (and they are acknowledged) only once it is back within its rate',
+      registers: [registry],
+    }),
     connectionCap: new Gauge({
       name: 'eldergate_connection_cap', help: 'Sockets each listener admits (derived from the descriptor limit)',
       labelNames: ['listener'] as const, registers: [registry],

@@ -10,7 +10,8 @@ import { createLogLimiter, type Logger } from '../../core/logger.js';
 import { SocketGate } from '../../core/limits.js';
 import type { Metrics } from '../../core/metrics.js';
 import type { Bus } from '../../core/bus.js';
-import { topics } from '../../core/contracts.js';
+import { isLifeSafety, topics } from '../../core/contracts.js';
+import { TokenBucket } from 'limiter';
 import type { DeviceRegistry } from '../../devices/registry.js';
 import { DEVICE_ID_RE } from '../../devices/credentials.js';
 import { MQTT_KINDS } from '../../devices/kinds/index.js';
@@ -229,6 +230,29 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
       { deviceId: m.deviceId, topic: m.topic, reason, bytes: m.payload.length }, 'unreadable message'),
   });
 
+  /**
+   * A device's publish rate (mqtt.publishRatePerS after a burst of mqtt.publishBurst). A publish beyond it is processed
+   * like any other — nothing is dropped or reordered: it was handed to the writer before this is asked — but its
+   * `done` waits for the device's next token, and aedes reads nothing more from a connection while a `done` of its
+   * last read waits: the device's TCP window fills and it slows down. undefined: within its rate.
+   */
+  const buckets = new WeakMap<Client, TokenBucket>();
+  const pace = (client: Client): Promise<unknown> | undefined => {
+    const rate = config.mqtt.publishRatePerS;
+    if (rate === 0) return undefined;
+    let b = buckets.get(client);
+    if (!b) {
+      b = new TokenBucket({ bucketSize: config.mqtt.publishBurst, tokensPerInterval: rate, interval: 'second' });
+      b.content = config.mqtt.publishBurst;
+      buckets.set(client, b);
+    }
+    if (b.tryRemoveTokens(1)) return undefined;
+    metrics.publishesPaced.inc();
+    limited.warn('paced', client.id, { deviceId: client.id, ratePerS: rate, burst: config.mqtt.publishBurst },
+      'a device publishes faster than mqtt.publishRatePerS: its connection is read more slowly (nothing is dropped); check the terminal');
+    return b.removeTokens(1);
+  };
+
   // aedes writes the PUBACK after `done(null)` and only then; `done(err)` closes the connection without one. While
   // `done` waits, aedes reads nothing more from this connection: the PUBACK withheld is the back-pressure (the
   // device's in-flight window fills, then its TCP window).
@@ -245,14 +269,21 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
       packet.retain = false;
       metrics.refused.inc({ stage: 'publish', reason: 'retain flag cleared' });
     }
+    let alarm = false;
     const wait = handleMessage({
       deviceId: id, channel, topic: packet.topic, payload: packet.payload as Buffer, qos: packet.qos, source: 'mqtt',
       // a Will is dated when its connection closed, not when its slice came
       at: receivedAt ?? Date.now(),
-      stamp: (obs) => stampSession(obs, client, packet),
+      stamp: (obs) => {
+        alarm = isLifeSafety(obs.type);
+        stampSession(obs, client, packet);
+      },
     });
-    if (!wait) return done(null);
-    wait.then(() => done(null), (err: Error) => {
+    // an alarm's PUBACK never waits for the rate, and a Will is the connection's last word
+    const held = alarm || will ? undefined : pace(client);
+    const ok = held ? () => void held.then(() => done(null), () => done(null)) : () => done(null);
+    if (!wait) return ok();
+    wait.then(ok, (err: Error) => {
       if (err instanceof DeviceGoneError) {
         // suspended or removed while this publish was on its way (the revocation closes the connection): kept raw,
         // counted, no PUBACK

@@ -67,6 +67,8 @@ export type FromWriter =
   | { op: 'storage'; ok: true }
   | { op: 'storage'; ok: false; writer: string; error: WireError; at: number }
   | { op: 'stats'; stats: WriterStats }
+  /** the writer took `n` messages off its port (the main thread bounds what it has posted and not yet been taken) */
+  | { op: 'took'; n: number }
   | { op: 'log'; line: string }
   | { op: 'fatal'; error: WireError };
 

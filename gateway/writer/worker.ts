@@ -186,6 +186,7 @@ function main(): void {
     next = 0;
   };
   port!.on('message', (batch: ToWriter[]) => {
+    post({ op: 'took', n: batch.length });
     for (const m of batch) inbox.push(m);
     if (!resumeQueued) drain();
   });

@@ -1,0 +1,102 @@
+// A device that floods (a firmware loop, a compromised terminal) must not take the gateway from everyone else's
+// alarms. Measured before these bounds (`npm run bench`'s harness, 10 devices flooding QoS 0 heartbeats): another
+// device's SOS waited 1.4 s for its PUBACK at the median, 3.3 s at worst. Two bounds, each shown here on a real
+// gateway (aedes on a real port, the real mqtt client, the writer thread on the SQLite file):
+//
+// - mqtt.publishRatePerS / publishBurst: beyond its rate a device's connection is read more slowly — nothing it sent
+//   is dropped or reordered, its PUBACKs wait — while another device's SOS goes through at once;
+// - the writer's port: QoS 0 telemetry the writer thread has not taken yet is bounded (gateway/writer/client.ts
+//   PORT_LIMIT); beyond it, it is shed and counted instead of queueing in front of the next alarm.
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dbFile } from '../../core/db.js';
+import { metricValue, publishAsync, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
+
+const heartbeat = (seq: number) => JSON.stringify({ ts: Date.now(), seq, type: 'heartbeat', battery: 90 });
+const processed = (t: TestGateway) => Promise.all(['stored', 'state'].map((result) =>
+  metricValue(t.gw, 'eldergate_observations_total', { source: 'mqtt', class: 'other', result }))).then(([a, b]) => a! + b!);
+
+describe('a device publishing beyond its rate', () => {
+  const RATE = 50;
+  const BURST = 20;
+  let t: TestGateway;
+  beforeAll(async () => {
+    t = await startTestGateway({ mqtt: { port: 0, host: '127.0.0.1', publishRatePerS: RATE, publishBurst: BURST } });
+  });
+  afterAll(async () => t?.stop());
+
+  it('is read more slowly, loses nothing, and does not hold back another device\'s SOS', async () => {
+    const flooder = await t.provision('call-phone');
+    const elder = await t.provision('call-phone');
+    const a = await t.connectDevice(flooder.id, flooder.secret);
+    const b = await t.connectDevice(elder.id, elder.secret);
+    try {
+      const before = await processed(t);
+      const N = 150;
+      const started = Date.now();
+      for (let seq = 1; seq < N; seq++) a.publish(`devices/${flooder.id}/telemetry`, heartbeat(seq), { qos: 0 });
+      let floodAckedAt = 0;
+      const last = publishAsync(a, `devices/${flooder.id}/telemetry`, heartbeat(N), 1).then(() => { floodAckedAt = Date.now(); });
+
+      // the other device's SOS, sent while the flooder is being paced
+      await new Promise((r) => setTimeout(r, 300));
+      await publishAsync(b, `devices/${elder.id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), 1);
+      const sosAckedAt = Date.now();
+      await last;
+
+      // the flooder's last message is acknowledged only after its rate allowed it: (N - BURST) / RATE seconds at the
+      // least (a lower bound the token bucket cannot beat); the SOS went through well before
+      expect(floodAckedAt - started).toBeGreaterThanOrEqual(((N - BURST) / RATE) * 1000 - 250);
+      expect(sosAckedAt).toBeLessThan(floodAckedAt);
+      const sos = t.gw.store.sqlite.prepare("select count(*) from incidents where device_id = ? and type = 'sos'").pluck().get(elder.id);
+      expect(sos).toBe(1);
+      // nothing the flooder sent was dropped: every heartbeat went through the writer (a row or the device's state)
+      await waitFor(async () => (await processed(t)) - before >= N, `all ${N} heartbeats processed`);
+      expect(await metricValue(t.gw, 'eldergate_telemetry_shed_total')).toBe(0);
+      expect(await metricValue(t.gw, 'eldergate_mqtt_publishes_paced_total')).toBeGreaterThanOrEqual(N - BURST - 5);
+    } finally {
+      a.end(true);
+      b.end(true);
+    }
+  }, 30_000);
+});
+
+describe('QoS 0 telemetry the writer thread has not taken yet', () => {
+  let t: TestGateway;
+  // no per-device pacing here: one connection stands for many devices, as a benchmark's generator does
+  beforeAll(async () => { t = await startTestGateway({ mqtt: { port: 0, host: '127.0.0.1', publishRatePerS: 0 } }); });
+  afterAll(async () => t?.stop());
+
+  it('is bounded: while the writer is stuck, the excess is shed and counted, and the next SOS is stored once', async () => {
+    const flooder = await t.provision('call-phone');
+    const elder = await t.provision('call-phone');
+    const a = await t.connectDevice(flooder.id, flooder.secret);
+    const b = await t.connectDevice(elder.id, elder.secret);
+    // a third connection takes the write lock: the writer thread blocks in its next transaction and takes nothing
+    // more off its port until the lock is released
+    const blocker = new Database(dbFile(t.dataDir));
+    blocker.prepare('BEGIN IMMEDIATE').run();
+    let released = false;
+    try {
+      const first = publishAsync(a, `devices/${flooder.id}/telemetry`, heartbeat(1), 1); // commits: the writer blocks
+      await new Promise((r) => setTimeout(r, 200));
+      const N = 6000;
+      for (let seq = 2; seq <= N; seq++) a.publish(`devices/${flooder.id}/telemetry`, heartbeat(seq), { qos: 0 });
+      const sos = publishAsync(b, `devices/${elder.id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), 1);
+      // the main thread read them all and posted at most the bound: the rest was shed, counted
+      await waitFor(async () => (await metricValue(t.gw, 'eldergate_telemetry_shed_total')) >= N - 2_500, 'the excess shed', 10_000);
+      blocker.prepare('COMMIT').run();
+      released = true;
+      await first;
+      await sos;
+      const rows = t.gw.store.sqlite.prepare("select count(*) from observations where device_id = ? and type = 'sos'").pluck().get(elder.id);
+      expect(rows).toBe(1);
+      expect(t.gw.store.sqlite.prepare("select count(*) from incidents where device_id = ? and type = 'sos'").pluck().get(elder.id)).toBe(1);
+    } finally {
+      if (!released) blocker.prepare('ROLLBACK').run();
+      blocker.close();
+      a.end(true);
+      b.end(true);
+    }
+  }, 30_000);
+});
