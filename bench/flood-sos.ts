@@ -26,7 +26,7 @@ for (const [label, env] of [['pacing on (default: 100/s, burst 1000)', { ELDERGA
     const r = await result;
     const text = await (await fetch(`${t.api!.http}/metrics`)).text();
     const metric = (name: string) => text.split('\n').filter((l) => l.startsWith(name)).map((l) => Number(l.split(' ').pop())).reduce((a, b) => a + b, 0);
-    console.log(`${label}, ${flooders} flooders: SOS sent ${r.sent}, late ${r.late}, lost ${r.lost}; PUBACK p50 ${q(r.pubacks, 0.5).toFixed(1)} ms, max ${Math.max(...r.pubacks).toFixed(1)} ms; on the console p50 ${q(r.latencies, 0.5).toFixed(1)} ms, p99 ${q(r.latencies, 0.99).toFixed(1)} ms; paced publishes ${metric('eldergate_mqtt_publishes_paced_total')}, telemetry shed ${metric('eldergate_telemetry_shed_total')}`);
+    console.log(`${label}, ${flooders} flooders: SOS sent ${r.sent}, late ${r.late}, lost ${r.lost}; PUBACK p50 ${q(r.pubacks, 0.5).toFixed(1)} ms, max ${(r.pubacks.length ? Math.max(...r.pubacks) : NaN).toFixed(1)} ms; on the console p50 ${q(r.latencies, 0.5).toFixed(1)} ms, p99 ${q(r.latencies, 0.99).toFixed(1)} ms; paced publishes ${metric('eldergate_mqtt_publishes_paced_total')}, telemetry shed ${metric('eldergate_telemetry_shed_total')}`);
   } finally {
     await Promise.race([gens.close(), sleep(5000)]);
     await t.close();

@@ -157,6 +157,11 @@ export const ConfigSchema = Type.Object(
          */
         publishRatePerS: Type.Integer({ minimum: 0, default: 100 }),
         publishBurst: Type.Integer({ minimum: 1, default: 1000 }),
+        /**
+         * a device over its rate this long (ms) without getting back under it is disconnected: what it queued behind
+         * its flood, its own alarm among it, would otherwise wait for the flood at its rate (0 = never)
+         */
+        publishOverRateCloseMs: Type.Integer({ minimum: 0, default: 30_000 }),
       },
       { default: {} },
     ),

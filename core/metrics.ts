@@ -93,7 +93,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     }),
     connectionsRefused: new Counter({
       name: 'eldergate_connections_refused_total',
-      help: 'Sockets closed at accept (or idle ones closed to make room) by listener and reason: limit, evicted-idle, per-address, backoff, per-user, accept-error',
+      help: 'Sockets closed at accept (or idle ones closed to make room) by listener and reason: limit, evicted-idle, per-address, backoff, per-user, accept-error, over-rate (an MQTT device that stayed over its publish rate, mqtt.publishOverRateCloseMs)',
       labelNames: ['listener', 'reason'] as const, registers: [registry],
     }),
     publishesPaced: new Counter({

@@ -89,11 +89,20 @@ function post<T>(method: string, params?: object): Promise<T> {
 interface WorkerSession { sessionId: string; url: string; pending: Map<number, (msg: { result?: unknown; error?: { message: string } }) => void>; nextId: number }
 let workers = new Map<string, WorkerSession>();
 
+/** a call into a worker's inspector; a worker that exits (or never answers) fails it after 10 s, not the harness */
 function toWorker<T>(w: WorkerSession, method: string, params: object = {}): Promise<T> {
   const id = w.nextId++;
   return new Promise<T>((resolve, reject) => {
-    w.pending.set(id, (msg) => (msg.error ? reject(new Error(msg.error.message)) : resolve(msg.result as T)));
-    post('NodeWorker.sendMessageToWorker', { sessionId: w.sessionId, message: JSON.stringify({ id, method, params }) }).catch(reject);
+    const timer = setTimeout(() => { w.pending.delete(id); reject(new Error(`${method}: the thread did not answer`)); }, 10_000);
+    w.pending.set(id, (msg) => {
+      clearTimeout(timer);
+      if (msg.error) reject(new Error(msg.error.message));
+      else resolve(msg.result as T);
+    });
+    post('NodeWorker.sendMessageToWorker', { sessionId: w.sessionId, message: JSON.stringify({ id, method, params }) }).catch((err: Error) => {
+      clearTimeout(timer);
+      reject(err);
+    });
   });
 }
 
@@ -104,7 +113,9 @@ async function startWorkerProfiles(): Promise<void> {
     const p = m.params as { sessionId: string; workerInfo: { url: string } };
     const w: WorkerSession = { sessionId: p.sessionId, url: p.workerInfo.url, pending: new Map(), nextId: 1 };
     workers.set(p.sessionId, w);
-    attached.push(toWorker(w, 'Profiler.enable').then(() => toWorker(w, 'Profiler.setSamplingInterval', { interval: 500 })).then(() => toWorker(w, 'Profiler.start')));
+    const started = toWorker(w, 'Profiler.enable').then(() => toWorker(w, 'Profiler.setSamplingInterval', { interval: 500 })).then(() => toWorker(w, 'Profiler.start'));
+    started.catch(() => undefined); // a thread attached later (a restarted writer) is profiled if it can be
+    attached.push(started);
   });
   session!.on('NodeWorker.receivedMessageFromWorker', (m) => {
     const p = m.params as { sessionId: string; message: string };
@@ -112,7 +123,13 @@ async function startWorkerProfiles(): Promise<void> {
     const w = workers.get(p.sessionId);
     if (w && msg.id !== undefined) { w.pending.get(msg.id)?.(msg); w.pending.delete(msg.id); }
   });
-  session!.on('NodeWorker.detachedFromWorker', (m) => { workers.delete((m.params as { sessionId: string }).sessionId); });
+  session!.on('NodeWorker.detachedFromWorker', (m) => {
+    // a thread that exits mid-profile: its calls fail now, the other threads' profiles are still written
+    const sessionId = (m.params as { sessionId: string }).sessionId;
+    const w = workers.get(sessionId);
+    workers.delete(sessionId);
+    for (const settle of w?.pending.values() ?? []) settle({ error: { message: 'the thread exited' } });
+  });
   await post('NodeWorker.enable', { waitForDebuggerOnStart: false });
   // the threads already running are announced at once
   await new Promise((r) => setTimeout(r, 100));

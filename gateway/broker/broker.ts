@@ -11,7 +11,6 @@ import { SocketGate } from '../../core/limits.js';
 import type { Metrics } from '../../core/metrics.js';
 import type { Bus } from '../../core/bus.js';
 import { isLifeSafety, topics } from '../../core/contracts.js';
-import { TokenBucket } from 'limiter';
 import type { DeviceRegistry } from '../../devices/registry.js';
 import { DEVICE_ID_RE } from '../../devices/credentials.js';
 import { MQTT_KINDS } from '../../devices/kinds/index.js';
@@ -22,6 +21,7 @@ import { stampSession } from './session.js';
 import { ConnectThrottle } from './throttle.js';
 import { ConnectAdmission } from './admission.js';
 import { KeyOrderedSlices } from './slices.js';
+import { PublishPacer } from './pacing.js';
 import type { LiveStates, IngestPort } from '../writer/client.js';
 
 export interface BrokerDeps {
@@ -230,28 +230,22 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
       { deviceId: m.deviceId, topic: m.topic, reason, bytes: m.payload.length }, 'unreadable message'),
   });
 
-  /**
-   * A device's publish rate (mqtt.publishRatePerS after a burst of mqtt.publishBurst). A publish beyond it is processed
-   * like any other — nothing is dropped or reordered: it was handed to the writer before this is asked — but its
-   * `done` waits for the device's next token, and aedes reads nothing more from a connection while a `done` of its
-   * last read waits: the device's TCP window fills and it slows down. undefined: within its rate.
-   */
-  const buckets = new WeakMap<Client, TokenBucket>();
-  const pace = (client: Client): Promise<unknown> | undefined => {
-    const rate = config.mqtt.publishRatePerS;
-    if (rate === 0) return undefined;
-    let b = buckets.get(client);
-    if (!b) {
-      b = new TokenBucket({ bucketSize: config.mqtt.publishBurst, tokensPerInterval: rate, interval: 'second' });
-      b.content = config.mqtt.publishBurst;
-      buckets.set(client, b);
-    }
-    if (b.tryRemoveTokens(1)) return undefined;
-    metrics.publishesPaced.inc();
-    limited.warn('paced', client.id, { deviceId: client.id, ratePerS: rate, burst: config.mqtt.publishBurst },
-      'a device publishes faster than mqtt.publishRatePerS: its connection is read more slowly (nothing is dropped); check the terminal');
-    return b.removeTokens(1);
-  };
+  // a device over its publish rate is read more slowly (gateway/broker/pacing.ts; docs/security.md)
+  const pacer = new PublishPacer({
+    ratePerS: config.mqtt.publishRatePerS,
+    burst: config.mqtt.publishBurst,
+    overRateCloseMs: config.mqtt.publishOverRateCloseMs,
+    onPaced: (client) => {
+      metrics.publishesPaced.inc();
+      limited.warn('paced', client.id, { deviceId: client.id, ratePerS: config.mqtt.publishRatePerS, burst: config.mqtt.publishBurst },
+        'a device publishes faster than mqtt.publishRatePerS: its connection is read more slowly (nothing is dropped); check the terminal');
+    },
+    onClosed: (client, overMs) => {
+      metrics.connectionsRefused.inc({ listener: 'mqtt', reason: 'over-rate' });
+      limited.warn('over rate', client.id, { deviceId: client.id, overMs: Math.round(overMs) },
+        'closing a device that stayed over mqtt.publishRatePerS for mqtt.publishOverRateCloseMs: it reconnects and resends what was not acknowledged; check the terminal');
+    },
+  });
 
   // aedes writes the PUBACK after `done(null)` and only then; `done(err)` closes the connection without one. While
   // `done` waits, aedes reads nothing more from this connection: the PUBACK withheld is the back-pressure (the
@@ -280,8 +274,7 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
       },
     });
     // an alarm's PUBACK never waits for the rate, and a Will is the connection's last word
-    const held = alarm || will ? undefined : pace(client);
-    const ok = held ? () => void held.then(() => done(null), () => done(null)) : () => done(null);
+    const ok = alarm || will || !pacer.enabled ? () => done(null) : () => pacer.pace(client, () => done(null));
     if (!wait) return ok();
     wait.then(ok, (err: Error) => {
       if (err instanceof DeviceGoneError) {
@@ -308,6 +301,7 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
   });
   aedes.on('clientDisconnect', (client: Client) => {
     metrics.connected.set(aedes.connectedClients);
+    pacer.closed(client);
     const at = Date.now();
     closing.push(client.id, () => {
       // a newer connection with the same id may already have replaced this one

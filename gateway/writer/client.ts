@@ -153,8 +153,10 @@ export class WriterThread implements IngestPort {
           started = true;
           this.restarts = 0;
           // the writer starts with every device offline: tell it who is connected to this node (not heard from now)
-          worker.postMessage([...this.replicationWhileDown,
-            ...[...this.online].map(([deviceId, at]): ToWriter => ({ op: 'online', deviceId, online: true, at, restore: true }))]);
+          const first: ToWriter[] = [...this.replicationWhileDown,
+            ...[...this.online].map(([deviceId, at]): ToWriter => ({ op: 'online', deviceId, online: true, at, restore: true }))];
+          worker.postMessage(first);
+          this.onPort = first.length; // the writer says it took them, like any batch
           this.replicationWhileDown = [];
           this.live = true;
           resolve(m.restored);
@@ -276,8 +278,8 @@ export class WriterThread implements IngestPort {
     this.outbox = [];
     if (batch.length === 0) return;
     if (this.live) {
-      this.onPort += batch.length;
       this.worker.postMessage(batch);
+      this.onPort += batch.length;
       return;
     }
     // nothing is handed to a thread that is gone (it would be dropped silently): the next one is told who is online,
