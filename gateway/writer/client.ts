@@ -85,10 +85,11 @@ const RESTART_BACKOFF_MS = [0, 500, 2000, 5000];
 const IN_FLIGHT_LIMIT = 20_000;
 /**
  * Messages posted to the writer's port and not yet taken off it by the writer. The port is a queue no one else
- * bounds: telemetry posted faster than the writer takes it (a device flooding heartbeats) piles up there, and an alarm
- * posted behind it waits for all of it — measured before this bound: 10 devices flooding QoS 0 heartbeats held a
- * legitimate SOS's PUBACK 1.4 s at the median, 3.3 s at worst. Beyond it, QoS 0 telemetry is shed here, counted
- * (QoS 1 telemetry is bounded by IN_FLIGHT_LIMIT: each one waits for its answer); an alarm is always posted.
+ * bounds: telemetry posted faster than the writer takes it (a stalled disk or lock, a flood) piles up there in
+ * memory, and an alarm posted behind it waits for all of it. Beyond this, QoS 0 telemetry is shed here, counted (QoS 1
+ * telemetry is bounded by IN_FLIGHT_LIMIT: each one waits for its answer); an alarm is always posted. The writer
+ * counts what it takes in shared memory: a count sent back as a message reached a flooded main thread late, and the
+ * bound then shed what the writer had room for (figure 2 fell from ~50k to 4–9k msg/s taken in).
  */
 const PORT_LIMIT = 2_000;
 
@@ -140,7 +141,10 @@ export class WriterThread implements IngestPort {
   private checkpointer: { close(): Promise<void> } | null = null;
 
   private spawn(): Promise<{ devices: number; timers: number }> {
-    const init: WriterInit = { config: this.o.config, logLevel: this.o.log.level, turn: writeTurnBuffer() };
+    // a new thread, a new count: what the dead one was posted and never took is gone with it
+    this.taken = new Int32Array(new SharedArrayBuffer(4));
+    this.posted = 0;
+    const init: WriterInit = { config: this.o.config, logLevel: this.o.log.level, turn: writeTurnBuffer(), taken: this.taken.buffer as SharedArrayBuffer };
     const worker = startThread('worker', init);
     this.worker = worker;
     return new Promise((resolve, reject) => {
@@ -156,7 +160,7 @@ export class WriterThread implements IngestPort {
           const first: ToWriter[] = [...this.replicationWhileDown,
             ...[...this.online].map(([deviceId, at]): ToWriter => ({ op: 'online', deviceId, online: true, at, restore: true }))];
           worker.postMessage(first);
-          this.onPort = first.length; // the writer says it took them, like any batch
+          this.posted = (this.posted + first.length) | 0; // the writer counts them as taken, like any batch
           this.replicationWhileDown = [];
           this.live = true;
           resolve(m.restored);
@@ -176,7 +180,6 @@ export class WriterThread implements IngestPort {
         if (worker !== this.worker) return;
         this.live = false;
         this.outbox = [];
-        this.onPort = 0;
         this.failWaiters(new Error(`the writer thread stopped (exit code ${code}): not stored, send it again`));
         if (!started) reject(new Error(`the writer thread stopped while starting (exit code ${code})`));
         if (this.closing || !this.everStarted) return;
@@ -253,9 +256,6 @@ export class WriterThread implements IngestPort {
       case 'stats':
         this.stats = m.stats;
         return;
-      case 'took':
-        this.onPort = Math.max(0, this.onPort - m.n);
-        return;
       case 'log':
         return this.writeLine(m.line);
       case 'fatal':
@@ -279,7 +279,7 @@ export class WriterThread implements IngestPort {
     if (batch.length === 0) return;
     if (this.live) {
       this.worker.postMessage(batch);
-      this.onPort += batch.length;
+      this.posted = (this.posted + batch.length) | 0;
       return;
     }
     // nothing is handed to a thread that is gone (it would be dropped silently): the next one is told who is online,
@@ -288,8 +288,12 @@ export class WriterThread implements IngestPort {
   }
 
   private replicationWhileDown: ToWriter[] = [];
-  /** posted to the writer's port and not yet taken off it (PORT_LIMIT) */
-  private onPort = 0;
+  /** messages posted to the current writer thread, and those it has taken off its port (shared memory): PORT_LIMIT */
+  private posted = 0;
+  private taken = new Int32Array(new SharedArrayBuffer(4));
+  private get onPort(): number {
+    return (this.posted - Atomics.load(this.taken, 0)) | 0;
+  }
 
   private call<T>(make: (id: number) => ToWriter): Promise<T> {
     // no writer running (it died, a new one is starting): refused at once — not stored, not acknowledged

@@ -28,6 +28,9 @@ export interface WriterInit {
   logLevel: string;
   /** core/write-turn.ts: the flag by which the writer says it wants the write lock */
   turn: SharedArrayBuffer;
+  /** one Int32: messages the writer has taken off its port, added to as it takes them (the main thread bounds what it
+   *  posted and the writer has not taken; shared memory, so the count is current however busy the main thread is) */
+  taken: SharedArrayBuffer;
 }
 
 /** main → writer */
@@ -67,8 +70,6 @@ export type FromWriter =
   | { op: 'storage'; ok: true }
   | { op: 'storage'; ok: false; writer: string; error: WireError; at: number }
   | { op: 'stats'; stats: WriterStats }
-  /** the writer took `n` messages off its port (the main thread bounds what it has posted and not yet been taken) */
-  | { op: 'took'; n: number }
   | { op: 'log'; line: string }
   | { op: 'fatal'; error: WireError };
 

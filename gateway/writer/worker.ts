@@ -185,8 +185,9 @@ function main(): void {
     inbox.length = 0;
     next = 0;
   };
+  const taken = new Int32Array(init.taken);
   port!.on('message', (batch: ToWriter[]) => {
-    post({ op: 'took', n: batch.length });
+    Atomics.add(taken, 0, batch.length);
     for (const m of batch) inbox.push(m);
     if (!resumeQueued) drain();
   });
