@@ -547,8 +547,10 @@ export class Ingest implements ObservationSink {
     let obs = input;
     const { type, deviceId, seq, deviceTs, receivedAt, source } = obs;
     const lifeSafety = isLifeSafety(type);
-    const data = JSON.stringify(dataOf(obs));
-    if (!lifeSafety && !this.keepsRow(obs, data)) return this.processStateOnly(obs, events);
+    const fields = dataOf(obs);
+    // a heartbeat folded into state is never serialised: most of a fleet's messages take that path
+    if (!lifeSafety && !this.keepsRow(obs, fields)) return this.processStateOnly(obs, events);
+    const data = JSON.stringify(fields);
     // the session is kept where dedup will ask for it: life-safety rows and rows without a key
     const keyed = seq !== undefined && deviceTs !== undefined;
     const keepSession = lifeSafety || !keyed;
@@ -635,7 +637,7 @@ export class Ingest implements ObservationSink {
    * when the device's last kept row is ingest.heartbeatHistoryMs old; a Last Will / status never (it is state, and
    * the supervision rule's memory). Registers its own undo: a rolled-back row is not "the last kept".
    */
-  private keepsRow(obs: Observation, data: string): boolean {
+  private keepsRow(obs: Observation, fields: Record<string, unknown>): boolean {
     const every = this.o.config.heartbeatHistoryMs;
     if (every <= 0) return true;
     let now: Omit<KeptRow, 'at' | 'other'>;
@@ -645,8 +647,9 @@ export class Ingest implements ObservationSink {
         return false;
       case 'heartbeat': {
         now = { battery: obs.battery, signal: obs.signal, mains: obs.mains };
-        const { battery: _b, signal: _s, mains: _m, ...rest } = JSON.parse(data) as Record<string, unknown>;
-        if (Object.keys(rest).length > 0) other = JSON.stringify(rest);
+        const { battery: _b, signal: _s, mains: _m, ...rest } = fields;
+        const json = JSON.stringify(rest);
+        if (json !== '{}') other = json;
         break;
       }
       case 'battery':
