@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Generators } from '../lib/generators.js';
 import { ROOT } from '../lib/ipc.js';
-import { summariseProfile, threadName, type ProfileSummary } from '../lib/cpuprof.js';
+import { summariseProfile, type ProfileSummary } from '../lib/cpuprof.js';
 import { sleep } from '../lib/sys.js';
 import { startTarget } from '../lib/targets.js';
 import type { Profile } from '../lib/profile.js';
@@ -67,7 +67,7 @@ export async function profileGateway(load: ProfiledLoad, p: Profile, log: Log): 
   }
   try {
     if (!files.length) return { error: 'the gateway wrote no .cpuprofile' };
-    return files.map((f) => ({ ...summariseProfile(f, ROOT), thread: threadName(f) }));
+    return files.map((f) => summariseProfile(f, ROOT));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -25,7 +25,7 @@ export interface SelfTime {
 export interface ProfileSummary {
   file: string;
   /** which thread of the process: 'main thread', 'writer thread', … (threadName) */
-  thread?: string;
+  thread: string;
   totalMs: number;
   /** share of sampled time the process was idle (waiting in epoll) */
   idlePct: number;
@@ -36,7 +36,7 @@ export interface ProfileSummary {
 }
 
 export function summariseProfile(file: string, root: string, topN = 15): ProfileSummary {
-  const prof = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+  const prof = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile & { workerUrl?: string };
   const byId = new Map(prof.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, ProfileNode>();
   for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n);
@@ -81,6 +81,7 @@ export function summariseProfile(file: string, root: string, topN = 15): Profile
   const top = [...byFn.values()].sort((a, b) => b.ms - a.ms).slice(0, topN).map((e) => ({ ...e, pct: busy > 0 ? (100 * e.ms) / busy : 0 }));
   return {
     file: relative(root, file),
+    thread: threadName(prof.workerUrl),
     totalMs: total,
     idlePct: total > 0 ? (100 * idle) / total : 0,
     gcPct: busy > 0 ? (100 * gc) / busy : 0,
@@ -103,11 +104,10 @@ function areaOf(url: string, root: string, name: string): string {
 }
 
 /** What a thread of the gateway is, from the script it runs (the probe stores it with a worker's profile). */
-export function threadName(file: string): string {
-  const url = (JSON.parse(readFileSync(file, 'utf8')) as { workerUrl?: string }).workerUrl;
-  if (url === undefined) return 'main thread';
-  if (/writer\/worker\.[jt]s$/.test(url)) return 'writer thread';
-  if (/writer\/checkpointer\.[jt]s$/.test(url)) return 'checkpointer thread';
-  if (/thread-stream|pino/.test(url)) return 'log transport thread';
-  return `thread (${url.split('/').slice(-2).join('/')})`;
+function threadName(workerUrl: string | undefined): string {
+  if (workerUrl === undefined) return 'main thread';
+  if (/writer\/worker\.[jt]s$/.test(workerUrl)) return 'writer thread';
+  if (/writer\/checkpointer\.[jt]s$/.test(workerUrl)) return 'checkpointer thread';
+  if (/thread-stream|pino/.test(workerUrl)) return 'log transport thread';
+  return `thread (${workerUrl.split('/').slice(-2).join('/')})`;
 }

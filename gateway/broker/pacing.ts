@@ -95,11 +95,6 @@ export class PublishPacer {
     }
   }
 
-  /** devices with a bucket (bounded by the devices connected or closed within a refill time) */
-  get size(): number {
-    return this.buckets.size;
-  }
-
   private bucketOf(deviceId: string): Bucket {
     let b = this.buckets.get(deviceId);
     if (!b) {

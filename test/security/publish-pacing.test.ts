@@ -15,6 +15,12 @@ import { dbFile } from '../../core/db.js';
 import { metricValue, publishAsync, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 
 const heartbeat = (seq: number) => JSON.stringify({ ts: Date.now(), seq, type: 'heartbeat', battery: 90 });
+/** a device that will flood and an elder's device, both connected */
+async function flooderAndElder(t: TestGateway) {
+  const flooder = await t.provision('call-phone');
+  const elder = await t.provision('call-phone');
+  return { flooder, elder, a: await t.connectDevice(flooder.id, flooder.secret), b: await t.connectDevice(elder.id, elder.secret) };
+}
 const processed = (t: TestGateway) => Promise.all(['stored', 'state'].map((result) =>
   metricValue(t.gw, 'eldergate_observations_total', { source: 'mqtt', class: 'other', result }))).then(([a, b]) => a! + b!);
 
@@ -28,10 +34,7 @@ describe('a device publishing beyond its rate', () => {
   afterAll(async () => t?.stop());
 
   it('is read more slowly, loses nothing, and does not hold back another device\'s SOS', async () => {
-    const flooder = await t.provision('call-phone');
-    const elder = await t.provision('call-phone');
-    const a = await t.connectDevice(flooder.id, flooder.secret);
-    const b = await t.connectDevice(elder.id, elder.secret);
+    const { flooder, elder, a, b } = await flooderAndElder(t);
     try {
       const before = await processed(t);
       const N = 150;
@@ -125,10 +128,7 @@ describe('QoS 0 telemetry the writer thread has not taken yet', () => {
   afterAll(async () => t?.stop());
 
   it('is bounded: while the writer is stuck, the excess is shed and counted, and the next SOS is stored once', async () => {
-    const flooder = await t.provision('call-phone');
-    const elder = await t.provision('call-phone');
-    const a = await t.connectDevice(flooder.id, flooder.secret);
-    const b = await t.connectDevice(elder.id, elder.secret);
+    const { flooder, elder, a, b } = await flooderAndElder(t);
     // a third connection takes the write lock: the writer thread blocks in its next transaction and takes nothing
     // more off its port until the lock is released
     const blocker = new Database(dbFile(t.dataDir));
