@@ -228,21 +228,22 @@ export function createEngine(options: EngineOptions): Engine {
         log.error({ rule: rule.name, key, deviceId }, 'rule asked for a timer it did not declare; ignored (declare it in `timers`)');
         continue;
       }
+      // made once: every heartbeat comes through here (supervision re-armed)
+      const id = TimerQueue.id(deviceId, slot);
       if (undo) {
-        const id = TimerQueue.id(deviceId, slot);
         undo.firing.push({ id, gen: firing.get(id) });
-        undo.timers.push({ deviceId, slot, prev: timers.get(deviceId, slot)?.at });
+        undo.timers.push({ deviceId, slot, prev: timers.dueAt(id) });
       }
-      if (firing.size) firing.delete(TimerQueue.id(deviceId, slot));
+      if (firing.size) firing.delete(id);
       if ('set' in req) {
         const inMs = Number.isFinite(req.inMs) ? Math.max(0, req.inMs) : NaN;
         if (Number.isNaN(inMs)) {
           log.error({ rule: rule.name, key, deviceId, inMs: req.inMs }, 'rule asked for a timer with no finite delay; ignored');
           continue;
         }
-        timers.set(deviceId, slot, inMs);
+        timers.setById(id, deviceId, slot, inMs);
         applied.push({ rule: rule.name, key, inMs });
-      } else if (timers.clear(deviceId, slot)) {
+      } else if (timers.clearById(id)) {
         applied.push({ rule: rule.name, key, clear: true });
       }
     }

@@ -1,8 +1,11 @@
-// Timers for rules: one 4-ary min-heap of deadlines (shallower than binary: fewer cache misses per pop), indexed by (owner, slot) for O(log n) set/clear, and one
-// real setTimeout armed for the nearest deadline. 100k devices × a few timers each is a few hundred thousand small
-// entries; re-setting a timer (every heartbeat re-arms supervision) moves an existing entry, allocating nothing but
-// its key. Deadlines are on a monotonic clock (performance.now): wall-clock jumps (NTP, DST, an operator fixing the
-// date) must neither fire every supervision timer at once nor postpone them.
+// Timers for rules: one 4-ary min-heap of deadlines (shallower than binary: fewer cache misses per pop), indexed by
+// (owner, slot) for O(log n) set/clear, and one real setTimeout armed for the nearest deadline. 100k devices × a few
+// timers each is a few hundred thousand small entries. Every heartbeat re-arms its device's supervision timer a little
+// later, so moving a timer *later* touches the heap not at all: the entry keeps its place under its old, earlier key
+// and only its deadline changes; when the old key comes to the top, the entry goes back down under its real deadline
+// (once per supervision interval, not once per heartbeat). A heap key is never later than its deadline, so nothing
+// fires late and timers still fire in deadline order. Deadlines are on a monotonic clock (performance.now): wall-clock
+// jumps (NTP, DST, an operator fixing the date) must neither fire every supervision timer at once nor postpone them.
 
 /** The time source and scheduler; the default reads the globals at each call so vitest fake timers apply. */
 export interface Clock {
@@ -69,7 +72,10 @@ export class TimerEntry {
     readonly id: string,
     readonly owner: string,
     readonly slot: string,
+    /** when it is due */
     public at: number,
+    /** its place in the heap: `at`, or an earlier deadline it had before it was moved later (never later than `at`) */
+    public key: number,
     /** increases on every set, so a fire can be recognised as stale after a re-set */
     public gen: number,
     public order: number,
@@ -119,19 +125,26 @@ export class TimerQueue {
 
   /** Set (or move) the timer to fire `inMs` from now. Returns its generation. */
   set(owner: string, slot: string, inMs: number): number {
+    return this.setById(TimerQueue.id(owner, slot), owner, slot, inMs);
+  }
+
+  /** `set` with the id already made (`TimerQueue.id(owner, slot)`): the hot path makes it once per request */
+  setById(id: string, owner: string, slot: string, inMs: number): number {
     const at = this.clock.now() + Math.max(0, inMs);
-    const id = TimerQueue.id(owner, slot);
     const gen = ++this.counter;
     const existing = this.byId.get(id);
     if (existing) {
-      const earlier = at < existing.at;
       existing.at = at;
       existing.gen = gen;
-      existing.order = gen;
-      if (earlier) this.up(existing.index);
-      else this.down(existing.index);
+      // later (a heartbeat re-arming supervision): stays where it is under its earlier key, re-placed when that key
+      // comes up (runDue). Earlier: takes its new key now, and the order of a fresh set among equal deadlines
+      if (at < existing.key) {
+        existing.key = at;
+        existing.order = gen;
+        this.up(existing.index);
+      }
     } else {
-      const e = new TimerEntry(id, owner, slot, at, gen, gen, this.heap.length);
+      const e = new TimerEntry(id, owner, slot, at, at, gen, gen, this.heap.length);
       this.heap.push(e);
       this.byId.set(id, e);
       this.up(e.index);
@@ -142,7 +155,12 @@ export class TimerQueue {
 
   /** Remove the timer if it is pending; true if it was. */
   clear(owner: string, slot: string): boolean {
-    const e = this.byId.get(TimerQueue.id(owner, slot));
+    return this.clearById(TimerQueue.id(owner, slot));
+  }
+
+  /** `clear` with the id already made */
+  clearById(id: string): boolean {
+    const e = this.byId.get(id);
     if (!e) return false;
     this.removeAt(e.index);
     this.byId.delete(e.id);
@@ -156,13 +174,31 @@ export class TimerQueue {
     return e && { at: e.at, gen: e.gen };
   }
 
+  /** when the timer of this id (`TimerQueue.id`) is due, or undefined when none is pending */
+  dueAt(id: string): number | undefined {
+    return this.byId.get(id)?.at;
+  }
+
   has(owner: string, slot: string): boolean {
     return this.byId.has(TimerQueue.id(owner, slot));
   }
 
   /** The nearest deadline (monotonic ms), or undefined when nothing is pending. */
   nextAt(): number | undefined {
+    this.settleTop();
     return this.heap[0]?.at;
+  }
+
+  /** put entries moved later back under their real deadline until the top's key is its deadline */
+  private settleTop(): void {
+    for (let top = this.heap[0]; top && top.key < top.at; top = this.heap[0]) this.rekey(top);
+  }
+
+  private rekey(e: TimerEntry): void {
+    e.key = e.at;
+    // its order among equal deadlines is that of its last set (gen), as if it had been moved then
+    e.order = e.gen;
+    this.down(e.index);
   }
 
   /**
@@ -173,7 +209,12 @@ export class TimerQueue {
     let fired = 0;
     while (fired < limit) {
       const top = this.heap[0];
-      if (!top || top.at > now) break;
+      if (!top || top.key > now) break;
+      if (top.key < top.at) {
+        // moved later since it was placed: down under its deadline (it fires in this pass only if that is due too)
+        this.rekey(top);
+        continue;
+      }
       this.removeAt(0);
       this.byId.delete(top.id);
       fired++;
@@ -192,7 +233,8 @@ export class TimerQueue {
 
   private arm(): void {
     if (this.closed) return;
-    const next = this.heap[0]?.at;
+    // the top's key, not its deadline: an early wake re-places entries that were moved later, and arms again
+    const next = this.heap[0]?.key;
     if (next === undefined || next >= this.armedAt) return;
     if (this.handle !== undefined) this.clock.clearTimeout(this.handle);
     this.armedAt = next;
@@ -204,7 +246,7 @@ export class TimerQueue {
     this.handle = undefined;
     this.armedAt = Infinity;
     const fired = this.runDue(this.clock.now(), this.batch);
-    if (fired >= this.batch && (this.heap[0]?.at ?? Infinity) <= this.clock.now()) {
+    if (fired >= this.batch && (this.heap[0]?.key ?? Infinity) <= this.clock.now()) {
       // more are due: yield to the event loop (alarms in flight go first), then continue
       if (!this.closed) {
         this.armedAt = this.clock.now();
@@ -216,7 +258,7 @@ export class TimerQueue {
   };
 
   private less(a: TimerEntry, b: TimerEntry): boolean {
-    return a.at < b.at || (a.at === b.at && a.order < b.order);
+    return a.key < b.key || (a.key === b.key && a.order < b.order);
   }
 
   private swap(i: number, j: number): void {

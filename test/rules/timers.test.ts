@@ -129,6 +129,45 @@ describe('TimerQueue', () => {
     q.close();
   });
 
+  it('a timer moved later again and again (a heartbeat re-arming supervision) fires once, at its last deadline, never early', () => {
+    vi.useFakeTimers();
+    const fired: { owner: string; at: number }[] = [];
+    const q = new TimerQueue({ onDue: (e) => fired.push({ owner: e.owner, at: performance.now() }) });
+    const t0 = performance.now();
+    q.set('other', 's', 250);
+    q.set('hb', 's', 100);
+    // moved later 20 times, past 'other': it stays in the heap under its first deadline until that comes up
+    for (let i = 1; i <= 20; i++) q.set('hb', 's', 100 + 20 * i);
+    expect(q.get('hb', 's')!.at - t0).toBe(500);
+    expect(q.nextAt()! - t0).toBe(250);
+    expect(vi.getTimerCount()).toBe(1);
+    vi.advanceTimersByTime(100); // the old deadline: nothing is due, the real timer is armed again
+    expect(fired).toEqual([]);
+    expect(vi.getTimerCount()).toBe(1);
+    vi.advanceTimersByTime(400);
+    expect(fired.map((f) => [f.owner, f.at - t0])).toEqual([['other', 250], ['hb', 500]]);
+    q.close();
+  });
+
+  it('a timer moved later, then earlier than where it first was, fires at the earlier deadline', () => {
+    const { q, fired, clock } = queue();
+    q.set('a', 's', 100);
+    q.set('b', 's', 60);
+    q.set('a', 's', 300);
+    q.set('a', 's', 50);
+    clock.advance(1000);
+    expect(fired.map((f) => [f.owner, f.firedAt])).toEqual([['a', 50], ['b', 60]]);
+  });
+
+  it('among equal deadlines, the one set first fires first, however it got there', () => {
+    const { q, fired, clock } = queue();
+    q.set('a', 's', 10);
+    q.set('b', 's', 100);
+    q.set('a', 's', 100); // a moved later onto b's deadline, after b was set
+    clock.advance(1000);
+    expect(fired.map((f) => f.owner)).toEqual(['b', 'a']);
+  });
+
   it('a deadline beyond setTimeout range is re-armed, not fired early', () => {
     const { q, fired, clock } = queue();
     q.set('far', 's', 40 * 86_400_000);
