@@ -25,7 +25,7 @@ import { runFleet, runInMemory } from './figures/fleet.js';
 import { profileGateway } from './figures/profile.js';
 import { runImportStall } from './figures/import.js';
 import { SYSTEMS, type SystemName } from './lib/targets.js';
-import { affinityOf, cpuPlan, describeRule, pinProcess, setCpuPlan, type CpuPlan } from './lib/sched.js';
+import { affinityOf, cpuPlan, PROBE_NICE, describeRule, pinProcess, setCpuPlan, type CpuPlan } from './lib/sched.js';
 import { runDbGrowth } from './figures/dbgrowth.js';
 
 export interface RunOptions {
@@ -154,7 +154,7 @@ export async function runBench(o: RunOptions): Promise<{ results: BenchResults; 
   setCpuPlan(plan);
   const harnessWas = affinityOf(process.pid);
   pinProcess(process.pid, plan.load);
-  log(plan.note ? `  not pinned: ${plan.note}` : `  pinned: system under test on core ${plan.sut}; generators, probe, consoles and harness on ${plan.load}`);
+  log(plan.note ? `  not pinned: ${plan.note}` : `  pinned: system under test on core ${plan.sut}; generators, probe, consoles and harness on ${plan.load}${plan.probeFirst ? `; the probe at nice ${PROBE_NICE}` : '; the probe at the load\'s priority (could not raise it)'}`);
   const results: BenchResults = {
     profile: p, figures: o.figures, machine, loadAfter: [], startedAt: machine.date, durationS: 0,
     traffic: [], fleet: [], inMemory: [], profiles: [], histogram: null, analysis: null, importStall: null,

@@ -110,7 +110,7 @@ export async function runFleet(system: SystemName, p: Profile, log: Log, withSto
       const cpuStormRead = cpuStorm.read();
       const sut = meter.read(noiseFor(target, p));
       const r = await result;
-      const load = judge({ ...sut, probeWaitMsPerS: r.waitMsPerS }, noiseFor(target, p));
+      const load = judge({ ...sut, probeWaitMsPerS: r.waitMsPerS, probeWaitPerWakeMs: r.waitPerWakeMs }, noiseFor(target, p));
       // CPU % over the storm's wall time → CPU µs per connect: what the devices' side cost, so a saturated
       // generator (the load core near 100 %) is seen as the limit it is, not taken for the system's
       const wallS = (s.elapsedMs ?? s.allBackMs ?? 0) / 1000;

@@ -123,7 +123,7 @@ export function noiseFor(target: Target, p: Profile): Profile['noise'] {
 export async function probeRun(target: Target, probeDevices: Awaited<ReturnType<Target['provision']>>, o: {
   ratePerS: number; durationMs: number; warmupMs: number; budgetMs?: number;
 }): Promise<{ child: Child; result: Promise<ProbeResult> }> {
-  const child = Child.spawn('bench/load/probe.ts', { name: 'p1-probe' });
+  const child = Child.spawn('bench/load/probe.ts', { name: 'p1-probe', first: true });
   // loaded and compiled before the clock starts: its start-up is not part of any measured interval
   await child.call('ping', {}, 60_000);
   const result = child.call<ProbeResult>('run', {
@@ -174,7 +174,7 @@ export async function runTraffic(system: SystemName, p: Profile, log: Log, figur
       const cpuRead = cpu.read();
       const sut = meter.read(noiseFor(target, p));
       const r = await result;
-      const load = judge({ ...sut, probeWaitMsPerS: r.waitMsPerS }, noiseFor(target, p));
+      const load = judge({ ...sut, probeWaitMsPerS: r.waitMsPerS, probeWaitPerWakeMs: r.waitPerWakeMs }, noiseFor(target, p));
       const after = await target.counters();
       const stats = await target.node.call<ProbeStats>('probe.stats');
       if (r.delivered === 0) out.errors.push(`fig1 ${rate}/s: no alarm reached the console (${r.sent} sent, ${r.unmatchedFrames} unmatched frames)`);
@@ -365,6 +365,6 @@ export async function repeat(p: Profile, what: string, log: Log, once: () => Pro
 
 /** "wait 3 ms/s, probe 12 ms/s, steal 0.0 %" — the load conditions of one repetition, for the log */
 export function conditions(l: LoadConditions): string {
-  return `run-queue wait ${l.sutWaitMsPerS.toFixed(1)} ms/s${l.probeWaitMsPerS !== null ? `, probe ${l.probeWaitMsPerS.toFixed(1)} ms/s` : ''}, steal ${l.stealPct.toFixed(1)} %` +
+  return `run-queue wait ${l.sutWaitMsPerS.toFixed(1)} ms/s${l.probeWaitMsPerS !== null ? `, probe ${l.probeWaitMsPerS.toFixed(1)} ms/s${l.probeWaitPerWakeMs != null ? ` (${(l.probeWaitPerWakeMs * 1000).toFixed(0)} µs per wake-up)` : ''}` : ''}, steal ${l.stealPct.toFixed(1)} %` +
     `${l.sutCoreOtherPct !== null ? `, other work on its core ${l.sutCoreOtherPct.toFixed(1)} %` : ''}${l.noisy ? ` — NOISY (${l.why})` : ''}`;
 }

@@ -29,6 +29,8 @@ export interface SpawnOptions {
   serves?: boolean;
   /** the system under test gets its own core; everything else (default) shares the load cores (bench/lib/sched.ts) */
   role?: Role;
+  /** run ahead of the rest of the load when the plan allows it (the P1 probe: its clock must not wait behind the load) */
+  first?: boolean;
   /** `script` is compiled JavaScript (eldergate's dist/main.js): node runs it with the transpiled probe, no tsx */
   compiled?: boolean;
 }
@@ -73,7 +75,7 @@ export class Child {
 
   static spawn(script: string, o: SpawnOptions): Child {
     const loaders = o.compiled ? ['--import', probeModuleUrl()] : ['--import', 'tsx', '--import', PROBE];
-    const [cmd, args] = pinned(coresFor(o.role ?? 'load'), process.execPath, [...(o.nodeArgs ?? []), ...loaders, script, ...(o.args ?? [])]);
+    const [cmd, args] = pinned(coresFor(o.role ?? 'load'), process.execPath, [...(o.nodeArgs ?? []), ...loaders, script, ...(o.args ?? [])], o.first);
     // taskset execs node in place: the pid and the IPC channel are node's
     const proc = spawn(cmd, args, {
       cwd: o.cwd ?? ROOT,

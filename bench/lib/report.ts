@@ -5,7 +5,7 @@ import type { FleetResult, InMemResult } from '../figures/fleet.js';
 import type { ImportStallResult } from '../figures/import.js';
 import type { ProfileSummary } from './cpuprof.js';
 import type { MachineInfo } from './sys.js';
-import type { CpuPlan, LoadConditions } from './sched.js';
+import { PROBE_NICE, type CpuPlan, type LoadConditions } from './sched.js';
 import type { DbGrowthResult } from '../figures/dbgrowth.js';
 import type { Profile } from './profile.js';
 import { fmt, fmtSpread, spread, type Spread } from './stats.js';
@@ -517,7 +517,7 @@ function conditionsIntro(r: BenchResults): string[] {
     return out;
   }
   out.push(plan.sut
-    ? `**Where things ran.** The system under test (eldergate; ${hasCluster(r) ? 'eldergate-cluster: eldergate, the 3 Erlang VMs of RabbitMQ and HAProxy together; ' : ''}raw aedes; Mosquitto and its subscriber) on core ${plan.sut} alone (\`taskset -c ${plan.sut}\`, every thread); the load generators, the P1 probe, the consoles and the harness on core${plan.load!.includes(',') || plan.load!.includes('-') ? 's' : ''} ${plan.load} (\`taskset\`, harness affinity ${plan.harness ?? '?'}).`
+    ? `**Where things ran.** The system under test (eldergate; ${hasCluster(r) ? 'eldergate-cluster: eldergate, the 3 Erlang VMs of RabbitMQ and HAProxy together; ' : ''}raw aedes; Mosquitto and its subscriber) on core ${plan.sut} alone (\`taskset -c ${plan.sut}\`, every thread); the load generators, the P1 probe, the consoles and the harness on core${plan.load!.includes(',') || plan.load!.includes('-') ? 's' : ''} ${plan.load} (\`taskset\`, harness affinity ${plan.harness ?? '?'}).${plan.probeFirst ? ` The P1 probe runs at a higher priority than the rest of the load (\`nice -n ${PROBE_NICE}\`): on the shared load core it runs as soon as an alarm's answer or a console's frame wakes it, ahead of the generators and consoles, so its clock times the system more than the load core's run queue; its own wait is still recorded and judged.` : plan.probeFirst === false ? ' The P1 probe could not be given a higher priority (no `nice`, or raising refused): it waits behind the load on its core, and the noise rule discards repetitions where it waited long.' : ''}`
     : `**Where things ran.** Not pinned: ${plan.note}. The system shared its cores with the load; read every figure as system + load.`);
   out.push('');
   if (r.noiseRule) {

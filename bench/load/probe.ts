@@ -7,7 +7,7 @@ import WebSocket from 'ws';
 import { serve } from '../lib/ipc.js';
 import { LiteClient, type TcpTarget } from '../lib/mqtt-lite.js';
 import type { Cred } from '../lib/creds.js';
-import { runQueueWaitMs } from '../lib/sched.js';
+import { runQueueWaitMs, threadSched, waitPerWakeMs } from '../lib/sched.js';
 
 export type Observer =
   | {
@@ -43,6 +43,8 @@ export interface ProbeResult {
   incidents: [string, string][];
   /** this process's own run-queue wait over its sending window, ms per second: a probe kept from its CPU times late */
   waitMsPerS: number;
+  /** its main thread's mean run-queue wait per wake-up over the run, ms (what a timestamp can be late by) */
+  waitPerWakeMs: number | null;
   /** the console's WebSocket ended during the run (the server closed it, or it failed): how */
   observerClosed: string | null;
 }
@@ -178,6 +180,7 @@ serve({
 
     const started = performance.now();
     const wait0 = runQueueWaitMs(process.pid);
+    const main0 = threadSched(process.pid);
     const measureFrom = started + a.warmupMs;
     let sent = 0;
     let skipped = 0;
@@ -220,12 +223,13 @@ serve({
       await sleep(1); // 1 ms ticks: alarms leave evenly spread, as they are due
     }
     const waitMsPerS = (runQueueWaitMs(process.pid) - wait0) / ((performance.now() - started) / 1000);
+    const perWakeMs = waitPerWakeMs(main0, threadSched(process.pid));
     // the last alarms get their chance to arrive (bounded)
     const drainUntil = performance.now() + Math.min(a.lostAfterMs, 5000);
     while (outstanding.size > 0 && performance.now() < drainUntil) await sleep(10);
     for (const o of outstanding.values()) if (o.measured) lost++;
     closeObserver();
     for (const c of senders) c.destroy();
-    return { latencies, pubacks, sent, delivered, late, lost, skipped, lastSeq, unmatchedFrames, incidents: [...learned], waitMsPerS, observerClosed };
+    return { latencies, pubacks, sent, delivered, late, lost, skipped, lastSeq, unmatchedFrames, incidents: [...learned], waitMsPerS, waitPerWakeMs: perWakeMs, observerClosed };
   },
 });

@@ -2,7 +2,7 @@
 // read from this machine's real /proc, never timed.
 import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { NOISE_RULE, TASKSET, affinityOf, allowedCpus, cpuPlan, expandList, judge, pinned, runQueueWaitMs, type LoadConditions } from '../../bench/lib/sched.js';
+import { NOISE_RULE, PROBE_NICE, TASKSET, affinityOf, allowedCpus, cpuPlan, expandList, judge, pinned, runQueueWaitMs, setCpuPlan, threadSched, waitPerWakeMs, type LoadConditions } from '../../bench/lib/sched.js';
 import { parseRetentionSize } from '../../bench/figures/dbgrowth.js';
 
 const quiet: LoadConditions = {
@@ -23,7 +23,7 @@ describe('bench pinning and load conditions', () => {
       expect(plan.sut).toBe(String(cpus.at(-1)));
       expect(plan.load).toBe(cpus.slice(0, -1).join(','));
     } else expect(plan.note).toMatch(/only 1 core/);
-    expect(cpuPlan(true)).toEqual({ sut: null, load: null, note: 'pinning turned off (--no-pin)' });
+    expect(cpuPlan(true)).toEqual({ sut: null, load: null, note: 'pinning turned off (--no-pin)', probeFirst: false });
     // a process started through the plan is where the plan says, every thread of it
     const core = String(cpus[0]);
     const [cmd, args] = pinned(core, 'sh', ['-c', 'grep Cpus_allowed_list /proc/self/status']);
@@ -40,6 +40,30 @@ describe('bench pinning and load conditions', () => {
     expect(runQueueWaitMs(2 ** 22 + 12345)).toBe(0); // a pid that is not there
   });
 
+  it('starts the P1 probe ahead of the rest of the load (nice) when the plan allows, and reads its wait per wake-up', () => {
+    const plan = cpuPlan();
+    // the bench runs as root here: raising a priority must work, or the probe's clock waits behind the load
+    expect(plan.probeFirst, 'raising a priority was refused (needs root or CAP_SYS_NICE)').toBe(true);
+    setCpuPlan(plan);
+    try {
+      const [cmd, args] = pinned(plan.load, 'sh', ['-c', 'cut -d" " -f19 /proc/self/stat'], true);
+      expect(spawnSync(cmd, args, { encoding: 'utf8' }).stdout.trim()).toBe(String(PROBE_NICE));
+      const [cmd2, args2] = pinned(plan.load, 'sh', ['-c', 'cut -d" " -f19 /proc/self/stat']);
+      expect(spawnSync(cmd2, args2, { encoding: 'utf8' }).stdout.trim()).toBe('0');
+    } finally {
+      setCpuPlan({ sut: null, load: null, note: 'not planned yet', probeFirst: false });
+    }
+    const a = threadSched(process.pid);
+    const until = Date.now() + 30;
+    while (Date.now() < until) spawnSync('true');
+    const b = threadSched(process.pid);
+    expect(a && b && b.slices).toBeGreaterThan(a!.slices);
+    const perWake = waitPerWakeMs(a, b);
+    expect(perWake).not.toBeNull();
+    expect(perWake!).toBeGreaterThanOrEqual(0);
+    expect(threadSched(2 ** 22 + 12345)).toBeNull();
+  });
+
   it('discards a repetition by the stated rule and says why', () => {
     expect(judge(quiet, NOISE_RULE).noisy).toBe(false);
     const busy = judge({ ...quiet, sutWaitMsPerS: NOISE_RULE.maxSutWaitMsPerS + 1, sutCoreOtherPct: NOISE_RULE.minOtherPct + 1 }, NOISE_RULE);
@@ -50,7 +74,9 @@ describe('bench pinning and load conditions', () => {
     expect(judge({ ...quiet, sutCoreOtherPct: NOISE_RULE.maxOtherPct + 1 }, NOISE_RULE).why).toMatch(/other work took/);
     // unpinned: any wait counts
     expect(judge({ ...quiet, sutWaitMsPerS: 200, sutCoreOtherPct: null }, NOISE_RULE).noisy).toBe(true);
-    expect(judge({ ...quiet, probeWaitMsPerS: NOISE_RULE.maxProbeWaitMsPerS + 1 }, NOISE_RULE).why).toMatch(/probe waited/);
+    // the probe is judged by its clock's wait per wake-up, not by the sum over its threads per second
+    expect(judge({ ...quiet, probeWaitMsPerS: 90, probeWaitPerWakeMs: 0.06 }, NOISE_RULE).noisy).toBe(false);
+    expect(judge({ ...quiet, probeWaitPerWakeMs: NOISE_RULE.maxProbeWaitPerWakeMs + 0.1 }, NOISE_RULE).why).toMatch(/probe's clock waited \d+ µs per wake-up/);
     expect(judge({ ...quiet, stealPct: NOISE_RULE.maxStealPct + 0.5 }, NOISE_RULE).why).toMatch(/steal/);
   });
 
