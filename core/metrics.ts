@@ -161,7 +161,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     }),
     rabbitMessages: new Counter({
       name: 'eldergate_rabbitmq_messages_total',
-      help: 'Cluster mode: device messages taken from RabbitMQ, by queue kind (partition, dead, unrouted) and result (acked, requeued, dead-lettered, refused)',
+      help: 'Cluster mode: device messages taken from RabbitMQ, by queue kind (partition, dead, unrouted) and result (acked, requeued, dead-lettered, refused; retry: not stored yet for a storage fault or overload, kept unacknowledged and tried again)',
       labelNames: ['queue', 'result'] as const, registers: [registry],
     }),
     rabbitRevocations: new Counter({

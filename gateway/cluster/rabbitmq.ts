@@ -203,6 +203,7 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
         // unacknowledged: RabbitMQ gives it to the next consumer
         if (stopped || gen !== generation) return;
         if (transient(err)) {
+          metrics.rabbitMessages.inc({ queue, result: 'retry' });
           limited.warn('not stored', parsed.deviceId, { deviceId: parsed.deviceId, err: (err as Error).message, retryInMs: delay },
             'a device message could not be stored yet; it stays unacknowledged in RabbitMQ and is tried again');
           await sleep(delay);

@@ -1,0 +1,173 @@
+// Cluster mode with the eldergate node's disk full: the node runs as its own process in its own mount namespace with
+// its data directory on a small tmpfs, takes device messages from a real RabbitMQ node, and the test fills the tmpfs
+// mid-stream. RabbitMQ keeps taking (and PUBACKing) the terminals' alarms; eldergate cannot commit them, so it leaves
+// them unacknowledged in their partition and tries again — a storage fault is not the message's fault, so nothing is
+// dead-lettered for it, however long it lasts (rabbitmq.deliveryLimit is 2 here: two failed deliveries would park a
+// message). When the disk has room again every alarm is stored once, in each device's order, and no
+// "message-not-processed" incident was raised.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import mqtt, { type MqttClient } from 'mqtt';
+import { startChildGateway, type ChildGateway } from '../helpers/child-gateway.js';
+import { waitFor } from '../helpers/gateway.js';
+import { freeBasePort } from '../helpers/cluster-ports.js';
+import { startRabbitCluster, type RabbitCluster } from '../../ops/cluster/rabbitmq.js';
+import { DEAD_LETTER_INCIDENT } from '../../gateway/cluster/rabbitmq.js';
+
+const onSmallTmpfs = (dir: string, size: string) => (argv: string[]) => [
+  'unshare', '--mount', '--propagation', 'private',
+  'sh', '-c', `mount -t tmpfs -o size=${size} tmpfs "$0" && exec "$@"`, dir, ...argv,
+];
+
+interface Incident { id: string; type: string; deviceId: string; status: string; openedAt: string | number }
+
+describe('cluster mode: the eldergate node\'s disk fills up mid-stream', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'eldergate-cluster-full-'));
+  const dataDir = join(dir, 'data');
+  const adminPassword = 'full-' + randomBytes(8).toString('hex');
+  let rabbit: RabbitCluster;
+  let mqttPort = 0;
+  let gw: ChildGateway;
+  let http = '';
+  let token = '';
+  const clients: MqttClient[] = [];
+
+  beforeAll(async () => {
+    mkdirSync(dataDir);
+    // band 5: no other test file's (grep `band:` and freeBasePort under test/)
+    const basePort = await freeBasePort(5);
+    const authPort = basePort + 90;
+    rabbit = await startRabbitCluster({ dir: join(dir, 'rabbit'), basePort, nodes: 1, authUrl: `http://127.0.0.1:${authPort}/internal/rabbitmq` });
+    mqttPort = rabbit.nodes[0]!.mqttPort;
+    gw = await startChildGateway({
+      ELDERGATE_DATA_DIR: dataDir, ELDERGATE_MQTT_PORT: '0', ELDERGATE_HTTP_PORT: '0', ELDERGATE_ADMIN_PASSWORD: adminPassword,
+      ELDERGATE_RABBITMQ_URLS: JSON.stringify(rabbit.amqpUrls), ELDERGATE_RABBITMQ_PASSWORD_FILE: rabbit.passwordFile,
+      ELDERGATE_RABBITMQ_AUTH_PORT: String(authPort), ELDERGATE_RABBITMQ_MQTT_PORT: String(mqttPort),
+      ELDERGATE_RABBITMQ_PARTITIONS: '2', ELDERGATE_RABBITMQ_DELIVERY_LIMIT: '2',
+      // every reading a row (none folded into state), so that each can be counted
+      ELDERGATE_INGEST_HEARTBEAT_HISTORY_MS: '0',
+    }, 60_000, onSmallTmpfs(dataDir, '16m'));
+    await waitFor(() => gw.logs.some((l) => l.includes('connected to RabbitMQ')) || undefined, 'eldergate connected to RabbitMQ', 30_000);
+    http = `http://127.0.0.1:${gw.httpPort}`;
+    token = ((await (await fetch(`${http}/api/auth/login`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: adminPassword }),
+    })).json()) as { token: string }).token;
+  }, 180_000);
+
+  afterAll(async () => {
+    for (const c of clients) c.end(true);
+    await gw?.kill('SIGKILL');
+    await rabbit?.stop({ graceMs: 5_000 });
+    rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  const api = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
+    const res = await fetch(http + path, {
+      method, headers: { authorization: `Bearer ${token}`, ...(body !== undefined && { 'content-type': 'application/json' }) },
+      ...(body !== undefined && { body: JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${path}: HTTP ${res.status} ${text}`);
+    return JSON.parse(text) as T;
+  };
+  const incidentsOf = async (deviceId: string) => (await api<{ items: Incident[] }>('GET', `/api/incidents?deviceId=${deviceId}&limit=100`)).items;
+  const connect = async (id: string, secret: string) => {
+    const c = mqtt.connect(`mqtt://127.0.0.1:${mqttPort}`, { clientId: id, username: id, password: secret, protocolVersion: 4, reconnectPeriod: 0 });
+    clients.push(c);
+    await new Promise<void>((resolve, reject) => {
+      c.once('connect', () => resolve());
+      c.once('error', reject);
+    });
+    return c;
+  };
+  const metric = async (re: RegExp) => Number(re.exec(await (await fetch(`${http}/metrics`)).text())?.[1] ?? 0);
+
+  it('RabbitMQ keeps the alarms while the disk is full; none is dead-lettered; all are stored once, in order, when there is room again', { timeout: 240_000 }, async () => {
+    const devices = await Promise.all([1, 2, 3].map((i) => api<{ id: string; secret: string }>('POST', '/api/devices', { kind: 'call-phone', serial: `FULL-${i}` })));
+    const conns = await Promise.all(devices.map((d) => connect(d.id, d.secret)));
+    const chatty = await api<{ id: string; secret: string }>('POST', '/api/devices', { kind: 'call-phone', serial: 'FULL-CHATTY' });
+    const chattyConn = await connect(chatty.id, chatty.secret);
+    const ts0 = Date.now();
+    const alarm = (i: number, seq: number, type: string) =>
+      conns[i]!.publishAsync(`devices/${devices[i]!.id}/events`, JSON.stringify({ ts: ts0 + seq, seq, type }), { qos: 1 });
+
+    // before: an SOS is stored as usual
+    await alarm(0, 1, 'sos');
+    await waitFor(async () => (await incidentsOf(devices[0]!.id)).some((i) => i.type === 'sos') || undefined, 'the first SOS stored', 20_000, 200);
+
+    // the disk fills up (the gateway's namespace, through its /proc root)
+    const fill = join(`/proc/${gw.proc.pid}/root`, dataDir, 'fill');
+    const chunk = Buffer.alloc(1 << 20);
+    try {
+      for (let i = 0; i < 64; i++) writeFileSync(fill, chunk, { flag: 'a' });
+      throw new Error('the tmpfs did not fill up');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+    }
+    const retried = () => metric(/eldergate_rabbitmq_messages_total\{queue="partition",result="retry"\} (\d+)/);
+    const requeued = () => metric(/eldergate_rabbitmq_messages_total\{queue="partition",result="requeued"\} (\d+)/);
+    const deadLettered = () => metric(/eldergate_rabbitmq_messages_total\{queue="dead",result="dead-lettered"\} (\d+)/);
+    // SQLite writes into room its files already hold (the WAL is reused after a checkpoint) until that is used up: a
+    // chatty terminal's readings, each a row, use it up, and the writer starts failing on the storage
+    let readings = 0;
+    const storageFailing = async () => (await retried()) + (await requeued()) > 0 || (await metric(/eldergate_storage_healthy (\d+)/)) === 0;
+    for (const until = Date.now() + 60_000; !(await storageFailing());) {
+      if (Date.now() > until) throw new Error(`the storage did not fail after ${readings} readings on a full disk`);
+      await Promise.all(Array.from({ length: 200 }, () => {
+        readings++;
+        return chattyConn.publishAsync(`devices/${chatty.id}/telemetry`,
+          JSON.stringify({ ts: ts0 + readings, seq: readings, type: 'heartbeat', battery: readings % 100 }), { qos: 1 });
+      }));
+    }
+    // the alarms of the full spell: each device a fall, then an SOS; RabbitMQ PUBACKs them (its queue holds them)
+    for (let i = 0; i < 3; i++) {
+      await alarm(i, 2, 'fall');
+      await alarm(i, 3, 'sos');
+    }
+    // eldergate tries, fails on the storage: it either keeps each message and tries again (right) or hands it back to
+    // its queue, which dead-letters it after two deliveries (wrong)
+    const before = await retried();
+    await waitFor(async () => (await retried()) >= before + 6 || (await requeued()) > 0 || undefined, 'eldergate failing to store the alarms', 30_000, 200);
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect({ requeued: await requeued(), deadLettered: await deadLettered() }).toEqual({ requeued: 0, deadLettered: 0 });
+    expect(await retried()).toBeGreaterThanOrEqual(3);
+    // nothing of the full spell is stored yet (and nothing was acknowledged to RabbitMQ: it is all still there)
+    for (const d of devices.slice(1)) expect(await incidentsOf(d.id)).toEqual([]);
+
+    // room again
+    unlinkSync(fill);
+    for (const d of devices) {
+      const got = await waitFor(async () => {
+        const list = await incidentsOf(d.id);
+        return list.some((i) => i.type === 'fall') && list.filter((i) => i.type === 'sos').length >= 1 ? list : undefined;
+      }, `the full spell's alarms of ${d.id} stored`, 60_000, 250);
+      // once each: one fall incident; one SOS incident (the first device's second SOS joined its open one)
+      expect(got.filter((i) => i.type === 'fall')).toHaveLength(1);
+      expect(got.filter((i) => i.type === 'sos')).toHaveLength(1);
+      expect(got.filter((i) => i.type === DEAD_LETTER_INCIDENT)).toEqual([]);
+      // in the device's order: its observations were stored fall (seq 2) before SOS (seq 3)
+      const obs = await api<{ items: { seq: number | null; type: string }[] }>('GET', `/api/observations?deviceId=${d.id}&limit=20`);
+      // newest first: reversed, the order they were stored in
+      const stored = obs.items.map((o) => o.seq).filter((s): s is number => s !== null && s >= 2).reverse();
+      expect(stored).toEqual([2, 3]);
+    }
+    expect(await deadLettered()).toBe(0);
+    // and the chatty terminal's readings of the full spell are all there too, once each
+    const want = Math.min(readings, 1000);
+    const rows = await waitFor(async () => {
+      const n = (await api<{ items: unknown[] }>('GET', `/api/observations?deviceId=${chatty.id}&type=heartbeat&limit=1000`)).items.length;
+      return n >= want ? n : undefined;
+    }, 'the readings stored', 60_000, 250).catch(async (err) => {
+      const items = (await api<{ items: { seq: number }[] }>('GET', `/api/observations?deviceId=${chatty.id}&limit=1000`)).items;
+      const seen = new Set(items.map((o) => o.seq));
+      const missing = Array.from({ length: readings }, (_, i) => i + 1).filter((q) => !seen.has(q));
+      console.log('readings', readings, 'rows', items.length, 'missing', missing.length, missing.slice(0, 40).join(','));
+      console.log((await (await fetch(`${http}/metrics`)).text()).split('\n').filter((l) => /rabbitmq_messages|ingest_|shed|storage_healthy/.test(l) && !l.startsWith('#')).join('\n'));
+      throw err;
+    });
+    expect(rows).toBe(want);
+  });
+});
