@@ -137,11 +137,15 @@ export class TimerQueue {
       existing.at = at;
       existing.gen = gen;
       // later (a heartbeat re-arming supervision): stays where it is under its earlier key, re-placed when that key
-      // comes up (runDue). Earlier: takes its new key now, and the order of a fresh set among equal deadlines
+      // comes up (runDue). Earlier, or onto its key: takes that key now, and the order of a fresh set among equal
+      // deadlines (the last set of equal deadlines fires last)
       if (at < existing.key) {
         existing.key = at;
         existing.order = gen;
         this.up(existing.index);
+      } else if (at === existing.key) {
+        existing.order = gen;
+        this.down(existing.index);
       }
     } else {
       const e = new TimerEntry(id, owner, slot, at, at, gen, gen, this.heap.length);
@@ -203,11 +207,13 @@ export class TimerQueue {
 
   /**
    * Fire every timer due at `now` (default: the clock's now), in deadline order, and return how many fired.
-   * For manual advancing in tests and for draining at once; the real timer calls it in batches.
+   * For manual advancing in tests and for draining at once; the real timer calls it in batches. `limit` bounds the
+   * work of one call: timers fired and timers re-placed under a later deadline alike (a fleet armed together at
+   * start-up and pushed later by its heartbeats comes up for re-placing together).
    */
   runDue(now = this.clock.now(), limit = Infinity): number {
     let fired = 0;
-    while (fired < limit) {
+    for (let work = 0; work < limit; work++) {
       const top = this.heap[0];
       if (!top || top.key > now) break;
       if (top.key < top.at) {
@@ -245,8 +251,8 @@ export class TimerQueue {
   private readonly tick = (): void => {
     this.handle = undefined;
     this.armedAt = Infinity;
-    const fired = this.runDue(this.clock.now(), this.batch);
-    if (fired >= this.batch && (this.heap[0]?.key ?? Infinity) <= this.clock.now()) {
+    this.runDue(this.clock.now(), this.batch);
+    if ((this.heap[0]?.key ?? Infinity) <= this.clock.now()) {
       // more are due: yield to the event loop (alarms in flight go first), then continue
       if (!this.closed) {
         this.armedAt = this.clock.now();

@@ -168,6 +168,36 @@ describe('TimerQueue', () => {
     expect(fired.map((f) => f.owner)).toEqual(['b', 'a']);
   });
 
+  it('a timer re-set onto the deadline it already has takes the order of its new set', () => {
+    const { q, fired, clock } = queue();
+    q.set('a', 's', 100);
+    q.set('b', 's', 100);
+    q.set('a', 's', 300);
+    q.set('a', 's', 100); // set after b: fires after b
+    clock.advance(1000);
+    expect(fired.map((f) => f.owner)).toEqual(['b', 'a']);
+  });
+
+  it('re-placing timers moved later is bounded per turn like firing: a fleet armed together does not stall one turn', () => {
+    const base = createManualClock(0);
+    const zeroDelays: number[] = [];
+    const clock = { ...base, setTimeout: (fn: () => void, ms: number) => {
+      if (ms === 0) zeroDelays.push(ms);
+      return base.setTimeout(fn, ms);
+    } };
+    const fired: string[] = [];
+    const q = new TimerQueue({ clock, batch: 100, onDue: (e) => fired.push(e.owner) });
+    for (let i = 0; i < 1000; i++) q.set(`d${i}`, 's', 10);
+    for (let i = 0; i < 1000; i++) q.set(`d${i}`, 's', 5000); // every heartbeat pushed them later
+    base.advance(10);
+    expect(fired).toEqual([]);
+    // 1000 re-placements at 100 a turn: the rest left for following turns (setTimeout 0), not done in one
+    expect(zeroDelays.length).toBeGreaterThanOrEqual(9);
+    base.advance(5000);
+    expect(fired.length).toBe(1000);
+    q.close();
+  });
+
   it('a deadline beyond setTimeout range is re-armed, not fired early', () => {
     const { q, fired, clock } = queue();
     q.set('far', 's', 40 * 86_400_000);
