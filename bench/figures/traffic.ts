@@ -366,5 +366,5 @@ export async function repeat(p: Profile, what: string, log: Log, once: () => Pro
 /** "wait 3 ms/s, probe 12 ms/s, steal 0.0 %" — the load conditions of one repetition, for the log */
 export function conditions(l: LoadConditions): string {
   return `run-queue wait ${l.sutWaitMsPerS.toFixed(1)} ms/s${l.probeWaitMsPerS !== null ? `, probe ${l.probeWaitMsPerS.toFixed(1)} ms/s${l.probeWaitPerWakeMs != null ? ` (${(l.probeWaitPerWakeMs * 1000).toFixed(0)} µs per wake-up)` : ''}` : ''}, steal ${l.stealPct.toFixed(1)} %` +
-    `${l.sutCoreOtherPct !== null ? `, other work on its core ${l.sutCoreOtherPct.toFixed(1)} %` : ''}${l.noisy ? ` — NOISY (${l.why})` : ''}`;
+    `${l.sutCoreOtherPct !== null ? `, other work on its core ${l.sutCoreOtherPct.toFixed(1)} %` : ''}${l.sutCoreIrqPct != null ? ` (interrupts ${l.sutCoreIrqPct.toFixed(1)} %)` : ''}${l.noisy ? ` — NOISY (${l.why})` : ''}`;
 }

@@ -538,7 +538,7 @@ function conditionsIntro(r: BenchResults): string[] {
 
 function cond(l: LoadConditions | undefined): string[] {
   if (!l) return ['n/a', 'n/a', 'n/a', 'n/a', 'n/a'];
-  return [fmt(l.sutWaitMsPerS, 1), l.probeWaitMsPerS === null ? '—' : `${fmt(l.probeWaitMsPerS, 1)}${l.probeWaitPerWakeMs != null ? ` (${fmt(l.probeWaitPerWakeMs * 1000, 0)} µs per wake-up)` : ''}`, `${fmt(l.stealPct, 2)} %`, l.sutCoreOtherPct === null ? '—' : `${fmt(l.sutCoreOtherPct, 1)} %`, l.pinnedAs ?? '?'];
+  return [fmt(l.sutWaitMsPerS, 1), l.probeWaitMsPerS === null ? '—' : `${fmt(l.probeWaitMsPerS, 1)}${l.probeWaitPerWakeMs != null ? ` (${fmt(l.probeWaitPerWakeMs * 1000, 0)} µs per wake-up)` : ''}`, `${fmt(l.stealPct, 2)} %`, l.sutCoreOtherPct === null ? '—' : `${fmt(l.sutCoreOtherPct, 1)} %${l.sutCoreIrqPct != null ? ` (interrupts ${fmt(l.sutCoreIrqPct, 1)} %)` : ''}`, l.pinnedAs ?? '?'];
 }
 
 /** every repetition with its load conditions, clean or discarded */

@@ -12,7 +12,7 @@ export const TASKSET = ['/usr/bin/taskset', '/bin/taskset'].find((f) => existsSy
 const NICE = ['/usr/bin/nice', '/bin/nice'].find((f) => existsSync(f)) ?? null;
 
 /**
- * the P1 probe's nice value: the scheduler's weight for -15 is ~85× that of the generators and consoles beside it at 0,
+ * the P1 probe's nice value: the scheduler's weight for -15 is ~28× that of the generators and consoles beside it at 0,
  * so it runs as soon as an alarm's answer or a console frame wakes it. Not SCHED_FIFO: tried, and node's own threads
  * then spun against each other at real-time priority (yielding only to each other) and starved the load core
  */
@@ -67,10 +67,10 @@ export function cpuPlan(disabled = false): CpuPlan {
 function raisingAllowed(): boolean {
   if (!NICE) return false;
   try {
-    // nice only warns when it cannot: read the priority it got
-    const got = execFileSync(NICE, ['-n', String(PROBE_NICE), NICE], { encoding: 'utf8' }).trim();
-    return Number(got) === PROBE_NICE;
-    return true;
+    // nice only warns when it cannot: read the priority it got (relative to ours: the harness may itself be niced)
+    const own = Number(execFileSync(NICE, [], { encoding: 'utf8' }).trim());
+    const got = Number(execFileSync(NICE, ['-n', String(PROBE_NICE), NICE], { encoding: 'utf8' }).trim());
+    return got < own;
   } catch {
     return false;
   }
@@ -258,6 +258,8 @@ export class LoadMeter {
     const sutCoreStealPct = core && core.total > 0 ? (100 * core.steal) / core.total : null;
     // busy ticks on the system's core not spent by the system: other engineers' work, kernel threads, interrupts
     const sutCpuTicks = (sumOf(this.sutPids, this.cpuSeconds) - this.sutCpu0) * 100;
+    // (assumes the kernel accounts interrupt time apart from tasks, CONFIG_IRQ_TIME_ACCOUNTING, as Debian's and this
+    // machine's do; without it a softirq tick is charged to the task it interrupted too, and other work reads low)
     const sutCoreOtherPct = core && core.total > 0 ? Math.max(0, (100 * (core.busy - core.irq - sutCpuTicks)) / core.total) : null;
     const sutCoreIrqPct = core && core.total > 0 ? (100 * core.irq) / core.total : null;
     const pins = [...new Set(this.sutPids.map(affinityOf))];
