@@ -192,6 +192,7 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
             await refuseGone(err, parsed, msg, at);
           } catch (reportErr) {
             if (stopped || gen !== generation) return;
+            metrics.rabbitMessages.inc({ queue, result: 'retry' });
             limited.warn('not stored', parsed.deviceId, { deviceId: parsed.deviceId, err: (reportErr as Error).message, retryInMs: delay },
               'a refusal could not be reported yet; the message stays unacknowledged in RabbitMQ and is tried again');
             await sleep(delay);
