@@ -9,9 +9,23 @@ import { missingRabbitPackages, startRabbitCluster, type RabbitCluster } from '.
 export const FIRST = 20_000;
 export const BAND = 2_400;
 
+/** the first port the kernel hands out to client sockets (ip_local_port_range); 32768 when it cannot be read */
+function ephemeralStart(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
 export async function freeBasePort(band: number): Promise<number> {
+  // stretches of the band below the ephemeral range, where there are any: a port checked free there cannot be taken
+  // by a client socket of another test before the server binds it (seen once: EADDRINUSE on band 5's 33190)
+  const first = FIRST + band * BAND;
+  const below = Math.floor((ephemeralStart() - first) / 100);
+  const stretches = below >= 1 ? Math.min(BAND / 100, below) : BAND / 100;
   for (let attempt = 0; attempt < 30; attempt++) {
-    const base = FIRST + band * BAND + 100 * Math.floor(Math.random() * (BAND / 100));
+    const base = first + 100 * Math.floor(Math.random() * stretches);
     const ports = Array.from({ length: 100 }, (_, i) => base + i);
     if ((await Promise.all(ports.map((p) => portFree(p)))).every(Boolean)) return base;
   }
