@@ -6,21 +6,16 @@
 // message). When the disk has room again every alarm is stored once, in each device's order, and no
 // "message-not-processed" incident was raised.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import { startChildGateway, type ChildGateway } from '../helpers/child-gateway.js';
+import { fillChildDisk, onSmallTmpfs, startChildGateway, type ChildGateway } from '../helpers/child-gateway.js';
 import { waitFor } from '../helpers/gateway.js';
 import { freeBasePort } from '../helpers/cluster-ports.js';
 import { startRabbitCluster, type RabbitCluster } from '../../ops/cluster/rabbitmq.js';
 import { DEAD_LETTER_INCIDENT } from '../../gateway/cluster/rabbitmq.js';
-
-const onSmallTmpfs = (dir: string, size: string) => (argv: string[]) => [
-  'unshare', '--mount', '--propagation', 'private',
-  'sh', '-c', `mount -t tmpfs -o size=${size} tmpfs "$0" && exec "$@"`, dir, ...argv,
-];
 
 interface Incident { id: string; type: string; deviceId: string; status: string; openedAt: string | number }
 
@@ -118,14 +113,7 @@ describe('cluster mode: the eldergate node\'s disk fills up mid-stream', () => {
     await waitFor(async () => (await incidentsOf(devices[0]!.id)).some((i) => i.type === 'sos') || undefined, 'the first SOS stored', 20_000, 200);
 
     // the disk fills up (the gateway's namespace, through its /proc root)
-    const fill = join(`/proc/${gw.proc.pid}/root`, dataDir, 'fill');
-    const chunk = Buffer.alloc(1 << 20);
-    try {
-      for (let i = 0; i < 64; i++) writeFileSync(fill, chunk, { flag: 'a' });
-      throw new Error('the tmpfs did not fill up');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-    }
+    const fill = fillChildDisk(gw, dataDir);
     const retried = () => metric(/eldergate_rabbitmq_messages_total\{queue="partition",result="retry"\} (\d+)/);
     const requeued = () => metric(/eldergate_rabbitmq_messages_total\{queue="partition",result="requeued"\} (\d+)/);
     const deadLettered = () => metric(/eldergate_rabbitmq_messages_total\{queue="dead",result="dead-lettered"\} (\d+)/);

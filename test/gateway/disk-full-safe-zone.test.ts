@@ -4,17 +4,12 @@
 // disk has room again, every exit of the walk has been raised — none lost to rule memory that ran ahead of a failed
 // commit — and every return cleared it.
 import { describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import { startChildGateway, type ChildGateway } from '../helpers/child-gateway.js';
-
-const onSmallTmpfs = (dir: string, size: string) => (argv: string[]) => [
-  'unshare', '--mount', '--propagation', 'private',
-  'sh', '-c', `mount -t tmpfs -o size=${size} tmpfs "$0" && exec "$@"`, dir, ...argv,
-];
+import { fillChildDisk, onSmallTmpfs, startChildGateway, type ChildGateway } from '../helpers/child-gateway.js';
 
 /** fix `seq` is outside the zone in runs of 4: in ×4, out ×4, … */
 const outside = (seq: number) => Math.floor((seq - 1) / 4) % 2 === 1;
@@ -47,7 +42,6 @@ describe('a full disk during a walk across the safe zone', () => {
 
       const total = 72;
       const ts0 = Date.now();
-      const fill = join(`/proc/${gw.proc.pid}/root`, dataDir, 'fill');
       let fullSpells = 0;
       let refusedWhileFull = 0;
       const connect = async () => {
@@ -73,13 +67,7 @@ describe('a full disk during a walk across the safe zone', () => {
       for (let seq = 1; seq <= total;) {
         // two spells of a full disk, each beginning on a different side of the fence
         if (seq === 22 || seq === 49) {
-          const chunk = Buffer.alloc(1 << 20);
-          try {
-            for (let i = 0; i < 64; i++) writeFileSync(fill, chunk, { flag: 'a' });
-            throw new Error('the tmpfs did not fill up');
-          } catch (err) {
-            if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-          }
+          const fill = fillChildDisk(gw!, dataDir);
           fullSpells++;
           // a few fixes fail while it is full
           for (let k = 0; k < 3; k++) {

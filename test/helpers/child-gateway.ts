@@ -1,7 +1,8 @@
 // Run the gateway as a separate process, as an operator would (`tsx main.ts`), to kill it for real.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
 
 export interface ChildGateway {
   proc: ChildProcess;
@@ -54,4 +55,26 @@ export function startChildGateway(
       reject(new Error(`gateway exited (${code ?? signal}) before it was ready:\n${logs.slice(-20).join('\n')}`));
     });
   });
+}
+
+/** `wrap` for startChildGateway: in a new mount namespace, a tmpfs of `size` on `dir`, then exec the gateway (same pid) */
+export const onSmallTmpfs = (dir: string, size: string) => (argv: string[]) => [
+  'unshare', '--mount', '--propagation', 'private',
+  'sh', '-c', `mount -t tmpfs -o size=${size} tmpfs "$0" && exec "$@"`, dir, ...argv,
+];
+
+/**
+ * Fill the child's tmpfs on `dir` to the last block, seen from inside its mount namespace (through /proc/<pid>/root).
+ * Returns the filler's path: unlink it to give the room back.
+ */
+export function fillChildDisk(gw: ChildGateway, dir: string): string {
+  const fill = join(`/proc/${gw.proc.pid}/root`, dir, 'fill');
+  const chunk = Buffer.alloc(1 << 20);
+  try {
+    for (let i = 0; i < 64; i++) writeFileSync(fill, chunk, { flag: 'a' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOSPC') return fill;
+    throw err;
+  }
+  throw new Error(`the tmpfs on ${dir} did not fill up with 64 MiB: is it the small one?`);
 }

@@ -4,18 +4,12 @@
 // stored, /readyz is ready, the metric 1, and the P2 storage incident was opened (with the moment the fault began)
 // and resolved automatically.
 import { describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import mqtt from 'mqtt';
-import { startChildGateway, type ChildGateway } from '../helpers/child-gateway.js';
-
-/** in a new mount namespace, a tmpfs of `size` on the data directory, then exec the gateway (same pid) */
-const onSmallTmpfs = (dir: string, size: string) => (argv: string[]) => [
-  'unshare', '--mount', '--propagation', 'private',
-  'sh', '-c', `mount -t tmpfs -o size=${size} tmpfs "$0" && exec "$@"`, dir, ...argv,
-];
+import { fillChildDisk, onSmallTmpfs, startChildGateway, type ChildGateway } from '../helpers/child-gateway.js';
 
 async function waitUntil<T>(fn: () => Promise<T | undefined | false>, what: string, ms = 60_000): Promise<T> {
   const end = Date.now() + ms;
@@ -54,14 +48,7 @@ describe('a full disk', () => {
         expect(await metric('eldergate_storage_healthy')).toBe(1);
 
         // fill the tmpfs to the last block, seen from inside the child's mount namespace
-        const fill = join(`/proc/${gw.proc.pid}/root`, dataDir, 'fill');
-        const chunk = Buffer.alloc(1 << 20);
-        try {
-          for (let i = 0; i < 64; i++) writeFileSync(fill, chunk, { flag: 'a' });
-          throw new Error('the tmpfs did not fill up');
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-        }
+        const fill = fillChildDisk(gw, dataDir);
 
         const t0 = Date.now();
         const frameOf = (seq: number) => JSON.stringify({ ts: t0 + seq, seq, type: 'sos' });
