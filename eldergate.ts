@@ -248,7 +248,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     mqttPorts: broker ? { port: broker.port, tlsPort: broker.tlsPort } : { port: config.rabbitmq.mqttPort, tlsPort: null },
     protocolPorts: Object.fromEntries([...protocols.listeners].map(([name, l]) => [name, l.port])),
     scope: createScope(response.network),
-    // not ready while no writer thread runs (one died and the next is starting): alarms are refused meanwhile
+    // not ready while no writer thread runs (one died and the next is starting): devices' messages are held, unanswered, meanwhile
     ready: () => ready && writer.running,
     storage,
     refreshMetrics() {

@@ -72,12 +72,38 @@ interface Waiter {
   reject(e: Error): void;
   /** run as the answer is read, before any later message of the writer is handled (keeps published events in order) */
   first?(v: unknown): void;
+  /**
+   * A device's observation: if the writer thread dies before answering, it is held and handed to the next one (the
+   * writer answers a resend of what it already committed as a duplicate) instead of refused.
+   */
+  again?: (id: number) => ToWriter;
+  /** writer threads that died while this was handed to them */
+  deaths?: number;
+}
+
+/** a device's observation waiting, unanswered, for a writer thread to run again (ordered as it came) */
+interface Held extends Waiter {
+  again: (id: number) => ToWriter;
+  since: number;
 }
 
 /** how long close() waits for the writer to write what it holds before it is stopped (within main.ts' 10 s) */
 const CLOSE_TIMEOUT_MS = 7_000;
 /** a writer that dies right after starting is not restarted in a tight loop; it is tried again for as long as it takes */
 const RESTART_BACKOFF_MS = [0, 500, 2000, 5000];
+/**
+ * How long a device's observation waits, unanswered, for a new writer thread. Within it a writer restart costs a
+ * terminal nothing but a late PUBACK / ACK: its connection stays up and it resends nothing (a terminal that reconnects
+ * and resends while the new writer is still starting meets the refusal again; mqtt.js then fails, rather than resends,
+ * what was queued behind its resends). Beyond it the observation is refused (no PUBACK, the connection closes): a
+ * terminal that has another way to call for help (a voice call, an SMS) is not kept waiting on this one.
+ */
+const HOLD_MS = 10_000;
+/**
+ * An observation handed to this many writer threads that each died before answering is refused, not handed on: it
+ * may be what kills them (the device resends it, and the respawn back-off paces that).
+ */
+const HOLD_DEATHS = 2;
 /**
  * Messages handed to the writer and not answered yet. Beyond it QoS 0 telemetry is shed (counted) and what waits for
  * an answer is refused with OverloadError (no PUBACK: the device resends); alarms are never refused for it.
@@ -163,6 +189,7 @@ export class WriterThread implements IngestPort {
           this.posted = (this.posted + first.length) | 0; // the writer counts them as taken, like any batch
           this.replicationWhileDown = [];
           this.live = true;
+          this.handOnHeld();
           resolve(m.restored);
           return;
         }
@@ -180,8 +207,10 @@ export class WriterThread implements IngestPort {
         if (worker !== this.worker) return;
         this.live = false;
         this.outbox = [];
-        this.failWaiters(new Error(`the writer thread stopped (exit code ${code}): not stored, send it again`));
-        if (!started) reject(new Error(`the writer thread stopped while starting (exit code ${code})`));
+        this.holdOrFail(new Error(`the writer thread stopped (exit code ${code}): not stored, send it again`));
+        // whoever started it decides what a failed start means: start-up fails, a restart is tried again (once — a
+        // second respawn here started two writer threads on one database)
+        if (!started) return reject(new Error(`the writer thread stopped while starting (exit code ${code})`));
         if (this.closing || !this.everStarted) return;
         this.o.metrics.internalErrors.inc({ where: 'writer-thread' });
         this.respawn(code);
@@ -295,25 +324,95 @@ export class WriterThread implements IngestPort {
     return (this.posted - Atomics.load(this.taken, 0)) | 0;
   }
 
-  private call<T>(make: (id: number) => ToWriter): Promise<T> {
-    // no writer running (it died, a new one is starting): refused at once — not stored, not acknowledged
-    if (!this.live) return Promise.reject(new Error('the writer thread is restarting: not stored, send it again'));
-    const id = this.nextId++;
+  /**
+   * Hand a message to the writer thread; the promise settles with its answer. `observation`: a device's, held while no
+   * writer runs (up to HOLD_MS) and handed to the next one if this one dies before answering; anything else is
+   * refused at once while no writer runs — not stored, not acknowledged.
+   */
+  private call<T>(make: (id: number) => ToWriter, observation = false): Promise<T> {
+    if (!this.live && !(observation && !this.closing)) {
+      return Promise.reject(new Error('the writer thread is restarting: not stored, send it again'));
+    }
     return new Promise<T>((resolve, reject) => {
-      this.waiters.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.post(make(id));
+      const w: Waiter = { resolve: resolve as (v: unknown) => void, reject, ...(observation ? { again: make, deaths: 0 } : {}) };
+      if (this.live) this.send(w, make);
+      else this.hold([{ ...w, again: make, since: Date.now() }]);
     });
   }
 
+  private send(w: Waiter, make: (id: number) => ToWriter): void {
+    const id = this.nextId++;
+    this.waiters.set(id, w);
+    this.post(make(id));
+  }
+
   private failWaiters(err: Error): void {
+    const all = [...this.waiters.values(), ...this.held];
+    this.waiters.clear();
+    this.held = [];
+    for (const w of all) w.reject(err);
+  }
+
+  /** the writer thread died: what it had not answered is refused, except devices' observations, which are held */
+  private holdOrFail(err: Error): void {
     const all = [...this.waiters.values()];
     this.waiters.clear();
-    for (const w of all) w.reject(err);
+    const now = Date.now();
+    const held: Held[] = [];
+    for (const w of all) {
+      const deaths = (w.deaths ?? 0) + 1;
+      if (w.again && deaths < HOLD_DEATHS && !this.closing) held.push({ ...w, again: w.again, deaths, since: now });
+      else w.reject(err);
+    }
+    if (held.length) this.log.warn({ held: held.length }, 'devices\' messages the writer thread had not answered are held for the next one');
+    this.hold(held);
+  }
+
+  private held: Held[] = [];
+  private holdSweep: NodeJS.Timeout | null = null;
+
+  private hold(items: Held[]): void {
+    if (items.length === 0) return;
+    // bounded like the messages a running writer has not answered: beyond it, refused (the device resends)
+    const room = Math.max(0, IN_FLIGHT_LIMIT - this.held.length);
+    for (const w of items.slice(room)) w.reject(new OverloadError('too many messages wait for the writer thread to restart: not stored, send it again later'));
+    this.held.push(...items.slice(0, room));
+    this.o.metrics.queue.set({ queue: 'held' }, this.held.length);
+    this.holdSweep ??= setInterval(() => this.sweepHeld(), 500).unref();
+  }
+
+  /** what has waited HOLD_MS for a writer is refused: the device may have another way to call for help */
+  private sweepHeld(): void {
+    const now = Date.now();
+    const keep: Held[] = [];
+    for (const w of this.held) {
+      if (now - w.since >= HOLD_MS) w.reject(new Error(`no writer thread ran for ${HOLD_MS / 1000} s: not stored, send it again`));
+      else keep.push(w);
+    }
+    this.held = keep;
+    this.o.metrics.queue.set({ queue: 'held' }, keep.length);
+    if (keep.length === 0 && this.holdSweep) {
+      clearInterval(this.holdSweep);
+      this.holdSweep = null;
+    }
+  }
+
+  /** a new writer thread runs: what was held goes to it first, in the order it came */
+  private handOnHeld(): void {
+    const held = this.held;
+    this.held = [];
+    if (this.holdSweep) {
+      clearInterval(this.holdSweep);
+      this.holdSweep = null;
+    }
+    this.o.metrics.queue.set({ queue: 'held' }, 0);
+    if (held.length) this.log.warn({ handedOn: held.length }, 'devices\' messages held while no writer thread ran are handed to the new one');
+    for (const { since: _since, ...w } of held) this.send(w, w.again);
   }
 
   submit(obs: Observation): Promise<IngestResult> {
     if (this.closing) return Promise.reject(new Error('ingest is closed: the gateway is shutting down'));
-    return this.call((id) => ({ op: 'submit', id, obs }));
+    return this.call((id) => ({ op: 'submit', id, obs }), true);
   }
 
   submitTelemetry(obs: Observation, wait: boolean): Promise<IngestResult> | undefined {
@@ -333,7 +432,7 @@ export class WriterThread implements IngestPort {
       else this.o.metrics.shed.inc();
       return undefined;
     }
-    return this.call((id) => ({ op: 'telemetry', id, obs, wait }));
+    return this.call((id) => ({ op: 'telemetry', id, obs, wait }), true);
   }
 
   recordReject(row: Omit<RejectRow, 'raw'> & { raw: Buffer | string }): void {

@@ -5,8 +5,8 @@
 // - While the writer is stuck (a third connection holds the database's write lock), the main thread still answers
 //   HTTP and accepts MQTT connections; the SOS sent meanwhile is not acknowledged until its commit, then stored once.
 // - A person's action on the main thread's connection and the writer's commits interleave without a lost write.
-// - The writer thread dying is survived: what it had not committed is not acknowledged, the device resends, the new
-//   writer stores it once, its incident reaches the console, and rule timers are armed again.
+// - The writer thread dying is survived: what it had not answered is not acknowledged but held, with what comes while
+//   the new one starts, and handed to the new writer, which stores each once; the terminal's connection stays up.
 import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -152,12 +152,14 @@ describe('the writer thread', () => {
     }, 'the WAL checkpointed by the checkpointer thread', 10_000, 200);
   });
 
-  it('the writer thread dying loses nothing acknowledged: devices resend, the new writer stores each alarm once', async () => {
+  it('the writer thread dying loses nothing acknowledged: what it had not answered is held for the new writer, which stores each alarm once', async () => {
     const { id, secret } = await t.provision('call-phone');
     // a terminal that reconnects on its own (the test helper's client gives up on its first error)
     const c = mqtt.connect(t.mqttUrl, { clientId: id, username: id, password: secret, reconnectPeriod: 100, protocolVersion: 4 });
     c.on('error', () => {});
     await new Promise((r) => c.once('connect', r));
+    let closes = 0;
+    c.on('close', () => closes++);
     const restartsBefore = await metricValue(t.gw, 'eldergate_internal_errors_total', { where: 'writer-thread' });
     const acked = new Set<number>();
     const sends: Promise<void>[] = [];
@@ -168,12 +170,21 @@ describe('the writer thread', () => {
       if (seq === 12) (t.gw.writer as unknown as { worker: Worker }).worker.postMessage(null);
       await new Promise((r) => setTimeout(r, 5));
     }
-    await waitFor(() => acked.size === 30 || undefined, 'every SOS acknowledged, resent where the writer died', 20_000);
+    await waitFor(() => acked.size === 30 || undefined, 'every SOS acknowledged, held where the writer died', 20_000).catch((err: Error) => {
+      // what to look at when it does not converge: which ones, whether the terminal is connected and still holds them
+      const missing = Array.from({ length: 30 }, (_, i) => i + 1).filter((s) => !acked.has(s));
+      const held = Object.keys((c as unknown as { outgoing: Record<string, unknown> }).outgoing);
+      throw new Error(`${err.message}: unacknowledged ${missing.join(',')}; terminal connected ${c.connected}, holding packet ids ${held.join(',')}; stored ${sosRows(id).map((r) => r.seq).join(',')}; writer running ${t.gw.writer.running}`);
+    });
     await Promise.all(sends);
     // each once: nothing acknowledged was lost, nothing resent was stored twice; one incident for them all
     expect(sosRows(id).map((r) => r.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
     expect(incidentsOf(id)).toMatchObject([{ type: 'sos', status: 'open' }]);
     expect(await metricValue(t.gw, 'eldergate_internal_errors_total', { where: 'writer-thread' })).toBe(restartsBefore + 1);
+    // the restart cost the terminal a late PUBACK, not its connection (a reconnect would have resent, and mqtt.js
+    // fails what it queued behind a resend when that connection closes too)
+    expect(closes).toBe(0);
+    expect(await metricValue(t.gw, 'eldergate_ingest_queue', { queue: 'held' })).toBe(0);
     // the new writer knows who is connected, and works for everyone
     expect((await t.api('GET', `/api/devices/${id}`)).body.live.online).toBe(true);
     const other = await t.provision('call-phone');
@@ -183,11 +194,66 @@ describe('the writer thread', () => {
     c.end(true);
     c2.end(true);
   }, 40_000);
+
+  it('two deaths in one stream: the terminal stays connected and every SOS is stored once', async () => {
+    const restartsBefore = await metricValue(t.gw, 'eldergate_internal_errors_total', { where: 'writer-thread' });
+    const { id, secret } = await t.provision('call-phone');
+    const c = mqtt.connect(t.mqttUrl, { clientId: id, username: id, password: secret, reconnectPeriod: 100, protocolVersion: 4 });
+    c.on('error', () => {});
+    await new Promise((r) => c.once('connect', r));
+    let closes = 0;
+    c.on('close', () => closes++);
+    const acked = new Set<number>();
+    const failed: string[] = [];
+    const kill = () => (t.gw.writer as unknown as { worker: Worker }).worker.postMessage(null);
+    for (let seq = 1; seq <= 60; seq++) {
+      c.publish(`devices/${id}/events`, JSON.stringify({ ts: 1_700_000_000_000 + seq, seq, type: 'sos' }), { qos: 1 },
+        (err) => { if (err) failed.push(`${seq}: ${err.message}`); else acked.add(seq); });
+      // the first writer dies mid-stream; once the new one has answered what was held, it dies too. Before holding, a
+      // death while the terminal was resending into a writer still starting closed its connection again, and mqtt.js
+      // failed what it had queued behind the resends ("Connection closed"): never sent again
+      if (seq === 12) kill();
+      if (seq === 30) {
+        await waitFor(() => acked.size === 30 || undefined, 'the first 30 answered by the second writer', 20_000);
+        kill();
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await waitFor(() => acked.size + failed.length === 60 || undefined, 'an answer for every SOS', 20_000);
+    expect(failed).toEqual([]);
+    expect(closes).toBe(0);
+    expect(sosRows(id).map((r) => r.seq)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    expect(await metricValue(t.gw, 'eldergate_internal_errors_total', { where: 'writer-thread' })).toBe(restartsBefore + 2);
+    c.end(true);
+  }, 40_000);
+
+  it('a new writer thread dying while it starts is replaced once, and what was held reaches the one that runs', async () => {
+    const { id, secret } = await t.provision('call-phone');
+    const c = await t.connectDevice(id, secret);
+    const writer = t.gw.writer as unknown as { worker: Worker };
+    const first = writer.worker;
+    first.postMessage(null);
+    // the replacement is started at once (no back-off for a first death): it dies before it says it is ready (a
+    // message would wait on its port until it is)
+    await waitFor(() => (writer.worker !== first ? true : undefined), 'a replacement thread', 5_000);
+    const starting = writer.worker;
+    void starting.terminate();
+    const acked = c.publishAsync(`devices/${id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 });
+    await waitFor(() => t.gw.writer.running || undefined, 'a writer thread that runs', 20_000);
+    await acked;
+    expect(sosRows(id)).toEqual([{ seq: 1 }]);
+    // and stays the one: a failed start was once restarted twice, and the second thread, started after the back-off
+    // (2 s), took the first one's place while it still ran — two writers on one database
+    const running = writer.worker;
+    expect(running).not.toBe(starting);
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(writer.worker).toBe(running);
+    expect(incidentsOf(id)).toMatchObject([{ type: 'sos', status: 'open' }]);
+    c.end(true);
+  }, 40_000);
 });
 
-// On a gateway of its own: the writer thread replaced here must not be the same process's earlier restart in the test
-// above (a second death after a restart, under load, left resends unacknowledged in 2 of 4 loaded runs — not yet
-// explained; see the stop's closing note).
+// On a gateway of its own: a person's action while the writer restarts is refused, unlike a device's observation.
 describe('the writer thread replaced while people act', () => {
   let t: TestGateway;
   beforeAll(async () => { t = await startTestGateway(); });
