@@ -295,6 +295,8 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       if (closed) return;
       closed = true;
       ready = false;
+      // a writer restarting now is not waited for: the transports close first, and would wait on what it holds
+      writer.stopHolding();
       clearInterval(expiry);
       clearInterval(heapWatch);
       await retention.close();

@@ -223,6 +223,12 @@ export const ConfigSchema = Type.Object(
         heartbeatHistoryMs: Type.Integer({ minimum: 0, default: 3_600_000 }),
         rejectsKept: Type.Integer({ minimum: 100, default: 10000 }),
         rejectRawBytes: Type.Integer({ minimum: 64, default: 2048 }),
+        /**
+         * How long a device's message waits, unacknowledged, for a writer thread that died to be replaced before it is
+         * refused (no PUBACK / ACK; an MQTT connection is closed). Keep it below the shortest time after which your
+         * terminals give up on the platform and call for help another way (0: refuse at once).
+         */
+        writerRestartHoldMs: Type.Integer({ minimum: 0, maximum: 120_000, default: 10_000 }),
       },
       { default: {} },
     ),

@@ -76,14 +76,21 @@ interface Waiter {
    * A device's observation: if the writer thread dies before answering, it is held and handed to the next one (the
    * writer answers a resend of what it already committed as a duplicate) instead of refused.
    */
-  again?: (id: number) => ToWriter;
+  again?: Resubmit;
   /** writer threads that died while this was handed to them */
   deaths?: number;
+  /** the device whose observation it is; `alarm`: an event (alarms among them), held within the larger bound */
+  deviceId?: string;
+  event?: boolean;
 }
+
+/** the message for the writer; `resent`: handed to a writer thread before, which may have committed it */
+type Resubmit = (id: number, resent: boolean) => ToWriter;
 
 /** a device's observation waiting, unanswered, for a writer thread to run again (ordered as it came) */
 interface Held extends Waiter {
-  again: (id: number) => ToWriter;
+  again: Resubmit;
+  deviceId: string;
   since: number;
 }
 
@@ -91,19 +98,26 @@ interface Held extends Waiter {
 const CLOSE_TIMEOUT_MS = 7_000;
 /** a writer that dies right after starting is not restarted in a tight loop; it is tried again for as long as it takes */
 const RESTART_BACKOFF_MS = [0, 500, 2000, 5000];
-/**
- * How long a device's observation waits, unanswered, for a new writer thread. Within it a writer restart costs a
- * terminal nothing but a late PUBACK / ACK: its connection stays up and it resends nothing (a terminal that reconnects
- * and resends while the new writer is still starting meets the refusal again; mqtt.js then fails, rather than resends,
- * what was queued behind its resends). Beyond it the observation is refused (no PUBACK, the connection closes): a
- * terminal that has another way to call for help (a voice call, an SMS) is not kept waiting on this one.
+/*
+ * How long a device's observation waits, unanswered, for a new writer thread: ingest.writerRestartHoldMs. Within it a
+ * writer restart costs a terminal nothing but a late PUBACK / ACK: its connection stays up and it resends nothing (a
+ * terminal that reconnects and resends while the new writer is still starting meets the refusal again; mqtt.js then
+ * fails, rather than resends, what was queued behind its resends). Beyond it the observation is refused (no PUBACK,
+ * the connection closes): a terminal that has another way to call for help (a voice call, an SMS) is not kept waiting
+ * on this one.
  */
-const HOLD_MS = 10_000;
 /**
  * An observation handed to this many writer threads that each died before answering is refused, not handed on: it
  * may be what kills them (the device resends it, and the respawn back-off paces that).
  */
 const HOLD_DEATHS = 2;
+/**
+ * Held QoS 1 telemetry beyond this is refused (the device resends it later); events (alarms among them) are held up to
+ * IN_FLIGHT_LIMIT, apart from telemetry, so a fleet's telemetry never takes an alarm's place.
+ */
+const HOLD_TELEMETRY_LIMIT = 2_000;
+/** a writer thread that ran this long without dying starts the back-off again from 0 */
+const RESTART_BACKOFF_RESET_MS = 60_000;
 /**
  * Messages handed to the writer and not answered yet. Beyond it QoS 0 telemetry is shed (counted) and what waits for
  * an answer is refused with OverloadError (no PUBACK: the device resends); alarms are never refused for it.
@@ -125,6 +139,8 @@ export class WriterThread implements IngestPort {
   private readonly waiters = new Map<number, Waiter>();
   private stats: WriterStats = { urgent: 0, telemetry: 0, waiting: 0 };
   private closing = false;
+  /** shutdown began (stopHolding): devices' observations are no longer held while no writer runs */
+  private stopping = false;
   private restarts = 0;
   /** a writer thread is running and has said it is ready; false while one is being (re)started */
   private live = false;
@@ -170,6 +186,7 @@ export class WriterThread implements IngestPort {
     // a new thread, a new count: what the dead one was posted and never took is gone with it
     this.taken = new Int32Array(new SharedArrayBuffer(4));
     this.posted = 0;
+    this.spawned++;
     const init: WriterInit = { config: this.o.config, logLevel: this.o.log.level, turn: writeTurnBuffer(), taken: this.taken.buffer as SharedArrayBuffer };
     const worker = startThread('worker', init);
     this.worker = worker;
@@ -181,7 +198,7 @@ export class WriterThread implements IngestPort {
       const handle = (m: FromWriter) => {
         if (m.op === 'ready') {
           started = true;
-          this.restarts = 0;
+          this.upSince = Date.now();
           // the writer starts with every device offline: tell it who is connected to this node (not heard from now)
           const first: ToWriter[] = [...this.replicationWhileDown,
             ...[...this.online].map(([deviceId, at]): ToWriter => ({ op: 'online', deviceId, online: true, at, restore: true }))];
@@ -208,11 +225,11 @@ export class WriterThread implements IngestPort {
         this.live = false;
         this.outbox = [];
         this.holdOrFail(new Error(`the writer thread stopped (exit code ${code}): not stored, send it again`));
+        if (!this.closing && this.everStarted) this.o.metrics.internalErrors.inc({ where: 'writer-thread' });
         // whoever started it decides what a failed start means: start-up fails, a restart is tried again (once — a
         // second respawn here started two writer threads on one database)
         if (!started) return reject(new Error(`the writer thread stopped while starting (exit code ${code})`));
         if (this.closing || !this.everStarted) return;
-        this.o.metrics.internalErrors.inc({ where: 'writer-thread' });
         this.respawn(code);
       });
     });
@@ -220,9 +237,21 @@ export class WriterThread implements IngestPort {
 
   /** set once the first writer thread started: a later death is restarted, a failed first start is start-up's error */
   private everStarted = false;
+  /** writer threads started (tests: a failed start is restarted once) */
+  private spawned = 0;
+  /** when the running writer thread said it was ready */
+  private upSince = 0;
+  /**
+   * Devices with an observation refused while no writer ran: what they sent after it is refused too, so that nothing
+   * of theirs is stored ahead of what they will resend (a cancel before its SOS). Forgotten once a writer runs.
+   */
+  private refusedWhileDown = new Set<string>();
 
   /** a new writer thread after one died (or failed to start again): with back-off, for as long as it takes */
   private respawn(code: number | string): void {
+    // a message that kills every thread it is handed to is resent by its device: each death after a short life waits
+    // longer; the back-off starts again only after a thread ran a while
+    if (Date.now() - this.upSince >= RESTART_BACKOFF_RESET_MS) this.restarts = 0;
     const delay = RESTART_BACKOFF_MS[Math.min(this.restarts, RESTART_BACKOFF_MS.length - 1)]!;
     this.restarts++;
     this.log.fatal({ code, restartInMs: delay, attempt: this.restarts },
@@ -326,18 +355,23 @@ export class WriterThread implements IngestPort {
 
   /**
    * Hand a message to the writer thread; the promise settles with its answer. `observation`: a device's, held while no
-   * writer runs (up to HOLD_MS) and handed to the next one if this one dies before answering; anything else is
+   * writer runs (up to ingest.writerRestartHoldMs) and handed to the next one if this one dies before answering; anything else is
    * refused at once while no writer runs — not stored, not acknowledged.
    */
-  private call<T>(make: (id: number) => ToWriter, observation = false): Promise<T> {
-    if (!this.live && !(observation && !this.closing)) {
+  private call<T>(make: (id: number) => ToWriter, observation?: { deviceId: string; event: boolean; again: Resubmit }): Promise<T> {
+    if (!this.live && !(observation && this.holding)) {
       return Promise.reject(new Error('the writer thread is restarting: not stored, send it again'));
     }
     return new Promise<T>((resolve, reject) => {
-      const w: Waiter = { resolve: resolve as (v: unknown) => void, reject, ...(observation ? { again: make, deaths: 0 } : {}) };
+      const w: Waiter = { resolve: resolve as (v: unknown) => void, reject, ...(observation ? { ...observation, deaths: 0 } : {}) };
       if (this.live) this.send(w, make);
-      else this.hold([{ ...w, again: make, since: Date.now() }]);
+      else this.hold([{ ...w, again: observation!.again, deviceId: observation!.deviceId, since: Date.now() }]);
     });
+  }
+
+  /** devices' observations wait for a new writer thread (not while closing, nor when the hold is set to 0) */
+  private get holding(): boolean {
+    return !this.closing && !this.stopping && this.o.config.ingest.writerRestartHoldMs > 0;
   }
 
   private send(w: Waiter, make: (id: number) => ToWriter): void {
@@ -347,10 +381,17 @@ export class WriterThread implements IngestPort {
   }
 
   private failWaiters(err: Error): void {
-    const all = [...this.waiters.values(), ...this.held];
+    const all = [...this.waiters.values()];
     this.waiters.clear();
-    this.held = [];
+    this.refuseHeld(() => err);
     for (const w of all) w.reject(err);
+  }
+
+  /** refuse everything held (shutdown) */
+  private refuseHeld(err: (w: Held) => Error): void {
+    const held = this.held;
+    this.setHeld([]);
+    for (const w of held) w.reject(err(w));
   }
 
   /** the writer thread died: what it had not answered is refused, except devices' observations, which are held */
@@ -361,58 +402,90 @@ export class WriterThread implements IngestPort {
     const held: Held[] = [];
     for (const w of all) {
       const deaths = (w.deaths ?? 0) + 1;
-      if (w.again && deaths < HOLD_DEATHS && !this.closing) held.push({ ...w, again: w.again, deaths, since: now });
-      else w.reject(err);
+      if (w.again && w.deviceId !== undefined && deaths < HOLD_DEATHS && this.holding) held.push({ ...w, again: w.again, deviceId: w.deviceId, deaths, since: now });
+      else this.refuse(w, err);
     }
     if (held.length) this.log.warn({ held: held.length }, 'devices\' messages the writer thread had not answered are held for the next one');
     this.hold(held);
   }
 
-  private held: Held[] = [];
-  private holdSweep: NodeJS.Timeout | null = null;
-
-  private hold(items: Held[]): void {
-    if (items.length === 0) return;
-    // bounded like the messages a running writer has not answered: beyond it, refused (the device resends)
-    const room = Math.max(0, IN_FLIGHT_LIMIT - this.held.length);
-    for (const w of items.slice(room)) w.reject(new OverloadError('too many messages wait for the writer thread to restart: not stored, send it again later'));
-    this.held.push(...items.slice(0, room));
-    this.o.metrics.queue.set({ queue: 'held' }, this.held.length);
-    this.holdSweep ??= setInterval(() => this.sweepHeld(), 500).unref();
+  /** refused while no writer runs: what its device sent after it is refused too (see refusedWhileDown) */
+  private refuse(w: Waiter, err: Error): void {
+    if (w.deviceId !== undefined) this.refusedWhileDown.add(w.deviceId);
+    w.reject(err);
   }
 
-  /** what has waited HOLD_MS for a writer is refused: the device may have another way to call for help */
-  private sweepHeld(): void {
-    const now = Date.now();
-    const keep: Held[] = [];
-    for (const w of this.held) {
-      if (now - w.since >= HOLD_MS) w.reject(new Error(`no writer thread ran for ${HOLD_MS / 1000} s: not stored, send it again`));
-      else keep.push(w);
-    }
-    this.held = keep;
-    this.o.metrics.queue.set({ queue: 'held' }, keep.length);
-    if (keep.length === 0 && this.holdSweep) {
+  private held: Held[] = [];
+  private heldTelemetry = 0;
+  /** HOLD_TELEMETRY_LIMIT (a field: a test meets it with a few connections — aedes reads a connection's next message
+   * only once the one before is answered, so what is held is at most one per connection) */
+  private holdTelemetryLimit = HOLD_TELEMETRY_LIMIT;
+  private holdSweep: NodeJS.Timeout | null = null;
+
+  private setHeld(held: Held[]): void {
+    this.held = held;
+    this.heldTelemetry = 0;
+    for (const w of held) if (!w.event) this.heldTelemetry++;
+    this.o.metrics.queue.set({ queue: 'held' }, held.length);
+    if (held.length === 0 && this.holdSweep) {
       clearInterval(this.holdSweep);
       this.holdSweep = null;
     }
+  }
+
+  private hold(items: Held[]): void {
+    if (items.length === 0) return;
+    for (const w of items) {
+      if (this.refusedWhileDown.has(w.deviceId)) {
+        w.reject(new Error('an earlier message of this device was refused while the writer thread restarted: not stored, send both again'));
+      } else if (w.event ? this.held.length - this.heldTelemetry >= IN_FLIGHT_LIMIT : this.heldTelemetry >= this.holdTelemetryLimit) {
+        // bounded: telemetry apart from events, so a fleet's telemetry never takes an alarm's place
+        this.refuse(w, new OverloadError('too many messages wait for the writer thread to restart: not stored, send it again later'));
+      } else {
+        this.held.push(w);
+        if (!w.event) this.heldTelemetry++;
+      }
+    }
+    this.o.metrics.queue.set({ queue: 'held' }, this.held.length);
+    if (this.held.length) this.holdSweep ??= setInterval(() => this.sweepHeld(), Math.min(500, Math.ceil(this.o.config.ingest.writerRestartHoldMs / 4))).unref();
+  }
+
+  /** what has waited ingest.writerRestartHoldMs for a writer is refused: the device may have another way to call for help */
+  private sweepHeld(): void {
+    const now = Date.now();
+    const holdMs = this.o.config.ingest.writerRestartHoldMs;
+    const keep: Held[] = [];
+    for (const w of this.held) {
+      if (now - w.since >= holdMs) this.refuse(w, new Error(`no writer thread ran for ${holdMs} ms (ingest.writerRestartHoldMs): not stored, send it again`));
+      else if (this.refusedWhileDown.has(w.deviceId)) w.reject(new Error('an earlier message of this device was refused while the writer thread restarted: not stored, send both again'));
+      else keep.push(w);
+    }
+    this.setHeld(keep);
   }
 
   /** a new writer thread runs: what was held goes to it first, in the order it came */
   private handOnHeld(): void {
     const held = this.held;
-    this.held = [];
-    if (this.holdSweep) {
-      clearInterval(this.holdSweep);
-      this.holdSweep = null;
-    }
-    this.o.metrics.queue.set({ queue: 'held' }, 0);
+    this.setHeld([]);
+    this.refusedWhileDown.clear();
     if (held.length) this.log.warn({ handedOn: held.length }, 'devices\' messages held while no writer thread ran are handed to the new one');
-    for (const { since: _since, ...w } of held) this.send(w, w.again);
+    // handed to a thread before (deaths > 0): it may have committed it, so it goes as a resend (dedup answers it)
+    for (const { since: _since, ...w } of held) this.send(w, (id) => w.again(id, (w.deaths ?? 0) > 0));
+  }
+
+  /**
+   * Shutdown begins: nothing more is held, and what is held is refused now (not after ingest.writerRestartHoldMs:
+   * the transports close before the writer, and would wait for it).
+   */
+  stopHolding(): void {
+    this.stopping = true;
+    this.refuseHeld(() => new Error('ingest is closed: the gateway is shutting down'));
   }
 
   submit(obs: Observation): Promise<IngestResult> {
     if (this.closing) return Promise.reject(new Error('ingest is closed: the gateway is shutting down'));
-    return this.call((id) => ({ op: 'submit', id, obs }), true);
+    const again: Resubmit = (id, resent) => ({ op: 'submit', id, obs: resent ? { ...obs, redelivered: true } : obs });
+    return this.call((id) => again(id, false), { deviceId: obs.deviceId, event: true, again });
   }
 
   submitTelemetry(obs: Observation, wait: boolean): Promise<IngestResult> | undefined {
@@ -432,7 +505,8 @@ export class WriterThread implements IngestPort {
       else this.o.metrics.shed.inc();
       return undefined;
     }
-    return this.call((id) => ({ op: 'telemetry', id, obs, wait }), true);
+    const again: Resubmit = (id, resent) => ({ op: 'telemetry', id, obs: resent ? { ...obs, redelivered: true } : obs, wait });
+    return this.call((id) => again(id, false), { deviceId: obs.deviceId, event: false, again });
   }
 
   recordReject(row: Omit<RejectRow, 'raw'> & { raw: Buffer | string }): void {
