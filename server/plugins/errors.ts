@@ -15,7 +15,8 @@ export function installErrorHandler(app: FastifyInstance): void {
     }
     const fe = err as FastifyError;
     if (fe.validation) {
-      const first = fe.validation[0];
+      const problems = oneLinePerChoice(fe.validation);
+      const first = problems[0];
       const field = first
         ? (first.instancePath?.replace(/^\//, '').replace(/\//g, '.') ||
             (first.params as { missingProperty?: string; additionalProperty?: string })?.missingProperty ||
@@ -26,7 +27,7 @@ export function installErrorHandler(app: FastifyInstance): void {
       return reply.status(400).send({
         code: 'BAD_REQUEST',
         message,
-        details: fe.validation.map((v) => ({ field: v.instancePath || (v.params as { missingProperty?: string })?.missingProperty, message: v.message })),
+        details: problems.map((v) => ({ field: v.instancePath || (v.params as { missingProperty?: string })?.missingProperty, message: v.message })),
       });
     }
     if (fe.statusCode && fe.statusCode < 500) {
@@ -39,3 +40,28 @@ export function installErrorHandler(app: FastifyInstance): void {
     reply.status(404).send({ code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}: see /docs/json for the API` });
   });
 }
+
+type ValidationProblem = NonNullable<FastifyError['validation']>[number];
+
+/**
+ * A choice among fixed values (a union of literals: a device kind, a status) fails as one `const` error per value and
+ * an `anyOf` — "must be equal to constant" nine times. Said once instead, naming the values that are allowed.
+ */
+function oneLinePerChoice(problems: readonly ValidationProblem[]): ValidationProblem[] {
+  const byField = new Map<string, ValidationProblem[]>();
+  for (const p of problems) byField.set(p.instancePath, [...(byField.get(p.instancePath) ?? []), p]);
+  const out: ValidationProblem[] = [];
+  for (const [, group] of byField) {
+    const consts = group.filter((p) => p.keyword === 'const');
+    const isChoice = consts.length > 0 && group.every((p) => p.keyword === 'const' || p.keyword === 'anyOf');
+    if (!isChoice) {
+      out.push(...group.map((p) => (p.keyword === 'enum' ? { ...p, message: `must be one of: ${allowed(p).join(', ')}` } : p)));
+      continue;
+    }
+    const values = consts.map((p) => (p.params as { allowedValue?: unknown }).allowedValue);
+    out.push({ ...consts[0]!, keyword: 'enum', message: `must be one of: ${values.map(String).join(', ')}` });
+  }
+  return out;
+}
+
+const allowed = (p: ValidationProblem): string[] => ((p.params as { allowedValues?: unknown[] }).allowedValues ?? []).map(String);

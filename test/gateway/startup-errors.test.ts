@@ -21,6 +21,10 @@ const startAsync = (env: Record<string, string>) => new Promise<{ status: number
   child.on('close', (status) => { clearTimeout(kill); done({ status, stderr }); });
 });
 
+// each start is a cold `tsx main.ts` (seconds of compiling, far more beside the whole suite on 2 cores: 30 s was once
+// not enough for the two starts of one test); a start itself is bounded at 60 s above
+const SPAWNS_MS = 150_000;
+
 describe('start-up refuses a bad configuration', () => {
   it('lists every environment error at once and exits 78', () => {
     const r = start({ ELDERGATE_MQTT_PORT: 'x', ELDERGATE_HTTP_PORT: '-1', ELDERGATE_LOG_LEVEL: 'loud' });
@@ -28,7 +32,7 @@ describe('start-up refuses a bad configuration', () => {
     expect(r.stderr).toMatch(/ELDERGATE_MQTT_PORT/);
     expect(r.stderr).toMatch(/ELDERGATE_HTTP_PORT/);
     expect(r.stderr).toMatch(/ELDERGATE_LOG_LEVEL/);
-  });
+  }, SPAWNS_MS);
 
   it('lists every problem of rules declared as data and of a register map', () => {
     const dir = mkdtempSync(join(tmpdir(), 'eg-badcfg-'));
@@ -53,7 +57,7 @@ describe('start-up refuses a bad configuration', () => {
     expect(m.status).toBe(78);
     expect(m.stderr).toMatch(/modbus/);
     expect(m.stderr).toMatch(/port/);
-  });
+  }, SPAWNS_MS);
 
   it('a port in use names the setting to change, with no stack trace, and exits 78', async () => {
     const holder = createServer();
@@ -68,7 +72,7 @@ describe('start-up refuses a bad configuration', () => {
     } finally {
       holder.close();
     }
-  });
+  }, SPAWNS_MS);
 
   it('a missing certificate file names the setting, with no stack trace, and exits 78', () => {
     const dir = mkdtempSync(join(tmpdir(), 'eg-cert-'));
@@ -77,11 +81,11 @@ describe('start-up refuses a bad configuration', () => {
     expect(r.status).toBe(78);
     expect(r.stderr).toMatch(/tls\.certFile \(ELDERGATE_TLS_CERT_FILE\): the file .*missing-cert\.pem does not exist/);
     expect(r.stderr).not.toMatch(/\n\s+at /);
-  });
+  }, SPAWNS_MS);
 
   it('an unknown ELDERGATE_* variable stops start-up with a suggestion', () => {
     const r = start({ ELDERGATE_HTTP_PROT: '8081' });
     expect(r.status).toBe(78);
     expect(r.stderr).toMatch(/ELDERGATE_HTTP_PROT: not a setting \(did you mean ELDERGATE_HTTP_PORT\?\)/);
-  });
+  }, SPAWNS_MS);
 });
