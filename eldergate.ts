@@ -14,7 +14,7 @@ import { SecretHasher } from './devices/credentials.js';
 import { DeviceRegistry, logRegistryStartup } from './devices/registry.js';
 import { Audit } from './core/audit.js';
 import { auditRoutes } from './server/routes/audit.js';
-import { WriterThread, incidentWritesVia, type LiveStates } from './gateway/writer/client.js';
+import { WriterThread, commandWritesVia, incidentWritesVia, type LiveStates } from './gateway/writer/client.js';
 import { Commands } from './gateway/commands.js';
 import { startBroker, type EmbeddedBroker } from './gateway/broker/broker.js';
 import { startRabbitIngress, type RabbitIngress } from './gateway/cluster/rabbitmq.js';
@@ -88,7 +88,8 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const registry = new DeviceRegistry(store.db, new SecretHasher(serviceSecret(store.db, 'device-secret-key')), bus);
   logRegistryStartup(registry, log);
   const audit = new Audit(store.sqlite);
-  const commands = new Commands(store.sqlite, log);
+  // written by the writer thread too: this thread reads them and sends them to devices
+  const commands = new Commands(store.sqlite, log, commandWritesVia(() => writerThread));
   // people's actions, escalations and notes are written by the writer thread, the log's one writer: this thread (the
   // sockets, the consoles) never waits for SQLite's write lock behind a telemetry slice
   let writerThread: WriterThread | undefined;
@@ -350,8 +351,8 @@ function wireAcknowledgeCommand(d: { bus: Bus; incidents: IncidentApi; commands:
     if (e.type !== 'acknowledged') return;
     const incident = d.incidents.get(e.incidentId);
     if (!incident) return;
-    settle(() => {
-      const cmd = d.commands.create(incident.deviceId, 'acknowledge-alarm', { type: incident.type }, { incidentId: incident.id, ttlMs: 3600_000 });
+    settle(async () => {
+      const cmd = await d.commands.create(incident.deviceId, 'acknowledge-alarm', { type: incident.type }, { incidentId: incident.id, ttlMs: 3600_000 });
       d.commands.send(cmd.id);
       return d.incidents.record(incident.id, 'command-sent', { commandId: cmd.id, command: 'acknowledge-alarm', deviceId: incident.deviceId });
     }, () => {}, (err) => d.log.error({ err, incidentId: e.incidentId }, 'could not send acknowledge-alarm to the device'));
@@ -370,22 +371,27 @@ function recordCommandAck(d: { incidents: IncidentApi; log: Logger }, cmd: { id:
  * setInterval whose callback never lets an exception escape (it would end the process and every alarm with it):
  * the error is logged (at most once a minute per timer) and counted, and the timer keeps running.
  */
-export function guardedInterval(where: string, ms: number, fn: () => void, d: { log: Logger; metrics: Metrics }): NodeJS.Timeout {
+export function guardedInterval(where: string, ms: number, fn: () => unknown, d: { log: Logger; metrics: Metrics }): NodeJS.Timeout {
   let lastLog = 0;
+  const failed = (err: unknown) => {
+    try {
+      d.metrics.internalErrors.inc({ where });
+      const now = Date.now();
+      if (now - lastLog >= 60_000) {
+        lastLog = now;
+        d.log.error({ err, where }, 'a periodic task failed; it runs again at its next tick');
+      }
+    } catch {
+      /* logging itself failed (no descriptor left?): nothing more to do here */
+    }
+  };
   return setInterval(() => {
     try {
-      fn();
+      // a task may be asynchronous (a write through the writer thread): its rejection is a failure the same way
+      const r = fn();
+      if (r instanceof Promise) r.catch(failed);
     } catch (err) {
-      try {
-        d.metrics.internalErrors.inc({ where });
-        const now = Date.now();
-        if (now - lastLog >= 60_000) {
-          lastLog = now;
-          d.log.error({ err, where }, 'a periodic task failed; it runs again at its next tick');
-        }
-      } catch {
-        /* logging itself failed (no descriptor left?): nothing more to do here */
-      }
+      failed(err);
     }
   }, ms).unref();
 }

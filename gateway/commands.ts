@@ -29,6 +29,17 @@ export interface CommandTransport {
 
 const DEFAULT_TTL_MS = 24 * 3600_000;
 
+/**
+ * Where the commands table is written. On the main thread: through the writer thread (gateway/writer/client.ts
+ * `commandWritesVia`), so the event loop that serves the alarm path never waits for SQLite's write lock; each promise
+ * settles once the write is durable. Without it (the writer thread itself, tests of this module): here, at once.
+ */
+export interface CommandWrites {
+  create(deviceId: string, type: DeviceCommandType, params: Record<string, unknown>, opts: { incidentId?: string; ttlMs?: number }): Promise<CommandRow>;
+  sent(commandId: string, at: number): Promise<unknown>;
+  expire(now: number): Promise<number>;
+}
+
 export class Commands {
   private transport: CommandTransport | null = null;
   private readonly insert: Database.Statement;
@@ -41,7 +52,7 @@ export class Commands {
   /** incident events to append when an acknowledgement links to an incident (set by the incident service) */
   onAcked: ((cmd: CommandRow, at: number) => IncidentEvent[]) | null = null;
 
-  constructor(private readonly sqlite: Database.Database, log: Logger) {
+  constructor(private readonly sqlite: Database.Database, log: Logger, private readonly writes?: CommandWrites) {
     this.log = log.child({ module: 'commands' });
     this.insert = sqlite.prepare(`insert into commands (id, device_id, type, params, incident_id, status, attempts, created_at, expires_at)
       values (?, ?, ?, ?, ?, 'pending', 0, ?, ?)`);
@@ -58,15 +69,21 @@ export class Commands {
     this.transport = transport;
   }
 
-  /**
-   * Store a command (durably: call inside or outside a transaction) and send it once stored. Returns its id.
-   * Inside a transaction, call `flush(id)` after the commit.
-   */
-  create(deviceId: string, type: DeviceCommandType, params: Record<string, unknown> = {}, opts: { incidentId?: string; ttlMs?: number } = {}): CommandRow {
+  /** Store a command durably; resolves with it once stored (then `send` it). */
+  async create(deviceId: string, type: DeviceCommandType, params: Record<string, unknown> = {}, opts: { incidentId?: string; ttlMs?: number } = {}): Promise<CommandRow> {
+    return this.writes ? this.writes.create(deviceId, type, params, opts) : this.insertNow(deviceId, type, params, opts);
+  }
+
+  /** the write itself, on this connection (the writer thread's, or a test's) */
+  insertNow(deviceId: string, type: DeviceCommandType, params: Record<string, unknown>, opts: { incidentId?: string; ttlMs?: number }): CommandRow {
     const now = Date.now();
     const id = newId('c');
     this.insert.run(id, deviceId, type, JSON.stringify(params), opts.incidentId ?? null, now, now + (opts.ttlMs ?? DEFAULT_TTL_MS));
     return this.get(id);
+  }
+
+  markSentNow(commandId: string, at: number): number {
+    return this.markSent.run(at, commandId).changes;
   }
 
   get(id: string): CommandRow {
@@ -102,9 +119,12 @@ export class Commands {
       ...(Object.keys(cmd.params).length ? { params: cmd.params } : {}),
     };
     this.transport.publishToDevice(cmd.deviceId, topics.commands(cmd.deviceId), message).then(
-      () => this.markSent.run(Date.now(), cmd.id),
+      async () => {
+        if (this.writes) await this.writes.sent(cmd.id, Date.now());
+        else this.markSentNow(cmd.id, Date.now());
+      },
       (err: Error) => this.log.warn({ err, deviceId: cmd.deviceId, commandId: cmd.id }, 'command not handed to the broker; it stays pending'),
-    );
+    ).catch((err: unknown) => this.log.warn({ err, deviceId: cmd.deviceId, commandId: cmd.id }, 'a command handed to the broker was not marked sent; it stays pending and goes again on reconnect'));
     return true;
   }
 
@@ -120,7 +140,12 @@ export class Commands {
     },
   };
 
-  expireDue(now = Date.now()): number {
+  /** Commands past their expiry are marked expired; resolves with how many. */
+  async expireDue(now = Date.now()): Promise<number> {
+    return this.writes ? this.writes.expire(now) : this.expireNow(now);
+  }
+
+  expireNow(now: number): number {
     return this.expire.run(now).changes;
   }
 }

@@ -20,10 +20,10 @@ import type { Logger } from '../../core/logger.js';
 import type { Metrics } from '../../core/metrics.js';
 import type { StorageHealth } from '../../core/storage-health.js';
 import type { DeviceRegistry } from '../../devices/registry.js';
-import type { CommandRow } from '../commands.js';
+import type { CommandRow, CommandWrites } from '../commands.js';
 import type { LiveState } from '../device-state.js';
 import { AlarmNotRecordedError, OverloadError, type RejectRow } from '../ingest.js';
-import type { FromWriter, IncidentCall, StatesReply, ToWriter, WireError, WriterInit, WriterStats } from './protocol.js';
+import type { CommandCall, FromWriter, IncidentCall, StatesReply, ToWriter, WireError, WriterInit, WriterStats } from './protocol.js';
 import type { CommittedEvent, CommittedOf, IncidentRow, IncidentWrites } from '../../response/incidents.js';
 import type { IncidentReceipt } from '../../response/events.js';
 import type { CheckpointerInit } from './checkpointer.js';
@@ -79,6 +79,10 @@ interface Waiter {
   again?: Resubmit;
   /** writer threads that died while this was handed to them */
   deaths?: number;
+  /** when it was first held (a second death does not start its ingest.writerRestartHoldMs again) */
+  heldSince?: number;
+  /** the order in which devices' observations came (a refusal refuses only what its device sent after it) */
+  order?: number;
   /** the device whose observation it is; `alarm`: an event (alarms among them), held within the larger bound */
   deviceId?: string;
   event?: boolean;
@@ -222,10 +226,14 @@ export class WriterThread implements IngestPort {
       });
       worker.on('exit', (code) => {
         if (worker !== this.worker) return;
+        // the back-off starts again only after a thread that ran a while: decided from this thread's own life (a
+        // thread that never started leaves it as it is, so failed starts keep backing off)
+        if (started && Date.now() - this.upSince >= RESTART_BACKOFF_RESET_MS) this.restarts = 0;
         this.live = false;
         this.outbox = [];
         this.holdOrFail(new Error(`the writer thread stopped (exit code ${code}): not stored, send it again`));
-        if (!this.closing && this.everStarted) this.o.metrics.internalErrors.inc({ where: 'writer-thread' });
+        // a failed restart is counted where it is restarted (respawn), whichever way it failed
+        if (started && !this.closing && this.everStarted) this.o.metrics.internalErrors.inc({ where: 'writer-thread' });
         // whoever started it decides what a failed start means: start-up fails, a restart is tried again (once — a
         // second respawn here started two writer threads on one database)
         if (!started) return reject(new Error(`the writer thread stopped while starting (exit code ${code})`));
@@ -245,13 +253,13 @@ export class WriterThread implements IngestPort {
    * Devices with an observation refused while no writer ran: what they sent after it is refused too, so that nothing
    * of theirs is stored ahead of what they will resend (a cancel before its SOS). Forgotten once a writer runs.
    */
-  private refusedWhileDown = new Set<string>();
+  private refusedWhileDown = new Map<string, number>();
+  private nextOrder = 0;
 
   /** a new writer thread after one died (or failed to start again): with back-off, for as long as it takes */
   private respawn(code: number | string): void {
-    // a message that kills every thread it is handed to is resent by its device: each death after a short life waits
-    // longer; the back-off starts again only after a thread ran a while
-    if (Date.now() - this.upSince >= RESTART_BACKOFF_RESET_MS) this.restarts = 0;
+    // a message that kills every thread it is handed to is resent by its device: each death after a short life, and
+    // each failed start, waits longer (see the exit handler)
     const delay = RESTART_BACKOFF_MS[Math.min(this.restarts, RESTART_BACKOFF_MS.length - 1)]!;
     this.restarts++;
     this.log.fatal({ code, restartInMs: delay, attempt: this.restarts },
@@ -268,6 +276,7 @@ export class WriterThread implements IngestPort {
           }
         },
         (err: unknown) => {
+          if (!this.closing) this.o.metrics.internalErrors.inc({ where: 'writer-thread' });
           this.log.fatal({ err }, 'the writer thread could not be restarted; trying again');
           if (!this.closing && !this.live) this.respawn('start failed');
         },
@@ -363,7 +372,7 @@ export class WriterThread implements IngestPort {
       return Promise.reject(new Error('the writer thread is restarting: not stored, send it again'));
     }
     return new Promise<T>((resolve, reject) => {
-      const w: Waiter = { resolve: resolve as (v: unknown) => void, reject, ...(observation ? { ...observation, deaths: 0 } : {}) };
+      const w: Waiter = { resolve: resolve as (v: unknown) => void, reject, ...(observation ? { ...observation, deaths: 0, order: this.nextOrder++ } : {}) };
       if (this.live) this.send(w, make);
       else this.hold([{ ...w, again: observation!.again, deviceId: observation!.deviceId, since: Date.now() }]);
     });
@@ -402,17 +411,29 @@ export class WriterThread implements IngestPort {
     const held: Held[] = [];
     for (const w of all) {
       const deaths = (w.deaths ?? 0) + 1;
-      if (w.again && w.deviceId !== undefined && deaths < HOLD_DEATHS && this.holding) held.push({ ...w, again: w.again, deviceId: w.deviceId, deaths, since: now });
+      if (w.again && w.deviceId !== undefined && deaths < HOLD_DEATHS && this.holding) held.push({ ...w, again: w.again, deviceId: w.deviceId, deaths, since: w.heldSince ?? now });
       else this.refuse(w, err);
     }
     if (held.length) this.log.warn({ held: held.length }, 'devices\' messages the writer thread had not answered are held for the next one');
     this.hold(held);
   }
 
-  /** refused while no writer runs: what its device sent after it is refused too (see refusedWhileDown) */
+  /**
+   * Refused while no writer runs. An event's refusal refuses what its device sent after it (see refusedWhileDown);
+   * telemetry refused for its bound does not (a position's place is not an alarm's).
+   */
   private refuse(w: Waiter, err: Error): void {
-    if (w.deviceId !== undefined) this.refusedWhileDown.add(w.deviceId);
+    if (w.deviceId !== undefined && w.event) {
+      const at = this.refusedWhileDown.get(w.deviceId);
+      if (at === undefined || (w.order ?? 0) < at) this.refusedWhileDown.set(w.deviceId, w.order ?? 0);
+    }
     w.reject(err);
+  }
+
+  /** an earlier event of its device was refused while no writer ran */
+  private behindRefused(w: Held): boolean {
+    const at = this.refusedWhileDown.get(w.deviceId);
+    return at !== undefined && (w.order ?? 0) > at;
   }
 
   private held: Held[] = [];
@@ -436,7 +457,7 @@ export class WriterThread implements IngestPort {
   private hold(items: Held[]): void {
     if (items.length === 0) return;
     for (const w of items) {
-      if (this.refusedWhileDown.has(w.deviceId)) {
+      if (this.behindRefused(w)) {
         w.reject(new Error('an earlier message of this device was refused while the writer thread restarted: not stored, send both again'));
       } else if (w.event ? this.held.length - this.heldTelemetry >= IN_FLIGHT_LIMIT : this.heldTelemetry >= this.holdTelemetryLimit) {
         // bounded: telemetry apart from events, so a fleet's telemetry never takes an alarm's place
@@ -457,7 +478,7 @@ export class WriterThread implements IngestPort {
     const keep: Held[] = [];
     for (const w of this.held) {
       if (now - w.since >= holdMs) this.refuse(w, new Error(`no writer thread ran for ${holdMs} ms (ingest.writerRestartHoldMs): not stored, send it again`));
-      else if (this.refusedWhileDown.has(w.deviceId)) w.reject(new Error('an earlier message of this device was refused while the writer thread restarted: not stored, send both again'));
+      else if (this.behindRefused(w)) w.reject(new Error('an earlier message of this device was refused while the writer thread restarted: not stored, send both again'));
       else keep.push(w);
     }
     this.setHeld(keep);
@@ -470,7 +491,7 @@ export class WriterThread implements IngestPort {
     this.refusedWhileDown.clear();
     if (held.length) this.log.warn({ handedOn: held.length }, 'devices\' messages held while no writer thread ran are handed to the new one');
     // handed to a thread before (deaths > 0): it may have committed it, so it goes as a resend (dedup answers it)
-    for (const { since: _since, ...w } of held) this.send(w, (id) => w.again(id, (w.deaths ?? 0) > 0));
+    for (const { since, ...w } of held) this.send({ ...w, heldSince: since }, (id) => w.again(id, (w.deaths ?? 0) > 0));
   }
 
   /**
@@ -530,6 +551,16 @@ export class WriterThread implements IngestPort {
    * While no writer runs it is refused at once with a 503 that says to try again.
    */
   incident<T>(call: IncidentCall, events: (value: T) => readonly IncidentEvent[]): Promise<T> {
+    return this.forPerson((id) => ({ op: 'incident', id, call }), 'reload the incident before trying again', (v) => this.o.onCommitted([...events(v as T)]));
+  }
+
+  /** A write of the commands table (a person's command, the broker's hand-over, expiry), run by the writer thread. */
+  command<T>(call: CommandCall): Promise<T> {
+    return this.forPerson((id) => ({ op: 'command', id, call }), 'look at the device\'s commands before trying again');
+  }
+
+  /** a write someone waits on: refused at once with a 503 "try again" while no writer runs */
+  private forPerson<T>(make: (id: number) => ToWriter, check: string, first?: (v: unknown) => void): Promise<T> {
     if (!this.live || this.closing) {
       return Promise.reject(new EldergateError('UNAVAILABLE',
         'the gateway\'s writer is restarting (or the gateway is stopping): nothing was recorded; try again in a few seconds', { status: 503 }));
@@ -540,11 +571,11 @@ export class WriterThread implements IngestPort {
         resolve: resolve as (v: unknown) => void,
         // the writer stopped before answering: it may have committed; the person is told so, not "not stored"
         reject: (err) => reject(err instanceof EldergateError ? err : new EldergateError('UNAVAILABLE',
-          'the gateway\'s writer stopped before answering: this may or may not have been recorded; reload the incident before trying again',
+          `the gateway's writer stopped before answering: this may or may not have been recorded; ${check}`,
           { status: 503, cause: err })),
-        first: (v) => this.o.onCommitted([...events(v as T)]),
+        ...(first ? { first } : {}),
       });
-      this.post({ op: 'incident', id, call });
+      this.post(make(id));
     });
   }
 
@@ -726,6 +757,20 @@ export function fromWire(w: WireError): Error {
  * The incident log's writes as the main thread's response side calls them, handed to the writer thread (the log's
  * one writer). `writer` is read at each call: the response side is built before the writer thread starts.
  */
+/** The commands table written through the writer thread (once it runs; before, a 503 "try again"). */
+export function commandWritesVia(writer: () => WriterThread | undefined): CommandWrites {
+  const via = <T>(call: CommandCall): Promise<T> => {
+    const w = writer();
+    if (!w) return Promise.reject(new EldergateError('UNAVAILABLE', 'the gateway is still starting: nothing was recorded; try again in a few seconds', { status: 503 }));
+    return w.command<T>(call);
+  };
+  return {
+    create: (deviceId, type, params, opts) => via<CommandRow>({ method: 'create', deviceId, type, params, ...opts }),
+    sent: (commandId, at) => via<number>({ method: 'sent', commandId, at }),
+    expire: (now) => via<number>({ method: 'expire', now }),
+  };
+}
+
 export function incidentWritesVia(writer: () => WriterThread | undefined): IncidentWrites {
   const via = <T>(call: IncidentCall, events: (value: T) => readonly IncidentEvent[]): Promise<T> => {
     const w = writer();

@@ -3,7 +3,7 @@
 // and the write transactions that make it durable. Messages on one port keep their order, so a device's
 // observations, its online changes and the registry changes before them reach the writer in the order they happened.
 import type { Config } from '../../core/config.js';
-import type { IncidentEvent, Observation } from '../../core/contracts.js';
+import type { DeviceCommandType, IncidentEvent, Observation } from '../../core/contracts.js';
 import type { RegistryReplication } from '../../devices/registry.js';
 import type { LiveState } from '../device-state.js';
 import type { CommandRow } from '../commands.js';
@@ -21,6 +21,12 @@ export type IncidentCall =
   | { method: 'escalate'; incidentId: string; steps: EscalationStep[] }
   | { method: 'resolveBySystem'; incidentId: string; outcome: string; data?: { rule?: string } }
   | { method: 'record'; incidentId: string; type: InfoEventType; data: unknown; actor: string | null };
+
+/** A write of the commands table asked for by the main thread (a person's command, the broker's hand-over, expiry). */
+export type CommandCall =
+  | { method: 'create'; deviceId: string; type: DeviceCommandType; params: Record<string, unknown>; incidentId?: string; ttlMs?: number }
+  | { method: 'sent'; commandId: string; at: number }
+  | { method: 'expire'; now: number };
 
 export interface WriterInit {
   config: Config;
@@ -46,6 +52,7 @@ export type ToWriter =
   | { op: 'pressure'; on: boolean }
   | { op: 'states'; id: number; deviceIds: string[] | null }
   | { op: 'incident'; id: number; call: IncidentCall }
+  | { op: 'command'; id: number; call: CommandCall }
   /** push and delivery receipts of the consoles, batched on the main thread (response/receipts.ts), best-effort */
   | { op: 'receipts'; id: number; batch: IncidentReceipt[] }
   | { op: 'flush'; id: number }

@@ -23,7 +23,7 @@ import { DeviceStates } from '../device-state.js';
 import { Ingest } from '../ingest.js';
 import { Commands } from '../commands.js';
 import { createAlarmPipeline, type AlarmPipeline } from '../alarms.js';
-import { toWire, type FromWriter, type IncidentCall, type ToWriter, type WriterInit } from './protocol.js';
+import { toWire, type CommandCall, type FromWriter, type IncidentCall, type ToWriter, type WriterInit } from './protocol.js';
 import { useWriteTurnBuffer } from '../../core/write-turn.js';
 
 const port = parentPort;
@@ -49,6 +49,8 @@ export interface WriterDomain {
   /** the incident log's one writer: what devices raise, and what the main thread asks for (people, escalation) */
   incidents: IncidentService;
   registry: DeviceRegistry;
+  /** the commands table's one writer (people's commands, what the broker handed over, expiry) */
+  commands: Commands;
   metrics: Metrics;
   close(): void;
 }
@@ -99,7 +101,7 @@ function createWriterDomain(init: WriterInit, log: Logger): WriterDomain {
     return [];
   };
   return {
-    store, states, ingest, alarms, incidents, registry, metrics,
+    store, states, ingest, alarms, incidents, registry, commands, metrics,
     close() {
       alarms.close();
       ingest.close();
@@ -229,6 +231,8 @@ function main(): void {
         return reply(m.id, () => d.ingest.flushAll());
       case 'incident':
         return reply(m.id, () => runIncidentCall(d.incidents, m.call));
+      case 'command':
+        return reply(m.id, () => runCommandCall(d.commands, m.call));
       case 'receipts':
         return reply(m.id, () => writeReceipts(m.batch));
       case 'metrics':
@@ -254,6 +258,18 @@ function runIncidentCall(incidents: IncidentService, call: IncidentCall): unknow
     case 'record':
       // the data was type-checked against the event's type where the main thread built it (IncidentApi.record)
       return incidents.record(call.incidentId, call.type, call.data as never, call.actor);
+  }
+}
+
+/** A write of the commands table the main thread asked for: its own statement, durable on return (synchronous=FULL). */
+function runCommandCall(commands: Commands, call: CommandCall): unknown {
+  switch (call.method) {
+    case 'create':
+      return commands.insertNow(call.deviceId, call.type, call.params, call);
+    case 'sent':
+      return commands.markSentNow(call.commandId, call.at);
+    case 'expire':
+      return commands.expireNow(call.now);
   }
 }
 

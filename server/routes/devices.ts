@@ -401,7 +401,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
   }, async (req, reply) => {
     const d = registry.get(req.params.id);
     checkVisible(req.user, d.id);
-    const cmd = deps.commands.create(d.id, req.body.type, req.body.params ?? {}, req.body.ttlS ? { ttlMs: req.body.ttlS * 1000 } : {});
+    const cmd = await deps.commands.create(d.id, req.body.type, req.body.params ?? {}, req.body.ttlS ? { ttlMs: req.body.ttlS * 1000 } : {});
     const sent = deps.commands.send(cmd.id);
     audit.record({ actor: auditActor(req), action: 'device.command', target: { type: 'device', id: d.id }, details: { command: cmd.type, commandId: cmd.id, params: cmd.params } });
     reply.status(202);

@@ -106,6 +106,42 @@ describe('the writer thread', () => {
     }
   });
 
+  it('a person\'s command to a device is written by the writer thread: while it waits for the lock, the main loop does not', async () => {
+    const { id, secret } = await t.provision('call-phone');
+    const c = await t.connectDevice(id, secret);
+    const received: string[] = [];
+    c.on('message', (_topic, payload) => received.push((JSON.parse(payload.toString()) as { type: string }).type));
+    await c.subscribeAsync(`devices/${id}/commands`, { qos: 1 });
+    let last = performance.now();
+    let longestGapMs = 0;
+    const tick = setInterval(() => { const now = performance.now(); longestGapMs = Math.max(longestGapMs, now - last); last = now; }, 5);
+    const blocker = new Database(dbFile(t.dataDir));
+    blocker.prepare('BEGIN IMMEDIATE').run();
+    let released = false;
+    try {
+      const sent = t.api('POST', `/api/devices/${id}/commands`, { type: 'locate-now' });
+      await new Promise((r) => setTimeout(r, 1000));
+      // the command waits in the writer thread for the lock; this thread answers meanwhile, and sends nothing unstored
+      expect((await fetch(`${t.http}/healthz`)).status).toBe(200);
+      expect(received).toEqual([]);
+      blocker.prepare('COMMIT').run();
+      released = true;
+      const res = await sent;
+      expect(res.status).toBe(202);
+      expect(res.body).toMatchObject({ type: 'locate-now', queued: false });
+      await waitFor(() => (received.includes('locate-now') ? true : undefined), 'the command at the device');
+      // marked sent by the writer thread too, once the broker took it
+      await waitFor(() => ((t.gw.store.sqlite.prepare('select status from commands where id = ?').get((res.body as { id: string }).id) as { status: string }).status === 'sent' || undefined), 'the command marked sent');
+      // as above: a main loop that waited for the lock this thread releases would stall the whole busy timeout (5 s)
+      expect(longestGapMs).toBeLessThan(2500);
+    } finally {
+      clearInterval(tick);
+      if (!released) blocker.prepare('ROLLBACK').run();
+      blocker.close();
+      c.end(true);
+    }
+  });
+
   it('people acting on the main thread and devices written by the writer thread share the file without a lost write', async () => {
     const devices = await Promise.all([0, 1, 2, 3, 4].map(() => t.provision('locator')));
     const clients = await Promise.all(devices.map((d) => t.connectDevice(d.id, d.secret)));
@@ -273,12 +309,8 @@ describe('a writer thread that takes long to replace', () => {
     await new Promise((r) => c.once('connect', r));
     const closedAt: { at: number; writerRunning: boolean }[] = [];
     c.on('close', () => closedAt.push({ at: Date.now(), writerRunning: t.gw.writer.running }));
-    const writer = t.gw.writer as unknown as { worker: Worker };
-    const first = writer.worker;
-    first.postMessage(null);
-    // its replacement dies while starting too: the next one comes after the back-off (500 ms), longer than the hold
-    await waitFor(() => (writer.worker !== first ? true : undefined), 'a replacement thread', 5_000);
-    void writer.worker.terminate();
+    // the next writer thread comes after 2 s, far longer than the hold
+    await slowRestart(t);
     const sentAt = Date.now();
     let ackedAt = 0;
     c.publish(`devices/${id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 }, (err) => { if (!err) ackedAt = Date.now(); });
@@ -331,6 +363,24 @@ describe('a writer thread that dies while it starts', () => {
     expect(incidentsOf(id)).toMatchObject([{ type: 'sos', status: 'open' }]);
     c.end(true);
   }, 40_000);
+  it('after a long run, a death restarts at once, but a failed start backs off; each is counted', async () => {
+    const writer = t.gw.writer as unknown as { worker: Worker; upSince: number; spawned: number };
+    // this thread has run for two minutes (the back-off starts again after one)
+    writer.upSince = Date.now() - 120_000;
+    const errorsBefore = await metricValue(t.gw, 'eldergate_internal_errors_total', { where: 'writer-thread' });
+    const first = writer.worker;
+    first.postMessage(null);
+    await waitFor(() => (writer.worker !== first ? true : undefined), 'a replacement at once', 5_000);
+    const starting = writer.worker;
+    expect(t.gw.writer.running).toBe(false);
+    await starting.terminate();
+    const failedAt = Date.now();
+    // its failed start is not taken for a long run: the next one waits the back-off (500 ms), not 0
+    await waitFor(() => (writer.worker !== starting ? true : undefined), 'the next replacement', 10_000);
+    expect(Date.now() - failedAt).toBeGreaterThanOrEqual(450);
+    await waitFor(() => t.gw.writer.running || undefined, 'a writer thread that runs', 20_000);
+    expect(await metricValue(t.gw, 'eldergate_internal_errors_total', { where: 'writer-thread' })).toBe(errorsBefore + 2);
+  }, 40_000);
 });
 
 // On a gateway of its own, for the same reason as above.
@@ -357,17 +407,14 @@ describe('telemetry held while the writer thread is replaced', () => {
     await new Promise((r) => phone.once('connect', r));
     let phoneClosed = false;
     phone.on('close', () => { phoneClosed = true; });
-    // the writer dies, and its replacement dies while starting: the next one comes after the back-off (500 ms)
-    const first = writer.worker;
-    first.postMessage(null);
-    await waitFor(() => (writer.worker !== first ? true : undefined), 'a replacement thread', 5_000);
-    expect(t.gw.writer.running).toBe(false);
-    void writer.worker.terminate();
+    // the next writer thread comes after 2 s
+    await slowRestart(t);
     // 15 QoS 1 positions meet the bound for telemetry held: 10 are held, 5 refused (their connections close) ...
     // (a refused one gets no PUBACK: its connection is closed, and the client keeps it to resend)
     const outcome = { stored: 0, refused: 0 };
+    const closed = () => outcome.refused++;
     for (const { id, c } of watches) {
-      c.once('close', () => outcome.refused++);
+      c.once('close', closed);
       c.publish(`devices/${id}/telemetry`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'position', lat: 39.9, lon: 116.4 }), { qos: 1 },
         (err) => { if (!err) outcome.stored++; });
     }
@@ -378,8 +425,30 @@ describe('telemetry held while the writer thread is replaced', () => {
     expect(phoneClosed).toBe(false);
     expect(t.gw.store.sqlite.prepare("select seq from observations where device_id = ? and type = 'sos'").all(caller.id)).toEqual([{ seq: 1 }]);
     await waitFor(() => outcome.stored + outcome.refused === 15 || undefined, 'an answer for every position', 10_000);
-    for (const { c } of watches) c.end(true);
+    for (const { c } of watches) {
+      c.off('close', closed);
+      c.end(true);
+    }
     phone.end(true);
     expect(outcome).toEqual({ stored: 10, refused: 5 });
   }, 40_000);
 });
+
+/**
+ * The writer thread dies, and its next two replacements die while starting: with the restart back-off (0, 500 ms,
+ * 2 s) the one after them comes 2 s later. Resolves at the start of those 2 s, with no writer running.
+ */
+async function slowRestart(t: TestGateway): Promise<void> {
+  const writer = t.gw.writer as unknown as { worker: Worker };
+  const first = writer.worker;
+  first.postMessage(null);
+  let dying = first;
+  for (let i = 0; i < 2; i++) {
+    await waitFor(() => (writer.worker !== dying ? true : undefined), 'a replacement thread', 10_000);
+    expect(t.gw.writer.running).toBe(false);
+    dying = writer.worker;
+    // resolves once it has exited (and the gateway has seen it go)
+    await dying.terminate();
+  }
+  expect(t.gw.writer.running).toBe(false);
+}
