@@ -231,6 +231,37 @@ describe('the writer thread', () => {
     c2.end(true);
   }, 40_000);
 
+  it('an SOS without a key that the dying thread had committed, unanswered, is answered by the next one as a duplicate', async () => {
+    const sosCount = (deviceId: string) =>
+      (t.gw.store.sqlite.prepare("select count(*) n from observations where device_id = ? and type = 'sos'").get(deviceId) as { n: number }).n;
+    const { id, secret } = await t.provision('call-phone');
+    const c = await t.connectDevice(id, secret);
+    let closes = 0;
+    c.on('close', () => closes++);
+    // the answer is lost: the thread commits, and dies before its answer is read (here, answers are not read)
+    const writer = t.gw.writer as unknown as { worker: Worker; onMessage(m: { op: string }): void };
+    const read = writer.onMessage;
+    let lose = true;
+    writer.onMessage = function (m) { if (lose && m.op === 'result') return; read.call(this, m); };
+    try {
+      let acked = false;
+      // keyless: no seq, no ts (dedup can only go by the MQTT packet id and session)
+      c.publish(`devices/${id}/events`, JSON.stringify({ type: 'sos' }), { qos: 1 }, (err) => { if (!err) acked = true; });
+      await waitFor(() => (sosCount(id) === 1 ? true : undefined), 'the SOS committed');
+      writer.worker.postMessage(null);
+      lose = false;
+      await waitFor(() => acked || undefined, 'the SOS acknowledged by the next thread', 20_000);
+    } finally {
+      lose = false;
+      writer.onMessage = read;
+    }
+    // handed on as a resend: the next thread found it stored and answered it as a duplicate
+    expect(sosCount(id)).toBe(1);
+    expect(incidentsOf(id)).toHaveLength(1);
+    expect(closes).toBe(0);
+    c.end(true);
+  }, 40_000);
+
   it('two deaths in one stream: the terminal stays connected and every SOS is stored once', async () => {
     const restartsBefore = await metricValue(t.gw, 'eldergate_internal_errors_total', { where: 'writer-thread' });
     const { id, secret } = await t.provision('call-phone');

@@ -19,7 +19,8 @@ const ROOT = resolve(import.meta.dirname, '..', '..');
  * must exec the gateway so that the child's pid is the gateway's.
  */
 export function startChildGateway(
-  env: Record<string, string>, timeoutMs = 30_000, wrap?: (argv: string[]) => string[],
+  // a cold `tsx main.ts` beside the whole suite on 2 cores took over 30 s once (its console bundle alone ~5 s)
+  env: Record<string, string>, timeoutMs = 60_000, wrap?: (argv: string[]) => string[],
 ): Promise<ChildGateway> {
   return new Promise((resolvePromise, reject) => {
     const argv = wrap ? wrap([process.execPath, '--import', 'tsx', 'main.ts']) : [process.execPath, '--import', 'tsx', 'main.ts'];

@@ -110,7 +110,7 @@ describe('the token-signing key (issue 14)', () => {
     expect(now.stdout).toMatch(/dropped/);
     await waitFor(async () => (await me(t, before)) === 401 && (await me(t, after)) === 401, 'every old session ends', 10_000, 100);
     expect(await me(t, await t.token())).toBe(200);
-  });
+  }, 150_000);
 
   it('ELDERGATE_AUTH_SIGNING_KEY keeps the key in the environment: no key file, the previous key still verifies', async () => {
     const dir = freshDir();
