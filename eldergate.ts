@@ -213,7 +213,8 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   });
   // every timer here is guarded: an exception escaping a timer ends the process (issue 14: EMFILE from
   // process.memoryUsage() in the heap watchdog did)
-  const expiry = guardedInterval('command-expiry', 60_000, () => commands.expireDue(), { log, metrics });
+  // (not while a writer thread restarts: the next tick does it, and a restart is not this task's failure)
+  const expiry = guardedInterval('command-expiry', 60_000, () => (writer.running ? commands.expireDue() : undefined), { log, metrics });
   // watch memory (docs/design.md §2): near a bound, shed telemetry before the process dies of it
   const memory = memoryWatchdog(config, { log, metrics, setPressure: (p) => ingest.setPressure(p) });
   const heapWatch = guardedInterval('memory-watchdog', 1000, memory, { log, metrics });

@@ -753,10 +753,6 @@ export function fromWire(w: WireError): Error {
   return err;
 }
 
-/**
- * The incident log's writes as the main thread's response side calls them, handed to the writer thread (the log's
- * one writer). `writer` is read at each call: the response side is built before the writer thread starts.
- */
 /** The commands table written through the writer thread (once it runs; before, a 503 "try again"). */
 export function commandWritesVia(writer: () => WriterThread | undefined): CommandWrites {
   const via = <T>(call: CommandCall): Promise<T> => {
@@ -771,6 +767,10 @@ export function commandWritesVia(writer: () => WriterThread | undefined): Comman
   };
 }
 
+/**
+ * The incident log's writes as the main thread's response side calls them, handed to the writer thread (the log's
+ * one writer). `writer` is read at each call: the response side is built before the writer thread starts.
+ */
 export function incidentWritesVia(writer: () => WriterThread | undefined): IncidentWrites {
   const via = <T>(call: IncidentCall, events: (value: T) => readonly IncidentEvent[]): Promise<T> => {
     const w = writer();

@@ -395,7 +395,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
         params: Type.Optional(Type.Object({}, { additionalProperties: true })),
         ttlS: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 86400 })),
       }, { additionalProperties: false }),
-      response: { 202: CommandSent, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
+      response: { 202: CommandSent, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 503: ErrorBody },
     },
     onRequest: requireRole(app, 'admin', 'technician', 'operator'),
   }, async (req, reply) => {
