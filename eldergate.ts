@@ -15,7 +15,8 @@ import { DeviceRegistry, logRegistryStartup } from './devices/registry.js';
 import { Audit } from './core/audit.js';
 import { auditRoutes } from './server/routes/audit.js';
 import { WriterThread, commandWritesVia, incidentWritesVia, type LiveStates } from './gateway/writer/client.js';
-import { Commands } from './gateway/commands.js';
+import { Commands, onceId, type CommandRow } from './gateway/commands.js';
+import { EldergateError } from './core/errors.js';
 import { startBroker, type EmbeddedBroker } from './gateway/broker/broker.js';
 import { startRabbitIngress, type RabbitIngress } from './gateway/cluster/rabbitmq.js';
 import { startAuthBackend, type AuthBackend } from './gateway/cluster/auth-backend.js';
@@ -347,13 +348,28 @@ function storageIncidents(incidents: IncidentApi) {
  * "Help is coming": when a person acknowledges an incident, the device gets the acknowledge-alarm command (stored,
  * re-sent on reconnect, tracked until the device answers); both steps are on the incident's timeline.
  */
+/** how often "help is coming" is asked of a writer that is restarting (2 s apart: its back-off reaches 5 s) */
+const ACK_COMMAND_ATTEMPTS = 15;
+
 function wireAcknowledgeCommand(d: { bus: Bus; incidents: IncidentApi; commands: Commands; log: Logger }): void {
   d.bus.on('incident-event', (e) => {
     if (e.type !== 'acknowledged') return;
     const incident = d.incidents.get(e.incidentId);
     if (!incident) return;
     settle(async () => {
-      const cmd = await d.commands.create(incident.deviceId, 'acknowledge-alarm', { type: incident.type }, { incidentId: incident.id, ttlMs: 3600_000 });
+      // one command per incident, whatever happens: asked again after the writer thread stopped before answering
+      // ("may or may not have been recorded") or while it restarts, it is stored once
+      const create = () => d.commands.create(incident.deviceId, 'acknowledge-alarm', { type: incident.type },
+        { incidentId: incident.id, ttlMs: 3600_000, id: onceId(`acknowledge-alarm:${incident.id}`) });
+      let cmd: CommandRow | undefined;
+      for (let attempt = 1; !cmd; attempt++) {
+        try {
+          cmd = await create();
+        } catch (err) {
+          if (!(err instanceof EldergateError && err.status === 503) || attempt >= ACK_COMMAND_ATTEMPTS) throw err;
+          await new Promise((r) => setTimeout(r, 2000));
+        }
+      }
       d.commands.send(cmd.id);
       return d.incidents.record(incident.id, 'command-sent', { commandId: cmd.id, command: 'acknowledge-alarm', deviceId: incident.deviceId });
     }, () => {}, (err) => d.log.error({ err, incidentId: e.incidentId }, 'could not send acknowledge-alarm to the device'));

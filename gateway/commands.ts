@@ -1,6 +1,7 @@
 // Commands to devices over MQTT `devices/{id}/commands` (QoS 1): stored first, sent when the device is connected,
 // re-sent when it reconnects (aedes' own queue is in memory only), tracked until the device answers on
 // `devices/{id}/commands/ack` or the command expires.
+import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { Logger } from '../core/logger.js';
 import { topics, type DeviceCommand, type DeviceCommandType, type IncidentEvent, type Observation } from '../core/contracts.js';
@@ -29,13 +30,25 @@ export interface CommandTransport {
 
 const DEFAULT_TTL_MS = 24 * 3600_000;
 
+export interface CreateOptions {
+  incidentId?: string;
+  ttlMs?: number;
+  /** the command's id, for a command stored at most once (onceId) */
+  id?: string;
+}
+
+/** A command id derived from what the command is for (`acknowledge-alarm:<incident>`): the same thing, the same id. */
+export function onceId(what: string): string {
+  return `c_${createHash('sha256').update(what).digest('base64url').slice(0, 12).replace(/[-_]/g, 'x')}`;
+}
+
 /**
  * Where the commands table is written. On the main thread: through the writer thread (gateway/writer/client.ts
  * `commandWritesVia`), so the event loop that serves the alarm path never waits for SQLite's write lock; each promise
  * settles once the write is durable. Without it (the writer thread itself, tests of this module): here, at once.
  */
 export interface CommandWrites {
-  create(deviceId: string, type: DeviceCommandType, params: Record<string, unknown>, opts: { incidentId?: string; ttlMs?: number }): Promise<CommandRow>;
+  create(deviceId: string, type: DeviceCommandType, params: Record<string, unknown>, opts: CreateOptions): Promise<CommandRow>;
   sent(commandId: string, at: number): Promise<unknown>;
   expire(now: number): Promise<number>;
 }
@@ -43,6 +56,7 @@ export interface CommandWrites {
 export class Commands {
   private transport: CommandTransport | null = null;
   private readonly insert: Database.Statement;
+  private readonly insertOnce: Database.Statement;
   private readonly markSent: Database.Statement;
   private readonly pendingFor: Database.Statement;
   private readonly byId: Database.Statement;
@@ -55,6 +69,8 @@ export class Commands {
   constructor(private readonly sqlite: Database.Database, log: Logger, private readonly writes?: CommandWrites) {
     this.log = log.child({ module: 'commands' });
     this.insert = sqlite.prepare(`insert into commands (id, device_id, type, params, incident_id, status, attempts, created_at, expires_at)
+      values (?, ?, ?, ?, ?, 'pending', 0, ?, ?)`);
+    this.insertOnce = sqlite.prepare(`insert or ignore into commands (id, device_id, type, params, incident_id, status, attempts, created_at, expires_at)
       values (?, ?, ?, ?, ?, 'pending', 0, ?, ?)`);
     this.markSent = sqlite.prepare(`update commands set status = case when status = 'pending' then 'sent' else status end,
       attempts = attempts + 1, sent_at = ? where id = ?`);
@@ -69,16 +85,19 @@ export class Commands {
     this.transport = transport;
   }
 
-  /** Store a command durably; resolves with it once stored (then `send` it). */
-  async create(deviceId: string, type: DeviceCommandType, params: Record<string, unknown> = {}, opts: { incidentId?: string; ttlMs?: number } = {}): Promise<CommandRow> {
+  /**
+   * Store a command durably; resolves with it once stored (then `send` it). `id`: a command stored once however often
+   * it is asked for (see `onceId`) — safe to ask again after "this may or may not have been recorded".
+   */
+  async create(deviceId: string, type: DeviceCommandType, params: Record<string, unknown> = {}, opts: CreateOptions = {}): Promise<CommandRow> {
     return this.writes ? this.writes.create(deviceId, type, params, opts) : this.insertNow(deviceId, type, params, opts);
   }
 
   /** the write itself, on this connection (the writer thread's, or a test's) */
-  insertNow(deviceId: string, type: DeviceCommandType, params: Record<string, unknown>, opts: { incidentId?: string; ttlMs?: number }): CommandRow {
+  insertNow(deviceId: string, type: DeviceCommandType, params: Record<string, unknown>, opts: CreateOptions): CommandRow {
     const now = Date.now();
-    const id = newId('c');
-    this.insert.run(id, deviceId, type, JSON.stringify(params), opts.incidentId ?? null, now, now + (opts.ttlMs ?? DEFAULT_TTL_MS));
+    const id = opts.id ?? newId('c');
+    (opts.id ? this.insertOnce : this.insert).run(id, deviceId, type, JSON.stringify(params), opts.incidentId ?? null, now, now + (opts.ttlMs ?? DEFAULT_TTL_MS));
     return this.get(id);
   }
 

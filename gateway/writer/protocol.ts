@@ -24,7 +24,7 @@ export type IncidentCall =
 
 /** A write of the commands table asked for by the main thread (a person's command, the broker's hand-over, expiry). */
 export type CommandCall =
-  | { method: 'create'; deviceId: string; type: DeviceCommandType; params: Record<string, unknown>; incidentId?: string; ttlMs?: number }
+  | { method: 'create'; deviceId: string; type: DeviceCommandType; params: Record<string, unknown>; incidentId?: string; ttlMs?: number; id?: string }
   | { method: 'sent'; commandId: string; at: number }
   | { method: 'expire'; now: number };
 

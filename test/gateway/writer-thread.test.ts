@@ -325,6 +325,31 @@ describe('the writer thread replaced while people act', () => {
     const acks = t.gw.store.sqlite.prepare("select count(*) n from incident_events where incident_id = ? and type = 'acknowledged'").get(inc!.id) as { n: number };
     expect(acks.n).toBe(1);
   });
+
+  it('"help is coming" reaches the device when the writer thread dies as the acknowledgement is published: asked again, stored once', async () => {
+    const { id, secret } = await t.provision('call-phone');
+    const c = await t.connectDevice(id, secret);
+    const received: string[] = [];
+    c.on('message', (_topic, payload) => received.push((JSON.parse(payload.toString()) as { type: string }).type));
+    await c.subscribeAsync(`devices/${id}/commands`, { qos: 1 });
+    await c.publishAsync(`devices/${id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 });
+    const [inc] = await waitFor(() => (incidentsOf(id).length ? incidentsOf(id) : undefined), 'the incident');
+    // the writer thread dies as the acknowledgement is published: the command asked of it in that turn goes with it
+    const writer = t.gw.writer as unknown as { worker: Worker };
+    const kill = (e: { incidentId: string; type: string }) => {
+      if (e.incidentId === inc!.id && e.type === 'acknowledged') writer.worker.postMessage(null);
+    };
+    t.gw.bus.on('incident-event', kill);
+    try {
+      expect((await t.api('POST', `/api/incidents/${inc!.id}/acknowledge`)).status).toBe(200);
+    } finally {
+      t.gw.bus.off('incident-event', kill);
+    }
+    await waitFor(() => received.includes('acknowledge-alarm') || undefined, 'help is coming, at the device', 30_000);
+    expect(t.gw.store.sqlite.prepare("select count(*) n from commands where incident_id = ? and type = 'acknowledge-alarm'").get(inc!.id)).toEqual({ n: 1 });
+    await waitFor(() => ((t.gw.store.sqlite.prepare("select count(*) n from incident_events where incident_id = ? and type = 'command-sent'").get(inc!.id) as { n: number }).n === 1 || undefined), 'command-sent on the timeline');
+    c.end(true);
+  }, 60_000);
 });
 
 describe('a writer thread that takes long to replace', () => {
