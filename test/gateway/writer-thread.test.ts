@@ -19,10 +19,6 @@ describe('the writer thread', () => {
   beforeAll(async () => { t = await startTestGateway(); });
   afterAll(async () => t.stop());
 
-  const sosRows = (deviceId: string) =>
-    t.gw.store.sqlite.prepare("select seq from observations where device_id = ? and type = 'sos' order by seq").all(deviceId) as { seq: number }[];
-  const incidentsOf = (deviceId: string) =>
-    t.gw.store.sqlite.prepare('select id, type, status from incidents where device_id = ?').all(deviceId) as { id: string; type: string; status: string }[];
 
   it('a stuck writer does not stop the main thread; the SOS is acknowledged only after its commit', async () => {
     const { id, secret } = await t.provision('call-phone');
@@ -43,14 +39,14 @@ describe('the writer thread', () => {
       const c2 = await t.connectDevice(other.id, other.secret);
       c2.end(true);
       expect(ackedAt).toBe(0);
-      expect(sosRows(id)).toEqual([]);
+      expect(sosRows(t, id)).toEqual([]);
       blocker.prepare('COMMIT').run();
       const releasedAt = Date.now();
       released = true;
       await acked;
       expect(ackedAt).toBeGreaterThanOrEqual(releasedAt);
-      expect(sosRows(id)).toEqual([{ seq: 1 }]);
-      expect(incidentsOf(id)).toMatchObject([{ type: 'sos', status: 'open' }]);
+      expect(sosRows(t, id)).toEqual([{ seq: 1 }]);
+      expect(incidentsOf(t, id)).toMatchObject([{ type: 'sos', status: 'open' }]);
     } finally {
       if (!released) blocker.prepare('ROLLBACK').run();
       blocker.close();
@@ -63,7 +59,7 @@ describe('the writer thread', () => {
     const c = await t.connectDevice(id, secret);
     await c.publishAsync(`devices/${id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 });
     c.end(true);
-    const [inc] = await waitFor(() => (incidentsOf(id).length ? incidentsOf(id) : undefined), 'the incident');
+    const [inc] = await waitFor(() => (incidentsOf(t, id).length ? incidentsOf(t, id) : undefined), 'the incident');
     const heard: string[] = [];
     const onEvent = (e: { incidentId: string; type: string }) => { if (e.incidentId === inc!.id) heard.push(e.type); };
     t.gw.bus.on('incident-event', onEvent);
@@ -80,14 +76,14 @@ describe('the writer thread', () => {
       await new Promise((r) => setTimeout(r, 1000));
       // the acknowledgement waits in the writer thread (SQLite's busy wait is there), not here
       expect((await fetch(`${t.http}/healthz`)).status).toBe(200);
-      expect(incidentsOf(id)).toMatchObject([{ status: 'open' }]);
+      expect(incidentsOf(t, id)).toMatchObject([{ status: 'open' }]);
       expect(heard).toEqual([]);
       blocker.prepare('COMMIT').run();
       released = true;
       const res = await ack;
       expect(res.status).toBe(200);
       expect((res.body as { incident: { status: string } }).incident.status).toBe('acknowledged');
-      expect(incidentsOf(id)).toMatchObject([{ status: 'acknowledged' }]);
+      expect(incidentsOf(t, id)).toMatchObject([{ status: 'acknowledged' }]);
       // published on this thread as the writer's answer arrived, once
       expect(heard.filter((x) => x === 'acknowledged')).toHaveLength(1);
       // a second operator's acknowledgement is refused with the state, as before: the domain's 409 crosses the thread
@@ -154,12 +150,12 @@ describe('the writer thread', () => {
         }
       })());
       for (const d of devices) {
-        const [inc] = await waitFor(() => (incidentsOf(d.id).length ? incidentsOf(d.id) : undefined), 'the incident');
+        const [inc] = await waitFor(() => (incidentsOf(t, d.id).length ? incidentsOf(t, d.id) : undefined), 'the incident');
         expect((await t.api('POST', `/api/incidents/${inc!.id}/acknowledge`)).status).toBe(200);
       }
       await Promise.all(telemetry);
       for (const d of devices) {
-        expect(incidentsOf(d.id)).toMatchObject([{ type: 'sos', status: 'acknowledged' }]);
+        expect(incidentsOf(t, d.id)).toMatchObject([{ type: 'sos', status: 'acknowledged' }]);
         const n = t.gw.store.sqlite.prepare("select count(*) n from observations where device_id = ? and type = 'position'").get(d.id) as { n: number };
         expect(n.n).toBe(15);
       }
@@ -191,9 +187,7 @@ describe('the writer thread', () => {
   it('the writer thread dying loses nothing acknowledged: what it had not answered is held for the new writer, which stores each alarm once', async () => {
     const { id, secret } = await t.provision('call-phone');
     // a terminal that reconnects on its own (the test helper's client gives up on its first error)
-    const c = mqtt.connect(t.mqttUrl, { clientId: id, username: id, password: secret, reconnectPeriod: 100, protocolVersion: 4 });
-    c.on('error', () => {});
-    await new Promise((r) => c.once('connect', r));
+    const c = await terminal(t, id, secret, 100);
     let closes = 0;
     c.on('close', () => closes++);
     const restartsBefore = await metricValue(t.gw, 'eldergate_internal_errors_total', { where: 'writer-thread' });
@@ -210,12 +204,12 @@ describe('the writer thread', () => {
       // what to look at when it does not converge: which ones, whether the terminal is connected and still holds them
       const missing = Array.from({ length: 30 }, (_, i) => i + 1).filter((s) => !acked.has(s));
       const held = Object.keys((c as unknown as { outgoing: Record<string, unknown> }).outgoing);
-      throw new Error(`${err.message}: unacknowledged ${missing.join(',')}; terminal connected ${c.connected}, holding packet ids ${held.join(',')}; stored ${sosRows(id).map((r) => r.seq).join(',')}; writer running ${t.gw.writer.running}`);
+      throw new Error(`${err.message}: unacknowledged ${missing.join(',')}; terminal connected ${c.connected}, holding packet ids ${held.join(',')}; stored ${sosRows(t, id).map((r) => r.seq).join(',')}; writer running ${t.gw.writer.running}`);
     });
     await Promise.all(sends);
     // each once: nothing acknowledged was lost, nothing resent was stored twice; one incident for them all
-    expect(sosRows(id).map((r) => r.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
-    expect(incidentsOf(id)).toMatchObject([{ type: 'sos', status: 'open' }]);
+    expect(sosRows(t, id).map((r) => r.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    expect(incidentsOf(t, id)).toMatchObject([{ type: 'sos', status: 'open' }]);
     expect(await metricValue(t.gw, 'eldergate_internal_errors_total', { where: 'writer-thread' })).toBe(restartsBefore + 1);
     // the restart cost the terminal a late PUBACK, not its connection (a reconnect would have resent, and mqtt.js
     // fails what it queued behind a resend when that connection closes too)
@@ -226,14 +220,12 @@ describe('the writer thread', () => {
     const other = await t.provision('call-phone');
     const c2 = await t.connectDevice(other.id, other.secret);
     await c2.publishAsync(`devices/${other.id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 });
-    expect(incidentsOf(other.id)).toMatchObject([{ type: 'sos' }]);
+    expect(incidentsOf(t, other.id)).toMatchObject([{ type: 'sos' }]);
     c.end(true);
     c2.end(true);
   }, 40_000);
 
   it('an SOS without a key that the dying thread had committed, unanswered, is answered by the next one as a duplicate', async () => {
-    const sosCount = (deviceId: string) =>
-      (t.gw.store.sqlite.prepare("select count(*) n from observations where device_id = ? and type = 'sos'").get(deviceId) as { n: number }).n;
     const { id, secret } = await t.provision('call-phone');
     const c = await t.connectDevice(id, secret);
     let closes = 0;
@@ -247,7 +239,7 @@ describe('the writer thread', () => {
       let acked = false;
       // keyless: no seq, no ts (dedup can only go by the MQTT packet id and session)
       c.publish(`devices/${id}/events`, JSON.stringify({ type: 'sos' }), { qos: 1 }, (err) => { if (!err) acked = true; });
-      await waitFor(() => (sosCount(id) === 1 ? true : undefined), 'the SOS committed');
+      await waitFor(() => (sosCount(t, id) === 1 ? true : undefined), 'the SOS committed');
       writer.worker.postMessage(null);
       lose = false;
       await waitFor(() => acked || undefined, 'the SOS acknowledged by the next thread', 20_000);
@@ -256,8 +248,8 @@ describe('the writer thread', () => {
       writer.onMessage = read;
     }
     // handed on as a resend: the next thread found it stored and answered it as a duplicate
-    expect(sosCount(id)).toBe(1);
-    expect(incidentsOf(id)).toHaveLength(1);
+    expect(sosCount(t, id)).toBe(1);
+    expect(incidentsOf(t, id)).toHaveLength(1);
     expect(closes).toBe(0);
     c.end(true);
   }, 40_000);
@@ -265,9 +257,7 @@ describe('the writer thread', () => {
   it('two deaths in one stream: the terminal stays connected and every SOS is stored once', async () => {
     const restartsBefore = await metricValue(t.gw, 'eldergate_internal_errors_total', { where: 'writer-thread' });
     const { id, secret } = await t.provision('call-phone');
-    const c = mqtt.connect(t.mqttUrl, { clientId: id, username: id, password: secret, reconnectPeriod: 100, protocolVersion: 4 });
-    c.on('error', () => {});
-    await new Promise((r) => c.once('connect', r));
+    const c = await terminal(t, id, secret, 100);
     let closes = 0;
     c.on('close', () => closes++);
     const acked = new Set<number>();
@@ -289,7 +279,7 @@ describe('the writer thread', () => {
     await waitFor(() => acked.size + failed.length === 60 || undefined, 'an answer for every SOS', 20_000);
     expect(failed).toEqual([]);
     expect(closes).toBe(0);
-    expect(sosRows(id).map((r) => r.seq)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+    expect(sosRows(t, id).map((r) => r.seq)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
     expect(await metricValue(t.gw, 'eldergate_internal_errors_total', { where: 'writer-thread' })).toBe(restartsBefore + 2);
     c.end(true);
   }, 40_000);
@@ -301,15 +291,13 @@ describe('the writer thread replaced while people act', () => {
   beforeAll(async () => { t = await startTestGateway(); });
   afterAll(async () => t.stop());
 
-  const incidentsOf = (deviceId: string) =>
-    t.gw.store.sqlite.prepare('select id, type, status from incidents where device_id = ?').all(deviceId) as { id: string; type: string; status: string }[];
 
   it('while the writer thread is replaced, a person\'s action is answered 503 "try again", then works', async () => {
     const { id, secret } = await t.provision('call-phone');
     const c = await t.connectDevice(id, secret);
     await c.publishAsync(`devices/${id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 });
     c.end(true);
-    const [inc] = await waitFor(() => (incidentsOf(id).length ? incidentsOf(id) : undefined), 'the incident');
+    const [inc] = await waitFor(() => (incidentsOf(t, id).length ? incidentsOf(t, id) : undefined), 'the incident');
     // the writer thread dies (a bug) and a new one starts: the acknowledgement sent meanwhile is not lost silently,
     // nor reported as an internal error; the console is told to try again
     (t.gw.writer as unknown as { worker: Worker }).worker.postMessage(null);
@@ -321,7 +309,7 @@ describe('the writer thread replaced while people act', () => {
     const again = await t.api('POST', `/api/incidents/${inc!.id}/acknowledge`);
     // 200, or 409 if the first one had been committed before the thread died: either way it is acknowledged once
     expect([200, 409]).toContain(again.status);
-    expect(incidentsOf(id)).toMatchObject([{ status: 'acknowledged' }]);
+    expect(incidentsOf(t, id)).toMatchObject([{ status: 'acknowledged' }]);
     const acks = t.gw.store.sqlite.prepare("select count(*) n from incident_events where incident_id = ? and type = 'acknowledged'").get(inc!.id) as { n: number };
     expect(acks.n).toBe(1);
   });
@@ -333,7 +321,7 @@ describe('the writer thread replaced while people act', () => {
     c.on('message', (_topic, payload) => received.push((JSON.parse(payload.toString()) as { type: string }).type));
     await c.subscribeAsync(`devices/${id}/commands`, { qos: 1 });
     await c.publishAsync(`devices/${id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 });
-    const [inc] = await waitFor(() => (incidentsOf(id).length ? incidentsOf(id) : undefined), 'the incident');
+    const [inc] = await waitFor(() => (incidentsOf(t, id).length ? incidentsOf(t, id) : undefined), 'the incident');
     // the writer thread dies as the acknowledgement is published: the command asked of it in that turn goes with it
     const writer = t.gw.writer as unknown as { worker: Worker };
     const kill = (e: { incidentId: string; type: string }) => {
@@ -360,9 +348,7 @@ describe('a writer thread that takes long to replace', () => {
 
   it('a message held longer than ingest.writerRestartHoldMs is refused (the connection closes); resent, it is stored once', async () => {
     const { id, secret } = await t.provision('call-phone');
-    const c = mqtt.connect(t.mqttUrl, { clientId: id, username: id, password: secret, reconnectPeriod: 100, protocolVersion: 4 });
-    c.on('error', () => {});
-    await new Promise((r) => c.once('connect', r));
+    const c = await terminal(t, id, secret, 100);
     const closedAt: { at: number; writerRunning: boolean }[] = [];
     c.on('close', () => closedAt.push({ at: Date.now(), writerRunning: t.gw.writer.running }));
     // the next writer thread comes after 2 s, far longer than the hold
@@ -387,10 +373,6 @@ describe('a writer thread that dies while it starts', () => {
   let t: TestGateway;
   beforeAll(async () => { t = await startTestGateway(); });
   afterAll(async () => t.stop());
-  const sosRows = (deviceId: string) =>
-    t.gw.store.sqlite.prepare("select seq from observations where device_id = ? and type = 'sos' order by seq").all(deviceId) as { seq: number }[];
-  const incidentsOf = (deviceId: string) =>
-    t.gw.store.sqlite.prepare('select id, type, status from incidents where device_id = ?').all(deviceId) as { id: string; type: string; status: string }[];
 
   it('a new writer thread dying while it starts is replaced once, and what was held reaches the one that runs', async () => {
     const { id, secret } = await t.provision('call-phone');
@@ -408,7 +390,7 @@ describe('a writer thread that dies while it starts', () => {
     const acked = c.publishAsync(`devices/${id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 });
     await waitFor(() => t.gw.writer.running || undefined, 'a writer thread that runs', 20_000);
     await acked;
-    expect(sosRows(id)).toEqual([{ seq: 1 }]);
+    expect(sosRows(t, id)).toEqual([{ seq: 1 }]);
     // and stays the one: a failed start was once restarted twice, and the second thread, started after the back-off
     // (2 s), took the first one's place while it still ran — two writers on one database
     const running = writer.worker;
@@ -416,7 +398,7 @@ describe('a writer thread that dies while it starts', () => {
     await new Promise((r) => setTimeout(r, 3000));
     expect(writer.worker).toBe(running);
     expect(writer.spawned - spawnedBefore).toBe(2);
-    expect(incidentsOf(id)).toMatchObject([{ type: 'sos', status: 'open' }]);
+    expect(incidentsOf(t, id)).toMatchObject([{ type: 'sos', status: 'open' }]);
     c.end(true);
   }, 40_000);
   it('after a long run, a death restarts at once, but a failed start backs off; each is counted', async () => {
@@ -452,15 +434,11 @@ describe('telemetry held while the writer thread is replaced', () => {
     writer.holdTelemetryLimit = 10;
     const watches = await Promise.all(Array.from({ length: 15 }, async () => {
       const { id, secret } = await t.provision('locator');
-      const c = mqtt.connect(t.mqttUrl, { clientId: id, username: id, password: secret, reconnectPeriod: 0, protocolVersion: 4 });
-      c.on('error', () => {});
-      await new Promise((r) => c.once('connect', r));
+      const c = await terminal(t, id, secret, 0);
       return { id, c };
     }));
     const caller = await t.provision('call-phone');
-    const phone = mqtt.connect(t.mqttUrl, { clientId: caller.id, username: caller.id, password: caller.secret, reconnectPeriod: 0, protocolVersion: 4 });
-    phone.on('error', () => {});
-    await new Promise((r) => phone.once('connect', r));
+    const phone = await terminal(t, caller.id, caller.secret, 0);
     let phoneClosed = false;
     phone.on('close', () => { phoneClosed = true; });
     // the next writer thread comes after 2 s
@@ -507,4 +485,19 @@ async function slowRestart(t: TestGateway): Promise<void> {
     await dying.terminate();
   }
   expect(t.gw.writer.running).toBe(false);
+}
+
+const sosRows = (t: TestGateway, deviceId: string) =>
+  t.gw.store.sqlite.prepare("select seq from observations where device_id = ? and type = 'sos' order by seq").all(deviceId) as { seq: number }[];
+const sosCount = (t: TestGateway, deviceId: string) =>
+  (t.gw.store.sqlite.prepare("select count(*) n from observations where device_id = ? and type = 'sos'").get(deviceId) as { n: number }).n;
+const incidentsOf = (t: TestGateway, deviceId: string) =>
+  t.gw.store.sqlite.prepare('select id, type, status from incidents where device_id = ?').all(deviceId) as { id: string; type: string; status: string }[];
+
+/** a terminal that reconnects on its own every `reconnectPeriod` ms (0: never); the test helper's client gives up on its first error */
+async function terminal(t: TestGateway, id: string, secret: string, reconnectPeriod: number): Promise<mqtt.MqttClient> {
+  const c = mqtt.connect(t.mqttUrl, { clientId: id, username: id, password: secret, reconnectPeriod, protocolVersion: 4 });
+  c.on('error', () => {});
+  await new Promise((r) => c.once('connect', r));
+  return c;
 }
