@@ -135,6 +135,11 @@ export class SocketGate {
 
   private readonly releasers = new WeakMap<GateSocket, () => void>();
 
+  /** Destroy every socket still admitted (shutdown: a listener's close waits for its connections to end). */
+  destroyAll(): void {
+    for (const socket of [...this.tracked.values()]) socket.destroy();
+  }
+
   /** The socket is doing something worth keeping (a request in flight, an upgraded WebSocket, a CONNECTed device). */
   busy(socket: GateSocket): void {
     this.idle.delete(keyOf(socket));

@@ -441,8 +441,13 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
       bus.off('device-revoked', onRevoked);
       await unreadable.close();
       limited.close();
-      await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+      // a listener's close completes only once its connections have ended: stop taking new ones, close every
+      // device's connection (aedes), then what never completed CONNECT, and only then wait for the listeners
+      // (awaited first, they waited for ever on a terminal still connected, until main.ts's 10 s forced exit)
+      const listenersClosed = Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
       await new Promise<void>((r) => aedes.close(() => r()));
+      gate.destroyAll();
+      await listenersClosed;
       // the Wills and disconnects of the connections just closed: handed to the writer before it closes
       closing.drain();
     },
