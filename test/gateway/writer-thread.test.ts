@@ -190,6 +190,7 @@ describe('the writer thread', () => {
     const c = await terminal(t, id, secret, 100);
     let closes = 0;
     c.on('close', () => closes++);
+    await writerRunning(t);
     const restartsBefore = await metricValue(t.gw, 'eldergate_internal_errors_total', { where: 'writer-thread' });
     const acked = new Set<number>();
     const sends: Promise<void>[] = [];
@@ -197,7 +198,7 @@ describe('the writer thread', () => {
       sends.push(new Promise<void>((resolve) => c.publish(`devices/${id}/events`, JSON.stringify({ ts: 1_700_000_000_000 + seq, seq, type: 'sos' }), { qos: 1 },
         (err) => { if (!err) acked.add(seq); resolve(); })));
       // mid-stream, the writer thread meets a message it cannot handle (a bug) and dies between two of its turns
-      if (seq === 12) (t.gw.writer as unknown as { worker: Worker }).worker.postMessage(null);
+      if (seq === 12) killWriter(t);
       await new Promise((r) => setTimeout(r, 5));
     }
     await waitFor(() => acked.size === 30 || undefined, 'every SOS acknowledged, held where the writer died', 20_000).catch((err: Error) => {
@@ -231,6 +232,7 @@ describe('the writer thread', () => {
     let closes = 0;
     c.on('close', () => closes++);
     // the answer is lost: the thread commits, and dies before its answer is read (here, answers are not read)
+    await writerRunning(t);
     const writer = t.gw.writer as unknown as { worker: Worker; onMessage(m: { op: string }): void };
     const read = writer.onMessage;
     let lose = true;
@@ -240,7 +242,9 @@ describe('the writer thread', () => {
       // keyless: no seq, no ts (dedup can only go by the MQTT packet id and session)
       c.publish(`devices/${id}/events`, JSON.stringify({ type: 'sos' }), { qos: 1 }, (err) => { if (!err) acked = true; });
       await waitFor(() => (sosCount(t, id) === 1 ? true : undefined), 'the SOS committed');
-      writer.worker.postMessage(null);
+      // answers are lost until the thread is gone: its answer, read after the commit was seen, would come from it
+      const dying = killWriter(t);
+      await new Promise((r) => dying.once('exit', r));
       lose = false;
       await waitFor(() => acked || undefined, 'the SOS acknowledged by the next thread', 20_000);
     } finally {
@@ -255,6 +259,7 @@ describe('the writer thread', () => {
   }, 40_000);
 
   it('two deaths in one stream: the terminal stays connected and every SOS is stored once', async () => {
+    await writerRunning(t);
     const restartsBefore = await metricValue(t.gw, 'eldergate_internal_errors_total', { where: 'writer-thread' });
     const { id, secret } = await t.provision('call-phone');
     const c = await terminal(t, id, secret, 100);
@@ -262,7 +267,7 @@ describe('the writer thread', () => {
     c.on('close', () => closes++);
     const acked = new Set<number>();
     const failed: string[] = [];
-    const kill = () => (t.gw.writer as unknown as { worker: Worker }).worker.postMessage(null);
+    const kill = () => killWriter(t);
     for (let seq = 1; seq <= 60; seq++) {
       c.publish(`devices/${id}/events`, JSON.stringify({ ts: 1_700_000_000_000 + seq, seq, type: 'sos' }), { qos: 1 },
         (err) => { if (err) failed.push(`${seq}: ${err.message}`); else acked.add(seq); });
@@ -300,7 +305,7 @@ describe('the writer thread replaced while people act', () => {
     const [inc] = await waitFor(() => (incidentsOf(t, id).length ? incidentsOf(t, id) : undefined), 'the incident');
     // the writer thread dies (a bug) and a new one starts: the acknowledgement sent meanwhile is not lost silently,
     // nor reported as an internal error; the console is told to try again
-    (t.gw.writer as unknown as { worker: Worker }).worker.postMessage(null);
+    killWriter(t);
     const refused = await fetch(`${t.http}/api/incidents/${inc!.id}/acknowledge`, { method: 'POST', headers: { authorization: `Bearer ${await t.token()}` } });
     expect(refused.status).toBe(503);
     expect(refused.headers.get('retry-after')).toBe('2');
@@ -323,9 +328,8 @@ describe('the writer thread replaced while people act', () => {
     await c.publishAsync(`devices/${id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 });
     const [inc] = await waitFor(() => (incidentsOf(t, id).length ? incidentsOf(t, id) : undefined), 'the incident');
     // the writer thread dies as the acknowledgement is published: the command asked of it in that turn goes with it
-    const writer = t.gw.writer as unknown as { worker: Worker };
     const kill = (e: { incidentId: string; type: string }) => {
-      if (e.incidentId === inc!.id && e.type === 'acknowledged') writer.worker.postMessage(null);
+      if (e.incidentId === inc!.id && e.type === 'acknowledged') killWriter(t);
     };
     t.gw.bus.on('incident-event', kill);
     try {
@@ -486,6 +490,20 @@ async function slowRestart(t: TestGateway): Promise<void> {
   }
   expect(t.gw.writer.running).toBe(false);
 }
+
+/**
+ * The running writer thread meets a message it cannot handle and dies. Only a running one: posted to a thread that
+ * already died (its replacement not yet started), the message is dropped, and the test would kill nothing.
+ */
+function killWriter(t: TestGateway): Worker {
+  if (!t.gw.writer.running) throw new Error('no writer thread is running to be killed');
+  const worker = (t.gw.writer as unknown as { worker: Worker }).worker;
+  worker.postMessage(null);
+  return worker;
+}
+
+/** a writer thread runs (one killed by the test before has been replaced) */
+const writerRunning = (t: TestGateway) => waitFor(() => t.gw.writer.running || undefined, 'a writer thread running', 20_000);
 
 const sosRows = (t: TestGateway, deviceId: string) =>
   t.gw.store.sqlite.prepare("select seq from observations where device_id = ? and type = 'sos' order by seq").all(deviceId) as { seq: number }[];
