@@ -84,7 +84,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const bus = new Bus();
   const metrics = createMetrics();
   // the token-signing key lives outside the database (core/token-keys.ts); a database-held one is moved out
-  const users = new Users(store.db, openTokenKeys({ config, db: store.db, log: log.child({ module: 'auth' }) }), config.http.tokenTtlS);
+  const users = new Users(store.db, openTokenKeys({ config, db: store.db, log: log.child({ module: 'auth' }) }), config.http.tokenTtlS, store.write);
   const bootstrap = await bootstrapAdmin(users, config.adminPassword);
   const registry = new DeviceRegistry(store.db, new SecretHasher(serviceSecret(store.db, 'device-secret-key')), bus);
   logRegistryStartup(registry, log);

@@ -3,6 +3,8 @@
 //
 //   audit.record({ actor: auditActor(req), action: 'user.disable', target: { type: 'user', id }, details: { reason } })
 //
+import { writeWhenFree } from './db.js';
+import type { Logger } from './logger.js';
 import type Database from 'better-sqlite3';
 
 /** Who did it: a user as the HTTP layer saw them, or the gateway itself. */
@@ -90,6 +92,19 @@ export class Audit {
     let details = JSON.stringify(scrub(e.details ?? {}));
     if (details.length > MAX_DETAILS_BYTES) details = JSON.stringify({ truncated: true, bytes: details.length });
     this.insert.run(e.at ?? Date.now(), e.actor.id, e.actor.username, e.actor.role ?? null, e.actor.ip ?? null, e.action, e.target.type, e.target.id, details);
+  }
+
+  /**
+   * Append the entry of an action that committed on its own (in the writer thread), in a transaction of its own taken
+   * without holding the event loop while another connection has the lock (core/db.ts writeWhenFree). Never throws:
+   * the action is done, and the person is not told otherwise; an entry that cannot be written goes to the log whole.
+   */
+  async append(e: AuditInput, log: Pick<Logger, 'error'>): Promise<void> {
+    try {
+      await writeWhenFree(this.sqlite, () => this.record(e));
+    } catch (err) {
+      log.error({ err, audit: { ...e, details: scrub(e.details ?? {}) } }, 'the audit entry of an action already recorded could not be written: it is here instead');
+    }
   }
 
   query(q: AuditQuery): { items: AuditEntry[]; total: number } {

@@ -9,6 +9,7 @@ import * as auditSchema from './audit-schema.js';
 import * as deviceSchema from '../devices/schema.js';
 import * as responseSchema from '../response/schema.js';
 import { sourceDir } from './paths.js';
+import { EldergateError } from './errors.js';
 
 export const schema = { ...coreSchema, ...auditSchema, ...deviceSchema, ...responseSchema };
 export type Schema = typeof schema;
@@ -20,7 +21,76 @@ export interface Store {
   /** the raw connection, for prepared hot-path statements and pragmas */
   sqlite: Database.Database;
   file: string;
+  /**
+   * A write of this thread's own (a person's: provisioning, users, audit), without holding the event loop while
+   * another connection (the writer thread, a checkpoint, an operator's sqlite3) has the lock. See writeWhenFree.
+   */
+  write<T>(fn: () => T): Promise<T>;
+  /**
+   * Resolves once the write lock was free: for code that writes and keeps state in memory beside its rows (the
+   * registry), called in the same turn as its writes. See whenFree.
+   */
+  whenFree(): Promise<void>;
   close(): void;
+}
+
+/** how long a person's write waits for the lock before it is answered 503 (the connection's busy_timeout, too) */
+export const WRITE_WAIT_MS = 5000;
+
+/**
+ * Run `fn` (synchronous) in a transaction of its own once the write lock is free, waiting for it asynchronously.
+ * A write on the main thread with busy_timeout waits inside SQLite, holding the event loop: while another connection
+ * had the lock (up to WRITE_WAIT_MS on a stalled disk), no PUBACK was sent, no console pushed, no HTTP answered. Here
+ * BEGIN IMMEDIATE is tried without waiting, and tried again after a short sleep (1 ms growing to 20 ms) until it
+ * succeeds; once it has, `fn` runs and commits with the lock held, so nothing in it waits. `fn` may use transactions
+ * itself (they become savepoints). After WRITE_WAIT_MS it is refused with a 503: nothing was written.
+ */
+export async function writeWhenFree<T>(sqlite: Database.Database, fn: () => T, maxWaitMs = WRITE_WAIT_MS): Promise<T> {
+  const until = Date.now() + maxWaitMs;
+  for (let sleep = 1; ; sleep = Math.min(20, sleep * 2)) {
+    if (sqlite.inTransaction) throw new Error('writeWhenFree inside a transaction: call it outside any');
+    if (tryBegin(sqlite)) break;
+    if (Date.now() >= until) {
+      throw new EldergateError('UNAVAILABLE', `the database stayed locked by another writer for ${maxWaitMs} ms: nothing was recorded; try again in a few seconds`, { status: 503 });
+    }
+    await new Promise((r) => setTimeout(r, sleep));
+  }
+  try {
+    const out = fn();
+    if (out && typeof (out as { then?: unknown }).then === 'function') throw new Error('writeWhenFree takes a synchronous function');
+    sqlite.exec('COMMIT');
+    return out;
+  } catch (err) {
+    if (sqlite.inTransaction) sqlite.exec('ROLLBACK');
+    throw err;
+  }
+}
+
+/**
+ * Wait, without holding the event loop, until this connection can take the write lock; taken and given back at
+ * once, so that writes made in the same turn find it free. For code whose writes keep state in memory beside the rows
+ * (the registry, the unit tree): run inside writeWhenFree's transaction, a COMMIT failing after them (disk full)
+ * would leave the memory ahead of the database, while each of their own statements fails before its memory changes.
+ * Not a guarantee: another connection may take the lock in the microseconds between (then the write waits for it in
+ * SQLite, as before). After WRITE_WAIT_MS it is refused with a 503.
+ */
+export async function whenFree(sqlite: Database.Database, maxWaitMs = WRITE_WAIT_MS): Promise<void> {
+  await writeWhenFree(sqlite, () => undefined, maxWaitMs);
+}
+
+/** BEGIN IMMEDIATE without waiting: false when another connection holds the write lock */
+function tryBegin(sqlite: Database.Database): boolean {
+  const wait = sqlite.pragma('busy_timeout', { simple: true }) as number;
+  sqlite.pragma('busy_timeout = 0');
+  try {
+    sqlite.exec('BEGIN IMMEDIATE');
+    return true;
+  } catch (err) {
+    if ((err as { code?: string }).code === 'SQLITE_BUSY') return false;
+    throw err;
+  } finally {
+    sqlite.pragma(`busy_timeout = ${wait}`);
+  }
 }
 
 export const MIGRATIONS_DIR = resolve(sourceDir(import.meta.url), '..', 'drizzle');
@@ -36,7 +106,7 @@ export function openStore(file: string): Store {
   // Alarms and incident events are committed with full durability; telemetry batches lower it per batch.
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('foreign_keys = ON');
-  sqlite.pragma('busy_timeout = 5000');
+  sqlite.pragma(`busy_timeout = ${WRITE_WAIT_MS}`);
   sqlite.pragma('wal_autocheckpoint = 4000');
   const db = drizzle(sqlite, { schema });
   migrate(db, { migrationsFolder: MIGRATIONS_DIR });
@@ -44,6 +114,8 @@ export function openStore(file: string): Store {
     db,
     sqlite,
     file,
+    write: (fn) => writeWhenFree(sqlite, fn),
+    whenFree: () => whenFree(sqlite),
     close() {
       if (sqlite.open) sqlite.close();
     },

@@ -81,6 +81,8 @@ export class Users {
     private readonly db: Db,
     tokenKey: Buffer | TokenKeyring,
     private readonly tokenTtlS: number,
+    /** how a write is made (core/db.ts Store.write: without holding the event loop while the lock is taken) */
+    private readonly write: <T>(fn: () => T) => Promise<T> = async (fn) => fn(),
   ) {
     this.keys = Buffer.isBuffer(tokenKey) ? { signing: () => tokenKey, verifying: () => [tokenKey] } : tokenKey;
   }
@@ -107,7 +109,7 @@ export class Users {
       createdAt: Date.now(),
       tokenGeneration: 0,
     };
-    this.db.insert(users).values(row).run();
+    await this.write(() => this.db.insert(users).values(row).run());
     return toAuthUser(row);
   }
 
@@ -152,7 +154,7 @@ export class Users {
     if (oldPassword === newPassword) throw new ValidationError('newPassword: it is the same as the current one; choose a new one', { field: 'newPassword' });
     requireStrong(newPassword, row.username, 'newPassword');
     const hash = await hashPassword(newPassword);
-    this.db.update(users).set({ passwordHash: hash, tokenGeneration: sql`${users.tokenGeneration} + 1` }).where(eq(users.id, userId)).run();
+    await this.write(() => this.db.update(users).set({ passwordHash: hash, tokenGeneration: sql`${users.tokenGeneration} + 1` }).where(eq(users.id, userId)).run());
     return this.sessionFor(this.db.select().from(users).where(eq(users.id, userId)).get()!);
   }
 
@@ -162,7 +164,7 @@ export class Users {
     if (!row) throw new NotFoundError('user', userId);
     requireStrong(password, row.username);
     const hash = await hashPassword(password);
-    this.db.update(users).set({ passwordHash: hash, tokenGeneration: sql`${users.tokenGeneration} + 1` }).where(eq(users.id, userId)).run();
+    await this.write(() => this.db.update(users).set({ passwordHash: hash, tokenGeneration: sql`${users.tokenGeneration} + 1` }).where(eq(users.id, userId)).run());
     return this.record(userId);
   }
 

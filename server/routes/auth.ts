@@ -56,8 +56,10 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (a
     },
     onRequest: app.authenticate,
   }, async (req, reply) => {
-    deps.users.revokeTokens(req.user.id);
-    deps.audit.record({ actor: auditActor(req), action: 'user.logout', target: { type: 'user', id: req.user.id }, details: { sessionsRevoked: true } });
+    await deps.store.write(() => {
+      deps.users.revokeTokens(req.user.id);
+      deps.audit.record({ actor: auditActor(req), action: 'user.logout', target: { type: 'user', id: req.user.id }, details: { sessionsRevoked: true } });
+    });
     req.log.info({ username: req.user.username }, 'logged out: tokens revoked');
     return reply.status(204).send(null);
   });
@@ -72,7 +74,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (a
     onRequest: app.authenticate,
   }, async (req) => {
     const out = await deps.users.changePassword(req.user.id, req.body.oldPassword, req.body.newPassword);
-    deps.audit.record({ actor: auditActor(req), action: 'user.password-change', target: { type: 'user', id: req.user.id }, details: { sessionsRevoked: true } });
+    await deps.audit.append({ actor: auditActor(req), action: 'user.password-change', target: { type: 'user', id: req.user.id }, details: { sessionsRevoked: true } }, req.log);
     req.log.info({ username: req.user.username }, 'password changed: other sessions revoked');
     return { ...out, ttlMs: deps.users.ttlMs };
   });
@@ -114,7 +116,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (a
     // a user bound to a unit that does not exist would see nothing at all
     if (req.body.unitId != null) deps.scope.requireUnit('unitId', req.body.unitId);
     const user = await deps.users.create(req.body);
-    deps.audit.record({ actor: auditActor(req), action: 'user.create', target: { type: 'user', id: user.id }, details: { username: user.username, role: user.role, unitId: user.unitId } });
+    await deps.audit.append({ actor: auditActor(req), action: 'user.create', target: { type: 'user', id: user.id }, details: { username: user.username, role: user.role, unitId: user.unitId } }, req.log);
     reply.status(201);
     return user;
   });
@@ -142,15 +144,18 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (a
     // "" is not "no unit": a user with no unit sees everything, so that must be said with null, on purpose
     if (req.body.unitId === '') throw new ValidationError('unitId: empty; give the id of a unit, or null for none (sees every unit)', { field: 'unitId' });
     if (typeof req.body.unitId === 'string') deps.scope.requireUnit('unitId', req.body.unitId);
-    const before = deps.users.record(req.params.id);
-    const { user, changed, revoked } = deps.users.update(req.params.id, req.body);
-    if (changed.length) {
-      req.log.info({ by: req.user.username, username: user.username, changed, revoked }, 'user changed');
-      const pick = (u: typeof user) => Object.fromEntries(changed.map((k) => [k, u[k as keyof typeof u]]));
-      // a disable or enable is its own verb (the one an investigator looks for); other changes ride along in details
-      const action = changed.includes('disabled') ? (user.disabled ? 'user.disable' : 'user.enable') : 'user.update';
-      deps.audit.record({ actor: auditActor(req), action, target: { type: 'user', id: user.id }, details: { username: user.username, before: pick(before), after: pick(user), sessionsRevoked: revoked } });
-    }
+    const { user, changed, revoked } = await deps.store.write(() => {
+      const before = deps.users.record(req.params.id);
+      const out = deps.users.update(req.params.id, req.body);
+      if (out.changed.length) {
+        const pick = (u: typeof before) => Object.fromEntries(out.changed.map((k) => [k, u[k as keyof typeof u]]));
+        // a disable or enable is its own verb (the one an investigator looks for); other changes ride along in details
+        const action = out.changed.includes('disabled') ? (out.user.disabled ? 'user.disable' : 'user.enable') : 'user.update';
+        deps.audit.record({ actor: auditActor(req), action, target: { type: 'user', id: out.user.id }, details: { username: out.user.username, before: pick(before), after: pick(out.user), sessionsRevoked: out.revoked } });
+      }
+      return out;
+    });
+    if (changed.length) req.log.info({ by: req.user.username, username: user.username, changed, revoked }, 'user changed');
     return user;
   });
 
@@ -165,7 +170,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (a
     onRequest: requireRole(app, 'admin'),
   }, async (req) => {
     const user = await deps.users.resetPassword(req.params.id, req.body.password);
-    deps.audit.record({ actor: auditActor(req), action: 'user.password-reset', target: { type: 'user', id: user.id }, details: { username: user.username, sessionsRevoked: true } });
+    await deps.audit.append({ actor: auditActor(req), action: 'user.password-reset', target: { type: 'user', id: user.id }, details: { username: user.username, sessionsRevoked: true } }, req.log);
     req.log.info({ by: req.user.username, username: user.username }, 'password reset: sessions revoked');
     return user;
   });

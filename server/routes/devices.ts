@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { DEVICE_COMMAND_TYPES, DEVICE_KINDS, DEVICE_STATES, topics, type DeviceKind } from '../../core/contracts.js';
 import { ForbiddenError, ValidationError } from '../../core/errors.js';
-import { auditActor } from '../../core/audit.js';
+import { auditActor, type AuditInput } from '../../core/audit.js';
 import { type DeviceAccount, type DeviceRow } from '../../devices/registry.js';
 import { ACCOUNT_SCHEMES } from '../../devices/schema.js';
 import { IMPORT_MAX_BYTES, csvPieces, parseDeviceCsv } from '../../devices/import.js';
@@ -178,9 +178,10 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     },
     onRequest: writers,
   }, async (req, reply) => {
+    await deps.store.whenFree();
     const { device, secret } = registry.provision(req.body);
     req.log.info({ deviceId: device.id, kind: device.kind, serial: device.serial, by: req.user.username }, 'device provisioned');
-    audit.record({ actor: auditActor(req), action: 'device.provision', target: { type: 'device', id: device.id }, details: { kind: device.kind, serial: device.serial, ...(device.test ? { test: true } : {}) } });
+    await audit.append({ actor: auditActor(req), action: 'device.provision', target: { type: 'device', id: device.id }, details: { kind: device.kind, serial: device.serial, ...(device.test ? { test: true } : {}) } }, req.log);
     reply.status(201).header('cache-control', 'no-store');
     return credentials(device, secret);
   });
@@ -202,7 +203,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     const rows = await parseDeviceCsv(req.body, req.query.kind as DeviceKind | undefined);
     const { importId, created, writeMs, longestSliceMs } = await registry.importDevices(rows, req.user.username, { test: req.query.test === true });
     req.log.info({ importId, count: created.length, by: req.user.username, writeMs: Math.round(writeMs), longestSliceMs: Math.round(longestSliceMs) }, 'devices imported');
-    audit.record({ actor: auditActor(req), action: 'device.import', target: { type: 'import', id: importId }, details: { count: created.length, first: created[0]?.device.id, last: created.at(-1)?.device.id, ...(req.query.test ? { test: true } : {}) } });
+    await audit.append({ actor: auditActor(req), action: 'device.import', target: { type: 'import', id: importId }, details: { count: created.length, first: created[0]?.device.id, last: created.at(-1)?.device.id, ...(req.query.test ? { test: true } : {}) } }, req.log);
     reply.status(201).header('content-type', 'text/csv; charset=utf-8').header('cache-control', 'no-store');
     // streamed in pieces: 50,000 lines of answer do not hold the loop either
     // (a stream: Fastify skips the 201 string schema's serializer for it)
@@ -291,18 +292,21 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
         throw new ValidationError('account: 1–64 letters, digits or . _ : - (a Contact ID account is 4–6 hex digits)', { field: 'account' });
       }
     }
+    await deps.store.whenFree();
     const before = registry.get(req.params.id);
     let d = before;
+    const entries: AuditInput[] = [];
     if (wanted !== undefined) {
       const r = registry.setAccount(req.params.id, wanted);
       d = r.device;
-      audit.record({ actor: auditActor(req), action: 'device.account', target: { type: 'device', id: d.id }, details: { before: r.before, after: wanted } });
+      entries.push({ actor: auditActor(req), action: 'device.account', target: { type: 'device', id: d.id }, details: { before: r.before, after: wanted } });
     }
     if (Object.keys(patch).length) {
       d = registry.update(req.params.id, patch);
       const changed = Object.fromEntries(Object.keys(patch).map((k) => [k, { before: (before as Record<string, unknown>)[k] ?? null, after: (d as Record<string, unknown>)[k] ?? null }]));
-      audit.record({ actor: auditActor(req), action: 'device.update', target: { type: 'device', id: d.id }, details: changed });
+      entries.push({ actor: auditActor(req), action: 'device.update', target: { type: 'device', id: d.id }, details: changed });
     }
+    for (const e of entries) await audit.append(e, req.log);
     return await view(d);
   });
 
@@ -321,10 +325,11 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       const unitId = registry.getResident(req.body.residentId).unitId;
       if (!deps.scope.canSee(req.user, unitId)) throw new ForbiddenError(`resident ${req.body.residentId} is outside your units`);
     }
+    await deps.store.whenFree();
     const prior = registry.get(req.params.id).residentId;
     const d = registry.bind(req.params.id, req.body.residentId);
     req.log.info({ deviceId: d.id, residentId: d.residentId, by: req.user.username }, 'device bound');
-    audit.record({ actor: auditActor(req), action: d.residentId ? 'device.bind' : 'device.unbind', target: { type: 'device', id: d.id }, details: { before: prior, after: d.residentId } });
+    await audit.append({ actor: auditActor(req), action: d.residentId ? 'device.bind' : 'device.unbind', target: { type: 'device', id: d.id }, details: { before: prior, after: d.residentId } }, req.log);
     return await view(d);
   });
 
@@ -338,9 +343,10 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     onRequest: writers,
   }, async (req, reply) => {
     checkVisible(req.user, req.params.id);
+    await deps.store.whenFree();
     const { device, secret } = registry.rotateSecret(req.params.id);
     req.log.info({ deviceId: device.id, by: req.user.username }, 'device secret rotated');
-    audit.record({ actor: auditActor(req), action: 'device.rotate-secret', target: { type: 'device', id: device.id } });
+    await audit.append({ actor: auditActor(req), action: 'device.rotate-secret', target: { type: 'device', id: device.id } }, req.log);
     reply.header('cache-control', 'no-store');
     return credentials(device, secret);
   });
@@ -351,12 +357,13 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       onRequest: writers,
     }, async (req) => {
       checkVisible(req.user, req.params.id);
+      await deps.store.whenFree();
       const prior = registry.get(req.params.id);
       const d = registry.setState(req.params.id, state);
       req.log.info({ deviceId: d.id, state, by: req.user.username }, `device ${action}`);
-      audit.record({ actor: auditActor(req), action: `device.${action}`, target: { type: 'device', id: d.id }, details: {
+      await audit.append({ actor: auditActor(req), action: `device.${action}`, target: { type: 'device', id: d.id }, details: {
         before: prior.state, after: d.state, ...(prior.account && !d.account ? { accountReleased: { scheme: prior.accountScheme, id: prior.account } } : {}),
-      } });
+      } }, req.log);
       return await view(d);
     });
   }
@@ -368,7 +375,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     const d = registry.get(req.params.id);
     checkVisible(req.user, d.id);
     states.clearFlags(d.id);
-    audit.record({ actor: auditActor(req), action: 'device.clear-flags', target: { type: 'device', id: d.id } });
+    await audit.append({ actor: auditActor(req), action: 'device.clear-flags', target: { type: 'device', id: d.id } }, req.log);
     return await view(d);
   });
 
@@ -403,7 +410,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     checkVisible(req.user, d.id);
     const cmd = await deps.commands.create(d.id, req.body.type, req.body.params ?? {}, req.body.ttlS ? { ttlMs: req.body.ttlS * 1000 } : {});
     const sent = deps.commands.send(cmd.id);
-    audit.record({ actor: auditActor(req), action: 'device.command', target: { type: 'device', id: d.id }, details: { command: cmd.type, commandId: cmd.id, params: cmd.params } });
+    await audit.append({ actor: auditActor(req), action: 'device.command', target: { type: 'device', id: d.id }, details: { command: cmd.type, commandId: cmd.id, params: cmd.params } }, req.log);
     reply.status(202);
     if (sent) return { ...cmd, queued: false };
     return { ...cmd, queued: true, reason: `device offline; sent when it reconnects (expires at ${new Date(cmd.expiresAt).toISOString()})` };

@@ -15,6 +15,7 @@ import type { AppDeps } from '../deps.js';
 import { requireRole } from '../plugins/auth.js';
 import { AuditEntryBody, ErrorBody, IdParam, Paging } from './common.js';
 import { auditActor } from '../../core/audit.js';
+import { writeWhenFree } from '../../core/db.js';
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const Status = Type.Union(INCIDENT_STATUSES.map((s) => Type.Literal(s)));
@@ -189,7 +190,19 @@ export function createIdempotency(sqlite: Database.Database) {
     const prior = find.get(req.user.id, key, route);
     if (prior) return replay(prior);
     const now = Date.now();
-    if (++saves % 200 === 0) prune.run(now - KEEP_KEYS_MS);
+    const pruneNow = ++saves % 200 === 0;
+    // the answer is kept once the action is done, taking the lock without holding the event loop (core/db.ts); a key
+    // that cannot be kept does not turn a done action into an error: a repeat then meets the action's own 409
+    const keep = async (a: { status: number; body: string }) => {
+      try {
+        await writeWhenFree(sqlite, () => {
+          if (pruneNow) prune.run(now - KEEP_KEYS_MS);
+          save.run(key, req.user.id, route, a.status, a.body, now);
+        });
+      } catch (err) {
+        req.log.error({ err, route }, 'the answer of an Idempotency-Key could not be kept: a repeat of this request is answered by the action itself');
+      }
+    };
     let settled!: (answer: { status: number; body: string }) => void;
     inflight.set(slot, new Promise((resolve) => { settled = resolve; }));
     // what a request waiting on this one is told if nothing better is known (always settled: nobody waits forever)
@@ -197,13 +210,13 @@ export function createIdempotency(sqlite: Database.Database) {
     try {
       const result = await fn();
       answer = { status: 200, body: JSON.stringify(result) };
-      save.run(key, req.user.id, route, answer.status, answer.body, now);
+      await keep(answer);
       return result;
     } catch (err) {
       if (err instanceof EldergateError) {
         answer = { status: err.status, body: JSON.stringify({ code: err.code, message: err.message, ...(err.details && err.status < 500 ? { details: err.details } : {}) }) };
         // a 5xx is not stored: tried again later it may work
-        if (err.status < 500) save.run(key, req.user.id, route, answer.status, answer.body, now);
+        if (err.status < 500) await keep(answer);
       }
       throw err;
     } finally {
@@ -348,7 +361,7 @@ export function incidentRoutes(r: IncidentRouteDeps): FastifyPluginAsyncTypebox<
         const action = (spec.action as (b: unknown) => IncidentAction)(req.body ?? {});
         return once(req, reply, async () => {
           const result = await incidents.act(inc.id, action, { id: user.id, username: user.username });
-          deps.audit.record({ actor: auditActor(req), action: `incident.${name}`, target: { type: 'incident', id: inc.id }, details: { ...action, status: result.incident.status } });
+          await deps.audit.append({ actor: auditActor(req), action: `incident.${name}`, target: { type: 'incident', id: inc.id }, details: { ...action, status: result.incident.status } }, req.log);
           return { incident: result.incident, events: result.events };
         });
       });

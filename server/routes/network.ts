@@ -119,8 +119,9 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
       onRequest: admin,
     }, async (req, reply) => {
       requireChannel(deps.config, 'webhook', req.body.webhook);
+      await deps.store.whenFree();
       const u = network.createUnit(req.body);
-      deps.audit.record({ actor: auditActor(req), action: 'unit.create', target: { type: 'unit', id: u.id }, details: { name: u.name, tier: u.tier, parentId: u.parentId, webhook: u.webhook } });
+      await deps.audit.append({ actor: auditActor(req), action: 'unit.create', target: { type: 'unit', id: u.id }, details: { name: u.name, tier: u.tier, parentId: u.parentId, webhook: u.webhook } }, req.log);
       reply.status(201);
       return detail(u);
     });
@@ -135,10 +136,11 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
       onRequest: admin,
     }, async (req) => {
       requireChannel(deps.config, 'webhook', req.body.webhook);
+      await deps.store.whenFree();
       const before = network.requireUnit(req.params.id);
       const after = network.updateUnit(req.params.id, req.body);
       const d = diff(before, after, Object.keys(req.body));
-      if (d.changed.length) deps.audit.record({ actor: auditActor(req), action: 'unit.update', target: { type: 'unit', id: after.id }, details: { name: after.name, before: d.before, after: d.after } });
+      if (d.changed.length) await deps.audit.append({ actor: auditActor(req), action: 'unit.update', target: { type: 'unit', id: after.id }, details: { name: after.name, before: d.before, after: d.after } }, req.log);
       return detail(after);
     });
 
@@ -150,9 +152,10 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
       },
       onRequest: admin,
     }, async (req, reply) => {
+      await deps.store.whenFree();
       const gone = network.requireUnit(req.params.id);
       network.deleteUnit(req.params.id);
-      deps.audit.record({ actor: auditActor(req), action: 'unit.delete', target: { type: 'unit', id: gone.id }, details: { name: gone.name, tier: gone.tier, parentId: gone.parentId } });
+      await deps.audit.append({ actor: auditActor(req), action: 'unit.delete', target: { type: 'unit', id: gone.id }, details: { name: gone.name, tier: gone.tier, parentId: gone.parentId } }, req.log);
       reply.status(204);
       return null;
     });
@@ -185,8 +188,9 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
       },
       onRequest: admin,
     }, async (req, reply) => {
+      await deps.store.whenFree();
       const s = network.createStaff(req.body);
-      deps.audit.record({ actor: auditActor(req), action: 'staff.create', target: { type: 'staff', id: s.id }, details: { name: s.name, role: s.role, unitId: s.unitId, onDuty: s.onDuty } });
+      await deps.audit.append({ actor: auditActor(req), action: 'staff.create', target: { type: 'staff', id: s.id }, details: { name: s.name, role: s.role, unitId: s.unitId, onDuty: s.onDuty } }, req.log);
       reply.status(201);
       return s;
     });
@@ -200,10 +204,11 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
       },
       onRequest: admin,
     }, async (req) => {
+      await deps.store.whenFree();
       const before = network.requireStaff(req.params.id);
       const after = network.updateStaff(req.params.id, req.body);
       const d = diff(before, after, Object.keys(req.body));
-      if (d.changed.length) deps.audit.record({ actor: auditActor(req), action: 'staff.update', target: { type: 'staff', id: after.id }, details: { name: after.name, before: d.before, after: d.after } });
+      if (d.changed.length) await deps.audit.append({ actor: auditActor(req), action: 'staff.update', target: { type: 'staff', id: after.id }, details: { name: after.name, before: d.before, after: d.after } }, req.log);
       return after;
     });
 
@@ -215,9 +220,10 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
       },
       onRequest: admin,
     }, async (req, reply) => {
+      await deps.store.whenFree();
       const gone = network.requireStaff(req.params.id);
       network.deleteStaff(req.params.id);
-      deps.audit.record({ actor: auditActor(req), action: 'staff.delete', target: { type: 'staff', id: gone.id }, details: { name: gone.name, role: gone.role, unitId: gone.unitId } });
+      await deps.audit.append({ actor: auditActor(req), action: 'staff.delete', target: { type: 'staff', id: gone.id }, details: { name: gone.name, role: gone.role, unitId: gone.unitId } }, req.log);
       reply.status(204);
       return null;
     });
@@ -231,11 +237,12 @@ export function networkRoutes(r: { network: Network }): FastifyPluginAsyncTypebo
       },
       onRequest: dutyTogglers,
     }, async (req) => {
+      await deps.store.whenFree();
       const before = seesStaff(req.user, req.params.id);
       const after = network.setOnDuty(req.params.id, req.body.onDuty);
       // who started or ended a shift is what a supervisor asks after a missed alarm; a repeat of the same state is no change
       if (before.onDuty !== after.onDuty) {
-        deps.audit.record({ actor: auditActor(req), action: after.onDuty ? 'staff.on-duty' : 'staff.off-duty', target: { type: 'staff', id: after.id }, details: { name: after.name, unitId: after.unitId } });
+        await deps.audit.append({ actor: auditActor(req), action: after.onDuty ? 'staff.on-duty' : 'staff.off-duty', target: { type: 'staff', id: after.id }, details: { name: after.name, unitId: after.unitId } }, req.log);
       }
       return after;
     });

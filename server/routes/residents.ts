@@ -90,10 +90,11 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
     if (req.body.test && req.user.role !== 'admin' && req.user.role !== 'technician') {
       throw new ForbiddenError('only an admin or a technician may register a test resident ("test": true); leave "test" out for a person in care');
     }
+    await deps.store.whenFree();
     const r = registry.createResident(req.body);
     req.log.info({ residentId: r.id, unitId: r.unitId, by: req.user.username }, 'resident created');
     // the names of the fields set, not their values: the audit log is not a second copy of a resident's file
-    deps.audit.record({ actor: auditActor(req), action: 'resident.create', target: { type: 'resident', id: r.id }, details: { unitId: r.unitId, fields: Object.keys(req.body), ...(r.test ? { test: true } : {}) } });
+    await deps.audit.append({ actor: auditActor(req), action: 'resident.create', target: { type: 'resident', id: r.id }, details: { unitId: r.unitId, fields: Object.keys(req.body), ...(r.test ? { test: true } : {}) } }, req.log);
     reply.status(201);
     return r;
   });
@@ -132,11 +133,12 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
       checkUnit(req.user, req.body.unitId);
     }
     knownChannels(req.body.contacts);
+    await deps.store.whenFree();
     const r = registry.updateResident(req.params.id, req.body);
-    deps.audit.record({
+    await deps.audit.append({
       actor: auditActor(req), action: 'resident.update', target: { type: 'resident', id: r.id },
       details: { fields: Object.keys(req.body), ...(req.body.unitId !== undefined ? { unitId: { before: before.unitId, after: r.unitId } } : {}) },
-    });
+    }, req.log);
     return r;
   });
 };
