@@ -83,8 +83,9 @@ interface Waiter {
   heldSince?: number;
   /** the order in which devices' observations came (a refusal refuses only what its device sent after it) */
   order?: number;
-  /** the device whose observation it is; `alarm`: an event (alarms among them), held within the larger bound */
+  /** the device whose observation it is */
   deviceId?: string;
+  /** an event (alarms among them), held within the larger bound; otherwise telemetry */
   event?: boolean;
 }
 
@@ -102,14 +103,6 @@ interface Held extends Waiter {
 const CLOSE_TIMEOUT_MS = 7_000;
 /** a writer that dies right after starting is not restarted in a tight loop; it is tried again for as long as it takes */
 const RESTART_BACKOFF_MS = [0, 500, 2000, 5000];
-/*
- * How long a device's observation waits, unanswered, for a new writer thread: ingest.writerRestartHoldMs. Within it a
- * writer restart costs a terminal nothing but a late PUBACK / ACK: its connection stays up and it resends nothing (a
- * terminal that reconnects and resends while the new writer is still starting meets the refusal again; mqtt.js then
- * fails, rather than resends, what was queued behind its resends). Beyond it the observation is refused (no PUBACK,
- * the connection closes): a terminal that has another way to call for help (a voice call, an SMS) is not kept waiting
- * on this one.
- */
 /**
  * An observation handed to this many writer threads that each died before answering is refused, not handed on: it
  * may be what kills them (the device resends it, and the respawn back-off paces that).
@@ -378,7 +371,14 @@ export class WriterThread implements IngestPort {
     });
   }
 
-  /** devices' observations wait for a new writer thread (not while closing, nor when the hold is set to 0) */
+  /**
+   * Devices' observations wait, unanswered, for a new writer thread (not while closing, nor when the hold is set to
+   * 0), up to ingest.writerRestartHoldMs. Within it a writer restart costs a terminal nothing but a late PUBACK / ACK:
+   * its connection stays up and it resends nothing (a terminal that reconnects and resends while the new writer is
+   * still starting meets the refusal again; mqtt.js then fails, rather than resends, what was queued behind its
+   * resends). Beyond it the observation is refused (no PUBACK, the connection closes): a terminal that has another
+   * way to call for help (a voice call, an SMS) is not kept waiting on this one.
+   */
   private get holding(): boolean {
     return !this.closing && !this.stopping && this.o.config.ingest.writerRestartHoldMs > 0;
   }
@@ -392,15 +392,15 @@ export class WriterThread implements IngestPort {
   private failWaiters(err: Error): void {
     const all = [...this.waiters.values()];
     this.waiters.clear();
-    this.refuseHeld(() => err);
+    this.refuseHeld(err);
     for (const w of all) w.reject(err);
   }
 
   /** refuse everything held (shutdown) */
-  private refuseHeld(err: (w: Held) => Error): void {
+  private refuseHeld(err: Error): void {
     const held = this.held;
     this.setHeld([]);
-    for (const w of held) w.reject(err(w));
+    for (const w of held) w.reject(err);
   }
 
   /** the writer thread died: what it had not answered is refused, except devices' observations, which are held */
@@ -500,7 +500,7 @@ export class WriterThread implements IngestPort {
    */
   stopHolding(): void {
     this.stopping = true;
-    this.refuseHeld(() => new Error('ingest is closed: the gateway is shutting down'));
+    this.refuseHeld(new Error('ingest is closed: the gateway is shutting down'));
   }
 
   submit(obs: Observation): Promise<IngestResult> {
