@@ -95,11 +95,13 @@ export class Audit {
   }
 
   /**
-   * Append the entry of an action that committed on its own (in the writer thread), in a transaction of its own taken
-   * without holding the event loop while another connection has the lock (core/db.ts writeWhenFree). Never throws:
-   * the action is done, and the person is not told otherwise; an entry that cannot be written goes to the log whole.
+   * Append the entry of an action already committed (by the writer thread, or by the main thread before this), in a
+   * transaction of its own taken without holding the event loop while another connection has the lock (core/db.ts
+   * writeWhenFree). Dated now, not when the lock came. Never throws: the action is done, and the person is not told
+   * otherwise; an entry that cannot be written goes to the log whole.
    */
-  async append(e: AuditInput, log: Pick<Logger, 'error'>): Promise<void> {
+  async append(entry: AuditInput, log: Pick<Logger, 'error'>): Promise<void> {
+    const e = { ...entry, at: entry.at ?? Date.now() };
     try {
       await writeWhenFree(this.sqlite, () => this.record(e));
     } catch (err) {

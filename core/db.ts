@@ -86,7 +86,8 @@ function tryBegin(sqlite: Database.Database): boolean {
     sqlite.exec('BEGIN IMMEDIATE');
     return true;
   } catch (err) {
-    if ((err as { code?: string }).code === 'SQLITE_BUSY') return false;
+    // SQLITE_BUSY, and its extended codes (SQLITE_BUSY_RECOVERY: another connection is recovering the WAL)
+    if (String((err as { code?: unknown }).code).startsWith('SQLITE_BUSY')) return false;
     throw err;
   } finally {
     sqlite.pragma(`busy_timeout = ${wait}`);

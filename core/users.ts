@@ -91,7 +91,8 @@ export class Users {
     return this.db.select({ id: users.id }).from(users).limit(1).all().length;
   }
 
-  async create(input: { username: string; password: string; role: Role; unitId?: string | null; displayName?: string | null }): Promise<AuthUser> {
+  /** `check`: run in the insert's own transaction, after the password is hashed (what may have changed meanwhile) */
+  async create(input: { username: string; password: string; role: Role; unitId?: string | null; displayName?: string | null }, check?: () => void): Promise<AuthUser> {
     if (!/^[a-zA-Z0-9._@-]{3,64}$/.test(input.username)) {
       throw new ValidationError('username: 3–64 characters of letters, digits and . _ @ -', { field: 'username' });
     }
@@ -109,7 +110,10 @@ export class Users {
       createdAt: Date.now(),
       tokenGeneration: 0,
     };
-    await this.write(() => this.db.insert(users).values(row).run());
+    await this.write(() => {
+      check?.();
+      this.db.insert(users).values(row).run();
+    });
     return toAuthUser(row);
   }
 

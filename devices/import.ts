@@ -38,9 +38,14 @@ export const yieldToLoop = async (): Promise<void> => {
  * several items per call (it gets the index to start at and the deadline, and returns the next index), so that a
  * slice can be one short transaction.
  */
-export async function inSlices(count: number, fn: (from: number, deadline: number) => number, budgetMs = IMPORT_SLICE_MS): Promise<void> {
+export async function inSlices(
+  count: number, fn: (from: number, deadline: number) => number, budgetMs = IMPORT_SLICE_MS,
+  /** awaited before each slice (a slice that writes: until the write lock is free, core/db.ts whenFree) */
+  before?: () => Promise<void>,
+): Promise<void> {
   let i = 0;
   while (i < count) {
+    if (before) await before();
     const next = fn(i, performance.now() + budgetMs);
     if (next <= i) throw new Error('inSlices: a slice made no progress');
     i = next;

@@ -2,7 +2,7 @@
 // that authentication and ingest never touch the disk on the hot path.
 import { and, desc, eq, inArray, isNull, like, ne, notInArray, or, sql, type SQL } from 'drizzle-orm';
 import type Database from 'better-sqlite3';
-import type { Db } from '../core/db.js';
+import { whenFree, writeWhenFree, type Db } from '../core/db.js';
 import type { Bus } from '../core/bus.js';
 import type { UnitScope } from '../core/unit-scope.js';
 import { DEVICE_KINDS, type DeviceKind, type DeviceLifecycle } from '../core/contracts.js';
@@ -362,7 +362,9 @@ export class DeviceRegistry {
       }));
       // 3. rows in short transactions, invisible until the import is done. A crash mid-way leaves nothing durable
       // that matters, so the slices commit without fsync (synchronous=NORMAL in WAL); the final commit is FULL.
-      this.sqlite.prepare(`INSERT INTO device_imports (id, status, count, actor, started_at) VALUES (?, 'importing', ?, ?, ?)`).run(importId, rows.length, actor, now);
+      // each write of the import takes the lock without holding the event loop (core/db.ts); its rows are invisible
+      // until done, and the memory changes only after that one row is committed
+      await writeWhenFree(this.sqlite, () => this.sqlite.prepare(`INSERT INTO device_imports (id, status, count, actor, started_at) VALUES (?, 'importing', ?, ?, ?)`).run(importId, rows.length, actor, now));
       started = true;
       const insert = this.sqlite.prepare(`INSERT INTO devices (id, kind, serial, model, firmware, state, resident_id, secret_hash,
           secret_rotated_at, power, config, notes, account_scheme, account, import_id, test, created_at, updated_at)
@@ -383,7 +385,7 @@ export class DeviceRegistry {
             this.sqlite.pragma('synchronous = FULL');
             longestSliceMs = Math.max(longestSliceMs, performance.now() - s0);
           }
-        });
+        }, undefined, () => whenFree(this.sqlite));
       } catch (err) {
         // a serial provisioned meanwhile by someone else: the whole import is refused
         if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
@@ -392,7 +394,7 @@ export class DeviceRegistry {
         throw err;
       }
       // 4. the one moment it becomes real: one row
-      this.sqlite.prepare(`UPDATE device_imports SET status = 'done', finished_at = ? WHERE id = ?`).run(Date.now(), importId);
+      await writeWhenFree(this.sqlite, () => this.sqlite.prepare(`UPDATE device_imports SET status = 'done', finished_at = ? WHERE id = ?`).run(Date.now(), importId));
       const writeMs = performance.now() - t0;
       started = false;
       await inSlices(created.length, (from, deadline) => untilDeadline(from, created.length, deadline, (i) => {
@@ -410,13 +412,13 @@ export class DeviceRegistry {
 
   /** Delete what a failed import wrote, in slices; if the process dies meanwhile, start-up finishes the job. */
   private async discardImport(importId: string, why: unknown): Promise<void> {
-    this.sqlite.prepare(`UPDATE device_imports SET status = 'failed', error = ? WHERE id = ?`).run(String((why as Error)?.message ?? why).slice(0, 500), importId);
+    await writeWhenFree(this.sqlite, () => this.sqlite.prepare(`UPDATE device_imports SET status = 'failed', error = ? WHERE id = ?`).run(String((why as Error)?.message ?? why).slice(0, 500), importId));
     const del = this.sqlite.prepare('DELETE FROM devices WHERE rowid IN (SELECT rowid FROM devices WHERE import_id = ? LIMIT 500)');
     for (;;) {
-      if (del.run(importId).changes === 0) break;
+      if ((await writeWhenFree(this.sqlite, () => del.run(importId))).changes === 0) break;
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
-    this.sqlite.prepare(`UPDATE device_imports SET status = 'abandoned', finished_at = ? WHERE id = ?`).run(Date.now(), importId);
+    await writeWhenFree(this.sqlite, () => this.sqlite.prepare(`UPDATE device_imports SET status = 'abandoned', finished_at = ? WHERE id = ?`).run(Date.now(), importId));
   }
 
   /** True while an import is writing (GET /healthz-style status for operators). */

@@ -114,8 +114,11 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (a
     onRequest: requireRole(app, 'admin'),
   }, async (req, reply) => {
     // a user bound to a unit that does not exist would see nothing at all
-    if (req.body.unitId != null) deps.scope.requireUnit('unitId', req.body.unitId);
-    const user = await deps.users.create(req.body);
+    const unitId = req.body.unitId;
+    const requireUnit = () => { if (unitId != null) deps.scope.requireUnit('unitId', unitId); };
+    requireUnit();
+    // and again in the write's own transaction (the password's hashing comes between)
+    const user = await deps.users.create(req.body, requireUnit);
     await deps.audit.append({ actor: auditActor(req), action: 'user.create', target: { type: 'user', id: user.id }, details: { username: user.username, role: user.role, unitId: user.unitId } }, req.log);
     reply.status(201);
     return user;
@@ -143,8 +146,9 @@ export const authRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (a
   }, async (req) => {
     // "" is not "no unit": a user with no unit sees everything, so that must be said with null, on purpose
     if (req.body.unitId === '') throw new ValidationError('unitId: empty; give the id of a unit, or null for none (sees every unit)', { field: 'unitId' });
-    if (typeof req.body.unitId === 'string') deps.scope.requireUnit('unitId', req.body.unitId);
     const { user, changed, revoked } = await deps.store.write(() => {
+      // checked in the write's own transaction: the unit cannot be deleted between the check and the change
+      if (typeof req.body.unitId === 'string') deps.scope.requireUnit('unitId', req.body.unitId);
       const before = deps.users.record(req.params.id);
       const out = deps.users.update(req.params.id, req.body);
       if (out.changed.length) {

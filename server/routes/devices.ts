@@ -272,6 +272,8 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     },
     onRequest: writers,
   }, async (req) => {
+    // every check and write below in one turn, once the write lock is free (core/db.ts whenFree)
+    await deps.store.whenFree();
     checkVisible(req.user, req.params.id);
     const { account, accountScheme, ...patch } = req.body;
     // config.account was how an account used to be set: it is the same admin action now, never plain configuration
@@ -292,21 +294,24 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
         throw new ValidationError('account: 1–64 letters, digits or . _ : - (a Contact ID account is 4–6 hex digits)', { field: 'account' });
       }
     }
-    await deps.store.whenFree();
     const before = registry.get(req.params.id);
     let d = before;
     const entries: AuditInput[] = [];
-    if (wanted !== undefined) {
-      const r = registry.setAccount(req.params.id, wanted);
-      d = r.device;
-      entries.push({ actor: auditActor(req), action: 'device.account', target: { type: 'device', id: d.id }, details: { before: r.before, after: wanted } });
+    try {
+      if (wanted !== undefined) {
+        const r = registry.setAccount(req.params.id, wanted);
+        d = r.device;
+        entries.push({ actor: auditActor(req), action: 'device.account', target: { type: 'device', id: d.id }, details: { before: r.before, after: wanted } });
+      }
+      if (Object.keys(patch).length) {
+        d = registry.update(req.params.id, patch);
+        const changed = Object.fromEntries(Object.keys(patch).map((k) => [k, { before: (before as Record<string, unknown>)[k] ?? null, after: (d as Record<string, unknown>)[k] ?? null }]));
+        entries.push({ actor: auditActor(req), action: 'device.update', target: { type: 'device', id: d.id }, details: changed });
+      }
+    } finally {
+      // what was done is audited, even when a later part was refused
+      for (const e of entries) await audit.append(e, req.log);
     }
-    if (Object.keys(patch).length) {
-      d = registry.update(req.params.id, patch);
-      const changed = Object.fromEntries(Object.keys(patch).map((k) => [k, { before: (before as Record<string, unknown>)[k] ?? null, after: (d as Record<string, unknown>)[k] ?? null }]));
-      entries.push({ actor: auditActor(req), action: 'device.update', target: { type: 'device', id: d.id }, details: changed });
-    }
-    for (const e of entries) await audit.append(e, req.log);
     return await view(d);
   });
 
@@ -320,12 +325,12 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     },
     onRequest: writers,
   }, async (req) => {
+    await deps.store.whenFree();
     checkVisible(req.user, req.params.id, { unbound: true });
     if (req.user.unitId && req.body.residentId !== null) {
       const unitId = registry.getResident(req.body.residentId).unitId;
       if (!deps.scope.canSee(req.user, unitId)) throw new ForbiddenError(`resident ${req.body.residentId} is outside your units`);
     }
-    await deps.store.whenFree();
     const prior = registry.get(req.params.id).residentId;
     const d = registry.bind(req.params.id, req.body.residentId);
     req.log.info({ deviceId: d.id, residentId: d.residentId, by: req.user.username }, 'device bound');
@@ -342,8 +347,8 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     },
     onRequest: writers,
   }, async (req, reply) => {
-    checkVisible(req.user, req.params.id);
     await deps.store.whenFree();
+    checkVisible(req.user, req.params.id);
     const { device, secret } = registry.rotateSecret(req.params.id);
     req.log.info({ deviceId: device.id, by: req.user.username }, 'device secret rotated');
     await audit.append({ actor: auditActor(req), action: 'device.rotate-secret', target: { type: 'device', id: device.id } }, req.log);
@@ -356,8 +361,8 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       schema: { tags: ['devices'], summary: `${action[0]!.toUpperCase()}${action.slice(1)} the device`, params: IdParam, response: { 200: DeviceBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody } },
       onRequest: writers,
     }, async (req) => {
-      checkVisible(req.user, req.params.id);
       await deps.store.whenFree();
+      checkVisible(req.user, req.params.id);
       const prior = registry.get(req.params.id);
       const d = registry.setState(req.params.id, state);
       req.log.info({ deviceId: d.id, state, by: req.user.username }, `device ${action}`);

@@ -83,6 +83,8 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
     },
     onRequest: writers,
   }, async (req, reply) => {
+    // every check and write below in one turn, once the write lock is free (core/db.ts whenFree)
+    await deps.store.whenFree();
     knownUnit(req.body.unitId);
     checkUnit(req.user, req.body.unitId);
     knownChannels(req.body.contacts);
@@ -90,7 +92,6 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
     if (req.body.test && req.user.role !== 'admin' && req.user.role !== 'technician') {
       throw new ForbiddenError('only an admin or a technician may register a test resident ("test": true); leave "test" out for a person in care');
     }
-    await deps.store.whenFree();
     const r = registry.createResident(req.body);
     req.log.info({ residentId: r.id, unitId: r.unitId, by: req.user.username }, 'resident created');
     // the names of the fields set, not their values: the audit log is not a second copy of a resident's file
@@ -126,6 +127,7 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
     },
     onRequest: writers,
   }, async (req) => {
+    await deps.store.whenFree();
     const before = registry.getResident(req.params.id);
     checkUnit(req.user, before.unitId);
     if (req.body.unitId !== undefined) {
@@ -133,7 +135,6 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
       checkUnit(req.user, req.body.unitId);
     }
     knownChannels(req.body.contacts);
-    await deps.store.whenFree();
     const r = registry.updateResident(req.params.id, req.body);
     await deps.audit.append({
       actor: auditActor(req), action: 'resident.update', target: { type: 'resident', id: r.id },
