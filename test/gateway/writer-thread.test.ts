@@ -16,7 +16,10 @@ import { metricValue, startTestGateway, waitFor, type TestGateway } from '../hel
 
 describe('the writer thread', () => {
   let t: TestGateway;
-  beforeAll(async () => { t = await startTestGateway(); });
+  // the tests here that kill threads add up the restart back-off (2 s, then 5 s, for deaths within a minute of a
+  // start), and a thread starts slowly beside the whole suite: held for the default 10 s, the third test's messages were
+  // refused once (the hold's bound has its own test below)
+  beforeAll(async () => { t = await startTestGateway({ ingest: { writerRestartHoldMs: 60_000 } }); });
   afterAll(async () => t.stop());
 
 
