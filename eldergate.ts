@@ -344,13 +344,13 @@ function storageIncidents(incidents: IncidentApi) {
   };
 }
 
+/** how often "help is coming" is asked of a writer that is restarting (2 s apart: its back-off reaches 5 s) */
+const ACK_COMMAND_ATTEMPTS = 15;
+
 /**
  * "Help is coming": when a person acknowledges an incident, the device gets the acknowledge-alarm command (stored,
  * re-sent on reconnect, tracked until the device answers); both steps are on the incident's timeline.
  */
-/** how often "help is coming" is asked of a writer that is restarting (2 s apart: its back-off reaches 5 s) */
-const ACK_COMMAND_ATTEMPTS = 15;
-
 function wireAcknowledgeCommand(d: { bus: Bus; incidents: IncidentApi; commands: Commands; log: Logger }): void {
   d.bus.on('incident-event', (e) => {
     if (e.type !== 'acknowledged') return;

@@ -113,6 +113,8 @@ const HOLD_DEATHS = 2;
  * IN_FLIGHT_LIMIT, apart from telemetry, so a fleet's telemetry never takes an alarm's place.
  */
 const HOLD_TELEMETRY_LIMIT = 2_000;
+/** what an observation behind its device's refused event is refused with (refusedWhileDown) */
+const behindRefusedError = () => new Error('an earlier message of this device was refused while the writer thread restarted: not stored, send both again');
 /** a writer thread that ran this long without dying starts the back-off again from 0 */
 const RESTART_BACKOFF_RESET_MS = 60_000;
 /**
@@ -458,7 +460,7 @@ export class WriterThread implements IngestPort {
     if (items.length === 0) return;
     for (const w of items) {
       if (this.behindRefused(w)) {
-        w.reject(new Error('an earlier message of this device was refused while the writer thread restarted: not stored, send both again'));
+        w.reject(behindRefusedError());
       } else if (w.event ? this.held.length - this.heldTelemetry >= IN_FLIGHT_LIMIT : this.heldTelemetry >= this.holdTelemetryLimit) {
         // bounded: telemetry apart from events, so a fleet's telemetry never takes an alarm's place
         this.refuse(w, new OverloadError('too many messages wait for the writer thread to restart: not stored, send it again later'));
@@ -478,7 +480,7 @@ export class WriterThread implements IngestPort {
     const keep: Held[] = [];
     for (const w of this.held) {
       if (now - w.since >= holdMs) this.refuse(w, new Error(`no writer thread ran for ${holdMs} ms (ingest.writerRestartHoldMs): not stored, send it again`));
-      else if (this.behindRefused(w)) w.reject(new Error('an earlier message of this device was refused while the writer thread restarted: not stored, send both again'));
+      else if (this.behindRefused(w)) w.reject(behindRefusedError());
       else keep.push(w);
     }
     this.setHeld(keep);

@@ -7,12 +7,11 @@
 // - A person's action on the main thread's connection and the writer's commits interleave without a lost write.
 // - The writer thread dying is survived: what it had not answered is not acknowledged but held, with what comes while
 //   the new one starts, and handed to the new writer, which stores each once; the terminal's connection stays up.
-import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Worker } from 'node:worker_threads';
-import { dbFile } from '../../core/db.js';
 import { metricValue, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
+import { holdWriteLock } from '../helpers/write-lock.js';
 
 describe('the writer thread', () => {
   let t: TestGateway;
@@ -28,9 +27,7 @@ describe('the writer thread', () => {
     const other = await t.provision('call-phone');
     const c = await t.connectDevice(id, secret);
     // a third connection takes the write lock: the writer's next transaction waits for it (busy_timeout)
-    const blocker = new Database(dbFile(t.dataDir));
-    blocker.prepare('BEGIN IMMEDIATE').run();
-    let released = false;
+    const lock = holdWriteLock(t.dataDir);
     try {
       let ackedAt = 0;
       const acked = new Promise<void>((resolve, reject) => c.publish(`devices/${id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 },
@@ -43,16 +40,14 @@ describe('the writer thread', () => {
       c2.end(true);
       expect(ackedAt).toBe(0);
       expect(sosRows(t, id)).toEqual([]);
-      blocker.prepare('COMMIT').run();
+      lock.release();
       const releasedAt = Date.now();
-      released = true;
       await acked;
       expect(ackedAt).toBeGreaterThanOrEqual(releasedAt);
       expect(sosRows(t, id)).toEqual([{ seq: 1 }]);
       expect(incidentsOf(t, id)).toMatchObject([{ type: 'sos', status: 'open' }]);
     } finally {
-      if (!released) blocker.prepare('ROLLBACK').run();
-      blocker.close();
+      lock.close();
       c.end(true);
     }
   });
@@ -66,13 +61,8 @@ describe('the writer thread', () => {
     const heard: string[] = [];
     const onEvent = (e: { incidentId: string; type: string }) => { if (e.incidentId === inc!.id) heard.push(e.type); };
     t.gw.bus.on('incident-event', onEvent);
-    // this process is the gateway's main thread: a 5 ms tick that stops ticking would be the main loop stalled
-    let last = performance.now();
-    let longestGapMs = 0;
-    const tick = setInterval(() => { const now = performance.now(); longestGapMs = Math.max(longestGapMs, now - last); last = now; }, 5);
-    const blocker = new Database(dbFile(t.dataDir));
-    blocker.prepare('BEGIN IMMEDIATE').run();
-    let released = false;
+    // this process is the gateway's main thread: the lock's tick measures how long its loop stalled
+    const lock = holdWriteLock(t.dataDir);
     try {
       const ack = t.api('POST', `/api/incidents/${inc!.id}/acknowledge`);
       // the lock is held for a second: a main loop waiting for it would stall that long
@@ -81,8 +71,7 @@ describe('the writer thread', () => {
       expect((await fetch(`${t.http}/healthz`)).status).toBe(200);
       expect(incidentsOf(t, id)).toMatchObject([{ status: 'open' }]);
       expect(heard).toEqual([]);
-      blocker.prepare('COMMIT').run();
-      released = true;
+      lock.release();
       const res = await ack;
       expect(res.status).toBe(200);
       expect((res.body as { incident: { status: string } }).incident.status).toBe('acknowledged');
@@ -96,12 +85,10 @@ describe('the writer thread', () => {
       // not a timing target: the lock is released by this very thread, so a main loop that waited for it could not
       // release it and would stall for the whole busy timeout (5 s, core/db.ts) before SQLite gave up. The bound is
       // half that: a loaded machine's pauses (986 ms seen once, with the whole suite on 2 cores) stay under it
-      expect(longestGapMs).toBeLessThan(2500);
+      expect(lock.longestGapMs).toBeLessThan(2500);
     } finally {
-      clearInterval(tick);
+      lock.close();
       t.gw.bus.off('incident-event', onEvent);
-      if (!released) blocker.prepare('ROLLBACK').run();
-      blocker.close();
     }
   });
 
@@ -111,20 +98,14 @@ describe('the writer thread', () => {
     const received: string[] = [];
     c.on('message', (_topic, payload) => received.push((JSON.parse(payload.toString()) as { type: string }).type));
     await c.subscribeAsync(`devices/${id}/commands`, { qos: 1 });
-    let last = performance.now();
-    let longestGapMs = 0;
-    const tick = setInterval(() => { const now = performance.now(); longestGapMs = Math.max(longestGapMs, now - last); last = now; }, 5);
-    const blocker = new Database(dbFile(t.dataDir));
-    blocker.prepare('BEGIN IMMEDIATE').run();
-    let released = false;
+    const lock = holdWriteLock(t.dataDir);
     try {
       const sent = t.api('POST', `/api/devices/${id}/commands`, { type: 'locate-now' });
       await new Promise((r) => setTimeout(r, 1000));
       // the command waits in the writer thread for the lock; this thread answers meanwhile, and sends nothing unstored
       expect((await fetch(`${t.http}/healthz`)).status).toBe(200);
       expect(received).toEqual([]);
-      blocker.prepare('COMMIT').run();
-      released = true;
+      lock.release();
       const res = await sent;
       expect(res.status).toBe(202);
       expect(res.body).toMatchObject({ type: 'locate-now', queued: false });
@@ -132,11 +113,9 @@ describe('the writer thread', () => {
       // marked sent by the writer thread too, once the broker took it
       await waitFor(() => ((t.gw.store.sqlite.prepare('select status from commands where id = ?').get((res.body as { id: string }).id) as { status: string }).status === 'sent' || undefined), 'the command marked sent');
       // as above: a main loop that waited for the lock this thread releases would stall the whole busy timeout (5 s)
-      expect(longestGapMs).toBeLessThan(2500);
+      expect(lock.longestGapMs).toBeLessThan(2500);
     } finally {
-      clearInterval(tick);
-      if (!released) blocker.prepare('ROLLBACK').run();
-      blocker.close();
+      lock.close();
       c.end(true);
     }
   });

@@ -2,9 +2,9 @@
 // answers kept for Idempotency-Key) take SQLite's write lock without holding the event loop (core/db.ts). Before,
 // each waited inside SQLite (busy_timeout, up to 5 s) while another connection held the lock: no PUBACK, no console
 // push, no HTTP answer meanwhile. Real gateway, real SQLite file; the lock is held by a third connection.
-import Database from 'better-sqlite3';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { dbFile, openStore, writeWhenFree, type Store } from '../../core/db.js';
+import { holdWriteLock } from '../helpers/write-lock.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,14 +21,8 @@ describe('a person\'s writes while another connection holds the write lock', () 
     await phone.publishAsync(`devices/${id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 });
     const inc = await waitFor(() => t.gw.store.sqlite.prepare('select id from incidents where device_id = ?').get(id) as { id: string } | undefined, 'the incident');
     const token = await t.token();
-    const blocker = new Database(dbFile(t.dataDir));
-    blocker.prepare('BEGIN IMMEDIATE').run();
-    // this process is the gateway's main thread: a 5 ms tick that stops ticking is the main loop stalled (measured
-    // while the lock is held)
-    let last = performance.now();
-    let longestGapMs = 0;
-    const tick = setInterval(() => { const now = performance.now(); longestGapMs = Math.max(longestGapMs, now - last); last = now; }, 5);
-    let released = false;
+    // this process is the gateway's main thread: the lock's tick measures how long its loop stalled
+    const lock = holdWriteLock(t.dataDir);
     try {
       const asked = {
         device: t.api('POST', '/api/devices', { kind: 'fall-sensor', serial: 'LOCKED-1' }),
@@ -43,10 +37,9 @@ describe('a person\'s writes while another connection holds the write lock', () 
       // good: the connection holding it is this thread's)
       await new Promise((r) => setTimeout(r, 1000));
       expect((await fetch(`${t.http}/healthz`)).status).toBe(200);
-      clearInterval(tick);
-      expect(longestGapMs).toBeLessThan(500);
-      blocker.prepare('COMMIT').run();
-      released = true;
+      // while the lock was held
+      expect(lock.longestGapMs).toBeLessThan(500);
+      lock.release();
       const [device, resident, unit, user, patch, imported] = await Promise.all([asked.device, asked.resident, asked.unit, asked.user, asked.patch, asked.imported]);
       expect([device.status, resident.status, unit.status, user.status, patch.status, imported.status]).toEqual([201, 201, 201, 201, 200, 201]);
       expect((patch.body as { notes: string }).notes).toBe('by the bed');
@@ -61,9 +54,7 @@ describe('a person\'s writes while another connection holds the write lock', () 
       expect(again.status).toBe(200);
       expect(again.headers.get('idempotent-replayed')).toBe('true');
     } finally {
-      clearInterval(tick);
-      if (!released) blocker.prepare('ROLLBACK').run();
-      blocker.close();
+      lock.close();
       phone.end(true);
     }
   });
@@ -74,7 +65,7 @@ describe('writeWhenFree', () => {
   let store: Store;
   beforeAll(() => {
     dir = mkdtempSync(join(tmpdir(), 'eldergate-write-when-free-'));
-    store = openStore(join(dir, 'eldergate.db'));
+    store = openStore(dbFile(dir));
     store.sqlite.exec('create table if not exists t (v text)');
   });
   beforeEach(() => { store.sqlite.exec('delete from t'); });
@@ -85,20 +76,18 @@ describe('writeWhenFree', () => {
   const rows = () => (store.sqlite.prepare('select v from t order by rowid').all() as { v: string }[]).map((r) => r.v);
 
   it('refuses with a 503 saying nothing was written when the lock stays taken, and writes once it is free', async () => {
-    const blocker = new Database(store.file);
-    blocker.prepare('BEGIN IMMEDIATE').run();
+    const lock = holdWriteLock(dir);
     try {
       const err = await writeWhenFree(store.sqlite, () => store.sqlite.prepare("insert into t values ('late')").run(), 200).catch((e: unknown) => e);
       expect(err).toMatchObject({ status: 503, code: 'UNAVAILABLE', message: expect.stringMatching(/nothing was recorded; try again/) });
       const waiting = writeWhenFree(store.sqlite, () => store.sqlite.prepare("insert into t values ('after')").run(), 5000);
       await new Promise((r) => setTimeout(r, 100));
       expect(rows()).toEqual([]);
-      blocker.prepare('COMMIT').run();
+      lock.release();
       await waiting;
       expect(rows()).toEqual(['after']);
     } finally {
-      if (blocker.inTransaction) blocker.prepare('ROLLBACK').run();
-      blocker.close();
+      lock.close();
     }
   });
 
