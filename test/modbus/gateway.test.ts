@@ -60,6 +60,8 @@ describe('Modbus link in the running gateway', () => {
     await proc.send('unfail holding 1');
     await proc.send('silence off');
     await waitFor(() => open(gw, detector.id).length === 0, 'both cards to clear', 20_000);
+    // the poller's own view follows once its write is answered (the cards may clear a moment before)
+    await waitFor(() => (!gw.modbus.stats()[0]!.commLost && gw.modbus.stats()[0]!.pointFaults.length === 0) || undefined, 'the poller\'s link and points clear', 10_000);
     expect(gw.modbus.stats()[0]).toMatchObject({ commLost: false, pointFaults: [] });
     const rows = gw.store.sqlite.prepare(`SELECT type, json_extract(data, '$.restore') AS restore FROM observations WHERE device_id = ? ORDER BY id`).all(detector.id);
     expect(rows).toEqual([

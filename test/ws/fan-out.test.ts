@@ -63,6 +63,9 @@ describe('one SOS with twenty consoles attached', () => {
     for (const c of consoles) await c.waitFor((f) => f.event?.incidentId === id && f.event.type === 'acknowledged', 'the acknowledgement on every console');
 
     const { incidents } = t.gw.response;
+    // "help is coming" is recorded once the writer thread stored the command (after the acknowledgement's answer): the
+    // log is complete with it (the phone does not listen for commands, so no command-acked follows)
+    await waitFor(() => incidents.events(id).some((e) => e.type === 'command-sent') || undefined, 'command-sent on the timeline');
     const events = incidents.events(id);
     const types = events.map((e) => e.type);
     expect(types.slice(0, 2)).toEqual(['opened', 'acknowledged']);

@@ -124,6 +124,10 @@ export class Api {
 }
 
 /** Values fetched once and shared (residents, devices): one request in flight per id, listeners told on arrival. */
+/** a failed load of a cached record is tried again this long after, this many times in all */
+const RETRY_MS = 5000;
+const RETRY_ATTEMPTS = 12;
+
 export class Cache<T> {
   private readonly values = new Map<string, T>();
   private readonly at = new Map<string, number>();
@@ -144,16 +148,29 @@ export class Cache<T> {
   get(id: string): T | undefined {
     const v = this.values.get(id);
     const since = Date.now() - (this.at.get(id) ?? 0);
-    // a failed load (forbidden, gone) is retried only after a while, not on every render
-    const fresh = v !== undefined ? since < this.ttlMs : since < 5000;
-    if (!fresh && !this.inflight.has(id)) {
-      this.inflight.add(id);
-      this.load(id).then(
-        (x) => { this.inflight.delete(id); this.set(id, x); },
-        () => { this.inflight.delete(id); this.at.set(id, Date.now()); },
-      );
-    }
+    // a failed load is tried again only after a while, not on every render
+    const fresh = v !== undefined ? since < this.ttlMs : since < RETRY_MS;
+    if (!fresh && !this.inflight.has(id)) this.fetch(id, 1);
     return v;
+  }
+
+  /**
+   * Load `id`. A load that failed for the network or the server (not a refusal: forbidden, gone) is tried again by
+   * itself, RETRY_MS apart, up to RETRY_ATTEMPTS: whoever shows it (a card, a toast) listens for the change, and
+   * nothing else may ask again (an elder's name stayed missing on a card and on a toast after one failed load).
+   */
+  private fetch(id: string, attempt: number): void {
+    this.inflight.add(id);
+    this.load(id).then(
+      (x) => { this.inflight.delete(id); this.set(id, x); },
+      (err: unknown) => {
+        this.inflight.delete(id);
+        this.at.set(id, Date.now());
+        const refused = err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 408 && err.status !== 429;
+        if (refused || attempt >= RETRY_ATTEMPTS) return;
+        setTimeout(() => { if (!this.inflight.has(id) && !this.values.has(id)) this.fetch(id, attempt + 1); }, RETRY_MS);
+      },
+    );
   }
 
   set(id: string, v: T): void {

@@ -292,12 +292,10 @@ ctx.store.on((inc, e) => {
       href: `#/incident/${encodeURIComponent(inc.id)}`, linkText: 'open the incident', incidentId: inc.id,
     });
     if (rid && !known) {
-      // the toast is not held back for a name: it gets the elder's name as soon as her card is loaded, asked again
-      // while it is not (a load that failed is otherwise retried only when something else asks for her)
-      const again = window.setInterval(() => ctx.residents.get(rid), 2000);
-      const off = ctx.residents.onChange((id, r) => { if (id === rid) { stop(); rewrite(say(r.name)); } });
-      const stop = () => { off(); window.clearInterval(again); };
-      window.setTimeout(stop, 60_000);
+      // the toast is not held back for a name: it gets the elder's name as soon as her card is loaded (the cache tries
+      // a failed load again by itself)
+      const off = ctx.residents.onChange((id, r) => { if (id === rid) { off(); rewrite(say(r.name)); } });
+      setTimeout(off, 60_000);
     }
   }
 });
