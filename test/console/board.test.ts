@@ -8,7 +8,7 @@ import type { Browser, Page } from 'playwright-core';
 import type { MqttClient } from 'mqtt';
 import { connectDevice, publishAsync, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 import { buildNetwork, raise, raiseP3, type Network } from '../ws/helpers.js';
-import { launchBrowser, loginAs, watchErrors } from './browser.js';
+import { launchBrowser, loginAs, watchErrors, watchLoads } from './browser.js';
 
 interface Phone { id: string; serial: string; client: MqttClient; press(type: string): Promise<void> }
 
@@ -120,6 +120,7 @@ describe('the board (issue 9, part 2)', () => {
     raise(t, 40, { unitId: 'gA', device: 'many', devices: 40 });
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
     const errors = watchErrors(page);
+    const residentLoads = watchLoads(page, '/api/residents/');
     await loginAs(page, t.http, n.users.operator, n.passwords[n.users.operator]!);
     await expect.poll(() => page.locator('.card[data-priority=P1]').count(), { timeout: 15_000 }).toBeGreaterThanOrEqual(40);
     const p = await phone(t, n.residentB);
@@ -129,7 +130,9 @@ describe('the board (issue 9, part 2)', () => {
     // in view without scrolling, with its acknowledge button
     const waiting = page.locator(`.attention [data-id="${inc.id}"]`);
     await waiting.waitFor({ timeout: 15_000 });
-    await expect.poll(() => waiting.textContent(), { timeout: 10_000 }).toContain('Bruno Berg');
+    // (seen twice in loaded full runs, not reproduced alone: the name missing after 10 s; the loads then say why)
+    await expect.poll(() => waiting.textContent(), { timeout: 10_000 }).toContain('Bruno Berg')
+      .catch((e: Error) => { throw new Error(`${e.message}\nthe residents' loads: ${residentLoads.join('; ')}`); });
     await expect.poll(async () => { const b = await waiting.boundingBox(); return b ? b.y + b.height : null; }).toBeLessThanOrEqual(900);
     expect(await page.evaluate(() => window.scrollY)).toBe(0);
     expect(await waiting.locator('button[data-action=acknowledge]').count()).toBe(1);
@@ -179,6 +182,30 @@ describe('the board (issue 9, part 2)', () => {
     expect(errors.filter((e) => !e.includes('404'))).toEqual([]);
     await page.close();
   }, 120_000);
+
+  it('a new P1\'s elder is named at once while the board is still loading 600 other cards\' records', async () => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    // a slow server: records (devices, residents) answered one after another, 25 ms each, in the order asked; the
+    // 640 open cards' devices take 16 s. Fault injection on the page's network; the server behind it is real.
+    let line = Promise.resolve();
+    await page.route(/\/api\/(devices|residents)\/[^/?]+$/, (route) => {
+      line = line.then(() => new Promise((r) => setTimeout(r, 25))).then(() => route.continue().catch(() => undefined));
+    });
+    await loginAs(page, t.http, n.users.operator, n.passwords[n.users.operator]!);
+    await expect.poll(() => page.locator('.card[data-priority=P3]').count(), { timeout: 15_000 }).toBeGreaterThanOrEqual(600);
+    // an elder with no open incident yet: the board has not asked for her record
+    const clara = await t.api('POST', '/api/residents', { name: 'Clara Cole', unitId: 'gA' });
+    expect(clara.status).toBe(201);
+    const p = await phone(t, clara.body.id);
+    clients.push(p.client);
+    await p.press('sos');
+    const inc = await incidentOf(t, p.id);
+    const waiting = page.locator(`.attention [data-id="${inc.id}"]`);
+    await waiting.waitFor({ timeout: 15_000 });
+    // asked before the hundreds of devices still waiting (first come, first served, it came after them: 14 s here)
+    await expect.poll(() => waiting.textContent(), { timeout: 3000 }).toContain('Clara Cole');
+    await page.close();
+  }, 60_000);
 });
 
 describe('the budget line and the timeline under escalation', () => {

@@ -39,6 +39,22 @@ export function watchErrors(page: Page): string[] {
   return errors;
 }
 
+/**
+ * What became of the page's requests whose URL contains `part`, for a failure's message: when each was sent (ms after
+ * this call), and when it ended and how (status, or the network's error). The array is filled as they come.
+ */
+export function watchLoads(page: Page, part: string): string[] {
+  const t0 = Date.now();
+  const loads: string[] = [];
+  const path = (url: string) => new URL(url).pathname;
+  page.on('request', (r) => { if (r.url().includes(part)) loads.push(`${path(r.url())} sent +${Date.now() - t0} ms`); });
+  page.on('requestfinished', (r) => {
+    if (r.url().includes(part)) void r.response().then((res) => loads.push(`${path(r.url())} ${res?.status() ?? '?'} +${Date.now() - t0} ms`));
+  });
+  page.on('requestfailed', (r) => { if (r.url().includes(part)) loads.push(`${path(r.url())} failed (${r.failure()?.errorText}) +${Date.now() - t0} ms`); });
+  return loads;
+}
+
 /** A browser and a real gateway for the tests of one describe block, started before them and stopped after. */
 export function browserAndGateway(): { t: TestGateway; browser: Browser } {
   const rig = {} as { t: TestGateway; browser: Browser };

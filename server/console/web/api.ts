@@ -123,15 +123,58 @@ export class Api {
   }
 }
 
-/** Values fetched once and shared (residents, devices): one request in flight per id, listeners told on arrival. */
 /** a failed load of a cached record is tried again this long after, this many times in all */
 const RETRY_MS = 5000;
 const RETRY_ATTEMPTS = 12;
+/** record loads in flight at once, all caches together: the browser's other connections stay free for actions */
+const LOADS_AT_ONCE = 4;
 
+/**
+ * The queue every cached record load waits in: at most LOADS_AT_ONCE at once, an urgent one (the name on a waiting
+ * P1, on a repeat-SOS toast) before every other. A board opened on 600 open P3 cards asks for 600 devices at once;
+ * first come, first served, a new P1's elder stayed nameless behind them for over 10 s on a loaded machine.
+ */
+class LoadQueue {
+  private running = 0;
+  private readonly urgent: (() => void)[] = [];
+  private readonly normal: (() => void)[] = [];
+
+  /** `load` once its turn comes; `promote` moves it to the urgent lane while it still waits */
+  add<T>(urgent: boolean, load: () => Promise<T>): { done: Promise<T>; promote: () => void } {
+    let start!: () => void;
+    const done = new Promise<T>((resolve, reject) => {
+      start = () => {
+        this.running++;
+        load().then(resolve, reject).finally(() => { this.running--; this.next(); });
+      };
+    });
+    (urgent ? this.urgent : this.normal).push(start);
+    this.next();
+    return {
+      done,
+      promote: () => {
+        const i = this.normal.indexOf(start);
+        if (i >= 0) { this.normal.splice(i, 1); this.urgent.push(start); this.next(); }
+      },
+    };
+  }
+
+  private next(): void {
+    while (this.running < LOADS_AT_ONCE) {
+      const start = this.urgent.shift() ?? this.normal.shift();
+      if (!start) return;
+      start();
+    }
+  }
+}
+const loads = new LoadQueue();
+
+/** Values fetched once and shared (residents, devices): one request in flight per id, listeners told on arrival. */
 export class Cache<T> {
   private readonly values = new Map<string, T>();
   private readonly at = new Map<string, number>();
-  private readonly inflight = new Set<string>();
+  /** ids being loaded: whether urgent yet, and how to move the load up while it waits its turn */
+  private readonly inflight = new Map<string, { urgent: boolean; promote: () => void }>();
   private readonly listeners = new Set<(id: string, v: T) => void>();
   constructor(private readonly load: (id: string) => Promise<T>, private readonly ttlMs = 30_000) {}
 
@@ -144,13 +187,22 @@ export class Cache<T> {
     return this.values.get(id);
   }
 
-  /** the value if known (possibly stale: a refresh is then started), else undefined and a load is started */
-  get(id: string): T | undefined {
+  /**
+   * The value if known (possibly stale: a refresh is then started), else undefined and a load is started. `urgent`:
+   * someone is waiting for it on a life-safety alarm; the load goes before every other (and a waiting one moves up).
+   */
+  get(id: string, urgent = false): T | undefined {
     const v = this.values.get(id);
     const since = Date.now() - (this.at.get(id) ?? 0);
     // a failed load is tried again only after a while, not on every render
     const fresh = v !== undefined ? since < this.ttlMs : since < RETRY_MS;
-    if (!fresh && !this.inflight.has(id)) this.fetch(id, 1);
+    const loading = this.inflight.get(id);
+    if (!loading) {
+      if (!fresh) this.fetch(id, 1, urgent);
+    } else if (urgent && !loading.urgent) {
+      loading.urgent = true;
+      loading.promote();
+    }
     return v;
   }
 
@@ -159,16 +211,18 @@ export class Cache<T> {
    * itself, RETRY_MS apart, up to RETRY_ATTEMPTS: whoever shows it (a card, a toast) listens for the change, and
    * nothing else may ask again (an elder's name stayed missing on a card and on a toast after one failed load).
    */
-  private fetch(id: string, attempt: number): void {
-    this.inflight.add(id);
-    this.load(id).then(
+  private fetch(id: string, attempt: number, urgent: boolean): void {
+    const job = loads.add(urgent, () => this.load(id));
+    const state = { urgent, promote: job.promote };
+    this.inflight.set(id, state);
+    job.done.then(
       (x) => { this.inflight.delete(id); this.set(id, x); },
       (err: unknown) => {
         this.inflight.delete(id);
         this.at.set(id, Date.now());
         const refused = err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 408 && err.status !== 429;
         if (refused || attempt >= RETRY_ATTEMPTS) return;
-        setTimeout(() => { if (!this.inflight.has(id) && !this.values.has(id)) this.fetch(id, attempt + 1); }, RETRY_MS);
+        setTimeout(() => { if (!this.inflight.has(id) && !this.values.has(id)) this.fetch(id, attempt + 1, state.urgent); }, RETRY_MS);
       },
     );
   }

@@ -62,8 +62,9 @@ export function positionText(inc: Incident): string | null {
 }
 
 function card(ctx: Ctx, inc: Incident): HTMLElement {
-  const resident = inc.residentId ? ctx.residents.get(inc.residentId) : undefined;
-  const device = ctx.devices.get(inc.deviceId);
+  const urgent = inc.priority === 'P1';
+  const resident = inc.residentId ? ctx.residents.get(inc.residentId, urgent) : undefined;
+  const device = ctx.devices.get(inc.deviceId, urgent);
   const cd = countdown(ctx, inc);
   const pos = positionText(inc);
   const assignee = ctx.staffName(inc.assignee);
@@ -150,8 +151,9 @@ function readFilter(): BoardFilter {
 }
 
 function row(ctx: Ctx, inc: Incident): HTMLElement {
-  const resident = inc.residentId ? ctx.residents.get(inc.residentId) : undefined;
-  const device = ctx.devices.get(inc.deviceId);
+  const urgent = inc.priority === 'P1';
+  const resident = inc.residentId ? ctx.residents.get(inc.residentId, urgent) : undefined;
+  const device = ctx.devices.get(inc.deviceId, urgent);
   const cd = countdown(ctx, inc);
   return h('tr', {
     class: `row prio-${inc.priority} status-${inc.status}${inc.test ? ' test' : ''}`,
@@ -171,7 +173,7 @@ function row(ctx: Ctx, inc: Incident): HTMLElement {
 
 /** The newest P1s still waiting for acknowledgement: always on top, whatever the mode and the filters. */
 function attentionItem(ctx: Ctx, inc: Incident): HTMLElement {
-  const resident = inc.residentId ? ctx.residents.get(inc.residentId) : undefined;
+  const resident = inc.residentId ? ctx.residents.get(inc.residentId, true) : undefined;
   const cd = countdown(ctx, inc);
   return h('li', { class: 'attn-item', 'data-id': inc.id },
     h('span', { class: 'badge prio P1' }, 'P1'),
