@@ -8,6 +8,8 @@ export default defineConfig({
     // they starved its timing-sensitive tests, so `npm test` runs them after it, two at a time (vitest.cluster.config.ts)
     exclude: ['test/bench-smoke/**', 'test/cluster/**', '**/node_modules/**'],
     // real brokers, databases, browsers and child processes: give them time, and run files in forks
+    // dist/ built before any test: child gateways run the compiled JavaScript, as `npm start` does
+    globalSetup: ['test/global-setup.ts'],
     pool: 'forks',
     testTimeout: 30_000,
     hookTimeout: 30_000,

@@ -5,8 +5,8 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { sourceDir } from '../../core/paths.js';
 import { ServerSerial, ServerTCP, type IServiceVector } from 'modbus-serial';
 
 export type SimTable = 'coil' | 'discrete' | 'holding' | 'input';
@@ -31,8 +31,8 @@ export interface SimMap {
   points: SimPoint[];
 }
 
-/** Where eldergate ships its maps; read as data files, by path. */
-export const SHIPPED_MAPS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'gateway', 'adapters', 'modbus', 'maps');
+/** Where eldergate ships its maps; read as data files, by path (in the source tree, also when run compiled from dist/). */
+export const SHIPPED_MAPS_DIR = resolve(sourceDir(import.meta.url), '..', '..', 'gateway', 'adapters', 'modbus', 'maps');
 
 export function loadSimMap(nameOrPath: string, mapsDir = SHIPPED_MAPS_DIR): SimMap {
   const file = /[/\\]|\.json$/.test(nameOrPath) ? nameOrPath : join(mapsDir, `${nameOrPath}.json`);

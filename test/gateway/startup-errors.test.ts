@@ -5,15 +5,16 @@ import { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { GATEWAY_ARGV } from '../helpers/child-gateway.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
-const start = (env: Record<string, string>) => spawnSync(process.execPath, ['--import', 'tsx', 'main.ts'], {
+const start = (env: Record<string, string>) => spawnSync(GATEWAY_ARGV[0]!, GATEWAY_ARGV.slice(1), {
   cwd: ROOT, env: { ...process.env, ELDERGATE_MQTT_PORT: '0', ELDERGATE_HTTP_PORT: '0', ...env }, encoding: 'utf8', timeout: 60_000,
 });
 
 // the port-in-use case holds a port in this process: the child must run while this event loop stays free
 const startAsync = (env: Record<string, string>) => new Promise<{ status: number | null; stderr: string }>((done) => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'main.ts'], { cwd: ROOT, env: { ...process.env, ELDERGATE_MQTT_PORT: '0', ELDERGATE_HTTP_PORT: '0', ...env } });
+  const child = spawn(GATEWAY_ARGV[0]!, GATEWAY_ARGV.slice(1), { cwd: ROOT, env: { ...process.env, ELDERGATE_MQTT_PORT: '0', ELDERGATE_HTTP_PORT: '0', ...env } });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   child.stdout.resume();
@@ -21,8 +22,8 @@ const startAsync = (env: Record<string, string>) => new Promise<{ status: number
   child.on('close', (status) => { clearTimeout(kill); done({ status, stderr }); });
 });
 
-// each start is a cold `tsx main.ts` (seconds of compiling, far more beside the whole suite on 2 cores: 30 s was once
-// not enough for the two starts of one test); a start itself is bounded at 60 s above
+// each start is a cold start of the gateway (seconds, far more beside the whole suite on 2 cores: 30 s was once not
+// enough for the two starts of one test, under tsx); a start itself is bounded at 60 s above
 const SPAWNS_MS = 150_000;
 
 describe('start-up refuses a bad configuration', () => {

@@ -2,10 +2,13 @@
 // that records what the poller hands over.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { join, resolve } from 'node:path';
 import { createLogger } from '../../core/logger.js';
 import type { IngestResult, Observation, ObservationSink } from '../../core/contracts.js';
 
 export const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+
+const REPO_ROOT = resolve(import.meta.dirname, '..', '..');
 
 export async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 20_000, everyMs = 25): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -140,8 +143,9 @@ export async function startLineProcess(cmd: string, args: string[], what: string
   return { proc, ready };
 }
 
-/** `npx tsx firmware-sim/modbus/main.ts …`: the simulated device, in another process. */
-export const startSim = (args: string[]) => startLineProcess('npx', ['tsx', 'firmware-sim/modbus/main.ts', ...args], 'the simulator');
+/** the simulated device, in another process: firmware-sim/modbus/main.ts compiled (test/global-setup.ts builds dist/) */
+export const startSim = (args: string[]) =>
+  startLineProcess(process.execPath, [join(REPO_ROOT, 'dist', 'firmware-sim', 'modbus', 'main.js'), ...args], 'the simulator');
 
 /** A linked pair of pseudo-terminals from socat; killing it cuts the line. */
 export async function socatPair(): Promise<{ a: string; b: string; kill(): Promise<void> }> {

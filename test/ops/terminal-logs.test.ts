@@ -9,9 +9,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../core/logger.js';
 import { topLevelKeys } from '../helpers/log-lines.js';
+import { GATEWAY_ARGV } from '../helpers/child-gateway.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
-const GATEWAY = [process.execPath, '--import', 'tsx', 'main.ts'];
+const GATEWAY = GATEWAY_ARGV;
 const started: { proc: ChildProcess; dir: string }[] = [];
 
 /** Start the gateway (optionally through `script`, which gives it a pty) and collect its output until `until` matches. */

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { connectDevice, waitFor } from '../helpers/gateway.js';
 import type { MqttClient } from 'mqtt';
+import { GATEWAY_ARGV } from '../helpers/child-gateway.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 
@@ -38,7 +39,7 @@ export interface HostileGateway {
 export async function startHostileGateway(opts: { nofile?: number; env?: Record<string, string> } = {}): Promise<HostileGateway> {
   const dataDir = mkdtempSync(join(tmpdir(), 'eldergate-hostile-'));
   const adminPassword = 'hostile-' + randomBytes(12).toString('hex');
-  const node = `exec "${process.execPath}" --import tsx main.ts`;
+  const node = `exec ${GATEWAY_ARGV.map((a) => `"${a}"`).join(' ')}`;
   const cmd = opts.nofile ? `ulimit -n ${opts.nofile} && ${node}` : node;
   const proc = spawn('sh', ['-c', cmd], {
     cwd: ROOT,

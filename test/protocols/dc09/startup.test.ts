@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { GATEWAY_ARGV } from '../../helpers/child-gateway.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..', '..');
 const KEY = '00112233445566778899aabbccddeeff';
@@ -18,7 +19,7 @@ describe('DC-09 keys file at start-up', () => {
       chmodSync(keysFile, 0o644);
       const config = join(dir, 'config.json');
       writeFileSync(config, JSON.stringify({ dataDir: join(dir, 'data'), protocols: { dc09: { port: 0, host: '127.0.0.1', keysFile } } }));
-      const r = spawnSync(process.execPath, ['--import', 'tsx', 'main.ts'], {
+      const r = spawnSync(GATEWAY_ARGV[0]!, GATEWAY_ARGV.slice(1), {
         cwd: ROOT,
         env: { ...process.env, ELDERGATE_CONFIG: config, ELDERGATE_MQTT_PORT: '0', ELDERGATE_HTTP_PORT: '0', ELDERGATE_ADMIN_PASSWORD: 'dc09-start-admin-password-1' },
         encoding: 'utf8', timeout: 60_000,

@@ -1,11 +1,12 @@
-// The real gateway in a child process (`npx tsx main.ts`), as an operator would run it: ephemeral ports, a
-// temporary data directory, a random admin password; its ready line tells the ports. It can be killed with
-// SIGKILL (the whole process group: npx → tsx → node) and started again on the same data directory and ports.
+// The real gateway in a child process (node on the compiled dist/main.js, as `npm start` runs it): ephemeral ports, a
+// temporary data directory, a random admin password; its ready line tells the ports. It can be killed with SIGKILL
+// (its whole process group) and started again on the same data directory and ports.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { GATEWAY_ARGV } from '../../helpers/child-gateway.js';
 
 export const REPO = resolve(import.meta.dirname, '..', '..', '..');
 
@@ -39,9 +40,9 @@ export interface GatewayOptions {
 export async function startGateway(o: GatewayOptions = {}): Promise<GatewayProcess> {
   const dataDir = o.dataDir ?? mkdtempSync(join(tmpdir(), 'eldergate-sim-test-'));
   const password = o.password ?? randomBytes(12).toString('base64url');
-  const child: ChildProcess = spawn('npx', ['tsx', 'main.ts'], {
+  const child: ChildProcess = spawn(GATEWAY_ARGV[0]!, GATEWAY_ARGV.slice(1), {
     cwd: REPO,
-    detached: true, // its own process group, so a SIGKILL reaches the node behind npx and tsx
+    detached: true, // its own process group, so a SIGKILL reaches all of it
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
       ...process.env,
