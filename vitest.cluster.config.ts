@@ -1,8 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
 // Cluster mode's tests (test/cluster): each file starts its own RabbitMQ (one or three nodes) on its own band of ports.
-// Run by `npm test` after the rest of the suite (vitest.config.ts leaves them out), so the Erlang VMs do not share the
-// two cores with the browser, serial and timing tests.
+// Run by `npm test` after the rest of the suite (vitest.config.ts leaves them out), two files at a time, so the Erlang
+// VMs do not share the two cores with the browser, serial and timing tests.
 export default defineConfig({
   test: {
     include: ['test/cluster/**/*.test.ts'],
@@ -12,9 +12,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 180_000,
     fileParallelism: true,
-    // four at once: the files mostly wait (RabbitMQ and PostgreSQL starting, clusters electing, nodes killed and back):
-    // measured here, 8 files, all passing, 189 s of wall time for 250 s of CPU two at a time, 147 s four at a time
-    maxWorkers: 4,
+    maxWorkers: 2,
     reporters: ['default'],
   },
 });
