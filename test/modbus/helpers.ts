@@ -115,7 +115,7 @@ export class LineProcess {
     if (answer.event === 'error') throw new Error(`"${cmd}" failed: ${String(answer.message)}`);
     return answer;
   }
-  /** Kill the whole process group (npx → tsx → node): nothing of it may keep the port. */
+  /** Kill the whole process group: nothing of it may keep the port. */
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
     try {

@@ -128,11 +128,14 @@ const RETRY_MS = 5000;
 const RETRY_ATTEMPTS = 12;
 /** record loads in flight at once, all caches together: the browser's other connections stay free for actions */
 const LOADS_AT_ONCE = 4;
+/** a load not answered by then gives its place up and counts as failed (tried again): four hung answers must not stall every load */
+const LOAD_TIMEOUT_MS = 20_000;
 
 /**
  * The queue every cached record load waits in: at most LOADS_AT_ONCE at once, an urgent one (the name on a waiting
- * P1, on a repeat-SOS toast) before every other. A board opened on 600 open P3 cards asks for 600 devices at once;
- * first come, first served, a new P1's elder stayed nameless behind them for over 10 s on a loaded machine.
+ * P1, on a repeat-SOS toast) before every other, the newest urgent one first. A board opened on 600 open P3 cards asks
+ * for 600 devices at once; first come, first served, a new P1's elder stayed nameless behind them for over 10 s on a
+ * loaded machine.
  */
 class LoadQueue {
   private running = 0;
@@ -145,7 +148,13 @@ class LoadQueue {
     const done = new Promise<T>((resolve, reject) => {
       start = () => {
         this.running++;
-        load().then(resolve, reject).finally(() => { this.running--; this.next(); });
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<never>((_, fail) => {
+          timer = setTimeout(() => fail(new ApiError(0, 'TIMEOUT', 'the gateway did not answer in time; tried again')), LOAD_TIMEOUT_MS);
+        });
+        // a load that throws at once is a failed load too, never a slot held for good
+        Promise.race([Promise.resolve().then(load), late]).then(resolve, reject)
+          .finally(() => { clearTimeout(timer); this.running--; this.next(); });
       };
     });
     (urgent ? this.urgent : this.normal).push(start);
@@ -161,7 +170,7 @@ class LoadQueue {
 
   private next(): void {
     while (this.running < LOADS_AT_ONCE) {
-      const start = this.urgent.shift() ?? this.normal.shift();
+      const start = this.urgent.pop() ?? this.normal.shift();
       if (!start) return;
       start();
     }
@@ -175,8 +184,11 @@ export class Cache<T> {
   private readonly at = new Map<string, number>();
   /** ids being loaded: whether urgent yet, and how to move the load up while it waits its turn */
   private readonly inflight = new Map<string, { urgent: boolean; promote: () => void }>();
+  /** ids whose load failed, waiting RETRY_MS to be tried again: whether that try is urgent */
+  private readonly retrying = new Map<string, { urgent: boolean }>();
   private readonly listeners = new Set<(id: string, v: T) => void>();
-  constructor(private readonly load: (id: string) => Promise<T>, private readonly ttlMs = 30_000) {}
+  /** `alwaysUrgent`: a small list every screen needs (staff on duty, units), never behind the records of the cards */
+  constructor(private readonly load: (id: string) => Promise<T>, private readonly ttlMs = 30_000, private readonly alwaysUrgent = false) {}
 
   onChange(fn: (id: string, v: T) => void): () => void {
     this.listeners.add(fn);
@@ -193,16 +205,21 @@ export class Cache<T> {
    */
   get(id: string, urgent = false): T | undefined {
     const v = this.values.get(id);
+    // a refresh of what is already shown is never urgent
+    urgent = this.alwaysUrgent || (urgent && v === undefined);
     const since = Date.now() - (this.at.get(id) ?? 0);
     // a failed load is tried again only after a while, not on every render
     const fresh = v !== undefined ? since < this.ttlMs : since < RETRY_MS;
     const loading = this.inflight.get(id);
-    if (!loading) {
-      if (!fresh) this.fetch(id, 1, urgent);
-    } else if (urgent && !loading.urgent) {
-      loading.urgent = true;
-      loading.promote();
-    }
+    const retry = this.retrying.get(id);
+    if (loading) {
+      if (urgent && !loading.urgent) {
+        loading.urgent = true;
+        loading.promote();
+      }
+    } else if (retry) {
+      if (urgent) retry.urgent = true;
+    } else if (!fresh) this.fetch(id, 1, urgent);
     return v;
   }
 
@@ -222,7 +239,13 @@ export class Cache<T> {
         this.at.set(id, Date.now());
         const refused = err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 408 && err.status !== 429;
         if (refused || attempt >= RETRY_ATTEMPTS) return;
-        setTimeout(() => { if (!this.inflight.has(id) && !this.values.has(id)) this.fetch(id, attempt + 1, state.urgent); }, RETRY_MS);
+        // asked for urgently meanwhile (a P1 card drawn while it waits): the next try goes first
+        const retry = { urgent: state.urgent };
+        this.retrying.set(id, retry);
+        setTimeout(() => {
+          this.retrying.delete(id);
+          if (!this.inflight.has(id) && !this.values.has(id)) this.fetch(id, attempt + 1, retry.urgent);
+        }, RETRY_MS);
       },
     );
   }

@@ -62,7 +62,8 @@ export function positionText(inc: Incident): string | null {
 }
 
 function card(ctx: Ctx, inc: Incident): HTMLElement {
-  const urgent = inc.priority === 'P1';
+  // an open P1's card: someone is waiting for help (a refresh of a known record is never urgent: Cache.get)
+  const urgent = inc.priority === 'P1' && inc.status === 'open';
   const resident = inc.residentId ? ctx.residents.get(inc.residentId, urgent) : undefined;
   const device = ctx.devices.get(inc.deviceId, urgent);
   const cd = countdown(ctx, inc);
@@ -151,7 +152,8 @@ function readFilter(): BoardFilter {
 }
 
 function row(ctx: Ctx, inc: Incident): HTMLElement {
-  const urgent = inc.priority === 'P1';
+  // an open P1's card: someone is waiting for help (a refresh of a known record is never urgent: Cache.get)
+  const urgent = inc.priority === 'P1' && inc.status === 'open';
   const resident = inc.residentId ? ctx.residents.get(inc.residentId, urgent) : undefined;
   const device = ctx.devices.get(inc.deviceId, urgent);
   const cd = countdown(ctx, inc);

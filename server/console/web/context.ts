@@ -18,8 +18,8 @@ export class Ctx {
   readonly store = new IncidentStore(this.api);
   readonly residents = new Cache<Resident>((id) => this.api.get(`/api/residents/${encodeURIComponent(id)}`));
   readonly devices = new Cache<Device>((id) => this.api.get(`/api/devices/${encodeURIComponent(id)}`), 10_000);
-  readonly staff = new Cache<Staff[]>(() => this.api.get<{ items: Staff[] }>('/api/staff').then((r) => r.items));
-  readonly units = new Cache<Unit[]>(() => this.api.get<{ items: Unit[] }>('/api/units').then((r) => r.items), 60_000);
+  readonly staff = new Cache<Staff[]>(() => this.api.get<{ items: Staff[] }>('/api/staff').then((r) => r.items), 30_000, true);
+  readonly units = new Cache<Unit[]>(() => this.api.get<{ items: Unit[] }>('/api/units').then((r) => r.items), 60_000, true);
   settings: Settings = {
     budgets: {
       P1: { pushMs: 1000, ackMs: 60_000, reachMs: 15 * 60_000 },

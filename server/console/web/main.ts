@@ -287,7 +287,7 @@ ctx.store.on((inc, e) => {
     if (inc.priority === 'P1') tone(inc.id, 'repeat');
     const say = (who: string | undefined) => `${typeLabel(inc.type)} pressed again (×${inc.count})${who ? ` — ${who}` : ''}: ${inc.status}`;
     const rid = inc.residentId;
-    const known = rid ? ctx.residents.get(rid, true)?.name : undefined;
+    const known = rid ? ctx.residents.get(rid, inc.priority === 'P1')?.name : undefined;
     const rewrite = ctx.toast(say(known), 'alarm', {
       href: `#/incident/${encodeURIComponent(inc.id)}`, linkText: 'open the incident', incidentId: inc.id,
     });
