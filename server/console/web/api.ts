@@ -182,10 +182,11 @@ const loads = new LoadQueue();
 export class Cache<T> {
   private readonly values = new Map<string, T>();
   private readonly at = new Map<string, number>();
-  /** ids being loaded: whether urgent yet, and how to move the load up while it waits its turn */
-  private readonly inflight = new Map<string, { urgent: boolean; promote: () => void }>();
-  /** ids whose load failed, waiting RETRY_MS to be tried again: whether that try is urgent */
-  private readonly retrying = new Map<string, { urgent: boolean }>();
+  /**
+   * ids being loaded, or waiting RETRY_MS to be tried again: whether urgent yet, and how to move the load up while it
+   * waits its turn (nothing to move while a retry waits: its next try takes the urgency)
+   */
+  private readonly pending = new Map<string, { urgent: boolean; promote: () => void }>();
   private readonly listeners = new Set<(id: string, v: T) => void>();
   /** `alwaysUrgent`: a small list every screen needs (staff on duty, units), never behind the records of the cards */
   constructor(private readonly load: (id: string) => Promise<T>, private readonly ttlMs = 30_000, private readonly alwaysUrgent = false) {}
@@ -210,16 +211,13 @@ export class Cache<T> {
     const since = Date.now() - (this.at.get(id) ?? 0);
     // a failed load is tried again only after a while, not on every render
     const fresh = v !== undefined ? since < this.ttlMs : since < RETRY_MS;
-    const loading = this.inflight.get(id);
-    const retry = this.retrying.get(id);
-    if (loading) {
-      if (urgent && !loading.urgent) {
-        loading.urgent = true;
-        loading.promote();
-      }
-    } else if (retry) {
-      if (urgent) retry.urgent = true;
-    } else if (!fresh) this.fetch(id, 1, urgent);
+    const loading = this.pending.get(id);
+    if (!loading) {
+      if (!fresh) this.fetch(id, 1, urgent);
+    } else if (urgent && !loading.urgent) {
+      loading.urgent = true;
+      loading.promote();
+    }
     return v;
   }
 
@@ -231,20 +229,18 @@ export class Cache<T> {
   private fetch(id: string, attempt: number, urgent: boolean): void {
     const job = loads.add(urgent, () => this.load(id));
     const state = { urgent, promote: job.promote };
-    this.inflight.set(id, state);
+    this.pending.set(id, state);
     job.done.then(
-      (x) => { this.inflight.delete(id); this.set(id, x); },
+      (x) => { this.pending.delete(id); this.set(id, x); },
       (err: unknown) => {
-        this.inflight.delete(id);
         this.at.set(id, Date.now());
         const refused = err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 408 && err.status !== 429;
-        if (refused || attempt >= RETRY_ATTEMPTS) return;
-        // asked for urgently meanwhile (a P1 card drawn while it waits): the next try goes first
-        const retry = { urgent: state.urgent };
-        this.retrying.set(id, retry);
+        if (refused || attempt >= RETRY_ATTEMPTS) return void this.pending.delete(id);
+        // still pending while it waits: asked for urgently meanwhile (a P1 card drawn), the next try goes first
+        state.promote = () => {};
         setTimeout(() => {
-          this.retrying.delete(id);
-          if (!this.inflight.has(id) && !this.values.has(id)) this.fetch(id, attempt + 1, retry.urgent);
+          this.pending.delete(id);
+          if (!this.values.has(id)) this.fetch(id, attempt + 1, state.urgent);
         }, RETRY_MS);
       },
     );
