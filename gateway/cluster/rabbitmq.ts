@@ -7,6 +7,10 @@
 // - One writer per device, in order: device messages are hashed by routing key (`devices.<id>.<channel>`) into
 //   `rabbitmq.partitions` quorum queues with a single active consumer each; a partition whose node dies is taken over
 //   by a surviving node, in order (its unacknowledged messages come again: dedup in the writer handles them).
+// - Two lanes of partitions: events and command answers in their own (`.e<i>`), telemetry and status in theirs
+//   (`.p<i>`). A message waiting for the storage holds a place of its partition's prefetch window; in one lane, a
+//   chatty terminal's readings retried through a storage fault could fill the window and keep an SOS hashed to the
+//   same partition from being delivered at all until they were stored.
 // - Acknowledged to RabbitMQ only after our own commit, the way the embedded broker sends its PUBACK.
 // - A message the writer keeps failing (not the storage: a fault of that message) is retried rabbitmq.deliveryLimit
 //   times, then dead-lettered and raised as an incident — never silently parked, never blocking its partition.
@@ -38,10 +42,12 @@ export function topologyNames(exchange: string, partitions: number) {
   return {
     /** the MQTT plugin publishes here (its `mqtt.exchange`), and commands to devices go out through it */
     exchange,
-    /** consistent-hash exchange spreading device messages over the partitions */
+    /** consistent-hash exchange spreading telemetry and status over their partitions */
     hash: `${exchange}.partitions`,
-    partition: (i: number) => `${exchange}.p${i}`,
     partitionNames: Array.from({ length: partitions }, (_, i) => `${exchange}.p${i}`),
+    /** consistent-hash exchange spreading events and command answers over partitions of their own */
+    eventsHash: `${exchange}.events.partitions`,
+    eventPartitionNames: Array.from({ length: partitions }, (_, i) => `${exchange}.e${i}`),
     /** what no binding matched (alternate exchange), and its queue */
     unrouted: `${exchange}.unrouted`,
     /** messages the writer failed deliveryLimit times, and their queue */
@@ -49,8 +55,9 @@ export function topologyNames(exchange: string, partitions: number) {
   };
 }
 
-/** the routing keys of what devices send (MQTT topic levels joined by dots) */
-const DEVICE_BINDINGS = ['devices.*.events', 'devices.*.telemetry', 'devices.*.status', 'devices.*.commands.ack'];
+/** the routing keys of what devices send (MQTT topic levels joined by dots), by lane */
+const EVENT_BINDINGS = ['devices.*.events', 'devices.*.commands.ack'];
+const TELEMETRY_BINDINGS = ['devices.*.telemetry', 'devices.*.status'];
 
 export interface RabbitIngressDeps {
   config: Config;
@@ -333,13 +340,16 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
 
   /** A partition beyond rabbitmq.partitions would stay bound to the hash exchange and never be consumed. */
   const checkNoExtraPartition = async (c: ChannelModel) => {
-    const extra = `${names.exchange}.p${settings.partitions}`;
-    const probe = await c.createChannel();
-    probe.on('error', () => undefined);
-    const exists = await probe.checkQueue(extra).then(() => true, () => false);
-    await probe.close().catch(() => {});
-    if (exists) {
-      throw new Error(`queue ${extra} exists: rabbitmq.partitions was lowered, and messages hashed to the partitions beyond it would never be taken. Set rabbitmq.partitions back (to the number of ${names.exchange}.p* queues), or unbind and drain those queues first`);
+    for (const lane of ['p', 'e']) {
+      const extra = `${names.exchange}.${lane}${settings.partitions}`;
+      // a failed check closes its channel: one channel per check
+      const probe = await c.createChannel();
+      probe.on('error', () => undefined);
+      const exists = await probe.checkQueue(extra).then(() => true, () => false);
+      await probe.close().catch(() => {});
+      if (exists) {
+        throw new Error(`queue ${extra} exists: rabbitmq.partitions was lowered, and messages hashed to the partitions beyond it would never be taken. Set rabbitmq.partitions back (to the number of ${names.exchange}.${lane}* queues), or unbind and drain those queues first`);
+      }
     }
   };
 
@@ -352,14 +362,21 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
     await ch.assertExchange(names.unrouted, 'fanout', { durable: true });
     await ch.assertQueue(names.unrouted, { durable: true, arguments: limitedQueue });
     await ch.bindQueue(names.unrouted, names.unrouted, '');
-    await ch.assertExchange(names.hash, 'x-consistent-hash', { durable: true });
-    for (const q of names.partitionNames) {
-      await ch.assertQueue(q, { durable: true, arguments: { ...limitedQueue, 'x-single-active-consumer': true } });
-      // the binding key of a consistent-hash exchange is the partition's weight
-      await ch.bindQueue(q, names.hash, '1');
+    for (const [hash, queues] of [[names.hash, names.partitionNames], [names.eventsHash, names.eventPartitionNames]] as const) {
+      await ch.assertExchange(hash, 'x-consistent-hash', { durable: true });
+      for (const q of queues) {
+        await ch.assertQueue(q, { durable: true, arguments: { ...limitedQueue, 'x-single-active-consumer': true } });
+        // the binding key of a consistent-hash exchange is the partition's weight
+        await ch.bindQueue(q, hash, '1');
+      }
     }
     await ch.assertExchange(names.exchange, 'topic', { durable: true, alternateExchange: names.unrouted });
-    for (const key of DEVICE_BINDINGS) await ch.bindExchange(names.hash, names.exchange, key);
+    for (const key of EVENT_BINDINGS) await ch.bindExchange(names.eventsHash, names.exchange, key);
+    for (const key of TELEMETRY_BINDINGS) await ch.bindExchange(names.hash, names.exchange, key);
+    // a cluster set up before the lanes routed events into the telemetry partitions too: that binding goes, once the
+    // events' own exists (an event routed both ways meanwhile is stored once: dedup). What the telemetry partitions
+    // still hold of it is taken from them as before.
+    for (const key of EVENT_BINDINGS) await ch.unbindExchange(names.hash, names.exchange, key);
   };
 
   const open = async (url: string) => {
@@ -412,7 +429,8 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
           onMessage(ch, msg);
         }, { noAck: false });
       };
-      for (const q of names.partitionNames) await consume(q, settings.prefetch, (ch, msg) => takeInOrder(ch, msg, 'partition', gen));
+      // the events' lane first: after a restart its partitions are consumed before a backlog of readings is
+      for (const q of [...names.eventPartitionNames, ...names.partitionNames]) await consume(q, settings.prefetch, (ch, msg) => takeInOrder(ch, msg, 'partition', gen));
       await consume(names.unrouted, 64, (ch, msg) => {
         if (/^devices\.[^.]+\.commands$/.test(msg.fields.routingKey)) {
           // a command to a device not subscribed now: it stays pending and is sent again when the device is back

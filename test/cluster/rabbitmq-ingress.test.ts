@@ -3,7 +3,7 @@
 // through the cluster; a message the writer keeps failing is dead-lettered and raised as an incident, and its partition
 // moves on; a suspended device's message is kept as a refusal; what nothing routes is not lost.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -128,7 +128,48 @@ describe('cluster mode: device messages taken from RabbitMQ', () => {
       return Number(/eldergate_rabbitmq_messages_total\{queue="unrouted",result="acked"\} (\d+)/.exec(m)?.[1] ?? 0) > n0 || undefined;
     }, 'the unrouted command counted');
     // the names the topology uses, for the operator's eye in RabbitMQ's management UI
-    expect(topologyNames('eldergate.mqtt', 2)).toMatchObject({ unrouted: 'eldergate.mqtt.unrouted', dead: 'eldergate.mqtt.dead', partitionNames: ['eldergate.mqtt.p0', 'eldergate.mqtt.p1'] });
+    expect(topologyNames('eldergate.mqtt', 2)).toMatchObject({
+      unrouted: 'eldergate.mqtt.unrouted', dead: 'eldergate.mqtt.dead',
+      partitionNames: ['eldergate.mqtt.p0', 'eldergate.mqtt.p1'], eventPartitionNames: ['eldergate.mqtt.e0', 'eldergate.mqtt.e1'],
+    });
+  });
+
+  it('events and command answers are routed into partitions of their own, apart from telemetry; an older node\'s binding of events into the telemetry partitions is removed at start', async () => {
+    const auth = 'Basic ' + Buffer.from(`${rabbit.serviceUser}:${readFileSync(rabbit.passwordFile, 'utf8').trim()}`).toString('base64');
+    const vhost = encodeURIComponent(rabbit.vhost);
+    const management = async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(`${rabbit.managementUrl}/api${path}`, {
+        method, headers: { authorization: auth, 'content-type': 'application/json' }, ...(body !== undefined && { body: JSON.stringify(body) }),
+      });
+      if (!res.ok) throw new Error(`${method} ${path}: HTTP ${res.status} ${await res.text()}`);
+      return res.status === 204 || res.headers.get('content-length') === '0' ? null : res.json();
+    };
+    const routes = async () => ((await management('GET', `/exchanges/${vhost}/eldergate.mqtt/bindings/source`)) as { destination: string; routing_key: string }[])
+      .map((b) => `${b.routing_key} -> ${b.destination}`).sort();
+    const lanes = [
+      'devices.*.commands.ack -> eldergate.mqtt.events.partitions',
+      'devices.*.events -> eldergate.mqtt.events.partitions',
+      'devices.*.status -> eldergate.mqtt.partitions',
+      'devices.*.telemetry -> eldergate.mqtt.partitions',
+    ];
+    expect(await routes()).toEqual(lanes);
+    const queues = ((await management('GET', `/queues/${vhost}`)) as { name: string }[]).map((q) => q.name);
+    expect(queues).toEqual(expect.arrayContaining(['eldergate.mqtt.e0', 'eldergate.mqtt.e1', 'eldergate.mqtt.p0', 'eldergate.mqtt.p1']));
+
+    // a cluster set up by a node from before the lanes: events routed into the telemetry partitions as well
+    await management('POST', `/bindings/${vhost}/e/eldergate.mqtt/e/eldergate.mqtt.partitions`, { routing_key: 'devices.*.events' });
+    expect(await routes()).toContain('devices.*.events -> eldergate.mqtt.partitions');
+    // a node starting now (its consumers wait as standbys behind the first node's) puts the lanes right
+    const lines: string[] = [];
+    const other = await startTestGateway({
+      rabbitmq: { urls: rabbit.amqpUrls, passwordFile: rabbit.passwordFile, authPort: authPort + 6, partitions: 2, deliveryLimit: 2, mqttPort: rabbit.nodes[0]!.mqttPort },
+    }, undefined, createLogger('info', { write: (l: string) => { lines.push(l); } }));
+    try {
+      await Promise.race([other.gw.cluster!.ready, new Promise((_, reject) => setTimeout(() => reject(new Error(lines.join(''))), 15_000))]);
+      expect(await routes()).toEqual(lanes);
+    } finally {
+      await other.stop();
+    }
   });
 
   it('garbage from a terminal opens its "unreadable messages" incident, as on one node', async () => {
