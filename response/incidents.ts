@@ -247,6 +247,10 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
   function publishCommitted(events: readonly IncidentEvent[]) {
     for (const e of events) {
       if (e.seq > published) published = e.seq;
+      if (e.type === 'opened') {
+        const o = e.data as OpenedData;
+        log.info({ incidentId: e.incidentId, deviceId: o.deviceId, type: o.type, priority: o.priority, test: o.test, unitId: o.unitId }, 'incident opened');
+      }
       outbox.push('unitId' in e ? (e as CommittedEvent) : { ...e, unitId: unitIdOf(e.incidentId) });
     }
     if (publishing) return;
@@ -320,11 +324,8 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
       ...(source.flags?.length ? { flags: source.flags } : {}),
       ...(action.data ? { data: action.data } : {}),
     };
+    // logged once committed (publishCommitted): a raise whose transaction fails (disk full) opened nothing
     const { event } = yield* append(t, null, id, { type: 'opened', data: opened }, now, null, source.unitId);
-    log.info(
-      { incidentId: id, deviceId: source.deviceId, type: action.type, priority: action.priority, test, unitId: source.unitId },
-      'incident opened',
-    );
     return [event];
   }
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { openStore, type Store } from '../../core/db.js';
 import { Bus } from '../../core/bus.js';
 import { loadConfig, type Config } from '../../core/config.js';
-import { createLogger } from '../../core/logger.js';
+import { createLogger, type Logger } from '../../core/logger.js';
 import type { AlarmAction, AlarmSource, IncidentEvent } from '../../core/contracts.js';
 import { createManualClock, type ManualClock } from '../../response/clock.js';
 import { createResponse, type Response } from '../../response/index.js';
@@ -42,6 +42,7 @@ export function openHarness(opts: {
   config?: Record<string, unknown>;
   start?: boolean;
   webhook?: { timeoutMs?: number };
+  log?: Logger;
 } = {}): Harness {
   const tmp = opts.dir ? undefined : tempDir();
   const dir = opts.dir ?? tmp!.dir;
@@ -50,7 +51,7 @@ export function openHarness(opts: {
   const bus = new Bus();
   const clock = opts.clock ?? createManualClock();
   const config = testConfig(opts.config);
-  const response = createResponse({ store, bus, config, log, clock, ...(opts.webhook ? { webhook: opts.webhook } : {}) });
+  const response = createResponse({ store, bus, config, log: opts.log ?? log, clock, ...(opts.webhook ? { webhook: opts.webhook } : {}) });
   const seen: Harness['seen'] = [];
   bus.on('incident-event', (e) => seen.push(e));
   if (opts.start !== false) response.start();

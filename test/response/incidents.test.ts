@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ConflictError, ValidationError } from '../../core/errors.js';
+import { createLogger } from '../../core/logger.js';
 import { buildTree, ingest, openHarness, source, sos, type Harness } from './helpers.js';
 
 describe('incidents: alarms open, join, clear and cancel', () => {
@@ -46,6 +47,26 @@ describe('incidents: alarms open, join, clear and cancel', () => {
     const again = ingest(h, sos(), source({}, h.clock.now()));
     expect(again[0]!.type).toBe('opened');
     expect(again[0]!.incidentId).not.toBe(first!.incidentId);
+  });
+
+  it('"incident opened" is logged once the raise is committed, never for a raise whose transaction failed (a full disk)', async () => {
+    const lines: string[] = [];
+    const logged = openHarness({ log: createLogger('info', { write: (l: string) => { lines.push(l); } }) });
+    try {
+      buildTree(logged.response.network);
+      const opened = () => lines.filter((l) => l.includes('"incident opened"'));
+      expect(() => logged.store.sqlite.transaction(() => {
+        logged.response.incidents.applyAlarm(sos(), source({}, logged.clock.now()));
+        throw new Error('database or disk is full');
+      }).immediate()).toThrow(/disk is full/);
+      expect(logged.response.incidents.list().total).toBe(0);
+      expect(opened()).toEqual([]);
+      const [event] = ingest(logged, sos(), source({}, logged.clock.now()));
+      expect(opened()).toHaveLength(1);
+      expect(JSON.parse(opened()[0]!)).toMatchObject({ incidentId: event!.incidentId, deviceId: 'dev-1', type: 'sos', priority: 'P1' });
+    } finally {
+      await logged.close();
+    }
   });
 
   it('a real alarm never joins an open test incident', () => {
