@@ -5,7 +5,8 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // the bench harness's end-to-end smoke run takes minutes: `npm run bench:smoke` (its own step in .ci/run)
     // cluster mode's files start RabbitMQ nodes (up to three Erlang VMs each): beside the rest of the suite on two cores
-    // they starved its timing-sensitive tests, so `npm test` runs them after it, two at a time (vitest.cluster.config.ts)
+    // they starved its timing-sensitive tests, so they run on their own, two at a time: `npm run test:cluster`
+    // (vitest.cluster.config.ts; its own step in .ci/run)
     exclude: ['test/bench-smoke/**', 'test/cluster/**', '**/node_modules/**'],
     // real brokers, databases, browsers and child processes: give them time, and run files in forks
     // dist/ built before any test: child gateways run the compiled JavaScript, as `npm start` does
