@@ -3,7 +3,8 @@ import { getHeapStatistics } from 'node:v8';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './core/config.js';
 import { createLogger, type Logger } from './core/logger.js';
-import { dbFile, openStore, type Store } from './core/db.js';
+import { dbFile, LOCKED, openStore, writeNowIfFree, type Store } from './core/db.js';
+import type Database from 'better-sqlite3';
 import { Bus } from './core/bus.js';
 import { createMetrics, type Metrics } from './core/metrics.js';
 import { GATEWAY_DEVICE_ID, STORAGE_INCIDENT, StorageHealth } from './core/storage-health.js';
@@ -59,6 +60,8 @@ export interface Eldergate {
   ingest: WriterThread;
   commands: Commands;
   response: Response<IncidentApi>;
+  /** storage faults: /readyz, the metric and the storage incident (core/storage-health.ts) */
+  storage: StorageHealth;
   /** the embedded MQTT broker; null in cluster mode, where terminals connect to RabbitMQ (`cluster`) */
   broker: EmbeddedBroker | null;
   /** cluster mode (config.rabbitmq.urls): device messages taken from RabbitMQ, commands sent through it */
@@ -104,9 +107,9 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   // storage faults are loud (core/storage-health.ts): /readyz and a metric at once, a P2 incident once it can be written
   const storage = new StorageHealth({ metrics, log });
   storage.attach({
-    ...storageIncidents(incidents),
+    ...storageIncidents(incidents, store.sqlite),
     // rewrites the header's user_version with its own value: one page, committed with a sync, changes nothing
-    probe: () => { store.sqlite.pragma(`user_version = ${Number(store.sqlite.pragma('user_version', { simple: true }))}`); },
+    probe: () => writeNow(store.sqlite, () => { store.sqlite.pragma(`user_version = ${Number(store.sqlite.pragma('user_version', { simple: true }))}`); }),
   });
   // the device domain (state, rules, incidents devices raise, command answers) and its write transactions run in a
   // thread of their own on their own connection (gateway/writer); this thread keeps the sockets. The writer commits
@@ -290,7 +293,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
 
   let closed = false;
   return {
-    config, log, store, bus, metrics, users, registry, states, writer, ingest, commands, response, broker, cluster, modbus, serial, protocols, app,
+    config, log, store, bus, metrics, users, registry, states, writer, ingest, commands, response, storage, broker, cluster, modbus, serial, protocols, app,
     mqttPort: broker?.port ?? config.rabbitmq.mqttPort,
     httpPort,
     ...(bootstrap ? { bootstrap } : {}),
@@ -321,25 +324,38 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
 }
 
 /**
- * The storage incident: a P2 for the call centre (no resident, no unit: the root of the network sees it), belonging
- * to the gateway itself; published to consoles only once written (each call is its own transaction).
+ * A write of the storage monitor's, on this thread's connection: done now if the write lock is free, else an error
+ * (StorageHealth tries again on its timer). Waiting for the lock inside SQLite would hold the event loop — every
+ * PUBACK, console and HTTP answer — up to busy_timeout (5 s) while the writer thread commits, or is stuck on a
+ * failing disk.
  */
-function storageIncidents(incidents: IncidentApi) {
+function writeNow<T>(sqlite: Database.Database, fn: () => T): T {
+  const out = writeNowIfFree(sqlite, fn);
+  if (out === LOCKED) throw new Error('another connection holds the write lock: tried again shortly');
+  return out;
+}
+
+/**
+ * The storage incident: a P2 for the call centre (no resident, no unit: the root of the network sees it), belonging
+ * to the gateway itself; published to consoles only once written (each call is its own transaction, begun only when
+ * the write lock is free: see writeNow).
+ */
+function storageIncidents(incidents: IncidentApi, sqlite: Database.Database) {
   const source = (fault: { since: number }) => ({
     deviceId: GATEWAY_DEVICE_ID, residentId: null, unitId: null, stamps: { faultBegan: fault.since },
   });
   return {
     open(fault: { since: number; reason: string; writer: string }): string {
-      const events = incidents.applyAlarm({
+      const events = writeNow(sqlite, () => incidents.applyAlarm({
         action: 'raise', type: STORAGE_INCIDENT, priority: 'P2', rule: 'storage',
         data: { reason: fault.reason, writer: fault.writer, since: new Date(fault.since).toISOString(),
           detail: `storage failing since ${new Date(fault.since).toISOString()}: ${fault.reason}` },
-      }, source(fault));
+      }, source(fault)));
       incidents.publishCommitted(events);
       return events[0]!.incidentId;
     },
     resolve(_incidentId: string, note: string, fault: { since: number }): void {
-      incidents.publishCommitted(incidents.applyAlarm({ action: 'clear', type: STORAGE_INCIDENT, rule: 'storage', reason: note }, source(fault)));
+      incidents.publishCommitted(writeNow(sqlite, () => incidents.applyAlarm({ action: 'clear', type: STORAGE_INCIDENT, rule: 'storage', reason: note }, source(fault))));
     },
   };
 }

@@ -55,9 +55,27 @@ export async function writeWhenFree<T>(sqlite: Database.Database, fn: () => T, m
     }
     await new Promise((r) => setTimeout(r, sleep));
   }
+  return runBegun(sqlite, fn);
+}
+
+/** returned by writeNowIfFree when the write lock is not free this moment: nothing was written */
+export const LOCKED: unique symbol = Symbol('write lock held');
+
+/**
+ * Run `fn` (synchronous) in a transaction of its own if this connection can take the write lock this moment; LOCKED,
+ * nothing written, when another connection holds it (or this one is inside a transaction already). Never waits in
+ * SQLite: for writes the event loop makes from a timer that tries again anyway (the storage incident and its probe).
+ */
+export function writeNowIfFree<T>(sqlite: Database.Database, fn: () => T): T | typeof LOCKED {
+  if (sqlite.inTransaction || !tryBegin(sqlite)) return LOCKED;
+  return runBegun(sqlite, fn);
+}
+
+/** `fn` inside the transaction just begun, then COMMIT; ROLLBACK if anything throws */
+function runBegun<T>(sqlite: Database.Database, fn: () => T): T {
   try {
     const out = fn();
-    if (out && typeof (out as { then?: unknown }).then === 'function') throw new Error('writeWhenFree takes a synchronous function');
+    if (out && typeof (out as { then?: unknown }).then === 'function') throw new Error('a write transaction takes a synchronous function');
     sqlite.exec('COMMIT');
     return out;
   } catch (err) {

@@ -22,6 +22,7 @@ import { createLogLimiter, type Logger } from '../../core/logger.js';
 import type { Metrics } from '../../core/metrics.js';
 import type { Bus } from '../../core/bus.js';
 import { ConfigError } from '../../core/errors.js';
+import { writeWhenFree } from '../../core/db.js';
 import { isStorageError, type StorageHealth } from '../../core/storage-health.js';
 import { DEVICE_ID_RE } from '../../devices/credentials.js';
 import type { DeviceRegistry } from '../../devices/registry.js';
@@ -297,7 +298,8 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
       try {
         let owner = { residentId: null as string | null, unitId: null as string | null };
         if (parsed) owner = (ownerOf.get(deviceId) as typeof owner | undefined) ?? owner;
-        const events = d.sqlite.transaction(() => d.incidents.applyAlarm({
+        // the write lock waited for off the event loop (the writer thread may be inside a commit)
+        const events = await writeWhenFree(d.sqlite, () => d.incidents.applyAlarm({
           action: 'raise', type: DEAD_LETTER_INCIDENT,
           // an event may be an alarm nobody has seen: treated as one until a person has looked
           priority: parsed?.channel === 'events' ? 'P1' : 'P3',
@@ -308,7 +310,7 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
             reason: String(headers['x-first-death-reason'] ?? 'delivery_limit'),
             payload: body,
           },
-        }, { deviceId, ...owner, stamps: { received: Date.now() } })).immediate();
+        }, { deviceId, ...owner, stamps: { received: Date.now() } }));
         d.incidents.publishCommitted(events);
         metrics.rabbitMessages.inc({ queue: 'dead', result: 'dead-lettered' });
         log.error({ deviceId, routingKey: msg.fields.routingKey, incidentId: events[0]?.incidentId },
