@@ -76,7 +76,16 @@ interface ObservationBase {
   packetId?: number;
   /** the MQTT DUP flag: the sender says this may be a redelivery [MQTT-3.3.1-1] (many clients never set it) */
   redelivered?: boolean;
+  /**
+   * Handed to the writer together with the device's next ones, without waiting for its own commit (cluster mode's
+   * consumer): if it is not stored, the device's ordered observations after it in the same batch are not either
+   * (EARLIER_NOT_STORED), so that a retried one still lands before them.
+   */
+  ordered?: boolean;
 }
+
+/** the error code of an ordered observation refused because one of its device before it in the batch was not stored */
+export const EARLIER_NOT_STORED = 'EARLIER_NOT_STORED';
 
 /** Flag on an observation (and its incident) that repeats an earlier one's dedup key but was raised anyway. */
 export const POSSIBLE_REPLAY = 'possible-replay';

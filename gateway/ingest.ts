@@ -21,7 +21,7 @@ import type { Logger } from '../core/logger.js';
 import type { Config } from '../core/config.js';
 import type { Metrics } from '../core/metrics.js';
 import {
-  POSSIBLE_REPLAY, isLifeSafety, type IncidentEvent, type IngestResult, type Observation, type ObservationSink,
+  EARLIER_NOT_STORED, POSSIBLE_REPLAY, isLifeSafety, type IncidentEvent, type IngestResult, type Observation, type ObservationSink,
 } from '../core/contracts.js';
 import type { DeviceStates } from './device-state.js';
 import { isStorageError, type StorageHealth } from '../core/storage-health.js';
@@ -383,6 +383,8 @@ export class Ingest implements ObservationSink {
     // telemetry is written in time slices: what is left when the slice is over goes back to the head of the queue
     const sliceEnd = relaxed ? started + TELEMETRY_SLICE_MS : Infinity;
     let cut: Pending[] = [];
+    /** devices with an ordered observation not stored in this batch: their later ordered ones are not stored either */
+    let held: Set<string> | null = null;
     this.o.states.begin();
     try {
       this.o.sqlite.transaction(() => {
@@ -392,6 +394,10 @@ export class Ingest implements ObservationSink {
             break;
           }
           const p = batch[i]!;
+          if (held !== null && p.obs.ordered === true && held.has(p.obs.deviceId)) {
+            failures[i] = Object.assign(new Error(`an earlier message of ${p.obs.deviceId} was not stored: this one waits for it, to be stored in the device's order`), { code: EARLIER_NOT_STORED });
+            continue;
+          }
           const mark = this.undoHooks.length;
           if (p.task) {
             try {
@@ -414,6 +420,7 @@ export class Ingest implements ObservationSink {
             for (const e of own) events.push(e);
           } catch (err) {
             failures[i] = err as Error;
+            if (p.obs.ordered === true) (held ??= new Set()).add(p.obs.deviceId);
             this.runUndo(mark);
             this.abortIfRolledBack(err);
           }
@@ -823,7 +830,7 @@ export class Ingest implements ObservationSink {
 function dataOf(obs: Observation): Record<string, unknown> {
   const {
     deviceId: _d, type: _t, seq: _s, deviceTs: _ts, receivedAt: _r, source: _src, flags: _f, session: _ss, packetId: _p,
-    redelivered: _rd, ...rest
+    redelivered: _rd, ordered: _o, ...rest
   } = obs as Observation & Record<string, unknown>;
   return rest;
 }

@@ -22,6 +22,7 @@ import { createLogLimiter, type Logger } from '../../core/logger.js';
 import type { Metrics } from '../../core/metrics.js';
 import type { Bus } from '../../core/bus.js';
 import { ConfigError } from '../../core/errors.js';
+import { EARLIER_NOT_STORED } from '../../core/contracts.js';
 import { writeWhenFree } from '../../core/db.js';
 import { isStorageError, type StorageHealth } from '../../core/storage-health.js';
 import { DEVICE_ID_RE } from '../../devices/credentials.js';
@@ -171,87 +172,153 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
     if (err.reason !== 'not registered') await unreadable.refused(parsed.deviceId, err.message, parsed.topic);
   };
 
-  /** Hand one device message to the writer; ack after the commit. Retries transient failures in place. */
-  const take = async (ch: Channel, msg: ConsumeMessage, queue: 'partition' | 'unrouted', gen: number): Promise<void> => {
-    if (stopped || gen !== generation) return;
+  /** a device message taken from a queue, with what its tries need */
+  interface Taken {
+    ch: Channel;
+    msg: ConsumeMessage;
+    queue: 'partition' | 'unrouted';
+    gen: number;
+    parsed: NonNullable<ReturnType<typeof parseRoutingKey>>;
+    qos: number;
+    at: number;
+    ordered: boolean;
+  }
+
+  /** A message's routing key read; null when it was settled here already (no device channel) or its connection is gone. */
+  const prepare = (ch: Channel, msg: ConsumeMessage, queue: 'partition' | 'unrouted', gen: number, ordered: boolean): Taken | null => {
+    if (stopped || gen !== generation) return null;
     const parsed = parseRoutingKey(msg.fields.routingKey);
     if (!parsed) {
       // the auth backend lets devices publish only on their own channels: this did not come from a device
       metrics.rabbitMessages.inc({ queue, result: 'refused' });
       limited.warn('routing key', msg.fields.routingKey, { routingKey: msg.fields.routingKey.slice(0, 200) },
         'a message that is no device channel reached a partition: dropped (check who may publish to the MQTT exchange)');
-      return settle(ch, msg, 'ack');
+      settle(ch, msg, 'ack');
+      return null;
     }
     const qos = Number(msg.properties.headers?.['x-mqtt-publish-qos'] ?? 1);
     // when this node took it (RabbitMQ 3.10's MQTT plugin stamps no arrival time): after a backlog, later than the device sent it
-    const at = Date.now();
-    for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
-      try {
-        const wait = handle({
-          ...parsed, payload: msg.content, qos, at, source: 'mqtt',
-          stamp: (obs) => {
-            if (msg.fields.redelivered) obs.redelivered = true;
-          },
-        });
-        if (wait) await wait;
-      } catch (err) {
-        if (err instanceof DeviceGoneError) {
-          try {
-            await refuseGone(err, parsed, msg, at);
-          } catch (reportErr) {
-            if (stopped || gen !== generation) return;
-            metrics.rabbitMessages.inc({ queue, result: 'retry' });
-            limited.warn('not stored', parsed.deviceId, { deviceId: parsed.deviceId, err: (reportErr as Error).message, retryInMs: delay },
-              'a refusal could not be reported yet; the message stays unacknowledged in RabbitMQ and is tried again');
-            await sleep(delay);
-            continue;
-          }
-          metrics.rabbitMessages.inc({ queue, result: 'refused' });
-          return settle(ch, msg, 'ack');
-        }
-        // unacknowledged: RabbitMQ gives it to the next consumer
-        if (stopped || gen !== generation) return;
-        if (transient(err)) {
-          metrics.rabbitMessages.inc({ queue, result: 'retry' });
-          limited.warn('not stored', parsed.deviceId, { deviceId: parsed.deviceId, err: (err as Error).message, retryInMs: delay },
-            'a device message could not be stored yet; it stays unacknowledged in RabbitMQ and is tried again');
-          await sleep(delay);
-          continue;
-        }
-        // a fault of this message: back to its queue, which dead-letters it after rabbitmq.deliveryLimit deliveries
-        metrics.rabbitMessages.inc({ queue, result: 'requeued' });
-        limited.warn('writer failed', parsed.deviceId, { err, deviceId: parsed.deviceId, channel: parsed.channel, deliveryCount: msg.properties.headers?.['x-delivery-count'] ?? 0 },
-          `the writer failed on a device message: returned to its queue (dead-lettered and raised as an incident after ${settings.deliveryLimit} deliveries)`);
-        return settle(ch, msg, 'requeue');
-      }
-      metrics.rabbitMessages.inc({ queue, result: 'acked' });
-      settle(ch, msg, 'ack');
-      try {
-        afterStored(parsed.deviceId, parsed.channel, msg.content, at);
-      } catch (err) {
-        // committed and acknowledged: a failing listener changes nothing of that
-        limited.warn('after stored', parsed.deviceId, { err, deviceId: parsed.deviceId }, 'updating a device\'s online state failed');
-      }
-      return;
-    }
+    return { ch, msg, queue, gen, parsed, qos, at: Date.now(), ordered };
   };
 
   /**
-   * Events and command answers of a device, in RabbitMQ's order per routing key: each waits for the one before it to
-   * be stored (a few ms: the urgent group commit), so a message being retried holds back the ones after it.
-   * Telemetry and status are handed over as they come (submission order is the writer's order); waiting for each
-   * batched commit (up to ingest.telemetryFlushMs) would let one chatty terminal fill the partition's prefetch and hold
-   * every other device of the partition behind it. A reading retried under overload may so land after a later one.
+   * One try: the message is handed to the writer synchronously (so that messages tried in one turn reach the writer
+   * in one batch, in their order) and acked after the commit. 'settled': acked, refused, handed back to its queue, or
+   * its connection gone (RabbitMQ gives it to the next consumer). 'retry': not stored for a transient reason (the
+   * writer has no room, the storage fails), unacknowledged. 'behind': an earlier ordered message of the device was not
+   * stored, so this one was not either; it goes again after it.
+   */
+  const attempt = async (t: Taken, retryInMs: number): Promise<'settled' | 'retry' | 'behind'> => {
+    const { ch, msg, queue, gen, parsed, at } = t;
+    if (stopped || gen !== generation) return 'settled';
+    try {
+      const wait = handle({
+        ...parsed, payload: msg.content, qos: t.qos, at, source: 'mqtt',
+        stamp: (obs) => {
+          if (msg.fields.redelivered) obs.redelivered = true;
+          if (t.ordered) obs.ordered = true;
+        },
+      });
+      if (wait) await wait;
+    } catch (err) {
+      if (err instanceof DeviceGoneError) {
+        try {
+          await refuseGone(err, parsed, msg, at);
+        } catch (reportErr) {
+          if (stopped || gen !== generation) return 'settled';
+          metrics.rabbitMessages.inc({ queue, result: 'retry' });
+          limited.warn('not stored', parsed.deviceId, { deviceId: parsed.deviceId, err: (reportErr as Error).message, retryInMs },
+            'a refusal could not be reported yet; the message stays unacknowledged in RabbitMQ and is tried again');
+          return 'retry';
+        }
+        metrics.rabbitMessages.inc({ queue, result: 'refused' });
+        settle(ch, msg, 'ack');
+        return 'settled';
+      }
+      // unacknowledged: RabbitMQ gives it to the next consumer
+      if (stopped || gen !== generation) return 'settled';
+      if ((err as { code?: unknown }).code === EARLIER_NOT_STORED) return 'behind';
+      if (transient(err)) {
+        metrics.rabbitMessages.inc({ queue, result: 'retry' });
+        limited.warn('not stored', parsed.deviceId, { deviceId: parsed.deviceId, err: (err as Error).message, retryInMs },
+          'a device message could not be stored yet; it stays unacknowledged in RabbitMQ and is tried again');
+        return 'retry';
+      }
+      // a fault of this message: back to its queue, which dead-letters it after rabbitmq.deliveryLimit deliveries
+      metrics.rabbitMessages.inc({ queue, result: 'requeued' });
+      limited.warn('writer failed', parsed.deviceId, { err, deviceId: parsed.deviceId, channel: parsed.channel, deliveryCount: msg.properties.headers?.['x-delivery-count'] ?? 0 },
+        `the writer failed on a device message: returned to its queue (dead-lettered and raised as an incident after ${settings.deliveryLimit} deliveries)`);
+      settle(ch, msg, 'requeue');
+      return 'settled';
+    }
+    metrics.rabbitMessages.inc({ queue, result: 'acked' });
+    settle(ch, msg, 'ack');
+    try {
+      afterStored(parsed.deviceId, parsed.channel, msg.content, at);
+    } catch (err) {
+      // committed and acknowledged: a failing listener changes nothing of that
+      limited.warn('after stored', parsed.deviceId, { err, deviceId: parsed.deviceId }, 'updating a device\'s online state failed');
+    }
+    return 'settled';
+  };
+
+  /** Telemetry and status: handed over as they come (submission order is the writer's order), retried in place. */
+  const take = async (ch: Channel, msg: ConsumeMessage, queue: 'partition' | 'unrouted', gen: number): Promise<void> => {
+    const t = prepare(ch, msg, queue, gen, false);
+    if (!t) return;
+    for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
+      if ((await attempt(t, delay)) === 'settled') return;
+      await sleep(delay);
+    }
+  };
+
+  /** per routing key of events and command answers: the messages waiting for the ones before them to be stored */
+  const lanes = new Map<string, Taken[]>();
+
+  /**
+   * Events and command answers of a device, stored in the order RabbitMQ took them. The messages of a routing key that
+   * are waiting go to the writer together, in one turn (one batch, one commit), not one commit after another: one
+   * device's burst of events (a stuck button, a hostile terminal) must not hold its partition — every device hashed to
+   * it — for a commit per message (measured, one commit each: 3,000 SOS of one device kept another's SOS waiting
+   * 4.4 s). If one of them is not stored, the writer stores none of the device's after it in that batch
+   * (EARLIER_NOT_STORED); they are tried again, in order, behind it. Messages that arrive meanwhile wait until the ones
+   * before them are stored.
+   * Telemetry and status go to the writer as they come, without waiting for their batched commit (up to
+   * ingest.telemetryFlushMs): one chatty terminal must not fill the partition's window. A reading retried under
+   * overload may so land after a later one.
    */
   const takeInOrder = (ch: Channel, msg: ConsumeMessage, queue: 'partition' | 'unrouted', gen: number) => {
     const key = msg.fields.routingKey;
     if (!key.endsWith('.events') && !key.endsWith('.commands.ack')) return track(take(ch, msg, queue, gen));
-    const before = chains.get(key);
-    const p = (before ?? Promise.resolve()).then(() => take(ch, msg, queue, gen));
-    chains.set(key, p);
-    track(p.finally(() => {
-      if (chains.get(key) === p) chains.delete(key);
-    }));
+    const t = prepare(ch, msg, queue, gen, true);
+    if (!t) return;
+    const waiting = lanes.get(key);
+    if (waiting) {
+      waiting.push(t);
+      return;
+    }
+    const mine = [t];
+    lanes.set(key, mine);
+    track(runLane(key, mine));
+  };
+
+  const runLane = async (key: string, waiting: Taken[]): Promise<void> => {
+    try {
+      while (waiting.length > 0) {
+        let group = waiting.splice(0);
+        for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
+          // all handed over in this turn: the writer takes them in one batch, in this order
+          const outcomes = await Promise.all(group.map((t) => attempt(t, delay)));
+          const failed = outcomes.includes('retry');
+          group = group.filter((_, i) => outcomes[i] !== 'settled');
+          if (group.length === 0 || stopped || group[0]!.gen !== generation) break;
+          // only behind a message of this device that went back to its queue: again at once, otherwise after a pause
+          if (failed) await sleep(delay);
+        }
+      }
+    } finally {
+      if (lanes.get(key) === waiting) lanes.delete(key);
+    }
   };
 
   /** Online state from the device's own status messages (the broker's connections are RabbitMQ's, not ours). */
