@@ -53,6 +53,9 @@ describe('cluster mode: one device floods its events channel', () => {
     const fc = await connect(flooder.id, flooder.secret);
     const vc = await connect(victim.id, victim.secret);
     const N = 5_000;
+    // the writer's urgent commits (the writer thread's counters are summed into /metrics)
+    const urgentCommits = async () => Number(/eldergate_commit_rows_count\{queue="urgent"\} (\d+)/.exec(await (await fetch(`${t.http}/metrics`)).text())?.[1] ?? 0);
+    const commits0 = await urgentCommits();
     const t0 = Date.now();
     // SOS presses, each a real write (the first opens an incident, the others join it), sent without waiting
     await Promise.all(Array.from({ length: N }, (_, i) =>
@@ -63,10 +66,12 @@ describe('cluster mode: one device floods its events channel', () => {
     await waitFor(async () => ((await t.api('GET', `/api/incidents?deviceId=${victim.id}`)).body.items as unknown[]).length > 0 || undefined,
       'the victim\'s SOS stored', 60_000, 50);
     const tookMs = Date.now() - sent;
-    console.log(`the victim's SOS stored ${tookMs} ms after its PUBACK, behind ${N} events of one device`);
-    // one commit per event (before): 8.1 s here; handed over together: 1.2 s (the flood's own 5,000 writes). The
-    // bound sits between, with room for a loaded machine
-    expect(tookMs, `the victim's SOS was stored ${tookMs} ms after its PUBACK`).toBeLessThan(4_000);
+    const commits = (await urgentCommits()) - commits0;
+    console.log(`the victim's SOS stored ${tookMs} ms after its PUBACK, behind ${N} events of one device; ${commits} urgent commits`);
+    // the measure that does not depend on the machine's speed: a commit per event before (5,000 and more; 8.1 s here),
+    // the waiting events together now (1.2–2.1 s here, the flood's own writes)
+    expect(commits, 'urgent commits for the flood and the SOS').toBeLessThan(N / 4);
+    expect(tookMs, `the victim's SOS was stored ${tookMs} ms after its PUBACK`).toBeLessThan(30_000);
 
     // the flood: once each, in the order sent (seq ascending in the order stored)
     const seqs = await waitFor(async () => {
