@@ -147,8 +147,6 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
   const ready = new Promise<void>((r) => (markReady = r));
   /** messages taken and not yet settled: close() waits for their commits */
   const inFlight = new Set<Promise<void>>();
-  /** per routing key, the message before: a device's messages on one channel are stored in the order RabbitMQ took them */
-  const chains = new Map<string, Promise<void>>();
 
   /** transient: the writer has no room, or the storage is failing — the message waits here, unacknowledged */
   const transient = (err: unknown) => err instanceof OverloadError || isStorageError(err) || d.storage.status() !== null;
@@ -206,9 +204,10 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
    * in one batch, in their order) and acked after the commit. 'settled': acked, refused, handed back to its queue, or
    * its connection gone (RabbitMQ gives it to the next consumer). 'retry': not stored for a transient reason (the
    * writer has no room, the storage fails), unacknowledged. 'behind': an earlier ordered message of the device was not
-   * stored, so this one was not either; it goes again after it.
+   * stored, so this one was not either; it goes again after it. 'requeued': a fault of this message (not of the
+   * storage): handed back to its queue.
    */
-  const attempt = async (t: Taken, retryInMs: number): Promise<'settled' | 'retry' | 'behind'> => {
+  const attempt = async (t: Taken, retryInMs: number): Promise<'settled' | 'retry' | 'behind' | 'requeued'> => {
     const { ch, msg, queue, gen, parsed, at } = t;
     if (stopped || gen !== generation) return 'settled';
     try {
@@ -249,7 +248,7 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
       limited.warn('writer failed', parsed.deviceId, { err, deviceId: parsed.deviceId, channel: parsed.channel, deliveryCount: msg.properties.headers?.['x-delivery-count'] ?? 0 },
         `the writer failed on a device message: returned to its queue (dead-lettered and raised as an incident after ${settings.deliveryLimit} deliveries)`);
       settle(ch, msg, 'requeue');
-      return 'settled';
+      return 'requeued';
     }
     metrics.rabbitMessages.inc({ queue, result: 'acked' });
     settle(ch, msg, 'ack');
@@ -267,7 +266,8 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
     const t = prepare(ch, msg, queue, gen, false);
     if (!t) return;
     for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
-      if ((await attempt(t, delay)) === 'settled') return;
+      const outcome = await attempt(t, delay);
+      if (outcome === 'settled' || outcome === 'requeued') return;
       await sleep(delay);
     }
   };
@@ -303,19 +303,40 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
   };
 
   const runLane = async (key: string, waiting: Taken[]): Promise<void> => {
+    let group: Taken[] = [];
     try {
       while (waiting.length > 0) {
-        let group = waiting.splice(0);
+        group = waiting.splice(0);
         for (let delay = 250; ; delay = Math.min(delay * 2, 5000)) {
           // all handed over in this turn: the writer takes them in one batch, in this order
           const outcomes = await Promise.all(group.map((t) => attempt(t, delay)));
+          const requeued = outcomes.indexOf('requeued');
+          if (requeued >= 0) {
+            // a message of this device went back to its queue (a fault of its own): the ones after it must not be
+            // stored before it comes again, so they go back too, in their order, and so do those waiting behind
+            // them. A quorum queue gives returned messages again first, in the order they were returned. Each
+            // return counts as a delivery: if the faulty one is dead-lettered, they are too, and the dead-letter
+            // queue's last try stores them (an alarm among them is never dropped).
+            const back = [...group.slice(requeued + 1).filter((_, i) => outcomes[requeued + 1 + i] !== 'settled'), ...waiting.splice(0)];
+            for (const t of back) settle(t.ch, t.msg, 'requeue');
+            if (back.length > 0) {
+              metrics.rabbitMessages.inc({ queue: group[requeued]!.queue, result: 'requeued' }, back.length);
+              limited.warn('held back', key, { routingKey: key.slice(0, 200), returned: back.length },
+                'messages after one the writer failed on returned to their queue behind it, to keep the device\'s order');
+            }
+            break;
+          }
           const failed = outcomes.includes('retry');
           group = group.filter((_, i) => outcomes[i] !== 'settled');
           if (group.length === 0 || stopped || group[0]!.gen !== generation) break;
-          // only behind a message of this device that went back to its queue: again at once, otherwise after a pause
+          // held back only by another lane's message of this device (EARLIER_NOT_STORED is per device): again at once
           if (failed) await sleep(delay);
         }
       }
+    } catch (err) {
+      // a bug here (attempt settles everything it meets): nothing is left unacknowledged on a live channel for ever
+      log.error({ err, routingKey: key.slice(0, 200) }, 'a device\'s lane of messages failed: its messages go back to their queue');
+      for (const t of [...group, ...waiting.splice(0)]) settle(t.ch, t.msg, 'requeue');
     } finally {
       if (lanes.get(key) === waiting) lanes.delete(key);
     }
