@@ -25,7 +25,8 @@ describe('cluster mode: one device floods its events channel', () => {
     const authPort = basePort + 90;
     rabbit = await startRabbitCluster({ dir: join(dir, 'rabbit'), basePort, nodes: 1, authUrl: `http://127.0.0.1:${authPort}/internal/rabbitmq` });
     t = await startTestGateway({
-      rabbitmq: { urls: rabbit.amqpUrls, passwordFile: rabbit.passwordFile, authPort, partitions: 1, mqttPort: rabbit.nodes[0]!.mqttPort },
+      // returns are counted as deliveries: room for a fault that lasts a few dozen of them (the second test)
+      rabbitmq: { urls: rabbit.amqpUrls, passwordFile: rabbit.passwordFile, authPort, partitions: 1, mqttPort: rabbit.nodes[0]!.mqttPort, deliveryLimit: 100 },
     }, join(dir, 'eldergate'));
     await t.gw.cluster!.ready;
   }, 120_000);
@@ -89,5 +90,40 @@ describe('cluster mode: one device floods its events channel', () => {
     const inc = (await t.api('GET', `/api/incidents?deviceId=${flooder.id}`)).body.items as { count: number }[];
     expect(inc).toHaveLength(1);
     expect(inc[0]!.count).toBe(N);
+  });
+
+  it('a message the writer fails on goes back to its queue with the device\'s messages after it: none of them is stored before it', { timeout: 60_000 }, async () => {
+    const dev = await t.provision('call-phone', 'FLOOD-ORDER');
+    const c = await connect(dev.id, dev.secret);
+    // a fault of this one message, not of the storage, that lasts until the test sees it met (a trigger on the file)
+    t.gw.store.sqlite.exec('create table test_fault_gate (x)');
+    t.gw.store.sqlite.exec('insert into test_fault_gate values (1)');
+    t.gw.store.sqlite.exec(`create trigger test_fault_once before insert on observations when new.device_id = '${dev.id}' and new.seq = 1
+      and exists (select 1 from test_fault_gate) begin select raise(abort, 'injected fault of this message'); end`);
+    try {
+      const ts = Date.now();
+      const requeued = async () => Number(/eldergate_rabbitmq_messages_total\{queue="partition",result="requeued"\} (\d+)/.exec(await (await fetch(`${t.http}/metrics`)).text())?.[1] ?? 0);
+      const requeued0 = await requeued();
+      // a cancel (for an earlier press), then a fall and an SOS: stored after the fall, the cancel would cancel it
+      await Promise.all([
+        c.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ ts, seq: 1, type: 'cancel' }), { qos: 1 }),
+        c.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ ts: ts + 1, seq: 2, type: 'fall' }), { qos: 1 }),
+        c.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ ts: ts + 2, seq: 3, type: 'sos' }), { qos: 1 }),
+      ]);
+      // the message went back to its queue (and comes again at once, each time counted as a delivery): the fault clears
+      await waitFor(async () => (await requeued()) > requeued0 || undefined, 'the faulty message returned to its queue', 20_000, 5);
+      t.gw.store.sqlite.exec('delete from test_fault_gate');
+      const order = await waitFor(async () => {
+        const items = (await t.api('GET', `/api/observations?deviceId=${dev.id}&limit=10`)).body.items as { seq: number | null }[];
+        return items.length >= 3 ? items.map((o) => o.seq).reverse() : undefined;
+      }, 'the three stored', 30_000, 50);
+      expect(order).toEqual([1, 2, 3]);
+      // the fall and the SOS stand (nothing was dead-lettered: that would have raised its own incident)
+      const open = ((await t.api('GET', `/api/incidents?deviceId=${dev.id}`)).body.items as { type: string; status: string }[])
+        .map((i) => `${i.type} ${i.status}`).sort();
+      expect(open).toEqual(['fall open', 'sos open']);
+    } finally {
+      t.gw.store.sqlite.exec('drop trigger if exists test_fault_once; drop table if exists test_fault_gate');
+    }
   });
 });
