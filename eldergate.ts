@@ -3,7 +3,7 @@ import { getHeapStatistics } from 'node:v8';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './core/config.js';
 import { createLogger, type Logger } from './core/logger.js';
-import { dbFile, LOCKED, openStore, writeNowIfFree, type Store } from './core/db.js';
+import { dbFile, openStore, writeNow, type Store } from './core/db.js';
 import type Database from 'better-sqlite3';
 import { Bus } from './core/bus.js';
 import { createMetrics, type Metrics } from './core/metrics.js';
@@ -321,18 +321,6 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       store.close();
     },
   };
-}
-
-/**
- * A write of the storage monitor's, on this thread's connection: done now if the write lock is free, else an error
- * (StorageHealth tries again on its timer). Waiting for the lock inside SQLite would hold the event loop — every
- * PUBACK, console and HTTP answer — up to busy_timeout (5 s) while the writer thread commits, or is stuck on a
- * failing disk.
- */
-function writeNow<T>(sqlite: Database.Database, fn: () => T): T {
-  const out = writeNowIfFree(sqlite, fn);
-  if (out === LOCKED) throw new Error('another connection holds the write lock: tried again shortly');
-  return out;
 }
 
 /**

@@ -58,16 +58,14 @@ export async function writeWhenFree<T>(sqlite: Database.Database, fn: () => T, m
   return runBegun(sqlite, fn);
 }
 
-/** returned by writeNowIfFree when the write lock is not free this moment: nothing was written */
-export const LOCKED: unique symbol = Symbol('write lock held');
-
 /**
- * Run `fn` (synchronous) in a transaction of its own if this connection can take the write lock this moment; LOCKED,
+ * Run `fn` (synchronous) in a transaction of its own if this connection can take the write lock this moment; throws,
  * nothing written, when another connection holds it (or this one is inside a transaction already). Never waits in
- * SQLite: for writes the event loop makes from a timer that tries again anyway (the storage incident and its probe).
+ * SQLite, which would hold the event loop up to busy_timeout: for writes made from a timer that tries again anyway
+ * (the storage incident and its probe).
  */
-export function writeNowIfFree<T>(sqlite: Database.Database, fn: () => T): T | typeof LOCKED {
-  if (sqlite.inTransaction || !tryBegin(sqlite)) return LOCKED;
+export function writeNow<T>(sqlite: Database.Database, fn: () => T): T {
+  if (sqlite.inTransaction || !tryBegin(sqlite)) throw new Error('another connection holds the write lock: tried again shortly');
   return runBegun(sqlite, fn);
 }
 

@@ -334,9 +334,10 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
         }
       }
     } catch (err) {
-      // a bug here (attempt settles everything it meets): nothing is left unacknowledged on a live channel for ever
-      log.error({ err, routingKey: key.slice(0, 200) }, 'a device\'s lane of messages failed: its messages go back to their queue');
-      for (const t of [...group, ...waiting.splice(0)]) settle(t.ch, t.msg, 'requeue');
+      // a bug here (attempt settles everything it meets): nothing is left unacknowledged on a live channel for ever.
+      // Closing the partition's channel restarts the connection, and RabbitMQ gives every unacknowledged message again
+      log.error({ err, routingKey: key.slice(0, 200) }, 'a device\'s lane of messages failed: restarting the AMQP connection');
+      void (group[0] ?? waiting[0])?.ch.close().catch(() => {});
     } finally {
       if (lanes.get(key) === waiting) lanes.delete(key);
     }

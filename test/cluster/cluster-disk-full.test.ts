@@ -14,6 +14,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { fillChildDisk, onSmallTmpfs, startChildGateway, type ChildGateway } from '../helpers/child-gateway.js';
 import { waitFor } from '../helpers/gateway.js';
 import { freeBasePort } from '../helpers/cluster-ports.js';
+import { storedSeqs } from '../helpers/rabbit-gateway.js';
 import { startRabbitCluster, type RabbitCluster } from '../../ops/cluster/rabbitmq.js';
 import { DEAD_LETTER_INCIDENT } from '../../gateway/cluster/rabbitmq.js';
 
@@ -88,17 +89,8 @@ describe('cluster mode: the eldergate node\'s disk fills up mid-stream', () => {
     if (!m && present) throw new Error(`/metrics has no ${re.source}`);
     return Number(m?.[1] ?? 0);
   };
-  /** every seq stored for a device's readings, paging back through /api/observations */
-  const storedSeqs = async (deviceId: string) => {
-    const seqs: number[] = [];
-    for (let before: number | undefined; ;) {
-      const page = (await api<{ items: { id: number; seq: number | null }[] }>('GET',
-        `/api/observations?deviceId=${deviceId}&type=heartbeat&limit=1000${before ? `&before=${before}` : ''}`)).items;
-      for (const o of page) if (o.seq !== null) seqs.push(o.seq);
-      if (page.length < 1000) return seqs;
-      before = page.at(-1)!.id;
-    }
-  };
+  /** every seq stored for a device's readings */
+  const readingSeqs = (deviceId: string) => storedSeqs((path) => api('GET', path), deviceId, '&type=heartbeat');
 
   it('RabbitMQ keeps the alarms while the disk is full; none is dead-lettered; all are stored once, in order, when there is room again', { timeout: 240_000 }, async () => {
     const devices = await Promise.all([1, 2, 3].map((i) => api<{ id: string; secret: string }>('POST', '/api/devices', { kind: 'call-phone', serial: `FULL-${i}` })));
@@ -186,10 +178,10 @@ describe('cluster mode: the eldergate node\'s disk fills up mid-stream', () => {
     // and every reading of the chatty terminal, before and during the full spell, is there once
     const all = Array.from({ length: readings }, (_, i) => i + 1);
     const seqs = await waitFor(async () => {
-      const got = await storedSeqs(chatty.id);
+      const got = await readingSeqs(chatty.id);
       return got.length >= readings ? got : undefined;
     }, 'the readings stored', 60_000, 250).catch(async (err) => {
-      const got = new Set(await storedSeqs(chatty.id));
+      const got = new Set(await readingSeqs(chatty.id));
       const missing = all.filter((q) => !got.has(q));
       throw new Error(`${(err as Error).message}: ${readings} readings sent, ${got.size} stored, missing ${missing.slice(0, 40).join(',')}`);
     });

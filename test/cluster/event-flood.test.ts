@@ -8,45 +8,27 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
-import { startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
-import { startRabbitCluster, type RabbitCluster } from '../../ops/cluster/rabbitmq.js';
-import { freeBasePort } from '../helpers/cluster-ports.js';
+import { waitFor, type TestGateway } from '../helpers/gateway.js';
+import { startRabbitTestGateway, storedSeqs, type RabbitTestGateway } from '../helpers/rabbit-gateway.js';
 
 describe('cluster mode: one device floods its events channel', () => {
   const dir = mkdtempSync(join(tmpdir(), 'eldergate-flood-'));
-  let rabbit: RabbitCluster;
+  let g: RabbitTestGateway;
   let t: TestGateway;
-  const clients: MqttClient[] = [];
 
   beforeAll(async () => {
-    // band 6: no other test file's (grep `band` and freeBasePort under test/)
-    const basePort = await freeBasePort(6);
-    const authPort = basePort + 90;
-    rabbit = await startRabbitCluster({ dir: join(dir, 'rabbit'), basePort, nodes: 1, authUrl: `http://127.0.0.1:${authPort}/internal/rabbitmq` });
-    t = await startTestGateway({
-      // returns are counted as deliveries: room for a fault that lasts a few dozen of them (the second test)
-      rabbitmq: { urls: rabbit.amqpUrls, passwordFile: rabbit.passwordFile, authPort, partitions: 1, mqttPort: rabbit.nodes[0]!.mqttPort, deliveryLimit: 100 },
-    }, join(dir, 'eldergate'));
-    await t.gw.cluster!.ready;
+    // band 6: no other test file's (grep `band` and freeBasePort under test/); one partition per lane: every device
+    // shares it. Returns are counted as deliveries: room for a fault that lasts a few dozen of them (the second test)
+    g = await startRabbitTestGateway({ dir, band: 6, rabbitmq: { partitions: 1, deliveryLimit: 100 } });
+    t = g.t;
   }, 120_000);
 
   afterAll(async () => {
-    for (const c of clients) c.end(true);
-    await t?.stop();
-    await rabbit?.stop();
+    await g?.stop();
     rmSync(dir, { recursive: true, force: true });
   }, 60_000);
 
-  const connect = async (id: string, secret: string) => {
-    const c = mqtt.connect(`mqtt://127.0.0.1:${rabbit.nodes[0]!.mqttPort}`, { clientId: id, username: id, password: secret, protocolVersion: 4, reconnectPeriod: 0 });
-    clients.push(c);
-    await new Promise<void>((resolve, reject) => {
-      c.once('connect', () => resolve());
-      c.once('error', reject);
-    });
-    return c;
-  };
+  const connect = (id: string, secret: string) => g.connect(id, secret);
 
   it('another device\'s SOS behind 5,000 events of one device is not held for a commit per event; the flood is stored once, in order', { timeout: 120_000 }, async () => {
     const flooder = await t.provision('call-phone', 'FLOOD-1');
@@ -76,17 +58,10 @@ describe('cluster mode: one device floods its events channel', () => {
 
     // the flood: once each, in the order sent (seq ascending in the order stored)
     const seqs = await waitFor(async () => {
-      const got: number[] = [];
-      for (let before: number | undefined; ;) {
-        const page = (await t.api('GET', `/api/observations?deviceId=${flooder.id}&limit=1000${before ? `&before=${before}` : ''}`)).body.items as { id: number; seq: number | null }[];
-        for (const o of page) if (o.seq !== null) got.push(o.seq);
-        if (page.length < 1000) break;
-        before = page.at(-1)!.id;
-      }
+      const got = await storedSeqs(async (path) => (await t.api('GET', path)).body, flooder.id);
       return got.length >= N ? got : undefined;
     }, 'the flood stored', 60_000, 250);
-    // newest first: reversed, the order they were stored in
-    expect(seqs.reverse()).toEqual(Array.from({ length: N }, (_, i) => i + 1));
+    expect(seqs).toEqual(Array.from({ length: N }, (_, i) => i + 1));
     const inc = (await t.api('GET', `/api/incidents?deviceId=${flooder.id}`)).body.items as { count: number }[];
     expect(inc).toHaveLength(1);
     expect(inc[0]!.count).toBe(N);

@@ -6,49 +6,32 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import mqtt, { type MqttClient } from 'mqtt';
 import { startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
-import { startRabbitCluster, type RabbitCluster } from '../../ops/cluster/rabbitmq.js';
+import type { RabbitCluster } from '../../ops/cluster/rabbitmq.js';
 import { DEAD_LETTER_INCIDENT, parseRoutingKey, topologyNames } from '../../gateway/cluster/rabbitmq.js';
 import { createLogger } from '../../core/logger.js';
-import { freeBasePort } from '../helpers/cluster-ports.js';
+import { startRabbitTestGateway, type RabbitTestGateway } from '../helpers/rabbit-gateway.js';
 
 describe('cluster mode: device messages taken from RabbitMQ', () => {
   const dir = mkdtempSync(join(tmpdir(), 'eldergate-ingress-'));
-  let authPort = 0;
+  let g: RabbitTestGateway;
   let rabbit: RabbitCluster;
   let t: TestGateway;
-  const clients: MqttClient[] = [];
+  let authPort = 0;
 
   beforeAll(async () => {
-    const basePort = await freeBasePort(1);
-    authPort = basePort + 90;
-    rabbit = await startRabbitCluster({ dir: join(dir, 'rabbit'), basePort, nodes: 1, authUrl: `http://127.0.0.1:${authPort}/internal/rabbitmq` });
-    t = await startTestGateway({
-      rabbitmq: { urls: rabbit.amqpUrls, passwordFile: rabbit.passwordFile, authPort, partitions: 2, deliveryLimit: 2, mqttPort: rabbit.nodes[0]!.mqttPort },
-    }, join(dir, 'eldergate'));
-    await t.gw.cluster!.ready;
+    g = await startRabbitTestGateway({ dir, band: 1, rabbitmq: { partitions: 2, deliveryLimit: 2 } });
+    ({ rabbit, t, authPort } = g);
   }, 120_000);
 
   afterAll(async () => {
-    for (const c of clients) c.end(true);
-    await t?.stop();
-    await rabbit?.stop();
+    await g?.stop();
     rmSync(dir, { recursive: true, force: true });
   }, 60_000);
 
-  const connect = async (id: string, secret: string) => {
-    const c = mqtt.connect(`mqtt://127.0.0.1:${rabbit.nodes[0]!.mqttPort}`, {
-      clientId: id, username: id, password: secret, protocolVersion: 4, reconnectPeriod: 0,
-      will: { topic: `devices/${id}/status`, payload: Buffer.from('{"online":false}'), qos: 1, retain: true },
-    });
-    clients.push(c);
-    await new Promise<void>((resolve, reject) => {
-      c.once('connect', () => resolve());
-      c.once('error', reject);
-    });
-    return c;
-  };
+  const connect = (id: string, secret: string) => g.connect(id, secret, {
+    will: { topic: `devices/${id}/status`, payload: Buffer.from('{"online":false}'), qos: 1, retain: true },
+  });
   const incidentsOf = async (deviceId: string) => (await t.api('GET', `/api/incidents?deviceId=${deviceId}`)).body.items as { id: string; type: string; priority: string; status: string }[];
 
   it('parses routing keys into a device and its channel, and nothing else', () => {
