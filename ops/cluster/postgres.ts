@@ -230,12 +230,15 @@ async function stopServer(dataDir: string, pid: number, graceMs: number): Promis
   }
   const seconds = Math.max(1, Math.ceil(graceMs / 1000));
   const r = await runAs(who, PG_CTL, ['stop', '-D', dataDir, '-m', 'fast', '-w', '-t', String(seconds)], dirname(dataDir), graceMs + 10_000);
-  if (isPostmasterOf(pid, dataDir)) {
+  // `pg_ctl -w` returns once postmaster.pid is gone, and the postmaster removes it just before it exits: on a loaded
+  // machine the process can still be tearing down (its command line already empty) when pg_ctl returns
+  const gone = async (): Promise<boolean> => !isPostmasterOf(pid, dataDir);
+  if (!(await waitUntil(gone, r.code === 0 ? 10_000 : 1_000))) {
     // pg_ctl failed or timed out (a backend that ignores the signal): SIGTERM is a smart shutdown, then SIGKILL
     const children = childrenOf(pid);
     await terminate([pid], `-D ${dataDir} `, 2_000);
     for (const c of children) if (isAlive(c)) signal(c, 'SIGKILL');
-    if (isAlive(pid)) throw new Error(`PostgreSQL of ${dataDir} (pid ${pid}) still runs after \`pg_ctl stop\` (${lastLines(r, 3) || `exit ${r.code}`}) and SIGKILL: is it another user's process?`);
+    if (!(await waitUntil(async () => !isAlive(pid), 5_000))) throw new Error(`PostgreSQL of ${dataDir} (pid ${pid}) still runs after \`pg_ctl stop\` (${lastLines(r, 3) || `exit ${r.code}`}) and SIGKILL: is it another user's process?`);
   }
 }
 
