@@ -188,10 +188,20 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
     onTimerDue,
   });
 
+  // the device's state as committed, read inside the timer's write transaction: this thread's registry copy learns a
+  // suspension or a decommissioning a moment after its commit, and a timer firing in between must not open a card
+  // (an offline incident for a device taken out of service, which nothing would ever clear)
+  const committedState = d.sqlite.prepare('select state from devices where id = ?').pluck();
+
   function onTimerDue(fire: TimerFire): void {
     d.ingest.enqueueTask(fire.deviceId, () => {
       const entry = d.registry.entry(fire.deviceId);
       if (!entry) return;
+      const state = committedState.get(fire.deviceId) as string | undefined;
+      if (state === undefined || state === 'suspended' || state === 'decommissioned') {
+        engine.forgetDevice(fire.deviceId);
+        return;
+      }
       const now = Date.now();
       const result = engine.runTimer(fire, input(entry, now));
       if (result.stale) return;
