@@ -247,10 +247,7 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
   function publishCommitted(events: readonly IncidentEvent[]) {
     for (const e of events) {
       if (e.seq > published) published = e.seq;
-      if (e.type === 'opened') {
-        const o = e.data as OpenedData;
-        log.info({ incidentId: e.incidentId, deviceId: o.deviceId, type: o.type, priority: o.priority, test: o.test, unitId: o.unitId }, 'incident opened');
-      }
+      logCommitted(e);
       outbox.push('unitId' in e ? (e as CommittedEvent) : { ...e, unitId: unitIdOf(e.incidentId) });
     }
     if (publishing) return;
@@ -277,6 +274,25 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
    * An event handed over without its unit (the writer thread's, from before unitId was sent with it) takes its
    * incident's. Only the synchronous store can be read here; the asynchronous one returns every event with its unit.
    */
+  /**
+   * What the device's alarms did, logged once committed: a transaction that fails (a full disk) opened, cleared and
+   * cancelled nothing, and a log saying otherwise would send whoever reads it after the wrong incident.
+   */
+  function logCommitted(e: IncidentEvent): void {
+    if (e.type === 'opened') {
+      const o = e.data as OpenedData;
+      log.info({ incidentId: e.incidentId, deviceId: o.deviceId, type: o.type, priority: o.priority, test: o.test, unitId: o.unitId }, 'incident opened');
+    } else if (e.type === 'cleared') {
+      const d = e.data as { reason?: string };
+      log.info({ incidentId: e.incidentId, reason: d.reason }, 'incident cleared');
+    } else if (e.type === 'cancelled' && (e.data as { outcome?: string }).outcome === 'cancelled by resident') {
+      log.info({ incidentId: e.incidentId, elapsedMs: (e.data as { elapsedMs?: number }).elapsedMs }, 'incident cancelled by resident');
+    } else if (e.type === 'late-cancel') {
+      const d = e.data as { elapsedMs?: number; cancelWindowMs?: number | null };
+      log.info({ incidentId: e.incidentId, elapsedMs: d.elapsedMs, windowMs: d.cancelWindowMs }, 'late cancel noted');
+    }
+  }
+
   function unitIdOf(incidentId: string): string | null {
     if (store.mode !== 'sync') return null;
     return (store as IncidentStore<'sync'>).get(incidentId)?.unitId ?? null;
@@ -337,7 +353,6 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
     const { event } = yield* append(t, state, state.id, {
       type: 'cleared', data: { reason: action.reason, rule: action.rule, stamps: { resolved: now } },
     }, now, null, state.unitId);
-    log.info({ incidentId: state.id, deviceId: source.deviceId, reason: action.reason }, 'incident cleared');
     return [event];
   }
 
@@ -357,12 +372,10 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
       const { event } = yield* append(t, state, state.id, {
         type: 'cancelled', data: { ...base, outcome: 'cancelled by resident', stamps: { cancelled: now } },
       }, now, null, state.unitId);
-      log.info({ incidentId: state.id, deviceId: source.deviceId, elapsedMs }, 'incident cancelled by resident');
       return [event];
     }
     // outside the window (or no window at all): help may already be on the way; the cancel is only noted
     const { event } = yield* append(t, state, state.id, { type: 'late-cancel', data: base }, now, null, state.unitId);
-    log.info({ incidentId: state.id, deviceId: source.deviceId, elapsedMs, windowMs }, 'late cancel noted');
     return [event];
   }
 

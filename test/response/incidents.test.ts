@@ -69,6 +69,44 @@ describe('incidents: alarms open, join, clear and cancel', () => {
     }
   });
 
+  it('a clear, a cancel by the resident and a late cancel are logged once committed, never from a failed transaction', async () => {
+    const lines: string[] = [];
+    const logged = openHarness({ log: createLogger('info', { write: (l: string) => { lines.push(l); } }) });
+    try {
+      buildTree(logged.response.network);
+      const said = (msg: string) => lines.filter((l) => l.includes(`"msg":"${msg}"`)).map((l) => JSON.parse(l) as Record<string, unknown>);
+      const failing = (action: Parameters<typeof logged.response.incidents.applyAlarm>[0]) =>
+        expect(() => logged.store.sqlite.transaction(() => {
+          logged.response.incidents.applyAlarm(action, source({}, logged.clock.now()));
+          throw new Error('database or disk is full');
+        }).immediate()).toThrow(/disk is full/);
+      const fall = sos({ type: 'fall', cancelWindowMs: 30_000, rule: 'fall' });
+      const cancel = { action: 'cancel' as const, type: 'fall', rule: 'fall', reason: 'resident pressed cancel' };
+      const clear = { action: 'clear' as const, type: 'offline', rule: 'supervision', reason: 'back online' };
+
+      const [off] = ingest(logged, { action: 'raise', type: 'offline', priority: 'P3', rule: 'supervision' }, source({}, logged.clock.now()));
+      failing(clear);
+      expect(said('incident cleared')).toEqual([]);
+      ingest(logged, clear, source({}, logged.clock.now()));
+      expect(said('incident cleared')).toEqual([expect.objectContaining({ incidentId: off!.incidentId, reason: 'back online' })]);
+
+      const [a] = ingest(logged, fall, source({}, logged.clock.now()));
+      failing(cancel);
+      expect(said('incident cancelled by resident')).toEqual([]);
+      ingest(logged, cancel, source({}, logged.clock.now()));
+      expect(said('incident cancelled by resident')).toEqual([expect.objectContaining({ incidentId: a!.incidentId })]);
+
+      const [b] = ingest(logged, fall, source({}, logged.clock.now()));
+      logged.clock.advance(31_000);
+      failing(cancel);
+      expect(said('late cancel noted')).toEqual([]);
+      ingest(logged, cancel, source({}, logged.clock.now()));
+      expect(said('late cancel noted')).toEqual([expect.objectContaining({ incidentId: b!.incidentId, elapsedMs: 31_000, windowMs: 30_000 })]);
+    } finally {
+      await logged.close();
+    }
+  });
+
   it('a real alarm never joins an open test incident', () => {
     const t = ingest(h, sos({ test: true }), source({}, h.clock.now()));
     const r = ingest(h, sos(), source({}, h.clock.now()));
