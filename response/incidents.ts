@@ -227,7 +227,7 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
   ): Step<{ event: CommittedEvent; state: IncidentRow }> {
     const event = yield* io(t.append({ incidentId, body, at, actor, unitId }));
     const next = applyEvent(state, event);
-    yield* io(t.saveProjection(next, state === null));
+    yield* io(t.saveProjection(next, state === null, state));
     return { event, state: next };
   }
 

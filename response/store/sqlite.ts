@@ -110,6 +110,15 @@ export function createSqliteIncidentStore(sqlite: Database.Database): IncidentSt
          stamps = @stamps, assignee = @assignee, outcome = @outcome, last_seq = @lastSeq
        WHERE id = @id`,
     ),
+    // the same row without the columns an index holds (status, priority, deadline_at; unit_id and device_id never
+    // change): SQLite rewrites an index's entry for every indexed column in the SET list, changed or not, and most
+    // events (a joined alarm, a note's seq, a stamp) move none of them
+    updateUnindexed: sqlite.prepare(
+      `UPDATE incidents SET tier_unit_id = @tierUnitId, escalation_level = @escalationLevel, count = @count,
+         last_at = @lastAt, position = @position, stamps = @stamps, assignee = @assignee, outcome = @outcome,
+         last_seq = @lastSeq
+       WHERE id = @id`,
+    ),
     events: sqlite.prepare<[string], EventDbRow>('SELECT * FROM incident_events WHERE incident_id = ? ORDER BY seq'),
     opened: sqlite.prepare<[string], EventDbRow>(`SELECT * FROM incident_events WHERE incident_id = ? AND type = 'opened' LIMIT 1`),
     after: sqlite.prepare<[number, number], EventDbRow>('SELECT * FROM incident_events WHERE seq > ? ORDER BY seq LIMIT ?'),
@@ -151,9 +160,11 @@ export function createSqliteIncidentStore(sqlite: Database.Database): IncidentSt
       const info = q.insertEvent.run(e.incidentId, e.body.type, e.at, e.actor, e.unitId, JSON.stringify(e.body.data));
       return { seq: Number(info.lastInsertRowid), incidentId: e.incidentId, at: e.at, actor: e.actor, unitId: e.unitId, ...e.body } as CommittedEvent;
     },
-    saveProjection(row, created) {
+    saveProjection(row, created, before) {
       if (created) q.insertIncident.run(params(row));
-      else q.updateIncident.run(params(row));
+      else if (before && before.status === row.status && before.priority === row.priority && before.deadlineAt === row.deadlineAt) {
+        q.updateUnindexed.run(params(row));
+      } else q.updateIncident.run(params(row));
     },
   };
 

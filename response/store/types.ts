@@ -42,8 +42,11 @@ export interface IncidentWriteTx<M extends StoreMode> {
   opened(incidentId: string): Ret<M, CommittedEvent | undefined>;
   /** append one event: returns it with its seq (the next of the global log) */
   append(event: NewEvent): Ret<M, CommittedEvent>;
-  /** write the projection after an append (`created`: the first event, an `opened`) */
-  saveProjection(row: IncidentRow, created: boolean): Ret<M, void>;
+  /**
+   * write the projection after an append (`created`: the first event, an `opened`); `before`: the projection the
+   * event was applied to, so that a store may write only what moved (a joined alarm moves no indexed column)
+   */
+  saveProjection(row: IncidentRow, created: boolean, before?: IncidentRow | null): Ret<M, void>;
 }
 
 export interface ActivePage {
