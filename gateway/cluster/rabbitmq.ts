@@ -276,6 +276,60 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
   const lanes = new Map<string, Taken[]>();
 
   /**
+   * Per routing key: the messages handed back to their queue that have not come again yet, in the device's order. The
+   * device's messages RabbitMQ had already delivered behind them reach us after they went back, often after
+   * their lane ended: stored then, they would overtake them (seen in CI: a cancel handed back, then a fall and an SOS
+   * stored before it). So a message that arrives while some of its key are out goes back too, behind them, and
+   * one of those out that comes again before the ones ahead of it goes back again: they are taken in order. A message that will be dead-lettered instead of coming again
+   * (its last delivery) is not waited for, and the hold ends after RETURNED_HOLD_MS whatever happens: a device is never
+   * kept out of storage by a message that is gone.
+   */
+  const returnedAhead = new Map<string, { out: Buffer[]; until: number; gen: number }>();
+  const RETURNED_HOLD_MS = 30_000;
+  /** handed back now, this was its last delivery: RabbitMQ dead-letters it instead of giving it again */
+  const lastDelivery = (msg: ConsumeMessage) => Number(msg.properties.headers?.['x-delivery-count'] ?? 0) + 1 >= settings.deliveryLimit;
+  /**
+   * `returned` were just handed back to their queue, in the device's order; `first`: they precede every message of
+   * the key already out (a lane's messages were taken before any that went back after them)
+   */
+  const noteReturned = (key: string, gen: number, returned: ConsumeMessage[], first: boolean) => {
+    const coming = returned.filter((m) => !lastDelivery(m)).map((m) => m.content);
+    let held = returnedAhead.get(key);
+    if (!held || held.gen !== gen) returnedAhead.set(key, held = { out: [], until: 0, gen });
+    if (first) held.out.unshift(...coming);
+    else held.out.push(...coming);
+    held.until = Date.now() + RETURNED_HOLD_MS;
+    if (held.out.length === 0) returnedAhead.delete(key);
+  };
+  /** true when msg went back to its queue: messages of its key that come before it are out */
+  const sentBehindReturned = (key: string, ch: Channel, msg: ConsumeMessage, queue: 'partition' | 'unrouted', gen: number): boolean => {
+    const held = returnedAhead.get(key);
+    if (!held) return false;
+    if (held.gen !== gen || Date.now() > held.until) {
+      returnedAhead.delete(key);
+      return false;
+    }
+    if (msg.content.equals(held.out[0]!)) {
+      held.out.shift();
+      if (held.out.length === 0) returnedAhead.delete(key);
+      return false;
+    }
+    settle(ch, msg, 'requeue');
+    const at = held.out.findIndex((c) => c.equals(msg.content));
+    if (at >= 0) {
+      // one of those out, given again before the ones ahead of it: it keeps its place (unless it is now dead-lettered)
+      if (lastDelivery(msg)) held.out.splice(at, 1);
+    } else {
+      noteReturned(key, gen, [msg], false);
+    }
+    if (held.out.length === 0) returnedAhead.delete(key);
+    metrics.rabbitMessages.inc({ queue, result: 'requeued' });
+    limited.warn('held back', key, { routingKey: key.slice(0, 200) },
+      'a device message returned to its queue behind an earlier one the writer failed on, to keep the device\'s order');
+    return true;
+  };
+
+  /**
    * Events and command answers of a device, stored in the order RabbitMQ took them. The messages of a routing key that
    * are waiting go to the writer together, in one turn (one batch, one commit), not one commit after another: one
    * device's burst of events (a stuck button, a hostile terminal) must not hold its partition — every device hashed to
@@ -290,6 +344,7 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
   const takeInOrder = (ch: Channel, msg: ConsumeMessage, queue: 'partition' | 'unrouted', gen: number) => {
     const key = msg.fields.routingKey;
     if (!key.endsWith('.events') && !key.endsWith('.commands.ack')) return track(take(ch, msg, queue, gen));
+    if (sentBehindReturned(key, ch, msg, queue, gen)) return;
     const t = prepare(ch, msg, queue, gen, true);
     if (!t) return;
     const waiting = lanes.get(key);
@@ -319,6 +374,7 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
             // queue's last try stores them (an alarm among them is never dropped).
             const back = [...group.slice(requeued + 1).filter((_, i) => outcomes[requeued + 1 + i] !== 'settled'), ...waiting.splice(0)];
             for (const t of back) settle(t.ch, t.msg, 'requeue');
+            noteReturned(key, group[requeued]!.gen, [group[requeued]!.msg, ...back.map((t) => t.msg)], true);
             if (back.length > 0) {
               metrics.rabbitMessages.inc({ queue: group[requeued]!.queue, result: 'requeued' }, back.length);
               limited.warn('held back', key, { routingKey: key.slice(0, 200), returned: back.length },

@@ -101,4 +101,33 @@ describe('cluster mode: one device floods its events channel', () => {
       t.gw.store.sqlite.exec('drop trigger if exists test_fault_once; drop table if exists test_fault_gate');
     }
   });
+
+  it('the device\'s messages that reach this node after one was handed back wait for it too', { timeout: 60_000 }, async () => {
+    // seen in CI with the test above: the fall and the SOS were delivered after the cancel had gone back to its queue
+    // (its lane over), and were stored before it came again. Here they are sent only once it has gone back.
+    const dev = await t.provision('call-phone', 'FLOOD-LATE');
+    const c = await connect(dev.id, dev.secret);
+    t.gw.store.sqlite.exec('create table test_fault_gate2 (x)');
+    t.gw.store.sqlite.exec('insert into test_fault_gate2 values (1)');
+    t.gw.store.sqlite.exec(`create trigger test_fault_late before insert on observations when new.device_id = '${dev.id}' and new.seq = 1
+      and exists (select 1 from test_fault_gate2) begin select raise(abort, 'injected fault of this message'); end`);
+    try {
+      const ts = Date.now();
+      const requeued = async () => Number(/eldergate_rabbitmq_messages_total\{queue="partition",result="requeued"\} (\d+)/.exec(await (await fetch(`${t.http}/metrics`)).text())?.[1] ?? 0);
+      const requeued0 = await requeued();
+      await c.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ ts, seq: 1, type: 'cancel' }), { qos: 1 });
+      await waitFor(async () => (await requeued()) > requeued0 || undefined, 'the faulty message returned to its queue', 20_000, 5);
+      await c.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ ts: ts + 1, seq: 2, type: 'fall' }), { qos: 1 });
+      await c.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ ts: ts + 2, seq: 3, type: 'sos' }), { qos: 1 });
+      await new Promise((r) => setTimeout(r, 100));
+      t.gw.store.sqlite.exec('delete from test_fault_gate2');
+      const order = await waitFor(async () => {
+        const items = (await t.api('GET', `/api/observations?deviceId=${dev.id}&limit=10`)).body.items as { seq: number | null }[];
+        return items.length >= 3 ? items.map((o) => o.seq).reverse() : undefined;
+      }, 'the three stored', 30_000, 50);
+      expect(order).toEqual([1, 2, 3]);
+    } finally {
+      t.gw.store.sqlite.exec('drop trigger if exists test_fault_late; drop table if exists test_fault_gate2');
+    }
+  });
 });
