@@ -5,7 +5,8 @@
 // from a supervisor reach the gateway itself).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -61,8 +62,6 @@ async function bundleEntries() {
           });
           b.onLoad({ filter: /\.js$/ }, async (args) => {
             if (!args.path.startsWith(dist + '/')) return undefined;
-            const { readFile } = await import('node:fs/promises');
-            const { relative } = await import('node:path');
             let contents = await readFile(args.path, 'utf8');
             for (const m of contents.matchAll(/^export class (\w+)/gm)) classes.add(m[1]);
             if (contents.includes('import.meta.url')) {

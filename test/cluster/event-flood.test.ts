@@ -67,18 +67,34 @@ describe('cluster mode: one device floods its events channel', () => {
     expect(inc[0]!.count).toBe(N);
   });
 
+  /**
+   * A fault of the device's seq 1 only, not of the storage, lasting until `lift()` (a trigger on the file); `returned()`
+   * waits until the gateway has handed a message back to its queue since `arm`; `order()` the stored seqs, oldest first.
+   */
+  async function faultOfFirst(deviceId: string, name: string) {
+    const db = t.gw.store.sqlite;
+    db.exec(`create table ${name}_gate (x); insert into ${name}_gate values (1)`);
+    db.exec(`create trigger ${name} before insert on observations when new.device_id = '${deviceId}' and new.seq = 1
+      and exists (select 1 from ${name}_gate) begin select raise(abort, 'injected fault of this message'); end`);
+    const requeued = async () => Number(/eldergate_rabbitmq_messages_total\{queue="partition",result="requeued"\} (\d+)/.exec(await (await fetch(`${t.http}/metrics`)).text())?.[1] ?? 0);
+    const before = await requeued();
+    return {
+      returned: () => waitFor(async () => (await requeued()) > before || undefined, 'the faulty message returned to its queue', 20_000, 5),
+      lift: () => db.exec(`delete from ${name}_gate`),
+      order: () => waitFor(async () => {
+        const items = (await t.api('GET', `/api/observations?deviceId=${deviceId}&limit=10`)).body.items as { seq: number | null }[];
+        return items.length >= 3 ? items.map((o) => o.seq).reverse() : undefined;
+      }, 'the three stored', 30_000, 50),
+      drop: () => db.exec(`drop trigger if exists ${name}; drop table if exists ${name}_gate`),
+    };
+  }
+
   it('a message the writer fails on goes back to its queue with the device\'s messages after it: none of them is stored before it', { timeout: 60_000 }, async () => {
     const dev = await t.provision('call-phone', 'FLOOD-ORDER');
     const c = await connect(dev.id, dev.secret);
-    // a fault of this one message, not of the storage, that lasts until the test sees it met (a trigger on the file)
-    t.gw.store.sqlite.exec('create table test_fault_gate (x)');
-    t.gw.store.sqlite.exec('insert into test_fault_gate values (1)');
-    t.gw.store.sqlite.exec(`create trigger test_fault_once before insert on observations when new.device_id = '${dev.id}' and new.seq = 1
-      and exists (select 1 from test_fault_gate) begin select raise(abort, 'injected fault of this message'); end`);
+    const fault = await faultOfFirst(dev.id, 'test_fault_once');
     try {
       const ts = Date.now();
-      const requeued = async () => Number(/eldergate_rabbitmq_messages_total\{queue="partition",result="requeued"\} (\d+)/.exec(await (await fetch(`${t.http}/metrics`)).text())?.[1] ?? 0);
-      const requeued0 = await requeued();
       // a cancel (for an earlier press), then a fall and an SOS: stored after the fall, the cancel would cancel it
       await Promise.all([
         c.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ ts, seq: 1, type: 'cancel' }), { qos: 1 }),
@@ -86,19 +102,15 @@ describe('cluster mode: one device floods its events channel', () => {
         c.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ ts: ts + 2, seq: 3, type: 'sos' }), { qos: 1 }),
       ]);
       // the message went back to its queue (and comes again at once, each time counted as a delivery): the fault clears
-      await waitFor(async () => (await requeued()) > requeued0 || undefined, 'the faulty message returned to its queue', 20_000, 5);
-      t.gw.store.sqlite.exec('delete from test_fault_gate');
-      const order = await waitFor(async () => {
-        const items = (await t.api('GET', `/api/observations?deviceId=${dev.id}&limit=10`)).body.items as { seq: number | null }[];
-        return items.length >= 3 ? items.map((o) => o.seq).reverse() : undefined;
-      }, 'the three stored', 30_000, 50);
-      expect(order).toEqual([1, 2, 3]);
+      await fault.returned();
+      fault.lift();
+      expect(await fault.order()).toEqual([1, 2, 3]);
       // the fall and the SOS stand (nothing was dead-lettered: that would have raised its own incident)
       const open = ((await t.api('GET', `/api/incidents?deviceId=${dev.id}`)).body.items as { type: string; status: string }[])
         .map((i) => `${i.type} ${i.status}`).sort();
       expect(open).toEqual(['fall open', 'sos open']);
     } finally {
-      t.gw.store.sqlite.exec('drop trigger if exists test_fault_once; drop table if exists test_fault_gate');
+      fault.drop();
     }
   });
 
@@ -107,27 +119,18 @@ describe('cluster mode: one device floods its events channel', () => {
     // (its lane over), and were stored before it came again. Here they are sent only once it has gone back.
     const dev = await t.provision('call-phone', 'FLOOD-LATE');
     const c = await connect(dev.id, dev.secret);
-    t.gw.store.sqlite.exec('create table test_fault_gate2 (x)');
-    t.gw.store.sqlite.exec('insert into test_fault_gate2 values (1)');
-    t.gw.store.sqlite.exec(`create trigger test_fault_late before insert on observations when new.device_id = '${dev.id}' and new.seq = 1
-      and exists (select 1 from test_fault_gate2) begin select raise(abort, 'injected fault of this message'); end`);
+    const fault = await faultOfFirst(dev.id, 'test_fault_late');
     try {
       const ts = Date.now();
-      const requeued = async () => Number(/eldergate_rabbitmq_messages_total\{queue="partition",result="requeued"\} (\d+)/.exec(await (await fetch(`${t.http}/metrics`)).text())?.[1] ?? 0);
-      const requeued0 = await requeued();
       await c.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ ts, seq: 1, type: 'cancel' }), { qos: 1 });
-      await waitFor(async () => (await requeued()) > requeued0 || undefined, 'the faulty message returned to its queue', 20_000, 5);
+      await fault.returned();
       await c.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ ts: ts + 1, seq: 2, type: 'fall' }), { qos: 1 });
       await c.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ ts: ts + 2, seq: 3, type: 'sos' }), { qos: 1 });
       await new Promise((r) => setTimeout(r, 100));
-      t.gw.store.sqlite.exec('delete from test_fault_gate2');
-      const order = await waitFor(async () => {
-        const items = (await t.api('GET', `/api/observations?deviceId=${dev.id}&limit=10`)).body.items as { seq: number | null }[];
-        return items.length >= 3 ? items.map((o) => o.seq).reverse() : undefined;
-      }, 'the three stored', 30_000, 50);
-      expect(order).toEqual([1, 2, 3]);
+      fault.lift();
+      expect(await fault.order()).toEqual([1, 2, 3]);
     } finally {
-      t.gw.store.sqlite.exec('drop trigger if exists test_fault_late; drop table if exists test_fault_gate2');
+      fault.drop();
     }
   });
 });
