@@ -70,7 +70,9 @@ describe('Modbus poller over TCP against the simulator process', () => {
     const polls = link.stats().okPolls;
     await waitFor('a few more polls', () => link.stats().okPolls >= polls + 3 || undefined);
     expect(sink.of('bed-exit', 'mat-1')).toHaveLength(2); // one raise, one restore: no repeats while unchanged
-    expect(link.stats()).toMatchObject({ state: 'ok', commLost: false, failedPolls: 0, blocks: [{ table: 'input', start: 0, length: 3 }] });
+    // A poll may time out on a loaded machine (500 ms); fewer than three in a row is not a lost link.
+    expect(link.stats()).toMatchObject({ state: 'ok', commLost: false, blocks: [{ table: 'input', start: 0, length: 3 }] });
+    expect(sink.of('comm-lost')).toHaveLength(0);
   });
 
   it('submits in map order, one at a time, and never overlaps polls while the sink is slow', async () => {
