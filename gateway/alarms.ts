@@ -126,9 +126,13 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
       d.metrics.refused.inc({ stage: 'incident', reason: 'write failed' });
     };
     if (lifeSafety) {
+      // A life-safety observation's steps run in its own savepoint (ingest's processInSavepoint), which a raise that
+      // fails rolls back by throwing: a lone raise needs no savepoint of its own. Alarms beside others (a clear whose
+      // failure must not take the SOS with it) keep theirs.
+      const alone = result.alarms.length === 1 && result.alarms[0]!.action === 'raise';
       for (const alarm of result.alarms) {
         try {
-          for (const e of d.incidents.applyAlarm(alarm, source)) events.push(e);
+          for (const e of d.incidents.applyAlarm(alarm, source, alone)) events.push(e);
         } catch (err) {
           failed(err, alarm);
           // a life-safety raise that did not become an incident: no acknowledgement, the device resends
@@ -142,7 +146,8 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
         d.sqlite.transaction(() => {
           for (const alarm of result.alarms) {
             current = alarm;
-            for (const e of d.incidents.applyAlarm(alarm, source)) events.push(e);
+            // inside this savepoint: a failure rolls them all back
+            for (const e of d.incidents.applyAlarm(alarm, source, true)) events.push(e);
           }
         }).immediate();
       } catch (err) {

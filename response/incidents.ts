@@ -95,9 +95,10 @@ export interface ActiveCursor { rank: number; openedAt: number; id: string }
 export interface IncidentServiceOf<M extends StoreMode> {
   /**
    * SYNCHRONOUS, inside the caller's transaction: open, join, clear or cancel. Returns the events appended; the
-   * caller hands them to `publishCommitted` once its transaction has committed.
+   * caller hands them to `publishCommitted` once its transaction has committed. `joinCaller`: the caller's own
+   * savepoint holds exactly this alarm and rolls it back if this throws (IncidentStore.transaction).
    */
-  applyAlarm(action: AlarmAction, source: AlarmSource): Ret<M, CommittedEvent[]>;
+  applyAlarm(action: AlarmAction, source: AlarmSource, joinCaller?: boolean): Ret<M, CommittedEvent[]>;
   /**
    * Emit committed events on the bus, in seq order (re-entrant: events published by a listener are queued until
    * the current ones reached every listener). Events without `unitId` get their incident's.
@@ -231,8 +232,8 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
     return { event, state: next };
   }
 
-  /** `body` in one write transaction of the store, run by the store's runner */
-  const tx = <T>(body: (t: Tx) => Step<T>): T | Promise<T> => store.transaction((t) => run(body(t)));
+  /** `body` in one write transaction of the store, run by the store's runner (`joinCaller`: see IncidentStore) */
+  const tx = <T>(body: (t: Tx) => Step<T>, joinCaller?: boolean): T | Promise<T> => store.transaction((t) => run(body(t)), joinCaller);
 
   function* requireIn(t: Tx, id: string): Step<IncidentRow> {
     const state = yield* io(t.get(id));
@@ -379,7 +380,7 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
     return [event];
   }
 
-  function applyAlarm(action: AlarmAction, source: AlarmSource) {
+  function applyAlarm(action: AlarmAction, source: AlarmSource, joinCaller?: boolean) {
     // better-sqlite3 nests a transaction as a savepoint, so this is atomic whether or not the caller opened one
     return tx((t): Step<CommittedEvent[]> => {
       switch (action.action) {
@@ -390,7 +391,7 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
         case 'cancel':
           return cancelByDevice(t, action, source);
       }
-    });
+    }, joinCaller);
   }
 
   function act(incidentId: string, action: IncidentAction, actor: Actor) {

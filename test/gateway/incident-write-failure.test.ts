@@ -26,6 +26,8 @@ describe('an incident write that fails', () => {
     await closed;
     expect(acked).toBe(false);
     expect(db.prepare('select count(*) n from observations where device_id = ?').get(id)).toEqual({ n: 0 });
+    // the `opened` event was appended before the projection failed: it went back with the SOS (no event of no incident)
+    expect(db.prepare('select count(*) n from incident_events e where not exists (select 1 from incidents i where i.id = e.incident_id)').get()).toEqual({ n: 0 });
     expect((db.prepare("select count(*) n from incidents where device_id = ?").get(other.id) as { n: number }).n).toBe(1);
     c.end(true);
     o.end(true);
