@@ -4,16 +4,15 @@
 // connects over MQTT). An operator and a steward on a phone are told the import is not theirs.
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser } from 'playwright-core';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { buildNetwork, type Network } from '../ws/helpers.js';
-import { launchBrowser, loginAs, watchErrors, docsShot } from './browser.js';
+import { launchBrowser, type TestBrowser, loginAs, watchErrors, docsShot } from './browser.js';
 
 
 describe('CSV import', () => {
   let t: TestGateway;
   let n: Network;
-  let browser: Browser;
+  let browser: TestBrowser;
   beforeAll(async () => {
     browser = await launchBrowser(); // fails, naming the package, when chromium is missing
     t = await startTestGateway();

@@ -3,16 +3,16 @@
 // edit (the server lets operators write residents of their units); a steward on a phone reads, within her unit.
 // The API underneath: search by name or address, and every change of a resident audited.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 import { buildNetwork, login, type Network } from '../ws/helpers.js';
-import { launchBrowser, loginAs, watchErrors, docsShot } from './browser.js';
+import { launchBrowser, type TestBrowser, loginAs, watchErrors, docsShot } from './browser.js';
 
 
 describe('residents', () => {
   let t: TestGateway;
   let n: Network;
-  let browser: Browser;
+  let browser: TestBrowser;
 
   beforeAll(async () => {
     browser = await launchBrowser(); // fails, naming the package, when chromium is missing

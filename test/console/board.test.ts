@@ -4,11 +4,11 @@
 // until the P1 is acknowledged; the newest waiting P1 is in view among 40, with a list mode, filters and search;
 // a session in use is renewed, warns before it could end, and says why it ended.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import type { MqttClient } from 'mqtt';
 import { connectDevice, publishAsync, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 import { buildNetwork, raise, raiseP3, type Network } from '../ws/helpers.js';
-import { launchBrowser, loginAs, watchErrors, watchLoads } from './browser.js';
+import { launchBrowser, type TestBrowser, loginAs, watchErrors, watchLoads } from './browser.js';
 
 interface Phone { id: string; serial: string; client: MqttClient; press(type: string): Promise<void> }
 
@@ -32,7 +32,7 @@ const incidentOf = async (t: TestGateway, deviceId: string) =>
   waitFor(() => t.gw.response.incidents.list({ deviceId, status: ['open'] }).items[0], `incident of ${deviceId}`);
 
 describe('the board (issue 9, part 2)', () => {
-  let browser: Browser;
+  let browser: TestBrowser;
   let t: TestGateway;
   let n: Network;
   const clients: MqttClient[] = [];
@@ -212,7 +212,7 @@ describe('the board (issue 9, part 2)', () => {
 });
 
 describe('the budget line and the timeline under escalation', () => {
-  let browser: Browser;
+  let browser: TestBrowser;
   let t: TestGateway;
   let n: Network;
   let p: Phone | undefined;
@@ -255,7 +255,7 @@ describe('the budget line and the timeline under escalation', () => {
 });
 
 describe('a 24/7 board and its session', () => {
-  let browser: Browser;
+  let browser: TestBrowser;
   let t: TestGateway;
   let n: Network;
 

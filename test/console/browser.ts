@@ -3,13 +3,24 @@
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core';
 import { afterAll, beforeAll } from 'vitest';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
 
-export async function launchBrowser(): Promise<Browser> {
+/**
+ * What a test file holds: a lease on its worker's one Chromium. `newPage` and `newContext` open a fresh context each
+ * (nothing shared between files: cookies, storage, routes), and `close()` closes the contexts this lease opened, not
+ * the browser.
+ */
+export interface TestBrowser {
+  newPage: Browser['newPage'];
+  newContext: Browser['newContext'];
+  close(): Promise<void>;
+}
+
+async function launch(): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium) to run the console tests`);
   }
@@ -19,6 +30,36 @@ export async function launchBrowser(): Promise<Browser> {
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
       '--disable-component-update', '--disable-sync', '--autoplay-policy=no-user-gesture-required'],
   });
+}
+
+// One Chromium per test worker, launched by the first console file the worker runs and kept for the files after it
+// (vitest runs files in long-lived forks, isolate: false). A launch was ~3 CPU-s of browser, zygote and GPU processes,
+// 57 of them a suite run; pages were never shared, and still are not. It goes when the worker exits: playwright
+// closes the browsers it launched, and Chromium ends with its pipe.
+let shared: Promise<Browser> | undefined;
+
+export async function launchBrowser(): Promise<TestBrowser> {
+  let browser = await (shared ??= launch());
+  if (!browser.isConnected()) browser = await (shared = launch()); // a crashed browser is replaced, not reused
+  const mine = new Set<BrowserContext>();
+  const track = (context: BrowserContext) => {
+    mine.add(context);
+    context.once('close', () => mine.delete(context));
+    return context;
+  };
+  return {
+    newContext: async (options) => track(await browser.newContext(options)),
+    newPage: async (options) => {
+      // what Browser.newPage does: a context of its own, closed with the page
+      const context = track(await browser.newContext(options));
+      const page = await context.newPage();
+      page.once('close', () => void context.close().catch(() => undefined));
+      return page;
+    },
+    close: async () => {
+      await Promise.all([...mine].map((c) => c.close().catch(() => undefined)));
+    },
+  };
 }
 
 /** Log in through the page as a person would. */
@@ -56,8 +97,8 @@ export function watchLoads(page: Page, part: string): string[] {
 }
 
 /** A browser and a real gateway for the tests of one describe block, started before them and stopped after. */
-export function browserAndGateway(): { t: TestGateway; browser: Browser } {
-  const rig = {} as { t: TestGateway; browser: Browser };
+export function browserAndGateway(): { t: TestGateway; browser: TestBrowser } {
+  const rig = {} as { t: TestGateway; browser: TestBrowser };
   beforeAll(async () => {
     rig.browser = await launchBrowser(); // fails, naming the package, when chromium is missing
     rig.t = await startTestGateway();

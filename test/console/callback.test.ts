@@ -1,14 +1,13 @@
 // The voice path hand-off: on a watch's SOS incident, the operator presses "Call back" with a number and the watch
 // receives CALL,<number> over its own protocol connection; the command is confirmed when the watch echoes it.
 import { describe, expect, it, afterAll, beforeAll } from 'vitest';
-import type { Browser } from 'playwright-core';
-import { launchBrowser, loginAs, watchErrors } from './browser.js';
+import { launchBrowser, type TestBrowser, loginAs, watchErrors } from './browser.js';
 import { startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 import { WatchSimTerminal } from '../../firmware-sim/protocols/watch.js';
 
 describe('call back through a watch, from the incident page', () => {
   let t: TestGateway;
-  let browser: Browser;
+  let browser: TestBrowser;
   let watch: WatchSimTerminal | undefined;
   beforeAll(async () => {
     browser = await launchBrowser();

@@ -2,11 +2,10 @@
 // an SOS reaches the board, the operator acknowledges, the device hears "help is coming"; a technician provisions
 // and commissions a device; a steward sees only their grid unit; a dropped network loses nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser } from 'playwright-core';
 import type { MqttClient } from 'mqtt';
 import { connectDevice, publishAsync, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 import { buildNetwork, latestSeq, type Network } from '../ws/helpers.js';
-import { launchBrowser, loginAs, watchErrors, docsShot } from './browser.js';
+import { launchBrowser, type TestBrowser, loginAs, watchErrors, docsShot } from './browser.js';
 import { startProxy, type Proxy } from './proxy.js';
 
 
@@ -45,7 +44,7 @@ async function boundDevice(t: TestGateway, kind: string, residentId: string): Pr
 describe('the console in headless Chromium', () => {
   let t: TestGateway;
   let n: Network;
-  let browser: Browser;
+  let browser: TestBrowser;
   const devices: SimDevice[] = [];
   const staff: Record<string, string> = {};
 

@@ -3,11 +3,11 @@
 // the total row; the uPlot chart's canvas is drawn. A steward on a phone sees her unit's numbers only; a technician
 // is told the KPIs are not his.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { publishAsync, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 import { buildNetwork, login, type Network } from '../ws/helpers.js';
 import { fmtLatency } from '../../server/console/web/dom.js';
-import { launchBrowser, loginAs, watchErrors, docsShot } from './browser.js';
+import { launchBrowser, type TestBrowser, loginAs, watchErrors, docsShot } from './browser.js';
 
 
 interface Share { count: number; eligible: number; share: number | null }
@@ -40,7 +40,7 @@ const drawnPixels = (page: Page) => page.evaluate(() => {
 describe('KPIs per shift', () => {
   let t: TestGateway;
   let n: Network;
-  let browser: Browser;
+  let browser: TestBrowser;
   beforeAll(async () => {
     browser = await launchBrowser(); // fails, naming the package, when chromium is missing
     t = await startTestGateway();

@@ -5,11 +5,11 @@
 // and is never called "last known".
 import { createServer, type Server } from 'node:http';
 import { crc32, deflateSync } from 'node:zlib';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../core/config.js';
 import { publishAsync, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
-import { launchBrowser, loginAs, watchErrors, docsShot } from './browser.js';
+import { launchBrowser, type TestBrowser, loginAs, watchErrors, docsShot } from './browser.js';
 
 
 /** A 256×256 PNG: pale paper with a grid line every 64 px, so the screenshot reads as a map background. */
@@ -104,7 +104,7 @@ describe('console.tileUrl', () => {
 describe('the map on Leaflet tiles from console.tileUrl', () => {
   let t: TestGateway;
   let tiles: TileServer;
-  let browser: Browser;
+  let browser: TestBrowser;
   let walkerSos = ''; // the locator's SOS, drawn again without tiles at the end
   beforeAll(async () => {
     browser = await launchBrowser();
@@ -255,7 +255,7 @@ describe('the map on Leaflet tiles from console.tileUrl', () => {
 
 describe('without tiles: the schematic plot', () => {
   let t: TestGateway;
-  let browser: Browser;
+  let browser: TestBrowser;
   beforeAll(async () => {
     browser = await launchBrowser();
     t = await startTestGateway();
