@@ -22,6 +22,7 @@ import { startBroker, type EmbeddedBroker } from './gateway/broker/broker.js';
 import { startRabbitIngress, type RabbitIngress } from './gateway/cluster/rabbitmq.js';
 import { startAuthBackend, type AuthBackend } from './gateway/cluster/auth-backend.js';
 import { closeOnRevoke, createRevoker, type Revoker } from './gateway/cluster/revoke.js';
+import { startFloodGuard } from './gateway/cluster/flood-guard.js';
 import { startModbusAdapter, type ModbusAdapter } from './gateway/adapters/modbus/index.js';
 import { startSerialReceivers, type SerialReceivers } from './gateway/adapters/serial/index.js';
 import { adapterMemory } from './gateway/adapters/link-state.js';
@@ -182,8 +183,11 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     })
     : null;
   const unwireRevoker = revoker ? closeOnRevoke(bus, revoker) : () => {};
+  // a device that stays over its publish rate is closed, as the embedded broker does (RabbitMQ's statistics)
+  const floodGuard = revoker ? startFloodGuard({ config, log, metrics, management: revoker }) : null;
   const closeTransport = async () => {
     await broker?.close();
+    floodGuard?.close();
     unwireRevoker();
     await revoker?.close();
     await cluster?.close();

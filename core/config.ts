@@ -329,6 +329,11 @@ export const ConfigSchema = Type.Object(
         mqttPort: Type.Integer({ minimum: 1, maximum: 65535, default: 1883 }),
         /** RabbitMQ's management API (same user): a revoked device's connections are closed through it */
         managementUrl: Type.Optional(Type.String({ pattern: '^https?://\\S+$' })),
+        /**
+         * how often a device's publish rate is read from RabbitMQ's statistics (its collect_statistics_interval, 5 s by
+         * default, is as fresh as they get); one over mqtt.publishRatePerS for mqtt.publishOverRateCloseMs is closed
+         */
+        floodCheckMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 5000 }),
       },
       { default: {} },
     ),

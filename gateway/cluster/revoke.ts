@@ -33,6 +33,16 @@ export interface RevokerDeps {
 export interface Revoker {
   /** close every MQTT connection of the device in the cluster; how many there were (0 when it failed: logged, counted) */
   closeDevice(deviceId: string, reason: string): Promise<number>;
+  /**
+   * Close the device's MQTT connections once, for what it did (not a revocation: no second sweep, not counted as
+   * one); `why` goes to RabbitMQ's log. How many there were; throws when the API fails.
+   */
+  closeConnections(deviceId: string, why: string): Promise<number>;
+  /**
+   * The devices publishing fastest in the cluster, fastest first: RabbitMQ's channel statistics (messages a second,
+   * averaged over its statistics interval), summed over each device's connections. Throws when the API fails.
+   */
+  topPublishers(limit: number): Promise<{ deviceId: string; ratePerS: number }[]>;
   close(): Promise<void>;
 }
 
@@ -54,8 +64,8 @@ export function createRevoker(deps: RevokerDeps): Revoker {
   const counter = metrics.rabbitRevocations;
   if (!settings.managementUrl) {
     log.warn({ setting: 'rabbitmq.managementUrl' },
-      'rabbitmq.managementUrl is not set: a revoked device (suspended, decommissioned, secret rotated) is not disconnected. RabbitMQ 3.10 keeps each connection\'s permissions for its lifetime, so it keeps publishing on the topics it already used until it disconnects; only its next CONNECT is refused, once its auth cache entry expires. Set rabbitmq.managementUrl to close its connections at once');
-    return { closeDevice: async () => 0, close: async () => {} };
+      'rabbitmq.managementUrl is not set: a revoked device (suspended, decommissioned, secret rotated) is not disconnected, nor is a device that floods. RabbitMQ 3.10 keeps each connection\'s permissions for its lifetime, so it keeps publishing on the topics it already used until it disconnects; only its next CONNECT is refused, once its auth cache entry expires. Set rabbitmq.managementUrl to close its connections at once');
+    return { closeDevice: async () => 0, closeConnections: async () => 0, topPublishers: async () => [], close: async () => {} };
   }
   // read at start: a missing or unreadable file is a configuration error said now, not at the first revocation
   if (!settings.passwordFile) {
@@ -97,7 +107,7 @@ export function createRevoker(deps: RevokerDeps): Revoker {
     const n = Array.isArray(listed) ? listed.length : 0;
     if (n === 0) return 0;
     // a header value is one line of visible ASCII; the reason is ours (registry), kept short all the same
-    const why = `eldergate: device revoked (${reason})`.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
+    const why = `eldergate: ${reason}`.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
     await call('DELETE', path, { 'x-reason': why });
     return n;
   };
@@ -105,7 +115,7 @@ export function createRevoker(deps: RevokerDeps): Revoker {
   const sweepReported = async (deviceId: string, reason: string, which: 'first' | 'second'): Promise<number> => {
     for (let attempt = 1; ; attempt++) {
       try {
-        const n = await sweep(deviceId, reason);
+        const n = await sweep(deviceId, `device revoked (${reason})`);
         counter.inc({ result: n > 0 ? 'closed' : 'none' });
         if (n > 0) log.info({ deviceId, reason, connections: n, sweep: which }, 'closed a revoked device\'s MQTT connections in RabbitMQ');
         else log.debug({ deviceId, reason, sweep: which }, 'the revoked device has no connection in RabbitMQ');
@@ -127,6 +137,24 @@ export function createRevoker(deps: RevokerDeps): Revoker {
   };
 
   return {
+    async topPublishers(limit) {
+      const size = Math.max(1, Math.min(500, Math.floor(limit))); // RabbitMQ's largest page
+      const answer = JSON.parse(await call('GET', `/api/channels?page=1&page_size=${size}&sort=message_stats.publish_details.rate`
+        + '&sort_reverse=true&columns=user,message_stats.publish_details.rate')) as { items?: unknown };
+      const rates = new Map<string, number>();
+      for (const item of Array.isArray(answer.items) ? answer.items as ChannelStats[] : []) {
+        const user = item?.user;
+        const rate = Number(item?.message_stats?.publish_details?.rate ?? 0);
+        // a device's channels only: not eldergate's own (its commands), nor another internal user's
+        if (typeof user !== 'string' || user === settings.username || !DEVICE_ID_RE.test(user) || !(rate > 0)) continue;
+        rates.set(user, (rates.get(user) ?? 0) + rate);
+      }
+      return [...rates].map(([deviceId, ratePerS]) => ({ deviceId, ratePerS })).sort((a, b) => b.ratePerS - a.ratePerS);
+    },
+    async closeConnections(deviceId, why) {
+      if (!DEVICE_ID_RE.test(deviceId)) throw new Error('closeConnections: not a device id');
+      return sweep(deviceId, why);
+    },
     async closeDevice(deviceId, reason) {
       // also keeps the path to one user's connections: no `/`, `..` or `%` in a device id
       if (!DEVICE_ID_RE.test(deviceId)) {
@@ -158,13 +186,15 @@ export function createRevoker(deps: RevokerDeps): Revoker {
  * The embedded broker's onRevoked for cluster mode: every registry revocation (secret rotated, suspended,
  * decommissioned) closes the device's connections; the registry's caller is never held up. Returns the unsubscribe.
  */
-export function closeOnRevoke(bus: Bus, revoker: Revoker): () => void {
+export function closeOnRevoke(bus: Bus, revoker: Pick<Revoker, 'closeDevice'>): () => void {
   const onRevoked = ({ deviceId, reason }: { deviceId: string; reason: string }) => {
     void revoker.closeDevice(deviceId, reason);
   };
   bus.on('device-revoked', onRevoked);
   return () => bus.off('device-revoked', onRevoked);
 }
+
+interface ChannelStats { user?: unknown; message_stats?: { publish_details?: { rate?: unknown } } }
 
 async function readBounded(body: Dispatcher.ResponseData['body']): Promise<string> {
   const chunks: Buffer[] = [];

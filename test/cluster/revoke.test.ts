@@ -55,7 +55,7 @@ describe('a revoked device\'s connections closed through RabbitMQ\'s management 
   };
   let unwire = () => {};
   const wire = () => {
-    unwire = closeOnRevoke(bus, { closeDevice: (id, why) => { const n = revoker.closeDevice(id, why); revocations.push(n); return n; }, close: async () => {} });
+    unwire = closeOnRevoke(bus, { closeDevice: (id, why) => { const n = revoker.closeDevice(id, why); revocations.push(n); return n; } });
   };
   /**
    * Its CONNECT is refused (CONNACK 4/5), at once without an auth cache in front of the backend; with one

@@ -17,15 +17,25 @@ export interface RabbitTestGateway {
   stop(): Promise<void>;
 }
 
-/** `band`: the test file's own (grep `band` and freeBasePort under test/); `rabbitmq`: settings beside the cluster's */
-export async function startRabbitTestGateway(o: { dir: string; band: number; rabbitmq?: Record<string, unknown> }): Promise<RabbitTestGateway> {
+/**
+ * `band`: the test file's own (grep `band` and freeBasePort under test/); `rabbitmq`: settings beside the cluster's;
+ * `management`: the node closes devices through RabbitMQ's management API (rabbitmq.managementUrl); `config`: more
+ * of the node's settings
+ */
+export async function startRabbitTestGateway(o: {
+  dir: string; band: number; rabbitmq?: Record<string, unknown>; management?: boolean; config?: Record<string, unknown>;
+}): Promise<RabbitTestGateway> {
   const basePort = await freeBasePort(o.band);
   const authPort = basePort + 90;
   const rabbit = await startRabbitCluster({ dir: join(o.dir, 'rabbit'), basePort, nodes: 1, authUrl: `http://127.0.0.1:${authPort}/internal/rabbitmq` });
   let t: TestGateway;
   try {
     t = await startTestGateway({
-      rabbitmq: { urls: rabbit.amqpUrls, passwordFile: rabbit.passwordFile, authPort, mqttPort: rabbit.nodes[0]!.mqttPort, ...o.rabbitmq },
+      ...o.config,
+      rabbitmq: {
+        urls: rabbit.amqpUrls, passwordFile: rabbit.passwordFile, authPort, mqttPort: rabbit.nodes[0]!.mqttPort,
+        ...(o.management ? { managementUrl: rabbit.managementUrl } : {}), ...o.rabbitmq,
+      },
     }, join(o.dir, 'eldergate'));
     await t.gw.cluster!.ready;
   } catch (err) {
