@@ -34,13 +34,15 @@ async function launch(): Promise<Browser> {
 
 // One Chromium per test worker, launched by the first console file the worker runs and kept for the files after it
 // (vitest runs files in long-lived forks, isolate: false). A launch was ~3 CPU-s of browser, zygote and GPU processes,
-// 57 of them a suite run; pages were never shared, and still are not. It goes when the worker exits: playwright
-// closes the browsers it launched, and Chromium ends with its pipe.
-let shared: Promise<Browser> | undefined;
+// 57 of them a suite run; pages were never shared, and still are not. Kept on globalThis: vitest evaluates this module
+// afresh for each file, the process stays. It goes when the worker exits: playwright closes the browsers it launched,
+// and Chromium ends with its pipe.
+const holder = globalThis as { eldergateTestBrowser?: Promise<Browser> };
 
 export async function launchBrowser(): Promise<TestBrowser> {
-  let browser = await (shared ??= launch());
-  if (!browser.isConnected()) browser = await (shared = launch()); // a crashed browser is replaced, not reused
+  let browser = await (holder.eldergateTestBrowser ??= launch());
+  // a crashed browser is replaced, not reused
+  if (!browser.isConnected()) browser = await (holder.eldergateTestBrowser = launch());
   const mine = new Set<BrowserContext>();
   const track = (context: BrowserContext) => {
     mine.add(context);

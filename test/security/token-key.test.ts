@@ -130,7 +130,8 @@ describe('the token-signing key (issue 14)', () => {
       .then(() => ({ code: 0, stderr: '' }), (e: { code: number; stderr: string }) => e);
     expect(r.code).toBe(78);
     expect(r.stderr).toMatch(/ELDERGATE_AUTH_PREVIOUS_SIGNING_KEY/);
-  });
+    // a gateway start and an `npm run` of a tsx command: over 30 s once on a loaded machine
+  }, 90_000);
 
   it('caps the token lifetime at 24 h with an error naming the variable', () => {
     let err: unknown;
