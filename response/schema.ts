@@ -73,6 +73,10 @@ export const incidents = sqliteTable(
   },
   (t) => [
     index('incidents_open_idx').on(t.deviceId, t.type, t.status),
+    // the alarm path's question, "this device's open incident of this type?" (store openOf), answered from the
+    // incidents still open only, newest first: without it every alarm read the device's whole history of that type
+    // and sorted it, a cost that grew with every incident the device ever had
+    index('incidents_active_idx').on(t.deviceId, t.type, t.test, t.openedAt).where(sql`${t.status} NOT IN ('resolved', 'cancelled')`),
     index('incidents_status_prio_idx').on(t.status, t.priority),
     index('incidents_unit_idx').on(t.unitId),
     index('incidents_deadline_idx').on(t.deadlineAt),

@@ -1,0 +1,1 @@
+CREATE INDEX `incidents_active_idx` ON `incidents` (`device_id`,`type`,`test`,`opened_at`) WHERE "incidents"."status" NOT IN ('resolved', 'cancelled');
