@@ -187,7 +187,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const floodGuard = revoker ? startFloodGuard({ config, log, metrics, management: revoker }) : null;
   const closeTransport = async () => {
     await broker?.close();
-    floodGuard?.close();
+    await floodGuard?.close();
     unwireRevoker();
     await revoker?.close();
     await cluster?.close();

@@ -468,6 +468,10 @@ export function loadConfig(
     if (!rabbit.passwordFile) problems.push(`${sources.get('/rabbitmq/passwordFile') ?? 'rabbitmq.passwordFile'}: cluster mode (rabbitmq.urls) needs the file holding ${rabbit.username}'s RabbitMQ password (mode 0600)`);
     if (!rabbit.authPort) problems.push(`${sources.get('/rabbitmq/authPort') ?? 'rabbitmq.authPort'}: cluster mode (rabbitmq.urls) needs the port RabbitMQ's HTTP auth backend calls (the port in its auth_http.user_path)`);
   }
+  const floodCheckMs = rabbit?.floodCheckMs;
+  if (typeof floodCheckMs === 'number' && floodCheckMs > 0 && floodCheckMs < 1000) {
+    problems.push(`${sources.get('/rabbitmq/floodCheckMs') ?? 'rabbitmq.floodCheckMs'}: ${floodCheckMs} ms is too often (RabbitMQ sorts every channel for each reading); use 0 (never) or 1000 or more`);
+  }
   const tileUrl = withDefaults.console?.tileUrl;
   const tileProblem = typeof tileUrl === 'string' ? tileUrlProblem(tileUrl) : null;
   if (tileProblem) {

@@ -3,10 +3,43 @@
 // writer thread starts from it; a test run straight after an edit (`npx vitest run`, without `npm test`) must not run
 // the build from before the edit.
 import { spawnSync } from 'node:child_process';
-import { resolve } from 'node:path';
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 
-export default function setup(): void {
+export default function setup(): () => void {
   const root = resolve(import.meta.dirname, '..');
   const r = spawnSync(process.execPath, [resolve(root, 'scripts', 'start.mjs'), '--build-only'], { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) throw new Error('the build of dist/ failed (above): the tests run the compiled gateway; fix the build first');
+  return removeIdleChromiumProfiles;
+}
+
+/**
+ * After the run: the profile directories playwright made for Chromium (~5 MB each) that no Chromium uses any more.
+ * The console tests keep one browser per worker until the worker exits (test/console/browser.ts); the worker is
+ * stopped before playwright can remove its browser's directory. One in use, or made in the last minute (another run's
+ * browser starting), is left for a later run.
+ */
+function removeIdleChromiumProfiles(): void {
+  const inUse = new Set<string>();
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    let cmdline: string;
+    try {
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      continue; // gone, or not ours to read
+    }
+    const dir = /--user-data-dir=([^\0]+)/.exec(cmdline)?.[1];
+    if (dir) inUse.add(dir);
+  }
+  const tmp = tmpdir();
+  for (const name of readdirSync(tmp)) {
+    const dir = join(tmp, name);
+    if (!name.startsWith('playwright_chromiumdev_profile-') || inUse.has(dir)) continue;
+    try {
+      if (Date.now() - statSync(dir).mtimeMs > 60_000) rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // gone meanwhile
+    }
+  }
 }

@@ -43,6 +43,8 @@ export interface Revoker {
    * averaged over its statistics interval), summed over each device's connections. Throws when the API fails.
    */
   topPublishers(limit: number): Promise<{ deviceId: string; ratePerS: number }[]>;
+  /** RabbitMQ's version, from the management API's overview */
+  brokerVersion(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -65,7 +67,7 @@ export function createRevoker(deps: RevokerDeps): Revoker {
   if (!settings.managementUrl) {
     log.warn({ setting: 'rabbitmq.managementUrl' },
       'rabbitmq.managementUrl is not set: a revoked device (suspended, decommissioned, secret rotated) is not disconnected, nor is a device that floods. RabbitMQ 3.10 keeps each connection\'s permissions for its lifetime, so it keeps publishing on the topics it already used until it disconnects; only its next CONNECT is refused, once its auth cache entry expires. Set rabbitmq.managementUrl to close its connections at once');
-    return { closeDevice: async () => 0, closeConnections: async () => 0, topPublishers: async () => [], close: async () => {} };
+    return { closeDevice: async () => 0, closeConnections: async () => 0, topPublishers: async () => [], brokerVersion: async () => '', close: async () => {} };
   }
   // read at start: a missing or unreadable file is a configuration error said now, not at the first revocation
   if (!settings.passwordFile) {
@@ -150,6 +152,10 @@ export function createRevoker(deps: RevokerDeps): Revoker {
         rates.set(user, (rates.get(user) ?? 0) + rate);
       }
       return [...rates].map(([deviceId, ratePerS]) => ({ deviceId, ratePerS })).sort((a, b) => b.ratePerS - a.ratePerS);
+    },
+    async brokerVersion() {
+      const answer = JSON.parse(await call('GET', '/api/overview?columns=rabbitmq_version')) as { rabbitmq_version?: unknown };
+      return typeof answer.rabbitmq_version === 'string' ? answer.rabbitmq_version : '';
     },
     async closeConnections(deviceId, why) {
       if (!DEVICE_ID_RE.test(deviceId)) throw new Error('closeConnections: not a device id');

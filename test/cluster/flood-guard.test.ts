@@ -13,13 +13,14 @@ import { startRabbitTestGateway, type RabbitTestGateway } from '../helpers/rabbi
 const RATE = 20;
 const heartbeat = (seq: number) => JSON.stringify({ ts: Date.now(), seq, type: 'heartbeat', battery: 90 });
 
-/** publish `perS` heartbeats a second (QoS 0) until stopped */
+/** publish `perS` heartbeats a second (QoS 0) until stopped, what is due by the clock at each 50 ms tick */
 function sendAt(c: MqttClient, deviceId: string, perS: number): () => void {
   let seq = 0;
-  const every = 50;
+  const started = Date.now();
   const timer = setInterval(() => {
-    for (let i = 0; i < (perS * every) / 1000; i++) c.publish(`devices/${deviceId}/telemetry`, heartbeat(++seq));
-  }, every);
+    const due = Math.floor(((Date.now() - started) * perS) / 1000);
+    while (seq < due) c.publish(`devices/${deviceId}/telemetry`, heartbeat(++seq));
+  }, 50);
   return () => clearInterval(timer);
 }
 
@@ -51,14 +52,12 @@ describe('cluster mode: a device that floods is closed through RabbitMQ', () => 
     const cc = await g.connect(calm.id, calm.secret);
     let calmClosed = false;
     cc.on('close', () => { calmClosed = true; });
-    const flooderGone = new Promise<number>((r) => fc.once('close', () => r(Date.now())));
+    const flooderGone = new Promise<void>((r) => fc.once('close', () => r()));
 
-    const started = Date.now();
     stops.push(sendAt(fc, flooder.id, 10 * RATE), sendAt(cc, calm.id, RATE / 2));
-    const closedAt = await flooderGone;
+    await flooderGone;
     stops.shift()!();
-    // RabbitMQ's statistics trail by their interval (5 s), then it stays over for publishOverRateCloseMs (3 s)
-    expect(closedAt - started).toBeGreaterThanOrEqual(3000);
+    // (how long it stays over before it is closed, reading by reading, is test/security/flood-guard.test.ts)
     expect(calmClosed).toBe(false);
     expect(await metricValue(t.gw, 'eldergate_connections_refused_total', { listener: 'rabbitmq', reason: 'over-rate' })).toBe(1);
     // RabbitMQ logged why (the X-Reason header)

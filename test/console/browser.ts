@@ -34,13 +34,15 @@ async function launch(): Promise<Browser> {
 
 // One Chromium per test worker, launched by the first console file the worker runs and kept for the files after it
 // (vitest runs files in long-lived forks, isolate: false). A launch was ~3 CPU-s of browser, zygote and GPU processes,
-// 57 of them a suite run; pages were never shared, and still are not. Kept on globalThis: vitest evaluates this module
-// afresh for each file, the process stays. It goes when the worker exits: playwright closes the browsers it launched,
-// and Chromium ends with its pipe.
+// 17 of them a suite run; pages were never shared, and still are not. Kept on globalThis, so that it holds however
+// vitest treats this module between files. It goes when the worker exits: Chromium ends with its pipe, and the profile
+// directory playwright made for it is removed by the run's global teardown (test/global-setup.ts).
 const holder = globalThis as { eldergateTestBrowser?: Promise<Browser> };
 
 export async function launchBrowser(): Promise<TestBrowser> {
-  let browser = await (holder.eldergateTestBrowser ??= launch());
+  // a launch that failed is tried again by the next file, not handed out
+  holder.eldergateTestBrowser ??= launch().catch((err: unknown) => { holder.eldergateTestBrowser = undefined; throw err; });
+  let browser = await holder.eldergateTestBrowser;
   // a crashed browser is replaced, not reused
   if (!browser.isConnected()) browser = await (holder.eldergateTestBrowser = launch());
   const mine = new Set<BrowserContext>();
