@@ -416,6 +416,8 @@ export class Ingest implements ObservationSink {
           try {
             // only a life-safety observation can be refused by a step (AlarmNotRecordedError): the savepoint's two
             // statements are not spent on every heartbeat
+            // (a lone life-safety raise writes its incident in this savepoint without one of its own: gateway/alarms.ts
+            // passes joinCaller only for life-safety observations, which always come through here)
             results[i] = isLifeSafety(p.obs.type) ? this.processInSavepoint(p.obs, own) : this.processOne(p.obs, own, false);
             for (const e of own) events.push(e);
           } catch (err) {

@@ -1,0 +1,35 @@
+// Every alarm asks for the device's open incident of its type (the store's openOf). On the committed migrations that
+// question is answered from the partial index of open incidents, not by reading the device's whole history of that
+// type and sorting it (migration 0007): a device that has raised a thousand times pays nothing for it on its next
+// alarm. Pinned here so that a schema or query change that loses the index fails a test instead of slowing alarms.
+import { afterAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openStore } from '../../core/db.js';
+import { OPEN_OF_SQL } from '../../response/store/sqlite.js';
+
+describe('the open-incident lookup of the alarm path', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'eldergate-plan-'));
+  const store = openStore(join(dir, 'eldergate.db'));
+  afterAll(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reads the index of open incidents only, newest first, with no sort', () => {
+    const plan = (store.sqlite.prepare(`EXPLAIN QUERY PLAN ${OPEN_OF_SQL}`).all('dev-1', 'sos', 0) as { detail: string }[]).map((r) => r.detail);
+    expect(plan).toEqual([expect.stringMatching(/^SEARCH incidents USING INDEX incidents_active_idx \(device_id=\? AND type=\? AND test=\?\)$/)]);
+  });
+
+  it('finds the open one behind a thousand closed ones of the same device and type', () => {
+    const insert = store.sqlite.prepare(`INSERT INTO incidents (id, device_id, type, priority, status, test, count, opened_at, last_at, stamps, last_seq)
+      VALUES (?, 'dev-1', 'sos', 'P1', ?, 0, 1, ?, ?, '{}', 1)`);
+    store.sqlite.transaction(() => {
+      for (let i = 0; i < 1000; i++) insert.run(`old-${i}`, i % 2 ? 'resolved' : 'cancelled', i, i);
+      insert.run('open-1', 'open', 500.5, 500.5);
+    })();
+    expect(store.sqlite.prepare(OPEN_OF_SQL).get('dev-1', 'sos', 0)).toMatchObject({ id: 'open-1', status: 'open' });
+    expect(store.sqlite.prepare(OPEN_OF_SQL).get('dev-1', 'sos', 1)).toBeUndefined();
+  });
+});
