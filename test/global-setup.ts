@@ -3,9 +3,10 @@
 // writer thread starts from it; a test run straight after an edit (`npx vitest run`, without `npm test`) must not run
 // the build from before the edit.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { pidsMentioning } from '../ops/cluster/processes.js';
 
 export default function setup(): () => void {
   const root = resolve(import.meta.dirname, '..');
@@ -21,21 +22,10 @@ export default function setup(): () => void {
  * browser starting), is left for a later run.
  */
 function removeIdleChromiumProfiles(): void {
-  const inUse = new Set<string>();
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    let cmdline: string;
-    try {
-      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    } catch {
-      continue; // gone, or not ours to read
-    }
-    const dir = /--user-data-dir=([^\0]+)/.exec(cmdline)?.[1];
-    if (dir) inUse.add(dir);
-  }
   const tmp = tmpdir();
   for (const name of readdirSync(tmp)) {
     const dir = join(tmp, name);
-    if (!name.startsWith('playwright_chromiumdev_profile-') || inUse.has(dir)) continue;
+    if (!name.startsWith('playwright_chromiumdev_profile-') || pidsMentioning(`--user-data-dir=${dir}`).length > 0) continue;
     try {
       if (Date.now() - statSync(dir).mtimeMs > 60_000) rmSync(dir, { recursive: true, force: true });
     } catch {
