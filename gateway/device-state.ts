@@ -234,13 +234,15 @@ export class DeviceStates {
 
   /**
    * Write up to `limit` changed rows, oldest change first; call inside a transaction. The rest stay dirty for the
-   * next commit (the caller schedules one while dirtyCount() > 0).
+   * next commit (the caller schedules one while dirtyCount() > 0). `until` (performance.now()): stop there, after at
+   * least `atLeast` rows (a writer's time slice; the rows always move on).
    */
-  flushDirty(now: number, limit = Infinity): void {
+  flushDirty(now: number, limit = Infinity, until = Infinity, atLeast = 0): void {
     if (this.dirty.size === 0) return;
     let n = 0;
     for (const id of this.dirty) {
-      if (n++ >= limit) break;
+      if (n >= limit || (n >= atLeast && (n & 15) === 0 && performance.now() > until)) break;
+      n++;
       this.dirty.delete(id);
       this.txn?.flushed.push(id);
       const s = this.states.get(id);

@@ -156,6 +156,7 @@ export class Ingest implements ObservationSink {
   private readonly pendingTelemetryByDevice = new Map<string, number>();
   private urgentScheduled = false;
   private telemetryTimer: NodeJS.Timeout | null = null;
+  private flushSoon = false;
   private steps: IngestStep[] = [];
   private closed = false;
   /** memory pressure: telemetry is shed until it passes (alarms never are) */
@@ -286,7 +287,13 @@ export class Ingest implements ObservationSink {
 
   private scheduleTelemetry(): void {
     if (this.telemetry.length >= this.o.config.telemetryBatchRows) {
-      setImmediate(() => this.flushTelemetry());
+      if (!this.flushSoon) {
+        this.flushSoon = true;
+        setImmediate(() => {
+          this.flushSoon = false;
+          if (!this.closed) this.flushTelemetry();
+        });
+      }
     } else if (!this.telemetryTimer) {
       this.telemetryTimer = setTimeout(() => this.flushTelemetry(), this.o.config.telemetryFlushMs);
     }
@@ -338,16 +345,23 @@ export class Ingest implements ObservationSink {
   }
 
   private flushTelemetry(): void {
+    // an alarm that came while this slice waited for its turn goes first (its own immediate finds nothing left)
+    if (this.urgent.length > 0) this.flushUrgent();
     if (this.telemetryTimer) {
       clearTimeout(this.telemetryTimer);
       this.telemetryTimer = null;
     }
-    const batch = this.telemetry.splice(0, this.o.config.telemetryBatchRows);
-    for (const p of batch) this.countPending(p.obs.deviceId, -1);
-    this.admitParked();
+    // read in place: only what the slice reached leaves the queue (a cut batch put back in front of a long queue
+    // copied all of it, every slice)
+    const batch = this.telemetry.slice(0, this.o.config.telemetryBatchRows);
     // device-state rows owed (heartbeats are state; a reconnect storm dirties thousands) go out with the next batches
     const stateOwed = this.lastCommitOk && this.o.states.dirtyCount() > 0;
-    const cut = batch.length > 0 || this.rejects.length > 0 || stateOwed ? this.commit(batch, 'telemetry') : 0;
+    const taken = batch.length;
+    const cut = taken > 0 || this.rejects.length > 0 || stateOwed ? this.commit(batch, 'telemetry') : 0;
+    const done = taken - cut;
+    for (let i = 0; i < done; i++) this.countPending(this.telemetry[i]!.obs.deviceId, -1);
+    this.telemetry.splice(0, done);
+    this.admitParked();
     if (this.telemetry.length > 0 || this.rejects.length > 0 || (this.lastCommitOk && this.o.states.dirtyCount() > 0)) {
       // a batch cut at its time slice goes on at the next turn (after any alarm that came meanwhile)
       this.telemetryTimer = setTimeout(() => this.flushTelemetry(), cut > 0 || this.telemetry.length >= this.o.config.telemetryBatchRows ? 0 : this.o.config.telemetryFlushMs);
@@ -428,7 +442,9 @@ export class Ingest implements ObservationSink {
           }
         }
         for (const r of rejects) this.insertReject.run(r.deviceId, r.source, r.topic, r.reason, r.raw, r.at);
-        this.o.states.flushDirty(Date.now(), queue === 'urgent' ? URGENT_STATE_ROWS : this.o.config.telemetryBatchRows);
+        // state rows too stop at the slice's end (at least URGENT_STATE_ROWS each commit, so they always move on)
+        if (queue === 'urgent') this.o.states.flushDirty(Date.now(), URGENT_STATE_ROWS);
+        else this.o.states.flushDirty(Date.now(), this.o.config.telemetryBatchRows, sliceEnd, URGENT_STATE_ROWS);
         // IMMEDIATE: the main thread writes the same file on its own connection (people's actions, the registry); the
         // write lock is taken before the first read, so the batch waits its turn instead of failing on a stale snapshot
       }).immediate();
@@ -441,7 +457,6 @@ export class Ingest implements ObservationSink {
       // Nothing of this batch is durable: every waiting transport is told, so no device gets an ACK for it.
       this.log.error({ err, rows: batch.length, queue }, 'write failed: the batch is not acknowledged and will be resent by devices');
       for (const p of batch) p.reject?.(err as Error);
-      this.requeue(cut);
       this.afterCommit();
       return cut.length;
     }
@@ -460,7 +475,6 @@ export class Ingest implements ObservationSink {
           this.log.fatal({ err, rows: batch.length, events: events.map((e) => e.seq) },
             'syncing a telemetry commit failed: not acknowledged; its incident events reach consoles only when they reload');
           for (const p of batch) p.reject?.(err as Error);
-          this.requeue(cut);
           this.afterCommit();
           return cut.length;
         }
@@ -492,16 +506,8 @@ export class Ingest implements ObservationSink {
         this.log.error({ err }, 'publishing committed incident events failed');
       }
     }
-    this.requeue(cut);
     this.afterCommit();
     return cut.length;
-  }
-
-  /** telemetry a sliced batch did not reach: back to the head of the queue, in its order, still owed per device */
-  private requeue(cut: Pending[]): void {
-    if (cut.length === 0) return;
-    for (const p of cut) this.countPending(p.obs.deviceId, 1);
-    this.telemetry = cut.concat(this.telemetry);
   }
 
   /** device-state rows still owed after a commit get one of their own soon (not on the alarm path) */

@@ -131,6 +131,8 @@ const IN_FLIGHT_LIMIT = 20_000;
  * bound then shed what the writer had room for (figure 2 fell from ~50k to 4–9k msg/s taken in).
  */
 const PORT_LIMIT = 2_000;
+/** what goes to the writer at the end of the event loop's turn, batched (post): nobody waits on them */
+const AT_END_OF_TURN: ReadonlySet<ToWriter['op']> = new Set(['telemetry', 'reject', 'online', 'unreadable', 'clear-flags', 'registry']);
 
 export class WriterThread implements IngestPort {
   private worker!: Worker;
@@ -328,14 +330,29 @@ export class WriterThread implements IngestPort {
     }
   }
 
-  /** messages of one turn of the event loop go as one (a socket's read of 100 packets is one hand-over, not 100) */
+  /**
+   * Messages of one turn of the event loop go as one. Telemetry and the like wait for the end of the turn (setImmediate):
+   * at 10k msg/s over a thousand sockets each read is one packet, and a hand-over per packet (a postMessage here, a
+   * message event and a wake-up there) cost both threads more than the messages themselves. Anything someone waits
+   * on (an alarm, a person's action) goes at once, and takes everything posted before it along: the order is one.
+   */
   private outbox: ToWriter[] = [];
+  private outboxFlush: 'now' | 'turn' | null = null;
   private post(m: ToWriter): void {
     this.outbox.push(m);
-    if (this.outbox.length === 1) queueMicrotask(() => this.flushOutbox());
+    if (!AT_END_OF_TURN.has(m.op)) {
+      if (this.outboxFlush !== 'now') {
+        this.outboxFlush = 'now';
+        queueMicrotask(() => this.flushOutbox());
+      }
+    } else if (this.outboxFlush === null) {
+      this.outboxFlush = 'turn';
+      setImmediate(() => this.flushOutbox());
+    }
   }
 
   private flushOutbox(): void {
+    this.outboxFlush = null;
     const batch = this.outbox;
     this.outbox = [];
     if (batch.length === 0) return;
