@@ -23,6 +23,7 @@ import type { DeviceRegistry } from '../../devices/registry.js';
 import type { CommandRow, CommandWrites } from '../commands.js';
 import type { LiveState } from '../device-state.js';
 import { AlarmNotRecordedError, OverloadError, type RejectRow } from '../ingest.js';
+import { ALARMS_ON_THE_WAY, TAKEN, TAKEN_SLOTS } from './protocol.js';
 import type { CommandCall, FromWriter, IncidentCall, StatesReply, ToWriter, WireError, WriterInit, WriterStats } from './protocol.js';
 import type { CommittedEvent, CommittedOf, IncidentRow, IncidentWrites } from '../../response/incidents.js';
 import type { IncidentReceipt } from '../../response/events.js';
@@ -185,7 +186,7 @@ export class WriterThread implements IngestPort {
 
   private spawn(): Promise<{ devices: number; timers: number }> {
     // a new thread, a new count: what the dead one was posted and never took is gone with it
-    this.taken = new Int32Array(new SharedArrayBuffer(4));
+    this.taken = new Int32Array(new SharedArrayBuffer(4 * TAKEN_SLOTS));
     this.posted = 0;
     this.spawned++;
     const init: WriterInit = { config: this.o.config, logLevel: this.o.log.level, turn: writeTurnBuffer(), taken: this.taken.buffer as SharedArrayBuffer };
@@ -357,6 +358,10 @@ export class WriterThread implements IngestPort {
     this.outbox = [];
     if (batch.length === 0) return;
     if (this.live) {
+      let alarms = 0;
+      for (const m of batch) if (m.op === 'submit') alarms++;
+      // said before they are posted: the writer cuts its telemetry slice short from now on
+      if (alarms > 0) Atomics.add(this.taken, ALARMS_ON_THE_WAY, alarms);
       this.worker.postMessage(batch);
       this.posted = (this.posted + batch.length) | 0;
       return;
@@ -369,9 +374,9 @@ export class WriterThread implements IngestPort {
   private replicationWhileDown: ToWriter[] = [];
   /** messages posted to the current writer thread, and those it has taken off its port (shared memory): PORT_LIMIT */
   private posted = 0;
-  private taken = new Int32Array(new SharedArrayBuffer(4));
+  private taken = new Int32Array(new SharedArrayBuffer(4 * TAKEN_SLOTS));
   private get onPort(): number {
-    return (this.posted - Atomics.load(this.taken, 0)) | 0;
+    return (this.posted - Atomics.load(this.taken, TAKEN)) | 0;
   }
 
   /**

@@ -34,10 +34,19 @@ export interface WriterInit {
   logLevel: string;
   /** core/write-turn.ts: the flag by which the writer says it wants the write lock */
   turn: SharedArrayBuffer;
-  /** one Int32: messages the writer has taken off its port, added to as it takes them (the main thread bounds what it
-   *  posted and the writer has not taken; shared memory, so the count is current however busy the main thread is) */
+  /**
+   * Two Int32s, shared memory, so each is current however busy the other thread is:
+   * [TAKEN] messages the writer has taken off its port, added to as it takes them (the main thread bounds what it posted
+   * and the writer has not taken); [ALARMS_ON_THE_WAY] alarms ('submit') the main thread posted and the writer has not
+   * taken yet: while there is one, a telemetry slice stops early and the next one waits, so the alarm is read sooner.
+   */
   taken: SharedArrayBuffer;
 }
+
+/** the slots of WriterInit.taken */
+export const TAKEN = 0;
+export const ALARMS_ON_THE_WAY = 1;
+export const TAKEN_SLOTS = 2;
 
 /** main → writer */
 export type ToWriter =

@@ -23,7 +23,7 @@ import { DeviceStates } from '../device-state.js';
 import { Ingest } from '../ingest.js';
 import { Commands } from '../commands.js';
 import { createAlarmPipeline, type AlarmPipeline } from '../alarms.js';
-import { toWire, type CommandCall, type FromWriter, type IncidentCall, type ToWriter, type WriterInit } from './protocol.js';
+import { ALARMS_ON_THE_WAY, TAKEN, toWire, type CommandCall, type FromWriter, type IncidentCall, type ToWriter, type WriterInit } from './protocol.js';
 import { useWriteTurnBuffer } from '../../core/write-turn.js';
 
 const port = parentPort;
@@ -59,6 +59,7 @@ export interface WriterDomain {
 function createWriterDomain(init: WriterInit, log: Logger): WriterDomain {
   const { config } = init;
   const store = openStore(dbFile(config.dataDir));
+  const onTheWay = new Int32Array(init.taken);
   // no commit of the writer runs a checkpoint: the checkpointer thread does (gateway/writer/checkpointer.ts)
   store.sqlite.pragma('wal_autocheckpoint = 0');
   const bus = new Bus();
@@ -90,6 +91,7 @@ function createWriterDomain(init: WriterInit, log: Logger): WriterDomain {
     metrics,
     // durable: the main thread pushes them to the consoles
     onCommitted: (events: IncidentEvent[]) => post({ op: 'committed', events }),
+    alarmWaiting: () => Atomics.load(onTheWay, ALARMS_ON_THE_WAY) > 0,
   });
   // steps in order: rules → incidents, then the devices' answers to commands
   const alarms = createAlarmPipeline({ config, log, metrics, sqlite: store.sqlite, registry, states, ingest, incidents });
@@ -189,7 +191,10 @@ function main(): void {
   };
   const taken = new Int32Array(init.taken);
   port!.on('message', (batch: ToWriter[]) => {
-    Atomics.add(taken, 0, batch.length);
+    Atomics.add(taken, TAKEN, batch.length);
+    let alarms = 0;
+    for (const m of batch) if (m.op === 'submit') alarms++;
+    if (alarms > 0) Atomics.sub(taken, ALARMS_ON_THE_WAY, alarms);
     for (const m of batch) inbox.push(m);
     if (!resumeQueued) drain();
   });

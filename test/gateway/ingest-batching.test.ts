@@ -7,7 +7,9 @@
 // - what a slice did not reach stays where it was in the queue, in its order (it used to be copied back in front of
 //   the whole queue after every slice);
 // - the main thread hands telemetry to the writer thread once per turn of its event loop, not once per packet, and an
-//   alarm goes at once, taking the telemetry posted before it along, so a device's order is kept.
+//   alarm goes at once, taking the telemetry posted before it along, so a device's order is kept;
+// - while an alarm is on its way to the writer (a counter the two threads share), a telemetry slice stops early and
+//   the next one waits for it.
 // A real SQLite file with the committed migrations; the last test a real gateway with its writer thread.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,6 +24,7 @@ import type { Observation } from '../../core/contracts.js';
 import { DeviceStates } from '../../gateway/device-state.js';
 import { devices } from '../../devices/schema.js';
 import { Ingest } from '../../gateway/ingest.js';
+import { ALARMS_ON_THE_WAY } from '../../gateway/writer/protocol.js';
 import { startTestGateway, waitFor } from '../helpers/gateway.js';
 
 const DEVICES = 10;
@@ -81,11 +84,43 @@ describe('telemetry batches of the writer', () => {
     ingest.close();
   });
 
+  it('an alarm on its way to the writer goes before the telemetry slice that was about to start', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'eg-batching-'));
+    store = openStore(join(dir, 'eldergate.db'));
+    const now = Date.now();
+    for (const [id, kind] of [['lc-slice0', 'locator'], ['cp-slice0', 'call-phone']] as const) {
+      store.db.insert(devices).values({ id, kind, serial: id, state: 'in-service', secretHash: 'unused', secretRotatedAt: now, createdAt: now, updatedAt: now, power: 'battery' }).run();
+    }
+    // the writer thread's shared counter says an SOS was posted and is not taken off the port yet
+    let onTheWay = 0;
+    const ingest = new Ingest({
+      sqlite: store.sqlite, states: new DeviceStates(store.sqlite), config: loadConfig({}).ingest,
+      log: createLogger('silent'), metrics: createMetrics(), onCommitted: () => undefined,
+      alarmWaiting: () => onTheWay > 0,
+    });
+    const done: Promise<unknown>[] = [];
+    for (let seq = 1; seq <= 2000; seq++) {
+      done.push(ingest.submitTelemetry({ deviceId: 'lc-slice0', seq, type: 'position', deviceTs: now + seq, receivedAt: now, source: 'mqtt', position: { lat: 39.9 + seq / 1e4, lon: 116.4 } } as Observation, true)!);
+    }
+    // the backlog's flush is due in this turn's immediates; the SOS is posted now and taken off the port just after it
+    onTheWay = 1;
+    setImmediate(() => {
+      onTheWay = 0;
+      done.push(ingest.submit({ deviceId: 'cp-slice0', seq: 1, type: 'sos', deviceTs: now, receivedAt: now, source: 'mqtt' } as Observation));
+    });
+    await Promise.all(done);
+    const sosId = (store.sqlite.prepare("select id from observations where device_id = 'cp-slice0'").get() as { id: number }).id;
+    const before = (store.sqlite.prepare("select count(*) n from observations where device_id = 'lc-slice0' and id < ?").get(sosId) as { n: number }).n;
+    // it waited for no telemetry (it used to wait for the slice: up to 500 rows or 5 ms, and its commit)
+    expect(before).toBe(0);
+    ingest.close();
+  });
+
   it('the main thread hands a turn\'s telemetry over at once; an alarm goes at once and keeps the device\'s order', async () => {
     const t = await startTestGateway();
     try {
       const { id } = await t.provision('locator');
-      const writer = t.gw.writer as unknown as { worker: Worker };
+      const writer = t.gw.writer as unknown as { worker: Worker; taken: Int32Array };
       let posts = 0;
       const post = writer.worker.postMessage.bind(writer.worker);
       writer.worker.postMessage = (m: unknown) => {
@@ -107,6 +142,8 @@ describe('telemetry batches of the writer', () => {
       expect(posts).toBe(2);
       await sos;
       writer.worker.postMessage = post;
+      // the count of alarms on their way is back to none (one stuck above it would cut every telemetry slice short)
+      expect(Atomics.load(writer.taken, ALARMS_ON_THE_WAY)).toBe(0);
       const rows = () => t.gw.store.sqlite.prepare('select seq from observations where device_id = ? order by id').all(id) as { seq: number }[];
       // the SOS's own commit wrote the device's telemetry before it first (its pending telemetry goes ahead of it)
       const seqs = await waitFor(() => (rows().length === 251 ? rows().map((r) => r.seq) : undefined), 'every fix and the SOS stored');
