@@ -64,6 +64,12 @@ const URGENT_STATE_ROWS = 32;
  * An alarm that arrives meanwhile waits at most about this long for the writer (the next turn is the alarm's).
  */
 export const TELEMETRY_SLICE_MS = 5;
+/**
+ * A backlog of telemetry is written in slices back to back for at most this long in one turn of the writer's loop; an
+ * alarm on its way (alarmWaiting) or queued ends the turn at once. What else waits for the writer (a person's action,
+ * a timer, the registry) waits at most about this long.
+ */
+export const TELEMETRY_TURN_MS = 25;
 /** A telemetry slice stops this long after it began when an alarm is on its way to the writer (alarmWaiting). */
 export const ALARM_CUT_MS = 1;
 
@@ -367,19 +373,29 @@ export class Ingest implements ObservationSink {
     }
     // an alarm that came while this slice waited for its turn goes first (its own immediate finds nothing left)
     if (this.urgent.length > 0) this.flushUrgent();
-    // read in place: only what the slice reached leaves the queue (a cut batch put back in front of a long queue
-    // copied all of it, every slice)
-    const batch = this.telemetry.slice(0, this.o.config.telemetryBatchRows);
-    // device-state rows owed (heartbeats are state; a reconnect storm dirties thousands) go out with the next batches
-    const stateOwed = this.lastCommitOk && this.o.states.dirtyCount() > 0;
-    const taken = batch.length;
-    const cut = taken > 0 || this.rejects.length > 0 || stateOwed ? this.commit(batch, 'telemetry') : 0;
-    const done = taken - cut;
-    for (let i = 0; i < done; i++) this.countPending(this.telemetry[i]!.obs.deviceId, -1);
-    this.telemetry.splice(0, done);
-    this.admitParked();
+    // a backlog is written slice after slice in this turn (each its own commit), until an alarm is on its way, one is
+    // queued, or the turn's budget is spent: then the loop reads its port. One slice per turn left the writer taking
+    // in (and shedding) far more than it wrote: figure 2 fell from ~45k to 6k msg/s.
+    const turnEnds = performance.now() + TELEMETRY_TURN_MS;
+    let cut = 0;
+    for (;;) {
+      // read in place: only what the slice reached leaves the queue (a cut batch put back in front of a long queue
+      // copied all of it, every slice)
+      const batch = this.telemetry.slice(0, this.o.config.telemetryBatchRows);
+      // device-state rows owed (heartbeats are state; a reconnect storm dirties thousands) go out with the next batches
+      const stateOwed = this.lastCommitOk && this.o.states.dirtyCount() > 0;
+      const taken = batch.length;
+      cut = taken > 0 || this.rejects.length > 0 || stateOwed ? this.commit(batch, 'telemetry') : 0;
+      const done = taken - cut;
+      for (let i = 0; i < done; i++) this.countPending(this.telemetry[i]!.obs.deviceId, -1);
+      this.telemetry.splice(0, done);
+      this.admitParked();
+      const backlog = cut > 0 || this.telemetry.length >= this.o.config.telemetryBatchRows;
+      if (!backlog || !this.lastCommitOk || this.closed || this.urgent.length > 0 || this.o.alarmWaiting?.() === true ||
+        performance.now() > turnEnds) break;
+    }
     if (this.telemetry.length > 0 || this.rejects.length > 0 || (this.lastCommitOk && this.o.states.dirtyCount() > 0)) {
-      // a batch cut at its time slice goes on at the next turn (after any alarm that came meanwhile)
+      // a backlog goes on at the next turn (after any alarm that came meanwhile)
       this.telemetryTimer = setTimeout(() => this.flushTelemetry(), cut > 0 || this.telemetry.length >= this.o.config.telemetryBatchRows ? 0 : this.o.config.telemetryFlushMs);
     }
   }
