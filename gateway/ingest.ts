@@ -394,7 +394,12 @@ export class Ingest implements ObservationSink {
       if (!backlog || !this.lastCommitOk || this.closed || this.urgent.length > 0 || this.o.alarmWaiting?.() === true ||
         performance.now() > turnEnds) break;
     }
-    if (this.telemetry.length > 0 || this.rejects.length > 0 || (this.lastCommitOk && this.o.states.dirtyCount() > 0)) {
+    // a commit in the loop may have set a timer for state rows still owed (afterCommit): one timer, never two
+    if (this.telemetryTimer) {
+      clearTimeout(this.telemetryTimer);
+      this.telemetryTimer = null;
+    }
+    if (!this.closed && (this.telemetry.length > 0 || this.rejects.length > 0 || (this.lastCommitOk && this.o.states.dirtyCount() > 0))) {
       // a backlog goes on at the next turn (after any alarm that came meanwhile)
       this.telemetryTimer = setTimeout(() => this.flushTelemetry(), cut > 0 || this.telemetry.length >= this.o.config.telemetryBatchRows ? 0 : this.o.config.telemetryFlushMs);
     }
@@ -431,6 +436,8 @@ export class Ingest implements ObservationSink {
     // and sooner when an alarm is on its way: after ALARM_CUT_MS (a flood of alarms must not cut telemetry into commits
     // of a row each)
     const alarmCut = relaxed ? started + ALARM_CUT_MS : Infinity;
+    /** state rows stop where the slice stopped: for an alarm on its way, at once (after URGENT_STATE_ROWS) */
+    let stateRowsUntil = sliceEnd;
     let cut: Pending[] = [];
     /** devices with an ordered observation not stored in this batch: their later ordered ones are not stored either */
     let held: Set<string> | null = null;
@@ -441,6 +448,7 @@ export class Ingest implements ObservationSink {
           const t = performance.now();
           if (i > 0 && (t > sliceEnd || (t > alarmCut && this.o.alarmWaiting?.() === true))) {
             cut = batch.splice(i);
+            if (t <= sliceEnd) stateRowsUntil = t;
             break;
           }
           const p = batch[i]!;
@@ -480,7 +488,7 @@ export class Ingest implements ObservationSink {
         for (const r of rejects) this.insertReject.run(r.deviceId, r.source, r.topic, r.reason, r.raw, r.at);
         // state rows too stop at the slice's end (at least URGENT_STATE_ROWS each commit, so they always move on)
         if (queue === 'urgent') this.o.states.flushDirty(Date.now(), URGENT_STATE_ROWS);
-        else this.o.states.flushDirty(Date.now(), this.o.config.telemetryBatchRows, sliceEnd, URGENT_STATE_ROWS);
+        else this.o.states.flushDirty(Date.now(), this.o.config.telemetryBatchRows, stateRowsUntil, URGENT_STATE_ROWS);
         // IMMEDIATE: the main thread writes the same file on its own connection (people's actions, the registry); the
         // write lock is taken before the first read, so the batch waits its turn instead of failing on a stale snapshot
       }).immediate();

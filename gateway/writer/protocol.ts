@@ -38,7 +38,7 @@ export interface WriterInit {
    * Two Int32s, shared memory, so each is current however busy the other thread is:
    * [TAKEN] messages the writer has taken off its port, added to as it takes them (the main thread bounds what it posted
    * and the writer has not taken); [ALARMS_ON_THE_WAY] alarms ('submit') the main thread posted and the writer has not
-   * taken yet: while there is one, a telemetry slice stops early and the next one waits, so the alarm is read sooner.
+   * handed to its ingest yet: while there is one, a telemetry slice stops early and the next one waits, so the alarm is read sooner.
    */
   taken: SharedArrayBuffer;
 }

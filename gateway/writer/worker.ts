@@ -192,15 +192,15 @@ function main(): void {
   const taken = new Int32Array(init.taken);
   port!.on('message', (batch: ToWriter[]) => {
     Atomics.add(taken, TAKEN, batch.length);
-    let alarms = 0;
-    for (const m of batch) if (m.op === 'submit') alarms++;
-    if (alarms > 0) Atomics.sub(taken, ALARMS_ON_THE_WAY, alarms);
     for (const m of batch) inbox.push(m);
     if (!resumeQueued) drain();
   });
   const handle = (m: ToWriter): void => {
     switch (m.op) {
       case 'submit':
+        // no longer on its way once handed to the ingest (not when taken off the port: drain() may leave it in the
+        // inbox for a turn behind a registry replication, and the telemetry slices must keep making way meanwhile)
+        Atomics.sub(taken, ALARMS_ON_THE_WAY, 1);
         return reply(m.id, () => d.ingest.submit(m.obs));
       case 'telemetry': {
         const p = d.ingest.submitTelemetry(m.obs, m.wait);
