@@ -1,5 +1,5 @@
 // How telemetry reaches the database in batches, and why an alarm behind a backlog no longer waits for all of it
-// (issue 10; docs/benchmarks.md, "The run of 2 December, 09:00"):
+// (issue 10; bench/analysis.md, "This run (2026-12-02, 08:31 UTC)"):
 // - the writer's backlog is written slice after slice for at most TELEMETRY_TURN_MS of a turn of its event loop. It
 //   used to schedule one more flush for every message that arrived while the queue was over a batch, and all of them
 //   ran back to back in one turn: the loop did not come back to its port (where an SOS waits) before the whole backlog
