@@ -8,6 +8,7 @@
 import type Database from 'better-sqlite3';
 import type { Observation, Position } from '../core/contracts.js';
 import { isProofOfLife } from './rules/supervision.js';
+import { createSqliteDeviceStateStore, type DeviceStateStore, type StoredState } from './state-store.js';
 
 export type Supervision = 'ok' | 'late' | 'offline' | 'never-seen';
 
@@ -43,37 +44,18 @@ interface Before {
 export class DeviceStates {
   private readonly states = new Map<string, LiveState>();
   private readonly dirty = new Set<string>();
-  private readonly upsert: Database.Statement;
   /** while a write transaction is open: each touched device's state before it, and the rows flushed in it */
   private txn: { before: Map<string, Before>; flushed: string[] } | null = null;
 
-  constructor(private readonly sqlite: Database.Database) {
-    for (const r of sqlite.prepare('select * from device_state').all() as Record<string, unknown>[]) {
-      this.states.set(r.device_id as string, {
-        // nobody is connected to a broker that just started
-        online: false,
-        lastSeen: (r.last_seen as number | null) ?? null,
-        connectedAt: null,
-        battery: (r.battery as number | null) ?? null,
-        signal: (r.signal as number | null) ?? null,
-        mains: r.mains === null || r.mains === undefined ? null : Boolean(r.mains),
-        position: r.position ? (JSON.parse(r.position as string) as Position) : null,
-        supervision: (r.supervision as Supervision) ?? 'never-seen',
-        unreadableCount: (r.unreadable_count as number) ?? 0,
-        lastUnreadableAt: (r.last_unreadable_at as number | null) ?? null,
-        lastUnreadableReason: (r.last_unreadable_reason as string | null) ?? null,
-        flags: r.flags ? (JSON.parse(r.flags as string) as string[]) : [],
-      });
+  private readonly store: DeviceStateStore<'sync'>;
+
+  /** `source`: the store (its SQLite implementation, gateway/state-store.ts), or the connection to build it on */
+  constructor(source: Database.Database | DeviceStateStore<'sync'>) {
+    this.store = 'loadAll' in source ? source : createSqliteDeviceStateStore(source);
+    for (const { deviceId, state } of this.store.loadAll()) {
+      // nobody is connected to a broker that just started
+      this.states.set(deviceId, { ...state, online: false, connectedAt: null });
     }
-    this.upsert = sqlite.prepare(`insert into device_state (device_id, online, last_seen, connected_at, battery, signal,
-        mains, position, supervision, unreadable_count, last_unreadable_at, last_unreadable_reason, flags, updated_at)
-      values (@deviceId, @online, @lastSeen, @connectedAt, @battery, @signal, @mains, @position, @supervision,
-        @unreadableCount, @lastUnreadableAt, @lastUnreadableReason, @flags, @updatedAt)
-      on conflict(device_id) do update set online=excluded.online, last_seen=excluded.last_seen,
-        connected_at=excluded.connected_at, battery=excluded.battery, signal=excluded.signal, mains=excluded.mains,
-        position=excluded.position, supervision=excluded.supervision, unreadable_count=excluded.unreadable_count,
-        last_unreadable_at=excluded.last_unreadable_at, last_unreadable_reason=excluded.last_unreadable_reason,
-        flags=excluded.flags, updated_at=excluded.updated_at`);
   }
 
   /** The device's live state. Change it only through the methods below (they keep a failed commit undoable). */
@@ -240,6 +222,8 @@ export class DeviceStates {
   flushDirty(now: number, limit = Infinity, until = Infinity, atLeast = 0): void {
     if (this.dirty.size === 0) return;
     let n = 0;
+    // written 16 rows at a time, the clock read between them
+    const chunk: StoredState[] = [];
     for (const id of this.dirty) {
       if (n >= limit || (n >= atLeast && (n & 15) === 0 && performance.now() > until)) break;
       n++;
@@ -247,22 +231,12 @@ export class DeviceStates {
       this.txn?.flushed.push(id);
       const s = this.states.get(id);
       if (!s) continue;
-      this.upsert.run({
-        deviceId: id,
-        online: s.online ? 1 : 0,
-        lastSeen: s.lastSeen,
-        connectedAt: s.connectedAt,
-        battery: s.battery,
-        signal: s.signal,
-        mains: s.mains === null ? null : s.mains ? 1 : 0,
-        position: s.position ? JSON.stringify(s.position) : null,
-        supervision: s.supervision,
-        unreadableCount: s.unreadableCount,
-        lastUnreadableAt: s.lastUnreadableAt,
-        lastUnreadableReason: s.lastUnreadableReason,
-        flags: JSON.stringify(s.flags),
-        updatedAt: now,
-      });
+      chunk.push({ deviceId: id, state: s, updatedAt: now });
+      if (chunk.length === 16) {
+        this.store.write(chunk);
+        chunk.length = 0;
+      }
     }
+    if (chunk.length > 0) this.store.write(chunk);
   }
 }

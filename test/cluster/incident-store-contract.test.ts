@@ -14,10 +14,10 @@ import type { IncidentEventBody } from '../../response/events.js';
 import { applyEvent, type IncidentRow } from '../../response/projection.js';
 import type { CommittedEvent } from '../../response/incidents.js';
 import { createSqliteIncidentStore } from '../../response/store/sqlite.js';
-import { createPgIncidentStore, followLog, migratePg } from '../../response/store/pg.js';
+import { createPgIncidentStore, followLog } from '../../response/store/pg.js';
 import type { IncidentStore, IncidentWriteTx, StoreMode } from '../../response/store/types.js';
 import { io, runnerFor, type Step } from '../../response/store/run.js';
-import { startTestPostgres } from '../helpers/postgres.js';
+import { startPostgresForStores, type PostgresForStores } from '../helpers/postgres.js';
 import { Bus } from '../../core/bus.js';
 import { loadConfig } from '../../core/config.js';
 import { createLogger } from '../../core/logger.js';
@@ -27,37 +27,18 @@ import { createNetwork } from '../../response/network.js';
 import { createIncidentService, type IncidentServiceOf } from '../../response/incidents.js';
 
 const log = createLogger('silent');
-import type { PostgresServer } from '../../ops/cluster/postgres.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'eldergate-incident-store-'));
-let server: PostgresServer;
+let pgs: PostgresForStores;
 let sqliteStore: Store;
-const pools: pg.Pool[] = [];
 /** the network's units in both engines: SQLite reads its `units` table, PostgreSQL is told the list */
 const UNITS = ['g1', 'g2'];
 
-const uniqueDb = (prefix: string) => `${prefix}_${Math.random().toString(36).slice(2, 10)}`;
-
 /** a fresh database per engine and test group, so the log starts empty and seqs are predictable */
-async function freshPg(name: string): Promise<{ pool: pg.Pool; url: string }> {
-  const admin = new pg.Client({ connectionString: server.url });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const url = server.url.replace(/\/[^/]+$/, `/${name}`);
-  const pool = new pg.Pool({ connectionString: url, max: 10 });
-  pools.push(pool);
-  await migratePg(pool);
-  return { pool, url };
-}
+const freshPg = (prefix: string) => pgs.fresh(prefix);
 
 beforeAll(async () => {
-  server = await startTestPostgres({ dir: join(dir, 'pg'), band: 8 });
-  // the app role creates the per-test databases
-  const su = new pg.Client({ connectionString: server.superuserUrl });
-  await su.connect();
-  await su.query(`ALTER ROLE ${server.user} CREATEDB`);
-  await su.end();
+  pgs = await startPostgresForStores({ dir: join(dir, 'pg'), band: 8 });
   sqliteStore = openStore(join(dir, 'eldergate.db'));
   for (const id of UNITS) {
     sqliteStore.sqlite.prepare(`INSERT INTO units (id, name, tier, created_at) VALUES (?, ?, 'grid', ?)`).run(id, id, Date.now());
@@ -65,9 +46,8 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await Promise.all(pools.map((p) => p.end().catch(() => {})));
   sqliteStore?.close();
-  await server?.stop();
+  await pgs?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -134,7 +114,7 @@ const engines: { name: string; open: () => Promise<IncidentStore<StoreMode>> }[]
   {
     name: 'PostgreSQL',
     async open() {
-      const { pool } = await freshPg(uniqueDb('contract'));
+      const { pool } = await freshPg('contract');
       return createPgIncidentStore({ pool, knownUnitIds: () => UNITS });
     },
   },
@@ -253,7 +233,7 @@ interface ServiceHarness {
 
 const services: { name: string; open: () => Promise<ServiceHarness> }[] = [
   { name: 'SQLite', open: () => serviceOn(null) },
-  { name: 'PostgreSQL', open: async () => serviceOn((await freshPg(uniqueDb('service'))).pool) },
+  { name: 'PostgreSQL', open: async () => serviceOn((await freshPg('service')).pool) },
 ];
 
 async function serviceOn(pool: pg.Pool | null): Promise<ServiceHarness> {
@@ -361,10 +341,10 @@ describe.each(services)('incident service on $name', ({ open }) => {
 
 describe('PostgreSQL: several nodes appending to one log', () => {
   it('8 writers at once: seqs gap-free, and a reader never sees a seq before every seq below it (commit order)', async () => {
-    const { url } = await freshPg(uniqueDb('concurrent_log'));
+    const { url } = await freshPg('concurrent_log');
     const nodes = Array.from({ length: 8 }, () => {
       const pool = new pg.Pool({ connectionString: url, max: 2 });
-      pools.push(pool);
+      pgs.track(pool);
       return createPgIncidentStore({ pool, knownUnitIds: () => UNITS });
     });
     const PER_WRITER = 60;
@@ -397,10 +377,10 @@ describe('PostgreSQL: several nodes appending to one log', () => {
   });
 
   it('two nodes raising for the same device at the same moment: one incident, the other joins it', async () => {
-    const { url } = await freshPg(uniqueDb('twins'));
+    const { url } = await freshPg('twins');
     const [a, b] = [0, 1].map(() => {
       const pool = new pg.Pool({ connectionString: url, max: 4 });
-      pools.push(pool);
+      pgs.track(pool);
       return createPgIncidentStore({ pool, knownUnitIds: () => UNITS });
     }) as [IncidentStore<'async'>, IncidentStore<'async'>];
     for (let round = 0; round < 20; round++) {
@@ -415,7 +395,7 @@ describe('PostgreSQL: several nodes appending to one log', () => {
   });
 
   it('a twin open incident written past the head lock is refused by the index; the transaction is run again and joins it', async () => {
-    const { pool, url } = await freshPg(uniqueDb('twin_index'));
+    const { pool, url } = await freshPg('twin_index');
     const store = createPgIncidentStore({ pool, knownUnitIds: () => UNITS });
     // a writer that does not take the head lock (a bug, a hand-written fix-up): it opens the device's incident between
     // this transaction's read and its insert
@@ -459,7 +439,7 @@ describe('PostgreSQL: several nodes appending to one log', () => {
   });
 
   it('every node hears every commit once its listener is up, in increasing order, and catches up after its connection is killed', async () => {
-    const { url, pool } = await freshPg(uniqueDb('listen'));
+    const { url, pool } = await freshPg('listen');
     const store = createPgIncidentStore({ pool, knownUnitIds: () => UNITS });
     const heard: number[][] = [[], []];
     const followers = heard.map((h) => followLog({

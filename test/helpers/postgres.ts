@@ -4,8 +4,10 @@
 import { chmodSync, chownSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, resolve, sep } from 'node:path';
+import pg from 'pg';
 import { missingPostgresPackages, startPostgres, type PostgresServer } from '../../ops/cluster/postgres.js';
 import { portFree } from '../../ops/cluster/processes.js';
+import { migratePg } from '../../response/store/pg.js';
 import { BAND, FIRST } from './cluster-ports.js';
 
 /**
@@ -56,4 +58,46 @@ function letPostgresThrough(dir: string): void {
     chownSync(p, st.uid, gid);
     chmodSync(p, (st.mode & 0o777) | 0o010);
   }
+}
+
+/** A test server whose app role may create databases: a fresh one per test group, migrated, its pools ended at stop. */
+export interface PostgresForStores {
+  server: PostgresServer;
+  /** a new database named `<prefix>_<random>` with drizzle-pg/'s migrations; its pool is ended by stop() */
+  fresh(prefix: string, max?: number): Promise<{ pool: pg.Pool; url: string }>;
+  /** keep a pool the test made itself, to be ended by stop() */
+  track(pool: pg.Pool): pg.Pool;
+  stop(): Promise<void>;
+}
+
+export async function startPostgresForStores(o: { dir: string; band: number }): Promise<PostgresForStores> {
+  const server = await startTestPostgres(o);
+  const su = new pg.Client({ connectionString: server.superuserUrl });
+  await su.connect();
+  await su.query(`ALTER ROLE ${server.user} CREATEDB`);
+  await su.end();
+  const pools: pg.Pool[] = [];
+  const track = (pool: pg.Pool) => {
+    pools.push(pool);
+    return pool;
+  };
+  return {
+    server,
+    track,
+    async fresh(prefix, max = 10) {
+      const name = `${prefix}_${Math.random().toString(36).slice(2, 10)}`;
+      const admin = new pg.Client({ connectionString: server.url });
+      await admin.connect();
+      await admin.query(`CREATE DATABASE ${name}`);
+      await admin.end();
+      const url = server.url.replace(/\/[^/]+$/, `/${name}`);
+      const pool = track(new pg.Pool({ connectionString: url, max }));
+      await migratePg(pool);
+      return { pool, url };
+    },
+    async stop() {
+      await Promise.all(pools.map((p) => p.end().catch(() => {})));
+      await server.stop();
+    },
+  };
 }
