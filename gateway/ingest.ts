@@ -26,6 +26,7 @@ import {
 import type { DeviceStates } from './device-state.js';
 import { isStorageError, type StorageHealth } from '../core/storage-health.js';
 import { writerWants } from '../core/write-turn.js';
+import { createSqliteObservationStore, type ObservationStore, type PriorObservation, type RejectRow } from './observation-store.js';
 
 /**
  * A processing step run for each new (non-duplicate) observation inside the write transaction, in order
@@ -109,14 +110,7 @@ interface Pending {
   reject?: (err: Error) => void;
 }
 
-export interface RejectRow {
-  deviceId: string | null;
-  source: string;
-  topic: string | null;
-  reason: string;
-  raw: string;
-  at: number;
-}
+export type { RejectRow } from './observation-store.js';
 
 export interface IngestOptions {
   sqlite: Database.Database;
@@ -146,15 +140,7 @@ export interface IngestOptions {
 export const RESEND_WINDOW_MS = 120_000;
 
 /** The stored observation a new one repeats. */
-interface PriorRow {
-  id: number;
-  session: string | null;
-  receivedAt: number;
-  generation: number;
-  incidentId: string | null;
-  type: string;
-  data: string;
-}
+type PriorRow = PriorObservation;
 
 export class Ingest implements ObservationSink {
   private urgent: Pending[] = [];
@@ -175,12 +161,9 @@ export class Ingest implements ObservationSink {
   private closed = false;
   /** memory pressure: telemetry is shed until it passes (alarms never are) */
   private pressure = false;
-  private readonly insertObs: Database.Statement;
-  private readonly findKeyed: Database.Statement;
-  private readonly findKeyless: Database.Statement;
+  /** the observation area's store (gateway/observation-store.ts), on this connection */
+  private readonly rows: ObservationStore<'sync'>;
   private readonly incidentStatus: Database.Statement;
-  private readonly setIncident: Database.Statement;
-  private readonly deleteObs: Database.Statement;
   private readonly resendWindowMs: number;
   /**
    * Sessions that have delivered a new observation: a client replays what was unacknowledged first, in order, on a
@@ -189,8 +172,6 @@ export class Ingest implements ObservationSink {
   private readonly freshSessions = new Set<string>();
   /** undo actions for memory outside the database (rule memory, timers), registered while a batch is written */
   private undoHooks: (() => void)[] = [];
-  private readonly insertReject: Database.Statement;
-  private readonly pruneRejects: Database.Statement;
   private rejectsSincePrune = 0;
   private readonly log: Logger;
 
@@ -198,17 +179,8 @@ export class Ingest implements ObservationSink {
     this.log = o.log.child({ module: 'ingest' });
     const db = o.sqlite;
     this.resendWindowMs = o.resendWindowMs ?? RESEND_WINDOW_MS;
-    this.insertObs = db.prepare(`insert into observations (device_id, type, seq, device_ts, received_at, source, life_safety, data, flags,
-      session, packet_id, generation) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing`);
-    const prior = `select id, session, received_at as receivedAt, generation, incident_id as incidentId, type, data from observations`;
-    this.findKeyed = db.prepare(`${prior} where device_id = ? and seq = ? and device_ts = ? order by generation desc limit 1`);
-    // the partial index observations_keyless_idx: only rows without a dedup key that came with a packet id
-    this.findKeyless = db.prepare(`${prior} where device_id = ? and seq is null and packet_id = ? order by id desc limit 1`);
+    this.rows = createSqliteObservationStore(db);
     this.incidentStatus = db.prepare('select status from incidents where id = ?').pluck();
-    this.setIncident = db.prepare('update observations set incident_id = ? where id = ?');
-    this.deleteObs = db.prepare('delete from observations where id = ?');
-    this.insertReject = db.prepare('insert into rejects (device_id, source, topic, reason, raw, at) values (?, ?, ?, ?, ?, ?)');
-    this.pruneRejects = db.prepare('delete from rejects where id <= (select max(id) from rejects) - ?');
     // called inside the batch's transaction, a better-sqlite3 transaction function is a SAVEPOINT
     this.processInSavepoint = db.transaction((obs: Observation, events: IncidentEvent[]) => this.processOne(obs, events, true));
   }
@@ -485,7 +457,7 @@ export class Ingest implements ObservationSink {
             this.abortIfRolledBack(err);
           }
         }
-        for (const r of rejects) this.insertReject.run(r.deviceId, r.source, r.topic, r.reason, r.raw, r.at);
+        if (rejects.length) this.rows.insertRejects(rejects);
         // state rows too stop at the slice's end (at least URGENT_STATE_ROWS each commit, so they always move on)
         if (queue === 'urgent') this.o.states.flushDirty(Date.now(), URGENT_STATE_ROWS);
         else this.o.states.flushDirty(Date.now(), this.o.config.telemetryBatchRows, stateRowsUntil, URGENT_STATE_ROWS);
@@ -535,7 +507,7 @@ export class Ingest implements ObservationSink {
       this.rejectsSincePrune += rejects.length;
       if (this.rejectsSincePrune > 500) {
         this.rejectsSincePrune = 0;
-        this.pruneRejects.run(this.o.config.rejectsKept);
+        this.rows.pruneRejects(this.o.config.rejectsKept);
       }
     }
     for (let i = 0; i < batch.length; i++) {
@@ -615,27 +587,28 @@ export class Ingest implements ObservationSink {
     const keepSession = lifeSafety || !keyed;
     let replayOf: PriorRow | undefined;
     if (!keyed && obs.packetId !== undefined && obs.session !== undefined) {
-      const prior = this.findKeyless.get(deviceId, obs.packetId) as PriorRow | undefined;
+      const prior = this.rows.findKeyless(deviceId, obs.packetId);
       if (prior && this.isKeylessResend(obs, prior, data)) {
         if (!lifeSafety || this.incidentOpen(prior)) return this.dropDuplicate(obs, prior, 'packet-id');
         replayOf = prior;
       }
     }
-    const insert = (flags: readonly string[] | undefined, generation: number) => this.insertObs.run(
-      deviceId, type, seq ?? null, deviceTs ?? null, receivedAt, source, lifeSafety ? 1 : 0, data,
-      flags?.length ? JSON.stringify(flags) : null,
-      keepSession ? obs.session ?? null : null, keepSession ? obs.packetId ?? null : null, generation,
-    );
+    const insert = (flags: readonly string[] | undefined, generation: number) => this.rows.insert({
+      deviceId, type, seq: seq ?? null, deviceTs: deviceTs ?? null, receivedAt, source, lifeSafety, data,
+      flags: flags?.length ? JSON.stringify(flags) : null,
+      session: keepSession ? obs.session ?? null : null, packetId: keepSession ? obs.packetId ?? null : null, generation,
+    });
     if (replayOf) obs = flagReplay(obs);
-    let info = insert(obs.flags, 0);
-    if (info.changes === 0) {
-      const prior = this.findKeyed.get(deviceId, seq, deviceTs) as PriorRow;
+    let observationId = insert(obs.flags, 0);
+    // 0: the key is stored already (only a keyed row can collide: rows without seq and time never do)
+    if (observationId === 0) {
+      const prior = this.rows.findKeyed(deviceId, seq!, deviceTs!)!;
       if (!lifeSafety || this.isKeyedResend(obs, prior)) return this.dropDuplicate(obs, prior, 'seq-ts');
       // Same (seq, ts) but not a plausible resend of an alarm someone is handling — a terminal whose clock and counter
       // reset repeats old keys: a cry for help is never dropped on its key alone. Kept as the key's next generation.
       replayOf = prior;
       obs = flagReplay(obs);
-      info = insert(obs.flags, prior.generation + 1);
+      observationId = insert(obs.flags, prior.generation + 1);
     }
     if (replayOf) {
       this.o.metrics.replays.inc({ source, key: keyed ? 'seq-ts' : 'packet-id' });
@@ -645,7 +618,6 @@ export class Ingest implements ObservationSink {
       );
     }
     if (obs.session !== undefined) this.markFresh(obs.session);
-    const observationId = Number(info.lastInsertRowid);
     const stamps: Record<string, number> = { received: receivedAt };
     if (deviceTs !== undefined) stamps.deviceTs = deviceTs;
     const from = events.length;
@@ -660,7 +632,7 @@ export class Ingest implements ObservationSink {
         // the device, with no PUBACK, resends it. For a life-safety observation any failure of the step that makes
         // incidents counts: it may not have become one.
         if (err instanceof AlarmNotRecordedError || (lifeSafety && step.raisesIncidents)) {
-          if (!inSavepoint && observationId && this.o.sqlite.inTransaction) this.deleteObs.run(observationId);
+          if (!inSavepoint && observationId && this.o.sqlite.inTransaction) this.rows.remove(observationId);
           this.o.metrics.ingested.inc({ source, class: lifeSafety ? 'alarm' : 'other', result: 'not-recorded' });
           throw err instanceof AlarmNotRecordedError
             ? err
@@ -673,7 +645,7 @@ export class Ingest implements ObservationSink {
       for (let i = from; i < events.length; i++) {
         const e = events[i]!;
         if ((e.type === 'opened' || e.type === 'joined') && e.data.observationId === observationId) {
-          this.setIncident.run(e.incidentId, observationId);
+          this.rows.setIncident(observationId, e.incidentId);
           break;
         }
       }
