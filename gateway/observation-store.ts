@@ -67,6 +67,19 @@ export interface ObservationStore<M extends StoreMode> {
   pruneRejects(keep: number): Ret<M, void>;
 }
 
+/**
+ * A refusal's text as it is stored (its first bytes, and the device id, topic and reason beside them, all of which a
+ * hostile client chooses): a NUL character, which PostgreSQL's text cannot hold, is written as U+2400 "␀" in both
+ * engines, so a refusal reads the same wherever it was stored, and none is lost to the engine refusing it.
+ */
+function storedText<T extends string | null>(text: T): T {
+  return (text !== null && text.includes('\u0000') ? text.replaceAll('\u0000', '\u2400') : text) as T;
+}
+
+export function storedReject(r: RejectRow): RejectRow {
+  return { ...r, deviceId: storedText(r.deviceId), topic: storedText(r.topic), reason: storedText(r.reason), raw: storedText(r.raw) };
+}
+
 const PRIOR = `select id, session, received_at as receivedAt, generation, incident_id as incidentId, type, data from observations`;
 
 export function createSqliteObservationStore(db: Database.Database): ObservationStore<'sync'> {
@@ -96,7 +109,10 @@ export function createSqliteObservationStore(db: Database.Database): Observation
       remove.run(observationId);
     },
     insertRejects(rows) {
-      for (const r of rows) insertReject.run(r.deviceId, r.source, r.topic, r.reason, r.raw, r.at);
+      for (const row of rows) {
+        const r = storedReject(row);
+        insertReject.run(r.deviceId, r.source, r.topic, r.reason, r.raw, r.at);
+      }
     },
     pruneRejects(keep) {
       pruneRejects.run(keep);

@@ -4,7 +4,7 @@
 import type pg from 'pg';
 import { sql } from 'drizzle-orm';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
-import { pgDeviceState } from './state-store-pg-schema.js';
+import { pgDeviceState } from './pg-schema.js';
 import { supervisionOf, type DeviceStateStore, type StoredState } from './state-store.js';
 
 const schema = { pgDeviceState };

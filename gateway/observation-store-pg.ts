@@ -1,0 +1,78 @@
+// The observation area in PostgreSQL (node-postgres through drizzle): cluster mode's shared store. The contract is
+// gateway/observation-store.ts's. Dedup is the same unique index as SQLite's: `insert … on conflict do nothing
+// returning id` answers 0 for a key stored already, whichever node stored it. Every method runs on the pool, or in the
+// caller's transaction through `transaction()` (the ingest writes observations, incidents and device state in one).
+// Migrations: migratePg (response/store/pg.ts) applies drizzle-pg/.
+import type pg from 'pg';
+import { and, desc, eq, isNull, lte, max, sql } from 'drizzle-orm';
+import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
+import { pgObservations, pgRejects } from './pg-schema.js';
+import { storedReject, type ObservationStore, type PriorObservation } from './observation-store.js';
+
+const schema = { pgObservations, pgRejects };
+type Db = NodePgDatabase<typeof schema>;
+type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
+
+export interface PgObservationStore extends ObservationStore<'async'> {
+  /** run `fn` with the store bound to one transaction: what it writes commits or rolls back together */
+  transaction<T>(fn: (tx: ObservationStore<'async'>) => Promise<T>): Promise<T>;
+}
+
+/** the columns dedup reads; `data` as the text stored (`json` keeps it as written) */
+const PRIOR = {
+  id: pgObservations.id,
+  session: pgObservations.session,
+  receivedAt: pgObservations.receivedAt,
+  generation: pgObservations.generation,
+  incidentId: pgObservations.incidentId,
+  type: pgObservations.type,
+  data: sql<string>`${pgObservations.data}::text`,
+};
+
+function bound(t: Db | Tx): ObservationStore<'async'> {
+  return {
+    mode: 'async',
+    async insert(o) {
+      const rows = await t.insert(pgObservations).values({
+        deviceId: o.deviceId, type: o.type, seq: o.seq, deviceTs: o.deviceTs, receivedAt: o.receivedAt, source: o.source,
+        lifeSafety: o.lifeSafety,
+        // the JSON text as given: bound as text and cast, so drizzle does not serialise it a second time
+        data: sql`${o.data}::json`, flags: o.flags === null ? null : sql`${o.flags}::json`,
+        session: o.session, packetId: o.packetId, generation: o.generation,
+      }).onConflictDoNothing().returning({ id: pgObservations.id });
+      return rows[0]?.id ?? 0;
+    },
+    async findKeyed(deviceId, seq, deviceTs) {
+      const [row] = await t.select(PRIOR).from(pgObservations)
+        .where(and(eq(pgObservations.deviceId, deviceId), eq(pgObservations.seq, seq), eq(pgObservations.deviceTs, deviceTs)))
+        .orderBy(desc(pgObservations.generation)).limit(1);
+      return row as PriorObservation | undefined;
+    },
+    async findKeyless(deviceId, packetId) {
+      const [row] = await t.select(PRIOR).from(pgObservations)
+        .where(and(eq(pgObservations.deviceId, deviceId), isNull(pgObservations.seq), eq(pgObservations.packetId, packetId)))
+        .orderBy(desc(pgObservations.id)).limit(1);
+      return row as PriorObservation | undefined;
+    },
+    async setIncident(observationId, incidentId) {
+      await t.update(pgObservations).set({ incidentId }).where(eq(pgObservations.id, observationId));
+    },
+    async remove(observationId) {
+      await t.delete(pgObservations).where(eq(pgObservations.id, observationId));
+    },
+    async insertRejects(rows) {
+      if (rows.length === 0) return;
+      await t.insert(pgRejects).values(rows.map(storedReject));
+    },
+    async pruneRejects(keep) {
+      const [top] = await t.select({ id: max(pgRejects.id) }).from(pgRejects);
+      if (top?.id == null) return;
+      await t.delete(pgRejects).where(lte(pgRejects.id, Number(top.id) - keep));
+    },
+  };
+}
+
+export function createPgObservationStore(pool: pg.Pool): PgObservationStore {
+  const db: Db = drizzle(pool, { schema });
+  return { ...bound(db), transaction: (fn) => db.transaction((tx) => fn(bound(tx))) };
+}

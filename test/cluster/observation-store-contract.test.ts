@@ -1,0 +1,160 @@
+// One contract, two engines: the observation area's storage (gateway/observation-store.ts), which holds the ingest's
+// dedup, on a real SQLite file with the committed migrations and on a real PostgreSQL 15 (Debian's, started by this
+// file on a private port and data directory, with drizzle-pg/'s migrations). Then what only PostgreSQL has to prove,
+// since there several nodes write: one key inserted by two nodes at the same moment is stored once.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStore, type Store } from '../../core/db.js';
+import { createSqliteObservationStore, type NewObservation, type ObservationStore, type RejectRow } from '../../gateway/observation-store.js';
+import { createPgObservationStore, type PgObservationStore } from '../../gateway/observation-store-pg.js';
+import type { StoreMode } from '../../response/store/types.js';
+import { startPostgresForStores, type PostgresForStores } from '../helpers/postgres.js';
+
+// band 11: no other test file's (grep `band:` and freeBasePort under test/)
+const BAND = 11;
+const dir = mkdtempSync(join(tmpdir(), 'eldergate-observation-store-'));
+let pgs: PostgresForStores;
+let sqliteStore: Store;
+
+beforeAll(async () => {
+  pgs = await startPostgresForStores({ dir: join(dir, 'pg'), band: BAND });
+  sqliteStore = openStore(join(dir, 'eldergate.db'));
+}, 120_000);
+
+afterAll(async () => {
+  sqliteStore?.close();
+  await pgs?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+// key order, spaces-free compact text and characters beyond ASCII: a store that re-serialises (jsonb) changes it
+const DATA = '{"z":1,"a":[1,2],"名":"值","nested":{"b":true,"a":null}}';
+
+const obs = (o: Partial<NewObservation> = {}): NewObservation => ({
+  deviceId: 'dev-1', type: 'sos', seq: 7, deviceTs: 1_796_000_000_000, receivedAt: 1_796_000_000_100, source: 'mqtt',
+  lifeSafety: true, data: DATA, flags: null, session: 'dev-1@1796000000000', packetId: 12, generation: 0, ...o,
+});
+
+const reject = (i: number, o: Partial<RejectRow> = {}): RejectRow => ({
+  deviceId: 'dev-1', source: 'mqtt', topic: 'devices/dev-1/events', reason: `malformed JSON #${i}`, raw: `{"type":"s${i}`, at: i, ...o,
+});
+
+interface Engine {
+  name: string;
+  open(): Promise<ObservationStore<StoreMode>>;
+  /** these writes (made at once, in order) in one transaction that then fails */
+  writeAndFail(store: ObservationStore<StoreMode>, writes: (s: ObservationStore<StoreMode>) => unknown[]): Promise<void>;
+  /** rows of the engine's own tables, read behind the store's back */
+  rows(query: string): Promise<Record<string, unknown>[]>;
+}
+
+let pool: pg.Pool;
+const engines: Engine[] = [
+  {
+    name: 'SQLite',
+    async open() {
+      sqliteStore.sqlite.exec('DELETE FROM observations; DELETE FROM rejects');
+      return createSqliteObservationStore(sqliteStore.sqlite);
+    },
+    async writeAndFail(store, writes) {
+      expect(() => sqliteStore.sqlite.transaction(() => {
+        writes(store);
+        throw new Error('the batch failed after its rows were written');
+      })()).toThrow(/the batch failed/);
+    },
+    async rows(query) {
+      return sqliteStore.sqlite.prepare(query).all() as Record<string, unknown>[];
+    },
+  },
+  {
+    name: 'PostgreSQL',
+    async open() {
+      pool = (await pgs.fresh('observations', 4)).pool;
+      return createPgObservationStore(pool);
+    },
+    async writeAndFail(store, writes) {
+      await expect((store as PgObservationStore).transaction(async (tx) => {
+        // one connection: node-postgres runs them in the order given
+        await Promise.all(writes(tx));
+        throw new Error('the batch failed after its rows were written');
+      })).rejects.toThrow(/the batch failed/);
+    },
+    async rows(query) {
+      return (await pool.query(query)).rows;
+    },
+  },
+];
+
+for (const engine of engines) {
+  describe(`observation store contract: ${engine.name}`, () => {
+    it('a key is stored once: its resend writes nothing (0); its next generation is a row of its own', async () => {
+      const s = await engine.open();
+      const first = await s.insert(obs());
+      expect(first).toBeGreaterThan(0);
+      expect(await s.insert(obs({ receivedAt: 1_796_000_009_000, data: '{}' }))).toBe(0);
+      const other = await s.insert(obs({ seq: 8 }));
+      expect(other).toBeGreaterThan(first);
+      expect(await s.findKeyed('dev-1', 7, 1_796_000_000_000)).toEqual({
+        id: first, session: 'dev-1@1796000000000', receivedAt: 1_796_000_000_100, generation: 0, incidentId: null, type: 'sos', data: DATA,
+      });
+      const replay = await s.insert(obs({ generation: 1, data: '{"replay":true}', flags: '["possible-replay"]' }));
+      expect(replay).toBeGreaterThan(other);
+      expect(await s.findKeyed('dev-1', 7, 1_796_000_000_000)).toMatchObject({ id: replay, generation: 1, data: '{"replay":true}' });
+      // the same key of another device is another key
+      expect(await s.insert(obs({ deviceId: 'dev-2' }))).toBeGreaterThan(0);
+      expect(await s.findKeyed('dev-1', 7, 1)).toBeUndefined();
+      expect((await engine.rows(`SELECT count(*) AS n FROM observations`))[0]!.n).toEqual(engine.name === 'SQLite' ? 4 : '4');
+    });
+
+    it('rows without a key never collide; the newest with a packet id is found, not a keyed one nor another device\'s', async () => {
+      const s = await engine.open();
+      const a = await s.insert(obs({ seq: null, deviceTs: null, packetId: 5, data: '{"n":1}' }));
+      const b = await s.insert(obs({ seq: null, deviceTs: null, packetId: 5, data: '{"n":2}' }));
+      expect(a).toBeGreaterThan(0);
+      expect(b).toBeGreaterThan(a);
+      await s.insert(obs({ seq: 99, packetId: 5 }));
+      await s.insert(obs({ deviceId: 'dev-2', seq: null, deviceTs: null, packetId: 5 }));
+      expect(await s.findKeyless('dev-1', 5)).toMatchObject({ id: b, data: '{"n":2}' });
+      expect(await s.findKeyless('dev-1', 6)).toBeUndefined();
+    });
+
+    it('an incident is set on its observation, a row taken back is gone, and a failed transaction leaves nothing', async () => {
+      const s = await engine.open();
+      const id = await s.insert(obs());
+      await s.setIncident(id, 'inc-1');
+      expect(await s.findKeyed('dev-1', 7, 1_796_000_000_000)).toMatchObject({ id, incidentId: 'inc-1' });
+      await s.remove(id);
+      expect(await s.findKeyed('dev-1', 7, 1_796_000_000_000)).toBeUndefined();
+      await engine.writeAndFail(s, (tx) => [tx.insert(obs({ seq: 20 })), tx.insertRejects([reject(1)])]);
+      expect(await s.findKeyed('dev-1', 20, 1_796_000_000_000)).toBeUndefined();
+      expect(await engine.rows('SELECT id FROM rejects')).toEqual([]);
+    });
+
+    it('refusals: a NUL a client sent is kept as ␀, and pruning keeps the newest', async () => {
+      const s = await engine.open();
+      await s.insertRejects([reject(0, { raw: '{"type":"sos"\u0000junk', topic: 'devices/x\u0000/events', deviceId: null })]);
+      await s.insertRejects(Array.from({ length: 9 }, (_, i) => reject(i + 1)));
+      const [nul] = await engine.rows('SELECT raw, topic, device_id FROM rejects WHERE at = 0');
+      expect(nul).toEqual({ raw: '{"type":"sos"␀junk', topic: 'devices/x␀/events', device_id: null });
+      await s.pruneRejects(3);
+      const left = await engine.rows('SELECT reason FROM rejects ORDER BY id');
+      expect(left.map((r) => r.reason)).toEqual(['malformed JSON #7', 'malformed JSON #8', 'malformed JSON #9']);
+    });
+  });
+}
+
+describe('observation store: several nodes on one PostgreSQL', () => {
+  it('one key inserted by two nodes at the same moment is stored once: one gets its id, the other 0', async () => {
+    const { url } = await pgs.fresh('observation_race');
+    const nodes = [0, 1].map(() => createPgObservationStore(pgs.track(new pg.Pool({ connectionString: url, max: 2 }))));
+    for (let round = 0; round < 50; round++) {
+      const ids = await Promise.all(nodes.map((n) => n.insert(obs({ seq: round }))));
+      expect(ids.filter((id) => id > 0)).toHaveLength(1);
+    }
+    const check = pgs.track(new pg.Pool({ connectionString: url, max: 1 }));
+    expect((await check.query('SELECT count(*)::int AS n FROM observations')).rows[0].n).toBe(50);
+  });
+});
