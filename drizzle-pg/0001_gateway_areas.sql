@@ -1,3 +1,19 @@
+CREATE TABLE "commands" (
+	"id" text PRIMARY KEY NOT NULL,
+	"n" bigserial NOT NULL,
+	"device_id" text NOT NULL,
+	"type" text NOT NULL,
+	"params" json DEFAULT '{}'::json NOT NULL,
+	"incident_id" text,
+	"status" text NOT NULL,
+	"attempts" integer DEFAULT 0 NOT NULL,
+	"created_at" bigint NOT NULL,
+	"sent_at" bigint,
+	"acked_at" bigint,
+	"expires_at" bigint NOT NULL,
+	"error" text
+);
+--> statement-breakpoint
 CREATE TABLE "device_state" (
 	"device_id" text PRIMARY KEY NOT NULL,
 	"online" boolean DEFAULT false NOT NULL,
@@ -42,6 +58,7 @@ CREATE TABLE "rejects" (
 	"at" bigint NOT NULL
 );
 --> statement-breakpoint
+CREATE INDEX "commands_device_status_idx" ON "commands" USING btree ("device_id","status");--> statement-breakpoint
 CREATE UNIQUE INDEX "observations_dedup_gen_uq" ON "observations" USING btree ("device_id","seq","device_ts","generation");--> statement-breakpoint
 CREATE INDEX "observations_keyless_idx" ON "observations" USING btree ("device_id","packet_id") WHERE "observations"."seq" IS NULL AND "observations"."packet_id" IS NOT NULL;--> statement-breakpoint
 CREATE INDEX "observations_device_idx" ON "observations" USING btree ("device_id","id");--> statement-breakpoint

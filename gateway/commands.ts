@@ -7,21 +7,9 @@ import type { Logger } from '../core/logger.js';
 import { topics, type DeviceCommand, type DeviceCommandType, type IncidentEvent, type Observation } from '../core/contracts.js';
 import { newId } from '../devices/credentials.js';
 import { NotFoundError } from '../core/errors.js';
+import { createSqliteCommandStore, type CommandRow, type CommandStore } from './command-store.js';
 
-export interface CommandRow {
-  id: string;
-  deviceId: string;
-  type: string;
-  params: Record<string, unknown>;
-  incidentId: string | null;
-  status: 'pending' | 'sent' | 'acked' | 'failed' | 'expired';
-  attempts: number;
-  createdAt: number;
-  sentAt: number | null;
-  ackedAt: number | null;
-  expiresAt: number;
-  error: string | null;
-}
+export type { CommandRow } from './command-store.js';
 
 export interface CommandTransport {
   isConnected(deviceId: string): boolean;
@@ -55,30 +43,15 @@ export interface CommandWrites {
 
 export class Commands {
   private transport: CommandTransport | null = null;
-  private readonly insert: Database.Statement;
-  private readonly insertOnce: Database.Statement;
-  private readonly markSent: Database.Statement;
-  private readonly pendingFor: Database.Statement;
-  private readonly byId: Database.Statement;
-  private readonly ack: Database.Statement;
-  private readonly expire: Database.Statement;
+  /** the command area's store (gateway/command-store.ts), on this connection */
+  private readonly rows: CommandStore<'sync'>;
   private readonly log: Logger;
   /** incident events to append when an acknowledgement links to an incident (set by the incident service) */
   onAcked: ((cmd: CommandRow, at: number) => IncidentEvent[]) | null = null;
 
-  constructor(private readonly sqlite: Database.Database, log: Logger, private readonly writes?: CommandWrites) {
+  constructor(sqlite: Database.Database, log: Logger, private readonly writes?: CommandWrites) {
     this.log = log.child({ module: 'commands' });
-    this.insert = sqlite.prepare(`insert into commands (id, device_id, type, params, incident_id, status, attempts, created_at, expires_at)
-      values (?, ?, ?, ?, ?, 'pending', 0, ?, ?)`);
-    this.insertOnce = sqlite.prepare(`insert or ignore into commands (id, device_id, type, params, incident_id, status, attempts, created_at, expires_at)
-      values (?, ?, ?, ?, ?, 'pending', 0, ?, ?)`);
-    this.markSent = sqlite.prepare(`update commands set status = case when status = 'pending' then 'sent' else status end,
-      attempts = attempts + 1, sent_at = ? where id = ?`);
-    this.pendingFor = sqlite.prepare(`select * from commands where device_id = ? and status in ('pending', 'sent') and expires_at > ?
-      order by created_at`);
-    this.byId = sqlite.prepare('select * from commands where id = ?');
-    this.ack = sqlite.prepare(`update commands set status = ?, acked_at = ?, error = ? where id = ? and device_id = ? and status in ('pending', 'sent')`);
-    this.expire = sqlite.prepare(`update commands set status = 'expired' where status in ('pending', 'sent') and expires_at <= ?`);
+    this.rows = createSqliteCommandStore(sqlite);
   }
 
   attach(transport: CommandTransport): void {
@@ -97,22 +70,22 @@ export class Commands {
   insertNow(deviceId: string, type: DeviceCommandType, params: Record<string, unknown>, opts: CreateOptions): CommandRow {
     const now = Date.now();
     const id = opts.id ?? newId('c');
-    (opts.id ? this.insertOnce : this.insert).run(id, deviceId, type, JSON.stringify(params), opts.incidentId ?? null, now, now + (opts.ttlMs ?? DEFAULT_TTL_MS));
+    this.rows.insert({ id, deviceId, type, params, incidentId: opts.incidentId ?? null, createdAt: now, expiresAt: now + (opts.ttlMs ?? DEFAULT_TTL_MS) }, Boolean(opts.id));
     return this.get(id);
   }
 
   markSentNow(commandId: string, at: number): number {
-    return this.markSent.run(at, commandId).changes;
+    return this.rows.markSent(commandId, at);
   }
 
   get(id: string): CommandRow {
-    const row = this.byId.get(id) as Record<string, unknown> | undefined;
+    const row = this.rows.get(id);
     if (!row) throw new NotFoundError('command', id);
-    return toRow(row);
+    return row;
   }
 
   list(deviceId: string, limit = 50): CommandRow[] {
-    return (this.sqlite.prepare('select * from commands where device_id = ? order by created_at desc limit ?').all(deviceId, limit) as Record<string, unknown>[]).map(toRow);
+    return this.rows.list(deviceId, limit);
   }
 
   /**
@@ -127,7 +100,7 @@ export class Commands {
 
   /** A device (re)connected: everything still pending goes out again, in order. */
   resend(deviceId: string): void {
-    for (const row of this.pendingFor.all(deviceId, Date.now()) as Record<string, unknown>[]) this.publish(toRow(row));
+    for (const row of this.rows.pendingFor(deviceId, Date.now())) this.publish(row);
   }
 
   private publish(cmd: CommandRow): boolean {
@@ -152,8 +125,7 @@ export class Commands {
     name: 'command-acks',
     run: (obs: Observation): IncidentEvent[] | void => {
       if (obs.type !== 'command-ack') return;
-      const info = this.ack.run(obs.ok ? 'acked' : 'failed', obs.receivedAt, obs.error ?? null, obs.commandId, obs.deviceId);
-      if (info.changes === 0) return;
+      if (this.rows.answer(obs.deviceId, obs.commandId, obs.ok, obs.receivedAt, obs.error ?? null) === 0) return;
       const cmd = this.get(obs.commandId);
       return this.onAcked?.(cmd, obs.receivedAt);
     },
@@ -165,23 +137,6 @@ export class Commands {
   }
 
   expireNow(now: number): number {
-    return this.expire.run(now).changes;
+    return this.rows.expire(now);
   }
-}
-
-function toRow(r: Record<string, unknown>): CommandRow {
-  return {
-    id: r.id as string,
-    deviceId: r.device_id as string,
-    type: r.type as string,
-    params: JSON.parse((r.params as string) || '{}'),
-    incidentId: (r.incident_id as string | null) ?? null,
-    status: r.status as CommandRow['status'],
-    attempts: r.attempts as number,
-    createdAt: r.created_at as number,
-    sentAt: (r.sent_at as number | null) ?? null,
-    ackedAt: (r.acked_at as number | null) ?? null,
-    expiresAt: r.expires_at as number,
-    error: (r.error as string | null) ?? null,
-  };
 }

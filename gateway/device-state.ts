@@ -222,20 +222,20 @@ export class DeviceStates {
   flushDirty(now: number, limit = Infinity, until = Infinity, atLeast = 0): void {
     if (this.dirty.size === 0) return;
     let n = 0;
-    // written 16 rows at a time, the clock read between them
+    // written 16 rows at a time, the clock read between them (what was taken is written before the clock is read)
     const chunk: StoredState[] = [];
     for (const id of this.dirty) {
-      if (n >= limit || (n >= atLeast && (n & 15) === 0 && performance.now() > until)) break;
+      if (n >= limit) break;
+      if ((n & 15) === 0) {
+        if (chunk.length > 0) this.store.write(chunk);
+        chunk.length = 0;
+        if (n >= atLeast && performance.now() > until) break;
+      }
       n++;
       this.dirty.delete(id);
       this.txn?.flushed.push(id);
       const s = this.states.get(id);
-      if (!s) continue;
-      chunk.push({ deviceId: id, state: s, updatedAt: now });
-      if (chunk.length === 16) {
-        this.store.write(chunk);
-        chunk.length = 0;
-      }
+      if (s) chunk.push({ deviceId: id, state: s, updatedAt: now });
     }
     if (chunk.length > 0) this.store.write(chunk);
   }

@@ -4,7 +4,7 @@
 // caller's transaction through `transaction()` (the ingest writes observations, incidents and device state in one).
 // Migrations: migratePg (response/store/pg.ts) applies drizzle-pg/.
 import type pg from 'pg';
-import { and, desc, eq, isNull, lte, max, sql } from 'drizzle-orm';
+import { and, desc, eq, isNull, lte, sql } from 'drizzle-orm';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { pgObservations, pgRejects } from './pg-schema.js';
 import { storedReject, type ObservationStore, type PriorObservation } from './observation-store.js';
@@ -65,9 +65,9 @@ function bound(t: Db | Tx): ObservationStore<'async'> {
       await t.insert(pgRejects).values(rows.map(storedReject));
     },
     async pruneRejects(keep) {
-      const [top] = await t.select({ id: max(pgRejects.id) }).from(pgRejects);
-      if (top?.id == null) return;
-      await t.delete(pgRejects).where(lte(pgRejects.id, Number(top.id) - keep));
+      // the newest `keep` by id, counted (a sequence leaves gaps after a rollback: "max − keep" would keep fewer)
+      const [edge] = await t.select({ id: pgRejects.id }).from(pgRejects).orderBy(desc(pgRejects.id)).offset(keep).limit(1);
+      if (edge) await t.delete(pgRejects).where(lte(pgRejects.id, edge.id));
     },
   };
 }

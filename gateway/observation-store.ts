@@ -11,6 +11,7 @@
 // which, from `findKeyed`.
 import type Database from 'better-sqlite3';
 import type { Ret, StoreMode } from '../response/store/types.js';
+import { storedText } from './stored-text.js';
 
 export interface NewObservation {
   deviceId: string;
@@ -63,19 +64,11 @@ export interface ObservationStore<M extends StoreMode> {
   /** take a row back (its alarm could not be written) */
   remove(observationId: number): Ret<M, void>;
   insertRejects(rows: readonly RejectRow[]): Ret<M, void>;
-  /** keep about the newest `keep` refusals (ids below the newest minus `keep` go) */
+  /** keep the newest `keep` refusals (by id), delete the rest */
   pruneRejects(keep: number): Ret<M, void>;
 }
 
-/**
- * A refusal's text as it is stored (its first bytes, and the device id, topic and reason beside them, all of which a
- * hostile client chooses): a NUL character, which PostgreSQL's text cannot hold, is written as U+2400 "␀" in both
- * engines, so a refusal reads the same wherever it was stored, and none is lost to the engine refusing it.
- */
-function storedText<T extends string | null>(text: T): T {
-  return (text !== null && text.includes('\u0000') ? text.replaceAll('\u0000', '\u2400') : text) as T;
-}
-
+/** a refusal as both engines store it: its device-chosen text through storedText */
 export function storedReject(r: RejectRow): RejectRow {
   return { ...r, deviceId: storedText(r.deviceId), topic: storedText(r.topic), reason: storedText(r.reason), raw: storedText(r.raw) };
 }

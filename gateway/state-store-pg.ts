@@ -6,6 +6,7 @@ import { sql } from 'drizzle-orm';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { pgDeviceState } from './pg-schema.js';
 import { supervisionOf, type DeviceStateStore, type StoredState } from './state-store.js';
+import { storedText } from './stored-text.js';
 
 const schema = { pgDeviceState };
 type Db = NodePgDatabase<typeof schema>;
@@ -22,7 +23,7 @@ export interface PgDeviceStateStore extends DeviceStateStore<'async'> {
 const toRow = ({ deviceId, state: s, updatedAt }: StoredState): typeof pgDeviceState.$inferInsert => ({
   deviceId, online: s.online, lastSeen: s.lastSeen, connectedAt: s.connectedAt, battery: s.battery, signal: s.signal,
   mains: s.mains, position: s.position, supervision: s.supervision, unreadableCount: s.unreadableCount,
-  lastUnreadableAt: s.lastUnreadableAt, lastUnreadableReason: s.lastUnreadableReason, flags: s.flags, updatedAt,
+  lastUnreadableAt: s.lastUnreadableAt, lastUnreadableReason: storedText(s.lastUnreadableReason), flags: s.flags, updatedAt,
 });
 
 /** every column but the key takes the new row's value */

@@ -5,11 +5,12 @@
 // - SQLite (below): the one-node default, synchronous, written inside the caller's transaction;
 // - PostgreSQL (gateway/state-store-pg.ts): cluster mode's shared store, asynchronous.
 // A row is the whole live state of one device; writing it replaces what was stored (last write wins: one writer per
-// device, the ingest's, decides what it is).
+// device, the ingest's, decides what it is). The unreadable message's reason quotes device bytes: through storedText.
 import type Database from 'better-sqlite3';
 import type { Position } from '../core/contracts.js';
 import type { Ret, StoreMode } from '../response/store/types.js';
 import type { LiveState, Supervision } from './device-state.js';
+import { storedText } from './stored-text.js';
 
 export interface StoredState {
   deviceId: string;
@@ -80,7 +81,7 @@ export function createSqliteDeviceStateStore(sqlite: Database.Database): DeviceS
           supervision: s.supervision,
           unreadableCount: s.unreadableCount,
           lastUnreadableAt: s.lastUnreadableAt,
-          lastUnreadableReason: s.lastUnreadableReason,
+          lastUnreadableReason: storedText(s.lastUnreadableReason),
           flags: JSON.stringify(s.flags),
           updatedAt,
         });

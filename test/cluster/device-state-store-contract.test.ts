@@ -2,38 +2,25 @@
 // committed migrations and on a real PostgreSQL 15 (Debian's, started by this file on a private port and data
 // directory, with drizzle-pg/'s migrations). What a restart reads back must be what was written, field for field —
 // nulls, a battery reading with a fraction, a position with its accuracy, flags — and a batch is whole or absent.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openStore, type Store } from '../../core/db.js';
+import { describe, expect, it } from 'vitest';
 import { blankState, DeviceStates, type LiveState } from '../../gateway/device-state.js';
 import { createSqliteDeviceStateStore, type DeviceStateStore, type StoredState } from '../../gateway/state-store.js';
 import { createPgDeviceStateStore, type PgDeviceStateStore } from '../../gateway/state-store-pg.js';
 import type { StoreMode } from '../../response/store/types.js';
-import { startPostgresForStores, type PostgresForStores } from '../helpers/postgres.js';
+import { useStoreEngines } from '../helpers/postgres.js';
 
 // band 10: no other test file's (grep `band:` and freeBasePort under test/)
 const BAND = 10;
-const dir = mkdtempSync(join(tmpdir(), 'eldergate-state-store-'));
-let pgs: PostgresForStores;
-let sqliteStore: Store;
 const DEVICES = Array.from({ length: 5000 }, (_, i) => `dev-${i}`);
-
-beforeAll(async () => {
-  pgs = await startPostgresForStores({ dir: join(dir, 'pg'), band: BAND });
-  sqliteStore = openStore(join(dir, 'eldergate.db'));
-  // SQLite's device_state rows refer to their devices (PostgreSQL's do not yet: the registry is SQLite only)
-  const add = sqliteStore.sqlite.prepare(`insert into devices (id, kind, serial, state, secret_hash, secret_rotated_at, power,
-    config, created_at, updated_at) values (?, 'call-phone', ?, 'in-service', 'unused', 0, 'battery', '{}', 0, 0)`);
-  sqliteStore.sqlite.transaction(() => { for (const id of DEVICES) add.run(id, `SN-${id}`); })();
-}, 120_000);
-
-afterAll(async () => {
-  sqliteStore?.close();
-  await pgs?.stop();
-  rmSync(dir, { recursive: true, force: true });
+const env = useStoreEngines({
+  name: 'state-store', band: BAND,
+  setupSqlite(store) {
+    // SQLite's device_state rows refer to their devices (PostgreSQL's do not yet: the registry is SQLite only)
+    const add = store.sqlite.prepare(`insert into devices (id, kind, serial, state, secret_hash, secret_rotated_at, power,
+      config, created_at, updated_at) values (?, 'call-phone', ?, 'in-service', 'unused', 0, 'battery', '{}', 0, 0)`);
+    store.sqlite.transaction(() => { for (const id of DEVICES) add.run(id, `SN-${id}`); })();
+  },
 });
 
 /** a state with every field set to something a round trip could get wrong */
@@ -72,23 +59,23 @@ const engines: Engine[] = [
   {
     name: 'SQLite',
     async open() {
-      sqliteStore.sqlite.exec('DELETE FROM device_state');
-      return createSqliteDeviceStateStore(sqliteStore.sqlite);
+      env.sqlite().sqlite.exec('DELETE FROM device_state');
+      return createSqliteDeviceStateStore(env.sqlite().sqlite);
     },
     async writeAndFail(store, rows) {
-      expect(() => sqliteStore.sqlite.transaction(() => {
+      expect(() => env.sqlite().sqlite.transaction(() => {
         store.write(rows);
         throw new Error('the batch failed after its states were written');
       })()).toThrow(/the batch failed/);
     },
     async writeUnknownSupervision(_store, deviceId) {
-      sqliteStore.sqlite.prepare(`INSERT INTO device_state (device_id, supervision, updated_at) VALUES (?, 'asleep', 1)`).run(deviceId);
+      env.sqlite().sqlite.prepare(`INSERT INTO device_state (device_id, supervision, updated_at) VALUES (?, 'asleep', 1)`).run(deviceId);
     },
   },
   {
     name: 'PostgreSQL',
     async open() {
-      lastPool = (await pgs.fresh('state', 4)).pool;
+      lastPool = (await env.pgs().fresh('state', 4)).pool;
       return createPgDeviceStateStore(lastPool);
     },
     async writeAndFail(store, rows) {
@@ -147,11 +134,20 @@ for (const engine of engines) {
       expect(back.has('dev-6')).toBe(false);
 
       const many = DEVICES.map((deviceId, i) => ({ deviceId, state: { ...full(i), battery: i % 101 }, updatedAt: 10 }));
-      if (store.mode === 'sync') sqliteStore.sqlite.transaction(() => store.write(many))();
+      if (store.mode === 'sync') env.sqlite().sqlite.transaction(() => store.write(many))();
       else await store.write(many);
       back = byId(await store.loadAll());
       expect(back.size).toBe(DEVICES.length);
       expect(back.get('dev-4999')?.state.battery).toBe(4999 % 101);
+    });
+
+    it('an unreadable message\'s reason quoting a NUL the device sent is kept, the NUL shown as ␀', async () => {
+      const store = await engine.open();
+      // what the parser's message says of such a payload (devices/frames.ts quotes it in the reason)
+      const state = { ...full(8), lastUnreadableReason: 'malformed JSON: Unexpected token \'\u0000\', "{\u0000" is not valid JSON' };
+      await store.write([{ deviceId: 'dev-8', state, updatedAt: 1 }]);
+      const [row] = await store.loadAll();
+      expect(row!.state.lastUnreadableReason).toBe('malformed JSON: Unexpected token \'␀\', "{␀" is not valid JSON');
     });
 
     it('a supervision value it does not know reads as never-seen, not as a state the rules would trust', async () => {
@@ -165,11 +161,11 @@ for (const engine of engines) {
 
 describe('DeviceStates on the store', () => {
   it('after a restart every device reads back offline and not connected, the rest as it was written', async () => {
-    sqliteStore.sqlite.exec('DELETE FROM device_state');
-    const store = createSqliteDeviceStateStore(sqliteStore.sqlite);
+    env.sqlite().sqlite.exec('DELETE FROM device_state');
+    const store = createSqliteDeviceStateStore(env.sqlite().sqlite);
     const first = new DeviceStates(store);
     first.begin();
-    sqliteStore.sqlite.transaction(() => {
+    env.sqlite().sqlite.transaction(() => {
       first.apply({ deviceId: 'dev-8', type: 'heartbeat', receivedAt: 1_796_000_000_000, source: 'mqtt', battery: 40 } as never);
       first.flushDirty(1_796_000_000_001);
     })();
@@ -178,5 +174,21 @@ describe('DeviceStates on the store', () => {
     const again = new DeviceStates(store);
     expect(again.get('dev-8')).toEqual({ ...written, online: false, connectedAt: null });
     expect(again.get('dev-8').battery).toBe(40);
+  });
+
+  it('writes what it owes in chunks: a limit of 20 of 40 changed devices writes 20, the next flush the rest', async () => {
+    env.sqlite().sqlite.exec('DELETE FROM device_state');
+    const states = new DeviceStates(createSqliteDeviceStateStore(env.sqlite().sqlite));
+    for (let i = 100; i < 140; i++) {
+      states.apply({ deviceId: `dev-${i}`, type: 'heartbeat', receivedAt: 1_796_000_000_000 + i, source: 'mqtt', battery: i % 100 } as never);
+    }
+    const stored = () => (env.sqlite().sqlite.prepare('SELECT count(*) AS n FROM device_state').get() as { n: number }).n;
+    env.sqlite().sqlite.transaction(() => states.flushDirty(1, 20))();
+    expect(stored()).toBe(20);
+    expect(states.dirtyCount()).toBe(20);
+    env.sqlite().sqlite.transaction(() => states.flushDirty(2))();
+    expect(stored()).toBe(40);
+    expect(states.dirtyCount()).toBe(0);
+    expect(new DeviceStates(createSqliteDeviceStateStore(env.sqlite().sqlite)).get('dev-139').battery).toBe(39);
   });
 });

@@ -3,12 +3,10 @@
 // drizzle-pg/'s migrations). Then what only PostgreSQL has to prove, since there several nodes write one log: seqs
 // gap-free and in commit order under 8 concurrent writers, no twin incident when two nodes raise for one device at
 // once, and every node's listener hearing every commit (also after its connection was killed).
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { openStore, type Store } from '../../core/db.js';
 import type { IncidentEventBody } from '../../response/events.js';
 import { applyEvent, type IncidentRow } from '../../response/projection.js';
@@ -17,7 +15,7 @@ import { createSqliteIncidentStore } from '../../response/store/sqlite.js';
 import { createPgIncidentStore, followLog } from '../../response/store/pg.js';
 import type { IncidentStore, IncidentWriteTx, StoreMode } from '../../response/store/types.js';
 import { io, runnerFor, type Step } from '../../response/store/run.js';
-import { startPostgresForStores, type PostgresForStores } from '../helpers/postgres.js';
+import { useStoreEngines } from '../helpers/postgres.js';
 import { Bus } from '../../core/bus.js';
 import { loadConfig } from '../../core/config.js';
 import { createLogger } from '../../core/logger.js';
@@ -28,28 +26,19 @@ import { createIncidentService, type IncidentServiceOf } from '../../response/in
 
 const log = createLogger('silent');
 
-const dir = mkdtempSync(join(tmpdir(), 'eldergate-incident-store-'));
-let pgs: PostgresForStores;
-let sqliteStore: Store;
 /** the network's units in both engines: SQLite reads its `units` table, PostgreSQL is told the list */
 const UNITS = ['g1', 'g2'];
+const env = useStoreEngines({
+  name: 'incident-store', band: 8,
+  setupSqlite(store) {
+    for (const id of UNITS) {
+      store.sqlite.prepare(`INSERT INTO units (id, name, tier, created_at) VALUES (?, ?, 'grid', ?)`).run(id, id, Date.now());
+    }
+  },
+});
 
 /** a fresh database per engine and test group, so the log starts empty and seqs are predictable */
-const freshPg = (prefix: string) => pgs.fresh(prefix);
-
-beforeAll(async () => {
-  pgs = await startPostgresForStores({ dir: join(dir, 'pg'), band: 8 });
-  sqliteStore = openStore(join(dir, 'eldergate.db'));
-  for (const id of UNITS) {
-    sqliteStore.sqlite.prepare(`INSERT INTO units (id, name, tier, created_at) VALUES (?, ?, 'grid', ?)`).run(id, id, Date.now());
-  }
-}, 120_000);
-
-afterAll(async () => {
-  sqliteStore?.close();
-  await pgs?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+const freshPg = (prefix: string) => env.pgs().fresh(prefix);
 
 // ---- the domain's use of a write transaction, written once for both modes (the service does the same) ----
 
@@ -107,8 +96,8 @@ const engines: { name: string; open: () => Promise<IncidentStore<StoreMode>> }[]
     name: 'SQLite',
     async open() {
       // a fresh log: the shared file's tables emptied, AUTOINCREMENT's counter too
-      sqliteStore.sqlite.exec(`DELETE FROM incident_events; DELETE FROM incidents; DELETE FROM sqlite_sequence WHERE name = 'incident_events'`);
-      return createSqliteIncidentStore(sqliteStore.sqlite);
+      env.sqlite().sqlite.exec(`DELETE FROM incident_events; DELETE FROM incidents; DELETE FROM sqlite_sequence WHERE name = 'incident_events'`);
+      return createSqliteIncidentStore(env.sqlite().sqlite);
     },
   },
   {
@@ -238,7 +227,7 @@ const services: { name: string; open: () => Promise<ServiceHarness> }[] = [
 
 async function serviceOn(pool: pg.Pool | null): Promise<ServiceHarness> {
   // the areas not in PostgreSQL yet (network, receipts, devices) on a SQLite file of their own
-  const local = openStore(join(dir, `service-${Math.random().toString(36).slice(2, 8)}.db`));
+  const local = openStore(join(env.dir, `service-${Math.random().toString(36).slice(2, 8)}.db`));
   const clock = createManualClock();
   const network = createNetwork({ store: local, log, clock });
   network.createUnit({ id: 'd1', name: 'District', tier: 'district' });
@@ -344,7 +333,7 @@ describe('PostgreSQL: several nodes appending to one log', () => {
     const { url } = await freshPg('concurrent_log');
     const nodes = Array.from({ length: 8 }, () => {
       const pool = new pg.Pool({ connectionString: url, max: 2 });
-      pgs.track(pool);
+      env.pgs().track(pool);
       return createPgIncidentStore({ pool, knownUnitIds: () => UNITS });
     });
     const PER_WRITER = 60;
@@ -380,7 +369,7 @@ describe('PostgreSQL: several nodes appending to one log', () => {
     const { url } = await freshPg('twins');
     const [a, b] = [0, 1].map(() => {
       const pool = new pg.Pool({ connectionString: url, max: 4 });
-      pgs.track(pool);
+      env.pgs().track(pool);
       return createPgIncidentStore({ pool, knownUnitIds: () => UNITS });
     }) as [IncidentStore<'async'>, IncidentStore<'async'>];
     for (let round = 0; round < 20; round++) {

@@ -2,33 +2,16 @@
 // dedup, on a real SQLite file with the committed migrations and on a real PostgreSQL 15 (Debian's, started by this
 // file on a private port and data directory, with drizzle-pg/'s migrations). Then what only PostgreSQL has to prove,
 // since there several nodes write: one key inserted by two nodes at the same moment is stored once.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openStore, type Store } from '../../core/db.js';
+import { describe, expect, it } from 'vitest';
 import { createSqliteObservationStore, type NewObservation, type ObservationStore, type RejectRow } from '../../gateway/observation-store.js';
 import { createPgObservationStore, type PgObservationStore } from '../../gateway/observation-store-pg.js';
 import type { StoreMode } from '../../response/store/types.js';
-import { startPostgresForStores, type PostgresForStores } from '../helpers/postgres.js';
+import { useStoreEngines } from '../helpers/postgres.js';
 
 // band 11: no other test file's (grep `band:` and freeBasePort under test/)
 const BAND = 11;
-const dir = mkdtempSync(join(tmpdir(), 'eldergate-observation-store-'));
-let pgs: PostgresForStores;
-let sqliteStore: Store;
-
-beforeAll(async () => {
-  pgs = await startPostgresForStores({ dir: join(dir, 'pg'), band: BAND });
-  sqliteStore = openStore(join(dir, 'eldergate.db'));
-}, 120_000);
-
-afterAll(async () => {
-  sqliteStore?.close();
-  await pgs?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+const env = useStoreEngines({ name: 'observation-store', band: BAND });
 
 // key order, spaces-free compact text and characters beyond ASCII: a store that re-serialises (jsonb) changes it
 const DATA = '{"z":1,"a":[1,2],"名":"值","nested":{"b":true,"a":null}}';
@@ -56,23 +39,23 @@ const engines: Engine[] = [
   {
     name: 'SQLite',
     async open() {
-      sqliteStore.sqlite.exec('DELETE FROM observations; DELETE FROM rejects');
-      return createSqliteObservationStore(sqliteStore.sqlite);
+      env.sqlite().sqlite.exec('DELETE FROM observations; DELETE FROM rejects');
+      return createSqliteObservationStore(env.sqlite().sqlite);
     },
     async writeAndFail(store, writes) {
-      expect(() => sqliteStore.sqlite.transaction(() => {
+      expect(() => env.sqlite().sqlite.transaction(() => {
         writes(store);
         throw new Error('the batch failed after its rows were written');
       })()).toThrow(/the batch failed/);
     },
     async rows(query) {
-      return sqliteStore.sqlite.prepare(query).all() as Record<string, unknown>[];
+      return env.sqlite().sqlite.prepare(query).all() as Record<string, unknown>[];
     },
   },
   {
     name: 'PostgreSQL',
     async open() {
-      pool = (await pgs.fresh('observations', 4)).pool;
+      pool = (await env.pgs().fresh('observations', 4)).pool;
       return createPgObservationStore(pool);
     },
     async writeAndFail(store, writes) {
@@ -148,13 +131,13 @@ for (const engine of engines) {
 
 describe('observation store: several nodes on one PostgreSQL', () => {
   it('one key inserted by two nodes at the same moment is stored once: one gets its id, the other 0', async () => {
-    const { url } = await pgs.fresh('observation_race');
-    const nodes = [0, 1].map(() => createPgObservationStore(pgs.track(new pg.Pool({ connectionString: url, max: 2 }))));
+    const { url } = await env.pgs().fresh('observation_race');
+    const nodes = [0, 1].map(() => createPgObservationStore(env.pgs().track(new pg.Pool({ connectionString: url, max: 2 }))));
     for (let round = 0; round < 50; round++) {
       const ids = await Promise.all(nodes.map((n) => n.insert(obs({ seq: round }))));
       expect(ids.filter((id) => id > 0)).toHaveLength(1);
     }
-    const check = pgs.track(new pg.Pool({ connectionString: url, max: 1 }));
+    const check = env.pgs().track(new pg.Pool({ connectionString: url, max: 1 }));
     expect((await check.query('SELECT count(*)::int AS n FROM observations')).rows[0].n).toBe(50);
   });
 });

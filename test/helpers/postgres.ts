@@ -1,10 +1,12 @@
 // A private PostgreSQL server for a test file (ops/cluster/postgres.ts): its port from the file's band of ports
 // (./cluster-ports.ts), another stretch of the band when the port turns out taken. No PostgreSQL installed is a
 // failure naming the package to install, never a skipped test: a skipped store test is a store nobody tested.
-import { chmodSync, chownSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, resolve, sep } from 'node:path';
+import { dirname, join, resolve, sep } from 'node:path';
 import pg from 'pg';
+import { afterAll, beforeAll } from 'vitest';
+import { openStore, type Store } from '../../core/db.js';
 import { missingPostgresPackages, startPostgres, type PostgresServer } from '../../ops/cluster/postgres.js';
 import { portFree } from '../../ops/cluster/processes.js';
 import { migratePg } from '../../response/store/pg.js';
@@ -100,4 +102,25 @@ export async function startPostgresForStores(o: { dir: string; band: number }): 
       await server.stop();
     },
   };
+}
+
+/**
+ * A contract test file's two engines: a PostgreSQL server for stores (above) and a SQLite file with the committed
+ * migrations, both in a temporary directory of the file's own, started before its tests and removed after them.
+ */
+export function useStoreEngines(o: { name: string; band: number; setupSqlite?: (store: Store) => void }): { pgs(): PostgresForStores; sqlite(): Store; dir: string } {
+  const dir = mkdtempSync(join(tmpdir(), `eldergate-${o.name}-`));
+  let pgs: PostgresForStores | undefined;
+  let sqlite: Store | undefined;
+  beforeAll(async () => {
+    pgs = await startPostgresForStores({ dir: join(dir, 'pg'), band: o.band });
+    sqlite = openStore(join(dir, 'eldergate.db'));
+    o.setupSqlite?.(sqlite);
+  }, 120_000);
+  afterAll(async () => {
+    sqlite?.close();
+    await pgs?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { pgs: () => pgs!, sqlite: () => sqlite!, dir };
 }
