@@ -4,24 +4,17 @@
 // rest of the ingest's batch). Migrations: migratePg (response/store/pg.ts) applies drizzle-pg/.
 import type pg from 'pg';
 import { and, asc, desc, eq, gt, inArray, lte, sql } from 'drizzle-orm';
-import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { pgCommands } from './pg-schema.js';
+import { onPool, type PgExecutor, type Transactional } from './pg-bind.js';
 import type { CommandRow, CommandStore } from './command-store.js';
 import { storableId, storedText } from './stored-text.js';
 
-const schema = { pgCommands };
-type Db = NodePgDatabase<typeof schema>;
-type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
-
-export interface PgCommandStore extends CommandStore<'async'> {
-  /** run `fn` with the store bound to one transaction: what it writes commits or rolls back together */
-  transaction<T>(fn: (tx: CommandStore<'async'>) => Promise<T>): Promise<T>;
-}
+export type PgCommandStore = Transactional<CommandStore<'async'>>;
 
 const LIVE = inArray(pgCommands.status, ['pending', 'sent']);
 const toRow = ({ n: _n, ...r }: typeof pgCommands.$inferSelect): CommandRow => r;
 
-function bound(t: Db | Tx): CommandStore<'async'> {
+function bound(t: PgExecutor): CommandStore<'async'> {
   return {
     mode: 'async',
     async insert(c, once) {
@@ -67,6 +60,5 @@ function bound(t: Db | Tx): CommandStore<'async'> {
 }
 
 export function createPgCommandStore(pool: pg.Pool): PgCommandStore {
-  const db: Db = drizzle(pool, { schema });
-  return { ...bound(db), transaction: (fn) => db.transaction((tx) => fn(bound(tx))) };
+  return onPool(pool, bound);
 }

@@ -5,18 +5,11 @@
 // Migrations: migratePg (response/store/pg.ts) applies drizzle-pg/.
 import type pg from 'pg';
 import { and, desc, eq, isNull, lte, sql } from 'drizzle-orm';
-import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { pgObservations, pgRejects } from './pg-schema.js';
+import { onPool, type PgExecutor, type Transactional } from './pg-bind.js';
 import { storedReject, type ObservationStore, type PriorObservation } from './observation-store.js';
 
-const schema = { pgObservations, pgRejects };
-type Db = NodePgDatabase<typeof schema>;
-type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
-
-export interface PgObservationStore extends ObservationStore<'async'> {
-  /** run `fn` with the store bound to one transaction: what it writes commits or rolls back together */
-  transaction<T>(fn: (tx: ObservationStore<'async'>) => Promise<T>): Promise<T>;
-}
+export type PgObservationStore = Transactional<ObservationStore<'async'>>;
 
 /** the columns dedup reads; `data` as the text stored (`json` keeps it as written) */
 const PRIOR = {
@@ -29,7 +22,7 @@ const PRIOR = {
   data: sql<string>`${pgObservations.data}::text`,
 };
 
-function bound(t: Db | Tx): ObservationStore<'async'> {
+function bound(t: PgExecutor): ObservationStore<'async'> {
   return {
     mode: 'async',
     async insert(o) {
@@ -73,6 +66,5 @@ function bound(t: Db | Tx): ObservationStore<'async'> {
 }
 
 export function createPgObservationStore(pool: pg.Pool): PgObservationStore {
-  const db: Db = drizzle(pool, { schema });
-  return { ...bound(db), transaction: (fn) => db.transaction((tx) => fn(bound(tx))) };
+  return onPool(pool, bound);
 }

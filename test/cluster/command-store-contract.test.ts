@@ -114,6 +114,20 @@ for (const engine of engines) {
 }
 
 describe('command store: several nodes on one PostgreSQL', () => {
+  it('what is written through transaction() commits or rolls back with the caller\'s other writes', async () => {
+    const s = createPgCommandStore((await env.pgs().fresh('command_tx', 2)).pool);
+    await s.insert(cmd('c1'), false);
+    await expect(s.transaction(async (tx) => {
+      await tx.answer('dev-1', 'c1', true, T + 1, null);
+      await tx.insert(cmd('c2'), false);
+      throw new Error('the batch failed after its rows were written');
+    })).rejects.toThrow(/the batch failed/);
+    expect(await s.get('c1')).toMatchObject({ status: 'pending' });
+    expect(await s.get('c2')).toBeUndefined();
+    await s.transaction(async (tx) => tx.answer('dev-1', 'c1', true, T + 2, null));
+    expect(await s.get('c1')).toMatchObject({ status: 'acked', ackedAt: T + 2 });
+  });
+
   it('a device\'s answer taken by two nodes at once moves its command once; so does an expiry run by both', async () => {
     const { url } = await env.pgs().fresh('command_race');
     const nodes = [0, 1].map(() => createPgCommandStore(env.pgs().track(new pg.Pool({ connectionString: url, max: 2 }))));

@@ -81,7 +81,7 @@ const engines: Engine[] = [
     async writeAndFail(store, rows) {
       const s = store as PgDeviceStateStore;
       await expect(s.transaction(async (tx) => {
-        await s.writeIn(tx, rows);
+        await tx.write(rows);
         throw new Error('the batch failed after its states were written');
       })).rejects.toThrow(/the batch failed/);
     },
