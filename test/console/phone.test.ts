@@ -24,7 +24,16 @@ async function fits(page: Page, what: string): Promise<void> {
 /** Every action control of a card (or the incident page): ≥ 44 px tall and wholly inside the screen's width. */
 async function thumbSized(page: Page, scope: string): Promise<number> {
   const boxes = await page.locator(`${scope} .actions button, ${scope} .actions select, ${scope} .actions input`).evaluateAll((els) =>
-    els.map((e) => { const r = e.getBoundingClientRect(); return { what: `${e.tagName.toLowerCase()}[${e.getAttribute('data-action') ?? e.getAttribute('aria-label')}]`, h: r.height, left: r.left, right: r.right }; }));
+    els.map((e) => {
+      const r = e.getBoundingClientRect();
+      // where a control has no size, the ancestors say why (one was display: none, hidden, or had no height yet)
+      const up: string[] = [];
+      for (let x: Element | null = e.parentElement; x && x !== document.body && r.height === 0; x = x.parentElement) {
+        up.push(`${x.tagName.toLowerCase()}.${[...x.classList].join('.')}${x.hasAttribute('hidden') ? '[hidden]' : ''} ${getComputedStyle(x).display} ${Math.round(x.getBoundingClientRect().height)}px`);
+      }
+      const what = `${e.tagName.toLowerCase()}[${e.getAttribute('data-action') ?? e.getAttribute('aria-label')}]${up.length ? ` (in ${up.join(' < ')})` : ''}`;
+      return { what, h: r.height, left: r.left, right: r.right };
+    }));
   for (const b of boxes) {
     expect(b.h, `${b.what} is ${b.h}px tall`).toBeGreaterThanOrEqual(44);
     expect(b.left, `${b.what} starts at ${b.left}`).toBeGreaterThanOrEqual(0);

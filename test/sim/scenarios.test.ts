@@ -22,9 +22,11 @@ afterAll(async () => {
 
 const SHIPPED = ['sos', 'fall-cancel', 'fall-no-cancel', 'wander', 'silent-fall-sensor', 'storm'];
 
-describe('shipped scenarios against the real gateway', () => {
+// all at once against the one gateway, as several test engineers would: each scenario provisions its own devices and
+// judges only them, and most of each is waiting (a fall's cancel window, a sensor's silence, a reconnect back-off)
+describe.concurrent('shipped scenarios against the real gateway', () => {
   for (const name of SHIPPED) {
-    it(`${name}.yaml passes`, async () => {
+    it(`${name}.yaml passes`, async ({ expect }) => {
       const scenario = await loadScenario(join(REPO, 'scenarios', `${name}.yaml`));
       const { report } = await runScenario({ scenario, api, mqttUrl: gw.mqttUrl });
       const failed = report.expectations.filter((e) => !e.passed).map((e) => `line ${e.line}: ${e.text} — ${e.detail}`);
