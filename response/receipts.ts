@@ -8,10 +8,11 @@
 // batch; a failed write (disk full) drops it, logged. What the alarm path guarantees (the opening durable before any
 // console sees it) does not depend on them. The incident's `pushed` / `delivered` latency stamps are the first
 // receipt of each kind, set on the incident row in the same batch, so lists, KPIs and the API read them as before.
+// Where they are stored: response/receipt-store.ts (SQLite here; PostgreSQL for cluster mode in receipt-store-pg.ts).
 import type { Logger } from 'pino';
-import type Database from 'better-sqlite3';
 import type { Store } from '../core/db.js';
-import type { IncidentReceipt, ReceiptKind } from './events.js';
+import type { IncidentReceipt } from './events.js';
+import { createSqliteReceiptStore, receiptKey } from './receipt-store.js';
 
 export interface ReceiptsOptions {
   store: Store;
@@ -42,31 +43,15 @@ export interface Receipts {
   close(): void;
 }
 
-interface ReceiptDbRow {
-  incident_id: string;
-  kind: ReceiptKind;
-  seq: number;
-  at: number;
-  user_id: string | null;
-  username: string | null;
-}
-
 /** Bounds: remembered keys (beyond them memory forgets and the unique indexes decide) and queued receipts. */
 const MAX_KNOWN = 100_000;
 const MAX_QUEUED = 50_000;
 
 export function createReceipts(opts: ReceiptsOptions): Receipts {
-  const { sqlite } = opts.store;
+  const stored = createSqliteReceiptStore(opts.store.sqlite);
   const log = opts.log.child({ module: 'receipts' });
   const flushMs = opts.flushMs ?? 50;
   const maxBatch = opts.maxBatch ?? 500;
-
-  const ofIncident = sqlite.prepare<[string], ReceiptDbRow>(
-    'SELECT incident_id, kind, seq, at, user_id, username FROM incident_receipts WHERE incident_id = ? ORDER BY at, id',
-  );
-  const firsts = sqlite.prepare<[string], { kind: ReceiptKind; at: number }>(
-    'SELECT kind, min(at) AS at FROM incident_receipts WHERE incident_id = ? GROUP BY kind',
-  );
 
   let queue: IncidentReceipt[] = [];
   let timer: NodeJS.Timeout | undefined;
@@ -76,7 +61,7 @@ export function createReceipts(opts: ReceiptsOptions): Receipts {
   const pushedKnown = new Set<string>();
   const deliveredKnown = new Set<string>();
 
-  const writeHere = opts.write ? null : receiptBatchWriter(sqlite);
+  const writeHere = opts.write ? null : stored.writeBatch;
   /** batches handed to the writer and not answered yet: still shown by `of` and `firstStamps` */
   const inFlight = new Set<readonly IncidentReceipt[]>();
 
@@ -154,15 +139,12 @@ export function createReceipts(opts: ReceiptsOptions): Receipts {
       return true;
     },
     of(incidentId) {
-      const written = ofIncident.all(incidentId).map((r): IncidentReceipt => ({
-        incidentId: r.incident_id, kind: r.kind, seq: r.seq, at: r.at, userId: r.user_id, username: r.username,
-      }));
-      const seen = new Set(written.map((r) => `${r.kind}\u0000${r.userId ?? ''}`));
-      return [...written, ...unwritten(incidentId).filter((r) => !seen.has(`${r.kind}\u0000${r.userId ?? ''}`))];
+      const written = stored.of(incidentId);
+      const seen = new Set(written.map(receiptKey));
+      return [...written, ...unwritten(incidentId).filter((r) => !seen.has(receiptKey(r)))];
     },
     firstStamps(incidentId) {
-      const out: { pushed?: number; delivered?: number } = {};
-      for (const r of firsts.all(incidentId)) out[r.kind] = r.at;
+      const out = stored.firsts(incidentId);
       for (const r of unwritten(incidentId)) if (out[r.kind] === undefined || r.at < out[r.kind]!) out[r.kind] = r.at;
       return out;
     },
@@ -172,33 +154,4 @@ export function createReceipts(opts: ReceiptsOptions): Receipts {
       closed = true;
     },
   };
-}
-
-/**
- * Write a batch of receipts on `sqlite` in one IMMEDIATE transaction; returns how many were new. The first of each
- * kind stamps the incident (a stamp records the first time: an incident that already has one keeps it). Used where
- * the batch is written: this thread, or the gateway's writer thread (gateway/writer/worker.ts).
- */
-export function receiptBatchWriter(sqlite: Database.Database): (batch: readonly IncidentReceipt[]) => number {
-  const insert = sqlite.prepare<[string, ReceiptKind, number, number, string | null, string | null]>(
-    'INSERT OR IGNORE INTO incident_receipts (incident_id, kind, seq, at, user_id, username) VALUES (?, ?, ?, ?, ?, ?)',
-  );
-  const stamp = {
-    pushed: sqlite.prepare<[number, string]>(
-      `UPDATE incidents SET stamps = json_set(stamps, '$.pushed', ?) WHERE id = ? AND json_extract(stamps, '$.pushed') IS NULL`,
-    ),
-    delivered: sqlite.prepare<[number, string]>(
-      `UPDATE incidents SET stamps = json_set(stamps, '$.delivered', ?) WHERE id = ? AND json_extract(stamps, '$.delivered') IS NULL`,
-    ),
-  };
-  const write = sqlite.transaction((batch: readonly IncidentReceipt[]) => {
-    let written = 0;
-    for (const r of batch) {
-      if (insert.run(r.incidentId, r.kind, r.seq, r.at, r.userId, r.username).changes === 0) continue;
-      written++;
-      stamp[r.kind].run(r.at, r.incidentId);
-    }
-    return written;
-  });
-  return (batch) => write.immediate(batch);
 }

@@ -18,7 +18,7 @@ import { DeviceRegistry } from '../../devices/registry.js';
 import { systemClock } from '../../response/clock.js';
 import { createNetwork } from '../../response/network.js';
 import { createIncidentService, type IncidentService } from '../../response/incidents.js';
-import { receiptBatchWriter } from '../../response/receipts.js';
+import { createSqliteReceiptStore } from '../../response/receipt-store.js';
 import { DeviceStates } from '../device-state.js';
 import { Ingest } from '../ingest.js';
 import { Commands } from '../commands.js';
@@ -143,7 +143,7 @@ function main(): void {
     }
   }, 1000);
   heapTimer.unref();
-  const writeReceipts = receiptBatchWriter(d.store.sqlite);
+  const writeReceipts = createSqliteReceiptStore(d.store.sqlite).writeBatch;
   const reply = (id: number, run: () => unknown) => {
     try {
       const value = run();

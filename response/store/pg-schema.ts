@@ -1,4 +1,4 @@
-// The incident area's tables in PostgreSQL (cluster mode's shared store), migrations in drizzle-pg/ (generated from
+// The incident area's tables in PostgreSQL (the incidents, their log, and their push and delivery receipts) (cluster mode's shared store), migrations in drizzle-pg/ (generated from
 // this file by `npm run db:generate:pg`). The same columns as the SQLite schema (response/schema.ts) with PostgreSQL's
 // types: epoch ms as bigint read as a JS number (safe to 2^53), JSON as jsonb, flags as boolean.
 //
@@ -9,8 +9,9 @@
 // - `incidents_one_open`: at most one open incident per (device, type, test). Two nodes raising for the same device at
 //   once cannot both open one: the second insert fails, its transaction is retried and joins the first.
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, check, index, integer, jsonb, pgTable, smallint, text, uniqueIndex } from 'drizzle-orm/pg-core';
+import { bigint, bigserial, boolean, check, index, integer, jsonb, pgTable, smallint, text, uniqueIndex } from 'drizzle-orm/pg-core';
 import { INCIDENT_EVENT_TYPES, PRIORITIES, type Position } from '../../core/contracts.js';
+import { RECEIPT_KINDS } from '../events.js';
 
 /** epoch milliseconds: bigint, read as a JS number (safe to 2^53) */
 export const ms = (name: string) => bigint(name, { mode: 'number' });
@@ -71,4 +72,26 @@ export const pgIncidentLogHead = pgTable(
     seq: bigint('seq', { mode: 'number' }).notNull().default(0),
   },
   (t) => [check('incident_log_head_one_row', sql`${t.id} = 1`)],
+);
+
+/**
+ * Push and delivery receipts (response/receipt-store.ts): at most one `pushed` per incident and one `delivered` per
+ * incident and console user, whichever node writes it first (the partial unique indexes decide).
+ */
+export const pgIncidentReceipts = pgTable(
+  'incident_receipts',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    incidentId: text('incident_id').notNull(),
+    kind: text('kind', { enum: RECEIPT_KINDS }).notNull(),
+    seq: bigint('seq', { mode: 'number' }).notNull(),
+    at: ms('at').notNull(),
+    userId: text('user_id'),
+    username: text('username'),
+  },
+  (t) => [
+    index('incident_receipts_incident_idx').on(t.incidentId, t.at),
+    uniqueIndex('incident_receipts_pushed_once').on(t.incidentId).where(sql`kind = 'pushed'`),
+    uniqueIndex('incident_receipts_delivered_once').on(t.incidentId, t.userId).where(sql`kind = 'delivered'`),
+  ],
 );
