@@ -9,6 +9,7 @@ import { createIncidentService, type IncidentApi, type IncidentService, type Inc
 import { createEscalation, type Escalation } from './escalation.js';
 import { createNotifications, type NotificationDeps, type Notifications } from './notify.js';
 import { computeKpis, type KpiQuery, type KpiReport } from './kpis.js';
+import { createSqliteKpiStore } from './kpi-store.js';
 import { createReceipts, type ReceiptsOptions } from './receipts.js';
 
 export interface Response<I extends IncidentApi = IncidentService> {
@@ -49,6 +50,7 @@ export function createResponse(deps: ResponseDeps): Response<IncidentApi> {
   const network = createNetwork({ store, log, clock });
   // push and delivery receipts: batched, best-effort, apart from the incident log (receipts.ts)
   const receipts = createReceipts({ store, log, ...(deps.writeReceipts ? { write: deps.writeReceipts } : {}) });
+  const kpiStore = createSqliteKpiStore(store.sqlite);
   const local = createIncidentService({ store, bus, config, log, clock, network, receipts });
   const incidents: IncidentApi = deps.writes ? { ...local, ...deps.writes } : local;
   const escalation = createEscalation({ incidents, network, bus, config, log, clock });
@@ -60,7 +62,7 @@ export function createResponse(deps: ResponseDeps): Response<IncidentApi> {
     incidents,
     escalation,
     notifications,
-    kpis: (query) => computeKpis(store.sqlite, config.budgets, { now: clock.now(), ...query }),
+    kpis: (query) => computeKpis(kpiStore, config.budgets, { now: clock.now(), ...query }),
     flushReceipts: () => { receipts.flush(); },
     start() {
       // notifications first, so the tiers reached by start-up escalations are told

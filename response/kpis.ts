@@ -1,10 +1,10 @@
 // Answer-time KPIs per shift, from the incidents projection and the escalation events: share acknowledged within
 // 60 s and 180 s (TSA: 97.5 % / 99 %; EN/BS 8591: 98.5 % in 60 s), median and p95 time to acknowledge and to be on
 // site, on-site within the priority's reach budget (the 15-minute service circle), and budget breaches.
-import type { Database } from 'better-sqlite3';
 import type { Config } from '../core/config.js';
 import type { Priority } from '../core/contracts.js';
 import { ValidationError } from '../core/errors.js';
+import type { KpiIncident, KpiScope, KpiStore } from './kpi-store.js';
 
 export const DEFAULT_SHIFTS = ['08:00', '20:00'] as const;
 
@@ -116,14 +116,6 @@ export function distribution(values: number[]): Distribution {
   return { n: v.length, medianMs: median, p95Ms: p95 };
 }
 
-interface Row {
-  priority: Priority;
-  status: string;
-  opened_at: number;
-  stamps: string;
-  unit_id: string | null;
-}
-
 interface Item {
   priority: Priority;
   status: string;
@@ -169,35 +161,44 @@ function block(items: Item[], breaches: number, now: number, budgets: Config['bu
   };
 }
 
-export function computeKpis(sqlite: Database, budgets: Config['budgets'], query: KpiQuery): KpiReport {
+/** The period and shifts of a query, checked; each problem says what to give instead. */
+function periodOf(query: KpiQuery): { windows: { start: number; end: number; label: string }[]; scope: KpiScope; now: number } {
   const { from, to } = query;
   if (!Number.isFinite(from) || !Number.isFinite(to) || to <= from) {
     throw new ValidationError('from/to: give a period with from < to (epoch ms or ISO dates)', { field: 'from' });
   }
   if (to - from > 366 * 86_400_000) throw new ValidationError('to: a KPI period is at most one year', { field: 'to' });
-  const now = query.now ?? Date.now();
-  const windows = shiftWindows(from, to, query.shifts ?? DEFAULT_SHIFTS);
+  return {
+    windows: shiftWindows(from, to, query.shifts ?? DEFAULT_SHIFTS),
+    scope: { priority: query.priority, unitIds: query.unitIds, includeUnplaced: query.includeUnplaced },
+    now: query.now ?? Date.now(),
+  };
+}
 
-  const where = ['test = 0', 'opened_at >= ?', 'opened_at < ?'];
-  const args: unknown[] = [from, to];
-  if (query.priority?.length) {
-    where.push('priority IN (SELECT value FROM json_each(?))');
-    args.push(JSON.stringify(query.priority));
-  }
-  if (query.unitIds) {
-    where.push(`(unit_id IN (SELECT value FROM json_each(?))${query.includeUnplaced ? ' OR unit_id IS NULL OR unit_id NOT IN (SELECT id FROM units)' : ''})`);
-    args.push(JSON.stringify(query.unitIds));
-  }
-  const rows = sqlite
-    .prepare(`SELECT priority, status, opened_at, stamps, unit_id FROM incidents WHERE ${where.join(' AND ')}`)
-    .all(...args) as Row[];
-  const items: Item[] = rows.map((r) => {
-    const s = JSON.parse(r.stamps) as Record<string, number>;
+/** The report over a synchronous store (SQLite, the one-node default). */
+export function computeKpis(source: KpiStore<'sync'>, budgets: Config['budgets'], query: KpiQuery): KpiReport {
+  const p = periodOf(query);
+  return report(query, p, budgets, source.opened(query.from, query.to, p.scope), source.breaches(query.from, query.to, p.scope));
+}
+
+/** The same report over an asynchronous store (PostgreSQL, cluster mode). */
+export async function computeKpisAsync(source: KpiStore<'async'>, budgets: Config['budgets'], query: KpiQuery): Promise<KpiReport> {
+  const p = periodOf(query);
+  const [opened, breaches] = await Promise.all([source.opened(query.from, query.to, p.scope), source.breaches(query.from, query.to, p.scope)]);
+  return report(query, p, budgets, opened, breaches);
+}
+
+function report(
+  { from, to }: KpiQuery, { windows, now }: ReturnType<typeof periodOf>, budgets: Config['budgets'],
+  opened: KpiIncident[], breachTimes: number[],
+): KpiReport {
+  const items: Item[] = opened.map((r) => {
+    const s = r.stamps;
     const closedAt = s.cancelled ?? s.resolved;
     return {
       priority: r.priority,
       status: r.status,
-      openedAt: r.opened_at,
+      openedAt: r.openedAt,
       ...(s.acknowledged !== undefined ? { ackAt: s.acknowledged } : {}),
       ...(s.onSite !== undefined ? { onSiteAt: s.onSite } : {}),
       ...(closedAt !== undefined ? { closedAt } : {}),
@@ -205,22 +206,6 @@ export function computeKpis(sqlite: Database, budgets: Config['budgets'], query:
   });
 
   // breaches are counted in the shift on duty when they happened, among the same incidents' scope
-  const bWhere = [`e.type = 'escalated'`, 'e.at >= ?', 'e.at < ?', 'i.test = 0'];
-  const bArgs: unknown[] = [from, to];
-  if (query.priority?.length) {
-    bWhere.push('i.priority IN (SELECT value FROM json_each(?))');
-    bArgs.push(JSON.stringify(query.priority));
-  }
-  if (query.unitIds) {
-    bWhere.push(`(i.unit_id IN (SELECT value FROM json_each(?))${query.includeUnplaced ? ' OR i.unit_id IS NULL OR i.unit_id NOT IN (SELECT id FROM units)' : ''})`);
-    bArgs.push(JSON.stringify(query.unitIds));
-  }
-  const breachTimes = (
-    sqlite
-      .prepare(`SELECT e.at AS at FROM incident_events e JOIN incidents i ON i.id = e.incident_id WHERE ${bWhere.join(' AND ')}`)
-      .all(...bArgs) as { at: number }[]
-  ).map((r) => r.at);
-
   const shifts: ShiftKpi[] = windows.map((w) => {
     const lo = Math.max(w.start, from);
     const hi = Math.min(w.end, to);
