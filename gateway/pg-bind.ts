@@ -13,7 +13,24 @@ export type Transactional<S> = S & {
   transaction<T>(fn: (tx: S) => Promise<T>): Promise<T>;
 };
 
-export function onPool<S>(pool: pg.Pool, bound: (t: PgExecutor) => S): Transactional<S> {
+/**
+ * Where a store writes several statements that must commit together (a batch): on the pool, its own transaction; bound
+ * to the caller's transaction, that transaction (nothing nested: drizzle names savepoints by depth alone, so two
+ * batches running at once in one transaction would release or roll back each other's savepoint).
+ */
+export type Atomic = <T>(fn: (t: PgExecutor) => Promise<T>) => Promise<T>;
+
+export function onPool<S>(pool: pg.Pool, bound: (t: PgExecutor, atomic: Atomic) => S): Transactional<S> {
   const db = drizzle(pool);
-  return { ...bound(db), transaction: (fn) => db.transaction((tx) => fn(bound(tx))) };
+  return {
+    ...bound(db, (fn) => db.transaction((tx) => fn(tx))),
+    transaction: (fn) => db.transaction(async (tx) => {
+      // a batch that failed inside fails the transaction, even if fn went on (PostgreSQL would turn the COMMIT of an
+      // aborted transaction into a ROLLBACK without an error, and a batch that had answered would be lost)
+      let failed: unknown;
+      const out = await fn(bound(tx, (f) => f(tx).catch((err: unknown) => { failed ??= err; throw err; })));
+      if (failed !== undefined) throw failed;
+      return out;
+    }),
+  };
 }

@@ -2,11 +2,12 @@
 // several nodes push and confirm the same incidents. The contract is response/receipt-store.ts's. A batch is one
 // transaction: one multi-row INSERT … ON CONFLICT DO NOTHING (the partial unique indexes decide what is new, also
 // against a batch another node commits at the same moment), then one conditional UPDATE per stamp it sets; rows and
-// incidents are taken in one global order, so two nodes' batches wait for each other but never deadlock.
+// incidents are taken in one global order, so two nodes' batches wait for each other but never deadlock (bound to a
+// caller's transaction that already holds incident rows, the caller's order counts too).
 import type pg from 'pg';
 import { and, asc, eq, min, sql } from 'drizzle-orm';
 import { pgIncidentReceipts, pgIncidents } from './store/pg-schema.js';
-import { onPool, type PgExecutor, type Transactional } from '../gateway/pg-bind.js';
+import { onPool, type Atomic, type PgExecutor, type Transactional } from '../gateway/pg-bind.js';
 import { receiptKey, type ReceiptStore } from './receipt-store.js';
 import type { IncidentReceipt, ReceiptKind } from './events.js';
 
@@ -15,7 +16,7 @@ export type PgReceiptStore = Transactional<ReceiptStore<'async'>>;
 /** rows per INSERT: 7 parameters each, under PostgreSQL's 65,535 */
 const ROWS_PER_STATEMENT = 4000;
 
-function bound(t: PgExecutor): ReceiptStore<'async'> {
+function bound(t: PgExecutor, atomic: Atomic): ReceiptStore<'async'> {
   const write = async (w: PgExecutor, batch: readonly IncidentReceipt[]): Promise<number> => {
     // a receipt twice in one batch: the first stands (one statement cannot decide between two rows of its own)
     const seen = new Set<string>();
@@ -50,11 +51,11 @@ function bound(t: PgExecutor): ReceiptStore<'async'> {
   };
   return {
     mode: 'async',
-    // its own transaction, or (bound to one by transaction()) a savepoint in it
-    writeBatch: (batch) => t.transaction((tx) => write(tx, batch)),
+    // its own transaction, or (bound by transaction()) the caller's
+    writeBatch: (batch) => atomic((w) => write(w, batch)),
     async of(incidentId) {
       const rows = await t.select().from(pgIncidentReceipts).where(eq(pgIncidentReceipts.incidentId, incidentId))
-        .orderBy(asc(pgIncidentReceipts.at), asc(pgIncidentReceipts.id));
+        .orderBy(asc(pgIncidentReceipts.at), sql`${pgIncidentReceipts.kind} = 'pushed' DESC`, asc(pgIncidentReceipts.userId));
       return rows.map(({ id: _id, ...r }) => r);
     },
     async firsts(incidentId) {

@@ -16,7 +16,7 @@ export interface ReceiptStore<M extends StoreMode> {
   readonly mode: M;
   /** write a batch in one transaction; returns how many receipts were new */
   writeBatch(batch: readonly IncidentReceipt[]): Ret<M, number>;
-  /** the incident's stored receipts, oldest first (by `at`, then in the order stored) */
+  /** the incident's stored receipts, oldest first: by `at`; of one millisecond, the push first, then by user */
   of(incidentId: string): Ret<M, IncidentReceipt[]>;
   /** the earliest stored receipt of each kind */
   firsts(incidentId: string): Ret<M, { pushed?: number; delivered?: number }>;
@@ -48,7 +48,8 @@ export function createSqliteReceiptStore(sqlite: Database.Database): ReceiptStor
     ),
   };
   const ofIncident = sqlite.prepare<[string], ReceiptDbRow>(
-    'SELECT incident_id, kind, seq, at, user_id, username FROM incident_receipts WHERE incident_id = ? ORDER BY at, id',
+    // (not by rowid: PostgreSQL inserts a batch in key order, to take its locks in one order, and its ids follow that)
+    "SELECT incident_id, kind, seq, at, user_id, username FROM incident_receipts WHERE incident_id = ? ORDER BY at, kind = 'pushed' DESC, user_id",
   );
   const firsts = sqlite.prepare<[string], { kind: ReceiptKind; at: number }>(
     'SELECT kind, min(at) AS at FROM incident_receipts WHERE incident_id = ? GROUP BY kind',

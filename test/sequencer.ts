@@ -1,7 +1,8 @@
 // The order the suite's files start in: the longest first, so that four workers finish together instead of one
 // long file starting last and running alone (a fresh clone has no vitest cache, and vitest then starts the largest
 // files first: the 81 s scenario file was started 210 s into a 292 s run). The durations are a committed
-// measurement (test/durations.json, `npm run test:durations` refreshes it); a file not in it yet starts first.
+// measurement (test/durations.json, written by test/durations-reporter.ts when `npm run test:durations` runs the
+// suite); a file not in it yet starts first.
 import { readFileSync } from 'node:fs';
 import { relative, resolve } from 'node:path';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
@@ -20,7 +21,7 @@ export default class LongestFirst extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
     const known = durations();
     if (!known.size) return super.sort(files);
-    const cost = (f: TestSpecification) => known.get(relative(ROOT, f.moduleId).split('\\').join('/')) ?? Infinity;
-    return [...files].sort((a, b) => cost(b) - cost(a));
+    const cost = (f: TestSpecification) => known.get(relative(ROOT, f.moduleId).split('\\').join('/')) ?? Number.MAX_VALUE;
+    return [...files].sort((a, b) => cost(b) - cost(a) || (a.moduleId < b.moduleId ? -1 : 1));
   }
 }

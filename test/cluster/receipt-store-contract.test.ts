@@ -24,9 +24,17 @@ const incidentSql = (id: string, stamps: Record<string, number>) =>
   `INSERT INTO incidents (id, device_id, type, priority, status, opened_at, last_at, last_seq, stamps)
    VALUES ('${id}', 'dev-${id}', 'sos', 'P1', 'open', ${T}, ${T}, 1, '${JSON.stringify(stamps)}')`;
 
+interface Opened {
+  store: ReceiptStore<StoreMode>;
+  stamps(id: string): Promise<Record<string, number>>;
+  /** store an incident row now (one a receipt arrived before) */
+  addIncident(id: string, stamps: Record<string, number>): Promise<void>;
+  /** from now on the database refuses to stamp an incident as delivered (a fault in the second half of a batch) */
+  refuseDeliveredStamps(): Promise<void>;
+}
 interface Engine {
   name: string;
-  open(incidents: Record<string, Record<string, number>>): Promise<{ store: ReceiptStore<StoreMode>; stamps(id: string): Promise<Record<string, number>> }>;
+  open(incidents: Record<string, Record<string, number>>): Promise<Opened>;
 }
 
 const engines: Engine[] = [
@@ -36,9 +44,13 @@ const engines: Engine[] = [
       const db = env.sqlite().sqlite;
       db.exec('DELETE FROM incident_receipts; DELETE FROM incidents');
       for (const [id, stamps] of Object.entries(incidents)) db.exec(incidentSql(id, stamps));
+      db.exec('DROP TRIGGER IF EXISTS refuse_delivered_stamps');
       return {
         store: createSqliteReceiptStore(db),
         stamps: async (id) => JSON.parse((db.prepare('SELECT stamps FROM incidents WHERE id = ?').get(id) as { stamps: string }).stamps),
+        addIncident: async (id, stamps) => void db.exec(incidentSql(id, stamps)),
+        refuseDeliveredStamps: async () => void db.exec(`CREATE TRIGGER refuse_delivered_stamps BEFORE UPDATE OF stamps ON incidents
+          WHEN json_extract(NEW.stamps, '$.delivered') IS NOT NULL BEGIN SELECT RAISE(ABORT, 'delivered stamps refused'); END`),
       };
     },
   },
@@ -50,6 +62,8 @@ const engines: Engine[] = [
       return {
         store: createPgReceiptStore(pool),
         stamps: async (id) => (await pool.query('SELECT stamps FROM incidents WHERE id = $1', [id])).rows[0].stamps,
+        addIncident: async (id, stamps) => void await pool.query(incidentSql(id, stamps)),
+        refuseDeliveredStamps: async () => void await pool.query(`ALTER TABLE incidents ADD CONSTRAINT refuse_delivered_stamps CHECK (NOT stamps ? 'delivered')`),
       };
     },
   },
@@ -68,9 +82,12 @@ for (const engine of engines) {
         pushed('inc-1', T + 10), delivered('inc-1', T + 15, 'u2'), delivered('inc-1', T + 20, 'u1'), delivered('inc-1', T + 40, 'u3'),
       ]);
       expect(await store.of('inc-2')).toEqual([pushed('inc-2', T + 12)]);
+      // of one millisecond: the push first, then by user — whatever order the batch had
+      await store.writeBatch([delivered('inc-2', T + 50, 'u2'), delivered('inc-2', T + 12, 'u9'), delivered('inc-2', T + 12, 'u1')]);
+      expect((await store.of('inc-2')).map((r) => `${r.kind}:${r.userId ?? '-'}@${r.at - T}`)).toEqual(['pushed:-@12', 'delivered:u1@12', 'delivered:u9@12', 'delivered:u2@50']);
       expect(await store.of('inc-none')).toEqual([]);
       expect(await store.firsts('inc-1')).toEqual({ pushed: T + 10, delivered: T + 15 });
-      expect(await store.firsts('inc-2')).toEqual({ pushed: T + 12 });
+      expect(await store.firsts('inc-2')).toEqual({ pushed: T + 12, delivered: T + 12 });
       expect(await store.firsts('inc-none')).toEqual({});
     });
 
@@ -83,10 +100,12 @@ for (const engine of engines) {
       expect(await store.of('inc-unknown')).toEqual([pushed('inc-unknown', T + 13)]);
       await store.writeBatch([delivered('inc-1', T + 5, 'u9')]);
       expect(await stamps('inc-1')).toEqual({ received: T, pushed: T + 10, delivered: T + 20 });
-      // a receipt not new (already stored) stamps nothing, even where the incident has no stamp of its kind
-      const again = await engine.open({ 'inc-3': { received: T } });
-      await again.store.writeBatch([pushed('inc-3', T + 1)]);
-      expect(await again.stamps('inc-3')).toEqual({ received: T, pushed: T + 1 });
+      // a receipt not new (stored before its incident was) stamps nothing, even where the incident has no such stamp
+      const again = await engine.open({});
+      expect(await again.store.writeBatch([pushed('inc-3', T + 1)])).toBe(1);
+      await again.addIncident('inc-3', { received: T });
+      expect(await again.store.writeBatch([pushed('inc-3', T + 2)])).toBe(0);
+      expect(await again.stamps('inc-3')).toEqual({ received: T });
     });
 
     it('a batch is one transaction: one receipt it cannot store leaves none of it, and no stamp', async () => {
@@ -99,6 +118,15 @@ for (const engine of engines) {
       // and the store is usable after it
       expect(await store.writeBatch([pushed('inc-1', T + 3)])).toBe(1);
       expect(await stamps('inc-1')).toEqual({ received: T, pushed: T + 3 });
+    });
+
+    it('a batch whose stamp cannot be written (its receipts already inserted) leaves none of its receipts', async () => {
+      const o = await engine.open({ 'inc-1': { received: T }, 'inc-2': { received: T } });
+      await o.refuseDeliveredStamps();
+      await expect(Promise.resolve().then(() => o.store.writeBatch([pushed('inc-2', T + 1), delivered('inc-1', T + 2, 'u1')]))).rejects.toThrow();
+      expect(await o.store.of('inc-1')).toEqual([]);
+      expect(await o.store.of('inc-2')).toEqual([]);
+      expect(await o.stamps('inc-2')).toEqual({ received: T });
     });
   });
 }
@@ -127,6 +155,24 @@ describe('receipt store, PostgreSQL only: several nodes', () => {
       expect(stored.some((r) => r.kind === 'pushed' && r.at === stamps.pushed)).toBe(true);
       expect(stored.some((r) => r.kind === 'delivered' && r.at === stamps.delivered)).toBe(true);
     }
+  });
+
+  it('transaction(): batches written at once inside one transaction commit together, or fail together', async () => {
+    const { pool } = await env.pgs().fresh('receipts_tx_both', 2);
+    for (const id of ['a1', 'a2']) await pool.query(incidentSql(id, { received: T }));
+    const store = createPgReceiptStore(pool);
+    const counts = await store.transaction((tx) => Promise.all([tx.writeBatch([pushed('a1', T + 1)]), tx.writeBatch([pushed('a2', T + 2), delivered('a2', T + 3, 'u1')])]));
+    expect(counts).toEqual([1, 2]);
+    expect((await store.of('a1')).length + (await store.of('a2')).length).toBe(3);
+    // one of them failing, even where the caller goes on (allSettled): the transaction fails, neither batch is stored
+    for (const id of ['b1', 'b2']) await pool.query(incidentSql(id, { received: T }));
+    const broken = { ...pushed('b2', T + 2), seq: { not: 'a number' } } as unknown as IncidentReceipt;
+    const first = [pushed('b1', T + 1)];
+    // (the first batch answers 1, then the second fails; PostgreSQL would answer the COMMIT of the aborted transaction
+    // with a ROLLBACK, no error)
+    await expect(store.transaction((tx) => Promise.allSettled([tx.writeBatch(first).then(() => tx.writeBatch([broken]))]))).rejects.toThrow();
+    const stored = [...await store.of('b1'), ...await store.of('b2')];
+    expect(stored).toEqual([]);
   });
 
   it('transaction(): receipts written in a transaction that rolls back are not stored', async () => {
