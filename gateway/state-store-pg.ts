@@ -4,7 +4,7 @@
 import type pg from 'pg';
 import { getTableColumns, sql } from 'drizzle-orm';
 import { pgDeviceState } from './pg-schema.js';
-import { onPool, type PgExecutor, type Transactional } from './pg-bind.js';
+import { onPool, type Atomic, type PgExecutor, type Transactional } from './pg-bind.js';
 import { supervisionOf, type DeviceStateStore, type StoredState } from './state-store.js';
 import { storedText } from './stored-text.js';
 
@@ -26,7 +26,7 @@ const REPLACE = Object.fromEntries(
 /** PostgreSQL takes at most 65,535 parameters a statement: 14 columns a row, so 4,000 rows a statement */
 const ROWS_PER_STATEMENT = 4000;
 
-function bound(t: PgExecutor): DeviceStateStore<'async'> {
+function bound(t: PgExecutor, atomic: Atomic): DeviceStateStore<'async'> {
   const upsert = async (on: PgExecutor, rows: readonly StoredState[]) => {
     // one device twice in a batch would make PostgreSQL refuse the statement ("cannot affect row a second time"):
     // the last row of each device is the one that counts
@@ -63,8 +63,8 @@ function bound(t: PgExecutor): DeviceStateStore<'async'> {
     },
     async write(rows) {
       if (rows.length === 0) return;
-      // more than one statement: in one transaction (a savepoint inside the caller's), so the batch is whole or absent
-      if (rows.length > ROWS_PER_STATEMENT) await t.transaction((tx) => upsert(tx, rows));
+      // more than one statement: in one transaction (the caller's, where bound to one), so the batch is whole or absent
+      if (rows.length > ROWS_PER_STATEMENT) await atomic((w) => upsert(w, rows));
       else await upsert(t, rows);
     },
   };
