@@ -84,6 +84,9 @@ describe('a steward on a phone (390 px)', () => {
     await card.waitFor({ timeout: 15_000 });
     await waitFor(() => page.locator(`.card[data-device="${deviceId}"] .resident`).textContent().then((x) => x?.includes('Annegret')), 'the resident on the card');
     await fits(page, 'the board with an open P1');
+    // measured once it is shown (once, right after installing Chromium, the card's controls measured 0 px for an
+    // instant: a board still being laid out; thumbSized names the ancestors should it happen after this)
+    await card.locator('button[data-action=acknowledge]').waitFor({ state: 'visible', timeout: 10_000 });
     expect(await thumbSized(page, `.card[data-device="${deviceId}"]`)).toBeGreaterThanOrEqual(1);
     await docsShot(page, 'console-phone.png');
 
