@@ -4,9 +4,9 @@
 // and so do the tokens issued before the user's token generation moved on (logout, password change or reset, role
 // or unit change).
 import { createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import { and, eq, isNull, ne, sql } from 'drizzle-orm';
+import type Database from 'better-sqlite3';
 import type { Db } from './db.js';
-import { users } from './schema.js';
+import { createSqliteUserStore, type UserChange, type UserRow, type UserStore } from './user-store.js';
 import type { Role } from './contracts.js';
 import { ConfigError, ConflictError, NotFoundError, UnauthorizedError, ValidationError } from './errors.js';
 import { newId } from '../devices/credentials.js';
@@ -77,18 +77,22 @@ export class Users {
   /** the keys that sign and verify tokens (tests mint expired tokens with `keys.signing()`) */
   readonly keys: TokenKeyring;
 
+  /** where the accounts are kept (core/user-store.ts) */
+  private readonly store: UserStore<'sync'>;
+
   constructor(
-    private readonly db: Db,
+    db: Db,
     tokenKey: Buffer | TokenKeyring,
     private readonly tokenTtlS: number,
     /** how a write is made (core/db.ts Store.write: without holding the event loop while the lock is taken) */
     private readonly write: <T>(fn: () => T) => Promise<T> = async (fn) => fn(),
   ) {
     this.keys = Buffer.isBuffer(tokenKey) ? { signing: () => tokenKey, verifying: () => [tokenKey] } : tokenKey;
+    this.store = createSqliteUserStore((db as Db & { $client: Database.Database }).$client);
   }
 
   count(): number {
-    return this.db.select({ id: users.id }).from(users).limit(1).all().length;
+    return this.store.count();
   }
 
   /** `check`: run in the insert's own transaction, after the password is hashed (what may have changed meanwhile) */
@@ -97,9 +101,9 @@ export class Users {
       throw new ValidationError('username: 3–64 characters of letters, digits and . _ @ -', { field: 'username' });
     }
     requireStrong(input.password, input.username);
-    const existing = this.db.select({ id: users.id }).from(users).where(eq(users.username, input.username)).get();
-    if (existing) throw new ConflictError(`a user named "${input.username}" already exists`);
-    const row = {
+    const taken = () => new ConflictError(`a user named "${input.username}" already exists`);
+    if (this.store.byUsername(input.username)) throw taken();
+    const row: UserRow = {
       id: newId('u'),
       username: input.username,
       passwordHash: await hashPassword(input.password),
@@ -112,29 +116,30 @@ export class Users {
     };
     await this.write(() => {
       check?.();
-      this.db.insert(users).values(row).run();
+      // taken meanwhile (while the password was hashed): refused, not overwritten
+      if (!this.store.insert(row)) throw taken();
     });
     return toAuthUser(row);
   }
 
   list(): UserRecord[] {
-    return this.db.select().from(users).all().map(toUserRecord);
+    return this.store.all().map(toUserRecord);
   }
 
   /** Any user, disabled or not (admin views); NotFoundError if there is none with this id. */
   record(id: string): UserRecord {
-    const row = this.db.select().from(users).where(eq(users.id, id)).get();
+    const row = this.store.byId(id);
     if (!row) throw new NotFoundError('user', id);
     return toUserRecord(row);
   }
 
   get(id: string): AuthUser | undefined {
-    const row = this.db.select().from(users).where(eq(users.id, id)).get();
+    const row = this.store.byId(id);
     return row && !row.disabled ? toAuthUser(row) : undefined;
   }
 
   async login(username: string, password: string): Promise<{ token: string; expiresAt: number; user: AuthUser }> {
-    const row = this.db.select().from(users).where(eq(users.username, username)).get();
+    const row = this.store.byUsername(username);
     const ok = row ? await verifyPassword(password, row.passwordHash) : (await verifyPassword(password, await this.dummy), false);
     if (!row || !ok || row.disabled) throw new UnauthorizedError('wrong username or password');
     return this.sessionFor(row);
@@ -142,7 +147,7 @@ export class Users {
 
   /** Every token of this user stops working at once (logout, and below). */
   revokeTokens(userId: string): void {
-    this.db.update(users).set({ tokenGeneration: sql`${users.tokenGeneration} + 1` }).where(eq(users.id, userId)).run();
+    this.store.revoke(userId);
   }
 
   /**
@@ -150,7 +155,7 @@ export class Users {
    * ends with the password change); the answer is a fresh session, so the console in hand carries on.
    */
   async changePassword(userId: string, oldPassword: string, newPassword: string): Promise<{ token: string; expiresAt: number; user: AuthUser }> {
-    const row = this.db.select().from(users).where(eq(users.id, userId)).get();
+    const row = this.store.byId(userId);
     if (!row || row.disabled) throw new UnauthorizedError('the user of this token no longer exists or is disabled');
     if (!(await verifyPassword(oldPassword, row.passwordHash))) {
       throw new ValidationError('oldPassword: this is not your current password; type it again (or ask an admin to reset it)', { field: 'oldPassword' });
@@ -158,17 +163,17 @@ export class Users {
     if (oldPassword === newPassword) throw new ValidationError('newPassword: it is the same as the current one; choose a new one', { field: 'newPassword' });
     requireStrong(newPassword, row.username, 'newPassword');
     const hash = await hashPassword(newPassword);
-    await this.write(() => this.db.update(users).set({ passwordHash: hash, tokenGeneration: sql`${users.tokenGeneration} + 1` }).where(eq(users.id, userId)).run());
-    return this.sessionFor(this.db.select().from(users).where(eq(users.id, userId)).get()!);
+    if (!(await this.write(() => this.store.setPassword(userId, hash)))) throw new UnauthorizedError('the user of this token no longer exists or is disabled');
+    return this.sessionFor(this.store.byId(userId)!);
   }
 
   /** An admin sets a new password for a user (who forgot theirs, or left): every token of that user is revoked. */
   async resetPassword(userId: string, password: string): Promise<UserRecord> {
-    const row = this.db.select().from(users).where(eq(users.id, userId)).get();
+    const row = this.store.byId(userId);
     if (!row) throw new NotFoundError('user', userId);
     requireStrong(password, row.username);
     const hash = await hashPassword(password);
-    await this.write(() => this.db.update(users).set({ passwordHash: hash, tokenGeneration: sql`${users.tokenGeneration} + 1` }).where(eq(users.id, userId)).run());
+    if (!(await this.write(() => this.store.setPassword(userId, hash)))) throw new NotFoundError('user', userId);
     return this.record(userId);
   }
 
@@ -178,9 +183,9 @@ export class Users {
    * cannot be disabled or demoted: nobody could manage the accounts any more.
    */
   update(userId: string, patch: { role?: Role; unitId?: string | null; displayName?: string | null; disabled?: boolean }): { user: UserRecord; changed: string[]; revoked: boolean } {
-    const row = this.db.select().from(users).where(eq(users.id, userId)).get();
+    const row = this.store.byId(userId);
     if (!row) throw new NotFoundError('user', userId);
-    const set: Partial<typeof users.$inferInsert> = {};
+    const set: UserChange = {};
     const changed: string[] = [];
     if (patch.role !== undefined && patch.role !== row.role) { set.role = patch.role; changed.push('role'); }
     if (patch.unitId !== undefined && patch.unitId !== row.unitId) { set.unitId = patch.unitId; changed.push('unitId'); }
@@ -189,15 +194,12 @@ export class Users {
       set.disabled = patch.disabled ? Date.now() : null;
       changed.push('disabled');
     }
-    const losesAdmin = row.role === 'admin' && !row.disabled && ((set.role !== undefined && set.role !== 'admin') || set.disabled);
-    if (losesAdmin) {
-      const others = this.db.select({ id: users.id }).from(users)
-        .where(and(eq(users.role, 'admin'), isNull(users.disabled), ne(users.id, userId))).limit(1).all();
-      if (others.length === 0) throw new ConflictError('this is the last enabled admin: create or enable another admin first');
-    }
+    const losesAdmin = row.role === 'admin' && !row.disabled && Boolean((set.role !== undefined && set.role !== 'admin') || set.disabled);
     const revoked = changed.some((c) => c !== 'displayName');
     if (changed.length) {
-      this.db.update(users).set({ ...set, ...(revoked ? { tokenGeneration: sql`${users.tokenGeneration} + 1` } : {}) }).where(eq(users.id, userId)).run();
+      const out = this.store.update(userId, set, { revoke: revoked, keepAnAdmin: losesAdmin });
+      if (out === 'last-admin') throw new ConflictError('this is the last enabled admin: create or enable another admin first');
+      if (out === 'missing') throw new NotFoundError('user', userId);
     }
     return { user: this.record(userId), changed, revoked };
   }
@@ -208,12 +210,12 @@ export class Users {
    * before getting here, so renewal can never outlive a disabled account.
    */
   issue(user: AuthUser): { token: string; expiresAt: number; user: AuthUser } {
-    const row = this.db.select().from(users).where(eq(users.id, user.id)).get();
+    const row = this.store.byId(user.id);
     if (!row || row.disabled) throw new UnauthorizedError('the user of this token no longer exists or is disabled');
     return this.sessionFor(row);
   }
 
-  private sessionFor(row: typeof users.$inferSelect): { token: string; expiresAt: number; user: AuthUser } {
+  private sessionFor(row: UserRow): { token: string; expiresAt: number; user: AuthUser } {
     const expiresAt = Date.now() + this.tokenTtlS * 1000;
     return { token: this.sign({ sub: row.id, gen: row.tokenGeneration, exp: expiresAt }), expiresAt, user: toAuthUser(row) };
   }
@@ -251,7 +253,7 @@ export class Users {
     }
     if (typeof claims !== 'object' || claims === null) throw new UnauthorizedError('malformed token: log in again');
     if (typeof claims.exp !== 'number' || claims.exp < Date.now()) throw new UnauthorizedError('token expired: log in again');
-    const row = typeof claims.sub === 'string' ? this.db.select().from(users).where(eq(users.id, claims.sub)).get() : undefined;
+    const row = typeof claims.sub === 'string' ? this.store.byId(claims.sub) : undefined;
     if (!row || row.disabled) throw new UnauthorizedError('the user of this token no longer exists or is disabled');
     const gen = claims.gen === undefined ? 0 : claims.gen;
     if (gen !== row.tokenGeneration) {
@@ -261,11 +263,11 @@ export class Users {
   }
 }
 
-function toAuthUser(row: typeof users.$inferSelect): AuthUser {
+function toAuthUser(row: UserRow): AuthUser {
   return { id: row.id, username: row.username, role: row.role, unitId: row.unitId, displayName: row.displayName };
 }
 
-function toUserRecord(row: typeof users.$inferSelect): UserRecord {
+function toUserRecord(row: UserRow): UserRecord {
   return { ...toAuthUser(row), disabled: Boolean(row.disabled) };
 }
 
