@@ -6,6 +6,7 @@
 import { writeWhenFree } from './db.js';
 import type { Logger } from './logger.js';
 import type Database from 'better-sqlite3';
+import { createSqliteAuditStore, type AuditEntry, type AuditFilter, type AuditStore } from './audit-store.js';
 
 /** Who did it: a user as the HTTP layer saw them, or the gateway itself. */
 export interface AuditActor {
@@ -27,30 +28,9 @@ export interface AuditInput {
   at?: number;
 }
 
-export interface AuditEntry {
-  id: number;
-  at: number;
-  actorId: string;
-  actor: string;
-  role: string | null;
-  ip: string | null;
-  action: string;
-  targetType: string;
-  targetId: string;
-  details: Record<string, unknown>;
-}
-
-export interface AuditQuery {
-  actor?: string;
-  /** exact, or a prefix ending in '.': "device." matches every device action */
-  action?: string;
-  /** a target id, or "type:id" */
-  target?: string;
-  from?: number;
-  to?: number;
-  limit: number;
-  offset: number;
-}
+export type { AuditEntry } from './audit-store.js';
+/** what the API filters the log by (core/audit-store.ts) */
+export type AuditQuery = AuditFilter;
 
 /** The actor of an HTTP request (structural: no Fastify import here). */
 export function auditActor(req: { user?: { id: string; username: string; role?: string } | null; ip?: string }): AuditActor {
@@ -74,14 +54,13 @@ export function scrub(value: unknown, depth = 0): unknown {
 }
 
 export class Audit {
-  private readonly insert: Database.Statement;
+  /** where the entries are kept (core/audit-store.ts) */
+  private readonly store: AuditStore<'sync'>;
   private readonly sqlite: Database.Database;
 
   constructor(sqlite: Database.Database) {
     this.sqlite = sqlite;
-    this.insert = sqlite.prepare(
-      `INSERT INTO audit_log (at, actor_id, actor, role, ip, action, target_type, target_id, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
+    this.store = createSqliteAuditStore(sqlite);
   }
 
   /**
@@ -91,7 +70,10 @@ export class Audit {
   record(e: AuditInput): void {
     let details = JSON.stringify(scrub(e.details ?? {}));
     if (details.length > MAX_DETAILS_BYTES) details = JSON.stringify({ truncated: true, bytes: details.length });
-    this.insert.run(e.at ?? Date.now(), e.actor.id, e.actor.username, e.actor.role ?? null, e.actor.ip ?? null, e.action, e.target.type, e.target.id, details);
+    this.store.append({
+      at: e.at ?? Date.now(), actorId: e.actor.id, actor: e.actor.username, role: e.actor.role ?? null, ip: e.actor.ip ?? null,
+      action: e.action, targetType: e.target.type, targetId: e.target.id, details,
+    });
   }
 
   /**
@@ -110,27 +92,7 @@ export class Audit {
   }
 
   query(q: AuditQuery): { items: AuditEntry[]; total: number } {
-    const where: string[] = [];
-    const args: (string | number)[] = [];
-    if (q.actor) { where.push('(actor = ? OR actor_id = ?)'); args.push(q.actor, q.actor); }
-    if (q.action) {
-      if (q.action.endsWith('.')) { where.push('substr(action, 1, ?) = ?'); args.push(q.action.length, q.action); }
-      else { where.push('action = ?'); args.push(q.action); }
-    }
-    if (q.target) {
-      const i = q.target.indexOf(':');
-      if (i > 0) { where.push('target_type = ? AND target_id = ?'); args.push(q.target.slice(0, i), q.target.slice(i + 1)); }
-      else { where.push('target_id = ?'); args.push(q.target); }
-    }
-    if (q.from !== undefined) { where.push('at >= ?'); args.push(q.from); }
-    if (q.to !== undefined) { where.push('at < ?'); args.push(q.to); }
-    const w = where.length ? `WHERE ${where.join(' AND ')}` : '';
-    const rows = this.sqlite.prepare(
-      `SELECT id, at, actor_id AS actorId, actor, role, ip, action, target_type AS targetType, target_id AS targetId, details
-         FROM audit_log ${w} ORDER BY id DESC LIMIT ? OFFSET ?`,
-    ).all(...args, q.limit, q.offset) as (Omit<AuditEntry, 'details'> & { details: string })[];
-    const total = (this.sqlite.prepare(`SELECT count(*) AS n FROM audit_log ${w}`).get(...args) as { n: number }).n;
-    return { items: rows.map((r) => ({ ...r, details: JSON.parse(r.details) as Record<string, unknown> })), total };
+    return this.store.query(q);
   }
 
   /** Every entry about one target, oldest first (an incident's export). */

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { createSqliteCommandStore, type CommandStore, type NewCommand } from '../../gateway/command-store.js';
 import { createPgCommandStore } from '../../gateway/command-store-pg.js';
 import type { StoreMode } from '../../response/store/types.js';
-import { useStoreEngines } from '../helpers/postgres.js';
+import { fails, useStoreEngines } from '../helpers/postgres.js';
 
 // band 12: no other test file's (grep `band:` and freeBasePort under test/)
 const BAND = 12;
@@ -29,16 +29,6 @@ const engines: { name: string; open(): Promise<CommandStore<StoreMode>> }[] = [
   },
   { name: 'PostgreSQL', open: async () => createPgCommandStore((await env.pgs().fresh('commands', 4)).pool) },
 ];
-
-/** a call of either engine that must fail: the synchronous one throws, the asynchronous one rejects */
-async function fails(call: () => unknown): Promise<Error> {
-  try {
-    await call();
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected the call to fail');
-}
 
 for (const engine of engines) {
   describe(`command store contract: ${engine.name}`, () => {

@@ -131,3 +131,13 @@ export function useStoreEngines(o: { name: string; band: number; setupSqlite?: (
   });
   return { pgs: () => pgs!, sqlite: () => sqlite!, dir };
 }
+
+/** A call of either engine that must fail (contract tests): the synchronous one throws, the asynchronous one rejects. */
+export async function fails(call: () => unknown): Promise<Error> {
+  try {
+    await call();
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error('expected the call to fail');
+}
