@@ -5,8 +5,9 @@
 //   and says so;
 // - every change that revokes a user's tokens moves their token generation by exactly one, in the same statement
 //   (two revocations at once move it by two: a token of either generation is refused);
-// - there is always an enabled admin: a change that would disable or demote the last one is refused, and two nodes
-//   demoting the last two admins at once cannot both succeed (the enabled admins are locked for the check).
+// - there is always an enabled admin: a change that would disable or demote the last one is refused, judged on the
+//   account as it is in the changing transaction; two nodes demoting the last two admins at once cannot both succeed
+//   (the account and the enabled admins are locked for the check).
 // Password hashing, tokens and their checks stay in core/users.ts: the store keeps rows.
 import type Database from 'better-sqlite3';
 import { asc, count, eq, sql } from 'drizzle-orm';
@@ -43,10 +44,17 @@ export interface UserStore<M extends StoreMode> {
   /** every token of the user revoked; false: no such user */
   revoke(id: string): Ret<M, boolean>;
   /**
-   * Change an account; `revoke` also revokes its tokens. `keepAnAdmin`: refuse ('last-admin') unless another enabled
-   * admin exists, checked in the same transaction as the change.
+   * Change an account; `revoke` also revokes its tokens. A change that would leave no enabled admin (it disables or
+   * demotes one) is refused ('last-admin'): decided on the account as it is inside the changing transaction, not as
+   * the caller read it (which another node may have changed since).
    */
-  update(id: string, change: UserChange, opts: { revoke: boolean; keepAnAdmin: boolean }): Ret<M, 'updated' | 'missing' | 'last-admin'>;
+  update(id: string, change: UserChange, opts: { revoke: boolean }): Ret<M, 'updated' | 'missing' | 'last-admin'>;
+}
+
+/** whether `change` takes admin rights from `row`, an enabled admin */
+export function losesAdmin(row: Pick<UserRow, 'role' | 'disabled'>, change: UserChange): boolean {
+  return row.role === 'admin' && row.disabled === null
+    && ((change.role !== undefined && change.role !== 'admin') || (change.disabled !== undefined && change.disabled !== null));
 }
 
 export function createSqliteUserStore(sqlite: Database.Database): UserStore<'sync'> {
@@ -55,15 +63,12 @@ export function createSqliteUserStore(sqlite: Database.Database): UserStore<'syn
   const otherAdmin = sqlite.prepare<[string], { id: string }>(
     `SELECT id FROM users WHERE role = 'admin' AND disabled_at IS NULL AND id <> ? LIMIT 1`,
   );
-  const update = sqlite.transaction((id: string, change: UserChange, opts: { revoke: boolean; keepAnAdmin: boolean }) => {
-    if (opts.keepAnAdmin && !otherAdmin.get(id)) {
-      return db.select({ id: users.id }).from(users).where(eq(users.id, id)).get() ? 'last-admin' as const : 'missing' as const;
-    }
-    if (!Object.keys(change).length && !opts.revoke) {
-      return db.select({ id: users.id }).from(users).where(eq(users.id, id)).get() ? 'updated' as const : 'missing' as const;
-    }
-    const moved = db.update(users).set({ ...change, ...(opts.revoke ? next : {}) }).where(eq(users.id, id)).run().changes;
-    return moved ? 'updated' as const : 'missing' as const;
+  const update = sqlite.transaction((id: string, change: UserChange, opts: { revoke: boolean }) => {
+    const row = db.select({ role: users.role, disabled: users.disabled }).from(users).where(eq(users.id, id)).get();
+    if (!row) return 'missing' as const;
+    if (losesAdmin(row, change) && !otherAdmin.get(id)) return 'last-admin' as const;
+    if (Object.keys(change).length || opts.revoke) db.update(users).set({ ...change, ...(opts.revoke ? next : {}) }).where(eq(users.id, id)).run();
+    return 'updated' as const;
   });
   return {
     mode: 'sync',

@@ -194,10 +194,10 @@ export class Users {
       set.disabled = patch.disabled ? Date.now() : null;
       changed.push('disabled');
     }
-    const losesAdmin = row.role === 'admin' && !row.disabled && Boolean((set.role !== undefined && set.role !== 'admin') || set.disabled);
     const revoked = changed.some((c) => c !== 'displayName');
     if (changed.length) {
-      const out = this.store.update(userId, set, { revoke: revoked, keepAnAdmin: losesAdmin });
+      // the store keeps an enabled admin, judged on the account as it is when the change is written
+      const out = this.store.update(userId, set, { revoke: revoked });
       if (out === 'last-admin') throw new ConflictError('this is the last enabled admin: create or enable another admin first');
       if (out === 'missing') throw new NotFoundError('user', userId);
     }

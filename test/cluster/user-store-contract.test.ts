@@ -64,21 +64,26 @@ for (const engine of engines) {
       const s = await engine.open();
       await s.insert(user('ada', { role: 'admin', unitId: null }));
       await s.insert(user('dee'));
-      expect(await s.update('u-dee', { displayName: 'Dee', unitId: null }, { revoke: false, keepAnAdmin: false })).toBe('updated');
+      expect(await s.update('u-dee', { displayName: 'Dee', unitId: null }, { revoke: false })).toBe('updated');
       expect(await s.byId('u-dee')).toMatchObject({ displayName: 'Dee', unitId: null, tokenGeneration: 0 });
-      expect(await s.update('u-dee', { role: 'admin' }, { revoke: true, keepAnAdmin: false })).toBe('updated');
+      expect(await s.update('u-dee', { role: 'admin' }, { revoke: true })).toBe('updated');
       expect(await s.byId('u-dee')).toMatchObject({ role: 'admin', tokenGeneration: 1 });
       // two enabled admins: one may go
-      expect(await s.update('u-dee', { disabled: T + 100 }, { revoke: true, keepAnAdmin: true })).toBe('updated');
+      expect(await s.update('u-dee', { disabled: T + 100 }, { revoke: true })).toBe('updated');
       expect(await s.byId('u-dee')).toMatchObject({ disabled: T + 100, tokenGeneration: 2 });
-      // the last enabled one may not: nothing changed
-      expect(await s.update('u-ada', { role: 'operator' }, { revoke: true, keepAnAdmin: true })).toBe('last-admin');
+      // the last enabled one may not: nothing changed (whether the caller thought so or not)
+      expect(await s.update('u-ada', { role: 'operator' }, { revoke: true })).toBe('last-admin');
+      expect(await s.update('u-ada', { disabled: T + 5 }, { revoke: true })).toBe('last-admin');
+      expect(await s.update('u-ada', { role: 'admin', disabled: T + 5 }, { revoke: true })).toBe('last-admin');
+      // a disabled admin demoted, or the last admin renamed: nothing lost
+      expect(await s.update('u-dee', { role: 'operator' }, { revoke: true })).toBe('updated');
+      expect(await s.update('u-ada', { displayName: 'Ada' }, { revoke: false })).toBe('updated');
       expect(await s.byId('u-ada')).toMatchObject({ role: 'admin', disabled: null, tokenGeneration: 0 });
-      expect(await s.update('u-nobody', { role: 'operator' }, { revoke: true, keepAnAdmin: true })).toBe('missing');
-      expect(await s.update('u-nobody', { displayName: 'x' }, { revoke: false, keepAnAdmin: false })).toBe('missing');
+      expect(await s.update('u-nobody', { role: 'operator' }, { revoke: true })).toBe('missing');
+      expect(await s.update('u-nobody', { displayName: 'x' }, { revoke: false })).toBe('missing');
       // enabled again (disabled: null)
-      expect(await s.update('u-dee', { disabled: null }, { revoke: true, keepAnAdmin: false })).toBe('updated');
-      expect(await s.byId('u-dee')).toMatchObject({ disabled: null, tokenGeneration: 3 });
+      expect(await s.update('u-dee', { disabled: null }, { revoke: true })).toBe('updated');
+      expect(await s.byId('u-dee')).toMatchObject({ disabled: null, role: 'operator', tokenGeneration: 4 });
     });
   });
 }
@@ -103,8 +108,8 @@ describe('user store, PostgreSQL only: several nodes', () => {
       await a.insert(user(`adm${i}x`, { id: 'u-x', role: 'admin' }));
       await a.insert(user(`adm${i}y`, { id: 'u-y', role: 'admin' }));
       const outcomes = await Promise.all([
-        a.update('u-x', { role: 'operator' }, { revoke: true, keepAnAdmin: true }),
-        b.update('u-y', { disabled: T }, { revoke: true, keepAnAdmin: true }),
+        a.update('u-x', { role: 'operator' }, { revoke: true }),
+        b.update('u-y', { disabled: T }, { revoke: true }),
       ]);
       expect(outcomes.sort()).toEqual(['last-admin', 'updated']);
       const left = (await a.all()).filter((u) => u.role === 'admin' && u.disabled === null);
