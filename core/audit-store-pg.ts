@@ -4,7 +4,7 @@
 import type pg from 'pg';
 import { and, count, desc, eq, gte, lt, or, sql, type SQL } from 'drizzle-orm';
 import { pgAuditLog } from './pg-schema.js';
-import { onPool, type PgExecutor, type Transactional } from '../gateway/pg-bind.js';
+import { onPool, type PgExecutor, type Transactional } from './pg-bind.js';
 import { auditConditions, storedAuditRow, type AuditStore } from './audit-store.js';
 
 export type PgAuditStore = Transactional<AuditStore<'async'>>;

@@ -4,12 +4,12 @@
 // (test/cluster/audit-store-contract.test.ts):
 // - append-only: the database itself refuses to change or delete an entry (triggers in both);
 // - an entry reads back as written, details with their keys in their order; text a client chose (a target id from a
-//   URL) is kept with a NUL shown as ␀ (gateway/stored-text.ts), so neither engine refuses an entry the other keeps;
+//   URL) is kept with a NUL shown as ␀ (core/stored-text.ts), so neither engine refuses an entry the other keeps;
 // - a query filters by actor (username or id), action (exact, or a prefix ending in '.'), target (id, or type:id) and
 //   period [from, to), newest first (by the order appended), with the total of what matches.
 import type Database from 'better-sqlite3';
 import type { Ret, StoreMode } from '../response/store/types.js';
-import { storedText } from '../gateway/stored-text.js';
+import { storedText } from './stored-text.js';
 
 /** An entry to append: details already scrubbed and serialised by core/audit.ts. */
 export interface AuditRow {

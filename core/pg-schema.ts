@@ -5,7 +5,8 @@
 import { bigint, bigserial, index, integer, json, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core';
 import { ROLES } from './contracts.js';
 
-const ms = (name: string) => bigint(name, { mode: 'number' });
+/** epoch milliseconds: bigint, read as a JS number (safe to 2^53); every PostgreSQL schema's time columns */
+export const ms = (name: string) => bigint(name, { mode: 'number' });
 
 export const pgUsers = pgTable(
   'users',

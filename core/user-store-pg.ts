@@ -5,7 +5,7 @@
 import type pg from 'pg';
 import { and, asc, count, eq, isNull, or, sql } from 'drizzle-orm';
 import { pgUsers } from './pg-schema.js';
-import { onPool, type Atomic, type PgExecutor, type Transactional } from '../gateway/pg-bind.js';
+import { onPool, type Atomic, type PgExecutor, type Transactional } from './pg-bind.js';
 import { losesAdmin, type UserStore } from './user-store.js';
 
 export type PgUserStore = Transactional<UserStore<'async'>>;

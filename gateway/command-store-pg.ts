@@ -5,9 +5,9 @@
 import type pg from 'pg';
 import { and, asc, desc, eq, gt, inArray, lte, sql } from 'drizzle-orm';
 import { pgCommands } from './pg-schema.js';
-import { onPool, type PgExecutor, type Transactional } from './pg-bind.js';
+import { onPool, type PgExecutor, type Transactional } from '../core/pg-bind.js';
 import type { CommandRow, CommandStore } from './command-store.js';
-import { storableId, storedText } from './stored-text.js';
+import { storableId, storedText } from '../core/stored-text.js';
 
 export type PgCommandStore = Transactional<CommandStore<'async'>>;
 

@@ -8,7 +8,7 @@
 // given back as they were written, keys in their order.
 import type Database from 'better-sqlite3';
 import type { Ret, StoreMode } from '../response/store/types.js';
-import { storedText } from './stored-text.js';
+import { storedText } from '../core/stored-text.js';
 
 export type CommandStatus = 'pending' | 'sent' | 'acked' | 'failed' | 'expired';
 

@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import { and, desc, eq, isNull, lte, sql } from 'drizzle-orm';
 import { pgObservations, pgRejects } from './pg-schema.js';
-import { onPool, type PgExecutor, type Transactional } from './pg-bind.js';
+import { onPool, type PgExecutor, type Transactional } from '../core/pg-bind.js';
 import { storedReject, type ObservationStore, type PriorObservation } from './observation-store.js';
 
 export type PgObservationStore = Transactional<ObservationStore<'async'>>;

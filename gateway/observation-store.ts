@@ -11,7 +11,7 @@
 // which, from `findKeyed`.
 import type Database from 'better-sqlite3';
 import type { Ret, StoreMode } from '../response/store/types.js';
-import { storedText } from './stored-text.js';
+import { storedText } from '../core/stored-text.js';
 
 export interface NewObservation {
   deviceId: string;

@@ -6,7 +6,7 @@
 import { sql } from 'drizzle-orm';
 import { bigint, bigserial, boolean, doublePrecision, index, integer, json, jsonb, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core';
 import type { Position } from '../core/contracts.js';
-import { ms } from '../response/store/pg-schema.js';
+import { ms } from '../core/pg-schema.js';
 
 /**
  * One row per device, its whole live state. Battery and signal are double precision: SQLite keeps a reading with a

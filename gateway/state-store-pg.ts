@@ -4,9 +4,9 @@
 import type pg from 'pg';
 import { getTableColumns, sql } from 'drizzle-orm';
 import { pgDeviceState } from './pg-schema.js';
-import { onPool, type Atomic, type PgExecutor, type Transactional } from './pg-bind.js';
+import { onPool, type Atomic, type PgExecutor, type Transactional } from '../core/pg-bind.js';
 import { supervisionOf, type DeviceStateStore, type StoredState } from './state-store.js';
-import { storedText } from './stored-text.js';
+import { storedText } from '../core/stored-text.js';
 
 export type PgDeviceStateStore = Transactional<DeviceStateStore<'async'>>;
 

@@ -10,7 +10,7 @@ import type Database from 'better-sqlite3';
 import type { Position } from '../core/contracts.js';
 import type { Ret, StoreMode } from '../response/store/types.js';
 import type { LiveState, Supervision } from './device-state.js';
-import { storedText } from './stored-text.js';
+import { storedText } from '../core/stored-text.js';
 
 export interface StoredState {
   deviceId: string;

@@ -7,7 +7,7 @@
 import type pg from 'pg';
 import { and, asc, eq, min, sql } from 'drizzle-orm';
 import { pgIncidentReceipts, pgIncidents } from './store/pg-schema.js';
-import { onPool, type Atomic, type PgExecutor, type Transactional } from '../gateway/pg-bind.js';
+import { onPool, type Atomic, type PgExecutor, type Transactional } from '../core/pg-bind.js';
 import { receiptKey, type ReceiptStore } from './receipt-store.js';
 import type { IncidentReceipt, ReceiptKind } from './events.js';
 

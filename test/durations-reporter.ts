@@ -2,7 +2,8 @@
 // moment it was queued on a worker (before its imports) to its end (after its afterAll hooks). test/sequencer.ts
 // starts the longest first. `npm run test:durations` runs the suite with it; written only when every file passed.
 import { writeFileSync } from 'node:fs';
-import { relative, resolve } from 'node:path';
+import { resolve } from 'node:path';
+import { durationKey } from './sequencer.js';
 import type { Reporter, TestModule } from 'vitest/node';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -17,7 +18,7 @@ export default class DurationsReporter implements Reporter {
 
   onTestModuleEnd(m: TestModule): void {
     const from = this.started.get(m.moduleId);
-    if (from !== undefined) this.took.set(relative(ROOT, m.moduleId).split('\\').join('/'), (performance.now() - from) / 1000);
+    if (from !== undefined) this.took.set(durationKey(m.moduleId), (performance.now() - from) / 1000);
   }
 
   onTestRunEnd(modules: ReadonlyArray<TestModule>, errors: ReadonlyArray<unknown>): void {

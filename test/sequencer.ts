@@ -9,6 +9,9 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
+/** a test file's key in test/durations.json: its path from the repository, with forward slashes */
+export const durationKey = (moduleId: string): string => relative(ROOT, moduleId).split('\\').join('/');
+
 function durations(): Map<string, number> {
   try {
     return new Map(Object.entries(JSON.parse(readFileSync(resolve(ROOT, 'test', 'durations.json'), 'utf8')) as Record<string, number>));
@@ -21,7 +24,7 @@ export default class LongestFirst extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
     const known = durations();
     if (!known.size) return super.sort(files);
-    const cost = (f: TestSpecification) => known.get(relative(ROOT, f.moduleId).split('\\').join('/')) ?? Number.MAX_VALUE;
+    const cost = (f: TestSpecification) => known.get(durationKey(f.moduleId)) ?? Number.MAX_VALUE;
     return [...files].sort((a, b) => cost(b) - cost(a) || (a.moduleId < b.moduleId ? -1 : 1));
   }
 }

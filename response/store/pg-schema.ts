@@ -12,9 +12,8 @@ import { sql } from 'drizzle-orm';
 import { bigint, bigserial, boolean, check, index, integer, jsonb, pgTable, smallint, text, uniqueIndex } from 'drizzle-orm/pg-core';
 import { INCIDENT_EVENT_TYPES, PRIORITIES, type Position } from '../../core/contracts.js';
 import { RECEIPT_KINDS } from '../events.js';
+import { ms } from '../../core/pg-schema.js';
 
-/** epoch milliseconds: bigint, read as a JS number (safe to 2^53) */
-export const ms = (name: string) => bigint(name, { mode: 'number' });
 
 export const pgIncidents = pgTable(
   'incidents',

@@ -1,4 +1,4 @@
-// What the gateway's PostgreSQL stores (gateway/*-store-pg.ts) share: each is written once against an executor — the
+// What every PostgreSQL store (gateway/*-store-pg.ts, response/receipt-store-pg.ts, core/*-store-pg.ts) shares: each is written once against an executor — the
 // pool, or one transaction — and `transaction(fn)` hands `fn` the same store bound to one transaction, so a caller
 // can write several areas' rows (the ingest's batch) and have them commit or roll back together.
 import type pg from 'pg';
