@@ -18,6 +18,8 @@ import type { KindInfo, ResidentView } from './rules/types.js';
 import { checkPosition } from './geo.js';
 import type { DeviceStates } from './device-state.js';
 import { AlarmNotRecordedError, type Ingest } from './ingest.js';
+import type { IngestScope, OpenIncidents } from './ingest-scope.js';
+import { io, type Step } from '../response/store/run.js';
 
 export interface AlarmPipelineDeps {
   config: Config;
@@ -27,7 +29,12 @@ export interface AlarmPipelineDeps {
   registry: DeviceRegistry;
   states: DeviceStates;
   ingest: Ingest;
-  incidents: IncidentService;
+  incidents: Pick<IncidentService, 'alarmSteps'>;
+  /**
+   * A device's open incidents outside a batch (re-arming its timers after a registry change, start-up): the writer's
+   * SQLite connection by default. Inside a batch the rules read them through the batch's scope.
+   */
+  openIncidentsOutside?: (deviceId: string) => OpenIncidents;
 }
 
 export function kindInfos(): Record<string, KindInfo> {
@@ -61,6 +68,8 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
   const log = d.log.child({ module: 'alarms' });
   const openStmt = d.sqlite.prepare(`select id, opened_at as openedAt, status from incidents
     where device_id = ? and type = ? and status not in ('resolved', 'cancelled') order by opened_at desc limit 1`);
+  const openOutside = d.openIncidentsOutside ??
+    ((deviceId: string): OpenIncidents => (type) => openStmt.get(deviceId, type) as ReturnType<OpenIncidents>);
   const residentStmt = d.sqlite.prepare('select id, unit_id, safe_zone, home, no_movement_s, check_in_by from residents where id = ?');
   const residents = new Map<string, ResidentView | null>();
 
@@ -84,7 +93,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
     return r;
   };
 
-  const input = (entry: DeviceEntry, now: number): EvaluateInput => {
+  const input = (entry: DeviceEntry, now: number, open: OpenIncidents = openOutside(entry.id)): EvaluateInput => {
     const s = d.states.get(entry.id);
     return {
       now,
@@ -93,7 +102,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
         lastSeen: s.lastSeen, lastPosition: s.position, battery: s.battery, mains: s.mains, supervision: s.supervision, config: entry.config,
       },
       resident: resident(entry.residentId),
-      openIncident: (type) => openStmt.get(entry.id, type) as { id: string; openedAt: number; status: never } | undefined,
+      openIncident: open,
     };
   };
 
@@ -106,10 +115,10 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
    * safe-zone exit computed from a position, an offline incident from a timer — the alarms are written together or
    * not at all, and a failure refuses the trigger: the position gets no PUBACK, the timer runs again.
    */
-  const applyAlarms = (
-    entry: Pick<DeviceEntry, 'id' | 'residentId' | 'unitId'>, result: Pick<EvaluateResult, 'alarms' | 'evaluatedAt'>,
+  function* applyAlarms(
+    s: IngestScope, entry: Pick<DeviceEntry, 'id' | 'residentId' | 'unitId'>, result: Pick<EvaluateResult, 'alarms' | 'evaluatedAt'>,
     stamps: Record<string, number>, observationId?: number, lifeSafety = false, flags?: string[],
-  ): IncidentEvent[] => {
+  ): Step<IncidentEvent[]> {
     const events: IncidentEvent[] = [];
     if (result.alarms.length === 0) return events;
     const source: AlarmSource = {
@@ -132,7 +141,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
       const alone = result.alarms.length === 1 && result.alarms[0]!.action === 'raise';
       for (const alarm of result.alarms) {
         try {
-          for (const e of d.incidents.applyAlarm(alarm, source, alone)) events.push(e);
+          for (const e of yield* io(s.incidentWrite(d.incidents.alarmSteps(alarm, source), alone))) events.push(e);
         } catch (err) {
           failed(err, alarm);
           // a life-safety raise that did not become an incident: no acknowledgement, the device resends
@@ -143,13 +152,13 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
       let current: AlarmAction | undefined;
       try {
         // one savepoint for them all: on failure none of them is kept
-        d.sqlite.transaction(() => {
+        yield* io(s.incidentWrite(function* (t) {
           for (const alarm of result.alarms) {
             current = alarm;
             // inside this savepoint: a failure rolls them all back
-            for (const e of d.incidents.applyAlarm(alarm, source, true)) events.push(e);
+            for (const e of yield* d.incidents.alarmSteps(alarm, source)(t)) events.push(e);
           }
-        }).immediate();
+        }, false));
       } catch (err) {
         failed(err, current!);
         throw new AlarmNotRecordedError(
@@ -160,7 +169,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
     }
     d.metrics.stage.observe({ stage: 'rules' }, Math.max(0, result.evaluatedAt - (stamps.received ?? result.evaluatedAt)) / 1000);
     return events;
-  };
+  }
 
   const deviceRow = deviceOwnerQuery(d.sqlite);
 
@@ -169,7 +178,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
    * resident's row cannot be read, the engine failed): raised P1 as it is, with what the database says of the
    * device. Throws AlarmNotRecordedError if even that cannot be written.
    */
-  const raiseWithoutRules = (obs: Observation, observationId: number, stamps: Record<string, number>, reason: string): IncidentEvent[] => {
+  function* raiseWithoutRules(s: IngestScope, obs: Observation, observationId: number, stamps: Record<string, number>, reason: string): Step<IncidentEvent[]> {
     let owner: { residentId: string | null; unitId: string | null } = { residentId: null, unitId: null };
     try {
       owner = (deviceRow.get(obs.deviceId) as typeof owner | undefined) ?? owner;
@@ -183,8 +192,8 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
       data: { fallback: true, reason, ...(obs.flags?.length ? { flags: obs.flags } : {}) },
     };
     const now = Date.now();
-    return applyAlarms({ id: obs.deviceId, ...owner }, { alarms: [alarm], evaluatedAt: now }, stamps, observationId, true, incidentFlags(obs));
-  };
+    return yield* applyAlarms(s, { id: obs.deviceId, ...owner }, { alarms: [alarm], evaluatedAt: now }, stamps, observationId, true, incidentFlags(obs));
+  }
 
   const engine = createEngine({
     kinds: kindInfos(),
@@ -199,7 +208,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
   const committedState = d.sqlite.prepare('select state from devices where id = ?').pluck();
 
   function onTimerDue(fire: TimerFire): void {
-    d.ingest.enqueueTask(fire.deviceId, () => {
+    d.ingest.enqueueTask(fire.deviceId, function* (s): Step<IncidentEvent[] | void> {
       const entry = d.registry.entry(fire.deviceId);
       if (!entry) return;
       const state = committedState.get(fire.deviceId) as string | undefined;
@@ -208,7 +217,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
         return;
       }
       const now = Date.now();
-      const result = engine.runTimer(fire, input(entry, now));
+      const result = engine.runTimer(fire, input(entry, now, yield* io(s.openIncidents(entry.id))));
       if (result.stale) return;
       const supervisionBefore = d.states.get(entry.id).supervision;
       // If this run is rolled back (its alarm not written, or the whole batch failed), nothing of it is kept — rule
@@ -221,7 +230,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
           `a rule timer's alarm could not be written; it runs again in ${TIMER_RETRY_MS / 1000} s`);
         setTimeout(() => onTimerDue(fire), TIMER_RETRY_MS).unref();
       });
-      const events = applyAlarms(entry, result, { received: now });
+      const events = yield* applyAlarms(s, entry, result, { received: now });
       // the state follows the database: 'offline' only with the offline incident written
       if (result.state.supervision) d.states.setSupervision(entry.id, result.state.supervision);
       return events;
@@ -232,33 +241,33 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
     name: 'rules',
     // a life-safety observation this step fails on in any way is refused (no PUBACK), never stored without incident
     raisesIncidents: true,
-    run(obs: Observation, observationId: number, stamps: Record<string, number>) {
+    *run(obs: Observation, observationId: number, stamps: Record<string, number>, s: IngestScope): Step<IncidentEvent[] | void> {
       const lifeSafety = isLifeSafety(obs.type);
       const entry = d.registry.entry(obs.deviceId);
       if (!entry) {
         if (lifeSafety) {
           log.error({ deviceId: obs.deviceId, type: obs.type },
             'life-safety observation from a device not in the registry cache: raised P1 without rules; check how the device was provisioned');
-          return raiseWithoutRules(obs, observationId, stamps, 'device not in the registry cache');
+          return yield* raiseWithoutRules(s, obs, observationId, stamps, 'device not in the registry cache');
         }
         log.warn({ deviceId: obs.deviceId, type: obs.type }, 'observation from a device not in the registry: stored, no rules');
         return;
       }
       let result: EvaluateResult;
       try {
-        result = engine.evaluate(obs, input(entry, Date.now()));
+        result = engine.evaluate(obs, input(entry, Date.now(), yield* io(s.openIncidents(entry.id))));
       } catch (err) {
         // a technical observation is kept (logged by ingest); an emergency is raised without the rules
         if (!lifeSafety) throw err;
         log.error({ err, deviceId: obs.deviceId, type: obs.type },
           'the rules could not evaluate a life-safety observation: raised P1 without rules; fix the cause logged here');
-        return raiseWithoutRules(obs, observationId, stamps, `rules failed: ${err instanceof Error ? err.message : String(err)}`);
+        return yield* raiseWithoutRules(s, obs, observationId, stamps, `rules failed: ${err instanceof Error ? err.message : String(err)}`);
       }
       // if the observation is refused (its alarm not written) or its batch fails, it will be resent: the rules'
       // memory and timers go back to where they were, so the resend is judged as the first one was
       d.ingest.onRollback(() => engine.revert(result));
       // a heartbeat kept as state only has no row (observationId 0): its alarms cite none
-      const events = applyAlarms(entry, result, stamps, observationId || undefined, lifeSafety, incidentFlags(obs));
+      const events = yield* applyAlarms(s, entry, result, stamps, observationId || undefined, lifeSafety, incidentFlags(obs));
       if (Object.keys(result.state).length) {
         pendingPatch.set(entry.id, result.state);
         // an observation refused after this step must not leave its patch for the device's next one

@@ -14,7 +14,7 @@ export type PgCommandStore = Transactional<CommandStore<'async'>>;
 const LIVE = inArray(pgCommands.status, ['pending', 'sent']);
 const toRow = ({ n: _n, ...r }: typeof pgCommands.$inferSelect): CommandRow => r;
 
-function bound(t: PgExecutor): CommandStore<'async'> {
+export function commandStoreOn(t: PgExecutor): CommandStore<'async'> {
   return {
     mode: 'async',
     async insert(c, once) {
@@ -60,5 +60,5 @@ function bound(t: PgExecutor): CommandStore<'async'> {
 }
 
 export function createPgCommandStore(pool: pg.Pool): PgCommandStore {
-  return onPool(pool, bound);
+  return onPool(pool, commandStoreOn);
 }

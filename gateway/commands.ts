@@ -8,6 +8,8 @@ import { topics, type DeviceCommand, type DeviceCommandType, type IncidentEvent,
 import { newId } from '../devices/credentials.js';
 import { NotFoundError } from '../core/errors.js';
 import { createSqliteCommandStore, type CommandRow, type CommandStore } from './command-store.js';
+import type { IngestScope } from './ingest-scope.js';
+import { io, type Step } from '../response/store/run.js';
 
 export type { CommandRow } from './command-store.js';
 
@@ -123,13 +125,17 @@ export class Commands {
   /** Ingest step: a device's answer on commands/ack. Runs inside the ingest transaction. */
   step = {
     name: 'command-acks',
-    run: (obs: Observation): IncidentEvent[] | void => {
-      if (obs.type !== 'command-ack') return;
-      if (this.rows.answer(obs.deviceId, obs.commandId, obs.ok, obs.receivedAt, obs.error ?? null) === 0) return;
-      const cmd = this.get(obs.commandId);
-      return this.onAcked?.(cmd, obs.receivedAt);
-    },
+    run: (obs: Observation, _id: number, _stamps: Record<string, number>, s: IngestScope) => this.answered(obs, s),
   };
+
+  /** through the batch's scope: its commands store is on the batch's transaction (SQLite or PostgreSQL) */
+  private *answered(obs: Observation, s: IngestScope): Step<IncidentEvent[] | void> {
+    if (obs.type !== 'command-ack') return;
+    if ((yield* io(s.commands.answer(obs.deviceId, obs.commandId, obs.ok, obs.receivedAt, obs.error ?? null))) === 0) return;
+    const cmd = yield* io(s.commands.get(obs.commandId));
+    if (!cmd) throw new NotFoundError('command', obs.commandId);
+    return this.onAcked?.(cmd, obs.receivedAt);
+  }
 
   /** Commands past their expiry are marked expired; resolves with how many. */
   async expireDue(now = Date.now()): Promise<number> {

@@ -47,12 +47,17 @@ export class DeviceStates {
   /** while a write transaction is open: each touched device's state before it, and the rows flushed in it */
   private txn: { before: Map<string, Before>; flushed: string[] } | null = null;
 
-  private readonly store: DeviceStateStore<'sync'>;
+  /** null: the rows are written by whoever takes them (`takeDirty`: the ingest's PostgreSQL batch) */
+  private readonly store: DeviceStateStore<'sync'> | null;
 
-  /** `source`: the store (its SQLite implementation, gateway/state-store.ts), or the connection to build it on */
-  constructor(source: Database.Database | DeviceStateStore<'sync'>) {
-    this.store = 'loadAll' in source ? source : createSqliteDeviceStateStore(source);
-    for (const { deviceId, state } of this.store.loadAll()) {
+  /**
+   * `source`: the store (its SQLite implementation, gateway/state-store.ts), or the connection to build it on, or the
+   * rows an asynchronous store loaded (PostgreSQL: the ingest writes them in its batches through `takeDirty`)
+   */
+  constructor(source: Database.Database | DeviceStateStore<'sync'> | readonly StoredState[]) {
+    const rows = Array.isArray(source) ? source as readonly StoredState[] : null;
+    this.store = rows ? null : 'loadAll' in source ? source as DeviceStateStore<'sync'> : createSqliteDeviceStateStore(source as Database.Database);
+    for (const { deviceId, state } of rows ?? this.store!.loadAll()) {
       // nobody is connected to a broker that just started
       this.states.set(deviceId, { ...state, online: false, connectedAt: null });
     }
@@ -219,8 +224,25 @@ export class DeviceStates {
    * next commit (the caller schedules one while dirtyCount() > 0). `until` (performance.now()): stop there, after at
    * least `atLeast` rows (a writer's time slice; the rows always move on).
    */
+  /**
+   * Up to `limit` rows owed, taken out of the dirty set for the caller to write in its transaction (a rollback puts
+   * them back, as for flushDirty).
+   */
+  takeDirty(now: number, limit = Infinity): StoredState[] {
+    const out: StoredState[] = [];
+    for (const id of this.dirty) {
+      if (out.length >= limit) break;
+      this.dirty.delete(id);
+      this.txn?.flushed.push(id);
+      const s = this.states.get(id);
+      if (s) out.push({ deviceId: id, state: { ...s }, updatedAt: now });
+    }
+    return out;
+  }
+
   flushDirty(now: number, limit = Infinity, until = Infinity, atLeast = 0): void {
     if (this.dirty.size === 0) return;
+    if (!this.store) throw new Error('these device states are written by their owner (takeDirty), not flushed to a store');
     let n = 0;
     // written 16 rows at a time, the clock read between them (what was taken is written before the clock is read)
     const chunk: StoredState[] = [];

@@ -26,7 +26,10 @@ import {
 import type { DeviceStates } from './device-state.js';
 import { isStorageError, type StorageHealth } from '../core/storage-health.js';
 import { writerWants } from '../core/write-turn.js';
-import { createSqliteObservationStore, type ObservationStore, type PriorObservation, type RejectRow } from './observation-store.js';
+import type { PriorObservation, RejectRow } from './observation-store.js';
+import { io, runSync, type Step } from '../response/store/run.js';
+import { isStep, sqliteIngestScope, type IngestScope } from './ingest-scope.js';
+import type { PgIngestBatches } from './ingest-scope-pg.js';
 
 /**
  * A processing step run for each new (non-duplicate) observation inside the write transaction, in order
@@ -90,7 +93,7 @@ export interface IngestStep {
    * sees the device's state as it was before this observation (the observation is folded in after all steps);
    * observationId is 0 for an observation kept as state only (a heartbeat with nothing new)
    */
-  run(obs: Observation, observationId: number, stamps: Record<string, number>): IncidentEvent[] | void;
+  run(obs: Observation, observationId: number, stamps: Record<string, number>, scope: IngestScope): StepOut;
   /** after the observation was folded into the device's state (state patches a rule asked for) */
   after?(obs: Observation): void;
   /**
@@ -100,8 +103,11 @@ export interface IngestStep {
   raisesIncidents?: boolean;
 }
 
+/** What a step or task gives back: its incident events, or a step to run through the batch's scope that gives them. */
+export type StepOut = IncidentEvent[] | void | Step<IncidentEvent[] | void>;
+
 /** Work for one device that must run in its order with its observations (a rule timer that came due). */
-export type DeviceTask = () => IncidentEvent[] | void;
+export type DeviceTask = (scope: IngestScope) => StepOut;
 
 interface Pending {
   obs: Observation;
@@ -113,7 +119,13 @@ interface Pending {
 export type { RejectRow } from './observation-store.js';
 
 export interface IngestOptions {
-  sqlite: Database.Database;
+  /** the one-node store: the writer's SQLite connection (synchronous batches) */
+  sqlite?: Database.Database;
+  /**
+   * or cluster mode's shared store: PostgreSQL (gateway/ingest-scope-pg.ts), one asynchronous transaction per batch,
+   * batches committed one after another in the order they were formed; `states` then comes from its loadStates()
+   */
+  pg?: PgIngestBatches;
   states: DeviceStates;
   config: Config['ingest'];
   log: Logger;
@@ -161,9 +173,11 @@ export class Ingest implements ObservationSink {
   private closed = false;
   /** memory pressure: telemetry is shed until it passes (alarms never are) */
   private pressure = false;
-  /** the observation area's store (gateway/observation-store.ts), on this connection */
-  private readonly rows: ObservationStore<'sync'>;
-  private readonly incidentStatus: Database.Statement;
+  /** what the batch reads and writes through (gateway/ingest-scope.ts): SQLite's, on this connection (null: PostgreSQL) */
+  private readonly scope: IngestScope<'sync'>;
+  /** PostgreSQL: the batches formed and not yet settled, one after another; whether a telemetry batch is among them */
+  private commits: Promise<void> = Promise.resolve();
+  private telemetryInFlight = false;
   private readonly resendWindowMs: number;
   /**
    * Sessions that have delivered a new observation: a client replays what was unacknowledged first, in order, on a
@@ -177,12 +191,20 @@ export class Ingest implements ObservationSink {
 
   constructor(private readonly o: IngestOptions) {
     this.log = o.log.child({ module: 'ingest' });
-    const db = o.sqlite;
     this.resendWindowMs = o.resendWindowMs ?? RESEND_WINDOW_MS;
-    this.rows = createSqliteObservationStore(db);
-    this.incidentStatus = db.prepare('select status from incidents where id = ?').pluck();
+    if ((o.sqlite === undefined) === (o.pg === undefined)) throw new Error('ingest: give it either a SQLite connection or PostgreSQL batches');
+    const db = o.sqlite;
+    // (PostgreSQL: every use of these is on the synchronous path, which a PostgreSQL ingest never takes)
+    this.scope = db ? sqliteIngestScope(db) : (null as never);
     // called inside the batch's transaction, a better-sqlite3 transaction function is a SAVEPOINT
-    this.processInSavepoint = db.transaction((obs: Observation, events: IncidentEvent[]) => this.processOne(obs, events, true));
+    this.processInSavepoint = db
+      ? db.transaction((obs: Observation, events: IncidentEvent[]) => runSync(this.processOne(obs, events, true, this.scope)))
+      : () => { throw new Error('no SQLite connection'); };
+  }
+
+  /** the SQLite connection (the synchronous path only) */
+  private get db(): Database.Database {
+    return this.o.sqlite!;
   }
 
   /**
@@ -336,6 +358,7 @@ export class Ingest implements ObservationSink {
       clearTimeout(this.telemetryTimer);
       this.telemetryTimer = null;
     }
+    if (this.o.pg) return this.flushTelemetryPg();
     if (mayWait && this.o.alarmWaiting?.() === true) {
       // it is on this thread's port, read before immediates run: this slice goes after it
       setImmediate(() => {
@@ -383,6 +406,10 @@ export class Ingest implements ObservationSink {
    * fdatasync of the WAL before promises resolve and events are published (a batch of QoS 0 heartbeats pays none).
    */
   private commit(batch: Pending[], queue: 'urgent' | 'telemetry'): number {
+    if (this.o.pg) {
+      void this.commitLater(batch, queue);
+      return 0;
+    }
     // bulk writers on the main thread let this commit in first (core/write-turn.ts)
     writerWants(true);
     try {
@@ -402,7 +429,7 @@ export class Ingest implements ObservationSink {
     // Telemetry batches commit with NORMAL: in WAL mode such a commit survives a crash of the process and is lost only
     // with the machine's power; the sync that promises need is added below, only where one is needed.
     const relaxed = queue === 'telemetry';
-    if (relaxed) this.o.sqlite.pragma('synchronous = NORMAL');
+    if (relaxed) this.db.pragma('synchronous = NORMAL');
     // telemetry is written in time slices: what is left when the slice is over goes back to the head of the queue
     const sliceEnd = relaxed ? started + TELEMETRY_SLICE_MS : Infinity;
     // and sooner when an alarm is on its way: after ALARM_CUT_MS (a flood of alarms must not cut telemetry into commits
@@ -415,7 +442,7 @@ export class Ingest implements ObservationSink {
     let held: Set<string> | null = null;
     this.o.states.begin();
     try {
-      this.o.sqlite.transaction(() => {
+      this.db.transaction(() => {
         for (let i = 0; i < batch.length; i++) {
           const t = performance.now();
           if (i > 0 && (t > sliceEnd || (t > alarmCut && this.o.alarmWaiting?.() === true))) {
@@ -431,7 +458,7 @@ export class Ingest implements ObservationSink {
           const mark = this.undoHooks.length;
           if (p.task) {
             try {
-              const out = p.task();
+              const out = runSync(stepEvents(p.task(this.scope)));
               if (out) for (const e of out) events.push(e);
             } catch (err) {
               this.log.error({ err, deviceId: p.obs.deviceId }, 'device task failed');
@@ -448,7 +475,7 @@ export class Ingest implements ObservationSink {
             // statements are not spent on every heartbeat
             // (a lone life-safety raise writes its incident in this savepoint without one of its own: gateway/alarms.ts
             // passes joinCaller only for life-safety observations, which always come through here)
-            results[i] = isLifeSafety(p.obs.type) ? this.processInSavepoint(p.obs, own) : this.processOne(p.obs, own, false);
+            results[i] = isLifeSafety(p.obs.type) ? this.processInSavepoint(p.obs, own) : runSync(this.processOne(p.obs, own, false, this.scope));
             for (const e of own) events.push(e);
           } catch (err) {
             failures[i] = err as Error;
@@ -457,7 +484,7 @@ export class Ingest implements ObservationSink {
             this.abortIfRolledBack(err);
           }
         }
-        if (rejects.length) this.rows.insertRejects(rejects);
+        if (rejects.length) this.scope.rows.insertRejects(rejects);
         // state rows too stop at the slice's end (at least URGENT_STATE_ROWS each commit, so they always move on)
         if (queue === 'urgent') this.o.states.flushDirty(Date.now(), URGENT_STATE_ROWS);
         else this.o.states.flushDirty(Date.now(), this.o.config.telemetryBatchRows, stateRowsUntil, URGENT_STATE_ROWS);
@@ -465,22 +492,15 @@ export class Ingest implements ObservationSink {
         // write lock is taken before the first read, so the batch waits its turn instead of failing on a stale snapshot
       }).immediate();
     } catch (err) {
-      if (relaxed) this.o.sqlite.pragma('synchronous = FULL');
-      this.lastCommitOk = false;
-      this.runUndo(0);
-      this.o.states.rollback();
-      this.o.storage?.failed('ingest', err);
-      // Nothing of this batch is durable: every waiting transport is told, so no device gets an ACK for it.
-      this.log.error({ err, rows: batch.length, queue }, 'write failed: the batch is not acknowledged and will be resent by devices');
-      for (const p of batch) p.reject?.(err as Error);
-      this.afterCommit();
+      if (relaxed) this.db.pragma('synchronous = FULL');
+      this.failBatch(batch, queue, err);
       return cut.length;
     }
     this.undoHooks.length = 0;
     this.o.states.commit();
     this.lastCommitOk = true;
     if (relaxed) {
-      this.o.sqlite.pragma('synchronous = FULL');
+      this.db.pragma('synchronous = FULL');
       if (events.length > 0 || batch.some((p) => p.resolve !== undefined)) {
         try {
           this.syncWal();
@@ -496,6 +516,33 @@ export class Ingest implements ObservationSink {
         }
       }
     }
+    if (rejects.length) {
+      this.rejectsSincePrune += rejects.length;
+      if (this.rejectsSincePrune > 500) {
+        this.rejectsSincePrune = 0;
+        this.scope.rows.pruneRejects(this.o.config.rejectsKept);
+      }
+    }
+    this.settle(batch, queue, { results, failures, events, started });
+    return cut.length;
+  }
+
+  /** Nothing of this batch is durable: memory goes back, and every waiting transport is told, so nothing is ACKed. */
+  private failBatch(batch: Pending[], queue: 'urgent' | 'telemetry', err: unknown): void {
+    this.lastCommitOk = false;
+    this.runUndo(0);
+    this.o.states.rollback();
+    this.o.storage?.failed('ingest', err);
+    this.log.error({ err, rows: batch.length, queue }, 'write failed: the batch is not acknowledged and will be resent by devices');
+    for (const p of batch) p.reject?.(err as Error);
+    this.afterCommit();
+  }
+
+  /** The batch is durable: each waiting transport gets its answer, the incident events go out. */
+  private settle(batch: Pending[], queue: 'urgent' | 'telemetry', b: {
+    results: IngestResult[]; failures: (Error | undefined)[]; events: IncidentEvent[]; started: number;
+  }): void {
+    const { results, failures, events, started } = b;
     // an observation refused by the storage (its savepoint failed on a full disk) is a storage fault too
     const storageFailure = failures.find((f) => f !== undefined && (isStorageError(f) || isStorageError(f.cause)));
     if (storageFailure) this.o.storage?.failed('ingest', isStorageError(storageFailure) ? storageFailure : storageFailure.cause);
@@ -503,13 +550,6 @@ export class Ingest implements ObservationSink {
     const commitMs = performance.now() - started;
     this.o.metrics.stage.observe({ stage: queue === 'urgent' ? 'commit_urgent' : 'commit_telemetry' }, commitMs / 1000);
     this.o.metrics.batchRows.observe({ queue }, batch.length);
-    if (rejects.length) {
-      this.rejectsSincePrune += rejects.length;
-      if (this.rejectsSincePrune > 500) {
-        this.rejectsSincePrune = 0;
-        this.rows.pruneRejects(this.o.config.rejectsKept);
-      }
-    }
     for (let i = 0; i < batch.length; i++) {
       const f = failures[i];
       if (f) batch[i]!.reject?.(f);
@@ -523,7 +563,121 @@ export class Ingest implements ObservationSink {
       }
     }
     this.afterCommit();
-    return cut.length;
+  }
+
+  /** PostgreSQL: commit `batch` after every batch formed before it (never rejects: failures are the batch's) */
+  private commitLater(batch: Pending[], queue: 'urgent' | 'telemetry'): Promise<void> {
+    const run = this.commits.then(() => this.commitBatchPg(batch, queue));
+    this.commits = run;
+    return run;
+  }
+
+  /**
+   * The batch as one PostgreSQL transaction (gateway/ingest-scope-pg.ts): each observation in a savepoint, so one that
+   * fails is rolled back alone and the batch goes on, as in SQLite; a commit is durable (synchronous_commit on), so
+   * there is no relaxed telemetry commit to sync afterwards. No time slices: a batch is at most telemetryBatchRows.
+   */
+  private async commitBatchPg(batch: Pending[], queue: 'urgent' | 'telemetry'): Promise<void> {
+    const started = performance.now();
+    const results: IngestResult[] = new Array(batch.length);
+    const failures: (Error | undefined)[] = new Array(batch.length);
+    const events: IncidentEvent[] = [];
+    const rejects = this.rejects;
+    this.rejects = [];
+    let held: Set<string> | null = null;
+    this.o.states.begin();
+    try {
+      await this.o.pg!.batch(async (s) => {
+        for (let i = 0; i < batch.length; i++) {
+          const p = batch[i]!;
+          if (held !== null && p.obs.ordered === true && held.has(p.obs.deviceId)) {
+            failures[i] = Object.assign(new Error(`an earlier message of ${p.obs.deviceId} was not stored: this one waits for it, to be stored in the device's order`), { code: EARLIER_NOT_STORED });
+            continue;
+          }
+          const mark = this.undoHooks.length;
+          const own: IncidentEvent[] = [];
+          try {
+            if (p.task) {
+              const task = p.task;
+              try {
+                const out = await s.savepoint(() => stepEvents(task(s)));
+                if (out) for (const e of out) own.push(e);
+              } catch (err) {
+                this.log.error({ err, deviceId: p.obs.deviceId }, 'device task failed');
+                this.runUndo(mark);
+                this.abortIfRolledBack(err, s);
+              }
+              results[i] = { status: 'stored', observationId: 0 };
+            } else {
+              results[i] = await s.savepoint(() => this.processOne(p.obs, own, true, s));
+            }
+            for (const e of own) events.push(e);
+          } catch (err) {
+            failures[i] = err as Error;
+            if (p.obs.ordered === true) (held ??= new Set()).add(p.obs.deviceId);
+            this.runUndo(mark);
+            this.abortIfRolledBack(err, s);
+          }
+        }
+        if (rejects.length) {
+          await s.rows.insertRejects(rejects);
+          this.rejectsSincePrune += rejects.length;
+          if (this.rejectsSincePrune > 500) {
+            this.rejectsSincePrune = 0;
+            await s.rows.pruneRejects(this.o.config.rejectsKept);
+          }
+        }
+        const rows = this.o.states.takeDirty(Date.now(), queue === 'urgent' ? URGENT_STATE_ROWS : this.o.config.telemetryBatchRows);
+        if (rows.length > 0) await s.writeStates(rows);
+      });
+    } catch (err) {
+      this.failBatch(batch, queue, err);
+      return;
+    }
+    this.undoHooks.length = 0;
+    this.o.states.commit();
+    this.lastCommitOk = true;
+    this.settle(batch, queue, { results, failures, events, started });
+  }
+
+  /** PostgreSQL: one telemetry batch at a time (the queue, not a chain of commits, is what fills under load) */
+  private flushTelemetryPg(): void {
+    if (this.telemetryInFlight) return;
+    if (this.urgent.length > 0) this.flushUrgent();
+    const batch = this.telemetry.splice(0, this.o.config.telemetryBatchRows);
+    for (const p of batch) this.countPending(p.obs.deviceId, -1);
+    this.admitParked();
+    if (batch.length === 0 && this.rejects.length === 0 && !(this.lastCommitOk && this.o.states.dirtyCount() > 0)) return;
+    this.telemetryInFlight = true;
+    void this.commitLater(batch, 'telemetry').then(() => {
+      this.telemetryInFlight = false;
+      if (this.closed || this.telemetryTimer) return;
+      const full = this.telemetry.length >= this.o.config.telemetryBatchRows;
+      if (full || this.telemetry.length > 0 || this.rejects.length > 0 || (this.lastCommitOk && this.o.states.dirtyCount() > 0)) {
+        this.telemetryTimer = setTimeout(() => this.flushTelemetry(), full ? 0 : this.o.config.telemetryFlushMs);
+      }
+    });
+  }
+
+  /** Everything queued now, written; resolves once it is settled (PostgreSQL; SQLite: flushAll). */
+  async drain(): Promise<void> {
+    if (!this.o.pg) return this.flushAll();
+    for (let rounds = 0; rounds < 1000; rounds++) {
+      this.flushUrgent();
+      if (this.telemetryTimer) {
+        clearTimeout(this.telemetryTimer);
+        this.telemetryTimer = null;
+      }
+      this.flushTelemetryPg();
+      await this.commits;
+      const owed = this.lastCommitOk && this.o.states.dirtyCount() > 0;
+      if (this.urgent.length === 0 && this.telemetry.length === 0 && this.parked.length === 0 && this.rejects.length === 0 && !owed) break;
+      if (!this.lastCommitOk && this.telemetry.length === 0 && this.parked.length === 0) break;
+    }
+    if (this.telemetryTimer) {
+      clearTimeout(this.telemetryTimer);
+      this.telemetryTimer = null;
+    }
   }
 
   /** device-state rows still owed after a commit get one of their own soon (not on the alarm path) */
@@ -538,8 +692,8 @@ export class Ingest implements ObservationSink {
    * did before is then gone although it ran without error: the batch must fail as a whole — carrying on would run the
    * rest in autocommit and acknowledge, publish and remember what is not in the database.
    */
-  private abortIfRolledBack(err: unknown): void {
-    if (this.o.sqlite.inTransaction) return;
+  private abortIfRolledBack(err: unknown, scope: IngestScope = this.scope): void {
+    if (scope.usable()) return;
     throw new Error(`the write transaction was rolled back by SQLite (${err instanceof Error ? err.message : String(err)}): the whole batch fails`, { cause: err });
   }
 
@@ -549,15 +703,15 @@ export class Ingest implements ObservationSink {
    * any descriptor of a file flushes all of it.
    */
   private syncWal(): void {
-    if (this.o.sqlite.memory) return;
+    if (this.db.memory) return;
     const started = performance.now();
     let fd: number;
     try {
-      fd = openSync(`${this.o.sqlite.name}-wal`, 'r');
+      fd = openSync(`${this.db.name}-wal`, 'r');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       // no WAL (not in WAL mode): the commit went to the database file itself
-      fd = openSync(this.o.sqlite.name, 'r');
+      fd = openSync(this.db.name, 'r');
     }
     try {
       fdatasyncSync(fd);
@@ -574,41 +728,41 @@ export class Ingest implements ObservationSink {
    * Dedup, insert, steps. `inSavepoint`: the caller rolls everything back if this throws; otherwise (telemetry) an
    * observation whose alarm could not be written is deleted here, so it is neither kept nor acknowledged.
    */
-  private processOne(input: Observation, events: IncidentEvent[], inSavepoint: boolean): IngestResult {
+  private *processOne(input: Observation, events: IncidentEvent[], inSavepoint: boolean, s: IngestScope): Step<IngestResult> {
     let obs = input;
     const { type, deviceId, seq, deviceTs, receivedAt, source } = obs;
     const lifeSafety = isLifeSafety(type);
     const fields = dataOf(obs);
     // a heartbeat folded into state is never serialised: most of a fleet's messages take that path
-    if (!lifeSafety && !this.keepsRow(obs, fields)) return this.processStateOnly(obs, events);
+    if (!lifeSafety && !this.keepsRow(obs, fields)) return yield* this.processStateOnly(obs, events, s);
     const data = JSON.stringify(fields);
     // the session is kept where dedup will ask for it: life-safety rows and rows without a key
     const keyed = seq !== undefined && deviceTs !== undefined;
     const keepSession = lifeSafety || !keyed;
     let replayOf: PriorRow | undefined;
     if (!keyed && obs.packetId !== undefined && obs.session !== undefined) {
-      const prior = this.rows.findKeyless(deviceId, obs.packetId);
+      const prior = yield* io(s.rows.findKeyless(deviceId, obs.packetId));
       if (prior && this.isKeylessResend(obs, prior, data)) {
-        if (!lifeSafety || this.incidentOpen(prior)) return this.dropDuplicate(obs, prior, 'packet-id');
+        if (!lifeSafety || (yield* this.incidentOpen(prior, s))) return this.dropDuplicate(obs, prior, 'packet-id');
         replayOf = prior;
       }
     }
-    const insert = (flags: readonly string[] | undefined, generation: number) => this.rows.insert({
+    const insert = (flags: readonly string[] | undefined, generation: number) => s.rows.insert({
       deviceId, type, seq: seq ?? null, deviceTs: deviceTs ?? null, receivedAt, source, lifeSafety, data,
       flags: flags?.length ? JSON.stringify(flags) : null,
       session: keepSession ? obs.session ?? null : null, packetId: keepSession ? obs.packetId ?? null : null, generation,
     });
     if (replayOf) obs = flagReplay(obs);
-    let observationId = insert(obs.flags, 0);
+    let observationId = yield* io(insert(obs.flags, 0));
     // 0: the key is stored already (only a keyed row can collide: rows without seq and time never do)
     if (observationId === 0) {
-      const prior = this.rows.findKeyed(deviceId, seq!, deviceTs!)!;
-      if (!lifeSafety || this.isKeyedResend(obs, prior)) return this.dropDuplicate(obs, prior, 'seq-ts');
+      const prior = (yield* io(s.rows.findKeyed(deviceId, seq!, deviceTs!)))!;
+      if (!lifeSafety || (yield* this.isKeyedResend(obs, prior, s))) return this.dropDuplicate(obs, prior, 'seq-ts');
       // Same (seq, ts) but not a plausible resend of an alarm someone is handling — a terminal whose clock and counter
       // reset repeats old keys: a cry for help is never dropped on its key alone. Kept as the key's next generation.
       replayOf = prior;
       obs = flagReplay(obs);
-      observationId = insert(obs.flags, prior.generation + 1);
+      observationId = yield* io(insert(obs.flags, prior.generation + 1));
     }
     if (replayOf) {
       this.o.metrics.replays.inc({ source, key: keyed ? 'seq-ts' : 'packet-id' });
@@ -624,7 +778,7 @@ export class Ingest implements ObservationSink {
     for (const step of this.steps) {
       // A failing step is logged and the others still run: a bug in one rule must not hold back an alarm.
       try {
-        const out = step.run(obs, observationId, stamps);
+        const out = yield* stepEvents(step.run(obs, observationId, stamps, s));
         if (out) for (const e of out) events.push(e);
       } catch (err) {
         this.log.error({ err, step: step.name, deviceId, type }, 'ingest step failed');
@@ -632,7 +786,7 @@ export class Ingest implements ObservationSink {
         // the device, with no PUBACK, resends it. For a life-safety observation any failure of the step that makes
         // incidents counts: it may not have become one.
         if (err instanceof AlarmNotRecordedError || (lifeSafety && step.raisesIncidents)) {
-          if (!inSavepoint && observationId && this.o.sqlite.inTransaction) this.rows.remove(observationId);
+          if (!inSavepoint && observationId && s.usable()) yield* io(s.rows.remove(observationId));
           this.o.metrics.ingested.inc({ source, class: lifeSafety ? 'alarm' : 'other', result: 'not-recorded' });
           throw err instanceof AlarmNotRecordedError
             ? err
@@ -645,7 +799,7 @@ export class Ingest implements ObservationSink {
       for (let i = from; i < events.length; i++) {
         const e = events[i]!;
         if ((e.type === 'opened' || e.type === 'joined') && e.data.observationId === observationId) {
-          this.rows.setIncident(observationId, e.incidentId);
+          yield* io(s.rows.setIncident(observationId, e.incidentId));
           break;
         }
       }
@@ -716,7 +870,7 @@ export class Ingest implements ObservationSink {
    * A resend of the last one (same seq and device time, or a DUP of the same packet id on the session) is dropped
    * as a duplicate, as the row's unique key would have.
    */
-  private processStateOnly(obs: Observation, events: IncidentEvent[]): IngestResult {
+  private *processStateOnly(obs: Observation, events: IncidentEvent[], s: IngestScope): Step<IngestResult> {
     const { deviceId, seq, deviceTs, source } = obs;
     const key = seq !== undefined && deviceTs !== undefined ? `k:${seq}:${deviceTs}`
       : obs.packetId !== undefined && obs.session !== undefined ? `p:${obs.session}:${obs.packetId}` : undefined;
@@ -738,7 +892,7 @@ export class Ingest implements ObservationSink {
     if (deviceTs !== undefined) stamps.deviceTs = deviceTs;
     for (const step of this.steps) {
       try {
-        const out = step.run(obs, 0, stamps);
+        const out = yield* stepEvents(step.run(obs, 0, stamps, s));
         if (out) for (const e of out) events.push(e);
       } catch (err) {
         this.log.error({ err, step: step.name, deviceId, type: obs.type }, 'ingest step failed');
@@ -775,15 +929,15 @@ export class Ingest implements ObservationSink {
 
   /** A repeated (seq, ts) of a life-safety observation is a resend if it comes on the same session or soon after, and
    * its incident is still open (someone is on it). */
-  private isKeyedResend(obs: Observation, prior: PriorRow): boolean {
+  private *isKeyedResend(obs: Observation, prior: PriorRow, s: IngestScope): Step<boolean> {
     const sameSession = obs.session !== undefined && obs.session === prior.session;
     const soon = Math.abs(obs.receivedAt - prior.receivedAt) <= this.resendWindowMs;
-    return (sameSession || soon) && this.incidentOpen(prior);
+    return (sameSession || soon) && (yield* this.incidentOpen(prior, s));
   }
 
-  private incidentOpen(prior: PriorRow): boolean {
+  private *incidentOpen(prior: PriorRow, s: IngestScope): Step<boolean> {
     if (prior.incidentId === null) return false;
-    const status = this.incidentStatus.get(prior.incidentId) as string | undefined;
+    const status = yield* io(s.incidentStatus(prior.incidentId));
     return status !== undefined && status !== 'resolved' && status !== 'cancelled';
   }
 
@@ -815,8 +969,9 @@ export class Ingest implements ObservationSink {
     this.freshSessions.add(session);
   }
 
-  /** Write everything queued now (shutdown, tests). */
+  /** Write everything queued now (shutdown, tests). SQLite only: PostgreSQL's batches are awaited (drain). */
   flushAll(): void {
+    if (this.o.pg) throw new Error('ingest over PostgreSQL: await drain() instead of flushAll()');
     this.flushUrgent();
     let rounds = 0;
     // device-state rows too, while commits succeed (bounded: a failing disk must not hold shutdown forever)
@@ -861,4 +1016,9 @@ function dataOf(obs: Observation): Record<string, unknown> {
 
 function flagReplay(obs: Observation): Observation {
   return obs.flags?.includes(POSSIBLE_REPLAY) ? obs : { ...obs, flags: [...(obs.flags ?? []), POSSIBLE_REPLAY] };
+}
+
+/** A step's or task's answer as a step: a generator is run through the scope, a value passes as it is. */
+function* stepEvents(out: StepOut): Step<IncidentEvent[] | void> {
+  return isStep<IncidentEvent[] | void>(out) ? yield* out : out;
 }

@@ -22,7 +22,7 @@ const PRIOR = {
   data: sql<string>`${pgObservations.data}::text`,
 };
 
-function bound(t: PgExecutor): ObservationStore<'async'> {
+export function observationStoreOn(t: PgExecutor): ObservationStore<'async'> {
   return {
     mode: 'async',
     async insert(o) {
@@ -66,5 +66,5 @@ function bound(t: PgExecutor): ObservationStore<'async'> {
 }
 
 export function createPgObservationStore(pool: pg.Pool): PgObservationStore {
-  return onPool(pool, bound);
+  return onPool(pool, observationStoreOn);
 }

@@ -26,7 +26,7 @@ const REPLACE = Object.fromEntries(
 /** PostgreSQL takes at most 65,535 parameters a statement: 14 columns a row, so 4,000 rows a statement */
 const ROWS_PER_STATEMENT = 4000;
 
-function bound(t: PgExecutor, atomic: Atomic): DeviceStateStore<'async'> {
+export function deviceStateStoreOn(t: PgExecutor, atomic: Atomic): DeviceStateStore<'async'> {
   const upsert = async (on: PgExecutor, rows: readonly StoredState[]) => {
     // one device twice in a batch would make PostgreSQL refuse the statement ("cannot affect row a second time"):
     // the last row of each device is the one that counts
@@ -71,5 +71,5 @@ function bound(t: PgExecutor, atomic: Atomic): DeviceStateStore<'async'> {
 }
 
 export function createPgDeviceStateStore(pool: pg.Pool): PgDeviceStateStore {
-  return onPool(pool, bound);
+  return onPool(pool, deviceStateStoreOn);
 }

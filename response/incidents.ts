@@ -100,6 +100,11 @@ export interface IncidentServiceOf<M extends StoreMode> {
    */
   applyAlarm(action: AlarmAction, source: AlarmSource, joinCaller?: boolean): Ret<M, CommittedEvent[]>;
   /**
+   * What `applyAlarm` runs, as a step over a write transaction the caller holds (the ingest's batch over PostgreSQL:
+   * gateway/ingest-scope-pg.ts, where one transaction holds the observations, the incidents and the device states).
+   */
+  alarmSteps(action: AlarmAction, source: AlarmSource): (t: IncidentWriteTx<StoreMode>) => Step<CommittedEvent[]>;
+  /**
    * Emit committed events on the bus, in seq order (re-entrant: events published by a listener are queued until
    * the current ones reached every listener). Events without `unitId` get their incident's.
    */
@@ -380,9 +385,8 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
     return [event];
   }
 
-  function applyAlarm(action: AlarmAction, source: AlarmSource, joinCaller?: boolean) {
-    // better-sqlite3 nests a transaction as a savepoint, so this is atomic whether or not the caller opened one
-    return tx((t): Step<CommittedEvent[]> => {
+  function alarmSteps(action: AlarmAction, source: AlarmSource): (t: Tx) => Step<CommittedEvent[]> {
+    return (t) => {
       switch (action.action) {
         case 'raise':
           return raise(t, action, source);
@@ -391,7 +395,12 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
         case 'cancel':
           return cancelByDevice(t, action, source);
       }
-    }, joinCaller);
+    };
+  }
+
+  function applyAlarm(action: AlarmAction, source: AlarmSource, joinCaller?: boolean) {
+    // better-sqlite3 nests a transaction as a savepoint, so this is atomic whether or not the caller opened one
+    return tx(alarmSteps(action, source), joinCaller);
   }
 
   function act(incidentId: string, action: IncidentAction, actor: Actor) {
@@ -547,6 +556,7 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
 
   return {
     applyAlarm,
+    alarmSteps,
     publishCommitted,
     publishedSeq: () => published,
     act,

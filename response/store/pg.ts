@@ -23,6 +23,7 @@ import { sourceDir } from '../../core/paths.js';
 import type { CommittedEvent, ActiveCursor } from '../incidents.js';
 import type { IncidentRow } from '../projection.js';
 import { pgIncidentEvents, pgIncidentLogHead, pgIncidents } from './pg-schema.js';
+import type { PgExecutor } from '../../core/pg-bind.js';
 import { PRIO_RANK_SQL, type IncidentStore, type IncidentWriteTx, type ListQuery, type UnitScope } from './types.js';
 
 export const PG_MIGRATIONS_DIR = resolve(sourceDir(import.meta.url), '..', '..', 'drizzle-pg');
@@ -89,7 +90,31 @@ export interface PgIncidentStoreOptions {
   maxAttempts?: number;
 }
 
-export function createPgIncidentStore(opts: PgIncidentStoreOptions): IncidentStore<'async'> {
+/**
+ * The log's writes inside a transaction the caller holds (the ingest's batch, gateway/ingest-scope-pg.ts): the head
+ * row is locked when it is made, before the batch reads anything, as in `transaction`; the caller calls `finish()`
+ * last, before its commit. Savepoints the caller rolls back take their seqs back with `rewind(mark())`.
+ */
+export interface IncidentBatch {
+  readonly tx: IncidentWriteTx<'async'>;
+  /** the last seq given in this batch so far */
+  mark(): number;
+  /** a savepoint taken at `mark` was rolled back: the seqs given since are given again */
+  rewind(mark: number): void;
+  /** the device's incidents not resolved or cancelled, newest first (the rules' "open incident of this type") */
+  openOfDevice(deviceId: string): Promise<{ id: string; type: string; openedAt: number; status: IncidentRow['status'] }[]>;
+  /** an incident's status, or undefined */
+  status(incidentId: string): Promise<IncidentRow['status'] | undefined>;
+  /** write the new head and notify (nothing if nothing was appended): the batch's last statement */
+  finish(): Promise<void>;
+}
+
+export type PgIncidentStore = IncidentStore<'async'> & {
+  /** the log's writes in the caller's transaction `t` (its head locked first) */
+  within(t: PgExecutor): Promise<IncidentBatch>;
+};
+
+export function createPgIncidentStore(opts: PgIncidentStoreOptions): PgIncidentStore {
   const db: Db = drizzle(opts.pool, { schema });
   // an idle pooled connection that the server closes (a restart, a failover) is an 'error' on the pool: with no
   // listener it would end the process; the pool drops that connection and opens another on the next query
@@ -160,8 +185,40 @@ export function createPgIncidentStore(opts: PgIncidentStoreOptions): IncidentSto
     };
   }
 
+  /** the new head, and the notification delivered to every listener at commit (never for a rollback) */
+  const writeHead = (t: Tx, seq: number) => t.execute(sql`WITH h AS (UPDATE incident_log_head SET seq = ${seq} WHERE id = 1 RETURNING seq)
+    SELECT pg_notify(${LOG_CHANNEL}, seq::text) FROM h`);
+  const lockHead = async (q: ReturnType<typeof statements>) => {
+    const [head] = await q.lockHead.execute();
+    if (!head) throw new Error('incident_log_head has no row: the migrations were not applied to this database');
+    return { base: head.seq, last: head.seq };
+  };
+
   return {
     mode: 'async',
+    async within(executor) {
+      const t = executor as unknown as Tx;
+      const q = statements(t);
+      const appended = await lockHead(q);
+      return {
+        tx: writeTx(t, q, appended),
+        mark: () => appended.last,
+        rewind(mark) {
+          appended.last = mark;
+        },
+        async openOfDevice(deviceId) {
+          return t.select({ id: pgIncidents.id, type: pgIncidents.type, openedAt: pgIncidents.openedAt, status: pgIncidents.status })
+            .from(pgIncidents).where(and(eq(pgIncidents.deviceId, deviceId), OPEN)).orderBy(desc(pgIncidents.openedAt));
+        },
+        async status(incidentId) {
+          const [row] = await t.select({ status: pgIncidents.status }).from(pgIncidents).where(eq(pgIncidents.id, incidentId));
+          return row?.status;
+        },
+        async finish() {
+          if (appended.last > appended.base) await writeHead(t, appended.last);
+        },
+      };
+    },
     async transaction(fn) {
       for (let attempt = 1; ; attempt++) {
         try {
@@ -170,15 +227,9 @@ export function createPgIncidentStore(opts: PgIncidentStoreOptions): IncidentSto
             // the head row first, before any read: one write transaction at a time over the whole log, on every node
             // (as SQLite's one writer), so seqs follow commit order and no two transactions can wait on each other's
             // rows (a lock taken after the head's could deadlock, and PostgreSQL would break it only after a second)
-            const [head] = await q.lockHead.execute();
-            if (!head) throw new Error('incident_log_head has no row: the migrations were not applied to this database');
-            const appended = { base: head.seq, last: head.seq };
+            const appended = await lockHead(q);
             const result = await fn(writeTx(t, q, appended));
-            if (appended.last > appended.base) {
-              // the new head, and the notification delivered to every listener at commit (never for a rollback)
-              await t.execute(sql`WITH h AS (UPDATE incident_log_head SET seq = ${appended.last} WHERE id = 1 RETURNING seq)
-                SELECT pg_notify(${LOG_CHANNEL}, seq::text) FROM h`);
-            }
+            if (appended.last > appended.base) await writeHead(t, appended.last);
             return result;
           });
         } catch (err) {

@@ -12,7 +12,7 @@ import type { IncidentEventBody } from '../../response/events.js';
 import { applyEvent, type IncidentRow } from '../../response/projection.js';
 import type { CommittedEvent } from '../../response/incidents.js';
 import { createSqliteIncidentStore } from '../../response/store/sqlite.js';
-import { createPgIncidentStore, followLog } from '../../response/store/pg.js';
+import { createPgIncidentStore, followLog, type PgIncidentStore } from '../../response/store/pg.js';
 import type { IncidentStore, IncidentWriteTx, StoreMode } from '../../response/store/types.js';
 import { io, runnerFor, type Step } from '../../response/store/run.js';
 import { useStoreEngines } from '../helpers/postgres.js';
@@ -371,7 +371,7 @@ describe('PostgreSQL: several nodes appending to one log', () => {
       const pool = new pg.Pool({ connectionString: url, max: 4 });
       env.pgs().track(pool);
       return createPgIncidentStore({ pool, knownUnitIds: () => UNITS });
-    }) as [IncidentStore<'async'>, IncidentStore<'async'>];
+    }) as [PgIncidentStore, PgIncidentStore];
     for (let round = 0; round < 20; round++) {
       const device = `twin-${round}`;
       const events = await Promise.all([raise(a, device, { at: round }), raise(b, device, { at: round }), raise(a, device, { at: round }), raise(b, device, { at: round })]);

@@ -1,0 +1,100 @@
+// The ingest's batch over PostgreSQL: one transaction holds a batch's observations, incident events, command answers,
+// refusals and device-state rows, and commits or rolls back as one — the promise the SQLite batch keeps, on the shared
+// store of cluster mode. The scope's contract is gateway/ingest-scope.ts's.
+//
+// - The incident log's head row is locked first, before anything is read (response/store/pg.ts `within`): every
+//   node's batches take turns, so seqs are gap-free and in commit order, and no two batches wait on each other's rows
+//   (a lock taken after another could deadlock). The price: one batch at a time across the cluster, each one commit.
+// - Each observation runs in a savepoint (the ingest asks for it: `perObservationSavepoint`): a failed statement
+//   aborts a PostgreSQL transaction, so a savepoint is what lets one observation fail and the batch go on, as a failing
+//   step does in SQLite. A savepoint rolled back gives its seqs back. A statement that fails outside any savepoint
+//   makes the batch unusable (`usable()`), and the ingest fails it whole.
+import type pg from 'pg';
+import { sql } from 'drizzle-orm';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import type { PgExecutor } from '../core/pg-bind.js';
+import type { PgIncidentStore } from '../response/store/pg.js';
+import { runAsync, type Step } from '../response/store/run.js';
+import type { OpenIncidentView } from './rules/types.js';
+import type { IngestScope } from './ingest-scope.js';
+import { observationStoreOn } from './observation-store-pg.js';
+import { commandStoreOn } from './command-store-pg.js';
+import { createPgDeviceStateStore, deviceStateStoreOn } from './state-store-pg.js';
+import type { StoredState } from './state-store.js';
+
+/** The scope of one PostgreSQL batch, and what only the batch's end writes. */
+export interface PgBatchScope extends IngestScope<'async'> {
+  writeStates(rows: readonly StoredState[]): Promise<void>;
+}
+
+export interface PgIngestBatches {
+  /** `fn` in one transaction, committed when it returns (rolled back if it throws or left the batch unusable) */
+  batch<T>(fn: (s: PgBatchScope) => Promise<T>): Promise<T>;
+  /** every device's stored state (start-up) */
+  loadStates(): Promise<StoredState[]>;
+}
+
+export function createPgIngestBatches(opts: { pool: pg.Pool; incidents: PgIncidentStore }): PgIngestBatches {
+  const db = drizzle(opts.pool);
+  const states = createPgDeviceStateStore(opts.pool);
+  return {
+    loadStates: () => states.loadAll(),
+    batch: (fn) => db.transaction(async (tx) => {
+      const t = tx as unknown as PgExecutor;
+      const inc = await opts.incidents.within(t);
+      /** savepoints open now; a statement failing with none open aborts the whole transaction */
+      let depth = 0;
+      let broken: unknown;
+      // every statement of the scope passes here: one that fails outside a savepoint breaks the batch
+      const watched = <A extends unknown[], R>(f: (...a: A) => Promise<R>) => (...a: A): Promise<R> =>
+        f(...a).catch((err: unknown) => {
+          if (depth === 0) broken ??= err;
+          throw err;
+        });
+      const watchAll = <O extends object>(o: O): O => Object.fromEntries(Object.entries(o).map(([k, v]) =>
+        [k, typeof v === 'function' ? watched(v.bind(o) as (...a: unknown[]) => Promise<unknown>) : v])) as O;
+
+      const savepoint = async <R>(body: () => Step<R>): Promise<R> => {
+        const mark = inc.mark();
+        await watched(() => tx.execute(sql`SAVEPOINT eg_step`))();
+        depth++;
+        let out: R;
+        try {
+          out = await runAsync(body());
+        } catch (err) {
+          depth--;
+          // back to before the step: its rows and its seqs (the next append takes them again)
+          await watched(() => tx.execute(sql`ROLLBACK TO SAVEPOINT eg_step`))().catch(() => undefined);
+          await watched(() => tx.execute(sql`RELEASE SAVEPOINT eg_step`))().catch(() => undefined);
+          inc.rewind(mark);
+          throw err;
+        }
+        depth--;
+        await watched(() => tx.execute(sql`RELEASE SAVEPOINT eg_step`))();
+        return out;
+      };
+      const incidentTx = watchAll(inc.tx);
+      const stateRows = deviceStateStoreOn(t, (f) => f(t));
+      const scope: PgBatchScope = {
+        mode: 'async',
+        rows: watchAll(observationStoreOn(t)),
+        commands: watchAll(commandStoreOn(t)),
+        incidentStatus: watched((id: string) => inc.status(id)),
+        openIncidents: watched(async (deviceId: string) => {
+          const rows = await inc.openOfDevice(deviceId);
+          const newest = new Map<string, OpenIncidentView>();
+          for (const r of rows) if (!newest.has(r.type)) newest.set(r.type, { id: r.id, openedAt: r.openedAt, status: r.status });
+          return (type: string) => newest.get(type);
+        }),
+        incidentWrite: (body, joinCaller) => joinCaller && depth > 0 ? runAsync(body(incidentTx)) : savepoint(() => body(incidentTx)),
+        savepoint,
+        usable: () => broken === undefined,
+        writeStates: watched((rows: readonly StoredState[]) => stateRows.write(rows)),
+      };
+      const out = await fn(scope);
+      if (broken !== undefined) throw broken;
+      await inc.finish();
+      return out;
+    }),
+  };
+}

@@ -1,0 +1,66 @@
+// What the ingest's steps read and write through, inside the write transaction of one batch (gateway/ingest.ts): the
+// observation rows, the commands, the incident log. The ingest, the rules' step (gateway/alarms.ts) and the commands'
+// step (gateway/commands.ts) are written once as steps (response/store/run.ts) over a scope of either kind:
+// - SQLite (below): the one-node default, synchronous; the batch is the caller's IMMEDIATE transaction on the
+//   writer's connection, a savepoint is better-sqlite3's nested transaction. No statement more than before.
+// - PostgreSQL (gateway/ingest-scope-pg.ts): one asynchronous transaction for the whole batch, the incident log's
+//   head locked first (every node's batches take turns on it, as SQLite's writers take turns on the file).
+import type Database from 'better-sqlite3';
+import type { Ret, StoreMode, IncidentWriteTx } from '../response/store/types.js';
+import { createSqliteIncidentStore } from '../response/store/sqlite.js';
+import { runSync, type Step } from '../response/store/run.js';
+import type { OpenIncidentView } from './rules/types.js';
+import { createSqliteObservationStore, type ObservationStore } from './observation-store.js';
+import { createSqliteCommandStore, type CommandStore } from './command-store.js';
+
+/** A device's open incident of a type, as the rules ask (read inside the batch: alarms written before it count). */
+export type OpenIncidents = (type: string) => OpenIncidentView | undefined;
+
+export interface IngestScope<M extends StoreMode = StoreMode> {
+  readonly mode: M;
+  readonly rows: ObservationStore<M>;
+  readonly commands: CommandStore<M>;
+  /** an incident's status (dedup asks whether a repeated alarm's incident is still open) */
+  incidentStatus(incidentId: string): Ret<M, string | undefined>;
+  /** the device's open incidents, for the rules' synchronous `openIncident` */
+  openIncidents(deviceId: string): Ret<M, OpenIncidents>;
+  /**
+   * `body` in the incident log's write transaction inside this batch. `joinCaller`: the caller's savepoint holds
+   * exactly this write (a lone raise of a life-safety observation), so none of its own is taken; otherwise it runs in
+   * a savepoint of its own, rolled back alone if it throws.
+   */
+  incidentWrite<T>(body: (t: IncidentWriteTx<M>) => Step<T>, joinCaller: boolean): Ret<M, T>;
+  /** `body` in a savepoint: if it throws, what it wrote is rolled back and the batch goes on */
+  savepoint<T>(body: () => Step<T>): Ret<M, T>;
+  /**
+   * Whether the batch's transaction can still commit after a failure: SQLite rolls a whole transaction back by itself
+   * on some errors (a full disk); in PostgreSQL a failed statement outside a savepoint aborts it.
+   */
+  usable(): boolean;
+}
+
+/** The SQLite scope on the writer's connection: the same statements the ingest ran before it had scopes. */
+export function sqliteIngestScope(sqlite: Database.Database): IngestScope<'sync'> {
+  const incidents = createSqliteIncidentStore(sqlite);
+  const status = sqlite.prepare<[string], string>('select status from incidents where id = ?').pluck();
+  const open = sqlite.prepare(`select id, opened_at as openedAt, status from incidents
+    where device_id = ? and type = ? and status not in ('resolved', 'cancelled') order by opened_at desc limit 1`);
+  // better-sqlite3 nests a transaction function as a SAVEPOINT; one wrapper for every call
+  const inSavepoint = sqlite.transaction((run: () => unknown) => run());
+  return {
+    mode: 'sync',
+    rows: createSqliteObservationStore(sqlite),
+    commands: createSqliteCommandStore(sqlite),
+    incidentStatus: (id) => status.get(id),
+    // read when a rule asks, not before: most observations ask nothing
+    openIncidents: (deviceId) => (type) => open.get(deviceId, type) as OpenIncidentView | undefined,
+    incidentWrite: (body, joinCaller) => incidents.transaction((t) => runSync(body(t)), joinCaller),
+    savepoint: <T>(body: () => Step<T>) => inSavepoint.immediate(() => runSync(body())) as T,
+    usable: () => sqlite.inTransaction,
+  };
+}
+
+/** A step's answer: a value, or a generator to run through the scope (`yield*` it). */
+export function isStep<T>(v: unknown): v is Step<T> {
+  return typeof v === 'object' && v !== null && typeof (v as Step<T>).next === 'function' && typeof (v as Step<T>).throw === 'function';
+}
