@@ -249,4 +249,38 @@ describe('the ingest\'s batches of several nodes on one PostgreSQL', () => {
       expect(await a!.incidents(id)).toEqual([expect.objectContaining({ type: 'sos', count: 3 })]);
     }
   });
+
+  it('a statement that fails inside one observation\'s savepoint fails that one; one that fails the batch fails it whole, memory and all', async () => {
+    const { pool } = await env.pgs().fresh('ingest_fault', 6);
+    const n = await node(pool, 'fault');
+    const phone = n.registry.provision({ kind: 'call-phone', serial: 'FAULT-1' }).device.id;
+    const other = n.registry.provision({ kind: 'call-phone', serial: 'FAULT-2' }).device.id;
+    // the database refuses one observation's row: that SOS fails in its savepoint, the others of its batch are stored
+    await pool.query(`ALTER TABLE observations ADD CONSTRAINT refuse_one CHECK (seq IS DISTINCT FROM 999999)`);
+    const results = await Promise.allSettled([
+      n.ingest.submit(obs(other, 'sos')), n.ingest.submit({ ...obs(phone, 'sos'), seq: 999999 }), n.ingest.submit(obs(other, 'sos')),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((await n.log()).map((e) => [e.seq, e.type])).toEqual([[1, 'opened'], [2, 'joined']]);
+    expect(await n.incidents(phone)).toEqual([]);
+    // the database refuses the batch's device-state rows (written last, outside any savepoint): nothing of the batch
+    // is kept, nobody is answered "stored", and memory goes back — the refused battery is not the device's state
+    await pool.query(`ALTER TABLE device_state ADD CONSTRAINT refuse_state CHECK (battery IS DISTINCT FROM 13)`);
+    const low = obs(phone, 'sos', { battery: 13 });
+    const hb = obs(phone, 'heartbeat', { battery: 13 });
+    const failed = await Promise.allSettled([n.ingest.submitTelemetry(hb, true)!, n.ingest.submit(low)]);
+    expect(failed.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect(await n.incidents(phone)).toEqual([]);
+    expect(await n.seqs(phone)).toEqual([]);
+    expect((await n.log()).length).toBe(2);
+    // back to normal: the resend is taken, and the device's row says what it sent
+    await pool.query('ALTER TABLE device_state DROP CONSTRAINT refuse_state');
+    expect((await n.ingest.submitTelemetry({ ...hb, receivedAt: Date.now() }, true))!.status).toBe('stored');
+    expect((await n.ingest.submit({ ...low, receivedAt: Date.now() })).status).toBe('stored');
+    await n.drain();
+    // the low battery the failed batch had raised (and taken back, rule memory too) is raised again, once
+    expect((await n.incidents(phone)).map((r) => [r.type, r.count]).sort()).toEqual([['low-battery', 1], ['sos', 1]]);
+    expect((await n.log()).map((e) => e.seq)).toEqual([1, 2, 3, 4]);
+    expect((await n.states()).find((r) => r.deviceId === phone)?.state.battery).toBe(13);
+  });
 });
