@@ -1,0 +1,129 @@
+// A node's replica of the shared incident log (cluster mode on PostgreSQL). Every node follows the log as committed
+// — LISTEN for its commits, then read what follows the replica's head, in seq order — and applies it to its own SQLite
+// file: the events with the seqs the log gave them, and the projection (incidents) they move, computed by the same
+// `applyEvent` the writer uses. Then it hands them to `onApplied` (the node publishes them on its bus: the consoles'
+// stream, escalation, notifications).
+//
+// Why a replica, and not the consoles' reads sent to PostgreSQL: the stream's hub, the replays and the API read the log
+// synchronously between a console's subscription and its first live event (server/ws/hub.ts), and that is what keeps
+// "committed S ⇒ everything below S committed" true for a console resuming from S. A replica applied strictly in seq
+// order keeps it: its head is always a prefix of the log. A console on any node sees every event once, in order,
+// resumable, whichever node's writer committed it.
+//
+// The replica is a cache: after a crash it resumes from its own head and reads the rest again from PostgreSQL (the
+// same seqs, the same events), so it needs no sync of its own. Push and delivery receipts are not part of the log
+// (response/receipts.ts): a replica's projection has no `pushed`/`delivered` stamps.
+import type Database from 'better-sqlite3';
+import type pg from 'pg';
+import type { Logger } from '../core/logger.js';
+import type { CommittedEvent } from './incidents.js';
+import { applyEvent } from './projection.js';
+import { followLog } from './store/pg.js';
+import { createSqliteIncidentStore } from './store/sqlite.js';
+import type { IncidentStore } from './store/types.js';
+
+export interface LogMirror {
+  /** the highest seq applied to the replica */
+  head(): number;
+  /** resolves once the replica holds everything committed up to `seq` (tests; a node's start-up) */
+  reach(seq: number, timeoutMs?: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface LogMirrorOptions {
+  /** the shared log (response/store/pg.ts) */
+  source: Pick<IncidentStore<'async'>, 'eventsAfter' | 'head'>;
+  /** a connection of its own for LISTEN */
+  connect: () => pg.Client;
+  /** the node's SQLite file, with the committed migrations */
+  sqlite: Database.Database;
+  /** events just applied, in seq order, each once */
+  onApplied: (events: CommittedEvent[]) => void;
+  log?: Logger;
+  /** how often the head is read even without a notification (default 1000 ms) */
+  pollMs?: number;
+  /** events read per round trip (default 1000) */
+  pageSize?: number;
+}
+
+export function mirrorLog(opts: LogMirrorOptions): LogMirror {
+  const { sqlite } = opts;
+  const local = createSqliteIncidentStore(sqlite);
+  const insertEvent = sqlite.prepare<[number, string, string, number, string | null, string | null, string]>(
+    'INSERT INTO incident_events (seq, incident_id, type, at, actor, unit_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)',
+  );
+  // one transaction per page: the replica's head moves a page at a time, never to a seq whose projection is not there
+  const applyPage = sqlite.transaction((events: readonly CommittedEvent[]) => {
+    for (const e of events) {
+      insertEvent.run(e.seq, e.incidentId, e.type, e.at, e.actor, e.unitId ?? null, JSON.stringify(e.data));
+      local.transaction((t) => {
+        const before = t.get(e.incidentId) ?? null;
+        t.saveProjection(applyEvent(before, e), before === null, before);
+      }, true);
+    }
+  });
+  let head = local.head();
+  let target = head;
+  let pumping = false;
+  let closed = false;
+  let retry: NodeJS.Timeout | null = null;
+  const waiters = new Set<{ seq: number; resolve: () => void }>();
+  const pageSize = opts.pageSize ?? 1000;
+
+  const pump = async (): Promise<void> => {
+    if (pumping || closed) return;
+    pumping = true;
+    try {
+      while (!closed && head < target) {
+        const page = await opts.source.eventsAfter(head, Math.min(pageSize, Math.max(1, target - head)));
+        if (closed || page.length === 0) break;
+        applyPage(page);
+        head = page[page.length - 1]!.seq;
+        for (const w of waiters) if (w.seq <= head) { waiters.delete(w); w.resolve(); }
+        try {
+          opts.onApplied(page);
+        } catch (err) {
+          opts.log?.error({ err }, 'handing replicated incident events on failed');
+        }
+      }
+    } catch (err) {
+      // PostgreSQL away, or the replica's disk: the head stays where it is, and the next try starts from it
+      opts.log?.warn({ err, head }, 'replicating the incident log failed; retried in 1 s');
+      retry ??= setTimeout(() => { retry = null; void pump(); }, 1000);
+    } finally {
+      pumping = false;
+    }
+    // a notification that came while this page was read
+    if (!closed && head < target && !retry) void pump();
+  };
+
+  const follower = followLog({
+    connect: opts.connect,
+    readHead: () => opts.source.head(),
+    onHead: (seq) => {
+      if (seq > target) target = seq;
+      void pump();
+    },
+    log: opts.log,
+    pollMs: opts.pollMs,
+  });
+
+  return {
+    head: () => head,
+    reach(seq, timeoutMs = 10_000) {
+      if (head >= seq) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const w = { seq, resolve: () => { clearTimeout(timer); resolve(); } };
+        const timer = setTimeout(() => { waiters.delete(w); reject(new Error(`the replica did not reach seq ${seq} within ${timeoutMs} ms (it is at ${head})`)); }, timeoutMs);
+        waiters.add(w);
+        if (seq > target) target = seq;
+        void pump();
+      });
+    },
+    async close() {
+      closed = true;
+      if (retry) clearTimeout(retry);
+      await follower.close();
+    },
+  };
+}
