@@ -27,7 +27,17 @@ import { startModbusAdapter, type ModbusAdapter } from './gateway/adapters/modbu
 import { startSerialReceivers, type SerialReceivers } from './gateway/adapters/serial/index.js';
 import { adapterMemory } from './gateway/adapters/link-state.js';
 import { createResponse, type Response } from './response/index.js';
-import type { IncidentApi } from './response/incidents.js';
+import type { CommittedEvent, IncidentApi, IncidentWrites } from './response/incidents.js';
+import type pg from 'pg';
+import { eq } from 'drizzle-orm';
+import { openPgPool, pgClients } from './core/pg-pool.js';
+import { ConfigError } from './core/errors.js';
+import { secrets } from './core/schema.js';
+import { createPgCommandStore } from './gateway/command-store-pg.js';
+import { mirrorLog, type LogMirror } from './response/log-mirror.js';
+import { createPgIncidentStore } from './response/store/pg.js';
+import { createSqliteIncidentStore } from './response/store/sqlite.js';
+import type { Network } from './response/network.js';
 import { settle } from './core/maybe.js';
 import { commissionOnPassedTest } from './devices/commissioning.js';
 import { buildApp, type ExtraRoutes } from './server/app.js';
@@ -38,7 +48,7 @@ import { alarmStream } from './server/ws/index.js';
 import { consoleRoutes } from './server/console/index.js';
 import { createScope } from './server/scope.js';
 import type { AppDeps } from './server/deps.js';
-import { topics } from './core/contracts.js';
+import { topics, type AlarmAction, type AlarmSource } from './core/contracts.js';
 import { connectionCapSettings, deriveConnectionCaps } from './core/limits.js';
 import { startRetention } from './core/retention.js';
 import { startProtocols, type Protocols } from './gateway/protocols/index.js';
@@ -93,14 +103,20 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const registry = new DeviceRegistry(store.db, new SecretHasher(serviceSecret(store.db, 'device-secret-key')), bus);
   logRegistryStartup(registry, log);
   const audit = new Audit(store.sqlite);
+  // cluster mode's shared store (docs/scale-out.md): the incident log, observations, states and commands in PostgreSQL;
+  // this thread reads commands there and follows the log into its replica (below)
+  const pgMain = config.postgres.url ? openPgPool(config.postgres, log, 'eldergate-main') : null;
   // written by the writer thread too: this thread reads them and sends them to devices
-  const commands = new Commands(store.sqlite, log, commandWritesVia(() => writerThread));
+  const commands = new Commands(pgMain ? createPgCommandStore(pgMain) : store.sqlite, log, commandWritesVia(() => writerThread));
+  /** PostgreSQL: the node's replica of the log, which hands this thread its events (started once the writer migrated) */
+  let replica: LogMirror | null = null;
   // people's actions, escalations and notes are written by the writer thread, the log's one writer: this thread (the
   // sockets, the consoles) never waits for SQLite's write lock behind a telemetry slice
   let writerThread: WriterThread | undefined;
   const response = createResponse({
     store, bus, config, log,
-    writes: incidentWritesVia(() => writerThread),
+    // on PostgreSQL a person's action is answered once this node's replica holds it (what they read next shows it)
+    writes: replicaAware(incidentWritesVia(() => writerThread), () => replica),
     // the consoles' push and delivery receipts too: batched here, written there
     writeReceipts: (batch) => (writerThread ? writerThread.receipts(batch) : Promise.reject(new Error('the writer thread is not running yet'))),
   });
@@ -108,7 +124,8 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   // storage faults are loud (core/storage-health.ts): /readyz and a metric at once, a P2 incident once it can be written
   const storage = new StorageHealth({ metrics, log });
   storage.attach({
-    ...storageIncidents(incidents, store.sqlite),
+    // (PostgreSQL: the log is the writer's and the storage that fails is PostgreSQL itself; /readyz and the metric only)
+    ...(pgMain ? noStorageIncident() : storageIncidents(incidents, store.sqlite)),
     // rewrites the header's user_version with its own value: one page, committed with a sync, changes nothing
     probe: () => writeNow(store.sqlite, () => { store.sqlite.pragma(`user_version = ${Number(store.sqlite.pragma('user_version', { simple: true }))}`); }),
   });
@@ -117,12 +134,13 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   // before anything is acknowledged, and its incident events reach the bus (and so the consoles) only once durable.
   const writer = await WriterThread.start({
     config, log, metrics, storage, registry,
-    onCommitted: (events) => incidents.publishCommitted(events),
+    // PostgreSQL: what is committed reaches the bus through the replica, in the log's order, whichever node wrote it
+    onCommitted: (events) => { if (!pgMain) incidents.publishCommitted(events); },
     onCommandAcked: (cmd, at) => recordCommandAck({ incidents, log }, cmd, at),
     onRestarted() {
       // a writer that died may have committed incident events it never reported: they reach the bus now, from the
       // log; escalation re-reads every deadline (one it never heard of is armed, or escalated if already due)
-      const missed = incidents.eventsAfter(incidents.publishedSeq(), { limit: 100_000 });
+      const missed = pgMain ? [] : incidents.eventsAfter(incidents.publishedSeq(), { limit: 100_000 });
       if (missed.length) log.warn({ events: missed.length, from: missed[0]!.seq }, 'publishing incident events the stopped writer committed but never reported');
       incidents.publishCommitted(missed);
       response.escalation.stop();
@@ -130,6 +148,15 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     },
   });
   writerThread = writer;
+  if (pgMain) {
+    try {
+      replica = await startReplica({ config, pool: pgMain, sqlite: store.sqlite, db: store.db, network: response.network, log, publish: (events) => incidents.publishCommitted(events) });
+    } catch (err) {
+      await writer.close();
+      await pgMain.end();
+      throw err;
+    }
+  }
   const ingest = writer;
   const states = writer.states;
   // checkpoints are the writer's, between its commits: a commit of this thread never runs one on the event loop
@@ -171,6 +198,14 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     ? startRabbitIngress({
       config, registry, states, ingest, incidents, sqlite: store.sqlite, storage, bus, log, metrics,
       onDeviceOnline: (id) => commands.resend(id),
+      ...(pgMain ? {
+        raise: async (action: AlarmAction, source: AlarmSource) => {
+          const events = await writer.incident<CommittedEvent[]>({ method: 'applyAlarm', action, source }, (v) => v);
+          const last = events.at(-1)?.seq;
+          if (last !== undefined) await replica?.reach(last);
+          return events;
+        },
+      } : {}),
     })
     : null;
   // RabbitMQ asks this node whether a device may connect, publish, subscribe (the embedded broker's own checks)
@@ -254,7 +289,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
 
   let ready = false;
   const deps: AppDeps = {
-    config, store, bus, log, metrics, users, registry, states, commands, audit,
+    config, store, bus, log, metrics, users, registry, states, commands, audit, pg: pgMain,
     mqttPorts: broker ? { port: broker.port, tlsPort: broker.tlsPort } : { port: config.rabbitmq.mqttPort, tlsPort: null },
     protocolPorts: Object.fromEntries([...protocols.listeners].map(([name, l]) => [name, l.port])),
     scope: createScope(response.network),
@@ -321,9 +356,67 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       // closes its connection
       response.flushReceipts();
       await writer.close();
+      await replica?.close();
+      await pgMain?.end();
       await response.close();
       store.close();
     },
+  };
+}
+
+/**
+ * Start following the shared log into this node's file (response/log-mirror.ts), its events handed to `publish` in
+ * seq order. The file must hold no incident of another log: a node that ran on its own SQLite log, or followed
+ * another database, is refused with what to do.
+ */
+async function startReplica(d: {
+  config: Config; pool: pg.Pool; sqlite: Database.Database; db: Store['db']; network: Network; log: Logger; publish: (events: CommittedEvent[]) => void;
+}): Promise<LogMirror> {
+  const { rows } = await d.pool.query(`SELECT (SELECT system_identifier::text FROM pg_control_system()) || '/' || current_database() AS id`);
+  const source = String(rows[0].id);
+  const marker = d.db.select().from(secrets).where(eq(secrets.name, REPLICA_OF)).get();
+  const localHead = createSqliteIncidentStore(d.sqlite).head();
+  if (marker ? marker.value !== source : localHead > 0) {
+    throw new ConfigError([`postgres.url: this node's data directory (${d.config.dataDir}) holds incidents of another log (${marker ? `a replica of another database` : 'its own, from running without postgres.url'}); `
+      + 'start the node on a new data directory (its registry and accounts move with a backup: docs/scale-out.md), or remove postgres.url']);
+  }
+  if (!marker) d.db.insert(secrets).values({ name: REPLICA_OF, value: source, createdAt: Date.now() }).run();
+  const mirror = mirrorLog({
+    source: createPgIncidentStore({ pool: d.pool, knownUnitIds: () => d.network.listUnits().map((u) => u.id), log: d.log }),
+    connect: pgClients(d.config.postgres, 'eldergate-log-replica'),
+    sqlite: d.sqlite,
+    onApplied: d.publish,
+    log: d.log.child({ module: 'replica' }),
+  });
+  // consoles are served from the replica: caught up before the node says it is up
+  const head = Number((await d.pool.query('SELECT seq FROM incident_log_head WHERE id = 1')).rows[0]?.seq ?? 0);
+  await mirror.reach(head, 120_000);
+  return mirror;
+}
+
+const REPLICA_OF = 'incident-log-replica-of';
+
+/** people's writes answered once the replica holds what they committed (PostgreSQL), at once otherwise */
+function replicaAware(w: IncidentWrites, replica: () => LogMirror | null): IncidentWrites {
+  const reached = async <T>(value: T, events: readonly { seq: number }[]): Promise<T> => {
+    const r = replica();
+    const last = events.reduce((m, e) => Math.max(m, e.seq), 0);
+    if (r && last > 0) await r.reach(last);
+    return value;
+  };
+  return {
+    act: async (...a) => { const v = await w.act(...a); return reached(v, v.events); },
+    escalate: async (...a) => { const v = await w.escalate(...a); return reached(v, v); },
+    resolveBySystem: async (...a) => { const v = await w.resolveBySystem(...a); return reached(v, v); },
+    record: async (...a) => { const v = await w.record(...a); return reached(v, v); },
+  };
+}
+
+/** no storage incident (the PostgreSQL store: /readyz and eldergate_storage_healthy say it) */
+function noStorageIncident() {
+  return {
+    open: (): string => { throw new Error('no storage incident on the PostgreSQL store: /readyz and eldergate_storage_healthy report the fault'); },
+    resolve: (): void => {},
   };
 }
 
@@ -378,7 +471,7 @@ function wireAcknowledgeCommand(d: { bus: Bus; incidents: IncidentApi; commands:
           await new Promise((r) => setTimeout(r, 2000));
         }
       }
-      d.commands.send(cmd.id);
+      await d.commands.send(cmd.id);
       return d.incidents.record(incident.id, 'command-sent', { commandId: cmd.id, command: 'acknowledge-alarm', deviceId: incident.deviceId });
     }, () => {}, (err) => d.log.error({ err, incidentId: e.incidentId }, 'could not send acknowledge-alarm to the device'));
   });

@@ -337,6 +337,23 @@ export const ConfigSchema = Type.Object(
       },
       { default: {} },
     ),
+    /**
+     * Cluster mode's shared store (docs/scale-out.md): the incident log, observations, device states and commands in
+     * PostgreSQL instead of this node's SQLite file; each node keeps a replica of the incident log in its file for its
+     * consoles. Off until `url` is set; needs cluster mode (rabbitmq.urls).
+     */
+    postgres: Type.Object(
+      {
+        /** postgres://host:port/database, no credentials in it (see username and passwordFile) */
+        url: Type.Optional(Type.String({ pattern: '^postgres(ql)?://[^@/]+(:[0-9]+)?/[A-Za-z0-9_]+$' })),
+        username: Type.String({ minLength: 1, default: 'eldergate' }),
+        /** a file holding that user's password (mode 0600); required with url, never in the config itself */
+        passwordFile: Type.Optional(Type.String({ minLength: 1 })),
+        /** connections of each of the node's two pools (the writer thread's, and the main thread's reads) */
+        poolSize: Type.Integer({ minimum: 1, maximum: 100, default: 4 }),
+      },
+      { default: {} },
+    ),
     /** the console's map (docs/operations.md "Map tiles"): without tileUrl it draws a schematic plot, needing no tiles */
     console: Type.Object(
       {
@@ -467,6 +484,16 @@ export function loadConfig(
   if (rabbit && Array.isArray(rabbit.urls) && rabbit.urls.length > 0) {
     if (!rabbit.passwordFile) problems.push(`${sources.get('/rabbitmq/passwordFile') ?? 'rabbitmq.passwordFile'}: cluster mode (rabbitmq.urls) needs the file holding ${rabbit.username}'s RabbitMQ password (mode 0600)`);
     if (!rabbit.authPort) problems.push(`${sources.get('/rabbitmq/authPort') ?? 'rabbitmq.authPort'}: cluster mode (rabbitmq.urls) needs the port RabbitMQ's HTTP auth backend calls (the port in its auth_http.user_path)`);
+  }
+  const pgs = withDefaults.postgres;
+  if (pgs && typeof pgs.url === 'string') {
+    const at = (k: string) => sources.get(`/postgres/${k}`) ?? `postgres.${k}`;
+    if (!pgs.passwordFile) problems.push(`${at('passwordFile')}: postgres.url is set, so the password of ${pgs.username} is needed: a file holding it, mode 0600`);
+    if (!(rabbit && Array.isArray(rabbit.urls) && rabbit.urls.length > 0)) problems.push(`${at('url')}: the PostgreSQL store is for cluster mode; set rabbitmq.urls too (docs/scale-out.md), or remove postgres.url to run on this node's SQLite file`);
+    for (const k of ['modbus', 'serial'] as const) {
+      const links = (withDefaults as Record<string, unknown>)[k];
+      if (Array.isArray(links) && links.length > 0) problems.push(`${sources.get(`/${k}`) ?? k}: field adapters do not run on the PostgreSQL store yet; run them on a node without postgres.url`);
+    }
   }
   const floodCheckMs = rabbit?.floodCheckMs;
   if (typeof floodCheckMs === 'number' && floodCheckMs > 0 && floodCheckMs < 1000) {

@@ -59,8 +59,11 @@ export const TIMER_RETRY_MS = 5_000;
 
 export interface AlarmPipeline {
   engine: Engine;
-  /** arm every device's rule timers from the stored state (start-up) */
-  restore(): { devices: number; timers: number };
+  /**
+   * arm every device's rule timers from the stored state (start-up); `hints`: each device's last check-in and activity
+   * where the observations are not in this connection's file (PostgreSQL)
+   */
+  restore(hints?: { checkIns: Map<string, number>; activity: Map<string, number> }): { devices: number; timers: number };
   close(): void;
 }
 
@@ -297,13 +300,13 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
 
   return {
     engine,
-    restore() {
+    restore(hints) {
       const lastOf = (type: string) => new Map(
         (d.sqlite.prepare('select device_id, max(received_at) t from observations where type = ? group by device_id').all(type) as { device_id: string; t: number }[])
           .map((r) => [r.device_id, r.t]),
       );
-      const checkIns = lastOf('check-in');
-      const activity = lastOf('presence');
+      const checkIns = hints?.checkIns ?? lastOf('check-in');
+      const activity = hints?.activity ?? lastOf('presence');
       const now = Date.now();
       const inputs = [];
       for (const e of d.registry.allEntries()) {

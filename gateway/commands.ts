@@ -7,6 +7,8 @@ import type { Logger } from '../core/logger.js';
 import { topics, type DeviceCommand, type DeviceCommandType, type IncidentEvent, type Observation } from '../core/contracts.js';
 import { newId } from '../devices/credentials.js';
 import { NotFoundError } from '../core/errors.js';
+import { andThen, settle } from '../core/maybe.js';
+import type { StoreMode } from '../response/store/types.js';
 import { createSqliteCommandStore, type CommandRow, type CommandStore } from './command-store.js';
 import type { IngestScope } from './ingest-scope.js';
 import { io, type Step } from '../response/store/run.js';
@@ -45,15 +47,18 @@ export interface CommandWrites {
 
 export class Commands {
   private transport: CommandTransport | null = null;
-  /** the command area's store (gateway/command-store.ts), on this connection */
-  private readonly rows: CommandStore<'sync'>;
+  /**
+   * the command area's store (gateway/command-store.ts): SQLite on this connection, or PostgreSQL (cluster mode's
+   * shared store), whose reads and writes here return promises
+   */
+  private readonly rows: CommandStore<StoreMode>;
   private readonly log: Logger;
   /** incident events to append when an acknowledgement links to an incident (set by the incident service) */
   onAcked: ((cmd: CommandRow, at: number) => IncidentEvent[]) | null = null;
 
-  constructor(sqlite: Database.Database, log: Logger, private readonly writes?: CommandWrites) {
+  constructor(source: Database.Database | CommandStore<StoreMode>, log: Logger, private readonly writes?: CommandWrites) {
     this.log = log.child({ module: 'commands' });
-    this.rows = createSqliteCommandStore(sqlite);
+    this.rows = 'mode' in source ? source : createSqliteCommandStore(source);
   }
 
   attach(transport: CommandTransport): void {
@@ -69,40 +74,42 @@ export class Commands {
   }
 
   /** the write itself, on this connection (the writer thread's, or a test's) */
-  insertNow(deviceId: string, type: DeviceCommandType, params: Record<string, unknown>, opts: CreateOptions): CommandRow {
+  insertNow(deviceId: string, type: DeviceCommandType, params: Record<string, unknown>, opts: CreateOptions): CommandRow | Promise<CommandRow> {
     const now = Date.now();
     const id = opts.id ?? newId('c');
-    this.rows.insert({ id, deviceId, type, params, incidentId: opts.incidentId ?? null, createdAt: now, expiresAt: now + (opts.ttlMs ?? DEFAULT_TTL_MS) }, Boolean(opts.id));
-    return this.get(id);
+    const inserted = this.rows.insert({ id, deviceId, type, params, incidentId: opts.incidentId ?? null, createdAt: now, expiresAt: now + (opts.ttlMs ?? DEFAULT_TTL_MS) }, Boolean(opts.id));
+    return inserted instanceof Promise ? inserted.then(() => this.get(id)) : this.get(id);
   }
 
-  markSentNow(commandId: string, at: number): number {
+  markSentNow(commandId: string, at: number): number | Promise<number> {
     return this.rows.markSent(commandId, at);
   }
 
-  get(id: string): CommandRow {
-    const row = this.rows.get(id);
-    if (!row) throw new NotFoundError('command', id);
-    return row;
+  get(id: string): CommandRow | Promise<CommandRow> {
+    return andThen(this.rows.get(id), (row) => {
+      if (!row) throw new NotFoundError('command', id);
+      return row;
+    });
   }
 
-  list(deviceId: string, limit = 50): CommandRow[] {
+  list(deviceId: string, limit = 50): CommandRow[] | Promise<CommandRow[]> {
     return this.rows.list(deviceId, limit);
   }
 
   /**
    * Send a stored command now if its device is connected (after the transaction that stored it committed).
-   * Returns false when it was not sent because the device is offline: it waits for the device to reconnect.
+   * Resolves false when it was not sent because the device is offline: it waits for the device to reconnect.
    */
-  send(id: string): boolean {
-    const cmd = this.get(id);
+  async send(id: string): Promise<boolean> {
+    const cmd = await this.get(id);
     if (cmd.status !== 'pending' && cmd.status !== 'sent') return true;
     return this.publish(cmd);
   }
 
   /** A device (re)connected: everything still pending goes out again, in order. */
   resend(deviceId: string): void {
-    for (const row of this.rows.pendingFor(deviceId, Date.now())) this.publish(row);
+    settle(() => this.rows.pendingFor(deviceId, Date.now()), (rows) => { for (const row of rows) this.publish(row); },
+      (err) => this.log.warn({ err, deviceId }, 'reading the commands still to send failed; they go when the device next connects'));
   }
 
   private publish(cmd: CommandRow): boolean {
@@ -142,7 +149,7 @@ export class Commands {
     return this.writes ? this.writes.expire(now) : this.expireNow(now);
   }
 
-  expireNow(now: number): number {
+  expireNow(now: number): number | Promise<number> {
     return this.rows.expire(now);
   }
 }

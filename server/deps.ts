@@ -1,4 +1,5 @@
 // What the HTTP layer is given: domain services, never transports' internals.
+import type pg from 'pg';
 import type { Config } from '../core/config.js';
 import type { Store } from '../core/db.js';
 import type { Bus } from '../core/bus.js';
@@ -22,6 +23,11 @@ export interface AppDeps {
   registry: DeviceRegistry;
   states: LiveStates;
   commands: Commands;
+  /**
+   * cluster mode's shared store (config postgres): where the writer's observations and refusals are, for the routes
+   * that list them; absent: this node's SQLite file
+   */
+  pg?: pg.Pool | null;
   /** the ports the broker really listens on (the config may say 0 = ephemeral) */
   mqttPorts: { port: number; tlsPort: number | null };
   /** the ports the terminal protocol listeners really listen on; absent: that listener is off */

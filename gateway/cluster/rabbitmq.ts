@@ -14,15 +14,14 @@
 // - Acknowledged to RabbitMQ only after our own commit, the way the embedded broker sends its PUBACK.
 // - A message the writer keeps failing (not the storage: a fault of that message) is retried rabbitmq.deliveryLimit
 //   times, then dead-lettered and raised as an incident — never silently parked, never blocking its partition.
-import { readFileSync, statSync } from 'node:fs';
 import type Database from 'better-sqlite3';
+import { readSecretFile } from '../../core/secret-file.js';
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
 import type { Config } from '../../core/config.js';
 import { createLogLimiter, type Logger } from '../../core/logger.js';
 import type { Metrics } from '../../core/metrics.js';
 import type { Bus } from '../../core/bus.js';
-import { ConfigError } from '../../core/errors.js';
-import { EARLIER_NOT_STORED } from '../../core/contracts.js';
+import { EARLIER_NOT_STORED, type AlarmAction, type AlarmSource, type IncidentEvent } from '../../core/contracts.js';
 import { writeWhenFree } from '../../core/db.js';
 import { isStorageError, type StorageHealth } from '../../core/storage-health.js';
 import { DEVICE_ID_RE } from '../../devices/credentials.js';
@@ -74,6 +73,11 @@ export interface RabbitIngressDeps {
   metrics: Metrics;
   /** a device said it is online (its status message): re-send what is pending for it */
   onDeviceOnline(deviceId: string): void;
+  /**
+   * where a system alarm (a dead-lettered message) is written when the log is not this thread's file: the PostgreSQL
+   * store's writer, the events reaching the bus through the node's replica; without it, written here and published
+   */
+  raise?: (action: AlarmAction, source: AlarmSource) => Promise<readonly IncidentEvent[]>;
 }
 
 export interface RabbitIngress extends CommandTransport {
@@ -98,18 +102,7 @@ export function parseRoutingKey(key: string): { deviceId: string; channel: Devic
 
 /** the service user's password: from a file only readable by its owner (it opens every queue of the cluster) */
 export function readPasswordFile(file: string): string {
-  let mode: number;
-  try {
-    mode = statSync(file).mode;
-  } catch (err) {
-    throw new ConfigError([`rabbitmq.passwordFile: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); create it holding the RabbitMQ password of rabbitmq.username, mode 0600`]);
-  }
-  if (mode & 0o077) {
-    throw new ConfigError([`rabbitmq.passwordFile: ${file} is readable by others (mode ${(mode & 0o777).toString(8)}); chmod 600 ${file}`]);
-  }
-  const password = readFileSync(file, 'utf8').trim();
-  if (!password) throw new ConfigError([`rabbitmq.passwordFile: ${file} is empty; write the RabbitMQ password of rabbitmq.username into it`]);
-  return password;
+  return readSecretFile(file, 'rabbitmq.passwordFile', 'the RabbitMQ password of rabbitmq.username');
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
@@ -443,8 +436,7 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
       try {
         let owner = { residentId: null as string | null, unitId: null as string | null };
         if (parsed) owner = (ownerOf.get(deviceId) as typeof owner | undefined) ?? owner;
-        // the write lock waited for off the event loop (the writer thread may be inside a commit)
-        const events = await writeWhenFree(d.sqlite, () => d.incidents.applyAlarm({
+        const action: AlarmAction = {
           action: 'raise', type: DEAD_LETTER_INCIDENT,
           // an event may be an alarm nobody has seen: treated as one until a person has looked
           priority: parsed?.channel === 'events' ? 'P1' : 'P3',
@@ -455,8 +447,16 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
             reason: String(headers['x-first-death-reason'] ?? 'delivery_limit'),
             payload: body,
           },
-        }, { deviceId, ...owner, stamps: { received: Date.now() } }));
-        d.incidents.publishCommitted(events);
+        };
+        const source: AlarmSource = { deviceId, ...owner, stamps: { received: Date.now() } };
+        let events: readonly IncidentEvent[];
+        if (d.raise) {
+          events = await d.raise(action, source);
+        } else {
+          // the write lock waited for off the event loop (the writer thread may be inside a commit)
+          events = await writeWhenFree(d.sqlite, () => d.incidents.applyAlarm(action, source));
+          d.incidents.publishCommitted(events);
+        }
         metrics.rabbitMessages.inc({ queue: 'dead', result: 'dead-lettered' });
         log.error({ deviceId, routingKey: msg.fields.routingKey, incidentId: events[0]?.incidentId },
           'a device message was dead-lettered after repeated failures: raised as an incident');

@@ -3,7 +3,7 @@
 // and the write transactions that make it durable. Messages on one port keep their order, so a device's
 // observations, its online changes and the registry changes before them reach the writer in the order they happened.
 import type { Config } from '../../core/config.js';
-import type { DeviceCommandType, IncidentEvent, Observation } from '../../core/contracts.js';
+import type { AlarmAction, AlarmSource, DeviceCommandType, IncidentEvent, Observation } from '../../core/contracts.js';
 import type { RegistryReplication } from '../../devices/registry.js';
 import type { LiveState } from '../device-state.js';
 import type { CommandRow } from '../commands.js';
@@ -20,7 +20,9 @@ export type IncidentCall =
   | { method: 'act'; incidentId: string; action: IncidentAction; actor: Actor }
   | { method: 'escalate'; incidentId: string; steps: EscalationStep[] }
   | { method: 'resolveBySystem'; incidentId: string; outcome: string; data?: { rule?: string } }
-  | { method: 'record'; incidentId: string; type: InfoEventType; data: unknown; actor: string | null };
+  | { method: 'record'; incidentId: string; type: InfoEventType; data: unknown; actor: string | null }
+  /** a system alarm raised by the main thread (a dead-lettered message; cluster mode on PostgreSQL, where the log is the writer's) */
+  | { method: 'applyAlarm'; action: AlarmAction; source: AlarmSource };
 
 /** A write of the commands table asked for by the main thread (a person's command, the broker's hand-over, expiry). */
 export type CommandCall =

@@ -17,7 +17,16 @@ import { SecretHasher } from '../../devices/credentials.js';
 import { DeviceRegistry } from '../../devices/registry.js';
 import { systemClock } from '../../response/clock.js';
 import { createNetwork } from '../../response/network.js';
-import { createIncidentService, type IncidentService } from '../../response/incidents.js';
+import { createIncidentService, type IncidentServiceOf } from '../../response/incidents.js';
+import type { StoreMode } from '../../response/store/types.js';
+import type pg from 'pg';
+import { openPgPool } from '../../core/pg-pool.js';
+import { createPgIncidentStore, migratePg } from '../../response/store/pg.js';
+import { createPgIngestBatches } from '../ingest-scope-pg.js';
+import { createPgCommandStore } from '../command-store-pg.js';
+import type { OpenIncidents } from '../ingest-scope.js';
+import type { OpenIncidentView } from '../rules/types.js';
+import type { IncidentReceipt } from '../../response/events.js';
 import { createSqliteReceiptStore } from '../../response/receipt-store.js';
 import { DeviceStates } from '../device-state.js';
 import { Ingest } from '../ingest.js';
@@ -25,6 +34,7 @@ import { Commands } from '../commands.js';
 import { createAlarmPipeline, type AlarmPipeline } from '../alarms.js';
 import { ALARMS_ON_THE_WAY, TAKEN, toWire, type CommandCall, type FromWriter, type IncidentCall, type ToWriter, type WriterInit } from './protocol.js';
 import { useWriteTurnBuffer } from '../../core/write-turn.js';
+import { andThen } from '../../core/maybe.js';
 
 const port = parentPort;
 if (!port) throw new Error('gateway/writer/worker.ts runs as a worker thread (started by gateway/writer/client.ts)');
@@ -46,28 +56,50 @@ export interface WriterDomain {
   states: DeviceStates;
   ingest: Ingest;
   alarms: AlarmPipeline;
-  /** the incident log's one writer: what devices raise, and what the main thread asks for (people, escalation) */
-  incidents: IncidentService;
+  /**
+   * the incident log's one writer on this node: what devices raise, and what the main thread asks for (people,
+   * escalation); synchronous on SQLite, asynchronous on PostgreSQL
+   */
+  incidents: IncidentServiceOf<StoreMode>;
   registry: DeviceRegistry;
   /** the commands table's one writer (people's commands, what the broker handed over, expiry) */
   commands: Commands;
   metrics: Metrics;
-  close(): void;
+  /** told of the incident events a call of the main thread committed (act, escalate…) */
+  noteCommitted(events: readonly IncidentEvent[]): void;
+  /** where push and delivery receipts are written (this node's SQLite file: they are per console) */
+  writeReceipts: (batch: IncidentReceipt[]) => void;
+  /** the rule timers' start-up hints (last check-in and activity per device), from where observations are stored */
+  restoreHints: { checkIns: Map<string, number>; activity: Map<string, number> } | undefined;
+  close(): void | Promise<void>;
 }
 
-/** Build the writer's domain on its own connection; what it commits is told to the main thread. */
-function createWriterDomain(init: WriterInit, log: Logger): WriterDomain {
+/**
+ * Build the writer's domain on its own connection; what it commits is told to the main thread. With `postgres.url` the
+ * incident log, observations, device states and commands are PostgreSQL's (cluster mode's shared store): the ingest's
+ * batches are asynchronous transactions there (gateway/ingest-scope-pg.ts); the registry, residents and network stay
+ * in this node's file.
+ */
+async function createWriterDomain(init: WriterInit, log: Logger): Promise<WriterDomain> {
   const { config } = init;
   const store = openStore(dbFile(config.dataDir));
+  const pool = config.postgres.url ? openPgPool(config.postgres, log, 'eldergate-writer') : null;
+  if (pool) await migratePg(pool);
   const onTheWay = new Int32Array(init.taken);
   // no commit of the writer runs a checkpoint: the checkpointer thread does (gateway/writer/checkpointer.ts)
   store.sqlite.pragma('wal_autocheckpoint = 0');
   const bus = new Bus();
   const metrics = createMetrics({ defaults: false });
   const registry = new DeviceRegistry(store.db, new SecretHasher(serviceSecret(store.db, 'device-secret-key')), bus, { replica: true });
-  const states = new DeviceStates(store.sqlite);
   const network = createNetwork({ store, log, clock: systemClock });
-  const incidents = createIncidentService({ store, bus, config, log, clock: systemClock, network });
+  /** what this writer committed to the log, for its own bookkeeping (PostgreSQL: the open incidents it knows) */
+  let noteCommitted: (events: readonly IncidentEvent[]) => void = () => {};
+  const incidentStore = pool ? createPgIncidentStore({ pool, knownUnitIds: () => network.listUnits().map((u) => u.id), log }) : null;
+  const batches = pool && incidentStore ? createPgIngestBatches({ pool, incidents: incidentStore }) : null;
+  const states = batches ? new DeviceStates(await batches.loadStates()) : new DeviceStates(store.sqlite);
+  const incidents: IncidentServiceOf<StoreMode> = incidentStore
+    ? createIncidentService({ store, bus, config, log, clock: systemClock, network, incidentStore })
+    : createIncidentService({ store, bus, config, log, clock: systemClock, network });
   // a storage fault is the main thread's to report (/readyz, the storage incident); it hears every failure and the
   // first success after one
   let failing = false;
@@ -84,18 +116,28 @@ function createWriterDomain(init: WriterInit, log: Logger): WriterDomain {
   };
   const ingest = new Ingest({
     storage,
-    sqlite: store.sqlite,
+    ...(batches ? { pg: batches } : { sqlite: store.sqlite }),
     states,
     config: config.ingest,
     log,
     metrics,
     // durable: the main thread pushes them to the consoles
-    onCommitted: (events: IncidentEvent[]) => post({ op: 'committed', events }),
+    onCommitted: (events: IncidentEvent[]) => {
+      noteCommitted(events);
+      post({ op: 'committed', events });
+    },
     alarmWaiting: () => Atomics.load(onTheWay, ALARMS_ON_THE_WAY) > 0,
   });
   // steps in order: rules → incidents, then the devices' answers to commands
-  const alarms = createAlarmPipeline({ config, log, metrics, sqlite: store.sqlite, registry, states, ingest, incidents });
-  const commands = new Commands(store.sqlite, log);
+  // outside a batch (a registry change re-arming a device's timers), PostgreSQL's open incidents as this writer last
+  // committed or read them
+  const openOutside = pool ? await openIncidentsOf(pool) : null;
+  if (openOutside) noteCommitted = openOutside.note;
+  const alarms = createAlarmPipeline({
+    config, log, metrics, sqlite: store.sqlite, registry, states, ingest, incidents,
+    ...(openOutside ? { openIncidentsOutside: openOutside.lookup } : {}),
+  });
+  const commands = new Commands(pool ? createPgCommandStore(pool) : store.sqlite, log);
   ingest.use(commands.step);
   commands.onAcked = (cmd, at) => {
     // recorded on the incident by the main thread once this transaction has committed (the message leaves after it)
@@ -104,28 +146,79 @@ function createWriterDomain(init: WriterInit, log: Logger): WriterDomain {
   };
   return {
     store, states, ingest, alarms, incidents, registry, commands, metrics,
-    close() {
+    noteCommitted: (events) => noteCommitted(events),
+    writeReceipts: createSqliteReceiptStore(store.sqlite).writeBatch,
+    restoreHints: pool ? await lastObservationTimes(pool) : undefined,
+    async close() {
       alarms.close();
-      ingest.close();
-      store.sqlite.transaction(() => states.flushDirty(Date.now())).immediate();
+      if (pool) {
+        await ingest.drain();
+        ingest.close();
+        await pool.end();
+      } else {
+        ingest.close();
+        store.sqlite.transaction(() => states.flushDirty(Date.now())).immediate();
+      }
       store.close();
     },
   };
 }
 
-function main(): void {
+/** The open incidents of every device on PostgreSQL, kept as this writer commits (opened, closed). */
+async function openIncidentsOf(pool: pg.Pool): Promise<{ lookup: (deviceId: string) => OpenIncidents; note(events: readonly IncidentEvent[]): void }> {
+  const { rows } = await pool.query(`SELECT id, device_id, type, opened_at, status FROM incidents WHERE status NOT IN ('resolved', 'cancelled') ORDER BY opened_at`);
+  const open = new Map<string, Map<string, OpenIncidentView>>();
+  const byId = new Map<string, { deviceId: string; type: string }>();
+  const set = (deviceId: string, type: string, v: OpenIncidentView) => {
+    let m = open.get(deviceId);
+    if (!m) open.set(deviceId, (m = new Map()));
+    m.set(type, v);
+    byId.set(v.id, { deviceId, type });
+  };
+  for (const r of rows) set(r.device_id, r.type, { id: r.id, openedAt: Number(r.opened_at), status: r.status });
+  return {
+    lookup: (deviceId) => (type) => open.get(deviceId)?.get(type),
+    note(events) {
+      for (const e of events) {
+        if (e.type === 'opened') {
+          set(e.data.deviceId, e.data.type, { id: e.incidentId, openedAt: e.at, status: 'open' });
+        } else if (e.type === 'resolved' || e.type === 'cancelled' || e.type === 'cleared') {
+          const where = byId.get(e.incidentId);
+          if (!where) continue;
+          byId.delete(e.incidentId);
+          const m = open.get(where.deviceId);
+          if (m?.get(where.type)?.id === e.incidentId) m.delete(where.type);
+        }
+      }
+    },
+  };
+}
+
+/** the rule timers' start-up hints from PostgreSQL's observations: each device's last check-in and last activity */
+async function lastObservationTimes(pool: pg.Pool): Promise<{ checkIns: Map<string, number>; activity: Map<string, number> }> {
+  const last = async (type: string) => new Map((await pool.query('SELECT device_id, max(received_at) AS t FROM observations WHERE type = $1 GROUP BY device_id', [type]))
+    .rows.map((r) => [r.device_id as string, Number(r.t)]));
+  return { checkIns: await last('check-in'), activity: await last('presence') };
+}
+
+async function main(): Promise<void> {
   const init = workerData as WriterInit;
   useWriteTurnBuffer(init.turn);
   // every line goes to the main thread's logger (one stream, one format, and a test's logger sees the writer's lines)
   const log = createLogger(init.logLevel, { write: (line: string) => post({ op: 'log', line }) });
   let d: WriterDomain;
+  // what comes before the domain is built waits for it (PostgreSQL: migrations, loading the states)
+  const early: ToWriter[][] = [];
+  const takeEarly = (batch: ToWriter[]) => { early.push(batch); };
+  port!.on('message', takeEarly);
   try {
-    d = createWriterDomain(init, log);
+    d = await createWriterDomain(init, log);
   } catch (err) {
     post({ op: 'fatal', error: toWire(err) });
     return;
   }
-  const restored = d.alarms.restore();
+  port!.off('message', takeEarly);
+  const restored = d.alarms.restore(d.restoreHints);
   // queue depths for the main thread's gauges and /metrics, a few times a second (not per message)
   const statsTimer = setInterval(() => post({ op: 'stats', stats: d.ingest.queueDepth() }), 250);
   statsTimer.unref();
@@ -143,7 +236,7 @@ function main(): void {
     }
   }, 1000);
   heapTimer.unref();
-  const writeReceipts = createSqliteReceiptStore(d.store.sqlite).writeBatch;
+  const writeReceipts = d.writeReceipts;
   const reply = (id: number, run: () => unknown) => {
     try {
       const value = run();
@@ -190,11 +283,12 @@ function main(): void {
     next = 0;
   };
   const taken = new Int32Array(init.taken);
-  port!.on('message', (batch: ToWriter[]) => {
+  const take = (batch: ToWriter[]) => {
     Atomics.add(taken, TAKEN, batch.length);
     for (const m of batch) inbox.push(m);
     if (!resumeQueued) drain();
-  });
+  };
+  port!.on('message', take);
   const handle = (m: ToWriter): void => {
     switch (m.op) {
       case 'submit':
@@ -233,9 +327,12 @@ function main(): void {
         return reply(m.id, () => (m.deviceIds ?? [...d.states.entries()].map(([id]) => id))
           .map((id) => [id, d.states.peek(id) ?? null]));
       case 'flush':
-        return reply(m.id, () => d.ingest.flushAll());
+        return reply(m.id, () => d.ingest.drain());
       case 'incident':
-        return reply(m.id, () => runIncidentCall(d.incidents, m.call));
+        return reply(m.id, () => andThen(runIncidentCall(d.incidents, m.call), (v) => {
+          d.noteCommitted(Array.isArray(v) ? v : (v as { events: IncidentEvent[] }).events);
+          return v;
+        }));
       case 'command':
         return reply(m.id, () => runCommandCall(d.commands, m.call));
       case 'receipts':
@@ -249,10 +346,11 @@ function main(): void {
     }
   };
   post({ op: 'ready', restored });
+  for (const batch of early) take(batch);
 }
 
 /** A write of the incident log the main thread asked for: in its own transaction (synchronous=FULL), durable on return. */
-function runIncidentCall(incidents: IncidentService, call: IncidentCall): unknown {
+function runIncidentCall(incidents: IncidentServiceOf<StoreMode>, call: IncidentCall): unknown {
   switch (call.method) {
     case 'act':
       return incidents.act(call.incidentId, call.action, call.actor);
@@ -263,6 +361,8 @@ function runIncidentCall(incidents: IncidentService, call: IncidentCall): unknow
     case 'record':
       // the data was type-checked against the event's type where the main thread built it (IncidentApi.record)
       return incidents.record(call.incidentId, call.type, call.data as never, call.actor);
+    case 'applyAlarm':
+      return incidents.applyAlarm(call.action, call.source);
   }
 }
 
@@ -278,4 +378,4 @@ function runCommandCall(commands: Commands, call: CommandCall): unknown {
   }
 }
 
-main();
+void main();

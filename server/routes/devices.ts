@@ -393,7 +393,10 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
   }, async (req) => {
     registry.get(req.params.id);
     checkVisible(req.user, req.params.id);
-    const items = deps.store.sqlite.prepare('select id, topic, reason, raw, at from rejects where device_id = ? order by id desc limit 100').all(req.params.id);
+    const items = deps.pg
+      ? (await deps.pg.query('select id, topic, reason, raw, at from rejects where device_id = $1 order by id desc limit 100', [req.params.id])).rows
+        .map((r) => ({ ...r, id: Number(r.id), at: Number(r.at) }))
+      : deps.store.sqlite.prepare('select id, topic, reason, raw, at from rejects where device_id = ? order by id desc limit 100').all(req.params.id);
     return { items: items as { id: number; topic: string | null; reason: string; raw: string; at: number }[] };
   });
 
@@ -414,7 +417,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     const d = registry.get(req.params.id);
     checkVisible(req.user, d.id);
     const cmd = await deps.commands.create(d.id, req.body.type, req.body.params ?? {}, req.body.ttlS ? { ttlMs: req.body.ttlS * 1000 } : {});
-    const sent = deps.commands.send(cmd.id);
+    const sent = await deps.commands.send(cmd.id);
     await audit.append({ actor: auditActor(req), action: 'device.command', target: { type: 'device', id: d.id }, details: { command: cmd.type, commandId: cmd.id, params: cmd.params } }, req.log);
     reply.status(202);
     if (sent) return { ...cmd, queued: false };
@@ -427,7 +430,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
   }, async (req) => {
     registry.get(req.params.id);
     checkVisible(req.user, req.params.id);
-    return { items: deps.commands.list(req.params.id) };
+    return { items: await deps.commands.list(req.params.id) };
   });
 
   app.get('/api/device-kinds', {

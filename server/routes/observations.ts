@@ -36,17 +36,21 @@ export const observationRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = a
     const { deviceId, type, before, limit } = req.query;
     deps.registry.get(deviceId);
     if (!deps.scope.canSee(req.user, deps.registry.entry(deviceId)?.unitId)) throw new ForbiddenError(`device ${deviceId} is outside your units`);
-    const rows = deps.store.sqlite.prepare(`select * from observations where device_id = ?
-      ${type ? 'and type = ?' : ''} ${before ? 'and id < ?' : ''} order by id desc limit ?`)
-      .all(...[deviceId, ...(type ? [type] : []), ...(before ? [before] : []), limit]) as Record<string, unknown>[];
+    const where = `device_id = ? ${type ? 'and type = ?' : ''} ${before ? 'and id < ?' : ''}`;
+    const args = [deviceId, ...(type ? [type] : []), ...(before ? [before] : []), limit];
+    // the writer's store: this node's file, or PostgreSQL (cluster mode's shared store; its JSON comes parsed)
+    const rows = deps.pg
+      ? (await deps.pg.query(`select id, device_id, type, seq, device_ts, received_at, source, life_safety, data::text as data, flags::text as flags
+          from observations where ${numbered(where)} order by id desc limit $${args.length}`, args)).rows as Record<string, unknown>[]
+      : deps.store.sqlite.prepare(`select * from observations where ${where} order by id desc limit ?`).all(...args) as Record<string, unknown>[];
     return {
       items: rows.map((r) => ({
-        id: r.id as number,
+        id: Number(r.id),
         deviceId: r.device_id as string,
         type: r.type as string,
-        seq: r.seq as number | null,
-        deviceTs: r.device_ts as number | null,
-        receivedAt: r.received_at as number,
+        seq: r.seq === null ? null : Number(r.seq),
+        deviceTs: r.device_ts === null ? null : Number(r.device_ts),
+        receivedAt: Number(r.received_at),
         source: r.source as string,
         lifeSafety: Boolean(r.life_safety),
         data: JSON.parse(r.data as string),
@@ -55,3 +59,9 @@ export const observationRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = a
     };
   });
 };
+
+/** `?` placeholders as PostgreSQL's $1, $2… */
+export function numbered(sql: string): string {
+  let i = 0;
+  return sql.replace(/\?/g, () => `$${++i}`);
+}

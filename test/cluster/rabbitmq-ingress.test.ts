@@ -60,7 +60,7 @@ describe('cluster mode: device messages taken from RabbitMQ', () => {
     expect((await t.api('POST', `/api/incidents/${incident!.id}/acknowledge`)).status).toBe(200);
     const cmd = await waitFor(() => commands.find((m) => m.type === 'acknowledge-alarm'), 'acknowledge-alarm at the terminal');
     await c.publishAsync(`devices/${dev.id}/commands/ack`, JSON.stringify({ id: cmd.id, ok: true }), { qos: 1 });
-    await waitFor(() => t.gw.commands.get(cmd.id)?.status === 'acked' || undefined, 'the command acknowledged');
+    await waitFor(async () => (await t.gw.commands.get(cmd.id)).status === 'acked' || undefined, 'the command acknowledged');
 
     // the Last Will, published by RabbitMQ when the connection dies, says offline
     c.stream.destroy();

@@ -7,7 +7,9 @@ import { portFree } from '../../ops/cluster/processes.js';
 import { missingRabbitPackages, startRabbitCluster, type RabbitCluster } from '../../ops/cluster/rabbitmq.js';
 
 export const FIRST = 20_000;
-export const BAND = 2_400;
+/** 36 bands of 1,200 ports (12 stretches of 100) between 20,000 and 63,200: band numbers 0..35 */
+export const BAND = 1_200;
+export const BANDS = 36;
 
 /** the first port the kernel hands out to client sockets (ip_local_port_range); 32768 when it cannot be read */
 function ephemeralStart(): number {
@@ -19,6 +21,7 @@ function ephemeralStart(): number {
 }
 
 export async function freeBasePort(band: number): Promise<number> {
+  checkBand(band);
   // stretches of the band below the ephemeral range, where there are any: a port checked free there cannot be taken
   // by a client socket of another test before the server binds it (seen once: EADDRINUSE on band 5's 33190)
   const first = FIRST + band * BAND;
@@ -71,4 +74,9 @@ export async function startTestRabbit(o: { dir: string; authUrl: string; band: n
       stop: () => cluster.stop({ graceMs: 5_000 }),
     };
   }
+}
+
+/** a band beyond the last would reach past port 65,535 */
+export function checkBand(band: number): void {
+  if (!Number.isInteger(band) || band < 0 || band >= BANDS) throw new Error(`test port band ${band}: bands are 0..${BANDS - 1} (test/helpers/cluster-ports.ts)`);
 }

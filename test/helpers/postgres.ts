@@ -10,13 +10,14 @@ import { openStore, type Store } from '../../core/db.js';
 import { missingPostgresPackages, startPostgres, type PostgresServer } from '../../ops/cluster/postgres.js';
 import { portFree } from '../../ops/cluster/processes.js';
 import { migratePg } from '../../response/store/pg.js';
-import { BAND, FIRST } from './cluster-ports.js';
+import { BAND, FIRST, checkBand } from './cluster-ports.js';
 
 /**
  * One free port of the file's band (as ./cluster-ports.ts lays the bands out): PostgreSQL needs a
  * single port, not a stretch of 100 — in the bands above 32768 other tests' client sockets leave few such stretches.
  */
 async function freePortInBand(band: number): Promise<number> {
+  checkBand(band);
   for (let i = 0; i < 200; i++) {
     const port = FIRST + band * BAND + Math.floor(Math.random() * BAND);
     if (await portFree(port)) return port;
