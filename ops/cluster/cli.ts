@@ -172,6 +172,10 @@ export async function start(dir: string, basePort: number, out: (line: string) =
     ELDERGATE_RABBITMQ_MANAGEMENT_URL: `http://127.0.0.1:${ports.haproxyManagement}`,
     // what provisioning answers tell devices: HAProxy's MQTT port, not a node's
     ELDERGATE_RABBITMQ_MQTT_PORT: String(ports.haproxyMqtt),
+    // the shared store: the incident log, observations, device states and commands in PostgreSQL (no password in the URL)
+    ELDERGATE_POSTGRES_URL: `postgres://127.0.0.1:${postgres.port}/${postgres.database}`,
+    ELDERGATE_POSTGRES_USERNAME: postgres.user,
+    ELDERGATE_POSTGRES_PASSWORD_FILE: postgres.passwordFile,
     // first start only (an existing database keeps its admin); the file is 0600, the variable only this process's
     ELDERGATE_ADMIN_PASSWORD: readFileSync(adminPasswordFile, 'utf8').trim(),
   };
