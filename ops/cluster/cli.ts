@@ -1,7 +1,7 @@
 // `npm run cluster -- start|stop|status [--dir .cluster] [--base-port 27000]`: eldergate's cluster mode on one
 // machine, for people and tests: a 3-node RabbitMQ cluster (MQTT plugin, quorum queues), HAProxy in front of it
-// (terminals' MQTT) and of eldergate (HTTP), one eldergate node in cluster mode, and one PostgreSQL server for the
-// store of cluster mode (eldergate does not use it yet). No root, no system service: every process runs as the
+// (terminals' MQTT) and of eldergate (HTTP), one eldergate node in cluster mode, and one PostgreSQL server, the node's
+// store (the incident log, observations, device states, commands). No root, no system service: every process runs as the
 // caller (PostgreSQL, which refuses root, as the `postgres` system user when the caller is root), on 127.0.0.1, with
 // ports from --base-port and data under --dir.
 //
@@ -11,8 +11,8 @@
 //
 // PostgreSQL's data lives in <dir>/postgres and, unlike RabbitMQ's cluster, is kept from one start to the next.
 //
-// ONE eldergate node only: the store is still SQLite, one file per node, so a second node would keep half of the
-// incidents in a database the first never sees. Several eldergate nodes come with the PostgreSQL store.
+// ONE eldergate node only: the registry and accounts are still each node's own file, so a device provisioned on a
+// second node would be unknown to the first's auth backend. Several nodes come with those in PostgreSQL.
 //
 // start leaves everything running and writes <dir>/cluster.json (ports, pids, files; never a secret); stop reads it,
 // so it works after the CLI that started the cluster is gone, and also after a crash of that CLI mid-start (it then
@@ -408,9 +408,10 @@ function describe(r: ClusterRecord): string {
     `  PostgreSQL 127.0.0.1:${p.port}  database ${p.database}, user ${p.user}, password in ${p.passwordFile}; data ${p.dataDir}, log ${p.log}`,
     `             PGPASSWORD="$(cat ${p.passwordFile})" psql "postgres://${p.user}@127.0.0.1:${p.port}/${p.database}"`,
     '',
-    '  PostgreSQL: started for the store of cluster mode (eldergate does not use it yet)',
-    '  One eldergate node only: the store is still SQLite, one database per node, so a second node would split the',
-    '  incidents between two databases. More nodes come with the PostgreSQL store.',
+    '  PostgreSQL: the node\'s store (incident log, observations, device states, commands); the node keeps a replica',
+    '  of the log for its consoles, and its registry and accounts, in its data directory.',
+    '  One eldergate node only: the registry and accounts are still each node\'s own. More nodes come with those in',
+    '  PostgreSQL (docs/scale-out.md).',
     '',
     '  A simulated fleet against it:',
     `    npx eldergate-sim fleet --devices 100 --rate 10 --api http://127.0.0.1:${h.httpPort} --mqtt mqtt://127.0.0.1:${h.mqttPort} --user admin --password "$(cat ${e.adminPasswordFile})"`,
