@@ -15,6 +15,11 @@ function connection(s: PgSettings, application: string): pg.ClientConfig {
   return {
     host: u.hostname, port: Number(u.port || 5432), database: decodeURIComponent(u.pathname.slice(1)),
     user: s.username, password, application_name: application, connectionTimeoutMillis: 10_000,
+    // a connection that died without a word (a half-open TCP link, a server gone) must fail its batch within bounds,
+    // not hold the writer's chain and the log's head lock for minutes: TCP keepalive, and the server's own limits
+    keepAlive: true, keepAliveInitialDelayMillis: 10_000,
+    query_timeout: 60_000,
+    options: '-c statement_timeout=30000 -c lock_timeout=30000 -c idle_in_transaction_session_timeout=60000',
   };
 }
 

@@ -25,6 +25,8 @@ import type { StoredState } from './state-store.js';
 /** The scope of one PostgreSQL batch, and what only the batch's end writes. */
 export interface PgBatchScope extends IngestScope<'async'> {
   writeStates(rows: readonly StoredState[]): Promise<void>;
+  /** read these devices' open incidents in one query (the batch's devices, before its first observation) */
+  prefetchOpenIncidents(deviceIds: readonly string[]): Promise<void>;
 }
 
 export interface PgIngestBatches {
@@ -45,10 +47,17 @@ export function createPgIngestBatches(opts: { pool: pg.Pool; incidents: PgIncide
       /** savepoints open now; a statement failing with none open aborts the whole transaction */
       let depth = 0;
       let broken: unknown;
+      /**
+       * per savepoint level: the statement that failed in it. PostgreSQL refuses every statement after it until the
+       * savepoint is rolled back, even where the code went on (a step whose failure is only logged): the savepoint is
+       * then rolled back and its observation fails alone, as if it had thrown.
+       */
+      const failedAt: unknown[] = [];
       // every statement of the scope passes here: one that fails outside a savepoint breaks the batch
       const watched = <A extends unknown[], R>(f: (...a: A) => Promise<R>) => (...a: A): Promise<R> =>
         f(...a).catch((err: unknown) => {
           if (depth === 0) broken ??= err;
+          else failedAt[depth] ??= err;
           throw err;
         });
       const watchAll = <O extends object>(o: O): O => Object.fromEntries(Object.entries(o).map(([k, v]) =>
@@ -58,10 +67,16 @@ export function createPgIngestBatches(opts: { pool: pg.Pool; incidents: PgIncide
         const mark = inc.mark();
         await watched(() => tx.execute(sql`SAVEPOINT eg_step`))();
         depth++;
+        const level = depth;
+        failedAt[level] = undefined;
         let out: R;
         try {
           out = await runAsync(body());
+          if (failedAt[level] !== undefined) {
+            throw new Error(`a statement of this step failed, and PostgreSQL took nothing after it: the step is rolled back (${failedAt[level] instanceof Error ? (failedAt[level] as Error).message : String(failedAt[level])})`, { cause: failedAt[level] });
+          }
         } catch (err) {
+          failedAt[level] = undefined;
           depth--;
           // back to before the step: its rows and its seqs (the next append takes them again)
           await watched(() => tx.execute(sql`ROLLBACK TO SAVEPOINT eg_step`))().catch(() => undefined);
@@ -74,6 +89,21 @@ export function createPgIngestBatches(opts: { pool: pg.Pool; incidents: PgIncide
         return out;
       };
       const incidentTx = watchAll(inc.tx);
+      /** the batch's devices' open incidents, as read in it; any incident write may change them: dropped then */
+      const open = new Map<string, Map<string, OpenIncidentView>>();
+      const openOf = (rows: { id: string; deviceId: string; type: string; openedAt: number; status: OpenIncidentView['status'] }[], devices: readonly string[]) => {
+        for (const d of devices) if (!open.has(d)) open.set(d, new Map());
+        // newest first: the first of each type is the one the rules mean
+        for (const r of rows) {
+          const m = open.get(r.deviceId)!;
+          if (!m.has(r.type)) m.set(r.type, { id: r.id, openedAt: r.openedAt, status: r.status });
+        }
+      };
+      const lookup = (deviceId: string) => {
+        const m = open.get(deviceId)!;
+        return (type: string) => m.get(type);
+      };
+      const wrote = <R>(p: Promise<R>): Promise<R> => p.finally(() => open.clear());
       const stateRows = deviceStateStoreOn(t, (f) => f(t));
       const scope: PgBatchScope = {
         mode: 'async',
@@ -81,12 +111,14 @@ export function createPgIngestBatches(opts: { pool: pg.Pool; incidents: PgIncide
         commands: watchAll(commandStoreOn(t)),
         incidentStatus: watched((id: string) => inc.status(id)),
         openIncidents: watched(async (deviceId: string) => {
-          const rows = await inc.openOfDevice(deviceId);
-          const newest = new Map<string, OpenIncidentView>();
-          for (const r of rows) if (!newest.has(r.type)) newest.set(r.type, { id: r.id, openedAt: r.openedAt, status: r.status });
-          return (type: string) => newest.get(type);
+          if (!open.has(deviceId)) openOf((await inc.openOfDevice([deviceId])), [deviceId]);
+          return lookup(deviceId);
         }),
-        incidentWrite: (body, joinCaller) => joinCaller && depth > 0 ? runAsync(body(incidentTx)) : savepoint(() => body(incidentTx)),
+        prefetchOpenIncidents: watched(async (deviceIds: readonly string[]) => {
+          const unique = [...new Set(deviceIds)];
+          if (unique.length) openOf(await inc.openOfDevice(unique), unique);
+        }),
+        incidentWrite: (body, joinCaller) => wrote(joinCaller && depth > 0 ? runAsync(body(incidentTx)) : savepoint(() => body(incidentTx))),
         savepoint,
         usable: () => broken === undefined,
         writeStates: watched((rows: readonly StoredState[]) => stateRows.write(rows)),

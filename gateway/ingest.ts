@@ -76,6 +76,11 @@ export const TELEMETRY_SLICE_MS = 5;
 export const TELEMETRY_TURN_MS = 25;
 /** A telemetry slice stops this long after it began when an alarm is on its way to the writer (alarmWaiting). */
 export const ALARM_CUT_MS = 1;
+/**
+ * PostgreSQL: rows per telemetry batch at most. A batch is not cut in time slices there (what is cut would go back
+ * behind an alarm of the same device already chained after it), so an alarm waits for at most one batch this big.
+ */
+export const PG_TELEMETRY_BATCH_ROWS = 100;
 
 /** What the last heartbeat-like row kept for a device said. */
 interface KeptRow {
@@ -567,7 +572,11 @@ export class Ingest implements ObservationSink {
 
   /** PostgreSQL: commit `batch` after every batch formed before it (never rejects: failures are the batch's) */
   private commitLater(batch: Pending[], queue: 'urgent' | 'telemetry'): Promise<void> {
-    const run = this.commits.then(() => this.commitBatchPg(batch, queue));
+    const commit = () => this.commitBatchPg(batch, queue).catch((err: unknown) => {
+      // commitBatchPg settles its batch itself; this is a bug's last line, and the chain must go on
+      this.log.error({ err }, 'a PostgreSQL batch ended in an unexpected error');
+    });
+    const run = this.commits.then(commit, commit);
     this.commits = run;
     return run;
   }
@@ -588,6 +597,8 @@ export class Ingest implements ObservationSink {
     this.o.states.begin();
     try {
       await this.o.pg!.batch(async (s) => {
+        // the rules ask each device's open incidents: one query for the batch's devices, not one per observation
+        await s.prefetchOpenIncidents(batch.map((p) => p.obs.deviceId));
         for (let i = 0; i < batch.length; i++) {
           const p = batch[i]!;
           if (held !== null && p.obs.ordered === true && held.has(p.obs.deviceId)) {
@@ -644,7 +655,7 @@ export class Ingest implements ObservationSink {
   private flushTelemetryPg(): void {
     if (this.telemetryInFlight) return;
     if (this.urgent.length > 0) this.flushUrgent();
-    const batch = this.telemetry.splice(0, this.o.config.telemetryBatchRows);
+    const batch = this.telemetry.splice(0, Math.min(this.o.config.telemetryBatchRows, PG_TELEMETRY_BATCH_ROWS));
     for (const p of batch) this.countPending(p.obs.deviceId, -1);
     this.admitParked();
     if (batch.length === 0 && this.rejects.length === 0 && !(this.lastCommitOk && this.o.states.dirtyCount() > 0)) return;
@@ -989,9 +1000,28 @@ export class Ingest implements ObservationSink {
     }
   }
 
+  /** SQLite: write what is queued, then take no more. PostgreSQL: await drain() first; this only takes no more. */
   close(): void {
-    this.flushAll();
+    if (!this.o.pg) this.flushAll();
     this.closed = true;
+  }
+
+  /**
+   * Run `fn` where no batch is being written: at once on SQLite (a batch is one synchronous call), after the batch in
+   * flight on PostgreSQL, before any batch formed later. What changes device states or rule memory outside a batch
+   * (a connection's online flag, a registry change) goes through here, so a batch that fails rolls back only its own
+   * changes, not ones made while it was awaiting its commit.
+   */
+  outsideBatch(fn: () => void): void {
+    if (!this.o.pg) return fn();
+    const run = () => {
+      try {
+        fn();
+      } catch (err) {
+        this.log.error({ err }, 'a change made between batches failed');
+      }
+    };
+    this.commits = this.commits.then(run, run);
   }
 
   setPressure(on: boolean): void {

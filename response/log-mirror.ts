@@ -17,7 +17,7 @@ import type Database from 'better-sqlite3';
 import type pg from 'pg';
 import type { Logger } from '../core/logger.js';
 import type { CommittedEvent } from './incidents.js';
-import { applyEvent } from './projection.js';
+import { applyEvent, type IncidentRow } from './projection.js';
 import { followLog } from './store/pg.js';
 import { createSqliteIncidentStore } from './store/sqlite.js';
 import type { IncidentStore } from './store/types.js';
@@ -32,7 +32,7 @@ export interface LogMirror {
 
 export interface LogMirrorOptions {
   /** the shared log (response/store/pg.ts) */
-  source: Pick<IncidentStore<'async'>, 'eventsAfter' | 'head'>;
+  source: Pick<IncidentStore<'async'>, 'eventsAfter' | 'head' | 'get'>;
   /** a connection of its own for LISTEN */
   connect: () => pg.Client;
   /** the node's SQLite file, with the committed migrations */
@@ -53,21 +53,38 @@ export function mirrorLog(opts: LogMirrorOptions): LogMirror {
     'INSERT INTO incident_events (seq, incident_id, type, at, actor, unit_id, data) VALUES (?, ?, ?, ?, ?, ?, ?)',
   );
   // one transaction per page: the replica's head moves a page at a time, never to a seq whose projection is not there
-  const applyPage = sqlite.transaction((events: readonly CommittedEvent[]) => {
+  // `missing`: incidents this replica no longer has (its retention pruned them) that the page continues, as the log
+  // holds them now: they are taken as they are, and the page's events for them are kept
+  const applyPage = sqlite.transaction((events: readonly CommittedEvent[], missing: ReadonlyMap<string, IncidentRow>) => {
     for (const e of events) {
       insertEvent.run(e.seq, e.incidentId, e.type, e.at, e.actor, e.unitId ?? null, JSON.stringify(e.data));
       local.transaction((t) => {
         const before = t.get(e.incidentId) ?? null;
-        t.saveProjection(applyEvent(before, e), before === null, before);
+        const row = before === null && e.type !== 'opened' ? missing.get(e.incidentId) : undefined;
+        if (row) t.saveProjection(row, true, null);
+        else t.saveProjection(applyEvent(before, e), before === null, before);
       }, true);
     }
   });
+  /** incidents a page continues that this replica does not have (pruned here): their rows from the log's store */
+  const missingOf = async (page: readonly CommittedEvent[]): Promise<Map<string, IncidentRow>> => {
+    const out = new Map<string, IncidentRow>();
+    const seen = new Set<string>();
+    for (const e of page) {
+      if (seen.has(e.incidentId)) continue;
+      seen.add(e.incidentId);
+      if (e.type === 'opened' || local.get(e.incidentId)) continue;
+      const row = await opts.source.get(e.incidentId);
+      if (row) out.set(e.incidentId, row);
+    }
+    return out;
+  };
   let head = local.head();
   let target = head;
   let pumping = false;
   let closed = false;
   let retry: NodeJS.Timeout | null = null;
-  const waiters = new Set<{ seq: number; resolve: () => void }>();
+  const waiters = new Set<{ seq: number; resolve: () => void; reject: (err: Error) => void }>();
   const pageSize = opts.pageSize ?? 1000;
 
   const pump = async (): Promise<void> => {
@@ -77,7 +94,9 @@ export function mirrorLog(opts: LogMirrorOptions): LogMirror {
       while (!closed && head < target) {
         const page = await opts.source.eventsAfter(head, Math.min(pageSize, Math.max(1, target - head)));
         if (closed || page.length === 0) break;
-        applyPage(page);
+        const missing = await missingOf(page);
+        if (closed) break;
+        applyPage.immediate(page, missing);
         head = page[page.length - 1]!.seq;
         for (const w of waiters) if (w.seq <= head) { waiters.delete(w); w.resolve(); }
         try {
@@ -89,7 +108,7 @@ export function mirrorLog(opts: LogMirrorOptions): LogMirror {
     } catch (err) {
       // PostgreSQL away, or the replica's disk: the head stays where it is, and the next try starts from it
       opts.log?.warn({ err, head }, 'replicating the incident log failed; retried in 1 s');
-      retry ??= setTimeout(() => { retry = null; void pump(); }, 1000);
+      if (!closed) retry ??= setTimeout(() => { retry = null; void pump(); }, 1000);
     } finally {
       pumping = false;
     }
@@ -113,7 +132,7 @@ export function mirrorLog(opts: LogMirrorOptions): LogMirror {
     reach(seq, timeoutMs = 10_000) {
       if (head >= seq) return Promise.resolve();
       return new Promise((resolve, reject) => {
-        const w = { seq, resolve: () => { clearTimeout(timer); resolve(); } };
+        const w = { seq, resolve: () => { clearTimeout(timer); resolve(); }, reject: (err: Error) => { clearTimeout(timer); reject(err); } };
         const timer = setTimeout(() => { waiters.delete(w); reject(new Error(`the replica did not reach seq ${seq} within ${timeoutMs} ms (it is at ${head})`)); }, timeoutMs);
         waiters.add(w);
         if (seq > target) target = seq;
@@ -123,6 +142,8 @@ export function mirrorLog(opts: LogMirrorOptions): LogMirror {
     async close() {
       closed = true;
       if (retry) clearTimeout(retry);
+      for (const w of waiters) w.reject(new Error('the replica was closed'));
+      waiters.clear();
       await follower.close();
     },
   };

@@ -307,19 +307,20 @@ async function main(): Promise<void> {
       }
       case 'reject':
         return d.ingest.recordReject(m.row);
-      case 'online': {
-        // a new writer told who is still connected: online again, its last-seen time left as stored
-        const lastSeen = m.restore ? d.states.peek(m.deviceId)?.lastSeen : undefined;
-        d.states.setOnline(m.deviceId, m.online, m.at);
-        if (m.restore && lastSeen !== undefined) d.states.get(m.deviceId).lastSeen = lastSeen;
-        return;
-      }
+      // (between batches: on PostgreSQL a batch awaiting its commit rolls back only what it changed itself)
+      case 'online':
+        return d.ingest.outsideBatch(() => {
+          // a new writer told who is still connected: online again, its last-seen time left as stored
+          const lastSeen = m.restore ? d.states.peek(m.deviceId)?.lastSeen : undefined;
+          d.states.setOnline(m.deviceId, m.online, m.at);
+          if (m.restore && lastSeen !== undefined) d.states.get(m.deviceId).lastSeen = lastSeen;
+        });
       case 'unreadable':
-        return d.states.markUnreadable(m.deviceId, m.reason, m.at);
+        return d.ingest.outsideBatch(() => d.states.markUnreadable(m.deviceId, m.reason, m.at));
       case 'clear-flags':
-        return d.states.clearFlags(m.deviceId);
+        return d.ingest.outsideBatch(() => d.states.clearFlags(m.deviceId));
       case 'registry':
-        return d.registry.replicate(m.change);
+        return d.ingest.outsideBatch(() => d.registry.replicate(m.change));
       case 'pressure':
         mainPressure = m.on;
         return d.ingest.setPressure(mainPressure || ownPressure);

@@ -101,8 +101,8 @@ export interface IncidentBatch {
   mark(): number;
   /** a savepoint taken at `mark` was rolled back: the seqs given since are given again */
   rewind(mark: number): void;
-  /** the device's incidents not resolved or cancelled, newest first (the rules' "open incident of this type") */
-  openOfDevice(deviceId: string): Promise<{ id: string; type: string; openedAt: number; status: IncidentRow['status'] }[]>;
+  /** these devices' incidents not resolved or cancelled, newest first (the rules' "open incident of this type") */
+  openOfDevice(deviceIds: readonly string[]): Promise<{ id: string; deviceId: string; type: string; openedAt: number; status: IncidentRow['status'] }[]>;
   /** an incident's status, or undefined */
   status(incidentId: string): Promise<IncidentRow['status'] | undefined>;
   /** write the new head and notify (nothing if nothing was appended): the batch's last statement */
@@ -206,9 +206,9 @@ export function createPgIncidentStore(opts: PgIncidentStoreOptions): PgIncidentS
         rewind(mark) {
           appended.last = mark;
         },
-        async openOfDevice(deviceId) {
-          return t.select({ id: pgIncidents.id, type: pgIncidents.type, openedAt: pgIncidents.openedAt, status: pgIncidents.status })
-            .from(pgIncidents).where(and(eq(pgIncidents.deviceId, deviceId), OPEN)).orderBy(desc(pgIncidents.openedAt));
+        async openOfDevice(deviceIds) {
+          return t.select({ id: pgIncidents.id, deviceId: pgIncidents.deviceId, type: pgIncidents.type, openedAt: pgIncidents.openedAt, status: pgIncidents.status })
+            .from(pgIncidents).where(and(inArray(pgIncidents.deviceId, [...deviceIds]), OPEN)).orderBy(desc(pgIncidents.openedAt));
         },
         async status(incidentId) {
           const [row] = await t.select({ status: pgIncidents.status }).from(pgIncidents).where(eq(pgIncidents.id, incidentId));

@@ -41,6 +41,8 @@ const log = createLogger('silent');
 
 interface Node {
   ingest: Ingest;
+  /** the writer's device states in memory */
+  memory: DeviceStates;
   registry: DeviceRegistry;
   /** incident events, as each commit handed them over */
   committed: IncidentEvent[];
@@ -97,7 +99,7 @@ async function node(pool: pg.Pool | null, name: string): Promise<Node> {
     : sqlite.prepare(text).all(...args) as R[];
   const commandStore = pool ? createPgCommandStore(pool) : createSqliteCommandStore(sqlite);
   return {
-    ingest, registry, committed,
+    ingest, registry, committed, memory: states,
     drain: () => ingest.drain(),
     seqs: async (deviceId) => (await q<{ seq: number }>('select seq from observations where device_id = ? order by id', [deviceId])).map((r) => Number(r.seq)),
     log: async () => (await q<{ seq: number; type: string; incident_id: string }>('select seq, type, incident_id from incident_events order by seq', []))
@@ -282,5 +284,57 @@ describe('the ingest\'s batches of several nodes on one PostgreSQL', () => {
     expect((await n.incidents(phone)).map((r) => [r.type, r.count]).sort()).toEqual([['low-battery', 1], ['sos', 1]]);
     expect((await n.log()).map((e) => e.seq)).toEqual([1, 2, 3, 4]);
     expect((await n.states()).find((r) => r.deviceId === phone)?.state.battery).toBe(13);
+  });
+
+  it('a statement failing in a step that only logs its failure fails that observation alone (PostgreSQL took nothing after it)', async () => {
+    const { pool } = await env.pgs().fresh('ingest_poison', 6);
+    const n = await node(pool, 'poison');
+    const phone = n.registry.provision({ kind: 'call-phone', serial: 'POISON-1' }).device.id;
+    const id = await n.createCommand(phone);
+    // the commands step's UPDATE fails for this answer: the step's failure is logged and the ingest goes on, but
+    // PostgreSQL refuses every statement of the observation after it, so its savepoint is rolled back
+    await pool.query(`ALTER TABLE commands ADD CONSTRAINT refuse_answer CHECK (error IS DISTINCT FROM 'poison')`);
+    const results = await Promise.allSettled([
+      n.ingest.submit(obs(phone, 'sos')),
+      n.ingest.submit(obs(phone, 'command-ack', { commandId: id, ok: false, error: 'poison' })),
+      n.ingest.submit(obs(phone, 'sos')),
+    ]);
+    // the SOS around it are stored, in the same batch; the answer is not acknowledged (the device sends it again)
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(await n.incidents(phone)).toEqual([expect.objectContaining({ type: 'sos', count: 2 })]);
+    expect(await n.commandStatus(id)).toBe('pending');
+    await pool.query('ALTER TABLE commands DROP CONSTRAINT refuse_answer');
+    expect((await n.ingest.submit(obs(phone, 'command-ack', { commandId: id, ok: false, error: 'poison' }))).status).toBe('stored');
+    expect(await n.commandStatus(id)).toBe('failed');
+  });
+
+  it('a change made between batches while one awaits its commit is not rolled back with it (outsideBatch)', async () => {
+    const { pool } = await env.pgs().fresh('ingest_between', 6);
+    const n = await node(pool, 'between');
+    const phone = n.registry.provision({ kind: 'call-phone', serial: 'BETWEEN-1' }).device.id;
+    const other = n.registry.provision({ kind: 'call-phone', serial: 'BETWEEN-2' }).device.id;
+    // another session holds the log's head: the batch waits for it, in flight
+    const holder = await pool.connect();
+    await holder.query('BEGIN');
+    await holder.query('SELECT seq FROM incident_log_head WHERE id = 1 FOR UPDATE');
+    const sos = n.ingest.submit(obs(phone, 'sos'));
+    await expect.poll(async () => (await pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'`)).rows[0].n).toBe(1);
+    let ran = false;
+    n.ingest.outsideBatch(() => { ran = true; n.memory.setOnline(other, true, Date.now()); });
+    await new Promise((r) => setTimeout(r, 50));
+    // not while the batch is in flight
+    expect(ran).toBe(false);
+    // the batch fails (its connection killed): what it changed goes back, what was changed between batches stays
+    await pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock'`);
+    await expect(sos).rejects.toThrow();
+    await holder.query('ROLLBACK');
+    holder.release();
+    await n.drain();
+    expect(ran).toBe(true);
+    expect(n.memory.peek(other)?.online).toBe(true);
+    // written with the next batch that commits (after a failed one, rows owed wait for a commit that works)
+    expect((await n.ingest.submit({ ...obs(phone, 'sos'), receivedAt: Date.now() })).status).toBe('stored');
+    await n.drain();
+    expect((await n.states()).find((r) => r.deviceId === other)?.state.online).toBe(true);
   });
 });

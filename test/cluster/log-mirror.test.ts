@@ -139,4 +139,27 @@ describe('each node\'s replica of the shared incident log', () => {
       await second.mirror.close();
     }
   });
+
+  it('an event for an incident this replica pruned (its own retention): the incident taken from the log, the replica goes on', async () => {
+    const { url, pool } = await env.pgs().fresh('mirror_pruned', 6);
+    const source = createPgIncidentStore({ pool, knownUnitIds: () => UNITS });
+    const node = writer(pool, 'p');
+    const r = replica(url, source, localFile('replica-pruned'));
+    try {
+      const [opened] = await node.applyAlarm(sos, src('p-d0', 'g1'));
+      await node.act(opened!.incidentId, { type: 'acknowledge' }, { id: 'u1' });
+      await node.act(opened!.incidentId, { type: 'resolve', outcome: 'helped' }, { id: 'u1' });
+      await r.mirror.reach(3);
+      // the replica's retention took the closed incident away
+      r.local.sqlite.prepare('DELETE FROM incidents WHERE id = ?').run(opened!.incidentId);
+      // a note on the closed incident (allowed), then a new alarm: both reach the replica
+      await node.act(opened!.incidentId, { type: 'note', text: 'family informed' }, { id: 'u2' });
+      const [next] = await node.applyAlarm(sos, src('p-d1', 'g2'));
+      await r.mirror.reach(next!.seq);
+      expect(r.handed.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+      expect(createSqliteIncidentStore(r.local.sqlite).get(opened!.incidentId)).toEqual(await source.get(opened!.incidentId));
+    } finally {
+      await r.mirror.close();
+    }
+  });
 });
