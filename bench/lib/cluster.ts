@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRabbitCluster, missingRabbitPackages, type RabbitCluster } from '../../ops/cluster/rabbitmq.js';
 import { startHaproxy, missingHaproxyPackages, type Haproxy } from '../../ops/cluster/haproxy.js';
+import { missingPostgresPackages, startPostgres, type PostgresServer } from '../../ops/cluster/postgres.js';
 import { coresFor, pinProcess } from './sched.js';
 import { sleep } from './sys.js';
 
@@ -26,8 +27,8 @@ export interface ClusterEngines {
   authPort: number;
   /** the env an eldergate node needs to run in cluster mode against these engines (no secret in it: a file name) */
   eldergateEnv: Record<string, string>;
-  /** pids of the engines (the Erlang VMs with their children, epmd, HAProxy), by part */
-  parts(): { rabbitmq: number[]; haproxy: number[] };
+  /** pids of the engines (the Erlang VMs with their children, epmd, HAProxy, PostgreSQL's processes), by part */
+  parts(): { rabbitmq: number[]; haproxy: number[]; postgres: number[] };
   /** messages in RabbitMQ's queues now (management API), or null when no node answers */
   queued(): Promise<number | null>;
   /** empty every queue (what eldergate has not taken yet is dropped: bench data only); messages purged */
@@ -43,7 +44,7 @@ export interface ClusterEngines {
 
 /** what is missing to run the cluster system, as Debian packages */
 export function missingClusterPackages(): string[] {
-  return [...missingRabbitPackages(), ...missingHaproxyPackages()];
+  return [...missingRabbitPackages(), ...missingHaproxyPackages(), ...missingPostgresPackages()];
 }
 
 /** the processes whose parent chain leads to one of `roots` (roots included): /proc/<pid>/stat's ppid */
@@ -97,6 +98,15 @@ export async function startClusterEngines(): Promise<ClusterEngines> {
     }
   }
   const r = rabbit;
+  // the node's store (docs/scale-out.md): PostgreSQL as `npm run cluster` starts it, fsync on, on the system's core
+  let postgres: PostgresServer;
+  try {
+    postgres = await startPostgres({ dir: join(dir, 'postgres'), port: basePort + 83 });
+  } catch (err) {
+    await r.stop({ graceMs: 15_000 }).catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const mqttPort = basePort + 80;
   const authPort = basePort + 92;
   const auth = 'Basic ' + Buffer.from(`${r.serviceUser}:${readFileSync(r.passwordFile, 'utf8').trim()}`).toString('base64');
@@ -128,10 +138,17 @@ export async function startClusterEngines(): Promise<ClusterEngines> {
       ELDERGATE_RABBITMQ_AUTH_PORT: String(authPort),
       ELDERGATE_RABBITMQ_MANAGEMENT_URL: r.managementUrl,
       ELDERGATE_RABBITMQ_MQTT_PORT: String(mqttPort),
+      ELDERGATE_POSTGRES_URL: `postgres://127.0.0.1:${postgres.port}/${postgres.database}`,
+      ELDERGATE_POSTGRES_USERNAME: postgres.user,
+      ELDERGATE_POSTGRES_PASSWORD_FILE: postgres.passwordFile,
     },
     parts() {
       const roots = r.nodes.flatMap((n) => [n.wrapperPid, n.pid]).filter((p): p is number => !!p);
-      return { rabbitmq: processTree([...roots, ...(r.epmdPid ? [r.epmdPid] : [])]), haproxy: proxy ? [proxy.pid] : [] };
+      return {
+        rabbitmq: processTree([...roots, ...(r.epmdPid ? [r.epmdPid] : [])]), haproxy: proxy ? [proxy.pid] : [],
+        // the postmaster and its backends, started and ended as connections come and go: read again at each call
+        postgres: processTree([postgres.pid]),
+      };
     },
     async queued() {
       const qs = (await mgmt(`/api/queues/${encodeURIComponent(r.vhost)}?columns=name,messages`)) as { messages?: number }[] | null;
@@ -182,6 +199,7 @@ export async function startClusterEngines(): Promise<ClusterEngines> {
     async stop() {
       await proxy?.stop().catch(() => undefined);
       await r.stop({ graceMs: 15_000 }).catch(() => undefined);
+      await postgres.stop().catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -191,8 +209,8 @@ export async function startClusterEngines(): Promise<ClusterEngines> {
 /** move every process of the engines (all threads) onto the system's core, as the other systems run */
 export function pinEngines(e: Pick<ClusterEngines, 'parts'>): void {
   const cores = coresFor('sut');
-  const { rabbitmq, haproxy } = e.parts();
-  for (const pid of [...rabbitmq, ...haproxy]) {
+  const { rabbitmq, haproxy, postgres } = e.parts();
+  for (const pid of [...rabbitmq, ...haproxy, ...postgres]) {
     try {
       pinProcess(pid, cores);
     } catch {

@@ -709,9 +709,10 @@ function clusterSection(r: BenchResults): string[] {
     const e = partPct(reps, 'eldergate');
     const q = partPct(reps, 'rabbitmq');
     const h = partPct(reps, 'haproxy');
+    const pq = partPct(reps, 'postgres');
     cpuRows.push([
-      what, basis, fmt(perS, 0), `${fmt(total, 0)}%`, `${fmt(e ?? NaN, 0)}% / ${fmt(q ?? NaN, 0)}% / ${fmt(h ?? NaN, 0)}%`,
-      usPer(e, eldergatePerS), usPer(q, perS), usPer(h, perS), usPer(total, perS),
+      what, basis, fmt(perS, 0), `${fmt(total, 0)}%`, `${fmt(e ?? NaN, 0)}% / ${fmt(q ?? NaN, 0)}% / ${fmt(h ?? NaN, 0)}% / ${fmt(pq ?? NaN, 0)}%`,
+      usPer(e, eldergatePerS), usPer(q, perS), usPer(h, perS), usPer(pq, eldergatePerS), usPer(total, perS),
       oneNode ? usPer(oneNode.pct, oneNode.perS) : 'n/a',
     ]);
   };
@@ -741,16 +742,17 @@ function clusterSection(r: BenchResults): string[] {
     const e = sb.cpuParts.eldergate;
     const q = sb.cpuParts.rabbitmq;
     const h = sb.cpuParts.haproxy;
+    const pq = sb.cpuParts.postgres;
     const per = (pct: number | undefined) => (pct !== undefined && sb.systemUsPerConnect ? fmt((sb.systemUsPerConnect * pct) / sb.cpuPct, 0) : 'n/a');
     cpuRows.push([
-      '4 — reconnect storm', 'connects', fmt(sb.connectsPerS ?? NaN, 0), `${fmt(sb.cpuPct, 0)}%`, `${fmt(e ?? NaN, 0)}% / ${fmt(q ?? NaN, 0)}% / ${fmt(h ?? NaN, 0)}%`,
-      per(e), per(q), per(h), fmt(sb.systemUsPerConnect ?? NaN, 0), sa ? fmt(sa.systemUsPerConnect ?? NaN, 0) : 'n/a',
+      '4 — reconnect storm', 'connects', fmt(sb.connectsPerS ?? NaN, 0), `${fmt(sb.cpuPct, 0)}%`, `${fmt(e ?? NaN, 0)}% / ${fmt(q ?? NaN, 0)}% / ${fmt(h ?? NaN, 0)}% / ${fmt(pq ?? NaN, 0)}%`,
+      per(e), per(q), per(h), per(pq), fmt(sb.systemUsPerConnect ?? NaN, 0), sa ? fmt(sa.systemUsPerConnect ?? NaN, 0) : 'n/a',
     ]);
   }
   if (cpuRows.length) {
-    out.push('**CPU per message, by part** (medians over clean repetitions; % of one core over the measured interval, divided by the messages of that interval; "eldergate" per message it processed (stored as a row or folded into the device\'s state; per alarm stored in figure 5), RabbitMQ and HAProxy per message they carried — the cluster PUBACKs before eldergate commits, so the two rates differ while a backlog grows; figure 2\'s offered rate is averaged over warm-up and window). The last column is one-node eldergate\'s whole process per message in the same run.');
+    out.push('**CPU per message, by part** (medians over clean repetitions; % of one core over the measured interval, divided by the messages of that interval; "eldergate" per message it processed (stored as a row or folded into the device\'s state; per alarm stored in figure 5), RabbitMQ and HAProxy per message they carried, PostgreSQL (the node\'s store since it runs on it) per message eldergate processed — the cluster PUBACKs before eldergate commits, so the two rates differ while a backlog grows; figure 2\'s offered rate is averaged over warm-up and window). The last column is one-node eldergate\'s whole process per message in the same run.');
     out.push('');
-    out.push(table(['figure', 'per', 'messages/s', 'CPU cluster', 'eldergate / RabbitMQ ×3 / HAProxy', 'eldergate µs/msg', 'RabbitMQ ×3 µs/msg', 'HAProxy µs/msg', 'cluster µs/msg', 'one node µs/msg'], cpuRows));
+    out.push(table(['figure', 'per', 'messages/s', 'CPU cluster', 'eldergate / RabbitMQ ×3 / HAProxy / PostgreSQL', 'eldergate µs/msg', 'RabbitMQ ×3 µs/msg', 'HAProxy µs/msg', 'PostgreSQL µs/msg (per message eldergate processed)', 'cluster µs/msg', 'one node µs/msg'], cpuRows));
     out.push('');
   }
   for (const t of [cl]) for (const e of t?.errors ?? []) out.push(`- eldergate-cluster: error: ${e.split('\n')[0]}`);

@@ -33,7 +33,8 @@ describe('a node on the PostgreSQL store', () => {
     const url = new URL(fresh.url);
     // the URL the node is given holds no password: it reads it from the file (mode 0600)
     postgres = { url: `postgres://127.0.0.1:${url.port}${url.pathname}`, username: pgs.server.user, passwordFile: pgs.server.passwordFile };
-    g = await startRabbitTestGateway({ dir, band: BAND, config: { postgres } });
+    // a P1 not acknowledged within 4 s escalates (the escalation test below; the others acknowledge within a second)
+    g = await startRabbitTestGateway({ dir, band: BAND, config: { postgres, budgets: { P1: { ackMs: 4000 } } } });
     t = g.t;
   }, 180_000);
 
@@ -88,6 +89,20 @@ describe('a node on the PostgreSQL store', () => {
 
     c.stream.destroy();
     await waitFor(() => !t.gw.states.isOnline(dev.id) || undefined, 'offline from the Last Will');
+  });
+
+  it('a P1 nobody acknowledges escalates: escalation reads the replica, writes through the writer to PostgreSQL', async () => {
+    const watcher = await TestConsole.open(t, await t.token());
+    watcher.subscribe('all', Number((await pool.query('SELECT seq FROM incident_log_head')).rows[0].seq));
+    const dev = await t.provision('call-phone');
+    const c = await g.connect(dev.id, dev.secret);
+    await c.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 });
+    const [row] = await waitFor(async () => { const r = await inPostgres(dev.id); return r.length ? r : undefined; }, 'the incident in PostgreSQL');
+    const escalated = await watcher.waitFor((f) => f.type === 'incident' && f.event?.type === 'escalated' && f.event.incidentId === row.id, 'the escalation on the console', 20_000);
+    expect(escalated.event?.incidentId).toBe(row.id);
+    expect((await pool.query(`SELECT count(*)::int AS n FROM incident_events WHERE incident_id = $1 AND type = 'escalated'`, [row.id])).rows[0].n).toBeGreaterThanOrEqual(1);
+    await watcher.close();
+    c.end(true);
   });
 
   it('restarted on its data directory: the replica resumes, a console resuming from its last seq gets what was missed, once', async () => {
