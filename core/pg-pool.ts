@@ -25,7 +25,8 @@ function connection(s: PgSettings, application: string): pg.ClientConfig {
 
 /** a pool; a connection the server drops (a restart, a failover) is logged and replaced, never the process's end */
 export function openPgPool(s: PgSettings, log: Logger, application: string): pg.Pool {
-  const pool = new pg.Pool({ ...connection(s, application), max: s.poolSize });
+  // idle connections are kept (a small pool of a long-running service): no connect on the alarm path after a quiet spell
+  const pool = new pg.Pool({ ...connection(s, application), max: s.poolSize, idleTimeoutMillis: 0 });
   pool.on('error', (err) => log.warn({ err }, 'a PostgreSQL connection of the pool was lost; the next query opens another'));
   pool.on('connect', (client) => client.on('error', (err) => log.warn({ err }, 'a PostgreSQL connection in use was lost; its transaction fails and is not acknowledged')));
   return pool;

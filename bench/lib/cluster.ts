@@ -7,7 +7,7 @@
 // The whole system under test — eldergate, the three Erlang VMs (and their helper processes, epmd) and HAProxy — is
 // moved onto the system's core once it runs, and its CPU and run-queue wait are summed over all those processes,
 // with the share of each part kept apart (`parts`) for a per-message cost of eldergate against RabbitMQ.
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRabbitCluster, missingRabbitPackages, type RabbitCluster } from '../../ops/cluster/rabbitmq.js';
@@ -80,6 +80,9 @@ export async function startClusterEngines(): Promise<ClusterEngines> {
   const missing = missingClusterPackages();
   if (missing.length) throw new Error(`the eldergate-cluster system needs ${missing.join(' and ')}: apt-get install -y ${missing.join(' ')}`);
   const dir = mkdtempSync(join(tmpdir(), 'eldergate-bench-cluster-'));
+  // PostgreSQL runs as the postgres user when the bench runs as root: it must be able to pass through (not list) this
+  // run's directory to reach its own below it
+  chmodSync(dir, 0o711);
   let rabbit: RabbitCluster | undefined;
   let basePort = 0;
   // a private range of ports (RabbitMQ takes base..base+39; ours +80..+92 as in ops/cluster/cli.ts); another run

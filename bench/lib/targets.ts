@@ -168,13 +168,19 @@ async function startEldergateChild(o: StartOptions, engines?: StartedEngines): P
     }
     return { ingested, shed, processed };
   }
-  const parts = engines ? { eldergate: [node.pid], ...engines.parts() } : undefined;
+  // read again at each use (each repetition's meters): PostgreSQL forks a backend per connection as pools open them
+  const parts = () => (engines ? { eldergate: [node.pid], ...engines.parts() } : undefined);
   return {
     name: engines ? 'eldergate-cluster' : 'eldergate',
     mqtt: { host: '127.0.0.1', port: engines ? engines.mqttPort : mqttPort },
     api: { http, token },
-    pids: parts ? Object.values(parts).flat() : [node.pid],
-    ...(parts ? { parts } : {}),
+    get pids() {
+      const p = parts();
+      return p ? Object.values(p).flat() : [node.pid];
+    },
+    get parts() {
+      return parts();
+    },
     ...(engines ? {
       ownWait: true,
       notes: [`each Erlang VM set to one scheduler online and one dirty CPU scheduler after start, as on a one-core machine (what each had before, {schedulers, dirty CPU schedulers}: ${schedulers.join('; ')} — a VM booted under a one-core affinity already starts so)`],

@@ -3,7 +3,9 @@
 // answering RabbitMQ's auth backend, terminals over MQTT through HAProxy, a console on the WebSocket stream.
 // Mid-stream: kill -9 of the RabbitMQ node the terminals are on, and kill -9 of the eldergate node.
 // Promised: no acknowledged alarm lost, none stored twice, no twin incident, the console sees every incident event
-// once and in order, and terminals are back on a surviving node within seconds.
+// once and in order, and terminals are back on a surviving node within seconds. Run twice: the node on its own SQLite
+// file, and on the PostgreSQL store (a PostgreSQL 15 started by this file; the console served from the node's
+// replica of the log, which the restarted node resumes).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +19,9 @@ import { waitFor } from '../helpers/gateway.js';
 import { startRabbitCluster, type RabbitCluster } from '../../ops/cluster/rabbitmq.js';
 import { startHaproxy, type Haproxy } from '../../ops/cluster/haproxy.js';
 import { freeBasePort } from '../helpers/cluster-ports.js';
+import pg from 'pg';
+import { startPostgresForStores, type PostgresForStores } from '../helpers/postgres.js';
+import { numbered } from '../../server/routes/observations.js';
 
 const DEVICES = 12;
 const PER_DEVICE = 40;
@@ -37,8 +42,11 @@ interface Terminal {
   backAfterMs: number[];
 }
 
-describe('cluster mode: RabbitMQ + HAProxy + an eldergate node, killed mid-stream', () => {
+// bands: RabbitMQ 0 (SQLite run) and 20 (PostgreSQL run), PostgreSQL 21 (grep `band:` and freeBasePort under test/)
+describe.each(['sqlite', 'postgres'] as const)('cluster mode: RabbitMQ + HAProxy + an eldergate node on %s, killed mid-stream', (store) => {
   const dir = mkdtempSync(join(tmpdir(), 'eldergate-cluster-'));
+  let pgs: PostgresForStores | undefined;
+  let pool: pg.Pool | undefined;
   let authPort = 0;
   let mqttPort = 0;
   const adminPassword = 'cluster-' + randomBytes(8).toString('hex');
@@ -49,7 +57,7 @@ describe('cluster mode: RabbitMQ + HAProxy + an eldergate node, killed mid-strea
   let diagnose = () => {};
 
   beforeAll(async () => {
-    const basePort = await freeBasePort(0);
+    const basePort = await freeBasePort(store === 'sqlite' ? 0 : 20);
     authPort = basePort + 90;
     mqttPort = basePort + 91;
     rabbit = await startRabbitCluster({ dir: join(dir, 'rabbit'), basePort, nodes: 3, authUrl: `http://127.0.0.1:${authPort}/internal/rabbitmq` });
@@ -67,6 +75,16 @@ describe('cluster mode: RabbitMQ + HAProxy + an eldergate node, killed mid-strea
       // every reading a row (none folded into state), so that each can be counted
       ELDERGATE_INGEST_HEARTBEAT_HISTORY_MS: '0',
     };
+    if (store === 'postgres') {
+      pgs = await startPostgresForStores({ dir: join(dir, 'pg'), band: 21 });
+      const fresh = await pgs.fresh('faults', 4);
+      pool = fresh.pool;
+      const url = new URL(fresh.url);
+      Object.assign(env, {
+        ELDERGATE_POSTGRES_URL: `postgres://127.0.0.1:${url.port}${url.pathname}`,
+        ELDERGATE_POSTGRES_USERNAME: pgs.server.user, ELDERGATE_POSTGRES_PASSWORD_FILE: pgs.server.passwordFile,
+      });
+    }
     gw = await startChildGateway(env, 60_000);
     await waitFor(() => gw.logs.some((l) => l.includes('connected to RabbitMQ')), 'eldergate connected to RabbitMQ', 30_000);
   }, 180_000);
@@ -75,17 +93,22 @@ describe('cluster mode: RabbitMQ + HAProxy + an eldergate node, killed mid-strea
     await gw?.kill('SIGTERM');
     await proxy?.stop();
     await rabbit?.stop();
+    await pgs?.stop();
     rmSync(dir, { recursive: true, force: true });
   }, 60_000);
 
-  const countReadings = () => {
+  /** rows of the node's store: its SQLite file, or PostgreSQL (numbers as numbers in both) */
+  const query = async (sql: string, ...args: unknown[]): Promise<Record<string, number>[]> => {
+    const num = (r: Record<string, unknown>) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, Number(v)]));
+    if (pool) return (await pool.query(numbered(sql), args)).rows.map(num);
     const db = new Database(join(env.ELDERGATE_DATA_DIR!, 'eldergate.db'), { readonly: true });
     try {
-      return (db.prepare("select count(*) n from observations where type = 'battery'").get() as { n: number }).n;
+      return (db.prepare(sql).all(...args) as Record<string, unknown>[]).map(num);
     } finally {
       db.close();
     }
   };
+  const countReadings = async () => (await query("select count(*) n from observations where type = 'battery'"))[0]!.n!;
   const http = () => `http://127.0.0.1:${gw.httpPort}`;
   const token = async () => {
     const r = await fetch(`${http()}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: adminPassword }) });
@@ -211,7 +234,7 @@ describe('cluster mode: RabbitMQ + HAProxy + an eldergate node, killed mid-strea
     await gw.kill('SIGKILL');
     // acknowledged by RabbitMQ (PUBACK) but not in eldergate's database when it died: the queues still hold them
     const readingsAckedAtKill = terminals.reduce((n, t) => n + t.readingsAcked.size, 0);
-    const readingsStoredAtKill = countReadings();
+    const readingsStoredAtKill = await countReadings();
     gw = await startChildGateway(env, 60_000);
 
     await waitFor(() => terminals.every((t) => t.acked.size === PER_DEVICE && t.readingsAcked.size === PER_DEVICE) || undefined, 'every message acknowledged', 120_000, 200);
@@ -219,28 +242,23 @@ describe('cluster mode: RabbitMQ + HAProxy + an eldergate node, killed mid-strea
     await pump;
 
     // what the store holds: every acknowledged message exactly once
-    const db = new Database(join(env.ELDERGATE_DATA_DIR!, 'eldergate.db'), { readonly: true });
-    try {
-      // the last readings wait for their flush; what is still missing after that is named by the checks below
-      await waitFor(() => (db.prepare("select count(*) n from observations where type in ('sos', 'test', 'battery')").get() as { n: number }).n >= 2 * DEVICES * PER_DEVICE || undefined,
-        'every observation stored', 30_000, 200).catch(() => undefined);
-      for (const t of terminals) {
-        const rows = db.prepare("select seq, count(*) n from observations where device_id = ? and type in ('sos', 'test') group by seq").all(t.id) as { seq: number; n: number }[];
-        const stored = new Map(rows.map((r) => [r.seq, r.n]));
-        for (const seq of t.acked) expect(stored.get(seq), `${t.id} seq ${seq} acknowledged and stored once`).toBe(1);
-        const readings = new Map((db.prepare("select seq - ? seq, count(*) n from observations where device_id = ? and type = 'battery' group by seq").all(READING, t.id) as { seq: number; n: number }[]).map((r) => [r.seq, r.n]));
-        for (const seq of t.readingsAcked) expect(readings.get(seq), `${t.id} reading ${seq} acknowledged and stored once`).toBe(1);
-        // no twin: the SOSes of one terminal join one incident
-        const sos = db.prepare("select count(*) n from incidents where device_id = ? and type = 'sos'").get(t.id) as { n: number };
-        expect(sos.n, `${t.id}: one SOS incident`).toBe(1);
-      }
-      // the console saw every event in the log once, in order, across the eldergate node's death
-      const logSeqs = (db.prepare('select seq from incident_events order by seq').all() as { seq: number }[]).map((r) => r.seq);
-      await waitFor(() => (seen.at(-1) ?? 0) >= logSeqs.at(-1)! || undefined, 'the console caught up', 30_000);
-      expect(seen).toEqual(logSeqs);
-    } finally {
-      db.close();
+    // the last readings wait for their flush; what is still missing after that is named by the checks below
+    await waitFor(async () => (await query("select count(*) n from observations where type in ('sos', 'test', 'battery')"))[0]!.n! >= 2 * DEVICES * PER_DEVICE || undefined,
+      'every observation stored', 30_000, 200).catch(() => undefined);
+    for (const t of terminals) {
+      const rows = await query("select seq, count(*) n from observations where device_id = ? and type in ('sos', 'test') group by seq", t.id);
+      const stored = new Map(rows.map((r) => [r.seq, r.n]));
+      for (const seq of t.acked) expect(stored.get(seq), `${t.id} seq ${seq} acknowledged and stored once`).toBe(1);
+      const readings = new Map((await query("select seq - ? seq, count(*) n from observations where device_id = ? and type = 'battery' group by seq", READING, t.id)).map((r) => [r.seq, r.n]));
+      for (const seq of t.readingsAcked) expect(readings.get(seq), `${t.id} reading ${seq} acknowledged and stored once`).toBe(1);
+      // no twin: the SOSes of one terminal join one incident
+      const [sos] = await query("select count(*) n from incidents where device_id = ? and type = 'sos'", t.id);
+      expect(sos!.n, `${t.id}: one SOS incident`).toBe(1);
     }
+    // the console saw every event in the log once, in order, across the eldergate node's death
+    const logSeqs = (await query('select seq from incident_events order by seq')).map((r) => r.seq!);
+    await waitFor(() => (seen.at(-1) ?? 0) >= logSeqs.at(-1)! || undefined, 'the console caught up', 30_000);
+    expect(seen).toEqual(logSeqs);
     consoleOpen = false;
     // the eldergate node died with acknowledged readings not yet in its database; all of them are there now
     expect(readingsAckedAtKill).toBeGreaterThan(readingsStoredAtKill);
