@@ -180,9 +180,10 @@ export class Ingest implements ObservationSink {
   private pressure = false;
   /** what the batch reads and writes through (gateway/ingest-scope.ts): SQLite's, on this connection (null: PostgreSQL) */
   private readonly scope: IngestScope<'sync'>;
-  /** PostgreSQL: the batches formed and not yet settled, one after another; whether a telemetry batch is among them */
+  /** PostgreSQL: the batches formed and not yet settled, one after another */
   private commits: Promise<void> = Promise.resolve();
-  private telemetryInFlight = false;
+  /** PostgreSQL: batches formed and not yet settled (one at a time: the next is formed when it settles) */
+  private pgInFlight = 0;
   private readonly resendWindowMs: number;
   /**
    * Sessions that have delivered a new observation: a client replays what was unacknowledged first, in order, on a
@@ -335,6 +336,9 @@ export class Ingest implements ObservationSink {
 
   private flushUrgent(): void {
     this.urgentScheduled = false;
+    // PostgreSQL: while a batch commits, what comes gathers for the next one, formed when that commit is done (group
+    // commit: one transaction for everything that came meanwhile, not one per turn of the loop waiting in line)
+    if (this.o.pg && this.pgInFlight > 0) return;
     const batch = this.urgent;
     this.urgent = [];
     if (batch.length === 0) return;
@@ -572,9 +576,13 @@ export class Ingest implements ObservationSink {
 
   /** PostgreSQL: commit `batch` after every batch formed before it (never rejects: failures are the batch's) */
   private commitLater(batch: Pending[], queue: 'urgent' | 'telemetry'): Promise<void> {
+    this.pgInFlight++;
     const commit = () => this.commitBatchPg(batch, queue).catch((err: unknown) => {
       // commitBatchPg settles its batch itself; this is a bug's last line, and the chain must go on
       this.log.error({ err }, 'a PostgreSQL batch ended in an unexpected error');
+    }).finally(() => {
+      this.pgInFlight--;
+      this.afterPgBatch();
     });
     const run = this.commits.then(commit, commit);
     this.commits = run;
@@ -653,21 +661,26 @@ export class Ingest implements ObservationSink {
 
   /** PostgreSQL: one telemetry batch at a time (the queue, not a chain of commits, is what fills under load) */
   private flushTelemetryPg(): void {
-    if (this.telemetryInFlight) return;
-    if (this.urgent.length > 0) this.flushUrgent();
+    // one batch at a time: the one in flight forms the next when it settles (alarms first: nothing that came after an
+    // alarm is written before it)
+    if (this.pgInFlight > 0) return;
+    if (this.urgent.length > 0) return this.flushUrgent();
     const batch = this.telemetry.splice(0, Math.min(this.o.config.telemetryBatchRows, PG_TELEMETRY_BATCH_ROWS));
     for (const p of batch) this.countPending(p.obs.deviceId, -1);
     this.admitParked();
     if (batch.length === 0 && this.rejects.length === 0 && !(this.lastCommitOk && this.o.states.dirtyCount() > 0)) return;
-    this.telemetryInFlight = true;
-    void this.commitLater(batch, 'telemetry').then(() => {
-      this.telemetryInFlight = false;
-      if (this.closed || this.telemetryTimer) return;
-      const full = this.telemetry.length >= this.o.config.telemetryBatchRows;
-      if (full || this.telemetry.length > 0 || this.rejects.length > 0 || (this.lastCommitOk && this.o.states.dirtyCount() > 0)) {
-        this.telemetryTimer = setTimeout(() => this.flushTelemetry(), full ? 0 : this.o.config.telemetryFlushMs);
-      }
-    });
+    void this.commitLater(batch, 'telemetry');
+  }
+
+  /** PostgreSQL: a batch settled; the next is formed now: what gathered of alarms at once, telemetry on its timer */
+  private afterPgBatch(): void {
+    if (this.pgInFlight > 0 || this.closed) return;
+    if (this.urgent.length > 0) return this.flushUrgent();
+    if (this.telemetryTimer) return;
+    const full = this.telemetry.length >= Math.min(this.o.config.telemetryBatchRows, PG_TELEMETRY_BATCH_ROWS);
+    if (full || this.telemetry.length > 0 || this.rejects.length > 0 || (this.lastCommitOk && this.o.states.dirtyCount() > 0)) {
+      this.telemetryTimer = setTimeout(() => this.flushTelemetry(), full ? 0 : this.o.config.telemetryFlushMs);
+    }
   }
 
   /** Everything queued now, written; resolves once it is settled (PostgreSQL; SQLite: flushAll). */
@@ -680,6 +693,8 @@ export class Ingest implements ObservationSink {
         this.telemetryTimer = null;
       }
       this.flushTelemetryPg();
+      // a batch settling forms the next of what gathered meanwhile: wait until none is left in flight
+      while (this.pgInFlight > 0) await this.commits;
       await this.commits;
       const owed = this.lastCommitOk && this.o.states.dirtyCount() > 0;
       if (this.urgent.length === 0 && this.telemetry.length === 0 && this.parked.length === 0 && this.rejects.length === 0 && !owed) break;

@@ -43,6 +43,7 @@ interface Node {
   ingest: Ingest;
   /** the writer's device states in memory */
   memory: DeviceStates;
+  metrics: ReturnType<typeof createMetrics>;
   registry: DeviceRegistry;
   /** incident events, as each commit handed them over */
   committed: IncidentEvent[];
@@ -99,7 +100,7 @@ async function node(pool: pg.Pool | null, name: string): Promise<Node> {
     : sqlite.prepare(text).all(...args) as R[];
   const commandStore = pool ? createPgCommandStore(pool) : createSqliteCommandStore(sqlite);
   return {
-    ingest, registry, committed, memory: states,
+    ingest, registry, committed, memory: states, metrics,
     drain: () => ingest.drain(),
     seqs: async (deviceId) => (await q<{ seq: number }>('select seq from observations where device_id = ? order by id', [deviceId])).map((r) => Number(r.seq)),
     log: async () => (await q<{ seq: number; type: string; incident_id: string }>('select seq, type, incident_id from incident_events order by seq', []))
@@ -336,5 +337,32 @@ describe('the ingest\'s batches of several nodes on one PostgreSQL', () => {
     expect((await n.ingest.submit({ ...obs(phone, 'sos'), receivedAt: Date.now() })).status).toBe('stored');
     await n.drain();
     expect((await n.states()).find((r) => r.deviceId === other)?.state.online).toBe(true);
+  });
+
+  it('alarms that come while a batch commits gather into the next one (group commit), in their order', async () => {
+    const { pool } = await env.pgs().fresh('ingest_group', 6);
+    const n = await node(pool, 'group');
+    const phones = Array.from({ length: 31 }, (_, i) => n.registry.provision({ kind: 'call-phone', serial: `GROUP-${i}` }).device.id);
+    const holder = await pool.connect();
+    await holder.query('BEGIN');
+    await holder.query('SELECT seq FROM incident_log_head WHERE id = 1 FOR UPDATE');
+    // the first batch, in flight (waiting for the log's head); thirty alarms come meanwhile, over several turns
+    const first = n.ingest.submit(obs(phones[0]!, 'sos'));
+    await expect.poll(async () => (await pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'`)).rows[0].n).toBe(1);
+    const rest: Promise<IngestResult>[] = [];
+    for (const id of phones.slice(1)) {
+      rest.push(n.ingest.submit(obs(id, 'sos')));
+      await new Promise((r) => setImmediate(r));
+    }
+    await holder.query('ROLLBACK');
+    holder.release();
+    expect((await Promise.all([first, ...rest])).every((r) => r.status === 'stored')).toBe(true);
+    // two transactions: the first alone, then the thirty together
+    const batches = (await n.metrics.registry.getSingleMetric('eldergate_commit_rows')!.get()).values
+      .filter((v) => v.labels.queue === 'urgent' && (v as { metricName?: string }).metricName?.endsWith('_count'));
+    expect(batches.map((v) => v.value)).toEqual([2]);
+    // in the order they came: seqs follow the submissions
+    const log = await n.log();
+    expect(log.map((e) => e.seq)).toEqual(Array.from({ length: 31 }, (_, i) => i + 1));
   });
 });
