@@ -116,6 +116,8 @@ export type DeviceTask = (scope: IngestScope) => StepOut;
 
 interface Pending {
   obs: Observation;
+  /** arrival order, across the queues: a device's telemetry goes ahead of its alarm only if it came before it */
+  n?: number;
   task?: DeviceTask;
   resolve?: (r: IngestResult) => void;
   reject?: (err: Error) => void;
@@ -182,6 +184,10 @@ export class Ingest implements ObservationSink {
   private readonly scope: IngestScope<'sync'>;
   /** PostgreSQL: the batches formed and not yet settled, one after another */
   private commits: Promise<void> = Promise.resolve();
+  /** the next arrival number (Pending.n) */
+  private arrivals = 0;
+  /** PostgreSQL: when the last telemetry batch was formed (telemetry is not starved by a stream of alarms) */
+  private lastTelemetryBatchAt = 0;
   /** PostgreSQL: batches formed and not yet settled (one at a time: the next is formed when it settles) */
   private pgInFlight = 0;
   private readonly resendWindowMs: number;
@@ -241,7 +247,7 @@ export class Ingest implements ObservationSink {
   submit(obs: Observation): Promise<IngestResult> {
     if (this.closed) return Promise.reject(new Error('ingest is closed: the gateway is shutting down'));
     return new Promise((resolve, reject) => {
-      this.urgent.push({ obs, resolve, reject });
+      this.urgent.push({ obs, resolve, reject, n: this.arrivals++ });
       if (!this.urgentScheduled) {
         this.urgentScheduled = true;
         setImmediate(() => this.flushUrgent());
@@ -252,7 +258,7 @@ export class Ingest implements ObservationSink {
   /** Run `task` inside the next urgent transaction, after everything already queued for that device. */
   enqueueTask(deviceId: string, task: DeviceTask): void {
     if (this.closed) return;
-    this.urgent.push({ obs: { deviceId, type: 'supervision', receivedAt: Date.now(), source: 'gateway' }, task });
+    this.urgent.push({ obs: { deviceId, type: 'supervision', receivedAt: Date.now(), source: 'gateway' }, task, n: this.arrivals++ });
     if (!this.urgentScheduled) {
       this.urgentScheduled = true;
       setImmediate(() => this.flushUrgent());
@@ -286,14 +292,14 @@ export class Ingest implements ObservationSink {
           : `the telemetry queue is full and ${this.parked.length} messages already wait for room: not stored, send it again later`));
       }
       this.countPending(obs.deviceId, 1);
-      return new Promise((resolve, reject) => this.parked.push({ obs, resolve, reject }));
+      return new Promise((resolve, reject) => this.parked.push({ obs, resolve, reject, n: this.arrivals++ }));
     }
     this.countPending(obs.deviceId, 1);
     let p: Promise<IngestResult> | undefined;
     if (wait) {
-      p = new Promise((resolve, reject) => this.telemetry.push({ obs, resolve, reject }));
+      p = new Promise((resolve, reject) => this.telemetry.push({ obs, resolve, reject, n: this.arrivals++ }));
     } else {
-      this.telemetry.push({ obs });
+      this.telemetry.push({ obs, n: this.arrivals++ });
     }
     this.scheduleTelemetry();
     return p;
@@ -329,6 +335,7 @@ export class Ingest implements ObservationSink {
 
   /** A refused frame from an authenticated device: kept raw (bounded) for diagnosis, written with the next batch. */
   recordReject(row: Omit<RejectRow, 'raw'> & { raw: Buffer | string }): void {
+    if (this.closed) return;
     const raw = typeof row.raw === 'string' ? row.raw : row.raw.toString('utf8');
     this.rejects.push({ ...row, raw: raw.slice(0, this.o.config.rejectRawBytes) });
     if (!this.telemetryTimer) this.telemetryTimer = setTimeout(() => this.flushTelemetry(), this.o.config.telemetryFlushMs);
@@ -342,19 +349,30 @@ export class Ingest implements ObservationSink {
     const batch = this.urgent;
     this.urgent = [];
     if (batch.length === 0) return;
-    // a device's earlier telemetry goes first, so its observations stay in arrival order
+    // a device's telemetry that came before its first alarm here goes first, so its observations stay in arrival
+    // order (what came after the alarm stays queued, and is written after it)
     const before: Pending[] = [];
     if (this.pendingTelemetryByDevice.size > 0 && (this.telemetry.length > 0 || this.parked.length > 0)) {
-      const urgentDevices = new Set<string>();
-      for (const p of batch) if (this.pendingTelemetryByDevice.has(p.obs.deviceId)) urgentDevices.add(p.obs.deviceId);
-      if (urgentDevices.size > 0) {
+      /** per device with telemetry waiting: the arrival of its first alarm in this batch */
+      const firstAlarm = new Map<string, number>();
+      for (const p of batch) {
+        if (this.pendingTelemetryByDevice.has(p.obs.deviceId) && !firstAlarm.has(p.obs.deviceId)) firstAlarm.set(p.obs.deviceId, p.n ?? Infinity);
+      }
+      if (firstAlarm.size > 0) {
         // queued first, then those waiting for room: arrival order
         for (const queue of ['telemetry', 'parked'] as const) {
           const keep: Pending[] = [];
-          for (const p of this[queue]) (urgentDevices.has(p.obs.deviceId) ? before : keep).push(p);
+          for (const p of this[queue]) {
+            const upTo = firstAlarm.get(p.obs.deviceId);
+            if (upTo !== undefined && (p.n ?? -1) < upTo) {
+              before.push(p);
+              this.countPending(p.obs.deviceId, -1);
+            } else {
+              keep.push(p);
+            }
+          }
           this[queue] = keep;
         }
-        for (const id of urgentDevices) this.pendingTelemetryByDevice.delete(id);
         this.admitParked();
       }
     }
@@ -578,8 +596,10 @@ export class Ingest implements ObservationSink {
   private commitLater(batch: Pending[], queue: 'urgent' | 'telemetry'): Promise<void> {
     this.pgInFlight++;
     const commit = () => this.commitBatchPg(batch, queue).catch((err: unknown) => {
-      // commitBatchPg settles its batch itself; this is a bug's last line, and the chain must go on
+      // commitBatchPg settles its batch itself; this is a bug's last line, and the chain must go on: whoever still
+      // waits is told it is not stored (a promise already settled ignores it)
       this.log.error({ err }, 'a PostgreSQL batch ended in an unexpected error');
+      for (const p of batch) p.reject?.(err as Error);
     }).finally(() => {
       this.pgInFlight--;
       this.afterPgBatch();
@@ -660,24 +680,48 @@ export class Ingest implements ObservationSink {
   }
 
   /** PostgreSQL: one telemetry batch at a time (the queue, not a chain of commits, is what fills under load) */
-  private flushTelemetryPg(): void {
-    // one batch at a time: the one in flight forms the next when it settles (alarms first: nothing that came after an
-    // alarm is written before it)
-    if (this.pgInFlight > 0) return;
-    if (this.urgent.length > 0) return this.flushUrgent();
-    const batch = this.telemetry.splice(0, Math.min(this.o.config.telemetryBatchRows, PG_TELEMETRY_BATCH_ROWS));
+  /**
+   * `besideAlarms`: alarms wait, but telemetry has waited a whole flush interval: one telemetry batch goes first,
+   * without the devices that have an alarm waiting (their readings stay behind their alarm, in arrival order), so a
+   * stream of alarms cannot starve telemetry into shedding; an alarm waits for at most one such batch per interval.
+   */
+  private flushTelemetryPg(besideAlarms = false): void {
+    // one batch at a time: the one in flight forms the next when it settles (alarms first)
+    if (this.pgInFlight > 0 || this.closed) return;
+    if (this.urgent.length > 0 && !besideAlarms) return this.flushUrgent();
+    const rows = Math.min(this.o.config.telemetryBatchRows, PG_TELEMETRY_BATCH_ROWS);
+    let batch: Pending[];
+    if (this.urgent.length > 0) {
+      const alarmed = new Set(this.urgent.map((p) => p.obs.deviceId));
+      const keep: Pending[] = [];
+      batch = [];
+      for (const p of this.telemetry) (batch.length < rows && !alarmed.has(p.obs.deviceId) ? batch : keep).push(p);
+      this.telemetry = keep;
+    } else {
+      batch = this.telemetry.splice(0, rows);
+    }
     for (const p of batch) this.countPending(p.obs.deviceId, -1);
     this.admitParked();
-    if (batch.length === 0 && this.rejects.length === 0 && !(this.lastCommitOk && this.o.states.dirtyCount() > 0)) return;
+    if (batch.length === 0 && this.rejects.length === 0 && !(this.lastCommitOk && this.o.states.dirtyCount() > 0)) {
+      if (this.urgent.length > 0) this.flushUrgent();
+      return;
+    }
+    this.lastTelemetryBatchAt = performance.now();
     void this.commitLater(batch, 'telemetry');
   }
 
   /** PostgreSQL: a batch settled; the next is formed now: what gathered of alarms at once, telemetry on its timer */
   private afterPgBatch(): void {
     if (this.pgInFlight > 0 || this.closed) return;
-    if (this.urgent.length > 0) return this.flushUrgent();
-    if (this.telemetryTimer) return;
+    if (this.urgent.length > 0) {
+      const starved = this.telemetry.length > 0 && performance.now() - this.lastTelemetryBatchAt >= this.o.config.telemetryFlushMs;
+      return starved ? this.flushTelemetryPg(true) : this.flushUrgent();
+    }
     const full = this.telemetry.length >= Math.min(this.o.config.telemetryBatchRows, PG_TELEMETRY_BATCH_ROWS);
+    // a full queue goes at once, even if a flush was set for later (afterCommit's, for rows owed)
+    if (this.telemetryTimer && !full) return;
+    if (this.telemetryTimer) clearTimeout(this.telemetryTimer);
+    this.telemetryTimer = null;
     if (full || this.telemetry.length > 0 || this.rejects.length > 0 || (this.lastCommitOk && this.o.states.dirtyCount() > 0)) {
       this.telemetryTimer = setTimeout(() => this.flushTelemetry(), full ? 0 : this.o.config.telemetryFlushMs);
     }
@@ -698,7 +742,7 @@ export class Ingest implements ObservationSink {
       await this.commits;
       const owed = this.lastCommitOk && this.o.states.dirtyCount() > 0;
       if (this.urgent.length === 0 && this.telemetry.length === 0 && this.parked.length === 0 && this.rejects.length === 0 && !owed) break;
-      if (!this.lastCommitOk && this.telemetry.length === 0 && this.parked.length === 0) break;
+      if (!this.lastCommitOk && this.urgent.length === 0 && this.telemetry.length === 0 && this.parked.length === 0) break;
     }
     if (this.telemetryTimer) {
       clearTimeout(this.telemetryTimer);

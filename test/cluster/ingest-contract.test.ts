@@ -44,6 +44,8 @@ interface Node {
   /** the writer's device states in memory */
   memory: DeviceStates;
   metrics: ReturnType<typeof createMetrics>;
+  /** called after each commit that handed over incident events */
+  onCommit(fn: (() => void) | null): void;
   registry: DeviceRegistry;
   /** incident events, as each commit handed them over */
   committed: IncidentEvent[];
@@ -77,7 +79,8 @@ async function node(pool: pg.Pool | null, name: string): Promise<Node> {
   const registry = new DeviceRegistry(local.db, new SecretHasher(Buffer.alloc(32, 3)), bus);
   const network = createNetwork({ store: local, log, clock: systemClock });
   const committed: IncidentEvent[] = [];
-  const onCommitted = (events: IncidentEvent[]) => { committed.push(...events); };
+  let hook: (() => void) | null = null;
+  const onCommitted = (events: IncidentEvent[]) => { committed.push(...events); hook?.(); };
   let ingest: Ingest;
   let states: DeviceStates;
   let incidents;
@@ -101,6 +104,7 @@ async function node(pool: pg.Pool | null, name: string): Promise<Node> {
   const commandStore = pool ? createPgCommandStore(pool) : createSqliteCommandStore(sqlite);
   return {
     ingest, registry, committed, memory: states, metrics,
+    onCommit: (fn) => { hook = fn; },
     drain: () => ingest.drain(),
     seqs: async (deviceId) => (await q<{ seq: number }>('select seq from observations where device_id = ? order by id', [deviceId])).map((r) => Number(r.seq)),
     log: async () => (await q<{ seq: number; type: string; incident_id: string }>('select seq, type, incident_id from incident_events order by seq', []))
@@ -191,6 +195,22 @@ for (const engine of engines) {
       const row = (await n.states()).find((s) => s.deviceId === phone);
       expect(row?.state).toMatchObject({ battery: 60, signal: 20 });
       expect(row?.state.lastSeen).toBeGreaterThan(0);
+    });
+
+    it('a device\'s readings that came after its alarm are written after it, those before it before it', async () => {
+      const n = await engine.open('order');
+      const locator = n.registry.provision({ kind: 'locator', serial: `OR-${engine.name}` }).device.id;
+      const at = (lat: number) => ({ position: { lat, lon: 116.4 } });
+      // in one turn: a reading, the alarm, a reading (QoS 1 each)
+      const [r1, sos, r2] = await Promise.all([
+        n.ingest.submitTelemetry(obs(locator, 'position', at(39.91)), true)!,
+        n.ingest.submit(obs(locator, 'sos')),
+        n.ingest.submitTelemetry(obs(locator, 'position', at(39.92)), true)!,
+      ]);
+      await n.drain();
+      // stored in the order they came: ids follow arrival
+      const ids = [r1.observationId, sos.observationId, r2.observationId];
+      expect([...ids].sort((a, b) => a - b)).toEqual(ids);
     });
 
     it('a device\'s answer to a command moves the command once, in the batch', async () => {
@@ -364,5 +384,31 @@ describe('the ingest\'s batches of several nodes on one PostgreSQL', () => {
     // in the order they came: seqs follow the submissions
     const log = await n.log();
     expect(log.map((e) => e.seq)).toEqual(Array.from({ length: 31 }, (_, i) => i + 1));
+  });
+
+  it('a stream of alarms does not starve telemetry: readings waiting a flush interval get a batch between alarms', async () => {
+    const { pool } = await env.pgs().fresh('ingest_starve', 6);
+    const n = await node(pool, 'starve');
+    const [a, b] = ['STARVE-A', 'STARVE-B'].map((serial) => n.registry.provision({ kind: 'call-phone', serial }).device.id);
+    // every commit brings another alarm with it: an alarm always waits when a batch settles
+    const alarms: Promise<IngestResult>[] = [];
+    let flooding = true;
+    n.onCommit(() => { if (flooding) alarms.push(n.ingest.submit(obs(b!, 'sos'))); });
+    alarms.push(n.ingest.submit(obs(b!, 'sos')));
+    // the stream established (a batch after a batch, an alarm waiting at each end), then the readings come
+    await expect.poll(() => alarms.length, { timeout: 10_000 }).toBeGreaterThan(20);
+    const before = alarms.length;
+    const readings = Array.from({ length: 20 }, (_, i) => n.ingest.submitTelemetry(obs(a!, 'battery', { level: 90 - i }), true)!);
+    const outcome = await Promise.race([
+      Promise.all(readings).then(() => 'stored'),
+      new Promise((r) => setTimeout(() => r('starved'), 5000)),
+    ]);
+    flooding = false;
+    n.onCommit(null);
+    await Promise.allSettled(alarms);
+    expect(outcome).toBe('stored');
+    // the alarms went on meanwhile: the readings were written between them
+    expect(alarms.length).toBeGreaterThan(before);
+    expect((await Promise.all(alarms)).every((r) => r.status === 'stored')).toBe(true);
   });
 });
