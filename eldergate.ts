@@ -373,24 +373,24 @@ async function startReplica(d: {
   config: Config; pool: pg.Pool; sqlite: Database.Database; db: Store['db']; network: Network; log: Logger; publish: (events: CommittedEvent[]) => void;
 }): Promise<LogMirror> {
   const { rows } = await d.pool.query(`SELECT (SELECT system_identifier::text FROM pg_control_system()) || '/' || current_database() AS id`);
-  const source = String(rows[0].id);
+  const database = String(rows[0].id);
   const marker = d.db.select().from(secrets).where(eq(secrets.name, REPLICA_OF)).get();
   const localHead = createSqliteIncidentStore(d.sqlite).head();
-  if (marker ? marker.value !== source : localHead > 0) {
+  if (marker ? marker.value !== database : localHead > 0) {
     throw new ConfigError([`postgres.url: this node's data directory (${d.config.dataDir}) holds incidents of another log (${marker ? `a replica of another database` : 'its own, from running without postgres.url'}); `
       + 'start the node on a new data directory (its registry and accounts move with a backup: docs/scale-out.md), or remove postgres.url']);
   }
-  if (!marker) d.db.insert(secrets).values({ name: REPLICA_OF, value: source, createdAt: Date.now() }).run();
+  if (!marker) d.db.insert(secrets).values({ name: REPLICA_OF, value: database, createdAt: Date.now() }).run();
+  const source = createPgIncidentStore({ pool: d.pool, knownUnitIds: () => d.network.listUnits().map((u) => u.id), log: d.log });
   const mirror = mirrorLog({
-    source: createPgIncidentStore({ pool: d.pool, knownUnitIds: () => d.network.listUnits().map((u) => u.id), log: d.log }),
+    source,
     connect: pgClients(d.config.postgres, 'eldergate-log-replica'),
     sqlite: d.sqlite,
     onApplied: d.publish,
     log: d.log.child({ module: 'replica' }),
   });
   // consoles are served from the replica: caught up before the node says it is up
-  const head = Number((await d.pool.query('SELECT seq FROM incident_log_head WHERE id = 1')).rows[0]?.seq ?? 0);
-  await mirror.reach(head, 120_000);
+  await mirror.reach(await source.head(), 120_000);
   return mirror;
 }
 

@@ -34,3 +34,9 @@ export function onPool<S>(pool: pg.Pool, bound: (t: PgExecutor, atomic: Atomic) 
     }),
   };
 }
+
+/** `?` placeholders (SQLite's) as PostgreSQL's $1, $2…: one query text for both engines */
+export function numbered(sql: string): string {
+  let i = 0;
+  return sql.replace(/\?/g, () => `$${++i}`);
+}

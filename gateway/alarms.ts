@@ -18,7 +18,7 @@ import type { KindInfo, ResidentView } from './rules/types.js';
 import { checkPosition } from './geo.js';
 import type { DeviceStates } from './device-state.js';
 import { AlarmNotRecordedError, type Ingest } from './ingest.js';
-import type { IngestScope, OpenIncidents } from './ingest-scope.js';
+import { sqliteOpenIncidents, type IngestScope, type OpenIncidents } from './ingest-scope.js';
 import { io, type Step } from '../response/store/run.js';
 
 export interface AlarmPipelineDeps {
@@ -69,10 +69,7 @@ export interface AlarmPipeline {
 
 export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
   const log = d.log.child({ module: 'alarms' });
-  const openStmt = d.sqlite.prepare(`select id, opened_at as openedAt, status from incidents
-    where device_id = ? and type = ? and status not in ('resolved', 'cancelled') order by opened_at desc limit 1`);
-  const openOutside = d.openIncidentsOutside ??
-    ((deviceId: string): OpenIncidents => (type) => openStmt.get(deviceId, type) as ReturnType<OpenIncidents>);
+  const openOutside = d.openIncidentsOutside ?? sqliteOpenIncidents(d.sqlite);
   const residentStmt = d.sqlite.prepare('select id, unit_id, safe_zone, home, no_movement_s, check_in_by from residents where id = ?');
   const residents = new Map<string, ResidentView | null>();
 

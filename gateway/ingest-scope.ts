@@ -43,8 +43,6 @@ export interface IngestScope<M extends StoreMode = StoreMode> {
 export function sqliteIngestScope(sqlite: Database.Database): IngestScope<'sync'> {
   const incidents = createSqliteIncidentStore(sqlite);
   const status = sqlite.prepare<[string], string>('select status from incidents where id = ?').pluck();
-  const open = sqlite.prepare(`select id, opened_at as openedAt, status from incidents
-    where device_id = ? and type = ? and status not in ('resolved', 'cancelled') order by opened_at desc limit 1`);
   // better-sqlite3 nests a transaction function as a SAVEPOINT; one wrapper for every call
   const inSavepoint = sqlite.transaction((run: () => unknown) => run());
   return {
@@ -52,12 +50,18 @@ export function sqliteIngestScope(sqlite: Database.Database): IngestScope<'sync'
     rows: createSqliteObservationStore(sqlite),
     commands: createSqliteCommandStore(sqlite),
     incidentStatus: (id) => status.get(id),
-    // read when a rule asks, not before: most observations ask nothing
-    openIncidents: (deviceId) => (type) => open.get(deviceId, type) as OpenIncidentView | undefined,
+    openIncidents: sqliteOpenIncidents(sqlite),
     incidentWrite: (body, joinCaller) => incidents.transaction((t) => runSync(body(t)), joinCaller),
     savepoint: <T>(body: () => Step<T>) => inSavepoint.immediate(() => runSync(body())) as T,
     usable: () => sqlite.inTransaction,
   };
+}
+
+/** A device's open incidents in SQLite, read when a rule asks, not before (most observations ask nothing). */
+export function sqliteOpenIncidents(sqlite: Database.Database): (deviceId: string) => OpenIncidents {
+  const open = sqlite.prepare(`select id, opened_at as openedAt, status from incidents
+    where device_id = ? and type = ? and status not in ('resolved', 'cancelled') order by opened_at desc limit 1`);
+  return (deviceId) => (type) => open.get(deviceId, type) as OpenIncidentView | undefined;
 }
 
 /** A step's answer: a value, or a generator to run through the scope (`yield*` it). */

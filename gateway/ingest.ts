@@ -446,13 +446,23 @@ export class Ingest implements ObservationSink {
     }
   }
 
-  private commitBatch(batch: Pending[], queue: 'urgent' | 'telemetry'): number {
-    const started = performance.now();
-    const results: IngestResult[] = new Array(batch.length);
-    const failures: (Error | undefined)[] = new Array(batch.length);
-    const events: IncidentEvent[] = [];
+  /** What a batch collects as it is written (both engines), and the refusals it takes to write with it. */
+  private beginBatch(size: number) {
     const rejects = this.rejects;
     this.rejects = [];
+    return {
+      started: performance.now(),
+      results: new Array<IngestResult>(size),
+      failures: new Array<Error | undefined>(size),
+      events: [] as IncidentEvent[],
+      rejects,
+      /** devices with an ordered observation not stored in this batch: their later ordered ones are not stored either */
+      held: new HeldDevices(),
+    };
+  }
+
+  private commitBatch(batch: Pending[], queue: 'urgent' | 'telemetry'): number {
+    const { started, results, failures, events, rejects, held } = this.beginBatch(batch.length);
     // Telemetry batches commit with NORMAL: in WAL mode such a commit survives a crash of the process and is lost only
     // with the machine's power; the sync that promises need is added below, only where one is needed.
     const relaxed = queue === 'telemetry';
@@ -465,8 +475,6 @@ export class Ingest implements ObservationSink {
     /** state rows stop where the slice stopped: for an alarm on its way, at once (after URGENT_STATE_ROWS) */
     let stateRowsUntil = sliceEnd;
     let cut: Pending[] = [];
-    /** devices with an ordered observation not stored in this batch: their later ordered ones are not stored either */
-    let held: Set<string> | null = null;
     this.o.states.begin();
     try {
       this.db.transaction(() => {
@@ -478,8 +486,9 @@ export class Ingest implements ObservationSink {
             break;
           }
           const p = batch[i]!;
-          if (held !== null && p.obs.ordered === true && held.has(p.obs.deviceId)) {
-            failures[i] = Object.assign(new Error(`an earlier message of ${p.obs.deviceId} was not stored: this one waits for it, to be stored in the device's order`), { code: EARLIER_NOT_STORED });
+          const waits = held.waits(p.obs);
+          if (waits) {
+            failures[i] = waits;
             continue;
           }
           const mark = this.undoHooks.length;
@@ -506,7 +515,7 @@ export class Ingest implements ObservationSink {
             for (const e of own) events.push(e);
           } catch (err) {
             failures[i] = err as Error;
-            if (p.obs.ordered === true) (held ??= new Set()).add(p.obs.deviceId);
+            held.notStored(p.obs);
             this.runUndo(mark);
             this.abortIfRolledBack(err);
           }
@@ -615,13 +624,7 @@ export class Ingest implements ObservationSink {
    * there is no relaxed telemetry commit to sync afterwards. No time slices: a batch is at most telemetryBatchRows.
    */
   private async commitBatchPg(batch: Pending[], queue: 'urgent' | 'telemetry'): Promise<void> {
-    const started = performance.now();
-    const results: IngestResult[] = new Array(batch.length);
-    const failures: (Error | undefined)[] = new Array(batch.length);
-    const events: IncidentEvent[] = [];
-    const rejects = this.rejects;
-    this.rejects = [];
-    let held: Set<string> | null = null;
+    const { started, results, failures, events, rejects, held } = this.beginBatch(batch.length);
     this.o.states.begin();
     try {
       await this.o.pg!.batch(async (s) => {
@@ -629,8 +632,9 @@ export class Ingest implements ObservationSink {
         await s.prefetchOpenIncidents(batch.map((p) => p.obs.deviceId));
         for (let i = 0; i < batch.length; i++) {
           const p = batch[i]!;
-          if (held !== null && p.obs.ordered === true && held.has(p.obs.deviceId)) {
-            failures[i] = Object.assign(new Error(`an earlier message of ${p.obs.deviceId} was not stored: this one waits for it, to be stored in the device's order`), { code: EARLIER_NOT_STORED });
+          const waits = held.waits(p.obs);
+          if (waits) {
+            failures[i] = waits;
             continue;
           }
           const mark = this.undoHooks.length;
@@ -653,7 +657,7 @@ export class Ingest implements ObservationSink {
             for (const e of own) events.push(e);
           } catch (err) {
             failures[i] = err as Error;
-            if (p.obs.ordered === true) (held ??= new Set()).add(p.obs.deviceId);
+            held.notStored(p.obs);
             this.runUndo(mark);
             this.abortIfRolledBack(err, s);
           }
@@ -1110,4 +1114,19 @@ function flagReplay(obs: Observation): Observation {
 /** A step's or task's answer as a step: a generator is run through the scope, a value passes as it is. */
 function* stepEvents(out: StepOut): Step<IncidentEvent[] | void> {
   return isStep<IncidentEvent[] | void>(out) ? yield* out : out;
+}
+
+/** A batch's devices whose ordered observation was not stored: their later ordered ones wait for it (device order). */
+class HeldDevices {
+  private devices: Set<string> | null = null;
+
+  notStored(obs: Observation): void {
+    if (obs.ordered === true) (this.devices ??= new Set()).add(obs.deviceId);
+  }
+
+  /** the refusal for an ordered observation behind one not stored, or undefined */
+  waits(obs: Observation): Error | undefined {
+    if (this.devices === null || obs.ordered !== true || !this.devices.has(obs.deviceId)) return undefined;
+    return Object.assign(new Error(`an earlier message of ${obs.deviceId} was not stored: this one waits for it, to be stored in the device's order`), { code: EARLIER_NOT_STORED });
+  }
 }

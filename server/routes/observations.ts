@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ForbiddenError } from '../../core/errors.js';
 import type { AppDeps } from '../deps.js';
+import { numbered } from '../../core/pg-bind.js';
 import { requireRole } from '../plugins/auth.js';
 import { ErrorBody, SafeInteger } from './common.js';
 
@@ -59,9 +60,3 @@ export const observationRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = a
     };
   });
 };
-
-/** `?` placeholders as PostgreSQL's $1, $2… */
-export function numbered(sql: string): string {
-  let i = 0;
-  return sql.replace(/\?/g, () => `$${++i}`);
-}

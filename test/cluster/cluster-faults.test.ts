@@ -21,7 +21,7 @@ import { startHaproxy, type Haproxy } from '../../ops/cluster/haproxy.js';
 import { freeBasePort } from '../helpers/cluster-ports.js';
 import pg from 'pg';
 import { startPostgresForStores, type PostgresForStores } from '../helpers/postgres.js';
-import { numbered } from '../../server/routes/observations.js';
+import { numbered } from '../../core/pg-bind.js';
 
 const DEVICES = 12;
 const PER_DEVICE = 40;

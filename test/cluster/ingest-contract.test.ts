@@ -33,6 +33,7 @@ import { createNetwork } from '../../response/network.js';
 import { createPgIncidentStore } from '../../response/store/pg.js';
 import type { StoreMode } from '../../response/store/types.js';
 import { useStoreEngines } from '../helpers/postgres.js';
+import { numbered } from '../../core/pg-bind.js';
 
 // band 17: no other test file's (grep `band:` and `BAND =` under test/)
 const BAND = 17;
@@ -99,7 +100,7 @@ async function node(pool: pg.Pool | null, name: string): Promise<Node> {
   const commands = new Commands(sqlite, log);
   ingest.use(commands.step);
   const q = async <R>(text: string, args: unknown[]): Promise<R[]> => pool
-    ? (await pool.query(text.replace(/\?/g, (() => { let i = 0; return () => `$${++i}`; })()), args)).rows as R[]
+    ? (await pool.query(numbered(text), args)).rows as R[]
     : sqlite.prepare(text).all(...args) as R[];
   const commandStore = pool ? createPgCommandStore(pool) : createSqliteCommandStore(sqlite);
   return {
