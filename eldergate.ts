@@ -35,7 +35,8 @@ import { ConfigError } from './core/errors.js';
 import { secrets } from './core/schema.js';
 import { createPgCommandStore } from './gateway/command-store-pg.js';
 import { mirrorLog, type LogMirror } from './response/log-mirror.js';
-import { createPgIncidentStore } from './response/store/pg.js';
+import { createPgIncidentStore, migratePg } from './response/store/pg.js';
+import { openSharedTables, type SharedChanges, type SharedTables } from './core/shared-tables.js';
 import { createSqliteIncidentStore } from './response/store/sqlite.js';
 import type { Network } from './response/network.js';
 import { settle } from './core/maybe.js';
@@ -98,14 +99,19 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const bus = new Bus();
   const metrics = createMetrics();
   // the token-signing key lives outside the database (core/token-keys.ts); a database-held one is moved out
-  const users = new Users(store.db, openTokenKeys({ config, db: store.db, log: log.child({ module: 'auth' }) }), config.http.tokenTtlS, store.write);
-  const bootstrap = await bootstrapAdmin(users, config.adminPassword);
-  const registry = new DeviceRegistry(store.db, new SecretHasher(serviceSecret(store.db, 'device-secret-key')), bus);
-  logRegistryStartup(registry, log);
-  const audit = new Audit(store.sqlite);
   // cluster mode's shared store (docs/scale-out.md): the incident log, observations, states and commands in PostgreSQL;
   // this thread reads commands there and follows the log into its replica (below)
   const pgMain = config.postgres.url ? openPgPool(config.postgres, log, 'eldergate-main') : null;
+  // and the registry, the network and the accounts are the cluster's: this file holds a copy, changed under the
+  // cluster's lock and kept current from PostgreSQL (core/shared-tables.ts); what another node changes is reloaded
+  let sharedApplied: (changes: SharedChanges) => void = () => {};
+  const shared = pgMain ? await openShared(config, pgMain, store, log, (changes) => sharedApplied(changes)) : null;
+  const sharedWrite = <T>(fn: () => T | Promise<T>): Promise<T> => (shared ? shared.write(fn) : Promise.resolve(fn()));
+  const users = new Users(store.db, openTokenKeys({ config, db: store.db, log: log.child({ module: 'auth' }) }), config.http.tokenTtlS, store.write);
+  const bootstrap = await sharedWrite(() => bootstrapAdmin(users, config.adminPassword));
+  const registry = new DeviceRegistry(store.db, new SecretHasher(await sharedWrite(() => serviceSecret(store.db, 'device-secret-key'))), bus);
+  logRegistryStartup(registry, log);
+  const audit = new Audit(store.sqlite);
   // written by the writer thread too: this thread reads them and sends them to devices
   const commands = new Commands(pgMain ? createPgCommandStore(pgMain) : store.sqlite, log, commandWritesVia(() => writerThread));
   /** PostgreSQL: the node's replica of the log, which hands this thread its events (started once the writer migrated) */
@@ -121,6 +127,12 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     writeReceipts: (batch) => (writerThread ? writerThread.receipts(batch) : Promise.reject(new Error('the writer thread is not running yet'))),
   });
   const { incidents } = response;
+  sharedApplied = (changes) => {
+    const devicesChanged = changes.get('devices');
+    const residentsChanged = changes.get('residents');
+    if (devicesChanged || residentsChanged) registry.reload(devicesChanged ?? [], residentsChanged ?? []);
+    if (changes.has('units') || changes.has('staff')) response.network.refresh();
+  };
   // storage faults are loud (core/storage-health.ts): /readyz and a metric at once, a P2 incident once it can be written
   const storage = new StorageHealth({ metrics, log });
   storage.attach({
@@ -150,9 +162,10 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   writerThread = writer;
   if (pgMain) {
     try {
-      replica = await startReplica({ config, pool: pgMain, sqlite: store.sqlite, db: store.db, network: response.network, log, publish: (events) => incidents.publishCommitted(events) });
+      replica = await startReplica({ config, pool: pgMain, sqlite: store.sqlite, network: response.network, log, publish: (events) => incidents.publishCommitted(events) });
     } catch (err) {
       await writer.close();
+      await shared?.close();
       await pgMain.end();
       throw err;
     }
@@ -289,7 +302,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
 
   let ready = false;
   const deps: AppDeps = {
-    config, store, bus, log, metrics, users, registry, states, commands, audit, pg: pgMain,
+    config, store, bus, log, metrics, users, registry, states, commands, audit, pg: pgMain, shared,
     mqttPorts: broker ? { port: broker.port, tlsPort: broker.tlsPort } : { port: config.rabbitmq.mqttPort, tlsPort: null },
     protocolPorts: Object.fromEntries([...protocols.listeners].map(([name, l]) => [name, l.port])),
     scope: createScope(response.network),
@@ -357,6 +370,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       response.flushReceipts();
       await writer.close();
       await replica?.close();
+      await shared?.close();
       await pgMain?.end();
       await response.close();
       store.close();
@@ -365,22 +379,36 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
 }
 
 /**
+ * Cluster mode on PostgreSQL, before anything of the node's file is shared: the file must be this database's replica
+ * or new (a file that ran on its own log is refused before its rows reach the cluster); then the shared schema is
+ * migrated and the shared tables (core/shared-tables.ts) opened.
+ */
+async function openShared(config: Config, pool: pg.Pool, store: Store, log: Logger, onApplied: (changes: SharedChanges) => void): Promise<SharedTables> {
+  try {
+    const { rows } = await pool.query(`SELECT (SELECT system_identifier::text FROM pg_control_system()) || '/' || current_database() AS id`);
+    const database = String(rows[0].id);
+    const marker = store.db.select().from(secrets).where(eq(secrets.name, REPLICA_OF)).get();
+    const localHead = createSqliteIncidentStore(store.sqlite).head();
+    if (marker ? marker.value !== database : localHead > 0) {
+      throw new ConfigError([`postgres.url: this node's data directory (${config.dataDir}) holds incidents of another log (${marker ? 'a replica of another database' : 'its own, from running without postgres.url'}); `
+        + 'start the node on a new data directory (a first node brings its registry, network and accounts to the cluster, not its incidents: docs/scale-out.md), or remove postgres.url']);
+    }
+    if (!marker) store.db.insert(secrets).values({ name: REPLICA_OF, value: database, createdAt: Date.now() }).run();
+    await migratePg(pool);
+    return await openSharedTables({ sqlite: store.sqlite, pool, connect: pgClients(config.postgres, 'eldergate-shared'), log: log.child({ module: 'shared-tables' }), onApplied });
+  } catch (err) {
+    await pool.end();
+    throw err;
+  }
+}
+
+/**
  * Start following the shared log into this node's file (response/log-mirror.ts), its events handed to `publish` in
- * seq order. The file must hold no incident of another log: a node that ran on its own SQLite log, or followed
- * another database, is refused with what to do.
+ * seq order; resolves once the replica holds what the log held at start.
  */
 async function startReplica(d: {
-  config: Config; pool: pg.Pool; sqlite: Database.Database; db: Store['db']; network: Network; log: Logger; publish: (events: CommittedEvent[]) => void;
+  config: Config; pool: pg.Pool; sqlite: Database.Database; network: Network; log: Logger; publish: (events: CommittedEvent[]) => void;
 }): Promise<LogMirror> {
-  const { rows } = await d.pool.query(`SELECT (SELECT system_identifier::text FROM pg_control_system()) || '/' || current_database() AS id`);
-  const database = String(rows[0].id);
-  const marker = d.db.select().from(secrets).where(eq(secrets.name, REPLICA_OF)).get();
-  const localHead = createSqliteIncidentStore(d.sqlite).head();
-  if (marker ? marker.value !== database : localHead > 0) {
-    throw new ConfigError([`postgres.url: this node's data directory (${d.config.dataDir}) holds incidents of another log (${marker ? `a replica of another database` : 'its own, from running without postgres.url'}); `
-      + 'start the node on a new data directory (its registry and accounts move with a backup: docs/scale-out.md), or remove postgres.url']);
-  }
-  if (!marker) d.db.insert(secrets).values({ name: REPLICA_OF, value: database, createdAt: Date.now() }).run();
   const source = createPgIncidentStore({ pool: d.pool, knownUnitIds: () => d.network.listUnits().map((u) => u.id), log: d.log });
   const mirror = mirrorLog({
     source,

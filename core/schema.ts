@@ -45,3 +45,28 @@ export const idempotency = sqliteTable(
   },
   (t) => [uniqueIndex('idempotency_uq').on(t.userId, t.key, t.route), index('idempotency_at_idx').on(t.at)],
 );
+
+/**
+ * Cluster mode's shared tables (core/shared-tables.ts): which PostgreSQL database this file's copy of the registry,
+ * the network and the accounts follows (`cluster`, the shared database's id) and how far it has applied it (`head`).
+ * One row; absent on a node that never ran with postgres.url.
+ */
+export const sharedSync = sqliteTable('shared_sync', {
+  id: integer('id').primaryKey(),
+  cluster: text('cluster').notNull(),
+  head: integer('head', { mode: 'number' }).notNull(),
+});
+
+/**
+ * Rows of the shared tables changed here and not yet in PostgreSQL, noted by triggers in the changing transaction (so
+ * a crash cannot lose the note). `failed`: the change's push failed; the row is put back as PostgreSQL holds it.
+ */
+export const sharedPending = sqliteTable(
+  'shared_pending',
+  {
+    tbl: text('tbl').notNull(),
+    key: text('key').notNull(),
+    failed: integer('failed', { mode: 'number' }).notNull().default(0),
+  },
+  (t) => [uniqueIndex('shared_pending_uq').on(t.tbl, t.key)],
+);

@@ -231,6 +231,41 @@ export class DeviceRegistry {
     for (const c of r.changes) for (const l of this.listeners) l(c);
   }
 
+  /**
+   * Rows another node changed, now in this file (cluster mode: core/shared-tables.ts): what memory holds of them is
+   * read again and the changes announced (rules, the writer thread's copy), as if they had been made here.
+   */
+  reload(deviceIds: Iterable<string>, residentIds: Iterable<string>): void {
+    const residentRow = this.sqlite.prepare<[string], { unit_id: string | null }>('SELECT unit_id FROM residents WHERE id = ?');
+    const residentSet = new Set(residentIds);
+    if (residentSet.size) {
+      for (const id of residentSet) {
+        const row = residentRow.get(id);
+        if (row) this.residentUnit.set(id, row.unit_id);
+        else this.residentUnit.delete(id);
+      }
+      for (const e of this.entries.values()) if (e.residentId && residentSet.has(e.residentId)) e.unitId = this.residentUnit.get(e.residentId) ?? null;
+    }
+    const deviceSet = new Set(deviceIds);
+    if (deviceSet.size) {
+      const stale: string[] = [];
+      for (const [key, holder] of this.accounts) if (deviceSet.has(holder)) stale.push(key);
+      for (const key of stale) this.accounts.delete(key);
+      for (const id of deviceSet) {
+        const d = this.db.select().from(devices).where(eq(devices.id, id)).get();
+        if (!d) {
+          this.entries.delete(id);
+          this.noteReplication(undefined, id);
+          continue;
+        }
+        this.entries.set(id, this.toEntry(d));
+        if (d.accountScheme && d.account) this.accounts.set(`${d.accountScheme} ${d.account}`, d.id);
+      }
+    }
+    for (const id of residentSet) this.changed({ residentId: id });
+    for (const id of deviceSet) this.changed({ deviceId: id });
+  }
+
   entry(id: string): DeviceEntry | undefined {
     return this.entries.get(id);
   }

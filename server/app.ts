@@ -8,6 +8,8 @@ import swaggerUi from '@fastify/swagger-ui';
 import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { AppDeps } from './deps.js';
+import type { SharedSession, SharedTables } from '../core/shared-tables.js';
+import type { Logger } from '../core/logger.js';
 import { installErrorHandler } from './plugins/errors.js';
 import { authPlugin, publicOrAdmin } from './plugins/auth.js';
 import { authRoutes } from './routes/auth.js';
@@ -131,6 +133,10 @@ export async function buildApp(deps: AppDeps, extra: ExtraRoutes = []): Promise<
     }
   });
 
+  // cluster mode on PostgreSQL: a request that changes the registry, the network or the accounts holds the cluster's
+  // lock from before its handler until its changes are in PostgreSQL, and only then is answered (core/shared-tables.ts)
+  if (deps.shared) shareChanges(app as unknown as FastifyInstance, deps.shared, deps.log);
+
   // 3. routes
   await app.register(healthRoutes, { deps });
   await app.register(authRoutes, { deps });
@@ -140,4 +146,39 @@ export async function buildApp(deps: AppDeps, extra: ExtraRoutes = []): Promise<
   for (const r of extra) await app.register(r.plugin, { deps });
 
   return app as unknown as FastifyInstance;
+}
+
+/**
+ * The requests that change the shared tables (core/shared-tables.ts): every change to devices, residents, units, staff
+ * and accounts, and a user's own logout and password change. Not incidents (the alarm path never waits for an admin's
+ * import), nor commands to a device or clearing its flags (the writer's, in PostgreSQL already).
+ */
+export function changesSharedTables(method: string, route: string | undefined): boolean {
+  if (method === 'GET' || method === 'HEAD' || method === 'OPTIONS' || !route) return false;
+  if (route === '/api/auth/logout' || route === '/api/auth/password') return true;
+  if (/\/(commands|clear-flags)$/.test(route)) return false;
+  return /^\/api\/(devices|residents|users|units|staff)(\/|$)/.test(route);
+}
+
+function shareChanges(app: FastifyInstance, shared: Pick<SharedTables, 'begin'>, log: Logger): void {
+  const sessions = new WeakMap<object, SharedSession>();
+  const end = async (req: object): Promise<void> => {
+    const s = sessions.get(req);
+    if (!s) return;
+    sessions.delete(req);
+    await s.end();
+  };
+  // after authentication and validation (a refused request takes no lock)
+  app.addHook('preHandler', async (req) => {
+    if (changesSharedTables(req.method, req.routeOptions.url)) sessions.set(req, await shared.begin());
+  });
+  // before the answer goes out (an import's CSV of secrets too): a failed push answers 503 instead, and was undone
+  app.addHook('onSend', async (req, _reply, payload) => {
+    await end(req);
+    return payload;
+  });
+  // an answer that never went out (the client left) still ends its session
+  const orphan = async (req: object) => end(req).catch((err: unknown) => log.warn({ err }, 'a change whose client left could not be stored in the shared database; it was undone'));
+  app.addHook('onResponse', orphan);
+  app.addHook('onRequestAbort', orphan);
 }

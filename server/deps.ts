@@ -12,6 +12,7 @@ import type { Commands } from '../gateway/commands.js';
 import type { Scope } from './scope.js';
 import type { Audit } from '../core/audit.js';
 import type { StorageHealth } from '../core/storage-health.js';
+import type { SharedTables } from '../core/shared-tables.js';
 
 export interface AppDeps {
   config: Config;
@@ -28,6 +29,11 @@ export interface AppDeps {
    * that list them; absent: this node's SQLite file
    */
   pg?: pg.Pool | null;
+  /**
+   * cluster mode on PostgreSQL: the registry, network and accounts are the cluster's (core/shared-tables.ts); a request
+   * that changes them runs in a session (server/app.ts: changesSharedTables)
+   */
+  shared?: Pick<SharedTables, 'begin'> | null;
   /** the ports the broker really listens on (the config may say 0 = ephemeral) */
   mqttPorts: { port: number; tlsPort: number | null };
   /** the ports the terminal protocol listeners really listen on; absent: that listener is off */

@@ -325,7 +325,12 @@ export function followLog(opts: {
   onHead: (seq: number) => void;
   log?: Logger;
   pollMs?: number;
+  /** the channel (default the incident log's) and what the log messages call it (core/shared-tables.ts follows its own) */
+  channel?: string;
+  what?: string;
 }): LogFollower {
+  const channel = opts.channel ?? LOG_CHANNEL;
+  const what = opts.what ?? 'the incident log';
   let known = 0;
   let closed = false;
   let client: pg.Client | null = null;
@@ -339,7 +344,7 @@ export function followLog(opts: {
     try {
       advance(await opts.readHead());
     } catch (err) {
-      opts.log?.warn({ err }, 'reading the incident log head failed; retried');
+      opts.log?.warn({ err }, `reading ${what}'s head failed; retried`);
     }
   };
   const timer = setInterval(() => void poll(), opts.pollMs ?? 1000);
@@ -348,12 +353,12 @@ export function followLog(opts: {
   async function connect(): Promise<void> {
     while (!closed) {
       const c = opts.connect();
-      c.on('notification', (n) => { if (n.channel === LOG_CHANNEL) advance(Number(n.payload)); });
+      c.on('notification', (n) => { if (n.channel === channel) advance(Number(n.payload)); });
       // registered before connecting: an 'error' event with no listener would end the process
-      c.on('error', (err) => opts.log?.warn({ err }, 'the incident log listener lost its connection; reconnecting'));
+      c.on('error', (err) => opts.log?.warn({ err }, `${what}'s listener lost its connection; reconnecting`));
       try {
         await c.connect();
-        await c.query(`LISTEN ${LOG_CHANNEL}`);
+        await c.query(`LISTEN ${channel}`);
         if (closed) {
           // closed while connecting: this connection is nobody's
           await c.end().catch(() => {});
@@ -366,7 +371,7 @@ export function followLog(opts: {
         await poll();
         return;
       } catch (err) {
-        opts.log?.warn({ err, retryInMs: backoff }, 'the incident log listener could not connect; retrying');
+        opts.log?.warn({ err, retryInMs: backoff }, `${what}'s listener could not connect; retrying`);
         await c.end().catch(() => {});
         await new Promise((r) => setTimeout(r, backoff));
         backoff = Math.min(backoff * 2, 5000);

@@ -1,0 +1,484 @@
+// Cluster mode's shared tables: the registry (devices, residents, device imports, the device-secret hashing key), the
+// network (units, staff) and the accounts are the same on every node, so a device provisioned through one node
+// connects through any other, and a user created on one logs in on all.
+//
+// How. Each node keeps these tables in its own SQLite file, exactly as one node does: every read (the auth backend's
+// per-connection check, the API's lists, a console's scope, the rules' bindings) stays synchronous and local, and the
+// code that changes them (devices/registry.ts, core/users.ts, response/network.ts) is the one-node code, unchanged.
+// PostgreSQL holds the authority: every row of these tables as JSON (`shared_rows`), each with the seq of its last
+// change, and one head row (`shared_head`) whose seq orders the changes.
+// - A change is made under the cluster's lock: a session takes the head row FOR UPDATE (serialized across nodes),
+//   brings this node's copy up to the head, then the change runs here as on one node — its checks (a serial already
+//   provisioned, a username taken, the last admin) see every other node's changes, and the file's own unique keys
+//   hold across the cluster. Triggers note every row it touched (`shared_pending`, in the changing transaction, so a
+//   crash cannot lose the note); the session writes their images at head + 1 and commits. The answer goes out after
+//   that commit (server/app.ts), so what a person was told is done is in PostgreSQL.
+// - If the push fails (PostgreSQL gone mid-session), the rows are put back as PostgreSQL holds them, here and in
+//   memory (`onApplied`), and the person gets an error: a change that was refused was not made.
+// - Every node LISTENs for commits and applies what has a seq above its head (its head and the rows in one SQLite
+//   transaction per page), then tells its parts (`onApplied`: the registry reloads those devices and residents, the
+//   network its tree). A notification missed is made up by a poll.
+// - A row changed here outside a session (a device put in service by its first message, a terminal's registration)
+//   is pushed by the next flush, within `flushMs`. Should another node have changed the same row meanwhile, theirs
+//   wins and this one is dropped, logged: nothing such a change touches is unique, and the next message repeats it.
+// Why not a PostgreSQL store per area: the registry's 700 lines of synchronous reads and checks would become async on
+// the hot path (the auth backend answers from memory, microseconds), and every one-node behaviour would need a second
+// implementation and a contract suite. Changes to these tables are people's actions, a few a second at most: one lock
+// for all of them costs nothing, and keeps one implementation.
+import type Database from 'better-sqlite3';
+import type pg from 'pg';
+import { ConfigError, EldergateError } from './errors.js';
+import type { Logger } from './logger.js';
+import { followLog, type LogFollower } from '../response/store/pg.js';
+
+export interface SharedTable {
+  table: string;
+  key: string;
+  /** only rows for which this holds are shared (an SQL condition over NEW or OLD) */
+  only?: (row: 'NEW' | 'OLD') => string;
+  /** run before a row of this table is deleted by another node's change (its local dependents), `?` is the key */
+  beforeDelete?: string;
+  /** run after a row of this table arrives from another node (what one node's own insert writes beside it), `?` is the key */
+  afterUpsert?: string;
+}
+
+/** In an order that keeps references valid (foreign keys are checked at commit all the same). */
+export const SHARED_TABLES: readonly SharedTable[] = [
+  // the device-secret hashing key: a device's secret hashed on one node verifies on all (core/secrets.ts); the
+  // node's other secrets (which database its replica of the log follows) are its own
+  { table: 'secrets', key: 'name', only: (r) => `${r}.name = 'device-secret-key'` },
+  { table: 'users', key: 'id' },
+  { table: 'units', key: 'id' },
+  { table: 'staff', key: 'id' },
+  { table: 'residents', key: 'id' },
+  { table: 'device_imports', key: 'id' },
+  {
+    table: 'devices', key: 'id',
+    beforeDelete: 'DELETE FROM device_state WHERE device_id = ?',
+    afterUpsert: 'INSERT OR IGNORE INTO device_state (device_id, updated_at) VALUES (?, unixepoch(\'subsec\') * 1000)',
+  },
+];
+
+export const SHARED_CHANNEL = 'shared_rows';
+const APPLYING = 'shared_applying';
+/** rows read or written per statement and per SQLite transaction: an import's 50,000 devices never hold the loop long */
+const PAGE = 2000;
+
+/** pending states: noted, pushed in a session not yet committed, or failed (to be put back as PostgreSQL holds it) */
+const NOTED = 0;
+const FAILED = 1;
+const IN_FLIGHT = 2;
+
+/** table → keys that changed here because of another node (or were put back) */
+export type SharedChanges = ReadonlyMap<string, ReadonlySet<string>>;
+
+export interface SharedSession {
+  /**
+   * Push what changed since the session began and commit; rejects if that failed (the rows are put back as PostgreSQL
+   * holds them). A second call does nothing.
+   */
+  end(): Promise<void>;
+}
+
+export interface SharedTables {
+  /** a session: the cluster's lock held, this node's copy current; `end()` pushes and releases */
+  begin(): Promise<SharedSession>;
+  /** `fn` in a session: what it changed is in PostgreSQL once this resolves (its own error is thrown after the push) */
+  write<T>(fn: () => T | Promise<T>): Promise<T>;
+  /** apply what other nodes committed up to now (tests; a node after an action elsewhere) */
+  sync(): Promise<void>;
+  /** the seq this node's copy has applied */
+  head(): number;
+  close(): Promise<void>;
+}
+
+export interface SharedTablesOptions {
+  sqlite: Database.Database;
+  pool: pg.Pool;
+  /** a connection of its own for LISTEN */
+  connect: () => pg.Client;
+  log: Logger;
+  /** rows that changed here because of another node (or were put back): reload what memory holds of them */
+  onApplied: (changes: SharedChanges) => void;
+  /** how often rows changed outside a session are pushed (default 250 ms) */
+  flushMs?: number;
+  /** how often the head is read without a notification (default 1000 ms) */
+  pollMs?: number;
+  /** a session not ended by then is ended (default 50 s: under the pool's idle-in-transaction limit of 60 s; an import of 50,000 devices takes a few) */
+  maxSessionMs?: number;
+}
+
+/** A change could not be stored in the shared database: it was not made. */
+export class SharedStoreError extends EldergateError {
+  constructor(cause: unknown) {
+    super('SHARED_STORE_UNAVAILABLE',
+      `the change could not be stored in the cluster's shared database (${(cause as Error)?.message ?? String(cause)}); it was not made: try again, and if it keeps failing check PostgreSQL (docs/scale-out.md)`,
+      { status: 503, cause });
+  }
+}
+
+interface Image { tbl: string; key: string; row: Record<string, unknown> | null }
+
+export async function openSharedTables(opts: SharedTablesOptions): Promise<SharedTables> {
+  const { sqlite, pool, log } = opts;
+  const maxSessionMs = opts.maxSessionMs ?? 50_000;
+  const tables = new Map(SHARED_TABLES.map((t) => [t.table, t] as const));
+  installTriggers(sqlite);
+  const columns = new Map(SHARED_TABLES.map((t) => [t.table,
+    new Set((sqlite.prepare(`PRAGMA table_info("${t.table}")`).all() as { name: string }[]).map((c) => c.name))] as const));
+  const imageStmt = new Map(SHARED_TABLES.map((t) => [t.table, sqlite.prepare(`SELECT * FROM "${t.table}" WHERE "${t.key}" = ?`)] as const));
+  const deleteStmt = new Map(SHARED_TABLES.map((t) => [t.table, sqlite.prepare(`DELETE FROM "${t.table}" WHERE "${t.key}" = ?`)] as const));
+  const beforeDelete = new Map(SHARED_TABLES.filter((t) => t.beforeDelete).map((t) => [t.table, sqlite.prepare(t.beforeDelete!)] as const));
+  const afterUpsert = new Map(SHARED_TABLES.filter((t) => t.afterUpsert).map((t) => [t.table, sqlite.prepare(t.afterUpsert!)] as const));
+  const upserts = new Map<string, Database.Statement>();
+  const readSync = sqlite.prepare<[], { cluster: string; head: number }>('SELECT cluster, head FROM shared_sync WHERE id = 1');
+  const setHead = sqlite.prepare<[number]>('UPDATE shared_sync SET head = ? WHERE id = 1');
+  const pendingOf = sqlite.prepare<[string, string], { failed: number }>('SELECT failed FROM shared_pending WHERE tbl = ? AND key = ?');
+  const dropPending = sqlite.prepare<[string, string]>('DELETE FROM shared_pending WHERE tbl = ? AND key = ?');
+  const anyPending = sqlite.prepare('SELECT 1 FROM shared_pending LIMIT 1').pluck();
+
+  const upsertFor = (table: string, cols: string[]): Database.Statement => {
+    const sig = `${table}\u0000${cols.join(',')}`;
+    let s = upserts.get(sig);
+    if (!s) {
+      const key = tables.get(table)!.key;
+      const quoted = cols.map((c) => `"${c}"`);
+      const set = cols.filter((c) => c !== key).map((c) => `"${c}" = excluded."${c}"`);
+      s = sqlite.prepare(`INSERT INTO "${table}" (${quoted.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})
+        ON CONFLICT ("${key}") DO ${set.length ? `UPDATE SET ${set.join(', ')}` : 'NOTHING'}`);
+      upserts.set(sig, s);
+    }
+    return s;
+  };
+
+  const applyOne = (img: Image): void => {
+    const t = tables.get(img.tbl);
+    if (!t) throw new Error(`the shared database holds rows of a table this node does not share (${img.tbl}): run the same eldergate version on every node`);
+    if (img.row === null) {
+      beforeDelete.get(img.tbl)?.run(img.key);
+      deleteStmt.get(img.tbl)!.run(img.key);
+      return;
+    }
+    // columns this node's schema has (a node of another version may send more or fewer: rolling upgrades)
+    const known = columns.get(img.tbl)!;
+    const cols = Object.keys(img.row).filter((c) => known.has(c));
+    upsertFor(img.tbl, cols).run(...cols.map((c) => img.row![c]));
+    afterUpsert.get(img.tbl)?.run(img.key);
+  };
+
+  /**
+   * Rows as the shared database holds them, into this file in one transaction, with the head if given. A row this node
+   * changed and had not pushed yet is overtaken (the other node's change is the one the cluster holds).
+   */
+  const applyRows = sqlite.transaction((images: readonly Image[], head: number | null): { changes: Map<string, Set<string>>; overtaken: Image[] } => {
+    sqlite.prepare(`INSERT INTO temp.${APPLYING} VALUES (1)`).run();
+    sqlite.pragma('defer_foreign_keys = ON');
+    const changes = new Map<string, Set<string>>();
+    const overtaken: Image[] = [];
+    // a row whose unique key another row of the page still holds (a swap) is tried again after the rest
+    let rest = images;
+    for (;;) {
+      const retry: Image[] = [];
+      let lastErr: unknown;
+      for (const img of rest) {
+        try {
+          applyOne(img);
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'SQLITE_CONSTRAINT_UNIQUE') throw err;
+          retry.push(img);
+          lastErr = err;
+          continue;
+        }
+        const p = pendingOf.get(img.tbl, img.key);
+        if (p) {
+          if (p.failed !== FAILED) overtaken.push(img);
+          dropPending.run(img.tbl, img.key);
+        }
+        if (!changes.has(img.tbl)) changes.set(img.tbl, new Set());
+        changes.get(img.tbl)!.add(img.key);
+      }
+      if (!retry.length) break;
+      if (retry.length === rest.length) throw lastErr;
+      rest = retry;
+    }
+    if (head !== null) setHead.run(head);
+    sqlite.prepare(`DELETE FROM temp.${APPLYING}`).run();
+    return { changes, overtaken };
+  });
+
+  const apply = (images: readonly Image[], head: number | null): void => {
+    const { changes, overtaken } = applyRows.immediate(images, head);
+    if (overtaken.length) {
+      log.warn({ rows: overtaken.slice(0, 20).map((i) => `${i.tbl}/${i.key}`), count: overtaken.length },
+        'rows changed on this node outside a session were changed on another node too (or pushed before a restart): the shared database\'s version is kept');
+    }
+    if (changes.size) {
+      try {
+        opts.onApplied(changes);
+      } catch (err) {
+        log.error({ err }, 'reloading what another node changed failed; this node serves the rows as its file holds them');
+      }
+    }
+  };
+
+  /** what follows this node's head, page by page (a page one SQLite transaction); `locked`: the head, read under the lock */
+  const catchUp = async (q: pg.Pool | pg.PoolClient, locked: number | null): Promise<void> => {
+    const from = readSync.get()!.head;
+    if (locked !== null && locked <= from) return;
+    let after: [number, string, string] = [from, '', ''];
+    let max = from;
+    for (;;) {
+      const { rows } = await q.query<{ tbl: string; key: string; seq: string; row: Record<string, unknown> | null }>(
+        `SELECT tbl, key, seq, row FROM shared_rows WHERE seq > $4 AND (seq, tbl, key) > ($1::bigint, $2, $3) ORDER BY seq, tbl, key LIMIT ${PAGE}`, [...after, from]);
+      if (!rows.length) break;
+      const last = rows.at(-1)!;
+      max = Math.max(max, Number(last.seq));
+      const done = rows.length < PAGE;
+      // the head moves with the last page only: a node cut off half-way reads the rest again (upserts: idempotent)
+      apply(rows.map((r) => ({ tbl: r.tbl, key: r.key, row: r.row })), done ? (locked ?? max) : null);
+      if (done) return;
+      after = [Number(last.seq), last.tbl, last.key];
+      await new Promise((r) => setImmediate(r));
+    }
+    if (locked !== null && locked > from) setHead.run(locked);
+    else if (max > from) setHead.run(max);
+  };
+
+  /** rows whose push failed, put back as the shared database holds them (absent there: deleted here) */
+  const repair = async (q: pg.Pool | pg.PoolClient): Promise<void> => {
+    const failed = sqlite.prepare<[], { tbl: string; key: string }>(`SELECT tbl, key FROM shared_pending WHERE failed = ${FAILED}`).all();
+    for (let i = 0; i < failed.length; i += PAGE) {
+      const slice = failed.slice(i, i + PAGE);
+      const { rows } = await q.query<{ tbl: string; key: string; row: Record<string, unknown> | null }>(
+        `SELECT s.tbl, s.key, s.row FROM shared_rows s JOIN json_to_recordset($1::json) AS k(tbl text, key text) USING (tbl, key)`,
+        [JSON.stringify(slice)]);
+      const held = new Map(rows.map((r) => [`${r.tbl}\u0000${r.key}`, r.row]));
+      apply(slice.map((f) => ({ tbl: f.tbl, key: f.key, row: held.get(`${f.tbl}\u0000${f.key}`) ?? null })), null);
+      log.warn({ rows: slice.slice(0, 20).map((f) => `${f.tbl}/${f.key}`), count: slice.length }, 'rows whose change could not be stored in the shared database were put back as it holds them');
+    }
+  };
+
+  /** the images of what changed here (marked in flight in the same step: a change made while they travel is noted again) */
+  const takePending = sqlite.transaction((): Image[] => {
+    sqlite.prepare(`UPDATE shared_pending SET failed = ${IN_FLIGHT} WHERE failed = ${NOTED}`).run();
+    const keys = sqlite.prepare<[], { tbl: string; key: string }>(`SELECT tbl, key FROM shared_pending WHERE failed = ${IN_FLIGHT}`).all();
+    return keys.map(({ tbl, key }) => {
+      const row = (imageStmt.get(tbl)!.get(key) as Record<string, unknown> | undefined) ?? null;
+      if (row) for (const [c, v] of Object.entries(row)) {
+        if (typeof v === 'bigint' || Buffer.isBuffer(v)) throw new Error(`${tbl}.${c} holds a value JSON cannot carry; it cannot be shared`);
+      }
+      return { tbl, key, row };
+    });
+  });
+  const pushed = sqlite.transaction((head: number) => {
+    sqlite.prepare(`DELETE FROM shared_pending WHERE failed = ${IN_FLIGHT}`).run();
+    setHead.run(head);
+  });
+  const failedPush = () => sqlite.prepare(`UPDATE shared_pending SET failed = ${FAILED} WHERE failed = ${IN_FLIGHT}`).run();
+
+  const push = async (client: pg.PoolClient, head: number, images: readonly Image[]): Promise<number> => {
+    if (!images.length) return head;
+    const next = head + 1;
+    for (let i = 0; i < images.length; i += PAGE) {
+      await client.query(
+        `INSERT INTO shared_rows (tbl, key, seq, row)
+         SELECT x->>'tbl', x->>'key', $1::bigint, CASE WHEN json_typeof(x->'row') = 'null' THEN NULL ELSE x->'row' END
+         FROM json_array_elements($2::json) AS x
+         ON CONFLICT (tbl, key) DO UPDATE SET seq = excluded.seq, row = excluded.row`,
+        [next, JSON.stringify(images.slice(i, i + PAGE))]);
+    }
+    await client.query('UPDATE shared_head SET seq = $1 WHERE id = 1', [next]);
+    await client.query('SELECT pg_notify($1, $2)', [SHARED_CHANNEL, String(next)]);
+    return next;
+  };
+
+  // one thing at a time on this node: a session, a catch-up, a flush
+  let chain: Promise<unknown> = Promise.resolve();
+  const exclusive = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = chain.then(fn, fn);
+    chain = run.catch(() => {});
+    return run;
+  };
+
+  /** the lock taken and this copy current: returns the locked head and the connection holding it */
+  const open = async (): Promise<{ client: pg.PoolClient; head: number }> => {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      const { rows } = await client.query<{ cluster: string; seq: string }>('SELECT cluster, seq FROM shared_head WHERE id = 1 FOR UPDATE');
+      const head = Number(rows[0]!.seq);
+      // a push a crash cut short is pushed again (if it had committed, catching up shows it: theirs is ours)
+      sqlite.prepare(`UPDATE shared_pending SET failed = ${NOTED} WHERE failed = ${IN_FLIGHT}`).run();
+      await repair(client);
+      await catchUp(client, head);
+      return { client, head };
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      client.release(true);
+      throw err;
+    }
+  };
+
+  const close = async (client: pg.PoolClient, head: number): Promise<void> => {
+    let images: Image[] = [];
+    try {
+      images = takePending();
+      const next = await push(client, head, images);
+      await client.query('COMMIT');
+      pushed(next);
+      client.release();
+    } catch (err) {
+      failedPush();
+      await client.query('ROLLBACK').catch(() => {});
+      client.release(true);
+      // put back now if PostgreSQL answers; else the next session or flush does it
+      await repair(pool).catch((e: unknown) => log.warn({ err: e }, 'putting back rows whose change failed waits for the shared database'));
+      throw new SharedStoreError(err);
+    }
+  };
+
+  let closed = false;
+  const begin = (): Promise<SharedSession> => {
+    if (closed) return Promise.reject(new Error('the shared tables are closed'));
+    return new Promise<SharedSession>((resolveSession, rejectSession) => {
+      void exclusive(async () => {
+        let opened: { client: pg.PoolClient; head: number };
+        try {
+          opened = await open();
+        } catch (err) {
+          rejectSession(new SharedStoreError(err));
+          return;
+        }
+        // the chain waits for this session's end; one never ended (a bug) is ended after maxSessionMs, so neither this
+        // node nor the cluster waits on it for ever (what changes after that is pushed by a flush)
+        await new Promise<void>((release) => {
+          let ended: Promise<void> | null = null;
+          const end = () => (ended ??= close(opened.client, opened.head).finally(() => {
+            clearTimeout(limit);
+            release();
+          }));
+          const limit = setTimeout(() => {
+            log.error({ maxSessionMs }, 'a session on the shared tables was not ended in time: ended now');
+            end().catch(() => {});
+          }, maxSessionMs);
+          limit.unref();
+          resolveSession({ end });
+        });
+      });
+    });
+  };
+
+  const write = async <T>(fn: () => T | Promise<T>): Promise<T> => {
+    const session = await begin();
+    let out: T;
+    try {
+      out = await fn();
+    } catch (err) {
+      // what it committed here before failing is pushed all the same
+      await session.end();
+      throw err;
+    }
+    await session.end();
+    return out;
+  };
+
+  /** catch up without the lock (reads only), or in a session when rows changed here wait to be pushed */
+  const sync = (): Promise<void> => exclusive(async () => {
+    if (closed) return;
+    if (anyPending.get()) {
+      const { client, head } = await open();
+      await close(client, head);
+    } else {
+      await catchUp(pool, null);
+    }
+  });
+
+  // start: which shared database this file follows, or its first contact with it
+  await exclusive(async () => {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      const { rows } = await client.query<{ cluster: string; seq: string }>('SELECT cluster, seq FROM shared_head WHERE id = 1 FOR UPDATE');
+      const { cluster } = rows[0]!;
+      const seq = Number(rows[0]!.seq);
+      const local = readSync.get();
+      if (!local) {
+        const held = countShared(sqlite);
+        if (seq > 0 && held > 0) {
+          throw new ConfigError([`postgres.url: this node's data directory holds ${held} devices, residents, units, staff or accounts of its own, and the cluster's shared database holds others; a node joins a cluster with an empty data directory (its registry and accounts come from the cluster), or the first node brings its own (docs/scale-out.md)`]);
+        }
+        sqlite.transaction(() => {
+          sqlite.prepare('INSERT INTO shared_sync (id, cluster, head) VALUES (1, ?, 0)').run(cluster);
+          // the first node brings its registry, network and accounts
+          for (const t of SHARED_TABLES) {
+            sqlite.prepare(`INSERT OR IGNORE INTO shared_pending (tbl, key) SELECT '${t.table}', "${t.key}" FROM "${t.table}"${t.only ? ` AS NEW WHERE ${t.only('NEW')}` : ''}`).run();
+          }
+        }).immediate();
+      } else if (local.cluster !== cluster) {
+        throw new ConfigError([`postgres.url: this node's data directory follows another cluster's shared database (${local.cluster}, this one is ${cluster}); start the node on a new data directory, or point postgres.url at its own cluster`]);
+      }
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+    const { client: c, head } = await open();
+    await close(c, head);
+  });
+  log.info({ head: readSync.get()!.head }, 'shared tables: this node\'s registry, network and accounts are current with the cluster');
+
+  const follower: LogFollower = followLog({
+    connect: opts.connect,
+    channel: SHARED_CHANNEL,
+    what: 'the shared tables',
+    readHead: async () => Number((await pool.query<{ seq: string }>('SELECT seq FROM shared_head WHERE id = 1')).rows[0]!.seq),
+    onHead: (seq) => {
+      if (seq > readSync.get()!.head) void sync().catch((err: unknown) => log.warn({ err }, 'applying the shared tables\' changes failed; retried'));
+    },
+    log,
+    pollMs: opts.pollMs ?? 1000,
+  });
+  const flusher = setInterval(() => {
+    if (anyPending.get()) void sync().catch((err: unknown) => log.warn({ err }, 'pushing rows changed outside a session failed; retried'));
+  }, opts.flushMs ?? 250);
+  flusher.unref();
+
+  return {
+    begin,
+    write,
+    sync,
+    head: () => readSync.get()?.head ?? 0,
+    async close() {
+      closed = true;
+      clearInterval(flusher);
+      await follower.close();
+      await chain;
+    },
+  };
+}
+
+/** Triggers noting every change to a shared row, on this connection (TEMP: a file without cluster mode has none). */
+function installTriggers(sqlite: Database.Database): void {
+  sqlite.exec(`CREATE TEMP TABLE IF NOT EXISTS ${APPLYING} (x INTEGER)`);
+  for (const t of SHARED_TABLES) {
+    // a row noted in flight and changed again is noted again (NOTED); one whose push failed stays FAILED (put back)
+    const note = (r: 'NEW' | 'OLD') => `INSERT INTO main.shared_pending (tbl, key, failed) VALUES ('${t.table}', ${r}."${t.key}", ${NOTED})
+      ON CONFLICT (tbl, key) DO UPDATE SET failed = CASE WHEN failed = ${IN_FLIGHT} THEN ${NOTED} ELSE failed END;`;
+    const when = (r: 'NEW' | 'OLD') => `WHEN NOT EXISTS (SELECT 1 FROM temp.${APPLYING})${t.only ? ` AND ${t.only(r)}` : ''}`;
+    sqlite.exec(`
+      CREATE TEMP TRIGGER IF NOT EXISTS shared_${t.table}_ins AFTER INSERT ON "${t.table}" ${when('NEW')} BEGIN ${note('NEW')} END;
+      CREATE TEMP TRIGGER IF NOT EXISTS shared_${t.table}_upd AFTER UPDATE ON "${t.table}" ${when('NEW')} BEGIN ${note('OLD')} ${note('NEW')} END;
+      CREATE TEMP TRIGGER IF NOT EXISTS shared_${t.table}_del AFTER DELETE ON "${t.table}" ${when('OLD')} BEGIN ${note('OLD')} END;`);
+  }
+}
+
+/** rows of the shared tables this file holds */
+function countShared(sqlite: Database.Database): number {
+  let n = 0;
+  for (const t of SHARED_TABLES) {
+    n += sqlite.prepare(`SELECT count(*) FROM "${t.table}"${t.only ? ` AS NEW WHERE ${t.only('NEW')}` : ''}`).pluck().get() as number;
+  }
+  return n;
+}

@@ -1,0 +1,268 @@
+// The registry, the network and the accounts are the cluster's (core/shared-tables.ts): each node keeps them in its own
+// SQLite file and runs the one-node code on them; PostgreSQL (a real PostgreSQL 15, started by this file on a private
+// port and data directory) holds the rows and orders the changes. Shown here with two and three nodes' files, their
+// registries, accounts and networks:
+// - the first node brings what its file holds; a node joining with an empty file gets it all, the device-secret
+//   hashing key with it (a device provisioned on one node authenticates on the other);
+// - what one node changes reaches the others (LISTEN), their memory too (the registry's entries, the unit tree);
+// - the one-node checks hold across nodes: one serial provisioned from two nodes at once is one device; one username
+//   created from two nodes at once is one account; two nodes disabling the last two admins at once leave one;
+// - a change whose push fails (PostgreSQL ends the session's connection) is refused and undone, here and in memory;
+// - a change made outside a session reaches the others by a flush, and one made on a stale copy loses to the row the
+//   cluster holds;
+// - a node restarted catches up; a change its crash left unpushed is pushed at start;
+// - a file of another cluster, or one with rows of its own joining a cluster that has rows, is refused.
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openStore, type Store } from '../../core/db.js';
+import { Bus } from '../../core/bus.js';
+import { createLogger } from '../../core/logger.js';
+import { serviceSecret } from '../../core/secrets.js';
+import { Users } from '../../core/users.js';
+import { ConflictError } from '../../core/errors.js';
+import { openSharedTables, SHARED_TABLES, SharedStoreError, type SharedChanges, type SharedTables } from '../../core/shared-tables.js';
+import { SecretHasher } from '../../devices/credentials.js';
+import { DeviceRegistry } from '../../devices/registry.js';
+import { createNetwork, type Network } from '../../response/network.js';
+import { systemClock } from '../../response/clock.js';
+import { useStoreEngines } from '../helpers/postgres.js';
+
+// band 22: no other test file's (grep `band:` and `BAND =` under test/)
+const env = useStoreEngines({ name: 'shared-tables', band: 22 });
+const log = createLogger('silent');
+const opened: { store: Store; shared: SharedTables | null }[] = [];
+afterAll(async () => {
+  for (const o of opened) {
+    await o.shared?.close();
+    o.store.close();
+  }
+});
+
+interface Node {
+  name: string;
+  store: Store;
+  shared: SharedTables;
+  registry: DeviceRegistry;
+  users: Users;
+  network: Network;
+  applied: SharedChanges[];
+}
+
+let files = 0;
+function file(name: string): Store {
+  const store = openStore(join(env.dir, `${name}-${files++}.db`));
+  opened.push({ store, shared: null });
+  return store;
+}
+
+async function node(name: string, url: string, store: Store = file(name), o: { flushMs?: number } = {}): Promise<Node> {
+  const pool = env.pgs().track(new pg.Pool({ connectionString: url, max: 4, application_name: `shared-${name}` }));
+  const applied: SharedChanges[] = [];
+  let onApplied: (c: SharedChanges) => void = () => {};
+  const shared = await openSharedTables({
+    sqlite: store.sqlite, pool, log,
+    connect: () => new pg.Client({ connectionString: url, application_name: `shared-listen-${name}` }),
+    onApplied: (c) => { applied.push(c); onApplied(c); },
+    ...(o.flushMs ? { flushMs: o.flushMs } : {}),
+  });
+  opened.find((x) => x.store === store)!.shared = shared;
+  const key = await shared.write(() => serviceSecret(store.db, 'device-secret-key'));
+  const registry = new DeviceRegistry(store.db, new SecretHasher(key), new Bus());
+  const users = new Users(store.db, serviceSecret(store.db, 'token-key'), 3600);
+  const network = createNetwork({ store, log, clock: systemClock });
+  onApplied = (c) => {
+    if (c.get('devices') || c.get('residents')) registry.reload(c.get('devices') ?? [], c.get('residents') ?? []);
+    if (c.has('units') || c.has('staff')) network.refresh();
+  };
+  return { name, store, shared, registry, users, network, applied };
+}
+
+/** every shared row of a node's file, table by table, in key order */
+function rowsOf(n: Pick<Node, 'store'>): Record<string, unknown[]> {
+  const out: Record<string, unknown[]> = {};
+  for (const t of SHARED_TABLES) {
+    out[t.table] = n.store.sqlite.prepare(`SELECT * FROM "${t.table}" AS NEW${t.only ? ` WHERE ${t.only('NEW')}` : ''} ORDER BY "${t.key}"`).all();
+  }
+  return out;
+}
+
+async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** what the shared database holds, by table, in key order, for comparing with a node's file */
+async function rowsInPg(url: string): Promise<Record<string, unknown[]>> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  const out: Record<string, unknown[]> = {};
+  for (const t of SHARED_TABLES) {
+    const { rows } = await c.query<{ row: unknown }>('SELECT row FROM shared_rows WHERE tbl = $1 AND row IS NOT NULL ORDER BY key', [t.table]);
+    out[t.table] = rows.map((r) => r.row);
+  }
+  await c.end();
+  return out;
+}
+
+describe('shared tables: the registry, the network and the accounts of every node', () => {
+  it('a first node brings its rows; a node joining gets them, the hashing key with them; changes reach every node, memory too', async () => {
+    const { url } = await env.pgs().fresh('shared_first');
+    // a node that ran on its own before: a unit, an admin, a resident, a device
+    const before = file('a');
+    const pre = new DeviceRegistry(before.db, new SecretHasher(serviceSecret(before.db, 'device-secret-key')), new Bus());
+    const preNet = createNetwork({ store: before, log, clock: systemClock });
+    preNet.createUnit({ id: 'd1', name: 'District 1', tier: 'district' });
+    await new Users(before.db, serviceSecret(before.db, 'token-key'), 3600).create({ username: 'admin', password: 'a long admin password 1', role: 'admin' });
+    const resident = pre.createResident({ name: 'Mrs Li', unitId: 'd1' });
+    const { device: old, secret: oldSecret } = pre.provision({ kind: 'call-phone', serial: 'SOS-0001' });
+    pre.bind(old.id, resident.id);
+
+    const a = await node('a', url, before);
+    const b = await node('b', url);
+    expect(rowsOf(b)).toEqual(rowsOf(a));
+    expect(await rowsInPg(url)).toEqual(rowsOf(a));
+    // the hashing key came along: a device provisioned before the cluster authenticates on the joining node
+    expect(b.registry.authenticate(old.id, oldSecret)).toBe('ok');
+    expect(b.registry.entry(old.id)?.unitId).toBe('d1');
+    expect(b.users.list().map((u) => u.username)).toEqual(['admin']);
+
+    // provisioned on b, in a session: on a within the notification's round trip, its secret good there
+    const { device, secret } = await b.shared.write(() => b.registry.provision({ kind: 'fall-sensor', serial: 'FALL-0001' }));
+    await until('a to hear of the device', () => a.registry.entry(device.id) !== undefined);
+    expect(a.registry.authenticate(device.id, secret)).toBe('ok');
+    // suspended on a: b refuses it at once
+    await a.shared.write(() => a.registry.setState(device.id, 'suspended'));
+    await until('b to hear of the suspension', () => b.registry.authenticate(device.id, secret) === 'suspended');
+    // a unit made on b: a's tree (cached in memory) has it
+    await b.shared.write(() => b.network.createUnit({ id: 'g1', name: 'Grid 1', tier: 'grid', parentId: 'd1' }));
+    await until('a\'s tree to have the unit', () => a.network.getUnit('g1') !== undefined);
+    expect([...a.network.subtree('d1')].sort()).toEqual(['d1', 'g1']);
+    // an account made on a logs in on b
+    await a.shared.write(() => a.users.create({ username: 'operator1', password: 'a long operator password', role: 'operator' }));
+    await until('b to hear of the account', () => b.users.list().some((u) => u.username === 'operator1'));
+    expect((await b.users.login('operator1', 'a long operator password')).user.username).toBe('operator1');
+
+    await b.shared.sync();
+    await a.shared.sync();
+    expect(rowsOf(b)).toEqual(rowsOf(a));
+    expect(await rowsInPg(url)).toEqual(rowsOf(a));
+    expect(a.shared.head()).toBe(b.shared.head());
+  });
+
+  it('the one-node checks hold across nodes: one serial from two nodes at once is one device, one username one account, an admin is left', async () => {
+    const { url } = await env.pgs().fresh('shared_twins');
+    const a = await node('a', url);
+    const b = await node('b', url);
+    for (let i = 0; i < 10; i++) {
+      const serial = `TWIN-${String(i).padStart(4, '0')}`;
+      const outcomes = await Promise.allSettled([a, b].map((n) => n.shared.write(() => n.registry.provision({ kind: 'call-phone', serial }))));
+      expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+      const refused = outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult;
+      expect(refused.reason).toBeInstanceOf(ConflictError);
+    }
+    for (let i = 0; i < 10; i++) {
+      const username = `twin${i}`;
+      const outcomes = await Promise.allSettled([a, b].map((n) => n.shared.write(() => n.users.create({ username, password: 'a long enough password', role: 'operator' }))));
+      expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+    }
+    // two admins; each node disables "the other" one at once: the second to run sees one enabled admin left and refuses
+    const x = await a.shared.write(() => a.users.create({ username: 'adminx', password: 'a long admin password x', role: 'admin' }));
+    const y = await a.shared.write(() => a.users.create({ username: 'adminy', password: 'a long admin password y', role: 'admin' }));
+    await b.shared.sync();
+    const disabled = await Promise.allSettled([
+      a.shared.write(() => a.users.update(x.id, { disabled: true })),
+      b.shared.write(() => b.users.update(y.id, { disabled: true })),
+    ]);
+    expect(disabled.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+    await a.shared.sync();
+    await b.shared.sync();
+    for (const n of [a, b]) {
+      const serials = n.store.sqlite.prepare(`SELECT serial, count(*) AS n FROM devices GROUP BY serial HAVING n > 1`).all();
+      expect(serials).toEqual([]);
+      expect(n.registry.size()).toBe(10);
+      expect(n.users.list().filter((u) => u.role === 'admin' && !u.disabled)).toHaveLength(1);
+    }
+    expect(rowsOf(b)).toEqual(rowsOf(a));
+    expect(await rowsInPg(url)).toEqual(rowsOf(a));
+  });
+
+  it('a change whose push fails is refused and undone, in the file and in memory; the other node never sees it', async () => {
+    const { url } = await env.pgs().fresh('shared_fail');
+    const a = await node('a', url);
+    const b = await node('b', url);
+    const session = await a.shared.begin();
+    const { device } = a.registry.provision({ kind: 'call-phone', serial: 'LOST-0001' });
+    expect(a.registry.entry(device.id)).toBeDefined();
+    // PostgreSQL ends the session's connection before it commits
+    const killer = new pg.Client({ connectionString: url });
+    await killer.connect();
+    await killer.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'shared-a' AND state LIKE 'idle in transaction%'`);
+    await killer.end();
+    await expect(session.end()).rejects.toBeInstanceOf(SharedStoreError);
+    await until('a to put the device back', () => a.registry.entry(device.id) === undefined);
+    expect(a.store.sqlite.prepare('SELECT count(*) FROM devices').pluck().get()).toBe(0);
+    expect(a.store.sqlite.prepare('SELECT count(*) FROM shared_pending').pluck().get()).toBe(0);
+    // the node carries on: the same serial provisions, once, and reaches b
+    const again = await a.shared.write(() => a.registry.provision({ kind: 'call-phone', serial: 'LOST-0001' }));
+    await until('b to hear of it', () => b.registry.entry(again.device.id) !== undefined);
+    expect(b.registry.entry(device.id)).toBeUndefined();
+    expect(rowsOf(b)).toEqual(rowsOf(a));
+  });
+
+  it('a change outside a session reaches the others by a flush; made on a stale copy, it loses to the cluster\'s row', async () => {
+    const { url } = await env.pgs().fresh('shared_flush');
+    const a = await node('a', url, undefined, { flushMs: 50 });
+    const b = await node('b', url, undefined, { flushMs: 60_000 });
+    const { device } = await a.shared.write(() => a.registry.provision({ kind: 'call-phone', serial: 'FLUSH-0001' }));
+    await a.shared.write(() => a.registry.setState(device.id, 'commissioned'));
+    await until('b to hear of it', () => b.registry.entry(device.id)?.state === 'commissioned');
+    // its first message on a: in service, outside any session
+    a.registry.markInService(device.id);
+    await until('b to hear of the flush', () => b.registry.entry(device.id)?.state === 'in-service');
+
+    // b changes the row outside a session while a changes it in one: a's is the cluster's, b's is dropped, b follows
+    const other = await a.shared.write(() => a.registry.provision({ kind: 'call-phone', serial: 'FLUSH-0002' }));
+    await until('b to have the second device', () => b.registry.entry(other.device.id) !== undefined);
+    await a.shared.write(() => a.registry.setState(other.device.id, 'commissioned'));
+    b.store.sqlite.prepare(`UPDATE devices SET notes = 'stale' WHERE id = ?`).run(other.device.id);
+    await b.shared.sync();
+    expect(b.store.sqlite.prepare('SELECT notes, state FROM devices WHERE id = ?').get(other.device.id)).toEqual({ notes: null, state: 'commissioned' });
+    expect(b.store.sqlite.prepare('SELECT count(*) FROM shared_pending').pluck().get()).toBe(0);
+    await a.shared.sync();
+    expect(rowsOf(b)).toEqual(rowsOf(a));
+  });
+
+  it('a node restarted catches up, and pushes at start what it changed and never pushed', async () => {
+    const { url } = await env.pgs().fresh('shared_restart');
+    const a = await node('a', url);
+    const bFile = file('b');
+    const b = await node('b', url, bFile, { flushMs: 60_000 });
+    const { device } = await a.shared.write(() => a.registry.provision({ kind: 'call-phone', serial: 'RE-0001' }));
+    await until('b to hear of it', () => b.registry.entry(device.id) !== undefined);
+    // b changes a row outside a session and stops before its flush (a crash keeps the note: it is in the file)
+    b.store.sqlite.prepare(`UPDATE devices SET notes = 'from b' WHERE id = ?`).run(device.id);
+    await b.shared.close();
+    // meanwhile a provisions more
+    const more = await a.shared.write(() => a.registry.provision({ kind: 'fall-sensor', serial: 'RE-0002' }));
+    const b2 = await node('b2', url, bFile);
+    expect(b2.registry.entry(more.device.id)).toBeDefined();
+    await until('a to hear of b\'s note', () => a.store.sqlite.prepare('SELECT notes FROM devices WHERE id = ?').pluck().get(device.id) === 'from b');
+    await b2.shared.sync();
+    expect(rowsOf(b2)).toEqual(rowsOf(a));
+  });
+
+  it('refuses a file with rows of its own joining a cluster that has rows, and a file of another cluster', async () => {
+    const { url } = await env.pgs().fresh('shared_refuse');
+    const a = await node('a', url);
+    await a.shared.write(() => a.registry.provision({ kind: 'call-phone', serial: 'MINE-0001' }));
+    const own = file('own');
+    new DeviceRegistry(own.db, new SecretHasher(serviceSecret(own.db, 'device-secret-key')), new Bus()).provision({ kind: 'call-phone', serial: 'THEIRS-0001' });
+    await expect(node('own', url, own)).rejects.toThrow(/holds 2 devices, residents, units, staff or accounts of its own/);
+    const other = await env.pgs().fresh('shared_other');
+    await expect(node('a-elsewhere', other.url, a.store)).rejects.toThrow(/follows another cluster's shared database/);
+  });
+});
