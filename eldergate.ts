@@ -1,5 +1,6 @@
 // Start-up of the whole gateway, in order: storage → registry and state → ingest → broker → HTTP. Close in reverse.
 import { getHeapStatistics } from 'node:v8';
+import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './core/config.js';
 import { createLogger, type Logger } from './core/logger.js';
@@ -35,6 +36,7 @@ import { ConfigError } from './core/errors.js';
 import { secrets } from './core/schema.js';
 import { createPgCommandStore } from './gateway/command-store-pg.js';
 import { mirrorLog, type LogMirror } from './response/log-mirror.js';
+import { pgNotificationClaims } from './response/notify-claims-pg.js';
 import { createPgIncidentStore, migratePg } from './response/store/pg.js';
 import { openSharedTables, type SharedChanges, type SharedTables } from './core/shared-tables.js';
 import { createSqliteIncidentStore } from './response/store/sqlite.js';
@@ -123,6 +125,8 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     store, bus, config, log,
     // on PostgreSQL a person's action is answered once this node's replica holds it (what they read next shows it)
     writes: replicaAware(incidentWritesVia(() => writerThread), () => replica),
+    // several nodes follow one log: one of them tells people of each event (response/notify-claims-pg.ts)
+    ...(pgMain ? { claimNotifications: pgNotificationClaims(pgMain, `${hostname()}/${process.pid}`) } : {}),
     // the consoles' push and delivery receipts too: batched here, written there
     writeReceipts: (batch) => (writerThread ? writerThread.receipts(batch) : Promise.reject(new Error('the writer thread is not running yet'))),
   });

@@ -33,6 +33,8 @@ export interface ResponseDeps {
   log: Logger;
   clock?: Clock;
   webhook?: NotificationDeps['webhook'];
+  /** cluster mode, several nodes: which node tells people of an event (response/notify.ts) */
+  claimNotifications?: NotificationDeps['claim'];
   /**
    * Where the log's writes go instead of this thread's connection: the gateway hands them to its writer thread, the
    * log's one writer (gateway/writer), so the thread with the sockets never waits for SQLite's write lock.
@@ -56,6 +58,7 @@ export function createResponse(deps: ResponseDeps): Response<IncidentApi> {
   const escalation = createEscalation({ incidents, network, bus, config, log, clock });
   const notifications = createNotifications({
     store, bus, config, log, incidents, network, ...(deps.webhook ? { webhook: deps.webhook } : {}),
+    ...(deps.claimNotifications ? { claim: deps.claimNotifications } : {}),
   });
   return {
     network,

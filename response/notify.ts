@@ -50,6 +50,13 @@ export interface NotificationDeps {
   log: Logger;
   incidents: IncidentApi;
   network: Network;
+  /**
+   * Cluster mode, several nodes: every node's replica hands it every event of the shared log, and one of them tells
+   * people. `claim` takes the events' seqs in the shared store and answers those this node won (the others are
+   * another node's to send). Should the claim fail, this node sends them all the same: a notification twice rather
+   * than none.
+   */
+  claim?: (seqs: number[]) => Promise<ReadonlySet<number>>;
   /** webhook options beyond the configuration (timeouts in tests; resolve and dispatcher: spies in tests) */
   webhook?: Partial<Pick<WebhookNotifierOptions, 'timeoutMs' | 'concurrency' | 'maxQueue' | 'maxBackoffMs' | 'maxResponseBytes' | 'resolve' | 'dispatcher'>>;
 }
@@ -196,16 +203,30 @@ export function createNotifications(deps: NotificationDeps): Notifications {
   const pending: CommittedEvent[] = [];
   let scheduled = false;
   let running = false;
-  function drain() {
-    scheduled = false;
-    while (pending.length) {
-      const e = pending.shift()!;
+  function send(events: readonly CommittedEvent[]) {
+    for (const e of events) {
       try {
         dispatch(e);
       } catch (err) {
         log.error({ err, incidentId: e.incidentId, seq: e.seq }, 'could not prepare notifications');
       }
     }
+  }
+  /** claims in flight (cluster mode): `idle()` waits for them */
+  let claiming = 0;
+  function drain() {
+    scheduled = false;
+    const batch = pending.splice(0);
+    const { claim } = deps;
+    if (!claim || !batch.length) return send(batch);
+    claiming++;
+    void claim(batch.map((e) => e.seq))
+      .then((won) => batch.filter((e) => won.has(e.seq)), (err: unknown) => {
+        log.error({ err, events: batch.length }, 'could not claim notifications in the shared store: sent from this node, another may send them too');
+        return batch;
+      })
+      .then((mine) => { if (running) send(mine); })
+      .finally(() => { claiming--; });
   }
   const onEvent = (e: BusEvents['incident-event'][0]) => {
     if (!running || (e.type !== 'opened' && e.type !== 'escalated')) return;
@@ -289,9 +310,9 @@ export function createNotifications(deps: NotificationDeps): Notifications {
     async idle() {
       // drain runs on setImmediate; loop until both the listener side and the webhook queue are empty
       for (;;) {
-        if (pending.length || scheduled) await new Promise((r) => setImmediate(r));
+        if (pending.length || scheduled || claiming) await new Promise((r) => (claiming ? setTimeout(r, 5) : setImmediate(r)));
         await webhook.idle();
-        if (!pending.length && !scheduled && webhook.stats().queued + webhook.stats().inFlight + webhook.stats().backingOff === 0) return;
+        if (!pending.length && !scheduled && !claiming && webhook.stats().queued + webhook.stats().inFlight + webhook.stats().backingOff === 0) return;
       }
     },
     stats: () => ({ pending: pending.length, webhook: webhook.stats() }),

@@ -94,3 +94,13 @@ export const pgIncidentReceipts = pgTable(
     uniqueIndex('incident_receipts_delivered_once').on(t.incidentId, t.userId).where(sql`kind = 'delivered'`),
   ],
 );
+
+/**
+ * Which node tells people of an opened or escalated incident (cluster mode, several nodes; response/notify.ts): every
+ * node's replica hands it every event of the log, and the node whose insert of the event's seq stores a row sends.
+ */
+export const pgNotificationClaims = pgTable('notification_claims', {
+  seq: bigint('seq', { mode: 'number' }).primaryKey(),
+  node: text('node').notNull(),
+  at: ms('at').notNull(),
+});
