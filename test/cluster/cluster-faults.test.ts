@@ -1,11 +1,12 @@
 // Cluster mode under faults, on one machine with the real engines: a 3-node RabbitMQ cluster (Debian's rabbitmq-server,
-// MQTT plugin) behind HAProxy, an eldergate node as a separate process taking the device messages over AMQP and
-// answering RabbitMQ's auth backend, terminals over MQTT through HAProxy, a console on the WebSocket stream.
-// Mid-stream: kill -9 of the RabbitMQ node the terminals are on, and kill -9 of the eldergate node.
-// Promised: no acknowledged alarm lost, none stored twice, no twin incident, the console sees every incident event
-// once and in order, and terminals are back on a surviving node within seconds. Run twice: the node on its own SQLite
-// file, and on the PostgreSQL store (a PostgreSQL 15 started by this file; the console served from the node's
-// replica of the log, which the restarted node resumes).
+// MQTT plugin) behind HAProxy, eldergate nodes as separate processes taking the device messages over AMQP and
+// answering RabbitMQ's auth backend, terminals over MQTT through HAProxy, a console on each node's WebSocket stream.
+// Mid-stream: kill -9 of the RabbitMQ node the terminals are on, and kill -9 of an eldergate node.
+// Promised: no acknowledged alarm lost, none stored twice, no twin incident, every console sees every incident event
+// once and in order, and terminals are back on a surviving node within seconds. Run twice: one node on its own SQLite
+// file; and two nodes on the PostgreSQL store (a PostgreSQL 15 started by this file), the registry and accounts shared
+// (devices provisioned through either node, RabbitMQ's auth backend behind HAProxy answered by either), each node's
+// console served from its own replica of the log; the first node killed and restarted while the second carries on.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -43,7 +44,10 @@ interface Terminal {
 }
 
 // bands: RabbitMQ 0 (SQLite run) and 20 (PostgreSQL run), PostgreSQL 21 (grep `band:` and freeBasePort under test/)
-describe.each(['sqlite', 'postgres'] as const)('cluster mode: RabbitMQ + HAProxy + an eldergate node on %s, killed mid-stream', (store) => {
+describe.each([
+  { store: 'sqlite', nodes: 1 },
+  { store: 'postgres', nodes: 2 },
+] as const)('cluster mode: RabbitMQ + HAProxy + $nodes eldergate node(s) on $store, one killed mid-stream', ({ store, nodes }) => {
   const dir = mkdtempSync(join(tmpdir(), 'eldergate-cluster-'));
   let pgs: PostgresForStores | undefined;
   let pool: pg.Pool | undefined;
@@ -52,8 +56,9 @@ describe.each(['sqlite', 'postgres'] as const)('cluster mode: RabbitMQ + HAProxy
   const adminPassword = 'cluster-' + randomBytes(8).toString('hex');
   let rabbit: RabbitCluster;
   let proxy: Haproxy;
-  let gw: ChildGateway;
-  let env: Record<string, string>;
+  /** the eldergate nodes; the first is the one killed */
+  const gws: ChildGateway[] = [];
+  const envs: Record<string, string>[] = [];
   let diagnose = () => {};
 
   beforeAll(async () => {
@@ -61,14 +66,21 @@ describe.each(['sqlite', 'postgres'] as const)('cluster mode: RabbitMQ + HAProxy
     authPort = basePort + 90;
     mqttPort = basePort + 91;
     rabbit = await startRabbitCluster({ dir: join(dir, 'rabbit'), basePort, nodes: 3, authUrl: `http://127.0.0.1:${authPort}/internal/rabbitmq` });
+    // RabbitMQ asks one address whether a device may connect: with two nodes, HAProxy in front of both answers it
+    const authPorts = nodes === 1 ? [authPort] : [basePort + 92, basePort + 93];
     proxy = await startHaproxy({
       dir: join(dir, 'haproxy'),
-      listeners: [{ name: 'mqtt', port: mqttPort, mode: 'tcp', backends: rabbit.nodes.map((n) => ({ host: '127.0.0.1', port: n.mqttPort })) }],
+      listeners: [
+        { name: 'mqtt', port: mqttPort, mode: 'tcp', backends: rabbit.nodes.map((n) => ({ host: '127.0.0.1', port: n.mqttPort })) },
+        ...(nodes > 1 ? [{ name: 'auth', port: authPort, mode: 'http' as const, backends: authPorts.map((port) => ({ host: '127.0.0.1', port })) }] : []),
+      ],
     });
-    env = {
+    const env: Record<string, string> = {
       ELDERGATE_DATA_DIR: join(dir, 'eldergate'), ELDERGATE_MQTT_PORT: '0', ELDERGATE_HTTP_PORT: '0', ELDERGATE_ADMIN_PASSWORD: adminPassword,
       ELDERGATE_RABBITMQ_URLS: JSON.stringify(rabbit.amqpUrls), ELDERGATE_RABBITMQ_PASSWORD_FILE: rabbit.passwordFile,
       ELDERGATE_RABBITMQ_AUTH_PORT: String(authPort), ELDERGATE_RABBITMQ_MQTT_PORT: String(mqttPort),
+      // every node signs and verifies people's tokens with one key
+      ELDERGATE_AUTH_KEY_FILE: join(dir, 'keys', 'token-signing-key.json'),
       ELDERGATE_RABBITMQ_PARTITIONS: '4', ELDERGATE_RABBITMQ_MANAGEMENT_URL: rabbit.managementUrl,
       // telemetry waits in the writer up to 0.5 s before its commit (and a terminal's readings one after another): a kill lands while some is taken and not committed
       ELDERGATE_INGEST_TELEMETRY_FLUSH_MS: '500', ELDERGATE_INGEST_TELEMETRY_BATCH_ROWS: '100000',
@@ -85,12 +97,16 @@ describe.each(['sqlite', 'postgres'] as const)('cluster mode: RabbitMQ + HAProxy
         ELDERGATE_POSTGRES_USERNAME: pgs.server.user, ELDERGATE_POSTGRES_PASSWORD_FILE: pgs.server.passwordFile,
       });
     }
-    gw = await startChildGateway(env, 60_000);
-    await waitFor(() => gw.logs.some((l) => l.includes('connected to RabbitMQ')), 'eldergate connected to RabbitMQ', 30_000);
+    for (let i = 0; i < nodes; i++) {
+      envs.push({ ...env, ELDERGATE_DATA_DIR: join(dir, `eldergate-${i + 1}`), ELDERGATE_RABBITMQ_AUTH_PORT: String(authPorts[i]) });
+      // one after the other: the first creates the token key and the admin, the next finds them
+      gws.push(await startChildGateway(envs[i]!, 60_000));
+      await waitFor(() => gws[i]!.logs.some((l) => l.includes('connected to RabbitMQ')), `eldergate node ${i + 1} connected to RabbitMQ`, 30_000);
+    }
   }, 180_000);
 
   afterAll(async () => {
-    await gw?.kill('SIGTERM');
+    for (const gw of gws) await gw.kill('SIGTERM');
     await proxy?.stop();
     await rabbit?.stop();
     await pgs?.stop();
@@ -101,7 +117,7 @@ describe.each(['sqlite', 'postgres'] as const)('cluster mode: RabbitMQ + HAProxy
   const query = async (sql: string, ...args: unknown[]): Promise<Record<string, number>[]> => {
     const num = (r: Record<string, unknown>) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, Number(v)]));
     if (pool) return (await pool.query(numbered(sql), args)).rows.map(num);
-    const db = new Database(join(env.ELDERGATE_DATA_DIR!, 'eldergate.db'), { readonly: true });
+    const db = new Database(join(envs[0]!.ELDERGATE_DATA_DIR!, 'eldergate.db'), { readonly: true });
     try {
       return (db.prepare(sql).all(...args) as Record<string, unknown>[]).map(num);
     } finally {
@@ -109,19 +125,20 @@ describe.each(['sqlite', 'postgres'] as const)('cluster mode: RabbitMQ + HAProxy
     }
   };
   const countReadings = async () => (await query("select count(*) n from observations where type = 'battery'"))[0]!.n!;
-  const http = () => `http://127.0.0.1:${gw.httpPort}`;
-  const token = async () => {
-    const r = await fetch(`${http()}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: adminPassword }) });
+  const http = (node = 0) => `http://127.0.0.1:${gws[node]!.httpPort}`;
+  const token = async (node = 0) => {
+    const r = await fetch(`${http(node)}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: adminPassword }) });
     return ((await r.json()) as { token: string }).token;
   };
 
   it('loses no acknowledged alarm, stores none twice, opens no twin, and the console sees every event once, in order', { timeout: 240_000 }, async ({ onTestFailed }) => {
     onTestFailed(() => diagnose());
-    const bearer = await token();
+    // devices provisioned through every node in turn: each connects through whichever node RabbitMQ asks
+    const bearers = await Promise.all(gws.map((_, i) => token(i)));
     const terminals: Terminal[] = [];
     for (let i = 0; i < DEVICES; i++) {
-      const r = await fetch(`${http()}/api/devices`, {
-        method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer}` },
+      const r = await fetch(`${http(i % nodes)}/api/devices`, {
+        method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${bearers[i % nodes]}` },
         body: JSON.stringify({ kind: 'call-phone', serial: `CL-${i}-${randomBytes(3).toString('hex')}` }),
       });
       expect(r.status).toBe(201);
@@ -129,14 +146,15 @@ describe.each(['sqlite', 'postgres'] as const)('cluster mode: RabbitMQ + HAProxy
       terminals.push({ ...dev, client: undefined as unknown as MqttClient, acked: new Set(), pending: new Set(), readingsAcked: new Set(), next: 1, backAfterMs: [] });
     }
 
-    // the console: every incident frame, resumed from its last seq whenever the stream drops
-    const seen: number[] = [];
+    // a console on each node: every incident frame, resumed from its last seq whenever the stream drops
+    const seens: number[][] = gws.map(() => []);
     let consoleOpen = true;
     /** connects (retrying while the node is down) and resumes from the last seq seen; again whenever it drops */
-    const openConsole = async (): Promise<void> => {
+    const openConsole = async (node: number): Promise<void> => {
+      const seen = seens[node]!;
       for (;;) {
         try {
-          const ws = new WebSocket(`ws://127.0.0.1:${gw.httpPort}/ws`, { headers: { authorization: `Bearer ${await token()}` } });
+          const ws = new WebSocket(`ws://127.0.0.1:${gws[node]!.httpPort}/ws`, { headers: { authorization: `Bearer ${await token(node)}` } });
           ws.on('message', (data) => {
             const f = JSON.parse(String(data)) as { type: string; seq?: number };
             if (f.type === 'hello') ws.send(JSON.stringify({ type: 'subscribe', scope: 'all', since: seen.at(-1) ?? 0 }));
@@ -148,7 +166,7 @@ describe.each(['sqlite', 'postgres'] as const)('cluster mode: RabbitMQ + HAProxy
           });
           ws.on('error', () => undefined);
           ws.once('close', () => {
-            if (consoleOpen) void openConsole();
+            if (consoleOpen) void openConsole(node);
           });
           return;
         } catch {
@@ -157,7 +175,7 @@ describe.each(['sqlite', 'postgres'] as const)('cluster mode: RabbitMQ + HAProxy
         }
       }
     };
-    await openConsole();
+    for (let i = 0; i < nodes; i++) await openConsole(i);
 
     diagnose = () => {
       // what each terminal was waiting for, and what the gateway said last
@@ -172,7 +190,7 @@ describe.each(['sqlite', 'postgres'] as const)('cluster mode: RabbitMQ + HAProxy
         const qs = await fetch(`http://127.0.0.1:${rabbit.nodes[1]!.managementPort}/api/queues`, { headers: { authorization: auth } }).then((r) => r.json()).catch((e) => String(e));
         console.error('queues', JSON.stringify(Array.isArray(qs) ? qs.map((q: any) => [q.name, q.messages_ready, q.messages_unacknowledged, q.consumers]) : qs));
       })();
-      console.error(gw.logs.filter((l) => l.includes('"module":"rabbitmq"') || l.includes('"level":50')).slice(-60).join('\n'));
+      for (const gw of gws) console.error(gw.logs.filter((l) => l.includes('"module":"rabbitmq"') || l.includes('"level":50')).slice(-60).join('\n'));
     };
     let stop = false;
     const ts0 = Date.now();
@@ -231,11 +249,19 @@ describe.each(['sqlite', 'postgres'] as const)('cluster mode: RabbitMQ + HAProxy
     await rabbit.kill(0);
     // fault 2: the eldergate node dies with messages taken and not yet acknowledged, and comes back on the same data
     await waitFor(() => terminals.reduce((n, t) => n + t.acked.size, 0) >= DEVICES * 20 || undefined, 'more acknowledged after the RabbitMQ node died', 90_000);
-    await gw.kill('SIGKILL');
+    await gws[0]!.kill('SIGKILL');
     // acknowledged by RabbitMQ (PUBACK) but not in eldergate's database when it died: the queues still hold them
     const readingsAckedAtKill = terminals.reduce((n, t) => n + t.readingsAcked.size, 0);
     const readingsStoredAtKill = await countReadings();
-    gw = await startChildGateway(env, 60_000);
+    if (nodes > 1) {
+      // the second node carries on alone: it takes the dead node's partitions, stores, and its console hears of it
+      const stored = async () => (await query("select count(*) n from observations where type in ('sos', 'test')"))[0]!.n!;
+      const storedAtKill = await stored();
+      const heardAtKill = seens[1]!.length;
+      await waitFor(async () => (await stored()) >= storedAtKill + DEVICES || undefined, 'the second node storing alarms while the first is down', 60_000, 200);
+      await waitFor(() => seens[1]!.length > heardAtKill || undefined, 'the console on the second node hearing of incidents while the first is down', 30_000);
+    }
+    gws[0] = await startChildGateway(envs[0]!, 60_000);
 
     await waitFor(() => terminals.every((t) => t.acked.size === PER_DEVICE && t.readingsAcked.size === PER_DEVICE) || undefined, 'every message acknowledged', 120_000, 200);
     stop = true;
@@ -255,10 +281,12 @@ describe.each(['sqlite', 'postgres'] as const)('cluster mode: RabbitMQ + HAProxy
       const [sos] = await query("select count(*) n from incidents where device_id = ? and type = 'sos'", t.id);
       expect(sos!.n, `${t.id}: one SOS incident`).toBe(1);
     }
-    // the console saw every event in the log once, in order, across the eldergate node's death
+    // every console saw every event in the log once, in order, across the eldergate node's death
     const logSeqs = (await query('select seq from incident_events order by seq')).map((r) => r.seq!);
-    await waitFor(() => (seen.at(-1) ?? 0) >= logSeqs.at(-1)! || undefined, 'the console caught up', 30_000);
-    expect(seen).toEqual(logSeqs);
+    for (const [i, seen] of seens.entries()) {
+      await waitFor(() => (seen.at(-1) ?? 0) >= logSeqs.at(-1)! || undefined, `the console on node ${i + 1} caught up`, 30_000);
+      expect(seen, `the console on node ${i + 1}`).toEqual(logSeqs);
+    }
     consoleOpen = false;
     // the eldergate node died with acknowledged readings not yet in its database; all of them are there now
     expect(readingsAckedAtKill).toBeGreaterThan(readingsStoredAtKill);
