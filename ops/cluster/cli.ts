@@ -1,18 +1,18 @@
-// `npm run cluster -- start|stop|status [--dir .cluster] [--base-port 27000]`: eldergate's cluster mode on one
-// machine, for people and tests: a 3-node RabbitMQ cluster (MQTT plugin, quorum queues), HAProxy in front of it
-// (terminals' MQTT) and of eldergate (HTTP), one eldergate node in cluster mode, and one PostgreSQL server, the node's
-// store (the incident log, observations, device states, commands). No root, no system service: every process runs as the
+// `npm run cluster -- start|stop|status [--dir .cluster] [--base-port 27000] [--nodes 2]`: eldergate's cluster mode on
+// one machine, for people and tests: a 3-node RabbitMQ cluster (MQTT plugin, quorum queues), HAProxy in front of it
+// (terminals' MQTT) and of eldergate (HTTP, and RabbitMQ's questions to the auth backend), 1 to 3 eldergate nodes in
+// cluster mode (2 by default), and one PostgreSQL server, the nodes' shared store (the incident log, observations,
+// device states, commands, and the registry, network and accounts every node keeps a copy of). No root, no system service: every process runs as the
 // caller (PostgreSQL, which refuses root, as the `postgres` system user when the caller is root), on 127.0.0.1, with
 // ports from --base-port and data under --dir.
 //
 // Ports from --base-port B: B..B+43 RabbitMQ (epmd, rabbitmqctl's range, then 10 per node: ops/cluster/rabbitmq.ts),
-// B+80 HAProxy MQTT, B+81 HAProxy HTTP, B+82 HAProxy → RabbitMQ management, B+83 PostgreSQL, B+90 eldergate HTTP,
-// B+91 eldergate's embedded MQTT (unused in cluster mode), B+92 eldergate's RabbitMQ auth endpoints.
+// B+80 HAProxy MQTT, B+81 HAProxy HTTP, B+82 HAProxy → RabbitMQ management, B+83 PostgreSQL, B+84 HAProxy → the
+// eldergate nodes' auth endpoints; eldergate node i (1..3) B+87+3i HTTP, B+88+3i its embedded MQTT (unused in cluster
+// mode), B+89+3i its RabbitMQ auth endpoints (node 1: B+90, B+91, B+92, as before several nodes).
 //
-// PostgreSQL's data lives in <dir>/postgres and, unlike RabbitMQ's cluster, is kept from one start to the next.
-//
-// ONE eldergate node only: the registry and accounts are still each node's own file, so a device provisioned on a
-// second node would be unknown to the first's auth backend. Several nodes come with those in PostgreSQL.
+// PostgreSQL's data lives in <dir>/postgres and, unlike RabbitMQ's cluster, is kept from one start to the next; so do
+// the nodes' data directories (<dir>/eldergate-<i>) and the token-signing key they share.
 //
 // start leaves everything running and writes <dir>/cluster.json (ports, pids, files; never a secret); stop reads it,
 // so it works after the CLI that started the cluster is gone, and also after a crash of that CLI mid-start (it then
@@ -31,11 +31,15 @@ import { isAlive, pidsMentioning, portFree, portOpen, processMentions, tail, ter
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
 const NODES = 3;
-const USAGE = 'usage: npm run cluster -- start|stop|status [--dir .cluster] [--base-port 27000]';
+const USAGE = 'usage: npm run cluster -- start|stop|status [--dir .cluster] [--base-port 27000] [--nodes 2 (eldergate nodes, 1 to 3)]';
+const MAX_ELDERGATE_NODES = 3;
+/** the highest port the cluster takes above its base (node 3's auth endpoints) */
+const SPAN = 98;
 
 /** Ports beside RabbitMQ's (which take basePort..basePort+43 for 3 nodes); the file's header lays them all out. */
-export function clusterPorts(basePort: number) {
-  return { haproxyMqtt: basePort + 80, haproxyHttp: basePort + 81, haproxyManagement: basePort + 82, postgres: basePort + 83, eldergateHttp: basePort + 90, eldergateMqtt: basePort + 91, authPort: basePort + 92 };
+export function clusterPorts(basePort: number, nodes = 1) {
+  const eldergate = Array.from({ length: nodes }, (_, i) => ({ http: basePort + 90 + 3 * i, mqtt: basePort + 91 + 3 * i, auth: basePort + 92 + 3 * i }));
+  return { haproxyMqtt: basePort + 80, haproxyHttp: basePort + 81, haproxyManagement: basePort + 82, postgres: basePort + 83, haproxyAuth: basePort + 84, eldergate };
 }
 
 /** PostgreSQL's directory in the cluster's: data, socket, log and password files (ops/cluster/postgres.ts). */
@@ -65,7 +69,7 @@ export interface ClusterRecord {
     authCacheTtlMs: number;
   };
   eldergate?: { pid: number | undefined; httpPort: number; mqttPort: number; dataDir: string; log: string; adminPasswordFile: string }[];
-  haproxy?: { pid: number; config: string; log: string; mqttPort: number; httpPort: number; managementPort: number };
+  haproxy?: { pid: number; config: string; log: string; mqttPort: number; httpPort: number; managementPort: number; authPort?: number };
   /** no password here: the application role's is in passwordFile (0600), the superuser's in <dir>/postgres.password */
   postgres?: { pid: number; port: number; dir: string; dataDir: string; log: string; database: string; user: string; passwordFile: string };
 }
@@ -105,7 +109,7 @@ function postgresUp(p: NonNullable<ClusterRecord['postgres']>): boolean {
   return isAlive(p.pid) && processMentions(p.pid, `-D ${p.dataDir} `);
 }
 
-export async function start(dir: string, basePort: number, out: (line: string) => void = console.log): Promise<ClusterRecord> {
+export async function start(dir: string, basePort: number, out: (line: string) => void = console.log, nodes = 2): Promise<ClusterRecord> {
   const missing = [...missingRabbitPackages(), ...missingHaproxyPackages(), ...missingPostgresPackages()];
   if (missing.length) throw new Error(`npm run cluster needs ${missing.join(' and ')}: apt-get install ${missing.join(' ')}`);
   mkdirSync(dir, { recursive: true });
@@ -126,10 +130,11 @@ export async function start(dir: string, basePort: number, out: (line: string) =
     for (const d of rabbitDirs) rmSync(join(dir, d), { recursive: true, force: true });
   }
 
-  const ports = clusterPorts(basePort);
+  const ports = clusterPorts(basePort, nodes);
   const busy: number[] = [];
-  for (const p of Object.values(ports)) if (!(await portFree(p))) busy.push(p);
-  if (busy.length) throw new Error(`port${busy.length > 1 ? 's' : ''} ${busy.join(', ')} already in use on 127.0.0.1: choose another --base-port (the cluster takes ${basePort}..${basePort + 92})`);
+  const every = [ports.haproxyMqtt, ports.haproxyHttp, ports.haproxyManagement, ports.postgres, ports.haproxyAuth, ...ports.eldergate.flatMap((e) => [e.http, e.mqtt, e.auth])];
+  for (const p of every) if (!(await portFree(p))) busy.push(p);
+  if (busy.length) throw new Error(`port${busy.length > 1 ? 's' : ''} ${busy.join(', ')} already in use on 127.0.0.1: choose another --base-port (the cluster takes ${basePort}..${basePort + SPAN})`);
 
   const record: ClusterRecord = { dir, basePort, startedAt: new Date().toISOString() };
   writeRecord(record);
@@ -140,73 +145,81 @@ export async function start(dir: string, basePort: number, out: (line: string) =
   record.postgres = postgresRecord(postgres);
   writeRecord(record);
   out(`starting ${NODES} RabbitMQ nodes one after another (about 10 s each)…`);
-  const authUrl = `http://127.0.0.1:${ports.authPort}/internal/rabbitmq`;
+  // RabbitMQ asks HAProxy, which asks a live eldergate node: any node answers for any device (the registry is shared)
+  const authUrl = `http://127.0.0.1:${ports.haproxyAuth}/internal/rabbitmq`;
   const rabbit = await startRabbitCluster({ dir, basePort, nodes: NODES, authUrl });
   record.rabbitmq = rabbitRecord(rabbit);
   writeRecord(record);
 
-  // the eldergate node before HAProxy's MQTT frontend: RabbitMQ 3.10 leaves a device that publishes before eldergate
+  // the eldergate nodes before HAProxy's MQTT frontend: RabbitMQ 3.10 leaves a device that publishes before eldergate
   // declared its exchange on a connection that never acknowledges anything again (test/cluster/infra.test.ts)
-  const dataDir = join(dir, 'eldergate-1');
-  const log = join(dir, 'eldergate-1.log');
   const adminPasswordFile = join(dir, 'eldergate-1-admin-password');
   if (!existsSync(adminPasswordFile)) writeFileSync(adminPasswordFile, `eg-${randomBytes(15).toString('base64url')}\n`, { mode: 0o600, flag: 'wx' });
-  const env: NodeJS.ProcessEnv = {
-    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ELDERGATE_'))),
-    // the data-dir setting is `dataDir` (core/config.ts)
-    ELDERGATE_DATA_DIR: dataDir,
-    ELDERGATE_HTTP_HOST: '127.0.0.1',
-    ELDERGATE_HTTP_PORT: String(ports.eldergateHttp),
-    // the embedded broker's port: unused in cluster mode, but never one that clashes
-    ELDERGATE_MQTT_HOST: '127.0.0.1',
-    ELDERGATE_MQTT_PORT: String(ports.eldergateMqtt),
-    ELDERGATE_RABBITMQ_URLS: JSON.stringify(rabbit.amqpUrls),
-    ELDERGATE_RABBITMQ_USERNAME: rabbit.serviceUser,
-    ELDERGATE_RABBITMQ_PASSWORD_FILE: rabbit.passwordFile,
-    ELDERGATE_RABBITMQ_EXCHANGE: rabbit.exchange,
-    ELDERGATE_RABBITMQ_VHOST: rabbit.vhost,
-    ELDERGATE_RABBITMQ_AUTH_HOST: '127.0.0.1',
-    ELDERGATE_RABBITMQ_AUTH_PORT: String(ports.authPort),
-    // through HAProxy, so that revoking a device still reaches a live node's management API when one node is down
-    // (HAProxy starts a few seconds after eldergate: a revocation in between is retried by eldergate's second sweep)
-    ELDERGATE_RABBITMQ_MANAGEMENT_URL: `http://127.0.0.1:${ports.haproxyManagement}`,
-    // what provisioning answers tell devices: HAProxy's MQTT port, not a node's
-    ELDERGATE_RABBITMQ_MQTT_PORT: String(ports.haproxyMqtt),
-    // the shared store: the incident log, observations, device states and commands in PostgreSQL (no password in the URL)
-    ELDERGATE_POSTGRES_URL: `postgres://127.0.0.1:${postgres.port}/${postgres.database}`,
-    ELDERGATE_POSTGRES_USERNAME: postgres.user,
-    ELDERGATE_POSTGRES_PASSWORD_FILE: postgres.passwordFile,
-    // first start only (an existing database keeps its admin); the file is 0600, the variable only this process's
-    ELDERGATE_ADMIN_PASSWORD: readFileSync(adminPasswordFile, 'utf8').trim(),
-  };
-  out('starting eldergate node 1 in cluster mode (node scripts/start.mjs; compiles dist/ first when it is stale)…');
-  const fd = openSync(log, 'a');
-  // its own process group: the CLI exits, the node stays
-  const child = spawn(process.execPath, [join(ROOT, 'scripts', 'start.mjs')], { cwd: ROOT, env, detached: true, stdio: ['ignore', fd, fd] });
-  closeSync(fd);
-  child.unref();
-  record.eldergate = [{ pid: child.pid, httpPort: ports.eldergateHttp, mqttPort: ports.eldergateMqtt, dataDir, log, adminPasswordFile }];
-  writeRecord(record);
-  const ready = await waitReady(ports.eldergateHttp, 300_000, () => isAlive(child.pid));
-  if (!ready) {
-    throw new Error(`eldergate node 1 did not become ready on 127.0.0.1:${ports.eldergateHttp} (${isAlive(child.pid) ? 'still starting after 5 min' : 'it exited'}). Its log, ${log}:\n${tail(log, 20)}\nRabbitMQ still runs: \`npm run cluster -- stop --dir ${dir}\` stops it`);
-  }
-
-  // "eldergate ready" comes before its RabbitMQ link has declared the topology (seen in its log): wait for the exchange
-  if (!(await waitExchange(record.rabbitmq!, rabbit.exchange, 120_000, () => isAlive(child.pid)))) {
-    throw new Error(`eldergate node 1 runs but did not declare RabbitMQ's exchange "${rabbit.exchange}" within 2 min (is cluster mode in this checkout? its log: ${log}). HAProxy was not started: a device connecting now would get no PUBACK, ever, on that connection`);
+  record.eldergate = [];
+  for (const [i, p] of ports.eldergate.entries()) {
+    const name = `eldergate node ${i + 1}`;
+    const dataDir = join(dir, `eldergate-${i + 1}`);
+    const log = join(dir, `eldergate-${i + 1}.log`);
+    const env: NodeJS.ProcessEnv = {
+      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('ELDERGATE_'))),
+      // the data-dir setting is `dataDir` (core/config.ts)
+      ELDERGATE_DATA_DIR: dataDir,
+      ELDERGATE_HTTP_HOST: '127.0.0.1',
+      ELDERGATE_HTTP_PORT: String(p.http),
+      // the embedded broker's port: unused in cluster mode, but never one that clashes
+      ELDERGATE_MQTT_HOST: '127.0.0.1',
+      ELDERGATE_MQTT_PORT: String(p.mqtt),
+      ELDERGATE_RABBITMQ_URLS: JSON.stringify(rabbit.amqpUrls),
+      ELDERGATE_RABBITMQ_USERNAME: rabbit.serviceUser,
+      ELDERGATE_RABBITMQ_PASSWORD_FILE: rabbit.passwordFile,
+      ELDERGATE_RABBITMQ_EXCHANGE: rabbit.exchange,
+      ELDERGATE_RABBITMQ_VHOST: rabbit.vhost,
+      ELDERGATE_RABBITMQ_AUTH_HOST: '127.0.0.1',
+      ELDERGATE_RABBITMQ_AUTH_PORT: String(p.auth),
+      // through HAProxy, so that revoking a device still reaches a live node's management API when one node is down
+      // (HAProxy starts a few seconds after eldergate: a revocation in between is retried by eldergate's second sweep)
+      ELDERGATE_RABBITMQ_MANAGEMENT_URL: `http://127.0.0.1:${ports.haproxyManagement}`,
+      // what provisioning answers tell devices: HAProxy's MQTT port, not a node's
+      ELDERGATE_RABBITMQ_MQTT_PORT: String(ports.haproxyMqtt),
+      // the shared store (no password in the URL)
+      ELDERGATE_POSTGRES_URL: `postgres://127.0.0.1:${postgres.port}/${postgres.database}`,
+      ELDERGATE_POSTGRES_USERNAME: postgres.user,
+      ELDERGATE_POSTGRES_PASSWORD_FILE: postgres.passwordFile,
+      // one token-signing key for every node (a console's token is good on each): node 1's, where it always was
+      ELDERGATE_AUTH_KEY_FILE: join(dir, 'eldergate-1-keys', 'token-signing-key.json'),
+      // the cluster's first start only (the shared accounts keep their admin); the file is 0600, the variable only this process's
+      ELDERGATE_ADMIN_PASSWORD: readFileSync(adminPasswordFile, 'utf8').trim(),
+    };
+    out(`starting ${name} in cluster mode (node scripts/start.mjs; compiles dist/ first when it is stale)…`);
+    const fd = openSync(log, 'a');
+    // its own process group: the CLI exits, the node stays
+    const child = spawn(process.execPath, [join(ROOT, 'scripts', 'start.mjs')], { cwd: ROOT, env, detached: true, stdio: ['ignore', fd, fd] });
+    closeSync(fd);
+    child.unref();
+    record.eldergate.push({ pid: child.pid, httpPort: p.http, mqttPort: p.mqtt, dataDir, log, adminPasswordFile });
+    writeRecord(record);
+    // one after the other: the first brings the token key and the admin, the next find them
+    const ready = await waitReady(p.http, 300_000, () => isAlive(child.pid));
+    if (!ready) {
+      throw new Error(`${name} did not become ready on 127.0.0.1:${p.http} (${isAlive(child.pid) ? 'still starting after 5 min' : 'it exited'}). Its log, ${log}:\n${tail(log, 20)}\nRabbitMQ still runs: \`npm run cluster -- stop --dir ${dir}\` stops it`);
+    }
+    // "eldergate ready" comes before its RabbitMQ link has declared the topology (seen in its log): wait for the exchange
+    if (i === 0 && !(await waitExchange(record.rabbitmq!, rabbit.exchange, 120_000, () => isAlive(child.pid)))) {
+      throw new Error(`${name} runs but did not declare RabbitMQ's exchange "${rabbit.exchange}" within 2 min (is cluster mode in this checkout? its log: ${log}). HAProxy was not started: a device connecting now would get no PUBACK, ever, on that connection`);
+    }
   }
 
   const proxy = await startHaproxy({
     dir,
     listeners: [
       { name: 'mqtt', port: ports.haproxyMqtt, mode: 'tcp', backends: rabbit.nodes.map((n) => ({ host: '127.0.0.1', port: n.mqttPort })) },
-      { name: 'http', port: ports.haproxyHttp, mode: 'http', backends: [{ host: '127.0.0.1', port: ports.eldergateHttp }], healthPath: '/readyz' },
+      { name: 'http', port: ports.haproxyHttp, mode: 'http', backends: ports.eldergate.map((e) => ({ host: '127.0.0.1', port: e.http })), healthPath: '/readyz' },
+      { name: 'auth', port: ports.haproxyAuth, mode: 'http', backends: ports.eldergate.map((e) => ({ host: '127.0.0.1', port: e.auth })) },
       // the management UI's page answers without credentials: a fair "this node's management API is up"
       { name: 'management', port: ports.haproxyManagement, mode: 'http', backends: rabbit.nodes.map((n) => ({ host: '127.0.0.1', port: n.managementPort })), healthPath: '/' },
     ],
   });
-  record.haproxy = { pid: proxy.pid, config: proxy.config, log: proxy.log, mqttPort: ports.haproxyMqtt, httpPort: ports.haproxyHttp, managementPort: ports.haproxyManagement };
+  record.haproxy = { pid: proxy.pid, config: proxy.config, log: proxy.log, mqttPort: ports.haproxyMqtt, httpPort: ports.haproxyHttp, managementPort: ports.haproxyManagement, authPort: ports.haproxyAuth };
   writeRecord(record);
   return record;
 }
@@ -388,7 +401,8 @@ async function runningNodes(r: ClusterRecord): Promise<Set<string> | undefined> 
 
 function describe(r: ClusterRecord): string {
   const rabbit = r.rabbitmq!;
-  const e = r.eldergate![0]!;
+  const nodes = r.eldergate!;
+  const e = nodes[0]!;
   const h = r.haproxy!;
   const p = r.postgres!;
   return [
@@ -397,25 +411,25 @@ function describe(r: ClusterRecord): string {
     '',
     `  terminals  mqtt://127.0.0.1:${h.mqttPort}   HAProxy → RabbitMQ's MQTT on ${rabbit.nodes.map((n) => n.mqttPort).join(', ')}`,
     `             (client id = username = the device's id, password = its secret; QoS 1 PUBACK once in a quorum queue)`,
-    `  console    http://127.0.0.1:${h.httpPort}/   HAProxy → eldergate node 1 (http://127.0.0.1:${e.httpPort})`,
-    `             admin password (first start of ${e.dataDir} only): ${e.adminPasswordFile}`,
+    `  console    http://127.0.0.1:${h.httpPort}/   HAProxy → the eldergate nodes (${nodes.map((n) => `http://127.0.0.1:${n.httpPort}`).join(', ')})`,
+    `             admin password (the cluster's first start only): ${e.adminPasswordFile}`,
     '',
     ...rabbit.nodes.map((n) => `  RabbitMQ   ${n.name}  amqp :${n.amqpPort}  mqtt :${n.mqttPort}  management :${n.managementPort}  log ${n.log}`),
     `             service user ${rabbit.serviceUser}, password in ${rabbit.passwordFile}; management API http://127.0.0.1:${h.managementPort} (HAProxy → all nodes)`,
     `             devices are asked about at ${rabbit.authUrl}/{user,vhost,resource,topic}, answers cached ${rabbit.authCacheTtlMs / 1000} s`,
-    `  eldergate  node 1: data ${e.dataDir}, log ${e.log}`,
+    ...nodes.map((n, i) => `  eldergate  node ${i + 1}: data ${n.dataDir}, log ${n.log}`),
     `  HAProxy    config ${h.config}, log ${h.log}`,
     `  PostgreSQL 127.0.0.1:${p.port}  database ${p.database}, user ${p.user}, password in ${p.passwordFile}; data ${p.dataDir}, log ${p.log}`,
     `             PGPASSWORD="$(cat ${p.passwordFile})" psql "postgres://${p.user}@127.0.0.1:${p.port}/${p.database}"`,
     '',
-    '  PostgreSQL: the node\'s store (incident log, observations, device states, commands); the node keeps a replica',
-    '  of the log for its consoles, and its registry and accounts, in its data directory.',
-    '  One eldergate node only: the registry and accounts are still each node\'s own. More nodes come with those in',
-    '  PostgreSQL (docs/scale-out.md).',
+    '  PostgreSQL: the nodes\' shared store (incident log, observations, device states, commands, and the registry,',
+    '  network and accounts); each node keeps a copy of the registry, network and accounts and a replica of the log',
+    '  for its consoles in its data directory (docs/scale-out.md).',
     '',
     '  A simulated fleet against it:',
     `    npx eldergate-sim fleet --devices 100 --rate 10 --api http://127.0.0.1:${h.httpPort} --mqtt mqtt://127.0.0.1:${h.mqttPort} --user admin --password "$(cat ${e.adminPasswordFile})"`,
     `  Kill a node to see devices move: kill -9 ${rabbit.nodes[0]!.pid}   (status: npm run cluster -- status --dir ${r.dir})`,
+    ...(nodes.length > 1 ? [`  Kill an eldergate node to see the other carry on: kill -9 ${e.pid}`] : []),
     `  Stop everything: npm run cluster -- stop --dir ${r.dir}`,
     '',
   ].join('\n');
@@ -424,7 +438,7 @@ function describe(r: ClusterRecord): string {
 export async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: { dir: { type: 'string', default: '.cluster' }, 'base-port': { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: { dir: { type: 'string', default: '.cluster' }, 'base-port': { type: 'string' }, nodes: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
     return 64;
@@ -441,13 +455,19 @@ export async function main(argv: string[]): Promise<number> {
   const dir = resolve(parsed.values.dir!);
   const rawPort = parsed.values['base-port'];
   const basePort = rawPort === undefined ? undefined : Number(rawPort);
-  if (basePort !== undefined && !(Number.isInteger(basePort) && basePort >= 1024 && basePort <= 65535 - 92)) {
-    process.stderr.write(`--base-port: "${rawPort}" is not a port from 1024 to ${65535 - 92} (the cluster takes it and the 92 above it)\n`);
+  if (basePort !== undefined && !(Number.isInteger(basePort) && basePort >= 1024 && basePort <= 65535 - SPAN)) {
+    process.stderr.write(`--base-port: "${rawPort}" is not a port from 1024 to ${65535 - SPAN} (the cluster takes it and the ${SPAN} above it)\n`);
+    return 64;
+  }
+  const rawNodes = parsed.values.nodes;
+  const nodes = rawNodes === undefined ? 2 : Number(rawNodes);
+  if (!(Number.isInteger(nodes) && nodes >= 1 && nodes <= MAX_ELDERGATE_NODES) || (rawNodes !== undefined && command !== 'start')) {
+    process.stderr.write(`--nodes: "${rawNodes}" ${command !== 'start' ? 'is for start only' : `is not a number of eldergate nodes from 1 to ${MAX_ELDERGATE_NODES}`}\n`);
     return 64;
   }
   try {
     if (command === 'start') {
-      const r = await start(dir, basePort ?? 27000);
+      const r = await start(dir, basePort ?? 27000, console.log, nodes);
       process.stdout.write(describe(r) + '\n');
       return 0;
     }
