@@ -179,7 +179,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   // checkpoints are the writer's, between its commits: a commit of this thread never runs one on the event loop
   store.sqlite.pragma('wal_autocheckpoint = 0');
   wireAcknowledgeCommand({ bus, incidents, commands, log });
-  commissionOnPassedTest({ bus, incidents, registry, log });
+  commissionOnPassedTest({ bus, incidents, registry, log, ...(shared ? { write: (fn: () => void) => shared.write(fn) } : {}) });
 
   // sockets stop being accepted well before the descriptor limit (issue 14; core/limits.ts)
   const caps = deriveConnectionCaps(connectionCapSettings(config));
@@ -249,6 +249,8 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const closeStarted = async () => {
     await closeTransport();
     await writer.close();
+    // its LISTEN connection would keep a process that failed to start alive
+    await shared?.close();
   };
   // terminals that speak their own protocol (gateway/protocols): commands reach them over their connection
   // devices heard from before (the writer's state at start): a restart keeps expecting them

@@ -79,5 +79,6 @@ export const pgSharedRows = pgTable(
     seq: bigint('seq', { mode: 'number' }).notNull(),
     row: json('row').$type<Record<string, unknown> | null>(),
   },
-  (t) => [primaryKey({ columns: [t.tbl, t.key] }), index('shared_rows_seq_idx').on(t.seq)],
+  // the catch-up reads in (seq, tbl, key) order, a page at a time: the index is that order
+  (t) => [primaryKey({ columns: [t.tbl, t.key] }), index('shared_rows_seq_idx').on(t.seq, t.tbl, t.key)],
 );

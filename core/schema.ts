@@ -55,6 +55,8 @@ export const sharedSync = sqliteTable('shared_sync', {
   id: integer('id').primaryKey(),
   cluster: text('cluster').notNull(),
   head: integer('head', { mode: 'number' }).notNull(),
+  /** 1 while a session is open: its changes not yet in PostgreSQL after a crash are put back, not pushed */
+  session: integer('session', { mode: 'number' }).notNull().default(0),
 });
 
 /**

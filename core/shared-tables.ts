@@ -64,10 +64,14 @@ const APPLYING = 'shared_applying';
 /** rows read or written per statement and per SQLite transaction: an import's 50,000 devices never hold the loop long */
 const PAGE = 2000;
 
-/** pending states: noted, pushed in a session not yet committed, or failed (to be put back as PostgreSQL holds it) */
+/**
+ * pending states: noted; failed (to be put back as PostgreSQL holds it); in flight (its image is being pushed); changed
+ * again while in flight (noted once the push commits, put back if it fails: the change it travels with was refused)
+ */
 const NOTED = 0;
 const FAILED = 1;
 const IN_FLIGHT = 2;
+const AGAIN = 3;
 
 /** table → keys that changed here because of another node (or were put back) */
 export type SharedChanges = ReadonlyMap<string, ReadonlySet<string>>;
@@ -133,6 +137,9 @@ export async function openSharedTables(opts: SharedTablesOptions): Promise<Share
   const upserts = new Map<string, Database.Statement>();
   const readSync = sqlite.prepare<[], { cluster: string; head: number }>('SELECT cluster, head FROM shared_sync WHERE id = 1');
   const setHead = sqlite.prepare<[number]>('UPDATE shared_sync SET head = ? WHERE id = 1');
+  /** a session is open: what it changes here is noted as its own (a crash before its push puts it back at start) */
+  const setSession = sqlite.prepare<[number]>('UPDATE shared_sync SET session = ? WHERE id = 1');
+  const readSession = sqlite.prepare('SELECT session FROM shared_sync WHERE id = 1').pluck();
   const pendingOf = sqlite.prepare<[string, string], { failed: number }>('SELECT failed FROM shared_pending WHERE tbl = ? AND key = ?');
   const dropPending = sqlite.prepare<[string, string]>('DELETE FROM shared_pending WHERE tbl = ? AND key = ?');
   const anyPending = sqlite.prepare('SELECT 1 FROM shared_pending LIMIT 1').pluck();
@@ -166,50 +173,92 @@ export async function openSharedTables(opts: SharedTablesOptions): Promise<Share
     afterUpsert.get(img.tbl)?.run(img.key);
   };
 
+  /** local rows holding the unique key `img` needs ("UNIQUE constraint failed: devices.serial"), other than itself */
+  const holdersOf = (img: Image, err: unknown): string[] => {
+    const m = /UNIQUE constraint failed: (.+)$/.exec((err as Error).message ?? '');
+    if (!m || !img.row) return [];
+    const cols = m[1]!.split(',').map((c) => c.trim().split('.')).filter(([t]) => t === img.tbl).map(([, c]) => c!);
+    if (!cols.length || cols.some((c) => !(c in img.row!))) return [];
+    const key = tables.get(img.tbl)!.key;
+    return (sqlite.prepare(`SELECT "${key}" AS k FROM "${img.tbl}" WHERE ${cols.map((c) => `"${c}" IS ?`).join(' AND ')} AND "${key}" <> ?`)
+      .all(...cols.map((c) => img.row![c]), img.key) as { k: string }[]).map((r) => String(r.k));
+  };
+
   /**
    * Rows as the shared database holds them, into this file in one transaction, with the head if given. A row this node
-   * changed and had not pushed yet is overtaken (the other node's change is the one the cluster holds).
+   * changed and had not pushed yet is overtaken (the other node's change is the one the cluster holds). A row whose
+   * unique key a local row still holds: that row's own image from `ahead` (the same catch-up: a swap) goes first; a
+   * local row the cluster never had (a change a crash or a failure kept from PostgreSQL) is dropped.
    */
-  const applyRows = sqlite.transaction((images: readonly Image[], head: number | null): { changes: Map<string, Set<string>>; overtaken: Image[] } => {
+  const applyRows = sqlite.transaction((images: readonly Image[], head: number | null, ahead: Map<string, Image>): { changes: Map<string, Set<string>>; overtaken: string[] } => {
     sqlite.prepare(`INSERT INTO temp.${APPLYING} VALUES (1)`).run();
     sqlite.pragma('defer_foreign_keys = ON');
     const changes = new Map<string, Set<string>>();
-    const overtaken: Image[] = [];
-    // a row whose unique key another row of the page still holds (a swap) is tried again after the rest
-    let rest = images;
+    const overtaken: string[] = [];
+    const changed = (tbl: string, key: string) => {
+      if (!changes.has(tbl)) changes.set(tbl, new Set());
+      changes.get(tbl)!.add(key);
+    };
+    const applied = (img: Image) => {
+      ahead.delete(`${img.tbl}\u0000${img.key}`);
+      const p = pendingOf.get(img.tbl, img.key);
+      if (p) {
+        if (p.failed !== FAILED) overtaken.push(`${img.tbl}/${img.key}`);
+        dropPending.run(img.tbl, img.key);
+      }
+      changed(img.tbl, img.key);
+    };
+    let rest = images.filter((img) => ahead.has(`${img.tbl}\u0000${img.key}`) || !ahead.size);
     for (;;) {
-      const retry: Image[] = [];
-      let lastErr: unknown;
+      const retry: { img: Image; err: unknown }[] = [];
       for (const img of rest) {
         try {
           applyOne(img);
+          applied(img);
         } catch (err) {
           if ((err as { code?: string }).code !== 'SQLITE_CONSTRAINT_UNIQUE') throw err;
-          retry.push(img);
-          lastErr = err;
-          continue;
+          retry.push({ img, err });
         }
-        const p = pendingOf.get(img.tbl, img.key);
-        if (p) {
-          if (p.failed !== FAILED) overtaken.push(img);
-          dropPending.run(img.tbl, img.key);
-        }
-        if (!changes.has(img.tbl)) changes.set(img.tbl, new Set());
-        changes.get(img.tbl)!.add(img.key);
       }
       if (!retry.length) break;
-      if (retry.length === rest.length) throw lastErr;
-      rest = retry;
+      if (retry.length === rest.length) {
+        // no progress: free the keys the local rows hold
+        let freed = false;
+        for (const { img, err } of retry) {
+          for (const holder of holdersOf(img, err)) {
+            const next = ahead.get(`${img.tbl}\u0000${holder}`);
+            if (next) {
+              // the holder changes in this catch-up too: its image first (it may hold another key, freed in turn)
+              try {
+                applyOne(next);
+                applied(next);
+                freed = true;
+              } catch {
+                // still held: tried again in the next round
+              }
+            } else if (pendingOf.get(img.tbl, holder)) {
+              beforeDelete.get(img.tbl)?.run(holder);
+              deleteStmt.get(img.tbl)!.run(holder);
+              dropPending.run(img.tbl, holder);
+              overtaken.push(`${img.tbl}/${holder} (dropped: never in the shared database)`);
+              changed(img.tbl, holder);
+              freed = true;
+            }
+          }
+        }
+        if (!freed) throw retry[0]!.err;
+      }
+      rest = retry.map((r) => r.img);
     }
     if (head !== null) setHead.run(head);
     sqlite.prepare(`DELETE FROM temp.${APPLYING}`).run();
     return { changes, overtaken };
   });
 
-  const apply = (images: readonly Image[], head: number | null): void => {
-    const { changes, overtaken } = applyRows.immediate(images, head);
+  const apply = (images: readonly Image[], head: number | null, ahead = new Map<string, Image>()): void => {
+    const { changes, overtaken } = applyRows.immediate(images, head, ahead);
     if (overtaken.length) {
-      log.warn({ rows: overtaken.slice(0, 20).map((i) => `${i.tbl}/${i.key}`), count: overtaken.length },
+      log.warn({ rows: overtaken.slice(0, 20), count: overtaken.length },
         'rows changed on this node outside a session were changed on another node too (or pushed before a restart): the shared database\'s version is kept');
     }
     if (changes.size) {
@@ -221,27 +270,58 @@ export async function openSharedTables(opts: SharedTablesOptions): Promise<Share
     }
   };
 
-  /** what follows this node's head, page by page (a page one SQLite transaction); `locked`: the head, read under the lock */
-  const catchUp = async (q: pg.Pool | pg.PoolClient, locked: number | null): Promise<void> => {
+  /**
+   * What follows this node's head, read in one snapshot (under the session's lock it is one; otherwise a repeatable-read
+   * transaction), then applied a slice per SQLite transaction in an order that keeps references valid across slices:
+   * upserts parents first (SHARED_TABLES' order), then deletions children first. The head moves with the last slice:
+   * a node cut off half-way reads the rest again (upserts: idempotent). `locked`: the head, read under the lock.
+   */
+  const catchUp = async (locked: { client: pg.PoolClient; head: number } | null): Promise<void> => {
     const from = readSync.get()!.head;
-    if (locked !== null && locked <= from) return;
-    let after: [number, string, string] = [from, '', ''];
-    let max = from;
-    for (;;) {
-      const { rows } = await q.query<{ tbl: string; key: string; seq: string; row: Record<string, unknown> | null }>(
-        `SELECT tbl, key, seq, row FROM shared_rows WHERE seq > $4 AND (seq, tbl, key) > ($1::bigint, $2, $3) ORDER BY seq, tbl, key LIMIT ${PAGE}`, [...after, from]);
-      if (!rows.length) break;
-      const last = rows.at(-1)!;
-      max = Math.max(max, Number(last.seq));
-      const done = rows.length < PAGE;
-      // the head moves with the last page only: a node cut off half-way reads the rest again (upserts: idempotent)
-      apply(rows.map((r) => ({ tbl: r.tbl, key: r.key, row: r.row })), done ? (locked ?? max) : null);
-      if (done) return;
-      after = [Number(last.seq), last.tbl, last.key];
-      await new Promise((r) => setImmediate(r));
+    if (locked && locked.head <= from) return;
+    const own = locked ? null : await pool.connect();
+    const q = locked ? locked.client : own!;
+    const images: (Image & { seq: number })[] = [];
+    let target: number;
+    try {
+      if (own) await own.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      target = locked ? locked.head : Number((await q.query<{ seq: string }>('SELECT seq FROM shared_head WHERE id = 1')).rows[0]!.seq);
+      if (target <= from) {
+        if (own) await own.query('COMMIT');
+        return;
+      }
+      let after: [number, string, string] = [from, '', ''];
+      for (;;) {
+        const { rows } = await q.query<{ tbl: string; key: string; seq: string; row: Record<string, unknown> | null }>(
+          `SELECT tbl, key, seq, row FROM shared_rows WHERE seq > $4 AND seq <= $5 AND (seq, tbl, key) > ($1::bigint, $2, $3)
+           ORDER BY seq, tbl, key LIMIT ${PAGE}`, [...after, from, target]);
+        for (const r of rows) images.push({ tbl: r.tbl, key: r.key, row: r.row, seq: Number(r.seq) });
+        if (rows.length < PAGE) break;
+        const last = rows.at(-1)!;
+        after = [Number(last.seq), last.tbl, last.key];
+      }
+      if (own) await own.query('COMMIT');
+    } catch (err) {
+      if (own) await own.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      own?.release();
     }
-    if (locked !== null && locked > from) setHead.run(locked);
-    else if (max > from) setHead.run(max);
+    const order = new Map(SHARED_TABLES.map((t, i) => [t.table, i] as const));
+    const rank = (i: Image) => order.get(i.tbl) ?? SHARED_TABLES.length;
+    const upserts = images.filter((i) => i.row !== null).sort((x, y) => rank(x) - rank(y));
+    const deletes = images.filter((i) => i.row === null).sort((x, y) => rank(y) - rank(x));
+    const all = [...upserts, ...deletes];
+    const ahead = new Map(all.map((i) => [`${i.tbl}\u0000${i.key}`, i] as const));
+    if (!all.length) {
+      setHead.run(target);
+      return;
+    }
+    for (let i = 0; i < all.length; i += PAGE) {
+      const last = i + PAGE >= all.length;
+      apply(all.slice(i, i + PAGE), last ? target : null, ahead);
+      if (!last) await new Promise((r) => setImmediate(r));
+    }
   };
 
   /** rows whose push failed, put back as the shared database holds them (absent there: deleted here) */
@@ -272,9 +352,15 @@ export async function openSharedTables(opts: SharedTablesOptions): Promise<Share
   });
   const pushed = sqlite.transaction((head: number) => {
     sqlite.prepare(`DELETE FROM shared_pending WHERE failed = ${IN_FLIGHT}`).run();
+    sqlite.prepare(`UPDATE shared_pending SET failed = ${NOTED} WHERE failed = ${AGAIN}`).run();
+    setSession.run(0);
     setHead.run(head);
   });
-  const failedPush = () => sqlite.prepare(`UPDATE shared_pending SET failed = ${FAILED} WHERE failed = ${IN_FLIGHT}`).run();
+  /** the push failed: what travelled with it (and what changed again meanwhile) is put back */
+  const failedPush = sqlite.transaction(() => {
+    sqlite.prepare(`UPDATE shared_pending SET failed = ${FAILED} WHERE failed IN (${IN_FLIGHT}, ${AGAIN})`).run();
+    setSession.run(0);
+  });
 
   const push = async (client: pg.PoolClient, head: number, images: readonly Image[]): Promise<number> => {
     if (!images.length) return head;
@@ -300,17 +386,41 @@ export async function openSharedTables(opts: SharedTablesOptions): Promise<Share
     return run;
   };
 
+  /** the head row locked on `client` (in its transaction): the cluster's id and the head */
+  const lockHead = async (client: pg.PoolClient): Promise<{ cluster: string; head: number }> => {
+    const { rows } = await client.query<{ cluster: string; seq: string }>('SELECT cluster, seq FROM shared_head WHERE id = 1 FOR UPDATE');
+    return { cluster: rows[0]!.cluster, head: Number(rows[0]!.seq) };
+  };
+
+  /**
+   * With the lock held: what a crash left is sorted out, this copy brought up to the head, rows whose push failed put
+   * back (after the catch-up: a put-back row may refer to rows it brings). `session`: what changes from here is a
+   * session's own.
+   */
+  const prepare = async (client: pg.PoolClient, head: number, session: boolean): Promise<void> => {
+    sqlite.transaction(() => {
+      if (readSession.get()) {
+        // a session's changes that never reached PostgreSQL (the process died before its commit): its person got no
+        // answer, so they are put back — a secret rotated and never handed to anyone must not reach the cluster
+        sqlite.prepare(`UPDATE shared_pending SET failed = ${FAILED}`).run();
+        setSession.run(0);
+      } else {
+        // a flush cut short is pushed again (had it committed, catching up shows it: theirs is ours)
+        sqlite.prepare(`UPDATE shared_pending SET failed = ${NOTED} WHERE failed IN (${IN_FLIGHT}, ${AGAIN})`).run();
+      }
+    }).immediate();
+    await catchUp({ client, head });
+    await repair(client);
+    if (session) setSession.run(1);
+  };
+
   /** the lock taken and this copy current: returns the locked head and the connection holding it */
-  const open = async (): Promise<{ client: pg.PoolClient; head: number }> => {
+  const open = async (session: boolean): Promise<{ client: pg.PoolClient; head: number }> => {
     const client = await pool.connect();
     try {
       await client.query('BEGIN');
-      const { rows } = await client.query<{ cluster: string; seq: string }>('SELECT cluster, seq FROM shared_head WHERE id = 1 FOR UPDATE');
-      const head = Number(rows[0]!.seq);
-      // a push a crash cut short is pushed again (if it had committed, catching up shows it: theirs is ours)
-      sqlite.prepare(`UPDATE shared_pending SET failed = ${NOTED} WHERE failed = ${IN_FLIGHT}`).run();
-      await repair(client);
-      await catchUp(client, head);
+      const { head } = await lockHead(client);
+      await prepare(client, head, session);
       return { client, head };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
@@ -319,21 +429,30 @@ export async function openSharedTables(opts: SharedTablesOptions): Promise<Share
     }
   };
 
-  const close = async (client: pg.PoolClient, head: number): Promise<void> => {
-    let images: Image[] = [];
+  /** what changed pushed and committed (`refuse`: put back instead, the session having run out of time) */
+  const close = async (client: pg.PoolClient, head: number, refuse = false): Promise<void> => {
     try {
-      images = takePending();
-      const next = await push(client, head, images);
+      if (refuse) throw new Error(`the change took longer than ${maxSessionMs} ms`);
+      const next = await push(client, head, takePending());
       await client.query('COMMIT');
-      pushed(next);
+      try {
+        pushed(next);
+      } catch (err) {
+        // committed: it is done; this file's notes are put right at the next session (its rows come back as the cluster's)
+        log.error({ err }, 'a change is in the shared database, but this node could not note it in its file');
+      }
       client.release();
     } catch (err) {
-      failedPush();
+      try {
+        failedPush();
+      } catch (e) {
+        log.error({ err: e }, 'could not note a failed push in this node\'s file; the next session puts its rows back');
+      }
       await client.query('ROLLBACK').catch(() => {});
       client.release(true);
       // put back now if PostgreSQL answers; else the next session or flush does it
       await repair(pool).catch((e: unknown) => log.warn({ err: e }, 'putting back rows whose change failed waits for the shared database'));
-      throw new SharedStoreError(err);
+      throw err instanceof SharedStoreError ? err : new SharedStoreError(err);
     }
   };
 
@@ -344,25 +463,25 @@ export async function openSharedTables(opts: SharedTablesOptions): Promise<Share
       void exclusive(async () => {
         let opened: { client: pg.PoolClient; head: number };
         try {
-          opened = await open();
+          opened = await open(true);
         } catch (err) {
           rejectSession(new SharedStoreError(err));
           return;
         }
-        // the chain waits for this session's end; one never ended (a bug) is ended after maxSessionMs, so neither this
-        // node nor the cluster waits on it for ever (what changes after that is pushed by a flush)
+        // the chain waits for this session's end; one not ended in time is refused and put back, so neither this node
+        // nor the cluster waits on it for ever (what its handler still changes is a change outside a session)
         await new Promise<void>((release) => {
           let ended: Promise<void> | null = null;
-          const end = () => (ended ??= close(opened.client, opened.head).finally(() => {
+          const finish = (refuse: boolean) => (ended ??= close(opened.client, opened.head, refuse).finally(() => {
             clearTimeout(limit);
             release();
           }));
           const limit = setTimeout(() => {
-            log.error({ maxSessionMs }, 'a session on the shared tables was not ended in time: ended now');
-            end().catch(() => {});
+            log.error({ maxSessionMs }, 'a session on the shared tables was not ended in time: refused, its rows put back');
+            finish(true).catch(() => {});
           }, maxSessionMs);
           limit.unref();
-          resolveSession({ end });
+          resolveSession({ end: () => finish(false) });
         });
       });
     });
@@ -382,50 +501,54 @@ export async function openSharedTables(opts: SharedTablesOptions): Promise<Share
     return out;
   };
 
-  /** catch up without the lock (reads only), or in a session when rows changed here wait to be pushed */
-  const sync = (): Promise<void> => exclusive(async () => {
+  /**
+   * Catch up without the lock (reads only), or in a session when rows changed here wait to be pushed. At most one
+   * waits behind the one running: a flush and a notification asking at once are one sync.
+   */
+  let queued: Promise<void> | null = null;
+  const sync = (): Promise<void> => (queued ??= exclusive(async () => {
+    queued = null;
     if (closed) return;
     if (anyPending.get()) {
-      const { client, head } = await open();
+      const { client, head } = await open(false);
       await close(client, head);
     } else {
-      await catchUp(pool, null);
+      await catchUp(null);
     }
-  });
+  }));
 
-  // start: which shared database this file follows, or its first contact with it
+  // start: which shared database this file follows, or its first contact with it — in one locked transaction, so two
+  // first nodes starting at once cannot both bring their rows
   await exclusive(async () => {
     const client = await pool.connect();
+    let head: number;
     try {
       await client.query('BEGIN');
-      const { rows } = await client.query<{ cluster: string; seq: string }>('SELECT cluster, seq FROM shared_head WHERE id = 1 FOR UPDATE');
-      const { cluster } = rows[0]!;
-      const seq = Number(rows[0]!.seq);
+      const locked = await lockHead(client);
+      head = locked.head;
       const local = readSync.get();
       if (!local) {
         const held = countShared(sqlite);
-        if (seq > 0 && held > 0) {
+        if (head > 0 && held > 0) {
           throw new ConfigError([`postgres.url: this node's data directory holds ${held} devices, residents, units, staff or accounts of its own, and the cluster's shared database holds others; a node joins a cluster with an empty data directory (its registry and accounts come from the cluster), or the first node brings its own (docs/scale-out.md)`]);
         }
         sqlite.transaction(() => {
-          sqlite.prepare('INSERT INTO shared_sync (id, cluster, head) VALUES (1, ?, 0)').run(cluster);
+          sqlite.prepare('INSERT INTO shared_sync (id, cluster, head, session) VALUES (1, ?, 0, 0)').run(locked.cluster);
           // the first node brings its registry, network and accounts
           for (const t of SHARED_TABLES) {
             sqlite.prepare(`INSERT OR IGNORE INTO shared_pending (tbl, key) SELECT '${t.table}', "${t.key}" FROM "${t.table}"${t.only ? ` AS NEW WHERE ${t.only('NEW')}` : ''}`).run();
           }
         }).immediate();
-      } else if (local.cluster !== cluster) {
-        throw new ConfigError([`postgres.url: this node's data directory follows another cluster's shared database (${local.cluster}, this one is ${cluster}); start the node on a new data directory, or point postgres.url at its own cluster`]);
+      } else if (local.cluster !== locked.cluster) {
+        throw new ConfigError([`postgres.url: this node's data directory follows another cluster's shared database (${local.cluster}, this one is ${locked.cluster}); start the node on a new data directory, or point postgres.url at its own cluster`]);
       }
-      await client.query('COMMIT');
+      await prepare(client, head, false);
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
+      client.release(true);
       throw err;
-    } finally {
-      client.release();
     }
-    const { client: c, head } = await open();
-    await close(c, head);
+    await close(client, head);
   });
   log.info({ head: readSync.get()!.head }, 'shared tables: this node\'s registry, network and accounts are current with the cluster');
 
@@ -440,8 +563,12 @@ export async function openSharedTables(opts: SharedTablesOptions): Promise<Share
     log,
     pollMs: opts.pollMs ?? 1000,
   });
+  // rows changed outside a session are pushed; and a catch-up that failed (PostgreSQL away a moment) is tried again
+  // until this copy holds what the cluster's head says, not only when the next change is notified
   const flusher = setInterval(() => {
-    if (anyPending.get()) void sync().catch((err: unknown) => log.warn({ err }, 'pushing rows changed outside a session failed; retried'));
+    if (anyPending.get() || follower.head() > readSync.get()!.head) {
+      void sync().catch((err: unknown) => log.warn({ err }, 'bringing this node\'s shared tables up to the cluster failed; tried again'));
+    }
   }, opts.flushMs ?? 250);
   flusher.unref();
 
@@ -463,9 +590,10 @@ export async function openSharedTables(opts: SharedTablesOptions): Promise<Share
 function installTriggers(sqlite: Database.Database): void {
   sqlite.exec(`CREATE TEMP TABLE IF NOT EXISTS ${APPLYING} (x INTEGER)`);
   for (const t of SHARED_TABLES) {
-    // a row noted in flight and changed again is noted again (NOTED); one whose push failed stays FAILED (put back)
+    // a row in flight and changed again is AGAIN (noted once the push commits, put back if it fails); one whose push
+    // failed stays FAILED (put back)
     const note = (r: 'NEW' | 'OLD') => `INSERT INTO main.shared_pending (tbl, key, failed) VALUES ('${t.table}', ${r}."${t.key}", ${NOTED})
-      ON CONFLICT (tbl, key) DO UPDATE SET failed = CASE WHEN failed = ${IN_FLIGHT} THEN ${NOTED} ELSE failed END;`;
+      ON CONFLICT (tbl, key) DO UPDATE SET failed = CASE WHEN failed = ${IN_FLIGHT} THEN ${AGAIN} ELSE failed END;`;
     const when = (r: 'NEW' | 'OLD') => `WHEN NOT EXISTS (SELECT 1 FROM temp.${APPLYING})${t.only ? ` AND ${t.only(r)}` : ''}`;
     sqlite.exec(`
       CREATE TEMP TRIGGER IF NOT EXISTS shared_${t.table}_ins AFTER INSERT ON "${t.table}" ${when('NEW')} BEGIN ${note('NEW')} END;

@@ -20,17 +20,33 @@ export interface TestIncidentLookup {
   resolveBySystem(incidentId: string, outcome: string, data?: Record<string, unknown>): unknown;
 }
 
-export function commissionOnPassedTest(d: { bus: Bus; incidents: TestIncidentLookup; registry: DeviceRegistry; log: Logger }): () => void {
+export function commissionOnPassedTest(d: {
+  bus: Bus; incidents: TestIncidentLookup; registry: DeviceRegistry; log: Logger;
+  /**
+   * cluster mode, several nodes (core/shared-tables.ts): the change runs in a session, where the device's state is
+   * read on the cluster's current copy — every node hears the passed test, one commissions the device
+   */
+  write?: (fn: () => void) => Promise<void>;
+}): () => void {
   const log = d.log.child({ module: 'commissioning' });
   let closed = false;
 
+  const commissionNow = (incidentId: string, deviceId: string) => {
+    const device = d.registry.entry(deviceId);
+    if (!device || device.state !== 'provisioned' || !device.residentId) return;
+    d.registry.setState(device.id, 'commissioned');
+    log.info({ deviceId: device.id, incidentId }, 'commissioning test passed: device commissioned');
+  };
   const commission = (incidentId: string) => {
     const incident = d.incidents.get(incidentId);
     if (!incident?.test) return;
     const device = d.registry.entry(incident.deviceId);
     if (!device || device.state !== 'provisioned' || !device.residentId) return;
-    d.registry.setState(device.id, 'commissioned');
-    log.info({ deviceId: device.id, incidentId }, 'commissioning test passed: device commissioned');
+    if (!d.write) return commissionNow(incidentId, device.id);
+    d.write(() => commissionNow(incidentId, device.id)).catch((err: unknown) => {
+      // the device stays provisioned: its next passed test (or a person) commissions it
+      log.error({ err, deviceId: device.id, incidentId }, 'could not mark the device commissioned after its test');
+    });
   };
 
   // Closed on the next turn of the event loop, not inside the listener: the opened event reaches every listener (the

@@ -247,21 +247,29 @@ export class DeviceRegistry {
       for (const e of this.entries.values()) if (e.residentId && residentSet.has(e.residentId)) e.unitId = this.residentUnit.get(e.residentId) ?? null;
     }
     const deviceSet = new Set(deviceIds);
+    const revoked: { deviceId: string; reason: string }[] = [];
     if (deviceSet.size) {
       const stale: string[] = [];
       for (const [key, holder] of this.accounts) if (deviceSet.has(holder)) stale.push(key);
       for (const key of stale) this.accounts.delete(key);
       for (const id of deviceSet) {
+        const before = this.entries.get(id);
         const d = this.db.select().from(devices).where(eq(devices.id, id)).get();
         if (!d) {
           this.entries.delete(id);
           this.noteReplication(undefined, id);
+          if (before) revoked.push({ deviceId: id, reason: 'removed' });
           continue;
         }
         this.entries.set(id, this.toEntry(d));
         if (d.accountScheme && d.account) this.accounts.set(`${d.accountScheme} ${d.account}`, d.id);
+        // revoked on another node: this node's connections of the device are cut too (its protocol terminals; the
+        // cluster's MQTT connections once more, harmless)
+        if (before && before.secretHash !== d.secretHash) revoked.push({ deviceId: id, reason: 'secret rotated' });
+        else if (before && before.state !== d.state && (d.state === 'suspended' || d.state === 'decommissioned')) revoked.push({ deviceId: id, reason: d.state });
       }
     }
+    for (const r of revoked) this.bus.emit('device-revoked', r);
     for (const id of residentSet) this.changed({ residentId: id });
     for (const id of deviceSet) this.changed({ deviceId: id });
   }

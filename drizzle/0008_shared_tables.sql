@@ -8,5 +8,6 @@ CREATE UNIQUE INDEX `shared_pending_uq` ON `shared_pending` (`tbl`,`key`);--> st
 CREATE TABLE `shared_sync` (
 	`id` integer PRIMARY KEY NOT NULL,
 	`cluster` text NOT NULL,
-	`head` integer NOT NULL
+	`head` integer NOT NULL,
+	`session` integer DEFAULT 0 NOT NULL
 );

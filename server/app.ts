@@ -177,8 +177,8 @@ function shareChanges(app: FastifyInstance, shared: Pick<SharedTables, 'begin'>,
     await end(req);
     return payload;
   });
-  // an answer that never went out (the client left) still ends its session
-  const orphan = async (req: object) => end(req).catch((err: unknown) => log.warn({ err }, 'a change whose client left could not be stored in the shared database; it was undone'));
-  app.addHook('onResponse', orphan);
-  app.addHook('onRequestAbort', orphan);
+  // a client that leaves does not end the session: its handler goes on (Fastify runs it to the end) and its answer's
+  // onSend ends it; onResponse is the net for an answer that went out without onSend (never seen), and a handler that
+  // never answers is refused after the session's time limit (core/shared-tables.ts)
+  app.addHook('onResponse', async (req) => end(req).catch((err: unknown) => log.warn({ err }, 'a change could not be stored in the shared database; it was undone')));
 }

@@ -10,7 +10,10 @@
 // - a change whose push fails (PostgreSQL ends the session's connection) is refused and undone, here and in memory;
 // - a change made outside a session reaches the others by a flush, and one made on a stale copy loses to the row the
 //   cluster holds;
-// - a node restarted catches up; a change its crash left unpushed is pushed at start;
+// - a node restarted catches up; a change its crash left unpushed outside a session is pushed at start, one a session
+//   made and never pushed (its person got no answer) is put back, and a unique key it held goes to the cluster's row;
+// - a joining node takes thousands of rows that refer to each other across its catch-up's slices;
+// - a failed push takes back, with the session's change, what changed while the images travelled;
 // - a file of another cluster, or one with rows of its own joining a cluster that has rows, is refused.
 import { join } from 'node:path';
 import pg from 'pg';
@@ -253,6 +256,85 @@ describe('shared tables: the registry, the network and the accounts of every nod
     await until('a to hear of b\'s note', () => a.store.sqlite.prepare('SELECT notes FROM devices WHERE id = ?').pluck().get(device.id) === 'from b');
     await b2.shared.sync();
     expect(rowsOf(b2)).toEqual(rowsOf(a));
+  });
+
+  it('a joining node takes thousands of rows that refer to each other, across its catch-up\'s slices', async () => {
+    const { url } = await env.pgs().fresh('shared_many');
+    const before = file('many');
+    const pre = new DeviceRegistry(before.db, new SecretHasher(serviceSecret(before.db, 'device-secret-key')), new Bus());
+    // 1,500 residents and 1,500 devices bound to them: more rows than one slice, devices sorted before residents by name
+    for (let i = 0; i < 1500; i++) {
+      const r = pre.createResident({ name: `Resident ${i}` });
+      const { device } = pre.provision({ kind: 'call-phone', serial: `MANY-${String(i).padStart(5, '0')}` });
+      pre.bind(device.id, r.id);
+    }
+    const a = await node('a', url, before);
+    const b = await node('b', url);
+    expect(rowsOf(b)).toEqual(rowsOf(a));
+    expect(b.registry.size()).toBe(1500);
+    // and a resident changed after them all reaches a node that was away (its catch-up spans slices again)
+    const bFile = b.store;
+    await b.shared.close();
+    const first = a.store.sqlite.prepare('SELECT id FROM residents ORDER BY id LIMIT 1').pluck().get() as string;
+    await a.shared.write(() => a.registry.updateResident(first, { name: 'Renamed' }));
+    const back = await node('b-again', url, bFile);
+    expect(rowsOf(back)).toEqual(rowsOf(a));
+  });
+
+  it('a session cut short by a crash is put back at restart, and a unique key it held goes to the node the cluster gave it', async () => {
+    const { url } = await env.pgs().fresh('shared_crash');
+    const a = await node('a', url);
+    const b = await node('b', url);
+    const { device } = await a.shared.write(() => a.registry.provision({ kind: 'call-phone', serial: 'CRASH-0001' }));
+    await until('b to hear of it', () => b.registry.entry(device.id) !== undefined);
+    // a: a session rotates a secret and provisions a serial; the process dies after its local commit, before PostgreSQL's
+    const session = await a.shared.begin();
+    a.registry.rotateSecret(device.id);
+    const lost = a.registry.provision({ kind: 'call-phone', serial: 'CRASH-0002' });
+    const crashed = join(env.dir, `crashed-${files++}.db`);
+    await a.store.sqlite.backup(crashed);
+    // (here the session never reaches PostgreSQL: its connection is ended, as by the process's death)
+    const killer = new pg.Client({ connectionString: url });
+    await killer.connect();
+    await killer.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'shared-a' AND state LIKE 'idle in transaction%'`);
+    await killer.end();
+    await expect(session.end()).rejects.toBeInstanceOf(SharedStoreError);
+    // meanwhile the person, who got no answer, provisions the serial through b
+    const { device: other } = await b.shared.write(() => b.registry.provision({ kind: 'call-phone', serial: 'CRASH-0002' }));
+    // the crashed node restarts on its file as the crash left it
+    const restarted = openStore(crashed);
+    opened.push({ store: restarted, shared: null });
+    const again = await node('a-restarted', url, restarted);
+    // its rotation, never answered, is not the cluster's: the device's secret is the one handed out
+    expect(again.store.sqlite.prepare('SELECT secret_hash FROM devices WHERE id = ?').pluck().get(device.id))
+      .toBe(b.store.sqlite.prepare('SELECT secret_hash FROM devices WHERE id = ?').pluck().get(device.id));
+    // the serial is b's device, once
+    expect(again.registry.entry(lost.device.id)).toBeUndefined();
+    expect(again.registry.entry(other.id)).toBeDefined();
+    await b.shared.sync();
+    expect(rowsOf(again)).toEqual(rowsOf(b));
+  });
+
+  it('a push that fails takes back what changed while it travelled, with the session\'s change', async () => {
+    const { url } = await env.pgs().fresh('shared_again');
+    const a = await node('a', url, undefined, { flushMs: 60_000 });
+    const { device } = await a.shared.write(() => a.registry.provision({ kind: 'call-phone', serial: 'AGAIN-0001' }));
+    await a.shared.write(() => a.registry.setState(device.id, 'commissioned'));
+    const before = rowsOf(a);
+    const session = await a.shared.begin();
+    a.registry.rotateSecret(device.id);
+    const killer = new pg.Client({ connectionString: url });
+    await killer.connect();
+    await killer.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'shared-a' AND state LIKE 'idle in transaction%'`);
+    await killer.end();
+    const ending = session.end();
+    // while the images travel, the device's first message puts it in service (outside the session)
+    a.registry.markInService(device.id);
+    await expect(ending).rejects.toBeInstanceOf(SharedStoreError);
+    await a.shared.sync();
+    expect(a.store.sqlite.prepare('SELECT count(*) FROM shared_pending').pluck().get()).toBe(0);
+    expect(rowsOf(a)).toEqual(before);
+    expect(await rowsInPg(url)).toEqual(before);
   });
 
   it('refuses a file with rows of its own joining a cluster that has rows, and a file of another cluster', async () => {
