@@ -15,6 +15,7 @@ import { openTokenKeys } from './core/token-keys.js';
 import { SecretHasher } from './devices/credentials.js';
 import { DeviceRegistry, logRegistryStartup } from './devices/registry.js';
 import { Audit } from './core/audit.js';
+import { createPgAuditStore } from './core/audit-store-pg.js';
 import { auditRoutes } from './server/routes/audit.js';
 import { WriterThread, commandWritesVia, incidentWritesVia, type LiveStates } from './gateway/writer/client.js';
 import { Commands, onceId, type CommandRow } from './gateway/commands.js';
@@ -54,6 +55,7 @@ import type { AppDeps } from './server/deps.js';
 import { topics, type AlarmAction, type AlarmSource } from './core/contracts.js';
 import { connectionCapSettings, deriveConnectionCaps } from './core/limits.js';
 import { startRetention } from './core/retention.js';
+import { startPgRetention } from './core/retention-pg.js';
 import { startProtocols, type Protocols } from './gateway/protocols/index.js';
 import { activeListener } from './gateway/protocols/settings.js';
 import { PROTOCOL_NAMES, type ListenerSettings } from './gateway/protocols/types.js';
@@ -113,7 +115,8 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const bootstrap = await sharedWrite(() => bootstrapAdmin(users, config.adminPassword));
   const registry = new DeviceRegistry(store.db, new SecretHasher(await sharedWrite(() => serviceSecret(store.db, 'device-secret-key'))), bus);
   logRegistryStartup(registry, log);
-  const audit = new Audit(store.sqlite);
+  // cluster mode on PostgreSQL: every node's entries in one audit log there (any admin on any node reads them all)
+  const audit = new Audit(store.sqlite, pgMain ? { store: createPgAuditStore(pgMain), log: log.child({ module: 'audit' }) } : undefined);
   // written by the writer thread too: this thread reads them and sends them to devices
   const commands = new Commands(pgMain ? createPgCommandStore(pgMain) : store.sqlite, log, commandWritesVia(() => writerThread));
   /** PostgreSQL: the node's replica of the log, which hands this thread its events (started once the writer migrated) */
@@ -348,6 +351,8 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   else ready = true;
   // old rows pruned at start and every retention.intervalMs, in small batches (core/retention.ts)
   const retention = startRetention({ sqlite: store.sqlite, settings: config.retention, log: log.child({ module: 'retention' }), metrics });
+  // and the shared store's observations, one node at a time (core/retention-pg.ts)
+  const pgRetention = pgMain ? startPgRetention({ pool: pgMain, settings: config.retention, log: log.child({ module: 'retention' }), metrics }) : null;
 
   let closed = false;
   return {
@@ -364,6 +369,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       clearInterval(expiry);
       clearInterval(heapWatch);
       await retention.close();
+      await pgRetention?.close();
       storage.close();
       await app.close();
       await closeTransport();

@@ -6,7 +6,7 @@
 import { writeWhenFree } from './db.js';
 import type { Logger } from './logger.js';
 import type Database from 'better-sqlite3';
-import { createSqliteAuditStore, type AuditEntry, type AuditFilter, type AuditStore } from './audit-store.js';
+import { createSqliteAuditStore, type AuditEntry, type AuditFilter, type AuditRow, type AuditStore } from './audit-store.js';
 
 /** Who did it: a user as the HTTP layer saw them, or the gateway itself. */
 export interface AuditActor {
@@ -53,27 +53,62 @@ export function scrub(value: unknown, depth = 0): unknown {
   return out;
 }
 
+/** entries waiting for the shared store at most (beyond: written to the log whole, as a failed write is) */
+const MAX_IN_FLIGHT = 10_000;
+
 export class Audit {
   /** where the entries are kept (core/audit-store.ts) */
   private readonly store: AuditStore<'sync'>;
   private readonly sqlite: Database.Database;
+  /** cluster mode on PostgreSQL: every node's entries in one log (core/audit-store-pg.ts), read by any admin on any node */
+  private readonly shared: AuditStore<'async'> | null;
+  private readonly log: Pick<Logger, 'error'> | null;
+  private inFlight = 0;
 
-  constructor(sqlite: Database.Database) {
+  constructor(sqlite: Database.Database, shared?: { store: AuditStore<'async'>; log: Pick<Logger, 'error'> }) {
     this.sqlite = sqlite;
     this.store = createSqliteAuditStore(sqlite);
+    this.shared = shared?.store ?? null;
+    this.log = shared?.log ?? null;
+  }
+
+  private row(e: AuditInput): AuditRow {
+    let details = JSON.stringify(scrub(e.details ?? {}));
+    if (details.length > MAX_DETAILS_BYTES) details = JSON.stringify({ truncated: true, bytes: details.length });
+    return {
+      at: e.at ?? Date.now(), actorId: e.actor.id, actor: e.actor.username, role: e.actor.role ?? null, ip: e.actor.ip ?? null,
+      action: e.action, targetType: e.target.type, targetId: e.target.id, details,
+    };
+  }
+
+  /** into the shared store; an entry it cannot take goes to the log whole (the action is done, the person not told otherwise) */
+  private async toShared(row: AuditRow, log: Pick<Logger, 'error'>): Promise<void> {
+    if (this.inFlight >= MAX_IN_FLIGHT) {
+      log.error({ audit: row }, 'too many audit entries wait for the shared store: this one is here instead');
+      return;
+    }
+    this.inFlight++;
+    try {
+      await this.shared!.append(row);
+    } catch (err) {
+      log.error({ err, audit: row }, 'the audit entry of an action already recorded could not be written to the shared store: it is here instead');
+    } finally {
+      this.inFlight--;
+    }
   }
 
   /**
    * Append one entry. Synchronous, one short row: call it right after the action succeeded (inside the action's
-   * transaction when there is one, so that an action and its entry commit together).
+   * transaction when there is one, so that an action and its entry commit together). In cluster mode on PostgreSQL
+   * the entry goes to the shared store on its own, just after.
    */
   record(e: AuditInput): void {
-    let details = JSON.stringify(scrub(e.details ?? {}));
-    if (details.length > MAX_DETAILS_BYTES) details = JSON.stringify({ truncated: true, bytes: details.length });
-    this.store.append({
-      at: e.at ?? Date.now(), actorId: e.actor.id, actor: e.actor.username, role: e.actor.role ?? null, ip: e.actor.ip ?? null,
-      action: e.action, targetType: e.target.type, targetId: e.target.id, details,
-    });
+    const row = this.row(e);
+    if (this.shared) {
+      void this.toShared(row, this.log!);
+      return;
+    }
+    this.store.append(row);
   }
 
   /**
@@ -84,6 +119,7 @@ export class Audit {
    */
   async append(entry: AuditInput, log: Pick<Logger, 'error'>): Promise<void> {
     const e = { ...entry, at: entry.at ?? Date.now() };
+    if (this.shared) return this.toShared(this.row(e), log);
     try {
       await writeWhenFree(this.sqlite, () => this.record(e));
     } catch (err) {
@@ -91,12 +127,12 @@ export class Audit {
     }
   }
 
-  query(q: AuditQuery): { items: AuditEntry[]; total: number } {
-    return this.store.query(q);
+  query(q: AuditQuery): { items: AuditEntry[]; total: number } | Promise<{ items: AuditEntry[]; total: number }> {
+    return this.shared ? this.shared.query(q) : this.store.query(q);
   }
 
   /** Every entry about one target, oldest first (an incident's export). */
-  forTarget(type: string, id: string, limit = 1000): AuditEntry[] {
-    return this.query({ target: `${type}:${id}`, limit, offset: 0 }).items.reverse();
+  async forTarget(type: string, id: string, limit = 1000): Promise<AuditEntry[]> {
+    return (await this.query({ target: `${type}:${id}`, limit, offset: 0 })).items.reverse();
   }
 }

@@ -330,7 +330,7 @@ export function incidentRoutes(r: IncidentRouteDeps): FastifyPluginAsyncTypebox<
         events: incidents.events(inc.id),
         // joined here, not streamed: a console's timeline shows "delivered to <name>" from this answer
         receipts: receipts.map(({ kind, seq, at, userId, username }) => ({ kind, seq, at, userId, username })),
-        audit: deps.audit.forTarget('incident', inc.id),
+        audit: await deps.audit.forTarget('incident', inc.id),
       };
     });
 

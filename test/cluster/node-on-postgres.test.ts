@@ -4,7 +4,8 @@
 // PostgreSQL, reaches a console over the WebSocket from the node's replica of the log, is acknowledged by a person and
 // "help is coming" reaches the terminal through the cluster, whose answer is recorded; the observations API reads
 // PostgreSQL; a node restarted on its data directory resumes its replica (a console resuming misses nothing and
-// gets nothing twice); a data directory that ran on its own SQLite log is refused, with what to do.
+// gets nothing twice); a change the shared store refuses is answered 503 and not made, and its retry is made once, its
+// audit entry in the shared audit log; a data directory that ran on its own SQLite log is refused, with what to do.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -135,6 +136,33 @@ describe('a node on the PostgreSQL store', () => {
     expect(after.seqs).toEqual(Array.from({ length: head - seen }, (_, i) => seen + 1 + i));
     await after.close();
     c2.end(true);
+  });
+
+  it('a change the shared store refuses is answered 503 and was not made; the same request then succeeds, once', async () => {
+    // PostgreSQL refuses new device rows in the shared tables for a moment (a constraint the test adds and drops)
+    await pool.query(`ALTER TABLE shared_rows ADD CONSTRAINT test_no_devices CHECK (tbl <> 'devices' OR seq < 0) NOT VALID`);
+    const serial = `REFUSED-${Date.now()}`;
+    let refused;
+    try {
+      refused = await t.api('POST', '/api/devices', { kind: 'call-phone', serial });
+    } finally {
+      await pool.query('ALTER TABLE shared_rows DROP CONSTRAINT test_no_devices');
+    }
+    expect(refused.status).toBe(503);
+    expect(refused.body.message).toMatch(/could not be stored in the cluster's shared database .*it was not made: try again/);
+    // not made: not in the node's registry, nor listed, nor in PostgreSQL
+    const listed = (await t.api('GET', `/api/devices?q=${serial}`)).body.items as { serial: string }[];
+    expect(listed).toEqual([]);
+    expect([...t.gw.registry.allEntries()].some((e) => t.gw.registry.get(e.id).serial === serial)).toBe(false);
+    // tried again: made, once, and in the shared store
+    const again = await t.api('POST', '/api/devices', { kind: 'call-phone', serial });
+    expect(again.status).toBe(201);
+    expect((await pool.query(`SELECT count(*)::int AS n FROM shared_rows WHERE tbl = 'devices' AND row->>'serial' = $1`, [serial])).rows[0].n).toBe(1);
+    expect(t.gw.registry.authenticate(again.body.id, again.body.secret)).toBe('ok');
+    // its audit entry is in the shared audit log (every node's admins read it), and the API lists it from there
+    await waitFor(async () => (await pool.query(`SELECT count(*)::int AS n FROM audit_log WHERE action = 'device.provision' AND target_id = $1`, [again.body.id])).rows[0].n === 1 || undefined, 'the audit entry in PostgreSQL');
+    const listed2 = (await t.api('GET', `/api/audit?target=device:${again.body.id}`)).body.items as { action: string }[];
+    expect(listed2.map((e) => e.action)).toEqual(['device.provision']);
   });
 
   it('a data directory that ran on its own SQLite log is refused, saying what to do', async () => {

@@ -1,0 +1,130 @@
+// Retention of the shared store's observations (cluster mode on PostgreSQL): what PostgreSQL holds stops growing, by
+// the same rule as a node's own file (core/retention.ts):
+// - observations older than `retention.telemetryDays` are deleted, except those an incident still in the store points
+//   at (observations.incident_id), or that an open incident's events name (data.observationId): an incident's
+//   evidence lives as long as the incident;
+// - in small transactions (`batchRows`, shrunk when one takes longer than ~20 ms), the writers' commits going between;
+// - one node at a time: a pass takes a PostgreSQL advisory lock and a node that does not get it skips its turn (every
+//   node runs the timer; whichever comes first prunes);
+// - the incident log is not pruned in PostgreSQL: every node's replica follows it by seq, and a new node catches up
+//   from its first event (each node's retention prunes its own replica's old incidents, core/retention.ts).
+// Freed space is reused by PostgreSQL's autovacuum; the table stops growing at its steady-state size.
+import type pg from 'pg';
+import type { Logger } from './logger.js';
+import type { RetentionMetrics, RetentionSettings } from './retention.js';
+
+const DAY = 86_400_000;
+const TARGET_MS = 20;
+/** pg_try_advisory_lock key: "eldergate retention" (an arbitrary constant, apart from the migrations' lock) */
+export const RETENTION_LOCK = 0x656c6472;
+const OPEN = `('open', 'acknowledged', 'dispatched', 'on-site')`;
+
+export interface PgRetentionResult {
+  observations: number;
+  batches: number;
+  ms: number;
+  /** another node held the lock: this node skipped its turn */
+  skipped: boolean;
+  stopped: boolean;
+}
+
+export interface PgRetention {
+  runNow(): Promise<PgRetentionResult>;
+  close(): Promise<void>;
+}
+
+export function startPgRetention(d: {
+  pool: pg.Pool;
+  settings: RetentionSettings;
+  log: Logger;
+  now?: () => number;
+  schedule?: boolean;
+  metrics?: RetentionMetrics;
+}): PgRetention {
+  const { pool, settings, log } = d;
+  const now = d.now ?? Date.now;
+  let current: Promise<PgRetentionResult> | null = null;
+  let stopping = false;
+  let timer: NodeJS.Timeout | undefined;
+
+  async function pass(): Promise<PgRetentionResult> {
+    const started = performance.now();
+    const r: PgRetentionResult = { observations: 0, batches: 0, ms: 0, skipped: false, stopped: false };
+    const client = await pool.connect();
+    try {
+      const { rows } = await client.query<{ got: boolean }>('SELECT pg_try_advisory_lock($1) AS got', [RETENTION_LOCK]);
+      if (!rows[0]!.got) return { ...r, skipped: true };
+      try {
+        const cutoff = now() - settings.telemetryDays * DAY;
+        let limit = settings.batchRows;
+        for (;;) {
+          if (stopping) return { ...r, stopped: true };
+          const t0 = performance.now();
+          // oldest first through observations_received_idx; the protected ones are few (alarm observations)
+          const res = await client.query(
+            `DELETE FROM observations WHERE id IN (
+               SELECT o.id FROM observations o
+                WHERE o.received_at < $1
+                  AND (o.incident_id IS NULL OR NOT EXISTS (SELECT 1 FROM incidents i WHERE i.id = o.incident_id))
+                  AND o.id NOT IN (
+                    SELECT (e.data->>'observationId')::bigint
+                      FROM incidents i JOIN incident_events e ON e.incident_id = i.id
+                     WHERE i.status IN ${OPEN} AND e.data ? 'observationId')
+                ORDER BY o.received_at LIMIT $2)`,
+            [cutoff, limit]);
+          const n = res.rowCount ?? 0;
+          r.batches++;
+          r.observations += n;
+          const ms = performance.now() - t0;
+          if (ms > TARGET_MS && limit > 10) limit = Math.max(10, Math.floor(limit / 2));
+          else if (ms < TARGET_MS / 2 && limit < settings.batchRows) limit = Math.min(settings.batchRows, limit * 2);
+          if (n === 0) break;
+          await new Promise<void>((res2) => setImmediate(res2));
+        }
+      } finally {
+        await client.query('SELECT pg_advisory_unlock($1)', [RETENTION_LOCK]).catch(() => {});
+      }
+      r.ms = Math.round(performance.now() - started);
+      return r;
+    } finally {
+      client.release();
+    }
+  }
+
+  function runNow(): Promise<PgRetentionResult> {
+    const t0 = performance.now();
+    current ??= pass()
+      .then((r) => {
+        if (r.observations) log.info({ ...r }, 'retention: old observations deleted from the shared store');
+        if (d.metrics && !r.skipped) {
+          d.metrics.retentionDeleted.inc({ table: 'observations' }, r.observations);
+          d.metrics.retentionDuration.observe((performance.now() - t0) / 1000);
+          d.metrics.retentionLastRun.set(Date.now() / 1000);
+        }
+        return r;
+      }, (err: unknown) => {
+        d.metrics?.retentionFailures.inc();
+        throw err;
+      })
+      .finally(() => {
+        current = null;
+      });
+    return current;
+  }
+
+  const tick = () => {
+    runNow().catch((err) => log.error({ err }, 'retention pass on the shared store failed; it runs again at its next interval'));
+  };
+  if (d.schedule !== false) {
+    setImmediate(tick);
+    timer = setInterval(tick, settings.intervalMs).unref();
+  }
+  return {
+    runNow,
+    async close() {
+      stopping = true;
+      clearInterval(timer);
+      await current?.catch(() => undefined);
+    },
+  };
+}

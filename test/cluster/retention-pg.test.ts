@@ -1,0 +1,61 @@
+// Retention of the shared store's observations (core/retention-pg.ts), on a real PostgreSQL 15 started by this file:
+// old observations go, an incident's evidence stays (the incident it points at still there, or named by an open
+// incident's events), recent ones stay; one node prunes at a time (another holding the lock: this one skips its turn).
+import pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../core/logger.js';
+import { RETENTION_LOCK, startPgRetention } from '../../core/retention-pg.js';
+import { useStoreEngines } from '../helpers/postgres.js';
+
+// band 24: no other test file's (grep `band:` and `BAND =` under test/)
+const env = useStoreEngines({ name: 'retention-pg', band: 24 });
+const log = createLogger('silent');
+const DAY = 86_400_000;
+const settings = { telemetryDays: 30, incidentsDays: 0, intervalMs: 3_600_000, batchRows: 50 };
+
+async function observation(pool: pg.Pool, o: { ageDays: number; incidentId?: string; seq: number }): Promise<number> {
+  const { rows } = await pool.query<{ id: string }>(
+    `INSERT INTO observations (device_id, type, seq, device_ts, received_at, source, life_safety, data, incident_id)
+     VALUES ('dev-1', 'battery', $1, $2, $2, 'mqtt', false, '{}', $3) RETURNING id`,
+    [o.seq, Date.now() - o.ageDays * DAY, o.incidentId ?? null]);
+  return Number(rows[0]!.id);
+}
+
+async function incident(pool: pg.Pool, id: string, status: string, seq: number, data: Record<string, unknown>): Promise<void> {
+  await pool.query(
+    `INSERT INTO incidents (id, device_id, type, priority, status, opened_at, last_at, last_seq) VALUES ($1, 'dev-1', 'sos', 'P1', $2, 1, 1, $3)`,
+    [id, status, seq]);
+  await pool.query(`INSERT INTO incident_events (seq, incident_id, type, at, data) VALUES ($1, $2, 'opened', 1, $3)`, [seq, id, data]);
+}
+
+describe('retention of the shared store\'s observations', () => {
+  it('deletes old observations in batches, keeps an incident\'s evidence and recent ones; one node at a time', async () => {
+    const { pool } = await env.pgs().fresh('retention');
+    let seq = 0;
+    for (let i = 0; i < 230; i++) await observation(pool, { ageDays: 40, seq: ++seq });
+    const recent = await observation(pool, { ageDays: 1, seq: ++seq });
+    await incident(pool, 'inc-closed', 'resolved', 1, {});
+    const evidence = await observation(pool, { ageDays: 40, incidentId: 'inc-closed', seq: ++seq });
+    const orphan = await observation(pool, { ageDays: 40, incidentId: 'inc-gone', seq: ++seq });
+    const named = await observation(pool, { ageDays: 40, seq: ++seq });
+    await incident(pool, 'inc-open', 'acknowledged', 2, { observationId: named });
+
+    // another node prunes now: this one skips its turn and deletes nothing
+    const other = await pool.connect();
+    await other.query('SELECT pg_advisory_lock($1)', [RETENTION_LOCK]);
+    const r = startPgRetention({ pool, settings, log, schedule: false });
+    const skipped = await r.runNow();
+    expect(skipped).toMatchObject({ skipped: true, observations: 0 });
+    await other.query('SELECT pg_advisory_unlock($1)', [RETENTION_LOCK]);
+    other.release();
+
+    const done = await r.runNow();
+    expect(done.skipped).toBe(false);
+    expect(done.observations).toBe(231); // the 230 old readings and the orphan
+    expect(done.batches).toBeGreaterThan(4); // at most 50 rows a transaction
+    const { rows } = await pool.query<{ id: string }>('SELECT id FROM observations ORDER BY id');
+    expect(rows.map((x) => Number(x.id))).toEqual([recent, evidence, named]);
+    expect(orphan).toBeGreaterThan(0);
+    await r.close();
+  });
+});
