@@ -27,7 +27,7 @@ import { closeOnRevoke, createRevoker, type Revoker } from './gateway/cluster/re
 import { startFloodGuard } from './gateway/cluster/flood-guard.js';
 import { startModbusAdapter, type ModbusAdapter } from './gateway/adapters/modbus/index.js';
 import { startSerialReceivers, type SerialReceivers } from './gateway/adapters/serial/index.js';
-import { adapterMemory } from './gateway/adapters/link-state.js';
+import { adapterMemory, pgAdapterMemory } from './gateway/adapters/link-state.js';
 import { createResponse, type Response } from './response/index.js';
 import type { CommittedEvent, IncidentApi, IncidentWrites } from './response/incidents.js';
 import type pg from 'pg';
@@ -285,7 +285,11 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const heapWatch = guardedInterval('memory-watchdog', 1000, memory, { log, metrics });
   // field adapters: their configuration was validated above with everything else; a bad map stops start-up
   // what the previous run left of the links (a lost link is restored by its first frame after a restart)
-  const adapterState = adapterMemory(store.sqlite);
+  // (cluster mode on PostgreSQL: observations are in the shared store, read there once for the field devices)
+  const fieldDevices = () => [...registry.allEntries()].filter((e) => e.kind === 'modbus' || e.kind === 'receiver').map((e) => e.id);
+  const adapterState = pgMain && (config.modbus.length || config.serial.length)
+    ? await pgAdapterMemory(pgMain, store.sqlite, fieldDevices())
+    : adapterMemory(store.sqlite);
   const modbus = startModbusAdapter(config.modbus, { sink: ingest, log, memory: adapterState });
   const serial = await startSerialReceivers(config.serial, {
     sink: ingest,

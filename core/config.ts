@@ -490,10 +490,6 @@ export function loadConfig(
     const at = (k: string) => sources.get(`/postgres/${k}`) ?? `postgres.${k}`;
     if (!pgs.passwordFile) problems.push(`${at('passwordFile')}: postgres.url is set, so the password of ${pgs.username} is needed: a file holding it, mode 0600`);
     if (!(rabbit && Array.isArray(rabbit.urls) && rabbit.urls.length > 0)) problems.push(`${at('url')}: the PostgreSQL store is for cluster mode; set rabbitmq.urls too (docs/scale-out.md), or remove postgres.url to run on this node's SQLite file`);
-    for (const k of ['modbus', 'serial'] as const) {
-      const links = (withDefaults as Record<string, unknown>)[k];
-      if (Array.isArray(links) && links.length > 0) problems.push(`${sources.get(`/${k}`) ?? k}: field adapters do not run on the PostgreSQL store yet; run them on a node without postgres.url`);
-    }
   }
   const floodCheckMs = rabbit?.floodCheckMs;
   if (typeof floodCheckMs === 'number' && floodCheckMs > 0 && floodCheckMs < 1000) {

@@ -2,6 +2,7 @@
 // The adapters keep "comm-lost reported" in memory only; without this, a receiver or a Modbus unit that was lost when
 // the gateway stopped never sends comm-restored after the restart, and its comm-lost card stays on the board forever.
 import type Database from 'better-sqlite3';
+import type pg from 'pg';
 
 export interface AdapterMemory {
   /**
@@ -19,41 +20,79 @@ export interface AdapterMemory {
 /** How far back device-fault rows are read for point faults (a device with many points faulting and clearing). */
 const FAULT_ROWS = 500;
 
+/** Modbus points of `map` left faulting, from a device's device-fault rows (newest first). */
+function standingFaults(rows: readonly { data: string }[], map: string): string[] {
+  const seen = new Set<string>();
+  const standing: string[] = [];
+  for (const row of rows) {
+    let data: { restore?: unknown; detail?: { point?: unknown; points?: unknown; map?: unknown } };
+    try {
+      data = JSON.parse(row.data) as typeof data;
+    } catch {
+      continue;
+    }
+    if (data.detail?.map !== map) continue;
+    // a fault names the points of its register, a restore the points it restores
+    const named = [data.detail.point, ...(Array.isArray(data.detail.points) ? data.detail.points : [])];
+    for (const point of named) {
+      if (typeof point !== 'string' || seen.has(point)) continue;
+      seen.add(point);
+      if (data.restore !== true) standing.push(point);
+    }
+  }
+  return standing;
+}
+
+/** a comm-lost card of the device still open, in this node's file (one node's log, or a cluster node's replica) */
+function openCommLostCard(sqlite: Database.Database): (deviceId: string) => boolean {
+  const openCard = sqlite.prepare<[string], { id: string }>(
+    `SELECT id FROM incidents WHERE device_id = ? AND type = 'comm-lost' AND test = 0 AND status NOT IN ('resolved', 'cancelled') LIMIT 1`,
+  );
+  return (deviceId) => openCard.get(deviceId) !== undefined;
+}
+
 export function adapterMemory(sqlite: Database.Database): AdapterMemory {
   // observations_device_idx (device_id, id): read backwards from the newest row of the device
   const lastComm = sqlite.prepare<[string], { type: string }>(
     `SELECT type FROM observations WHERE device_id = ? AND type IN ('comm-lost', 'comm-restored') ORDER BY id DESC LIMIT 1`,
   );
-  const openCard = sqlite.prepare<[string], { id: string }>(
-    `SELECT id FROM incidents WHERE device_id = ? AND type = 'comm-lost' AND test = 0 AND status NOT IN ('resolved', 'cancelled') LIMIT 1`,
-  );
+  const cardOpen = openCommLostCard(sqlite);
   const faults = sqlite.prepare<[string, number], { data: string }>(
     `SELECT data FROM observations WHERE device_id = ? AND type = 'device-fault' AND source = 'modbus' ORDER BY id DESC LIMIT ?`,
   );
   return {
-    commLost(deviceId) {
-      return lastComm.get(deviceId)?.type === 'comm-lost' || openCard.get(deviceId) !== undefined;
-    },
-    pointFaults(deviceId, map) {
-      const seen = new Set<string>();
-      const standing: string[] = [];
-      for (const row of faults.all(deviceId, FAULT_ROWS)) {
-        let data: { restore?: unknown; detail?: { point?: unknown; points?: unknown; map?: unknown } };
-        try {
-          data = JSON.parse(row.data) as typeof data;
-        } catch {
-          continue;
-        }
-        if (data.detail?.map !== map) continue;
-        // a fault names the points of its register, a restore the points it restores
-        const named = [data.detail.point, ...(Array.isArray(data.detail.points) ? data.detail.points : [])];
-        for (const point of named) {
-          if (typeof point !== 'string' || seen.has(point)) continue;
-          seen.add(point);
-          if (data.restore !== true) standing.push(point);
-        }
-      }
-      return standing;
-    },
+    commLost: (deviceId) => lastComm.get(deviceId)?.type === 'comm-lost' || cardOpen(deviceId),
+    pointFaults: (deviceId, map) => standingFaults(faults.all(deviceId, FAULT_ROWS), map),
+  };
+}
+
+/**
+ * The same memory on a cluster node on PostgreSQL, whose observations are in the shared store: read there once at
+ * start for the devices the adapters may ask about (`deviceIds`: the registry's field devices), so that the adapters'
+ * synchronous questions are answered from it; open cards from the node's replica of the log.
+ */
+export async function pgAdapterMemory(pool: pg.Pool, sqlite: Database.Database, deviceIds: readonly string[]): Promise<AdapterMemory> {
+  const cardOpen = openCommLostCard(sqlite);
+  const lastComm = new Map<string, string>();
+  const faults = new Map<string, { data: string }[]>();
+  if (deviceIds.length) {
+    const comm = await pool.query<{ device_id: string; type: string }>(
+      `SELECT DISTINCT ON (device_id) device_id, type FROM observations
+        WHERE device_id = ANY($1) AND type IN ('comm-lost', 'comm-restored') ORDER BY device_id, id DESC`, [deviceIds]);
+    for (const r of comm.rows) lastComm.set(r.device_id, r.type);
+    const rows = await pool.query<{ device_id: string; data: unknown }>(
+      `SELECT device_id, data FROM (
+         SELECT device_id, data, id, row_number() OVER (PARTITION BY device_id ORDER BY id DESC) AS n FROM observations
+          WHERE device_id = ANY($1) AND type = 'device-fault' AND source = 'modbus') x
+        WHERE n <= $2 ORDER BY device_id, id DESC`, [deviceIds, FAULT_ROWS]);
+    for (const r of rows.rows) {
+      const list = faults.get(r.device_id) ?? [];
+      list.push({ data: typeof r.data === 'string' ? r.data : JSON.stringify(r.data) });
+      faults.set(r.device_id, list);
+    }
+  }
+  return {
+    commLost: (deviceId) => lastComm.get(deviceId) === 'comm-lost' || cardOpen(deviceId),
+    pointFaults: (deviceId, map) => standingFaults(faults.get(deviceId) ?? [], map),
   };
 }
