@@ -43,7 +43,8 @@ interface Terminal {
   backAfterMs: number[];
 }
 
-// bands: RabbitMQ 0 (SQLite run) and 20 (PostgreSQL run), PostgreSQL 21 (grep `band:` and freeBasePort under test/)
+// bands: RabbitMQ 0 (SQLite run) and 8 (PostgreSQL run), both below the kernel's ephemeral ports (a client socket of
+// another test took a RabbitMQ port of band 20 once, in CI); PostgreSQL 21 (grep `band:` and freeBasePort under test/)
 describe.each([
   { store: 'sqlite', nodes: 1 },
   { store: 'postgres', nodes: 2 },
@@ -62,7 +63,7 @@ describe.each([
   let diagnose = () => {};
 
   beforeAll(async () => {
-    const basePort = await freeBasePort(store === 'sqlite' ? 0 : 20);
+    const basePort = await freeBasePort(store === 'sqlite' ? 0 : 8);
     authPort = basePort + 90;
     mqttPort = basePort + 91;
     rabbit = await startRabbitCluster({ dir: join(dir, 'rabbit'), basePort, nodes: 3, authUrl: `http://127.0.0.1:${authPort}/internal/rabbitmq` });

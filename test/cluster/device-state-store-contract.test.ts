@@ -10,8 +10,8 @@ import { createPgDeviceStateStore, type PgDeviceStateStore } from '../../gateway
 import type { StoreMode } from '../../response/store/types.js';
 import { useStoreEngines } from '../helpers/postgres.js';
 
-// band 10: no other test file's (grep `band:` and freeBasePort under test/)
-const BAND = 10;
+// band 28 (PostgreSQL only: the bands below the kernel's ephemeral ports are for the files that start RabbitMQ): no other test file's (grep `band:` and freeBasePort under test/)
+const BAND = 28;
 const DEVICES = Array.from({ length: 5000 }, (_, i) => `dev-${i}`);
 const env = useStoreEngines({
   name: 'state-store', band: BAND,

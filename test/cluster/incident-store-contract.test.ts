@@ -29,7 +29,7 @@ const log = createLogger('silent');
 /** the network's units in both engines: SQLite reads its `units` table, PostgreSQL is told the list */
 const UNITS = ['g1', 'g2'];
 const env = useStoreEngines({
-  name: 'incident-store', band: 8,
+  name: 'incident-store', band: 26,
   setupSqlite(store) {
     for (const id of UNITS) {
       store.sqlite.prepare(`INSERT INTO units (id, name, tier, created_at) VALUES (?, ?, 'grid', ?)`).run(id, id, Date.now());

@@ -14,8 +14,8 @@ import { startPostgres, stopPostgres, type PostgresServer } from '../../ops/clus
 import { isAlive, pidsMentioning, portFree } from '../../ops/cluster/processes.js';
 import { startTestPostgres } from '../helpers/postgres.js';
 
-// band 9: no other test file's (grep `band:` and freeBasePort under test/)
-const BAND = 9;
+// band 27 (PostgreSQL only: the bands below the kernel's ephemeral ports are for the files that start RabbitMQ): no other test file's (grep `band:` and freeBasePort under test/)
+const BAND = 27;
 
 /** a connected client; its 'error' event (the server killed under it) is expected here, not a crash of the test */
 async function connect(url: string): Promise<pg.Client> {
