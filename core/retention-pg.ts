@@ -3,6 +3,7 @@
 // - observations older than `retention.telemetryDays` are deleted, except those an incident still in the store points
 //   at (observations.incident_id), or that an open incident's events name (data.observationId): an incident's
 //   evidence lives as long as the incident;
+// - notification claims (which node told people of an event) older than the same cutoff go too;
 // - in small transactions (`batchRows`, shrunk when one takes longer than ~20 ms), the writers' commits going between;
 // - one node at a time: a pass takes a PostgreSQL advisory lock and a node that does not get it skips its turn (every
 //   node runs the timer; whichever comes first prunes);
@@ -21,6 +22,8 @@ const OPEN = `('open', 'acknowledged', 'dispatched', 'on-site')`;
 
 export interface PgRetentionResult {
   observations: number;
+  /** notification claims (response/notify-claims-pg.ts) older than the telemetry's retention */
+  claims: number;
   batches: number;
   ms: number;
   /** another node held the lock: this node skipped its turn */
@@ -49,7 +52,7 @@ export function startPgRetention(d: {
 
   async function pass(): Promise<PgRetentionResult> {
     const started = performance.now();
-    const r: PgRetentionResult = { observations: 0, batches: 0, ms: 0, skipped: false, stopped: false };
+    const r: PgRetentionResult = { observations: 0, claims: 0, batches: 0, ms: 0, skipped: false, stopped: false };
     const client = await pool.connect();
     try {
       const { rows } = await client.query<{ got: boolean }>('SELECT pg_try_advisory_lock($1) AS got', [RETENTION_LOCK]);
@@ -81,6 +84,9 @@ export function startPgRetention(d: {
           if (n === 0) break;
           await new Promise<void>((res2) => setImmediate(res2));
         }
+        // which node told people of an event: only needed while nodes may still hear it (a replica catching up), so
+        // kept as long as telemetry; one statement (a few rows per alarm)
+        r.claims = (await client.query('DELETE FROM notification_claims WHERE at < $1', [cutoff])).rowCount ?? 0;
       } finally {
         await client.query('SELECT pg_advisory_unlock($1)', [RETENTION_LOCK]).catch(() => {});
       }

@@ -1,6 +1,6 @@
 // Retention of the shared store's observations (core/retention-pg.ts), on a real PostgreSQL 15 started by this file:
 // old observations go, an incident's evidence stays (the incident it points at still there, or named by an open
-// incident's events), recent ones stay; one node prunes at a time (another holding the lock: this one skips its turn).
+// incident's events), recent ones stay, old notification claims go; one node prunes at a time (another holding the lock: this one skips its turn).
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../core/logger.js';
@@ -40,6 +40,7 @@ describe('retention of the shared store\'s observations', () => {
     const named = await observation(pool, { ageDays: 40, seq: ++seq });
     await incident(pool, 'inc-open', 'acknowledged', 2, { observationId: named });
 
+    await pool.query('INSERT INTO notification_claims (seq, node, at) VALUES (1, $1, $2), (2, $1, $3)', ['n1', Date.now() - 40 * DAY, Date.now()]);
     // another node prunes now: this one skips its turn and deletes nothing
     const other = await pool.connect();
     await other.query('SELECT pg_advisory_lock($1)', [RETENTION_LOCK]);
@@ -52,6 +53,8 @@ describe('retention of the shared store\'s observations', () => {
     const done = await r.runNow();
     expect(done.skipped).toBe(false);
     expect(done.observations).toBe(231); // the 230 old readings and the orphan
+    expect(done.claims).toBe(1);
+    expect((await pool.query('SELECT seq FROM notification_claims')).rows.map((x) => Number(x.seq))).toEqual([2]);
     expect(done.batches).toBeGreaterThan(4); // at most 50 rows a transaction
     const { rows } = await pool.query<{ id: string }>('SELECT id FROM observations ORDER BY id');
     expect(rows.map((x) => Number(x.id))).toEqual([recent, evidence, named]);
