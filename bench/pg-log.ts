@@ -13,12 +13,12 @@
 //
 // Options: --reps=N (clean repetitions wanted per cell, default 3), --seconds=S (per repetition, default 3),
 // --no-pin.
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { startPostgres, missingPostgresPackages } from '../ops/cluster/postgres.js';
+import { startPostgres, missingPostgresPackages, serverPids } from '../ops/cluster/postgres.js';
 import { portFree } from '../ops/cluster/processes.js';
 import { createPgIncidentStore, migratePg } from '../response/store/pg.js';
 import type { IncidentStore } from '../response/store/types.js';
@@ -26,17 +26,12 @@ import type { IncidentEventBody } from '../response/events.js';
 import { applyEvent } from '../response/projection.js';
 import { io, runAsync } from '../response/store/run.js';
 import { LoadMeter, cpuPlan, describeRule, pinProcess, setCpuPlan, NOISE_RULE, type LoadConditions } from './lib/sched.js';
-import { cpuSeconds, machineInfo } from './lib/sys.js';
+import { cpuSeconds, machineInfo, numberOption } from './lib/sys.js';
 import { fmt, fmtSpread, spread, summarize } from './lib/stats.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
-const opt = (name: string, def: number) => {
-  const a = args.find((x) => x.startsWith(`--${name}=`));
-  const v = a ? Number(a.slice(name.length + 3)) : def;
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} takes a positive number (got "${a}")`);
-  return v;
-};
+const opt = (name: string, def: number) => numberOption(args, name, def);
 const REPS = opt('reps', 3);
 const SECONDS = opt('seconds', 3);
 const MAX_EXTRA = 3;
@@ -54,21 +49,6 @@ interface Cell { kind: 'log' | 'plain'; writers: number; batch: number; clean: R
 
 const log = (m: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
 
-/** the server's processes: the postmaster and its children (backends are forked from it and inherit its affinity) */
-function serverPids(postmaster: number): number[] {
-  const out = [postmaster];
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === postmaster) out.push(Number(e));
-    } catch {
-      // exited
-    }
-  }
-  return out;
-}
 
 let device = 0;
 /** one transaction: `batch` alarms of different devices, each opening its incident, as a node's writer commits a turn */

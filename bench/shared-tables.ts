@@ -13,12 +13,12 @@
 // again, reported, never silently dropped.
 //
 // Options: --reps=N (clean repetitions wanted, default 3), --seconds=S (per timed cell, default 3), --no-pin.
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { startPostgres, missingPostgresPackages } from '../ops/cluster/postgres.js';
+import { startPostgres, missingPostgresPackages, serverPids } from '../ops/cluster/postgres.js';
 import { portFree } from '../ops/cluster/processes.js';
 import { migratePg } from '../response/store/pg.js';
 import { openStore, type Store } from '../core/db.js';
@@ -30,17 +30,12 @@ import { SecretHasher } from '../devices/credentials.js';
 import { DeviceRegistry } from '../devices/registry.js';
 import { parseDeviceCsv } from '../devices/import.js';
 import { LoadMeter, cpuPlan, describeRule, pinProcess, setCpuPlan, NOISE_RULE, type LoadConditions } from './lib/sched.js';
-import { cpuSeconds, machineInfo } from './lib/sys.js';
+import { cpuSeconds, machineInfo, numberOption } from './lib/sys.js';
 import { fmt, fmtSpread, spread, summarize } from './lib/stats.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
-const opt = (name: string, def: number) => {
-  const a = args.find((x) => x.startsWith(`--${name}=`));
-  const v = a ? Number(a.slice(name.length + 3)) : def;
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} takes a positive number (got "${a}")`);
-  return v;
-};
+const opt = (name: string, def: number) => numberOption(args, name, def);
 const REPS = opt('reps', 3);
 const SECONDS = opt('seconds', 3);
 const MAX_EXTRA = 3;
@@ -59,19 +54,6 @@ interface Rep {
 const log = (m: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${m}\n`);
 const quiet = createLogger('silent');
 
-function serverPids(postmaster: number): number[] {
-  const out = [postmaster];
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === postmaster) out.push(Number(e));
-    } catch {
-      // exited
-    }
-  }
-  return out;
-}
 
 interface Node { store: Store; pool: pg.Pool; shared: SharedTables; registry: DeviceRegistry; seenAt: Map<string, number> }
 

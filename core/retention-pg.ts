@@ -12,7 +12,7 @@
 // Freed space is reused by PostgreSQL's autovacuum; the table stops growing at its steady-state size.
 import type pg from 'pg';
 import type { Logger } from './logger.js';
-import type { RetentionMetrics, RetentionSettings } from './retention.js';
+import { schedulePasses, type RetentionMetrics, type RetentionSettings } from './retention.js';
 
 const DAY = 86_400_000;
 const TARGET_MS = 20;
@@ -46,9 +46,7 @@ export function startPgRetention(d: {
 }): PgRetention {
   const { pool, settings, log } = d;
   const now = d.now ?? Date.now;
-  let current: Promise<PgRetentionResult> | null = null;
   let stopping = false;
-  let timer: NodeJS.Timeout | undefined;
 
   async function pass(): Promise<PgRetentionResult> {
     const started = performance.now();
@@ -97,40 +95,23 @@ export function startPgRetention(d: {
     }
   }
 
-  function runNow(): Promise<PgRetentionResult> {
-    const t0 = performance.now();
-    current ??= pass()
-      .then((r) => {
-        if (r.observations) log.info({ ...r }, 'retention: old observations deleted from the shared store');
-        if (d.metrics && !r.skipped) {
-          d.metrics.retentionDeleted.inc({ table: 'observations' }, r.observations);
-          d.metrics.retentionDuration.observe((performance.now() - t0) / 1000);
-          d.metrics.retentionLastRun.set(Date.now() / 1000);
-        }
-        return r;
-      }, (err: unknown) => {
-        d.metrics?.retentionFailures.inc();
-        throw err;
-      })
-      .finally(() => {
-        current = null;
-      });
-    return current;
-  }
-
-  const tick = () => {
-    runNow().catch((err) => log.error({ err }, 'retention pass on the shared store failed; it runs again at its next interval'));
-  };
-  if (d.schedule !== false) {
-    setImmediate(tick);
-    timer = setInterval(tick, settings.intervalMs).unref();
-  }
+  const passes = schedulePasses({
+    pass, log, schedule: d.schedule !== false, intervalMs: settings.intervalMs, what: 'retention pass on the shared store',
+    done: (r, seconds) => {
+      if (r.observations) log.info({ ...r }, 'retention: old observations deleted from the shared store');
+      if (d.metrics && !r.skipped) {
+        d.metrics.retentionDeleted.inc({ table: 'observations' }, r.observations);
+        d.metrics.retentionDuration.observe(seconds);
+        d.metrics.retentionLastRun.set(Date.now() / 1000);
+      }
+    },
+    failed: () => d.metrics?.retentionFailures.inc(),
+  });
   return {
-    runNow,
+    runNow: passes.runNow,
     async close() {
       stopping = true;
-      clearInterval(timer);
-      await current?.catch(() => undefined);
+      await passes.stop();
     },
   };
 }

@@ -97,9 +97,7 @@ export function startRetention(d: {
     await yieldToWriter();
   };
 
-  let current: Promise<RetentionResult> | null = null;
   let stopping = false;
-  let timer: NodeJS.Timeout | undefined;
 
   async function pass(): Promise<RetentionResult> {
     const started = performance.now();
@@ -168,37 +166,62 @@ export function startRetention(d: {
     m.retentionLastRun.set(Date.now() / 1000);
   }
 
-  function runNow(): Promise<RetentionResult> {
+  const passes = schedulePasses({
+    pass, log, schedule: d.schedule !== false, intervalMs: settings.intervalMs, what: 'retention pass',
+    done: (r, seconds) => {
+      if (r.observations || r.incidents) log.info({ ...r }, 'retention: old rows deleted');
+      record(r, seconds);
+    },
+    failed: () => d.metrics?.retentionFailures.inc(),
+  });
+
+  return {
+    runNow: passes.runNow,
+    running: passes.running,
+    async close() {
+      stopping = true;
+      await passes.stop();
+    },
+  };
+}
+
+/**
+ * One pass at a time (asked for while one runs, the running one is joined), the first at once and then every
+ * `intervalMs` when `schedule`; a failed pass is counted and logged and tried again at the next tick — it never ends
+ * the process. `stop()` ends the timer and waits for the pass in progress (which checks its own stop flag).
+ */
+export function schedulePasses<R>(o: {
+  pass: () => Promise<R>; log: Logger; schedule: boolean; intervalMs: number; what: string;
+  done: (r: R, seconds: number) => void; failed: () => void;
+}): { runNow(): Promise<R>; running(): boolean; stop(): Promise<void> } {
+  let current: Promise<R> | null = null;
+  let timer: NodeJS.Timeout | undefined;
+  const runNow = (): Promise<R> => {
     const t0 = performance.now();
-    current ??= pass()
+    current ??= o.pass()
       .then((r) => {
-        if (r.observations || r.incidents) log.info({ ...r }, 'retention: old rows deleted');
-        record(r, (performance.now() - t0) / 1000);
+        o.done(r, (performance.now() - t0) / 1000);
         return r;
       }, (err: unknown) => {
-        d.metrics?.retentionFailures.inc();
+        o.failed();
         throw err;
       })
       .finally(() => {
         current = null;
       });
     return current;
-  }
-
-  // a failed pass is logged and tried again at the next tick; it never ends the process
-  const tick = () => {
-    runNow().catch((err) => log.error({ err }, 'retention pass failed; it runs again at its next interval'));
   };
-  if (d.schedule !== false) {
+  const tick = () => {
+    runNow().catch((err) => o.log.error({ err }, `${o.what} failed; it runs again at its next interval`));
+  };
+  if (o.schedule) {
     setImmediate(tick);
-    timer = setInterval(tick, settings.intervalMs).unref();
+    timer = setInterval(tick, o.intervalMs).unref();
   }
-
   return {
     runNow,
     running: () => current !== null,
-    async close() {
-      stopping = true;
+    async stop() {
       clearInterval(timer);
       await current?.catch(() => undefined);
     },

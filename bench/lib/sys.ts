@@ -117,3 +117,11 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
+
+/** `--name=N` from a bench's arguments, a positive number (default `def`); anything else is refused, naming it */
+export function numberOption(args: readonly string[], name: string, def: number): number {
+  const a = args.find((x) => x.startsWith(`--${name}=`));
+  const v = a ? Number(a.slice(name.length + 3)) : def;
+  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name} takes a positive number (got "${a}")`);
+  return v;
+}

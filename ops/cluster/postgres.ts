@@ -200,6 +200,11 @@ function processesIn(dir: string): number[] {
   return out;
 }
 
+/** A postmaster and its processes (backends and helpers): what a bench pins to the system-under-test core. */
+export function serverPids(postmaster: number): number[] {
+  return [postmaster, ...childrenOf(postmaster)];
+}
+
 /** The pids whose parent is pid (a postmaster's backends and helpers). */
 function childrenOf(pid: number): number[] {
   const out: number[] = [];
