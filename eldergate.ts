@@ -37,6 +37,8 @@ import { ConfigError } from './core/errors.js';
 import { secrets } from './core/schema.js';
 import { createPgCommandStore } from './gateway/command-store-pg.js';
 import { mirrorLog, type LogMirror } from './response/log-mirror.js';
+import { mirrorReceipts, type ReceiptMirror } from './response/receipt-mirror.js';
+import { createPgReceiptStore } from './response/receipt-store-pg.js';
 import { pgNotificationClaims } from './response/notify-claims-pg.js';
 import { createPgIncidentStore, migratePg } from './response/store/pg.js';
 import { openSharedTables, type SharedChanges, type SharedTables } from './core/shared-tables.js';
@@ -121,6 +123,9 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const commands = new Commands(pgMain ? createPgCommandStore(pgMain) : store.sqlite, log, commandWritesVia(() => writerThread));
   /** PostgreSQL: the node's replica of the log, which hands this thread its events (started once the writer migrated) */
   let replica: LogMirror | null = null;
+  /** PostgreSQL: every node's push and delivery receipts, written there and followed into this file */
+  const pgReceipts = pgMain ? createPgReceiptStore(pgMain) : null;
+  let receiptReplica: ReceiptMirror | null = null;
   // people's actions, escalations and notes are written by the writer thread, the log's one writer: this thread (the
   // sockets, the consoles) never waits for SQLite's write lock behind a telemetry slice
   let writerThread: WriterThread | undefined;
@@ -130,8 +135,15 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     writes: replicaAware(incidentWritesVia(() => writerThread), () => replica),
     // several nodes follow one log: one of them tells people of each event (response/notify-claims-pg.ts)
     ...(pgMain ? { claimNotifications: pgNotificationClaims(pgMain, `${hostname()}/${process.pid}`) } : {}),
-    // the consoles' push and delivery receipts too: batched here, written there
-    writeReceipts: (batch) => (writerThread ? writerThread.receipts(batch) : Promise.reject(new Error('the writer thread is not running yet'))),
+    // the consoles' push and delivery receipts too: batched here, written there (on PostgreSQL: there, and shown once
+    // this node's replica of them holds them, so a stamp is the cluster's first, the same on every node)
+    writeReceipts: pgReceipts
+      ? async (batch) => {
+        const { written, head } = await pgReceipts.append(batch);
+        await receiptReplica?.reach(head, 5_000).catch(() => undefined);
+        return written;
+      }
+      : (batch) => (writerThread ? writerThread.receipts(batch) : Promise.reject(new Error('the writer thread is not running yet'))),
   });
   const { incidents } = response;
   sharedApplied = (changes) => {
@@ -169,7 +181,9 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   writerThread = writer;
   if (pgMain) {
     try {
-      replica = await startReplica({ config, pool: pgMain, sqlite: store.sqlite, network: response.network, log, publish: (events) => incidents.publishCommitted(events) });
+      ({ replica, receiptReplica } = await startReplica({
+        config, pool: pgMain, sqlite: store.sqlite, network: response.network, log, publish: (events) => incidents.publishCommitted(events),
+      }));
     } catch (err) {
       await writer.close();
       await shared?.close();
@@ -385,6 +399,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       // closes its connection
       response.flushReceipts();
       await writer.close();
+      await receiptReplica?.close();
       await replica?.close();
       await shared?.close();
       await pgMain?.end();
@@ -420,22 +435,43 @@ async function openShared(config: Config, pool: pg.Pool, store: Store, log: Logg
 
 /**
  * Start following the shared log into this node's file (response/log-mirror.ts), its events handed to `publish` in
- * seq order; resolves once the replica holds what the log held at start.
+ * seq order, and every node's push and delivery receipts after it (response/receipt-mirror.ts); resolves once the
+ * replicas hold what the log and the receipts held at start.
  */
 async function startReplica(d: {
   config: Config; pool: pg.Pool; sqlite: Database.Database; network: Network; log: Logger; publish: (events: CommittedEvent[]) => void;
-}): Promise<LogMirror> {
+}): Promise<{ replica: LogMirror; receiptReplica: ReceiptMirror }> {
   const source = createPgIncidentStore({ pool: d.pool, knownUnitIds: () => d.network.listUnits().map((u) => u.id), log: d.log });
-  const mirror = mirrorLog({
+  let receiptReplica: ReceiptMirror | null = null;
+  const replica = mirrorLog({
     source,
     connect: pgClients(d.config.postgres, 'eldergate-log-replica'),
     sqlite: d.sqlite,
-    onApplied: d.publish,
+    onApplied: (events) => {
+      d.publish(events);
+      // receipts about the openings just applied may apply now
+      receiptReplica?.poke();
+    },
     log: d.log.child({ module: 'replica' }),
   });
-  // consoles are served from the replica: caught up before the node says it is up
-  await mirror.reach(await source.head(), 120_000);
-  return mirror;
+  const receipts = createPgReceiptStore(d.pool);
+  try {
+    // consoles are served from the replica: caught up before the node says it is up
+    await replica.reach(await source.head(), 120_000);
+    receiptReplica = mirrorReceipts({
+      source: receipts,
+      connect: pgClients(d.config.postgres, 'eldergate-receipt-replica'),
+      sqlite: d.sqlite,
+      logHead: () => replica.head(),
+      log: d.log.child({ module: 'receipt-replica' }),
+    });
+    await receiptReplica.reach(await receipts.head(), 120_000);
+  } catch (err) {
+    await receiptReplica?.close();
+    await replica.close();
+    throw err;
+  }
+  return { replica, receiptReplica };
 }
 
 const REPLICA_OF = 'incident-log-replica-of';

@@ -12,7 +12,8 @@
 //
 // The replica is a cache: after a crash it resumes from its own head and reads the rest again from PostgreSQL (the
 // same seqs, the same events), so it needs no sync of its own. Push and delivery receipts are not part of the log
-// (response/receipts.ts): a replica's projection has no `pushed`/`delivered` stamps.
+// (response/receipts.ts): they have a log of their own, followed into the same file after this one
+// (response/receipt-mirror.ts), which sets the projection's `pushed`/`delivered` stamps.
 import type Database from 'better-sqlite3';
 import type pg from 'pg';
 import type { Logger } from '../core/logger.js';

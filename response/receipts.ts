@@ -8,7 +8,9 @@
 // batch; a failed write (disk full) drops it, logged. What the alarm path guarantees (the opening durable before any
 // console sees it) does not depend on them. The incident's `pushed` / `delivered` latency stamps are the first
 // receipt of each kind, set on the incident row in the same batch, so lists, KPIs and the API read them as before.
-// Where they are stored: response/receipt-store.ts (SQLite here; PostgreSQL for cluster mode in receipt-store-pg.ts).
+// Where they are stored: response/receipt-store.ts (SQLite here; PostgreSQL for cluster mode in receipt-store-pg.ts,
+// where the gateway's `write` resolves once this node's replica of every node's receipts holds the batch:
+// response/receipt-mirror.ts).
 import type { Logger } from 'pino';
 import type { Store } from '../core/db.js';
 import type { IncidentReceipt } from './events.js';

@@ -106,6 +106,15 @@ export const incidentEvents = sqliteTable(
  * per incident and one `delivered` per incident and console user; the incident's `pushed`/`delivered` stamps are
  * the first of each, set in the same batch.
  */
+/**
+ * Cluster mode on PostgreSQL: how far this node's replica has applied the receipts' log (response/receipt-mirror.ts).
+ * One row (id 1); absent on a node that never ran with postgres.url.
+ */
+export const receiptReplica = sqliteTable('receipt_replica', {
+  id: integer('id').primaryKey(),
+  head: integer('head', { mode: 'number' }).notNull(),
+});
+
 export const incidentReceipts = sqliteTable(
   'incident_receipts',
   {

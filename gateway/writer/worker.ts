@@ -67,7 +67,7 @@ export interface WriterDomain {
   metrics: Metrics;
   /** told of the incident events a call of the main thread committed (act, escalate…) */
   noteCommitted(events: readonly IncidentEvent[]): void;
-  /** where push and delivery receipts are written (this node's SQLite file: they are per console) */
+  /** where push and delivery receipts are written (one node's SQLite file; on PostgreSQL the main thread writes them there) */
   writeReceipts: (batch: IncidentReceipt[]) => void;
   /** the rule timers' start-up hints (last check-in and activity per device), from where observations are stored */
   restoreHints: { checkIns: Map<string, number>; activity: Map<string, number> } | undefined;

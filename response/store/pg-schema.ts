@@ -73,6 +73,16 @@ export const pgIncidentLogHead = pgTable(
   (t) => [check('incident_log_head_one_row', sql`${t.id} = 1`)],
 );
 
+/** The receipts' log head: one row (id 1). A batch of receipts takes it FOR UPDATE, numbers its rows after it, and moves it. */
+export const pgReceiptLogHead = pgTable(
+  'receipt_log_head',
+  {
+    id: smallint('id').primaryKey().default(1),
+    seq: bigint('seq', { mode: 'number' }).notNull().default(0),
+  },
+  (t) => [check('receipt_log_head_one_row', sql`${t.id} = 1`)],
+);
+
 /**
  * Push and delivery receipts (response/receipt-store.ts): at most one `pushed` per incident and one `delivered` per
  * incident and console user, whichever node writes it first (the partial unique indexes decide).
@@ -87,9 +97,15 @@ export const pgIncidentReceipts = pgTable(
     at: ms('at').notNull(),
     userId: text('user_id'),
     username: text('username'),
+    /**
+     * The receipt's place in the receipts' own log: taken from `receipt_log_head` in the writing transaction, so
+     * "head H committed => every receipt at or below H committed" (every node's replica follows it: response/receipt-mirror.ts)
+     */
+    rseq: bigint('rseq', { mode: 'number' }).notNull(),
   },
   (t) => [
     index('incident_receipts_incident_idx').on(t.incidentId, t.at),
+    uniqueIndex('incident_receipts_rseq_idx').on(t.rseq),
     uniqueIndex('incident_receipts_pushed_once').on(t.incidentId).where(sql`kind = 'pushed'`),
     uniqueIndex('incident_receipts_delivered_once').on(t.incidentId, t.userId).where(sql`kind = 'delivered'`),
   ],

@@ -159,7 +159,11 @@ describe.each([
           ws.on('message', (data) => {
             const f = JSON.parse(String(data)) as { type: string; seq?: number };
             if (f.type === 'hello') ws.send(JSON.stringify({ type: 'subscribe', scope: 'all', since: seen.at(-1) ?? 0 }));
-            if (f.type === 'incident') seen.push(f.seq!);
+            if (f.type === 'incident') {
+              seen.push(f.seq!);
+              // its user confirms what it shows (a delivery receipt for each opening)
+              ws.send(JSON.stringify({ type: 'ack', seq: f.seq }));
+            }
           });
           await new Promise<void>((resolve, reject) => {
             ws.once('open', () => resolve());
@@ -287,6 +291,22 @@ describe.each([
     for (const [i, seen] of seens.entries()) {
       await waitFor(() => (seen.at(-1) ?? 0) >= logSeqs.at(-1)! || undefined, `the console on node ${i + 1} caught up`, 30_000);
       expect(seen, `the console on node ${i + 1}`).toEqual(logSeqs);
+    }
+    if (pool) {
+      // every node shows every incident's push and delivery receipts as the cluster holds them, whichever node's
+      // console brought them first: the same receipts and stamps on both, the push and the admin's delivery among them
+      const ids = (await pool.query("SELECT id FROM incidents WHERE type = 'sos'")).rows.map((r: { id: string }) => r.id);
+      expect(ids.length).toBe(DEVICES);
+      const auth = await Promise.all(gws.map(async (_, i) => ({ authorization: `Bearer ${await token(i)}` })));
+      type Detail = { stamps: Record<string, number>; receipts: { kind: string; username: string | null }[] };
+      const details = async (id: string) => Promise.all(gws.map(async (_, i) => (await (await fetch(`${http(i)}/api/incidents/${id}`, { headers: auth[i] })).json()) as Detail));
+      for (const id of ids) {
+        await waitFor(async () => {
+          const [one, two] = await details(id);
+          const whole = one!.stamps.pushed !== undefined && one!.receipts.some((r) => r.kind === 'delivered' && r.username === 'admin');
+          return (whole && JSON.stringify([one!.stamps, one!.receipts]) === JSON.stringify([two!.stamps, two!.receipts])) || undefined;
+        }, `incident ${id}: the same push and delivery receipts on both nodes`, 15_000);
+      }
     }
     consoleOpen = false;
     // the eldergate node died with acknowledged readings not yet in its database; all of them are there now

@@ -1,0 +1,4 @@
+CREATE TABLE `receipt_replica` (
+	`id` integer PRIMARY KEY NOT NULL,
+	`head` integer NOT NULL
+);
