@@ -62,14 +62,14 @@ function constraintOf(err: unknown): string | undefined {
 
 /**
  * Apply the committed migrations (drizzle-pg/). Nodes starting together take turns on an advisory lock, so two
- * never run the same migration at once.
+ * never run the same migration at once. (`folder`: tests of an upgrade apply an older release's migrations first.)
  */
-export async function migratePg(pool: pg.Pool): Promise<void> {
+export async function migratePg(pool: pg.Pool, folder = PG_MIGRATIONS_DIR): Promise<void> {
   const client = await pool.connect();
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
     try {
-      await migrate(drizzle(client), { migrationsFolder: PG_MIGRATIONS_DIR });
+      await migrate(drizzle(client), { migrationsFolder: folder });
     } finally {
       await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
     }

@@ -20,7 +20,7 @@ import { mirrorLog, type LogMirror } from '../../response/log-mirror.js';
 import { mirrorReceipts, type ReceiptMirror } from '../../response/receipt-mirror.js';
 import { createPgReceiptStore } from '../../response/receipt-store-pg.js';
 import { createSqliteReceiptStore } from '../../response/receipt-store.js';
-import { createPgIncidentStore, type PgIncidentStore } from '../../response/store/pg.js';
+import { createPgIncidentStore, migratePg, type PgIncidentStore } from '../../response/store/pg.js';
 import { createSqliteIncidentStore } from '../../response/store/sqlite.js';
 import { useStoreEngines } from '../helpers/postgres.js';
 
@@ -185,6 +185,37 @@ describe('each node\'s replica of every node\'s push and delivery receipts', () 
     } finally {
       await second.receipts.close();
       await second.log.close();
+    }
+  });
+
+  it('a database an older release left with receipts: after the migration they keep their order (rseq from their ids), the head after them, and a replica reads them all', async () => {
+    const { url, pool } = await env.pgs().fresh('receipts_upgrade', 6, { before: '0006' });
+    const w = writer(pool, 'upgrade');
+    const opened = await Promise.all(Array.from({ length: 3 }, (_, d) => w.applyAlarm(sos, src(`u-d${d}`, 'g1'))));
+    // receipts as the older release wrote them (no rseq), with their stamps
+    for (const [e] of opened) {
+      const at = Date.now();
+      await pool.query('INSERT INTO incident_receipts (incident_id, kind, seq, at, user_id, username) VALUES ($1, $2, $3, $4, NULL, NULL)', [e!.incidentId, 'pushed', e!.seq, at]);
+      await pool.query("UPDATE incidents SET stamps = stamps || jsonb_build_object('pushed', $2::bigint) WHERE id = $1", [e!.incidentId, at]);
+    }
+    await migratePg(pool);
+    const { rows } = await pool.query('SELECT id, rseq FROM incident_receipts ORDER BY id');
+    expect(rows.map((r) => Number(r.rseq))).toEqual(rows.map((r) => Number(r.id)));
+    const store = createPgReceiptStore(pool);
+    expect(await store.head()).toBe(Math.max(...rows.map((r) => Number(r.id))));
+    // a new batch numbered after them
+    const next = await store.append(opened.map(([e]) => delivered(e!.incidentId, e!.seq, Date.now(), 'u1')));
+    expect(next.head).toBe(Math.max(...rows.map((r) => Number(r.id))) + 3);
+    const source = createPgIncidentStore({ pool, knownUnitIds: () => UNITS });
+    const n = node(url, pool, source, localFile('node-upgrade'));
+    try {
+      await n.log.reach(await source.head());
+      await n.receipts.reach(next.head);
+      await expectSame(pool, n, opened.map(([e]) => e!.incidentId));
+      expect(createSqliteReceiptStore(n.local.sqlite).of(opened[0]![0]!.incidentId).map((r) => r.kind)).toEqual(['pushed', 'delivered']);
+    } finally {
+      await n.receipts.close();
+      await n.log.close();
     }
   });
 });

@@ -9,7 +9,8 @@ import { afterAll, beforeAll } from 'vitest';
 import { openStore, type Store } from '../../core/db.js';
 import { missingPostgresPackages, startPostgres, type PostgresServer } from '../../ops/cluster/postgres.js';
 import { portFree } from '../../ops/cluster/processes.js';
-import { migratePg } from '../../response/store/pg.js';
+import { migratePg, PG_MIGRATIONS_DIR } from '../../response/store/pg.js';
+import { migrationsBefore } from './migrations.js';
 import { BAND, FIRST, checkBand } from './cluster-ports.js';
 
 /**
@@ -66,8 +67,11 @@ function letPostgresThrough(dir: string): void {
 /** A test server whose app role may create databases: a fresh one per test group, migrated, its pools ended at stop. */
 export interface PostgresForStores {
   server: PostgresServer;
-  /** a new database named `<prefix>_<random>` with drizzle-pg/'s migrations; its pool is ended by stop() */
-  fresh(prefix: string, max?: number): Promise<{ pool: pg.Pool; url: string }>;
+  /**
+   * a new database named `<prefix>_<random>` with drizzle-pg/'s migrations (`before`: only those before that tag, as
+   * an older release left it); its pool is ended by stop()
+   */
+  fresh(prefix: string, max?: number, o?: { before?: string }): Promise<{ pool: pg.Pool; url: string }>;
   /** keep a pool the test made itself, to be ended by stop() */
   track(pool: pg.Pool): pg.Pool;
   stop(): Promise<void>;
@@ -97,7 +101,7 @@ export async function startPostgresForStores(o: { dir: string; band: number }): 
   return {
     server,
     track,
-    async fresh(prefix, max = 10) {
+    async fresh(prefix, max = 10, opts = {}) {
       const name = `${prefix}_${Math.random().toString(36).slice(2, 10)}`;
       const admin = new pg.Client({ connectionString: server.url });
       await admin.connect();
@@ -105,7 +109,7 @@ export async function startPostgresForStores(o: { dir: string; band: number }): 
       await admin.end();
       const url = server.url.replace(/\/[^/]+$/, `/${name}`);
       const pool = track(new pg.Pool({ connectionString: url, max }));
-      await migratePg(pool);
+      await migratePg(pool, opts.before ? migrationsBefore(PG_MIGRATIONS_DIR, opts.before, o.dir) : undefined);
       return { pool, url };
     },
     async stop() {
