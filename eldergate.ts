@@ -8,7 +8,7 @@ import { dbFile, openStore, writeNow, type Store } from './core/db.js';
 import type Database from 'better-sqlite3';
 import { Bus } from './core/bus.js';
 import { createMetrics, type Metrics } from './core/metrics.js';
-import { GATEWAY_DEVICE_ID, STORAGE_INCIDENT, StorageHealth } from './core/storage-health.js';
+import { GATEWAY_DEVICE_ID, STORAGE_INCIDENT, StorageHealth, type StorageFault } from './core/storage-health.js';
 import { serviceSecret } from './core/secrets.js';
 import { Users, bootstrapAdmin } from './core/users.js';
 import { openTokenKeys } from './core/token-keys.js';
@@ -155,8 +155,9 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   // storage faults are loud (core/storage-health.ts): /readyz and a metric at once, a P2 incident once it can be written
   const storage = new StorageHealth({ metrics, log });
   storage.attach({
-    // (PostgreSQL: the log is the writer's and the storage that fails is PostgreSQL itself; /readyz and the metric only)
-    ...(pgMain ? noStorageIncident() : storageIncidents(incidents, store.sqlite)),
+    // (PostgreSQL: written there by the writer thread once PostgreSQL takes writes again, and seen by every node's
+    // consoles through their replicas; the episodes of several nodes at once join one incident)
+    ...(pgMain ? pgStorageIncidents(() => writerThread, `${hostname()}/${process.pid}`) : storageIncidents(incidents, store.sqlite)),
     // rewrites the header's user_version with its own value: one page, committed with a sync, changes nothing
     probe: pgMain ? pgProbe(pgMain) : () => writeNow(store.sqlite, () => { store.sqlite.pragma(`user_version = ${Number(store.sqlite.pragma('user_version', { simple: true }))}`); }),
   });
@@ -513,38 +514,59 @@ function pgProbe(pool: pg.Pool): () => void {
 }
 
 /** no storage incident (the PostgreSQL store: /readyz and eldergate_storage_healthy say it) */
-function noStorageIncident() {
-  return {
-    // nothing to write: the episode is complete at once (no retry timer left running for it)
-    open: (): string => '',
-    resolve: (): void => {},
-  };
-}
-
 /**
  * The storage incident: a P2 for the call centre (no resident, no unit: the root of the network sees it), belonging
  * to the gateway itself; published to consoles only once written (each call is its own transaction, begun only when
  * the write lock is free: see writeNow).
  */
 function storageIncidents(incidents: IncidentApi, sqlite: Database.Database) {
-  const source = (fault: { since: number }) => ({
-    deviceId: GATEWAY_DEVICE_ID, residentId: null, unitId: null, stamps: { faultBegan: fault.since },
-  });
   return {
-    open(fault: { since: number; reason: string; writer: string }): string {
-      const events = writeNow(sqlite, () => incidents.applyAlarm({
-        action: 'raise', type: STORAGE_INCIDENT, priority: 'P2', rule: 'storage',
-        data: { reason: fault.reason, writer: fault.writer, since: new Date(fault.since).toISOString(),
-          detail: `storage failing since ${new Date(fault.since).toISOString()}: ${fault.reason}` },
-      }, source(fault)));
+    open(fault: StorageFault): string {
+      const events = writeNow(sqlite, () => incidents.applyAlarm(storageRaise(fault), storageSource(fault)));
       incidents.publishCommitted(events);
       return events[0]!.incidentId;
     },
-    resolve(_incidentId: string, note: string, fault: { since: number }): void {
-      incidents.publishCommitted(writeNow(sqlite, () => incidents.applyAlarm({ action: 'clear', type: STORAGE_INCIDENT, rule: 'storage', reason: note }, source(fault))));
+    resolve(_incidentId: string, note: string, fault: StorageFault): void {
+      incidents.publishCommitted(writeNow(sqlite, () => incidents.applyAlarm(storageClear(note), storageSource(fault))));
     },
   };
 }
+
+/**
+ * The storage incident on PostgreSQL: the same P2, written by the writer thread to PostgreSQL once it takes writes
+ * again (until then StorageHealth keeps it and tries again); every node's consoles get it from their replicas. It
+ * names the node that saw the fault; two nodes failing at once raise for the same gateway "device", so the second
+ * joins the first's incident, and the first to see writes work again resolves it.
+ */
+function pgStorageIncidents(writer: () => WriterThread | undefined, node: string) {
+  const via = (action: AlarmAction, fault: StorageFault): Promise<CommittedEvent[]> => {
+    const w = writer();
+    if (!w) return Promise.reject(new Error('the writer thread is not running yet'));
+    return w.incident<CommittedEvent[]>({ method: 'applyAlarm', action, source: storageSource(fault) }, (v) => v);
+  };
+  return {
+    async open(fault: StorageFault): Promise<string> {
+      const events = await via(storageRaise(fault, node), fault);
+      if (!events[0]) throw new Error('the storage incident was not opened');
+      return events[0].incidentId;
+    },
+    async resolve(_incidentId: string, note: string, fault: StorageFault): Promise<void> {
+      await via(storageClear(note), fault);
+    },
+  };
+}
+
+const storageSource = (fault: StorageFault): AlarmSource => ({
+  deviceId: GATEWAY_DEVICE_ID, residentId: null, unitId: null, stamps: { faultBegan: fault.since },
+});
+const storageRaise = (fault: StorageFault, node?: string): AlarmAction => ({
+  action: 'raise', type: STORAGE_INCIDENT, priority: 'P2', rule: 'storage',
+  data: {
+    reason: fault.reason, writer: fault.writer, since: new Date(fault.since).toISOString(), ...(node ? { node } : {}),
+    detail: `storage failing${node ? ` (seen by node ${node})` : ''} since ${new Date(fault.since).toISOString()}: ${fault.reason}`,
+  },
+});
+const storageClear = (note: string): AlarmAction => ({ action: 'clear', type: STORAGE_INCIDENT, rule: 'storage', reason: note });
 
 /** how often "help is coming" is asked of a writer that is restarting (2 s apart: its back-off reaches 5 s) */
 const ACK_COMMAND_ATTEMPTS = 15;

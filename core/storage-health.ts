@@ -28,12 +28,15 @@ export interface StorageFault {
   writer: string;
 }
 
-/** How the storage incident is written (the incident service, wired in eldergate.ts). Each call is one transaction. */
+/**
+ * How the storage incident is written (the incident service, wired in eldergate.ts). Each call is one transaction:
+ * synchronous on one node's SQLite file; on PostgreSQL a promise (the writer thread writes it there).
+ */
 export interface StorageIncidentWriter {
   /** open the incident (or find the one open); returns its id */
-  open(fault: StorageFault): string;
+  open(fault: StorageFault): string | Promise<string>;
   /** resolve it with a note */
-  resolve(incidentId: string, note: string, fault: StorageFault, recoveredAt: number): void;
+  resolve(incidentId: string, note: string, fault: StorageFault, recoveredAt: number): void | Promise<void>;
   /** a tiny committed write: while the storage fails it tells when writes work again, even with no device sending */
   probe(): void;
 }
@@ -52,6 +55,8 @@ export class StorageHealth {
   private pending: { fault: StorageFault; incidentId: string | null; recoveredAt: number | null } | null = null;
   private writer: StorageIncidentWriter | null = null;
   private timer: NodeJS.Timeout | null = null;
+  /** an asynchronous write of the incident in flight: one at a time; it schedules what follows when it ends */
+  private writing = false;
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly retryMs: number;
@@ -84,7 +89,10 @@ export class StorageHealth {
     const reason = describe(err);
     this.fault = { since: this.now(), reason, writer };
     this.o.metrics.storageHealthy.set(0);
-    this.log.error({ err, writer }, `storage failing: ${reason} — alarms are not acknowledged until writes succeed (free disk space or fix the data directory); /readyz reports not-ready`);
+    const fix = isSqliteError(err) || !isPostgresError(err)
+      ? 'free disk space or fix the data directory'
+      : 'bring PostgreSQL back, or free its disk; check postgres.url';
+    this.log.error({ err, writer }, `storage failing: ${reason} — alarms are not acknowledged until writes succeed (${fix}); /readyz reports not-ready`);
     this.pending ??= { fault: this.fault, incidentId: null, recoveredAt: null };
     this.flush(false);
   }
@@ -115,6 +123,7 @@ export class StorageHealth {
 
   /** Probe while failing; write what is pending of the incident; on failure try again later. */
   private flush(probe = true): void {
+    if (this.writing) return;
     // not in the moment of the failure itself: a fault is reported for at least one retry period
     if (probe && this.fault && this.writer) {
       try {
@@ -127,20 +136,53 @@ export class StorageHealth {
     }
     const p = this.pending;
     if (!p || !this.writer) return this.schedule();
+    const notYet = (err: unknown) => {
+      // expected while the disk is full (or PostgreSQL away): the metric and /readyz already say so
+      this.log.debug({ err }, 'the storage incident could not be written yet; trying again');
+    };
     try {
-      if (p.incidentId === null) p.incidentId = this.writer.open(p.fault);
-      if (p.recoveredAt !== null) {
-        const lastedS = Math.round((p.recoveredAt - p.fault.since) / 1000);
-        this.writer.resolve(p.incidentId, `storage writes succeed again after ${lastedS} s (${p.fault.reason}); resolved automatically`, p.fault, p.recoveredAt);
-        this.pending = null;
-        // a fault that began again while this one was written waits for its own turn
-        if (this.fault && this.fault !== p.fault) this.pending = { fault: this.fault, incidentId: null, recoveredAt: null };
+      const step = this.write(this.writer, p);
+      if (step) {
+        this.writing = true;
+        step.catch(notYet).finally(() => {
+          this.writing = false;
+          this.schedule();
+        });
+        return;
       }
     } catch (err) {
-      // expected while the disk is full: the metric and /readyz already say so
-      this.log.debug({ err }, 'the storage incident could not be written yet; trying again');
+      notYet(err);
     }
     this.schedule();
+  }
+
+  /** Open the episode's incident if it is not yet, resolve it if the storage works again: at once, or a promise. */
+  private write(writer: StorageIncidentWriter, p: NonNullable<StorageHealth['pending']>): void | Promise<void> {
+    if (p.incidentId === null) {
+      const opened = writer.open(p.fault);
+      if (typeof opened !== 'string') {
+        return opened.then((id) => {
+          p.incidentId = id;
+          return this.resolveIfRecovered(writer, p);
+        });
+      }
+      p.incidentId = opened;
+    }
+    return this.resolveIfRecovered(writer, p);
+  }
+
+  private resolveIfRecovered(writer: StorageIncidentWriter, p: NonNullable<StorageHealth['pending']>): void | Promise<void> {
+    if (p.recoveredAt === null || p.incidentId === null) return;
+    const lastedS = Math.round((p.recoveredAt - p.fault.since) / 1000);
+    const done = () => {
+      if (this.pending !== p) return;
+      this.pending = null;
+      // a fault that began again while this one was written waits for its own turn
+      if (this.fault && this.fault !== p.fault) this.pending = { fault: this.fault, incidentId: null, recoveredAt: null };
+    };
+    const resolved = writer.resolve(p.incidentId, `storage writes succeed again after ${lastedS} s (${p.fault.reason}); resolved automatically`, p.fault, p.recoveredAt);
+    if (resolved) return resolved.then(done);
+    done();
   }
 
   /** again later while the storage fails or the incident is not written yet: one timer, one episode (bounded) */
@@ -156,9 +198,23 @@ export class StorageHealth {
   }
 }
 
+const isSqliteError = (err: unknown): boolean => String((err as { code?: unknown } | null)?.code ?? '').startsWith('SQLITE_');
+
+/** PostgreSQL's errors (a SQLSTATE), or the connection to it failing (cluster mode's store) */
+function isPostgresError(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === 'string' ? e.code : '';
+  return /^[0-9A-Z]{5}$/.test(code) || /^E(CONNREFUSED|CONNRESET|TIMEDOUT|PIPE|HOSTUNREACH|NETUNREACH)$/.test(code)
+    || /Connection terminated|not queryable|timeout exceeded when trying to connect/i.test(String(e?.message ?? ''));
+}
+
 function describe(err: unknown): string {
   const e = err as { code?: string; message?: string } | null;
   const msg = e?.message ?? String(err);
+  if (!isSqliteError(err) && isPostgresError(err)) {
+    if (e?.code === '53100') return `PostgreSQL's disk is full (${msg})`;
+    return `PostgreSQL cannot be written (${e?.code ? `${e.code}: ` : ''}${msg})`;
+  }
   if (e?.code === 'SQLITE_FULL') return `disk full: the database cannot grow (${msg})`;
   if (e?.code?.startsWith('SQLITE_READONLY')) return `the database is read-only (${msg})`;
   if (e?.code?.startsWith('SQLITE_IOERR')) return `I/O error writing the database (${e.code}: ${msg})`;

@@ -14,6 +14,7 @@ import pg from 'pg';
 import { startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 import { startRabbitTestGateway, storedSeqs, type RabbitTestGateway } from '../helpers/rabbit-gateway.js';
 import { startPostgresForStores, type PostgresForStores } from '../helpers/postgres.js';
+import { startPostgres, type PostgresServer } from '../../ops/cluster/postgres.js';
 import { TestConsole } from '../ws/helpers.js';
 
 // band 9 (RabbitMQ: a band below the kernel's ephemeral ports, where no client socket can take a port first): no other test file's (grep `band:` and `BAND =` under test/)
@@ -39,10 +40,14 @@ describe('a node on the PostgreSQL store', () => {
     t = g.t;
   }, 180_000);
 
+  /** PostgreSQL started again on its directory after its kill -9 (the last test): this file's to stop */
+  let restarted: PostgresServer | undefined;
+
   afterAll(async () => {
     // (the node restarted below is this file's, not the helper's)
     if (t && t !== g?.t) await t.stop();
     await g?.stop();
+    await restarted?.stop();
     await pgs?.stop();
     rmSync(dir, { recursive: true, force: true });
   }, 60_000);
@@ -176,5 +181,44 @@ describe('a node on the PostgreSQL store', () => {
     await own.stop();
     await expect(startTestGateway({ rabbitmq: t.gw.config.rabbitmq, postgres }, dataDir))
       .rejects.toThrow(/holds incidents of another log .*new data directory/);
+  });
+
+  // last: it kills the file's PostgreSQL
+  it('PostgreSQL killed (kill -9) under the node and started again: the SOS sent meanwhile stored once, /readyz not ready meanwhile, a P2 storage incident on the console, resolved once writes work', { timeout: 120_000 }, async () => {
+    const watcher = await TestConsole.open(t, await t.token());
+    watcher.subscribe('all', Number((await pool.query('SELECT seq FROM incident_log_head')).rows[0].seq));
+    const dev = await t.provision('call-phone');
+    const c = await g.connect(dev.id, dev.secret);
+    const readyz = async () => (await fetch(`${t.http}/readyz`)).status;
+    expect(await readyz()).toBe(200);
+
+    const server = pgs.server;
+    server.kill9();
+    // RabbitMQ takes the alarm (PUBACK: in its quorum queue); the node cannot store it
+    await c.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 });
+    await waitFor(async () => (await readyz()) === 503 || undefined, '/readyz not ready while PostgreSQL is down', 20_000);
+    expect(t.gw.storage.status()?.reason).toMatch(/PostgreSQL cannot be written/);
+    // down for a while: the alarm waits unacknowledged in RabbitMQ, tried again in place (not dead-lettered)
+    await new Promise((r) => setTimeout(r, 3000));
+    restarted = await startPostgres({ dir: server.dir, port: server.port, fsync: true });
+
+    // the SOS stored once, on the console; the storage incident opened and resolved, on the console too
+    const [sos] = await waitFor(async () => { const r = await inPostgres(dev.id); return r.length ? r : undefined; }, 'the SOS in PostgreSQL', 60_000);
+    const storage = await waitFor(async () => (await pool.query(`SELECT id FROM incidents WHERE type = 'storage-failing' AND status = 'resolved'`)).rows[0] as { id: string } | undefined,
+      'the storage incident opened and resolved in PostgreSQL', 30_000);
+    await watcher.waitFor((f) => f.type === 'incident' && f.event?.type === 'opened' && f.event.incidentId === sos.id, 'the SOS on the console');
+    await watcher.waitFor((f) => f.type === 'incident' && f.event?.type === 'opened' && f.event.incidentId === storage.id, 'the storage incident on the console');
+    await watcher.waitFor((f) => f.type === 'incident' && f.event?.type === 'cleared' && f.event.incidentId === storage.id, 'the storage incident cleared on the console');
+    await waitFor(async () => (await readyz()) === 200 || undefined, '/readyz ready again');
+    const rows = (await pool.query(`SELECT id, priority, status FROM incidents WHERE type = 'storage-failing'`)).rows;
+    expect(rows).toEqual([expect.objectContaining({ priority: 'P2', status: 'resolved' })]);
+    const opened = (await pool.query(`SELECT data FROM incident_events WHERE incident_id = $1 AND type = 'opened'`, [storage.id])).rows[0];
+    expect(opened.data.data).toMatchObject({ node: expect.any(String), reason: expect.stringMatching(/PostgreSQL/) });
+    expect((await pool.query(`SELECT count(*)::int AS n FROM observations WHERE device_id = $1 AND seq = 1`, [dev.id])).rows[0].n).toBe(1);
+    expect((await inPostgres(dev.id)).map((r) => r.id)).toEqual([sos.id]);
+    // nothing was dead-lettered for it
+    expect((await pool.query(`SELECT count(*)::int AS n FROM incidents WHERE type = 'message-not-processed'`)).rows[0].n).toBe(0);
+    await watcher.close();
+    c.end(true);
   });
 });
