@@ -61,4 +61,57 @@ describe('retention of the shared store\'s observations', () => {
     expect(orphan).toBeGreaterThan(0);
     await r.close();
   });
+
+  it('deletes closed incidents older than incidentsDays with their events and receipts; keeps open ones, recent ones, and one a writer holds until its next pass', async () => {
+    const { pool } = await env.pgs().fresh('retention_incidents');
+    const old = Date.now() - 400 * DAY;
+    let seq = 0;
+    /** an incident whose events are at `ats` (the last one its last_at) */
+    const incidentAt = async (id: string, status: string, ats: number[]) => {
+      await pool.query(
+        `INSERT INTO incidents (id, device_id, type, priority, status, opened_at, last_at, last_seq) VALUES ($1, 'dev-1', 'sos', 'P1', $2, $3, $4, $5)`,
+        [id, status, ats[0], ats.at(-1), seq + ats.length]);
+      for (const [i, at] of ats.entries()) {
+        await pool.query(`INSERT INTO incident_events (seq, incident_id, type, at, data) VALUES ($1, $2, $3, $4, '{}')`, [++seq, id, i === 0 ? 'opened' : 'note', at]);
+      }
+      await pool.query(`INSERT INTO incident_receipts (incident_id, kind, seq, at, rseq) VALUES ($1, 'pushed', $2, $3, $2)`, [id, seq - ats.length + 1, ats[0]]);
+    };
+    for (let i = 0; i < 12; i++) await incidentAt(`old-${i}`, i % 2 ? 'cancelled' : 'resolved', [old, old + 1000, old + 2000]);
+    await incidentAt('old-open', 'acknowledged', [old]);
+    await incidentAt('old-noted-lately', 'resolved', [old, Date.now() - DAY]);
+    await incidentAt('old-held', 'resolved', [old]);
+    // a writer holds one of them (a note being added): skipped, not waited for
+    const writer = await pool.connect();
+    await writer.query('BEGIN');
+    await writer.query(`SELECT id FROM incidents WHERE id = 'old-held' FOR UPDATE`);
+    const r = startPgRetention({ pool, settings: { ...settings, incidentsDays: 365, batchRows: 50 }, log, schedule: false });
+    try {
+      const first = await r.runNow();
+      expect(first).toMatchObject({ incidents: 12, incidentEvents: 36, receipts: 12 });
+      const left = async () => (await pool.query('SELECT id FROM incidents ORDER BY id')).rows.map((x) => x.id);
+      expect(await left()).toEqual(['old-held', 'old-noted-lately', 'old-open']);
+      expect((await pool.query(`SELECT count(*)::int AS n FROM incident_events WHERE incident_id LIKE 'old-%' AND incident_id NOT IN ('old-held', 'old-noted-lately', 'old-open')`)).rows[0].n).toBe(0);
+      expect((await pool.query(`SELECT incident_id FROM incident_receipts ORDER BY incident_id`)).rows.map((x) => x.incident_id)).toEqual(['old-held', 'old-noted-lately', 'old-open']);
+      await writer.query('COMMIT');
+      // the next pass takes it
+      expect(await r.runNow()).toMatchObject({ incidents: 1, incidentEvents: 1, receipts: 1 });
+      expect(await left()).toEqual(['old-noted-lately', 'old-open']);
+      // the log's head is untouched: a replica following it by seq goes on from where it is
+    } finally {
+      writer.release();
+      await r.close();
+    }
+  });
+
+  it('incidentsDays 0 keeps every incident', async () => {
+    const { pool } = await env.pgs().fresh('retention_keep');
+    await incident(pool, 'inc-ancient', 'resolved', 1, {});
+    const r = startPgRetention({ pool, settings: { ...settings, incidentsDays: 0 }, log, schedule: false });
+    try {
+      expect(await r.runNow()).toMatchObject({ incidents: 0 });
+      expect((await pool.query('SELECT count(*)::int AS n FROM incidents')).rows[0].n).toBe(1);
+    } finally {
+      await r.close();
+    }
+  });
 });
