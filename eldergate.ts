@@ -1,6 +1,8 @@
 // Start-up of the whole gateway, in order: storage → registry and state → ingest → broker → HTTP. Close in reverse.
 import { getHeapStatistics } from 'node:v8';
 import { hostname } from 'node:os';
+import { createHash } from 'node:crypto';
+import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './core/config.js';
 import { createLogger, type Logger } from './core/logger.js';
@@ -156,8 +158,8 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const storage = new StorageHealth({ metrics, log });
   storage.attach({
     // (PostgreSQL: written there by the writer thread once PostgreSQL takes writes again, and seen by every node's
-    // consoles through their replicas; the episodes of several nodes at once join one incident)
-    ...(pgMain ? pgStorageIncidents(() => writerThread, `${hostname()}/${process.pid}`) : storageIncidents(incidents, store.sqlite)),
+    // consoles through their replicas; each node's its own)
+    ...(pgMain ? pgStorageIncidents(() => writerThread, config.dataDir) : storageIncidents(incidents, store.sqlite)),
     // rewrites the header's user_version with its own value: one page, committed with a sync, changes nothing
     probe: pgMain ? pgProbe(pgMain) : () => writeNow(store.sqlite, () => { store.sqlite.pragma(`user_version = ${Number(store.sqlite.pragma('user_version', { simple: true }))}`); }),
   });
@@ -397,8 +399,10 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       await modbus.close();
       await serial.close();
       // the writer writes what it holds (telemetry queued, device-state rows owed, the receipts handed to it last) and
-      // closes its connection
-      response.flushReceipts();
+      // closes its connection (on PostgreSQL this thread writes the receipts: they are answered, 2 s at most, before the
+      // pool and the receipts' replica close)
+      if (pgMain) await response.flushReceipts(2_000);
+      else void response.flushReceipts();
       await writer.close();
       await receiptReplica?.close();
       await replica?.close();
@@ -534,15 +538,18 @@ function storageIncidents(incidents: IncidentApi, sqlite: Database.Database) {
 
 /**
  * The storage incident on PostgreSQL: the same P2, written by the writer thread to PostgreSQL once it takes writes
- * again (until then StorageHealth keeps it and tries again); every node's consoles get it from their replicas. It
- * names the node that saw the fault; two nodes failing at once raise for the same gateway "device", so the second
- * joins the first's incident, and the first to see writes work again resolves it.
+ * again (until then StorageHealth keeps it and tries again); every node's consoles get it from their replicas. Each
+ * node raises its own, for a gateway "device" of its own (`gateway-` and a hash of its host and data directory: the
+ * same after a restart, another for each node), naming the node: two nodes failing at once are two incidents, and one
+ * node working again resolves its own, not another's still failing.
  */
-function pgStorageIncidents(writer: () => WriterThread | undefined, node: string) {
+function pgStorageIncidents(writer: () => WriterThread | undefined, dataDir: string) {
+  const node = `${hostname()}:${resolve(dataDir)}`;
+  const deviceId = `${GATEWAY_DEVICE_ID}-${createHash('sha256').update(node).digest('hex').slice(0, 8)}`;
   const via = (action: AlarmAction, fault: StorageFault): Promise<CommittedEvent[]> => {
     const w = writer();
     if (!w) return Promise.reject(new Error('the writer thread is not running yet'));
-    return w.incident<CommittedEvent[]>({ method: 'applyAlarm', action, source: storageSource(fault) }, (v) => v);
+    return w.incident<CommittedEvent[]>({ method: 'applyAlarm', action, source: storageSource(fault, deviceId) }, (v) => v);
   };
   return {
     async open(fault: StorageFault): Promise<string> {
@@ -556,8 +563,8 @@ function pgStorageIncidents(writer: () => WriterThread | undefined, node: string
   };
 }
 
-const storageSource = (fault: StorageFault): AlarmSource => ({
-  deviceId: GATEWAY_DEVICE_ID, residentId: null, unitId: null, stamps: { faultBegan: fault.since },
+const storageSource = (fault: StorageFault, deviceId = GATEWAY_DEVICE_ID): AlarmSource => ({
+  deviceId, residentId: null, unitId: null, stamps: { faultBegan: fault.since },
 });
 const storageRaise = (fault: StorageFault, node?: string): AlarmAction => ({
   action: 'raise', type: STORAGE_INCIDENT, priority: 'P2', rule: 'storage',

@@ -49,10 +49,18 @@ export interface StorageHealthOptions {
   now?: () => number;
 }
 
+interface Episode { fault: StorageFault; incidentId: string | null; recoveredAt: number | null }
+
 export class StorageHealth {
   private fault: StorageFault | null = null;
   /** the episode whose incident is still to be written (opened and/or resolved) */
-  private pending: { fault: StorageFault; incidentId: string | null; recoveredAt: number | null } | null = null;
+  private pending: Episode | null = null;
+  /**
+   * the episode after it, begun while its incident was still being written (an asynchronous write takes a while):
+   * written when the first is done. Bounded: an episode beginning while this one is over and not yet written joins it
+   */
+  private next: Episode | null = null;
+  private closed = false;
   private writer: StorageIncidentWriter | null = null;
   private timer: NodeJS.Timeout | null = null;
   /** an asynchronous write of the incident in flight: one at a time; it schedules what follows when it ends */
@@ -88,6 +96,13 @@ export class StorageHealth {
     if (at !== undefined && at < this.lastRecoveredAt) return;
     const reason = describe(err);
     this.fault = { since: this.now(), reason, writer };
+    if (this.pending && this.next) {
+      // a third episode while the first is still being written: it joins the second (which is over), from its start
+      this.fault.since = this.next.fault.since;
+      this.next = { fault: this.fault, incidentId: null, recoveredAt: null };
+    } else if (this.pending) {
+      this.next = { fault: this.fault, incidentId: null, recoveredAt: null };
+    }
     this.o.metrics.storageHealthy.set(0);
     const fix = isSqliteError(err) || !isPostgresError(err)
       ? 'free disk space or fix the data directory'
@@ -106,7 +121,7 @@ export class StorageHealth {
     this.lastRecoveredAt = at;
     this.o.metrics.storageHealthy.set(1);
     this.log.warn({ writer: fault.writer, since: fault.since, lastedMs: at - fault.since }, 'storage writes succeed again: ready');
-    if (this.pending && this.pending.fault === fault) this.pending.recoveredAt = at;
+    for (const e of [this.pending, this.next]) if (e && e.fault === fault) e.recoveredAt = at;
     // after the current transaction: the incident's writes are never part of the caller's
     setImmediate(() => this.flush());
   }
@@ -117,14 +132,16 @@ export class StorageHealth {
   }
 
   close(): void {
+    this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
   }
 
   /** Probe while failing; write what is pending of the incident; on failure try again later. */
   private flush(probe = true): void {
-    if (this.writing) return;
-    // not in the moment of the failure itself: a fault is reported for at least one retry period
+    if (this.closed) return;
+    // not in the moment of the failure itself: a fault is reported for at least one retry period (and not held back by
+    // an incident write in flight, which may wait on the very storage that failed)
     if (probe && this.fault && this.writer) {
       try {
         this.writer.probe();
@@ -134,6 +151,8 @@ export class StorageHealth {
         // still failing: the metric and /readyz say so
       }
     }
+    // a write in flight: probed again meanwhile; what follows it is scheduled when it ends
+    if (this.writing) return this.schedule();
     const p = this.pending;
     if (!p || !this.writer) return this.schedule();
     const notYet = (err: unknown) => {
@@ -148,7 +167,7 @@ export class StorageHealth {
           this.writing = false;
           this.schedule();
         });
-        return;
+        return this.schedule();
       }
     } catch (err) {
       notYet(err);
@@ -176,9 +195,9 @@ export class StorageHealth {
     const lastedS = Math.round((p.recoveredAt - p.fault.since) / 1000);
     const done = () => {
       if (this.pending !== p) return;
-      this.pending = null;
-      // a fault that began again while this one was written waits for its own turn
-      if (this.fault && this.fault !== p.fault) this.pending = { fault: this.fault, incidentId: null, recoveredAt: null };
+      // the episode that began while this one was written has its turn now
+      this.pending = this.next;
+      this.next = null;
     };
     const resolved = writer.resolve(p.incidentId, `storage writes succeed again after ${lastedS} s (${p.fault.reason}); resolved automatically`, p.fault, p.recoveredAt);
     if (resolved) return resolved.then(done);
@@ -188,7 +207,7 @@ export class StorageHealth {
   /** again later while the storage fails or the incident is not written yet: one timer, one episode (bounded) */
   private schedule(): void {
     const incomplete = this.pending && (this.pending.incidentId === null || this.pending.recoveredAt !== null);
-    if ((this.fault || incomplete) && this.writer && !this.timer) {
+    if ((this.fault || incomplete) && this.writer && !this.timer && !this.closed) {
       this.timer = setTimeout(() => {
         this.timer = null;
         this.flush();
@@ -200,12 +219,24 @@ export class StorageHealth {
 
 const isSqliteError = (err: unknown): boolean => String((err as { code?: unknown } | null)?.code ?? '').startsWith('SQLITE_');
 
+const CONNECTION_CODES = /^E(CONNREFUSED|CONNRESET|TIMEDOUT|PIPE|HOSTUNREACH|NETUNREACH)$/;
+const CONNECTION_MESSAGES = /Connection terminated|not queryable|timeout exceeded when trying to connect/i;
+
 /** PostgreSQL's errors (a SQLSTATE), or the connection to it failing (cluster mode's store) */
 function isPostgresError(err: unknown): boolean {
   const e = err as { code?: unknown; message?: unknown } | null;
   const code = typeof e?.code === 'string' ? e.code : '';
-  return /^[0-9A-Z]{5}$/.test(code) || /^E(CONNREFUSED|CONNRESET|TIMEDOUT|PIPE|HOSTUNREACH|NETUNREACH)$/.test(code)
-    || /Connection terminated|not queryable|timeout exceeded when trying to connect/i.test(String(e?.message ?? ''));
+  return /^[0-9A-Z]{5}$/.test(code) || CONNECTION_CODES.test(code) || CONNECTION_MESSAGES.test(String(e?.message ?? ''));
+}
+
+/**
+ * PostgreSQL cannot take writes now — the connection lost or refused, the server shutting down or out of resources
+ * (SQLSTATE classes 08, 53, 57P, 58, XX) — as opposed to a statement it refuses (a constraint, bad data).
+ */
+export function isPostgresUnavailable(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === 'string' ? e.code : '';
+  return CONNECTION_CODES.test(code) || /^(08|53|57P|58|XX)/.test(code) || CONNECTION_MESSAGES.test(String(e?.message ?? ''));
 }
 
 function describe(err: unknown): string {

@@ -19,8 +19,11 @@ export interface Response<I extends IncidentApi = IncidentService> {
   escalation: Escalation;
   notifications: Notifications;
   kpis(query: KpiQuery): KpiReport;
-  /** hand the receipts queued now to where they are written (the gateway: before its writer thread closes) */
-  flushReceipts(): void;
+  /**
+   * hand the receipts queued now to where they are written (the gateway: before its writer thread closes); resolves
+   * once those batches are answered, or after `timeoutMs`
+   */
+  flushReceipts(timeoutMs?: number): Promise<void>;
   /** start notifications, then escalation (which escalates at once what fell overdue while the gateway was down) */
   start(): void;
   close(): Promise<void>;
@@ -66,7 +69,12 @@ export function createResponse(deps: ResponseDeps): Response<IncidentApi> {
     escalation,
     notifications,
     kpis: (query) => computeKpis(kpiStore, config.budgets, { now: clock.now(), ...query }),
-    flushReceipts: () => { receipts.flush(); },
+    async flushReceipts(timeoutMs = 5_000) {
+      receipts.flush();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([receipts.settled(), new Promise<void>((r) => { timer = setTimeout(r, timeoutMs); })]);
+      clearTimeout(timer);
+    },
     start() {
       // notifications first, so the tiers reached by start-up escalations are told
       notifications.start();

@@ -70,13 +70,16 @@ export function mirrorReceipts(opts: ReceiptMirrorOptions): ReceiptMirror {
     waitingForLog = false;
     try {
       while (!closed && head < target) {
-        const page = await opts.source.after(head, target, pageSize);
+        // the head this read goes up to: committed (a notification or a read of the head), so every receipt at or below
+        // it is there to read; the target may move on while the read is out
+        const upTo = target;
+        const page = await opts.source.after(head, upTo, pageSize);
         if (closed) break;
         if (page.length === 0) {
-          // the numbers up to the target that no receipt took (a receipt already stored by another batch)
-          writeHead.run(target);
-          head = target;
-          break;
+          // the numbers up to it that no receipt took (a receipt already stored by another batch)
+          writeHead.run(upTo);
+          head = upTo;
+          continue;
         }
         // in rseq order, up to the first receipt whose opening the log replica does not hold yet
         const logHead = opts.logHead();
@@ -91,9 +94,9 @@ export function mirrorReceipts(opts: ReceiptMirrorOptions): ReceiptMirror {
           break;
         }
         if (page.length < pageSize) {
-          // nothing more up to the target: its last numbers were gaps
-          writeHead.run(target);
-          head = target;
+          // nothing more up to it: its last numbers were gaps
+          writeHead.run(upTo);
+          head = upTo;
         }
       }
       for (const w of waiters) if (w.rseq <= head) { waiters.delete(w); w.resolve(); }
@@ -124,15 +127,17 @@ export function mirrorReceipts(opts: ReceiptMirrorOptions): ReceiptMirror {
     head: () => head,
     reach(rseq, timeoutMs = 10_000) {
       if (head >= rseq) return Promise.resolve();
+      if (closed) return Promise.reject(new Error('the receipts\' replica is closed'));
+      // (the target moves only with a committed head, from the channel or a read: a number from elsewhere could be a
+      // transaction's not yet committed, and the replica would step over receipts still to come)
       return new Promise((resolve, reject) => {
         const w = { rseq, resolve: () => { clearTimeout(timer); resolve(); }, reject: (err: Error) => { clearTimeout(timer); reject(err); } };
         const timer = setTimeout(() => {
           waiters.delete(w);
           reject(new Error(`the receipts' replica did not reach ${rseq} within ${timeoutMs} ms (it is at ${head})`));
         }, timeoutMs);
+        timer.unref();
         waiters.add(w);
-        if (rseq > target) target = rseq;
-        void pump();
       });
     },
     poke() {

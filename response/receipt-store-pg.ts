@@ -10,10 +10,10 @@
 // applying them by rseq stamps what this batch stamped), moves the head and notifies `receipt_log`; batches of all
 // nodes commit one after another, so a head read committed means every receipt up to it is committed. Lock order: the
 // receipts' head, receipt rows, incident rows (the writer's transactions take the log's head and incident rows, never
-// this head: no cycle).
+// this head; the stamps take the log's head, shared, before any incident row, as the writers take it first: no cycle).
 import type pg from 'pg';
 import { and, asc, eq, gt, lte, min, sql } from 'drizzle-orm';
-import { pgIncidentReceipts, pgIncidents, pgReceiptLogHead } from './store/pg-schema.js';
+import { pgIncidentLogHead, pgIncidentReceipts, pgIncidents, pgReceiptLogHead } from './store/pg-schema.js';
 import { onPool, type Atomic, type PgExecutor, type Transactional } from '../core/pg-bind.js';
 import { receiptKey, type ReceiptStore } from './receipt-store.js';
 import type { IncidentReceipt, ReceiptKind } from './events.js';
@@ -77,7 +77,11 @@ function bound(t: PgExecutor, atomic: Atomic): ReceiptLog {
       const k = `${r.incidentId}\u0000${r.kind}`;
       if (stored.has(receiptKey(r)) && !stamps.has(k)) stamps.set(k, r);
     }
-    // incidents locked in one order too
+    // the writers' transactions lock the log's head, then incident rows in the order their observations come: a batch
+    // holding incident A and waiting for B while a writer holds B and waits for A would deadlock. So the stamps wait
+    // for the head too (shared: receipt batches do not wait for each other there) and lock incidents after it, in one
+    // order (between receipt batches)
+    if (stamps.size) await w.select({ id: pgIncidentLogHead.id }).from(pgIncidentLogHead).where(eq(pgIncidentLogHead.id, 1)).for('share');
     for (const r of [...stamps.values()].sort((x, y) => (x.incidentId < y.incidentId ? -1 : x.incidentId > y.incidentId ? 1 : 0))) {
       await w.update(pgIncidents)
         .set({ stamps: sql`${pgIncidents.stamps} || jsonb_build_object(${r.kind}::text, ${r.at}::bigint)` })

@@ -41,6 +41,8 @@ export interface Receipts {
   firstStamps(incidentId: string): { pushed?: number; delivered?: number };
   /** write what is queued now; returns the receipts written (new rows) */
   flush(): number;
+  /** resolves once every batch handed to `write` so far has been answered (written or dropped) */
+  settled(): Promise<void>;
   /** write what is queued and stop the timer */
   close(): void;
 }
@@ -66,6 +68,8 @@ export function createReceipts(opts: ReceiptsOptions): Receipts {
   const writeHere = opts.write ? null : stored.writeBatch;
   /** batches handed to the writer and not answered yet: still shown by `of` and `firstStamps` */
   const inFlight = new Set<readonly IncidentReceipt[]>();
+  /** their writes' promises (settled() waits for them) */
+  const writing = new Set<Promise<unknown>>();
 
   const wrote = (written: number) => {
     if (failing) log.info({ written }, 'receipts are written again');
@@ -89,7 +93,11 @@ export function createReceipts(opts: ReceiptsOptions): Receipts {
     queue = [];
     if (opts.write) {
       inFlight.add(batch);
-      opts.write(batch).then(wrote, (err: unknown) => dropped(err, batch)).finally(() => inFlight.delete(batch));
+      const w: Promise<unknown> = opts.write(batch).then(wrote, (err: unknown) => dropped(err, batch)).finally(() => {
+        inFlight.delete(batch);
+        writing.delete(w);
+      });
+      writing.add(w);
       return 0;
     }
     try {
@@ -151,6 +159,9 @@ export function createReceipts(opts: ReceiptsOptions): Receipts {
       return out;
     },
     flush,
+    async settled() {
+      await Promise.allSettled([...writing]);
+    },
     close() {
       flush();
       closed = true;

@@ -218,4 +218,67 @@ describe('each node\'s replica of every node\'s push and delivery receipts', () 
       await n.log.close();
     }
   });
+
+  it('receipts committed while the replica reads: none stepped over (the read goes up to the head it was sent with, not the one heard meanwhile)', async () => {
+    const { url, pool } = await env.pgs().fresh('receipts_race', 6);
+    const source = createPgIncidentStore({ pool, knownUnitIds: () => UNITS });
+    const w = writer(pool, 'race');
+    const opened = await Promise.all(Array.from({ length: 6 }, (_, d) => w.applyAlarm(sos, src(`race-d${d}`, 'g1'))));
+    const ids = opened.map(([e]) => e!.incidentId);
+    const real = createPgReceiptStore(pool);
+    await real.append(opened.slice(0, 3).map(([e]) => pushed(e!.incidentId, e!.seq, Date.now())));
+    // the replica's first read: while it is out, three more receipts are committed (and notified)
+    let first = true;
+    const slow: Pick<typeof real, 'head' | 'after'> = {
+      head: () => real.head(),
+      async after(rseq, upTo, limit) {
+        const rows = await real.after(rseq, upTo, limit);
+        if (first) {
+          first = false;
+          await real.append(opened.slice(3).map(([e]) => pushed(e!.incidentId, e!.seq, Date.now())));
+          await new Promise((r) => setTimeout(r, 300));
+        }
+        return rows;
+      },
+    };
+    const local = localFile('node-race');
+    let receipts: ReceiptMirror | null = null;
+    const logMirror = mirrorLog({ source, sqlite: local.sqlite, connect: () => new pg.Client({ connectionString: url }), onApplied: () => receipts?.poke(), log, pollMs: 60_000 });
+    try {
+      await logMirror.reach(await source.head());
+      receipts = mirrorReceipts({ source: slow, sqlite: local.sqlite, connect: () => new pg.Client({ connectionString: url }), logHead: () => logMirror.head(), log, pollMs: 60_000 });
+      await receipts.reach(await real.head());
+      await expectSame(pool, { log: logMirror, receipts, local }, ids);
+      expect(ids.every((id) => createSqliteReceiptStore(local.sqlite).of(id).length === 1)).toBe(true);
+    } finally {
+      await receipts?.close();
+      await logMirror.close();
+    }
+  });
+
+  it('a receipt batch stamping incidents a writer\'s transaction holds waits for it: no deadlock, both commit', async () => {
+    const { pool } = await env.pgs().fresh('receipts_deadlock', 6);
+    const w = writer(pool, 'deadlock');
+    const [[a], [b]] = await Promise.all([w.applyAlarm(sos, src('dl-a', 'g1')), w.applyAlarm(sos, src('dl-b', 'g1'))]);
+    const [first, second] = [a!, b!].sort((x, y) => (x.incidentId < y.incidentId ? -1 : 1));
+    // a writer's transaction: the log's head, then the incidents in the order its observations came (the second first)
+    const tx = await pool.connect();
+    try {
+      await tx.query('BEGIN');
+      await tx.query('SELECT seq FROM incident_log_head WHERE id = 1 FOR UPDATE');
+      await tx.query('SELECT id FROM incidents WHERE id = $1 FOR UPDATE', [second!.incidentId]);
+      // meanwhile a console's batch stamps both (in id order: the first, then the second)
+      const batch = createPgReceiptStore(pool).append([pushed(first!.incidentId, first!.seq, Date.now()), pushed(second!.incidentId, second!.seq, Date.now())]);
+      await new Promise((r) => setTimeout(r, 300));
+      // the writer takes the first: the batch must not be holding it
+      await tx.query('SET LOCAL lock_timeout = 5000');
+      await tx.query('SELECT id FROM incidents WHERE id = $1 FOR UPDATE', [first!.incidentId]);
+      await tx.query('COMMIT');
+      expect((await batch).written).toBe(2);
+    } finally {
+      tx.release();
+    }
+    const stamps = (await pool.query('SELECT stamps FROM incidents WHERE id = ANY($1)', [[first!.incidentId, second!.incidentId]])).rows;
+    expect(stamps.every((r) => r.stamps.pushed !== undefined)).toBe(true);
+  });
 });
