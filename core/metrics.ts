@@ -159,6 +159,11 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     rabbitLink: new Gauge({
       name: 'eldergate_rabbitmq_connected', help: 'Cluster mode: 1 while this node holds its AMQP connection to RabbitMQ', registers: [registry],
     }),
+    pgBatchesAgain: new Counter({
+      name: 'eldergate_pg_batches_again_total',
+      help: 'Cluster mode on PostgreSQL: writer batches run again with every observation in its own savepoint, after a statement failed outside one (a message PostgreSQL refuses; it then fails alone)',
+      registers: [registry],
+    }),
     rabbitMessages: new Counter({
       name: 'eldergate_rabbitmq_messages_total',
       help: 'Cluster mode: device messages taken from RabbitMQ, by queue kind (partition, dead, unrouted) and result (acked, requeued, dead-lettered, refused; retry: not stored yet for a storage fault or overload, kept unacknowledged and tried again)',

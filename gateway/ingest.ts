@@ -24,10 +24,10 @@ import {
   EARLIER_NOT_STORED, POSSIBLE_REPLAY, isLifeSafety, type IncidentEvent, type IngestResult, type Observation, type ObservationSink,
 } from '../core/contracts.js';
 import type { DeviceStates } from './device-state.js';
-import { isStorageError, type StorageHealth } from '../core/storage-health.js';
+import { isPostgresUnavailable, isStorageError, type StorageHealth } from '../core/storage-health.js';
 import { writerWants } from '../core/write-turn.js';
 import type { PriorObservation, RejectRow } from './observation-store.js';
-import { io, runSync, type Step } from '../response/store/run.js';
+import { io, runAsync, runSync, type Step } from '../response/store/run.js';
 import { isStep, sqliteIngestScope, type IngestScope } from './ingest-scope.js';
 import type { PgIngestBatches } from './ingest-scope-pg.js';
 
@@ -619,11 +619,17 @@ export class Ingest implements ObservationSink {
   }
 
   /**
-   * The batch as one PostgreSQL transaction (gateway/ingest-scope-pg.ts): each observation in a savepoint, so one that
-   * fails is rolled back alone and the batch goes on, as in SQLite; a commit is durable (synchronous_commit on), so
-   * there is no relaxed telemetry commit to sync afterwards. No time slices: a batch is at most telemetryBatchRows.
+   * The batch as one PostgreSQL transaction (gateway/ingest-scope-pg.ts); a commit is durable (synchronous_commit on),
+   * so there is no relaxed telemetry commit to sync afterwards. No time slices: a batch is at most telemetryBatchRows.
+   *
+   * A statement that fails aborts a PostgreSQL transaction (SQLite's fails alone), so one observation may fail and the
+   * batch go on only inside a savepoint — two more round trips each, a third of a heartbeat's. So, as SQLite spends
+   * savepoints only where a step can refuse: the batch first runs with savepoints for life-safety observations and
+   * device tasks only; should a statement fail outside them, that transaction is rolled back, memory with it, and the
+   * same batch runs again at once with every observation in its own savepoint (`careful`), so a message PostgreSQL
+   * refuses fails alone and cannot hold its batch back for ever.
    */
-  private async commitBatchPg(batch: Pending[], queue: 'urgent' | 'telemetry'): Promise<void> {
+  private async commitBatchPg(batch: Pending[], queue: 'urgent' | 'telemetry', careful = false): Promise<void> {
     const { started, results, failures, events, rejects, held } = this.beginBatch(batch.length);
     this.o.states.begin();
     try {
@@ -651,8 +657,10 @@ export class Ingest implements ObservationSink {
                 this.abortIfRolledBack(err, s);
               }
               results[i] = { status: 'stored', observationId: 0 };
-            } else {
+            } else if (careful || isLifeSafety(p.obs.type)) {
               results[i] = await s.savepoint(() => this.processOne(p.obs, own, true, s));
+            } else {
+              results[i] = await runAsync(this.processOne(p.obs, own, false, s));
             }
             for (const e of own) events.push(e);
           } catch (err) {
@@ -674,6 +682,16 @@ export class Ingest implements ObservationSink {
         if (rows.length > 0) await s.writeStates(rows);
       });
     } catch (err) {
+      const unavailable = [err, (err as Error | null)?.cause].some((e) => isStorageError(e) || isPostgresUnavailable(e));
+      if (!careful && !unavailable && !this.closed) {
+        // nothing of it was committed: memory back to before it, its refusals queued again, and the batch again
+        this.runUndo(0);
+        this.o.states.rollback();
+        this.rejects = rejects.concat(this.rejects);
+        this.o.metrics.pgBatchesAgain.inc();
+        this.log.warn({ err, rows: batch.length, queue }, 'a statement failed outside any savepoint: the batch runs again, each observation in its own savepoint');
+        return this.commitBatchPg(batch, queue, true);
+      }
       this.failBatch(batch, queue, err);
       return;
     }
@@ -768,7 +786,7 @@ export class Ingest implements ObservationSink {
    */
   private abortIfRolledBack(err: unknown, scope: IngestScope = this.scope): void {
     if (scope.usable()) return;
-    throw new Error(`the write transaction was rolled back by SQLite (${err instanceof Error ? err.message : String(err)}): the whole batch fails`, { cause: err });
+    throw new Error(`the write transaction was rolled back (${err instanceof Error ? err.message : String(err)}): the whole batch fails`, { cause: err });
   }
 
   /**

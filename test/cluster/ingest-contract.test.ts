@@ -321,8 +321,11 @@ describe('the ingest\'s batches of several nodes on one PostgreSQL', () => {
       n.ingest.submit(obs(phone, 'command-ack', { commandId: id, ok: false, error: 'poison' })),
       n.ingest.submit(obs(phone, 'sos')),
     ]);
-    // the SOS around it are stored, in the same batch; the answer is not acknowledged (the device sends it again)
+    // the SOS around it are stored, in the same batch; the answer is not acknowledged (the device sends it again).
+    // (The answer is not life-safety, so the batch first ran it without a savepoint of its own: PostgreSQL refused the
+    // transaction, and the batch ran again, each observation in its own savepoint — once.)
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((await n.metrics.pgBatchesAgain.get()).values[0]?.value).toBe(1);
     expect(await n.incidents(phone)).toEqual([expect.objectContaining({ type: 'sos', count: 2 })]);
     expect(await n.commandStatus(id)).toBe('pending');
     await pool.query('ALTER TABLE commands DROP CONSTRAINT refuse_answer');
