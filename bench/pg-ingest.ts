@@ -229,7 +229,9 @@ the same run, repetitions alternating.
 ${rows.join('\n')}
 
 Medians (min–max) of the clean repetitions. "eldergate" is this whole process (the handler and the writer thread); the
-server's is every PostgreSQL process. Noise rule: ${describeRule(RULE)}.
+server's is every PostgreSQL process. Compare CPU per message; the telemetry rates compare the lanes' timing, not their
+cost: with ${WINDOW} awaited at once, SQLite's QoS 1 telemetry waits for its flush timer (ingest.telemetryFlushMs, 200 ms)
+while the PostgreSQL writer forms its next batch as soon as one settles. Noise rule: ${describeRule(RULE)}.
 ${discarded.length ? `\nDiscarded as noisy and run again:\n${discarded.join('\n')}\n` : '\nNo repetition was discarded.\n'}`;
   writeFileSync(join(root, 'docs', 'benchmarks-pg-ingest.md'), md);
   mkdirSync(join(root, 'bench', 'results'), { recursive: true });

@@ -88,9 +88,21 @@ export function createPgIngestBatches(opts: { pool: pg.Pool; incidents: PgIncide
         await watched(() => tx.execute(sql`RELEASE SAVEPOINT eg_step`))();
         return out;
       };
-      const incidentTx = watchAll(inc.tx);
-      /** the batch's devices' open incidents, as read in it; any incident write may change them: dropped then */
+      /**
+       * the batch's devices' open incidents, as read in it (under the log's head, which this batch holds: no other
+       * writer changes them meanwhile); an incident write changes its device's: that device's are read again
+       */
       const open = new Map<string, Map<string, OpenIncidentView>>();
+      /** devices whose incidents the write in progress changed (every change of an incident saves its projection) */
+      const touched = new Set<string>();
+      const watchedTx = watchAll(inc.tx);
+      const incidentTx: typeof watchedTx = {
+        ...watchedTx,
+        saveProjection: (row, created, before) => {
+          touched.add(row.deviceId);
+          return watchedTx.saveProjection(row, created, before);
+        },
+      };
       const openOf = (rows: { id: string; deviceId: string; type: string; openedAt: number; status: OpenIncidentView['status'] }[], devices: readonly string[]) => {
         for (const d of devices) if (!open.has(d)) open.set(d, new Map());
         // newest first: the first of each type is the one the rules mean
@@ -103,7 +115,10 @@ export function createPgIngestBatches(opts: { pool: pg.Pool; incidents: PgIncide
         const m = open.get(deviceId)!;
         return (type: string) => m.get(type);
       };
-      const wrote = <R>(p: Promise<R>): Promise<R> => p.finally(() => open.clear());
+      const wrote = <R>(p: Promise<R>): Promise<R> => p.finally(() => {
+        for (const d of touched) open.delete(d);
+        touched.clear();
+      });
       const stateRows = deviceStateStoreOn(t, (f) => f(t));
       const scope: PgBatchScope = {
         mode: 'async',

@@ -22,17 +22,34 @@ const PRIOR = {
   data: sql<string>`${pgObservations.data}::text`,
 };
 
+/**
+ * The statements every observation runs, prepared under names: PostgreSQL parses and plans each once per connection,
+ * not once per observation (the writer's hot path: an alarm is a handful of statements)
+ */
+function statements(t: PgExecutor) {
+  const p = sql.placeholder;
+  return {
+    insert: t.insert(pgObservations).values({
+      deviceId: p('deviceId'), type: p('type'), seq: p('seq'), deviceTs: p('deviceTs'), receivedAt: p('receivedAt'), source: p('source'),
+      lifeSafety: p('lifeSafety'),
+      // the JSON text as given: bound as text and cast, so drizzle does not serialise it a second time
+      data: sql`${p('data')}::json`, flags: sql`${p('flags')}::json`,
+      session: p('session'), packetId: p('packetId'), generation: p('generation'),
+    } as never).onConflictDoNothing().returning({ id: pgObservations.id }).prepare('observation_insert'),
+    setIncident: t.update(pgObservations).set({ incidentId: sql`${p('incidentId')}` } as never).where(eq(pgObservations.id, p('id'))).prepare('observation_set_incident'),
+  };
+}
+
 export function observationStoreOn(t: PgExecutor): ObservationStore<'async'> {
+  let q: ReturnType<typeof statements> | undefined;
+  const prepared = () => (q ??= statements(t));
   return {
     mode: 'async',
     async insert(o) {
-      const rows = await t.insert(pgObservations).values({
+      const rows = await prepared().insert.execute({
         deviceId: o.deviceId, type: o.type, seq: o.seq, deviceTs: o.deviceTs, receivedAt: o.receivedAt, source: o.source,
-        lifeSafety: o.lifeSafety,
-        // the JSON text as given: bound as text and cast, so drizzle does not serialise it a second time
-        data: sql`${o.data}::json`, flags: o.flags === null ? null : sql`${o.flags}::json`,
-        session: o.session, packetId: o.packetId, generation: o.generation,
-      }).onConflictDoNothing().returning({ id: pgObservations.id });
+        lifeSafety: o.lifeSafety, data: o.data, flags: o.flags, session: o.session, packetId: o.packetId, generation: o.generation,
+      });
       return rows[0]?.id ?? 0;
     },
     async findKeyed(deviceId, seq, deviceTs) {
@@ -48,7 +65,7 @@ export function observationStoreOn(t: PgExecutor): ObservationStore<'async'> {
       return row as PriorObservation | undefined;
     },
     async setIncident(observationId, incidentId) {
-      await t.update(pgObservations).set({ incidentId }).where(eq(pgObservations.id, observationId));
+      await prepared().setIncident.execute({ id: observationId, incidentId });
     },
     async remove(observationId) {
       await t.delete(pgObservations).where(eq(pgObservations.id, observationId));

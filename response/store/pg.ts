@@ -155,6 +155,10 @@ export function createPgIncidentStore(opts: PgIncidentStoreOptions): PgIncidentS
     insertIncident: t.insert(pgIncidents).values(Object.fromEntries(PROJECTION_COLUMNS.map((c) => [c, p(c)])) as never).prepare('incident_insert'),
     updateIncident: t.update(pgIncidents).set(Object.fromEntries(CHANGING_COLUMNS.map((c) => [c, p(c)])) as never)
       .where(eq(pgIncidents.id, p('id'))).prepare('incident_update'),
+    // (an array bound as one parameter: one statement, prepared once, for any number of devices)
+    openOfDevices: t.select({ id: pgIncidents.id, deviceId: pgIncidents.deviceId, type: pgIncidents.type, openedAt: pgIncidents.openedAt, status: pgIncidents.status })
+      .from(pgIncidents).where(and(sql`${pgIncidents.deviceId} = ANY(${p('deviceIds')}::text[])`, OPEN)).orderBy(desc(pgIncidents.openedAt))
+      .prepare('incident_open_of_devices'),
   });
 
   /** Seqs within one transaction: counted from the head read (and locked) when it began, written back at its end. */
@@ -207,8 +211,7 @@ export function createPgIncidentStore(opts: PgIncidentStoreOptions): PgIncidentS
           appended.last = mark;
         },
         async openOfDevice(deviceIds) {
-          return t.select({ id: pgIncidents.id, deviceId: pgIncidents.deviceId, type: pgIncidents.type, openedAt: pgIncidents.openedAt, status: pgIncidents.status })
-            .from(pgIncidents).where(and(inArray(pgIncidents.deviceId, [...deviceIds]), OPEN)).orderBy(desc(pgIncidents.openedAt));
+          return q.openOfDevices.execute({ deviceIds: [...deviceIds] });
         },
         async status(incidentId) {
           const [row] = await t.select({ status: pgIncidents.status }).from(pgIncidents).where(eq(pgIncidents.id, incidentId));
