@@ -82,6 +82,8 @@ export function createPgIngestBatches(opts: { pool: pg.Pool; incidents: PgIncide
           await watched(() => tx.execute(sql`ROLLBACK TO SAVEPOINT eg_step`))().catch(() => undefined);
           await watched(() => tx.execute(sql`RELEASE SAVEPOINT eg_step`))().catch(() => undefined);
           inc.rewind(mark);
+          // what was read of open incidents inside it may be what it wrote (rare: every device's is read again)
+          open.clear();
           throw err;
         }
         depth--;

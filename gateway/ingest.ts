@@ -198,6 +198,8 @@ export class Ingest implements ObservationSink {
   private readonly freshSessions = new Set<string>();
   /** undo actions for memory outside the database (rule memory, timers), registered while a batch is written */
   private undoHooks: (() => void)[] = [];
+  /** what runs once the batch being written has committed (whenCommitted) */
+  private commitHooks: { fn: () => void; live: boolean }[] = [];
   private rejectsSincePrune = 0;
   private readonly log: Logger;
 
@@ -225,6 +227,30 @@ export class Ingest implements ObservationSink {
    */
   onRollback(fn: () => void): void {
     this.undoHooks.push(fn);
+  }
+
+  /**
+   * While an observation or task is being written: run `fn` once its batch has committed — never if its writes are
+   * rolled back. What leaves the writer (a command's answer for the incident's timeline) must not leave before the
+   * commit: a PostgreSQL batch commits later than its statements run, and may run again (commitBatchPg).
+   */
+  whenCommitted(fn: () => void): void {
+    const hook = { fn, live: true };
+    this.commitHooks.push(hook);
+    this.onRollback(() => { hook.live = false; });
+  }
+
+  private runCommitHooks(): void {
+    const hooks = this.commitHooks;
+    this.commitHooks = [];
+    for (const h of hooks) {
+      if (!h.live) continue;
+      try {
+        h.fn();
+      } catch (err) {
+        this.log.error({ err }, 'a step after a commit failed');
+      }
+    }
   }
 
   private runUndo(from: number): void {
@@ -416,7 +442,7 @@ export class Ingest implements ObservationSink {
       if (!backlog || !this.lastCommitOk || this.closed || this.urgent.length > 0 || this.o.alarmWaiting?.() === true ||
         performance.now() > turnEnds) break;
     }
-    // a commit in the loop may have set a timer for state rows still owed (afterCommit): one timer, never two
+    // a commit in the loop may have set a timer for state rows still owed (whenCommitted): one timer, never two
     if (this.telemetryTimer) {
       clearTimeout(this.telemetryTimer);
       this.telemetryTimer = null;
@@ -567,6 +593,7 @@ export class Ingest implements ObservationSink {
   private failBatch(batch: Pending[], queue: 'urgent' | 'telemetry', err: unknown): void {
     this.lastCommitOk = false;
     this.runUndo(0);
+    this.commitHooks = [];
     this.o.states.rollback();
     this.o.storage?.failed('ingest', err);
     this.log.error({ err, rows: batch.length, queue }, 'write failed: the batch is not acknowledged and will be resent by devices');
@@ -579,6 +606,7 @@ export class Ingest implements ObservationSink {
     results: IngestResult[]; failures: (Error | undefined)[]; events: IncidentEvent[]; started: number;
   }): void {
     const { results, failures, events, started } = b;
+    this.runCommitHooks();
     // an observation refused by the storage (its savepoint failed on a full disk) is a storage fault too
     const storageFailure = failures.find((f) => f !== undefined && (isStorageError(f) || isStorageError(f.cause)));
     if (storageFailure) this.o.storage?.failed('ingest', isStorageError(storageFailure) ? storageFailure : storageFailure.cause);
@@ -682,10 +710,11 @@ export class Ingest implements ObservationSink {
         if (rows.length > 0) await s.writeStates(rows);
       });
     } catch (err) {
-      const unavailable = [err, (err as Error | null)?.cause].some((e) => isStorageError(e) || isPostgresUnavailable(e));
+      const unavailable = causes(err).some((e) => isStorageError(e) || isPostgresUnavailable(e));
       if (!careful && !unavailable && !this.closed) {
         // nothing of it was committed: memory back to before it, its refusals queued again, and the batch again
         this.runUndo(0);
+        this.commitHooks = [];
         this.o.states.rollback();
         this.rejects = rejects.concat(this.rejects);
         this.o.metrics.pgBatchesAgain.inc();
@@ -1059,6 +1088,9 @@ export class Ingest implements ObservationSink {
       }
     }
     this.freshSessions.add(session);
+    // a batch rolled back (run again, or resent by the device) must see the session as it was: a replay it holds is
+    // still a replay
+    this.onRollback(() => this.freshSessions.delete(session));
   }
 
   /** Write everything queued now (shutdown, tests). SQLite only: PostgreSQL's batches are awaited (drain). */
@@ -1147,4 +1179,11 @@ class HeldDevices {
     if (this.devices === null || obs.ordered !== true || !this.devices.has(obs.deviceId)) return undefined;
     return Object.assign(new Error(`an earlier message of ${obs.deviceId} was not stored: this one waits for it, to be stored in the device's order`), { code: EARLIER_NOT_STORED });
   }
+}
+
+/** an error and its causes, outermost first (a few levels: the abort's wrapper, drizzle's, the driver's) */
+function causes(err: unknown): unknown[] {
+  const out: unknown[] = [];
+  for (let e = err, i = 0; e !== undefined && e !== null && i < 8; e = (e as { cause?: unknown }).cause, i++) out.push(e);
+  return out;
 }

@@ -140,8 +140,9 @@ async function createWriterDomain(init: WriterInit, log: Logger): Promise<Writer
   const commands = new Commands(pool ? createPgCommandStore(pool) : store.sqlite, log);
   ingest.use(commands.step);
   commands.onAcked = (cmd, at) => {
-    // recorded on the incident by the main thread once this transaction has committed (the message leaves after it)
-    if (cmd.incidentId) queueMicrotask(() => post({ op: 'command-acked', cmd, at }));
+    // recorded on the incident by the main thread once this batch has committed (never if it is rolled back, or twice
+    // if a PostgreSQL batch runs again)
+    if (cmd.incidentId) ingest.whenCommitted(() => post({ op: 'command-acked', cmd, at }));
     return [];
   };
   return {

@@ -58,7 +58,9 @@ interface Node {
   log(): Promise<{ seq: number; type: string; incidentId: string }[]>;
   incidents(deviceId: string): Promise<{ id: string; type: string; status: string; count: number }[]>;
   states(): Promise<StoredState[]>;
-  createCommand(deviceId: string): Promise<string>;
+  createCommand(deviceId: string, incidentId?: string): Promise<string>;
+  /** commands answered, as the writer hands them on (after the commit: gateway/writer/worker.ts) */
+  acked: string[];
   commandStatus(id: string): Promise<string | undefined>;
 }
 
@@ -99,12 +101,18 @@ async function node(pool: pg.Pool | null, name: string): Promise<Node> {
   createAlarmPipeline({ config, log, metrics, sqlite, registry, states, ingest, incidents, ...(pool ? { openIncidentsOutside: () => () => undefined } : {}) });
   const commands = new Commands(sqlite, log);
   ingest.use(commands.step);
+  // as gateway/writer/worker.ts wires it: an answer to an incident's command leaves once its batch has committed
+  const acked: string[] = [];
+  commands.onAcked = (cmd) => {
+    if (cmd.incidentId) ingest.whenCommitted(() => acked.push(cmd.id));
+    return [];
+  };
   const q = async <R>(text: string, args: unknown[]): Promise<R[]> => pool
     ? (await pool.query(numbered(text), args)).rows as R[]
     : sqlite.prepare(text).all(...args) as R[];
   const commandStore = pool ? createPgCommandStore(pool) : createSqliteCommandStore(sqlite);
   return {
-    ingest, registry, committed, memory: states, metrics,
+    ingest, registry, committed, memory: states, metrics, acked,
     onCommit: (fn) => { hook = fn; },
     drain: () => ingest.drain(),
     seqs: async (deviceId) => (await q<{ seq: number }>('select seq from observations where device_id = ? order by id', [deviceId])).map((r) => Number(r.seq)),
@@ -112,9 +120,9 @@ async function node(pool: pg.Pool | null, name: string): Promise<Node> {
       .map((r) => ({ seq: Number(r.seq), type: r.type, incidentId: r.incident_id })),
     incidents: async (deviceId) => q('select id, type, status, count from incidents where device_id = ? order by opened_at, id', [deviceId]),
     states: async () => (pool ? createPgDeviceStateStore(pool) : createSqliteDeviceStateStore(sqlite)).loadAll(),
-    async createCommand(deviceId) {
+    async createCommand(deviceId, incidentId) {
       const id = `c_${Math.random().toString(36).slice(2, 10)}`;
-      await commandStore.insert({ id, deviceId, type: 'locate', params: {}, incidentId: null, createdAt: Date.now(), expiresAt: Date.now() + 60_000 }, false);
+      await commandStore.insert({ id, deviceId, type: 'locate', params: {}, incidentId: incidentId ?? null, createdAt: Date.now(), expiresAt: Date.now() + 60_000 }, false);
       return id;
     },
     commandStatus: async (id) => (await commandStore.get(id))?.status,
@@ -331,6 +339,35 @@ describe('the ingest\'s batches of several nodes on one PostgreSQL', () => {
     await pool.query('ALTER TABLE commands DROP CONSTRAINT refuse_answer');
     expect((await n.ingest.submit(obs(phone, 'command-ack', { commandId: id, ok: false, error: 'poison' }))).status).toBe('stored');
     expect(await n.commandStatus(id)).toBe('failed');
+  });
+
+  it('a batch run again after a statement failed outside a savepoint: a replay it holds is still a replay, an answer leaves once', async () => {
+    const { pool } = await env.pgs().fresh('ingest_again', 6);
+    const n = await node(pool, 'again');
+    const phone = n.registry.provision({ kind: 'call-phone', serial: 'AGAIN-1' }).device.id;
+    const other = n.registry.provision({ kind: 'call-phone', serial: 'AGAIN-2' }).device.id;
+    const keyless = (packetId: number, session: string): Observation =>
+      ({ deviceId: phone, type: 'sos', receivedAt: Date.now(), source: 'mqtt', session, packetId }) as Observation;
+    expect((await n.ingest.submit(keyless(7, 'S1'))).status).toBe('stored');
+    const [incident] = await n.incidents(phone);
+    const good = await n.createCommand(phone, incident!.id);
+    const poisoned = await n.createCommand(other);
+    await pool.query(`ALTER TABLE commands ADD CONSTRAINT refuse_answer CHECK (error IS DISTINCT FROM 'poison')`);
+    // one batch: the device, back on a new session, resends packet 7 (a replay) and sends packet 8; its answer to the
+    // incident's command; another device's answer that PostgreSQL refuses (not life-safety: no savepoint of its own at
+    // first, so the batch runs again)
+    const results = await Promise.allSettled([
+      n.ingest.submit(keyless(7, 'S2')),
+      n.ingest.submit(keyless(8, 'S2')),
+      n.ingest.submit(obs(phone, 'command-ack', { commandId: good, ok: true })),
+      n.ingest.submit(obs(other, 'command-ack', { commandId: poisoned, ok: false, error: 'poison' })),
+    ]);
+    expect((await n.metrics.pgBatchesAgain.get()).values[0]?.value).toBe(1);
+    expect(results.map((r) => (r.status === 'fulfilled' ? r.value.status : 'rejected'))).toEqual(['duplicate', 'stored', 'stored', 'rejected']);
+    expect(await n.incidents(phone)).toEqual([expect.objectContaining({ id: incident!.id, count: 2 })]);
+    // the answer reached the incident's timeline once, after the commit
+    expect(n.acked).toEqual([good]);
+    expect(await n.commandStatus(good)).toBe('acked');
   });
 
   it('a change made between batches while one awaits its commit is not rolled back with it (outsideBatch)', async () => {
