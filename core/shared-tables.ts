@@ -378,6 +378,38 @@ export async function openSharedTables(opts: SharedTablesOptions): Promise<Share
     return next;
   };
 
+  /**
+   * COMMIT, and when its answer is lost (the connection dropped on the way back), ask PostgreSQL on another connection
+   * whether this transaction committed (txid_status, which is there for exactly this): a change made must not be
+   * answered "not made, try again" — the person would try again and meet their own change as a conflict, and a device's
+   * secret handed out nowhere. `xid`: the transaction's id, read before the COMMIT (null: nothing was pushed). Resolves
+   * true when the connection is still good, false when it was lost (committed all the same).
+   */
+  const commit = async (client: pg.PoolClient, xid: string | null): Promise<boolean> => {
+    try {
+      await client.query('COMMIT');
+      return true;
+    } catch (err) {
+      if (xid === null) throw err;
+      // a COMMIT being finished by a backend whose client went away is 'in progress' for a moment
+      for (let attempt = 0; attempt < 20; attempt++) {
+        let status: string | null;
+        try {
+          status = (await pool.query<{ s: string | null }>('SELECT txid_status($1::bigint) AS s', [xid])).rows[0]?.s ?? null;
+        } catch {
+          throw err;
+        }
+        if (status === 'committed') {
+          log.warn({ err, xid }, 'the answer to a change\'s COMMIT was lost, but PostgreSQL committed it: it is made');
+          return false;
+        }
+        if (status !== 'in progress') throw err;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw err;
+    }
+  };
+
   // one thing at a time on this node: a session, a catch-up, a flush
   let chain: Promise<unknown> = Promise.resolve();
   const exclusive = <T>(fn: () => Promise<T>): Promise<T> => {
@@ -434,14 +466,15 @@ export async function openSharedTables(opts: SharedTablesOptions): Promise<Share
     try {
       if (refuse) throw new Error(`the change took longer than ${maxSessionMs} ms`);
       const next = await push(client, head, takePending());
-      await client.query('COMMIT');
+      const xid = next > head ? String((await client.query<{ x: string }>('SELECT txid_current()::text AS x')).rows[0]!.x) : null;
+      const usable = await commit(client, xid);
       try {
         pushed(next);
       } catch (err) {
         // committed: it is done; this file's notes are put right at the next session (its rows come back as the cluster's)
         log.error({ err }, 'a change is in the shared database, but this node could not note it in its file');
       }
-      client.release();
+      client.release(usable ? undefined : true);
     } catch (err) {
       try {
         failedPush();

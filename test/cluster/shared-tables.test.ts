@@ -15,6 +15,7 @@
 // - a joining node takes thousands of rows that refer to each other across its catch-up's slices;
 // - a failed push takes back, with the session's change, what changed while the images travelled;
 // - a file of another cluster, or one with rows of its own joining a cluster that has rows, is refused.
+import net from 'node:net';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -216,6 +217,29 @@ describe('shared tables: the registry, the network and the accounts of every nod
     expect(rowsOf(b)).toEqual(rowsOf(a));
   });
 
+  it('a change whose COMMIT went out and whose answer was lost (the connection cut on the way back) is made, and answered so', async () => {
+    const { url } = await env.pgs().fresh('shared_commit_lost');
+    const proxy = await cuttingProxy(new URL(url));
+    try {
+      const a = await node('a', proxy.url(url));
+      const b = await node('b', url);
+      // the next COMMIT a sends reaches PostgreSQL; its answer never reaches a (a real TCP connection, cut)
+      proxy.armForCommit();
+      const { device } = await a.shared.write(() => a.registry.provision({ kind: 'call-phone', serial: 'CUT-0001' }));
+      expect(proxy.cuts()).toBe(1);
+      // made: in a's file and memory, nothing left pending; in the cluster; on b
+      expect(a.registry.entry(device.id)).toBeDefined();
+      expect(a.store.sqlite.prepare('SELECT count(*) FROM shared_pending').pluck().get()).toBe(0);
+      await until('b to hear of it', () => b.registry.entry(device.id) !== undefined);
+      expect(rowsOf(b)).toEqual(rowsOf(a));
+      // and a goes on: its next change is made once
+      const next = await a.shared.write(() => a.registry.provision({ kind: 'call-phone', serial: 'CUT-0002' }));
+      await until('b to hear of the next', () => b.registry.entry(next.device.id) !== undefined);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('a change outside a session reaches the others by a flush; made on a stale copy, it loses to the cluster\'s row', async () => {
     const { url } = await env.pgs().fresh('shared_flush');
     const a = await node('a', url, undefined, { flushMs: 50 });
@@ -348,3 +372,45 @@ describe('shared tables: the registry, the network and the accounts of every nod
     await expect(node('a-elsewhere', other.url, a.store)).rejects.toThrow(/follows another cluster's shared database/);
   });
 });
+
+/**
+ * A TCP proxy to PostgreSQL that, once armed, forwards the next simple-query COMMIT to the server and then cuts the
+ * client's side of that connection at once: the server commits, and its answer has nowhere to go (a network fault at
+ * the worst moment, made with real sockets).
+ */
+async function cuttingProxy(target: URL): Promise<{ url(of: string): string; armForCommit(): void; cuts(): number; close(): Promise<void> }> {
+  const commitQuery = Buffer.concat([Buffer.from('Q'), Buffer.from([0, 0, 0, 11]), Buffer.from('COMMIT\0')]);
+  let armed = false;
+  let cuts = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port), target.hostname);
+    sockets.add(client).add(upstream);
+    client.on('error', () => undefined);
+    upstream.on('error', () => undefined);
+    client.on('data', (d) => {
+      upstream.write(d);
+      if (armed && d.includes(commitQuery)) {
+        armed = false;
+        cuts++;
+        client.destroy();
+        // the server reads the COMMIT before it sees this side go
+        setTimeout(() => upstream.end(), 300);
+      }
+    });
+    upstream.on('data', (d) => { if (!client.destroyed) client.write(d); });
+    client.on('close', () => { if (!upstream.destroyed && !upstream.writableEnded) setTimeout(() => upstream.destroy(), 300); });
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    url: (of) => { const u = new URL(of); u.port = String(port); return u.toString(); },
+    armForCommit: () => { armed = true; },
+    cuts: () => cuts,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
