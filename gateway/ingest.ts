@@ -240,6 +240,14 @@ export class Ingest implements ObservationSink {
     this.onRollback(() => { hook.live = false; });
   }
 
+  /**
+   * A counter moved once the batch commits: a batch that fails, or runs again (PostgreSQL), counts what it stored once.
+   * (Refusals, `not-recorded`, are counted at once: they are what happened, committed or not.)
+   */
+  private counted<L extends string>(counter: { inc(labels: Partial<Record<L, string | number>>): void }, labels: Partial<Record<L, string | number>>): void {
+    this.whenCommitted(() => counter.inc(labels));
+  }
+
   private runCommitHooks(): void {
     const hooks = this.commitHooks;
     this.commitHooks = [];
@@ -886,7 +894,7 @@ export class Ingest implements ObservationSink {
       observationId = yield* io(insert(obs.flags, prior.generation + 1));
     }
     if (replayOf) {
-      this.o.metrics.replays.inc({ source, key: keyed ? 'seq-ts' : 'packet-id' });
+      this.counted(this.o.metrics.replays, { source, key: keyed ? 'seq-ts' : 'packet-id' });
       this.log.warn(
         { deviceId, type, seq, deviceTs, packetId: obs.packetId, repeats: replayOf.id, repeatsIncident: replayOf.incidentId },
         'a life-safety observation repeats a stored key but is not a plausible resend: raised and flagged possible-replay (check the terminal\'s clock)',
@@ -933,7 +941,7 @@ export class Ingest implements ObservationSink {
         this.log.error({ err, step: step.name, deviceId, type }, 'ingest step (after) failed');
       }
     }
-    this.o.metrics.ingested.inc({ source, class: lifeSafety ? 'alarm' : 'other', result: 'stored' });
+    this.counted(this.o.metrics.ingested, { source, class: lifeSafety ? 'alarm' : 'other', result: 'stored' });
     return { status: 'stored', observationId };
   }
 
@@ -997,8 +1005,8 @@ export class Ingest implements ObservationSink {
       : obs.packetId !== undefined && obs.session !== undefined ? `p:${obs.session}:${obs.packetId}` : undefined;
     const lastKey = this.stateKeys.get(deviceId);
     if (key !== undefined && key === lastKey && (key.startsWith('k:') || obs.redelivered === true)) {
-      this.o.metrics.ingested.inc({ source, class: 'other', result: 'duplicate' });
-      this.o.metrics.duplicates.inc({ source, class: 'other', key: key.startsWith('k:') ? 'seq-ts' : 'packet-id' });
+      this.counted(this.o.metrics.ingested, { source, class: 'other', result: 'duplicate' });
+      this.counted(this.o.metrics.duplicates, { source, class: 'other', key: key.startsWith('k:') ? 'seq-ts' : 'packet-id' });
       return { status: 'duplicate', observationId: 0 };
     }
     if (key !== undefined) {
@@ -1032,7 +1040,7 @@ export class Ingest implements ObservationSink {
         this.log.error({ err, step: step.name, deviceId, type: obs.type }, 'ingest step (after) failed');
       }
     }
-    this.o.metrics.ingested.inc({ source, class: 'other', result: 'state' });
+    this.counted(this.o.metrics.ingested, { source, class: 'other', result: 'state' });
     return { status: 'stored', observationId: 0 };
   }
 
@@ -1064,8 +1072,8 @@ export class Ingest implements ObservationSink {
 
   private dropDuplicate(obs: Observation, prior: PriorRow, key: 'seq-ts' | 'packet-id'): IngestResult {
     const cls = isLifeSafety(obs.type) ? 'alarm' : 'other';
-    this.o.metrics.ingested.inc({ source: obs.source, class: cls, result: 'duplicate' });
-    this.o.metrics.duplicates.inc({ source: obs.source, class: cls, key });
+    this.counted(this.o.metrics.ingested, { source: obs.source, class: cls, result: 'duplicate' });
+    this.counted(this.o.metrics.duplicates, { source: obs.source, class: cls, key });
     this.log.debug(
       {
         deviceId: obs.deviceId, type: obs.type, key,

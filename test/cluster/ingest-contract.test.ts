@@ -367,6 +367,11 @@ describe('the ingest\'s batches of several nodes on one PostgreSQL', () => {
     expect(await n.incidents(phone)).toEqual([expect.objectContaining({ id: incident!.id, count: 2 })]);
     // the answer reached the incident's timeline once, after the commit
     expect(n.acked).toEqual([good]);
+    // and what was stored is counted once: the first SOS, then the SOS and the answer of the batch run again (the refused
+    // answer and the first run's counts never reach the metric)
+    const counts = (await n.metrics.ingested.get()).values;
+    const sum = (result: string) => counts.filter((v) => v.labels.result === result).reduce((a, v) => a + v.value, 0);
+    expect([sum('stored'), sum('duplicate')]).toEqual([3, 1]);
     expect(await n.commandStatus(good)).toBe('acked');
   });
 
