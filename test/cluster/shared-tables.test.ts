@@ -251,11 +251,13 @@ describe('shared tables: the registry, the network and the accounts of every nod
     a.registry.markInService(device.id);
     await until('b to hear of the flush', () => b.registry.entry(device.id)?.state === 'in-service');
 
-    // b changes the row outside a session while a changes it in one: a's is the cluster's, b's is dropped, b follows
+    // b changes the row outside a session (its flush is a minute away), then a changes it in one before b's flush: a's
+    // is the cluster's, b's is dropped, b follows. (In this order: had b applied a's change before making its own, b's
+    // copy would not have been stale, and its change would rightly be pushed — a race the test once lost in CI.)
     const other = await a.shared.write(() => a.registry.provision({ kind: 'call-phone', serial: 'FLUSH-0002' }));
     await until('b to have the second device', () => b.registry.entry(other.device.id) !== undefined);
-    await a.shared.write(() => a.registry.setState(other.device.id, 'commissioned'));
     b.store.sqlite.prepare(`UPDATE devices SET notes = 'stale' WHERE id = ?`).run(other.device.id);
+    await a.shared.write(() => a.registry.setState(other.device.id, 'commissioned'));
     await b.shared.sync();
     expect(b.store.sqlite.prepare('SELECT notes, state FROM devices WHERE id = ?').get(other.device.id)).toEqual({ notes: null, state: 'commissioned' });
     expect(b.store.sqlite.prepare('SELECT count(*) FROM shared_pending').pluck().get()).toBe(0);
