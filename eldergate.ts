@@ -40,7 +40,7 @@ import { secrets } from './core/schema.js';
 import { createPgCommandStore } from './gateway/command-store-pg.js';
 import { mirrorLog, type LogMirror } from './response/log-mirror.js';
 import { mirrorReceipts, type ReceiptMirror } from './response/receipt-mirror.js';
-import { createPgReceiptStore } from './response/receipt-store-pg.js';
+import { createPgReceiptStore, type PgReceiptStore } from './response/receipt-store-pg.js';
 import { pgNotificationClaims } from './response/notify-claims-pg.js';
 import { createPgIncidentStore, migratePg } from './response/store/pg.js';
 import { openSharedTables, type SharedChanges, type SharedTables } from './core/shared-tables.js';
@@ -182,10 +182,11 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     },
   });
   writerThread = writer;
-  if (pgMain) {
+  if (pgMain && pgReceipts) {
     try {
       ({ replica, receiptReplica } = await startReplica({
-        config, pool: pgMain, sqlite: store.sqlite, network: response.network, log, publish: (events) => incidents.publishCommitted(events),
+        config, pool: pgMain, receipts: pgReceipts, sqlite: store.sqlite, network: response.network, log,
+        publish: (events) => incidents.publishCommitted(events),
       }));
     } catch (err) {
       await writer.close();
@@ -444,7 +445,8 @@ async function openShared(config: Config, pool: pg.Pool, store: Store, log: Logg
  * replicas hold what the log and the receipts held at start.
  */
 async function startReplica(d: {
-  config: Config; pool: pg.Pool; sqlite: Database.Database; network: Network; log: Logger; publish: (events: CommittedEvent[]) => void;
+  config: Config; pool: pg.Pool; receipts: PgReceiptStore; sqlite: Database.Database; network: Network; log: Logger;
+  publish: (events: CommittedEvent[]) => void;
 }): Promise<{ replica: LogMirror; receiptReplica: ReceiptMirror }> {
   const source = createPgIncidentStore({ pool: d.pool, knownUnitIds: () => d.network.listUnits().map((u) => u.id), log: d.log });
   let receiptReplica: ReceiptMirror | null = null;
@@ -459,7 +461,7 @@ async function startReplica(d: {
     },
     log: d.log.child({ module: 'replica' }),
   });
-  const receipts = createPgReceiptStore(d.pool);
+  const { receipts } = d;
   try {
     // consoles are served from the replica: caught up before the node says it is up
     await replica.reach(await source.head(), 120_000);

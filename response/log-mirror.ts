@@ -19,6 +19,7 @@ import type pg from 'pg';
 import type { Logger } from '../core/logger.js';
 import type { CommittedEvent } from './incidents.js';
 import { applyEvent, type IncidentRow } from './projection.js';
+import { replicaWaiters } from './replica-waiters.js';
 import { followLog } from './store/pg.js';
 import { createSqliteIncidentStore } from './store/sqlite.js';
 import type { IncidentStore } from './store/types.js';
@@ -85,7 +86,7 @@ export function mirrorLog(opts: LogMirrorOptions): LogMirror {
   let pumping = false;
   let closed = false;
   let retry: NodeJS.Timeout | null = null;
-  const waiters = new Set<{ seq: number; resolve: () => void; reject: (err: Error) => void }>();
+  const waiters = replicaWaiters('the replica of the incident log');
   const pageSize = opts.pageSize ?? 1000;
 
   const pump = async (): Promise<void> => {
@@ -99,7 +100,7 @@ export function mirrorLog(opts: LogMirrorOptions): LogMirror {
         if (closed) break;
         applyPage.immediate(page, missing);
         head = page[page.length - 1]!.seq;
-        for (const w of waiters) if (w.seq <= head) { waiters.delete(w); w.resolve(); }
+        waiters.moved(head);
         try {
           opts.onApplied(page);
         } catch (err) {
@@ -132,19 +133,15 @@ export function mirrorLog(opts: LogMirrorOptions): LogMirror {
     head: () => head,
     reach(seq, timeoutMs = 10_000) {
       if (head >= seq) return Promise.resolve();
-      return new Promise((resolve, reject) => {
-        const w = { seq, resolve: () => { clearTimeout(timer); resolve(); }, reject: (err: Error) => { clearTimeout(timer); reject(err); } };
-        const timer = setTimeout(() => { waiters.delete(w); reject(new Error(`the replica did not reach seq ${seq} within ${timeoutMs} ms (it is at ${head})`)); }, timeoutMs);
-        waiters.add(w);
-        if (seq > target) target = seq;
-        void pump();
-      });
+      const reached = waiters.wait(seq, timeoutMs, () => head);
+      if (seq > target) target = seq;
+      void pump();
+      return reached;
     },
     async close() {
       closed = true;
       if (retry) clearTimeout(retry);
-      for (const w of waiters) w.reject(new Error('the replica was closed'));
-      waiters.clear();
+      waiters.close();
       await follower.close();
     },
   };

@@ -17,7 +17,8 @@ import type Database from 'better-sqlite3';
 import type pg from 'pg';
 import type { Logger } from '../core/logger.js';
 import { createSqliteReceiptStore } from './receipt-store.js';
-import { RECEIPT_CHANNEL, type PgReceiptStore } from './receipt-store-pg.js';
+import { RECEIPT_CHANNEL, type LoggedReceipt, type PgReceiptStore } from './receipt-store-pg.js';
+import { replicaWaiters } from './replica-waiters.js';
 import { followLog } from './store/pg.js';
 
 export interface ReceiptMirror {
@@ -57,10 +58,10 @@ export function mirrorReceipts(opts: ReceiptMirrorOptions): ReceiptMirror {
   let closed = false;
   let retry: NodeJS.Timeout | null = null;
   let waitingForLog = false;
-  const waiters = new Set<{ rseq: number; resolve: () => void; reject: (err: Error) => void }>();
+  const waiters = replicaWaiters('the receipts\' replica');
 
-  const apply = sqlite.transaction((rows: readonly { rseq: number }[], batch: Parameters<typeof local.writeBatch>[0]) => {
-    local.writeBatch(batch);
+  const apply = sqlite.transaction((rows: readonly LoggedReceipt[]) => {
+    local.writeBatch(rows);
     writeHead.run(rows[rows.length - 1]!.rseq);
   });
 
@@ -86,7 +87,7 @@ export function mirrorReceipts(opts: ReceiptMirrorOptions): ReceiptMirror {
         const stop = page.findIndex((r) => r.seq > logHead);
         const ready = stop === -1 ? page : page.slice(0, stop);
         if (ready.length) {
-          apply.immediate(ready, ready.map(({ rseq: _rseq, ...r }) => r));
+          apply.immediate(ready);
           head = ready[ready.length - 1]!.rseq;
         }
         if (stop !== -1) {
@@ -99,7 +100,7 @@ export function mirrorReceipts(opts: ReceiptMirrorOptions): ReceiptMirror {
           head = upTo;
         }
       }
-      for (const w of waiters) if (w.rseq <= head) { waiters.delete(w); w.resolve(); }
+      waiters.moved(head);
     } catch (err) {
       // PostgreSQL away, or this node's disk: the head stays where it is, and the next try starts from it
       opts.log?.warn({ err, head }, 'replicating push and delivery receipts failed; retried in 1 s');
@@ -130,15 +131,7 @@ export function mirrorReceipts(opts: ReceiptMirrorOptions): ReceiptMirror {
       if (closed) return Promise.reject(new Error('the receipts\' replica is closed'));
       // (the target moves only with a committed head, from the channel or a read: a number from elsewhere could be a
       // transaction's not yet committed, and the replica would step over receipts still to come)
-      return new Promise((resolve, reject) => {
-        const w = { rseq, resolve: () => { clearTimeout(timer); resolve(); }, reject: (err: Error) => { clearTimeout(timer); reject(err); } };
-        const timer = setTimeout(() => {
-          waiters.delete(w);
-          reject(new Error(`the receipts' replica did not reach ${rseq} within ${timeoutMs} ms (it is at ${head})`));
-        }, timeoutMs);
-        timer.unref();
-        waiters.add(w);
-      });
+      return waiters.wait(rseq, timeoutMs, () => head);
     },
     poke() {
       if (waitingForLog) void pump();
@@ -146,8 +139,7 @@ export function mirrorReceipts(opts: ReceiptMirrorOptions): ReceiptMirror {
     async close() {
       closed = true;
       if (retry) clearTimeout(retry);
-      for (const w of waiters) w.reject(new Error('the receipts\' replica was closed'));
-      waiters.clear();
+      waiters.close();
       await follower.close();
     },
   };

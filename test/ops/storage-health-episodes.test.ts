@@ -36,28 +36,40 @@ function slowWriter() {
 }
 const done = () => {};
 
+/** StorageHealth on a clock the test sets (`at`), attached to a slow writer; `written()` lets every write through */
+function attached() {
+  let now = 1_000;
+  const health = new StorageHealth({ metrics: createMetrics({ defaults: false }), log, retryMs: 20, now: () => now });
+  const w = slowWriter();
+  health.attach(w.writer);
+  return {
+    health, w,
+    at(ms: number) { now = ms; },
+    async written() {
+      await w.releaseAll();
+      await settle();
+      await w.releaseAll();
+      return w.calls.map((c) => `${c.what}@${c.since}`);
+    },
+  };
+}
+
 describe('storage incidents written asynchronously', () => {
   it('an episode that begins and ends while the first one\'s incident is being written gets its own incident, after the first', async () => {
-    let now = 1_000;
-    const health = new StorageHealth({ metrics: createMetrics({ defaults: false }), log, retryMs: 20, now: () => now });
-    const w = slowWriter();
-    health.attach(w.writer);
+    const { health, w, at, written } = attached();
     try {
       health.failed('ingest', pgDown());
       expect(health.status()?.reason).toMatch(/PostgreSQL cannot be written/);
       await settle();
       expect(w.calls.map((c) => c.what)).toEqual(['open']);
       // the first episode ends, a second begins and ends, all while the first one's open is in flight
-      now = 2_000;
+      at(2_000);
       health.succeeded();
-      now = 3_000;
+      at(3_000);
       health.failed('ingest', diskFull());
-      now = 4_000;
+      at(4_000);
       health.succeeded();
-      await w.releaseAll();
-      await settle();
-      await w.releaseAll();
-      expect(w.calls.map((c) => `${c.what}@${c.since}`)).toEqual(['open@1000', 'resolve@1000', 'open@3000', 'resolve@3000']);
+      expect(await written()).toEqual(['open@1000', 'resolve@1000', 'open@3000', 'resolve@3000']);
       expect(health.status()).toBeNull();
     } finally {
       health.close();
@@ -65,26 +77,20 @@ describe('storage incidents written asynchronously', () => {
   });
 
   it('a third episode while the first is still being written joins the second, from the second\'s start', async () => {
-    let now = 1_000;
-    const health = new StorageHealth({ metrics: createMetrics({ defaults: false }), log, retryMs: 20, now: () => now });
-    const w = slowWriter();
-    health.attach(w.writer);
+    const { health, at, written } = attached();
     try {
       health.failed('ingest', pgDown());
       await settle();
-      for (const at of [2_000, 3_000, 4_000, 5_000]) {
-        now = at;
-        if (at % 2000 === 0) health.succeeded();
+      for (const ms of [2_000, 3_000, 4_000, 5_000]) {
+        at(ms);
+        if (ms % 2000 === 0) health.succeeded();
         else health.failed('ingest', pgDown());
       }
-      now = 6_000;
+      at(6_000);
       health.failed('ingest', pgDown());
-      now = 7_000;
+      at(7_000);
       health.succeeded();
-      await w.releaseAll();
-      await settle();
-      await w.releaseAll();
-      expect(w.calls.map((c) => `${c.what}@${c.since}`)).toEqual(['open@1000', 'resolve@1000', 'open@3000', 'resolve@3000']);
+      expect(await written()).toEqual(['open@1000', 'resolve@1000', 'open@3000', 'resolve@3000']);
     } finally {
       health.close();
     }
