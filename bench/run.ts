@@ -201,8 +201,8 @@ async function measure(results: BenchResults, o: RunOptions, log: (l: string) =>
     results.importStall = await runImportStall(p, log);
   }
   if (o.cpuProfile && o.systems.includes('eldergate')) {
-    for (const load of ['ingest', 'latency', 'durable'] as const) {
-      if ((load === 'ingest' && !figs.has(2)) || (load === 'latency' && !figs.has(1)) || (load === 'durable' && !figs.has(5))) continue;
+    for (const load of ['ingest', 'latency', 'durable', 'storm'] as const) {
+      if ((load === 'ingest' && !figs.has(2)) || (load === 'latency' && !figs.has(1)) || (load === 'durable' && !figs.has(5)) || (load === 'storm' && !figs.has(4))) continue;
       // the smoke run proves the profiler path once; two would only add start-up time to npm test
       if (p.name === 'smoke' && load !== 'ingest') continue;
       log(`CPU profile of the gateway — ${load}`);
