@@ -32,7 +32,10 @@ export interface Profile {
   ingest: { publishers: number; durationMs: number; warmupMs: number };
   durable: { devices: number; durationMs: number; warmupMs: number };
   terminals: {
-    /** real TCP connections held by the gateway (≤ ~19k: 20,000 fds per process) */
+    /**
+     * real TCP connections held by the gateway: with 20,000 descriptors per process eldergate admits ~14.8k MQTT
+     * connections (core/limits.ts keeps a reserve and the HTTP share; beyond it CONNECTs are refused, as designed)
+     */
     tcp: number;
     heartbeatMs: number;
     steadyMs: number;
@@ -96,8 +99,8 @@ export const PROFILES: Record<ProfileName, Profile> = {
     latency: { backgroundDevices: 2000, ratesPerS: [1000, 5000, 10_000], durationMs: 30_000, warmupMs: 5000, probeDevices: 100, probeRatePerS: 100 },
     ingest: { publishers: 10, durationMs: 15_000, warmupMs: 3000 },
     durable: { devices: 1000, durationMs: 15_000, warmupMs: 3000 },
-    terminals: { tcp: 19_000, heartbeatMs: 60_000, steadyMs: 20_000, inMemory: [50_000, 100_000] },
-    storm: { devices: 19_000, backoff: FIRMWARE_BACKOFF, maxMs: 300_000, connectTimeoutMs: 10_000 },
+    terminals: { tcp: 14_000, heartbeatMs: 60_000, steadyMs: 20_000, inMemory: [50_000, 100_000] },
+    storm: { devices: 14_000, backoff: FIRMWARE_BACKOFF, maxMs: 300_000, connectTimeoutMs: 10_000 },
     profileMs: 15_000,
     generators: 2,
     importStall: { rows: 50_000, everyMs: 10, baselineMs: 5000 },

@@ -106,7 +106,8 @@ async function startEldergateChild(o: StartOptions, engines?: StartedEngines): P
     serves: false,
     role: 'sut',
     compiled: true,
-    nodeArgs: o.nodeArgs ?? [],
+    // BENCH_ELDERGATE_NODE_ARGS="--flag …": node flags for eldergate's process only, to try V8 settings against a run without
+    nodeArgs: [...(o.nodeArgs ?? []), ...(process.env.BENCH_ELDERGATE_NODE_ARGS ?? '').split(' ').filter(Boolean)],
     env: {
       ELDERGATE_MQTT_PORT: String(mqttPort),
       ELDERGATE_HTTP_PORT: String(httpPort),
