@@ -137,9 +137,13 @@ export const ConfigSchema = Type.Object(
         /**
          * CONNECTs in progress (being authenticated, session restored, CONNACK not yet written) beyond which a new
          * CONNECT is answered at once with CONNACK "server unavailable" (return code 3), counted as
-         * eldergate_connections_refused_total{reason="admission"}; devices back off and retry (docs/design.md §2)
+         * eldergate_connections_refused_total{reason="admission"}; devices back off and retry (docs/design.md §2).
+         * Not too low: one turn of the event loop parses every CONNECT its poll phase read, so in a storm hundreds are
+         * "in progress" at once for a moment. At 256, 14,000 terminals dropped and back took 47.8 s (20,088 CONNACK 3,
+         * each a back-off of seconds for a device the gateway would have served within the turn); at 2,048, 24.7 s
+         * (`npm run bench -- --full --only=4`)
          */
-        maxConnectsInProgress: Type.Integer({ minimum: 1, default: 256 }),
+        maxConnectsInProgress: Type.Integer({ minimum: 1, default: 2048 }),
         /**
          * failed CONNECTs (bad secret, unknown device, malformed) from one address within connectFailureWindowMs
          * after which that address is refused at accept for connectBackoffMs (0 = never); devices behind one
