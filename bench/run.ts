@@ -201,8 +201,9 @@ async function measure(results: BenchResults, o: RunOptions, log: (l: string) =>
     results.importStall = await runImportStall(p, log);
   }
   if (o.cpuProfile && o.systems.includes('eldergate')) {
-    for (const load of ['ingest', 'latency', 'durable', 'storm'] as const) {
-      if ((load === 'ingest' && !figs.has(2)) || (load === 'latency' && !figs.has(1)) || (load === 'durable' && !figs.has(5)) || (load === 'storm' && !figs.has(4))) continue;
+    // each profiled load with the figure it belongs to
+    for (const [load, fig] of [['ingest', 2], ['latency', 1], ['durable', 5], ['storm', 4]] as const) {
+      if (!figs.has(fig)) continue;
       // the smoke run proves the profiler path once; two would only add start-up time to npm test
       if (p.name === 'smoke' && load !== 'ingest') continue;
       log(`CPU profile of the gateway — ${load}`);

@@ -27,8 +27,6 @@ export interface DeviceMessage {
   /** when it arrived, epoch ms (a Last Will: when its connection closed) */
   at: number;
   source: 'mqtt';
-  /** a connection's Last Will: stored, but nothing acknowledges it (IngestPort.submitWill) */
-  will?: boolean;
   /** transport facts dedup uses (session, packet id, redelivery) */
   stamp?(obs: Observation): void;
 }
@@ -87,13 +85,7 @@ export function createDeviceMessageHandler(d: DeviceMessageDeps): (m: DeviceMess
     const obs = result.obs;
     m.stamp?.(obs);
     // telemetry and status, QoS 1: resolves only once stored; under overload it waits for room, then rejects
-    if (m.channel === 'telemetry' || m.channel === 'status') {
-      if (m.will && ingest.submitWill) {
-        ingest.submitWill(obs);
-        return undefined;
-      }
-      return ingest.submitTelemetry(obs, m.qos > 0);
-    }
+    if (m.channel === 'telemetry' || m.channel === 'status') return ingest.submitTelemetry(obs, m.qos > 0);
     // events and command acks: durable (synchronous=FULL group commit) before anything acknowledges them
     return ingest.submit(obs);
   };

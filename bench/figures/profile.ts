@@ -30,32 +30,32 @@ export async function profileGateway(load: ProfiledLoad, p: Profile, log: Log): 
   let files: string[] = [];
   try {
     const file = join(dir, `CPU.${load}.0.cpuprofile`);
-    files = [];
+    // the profiler runs while `during` does, and only then
+    const capture = async (during: () => Promise<unknown>) => {
+      await target.node.call('probe.cpuprofile.start');
+      await during();
+      files = await target.node.call<string[]>('probe.cpuprofile.stop', { file });
+    };
+    const window = () => sleep(p.profileMs);
     if (load === 'storm') {
       // figure 4's fleet, connected as there, then its network dropped: the profile covers the drops (Last Wills),
       // the reconnects with credentials and nothing else
       const creds = await target.provision(p.storm.devices, 'prof-storm');
       await gens.connect(target.mqtt, creds, { keepaliveS: 120, concurrency: 200 });
       await sleep(1000);
-      await target.node.call('probe.cpuprofile.start');
-      await gens.storm(p.storm.backoff, p.storm.connectTimeoutMs, p.storm.maxMs);
-      files = await target.node.call<string[]>('probe.cpuprofile.stop', { file });
+      await capture(() => gens.storm(p.storm.backoff, p.storm.connectTimeoutMs, p.storm.maxMs));
     } else {
       const creds = await target.provision(Math.max(p.ingest.publishers, p.latency.backgroundDevices), 'prof');
       await gens.connect(target.mqtt, creds);
       if (load === 'ingest') {
         const flood = gens.flood(p.ingest.publishers, p.profileMs + 1000);
         await sleep(500);
-        await target.node.call('probe.cpuprofile.start');
-        await sleep(p.profileMs);
-        files = await target.node.call<string[]>('probe.cpuprofile.stop', { file });
+        await capture(window);
         await flood;
       } else if (load === 'durable') {
         const alarms = gens.alarms(p.profileMs + 1000, 0, Math.min(p.durable.devices, creds.length));
         await sleep(500);
-        await target.node.call('probe.cpuprofile.start');
-        await sleep(p.profileMs);
-        files = await target.node.call<string[]>('probe.cpuprofile.stop', { file });
+        await capture(window);
         await alarms;
       } else {
         const probeDevices = await target.provision(p.latency.probeDevices, 'prof-p1');
@@ -63,9 +63,7 @@ export async function profileGateway(load: ProfiledLoad, p: Profile, log: Log): 
         await sleep(300);
         const bg = gens.rate(Math.max(...p.latency.ratesPerS), p.profileMs + 1000);
         await sleep(500);
-        await target.node.call('probe.cpuprofile.start');
-        await sleep(p.profileMs);
-        files = await target.node.call<string[]>('probe.cpuprofile.stop', { file });
+        await capture(window);
         await bg;
         await result;
       }

@@ -85,7 +85,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
     durable: { devices: 500, durationMs: 5000, warmupMs: 1000 },
     terminals: { tcp: 3000, heartbeatMs: 30_000, steadyMs: 8000, inMemory: [10_000, 20_000] },
     // as many as eldergate's descriptor budget admits here: the storm's dynamics (a burst far above the connect rate, timeouts,
-    // back-off) show only at scale — 3,000 came back in 2 s and projected 66 s for 100k; 14,000 took 25–48 s
+    // back-off) show only at scale — 3,000 came back in 2 s and projected 66 s for 100k; 14,000 took 5.5–48 s (bench/analysis.md)
     storm: { devices: 14_000, backoff: FIRMWARE_BACKOFF, maxMs: 120_000, connectTimeoutMs: 10_000 },
     profileMs: 6000,
     generators: 2,

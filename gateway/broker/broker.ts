@@ -265,7 +265,7 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     }
     let alarm = false;
     const wait = handleMessage({
-      deviceId: id, channel, topic: packet.topic, payload: packet.payload as Buffer, qos: packet.qos, source: 'mqtt', will,
+      deviceId: id, channel, topic: packet.topic, payload: packet.payload as Buffer, qos: packet.qos, source: 'mqtt',
       // a Will is dated when its connection closed, not when its slice came
       at: receivedAt ?? Date.now(),
       stamp: (obs) => {

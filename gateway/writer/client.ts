@@ -35,11 +35,6 @@ import { writeTurnBuffer } from '../../core/write-turn.js';
 export interface IngestPort {
   submit(obs: Observation): Promise<IngestResult>;
   submitTelemetry(obs: Observation, wait: boolean): Promise<IngestResult> | undefined;
-  /**
-   * A connection's Last Will (status or telemetry; a life-safety one goes to submit): stored like waited telemetry,
-   * but nobody waits for an answer — there is no PUBACK to send for it.
-   */
-  submitWill?(obs: Observation): void;
   recordReject(row: Omit<RejectRow, 'raw'> & { raw: Buffer | string }): void;
 }
 
@@ -579,22 +574,6 @@ export class WriterThread implements IngestPort {
     }
     const again: Resubmit = (id, resent) => ({ op: 'telemetry', id, obs: resent ? { ...obs, redelivered: true } : obs, wait });
     return this.call((id) => again(id, false), { deviceId: obs.deviceId, event: false, again });
-  }
-
-  /**
-   * A Will is posted without a waiter: no promise, no answer back, no place among the in-flight ones. In a reconnect
-   * storm every device dropped has one, and the answer and its promise were a third of what a Will cost this thread.
-   * It is not shed by the port's bound either: there is one per connection, so the connection cap bounds them. The
-   * writer queues it as waited telemetry (never shed silently; refused and counted only beyond its waiters' limit).
-   * While no writer runs it takes the waited path, held for the next one.
-   */
-  submitWill(obs: Observation): void {
-    if (this.closing) return;
-    if (isLifeSafety(obs.type) || !this.live) {
-      this.submitTelemetry(obs, true)?.catch(() => {});
-      return;
-    }
-    this.post({ op: 'telemetry', obs, wait: true });
   }
 
   recordReject(row: Omit<RejectRow, 'raw'> & { raw: Buffer | string }): void {

@@ -53,7 +53,6 @@ export const TAKEN_SLOTS = 2;
 /** main → writer */
 export type ToWriter =
   | { op: 'submit'; id: number; obs: Observation }
-  /** `wait` without `id`: a Last Will, queued as waited telemetry (never shed silently) but nobody takes an answer */
   | { op: 'telemetry'; id?: number; obs: Observation; wait: boolean }
   | { op: 'reject'; row: Omit<RejectRow, 'raw'> & { raw: string } }
   /** `restore`: a new writer thread told who is still connected (their last-seen time is not moved) */

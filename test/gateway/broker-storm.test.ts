@@ -51,24 +51,15 @@ describe('Last Wills in slices, in each device\'s order', () => {
     // what reaches the writer, in order (the real ingest, only watched)
     const seen = new Map<string, string[]>();
     const ingest = t.gw.ingest;
-    const watch = (obs: Observation) => {
+    const original = ingest.submitTelemetry.bind(ingest);
+    ingest.submitTelemetry = ((obs: Observation, wait: boolean) => {
       if (obs.type === 'status') {
         const list = seen.get(obs.deviceId) ?? [];
         list.push((obs as { online?: boolean }).online ? 'back' : 'will');
         seen.set(obs.deviceId, list);
       }
-    };
-    const original = ingest.submitTelemetry.bind(ingest);
-    ingest.submitTelemetry = ((obs: Observation, wait: boolean) => {
-      watch(obs);
       return original(obs, wait);
     }) as typeof ingest.submitTelemetry;
-    // a Will is handed over without a waiter (nothing acknowledges it)
-    const originalWill = ingest.submitWill!.bind(ingest);
-    ingest.submitWill = (obs: Observation) => {
-      watch(obs);
-      originalWill(obs);
-    };
     const sockets: { destroy(): void }[] = [];
     try {
       const old = await Promise.all(devices.map((d) => device(t.gw.mqttPort, d.id, d.secret)));
@@ -89,7 +80,6 @@ describe('Last Wills in slices, in each device\'s order', () => {
     } finally {
       for (const s of sockets) s.destroy();
       ingest.submitTelemetry = original;
-      ingest.submitWill = originalWill;
     }
   });
 });
