@@ -178,24 +178,63 @@ export class ConsoleClient {
   }
 }
 
-/** Open `n` idle TCP sockets to a port and hold them (those the server closes are simply gone). */
-export async function holdIdleSockets(port: number, n: number): Promise<Socket[]> {
-  const sockets: Socket[] = [];
-  const batch = 200;
-  for (let i = 0; i < n; i += batch) {
-    await Promise.all(Array.from({ length: Math.min(batch, n - i) }, () => new Promise<void>((res) => {
-      const s = netConnect({ host: '127.0.0.1', port });
-      s.on('error', () => undefined);
-      s.once('connect', () => res());
-      s.once('close', () => res());
-      sockets.push(s);
-    })));
-  }
-  return sockets;
+/** Idle sockets an attacker holds, in a process of their own (test/security/socket-holder.mjs); `close` ends them. */
+export interface HeldSockets {
+  connected: number;
+  close(): void;
 }
 
-export function closeAll(sockets: Socket[]): void {
-  for (const s of sockets) s.destroy();
+/** Sockets per holder process: well inside the soft descriptor limit of 1024 that a fresh machine may have (and that
+ * a container's root cannot raise beyond its hard limit), with room for node's own descriptors. */
+const PER_HOLDER = 500;
+
+/**
+ * Open `n` idle TCP sockets to a port and hold them (those the server closes are simply gone). They are held by child
+ * processes of PER_HOLDER sockets each, so the attack does not depend on the descriptors this test process has left
+ * (vitest's workers run file after file); it fails, saying why, unless every one of the `n` connections was
+ * established.
+ */
+export async function holdIdleSockets(port: number, n: number): Promise<HeldSockets> {
+  const holders: HeldSockets[] = [];
+  try {
+    for (let i = 0; i < n; i += PER_HOLDER) holders.push(await holdInOneProcess(port, Math.min(PER_HOLDER, n - i)));
+  } catch (e) {
+    closeAll(holders);
+    throw e;
+  }
+  return { connected: holders.reduce((a, h) => a + h.connected, 0), close: () => closeAll(holders) };
+}
+
+async function holdInOneProcess(port: number, n: number): Promise<HeldSockets> {
+  const script = join(ROOT, 'test', 'security', 'socket-holder.mjs');
+  // the soft limit raised to the hard one (anyone may): a holder needs n descriptors and node's own
+  const proc = spawn('sh', ['-c', `ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "${process.execPath}" "${script}" ${port} ${n}`], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  proc.stdout!.on('data', (d: Buffer) => { out += d.toString('utf8'); });
+  proc.stderr!.on('data', (d: Buffer) => { err += d.toString('utf8'); });
+  const close = () => { proc.kill('SIGKILL'); };
+  try {
+    const report = await waitFor(() => {
+      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`the socket holder exited (${proc.exitCode ?? proc.signalCode}): ${err.trim()}`);
+      const line = out.split('\n').find((l) => l.startsWith('{'));
+      return line ? (JSON.parse(line) as { connected: number; errors: Record<string, number>; fdLimit: number }) : undefined;
+    }, `${n} idle sockets to port ${port}`, 60_000);
+    if (report.connected < n) {
+      throw new Error(`the socket holder established only ${report.connected} of ${n} connections to port ${port} ` +
+        `(errors ${JSON.stringify(report.errors)}, its descriptor limit ${report.fdLimit})`);
+    }
+    return { connected: report.connected, close };
+  } catch (e) {
+    close();
+    throw e;
+  }
+}
+
+export function closeAll(held: HeldSockets[]): void {
+  for (const h of held) h.close();
 }
 
 /** A raw WebSocket client: handshake with a bearer token, then never reads. Returns a function writing masked frames. */
@@ -233,6 +272,13 @@ export async function rawWebSocket(port: number, token: string): Promise<{ socke
   return { socket, send };
 }
 
+/** What a failed cap assertion needs to be understood: the connection metrics and the gateway's last lines. */
+export async function refusalReport(g: HostileGateway): Promise<string> {
+  const r = await g.api('GET', '/metrics');
+  const metrics = String(r.body).split('\n').filter((l) => /^eldergate_connection/.test(l)).join('\n');
+  return `metrics:\n${metrics}\nthe gateway's last lines:\n${g.lines.slice(-10).join('\n')}`;
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A hostile gateway with one legitimate device connected and one console subscribed to everything: what each
@@ -242,7 +288,7 @@ export interface Watched {
   deviceId: string;
   device: MqttClient;
   console: ConsoleClient;
-  held: Socket[];
+  held: HeldSockets[];
   stop(): Promise<void>;
 }
 
@@ -252,7 +298,7 @@ export async function startWatched(opts: Parameters<typeof startHostileGateway>[
   const device = await g.device(d.id, d.secret);
   const console_ = await g.console(await g.token());
   await console_.subscribeAll();
-  const held: Socket[] = [];
+  const held: HeldSockets[] = [];
   return {
     g, deviceId: d.id, device, console: console_, held,
     async stop() {
