@@ -12,7 +12,10 @@ export class Generators {
   private constructor(readonly children: Child[]) {}
 
   static spawn(count: number): Generators {
-    return new Generators(Array.from({ length: count }, (_, i) => Child.spawn('bench/load/fleet.ts', { name: `generator-${i + 1}` })));
+    // BENCH_GENERATOR_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR": node flags for the load generators only, to see where
+    // the devices' side of a load spends its CPU (the storm's generators can saturate the load core)
+    const nodeArgs = (process.env.BENCH_GENERATOR_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    return new Generators(Array.from({ length: count }, (_, i) => Child.spawn('bench/load/fleet.ts', { name: `generator-${i + 1}`, nodeArgs })));
   }
 
   /** enough generators for `devices` connections, at least `min` */
