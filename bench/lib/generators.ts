@@ -5,6 +5,22 @@ import { Child } from './ipc.js';
 import type { Cred } from './creds.js';
 import type { TcpTarget } from './mqtt-lite.js';
 
+/**
+ * Devices per loopback source address. A socket bound to an address with port 0 (what `localAddress` does) makes the
+ * kernel search that address's ephemeral range (28,000 ports here) for a port no socket holds, TIME_WAIT included, in
+ * the connect() call itself. With one address per generator, a storm of 14,000 left each address's range half full
+ * after the first drop: 70 % of the generators' CPU went to connect(), their loop fell behind, CONNACKs were read late,
+ * their own timeouts fired and the devices backed off — the storm's "slow mode" (bench/analysis.md). Real terminals
+ * each have an address of their own; a hundred per address keeps every range nearly empty.
+ */
+export const DEVICES_PER_ADDRESS = 100;
+
+/** Source addresses for generator `i` (0-based): 127.(i+1).x.y, one per DEVICES_PER_ADDRESS of its devices. */
+export function sourceAddresses(i: number, devices: number): string[] {
+  const n = Math.max(1, Math.ceil(devices / DEVICES_PER_ADDRESS));
+  return Array.from({ length: n }, (_, j) => `127.${i + 1}.${Math.floor(j / 250)}.${1 + (j % 250)}`);
+}
+
 /** one process may hold at most 20,000 file descriptors here: stay well under it */
 export const MAX_PER_GENERATOR = 9000;
 
@@ -32,8 +48,7 @@ export class Generators {
     const results = await Promise.all(this.children.map((c, i) => c.call<{ connected: number; failed: number; errors: Record<string, number>; ms: number }>('connect', {
       target,
       devices: devices.filter((_, k) => k % n === i),
-      // 127.0.0.2 … : each source address has its own range of ephemeral ports
-      localAddresses: [`127.0.0.${2 + i}`],
+      localAddresses: sourceAddresses(i, Math.ceil(devices.length / n)),
       keepaliveS: o.keepaliveS ?? 60,
       concurrency: o.concurrency ?? 100,
       timeoutMs: o.timeoutMs ?? 20_000,
