@@ -12,6 +12,7 @@ import { CpuMeter, freePort, sleep, waitFor } from './sys.js';
 import type { Observer } from '../load/probe.js';
 import { coresFor, pinned } from './sched.js';
 import { COMPILED_MAIN, ensureBuilt } from './compiled.js';
+import { NODE_FLAGS } from '../../core/node-flags.js';
 import { pinEngines, startClusterEngines, type StartedEngines } from './cluster.js';
 
 export type SystemName = 'eldergate' | 'raw-aedes' | 'mosquitto' | 'eldergate-cluster';
@@ -107,7 +108,8 @@ async function startEldergateChild(o: StartOptions, engines?: StartedEngines): P
     role: 'sut',
     compiled: true,
     // BENCH_ELDERGATE_NODE_ARGS="--flag …": node flags for eldergate's process only, to try V8 settings against a run without
-    nodeArgs: [...(o.nodeArgs ?? []), ...(process.env.BENCH_ELDERGATE_NODE_ARGS ?? '').split(' ').filter(Boolean)],
+    // as npm start runs it: the V8 flags of core/node-flags.ts first
+    nodeArgs: [...NODE_FLAGS, ...(o.nodeArgs ?? []), ...(process.env.BENCH_ELDERGATE_NODE_ARGS ?? '').split(' ').filter(Boolean)],
     env: {
       ELDERGATE_MQTT_PORT: String(mqttPort),
       ELDERGATE_HTTP_PORT: String(httpPort),

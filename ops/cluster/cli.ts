@@ -27,6 +27,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { missingRabbitPackages, startRabbitCluster, AUTH_CACHE_TTL_MS, type RabbitCluster } from './rabbitmq.js';
 import { missingHaproxyPackages, startHaproxy } from './haproxy.js';
 import { missingPostgresPackages, startPostgres, stopPostgres, type PostgresServer } from './postgres.js';
+import { NODE_FLAGS } from '../../core/node-flags.js';
 import { isAlive, pidsMentioning, portFree, portOpen, processMentions, tail, terminate, waitUntil } from './processes.js';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..', '..');
@@ -193,7 +194,7 @@ export async function start(dir: string, basePort: number, out: (line: string) =
     out(`starting ${name} in cluster mode (node scripts/start.mjs; compiles dist/ first when it is stale)…`);
     const fd = openSync(log, 'a');
     // its own process group: the CLI exits, the node stays
-    const child = spawn(process.execPath, [join(ROOT, 'scripts', 'start.mjs')], { cwd: ROOT, env, detached: true, stdio: ['ignore', fd, fd] });
+    const child = spawn(process.execPath, [...NODE_FLAGS, join(ROOT, 'scripts', 'start.mjs')], { cwd: ROOT, env, detached: true, stdio: ['ignore', fd, fd] });
     closeSync(fd);
     child.unref();
     record.eldergate.push({ pid: child.pid, httpPort: p.http, mqttPort: p.mqtt, dataDir, log, adminPasswordFile });

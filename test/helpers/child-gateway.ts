@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { join, resolve } from 'node:path';
 import { writeFileSync } from 'node:fs';
+import { NODE_FLAGS } from '../../core/node-flags.js';
 
 export interface ChildGateway {
   proc: ChildProcess;
@@ -20,7 +21,7 @@ const ROOT = resolve(import.meta.dirname, '..', '..');
  * builds before any test (a no-op when dist/ is fresh). A cold start costs 2.9 s of CPU this way, 5.7 s through tsx:
  * the suite starts dozens.
  */
-export const GATEWAY_ARGV: readonly string[] = [process.execPath, join(ROOT, 'dist', 'main.js')];
+export const GATEWAY_ARGV: readonly string[] = [process.execPath, ...NODE_FLAGS, join(ROOT, 'dist', 'main.js')];
 
 /**
  * `wrap`: run the gateway's command line through another (e.g. `unshare -m sh -c 'mount … && exec "$@"'`); the wrapper

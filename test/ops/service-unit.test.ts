@@ -6,6 +6,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadConfig } from '../../core/config.js';
+import { GATEWAY_ARGV } from '../helpers/child-gateway.js';
+import { NODE_FLAGS } from '../../core/node-flags.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const unit = readFileSync(join(ROOT, 'ops', 'eldergate.service'), 'utf8');
@@ -30,13 +32,24 @@ describe('ops/eldergate.service', () => {
   });
 
   it('runs the compiled gateway without building (the checkout is read-only to the service) and never retries a config error', () => {
-    expect(unit).toMatch(/^ExecStart=\/usr\/bin\/node \/opt\/eldergate\/scripts\/start\.mjs --no-build$/m);
+    expect(unit).toMatch(new RegExp(`^ExecStart=/usr/bin/node ${NODE_FLAGS.join(' ')} /opt/eldergate/scripts/start\\.mjs --no-build$`, 'm'));
     expect(unit).toMatch(/^RestartPreventExitStatus=78$/m);
     expect(unit).toMatch(/^ProtectSystem=strict$/m);
     expect(unit).toMatch(/^StateDirectory=eldergate$/m);
     // the data directory the example env sets is inside the StateDirectory, the only place the service may write
     const env = readFileSync(join(ROOT, 'ops', 'eldergate.env.example'), 'utf8');
     expect(env).toMatch(/^ELDERGATE_DATA_DIR=\/var\/lib\/eldergate\//m);
+  });
+
+  it('npm start, the service, cluster mode, the tests and the bench run node with the same V8 flags (core/node-flags.ts)', () => {
+    expect(NODE_FLAGS.length).toBeGreaterThan(0);
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    expect(pkg.scripts.start).toBe(`node ${NODE_FLAGS.join(' ')} scripts/start.mjs`);
+    expect(unit).toContain(`/usr/bin/node ${NODE_FLAGS.join(' ')} /opt/eldergate/scripts/start.mjs`);
+    expect(GATEWAY_ARGV.slice(1, 1 + NODE_FLAGS.length)).toEqual(NODE_FLAGS);
+    // cluster mode and the bench take them from the same file
+    expect(readFileSync(join(ROOT, 'ops', 'cluster', 'cli.ts'), 'utf8')).toContain('...NODE_FLAGS');
+    expect(readFileSync(join(ROOT, 'bench', 'lib', 'targets.ts'), 'utf8')).toContain('...NODE_FLAGS');
   });
 
   it('ops/eldergate.env.example holds only real settings, commented ones included', () => {
