@@ -372,7 +372,7 @@ export function renderMarkdown(r: BenchResults, cs: Check[]): string {
     out.push('');
     out.push(`\`${commandFor(r.profile, 3, hasCluster(r))}\``);
     out.push('');
-    out.push(`**(a) Real TCP connections.** Terminals connect over loopback TCP (generators on 127.0.0.2, 127.0.0.3 …, at most 9,000 connections each; the gateway process may hold at most 20,000 file descriptors here, of which eldergate gives MQTT ~14.8k after its reserve and the HTTP share, so 14k is the ceiling), keepalive 120 s, each sending a heartbeat every ${fmt(T.heartbeatMs / 1000, 0)} s. ` +
+    out.push(`**(a) Real TCP connections.** Terminals connect over loopback TCP (at most 9,000 connections per generator, from a loopback source address per 100 devices — 127.1.0.1, 127.1.0.2 … for the first generator, 127.2.0.1 … for the second; the gateway process may hold at most 20,000 file descriptors here, of which eldergate gives MQTT ~14.8k after its reserve and the HTTP share, so 14k is the ceiling), keepalive 120 s, each sending a heartbeat every ${fmt(T.heartbeatMs / 1000, 0)} s. ` +
       'Memory is the growth of the system process\'s RSS, V8 heap, and heap + external (Buffers) after a full GC, divided by the devices connected (RSS moves in large steps and is noisy at a few thousand devices; the verdict uses heap + external); CPU over a steady window with heartbeats running; the longest event-loop delay and GC pause in that window (perf_hooks, via a probe loaded into the process).');
     out.push('');
     out.push(table(['system', 'devices', 'connect all (s)', 'RSS KiB/device', 'RSS KiB/device, all its processes', 'heap KiB/device', 'heap + external KiB/device', 'heartbeats/s', 'CPU system', 'CPU per 1k devices', 'longest loop delay ms', 'longest GC ms'],
