@@ -1,7 +1,7 @@
 // The three systems side by side, started the same way for every figure: eldergate as an operator runs it
 // (`npm start`: compiled, `node dist/main.js`), raw aedes with no hooks, and Mosquitto with a Node subscriber doing eldergate's job.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -252,6 +252,13 @@ async function startEldergateChild(o: StartOptions, engines?: StartedEngines): P
     },
     counters,
     async close() {
+      // BENCH_DUMP_METRICS=FILE: eldergate's /metrics as it stands at the end of each start, appended to FILE (its
+      // stage histograms say where an alarm's time went: rules, commit, push)
+      const dump = process.env.BENCH_DUMP_METRICS;
+      if (dump) {
+        const text = await fetch(`${http}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text(), (e: Error) => `# /metrics failed: ${e.message}\n`);
+        appendFileSync(dump, `# ${new Date().toISOString()} eldergate /metrics at close\n${text}\n`);
+      }
       await node.stop(15_000);
       await engines?.stop();
       rmSync(dataDir, { recursive: true, force: true });
