@@ -256,8 +256,14 @@ async function startEldergateChild(o: StartOptions, engines?: StartedEngines): P
       // stage histograms say where an alarm's time went: rules, commit, push)
       const dump = process.env.BENCH_DUMP_METRICS;
       if (dump) {
-        const text = await fetch(`${http}/metrics`, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text(), (e: Error) => `# /metrics failed: ${e.message}\n`);
-        appendFileSync(dump, `# ${new Date().toISOString()} eldergate /metrics at close\n${text}\n`);
+        // a diagnostic: whatever goes wrong with it, the gateway is still stopped below
+        try {
+          const r = await fetch(`${http}/metrics`, { signal: AbortSignal.timeout(10_000) });
+          const text = r.ok ? await r.text() : `# /metrics answered ${r.status}\n`;
+          appendFileSync(dump, `# ${new Date().toISOString()} eldergate /metrics at close\n${text}\n`);
+        } catch (err) {
+          console.error(`BENCH_DUMP_METRICS: ${(err as Error).message}`);
+        }
       }
       await node.stop(15_000);
       await engines?.stop();

@@ -207,21 +207,30 @@ export async function holdIdleSockets(port: number, n: number): Promise<HeldSock
 
 async function holdInOneProcess(port: number, n: number): Promise<HeldSockets> {
   const script = join(ROOT, 'test', 'security', 'socket-holder.mjs');
-  // the soft limit raised to the hard one (anyone may): a holder needs n descriptors and node's own
-  const proc = spawn('sh', ['-c', `ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "${process.execPath}" "${script}" ${port} ${n}`], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  // the soft limit raised to the hard one (anyone may): a holder needs n descriptors and node's own. Its stdin is a
+  // pipe from this process: when this process ends, however it ends, the holder sees the pipe close and exits.
+  const proc = spawn('sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"', 'sh', process.execPath, script, String(port), String(n)], {
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
   let out = '';
   let err = '';
   proc.stdout!.on('data', (d: Buffer) => { out += d.toString('utf8'); });
   proc.stderr!.on('data', (d: Buffer) => { err += d.toString('utf8'); });
   const close = () => { proc.kill('SIGKILL'); };
+  type Report = { connected: number; errors: Record<string, number>; fdLimit: number };
   try {
-    const report = await waitFor(() => {
-      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`the socket holder exited (${proc.exitCode ?? proc.signalCode}): ${err.trim()}`);
-      const line = out.split('\n').find((l) => l.startsWith('{'));
-      return line ? (JSON.parse(line) as { connected: number; errors: Record<string, number>; fdLimit: number }) : undefined;
-    }, `${n} idle sockets to port ${port}`, 60_000);
+    const report = await new Promise<Report>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`timed out after 60 s waiting for ${n} idle sockets to port ${port}`)), 60_000);
+      const done = (f: () => void) => { clearTimeout(timer); proc.stdout!.off('data', onData); proc.off('exit', onExit); f(); };
+      const onData = () => {
+        const line = out.split('\n').find((l) => l.startsWith('{') && l.endsWith('}'));
+        if (line) done(() => resolve(JSON.parse(line) as Report));
+      };
+      const onExit = (code: number | null, signal: string | null) =>
+        done(() => reject(new Error(`the socket holder exited (${code ?? signal}): ${err.trim()}`)));
+      proc.stdout!.on('data', onData);
+      proc.once('exit', onExit);
+    });
     if (report.connected < n) {
       throw new Error(`the socket holder established only ${report.connected} of ${n} connections to port ${port} ` +
         `(errors ${JSON.stringify(report.errors)}, its descriptor limit ${report.fdLimit})`);

@@ -1,8 +1,8 @@
 // An attacker's idle sockets, held by a process of their own: `node socket-holder.mjs PORT N` opens N TCP
 // connections to 127.0.0.1:PORT, 200 at a time, never writes, prints one JSON line with what it got, and holds them
-// until it is killed. A process of its own so that the attack does not depend on how many descriptors the test
-// process has left (vitest's workers run file after file, and a fresh machine's limit may be 1024): the test starts
-// it under `ulimit -n` raised to what it needs.
+// until it is killed or its parent is gone (stdin closes). A process of its own so that the attack does not depend
+// on how many descriptors the test process has left (vitest's workers run file after file, and a fresh machine's
+// limit may be 1024): the test starts it under `ulimit -n` raised to what it needs.
 import { connect } from 'node:net';
 import { readFileSync } from 'node:fs';
 
@@ -26,4 +26,7 @@ for (let i = 0; i < n; i += 200) {
 const limits = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
 const fdLimit = Number(limits?.slice('Max open files'.length).trim().split(/\s+/)[0]);
 process.stdout.write(JSON.stringify({ connected, errors, fdLimit }) + '\n');
-setInterval(() => undefined, 60_000);
+// held until killed, or until the test process is gone (its end of the stdin pipe closes)
+process.stdin.on('end', () => process.exit(0));
+process.stdin.on('error', () => process.exit(0));
+process.stdin.resume();
