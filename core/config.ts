@@ -140,8 +140,8 @@ export const ConfigSchema = Type.Object(
          * eldergate_connections_refused_total{reason="admission"}; devices back off and retry (docs/design.md §2).
          * Not too low: one turn of the event loop parses every CONNECT its poll phase read, so in a storm hundreds are
          * "in progress" at once for a moment. At 256, 14,000 terminals dropped and back took 47.8 s (20,088 CONNACK 3,
-         * each a back-off of seconds for a device the gateway would have served within the turn); at 2,048, four such
-         * storms took 5.5–24.7 s with 0–1,362 (`npm run bench -- --full --only=4`; bench/analysis.md)
+         * each a back-off of seconds for a device the gateway would have served within the turn); at 2,048, six took
+         * 4.1–6.2 s with none refused (`npm run bench -- --only=4`; bench/analysis.md)
          */
         maxConnectsInProgress: Type.Integer({ minimum: 1, default: 2048 }),
         /**

@@ -1,7 +1,7 @@
 // The parent's handle on a set of load-generator processes (bench/load/fleet.ts): devices split between them,
 // each generator on its own loopback source address (127.0.0.2, .3 …) so ephemeral ports never run out, commands
 // sent to all at once and their answers added up.
-import { Child } from './ipc.js';
+import { Child, nodeArgsFromEnv } from './ipc.js';
 import type { Cred } from './creds.js';
 import type { TcpTarget } from './mqtt-lite.js';
 
@@ -30,7 +30,7 @@ export class Generators {
   static spawn(count: number): Generators {
     // BENCH_GENERATOR_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR": node flags for the load generators only, to see where
     // the devices' side of a load spends its CPU (the storm's generators can saturate the load core)
-    const nodeArgs = (process.env.BENCH_GENERATOR_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const nodeArgs = nodeArgsFromEnv('BENCH_GENERATOR_NODE_ARGS');
     return new Generators(Array.from({ length: count }, (_, i) => Child.spawn('bench/load/fleet.ts', { name: `generator-${i + 1}`, nodeArgs })));
   }
 

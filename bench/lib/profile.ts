@@ -43,8 +43,8 @@ export interface Profile {
     inMemory: number[];
   };
   /**
-   * figure 4: `repeats` storms one after another on the same connected fleet (the storm is bimodal at scale: one run
-   * says little); the figure reports every run and judges the median
+   * figure 4: `repeats` storms one after another on the same connected fleet (one run says little: runs of the same
+   * system spread by a second or more); the figure reports every run and judges the median
    */
   storm: { devices: number; repeats: number; backoff: { initialMs: number; maxMs: number; factor: number }; maxMs: number; connectTimeoutMs: number };
   profileMs: number;
@@ -89,7 +89,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
     durable: { devices: 500, durationMs: 5000, warmupMs: 1000 },
     terminals: { tcp: 3000, heartbeatMs: 30_000, steadyMs: 8000, inMemory: [10_000, 20_000] },
     // as many as eldergate's descriptor budget admits here: the storm's dynamics (a burst far above the connect rate, timeouts,
-    // back-off) show only at scale — 3,000 came back in 2 s and projected 66 s for 100k; 14,000 took 5.5–48 s (bench/analysis.md)
+    // back-off) show only at scale — 3,000 came back in 2 s; 14,000 take 4.1–6.2 s (bench/analysis.md)
     storm: { devices: 14_000, repeats: 3, backoff: FIRMWARE_BACKOFF, maxMs: 120_000, connectTimeoutMs: 10_000 },
     profileMs: 6000,
     generators: 2,

@@ -408,7 +408,7 @@ export function renderMarkdown(r: BenchResults, cs: Check[]): string {
     out.push('');
     out.push(`The network drops under the whole connected fleet at once (sockets destroyed, no DISCONNECT, so the broker sees Last Wills); each terminal comes back on the firmware's schedule (\`backoffDelay\` from firmware-sim: first try after ${S.backoff.initialMs / 2}–${S.backoff.initialMs} ms, then doubling up to ${S.backoff.maxMs / 1000} s, equal jitter), a connect without CONNACK in ${S.connectTimeoutMs / 1000} s counts as failed. ` +
       'eldergate checks every device\'s credentials; raw aedes checks none. Meanwhile 20 probe terminals that stayed connected send SOS at 20/s and the console measures them. ' +
-      `Each system takes ${(S.repeats ?? 1) === 1 ? 'one storm' : `${S.repeats} storms one after another on the same fleet, 3 s apart (at scale the storm is bimodal: one run says little)`}; the table shows every run, the checks judge the median run by time until all were back, and P1 over all of them.`);
+      `Each system takes ${(S.repeats ?? 1) === 1 ? 'one storm' : `${S.repeats} storms one after another on the same fleet, 3 s apart (one run says little: runs of the same system spread by a second or more)`}; the table shows every run, the checks judge the median run by time until all were back, and P1 over all of them.`);
     out.push('');
     out.push('"connects/s" counts from the first attempt to the last device back (the back-off\'s first window included, so it is a floor on what the system takes). The generators\' own CPU is shown beside the system\'s, per completed connect: on this machine they share one core with the probe, and a generator near 100 % would make the figure the generators\' limit, not the system\'s.');
     out.push('');

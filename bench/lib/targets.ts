@@ -6,7 +6,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Child, ROOT } from './ipc.js';
+import { Child, ROOT, nodeArgsFromEnv } from './ipc.js';
 import { fakeCreds, parseImportCsv, type Cred } from './creds.js';
 import { CpuMeter, freePort, sleep, waitFor } from './sys.js';
 import type { Observer } from '../load/probe.js';
@@ -109,7 +109,7 @@ async function startEldergateChild(o: StartOptions, engines?: StartedEngines): P
     compiled: true,
     // BENCH_ELDERGATE_NODE_ARGS="--flag …": node flags for eldergate's process only, to try V8 settings against a run without
     // as npm start runs it: the V8 flags of core/node-flags.ts first
-    nodeArgs: [...NODE_FLAGS, ...(o.nodeArgs ?? []), ...(process.env.BENCH_ELDERGATE_NODE_ARGS ?? '').split(' ').filter(Boolean)],
+    nodeArgs: [...NODE_FLAGS, ...(o.nodeArgs ?? []), ...nodeArgsFromEnv('BENCH_ELDERGATE_NODE_ARGS')],
     env: {
       ELDERGATE_MQTT_PORT: String(mqttPort),
       ELDERGATE_HTTP_PORT: String(httpPort),

@@ -2,9 +2,10 @@
 // connections to 127.0.0.1:PORT, 200 at a time, never writes, prints one JSON line with what it got, and holds them
 // until it is killed or its parent is gone (stdin closes). A process of its own so that the attack does not depend
 // on how many descriptors the test process has left (vitest's workers run file after file, and a fresh machine's
-// limit may be 1024): the test starts it under `ulimit -n` raised to what it needs.
+// limit may be 1024): the test starts it with its soft `ulimit -n` raised to the hard one.
 import { connect } from 'node:net';
-import { readFileSync } from 'node:fs';
+// the gateway's own reader of the descriptor limit (dist/ is built before any test: test/global-setup.ts)
+import { readFdLimit } from '../../dist/core/limits.js';
 
 const [port, n] = process.argv.slice(2).map(Number);
 if (!Number.isInteger(port) || !Number.isInteger(n) || n < 1) {
@@ -23,8 +24,7 @@ for (let i = 0; i < n; i += 200) {
     sockets.push(s);
   })));
 }
-const limits = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
-const fdLimit = Number(limits?.slice('Max open files'.length).trim().split(/\s+/)[0]);
+const fdLimit = readFdLimit().soft;
 process.stdout.write(JSON.stringify({ connected, errors, fdLimit }) + '\n');
 // held until killed, or until the test process is gone (its end of the stdin pipe closes)
 process.stdin.on('end', () => process.exit(0));
