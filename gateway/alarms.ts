@@ -17,8 +17,8 @@ import { createEngine, type Engine, type EvaluateInput, type EvaluateResult, typ
 import type { KindInfo, ResidentView } from './rules/types.js';
 import { checkPosition } from './geo.js';
 import type { DeviceStates } from './device-state.js';
-import { AlarmNotRecordedError, type Ingest } from './ingest.js';
-import { sqliteOpenIncidents, type IngestScope, type OpenIncidents } from './ingest-scope.js';
+import { AlarmNotRecordedError, type Ingest, type StepOut } from './ingest.js';
+import { isStep, sqliteOpenIncidents, type IngestScope, type OpenIncidents } from './ingest-scope.js';
 import { io, type Step } from '../response/store/run.js';
 
 export interface AlarmPipelineDeps {
@@ -237,43 +237,79 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
     });
   }
 
+  /**
+   * The rules' verdict on an observation with its device's open incidents at hand. A plain value when there is no
+   * alarm to write (a fleet's heartbeats: no generator, no step object per message — at 10k msg/s those were most of
+   * what the writer thread allocated); a step (generator) only when incidents are written.
+   */
+  function judged(
+    obs: Observation, observationId: number, stamps: Record<string, number>, s: IngestScope, entry: DeviceEntry, open: OpenIncidents,
+  ): StepOut {
+    const lifeSafety = isLifeSafety(obs.type);
+    let result: EvaluateResult;
+    try {
+      result = engine.evaluate(obs, input(entry, Date.now(), open));
+    } catch (err) {
+      // a technical observation is kept (logged by ingest); an emergency is raised without the rules
+      if (!lifeSafety) throw err;
+      log.error({ err, deviceId: obs.deviceId, type: obs.type },
+        'the rules could not evaluate a life-safety observation: raised P1 without rules; fix the cause logged here');
+      return raiseWithoutRules(s, obs, observationId, stamps, `rules failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    // if the observation is refused (its alarm not written) or its batch fails, it will be resent: the rules'
+    // memory and timers go back to where they were, so the resend is judged as the first one was
+    d.ingest.onRollback(() => engine.revert(result));
+    if (result.alarms.length === 0) {
+      keepPatch(entry.id, result);
+      return undefined;
+    }
+    return written(obs, observationId, stamps, s, entry, result, lifeSafety);
+  }
+
+  function* written(
+    obs: Observation, observationId: number, stamps: Record<string, number>, s: IngestScope, entry: DeviceEntry,
+    result: EvaluateResult, lifeSafety: boolean,
+  ): Step<IncidentEvent[]> {
+    // a heartbeat kept as state only has no row (observationId 0): its alarms cite none
+    const events = yield* applyAlarms(s, entry, result, stamps, observationId || undefined, lifeSafety, incidentFlags(obs));
+    keepPatch(entry.id, result);
+    return events;
+  }
+
+  function keepPatch(deviceId: string, result: EvaluateResult): void {
+    for (const _ in result.state) {
+      pendingPatch.set(deviceId, result.state);
+      // an observation refused after this step must not leave its patch for the device's next one
+      d.ingest.onRollback(() => pendingPatch.delete(deviceId));
+      return;
+    }
+  }
+
+  function* judgedLater(
+    obs: Observation, observationId: number, stamps: Record<string, number>, s: IngestScope, entry: DeviceEntry, open: Promise<OpenIncidents>,
+  ): Step<IncidentEvent[] | void> {
+    const out = judged(obs, observationId, stamps, s, entry, yield* io(open));
+    return isStep<IncidentEvent[] | void>(out) ? yield* out : out;
+  }
+
   d.ingest.use({
     name: 'rules',
     // a life-safety observation this step fails on in any way is refused (no PUBACK), never stored without incident
     raisesIncidents: true,
-    *run(obs: Observation, observationId: number, stamps: Record<string, number>, s: IngestScope): Step<IncidentEvent[] | void> {
-      const lifeSafety = isLifeSafety(obs.type);
+    run(obs: Observation, observationId: number, stamps: Record<string, number>, s: IngestScope): StepOut {
       const entry = d.registry.entry(obs.deviceId);
       if (!entry) {
-        if (lifeSafety) {
+        if (isLifeSafety(obs.type)) {
           log.error({ deviceId: obs.deviceId, type: obs.type },
             'life-safety observation from a device not in the registry cache: raised P1 without rules; check how the device was provisioned');
-          return yield* raiseWithoutRules(s, obs, observationId, stamps, 'device not in the registry cache');
+          return raiseWithoutRules(s, obs, observationId, stamps, 'device not in the registry cache');
         }
         log.warn({ deviceId: obs.deviceId, type: obs.type }, 'observation from a device not in the registry: stored, no rules');
         return;
       }
-      let result: EvaluateResult;
-      try {
-        result = engine.evaluate(obs, input(entry, Date.now(), yield* io(s.openIncidents(entry.id))));
-      } catch (err) {
-        // a technical observation is kept (logged by ingest); an emergency is raised without the rules
-        if (!lifeSafety) throw err;
-        log.error({ err, deviceId: obs.deviceId, type: obs.type },
-          'the rules could not evaluate a life-safety observation: raised P1 without rules; fix the cause logged here');
-        return yield* raiseWithoutRules(s, obs, observationId, stamps, `rules failed: ${err instanceof Error ? err.message : String(err)}`);
-      }
-      // if the observation is refused (its alarm not written) or its batch fails, it will be resent: the rules'
-      // memory and timers go back to where they were, so the resend is judged as the first one was
-      d.ingest.onRollback(() => engine.revert(result));
-      // a heartbeat kept as state only has no row (observationId 0): its alarms cite none
-      const events = yield* applyAlarms(s, entry, result, stamps, observationId || undefined, lifeSafety, incidentFlags(obs));
-      if (Object.keys(result.state).length) {
-        pendingPatch.set(entry.id, result.state);
-        // an observation refused after this step must not leave its patch for the device's next one
-        d.ingest.onRollback(() => pendingPatch.delete(entry.id));
-      }
-      return events;
+      // SQLite answers at once; PostgreSQL's answer is awaited through the scope
+      const open = s.openIncidents(entry.id);
+      return open instanceof Promise ? judgedLater(obs, observationId, stamps, s, entry, open) : judged(obs, observationId, stamps, s, entry, open);
     },
     after(obs: Observation) {
       const patch = pendingPatch.get(obs.deviceId);

@@ -132,7 +132,8 @@ export class Commands {
   /** Ingest step: a device's answer on commands/ack. Runs inside the ingest transaction. */
   step = {
     name: 'command-acks',
-    run: (obs: Observation, _id: number, _stamps: Record<string, number>, s: IngestScope) => this.answered(obs, s),
+    // most observations are not answers: no generator for them
+    run: (obs: Observation, _id: number, _stamps: Record<string, number>, s: IngestScope) => (obs.type === 'command-ack' ? this.answered(obs, s) : undefined),
   };
 
   /** through the batch's scope: its commands store is on the batch's transaction (SQLite or PostgreSQL) */

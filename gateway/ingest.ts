@@ -907,7 +907,9 @@ export class Ingest implements ObservationSink {
     for (const step of this.steps) {
       // A failing step is logged and the others still run: a bug in one rule must not hold back an alarm.
       try {
-        const out = yield* stepEvents(step.run(obs, observationId, stamps, s));
+        const ran = step.run(obs, observationId, stamps, s);
+        // a step answers with a value when it writes nothing (no generator per step and message on the common path)
+        const out = isStep<IncidentEvent[] | void>(ran) ? yield* ran : ran;
         if (out) for (const e of out) events.push(e);
       } catch (err) {
         this.log.error({ err, step: step.name, deviceId, type }, 'ingest step failed');
@@ -1021,7 +1023,8 @@ export class Ingest implements ObservationSink {
     if (deviceTs !== undefined) stamps.deviceTs = deviceTs;
     for (const step of this.steps) {
       try {
-        const out = yield* stepEvents(step.run(obs, 0, stamps, s));
+        const ran = step.run(obs, 0, stamps, s);
+        const out = isStep<IncidentEvent[] | void>(ran) ? yield* ran : ran;
         if (out) for (const e of out) events.push(e);
       } catch (err) {
         this.log.error({ err, step: step.name, deviceId, type: obs.type }, 'ingest step failed');
