@@ -218,6 +218,16 @@ export function createEngine(options: EngineOptions): Engine {
     };
   }
 
+  /** timer ids by device and slot: a heartbeat re-arms its device's timer without building the id's string again */
+  const timerIds = new Map<string, Map<string, string>>();
+  function timerId(deviceId: string, slot: string): string {
+    let bySlot = timerIds.get(deviceId);
+    if (!bySlot) timerIds.set(deviceId, (bySlot = new Map()));
+    let id = bySlot.get(slot);
+    if (id === undefined) bySlot.set(slot, (id = TimerQueue.id(deviceId, slot)));
+    return id;
+  }
+
   function applyTimers(rule: Rule, deviceId: string, requests: readonly TimerRequest[] | undefined, applied: AppliedTimer[]): void {
     if (!requests) return;
     const ruleSlots = slots.get(rule.name);
@@ -228,8 +238,8 @@ export function createEngine(options: EngineOptions): Engine {
         log.error({ rule: rule.name, key, deviceId }, 'rule asked for a timer it did not declare; ignored (declare it in `timers`)');
         continue;
       }
-      // made once: every heartbeat comes through here (supervision re-armed)
-      const id = TimerQueue.id(deviceId, slot);
+      // made once per device and slot: every heartbeat comes through here (supervision re-armed)
+      const id = timerId(deviceId, slot);
       if (undo) {
         undo.firing.push({ id, gen: firing.get(id) });
         undo.timers.push({ deviceId, slot, prev: timers.dueAt(id) });
@@ -428,6 +438,7 @@ export function createEngine(options: EngineOptions): Engine {
         firing.delete(TimerQueue.id(deviceId, slot));
       }
       memory.delete(deviceId);
+      timerIds.delete(deviceId);
     },
     pendingTimers(deviceId) {
       const now = timers.now();

@@ -857,13 +857,20 @@ export class Ingest implements ObservationSink {
    * Dedup, insert, steps. `inSavepoint`: the caller rolls everything back if this throws; otherwise (telemetry) an
    * observation whose alarm could not be written is deleted here, so it is neither kept nor acknowledged.
    */
-  private *processOne(input: Observation, events: IncidentEvent[], inSavepoint: boolean, s: IngestScope): Step<IngestResult> {
+  private processOne(input: Observation, events: IncidentEvent[], inSavepoint: boolean, s: IngestScope): Step<IngestResult> {
+    const lifeSafety = isLifeSafety(input.type);
+    const fields = dataOf(input);
+    // a heartbeat folded into state is never serialised: most of a fleet's messages take that path (and only the
+    // state path's generator is made for it, not the row path's, the larger of the two)
+    if (!lifeSafety && !this.keepsRow(input, fields)) return this.processStateOnly(input, events, s);
+    return this.processRow(input, fields, lifeSafety, events, inSavepoint, s);
+  }
+
+  private *processRow(
+    input: Observation, fields: Record<string, unknown>, lifeSafety: boolean, events: IncidentEvent[], inSavepoint: boolean, s: IngestScope,
+  ): Step<IngestResult> {
     let obs = input;
     const { type, deviceId, seq, deviceTs, receivedAt, source } = obs;
-    const lifeSafety = isLifeSafety(type);
-    const fields = dataOf(obs);
-    // a heartbeat folded into state is never serialised: most of a fleet's messages take that path
-    if (!lifeSafety && !this.keepsRow(obs, fields)) return yield* this.processStateOnly(obs, events, s);
     const data = JSON.stringify(fields);
     // the session is kept where dedup will ask for it: life-safety rows and rows without a key
     const keyed = seq !== undefined && deviceTs !== undefined;

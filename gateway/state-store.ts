@@ -82,7 +82,7 @@ export function createSqliteDeviceStateStore(sqlite: Database.Database): DeviceS
           unreadableCount: s.unreadableCount,
           lastUnreadableAt: s.lastUnreadableAt,
           lastUnreadableReason: storedText(s.lastUnreadableReason),
-          flags: JSON.stringify(s.flags),
+          flags: s.flags.length === 0 ? '[]' : JSON.stringify(s.flags),
           updatedAt,
         });
       }
