@@ -101,6 +101,11 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       help: 'Publishes from a device beyond mqtt.publishRatePerS: processed, but its connection is read again (and they are acknowledged) only once it is back within its rate',
       registers: [registry],
     }),
+    threads: new Gauge({
+      // which Linux thread is which, for `top -H`, `perf` or `taskset -p` (the writer can be given a core of its own)
+      name: 'eldergate_thread_info', help: 'The process\'s main and writer threads by Linux thread id (1 each)',
+      labelNames: ['thread', 'tid'] as const, registers: [registry],
+    }),
     connectionCap: new Gauge({
       name: 'eldergate_connection_cap', help: 'Sockets each listener admits (derived from the descriptor limit)',
       labelNames: ['listener'] as const, registers: [registry],

@@ -23,6 +23,7 @@ import type { DeviceRegistry } from '../../devices/registry.js';
 import type { CommandRow, CommandWrites } from '../commands.js';
 import type { LiveState } from '../device-state.js';
 import { AlarmNotRecordedError, OverloadError, type RejectRow } from '../ingest.js';
+import { linuxThreadId } from '../../core/thread-id.js';
 import { ALARMS_ON_THE_WAY, TAKEN, TAKEN_SLOTS } from './protocol.js';
 import type { CommandCall, FromWriter, IncidentCall, StatesReply, ToWriter, WireError, WriterInit, WriterStats } from './protocol.js';
 import type { CommittedEvent, CommittedOf, IncidentRow, IncidentWrites } from '../../response/incidents.js';
@@ -132,6 +133,8 @@ const IN_FLIGHT_LIMIT = 20_000;
  * bound then shed what the writer had room for (figure 2 fell from ~50k to 4–9k msg/s taken in).
  */
 const PORT_LIMIT = 2_000;
+/** the thread that runs the gateway's event loop (the process's first, unless it runs inside a test's worker) */
+const MAIN_TID = linuxThreadId();
 /** a turn's hand-over to the writer goes at once when it reaches this many messages */
 const OUTBOX_CHUNK = 256;
 /**
@@ -211,6 +214,10 @@ export class WriterThread implements IngestPort {
         if (m.op === 'ready') {
           started = true;
           this.upSince = Date.now();
+          // a new writer (one that replaced a dead one too) is a new thread
+          this.o.metrics.threads.reset();
+          if (MAIN_TID !== null) this.o.metrics.threads.set({ thread: 'main', tid: String(MAIN_TID) }, 1);
+          if (m.tid !== null) this.o.metrics.threads.set({ thread: 'writer', tid: String(m.tid) }, 1);
           // the writer starts with every device offline: tell it who is connected to this node (not heard from now)
           const first: ToWriter[] = [...this.replicationWhileDown,
             ...[...this.online].map(([deviceId, at]): ToWriter => ({ op: 'online', deviceId, online: true, at, restore: true }))];

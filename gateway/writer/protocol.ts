@@ -78,7 +78,7 @@ export interface WriterStats {
 
 /** writer → main */
 export type FromWriter =
-  | { op: 'ready'; restored: { devices: number; timers: number } }
+  | { op: 'ready'; restored: { devices: number; timers: number }; /** its Linux thread id (null where /proc says none) */ tid: number | null }
   | { op: 'result'; id: number; ok: true; value: unknown }
   | { op: 'result'; id: number; ok: false; error: WireError }
   /** incident events committed and durable: published to the consoles by the main thread */

@@ -7,6 +7,7 @@
 // only then does the main thread acknowledge it or push its incident events to consoles.
 import { parentPort, workerData } from 'node:worker_threads';
 import { getHeapStatistics } from 'node:v8';
+import { linuxThreadId } from '../../core/thread-id.js';
 import type { IncidentEvent } from '../../core/contracts.js';
 import { createLogger, type Logger } from '../../core/logger.js';
 import { dbFile, openStore, type Store } from '../../core/db.js';
@@ -347,7 +348,7 @@ async function main(): Promise<void> {
         return reply(m.id, () => d.close());
     }
   };
-  post({ op: 'ready', restored });
+  post({ op: 'ready', restored, tid: linuxThreadId() });
   for (const batch of early) take(batch);
 }
 

@@ -8,6 +8,7 @@
 // - The writer thread dying is survived: what it had not answered is not acknowledged but held, with what comes while
 //   the new one starts, and handed to the new writer, which stores each once; the terminal's connection stays up.
 import mqtt from 'mqtt';
+import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Worker } from 'node:worker_threads';
 import { metricValue, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
@@ -239,6 +240,31 @@ describe('the writer thread', () => {
     expect(closes).toBe(0);
     c.end(true);
   }, 40_000);
+
+  it('/metrics names the main and writer threads by Linux thread id (for top -H or taskset -p), and a replacement by its own', async () => {
+    await writerRunning(t);
+    const threads = async () => {
+      const out: Record<string, string[]> = {};
+      for (const [, thread, tid] of (await t.gw.writer.metricsText()).matchAll(/^eldergate_thread_info\{thread="(\w+)",tid="(\d+)"\} 1$/gm)) {
+        (out[thread!] ??= []).push(tid!);
+      }
+      return out;
+    };
+    const before = await threads();
+    expect(Object.keys(before).sort()).toEqual(['main', 'writer']);
+    const [main] = before.main!;
+    const [writer] = before.writer!;
+    // threads of this process, two different ones
+    expect(existsSync(`/proc/self/task/${main}`)).toBe(true);
+    expect(existsSync(`/proc/self/task/${writer}`)).toBe(true);
+    expect(writer).not.toBe(main);
+    killWriter(t);
+    await waitFor(async () => ((await threads()).writer?.[0] !== writer && t.gw.writer.running) || undefined, 'the new writer thread named', 20_000);
+    const after = await threads();
+    expect(after.main).toEqual([main]);
+    expect(after.writer).toHaveLength(1);
+    expect(existsSync(`/proc/self/task/${after.writer![0]}`)).toBe(true);
+  });
 
   it('two deaths in one stream: the terminal stays connected and every SOS is stored once', async () => {
     await writerRunning(t);
