@@ -4,6 +4,8 @@
 //   npm run bench -- --only=1,2      some figures only (1 P1 latency, 2 ingest, 3 terminals, 4 storm, 5 durable,
 //                                    6 SOS during the largest CSV import, 7 P1 with 20 consoles, 8 DB growth)
 //   --no-pin                         do not pin (the system under test otherwise gets a core of its own: taskset)
+//   --writer-core --out=DIR          an experiment: eldergate's writer thread moved onto the load's core, so each of its
+//                                    two busy threads has a core (the writer sharing the load's); its report in DIR
 //   npm run bench -- --smoke --out=DIR   a short run of the harness (npm run bench:smoke; no thresholds)
 //   --systems=eldergate,raw-aedes,mosquitto   --in-memory=50000,100000   --no-profile
 //   npm run bench -- --cluster --only=1,2,5   eldergate in cluster mode (3 RabbitMQ nodes + HAProxy + one eldergate
@@ -41,6 +43,8 @@ export interface RunOptions {
   jsonFile?: string;
   /** re-render docs from a run saved with --json, measuring nothing */
   from?: string;
+  /** eldergate's writer thread on the load's core (an experiment: a core per thread on a 2-core machine) */
+  writerCore?: boolean;
   log: (line: string) => void;
 }
 
@@ -58,6 +62,7 @@ export function parseArgs(argv: string[]): Omit<RunOptions, 'log'> {
   let from: string | undefined;
   let cluster = false;
   let systemsGiven = false;
+  let writerCore = false;
   for (const a of argv) {
     if (a === '--full') name = 'full';
     else if (a === '--smoke') name = 'smoke';
@@ -65,6 +70,7 @@ export function parseArgs(argv: string[]): Omit<RunOptions, 'log'> {
     else if (a === '--no-profile') cpuProfile = false;
     else if (a === '--no-pin') pin = false;
     else if (a === '--cluster') cluster = true;
+    else if (a === '--writer-core') writerCore = true;
     else if (a.startsWith('--only=')) {
       figures = a.slice(7).split(',').map(Number);
       if (figures.some((f) => !Number.isInteger(f) || f < 1 || f > 8)) throw new UsageError(`--only takes figure numbers 1–8, comma-separated (got "${a.slice(7)}")`);
@@ -81,7 +87,7 @@ export function parseArgs(argv: string[]): Omit<RunOptions, 'log'> {
       inMemory = a.slice(12).split(',').map(Number);
       if (inMemory.some((n) => !Number.isInteger(n) || n < 1 || n > 500_000)) throw new UsageError(`--in-memory takes device counts, comma-separated, e.g. 50000,100000 (got "${a.slice(12)}")`);
     }
-    else throw new UsageError(`unknown option ${a}: use --full, --smoke, --only=1,2,3,4,5,6,7,8, --systems=…, --cluster, --in-memory=N,N, --out=DIR, --json=FILE, --from=FILE, --no-profile, --no-pin`);
+    else throw new UsageError(`unknown option ${a}: use --full, --smoke, --only=1,2,3,4,5,6,7,8, --systems=…, --cluster, --in-memory=N,N, --out=DIR, --json=FILE, --from=FILE, --no-profile, --no-pin, --writer-core --out=DIR`);
   }
   // --cluster: one-node eldergate and the cluster side by side (or the cluster added to the systems given)
   if (cluster) systems = systemsGiven ? [...new Set<SystemName>([...systems, 'eldergate-cluster'])] : ['eldergate', 'eldergate-cluster'];
@@ -90,8 +96,11 @@ export function parseArgs(argv: string[]): Omit<RunOptions, 'log'> {
     // the in-memory steps of figure 3 sized apart from the rest (100k devices in a quick run)
     profile = { ...profile, terminals: { ...profile.terminals, inMemory }, overrides: [`--in-memory=${inMemory.join(',')}`] };
   }
+  if (writerCore && !out) throw new UsageError('--writer-core is an experiment: give its report a directory of its own with --out=DIR (it never replaces docs/benchmarks.md)');
+  if (writerCore && cluster) throw new UsageError('--writer-core moves one-node eldergate\'s writer thread: it does not go with --cluster');
+  if (writerCore && !pin) throw new UsageError('--writer-core moves a thread between pinned cores: it cannot go with --no-pin');
   const outDir = resolve(out ?? join(ROOT, 'docs'));
-  return { profile, figures, systems, outDir, mdFile: join(outDir, mdName(systems.includes('eldergate-cluster'))), cpuProfile, pin, ...(jsonFile ? { jsonFile } : {}), ...(from ? { from } : {}) };
+  return { profile, figures, systems, outDir, mdFile: join(outDir, mdName(systems.includes('eldergate-cluster'))), cpuProfile, pin, ...(jsonFile ? { jsonFile } : {}), ...(from ? { from } : {}), ...(writerCore ? { writerCore } : {}) };
 }
 
 /** two saved runs as one: the second's figures added to the first's (the first's machine and date head the report) */
@@ -150,11 +159,15 @@ export async function runBench(o: RunOptions): Promise<{ results: BenchResults; 
   log(`eldergate bench: ${p.name} profile, figures ${o.figures.join(',')}, systems ${o.systems.join(', ')} — load average ${machine.loadavg.join(' ')}`);
   // the system under test on a core of its own; the harness itself (and so every generator, probe and console it
   // starts) on the others
-  const plan = cpuPlan(!o.pin);
+  const plan: CpuPlan = cpuPlan(!o.pin);
+  if (o.writerCore) {
+    if (!plan.load) throw new UsageError(`--writer-core needs the system and the load pinned apart (${plan.note ?? 'no plan'})`);
+    plan.writer = plan.load;
+  }
   setCpuPlan(plan);
   const harnessWas = affinityOf(process.pid);
   pinProcess(process.pid, plan.load);
-  log(plan.note ? `  not pinned: ${plan.note}` : `  pinned: system under test on core ${plan.sut}; generators, probe, consoles and harness on ${plan.load}${plan.probeFirst ? `; the probe at nice ${PROBE_NICE}` : '; the probe at the load\'s priority (could not raise it)'}`);
+  log(plan.note ? `  not pinned: ${plan.note}` : `  pinned: system under test on core ${plan.sut}; generators, probe, consoles and harness on ${plan.load}${plan.writer ? `; eldergate's writer thread moved onto ${plan.writer} (--writer-core)` : ''}${plan.probeFirst ? `; the probe at nice ${PROBE_NICE}` : '; the probe at the load\'s priority (could not raise it)'}`);
   const results: BenchResults = {
     profile: p, figures: o.figures, machine, loadAfter: [], startedAt: machine.date, durationS: 0,
     traffic: [], fleet: [], inMemory: [], profiles: [], histogram: null, analysis: null, importStall: null,

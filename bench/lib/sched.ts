@@ -31,6 +31,12 @@ export interface CpuPlan {
    * the load core's queue. false: this process may not raise a priority (not root, no CAP_SYS_NICE)
    */
   probeFirst: boolean;
+  /**
+   * --writer-core: eldergate's writer thread (the device domain and its commits) moved onto these cores, the load's, so
+   * that each of the gateway's two busy threads has a core (the writer sharing its with the load). Absent: every thread
+   * of the system on `sut`
+   */
+  writer?: string;
 }
 
 /** the cores this process may use, from its affinity mask (a container may hand us fewer than os.cpus()) */
@@ -105,6 +111,12 @@ export function pinned(cores: string | null, cmd: string, args: string[], first 
 export function pinProcess(pid: number, cores: string | null): void {
   if (!cores || !TASKSET) return;
   execFileSync(TASKSET, ['-a', '-cp', cores, String(pid)], { stdio: 'ignore' });
+}
+
+/** move one thread (a Linux thread id) onto `cores` */
+export function pinThread(tid: number, cores: string): void {
+  if (!TASKSET) throw new Error('taskset not found (apt-get install util-linux): cannot move a thread');
+  execFileSync(TASKSET, ['-cp', cores, String(tid)], { stdio: 'ignore' });
 }
 
 /** the cores a running process may use, as the kernel says (`Cpus_allowed_list`) */

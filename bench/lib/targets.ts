@@ -10,7 +10,7 @@ import { Child, ROOT, nodeArgsFromEnv } from './ipc.js';
 import { fakeCreds, parseImportCsv, type Cred } from './creds.js';
 import { CpuMeter, freePort, sleep, waitFor } from './sys.js';
 import type { Observer } from '../load/probe.js';
-import { coresFor, pinned } from './sched.js';
+import { coresFor, currentCpuPlan, pinned, pinThread } from './sched.js';
 import { COMPILED_MAIN, ensureBuilt } from './compiled.js';
 import { NODE_FLAGS } from '../../core/node-flags.js';
 import { pinEngines, startClusterEngines, type StartedEngines } from './cluster.js';
@@ -96,6 +96,14 @@ async function startEldergateCluster(o: StartOptions): Promise<Target> {
   return t;
 }
 
+/** --writer-core: eldergate's writer thread, named on /metrics (eldergate_thread_info), moved onto `cores` */
+async function moveWriterThread(http: string, cores: string): Promise<void> {
+  const text = await (await fetch(`${http}/metrics`)).text();
+  const tid = /^eldergate_thread_info\{thread="writer",tid="(\d+)"\} 1$/m.exec(text)?.[1];
+  if (!tid) throw new Error('--writer-core: eldergate\'s /metrics names no writer thread (eldergate_thread_info{thread="writer"})');
+  pinThread(Number(tid), cores);
+}
+
 async function startEldergateChild(o: StartOptions, engines?: StartedEngines): Promise<Target> {
   let schedulers: string[] = [];
   const dataDir = mkdtempSync(join(tmpdir(), 'eldergate-bench-'));
@@ -146,6 +154,15 @@ async function startEldergateChild(o: StartOptions, engines?: StartedEngines): P
   } catch (err) {
     await node.stop(2000, 'SIGKILL');
     throw err;
+  }
+  const writerCores = currentCpuPlan().writer;
+  if (writerCores && !engines) {
+    try {
+      await moveWriterThread(http, writerCores);
+    } catch (err) {
+      await node.stop(2000, 'SIGKILL');
+      throw err;
+    }
   }
   const login = await fetch(`${http}/api/auth/login`, {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: ADMIN_PASSWORD }),
