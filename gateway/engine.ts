@@ -169,7 +169,8 @@ export function createEngine(options: EngineOptions): Engine {
     timers: { deviceId: string; slot: string; prev: number | undefined }[];
     firing: { id: string; gen: number | undefined }[];
   }
-  const undos = new WeakMap<EvaluateResult, Undo>();
+  const UNDO = Symbol('undo');
+  type Undoable = EvaluateResult & { [UNDO]?: Undo | undefined };
   let undo: Undo | null = null;
   /** fired timers not yet run, by heap id → generation */
   const firing = new Map<string, number>();
@@ -294,7 +295,7 @@ export function createEngine(options: EngineOptions): Engine {
   function evaluate(obs: Observation, input: EvaluateInput): EvaluateResult {
     const result = emptyResult();
     undo = { memory: [], timers: [], firing: [] };
-    undos.set(result, undo);
+    keepUndo(result, undo);
     try {
       return evaluateRules(obs, input, result);
     } finally {
@@ -354,7 +355,7 @@ export function createEngine(options: EngineOptions): Engine {
     if (input.device.id !== fire.deviceId) throw new Error(`runTimer: fire is for ${fire.deviceId}, input for ${input.device.id}`);
     firing.delete(id);
     undo = { memory: [], timers: [], firing: [{ id, gen: fire.gen }] };
-    undos.set(result, undo);
+    keepUndo(result, undo);
     try {
       const out = rule.onTimer?.(fire.key, context(rule, input, kindOf(input.device)));
       apply(rule, fire.deviceId, out, result);
@@ -367,10 +368,19 @@ export function createEngine(options: EngineOptions): Engine {
     return result;
   }
 
+  /**
+   * The undo rides on the result, hidden (not enumerable: not in its visible shape, logs or test comparisons). It was
+   * a WeakMap keyed by the result: one ephemeron entry per heartbeat, and what it held outlived the young generation's
+   * collections (a heap profile of the writer counted these among the objects promoted to the old generation).
+   */
+  function keepUndo(result: EvaluateResult, undo: Undo): void {
+    Object.defineProperty(result, UNDO, { value: undo, writable: true, configurable: true, enumerable: false });
+  }
+
   function revert(result: EvaluateResult): void {
-    const u = undos.get(result);
+    const u = (result as Undoable)[UNDO];
     if (!u) return;
-    undos.delete(result);
+    (result as Undoable)[UNDO] = undefined;
     // newest first, so a value changed twice ends as it was before the first change
     for (let i = u.memory.length - 1; i >= 0; i--) {
       const { deviceId, rule, prev } = u.memory[i]!;
