@@ -11,6 +11,8 @@ import { randomBytes } from 'node:crypto';
 import mqtt from 'mqtt';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
+/** a build of dist/ (when stale) and the start, on a loaded machine */
+const READY_WITHIN_MS = 300_000;
 
 describe('npm start (compiled)', () => {
   // a test that times out never reaches its own finally: the gateway it started must not outlive it
@@ -41,15 +43,25 @@ describe('npm start (compiled)', () => {
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     try {
       const ready = await new Promise<{ mqttPort: number; httpPort: number }>((done, fail) => {
+        // bounded, and saying what the process printed: a start that never gets ready must not be a silent timeout
+        const giveUp = setTimeout(() => {
+          clearInterval(t);
+          fail(new Error(`npm start did not say "eldergate ready" within ${READY_WITHIN_MS / 1000} s:\nstderr: ${err.slice(-4000)}\nstdout: ${out.slice(-4000)}`));
+        }, READY_WITHIN_MS);
         const t = setInterval(() => {
           const line = out.split('\n').find((l) => l.includes('"eldergate ready"'));
           if (line) {
             clearInterval(t);
+            clearTimeout(giveUp);
             const j = JSON.parse(line) as { mqttPort: number; httpPort: number };
             done(j);
           }
         }, 100);
-        child.on('exit', (code) => { clearInterval(t); fail(new Error(`exited ${code}: ${err}\n${out}`)); });
+        child.on('exit', (code, signal) => {
+          clearInterval(t);
+          clearTimeout(giveUp);
+          fail(new Error(`npm start exited (${code ?? signal}) before it was ready:\nstderr: ${err.slice(-4000)}\nstdout: ${out.slice(-4000)}`));
+        });
       });
       expect(existsSync(join(ROOT, 'dist', 'main.js'))).toBe(true);
       expect(existsSync(join(ROOT, 'dist', '.built'))).toBe(true);
@@ -60,21 +72,38 @@ describe('npm start (compiled)', () => {
       expect(cmdline).toMatch(/node .*scripts\/start\.mjs/);
       expect(cmdline).not.toMatch(/tsx/);
       const http = `http://127.0.0.1:${ready.httpPort}`;
-      const metrics = await (await fetch(`${http}/metrics`)).text();
+      const metrics = await within('GET /metrics', (await fetch(`${http}/metrics`)).text());
       expect(metrics).toMatch(/eldergate_build_info\{version="\d+\.\d+\.\d+"/);
       const login = await (await fetch(`${http}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: adminPassword }) })).json() as { token: string };
       const auth = { authorization: `Bearer ${login.token}`, 'content-type': 'application/json' };
       const dev = await (await fetch(`${http}/api/devices`, { method: 'POST', headers: auth, body: JSON.stringify({ kind: 'call-phone', serial: 'CP-COMPILED-1' }) })).json() as { id: string; secret: string };
-      const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${ready.mqttPort}`, { clientId: dev.id, username: dev.id, password: dev.secret, reconnectPeriod: 0 });
-      await client.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ type: 'sos', ts: Date.now(), seq: 1 }), { qos: 1 });
+      const client = await within('the MQTT connection', mqtt.connectAsync(`mqtt://127.0.0.1:${ready.mqttPort}`, { clientId: dev.id, username: dev.id, password: dev.secret, reconnectPeriod: 0 }));
+      await within('the SOS\'s PUBACK', client.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ type: 'sos', ts: Date.now(), seq: 1 }), { qos: 1 }));
       await client.endAsync();
       const incidents = await (await fetch(`${http}/api/incidents?deviceId=${dev.id}`, { headers: auth })).json() as { items: { type: string; priority: string }[] };
       expect(incidents.items.map((i) => [i.type, i.priority])).toContainEqual(['sos', 'P1']);
       // the console is bundled from its sources
       expect((await fetch(`${http}/console/app.js`)).status).toBe(200);
+    } catch (e) {
+      // whatever failed, what the gateway printed is what to read
+      throw new Error(`${(e as Error).message}\n-- the gateway's stderr:\n${err.slice(-4000)}\n-- its stdout:\n${out.slice(-6000)}`, { cause: e });
     } finally {
-      try { process.kill(-child.pid!, 'SIGTERM'); } catch { /* gone */ }
-      await new Promise((r) => child.once('exit', r));
+      // a child that has already exited sends no second 'exit': waiting for one would hang the test past its timeout
+      // and hide the error above
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        try { process.kill(-child.pid!, 'SIGTERM'); } catch { /* gone */ }
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
+      }
     }
   }, 480_000);
 });
+
+/** `p`, or a failure naming what did not come within 60 s (the gateway's output is in the error of a start that fails) */
+function within<T>(what: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, fail) => { timer = setTimeout(() => fail(new Error(`${what}: nothing within 60 s`)), 60_000); }),
+  ]);
+}
