@@ -136,12 +136,12 @@ export class Child {
 
 type Handler = (args: any) => unknown | Promise<unknown>;
 
-/** Child side: answer the parent's commands; exit when the parent goes away. Commands `probe.*` belong to probe.ts. */
 /** Node flags from an environment variable ("--flag --other=1"), for trying V8 settings on one kind of process. */
 export function nodeArgsFromEnv(name: string): string[] {
   return (process.env[name] ?? '').split(' ').filter(Boolean);
 }
 
+/** Child side: answer the parent's commands; exit when the parent goes away. Commands `probe.*` belong to probe.ts. */
 export function serve(handlers: Record<string, Handler>): void {
   if (!process.send) throw new Error('this file is a bench worker: start it through bench/lib/ipc.ts (it needs an IPC channel)');
   process.on('message', async (m: { id: number; cmd: string; args: unknown }) => {

@@ -24,6 +24,7 @@ import type { CommandRow, CommandWrites } from '../commands.js';
 import type { LiveState } from '../device-state.js';
 import { AlarmNotRecordedError, OverloadError, type RejectRow } from '../ingest.js';
 import { linuxThreadId } from '../../core/thread-id.js';
+import { withTimeout } from '../../core/timeout.js';
 import { ALARMS_ON_THE_WAY, TAKEN, TAKEN_SLOTS } from './protocol.js';
 import type { CommandCall, FromWriter, IncidentCall, StatesReply, ToWriter, WireError, WriterInit, WriterStats } from './protocol.js';
 import type { CommittedEvent, CommittedOf, IncidentRow, IncidentWrites } from '../../response/incidents.js';
@@ -135,6 +136,7 @@ const IN_FLIGHT_LIMIT = 20_000;
 const PORT_LIMIT = 2_000;
 /** the thread that runs the gateway's event loop (the process's first, unless it runs inside a test's worker) */
 const MAIN_TID = linuxThreadId();
+const NO_ANSWER = 'no answer from the writer thread';
 /** a turn's hand-over to the writer goes at once when it reaches this many messages */
 const OUTBOX_CHUNK = 256;
 /**
@@ -659,7 +661,7 @@ export class WriterThread implements IngestPort {
     const own = await this.o.metrics.registry.getMetricsAsJSON();
     let theirs: MetricsJson = [];
     try {
-      theirs = await withTimeout(this.call<MetricsJson>((id) => ({ op: 'metrics', id })), 2000);
+      theirs = await withTimeout(this.call<MetricsJson>((id) => ({ op: 'metrics', id })), 2000, NO_ANSWER);
     } catch (err) {
       this.log.warn({ err }, 'the writer thread did not give its metrics: /metrics shows this thread\'s only');
     }
@@ -675,7 +677,7 @@ export class WriterThread implements IngestPort {
     // from here nothing new is taken, and a death is not restarted
     this.closing = true;
     try {
-      await withTimeout(closeCall, CLOSE_TIMEOUT_MS);
+      await withTimeout(closeCall, CLOSE_TIMEOUT_MS, NO_ANSWER);
     } catch (err) {
       this.log.error({ err }, 'the writer thread did not close cleanly: what it held is not acknowledged (devices resend)');
     }
@@ -768,19 +770,9 @@ function startCheckpointer(o: { file: string; metrics: Metrics; log: Logger }): 
       const w = worker;
       const exited = new Promise<void>((r) => w.once('exit', () => r()));
       w.postMessage({ op: 'close' });
-      await withTimeout(exited, 5000).catch(() => w.terminate());
+      await withTimeout(exited, 5000, NO_ANSWER).catch(() => w.terminate());
     },
   };
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p,
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer from the writer thread within ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 /** The writer's error as the transports know it: the same class by name, the SQLite code kept (isStorageError). */

@@ -9,8 +9,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import mqtt from 'mqtt';
+import { withTimeout } from '../../core/timeout.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
+/** each step after the start: a failure names the step that got no answer (and carries the gateway's output) */
+const bounded = <T>(what: string, p: Promise<T>) => withTimeout(p, 60_000, `no answer: ${what}`);
 /** a build of dist/ (when stale) and the start, on a loaded machine */
 const READY_WITHIN_MS = 300_000;
 
@@ -72,13 +75,13 @@ describe('npm start (compiled)', () => {
       expect(cmdline).toMatch(/node .*scripts\/start\.mjs/);
       expect(cmdline).not.toMatch(/tsx/);
       const http = `http://127.0.0.1:${ready.httpPort}`;
-      const metrics = await within('GET /metrics', (await fetch(`${http}/metrics`)).text());
+      const metrics = await bounded('GET /metrics', (await fetch(`${http}/metrics`)).text());
       expect(metrics).toMatch(/eldergate_build_info\{version="\d+\.\d+\.\d+"/);
       const login = await (await fetch(`${http}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: adminPassword }) })).json() as { token: string };
       const auth = { authorization: `Bearer ${login.token}`, 'content-type': 'application/json' };
       const dev = await (await fetch(`${http}/api/devices`, { method: 'POST', headers: auth, body: JSON.stringify({ kind: 'call-phone', serial: 'CP-COMPILED-1' }) })).json() as { id: string; secret: string };
-      const client = await within('the MQTT connection', mqtt.connectAsync(`mqtt://127.0.0.1:${ready.mqttPort}`, { clientId: dev.id, username: dev.id, password: dev.secret, reconnectPeriod: 0 }));
-      await within('the SOS\'s PUBACK', client.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ type: 'sos', ts: Date.now(), seq: 1 }), { qos: 1 }));
+      const client = await bounded('the MQTT connection', mqtt.connectAsync(`mqtt://127.0.0.1:${ready.mqttPort}`, { clientId: dev.id, username: dev.id, password: dev.secret, reconnectPeriod: 0 }));
+      await bounded('the SOS\'s PUBACK', client.publishAsync(`devices/${dev.id}/events`, JSON.stringify({ type: 'sos', ts: Date.now(), seq: 1 }), { qos: 1 }));
       await client.endAsync();
       const incidents = await (await fetch(`${http}/api/incidents?deviceId=${dev.id}`, { headers: auth })).json() as { items: { type: string; priority: string }[] };
       expect(incidents.items.map((i) => [i.type, i.priority])).toContainEqual(['sos', 'P1']);
@@ -99,11 +102,3 @@ describe('npm start (compiled)', () => {
   }, 480_000);
 });
 
-/** `p`, or a failure naming what did not come within 60 s (the gateway's output is in the error of a start that fails) */
-function within<T>(what: string, p: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, fail) => { timer = setTimeout(() => fail(new Error(`${what}: nothing within 60 s`)), 60_000); }),
-  ]);
-}
