@@ -237,6 +237,9 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
     });
   }
 
+  /** a rollback's undo of one evaluation (passed with its result: no closure per heartbeat) */
+  const revert = (result: EvaluateResult) => engine.revert(result);
+
   /**
    * The rules' verdict on an observation with its device's open incidents at hand. A plain value when there is no
    * alarm to write (a fleet's heartbeats: no generator, no step object per message — at 10k msg/s those were most of
@@ -258,7 +261,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
     }
     // if the observation is refused (its alarm not written) or its batch fails, it will be resent: the rules'
     // memory and timers go back to where they were, so the resend is judged as the first one was
-    d.ingest.onRollback(() => engine.revert(result));
+    d.ingest.onRollback(revert, result);
     if (result.alarms.length === 0) {
       keepPatch(entry.id, result);
       return undefined;

@@ -29,6 +29,7 @@ import { writerWants } from '../core/write-turn.js';
 import type { PriorObservation, RejectRow } from './observation-store.js';
 import { io, runAsync, runSync, type Step } from '../response/store/run.js';
 import { isStep, sqliteIngestScope, type IngestScope } from './ingest-scope.js';
+import { CommitJournal, CountSeries, type CountSlot } from './commit-journal.js';
 import type { PgIngestBatches } from './ingest-scope-pg.js';
 
 /**
@@ -196,16 +197,29 @@ export class Ingest implements ObservationSink {
    * new connection [MQTT-4.4.0-1, MQTT-4.6.0-1], so after a session's first new message nothing of it is a resend.
    */
   private readonly freshSessions = new Set<string>();
-  /** undo actions for memory outside the database (rule memory, timers), registered while a batch is written */
-  private undoHooks: (() => void)[] = [];
-  /** what runs once the batch being written has committed (whenCommitted) */
-  private commitHooks: { fn: () => void; live: boolean }[] = [];
+  /**
+   * what the batch being written owes to memory outside the database: undo actions for a rollback (rule memory,
+   * timers), counters and actions for its commit (gateway/commit-journal.ts)
+   */
+  private readonly journal = new CommitJournal();
+  /** the counters moved per observation, by series */
+  private readonly series: {
+    stored: CountSeries<'source' | 'class' | 'result'>;
+    duplicate: CountSeries<'source' | 'class' | 'key'>;
+    replay: CountSeries<'source' | 'key'>;
+  };
   private rejectsSincePrune = 0;
   private readonly log: Logger;
 
   constructor(private readonly o: IngestOptions) {
     this.log = o.log.child({ module: 'ingest' });
     this.resendWindowMs = o.resendWindowMs ?? RESEND_WINDOW_MS;
+    this.series = {
+      // (source, class, result): stored, state, duplicate
+      stored: new CountSeries(o.metrics.ingested, (source, cls, result) => ({ source, class: cls, result })),
+      duplicate: new CountSeries(o.metrics.duplicates, (source, cls, key) => ({ source, class: cls, key })),
+      replay: new CountSeries(o.metrics.replays, (source, key) => ({ source, key })),
+    };
     if ((o.sqlite === undefined) === (o.pg === undefined)) throw new Error('ingest: give it either a SQLite connection or PostgreSQL batches');
     const db = o.sqlite;
     // (PostgreSQL: every use of these is on the synchronous path, which a PostgreSQL ingest never takes)
@@ -225,8 +239,11 @@ export class Ingest implements ObservationSink {
    * While an observation or task is being written: run `fn` if its writes are rolled back (its alarm failed, or the
    * whole batch did), so that state kept in memory — rule memory, timers — never moves ahead of the database.
    */
-  onRollback(fn: () => void): void {
-    this.undoHooks.push(fn);
+  onRollback(fn: () => void): void;
+  /** `fn(arg)` on rollback: what runs for every message passes its argument instead of making a closure */
+  onRollback<T>(fn: (arg: T) => void, arg: T): void;
+  onRollback<T>(fn: (arg?: T) => void, arg?: T): void {
+    this.journal.onRollback(fn, arg);
   }
 
   /**
@@ -235,41 +252,23 @@ export class Ingest implements ObservationSink {
    * commit: a PostgreSQL batch commits later than its statements run, and may run again (commitBatchPg).
    */
   whenCommitted(fn: () => void): void {
-    const hook = { fn, live: true };
-    this.commitHooks.push(hook);
-    this.onRollback(() => { hook.live = false; });
+    this.journal.whenCommitted(fn);
   }
 
   /**
    * A counter moved once the batch commits: a batch that fails, or runs again (PostgreSQL), counts what it stored once.
    * (Refusals, `not-recorded`, are counted at once: they are what happened, committed or not.)
    */
-  private counted<L extends string>(counter: { inc(labels: Partial<Record<L, string | number>>): void }, labels: Partial<Record<L, string | number>>): void {
-    this.whenCommitted(() => counter.inc(labels));
+  private counted(slot: CountSlot): void {
+    this.journal.count(slot);
   }
 
   private runCommitHooks(): void {
-    const hooks = this.commitHooks;
-    this.commitHooks = [];
-    for (const h of hooks) {
-      if (!h.live) continue;
-      try {
-        h.fn();
-      } catch (err) {
-        this.log.error({ err }, 'a step after a commit failed');
-      }
-    }
+    this.journal.settle((err) => this.log.error({ err }, 'a step after a commit failed'));
   }
 
   private runUndo(from: number): void {
-    const hooks = this.undoHooks.splice(from);
-    for (let i = hooks.length - 1; i >= 0; i--) {
-      try {
-        hooks[i]!();
-      } catch (err) {
-        this.log.error({ err }, 'undoing in-memory state after a rollback failed');
-      }
-    }
+    this.journal.rollBack(from, (err) => this.log.error({ err }, 'undoing in-memory state after a rollback failed'));
   }
 
   /** Steps are set once at start-up, in order. */
@@ -525,7 +524,7 @@ export class Ingest implements ObservationSink {
             failures[i] = waits;
             continue;
           }
-          const mark = this.undoHooks.length;
+          const mark = this.journal.mark;
           if (p.task) {
             try {
               const out = runSync(stepEvents(p.task(this.scope)));
@@ -566,7 +565,7 @@ export class Ingest implements ObservationSink {
       this.failBatch(batch, queue, err);
       return cut.length;
     }
-    this.undoHooks.length = 0;
+    this.journal.committed();
     this.o.states.commit();
     this.lastCommitOk = true;
     if (relaxed) {
@@ -601,7 +600,7 @@ export class Ingest implements ObservationSink {
   private failBatch(batch: Pending[], queue: 'urgent' | 'telemetry', err: unknown): void {
     this.lastCommitOk = false;
     this.runUndo(0);
-    this.commitHooks = [];
+    this.journal.forgetOwed();
     this.o.states.rollback();
     this.o.storage?.failed('ingest', err);
     this.log.error({ err, rows: batch.length, queue }, 'write failed: the batch is not acknowledged and will be resent by devices');
@@ -679,7 +678,7 @@ export class Ingest implements ObservationSink {
             failures[i] = waits;
             continue;
           }
-          const mark = this.undoHooks.length;
+          const mark = this.journal.mark;
           const own: IncidentEvent[] = [];
           try {
             if (p.task) {
@@ -722,7 +721,7 @@ export class Ingest implements ObservationSink {
       if (!careful && !unavailable && !this.closed) {
         // nothing of it was committed: memory back to before it, its refusals queued again, and the batch again
         this.runUndo(0);
-        this.commitHooks = [];
+        this.journal.forgetOwed();
         this.o.states.rollback();
         this.rejects = rejects.concat(this.rejects);
         this.o.metrics.pgBatchesAgain.inc();
@@ -732,7 +731,7 @@ export class Ingest implements ObservationSink {
       this.failBatch(batch, queue, err);
       return;
     }
-    this.undoHooks.length = 0;
+    this.journal.committed();
     this.o.states.commit();
     this.lastCommitOk = true;
     this.settle(batch, queue, { results, failures, events, started });
@@ -901,7 +900,7 @@ export class Ingest implements ObservationSink {
       observationId = yield* io(insert(obs.flags, prior.generation + 1));
     }
     if (replayOf) {
-      this.counted(this.o.metrics.replays, { source, key: keyed ? 'seq-ts' : 'packet-id' });
+      this.counted(this.series.replay.at(source, keyed ? 'seq-ts' : 'packet-id'));
       this.log.warn(
         { deviceId, type, seq, deviceTs, packetId: obs.packetId, repeats: replayOf.id, repeatsIncident: replayOf.incidentId },
         'a life-safety observation repeats a stored key but is not a plausible resend: raised and flagged possible-replay (check the terminal\'s clock)',
@@ -950,7 +949,7 @@ export class Ingest implements ObservationSink {
         this.log.error({ err, step: step.name, deviceId, type }, 'ingest step (after) failed');
       }
     }
-    this.counted(this.o.metrics.ingested, { source, class: lifeSafety ? 'alarm' : 'other', result: 'stored' });
+    this.counted(this.series.stored.at(source, lifeSafety ? 'alarm' : 'other', 'stored'));
     return { status: 'stored', observationId };
   }
 
@@ -1014,8 +1013,8 @@ export class Ingest implements ObservationSink {
       : obs.packetId !== undefined && obs.session !== undefined ? `p:${obs.session}:${obs.packetId}` : undefined;
     const lastKey = this.stateKeys.get(deviceId);
     if (key !== undefined && key === lastKey && (key.startsWith('k:') || obs.redelivered === true)) {
-      this.counted(this.o.metrics.ingested, { source, class: 'other', result: 'duplicate' });
-      this.counted(this.o.metrics.duplicates, { source, class: 'other', key: key.startsWith('k:') ? 'seq-ts' : 'packet-id' });
+      this.counted(this.series.stored.at(source, 'other', 'duplicate'));
+      this.counted(this.series.duplicate.at(source, 'other', key.startsWith('k:') ? 'seq-ts' : 'packet-id'));
       return { status: 'duplicate', observationId: 0 };
     }
     if (key !== undefined) {
@@ -1050,7 +1049,7 @@ export class Ingest implements ObservationSink {
         this.log.error({ err, step: step.name, deviceId, type: obs.type }, 'ingest step (after) failed');
       }
     }
-    this.counted(this.o.metrics.ingested, { source, class: 'other', result: 'state' });
+    this.counted(this.series.stored.at(source, 'other', 'state'));
     return { status: 'stored', observationId: 0 };
   }
 
@@ -1082,8 +1081,8 @@ export class Ingest implements ObservationSink {
 
   private dropDuplicate(obs: Observation, prior: PriorRow, key: 'seq-ts' | 'packet-id'): IngestResult {
     const cls = isLifeSafety(obs.type) ? 'alarm' : 'other';
-    this.counted(this.o.metrics.ingested, { source: obs.source, class: cls, result: 'duplicate' });
-    this.counted(this.o.metrics.duplicates, { source: obs.source, class: cls, key });
+    this.counted(this.series.stored.at(obs.source, cls, 'duplicate'));
+    this.counted(this.series.duplicate.at(obs.source, cls, key));
     this.log.debug(
       {
         deviceId: obs.deviceId, type: obs.type, key,

@@ -198,9 +198,14 @@ for (const engine of engines) {
       const phone = n.registry.provision({ kind: 'call-phone', serial: `HB-${engine.name}` }).device.id;
       for (let i = 0; i < 5; i++) await n.ingest.submitTelemetry(obs(phone, 'heartbeat', { battery: 80, signal: 20 }), true);
       await n.ingest.submitTelemetry(obs(phone, 'heartbeat', { battery: 60, signal: 20 }), true);
+      // a heartbeat with more to say than its readings: a row when that changes, state while it repeats
+      for (const temp of [21, 21, 22]) await n.ingest.submitTelemetry(obs(phone, 'heartbeat', { battery: 60, signal: 20, temp }), true);
       await n.drain();
-      // the first is kept, the repeats are not, the changed battery is
-      expect((await n.seqs(phone)).length).toBe(2);
+      // the first is kept, the repeats are not, the changed battery is, and each new temperature
+      expect((await n.seqs(phone)).length).toBe(4);
+      // counted once each, after their commits: 4 rows, 5 folded into state
+      const counted = (await n.metrics.ingested.get()).values.filter((v) => v.labels.source === 'mqtt' && v.labels.class === 'other');
+      expect(Object.fromEntries(counted.map((v) => [v.labels.result, v.value]))).toEqual({ stored: 4, state: 5 });
       const row = (await n.states()).find((s) => s.deviceId === phone);
       expect(row?.state).toMatchObject({ battery: 60, signal: 20 });
       expect(row?.state.lastSeen).toBeGreaterThan(0);
