@@ -82,6 +82,13 @@ export const ALARM_CUT_MS = 1;
  * behind an alarm of the same device already chained after it), so an alarm waits for at most one batch this big.
  */
 export const PG_TELEMETRY_BATCH_ROWS = 100;
+/**
+ * PostgreSQL, under a stream of alarms: telemetry gets one batch beside them at most this often (or every
+ * ingest.telemetryFlushMs, if longer), so it is not starved into shedding, and the alarms wait for at most one
+ * telemetry batch in this long. Apart from the flush interval: that one is short (20 ms) to keep the writer's turns
+ * short on SQLite, and a PostgreSQL batch beside alarms every 20 ms would be most of the writer's time.
+ */
+export const PG_TELEMETRY_BESIDE_ALARMS_MS = 200;
 
 /** a reading that moved by at least `h` since the row kept (or has none to compare with) */
 const changed = (a: number | undefined, b: number | undefined, h: number) => a !== undefined && (b === undefined || Math.abs(a - b) >= h);
@@ -742,7 +749,7 @@ export class Ingest implements ObservationSink {
 
   /** PostgreSQL: one telemetry batch at a time (the queue, not a chain of commits, is what fills under load) */
   /**
-   * `besideAlarms`: alarms wait, but telemetry has waited a whole flush interval: one telemetry batch goes first,
+   * `besideAlarms`: alarms wait, but telemetry has waited PG_TELEMETRY_BESIDE_ALARMS_MS: one telemetry batch goes first,
    * without the devices that have an alarm waiting (their readings stay behind their alarm, in arrival order), so a
    * stream of alarms cannot starve telemetry into shedding; an alarm waits for at most one such batch per interval.
    */
@@ -775,7 +782,7 @@ export class Ingest implements ObservationSink {
   private afterPgBatch(): void {
     if (this.pgInFlight > 0 || this.closed) return;
     if (this.urgent.length > 0) {
-      const starved = this.telemetry.length > 0 && performance.now() - this.lastTelemetryBatchAt >= this.o.config.telemetryFlushMs;
+      const starved = this.telemetry.length > 0 && performance.now() - this.lastTelemetryBatchAt >= Math.max(this.o.config.telemetryFlushMs, PG_TELEMETRY_BESIDE_ALARMS_MS);
       return starved ? this.flushTelemetryPg(true) : this.flushUrgent();
     }
     const full = this.telemetry.length >= Math.min(this.o.config.telemetryBatchRows, PG_TELEMETRY_BATCH_ROWS);

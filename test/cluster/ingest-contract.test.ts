@@ -437,7 +437,7 @@ describe('the ingest\'s batches of several nodes on one PostgreSQL', () => {
     expect(log.map((e) => e.seq)).toEqual(Array.from({ length: 31 }, (_, i) => i + 1));
   });
 
-  it('a stream of alarms does not starve telemetry: readings waiting a flush interval get a batch between alarms', async () => {
+  it('a stream of alarms does not starve telemetry: readings waiting 200 ms (PG_TELEMETRY_BESIDE_ALARMS_MS) get a batch between alarms', async () => {
     const { pool } = await env.pgs().fresh('ingest_starve', 6);
     const n = await node(pool, 'starve');
     const [a, b] = ['STARVE-A', 'STARVE-B'].map((serial) => n.registry.provision({ kind: 'call-phone', serial }).device.id);
