@@ -28,6 +28,7 @@ import { serviceSecret } from '../core/secrets.js';
 import { DeviceRegistry } from '../devices/registry.js';
 import { SecretHasher } from '../devices/credentials.js';
 import { createDeviceMessageHandler, type DeviceMessage } from '../gateway/device-messages.js';
+import { TELEMETRY_FLUSH_MS } from '../gateway/ingest.js';
 import { WriterThread } from '../gateway/writer/client.js';
 import { startPostgres, missingPostgresPackages, serverPids } from '../ops/cluster/postgres.js';
 import { portFree } from '../ops/cluster/processes.js';
@@ -42,8 +43,6 @@ const opt = (name: string, def: number) => numberOption(args, name, def);
 const REPS = opt('reps', 3);
 const MESSAGES = opt('messages', 3000);
 const WINDOW = opt('window', 256);
-/** what SQLite's QoS 1 telemetry waits for at most before its commit: the default setting, as the runs use it */
-const TELEMETRY_FLUSH_MS = loadConfig({}, {}).ingest.telemetryFlushMs;
 const DEVICES = opt('devices', 2000);
 const MAX_EXTRA = 3;
 /** --only=telemetry or --only=alarms: one workload (profiling one path) */

@@ -218,12 +218,14 @@ export const ConfigSchema = Type.Object(
       {
         maxPayloadBytes: Type.Integer({ minimum: 128, default: 4096 }),
         /**
-         * Telemetry waits at most this long for its commit to begin (a full batch goes at once). Short, so the writer's
-         * work comes in short turns: with one core shared by the threads, 200 ms let 1,000 readings pile up at 5k msg/s
-         * and an SOS that came during their turn waited for it (P1 p99 7.7-10.9 ms at 5k msg/s; 4.6-5.7 ms at 20 ms, for
-         * 2-3 % more CPU: bench/analysis.md). QoS 1 telemetry is acknowledged sooner too.
+         * How long queued telemetry waits before its commit begins (a full batch goes at once). Unset: 20 ms on one
+         * node's SQLite, 200 ms on PostgreSQL (gateway/ingest.ts TELEMETRY_FLUSH_MS, PG_TELEMETRY_FLUSH_MS). Short on
+         * SQLite so that the writer's work comes in short turns: on one core shared by the threads, 200 ms let 1,000
+         * readings pile up at 5k msg/s, and an SOS that came during their turn waited for it (bench/analysis.md, 3 Dec
+         * 11:50). A telemetry commit that someone waits on (QoS 1) is fsynced: on slow storage, a longer interval means
+         * fewer syncs. PostgreSQL's batches do not hold up the writer's thread, and each is a durable commit of its own.
          */
-        telemetryFlushMs: Type.Integer({ minimum: 1, default: 20 }),
+        telemetryFlushMs: Type.Optional(Type.Integer({ minimum: 1 })),
         telemetryBatchRows: Type.Integer({ minimum: 1, default: 500, description: 'rows per telemetry commit: small enough that an alarm never waits long behind one' }),
         /** telemetry queued beyond this is shed (counted); alarms never are */
         telemetryQueueLimit: Type.Integer({ minimum: 100, default: 50000 }),

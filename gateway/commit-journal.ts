@@ -99,7 +99,10 @@ export class CommitJournal {
     e.length = 0;
   }
 
-  /** Forget what commits owe and have not settled (a failed batch: nothing of it happened). */
+  /**
+   * Forget what commits owe and have not settled: a failed batch (nothing of it happened), and with it what an
+   * earlier batch still owes if it committed but was not synced (it was not acknowledged either: its devices resend).
+   */
   forgetOwed(): void {
     for (const slot of this.counted) slot.n = 0;
     this.counted = [];
@@ -115,7 +118,11 @@ export class CommitJournal {
     for (const slot of counted) {
       const n = slot.n;
       slot.n = 0;
-      slot.counter.inc(slot.labels, n);
+      try {
+        slot.counter.inc(slot.labels, n);
+      } catch (err) {
+        onError(err);
+      }
     }
     for (const fn of actions) {
       try {

@@ -394,7 +394,7 @@ export function createEngine(options: EngineOptions): Engine {
   }
 
   /**
-   * The undo rides on the result, hidden (not enumerable: not in its visible shape, logs or test comparisons). It was
+   * The undo rides on the result, in its private field (not in its visible shape, logs or test comparisons). It was
    * a WeakMap keyed by the result: one ephemeron entry per heartbeat, and what it held outlived the young generation's
    * collections (a heap profile of the writer counted these among the objects promoted to the old generation).
    */

@@ -83,12 +83,13 @@ export const ALARM_CUT_MS = 1;
  */
 export const PG_TELEMETRY_BATCH_ROWS = 100;
 /**
- * PostgreSQL, under a stream of alarms: telemetry gets one batch beside them at most this often (or every
- * ingest.telemetryFlushMs, if longer), so it is not starved into shedding, and the alarms wait for at most one
- * telemetry batch in this long. Apart from the flush interval: that one is short (20 ms) to keep the writer's turns
- * short on SQLite, and a PostgreSQL batch beside alarms every 20 ms would be most of the writer's time.
+ * ingest.telemetryFlushMs when it is not set: one node's SQLite, where the writer's telemetry turns are kept short (an
+ * SOS arriving during one waits for it: at 200 ms, P1 p99 at 5k msg/s was 7.7-10.9 ms against 4.6-5.7 at 20 ms,
+ * bench/analysis.md); and PostgreSQL, where a batch does not hold up the writer's thread and each is a durable commit
+ * (and, beside a stream of alarms, one telemetry batch per this interval goes between them).
  */
-export const PG_TELEMETRY_BESIDE_ALARMS_MS = 200;
+export const TELEMETRY_FLUSH_MS = 20;
+export const PG_TELEMETRY_FLUSH_MS = 200;
 
 /** a reading that moved by at least `h` since the row kept (or has none to compare with) */
 const changed = (a: number | undefined, b: number | undefined, h: number) => a !== undefined && (b === undefined || Math.abs(a - b) >= h);
@@ -202,6 +203,8 @@ export class Ingest implements ObservationSink {
   /** PostgreSQL: batches formed and not yet settled (one at a time: the next is formed when it settles) */
   private pgInFlight = 0;
   private readonly resendWindowMs: number;
+  /** ingest.telemetryFlushMs, or its default for the store (TELEMETRY_FLUSH_MS, PG_TELEMETRY_FLUSH_MS) */
+  private readonly flushMs: number;
   /**
    * Sessions that have delivered a new observation: a client replays what was unacknowledged first, in order, on a
    * new connection [MQTT-4.4.0-1, MQTT-4.6.0-1], so after a session's first new message nothing of it is a resend.
@@ -224,6 +227,7 @@ export class Ingest implements ObservationSink {
   constructor(private readonly o: IngestOptions) {
     this.log = o.log.child({ module: 'ingest' });
     this.resendWindowMs = o.resendWindowMs ?? RESEND_WINDOW_MS;
+    this.flushMs = o.config.telemetryFlushMs ?? (o.pg ? PG_TELEMETRY_FLUSH_MS : TELEMETRY_FLUSH_MS);
     this.series = {
       // (source, class, result): stored, state, duplicate
       stored: new CountSeries(o.metrics.ingested, (source, cls, result) => ({ source, class: cls, result })),
@@ -358,7 +362,7 @@ export class Ingest implements ObservationSink {
         });
       }
     } else if (!this.telemetryTimer) {
-      this.telemetryTimer = setTimeout(() => this.flushTelemetry(), this.o.config.telemetryFlushMs);
+      this.telemetryTimer = setTimeout(() => this.flushTelemetry(), this.flushMs);
     }
   }
 
@@ -381,7 +385,7 @@ export class Ingest implements ObservationSink {
     if (this.closed) return;
     const raw = typeof row.raw === 'string' ? row.raw : row.raw.toString('utf8');
     this.rejects.push({ ...row, raw: raw.slice(0, this.o.config.rejectRawBytes) });
-    if (!this.telemetryTimer) this.telemetryTimer = setTimeout(() => this.flushTelemetry(), this.o.config.telemetryFlushMs);
+    if (!this.telemetryTimer) this.telemetryTimer = setTimeout(() => this.flushTelemetry(), this.flushMs);
   }
 
   private flushUrgent(): void {
@@ -466,7 +470,7 @@ export class Ingest implements ObservationSink {
     }
     if (!this.closed && (this.telemetry.length > 0 || this.rejects.length > 0 || (this.lastCommitOk && this.o.states.dirtyCount() > 0))) {
       // a backlog goes on at the next turn (after any alarm that came meanwhile)
-      this.telemetryTimer = setTimeout(() => this.flushTelemetry(), cut > 0 || this.telemetry.length >= this.o.config.telemetryBatchRows ? 0 : this.o.config.telemetryFlushMs);
+      this.telemetryTimer = setTimeout(() => this.flushTelemetry(), cut > 0 || this.telemetry.length >= this.o.config.telemetryBatchRows ? 0 : this.flushMs);
     }
   }
 
@@ -749,7 +753,7 @@ export class Ingest implements ObservationSink {
 
   /** PostgreSQL: one telemetry batch at a time (the queue, not a chain of commits, is what fills under load) */
   /**
-   * `besideAlarms`: alarms wait, but telemetry has waited PG_TELEMETRY_BESIDE_ALARMS_MS: one telemetry batch goes first,
+   * `besideAlarms`: alarms wait, but telemetry has waited a whole flush interval: one telemetry batch goes first,
    * without the devices that have an alarm waiting (their readings stay behind their alarm, in arrival order), so a
    * stream of alarms cannot starve telemetry into shedding; an alarm waits for at most one such batch per interval.
    */
@@ -782,7 +786,7 @@ export class Ingest implements ObservationSink {
   private afterPgBatch(): void {
     if (this.pgInFlight > 0 || this.closed) return;
     if (this.urgent.length > 0) {
-      const starved = this.telemetry.length > 0 && performance.now() - this.lastTelemetryBatchAt >= Math.max(this.o.config.telemetryFlushMs, PG_TELEMETRY_BESIDE_ALARMS_MS);
+      const starved = this.telemetry.length > 0 && performance.now() - this.lastTelemetryBatchAt >= this.flushMs;
       return starved ? this.flushTelemetryPg(true) : this.flushUrgent();
     }
     const full = this.telemetry.length >= Math.min(this.o.config.telemetryBatchRows, PG_TELEMETRY_BATCH_ROWS);
@@ -791,7 +795,7 @@ export class Ingest implements ObservationSink {
     if (this.telemetryTimer) clearTimeout(this.telemetryTimer);
     this.telemetryTimer = null;
     if (full || this.telemetry.length > 0 || this.rejects.length > 0 || (this.lastCommitOk && this.o.states.dirtyCount() > 0)) {
-      this.telemetryTimer = setTimeout(() => this.flushTelemetry(), full ? 0 : this.o.config.telemetryFlushMs);
+      this.telemetryTimer = setTimeout(() => this.flushTelemetry(), full ? 0 : this.flushMs);
     }
   }
 
@@ -821,7 +825,7 @@ export class Ingest implements ObservationSink {
   /** device-state rows still owed after a commit get one of their own soon (not on the alarm path) */
   private afterCommit(): void {
     if (this.lastCommitOk && this.o.states.dirtyCount() > 0 && !this.telemetryTimer && !this.closed) {
-      this.telemetryTimer = setTimeout(() => this.flushTelemetry(), this.o.config.telemetryFlushMs);
+      this.telemetryTimer = setTimeout(() => this.flushTelemetry(), this.flushMs);
     }
   }
 

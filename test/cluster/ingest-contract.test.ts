@@ -9,7 +9,7 @@
 // The registry and the residents are still each node's SQLite (they are not in PostgreSQL yet: docs/scale-out.md).
 import { join } from 'node:path';
 import pg from 'pg';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import type { IncidentEvent, IngestResult, Observation } from '../../core/contracts.js';
 import { loadConfig } from '../../core/config.js';
 import { openStore, type Store } from '../../core/db.js';
@@ -21,7 +21,7 @@ import { DeviceRegistry } from '../../devices/registry.js';
 import { createAlarmPipeline } from '../../gateway/alarms.js';
 import { Commands } from '../../gateway/commands.js';
 import { DeviceStates } from '../../gateway/device-state.js';
-import { Ingest } from '../../gateway/ingest.js';
+import { Ingest, PG_TELEMETRY_FLUSH_MS, TELEMETRY_FLUSH_MS } from '../../gateway/ingest.js';
 import { createPgIngestBatches } from '../../gateway/ingest-scope-pg.js';
 import { createSqliteDeviceStateStore, type StoredState } from '../../gateway/state-store.js';
 import { createPgDeviceStateStore } from '../../gateway/state-store-pg.js';
@@ -209,6 +209,25 @@ for (const engine of engines) {
       const row = (await n.states()).find((s) => s.deviceId === phone);
       expect(row?.state).toMatchObject({ battery: 60, signal: 20 });
       expect(row?.state.lastSeen).toBeGreaterThan(0);
+    });
+
+    it(`telemetry waits for the store's own flush interval when none is set (${engine.mode === 'sync' ? TELEMETRY_FLUSH_MS : PG_TELEMETRY_FLUSH_MS} ms)`, async () => {
+      const n = await engine.open('flush');
+      const phone = n.registry.provision({ kind: 'call-phone', serial: `FL-${engine.name}` }).device.id;
+      const interval = engine.mode === 'sync' ? TELEMETRY_FLUSH_MS : PG_TELEMETRY_FLUSH_MS;
+      // the ingest's timers only, on a clock the test moves (the store's own I/O stays real)
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      try {
+        let stored = false;
+        const reading = n.ingest.submitTelemetry(obs(phone, 'battery', { level: 50 }), true)!.then((r) => { stored = true; return r; });
+        await vi.advanceTimersByTimeAsync(interval - 1);
+        expect(stored).toBe(false);
+        await vi.advanceTimersByTimeAsync(1);
+        vi.useRealTimers();
+        expect((await reading).status).toBe('stored');
+      } finally {
+        vi.useRealTimers();
+      }
     });
 
     it('a device\'s readings that came after its alarm are written after it, those before it before it', async () => {
@@ -437,7 +456,7 @@ describe('the ingest\'s batches of several nodes on one PostgreSQL', () => {
     expect(log.map((e) => e.seq)).toEqual(Array.from({ length: 31 }, (_, i) => i + 1));
   });
 
-  it('a stream of alarms does not starve telemetry: readings waiting 200 ms (PG_TELEMETRY_BESIDE_ALARMS_MS) get a batch between alarms', async () => {
+  it('a stream of alarms does not starve telemetry: readings waiting a flush interval get a batch between alarms', async () => {
     const { pool } = await env.pgs().fresh('ingest_starve', 6);
     const n = await node(pool, 'starve');
     const [a, b] = ['STARVE-A', 'STARVE-B'].map((serial) => n.registry.provision({ kind: 'call-phone', serial }).device.id);
