@@ -94,6 +94,12 @@ export const PG_TELEMETRY_FLUSH_MS = 200;
 /** a reading that moved by at least `h` since the row kept (or has none to compare with) */
 const changed = (a: number | undefined, b: number | undefined, h: number) => a !== undefined && (b === undefined || Math.abs(a - b) >= h);
 
+/** A heartbeat's fields name something besides its readings (battery, signal, mains). */
+function hasFieldBeyondReadings(fields: Record<string, unknown>): boolean {
+  for (const k in fields) if (k !== 'battery' && k !== 'signal' && k !== 'mains') return true;
+  return false;
+}
+
 /** What the last heartbeat-like row kept for a device said. */
 interface KeptRow {
   at: number;
@@ -989,11 +995,9 @@ export class Ingest implements ObservationSink {
         signal = obs.signal;
         mains = obs.mains;
         // the rest of a heartbeat, serialised only when there is a rest (a fleet's heartbeats have none)
-        for (const k in fields) {
-          if (k === 'battery' || k === 'signal' || k === 'mains') continue;
+        if (hasFieldBeyondReadings(fields)) {
           const { battery: _b, signal: _s, mains: _m, ...rest } = fields;
           other = JSON.stringify(rest);
-          break;
         }
         break;
       }

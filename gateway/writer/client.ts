@@ -770,7 +770,7 @@ function startCheckpointer(o: { file: string; metrics: Metrics; log: Logger }): 
       const w = worker;
       const exited = new Promise<void>((r) => w.once('exit', () => r()));
       w.postMessage({ op: 'close' });
-      await withTimeout(exited, 5000, NO_ANSWER).catch(() => w.terminate());
+      await withTimeout(exited, 5000, 'the checkpointer thread did not exit').catch(() => w.terminate());
     },
   };
 }
