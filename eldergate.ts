@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from './core/config.js';
 import { createLogger, type Logger } from './core/logger.js';
-import { dbFile, openStore, writeNow, type Store } from './core/db.js';
+import { dbFile, openStore, PAGE_SIZE, pageSizeOf, writeNow, type Store } from './core/db.js';
 import type Database from 'better-sqlite3';
 import { Bus } from './core/bus.js';
 import { createMetrics, type Metrics } from './core/metrics.js';
@@ -104,6 +104,13 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   const { config } = opts;
   const log = opts.log ?? createLogger(config.logLevel);
   const store = openStore(dbFile(config.dataDir));
+  const pageSize = pageSizeOf(store.sqlite);
+  if (pageSize !== PAGE_SIZE) {
+    log.warn({ file: store.file, pageSize, pageSizeNew: PAGE_SIZE },
+      `the database's pages are ${pageSize} bytes; new databases use ${PAGE_SIZE}, which writes less per stored row and ` +
+      'shortens the commits alarms wait on (docs/operations.md). To convert: stop the gateway, run `npm run db:page-size`, ' +
+      'start it again; it needs free disk space about the size of the database');
+  }
   const bus = new Bus();
   const metrics = createMetrics();
   // the token-signing key lives outside the database (core/token-keys.ts); a database-held one is moved out

@@ -7,33 +7,14 @@
 import { copyFileSync, existsSync, fsyncSync, openSync, closeSync, renameSync, rmSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Database from 'better-sqlite3';
-import { checkDatabase, configuredDbFile, fail } from './sqlite-files.js';
-
-/** Throws when a process holds `file` open (the gateway keeps its connection for as long as it runs). */
-function refuseIfInUse(file: string): void {
-  if (!existsSync(file)) return;
-  const db = new Database(file, { fileMustExist: true, timeout: 0 });
-  try {
-    db.pragma('locking_mode = EXCLUSIVE');
-    db.exec('BEGIN EXCLUSIVE; COMMIT');
-  } catch (err) {
-    if ((err as { code?: string }).code === 'SQLITE_BUSY') {
-      throw new Error(`${file} is in use — a gateway is running on it: stop it first (e.g. systemctl stop eldergate), then restore`);
-    }
-    throw err;
-  } finally {
-    // the last connection to close checkpoints the WAL into the file: what is set aside below is whole
-    db.close();
-  }
-}
+import { checkDatabase, configuredDbFile, fail, refuseIfInUse } from './sqlite-files.js';
 
 export function restore(backupFile: string, target: string, now = new Date()): { restored: string; keptAside: string | null } {
   const from = resolve(backupFile);
   if (!existsSync(from)) throw new Error(`no backup at ${from}: name the file \`npm run backup\` wrote`);
   const problems = checkDatabase(from);
   if (problems.length) throw new Error(`${from} is not a sound backup, nothing was changed:\n  - ${problems.join('\n  - ')}`);
-  refuseIfInUse(target);
+  refuseIfInUse(target, 'restore');
   mkdirSync(dirname(target), { recursive: true });
   const incoming = `${target}.restoring`;
   copyFileSync(from, incoming);

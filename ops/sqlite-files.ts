@@ -1,4 +1,5 @@
 // What backup and restore share: finding the database from the gateway's own configuration, and checking a file.
+import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { loadConfig } from '../core/config.js';
 import { dbFile } from '../core/db.js';
@@ -30,6 +31,27 @@ export function checkDatabase(file: string): string[] {
   } catch (err) {
     return [`${file} could not be checked: ${(err as Error).message}`];
   } finally {
+    db.close();
+  }
+}
+
+/**
+ * Throws when a process holds `file` open (the gateway keeps its connection for as long as it runs). `then`: what the
+ * operator does once it is stopped ("restore").
+ */
+export function refuseIfInUse(file: string, then: string): void {
+  if (!existsSync(file)) return;
+  const db = new Database(file, { fileMustExist: true, timeout: 0 });
+  try {
+    db.pragma('locking_mode = EXCLUSIVE');
+    db.exec('BEGIN EXCLUSIVE; COMMIT');
+  } catch (err) {
+    if ((err as { code?: string }).code === 'SQLITE_BUSY') {
+      throw new Error(`${file} is in use — a gateway is running on it: stop it first (e.g. systemctl stop eldergate), then ${then}`);
+    }
+    throw err;
+  } finally {
+    // the last connection to close checkpoints the WAL into the file: what is set aside or copied afterwards is whole
     db.close();
   }
 }

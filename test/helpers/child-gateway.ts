@@ -88,3 +88,18 @@ export function fillChildDisk(gw: ChildGateway, dir: string): string {
   }
   throw new Error(`the tmpfs on ${dir} did not fill up with 64 MiB: is it the small one?`);
 }
+
+/** Log in as the admin (ELDERGATE_ADMIN_PASSWORD) and provision a call phone over the child's HTTP API. */
+export async function provisionCallPhone(gw: ChildGateway, password: string, serial: string): Promise<{ http: string; token: string; id: string; secret: string }> {
+  const http = `http://127.0.0.1:${gw.httpPort}`;
+  const login = await fetch(`${http}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password }) });
+  if (!login.ok) throw new Error(`admin login answered ${login.status}: ${await login.text()}`);
+  const { token } = (await login.json()) as { token: string };
+  const res = await fetch(`${http}/api/devices`, {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ kind: 'call-phone', serial }),
+  });
+  if (!res.ok) throw new Error(`provisioning ${serial} answered ${res.status}: ${await res.text()}`);
+  const dev = (await res.json()) as { id: string; secret: string };
+  return { http, token, id: dev.id, secret: dev.secret };
+}

@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
-import { startChildGateway, type ChildGateway } from '../helpers/child-gateway.js';
+import { provisionCallPhone, startChildGateway, type ChildGateway } from '../helpers/child-gateway.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 
@@ -34,13 +34,7 @@ describe('backup and restore', () => {
     let client: mqtt.MqttClient | undefined;
     try {
       gw = await startChildGateway(env);
-      const http = `http://127.0.0.1:${gw.httpPort}`;
-      const login = await fetch(`${http}/api/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password }) });
-      const { token } = (await login.json()) as { token: string };
-      const dev = await (await fetch(`${http}/api/devices`, {
-        method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-        body: JSON.stringify({ kind: 'call-phone', serial: 'BACKUP-1' }),
-      })).json() as { id: string; secret: string };
+      const dev = await provisionCallPhone(gw, password, 'BACKUP-1');
       client = mqtt.connect(`mqtt://127.0.0.1:${gw.mqttPort}`, { clientId: dev.id, username: dev.id, password: dev.secret, reconnectPeriod: 0, protocolVersion: 4 });
       await new Promise<void>((r, j) => { client!.once('connect', () => r()); client!.once('error', j); });
       const ts0 = Date.now();

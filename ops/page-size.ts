@@ -1,0 +1,133 @@
+// `npm run db:page-size`: rewrite the configured gateway's database with the page size new databases get (PAGE_SIZE in
+// core/db.ts, and why there), with the gateway stopped. A file made before that keeps its old pages: SQLite fixes a
+// file's page size when it writes the first page, and changes it only by rewriting the whole file.
+//
+// How, and why this way:
+// - The database is opened with an exclusive lock held until the end: a gateway running on it is refused (and one
+//   started meanwhile fails to open it, instead of writing alarms into a file about to be set aside).
+// - Its WAL is folded into the file first (journal_mode=DELETE), then `VACUUM INTO` writes a new file with the new
+//   page size, row for row. The new file is checked whole (PRAGMA integrity_check) and its tables' row counts
+//   compared with the old one's, then synced.
+// - The old file is kept as `<db>.before-page-size-<time>` (a hard link taken first), and the new one is renamed over
+//   the database's name: the name always points at a whole database, never at nothing.
+// - It needs free space about the size of the database, checked before anything is written.
+import { closeSync, existsSync, fsyncSync, linkSync, openSync, renameSync, rmSync, statSync, statfsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { PAGE_SIZE, pageSizeOf } from '../core/db.js';
+import { checkDatabase, configuredDbFile, fail } from './sqlite-files.js';
+
+export interface PageSizeResult {
+  file: string;
+  from: number;
+  to: number;
+  /** false: the file already had the page size, nothing was changed */
+  converted: boolean;
+  keptAside: string | null;
+  bytesBefore: number;
+  bytesAfter: number;
+  ms: number;
+}
+
+/** the tables whose row counts must match between the old file and the new one */
+function rowCounts(db: Database.Database): Map<string, number> {
+  const tables = db.prepare("select name from sqlite_master where type = 'table' and name not like 'sqlite_%'").pluck().all() as string[];
+  return new Map(tables.map((t) => [t, db.prepare(`select count(*) from "${t.replace(/"/g, '""')}"`).pluck().get() as number]));
+}
+
+function fsyncPath(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function convertPageSize(file: string, now = new Date(), pageSize = PAGE_SIZE): PageSizeResult {
+  const started = Date.now();
+  if (!existsSync(file)) throw new Error(`no database at ${file}: is ELDERGATE_DATA_DIR (or dataDir in the config file) the gateway's?`);
+  const db = new Database(file, { fileMustExist: true, timeout: 0 });
+  const partial = `${file}.page-size-partial`;
+  try {
+    // held from the first write transaction until close: no gateway opens the file while it is rewritten
+    db.pragma('locking_mode = EXCLUSIVE');
+    try {
+      db.exec('BEGIN EXCLUSIVE; COMMIT');
+    } catch (err) {
+      if (String((err as { code?: unknown }).code).startsWith('SQLITE_BUSY')) {
+        throw new Error(`${file} is in use — a gateway is running on it: stop it first (e.g. systemctl stop eldergate), then run npm run db:page-size`);
+      }
+      throw err;
+    }
+    const from = pageSizeOf(db);
+    const bytesBefore = statSync(file).size + (existsSync(`${file}-wal`) ? statSync(`${file}-wal`).size : 0);
+    if (from === pageSize) {
+      return { file, from, to: pageSize, converted: false, keptAside: null, bytesBefore, bytesAfter: bytesBefore, ms: Date.now() - started };
+    }
+    const free = statfsSync(dirname(file));
+    const freeBytes = Number(free.bavail) * Number(free.bsize);
+    // the new file is about as big as the old one's live pages; a margin for what the new page size adds per page
+    const needed = Math.ceil(bytesBefore * 1.2);
+    if (freeBytes < needed) {
+      throw new Error(`${dirname(file)} has ${mb(freeBytes)} free and the new file needs about ${mb(needed)}: free some space (or run retention) and run it again; nothing was changed`);
+    }
+    // the WAL folded into the file and removed: the file alone is the database, and is what gets kept aside
+    db.pragma('journal_mode = DELETE');
+    const before = rowCounts(db);
+    rmSync(partial, { force: true });
+    db.pragma(`page_size = ${pageSize}`);
+    try {
+      db.prepare('VACUUM INTO ?').run(partial);
+    } catch (err) {
+      throw new Error(`the new file could not be written (${(err as Error).message}); nothing was changed`);
+    }
+    const problems = checkDatabase(partial);
+    const check = new Database(partial, { readonly: true, fileMustExist: true });
+    try {
+      const got = pageSizeOf(check);
+      if (got !== pageSize) problems.push(`the new file has ${got}-byte pages, not ${pageSize}`);
+      const after = rowCounts(check);
+      for (const [table, n] of before) {
+        if (after.get(table) !== n) problems.push(`table ${table}: ${n} rows before, ${after.get(table) ?? 'none'} in the new file`);
+      }
+    } finally {
+      check.close();
+    }
+    if (problems.length) throw new Error(`the new file failed its check, nothing was changed:\n  - ${problems.join('\n  - ')}`);
+    fsyncPath(partial);
+    const keptAside = `${file}.before-page-size-${now.toISOString().replace(/[:.]/g, '-')}`;
+    // a second name for the old file first, then the new one renamed over the database's name in one step
+    linkSync(file, keptAside);
+    // a shared-memory index left by the gateway belongs to the old file's WAL (folded in above)
+    if (existsSync(`${file}-shm`)) renameSync(`${file}-shm`, `${keptAside}-shm`);
+    renameSync(partial, file);
+    fsyncPath(dirname(file));
+    return { file, from, to: pageSize, converted: true, keptAside, bytesBefore, bytesAfter: statSync(file).size, ms: Date.now() - started };
+  } catch (err) {
+    rmSync(partial, { force: true });
+    throw err;
+  } finally {
+    db.close();
+  }
+}
+
+const mb = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  if (process.argv.length > 2) fail('usage: npm run db:page-size   (with the gateway stopped; no arguments)');
+  try {
+    const { file } = configuredDbFile();
+    const r = convertPageSize(file);
+    if (!r.converted) {
+      process.stdout.write(`${r.file} already has ${r.to}-byte pages; nothing to do.\n`);
+    } else {
+      process.stdout.write(`${r.file}: pages of ${r.from} bytes rewritten as ${r.to} (${mb(r.bytesBefore)} → ${mb(r.bytesAfter)}, ${r.ms} ms); ` +
+        'integrity and row counts checked.\n' +
+        `The old file is kept as ${r.keptAside} (delete it once the gateway runs well). Start the gateway.\n`);
+    }
+  } catch (err) {
+    fail(err);
+  }
+}
