@@ -5,18 +5,21 @@
 // How, and why this way:
 // - The database is opened with an exclusive lock held until the end: a gateway running on it is refused (and one
 //   started meanwhile fails to open it, instead of writing alarms into a file about to be set aside).
-// - Its WAL is folded into the file first (journal_mode=DELETE), then `VACUUM INTO` writes a new file with the new
-//   page size, row for row. The new file is checked whole (PRAGMA integrity_check) and its tables' row counts
-//   compared with the old one's, then synced.
+// - Its WAL is folded into the file first (journal_mode=TRUNCATE), then `VACUUM INTO` writes a new file with the new
+//   page size, row for row. The new file is checked whole (PRAGMA integrity_check), its tables' row counts compared
+//   with the old one's, given the old file's owner and permissions, and synced.
 // - The old file is kept as `<db>.before-page-size-<time>` (a hard link taken first), and the new one is renamed over
 //   the database's name: the name always points at a whole database, never at nothing.
-// - It needs free space about the size of the database, checked before anything is written.
+// - TRUNCATE, not DELETE: this connection still has the old name when it closes, after the swap, and in DELETE mode
+//   it would then delete `<db>-journal` by that name — the new database's journal, if a gateway had just opened it. In
+//   TRUNCATE mode it leaves its empty journal, which the gateway's first open deletes (an empty journal is not hot).
+// - It needs free space about 1.2 × the database's live pages, checked before anything is written.
 import { closeSync, existsSync, fsyncSync, linkSync, openSync, renameSync, rmSync, statSync, statfsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { PAGE_SIZE, pageSizeOf } from '../core/db.js';
-import { checkDatabase, configuredDbFile, fail } from './sqlite-files.js';
+import { checkDatabase, configuredDbFile, fail, refuseOtherOwner, sameOwnerAs } from './sqlite-files.js';
 
 export interface PageSizeResult {
   file: string;
@@ -28,6 +31,8 @@ export interface PageSizeResult {
   bytesBefore: number;
   bytesAfter: number;
   ms: number;
+  /** something the operator should know about a conversion that was done */
+  note?: string;
 }
 
 /** the tables whose row counts must match between the old file and the new one */
@@ -48,8 +53,10 @@ function fsyncPath(path: string): void {
 export function convertPageSize(file: string, now = new Date(), pageSize = PAGE_SIZE): PageSizeResult {
   const started = Date.now();
   if (!existsSync(file)) throw new Error(`no database at ${file}: is ELDERGATE_DATA_DIR (or dataDir in the config file) the gateway's?`);
+  refuseOtherOwner(file, 'npm run db:page-size');
   const db = new Database(file, { fileMustExist: true, timeout: 0 });
   const partial = `${file}.page-size-partial`;
+  let swapped = false;
   try {
     // held from the first write transaction until close: no gateway opens the file while it is rewritten
     db.pragma('locking_mode = EXCLUSIVE');
@@ -62,19 +69,21 @@ export function convertPageSize(file: string, now = new Date(), pageSize = PAGE_
       throw err;
     }
     const from = pageSizeOf(db);
-    const bytesBefore = statSync(file).size + (existsSync(`${file}-wal`) ? statSync(`${file}-wal`).size : 0);
+    const wal = existsSync(`${file}-wal`) ? statSync(`${file}-wal`).size : 0;
+    const bytesBefore = statSync(file).size + wal;
     if (from === pageSize) {
       return { file, from, to: pageSize, converted: false, keptAside: null, bytesBefore, bytesAfter: bytesBefore, ms: Date.now() - started };
     }
+    // what VACUUM INTO writes: the live pages (free ones are dropped), WAL included, with a margin for the new size
+    const live = (Number(db.pragma('page_count', { simple: true })) - Number(db.pragma('freelist_count', { simple: true }))) * from;
+    const needed = Math.ceil((live + wal) * 1.2);
     const free = statfsSync(dirname(file));
     const freeBytes = Number(free.bavail) * Number(free.bsize);
-    // the new file is about as big as the old one's live pages; a margin for what the new page size adds per page
-    const needed = Math.ceil(bytesBefore * 1.2);
     if (freeBytes < needed) {
-      throw new Error(`${dirname(file)} has ${mb(freeBytes)} free and the new file needs about ${mb(needed)}: free some space (or run retention) and run it again; nothing was changed`);
+      throw new Error(`${dirname(file)} has ${mb(freeBytes)} free and the new file needs about ${mb(needed)}: free that much space there and run it again; nothing was changed`);
     }
     // the WAL folded into the file and removed: the file alone is the database, and is what gets kept aside
-    db.pragma('journal_mode = DELETE');
+    db.pragma('journal_mode = TRUNCATE');
     const before = rowCounts(db);
     rmSync(partial, { force: true });
     db.pragma(`page_size = ${pageSize}`);
@@ -96,17 +105,28 @@ export function convertPageSize(file: string, now = new Date(), pageSize = PAGE_
       check.close();
     }
     if (problems.length) throw new Error(`the new file failed its check, nothing was changed:\n  - ${problems.join('\n  - ')}`);
+    sameOwnerAs(partial, file);
     fsyncPath(partial);
     const keptAside = `${file}.before-page-size-${now.toISOString().replace(/[:.]/g, '-')}`;
-    // a second name for the old file first, then the new one renamed over the database's name in one step
-    linkSync(file, keptAside);
-    // a shared-memory index left by the gateway belongs to the old file's WAL (folded in above)
-    if (existsSync(`${file}-shm`)) renameSync(`${file}-shm`, `${keptAside}-shm`);
+    try {
+      // a second name for the old file first, then the new one renamed over the database's name in one step
+      linkSync(file, keptAside);
+    } catch (err) {
+      throw new Error(`the old file could not be kept as ${keptAside} (${(err as Error).message}); nothing was changed`);
+    }
+    // the gateway's shared-memory index of the WAL folded in above: stale, and this lock proves nobody uses it
+    rmSync(`${file}-shm`, { force: true });
     renameSync(partial, file);
-    fsyncPath(dirname(file));
-    return { file, from, to: pageSize, converted: true, keptAside, bytesBefore, bytesAfter: statSync(file).size, ms: Date.now() - started };
+    swapped = true;
+    let note: string | undefined;
+    try {
+      fsyncPath(dirname(file));
+    } catch (err) {
+      note = `the directory could not be synced (${(err as Error).message}): the swap is done, but a power cut now could undo it`;
+    }
+    return { file, from, to: pageSize, converted: true, keptAside, bytesBefore, bytesAfter: statSync(file).size, ms: Date.now() - started, note };
   } catch (err) {
-    rmSync(partial, { force: true });
+    if (!swapped) rmSync(partial, { force: true });
     throw err;
   } finally {
     db.close();
@@ -125,7 +145,8 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     } else {
       process.stdout.write(`${r.file}: pages of ${r.from} bytes rewritten as ${r.to} (${mb(r.bytesBefore)} → ${mb(r.bytesAfter)}, ${r.ms} ms); ` +
         'integrity and row counts checked.\n' +
-        `The old file is kept as ${r.keptAside} (delete it once the gateway runs well). Start the gateway.\n`);
+        `The old file is kept as ${r.keptAside} (delete it once the gateway runs well). Start the gateway.\n` +
+        (r.note ? `Note: ${r.note}.\n` : ''));
     }
   } catch (err) {
     fail(err);

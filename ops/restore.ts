@@ -7,7 +7,7 @@
 import { copyFileSync, existsSync, fsyncSync, openSync, closeSync, renameSync, rmSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkDatabase, configuredDbFile, fail, refuseIfInUse } from './sqlite-files.js';
+import { checkDatabase, configuredDbFile, fail, refuseIfInUse, refuseOtherOwner, sameOwnerAs } from './sqlite-files.js';
 
 export function restore(backupFile: string, target: string, now = new Date()): { restored: string; keptAside: string | null } {
   const from = resolve(backupFile);
@@ -15,9 +15,12 @@ export function restore(backupFile: string, target: string, now = new Date()): {
   const problems = checkDatabase(from);
   if (problems.length) throw new Error(`${from} is not a sound backup, nothing was changed:\n  - ${problems.join('\n  - ')}`);
   refuseIfInUse(target, 'restore');
+  refuseOtherOwner(target, 'npm run restore -- <backup file>');
   mkdirSync(dirname(target), { recursive: true });
   const incoming = `${target}.restoring`;
   copyFileSync(from, incoming);
+  // the restored file is the gateway's, as the one it replaces was (a restore run as root for a service user)
+  if (existsSync(target)) sameOwnerAs(incoming, target);
   const fd = openSync(incoming, 'r');
   fsyncSync(fd);
   closeSync(fd);

@@ -1,5 +1,5 @@
 // What backup and restore share: finding the database from the gateway's own configuration, and checking a file.
-import { existsSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { loadConfig } from '../core/config.js';
 import { dbFile } from '../core/db.js';
@@ -54,6 +54,29 @@ export function refuseIfInUse(file: string, then: string): void {
     // the last connection to close checkpoints the WAL into the file: what is set aside or copied afterwards is whole
     db.close();
   }
+}
+
+/**
+ * Refuse up front what could not hand the new file to the gateway's user: the file is replaced by one this process
+ * writes, so this process must be root or the file's owner (the service runs as `eldergate`, ops/eldergate.service).
+ */
+export function refuseOtherOwner(file: string, command: string): void {
+  const uid = process.getuid?.();
+  if (uid === undefined || uid === 0 || !existsSync(file)) return;
+  const owner = statSync(file).uid;
+  if (owner !== uid) {
+    throw new Error(`${file} belongs to user ${owner} and this runs as ${uid}: run it as that user or root (e.g. sudo -u eldergate ${command}); nothing was changed`);
+  }
+}
+
+/**
+ * Give `path` the owner, group and permission bits of `like` (the database it replaces): a file written by root for a
+ * gateway that runs as its own user would otherwise be unwritable by it, and the gateway would not start.
+ */
+export function sameOwnerAs(path: string, like: string): void {
+  const st = statSync(like);
+  if (process.getuid?.() === 0) chownSync(path, st.uid, st.gid);
+  chmodSync(path, st.mode & 0o7777);
 }
 
 /** Print a user-facing error (what was wrong, what to do) and exit non-zero; no stack trace. */

@@ -3,7 +3,7 @@
 // gateway's database, keeps the database it replaces aside, and a gateway started on the restored file has them all.
 import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -86,8 +86,13 @@ describe('backup and restore', () => {
       const r1 = await npmRun('restore', backupFile, freshEnv);
       expect(r1.err).toBe('');
       expect(r1.code).toBe(0);
+      // the database belongs to the gateway's user (a service's), and the restored one must too
+      chownSync(join(freshDir, 'eldergate.db'), 65534, 65534);
+      chmodSync(join(freshDir, 'eldergate.db'), 0o640);
       const r2 = await npmRun('restore', backupFile, freshEnv);
       expect(r2.code).toBe(0);
+      expect(statSync(join(freshDir, 'eldergate.db')).uid).toBe(65534);
+      expect(statSync(join(freshDir, 'eldergate.db')).mode & 0o777).toBe(0o640);
       expect(r2.out).toMatch(/kept as .*before-restore-/);
       expect(readdirSync(freshDir).filter((f) => f.includes('before-restore')).length).toBe(1);
 

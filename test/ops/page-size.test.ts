@@ -1,10 +1,10 @@
 // The database's page size (core/db.ts PAGE_SIZE), as an operator meets it: a new database gets it; a gateway started on
 // an older file with SQLite's default 4096-byte pages says so and how to convert; `npm run db:page-size` (its own
-// process) refuses a running gateway, converts a stopped one with every alarm in it, keeps the old file aside, and a
-// gateway started on the new file takes alarms again. Without the room for the new file it changes nothing.
+// process) refuses a running gateway, converts a killed one with every alarm in it (its WAL folded in), keeps the old
+// file aside and the owner, and a gateway started on the new file takes alarms again. Without the room for the new file it changes nothing.
 import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -14,6 +14,8 @@ import { PAGE_SIZE, openStore, pageSizeOf } from '../../core/db.js';
 import { provisionCallPhone, startChildGateway, type ChildGateway } from '../helpers/child-gateway.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
+/** the user and group 'nobody': a file owner other than the test's (root) */
+const NOBODY = 65534;
 const WARNING = /the database's pages are 4096 bytes; new databases use \d+/;
 
 function run(cmd: string, args: string[], env: Record<string, string>): Promise<{ code: number; out: string; err: string }> {
@@ -55,7 +57,7 @@ describe('the database page size', () => {
     }
   });
 
-  it('an older 4096-byte database: the gateway warns, the command refuses it while it runs, converts it stopped with every alarm kept, and the gateway takes alarms on the new file', { timeout: 180_000 }, async () => {
+  it('an older 4096-byte database: the gateway warns, the command refuses it while it runs, converts it killed (its WAL folded in) with every alarm kept and its owner, and the gateway takes alarms on the new file', { timeout: 180_000 }, async () => {
     const base = mkdtempSync(join(tmpdir(), 'eldergate-pages-'));
     const dataDir = join(base, 'data');
     mkdirSync(dataDir);
@@ -85,19 +87,31 @@ describe('the database page size', () => {
       expect(filePageSize(file)).toBe(4096);
       expect(readdirSync(dataDir).some((f) => f.includes('page-size'))).toBe(false);
 
+      // killed, not stopped: the alarms are still in its WAL, and its shared-memory index is left behind
       client.end(true);
       client = undefined;
-      await gw.kill('SIGTERM');
+      await gw.kill('SIGKILL');
       gw = undefined;
+      expect(existsSync(`${file}-wal`) && statSync(`${file}-wal`).size > 0).toBe(true);
+      // the gateway's own user, as a service has it: the new file must be that user's too
+      for (const f of [file, `${file}-wal`, `${file}-shm`]) chownSync(f, NOBODY, NOBODY);
+      chmodSync(file, 0o640);
       const converted = await pageSizeCommand(env);
       expect(converted.err).toBe('');
       expect(converted.code).toBe(0);
       expect(converted.out).toMatch(new RegExp(`pages of 4096 bytes rewritten as ${PAGE_SIZE} .*integrity and row counts checked`, 's'));
       expect(filePageSize(file)).toBe(PAGE_SIZE);
-      const aside = readdirSync(dataDir).filter((f) => f.startsWith('eldergate.db.before-page-size-') && !f.endsWith('-shm'));
-      expect(aside).toHaveLength(1);
-      expect(filePageSize(join(dataDir, aside[0]!))).toBe(4096);
-      expect(existsSync(`${file}.page-size-partial`)).toBe(false);
+      expect(statSync(file).uid).toBe(NOBODY);
+      expect(statSync(file).mode & 0o777).toBe(0o640);
+      // the old file beside it, whole, with every alarm; no WAL, index or partial file left; an empty journal at most
+      const listing = readdirSync(dataDir).filter((f) => !(f === 'eldergate.db-journal' && statSync(join(dataDir, f)).size === 0)).sort();
+      expect(listing).toHaveLength(2);
+      expect(listing[0]).toBe('eldergate.db');
+      expect(listing[1]).toMatch(/^eldergate\.db\.before-page-size-[\dT-]+Z$/);
+      const old = new Database(join(dataDir, listing[1]!), { readonly: true, fileMustExist: true });
+      expect(pageSizeOf(old)).toBe(4096);
+      expect(old.prepare('select count(*) from observations where device_id = ?').pluck().get(dev.id)).toBe(30);
+      old.close();
 
       // a second run has nothing to do
       const again = await pageSizeCommand(env);
@@ -107,6 +121,7 @@ describe('the database page size', () => {
       // the gateway on the new file: no warning, the same device, its alarms, and it takes new ones
       gw = await startChildGateway(env);
       expect(gw.logs.some((l) => WARNING.test(l))).toBe(false);
+      expect(existsSync(`${file}-journal`)).toBe(false);
       client = await connect(gw, dev);
       for (let seq = 31; seq <= 35; seq++) await sos(client, dev.id, seq);
       client.end(true);
@@ -149,7 +164,7 @@ describe('the database page size', () => {
       ].join(' && ');
       const r = await run('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, mnt, src], { ELDERGATE_MQTT_PORT: '0', ELDERGATE_HTTP_PORT: '0' });
       expect(r.code, r.err).toBe(0);
-      expect(r.err).toMatch(/has [\d.]+ MiB free and the new file needs about [\d.]+ MiB: free some space .* nothing was changed/);
+      expect(r.err).toMatch(/has [\d.]+ MiB free and the new file needs about [\d.]+ MiB: free that much space there and run it again; nothing was changed/);
       expect(r.out).toMatch(/exit=1/);
       expect(r.out).not.toMatch(/partial|before-page-size/);
       expect(r.out).toMatch(/pages=4096 rows=3000/);
