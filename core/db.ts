@@ -146,10 +146,12 @@ export function openStore(file: string): Store {
  * table's last leaf, and a leaf in each of the two indexes of `observations` keyed by device — a different leaf for
  * each device. Every dirtied page is a whole frame in the WAL: written by the commit, fsynced by the next alarm's commit
  * (its synchronous=FULL covers the telemetry frames written since the last one) and copied by the checkpointer. Smaller
- * pages are fewer bytes for the same rows. Measured (bench/analysis.md, 2026-12-03): the P1 p99 at 10k msg/s went from
- * 15-83 ms at 4096 to 8-13 ms at 2048; 1024 gave the same tail but took in 7 % less under the flood (deeper trees), 2048
- * 5 % more than 4096. An existing file keeps the size it was made with: `npm run db:page-size` (ops/page-size.ts)
- * rewrites one, with the gateway stopped, and the gateway says so at start when its file has another size.
+ * pages are fewer bytes for the same rows. Measured (bench/analysis.md, 2026-12-03; figure 1, P1 p99 at 10k msg/s,
+ * alternating runs): 4096 gave 12.4-82.7 ms over 12 repetitions, 5 of them over 40 ms; 2048 gave 8.3-14.2 ms over
+ * 10, and 1024 7.5-12.1 over 10. Under the ingest flood 1024 took in 5-10 % less than 4096 (deeper trees, more
+ * cells per byte) and 2048 about 5 % more. An existing file keeps the size it was made with: `npm run db:page-size`
+ * (ops/page-size.ts) rewrites one, with the gateway stopped, and the gateway says so at start when its file has
+ * another size.
  */
 export const PAGE_SIZE = 2048;
 
