@@ -194,7 +194,11 @@ describe('the console in headless Chromium', () => {
     // page's steps said then is kept in the failure
     await result.waitFor({ timeout: 30_000 }).catch(async (err: Error) => {
       const steps = await page.locator('.commissioning ol.steps').innerText().catch(() => '(no steps shown)');
-      throw new Error(`${err.message}\nthe commissioning steps on the page:\n${steps}\ncommands the device got: ${dev.commands.map((c) => c.type).join(', ') || 'none'}`);
+      // what the page's alarm stream and the gateway itself say, so that a slow run says where the alarm was
+      const conn = await page.locator('[data-conn]').first().getAttribute('data-conn').catch(() => '(unknown)');
+      const stored = await t.api('GET', `/api/incidents?deviceId=${encodeURIComponent(id!)}`).catch((e: Error) => ({ status: 0, body: e.message }));
+      throw new Error(`${err.message}\nthe commissioning steps on the page:\n${steps}\ncommands the device got: ${dev.commands.map((c) => c.type).join(', ') || 'none'}` +
+        `\nthe page's alarm stream: ${conn}\nthe gateway's incidents of the device (${stored.status}): ${JSON.stringify(stored.body).slice(0, 1500)}`);
     });
     const text = await result.textContent();
     expect(text).toMatch(/Test alarm arrived end to end: device → console in \d+ (ms|\.\d s)/);
