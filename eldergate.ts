@@ -109,7 +109,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     log.warn({ file: store.file, pageSize, pageSizeNew: PAGE_SIZE },
       `the database's pages are ${pageSize} bytes; new databases use ${PAGE_SIZE}, which writes less per stored row and ` +
       'shortens the commits alarms wait on (docs/operations.md). To convert: stop the gateway, run `npm run db:page-size`, ' +
-      'start it again; it needs free disk space about the size of the database');
+      'start it again (it says first if the disk has too little room for the new file)');
   }
   const bus = new Bus();
   const metrics = createMetrics();

@@ -110,6 +110,25 @@ function tryBegin(sqlite: Database.Database): boolean {
   }
 }
 
+/**
+ * The page size of a new database file: half SQLite's default of 4096. A stored row dirties about three pages: the
+ * table's last leaf, and a leaf in each of the two indexes of `observations` keyed by device — a different leaf for
+ * each device. Every dirtied page is a whole frame in the WAL: written by the commit, fsynced by the next alarm's commit
+ * (its synchronous=FULL covers the telemetry frames written since the last one) and copied by the checkpointer. Smaller
+ * pages are fewer bytes for the same rows. Measured (bench/analysis.md, 2026-12-03; figure 1, P1 p99 at 10k msg/s,
+ * alternating runs): 4096 gave 12.4-82.7 ms over 12 repetitions, 5 of them over 40 ms; 2048 gave 8.3-14.2 ms over
+ * 10, and 1024 7.5-12.1 over 10. Under the ingest flood 1024 took in 5-10 % less than 4096 (deeper trees, more
+ * cells per byte) and 2048 about 5 % more. An existing file keeps the size it was made with: `npm run db:page-size`
+ * (ops/page-size.ts) rewrites one, with the gateway stopped, and the gateway says so at start when its file has
+ * another size.
+ */
+export const PAGE_SIZE = 2048;
+
+/** The page size of an open database file. */
+export function pageSizeOf(sqlite: Database.Database): number {
+  return Number(sqlite.pragma('page_size', { simple: true }));
+}
+
 export const MIGRATIONS_DIR = resolve(sourceDir(import.meta.url), '..', 'drizzle');
 
 /**
@@ -139,25 +158,6 @@ export function openStore(file: string): Store {
       if (sqlite.open) sqlite.close();
     },
   };
-}
-
-/**
- * The page size of a new database file: half SQLite's default of 4096. A stored row dirties about three pages: the
- * table's last leaf, and a leaf in each of the two indexes of `observations` keyed by device — a different leaf for
- * each device. Every dirtied page is a whole frame in the WAL: written by the commit, fsynced by the next alarm's commit
- * (its synchronous=FULL covers the telemetry frames written since the last one) and copied by the checkpointer. Smaller
- * pages are fewer bytes for the same rows. Measured (bench/analysis.md, 2026-12-03; figure 1, P1 p99 at 10k msg/s,
- * alternating runs): 4096 gave 12.4-82.7 ms over 12 repetitions, 5 of them over 40 ms; 2048 gave 8.3-14.2 ms over
- * 10, and 1024 7.5-12.1 over 10. Under the ingest flood 1024 took in 5-10 % less than 4096 (deeper trees, more
- * cells per byte) and 2048 about 5 % more. An existing file keeps the size it was made with: `npm run db:page-size`
- * (ops/page-size.ts) rewrites one, with the gateway stopped, and the gateway says so at start when its file has
- * another size.
- */
-export const PAGE_SIZE = 2048;
-
-/** The page size of an open database file. */
-export function pageSizeOf(sqlite: Database.Database): number {
-  return Number(sqlite.pragma('page_size', { simple: true }));
 }
 
 export const dbFile = (dataDir: string) => join(dataDir, 'eldergate.db');

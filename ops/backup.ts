@@ -5,11 +5,11 @@
 // writer nor is blocked by it; the copy reads one snapshot (see `progress` below), so it is the database as it was at
 // one commit: every alarm acknowledged before the backup began is in it. The token-signing key is not in the database
 // (`<dataDir>-keys/`, docs/security.md): back that directory up separately, and keep it as secret as the key.
-import { existsSync, renameSync, rmSync, openSync, fsyncSync, closeSync, statSync } from 'node:fs';
+import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { checkDatabase, configuredDbFile, fail } from './sqlite-files.js';
+import { checkDatabase, configuredDbFile, fail, fsyncPath } from './sqlite-files.js';
 
 export async function backup(source: string, target: string): Promise<{ file: string; bytes: number; ms: number }> {
   const out = resolve(target);
@@ -33,9 +33,7 @@ export async function backup(source: string, target: string): Promise<{ file: st
     rmSync(partial, { force: true });
     throw new Error(`the copy failed its check, nothing was kept:\n  - ${problems.join('\n  - ')}`);
   }
-  const fd = openSync(partial, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
+  fsyncPath(partial);
   renameSync(partial, out);
   return { file: out, bytes: statSync(out).size, ms: Date.now() - started };
 }

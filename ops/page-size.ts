@@ -14,12 +14,12 @@
 //   it would then delete `<db>-journal` by that name — the new database's journal, if a gateway had just opened it. In
 //   TRUNCATE mode it leaves its empty journal, which the gateway's first open deletes (an empty journal is not hot).
 // - It needs free space about 1.2 × the database's live pages, checked before anything is written.
-import { closeSync, existsSync, fsyncSync, linkSync, openSync, renameSync, rmSync, statSync, statfsSync } from 'node:fs';
+import { existsSync, linkSync, renameSync, rmSync, statSync, statfsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { PAGE_SIZE, pageSizeOf } from '../core/db.js';
-import { checkDatabase, configuredDbFile, fail, refuseOtherOwner, sameOwnerAs } from './sqlite-files.js';
+import { checkDatabase, configuredDbFile, fail, fsyncPath, holdExclusive, refuseOtherOwner, sameOwnerAs } from './sqlite-files.js';
 
 export interface PageSizeResult {
   file: string;
@@ -41,33 +41,15 @@ function rowCounts(db: Database.Database): Map<string, number> {
   return new Map(tables.map((t) => [t, db.prepare(`select count(*) from "${t.replace(/"/g, '""')}"`).pluck().get() as number]));
 }
 
-function fsyncPath(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 export function convertPageSize(file: string, now = new Date(), pageSize = PAGE_SIZE): PageSizeResult {
   const started = Date.now();
   if (!existsSync(file)) throw new Error(`no database at ${file}: is ELDERGATE_DATA_DIR (or dataDir in the config file) the gateway's?`);
   refuseOtherOwner(file, 'npm run db:page-size');
-  const db = new Database(file, { fileMustExist: true, timeout: 0 });
+  // held until close: no gateway opens the file while it is rewritten
+  const db = holdExclusive(file, 'run npm run db:page-size');
   const partial = `${file}.page-size-partial`;
   let swapped = false;
   try {
-    // held from the first write transaction until close: no gateway opens the file while it is rewritten
-    db.pragma('locking_mode = EXCLUSIVE');
-    try {
-      db.exec('BEGIN EXCLUSIVE; COMMIT');
-    } catch (err) {
-      if (String((err as { code?: unknown }).code).startsWith('SQLITE_BUSY')) {
-        throw new Error(`${file} is in use — a gateway is running on it: stop it first (e.g. systemctl stop eldergate), then run npm run db:page-size`);
-      }
-      throw err;
-    }
     const from = pageSizeOf(db);
     const wal = existsSync(`${file}-wal`) ? statSync(`${file}-wal`).size : 0;
     const bytesBefore = statSync(file).size + wal;

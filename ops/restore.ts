@@ -4,10 +4,10 @@
 // kept aside as `<db>.before-restore-<time>` (with its -wal, if any), never deleted. On start the gateway applies any
 // migration newer than the backup. The token-signing key (`<dataDir>-keys/`) is restored separately: without it,
 // a new key is made and everyone logs in again; devices are not affected.
-import { copyFileSync, existsSync, fsyncSync, openSync, closeSync, renameSync, rmSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, renameSync, rmSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkDatabase, configuredDbFile, fail, refuseIfInUse, refuseOtherOwner, sameOwnerAs } from './sqlite-files.js';
+import { checkDatabase, configuredDbFile, fail, fsyncPath, refuseIfInUse, refuseOtherOwner, sameOwnerAs } from './sqlite-files.js';
 
 export function restore(backupFile: string, target: string, now = new Date()): { restored: string; keptAside: string | null } {
   const from = resolve(backupFile);
@@ -21,9 +21,7 @@ export function restore(backupFile: string, target: string, now = new Date()): {
   copyFileSync(from, incoming);
   // the restored file is the gateway's, as the one it replaces was (a restore run as root for a service user)
   if (existsSync(target)) sameOwnerAs(incoming, target);
-  const fd = openSync(incoming, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
+  fsyncPath(incoming);
   let keptAside: string | null = null;
   if (existsSync(target)) {
     keptAside = `${target}.before-restore-${now.toISOString().replace(/[:.]/g, '-')}`;

@@ -1,5 +1,5 @@
-// What backup and restore share: finding the database from the gateway's own configuration, and checking a file.
-import { chmodSync, chownSync, existsSync, statSync } from 'node:fs';
+// What backup, restore and db:page-size share: finding the database from the gateway's own configuration, and checking a file.
+import { chmodSync, chownSync, closeSync, existsSync, fsyncSync, openSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { loadConfig } from '../core/config.js';
 import { dbFile } from '../core/db.js';
@@ -36,23 +36,40 @@ export function checkDatabase(file: string): string[] {
 }
 
 /**
- * Throws when a process holds `file` open (the gateway keeps its connection for as long as it runs). `then`: what the
- * operator does once it is stopped ("restore").
+ * Open `file` with an exclusive lock that is held until the connection closes (locking_mode=EXCLUSIVE: kept from the
+ * first write transaction on). Throws, saying what to do, when a process holds the file open: the gateway keeps its
+ * connection for as long as it runs. `then`: what the operator does once it is stopped ("restore").
  */
-export function refuseIfInUse(file: string, then: string): void {
-  if (!existsSync(file)) return;
+export function holdExclusive(file: string, then: string): Database.Database {
   const db = new Database(file, { fileMustExist: true, timeout: 0 });
   try {
     db.pragma('locking_mode = EXCLUSIVE');
     db.exec('BEGIN EXCLUSIVE; COMMIT');
+    return db;
   } catch (err) {
-    if ((err as { code?: string }).code === 'SQLITE_BUSY') {
+    db.close();
+    // SQLITE_BUSY and its extended codes (SQLITE_BUSY_RECOVERY: another connection is recovering the WAL)
+    if (String((err as { code?: unknown }).code).startsWith('SQLITE_BUSY')) {
       throw new Error(`${file} is in use — a gateway is running on it: stop it first (e.g. systemctl stop eldergate), then ${then}`);
     }
     throw err;
+  }
+}
+
+/** Throws when a process holds `file` open (holdExclusive); the lock is given back at once. */
+export function refuseIfInUse(file: string, then: string): void {
+  if (!existsSync(file)) return;
+  // the last connection to close checkpoints the WAL into the file: what is set aside or copied afterwards is whole
+  holdExclusive(file, then).close();
+}
+
+/** fsync a file, or a directory (after a rename in it) */
+export function fsyncPath(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
   } finally {
-    // the last connection to close checkpoints the WAL into the file: what is set aside or copied afterwards is whole
-    db.close();
+    closeSync(fd);
   }
 }
 
