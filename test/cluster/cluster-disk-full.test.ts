@@ -165,20 +165,24 @@ describe('cluster mode: the eldergate node\'s disk fills up mid-stream', () => {
 
     // room again
     unlinkSync(fill);
+    // the wait is on the stored observations (the fall, seq 2, and the SOS, seq 3): the first device's SOS incident
+    // is already open from before the spell, so its incidents alone would show the spell stored once the fall was,
+    // before its SOS (which joins that open incident) had been
+    const spellSeqs = async (deviceId: string) => {
+      const obs = await api<{ items: { seq: number | null; type: string }[] }>('GET', `/api/observations?deviceId=${deviceId}&limit=20`);
+      // newest first: reversed, the order they were stored in
+      return obs.items.map((o) => o.seq).filter((s): s is number => s !== null && s >= 2).reverse();
+    };
     for (const d of devices) {
-      const got = await waitFor(async () => {
-        const list = await incidentsOf(d.id);
-        return list.some((i) => i.type === 'fall') && list.filter((i) => i.type === 'sos').length >= 1 ? list : undefined;
-      }, `the full spell's alarms of ${d.id} stored`, 60_000, 250);
+      await waitFor(async () => ((await spellSeqs(d.id)).length >= 2 || undefined), `the full spell's alarms of ${d.id} stored`, 60_000, 250)
+        .catch(async (err: Error) => { throw new Error(`${err.message}: stored seqs ${JSON.stringify(await spellSeqs(d.id))}`); });
+      const got = await incidentsOf(d.id);
       // once each: one fall incident; one SOS incident (the first device's second SOS joined its open one)
       expect(got.filter((i) => i.type === 'fall')).toHaveLength(1);
       expect(got.filter((i) => i.type === 'sos')).toHaveLength(1);
       expect(got.filter((i) => i.type === DEAD_LETTER_INCIDENT)).toEqual([]);
-      // in the device's order: its observations were stored fall (seq 2) before SOS (seq 3)
-      const obs = await api<{ items: { seq: number | null; type: string }[] }>('GET', `/api/observations?deviceId=${d.id}&limit=20`);
-      // newest first: reversed, the order they were stored in
-      const stored = obs.items.map((o) => o.seq).filter((s): s is number => s !== null && s >= 2).reverse();
-      expect(stored).toEqual([2, 3]);
+      // in the device's order: its observations were stored fall (seq 2) before SOS (seq 3), once each
+      expect(await spellSeqs(d.id)).toEqual([2, 3]);
     }
     expect(await deadLettered()).toBe(0);
     // and every reading of the chatty terminal, before and during the full spell, is there once
