@@ -8,6 +8,7 @@
 import type Database from 'better-sqlite3';
 import type { Observation, Position } from '../core/contracts.js';
 import { isProofOfLife } from './rules/supervision.js';
+import { DirtySet } from '../core/dirty-set.js';
 import { createSqliteDeviceStateStore, type DeviceStateStore, type StoredState } from './state-store.js';
 
 export type Supervision = 'ok' | 'late' | 'offline' | 'never-seen';
@@ -43,7 +44,8 @@ interface Before {
 
 export class DeviceStates {
   private readonly states = new Map<string, LiveState>();
-  private readonly dirty = new Set<string>();
+  /** devices whose row is owed, oldest change first (not a Set: core/dirty-set.ts says why) */
+  private readonly dirty = new DirtySet();
   /** while a write transaction is open: each touched device's state before it, and the rows flushed in it */
   private txn: { before: Map<string, Before>; flushed: string[] } | null = null;
 
@@ -230,9 +232,9 @@ export class DeviceStates {
    */
   takeDirty(now: number, limit = Infinity): StoredState[] {
     const out: StoredState[] = [];
-    for (const id of this.dirty) {
+    for (let id = this.dirty.peek(); id !== undefined; id = this.dirty.peek()) {
       if (out.length >= limit) break;
-      this.dirty.delete(id);
+      this.dirty.shift();
       this.txn?.flushed.push(id);
       const s = this.states.get(id);
       if (s) out.push({ deviceId: id, state: { ...s }, updatedAt: now });
@@ -246,7 +248,7 @@ export class DeviceStates {
     let n = 0;
     // written 16 rows at a time, the clock read between them (what was taken is written before the clock is read)
     const chunk: StoredState[] = [];
-    for (const id of this.dirty) {
+    for (let id = this.dirty.peek(); id !== undefined; id = this.dirty.peek()) {
       if (n >= limit) break;
       if ((n & 15) === 0) {
         if (chunk.length > 0) this.store.write(chunk);
@@ -254,7 +256,7 @@ export class DeviceStates {
         if (n >= atLeast && performance.now() > until) break;
       }
       n++;
-      this.dirty.delete(id);
+      this.dirty.shift();
       this.txn?.flushed.push(id);
       const s = this.states.get(id);
       if (s) chunk.push({ deviceId: id, state: s, updatedAt: now });
