@@ -22,6 +22,7 @@ import { ConnectThrottle } from './throttle.js';
 import { ConnectAdmission } from './admission.js';
 import { KeyOrderedSlices } from './slices.js';
 import { PublishPacer } from './pacing.js';
+import { skipClientFanOut } from './no-fanout.js';
 import type { LiveStates, IngestPort } from '../writer/client.js';
 
 export interface BrokerDeps {
@@ -290,6 +291,7 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
   }
 
   const aedes = (await Aedes.createBroker(options)) as Aedes & { clients: Record<string, Client> };
+  skipClientFanOut(aedes);
 
   aedes.on('clientReady', (client: Client) => {
     admission.release(client);
