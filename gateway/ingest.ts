@@ -191,8 +191,6 @@ export class Ingest implements ObservationSink {
   /** whether the last commit worked: a backlog of device-state rows is only retried on its own while it does */
   private lastCommitOk = true;
   private readonly pendingTelemetryByDevice = new Map<string, number>();
-  /** devices with a count above 0 in pendingTelemetryByDevice */
-  private devicesWithPending = 0;
   private urgentScheduled = false;
   private telemetryTimer: NodeJS.Timeout | null = null;
   private flushSoon = false;
@@ -376,13 +374,9 @@ export class Ingest implements ObservationSink {
 
   /** telemetry of a device queued (or waiting for room) and not yet written */
   private countPending(deviceId: string, by: number): void {
-    const was = this.pendingTelemetryByDevice.get(deviceId) ?? 0;
-    const n = Math.max(0, was + by);
     // kept at 0, not deleted: a long-lived Map whose entries come and go hundreds of times a second leaves a dead table
     // in the old generation at each resize (core/dirty-set.ts); one entry per device is a bounded set
-    this.pendingTelemetryByDevice.set(deviceId, n);
-    if (was === 0 && n > 0) this.devicesWithPending++;
-    else if (was > 0 && n === 0) this.devicesWithPending--;
+    this.pendingTelemetryByDevice.set(deviceId, Math.max(0, (this.pendingTelemetryByDevice.get(deviceId) ?? 0) + by));
   }
 
   /** room in the queue goes to the waiting, in their order */
@@ -411,7 +405,9 @@ export class Ingest implements ObservationSink {
     // a device's telemetry that came before its first alarm here goes first, so its observations stay in arrival
     // order (what came after the alarm stays queued, and is written after it)
     const before: Pending[] = [];
-    if (this.devicesWithPending > 0 && (this.telemetry.length > 0 || this.parked.length > 0)) {
+    // (every entry of both queues is counted in pendingTelemetryByDevice: some device has a count above 0 exactly when
+    // one of them holds something)
+    if (this.telemetry.length > 0 || this.parked.length > 0) {
       /** per device with telemetry waiting: the arrival of its first alarm in this batch */
       const firstAlarm = new Map<string, number>();
       for (const p of batch) {

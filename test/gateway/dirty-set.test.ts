@@ -92,7 +92,7 @@ describe('DirtySet', () => {
 });
 
 describe('DeviceStates with its rows owed in a DirtySet', () => {
-  it('a failed commit owes its rows again and the next commit writes them, oldest change first', () => {
+  it('a failed commit owes its rows again and the next commit writes them', () => {
     const written: string[][] = [];
     let fail = false;
     const store: DeviceStateStore<'sync'> = {
