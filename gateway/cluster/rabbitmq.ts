@@ -34,6 +34,7 @@ import { createUnreadableReporter } from '../broker/unreadable.js';
 import { UNREADABLE_REPORT_WINDOW_MS } from '../broker/broker.js';
 import { deviceOwnerQuery } from '../alarms.js';
 import type { LiveStates, IngestPort } from '../writer/client.js';
+import { closeAmqp } from './amqp-close.js';
 
 /** the incident raised for a dead-lettered message */
 export const DEAD_LETTER_INCIDENT = 'message-not-processed';
@@ -493,7 +494,7 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
       const probe = await c.createChannel();
       probe.on('error', () => undefined);
       const exists = await probe.checkQueue(extra).then(() => true, () => false);
-      await probe.close().catch(() => {});
+      await closeAmqp(probe);
       if (exists) {
         throw new Error(`queue ${extra} exists: rabbitmq.partitions was lowered, and messages hashed to the partitions beyond it would never be taken. Set rabbitmq.partitions back (to the number of ${names.exchange}.${lane}* queues), or unbind and drain those queues first`);
       }
@@ -547,7 +548,7 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
     // connection, which declares and consumes everything again — never a partition silently left unconsumed
     const restart = (why: string) => {
       log.warn({ url, why }, 'restarting the AMQP connection so that every partition is consumed again');
-      void c.close().catch(() => {});
+      void closeAmqp(c);
     };
     try {
       await checkNoExtraPartition(c);
@@ -558,7 +559,7 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
       } catch (err) {
         throw new Error(`declaring the topology failed (${(err as Error).message}); a queue or exchange that exists with other settings must be deleted once drained, or the old settings kept`, { cause: err });
       }
-      await setup.close();
+      await closeAmqp(setup);
       // commands on a connection of their own: RabbitMQ blocks a publishing connection under a resource alarm, and
       // acks of the partitions must still flow then
       pc = await open(url);
@@ -591,8 +592,8 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
       await consume(names.dead, 16, (ch, msg) => track(takeDead(ch, msg, gen)));
       publisher = pubCh;
     } catch (err) {
-      await c.close().catch(() => {});
-      await pc?.close().catch(() => {});
+      await closeAmqp(c);
+      if (pc) await closeAmqp(pc);
       throw err;
     } finally {
       opening.delete(c);
@@ -611,8 +612,8 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
       try {
         const { c, pc, closed } = await connectOnce(url, gen);
         if (stopped) {
-          await c.close().catch(() => {});
-          await pc.close().catch(() => {});
+          await closeAmqp(c);
+          await closeAmqp(pc);
           break;
         }
         conn = c;
@@ -624,7 +625,9 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
         await closed;
         conn = null;
         publisher = null;
-        await pc.close().catch(() => {});
+        // (amqplib's own close() never settles if the socket dies while it waits for CloseOk: this loop would stop
+        // here for good, and no partition of this node would be consumed again — gateway/cluster/amqp-close.ts)
+        await closeAmqp(pc);
         pubConn = null;
         metrics.rabbitLink.set(0);
         if (!stopped) log.warn({ url }, 'lost the AMQP connection to RabbitMQ: unacknowledged messages go to another consumer; reconnecting');
@@ -669,9 +672,9 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
       stopped = true;
       // nothing new is taken; what was taken is committed (and acknowledged) before the connection goes
       await Promise.race([Promise.allSettled([...inFlight]), sleep(5000)]);
-      for (const c of [...opening]) await c.close().catch(() => {});
-      await conn?.close().catch(() => {});
-      await pubConn?.close().catch(() => {});
+      for (const c of [...opening]) await closeAmqp(c);
+      if (conn) await closeAmqp(conn);
+      if (pubConn) await closeAmqp(pubConn);
       await running;
       await unreadable.close();
       limited.close();

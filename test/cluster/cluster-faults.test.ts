@@ -193,7 +193,11 @@ describe.each([
       void (async () => {
         const auth = 'Basic ' + Buffer.from(`${rabbit.serviceUser}:${readFileSync(rabbit.passwordFile, 'utf8').trim()}`).toString('base64');
         const qs = await fetch(`http://127.0.0.1:${rabbit.nodes[1]!.managementPort}/api/queues`, { headers: { authorization: auth } }).then((r) => r.json()).catch((e) => String(e));
-        console.error('queues', JSON.stringify(Array.isArray(qs) ? qs.map((q: any) => [q.name, q.messages_ready, q.messages_unacknowledged, q.consumers]) : qs));
+        console.error('queues', JSON.stringify(Array.isArray(qs) ? qs.map((q: any) => [q.name, q.messages_ready, q.messages_unacknowledged, q.consumers, q.leader ?? q.node, q.single_active_consumer_tag ?? null]) : qs));
+        // who RabbitMQ holds as each queue's consumers: the active one, its channel's node and connection (a consumer
+        // left on a dead node, or an active one that takes nothing, shows here)
+        const cs = await fetch(`http://127.0.0.1:${rabbit.nodes[1]!.managementPort}/api/consumers`, { headers: { authorization: auth } }).then((r) => r.json()).catch((e) => String(e));
+        console.error('consumers', JSON.stringify(Array.isArray(cs) ? cs.map((c: any) => [c.queue?.name, c.consumer_tag, c.active, c.activity_status, c.prefetch_count, c.channel_details?.node, c.channel_details?.connection_name]) : cs));
       })();
       for (const gw of gws) console.error(gw.logs.filter((l) => l.includes('"module":"rabbitmq"') || l.includes('"level":50')).slice(-60).join('\n'));
     };

@@ -20,20 +20,22 @@ export interface RabbitTestGateway {
 /**
  * `band`: the test file's own (grep `band` and freeBasePort under test/); `rabbitmq`: settings beside the cluster's;
  * `management`: the node closes devices through RabbitMQ's management API (rabbitmq.managementUrl); `config`: more
- * of the node's settings
+ * of the node's settings; `amqpVia`: the AMQP URL the node is given for each of RabbitMQ's (a proxy of the test's)
  */
 export async function startRabbitTestGateway(o: {
   dir: string; band: number; rabbitmq?: Record<string, unknown>; management?: boolean; config?: Record<string, unknown>;
+  amqpVia?: (url: string) => Promise<string>;
 }): Promise<RabbitTestGateway> {
   const basePort = await freeBasePort(o.band);
   const authPort = basePort + 90;
   const rabbit = await startRabbitCluster({ dir: join(o.dir, 'rabbit'), basePort, nodes: 1, authUrl: `http://127.0.0.1:${authPort}/internal/rabbitmq` });
   let t: TestGateway;
   try {
+    const urls = o.amqpVia ? await Promise.all(rabbit.amqpUrls.map(o.amqpVia)) : rabbit.amqpUrls;
     t = await startTestGateway({
       ...o.config,
       rabbitmq: {
-        urls: rabbit.amqpUrls, passwordFile: rabbit.passwordFile, authPort, mqttPort: rabbit.nodes[0]!.mqttPort,
+        urls, passwordFile: rabbit.passwordFile, authPort, mqttPort: rabbit.nodes[0]!.mqttPort,
         ...(o.management ? { managementUrl: rabbit.managementUrl } : {}), ...o.rabbitmq,
       },
     }, join(o.dir, 'eldergate'));
