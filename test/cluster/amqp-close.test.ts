@@ -9,12 +9,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, connect as tcpConnect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import amqp from 'amqplib';
 import { waitFor } from '../helpers/gateway.js';
 import { startRabbitTestGateway, type RabbitTestGateway } from '../helpers/rabbit-gateway.js';
 import { closeAmqp } from '../../gateway/cluster/amqp-close.js';
 
+// (not test/console/proxy.ts: that one cuts the whole link; this needs each connection held and reset on its own, in
+// the order the node opened them)
 /** A connection through the proxy: the client's socket and RabbitMQ's, in the order the proxy accepted them. */
 interface Pair {
   client: Socket;
@@ -60,8 +63,6 @@ const reset = (p: Pair) => {
   p.server.destroy();
 };
 const open = (pairs: Pair[]) => pairs.filter((p) => !p.closed);
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('cluster mode: a close that meets a dead socket', () => {
   const dir = mkdtempSync(join(tmpdir(), 'eldergate-amqp-close-'));
