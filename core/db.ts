@@ -113,7 +113,7 @@ function tryBegin(sqlite: Database.Database): boolean {
 /**
  * The page size of a new database file: half SQLite's default of 4096. A stored row dirties about three pages: the
  * table's last leaf, and a leaf in each of the two indexes of `observations` keyed by device — a different leaf for
- * each device. Every dirtied page is a whole frame in the WAL: written by the commit, fsynced by the next alarm's commit
+ * each device (an alarm's row one of them since migration 0010: its dedup key is also how a device's alarms are listed). Every dirtied page is a whole frame in the WAL: written by the commit, fsynced by the next alarm's commit
  * (its synchronous=FULL covers the telemetry frames written since the last one) and copied by the checkpointer. Smaller
  * pages are fewer bytes for the same rows. Measured (bench/analysis.md, 2026-12-03; figure 1, P1 p99 at 10k msg/s,
  * alternating runs): 4096 gave 12.4-82.7 ms over 12 repetitions, 5 of them over 40 ms; 2048 gave 8.3-14.2 ms over

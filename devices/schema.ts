@@ -143,11 +143,15 @@ export const observations = sqliteTable(
   },
   (t) => [
     // at-least-once on the wire, exactly-once here: a resend repeats seq *and* ts (docs/design.md §2); a possible replay of
-    // the same key is kept as the next generation
-    uniqueIndex('observations_dedup_gen_uq').on(t.deviceId, t.seq, t.deviceTs, t.generation),
+    // the same key is kept as the next generation. A key is unique within its class (life-safety or not: a resend never
+    // changes its type), one partial index per class, so that an alarm's row dirties one leaf keyed by device, not two:
+    // the alarms' index is also how a device's alarms are listed (few per device: an index-only scan, sorted by id),
+    // and only the other rows have a (device, id) index (migration 0010, bench/analysis.md).
+    uniqueIndex('observations_alarm_key_uq').on(t.deviceId, t.seq, t.deviceTs, t.generation).where(sql`${t.lifeSafety} = 1`),
+    uniqueIndex('observations_other_key_uq').on(t.deviceId, t.seq, t.deviceTs, t.generation).where(sql`${t.lifeSafety} = 0`),
     // resends of envelopes without ts/seq: looked up by packet id (only those rows are indexed)
     index('observations_keyless_idx').on(t.deviceId, t.packetId).where(sql`${t.seq} IS NULL AND ${t.packetId} IS NOT NULL`),
-    index('observations_device_idx').on(t.deviceId, t.id),
+    index('observations_other_device_idx').on(t.deviceId, t.id).where(sql`${t.lifeSafety} = 0`),
     index('observations_received_idx').on(t.receivedAt),
   ],
 );

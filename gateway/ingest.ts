@@ -913,7 +913,7 @@ export class Ingest implements ObservationSink {
     let observationId = yield* io(insert(obs.flags, 0));
     // 0: the key is stored already (only a keyed row can collide: rows without seq and time never do)
     if (observationId === 0) {
-      const prior = (yield* io(s.rows.findKeyed(deviceId, seq!, deviceTs!)))!;
+      const prior = (yield* io(s.rows.findKeyed(deviceId, seq!, deviceTs!, lifeSafety)))!;
       if (!lifeSafety || (yield* this.isKeyedResend(obs, prior, s))) return this.dropDuplicate(obs, prior, 'seq-ts');
       // Same (seq, ts) but not a plausible resend of an alarm someone is handling — a terminal whose clock and counter
       // reset repeats old keys: a cry for help is never dropped on its key alone. Kept as the key's next generation.

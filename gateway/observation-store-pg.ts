@@ -52,9 +52,11 @@ export function observationStoreOn(t: PgExecutor): ObservationStore<'async'> {
       });
       return rows[0]?.id ?? 0;
     },
-    async findKeyed(deviceId, seq, deviceTs) {
+    async findKeyed(deviceId, seq, deviceTs, lifeSafety) {
+      // the class as written, not a parameter, so that the planner proves the partial index's condition
       const [row] = await t.select(PRIOR).from(pgObservations)
-        .where(and(eq(pgObservations.deviceId, deviceId), eq(pgObservations.seq, seq), eq(pgObservations.deviceTs, deviceTs)))
+        .where(and(eq(pgObservations.deviceId, deviceId), eq(pgObservations.seq, seq), eq(pgObservations.deviceTs, deviceTs),
+          lifeSafety ? sql`${pgObservations.lifeSafety}` : sql`NOT ${pgObservations.lifeSafety}`))
         .orderBy(desc(pgObservations.generation)).limit(1);
       return row as PriorObservation | undefined;
     },

@@ -55,8 +55,11 @@ export interface ObservationStore<M extends StoreMode> {
   readonly mode: M;
   /** the new row's id; 0 when a row with its (device, seq, device time, generation) is stored already */
   insert(o: NewObservation): Ret<M, number>;
-  /** the stored row of this key with the highest generation */
-  findKeyed(deviceId: string, seq: number, deviceTs: number): Ret<M, PriorObservation | undefined>;
+  /**
+   * the stored row of this key with the highest generation, in the key's class: a key is unique among a device's
+   * life-safety rows and among its other rows (a resend never changes its type, so never its class)
+   */
+  findKeyed(deviceId: string, seq: number, deviceTs: number, lifeSafety: boolean): Ret<M, PriorObservation | undefined>;
   /** the newest row without a key (no seq) that came with this packet id */
   findKeyless(deviceId: string, packetId: number): Ret<M, PriorObservation | undefined>;
   /** the incident a life-safety observation opened or joined */
@@ -75,10 +78,19 @@ export function storedReject(r: RejectRow): RejectRow {
 
 const PRIOR = `select id, session, received_at as receivedAt, generation, incident_id as incidentId, type, data from observations`;
 
+/**
+ * A key's newest row in its class (SQLite), one statement per class, each on its partial unique index
+ * (observations_alarm_key_uq, observations_other_key_uq): SQLite uses a partial index only for a query whose WHERE
+ * holds the index's condition as written, not as a parameter. A test pins the plans.
+ */
+export const keyedSql = (lifeSafety: boolean) =>
+  `${PRIOR} where device_id = ? and seq = ? and device_ts = ? and life_safety = ${lifeSafety ? 1 : 0} order by generation desc limit 1`;
+
 export function createSqliteObservationStore(db: Database.Database): ObservationStore<'sync'> {
   const insert = db.prepare(`insert into observations (device_id, type, seq, device_ts, received_at, source, life_safety, data, flags,
     session, packet_id, generation) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing`);
-  const findKeyed = db.prepare(`${PRIOR} where device_id = ? and seq = ? and device_ts = ? order by generation desc limit 1`);
+  const findAlarmKeyed = db.prepare(keyedSql(true));
+  const findOtherKeyed = db.prepare(keyedSql(false));
   // the partial index observations_keyless_idx: only rows without a dedup key that came with a packet id
   const findKeyless = db.prepare(`${PRIOR} where device_id = ? and seq is null and packet_id = ? order by id desc limit 1`);
   const setIncident = db.prepare('update observations set incident_id = ? where id = ?');
@@ -93,7 +105,8 @@ export function createSqliteObservationStore(db: Database.Database): Observation
       // on a conflict lastInsertRowid is the connection's previous insert, not this row's
       return info.changes === 0 ? 0 : Number(info.lastInsertRowid);
     },
-    findKeyed: (deviceId, seq, deviceTs) => findKeyed.get(deviceId, seq, deviceTs) as PriorObservation | undefined,
+    findKeyed: (deviceId, seq, deviceTs, lifeSafety) =>
+      (lifeSafety ? findAlarmKeyed : findOtherKeyed).get(deviceId, seq, deviceTs) as PriorObservation | undefined,
     findKeyless: (deviceId, packetId) => findKeyless.get(deviceId, packetId) as PriorObservation | undefined,
     setIncident(observationId, incidentId) {
       setIncident.run(incidentId, observationId);

@@ -53,10 +53,12 @@ export const pgObservations = pgTable(
     incidentId: text('incident_id'),
   },
   (t) => [
-    // dedup: a key stored once per generation (NULLs distinct, as in SQLite: a keyless row never collides)
-    uniqueIndex('observations_dedup_gen_uq').on(t.deviceId, t.seq, t.deviceTs, t.generation),
+    // dedup: a key stored once per generation within its class, life-safety or not (NULLs distinct, as in SQLite: a
+    // keyless row never collides); the same indexes as SQLite's (devices/schema.ts says why: one device-keyed entry per alarm)
+    uniqueIndex('observations_alarm_key_uq').on(t.deviceId, t.seq, t.deviceTs, t.generation).where(sql`${t.lifeSafety}`),
+    uniqueIndex('observations_other_key_uq').on(t.deviceId, t.seq, t.deviceTs, t.generation).where(sql`NOT ${t.lifeSafety}`),
     index('observations_keyless_idx').on(t.deviceId, t.packetId).where(sql`${t.seq} IS NULL AND ${t.packetId} IS NOT NULL`),
-    index('observations_device_idx').on(t.deviceId, t.id),
+    index('observations_other_device_idx').on(t.deviceId, t.id).where(sql`NOT ${t.lifeSafety}`),
     index('observations_received_idx').on(t.receivedAt),
   ],
 );

@@ -51,15 +51,19 @@ function openCommLostCard(sqlite: Database.Database): (deviceId: string) => bool
   return (deviceId) => openCard.get(deviceId) !== undefined;
 }
 
+/** a device's newest comm-lost or comm-restored row (SQLite; a test pins the plan) */
+export const LAST_COMM_SQL =
+  `SELECT type FROM observations WHERE device_id = ? AND life_safety = 0 AND type IN ('comm-lost', 'comm-restored') ORDER BY id DESC LIMIT 1`;
+/** a device's newest Modbus device-fault rows, at most `?` (SQLite; a test pins the plan) */
+export const FAULTS_SQL =
+  `SELECT data FROM observations WHERE device_id = ? AND life_safety = 0 AND type = 'device-fault' AND source = 'modbus' ORDER BY id DESC LIMIT ?`;
+
 export function adapterMemory(sqlite: Database.Database): AdapterMemory {
-  // observations_device_idx (device_id, id): read backwards from the newest row of the device
-  const lastComm = sqlite.prepare<[string], { type: string }>(
-    `SELECT type FROM observations WHERE device_id = ? AND type IN ('comm-lost', 'comm-restored') ORDER BY id DESC LIMIT 1`,
-  );
+  // observations_other_device_idx (device_id, id) of the rows that are not life-safety, as these types are not: read
+  // backwards from the newest row of the device (the query states the index's condition, or SQLite would not use it)
+  const lastComm = sqlite.prepare<[string], { type: string }>(LAST_COMM_SQL);
   const cardOpen = openCommLostCard(sqlite);
-  const faults = sqlite.prepare<[string, number], { data: string }>(
-    `SELECT data FROM observations WHERE device_id = ? AND type = 'device-fault' AND source = 'modbus' ORDER BY id DESC LIMIT ?`,
-  );
+  const faults = sqlite.prepare<[string, number], { data: string }>(FAULTS_SQL);
   return {
     commLost: (deviceId) => lastComm.get(deviceId)?.type === 'comm-lost' || cardOpen(deviceId),
     pointFaults: (deviceId, map) => standingFaults(faults.all(deviceId, FAULT_ROWS), map),
@@ -78,12 +82,12 @@ export async function pgAdapterMemory(pool: pg.Pool, sqlite: Database.Database, 
   if (deviceIds.length) {
     const comm = await pool.query<{ device_id: string; type: string }>(
       `SELECT DISTINCT ON (device_id) device_id, type FROM observations
-        WHERE device_id = ANY($1) AND type IN ('comm-lost', 'comm-restored') ORDER BY device_id, id DESC`, [deviceIds]);
+        WHERE device_id = ANY($1) AND NOT life_safety AND type IN ('comm-lost', 'comm-restored') ORDER BY device_id, id DESC`, [deviceIds]);
     for (const r of comm.rows) lastComm.set(r.device_id, r.type);
     const rows = await pool.query<{ device_id: string; data: unknown }>(
       `SELECT device_id, data FROM (
          SELECT device_id, data, id, row_number() OVER (PARTITION BY device_id ORDER BY id DESC) AS n FROM observations
-          WHERE device_id = ANY($1) AND type = 'device-fault' AND source = 'modbus') x
+          WHERE device_id = ANY($1) AND NOT life_safety AND type = 'device-fault' AND source = 'modbus') x
         WHERE n <= $2 ORDER BY device_id, id DESC`, [deviceIds, FAULT_ROWS]);
     for (const r of rows.rows) {
       const list = faults.get(r.device_id) ?? [];

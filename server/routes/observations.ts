@@ -19,6 +19,26 @@ const ObservationBody = Type.Object({
   flags: Type.Union([Type.Array(Type.String()), Type.Null()]),
 });
 
+/**
+ * A device's newest rows, optionally of one type and before an id. Its rows are indexed per class (devices/schema.ts):
+ * the newest of its technical rows come from their (device, id) index, the newest of its alarms from the alarms' key
+ * index, and the two are merged. The class is written out, not a parameter: both engines use a partial index only when
+ * the query states its condition. Parameters: (device, [type], [before], limit) twice, then the limit. A test pins the
+ * SQLite plan.
+ */
+export function deviceRowsSql(engine: 'sqlite' | 'pg', filter: { type: boolean; before: boolean }): string {
+  const where = `device_id = ? ${filter.type ? 'and type = ?' : ''} ${filter.before ? 'and id < ?' : ''}`;
+  const cols = engine === 'pg'
+    ? 'id, device_id, type, seq, device_ts, received_at, source, life_safety, data::text as data, flags::text as flags'
+    : '*';
+  const newest = (cls: string, alias: string) =>
+    `select * from (select ${cols} from observations where ${where} and ${cls} order by id desc limit ?) ${alias}`;
+  const sql = engine === 'pg'
+    ? `${newest('not life_safety', 'other')} union all ${newest('life_safety', 'alarm')} order by id desc limit ?`
+    : `${newest('life_safety = 0', 'other')} union all ${newest('life_safety = 1', 'alarm')} order by id desc limit ?`;
+  return engine === 'pg' ? numbered(sql) : sql;
+}
+
 export const observationRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (app, { deps }) => {
   app.get('/api/observations', {
     schema: {
@@ -37,13 +57,13 @@ export const observationRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = a
     const { deviceId, type, before, limit } = req.query;
     deps.registry.get(deviceId);
     if (!deps.scope.canSee(req.user, deps.registry.entry(deviceId)?.unitId)) throw new ForbiddenError(`device ${deviceId} is outside your units`);
-    const where = `device_id = ? ${type ? 'and type = ?' : ''} ${before ? 'and id < ?' : ''}`;
-    const args = [deviceId, ...(type ? [type] : []), ...(before ? [before] : []), limit];
+    const filter = { type: type !== undefined, before: before !== undefined };
+    const one = [deviceId, ...(type ? [type] : []), ...(before ? [before] : []), limit];
+    const args = [...one, ...one, limit];
     // the writer's store: this node's file, or PostgreSQL (cluster mode's shared store; its JSON comes parsed)
     const rows = deps.pg
-      ? (await deps.pg.query(`select id, device_id, type, seq, device_ts, received_at, source, life_safety, data::text as data, flags::text as flags
-          from observations where ${numbered(where)} order by id desc limit $${args.length}`, args)).rows as Record<string, unknown>[]
-      : deps.store.sqlite.prepare(`select * from observations where ${where} order by id desc limit ?`).all(...args) as Record<string, unknown>[];
+      ? (await deps.pg.query(deviceRowsSql('pg', filter), args)).rows as Record<string, unknown>[]
+      : deps.store.sqlite.prepare(deviceRowsSql('sqlite', filter)).all(...args) as Record<string, unknown>[];
     return {
       items: rows.map((r) => ({
         id: Number(r.id),

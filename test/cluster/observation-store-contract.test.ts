@@ -80,16 +80,29 @@ for (const engine of engines) {
       expect(await s.insert(obs({ receivedAt: 1_796_000_009_000, data: '{}' }))).toBe(0);
       const other = await s.insert(obs({ seq: 8 }));
       expect(other).toBeGreaterThan(first);
-      expect(await s.findKeyed('dev-1', 7, 1_796_000_000_000)).toEqual({
+      expect(await s.findKeyed('dev-1', 7, 1_796_000_000_000, true)).toEqual({
         id: first, session: 'dev-1@1796000000000', receivedAt: 1_796_000_000_100, generation: 0, incidentId: null, type: 'sos', data: DATA,
       });
       const replay = await s.insert(obs({ generation: 1, data: '{"replay":true}', flags: '["possible-replay"]' }));
       expect(replay).toBeGreaterThan(other);
-      expect(await s.findKeyed('dev-1', 7, 1_796_000_000_000)).toMatchObject({ id: replay, generation: 1, data: '{"replay":true}' });
+      expect(await s.findKeyed('dev-1', 7, 1_796_000_000_000, true)).toMatchObject({ id: replay, generation: 1, data: '{"replay":true}' });
       // the same key of another device is another key
       expect(await s.insert(obs({ deviceId: 'dev-2' }))).toBeGreaterThan(0);
-      expect(await s.findKeyed('dev-1', 7, 1)).toBeUndefined();
+      expect(await s.findKeyed('dev-1', 7, 1, true)).toBeUndefined();
       expect((await engine.rows(`SELECT count(*) AS n FROM observations`))[0]!.n).toEqual(engine.name === 'SQLite' ? 4 : '4');
+    });
+
+    it('a key is unique within its class: an alarm never collides with a technical row of the same key, nor the reverse', async () => {
+      const s = await engine.open();
+      const alarm = await s.insert(obs());
+      // a terminal that numbers its alarms and its reports apart: the report with the alarm's key is a row of its own
+      const report = await s.insert(obs({ type: 'battery', lifeSafety: false, data: '{"level":20}' }));
+      expect(alarm).toBeGreaterThan(0);
+      expect(report).toBeGreaterThan(alarm);
+      expect(await s.insert(obs({ type: 'battery', lifeSafety: false, data: '{"level":20}' }))).toBe(0);
+      expect(await s.insert(obs())).toBe(0);
+      expect(await s.findKeyed('dev-1', 7, 1_796_000_000_000, true)).toMatchObject({ id: alarm, type: 'sos' });
+      expect(await s.findKeyed('dev-1', 7, 1_796_000_000_000, false)).toMatchObject({ id: report, type: 'battery' });
     });
 
     it('rows without a key never collide; the newest with a packet id is found, not a keyed one nor another device\'s', async () => {
@@ -108,11 +121,11 @@ for (const engine of engines) {
       const s = await engine.open();
       const id = await s.insert(obs());
       await s.setIncident(id, 'inc-1');
-      expect(await s.findKeyed('dev-1', 7, 1_796_000_000_000)).toMatchObject({ id, incidentId: 'inc-1' });
+      expect(await s.findKeyed('dev-1', 7, 1_796_000_000_000, true)).toMatchObject({ id, incidentId: 'inc-1' });
       await s.remove(id);
-      expect(await s.findKeyed('dev-1', 7, 1_796_000_000_000)).toBeUndefined();
+      expect(await s.findKeyed('dev-1', 7, 1_796_000_000_000, true)).toBeUndefined();
       await engine.writeAndFail(s, (tx) => [tx.insert(obs({ seq: 20 })), tx.insertRejects([reject(1)])]);
-      expect(await s.findKeyed('dev-1', 20, 1_796_000_000_000)).toBeUndefined();
+      expect(await s.findKeyed('dev-1', 20, 1_796_000_000_000, true)).toBeUndefined();
       expect(await engine.rows('SELECT id FROM rejects')).toEqual([]);
     });
 

@@ -1,0 +1,104 @@
+// A device's observations are indexed per class (migration 0010, devices/schema.ts): an alarm's row has one index
+// entry keyed by device (its dedup key), the other rows two (their dedup key and (device, id)). Pinned here: the
+// alarm path's dedup lookups and the per-device reads use those indexes, never a scan of the table; and, through the
+// real gateway, a device's listing merges its alarms and its other rows newest first, with paging and a type filter,
+// and a resend is still stored once in either class.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { MqttClient } from 'mqtt';
+import { openStore, type Store } from '../../core/db.js';
+import { keyedSql } from '../../gateway/observation-store.js';
+import { deviceRowsSql } from '../../server/routes/observations.js';
+import { FAULTS_SQL, LAST_COMM_SQL } from '../../gateway/adapters/link-state.js';
+import { startTestGateway, publishAsync, type TestGateway } from '../helpers/gateway.js';
+
+const planOf = (store: Store, sql: string, ...args: unknown[]) =>
+  (store.sqlite.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...args) as { detail: string }[]).map((r) => r.detail);
+
+describe('the query plans on the committed migrations', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'eldergate-obs-plan-'));
+  const store = openStore(join(dir, 'eldergate.db'));
+  afterAll(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a key is looked up in its own class\'s unique index', () => {
+    expect(planOf(store, keyedSql(true), 'd', 1, 2)).toEqual(['SEARCH observations USING INDEX observations_alarm_key_uq (device_id=? AND seq=? AND device_ts=?)']);
+    expect(planOf(store, keyedSql(false), 'd', 1, 2)).toEqual(['SEARCH observations USING INDEX observations_other_key_uq (device_id=? AND seq=? AND device_ts=?)']);
+  });
+
+  it('a device\'s listing reads its two indexes, with and without filters, and never scans the table', () => {
+    for (const filter of [{ type: false, before: false }, { type: true, before: false }, { type: true, before: true }, { type: false, before: true }]) {
+      const one = ['d', ...(filter.type ? ['sos'] : []), ...(filter.before ? [9] : []), 10];
+      const plan = planOf(store, deviceRowsSql('sqlite', filter), ...one, ...one, 10);
+      expect(plan).toContainEqual(expect.stringMatching(/^SEARCH observations USING INDEX observations_other_device_idx \(device_id=\?/));
+      expect(plan).toContainEqual('SEARCH observations USING INDEX observations_alarm_key_uq (device_id=?)');
+      expect(plan.filter((d) => /^SCAN observations/.test(d))).toEqual([]);
+    }
+  });
+
+  it('the field adapters\' start-up reads go backwards through the device\'s technical rows', () => {
+    expect(planOf(store, LAST_COMM_SQL, 'd')).toEqual(['SEARCH observations USING INDEX observations_other_device_idx (device_id=?)']);
+    expect(planOf(store, FAULTS_SQL, 'd', 5)).toEqual(['SEARCH observations USING INDEX observations_other_device_idx (device_id=?)']);
+  });
+});
+
+describe('a device\'s alarms and other rows, through the gateway', () => {
+  let t: TestGateway;
+  let id: string;
+  let c: MqttClient;
+  const sent: { seq: number; type: string }[] = [];
+  beforeAll(async () => {
+    t = await startTestGateway();
+    const dev = await t.provision('call-phone');
+    id = dev.id;
+    c = await t.connectDevice(dev.id, dev.secret);
+    // alternating classes, each PUBACKed (so stored) before the next is sent: ids in this order
+    for (let seq = 1; seq <= 12; seq++) {
+      const type = seq % 3 === 0 ? 'sos' : 'power-lost';
+      await publishAsync(c, `devices/${id}/events`, JSON.stringify({ ts: 1_796_000_000_000 + seq, seq, type }), 1);
+      sent.push({ seq, type });
+    }
+  });
+  afterAll(async () => {
+    c?.end(true);
+    await t?.stop();
+  });
+
+  const list = async (query: string) => {
+    const r = await t.api('GET', `/api/observations?deviceId=${id}${query}`);
+    expect(r.status).toBe(200);
+    return r.body.items as { id: number; seq: number; type: string; lifeSafety: boolean }[];
+  };
+
+  it('lists both classes merged, newest first', async () => {
+    const items = await list('');
+    expect(items.map((o) => ({ seq: o.seq, type: o.type }))).toEqual([...sent].reverse());
+    expect(items.filter((o) => o.lifeSafety).map((o) => o.type)).toEqual(['sos', 'sos', 'sos', 'sos']);
+    expect(items.map((o) => o.id)).toEqual([...items.map((o) => o.id)].sort((a, b) => b - a));
+  });
+
+  it('pages back with before= across both classes, and filters by type', async () => {
+    const seen: number[] = [];
+    let before = '';
+    for (;;) {
+      const page = await list(`&limit=5${before}`);
+      if (page.length === 0) break;
+      expect(page.length).toBeLessThanOrEqual(5);
+      seen.push(...page.map((o) => o.seq));
+      before = `&before=${page[page.length - 1]!.id}`;
+    }
+    expect(seen).toEqual(sent.map((s) => s.seq).reverse());
+    expect((await list('&type=sos')).map((o) => o.seq)).toEqual([12, 9, 6, 3]);
+    expect((await list('&type=power-lost&limit=3')).map((o) => o.seq)).toEqual([11, 10, 8]);
+  });
+
+  it('a resend is stored once in either class', async () => {
+    await publishAsync(c, `devices/${id}/events`, JSON.stringify({ ts: 1_796_000_000_012, seq: 12, type: 'sos' }), 1);
+    await publishAsync(c, `devices/${id}/events`, JSON.stringify({ ts: 1_796_000_000_011, seq: 11, type: 'power-lost' }), 1);
+    expect((await list('')).map((o) => o.seq)).toEqual(sent.map((s) => s.seq).reverse());
+  });
+});
