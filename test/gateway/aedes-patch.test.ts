@@ -9,6 +9,10 @@ import { createServer, type AddressInfo, type Server } from 'node:net';
 import { Aedes } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 
+/** the broker's persistence (aedes' types do not declare the field; the broker sets it in createBroker) */
+const persistenceOf = (broker: Aedes) =>
+  (broker as unknown as { persistence: { outgoingStream: (c: unknown) => unknown; outgoingIsEmpty?: unknown } }).persistence;
+
 describe('aedes with the empty-queue patch', () => {
   let broker: Aedes;
   let server: Server;
@@ -16,7 +20,7 @@ describe('aedes with the empty-queue patch', () => {
   let streams = 0;
   beforeAll(async () => {
     broker = await Aedes.createBroker();
-    const p = broker.persistence as unknown as { outgoingStream: (c: unknown) => unknown; outgoingIsEmpty?: unknown };
+    const p = persistenceOf(broker);
     const original = p.outgoingStream.bind(p);
     p.outgoingStream = (c) => {
       streams++;
@@ -40,7 +44,7 @@ describe('aedes with the empty-queue patch', () => {
   const end = (c: MqttClient) => new Promise<void>((r) => c.end(false, {}, () => r()));
 
   it('is installed (if not: run `npm install`, whose postinstall applies patches/ with patch-package)', () => {
-    expect(typeof (broker.persistence as unknown as { outgoingIsEmpty?: unknown }).outgoingIsEmpty,
+    expect(typeof persistenceOf(broker).outgoingIsEmpty,
       'aedes-persistence has no outgoingIsEmpty: the patches in patches/ were not applied').toBe('function');
   });
 
