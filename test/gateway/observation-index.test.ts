@@ -2,7 +2,8 @@
 // entry keyed by device (its dedup key), the other rows two (their dedup key and (device, id)). Pinned here: the
 // alarm path's dedup lookups and the per-device reads use those indexes, never a scan of the table; and, through the
 // real gateway, a device's listing merges its alarms and its other rows newest first, with paging and a type filter,
-// and a resend is still stored once in either class.
+// and a resend is still stored once in either class. And a file an older release wrote keeps every row through the
+// migration, its keys still deduplicated.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +14,8 @@ import { keyedSql } from '../../gateway/observation-store.js';
 import { deviceRowsSql } from '../../server/routes/observations.js';
 import { FAULTS_SQL, LAST_COMM_SQL } from '../../gateway/adapters/link-state.js';
 import { startTestGateway, publishAsync, type TestGateway } from '../helpers/gateway.js';
+import { databaseBefore } from '../helpers/migrations.js';
+import { createSqliteObservationStore, type NewObservation } from '../../gateway/observation-store.js';
 
 const planOf = (store: Store, sql: string, ...args: unknown[]) =>
   (store.sqlite.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...args) as { detail: string }[]).map((r) => r.detail);
@@ -43,6 +46,46 @@ describe('the query plans on the committed migrations', () => {
   it('the field adapters\' start-up reads go backwards through the device\'s technical rows', () => {
     expect(planOf(store, LAST_COMM_SQL, 'd')).toEqual(['SEARCH observations USING INDEX observations_other_device_idx (device_id=?)']);
     expect(planOf(store, FAULTS_SQL, 'd', 5)).toEqual(['SEARCH observations USING INDEX observations_other_device_idx (device_id=?)']);
+  });
+});
+
+describe('migration 0010 on a file an older release wrote', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'eldergate-mig10-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('keeps every row, and dedup goes on in each class as before', () => {
+    const { db: old, file } = databaseBefore('0010', dir);
+    const row = old.prepare(`INSERT INTO observations (device_id, type, seq, device_ts, received_at, source, life_safety, data, generation)
+      VALUES (?, ?, ?, ?, ?, 'mqtt', ?, '{}', ?)`);
+    row.run('d1', 'sos', 1, 100, 1, 1, 0);
+    row.run('d1', 'sos', 1, 100, 2, 1, 1); // a possible replay: the key's next generation
+    row.run('d1', 'battery', 2, 200, 3, 0, 0);
+    row.run('d1', 'fall', null, null, 4, 1, 0);
+    row.run('d2', 'sos', 1, 100, 5, 1, 0);
+    old.close();
+
+    const store = openStore(file);
+    try {
+      expect((store.sqlite.prepare('SELECT id, device_id, type FROM observations ORDER BY id').all() as unknown[]).length).toBe(5);
+      const names = (store.sqlite.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'observations' ORDER BY name`)
+        .all() as { name: string }[]).map((r) => r.name);
+      expect(names).toEqual(['observations_alarm_key_uq', 'observations_keyless_idx', 'observations_other_device_idx',
+        'observations_other_key_uq', 'observations_received_idx']);
+      const rows = createSqliteObservationStore(store.sqlite);
+      const o = (x: Partial<NewObservation>): NewObservation => ({
+        deviceId: 'd1', type: 'sos', seq: 1, deviceTs: 100, receivedAt: 9, source: 'mqtt', lifeSafety: true, data: '{}',
+        flags: null, session: null, packetId: null, generation: 0, ...x,
+      });
+      // the old rows' keys still collide in their class, and are found there
+      expect(rows.insert(o({}))).toBe(0);
+      expect(rows.insert(o({ generation: 1 }))).toBe(0);
+      expect(rows.insert(o({ type: 'battery', seq: 2, deviceTs: 200, lifeSafety: false }))).toBe(0);
+      expect(rows.findKeyed('d1', 1, 100, true)).toMatchObject({ generation: 1, type: 'sos' });
+      expect(rows.findKeyed('d1', 2, 200, false)).toMatchObject({ type: 'battery' });
+      expect(rows.insert(o({ generation: 2 }))).toBeGreaterThan(0);
+    } finally {
+      store.close();
+    }
   });
 });
 
