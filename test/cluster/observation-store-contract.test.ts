@@ -1,13 +1,15 @@
 // One contract, two engines: the observation area's storage (gateway/observation-store.ts), which holds the ingest's
 // dedup, on a real SQLite file with the committed migrations and on a real PostgreSQL 15 (Debian's, started by this
 // file on a private port and data directory, with drizzle-pg/'s migrations). Then what only PostgreSQL has to prove,
-// since there several nodes write: one key inserted by two nodes at the same moment is stored once.
+// since there several nodes write: one key inserted by two nodes at the same moment is stored once; and the per-class
+// keys' migration (0007) on a database an older release left.
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { createSqliteObservationStore, type NewObservation, type ObservationStore, type RejectRow } from '../../gateway/observation-store.js';
 import { createPgObservationStore, type PgObservationStore } from '../../gateway/observation-store-pg.js';
 import type { StoreMode } from '../../response/store/types.js';
 import { useStoreEngines } from '../helpers/postgres.js';
+import { migratePg } from '../../response/store/pg.js';
 
 // band 11: no other test file's (grep `band:` and freeBasePort under test/)
 const BAND = 11;
@@ -152,5 +154,31 @@ describe('observation store: several nodes on one PostgreSQL', () => {
     }
     const check = env.pgs().track(new pg.Pool({ connectionString: url, max: 1 }));
     expect((await check.query('SELECT count(*)::int AS n FROM observations')).rows[0].n).toBe(50);
+  });
+});
+
+describe('observation store: migration 0007 on a PostgreSQL an older release left', () => {
+  it('keeps every row, and the old keys (and a replay\'s generation) still collide in their class', async () => {
+    const { pool: old } = await env.pgs().fresh('observations_upgrade', 2, { before: '0007' });
+    const row = `INSERT INTO observations (device_id, type, seq, device_ts, received_at, source, life_safety, data, generation)
+      VALUES ($1, $2, $3, $4, $5, 'mqtt', $6, '{}', $7)`;
+    await old.query(row, ['d1', 'sos', 1, 100, 1, true, 0]);
+    await old.query(row, ['d1', 'sos', 1, 100, 2, true, 1]);
+    await old.query(row, ['d1', 'battery', 2, 200, 3, false, 0]);
+    await old.query(row, ['d1', 'fall', null, null, 4, true, 0]);
+    await migratePg(old);
+    expect((await old.query('SELECT count(*)::int AS n FROM observations')).rows[0].n).toBe(4);
+    const names = (await old.query(`SELECT indexname FROM pg_indexes WHERE tablename = 'observations' AND indexname <> 'observations_pkey' ORDER BY indexname`))
+      .rows.map((r: { indexname: string }) => r.indexname);
+    expect(names).toEqual(['observations_alarm_key_uq', 'observations_keyless_idx', 'observations_other_device_idx',
+      'observations_other_key_uq', 'observations_received_idx']);
+    const s = createPgObservationStore(old);
+    const key = { deviceId: 'd1', seq: 1, deviceTs: 100, receivedAt: 9, data: '{}', session: null, packetId: null };
+    expect(await s.insert(obs(key))).toBe(0);
+    expect(await s.insert(obs({ ...key, generation: 1 }))).toBe(0);
+    expect(await s.insert(obs({ ...key, type: 'battery', seq: 2, deviceTs: 200, lifeSafety: false }))).toBe(0);
+    expect(await s.findKeyed('d1', 1, 100, true)).toMatchObject({ generation: 1, type: 'sos' });
+    expect(await s.findKeyed('d1', 2, 200, false)).toMatchObject({ type: 'battery' });
+    expect(await s.insert(obs({ ...key, generation: 2 }))).toBeGreaterThan(0);
   });
 });
