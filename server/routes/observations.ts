@@ -26,16 +26,21 @@ const ObservationBody = Type.Object({
  * the query states its condition. Parameters: (device, [type], [before], limit) twice, then the limit. A test pins the
  * SQLite plan.
  */
+const DIALECT = {
+  sqlite: { cols: '*', other: 'life_safety = 0', alarm: 'life_safety = 1' },
+  pg: {
+    cols: 'id, device_id, type, seq, device_ts, received_at, source, life_safety, data::text as data, flags::text as flags',
+    other: 'not life_safety',
+    alarm: 'life_safety',
+  },
+} as const;
+
 export function deviceRowsSql(engine: 'sqlite' | 'pg', filter: { type: boolean; before: boolean }): string {
+  const d = DIALECT[engine];
   const where = `device_id = ? ${filter.type ? 'and type = ?' : ''} ${filter.before ? 'and id < ?' : ''}`;
-  const cols = engine === 'pg'
-    ? 'id, device_id, type, seq, device_ts, received_at, source, life_safety, data::text as data, flags::text as flags'
-    : '*';
   const newest = (cls: string, alias: string) =>
-    `select * from (select ${cols} from observations where ${where} and ${cls} order by id desc limit ?) ${alias}`;
-  const sql = engine === 'pg'
-    ? `${newest('not life_safety', 'other')} union all ${newest('life_safety', 'alarm')} order by id desc limit ?`
-    : `${newest('life_safety = 0', 'other')} union all ${newest('life_safety = 1', 'alarm')} order by id desc limit ?`;
+    `select * from (select ${d.cols} from observations where ${where} and ${cls} order by id desc limit ?) ${alias}`;
+  const sql = `${newest(d.other, 'other')} union all ${newest(d.alarm, 'alarm')} order by id desc limit ?`;
   return engine === 'pg' ? numbered(sql) : sql;
 }
 

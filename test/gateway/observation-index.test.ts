@@ -9,7 +9,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
-import { openStore, type Store } from '../../core/db.js';
+import { openStore } from '../../core/db.js';
+import { useMigratedStore } from '../helpers/sqlite-plan.js';
 import { keyedSql } from '../../gateway/observation-store.js';
 import { deviceRowsSql } from '../../server/routes/observations.js';
 import { FAULTS_SQL, LAST_COMM_SQL } from '../../gateway/adapters/link-state.js';
@@ -17,26 +18,18 @@ import { startTestGateway, publishAsync, type TestGateway } from '../helpers/gat
 import { databaseBefore } from '../helpers/migrations.js';
 import { createSqliteObservationStore, type NewObservation } from '../../gateway/observation-store.js';
 
-const planOf = (store: Store, sql: string, ...args: unknown[]) =>
-  (store.sqlite.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...args) as { detail: string }[]).map((r) => r.detail);
-
 describe('the query plans on the committed migrations', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'eldergate-obs-plan-'));
-  const store = openStore(join(dir, 'eldergate.db'));
-  afterAll(() => {
-    store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { planOf } = useMigratedStore('eldergate-obs-plan');
 
   it('a key is looked up in its own class\'s unique index', () => {
-    expect(planOf(store, keyedSql(true), 'd', 1, 2)).toEqual(['SEARCH observations USING INDEX observations_alarm_key_uq (device_id=? AND seq=? AND device_ts=?)']);
-    expect(planOf(store, keyedSql(false), 'd', 1, 2)).toEqual(['SEARCH observations USING INDEX observations_other_key_uq (device_id=? AND seq=? AND device_ts=?)']);
+    expect(planOf(keyedSql(true), 'd', 1, 2)).toEqual(['SEARCH observations USING INDEX observations_alarm_key_uq (device_id=? AND seq=? AND device_ts=?)']);
+    expect(planOf(keyedSql(false), 'd', 1, 2)).toEqual(['SEARCH observations USING INDEX observations_other_key_uq (device_id=? AND seq=? AND device_ts=?)']);
   });
 
   it('a device\'s listing reads its two indexes, with and without filters, and never scans the table', () => {
     for (const filter of [{ type: false, before: false }, { type: true, before: false }, { type: true, before: true }, { type: false, before: true }]) {
       const one = ['d', ...(filter.type ? ['sos'] : []), ...(filter.before ? [9] : []), 10];
-      const plan = planOf(store, deviceRowsSql('sqlite', filter), ...one, ...one, 10);
+      const plan = planOf(deviceRowsSql('sqlite', filter), ...one, ...one, 10);
       expect(plan).toContainEqual(expect.stringMatching(/^SEARCH observations USING INDEX observations_other_device_idx \(device_id=\?/));
       expect(plan).toContainEqual('SEARCH observations USING INDEX observations_alarm_key_uq (device_id=?)');
       expect(plan.filter((d) => /^SCAN observations/.test(d))).toEqual([]);
@@ -44,8 +37,8 @@ describe('the query plans on the committed migrations', () => {
   });
 
   it('the field adapters\' start-up reads go backwards through the device\'s technical rows', () => {
-    expect(planOf(store, LAST_COMM_SQL, 'd')).toEqual(['SEARCH observations USING INDEX observations_other_device_idx (device_id=?)']);
-    expect(planOf(store, FAULTS_SQL, 'd', 5)).toEqual(['SEARCH observations USING INDEX observations_other_device_idx (device_id=?)']);
+    expect(planOf(LAST_COMM_SQL, 'd')).toEqual(['SEARCH observations USING INDEX observations_other_device_idx (device_id=?)']);
+    expect(planOf(FAULTS_SQL, 'd', 5)).toEqual(['SEARCH observations USING INDEX observations_other_device_idx (device_id=?)']);
   });
 });
 

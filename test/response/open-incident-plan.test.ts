@@ -2,23 +2,15 @@
 // question is answered from the partial index of open incidents, not by reading the device's whole history of that
 // type and sorting it (migration 0007): a device that has raised a thousand times pays nothing for it on its next
 // alarm. Pinned here so that a schema or query change that loses the index fails a test instead of slowing alarms.
-import { afterAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { openStore } from '../../core/db.js';
+import { describe, expect, it } from 'vitest';
 import { OPEN_OF_SQL } from '../../response/store/sqlite.js';
+import { useMigratedStore } from '../helpers/sqlite-plan.js';
 
 describe('the open-incident lookup of the alarm path', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'eldergate-plan-'));
-  const store = openStore(join(dir, 'eldergate.db'));
-  afterAll(() => {
-    store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const { store, planOf } = useMigratedStore('eldergate-plan');
 
   it('reads the index of open incidents only, newest first, with no sort', () => {
-    const plan = (store.sqlite.prepare(`EXPLAIN QUERY PLAN ${OPEN_OF_SQL}`).all('dev-1', 'sos', 0) as { detail: string }[]).map((r) => r.detail);
+    const plan = planOf(OPEN_OF_SQL, 'dev-1', 'sos', 0);
     expect(plan).toEqual([expect.stringMatching(/^SEARCH incidents USING INDEX incidents_active_idx \(device_id=\? AND type=\? AND test=\?\)$/)]);
   });
 
