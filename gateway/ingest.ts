@@ -434,8 +434,11 @@ export class Ingest implements ObservationSink {
     this.commit(before.length ? before.concat(batch) : batch, 'urgent');
   }
 
-  /** `mayWait`: an alarm on its way is let in first (once; flushAll and a deferred flush do not wait) */
-  private flushTelemetry(mayWait = true): void {
+  /**
+   * `mayWait`: an alarm on its way is let in first (once; flushAll and a deferred flush do not wait). `afterAlarms`:
+   * this task follows one that wrote alarms queued ahead of the slices.
+   */
+  private flushTelemetry(mayWait = true, afterAlarms = false): void {
     if (this.telemetryTimer) {
       clearTimeout(this.telemetryTimer);
       this.telemetryTimer = null;
@@ -448,12 +451,22 @@ export class Ingest implements ObservationSink {
       });
       return;
     }
-    // an alarm that came while this slice waited for its turn goes first (its own immediate finds nothing left)
-    if (this.urgent.length > 0) this.flushUrgent();
-    // a backlog is written slice after slice in this turn (each its own commit), until an alarm is on its way, one is
-    // queued, or the turn's budget is spent: then the loop reads its port. One slice per turn left the writer taking
-    // in (and shedding) far more than it wrote: figure 2 fell from ~45k to 6k msg/s.
-    const turnEnds = performance.now() + TELEMETRY_TURN_MS;
+    // An alarm that came while this slice waited for its turn goes first (its own immediate finds nothing left), alone
+    // in its task: the writer thread posts its answers (the PUBACK, the incident for the consoles) when the task ends.
+    // Written on in the same task, a turn's budget of slices (up to TELEMETRY_TURN_MS) held up the answer of an alarm
+    // already durable. The slices go on in the next task; if alarms came again by then, they go first again and one
+    // slice follows them in their task (so that a stream of alarms never stops telemetry, and waits for one slice).
+    let turnEnds = performance.now() + TELEMETRY_TURN_MS;
+    if (this.urgent.length > 0) {
+      this.flushUrgent();
+      if (!afterAlarms) {
+        setImmediate(() => {
+          if (!this.closed) this.flushTelemetry(false, true);
+        });
+        return;
+      }
+      turnEnds = 0;
+    }
     let cut = 0;
     for (;;) {
       // read in place: only what the slice reached leaves the queue (a cut batch put back in front of a long queue

@@ -105,15 +105,60 @@ describe('telemetry batches of the writer', () => {
     }
     // the backlog's flush is due in this turn's immediates; the SOS is posted now and taken off the port just after it
     onTheWay = 1;
+    const telemetryRows = () => (store!.sqlite.prepare("select count(*) n from observations where device_id = 'lc-slice0'").get() as { n: number }).n;
+    let rowsWhenAnswered = -1;
     setImmediate(() => {
       onTheWay = 0;
-      done.push(ingest.submit({ deviceId: 'cp-slice0', seq: 1, type: 'sos', deviceTs: now, receivedAt: now, source: 'mqtt' } as Observation));
+      // the writer thread posts its answers (the PUBACK, the incident for the consoles) when the task that committed
+      // the alarm ends: what that task does after the commit delays them
+      const sos = ingest.submit({ deviceId: 'cp-slice0', seq: 1, type: 'sos', deviceTs: now, receivedAt: now, source: 'mqtt' } as Observation);
+      done.push(sos.then(() => { rowsWhenAnswered = telemetryRows(); }));
     });
     await Promise.all(done);
     const sosId = (store.sqlite.prepare("select id from observations where device_id = 'cp-slice0'").get() as { id: number }).id;
     const before = (store.sqlite.prepare("select count(*) n from observations where device_id = 'lc-slice0' and id < ?").get(sosId) as { n: number }).n;
     // it waited for no telemetry (it used to wait for the slice: up to 500 rows or 5 ms, and its commit)
     expect(before).toBe(0);
+    // and it was answered before the backlog went on: the slices that followed its commit used to run in the same task,
+    // a turn's budget of them (up to 25 ms), before its answer could be posted
+    expect(rowsWhenAnswered).toBe(0);
+    ingest.close();
+  });
+
+  it('a stream of alarms, one in every task, never stops the telemetry slices: each batch of alarms is followed by one', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'eg-batching-'));
+    store = openStore(join(dir, 'eldergate.db'));
+    const now = Date.now();
+    for (const [id, kind] of [['lc-stream0', 'locator'], ['cp-stream0', 'call-phone']] as const) {
+      store.db.insert(devices).values({ id, kind, serial: id, state: 'in-service', secretHash: 'unused', secretRotatedAt: now, createdAt: now, updatedAt: now, power: 'battery' }).run();
+    }
+    const ingest = new Ingest({
+      sqlite: store.sqlite, states: new DeviceStates(store.sqlite), config: loadConfig({}).ingest,
+      log: createLogger('silent'), metrics: createMetrics(), onCommitted: () => undefined, alarmWaiting: () => false,
+    });
+    const telemetry: Promise<unknown>[] = [];
+    for (let seq = 1; seq <= 3000; seq++) {
+      telemetry.push(ingest.submitTelemetry({ deviceId: 'lc-stream0', seq, type: 'position', deviceTs: now + seq, receivedAt: now, source: 'mqtt', position: { lat: 39.9 + seq / 1e4, lon: 116.4 } } as Observation, true)!);
+    }
+    let settled = false;
+    const all = Promise.all(telemetry).then(() => { settled = true; });
+    // an alarm queued in every task of the loop, before and after each telemetry task, for as long as telemetry is left
+    const alarms: Promise<unknown>[] = [];
+    let seq = 0;
+    await new Promise<void>((resolve) => {
+      const next = () => {
+        if (settled || seq >= 20_000) return resolve();
+        alarms.push(ingest.submit({ deviceId: 'cp-stream0', seq: ++seq, type: 'sos', deviceTs: now + seq, receivedAt: now, source: 'mqtt' } as Observation));
+        setImmediate(next);
+      };
+      setImmediate(next);
+    });
+    await Promise.all(alarms);
+    // the backlog was written while the alarms went on (20,000 turns would have been the sign of a starved queue)
+    expect(settled).toBe(true);
+    expect(seq).toBeLessThan(20_000);
+    expect((store.sqlite.prepare("select count(*) n from observations where device_id = 'lc-stream0'").get() as { n: number }).n).toBe(3000);
+    expect((store.sqlite.prepare("select count(*) n from observations where device_id = 'cp-stream0'").get() as { n: number }).n).toBe(seq);
     ingest.close();
   });
 
