@@ -192,6 +192,8 @@ export class Ingest implements ObservationSink {
   private lastCommitOk = true;
   private readonly pendingTelemetryByDevice = new Map<string, number>();
   private urgentScheduled = false;
+  /** a commit of this task handed incident events on (SQLite: the writer thread posts them when the task ends) */
+  private published = false;
   private telemetryTimer: NodeJS.Timeout | null = null;
   private flushSoon = false;
   private steps: IngestStep[] = [];
@@ -468,6 +470,7 @@ export class Ingest implements ObservationSink {
       turnEnds = 0;
     }
     let cut = 0;
+    this.published = false;
     for (;;) {
       // read in place: only what the slice reached leaves the queue (a cut batch put back in front of a long queue
       // copied all of it, every slice)
@@ -481,8 +484,10 @@ export class Ingest implements ObservationSink {
       this.telemetry.splice(0, done);
       this.admitParked();
       const backlog = cut > 0 || this.telemetry.length >= this.o.config.telemetryBatchRows;
+      // a slice that raised or changed an incident (a safe-zone exit from a position) ends the turn too: its events
+      // reach the consoles when this task ends
       if (!backlog || !this.lastCommitOk || this.closed || this.urgent.length > 0 || this.o.alarmWaiting?.() === true ||
-        performance.now() > turnEnds) break;
+        this.published || performance.now() > turnEnds) break;
     }
     // a commit in the loop may have set a timer for state rows still owed (whenCommitted): one timer, never two
     if (this.telemetryTimer) {
@@ -662,6 +667,7 @@ export class Ingest implements ObservationSink {
       else batch[i]!.resolve?.(results[i]!);
     }
     if (events.length) {
+      this.published = true;
       try {
         this.o.onCommitted(events);
       } catch (err) {

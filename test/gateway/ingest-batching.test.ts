@@ -20,7 +20,7 @@ import { openStore, type Store } from '../../core/db.js';
 import { loadConfig } from '../../core/config.js';
 import { createMetrics } from '../../core/metrics.js';
 import { createLogger } from '../../core/logger.js';
-import type { Observation } from '../../core/contracts.js';
+import type { IncidentEvent, Observation } from '../../core/contracts.js';
 import { DeviceStates } from '../../gateway/device-state.js';
 import { devices } from '../../devices/schema.js';
 import { Ingest } from '../../gateway/ingest.js';
@@ -122,6 +122,42 @@ describe('telemetry batches of the writer', () => {
     // and it was answered before the backlog went on: the slices that followed its commit used to run in the same task,
     // a turn's budget of them (up to 25 ms), before its answer could be posted
     expect(rowsWhenAnswered).toBe(0);
+    ingest.close();
+  });
+
+  it('a telemetry slice that raises an incident ends the turn: its events go to the consoles before the next slice', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'eg-batching-'));
+    store = openStore(join(dir, 'eldergate.db'));
+    const now = Date.now();
+    store.db.insert(devices).values({ id: 'lc-exit0', kind: 'locator', serial: 'lc-exit0', state: 'in-service', secretHash: 'unused', secretRotatedAt: now, createdAt: now, updatedAt: now, power: 'battery' }).run();
+    const metrics = createMetrics();
+    // telemetry commits so far, counted where the ingest records each one
+    let telemetryCommits = 0;
+    const observe = metrics.batchRows.observe.bind(metrics.batchRows);
+    metrics.batchRows.observe = ((labels: { queue: string }, value: number) => {
+      if (labels.queue === 'telemetry') telemetryCommits++;
+      observe(labels, value);
+    }) as typeof metrics.batchRows.observe;
+    let commitsWhenPublished = -1;
+    const ingest = new Ingest({
+      sqlite: store.sqlite, states: new DeviceStates(store.sqlite), config: loadConfig({}).ingest,
+      log: createLogger('silent'), metrics, alarmWaiting: () => false,
+      // as the writer thread publishes them: posted when the task that committed them ends
+      onCommitted: () => queueMicrotask(() => { commitsWhenPublished = telemetryCommits; }),
+    });
+    // the 10th position leaves the safe zone: a step raises an incident for it, as the safe-zone rule does
+    ingest.use({
+      name: 'exit',
+      run: (obs) => (obs.seq === 10 ? [{ seq: 1, type: 'opened', incidentId: 'inc-exit', at: now, data: {} } as unknown as IncidentEvent] : undefined),
+    });
+    const done: Promise<unknown>[] = [];
+    for (let seq = 1; seq <= 3000; seq++) {
+      done.push(ingest.submitTelemetry({ deviceId: 'lc-exit0', seq, type: 'position', deviceTs: now + seq, receivedAt: now, source: 'mqtt', position: { lat: 39.9 + seq / 1e4, lon: 116.4 } } as Observation, true)!);
+    }
+    await Promise.all(done);
+    // published after the one commit that made it durable (it used to wait for the turn: up to 25 ms of slices)
+    expect(commitsWhenPublished).toBe(1);
+    expect(telemetryCommits).toBeGreaterThan(1);
     ingest.close();
   });
 
