@@ -561,7 +561,11 @@ export class WriterThread implements IngestPort {
   submit(obs: Observation): Promise<IngestResult> {
     if (this.closing) return Promise.reject(new Error('ingest is closed: the gateway is shutting down'));
     const again: Resubmit = (id, resent) => ({ op: 'submit', id, obs: resent ? { ...obs, redelivered: true } : obs });
-    return this.call((id) => again(id, false), { deviceId: obs.deviceId, event: true, again });
+    const answer = this.call<IngestResult>((id) => again(id, false), { deviceId: obs.deviceId, event: true, again });
+    // received → the writer's answer is here (its commit done, the PUBACK or ACK next): what is left of the alarm
+    // path after the commit is visible apart from it (bench/analysis.md, 2026-12-04 04:00)
+    void answer.then(() => this.o.metrics.stage.observe({ stage: 'answered' }, Math.max(0, Date.now() - obs.receivedAt) / 1000), () => undefined);
+    return answer;
   }
 
   submitTelemetry(obs: Observation, wait: boolean): Promise<IngestResult> | undefined {

@@ -87,6 +87,8 @@ describe('an SOS through the response network', () => {
 
     const metrics = await fetch(`${t.http}/metrics`).then((r) => r.text());
     expect(metrics).toMatch(/eldergate_stage_seconds_bucket\{le="[^"]+",stage="commit_urgent"\}/);
+    // received → the writer's answer on the main thread, once per alarm
+    expect(metrics).toMatch(/eldergate_stage_seconds_count\{stage="answered"\} ([5-9]\d|\d{3,})/);
     expect(metrics).toMatch(/eldergate_incidents_open\{priority="P1"\} [1-9]/);
     expect(metrics).toMatch(/eldergate_budget_breaches\{priority="P1"\} [1-9]/);
     expect(metrics).toMatch(/eldergate_observations_total\{source="mqtt",class="alarm",result="stored"\} [1-9]/);
