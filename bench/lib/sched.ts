@@ -4,6 +4,7 @@
 // run-queue wait (`/proc/<pid>/task/*/schedstat`: time its threads were runnable but not running) and the machine's
 // steal (`/proc/stat`: time the hypervisor gave our vCPUs to someone else), and a repetition over the stated bounds
 // is discarded as noisy — reported, never silently dropped — and run again.
+import { hostSpeed, type HostSpeed } from './host-speed.js';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -203,6 +204,11 @@ export interface LoadConditions {
   sutCoreIrqPct?: number | null;
   /** the system's processes are where the plan put them */
   pinnedAs: string | null;
+  /**
+   * a fixed loop's CPU time on the system's core after the repetition, % above the fastest of the run
+   * (bench/lib/host-speed.ts: a host that runs the vCPU slower, steal the VM does not report); null when not measured
+   */
+  hostSlowerPct?: number | null;
   noisy: boolean;
   /** which bound it crossed, when noisy */
   why: string | null;
@@ -221,14 +227,19 @@ export interface NoiseRule {
   maxProbeWaitPerWakeMs: number;
   /** steal on the machine or on the system's core above this (%) */
   maxStealPct: number;
+  /** the host ran the system's core slower than at its fastest in the run by more than this (%) */
+  maxHostSlowerPct: number;
 }
 
-export const NOISE_RULE: NoiseRule = { maxSutWaitMsPerS: 20, minOtherPct: 1, maxOtherPct: 5, maxProbeWaitPerWakeMs: 0.25, maxStealPct: 2 };
+export const NOISE_RULE: NoiseRule = {
+  maxSutWaitMsPerS: 20, minOtherPct: 1, maxOtherPct: 5, maxProbeWaitPerWakeMs: 0.25, maxStealPct: 2, maxHostSlowerPct: 15,
+};
 
 export function describeRule(r: NoiseRule): string {
   return `a repetition is discarded as noisy when other work (anything but the system and interrupt/softirq handling, from \`/proc/stat\` of its core) took more than ${r.maxOtherPct} % of the system's core, ` +
     `or the system waited more than ${r.maxSutWaitMsPerS} ms per second for a CPU (run-queue wait of all its threads) while other work held more than ${r.minOtherPct} % of its core, ` +
-    `or the P1 probe's main thread (its clock) waited more than ${r.maxProbeWaitPerWakeMs} ms per wake-up on average, or steal exceeded ${r.maxStealPct} % of the machine or of the system's core; ` +
+    `or the P1 probe's main thread (its clock) waited more than ${r.maxProbeWaitPerWakeMs} ms per wake-up on average, or steal exceeded ${r.maxStealPct} % of the machine or of the system's core, ` +
+    `or the host ran the system's core slow: a fixed loop timed there after the repetition took more than ${r.maxHostSlowerPct} % more CPU time than the fastest such loop of the run (this VM reports no steal; bench/lib/host-speed.ts); ` +
     'it is then run again, up to the profile\'s extra attempts. (The system\'s threads waiting for each other on its one core is its own cost and is not noise.)';
 }
 
@@ -245,6 +256,7 @@ export class LoadMeter {
     private readonly probePid: number | null,
     private readonly plan: CpuPlan,
     private readonly cpuSeconds: (pid: number) => number,
+    private readonly speed: Pick<HostSpeed, 'check'> = hostSpeed,
   ) {
     this.sut0 = sumOf(sutPids, runQueueWaitMs);
     this.probe0 = probePid ? runQueueWaitMs(probePid) : 0;
@@ -276,7 +288,10 @@ export class LoadMeter {
     const sutCoreIrqPct = core && core.total > 0 ? (100 * core.irq) / core.total : null;
     const pins = [...new Set(this.sutPids.map(affinityOf))];
     const pinnedAs = pins.length === 1 ? pins[0]! : pins.join(' / ');
-    return judge({ wallMs, sutWaitMsPerS, probeWaitMsPerS, probeWaitPerWakeMs, stealPct, sutCoreStealPct, sutCoreOtherPct, sutCoreIrqPct, pinnedAs, noisy: false, why: null }, rule);
+    // after the load: the host's speed on the system's core (only when the system has a core of its own to time)
+    const host = this.plan.sut && /^\d+$/.test(this.plan.sut) ? this.speed.check(this.plan.sut) : null;
+    const hostSlowerPct = host ? host.slowerPct : null;
+    return judge({ wallMs, sutWaitMsPerS, probeWaitMsPerS, probeWaitPerWakeMs, stealPct, sutCoreStealPct, sutCoreOtherPct, sutCoreIrqPct, pinnedAs, hostSlowerPct, noisy: false, why: null }, rule);
   }
 }
 
@@ -291,6 +306,7 @@ export function judge(l: LoadConditions, rule: NoiseRule): LoadConditions {
   if (perWake !== null && perWake > rule.maxProbeWaitPerWakeMs) why.push(`probe's clock waited ${(perWake * 1000).toFixed(0)} µs per wake-up`);
   if (l.stealPct > rule.maxStealPct) why.push(`steal ${l.stealPct.toFixed(1)} %`);
   if (l.sutCoreStealPct !== null && l.sutCoreStealPct > rule.maxStealPct) why.push(`steal on the system's core ${l.sutCoreStealPct.toFixed(1)} %`);
+  if (l.hostSlowerPct != null && l.hostSlowerPct > rule.maxHostSlowerPct) why.push(`host ran the system's core ${l.hostSlowerPct.toFixed(0)} % slower than at its fastest in this run`);
   return { ...l, noisy: why.length > 0, why: why.length ? why.join('; ') : null };
 }
 

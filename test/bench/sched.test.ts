@@ -3,7 +3,8 @@
 import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { NOISE_RULE, PROBE_NICE, TASKSET, affinityOf, allowedCpus, cpuPlan, expandList, judge, pinned, runQueueWaitMs, setCpuPlan, threadSched, waitPerWakeMs, type LoadConditions } from '../../bench/lib/sched.js';
+import { LoadMeter, NOISE_RULE, PROBE_NICE, TASKSET, affinityOf, allowedCpus, cpuPlan, expandList, judge, pinned, runQueueWaitMs, setCpuPlan, threadSched, waitPerWakeMs, type LoadConditions } from '../../bench/lib/sched.js';
+import { HostSpeed, timeFixedLoop } from '../../bench/lib/host-speed.js';
 import { parseRetentionSize } from '../../bench/figures/dbgrowth.js';
 
 const quiet: LoadConditions = {
@@ -81,6 +82,35 @@ describe('bench pinning and load conditions', () => {
     expect(judge({ ...quiet, probeWaitMsPerS: 90, probeWaitPerWakeMs: 0.06 }, NOISE_RULE).noisy).toBe(false);
     expect(judge({ ...quiet, probeWaitPerWakeMs: NOISE_RULE.maxProbeWaitPerWakeMs + 0.1 }, NOISE_RULE).why).toMatch(/probe's clock waited \d+ µs per wake-up/);
     expect(judge({ ...quiet, stealPct: NOISE_RULE.maxStealPct + 0.5 }, NOISE_RULE).why).toMatch(/steal/);
+    // a host that ran the system's core slow (steal this VM does not report)
+    expect(judge({ ...quiet, hostSlowerPct: NOISE_RULE.maxHostSlowerPct + 1 }, NOISE_RULE).why).toMatch(/host ran the system's core \d+ % slower than at its fastest/);
+    expect(judge({ ...quiet, hostSlowerPct: NOISE_RULE.maxHostSlowerPct - 1 }, NOISE_RULE).noisy).toBe(false);
+    expect(judge({ ...quiet, hostSlowerPct: null }, NOISE_RULE).noisy).toBe(false);
+  });
+
+  it('times a fixed loop on a core in CPU time, and judges each reading against the fastest of the run', () => {
+    const core = String(allowedCpus()[0]);
+    const ms = timeFixedLoop(core);
+    expect(ms, 'node pinned with taskset ran the loop').not.toBeNull();
+    expect(ms!).toBeGreaterThan(0);
+    expect(timeFixedLoop('99999')).toBeNull(); // no such core: taskset refuses, nothing to judge by
+    const readings = [30, 27, 33, null, 27];
+    const speed = new HostSpeed(() => readings.shift() ?? null);
+    expect(speed.check(core)).toEqual({ loopMs: 30, slowerPct: 0 });
+    expect(speed.check(core)).toEqual({ loopMs: 27, slowerPct: 0 });
+    expect(speed.check(core)!.slowerPct).toBeCloseTo((100 * 6) / 27, 5);
+    expect(speed.check(core)).toBeNull();
+    expect(speed.check(core)!.slowerPct).toBe(0);
+    // a repetition's meter takes the reading after the load, on the system's core only
+    const seen: string[] = [];
+    const slow = { check: (c: string) => { seen.push(c); return { loopMs: 40, slowerPct: 48 }; } };
+    const l = new LoadMeter([process.pid], null, { sut: core, load: null, note: '', probeFirst: false }, () => 0, slow).read(NOISE_RULE);
+    expect(seen).toEqual([core]);
+    expect(l.hostSlowerPct).toBe(48);
+    expect(l.noisy).toBe(true);
+    const unpinned = new LoadMeter([process.pid], null, { sut: null, load: null, note: '', probeFirst: false }, () => 0, slow).read(NOISE_RULE);
+    expect(unpinned.hostSlowerPct).toBeNull();
+    expect(seen).toHaveLength(1);
   });
 
   it('reads bench/retention-size.ts\'s report into growth per 1,000 terminals per day, one result per database', () => {
