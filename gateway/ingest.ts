@@ -448,10 +448,7 @@ export class Ingest implements ObservationSink {
     if (this.o.pg) return this.flushTelemetryPg();
     if (mayWait && this.o.alarmWaiting?.() === true) {
       // it is on this thread's port, read before immediates run: this slice goes after it
-      setImmediate(() => {
-        if (!this.closed) this.flushTelemetry(false);
-      });
-      return;
+      return this.flushTelemetryNextTask(false);
     }
     // An alarm that came while this slice waited for its turn goes first (its own immediate finds nothing left), alone
     // in its task: the writer thread posts its answers (the PUBACK, the incident for the consoles) when the task ends.
@@ -461,12 +458,7 @@ export class Ingest implements ObservationSink {
     let turnEnds = performance.now() + TELEMETRY_TURN_MS;
     if (this.urgent.length > 0) {
       this.flushUrgent();
-      if (!afterAlarms) {
-        setImmediate(() => {
-          if (!this.closed) this.flushTelemetry(false, true);
-        });
-        return;
-      }
+      if (!afterAlarms) return this.flushTelemetryNextTask(true);
       turnEnds = 0;
     }
     let cut = 0;
@@ -675,6 +667,13 @@ export class Ingest implements ObservationSink {
       }
     }
     this.afterCommit();
+  }
+
+  /** the telemetry flush goes on in a task of its own (after whatever the port and the immediates hold now) */
+  private flushTelemetryNextTask(afterAlarms: boolean): void {
+    setImmediate(() => {
+      if (!this.closed) this.flushTelemetry(false, afterAlarms);
+    });
   }
 
   /** PostgreSQL: commit `batch` after every batch formed before it (never rejects: failures are the batch's) */

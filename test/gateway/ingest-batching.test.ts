@@ -39,18 +39,28 @@ describe('telemetry batches of the writer', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('a backlog is written a turn\'s budget at a time: a message on a port is handled between turns; in each device\'s order', async () => {
+  type IngestOptions = ConstructorParameters<typeof Ingest>[0];
+  /** a migrated file in its own directory, these devices in service, and an Ingest on it (options as given) */
+  const openIngest = (deviceList: readonly (readonly [id: string, kind: string, serial?: string])[], o: Partial<IngestOptions> = {}): Ingest => {
     dir = mkdtempSync(join(tmpdir(), 'eg-batching-'));
-    store = openStore(join(dir, 'eldergate.db'));
-    const now = Date.now();
-    for (let d = 0; d < DEVICES; d++) {
-      store.db.insert(devices).values({ id: `lc-batch${d}`, kind: 'locator', serial: `BATCH-${d}`, state: 'in-service', secretHash: 'unused', secretRotatedAt: now, createdAt: now, updatedAt: now, power: 'battery' }).run();
+    const s = openStore(join(dir, 'eldergate.db'));
+    store = s;
+    const at = Date.now();
+    for (const [id, kind, serial] of deviceList) {
+      s.db.insert(devices).values({ id, kind: kind as never, serial: serial ?? id, state: 'in-service', secretHash: 'unused', secretRotatedAt: at, createdAt: at, updatedAt: at, power: 'battery' }).run();
     }
-    const metrics = createMetrics();
-    const ingest = new Ingest({
-      sqlite: store.sqlite, states: new DeviceStates(store.sqlite), config: loadConfig({}).ingest,
-      log: createLogger('silent'), metrics, onCommitted: () => undefined,
+    return new Ingest({
+      sqlite: s.sqlite, states: new DeviceStates(s.sqlite), config: loadConfig({}).ingest,
+      log: createLogger('silent'), metrics: createMetrics(), onCommitted: () => undefined, ...o,
     });
+  };
+  const position = (deviceId: string, seq: number, now: number) =>
+    ({ deviceId, seq, type: 'position', deviceTs: now + seq, receivedAt: now, source: 'mqtt', position: { lat: 39.9 + seq / 1e4, lon: 116.4 } }) as Observation;
+
+  it('a backlog is written a turn\'s budget at a time: a message on a port is handled between turns; in each device\'s order', async () => {
+    const now = Date.now();
+    const metrics = createMetrics();
+    const ingest = openIngest(Array.from({ length: DEVICES }, (_, d) => [`lc-batch${d}`, 'locator', `BATCH-${d}`] as const), { metrics });
     // a message that arrives on a port once the writer has begun on the backlog (an SOS from the main thread): it is
     // handled after the turn's budget of slices. It used to be handled only after the whole backlog, every flush
     // scheduled while the queue was over a batch running back to back in one turn of the loop.
@@ -62,8 +72,7 @@ describe('telemetry batches of the writer', () => {
     const done: Promise<unknown>[] = [];
     for (let seq = 1; seq <= PER_DEVICE; seq++) {
       for (let d = 0; d < DEVICES; d++) {
-        const obs = { deviceId: `lc-batch${d}`, seq, type: 'position', deviceTs: now + seq, receivedAt: now, source: 'mqtt', position: { lat: 39.9 + seq / 1e4, lon: 116.4 } } as Observation;
-        done.push(ingest.submitTelemetry(obs, true)!);
+        done.push(ingest.submitTelemetry(position(`lc-batch${d}`, seq, now), true)!);
       }
     }
     await Promise.all(done);
@@ -78,7 +87,7 @@ describe('telemetry batches of the writer', () => {
     expect(commits).toBeLessThan((DEVICES * PER_DEVICE) / 10);
     // every row, each device's in the order it sent them (a slice's remainder kept its place)
     for (let d = 0; d < DEVICES; d++) {
-      const seqs = (store.sqlite.prepare('select seq from observations where device_id = ? order by id').all(`lc-batch${d}`) as { seq: number }[]).map((r) => r.seq);
+      const seqs = (store!.sqlite.prepare('select seq from observations where device_id = ? order by id').all(`lc-batch${d}`) as { seq: number }[]).map((r) => r.seq);
       expect(seqs).toEqual(Array.from({ length: PER_DEVICE }, (_, i) => i + 1));
     }
     expect(ingest.queueDepth()).toEqual({ urgent: 0, telemetry: 0, waiting: 0 });
@@ -86,23 +95,12 @@ describe('telemetry batches of the writer', () => {
   });
 
   it('an alarm on its way to the writer goes before the telemetry slice that was about to start', async () => {
-    dir = mkdtempSync(join(tmpdir(), 'eg-batching-'));
-    store = openStore(join(dir, 'eldergate.db'));
     const now = Date.now();
-    for (const [id, kind] of [['lc-slice0', 'locator'], ['cp-slice0', 'call-phone']] as const) {
-      store.db.insert(devices).values({ id, kind, serial: id, state: 'in-service', secretHash: 'unused', secretRotatedAt: now, createdAt: now, updatedAt: now, power: 'battery' }).run();
-    }
     // the writer thread's shared counter says an SOS was posted and is not taken off the port yet
     let onTheWay = 0;
-    const ingest = new Ingest({
-      sqlite: store.sqlite, states: new DeviceStates(store.sqlite), config: loadConfig({}).ingest,
-      log: createLogger('silent'), metrics: createMetrics(), onCommitted: () => undefined,
-      alarmWaiting: () => onTheWay > 0,
-    });
+    const ingest = openIngest([['lc-slice0', 'locator'], ['cp-slice0', 'call-phone']], { alarmWaiting: () => onTheWay > 0 });
     const done: Promise<unknown>[] = [];
-    for (let seq = 1; seq <= 2000; seq++) {
-      done.push(ingest.submitTelemetry({ deviceId: 'lc-slice0', seq, type: 'position', deviceTs: now + seq, receivedAt: now, source: 'mqtt', position: { lat: 39.9 + seq / 1e4, lon: 116.4 } } as Observation, true)!);
-    }
+    for (let seq = 1; seq <= 2000; seq++) done.push(ingest.submitTelemetry(position('lc-slice0', seq, now), true)!);
     // the backlog's flush is due in this turn's immediates; the SOS is posted now and taken off the port just after it
     onTheWay = 1;
     const telemetryRows = () => (store!.sqlite.prepare("select count(*) n from observations where device_id = 'lc-slice0'").get() as { n: number }).n;
@@ -115,8 +113,8 @@ describe('telemetry batches of the writer', () => {
       done.push(sos.then(() => { rowsWhenAnswered = telemetryRows(); }));
     });
     await Promise.all(done);
-    const sosId = (store.sqlite.prepare("select id from observations where device_id = 'cp-slice0'").get() as { id: number }).id;
-    const before = (store.sqlite.prepare("select count(*) n from observations where device_id = 'lc-slice0' and id < ?").get(sosId) as { n: number }).n;
+    const sosId = (store!.sqlite.prepare("select id from observations where device_id = 'cp-slice0'").get() as { id: number }).id;
+    const before = (store!.sqlite.prepare("select count(*) n from observations where device_id = 'lc-slice0' and id < ?").get(sosId) as { n: number }).n;
     // it waited for no telemetry (it used to wait for the slice: up to 500 rows or 5 ms, and its commit)
     expect(before).toBe(0);
     // and it was answered before the backlog went on: the slices that followed its commit used to run in the same task,
@@ -126,10 +124,7 @@ describe('telemetry batches of the writer', () => {
   });
 
   it('a telemetry slice that raises an incident ends the turn: its events go to the consoles before the next slice', async () => {
-    dir = mkdtempSync(join(tmpdir(), 'eg-batching-'));
-    store = openStore(join(dir, 'eldergate.db'));
     const now = Date.now();
-    store.db.insert(devices).values({ id: 'lc-exit0', kind: 'locator', serial: 'lc-exit0', state: 'in-service', secretHash: 'unused', secretRotatedAt: now, createdAt: now, updatedAt: now, power: 'battery' }).run();
     const metrics = createMetrics();
     // telemetry commits so far, counted where the ingest records each one
     let telemetryCommits = 0;
@@ -139,9 +134,8 @@ describe('telemetry batches of the writer', () => {
       observe(labels, value);
     }) as typeof metrics.batchRows.observe;
     let commitsWhenPublished = -1;
-    const ingest = new Ingest({
-      sqlite: store.sqlite, states: new DeviceStates(store.sqlite), config: loadConfig({}).ingest,
-      log: createLogger('silent'), metrics, alarmWaiting: () => false,
+    const ingest = openIngest([['lc-exit0', 'locator']], {
+      metrics, alarmWaiting: () => false,
       // as the writer thread publishes them: posted when the task that committed them ends
       onCommitted: () => queueMicrotask(() => { commitsWhenPublished = telemetryCommits; }),
     });
@@ -151,9 +145,7 @@ describe('telemetry batches of the writer', () => {
       run: (obs) => (obs.seq === 10 ? [{ seq: 1, type: 'opened', incidentId: 'inc-exit', at: now, data: {} } as unknown as IncidentEvent] : undefined),
     });
     const done: Promise<unknown>[] = [];
-    for (let seq = 1; seq <= 3000; seq++) {
-      done.push(ingest.submitTelemetry({ deviceId: 'lc-exit0', seq, type: 'position', deviceTs: now + seq, receivedAt: now, source: 'mqtt', position: { lat: 39.9 + seq / 1e4, lon: 116.4 } } as Observation, true)!);
-    }
+    for (let seq = 1; seq <= 3000; seq++) done.push(ingest.submitTelemetry(position('lc-exit0', seq, now), true)!);
     await Promise.all(done);
     // published after the one commit that made it durable (it used to wait for the turn: up to 25 ms of slices)
     expect(commitsWhenPublished).toBe(1);
@@ -162,22 +154,12 @@ describe('telemetry batches of the writer', () => {
   });
 
   it('a stream of alarms, one in every task, never stops the telemetry slices: each batch of alarms is followed by one', async () => {
-    dir = mkdtempSync(join(tmpdir(), 'eg-batching-'));
-    store = openStore(join(dir, 'eldergate.db'));
     const now = Date.now();
-    for (const [id, kind] of [['lc-stream0', 'locator'], ['cp-stream0', 'call-phone']] as const) {
-      store.db.insert(devices).values({ id, kind, serial: id, state: 'in-service', secretHash: 'unused', secretRotatedAt: now, createdAt: now, updatedAt: now, power: 'battery' }).run();
-    }
-    const ingest = new Ingest({
-      sqlite: store.sqlite, states: new DeviceStates(store.sqlite), config: loadConfig({}).ingest,
-      log: createLogger('silent'), metrics: createMetrics(), onCommitted: () => undefined, alarmWaiting: () => false,
-    });
+    const ingest = openIngest([['lc-stream0', 'locator'], ['cp-stream0', 'call-phone']], { alarmWaiting: () => false });
     const telemetry: Promise<unknown>[] = [];
-    for (let seq = 1; seq <= 3000; seq++) {
-      telemetry.push(ingest.submitTelemetry({ deviceId: 'lc-stream0', seq, type: 'position', deviceTs: now + seq, receivedAt: now, source: 'mqtt', position: { lat: 39.9 + seq / 1e4, lon: 116.4 } } as Observation, true)!);
-    }
+    for (let seq = 1; seq <= 3000; seq++) telemetry.push(ingest.submitTelemetry(position('lc-stream0', seq, now), true)!);
     let settled = false;
-    const all = Promise.all(telemetry).then(() => { settled = true; });
+    void Promise.all(telemetry).then(() => { settled = true; });
     // an alarm queued in every task of the loop, before and after each telemetry task, for as long as telemetry is left
     const alarms: Promise<unknown>[] = [];
     let seq = 0;
@@ -193,8 +175,8 @@ describe('telemetry batches of the writer', () => {
     // the backlog was written while the alarms went on (20,000 turns would have been the sign of a starved queue)
     expect(settled).toBe(true);
     expect(seq).toBeLessThan(20_000);
-    expect((store.sqlite.prepare("select count(*) n from observations where device_id = 'lc-stream0'").get() as { n: number }).n).toBe(3000);
-    expect((store.sqlite.prepare("select count(*) n from observations where device_id = 'cp-stream0'").get() as { n: number }).n).toBe(seq);
+    expect((store!.sqlite.prepare("select count(*) n from observations where device_id = 'lc-stream0'").get() as { n: number }).n).toBe(3000);
+    expect((store!.sqlite.prepare("select count(*) n from observations where device_id = 'cp-stream0'").get() as { n: number }).n).toBe(seq);
     ingest.close();
   });
 
