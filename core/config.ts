@@ -241,6 +241,13 @@ export const ConfigSchema = Type.Object(
          * terminals give up on the platform and call for help another way (0: refuse at once).
          */
         writerRestartHoldMs: Type.Integer({ minimum: 0, maximum: 120_000, default: 10_000 }),
+        /**
+         * The SQLite write-ahead log's soft limit. Under sustained telemetry the checkpointer never catches up with the
+         * writer's last commit, and the log would never start again from its beginning: it grew by 25 MB/s at 10k msg/s
+         * (docs/architecture.md, "The checkpointer"). Beyond this size the writer pauses telemetry for a few
+         * milliseconds (never alarms) so that the checkpointer copies all of it back; the log then starts again.
+         */
+        walSoftLimitMB: Type.Integer({ minimum: 1, default: 32 }),
       },
       { default: {} },
     ),

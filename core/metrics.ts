@@ -188,6 +188,11 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       name: 'eldergate_wal_frames', help: 'Frames in the SQLite write-ahead log, and how many of them the checkpointer has copied back (state=log|checkpointed)',
       labelNames: ['state'] as const, registers: [registry],
     }),
+    walRestartWindows: new Counter({
+      name: 'eldergate_wal_restart_windows_total',
+      help: 'Pauses in telemetry the writer gave the checkpointer to copy the whole WAL back, so that the log starts again from its beginning (outcome=restarted|copied|incomplete); when few are restarted the WAL keeps growing: docs/operations.md',
+      labelNames: ['outcome'] as const, registers: [registry],
+    }),
     buildInfo: new Gauge({
       name: 'eldergate_build_info', help: 'Always 1; the labels say which eldergate, commit and Node.js are running',
       labelNames: ['version', 'commit', 'node'] as const, registers: [registry],

@@ -31,6 +31,7 @@ import { io, runAsync, runSync, type Step } from '../response/store/run.js';
 import { isStep, sqliteIngestScope, type IngestScope } from './ingest-scope.js';
 import { CommitJournal, CountSeries, type CountSlot } from './commit-journal.js';
 import type { PgIngestBatches } from './ingest-scope-pg.js';
+import type { WalRestartGate } from './writer/wal-restart.js';
 
 /**
  * A processing step run for each new (non-duplicate) observation inside the write transaction, in order
@@ -171,6 +172,11 @@ export interface IngestOptions {
    * for up to two slices and their commits (at 5k msg/s an SOS waited up to 30 ms here).
    */
   alarmWaiting?: () => boolean;
+  /**
+   * SQLite: the checkpointer thread's request for a pause in telemetry, so that it can copy the whole WAL back and the
+   * log start again from its beginning (gateway/writer/wal-restart.ts). Alarms are never held by it.
+   */
+  walRestart?: Pick<WalRestartGate, 'wanted' | 'held' | 'hold'>;
 }
 
 /** How long after the original a repeat of its key can still be a transport resend (reconnect back-off included). */
@@ -194,6 +200,8 @@ export class Ingest implements ObservationSink {
   private urgentScheduled = false;
   /** a commit of this task handed incident events on (SQLite: the writer thread posts them when the task ends) */
   private published = false;
+  /** flushAll is writing everything: no pause for the checkpointer */
+  private flushingAll = false;
   private telemetryTimer: NodeJS.Timeout | null = null;
   private flushSoon = false;
   private steps: IngestStep[] = [];
@@ -450,6 +458,16 @@ export class Ingest implements ObservationSink {
       // it is on this thread's port, read before immediates run: this slice goes after it
       return this.flushTelemetryNextTask(false);
     }
+    // the checkpointer's pause: no slice starts until it lets go (alarms still go, through their own immediate)
+    if (!this.flushingAll && this.o.walRestart && (this.o.walRestart.held || this.o.walRestart.wanted())) {
+      if (this.urgent.length > 0) this.flushUrgent();
+      if (!this.o.walRestart.held) {
+        void this.o.walRestart.hold().then(() => {
+          if (!this.closed) this.flushTelemetry(false);
+        });
+      }
+      return;
+    }
     // An alarm that came while this slice waited for its turn goes first (its own immediate finds nothing left), alone
     // in its task: the writer thread posts its answers (the PUBACK, the incident for the consoles) when the task ends.
     // Written on in the same task, a turn's budget of slices (up to TELEMETRY_TURN_MS) held up the answer of an alarm
@@ -479,7 +497,7 @@ export class Ingest implements ObservationSink {
       // a slice that raised or changed an incident (a safe-zone exit from a position) ends the turn too: its events
       // reach the consoles when this task ends
       if (!backlog || !this.lastCommitOk || this.closed || this.urgent.length > 0 || this.o.alarmWaiting?.() === true ||
-        this.published || performance.now() > turnEnds) break;
+        this.published || performance.now() > turnEnds || this.o.walRestart?.wanted() === true) break;
     }
     // a commit in the loop may have set a timer for state rows still owed (whenCommitted): one timer, never two
     if (this.telemetryTimer) {
@@ -1160,6 +1178,15 @@ export class Ingest implements ObservationSink {
   flushAll(): void {
     if (this.o.pg) throw new Error('ingest over PostgreSQL: await drain() instead of flushAll()');
     this.flushUrgent();
+    this.flushingAll = true;
+    try {
+      this.flushAllTelemetry();
+    } finally {
+      this.flushingAll = false;
+    }
+  }
+
+  private flushAllTelemetry(): void {
     let rounds = 0;
     // device-state rows too, while commits succeed (bounded: a failing disk must not hold shutdown forever)
     while (this.telemetry.length > 0 || this.rejects.length > 0 || this.parked.length > 0 ||

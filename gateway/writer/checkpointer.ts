@@ -3,13 +3,20 @@
 // Both connections have wal_autocheckpoint off: otherwise the commit that crosses the threshold runs the checkpoint
 // itself — on the writer thread that is an alarm's commit waiting behind it (the issue measured a 111 ms COMMIT). A
 // PASSIVE checkpoint takes no lock a writer needs: it backfills what it can while commits go on, and the next commit
-// after a complete one starts the WAL from its beginning again.
+// after a complete one starts the WAL from its beginning again. Under sustained telemetry no pass is ever complete
+// before the next commit; past its soft limit the log is started again through a short pause in telemetry the writer
+// gives (gateway/writer/wal-restart.ts).
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
+import { restartWindow, wantsWindow, type CheckpointResult } from './wal-restart.js';
 
 export interface CheckpointerInit {
   file: string;
   intervalMs: number;
+  /** shared with the writer thread (wal-restart.ts) */
+  walRestart: SharedArrayBuffer;
+  /** the log's size beyond which the checkpointer asks the writer for a pause, to copy all of it back (wal-restart.ts) */
+  walSoftLimitBytes: number;
 }
 
 const port = parentPort;
@@ -18,11 +25,29 @@ const init = workerData as CheckpointerInit;
 const db = new Database(init.file);
 db.pragma('busy_timeout = 5000');
 db.pragma('wal_autocheckpoint = 0');
+const softLimitFrames = Math.ceil(init.walSoftLimitBytes / Number(db.pragma('page_size', { simple: true })));
+const passive = (): CheckpointResult & { busy: number } =>
+  (db.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[])[0]!;
+/** a RESTART pass that never waits: not for the write lock (an alarm's commit), not for a reader */
+const restart = (): CheckpointResult & { busy: number } => {
+  db.pragma('busy_timeout = 0');
+  try {
+    return (db.pragma('wal_checkpoint(RESTART)') as { busy: number; log: number; checkpointed: number }[])[0]!;
+  } finally {
+    db.pragma('busy_timeout = 5000');
+  }
+};
 let stopped = false;
 const timer = setInterval(() => {
   if (stopped) return;
   try {
-    const [r] = db.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
+    let r = passive();
+    if (wantsWindow(r, softLimitFrames)) {
+      const started = performance.now();
+      const w = restartWindow(init.walRestart, { passive, restart });
+      port.postMessage({ op: 'restart-window', outcome: w.outcome, quiet: w.quiet, frames: r.log, ms: performance.now() - started });
+      r = { ...r, ...w.last };
+    }
     port.postMessage({ op: 'checkpoint', ...r });
   } catch (err) {
     // a full disk or an I/O error: the writer reports storage faults; the WAL keeps growing until this works again

@@ -30,6 +30,7 @@ import type { CommandCall, FromWriter, IncidentCall, StatesReply, ToWriter, Wire
 import type { CommittedEvent, CommittedOf, IncidentRow, IncidentWrites } from '../../response/incidents.js';
 import type { IncidentReceipt } from '../../response/events.js';
 import type { CheckpointerInit } from './checkpointer.js';
+import { walRestartBuffer } from './wal-restart.js';
 import { dbFile } from '../../core/db.js';
 import { writeTurnBuffer } from '../../core/write-turn.js';
 
@@ -192,19 +193,26 @@ export class WriterThread implements IngestPort {
     const w = new WriterThread(o);
     const restored = await w.spawn();
     w.everStarted = true;
-    w.checkpointer = startCheckpointer({ file: dbFile(o.config.dataDir), metrics: o.metrics, log: w.log });
+    w.checkpointer = startCheckpointer({
+      file: dbFile(o.config.dataDir), metrics: o.metrics, log: w.log, walRestart: w.walRestart,
+      walSoftLimitBytes: o.config.ingest.walSoftLimitMB * 1024 * 1024,
+    });
     w.log.info({ restored }, 'writer thread started');
     return w;
   }
 
   private checkpointer: { close(): Promise<void> } | null = null;
+  /** the checkpointer's and the writer's flags for starting the WAL again (wal-restart.ts): one for every writer started */
+  private readonly walRestart = walRestartBuffer();
 
   private spawn(): Promise<{ devices: number; timers: number }> {
     // a new thread, a new count: what the dead one was posted and never took is gone with it
     this.taken = new Int32Array(new SharedArrayBuffer(4 * TAKEN_SLOTS));
     this.posted = 0;
     this.spawned++;
-    const init: WriterInit = { config: this.o.config, logLevel: this.o.log.level, turn: writeTurnBuffer(), taken: this.taken.buffer as SharedArrayBuffer };
+    const init: WriterInit = { config: this.o.config, logLevel: this.o.log.level, turn: writeTurnBuffer(), taken: this.taken.buffer as SharedArrayBuffer,
+      walRestart: this.walRestart,
+    };
     const worker = startThread('worker', init);
     this.worker = worker;
     return new Promise((resolve, reject) => {
@@ -742,15 +750,21 @@ function freshBuild(): boolean {
 const CHECKPOINT_INTERVAL_MS = 1000;
 
 /** Start the checkpointer thread (gateway/writer/checkpointer.ts); its last result goes to the WAL gauge. */
-function startCheckpointer(o: { file: string; metrics: Metrics; log: Logger }): { close(): Promise<void> } {
-  const init: CheckpointerInit = { file: o.file, intervalMs: CHECKPOINT_INTERVAL_MS };
+export function startCheckpointer(o: {
+  file: string; metrics: Metrics; log: Logger; walRestart: SharedArrayBuffer; walSoftLimitBytes: number; intervalMs?: number;
+}): { close(): Promise<void> } {
+  const init: CheckpointerInit = {
+    file: o.file, intervalMs: o.intervalMs ?? CHECKPOINT_INTERVAL_MS, walRestart: o.walRestart, walSoftLimitBytes: o.walSoftLimitBytes,
+  };
   let lastFailure = 0;
   let closing = false;
   let worker: Worker;
   const start = () => {
     worker = startThread('checkpointer', init);
-    worker.on('message', (m: { op: string; log?: number; checkpointed?: number; message?: string; code?: string | null }) => {
-      if (m.op === 'checkpoint') {
+    worker.on('message', (m: { op: string; log?: number; checkpointed?: number; message?: string; code?: string | null; outcome?: string }) => {
+      if (m.op === 'restart-window') {
+        o.metrics.walRestartWindows.inc({ outcome: m.outcome ?? 'incomplete' });
+      } else if (m.op === 'checkpoint') {
         o.metrics.walFrames.set({ state: 'log' }, Math.max(0, m.log ?? 0));
         o.metrics.walFrames.set({ state: 'checkpointed' }, Math.max(0, m.checkpointed ?? 0));
       } else if (m.op === 'checkpoint-failed' && Date.now() - lastFailure > 60_000) {

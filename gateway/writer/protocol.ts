@@ -43,6 +43,8 @@ export interface WriterInit {
    * handed to its ingest yet: while there is one, a telemetry slice stops early and the next one waits, so the alarm is read sooner.
    */
   taken: SharedArrayBuffer;
+  /** the WAL's restart, agreed with the checkpointer thread (gateway/writer/wal-restart.ts) */
+  walRestart: SharedArrayBuffer;
 }
 
 /** the slots of WriterInit.taken */

@@ -35,6 +35,7 @@ import { Commands } from '../commands.js';
 import { createAlarmPipeline, type AlarmPipeline } from '../alarms.js';
 import { ALARMS_ON_THE_WAY, TAKEN, toWire, type CommandCall, type FromWriter, type IncidentCall, type ToWriter, type WriterInit } from './protocol.js';
 import { useWriteTurnBuffer } from '../../core/write-turn.js';
+import { WalRestartGate } from './wal-restart.js';
 import { andThen } from '../../core/maybe.js';
 
 const port = parentPort;
@@ -128,6 +129,8 @@ async function createWriterDomain(init: WriterInit, log: Logger): Promise<Writer
       post({ op: 'committed', events });
     },
     alarmWaiting: () => Atomics.load(onTheWay, ALARMS_ON_THE_WAY) > 0,
+    // the checkpointer's pauses for starting the WAL again (this node's file; PostgreSQL has no such log here)
+    ...(batches ? {} : { walRestart: new WalRestartGate(init.walRestart) }),
   });
   // steps in order: rules → incidents, then the devices' answers to commands
   // outside a batch (a registry change re-arming a device's timers), PostgreSQL's open incidents as this writer last

@@ -153,6 +153,46 @@ describe('telemetry batches of the writer', () => {
     ingest.close();
   });
 
+  it('the checkpointer\'s pause holds telemetry slices, never an alarm; telemetry goes on when it ends', async () => {
+    const now = Date.now();
+    // the checkpointer thread's request (gateway/writer/wal-restart.ts; its own test runs the real threads)
+    let asked = true;
+    let holds = 0;
+    let letGo!: () => void;
+    const gate = {
+      held: false,
+      wanted: () => asked && !gate.held,
+      hold: () => {
+        holds++;
+        gate.held = true;
+        return new Promise<void>((resolve) => { letGo = () => { gate.held = false; asked = false; resolve(); }; });
+      },
+    };
+    const ingest = openIngest([['lc-pause0', 'locator'], ['cp-pause0', 'call-phone']], { walRestart: gate });
+    const rows = (id: string) => (store!.sqlite.prepare('select count(*) n from observations where device_id = ?').get(id) as { n: number }).n;
+    const telemetry: Promise<unknown>[] = [];
+    for (let seq = 1; seq <= 600; seq++) telemetry.push(ingest.submitTelemetry(position('lc-pause0', seq, now), true)!);
+    let written = false;
+    void Promise.all(telemetry).then(() => { written = true; });
+    await new Promise((r) => setTimeout(r, 60));
+    // a full batch was due at once: the slice did not start, the writer gave the pause (once)
+    expect(holds).toBe(1);
+    expect(rows('lc-pause0')).toBe(0);
+    // an alarm during the pause is written and answered at once
+    await ingest.submit({ deviceId: 'cp-pause0', seq: 1, type: 'sos', deviceTs: now, receivedAt: now, source: 'mqtt' } as Observation);
+    expect(rows('cp-pause0')).toBe(1);
+    expect(rows('lc-pause0')).toBe(0);
+    expect(written).toBe(false);
+    // the checkpointer lets go: every reading is written, in the device's order
+    letGo();
+    await Promise.all(telemetry);
+    expect(rows('lc-pause0')).toBe(600);
+    expect(holds).toBe(1);
+    const seqs = (store!.sqlite.prepare("select seq from observations where device_id = 'lc-pause0' order by id").all() as { seq: number }[]).map((r) => r.seq);
+    expect(seqs).toEqual(Array.from({ length: 600 }, (_, i) => i + 1));
+    ingest.close();
+  });
+
   it('a stream of alarms, one in every task, never stops the telemetry slices: each batch of alarms is followed by one', async () => {
     const now = Date.now();
     const ingest = openIngest([['lc-stream0', 'locator'], ['cp-stream0', 'call-phone']], { alarmWaiting: () => false });
