@@ -8,7 +8,7 @@
 // gives (gateway/writer/wal-restart.ts).
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { restartWindow, wantsWindow, type CheckpointResult } from './wal-restart.js';
+import { restartWindow, wantsWindow, withdrawRequest, type CheckpointResult } from './wal-restart.js';
 
 export interface CheckpointerInit {
   file: string;
@@ -37,6 +37,8 @@ const restart = (): CheckpointResult & { busy: number } => {
     db.pragma('busy_timeout = 5000');
   }
 };
+// a checkpointer that died in a window left its request standing: this one starts with none
+withdrawRequest(init.walRestart);
 let stopped = false;
 const timer = setInterval(() => {
   if (stopped) return;

@@ -27,6 +27,11 @@ export const QUIET_WAIT_MS = 25;
 export const COPY_BUDGET_MS = 50;
 /** the longest pause the writer gives, whatever the checkpointer does (it may have died) */
 export const HOLD_MAX_MS = QUIET_WAIT_MS + COPY_BUDGET_MS + 25;
+/**
+ * After a pause the writer gives no other for this long, so a request nobody withdraws (a checkpointer that died
+ * asking) costs telemetry at most HOLD_MAX_MS in every HOLD_MAX_MS + MIN_GAP_MS. The checkpointer asks once a second.
+ */
+export const MIN_GAP_MS = 500;
 
 export function walRestartBuffer(): SharedArrayBuffer {
   return new SharedArrayBuffer(4 * SLOTS);
@@ -36,14 +41,16 @@ export function walRestartBuffer(): SharedArrayBuffer {
 export class WalRestartGate {
   private readonly flags: Int32Array;
   private holding = false;
+  private notBefore = 0;
 
-  constructor(buffer: SharedArrayBuffer) {
+  /** `minGapMs`: below the checkpointer's interval (a second), so that it never turns a request down */
+  constructor(buffer: SharedArrayBuffer, private readonly minGapMs = MIN_GAP_MS) {
     this.flags = new Int32Array(buffer);
   }
 
-  /** the checkpointer asks for a pause and none is being given */
+  /** the checkpointer asks for a pause, none is being given, and the last one ended MIN_GAP_MS ago */
   wanted(): boolean {
-    return !this.holding && Atomics.load(this.flags, WANT) === 1;
+    return !this.holding && Atomics.load(this.flags, WANT) === 1 && performance.now() >= this.notBefore;
   }
 
   /** a pause is being given now */
@@ -66,6 +73,7 @@ export class WalRestartGate {
     } finally {
       Atomics.store(this.flags, QUIET, 0);
       this.holding = false;
+      this.notBefore = performance.now() + this.minGapMs;
     }
   }
 }
@@ -111,7 +119,7 @@ export function restartWindow(
   now: () => number = () => performance.now(),
 ): { outcome: WindowOutcome; quiet: boolean; last: CheckpointResult } {
   const flags = new Int32Array(buffer);
-  Atomics.store(flags, WANT, 1);
+  askForPause(buffer);
   try {
     Atomics.wait(flags, QUIET, 0, QUIET_WAIT_MS);
     // an idle writer never says it is quiet: nothing is being written then, and the passes below finish by themselves
@@ -138,9 +146,20 @@ export function restartWindow(
       Atomics.wait(pause, 0, 0, 1);
     }
   } finally {
-    Atomics.store(flags, WANT, 0);
-    Atomics.notify(flags, WANT);
+    withdrawRequest(buffer);
   }
+}
+
+/** the checkpointer asks the writer for a pause */
+export function askForPause(buffer: SharedArrayBuffer): void {
+  Atomics.store(new Int32Array(buffer), WANT, 1);
+}
+
+/** the checkpointer withdraws its request (after a window; and when a new checkpointer thread starts) */
+export function withdrawRequest(buffer: SharedArrayBuffer): void {
+  const flags = new Int32Array(buffer);
+  Atomics.store(flags, WANT, 0);
+  Atomics.notify(flags, WANT);
 }
 
 /**
