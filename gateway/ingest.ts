@@ -1178,24 +1178,20 @@ export class Ingest implements ObservationSink {
   flushAll(): void {
     if (this.o.pg) throw new Error('ingest over PostgreSQL: await drain() instead of flushAll()');
     this.flushUrgent();
+    let rounds = 0;
     this.flushingAll = true;
     try {
-      this.flushAllTelemetry();
+      // device-state rows too, while commits succeed (bounded: a failing disk must not hold shutdown forever)
+      while (this.telemetry.length > 0 || this.rejects.length > 0 || this.parked.length > 0 ||
+        (this.lastCommitOk && this.o.states.dirtyCount() > 0 && rounds < 1000)) {
+        rounds++;
+        const before = this.telemetry.length + this.parked.length;
+        this.flushTelemetry(false);
+        // a failed batch is rejected and gone; waiting ones are admitted as room frees
+        if (!this.lastCommitOk && before === 0 && this.rejects.length === 0) break;
+      }
     } finally {
       this.flushingAll = false;
-    }
-  }
-
-  private flushAllTelemetry(): void {
-    let rounds = 0;
-    // device-state rows too, while commits succeed (bounded: a failing disk must not hold shutdown forever)
-    while (this.telemetry.length > 0 || this.rejects.length > 0 || this.parked.length > 0 ||
-      (this.lastCommitOk && this.o.states.dirtyCount() > 0 && rounds < 1000)) {
-      rounds++;
-      const before = this.telemetry.length + this.parked.length;
-      this.flushTelemetry(false);
-      // a failed batch is rejected and gone; waiting ones are admitted as room frees
-      if (!this.lastCommitOk && before === 0 && this.rejects.length === 0) break;
     }
     if (this.telemetryTimer) {
       clearTimeout(this.telemetryTimer);

@@ -8,7 +8,7 @@
 // gives (gateway/writer/wal-restart.ts).
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { restartWindow, wantsWindow, withdrawRequest, type CheckpointResult } from './wal-restart.js';
+import { restartWindow, withdrawRequest, type CheckpointResult } from './wal-restart.js';
 
 export interface CheckpointerInit {
   file: string;
@@ -26,13 +26,14 @@ const db = new Database(init.file);
 db.pragma('busy_timeout = 5000');
 db.pragma('wal_autocheckpoint = 0');
 const softLimitFrames = Math.ceil(init.walSoftLimitBytes / Number(db.pragma('page_size', { simple: true })));
-const passive = (): CheckpointResult & { busy: number } =>
-  (db.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[])[0]!;
+const checkpoint = (mode: 'PASSIVE' | 'RESTART'): CheckpointResult & { busy: number } =>
+  (db.pragma(`wal_checkpoint(${mode})`) as { busy: number; log: number; checkpointed: number }[])[0]!;
+const passive = () => checkpoint('PASSIVE');
 /** a RESTART pass that never waits: not for the write lock (an alarm's commit), not for a reader */
-const restart = (): CheckpointResult & { busy: number } => {
+const restart = () => {
   db.pragma('busy_timeout = 0');
   try {
-    return (db.pragma('wal_checkpoint(RESTART)') as { busy: number; log: number; checkpointed: number }[])[0]!;
+    return checkpoint('RESTART');
   } finally {
     db.pragma('busy_timeout = 5000');
   }
@@ -44,10 +45,10 @@ const timer = setInterval(() => {
   if (stopped) return;
   try {
     let r = passive();
-    if (wantsWindow(r, softLimitFrames)) {
-      const started = performance.now();
+    // over the soft limit: a pass that copied all it saw says nothing of the commits made while it ran
+    if (r.log > softLimitFrames) {
       const w = restartWindow(init.walRestart, { passive, restart });
-      port.postMessage({ op: 'restart-window', outcome: w.outcome, quiet: w.quiet, frames: r.log, ms: performance.now() - started });
+      port.postMessage({ op: 'restart-window', outcome: w.outcome });
       r = { ...r, ...w.last };
     }
     port.postMessage({ op: 'checkpoint', ...r });

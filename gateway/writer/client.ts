@@ -30,7 +30,7 @@ import type { CommandCall, FromWriter, IncidentCall, StatesReply, ToWriter, Wire
 import type { CommittedEvent, CommittedOf, IncidentRow, IncidentWrites } from '../../response/incidents.js';
 import type { IncidentReceipt } from '../../response/events.js';
 import type { CheckpointerInit } from './checkpointer.js';
-import { walRestartBuffer } from './wal-restart.js';
+import { walRestartBuffer, type WindowOutcome } from './wal-restart.js';
 import { dbFile } from '../../core/db.js';
 import { writeTurnBuffer } from '../../core/write-turn.js';
 
@@ -761,7 +761,7 @@ export function startCheckpointer(o: {
   let worker: Worker;
   const start = () => {
     worker = startThread('checkpointer', init);
-    worker.on('message', (m: { op: string; log?: number; checkpointed?: number; message?: string; code?: string | null; outcome?: string }) => {
+    worker.on('message', (m: { op: string; log?: number; checkpointed?: number; message?: string; code?: string | null; outcome?: WindowOutcome }) => {
       if (m.op === 'restart-window') {
         o.metrics.walRestartWindows.inc({ outcome: m.outcome ?? 'incomplete' });
       } else if (m.op === 'checkpoint') {

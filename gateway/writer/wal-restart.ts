@@ -117,13 +117,12 @@ export function restartWindow(
   buffer: SharedArrayBuffer,
   passes: WindowPasses,
   now: () => number = () => performance.now(),
-): { outcome: WindowOutcome; quiet: boolean; last: CheckpointResult } {
+): { outcome: WindowOutcome; last: CheckpointResult } {
   const flags = new Int32Array(buffer);
   askForPause(buffer);
   try {
+    // (an idle writer never says it is quiet: nothing is being written then, and the passes below finish by themselves)
     Atomics.wait(flags, QUIET, 0, QUIET_WAIT_MS);
-    // an idle writer never says it is quiet: nothing is being written then, and the passes below finish by themselves
-    const quiet = Atomics.load(flags, QUIET) === 1;
     // A pass reports the log as it was when the pass began, so "all copied" is only true once a pass finds nothing
     // new since the pass before it (an alarm or a batch of receipts committed meanwhile adds frames: copy again). A
     // millisecond apart, not back to back: passes in a tight loop while alarms and receipts kept committing took this
@@ -138,14 +137,14 @@ export function restartWindow(
       complete = next.log === last.log && next.checkpointed >= next.log;
       last = next;
     }
-    if (!complete) return { outcome: 'incomplete', quiet, last };
+    if (!complete) return { outcome: 'incomplete', last };
     // Without this, the log starts again only if the writer's next transaction begins with no reader in the log and
     // nothing written since the last pass: 4 times in 7 windows under figure 7's load. A reader's read is short: one
     // more try every millisecond while the budget lasts.
     for (;;) {
       const r = passes.restart();
-      if (r.busy === 0) return { outcome: 'restarted', quiet, last: { log: 0, checkpointed: 0 } };
-      if (now() >= until) return { outcome: 'copied', quiet, last };
+      if (r.busy === 0) return { outcome: 'restarted', last: { log: 0, checkpointed: 0 } };
+      if (now() >= until) return { outcome: 'copied', last };
       Atomics.wait(pause, 0, 0, 1);
     }
   } finally {
@@ -164,9 +163,3 @@ export function withdrawRequest(buffer: SharedArrayBuffer): void {
   Atomics.store(flags, WANT, 0);
   Atomics.notify(flags, WANT);
 }
-
-/**
- * Whether a pass's result calls for a window: the log is over its soft limit. (A pass that copied all it saw says
- * nothing of the commits made while it ran; if there were none, the window's first pass finds the log unchanged.)
- */
-export const wantsWindow = (r: CheckpointResult, softLimitFrames: number): boolean => r.log > softLimitFrames;
