@@ -64,7 +64,9 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       labelNames: ['source', 'key'] as const, registers: [registry],
     }),
     shed: new Counter({
-      name: 'eldergate_telemetry_shed_total', help: 'Telemetry dropped under overload (alarms never are)', registers: [registry],
+      name: 'eldergate_telemetry_shed_total',
+      help: 'Telemetry dropped under overload (alarms never are): where="hand-over" by the main thread before the writer took it, where="queue" at the writer\'s queue',
+      labelNames: ['where'] as const, registers: [registry],
     }),
     stage: new Histogram({
       name: 'eldergate_stage_seconds', help: 'Latency of each stage of the alarm path',

@@ -177,6 +177,11 @@ export interface IngestOptions {
    * log start again from its beginning (gateway/writer/wal-restart.ts). Alarms are never held by it.
    */
   walRestart?: Pick<WalRestartGate, 'wanted' | 'held' | 'hold'>;
+  /**
+   * Told whenever the telemetry queue becomes full (QoS 0 telemetry would be shed here) and when it no longer is: the
+   * writer thread's shared flag, by which the main thread sheds QoS 0 telemetry before handing it over.
+   */
+  queueFull?: (full: boolean) => void;
 }
 
 /** How long after the original a repeat of its key can still be a transport resend (reconnect back-off included). */
@@ -341,11 +346,9 @@ export class Ingest implements ObservationSink {
   submitTelemetry(obs: Observation, wait: boolean): Promise<IngestResult> | undefined {
     if (this.closed) return wait ? Promise.reject(new Error('ingest is closed')) : undefined;
     if (isLifeSafety(obs.type)) return this.submit(obs);
-    // waiting ones go first: nothing overtakes them while they wait
-    const full = this.pressure || this.parked.length > 0 || this.telemetry.length >= this.o.config.telemetryQueueLimit;
-    if (full) {
+    if (this.full) {
       if (!wait) {
-        this.o.metrics.shed.inc();
+        this.o.metrics.shed.inc({ where: 'queue' });
         return undefined;
       }
       if (this.pressure || this.parked.length >= this.o.config.telemetryWaitersLimit) {
@@ -364,8 +367,28 @@ export class Ingest implements ObservationSink {
     } else {
       this.telemetry.push({ obs, n: this.arrivals++ });
     }
+    if (this.telemetry.length >= this.o.config.telemetryQueueLimit) this.sayQueue();
     this.scheduleTelemetry();
     return p;
+  }
+
+  /** QoS 0 telemetry is shed, QoS 1 waits for room; waiting ones go first: nothing overtakes them while they wait */
+  private get full(): boolean {
+    return this.pressure || this.parked.length > 0 || this.telemetry.length >= this.o.config.telemetryQueueLimit;
+  }
+
+  private saidFull = false;
+  /**
+   * Tell the main thread (queueFull) when the queue became full or no longer is. Called wherever the queue grows to
+   * its bound or shrinks, and on memory pressure: a flag left saying "full" would shed every QoS 0 reading before it
+   * reached this thread, so each way out of a full queue (a slice written, alarms reordered, room admitted, pressure
+   * gone) says so.
+   */
+  private sayQueue(): void {
+    const full = this.full;
+    if (full === this.saidFull) return;
+    this.saidFull = full;
+    this.o.queueFull?.(full);
   }
 
   private scheduleTelemetry(): void {
@@ -392,8 +415,9 @@ export class Ingest implements ObservationSink {
   /** room in the queue goes to the waiting, in their order */
   private admitParked(): void {
     const room = this.o.config.telemetryQueueLimit - this.telemetry.length;
-    if (room <= 0 || this.parked.length === 0) return;
-    for (const p of this.parked.splice(0, room)) this.telemetry.push(p);
+    if (room > 0 && this.parked.length > 0) for (const p of this.parked.splice(0, room)) this.telemetry.push(p);
+    // every path that takes from the queue comes through here after it
+    this.sayQueue();
   }
 
   /** A refused frame from an authenticated device: kept raw (bounded) for diagnosis, written with the next batch. */
@@ -1226,6 +1250,7 @@ export class Ingest implements ObservationSink {
   setPressure(on: boolean): void {
     if (on !== this.pressure) this.log.warn({ on }, on ? 'memory pressure: shedding telemetry until it passes' : 'memory pressure passed');
     this.pressure = on;
+    this.sayQueue();
   }
 
   /** `waiting`: QoS 1 telemetry waiting for room in a full queue (not acknowledged yet) */

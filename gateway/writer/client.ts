@@ -25,7 +25,7 @@ import type { LiveState } from '../device-state.js';
 import { AlarmNotRecordedError, OverloadError, type RejectRow } from '../ingest.js';
 import { linuxThreadId } from '../../core/thread-id.js';
 import { withTimeout } from '../../core/timeout.js';
-import { ALARMS_ON_THE_WAY, TAKEN, TAKEN_SLOTS } from './protocol.js';
+import { ALARMS_ON_THE_WAY, TAKEN, TAKEN_SLOTS, TELEMETRY_FULL } from './protocol.js';
 import type { CommandCall, FromWriter, IncidentCall, StatesReply, ToWriter, WireError, WriterInit, WriterStats } from './protocol.js';
 import type { CommittedEvent, CommittedOf, IncidentRow, IncidentWrites } from '../../response/incidents.js';
 import type { IncidentReceipt } from '../../response/events.js';
@@ -580,18 +580,22 @@ export class WriterThread implements IngestPort {
     if (this.closing) return wait ? Promise.reject(new Error('ingest is closed')) : undefined;
     // an alarm on the telemetry channel is an alarm: written urgently and answered, QoS 0 or not
     if (isLifeSafety(obs.type)) return this.submit(obs);
-    if (this.waiters.size >= IN_FLIGHT_LIMIT || (!wait && this.onPort + this.outbox.length >= PORT_LIMIT)) {
-      if (!wait) {
-        this.o.metrics.shed.inc();
+    if (!wait) {
+      // QoS 0 is shed here, before the hand-over, where the writer would only drop it (its queue is full: the flag it
+      // keeps in shared memory) or could not take it soon (PORT_LIMIT on its port; no writer running). Under a flood
+      // the writer is the bottleneck: shed there, each reading cost it a structured clone read back and a queue check
+      // (figure 2 shed ~40k msg/s at the writer, bench/analysis.md).
+      if (!this.live || this.waiters.size >= IN_FLIGHT_LIMIT || Atomics.load(this.taken, TELEMETRY_FULL) === 1 ||
+        this.onPort + this.outbox.length >= PORT_LIMIT) {
+        this.o.metrics.shed.inc({ where: 'hand-over' });
         return undefined;
       }
+      this.post({ op: 'telemetry', obs, wait: false });
+      return undefined;
+    }
+    if (this.waiters.size >= IN_FLIGHT_LIMIT) {
       this.o.metrics.refused.inc({ stage: 'ingest', reason: 'overload' });
       return Promise.reject(new OverloadError(`${this.waiters.size} messages wait for the writer: not stored, send it again later`));
-    }
-    if (!wait) {
-      if (this.live) this.post({ op: 'telemetry', obs, wait: false });
-      else this.o.metrics.shed.inc();
-      return undefined;
     }
     const again: Resubmit = (id, resent) => ({ op: 'telemetry', id, obs: resent ? { ...obs, redelivered: true } : obs, wait });
     return this.call((id) => again(id, false), { deviceId: obs.deviceId, event: false, again });

@@ -33,7 +33,7 @@ import { DeviceStates } from '../device-state.js';
 import { Ingest } from '../ingest.js';
 import { Commands } from '../commands.js';
 import { createAlarmPipeline, type AlarmPipeline } from '../alarms.js';
-import { ALARMS_ON_THE_WAY, TAKEN, toWire, type CommandCall, type FromWriter, type IncidentCall, type ToWriter, type WriterInit } from './protocol.js';
+import { ALARMS_ON_THE_WAY, TAKEN, TELEMETRY_FULL, toWire, type CommandCall, type FromWriter, type IncidentCall, type ToWriter, type WriterInit } from './protocol.js';
 import { useWriteTurnBuffer } from '../../core/write-turn.js';
 import { WalRestartGate } from './wal-restart.js';
 import { andThen } from '../../core/maybe.js';
@@ -129,6 +129,7 @@ async function createWriterDomain(init: WriterInit, log: Logger): Promise<Writer
       post({ op: 'committed', events });
     },
     alarmWaiting: () => Atomics.load(onTheWay, ALARMS_ON_THE_WAY) > 0,
+    queueFull: (full) => Atomics.store(onTheWay, TELEMETRY_FULL, full ? 1 : 0),
     // the checkpointer's pauses for starting the WAL again (this node's file; PostgreSQL has no such log here)
     ...(batches ? {} : { walRestart: new WalRestartGate(init.walRestart) }),
   });

@@ -167,3 +167,48 @@ describe('QoS 0 telemetry the writer thread has not taken yet', () => {
     }
   }, 30_000);
 });
+
+describe('QoS 0 telemetry while the writer\'s queue is full', () => {
+  let t: TestGateway;
+  // a queue of 100 written every 4 s (a batch of 500 would go at once): it stays full for seconds after a burst
+  beforeAll(async () => {
+    t = await startTestGateway({
+      mqtt: { port: 0, host: '127.0.0.1', publishRatePerS: 0 },
+      ingest: { telemetryQueueLimit: 100, telemetryFlushMs: 4000 },
+    });
+  });
+  afterAll(async () => t?.stop());
+
+  it('is shed by the main thread before the hand-over, never an alarm; the flag clears once the queue is written', async () => {
+    const { flooder, elder, a, b } = await flooderAndElder(t);
+    try {
+      const shed = (where: string) => metricValue(t.gw, 'eldergate_telemetry_shed_total', { where });
+      const before = await processed(t);
+      // 1. the queue fills: the writer itself sheds what comes beyond it, and says its queue is full
+      let seq = 0;
+      for (let i = 0; i < 150; i++) a.publish(`devices/${flooder.id}/telemetry`, heartbeat(++seq), { qos: 0 });
+      await waitFor(async () => (await shed('queue')) + (await shed('hand-over')) >= 50, 'the first 50 beyond the queue shed', 3_000);
+      const atQueue = await shed('queue');
+      // 2. from now on the main thread sheds without handing over: the writer's own count does not move
+      const N = 2000;
+      for (let i = 0; i < N; i++) a.publish(`devices/${flooder.id}/telemetry`, heartbeat(++seq), { qos: 0 });
+      // an alarm meanwhile is not telemetry: stored and acknowledged at once, whatever the queue
+      const sosSent = Date.now();
+      await publishAsync(b, `devices/${elder.id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), 1);
+      expect(Date.now() - sosSent).toBeLessThan(2_000);
+      await waitFor(async () => (await shed('hand-over')) >= N, `the ${N} sent while the queue was full shed before the hand-over`, 3_000);
+      expect(await shed('queue')).toBe(atQueue);
+      expect(t.gw.store.sqlite.prepare("select count(*) from incidents where device_id = ? and type = 'sos'").pluck().get(elder.id)).toBe(1);
+      // 3. the queue is written (its timer) and the flag clears: readings are taken again, none shed
+      await waitFor(async () => (await processed(t)) - before >= 100, 'the queue written', 8_000);
+      const shedSoFar = (await shed('queue')) + (await shed('hand-over'));
+      const after = await processed(t);
+      for (let i = 0; i < 10; i++) a.publish(`devices/${flooder.id}/telemetry`, heartbeat(++seq), { qos: 0 });
+      await waitFor(async () => (await processed(t)) - after >= 10, 'the 10 sent after it stored', 8_000);
+      expect((await shed('queue')) + (await shed('hand-over'))).toBe(shedSoFar);
+    } finally {
+      a.end(true);
+      b.end(true);
+    }
+  }, 30_000);
+});
