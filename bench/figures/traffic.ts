@@ -89,7 +89,7 @@ export interface TrafficResult {
 export type Log = (line: string) => void;
 
 /** the system's parts as CpuMeter groups ("part:rabbitmq"), none for a system of one kind of process */
-export function partGroups(target: Target): Record<string, number[]> {
+export function partGroups(target: Target): Record<string, (number | string)[]> {
   return Object.fromEntries(Object.entries(target.parts ?? {}).map(([k, v]) => [`part:${k}`, v]));
 }
 

@@ -365,6 +365,7 @@ export function renderMarkdown(r: BenchResults, cs: Check[]): string {
     }
     out.push(table(['system', 'clean repetitions', 'taken in msg/s', 'of which rows msg/s', 'of raw aedes', 'offered msg/s', 'shed msg/s', 'CPU system', 'CPU generators'], rows));
     out.push('');
+    out.push(...threadsUnderFlood(r, a.median));
   }
 
   if (r.figures.includes(3)) {
@@ -582,6 +583,38 @@ function conditionsSection(r: BenchResults): string[] {
     'Per repetition: the system\'s run-queue wait (ms per second of the repetition, all its threads), the probe\'s (all its threads, and in brackets its main thread\'s — its clock\'s — mean wait per wake-up, which the noise rule judges), the machine\'s steal (in brackets, how much more CPU time a fixed loop took on the system\'s core after the repetition than the fastest such loop of the run: steal this VM does not report shows there), the share of the system\'s core that other work used, the cores the system was allowed (`Cpus_allowed_list`), and for the telemetry generators the largest number of messages sent in one tick and the longest gap between ticks (a gap well over 1 ms means the generator was kept from its core).',
     '',
     table(['system', 'figure', 'result', 'run-queue wait ms/s', 'probe wait ms/s', 'steal', 'other work on its core', 'cores', 'generator burst / tick gap', 'repetition'], rows),
+    '',
+  ];
+}
+
+/**
+ * Figure 2, one-node eldergate: what each of its two busy threads costs per message, and so what a core each, or
+ * several broker processes feeding the one writer, would give (issue 10: "if one core cannot parse MQTT fast enough,
+ * say what several broker processes feeding the one writer would give").
+ */
+function threadsUnderFlood(r: BenchResults, rawAedes: number): string[] {
+  const reps = clean(trafficOf(r, 'eldergate')?.ingest).filter((x) => x.cpu.parts?.main !== undefined && x.cpu.parts?.writer !== undefined);
+  if (reps.length === 0) return [];
+  const per = (f: (x: (typeof reps)[number]) => number) => med(reps.map(f)).median;
+  const main = per((x) => x.cpu.parts!.main!);
+  const writer = per((x) => x.cpu.parts!.writer!);
+  const rest = per((x) => x.cpu.system - x.cpu.parts!.main! - x.cpu.parts!.writer!);
+  // µs of a core per message: the main thread reads and decodes every message offered (shed or not), the writer
+  // handles what it takes in
+  const mainUs = per((x) => (x.cpu.parts!.main! * 1e4) / x.offeredPerS);
+  const writerUs = per((x) => (x.cpu.parts!.writer! * 1e4) / takenIn(x));
+  const broker = 1e6 / mainUs;
+  const store = 1e6 / writerUs;
+  const ofRaw = (v: number) => (Number.isFinite(rawAedes) && rawAedes > 0 ? ` (${fmt((100 * v) / rawAedes, 0)} % of raw aedes here)` : '');
+  return [
+    `**eldergate's threads under the flood** (each thread's CPU over the measured interval, \`/proc/<pid>/task/<tid>/stat\`, the threads named by \`eldergate_thread_info\`; medians over the clean repetitions): ` +
+      `the main thread (MQTT, decoding, the hand-over to the writer) ${fmt(main, 0)} % of a core, ${fmt(mainUs, 2)} µs per message offered (it reads and decodes every one, shed or not); ` +
+      `the writer thread (rules, state, rows, commits) ${fmt(writer, 0)} %, ${fmt(writerUs, 2)} µs per message taken in; the rest (the collector's helper threads, the checkpointer, libuv) ${fmt(rest, 0)} %. ` +
+      `At those costs, a core each would let the main thread read and decode ~${fmt(broker, 0)} msg/s${ofRaw(broker)} and the writer take in ~${fmt(store, 0)} msg/s${ofRaw(store)}. ` +
+      (store < broker
+        ? `The writer is the limit, not MQTT parsing: several broker processes feeding this one writer would give no more than ~${fmt(store, 0)} msg/s. Beyond that the writer itself has to be split, which one SQLite file's single write lock does not allow (cluster mode's PostgreSQL, docs/scale-out.md). `
+        : `MQTT parsing is the limit: N broker processes feeding this one writer would give up to ~${fmt(store, 0)} msg/s, N × ${fmt(broker, 0)} until then. `) +
+      'Costs measured with both threads on one core include the other\'s caches and the collector\'s helpers; a projection, not a measurement of two cores (`--writer-core` moves the writer to the load\'s core for that).',
     '',
   ];
 }

@@ -6,8 +6,11 @@ import os from 'node:os';
 
 const TICKS_PER_S = 100; // getconf CLK_TCK on Linux x86_64
 
-/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat; 0 when it is gone */
-export function cpuSeconds(pid: number): number {
+/**
+ * CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat; 0 when it is gone. A thread is
+ * `"<pid>/task/<tid>"` (/proc/<tid>/stat would give its whole process).
+ */
+export function cpuSeconds(pid: number | string): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // fields after the command name (which may contain spaces) — utime is field 14, stime 15
@@ -30,9 +33,10 @@ export function rssBytes(pid: number): number {
 
 /** CPU use of several processes over an interval, in % of one core */
 export class CpuMeter {
-  private readonly start: Map<number, number>;
+  private readonly start: Map<number | string, number>;
   private readonly at = performance.now();
-  constructor(private readonly pids: Record<string, number[]>) {
+  /** processes by pid, threads as "<pid>/task/<tid>" */
+  constructor(private readonly pids: Record<string, (number | string)[]>) {
     this.start = new Map(Object.values(pids).flat().map((p) => [p, cpuSeconds(p)]));
   }
   read(): Record<string, number> {

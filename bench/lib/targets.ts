@@ -32,8 +32,11 @@ export interface Target {
   mqtt: { host: string; port: number };
   /** processes whose CPU is the system's (Mosquitto: the broker and its subscriber; the cluster: all of its processes) */
   pids: number[];
-  /** the system's processes by part, where it has several worth telling apart (the cluster: eldergate, rabbitmq, haproxy) */
-  parts?: Record<string, number[]>;
+  /**
+   * the system's processes by part, where it has several worth telling apart (the cluster: eldergate, rabbitmq,
+   * haproxy), or its threads ("<pid>/task/<tid>"; one-node eldergate: its main and writer threads)
+   */
+  parts?: Record<string, (number | string)[]>;
   /**
    * wait until what the system took in is processed (the cluster: RabbitMQ's queues drained by eldergate), so that
    * one repetition's backlog does not load the next; bounded, returns how long it took and what was left
@@ -96,12 +99,22 @@ async function startEldergateCluster(o: StartOptions): Promise<Target> {
   return t;
 }
 
+/** eldergate's main and writer threads by Linux thread id, as its /metrics names them (eldergate_thread_info) */
+async function threadIds(http: string): Promise<{ main?: number; writer?: number }> {
+  const text = await (await fetch(`${http}/metrics`)).text();
+  const tid = (thread: string) => {
+    const m = new RegExp(`^eldergate_thread_info\\{thread="${thread}",tid="(\\d+)"\\} 1$`, 'm').exec(text);
+    return m ? Number(m[1]) : undefined;
+  };
+  const [main, writer] = [tid('main'), tid('writer')];
+  return { ...(main ? { main } : {}), ...(writer ? { writer } : {}) };
+}
+
 /** --writer-core: eldergate's writer thread, named on /metrics (eldergate_thread_info), moved onto `cores` */
 async function moveWriterThread(http: string, cores: string): Promise<void> {
-  const text = await (await fetch(`${http}/metrics`)).text();
-  const tid = /^eldergate_thread_info\{thread="writer",tid="(\d+)"\} 1$/m.exec(text)?.[1];
-  if (!tid) throw new Error('--writer-core: eldergate\'s /metrics names no writer thread (eldergate_thread_info{thread="writer"})');
-  pinThread(Number(tid), cores);
+  const { writer } = await threadIds(http);
+  if (!writer) throw new Error('--writer-core: eldergate\'s /metrics names no writer thread (eldergate_thread_info{thread="writer"})');
+  pinThread(writer, cores);
 }
 
 async function startEldergateChild(o: StartOptions, engines?: StartedEngines): Promise<Target> {
@@ -188,18 +201,23 @@ async function startEldergateChild(o: StartOptions, engines?: StartedEngines): P
     }
     return { ingested, shed, processed };
   }
-  // read again at each use (each repetition's meters): PostgreSQL forks a backend per connection as pools open them
-  const parts = () => (engines ? { eldergate: [node.pid], ...engines.parts() } : undefined);
+  // one node: its main thread (sockets, decoding, the hand-over) and its writer thread (the domain and its commits)
+  // apart, so figure 2 can say what each costs per message; the rest (the collector's helpers, the checkpointer, libuv)
+  // is the system's CPU less both
+  const tids = engines ? {} : await threadIds(http);
+  const threads = tids.main && tids.writer ? { main: [`${node.pid}/task/${tids.main}`], writer: [`${node.pid}/task/${tids.writer}`] } : undefined;
+  // the cluster's read again at each use (each repetition's meters): PostgreSQL forks a backend per connection as pools open them
+  const processes = () => (engines ? { eldergate: [node.pid], ...engines.parts() } : undefined);
   return {
     name: engines ? 'eldergate-cluster' : 'eldergate',
     mqtt: { host: '127.0.0.1', port: engines ? engines.mqttPort : mqttPort },
     api: { http, token },
     get pids() {
-      const p = parts();
+      const p = processes();
       return p ? Object.values(p).flat() : [node.pid];
     },
     get parts() {
-      return parts();
+      return processes() ?? threads;
     },
     ...(engines ? {
       ownWait: true,
@@ -225,7 +243,7 @@ async function startEldergateChild(o: StartOptions, engines?: StartedEngines): P
         // empty): under a quarter of a core over a second, for at most a minute more
         const calmUntil = Date.now() + 60_000;
         while (Date.now() < calmUntil) {
-          const meter = new CpuMeter({ all: Object.values(parts!).flat() });
+          const meter = new CpuMeter({ all: Object.values(processes()!).flat() });
           await sleep(1000);
           if (meter.read().all! < 25) break;
         }
