@@ -610,10 +610,10 @@ function threadsUnderFlood(r: BenchResults, rawAedes: number): string[] {
     `**eldergate's threads under the flood** (each thread's CPU over the measured interval, \`/proc/<pid>/task/<tid>/stat\`, the threads named by \`eldergate_thread_info\`; medians over the clean repetitions): ` +
       `the main thread (MQTT, decoding, the hand-over to the writer) ${fmt(main, 0)} % of a core, ${fmt(mainUs, 2)} µs per message offered (it reads and decodes every one, shed or not); ` +
       `the writer thread (rules, state, rows, commits) ${fmt(writer, 0)} %, ${fmt(writerUs, 2)} µs per message taken in; the rest (the collector's helper threads, the checkpointer, libuv) ${fmt(rest, 0)} %. ` +
-      `At those costs, a core each would let the main thread read and decode ~${fmt(broker, 0)} msg/s${ofRaw(broker)} and the writer take in ~${fmt(store, 0)} msg/s${ofRaw(store)}. ` +
+      `At those costs, a core each would let the main thread read and decode ~${fmt(broker / 1000, 0)}k msg/s${ofRaw(broker)} and the writer take in ~${fmt(store / 1000, 0)}k msg/s${ofRaw(store)}. ` +
       (store < broker
-        ? `The writer is the limit, not MQTT parsing: several broker processes feeding this one writer would give no more than ~${fmt(store, 0)} msg/s. Beyond that the writer itself has to be split, which one SQLite file's single write lock does not allow (cluster mode's PostgreSQL, docs/scale-out.md). `
-        : `MQTT parsing is the limit: N broker processes feeding this one writer would give up to ~${fmt(store, 0)} msg/s, N × ${fmt(broker, 0)} until then. `) +
+        ? `The writer is the limit, not MQTT parsing: several broker processes feeding this one writer would give no more than ~${fmt(store / 1000, 0)}k msg/s. Beyond that the writer itself has to be split, which one SQLite file's single write lock does not allow (cluster mode's PostgreSQL, docs/scale-out.md). `
+        : `MQTT parsing is the limit: N broker processes feeding this one writer would give up to ~${fmt(store / 1000, 0)}k msg/s, N × ${fmt(broker / 1000, 0)}k until then. `) +
       'Costs measured with both threads on one core include the other\'s caches and the collector\'s helpers; a projection, not a measurement of two cores (`--writer-core` moves the writer to the load\'s core for that).',
     '',
   ];
