@@ -242,6 +242,34 @@ export class DeviceStates {
     return out;
   }
 
+  /**
+   * Write the rows owed for these devices only (an alarm's commit: its own devices' states go with it, durable with
+   * it; a backlog of other devices' rows is the telemetry slices' to write, not the alarm path's).
+   */
+  flushDevices(ids: readonly string[], now: number): void {
+    const rows = this.ownedBy(ids, now, false);
+    if (rows.length === 0) return;
+    if (!this.store) throw new Error('these device states are written by their owner (takeDevices), not flushed to a store');
+    this.store.write(rows);
+  }
+
+  /** takeDirty for these devices only (flushDevices, for the owner that writes the rows: PostgreSQL's batch) */
+  takeDevices(ids: readonly string[], now: number): StoredState[] {
+    return this.ownedBy(ids, now, true);
+  }
+
+  private ownedBy(ids: readonly string[], now: number, copy: boolean): StoredState[] {
+    const out: StoredState[] = [];
+    if (this.dirty.size === 0) return out;
+    for (const id of ids) {
+      if (!this.dirty.delete(id)) continue;
+      this.txn?.flushed.push(id);
+      const s = this.states.get(id);
+      if (s) out.push({ deviceId: id, state: copy ? { ...s } : s, updatedAt: now });
+    }
+    return out;
+  }
+
   flushDirty(now: number, limit = Infinity, until = Infinity, atLeast = 0): void {
     if (this.dirty.size === 0) return;
     if (!this.store) throw new Error('these device states are written by their owner (takeDirty), not flushed to a store');

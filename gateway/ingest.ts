@@ -63,8 +63,12 @@ export class OverloadError extends Error {
 /** A state-only observation's row differs enough from the last row kept to be kept (battery %, signal units). */
 const BATTERY_HYSTERESIS = 2;
 const SIGNAL_HYSTERESIS = 3;
-/** device-state rows written by an urgent (alarm) commit: the alarm path does not pay for a backlog of state rows */
-const URGENT_STATE_ROWS = 32;
+/**
+ * Device-state rows a telemetry slice writes at least, however short it was cut (so that they always move on). An
+ * alarm's commit writes only its own devices' rows: until 2026-12-04 it wrote up to 32 of whatever was owed, which at
+ * 10k msg/s of heartbeats was 32 rows more in every SOS's fsynced commit (bench/analysis.md).
+ */
+const MIN_STATE_ROWS = 32;
 /**
  * A telemetry transaction stops taking rows after this long and commits; the rest stay at the head of the queue.
  * An alarm that arrives meanwhile waits at most about this long for the writer (the next turn is the alarm's).
@@ -579,7 +583,7 @@ export class Ingest implements ObservationSink {
     // and sooner when an alarm is on its way: after ALARM_CUT_MS (a flood of alarms must not cut telemetry into commits
     // of a row each)
     const alarmCut = relaxed ? started + ALARM_CUT_MS : Infinity;
-    /** state rows stop where the slice stopped: for an alarm on its way, at once (after URGENT_STATE_ROWS) */
+    /** state rows stop where the slice stopped: for an alarm on its way, at once (after MIN_STATE_ROWS) */
     let stateRowsUntil = sliceEnd;
     let cut: Pending[] = [];
     this.o.states.begin();
@@ -628,9 +632,10 @@ export class Ingest implements ObservationSink {
           }
         }
         if (rejects.length) this.scope.rows.insertRejects(rejects);
-        // state rows too stop at the slice's end (at least URGENT_STATE_ROWS each commit, so they always move on)
-        if (queue === 'urgent') this.o.states.flushDirty(Date.now(), URGENT_STATE_ROWS);
-        else this.o.states.flushDirty(Date.now(), this.o.config.telemetryBatchRows, stateRowsUntil, URGENT_STATE_ROWS);
+        // an alarm's commit: its own devices' rows; a slice's: what is owed, up to the slice's end (at least
+        // MIN_STATE_ROWS each, so they always move on; afterCommit() sets a slice for what is still owed)
+        if (queue === 'urgent') this.o.states.flushDevices(batch.map((p) => p.obs.deviceId), Date.now());
+        else this.o.states.flushDirty(Date.now(), this.o.config.telemetryBatchRows, stateRowsUntil, MIN_STATE_ROWS);
         // IMMEDIATE: the main thread writes the same file on its own connection (people's actions, the registry); the
         // write lock is taken before the first read, so the batch waits its turn instead of failing on a stale snapshot
       }).immediate();
@@ -795,7 +800,8 @@ export class Ingest implements ObservationSink {
             await s.rows.pruneRejects(this.o.config.rejectsKept);
           }
         }
-        const rows = this.o.states.takeDirty(Date.now(), queue === 'urgent' ? URGENT_STATE_ROWS : this.o.config.telemetryBatchRows);
+        const rows = queue === 'urgent' ? this.o.states.takeDevices(batch.map((p) => p.obs.deviceId), Date.now())
+          : this.o.states.takeDirty(Date.now(), this.o.config.telemetryBatchRows);
         if (rows.length > 0) await s.writeStates(rows);
       });
     } catch (err) {

@@ -41,7 +41,7 @@ describe('telemetry batches of the writer', () => {
 
   type IngestOptions = ConstructorParameters<typeof Ingest>[0];
   /** a migrated file in its own directory, these devices in service, and an Ingest on it (options as given) */
-  const openIngest = (deviceList: readonly (readonly [id: string, kind: string, serial?: string])[], o: Partial<IngestOptions> = {}): Ingest => {
+  const openIngest = (deviceList: readonly (readonly [id: string, kind: string, serial?: string])[], options: Partial<IngestOptions> | ((s: Store) => Partial<IngestOptions>) = {}): Ingest => {
     dir = mkdtempSync(join(tmpdir(), 'eg-batching-'));
     const s = openStore(join(dir, 'eldergate.db'));
     store = s;
@@ -49,6 +49,7 @@ describe('telemetry batches of the writer', () => {
     for (const [id, kind, serial] of deviceList) {
       s.db.insert(devices).values({ id, kind: kind as never, serial: serial ?? id, state: 'in-service', secretHash: 'unused', secretRotatedAt: at, createdAt: at, updatedAt: at, power: 'battery' }).run();
     }
+    const o = typeof options === 'function' ? options(s) : options;
     return new Ingest({
       sqlite: s.sqlite, states: new DeviceStates(s.sqlite), config: loadConfig({}).ingest,
       log: createLogger('silent'), metrics: createMetrics(), onCommitted: () => undefined, ...o,
@@ -198,6 +199,31 @@ describe('telemetry batches of the writer', () => {
     const seqs = (store!.sqlite.prepare("select seq from observations where device_id = 'lc-pause0' order by id").all() as { seq: number }[]).map((r) => r.seq);
     expect(seqs).toEqual(Array.from({ length: 600 }, (_, i) => i + 1));
     ingest.close();
+  });
+
+  it('an alarm\'s commit writes its own device\'s state row, not the rows owed for others; those follow in a slice', async () => {
+    const now = Date.now();
+    const ids = Array.from({ length: 40 }, (_, d) => `cp-owed${d}`);
+    const online = () => new Set((store!.sqlite.prepare('select device_id from device_state where online = 1').pluck().all() as string[]));
+    let live: DeviceStates | undefined;
+    // no telemetry slice of its own for a minute: what is written here is what the alarm's commit wrote
+    const ingest = openIngest(ids.map((id) => [id, 'call-phone'] as const), (s) => {
+      live = new DeviceStates(s.sqlite);
+      return { states: live, config: { ...loadConfig({}).ingest, telemetryFlushMs: 60_000 } };
+    });
+    // 40 devices came online: their rows are owed (what a reconnect storm leaves), none written yet
+    for (const id of ids) live!.setOnline(id, true, now);
+    expect(live!.dirtyCount()).toBe(40);
+    // one of them raises an SOS: its commit (fsynced, on the alarm path) writes that device's row with it, no other.
+    // It used to write up to 32 of whatever was owed: at 10k msg/s of heartbeats, 32 rows more in every SOS's commit.
+    await ingest.submit({ deviceId: 'cp-owed7', seq: 1, type: 'sos', deviceTs: now, receivedAt: now, source: 'mqtt' } as Observation);
+    expect([...online()]).toEqual(['cp-owed7']);
+    expect(store!.sqlite.prepare("select last_seen from device_state where device_id = 'cp-owed7'").pluck().get()).toBe(now);
+    expect(live!.dirtyCount()).toBe(39);
+    // the rest are still owed, and the next slice writes them (here: flushAll, as at shutdown)
+    ingest.flushAll();
+    expect(online().size).toBe(40);
+    expect(live!.dirtyCount()).toBe(0);
   });
 
   it('a stream of alarms, one in every task, never stops the telemetry slices: each batch of alarms is followed by one', async () => {
