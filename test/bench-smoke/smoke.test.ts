@@ -73,6 +73,14 @@ describe('npm run bench (smoke profile)', () => {
         expect(t.samplesAtTop.length).toBeGreaterThan(0);
         expect(t.ingest.length).toBe(results.profile.reps);
         for (const i of t.ingest) expect(i.msgPerS, `${t.system} ingest`).toBeGreaterThan(0);
+        // eldergate's main and writer threads are metered apart (figure 2's cost per message and thread)
+        if (t.system === 'eldergate') {
+          for (const i of t.ingest) {
+            expect(i.cpu.parts?.main, 'the main thread\'s CPU').toBeGreaterThan(0);
+            expect(i.cpu.parts?.writer, 'the writer thread\'s CPU').toBeGreaterThan(0);
+            expect(i.cpu.parts!.main! + i.cpu.parts!.writer!).toBeLessThanOrEqual(i.cpu.system + 5);
+          }
+        }
         if (t.system === 'mosquitto') expect(t.durable).toEqual([]);
         else for (const d of t.durable) expect(d.latency.n, `${t.system} durable alarms`).toBeGreaterThan(0);
       }
