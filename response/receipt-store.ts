@@ -8,6 +8,10 @@
 //   lists, KPIs and the API), unless the incident has that stamp already: a stamp records the first time and never
 //   moves; an incident not stored (yet) gets no stamp and its receipts are still kept;
 // - a batch is one transaction: its receipts and stamps are written together or not at all.
+// On SQLite a batch commits with synchronous=NORMAL: in WAL mode that survives the process's crash, and only a power
+// cut can take it back (until the next fsynced commit, an alarm's, syncs it with its own). Receipts are best-effort by
+// design (receipts.ts); an fsync per batch, 20 a second with consoles acking, cost the writer's thread, and an alarm
+// that came during one waited for it.
 import type Database from 'better-sqlite3';
 import type { IncidentReceipt, ReceiptKind } from './events.js';
 import type { Ret, StoreMode } from './store/types.js';
@@ -56,16 +60,30 @@ export function createSqliteReceiptStore(sqlite: Database.Database): ReceiptStor
   );
   const write = sqlite.transaction((batch: readonly IncidentReceipt[]) => {
     let written = 0;
+    // the first stored receipt of each kind, in the batch's order, stamps its incident (if it has no such stamp): one
+    // UPDATE per incident and kind, not one per receipt (20 consoles' deliveries of one SOS are 20 receipts)
+    const stamped = new Set<string>();
     for (const r of batch) {
       if (insert.run(r.incidentId, r.kind, r.seq, r.at, r.userId, r.username).changes === 0) continue;
       written++;
+      const k = `${r.incidentId}\u0000${r.kind}`;
+      if (stamped.has(k)) continue;
+      stamped.add(k);
       stamp[r.kind].run(r.at, r.incidentId);
     }
     return written;
   });
   return {
     mode: 'sync',
-    writeBatch: (batch) => write.immediate(batch),
+    writeBatch(batch) {
+      const was = sqlite.pragma('synchronous', { simple: true }) as number;
+      sqlite.pragma('synchronous = NORMAL');
+      try {
+        return write.immediate(batch);
+      } finally {
+        sqlite.pragma(`synchronous = ${was}`);
+      }
+    },
     of: (incidentId) => ofIncident.all(incidentId).map(fromDb),
     firsts(incidentId) {
       const out: { pushed?: number; delivered?: number } = {};

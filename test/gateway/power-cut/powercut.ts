@@ -18,8 +18,8 @@ export function shimEnv(so: string, dataDir: string, logDir: string): Record<str
   return { LD_PRELOAD: so, POWERCUT_DIR: dataDir, POWERCUT_LOG: logDir };
 }
 
-/** Bytes written to the tracked files since their last sync (what a power cut now would take). */
-export function unsyncedBytes(logDir: string): number {
+/** Bytes written to the tracked files (those `only` keeps, by path) since their last sync (what a power cut now would take). */
+export function unsyncedBytes(logDir: string, only: (path: string) => boolean = () => true): number {
   let total = 0;
   for (const name of readdirSync(logDir)) {
     if (!name.endsWith('.undo')) continue;
@@ -28,7 +28,7 @@ export function unsyncedBytes(logDir: string): number {
       const synced = Number(log.readBigUInt64LE(0));
       const path = log.subarray(12, 12 + log.readUInt32LE(8)).toString('utf8');
       const records = log.length - (12 + log.readUInt32LE(8));
-      if (existsSync(path)) total += Math.max(0, statSync(path).size - synced) + records;
+      if (only(path) && existsSync(path)) total += Math.max(0, statSync(path).size - synced) + records;
     } catch {
       // a log being rewritten at this moment: ask again
     }
