@@ -4,8 +4,9 @@
 // seen by 20 consoles is one `opened` event and 20 frames, plus 21 receipt rows written in one or two batches.
 //
 // Durability is best-effort, on purpose: receipts are queued in memory and written in batches (one transaction per
-// `flushMs`, or at once when `maxBatch` are waiting), never one fsync each. A crash or power cut may lose the last
-// batch; a failed write (disk full) drops it, logged. What the alarm path guarantees (the opening durable before any
+// `flushMs`, or at once when `maxBatch` are waiting), not fsynced (SQLite: synchronous=NORMAL, receipt-store.ts). A
+// crash loses what is still queued in memory; a power cut may also lose the batches written since the last fsynced
+// commit; a failed write (disk full) drops its batch, logged. What the alarm path guarantees (the opening durable before any
 // console sees it) does not depend on them. The incident's `pushed` / `delivered` latency stamps are the first
 // receipt of each kind, set on the incident row in the same batch, so lists, KPIs and the API read them as before.
 // Where they are stored: response/receipt-store.ts (SQLite here; PostgreSQL for cluster mode in receipt-store-pg.ts,
