@@ -23,8 +23,12 @@ async function fits(page: Page, what: string): Promise<void> {
 
 /** Every action control of a card (or the incident page): ≥ 44 px tall and wholly inside the screen's width. */
 async function thumbSized(page: Page, scope: string): Promise<number> {
-  const boxes = await page.locator(`${scope} .actions button, ${scope} .actions select, ${scope} .actions input`).evaluateAll((els) =>
-    els.map((e) => {
+  // found and measured in one evaluation: a locator's evaluateAll finds the elements and measures them in two calls
+  // into the page, and a board that re-renders the card in between (an update of the incident) hands it detached
+  // elements, 0 px tall (seen in CI right after Chromium was installed: every ancestor up to the card had no display)
+  const selector = `${scope} .actions button, ${scope} .actions select, ${scope} .actions input`;
+  const boxes = await page.evaluate((sel) =>
+    [...document.querySelectorAll(sel)].map((e) => {
       const r = e.getBoundingClientRect();
       // where a control has no size, the ancestors say why (one was display: none, hidden, or had no height yet)
       const up: string[] = [];
@@ -33,7 +37,7 @@ async function thumbSized(page: Page, scope: string): Promise<number> {
       }
       const what = `${e.tagName.toLowerCase()}[${e.getAttribute('data-action') ?? e.getAttribute('aria-label')}]${up.length ? ` (in ${up.join(' < ')})` : ''}`;
       return { what, h: r.height, left: r.left, right: r.right };
-    }));
+    }), selector);
   for (const b of boxes) {
     expect(b.h, `${b.what} is ${b.h}px tall`).toBeGreaterThanOrEqual(44);
     expect(b.left, `${b.what} starts at ${b.left}`).toBeGreaterThanOrEqual(0);
