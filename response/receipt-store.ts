@@ -76,6 +76,8 @@ export function createSqliteReceiptStore(sqlite: Database.Database): ReceiptStor
   return {
     mode: 'sync',
     writeBatch(batch) {
+      // inside a caller's transaction (cluster mode's receipt mirror) the safety level cannot change: its commit decides
+      if (sqlite.inTransaction) return write.immediate(batch);
       const was = sqlite.pragma('synchronous', { simple: true }) as number;
       sqlite.pragma('synchronous = NORMAL');
       try {

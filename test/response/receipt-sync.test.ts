@@ -11,8 +11,26 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, expect, it } from 'vitest';
 import { buildShim, shimEnv, unsyncedBytes } from '../gateway/power-cut/powercut.js';
+import { openStore } from '../../core/db.js';
+import { createSqliteReceiptStore } from '../../response/receipt-store.js';
 
 describe('a receipt batch on SQLite', () => {
+  it('goes inside a caller\'s transaction too (cluster mode\'s mirror), whose commit decides its durability', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eldergate-receipt-nested-'));
+    const store = openStore(join(dir, 'eldergate.db'));
+    try {
+      const receipts = createSqliteReceiptStore(store.sqlite);
+      const batch = Array.from({ length: 3 }, (_, i) => ({ incidentId: 'inc-1', kind: 'delivered' as const, seq: 1, at: 1000 + i, userId: `u${i}`, username: null }));
+      expect(store.sqlite.transaction(() => receipts.writeBatch(batch)).immediate()).toBe(3);
+      expect(store.sqlite.pragma('synchronous', { simple: true })).toBe(2);
+      expect(receipts.of('inc-1')).toHaveLength(3);
+    } finally {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+
   it('commits without an fsync; the next fsynced commit syncs it, and the connection is back at FULL', async () => {
     const base = mkdtempSync(join(tmpdir(), 'eldergate-receipt-sync-'));
     const dataDir = join(base, 'data');
