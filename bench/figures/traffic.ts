@@ -241,7 +241,7 @@ export async function runTraffic(system: SystemName, p: Profile, log: Log, figur
             closed: s1.closed,
           };
           out.consoles.push(c);
-          log(`  ${system} fig7 ${c.consoles} consoles, bg ${top}/s: P1 p50 ${c.p1.p50.toFixed(2)} p99 ${c.p1.p99.toFixed(2)} max ${c.p1.max.toFixed(1)} ms (n=${c.p1.n}); ${c.framesPerConsole.min}–${c.framesPerConsole.max} frames and ${c.acksPerConsole.min}–${c.acksPerConsole.max} acks per console; ${conditions(c.load)}`);
+          log(`  ${system} fig7 ${c.consoles} consoles, bg ${top}/s: P1 p50 ${c.p1.p50.toFixed(2)} p99 ${c.p1.p99.toFixed(2)} max ${c.p1.max.toFixed(1)} ms (n=${c.p1.n}), cpu ${system} ${c.cpu.system.toFixed(0)}%${partsText(c.cpu.parts)}; ${c.framesPerConsole.min}–${c.framesPerConsole.max} frames and ${c.acksPerConsole.min}–${c.acksPerConsole.max} acks per console; ${conditions(c.load)}`);
           return c.discarded;
         }, out.errors);
       } catch (err) {
