@@ -17,6 +17,12 @@ export interface CheckpointerInit {
   walRestart: SharedArrayBuffer;
   /** the log's size beyond which the checkpointer asks the writer for a pause, to copy all of it back (wal-restart.ts) */
   walSoftLimitBytes: number;
+  /**
+   * A pause is asked for at most this often, however often the passes run: the writer's own bound (wal-restart.ts,
+   * MIN_GAP_MS) lets a pause follow another after 500 ms, and a log stuck over its limit (a reader holding it) would
+   * otherwise ask at every pass. A second in the gateway.
+   */
+  windowEveryMs: number;
 }
 
 const port = parentPort;
@@ -40,13 +46,15 @@ const restart = () => {
 };
 // a checkpointer that died in a window left its request standing: this one starts with none
 withdrawRequest(init.walRestart);
+let lastWindowAt = -Infinity;
 let stopped = false;
 const timer = setInterval(() => {
   if (stopped) return;
   try {
     let r = passive();
     // over the soft limit: a pass that copied all it saw says nothing of the commits made while it ran
-    if (r.log > softLimitFrames) {
+    if (r.log > softLimitFrames && performance.now() - lastWindowAt >= init.windowEveryMs) {
+      lastWindowAt = performance.now();
       const w = restartWindow(init.walRestart, { passive, restart });
       port.postMessage({ op: 'restart-window', outcome: w.outcome });
       r = { ...r, ...w.last };

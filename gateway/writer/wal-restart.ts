@@ -43,7 +43,7 @@ export class WalRestartGate {
   private holding = false;
   private notBefore = 0;
 
-  /** `minGapMs`: below the checkpointer's interval (a second), so that it never turns a request down */
+  /** `minGapMs`: below how often the checkpointer may ask (once a second), so that it never turns a request down */
   constructor(buffer: SharedArrayBuffer, private readonly minGapMs = MIN_GAP_MS) {
     this.flags = new Int32Array(buffer);
   }
