@@ -215,7 +215,7 @@ async function measure(results: BenchResults, o: RunOptions, log: (l: string) =>
   }
   if (o.cpuProfile && o.systems.includes('eldergate')) {
     // each profiled load with the figure it belongs to
-    for (const [load, fig] of [['ingest', 2], ['latency', 1], ['durable', 5], ['storm', 4]] as const) {
+    for (const [load, fig] of [['ingest', 2], ['latency', 1], ['consoles', 7], ['durable', 5], ['storm', 4]] as const) {
       if (!figs.has(fig)) continue;
       // the smoke run proves the profiler path once; two would only add start-up time to npm test
       if (p.name === 'smoke' && load !== 'ingest') continue;

@@ -1,20 +1,21 @@
 // The CPU profile of the gateway under load, one for each bottleneck the figures can hit: telemetry ingest at
 // saturation (figure 2), the P1 path under the highest background rate (figure 1), closed-loop durable alarms
-// (figure 5) and the reconnect storm (figure 4: the whole fleet dropped and back). It is V8's sampling profiler,
+// (figure 5), the reconnect storm (figure 4: the whole fleet dropped and back) and figure 1's load with figure 7's
+// consoles attached and acking. It is V8's sampling profiler,
 // the one `node --cpu-prof` runs, started and stopped through the probe around the loaded window only (with
 // --cpu-prof the gateway's start-up and tsx's module loading would dilute a short window).
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Generators } from '../lib/generators.js';
-import { ROOT } from '../lib/ipc.js';
+import { Child, ROOT } from '../lib/ipc.js';
 import { summariseProfile, type ProfileSummary } from '../lib/cpuprof.js';
 import { sleep } from '../lib/sys.js';
 import { startTarget } from '../lib/targets.js';
 import type { Profile } from '../lib/profile.js';
 import { probeRun, type Log } from './traffic.js';
 
-export type ProfiledLoad = 'ingest' | 'latency' | 'durable' | 'storm';
+export type ProfiledLoad = 'ingest' | 'latency' | 'durable' | 'storm' | 'consoles';
 
 /** The main thread's summary first, then each other thread's that answered (the writer thread, the checkpointer). */
 export async function profileGateway(load: ProfiledLoad, p: Profile, log: Log): Promise<ProfileSummary[] | { error: string }> {
@@ -28,6 +29,7 @@ export async function profileGateway(load: ProfiledLoad, p: Profile, log: Log): 
   }
   const gens = load === 'storm' ? Generators.forDevices(p.storm.devices, p.generators) : Generators.spawn(p.generators);
   let files: string[] = [];
+  let consoles: Child | undefined;
   try {
     const file = join(dir, `CPU.${load}.0.cpuprofile`);
     // the profiler runs while `during` does, and only then
@@ -58,6 +60,14 @@ export async function profileGateway(load: ProfiledLoad, p: Profile, log: Log): 
         await capture(window);
         await alarms;
       } else {
+        if (load === 'consoles') {
+          // figure 7's consoles (the probe's own is the last of them), attached as there
+          if (!target.consoleTokens) throw new Error('this system has no consoles');
+          const obs = target.observer();
+          if (obs.kind !== 'ws') throw new Error('consoles need a WebSocket observer');
+          consoles = Child.spawn('bench/load/consoles.ts', { name: 'consoles' });
+          await consoles.call('attach', { url: obs.url, tokens: await target.consoleTokens(Math.max(0, p.consoles - 1)), since: obs.since }, 60_000);
+        }
         const probeDevices = await target.provision(p.latency.probeDevices, 'prof-p1');
         const { result } = await probeRun(target, probeDevices, { ratePerS: p.latency.probeRatePerS, durationMs: p.profileMs + 1000, warmupMs: 0 });
         await sleep(300);
@@ -71,6 +81,10 @@ export async function profileGateway(load: ProfiledLoad, p: Profile, log: Log): 
   } catch (err) {
     log(`  profile (${load}): ERROR ${(err as Error).message}`);
   } finally {
+    if (consoles) {
+      await consoles.call('close', {}, 10_000).catch(() => undefined);
+      await consoles.stop(3000);
+    }
     await gens.close();
     await target.close();
   }

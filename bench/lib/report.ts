@@ -22,7 +22,7 @@ export interface BenchResults {
   fleet: FleetResult[];
   inMemory: InMemResult[];
   /** `summary`: one per thread, the main thread first (a single one in results written before threads were profiled) */
-  profiles: { load: 'ingest' | 'latency' | 'durable' | 'storm'; summary: ProfileSummary[] | ProfileSummary | { error: string } }[];
+  profiles: { load: 'ingest' | 'latency' | 'durable' | 'storm' | 'consoles'; summary: ProfileSummary[] | ProfileSummary | { error: string } }[];
   histogram: { svg: string; png: string | null; pngError: string | null } | null;
   /** bench/analysis.md, included as written */
   analysis: string | null;
@@ -478,12 +478,13 @@ export function renderMarkdown(r: BenchResults, cs: Check[]): string {
   if (r.profiles.length) {
     out.push('## Where the gateway spends its CPU');
     out.push('');
-    out.push(`V8's sampling CPU profiler (what \`node --cpu-prof\` runs) on every thread of the gateway process (the main thread with the sockets, the writer thread with the domain and its transactions, the checkpointer), started and stopped through \`node:inspector\` around ${fmt(r.profile.profileMs / 1000, 0)} s of each load only (figure 2's flood; figure 1's top background rate with the probe; figure 5's alarms; figure 4's storm from the drop until the last terminal is back), so start-up does not dilute it. The gateway runs as in the figures, in its own process; \`run\` called by better-sqlite3's \`sqliteTransaction\` is BEGIN, COMMIT (WAL write and fsync with synchronous=FULL) and the per-observation SAVEPOINT/RELEASE. Self time per function as a share of the busy (non-idle) samples; a native function is shown with its JavaScript caller.`);
+    out.push(`V8's sampling CPU profiler (what \`node --cpu-prof\` runs) on every thread of the gateway process (the main thread with the sockets, the writer thread with the domain and its transactions, the checkpointer), started and stopped through \`node:inspector\` around ${fmt(r.profile.profileMs / 1000, 0)} s of each load only (figure 2's flood; figure 1's top background rate with the probe, and again with figure 7's consoles; figure 5's alarms; figure 4's storm from the drop until the last terminal is back), so start-up does not dilute it. The gateway runs as in the figures, in its own process; \`run\` called by better-sqlite3's \`sqliteTransaction\` is BEGIN, COMMIT (WAL write and fsync with synchronous=FULL) and the per-observation SAVEPOINT/RELEASE. Self time per function as a share of the busy (non-idle) samples; a native function is shown with its JavaScript caller.`);
     out.push('');
     for (const p of r.profiles) {
       const title = p.load === 'ingest' ? 'Under the ingest flood (figure 2)'
         : p.load === 'storm' ? `Through a reconnect storm of ${fmt(r.profile.storm.devices, 0)} terminals with credentials (figure 4)`
         : p.load === 'durable' ? `Under closed-loop durable alarms from ${fmt(r.profile.durable.devices, 0)} terminals (figure 5)`
+        : p.load === 'consoles' ? `Under ${fmt(Math.max(...L.ratesPerS), 0)} msg/s background with P1 probes and ${fmt(r.profile.consoles, 0)} consoles attached and acking (figure 7)`
         : `Under ${fmt(Math.max(...L.ratesPerS), 0)} msg/s background with P1 probes (figure 1)`;
       out.push(`### ${title}`);
       out.push('');
