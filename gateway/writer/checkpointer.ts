@@ -8,7 +8,7 @@
 // gives (gateway/writer/wal-restart.ts).
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { restartWindow, withdrawRequest, type CheckpointResult } from './wal-restart.js';
+import { nextPassInMs, restartWindow, withdrawRequest, type CheckpointResult } from './wal-restart.js';
 
 export interface CheckpointerInit {
   file: string;
@@ -23,6 +23,8 @@ export interface CheckpointerInit {
    * otherwise ask at every pass. A second in the gateway.
    */
   windowEveryMs: number;
+  /** the longest wait between two passes, however long the last one took (wal-restart.ts, nextPassInMs) */
+  maxIntervalMs: number;
 }
 
 const port = parentPort;
@@ -48,10 +50,14 @@ const restart = () => {
 withdrawRequest(init.walRestart);
 let lastWindowAt = -Infinity;
 let stopped = false;
-const timer = setInterval(() => {
+let timer: NodeJS.Timeout | undefined;
+const pass = (): void => {
   if (stopped) return;
+  let passMs = 0;
   try {
+    const started = performance.now();
     let r = passive();
+    passMs = performance.now() - started;
     // over the soft limit: a pass that copied all it saw says nothing of the commits made while it ran
     if (r.log > softLimitFrames && performance.now() - lastWindowAt >= init.windowEveryMs) {
       lastWindowAt = performance.now();
@@ -64,11 +70,13 @@ const timer = setInterval(() => {
     // a full disk or an I/O error: the writer reports storage faults; the WAL keeps growing until this works again
     port.postMessage({ op: 'checkpoint-failed', message: (err as Error).message, code: (err as { code?: string }).code ?? null });
   }
-}, init.intervalMs);
+  timer = setTimeout(pass, nextPassInMs(passMs, init));
+};
+timer = setTimeout(pass, init.intervalMs);
 port.on('message', (m: { op: 'close' }) => {
   if (m.op !== 'close') return;
   stopped = true;
-  clearInterval(timer);
+  clearTimeout(timer);
   db.close();
   port.close();
 });

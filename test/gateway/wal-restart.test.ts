@@ -12,7 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../core/logger.js';
 import { createMetrics } from '../../core/metrics.js';
 import { startCheckpointer } from '../../gateway/writer/client.js';
-import { HOLD_MAX_MS, MIN_GAP_MS, WalRestartGate, askForPause, walRestartBuffer, withdrawRequest } from '../../gateway/writer/wal-restart.js';
+import { HOLD_MAX_MS, MIN_GAP_MS, PASS_SHARE, WalRestartGate, askForPause, nextPassInMs, walRestartBuffer, withdrawRequest } from '../../gateway/writer/wal-restart.js';
 
 const MB = 1024 * 1024;
 const SOFT_LIMIT = 1 * MB;
@@ -42,13 +42,13 @@ describe('the write-ahead log under back-to-back commits', () => {
       for (let i = 0; i < n; i++) insert.run(randomBytes(1000));
     });
     const buffer = walRestartBuffer();
-    // the checkpointer passes and may ask every 20 ms here (every 200 ms and at most once a second in the gateway): the
-    // writer's gap between pauses scaled alike
+    // the checkpointer passes and may ask every 20 ms here (every 200 ms or more, and at most once a second, in the
+    // gateway): the writer's gap between pauses scaled alike
     const gate = new WalRestartGate(buffer, 10);
     const metrics = createMetrics();
     // without the pause: the checkpointer as it was, PASSIVE passes only (a soft limit it never reaches)
     const checkpointer = startCheckpointer({
-      file, metrics, log: createLogger('silent'), walRestart: buffer, walSoftLimitBytes: withPause ? SOFT_LIMIT : 1024 * MB, intervalMs: 20, windowEveryMs,
+      file, metrics, log: createLogger('silent'), walRestart: buffer, walSoftLimitBytes: withPause ? SOFT_LIMIT : 1024 * MB, intervalMs: 20, maxIntervalMs: 20, windowEveryMs,
     });
     let pauses = 0;
     let writingMs = 0;
@@ -100,6 +100,15 @@ describe('the write-ahead log under back-to-back commits', () => {
     // the windows asked while writing, and one more that the last pass may have begun as the writing ended
     expect(spaced.asked).toBeLessThanOrEqual(Math.floor(spaced.writingMs / 250) + 2);
   }, 60_000);
+
+  it('spaces its passes by their cost: every intervalMs while they are short, ten times a long one, never beyond maxIntervalMs', () => {
+    const o = { intervalMs: 200, maxIntervalMs: 1000 };
+    expect(PASS_SHARE).toBe(10);
+    expect(nextPassInMs(0.2, o)).toBe(200);
+    expect(nextPassInMs(20, o)).toBe(200);
+    expect(nextPassInMs(45, o)).toBe(450);
+    expect(nextPassInMs(300, o)).toBe(1000);
+  });
 
   it('a request nobody withdraws (a checkpointer that died asking) holds telemetry at most HOLD_MAX_MS, then not again for MIN_GAP_MS', async () => {
     const buffer = walRestartBuffer();
