@@ -8,7 +8,7 @@
 // gives (gateway/writer/wal-restart.ts).
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { nextPassInMs, restartWindow, withdrawRequest, type CheckpointResult } from './wal-restart.js';
+import { restartWindow, withdrawRequest, type CheckpointResult } from './wal-restart.js';
 
 export interface CheckpointerInit {
   file: string;
@@ -17,14 +17,6 @@ export interface CheckpointerInit {
   walRestart: SharedArrayBuffer;
   /** the log's size beyond which the checkpointer asks the writer for a pause, to copy all of it back (wal-restart.ts) */
   walSoftLimitBytes: number;
-  /**
-   * A pause is asked for at most this often, however often the passes run: the writer's own bound (wal-restart.ts,
-   * MIN_GAP_MS) lets a pause follow another after 500 ms, and a log stuck over its limit (a reader holding it) would
-   * otherwise ask at every pass. A second in the gateway.
-   */
-  windowEveryMs: number;
-  /** the longest wait between two passes, however long the last one took (wal-restart.ts, nextPassInMs) */
-  maxIntervalMs: number;
 }
 
 const port = parentPort;
@@ -48,19 +40,13 @@ const restart = () => {
 };
 // a checkpointer that died in a window left its request standing: this one starts with none
 withdrawRequest(init.walRestart);
-let lastWindowAt = -Infinity;
 let stopped = false;
-let timer: NodeJS.Timeout | undefined;
-const pass = (): void => {
+const timer = setInterval(() => {
   if (stopped) return;
-  let passMs = 0;
   try {
-    const started = performance.now();
     let r = passive();
-    passMs = performance.now() - started;
     // over the soft limit: a pass that copied all it saw says nothing of the commits made while it ran
-    if (r.log > softLimitFrames && performance.now() - lastWindowAt >= init.windowEveryMs) {
-      lastWindowAt = performance.now();
+    if (r.log > softLimitFrames) {
       const w = restartWindow(init.walRestart, { passive, restart });
       port.postMessage({ op: 'restart-window', outcome: w.outcome });
       r = { ...r, ...w.last };
@@ -70,13 +56,11 @@ const pass = (): void => {
     // a full disk or an I/O error: the writer reports storage faults; the WAL keeps growing until this works again
     port.postMessage({ op: 'checkpoint-failed', message: (err as Error).message, code: (err as { code?: string }).code ?? null });
   }
-  timer = setTimeout(pass, nextPassInMs(passMs, init));
-};
-timer = setTimeout(pass, init.intervalMs);
+}, init.intervalMs);
 port.on('message', (m: { op: 'close' }) => {
   if (m.op !== 'close') return;
   stopped = true;
-  clearTimeout(timer);
+  clearInterval(timer);
   db.close();
   port.close();
 });

@@ -750,30 +750,15 @@ function freshBuild(): boolean {
   return fresh;
 }
 
-/**
- * How often the checkpointer copies the WAL back into the database file, at most. Each pass ends with an fsync of the
- * database file, and on ext4 an alarm's fsync of the WAL that comes meanwhile waits behind the pass's page writes
- * (measured here: fdatasync of a small write 0.3 ms alone, p99 4–7 ms and up to 14 ms beside 2 MB of page writes being
- * synced). At 1 s a pass under 10k msg/s carried a second's worth of pages; every 200 ms a fifth, and in five
- * alternating runs of figure 1 the alarms answered in more than 10 ms fell from 6.2–10.1 % (median 8.6) to 2.9–9.3 %
- * (median 4.0) (bench/analysis.md). A pass that took long spaces the next one out (wal-restart.ts, nextPassInMs): a
- * page written often is copied more often, and under a flood passes of 20–90 ms every 200 ms took CPU the writer
- * needed.
- */
-const CHECKPOINT_INTERVAL_MS = 200;
-/** the longest wait between two passes: after a pass that took long, the next waits ten times as long, up to this */
-const CHECKPOINT_MAX_INTERVAL_MS = 1000;
-/** the checkpointer asks the writer for a pause (wal-restart.ts) at most this often */
-const WAL_WINDOW_EVERY_MS = 1000;
+/** how often the checkpointer copies the WAL back into the database file */
+const CHECKPOINT_INTERVAL_MS = 1000;
 
 /** Start the checkpointer thread (gateway/writer/checkpointer.ts); its last result goes to the WAL gauge. */
 export function startCheckpointer(o: {
   file: string; metrics: Metrics; log: Logger; walRestart: SharedArrayBuffer; walSoftLimitBytes: number; intervalMs?: number;
-  windowEveryMs?: number; maxIntervalMs?: number;
 }): { close(): Promise<void> } {
   const init: CheckpointerInit = {
     file: o.file, intervalMs: o.intervalMs ?? CHECKPOINT_INTERVAL_MS, walRestart: o.walRestart, walSoftLimitBytes: o.walSoftLimitBytes,
-    windowEveryMs: o.windowEveryMs ?? WAL_WINDOW_EVERY_MS, maxIntervalMs: o.maxIntervalMs ?? CHECKPOINT_MAX_INTERVAL_MS,
   };
   let lastFailure = 0;
   let closing = false;

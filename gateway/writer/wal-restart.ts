@@ -33,19 +33,6 @@ export const HOLD_MAX_MS = QUIET_WAIT_MS + COPY_BUDGET_MS + 25;
  */
 export const MIN_GAP_MS = 500;
 
-/** the wait after a checkpointer's pass is at least this many times the pass's own time */
-export const PASS_SHARE = 10;
-
-/**
- * When the checkpointer's next pass runs: `intervalMs` after this one, or PASS_SHARE times as long as this one took,
- * up to `maxIntervalMs`. Short passes come often, so that each ends with a small fsync of the database file (an
- * alarm's fsync of the WAL waits behind a big one); under a flood, where a pass copies 20–90 ms' worth, they take at
- * most about a tenth of the time of the core the gateway's threads share.
- */
-export function nextPassInMs(passMs: number, o: { intervalMs: number; maxIntervalMs: number }): number {
-  return Math.min(o.maxIntervalMs, Math.max(o.intervalMs, passMs * PASS_SHARE));
-}
-
 export function walRestartBuffer(): SharedArrayBuffer {
   return new SharedArrayBuffer(4 * SLOTS);
 }
@@ -56,7 +43,7 @@ export class WalRestartGate {
   private holding = false;
   private notBefore = 0;
 
-  /** `minGapMs`: below how often the checkpointer may ask (once a second), so that it never turns a request down */
+  /** `minGapMs`: below the checkpointer's interval (a second), so that it never turns a request down */
   constructor(buffer: SharedArrayBuffer, private readonly minGapMs = MIN_GAP_MS) {
     this.flags = new Int32Array(buffer);
   }
