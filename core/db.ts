@@ -69,6 +69,24 @@ export function writeNow<T>(sqlite: Database.Database, fn: () => T): T {
   return runBegun(sqlite, fn);
 }
 
+/**
+ * Run `commit` (a transaction of its own) with synchronous=NORMAL, then put the connection back to FULL, the level every
+ * connection keeps (openStore). In WAL mode such a commit is not fsynced: it survives a crash of the process, and only
+ * a power cut can take it back until the next fsynced commit syncs it with its own. For writes that are best-effort
+ * or done again if lost (delivery receipts, retention's deletes), where an fsync each costs more than the write.
+ * Inside a caller's transaction the level cannot change (SQLite refuses): `commit` joins it, and the caller's commit
+ * decides its durability.
+ */
+export function withoutFsync<T>(sqlite: Database.Database, commit: () => T): T {
+  if (sqlite.inTransaction) return commit();
+  sqlite.pragma('synchronous = NORMAL');
+  try {
+    return commit();
+  } finally {
+    sqlite.pragma('synchronous = FULL');
+  }
+}
+
 /** `fn` inside the transaction just begun, then COMMIT; ROLLBACK if anything throws */
 function runBegun<T>(sqlite: Database.Database, fn: () => T): T {
   try {

@@ -16,6 +16,7 @@ import type Database from 'better-sqlite3';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { yieldToWriter } from './write-turn.js';
+import { withoutFsync } from './db.js';
 
 /** What a pass reports to /metrics (docs/operations.md § Monitoring). */
 export type RetentionMetrics = Pick<Metrics, 'retentionDeleted' | 'retentionLastRun' | 'retentionDuration' | 'retentionFailures'>;
@@ -106,15 +107,9 @@ export function startRetention(d: {
     /** one small transaction; returns the rows it deleted, and adapts the next batch's size to TARGET_MS */
     const batch = (fn: (limit: number) => number): number => {
       const t0 = performance.now();
-      // synchronous=NORMAL for this commit only, as ingest does for telemetry: a delete lost with the machine's power
-      // is done again at the next pass, and an fsync per small batch would cost more than the delete
-      sqlite.pragma('synchronous = NORMAL');
-      let n: number;
-      try {
-        n = sqlite.transaction(fn).immediate(limit);
-      } finally {
-        sqlite.pragma('synchronous = FULL');
-      }
+      // without an fsync, as ingest does for telemetry: a delete lost with the machine's power is done again at the
+      // next pass, and an fsync per small batch would cost more than the delete
+      const n = withoutFsync(sqlite, () => sqlite.transaction(fn).immediate(limit));
       const ms = performance.now() - t0;
       r.batches++;
       if (ms > TARGET_MS && limit > 10) limit = Math.max(10, Math.floor(limit / 2));

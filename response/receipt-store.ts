@@ -13,6 +13,7 @@
 // design (receipts.ts); an fsync per batch, 20 a second with consoles acking, cost the writer's thread, and an alarm
 // that came during one waited for it.
 import type Database from 'better-sqlite3';
+import { withoutFsync } from '../core/db.js';
 import type { IncidentReceipt, ReceiptKind } from './events.js';
 import type { Ret, StoreMode } from './store/types.js';
 
@@ -75,17 +76,8 @@ export function createSqliteReceiptStore(sqlite: Database.Database): ReceiptStor
   });
   return {
     mode: 'sync',
-    writeBatch(batch) {
-      // inside a caller's transaction (cluster mode's receipt mirror) the safety level cannot change: its commit decides
-      if (sqlite.inTransaction) return write.immediate(batch);
-      const was = sqlite.pragma('synchronous', { simple: true }) as number;
-      sqlite.pragma('synchronous = NORMAL');
-      try {
-        return write.immediate(batch);
-      } finally {
-        sqlite.pragma(`synchronous = ${was}`);
-      }
-    },
+    // (inside a caller's transaction, cluster mode's receipt mirror, the caller's commit decides: withoutFsync)
+    writeBatch: (batch) => withoutFsync(sqlite, () => write.immediate(batch)),
     of: (incidentId) => ofIncident.all(incidentId).map(fromDb),
     firsts(incidentId) {
       const out: { pushed?: number; delivered?: number } = {};
