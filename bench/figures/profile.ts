@@ -8,12 +8,12 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Generators } from '../lib/generators.js';
-import { Child, ROOT } from '../lib/ipc.js';
+import { ROOT, type Child } from '../lib/ipc.js';
 import { summariseProfile, type ProfileSummary } from '../lib/cpuprof.js';
 import { sleep } from '../lib/sys.js';
 import { startTarget } from '../lib/targets.js';
 import type { Profile } from '../lib/profile.js';
-import { probeRun, type Log } from './traffic.js';
+import { attachConsoles, detachConsoles, probeRun, type Log } from './traffic.js';
 
 export type ProfiledLoad = 'ingest' | 'latency' | 'durable' | 'storm' | 'consoles';
 
@@ -60,14 +60,8 @@ export async function profileGateway(load: ProfiledLoad, p: Profile, log: Log): 
         await capture(window);
         await alarms;
       } else {
-        if (load === 'consoles') {
-          // figure 7's consoles (the probe's own is the last of them), attached as there
-          if (!target.consoleTokens) throw new Error('this system has no consoles');
-          const obs = target.observer();
-          if (obs.kind !== 'ws') throw new Error('consoles need a WebSocket observer');
-          consoles = Child.spawn('bench/load/consoles.ts', { name: 'consoles' });
-          await consoles.call('attach', { url: obs.url, tokens: await target.consoleTokens(Math.max(0, p.consoles - 1)), since: obs.since }, 60_000);
-        }
+        // figure 7's consoles (the probe's own is the last of them), attached as there
+        if (load === 'consoles') consoles = await attachConsoles(target, Math.max(0, p.consoles - 1));
         const probeDevices = await target.provision(p.latency.probeDevices, 'prof-p1');
         const { result } = await probeRun(target, probeDevices, { ratePerS: p.latency.probeRatePerS, durationMs: p.profileMs + 1000, warmupMs: 0 });
         await sleep(300);
@@ -81,10 +75,7 @@ export async function profileGateway(load: ProfiledLoad, p: Profile, log: Log): 
   } catch (err) {
     log(`  profile (${load}): ERROR ${(err as Error).message}`);
   } finally {
-    if (consoles) {
-      await consoles.call('close', {}, 10_000).catch(() => undefined);
-      await consoles.stop(3000);
-    }
+    if (consoles) await detachConsoles(consoles);
     await gens.close();
     await target.close();
   }

@@ -120,6 +120,29 @@ export function noiseFor(target: Target, p: Profile): Profile['noise'] {
 }
 
 /** one probe run concurrently with `during` (background load), CPU measured over the probe's whole interval */
+/**
+ * Figure 7's consoles: `n` real WebSocket clients in a process of their own, each logged in as its own operator,
+ * subscribed from the head and acking (bench/load/consoles.ts). The probe's console comes on top of them.
+ */
+export async function attachConsoles(target: Target, n: number): Promise<Child> {
+  if (!target.consoleTokens) throw new Error(`${target.name} has no consoles`);
+  const obs = target.observer();
+  if (obs.kind !== 'ws') throw new Error('consoles need a WebSocket observer');
+  const consoles = Child.spawn('bench/load/consoles.ts', { name: 'consoles' });
+  try {
+    await consoles.call('attach', { url: obs.url, tokens: await target.consoleTokens(n), since: obs.since }, 60_000);
+    return consoles;
+  } catch (err) {
+    await detachConsoles(consoles);
+    throw err;
+  }
+}
+
+export async function detachConsoles(consoles: Child): Promise<void> {
+  await consoles.call('close', {}, 10_000).catch(() => undefined);
+  await consoles.stop(3000);
+}
+
 export async function probeRun(target: Target, probeDevices: Awaited<ReturnType<Target['provision']>>, o: {
   ratePerS: number; durationMs: number; warmupMs: number; budgetMs?: number;
 }): Promise<{ child: Child; result: Promise<ProbeResult> }> {
@@ -221,17 +244,15 @@ export async function runTraffic(system: SystemName, p: Profile, log: Log, figur
 
     if (figures.has(7) && target.consoleTokens) {
       const extra = Math.max(0, p.consoles - 1);
-      const consoles = Child.spawn('bench/load/consoles.ts', { name: 'consoles' });
+      let consoles: Child | undefined;
       try {
-        const tokens = await target.consoleTokens(extra);
-        const obs = target.observer();
-        if (obs.kind !== 'ws') throw new Error('consoles need a WebSocket observer');
-        await consoles.call('attach', { url: obs.url, tokens, since: obs.since }, 60_000);
+        consoles = await attachConsoles(target, extra);
+        const attached = consoles;
         log(`  ${system} fig7: ${extra} consoles attached (+ the probe's own = ${extra + 1})`);
         await repeat(p, `${system} fig7 ${extra + 1} consoles`, log, async () => {
-          const s0 = await consoles.call<{ frames: number[]; acks: number[] }>('stats');
+          const s0 = await attached.call<{ frames: number[]; acks: number[] }>('stats');
           const { rep } = await latencyRep(top);
-          const s1 = await consoles.call<{ open: number; frames: number[]; acks: number[]; closed: string[] }>('stats');
+          const s1 = await attached.call<{ open: number; frames: number[]; acks: number[]; closed: string[] }>('stats');
           const frames = s1.frames.map((f, i) => f - (s0.frames[i] ?? 0));
           const acks = s1.acks.map((f, i) => f - (s0.acks[i] ?? 0));
           const c: ConsolesRep = {
@@ -248,8 +269,7 @@ export async function runTraffic(system: SystemName, p: Profile, log: Log, figur
         out.errors.push(`fig7: ${(err as Error).message.split('\n')[0]}`);
         log(`  ${system} fig7: ERROR ${(err as Error).message}`);
       } finally {
-        await consoles.call('close', {}, 10_000).catch(() => undefined);
-        await consoles.stop(3000);
+        if (consoles) await detachConsoles(consoles);
       }
     }
 
