@@ -59,8 +59,9 @@ class RefusedError extends Error {
 export const UNREADABLE_REPORT_WINDOW_MS = 3000;
 
 /**
- * Last Wills and disconnects run in slices of this long, a setImmediate between: long enough that a slice is mostly
- * work (one close costs ~0.1–0.3 ms), short enough that an alarm read meanwhile waits no more than this.
+ * Connections the devices ended, their Last Wills and disconnects run in slices of this long, a setImmediate
+ * between: long enough that a slice is mostly work (one close costs ~0.1–0.3 ms), short enough that an alarm read
+ * meanwhile waits no more than this.
  */
 export const CLOSE_SLICE_MS = 4;
 
@@ -92,9 +93,12 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
   // a Will or disconnect waits at most for its slice, or until its device comes back (settle); one per connection,
   // so the connection cap bounds it; beyond that bound it runs at once
   let settledEarly = 0;
+  /** when the device ended a connection whose close waits in the slices: its Will and disconnect are dated then */
+  const endedAt = new WeakMap<Client, number>();
   const closing = new KeyOrderedSlices({
     sliceMs: CLOSE_SLICE_MS,
-    limit: 2 * config.mqtt.maxConnections,
+    // per connection: its close, then its Will and its disconnect
+    limit: 3 * config.mqtt.maxConnections,
     onError: (err, deviceId) => {
       metrics.internalErrors.inc({ where: 'mqtt-close' });
       limited.warn('close handling failed', deviceId, { err, deviceId }, 'handling a closed MQTT connection failed');
@@ -190,7 +194,7 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
       if (!client) return done(null); // the broker's own publishes (commands)
       // A Last Will (aedes passes the connection's will packet itself as it closes): in its slice, in the device's order
       if (packet === (client as unknown as { will?: unknown }).will) {
-        const closedAt = Date.now();
+        const closedAt = endedAt.get(client) ?? Date.now();
         closing.push(client.id, () => authorize(client, packet, done, true, closedAt));
         return;
       }
@@ -304,7 +308,7 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
   aedes.on('clientDisconnect', (client: Client) => {
     metrics.connected.set(aedes.connectedClients);
     pacer.closed(client);
-    const at = Date.now();
+    const at = endedAt.get(client) ?? Date.now();
     closing.push(client.id, () => {
       // a newer connection with the same id may already have replaced this one
       if (aedes.clients[client.id] && aedes.clients[client.id] !== client) return;
@@ -375,7 +379,20 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     const address = socket.remoteAddress ?? 'unknown';
     // Nagle's algorithm alone adds ~40 ms to p99 (docs/design.md §7)
     socket.setNoDelay(true);
+    const ownEnd = new Set(socket.listeners('end'));
     const client = aedes.handle(socket);
+    // The peer ended its side (FIN). The listeners run with allowHalfOpen, so Node neither ends nor destroys the
+    // socket in this turn, and aedes' own 'end' listener (client.js: `conn.on('end', close)`) is taken off: the
+    // connection's teardown — aedes' close, the socket's, then its Will and disconnect — is queued in the close
+    // slices, in the device's order, instead of running here for every connection that dropped in the same poll
+    // phase (see CLOSE_SLICE_MS). An error or a reset still closes at once (aedes' `finished` listener).
+    // test/gateway/broker-close-slices.test.ts fails if an aedes upgrade moves this.
+    for (const l of socket.listeners('end')) if (!ownEnd.has(l)) socket.removeListener('end', l as () => void);
+    const key = () => client.id ?? `#${address}:${socket.remotePort ?? ''}`;
+    socket.once('end', () => {
+      endedAt.set(client, Date.now());
+      closing.push(key(), () => client.close());
+    });
     // a device that completed CONNECT is no longer a candidate to make room for newcomers
     client.once('connected', () => gate.busy(socket));
     // a CONNECT admitted and never completed (refused, timed out, dropped) gives its place back
@@ -397,7 +414,7 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
   };
 
   const servers: Server[] = [];
-  const tcp = createTcpServer({ noDelay: true }, guarded('accept', (socket) => {
+  const tcp = createTcpServer({ noDelay: true, allowHalfOpen: true }, guarded('accept', (socket) => {
     if (admit(socket, 'mqtt')) handle(socket);
   }));
   await listen(tcp, config.mqtt.port, config.mqtt.host);
@@ -408,6 +425,8 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     const tls = createTlsServer(
       {
         cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), noDelay: true,
+        // a connection the device ended is closed in the close slices (handle, below)
+        allowHalfOpen: true,
         // a handshake that never completes holds a descriptor: no longer than a CONNECT may take
         handshakeTimeout: config.mqtt.connectTimeoutMs,
       } as never,

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect as netConnect, type Socket } from 'node:net';
 import mqttPacket from 'mqtt-packet';
 import type { Observation } from '../../core/contracts.js';
-import { startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
+import { metricValue, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 
 /**
  * a bare MQTT 3.1.1 connection: CONNECT (with a Last Will on its status topic), resolves once CONNACK 0 came;
@@ -80,6 +80,57 @@ describe('Last Wills in slices, in each device\'s order', () => {
     } finally {
       for (const s of sockets) s.destroy();
       ingest.submitTelemetry = original;
+    }
+  });
+});
+
+describe('connections the devices end, closed in slices', () => {
+  let t: TestGateway;
+  beforeAll(async () => {
+    t = await startTestGateway();
+  });
+  afterAll(async () => t.stop());
+
+  it('600 devices end their connections at once: the closes spread over many turns, and every Will and disconnect is stored', async () => {
+    const devices = t.gw.registry.provisionMany(Array.from({ length: 600 }, (_, i) => ({ serial: `DROP-${i}`, kind: 'call-phone' as const })))
+      .map((r) => ({ id: r.device.id, secret: r.secret }));
+    const sockets = await Promise.all(devices.map((d) => device(t.gw.mqttPort, d.id, d.secret)));
+    try {
+      await waitFor(() => devices.every((d) => t.gw.states.isOnline(d.id)), 'all online');
+      const folded = () => metricValue(t.gw, 'eldergate_observations_total', { source: 'mqtt', result: 'state' });
+      const before = await folded();
+      // turns of the event loop, counted by a setImmediate chain; each aedes close noted with the turn it ran in
+      let turn = 0;
+      let counting = true;
+      const tick = () => {
+        turn++;
+        if (counting) setImmediate(tick);
+      };
+      setImmediate(tick);
+      const perTurn = new Map<number, number>();
+      const aedes = t.gw.broker!.aedes;
+      const onDisconnect = () => perTurn.set(turn, (perTurn.get(turn) ?? 0) + 1);
+      aedes.on('clientDisconnect', onDisconnect);
+      // every peer sends its FIN (no DISCONNECT: the broker publishes each Will) in one go: the broker's next poll
+      // phase reads 600 ends
+      for (const s of sockets) s.end();
+      try {
+        await waitFor(() => devices.every((d) => !t.gw.states.isOnline(d.id)), 'all offline', 30_000);
+      } finally {
+        counting = false;
+        aedes.off('clientDisconnect', onDisconnect);
+      }
+      const counts = [...perTurn.values()];
+      expect(counts.reduce((a, b) => a + b, 0)).toBe(600);
+      // Closed where the ends were read, all 600 closes ran in that one turn. In 4 ms slices (CLOSE_SLICE_MS) a turn
+      // holds a fraction of them, however fast the machine (one close costs tens of microseconds or more).
+      expect(Math.max(...counts)).toBeLessThan(600);
+      expect(perTurn.size).toBeGreaterThan(1);
+      // every Will reached the writer (folded into its device's state: a Will is state, not a row)
+      await waitFor(() => t.gw.broker!.closing().pending === 0, 'the close slices drained');
+      await waitFor(async () => (await folded()) - before >= 600, 'the 600 Wills at the writer', 30_000);
+    } finally {
+      for (const s of sockets) s.destroy();
     }
   });
 });
