@@ -20,6 +20,7 @@ import { createUnreadableReporter } from './unreadable.js';
 import { stampSession } from './session.js';
 import { ConnectThrottle } from './throttle.js';
 import { ConnectAdmission } from './admission.js';
+import { closeLater, endListeners } from './close-later.js';
 import { KeyOrderedSlices } from './slices.js';
 import { PublishPacer } from './pacing.js';
 import { skipClientFanOut } from './no-fanout.js';
@@ -97,8 +98,8 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
   const endedAt = new WeakMap<Client, number>();
   const closing = new KeyOrderedSlices({
     sliceMs: CLOSE_SLICE_MS,
-    // per connection: its close, then its Will and its disconnect
-    limit: 3 * config.mqtt.maxConnections,
+    // per connection: its close (on its end or reset, and on the socket's close), then its Will and its disconnect
+    limit: 4 * config.mqtt.maxConnections,
     onError: (err, deviceId) => {
       metrics.internalErrors.inc({ where: 'mqtt-close' });
       limited.warn('close handling failed', deviceId, { err, deviceId }, 'handling a closed MQTT connection failed');
@@ -379,19 +380,13 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     const address = socket.remoteAddress ?? 'unknown';
     // Nagle's algorithm alone adds ~40 ms to p99 (docs/design.md §7)
     socket.setNoDelay(true);
-    const ownEnd = new Set(socket.listeners('end'));
+    const before = endListeners(socket);
     const client = aedes.handle(socket);
-    // The peer ended its side (FIN). The listeners run with allowHalfOpen, so Node neither ends nor destroys the
-    // socket in this turn, and aedes' own 'end' listener (client.js: `conn.on('end', close)`) is taken off: the
-    // connection's teardown — aedes' close, the socket's, then its Will and disconnect — is queued in the close
-    // slices, in the device's order, instead of running here for every connection that dropped in the same poll
-    // phase (see CLOSE_SLICE_MS). An error or a reset still closes at once (aedes' `finished` listener).
-    // test/gateway/broker-close-slices.test.ts fails if an aedes upgrade moves this.
-    for (const l of socket.listeners('end')) if (!ownEnd.has(l)) socket.removeListener('end', l as () => void);
+    // a connection its device ended or reset is closed in the close slices, in the device's order (close-later.ts)
     const key = () => client.id ?? `#${address}:${socket.remotePort ?? ''}`;
-    socket.once('end', () => {
-      endedAt.set(client, Date.now());
-      closing.push(key(), () => client.close());
+    closeLater(client, socket, before, {
+      later: (run) => closing.push(key(), run),
+      ended: () => { if (!endedAt.has(client)) endedAt.set(client, Date.now()); },
     });
     // a device that completed CONNECT is no longer a candidate to make room for newcomers
     client.once('connected', () => gate.busy(socket));
