@@ -17,8 +17,9 @@
 //   (a malformed packet, a keepalive timeout: cut at once, as before); for a socket Node has already destroyed (a
 //   reset), queued.
 // Queued work runs in the device's order, before anything newer from that device (the broker's `settle`). This
-// reaches into aedes (1.2): `assertAedesClient` throws at the first connection if an upgrade moves what it takes
-// over, and test/gateway/broker-storm.test.ts fails if the closes come back into one turn.
+// reaches into aedes (1.2): `closeLater` throws at the first connection if an upgrade moves what it takes over (the
+// broker then drops that connection, counted as an internal error), and test/gateway/broker-storm.test.ts fails if
+// the closes come back into one turn.
 import type { Socket } from 'node:net';
 import type { Client } from 'aedes';
 
