@@ -91,8 +91,8 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
   });
   const keepaliveLimitS = config.mqtt.keepaliveLimitS;
   const admission = new ConnectAdmission(config.mqtt.maxConnectsInProgress);
-  // a Will or disconnect waits at most for its slice, or until its device comes back (settle); one per connection,
-  // so the connection cap bounds it; beyond that bound it runs at once
+  // a close, Will or disconnect waits at most for its slice, or until its device comes back (settle); a few per
+  // connection, so the connection cap bounds them; beyond that bound one runs at once
   let settledEarly = 0;
   /** when the device ended a connection whose close waits in the slices: its Will and disconnect are dated then */
   const endedAt = new WeakMap<Client, number>();
