@@ -119,7 +119,6 @@ export function noiseFor(target: Target, p: Profile): Profile['noise'] {
   return target.ownWait ? { ...p.noise, maxSutWaitMsPerS: Number.POSITIVE_INFINITY } : p.noise;
 }
 
-/** one probe run concurrently with `during` (background load), CPU measured over the probe's whole interval */
 /**
  * Figure 7's consoles: `n` real WebSocket clients in a process of their own, each logged in as its own operator,
  * subscribed from the head and acking (bench/load/consoles.ts). The probe's console comes on top of them.
@@ -143,6 +142,7 @@ export async function detachConsoles(consoles: Child): Promise<void> {
   await consoles.stop(3000);
 }
 
+/** one probe run concurrently with `during` (background load), CPU measured over the probe's whole interval */
 export async function probeRun(target: Target, probeDevices: Awaited<ReturnType<Target['provision']>>, o: {
   ratePerS: number; durationMs: number; warmupMs: number; budgetMs?: number;
 }): Promise<{ child: Child; result: Promise<ProbeResult> }> {

@@ -20,7 +20,7 @@ import { createUnreadableReporter } from './unreadable.js';
 import { stampSession } from './session.js';
 import { ConnectThrottle } from './throttle.js';
 import { ConnectAdmission } from './admission.js';
-import { closeLater, endListeners } from './close-later.js';
+import { handleClosingLater } from './close-later.js';
 import { KeyOrderedSlices } from './slices.js';
 import { PublishPacer } from './pacing.js';
 import { skipClientFanOut } from './no-fanout.js';
@@ -98,8 +98,8 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
   const endedAt = new WeakMap<Client, number>();
   const closing = new KeyOrderedSlices({
     sliceMs: CLOSE_SLICE_MS,
-    // per connection: its close (on its end or reset, and on the socket's close), then its Will and its disconnect
-    limit: 4 * config.mqtt.maxConnections,
+    // per connection: its close (on its end or reset), then its Will and its disconnect
+    limit: 3 * config.mqtt.maxConnections,
     onError: (err, deviceId) => {
       metrics.internalErrors.inc({ where: 'mqtt-close' });
       limited.warn('close handling failed', deviceId, { err, deviceId }, 'handling a closed MQTT connection failed');
@@ -380,13 +380,10 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     const address = socket.remoteAddress ?? 'unknown';
     // Nagle's algorithm alone adds ~40 ms to p99 (docs/design.md §7)
     socket.setNoDelay(true);
-    const before = endListeners(socket);
-    const client = aedes.handle(socket);
     // a connection its device ended or reset is closed in the close slices, in the device's order (close-later.ts)
-    const key = () => client.id ?? `#${address}:${socket.remotePort ?? ''}`;
-    closeLater(client, socket, before, {
-      later: (run) => closing.push(key(), run),
-      ended: () => { if (!endedAt.has(client)) endedAt.set(client, Date.now()); },
+    const client = handleClosingLater(aedes, socket, {
+      later: (c, run) => closing.push(c.id ?? `#${address}:${socket.remotePort ?? ''}`, run),
+      ended: (c) => endedAt.set(c, Date.now()),
     });
     // a device that completed CONNECT is no longer a candidate to make room for newcomers
     client.once('connected', () => gate.busy(socket));

@@ -16,43 +16,47 @@
 // - its 'error' listener (`_onError`, which destroys the socket and closes): kept for an error on a live connection
 //   (a malformed packet, a keepalive timeout: cut at once, as before); for a socket Node has already destroyed (a
 //   reset), queued.
-// Queued work runs in the device's order, before anything newer from that device (the broker's `settle`). This
-// reaches into aedes (1.2): `closeLater` throws at the first connection if an upgrade moves what it takes over (the
-// broker then drops that connection, counted as an internal error), and test/gateway/broker-storm.test.ts fails if
-// the closes come back into one turn.
+// One close is queued per connection, the first of these to come. Queued work runs in the device's order, before
+// anything newer from that device (the broker's `settle`). This reaches into aedes (1.2): `handleClosingLater`
+// throws at the first connection if an upgrade moves what it takes over (the broker then drops that connection,
+// counted as an internal error), and test/gateway/broker-storm.test.ts fails if the closes come back into one turn.
 import type { Socket } from 'node:net';
-import type { Client } from 'aedes';
+import type { Aedes, Client } from 'aedes';
 
-type AedesClient = Client & { _onError?: (err: Error) => void; _eos?: () => void };
+type AedesClient = Client & { _onError?: (err: Error) => void; _eos?: () => void; closed?: boolean };
 
 const noop = () => undefined;
 
 export interface CloseLater {
   /** queue `run` after the device's earlier queued work (the close slices) */
-  later(run: () => void): void;
+  later(client: Client, run: () => void): void;
   /** the device ended the connection (FIN) or it was reset: now (its Will and disconnect are dated then) */
-  ended(): void;
+  ended(client: Client): void;
 }
 
-/** The socket's 'end' listeners before `aedes.handle(socket)`: aedes' own is whatever it added. */
-export function endListeners(socket: Socket): Set<unknown> {
-  return new Set(socket.listeners('end'));
-}
-
-/** Call right after `aedes.handle(socket)` with `endListeners(socket)` taken just before it. */
-export function closeLater(client: Client, socket: Socket, before: Set<unknown>, o: CloseLater): void {
+/**
+ * `aedes.handle(socket)`, with the client's close on the device's end or reset queued in the close slices. One close
+ * is queued per connection, and none for a connection aedes closed itself (a DISCONNECT, a takeover).
+ */
+export function handleClosingLater(aedes: Aedes, socket: Socket, o: CloseLater): Client {
+  const before = new Set(socket.listeners('end'));
+  const client = aedes.handle(socket);
   const c = client as AedesClient;
   const onError = c._onError;
   const eos = c._eos;
   if (typeof onError !== 'function' || typeof eos !== 'function' || !client.listeners('error').includes(onError)) {
     throw new Error('aedes client has no _onError error listener or _eos: gateway/broker/close-later.ts must be updated for this aedes version');
   }
-  // the peer's FIN
+  let queued = false;
+  const queue = (run: () => void) => {
+    if (queued || c.closed) return;
+    queued = true;
+    o.ended(client);
+    o.later(client, run);
+  };
+  // the peer's FIN: aedes' own 'end' listener (the one it added) off
   for (const l of socket.listeners('end')) if (!before.has(l)) socket.removeListener('end', l as () => void);
-  socket.once('end', () => {
-    o.ended();
-    o.later(() => client.close());
-  });
+  socket.once('end', () => queue(() => client.close()));
   // aedes' `finished` listener closes at once on an error or a premature close: off (aedes' close calls `_eos`)
   eos();
   c._eos = noop;
@@ -60,9 +64,9 @@ export function closeLater(client: Client, socket: Socket, before: Set<unknown>,
   client.removeListener('error', onError);
   client.on('error', (err: Error) => {
     if (!socket.destroyed) return onError.call(c, err);
-    o.ended();
-    o.later(() => onError.call(c, err));
+    queue(() => onError.call(c, err));
   });
   // destroyed any other way (the guard, the descriptor gate, a failed TLS session): closed later too
-  socket.once('close', () => o.later(() => client.close()));
+  socket.once('close', () => queue(() => client.close()));
+  return client;
 }
