@@ -36,7 +36,11 @@ export interface PgIngestBatches {
   loadStates(): Promise<StoredState[]>;
 }
 
-export function createPgIngestBatches(opts: { pool: pg.Pool; incidents: PgIncidentStore }): PgIngestBatches {
+/**
+ * `isTestDevice`: the device's test mark, as the incident service reads it (this node's registry): the rules see only
+ * the open incidents its alarms would join (gateway/ingest-scope.ts, sqliteOpenIncidents).
+ */
+export function createPgIngestBatches(opts: { pool: pg.Pool; incidents: PgIncidentStore; isTestDevice: (deviceId: string) => boolean }): PgIngestBatches {
   const db = drizzle(opts.pool);
   const states = createPgDeviceStateStore(opts.pool);
   return {
@@ -105,12 +109,16 @@ export function createPgIngestBatches(opts: { pool: pg.Pool; incidents: PgIncide
           return watchedTx.saveProjection(row, created, before);
         },
       };
-      const openOf = (rows: { id: string; deviceId: string; type: string; openedAt: number; status: OpenIncidentView['status'] }[], devices: readonly string[]) => {
-        for (const d of devices) if (!open.has(d)) open.set(d, new Map());
-        // newest first: the first of each type is the one the rules mean
+      const openOf = (rows: { id: string; deviceId: string; type: string; openedAt: number; status: OpenIncidentView['status']; test: boolean }[], devices: readonly string[]) => {
+        const test = new Map<string, boolean>();
+        for (const d of devices) {
+          if (!open.has(d)) open.set(d, new Map());
+          test.set(d, opts.isTestDevice(d));
+        }
+        // newest first: the first of each type is the one the rules mean, of the device's own kind (real or test)
         for (const r of rows) {
           const m = open.get(r.deviceId)!;
-          if (!m.has(r.type)) m.set(r.type, { id: r.id, openedAt: r.openedAt, status: r.status });
+          if (r.test === test.get(r.deviceId) && !m.has(r.type)) m.set(r.type, { id: r.id, openedAt: r.openedAt, status: r.status });
         }
       };
       const lookup = (deviceId: string) => {

@@ -57,11 +57,20 @@ export function sqliteIngestScope(sqlite: Database.Database): IngestScope<'sync'
   };
 }
 
-/** A device's open incidents in SQLite, read when a rule asks, not before (most observations ask nothing). */
+/**
+ * A device's open incidents in SQLite, read when a rule asks, not before (most observations ask nothing). Only those
+ * its alarms would join: real ones for a real device, test ones for a test run's device (the incident service's
+ * openOf, response/incidents.ts). A device put into service keeps its test run's open incidents; read as its own, a
+ * test low battery or offline card kept the real one from being raised. The device's test mark is read in the same
+ * statement, so in the same transaction as the alarm it decides; a source that is not a device is not a test.
+ */
+export const RULES_OPEN_SQL = `select id, opened_at as openedAt, status from incidents
+    where device_id = ? and type = ? and test = coalesce((select test from devices where id = ?), 0)
+      and status not in ('resolved', 'cancelled') order by opened_at desc limit 1`;
+
 export function sqliteOpenIncidents(sqlite: Database.Database): (deviceId: string) => OpenIncidents {
-  const open = sqlite.prepare(`select id, opened_at as openedAt, status from incidents
-    where device_id = ? and type = ? and status not in ('resolved', 'cancelled') order by opened_at desc limit 1`);
-  return (deviceId) => (type) => open.get(deviceId, type) as OpenIncidentView | undefined;
+  const open = sqlite.prepare<[string, string, string], OpenIncidentView>(RULES_OPEN_SQL);
+  return (deviceId) => (type) => open.get(deviceId, type, deviceId);
 }
 
 /** A step's answer: a value, or a generator to run through the scope (`yield*` it). */

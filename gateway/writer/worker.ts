@@ -25,8 +25,7 @@ import { openPgPool } from '../../core/pg-pool.js';
 import { createPgIncidentStore, migratePg } from '../../response/store/pg.js';
 import { createPgIngestBatches } from '../ingest-scope-pg.js';
 import { createPgCommandStore } from '../command-store-pg.js';
-import type { OpenIncidents } from '../ingest-scope.js';
-import type { OpenIncidentView } from '../rules/types.js';
+import { openIncidentsOf } from '../open-incidents-pg.js';
 import type { IncidentReceipt } from '../../response/events.js';
 import { createSqliteReceiptStore } from '../../response/receipt-store.js';
 import { DeviceStates } from '../device-state.js';
@@ -97,7 +96,10 @@ async function createWriterDomain(init: WriterInit, log: Logger): Promise<Writer
   /** what this writer committed to the log, for its own bookkeeping (PostgreSQL: the open incidents it knows) */
   let noteCommitted: (events: readonly IncidentEvent[]) => void = () => {};
   const incidentStore = pool ? createPgIncidentStore({ pool, knownUnitIds: () => network.listUnits().map((u) => u.id), log }) : null;
-  const batches = pool && incidentStore ? createPgIngestBatches({ pool, incidents: incidentStore }) : null;
+  // a test run's device (devices.test, this node's registry): the incident service reads it the same way
+  const deviceTest = store.sqlite.prepare<[string], number>('SELECT test FROM devices WHERE id = ?').pluck();
+  const isTestDevice = (deviceId: string) => deviceTest.get(deviceId) === 1;
+  const batches = pool && incidentStore ? createPgIngestBatches({ pool, incidents: incidentStore, isTestDevice }) : null;
   const states = batches ? new DeviceStates(await batches.loadStates()) : new DeviceStates(store.sqlite);
   const incidents: IncidentServiceOf<StoreMode> = incidentStore
     ? createIncidentService({ store, bus, config, log, clock: systemClock, network, incidentStore })
@@ -136,7 +138,7 @@ async function createWriterDomain(init: WriterInit, log: Logger): Promise<Writer
   // steps in order: rules → incidents, then the devices' answers to commands
   // outside a batch (a registry change re-arming a device's timers), PostgreSQL's open incidents as this writer last
   // committed or read them
-  const openOutside = pool ? await openIncidentsOf(pool) : null;
+  const openOutside = pool ? await openIncidentsOf(pool, isTestDevice) : null;
   if (openOutside) noteCommitted = openOutside.note;
   const alarms = createAlarmPipeline({
     config, log, metrics, sqlite: store.sqlite, registry, states, ingest, incidents,
@@ -166,36 +168,6 @@ async function createWriterDomain(init: WriterInit, log: Logger): Promise<Writer
         store.sqlite.transaction(() => states.flushDirty(Date.now())).immediate();
       }
       store.close();
-    },
-  };
-}
-
-/** The open incidents of every device on PostgreSQL, kept as this writer commits (opened, closed). */
-async function openIncidentsOf(pool: pg.Pool): Promise<{ lookup: (deviceId: string) => OpenIncidents; note(events: readonly IncidentEvent[]): void }> {
-  const { rows } = await pool.query(`SELECT id, device_id, type, opened_at, status FROM incidents WHERE status NOT IN ('resolved', 'cancelled') ORDER BY opened_at`);
-  const open = new Map<string, Map<string, OpenIncidentView>>();
-  const byId = new Map<string, { deviceId: string; type: string }>();
-  const set = (deviceId: string, type: string, v: OpenIncidentView) => {
-    let m = open.get(deviceId);
-    if (!m) open.set(deviceId, (m = new Map()));
-    m.set(type, v);
-    byId.set(v.id, { deviceId, type });
-  };
-  for (const r of rows) set(r.device_id, r.type, { id: r.id, openedAt: Number(r.opened_at), status: r.status });
-  return {
-    lookup: (deviceId) => (type) => open.get(deviceId)?.get(type),
-    note(events) {
-      for (const e of events) {
-        if (e.type === 'opened') {
-          set(e.data.deviceId, e.data.type, { id: e.incidentId, openedAt: e.at, status: 'open' });
-        } else if (e.type === 'resolved' || e.type === 'cancelled' || e.type === 'cleared') {
-          const where = byId.get(e.incidentId);
-          if (!where) continue;
-          byId.delete(e.incidentId);
-          const m = open.get(where.deviceId);
-          if (m?.get(where.type)?.id === e.incidentId) m.delete(where.type);
-        }
-      }
     },
   };
 }

@@ -102,7 +102,7 @@ export interface IncidentBatch {
   /** a savepoint taken at `mark` was rolled back: the seqs given since are given again */
   rewind(mark: number): void;
   /** these devices' incidents not resolved or cancelled, newest first (the rules' "open incident of this type") */
-  openOfDevice(deviceIds: readonly string[]): Promise<{ id: string; deviceId: string; type: string; openedAt: number; status: IncidentRow['status'] }[]>;
+  openOfDevice(deviceIds: readonly string[]): Promise<{ id: string; deviceId: string; type: string; openedAt: number; status: IncidentRow['status']; test: boolean }[]>;
   /** an incident's status, or undefined */
   status(incidentId: string): Promise<IncidentRow['status'] | undefined>;
   /** write the new head and notify (nothing if nothing was appended): the batch's last statement */
@@ -156,7 +156,7 @@ export function createPgIncidentStore(opts: PgIncidentStoreOptions): PgIncidentS
     updateIncident: t.update(pgIncidents).set(Object.fromEntries(CHANGING_COLUMNS.map((c) => [c, p(c)])) as never)
       .where(eq(pgIncidents.id, p('id'))).prepare('incident_update'),
     // (an array bound as one parameter: one statement, prepared once, for any number of devices)
-    openOfDevices: t.select({ id: pgIncidents.id, deviceId: pgIncidents.deviceId, type: pgIncidents.type, openedAt: pgIncidents.openedAt, status: pgIncidents.status })
+    openOfDevices: t.select({ id: pgIncidents.id, deviceId: pgIncidents.deviceId, type: pgIncidents.type, openedAt: pgIncidents.openedAt, status: pgIncidents.status, test: pgIncidents.test })
       .from(pgIncidents).where(and(sql`${pgIncidents.deviceId} = ANY(${p('deviceIds')}::text[])`, OPEN)).orderBy(desc(pgIncidents.openedAt))
       .prepare('incident_open_of_devices'),
   });

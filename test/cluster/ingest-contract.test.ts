@@ -23,6 +23,7 @@ import { Commands } from '../../gateway/commands.js';
 import { DeviceStates } from '../../gateway/device-state.js';
 import { Ingest, PG_TELEMETRY_FLUSH_MS, TELEMETRY_FLUSH_MS } from '../../gateway/ingest.js';
 import { createPgIngestBatches } from '../../gateway/ingest-scope-pg.js';
+import { openIncidentsOf } from '../../gateway/open-incidents-pg.js';
 import { createSqliteDeviceStateStore, type StoredState } from '../../gateway/state-store.js';
 import { createPgDeviceStateStore } from '../../gateway/state-store-pg.js';
 import { createSqliteCommandStore } from '../../gateway/command-store.js';
@@ -56,7 +57,7 @@ interface Node {
   seqs(deviceId: string): Promise<number[]>;
   /** the log, seq order */
   log(): Promise<{ seq: number; type: string; incidentId: string }[]>;
-  incidents(deviceId: string): Promise<{ id: string; type: string; status: string; count: number }[]>;
+  incidents(deviceId: string): Promise<{ id: string; type: string; status: string; count: number; test: boolean }[]>;
   states(): Promise<StoredState[]>;
   createCommand(deviceId: string, incidentId?: string): Promise<string>;
   /** commands answered, as the writer hands them on (after the commit: gateway/writer/worker.ts) */
@@ -88,10 +89,13 @@ async function node(pool: pg.Pool | null, name: string): Promise<Node> {
   let states: DeviceStates;
   let incidents;
   if (pool) {
+    // a test run's device, read from this node's registry as gateway/writer/worker.ts reads it
+    const deviceTest = sqlite.prepare<[string], number>('SELECT test FROM devices WHERE id = ?').pluck();
+    const isTestDevice = (deviceId: string) => deviceTest.get(deviceId) === 1;
     const incidentStore = createPgIncidentStore({ pool, knownUnitIds: () => network.listUnits().map((u) => u.id) });
-    const batches = createPgIngestBatches({ pool, incidents: incidentStore });
+    const batches = createPgIngestBatches({ pool, incidents: incidentStore, isTestDevice });
     states = new DeviceStates(await batches.loadStates());
-    incidents = createIncidentService({ store: local, bus, config, log, clock: systemClock, network, incidentStore, isTestDevice: () => false });
+    incidents = createIncidentService({ store: local, bus, config, log, clock: systemClock, network, incidentStore, isTestDevice });
     ingest = new Ingest({ pg: batches, states, config: config.ingest, log, metrics, onCommitted });
   } else {
     states = new DeviceStates(sqlite);
@@ -118,7 +122,8 @@ async function node(pool: pg.Pool | null, name: string): Promise<Node> {
     seqs: async (deviceId) => (await q<{ seq: number }>('select seq from observations where device_id = ? order by id', [deviceId])).map((r) => Number(r.seq)),
     log: async () => (await q<{ seq: number; type: string; incident_id: string }>('select seq, type, incident_id from incident_events order by seq', []))
       .map((r) => ({ seq: Number(r.seq), type: r.type, incidentId: r.incident_id })),
-    incidents: async (deviceId) => q('select id, type, status, count from incidents where device_id = ? order by opened_at, id', [deviceId]),
+    incidents: async (deviceId) => (await q<{ id: string; type: string; status: string; count: number; test: unknown }>('select id, type, status, count, test from incidents where device_id = ? order by opened_at, id', [deviceId]))
+      .map((r) => ({ ...r, test: Boolean(r.test) })),
     states: async () => (pool ? createPgDeviceStateStore(pool) : createSqliteDeviceStateStore(sqlite)).loadAll(),
     async createCommand(deviceId, incidentId) {
       const id = `c_${Math.random().toString(36).slice(2, 10)}`;
@@ -193,6 +198,27 @@ for (const engine of engines) {
       expect(await n.incidents(a)).toEqual([expect.objectContaining({ type: 'sos', status: 'open' })]);
     });
 
+    // The rules ask for the device's open incident of a type (a low battery on the board is not raised again). A device
+    // put into service keeps its test run's open incidents: they are not its own now, and must not hold back a real one.
+    it('a device put into service: its test run\'s open low-battery incident does not hold back a real one', async () => {
+      const n = await engine.open('inservice');
+      const phone = n.registry.provision({ kind: 'call-phone', serial: `IS-${engine.name}`, test: true }).device.id;
+      await n.ingest.submitTelemetry(obs(phone, 'heartbeat', { battery: 5 }), true);
+      await n.drain();
+      expect(await n.incidents(phone)).toEqual([expect.objectContaining({ type: 'low-battery', status: 'open', test: true })]);
+      // still a test device: its next low reading joins nothing and raises nothing new
+      await n.ingest.submitTelemetry(obs(phone, 'heartbeat', { battery: 4 }), true);
+      await n.drain();
+      expect(await n.incidents(phone)).toHaveLength(1);
+      n.registry.update(phone, { test: false });
+      await n.ingest.submitTelemetry(obs(phone, 'heartbeat', { battery: 3 }), true);
+      await n.drain();
+      expect(await n.incidents(phone)).toEqual([
+        expect.objectContaining({ type: 'low-battery', status: 'open', test: true }),
+        expect.objectContaining({ type: 'low-battery', status: 'open', test: false }),
+      ]);
+    });
+
     it('heartbeats are state: folded in, written as the device\'s row, not as observation rows (after the first)', async () => {
       const n = await engine.open('state');
       const phone = n.registry.provision({ kind: 'call-phone', serial: `HB-${engine.name}` }).device.id;
@@ -262,6 +288,30 @@ for (const engine of engines) {
 }
 
 describe('the ingest\'s batches of several nodes on one PostgreSQL', () => {
+  // What a PostgreSQL writer keeps for its rules between batches (a timer firing): the same view as in a batch, a
+  // device's own kind of open incident only (gateway/open-incidents-pg.ts)
+  it('the open incidents a PostgreSQL writer keeps between batches: a device put into service sees only its real ones', async () => {
+    const { pool } = await env.pgs().fresh('ingest_outside', 6);
+    const n = await node(pool, 'outside');
+    const phone = n.registry.provision({ kind: 'call-phone', serial: 'OUT-1', test: true }).device.id;
+    await n.ingest.submitTelemetry(obs(phone, 'heartbeat', { battery: 5 }), true);
+    await n.drain();
+    const [testCard] = await n.incidents(phone);
+    const outside = await openIncidentsOf(pool, (id) => n.registry.get(id).test === true);
+    expect(outside.lookup(phone)('low-battery')?.id).toBe(testCard!.id);
+    n.registry.update(phone, { test: false });
+    expect(outside.lookup(phone)('low-battery')).toBeUndefined();
+    const before = n.committed.length;
+    await n.ingest.submitTelemetry(obs(phone, 'heartbeat', { battery: 3 }), true);
+    await n.drain();
+    outside.note(n.committed.slice(before));
+    const real = (await n.incidents(phone)).find((i) => !i.test);
+    expect(real).toBeDefined();
+    expect(outside.lookup(phone)('low-battery')?.id).toBe(real!.id);
+    // read again from PostgreSQL (a writer starting): the same answer
+    expect((await openIncidentsOf(pool, (id) => n.registry.get(id).test === true)).lookup(phone)('low-battery')?.id).toBe(real!.id);
+  });
+
   it('two nodes\' batches at once: the log gap-free and in commit order, each node told its events in order, nothing twice', async () => {
     const { url } = await env.pgs().fresh('ingest_two', 6);
     const pools = [0, 1].map(() => env.pgs().track(new pg.Pool({ connectionString: url, max: 4 })));

@@ -63,4 +63,23 @@ describe('test devices and real residents', () => {
       c.end(true);
     }
   });
+  // The rules ask for the device's open incident of a type (a low battery already on the board is not raised again).
+  // A device put into service keeps its test run's open incidents, which are test incidents: they must not stand in
+  // for a real one, or the real device's low battery, power loss or offline would never reach anyone.
+  it('a device put into service with its test run\'s low-battery incident still open raises a real one', async () => {
+    const dev = await provisionTest('TESTDEV-3');
+    const c = await t.connectDevice(dev.id, dev.secret);
+    try {
+      await publishAsync(c, `devices/${dev.id}/telemetry`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'heartbeat', battery: 5 }));
+      const testCard = await waitFor(async () => (await t.api('GET', `/api/incidents?deviceId=${dev.id}&type=low-battery&test=true`)).body.items[0], 'the test low-battery incident');
+      expect(testCard).toMatchObject({ test: true, status: 'open' });
+      expect((await t.api('PATCH', `/api/devices/${dev.id}`, { test: false })).status).toBe(200);
+      await publishAsync(c, `devices/${dev.id}/telemetry`, JSON.stringify({ ts: Date.now(), seq: 2, type: 'heartbeat', battery: 4 }));
+      const real = await waitFor(async () => ((await t.api('GET', `/api/incidents?deviceId=${dev.id}&type=low-battery`)).body.items as { test: boolean }[])
+        .find((i) => !i.test), 'a real low-battery incident for the device now in service');
+      expect(real).toMatchObject({ test: false, status: 'open' });
+    } finally {
+      c.end(true);
+    }
+  });
 });

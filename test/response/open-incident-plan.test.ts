@@ -4,6 +4,7 @@
 // alarm. Pinned here so that a schema or query change that loses the index fails a test instead of slowing alarms.
 import { describe, expect, it } from 'vitest';
 import { OPEN_OF_SQL } from '../../response/store/sqlite.js';
+import { RULES_OPEN_SQL } from '../../gateway/ingest-scope.js';
 import { useMigratedStore } from '../helpers/sqlite-plan.js';
 
 describe('the open-incident lookup of the alarm path', () => {
@@ -12,6 +13,15 @@ describe('the open-incident lookup of the alarm path', () => {
   it('reads the index of open incidents only, newest first, with no sort', () => {
     const plan = planOf(OPEN_OF_SQL, 'dev-1', 'sos', 0);
     expect(plan).toEqual([expect.stringMatching(/^SEARCH incidents USING INDEX incidents_active_idx \(device_id=\? AND type=\? AND test=\?\)$/)]);
+  });
+
+  // the rules' question (gateway/ingest-scope.ts): the same index, the device's test mark read by its primary key
+  it('answers the rules from the same index, with the device\'s test mark read by its key', () => {
+    expect(planOf(RULES_OPEN_SQL, 'dev-1', 'sos', 'dev-1')).toEqual([
+      expect.stringMatching(/^SEARCH incidents USING INDEX incidents_active_idx \(device_id=\? AND type=\? AND test=\?\)$/),
+      'SCALAR SUBQUERY 1',
+      expect.stringMatching(/^SEARCH devices USING INDEX sqlite_autoindex_devices_1 \(id=\?\)$/),
+    ]);
   });
 
   it('finds the open one behind a thousand closed ones of the same device and type', () => {
