@@ -22,10 +22,15 @@ export interface DeviceEntry {
   unitId: string | null;
   power: 'battery' | 'mains';
   config: Record<string, unknown>;
+  /** a test run's device (devices.test): its incidents are test incidents */
+  test: boolean;
 }
 
-/** Something about a device or a resident changed that rules depend on (binding, lifecycle, resident's zone). */
-export type RegistryChange = { deviceId: string } | { residentId: string };
+/**
+ * Something about a device or a resident changed that rules depend on (binding, lifecycle, resident's zone).
+ * `inService`: the device's test mark was cleared; what the rules remember of its test run is not the real device's.
+ */
+export type RegistryChange = { deviceId: string; inService?: true } | { residentId: string };
 
 export type DeviceRow = typeof devices.$inferSelect;
 export type ResidentRow = typeof residents.$inferSelect;
@@ -145,6 +150,7 @@ export class DeviceRegistry {
       unitId: d.residentId ? (this.residentUnit.get(d.residentId) ?? null) : null,
       power: d.power,
       config: d.config,
+      test: d.test,
     };
   }
 
@@ -248,6 +254,7 @@ export class DeviceRegistry {
     }
     const deviceSet = new Set(deviceIds);
     const revoked: { deviceId: string; reason: string }[] = [];
+    const inService = new Set<string>();
     if (deviceSet.size) {
       const stale: string[] = [];
       for (const [key, holder] of this.accounts) if (deviceSet.has(holder)) stale.push(key);
@@ -262,6 +269,7 @@ export class DeviceRegistry {
           continue;
         }
         this.entries.set(id, this.toEntry(d));
+        if (before?.test && !d.test) inService.add(id);
         if (d.accountScheme && d.account) this.accounts.set(`${d.accountScheme} ${d.account}`, d.id);
         // revoked on another node: this node's connections of the device are cut too (its protocol terminals; the
         // cluster's MQTT connections once more, harmless)
@@ -271,7 +279,7 @@ export class DeviceRegistry {
     }
     for (const r of revoked) this.bus.emit('device-revoked', r);
     for (const id of residentSet) this.changed({ residentId: id });
-    for (const id of deviceSet) this.changed({ deviceId: id });
+    for (const id of deviceSet) this.changed(inService.has(id) ? { deviceId: id, inService: true } : { deviceId: id });
   }
 
   entry(id: string): DeviceEntry | undefined {
@@ -503,7 +511,7 @@ export class DeviceRegistry {
     this.db.update(devices).set(next).where(eq(devices.id, id)).run();
     const updated = { ...row, ...next };
     this.entries.set(id, this.toEntry(updated));
-    this.changed({ deviceId: id });
+    this.changed(row.test && !updated.test ? { deviceId: id, inService: true } : { deviceId: id });
     return updated;
   }
 

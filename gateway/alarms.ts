@@ -331,7 +331,12 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
     const e = d.registry.entry(change.deviceId);
     if (!e) return;
     if (e.state === 'suspended' || e.state === 'decommissioned') engine.forgetDevice(e.id);
-    else engine.resyncDevice(input(e, Date.now()));
+    else {
+      // put into service: the test run's memory (outside its test resident's zone, a data rule's alarm raised) would
+      // keep the real device's first exit or alarm from being raised; the rules start again from its real incidents
+      if ('inService' in change && change.inService) engine.forgetDevice(e.id);
+      engine.resyncDevice(input(e, Date.now()));
+    }
   });
 
   return {

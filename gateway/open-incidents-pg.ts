@@ -1,6 +1,7 @@
-// The open incidents of every device on PostgreSQL, held by a writer thread for its rules outside a batch (a rule
-// timer firing between batches): read once at start, then kept as this writer commits (gateway/writer/worker.ts).
-// Inside a batch the rules read them through the batch (gateway/ingest-scope-pg.ts).
+// The open incidents of every device on PostgreSQL, held by a writer thread for its rules outside a batch (a device's
+// rule timers armed at start, or again after a registry change): read once at start, then kept as this writer commits
+// (gateway/writer/worker.ts). Inside a batch (observations, timers firing) the rules read them through the batch
+// (gateway/ingest-scope-pg.ts).
 import type pg from 'pg';
 import type { IncidentEvent } from '../core/contracts.js';
 import type { OpenIncidents } from './ingest-scope.js';

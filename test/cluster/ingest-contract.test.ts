@@ -288,8 +288,8 @@ for (const engine of engines) {
 }
 
 describe('the ingest\'s batches of several nodes on one PostgreSQL', () => {
-  // What a PostgreSQL writer keeps for its rules between batches (a timer firing): the same view as in a batch, a
-  // device's own kind of open incident only (gateway/open-incidents-pg.ts)
+  // What a PostgreSQL writer keeps for its rules outside a batch (timers armed at start or after a registry change):
+  // the same view as in a batch, a device's own kind of open incident only (gateway/open-incidents-pg.ts)
   it('the open incidents a PostgreSQL writer keeps between batches: a device put into service sees only its real ones', async () => {
     const { pool } = await env.pgs().fresh('ingest_outside', 6);
     const n = await node(pool, 'outside');

@@ -82,4 +82,27 @@ describe('test devices and real residents', () => {
       c.end(true);
     }
   });
+  // What the rules remember of a test run is not the real device's either: a locator tested outside its test resident's
+  // zone, put into service and bound to a person in care who is outside hers, must raise her exit at the first fix.
+  it('a locator put into service forgets its test run: the first fix outside the real resident\'s zone raises her exit', async () => {
+    const zone = { type: 'circle', center: { lat: 39.9, lon: 116.4 }, radiusM: 200 };
+    const sim = (await t.api('POST', '/api/residents', { name: 'Sim walker', test: true, safeZone: zone })).body;
+    const dev = (await t.api('POST', '/api/devices', { kind: 'locator', serial: 'TESTLOC-1', test: true })).body as { id: string; secret: string };
+    expect((await t.api('POST', `/api/devices/${dev.id}/bind`, { residentId: sim.id })).status).toBe(200);
+    const fix = (seq: number, lat: number) => JSON.stringify({ ts: Date.now(), seq, type: 'position', lat, lon: 116.4, accuracy: 10 });
+    const c = await t.connectDevice(dev.id, dev.secret);
+    try {
+      await publishAsync(c, `devices/${dev.id}/telemetry`, fix(1, 39.91));
+      await waitFor(async () => (await t.api('GET', `/api/incidents?deviceId=${dev.id}&type=safe-zone-exit&test=true`)).body.items[0], 'the test run\'s exit');
+      expect((await t.api('PATCH', `/api/devices/${dev.id}`, { test: false })).status).toBe(200);
+      const real = (await t.api('POST', '/api/residents', { name: 'Sun Lan', safeZone: zone })).body;
+      expect((await t.api('POST', `/api/devices/${dev.id}/bind`, { residentId: real.id })).status).toBe(200);
+      await publishAsync(c, `devices/${dev.id}/telemetry`, fix(2, 39.91));
+      const exit = await waitFor(async () => ((await t.api('GET', `/api/incidents?deviceId=${dev.id}&type=safe-zone-exit`)).body.items as { test: boolean }[])
+        .find((i) => !i.test), 'a real safe-zone exit at the first fix outside after going into service');
+      expect(exit).toMatchObject({ test: false, status: 'open', priority: 'P2' });
+    } finally {
+      c.end(true);
+    }
+  });
 });
