@@ -15,6 +15,7 @@ import { drizzle } from 'drizzle-orm/node-postgres';
 import type { PgExecutor } from '../core/pg-bind.js';
 import type { PgIncidentStore } from '../response/store/pg.js';
 import { runAsync, type Step } from '../response/store/run.js';
+import { openKey } from './open-incidents-pg.js';
 import type { OpenIncidentView } from './rules/types.js';
 import type { IngestScope } from './ingest-scope.js';
 import { observationStoreOn } from './observation-store-pg.js';
@@ -110,20 +111,19 @@ export function createPgIngestBatches(opts: { pool: pg.Pool; incidents: PgIncide
         },
       };
       const openOf = (rows: { id: string; deviceId: string; type: string; openedAt: number; status: OpenIncidentView['status']; test: boolean }[], devices: readonly string[]) => {
-        const test = new Map<string, boolean>();
-        for (const d of devices) {
-          if (!open.has(d)) open.set(d, new Map());
-          test.set(d, opts.isTestDevice(d));
-        }
-        // newest first: the first of each type is the one the rules mean, of the device's own kind (real or test)
+        for (const d of devices) if (!open.has(d)) open.set(d, new Map());
+        // newest first: the first of each type and kind (real or test) is the one the rules mean
         for (const r of rows) {
           const m = open.get(r.deviceId)!;
-          if (r.test === test.get(r.deviceId) && !m.has(r.type)) m.set(r.type, { id: r.id, openedAt: r.openedAt, status: r.status });
+          const key = openKey(r.type, r.test);
+          if (!m.has(key)) m.set(key, { id: r.id, openedAt: r.openedAt, status: r.status });
         }
       };
       const lookup = (deviceId: string) => {
         const m = open.get(deviceId)!;
-        return (type: string) => m.get(type);
+        let test: boolean | undefined;
+        // the device's own kind, its mark read when a rule asks (not for every device of the batch)
+        return (type: string) => m.get(openKey(type, (test ??= opts.isTestDevice(deviceId))));
       };
       const wrote = <R>(p: Promise<R>): Promise<R> => p.finally(() => {
         for (const d of touched) open.delete(d);

@@ -7,32 +7,35 @@ import type { IncidentEvent } from '../core/contracts.js';
 import type { OpenIncidents } from './ingest-scope.js';
 import type { OpenIncidentView } from './rules/types.js';
 
+/** A device's open incidents are kept by type and by kind: real and test apart (here and in a batch's view). */
+export const openKey = (type: string, test: boolean): string => `${test ? 't' : 'r'}${type}`;
+
 /**
  * The open incidents of every device on PostgreSQL, kept as this writer commits (opened, closed): real and test ones
  * apart, and a device's lookup only of its own kind (`isTestDevice`, as the rules' lookup in a batch).
  */
 export async function openIncidentsOf(pool: pg.Pool, isTestDevice: (deviceId: string) => boolean): Promise<{ lookup: (deviceId: string) => OpenIncidents; note(events: readonly IncidentEvent[]): void }> {
   const { rows } = await pool.query(`SELECT id, device_id, type, test, opened_at, status FROM incidents WHERE status NOT IN ('resolved', 'cancelled') ORDER BY opened_at`);
-  /** device → `${test ? 't' : 'r'}${type}` → its open incident */
+  /** device → openKey(type, test) → its open incident */
   const open = new Map<string, Map<string, OpenIncidentView>>();
   const byId = new Map<string, { deviceId: string; key: string }>();
-  const keyOf = (type: string, test: boolean) => `${test ? 't' : 'r'}${type}`;
   const set = (deviceId: string, key: string, v: OpenIncidentView) => {
     let m = open.get(deviceId);
     if (!m) open.set(deviceId, (m = new Map()));
     m.set(key, v);
     byId.set(v.id, { deviceId, key });
   };
-  for (const r of rows) set(r.device_id, keyOf(r.type, r.test === true), { id: r.id, openedAt: Number(r.opened_at), status: r.status });
+  for (const r of rows) set(r.device_id, openKey(r.type, r.test === true), { id: r.id, openedAt: Number(r.opened_at), status: r.status });
   return {
     lookup: (deviceId) => {
-      const test = isTestDevice(deviceId);
-      return (type) => open.get(deviceId)?.get(keyOf(type, test));
+      let test: boolean | undefined;
+      // the device's mark read when a rule asks, not for every observation
+      return (type) => open.get(deviceId)?.get(openKey(type, (test ??= isTestDevice(deviceId))));
     },
     note(events) {
       for (const e of events) {
         if (e.type === 'opened') {
-          set(e.data.deviceId, keyOf(e.data.type, e.data.test), { id: e.incidentId, openedAt: e.at, status: 'open' });
+          set(e.data.deviceId, openKey(e.data.type, e.data.test), { id: e.incidentId, openedAt: e.at, status: 'open' });
         } else if (e.type === 'resolved' || e.type === 'cancelled' || e.type === 'cleared') {
           const where = byId.get(e.incidentId);
           if (!where) continue;

@@ -2,6 +2,7 @@
 // them. Every change is an append-only `incident_events` row (global `seq`), typed by the union in events.ts; the
 // `incidents` row is the projection of those events, written in the same transaction (see projection.ts). Push and
 // delivery receipts are not events: receipts.ts writes them in batches, apart from the log and the stream.
+import type Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import type { Store } from '../core/db.js';
 import type { Bus } from '../core/bus.js';
@@ -202,6 +203,15 @@ export interface IncidentServiceDeps<M extends StoreMode = 'sync'> {
   isTestDevice?: (deviceId: string) => boolean | Promise<boolean>;
 }
 
+/**
+ * A device's test mark (devices.test) as the incident service reads it: a primary-key read, inside the caller's
+ * transaction when there is one. A source that is not a device is not a test.
+ */
+export function testMarkOf(sqlite: Database.Database): (deviceId: string) => boolean {
+  const deviceTest = sqlite.prepare<[string], number>('SELECT test FROM devices WHERE id = ?').pluck();
+  return (deviceId) => deviceTest.get(deviceId) === 1;
+}
+
 export function createIncidentService(deps: IncidentServiceDeps<'sync'>): IncidentService;
 export function createIncidentService<M extends StoreMode>(deps: IncidentServiceDeps<M> & { incidentStore: IncidentStore<M> }): IncidentServiceOf<M>;
 export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): IncidentServiceOf<StoreMode> {
@@ -215,8 +225,7 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
   const store: IncidentStore<StoreMode> = deps.incidentStore ?? createSqliteIncidentStore(sqlite);
   const run = runnerFor(store.mode);
   // a test run's device (devices.test): the device area's, a primary-key read inside the alarm's own transaction
-  const deviceTest = sqlite.prepare<[string], number>('SELECT test FROM devices WHERE id = ?').pluck();
-  const isTestDevice = deps.isTestDevice ?? ((deviceId: string) => deviceTest.get(deviceId) === 1);
+  const isTestDevice = deps.isTestDevice ?? testMarkOf(sqlite);
 
   /**
    * Append one event and move the projection with it, inside `tx`. `body` is a type with its data as the union

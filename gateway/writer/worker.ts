@@ -18,7 +18,7 @@ import { SecretHasher } from '../../devices/credentials.js';
 import { DeviceRegistry } from '../../devices/registry.js';
 import { systemClock } from '../../response/clock.js';
 import { createNetwork } from '../../response/network.js';
-import { createIncidentService, type IncidentServiceOf } from '../../response/incidents.js';
+import { createIncidentService, testMarkOf, type IncidentServiceOf } from '../../response/incidents.js';
 import type { StoreMode } from '../../response/store/types.js';
 import type pg from 'pg';
 import { openPgPool } from '../../core/pg-pool.js';
@@ -97,13 +97,12 @@ async function createWriterDomain(init: WriterInit, log: Logger): Promise<Writer
   let noteCommitted: (events: readonly IncidentEvent[]) => void = () => {};
   const incidentStore = pool ? createPgIncidentStore({ pool, knownUnitIds: () => network.listUnits().map((u) => u.id), log }) : null;
   // a test run's device (devices.test, this node's registry): the incident service reads it the same way
-  const deviceTest = store.sqlite.prepare<[string], number>('SELECT test FROM devices WHERE id = ?').pluck();
-  const isTestDevice = (deviceId: string) => deviceTest.get(deviceId) === 1;
+  const isTestDevice = testMarkOf(store.sqlite);
   const batches = pool && incidentStore ? createPgIngestBatches({ pool, incidents: incidentStore, isTestDevice }) : null;
   const states = batches ? new DeviceStates(await batches.loadStates()) : new DeviceStates(store.sqlite);
   const incidents: IncidentServiceOf<StoreMode> = incidentStore
-    ? createIncidentService({ store, bus, config, log, clock: systemClock, network, incidentStore })
-    : createIncidentService({ store, bus, config, log, clock: systemClock, network });
+    ? createIncidentService({ store, bus, config, log, clock: systemClock, network, incidentStore, isTestDevice })
+    : createIncidentService({ store, bus, config, log, clock: systemClock, network, isTestDevice });
   // a storage fault is the main thread's to report (/readyz, the storage incident); it hears every failure and the
   // first success after one
   let failing = false;

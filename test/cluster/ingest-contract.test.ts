@@ -29,7 +29,7 @@ import { createPgDeviceStateStore } from '../../gateway/state-store-pg.js';
 import { createSqliteCommandStore } from '../../gateway/command-store.js';
 import { createPgCommandStore } from '../../gateway/command-store-pg.js';
 import { systemClock } from '../../response/clock.js';
-import { createIncidentService } from '../../response/incidents.js';
+import { createIncidentService, testMarkOf } from '../../response/incidents.js';
 import { createNetwork } from '../../response/network.js';
 import { createPgIncidentStore } from '../../response/store/pg.js';
 import type { StoreMode } from '../../response/store/types.js';
@@ -90,8 +90,7 @@ async function node(pool: pg.Pool | null, name: string): Promise<Node> {
   let incidents;
   if (pool) {
     // a test run's device, read from this node's registry as gateway/writer/worker.ts reads it
-    const deviceTest = sqlite.prepare<[string], number>('SELECT test FROM devices WHERE id = ?').pluck();
-    const isTestDevice = (deviceId: string) => deviceTest.get(deviceId) === 1;
+    const isTestDevice = testMarkOf(sqlite);
     const incidentStore = createPgIncidentStore({ pool, knownUnitIds: () => network.listUnits().map((u) => u.id) });
     const batches = createPgIngestBatches({ pool, incidents: incidentStore, isTestDevice });
     states = new DeviceStates(await batches.loadStates());
