@@ -28,9 +28,11 @@ export interface DeviceEntry {
 
 /**
  * Something about a device or a resident changed that rules depend on (binding, lifecycle, resident's zone).
- * `inService`: the device's test mark was cleared; what the rules remember of its test run is not the real device's.
+ * `anew`: what the rules remember of the device is not about what it is now: its test mark was cleared ('in service':
+ * the test run's memory is not the real device's), or it is bound to another resident or to nobody ('rebound': what
+ * was learnt of one person, such as the side of his zone he was last on, is not the next one's).
  */
-export type RegistryChange = { deviceId: string; inService?: true } | { residentId: string };
+export type RegistryChange = { deviceId: string; anew?: 'in service' | 'rebound' } | { residentId: string };
 
 export type DeviceRow = typeof devices.$inferSelect;
 export type ResidentRow = typeof residents.$inferSelect;
@@ -254,7 +256,7 @@ export class DeviceRegistry {
     }
     const deviceSet = new Set(deviceIds);
     const revoked: { deviceId: string; reason: string }[] = [];
-    const inService = new Set<string>();
+    const anew = new Map<string, 'in service' | 'rebound'>();
     if (deviceSet.size) {
       const stale: string[] = [];
       for (const [key, holder] of this.accounts) if (deviceSet.has(holder)) stale.push(key);
@@ -269,7 +271,8 @@ export class DeviceRegistry {
           continue;
         }
         this.entries.set(id, this.toEntry(d));
-        if (before?.test && !d.test) inService.add(id);
+        if (before?.test && !d.test) anew.set(id, 'in service');
+        else if (before && before.residentId !== d.residentId) anew.set(id, 'rebound');
         if (d.accountScheme && d.account) this.accounts.set(`${d.accountScheme} ${d.account}`, d.id);
         // revoked on another node: this node's connections of the device are cut too (its protocol terminals; the
         // cluster's MQTT connections once more, harmless)
@@ -279,7 +282,10 @@ export class DeviceRegistry {
     }
     for (const r of revoked) this.bus.emit('device-revoked', r);
     for (const id of residentSet) this.changed({ residentId: id });
-    for (const id of deviceSet) this.changed(inService.has(id) ? { deviceId: id, inService: true } : { deviceId: id });
+    for (const id of deviceSet) {
+      const why = anew.get(id);
+      this.changed(why ? { deviceId: id, anew: why } : { deviceId: id });
+    }
   }
 
   entry(id: string): DeviceEntry | undefined {
@@ -511,7 +517,7 @@ export class DeviceRegistry {
     this.db.update(devices).set(next).where(eq(devices.id, id)).run();
     const updated = { ...row, ...next };
     this.entries.set(id, this.toEntry(updated));
-    this.changed(row.test && !updated.test ? { deviceId: id, inService: true } : { deviceId: id });
+    this.changed(row.test && !updated.test ? { deviceId: id, anew: 'in service' } : { deviceId: id });
     return updated;
   }
 
@@ -534,7 +540,7 @@ export class DeviceRegistry {
     this.db.update(devices).set({ residentId, updatedAt: Date.now() }).where(eq(devices.id, id)).run();
     const updated = { ...row, residentId };
     this.entries.set(id, this.toEntry(updated));
-    this.changed({ deviceId: id });
+    this.changed(row.residentId !== residentId ? { deviceId: id, anew: 'rebound' } : { deviceId: id });
     return updated;
   }
 

@@ -18,7 +18,7 @@ import type { KindInfo, ResidentView } from './rules/types.js';
 import { checkPosition } from './geo.js';
 import type { DeviceStates } from './device-state.js';
 import { AlarmNotRecordedError, type Ingest, type StepOut } from './ingest.js';
-import { isStep, sqliteOpenIncidents, type IngestScope, type OpenIncidents } from './ingest-scope.js';
+import { isStep, sqliteOpenIncidents, type BoundDevice, type IngestScope, type OpenIncidents } from './ingest-scope.js';
 import { io, type Step } from '../response/store/run.js';
 
 export interface AlarmPipelineDeps {
@@ -34,7 +34,7 @@ export interface AlarmPipelineDeps {
    * A device's open incidents outside a batch (re-arming its timers after a registry change, start-up): the writer's
    * SQLite connection by default. Inside a batch the rules read them through the batch's scope.
    */
-  openIncidentsOutside?: (deviceId: string) => OpenIncidents;
+  openIncidentsOutside?: (device: BoundDevice) => OpenIncidents;
 }
 
 export function kindInfos(): Record<string, KindInfo> {
@@ -93,7 +93,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
     return r;
   };
 
-  const input = (entry: DeviceEntry, now: number, open: OpenIncidents = openOutside(entry.id)): EvaluateInput => {
+  const input = (entry: DeviceEntry, now: number, open: OpenIncidents = openOutside(entry)): EvaluateInput => {
     const s = d.states.get(entry.id);
     return {
       now,
@@ -217,7 +217,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
         return;
       }
       const now = Date.now();
-      const result = engine.runTimer(fire, input(entry, now, yield* io(s.openIncidents(entry.id))));
+      const result = engine.runTimer(fire, input(entry, now, yield* io(s.openIncidents(entry))));
       if (result.stale) return;
       const supervisionBefore = d.states.get(entry.id).supervision;
       // If this run is rolled back (its alarm not written, or the whole batch failed), nothing of it is kept — rule
@@ -311,7 +311,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
         return;
       }
       // SQLite answers at once; PostgreSQL's answer is awaited through the scope
-      const open = s.openIncidents(entry.id);
+      const open = s.openIncidents(entry);
       return open instanceof Promise ? judgedLater(obs, observationId, stamps, s, entry, open) : judged(obs, observationId, stamps, s, entry, open);
     },
     after(obs: Observation) {
@@ -332,9 +332,10 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
     if (!e) return;
     if (e.state === 'suspended' || e.state === 'decommissioned') engine.forgetDevice(e.id);
     else {
-      // put into service: the test run's memory (outside its test resident's zone, a data rule's alarm raised) would
-      // keep the real device's first exit or alarm from being raised; the rules start again from its real incidents
-      if ('inService' in change && change.inService) engine.forgetDevice(e.id);
+      // put into service, or moved to another resident: what the rules remember (outside the test resident's or the
+      // previous resident's zone, a data rule's alarm raised) would keep the first exit or alarm that is now the
+      // device's from being raised; they start again from the incidents its alarms would join now
+      if ('anew' in change && change.anew) engine.forgetDevice(e.id);
       engine.resyncDevice(input(e, Date.now()));
     }
   });

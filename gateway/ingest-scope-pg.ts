@@ -13,11 +13,11 @@ import type pg from 'pg';
 import { sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/node-postgres';
 import type { PgExecutor } from '../core/pg-bind.js';
-import type { PgIncidentStore } from '../response/store/pg.js';
+import type { OpenOfDeviceRow, PgIncidentStore } from '../response/store/pg.js';
 import { runAsync, type Step } from '../response/store/run.js';
 import { openKey } from './open-incidents-pg.js';
 import type { OpenIncidentView } from './rules/types.js';
-import type { IngestScope } from './ingest-scope.js';
+import type { BoundDevice, IngestScope } from './ingest-scope.js';
 import { observationStoreOn } from './observation-store-pg.js';
 import { commandStoreOn } from './command-store-pg.js';
 import { createPgDeviceStateStore, deviceStateStoreOn } from './state-store-pg.js';
@@ -110,20 +110,20 @@ export function createPgIngestBatches(opts: { pool: pg.Pool; incidents: PgIncide
           return watchedTx.saveProjection(row, created, before);
         },
       };
-      const openOf = (rows: { id: string; deviceId: string; type: string; openedAt: number; status: OpenIncidentView['status']; test: boolean }[], devices: readonly string[]) => {
+      const openOf = (rows: readonly OpenOfDeviceRow[], devices: readonly string[]) => {
         for (const d of devices) if (!open.has(d)) open.set(d, new Map());
-        // newest first: the first of each type and kind (real or test) is the one the rules mean
+        // newest first: the first of each type, kind (real or test) and resident is the one the rules mean
         for (const r of rows) {
           const m = open.get(r.deviceId)!;
-          const key = openKey(r.type, r.test);
+          const key = openKey(r.type, r.test, r.residentId);
           if (!m.has(key)) m.set(key, { id: r.id, openedAt: r.openedAt, status: r.status });
         }
       };
-      const lookup = (deviceId: string) => {
-        const m = open.get(deviceId)!;
+      const lookup = ({ id, residentId }: BoundDevice) => {
+        const m = open.get(id)!;
         let test: boolean | undefined;
-        // the device's own kind, its mark read when a rule asks (not for every device of the batch)
-        return (type: string) => m.get(openKey(type, (test ??= opts.isTestDevice(deviceId))));
+        // the device's own kind, its mark read when a rule asks (not for every device of the batch), and its resident
+        return (type: string) => m.get(openKey(type, (test ??= opts.isTestDevice(id)), residentId));
       };
       const wrote = <R>(p: Promise<R>): Promise<R> => p.finally(() => {
         for (const d of touched) open.delete(d);
@@ -135,9 +135,9 @@ export function createPgIngestBatches(opts: { pool: pg.Pool; incidents: PgIncide
         rows: watchAll(observationStoreOn(t)),
         commands: watchAll(commandStoreOn(t)),
         incidentStatus: watched((id: string) => inc.status(id)),
-        openIncidents: watched(async (deviceId: string) => {
-          if (!open.has(deviceId)) openOf((await inc.openOfDevice([deviceId])), [deviceId]);
-          return lookup(deviceId);
+        openIncidents: watched(async (device: BoundDevice) => {
+          if (!open.has(device.id)) openOf((await inc.openOfDevice([device.id])), [device.id]);
+          return lookup(device);
         }),
         prefetchOpenIncidents: watched(async (deviceIds: readonly string[]) => {
           const unique = [...new Set(deviceIds)];

@@ -16,6 +16,13 @@ import { createSqliteCommandStore, type CommandStore } from './command-store.js'
 /** A device's open incident of a type, as the rules ask (read inside the batch: alarms written before it count). */
 export type OpenIncidents = (type: string) => OpenIncidentView | undefined;
 
+/**
+ * A device as its alarms' cards are kept: by whom it is bound to now (the registry's entry). A device moved to another
+ * person sees only her cards, the ones its alarms would join (response/incidents.ts): her first alarm is not taken for
+ * one of his still open.
+ */
+export interface BoundDevice { readonly id: string; readonly residentId: string | null }
+
 export interface IngestScope<M extends StoreMode = StoreMode> {
   readonly mode: M;
   readonly rows: ObservationStore<M>;
@@ -23,7 +30,7 @@ export interface IngestScope<M extends StoreMode = StoreMode> {
   /** an incident's status (dedup asks whether a repeated alarm's incident is still open) */
   incidentStatus(incidentId: string): Ret<M, string | undefined>;
   /** the device's open incidents, for the rules' synchronous `openIncident` */
-  openIncidents(deviceId: string): Ret<M, OpenIncidents>;
+  openIncidents(device: BoundDevice): Ret<M, OpenIncidents>;
   /**
    * `body` in the incident log's write transaction inside this batch. `joinCaller`: the caller's savepoint holds
    * exactly this write (a lone raise of a life-safety observation), so none of its own is taken; otherwise it runs in
@@ -59,18 +66,20 @@ export function sqliteIngestScope(sqlite: Database.Database): IngestScope<'sync'
 
 /**
  * A device's open incidents in SQLite, read when a rule asks, not before (most observations ask nothing). Only those
- * its alarms would join: real ones for a real device, test ones for a test run's device (the incident service's
- * openOf, response/incidents.ts). A device put into service keeps its test run's open incidents; read as its own, a
- * test low battery or offline card kept the real one from being raised. The device's test mark is read in the same
- * statement, so in the same transaction as the alarm it decides; a source that is not a device is not a test.
+ * its alarms would join (the incident service's openOf, response/incidents.ts):
+ * - real ones for a real device, test ones for a test run's device. A device put into service keeps its test run's
+ *   open incidents; read as its own, a test low battery or offline card kept the real one from being raised. The
+ *   device's test mark is read in the same statement, so in the same transaction as the alarm it decides; a source
+ *   that is not a device is not a test;
+ * - those of the resident it is bound to now (`residentId IS ?`: null, bound to nobody), as the alarm's source says.
  */
 export const RULES_OPEN_SQL = `select id, opened_at as openedAt, status from incidents
-    where device_id = ? and type = ? and test = coalesce((select test from devices where id = ?), 0)
+    where device_id = ? and type = ? and test = coalesce((select test from devices where id = ?), 0) and resident_id is ?
       and status not in ('resolved', 'cancelled') order by opened_at desc limit 1`;
 
-export function sqliteOpenIncidents(sqlite: Database.Database): (deviceId: string) => OpenIncidents {
-  const open = sqlite.prepare<[string, string, string], OpenIncidentView>(RULES_OPEN_SQL);
-  return (deviceId) => (type) => open.get(deviceId, type, deviceId);
+export function sqliteOpenIncidents(sqlite: Database.Database): (device: BoundDevice) => OpenIncidents {
+  const open = sqlite.prepare<[string, string, string, string | null], OpenIncidentView>(RULES_OPEN_SQL);
+  return ({ id, residentId }) => (type) => open.get(id, type, id, residentId);
 }
 
 /** A step's answer: a value, or a generator to run through the scope (`yield*` it). */

@@ -6,8 +6,8 @@
 // - `incident_log_head`: one row holding the log's head. An appending transaction takes it (UPDATE … RETURNING) and
 //   holds its row lock to commit, so seqs are gap-free and in commit order across every node (a sequence is neither:
 //   a rolled-back nextval leaves a gap, and a later nextval can commit first).
-// - `incidents_one_open`: at most one open incident per (device, type, test). Two nodes raising for the same device at
-//   once cannot both open one: the second insert fails, its transaction is retried and joins the first.
+// - `incidents_one_open`: at most one open incident per (device, type, test, resident). Two nodes raising for the same
+//   device at once cannot both open one: the second insert fails, its transaction is retried and joins the first.
 import { sql } from 'drizzle-orm';
 import { bigint, bigserial, boolean, check, index, integer, jsonb, pgTable, smallint, text, uniqueIndex } from 'drizzle-orm/pg-core';
 import { INCIDENT_EVENT_TYPES, PRIORITIES, type Position } from '../../core/contracts.js';
@@ -40,7 +40,8 @@ export const pgIncidents = pgTable(
   },
   (t) => [
     index('incidents_open_idx').on(t.deviceId, t.type, t.status),
-    uniqueIndex('incidents_one_open').on(t.deviceId, t.type, t.test).where(sql`status NOT IN ('resolved', 'cancelled')`),
+    // a device's resident is part of a card's identity; bound to nobody (null) counts as one binding, hence coalesce
+    uniqueIndex('incidents_one_open').on(t.deviceId, t.type, t.test, sql`coalesce(${t.residentId}, '')`).where(sql`status NOT IN ('resolved', 'cancelled')`),
     index('incidents_status_prio_idx').on(t.status, t.priority),
     index('incidents_unit_idx').on(t.unitId),
     index('incidents_deadline_idx').on(t.deadlineAt),

@@ -6,7 +6,7 @@
 //   no two write transactions can deadlock on incident rows. The price: write transactions are serial, so the log's
 //   rate is one transaction per commit-and-fsync; a node's writer puts a turn's alarms in one transaction
 //   (docs/benchmarks-pg-log.md measures it).
-// - one open incident per (device, type, test) is also an index (`incidents_one_open`): should a write ever bypass the
+// - one open incident per (device, type, test, resident) is also an index (`incidents_one_open`): should a write ever bypass the
 //   head lock, a twin is refused and the transaction run again, finding the other incident to join (as a
 //   serialization failure or a deadlock would be). `fn` only decides from what it read, so running it again is safe.
 // - every commit that appended notifies `incident_log` with its last seq; `followLog` LISTENs, so each node learns of
@@ -95,6 +95,17 @@ export interface PgIncidentStoreOptions {
  * row is locked when it is made, before the batch reads anything, as in `transaction`; the caller calls `finish()`
  * last, before its commit. Savepoints the caller rolls back take their seqs back with `rewind(mark())`.
  */
+/** An incident not resolved or cancelled, as the rules of a batch see it (whose card it is, and its kind) */
+export interface OpenOfDeviceRow {
+  id: string;
+  deviceId: string;
+  residentId: string | null;
+  type: string;
+  openedAt: number;
+  status: IncidentRow['status'];
+  test: boolean;
+}
+
 export interface IncidentBatch {
   readonly tx: IncidentWriteTx<'async'>;
   /** the last seq given in this batch so far */
@@ -102,7 +113,7 @@ export interface IncidentBatch {
   /** a savepoint taken at `mark` was rolled back: the seqs given since are given again */
   rewind(mark: number): void;
   /** these devices' incidents not resolved or cancelled, newest first (the rules' "open incident of this type") */
-  openOfDevice(deviceIds: readonly string[]): Promise<{ id: string; deviceId: string; type: string; openedAt: number; status: IncidentRow['status']; test: boolean }[]>;
+  openOfDevice(deviceIds: readonly string[]): Promise<OpenOfDeviceRow[]>;
   /** an incident's status, or undefined */
   status(incidentId: string): Promise<IncidentRow['status'] | undefined>;
   /** write the new head and notify (nothing if nothing was appended): the batch's last statement */
@@ -144,7 +155,8 @@ export function createPgIncidentStore(opts: PgIncidentStoreOptions): PgIncidentS
   const statements = (t: Tx) => ({
     getForUpdate: t.select().from(pgIncidents).where(eq(pgIncidents.id, p('id'))).for('update').prepare('incident_get_for_update'),
     openOf: t.select().from(pgIncidents)
-      .where(and(eq(pgIncidents.deviceId, p('deviceId')), eq(pgIncidents.type, p('type')), eq(pgIncidents.test, p('test')), OPEN))
+      .where(and(eq(pgIncidents.deviceId, p('deviceId')), eq(pgIncidents.type, p('type')), eq(pgIncidents.test, p('test')),
+        sql`${pgIncidents.residentId} IS NOT DISTINCT FROM ${p('residentId')}::text`, OPEN))
       .orderBy(desc(pgIncidents.openedAt)).limit(1).for('update').prepare('incident_open_of'),
     opened: t.select().from(pgIncidentEvents)
       .where(and(eq(pgIncidentEvents.incidentId, p('incidentId')), eq(pgIncidentEvents.type, 'opened'))).limit(1).prepare('incident_opened'),
@@ -156,7 +168,10 @@ export function createPgIncidentStore(opts: PgIncidentStoreOptions): PgIncidentS
     updateIncident: t.update(pgIncidents).set(Object.fromEntries(CHANGING_COLUMNS.map((c) => [c, p(c)])) as never)
       .where(eq(pgIncidents.id, p('id'))).prepare('incident_update'),
     // (an array bound as one parameter: one statement, prepared once, for any number of devices)
-    openOfDevices: t.select({ id: pgIncidents.id, deviceId: pgIncidents.deviceId, type: pgIncidents.type, openedAt: pgIncidents.openedAt, status: pgIncidents.status, test: pgIncidents.test })
+    openOfDevices: t.select({
+      id: pgIncidents.id, deviceId: pgIncidents.deviceId, type: pgIncidents.type, openedAt: pgIncidents.openedAt, status: pgIncidents.status,
+      test: pgIncidents.test, residentId: pgIncidents.residentId,
+    })
       .from(pgIncidents).where(and(sql`${pgIncidents.deviceId} = ANY(${p('deviceIds')}::text[])`, OPEN)).orderBy(desc(pgIncidents.openedAt))
       .prepare('incident_open_of_devices'),
   });
@@ -168,8 +183,8 @@ export function createPgIncidentStore(opts: PgIncidentStoreOptions): PgIncidentS
         const [row] = await q.getForUpdate.execute({ id });
         return row;
       },
-      async openOf(deviceId, type, test) {
-        const [row] = await q.openOf.execute({ deviceId, type, test });
+      async openOf(deviceId, type, test, residentId) {
+        const [row] = await q.openOf.execute({ deviceId, type, test, residentId });
         return row;
       },
       async opened(incidentId) {

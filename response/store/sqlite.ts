@@ -91,14 +91,15 @@ function scopeClause(scope: UnitScope): [string, string] {
  * The alarm path's question, asked for every alarm: the device's open incident of this type. Answered from the partial
  * index of open incidents (incidents_active_idx, migration 0007), whatever the device's history; a test pins the plan.
  */
-export const OPEN_OF_SQL = `SELECT * FROM incidents WHERE device_id = ? AND type = ? AND test = ? AND status NOT IN ('resolved', 'cancelled')
-       ORDER BY opened_at DESC LIMIT 1`;
+export const OPEN_OF_SQL = `SELECT * FROM incidents WHERE device_id = ? AND type = ? AND test = ? AND resident_id IS ?
+       AND status NOT IN ('resolved', 'cancelled') ORDER BY opened_at DESC LIMIT 1`;
 
 export function createSqliteIncidentStore(sqlite: Database.Database): IncidentStore<'sync'> {
   const q = {
     byId: sqlite.prepare<[string], IncidentDbRow>('SELECT * FROM incidents WHERE id = ?'),
-    // one open incident per (device, type, test): a real alarm never joins a test incident, nor the reverse
-    openOf: sqlite.prepare<[string, string, number], IncidentDbRow>(OPEN_OF_SQL),
+    // one open incident per (device, type, test, resident): a real alarm never joins a test incident, nor the reverse,
+    // nor one person's alarm another's card
+    openOf: sqlite.prepare<[string, string, number, string | null], IncidentDbRow>(OPEN_OF_SQL),
     insertEvent: sqlite.prepare<[string, string, number, string | null, string | null, string]>(
       'INSERT INTO incident_events (incident_id, type, at, actor, unit_id, data) VALUES (?, ?, ?, ?, ?, ?)',
     ),
@@ -152,8 +153,8 @@ export function createSqliteIncidentStore(sqlite: Database.Database): IncidentSt
   };
   const tx: IncidentWriteTx<'sync'> = {
     get,
-    openOf(deviceId, type, test) {
-      const r = q.openOf.get(deviceId, type, test ? 1 : 0);
+    openOf(deviceId, type, test, residentId) {
+      const r = q.openOf.get(deviceId, type, test ? 1 : 0, residentId);
       return r ? toRow(r) : undefined;
     },
     opened(incidentId) {

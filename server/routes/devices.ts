@@ -319,6 +319,9 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     schema: {
       tags: ['devices'],
       summary: 'Bind the device to a resident (null unbinds)',
+      description: 'From then on the device\'s alarms are the new resident\'s: they open her own incidents and join none of the '
+        + 'previous resident\'s still open, which stay his until a person closes them. The rules forget what they knew of '
+        + 'the device (the side of the previous safe zone it was last on, for instance).',
       params: IdParam,
       body: Type.Object({ residentId: Nullable(Type.String({ minLength: 1 })) }, { additionalProperties: false }),
       response: { 200: DeviceBody, 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody },

@@ -57,7 +57,7 @@ interface Node {
   seqs(deviceId: string): Promise<number[]>;
   /** the log, seq order */
   log(): Promise<{ seq: number; type: string; incidentId: string }[]>;
-  incidents(deviceId: string): Promise<{ id: string; type: string; status: string; count: number; test: boolean }[]>;
+  incidents(deviceId: string): Promise<{ id: string; type: string; status: string; count: number; test: boolean; residentId: string | null }[]>;
   states(): Promise<StoredState[]>;
   createCommand(deviceId: string, incidentId?: string): Promise<string>;
   /** commands answered, as the writer hands them on (after the commit: gateway/writer/worker.ts) */
@@ -121,8 +121,9 @@ async function node(pool: pg.Pool | null, name: string): Promise<Node> {
     seqs: async (deviceId) => (await q<{ seq: number }>('select seq from observations where device_id = ? order by id', [deviceId])).map((r) => Number(r.seq)),
     log: async () => (await q<{ seq: number; type: string; incident_id: string }>('select seq, type, incident_id from incident_events order by seq', []))
       .map((r) => ({ seq: Number(r.seq), type: r.type, incidentId: r.incident_id })),
-    incidents: async (deviceId) => (await q<{ id: string; type: string; status: string; count: number; test: unknown }>('select id, type, status, count, test from incidents where device_id = ? order by opened_at, id', [deviceId]))
-      .map((r) => ({ ...r, test: Boolean(r.test) })),
+    incidents: async (deviceId) => (await q<{ id: string; type: string; status: string; count: number; test: unknown; resident_id: string | null }>(
+      'select id, type, status, count, test, resident_id from incidents where device_id = ? order by opened_at, id', [deviceId]))
+      .map(({ resident_id: residentId, ...r }) => ({ ...r, test: Boolean(r.test), residentId })),
     states: async () => (pool ? createPgDeviceStateStore(pool) : createSqliteDeviceStateStore(sqlite)).loadAll(),
     async createCommand(deviceId, incidentId) {
       const id = `c_${Math.random().toString(36).slice(2, 10)}`;
@@ -218,6 +219,40 @@ for (const engine of engines) {
       ]);
     });
 
+    // A device moved to another person: her alarms are hers. They join none of his cards still open (whose card an
+    // operator reads decides whose home help goes to), and the rules forget what they knew of him (his zone's side).
+    it('a device moved to another resident: her SOS and her exit open her own cards while his are still open', async () => {
+      const n = await engine.open('rebound');
+      const zone = (lat: number) => ({ type: 'circle' as const, center: { lat, lon: 116.4 }, radiusM: 200 });
+      const him = n.registry.createResident({ name: 'Li Wei', safeZone: zone(39.9) }).id;
+      const her = n.registry.createResident({ name: 'Chen Hua', safeZone: zone(30.0) }).id;
+      const watch = n.registry.provision({ kind: 'locator', serial: `RB-${engine.name}` }).device.id;
+      n.registry.bind(watch, him);
+      const fix = (lat: number) => obs(watch, 'position', { position: { lat, lon: 116.4, accuracy: 10 } });
+      await n.ingest.submit(obs(watch, 'sos'));
+      await n.ingest.submitTelemetry(fix(39.91), true);
+      await n.drain();
+      expect(await n.incidents(watch)).toEqual([
+        expect.objectContaining({ type: 'sos', status: 'open', residentId: him }),
+        expect.objectContaining({ type: 'safe-zone-exit', status: 'open', residentId: him }),
+      ]);
+      n.registry.bind(watch, her);
+      await n.ingest.submit(obs(watch, 'sos'));
+      // outside her zone as well: her first fix outside is her exit
+      await n.ingest.submitTelemetry(fix(30.01), true);
+      await n.drain();
+      const after = await n.incidents(watch);
+      expect(after).toHaveLength(4);
+      expect(after.filter((i) => i.residentId === him)).toEqual([
+        expect.objectContaining({ type: 'sos', status: 'open', count: 1 }),
+        expect.objectContaining({ type: 'safe-zone-exit', status: 'open' }),
+      ]);
+      expect(after.filter((i) => i.residentId === her)).toEqual([
+        expect.objectContaining({ type: 'sos', status: 'open', count: 1 }),
+        expect.objectContaining({ type: 'safe-zone-exit', status: 'open' }),
+      ]);
+    });
+
     it('heartbeats are state: folded in, written as the device\'s row, not as observation rows (after the first)', async () => {
       const n = await engine.open('state');
       const phone = n.registry.provision({ kind: 'call-phone', serial: `HB-${engine.name}` }).device.id;
@@ -297,18 +332,23 @@ describe('the ingest\'s batches of several nodes on one PostgreSQL', () => {
     await n.drain();
     const [testCard] = await n.incidents(phone);
     const outside = await openIncidentsOf(pool, (id) => n.registry.get(id).test === true);
-    expect(outside.lookup(phone)('low-battery')?.id).toBe(testCard!.id);
+    const unbound = { id: phone, residentId: null };
+    expect(outside.lookup(unbound)('low-battery')?.id).toBe(testCard!.id);
+    // another resident's view of the device: not hers
+    expect(outside.lookup({ id: phone, residentId: 'r-someone' })('low-battery')).toBeUndefined();
     n.registry.update(phone, { test: false });
-    expect(outside.lookup(phone)('low-battery')).toBeUndefined();
+    expect(outside.lookup(unbound)('low-battery')).toBeUndefined();
     const before = n.committed.length;
     await n.ingest.submitTelemetry(obs(phone, 'heartbeat', { battery: 3 }), true);
     await n.drain();
     outside.note(n.committed.slice(before));
     const real = (await n.incidents(phone)).find((i) => !i.test);
     expect(real).toBeDefined();
-    expect(outside.lookup(phone)('low-battery')?.id).toBe(real!.id);
+    expect(outside.lookup(unbound)('low-battery')?.id).toBe(real!.id);
     // read again from PostgreSQL (a writer starting): the same answer
-    expect((await openIncidentsOf(pool, (id) => n.registry.get(id).test === true)).lookup(phone)('low-battery')?.id).toBe(real!.id);
+    const again = await openIncidentsOf(pool, (id) => n.registry.get(id).test === true);
+    expect(again.lookup(unbound)('low-battery')?.id).toBe(real!.id);
+    expect(again.lookup({ id: phone, residentId: 'r-someone' })('low-battery')).toBeUndefined();
   });
 
   it('two nodes\' batches at once: the log gap-free and in commit order, each node told its events in order, nothing twice', async () => {

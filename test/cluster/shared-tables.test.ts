@@ -27,7 +27,7 @@ import { Users } from '../../core/users.js';
 import { ConflictError } from '../../core/errors.js';
 import { openSharedTables, SHARED_TABLES, SharedStoreError, type SharedChanges, type SharedTables } from '../../core/shared-tables.js';
 import { SecretHasher } from '../../devices/credentials.js';
-import { DeviceRegistry } from '../../devices/registry.js';
+import { DeviceRegistry, type RegistryChange } from '../../devices/registry.js';
 import { createNetwork, type Network } from '../../response/network.js';
 import { systemClock } from '../../response/clock.js';
 import { useStoreEngines } from '../helpers/postgres.js';
@@ -155,6 +155,31 @@ describe('shared tables: the registry, the network and the accounts of every nod
     expect(rowsOf(b)).toEqual(rowsOf(a));
     expect(await rowsInPg(url)).toEqual(rowsOf(a));
     expect(a.shared.head()).toBe(b.shared.head());
+  });
+
+  // what the rules remember of a device is dropped when it goes into service or to another resident (gateway/alarms.ts):
+  // made on one node, the other node's registry must say so as its own would, or its rules would keep the old memory
+  it('a device put into service or moved to another resident on one node: the other node\'s registry announces it so', async () => {
+    const { url } = await env.pgs().fresh('shared_anew');
+    const a = await node('a', url);
+    const b = await node('b', url);
+    const seen: RegistryChange[] = [];
+    a.registry.onChange((c) => seen.push(c));
+    const [him, her] = await b.shared.write(() => [b.registry.createResident({ name: 'Li Wei' }).id, b.registry.createResident({ name: 'Chen Hua' }).id]);
+    const watch = (await b.shared.write(() => b.registry.provision({ kind: 'locator', serial: 'ANEW-1' }))).device.id;
+    const trial = (await b.shared.write(() => b.registry.provision({ kind: 'call-phone', serial: 'ANEW-2', test: true }))).device.id;
+    await b.shared.write(() => b.registry.bind(watch, him));
+    await until('a to hear of the first binding', () => a.registry.entry(watch)?.residentId === him);
+    await b.shared.write(() => b.registry.bind(watch, her));
+    await b.shared.write(() => b.registry.update(trial, { test: false }));
+    await until('a to hear of both', () => a.registry.entry(watch)?.residentId === her && a.registry.entry(trial)?.test === false);
+    expect(seen).toContainEqual({ deviceId: watch, anew: 'rebound' });
+    expect(seen).toContainEqual({ deviceId: trial, anew: 'in service' });
+    // a change that leaves both alone is not announced as one
+    const count = seen.filter((c) => 'anew' in c && c.anew).length;
+    await b.shared.write(() => b.registry.update(watch, { notes: 'strap replaced' }));
+    await until('a to hear of the note', () => a.registry.get(watch).notes === 'strap replaced');
+    expect(seen.filter((c) => 'anew' in c && c.anew).length).toBe(count);
   });
 
   it('the one-node checks hold across nodes: one serial from two nodes at once is one device, one username one account, an admin is left', async () => {

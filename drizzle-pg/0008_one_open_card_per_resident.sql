@@ -1,0 +1,2 @@
+DROP INDEX "incidents_one_open";--> statement-breakpoint
+CREATE UNIQUE INDEX "incidents_one_open" ON "incidents" USING btree ("device_id","type","test",coalesce("resident_id", '')) WHERE status NOT IN ('resolved', 'cancelled');
