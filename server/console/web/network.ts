@@ -35,8 +35,10 @@ export function networkView(ctx: Ctx, root: HTMLElement): () => void {
   const staffBox = h('section', { class: 'panel' });
   const editor = h('section', { class: 'panel editor', hidden: true });
   const onlyOnDuty = h('input', { type: 'checkbox', name: 'only-on-duty' });
-  const newUnit = admin ? h('button', { type: 'button', 'data-action': 'new-unit' }, 'New unit') : null;
-  const newStaff = admin ? h('button', { type: 'button', 'data-action': 'new-staff' }, 'New staff member') : null;
+  // enabled once the network is loaded: a form opened before would be drawn again by the load, losing what was typed
+  // (and its parent list would be empty)
+  const newUnit = admin ? h('button', { type: 'button', 'data-action': 'new-unit', disabled: true }, 'New unit') : null;
+  const newStaff = admin ? h('button', { type: 'button', 'data-action': 'new-staff', disabled: true }, 'New staff member') : null;
   newUnit?.addEventListener('click', () => openEditor('unit', null));
   newStaff?.addEventListener('click', () => openEditor('staff', null));
   root.append(
@@ -292,6 +294,8 @@ export function networkView(ctx: Ctx, root: HTMLElement): () => void {
       publish();
       draw();
       drawEditor();
+      if (newUnit) newUnit.disabled = false;
+      if (newStaff) newStaff.disabled = false;
     } catch (err) {
       ctx.fail(err, 'loading the network failed');
     }
