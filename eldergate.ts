@@ -32,6 +32,7 @@ import { startSerialReceivers, type SerialReceivers } from './gateway/adapters/s
 import { adapterMemory, pgAdapterMemory } from './gateway/adapters/link-state.js';
 import { createResponse, type Response } from './response/index.js';
 import type { CommittedEvent, IncidentApi, IncidentWrites } from './response/incidents.js';
+import { followResidents } from './response/follow-resident.js';
 import type pg from 'pg';
 import { eq } from 'drizzle-orm';
 import { openPgPool, pgClients } from './core/pg-pool.js';
@@ -337,6 +338,19 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   });
   // escalation catches up at once with what fell overdue while the gateway was down
   response.start();
+  // a resident's open incidents follow her to her new unit (here, or on another node: the registry's reload says so)
+  const follower = followResidents({
+    incidents, network: response.network, log,
+    unitOf: (id) => {
+      try {
+        return registry.getResident(id).unitId;
+      } catch {
+        return undefined;
+      }
+    },
+  });
+  registry.onChange((c) => { if ('residentId' in c) follower.residentChanged(c.residentId); });
+  void follower.reconcileAll().catch((err: unknown) => log.error({ err }, "could not compare open incidents with their residents' units at start"));
 
   let ready = false;
   const deps: AppDeps = {
@@ -395,6 +409,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       ready = false;
       // a writer restarting now is not waited for: the transports close first, and would wait on what it holds
       writer.stopHolding();
+      follower.close();
       clearInterval(expiry);
       clearInterval(heapWatch);
       await retention.close();
@@ -503,6 +518,7 @@ function replicaAware(w: IncidentWrites, replica: () => LogMirror | null): Incid
     act: async (...a) => { const v = await w.act(...a); return reached(v, v.events); },
     escalate: async (...a) => { const v = await w.escalate(...a); return reached(v, v); },
     resolveBySystem: async (...a) => { const v = await w.resolveBySystem(...a); return reached(v, v); },
+    move: async (...a) => { const v = await w.move(...a); return reached(v, v); },
     record: async (...a) => { const v = await w.record(...a); return reached(v, v); },
   };
 }

@@ -105,6 +105,12 @@ export interface IncidentEventData {
     catchUp?: boolean;
   };
   note: By & { text: string };
+  /**
+   * The incident follows its resident to her new grid unit (her unit was changed while it was open): the new unit's
+   * people see it and its escalation goes on from `tierUnitId` (the tier it had reached if that is above the new
+   * unit, else the new unit), its deadline unchanged. Written by the gateway (response/follow-resident.ts).
+   */
+  moved: { fromUnitId: string | null; toUnitId: string | null; tierUnitId: string | null; reason: string };
   'notify-attempt': NotifyBase & {
     ok: boolean;
     status?: number;
@@ -120,7 +126,7 @@ export interface IncidentEventData {
 
 export const INCIDENT_EVENT_TYPES = [
   'opened', 'joined', 'acknowledged', 'dispatched', 'on-site', 'resolved', 'cancelled', 'escalated', 'note',
-  'notify-attempt', 'notified', 'command-sent', 'command-acked', 'cleared', 'late-cancel',
+  'notify-attempt', 'notified', 'command-sent', 'command-acked', 'cleared', 'late-cancel', 'moved',
 ] as const satisfies readonly (keyof IncidentEventData)[];
 export type IncidentEventType = (typeof INCIDENT_EVENT_TYPES)[number];
 

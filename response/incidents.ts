@@ -124,6 +124,12 @@ export interface IncidentServiceOf<M extends StoreMode> {
    * actor, own transaction, published. Only for what needs no person; [] if the incident is already closed.
    */
   resolveBySystem(incidentId: string, outcome: string, data?: { rule?: string }): Ret<M, CommittedEvent[]>;
+  /**
+   * The incident follows its resident to `to.unitId` (her unit was changed): a `moved` event, own transaction,
+   * published; [] if it is closed or already there. The tier its escalation had reached is kept if it is one of
+   * `to.above` (the new unit's parents, read by the caller from its network, which the writer thread's copy may lag).
+   */
+  move(incidentId: string, to: { unitId: string | null; above: readonly string[] }, reason: string): Ret<M, CommittedEvent[]>;
   /** add an information event (notification attempts, device commands, system notes); own transaction, published */
   record<K extends InfoEventType>(incidentId: string, type: K, data: IncidentEventData[K], actor?: string | null): Ret<M, CommittedEvent[]>;
   /**
@@ -164,7 +170,7 @@ export interface IncidentServiceOf<M extends StoreMode> {
 export type IncidentService = IncidentServiceOf<'sync'>;
 
 /** The log's writes that may run elsewhere than where they are asked for (the writer thread): a value or a promise. */
-export type IncidentWrites = Pick<IncidentServiceOf<StoreMode>, 'act' | 'escalate' | 'resolveBySystem' | 'record'>;
+export type IncidentWrites = Pick<IncidentServiceOf<StoreMode>, 'act' | 'escalate' | 'resolveBySystem' | 'record' | 'move'>;
 /**
  * The incident service as the response side uses it: reads at once from this thread's connection, writes perhaps
  * handed to the log's one writer (the gateway routes them to its writer thread; eldergate.ts).
@@ -529,6 +535,25 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
     });
   }
 
+  function move(incidentId: string, to: { unitId: string | null; above: readonly string[] }, reason: string) {
+    const toUnitId = to.unitId;
+    const committed = tx(function* (t): Step<CommittedEvent[]> {
+      const state = yield* io(t.get(incidentId));
+      if (!state || isClosed(state.status) || state.unitId === toUnitId) return [];
+      // an escalation that reached a tier above her new unit goes on from there (its people see the new unit's cards
+      // too); otherwise from the new unit, with what is left of the current deadline
+      const tierUnitId = state.tierUnitId !== null && to.above.includes(state.tierUnitId) ? state.tierUnitId : toUnitId;
+      return [(yield* append(t, state, incidentId, {
+        type: 'moved', data: { fromUnitId: state.unitId, toUnitId, tierUnitId, reason },
+      }, clock.now(), null, toUnitId)).event];
+    });
+    return andThen(committed, (events) => {
+      if (events.length) log.info({ incidentId, toUnitId, reason }, 'incident moved to another unit');
+      publishCommitted(events);
+      return events;
+    });
+  }
+
   function record<K extends InfoEventType>(incidentId: string, type: K, data: IncidentEventData[K], actor: string | null = null) {
     // TypeScript does not pair a generic K with its data inside the union on its own: the signature did the checking
     const body = { type, data } as IncidentEventBody;
@@ -571,6 +596,7 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
     act,
     escalate,
     resolveBySystem,
+    move,
     record,
     markPushed,
     markDelivered,

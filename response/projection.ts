@@ -97,6 +97,10 @@ export function applyEvent(state: IncidentRow | null, e: IncidentEvent): Inciden
     case 'cancelled':
       next.outcome = e.data.outcome ?? null;
       break;
+    case 'moved':
+      next.unitId = e.data.toUnitId ?? null;
+      next.tierUnitId = e.data.tierUnitId ?? null;
+      break;
     case 'escalated':
       next.tierUnitId = e.data.toUnitId ?? null;
       next.escalationLevel = typeof e.data.level === 'number' ? e.data.level : state.escalationLevel + 1;

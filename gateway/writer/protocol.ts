@@ -20,6 +20,7 @@ export type IncidentCall =
   | { method: 'act'; incidentId: string; action: IncidentAction; actor: Actor }
   | { method: 'escalate'; incidentId: string; steps: EscalationStep[] }
   | { method: 'resolveBySystem'; incidentId: string; outcome: string; data?: { rule?: string } }
+  | { method: 'move'; incidentId: string; to: { unitId: string | null; above: readonly string[] }; reason: string }
   | { method: 'record'; incidentId: string; type: InfoEventType; data: unknown; actor: string | null }
   /** a system alarm raised by the main thread (a dead-lettered message; cluster mode on PostgreSQL, where the log is the writer's) */
   | { method: 'applyAlarm'; action: AlarmAction; source: AlarmSource };

@@ -40,7 +40,8 @@ const OPEN = sql`${pgIncidents.status} NOT IN ('resolved', 'cancelled')`;
 
 /** Every column of the projection (IncidentRow's fields), and those an event after the opening may change. */
 const PROJECTION_COLUMNS = Object.keys(getTableColumns(pgIncidents)) as (keyof IncidentRow)[];
-const FIXED_AT_OPENING: readonly (keyof IncidentRow)[] = ['id', 'deviceId', 'residentId', 'unitId', 'type', 'test', 'openedAt'];
+// (unitId changes when the incident follows its resident to another unit: a `moved` event)
+const FIXED_AT_OPENING: readonly (keyof IncidentRow)[] = ['id', 'deviceId', 'residentId', 'type', 'test', 'openedAt'];
 const CHANGING_COLUMNS = PROJECTION_COLUMNS.filter((c) => !FIXED_AT_OPENING.includes(c));
 
 /** SQLSTATEs after which the whole transaction is run again: unique violation (a twin), serialization, deadlock. */
@@ -266,7 +267,11 @@ export function createPgIncidentStore(opts: PgIncidentStoreOptions): PgIncidentS
     },
     async eventsAfter(seq, limit, scope) {
       const rows = await db.select().from(pgIncidentEvents)
-        .where(scope ? and(gt(pgIncidentEvents.seq, seq), inScope(pgIncidentEvents.unitId, scope)) : gt(pgIncidentEvents.seq, seq))
+        .where(scope
+          ? and(gt(pgIncidentEvents.seq, seq), or(inScope(pgIncidentEvents.unitId, scope),
+            // an incident moved to another unit: its `moved` is shown to the unit it left too, which then drops it
+            and(eq(pgIncidentEvents.type, 'moved'), inArray(sql`${pgIncidentEvents.data}->>'fromUnitId'`, [...scope.unitIds]))))
+          : gt(pgIncidentEvents.seq, seq))
         .orderBy(asc(pgIncidentEvents.seq)).limit(limit);
       return rows.map(toEvent);
     },

@@ -115,8 +115,15 @@ export function createSqliteIncidentStore(sqlite: Database.Database): IncidentSt
          stamps = @stamps, assignee = @assignee, outcome = @outcome, last_seq = @lastSeq
        WHERE id = @id`,
     ),
-    // the same row without the columns an index holds (status, priority, deadline_at; unit_id and device_id never
-    // change): SQLite rewrites an index's entry for every indexed column in the SET list, changed or not, and most
+    // an incident moved to another unit (its resident's unit changed): the one statement that sets unit_id
+    moveIncident: sqlite.prepare(
+      `UPDATE incidents SET unit_id = @unitId, tier_unit_id = @tierUnitId, escalation_level = @escalationLevel, priority = @priority,
+         status = @status, count = @count, last_at = @lastAt, deadline_at = @deadlineAt, position = @position,
+         stamps = @stamps, assignee = @assignee, outcome = @outcome, last_seq = @lastSeq
+       WHERE id = @id`,
+    ),
+    // the same row without the columns an index holds (status, priority, deadline_at; device_id never changes, unit_id
+    // only by moveIncident): SQLite rewrites an index's entry for every indexed column in the SET list, changed or not, and most
     // events (a joined alarm, a note's seq, a stamp) move none of them
     updateUnindexed: sqlite.prepare(
       `UPDATE incidents SET tier_unit_id = @tierUnitId, escalation_level = @escalationLevel, count = @count,
@@ -127,10 +134,12 @@ export function createSqliteIncidentStore(sqlite: Database.Database): IncidentSt
     events: sqlite.prepare<[string], EventDbRow>('SELECT * FROM incident_events WHERE incident_id = ? ORDER BY seq'),
     opened: sqlite.prepare<[string], EventDbRow>(`SELECT * FROM incident_events WHERE incident_id = ? AND type = 'opened' LIMIT 1`),
     after: sqlite.prepare<[number, number], EventDbRow>('SELECT * FROM incident_events WHERE seq > ? ORDER BY seq LIMIT ?'),
-    afterScoped: sqlite.prepare<[number, string, number, number], EventDbRow>(
+    // (an incident moved to another unit: its `moved` is shown to the unit it left too, which then drops it)
+    afterScoped: sqlite.prepare<[number, string, number, string, number], EventDbRow>(
       `SELECT * FROM incident_events WHERE seq > ?
          AND (unit_id IN (SELECT value FROM json_each(?))
-              OR (? = 1 AND (unit_id IS NULL OR unit_id NOT IN (SELECT id FROM units))))
+              OR (? = 1 AND (unit_id IS NULL OR unit_id NOT IN (SELECT id FROM units)))
+              OR (type = 'moved' AND json_extract(data, '$.fromUnitId') IN (SELECT value FROM json_each(?))))
        ORDER BY seq LIMIT ?`,
     ),
     openCounts: sqlite.prepare<[], { priority: Priority; n: number }>(
@@ -167,7 +176,8 @@ export function createSqliteIncidentStore(sqlite: Database.Database): IncidentSt
     },
     saveProjection(row, created, before) {
       if (created) q.insertIncident.run(params(row));
-      else if (before && before.status === row.status && before.priority === row.priority && before.deadlineAt === row.deadlineAt) {
+      else if (!before || before.unitId !== row.unitId) q.moveIncident.run(params(row));
+      else if (before.status === row.status && before.priority === row.priority && before.deadlineAt === row.deadlineAt) {
         q.updateUnindexed.run(params(row));
       } else q.updateIncident.run(params(row));
     },
@@ -206,7 +216,8 @@ export function createSqliteIncidentStore(sqlite: Database.Database): IncidentSt
     events: (id) => q.events.all(id).map(toEvent),
     eventsAfter(seq, limit, scope) {
       if (!scope) return q.after.all(seq, limit).map(toEvent);
-      return q.afterScoped.all(seq, JSON.stringify(scope.unitIds), scope.unplaced ? 1 : 0, limit).map(toEvent);
+      const units = JSON.stringify(scope.unitIds);
+      return q.afterScoped.all(seq, units, scope.unplaced ? 1 : 0, units, limit).map(toEvent);
     },
     head: () => q.head.get() as number,
     // one read transaction: the head and the page come from the same snapshot

@@ -250,7 +250,10 @@ export class ConsoleConnection implements Subscriber {
   offer(e: StreamEvent, frame: () => string): void {
     if (this.state !== 'live' || e.seq <= this.cursor) return;
     this.cursor = e.seq;
-    if (!this.deps.network.canSee(this.scopeUnit, e.unitId)) return;
+    // an incident moved to another unit is shown to the unit it left as well, so its consoles drop it (they ask for it
+    // and are told it is no longer theirs); a console resuming later reloads its board from the server
+    const seen = this.deps.network.canSee(this.scopeUnit, e.unitId) || (e.type === 'moved' && this.deps.network.canSee(this.scopeUnit, e.data.fromUnitId));
+    if (!seen) return;
     // live frames queue in memory: a console that lets them pile up is cut off, never waited for
     if (this.ws.bufferedAmount > this.deps.maxBufferedBytes) return this.cutOff(`incident seq ${e.seq}`);
     this.sendEvent(e, frame());

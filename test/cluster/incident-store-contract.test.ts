@@ -193,6 +193,24 @@ describe.each(engines)('incident store contract: $name', ({ open }) => {
     expect(await store.eventsAfter(5, 100)).toEqual([]);
   });
 
+  it('a moved incident (its resident\'s unit changed) is stored in its new unit; the unit it left gets its moved event too', async () => {
+    const store = await open();
+    const opened = await raise(store, 'dm', { at: 1, unitId: 'g1' });
+    await raise(store, 'other', { at: 2, unitId: 'g1' });
+    const moved = await inTx(store, function* (t) {
+      const state = (yield* io(t.get(opened.incidentId)))!;
+      return yield* appendAndProject(t, state, { type: 'moved', data: { fromUnitId: 'g1', toUnitId: 'g2', tierUnitId: 'g2', reason: 'r' } }, 3, 'g2');
+    });
+    expect(await store.get(opened.incidentId)).toMatchObject({ unitId: 'g2', tierUnitId: 'g2', lastSeq: moved.seq });
+    expect((await store.active({ unitIds: ['g2'], unplaced: false }, null, 10)).items.map((r) => r.id)).toEqual([opened.incidentId]);
+    expect((await store.active({ unitIds: ['g1'], unplaced: false }, null, 10)).items.map((r) => r.id)).not.toContain(opened.incidentId);
+    // the unit it left is shown the move (its consoles drop the card), nothing else of it from then on
+    expect((await store.eventsAfter(0, 100, { unitIds: ['g1'], unplaced: false })).map((e) => e.seq)).toEqual([1, 2, moved.seq]);
+    expect((await store.eventsAfter(0, 100, { unitIds: ['g2'], unplaced: false })).map((e) => e.seq)).toEqual([moved.seq]);
+    const later = await act(store, opened.incidentId, acked(4), 4);
+    expect((await store.eventsAfter(moved.seq, 100, { unitIds: ['g1'], unplaced: false })).map((e) => e.seq)).not.toContain(later.seq);
+  });
+
   it('active: open incidents only, P1 first then oldest, keyset pages, the head from the same snapshot; list filters and counts', async () => {
     const store = await open();
     const p3 = await raise(store, 'a', { at: 100, priority: 'P3', unitId: 'g1' });

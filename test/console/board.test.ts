@@ -213,6 +213,29 @@ describe('the board (issue 9, part 2)', () => {
     await expect.poll(() => waiting.textContent(), { timeout: 5000 }).toContain('Clara Cole');
     await page.close();
   }, 60_000);
+
+  // her unit changed while her SOS is open (response/follow-resident.ts): the board of the grid she left drops the card
+  // as it is told, the board of her new grid shows it and sounds once, as for a new P1 there
+  it('a resident moved to another grid: her open SOS leaves the old grid\'s board and arrives, sounding, on the new one\'s', async () => {
+    const res = await t.api('POST', '/api/residents', { name: 'Carla Chen', unitId: n.gridA });
+    expect(res.status).toBe(201);
+    const p = await phone(t, res.body.id);
+    clients.push(p.client);
+    const pages = { a: await browser.newPage({ viewport: { width: 1400, height: 900 } }), b: await browser.newPage({ viewport: { width: 1400, height: 900 } }) };
+    await loginAs(pages.a, t.http, n.users.stewardA, n.passwords[n.users.stewardA]!);
+    await loginAs(pages.b, t.http, n.users.stewardB, n.passwords[n.users.stewardB]!);
+    await p.press('sos');
+    const inc = await incidentOf(t, p.id);
+    await pages.a.waitForSelector(`.card[data-id="${inc.id}"]`, { timeout: 15_000 });
+    expect(await pages.b.locator(`.card[data-id="${inc.id}"]`).count()).toBe(0);
+
+    expect((await t.api('PATCH', `/api/residents/${res.body.id}`, { unitId: n.gridB })).status).toBe(200);
+    await pages.b.waitForSelector(`.card[data-id="${inc.id}"]`, { timeout: 15_000 });
+    await pages.a.waitForSelector(`.card[data-id="${inc.id}"]`, { state: 'detached', timeout: 15_000 });
+    await expect.poll(async () => (await sounds(pages.b)).filter((s) => s.incidentId === inc.id).map((s) => s.reason)).toEqual(['new']);
+    await pages.a.close();
+    await pages.b.close();
+  }, 60_000);
 });
 
 describe('the budget line and the timeline under escalation', () => {

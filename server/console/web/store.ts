@@ -84,7 +84,11 @@ export class IncidentStore {
     const cur = this.incidents.get(e.incidentId);
     if (cur) {
       if (e.seq <= cur.lastSeq) return; // already in the snapshot
-      return this.put(applyEvent(cur, e), e, replay);
+      this.put(applyEvent(cur, e), e, replay);
+      // moved to another unit (its resident's unit changed): the unit it left is told too, and asks whether it is
+      // still its own to show
+      if (e.type === 'moved') this.recheck(e.incidentId);
+      return;
     }
     if (e.type === 'opened') return this.put(applyEvent(null, e), e, replay);
     // an incident opened before we started watching: load it, then fold what arrived meanwhile
@@ -96,6 +100,20 @@ export class IncidentStore {
     }
     this.waiting.set(e.incidentId, [e]);
     this.fetchUnknown(e.incidentId, replay);
+  }
+
+  /** An incident that may have left this user's units: dropped from the picture if the server no longer shows it. */
+  private recheck(id: string): void {
+    this.api.get<Incident>(`/api/incidents/${encodeURIComponent(id)}`).then(
+      () => undefined,
+      (err: { status?: number }) => {
+        if (err.status !== 404 && err.status !== 403) return;
+        const cur = this.incidents.get(id);
+        if (!cur) return;
+        this.incidents.delete(id);
+        for (const l of this.listeners) l(cur, null, false);
+      },
+    );
   }
 
   private fetchUnknown(id: string, replay: boolean): void {
