@@ -519,6 +519,7 @@ function replicaAware(w: IncidentWrites, replica: () => LogMirror | null): Incid
     escalate: async (...a) => { const v = await w.escalate(...a); return reached(v, v); },
     resolveBySystem: async (...a) => { const v = await w.resolveBySystem(...a); return reached(v, v); },
     move: async (...a) => { const v = await w.move(...a); return reached(v, v); },
+    followUp: async (...a) => { const v = await w.followUp(...a); return reached(v, v); },
     record: async (...a) => { const v = await w.record(...a); return reached(v, v); },
   };
 }

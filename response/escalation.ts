@@ -1,5 +1,8 @@
 // Escalation: an incident not acknowledged within its tier's budget goes to the parent unit of the tier now
-// responsible; at the top tier (district) the same unit is told again each budget period.
+// responsible; at the top tier (district) the same unit is told again each budget period. Once acknowledged it is
+// followed up: if nobody is on site within the priority's reach budget (whoever took it may have gone: an account
+// disabled, a shift ended), its people and the unit responsible are told again (`overdue`), every reach budget, until
+// someone is on site or it is closed.
 //
 // Two clocks, two jobs. Deadlines are stored as wall-clock `deadlineAt` (they survive a restart and are what a
 // person reads); how long to wait and how many tiers are due is decided on the monotonic clock, from the time
@@ -112,18 +115,20 @@ export function createEscalation(deps: EscalationDeps): Escalation {
   let running = false;
 
   const budgetOf = (priority: Priority) => config.budgets[priority].ackMs;
+  /** what a deadline waits for decides its budget: acknowledgement while open, then someone on site */
+  const waitBudget = (priority: Priority, status: string) => (status === 'open' ? budgetOf(priority) : config.budgets[priority].reachMs);
 
   function disarm(incidentId: string) {
     armedTimers.get(incidentId)?.timer.cancel();
     armedTimers.delete(incidentId);
   }
 
-  function arm(incidentId: string, dueAt: number, priority: Priority) {
+  function arm(incidentId: string, dueAt: number, priority: Priority, status = 'open') {
     const cur = armedTimers.get(incidentId);
     if (cur?.dueAt === dueAt) return;
     cur?.timer.cancel();
     // the wall clock is read once, to turn the stored deadline into a wait; from here on only monotonic time counts
-    const waitMs = waitForDeadline(dueAt, clock.now(), budgetOf(priority));
+    const waitMs = waitForDeadline(dueAt, clock.now(), waitBudget(priority, status));
     const monoDue = clock.monotonic() + waitMs;
     const timer = clock.setTimer(() => fire(incidentId, dueAt, monoDue, false), waitMs);
     armedTimers.set(incidentId, { dueAt, monoDue, timer });
@@ -137,14 +142,24 @@ export function createEscalation(deps: EscalationDeps): Escalation {
     // gateway): what follows runs when it is committed, synchronously or not
     settle(() => {
       row = incidents.get(incidentId);
-      if (!row || row.status !== 'open' || row.deadlineAt !== dueAt) return [] as CommittedOf<'escalated'>[];
+      if (!row || row.deadlineAt !== dueAt) return [] as CommittedOf<'escalated'>[];
+      if (row.status === 'acknowledged' || row.status === 'dispatched') return incidents.followUp(incidentId, dueAt, catchUp ? { catchUp } : {});
+      if (row.status !== 'open') return [] as CommittedOf<'escalated'>[];
       const steps = planEscalation(row, clock.now(), network, budgetOf(row.priority), {
         catchUp,
         ...(monoDue !== null ? { overdueMs: Math.max(0, clock.monotonic() - monoDue) } : {}),
       });
       return incidents.escalate(incidentId, steps);
-    }, (events) => {
-      if (!row || !events.length) return;
+    }, (written: (CommittedOf<'escalated'> | CommittedOf<'overdue'>)[]) => {
+      if (!row || !written.length) return;
+      const followed = written.filter((e): e is CommittedOf<'overdue'> => e.type === 'overdue');
+      if (followed.length) {
+        // the bus listener re-arms from the event; arm directly too in case no event came through
+        const next = followed[followed.length - 1]!;
+        arm(incidentId, next.data.deadlineAt, row.priority, next.data.status);
+        return;
+      }
+      const events = written as CommittedOf<'escalated'>[];
       breaches[row.priority] += events.length;
       for (const e of events) {
         log.warn(
@@ -181,7 +196,19 @@ export function createEscalation(deps: EscalationDeps): Escalation {
         if (priority) arm(e.incidentId, dueAt, priority);
         break;
       }
-      case 'acknowledged':
+      case 'acknowledged': {
+        // followed up if nobody is on site within the reach budget (a test incident has no follow-up)
+        const priority = incidents.get(e.incidentId)?.priority;
+        if (typeof e.data.followUpAt === 'number' && priority) arm(e.incidentId, e.data.followUpAt, priority, 'acknowledged');
+        else disarm(e.incidentId);
+        break;
+      }
+      case 'overdue': {
+        const priority = incidents.get(e.incidentId)?.priority;
+        if (priority) arm(e.incidentId, e.data.deadlineAt, priority, e.data.status);
+        break;
+      }
+      case 'on-site':
       case 'resolved':
       case 'cleared':
       case 'cancelled':
@@ -205,7 +232,7 @@ export function createEscalation(deps: EscalationDeps): Escalation {
           fire(row.id, row.deadlineAt!, null, true);
         } else {
           // a wall clock stepped back since the deadline was written must not stretch the wait past one budget
-          arm(row.id, row.deadlineAt!, row.priority);
+          arm(row.id, row.deadlineAt!, row.priority, row.status);
         }
       }
       log.info({ armed: armedTimers.size, overdue }, 'escalation started');

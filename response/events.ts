@@ -67,7 +67,11 @@ export interface IncidentEventData {
     received?: number;
     flags?: string[];
   };
-  acknowledged: By & { stamps: { acknowledged: number }; ackMs: number };
+  /**
+   * `followUpAt`: when the gateway comes back to it if nobody has reached the resident by then (the priority's reach
+   * budget from now; absent for a test incident, and in logs written before it existed)
+   */
+  acknowledged: By & { stamps: { acknowledged: number }; ackMs: number; followUpAt?: number };
   dispatched: By & {
     staffId: string;
     staffName: string;
@@ -111,6 +115,13 @@ export interface IncidentEventData {
    * unit, else the new unit), its deadline unchanged. Written by the gateway (response/follow-resident.ts).
    */
   moved: { fromUnitId: string | null; toUnitId: string | null; tierUnitId: string | null; reason: string };
+  /**
+   * Acknowledged (or dispatched) and nobody has reached the resident within the priority's reach budget: the people
+   * who see it and the unit responsible (`toUnitId`, its tier) are told again, and again every reach budget
+   * (`deadlineAt`) until someone is on site or it is closed. Its status does not change. Whoever took it may have
+   * gone (an account disabled, a shift ended, a nurse deleted): the incident is not left waiting on them.
+   */
+  overdue: { status: 'acknowledged' | 'dispatched'; dueAt: number; lateMs: number; deadlineAt: number; toUnitId: string | null; catchUp?: boolean };
   'notify-attempt': NotifyBase & {
     ok: boolean;
     status?: number;
@@ -126,7 +137,7 @@ export interface IncidentEventData {
 
 export const INCIDENT_EVENT_TYPES = [
   'opened', 'joined', 'acknowledged', 'dispatched', 'on-site', 'resolved', 'cancelled', 'escalated', 'note',
-  'notify-attempt', 'notified', 'command-sent', 'command-acked', 'cleared', 'late-cancel', 'moved',
+  'notify-attempt', 'notified', 'command-sent', 'command-acked', 'cleared', 'late-cancel', 'moved', 'overdue',
 ] as const satisfies readonly (keyof IncidentEventData)[];
 export type IncidentEventType = (typeof INCIDENT_EVENT_TYPES)[number];
 

@@ -130,6 +130,11 @@ export interface IncidentServiceOf<M extends StoreMode> {
    * `to.above` (the new unit's parents, read by the caller from its network, which the writer thread's copy may lag).
    */
   move(incidentId: string, to: { unitId: string | null; above: readonly string[] }, reason: string): Ret<M, CommittedEvent[]>;
+  /**
+   * Acknowledged or dispatched, its follow-up (`dueAt`) passed and nobody on site: an `overdue` event, the next
+   * follow-up one reach budget later; own transaction, published. [] if it no longer waits on `dueAt`.
+   */
+  followUp(incidentId: string, dueAt: number, opts?: { catchUp?: boolean }): Ret<M, CommittedOf<'overdue'>[]>;
   /** add an information event (notification attempts, device commands, system notes); own transaction, published */
   record<K extends InfoEventType>(incidentId: string, type: K, data: IncidentEventData[K], actor?: string | null): Ret<M, CommittedEvent[]>;
   /**
@@ -160,7 +165,7 @@ export interface IncidentServiceOf<M extends StoreMode> {
   active(opts: { scope: string | null; after: ActiveCursor | null; limit: number }): Ret<M, ActivePage>;
   /** the state derived from the events (and the first push and delivery receipts, for those two stamps) */
   rebuild(incidentId: string): Ret<M, IncidentRow | null>;
-  /** incidents waiting for acknowledgement with a deadline, for the escalation scheduler */
+  /** incidents waiting on a deadline (acknowledgement, or someone on site), for the escalation scheduler */
   pendingDeadlines(): Ret<M, IncidentRow[]>;
   /** incidents not yet resolved or cancelled, per priority (tests excluded), for /metrics */
   openCounts(): Ret<M, Record<Priority, number>>;
@@ -170,7 +175,7 @@ export interface IncidentServiceOf<M extends StoreMode> {
 export type IncidentService = IncidentServiceOf<'sync'>;
 
 /** The log's writes that may run elsewhere than where they are asked for (the writer thread): a value or a promise. */
-export type IncidentWrites = Pick<IncidentServiceOf<StoreMode>, 'act' | 'escalate' | 'resolveBySystem' | 'record' | 'move'>;
+export type IncidentWrites = Pick<IncidentServiceOf<StoreMode>, 'act' | 'escalate' | 'resolveBySystem' | 'record' | 'move' | 'followUp'>;
 /**
  * The incident service as the response side uses it: reads at once from this thread's connection, writes perhaps
  * handed to the log's one writer (the gateway routes them to its writer thread; eldergate.ts).
@@ -443,7 +448,14 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
       let body: IncidentEventBody;
       switch (action.type) {
         case 'acknowledge':
-          body = { type: 'acknowledged', data: { ...by, stamps: { acknowledged: now }, ackMs: now - state.openedAt } };
+          body = {
+            type: 'acknowledged',
+            data: {
+              ...by, stamps: { acknowledged: now }, ackMs: now - state.openedAt,
+              // not left waiting on whoever took it: if nobody is on site within the reach budget, it comes back
+              ...(state.test ? {} : { followUpAt: now + config.budgets[state.priority].reachMs }),
+            },
+          };
           break;
         case 'dispatch': {
           const staffId = text(action.staffId, 'staffId', 'name the staff member to dispatch');
@@ -554,6 +566,27 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
     });
   }
 
+  function followUp(incidentId: string, dueAt: number, opts: { catchUp?: boolean } = {}) {
+    const committed = tx(function* (t): Step<CommittedOf<'overdue'>[]> {
+      const state = yield* io(t.get(incidentId));
+      if (!state || state.test || (state.status !== 'acknowledged' && state.status !== 'dispatched') || state.deadlineAt !== dueAt) return [];
+      const now = clock.now();
+      const { event } = yield* append(t, state, incidentId, {
+        type: 'overdue',
+        data: {
+          status: state.status, dueAt, lateMs: Math.max(0, now - dueAt), deadlineAt: now + config.budgets[state.priority].reachMs,
+          toUnitId: state.tierUnitId ?? state.unitId, ...(opts.catchUp ? { catchUp: true } : {}),
+        },
+      }, now, null, state.unitId);
+      return [event as CommittedOf<'overdue'>];
+    });
+    return andThen(committed, (events) => {
+      for (const e of events) log.warn({ incidentId, status: e.data.status, lateMs: e.data.lateMs }, 'nobody on site within the reach budget: incident overdue, its people told again');
+      publishCommitted(events);
+      return events;
+    });
+  }
+
   function record<K extends InfoEventType>(incidentId: string, type: K, data: IncidentEventData[K], actor: string | null = null) {
     // TypeScript does not pair a generic K with its data inside the union on its own: the signature did the checking
     const body = { type, data } as IncidentEventBody;
@@ -597,6 +630,7 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
     escalate,
     resolveBySystem,
     move,
+    followUp,
     record,
     markPushed,
     markDelivered,

@@ -133,9 +133,13 @@ export function createNotifications(deps: NotificationDeps): Notifications {
     return r.ok ? { target: r.target } : { refused: r.reason };
   };
 
+  /** the unit an event tells: the tier it opened at, the tier it escalated to, the unit responsible when overdue */
+  const toldUnit = (e: CommittedEvent): string | null =>
+    e.type === 'opened' ? e.data.tierUnitId : e.type === 'escalated' || e.type === 'overdue' ? e.data.toUnitId : null;
+
   function recipientsFor(e: CommittedEvent, priority: string, res: ResidentInfo | null): Recipient[] {
     const out: Recipient[] = [];
-    const unitId = e.type === 'opened' ? e.data.tierUnitId : e.type === 'escalated' ? e.data.toUnitId : null;
+    const unitId = toldUnit(e);
     const unit = unitId ? network.getUnit(unitId) : undefined;
     if (unit?.webhook) out.push({ kind: 'unit', ...via(unit.webhook), name: unit.name, unitId: unit.id, tier: unit.tier });
     // admin-configured: public addresses only; a channel in `broadcast` may be allowed private ones
@@ -159,9 +163,9 @@ export function createNotifications(deps: NotificationDeps): Notifications {
     const res = resident(incident.residentId);
     const recipients = recipientsFor(e, incident.priority, res);
     if (!recipients.length) return;
-    const unitId = e.type === 'opened' ? e.data.tierUnitId : e.type === 'escalated' ? e.data.toUnitId : null;
+    const unitId = toldUnit(e);
     const unit = unitId ? network.getUnit(unitId) : undefined;
-    const event = e.type === 'opened' ? 'incident.opened' : 'incident.escalated';
+    const event = e.type === 'opened' ? 'incident.opened' : e.type === 'overdue' ? 'incident.overdue' : 'incident.escalated';
     for (const r of recipients) {
       const body: Record<string, unknown> = {
         seq: e.seq,
@@ -181,6 +185,7 @@ export function createNotifications(deps: NotificationDeps): Notifications {
           ...(r.recipientId ? { id: r.recipientId } : {}),
         },
         ...(e.type === 'escalated' ? { escalation: { level: e.data.level, renotify: e.data.renotify, lateMs: e.data.lateMs } } : {}),
+        ...(e.type === 'overdue' ? { overdue: { status: e.data.status, lateMs: e.data.lateMs } } : {}),
       };
       const delivery = {
         id: newId('ntf'), url: r.target?.url ?? '', event, body, context: { incidentId: incident.id, recipient: r },
@@ -229,7 +234,7 @@ export function createNotifications(deps: NotificationDeps): Notifications {
       .finally(() => { claiming--; });
   }
   const onEvent = (e: BusEvents['incident-event'][0]) => {
-    if (!running || (e.type !== 'opened' && e.type !== 'escalated')) return;
+    if (!running || (e.type !== 'opened' && e.type !== 'escalated' && e.type !== 'overdue')) return;
     if (e.type === 'opened' && e.data.test) return;
     pending.push(e);
     if (!scheduled) {

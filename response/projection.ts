@@ -77,7 +77,9 @@ export function applyEvent(state: IncidentRow | null, e: IncidentEvent): Inciden
 
   const status = STATUS_OF[e.type];
   if (status) next.status = status;
-  if (status && status !== 'dispatched' && status !== 'on-site') next.deadlineAt = null;
+  // a deadline is what the incident waits for: acknowledgement while open (escalation), then someone on site (the
+  // follow-up set at acknowledgement, kept through a dispatch); on site or closed, nothing more
+  if (status && status !== 'dispatched') next.deadlineAt = null;
 
   switch (e.type) {
     case 'joined':
@@ -96,6 +98,12 @@ export function applyEvent(state: IncidentRow | null, e: IncidentEvent): Inciden
       break;
     case 'cancelled':
       next.outcome = e.data.outcome ?? null;
+      break;
+    case 'acknowledged':
+      next.deadlineAt = typeof e.data.followUpAt === 'number' ? e.data.followUpAt : null;
+      break;
+    case 'overdue':
+      next.deadlineAt = e.data.deadlineAt;
       break;
     case 'moved':
       next.unitId = e.data.toUnitId ?? null;

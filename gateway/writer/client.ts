@@ -851,6 +851,8 @@ export function incidentWritesVia(writer: () => WriterThread | undefined): Incid
       via<CommittedOf<'escalated'>[]>({ method: 'escalate', incidentId, steps: [...steps] }, (events) => events),
     resolveBySystem: (incidentId, outcome, data) =>
       via<CommittedEvent[]>({ method: 'resolveBySystem', incidentId, outcome, ...(data ? { data } : {}) }, (events) => events),
+    followUp: (incidentId, dueAt, opts) =>
+      via<CommittedOf<'overdue'>[]>({ method: 'followUp', incidentId, dueAt, ...(opts ? { opts } : {}) }, (events) => events),
     move: (incidentId, to, reason) =>
       via<CommittedEvent[]>({ method: 'move', incidentId, to, reason }, (events) => events),
     record: (incidentId, type, data, actor = null) =>

@@ -21,6 +21,7 @@ export type IncidentCall =
   | { method: 'escalate'; incidentId: string; steps: EscalationStep[] }
   | { method: 'resolveBySystem'; incidentId: string; outcome: string; data?: { rule?: string } }
   | { method: 'move'; incidentId: string; to: { unitId: string | null; above: readonly string[] }; reason: string }
+  | { method: 'followUp'; incidentId: string; dueAt: number; opts?: { catchUp?: boolean } }
   | { method: 'record'; incidentId: string; type: InfoEventType; data: unknown; actor: string | null }
   /** a system alarm raised by the main thread (a dead-lettered message; cluster mode on PostgreSQL, where the log is the writer's) */
   | { method: 'applyAlarm'; action: AlarmAction; source: AlarmSource };

@@ -338,6 +338,8 @@ function runIncidentCall(incidents: IncidentServiceOf<StoreMode>, call: Incident
       return incidents.resolveBySystem(call.incidentId, call.outcome, call.data);
     case 'move':
       return incidents.move(call.incidentId, call.to, call.reason);
+    case 'followUp':
+      return incidents.followUp(call.incidentId, call.dueAt, call.opts);
     case 'record':
       // the data was type-checked against the event's type where the main thread built it (IncidentApi.record)
       return incidents.record(call.incidentId, call.type, call.data as never, call.actor);

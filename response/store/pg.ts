@@ -318,7 +318,7 @@ export function createPgIncidentStore(opts: PgIncidentStoreOptions): PgIncidentS
     },
     pendingDeadlines() {
       return db.select().from(pgIncidents)
-        .where(and(eq(pgIncidents.status, 'open'), sql`${pgIncidents.deadlineAt} IS NOT NULL`)).orderBy(asc(pgIncidents.deadlineAt));
+        .where(and(inArray(pgIncidents.status, ['open', 'acknowledged', 'dispatched']), sql`${pgIncidents.deadlineAt} IS NOT NULL`)).orderBy(asc(pgIncidents.deadlineAt));
     },
     async openCounts() {
       const out = { P1: 0, P2: 0, P3: 0 } as Record<Priority, number>;

@@ -146,7 +146,7 @@ export function createSqliteIncidentStore(sqlite: Database.Database): IncidentSt
       `SELECT priority, count(*) AS n FROM incidents WHERE status NOT IN ('resolved', 'cancelled') AND test = 0 GROUP BY priority`,
     ),
     pending: sqlite.prepare<[], IncidentDbRow>(
-      `SELECT * FROM incidents WHERE status = 'open' AND deadline_at IS NOT NULL ORDER BY deadline_at`,
+      `SELECT * FROM incidents WHERE status IN ('open', 'acknowledged', 'dispatched') AND deadline_at IS NOT NULL ORDER BY deadline_at`,
     ),
     // the highest seq ever given (AUTOINCREMENT's counter), not max(seq): rows removed from the end of the log
     // (receipts moved out by migration 0006, retention) must not make the head go back, or a console's `since` looks

@@ -85,7 +85,7 @@ export interface IncidentStore<M extends StoreMode> {
   /** active incidents visible from `scope` (null = all), P1 first then oldest, after the keyset cursor */
   active(scope: UnitScope | null, after: ActiveCursor | null, limit: number): Ret<M, ActivePage>;
   list(query: ListQuery): Ret<M, { items: IncidentRow[]; total: number }>;
-  /** open incidents with an acknowledgement deadline, soonest first */
+  /** incidents waiting on a deadline (open: acknowledgement; acknowledged or dispatched: someone on site), soonest first */
   pendingDeadlines(): Ret<M, IncidentRow[]>;
   /** incidents not resolved or cancelled, per priority, tests excluded */
   openCounts(): Ret<M, Record<Priority, number>>;

@@ -46,7 +46,7 @@ export const IncidentBody = Type.Object({
   count: Type.Integer({ description: 'alarms joined into this incident' }),
   openedAt: Type.Integer(),
   lastAt: Type.Integer(),
-  deadlineAt: Nullable(Type.Integer({ description: 'next escalation, wall clock epoch ms; null once acknowledged' })),
+  deadlineAt: Nullable(Type.Integer({ description: 'wall clock epoch ms: while open, the next escalation; acknowledged or dispatched, when it is followed up if nobody is on site (an overdue event); null on site, closed, or a test' })),
   position: Nullable(PositionBody),
   stamps: Type.Record(Type.String(), Type.Number(), {
     description: 'deviceTs, received, ruleEvaluated, durable, pushed, delivered, acknowledged, dispatched, onSite, resolved|cancelled',

@@ -238,29 +238,36 @@ describe('the board (issue 9, part 2)', () => {
   }, 60_000);
 });
 
-describe('the budget line and the timeline under escalation', () => {
-  let browser: TestBrowser;
-  let t: TestGateway;
-  let n: Network;
-  let p: Phone | undefined;
-
+/** A browser and a gateway with these P1 budgets, its network built; the phone a test makes is closed after. */
+function rigWith(p1: { pushMs: number; ackMs: number; reachMs: number }) {
+  const rig = {} as { browser: TestBrowser; t: TestGateway; n: Network; p?: Phone; sos(): Promise<{ page: Page; inc: { id: string } }> };
+  /** resident A's phone presses SOS with the operator's board open */
+  rig.sos = async () => {
+    const p = rig.p = await phone(rig.t, rig.n.residentA);
+    const page = await rig.browser.newPage({ viewport: { width: 1400, height: 900 } });
+    await loginAs(page, rig.t.http, rig.n.users.operator, rig.n.passwords[rig.n.users.operator]!);
+    await p.press('sos');
+    return { page, inc: await incidentOf(rig.t, p.id) };
+  };
   beforeAll(async () => {
-    browser = await launchBrowser();
-    t = await startTestGateway({ budgets: { P1: { pushMs: 1000, ackMs: 1500, reachMs: 15 * 60_000 } } });
-    n = await buildNetwork(t);
+    rig.browser = await launchBrowser();
+    rig.t = await startTestGateway({ budgets: { P1: p1 } });
+    rig.n = await buildNetwork(rig.t);
   }, 60_000);
   afterAll(async () => {
-    p?.client.end(true);
-    await browser?.close();
-    await t?.stop();
+    rig.p?.client.end(true);
+    await rig.browser?.close();
+    await rig.t?.stop();
   });
+  return rig;
+}
+
+describe('the budget line and the timeline under escalation', () => {
+  const rig = rigWith({ pushMs: 1000, ackMs: 1500, reachMs: 15 * 60_000 });
 
   it('shows how long the elder has waited and how late the acknowledgement is, never reset; escalations are one line', async () => {
-    p = await phone(t, n.residentA);
-    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
-    await loginAs(page, t.http, n.users.operator, n.passwords[n.users.operator]!);
-    await p.press('sos');
-    const inc = await incidentOf(t, p.id);
+    const { t } = rig;
+    const { page, inc } = await rig.sos();
     const line = page.locator(`.card[data-id="${inc.id}"] .countdown`);
     await line.waitFor({ timeout: 15_000 });
     await waitFor(() => (t.gw.response.incidents.get(inc.id)!.escalationLevel >= 3 ? true : undefined), 'three escalations', 20_000);
@@ -277,6 +284,24 @@ describe('the budget line and the timeline under escalation', () => {
     const esc = page.locator('.timeline li[data-type=escalated]');
     expect(Number(await esc.getAttribute('data-count'))).toBeGreaterThanOrEqual(3);
     expect(await esc.locator('summary').textContent()).toMatch(/escalated ×\d+: first .* last /);
+    await page.close();
+  }, 60_000);
+});
+
+// an acknowledged P1 that nobody reached within the reach budget (response/escalation.ts, `overdue`): the board sounds
+// and says so, though it is no longer waiting for acknowledgement (whoever took it may have gone)
+describe('a P1 acknowledged and not reached in time', () => {
+  const rig = rigWith({ pushMs: 1000, ackMs: 60_000, reachMs: 1500 });
+
+  it('sounds again and says nobody is on site yet', async () => {
+    const { t } = rig;
+    const { page, inc } = await rig.sos();
+    await page.waitForSelector(`.card[data-id="${inc.id}"]`, { timeout: 15_000 });
+    expect((await t.api('POST', `/api/incidents/${inc.id}/acknowledge`, {})).status).toBe(200);
+    await page.waitForSelector(`.card[data-id="${inc.id}"][data-status=acknowledged]`, { timeout: 10_000 });
+    await expect.poll(async () => (await sounds(page)).filter((s) => s.incidentId === inc.id && s.reason === 'reminder').length, { timeout: 10_000 }).toBeGreaterThan(0);
+    const toast = page.locator(`.toast[data-incident="${inc.id}"]`).last();
+    await expect.poll(() => toast.textContent(), { timeout: 5000 }).toMatch(/SOS — Anna Alt: nobody on site yet \(acknowledged\)/);
     await page.close();
   }, 60_000);
 });

@@ -58,14 +58,16 @@ describe('escalation', () => {
     const [b] = ingest(h, sos(), source({ deviceId: 'b' }, h.clock.now()));
     h.clock.advance(500);
     h.response.incidents.act(a!.incidentId, { type: 'acknowledge' }, { id: 'u' });
-    expect(h.response.escalation.armed(a!.incidentId)).toBeUndefined();
+    // no more escalation: what is armed now is its follow-up, one reach budget (P1: 15 min) after the acknowledgement
+    expect(h.response.escalation.armed(a!.incidentId)).toBe(h.clock.now() + 15 * 60_000);
     h.clock.advance(1000); // b escalates once
     h.response.incidents.act(b!.incidentId, { type: 'acknowledge' }, { id: 'u' });
     h.clock.advance(60_000);
     expect(escalations(h, a!.incidentId)).toHaveLength(0);
     expect(escalations(h, b!.incidentId)).toHaveLength(1);
-    expect(h.response.incidents.get(b!.incidentId)).toMatchObject({ tierUnitId: 'c1', deadlineAt: null, status: 'acknowledged' });
-    expect(h.response.escalation.stats().scheduled).toBe(0);
+    expect(h.response.incidents.get(b!.incidentId)).toMatchObject({ tierUnitId: 'c1', status: 'acknowledged' });
+    expect(h.seen.filter((e) => e.type === 'overdue')).toEqual([]);
+    expect(h.response.escalation.stats().scheduled).toBe(2);
   });
 
   it('uses the priority budget; test incidents never escalate; a resolved/cancelled incident stops', () => {
@@ -153,5 +155,39 @@ describe('escalation', () => {
       ['c', true, 101_000],
     ]);
     expect(planEscalation({ tierUnitId: 'g', deadlineAt: 5000, priority: 'P1' }, 4999, network, 1000)).toEqual([]);
+  });
+  // an acknowledged incident is followed up (response/escalation.ts): nobody on site within the reach budget, it is told
+  // again, every reach budget, through a dispatch, until someone is on site; a test incident is not followed up
+  it('an acknowledged incident nobody reaches is followed up every reach budget until someone is on site', () => {
+    h = openHarness({ config: { budgets: { P1: { ackMs: 1000, reachMs: 5000 } } } });
+    buildTree(h.response.network);
+    const [a] = ingest(h, sos(), source({ deviceId: 'a' }, h.clock.now()));
+    const id = a!.incidentId;
+    h.clock.advance(300);
+    h.response.incidents.act(id, { type: 'acknowledge' }, { id: 'u' });
+    const ackAt = h.clock.now();
+    h.clock.advance(4999);
+    expect(h.seen.filter((e) => e.type === 'overdue')).toEqual([]);
+    h.clock.advance(1);
+    expect(h.seen.filter((e) => e.type === 'overdue').map((e) => e.data)).toEqual([
+      { status: 'acknowledged', dueAt: ackAt + 5000, lateMs: 0, deadlineAt: ackAt + 10_000, toUnitId: 'g1' },
+    ]);
+    expect(h.response.incidents.get(id)).toMatchObject({ status: 'acknowledged', deadlineAt: ackAt + 10_000 });
+    // a dispatch keeps the follow-up; it comes again, one reach budget later
+    h.response.network.createStaff({ id: 'n1', name: 'Nurse', role: 'nurse', unitId: 'g1', onDuty: true });
+    h.response.incidents.act(id, { type: 'dispatch', staffId: 'n1' }, { id: 'u' });
+    h.clock.advance(5000);
+    expect(h.seen.filter((e) => e.type === 'overdue').map((e) => e.data.status)).toEqual(['acknowledged', 'dispatched']);
+    // on site: nothing more
+    h.response.incidents.act(id, { type: 'on-site' }, { id: 'u' });
+    expect(h.response.escalation.armed(id)).toBeUndefined();
+    h.clock.advance(60_000);
+    expect(h.seen.filter((e) => e.type === 'overdue')).toHaveLength(2);
+    expect(h.response.incidents.rebuild(id)).toEqual(h.response.incidents.get(id));
+    // a test incident: acknowledged, never followed up
+    const [t] = ingest(h, sos({ test: true }), source({ deviceId: 'b' }, h.clock.now()));
+    h.response.incidents.act(t!.incidentId, { type: 'acknowledge' }, { id: 'u' });
+    expect(h.response.incidents.get(t!.incidentId)!.deadlineAt).toBeNull();
+    expect(h.response.escalation.armed(t!.incidentId)).toBeUndefined();
   });
 });

@@ -125,7 +125,8 @@ describe('incident, network and KPI routes', () => {
     expect((await call('stew-g2', 'POST', `/api/incidents/${id}/acknowledge`)).status).toBe(404);
     const ack = await call('stew-g1', 'POST', `/api/incidents/${id}/acknowledge`);
     expect(ack.status).toBe(200);
-    expect(ack.body.incident).toMatchObject({ status: 'acknowledged', deadlineAt: null });
+    // (its deadline now: the follow-up, if nobody is on site within the reach budget)
+    expect(ack.body.incident).toMatchObject({ status: 'acknowledged', deadlineAt: ack.body.events[0].data.followUpAt });
     expect(ack.body.events[0]).toMatchObject({ type: 'acknowledged', actor: expect.stringMatching(/^u_/), data: { username: 'stew-g1' } });
     const again = await call('stew-g1', 'POST', `/api/incidents/${id}/acknowledge`);
     expect(again.status).toBe(409);

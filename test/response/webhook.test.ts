@@ -232,6 +232,17 @@ describe('notifications of incidents', () => {
     await response.notifications.idle();
     expect(rx.got.map((r) => r.path).sort()).toEqual(['/global', '/unit/c1']);
     expect(rx.got[0]!.body).toMatchObject({ event: 'incident.escalated', escalation: { level: 1, renotify: false } });
+
+    // acknowledged, and nobody on site within the reach budget (P1: 15 min): the unit responsible is told again, not
+    // the family
+    response.incidents.act(id, { type: 'acknowledge' }, { id: 'u' });
+    rx.got.length = 0;
+    clock.advance(15 * 60_000);
+    await response.notifications.idle();
+    expect(rx.got.map((r) => r.path).sort()).toEqual(['/global', '/unit/c1']);
+    expect(rx.got.find((r) => r.path === '/unit/c1')!.body).toMatchObject({
+      event: 'incident.overdue', overdue: { status: 'acknowledged' }, incident: { id, status: 'acknowledged' }, responsibleUnit: { id: 'c1' },
+    });
   });
 
   it('P2, test incidents and units without a webhook notify nobody but the configured webhooks; a dead endpoint is recorded', async () => {

@@ -41,6 +41,7 @@ function eventSummary(e: StreamEvent): string {
     case 'cancelled': return `${String(d.outcome ?? d.reason ?? '')}${by}`;
     case 'note': return `${String(d.text ?? '')}${by}`;
     case 'escalated': return `to ${String(d.toUnitId ?? 'top tier')} (${String(d.toTier ?? '')}), level ${String(d.level)}${d.renotify ? ', notified again' : ''}${typeof d.lateMs === 'number' && d.lateMs > 1000 ? `, ${fmtLatency(d.lateMs)} late` : ''}`;
+    case 'overdue': return `nobody on site within the reach budget (${String(d.status)}${typeof d.lateMs === 'number' && d.lateMs > 1000 ? `, ${fmtLatency(d.lateMs)} late` : ''}): told again`;
     case 'moved': return `moved from ${String(d.fromUnitId ?? 'no unit')} to ${String(d.toUnitId ?? 'no unit')}: ${String(d.reason ?? '')}`;
     case 'cleared': return `condition ended: ${String(d.reason ?? '')}`;
     case 'late-cancel': return `resident cancelled after ${fmtLatency(d.elapsedMs as number)} (outside the cancel window): noted only`;

@@ -284,6 +284,16 @@ ctx.store.on((inc, e) => {
     if (!soundReady()) ctx.toast('New P1 alarm — click "enable sound" to hear the next one', 'error');
     return;
   }
+  // nobody on site within the reach budget: whoever sees it is told again, whoever took it may have gone
+  if (e.type === 'overdue' && inc.priority !== 'P3' && (inc.status === 'acknowledged' || inc.status === 'dispatched')) {
+    if (inc.priority === 'P1') tone(inc.id, 'reminder');
+    const rid = inc.residentId;
+    const known = rid ? ctx.residents.get(rid, inc.priority === 'P1')?.name : undefined;
+    ctx.toast(`${typeLabel(inc.type)}${known ? ` — ${known}` : ''}: nobody on site yet (${inc.status})`, 'alarm', {
+      href: `#/incident/${encodeURIComponent(inc.id)}`, linkText: 'open the incident', incidentId: inc.id,
+    });
+    return;
+  }
   if (e.type === 'joined' && inc.priority !== 'P3' && (inc.status === 'open' || inc.status === 'acknowledged' || inc.status === 'dispatched' || inc.status === 'on-site')) {
     if (inc.priority === 'P1') tone(inc.id, 'repeat');
     const say = (who: string | undefined) => `${typeLabel(inc.type)} pressed again (×${inc.count})${who ? ` — ${who}` : ''}: ${inc.status}`;
