@@ -185,6 +185,13 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
       if (!DEVICE_ID_RE.test(id)) return fail('client id is not a device id', 2);
       if (username !== id) return fail('client id differs from username', 2);
       const verdict = registry.authenticate(id, password);
+      if (verdict === 'suspended') {
+        // its own secret, so its own terminal: someone may be pressing its button (a resident home from hospital with
+        // the device suspended meanwhile). A person is told (the device's P3 card, at most one report per window, as
+        // the protocol listeners do for their terminals); the connection is still refused
+        unreadable.refused(id, `suspended: the device is suspended and tried to connect; its connection was refused. If it is in use again, resume it (POST /api/devices/${id}/resume)`, 'mqtt CONNECT')
+          ?.catch((err: unknown) => log.warn({ err, deviceId: id }, 'could not record the refused connection on the device'));
+      }
       if (verdict !== 'ok') return fail(verdict, verdict === 'unknown-device' || verdict === 'bad-secret' ? 4 : 5);
       const entry = registry.entry(id)!;
       if (!MQTT_KINDS.includes(entry.kind)) return fail(`a ${entry.kind} does not connect over MQTT`, 5);
