@@ -208,6 +208,13 @@ export function createEscalation(deps: EscalationDeps): Escalation {
         if (priority) arm(e.incidentId, e.data.deadlineAt, priority, e.data.status);
         break;
       }
+      case 'joined': {
+        // a more urgent repeat brought the deadline forward
+        if (typeof e.data.raised?.deadlineAt !== 'number') break;
+        const row = incidents.get(e.incidentId);
+        if (row) arm(e.incidentId, e.data.raised.deadlineAt, e.data.priority, row.status);
+        break;
+      }
       case 'on-site':
       case 'resolved':
       case 'cleared':

@@ -66,6 +66,11 @@ export interface IncidentEventData {
     /** gateway receive time of the repeat */
     received?: number;
     flags?: string[];
+    /**
+     * the repeat is more urgent than the card (a bed-exit at night, P2, joining one of the day, P3): the card takes
+     * its priority, and its deadline comes no later than the new priority's budget from now (`deadlineAt`)
+     */
+    raised?: { from: Priority; deadlineAt: number | null };
   };
   /**
    * `followUpAt`: when the gateway comes back to it if nobody has reached the resident by then (the priority's reach

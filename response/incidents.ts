@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { Store } from '../core/db.js';
 import type { Bus } from '../core/bus.js';
 import type { Config } from '../core/config.js';
-import type { AlarmAction, AlarmSource, IncidentStatus, Priority } from '../core/contracts.js';
+import { PRIORITIES, type AlarmAction, type AlarmSource, type IncidentStatus, type Priority } from '../core/contracts.js';
 import type {
   IncidentEvent, IncidentEventBody, IncidentEventData, IncidentEventType, IncidentReceipt, InfoEventType,
 } from './events.js';
@@ -338,6 +338,13 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
     const state = yield* io(t.openOf(source.deviceId, action.type, test, source.residentId ?? null));
     if (state) {
       const data: IncidentEventData['joined'] = { count: state.count + 1, rule: action.rule, priority: action.priority };
+      // more urgent than the card: it takes the priority, and waits no longer than the new priority allows from now
+      // (for acknowledgement while open, for someone on site once acknowledged)
+      if (PRIORITIES.indexOf(action.priority) < PRIORITIES.indexOf(state.priority)) {
+        const budget = state.status === 'open' ? budgetFor(action.priority) : config.budgets[action.priority].reachMs;
+        const deadlineAt = state.deadlineAt === null ? null : Math.min(state.deadlineAt, now + budget);
+        data.raised = { from: state.priority, deadlineAt };
+      }
       if (action.position) data.position = action.position;
       if (source.observationId !== undefined) data.observationId = source.observationId;
       if (source.stamps.received !== undefined) data.received = source.stamps.received;

@@ -86,6 +86,10 @@ export function applyEvent(state: IncidentRow | null, e: IncidentEvent): Inciden
       next.count = typeof e.data.count === 'number' ? e.data.count : state.count + 1;
       next.lastAt = e.at;
       if (e.data.position) next.position = e.data.position;
+      if (e.data.raised) {
+        next.priority = e.data.priority;
+        next.deadlineAt = e.data.raised.deadlineAt;
+      }
       break;
     case 'dispatched':
       next.assignee = e.data.staffId ?? null;

@@ -190,4 +190,25 @@ describe('escalation', () => {
     expect(h.response.incidents.get(t!.incidentId)!.deadlineAt).toBeNull();
     expect(h.response.escalation.armed(t!.incidentId)).toBeUndefined();
   });
+  // a repeat more urgent than its card (a bed-exit at night, P2, joining one of the day, P3): the card takes the new
+  // priority and its deadline comes forward to that priority's budget, so it escalates as a P2, not after 4 hours
+  it('a more urgent repeat raises the card\'s priority and brings its escalation forward', () => {
+    h = openHarness({ config: budgets(1000, 60_000) });
+    buildTree(h.response.network);
+    const day = { action: 'raise' as const, type: 'bed-exit', priority: 'P3' as const, rule: 'life-safety' };
+    const [o] = ingest(h, day, source({ deviceId: 'bed' }, h.clock.now()));
+    const id = o!.incidentId;
+    expect(h.response.incidents.get(id)).toMatchObject({ priority: 'P3', deadlineAt: h.clock.now() + 4 * 3600_000 });
+    h.clock.advance(1000);
+    const [j] = ingest(h, { ...day, priority: 'P2' }, source({ deviceId: 'bed' }, h.clock.now()));
+    expect(j).toMatchObject({ type: 'joined', data: { priority: 'P2', raised: { from: 'P3', deadlineAt: h.clock.now() + 60_000 } } });
+    expect(h.response.incidents.get(id)).toMatchObject({ priority: 'P2', count: 2, deadlineAt: h.clock.now() + 60_000 });
+    h.clock.advance(60_000);
+    expect(escalations(h, id)).toHaveLength(1);
+    // a less urgent repeat changes neither
+    const [k] = ingest(h, day, source({ deviceId: 'bed' }, h.clock.now()));
+    expect(k!.data).not.toHaveProperty('raised');
+    expect(h.response.incidents.get(id)!.priority).toBe('P2');
+    expect(h.response.incidents.rebuild(id)).toEqual(h.response.incidents.get(id));
+  });
 });
