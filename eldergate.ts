@@ -350,7 +350,15 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     },
   });
   registry.onChange((c) => { if ('residentId' in c) follower.residentChanged(c.residentId); });
-  void follower.reconcileAll().catch((err: unknown) => log.error({ err }, "could not compare open incidents with their residents' units at start"));
+  bus.on('incident-event', (e) => { if (e.type === 'opened') follower.opened(e.data.residentId, e.data.unitId); });
+  const reconcileAtStart = (): void => {
+    // (a read that fails at start is tried again until it works: a card left in her old unit is missed otherwise)
+    follower.reconcileAll().catch((err: unknown) => {
+      log.error({ err }, "could not compare open incidents with their residents' units at start; trying again in 5 s");
+      setTimeout(reconcileAtStart, 5_000).unref();
+    });
+  };
+  reconcileAtStart();
 
   let ready = false;
   const deps: AppDeps = {

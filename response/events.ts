@@ -115,9 +115,10 @@ export interface IncidentEventData {
   };
   note: By & { text: string };
   /**
-   * The incident follows its resident to her new grid unit (her unit was changed while it was open): the new unit's
-   * people see it and its escalation goes on from `tierUnitId` (the tier it had reached if that is above the new
-   * unit, else the new unit), its deadline unchanged. Written by the gateway (response/follow-resident.ts).
+   * The incident follows its resident to her new grid unit (her unit was changed while it waited for someone to take
+   * it; one acknowledged stays with its handlers): the new unit's people see it and its escalation goes on from
+   * `tierUnitId` (the tier it had reached if that is above the new unit, else the new unit), its deadline unchanged.
+   * Written by the gateway (response/follow-resident.ts).
    */
   moved: { fromUnitId: string | null; toUnitId: string | null; tierUnitId: string | null; reason: string };
   /**

@@ -1,9 +1,13 @@
 // An open incident belongs to its resident's grid unit: the unit's people see it, its escalation climbs that unit's
-// chain. When a resident's unit is changed while incidents of hers are open (she moved, or was placed in the wrong
-// grid), her incidents follow her: a `moved` event for each (response/incidents.ts, `move`), so her new unit sees
-// them, her next alarms join them there, and their escalation goes on from her new unit's chain (from the tier it
+// chain. When a resident's unit is changed while incidents of hers wait for someone to take them (she moved, or was
+// placed in the wrong grid), they follow her: a `moved` event for each (response/incidents.ts, `move`), so her new unit
+// sees them, her next alarms join them there, and their escalation goes on from her new unit's chain (from the tier it
 // had reached if that is above her new unit). Before this, they stayed with the old unit: the new unit never saw them,
-// the old unit's people could not open her file, and the escalation kept climbing the old chain.
+// the old unit's people could not open her file, and the escalation kept climbing the old chain. An incident already
+// acknowledged stays with the people handling it until it is closed (its follow-up reminds them).
+//
+// An incident the writer thread opens in the moment its copy of the registry still has her old unit is caught too:
+// every `opened` event is compared with its resident's unit (`opened`).
 //
 // Idempotent and self-healing: whatever triggered it, a resident's open incidents are compared with her unit as the
 // registry holds it now, and only those that differ are moved (in the writer's transaction, which checks again). At
@@ -21,6 +25,8 @@ export interface ResidentFollower {
   residentChanged(residentId: string): void;
   /** compare every open incident with its resident's unit (start-up) */
   reconcileAll(): Promise<void>;
+  /** an incident was opened for this resident in this unit: moved at once if that is no longer her unit */
+  opened(residentId: string | null, unitId: string | null): void;
   close(): void;
 }
 
@@ -55,7 +61,8 @@ export function followResidents(deps: ResidentFollowerDeps): ResidentFollower {
     for (;;) {
       const page: ActivePage = await deps.incidents.active({ scope: null, after, limit: PAGE });
       for (const i of page.items) {
-        if (!i.residentId || (only && !only.has(i.residentId))) continue;
+        // only cards nobody has taken: one acknowledged stays with the people handling it (response/incidents.ts, move)
+        if (!i.residentId || i.status !== 'open' || (only && !only.has(i.residentId))) continue;
         const unitId = deps.unitOf(i.residentId);
         if (unitId !== undefined && unitId !== i.unitId) away.push({ incidentId: i.id, residentId: i.residentId, unitId });
       }
@@ -102,7 +109,12 @@ export function followResidents(deps: ResidentFollowerDeps): ResidentFollower {
       queued.add(residentId);
       queueMicrotask(drain);
     },
-    reconcileAll: () => reconcile(null),
+    reconcileAll: () => (closed ? Promise.resolve() : reconcile(null)),
+    opened(residentId, unitId) {
+      if (!residentId || closed) return;
+      const now = deps.unitOf(residentId);
+      if (now !== undefined && now !== unitId) follower.residentChanged(residentId);
+    },
     close() {
       closed = true;
       for (const t of retries.values()) clearTimeout(t);

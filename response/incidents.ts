@@ -126,7 +126,7 @@ export interface IncidentServiceOf<M extends StoreMode> {
   resolveBySystem(incidentId: string, outcome: string, data?: { rule?: string }): Ret<M, CommittedEvent[]>;
   /**
    * The incident follows its resident to `to.unitId` (her unit was changed): a `moved` event, own transaction,
-   * published; [] if it is closed or already there. The tier its escalation had reached is kept if it is one of
+   * published; [] if it is no longer open (taken: its handlers keep it) or already there. The tier its escalation had reached is kept if it is one of
    * `to.above` (the new unit's parents, read by the caller from its network, which the writer thread's copy may lag).
    */
   move(incidentId: string, to: { unitId: string | null; above: readonly string[] }, reason: string): Ret<M, CommittedEvent[]>;
@@ -460,7 +460,9 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
             data: {
               ...by, stamps: { acknowledged: now }, ackMs: now - state.openedAt,
               // not left waiting on whoever took it: if nobody is on site within the reach budget, it comes back
-              ...(state.test ? {} : { followUpAt: now + config.budgets[state.priority].reachMs }),
+              // the reach budget counts from the opening (the service circle, as the on-site KPI and the board count
+              // it); taken late, whoever took it still gets an acknowledgement budget before the follow-up
+              ...(state.test ? {} : { followUpAt: Math.max(state.openedAt + config.budgets[state.priority].reachMs, now + budgetFor(state.priority)) }),
             },
           };
           break;
@@ -558,7 +560,9 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
     const toUnitId = to.unitId;
     const committed = tx(function* (t): Step<CommittedEvent[]> {
       const state = yield* io(t.get(incidentId));
-      if (!state || isClosed(state.status) || state.unitId === toUnitId) return [];
+      // only a card nobody has taken yet: one acknowledged is being handled by people of the unit it was in, who keep it
+      // (and its follow-up) until it is closed; her next alarms join it there
+      if (!state || state.status !== 'open' || state.unitId === toUnitId) return [];
       // an escalation that reached a tier above her new unit goes on from there (its people see the new unit's cards
       // too); otherwise from the new unit, with what is left of the current deadline
       const tierUnitId = state.tierUnitId !== null && to.above.includes(state.tierUnitId) ? state.tierUnitId : toUnitId;

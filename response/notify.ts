@@ -9,7 +9,7 @@ import type { Store } from '../core/db.js';
 import type { Bus, BusEvents } from '../core/bus.js';
 import type { Config } from '../core/config.js';
 import type { Contact } from '../devices/schema.js';
-import type { CommittedEvent, IncidentApi } from './incidents.js';
+import type { CommittedEvent, IncidentApi, IncidentRow } from './incidents.js';
 import { settle } from '../core/maybe.js';
 import type { Network } from './network.js';
 import { newId } from './ids.js';
@@ -133,13 +133,25 @@ export function createNotifications(deps: NotificationDeps): Notifications {
     return r.ok ? { target: r.target } : { refused: r.reason };
   };
 
-  /** the unit an event tells: the tier it opened at, the tier it escalated to, the unit responsible when overdue */
-  const toldUnit = (e: CommittedEvent): string | null =>
-    e.type === 'opened' ? e.data.tierUnitId : e.type === 'escalated' || e.type === 'overdue' ? e.data.toUnitId : null;
+  /**
+   * the unit an event tells: the tier it opened at, the tier it escalated to, the unit responsible when overdue, the
+   * tier responsible in the unit it moved to, the tier responsible when a more urgent repeat raised it
+   */
+  const toldUnit = (e: CommittedEvent, incident: Pick<IncidentRow, 'tierUnitId'>): string | null =>
+    e.type === 'opened' ? e.data.tierUnitId
+      : e.type === 'escalated' || e.type === 'overdue' ? e.data.toUnitId
+        : e.type === 'moved' ? e.data.tierUnitId
+          : e.type === 'joined' && e.data.raised ? incident.tierUnitId : null;
+  /** a P1 for the family too: opened as one, or raised to one by a more urgent repeat */
+  const becameP1 = (e: CommittedEvent, priority: string) => priority === 'P1' && (e.type === 'opened' || (e.type === 'joined' && e.data.raised !== undefined));
+  const EVENT_NAMES: Partial<Record<CommittedEvent['type'], string>> = {
+    opened: 'incident.opened', escalated: 'incident.escalated', overdue: 'incident.overdue', moved: 'incident.moved', joined: 'incident.raised',
+  };
 
-  function recipientsFor(e: CommittedEvent, priority: string, res: ResidentInfo | null): Recipient[] {
+  function recipientsFor(e: CommittedEvent, incident: IncidentRow, res: ResidentInfo | null): Recipient[] {
+    const priority = incident.priority;
     const out: Recipient[] = [];
-    const unitId = toldUnit(e);
+    const unitId = toldUnit(e, incident);
     const unit = unitId ? network.getUnit(unitId) : undefined;
     if (unit?.webhook) out.push({ kind: 'unit', ...via(unit.webhook), name: unit.name, unitId: unit.id, tier: unit.tier });
     // admin-configured: public addresses only; a channel in `broadcast` may be allowed private ones
@@ -148,7 +160,7 @@ export function createNotifications(deps: NotificationDeps): Notifications {
       const target = channelTarget(config, name);
       if (target) out.push({ kind: 'webhook', target, name });
     }
-    if (e.type === 'opened' && priority === 'P1' && res) {
+    if (becameP1(e, priority) && res) {
       for (const c of res.contacts) {
         if (!c.webhook) continue;
         out.push({ kind: 'contact', ...via(c.webhook), name: c.name, ...(c.recipient ? { recipientId: c.recipient } : {}) });
@@ -161,11 +173,11 @@ export function createNotifications(deps: NotificationDeps): Notifications {
     const incident = incidents.get(e.incidentId);
     if (!incident || incident.test) return;
     const res = resident(incident.residentId);
-    const recipients = recipientsFor(e, incident.priority, res);
+    const recipients = recipientsFor(e, incident, res);
     if (!recipients.length) return;
-    const unitId = toldUnit(e);
+    const unitId = toldUnit(e, incident);
     const unit = unitId ? network.getUnit(unitId) : undefined;
-    const event = e.type === 'opened' ? 'incident.opened' : e.type === 'overdue' ? 'incident.overdue' : 'incident.escalated';
+    const event = EVENT_NAMES[e.type] ?? 'incident.escalated';
     for (const r of recipients) {
       const body: Record<string, unknown> = {
         seq: e.seq,
@@ -186,6 +198,8 @@ export function createNotifications(deps: NotificationDeps): Notifications {
         },
         ...(e.type === 'escalated' ? { escalation: { level: e.data.level, renotify: e.data.renotify, lateMs: e.data.lateMs } } : {}),
         ...(e.type === 'overdue' ? { overdue: { status: e.data.status, lateMs: e.data.lateMs } } : {}),
+        ...(e.type === 'moved' ? { moved: { fromUnitId: e.data.fromUnitId, toUnitId: e.data.toUnitId } } : {}),
+        ...(e.type === 'joined' && e.data.raised ? { raised: { from: e.data.raised.from, to: e.data.priority } } : {}),
       };
       const delivery = {
         id: newId('ntf'), url: r.target?.url ?? '', event, body, context: { incidentId: incident.id, recipient: r },
@@ -234,7 +248,9 @@ export function createNotifications(deps: NotificationDeps): Notifications {
       .finally(() => { claiming--; });
   }
   const onEvent = (e: BusEvents['incident-event'][0]) => {
-    if (!running || (e.type !== 'opened' && e.type !== 'escalated' && e.type !== 'overdue')) return;
+    // what someone must be told of: an incident opened, escalated, overdue, moved to their unit, or raised by a repeat
+    const tells = e.type === 'opened' || e.type === 'escalated' || e.type === 'overdue' || e.type === 'moved' || (e.type === 'joined' && e.data.raised !== undefined);
+    if (!running || !tells) return;
     if (e.type === 'opened' && e.data.test) return;
     pending.push(e);
     if (!scheduled) {

@@ -63,7 +63,7 @@ export const incidents = sqliteTable(
     count: integer('count').notNull().default(1),
     openedAt: ms('opened_at').notNull(),
     lastAt: ms('last_at').notNull(),
-    /** wall-clock epoch ms of the next escalation; null once acknowledged or closed */
+    /** wall-clock epoch ms: while open, the next escalation; acknowledged or dispatched, the follow-up if nobody is on site; null on site, closed, or a test */
     deadlineAt: ms('deadline_at'),
     position: json<Position | null>('position'),
     stamps: json<Record<string, number>>('stamps').notNull().default({}),

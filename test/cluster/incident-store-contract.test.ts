@@ -301,9 +301,9 @@ describe.each(services)('incident service on $name', ({ open }) => {
     expect(joined).toMatchObject({ type: 'joined', incidentId: opened!.incidentId, data: { count: 2 } });
 
     const { incident, events } = await incidents.act(opened!.incidentId, { type: 'acknowledge' }, { id: 'u1', username: 'op1' });
-    // its deadline now: the follow-up, if nobody is on site within the reach budget (P1: 15 min)
-    expect(incident).toMatchObject({ status: 'acknowledged', deadlineAt: clock.now() + 15 * 60_000 });
-    expect(events[0]).toMatchObject({ type: 'acknowledged', actor: 'u1', data: { ackMs: 2_000, username: 'op1', followUpAt: clock.now() + 15 * 60_000 } });
+    // its deadline now: the follow-up, if nobody is on site within the reach budget (P1: 15 min from the opening)
+    expect(incident).toMatchObject({ status: 'acknowledged', deadlineAt: opened!.at + 15 * 60_000 });
+    expect(events[0]).toMatchObject({ type: 'acknowledged', actor: 'u1', data: { ackMs: 2_000, username: 'op1', followUpAt: opened!.at + 15 * 60_000 } });
     // acknowledged by two operators at once: the second is told who was first
     await expect((async () => incidents.act(opened!.incidentId, { type: 'acknowledge' }, { id: 'u2' }))()).rejects.toThrow(/it is acknowledged/);
     await expect((async () => incidents.act(opened!.incidentId, { type: 'dispatch', staffId: 'nobody' }, { id: 'u1' }))()).rejects.toThrow(/staff member "nobody" does not exist/);

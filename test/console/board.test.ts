@@ -291,7 +291,7 @@ describe('the budget line and the timeline under escalation', () => {
 // an acknowledged P1 that nobody reached within the reach budget (response/escalation.ts, `overdue`): the board sounds
 // and says so, though it is no longer waiting for acknowledgement (whoever took it may have gone)
 describe('a P1 acknowledged and not reached in time', () => {
-  const rig = rigWith({ pushMs: 1000, ackMs: 60_000, reachMs: 1500 });
+  const rig = rigWith({ pushMs: 1000, ackMs: 1000, reachMs: 1500 });
 
   it('sounds again and says nobody is on site yet', async () => {
     const { t } = rig;

@@ -58,8 +58,8 @@ describe('escalation', () => {
     const [b] = ingest(h, sos(), source({ deviceId: 'b' }, h.clock.now()));
     h.clock.advance(500);
     h.response.incidents.act(a!.incidentId, { type: 'acknowledge' }, { id: 'u' });
-    // no more escalation: what is armed now is its follow-up, one reach budget (P1: 15 min) after the acknowledgement
-    expect(h.response.escalation.armed(a!.incidentId)).toBe(h.clock.now() + 15 * 60_000);
+    // no more escalation: what is armed now is its follow-up, one reach budget (P1: 15 min) after the opening
+    expect(h.response.escalation.armed(a!.incidentId)).toBe(a!.at + 15 * 60_000);
     h.clock.advance(1000); // b escalates once
     h.response.incidents.act(b!.incidentId, { type: 'acknowledge' }, { id: 'u' });
     h.clock.advance(60_000);
@@ -163,16 +163,17 @@ describe('escalation', () => {
     buildTree(h.response.network);
     const [a] = ingest(h, sos(), source({ deviceId: 'a' }, h.clock.now()));
     const id = a!.incidentId;
+    const openedAt = a!.at;
     h.clock.advance(300);
     h.response.incidents.act(id, { type: 'acknowledge' }, { id: 'u' });
-    const ackAt = h.clock.now();
-    h.clock.advance(4999);
+    // the reach budget counts from the opening
+    h.clock.advance(4699);
     expect(h.seen.filter((e) => e.type === 'overdue')).toEqual([]);
     h.clock.advance(1);
     expect(h.seen.filter((e) => e.type === 'overdue').map((e) => e.data)).toEqual([
-      { status: 'acknowledged', dueAt: ackAt + 5000, lateMs: 0, deadlineAt: ackAt + 10_000, toUnitId: 'g1' },
+      { status: 'acknowledged', dueAt: openedAt + 5000, lateMs: 0, deadlineAt: openedAt + 10_000, toUnitId: 'g1' },
     ]);
-    expect(h.response.incidents.get(id)).toMatchObject({ status: 'acknowledged', deadlineAt: ackAt + 10_000 });
+    expect(h.response.incidents.get(id)).toMatchObject({ status: 'acknowledged', deadlineAt: openedAt + 10_000 });
     // a dispatch keeps the follow-up; it comes again, one reach budget later
     h.response.network.createStaff({ id: 'n1', name: 'Nurse', role: 'nurse', unitId: 'g1', onDuty: true });
     h.response.incidents.act(id, { type: 'dispatch', staffId: 'n1' }, { id: 'u' });

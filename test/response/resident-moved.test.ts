@@ -120,4 +120,20 @@ describe('open incidents follow their resident to her new unit', () => {
       c.end(true);
     }
   });
+  it('one already acknowledged stays with the people handling it; her next press joins it there', async () => {
+    const { res, dev, c, card } = await sosIn('Qian Yi', 'MOVE-UNIT-4');
+    try {
+      expect((await t.api('POST', `/api/incidents/${card.id}/acknowledge`, {}, tokens.north)).status).toBe(200);
+      expect((await t.api('PATCH', `/api/residents/${res.id}`, { unitId: units.g2 })).status).toBe(200);
+      await publishAsync(c, `devices/${dev.id}/events`, JSON.stringify({ ts: Date.now(), seq: 2, type: 'sos' }));
+      const d = await waitFor(async () => {
+        const x = (await t.api('GET', `/api/incidents/${card.id}`, undefined, tokens.north)).body as Card;
+        return x.count === 2 ? x : undefined;
+      }, 'her second press on the card the north is handling');
+      expect(d).toMatchObject({ unitId: units.g1, status: 'acknowledged' });
+      expect(d.events!.some((e) => e.type === 'moved')).toBe(false);
+    } finally {
+      c.end(true);
+    }
+  });
 });

@@ -272,4 +272,31 @@ describe('notifications of incidents', () => {
     expect(String(attempts[0]!.data.error)).toMatch(/ECONNREFUSED/);
     expect(h.response.incidents.events(t!.incidentId).map((e) => e.type)).toEqual(['opened']);
   });
+  // a repeat more urgent than its card raises it (response/incidents.ts): raised to a P1 it is told as an opened P1 is,
+  // unit and family; an incident moved with its resident tells the unit now responsible, not the family again
+  it('a card raised to P1 tells its unit and the family; a card moved to another unit tells that unit', async () => {
+    const rx = await receiver();
+    closers.push(rx.close);
+    const { dir, cleanup } = tempDir();
+    closers.push(cleanup);
+    const ch = (path: string) => ({ url: rx.url(path), allowPrivate: true });
+    h = openHarness({ dir, config: { notifiers: { webhookSecret: SECRET, backoffMs: 20, channels: { 'unit-g1': ch('/unit/g1'), 'unit-g3': ch('/unit/g3'), family: ch('/family') } } } });
+    buildTree(h.response.network);
+    h.response.network.updateUnit('g1', { webhook: 'unit-g1' });
+    h.response.network.updateUnit('g3', { webhook: 'unit-g3' });
+    addResident(h, [{ name: 'Son', webhook: 'family' }]);
+    const [p2] = ingest(h, sos({ type: 'call-request', priority: 'P2' }), source({ residentId: 'res-1' }, h.clock.now()));
+    await h.response.notifications.idle();
+    expect(rx.got.map((r) => r.path)).toEqual(['/unit/g1']);
+    rx.got.length = 0;
+    ingest(h, sos({ type: 'call-request', priority: 'P1' }), source({ residentId: 'res-1' }, h.clock.now()));
+    await h.response.notifications.idle();
+    expect(rx.got.map((r) => r.path).sort()).toEqual(['/family', '/unit/g1']);
+    expect(rx.got[0]!.body).toMatchObject({ event: 'incident.raised', raised: { from: 'P2', to: 'P1' }, incident: { id: p2!.incidentId, priority: 'P1' } });
+    rx.got.length = 0;
+    h.response.incidents.move(p2!.incidentId, { unitId: 'g3', above: ['c2', 's2', 'd1'] }, 'the resident\'s unit was changed');
+    await h.response.notifications.idle();
+    expect(rx.got.map((r) => r.path)).toEqual(['/unit/g3']);
+    expect(rx.got[0]!.body).toMatchObject({ event: 'incident.moved', moved: { fromUnitId: 'g1', toUnitId: 'g3' }, responsibleUnit: { id: 'g3' } });
+  });
 });

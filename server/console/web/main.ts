@@ -276,7 +276,8 @@ const tone = (incidentId: string, reason: 'new' | 'repeat' | 'reminder') => {
 };
 ctx.store.on((inc, e) => {
   if (!e || inc.test) return;
-  // a P1 that arrives on this board (opened, or moved here with its resident from another unit) sounds once
+  // a P1 that arrives on this board (opened, or moved here with its resident from another unit: the store announces a
+  // move only where the card was not shown before) sounds once
   if ((e.type === 'opened' || (e.type === 'moved' && inc.status === 'open')) && inc.priority === 'P1' && !sounded.has(inc.id)) {
     sounded.add(inc.id);
     if (sounded.size > 10_000) sounded.delete(sounded.values().next().value!);

@@ -288,14 +288,18 @@ export function networkView(ctx: Ctx, root: HTMLElement): () => void {
     drawStaff();
   };
 
+  /** the forms may open once the network is known (by the first load, or the refresh after a failed one) */
+  const loaded = () => {
+    if (newUnit) newUnit.disabled = false;
+    if (newStaff) newStaff.disabled = false;
+  };
   const load = async () => {
     try {
       [units, staff] = await Promise.all([api.units(), api.staff()]);
       publish();
       draw();
       drawEditor();
-      if (newUnit) newUnit.disabled = false;
-      if (newStaff) newStaff.disabled = false;
+      loaded();
     } catch (err) {
       ctx.fail(err, 'loading the network failed');
     }
@@ -303,7 +307,7 @@ export function networkView(ctx: Ctx, root: HTMLElement): () => void {
   onlyOnDuty.addEventListener('change', drawStaff);
   // someone else may start a shift meanwhile; the open editor is not redrawn by this (it would lose what is typed)
   const timer = setInterval(() => {
-    void Promise.all([api.units(), api.staff()]).then(([u, s]) => { units = u; staff = s; publish(); draw(); }, () => undefined);
+    void Promise.all([api.units(), api.staff()]).then(([u, s]) => { units = u; staff = s; publish(); draw(); loaded(); }, () => undefined);
   }, 30_000);
   void load();
   return () => clearInterval(timer);

@@ -84,11 +84,15 @@ export class IncidentStore {
     const cur = this.incidents.get(e.incidentId);
     if (cur) {
       if (e.seq <= cur.lastSeq) return; // already in the snapshot
-      this.put(applyEvent(cur, e), e, replay);
       // moved to another unit (its resident's unit changed): the unit it left is told too, and asks whether it is
-      // still its own to show
-      if (e.type === 'moved') this.recheck(e.incidentId);
-      return;
+      // still its own to show. Not announced as an event here: it did not arrive on this board (only a board that did
+      // not have it, and loads it, sounds it)
+      if (e.type === 'moved') {
+        this.put(applyEvent(cur, e), null, replay);
+        this.recheck(e.incidentId);
+        return;
+      }
+      return this.put(applyEvent(cur, e), e, replay);
     }
     if (e.type === 'opened') return this.put(applyEvent(null, e), e, replay);
     // an incident opened before we started watching: load it, then fold what arrived meanwhile
