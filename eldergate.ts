@@ -339,16 +339,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   // escalation catches up at once with what fell overdue while the gateway was down
   response.start();
   // a resident's open incidents follow her to her new unit (here, or on another node: the registry's reload says so)
-  const follower = followResidents({
-    incidents, network: response.network, log,
-    unitOf: (id) => {
-      try {
-        return registry.getResident(id).unitId;
-      } catch {
-        return undefined;
-      }
-    },
-  });
+  const follower = followResidents({ incidents, network: response.network, log, unitOf: (id) => registry.residentUnitOf(id) });
   registry.onChange((c) => { if ('residentId' in c) follower.residentChanged(c.residentId); });
   bus.on('incident-event', (e) => { if (e.type === 'opened') follower.opened(e.data.residentId, e.data.unitId); });
   const reconcileAtStart = (): void => {

@@ -701,6 +701,11 @@ export class DeviceRegistry {
     return row;
   }
 
+  /** a resident's grid unit as held in memory (every resident, kept as they change); undefined: no such resident */
+  residentUnitOf(id: string): string | null | undefined {
+    return this.residentUnit.get(id);
+  }
+
   getResident(id: string): ResidentRow {
     const row = this.db.select().from(residents).where(eq(residents.id, id)).get();
     if (!row) throw new NotFoundError('resident', id);

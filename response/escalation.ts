@@ -14,10 +14,10 @@
 import type { Logger } from 'pino';
 import type { Bus, BusEvents } from '../core/bus.js';
 import type { Config } from '../core/config.js';
-import { PRIORITIES, type Priority } from '../core/contracts.js';
+import { PRIORITIES, type IncidentStatus, type Priority } from '../core/contracts.js';
 import type { Clock, ClockTimer } from './clock.js';
 import type { Network } from './network.js';
-import type { CommittedOf, EscalationStep, IncidentApi, IncidentRow } from './incidents.js';
+import { deadlineBudgetMs, type CommittedOf, type EscalationStep, type IncidentApi, type IncidentRow } from './incidents.js';
 import { settle } from '../core/maybe.js';
 
 export interface EscalationStats {
@@ -115,20 +115,19 @@ export function createEscalation(deps: EscalationDeps): Escalation {
   let running = false;
 
   const budgetOf = (priority: Priority) => config.budgets[priority].ackMs;
-  /** what a deadline waits for decides its budget: acknowledgement while open, then someone on site */
-  const waitBudget = (priority: Priority, status: string) => (status === 'open' ? budgetOf(priority) : config.budgets[priority].reachMs);
+
 
   function disarm(incidentId: string) {
     armedTimers.get(incidentId)?.timer.cancel();
     armedTimers.delete(incidentId);
   }
 
-  function arm(incidentId: string, dueAt: number, priority: Priority, status = 'open') {
+  function arm(incidentId: string, dueAt: number, priority: Priority, status: IncidentStatus = 'open') {
     const cur = armedTimers.get(incidentId);
     if (cur?.dueAt === dueAt) return;
     cur?.timer.cancel();
     // the wall clock is read once, to turn the stored deadline into a wait; from here on only monotonic time counts
-    const waitMs = waitForDeadline(dueAt, clock.now(), waitBudget(priority, status));
+    const waitMs = waitForDeadline(dueAt, clock.now(), deadlineBudgetMs(config.budgets, priority, status));
     const monoDue = clock.monotonic() + waitMs;
     const timer = clock.setTimer(() => fire(incidentId, dueAt, monoDue, false), waitMs);
     armedTimers.set(incidentId, { dueAt, monoDue, timer });

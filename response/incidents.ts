@@ -215,6 +215,14 @@ export interface IncidentServiceDeps<M extends StoreMode = 'sync'> {
 }
 
 /**
+ * What an incident's deadline waits for decides its budget: acknowledgement while open (escalation), someone on site
+ * once acknowledged or dispatched (the follow-up). One rule for the incident service and the escalation timers.
+ */
+export function deadlineBudgetMs(budgets: Config['budgets'], priority: Priority, status: IncidentStatus): number {
+  return status === 'open' ? budgets[priority].ackMs : budgets[priority].reachMs;
+}
+
+/**
  * A device's test mark (devices.test) as the incident service reads it: a primary-key read, inside the caller's
  * transaction when there is one. A source that is not a device is not a test.
  */
@@ -324,6 +332,8 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
     return (store as IncidentStore<'sync'>).get(incidentId)?.unitId ?? null;
   }
 
+  const waitFor = (priority: Priority, status: IncidentStatus) => deadlineBudgetMs(config.budgets, priority, status);
+
   function budgetFor(priority: Priority): number {
     return config.budgets[priority].ackMs;
   }
@@ -341,8 +351,7 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
       // more urgent than the card: it takes the priority, and waits no longer than the new priority allows from now
       // (for acknowledgement while open, for someone on site once acknowledged)
       if (PRIORITIES.indexOf(action.priority) < PRIORITIES.indexOf(state.priority)) {
-        const budget = state.status === 'open' ? budgetFor(action.priority) : config.budgets[action.priority].reachMs;
-        const deadlineAt = state.deadlineAt === null ? null : Math.min(state.deadlineAt, now + budget);
+        const deadlineAt = state.deadlineAt === null ? null : Math.min(state.deadlineAt, now + waitFor(action.priority, state.status));
         data.raised = { from: state.priority, deadlineAt };
       }
       if (action.position) data.position = action.position;
@@ -585,7 +594,7 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
       const { event } = yield* append(t, state, incidentId, {
         type: 'overdue',
         data: {
-          status: state.status, dueAt, lateMs: Math.max(0, now - dueAt), deadlineAt: now + config.budgets[state.priority].reachMs,
+          status: state.status, dueAt, lateMs: Math.max(0, now - dueAt), deadlineAt: now + waitFor(state.priority, state.status),
           toUnitId: state.tierUnitId ?? state.unitId, ...(opts.catchUp ? { catchUp: true } : {}),
         },
       }, now, null, state.unitId);

@@ -11,7 +11,7 @@ import type { Config } from '../core/config.js';
 import type { Contact } from '../devices/schema.js';
 import type { CommittedEvent, IncidentApi, IncidentRow } from './incidents.js';
 import { settle } from '../core/maybe.js';
-import type { Network } from './network.js';
+import type { Network, Unit } from './network.js';
 import { newId } from './ids.js';
 import { createWebhookNotifier, redactUrl, type WebhookAttempt, type WebhookNotifier, type WebhookNotifierOptions } from './notifiers/webhook.js';
 import { channelTarget, looksLikeUrl, resolveWebhook, type ChannelTarget } from './notifiers/channels.js';
@@ -148,11 +148,8 @@ export function createNotifications(deps: NotificationDeps): Notifications {
     opened: 'incident.opened', escalated: 'incident.escalated', overdue: 'incident.overdue', moved: 'incident.moved', joined: 'incident.raised',
   };
 
-  function recipientsFor(e: CommittedEvent, incident: IncidentRow, res: ResidentInfo | null): Recipient[] {
-    const priority = incident.priority;
+  function recipientsFor(e: CommittedEvent, priority: string, unit: Unit | undefined, res: ResidentInfo | null): Recipient[] {
     const out: Recipient[] = [];
-    const unitId = toldUnit(e, incident);
-    const unit = unitId ? network.getUnit(unitId) : undefined;
     if (unit?.webhook) out.push({ kind: 'unit', ...via(unit.webhook), name: unit.name, unitId: unit.id, tier: unit.tier });
     // admin-configured: public addresses only; a channel in `broadcast` may be allowed private ones
     for (const url of config.notifiers.webhookUrls) out.push({ kind: 'webhook', target: { url, allowPrivate: false }, name: redactUrl(url) });
@@ -173,10 +170,10 @@ export function createNotifications(deps: NotificationDeps): Notifications {
     const incident = incidents.get(e.incidentId);
     if (!incident || incident.test) return;
     const res = resident(incident.residentId);
-    const recipients = recipientsFor(e, incident, res);
-    if (!recipients.length) return;
     const unitId = toldUnit(e, incident);
     const unit = unitId ? network.getUnit(unitId) : undefined;
+    const recipients = recipientsFor(e, incident.priority, unit, res);
+    if (!recipients.length) return;
     const event = EVENT_NAMES[e.type] ?? 'incident.escalated';
     for (const r of recipients) {
       const body: Record<string, unknown> = {
