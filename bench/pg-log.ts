@@ -58,7 +58,7 @@ function logTx(store: IncidentStore<'async'>, batch: number, at: number): Promis
       // numbered before the first await: writers interleave, and a run again (the store may retry) takes new ones
       const n = ++device;
       const deviceId = `dev-${n}`;
-      const open = yield* io(t.openOf(deviceId, 'sos', false, null));
+      const open = yield* io(t.openOf(deviceId, 'sos', false, null, null));
       if (open) continue;
       const incidentId = `inc-${n}`;
       const body = {

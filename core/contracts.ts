@@ -68,6 +68,12 @@ interface ObservationBase {
   /** transport detail kept for diagnosis (Contact ID code, Modbus register) */
   detail?: Record<string, unknown>;
   /**
+   * Set by an alarm receiver's adapter for an event from an account no device is registered to (flag
+   * `unknown-account`): the account as it would be registered (`receiver:line:account`). The receiver's device stands
+   * for the unknown panel, and the account keeps its incidents apart from every other unknown account's.
+   */
+  account?: string;
+  /**
    * The transport connection it arrived on (MQTT: client id and connect time). A device resends an unacknowledged
    * message only on a new connection [MQTT-4.4.0-1]; a repeat in the same session is a resend or a firmware bug.
    */
@@ -89,6 +95,9 @@ export const EARLIER_NOT_STORED = 'EARLIER_NOT_STORED';
 
 /** Flag on an observation (and its incident) that repeats an earlier one's dedup key but was raised anyway. */
 export const POSSIBLE_REPLAY = 'possible-replay';
+
+/** Flag on an alarm receiver's event (and its incident) from an account no device is registered to (Observation.account). */
+export const UNKNOWN_ACCOUNT = 'unknown-account';
 
 export type Observation = ObservationBase &
   (
@@ -204,4 +213,9 @@ export interface AlarmSource {
   stamps: Record<string, number>;
   /** what the incident must show about the observation, e.g. `possible-replay` */
   flags?: string[];
+  /**
+   * An alarm receiver's account no device is registered to (Observation.account): part of the card's identity, so two
+   * unknown panels behind one receiver never share a card
+   */
+  account?: string;
 }

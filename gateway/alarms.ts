@@ -4,7 +4,7 @@
 // observations and run the same way.
 import type Database from 'better-sqlite3';
 import {
-  POSSIBLE_REPLAY, isLifeSafety, type AlarmAction, type AlarmSource, type IncidentEvent, type Observation,
+  POSSIBLE_REPLAY, UNKNOWN_ACCOUNT, isLifeSafety, type AlarmAction, type AlarmSource, type IncidentEvent, type Observation,
 } from '../core/contracts.js';
 import type { Config } from '../core/config.js';
 import type { Logger } from '../core/logger.js';
@@ -117,7 +117,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
    */
   function* applyAlarms(
     s: IngestScope, entry: Pick<DeviceEntry, 'id' | 'residentId' | 'unitId'>, result: Pick<EvaluateResult, 'alarms' | 'evaluatedAt'>,
-    stamps: Record<string, number>, observationId?: number, lifeSafety = false, flags?: string[],
+    stamps: Record<string, number>, observationId?: number, lifeSafety = false, flags?: string[], account?: string,
   ): Step<IncidentEvent[]> {
     const events: IncidentEvent[] = [];
     if (result.alarms.length === 0) return events;
@@ -125,6 +125,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
       deviceId: entry.id,
       residentId: entry.residentId,
       unitId: entry.unitId,
+      ...(account !== undefined ? { account } : {}),
       ...(observationId !== undefined ? { observationId } : {}),
       stamps: { ...stamps, ruleEvaluated: result.evaluatedAt },
       ...(flags?.length ? { flags } : {}),
@@ -192,7 +193,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
       data: { fallback: true, reason, ...(obs.flags?.length ? { flags: obs.flags } : {}) },
     };
     const now = Date.now();
-    return yield* applyAlarms(s, { id: obs.deviceId, ...owner }, { alarms: [alarm], evaluatedAt: now }, stamps, observationId, true, incidentFlags(obs));
+    return yield* applyAlarms(s, { id: obs.deviceId, ...owner }, { alarms: [alarm], evaluatedAt: now }, stamps, observationId, true, incidentFlags(obs), obs.account);
   }
 
   const engine = createEngine({
@@ -274,7 +275,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
     result: EvaluateResult, lifeSafety: boolean,
   ): Step<IncidentEvent[]> {
     // a heartbeat kept as state only has no row (observationId 0): its alarms cite none
-    const events = yield* applyAlarms(s, entry, result, stamps, observationId || undefined, lifeSafety, incidentFlags(obs));
+    const events = yield* applyAlarms(s, entry, result, stamps, observationId || undefined, lifeSafety, incidentFlags(obs), obs.account);
     keepPatch(entry.id, result);
     return events;
   }
@@ -310,8 +311,9 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
         log.warn({ deviceId: obs.deviceId, type: obs.type }, 'observation from a device not in the registry: stored, no rules');
         return;
       }
-      // SQLite answers at once; PostgreSQL's answer is awaited through the scope
-      const open = s.openIncidents(entry);
+      // SQLite answers at once; PostgreSQL's answer is awaited through the scope. A receiver's event from an unknown
+      // account sees only that account's cards.
+      const open = s.openIncidents(obs.account === undefined ? entry : { id: entry.id, residentId: entry.residentId, account: obs.account });
       return open instanceof Promise ? judgedLater(obs, observationId, stamps, s, entry, open) : judged(obs, observationId, stamps, s, entry, open);
     },
     after(obs: Observation) {
@@ -365,7 +367,8 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
   };
 }
 
-/** The observation's flags an incident must show. */
+/** The observation's flags an incident must show: a possible replay; an alarm from a receiver's unknown account. */
 function incidentFlags(obs: Observation): string[] | undefined {
-  return obs.flags?.includes(POSSIBLE_REPLAY) ? [POSSIBLE_REPLAY] : undefined;
+  const shown = obs.flags?.filter((f) => f === POSSIBLE_REPLAY || f === UNKNOWN_ACCOUNT);
+  return shown?.length ? shown : undefined;
 }

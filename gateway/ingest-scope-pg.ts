@@ -112,18 +112,19 @@ export function createPgIngestBatches(opts: { pool: pg.Pool; incidents: PgIncide
       };
       const openOf = (rows: readonly OpenOfDeviceRow[], devices: readonly string[]) => {
         for (const d of devices) if (!open.has(d)) open.set(d, new Map());
-        // newest first: the first of each type, kind (real or test) and resident is the one the rules mean
+        // newest first: the first of each type, kind (real or test), resident and unknown account is the one the rules mean
         for (const r of rows) {
           const m = open.get(r.deviceId)!;
-          const key = openKey(r.type, r.test, r.residentId);
+          const key = openKey(r.type, r.test, r.residentId, r.account);
           if (!m.has(key)) m.set(key, { id: r.id, openedAt: r.openedAt, status: r.status });
         }
       };
-      const lookup = ({ id, residentId }: BoundDevice) => {
+      const lookup = ({ id, residentId, account }: BoundDevice) => {
         const m = open.get(id)!;
         let test: boolean | undefined;
-        // the device's own kind, its mark read when a rule asks (not for every device of the batch), and its resident
-        return (type: string) => m.get(openKey(type, (test ??= opts.isTestDevice(id)), residentId));
+        // the device's own kind, its mark read when a rule asks (not for every device of the batch), its resident and
+        // the receiver's unknown account
+        return (type: string) => m.get(openKey(type, (test ??= opts.isTestDevice(id)), residentId, account ?? null));
       };
       const wrote = <R>(p: Promise<R>): Promise<R> => p.finally(() => {
         for (const d of touched) open.delete(d);

@@ -19,9 +19,10 @@ export type OpenIncidents = (type: string) => OpenIncidentView | undefined;
 /**
  * A device as its alarms' cards are kept: by whom it is bound to now (the registry's entry). A device moved to another
  * person sees only her cards, the ones its alarms would join (response/incidents.ts): her first alarm is not taken for
- * one of his still open.
+ * one of his still open. An alarm receiver's event from an account no device is registered to has the receiver as its
+ * device and that account (Observation.account): each unknown panel sees only its own cards.
  */
-export interface BoundDevice { readonly id: string; readonly residentId: string | null }
+export interface BoundDevice { readonly id: string; readonly residentId: string | null; readonly account?: string | null }
 
 export interface IngestScope<M extends StoreMode = StoreMode> {
   readonly mode: M;
@@ -71,15 +72,16 @@ export function sqliteIngestScope(sqlite: Database.Database): IngestScope<'sync'
  *   open incidents; read as its own, a test low battery or offline card kept the real one from being raised. The
  *   device's test mark is read in the same statement, so in the same transaction as the alarm it decides; a source
  *   that is not a device is not a test;
- * - those of the resident it is bound to now (`residentId IS ?`: null, bound to nobody), as the alarm's source says.
+ * - those of the resident it is bound to now (`residentId IS ?`: null, bound to nobody), as the alarm's source says;
+ * - those of the receiver's unknown account the event came from (`account IS ?`: null, none).
  */
 export const RULES_OPEN_SQL = `select id, opened_at as openedAt, status from incidents
     where device_id = ? and type = ? and test = coalesce((select test from devices where id = ?), 0) and resident_id is ?
-      and status not in ('resolved', 'cancelled') order by opened_at desc limit 1`;
+      and account is ? and status not in ('resolved', 'cancelled') order by opened_at desc limit 1`;
 
 export function sqliteOpenIncidents(sqlite: Database.Database): (device: BoundDevice) => OpenIncidents {
-  const open = sqlite.prepare<[string, string, string, string | null], OpenIncidentView>(RULES_OPEN_SQL);
-  return ({ id, residentId }) => (type) => open.get(id, type, id, residentId);
+  const open = sqlite.prepare<[string, string, string, string | null, string | null], OpenIncidentView>(RULES_OPEN_SQL);
+  return ({ id, residentId, account }) => (type) => open.get(id, type, id, residentId, account ?? null);
 }
 
 /** A step's answer: a value, or a generator to run through the scope (`yield*` it). */

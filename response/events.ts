@@ -23,6 +23,8 @@ type By = {
 export type OpenedData = {
   deviceId: string;
   residentId: string | null;
+  /** an alarm receiver's account no device is registered to (AlarmSource.account): the unknown panel the card is for */
+  account?: string;
   unitId: string | null;
   tierUnitId: string | null;
   type: string;

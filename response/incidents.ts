@@ -345,7 +345,7 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
   function* raise(t: Tx, action: Extract<AlarmAction, { action: 'raise' }>, source: AlarmSource): Step<CommittedEvent[]> {
     const now = clock.now();
     const test = Boolean(action.test) || (yield* io(isTestDevice(source.deviceId)));
-    const state = yield* io(t.openOf(source.deviceId, action.type, test, source.residentId ?? null));
+    const state = yield* io(t.openOf(source.deviceId, action.type, test, source.residentId ?? null, source.account ?? null));
     if (state) {
       const data: IncidentEventData['joined'] = { count: state.count + 1, rule: action.rule, priority: action.priority };
       // more urgent than the card: it takes the priority, and waits no longer than the new priority allows from now
@@ -366,6 +366,7 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
     const opened: OpenedData = {
       deviceId: source.deviceId,
       residentId: source.residentId,
+      ...(source.account !== undefined ? { account: source.account } : {}),
       unitId: source.unitId,
       tierUnitId: source.unitId,
       type: action.type,
@@ -389,7 +390,7 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
 
   function* clear(t: Tx, action: Extract<AlarmAction, { action: 'clear' }>, source: AlarmSource): Step<CommittedEvent[]> {
     // a test device's incidents are all test incidents: its "back online" clears its test "offline"
-    const state = yield* io(t.openOf(source.deviceId, action.type, yield* io(isTestDevice(source.deviceId)), source.residentId ?? null));
+    const state = yield* io(t.openOf(source.deviceId, action.type, yield* io(isTestDevice(source.deviceId)), source.residentId ?? null, source.account ?? null));
     if (!state) return [];
     const now = clock.now();
     const { event } = yield* append(t, state, state.id, {
@@ -399,7 +400,7 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
   }
 
   function* cancelByDevice(t: Tx, action: Extract<AlarmAction, { action: 'cancel' }>, source: AlarmSource): Step<CommittedEvent[]> {
-    const state = yield* io(t.openOf(source.deviceId, action.type, yield* io(isTestDevice(source.deviceId)), source.residentId ?? null));
+    const state = yield* io(t.openOf(source.deviceId, action.type, yield* io(isTestDevice(source.deviceId)), source.residentId ?? null, source.account ?? null));
     if (!state) return [];
     const now = clock.now();
     const openedEvent = yield* io(t.opened(state.id));

@@ -8,6 +8,8 @@ export interface IncidentRow {
   id: string;
   deviceId: string;
   residentId: string | null;
+  /** an alarm receiver's account no device is registered to: the card is that unknown panel's (OpenedData.account) */
+  account: string | null;
   unitId: string | null;
   tierUnitId: string | null;
   escalationLevel: number;
@@ -51,6 +53,7 @@ export function applyEvent(state: IncidentRow | null, e: IncidentEvent): Inciden
       id: e.incidentId,
       deviceId: o.deviceId,
       residentId: o.residentId ?? null,
+      account: o.account ?? null,
       unitId: o.unitId ?? null,
       tierUnitId: o.tierUnitId ?? null,
       escalationLevel: 0,

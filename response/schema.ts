@@ -49,6 +49,8 @@ export const incidents = sqliteTable(
     id: text('id').primaryKey(),
     deviceId: text('device_id').notNull(),
     residentId: text('resident_id'),
+    /** an alarm receiver's account no device is registered to: the card is that unknown panel's (see OpenedData) */
+    account: text('account'),
     /** the grid unit the resident belongs to */
     unitId: text('unit_id'),
     /** the unit currently responsible (rises on escalation) */

@@ -21,6 +21,7 @@ export const pgIncidents = pgTable(
     id: text('id').primaryKey(),
     deviceId: text('device_id').notNull(),
     residentId: text('resident_id'),
+    account: text('account'),
     unitId: text('unit_id'),
     tierUnitId: text('tier_unit_id'),
     escalationLevel: integer('escalation_level').notNull().default(0),
@@ -40,8 +41,9 @@ export const pgIncidents = pgTable(
   },
   (t) => [
     index('incidents_open_idx').on(t.deviceId, t.type, t.status),
-    // a device's resident is part of a card's identity; bound to nobody (null) counts as one binding, hence coalesce
-    uniqueIndex('incidents_one_open').on(t.deviceId, t.type, t.test, sql`coalesce(${t.residentId}, '')`).where(sql`status NOT IN ('resolved', 'cancelled')`),
+    // a device's resident is part of a card's identity, and so is a receiver's unknown account; bound to nobody (null)
+    // counts as one binding, no account as one account, hence coalesce
+    uniqueIndex('incidents_one_open').on(t.deviceId, t.type, t.test, sql`coalesce(${t.residentId}, '')`, sql`coalesce(${t.account}, '')`).where(sql`status NOT IN ('resolved', 'cancelled')`),
     index('incidents_status_prio_idx').on(t.status, t.priority),
     index('incidents_unit_idx').on(t.unitId),
     index('incidents_deadline_idx').on(t.deadlineAt),

@@ -41,7 +41,7 @@ const OPEN = sql`${pgIncidents.status} NOT IN ('resolved', 'cancelled')`;
 /** Every column of the projection (IncidentRow's fields), and those an event after the opening may change. */
 const PROJECTION_COLUMNS = Object.keys(getTableColumns(pgIncidents)) as (keyof IncidentRow)[];
 // (unitId changes when the incident follows its resident to another unit: a `moved` event)
-const FIXED_AT_OPENING: readonly (keyof IncidentRow)[] = ['id', 'deviceId', 'residentId', 'type', 'test', 'openedAt'];
+const FIXED_AT_OPENING: readonly (keyof IncidentRow)[] = ['id', 'deviceId', 'residentId', 'account', 'type', 'test', 'openedAt'];
 const CHANGING_COLUMNS = PROJECTION_COLUMNS.filter((c) => !FIXED_AT_OPENING.includes(c));
 
 /** SQLSTATEs after which the whole transaction is run again: unique violation (a twin), serialization, deadlock. */
@@ -101,6 +101,7 @@ export interface OpenOfDeviceRow {
   id: string;
   deviceId: string;
   residentId: string | null;
+  account: string | null;
   type: string;
   openedAt: number;
   status: IncidentRow['status'];
@@ -157,7 +158,8 @@ export function createPgIncidentStore(opts: PgIncidentStoreOptions): PgIncidentS
     getForUpdate: t.select().from(pgIncidents).where(eq(pgIncidents.id, p('id'))).for('update').prepare('incident_get_for_update'),
     openOf: t.select().from(pgIncidents)
       .where(and(eq(pgIncidents.deviceId, p('deviceId')), eq(pgIncidents.type, p('type')), eq(pgIncidents.test, p('test')),
-        sql`${pgIncidents.residentId} IS NOT DISTINCT FROM ${p('residentId')}::text`, OPEN))
+        sql`${pgIncidents.residentId} IS NOT DISTINCT FROM ${p('residentId')}::text`,
+        sql`${pgIncidents.account} IS NOT DISTINCT FROM ${p('account')}::text`, OPEN))
       .orderBy(desc(pgIncidents.openedAt)).limit(1).for('update').prepare('incident_open_of'),
     opened: t.select().from(pgIncidentEvents)
       .where(and(eq(pgIncidentEvents.incidentId, p('incidentId')), eq(pgIncidentEvents.type, 'opened'))).limit(1).prepare('incident_opened'),
@@ -171,7 +173,7 @@ export function createPgIncidentStore(opts: PgIncidentStoreOptions): PgIncidentS
     // (an array bound as one parameter: one statement, prepared once, for any number of devices)
     openOfDevices: t.select({
       id: pgIncidents.id, deviceId: pgIncidents.deviceId, type: pgIncidents.type, openedAt: pgIncidents.openedAt, status: pgIncidents.status,
-      test: pgIncidents.test, residentId: pgIncidents.residentId,
+      test: pgIncidents.test, residentId: pgIncidents.residentId, account: pgIncidents.account,
     })
       .from(pgIncidents).where(and(sql`${pgIncidents.deviceId} = ANY(${p('deviceIds')}::text[])`, OPEN)).orderBy(desc(pgIncidents.openedAt))
       .prepare('incident_open_of_devices'),
@@ -184,8 +186,8 @@ export function createPgIncidentStore(opts: PgIncidentStoreOptions): PgIncidentS
         const [row] = await q.getForUpdate.execute({ id });
         return row;
       },
-      async openOf(deviceId, type, test, residentId) {
-        const [row] = await q.openOf.execute({ deviceId, type, test, residentId });
+      async openOf(deviceId, type, test, residentId, account) {
+        const [row] = await q.openOf.execute({ deviceId, type, test, residentId, account });
         return row;
       },
       async opened(incidentId) {

@@ -13,6 +13,7 @@ interface IncidentDbRow {
   id: string;
   device_id: string;
   resident_id: string | null;
+  account: string | null;
   unit_id: string | null;
   tier_unit_id: string | null;
   escalation_level: number;
@@ -44,6 +45,7 @@ const toRow = (r: IncidentDbRow): IncidentRow => ({
   id: r.id,
   deviceId: r.device_id,
   residentId: r.resident_id,
+  account: r.account,
   unitId: r.unit_id,
   tierUnitId: r.tier_unit_id,
   escalationLevel: r.escalation_level,
@@ -92,21 +94,21 @@ function scopeClause(scope: UnitScope): [string, string] {
  * index of open incidents (incidents_active_idx, migration 0007), whatever the device's history; a test pins the plan.
  */
 export const OPEN_OF_SQL = `SELECT * FROM incidents WHERE device_id = ? AND type = ? AND test = ? AND resident_id IS ?
-       AND status NOT IN ('resolved', 'cancelled') ORDER BY opened_at DESC LIMIT 1`;
+       AND account IS ? AND status NOT IN ('resolved', 'cancelled') ORDER BY opened_at DESC LIMIT 1`;
 
 export function createSqliteIncidentStore(sqlite: Database.Database): IncidentStore<'sync'> {
   const q = {
     byId: sqlite.prepare<[string], IncidentDbRow>('SELECT * FROM incidents WHERE id = ?'),
-    // one open incident per (device, type, test, resident): a real alarm never joins a test incident, nor the reverse,
-    // nor one person's alarm another's card
-    openOf: sqlite.prepare<[string, string, number, string | null], IncidentDbRow>(OPEN_OF_SQL),
+    // one open incident per (device, type, test, resident, unknown account): a real alarm never joins a test incident,
+    // nor the reverse, nor one person's alarm another's card, nor one unknown panel's alarm another's
+    openOf: sqlite.prepare<[string, string, number, string | null, string | null], IncidentDbRow>(OPEN_OF_SQL),
     insertEvent: sqlite.prepare<[string, string, number, string | null, string | null, string]>(
       'INSERT INTO incident_events (incident_id, type, at, actor, unit_id, data) VALUES (?, ?, ?, ?, ?, ?)',
     ),
     insertIncident: sqlite.prepare(
-      `INSERT INTO incidents (id, device_id, resident_id, unit_id, tier_unit_id, escalation_level, type, priority, status,
+      `INSERT INTO incidents (id, device_id, resident_id, account, unit_id, tier_unit_id, escalation_level, type, priority, status,
          test, count, opened_at, last_at, deadline_at, position, stamps, assignee, outcome, last_seq)
-       VALUES (@id, @deviceId, @residentId, @unitId, @tierUnitId, @escalationLevel, @type, @priority, @status, @test,
+       VALUES (@id, @deviceId, @residentId, @account, @unitId, @tierUnitId, @escalationLevel, @type, @priority, @status, @test,
          @count, @openedAt, @lastAt, @deadlineAt, @position, @stamps, @assignee, @outcome, @lastSeq)`,
     ),
     updateIncident: sqlite.prepare(
@@ -162,8 +164,8 @@ export function createSqliteIncidentStore(sqlite: Database.Database): IncidentSt
   };
   const tx: IncidentWriteTx<'sync'> = {
     get,
-    openOf(deviceId, type, test, residentId) {
-      const r = q.openOf.get(deviceId, type, test ? 1 : 0, residentId);
+    openOf(deviceId, type, test, residentId, account) {
+      const r = q.openOf.get(deviceId, type, test ? 1 : 0, residentId, account);
       return r ? toRow(r) : undefined;
     },
     opened(incidentId) {

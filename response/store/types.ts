@@ -37,11 +37,12 @@ export interface IncidentWriteTx<M extends StoreMode> {
   /** the incident, locked for this transaction where the engine locks rows (PostgreSQL: FOR UPDATE) */
   get(incidentId: string): Ret<M, IncidentRow | undefined>;
   /**
-   * the newest incident of (device, type, test, resident) not resolved or cancelled, locked like `get`. The resident
-   * (null: bound to nobody) is the one the device is bound to now: a device moved to another person never adds her
-   * alarm to a card of the one before.
+   * the newest incident of (device, type, test, resident, account) not resolved or cancelled, locked like `get`. The
+   * resident (null: bound to nobody) is the one the device is bound to now: a device moved to another person never
+   * adds her alarm to a card of the one before. The account (null: none) is an alarm receiver's account no device is
+   * registered to: two unknown panels behind one receiver never share a card.
    */
-  openOf(deviceId: string, type: string, test: boolean, residentId: string | null): Ret<M, IncidentRow | undefined>;
+  openOf(deviceId: string, type: string, test: boolean, residentId: string | null, account: string | null): Ret<M, IncidentRow | undefined>;
   /** the incident's `opened` event */
   opened(incidentId: string): Ret<M, CommittedEvent | undefined>;
   /** append one event: returns it with its seq (the next of the global log) */

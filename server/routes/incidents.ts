@@ -36,6 +36,9 @@ export const IncidentBody = Type.Object({
   id: Type.String(),
   deviceId: Type.String(),
   residentId: Nullable(Type.String()),
+  account: Nullable(Type.String({
+    description: "an alarm receiver's account no device is registered to (receiver:line:account): the receiver is the device, and each such account has cards of its own; register the account on the panel's device",
+  })),
   unitId: Nullable(Type.String({ description: "the resident's grid unit" })),
   tierUnitId: Nullable(Type.String({ description: 'the unit responsible now (rises on escalation)' })),
   escalationLevel: Type.Integer(),

@@ -59,12 +59,13 @@ function* appendAndProject(t: AnyTx, state: IncidentRow | null, body: IncidentEv
 }
 
 /** raise: join the open incident of (device, type) or open one; returns the event */
-function raise(store: AnyStore, deviceId: string, opts: { at: number; priority?: 'P1' | 'P2' | 'P3'; unitId?: string | null; deadlineAt?: number | null; type?: string; test?: boolean; residentId?: string | null }): Promise<CommittedEvent> {
+function raise(store: AnyStore, deviceId: string, opts: { at: number; priority?: 'P1' | 'P2' | 'P3'; unitId?: string | null; deadlineAt?: number | null; type?: string; test?: boolean; residentId?: string | null; account?: string }): Promise<CommittedEvent> {
   const type = opts.type ?? 'sos';
   const test = opts.test ?? false;
   const residentId = opts.residentId ?? null;
+  const account = opts.account ?? null;
   return inTx(store, function* (t) {
-    const open = yield* io(t.openOf(deviceId, type, test, residentId));
+    const open = yield* io(t.openOf(deviceId, type, test, residentId, account));
     if (open) {
       return yield* appendAndProject(t, open, { type: 'joined', data: { count: open.count + 1, rule: 'r', priority: open.priority } }, opts.at, open.unitId);
     }
@@ -72,7 +73,7 @@ function raise(store: AnyStore, deviceId: string, opts: { at: number; priority?:
     return yield* appendAndProject(t, null, {
       type: 'opened',
       data: {
-        deviceId, residentId, unitId: opts.unitId ?? null, tierUnitId: opts.unitId ?? null, type, priority: opts.priority ?? 'P1',
+        deviceId, residentId, ...(account !== null ? { account } : {}), unitId: opts.unitId ?? null, tierUnitId: opts.unitId ?? null, type, priority: opts.priority ?? 'P1',
         test, position: null, deadlineAt: opts.deadlineAt ?? null, cancelWindowMs: null, rule: 'r', stamps: { received: opts.at },
       },
     } as IncidentEventBody, opts.at, opts.unitId ?? null, id);
@@ -149,11 +150,11 @@ describe.each(engines)('incident store contract: $name', ({ open }) => {
     const real = await raise(store, 'dev-o', { at: 10 });
     const testOne = await raise(store, 'dev-o', { at: 11, test: true });
     expect(testOne.incidentId).not.toBe(real.incidentId);
-    expect((await inTx(store, (t) => io(t.openOf('dev-o', 'sos', false, null))))?.id).toBe(real.incidentId);
-    expect((await inTx(store, (t) => io(t.openOf('dev-o', 'fall', false, null))))).toBeUndefined();
+    expect((await inTx(store, (t) => io(t.openOf('dev-o', 'sos', false, null, null))))?.id).toBe(real.incidentId);
+    expect((await inTx(store, (t) => io(t.openOf('dev-o', 'fall', false, null, null))))).toBeUndefined();
     await act(store, real.incidentId, acked(12), 12);
     await act(store, real.incidentId, resolved(13), 13);
-    expect(await inTx(store, (t) => io(t.openOf('dev-o', 'sos', false, null)))).toBeUndefined();
+    expect(await inTx(store, (t) => io(t.openOf('dev-o', 'sos', false, null, null)))).toBeUndefined();
     const again = await raise(store, 'dev-o', { at: 14 });
     expect(again.type).toBe('opened');
     expect(again.incidentId).not.toBe(real.incidentId);
@@ -164,17 +165,33 @@ describe.each(engines)('incident store contract: $name', ({ open }) => {
   it('openOf keeps residents apart: a device moved to another resident finds none of the one before\'s open incidents', async () => {
     const store = await open();
     const his = await raise(store, 'dev-r', { at: 20, residentId: 'r-him' });
-    expect((await inTx(store, (t) => io(t.openOf('dev-r', 'sos', false, 'r-him'))))?.id).toBe(his.incidentId);
-    expect(await inTx(store, (t) => io(t.openOf('dev-r', 'sos', false, 'r-her')))).toBeUndefined();
+    expect((await inTx(store, (t) => io(t.openOf('dev-r', 'sos', false, 'r-him', null))))?.id).toBe(his.incidentId);
+    expect(await inTx(store, (t) => io(t.openOf('dev-r', 'sos', false, 'r-her', null)))).toBeUndefined();
     // bound to nobody is a binding of its own
-    expect(await inTx(store, (t) => io(t.openOf('dev-r', 'sos', false, null)))).toBeUndefined();
+    expect(await inTx(store, (t) => io(t.openOf('dev-r', 'sos', false, null, null)))).toBeUndefined();
     const hers = await raise(store, 'dev-r', { at: 21, residentId: 'r-her' });
     expect(hers.type).toBe('opened');
-    expect((await inTx(store, (t) => io(t.openOf('dev-r', 'sos', false, 'r-her'))))?.id).toBe(hers.incidentId);
-    expect((await inTx(store, (t) => io(t.openOf('dev-r', 'sos', false, 'r-him'))))?.id).toBe(his.incidentId);
+    expect((await inTx(store, (t) => io(t.openOf('dev-r', 'sos', false, 'r-her', null))))?.id).toBe(hers.incidentId);
+    expect((await inTx(store, (t) => io(t.openOf('dev-r', 'sos', false, 'r-him', null))))?.id).toBe(his.incidentId);
     const shelf = await raise(store, 'dev-r', { at: 22 });
     expect(shelf.type).toBe('opened');
-    expect((await inTx(store, (t) => io(t.openOf('dev-r', 'sos', false, null))))?.id).toBe(shelf.incidentId);
+    expect((await inTx(store, (t) => io(t.openOf('dev-r', 'sos', false, null, null))))?.id).toBe(shelf.incidentId);
+  });
+
+  it('openOf keeps a receiver\'s unknown accounts apart: one unknown panel\'s alarm never joins another\'s card', async () => {
+    const store = await open();
+    const first = await raise(store, 'rcv-1', { at: 30, type: 'fire', account: '1:2:1234' });
+    const second = await raise(store, 'rcv-1', { at: 31, type: 'fire', account: '1:2:5678' });
+    expect(second.type).toBe('opened');
+    expect(second.incidentId).not.toBe(first.incidentId);
+    // an event with no account (the receiver's own, a frame without one) has cards of its own too
+    const own = await raise(store, 'rcv-1', { at: 32, type: 'fire' });
+    expect(own.type).toBe('opened');
+    const again = await raise(store, 'rcv-1', { at: 33, type: 'fire', account: '1:2:1234' });
+    expect(again).toMatchObject({ type: 'joined', incidentId: first.incidentId });
+    expect((await inTx(store, (t) => io(t.openOf('rcv-1', 'fire', false, null, '1:2:5678'))))).toMatchObject({ id: second.incidentId, account: '1:2:5678', count: 1 });
+    expect((await inTx(store, (t) => io(t.openOf('rcv-1', 'fire', false, null, null))))).toMatchObject({ id: own.incidentId, account: null });
+    expect(await store.get(first.incidentId)).toMatchObject({ account: '1:2:1234', count: 2 });
   });
 
   it('eventsAfter pages the global log and filters by scope; unplaced covers no unit and a unit no longer in the network', async () => {
@@ -430,7 +447,7 @@ describe('PostgreSQL: several nodes appending to one log', () => {
     try {
       const event = await inTx(store, function* (t) {
         attempts++;
-        const open = yield* io(t.openOf('dev-twin', 'sos', false, null));
+        const open = yield* io(t.openOf('dev-twin', 'sos', false, null, null));
         if (open) return yield* appendAndProject(t, open, { type: 'joined', data: { count: open.count + 1, rule: 'r', priority: open.priority } }, 2, open.unitId);
         if (attempts === 1) {
           yield* io(rogue.query(`INSERT INTO incidents (id, device_id, type, priority, status, test, count, opened_at, last_at, stamps, last_seq)

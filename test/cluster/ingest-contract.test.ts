@@ -57,7 +57,7 @@ interface Node {
   seqs(deviceId: string): Promise<number[]>;
   /** the log, seq order */
   log(): Promise<{ seq: number; type: string; incidentId: string }[]>;
-  incidents(deviceId: string): Promise<{ id: string; type: string; status: string; count: number; test: boolean; residentId: string | null }[]>;
+  incidents(deviceId: string): Promise<{ id: string; type: string; status: string; count: number; test: boolean; residentId: string | null; account: string | null }[]>;
   states(): Promise<StoredState[]>;
   createCommand(deviceId: string, incidentId?: string): Promise<string>;
   /** commands answered, as the writer hands them on (after the commit: gateway/writer/worker.ts) */
@@ -121,8 +121,8 @@ async function node(pool: pg.Pool | null, name: string): Promise<Node> {
     seqs: async (deviceId) => (await q<{ seq: number }>('select seq from observations where device_id = ? order by id', [deviceId])).map((r) => Number(r.seq)),
     log: async () => (await q<{ seq: number; type: string; incident_id: string }>('select seq, type, incident_id from incident_events order by seq', []))
       .map((r) => ({ seq: Number(r.seq), type: r.type, incidentId: r.incident_id })),
-    incidents: async (deviceId) => (await q<{ id: string; type: string; status: string; count: number; test: unknown; resident_id: string | null }>(
-      'select id, type, status, count, test, resident_id from incidents where device_id = ? order by opened_at, id', [deviceId]))
+    incidents: async (deviceId) => (await q<{ id: string; type: string; status: string; count: number; test: unknown; resident_id: string | null; account: string | null }>(
+      'select id, type, status, count, test, resident_id, account from incidents where device_id = ? order by opened_at, id', [deviceId]))
       .map(({ resident_id: residentId, ...r }) => ({ ...r, test: Boolean(r.test), residentId })),
     states: async () => (pool ? createPgDeviceStateStore(pool) : createSqliteDeviceStateStore(sqlite)).loadAll(),
     async createCommand(deviceId, incidentId) {
@@ -251,6 +251,34 @@ for (const engine of engines) {
         expect.objectContaining({ type: 'sos', status: 'open', count: 1 }),
         expect.objectContaining({ type: 'safe-zone-exit', status: 'open' }),
       ]);
+    });
+
+    // Two homes' panels behind one alarm receiver, neither registered: each event lands on the receiver with its account,
+    // and each account has cards of its own. One home's fire is not a repeat of another's, and one home's mains coming
+    // back does not clear the other's mains loss (the technical rules ask for the account's own open card).
+    it('a receiver\'s unknown accounts: each has its own cards, for alarms and for what a restore clears', async () => {
+      const n = await engine.open('accounts');
+      const receiver = n.registry.provision({ kind: 'receiver', serial: `RCV-${engine.name}` }).device.id;
+      const from = (account: string, type: string, extra: Record<string, unknown> = {}) =>
+        obs(receiver, type, { source: 'serial', flags: ['unknown-account'], account, ...extra });
+      await n.ingest.submit(from('01:1:1234', 'fire'));
+      await n.ingest.submit(from('01:1:5678', 'fire'));
+      await n.ingest.submit(from('01:1:1234', 'fire'));
+      await n.ingest.submit(from('01:1:1234', 'power-lost'));
+      await n.ingest.submit(from('01:1:5678', 'power-lost'));
+      await n.ingest.submit(from('01:1:5678', 'power-restored'));
+      await n.drain();
+      const cards = (await n.incidents(receiver)).map((i) => [i.type, i.account, i.status, i.count]);
+      expect(cards).toEqual([
+        ['fire', '01:1:1234', 'open', 2],
+        ['fire', '01:1:5678', 'open', 1],
+        ['power-lost', '01:1:1234', 'open', 1],
+        ['power-lost', '01:1:5678', 'resolved', 1],
+      ]);
+      // the receiver's own trouble (no account) is neither's
+      await n.ingest.submit(obs(receiver, 'power-lost', { source: 'serial' }));
+      await n.drain();
+      expect((await n.incidents(receiver)).filter((i) => i.type === 'power-lost' && i.status === 'open').map((i) => i.account)).toEqual(['01:1:1234', null]);
     });
 
     it('heartbeats are state: folded in, written as the device\'s row, not as observation rows (after the first)', async () => {

@@ -187,6 +187,26 @@ describe('the board (issue 9, part 2)', () => {
     await page.close();
   }, 120_000);
 
+  it('an alarm from a receiver\'s unregistered account names the account on the card, in search and on the incident', async () => {
+    const [e] = raise(t, 1, { unitId: null, device: 'receiver', account: '07:2:4321' });
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    const errors = watchErrors(page);
+    await loginAs(page, t.http, n.users.operator, n.passwords[n.users.operator]!);
+    const card = page.locator(`.card[data-id="${e!.incidentId}"]`);
+    await card.waitFor({ timeout: 15_000 });
+    expect(await card.locator('dd.resident').textContent()).toBe('unregistered account 07:2:4321');
+    await page.fill('input[name=q]', '4321');
+    await expect.poll(() => page.locator('.card').evaluateAll((els) => els.map((x) => x.getAttribute('data-id'))), { timeout: 10_000 }).toEqual([e!.incidentId]);
+    await page.fill('input[name=q]', '');
+    await page.goto(`${t.http}/#/incident/${encodeURIComponent(e!.incidentId)}`);
+    const panel = page.locator('section[data-account="07:2:4321"]');
+    await panel.waitFor({ timeout: 15_000 });
+    expect(await panel.textContent()).toContain('no device holds it');
+    expect(errors.filter((x) => !x.includes('404'))).toEqual([]);
+    await t.gw.response.incidents.act(e!.incidentId, { type: 'acknowledge' }, { id: 'x', username: 'x' });
+    await page.close();
+  }, 60_000);
+
   it('a new P1\'s elder is named at once while the board is still loading 600 other cards\' records', async () => {
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
     // a slow server: records (devices, residents) answered one after another, 25 ms each, in the order asked; the

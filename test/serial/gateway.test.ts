@@ -1,6 +1,7 @@
 // The serial receiver adapter inside a real gateway (real SQLite file, real rules and incidents), fed by the simulated
 // receiver over a socat pseudo-terminal: a lost receiver link survives a restart and is cleared when the receiver
-// speaks again; telecare codes map by the device's own model (set by CSV import); unmapped codes get a card each.
+// speaks again; telecare codes map by the device's own model (set by CSV import); unmapped codes get a card each; each
+// account no device holds has cards of its own, shown with its account.
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../core/config.js';
 import { createLogger } from '../../core/logger.js';
@@ -102,5 +103,43 @@ describe('serial receiver in the running gateway', () => {
     expect(gw.response.incidents.events(unknown987.id).filter((e) => e.type === 'joined')).toHaveLength(1);
     // nothing landed on the receiver as from an unknown account
     expect(open(gw, receiver.id)).toEqual([]);
+  });
+
+  it('two panels no device holds never share a card: each unknown account has its own, with its account shown', { timeout: 60_000 }, async () => {
+    const { t, pty } = await prepared();
+    const receiver = await t.provision('receiver', 'MLR2-UNKNOWN');
+    await t.gw.close();
+    const t2 = await startTestGateway({ adminPassword: t.adminPassword, serial: [{ path: pty.a, receiverDeviceId: receiver.id, heartbeatTimeoutMs: 60_000 }] }, t.dataDir);
+    cleanups.push(() => t2.gw.close());
+    const gw = t2.gw;
+    const sim = await ReceiverSim.open({ path: pty.b });
+    cleanups.push(() => sim.close());
+    const send = async (account: string, code: number, qualifier: 'E' | 'R' = 'E') =>
+      expect((await sim.sendEvent({ account, code, qualifier })).delivered).toBe(true);
+    const cards = () => open(gw, receiver.id).map((i) => [i.type, i.account, i.count]).sort((a, b) => String(a).localeCompare(String(b)));
+
+    await send('1234', 110); // fire at one home
+    await send('5678', 110); // fire at another: a card of its own, not a repeat of the first
+    await send('1234', 110); // the first home again: joins its own card
+    expect(cards()).toEqual([['fire', '01:1:1234', 2], ['fire', '01:1:5678', 1]]);
+    const fire5678 = open(gw, receiver.id).find((i) => i.account === '01:1:5678')!;
+    expect(gw.response.incidents.events(fire5678.id)[0]).toMatchObject({ type: 'opened', data: { account: '01:1:5678', flags: ['unknown-account'] } });
+    // what a console reads: the account on the incident, the only clue to the home
+    const listed = await t2.api('GET', `/api/incidents?deviceId=${receiver.id}&status=open`);
+    expect(listed.status).toBe(200);
+    expect((listed.body.items as { account: string | null }[]).map((i) => i.account).sort()).toEqual(['01:1:1234', '01:1:5678']);
+
+    // mains lost at both; mains back at one clears that one's card only
+    await send('1234', 301);
+    await send('5678', 301);
+    await send('5678', 301, 'R');
+    expect(cards().filter(([type]) => type === 'power-lost')).toEqual([['power-lost', '01:1:1234', 1]]);
+
+    // the account given to the panel's device: its next alarm is the device's, on a card of its own
+    const panel = await t2.provision('call-phone', 'PANEL-5678');
+    expect((await t2.api('PATCH', `/api/devices/${panel.id}`, { account: '01:1:5678' })).status).toBe(200);
+    await send('5678', 110);
+    expect(open(gw, panel.id).map((i) => [i.type, i.account])).toEqual([['fire', null]]);
+    expect(cards().filter(([type]) => type === 'fire')).toEqual([['fire', '01:1:1234', 2], ['fire', '01:1:5678', 1]]);
   });
 });

@@ -157,7 +157,7 @@ export async function buildNetwork(t: TestGateway): Promise<Network> {
 export const login = (t: TestGateway, n: Network, username: string) => t.token(username, n.passwords[username]);
 
 /** Incidents through the real incident service (not MQTT): many events quickly, in one transaction if asked. */
-export function raise(t: TestGateway, count: number, opts: { unitId?: string | null; devices?: number; publish?: boolean; device?: string } = {}): CommittedEvent[] {
+export function raise(t: TestGateway, count: number, opts: { unitId?: string | null; devices?: number; publish?: boolean; device?: string; account?: string } = {}): CommittedEvent[] {
   const { incidents } = t.gw.response;
   const devices = opts.devices ?? 5;
   const events = t.gw.store.sqlite.transaction(() => {
@@ -167,6 +167,7 @@ export function raise(t: TestGateway, count: number, opts: { unitId?: string | n
       const source: AlarmSource = {
         deviceId: `${opts.device ?? 'dev'}-${opts.unitId ?? 'none'}-${i % devices}`, residentId: null, unitId: opts.unitId ?? null,
         stamps: { received: Date.now() },
+        ...(opts.account !== undefined ? { account: opts.account, flags: ['unknown-account'] } : {}),
       };
       out.push(...incidents.applyAlarm(action, source));
     }

@@ -6,7 +6,7 @@
 // So: ACK an event only once the sink says it is durable (like PUBACK); NAK what we cannot read or could not store,
 // and the receiver keeps the event for us. Heartbeats are ACKed at once: they are how the receiver tests the link.
 import { SerialPort } from 'serialport';
-import type { Observation, ObservationSink } from '../../../core/contracts.js';
+import { UNKNOWN_ACCOUNT, type Observation, type ObservationSink } from '../../../core/contracts.js';
 import type { Logger } from '../../../core/logger.js';
 import { decodeFrame, printable, ACK, NAK, type Frame } from './frames.js';
 import { contactIdToObservation, siaToObservations, type CodeTableConfig } from './contact-id.js';
@@ -222,21 +222,28 @@ export async function startSerialReceiver(opts: SerialReceiverOptions): Promise<
         log.error({ err, deviceId }, 'resolveModel failed; using the receiver-wide code table');
       }
     }
-    // an event from an unknown account is never dropped: it lands on the receiver itself, flagged
+    // an event from an unknown account is never dropped: it lands on the receiver itself, flagged, with the account
+    // as it would be registered, so that each unknown panel has cards of its own
     if (deviceId === undefined) {
       st.unknownAccounts++;
-      return { deviceId: opts.receiverDeviceId, model: undefined, flags: ['unknown-account'] };
+      const unknown = account === undefined ? undefined : accountCandidates(account, where)[0];
+      return { deviceId: opts.receiverDeviceId, model: undefined, flags: [UNKNOWN_ACCOUNT], account: unknown };
     }
-    return { deviceId, model, flags: [] as string[] };
+    return { deviceId, model, flags: [] as string[], account: undefined };
+  };
+
+  const withAccount = (list: Observation[], account: string | undefined): Observation[] => {
+    if (account !== undefined) for (const o of list) o.account = account;
+    return list;
   };
 
   const toObservations = (frame: Exclude<Frame, { kind: 'heartbeat' }>, receivedAt: number): Observation[] => {
     if (frame.kind === 'contact-id') {
-      const who = resolve(frame.account, { receiver: frame.receiver, line: frame.line, protocol: 'contact-id' });
-      return [contactIdToObservation(frame, { ...who, receivedAt, codeTable: opts.codeTable, detail: baseDetail })];
+      const { account, ...who } = resolve(frame.account, { receiver: frame.receiver, line: frame.line, protocol: 'contact-id' });
+      return withAccount([contactIdToObservation(frame, { ...who, receivedAt, codeTable: opts.codeTable, detail: baseDetail })], account);
     }
-    const who = resolve(frame.account, { receiver: frame.receiver, line: frame.line, protocol: 'sia' });
-    return siaToObservations(frame, { ...who, receivedAt, codeTable: opts.codeTable, detail: baseDetail, utcOffsetMinutes: opts.panelUtcOffsetMinutes });
+    const { account, ...who } = resolve(frame.account, { receiver: frame.receiver, line: frame.line, protocol: 'sia' });
+    return withAccount(siaToObservations(frame, { ...who, receivedAt, codeTable: opts.codeTable, detail: baseDetail, utcOffsetMinutes: opts.panelUtcOffsetMinutes }), account);
   };
 
   const handleEvent = (frame: Exclude<Frame, { kind: 'heartbeat' }>, receivedAt: number) =>

@@ -61,6 +61,16 @@ export function positionText(inc: Incident): string | null {
   return `${p.lat.toFixed(5)}, ${p.lon.toFixed(5)}${p.accuracy ? ` ±${Math.round(p.accuracy)} m` : ''}${p.stale ? ` (${originLabel(p)})` : ''}`;
 }
 
+/**
+ * Whose alarm it is: the resident; or, for an alarm receiver's account no device is registered to, that account (the
+ * only clue to which home it came from until an administrator registers it); or the resident's id, or `none`.
+ */
+export function whoText(inc: Pick<Incident, 'residentId' | 'account'>, resident: Resident | undefined, none: string): string {
+  if (resident) return `${resident.name}${resident.address ? ' — ' + resident.address : ''}`;
+  if (inc.account) return `unregistered account ${inc.account}`;
+  return inc.residentId ?? none;
+}
+
 function card(ctx: Ctx, inc: Incident): HTMLElement {
   // an open P1's card: someone is waiting for help (a refresh of a known record is never urgent: Cache.get)
   const urgent = inc.priority === 'P1' && inc.status === 'open';
@@ -84,7 +94,7 @@ function card(ctx: Ctx, inc: Incident): HTMLElement {
     h('div', { class: `countdown ${cd.late ? 'late' : ''}`, 'data-countdown': inc.id }, cd.text),
     h('dl', null,
       h('dt', null, 'Resident'),
-      h('dd', { class: 'resident' }, resident ? `${resident.name}${resident.address ? ' — ' + resident.address : ''}` : (inc.residentId ?? 'not bound to a resident')),
+      h('dd', { class: 'resident' }, whoText(inc, resident, 'not bound to a resident')),
       resident?.contacts?.length ? h('dt', null, 'Contacts') : null,
       resident?.contacts?.length
         ? h('dd', { class: 'contacts' }, ...resident.contacts.slice(0, 3).map((c) =>
@@ -131,7 +141,7 @@ const digits = (s: string) => s.replace(/\D/g, '');
 export function matches(inc: Incident, q: string, resident: Resident | undefined, device: Device | undefined): boolean {
   const needle = q.trim().toLowerCase();
   if (!needle) return true;
-  const hay = [inc.id, inc.deviceId, inc.residentId ?? '', resident?.name ?? '', resident?.address ?? '', device?.serial ?? '',
+  const hay = [inc.id, inc.deviceId, inc.residentId ?? '', inc.account ?? '', resident?.name ?? '', resident?.address ?? '', device?.serial ?? '',
     ...(resident?.contacts ?? []).flatMap((c) => [c.name, c.phone ?? ''])].join('\n').toLowerCase();
   if (hay.includes(needle)) return true;
   // a phone number typed with other spaces or dashes than the record: compare the digits
@@ -164,7 +174,7 @@ function row(ctx: Ctx, inc: Incident): HTMLElement {
     h('td', null, h('span', { class: `badge prio ${inc.priority}` }, inc.priority), inc.test ? h('span', { class: 'badge test' }, 'TEST') : null),
     h('td', { class: 'type' }, typeLabel(inc.type), inc.count > 1 ? h('span', { class: 'badge count' }, ` ×${inc.count}`) : null),
     h('td', null, h('span', { class: `status ${inc.status}` }, inc.status)),
-    h('td', { class: 'resident' }, resident ? `${resident.name}${resident.address ? ' — ' + resident.address : ''}` : (inc.residentId ?? '—')),
+    h('td', { class: 'resident' }, whoText(inc, resident, '—')),
     h('td', { class: 'device' }, device ? `${device.kind} ${device.serial}` : inc.deviceId),
     h('td', null, ctx.unitName(inc.unitId)),
     h('td', { class: `countdown ${cd.late ? 'late' : ''}`, 'data-countdown': inc.id }, cd.text),
@@ -180,7 +190,7 @@ function attentionItem(ctx: Ctx, inc: Incident): HTMLElement {
   return h('li', { class: 'attn-item', 'data-id': inc.id },
     h('span', { class: 'badge prio P1' }, 'P1'),
     h('strong', null, typeLabel(inc.type)), inc.count > 1 ? h('span', { class: 'badge count' }, `×${inc.count}`) : null,
-    h('span', { class: 'who' }, resident?.name ?? inc.residentId ?? inc.deviceId),
+    h('span', { class: 'who' }, resident?.name ?? (inc.account ? `account ${inc.account}` : inc.residentId ?? inc.deviceId)),
     h('span', { class: `countdown ${cd.late ? 'late' : ''}`, 'data-countdown': inc.id }, cd.text),
     incidentActions(ctx, inc, { compact: true }),
     h('a', { class: 'details', href: `#/incident/${encodeURIComponent(inc.id)}` }, 'details →'),

@@ -131,7 +131,14 @@ function stampsTable(inc: Detail): HTMLElement {
   );
 }
 
-function residentBox(r: Resident | null, id: string | null): HTMLElement {
+function residentBox(r: Resident | null, id: string | null, account: string | null): HTMLElement {
+  if (!r && account) {
+    return h('section', { class: 'panel resident', 'data-account': account }, h('h2', null, 'Resident'),
+      h('p', { class: 'big' }, `unregistered account ${account}`),
+      h('p', null, 'The alarm receiver reported this account, and no device holds it: find the home from the installer\'s ' +
+        `records, then an administrator gives the panel's device this account (PATCH /api/devices/:id {"account": "${account}"}) ` +
+        'so that its next alarm shows the resident.'));
+  }
   if (!r) return h('section', { class: 'panel' }, h('h2', null, 'Resident'), h('p', null, id ? `resident ${id}` : 'the device is not bound to a resident'));
   return h('section', { class: 'panel resident' },
     h('h2', null, 'Resident'),
@@ -205,7 +212,7 @@ export function incidentView(ctx: Ctx, root: HTMLElement, id: string): () => voi
         ),
         h('div', null,
           position.el,
-          residentBox(resident, inc.residentId),
+          residentBox(resident, inc.residentId, inc.account),
           deviceBox(device, inc.deviceId),
           callBackBox(ctx, device, ctx.units.get('all')?.find((u) => u.id === inc.unitId)),
           h('section', { class: 'panel' }, h('h2', null, 'Responsibility'), h('dl', null,
