@@ -256,7 +256,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     : null;
   // RabbitMQ asks this node whether a device may connect, publish, subscribe (the embedded broker's own checks)
   const authBackend: AuthBackend | null = clustered
-    ? await startAuthBackend({ config, registry, log, metrics }).catch(async (err: unknown) => {
+    ? await startAuthBackend({ config, registry, log, metrics, onSuspendedConnect: (id) => cluster?.suspendedConnect(id) }).catch(async (err: unknown) => {
       await cluster?.close();
       await revoker?.close();
       await writer.close();

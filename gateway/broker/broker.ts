@@ -16,7 +16,7 @@ import { DEVICE_ID_RE } from '../../devices/credentials.js';
 import { MQTT_KINDS } from '../../devices/kinds/index.js';
 import { createDeviceMessageHandler, DeviceGoneError, isDeviceChannel } from '../device-messages.js';
 import { guardConnection } from './guard.js';
-import { createUnreadableReporter } from './unreadable.js';
+import { createUnreadableReporter, suspendedConnectReason } from './unreadable.js';
 import { stampSession } from './session.js';
 import { ConnectThrottle } from './throttle.js';
 import { ConnectAdmission } from './admission.js';
@@ -189,7 +189,7 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
         // its own secret, so its own terminal: someone may be pressing its button (a resident home from hospital with
         // the device suspended meanwhile). A person is told (the device's P3 card, at most one report per window, as
         // the protocol listeners do for their terminals); the connection is still refused
-        unreadable.refused(id, `suspended: the device is suspended and tried to connect; its connection was refused. If it is in use again, resume it (POST /api/devices/${id}/resume)`, 'mqtt CONNECT')
+        unreadable.refused(id, suspendedConnectReason(id), 'mqtt CONNECT')
           ?.catch((err: unknown) => log.warn({ err, deviceId: id }, 'could not record the refused connection on the device'));
       }
       if (verdict !== 'ok') return fail(verdict, verdict === 'unknown-device' || verdict === 'bad-secret' ? 4 : 5);

@@ -59,6 +59,13 @@ interface Entry {
 
 const REASON_CHARS = 300;
 
+/**
+ * What a suspended device's refused CONNECT with its own secret reports (the embedded broker, and RabbitMQ's auth
+ * question in cluster mode): its own secret, so its own terminal, perhaps a resident pressing its button.
+ */
+export const suspendedConnectReason = (deviceId: string): string =>
+  `suspended: the device is suspended and tried to connect; its connection was refused. If it is in use again, resume it (POST /api/devices/${deviceId}/resume)`;
+
 export function createUnreadableReporter(o: UnreadableReporterOptions): UnreadableReporter {
   const log = o.log.child({ module: 'unreadable' });
   const now = o.now ?? (() => performance.now());

@@ -46,6 +46,11 @@ export interface AuthBackendDeps {
   registry: DeviceRegistry;
   log: Logger;
   metrics: Metrics;
+  /**
+   * A suspended device logged in with its own secret and was refused: someone may be pressing its button. Told so that
+   * a person sees it (cluster mode: the ingress's report of refusals, RabbitIngress.suspendedConnect).
+   */
+  onSuspendedConnect?: (deviceId: string) => void;
 }
 
 export interface AuthBackend {
@@ -233,6 +238,14 @@ export async function startAuthBackend(deps: AuthBackendDeps): Promise<AuthBacke
         verdict = deny('internal error');
       }
       answer(reply, kind, verdict, f, !verdict.allow && verdict.reason === 'malformed');
+      // (the secret was checked before the state: a wrong secret is 'bad-secret', never this)
+      if (kind === 'user' && !verdict.allow && verdict.reason === 'suspended') {
+        try {
+          deps.onSuspendedConnect?.(f.username!);
+        } catch (err) {
+          log.error({ err }, 'reporting a suspended device\'s login failed');
+        }
+      }
       metrics.stage.observe({ stage: `rabbitmq-auth-${kind}` }, Number(process.hrtime.bigint() - started) / 1e9);
     });
   }

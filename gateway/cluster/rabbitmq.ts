@@ -30,7 +30,7 @@ import type { IncidentApi } from '../../response/incidents.js';
 import { OverloadError } from '../ingest.js';
 import type { CommandTransport } from '../commands.js';
 import { createDeviceMessageHandler, DeviceGoneError, isDeviceChannel, type DeviceMessage } from '../device-messages.js';
-import { createUnreadableReporter } from '../broker/unreadable.js';
+import { createUnreadableReporter, suspendedConnectReason } from '../broker/unreadable.js';
 import { UNREADABLE_REPORT_WINDOW_MS } from '../broker/broker.js';
 import { deviceOwnerQuery } from '../alarms.js';
 import type { LiveStates, IngestPort } from '../writer/client.js';
@@ -84,6 +84,11 @@ export interface RabbitIngressDeps {
 export interface RabbitIngress extends CommandTransport {
   /** whether this node holds its AMQP connection now */
   connected(): boolean;
+  /**
+   * RabbitMQ refused a suspended device that logged in with its own secret (the auth backend's answer): its P3 card
+   * says so and how to resume it, at most one report per window, as on one node (gateway/broker/broker.ts)
+   */
+  suspendedConnect(deviceId: string): void;
   /** resolves once the topology is declared and the partitions consumed (the first time) */
   ready: Promise<void>;
   close(): Promise<void>;
@@ -643,6 +648,10 @@ export function startRabbitIngress(d: RabbitIngressDeps): RabbitIngress {
   return {
     ready,
     connected: () => conn !== null,
+    suspendedConnect(deviceId) {
+      unreadable.refused(deviceId, suspendedConnectReason(deviceId), 'mqtt CONNECT')
+        ?.catch((err: unknown) => log.warn({ err, deviceId }, 'could not record the refused connection on the device'));
+    },
     isConnected: (deviceId) => d.states.isOnline(deviceId),
     async publishToDevice(deviceId, topic, payload) {
       const ch = publisher;

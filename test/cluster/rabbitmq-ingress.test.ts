@@ -1,7 +1,8 @@
 // Cluster mode's consumer (gateway/cluster/rabbitmq.ts) on a real RabbitMQ node with its MQTT plugin: a terminal's
 // messages reach the writer through the partitions and are acknowledged after the commit; commands reach the terminal
 // through the cluster; a message the writer keeps failing is dead-lettered and raised as an incident, and its partition
-// moves on; a suspended device's message is kept as a refusal; what nothing routes is not lost.
+// moves on; a suspended device's message is kept as a refusal, and its login with its own secret refused and shown on
+// its card; what nothing routes is not lost.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -98,6 +99,23 @@ describe('cluster mode: device messages taken from RabbitMQ', () => {
     const reject = await waitFor(() => t.gw.store.sqlite.prepare('select reason from rejects where device_id = ?').get(dev.id) as { reason: string } | undefined, 'the refusal kept');
     expect(reject.reason).toMatch(/suspended/);
     expect((await incidentsOf(dev.id)).filter((i) => i.type === 'sos')).toEqual([]);
+  });
+
+  // as on one node (test/devices/suspended-connect.test.ts): someone may be pressing a suspended device's button
+  it('a suspended device that logs in to RabbitMQ with its own secret is refused, and its card says why and what to do; a wrong secret raises nothing', async () => {
+    const dev = await t.provision('call-phone');
+    const stranger = await t.provision('call-phone');
+    for (const d of [dev, stranger]) expect((await t.api('POST', `/api/devices/${d.id}/suspend`)).status).toBe(200);
+    await expect(g.connect(stranger.id, 'not-its-secret')).rejects.toThrow();
+    await expect(g.connect(dev.id, dev.secret)).rejects.toThrow();
+    const card = await waitFor(async () => (await incidentsOf(dev.id))[0], 'the device\'s card', 20_000);
+    expect(card).toMatchObject({ type: 'unreadable-messages', priority: 'P3', status: 'open' });
+    const opened = (await t.api('GET', `/api/incidents/${card.id}`)).body.events[0];
+    expect(opened.data.data.reason).toMatch(/suspended .* tried to connect/);
+    expect(opened.data.data.reason).toContain(`POST /api/devices/${dev.id}/resume`);
+    expect(await incidentsOf(dev.id)).toHaveLength(1);
+    // the stranger's attempt came first: nothing for it
+    expect(await incidentsOf(stranger.id)).toEqual([]);
   });
 
   it('a command to a terminal that is not listening is not lost in RabbitMQ: it stays pending in eldergate', async () => {
