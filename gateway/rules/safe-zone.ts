@@ -3,7 +3,8 @@
 // boundary; a return needs it inside the boundary. A walker along the fence, or GPS jitter of a few tens of metres,
 // therefore makes one card, not one per fix. Only the inside→outside transition raises: if an operator resolves
 // the card while the resident is still out, later fixes do not reopen it (the next exit after a return does).
-// Without memory (after a restart) the open incident tells which side the resident was last on.
+// Without memory (after a restart) the open incident tells which side the resident was last on. A zone removed while
+// she is out closes nothing: a person closes the card.
 import { checkPosition, signedDistanceToZone } from '../geo.js';
 import type { Rule } from './types.js';
 
@@ -20,11 +21,10 @@ export const safeZoneRule: Rule<ZoneMemory> = {
     if (obs.type !== 'position') return undefined;
     const zone = ctx.resident?.safeZone;
     if (!zone) {
-      // the zone was removed while the resident was out: close the card (looked up only if we knew of one)
-      if (!ctx.memory) return undefined;
-      return ctx.memory.outside && ctx.openIncident(SAFE_ZONE_EXIT)
-        ? { alarms: [{ action: 'clear', type: SAFE_ZONE_EXIT, rule: 'safe-zone', reason: 'the resident has no safe zone any more' }], memory: null }
-        : { memory: null };
+      // The zone was removed (or is being redrawn) while the resident was out: her card stays for a person to close.
+      // Taking the fence away is not her coming home, and a steward may be out looking for her: a card closed at the
+      // next fix would call the search off. A zone set again finds her side from the open card, as after a restart.
+      return ctx.memory ? { memory: null } : undefined;
     }
     const fix = checkPosition(obs.position);
     if (!fix.ok) return undefined;

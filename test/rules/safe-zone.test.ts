@@ -88,12 +88,17 @@ describe('safe-zone rule, edges', () => {
     expect(at(w, north(10)).alarms[0]).toMatchObject({ action: 'clear' });
   });
 
-  it('no zone: nothing; a zone removed while out: the card is cleared', () => {
+  it('no zone: nothing; a zone removed while out: the card stays for a person (a search is not called off); a zone set again while she is back inside clears it', () => {
     const w = world(circle);
     at(w, north(700));
     w.residents.get('r1')!.safeZone = null;
-    expect(at(w, north(700)).alarms[0]).toMatchObject({ action: 'clear', reason: 'the resident has no safe zone any more' });
+    expect(at(w, north(700)).alarms).toEqual([]);
     expect(at(w, north(900)).alarms).toEqual([]);
+    expect(w.incidents.filter((i) => i.status === 'open')).toHaveLength(1);
+    // the zone drawn again: still out, nothing new; back inside, the card is cleared
+    w.residents.get('r1')!.safeZone = circle;
+    expect(at(w, north(800)).alarms).toEqual([]);
+    expect(at(w, north(10)).alarms[0]).toMatchObject({ action: 'clear', reason: 'back inside the safe zone' });
   });
 
   it('a malformed fix is ignored, not taken for an exit', () => {
