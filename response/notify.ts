@@ -181,7 +181,7 @@ export function createNotifications(deps: NotificationDeps): Notifications {
         at: e.at,
         incident: {
           id: incident.id, type: incident.type, priority: incident.priority, status: incident.status, count: incident.count,
-          deviceId: incident.deviceId, residentId: incident.residentId, unitId: incident.unitId,
+          deviceId: incident.deviceId, residentId: incident.residentId, account: incident.account, unitId: incident.unitId,
           tierUnitId: incident.tierUnitId, escalationLevel: incident.escalationLevel, openedAt: incident.openedAt,
           deadlineAt: incident.deadlineAt, position: incident.position,
         },

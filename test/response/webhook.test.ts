@@ -243,6 +243,14 @@ describe('notifications of incidents', () => {
     expect(rx.got.find((r) => r.path === '/unit/c1')!.body).toMatchObject({
       event: 'incident.overdue', overdue: { status: 'acknowledged' }, incident: { id, status: 'acknowledged' }, responsibleUnit: { id: 'c1' },
     });
+
+    // a fire from an alarm receiver's account no device holds: the account is the only clue to the home, and it is told
+    rx.got.length = 0;
+    ingest(h, sos({ type: 'fire' }), source({ deviceId: 'receiver-1', account: '01:1:1234' }, clock.now()));
+    await response.notifications.idle();
+    expect(rx.got.find((r) => r.path === '/unit/g1')!.body).toMatchObject({
+      event: 'incident.opened', incident: { type: 'fire', deviceId: 'receiver-1', account: '01:1:1234', residentId: null }, resident: null,
+    });
   });
 
   it('P2, test incidents and units without a webhook notify nobody but the configured webhooks; a dead endpoint is recorded', async () => {
