@@ -173,6 +173,11 @@ export async function startProtocols(d: ProtocolDeps): Promise<Protocols> {
       if (!row) return undefined;
       return { deviceId: row.id, kind: row.kind as DeviceKind, state: row.state, model: row.model, config: row.config };
     },
+    device(deviceId) {
+      const e = d.registry.entry(deviceId);
+      if (!e || e.state === 'decommissioned') return undefined;
+      return { deviceId: e.id, kind: e.kind, state: e.state, model: null, config: e.config };
+    },
     refuse(peer: Peer, reason: string, detail: string, raw?: Buffer, deviceId?: string) {
       refused.inc({ protocol: name, reason });
       const device = deviceId ?? peer.deviceId;

@@ -85,6 +85,8 @@ export interface ProtocolServices {
    * Decommissioned devices are not found; suspended ones are, with their state (refuse them too).
    */
   lookup(identifier: string): ProtocolDevice | undefined;
+  /** a device by its id (not decommissioned), e.g. the one configured to stand for a receiver */
+  device(deviceId: string): ProtocolDevice | undefined;
   /**
    * Refuse bytes: counted in `eldergate_protocol_refused_total{protocol,reason}`, logged (rate-bound per address) with
    * the reason, and kept raw (bounded) in the rejects table for diagnosis. `reason` is a short stable slug

@@ -11,7 +11,7 @@
 // Data we cannot read from a provisioned, CRC-checked message is stored as `unknown` and ACKed: sending it again
 // would bring the same bytes, and an operator must see it.
 import { Type, type Static } from '@sinclair/typebox';
-import type { Observation } from '../../../core/contracts.js';
+import { UNKNOWN_ACCOUNT, type Observation } from '../../../core/contracts.js';
 import type { ListenerSettings, Peer, ProtocolDevice, ProtocolHandler, ProtocolServices } from '../types.js';
 import { createDc09Framer, type Dc09Frame } from './framer.js';
 import {
@@ -59,6 +59,7 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
     pollIntervalS: settings.pollIntervalS ?? 180,
     factor: settings.pollMissFactor ?? 2,
     maxFrameBytes: settings.maxFrameBytes ?? 8192,
+    unknownAccountsDeviceId: settings.unknownAccountsDeviceId,
   };
   // throws Dc09KeyError (mode, JSON, a bad key) before any socket is opened: start-up stops with its message
   const keys: KeyStore = settings.keysFile
@@ -151,9 +152,21 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
       return refuse(peer, 'no-account', `${h.encrypted ? 'an encrypted message must name its account in the header (#acct)' : 'no account (#acct) in the header nor the data'}: NAK`, raw, () => nak(peer));
     }
     // accounts are hex: the registry finds one as sent, in capitals or in small letters (one lookup)
-    const device = services.lookup(account);
+    let device = services.lookup(account);
+    /** an account no device holds, taken on the device that stands for this receiver (unknownAccountsDeviceId) */
+    let unknownAccount: string | undefined;
     if (!device) {
-      return refuse(peer, 'unprovisioned', `account ${account} is not provisioned (POST /api/devices {kind: "dc09", serial: "${account}"}): NAK, the panel keeps the event and tries again`, raw, () => nak(peer));
+      const standsIn = cfg.unknownAccountsDeviceId;
+      const stand = standsIn && !h.encrypted ? services.device(standsIn) : undefined;
+      if (!stand || stand.state === 'suspended') {
+        const why = !standsIn ? '' : h.encrypted
+          ? ' (an encrypted message is taken only from a provisioned account)'
+          : ` (protocols.dc09.unknownAccountsDeviceId ${standsIn} is ${stand ? 'suspended' : 'not a device'}: provision it, kind receiver, or resume it)`;
+        if (standsIn && !h.encrypted) log.error({ deviceId: standsIn, account }, `an event from an unregistered account could not be taken${why}`);
+        return refuse(peer, 'unprovisioned', `account ${account} is not provisioned (POST /api/devices {kind: "dc09", serial: "${account}"})${why}: NAK, the panel keeps the event and tries again`, raw, () => nak(peer));
+      }
+      device = stand;
+      unknownAccount = account.toUpperCase();
     }
     if (device.state === 'suspended') {
       return refuse(peer, 'suspended', `account ${account} belongs to a suspended device (${device.deviceId}): NAK`, raw, () => nak(peer), device.deviceId);
@@ -203,8 +216,9 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
       }
     }
 
-    peer.bind(device.deviceId);
-    const flags = [...peer.flags];
+    // a connection is a panel's once it spoke for a provisioned account; the receiver's stand-in is every unknown panel's
+    if (unknownAccount === undefined) peer.bind(device.deviceId);
+    const flags = unknownAccount === undefined ? [...peer.flags] : [...peer.flags, UNKNOWN_ACCOUNT];
     const { account: dataAccount, rest: data } = splitDataAccount(b.data);
     const detail: Record<string, unknown> = {
       token, encrypted: h.encrypted, seq: h.seq, account, transport: peer.transport,
@@ -215,6 +229,12 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
     };
     const intervalMs = intervalMsOf(device);
 
+    if (token === 'NULL' && unknownAccount !== undefined) {
+      // an unknown panel's link test: answered, not supervised (no device of its own to be lost)
+      st.polls++;
+      ack(peer, h, account, undefined);
+      return;
+    }
     if (token === 'NULL') {
       st.polls++;
       // the poll is the link test: answered at once, so a slow disk never makes the panel report its path failed;
@@ -248,8 +268,10 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
     }
     for (const o of list) {
       if (b.timestamp !== undefined) o.deviceTs = b.timestamp;
-      // (seq, deviceTs) is the dedup key: only a message with one observation may use it, or its second would drop
-      if (b.timestamp !== undefined && list.length === 1) o.seq = Number(h.seq);
+      // (seq, deviceTs) is the dedup key: only a message with one observation may use it, or its second would drop;
+      // never for unknown panels, which share the stand-in device (two of them may send the same seq and second)
+      if (b.timestamp !== undefined && list.length === 1 && unknownAccount === undefined) o.seq = Number(h.seq);
+      if (unknownAccount !== undefined) o.account = unknownAccount;
     }
     const stored = await deliver(services, list, {
       stored: () => { st.observations++; },
@@ -263,7 +285,7 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
       return;
     }
     ack(peer, h, account, h.encrypted ? key : undefined);
-    await supervisor.contact(device.deviceId, account, intervalMs);
+    if (unknownAccount === undefined) await supervisor.contact(device.deviceId, account, intervalMs);
   }
 
   function unreadable(m: MapInput, data: string, why: string): Observation {

@@ -23,6 +23,13 @@ export const dc09Settings = {
     default: true,
     description: 'also hold unencrypted messages that carry a timestamp to the window (false: only encrypted ones, for panels that cannot take the clock from a NAK)',
   }),
+  unknownAccountsDeviceId: Type.Optional(
+    Type.String({
+      minLength: 1,
+      description:
+        "a device (kind receiver) that stands for this receiver, as a serial receiver's receiverDeviceId: an unencrypted event from an account no device holds is stored on it with its account (flag unknown-account; a card of that account's own, shown as \"unregistered account\") and ACKed once durable, as alarm receivers take every account. Unset: such an event is answered NAK (the panel keeps it and tries its backup path) and only counted and logged",
+    }),
+  ),
   pollIntervalS: Type.Integer({
     minimum: 1,
     default: 180,

@@ -140,3 +140,56 @@ describe('DC-09 supervision across a gateway restart', () => {
     }
   });
 });
+
+// A receiver takes every account: an event from a panel no device holds is stored on the device that stands for the
+// receiver (protocols.dc09.unknownAccountsDeviceId), with its account, on a card of that account's own, and ACKed once
+// durable; two unknown panels never share a card, nor a dedup key. Only unencrypted events; without the setting (the
+// tests above) such an event is answered NAK.
+describe('DC-09 events from accounts no device holds', () => {
+  it('are taken on the stand-in device, one card per account; an encrypted one and a suspended stand-in are refused', { timeout: 60_000 }, async () => {
+    const first = await startTestGateway();
+    const receiver = await first.provision('receiver', 'DC09-RECEIVER');
+    await first.gw.close();
+    const t = await startTestGateway({
+      adminPassword: first.adminPassword,
+      protocols: { dc09: { port: 0, host: '127.0.0.1', unknownAccountsDeviceId: receiver.id } },
+    }, first.dataDir);
+    const sims: Dc09SimTerminal[] = [];
+    try {
+      const port = t.gw.protocols.port('dc09')!;
+      const panel = (account: string) => {
+        const s = new Dc09SimTerminal({ host: '127.0.0.1', port, identifier: account, ackTimeoutMs: 3000 });
+        sims.push(s);
+        return s;
+      };
+      const a = panel('E2E2A1');
+      const b = panel('E2E2B1');
+      // the same seq and second from both: not taken for one another's resend
+      const ts = Date.now();
+      await a.sendRaw(encodeDc09({ token: 'ADM-CID', seq: 7, account: 'E2E2A1', data: '#E2E2A1|1110 00 001', ts }));
+      expect(await a.nextAnswer()).toMatchObject({ kind: 'ACK' });
+      await b.sendRaw(encodeDc09({ token: 'ADM-CID', seq: 7, account: 'E2E2B1', data: '#E2E2B1|1110 00 001', ts }));
+      expect(await b.nextAnswer()).toMatchObject({ kind: 'ACK' });
+      await a.sendRaw(encodeDc09({ token: 'ADM-CID', seq: 8, account: 'E2E2A1', data: '#E2E2A1|1110 00 001', ts: Date.now() }));
+      expect(await a.nextAnswer()).toMatchObject({ kind: 'ACK' });
+      // an unknown panel's link test is answered
+      await b.sendRaw(encodeDc09({ token: 'NULL', seq: 9, account: 'E2E2B1', data: '', ts: Date.now() }));
+      expect(await b.nextAnswer()).toMatchObject({ kind: 'ACK' });
+      const cards = (await t.api('GET', `/api/incidents?deviceId=${receiver.id}&status=open`)).body.items as { type: string; account: string | null; count: number; priority: string }[];
+      expect(cards.map((c) => [c.type, c.account, c.count, c.priority]).sort()).toEqual([['fire', 'E2E2A1', 2, 'P1'], ['fire', 'E2E2B1', 1, 'P1']]);
+
+      // encrypted: taken only from a provisioned account (no key to read it by)
+      const c = panel('E2E2C1');
+      await c.sendRaw(encodeDc09({ token: 'ADM-CID', seq: 1, account: 'E2E2C1', data: '#E2E2C1|1110 00 001', ts: Date.now(), key: KEY }));
+      expect(await c.nextAnswer()).toMatchObject({ kind: 'NAK' });
+      // the stand-in suspended: refused, as without the setting
+      expect((await t.api('POST', `/api/devices/${receiver.id}/suspend`)).status).toBe(200);
+      await c.sendRaw(encodeDc09({ token: 'ADM-CID', seq: 2, account: 'E2E2C1', data: '#E2E2C1|1110 00 001', ts: Date.now() }));
+      expect(await c.nextAnswer()).toMatchObject({ kind: 'NAK' });
+      expect((await t.api('GET', `/api/incidents?deviceId=${receiver.id}&status=open`)).body.items).toHaveLength(2);
+    } finally {
+      for (const s of sims) s.drop();
+      await t.stop();
+    }
+  });
+});

@@ -61,6 +61,7 @@ export function recordingServices(devices: Record<string, Partial<ProtocolDevice
     now: () => clock.now,
     // as the registry's protocolDevice: a DC-09 account as sent, in capitals, in small letters
     lookup: (identifier) => map.get(identifier) ?? map.get(identifier.toUpperCase()) ?? map.get(identifier.toLowerCase()),
+    device: (deviceId) => [...map.values()].find((d) => d.deviceId === deviceId),
     refuse: (_peer, reason, detail, raw, deviceId) => {
       refusals.push({ reason, detail, ...(raw && { raw: raw.toString('latin1') }), ...(deviceId !== undefined && { deviceId }) });
     },

@@ -73,6 +73,7 @@ export function fixture(): Fixture {
     log: createLogger('silent'),
     now: () => 1_700_000_000_000,
     lookup: (id) => devices.get(id),
+    device: (deviceId) => [...devices.values()].find((d) => d.deviceId === deviceId),
     refuse: (_peer, reason, detail, raw, deviceId) => {
       refused.push({ reason, detail, ...(raw !== undefined && { raw }), ...(deviceId !== undefined && { deviceId }) });
     },

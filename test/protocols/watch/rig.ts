@@ -81,6 +81,7 @@ export function rig(devices: Record<string, Partial<ProtocolDevice>> = {}): Rig 
       log: createLogger('silent'),
       now: () => NOW,
       lookup: (identifier: string) => map.get(identifier),
+      device: (deviceId: string) => [...map.values()].find((d) => d.deviceId === deviceId),
       refuse(_peer, reason, detail, raw, deviceId) { refused.push({ reason, detail, ...(raw ? { raw } : {}), ...(deviceId !== undefined ? { deviceId } : {}) }); },
       issueSecret: () => { throw new Error('not used by the watch protocol'); },
       checkSecret: () => false,
