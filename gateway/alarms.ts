@@ -13,7 +13,7 @@ import { KINDS } from '../devices/kinds/index.js';
 import type { DeviceRegistry, DeviceEntry } from '../devices/registry.js';
 import type { IncidentService } from '../response/incidents.js';
 import type { SafeZone } from '../devices/schema.js';
-import { createEngine, type Engine, type EvaluateInput, type EvaluateResult, type TimerFire } from './engine.js';
+import { createEngine, subjectOf, type Engine, type EvaluateInput, type EvaluateResult, type TimerFire } from './engine.js';
 import type { KindInfo, ResidentView } from './rules/types.js';
 import { checkPosition } from './geo.js';
 import type { DeviceStates } from './device-state.js';
@@ -93,9 +93,10 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
     return r;
   };
 
-  const input = (entry: DeviceEntry, now: number, open: OpenIncidents = openOutside(entry)): EvaluateInput => {
+  const input = (entry: DeviceEntry, now: number, open: OpenIncidents = openOutside(entry), subject?: string): EvaluateInput => {
     const s = d.states.get(entry.id);
     return {
+      ...(subject !== undefined ? { subject } : {}),
       now,
       device: {
         id: entry.id, kind: entry.kind, power: entry.power, residentId: entry.residentId, unitId: entry.unitId,
@@ -182,7 +183,8 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
   function* raiseWithoutRules(s: IngestScope, obs: Observation, observationId: number, stamps: Record<string, number>, reason: string): Step<IncidentEvent[]> {
     let owner: { residentId: string | null; unitId: string | null } = { residentId: null, unitId: null };
     try {
-      owner = (deviceRow.get(obs.deviceId) as typeof owner | undefined) ?? owner;
+      // an unknown panel behind a receiver is nobody's the gateway knows (see `run`)
+      if (obs.account === undefined) owner = (deviceRow.get(obs.deviceId) as typeof owner | undefined) ?? owner;
     } catch (err) {
       log.error({ err, deviceId: obs.deviceId }, 'could not read the device row for a fallback raise; raising it with no resident');
     }
@@ -211,7 +213,11 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
   function onTimerDue(fire: TimerFire): void {
     d.ingest.enqueueTask(fire.deviceId, function* (s): Step<IncidentEvent[] | void> {
       const entry = d.registry.entry(fire.deviceId);
-      if (!entry) return;
+      if (!entry) {
+        // no such device (deleted, or an unknown account's rules behind a receiver): nothing of it is kept
+        engine.forgetDevice(fire.deviceId);
+        return;
+      }
       const state = committedState.get(fire.deviceId) as string | undefined;
       if (state === undefined || state === 'suspended' || state === 'decommissioned') {
         engine.forgetDevice(fire.deviceId);
@@ -252,7 +258,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
     const lifeSafety = isLifeSafety(obs.type);
     let result: EvaluateResult;
     try {
-      result = engine.evaluate(obs, input(entry, Date.now(), open));
+      result = engine.evaluate(obs, input(entry, Date.now(), open, obs.account === undefined ? undefined : subjectOf(entry.id, obs.account)));
     } catch (err) {
       // a technical observation is kept (logged by ingest); an emergency is raised without the rules
       if (!lifeSafety) throw err;
@@ -301,7 +307,11 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
     // a life-safety observation this step fails on in any way is refused (no PUBACK), never stored without incident
     raisesIncidents: true,
     run(obs: Observation, observationId: number, stamps: Record<string, number>, s: IngestScope): StepOut {
-      const entry = d.registry.entry(obs.deviceId);
+      let entry = d.registry.entry(obs.deviceId);
+      // An alarm receiver's event from an account no device holds: an unknown panel's, in an unknown home. Not the
+      // receiver's resident's nor its unit's (a stand-in bound to someone by mistake must not send help to that home):
+      // the card is nobody's, seen at the top of the network, under its account.
+      if (entry && obs.account !== undefined) entry = { ...entry, residentId: null, unitId: null };
       if (!entry) {
         if (isLifeSafety(obs.type)) {
           log.error({ deviceId: obs.deviceId, type: obs.type },
@@ -313,7 +323,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
       }
       // SQLite answers at once; PostgreSQL's answer is awaited through the scope. A receiver's event from an unknown
       // account sees only that account's cards.
-      const open = s.openIncidents(obs.account === undefined ? entry : { id: entry.id, residentId: entry.residentId, account: obs.account });
+      const open = s.openIncidents(obs.account === undefined ? entry : { id: entry.id, residentId: null, account: obs.account });
       return open instanceof Promise ? judgedLater(obs, observationId, stamps, s, entry, open) : judged(obs, observationId, stamps, s, entry, open);
     },
     after(obs: Observation) {

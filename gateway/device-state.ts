@@ -157,6 +157,13 @@ export class DeviceStates {
     // a Last Will, a lost link or the gateway's own observations are no sign of life
     const alive = isProofOfLife(obs);
     if (alive) s.lastSeen = obs.receivedAt;
+    // an unknown panel's event passed on by a receiver (Observation.account): the receiver is alive; the panel's
+    // battery, mains or position are not the receiver's
+    if (obs.account !== undefined) {
+      if (alive && s.supervision !== 'ok') s.supervision = 'ok';
+      this.dirty.add(obs.deviceId);
+      return;
+    }
     switch (obs.type) {
       case 'heartbeat':
         if (obs.battery !== undefined) s.battery = obs.battery;

@@ -40,7 +40,16 @@ export interface EvaluateInput {
   resident: ResidentView | null;
   /** the device's not-yet-closed incident of this type, including alarms applied earlier in the same transaction */
   openIncident(type: string): OpenIncidentView | undefined;
+  /**
+   * Whose rule memory and timers these are, when not the device's own: an alarm receiver's unknown account
+   * (`subjectOf(deviceId, account)`). Each unknown panel behind a receiver has its own, as it has its own cards: one
+   * panel's fall must not set the cancel window another's cancel is measured by.
+   */
+  subject?: string;
 }
+
+/** The rules' memory key of an alarm receiver's unknown account (EvaluateInput.subject). */
+export const subjectOf = (deviceId: string, account: string): string => `${deviceId}\u0000${account}`;
 
 export interface RestoreInput extends EvaluateInput {
   hints?: RestoreHints;
@@ -228,7 +237,7 @@ export function createEngine(options: EngineOptions): Engine {
   }
 
   function context(rule: Rule, input: EvaluateInput, kind: KindInfo): RuleContext {
-    const deviceId = input.device.id;
+    const deviceId = input.subject ?? input.device.id;
     const ruleSlots = slots.get(rule.name);
     return {
       now: input.now,
@@ -330,7 +339,7 @@ export function createEngine(options: EngineOptions): Engine {
   }
 
   function evaluateRules(obs: Observation, input: EvaluateInput, result: EvaluateResult): EvaluateResult {
-    const deviceId = input.device.id;
+    const deviceId = input.subject ?? input.device.id;
     const kind = kindOf(input.device);
     let handled: string | undefined;
     for (const rule of byType.get(obs.type) ?? wildcard) {
@@ -465,6 +474,9 @@ export function createEngine(options: EngineOptions): Engine {
       }
       memory.delete(deviceId);
       timerIds.delete(deviceId);
+      // and what its unknown accounts' rules kept (their timers are forgotten as they fire: no such device)
+      const accounts = subjectOf(deviceId, '');
+      for (const key of memory.keys()) if (key.startsWith(accounts)) memory.delete(key);
     },
     pendingTimers(deviceId) {
       const now = timers.now();

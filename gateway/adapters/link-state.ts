@@ -43,10 +43,13 @@ function standingFaults(rows: readonly { data: string }[], map: string): string[
   return standing;
 }
 
-/** a comm-lost card of the device still open, in this node's file (one node's log, or a cluster node's replica) */
+/**
+ * a comm-lost card of the device still open, in this node's file (one node's log, or a cluster node's replica); its
+ * own, not an unknown panel's behind it (account)
+ */
 function openCommLostCard(sqlite: Database.Database): (deviceId: string) => boolean {
   const openCard = sqlite.prepare<[string], { id: string }>(
-    `SELECT id FROM incidents WHERE device_id = ? AND type = 'comm-lost' AND test = 0 AND status NOT IN ('resolved', 'cancelled') LIMIT 1`,
+    `SELECT id FROM incidents WHERE device_id = ? AND type = 'comm-lost' AND test = 0 AND account IS NULL AND status NOT IN ('resolved', 'cancelled') LIMIT 1`,
   );
   return (deviceId) => openCard.get(deviceId) !== undefined;
 }

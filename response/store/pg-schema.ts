@@ -6,7 +6,7 @@
 // - `incident_log_head`: one row holding the log's head. An appending transaction takes it (UPDATE … RETURNING) and
 //   holds its row lock to commit, so seqs are gap-free and in commit order across every node (a sequence is neither:
 //   a rolled-back nextval leaves a gap, and a later nextval can commit first).
-// - `incidents_one_open`: at most one open incident per (device, type, test, resident). Two nodes raising for the same
+// - `incidents_one_open`: at most one open incident per (device, type, test, resident, unknown account). Two nodes raising for the same
 //   device at once cannot both open one: the second insert fails, its transaction is retried and joins the first.
 import { sql } from 'drizzle-orm';
 import { bigint, bigserial, boolean, check, index, integer, jsonb, pgTable, smallint, text, uniqueIndex } from 'drizzle-orm/pg-core';

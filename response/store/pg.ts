@@ -6,7 +6,7 @@
 //   no two write transactions can deadlock on incident rows. The price: write transactions are serial, so the log's
 //   rate is one transaction per commit-and-fsync; a node's writer puts a turn's alarms in one transaction
 //   (docs/benchmarks-pg-log.md measures it).
-// - one open incident per (device, type, test, resident) is also an index (`incidents_one_open`): should a write ever bypass the
+// - one open incident per (device, type, test, resident, unknown account) is also an index (`incidents_one_open`): should a write ever bypass the
 //   head lock, a twin is refused and the transaction run again, finding the other incident to join (as a
 //   serialization failure or a deadlock would be). `fn` only decides from what it read, so running it again is safe.
 // - every commit that appended notifies `incident_log` with its last seq; `followLog` LISTENs, so each node learns of

@@ -259,6 +259,8 @@ for (const engine of engines) {
     it('a receiver\'s unknown accounts: each has its own cards, for alarms and for what a restore clears', async () => {
       const n = await engine.open('accounts');
       const receiver = n.registry.provision({ kind: 'receiver', serial: `RCV-${engine.name}` }).device.id;
+      // bound to someone by mistake: an unknown panel's alarm is still nobody's, never this resident's
+      n.registry.bind(receiver, n.registry.createResident({ name: 'Wrong Home' }).id);
       const from = (account: string, type: string, extra: Record<string, unknown> = {}) =>
         obs(receiver, type, { source: 'serial', flags: ['unknown-account'], account, ...extra });
       await n.ingest.submit(from('01:1:1234', 'fire'));
@@ -267,8 +269,16 @@ for (const engine of engines) {
       await n.ingest.submit(from('01:1:1234', 'power-lost'));
       await n.ingest.submit(from('01:1:5678', 'power-lost'));
       await n.ingest.submit(from('01:1:5678', 'power-restored'));
+      // a battery low at both homes: the second is not held back by the first's open card (the rules ask per account)
+      await n.ingest.submit(from('01:1:1234', 'battery', { level: 0 }));
+      await n.ingest.submit(from('01:1:5678', 'battery', { level: 0 }));
       await n.drain();
-      const cards = (await n.incidents(receiver)).map((i) => [i.type, i.account, i.status, i.count]);
+      expect((await n.incidents(receiver)).filter((i) => i.type === 'low-battery').map((i) => [i.account, i.status, i.residentId])).toEqual([
+        ['01:1:1234', 'open', null], ['01:1:5678', 'open', null],
+      ]);
+      // an unknown panel's battery is not the receiver's
+      expect(n.memory.get(receiver).battery).toBeNull();
+      const cards = (await n.incidents(receiver)).filter((i) => i.type !== 'low-battery').map((i) => [i.type, i.account, i.status, i.count]);
       expect(cards).toEqual([
         ['fire', '01:1:1234', 'open', 2],
         ['fire', '01:1:5678', 'open', 1],

@@ -2,7 +2,9 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { DataRule } from '../../core/config.js';
 import { ConfigError } from '../../core/errors.js';
 import { createLogger } from '../../core/logger.js';
-import { createEngine, type TimerFire } from '../../gateway/engine.js';
+import { createEngine, subjectOf, type TimerFire } from '../../gateway/engine.js';
+import type { Observation } from '../../core/contracts.js';
+import { createManualClock } from '../../gateway/timers.js';
 import { builtinRules } from '../../gateway/rules/index.js';
 import type { Rule } from '../../gateway/rules/types.js';
 import { HOUR, KINDS, SUPERVISION, T0, World } from './harness.js';
@@ -15,6 +17,25 @@ const boom: Rule = {
   },
 };
 const withoutLifeSafety = (replacement: Rule) => builtinRules.map((r) => (r.name === 'life-safety' ? replacement : r));
+
+describe('rules engine: an alarm receiver\'s unknown accounts', () => {
+  // Each unknown panel behind a receiver keeps rule memory of its own (EvaluateInput.subject), as it has cards of its
+  // own: one panel's fall must not set the window another panel's cancel is measured by.
+  it('keeps rule memory per account, apart from the receiver\'s own; forgetting the receiver forgets its accounts\'', () => {
+    const counter: Rule<number> = {
+      name: 'counter', on: ['fall'],
+      evaluate: (_obs, ctx) => ({ alarms: [{ action: 'raise', type: 'fall', priority: 'P1', rule: 'counter', data: { n: (ctx.memory ?? 0) + 1 } }], memory: (ctx.memory ?? 0) + 1 }),
+    };
+    const engine = createEngine({ rules: [counter], kinds: KINDS, config: { supervision: SUPERVISION }, log: createLogger('silent'), clock: createManualClock(0), onTimerDue: () => {} });
+    const device = { id: 'rcv', kind: 'receiver', power: 'mains' as const, residentId: null, unitId: null, lastSeen: null, lastPosition: null, battery: null, supervision: 'ok' as const, config: {} };
+    const fall = { deviceId: 'rcv', type: 'fall', receivedAt: T0, source: 'serial' } as Observation;
+    const n = (subject?: string) => (engine.evaluate(fall, { now: T0, device, resident: null, openIncident: () => undefined, ...(subject ? { subject } : {}) }).alarms[0] as unknown as { data: { n: number } }).data.n;
+    expect([n(subjectOf('rcv', '01:1:1234')), n(subjectOf('rcv', '01:1:1234')), n(subjectOf('rcv', '01:1:5678')), n()]).toEqual([1, 2, 1, 1]);
+    engine.forgetDevice('rcv');
+    expect([n(subjectOf('rcv', '01:1:1234')), n()]).toEqual([1, 1]);
+    engine.close();
+  });
+});
 
 describe('rules engine', () => {
   afterEach(() => {

@@ -11,6 +11,7 @@
 // Data we cannot read from a provisioned, CRC-checked message is stored as `unknown` and ACKed: sending it again
 // would bring the same bytes, and an operator must see it.
 import { Type, type Static } from '@sinclair/typebox';
+import { TokenBucket } from 'limiter';
 import { UNKNOWN_ACCOUNT, type Observation } from '../../../core/contracts.js';
 import type { ListenerSettings, Peer, ProtocolDevice, ProtocolHandler, ProtocolServices } from '../types.js';
 import { createDc09Framer, type Dc09Frame } from './framer.js';
@@ -60,7 +61,31 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
     factor: settings.pollMissFactor ?? 2,
     maxFrameBytes: settings.maxFrameBytes ?? 8192,
     unknownAccountsDeviceId: settings.unknownAccountsDeviceId,
+    unknownAccountsPerMinute: settings.unknownAccountsPerMinute ?? 30,
   };
+  /**
+   * Accounts no device holds taken lately (account → when last): these go on; a new one takes a token, so that made-up
+   * accounts cannot open cards faster than unknownAccountsPerMinute. Bounded: the oldest are forgotten first.
+   */
+  const unknownSeen = new Map<string, number>();
+  const unknownBucket = new TokenBucket({ bucketSize: cfg.unknownAccountsPerMinute, tokensPerInterval: cfg.unknownAccountsPerMinute, interval: 'minute' });
+  unknownBucket.content = cfg.unknownAccountsPerMinute; // (a new TokenBucket starts empty)
+  const UNKNOWN_REMEMBER_MS = 10 * 60_000;
+  const UNKNOWN_REMEMBERED = 10_000;
+  const unknownAccountAllowed = (account: string, now: number): boolean => {
+    const last = unknownSeen.get(account);
+    if (last !== undefined && now - last < UNKNOWN_REMEMBER_MS) {
+      unknownSeen.delete(account);
+      unknownSeen.set(account, now);
+      return true;
+    }
+    if (!unknownBucket.tryRemoveTokens(1)) return false;
+    unknownSeen.delete(account);
+    unknownSeen.set(account, now);
+    if (unknownSeen.size > UNKNOWN_REMEMBERED) unknownSeen.delete(unknownSeen.keys().next().value!);
+    return true;
+  };
+  let standInWarnedAt = -Infinity;
   // throws Dc09KeyError (mode, JSON, a bad key) before any socket is opened: start-up stops with its message
   const keys: KeyStore = settings.keysFile
     ? loadKeyStore(settings.keysFile, services.now, (r) =>
@@ -158,12 +183,20 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
     if (!device) {
       const standsIn = cfg.unknownAccountsDeviceId;
       const stand = standsIn && !h.encrypted ? services.device(standsIn) : undefined;
-      if (!stand || stand.state === 'suspended') {
+      const usable = stand !== undefined && stand.kind === 'receiver' && stand.state !== 'suspended';
+      if (!usable) {
         const why = !standsIn ? '' : h.encrypted
           ? ' (an encrypted message is taken only from a provisioned account)'
-          : ` (protocols.dc09.unknownAccountsDeviceId ${standsIn} is ${stand ? 'suspended' : 'not a device'}: provision it, kind receiver, or resume it)`;
-        if (standsIn && !h.encrypted) log.error({ deviceId: standsIn, account }, `an event from an unregistered account could not be taken${why}`);
+          : ` (protocols.dc09.unknownAccountsDeviceId ${standsIn} is ${!stand ? 'not a device' : stand.kind !== 'receiver' ? `a ${stand.kind}, not a receiver` : 'suspended'}: provision a device of kind receiver, or resume it)`;
+        // said once a minute at most, not for every message of every panel
+        if (standsIn && !h.encrypted && receivedAt - standInWarnedAt > 60_000) {
+          standInWarnedAt = receivedAt;
+          log.error({ deviceId: standsIn, account }, `events from unregistered accounts cannot be taken${why}`);
+        }
         return refuse(peer, 'unprovisioned', `account ${account} is not provisioned (POST /api/devices {kind: "dc09", serial: "${account}"})${why}: NAK, the panel keeps the event and tries again`, raw, () => nak(peer));
+      }
+      if (!unknownAccountAllowed(account.toUpperCase(), receivedAt)) {
+        return refuse(peer, 'unknown-accounts-limit', `account ${account} is not provisioned, and more than ${cfg.unknownAccountsPerMinute} new unregistered accounts a minute are not taken (protocols.dc09.unknownAccountsPerMinute): NAK, the panel tries again`, raw, () => nak(peer));
       }
       device = stand;
       unknownAccount = account.toUpperCase();

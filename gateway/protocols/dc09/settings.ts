@@ -30,6 +30,12 @@ export const dc09Settings = {
         "a device (kind receiver) that stands for this receiver, as a serial receiver's receiverDeviceId: an unencrypted event from an account no device holds is stored on it with its account (flag unknown-account; a card of that account's own, shown as \"unregistered account\") and ACKed once durable, as alarm receivers take every account. Unset: such an event is answered NAK (the panel keeps it and tries its backup path) and only counted and logged",
     }),
   ),
+  unknownAccountsPerMinute: Type.Integer({
+    minimum: 1,
+    default: 30,
+    description:
+      'with unknownAccountsDeviceId: how many accounts no device holds may open their first card a minute (a burst of this many at once); an account seen in the last 10 minutes is never held back. Beyond it, a new one is answered NAK (the panel tries again) and counted as unknown-accounts-limit: a stranger sending made-up accounts cannot bury the board',
+  }),
   pollIntervalS: Type.Integer({
     minimum: 1,
     default: 180,

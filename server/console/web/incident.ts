@@ -136,8 +136,11 @@ function residentBox(r: Resident | null, id: string | null, account: string | nu
     return h('section', { class: 'panel resident', 'data-account': account }, h('h2', null, 'Resident'),
       h('p', { class: 'big' }, `unregistered account ${account}`),
       h('p', null, 'The alarm receiver reported this account, and no device holds it: find the home from the installer\'s ' +
-        `records, then an administrator gives the panel's device this account (PATCH /api/devices/:id {"account": "${account}"}) ` +
-        'so that its next alarm shows the resident.'));
+        'records, then an administrator gives the panel\'s device this account so that its next alarm shows the resident: ' +
+        // a serial receiver's accounts are receiver:line:account; a DC-09 panel's are its hex account alone
+        (account.includes(':')
+          ? `PATCH /api/devices/:id {"account": "${account}"}.`
+          : `PATCH /api/devices/:id {"account": "${account}", "accountScheme": "dc09"} for a DC-09 panel ({"account": "${account}"} behind a serial receiver).`)));
   }
   if (!r) return h('section', { class: 'panel' }, h('h2', null, 'Resident'), h('p', null, id ? `resident ${id}` : 'the device is not bound to a resident'));
   return h('section', { class: 'panel resident' },

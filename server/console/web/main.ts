@@ -289,7 +289,7 @@ ctx.store.on((inc, e) => {
   if (e.type === 'overdue' && inc.priority !== 'P3' && (inc.status === 'acknowledged' || inc.status === 'dispatched')) {
     if (inc.priority === 'P1') tone(inc.id, 'reminder');
     const rid = inc.residentId;
-    const known = rid ? ctx.residents.get(rid, inc.priority === 'P1')?.name : undefined;
+    const known = rid ? ctx.residents.get(rid, inc.priority === 'P1')?.name : inc.account ? `account ${inc.account}` : undefined;
     ctx.toast(`${typeLabel(inc.type)}${known ? ` — ${known}` : ''}: nobody on site yet (${inc.status})`, 'alarm', {
       href: `#/incident/${encodeURIComponent(inc.id)}`, linkText: 'open the incident', incidentId: inc.id,
     });
@@ -299,7 +299,7 @@ ctx.store.on((inc, e) => {
     if (inc.priority === 'P1') tone(inc.id, 'repeat');
     const say = (who: string | undefined) => `${typeLabel(inc.type)} pressed again (×${inc.count})${who ? ` — ${who}` : ''}: ${inc.status}`;
     const rid = inc.residentId;
-    const known = rid ? ctx.residents.get(rid, inc.priority === 'P1')?.name : undefined;
+    const known = rid ? ctx.residents.get(rid, inc.priority === 'P1')?.name : inc.account ? `account ${inc.account}` : undefined;
     const rewrite = ctx.toast(say(known), 'alarm', {
       href: `#/incident/${encodeURIComponent(inc.id)}`, linkText: 'open the incident', incidentId: inc.id,
     });

@@ -337,3 +337,32 @@ describe('supervision of the polling interval', () => {
     expect(s.r.observations.length).toBe(n);
   });
 });
+
+describe('accounts no device holds (unknownAccountsDeviceId)', () => {
+  const stranger = (account: string, seq = 1) => ({ seq, account, data: `#${account}|1110 00 001` });
+
+  it('are taken on the receiver standing in, with their account and no dedup key, without binding the connection; new ones beyond the minute\'s allowance are NAKed', async () => {
+    const { r, peer, feed, msg, answers } = setup({ RCV1: { kind: 'receiver' } }, { unknownAccountsDeviceId: 'dev-RCV1', unknownAccountsPerMinute: 2 });
+    await feed(msg(stranger('AAA1')));
+    await feed(msg(stranger('AAA2')));
+    await feed(msg(stranger('AAA3')));
+    // an account taken lately always goes on
+    await feed(msg(stranger('AAA1', 2)));
+    expect(answers().map((a) => a.kind)).toEqual(['ACK', 'ACK', 'NAK', 'ACK']);
+    expect(r.refusals.map((x) => x.reason)).toEqual(['unknown-accounts-limit']);
+    expect(r.observations.map((o) => [o.deviceId, o.type, o.account, o.flags, o.seq])).toEqual([
+      ['dev-RCV1', 'fire', 'AAA1', ['unknown-account'], undefined],
+      ['dev-RCV1', 'fire', 'AAA2', ['unknown-account'], undefined],
+      ['dev-RCV1', 'fire', 'AAA1', ['unknown-account'], undefined],
+    ]);
+    expect(peer.bound).toEqual([]);
+  });
+
+  it('a stand-in that is not a receiver takes nothing: NAK, as without the setting', async () => {
+    const { r, feed, msg, answers } = setup({ '1234': { kind: 'dc09' } }, { unknownAccountsDeviceId: 'dev-1234' });
+    await feed(msg(stranger('BBB1')));
+    expect(answers().map((a) => a.kind)).toEqual(['NAK']);
+    expect(r.refusals[0]).toMatchObject({ reason: 'unprovisioned', detail: expect.stringContaining('a dc09, not a receiver') });
+    expect(r.observations).toEqual([]);
+  });
+});
