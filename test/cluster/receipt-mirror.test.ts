@@ -191,7 +191,11 @@ describe('each node\'s replica of every node\'s push and delivery receipts', () 
   it('a database an older release left with receipts: after the migration they keep their order (rseq from their ids), the head after them, and a replica reads them all', async () => {
     const { url, pool } = await env.pgs().fresh('receipts_upgrade', 6, { before: '0006' });
     const w = writer(pool, 'upgrade');
+    // the incidents are written by today's writer, which also writes a column that release did not have (an unknown
+    // account's, migration 0009): there for the writing, gone again before the migration, as that release left them
+    await pool.query('ALTER TABLE incidents ADD COLUMN account text');
     const opened = await Promise.all(Array.from({ length: 3 }, (_, d) => w.applyAlarm(sos, src(`u-d${d}`, 'g1'))));
+    await pool.query('ALTER TABLE incidents DROP COLUMN account');
     // receipts as the older release wrote them (no rseq), with their stamps
     for (const [e] of opened) {
       const at = Date.now();
