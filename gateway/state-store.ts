@@ -36,10 +36,15 @@ export function supervisionOf(v: unknown): Supervision {
 
 export function createSqliteDeviceStateStore(sqlite: Database.Database): DeviceStateStore<'sync'> {
   const all = sqlite.prepare('select * from device_state');
+  // Only for a device the registry holds (device_state's foreign key): an observation from a device that is not there
+  // (a Modbus or serial adapter configured with a device id nobody provisioned, a device deleted meanwhile) is stored
+  // and shown, and its state row is not written. Written anyway, the key failed the whole transaction, and an SOS from
+  // another device committed in the same batch with it was not acknowledged.
   const upsert = sqlite.prepare(`insert into device_state (device_id, online, last_seen, connected_at, battery, signal,
       mains, position, supervision, unreadable_count, last_unreadable_at, last_unreadable_reason, flags, updated_at)
-    values (@deviceId, @online, @lastSeen, @connectedAt, @battery, @signal, @mains, @position, @supervision,
-      @unreadableCount, @lastUnreadableAt, @lastUnreadableReason, @flags, @updatedAt)
+    select @deviceId, @online, @lastSeen, @connectedAt, @battery, @signal, @mains, @position, @supervision,
+      @unreadableCount, @lastUnreadableAt, @lastUnreadableReason, @flags, @updatedAt
+    where exists (select 1 from devices where id = @deviceId)
     on conflict(device_id) do update set online=excluded.online, last_seen=excluded.last_seen,
       connected_at=excluded.connected_at, battery=excluded.battery, signal=excluded.signal, mains=excluded.mains,
       position=excluded.position, supervision=excluded.supervision, unreadable_count=excluded.unreadable_count,

@@ -3,7 +3,9 @@
 //   incident (or gets no ACK);
 // - an alarm computed from telemetry (safe-zone exit from a position) that cannot be written withholds the position's
 //   PUBACK, and the rule's memory does not move ahead of the database;
-// - an alarm from a rule timer (offline) that cannot be written is tried again until it is.
+// - an alarm from a rule timer (offline) that cannot be written is tried again until it is;
+// - an observation from a device nobody provisioned (a field adapter's misconfigured device id) does not fail the SOS
+//   committed in the same batch with it.
 // Real gateway (aedes, mqtt client, SQLite file with the committed migrations); faults are SQLite triggers.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { devices } from '../../devices/schema.js';
@@ -88,4 +90,18 @@ describe('alarms that must not be swallowed', () => {
     expect(offline).toMatchObject({ priority: 'P3', status: 'open' });
     expect((await t.gw.states.read([id])).get(id)?.supervision).toBe('offline');
   }, 30_000);
+  // A Modbus or serial adapter configured with a device id nobody provisioned reports comm-lost for it; its state row
+  // failed device_state's foreign key, and the whole urgent batch with it: the SOS of another device committed in the
+  // same batch got no PUBACK (seen in CI: test/gateway/compiled-start.test.ts, an SOS unanswered for 60 s).
+  it('an observation from a device nobody provisioned does not fail the SOS committed with it', async () => {
+    const phone = await t.provision('call-phone');
+    const at = Date.now();
+    const [stranger, sos] = await Promise.all([
+      t.gw.ingest.submit({ deviceId: 'mb-nobody', type: 'comm-lost', receivedAt: at, source: 'modbus' }),
+      t.gw.ingest.submit({ deviceId: phone.id, type: 'sos', seq: 1, deviceTs: at, receivedAt: at, source: 'mqtt' }),
+    ]);
+    expect([stranger.status, sos.status]).toEqual(['stored', 'stored']);
+    expect(incidents(phone.id, 'sos')).toEqual([{ id: expect.any(String), type: 'sos', priority: 'P1', status: 'open' }]);
+    expect(t.gw.store.sqlite.prepare('select count(*) n from device_state where device_id = ?').get('mb-nobody')).toEqual({ n: 0 });
+  });
 });
