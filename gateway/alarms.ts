@@ -93,10 +93,10 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
     return r;
   };
 
-  const input = (entry: DeviceEntry, now: number, open: OpenIncidents = openOutside(entry), subject?: string): EvaluateInput => {
+  const input = (entry: Owner, now: number, open: OpenIncidents = openOutside(entry)): EvaluateInput => {
     const s = d.states.get(entry.id);
     return {
-      ...(subject !== undefined ? { subject } : {}),
+      ...(entry.account !== undefined ? { subject: subjectOf(entry.id, entry.account) } : {}),
       now,
       device: {
         id: entry.id, kind: entry.kind, power: entry.power, residentId: entry.residentId, unitId: entry.unitId,
@@ -105,6 +105,17 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
       resident: resident(entry.residentId),
       openIncident: open,
     };
+  };
+
+  /**
+   * Whose an observation is: its device's registry entry; for an alarm receiver's event from an account no device
+   * holds, an unknown panel's in an unknown home: the receiver's entry with that account (its own cards, rule memory and
+   * timers) and nobody's resident nor unit (a stand-in bound to someone by mistake must not send help to that home; the
+   * card is seen at the top of the network). Decided here once; the lookup, the rules and the incidents follow it.
+   */
+  const ownerOf = (obs: Observation): Owner | undefined => {
+    const entry = d.registry.entry(obs.deviceId);
+    return entry && obs.account !== undefined ? { ...entry, residentId: null, unitId: null, account: obs.account } : entry;
   };
 
   /** supervision state a rule asked for, applied once the observation is folded in */
@@ -117,8 +128,8 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
    * not at all, and a failure refuses the trigger: the position gets no PUBACK, the timer runs again.
    */
   function* applyAlarms(
-    s: IngestScope, entry: Pick<DeviceEntry, 'id' | 'residentId' | 'unitId'>, result: Pick<EvaluateResult, 'alarms' | 'evaluatedAt'>,
-    stamps: Record<string, number>, observationId?: number, lifeSafety = false, flags?: string[], account?: string,
+    s: IngestScope, entry: Pick<Owner, 'id' | 'residentId' | 'unitId' | 'account'>, result: Pick<EvaluateResult, 'alarms' | 'evaluatedAt'>,
+    stamps: Record<string, number>, observationId?: number, lifeSafety = false, flags?: string[],
   ): Step<IncidentEvent[]> {
     const events: IncidentEvent[] = [];
     if (result.alarms.length === 0) return events;
@@ -126,7 +137,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
       deviceId: entry.id,
       residentId: entry.residentId,
       unitId: entry.unitId,
-      ...(account !== undefined ? { account } : {}),
+      ...(entry.account !== undefined ? { account: entry.account } : {}),
       ...(observationId !== undefined ? { observationId } : {}),
       stamps: { ...stamps, ruleEvaluated: result.evaluatedAt },
       ...(flags?.length ? { flags } : {}),
@@ -195,7 +206,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
       data: { fallback: true, reason, ...(obs.flags?.length ? { flags: obs.flags } : {}) },
     };
     const now = Date.now();
-    return yield* applyAlarms(s, { id: obs.deviceId, ...owner }, { alarms: [alarm], evaluatedAt: now }, stamps, observationId, true, incidentFlags(obs), obs.account);
+    return yield* applyAlarms(s, { id: obs.deviceId, ...owner, account: obs.account }, { alarms: [alarm], evaluatedAt: now }, stamps, observationId, true, incidentFlags(obs));
   }
 
   const engine = createEngine({
@@ -253,12 +264,12 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
    * what the writer thread allocated); a step (generator) only when incidents are written.
    */
   function judged(
-    obs: Observation, observationId: number, stamps: Record<string, number>, s: IngestScope, entry: DeviceEntry, open: OpenIncidents,
+    obs: Observation, observationId: number, stamps: Record<string, number>, s: IngestScope, entry: Owner, open: OpenIncidents,
   ): StepOut {
     const lifeSafety = isLifeSafety(obs.type);
     let result: EvaluateResult;
     try {
-      result = engine.evaluate(obs, input(entry, Date.now(), open, obs.account === undefined ? undefined : subjectOf(entry.id, obs.account)));
+      result = engine.evaluate(obs, input(entry, Date.now(), open));
     } catch (err) {
       // a technical observation is kept (logged by ingest); an emergency is raised without the rules
       if (!lifeSafety) throw err;
@@ -277,11 +288,11 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
   }
 
   function* written(
-    obs: Observation, observationId: number, stamps: Record<string, number>, s: IngestScope, entry: DeviceEntry,
+    obs: Observation, observationId: number, stamps: Record<string, number>, s: IngestScope, entry: Owner,
     result: EvaluateResult, lifeSafety: boolean,
   ): Step<IncidentEvent[]> {
     // a heartbeat kept as state only has no row (observationId 0): its alarms cite none
-    const events = yield* applyAlarms(s, entry, result, stamps, observationId || undefined, lifeSafety, incidentFlags(obs), obs.account);
+    const events = yield* applyAlarms(s, entry, result, stamps, observationId || undefined, lifeSafety, incidentFlags(obs));
     keepPatch(entry.id, result);
     return events;
   }
@@ -296,7 +307,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
   }
 
   function* judgedLater(
-    obs: Observation, observationId: number, stamps: Record<string, number>, s: IngestScope, entry: DeviceEntry, open: Promise<OpenIncidents>,
+    obs: Observation, observationId: number, stamps: Record<string, number>, s: IngestScope, entry: Owner, open: Promise<OpenIncidents>,
   ): Step<IncidentEvent[] | void> {
     const out = judged(obs, observationId, stamps, s, entry, yield* io(open));
     return isStep<IncidentEvent[] | void>(out) ? yield* out : out;
@@ -307,11 +318,7 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
     // a life-safety observation this step fails on in any way is refused (no PUBACK), never stored without incident
     raisesIncidents: true,
     run(obs: Observation, observationId: number, stamps: Record<string, number>, s: IngestScope): StepOut {
-      let entry = d.registry.entry(obs.deviceId);
-      // An alarm receiver's event from an account no device holds: an unknown panel's, in an unknown home. Not the
-      // receiver's resident's nor its unit's (a stand-in bound to someone by mistake must not send help to that home):
-      // the card is nobody's, seen at the top of the network, under its account.
-      if (entry && obs.account !== undefined) entry = { ...entry, residentId: null, unitId: null };
+      const entry = ownerOf(obs);
       if (!entry) {
         if (isLifeSafety(obs.type)) {
           log.error({ deviceId: obs.deviceId, type: obs.type },
@@ -321,9 +328,8 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
         log.warn({ deviceId: obs.deviceId, type: obs.type }, 'observation from a device not in the registry: stored, no rules');
         return;
       }
-      // SQLite answers at once; PostgreSQL's answer is awaited through the scope. A receiver's event from an unknown
-      // account sees only that account's cards.
-      const open = s.openIncidents(obs.account === undefined ? entry : { id: entry.id, residentId: null, account: obs.account });
+      // SQLite answers at once; PostgreSQL's answer is awaited through the scope
+      const open = s.openIncidents(entry);
       return open instanceof Promise ? judgedLater(obs, observationId, stamps, s, entry, open) : judged(obs, observationId, stamps, s, entry, open);
     },
     after(obs: Observation) {
@@ -376,6 +382,9 @@ export function createAlarmPipeline(d: AlarmPipelineDeps): AlarmPipeline {
     close: () => engine.close(),
   };
 }
+
+/** A device's registry entry as its observation's owner: with an unknown account behind a receiver (`ownerOf`). */
+type Owner = DeviceEntry & { readonly account?: string };
 
 /** The observation's flags an incident must show: a possible replay; an alarm from a receiver's unknown account. */
 function incidentFlags(obs: Observation): string[] | undefined {

@@ -159,11 +159,13 @@ export class DeviceStates {
     if (alive) s.lastSeen = obs.receivedAt;
     // an unknown panel's event passed on by a receiver (Observation.account): the receiver is alive; the panel's
     // battery, mains or position are not the receiver's
-    if (obs.account !== undefined) {
-      if (alive && s.supervision !== 'ok') s.supervision = 'ok';
-      this.dirty.add(obs.deviceId);
-      return;
-    }
+    if (obs.account === undefined) this.fold(s, obs);
+    if (alive && s.supervision !== 'ok') s.supervision = 'ok';
+    this.dirty.add(obs.deviceId);
+  }
+
+  /** What an observation says of its device's readings (battery, signal, mains, position). */
+  private fold(s: LiveState, obs: Observation): void {
     switch (obs.type) {
       case 'heartbeat':
         if (obs.battery !== undefined) s.battery = obs.battery;
@@ -194,8 +196,6 @@ export class DeviceStates {
           s.position = { ...obs.position, at: obs.position.at ?? obs.deviceTs ?? obs.receivedAt };
         }
     }
-    if (alive && s.supervision !== 'ok') s.supervision = 'ok';
-    this.dirty.add(obs.deviceId);
   }
 
   setOnline(deviceId: string, online: boolean, at: number): void {

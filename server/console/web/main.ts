@@ -1,5 +1,6 @@
 // The console: login, then the live board and the other pages under one header. Hash routes (#/board,
 // #/incident/<id>, #/fleet, #/devices/new, #/device/<id>, #/network) keep the server to one page.
+import type { Incident } from './api.js';
 import { Ctx, type Settings } from './context.js';
 import { clear, h } from './dom.js';
 import { AlarmStreamClient, type StreamStatus } from './stream.js';
@@ -289,7 +290,7 @@ ctx.store.on((inc, e) => {
   if (e.type === 'overdue' && inc.priority !== 'P3' && (inc.status === 'acknowledged' || inc.status === 'dispatched')) {
     if (inc.priority === 'P1') tone(inc.id, 'reminder');
     const rid = inc.residentId;
-    const known = rid ? ctx.residents.get(rid, inc.priority === 'P1')?.name : inc.account ? `account ${inc.account}` : undefined;
+    const known = whoShort(inc);
     ctx.toast(`${typeLabel(inc.type)}${known ? ` — ${known}` : ''}: nobody on site yet (${inc.status})`, 'alarm', {
       href: `#/incident/${encodeURIComponent(inc.id)}`, linkText: 'open the incident', incidentId: inc.id,
     });
@@ -299,7 +300,7 @@ ctx.store.on((inc, e) => {
     if (inc.priority === 'P1') tone(inc.id, 'repeat');
     const say = (who: string | undefined) => `${typeLabel(inc.type)} pressed again (×${inc.count})${who ? ` — ${who}` : ''}: ${inc.status}`;
     const rid = inc.residentId;
-    const known = rid ? ctx.residents.get(rid, inc.priority === 'P1')?.name : inc.account ? `account ${inc.account}` : undefined;
+    const known = whoShort(inc);
     const rewrite = ctx.toast(say(known), 'alarm', {
       href: `#/incident/${encodeURIComponent(inc.id)}`, linkText: 'open the incident', incidentId: inc.id,
     });
@@ -311,6 +312,11 @@ ctx.store.on((inc, e) => {
     }
   }
 });
+/** A toast's "who": the elder's name once her record is loaded, an unregistered panel's account, or nothing yet. */
+function whoShort(inc: Incident): string | undefined {
+  if (inc.residentId) return ctx.residents.get(inc.residentId, inc.priority === 'P1')?.name;
+  return inc.account ? `account ${inc.account}` : undefined;
+}
 window.setInterval(() => {
   if (!ctx.api.token || Date.now() - lastTone < REMIND_MS - 500) return;
   const waiting = ctx.store.active().filter((i) => i.priority === 'P1' && i.status === 'open' && !i.test);
