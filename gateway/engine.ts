@@ -50,6 +50,11 @@ export interface EvaluateInput {
 
 /** The rules' memory key of an alarm receiver's unknown account (EvaluateInput.subject). */
 export const subjectOf = (deviceId: string, account: string): string => `${deviceId}\u0000${account}`;
+/** The receiver whose unknown account a memory key is (subjectOf), or undefined for a device's own key. */
+const receiverOfSubject = (key: string): string | undefined => {
+  const cut = key.indexOf('\u0000');
+  return cut > 0 ? key.slice(0, cut) : undefined;
+};
 
 export interface RestoreInput extends EvaluateInput {
   hints?: RestoreHints;
@@ -301,9 +306,8 @@ export function createEngine(options: EngineOptions): Engine {
    */
   const subjects = new Map<string, Set<string>>();
   function newMemory(key: string): Map<string, unknown> {
-    const cut = key.indexOf('\u0000');
-    if (cut > 0) {
-      const owner = key.slice(0, cut);
+    const owner = receiverOfSubject(key);
+    if (owner !== undefined) {
       let set = subjects.get(owner);
       if (!set) subjects.set(owner, (set = new Set()));
       set.add(key);
@@ -496,8 +500,8 @@ export function createEngine(options: EngineOptions): Engine {
         timerIds.delete(key);
       }
       subjects.delete(deviceId);
-      const cut = deviceId.indexOf('\u0000');
-      if (cut > 0) subjects.get(deviceId.slice(0, cut))?.delete(deviceId);
+      const receiver = receiverOfSubject(deviceId);
+      if (receiver !== undefined) subjects.get(receiver)?.delete(deviceId);
     },
     pendingTimers(deviceId) {
       const now = timers.now();

@@ -74,12 +74,9 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
   const UNKNOWN_REMEMBERED = 10_000;
   const unknownAccountAllowed = (account: string, now: number): boolean => {
     const last = unknownSeen.get(account);
-    if (last !== undefined && now - last < UNKNOWN_REMEMBER_MS) {
-      unknownSeen.delete(account);
-      unknownSeen.set(account, now);
-      return true;
-    }
-    if (!unknownBucket.tryRemoveTokens(1)) return false;
+    const lately = last !== undefined && now - last < UNKNOWN_REMEMBER_MS;
+    if (!lately && !unknownBucket.tryRemoveTokens(1)) return false;
+    // moved to the newest end, so the oldest is the first key
     unknownSeen.delete(account);
     unknownSeen.set(account, now);
     if (unknownSeen.size > UNKNOWN_REMEMBERED) unknownSeen.delete(unknownSeen.keys().next().value!);

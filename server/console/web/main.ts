@@ -289,7 +289,6 @@ ctx.store.on((inc, e) => {
   // nobody on site within the reach budget: whoever sees it is told again, whoever took it may have gone
   if (e.type === 'overdue' && inc.priority !== 'P3' && (inc.status === 'acknowledged' || inc.status === 'dispatched')) {
     if (inc.priority === 'P1') tone(inc.id, 'reminder');
-    const rid = inc.residentId;
     const known = whoShort(inc);
     ctx.toast(`${typeLabel(inc.type)}${known ? ` — ${known}` : ''}: nobody on site yet (${inc.status})`, 'alarm', {
       href: `#/incident/${encodeURIComponent(inc.id)}`, linkText: 'open the incident', incidentId: inc.id,
