@@ -8,6 +8,7 @@ import { Aedes, type AedesOptions, type Client, type PublishPacket, type Subscri
 import type { Config } from '../../core/config.js';
 import { createLogLimiter, type Logger } from '../../core/logger.js';
 import { SocketGate } from '../../core/limits.js';
+import { KEEPALIVE_IDLE_MS, keepAliveOnListener } from '../../core/tcp-keepalive.js';
 import type { Metrics } from '../../core/metrics.js';
 import type { Bus } from '../../core/bus.js';
 import { isLifeSafety, topics } from '../../core/contracts.js';
@@ -278,7 +279,12 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     }
     let alarm = false;
     const wait = handleMessage({
-      deviceId: id, channel, topic: packet.topic, payload: packet.payload as Buffer, qos: packet.qos, source: 'mqtt',
+      deviceId: id, channel, topic: packet.topic, payload: packet.payload as Buffer,
+      // A Last Will is acknowledged to no one (its connection is gone): whatever QoS the device gave it, nobody waits
+      // for it to be durable, so its batch pays no fsync for it (a reconnect storm's thousands of Wills would). If it
+      // raises an incident, the batch is synced before the incident goes out all the same; if a power cut takes a
+      // Will back, the restart finds every device offline anyway.
+      qos: will ? 0 : packet.qos, source: 'mqtt',
       // a Will is dated when its connection closed, not when its slice came
       at: receivedAt ?? Date.now(),
       stamp: (obs) => {
@@ -373,8 +379,9 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
       limited.warn('connection limit', undefined, { address, cap }, `refused: the broker holds its limit of ${cap} connections`);
       return false;
     }
-    // half-open connections (a phone that lost its network) are found by the kernel, not held for ever
-    socket.setKeepAlive(true, 60_000);
+    // half-open connections (a phone that lost its network) are found by the kernel, not held for ever (set on the
+    // listener once where the socket inherits it: core/tcp-keepalive.ts)
+    if (!keepAliveInherited.has(listener)) socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
     perAddress.set(address, n + 1);
     socket.once('close', () => {
       const left = (perAddress.get(address) ?? 1) - 1;
@@ -413,10 +420,13 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
   };
 
   const servers: Server[] = [];
+  /** listeners whose accepted sockets inherit TCP keepalive from the listening socket */
+  const keepAliveInherited = new Set<'mqtt' | 'mqtt-tls'>();
   const tcp = createTcpServer({ noDelay: true, allowHalfOpen: true }, guarded('accept', (socket) => {
     if (admit(socket, 'mqtt')) handle(socket);
   }));
   await listen(tcp, config.mqtt.port, config.mqtt.host);
+  if (keepAliveOnListener(tcp)) keepAliveInherited.add('mqtt');
   tcp.on('error', onListenerError('mqtt'));
   servers.push(tcp);
   let tlsPort: number | null = null;
@@ -433,6 +443,7 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     );
     tls.on('connection', guarded('accept', (raw) => admit(raw, 'mqtt-tls')));
     await listen(tls, config.mqtt.tlsPort, config.mqtt.host);
+    if (keepAliveOnListener(tls)) keepAliveInherited.add('mqtt-tls');
     tls.on('error', onListenerError('mqtt-tls'));
     // a failed TLS handshake is the client's problem, not the server's
     tls.on('tlsClientError', (err: Error, socket: Socket) => {

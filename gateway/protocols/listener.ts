@@ -13,6 +13,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import type { Logger } from '../../core/logger.js';
 import { SocketGate } from '../../core/limits.js';
+import { KEEPALIVE_IDLE_MS, keepAliveOnListener } from '../../core/tcp-keepalive.js';
 import type { ListenerSettings, Peer, ProtocolHandler, ProtocolName } from './types.js';
 
 /** Frames of one connection waiting for the writer before its socket is paused. */
@@ -223,6 +224,8 @@ export async function startProtocolListener(
   };
 
   // ---- TCP --------------------------------------------------------------------------------------------------
+  /** set once the server listens: accepted sockets inherit TCP keepalive from the listening socket */
+  let keepAliveInherited = false;
   const onConnection = (socket: Socket) => {
     const address = socket.remoteAddress ?? '?';
     if (closing) {
@@ -249,7 +252,7 @@ export async function startProtocolListener(
     };
     socket.once('close', identified);
     socket.setNoDelay(true);
-    socket.setKeepAlive(true, 60_000);
+    if (!keepAliveInherited) socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
     const framer = handler.framer();
     let bindTimer: NodeJS.Timeout | undefined;
     const p: PeerImpl = new PeerImpl(`tcp:${address}:${socket.remotePort ?? 0}#${++seq}`, 'tcp', address, socket.remotePort ?? 0, {
@@ -312,6 +315,8 @@ export async function startProtocolListener(
       resolve();
     });
   });
+  // accepted sockets inherit TCP keepalive from the listening socket where the kernel allows (core/tcp-keepalive.ts)
+  keepAliveInherited = keepAliveOnListener(server);
   const port = (server.address() as { port: number }).port;
 
   // ---- UDP --------------------------------------------------------------------------------------------------

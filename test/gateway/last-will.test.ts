@@ -17,7 +17,9 @@ describe('Last Will and connection limits', () => {
     });
     await waitFor(async () => (await t.api('GET', `/api/devices/${id}`)).body.live.online === true, 'online');
     const folded = () => metricValue(t.gw, 'eldergate_observations_total', { source: 'mqtt', result: 'state' });
+    const syncs = () => metricValue(t.gw, 'eldergate_stage_seconds_count', { stage: 'sync_telemetry' });
     const before = await folded();
+    const syncsBefore = await syncs();
     // no DISCONNECT packet: the socket just dies, as when the battery falls out
     (c as unknown as { stream: { destroy(): void } }).stream.destroy();
     // the Will reaches the writer and the rules (supervision counts the drop), as state: heartbeats and Wills are
@@ -25,6 +27,8 @@ describe('Last Will and connection limits', () => {
     await waitFor(async () => (await folded()) > before, 'the Last Will folded into the device state');
     expect((await t.api('GET', `/api/observations?deviceId=${id}&type=status`)).body.items).toEqual([]);
     expect((await t.api('GET', `/api/devices/${id}`)).body.live.online).toBe(false);
+    // a Will is acknowledged to no one, whatever its QoS: its batch was not fsynced for it (it raised no incident)
+    expect(await syncs()).toBe(syncsBefore);
     c.end(true);
   });
 

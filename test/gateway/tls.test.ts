@@ -5,7 +5,9 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'node:https';
-import { connectDevice, publishAsync, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import type { Socket } from 'node:net';
+import { connectDevice, publishAsync, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
+import { tcpTimerOf } from '../helpers/tcp.js';
 
 function makeCert(dir: string) {
   const key = join(dir, 'key.pem');
@@ -46,6 +48,10 @@ describe('TLS', () => {
     const dev = t.gw.registry.provision({ kind: 'call-phone', serial: 'TLS-1' });
     const c = await connectDevice(`mqtts://127.0.0.1:${t.gw.broker!.tlsPort}`, dev.device.id, dev.secret, { ca, servername: 'localhost', rejectUnauthorized: true });
     await publishAsync(c, `devices/${dev.device.id}/events`, JSON.stringify({ ts: 1, seq: 1, type: 'sos' }));
+    // a device whose network died is found by the kernel here too (core/tcp-keepalive.ts)
+    const local = (c.stream as Socket).localPort!;
+    await waitFor(() => tcpTimerOf(t.gw.broker!.tlsPort!, local) !== 'retransmit', 'the PUBACK acknowledged');
+    expect(tcpTimerOf(t.gw.broker!.tlsPort!, local)).toBe('keepalive');
     c.end(true);
     const n = (t.gw.store.sqlite.prepare("select count(*) n from observations where device_id = ? and type = 'sos'").get(dev.device.id) as { n: number }).n;
     expect(n).toBe(1);

@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { createLogger } from '../../core/logger.js';
 import { startProtocolListener, type ListenerEvents, type ProtocolListener } from '../../gateway/protocols/listener.js';
 import type { Framed, ListenerSettings, Peer, ProtocolHandler } from '../../gateway/protocols/types.js';
+import { tcpTimerOf } from '../helpers/tcp.js';
 
 const log = createLogger('silent');
 
@@ -124,6 +125,15 @@ describe('protocol listener', () => {
     expect(await c.waitFor(1)).toEqual(['ECHO HELLO']);
     expect(seen.refusals.length).toBeGreaterThan(0);
     expect(seen.refusals[0]).toMatch(/^unreadable: (line too long|more than 32 bytes without a newline)/);
+  });
+
+  it('a connection it accepts has TCP keepalive (a terminal whose network died is found by the kernel)', async () => {
+    const { l } = await start();
+    const c = await client(l.port);
+    c.send('ID dev-ka\n');
+    await c.waitFor(1);
+    await waitUntil(() => tcpTimerOf(l.port, c.s.localPort!) !== 'retransmit');
+    expect(tcpTimerOf(l.port, c.s.localPort!)).toBe('keepalive');
   });
 
   it('binds the identity to the connection; a command goes to it; closing it unbinds', async () => {
