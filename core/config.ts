@@ -233,6 +233,14 @@ export const ConfigSchema = Type.Object(
         telemetryWaitersLimit: Type.Integer({ minimum: 1, default: 5000 }),
         /** heartbeats fold into device state; one is kept as a row on change or at most once per this long (0: all) */
         heartbeatHistoryMs: Type.Integer({ minimum: 0, default: 3_600_000 }),
+        /**
+         * A device's state row (last seen, battery, signal, position, online) is written this long after its first
+         * unwritten change, with whatever changed meanwhile: a device sending ten readings a second costs one row
+         * per interval, not one per reading. The row is only what a restart starts from (live state is read from
+         * memory), so a crash can take back this much of last-seen; an alarm writes its device's row at once, and a
+         * shutdown writes every row owed. 0: each change with the next commit. One-node SQLite only.
+         */
+        stateWriteBehindMs: Type.Integer({ minimum: 0, maximum: 60_000, default: 1000 }),
         rejectsKept: Type.Integer({ minimum: 100, default: 10000 }),
         rejectRawBytes: Type.Integer({ minimum: 64, default: 2048 }),
         /**

@@ -10,10 +10,16 @@
 // delete() leaves its place in the ring behind, skipped when the ring gets there. An id added again meanwhile takes a
 // new place at the end, but is taken from the earlier place if it is still in the ring (sooner than a Set would give
 // it: for rows owed, written sooner).
+//
+// Each place also keeps when its id was added (monotonic ms, performance.now()), so that a caller can write an id
+// only once it has waited long enough (write-behind: gateway/device-state.ts): oldestAt() is when the oldest member
+// was added (for an id added again while its earlier place was still in the ring: the earlier time).
 export class DirtySet {
   /** membership; false once taken or deleted (kept, so that adding it again allocates nothing) */
   private readonly member = new Map<string, boolean>();
   private ring: (string | undefined)[] = new Array<string | undefined>(64);
+  /** when the id at the same place was added */
+  private times: number[] = new Array<number>(64).fill(0);
   private head = 0;
   /** places in use in the ring (members, and places left behind by delete) */
   private used = 0;
@@ -32,7 +38,9 @@ export class DirtySet {
     this.member.set(id, true);
     this.count++;
     if (this.used === this.ring.length) this.grow();
-    this.ring[(this.head + this.used) % this.ring.length] = id;
+    const at = (this.head + this.used) % this.ring.length;
+    this.ring[at] = id;
+    this.times[at] = performance.now();
     this.used++;
   }
 
@@ -48,6 +56,12 @@ export class DirtySet {
   peek(): string | undefined {
     this.skipLeftBehind();
     return this.used > 0 ? this.ring[this.head] : undefined;
+  }
+
+  /** when the oldest member was added (performance.now() then), undefined when empty */
+  oldestAt(): number | undefined {
+    this.skipLeftBehind();
+    return this.used > 0 ? this.times[this.head] : undefined;
   }
 
   /** the oldest member, taken out (undefined when empty) */
@@ -75,15 +89,19 @@ export class DirtySet {
   private grow(): void {
     // a place left behind whose id was added again holds a duplicate: clearing them first can spare the growth
     const next = new Array<string | undefined>(this.ring.length * 2);
+    const times = new Array<number>(this.ring.length * 2).fill(0);
     const seen = new Set<string>();
     let n = 0;
     for (let i = 0; i < this.used; i++) {
-      const id = this.ring[(this.head + i) % this.ring.length]!;
+      const from = (this.head + i) % this.ring.length;
+      const id = this.ring[from]!;
       if (this.member.get(id) !== true || seen.has(id)) continue;
       seen.add(id);
+      times[n] = this.times[from]!;
       next[n++] = id;
     }
     this.ring = next;
+    this.times = times;
     this.head = 0;
     this.used = n;
   }

@@ -212,6 +212,8 @@ export class Ingest implements ObservationSink {
   /** flushAll is writing everything: no pause for the checkpointer */
   private flushingAll = false;
   private telemetryTimer: NodeJS.Timeout | null = null;
+  /** when telemetryTimer fires (performance.now()): a timer set for state rows owed later gives way to a sooner one */
+  private telemetryTimerDue = 0;
   private flushSoon = false;
   private steps: IngestStep[] = [];
   private closed = false;
@@ -404,9 +406,20 @@ export class Ingest implements ObservationSink {
           if (!this.closed) this.flushTelemetry();
         });
       }
-    } else if (!this.telemetryTimer) {
-      this.telemetryTimer = setTimeout(() => this.flushTelemetry(), this.flushMs);
+    } else {
+      this.armTelemetryTimer(this.flushMs);
     }
+  }
+
+  /** the next slice in `ms`, unless one is set sooner (one timer, never two) */
+  private armTelemetryTimer(ms: number): void {
+    const due = performance.now() + ms;
+    if (this.telemetryTimer) {
+      if (this.telemetryTimerDue <= due) return;
+      clearTimeout(this.telemetryTimer);
+    }
+    this.telemetryTimerDue = due;
+    this.telemetryTimer = setTimeout(() => this.flushTelemetry(), ms);
   }
 
   /** telemetry of a device queued (or waiting for room) and not yet written */
@@ -429,7 +442,7 @@ export class Ingest implements ObservationSink {
     if (this.closed) return;
     const raw = typeof row.raw === 'string' ? row.raw : row.raw.toString('utf8');
     this.rejects.push({ ...row, raw: raw.slice(0, this.o.config.rejectRawBytes) });
-    if (!this.telemetryTimer) this.telemetryTimer = setTimeout(() => this.flushTelemetry(), this.flushMs);
+    this.armTelemetryTimer(this.flushMs);
   }
 
   private flushUrgent(): void {
@@ -514,7 +527,7 @@ export class Ingest implements ObservationSink {
       // copied all of it, every slice)
       const batch = this.telemetry.slice(0, this.o.config.telemetryBatchRows);
       // device-state rows owed (heartbeats are state; a reconnect storm dirties thousands) go out with the next batches
-      const stateOwed = this.lastCommitOk && this.o.states.dirtyCount() > 0;
+      const stateOwed = this.lastCommitOk && this.stateRowsDue();
       const taken = batch.length;
       cut = taken > 0 || this.rejects.length > 0 || stateOwed ? this.commit(batch, 'telemetry') : 0;
       const done = taken - cut;
@@ -532,10 +545,17 @@ export class Ingest implements ObservationSink {
       clearTimeout(this.telemetryTimer);
       this.telemetryTimer = null;
     }
-    if (!this.closed && (this.telemetry.length > 0 || this.rejects.length > 0 || (this.lastCommitOk && this.o.states.dirtyCount() > 0))) {
+    if (!this.closed && (this.telemetry.length > 0 || this.rejects.length > 0)) {
       // a backlog goes on at the next turn (after any alarm that came meanwhile)
-      this.telemetryTimer = setTimeout(() => this.flushTelemetry(), cut > 0 || this.telemetry.length >= this.o.config.telemetryBatchRows ? 0 : this.flushMs);
+      this.armTelemetryTimer(cut > 0 || this.telemetry.length >= this.o.config.telemetryBatchRows ? 0 : this.flushMs);
+    } else {
+      this.afterCommit();
     }
+  }
+
+  /** device-state rows due now (write-behind: gateway/device-state.ts), or any owed while everything is written */
+  private stateRowsDue(): boolean {
+    return this.flushingAll ? this.o.states.dirtyCount() > 0 : this.o.states.nextDueInMs() === 0;
   }
 
   /**
@@ -635,7 +655,7 @@ export class Ingest implements ObservationSink {
         // an alarm's commit: its own devices' rows; a slice's: what is owed, up to the slice's end (at least
         // MIN_STATE_ROWS each, so they always move on; afterCommit() sets a slice for what is still owed)
         if (queue === 'urgent') this.o.states.flushDevices(batch.map((p) => p.obs.deviceId), Date.now());
-        else this.o.states.flushDirty(Date.now(), this.o.config.telemetryBatchRows, stateRowsUntil, MIN_STATE_ROWS);
+        else this.o.states.flushDirty(Date.now(), this.o.config.telemetryBatchRows, stateRowsUntil, MIN_STATE_ROWS, this.flushingAll);
         // IMMEDIATE: the main thread writes the same file on its own connection (people's actions, the registry); the
         // write lock is taken before the first read, so the batch waits its turn instead of failing on a stale snapshot
       }).immediate();
@@ -869,7 +889,7 @@ export class Ingest implements ObservationSink {
     if (this.telemetryTimer) clearTimeout(this.telemetryTimer);
     this.telemetryTimer = null;
     if (full || this.telemetry.length > 0 || this.rejects.length > 0 || (this.lastCommitOk && this.o.states.dirtyCount() > 0)) {
-      this.telemetryTimer = setTimeout(() => this.flushTelemetry(), full ? 0 : this.flushMs);
+      this.armTelemetryTimer(full ? 0 : this.flushMs);
     }
   }
 
@@ -896,11 +916,11 @@ export class Ingest implements ObservationSink {
     }
   }
 
-  /** device-state rows still owed after a commit get one of their own soon (not on the alarm path) */
+  /** device-state rows still owed after a commit get one of their own when they are due (not on the alarm path) */
   private afterCommit(): void {
-    if (this.lastCommitOk && this.o.states.dirtyCount() > 0 && !this.telemetryTimer && !this.closed) {
-      this.telemetryTimer = setTimeout(() => this.flushTelemetry(), this.flushMs);
-    }
+    if (!this.lastCommitOk || this.closed) return;
+    const dueIn = this.o.states.nextDueInMs();
+    if (dueIn !== null) this.armTelemetryTimer(Math.max(this.flushMs, dueIn));
   }
 
   /**

@@ -99,7 +99,7 @@ async function createWriterDomain(init: WriterInit, log: Logger): Promise<Writer
   // a test run's device (devices.test, this node's registry): the incident service reads it the same way
   const isTestDevice = testMarkOf(store.sqlite);
   const batches = pool && incidentStore ? createPgIngestBatches({ pool, incidents: incidentStore, isTestDevice }) : null;
-  const states = batches ? new DeviceStates(await batches.loadStates()) : new DeviceStates(store.sqlite);
+  const states = batches ? new DeviceStates(await batches.loadStates()) : new DeviceStates(store.sqlite, { writeBehindMs: config.ingest.stateWriteBehindMs });
   const incidents: IncidentServiceOf<StoreMode> = incidentStore
     ? createIncidentService({ store, bus, config, log, clock: systemClock, network, incidentStore, isTestDevice })
     : createIncidentService({ store, bus, config, log, clock: systemClock, network, isTestDevice });

@@ -91,6 +91,30 @@ describe('DirtySet', () => {
   });
 });
 
+describe('DirtySet.oldestAt (write-behind: when the oldest member was added)', () => {
+  it('is the oldest member\'s add time, through takes, deletes and growth of the ring', async () => {
+    const d = new DirtySet();
+    expect(d.oldestAt()).toBeUndefined();
+    const t0 = performance.now();
+    d.add('a');
+    await new Promise((r) => setTimeout(r, 15));
+    const t1 = performance.now();
+    // 200 more: the ring grows (64 places) and keeps each place's time
+    for (let i = 0; i < 200; i++) d.add(`b${i}`);
+    expect(d.oldestAt()!).toBeGreaterThanOrEqual(t0);
+    expect(d.oldestAt()!).toBeLessThan(t1);
+    // 'a' taken: the oldest is now one of the later ones
+    expect(d.shift()).toBe('a');
+    expect(d.oldestAt()!).toBeGreaterThanOrEqual(t1);
+    // deleted members are skipped: the oldest is the first still there
+    d.delete('b0');
+    expect(d.peek()).toBe('b1');
+    expect(d.oldestAt()!).toBeGreaterThanOrEqual(t1);
+    while (d.shift() !== undefined);
+    expect(d.oldestAt()).toBeUndefined();
+  });
+});
+
 describe('DeviceStates with its rows owed in a DirtySet', () => {
   it('a failed commit owes its rows again and the next commit writes them', () => {
     const written: string[][] = [];

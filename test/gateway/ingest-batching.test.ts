@@ -22,6 +22,7 @@ import { createMetrics } from '../../core/metrics.js';
 import { createLogger } from '../../core/logger.js';
 import type { IncidentEvent, Observation } from '../../core/contracts.js';
 import { DeviceStates } from '../../gateway/device-state.js';
+import { createSqliteDeviceStateStore, type StoredState } from '../../gateway/state-store.js';
 import { devices } from '../../devices/schema.js';
 import { Ingest } from '../../gateway/ingest.js';
 import { ALARMS_ON_THE_WAY } from '../../gateway/writer/protocol.js';
@@ -224,6 +225,48 @@ describe('telemetry batches of the writer', () => {
     ingest.flushAll();
     expect(online().size).toBe(40);
     expect(live!.dirtyCount()).toBe(0);
+  });
+
+  it('write-behind: a device\'s many readings cost one state row per ingest.stateWriteBehindMs; an alarm\'s row goes at once; flushAll writes what is owed', async () => {
+    const now = Date.now();
+    const written: string[] = [];
+    let live: DeviceStates | undefined;
+    const ingest = openIngest([['cp-behind0', 'call-phone'], ['cp-behind1', 'call-phone'], ['cp-behind2', 'call-phone']], (s) => {
+      const sqliteStore = createSqliteDeviceStateStore(s.sqlite);
+      // the real store, its writes noted
+      const store = { ...sqliteStore, write: (rows: readonly StoredState[]) => {
+        for (const r of rows) written.push(r.deviceId);
+        sqliteStore.write(rows);
+      } };
+      live = new DeviceStates(store, { writeBehindMs: 1500 });
+      return { states: live };
+    });
+    const heartbeat = (deviceId: string, seq: number) =>
+      ({ deviceId, seq, type: 'heartbeat', deviceTs: now + seq, receivedAt: now + seq, source: 'mqtt', battery: 80 }) as Observation;
+    const lastSeen = (id: string) => store!.sqlite.prepare('select last_seen from device_state where device_id = ?').pluck().get(id);
+    // 30 heartbeats of cp-behind0 and cp-behind1, each durable before the next (QoS 1: each its own commit)
+    for (let seq = 1; seq <= 30; seq++) {
+      await ingest.submitTelemetry(heartbeat('cp-behind0', seq), true);
+      await ingest.submitTelemetry(heartbeat('cp-behind1', seq), true);
+    }
+    // taken in, acknowledged, in live state — and no state row written yet: it is not due
+    expect((await live!.read(['cp-behind0'])).get('cp-behind0')?.lastSeen).toBe(now + 30);
+    expect(written).toEqual([]);
+    // an alarm writes its own device's row at once, with the alarm
+    await ingest.submit({ deviceId: 'cp-behind1', seq: 31, type: 'sos', deviceTs: now + 31, receivedAt: now + 31, source: 'mqtt' } as Observation);
+    expect(written).toEqual(['cp-behind1']);
+    expect(lastSeen('cp-behind1')).toBe(now + 31);
+    // once due, the other device's row is written once, with the last of its 30 readings
+    await waitFor(() => written.includes('cp-behind0'), 'the owed row written when due', 10_000);
+    expect(written.filter((id) => id === 'cp-behind0')).toHaveLength(1);
+    expect(lastSeen('cp-behind0')).toBe(now + 30);
+    // a change owed at shutdown is written by flushAll, due or not
+    await ingest.submitTelemetry(heartbeat('cp-behind2', 1), true);
+    expect(written).not.toContain('cp-behind2');
+    ingest.flushAll();
+    expect(lastSeen('cp-behind2')).toBe(now + 1);
+    expect(live!.dirtyCount()).toBe(0);
+    ingest.close();
   });
 
   it('a stream of alarms, one in every task, never stops the telemetry slices: each batch of alarms is followed by one', async () => {
