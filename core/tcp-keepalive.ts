@@ -6,16 +6,26 @@
 // once saves a setsockopt round per connection: 16 µs of the ~430 µs a reconnect storm's connect cost the broker
 // (docs/benchmarks.md, the storm's profile). Node has no public call for a listening socket's options; the listening
 // handle is the same libuv TCP handle as an accepted socket's and has the same setKeepAlive (uv_tcp_keepalive).
-// Where that is not there or the platform is not Linux, the caller sets keepalive on each socket, as before.
-import type { Server } from 'node:net';
+// Where that is not there or the platform is not Linux, each accepted socket gets keepalive of its own, as before.
+import type { Server, Socket } from 'node:net';
 
 /** idle time before the kernel's first keepalive probe */
 export const KEEPALIVE_IDLE_MS = 60_000;
 
-/** Call after the server listens. true: accepted sockets inherit keepalive; false: set it on each socket yourself. */
-export function keepAliveOnListener(server: Server, idleMs = KEEPALIVE_IDLE_MS): boolean {
-  if (process.platform !== 'linux') return false;
+/** keepalive on one accepted socket: what a listener whose sockets do not inherit it does for each */
+export const keepAliveEach = (socket: Socket): void => {
+  socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
+};
+
+const inherited = (): void => {};
+
+/**
+ * Call once the server listens. Returns what to do for each socket it accepts: nothing when they inherit keepalive
+ * from the listening socket, keepAliveEach otherwise.
+ */
+export function keepAliveOnListener(server: Server): (socket: Socket) => void {
+  if (process.platform !== 'linux') return keepAliveEach;
   const handle = (server as unknown as { _handle?: { setKeepAlive?: (on: boolean, delayS: number) => number } })._handle;
-  if (typeof handle?.setKeepAlive !== 'function') return false;
-  return handle.setKeepAlive(true, Math.max(1, Math.round(idleMs / 1000))) === 0;
+  if (typeof handle?.setKeepAlive !== 'function') return keepAliveEach;
+  return handle.setKeepAlive(true, KEEPALIVE_IDLE_MS / 1000) === 0 ? inherited : keepAliveEach;
 }

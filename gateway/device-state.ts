@@ -59,13 +59,14 @@ export class DeviceStates {
   /** null: the rows are written by whoever takes them (`takeDirty`: the ingest's PostgreSQL batch) */
   private readonly store: DeviceStateStore<'sync'> | null;
 
-  /**
-   * `source`: the store (its SQLite implementation, gateway/state-store.ts), or the connection to build it on, or the
-   * rows an asynchronous store loaded (PostgreSQL: the ingest writes them in its batches through `takeDirty`)
-   */
   /** a row is written no sooner than this long after its first unwritten change (0: with the next commit) */
   private readonly writeBehindMs: number;
 
+  /**
+   * `source`: the store (its SQLite implementation, gateway/state-store.ts), or the connection to build it on, or the
+   * rows an asynchronous store loaded (PostgreSQL: the ingest writes them in its batches through `takeDirty`).
+   * `writeBehindMs`: ingest.stateWriteBehindMs (one-node SQLite; the PostgreSQL batches take what is owed).
+   */
   constructor(source: Database.Database | DeviceStateStore<'sync'> | readonly StoredState[], opts: { writeBehindMs?: number } = {}) {
     this.writeBehindMs = opts.writeBehindMs ?? 0;
     const rows = Array.isArray(source) ? source as readonly StoredState[] : null;
@@ -247,11 +248,6 @@ export class DeviceStates {
   }
 
   /**
-   * Write up to `limit` changed rows, oldest change first; call inside a transaction. The rest stay dirty for the
-   * next commit (the caller schedules one while dirtyCount() > 0). `until` (performance.now()): stop there, after at
-   * least `atLeast` rows (a writer's time slice; the rows always move on).
-   */
-  /**
    * Up to `limit` rows owed, taken out of the dirty set for the caller to write in its transaction (a rollback puts
    * them back, as for flushDirty).
    */
@@ -295,6 +291,12 @@ export class DeviceStates {
     return out;
   }
 
+  /**
+   * Write up to `limit` changed rows, oldest change first, that are due (owed for writeBehindMs; `all`: every row
+   * owed, as at shutdown); call inside a transaction. The rest stay dirty for a later commit (the caller schedules
+   * one for nextDueInMs()). `until` (performance.now()): stop there, after at least `atLeast` rows (a writer's time
+   * slice; the rows always move on).
+   */
   flushDirty(now: number, limit = Infinity, until = Infinity, atLeast = 0, all = false): void {
     if (this.dirty.size === 0) return;
     if (!this.store) throw new Error('these device states are written by their owner (takeDirty), not flushed to a store');

@@ -8,7 +8,7 @@ import { Aedes, type AedesOptions, type Client, type PublishPacket, type Subscri
 import type { Config } from '../../core/config.js';
 import { createLogLimiter, type Logger } from '../../core/logger.js';
 import { SocketGate } from '../../core/limits.js';
-import { KEEPALIVE_IDLE_MS, keepAliveOnListener } from '../../core/tcp-keepalive.js';
+import { keepAliveEach, keepAliveOnListener } from '../../core/tcp-keepalive.js';
 import type { Metrics } from '../../core/metrics.js';
 import type { Bus } from '../../core/bus.js';
 import { isLifeSafety, topics } from '../../core/contracts.js';
@@ -283,7 +283,8 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
       // A Last Will is acknowledged to no one (its connection is gone): whatever QoS the device gave it, nobody waits
       // for it to be durable, so its batch pays no fsync for it (a reconnect storm's thousands of Wills would). If it
       // raises an incident, the batch is synced before the incident goes out all the same; if a power cut takes a
-      // Will back, the restart finds every device offline anyway.
+      // Will back, the restart finds every device offline anyway. Like QoS 0 it may be shed (counted) when the writer
+      // has no room or is being replaced; the disconnect still marks the device offline.
       qos: will ? 0 : packet.qos, source: 'mqtt',
       // a Will is dated when its connection closed, not when its slice came
       at: receivedAt ?? Date.now(),
@@ -381,7 +382,7 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     }
     // half-open connections (a phone that lost its network) are found by the kernel, not held for ever (set on the
     // listener once where the socket inherits it: core/tcp-keepalive.ts)
-    if (!keepAliveInherited.has(listener)) socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
+    keepAlive[listener](socket);
     perAddress.set(address, n + 1);
     socket.once('close', () => {
       const left = (perAddress.get(address) ?? 1) - 1;
@@ -420,13 +421,13 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
   };
 
   const servers: Server[] = [];
-  /** listeners whose accepted sockets inherit TCP keepalive from the listening socket */
-  const keepAliveInherited = new Set<'mqtt' | 'mqtt-tls'>();
+  /** per listener, what an accepted socket needs for TCP keepalive (nothing once it inherits it from the listener) */
+  const keepAlive: Record<'mqtt' | 'mqtt-tls', (socket: Socket) => void> = { mqtt: keepAliveEach, 'mqtt-tls': keepAliveEach };
   const tcp = createTcpServer({ noDelay: true, allowHalfOpen: true }, guarded('accept', (socket) => {
     if (admit(socket, 'mqtt')) handle(socket);
   }));
   await listen(tcp, config.mqtt.port, config.mqtt.host);
-  if (keepAliveOnListener(tcp)) keepAliveInherited.add('mqtt');
+  keepAlive.mqtt = keepAliveOnListener(tcp);
   tcp.on('error', onListenerError('mqtt'));
   servers.push(tcp);
   let tlsPort: number | null = null;
@@ -443,7 +444,7 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
     );
     tls.on('connection', guarded('accept', (raw) => admit(raw, 'mqtt-tls')));
     await listen(tls, config.mqtt.tlsPort, config.mqtt.host);
-    if (keepAliveOnListener(tls)) keepAliveInherited.add('mqtt-tls');
+    keepAlive['mqtt-tls'] = keepAliveOnListener(tls);
     tls.on('error', onListenerError('mqtt-tls'));
     // a failed TLS handshake is the client's problem, not the server's
     tls.on('tlsClientError', (err: Error, socket: Socket) => {

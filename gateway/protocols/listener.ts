@@ -13,7 +13,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import type { Logger } from '../../core/logger.js';
 import { SocketGate } from '../../core/limits.js';
-import { KEEPALIVE_IDLE_MS, keepAliveOnListener } from '../../core/tcp-keepalive.js';
+import { keepAliveEach, keepAliveOnListener } from '../../core/tcp-keepalive.js';
 import type { ListenerSettings, Peer, ProtocolHandler, ProtocolName } from './types.js';
 
 /** Frames of one connection waiting for the writer before its socket is paused. */
@@ -224,8 +224,8 @@ export async function startProtocolListener(
   };
 
   // ---- TCP --------------------------------------------------------------------------------------------------
-  /** set once the server listens: accepted sockets inherit TCP keepalive from the listening socket */
-  let keepAliveInherited = false;
+  /** what an accepted socket needs for TCP keepalive: nothing once it inherits it from the listening socket */
+  let keepAlive = keepAliveEach;
   const onConnection = (socket: Socket) => {
     const address = socket.remoteAddress ?? '?';
     if (closing) {
@@ -252,7 +252,7 @@ export async function startProtocolListener(
     };
     socket.once('close', identified);
     socket.setNoDelay(true);
-    if (!keepAliveInherited) socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
+    keepAlive(socket);
     const framer = handler.framer();
     let bindTimer: NodeJS.Timeout | undefined;
     const p: PeerImpl = new PeerImpl(`tcp:${address}:${socket.remotePort ?? 0}#${++seq}`, 'tcp', address, socket.remotePort ?? 0, {
@@ -316,7 +316,7 @@ export async function startProtocolListener(
     });
   });
   // accepted sockets inherit TCP keepalive from the listening socket where the kernel allows (core/tcp-keepalive.ts)
-  keepAliveInherited = keepAliveOnListener(server);
+  keepAlive = keepAliveOnListener(server);
   const port = (server.address() as { port: number }).port;
 
   // ---- UDP --------------------------------------------------------------------------------------------------

@@ -234,11 +234,11 @@ describe('telemetry batches of the writer', () => {
     const ingest = openIngest([['cp-behind0', 'call-phone'], ['cp-behind1', 'call-phone'], ['cp-behind2', 'call-phone']], (s) => {
       const sqliteStore = createSqliteDeviceStateStore(s.sqlite);
       // the real store, its writes noted
-      const store = { ...sqliteStore, write: (rows: readonly StoredState[]) => {
+      const counting = { ...sqliteStore, write: (rows: readonly StoredState[]) => {
         for (const r of rows) written.push(r.deviceId);
         sqliteStore.write(rows);
       } };
-      live = new DeviceStates(store, { writeBehindMs: 1500 });
+      live = new DeviceStates(counting, { writeBehindMs: 1500 });
       return { states: live };
     });
     const heartbeat = (deviceId: string, seq: number) =>
