@@ -7,7 +7,8 @@
 //   panel keeps the event and tries again (or its backup path) while the refusal is counted and shown.
 // - DUH for a well-formed message we do not take: an unknown token, an encrypted message for an account without a
 //   key, one that does not decrypt under the account's key, a plaintext message for an account that has a key.
-// - NULL (supervision poll, the link test): ACK at once, then the heartbeat is stored (telemetry, in order).
+// - NULL (supervision poll, the link test): ACK at once, then the heartbeat is stored (telemetry, in order); the panel's
+//   next frame does not wait for it to be written, but its next poll does (one heartbeat on its way per connection).
 // Data we cannot read from a provisioned, CRC-checked message is stored as `unknown` and ACKed: sending it again
 // would bring the same bytes, and an operator must see it.
 import { Type, type Static } from '@sinclair/typebox';
@@ -97,6 +98,9 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
     const s = typeof own === 'number' && Number.isFinite(own) && own > 0 ? own : cfg.pollIntervalS;
     return s * 1000;
   };
+
+  /** per connection, its last poll's heartbeat while the writer has not answered for it */
+  const pollsInFlight = new WeakMap<Peer, Promise<void>>();
 
   const supervisor = new PollSupervisor({
     now: services.now,
@@ -267,6 +271,10 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
     }
     if (token === 'NULL') {
       st.polls++;
+      // one poll's heartbeat on its way to the writer per connection: a panel sending polls faster than they are
+      // written waits here (its frames queue, then its socket is paused), as it did when every poll waited for its own
+      const before = pollsInFlight.get(peer);
+      if (before) await before;
       // the poll is the link test: answered at once, so a slow disk never makes the panel report its path failed;
       // what it proves (the link is up) is already in the supervisor, and the heartbeat is telemetry
       ack(peer, h, account, h.encrypted ? key : undefined);
@@ -276,13 +284,20 @@ export function createDc09Protocol(services: ProtocolServices, settings: Partial
         ...(flags.length && { flags }),
         detail: { protocol: 'dc09', ...detail },
       };
-      await services.sink.submit(hb).then(
+      // handed to the writer now, in this panel's order, and not waited for: the writer keeps a device's observations in
+      // order by itself (an alarm takes the device's queued telemetry into its own commit), so the panel's next frame
+      // — an alarm sent right after a poll — is not held up by the poll's heartbeat becoming durable (a telemetry batch
+      // and its sync: an SOS of this panel waited for two syncs, the poll's and its own)
+      const written = services.sink.submit(hb).then(
         () => { st.observations++; },
         (err: unknown) => {
           storeFailed();
           log.warn({ err, deviceId: device.deviceId }, 'storing a DC-09 poll failed (already answered: telemetry)');
         },
-      );
+      ).finally(() => {
+        if (pollsInFlight.get(peer) === written) pollsInFlight.delete(peer);
+      });
+      pollsInFlight.set(peer, written);
       await supervisor.contact(device.deviceId, account, intervalMs);
       return;
     }

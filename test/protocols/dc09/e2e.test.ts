@@ -193,3 +193,56 @@ describe('DC-09 events from accounts no device holds', () => {
     }
   });
 });
+
+describe('a DC-09 poll and the frame after it', () => {
+  // telemetry written every 5 s: a poll's heartbeat waits that long for its batch unless an alarm's commit takes it
+  const FLUSH_MS = 5000;
+  let t: TestGateway;
+  let port: number;
+  const sims: Dc09SimTerminal[] = [];
+  const panel = (identifier: string) => {
+    const s = new Dc09SimTerminal({ host: '127.0.0.1', port, identifier, ackTimeoutMs: 3 * FLUSH_MS });
+    sims.push(s);
+    return s;
+  };
+  beforeAll(async () => {
+    t = await startTestGateway({
+      protocols: { dc09: { port: 0, host: '127.0.0.1', pollIntervalS: 60 } },
+      ingest: { telemetryFlushMs: FLUSH_MS },
+    });
+    port = t.gw.protocols.port('dc09')!;
+  });
+  afterAll(async () => {
+    for (const s of sims) s.drop();
+    await t?.stop();
+  });
+
+  it("an SOS right after a poll is not held up by the poll's heartbeat being written", { timeout: 30_000 }, async () => {
+    const { id } = await t.provision('dc09', 'E2E3A1');
+    const p = panel('E2E3A1');
+    // the first poll restores the path (an urgent report, which writes what is queued); the second is a plain poll
+    await p.connect();
+    await p.heartbeat();
+    const sent = Date.now();
+    const ackAt = await p.sos();
+    // before, the SOS frame waited for the poll's heartbeat to be durable: the telemetry batch FLUSH_MS later
+    expect(ackAt - sent).toBeLessThan(FLUSH_MS / 2);
+    expect((await t.api('GET', `/api/incidents?deviceId=${id}&status=open`)).body.items).toMatchObject([{ type: 'sos', priority: 'P1' }]);
+  });
+
+  it("a panel's polls sent back to back: one heartbeat on its way per connection, the next poll waits for it", { timeout: 30_000 }, async () => {
+    await t.provision('dc09', 'E2E3B1');
+    const p = panel('E2E3B1');
+    await p.connect();
+    const first = p.nextAnswer();
+    const second = p.nextAnswer();
+    await p.sendRaw(Buffer.concat([11, 12].map((seq) => encodeDc09({ token: 'NULL', seq, account: 'E2E3B1', data: '', ts: Date.now() }))));
+    const sent = Date.now();
+    expect(await first).toMatchObject({ kind: 'ACK', seq: '0011' });
+    const firstAt = Date.now();
+    expect(await second).toMatchObject({ kind: 'ACK', seq: '0012' });
+    // the first is answered at once; the second once the first's heartbeat is written (its batch, FLUSH_MS after it)
+    expect(firstAt - sent).toBeLessThan(FLUSH_MS / 2);
+    expect(Date.now() - sent).toBeGreaterThanOrEqual(FLUSH_MS - 500);
+  });
+});
