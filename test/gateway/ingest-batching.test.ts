@@ -238,8 +238,10 @@ describe('telemetry batches of the writer', () => {
         for (const r of rows) written.push(r.deviceId);
         sqliteStore.write(rows);
       } };
-      live = new DeviceStates(counting, { writeBehindMs: 1500 });
-      return { states: live };
+      // due after 4 s, and telemetry committed 2 ms after it comes: the 60 commits below take a small part of the
+      // 4 s even on a loaded machine (with the default 20 ms and 1.5 s they took all of it there, and the row was due)
+      live = new DeviceStates(counting, { writeBehindMs: 4000 });
+      return { states: live, config: { ...loadConfig({}).ingest, telemetryFlushMs: 2 } };
     });
     const heartbeat = (deviceId: string, seq: number) =>
       ({ deviceId, seq, type: 'heartbeat', deviceTs: now + seq, receivedAt: now + seq, source: 'mqtt', battery: 80 }) as Observation;
