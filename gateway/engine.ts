@@ -140,6 +140,18 @@ const FALLBACK_KIND: Omit<KindInfo, 'kind'> = {
   lowBatteryPct: 20,
 };
 
+/** a timer a rule declared: its slot (the heap key's second half) and its index among every rule's slots */
+interface SlotRef {
+  slot: string;
+  index: number;
+}
+
+/** a rule with its declared timers resolved once (keyed by the timer's key) */
+interface RuleEntry {
+  rule: Rule;
+  slots: Map<string, SlotRef>;
+}
+
 export function createEngine(options: EngineOptions): Engine {
   const log = options.log.child({ module: 'rules-engine' });
   const wallClock = options.wallClock ?? Date.now;
@@ -156,24 +168,28 @@ export function createEngine(options: EngineOptions): Engine {
   const dupes = rules.filter((r) => (byName.has(r.name) ? true : (byName.set(r.name, r), false))).map((r) => r.name);
   if (dupes.length) throw new ConfigError(dupes.map((n) => `rule name "${n}" is used twice; rule names must be unique`));
 
-  // slot strings per (rule, declared timer key), made once: no string building on the hot path but the heap key
-  const slots = new Map<string, Map<string, string>>();
+  // Each rule with its timer slots resolved once: the slot string (the heap key's second half) and a small index for
+  // the device's timer ids. Every heartbeat re-arms its device's supervision timers through here, and with the rules
+  // found by name in maps each request cost seven Map lookups (a third of the engine's time per heartbeat: bench/analysis.md)
   const slotInfo = new Map<string, { rule: Rule; key: string }>();
-  for (const r of rules) {
-    const m = new Map<string, string>();
-    for (const key of r.timers ?? []) {
-      const slot = `${r.name}/${key}`;
-      m.set(key, slot);
-      slotInfo.set(slot, { rule: r, key });
+  let slotCount = 0;
+  const entries: RuleEntry[] = rules.map((rule) => {
+    const slots = new Map<string, SlotRef>();
+    for (const key of rule.timers ?? []) {
+      if (slots.has(key)) continue;
+      const slot = `${rule.name}/${key}`;
+      slots.set(key, { slot, index: slotCount++ });
+      slotInfo.set(slot, { rule, key });
     }
-    slots.set(r.name, m);
-  }
+    return { rule, slots };
+  });
+  const entryByName = new Map(entries.map((e) => [e.rule.name, e] as const));
 
   // rules per observation type, in order; '*' rules take part everywhere
-  const wildcard = rules.filter((r) => r.on.includes('*'));
-  const byType = new Map<string, Rule[]>();
+  const wildcard = entries.filter((e) => e.rule.on.includes('*'));
+  const byType = new Map<string, RuleEntry[]>();
   for (const type of new Set(rules.flatMap((r) => r.on))) {
-    if (type !== '*') byType.set(type, rules.filter((r) => r.on.includes(type) || r.on.includes('*')));
+    if (type !== '*') byType.set(type, entries.filter((e) => e.rule.on.includes(type) || e.rule.on.includes('*')));
   }
 
   const memory = new Map<string, Map<string, unknown>>();
@@ -241,61 +257,63 @@ export function createEngine(options: EngineOptions): Engine {
     return { kind: device.kind, ...FALLBACK_KIND };
   }
 
-  function context(rule: Rule, input: EvaluateInput, kind: KindInfo): RuleContext {
+  /** `memory`: the device's rules' memory (`memory.get(deviceId)`), looked up once per evaluation by the caller */
+  function context(entry: RuleEntry, input: EvaluateInput, kind: KindInfo, deviceMemory: Map<string, unknown> | undefined): RuleContext {
     const deviceId = input.subject ?? input.device.id;
-    const ruleSlots = slots.get(rule.name);
+    const ruleSlots = entry.slots;
     return {
       now: input.now,
       device: input.device,
       resident: input.resident,
       kind,
       settings,
-      memory: memory.get(deviceId)?.get(rule.name),
+      memory: deviceMemory?.get(entry.rule.name),
       openIncident: input.openIncident,
       hasTimer(key) {
-        const slot = ruleSlots?.get(key);
-        return slot !== undefined && timers.has(deviceId, slot);
+        const ref = ruleSlots.get(key);
+        return ref !== undefined && timers.has(deviceId, ref.slot);
       },
     };
   }
 
-  /** timer ids by device and slot: a heartbeat re-arms its device's timer without building the id's string again */
-  const timerIds = new Map<string, Map<string, string>>();
-  function timerId(deviceId: string, slot: string): string {
-    let bySlot = timerIds.get(deviceId);
-    if (!bySlot) timerIds.set(deviceId, (bySlot = new Map()));
-    let id = bySlot.get(slot);
-    if (id === undefined) bySlot.set(slot, (id = TimerQueue.id(deviceId, slot)));
-    return id;
+  /** timer ids by device, by slot index: a heartbeat re-arms its device's timer without building the id's string again */
+  const timerIds = new Map<string, (string | undefined)[]>();
+  function timerId(deviceId: string, ref: SlotRef): string {
+    let ids = timerIds.get(deviceId);
+    if (!ids) timerIds.set(deviceId, (ids = []));
+    return (ids[ref.index] ??= TimerQueue.id(deviceId, ref.slot));
   }
 
-  function applyTimers(rule: Rule, deviceId: string, requests: readonly TimerRequest[] | undefined, applied: AppliedTimer[]): void {
+  function applyTimers(entry: RuleEntry, deviceId: string, requests: readonly TimerRequest[] | undefined, applied: AppliedTimer[]): void {
     if (!requests) return;
-    const ruleSlots = slots.get(rule.name);
+    const rule = entry.rule;
     for (const req of requests) {
       const key = 'set' in req ? req.set : req.clear;
-      const slot = ruleSlots?.get(key);
-      if (slot === undefined) {
+      const ref = entry.slots.get(key);
+      if (ref === undefined) {
         log.error({ rule: rule.name, key, deviceId }, 'rule asked for a timer it did not declare; ignored (declare it in `timers`)');
         continue;
       }
       // made once per device and slot: every heartbeat comes through here (supervision re-armed)
-      const id = timerId(deviceId, slot);
-      if (undo) {
-        undo.firing.push({ id, gen: firing.get(id) });
-        undo.timers.push({ deviceId, slot, prev: timers.dueAt(id) });
-      }
-      if (firing.size) firing.delete(id);
+      const id = timerId(deviceId, ref);
+      // (fired timers waiting to run are few and usually none: no lookup then)
+      const firingGen = firing.size > 0 ? firing.get(id) : undefined;
+      undo?.firing.push({ id, gen: firingGen });
+      if (firingGen !== undefined) firing.delete(id);
       if ('set' in req) {
         const inMs = Number.isFinite(req.inMs) ? Math.max(0, req.inMs) : NaN;
         if (Number.isNaN(inMs)) {
           log.error({ rule: rule.name, key, deviceId, inMs: req.inMs }, 'rule asked for a timer with no finite delay; ignored');
           continue;
         }
-        timers.setById(id, deviceId, slot, inMs);
+        // one lookup in the heap's index: the deadline it had (for the undo) comes back from the set itself
+        const prev = timers.reset(id, deviceId, ref.slot, inMs);
+        undo?.timers.push({ deviceId, slot: ref.slot, prev });
         applied.push({ rule: rule.name, key, inMs });
-      } else if (timers.clearById(id)) {
-        applied.push({ rule: rule.name, key, clear: true });
+      } else {
+        const prev = timers.remove(id);
+        undo?.timers.push({ deviceId, slot: ref.slot, prev });
+        if (prev !== undefined) applied.push({ rule: rule.name, key, clear: true });
       }
     }
   }
@@ -332,12 +350,12 @@ export function createEngine(options: EngineOptions): Engine {
   }
 
   /** Apply one rule's output to the result and the engine's state. Returns its `handled` note. */
-  function apply(rule: Rule, deviceId: string, out: RuleOutput | undefined, result: EvaluateResult): string | undefined {
+  function apply(entry: RuleEntry, deviceId: string, out: RuleOutput | undefined, result: EvaluateResult): string | undefined {
     if (!out) return undefined;
     if (out.alarms) for (const a of out.alarms) result.alarms.push(a);
-    applyTimers(rule, deviceId, out.timers, result.timers);
+    applyTimers(entry, deviceId, out.timers, result.timers);
     if (out.state) Object.assign(result.state, out.state);
-    applyMemory(rule, deviceId, out.memory);
+    applyMemory(entry.rule, deviceId, out.memory);
     return out.handled;
   }
 
@@ -362,10 +380,14 @@ export function createEngine(options: EngineOptions): Engine {
     const deviceId = input.subject ?? input.device.id;
     const kind = kindOf(input.device);
     let handled: string | undefined;
-    for (const rule of byType.get(obs.type) ?? wildcard) {
+    let deviceMemory = memory.get(deviceId);
+    for (const entry of byType.get(obs.type) ?? wildcard) {
+      const rule = entry.rule;
       try {
-        const out = rule.evaluate(obs, context(rule, input, kind));
-        handled = apply(rule, deviceId, out, result) ?? handled;
+        const out = rule.evaluate(obs, context(entry, input, kind, deviceMemory));
+        handled = apply(entry, deviceId, out, result) ?? handled;
+        // a rule that kept or dropped memory may have made or removed the device's map
+        if (out?.memory !== undefined) deviceMemory = memory.get(deviceId);
       } catch (err) {
         failed(rule, err, { deviceId, type: obs.type }, result);
       }
@@ -399,10 +421,10 @@ export function createEngine(options: EngineOptions): Engine {
 
   function runTimer(fire: TimerFire, input: EvaluateInput): EvaluateResult {
     const result = emptyResult();
-    const slot = slots.get(fire.rule)?.get(fire.key);
-    const id = slot !== undefined ? TimerQueue.id(fire.deviceId, slot) : undefined;
-    const rule = byName.get(fire.rule);
-    if (!rule || id === undefined || firing.get(id) !== fire.gen) {
+    const entry = entryByName.get(fire.rule);
+    const ref = entry?.slots.get(fire.key);
+    const id = ref !== undefined ? TimerQueue.id(fire.deviceId, ref.slot) : undefined;
+    if (!entry || id === undefined || firing.get(id) !== fire.gen) {
       result.stale = true;
       result.evaluatedAt = wallClock();
       return result;
@@ -412,10 +434,10 @@ export function createEngine(options: EngineOptions): Engine {
     undo = { memory: [], timers: [], firing: [{ id, gen: fire.gen }] };
     Result.keep(result, undo);
     try {
-      const out = rule.onTimer?.(fire.key, context(rule, input, kindOf(input.device)));
-      apply(rule, fire.deviceId, out, result);
+      const out = entry.rule.onTimer?.(fire.key, context(entry, input, kindOf(input.device), memory.get(input.subject ?? input.device.id)));
+      apply(entry, fire.deviceId, out, result);
     } catch (err) {
-      failed(rule, err, { deviceId: fire.deviceId, timer: fire.key }, result);
+      failed(entry.rule, err, { deviceId: fire.deviceId, timer: fire.key }, result);
     } finally {
       undo = null;
     }
@@ -453,12 +475,13 @@ export function createEngine(options: EngineOptions): Engine {
     const applied: AppliedTimer[] = [];
     let errors = 0;
     const kind = kindOf(input.device);
-    for (const rule of rules) {
+    for (const entry of entries) {
+      const rule = entry.rule;
       if (!rule.restore) continue;
       try {
-        const out = rule.restore(context(rule, input, kind), input.hints ?? {});
+        const out = rule.restore(context(entry, input, kind, memory.get(input.subject ?? input.device.id)), input.hints ?? {});
         if (out) {
-          applyTimers(rule, input.device.id, out.timers, applied);
+          applyTimers(entry, input.device.id, out.timers, applied);
           applyMemory(rule, input.device.id, out.memory);
         }
       } catch (err) {

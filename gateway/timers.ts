@@ -130,9 +130,35 @@ export class TimerQueue {
 
   /** `set` with the id already made (`TimerQueue.id(owner, slot)`): the hot path makes it once per request */
   setById(id: string, owner: string, slot: string, inMs: number): number {
+    return this.place(this.byId.get(id), id, owner, slot, inMs);
+  }
+
+  /**
+   * `setById`, returning when the timer was due before (undefined when it was not pending): the rules engine records
+   * that for its undo, with one lookup in the index instead of two.
+   */
+  reset(id: string, owner: string, slot: string, inMs: number): number | undefined {
+    const existing = this.byId.get(id);
+    const before = existing?.at;
+    this.place(existing, id, owner, slot, inMs);
+    return before;
+  }
+
+  /** `clearById`, returning when the timer was due (undefined when none was pending) */
+  remove(id: string): number | undefined {
+    const e = this.byId.get(id);
+    if (!e) return undefined;
+    this.removeAt(e.index);
+    this.byId.delete(e.id);
+    // the armed setTimeout may now be early; firing early finds nothing due and re-arms, which is cheaper than
+    // clearing and re-creating the real timer on every clear
+    return e.at;
+  }
+
+  /** set the timer of `id` (`existing`: its entry, if it is pending) to fire `inMs` from now; returns its generation */
+  private place(existing: TimerEntry | undefined, id: string, owner: string, slot: string, inMs: number): number {
     const at = this.clock.now() + Math.max(0, inMs);
     const gen = ++this.counter;
-    const existing = this.byId.get(id);
     if (existing) {
       existing.at = at;
       existing.gen = gen;
@@ -164,13 +190,7 @@ export class TimerQueue {
 
   /** `clear` with the id already made */
   clearById(id: string): boolean {
-    const e = this.byId.get(id);
-    if (!e) return false;
-    this.removeAt(e.index);
-    this.byId.delete(e.id);
-    // the armed setTimeout may now be early; firing early finds nothing due and re-arms, which is cheaper than
-    // clearing and re-creating the real timer on every clear
-    return true;
+    return this.remove(id) !== undefined;
   }
 
   get(owner: string, slot: string): { at: number; gen: number } | undefined {

@@ -43,6 +43,22 @@ describe('TimerQueue', () => {
     expect(fired.map((f) => f.slot)).toEqual(['late']);
   });
 
+  it('reset and remove answer when the timer was due before (the engine\'s undo), as set and clear behave', () => {
+    const { q, fired, clock } = queue();
+    const id = TimerQueue.id('d1', 'offline');
+    expect(q.reset(id, 'd1', 'offline', 100)).toBeUndefined();
+    expect(q.reset(id, 'd1', 'offline', 300)).toBe(100);
+    expect(q.size).toBe(1);
+    clock.advance(50);
+    expect(q.reset(id, 'd1', 'offline', 10)).toBe(300);
+    expect(q.get('d1', 'offline')?.at).toBe(60);
+    expect(q.remove(id)).toBe(60);
+    expect(q.remove(id)).toBeUndefined();
+    expect(q.clearById(id)).toBe(false);
+    clock.advance(1000);
+    expect(fired).toEqual([]);
+  });
+
   it('the generation rises on every set, so a fire can be told stale', () => {
     const { q } = queue();
     const g1 = q.set('d', 's', 10);
