@@ -209,6 +209,8 @@ export interface LoadConditions {
    * (bench/lib/host-speed.ts: a host that runs the vCPU slower, steal the VM does not report); null when not measured
    */
   hostSlowerPct?: number | null;
+  /** random lookups in a large table timed there too, % above the fastest of the run: the host's memory (same file) */
+  hostMemSlowerPct?: number | null;
   noisy: boolean;
   /** which bound it crossed, when noisy */
   why: string | null;
@@ -229,17 +231,21 @@ export interface NoiseRule {
   maxStealPct: number;
   /** the host ran the system's core slower than at its fastest in the run by more than this (%) */
   maxHostSlowerPct: number;
+  /** the host's memory on that core was slower than at its fastest in the run by more than this (%) */
+  maxHostMemSlowerPct: number;
 }
 
 export const NOISE_RULE: NoiseRule = {
   maxSutWaitMsPerS: 20, minOtherPct: 1, maxOtherPct: 5, maxProbeWaitPerWakeMs: 0.25, maxStealPct: 2, maxHostSlowerPct: 15,
+  // a quick host's lookups vary by up to ~25 % between readings; in its slow spells they take 60–80 % longer
+  maxHostMemSlowerPct: 40,
 };
 
 export function describeRule(r: NoiseRule): string {
   return `a repetition is discarded as noisy when other work (anything but the system and interrupt/softirq handling, from \`/proc/stat\` of its core) took more than ${r.maxOtherPct} % of the system's core, ` +
     `or the system waited more than ${r.maxSutWaitMsPerS} ms per second for a CPU (run-queue wait of all its threads) while other work held more than ${r.minOtherPct} % of its core, ` +
     `or the P1 probe's main thread (its clock) waited more than ${r.maxProbeWaitPerWakeMs} ms per wake-up on average, or steal exceeded ${r.maxStealPct} % of the machine or of the system's core, ` +
-    `or the host ran the system's core slow: a fixed loop timed there after the repetition took more than ${r.maxHostSlowerPct} % more CPU time than the fastest such loop of the run (this VM reports no steal; bench/lib/host-speed.ts); ` +
+    `or the host ran the system's core slow: a fixed loop timed there after the repetition took more than ${r.maxHostSlowerPct} % more CPU time than the fastest such loop of the run (this VM reports no steal; bench/lib/host-speed.ts), or random lookups in a large table timed there took more than ${r.maxHostMemSlowerPct} % more than the fastest of the run (the host's slow spells here are in memory, which the loop does not touch); ` +
     'it is then run again, up to the profile\'s extra attempts. (The system\'s threads waiting for each other on its one core is its own cost and is not noise.)';
 }
 
@@ -291,7 +297,8 @@ export class LoadMeter {
     // after the load: the host's speed on the system's core (only when the system has a core of its own to time)
     const host = this.plan.sut && /^\d+$/.test(this.plan.sut) ? this.speed.check(this.plan.sut) : null;
     const hostSlowerPct = host ? host.slowerPct : null;
-    return judge({ wallMs, sutWaitMsPerS, probeWaitMsPerS, probeWaitPerWakeMs, stealPct, sutCoreStealPct, sutCoreOtherPct, sutCoreIrqPct, pinnedAs, hostSlowerPct, noisy: false, why: null }, rule);
+    const hostMemSlowerPct = host ? host.memSlowerPct : null;
+    return judge({ wallMs, sutWaitMsPerS, probeWaitMsPerS, probeWaitPerWakeMs, stealPct, sutCoreStealPct, sutCoreOtherPct, sutCoreIrqPct, pinnedAs, hostSlowerPct, hostMemSlowerPct, noisy: false, why: null }, rule);
   }
 }
 
@@ -307,6 +314,7 @@ export function judge(l: LoadConditions, rule: NoiseRule): LoadConditions {
   if (l.stealPct > rule.maxStealPct) why.push(`steal ${l.stealPct.toFixed(1)} %`);
   if (l.sutCoreStealPct !== null && l.sutCoreStealPct > rule.maxStealPct) why.push(`steal on the system's core ${l.sutCoreStealPct.toFixed(1)} %`);
   if (l.hostSlowerPct != null && l.hostSlowerPct > rule.maxHostSlowerPct) why.push(`host ran the system's core ${l.hostSlowerPct.toFixed(0)} % slower than at its fastest in this run`);
+  if (l.hostMemSlowerPct != null && l.hostMemSlowerPct > rule.maxHostMemSlowerPct) why.push(`host's memory on the system's core ${l.hostMemSlowerPct.toFixed(0)} % slower than at its fastest in this run`);
   return { ...l, noisy: why.length > 0, why: why.length ? why.join('; ') : null };
 }
 

@@ -4,7 +4,7 @@ import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { LoadMeter, NOISE_RULE, PROBE_NICE, TASKSET, affinityOf, allowedCpus, cpuPlan, expandList, judge, pinned, runQueueWaitMs, setCpuPlan, threadSched, waitPerWakeMs, type LoadConditions } from '../../bench/lib/sched.js';
-import { HostSpeed, timeFixedLoop } from '../../bench/lib/host-speed.js';
+import { HostSpeed, timeHost, type HostTimes } from '../../bench/lib/host-speed.js';
 import { parseRetentionSize } from '../../bench/figures/dbgrowth.js';
 
 const quiet: LoadConditions = {
@@ -86,30 +86,44 @@ describe('bench pinning and load conditions', () => {
     expect(judge({ ...quiet, hostSlowerPct: NOISE_RULE.maxHostSlowerPct + 1 }, NOISE_RULE).why).toMatch(/host ran the system's core \d+ % slower than at its fastest/);
     expect(judge({ ...quiet, hostSlowerPct: NOISE_RULE.maxHostSlowerPct - 1 }, NOISE_RULE).noisy).toBe(false);
     expect(judge({ ...quiet, hostSlowerPct: null }, NOISE_RULE).noisy).toBe(false);
+    // a host whose memory was slow on that core (the arithmetic loop does not see it)
+    expect(judge({ ...quiet, hostSlowerPct: 0, hostMemSlowerPct: NOISE_RULE.maxHostMemSlowerPct + 1 }, NOISE_RULE).why).toMatch(/host's memory on the system's core \d+ % slower/);
+    expect(judge({ ...quiet, hostMemSlowerPct: NOISE_RULE.maxHostMemSlowerPct - 1 }, NOISE_RULE).noisy).toBe(false);
   });
 
-  it('times a fixed loop on a core in CPU time, and judges each reading against the fastest of the run', () => {
+  it('times a fixed loop and table lookups on a core in CPU time, and judges each reading against the fastest of the run', () => {
     const core = String(allowedCpus()[0]);
-    const ms = timeFixedLoop(core);
-    expect(ms, 'node pinned with taskset ran the loop').not.toBeNull();
-    expect(ms!).toBeGreaterThan(0);
-    expect(timeFixedLoop('99999')).toBeNull(); // no such core: taskset refuses, nothing to judge by
-    const readings = [30, 27, 33, null, 27];
+    const t = timeHost(core);
+    expect(t, 'node pinned with taskset ran the loops').not.toBeNull();
+    expect(t!.loopMs).toBeGreaterThan(0);
+    expect(t!.memMs).toBeGreaterThan(0);
+    expect(timeHost('99999')).toBeNull(); // no such core: taskset refuses, nothing to judge by
+    const readings: (HostTimes | null)[] = [
+      { loopMs: 30, memMs: 50 }, { loopMs: 27, memMs: 52 }, { loopMs: 33, memMs: 85 }, null, { loopMs: 27, memMs: 40 },
+    ];
     const speed = new HostSpeed(() => readings.shift() ?? null);
-    expect(speed.check(core)).toEqual({ loopMs: 30, slowerPct: 0 });
-    expect(speed.check(core)).toEqual({ loopMs: 27, slowerPct: 0 });
-    expect(speed.check(core)!.slowerPct).toBeCloseTo((100 * 6) / 27, 5);
+    expect(speed.check(core)).toEqual({ loopMs: 30, slowerPct: 0, memMs: 50, memSlowerPct: 0 });
+    expect(speed.check(core)).toMatchObject({ loopMs: 27, slowerPct: 0, memMs: 52 });
+    const third = speed.check(core)!;
+    expect(third.slowerPct).toBeCloseTo((100 * 6) / 27, 5);
+    expect(third.memSlowerPct).toBeCloseTo(70, 5);
     expect(speed.check(core)).toBeNull();
-    expect(speed.check(core)!.slowerPct).toBe(0);
+    expect(speed.check(core)).toMatchObject({ slowerPct: 0, memSlowerPct: 0 });
     // a repetition's meter takes the reading after the load, on the system's core only
     const seen: string[] = [];
-    const slow = { check: (c: string) => { seen.push(c); return { loopMs: 40, slowerPct: 48 }; } };
+    const slow = { check: (c: string) => { seen.push(c); return { loopMs: 40, slowerPct: 48, memMs: 50, memSlowerPct: 0 }; } };
     const l = new LoadMeter([process.pid], null, { sut: core, load: null, note: '', probeFirst: false }, () => 0, slow).read(NOISE_RULE);
     expect(seen).toEqual([core]);
     expect(l.hostSlowerPct).toBe(48);
     expect(l.noisy).toBe(true);
+    // the arithmetic at its speed and the memory slow: noisy too, and said so
+    const slowMemory = { check: () => ({ loopMs: 27, slowerPct: 0, memMs: 85, memSlowerPct: 70 }) };
+    const m = new LoadMeter([process.pid], null, { sut: core, load: null, note: '', probeFirst: false }, () => 0, slowMemory).read(NOISE_RULE);
+    expect(m.hostMemSlowerPct).toBe(70);
+    expect(m.why).toMatch(/host's memory on the system's core 70 % slower than at its fastest/);
     const unpinned = new LoadMeter([process.pid], null, { sut: null, load: null, note: '', probeFirst: false }, () => 0, slow).read(NOISE_RULE);
     expect(unpinned.hostSlowerPct).toBeNull();
+    expect(unpinned.hostMemSlowerPct).toBeNull();
     expect(seen).toHaveLength(1);
   });
 
