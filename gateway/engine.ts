@@ -257,8 +257,10 @@ export function createEngine(options: EngineOptions): Engine {
     return { kind: device.kind, ...FALLBACK_KIND };
   }
 
-  /** `memory`: the device's rules' memory (`memory.get(deviceId)`), looked up once per evaluation by the caller */
-  function context(entry: RuleEntry, input: EvaluateInput, kind: KindInfo, deviceMemory: Map<string, unknown> | undefined): RuleContext {
+  /** `deviceMemory`: the device's rules' memory; an evaluation looks it up once for all its rules and passes it */
+  function context(
+    entry: RuleEntry, input: EvaluateInput, kind: KindInfo, deviceMemory = memory.get(input.subject ?? input.device.id),
+  ): RuleContext {
     const deviceId = input.subject ?? input.device.id;
     const ruleSlots = entry.slots;
     return {
@@ -434,7 +436,7 @@ export function createEngine(options: EngineOptions): Engine {
     undo = { memory: [], timers: [], firing: [{ id, gen: fire.gen }] };
     Result.keep(result, undo);
     try {
-      const out = entry.rule.onTimer?.(fire.key, context(entry, input, kindOf(input.device), memory.get(input.subject ?? input.device.id)));
+      const out = entry.rule.onTimer?.(fire.key, context(entry, input, kindOf(input.device)));
       apply(entry, fire.deviceId, out, result);
     } catch (err) {
       failed(entry.rule, err, { deviceId: fire.deviceId, timer: fire.key }, result);
@@ -479,7 +481,7 @@ export function createEngine(options: EngineOptions): Engine {
       const rule = entry.rule;
       if (!rule.restore) continue;
       try {
-        const out = rule.restore(context(entry, input, kind, memory.get(input.subject ?? input.device.id)), input.hints ?? {});
+        const out = rule.restore(context(entry, input, kind), input.hints ?? {});
         if (out) {
           applyTimers(entry, input.device.id, out.timers, applied);
           applyMemory(rule, input.device.id, out.memory);

@@ -12,16 +12,27 @@ import { Dc09SimTerminal, encodeDc09 } from '../../../firmware-sim/protocols/dc0
 const KEY = '8f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778';
 type Incident = { id: string; deviceId: string; type: string; priority: string; status: string };
 
+/** Simulated panels, each remembered so that dropAll() ends them whatever a test left open. */
+function panels(ackTimeoutMs = 3000) {
+  const made: Dc09SimTerminal[] = [];
+  return {
+    make(port: number, identifier: string, extra: { key?: string; transport?: 'tcp' | 'udp' } = {}): Dc09SimTerminal {
+      const s = new Dc09SimTerminal({ host: '127.0.0.1', port, identifier, ackTimeoutMs, ...extra });
+      made.push(s);
+      return s;
+    },
+    dropAll(): void {
+      for (const s of made.splice(0)) s.drop();
+    },
+  };
+}
+
 describe('DC-09 through the running gateway', () => {
   let t: TestGateway;
   let port: number;
   let keysDir: string;
-  const sims: Dc09SimTerminal[] = [];
-  const sim = (identifier: string, extra: { key?: string; transport?: 'tcp' | 'udp' } = {}, p = port) => {
-    const s = new Dc09SimTerminal({ host: '127.0.0.1', port: p, identifier, ackTimeoutMs: 3000, ...extra });
-    sims.push(s);
-    return s;
-  };
+  const sims = panels();
+  const sim = (identifier: string, extra: { key?: string; transport?: 'tcp' | 'udp' } = {}, p = port) => sims.make(p, identifier, extra);
   const incidents = async (status = 'open'): Promise<Incident[]> => (await t.api('GET', `/api/incidents?status=${status}`)).body.items;
 
   beforeAll(async () => {
@@ -35,7 +46,7 @@ describe('DC-09 through the running gateway', () => {
     expect(port).toBeGreaterThan(0);
   });
   afterAll(async () => {
-    for (const s of sims) s.drop();
+    sims.dropAll();
     await t?.stop();
     rmSync(keysDir, { recursive: true, force: true });
   });
@@ -154,14 +165,10 @@ describe('DC-09 events from accounts no device holds', () => {
       adminPassword: first.adminPassword,
       protocols: { dc09: { port: 0, host: '127.0.0.1', unknownAccountsDeviceId: receiver.id } },
     }, first.dataDir);
-    const sims: Dc09SimTerminal[] = [];
+    const sims = panels();
     try {
       const port = t.gw.protocols.port('dc09')!;
-      const panel = (account: string) => {
-        const s = new Dc09SimTerminal({ host: '127.0.0.1', port, identifier: account, ackTimeoutMs: 3000 });
-        sims.push(s);
-        return s;
-      };
+      const panel = (account: string) => sims.make(port, account);
       const a = panel('E2E2A1');
       const b = panel('E2E2B1');
       // the same seq and second from both: not taken for one another's resend
@@ -188,7 +195,7 @@ describe('DC-09 events from accounts no device holds', () => {
       expect(await c.nextAnswer()).toMatchObject({ kind: 'NAK' });
       expect((await t.api('GET', `/api/incidents?deviceId=${receiver.id}&status=open`)).body.items).toHaveLength(2);
     } finally {
-      for (const s of sims) s.drop();
+      sims.dropAll();
       await t.stop();
     }
   });
@@ -199,12 +206,8 @@ describe('a DC-09 poll and the frame after it', () => {
   const FLUSH_MS = 5000;
   let t: TestGateway;
   let port: number;
-  const sims: Dc09SimTerminal[] = [];
-  const panel = (identifier: string) => {
-    const s = new Dc09SimTerminal({ host: '127.0.0.1', port, identifier, ackTimeoutMs: 3 * FLUSH_MS });
-    sims.push(s);
-    return s;
-  };
+  const sims = panels(3 * FLUSH_MS);
+  const panel = (identifier: string) => sims.make(port, identifier);
   beforeAll(async () => {
     t = await startTestGateway({
       protocols: { dc09: { port: 0, host: '127.0.0.1', pollIntervalS: 60 } },
@@ -213,7 +216,7 @@ describe('a DC-09 poll and the frame after it', () => {
     port = t.gw.protocols.port('dc09')!;
   });
   afterAll(async () => {
-    for (const s of sims) s.drop();
+    sims.dropAll();
     await t?.stop();
   });
 
