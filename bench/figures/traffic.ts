@@ -14,6 +14,7 @@ import type { ProbeResult } from '../load/probe.js';
 import type { ProbeStats } from '../lib/probe.js';
 import { LoadMeter, currentCpuPlan, judge, type LoadConditions } from '../lib/sched.js';
 import { cpuSeconds } from '../lib/sys.js';
+import { hostSpeed } from '../lib/host-speed.js';
 
 export interface LatencyRep {
   ratePerS: number;
@@ -367,6 +368,9 @@ export async function repeat(p: Profile, what: string, log: Log, once: () => Pro
   let clean = 0;
   for (let attempt = 0; clean < p.reps && attempt < p.reps + p.extraAttempts; attempt++) {
     let noisy: boolean;
+    // the host's speed on the system's core before the repetition (the reading after the one before it, when recent)
+    const sutCore = currentCpuPlan().sut;
+    if (sutCore && /^\d+$/.test(sutCore)) hostSpeed.ready(sutCore);
     try {
       noisy = await once();
     } catch (err) {

@@ -85,13 +85,27 @@ export interface HostSpeedReading {
   memMs: number;
   /** how much slower than the fastest lookups of this run, % */
   memSlowerPct: number;
+  /** when it was taken (`performance.now()`) */
+  at: number;
 }
+
+/**
+ * A reading taken at most this long before a repetition began stands for the host before it (the reading after the
+ * repetition before it, or one taken for it: HostSpeed.ready). The host's slow spells here last minutes
+ * (bench/analysis.md), so one that begins or ends inside a repetition shows in one of the two readings.
+ */
+export const BEFORE_READING_MAX_AGE_MS = 30_000;
 
 export class HostSpeed {
   private fastest = Number.POSITIVE_INFINITY;
   private fastestMem = Number.POSITIVE_INFINITY;
 
-  constructor(private readonly time: (core: string) => HostTimes | null = timeHost) {}
+  private readonly latest = new Map<string, HostSpeedReading>();
+
+  constructor(
+    private readonly time: (core: string) => HostTimes | null = timeHost,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
 
   /** time the loops on `core` now; null when they could not be run (then the rule cannot judge by them) */
   check(core: string): HostSpeedReading | null {
@@ -99,10 +113,23 @@ export class HostSpeed {
     if (t === null) return null;
     if (t.loopMs < this.fastest) this.fastest = t.loopMs;
     if (t.memMs < this.fastestMem) this.fastestMem = t.memMs;
-    return {
+    const reading = {
       loopMs: t.loopMs, slowerPct: (100 * (t.loopMs - this.fastest)) / this.fastest,
-      memMs: t.memMs, memSlowerPct: (100 * (t.memMs - this.fastestMem)) / this.fastestMem,
+      memMs: t.memMs, memSlowerPct: (100 * (t.memMs - this.fastestMem)) / this.fastestMem, at: this.now(),
     };
+    this.latest.set(core, reading);
+    return reading;
+  }
+
+  /** the last reading on `core` if it was taken before `at` and at most BEFORE_READING_MAX_AGE_MS before it */
+  before(core: string, at: number): HostSpeedReading | null {
+    const r = this.latest.get(core);
+    return r && r.at <= at && at - r.at <= BEFORE_READING_MAX_AGE_MS ? r : null;
+  }
+
+  /** take a reading on `core` now unless the last one is recent enough to stand for the host before what comes next */
+  ready(core: string): void {
+    if (!this.before(core, this.now())) this.check(core);
   }
 }
 

@@ -6,6 +6,7 @@ import type { ImportStallResult } from '../figures/import.js';
 import type { ProfileSummary } from './cpuprof.js';
 import type { MachineInfo } from './sys.js';
 import { PROBE_NICE, type CpuPlan, type LoadConditions } from './sched.js';
+import { BEFORE_READING_MAX_AGE_MS } from './host-speed.js';
 import type { DbGrowthResult } from '../figures/dbgrowth.js';
 import type { Profile } from './profile.js';
 import { fmt, fmtSpread, spread, type Spread } from './stats.js';
@@ -558,7 +559,7 @@ function conditionsIntro(r: BenchResults): string[] {
 
 function cond(l: LoadConditions | undefined): string[] {
   if (!l) return ['n/a', 'n/a', 'n/a', 'n/a', 'n/a'];
-  return [fmt(l.sutWaitMsPerS, 1), l.probeWaitMsPerS === null ? '—' : `${fmt(l.probeWaitMsPerS, 1)}${l.probeWaitPerWakeMs != null ? ` (${fmt(l.probeWaitPerWakeMs * 1000, 0)} µs per wake-up)` : ''}`, `${fmt(l.stealPct, 2)} %${l.hostSlowerPct != null ? ` (host +${fmt(l.hostSlowerPct, 0)} %${l.hostMemSlowerPct != null ? `, memory +${fmt(l.hostMemSlowerPct, 0)} %` : ''})` : ''}`, l.sutCoreOtherPct === null ? '—' : `${fmt(l.sutCoreOtherPct, 1)} %${l.sutCoreIrqPct != null ? ` (interrupts ${fmt(l.sutCoreIrqPct, 1)} %)` : ''}`, l.pinnedAs ?? '?'];
+  return [fmt(l.sutWaitMsPerS, 1), l.probeWaitMsPerS === null ? '—' : `${fmt(l.probeWaitMsPerS, 1)}${l.probeWaitPerWakeMs != null ? ` (${fmt(l.probeWaitPerWakeMs * 1000, 0)} µs per wake-up)` : ''}`, `${fmt(l.stealPct, 2)} %${l.hostSlowerPct != null ? ` (host +${fmt(l.hostSlowerPct, 0)} %${l.hostMemSlowerPct != null ? `, memory +${fmt(l.hostMemSlowerPct, 0)} %` : ''}${l.hostReadings === 'before and after' ? ', before/after' : ''})` : ''}`, l.sutCoreOtherPct === null ? '—' : `${fmt(l.sutCoreOtherPct, 1)} %${l.sutCoreIrqPct != null ? ` (interrupts ${fmt(l.sutCoreIrqPct, 1)} %)` : ''}`, l.pinnedAs ?? '?'];
 }
 
 /** every repetition with its load conditions, clean or discarded */
@@ -581,7 +582,7 @@ function conditionsSection(r: BenchResults): string[] {
   return [
     '## Load conditions of each repetition',
     '',
-    'Per repetition: the system\'s run-queue wait (ms per second of the repetition, all its threads), the probe\'s (all its threads, and in brackets its main thread\'s — its clock\'s — mean wait per wake-up, which the noise rule judges), the machine\'s steal (in brackets, how much more CPU time a fixed loop took on the system\'s core after the repetition than the fastest such loop of the run: steal this VM does not report shows there; then, where shown, how much more random lookups in a large table took there: the host\'s memory, where this machine\'s slow spells are), the share of the system\'s core that other work used, the cores the system was allowed (`Cpus_allowed_list`), and for the telemetry generators the largest number of messages sent in one tick and the longest gap between ticks (a gap well over 1 ms means the generator was kept from its core).',
+    `Per repetition: the system's run-queue wait (ms per second of the repetition, all its threads), the probe's (all its threads, and in brackets its main thread's — its clock's — mean wait per wake-up, which the noise rule judges), the machine's steal (in brackets, how much more CPU time a fixed loop took on the system's core after the repetition than the fastest such loop of the run: steal this VM does not report shows there; then, where shown, how much more random lookups in a large table took there: the host's memory, where this machine's slow spells are; "before/after": the worse of the reading after the repetition and one taken at most ${BEFORE_READING_MAX_AGE_MS / 1000} s before it began), the share of the system's core that other work used, the cores the system was allowed (\`Cpus_allowed_list\`), and for the telemetry generators the largest number of messages sent in one tick and the longest gap between ticks (a gap well over 1 ms means the generator was kept from its core).`,
     '',
     table(['system', 'figure', 'result', 'run-queue wait ms/s', 'probe wait ms/s', 'steal', 'other work on its core', 'cores', 'generator burst / tick gap', 'repetition'], rows),
     '',

@@ -4,7 +4,7 @@
 // run-queue wait (`/proc/<pid>/task/*/schedstat`: time its threads were runnable but not running) and the machine's
 // steal (`/proc/stat`: time the hypervisor gave our vCPUs to someone else), and a repetition over the stated bounds
 // is discarded as noisy — reported, never silently dropped — and run again.
-import { hostSpeed, type HostSpeed } from './host-speed.js';
+import { hostSpeed, type HostSpeed, type HostSpeedReading } from './host-speed.js';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -205,12 +205,17 @@ export interface LoadConditions {
   /** the system's processes are where the plan put them */
   pinnedAs: string | null;
   /**
-   * a fixed loop's CPU time on the system's core after the repetition, % above the fastest of the run
+   * a fixed loop's CPU time on the system's core around the repetition, % above the fastest of the run
    * (bench/lib/host-speed.ts: a host that runs the vCPU slower, steal the VM does not report); null when not measured
    */
   hostSlowerPct?: number | null;
   /** random lookups in a large table timed there too, % above the fastest of the run: the host's memory (same file) */
   hostMemSlowerPct?: number | null;
+  /**
+   * which readings the two figures above are the worse of: the one after the repetition, and the one before it when
+   * one was taken at most BEFORE_READING_MAX_AGE_MS before it began
+   */
+  hostReadings?: 'before and after' | 'after' | 'before' | null;
   noisy: boolean;
   /** which bound it crossed, when noisy */
   why: string | null;
@@ -245,7 +250,7 @@ export function describeRule(r: NoiseRule): string {
   return `a repetition is discarded as noisy when other work (anything but the system and interrupt/softirq handling, from \`/proc/stat\` of its core) took more than ${r.maxOtherPct} % of the system's core, ` +
     `or the system waited more than ${r.maxSutWaitMsPerS} ms per second for a CPU (run-queue wait of all its threads) while other work held more than ${r.minOtherPct} % of its core, ` +
     `or the P1 probe's main thread (its clock) waited more than ${r.maxProbeWaitPerWakeMs} ms per wake-up on average, or steal exceeded ${r.maxStealPct} % of the machine or of the system's core, ` +
-    `or the host ran the system's core slow: a fixed loop timed there after the repetition took more than ${r.maxHostSlowerPct} % more CPU time than the fastest such loop of the run (this VM reports no steal; bench/lib/host-speed.ts), or random lookups in a large table timed there took more than ${r.maxHostMemSlowerPct} % more than the fastest of the run (the host's slow spells here are in memory, which the loop does not touch); ` +
+    `or the host ran the system's core slow: a fixed loop timed there before or after the repetition took more than ${r.maxHostSlowerPct} % more CPU time than the fastest such loop of the run (this VM reports no steal; bench/lib/host-speed.ts), or random lookups in a large table timed there took more than ${r.maxHostMemSlowerPct} % more than the fastest of the run (the host's slow spells here are in memory, which the loop does not touch; they last minutes, so one that begins or ends inside a repetition shows in one of the two readings); ` +
     'it is then run again, up to the profile\'s extra attempts. (The system\'s threads waiting for each other on its one core is its own cost and is not noise.)';
 }
 
@@ -262,7 +267,7 @@ export class LoadMeter {
     private readonly probePid: number | null,
     private readonly plan: CpuPlan,
     private readonly cpuSeconds: (pid: number) => number,
-    private readonly speed: Pick<HostSpeed, 'check'> = hostSpeed,
+    private readonly speed: Pick<HostSpeed, 'check' | 'before'> = hostSpeed,
   ) {
     this.sut0 = sumOf(sutPids, runQueueWaitMs);
     this.probe0 = probePid ? runQueueWaitMs(probePid) : 0;
@@ -294,11 +299,16 @@ export class LoadMeter {
     const sutCoreIrqPct = core && core.total > 0 ? (100 * core.irq) / core.total : null;
     const pins = [...new Set(this.sutPids.map(affinityOf))];
     const pinnedAs = pins.length === 1 ? pins[0]! : pins.join(' / ');
-    // after the load: the host's speed on the system's core (only when the system has a core of its own to time)
-    const host = this.plan.sut && /^\d+$/.test(this.plan.sut) ? this.speed.check(this.plan.sut) : null;
-    const hostSlowerPct = host ? host.slowerPct : null;
-    const hostMemSlowerPct = host ? host.memSlowerPct : null;
-    return judge({ wallMs, sutWaitMsPerS, probeWaitMsPerS, probeWaitPerWakeMs, stealPct, sutCoreStealPct, sutCoreOtherPct, sutCoreIrqPct, pinnedAs, hostSlowerPct, hostMemSlowerPct, noisy: false, why: null }, rule);
+    // the host's speed on the system's core (only when the system has a core of its own to time): after the load, and
+    // the reading before it when there is a recent one; a repetition is judged by the slower of the two
+    const sutCore = this.plan.sut && /^\d+$/.test(this.plan.sut) ? this.plan.sut : null;
+    const before = sutCore ? this.speed.before(sutCore, this.at) : null;
+    const after = sutCore ? this.speed.check(sutCore) : null;
+    const worse = (f: (r: HostSpeedReading) => number) => after || before ? Math.max(...[before, after].filter((r) => r !== null).map(f)) : null;
+    const hostSlowerPct = worse((r) => r.slowerPct);
+    const hostMemSlowerPct = worse((r) => r.memSlowerPct);
+    const hostReadings = after && before ? 'before and after' : after ? 'after' : before ? 'before' : null;
+    return judge({ wallMs, sutWaitMsPerS, probeWaitMsPerS, probeWaitPerWakeMs, stealPct, sutCoreStealPct, sutCoreOtherPct, sutCoreIrqPct, pinnedAs, hostSlowerPct, hostMemSlowerPct, hostReadings, noisy: false, why: null }, rule);
   }
 }
 

@@ -4,7 +4,7 @@ import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { LoadMeter, NOISE_RULE, PROBE_NICE, TASKSET, affinityOf, allowedCpus, cpuPlan, expandList, judge, pinned, runQueueWaitMs, setCpuPlan, threadSched, waitPerWakeMs, type LoadConditions } from '../../bench/lib/sched.js';
-import { HostSpeed, timeHost, type HostTimes } from '../../bench/lib/host-speed.js';
+import { BEFORE_READING_MAX_AGE_MS, HostSpeed, timeHost, type HostTimes } from '../../bench/lib/host-speed.js';
 import { parseRetentionSize } from '../../bench/figures/dbgrowth.js';
 
 const quiet: LoadConditions = {
@@ -101,30 +101,66 @@ describe('bench pinning and load conditions', () => {
     const readings: (HostTimes | null)[] = [
       { loopMs: 30, memMs: 50 }, { loopMs: 27, memMs: 52 }, { loopMs: 33, memMs: 85 }, null, { loopMs: 27, memMs: 40 },
     ];
-    const speed = new HostSpeed(() => readings.shift() ?? null);
-    expect(speed.check(core)).toEqual({ loopMs: 30, slowerPct: 0, memMs: 50, memSlowerPct: 0 });
+    let clock = 1000;
+    const speed = new HostSpeed(() => readings.shift() ?? null, () => clock);
+    expect(speed.check(core)).toEqual({ loopMs: 30, slowerPct: 0, memMs: 50, memSlowerPct: 0, at: 1000 });
     expect(speed.check(core)).toMatchObject({ loopMs: 27, slowerPct: 0, memMs: 52 });
     const third = speed.check(core)!;
     expect(third.slowerPct).toBeCloseTo((100 * 6) / 27, 5);
     expect(third.memSlowerPct).toBeCloseTo(70, 5);
     expect(speed.check(core)).toBeNull();
-    expect(speed.check(core)).toMatchObject({ slowerPct: 0, memSlowerPct: 0 });
-    // a repetition's meter takes the reading after the load, on the system's core only
-    const seen: string[] = [];
-    const slow = { check: (c: string) => { seen.push(c); return { loopMs: 40, slowerPct: 48, memMs: 50, memSlowerPct: 0 }; } };
-    const l = new LoadMeter([process.pid], null, { sut: core, load: null, note: '', probeFirst: false }, () => 0, slow).read(NOISE_RULE);
-    expect(seen).toEqual([core]);
-    expect(l.hostSlowerPct).toBe(48);
-    expect(l.noisy).toBe(true);
-    // the arithmetic at its speed and the memory slow: noisy too, and said so
-    const slowMemory = { check: () => ({ loopMs: 27, slowerPct: 0, memMs: 85, memSlowerPct: 70 }) };
-    const m = new LoadMeter([process.pid], null, { sut: core, load: null, note: '', probeFirst: false }, () => 0, slowMemory).read(NOISE_RULE);
-    expect(m.hostMemSlowerPct).toBe(70);
+    // the last reading that ran stands for the host before what begins within BEFORE_READING_MAX_AGE_MS of it
+    expect(speed.before(core, 1000 + BEFORE_READING_MAX_AGE_MS)).toBe(third);
+    expect(speed.before(core, 1001 + BEFORE_READING_MAX_AGE_MS)).toBeNull();
+    expect(speed.before(core, 999)).toBeNull(); // taken after it began: not a reading before it
+    expect(speed.before(String(Number(core) + 1), 1000)).toBeNull(); // another core's
+    speed.ready(core); // recent enough: no new reading (the last one left would be taken)
+    expect(readings).toHaveLength(1);
+    clock += BEFORE_READING_MAX_AGE_MS + 1;
+    speed.ready(core);
+    expect(readings).toHaveLength(0);
+    expect(speed.before(core, clock)).toMatchObject({ slowerPct: 0, memSlowerPct: 0, at: clock });
+  });
+
+  it('judges a repetition by the host readings before and after it, on the system\'s core only', () => {
+    const core = String(allowedCpus()[0]);
+    const plan = { sut: core, load: null, note: '', probeFirst: false };
+    const quick = { loopMs: 27, memMs: 50 };
+    const timed = (...r: HostTimes[]) => {
+      const seen: string[] = [];
+      return { seen, speed: new HostSpeed((c) => { seen.push(c); return r.shift() ?? null; }) };
+    };
+    // only the reading after: the arithmetic loop slow
+    const a = timed({ loopMs: 20, memMs: 50 }, { loopMs: 29.6, memMs: 50 });
+    a.speed.check(core);
+    const l = new LoadMeter([process.pid], null, plan, () => 0, new HostSpeed(() => ({ loopMs: 40, memMs: 50 }))).read(NOISE_RULE);
+    expect(l.hostSlowerPct).toBe(0); // the first reading of its own run is the fastest
+    const slowAfter = new LoadMeter([process.pid], null, plan, () => 0, a.speed).read(NOISE_RULE);
+    expect(a.seen).toEqual([core, core]);
+    expect(slowAfter.hostSlowerPct).toBeCloseTo(48, 5);
+    expect(slowAfter.hostReadings).toBe('before and after');
+    expect(slowAfter.noisy).toBe(true);
+    // the memory slow before the repetition and quick after it: the slow spell ended inside it — noisy, and said so
+    const b = timed(quick, { loopMs: 27, memMs: 85 }, quick);
+    b.speed.check(core);
+    b.speed.check(core);
+    const m = new LoadMeter([process.pid], null, plan, () => 0, b.speed).read(NOISE_RULE);
+    expect(m.hostMemSlowerPct).toBeCloseTo(70, 5);
+    expect(m.hostReadings).toBe('before and after');
     expect(m.why).toMatch(/host's memory on the system's core 70 % slower than at its fastest/);
-    const unpinned = new LoadMeter([process.pid], null, { sut: null, load: null, note: '', probeFirst: false }, () => 0, slow).read(NOISE_RULE);
+    // no reading before (none recent): judged by the one after
+    const c = timed(quick);
+    const after = new LoadMeter([process.pid], null, plan, () => 0, c.speed).read(NOISE_RULE);
+    expect(after.hostReadings).toBe('after');
+    expect(after.hostSlowerPct).toBe(0);
+    expect(after.why ?? '').not.toMatch(/host/); // (this process's own conditions on a busy test machine are real ones)
+    // not pinned to a core of its own: nothing timed, nothing judged by it
+    const d = timed(quick);
+    const unpinned = new LoadMeter([process.pid], null, { ...plan, sut: null }, () => 0, d.speed).read(NOISE_RULE);
     expect(unpinned.hostSlowerPct).toBeNull();
     expect(unpinned.hostMemSlowerPct).toBeNull();
-    expect(seen).toHaveLength(1);
+    expect(unpinned.hostReadings).toBeNull();
+    expect(d.seen).toHaveLength(0);
   });
 
   it('reads bench/retention-size.ts\'s report into growth per 1,000 terminals per day, one result per database', () => {
