@@ -163,11 +163,6 @@ export function createEngine(options: EngineOptions): Engine {
     supervision: options.config.supervision,
   });
 
-  // rule names key timers and memory: they must be unique
-  const byName = new Map<string, Rule>();
-  const dupes = rules.filter((r) => (byName.has(r.name) ? true : (byName.set(r.name, r), false))).map((r) => r.name);
-  if (dupes.length) throw new ConfigError(dupes.map((n) => `rule name "${n}" is used twice; rule names must be unique`));
-
   // Each rule with its timer slots resolved once: the slot string (the heap key's second half) and a small index for
   // the device's timer ids. Every heartbeat re-arms its device's supervision timers through here, and with the rules
   // found by name in maps each request cost seven Map lookups (a third of the engine's time per heartbeat: bench/analysis.md)
@@ -183,7 +178,10 @@ export function createEngine(options: EngineOptions): Engine {
     }
     return { rule, slots };
   });
-  const entryByName = new Map(entries.map((e) => [e.rule.name, e] as const));
+  // rule names key timers and memory: they must be unique
+  const entryByName = new Map<string, RuleEntry>();
+  const dupes = entries.filter((e) => (entryByName.has(e.rule.name) ? true : (entryByName.set(e.rule.name, e), false))).map((e) => e.rule.name);
+  if (dupes.length) throw new ConfigError(dupes.map((n) => `rule name "${n}" is used twice; rule names must be unique`));
 
   // rules per observation type, in order; '*' rules take part everywhere
   const wildcard = entries.filter((e) => e.rule.on.includes('*'));

@@ -125,17 +125,14 @@ export class TimerQueue {
 
   /** Set (or move) the timer to fire `inMs` from now. Returns its generation. */
   set(owner: string, slot: string, inMs: number): number {
-    return this.setById(TimerQueue.id(owner, slot), owner, slot, inMs);
-  }
-
-  /** `set` with the id already made (`TimerQueue.id(owner, slot)`): the hot path makes it once per request */
-  setById(id: string, owner: string, slot: string, inMs: number): number {
+    const id = TimerQueue.id(owner, slot);
     return this.place(this.byId.get(id), id, owner, slot, inMs);
   }
 
   /**
-   * `setById`, returning when the timer was due before (undefined when it was not pending): the rules engine records
-   * that for its undo, with one lookup in the index instead of two.
+   * `set` with the id already made (`TimerQueue.id(owner, slot)`: the hot path makes it once per request), returning
+   * when the timer was due before (undefined when it was not pending): the rules engine records that for its undo,
+   * with one lookup in the index instead of two.
    */
   reset(id: string, owner: string, slot: string, inMs: number): number | undefined {
     const existing = this.byId.get(id);
@@ -144,7 +141,7 @@ export class TimerQueue {
     return before;
   }
 
-  /** `clearById`, returning when the timer was due (undefined when none was pending) */
+  /** `clear` with the id already made, returning when the timer was due (undefined when none was pending) */
   remove(id: string): number | undefined {
     const e = this.byId.get(id);
     if (!e) return undefined;
@@ -185,22 +182,12 @@ export class TimerQueue {
 
   /** Remove the timer if it is pending; true if it was. */
   clear(owner: string, slot: string): boolean {
-    return this.clearById(TimerQueue.id(owner, slot));
-  }
-
-  /** `clear` with the id already made */
-  clearById(id: string): boolean {
-    return this.remove(id) !== undefined;
+    return this.remove(TimerQueue.id(owner, slot)) !== undefined;
   }
 
   get(owner: string, slot: string): { at: number; gen: number } | undefined {
     const e = this.byId.get(TimerQueue.id(owner, slot));
     return e && { at: e.at, gen: e.gen };
-  }
-
-  /** when the timer of this id (`TimerQueue.id`) is due, or undefined when none is pending */
-  dueAt(id: string): number | undefined {
-    return this.byId.get(id)?.at;
   }
 
   has(owner: string, slot: string): boolean {

@@ -12,7 +12,7 @@ import { startTarget, type SystemName, type Target } from '../lib/targets.js';
 import type { Profile } from '../lib/profile.js';
 import type { ProbeResult } from '../load/probe.js';
 import type { ProbeStats } from '../lib/probe.js';
-import { LoadMeter, currentCpuPlan, judge, type LoadConditions } from '../lib/sched.js';
+import { LoadMeter, currentCpuPlan, judge, timedCore, type LoadConditions } from '../lib/sched.js';
 import { cpuSeconds } from '../lib/sys.js';
 import { hostSpeed } from '../lib/host-speed.js';
 
@@ -369,8 +369,8 @@ export async function repeat(p: Profile, what: string, log: Log, once: () => Pro
   for (let attempt = 0; clean < p.reps && attempt < p.reps + p.extraAttempts; attempt++) {
     let noisy: boolean;
     // the host's speed on the system's core before the repetition (the reading after the one before it, when recent)
-    const sutCore = currentCpuPlan().sut;
-    if (sutCore && /^\d+$/.test(sutCore)) hostSpeed.ready(sutCore);
+    const sutCore = timedCore(currentCpuPlan());
+    if (sutCore) hostSpeed.ready(sutCore);
     try {
       noisy = await once();
     } catch (err) {

@@ -301,7 +301,7 @@ export class LoadMeter {
     const pinnedAs = pins.length === 1 ? pins[0]! : pins.join(' / ');
     // the host's speed on the system's core (only when the system has a core of its own to time): after the load, and
     // the reading before it when there is a recent one; a repetition is judged by the slower of the two
-    const sutCore = this.plan.sut && /^\d+$/.test(this.plan.sut) ? this.plan.sut : null;
+    const sutCore = timedCore(this.plan);
     const before = sutCore ? this.speed.before(sutCore, this.at) : null;
     const after = sutCore ? this.speed.check(sutCore) : null;
     const worse = (f: (r: HostSpeedReading) => number) => after || before ? Math.max(...[before, after].filter((r) => r !== null).map(f)) : null;
@@ -310,6 +310,11 @@ export class LoadMeter {
     const hostReadings = after && before ? 'before and after' : after ? 'after' : before ? 'before' : null;
     return judge({ wallMs, sutWaitMsPerS, probeWaitMsPerS, probeWaitPerWakeMs, stealPct, sutCoreStealPct, sutCoreOtherPct, sutCoreIrqPct, pinnedAs, hostSlowerPct, hostMemSlowerPct, hostReadings, noisy: false, why: null }, rule);
   }
+}
+
+/** the system's own core, when it has exactly one: where the host's speed is timed (bench/lib/host-speed.ts) */
+export function timedCore(plan: Pick<CpuPlan, 'sut'>): string | null {
+  return plan.sut && /^\d+$/.test(plan.sut) ? plan.sut : null;
 }
 
 /** apply the noise rule to a repetition's conditions (again, after the probe has reported its own wait) */

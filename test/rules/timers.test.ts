@@ -54,7 +54,7 @@ describe('TimerQueue', () => {
     expect(q.get('d1', 'offline')?.at).toBe(60);
     expect(q.remove(id)).toBe(60);
     expect(q.remove(id)).toBeUndefined();
-    expect(q.clearById(id)).toBe(false);
+    expect(q.clear('d1', 'offline')).toBe(false);
     clock.advance(1000);
     expect(fired).toEqual([]);
   });
