@@ -218,7 +218,15 @@ export class WriterThread implements IngestPort {
     return new Promise((resolve, reject) => {
       let started = false;
       worker.on('message', (batch: FromWriter[]) => {
-        for (const m of batch) handle(m);
+        // one message that cannot be handled must not take the rest of its batch with it: the answers to alarms after
+        // it would never arrive (a device waiting on its PUBACK, a console never shown the incident)
+        for (const m of batch) {
+          try {
+            handle(m);
+          } catch (err) {
+            this.log.error({ err, op: (m as { op?: unknown } | null)?.op }, 'a message of the writer thread could not be handled; the rest of its batch still is');
+          }
+        }
       });
       const handle = (m: FromWriter) => {
         if (m.op === 'ready') {
@@ -240,6 +248,10 @@ export class WriterThread implements IngestPort {
           return;
         }
         if (m.op === 'fatal' && !started) {
+          // a thread whose domain could not be built is ended here: it would otherwise stay alive on its port with
+          // what it opened (its SQLite connection; a PostgreSQL pool), one more for each failed restart while the
+          // cause lasts (a write lock held past busy_timeout, PostgreSQL down). Its exit finds it no longer started.
+          void worker.terminate();
           reject(fromWire(m.error));
           return;
         }

@@ -1,0 +1,68 @@
+// What the main thread does when its writer thread fails:
+// - a writer thread that cannot build its domain (here: the write lock held past busy_timeout while it starts) is
+//   ended, not left running beside the next one with its own SQLite connection; the gateway recovers once the cause is
+//   gone;
+// - a message from the writer that the main thread cannot handle does not take the rest of its batch with it.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Worker } from 'node:worker_threads';
+import { startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
+import { holdWriteLock } from '../helpers/write-lock.js';
+
+describe('a writer thread that fails to start', () => {
+  let t: TestGateway;
+  beforeAll(async () => { t = await startTestGateway({ ingest: { writerRestartHoldMs: 60_000 } }); });
+  afterAll(async () => t.stop());
+
+  it('is ended, and only the writer that runs is left once the lock is free', async () => {
+    const { id, secret } = await t.provision('call-phone');
+    const writer = t.gw.writer as unknown as { worker: Worker; spawned: number; running: boolean };
+    // every thread the gateway starts from now on, and whether it has ended
+    const seen = new Map<Worker, { exited: boolean }>();
+    const watch = (w: Worker) => {
+      if (seen.has(w)) return;
+      const s = { exited: false };
+      seen.set(w, s);
+      w.once('exit', () => { s.exited = true; });
+    };
+    const first = writer.worker;
+    watch(first);
+    const poll = setInterval(() => watch(writer.worker), 10);
+    const lock = holdWriteLock(t.dataDir);
+    try {
+      const spawnedBefore = writer.spawned;
+      first.postMessage(null); // the writer dies (a message it cannot handle kills it: writer-thread.test.ts)
+      // its replacement starts at once and waits busy_timeout (5 s) for the lock its registry replica needs, then fails
+      await waitFor(() => (writer.spawned > spawnedBefore && writer.worker !== first ? true : undefined), 'a replacement thread', 5_000);
+      const failing = writer.worker;
+      watch(failing);
+      await waitFor(() => (seen.get(failing)!.exited ? true : undefined), 'the thread that failed to start to end', 12_000);
+      expect(writer.running).toBe(false);
+    } finally {
+      lock.release();
+      lock.close();
+    }
+    // the next attempt (after the back-off) starts on a free database, and an SOS sent meanwhile is stored
+    const c = await t.connectDevice(id, secret);
+    const acked = c.publishAsync(`devices/${id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 });
+    await waitFor(() => (writer.running ? true : undefined), 'a writer thread that runs', 20_000);
+    await acked;
+    clearInterval(poll);
+    watch(writer.worker);
+    const alive = [...seen].filter(([, s]) => !s.exited).map(([w]) => w);
+    expect(alive).toEqual([writer.worker]);
+    c.end(true);
+  }, 60_000);
+
+  it('a message of the writer that cannot be handled does not stop the rest of its batch', async () => {
+    const writer = t.gw.writer as unknown as { worker: Worker; queueDepth(): { urgent: number; telemetry: number; waiting: number } };
+    await waitFor(() => (t.gw.writer.running ? true : undefined), 'a writer thread that runs', 20_000);
+    // a storage report without its error cannot be read (fromWire throws); the stats after it in the same batch must
+    // still be taken, as an alarm's answer would be
+    const stats = { urgent: 7, telemetry: 3, waiting: 1 };
+    expect(() => writer.worker.emit('message', [
+      { op: 'storage', ok: false, writer: 'test', error: null, at: Date.now() },
+      { op: 'stats', stats },
+    ])).not.toThrow();
+    expect(writer.queueDepth()).toEqual(stats);
+  });
+});
