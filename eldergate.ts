@@ -359,6 +359,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     scope: createScope(response.network),
     // not ready while no writer thread runs (one died and the next is starting): devices' messages are held, unanswered, meanwhile
     ready: () => ready && writer.running,
+    writerStall: () => writer.stall(),
     storage,
     refreshMetrics() {
       for (const [priority, n] of Object.entries(incidents.openCounts())) metrics.openIncidents.set({ priority }, n);

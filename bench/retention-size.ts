@@ -40,7 +40,7 @@ async function run(label: string, heartbeatHistoryMs: number): Promise<void> {
     sqlite: s, states: new DeviceStates(s), log, metrics: createMetrics(), onCommitted: () => undefined,
     config: {
       maxPayloadBytes: 4096, telemetryFlushMs: 200, telemetryBatchRows: 500, telemetryQueueLimit: 10_000_000,
-      telemetryWaitersLimit: 5000, rejectsKept: 10_000, rejectRawBytes: 2048, heartbeatHistoryMs, stateWriteBehindMs: 0, writerRestartHoldMs: 10_000, walSoftLimitMB: 32,
+      telemetryWaitersLimit: 5000, rejectsKept: 10_000, rejectRawBytes: 2048, heartbeatHistoryMs, stateWriteBehindMs: 0, writerRestartHoldMs: 10_000, writerStallMs: 15_000, walSoftLimitMB: 32,
     },
   });
   const retention = startRetention({

@@ -250,6 +250,15 @@ export const ConfigSchema = Type.Object(
          */
         writerRestartHoldMs: Type.Integer({ minimum: 0, maximum: 120_000, default: 10_000 }),
         /**
+         * How long the writer thread may say nothing (it reports its queues every 250 ms) before it is taken as stalled:
+         * alarms are then not being stored. /readyz answers "writer-stalled", the log says so (fatal) and
+         * eldergate_internal_errors_total{where="writer-stalled"} counts it; the thread is ended and a new one started,
+         * which takes what the stalled one had not answered. A thread looping in JavaScript ends at once; one stuck in
+         * a system call (an fsync on a hung disk) ends when the call returns. Keep it above SQLite's busy timeout (5 s),
+         * the longest a healthy writer waits; 0: not watched.
+         */
+        writerStallMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 15_000 }),
+        /**
          * The SQLite write-ahead log's soft limit. Under sustained telemetry the checkpointer never catches up with the
          * writer's last commit, and the log would never start again from its beginning: it grew by 25 MB/s at 10k msg/s
          * (docs/architecture.md, "The checkpointer"). Beyond this size the writer pauses telemetry for a few

@@ -44,6 +44,8 @@ export interface AppDeps {
   audit: Audit;
   /** extra route plugins registered by other parts (incidents, network, WebSocket, console) */
   ready(): boolean;
+  /** the writer thread has said nothing for ingest.writerStallMs (gateway/writer/client.ts): since when it last did */
+  writerStall?(): { since: number } | null;
   /** the storage's health (core/storage-health.ts): a failing write makes /readyz answer not-ready with the reason */
   storage?: Pick<StorageHealth, 'status'>;
   /** update gauges read from the domain, before /metrics answers */

@@ -162,6 +162,11 @@ export class WriterThread implements IngestPort {
   private restarts = 0;
   /** a writer thread is running and has said it is ready; false while one is being (re)started */
   private live = false;
+  /** when the running writer thread was last heard from (performance.now(); it reports its queues every 250 ms) */
+  private lastHeard = 0;
+  /** the running writer thread said nothing for ingest.writerStallMs: when it last did (epoch ms), and how long since */
+  private stalledSince: number | null = null;
+  private stallWatch: NodeJS.Timeout | null = null;
   private readonly online = new Map<string, number>();
   private readonly log: Logger;
   private readonly writeLine: (line: string) => void;
@@ -193,6 +198,7 @@ export class WriterThread implements IngestPort {
     const w = new WriterThread(o);
     const restored = await w.spawn();
     w.everStarted = true;
+    w.watchForStalls();
     w.checkpointer = startCheckpointer({
       file: dbFile(o.config.dataDir), metrics: o.metrics, log: w.log, walRestart: w.walRestart,
       walSoftLimitBytes: o.config.ingest.walSoftLimitMB * 1024 * 1024,
@@ -218,6 +224,7 @@ export class WriterThread implements IngestPort {
     return new Promise((resolve, reject) => {
       let started = false;
       worker.on('message', (batch: FromWriter[]) => {
+        if (worker === this.worker) this.heard();
         // one message that cannot be handled must not take the rest of its batch with it: the answers to alarms after
         // it would never arrive (a device waiting on its PUBACK, a console never shown the incident)
         for (const m of batch) {
@@ -232,6 +239,7 @@ export class WriterThread implements IngestPort {
         if (m.op === 'ready') {
           started = true;
           this.upSince = Date.now();
+          this.stalledSince = null;
           // a new writer (one that replaced a dead one too) is a new thread
           this.o.metrics.threads.reset();
           if (MAIN_TID !== null) this.o.metrics.threads.set({ thread: 'main', tid: String(MAIN_TID) }, 1);
@@ -292,6 +300,49 @@ export class WriterThread implements IngestPort {
    */
   private refusedWhileDown = new Map<string, number>();
   private nextOrder = 0;
+
+  /**
+   * The writer thread stalled: when it last said anything (epoch ms), while it has said nothing for
+   * ingest.writerStallMs; null otherwise. /readyz reports it.
+   */
+  stall(): { since: number } | null {
+    return this.stalledSince === null ? null : { since: this.stalledSince };
+  }
+
+  private heard(): void {
+    this.lastHeard = performance.now();
+    if (this.stalledSince === null) return;
+    this.log.warn({ quietMs: Date.now() - this.stalledSince }, 'the writer thread that had stalled said something again (it is being ended and replaced)');
+  }
+
+  /**
+   * A writer that stops answering (a hung disk under its fsync, a loop that never returns) leaves every alarm
+   * unanswered with nothing to say so: the devices wait for a PUBACK, the consoles see nothing. Watched here from what
+   * it says: when it has said nothing for ingest.writerStallMs it is reported and ended, and the exit handler starts
+   * a new one, which takes what it had not answered (held, as after any death).
+   */
+  private watchForStalls(): void {
+    const stallMs = this.o.config.ingest.writerStallMs;
+    if (stallMs <= 0) return;
+    const every = Math.min(1000, Math.max(50, Math.floor(stallMs / 4)));
+    let lastCheck = performance.now();
+    this.stallWatch = setInterval(() => {
+      const now = performance.now();
+      // this thread's own loop was held up (a long turn, a paused process): what the writer said meanwhile is still
+      // waiting on the port, behind this timer; judge it at the next check, not now
+      const late = now - lastCheck > 2 * every;
+      lastCheck = now;
+      if (late || !this.live || this.closing || this.stalledSince !== null) return;
+      const quietMs = now - this.lastHeard;
+      if (quietMs < stallMs) return;
+      this.stalledSince = Date.now() - Math.round(quietMs);
+      this.o.metrics.internalErrors.inc({ where: 'writer-stalled' });
+      this.log.fatal({ quietMs: Math.round(quietMs), unanswered: this.waiters.size, stallMs },
+        'the writer thread has said nothing for ingest.writerStallMs: alarms are not being stored (devices get no PUBACK and resend). Ending it and starting a new one; a thread stuck in a system call (an fsync on a hung disk) ends only when the call returns: check the data directory\'s disk');
+      void this.worker.terminate();
+    }, every);
+    this.stallWatch.unref();
+  }
 
   /** a new writer thread after one died (or failed to start again): with back-off, for as long as it takes */
   private respawn(code: number | string): void {
@@ -704,6 +755,7 @@ export class WriterThread implements IngestPort {
     const closeCall = this.live ? this.call((id) => ({ op: 'close', id })) : Promise.resolve();
     // from here nothing new is taken, and a death is not restarted
     this.closing = true;
+    if (this.stallWatch) clearInterval(this.stallWatch);
     try {
       await withTimeout(closeCall, CLOSE_TIMEOUT_MS, NO_ANSWER);
     } catch (err) {

@@ -5,6 +5,15 @@ import { publicOrAdmin } from '../plugins/auth.js';
 export const healthRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (app, { deps }) => {
   app.get('/healthz', { schema: { tags: ['health'], summary: 'The process is alive' } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { tags: ['health'], summary: 'The gateway accepts devices and consoles' } }, async (_req, reply) => {
+    // a writer that stopped answering: alarms are not being stored (it is being replaced)
+    const stall = deps.writerStall?.();
+    if (stall) {
+      return reply.status(503).send({
+        status: 'writer-stalled', since: new Date(stall.since).toISOString(),
+        reason: 'the writer thread (which stores every alarm) has stopped answering; it is being ended and replaced',
+        action: 'check the data directory\'s disk (a hung fsync); if this lasts, restart the gateway. Readiness returns once a new writer thread runs',
+      });
+    }
     if (!deps.ready()) return reply.status(503).send({ status: 'starting' });
     // a failing write (disk full…): devices get no acknowledgement until it passes; say why and since when
     const fault = deps.storage?.status();

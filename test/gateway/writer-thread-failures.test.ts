@@ -2,10 +2,12 @@
 // - a writer thread that cannot build its domain (here: the write lock held past busy_timeout while it starts) is
 //   ended, not left running beside the next one with its own SQLite connection; the gateway recovers once the cause is
 //   gone;
-// - a message from the writer that the main thread cannot handle does not take the rest of its batch with it.
+// - a message from the writer that the main thread cannot handle does not take the rest of its batch with it;
+// - the stall watch (ingest.writerStallMs) does not take a main thread that was itself held up for a stalled writer
+//   (a writer stalled for real: writer-stall/writer-stall.test.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Worker } from 'node:worker_threads';
-import { startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
+import { metricValue, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 import { holdWriteLock } from '../helpers/write-lock.js';
 
 describe('a writer thread that fails to start', () => {
@@ -64,5 +66,24 @@ describe('a writer thread that fails to start', () => {
       { op: 'stats', stats },
     ])).not.toThrow();
     expect(writer.queueDepth()).toEqual(stats);
+  });
+});
+
+describe('the writer stall watch', () => {
+  let t: TestGateway;
+  beforeAll(async () => { t = await startTestGateway({ ingest: { writerStallMs: 1500 } }); });
+  afterAll(async () => t.stop());
+
+  it('does not end a writer that spoke while the main thread was held up', async () => {
+    const writer = t.gw.writer as unknown as { worker: Worker; spawned: number };
+    const before = { worker: writer.worker, spawned: writer.spawned };
+    // the main thread busy for 4 s: the writer's reports wait on its port, behind the watch's own timer
+    const until = performance.now() + 4000;
+    while (performance.now() < until) { /* held up */ }
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(writer.worker).toBe(before.worker);
+    expect(writer.spawned).toBe(before.spawned);
+    expect(t.gw.writer.running).toBe(true);
+    expect(await metricValue(t.gw, 'eldergate_internal_errors_total', { where: 'writer-stalled' })).toBe(0);
   });
 });
