@@ -167,6 +167,8 @@ export class WriterThread implements IngestPort {
   /** the running writer thread said nothing for ingest.writerStallMs: when it last did (epoch ms), and how long since */
   private stalledSince: number | null = null;
   private stallWatch: NodeJS.Timeout | null = null;
+  /** the stalled thread said something again (said once in the log) */
+  private stallSpoke = false;
   private readonly online = new Map<string, number>();
   private readonly log: Logger;
   private readonly writeLine: (line: string) => void;
@@ -311,7 +313,8 @@ export class WriterThread implements IngestPort {
 
   private heard(): void {
     this.lastHeard = performance.now();
-    if (this.stalledSince === null) return;
+    if (this.stalledSince === null || this.stallSpoke) return;
+    this.stallSpoke = true;
     this.log.warn({ quietMs: Date.now() - this.stalledSince }, 'the writer thread that had stalled said something again (it is being ended and replaced)');
   }
 
@@ -336,6 +339,7 @@ export class WriterThread implements IngestPort {
       const quietMs = now - this.lastHeard;
       if (quietMs < stallMs) return;
       this.stalledSince = Date.now() - Math.round(quietMs);
+      this.stallSpoke = false;
       this.o.metrics.internalErrors.inc({ where: 'writer-stalled' });
       this.log.fatal({ quietMs: Math.round(quietMs), unanswered: this.waiters.size, stallMs },
         'the writer thread has said nothing for ingest.writerStallMs: alarms are not being stored (devices get no PUBACK and resend). Ending it and starting a new one; a thread stuck in a system call (an fsync on a hung disk) ends only when the call returns: check the data directory\'s disk');
