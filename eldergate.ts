@@ -174,16 +174,30 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   // the device domain (state, rules, incidents devices raise, command answers) and its write transactions run in a
   // thread of their own on their own connection (gateway/writer); this thread keeps the sockets. The writer commits
   // before anything is acknowledged, and its incident events reach the bus (and so the consoles) only once durable.
+  // What a writer that dies may have committed and never reported is found from the last seq it did report, not from
+  // the last one published: this thread publishes events it commits itself too (the storage incident), and one of
+  // those with a later seq would hide the writer's unreported ones below it. What this thread published above the
+  // writer's last report is kept apart, so the catch-up does not publish it twice (a handful: it is forgotten as the
+  // writer's reports pass it).
+  let writerReported = incidents.publishedSeq();
+  const publishedAboveWriter = new Set<number>();
+  bus.on('incident-event', (e) => { if (e.seq > writerReported) publishedAboveWriter.add(e.seq); });
   const writer = await WriterThread.start({
     config, log, metrics, storage, registry,
     // PostgreSQL: what is committed reaches the bus through the replica, in the log's order, whichever node wrote it
-    onCommitted: (events) => { if (!pgMain) incidents.publishCommitted(events); },
+    onCommitted: (events) => {
+      if (pgMain) return;
+      for (const e of events) if (e.seq > writerReported) writerReported = e.seq;
+      if (publishedAboveWriter.size) for (const seq of publishedAboveWriter) if (seq <= writerReported) publishedAboveWriter.delete(seq);
+      incidents.publishCommitted(events);
+    },
     onCommandAcked: (cmd, at) => recordCommandAck({ incidents, log }, cmd, at),
     onRestarted() {
       // a writer that died may have committed incident events it never reported: they reach the bus now, from the
       // log; escalation re-reads every deadline (one it never heard of is armed, or escalated if already due)
-      const missed = pgMain ? [] : incidents.eventsAfter(incidents.publishedSeq(), { limit: 100_000 });
+      const missed = pgMain ? [] : incidents.eventsAfter(writerReported, { limit: 100_000 }).filter((e) => !publishedAboveWriter.has(e.seq));
       if (missed.length) log.warn({ events: missed.length, from: missed[0]!.seq }, 'publishing incident events the stopped writer committed but never reported');
+      for (const e of missed) if (e.seq > writerReported) writerReported = e.seq;
       incidents.publishCommitted(missed);
       response.escalation.stop();
       response.escalation.start();

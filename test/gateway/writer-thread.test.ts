@@ -241,6 +241,45 @@ describe('the writer thread', () => {
     c.end(true);
   }, 40_000);
 
+  it('incident events the dying thread committed and never reported reach the bus once, though this thread published a later one', async () => {
+    const { id, secret } = await t.provision('call-phone');
+    const c = await t.connectDevice(id, secret);
+    await writerRunning(t);
+    const writer = t.gw.writer as unknown as { worker: Worker; onMessage(m: { op: string }): void };
+    const read = writer.onMessage;
+    let lose = true;
+    // the thread commits the SOS and its incident, and its reports of them are never read
+    writer.onMessage = function (m) { if (lose && (m.op === 'result' || m.op === 'committed')) return; read.call(this, m); };
+    const onBus: { seq: number; incidentId: string; type: string }[] = [];
+    const listen = (e: { seq: number; incidentId: string; type: string }) => { onBus.push({ seq: e.seq, incidentId: e.incidentId, type: e.type }); };
+    t.gw.bus.on('incident-event', listen);
+    try {
+      c.publish(`devices/${id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 });
+      const [sos] = await waitFor(() => (incidentsOf(t, id).length === 1 ? incidentsOf(t, id) : undefined), 'the SOS incident committed');
+      // meanwhile this thread commits and publishes events of its own, with later seqs: a storage incident, opened and
+      // resolved (core/storage-health.ts writes it on this thread's connection)
+      t.gw.storage.failed('test', Object.assign(new Error('disk I/O error (a test)'), { code: 'SQLITE_IOERR' }));
+      t.gw.storage.succeeded();
+      const own = await waitFor(() => onBus.filter((e) => e.incidentId !== sos!.id && e.type === 'opened').at(-1), 'the storage incident on the bus');
+      expect(own.seq).toBeGreaterThan(Math.min(...(t.gw.store.sqlite.prepare('select seq from incident_events where incident_id = ?').all(sos!.id) as { seq: number }[]).map((r) => r.seq)));
+      expect(onBus.filter((e) => e.incidentId === sos!.id)).toEqual([]);
+      const dying = killWriter(t);
+      await new Promise((r) => dying.once('exit', r));
+      lose = false;
+      await waitFor(() => onBus.some((e) => e.incidentId === sos!.id && e.type === 'opened') || undefined, 'the SOS incident\'s opening on the bus', 20_000);
+      await writerRunning(t);
+      // each event once: the SOS's from the catch-up, this thread's own not again
+      const seqs = onBus.map((e) => e.seq);
+      expect(new Set(seqs).size).toBe(seqs.length);
+      expect(onBus.filter((e) => e.incidentId === sos!.id && e.type === 'opened')).toHaveLength(1);
+    } finally {
+      lose = false;
+      writer.onMessage = read;
+      t.gw.bus.off('incident-event', listen);
+      c.end(true);
+    }
+  }, 40_000);
+
   it('/metrics names the main and writer threads by Linux thread id (for top -H or taskset -p), and a replacement by its own', async () => {
     await writerRunning(t);
     const threads = async () => {
