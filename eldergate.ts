@@ -181,7 +181,8 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   // writer's reports pass it).
   let writerReported = incidents.publishedSeq();
   const publishedAboveWriter = new Set<number>();
-  bus.on('incident-event', (e) => { if (e.seq > writerReported) publishedAboveWriter.add(e.seq); });
+  // (one node's SQLite log only: on PostgreSQL every node's events come through the replica, and no catch-up reads them)
+  if (!pgMain) bus.on('incident-event', (e) => { if (e.seq > writerReported) publishedAboveWriter.add(e.seq); });
   const writer = await WriterThread.start({
     config, log, metrics, storage, registry,
     // PostgreSQL: what is committed reaches the bus through the replica, in the log's order, whichever node wrote it

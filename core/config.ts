@@ -252,10 +252,11 @@ export const ConfigSchema = Type.Object(
         /**
          * How long the writer thread may say nothing (it reports its queues every 250 ms) before it is taken as stalled:
          * alarms are then not being stored. /readyz answers "writer-stalled", the log says so (fatal) and
-         * eldergate_internal_errors_total{where="writer-stalled"} counts it; the thread is ended and a new one started,
-         * which takes what the stalled one had not answered. A thread looping in JavaScript ends at once; one stuck in
-         * a system call (an fsync on a hung disk) ends when the call returns. Keep it above SQLite's busy timeout (5 s),
-         * the longest a healthy writer waits; 0: not watched.
+         * eldergate_internal_errors_total{where="writer-stalled"} counts it; what it had not answered is held for the
+         * next thread (and refused after writerRestartHoldMs), and the thread is ended and a new one started. A thread
+         * looping in JavaScript ends at once; one stuck in a system call (an fsync on a hung disk) ends when the call
+         * returns. Each message the writer handles counts as a word. Keep it above SQLite's busy timeout (5 s), the
+         * longest a healthy writer waits on one write; 0: not watched.
          */
         writerStallMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 15_000 }),
         /**

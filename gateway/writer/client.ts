@@ -25,7 +25,7 @@ import type { LiveState } from '../device-state.js';
 import { AlarmNotRecordedError, OverloadError, type RejectRow } from '../ingest.js';
 import { linuxThreadId } from '../../core/thread-id.js';
 import { withTimeout } from '../../core/timeout.js';
-import { ALARMS_ON_THE_WAY, TAKEN, TAKEN_SLOTS, TELEMETRY_FULL } from './protocol.js';
+import { ALARMS_ON_THE_WAY, HANDLED, TAKEN, TAKEN_SLOTS, TELEMETRY_FULL } from './protocol.js';
 import type { CommandCall, FromWriter, IncidentCall, StatesReply, ToWriter, WireError, WriterInit, WriterStats } from './protocol.js';
 import type { CommittedEvent, CommittedOf, IncidentRow, IncidentWrites } from '../../response/incidents.js';
 import type { IncidentReceipt } from '../../response/events.js';
@@ -167,8 +167,11 @@ export class WriterThread implements IngestPort {
   /** the running writer thread said nothing for ingest.writerStallMs: when it last did (epoch ms), and how long since */
   private stalledSince: number | null = null;
   private stallWatch: NodeJS.Timeout | null = null;
-  /** the stalled thread said something again (said once in the log) */
+  /** the thread taken as stalled, and whether it said something again since (said once in the log) */
+  private stalledWorker: Worker | null = null;
   private stallSpoke = false;
+  /** the writer's count of messages handled (protocol.ts HANDLED) at the stall watch's last look */
+  private handledSeen = 0;
   private readonly online = new Map<string, number>();
   private readonly log: Logger;
   private readonly writeLine: (line: string) => void;
@@ -217,6 +220,7 @@ export class WriterThread implements IngestPort {
     // a new thread, a new count: what the dead one was posted and never took is gone with it
     this.taken = new Int32Array(new SharedArrayBuffer(4 * TAKEN_SLOTS));
     this.posted = 0;
+    this.handledSeen = 0;
     this.spawned++;
     const init: WriterInit = { config: this.o.config, logLevel: this.o.log.level, turn: writeTurnBuffer(), taken: this.taken.buffer as SharedArrayBuffer,
       walRestart: this.walRestart,
@@ -226,13 +230,21 @@ export class WriterThread implements IngestPort {
     return new Promise((resolve, reject) => {
       let started = false;
       worker.on('message', (batch: FromWriter[]) => {
-        if (worker === this.worker) this.heard();
+        if (worker === this.worker) this.heard(worker);
         // one message that cannot be handled must not take the rest of its batch with it: the answers to alarms after
         // it would never arrive (a device waiting on its PUBACK, a console never shown the incident)
         for (const m of batch) {
           try {
             handle(m);
           } catch (err) {
+            if (m.op === 'ready' && started && !this.live) {
+              // the start itself could not be finished here: a failed start (ended, and retried by whoever started it)
+              started = false;
+              this.log.fatal({ err }, 'finishing the writer thread\'s start failed');
+              void worker.terminate();
+              reject(err);
+              continue;
+            }
             this.log.error({ err, op: (m as { op?: unknown } | null)?.op }, 'a message of the writer thread could not be handled; the rest of its batch still is');
           }
         }
@@ -242,6 +254,7 @@ export class WriterThread implements IngestPort {
           started = true;
           this.upSince = Date.now();
           this.stalledSince = null;
+          this.stalledWorker = null;
           // a new writer (one that replaced a dead one too) is a new thread
           this.o.metrics.threads.reset();
           if (MAIN_TID !== null) this.o.metrics.threads.set({ thread: 'main', tid: String(MAIN_TID) }, 1);
@@ -311,11 +324,11 @@ export class WriterThread implements IngestPort {
     return this.stalledSince === null ? null : { since: this.stalledSince };
   }
 
-  private heard(): void {
+  private heard(worker: Worker): void {
     this.lastHeard = performance.now();
-    if (this.stalledSince === null || this.stallSpoke) return;
+    if (worker !== this.stalledWorker || this.stallSpoke) return;
     this.stallSpoke = true;
-    this.log.warn({ quietMs: Date.now() - this.stalledSince }, 'the writer thread that had stalled said something again (it is being ended and replaced)');
+    this.log.warn({ quietMs: Date.now() - (this.stalledSince ?? Date.now()) }, 'the writer thread that had stalled said something again (it is being ended and replaced)');
   }
 
   /**
@@ -336,13 +349,27 @@ export class WriterThread implements IngestPort {
       const late = now - lastCheck > 2 * every;
       lastCheck = now;
       if (late || !this.live || this.closing || this.stalledSince !== null) return;
+      // each message it handles counts as a word too: one message can carry several writes that each wait for the lock
+      const handled = Atomics.load(this.taken, HANDLED);
+      if (handled !== this.handledSeen) {
+        this.handledSeen = handled;
+        this.lastHeard = now;
+        return;
+      }
       const quietMs = now - this.lastHeard;
       if (quietMs < stallMs) return;
       this.stalledSince = Date.now() - Math.round(quietMs);
+      this.stalledWorker = this.worker;
       this.stallSpoke = false;
       this.o.metrics.internalErrors.inc({ where: 'writer-stalled' });
       this.log.fatal({ quietMs: Math.round(quietMs), unanswered: this.waiters.size, stallMs },
         'the writer thread has said nothing for ingest.writerStallMs: alarms are not being stored (devices get no PUBACK and resend). Ending it and starting a new one; a thread stuck in a system call (an fsync on a hung disk) ends only when the call returns: check the data directory\'s disk');
+      // from now on as if it had died: what it has not answered, and what comes next, is held for the next thread (and
+      // refused after ingest.writerRestartHoldMs, as the terminals expect, if the disk never answers); a late answer of
+      // this thread finds no one waiting, and its resend is answered by the next thread as a duplicate
+      this.live = false;
+      this.outbox = [];
+      this.holdOrFail(new Error('the writer thread stalled: not stored, send it again'));
       void this.worker.terminate();
     }, every);
     this.stallWatch.unref();

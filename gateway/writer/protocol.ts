@@ -39,13 +39,15 @@ export interface WriterInit {
   /** core/write-turn.ts: the flag by which the writer says it wants the write lock */
   turn: SharedArrayBuffer;
   /**
-   * Three Int32s, shared memory, so each is current however busy the other thread is:
+   * Four Int32s, shared memory, so each is current however busy the other thread is:
    * [TAKEN] messages the writer has taken off its port, added to as it takes them (the main thread bounds what it posted
    * and the writer has not taken); [ALARMS_ON_THE_WAY] alarms ('submit') the main thread posted and the writer has not
    * handed to its ingest yet: while there is one, a telemetry slice stops early and the next one waits, so the alarm is read sooner;
    * [TELEMETRY_FULL] 1 while the writer's telemetry queue is full (it would shed QoS 0 telemetry), set and cleared by
    * the writer as the queue changes: the main thread then sheds QoS 0 telemetry before handing it over, so that a flood
-   * costs the writer — the thread that is the bottleneck under it — nothing for what it would only drop.
+   * costs the writer — the thread that is the bottleneck under it — nothing for what it would only drop;
+   * [HANDLED] messages the writer has handled, added to after each: one message of the main thread's can carry several
+   * writes that each wait for the lock, and the stall watch (client.ts) takes this as a word from the writer.
    */
   taken: SharedArrayBuffer;
   /** the WAL's restart, agreed with the checkpointer thread (gateway/writer/wal-restart.ts) */
@@ -56,7 +58,8 @@ export interface WriterInit {
 export const TAKEN = 0;
 export const ALARMS_ON_THE_WAY = 1;
 export const TELEMETRY_FULL = 2;
-export const TAKEN_SLOTS = 3;
+export const HANDLED = 3;
+export const TAKEN_SLOTS = 4;
 
 /** main → writer */
 export type ToWriter =

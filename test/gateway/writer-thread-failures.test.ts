@@ -3,12 +3,13 @@
 //   ended, not left running beside the next one with its own SQLite connection; the gateway recovers once the cause is
 //   gone;
 // - a message from the writer that the main thread cannot handle does not take the rest of its batch with it;
-// - the stall watch (ingest.writerStallMs) does not take a main thread that was itself held up for a stalled writer
-//   (a writer stalled for real: writer-stall/writer-stall.test.ts).
+// - the stall watch (ingest.writerStallMs) does not take a main thread that was itself held up, nor a writer slowed by
+//   a lock held elsewhere, for a stalled writer (a writer stalled for real: writer-stall/writer-stall.test.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Worker } from 'node:worker_threads';
 import { metricValue, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
 import { holdWriteLock } from '../helpers/write-lock.js';
+import { WRITE_WAIT_MS } from '../../core/db.js';
 
 describe('a writer thread that fails to start', () => {
   let t: TestGateway;
@@ -87,3 +88,37 @@ describe('the writer stall watch', () => {
     expect(await metricValue(t.gw, 'eldergate_internal_errors_total', { where: 'writer-stalled' })).toBe(0);
   });
 });
+
+// the writer handles each message of the main thread in one turn of its loop; one message can carry several people's
+// writes, each waiting up to the lock's busy timeout, during which its 250 ms reports wait too
+describe('the writer stall watch, with a lock held elsewhere', () => {
+  let t: TestGateway;
+  beforeAll(async () => { t = await startTestGateway({ ingest: { writerStallMs: WRITE_WAIT_MS + 2000 } }); });
+  afterAll(async () => t.stop());
+
+  it('does not end a writer that works through writes each waiting for the lock', async () => {
+    const { id, secret } = await t.provision('call-phone');
+    const c = await t.connectDevice(id, secret);
+    await c.publishAsync(`devices/${id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 });
+    c.end(true);
+    const incidentId = await waitFor(() => (t.gw.store.sqlite.prepare('select id from incidents where device_id = ?').get(id) as { id: string } | undefined)?.id, 'the SOS incident');
+    const writer = t.gw.writer as unknown as { worker: Worker; spawned: number };
+    const before = { worker: writer.worker, spawned: writer.spawned };
+    const lock = holdWriteLock(t.dataDir);
+    let answers: PromiseSettledResult<unknown>[];
+    try {
+      // three notes in one turn: one message to the writer, three transactions each waiting WRITE_WAIT_MS for the lock
+      const note = (n: number) => t.gw.writer.incident({ method: 'record', incidentId, type: 'note', data: { text: `note ${n}` }, actor: null }, () => []);
+      answers = await Promise.allSettled([note(1), note(2), note(3)]);
+    } finally {
+      lock.release();
+      lock.close();
+    }
+    // each was answered (refused: the lock was never free), by the same thread, which was not taken as stalled
+    expect(answers.map((a) => a.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect(writer.worker).toBe(before.worker);
+    expect(writer.spawned).toBe(before.spawned);
+    expect(await metricValue(t.gw, 'eldergate_internal_errors_total', { where: 'writer-stalled' })).toBe(0);
+  }, 40_000);
+});
+
