@@ -229,6 +229,8 @@ export class WriterThread implements IngestPort {
     this.worker = worker;
     return new Promise((resolve, reject) => {
       let started = false;
+      /** the start was told to whoever started it (resolved) */
+      let told = false;
       worker.on('message', (batch: FromWriter[]) => {
         if (worker === this.worker) this.heard(worker);
         // one message that cannot be handled must not take the rest of its batch with it: the answers to alarms after
@@ -237,9 +239,11 @@ export class WriterThread implements IngestPort {
           try {
             handle(m);
           } catch (err) {
-            if (m.op === 'ready' && started && !this.live) {
-              // the start itself could not be finished here: a failed start (ended, and retried by whoever started it)
+            if (m.op === 'ready' && !told) {
+              // the start itself could not be finished here: a failed start (ended, and retried by whoever started
+              // it); what was already handed to it is held for the next one by the exit handler
               started = false;
+              this.live = false;
               this.log.fatal({ err }, 'finishing the writer thread\'s start failed');
               void worker.terminate();
               reject(err);
@@ -267,6 +271,7 @@ export class WriterThread implements IngestPort {
           this.replicationWhileDown = [];
           this.live = true;
           this.handOnHeld();
+          told = true;
           resolve(m.restored);
           return;
         }

@@ -68,6 +68,36 @@ describe('a writer thread that fails to start', () => {
     ])).not.toThrow();
     expect(writer.queueDepth()).toEqual(stats);
   });
+
+  it('a failure while finishing a start is a failed start: the thread is ended, the next one runs and answers what was held', async () => {
+    const { id, secret } = await t.provision('call-phone');
+    await waitFor(() => (t.gw.writer.running ? true : undefined), 'a writer thread that runs', 20_000);
+    const writer = t.gw.writer as unknown as { worker: Worker; spawned: number; handOnHeld(): void };
+    const handOn = writer.handOnHeld;
+    let failOnce = true;
+    // the next start fails where it hands what was held to the new thread (once)
+    writer.handOnHeld = function () {
+      if (failOnce) { failOnce = false; throw new Error('a test: finishing the start fails'); }
+      handOn.call(this);
+    };
+    try {
+      const c = await t.connectDevice(id, secret);
+      const spawnedBefore = writer.spawned;
+      const first = writer.worker;
+      const ended = new Promise((r) => first.once('exit', r));
+      first.postMessage(null); // the writer dies
+      await ended;
+      // sent while no writer runs: held, and answered by the thread that finally runs
+      const acked = c.publishAsync(`devices/${id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 });
+      await waitFor(() => (!failOnce && t.gw.writer.running ? true : undefined), 'a writer thread that runs after the failed start', 30_000);
+      await acked;
+      expect(writer.spawned - spawnedBefore).toBe(2);
+      expect((t.gw.store.sqlite.prepare("select count(*) n from observations where device_id = ? and type = 'sos'").get(id) as { n: number }).n).toBe(1);
+      c.end(true);
+    } finally {
+      writer.handOnHeld = handOn;
+    }
+  }, 60_000);
 });
 
 describe('the writer stall watch', () => {
