@@ -102,16 +102,17 @@ describe('a writer thread that fails to start', () => {
 
 describe('the writer stall watch', () => {
   let t: TestGateway;
-  beforeAll(async () => { t = await startTestGateway({ ingest: { writerStallMs: 1500 } }); });
+  beforeAll(async () => { t = await startTestGateway({ ingest: { writerStallMs: 3000 } }); });
   afterAll(async () => t.stop());
 
   it('does not end a writer that spoke while the main thread was held up', async () => {
     const writer = t.gw.writer as unknown as { worker: Worker; spawned: number };
     const before = { worker: writer.worker, spawned: writer.spawned };
-    // the main thread busy for 4 s: the writer's reports wait on its port, behind the watch's own timer
-    const until = performance.now() + 4000;
+    // the main thread busy for 5 s, longer than the watch's 3 s: the writer's reports wait on its port, behind the
+    // watch's own timer
+    const until = performance.now() + 5000;
     while (performance.now() < until) { /* held up */ }
-    await new Promise((r) => setTimeout(r, 2500));
+    await new Promise((r) => setTimeout(r, 4000));
     expect(writer.worker).toBe(before.worker);
     expect(writer.spawned).toBe(before.spawned);
     expect(t.gw.writer.running).toBe(true);
