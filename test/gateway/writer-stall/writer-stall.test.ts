@@ -61,7 +61,8 @@ describe('a writer thread stalled by a hung disk', () => {
       expect(stalled.body.action).toMatch(/disk/);
       expect(stalledAt - hungAt).toBeLessThan(10_000);
       expect(acked).toBe(false);
-      expect(gw.logs.some((l) => l.includes('has said nothing for ingest.writerStallMs'))).toBe(true);
+      // (log lines reach this process through the child's stdout, after /readyz may already show what they say)
+      await waitFor(() => gw!.logs.some((l) => l.includes('has said nothing for ingest.writerStallMs')), 'the stall in the log', 10_000);
       const metrics = await (await fetch(`${http}/metrics`)).text();
       expect(metrics).toMatch(/eldergate_internal_errors_total\{where="writer-stalled"\} 1/);
 
@@ -76,7 +77,6 @@ describe('a writer thread stalled by a hung disk', () => {
       // the disk answers again: the stalled thread ends, a new one starts; the terminal resends and is answered
       rmSync(flag);
       await waitFor(async () => ((await readyz()).status === 200 ? true : undefined), '/readyz to be ready again', 30_000);
-      // (the line reaches this process through the child's stdout, after readiness may already show)
       await waitFor(() => gw!.logs.some((l) => l.includes('writer thread restarted')), 'the restart in the log', 10_000);
       const again = await connect();
       await sos(again, 2);
