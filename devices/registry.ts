@@ -167,13 +167,17 @@ export class DeviceRegistry {
 
   private replication: RegistryReplication | null = null;
   private replicator: ((r: RegistryReplication) => void) | null = null;
+  /** resolves once the replica has taken what it was sent so far (bounded by the replica's side) */
+  private replicaCaughtUp: () => Promise<void> = async () => {};
 
   /**
    * Tell `fn` what a replica must reload after every change, once committed: the devices set since the last call and
-   * the changes announced, gathered per microtask (a 50,000-device import is one message, not 50,000).
+   * the changes announced, gathered per microtask (a slice of an import is one message, not thousands). `caughtUp`:
+   * resolves once the replica has taken what it was sent so far; bulk work waits for it between slices.
    */
-  replicateTo(fn: (r: RegistryReplication) => void): void {
+  replicateTo(fn: (r: RegistryReplication) => void, caughtUp?: () => Promise<void>): void {
     this.replicator = fn;
+    if (caughtUp) this.replicaCaughtUp = caughtUp;
     this.entries.onSet = (id) => this.noteReplication(undefined, id);
   }
 
@@ -454,10 +458,12 @@ export class DeviceRegistry {
       await writeWhenFree(this.sqlite, () => this.sqlite.prepare(`UPDATE device_imports SET status = 'done', finished_at = ? WHERE id = ?`).run(Date.now(), importId));
       const writeMs = performance.now() - t0;
       started = false;
+      // each slice is one replication message to the writer thread: the next waits until the writer has taken the
+      // last, so that an alarm posted meanwhile waits behind one slice's worth, not the import's
       await inSlices(created.length, (from, deadline) => untilDeadline(from, created.length, deadline, (i) => {
         const d = created[i]!.device;
         this.entries.set(d.id, this.toEntry(d));
-      }));
+      }), undefined, () => this.replicaCaughtUp());
       return { importId, created, writeMs, longestSliceMs };
     } catch (err) {
       if (started) await this.discardImport(importId, err);
