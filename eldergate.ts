@@ -121,11 +121,14 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   // and the registry, the network and the accounts are the cluster's: this file holds a copy, changed under the
   // cluster's lock and kept current from PostgreSQL (core/shared-tables.ts); what another node changes is reloaded
   let sharedApplied: (changes: SharedChanges) => void = () => {};
-  const shared = pgMain ? await openShared(config, pgMain, store, log, (changes) => sharedApplied(changes)) : null;
+  let sharedTaken: () => Promise<void> = async () => {};
+  const shared = pgMain ? await openShared(config, pgMain, store, log, (changes) => sharedApplied(changes), () => sharedTaken()) : null;
   const sharedWrite = <T>(fn: () => T | Promise<T>): Promise<T> => (shared ? shared.write(fn) : Promise.resolve(fn()));
   const users = new Users(store.db, openTokenKeys({ config, db: store.db, log: log.child({ module: 'auth' }) }), config.http.tokenTtlS, store.write);
   const bootstrap = await sharedWrite(() => bootstrapAdmin(users, config.adminPassword));
   const registry = new DeviceRegistry(store.db, new SecretHasher(await sharedWrite(() => serviceSecret(store.db, 'device-secret-key'))), bus);
+  // another node's import reaches the writer thread's copy of the registry a slice at a time (core/shared-tables.ts)
+  sharedTaken = () => registry.replicaTookAll();
   logRegistryStartup(registry, log);
   // cluster mode on PostgreSQL: every node's entries in one audit log there (any admin on any node reads them all)
   const audit = new Audit(store.sqlite, pgMain ? { store: createPgAuditStore(pgMain), log: log.child({ module: 'audit' }) } : undefined);
@@ -457,7 +460,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
  * or new (a file that ran on its own log is refused before its rows reach the cluster); then the shared schema is
  * migrated and the shared tables (core/shared-tables.ts) opened.
  */
-async function openShared(config: Config, pool: pg.Pool, store: Store, log: Logger, onApplied: (changes: SharedChanges) => void): Promise<SharedTables> {
+async function openShared(config: Config, pool: pg.Pool, store: Store, log: Logger, onApplied: (changes: SharedChanges) => void, betweenSlices: () => Promise<void>): Promise<SharedTables> {
   try {
     const { rows } = await pool.query(`SELECT (SELECT system_identifier::text FROM pg_control_system()) || '/' || current_database() AS id`);
     const database = String(rows[0].id);
@@ -469,7 +472,7 @@ async function openShared(config: Config, pool: pg.Pool, store: Store, log: Logg
     }
     if (!marker) store.db.insert(secrets).values({ name: REPLICA_OF, value: database, createdAt: Date.now() }).run();
     await migratePg(pool);
-    return await openSharedTables({ sqlite: store.sqlite, pool, connect: pgClients(config.postgres, 'eldergate-shared'), log: log.child({ module: 'shared-tables' }), onApplied });
+    return await openSharedTables({ sqlite: store.sqlite, pool, connect: pgClients(config.postgres, 'eldergate-shared'), log: log.child({ module: 'shared-tables' }), onApplied, betweenSlices });
   } catch (err) {
     await pool.end();
     throw err;

@@ -167,8 +167,11 @@ export class DeviceRegistry {
 
   private replication: RegistryReplication | null = null;
   private replicator: ((r: RegistryReplication) => void) | null = null;
-  /** resolves once the replica has taken what it was sent so far (bounded by the replica's side) */
   private replicaCaughtUp: () => Promise<void> = async () => {};
+  /** Resolves once the replica has taken what it was sent so far (bounded by the replica's side): bulk work waits. */
+  replicaTookAll(): Promise<void> {
+    return this.replicaCaughtUp();
+  }
 
   /**
    * Tell `fn` what a replica must reload after every change, once committed: the devices set since the last call and
@@ -463,7 +466,7 @@ export class DeviceRegistry {
       await inSlices(created.length, (from, deadline) => untilDeadline(from, created.length, deadline, (i) => {
         const d = created[i]!.device;
         this.entries.set(d.id, this.toEntry(d));
-      }), undefined, () => this.replicaCaughtUp());
+      }), undefined, () => this.replicaTookAll());
       return { importId, created, writeMs, longestSliceMs };
     } catch (err) {
       if (started) await this.discardImport(importId, err);

@@ -13,6 +13,8 @@
 // - a node restarted catches up; a change its crash left unpushed outside a session is pushed at start, one a session
 //   made and never pushed (its person got no answer) is put back, and a unique key it held goes to the cluster's row;
 // - a joining node takes thousands of rows that refer to each other across its catch-up's slices;
+// - another node's import of thousands of devices is applied a slice at a time, each slice after what memory handed on
+//   for the last was taken (the writer thread's copy of the registry, in the gateway);
 // - a failed push takes back, with the session's change, what changed while the images travelled;
 // - a file of another cluster, or one with rows of its own joining a cluster that has rows, is refused.
 import net from 'node:net';
@@ -60,7 +62,7 @@ function file(name: string): Store {
   return store;
 }
 
-async function node(name: string, url: string, store: Store = file(name), o: { flushMs?: number } = {}): Promise<Node> {
+async function node(name: string, url: string, store: Store = file(name), o: { flushMs?: number; betweenSlices?: () => Promise<void> } = {}): Promise<Node> {
   const pool = env.pgs().track(new pg.Pool({ connectionString: url, max: 4, application_name: `shared-${name}` }));
   const applied: SharedChanges[] = [];
   let onApplied: (c: SharedChanges) => void = () => {};
@@ -69,6 +71,7 @@ async function node(name: string, url: string, store: Store = file(name), o: { f
     connect: () => new pg.Client({ connectionString: url, application_name: `shared-listen-${name}` }),
     onApplied: (c) => { applied.push(c); onApplied(c); },
     ...(o.flushMs ? { flushMs: o.flushMs } : {}),
+    ...(o.betweenSlices ? { betweenSlices: o.betweenSlices } : {}),
   });
   opened.find((x) => x.store === store)!.shared = shared;
   const key = await shared.write(() => serviceSecret(store.db, 'device-secret-key'));
@@ -307,6 +310,33 @@ describe('shared tables: the registry, the network and the accounts of every nod
     await until('a to hear of b\'s note', () => a.store.sqlite.prepare('SELECT notes FROM devices WHERE id = ?').pluck().get(device.id) === 'from b');
     await b2.shared.sync();
     expect(rowsOf(b2)).toEqual(rowsOf(a));
+  });
+
+  it('another node\'s import is applied a slice at a time, each after the last was taken', async () => {
+    const { url } = await env.pgs().fresh('shared_import');
+    const a = await node('a', url);
+    // b's "writer thread" is slow to take what a slice handed on (5 ms); nothing may be applied meanwhile
+    const seen = { applied: [] as SharedChanges[], waits: 0, appliedWhileWaiting: 0 };
+    const b = await node('b', url, undefined, {
+      betweenSlices: async () => {
+        seen.waits++;
+        const before = seen.applied.length;
+        await new Promise((r) => setTimeout(r, 5));
+        seen.appliedWhileWaiting += seen.applied.length - before;
+      },
+    });
+    seen.applied = b.applied;
+    const from = b.applied.length;
+    const N = 3000;
+    const rows = Array.from({ length: N }, (_, i) => ({ line: i + 2, serial: `IMP-${String(i).padStart(5, '0')}`, kind: 'call-phone' as const }));
+    await a.shared.write(() => a.registry.importDevices(rows, 'tess'));
+    await until('b to hold every imported device', () => b.registry.size() === N, 30_000);
+    const slices = b.applied.slice(from).map((c) => c.get('devices')?.size ?? 0);
+    expect(slices.reduce((n, d) => n + d, 0)).toBeGreaterThanOrEqual(N);
+    expect(Math.max(...slices), 'devices reloaded in one slice').toBeLessThanOrEqual(500);
+    expect(seen.waits, 'a wait for the last slice to be taken before each slice after the first').toBeGreaterThanOrEqual(N / 500 - 1);
+    expect(seen.appliedWhileWaiting, 'slices applied while the last had not been taken').toBe(0);
+    expect(rowsOf(b)).toEqual(rowsOf(a));
   });
 
   it('a joining node takes thousands of rows that refer to each other, across its catch-up\'s slices', async () => {
