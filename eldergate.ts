@@ -183,6 +183,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
   // writer's last report is kept apart, so the catch-up does not publish it twice (a handful: it is forgotten as the
   // writer's reports pass it).
   let writerReported = incidents.publishedSeq();
+  const reported = (events: readonly { seq: number }[]) => { for (const e of events) if (e.seq > writerReported) writerReported = e.seq; };
   const publishedAboveWriter = new Set<number>();
   // (one node's SQLite log only: on PostgreSQL every node's events come through the replica, and no catch-up reads them)
   if (!pgMain) bus.on('incident-event', (e) => { if (e.seq > writerReported) publishedAboveWriter.add(e.seq); });
@@ -191,7 +192,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     // PostgreSQL: what is committed reaches the bus through the replica, in the log's order, whichever node wrote it
     onCommitted: (events) => {
       if (pgMain) return;
-      for (const e of events) if (e.seq > writerReported) writerReported = e.seq;
+      reported(events);
       if (publishedAboveWriter.size) for (const seq of publishedAboveWriter) if (seq <= writerReported) publishedAboveWriter.delete(seq);
       incidents.publishCommitted(events);
     },
@@ -201,7 +202,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       // log; escalation re-reads every deadline (one it never heard of is armed, or escalated if already due)
       const missed = pgMain ? [] : incidents.eventsAfter(writerReported, { limit: 100_000 }).filter((e) => !publishedAboveWriter.has(e.seq));
       if (missed.length) log.warn({ events: missed.length, from: missed[0]!.seq }, 'publishing incident events the stopped writer committed but never reported');
-      for (const e of missed) if (e.seq > writerReported) writerReported = e.seq;
+      reported(missed);
       incidents.publishCommitted(missed);
       response.escalation.stop();
       response.escalation.start();

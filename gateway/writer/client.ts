@@ -294,9 +294,7 @@ export class WriterThread implements IngestPort {
         // the back-off starts again only after a thread that ran a while: decided from this thread's own life (a
         // thread that never started leaves it as it is, so failed starts keep backing off)
         if (started && Date.now() - this.upSince >= RESTART_BACKOFF_RESET_MS) this.restarts = 0;
-        this.live = false;
-        this.outbox = [];
-        this.holdOrFail(new Error(`the writer thread stopped (exit code ${code}): not stored, send it again`));
+        this.stopTaking(new Error(`the writer thread stopped (exit code ${code}): not stored, send it again`));
         // a failed restart is counted where it is restarted (respawn), whichever way it failed
         if (started && !this.closing && this.everStarted) this.o.metrics.internalErrors.inc({ where: 'writer-thread' });
         // whoever started it decides what a failed start means: start-up fails, a restart is tried again (once — a
@@ -372,12 +370,21 @@ export class WriterThread implements IngestPort {
       // from now on as if it had died: what it has not answered, and what comes next, is held for the next thread (and
       // refused after ingest.writerRestartHoldMs, as the terminals expect, if the disk never answers); a late answer of
       // this thread finds no one waiting, and its resend is answered by the next thread as a duplicate
-      this.live = false;
-      this.outbox = [];
-      this.holdOrFail(new Error('the writer thread stalled: not stored, send it again'));
+      this.stopTaking(new Error('the writer thread stalled: not stored, send it again'));
       void this.worker.terminate();
     }, every);
     this.stallWatch.unref();
+  }
+
+  /**
+   * The writer is gone (or taken for gone): nothing more is handed to it; what it has not answered, and what comes
+   * next, is held for the next thread or refused (`reason`). What waited in the outbox was committed before, and the
+   * next thread reads the registry after: it is not handed on.
+   */
+  private stopTaking(reason: Error): void {
+    this.live = false;
+    this.outbox = [];
+    this.holdOrFail(reason);
   }
 
   /** a new writer thread after one died (or failed to start again): with back-off, for as long as it takes */
