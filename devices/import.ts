@@ -39,17 +39,26 @@ export const yieldToLoop = async (): Promise<void> => {
  * slice can be one short transaction.
  */
 export async function inSlices(
-  count: number, fn: (from: number, deadline: number) => number, budgetMs = IMPORT_SLICE_MS,
-  /** awaited before each slice (a slice that writes: until the write lock is free, core/db.ts whenFree) */
-  before?: () => Promise<void>,
+  count: number, fn: (from: number, deadline: number) => number,
+  o: {
+    budgetMs?: number;
+    /** awaited before each slice (a slice that writes: until the write lock is free, core/db.ts whenFree) */
+    before?: () => Promise<void>;
+    /** awaited between slices, after the turn of the event loop (not before the first: one slice waits for nothing) */
+    between?: () => Promise<void>;
+  } = {},
 ): Promise<void> {
+  const budgetMs = o.budgetMs ?? IMPORT_SLICE_MS;
   let i = 0;
   while (i < count) {
-    if (before) await before();
+    if (o.before) await o.before();
     const next = fn(i, performance.now() + budgetMs);
     if (next <= i) throw new Error('inSlices: a slice made no progress');
     i = next;
-    if (i < count) await yieldToLoop();
+    if (i < count) {
+      await yieldToLoop();
+      if (o.between) await o.between();
+    }
   }
 }
 

@@ -76,6 +76,12 @@ function keepReserved(next: Record<string, unknown>, stored: Record<string, unkn
 const notPending = (): SQL => or(isNull(devices.importId), notInArray(devices.importId,
   sql`(SELECT id FROM device_imports WHERE status <> 'done')`))!;
 
+/**
+ * Imports that may wait for the one running (each holds its parsed file meanwhile, ≤ 50,000 rows): two test engineers'
+ * simulator runs, or an admin's import beside one, take turns instead of being refused.
+ */
+const IMPORTS_WAITING = 4;
+
 /** What another thread's copy of the registry must reload (gateway/writer): rows changed, and the changes to announce. */
 export interface RegistryReplication {
   deviceIds: string[];
@@ -383,10 +389,32 @@ export class DeviceRegistry {
    * serials are looked up, secrets made and hashed, and rows written, each in slices of a few milliseconds with a turn
    * of the event loop between. Rows are written in short transactions marked with the import's id, invisible (not
    * listed, not found, unable to connect) until one short transaction turns the import 'done'. Should anything fail,
-   * the rows written so far are deleted; after a crash, start-up deletes them. One import at a time.
+   * the rows written so far are deleted; after a crash, start-up deletes them. One import at a time: the next waits
+   * its turn (IMPORTS_WAITING of them; beyond that, refused), and its serials are checked after the one before it.
    */
   async importDevices(rows: ImportRow[], actor: string, opts: { test?: boolean } = {}): Promise<{ importId: string; created: { device: DeviceRow; secret: string }[]; writeMs: number; longestSliceMs: number }> {
-    if (this.importing) throw new ConflictError('another device import is running: try again when it has finished');
+    // the one running and those waiting their turn
+    if (this.importsQueued > IMPORTS_WAITING) {
+      throw new ConflictError(`another device import is running and ${this.importsQueued - 1} more are waiting their turn: try again when they have finished`);
+    }
+    this.importsQueued++;
+    const before = this.importTurn;
+    let done!: () => void;
+    this.importTurn = new Promise<void>((resolve) => (done = resolve));
+    try {
+      await before;
+      return await this.importNow(rows, actor, opts);
+    } finally {
+      this.importsQueued--;
+      done();
+    }
+  }
+
+  /** Resolves when the import before has finished (however it ended): imports take turns. */
+  private importTurn: Promise<void> = Promise.resolve();
+  private importsQueued = 0;
+
+  private async importNow(rows: ImportRow[], actor: string, opts: { test?: boolean }): Promise<{ importId: string; created: { device: DeviceRow; secret: string }[]; writeMs: number; longestSliceMs: number }> {
     this.importing = true;
     const importId = newId('imp');
     let started = false;
@@ -449,7 +477,7 @@ export class DeviceRegistry {
             this.sqlite.pragma('synchronous = FULL');
             longestSliceMs = Math.max(longestSliceMs, performance.now() - s0);
           }
-        }, undefined, () => whenFree(this.sqlite));
+        }, { before: () => whenFree(this.sqlite) });
       } catch (err) {
         // a serial provisioned meanwhile by someone else: the whole import is refused
         if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
@@ -462,11 +490,12 @@ export class DeviceRegistry {
       const writeMs = performance.now() - t0;
       started = false;
       // each slice is one replication message to the writer thread: the next waits until the writer has taken the
-      // last, so that an alarm posted meanwhile waits behind one slice's worth, not the import's
+      // last, so that an alarm posted meanwhile waits behind one slice's worth, not the import's (a small import, one
+      // slice, waits for nothing)
       await inSlices(created.length, (from, deadline) => untilDeadline(from, created.length, deadline, (i) => {
         const d = created[i]!.device;
         this.entries.set(d.id, this.toEntry(d));
-      }), undefined, () => this.replicaTookAll());
+      }), { between: () => this.replicaTookAll() });
       return { importId, created, writeMs, longestSliceMs };
     } catch (err) {
       if (started) await this.discardImport(importId, err);
