@@ -386,6 +386,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       const q = ingest.queueDepth();
       metrics.queue.set({ queue: 'urgent' }, q.urgent);
       metrics.queue.set({ queue: 'telemetry' }, q.telemetry);
+      metrics.queue.set({ queue: 'port' }, writer.portBacklog());
       if (broker) metrics.connected.set(broker.aedes.connectedClients);
     },
     metricsText: () => writer.metricsText(),

@@ -731,6 +731,14 @@ export class WriterThread implements IngestPort {
     this.post({ op: 'pressure', on });
   }
 
+  /**
+   * Messages handed to the writer thread that it has not taken off its port yet (the outbox included): what an alarm
+   * posted now would queue behind. 0 while no writer runs (what waits then is `held`).
+   */
+  portBacklog(): number {
+    return this.live ? this.onPort + this.outbox.length : 0;
+  }
+
   /** as the writer last reported (every 250 ms) */
   queueDepth(): WriterStats {
     return this.stats;
