@@ -168,6 +168,9 @@ describe('residents', () => {
     await op.fill('input[name=noMovementSeconds]', '7200');
     await op.click('button[type=submit]');
     await waitFor(async () => (await t.api('GET', `/api/residents/${n.residentA}`)).body.noMovementSeconds === 7200, 'the operator\'s change');
+    // the page has taken the answer and filled the form again with what was stored (a choice made before that is reset)
+    await op.locator('.toast.ok', { hasText: `${a.name}: saved` }).first().waitFor();
+    await op.waitForFunction(() => !document.querySelector<HTMLButtonElement>('button[type=submit]')?.disabled);
     // a polygon safe zone: two points are too few (said beside the list), a third is added, one removed and added again
     await op.selectOption('select[name="safeZone.type"]', 'polygon');
     const pts = [[52.521, 13.404], [52.519, 13.409], [52.517, 13.401]];
