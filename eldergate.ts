@@ -31,6 +31,8 @@ import { startModbusAdapter, type ModbusAdapter } from './gateway/adapters/modbu
 import { startSerialReceivers, type SerialReceivers } from './gateway/adapters/serial/index.js';
 import { adapterMemory, pgAdapterMemory } from './gateway/adapters/link-state.js';
 import { createResponse, type Response } from './response/index.js';
+import { createKpiReports } from './response/kpi-reports.js';
+import { systemClock } from './response/clock.js';
 import type { CommittedEvent, IncidentApi, IncidentWrites } from './response/incidents.js';
 import { followResidents } from './response/follow-resident.js';
 import type pg from 'pg';
@@ -391,10 +393,12 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
     },
     metricsText: () => writer.metricsText(),
   };
+  const kpiReports = createKpiReports({ file: dbFile(config.dataDir), budgets: config.budgets, log: log.child({ module: 'kpis' }) });
   const extra: ExtraRoutes = [
     { name: 'incidents', plugin: incidentRoutes({ incidents, network: response.network }) },
     { name: 'network', plugin: networkRoutes({ network: response.network }) },
-    { name: 'kpis', plugin: kpiRoutes({ network: response.network, kpis: response.kpis }) },
+    // computed in a thread of their own: a year of a city's incidents held this thread for seconds (response/kpi-reports.ts)
+    { name: 'kpis', plugin: kpiRoutes({ network: response.network, kpis: (q) => kpiReports.run({ now: systemClock.now(), ...q }) }) },
     { name: 'ws', plugin: alarmStream({ incidents, network: response.network }) },
     { name: 'console', plugin: consoleRoutes() },
     { name: 'audit', plugin: auditRoutes },
@@ -436,6 +440,7 @@ export async function startEldergate(opts: { config: Config; log?: Logger }): Pr
       await pgRetention?.close();
       storage.close();
       await app.close();
+      await kpiReports.close();
       await closeTransport();
       await protocols.close();
       // the adapters finish storing what they read before the writer closes

@@ -175,6 +175,11 @@ function periodOf(query: KpiQuery): { windows: { start: number; end: number; lab
   };
 }
 
+/** Throws the ValidationError computeKpis would, without reading anything (before a report is handed to a thread). */
+export function checkKpiQuery(query: KpiQuery): void {
+  periodOf(query);
+}
+
 /** The report over a synchronous store (SQLite, the one-node default). */
 export function computeKpis(source: KpiStore<'sync'>, budgets: Config['budgets'], query: KpiQuery): KpiReport {
   const p = periodOf(query);
@@ -186,6 +191,18 @@ export async function computeKpisAsync(source: KpiStore<'async'>, budgets: Confi
   const p = periodOf(query);
   const [opened, breaches] = await Promise.all([source.opened(query.from, query.to, p.scope), source.breaches(query.from, query.to, p.scope)]);
   return report(query, p, budgets, opened, breaches);
+}
+
+/** The index of the first of `sorted` (ascending by `at`) at or after `t`; sorted.length if none. */
+function firstAtOrAfter<T>(sorted: readonly T[], t: number, at: (x: T) => number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (at(sorted[mid]!) < t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function report(
@@ -205,12 +222,16 @@ function report(
     };
   });
 
-  // breaches are counted in the shift on duty when they happened, among the same incidents' scope
+  // breaches are counted in the shift on duty when they happened, among the same incidents' scope. Each shift's share
+  // is found by binary search in the incidents and breaches sorted by time (filtering all of them for each shift was
+  // O(shifts × incidents): a year of 300,000 incidents, 731 shifts, held the event loop ~4 s)
+  const sorted = [...items].sort((a, b) => a.openedAt - b.openedAt);
+  const breachesSorted = [...breachTimes].sort((a, b) => a - b);
   const shifts: ShiftKpi[] = windows.map((w) => {
     const lo = Math.max(w.start, from);
     const hi = Math.min(w.end, to);
-    const inShift = items.filter((i) => i.openedAt >= lo && i.openedAt < hi);
-    const b = breachTimes.filter((t) => t >= lo && t < hi).length;
+    const inShift = sorted.slice(firstAtOrAfter(sorted, lo, (i) => i.openedAt), firstAtOrAfter(sorted, hi, (i) => i.openedAt));
+    const b = firstAtOrAfter(breachesSorted, hi, (t) => t) - firstAtOrAfter(breachesSorted, lo, (t) => t);
     return { start: w.start, end: w.end, label: w.label, ...block(inShift, b, now, budgets) };
   });
   return { from, to, shifts, total: block(items, breachTimes.length, now, budgets) };

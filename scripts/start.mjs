@@ -35,7 +35,7 @@ function newest(dir) {
 // compiled file, so paths found from it (migrations, register maps, the writer's worker file) are unchanged, and a
 // module's "am I the program?" check stays false inside the bundle.
 const BUNDLED_PACKAGES = ['@sinclair/typebox', 'drizzle-orm'];
-const ENTRIES = ['main.js', 'gateway/writer/worker.js', 'gateway/writer/checkpointer.js'];
+const ENTRIES = ['main.js', 'gateway/writer/worker.js', 'gateway/writer/checkpointer.js', 'response/kpi-thread.js'];
 
 async function bundleEntries() {
   const { build } = await import('esbuild');

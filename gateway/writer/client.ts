@@ -6,9 +6,6 @@
 // If the writer thread dies (a bug: nothing a device sends should do it), everything it had not reported is rejected
 // — not acknowledged, devices resend — and a new one is started on the same database at once.
 import { Worker } from 'node:worker_threads';
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import pino from 'pino';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 
@@ -33,6 +30,7 @@ import type { CheckpointerInit } from './checkpointer.js';
 import { walRestartBuffer, type WindowOutcome } from './wal-restart.js';
 import { dbFile } from '../../core/db.js';
 import { writeTurnBuffer } from '../../core/write-turn.js';
+import { startThread } from '../../core/threads.js';
 
 /** What a transport hands observations to: the writer thread here, or an in-process Ingest in unit tests. */
 export interface IngestPort {
@@ -225,7 +223,7 @@ export class WriterThread implements IngestPort {
     const init: WriterInit = { config: this.o.config, logLevel: this.o.log.level, turn: writeTurnBuffer(), taken: this.taken.buffer as SharedArrayBuffer,
       walRestart: this.walRestart,
     };
-    const worker = startThread('worker', init);
+    const worker = startThread(import.meta.url, 'worker', init);
     this.worker = worker;
     return new Promise((resolve, reject) => {
       let started = false;
@@ -833,53 +831,6 @@ export class WriterThread implements IngestPort {
   }
 }
 
-/**
- * A worker thread of this folder. Compiled (npm start): the .js beside this file; from source (tests, start:dev):
- * through tsx, whose loader is registered inside the thread first (a worker does not inherit the parent's hooks).
- */
-function startThread(name: 'worker' | 'checkpointer', data: unknown): Worker {
-  const here = fileURLToPath(import.meta.url);
-  let fromSource = here.endsWith('.ts');
-  let file = new URL(`./${name}.${fromSource ? 'ts' : 'js'}`, import.meta.url);
-  // from source with a build of exactly these sources beside it (npm test builds first): the compiled thread starts
-  // in a fraction of the time tsx needs to load the domain again in every new thread
-  if (fromSource && freshBuild()) {
-    fromSource = false;
-    file = pathToFileURL(join(REPO_ROOT, 'dist', 'gateway', 'writer', `${name}.js`));
-  }
-  // execArgv []: the parent's own loaders (a benchmark's probe, tsx's --import) are not the thread's
-  return fromSource
-    ? new Worker(`import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(file.href)}); })`,
-      { eval: true, workerData: data, execArgv: [] })
-    : new Worker(file, { workerData: data, execArgv: [] });
-}
-
-const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const NOT_BUILT = new Set(['node_modules', 'dist', 'test', 'bench', 'docs', 'data', 'scripts']);
-let fresh: boolean | undefined;
-
-/** dist/ was built after the last change of any source it compiles (scripts/start.mjs writes dist/.built) */
-function freshBuild(): boolean {
-  if (fresh !== undefined) return fresh;
-  const newest = (dir: string): number => {
-    let t = 0;
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      if (e.name.startsWith('.') || NOT_BUILT.has(e.name)) continue;
-      const p = join(dir, e.name);
-      if (e.isDirectory()) t = Math.max(t, newest(p));
-      else if (e.name.endsWith('.ts') || e.name === 'tsconfig.json' || e.name === 'tsconfig.build.json') t = Math.max(t, statSync(p).mtimeMs);
-    }
-    return t;
-  };
-  try {
-    const stamp = join(REPO_ROOT, 'dist', '.built');
-    fresh = existsSync(stamp) && existsSync(join(REPO_ROOT, 'dist', 'gateway', 'writer', 'worker.js')) && statSync(stamp).mtimeMs >= newest(REPO_ROOT);
-  } catch {
-    fresh = false;
-  }
-  return fresh;
-}
-
 /** how often the checkpointer copies the WAL back into the database file */
 const CHECKPOINT_INTERVAL_MS = 1000;
 
@@ -894,7 +845,7 @@ export function startCheckpointer(o: {
   let closing = false;
   let worker: Worker;
   const start = () => {
-    worker = startThread('checkpointer', init);
+    worker = startThread(import.meta.url, 'checkpointer', init);
     worker.on('message', (m: { op: string; log?: number; checkpointed?: number; message?: string; code?: string | null; outcome?: WindowOutcome }) => {
       if (m.op === 'restart-window') {
         o.metrics.walRestartWindows.inc({ outcome: m.outcome ?? 'incomplete' });

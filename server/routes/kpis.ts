@@ -34,7 +34,7 @@ const Report = Type.Object({
 
 export function kpiRoutes(r: {
   network: Network;
-  kpis(q: KpiQuery): KpiReport;
+  kpis(q: KpiQuery): KpiReport | Promise<KpiReport>;
   /** local shift start times, default 08:00 and 20:00 */
   shifts?: readonly string[];
 }): FastifyPluginAsyncTypebox<{ deps: AppDeps }> {
