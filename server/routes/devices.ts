@@ -233,13 +233,14 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     if (q.unitId !== undefined) scope = { unitIds: scope ? scope.unitIds.filter((u) => u === q.unitId) : [q.unitId], unplaced: false };
     // live-state filters are applied over the registry page (the live state is in memory)
     if (q.supervision !== undefined || q.online !== undefined) {
-      const listed = registry.list({ ...q, scope, limit: 1_000_000, offset: 0 }).items;
-      const live = await states.read(listed.map((d) => d.id));
-      const all = listed.filter((d) => {
-        const s = live.get(d.id) ?? blankState();
+      // the ids of the whole fleet, and only the page's rows: 100,000 whole rows held this thread ~1 s
+      const ids = registry.listIds({ ...q, scope });
+      const live = await states.read(ids);
+      const all = ids.filter((id) => {
+        const s = live.get(id) ?? blankState();
         return (q.supervision === undefined || s.supervision === q.supervision) && (q.online === undefined || s.online === q.online);
       });
-      return { items: await views(all.slice(q.offset, q.offset + q.limit)), total: all.length };
+      return { items: await views(registry.rowsOf(all.slice(q.offset, q.offset + q.limit))), total: all.length };
     }
     const { items, total } = registry.list({ ...q, scope });
     return { items: await views(items), total };
