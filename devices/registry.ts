@@ -178,11 +178,8 @@ export class DeviceRegistry {
 
   private replication: RegistryReplication | null = null;
   private replicator: ((r: RegistryReplication) => void) | null = null;
-  private replicaCaughtUp: () => Promise<void> = async () => {};
   /** Resolves once the replica has taken what it was sent so far (bounded by the replica's side): bulk work waits. */
-  replicaTookAll(): Promise<void> {
-    return this.replicaCaughtUp();
-  }
+  replicaTookAll: () => Promise<void> = async () => {};
 
   /**
    * Tell `fn` what a replica must reload after every change, once committed: the devices set since the last call and
@@ -191,7 +188,7 @@ export class DeviceRegistry {
    */
   replicateTo(fn: (r: RegistryReplication) => void, caughtUp?: () => Promise<void>): void {
     this.replicator = fn;
-    if (caughtUp) this.replicaCaughtUp = caughtUp;
+    if (caughtUp) this.replicaTookAll = caughtUp;
     this.entries.onSet = (id) => this.noteReplication(undefined, id);
   }
 
