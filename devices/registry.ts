@@ -1,6 +1,6 @@
 // The device registry: provisioning, binding, credentials and lifecycle. Keeps a small in-memory entry per device so
 // that authentication and ingest never touch the disk on the hot path.
-import { and, desc, eq, inArray, isNull, like, ne, notInArray, or, sql, type SQL } from 'drizzle-orm';
+import { and, desc, eq, gt, inArray, isNull, like, lt, ne, notInArray, or, sql, type SQL } from 'drizzle-orm';
 import type Database from 'better-sqlite3';
 import { whenFree, writeWhenFree, type Db } from '../core/db.js';
 import type { Bus } from '../core/bus.js';
@@ -73,6 +73,9 @@ function keepReserved(next: Record<string, unknown>, stored: Record<string, unkn
 }
 
 /** Devices of an import still running are not there yet (nor those of one that failed, until they are deleted). */
+/** ids read in one turn of the event loop by listIds (~2-4 ms at any depth of a 100,000-device fleet) */
+export const LIST_IDS_PAGE = 5_000;
+
 const notPending = (): SQL => or(isNull(devices.importId), notInArray(devices.importId,
   sql`(SELECT id FROM device_imports WHERE status <> 'done')`))!;
 
@@ -540,8 +543,26 @@ export class DeviceRegistry {
    * The ids of every device `list` would give, in its order: a filter over the whole fleet (live state, in memory) reads
    * these, and only its page's rows (100,000 whole rows through drizzle held the event loop ~1 s).
    */
-  listIds(filter: DeviceFilter): string[] {
-    return this.db.select({ id: devices.id }).from(devices).where(this.listWhere(filter)).orderBy(desc(devices.createdAt), devices.id).all().map((r) => r.id);
+  async listIds(filter: DeviceFilter): Promise<string[]> {
+    const where = this.listWhere(filter);
+    const read = (more: SQL | undefined, limit: number) => {
+      const { sql: text, params } = this.db.select({ id: devices.id, at: devices.createdAt }).from(devices).where(and(where, more))
+        .orderBy(desc(devices.createdAt), devices.id).limit(limit).toSQL();
+      return this.sqlite.prepare(text).raw().all(...params) as [string, number][];
+    };
+    // A page of ids a turn, read from the list's index (devices_list_idx) after the last one read, never by OFFSET: all
+    // 100,000 in one turn held every socket ~50 ms (~250 ms as drizzle's row objects), and OFFSET made the last pages
+    // walk the whole index again. After (at, id): the rest of `at`'s ids above id, then what is older than `at`.
+    const ids: string[] = [];
+    let page = read(undefined, LIST_IDS_PAGE);
+    for (;;) {
+      for (const [id] of page) ids.push(id);
+      if (page.length < LIST_IDS_PAGE) return ids;
+      await new Promise((r) => setImmediate(r));
+      const [lastId, lastAt] = page[page.length - 1]!;
+      page = read(and(eq(devices.createdAt, lastAt), gt(devices.id, lastId)), LIST_IDS_PAGE);
+      if (page.length < LIST_IDS_PAGE) page = page.concat(read(lt(devices.createdAt, lastAt), LIST_IDS_PAGE - page.length));
+    }
   }
 
   /** These devices' rows, in the order given (an id no longer there is left out). */

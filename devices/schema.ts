@@ -82,7 +82,10 @@ export const devices = sqliteTable(
     uniqueIndex('devices_account_uq').on(t.accountScheme, t.account),
     index('devices_import_idx').on(t.importId),
     index('devices_resident_idx').on(t.residentId),
-    index('devices_kind_state_idx').on(t.kind, t.state),
+    // the device list's order with every column its filters test (registry.list/listIds): a page, a count or every id
+    // of 100,000 devices is read from this index alone, in order, never a sort of the table (~170 ms, every socket
+    // waiting); it also serves the kind and state filters the index it replaced served
+    index('devices_list_idx').on(sql`${t.createdAt} desc`, t.id, t.importId, t.kind, t.state, t.residentId, t.serial),
   ],
 );
 

@@ -72,7 +72,10 @@ export type ToWriter =
   | { op: 'clear-flags'; deviceId: string }
   | { op: 'registry'; change: RegistryReplication }
   | { op: 'pressure'; on: boolean }
-  | { op: 'states'; id: number; deviceIds: string[] | null }
+  /** at most READ_SLICE ids a message: one large read would hold the writer, and an alarm posted behind it */
+  | { op: 'states'; id: number; deviceIds: string[] }
+  /** the ids of every device the writer holds a state for */
+  | { op: 'state-ids'; id: number }
   | { op: 'incident'; id: number; call: IncidentCall }
   | { op: 'command'; id: number; call: CommandCall }
   /** push and delivery receipts of the consoles, batched on the main thread (response/receipts.ts), best-effort */

@@ -304,8 +304,9 @@ async function main(): Promise<void> {
         mainPressure = m.on;
         return d.ingest.setPressure(mainPressure || ownPressure);
       case 'states':
-        return reply(m.id, () => (m.deviceIds ?? [...d.states.entries()].map(([id]) => id))
-          .map((id) => [id, d.states.peek(id) ?? null]));
+        return reply(m.id, () => m.deviceIds.map((id) => [id, d.states.peek(id) ?? null]));
+      case 'state-ids':
+        return reply(m.id, () => [...d.states.entries()].map(([id]) => id));
       case 'flush':
         return reply(m.id, () => d.ingest.drain());
       case 'incident':

@@ -1,0 +1,87 @@
+// The device list filtered by live state over a whole fleet (GET /api/devices?supervision=…, ?online=…), and what an
+// SOS waits meanwhile. The supervision filter reads every device's state from the writer thread; an SOS sent during
+// that read waits behind what was asked for before it (the writer takes its port in order).
+//   npm run bench:device-list -- [devices, default 100000]
+// A gateway in this process on a temporary data directory (its writer thread, a real SQLite file, real HTTP and MQTT);
+// the fleet imported, every device given a state (connected once), a tenth left connected.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { loadConfig } from '../core/config.js';
+import { createLogger } from '../core/logger.js';
+import { startEldergate } from '../eldergate.js';
+
+const N = Number(process.argv[2] ?? 100_000);
+const ROUNDS = 5;
+const dir = mkdtempSync(join(tmpdir(), 'eldergate-devlist-'));
+const adminPassword = randomBytes(12).toString('hex');
+const config = loadConfig({}, {
+  dataDir: dir, adminPassword, logLevel: 'warn', mqtt: { port: 0, host: '127.0.0.1' }, http: { port: 0, host: '127.0.0.1' },
+});
+const gw = await startEldergate({ config, log: createLogger('warn') });
+const http = `http://127.0.0.1:${gw.httpPort}`;
+try {
+  const token = (await (await fetch(`${http}/api/auth/login`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: adminPassword }),
+  })).json() as { token: string }).token;
+  const get = async (path: string) => {
+    const res = await fetch(http + path, { headers: { authorization: `Bearer ${token}` } });
+    if (res.status !== 200) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+    return await res.json() as { total: number };
+  };
+
+  let t0 = performance.now();
+  await gw.registry.importDevices(Array.from({ length: N }, (_, i) => ({ line: i + 2, serial: `LIST-${i}`, kind: 'call-phone' as const })), 'bench');
+  const ids = await gw.registry.listIds({});
+  const at = Date.now();
+  for (const [i, id] of ids.entries()) {
+    gw.writer.states.setOnline(id, true, at);
+    if (i % 10 !== 0) gw.writer.states.setOnline(id, false, at + 1);
+  }
+  await gw.writer.flushAll();
+  console.log(`${N} devices imported and given a state in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+  const sos = await fetch(`${http}/api/devices`, {
+    method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ kind: 'call-phone', serial: 'LIST-SOS' }),
+  }).then((r) => r.json()) as { id: string; secret: string };
+  const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${gw.mqttPort}`, { clientId: sos.id, username: sos.id, password: sos.secret, reconnectPeriod: 0 });
+  let seq = 0;
+  /** SOS PUBACK times (ms) while `during` runs, one SOS every 10 ms (one in flight) */
+  const sosDuring = async (during: () => Promise<unknown>) => {
+    const waits: number[] = [];
+    let done = false;
+    const sender = (async () => {
+      while (!done) {
+        const s0 = performance.now();
+        await c.publishAsync(`devices/${sos.id}/events`, JSON.stringify({ ts: Date.now(), seq: ++seq, type: 'sos' }), { qos: 1 });
+        waits.push(performance.now() - s0);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    const s0 = performance.now();
+    const answer = await during();
+    const ms = performance.now() - s0;
+    done = true;
+    await sender;
+    waits.sort((a, b) => a - b);
+    return { ms, answer, max: waits.at(-1) ?? NaN, p50: waits[waits.length >> 1] ?? NaN, count: waits.length };
+  };
+  const fmt = (n: number) => n.toFixed(1).padStart(7);
+  console.log('request                                   answer ms   SOS PUBACK p50 / max ms (n)');
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const path of ['/api/devices?supervision=never-seen&limit=50', '/api/devices?online=true&limit=50', '/api/devices?limit=50&offset=50000', '/api/devices?kind=call-phone&limit=50']) {
+      const m = await sosDuring(() => get(path));
+      console.log(`${path.padEnd(44)} ${fmt(m.ms)}   ${fmt(m.p50)} / ${fmt(m.max)} (${m.count})  total ${(m.answer as { total: number }).total}`);
+    }
+    t0 = performance.now();
+    const idle = await sosDuring(() => new Promise((r) => setTimeout(r, 300)));
+    console.log(`${'(nothing: 300 ms)'.padEnd(44)} ${fmt(performance.now() - t0)}   ${fmt(idle.p50)} / ${fmt(idle.max)} (${idle.count})`);
+  }
+  await c.endAsync();
+} finally {
+  await gw.close();
+  rmSync(dir, { recursive: true, force: true });
+  rmSync(`${dir}-keys`, { recursive: true, force: true });
+}

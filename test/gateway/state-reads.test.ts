@@ -1,0 +1,117 @@
+// Reading device states from the writer thread a slice at a time. The device list filtered by supervision over a whole
+// fleet asks the writer for every device's state; in one message, 100,000 states held the writer 90-160 ms, and an
+// alarm posted meanwhile waited behind all of it (the writer takes its port in order). Now no message asks for more
+// than READ_SLICE states, and the next slice is asked for once the one before has answered. "Online" is this thread's
+// to know and asks the writer nothing. A real gateway, its writer thread and a real SQLite file.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { READ_SLICE } from '../../gateway/writer/client.js';
+import type { ToWriter } from '../../gateway/writer/protocol.js';
+
+const FLEET = 2 * READ_SLICE + 500;
+const SEEN = READ_SLICE + 700;
+const STILL_ONLINE = 900;
+const HEARD = 3;
+
+describe('device states read from the writer a slice at a time', () => {
+  let t: TestGateway;
+  let ids: string[];
+  const heard: string[] = [];
+  /** what the main thread posted to the writer while `record` is on */
+  const posted: ToWriter[] = [];
+  let record = false;
+  /** each slice's read answered before the next was asked for */
+  let inFlight = 0;
+  let mostInFlight = 0;
+
+  beforeAll(async () => {
+    t = await startTestGateway();
+    const rows = Array.from({ length: FLEET }, (_, i) => ({ line: i + 2, serial: `SLICE-${i}`, kind: 'call-phone' as const }));
+    await t.gw.registry.importDevices(rows, 'tess');
+    ids = await t.gw.registry.listIds({});
+    expect(ids).toHaveLength(FLEET);
+    // a state for SEEN of them (connected once, never a proof of life: supervision "never-seen"); STILL_ONLINE of
+    // those still connected
+    const at = Date.now();
+    for (const [i, id] of ids.slice(0, SEEN).entries()) {
+      t.gw.writer.states.setOnline(id, true, at);
+      if (i >= STILL_ONLINE) t.gw.writer.states.setOnline(id, false, at + 1);
+    }
+    // and a few that sent a heartbeat: supervision "ok"
+    for (let i = 0; i < HEARD; i++) {
+      const { id, secret } = await t.provision('call-phone', `HEARD-${i}`);
+      const c = await t.connectDevice(id, secret);
+      await c.publishAsync(`devices/${id}/telemetry`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'heartbeat', battery: 90 }), { qos: 1 });
+      c.end(true);
+      heard.push(id);
+    }
+    const writer = t.gw.writer as unknown as { post(m: ToWriter): void; call<T>(make: (id: number) => ToWriter): Promise<T> };
+    const post = writer.post.bind(writer);
+    writer.post = (m) => {
+      if (record) posted.push(m);
+      post(m);
+    };
+    const call = writer.call.bind(writer);
+    writer.call = (<T>(make: (id: number) => ToWriter) => {
+      const answer = call<T>(make);
+      inFlight++;
+      mostInFlight = Math.max(mostInFlight, inFlight);
+      return answer.finally(() => { inFlight--; });
+    }) as typeof writer.call;
+  }, 120_000);
+  afterAll(async () => t.stop());
+
+  const reads = () => posted.filter((m): m is Extract<ToWriter, { op: 'states' }> => m.op === 'states');
+
+  it('GET /api/devices?supervision= over the fleet: right answer, no message asks for more than READ_SLICE states', async () => {
+    posted.length = 0;
+    mostInFlight = 0;
+    record = true;
+    const ok = await t.api('GET', '/api/devices?supervision=ok&limit=50');
+    const never = await t.api('GET', `/api/devices?supervision=never-seen&limit=50&offset=${FLEET - 10}`);
+    record = false;
+    expect(ok.status).toBe(200);
+    expect(ok.body.total).toBe(HEARD);
+    expect(ok.body.items.map((d: { id: string }) => d.id).sort()).toEqual([...heard].sort());
+    expect(ok.body.items.every((d: { live: { supervision: string } }) => d.live.supervision === 'ok')).toBe(true);
+    expect(never.body.total).toBe(FLEET);
+    const listed = await t.gw.registry.listIds({});
+    expect(never.body.items.map((d: { id: string }) => d.id)).toEqual(listed.filter((id) => !heard.includes(id)).slice(FLEET - 10));
+
+    const sizes = reads().map((m) => m.deviceIds.length);
+    // each list: the fleet in ceil(FLEET / READ_SLICE) slices, then its page's rows (HEARD, then 10)
+    const fleet = FLEET + HEARD;
+    expect(sizes.length).toBe(2 * Math.ceil(fleet / READ_SLICE) + 2);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(READ_SLICE);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(2 * fleet + HEARD + 10);
+    expect(mostInFlight, 'a slice was asked for before the one before it answered').toBe(1);
+  }, 60_000);
+
+  it('GET /api/devices?online= asks the writer for no state but the page\'s', async () => {
+    posted.length = 0;
+    record = true;
+    const on = await t.api('GET', '/api/devices?online=true&limit=20');
+    const off = await t.api('GET', '/api/devices?online=false&limit=20');
+    record = false;
+    expect(on.body.total).toBe(STILL_ONLINE);
+    const online = new Set(ids.slice(0, STILL_ONLINE));
+    const listed = await t.gw.registry.listIds({});
+    expect(on.body.items.map((d: { id: string }) => d.id)).toEqual(listed.filter((id) => online.has(id)).slice(0, 20));
+    expect(on.body.items.every((d: { live: { online: boolean } }) => d.live.online)).toBe(true);
+    expect(off.body.total).toBe(FLEET + HEARD - STILL_ONLINE);
+    expect(off.body.items.map((d: { id: string }) => d.id)).toEqual(listed.filter((id) => !online.has(id)).slice(0, 20));
+    expect(reads().map((m) => m.deviceIds.length)).toEqual([20, 20]);
+  }, 60_000);
+
+  it('readAll (at start-up: who was heard from before) asks for the ids, then the states a slice at a time', async () => {
+    posted.length = 0;
+    record = true;
+    const all = await t.gw.writer.states.readAll();
+    record = false;
+    expect(all.size).toBe(SEEN + HEARD);
+    expect([...all.values()].filter((s) => s.online)).toHaveLength(STILL_ONLINE);
+    expect(posted.filter((m) => m.op === 'state-ids')).toHaveLength(1);
+    const sizes = reads().map((m) => m.deviceIds.length);
+    expect(sizes).toEqual([READ_SLICE, SEEN + HEARD - READ_SLICE]);
+  }, 60_000);
+});
