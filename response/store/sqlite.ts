@@ -96,6 +96,9 @@ function scopeClause(scope: UnitScope): [string, string] {
 export const OPEN_OF_SQL = `SELECT * FROM incidents WHERE device_id = ? AND type = ? AND test = ? AND resident_id IS ?
        AND account IS ? AND status NOT IN ('resolved', 'cancelled') ORDER BY opened_at DESC LIMIT 1`;
 
+/** The incident list's order: read from incidents_list_idx as it stands (migration 0013), never sorted. */
+export const INCIDENT_LIST_ORDER = 'ORDER BY opened_at DESC, id';
+
 export function createSqliteIncidentStore(sqlite: Database.Database): IncidentStore<'sync'> {
   const q = {
     byId: sqlite.prepare<[string], IncidentDbRow>('SELECT * FROM incidents WHERE id = ?'),
@@ -249,7 +252,7 @@ export function createSqliteIncidentStore(sqlite: Database.Database): IncidentSt
       const offset = Math.max(query.offset ?? 0, 0);
       const total = (sqlite.prepare(`SELECT count(*) AS n FROM incidents ${clause}`).get(...args) as { n: number }).n;
       const rows = sqlite
-        .prepare(`SELECT * FROM incidents ${clause} ORDER BY opened_at DESC, id LIMIT ? OFFSET ?`)
+        .prepare(`SELECT * FROM incidents ${clause} ${INCIDENT_LIST_ORDER} LIMIT ? OFFSET ?`)
         .all(...args, limit, offset) as IncidentDbRow[];
       return { items: rows.map(toRow), total };
     },

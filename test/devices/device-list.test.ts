@@ -1,24 +1,18 @@
 // The device list over the whole fleet: a live-state filter (GET /api/devices?online=…, ?supervision=…) reads the ids
 // of every device the list would give (registry.listIds) and then one page of rows (registry.rowsOf); it read 100,000
 // whole rows before, ~1 s on the main thread. Both give what list() gives, in its order. A real SQLite file.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { openStore } from '../../core/db.js';
+import { describe, expect, it } from 'vitest';
 import { Bus } from '../../core/bus.js';
 import { DeviceRegistry, LIST_IDS_PAGE } from '../../devices/registry.js';
 import { SecretHasher } from '../../devices/credentials.js';
+import { useMigratedStore } from '../helpers/sqlite-plan.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'eldergate-devlist-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('the device list over the whole fleet (live-state filters read ids, then one page of rows)', () => {
-  const store = openStore(join(dir, 'ids.db'));
+  const { store, planOf } = useMigratedStore('eldergate-devlist');
   const registry = new DeviceRegistry(store.db, new SecretHasher(Buffer.alloc(32, 7)), new Bus());
   // more than two pages of listIds
   const FLEET = 2 * LIST_IDS_PAGE + 300;
-  afterAll(() => store.close());
 
   it('listIds gives list\'s devices in list\'s order, and rowsOf a page of them as list does', async () => {
     // two imports, each a single created_at: a page boundary inside each, and one where the newer runs out
@@ -50,7 +44,7 @@ describe('the device list over the whole fleet (live-state filters read ids, the
   });
 
   it('a page, a count and the ids are read from the list\'s index in order, without sorting the table', () => {
-    const plan = (q: string) => (store.sqlite.prepare(`EXPLAIN QUERY PLAN ${q}`).all() as { detail: string }[]).map((r) => r.detail).join('; ');
+    const plan = (q: string) => planOf(q).join('; ');
     const pending = `(import_id IS NULL OR import_id NOT IN (SELECT id FROM device_imports WHERE status <> 'done'))`;
     for (const where of [pending, `kind = 'locator' AND ${pending}`, `state = 'active' AND ${pending}`, `serial LIKE '%IDS-11%' AND ${pending}`]) {
       const p = plan(`SELECT id FROM devices WHERE ${where} ORDER BY created_at DESC, id LIMIT 50 OFFSET 5000`);

@@ -1,9 +1,11 @@
-// The device list filtered by live state over a whole fleet (GET /api/devices?supervision=…, ?online=…), and what an
-// SOS waits meanwhile. The supervision filter reads every device's state from the writer thread; an SOS sent during
-// that read waits behind what was asked for before it (the writer takes its port in order).
-//   npm run bench:device-list -- [devices, default 100000]
+// A city's lists read through the API — the device list over a whole fleet (filtered by live state, a page deep, by
+// kind) and the incident list a page deep in a year's history — and what an SOS waits meanwhile: a list read in one
+// turn of the main thread holds every socket, and one read in one message to the writer thread holds what the writer
+// takes after it (its port is one queue).
+//   npm run bench:lists -- [devices, default 100000] [incidents, default 300000]
 // A gateway in this process on a temporary data directory (its writer thread, a real SQLite file, real HTTP and MQTT);
-// the fleet imported, every device given a state (connected once), a tenth left connected.
+// the fleet imported, every device given a state (connected once), a tenth left connected; the incidents written
+// into its database directly, resolved, over 360 days.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +16,7 @@ import { createLogger } from '../core/logger.js';
 import { startEldergate } from '../eldergate.js';
 
 const N = Number(process.argv[2] ?? 100_000);
+const INCIDENTS = Number(process.argv[3] ?? 300_000);
 const ROUNDS = 5;
 const dir = mkdtempSync(join(tmpdir(), 'eldergate-devlist-'));
 const adminPassword = randomBytes(12).toString('hex');
@@ -42,6 +45,18 @@ try {
   }
   await gw.writer.flushAll();
   console.log(`${N} devices imported and given a state in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const insert = gw.store.sqlite.prepare(`INSERT INTO incidents (id, device_id, type, priority, status, opened_at, last_at, stamps, last_seq)
+    VALUES (?, ?, 'sos', 'P1', 'resolved', ?, ?, '{}', 1)`);
+  for (let from = 0; from < INCIDENTS; from += 10_000) {
+    gw.store.sqlite.transaction(() => {
+      for (let i = from; i < Math.min(INCIDENTS, from + 10_000); i++) {
+        const opened = at - 60_000 - Math.floor(Math.random() * 360 * 86_400_000);
+        insert.run(`bench-inc-${i}`, ids[i % ids.length], opened, opened + 60_000);
+      }
+    })();
+    await new Promise((r) => setImmediate(r));
+  }
+  console.log(`${INCIDENTS} incidents written`);
 
   const sos = await fetch(`${http}/api/devices`, {
     method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ kind: 'call-phone', serial: 'LIST-SOS' }),
@@ -71,7 +86,8 @@ try {
   const fmt = (n: number) => n.toFixed(1).padStart(7);
   console.log('request                                   answer ms   SOS PUBACK p50 / max ms (n)');
   for (let r = 0; r < ROUNDS; r++) {
-    for (const path of ['/api/devices?supervision=never-seen&limit=50', '/api/devices?online=true&limit=50', '/api/devices?limit=50&offset=50000', '/api/devices?kind=call-phone&limit=50']) {
+    for (const path of ['/api/devices?supervision=never-seen&limit=50', '/api/devices?online=true&limit=50', '/api/devices?limit=50&offset=50000', '/api/devices?kind=call-phone&limit=50',
+      '/api/incidents?limit=50&offset=100000']) {
       const m = await sosDuring(() => get(path));
       console.log(`${path.padEnd(44)} ${fmt(m.ms)}   ${fmt(m.p50)} / ${fmt(m.max)} (${m.count})  total ${(m.answer as { total: number }).total}`);
     }
