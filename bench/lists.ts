@@ -2,10 +2,10 @@
 // kind) and the incident list a page deep in a year's history — and what an SOS waits meanwhile: a list read in one
 // turn of the main thread holds every socket, and one read in one message to the writer thread holds what the writer
 // takes after it (its port is one queue).
-//   npm run bench:lists -- [devices, default 100000] [incidents, default 300000]
+//   npm run bench:lists -- [devices, default 100000] [incidents, default 300000] [residents, default 100000]
 // A gateway in this process on a temporary data directory (its writer thread, a real SQLite file, real HTTP and MQTT);
-// the fleet imported, every device given a state (connected once), a tenth left connected; the incidents written
-// into its database directly, resolved, over 360 days.
+// the fleet imported, every device given a state (connected once), a tenth left connected; the incidents (resolved,
+// over 360 days) and residents (with contacts and a safe zone; namesakes) written into its database directly.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,6 +17,7 @@ import { startEldergate } from '../eldergate.js';
 
 const N = Number(process.argv[2] ?? 100_000);
 const INCIDENTS = Number(process.argv[3] ?? 300_000);
+const RESIDENTS = Number(process.argv[4] ?? 100_000);
 const ROUNDS = 5;
 const dir = mkdtempSync(join(tmpdir(), 'eldergate-devlist-'));
 const adminPassword = randomBytes(12).toString('hex');
@@ -57,6 +58,20 @@ try {
     await new Promise((r) => setImmediate(r));
   }
   console.log(`${INCIDENTS} incidents written`);
+  const resident = gw.store.sqlite.prepare(`INSERT INTO residents (id, name, address, unit_id, contacts, safe_zone, created_at, updated_at)
+    VALUES (?, ?, ?, NULL, ?, ?, ?, ?)`);
+  const surnames = ['Wang', 'Li', 'Zhang', 'Liu', 'Chen', 'Yang', 'Huang', 'Zhao'];
+  const zone = JSON.stringify({ type: 'polygon', points: Array.from({ length: 12 }, (_, k) => ({ lat: 39.9 + k / 1000, lon: 116.4 + k / 1000 })) });
+  for (let from = 0; from < RESIDENTS; from += 10_000) {
+    gw.store.sqlite.transaction(() => {
+      for (let i = from; i < Math.min(RESIDENTS, from + 10_000); i++) {
+        resident.run(`r-bench-${i}`, `${surnames[i % 8]} ${(i * 7919) % 5000}`, `${i} Jiefang Road, building ${i % 300}`,
+          JSON.stringify([{ name: 'son', phone: '+86 138 0000 0000' }]), zone, at, at);
+      }
+    })();
+    await new Promise((r) => setImmediate(r));
+  }
+  console.log(`${RESIDENTS} residents written`);
 
   const sos = await fetch(`${http}/api/devices`, {
     method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ kind: 'call-phone', serial: 'LIST-SOS' }),
@@ -87,7 +102,7 @@ try {
   console.log('request                                   answer ms   SOS PUBACK p50 / max ms (n)');
   for (let r = 0; r < ROUNDS; r++) {
     for (const path of ['/api/devices?supervision=never-seen&limit=50', '/api/devices?online=true&limit=50', '/api/devices?limit=50&offset=50000', '/api/devices?kind=call-phone&limit=50',
-      '/api/incidents?limit=50&offset=100000']) {
+      '/api/incidents?limit=50&offset=100000', '/api/residents?limit=50', '/api/residents?limit=50&offset=50000', '/api/residents?q=Wang%201&limit=50']) {
       const m = await sosDuring(() => get(path));
       console.log(`${path.padEnd(44)} ${fmt(m.ms)}   ${fmt(m.p50)} / ${fmt(m.max)} (${m.count})  total ${(m.answer as { total: number }).total}`);
     }

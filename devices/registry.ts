@@ -811,7 +811,7 @@ export class DeviceRegistry {
       conds.push(or(sql`${residents.name} LIKE ${pattern} ESCAPE '\\'`, sql`${residents.address} LIKE ${pattern} ESCAPE '\\'`)!);
     }
     const where = conds.length ? and(...conds) : undefined;
-    const items = this.db.select().from(residents).where(where).orderBy(residents.name).limit(filter.limit).offset(filter.offset).all();
+    const items = this.db.select().from(residents).where(where).orderBy(residents.name, residents.id).limit(filter.limit).offset(filter.offset).all();
     const total = this.db.select({ n: sql<number>`count(*)` }).from(residents).where(where).get()!.n;
     return { items, total };
   }

