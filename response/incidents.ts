@@ -155,7 +155,7 @@ export interface IncidentServiceOf<M extends StoreMode> {
   /** the highest seq ever given to an event (0 for an empty log); never goes back, even where rows were removed */
   head(): Ret<M, number>;
   /** the global log after `seq` (console resume), optionally limited to what a unit may see */
-  eventsAfter(seq: number, opts?: { limit?: number; scope?: string | null }): Ret<M, CommittedEvent[]>;
+  eventsAfter(seq: number, opts?: { limit?: number; scope?: string | null; upTo?: number }): Ret<M, CommittedEvent[]>;
   list(filter?: IncidentFilter): Ret<M, { items: IncidentRow[]; total: number }>;
   /**
    * The console's snapshot: every active incident visible from `scope` (null = all; the same rule as `list` and the
@@ -665,7 +665,7 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
     events: (id) => store.events(id),
     eventsAfter(seq, opts = {}) {
       const limit = Math.min(Math.max(opts.limit ?? 1000, 1), 10_000);
-      return store.eventsAfter(seq, limit, opts.scope ? network.scopeOf(opts.scope) : undefined);
+      return store.eventsAfter(seq, limit, opts.scope ? network.scopeOf(opts.scope) : undefined, opts.upTo);
     },
     list,
     active: ({ scope, after, limit }) => store.active(scope ? network.scopeOf(scope) : null, after, limit),

@@ -14,7 +14,7 @@
 // The write path's statements are named: prepared once per connection, then only bound and run.
 import { resolve } from 'node:path';
 import pg from 'pg';
-import { and, asc, count, desc, eq, getTableColumns, gt, gte, inArray, isNull, lt, notInArray, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, count, desc, eq, getTableColumns, gt, gte, inArray, isNull, lt, lte, notInArray, or, sql, type SQL } from 'drizzle-orm';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import type { Logger } from 'pino';
@@ -267,13 +267,14 @@ export function createPgIncidentStore(opts: PgIncidentStoreOptions): PgIncidentS
       const rows = await db.select().from(pgIncidentEvents).where(eq(pgIncidentEvents.incidentId, incidentId)).orderBy(asc(pgIncidentEvents.seq));
       return rows.map(toEvent);
     },
-    async eventsAfter(seq, limit, scope) {
+    async eventsAfter(seq, limit, scope, upTo) {
+      const range = and(gt(pgIncidentEvents.seq, seq), upTo === undefined ? undefined : lte(pgIncidentEvents.seq, upTo));
       const rows = await db.select().from(pgIncidentEvents)
         .where(scope
-          ? and(gt(pgIncidentEvents.seq, seq), or(inScope(pgIncidentEvents.unitId, scope),
+          ? and(range, or(inScope(pgIncidentEvents.unitId, scope),
             // an incident moved to another unit: its `moved` is shown to the unit it left too, which then drops it
             and(eq(pgIncidentEvents.type, 'moved'), inArray(sql`${pgIncidentEvents.data}->>'fromUnitId'`, [...scope.unitIds]))))
-          : gt(pgIncidentEvents.seq, seq))
+          : range)
         .orderBy(asc(pgIncidentEvents.seq)).limit(limit);
       return rows.map(toEvent);
     },

@@ -138,10 +138,10 @@ export function createSqliteIncidentStore(sqlite: Database.Database): IncidentSt
     ),
     events: sqlite.prepare<[string], EventDbRow>('SELECT * FROM incident_events WHERE incident_id = ? ORDER BY seq'),
     opened: sqlite.prepare<[string], EventDbRow>(`SELECT * FROM incident_events WHERE incident_id = ? AND type = 'opened' LIMIT 1`),
-    after: sqlite.prepare<[number, number], EventDbRow>('SELECT * FROM incident_events WHERE seq > ? ORDER BY seq LIMIT ?'),
+    after: sqlite.prepare<[number, number, number], EventDbRow>('SELECT * FROM incident_events WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?'),
     // (an incident moved to another unit: its `moved` is shown to the unit it left too, which then drops it)
-    afterScoped: sqlite.prepare<[number, string, number, string, number], EventDbRow>(
-      `SELECT * FROM incident_events WHERE seq > ?
+    afterScoped: sqlite.prepare<[number, number, string, number, string, number], EventDbRow>(
+      `SELECT * FROM incident_events WHERE seq > ? AND seq <= ?
          AND (unit_id IN (SELECT value FROM json_each(?))
               OR (? = 1 AND (unit_id IS NULL OR unit_id NOT IN (SELECT id FROM units)))
               OR (type = 'moved' AND json_extract(data, '$.fromUnitId') IN (SELECT value FROM json_each(?))))
@@ -219,10 +219,10 @@ export function createSqliteIncidentStore(sqlite: Database.Database): IncidentSt
     transaction: (fn, joinCaller) => joinCaller && sqlite.inTransaction ? fn(tx) : (writeTx.immediate(fn) as ReturnType<typeof fn>),
     get,
     events: (id) => q.events.all(id).map(toEvent),
-    eventsAfter(seq, limit, scope) {
-      if (!scope) return q.after.all(seq, limit).map(toEvent);
+    eventsAfter(seq, limit, scope, upTo = Number.MAX_SAFE_INTEGER) {
+      if (!scope) return q.after.all(seq, upTo, limit).map(toEvent);
       const units = JSON.stringify(scope.unitIds);
-      return q.afterScoped.all(seq, units, scope.unplaced ? 1 : 0, units, limit).map(toEvent);
+      return q.afterScoped.all(seq, upTo, units, scope.unplaced ? 1 : 0, units, limit).map(toEvent);
     },
     head: () => q.head.get() as number,
     // one read transaction: the head and the page come from the same snapshot

@@ -80,7 +80,8 @@ export interface IncidentStore<M extends StoreMode> {
   /** the incident's events in seq order */
   events(incidentId: string): Ret<M, CommittedEvent[]>;
   /** the global log after `seq`, at most `limit`, optionally only what `scope` may see */
-  eventsAfter(seq: number, limit: number, scope?: UnitScope): Ret<M, CommittedEvent[]>;
+  /** `upTo`: no event above this seq (a scoped read examines a bounded stretch of the log per call) */
+  eventsAfter(seq: number, limit: number, scope?: UnitScope, upTo?: number): Ret<M, CommittedEvent[]>;
   /** the highest seq ever given (0 for an empty log); never goes back, even where rows were removed */
   head(): Ret<M, number>;
   /** active incidents visible from `scope` (null = all), P1 first then oldest, after the keyset cursor */

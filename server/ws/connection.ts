@@ -182,7 +182,7 @@ export class ConsoleConnection implements Subscriber {
     try {
       for (;;) {
         if (this.state !== 'replaying') return;
-        const page = this.deps.events.after(this.cursor, this.pageSize, this.scopeUnit);
+        const { events: page, scannedTo, atEnd } = this.deps.events.after(this.cursor, this.pageSize, this.scopeUnit);
         // a replay paces itself on the socket instead of being cut off: it reads from the log, not from memory
         let paused = false;
         for (const e of page) {
@@ -198,6 +198,12 @@ export class ConsoleConnection implements Subscriber {
         // Switch to live only after a short page written in the same tick as it was read: the log had nothing
         // more at that instant, so everything the hub dispatched so far is covered. After a pause, read again.
         if (page.length < this.pageSize && !paused) {
+          // the stretch read ended before the log's end (a scoped console's quiet stretch): on from there, a turn later
+          if (!atEnd) {
+            this.cursor = Math.max(this.cursor, scannedTo);
+            await new Promise((r) => setImmediate(r));
+            continue;
+          }
           this.cursor = Math.max(this.cursor, this.deps.hub.head);
           this.state = 'live';
           this.send({ type: 'replayed', until: this.cursor, count });

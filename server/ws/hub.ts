@@ -9,14 +9,24 @@ import type { Logger } from '../../core/logger.js';
 import type { Bus } from '../../core/bus.js';
 import type { StreamEvent } from './protocol.js';
 
+export interface ReplayPage {
+  events: StreamEvent[];
+  /** every seq up to this one was read (the last event's when the page is full) */
+  scannedTo: number;
+  atEnd: boolean;
+}
+
 /** What the hub reads from the durable log (response/incidents' incident_events). */
 export interface EventLog {
   /** the highest committed seq (0 for an empty log) */
   latest(): number;
   /** unscoped events with after < seq ≤ upTo, in seq order */
   between(after: number, upTo: number): StreamEvent[];
-  /** events after `seq` that a user of unit `scope` may see (null = all), in seq order, at most `limit` */
-  after(seq: number, limit: number, scope: string | null): StreamEvent[];
+  /**
+   * Events after `seq` that a user of unit `scope` may see (null = all), in seq order, at most `limit`, from a stretch
+   * of the log that ends at `scannedTo`; `atEnd`: that stretch reached the latest durable seq.
+   */
+  after(seq: number, limit: number, scope: string | null): ReplayPage;
 }
 
 /** A console connection as the hub sees it. `frame()` is the event serialised once for every console. */
