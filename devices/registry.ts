@@ -72,10 +72,10 @@ function keepReserved(next: Record<string, unknown>, stored: Record<string, unkn
   return stored[TERMINAL_REGISTERED_KEY] === undefined ? rest : { ...rest, [TERMINAL_REGISTERED_KEY]: stored[TERMINAL_REGISTERED_KEY] };
 }
 
-/** Devices of an import still running are not there yet (nor those of one that failed, until they are deleted). */
 /** ids read in one turn of the event loop by listIds (~2-4 ms at any depth of a 100,000-device fleet) */
 export const LIST_IDS_PAGE = 5_000;
 
+/** Devices of an import still running are not there yet (nor those of one that failed, until they are deleted). */
 const notPending = (): SQL => or(isNull(devices.importId), notInArray(devices.importId,
   sql`(SELECT id FROM device_imports WHERE status <> 'done')`))!;
 
@@ -582,7 +582,13 @@ export class DeviceRegistry {
       // devices of residents in the scope's units; at a root of the network also the unplaced ones (unbound, or
       // bound to a resident with no unit or a unit that does not exist)
       const mine = this.db.select({ id: residents.id }).from(residents).where(inScope(filter.scope));
-      conds.push(filter.scope.unplaced ? or(isNull(devices.residentId), inArray(devices.residentId, mine))! : inArray(devices.residentId, mine));
+      // A unit's devices are found through the resident index and their few rows sorted. A root of the network sees
+      // nearly the whole fleet: there that index and a sort of every device per page (and per listIds page) cost more
+      // than walking the list's index in order, so `+` keeps SQLite off the resident index (without ANALYZE it
+      // would take it).
+      conds.push(filter.scope.unplaced
+        ? sql`(+${devices.residentId} IS NULL OR +${devices.residentId} IN ${mine})`
+        : inArray(devices.residentId, mine));
     }
     return and(...conds);
   }

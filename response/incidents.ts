@@ -20,6 +20,9 @@ import { newId } from './ids.js';
 import { createSqliteIncidentStore } from './store/sqlite.js';
 import type { ActivePage, IncidentStore, IncidentWriteTx, Ret, StoreMode } from './store/types.js';
 import { io, runnerFor, type Step } from './store/run.js';
+
+/** events read from the log in one call of eventsAfter, at most */
+export const EVENTS_READ_MAX = 10_000;
 import { andThen } from '../core/maybe.js';
 
 /** a write transaction of either kind of store, as the domain sees it */
@@ -664,7 +667,7 @@ export function createIncidentService(deps: IncidentServiceDeps<StoreMode>): Inc
     }),
     events: (id) => store.events(id),
     eventsAfter(seq, opts = {}) {
-      const limit = Math.min(Math.max(opts.limit ?? 1000, 1), 10_000);
+      const limit = Math.min(Math.max(opts.limit ?? 1000, 1), EVENTS_READ_MAX);
       return store.eventsAfter(seq, limit, opts.scope ? network.scopeOf(opts.scope) : undefined, opts.upTo);
     },
     list,

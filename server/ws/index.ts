@@ -3,7 +3,7 @@
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import websocket from '@fastify/websocket';
 import type { WebSocket } from 'ws';
-import type { IncidentService } from '../../response/incidents.js';
+import { EVENTS_READ_MAX, type IncidentService } from '../../response/incidents.js';
 import type { Network } from '../../response/network.js';
 import type { AppDeps } from '../deps.js';
 import { AlarmHub, type EventLog } from './hub.js';
@@ -30,14 +30,15 @@ export interface AlarmStreamOptions {
  * for a console, so a power cut in that moment cannot take back what a console was shown.
  */
 export function incidentLog(incidents: AlarmStreamOptions['incidents'], durable: () => number = () => Infinity, scanSeqs = REPLAY_SCAN_SEQS): EventLog {
+  // the highest seq ever given, not max(seq): the log may have gaps at its end (docs/websocket.md, "Gaps")
+  const latest = () => Math.min(incidents.head(), durable());
   return {
-    // the highest seq ever given, not max(seq): the log may have gaps at its end (docs/websocket.md, "Gaps")
-    latest: () => Math.min(incidents.head(), durable()),
+    latest,
     between(after, upTo) {
       const out = [];
       let cursor = after;
       while (cursor < upTo) {
-        const page = incidents.eventsAfter(cursor, { limit: Math.min(upTo - cursor, 10_000) });
+        const page = incidents.eventsAfter(cursor, { limit: Math.min(upTo - cursor, EVENTS_READ_MAX) });
         if (!page.length) break;
         for (const e of page) if (e.seq <= upTo) out.push(e);
         cursor = page[page.length - 1]!.seq;
@@ -45,13 +46,15 @@ export function incidentLog(incidents: AlarmStreamOptions['incidents'], durable:
       return out;
     },
     after: (seq, limit, scope) => {
-      const cap = durable();
+      const cap = latest();
+      // (a page is at most what one read gives: a page of that size is full, and the stretch ends at its last event)
+      const want = Math.min(limit, EVENTS_READ_MAX);
       // A scoped read filters the log as it goes: for a unit with no events in a long stretch of it (a quiet station
       // resuming from far back) one read walked all of it, ~0.2 s per million events of this thread, every socket
       // waiting. So it reads a bounded stretch per call and the replay goes on from where it ended.
       const upTo = scope ? Math.min(cap, seq + scanSeqs) : cap;
-      const events = incidents.eventsAfter(seq, { limit, scope, ...(Number.isFinite(upTo) ? { upTo } : {}) });
-      const full = events.length >= limit;
+      const events = incidents.eventsAfter(seq, { limit: want, scope, upTo });
+      const full = events.length >= want;
       return { events, scannedTo: full ? events[events.length - 1]!.seq : upTo, atEnd: !full && upTo >= cap };
     },
   };

@@ -208,6 +208,10 @@ describe.each(engines)('incident store contract: $name', ({ open }) => {
     expect((await store.eventsAfter(0, 100, { unitIds: ['g2'], unplaced: true })).map((e) => e.seq)).toEqual([2, 3, 4]);
     expect(await store.eventsAfter(0, 100, { unitIds: [], unplaced: false })).toEqual([]);
     expect(await store.eventsAfter(5, 100)).toEqual([]);
+    // a read bounded above (a scoped replay reads a stretch of the log at a time): nothing past upTo, scoped or not
+    expect((await store.eventsAfter(0, 100, undefined, 3)).map((e) => e.seq)).toEqual([1, 2, 3]);
+    expect((await store.eventsAfter(1, 100, { unitIds: ['g1'], unplaced: false }, 4)).map((e) => e.seq)).toEqual([]);
+    expect((await store.eventsAfter(1, 100, { unitIds: ['g1'], unplaced: false }, 5)).map((e) => e.seq)).toEqual([5]);
   });
 
   it('a moved incident (its resident\'s unit changed) is stored in its new unit; the unit it left gets its moved event too', async () => {
