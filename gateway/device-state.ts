@@ -109,6 +109,15 @@ export class DeviceStates {
     return out;
   }
 
+  /** which of these devices are in this supervision state (a device without a state yet is "never-seen"), in order */
+  matchSupervision(deviceIds: readonly string[], supervision: Supervision): string[] {
+    return deviceIds.filter((id) => (this.states.get(id)?.supervision ?? 'never-seen') === supervision);
+  }
+
+  async withSupervision(deviceIds: readonly string[], supervision: Supervision): Promise<string[]> {
+    return this.matchSupervision(deviceIds, supervision);
+  }
+
   async readAll(): Promise<Map<string, LiveState>> {
     return new Map([...this.states].map(([id, s]) => [id, { ...s }]));
   }

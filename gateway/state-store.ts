@@ -27,11 +27,12 @@ export interface DeviceStateStore<M extends StoreMode> {
   write(rows: readonly StoredState[]): Ret<M, void>;
 }
 
-const SUPERVISION: readonly Supervision[] = ['ok', 'late', 'offline', 'never-seen'];
+/** every supervision state (gateway/device-state.ts Supervision) */
+export const SUPERVISION_STATES: readonly Supervision[] = ['ok', 'late', 'offline', 'never-seen'];
 
 /** a stored supervision value, or 'never-seen' for anything this version does not know */
 export function supervisionOf(v: unknown): Supervision {
-  return SUPERVISION.includes(v as Supervision) ? (v as Supervision) : 'never-seen';
+  return SUPERVISION_STATES.includes(v as Supervision) ? (v as Supervision) : 'never-seen';
 }
 
 export function createSqliteDeviceStateStore(sqlite: Database.Database): DeviceStateStore<'sync'> {

@@ -18,7 +18,7 @@ import type { Metrics } from '../../core/metrics.js';
 import type { StorageHealth } from '../../core/storage-health.js';
 import type { DeviceRegistry } from '../../devices/registry.js';
 import type { CommandRow, CommandWrites } from '../commands.js';
-import type { LiveState } from '../device-state.js';
+import type { LiveState, Supervision } from '../device-state.js';
 import { AlarmNotRecordedError, OverloadError, type RejectRow } from '../ingest.js';
 import { linuxThreadId } from '../../core/thread-id.js';
 import { withTimeout } from '../../core/timeout.js';
@@ -50,6 +50,8 @@ export interface LiveStates {
   read(deviceIds: readonly string[]): Promise<Map<string, LiveState>>;
   /** the device ids the writer holds a state for, with their state */
   readAll(): Promise<Map<string, LiveState>>;
+  /** which of these devices are in this supervision state (none yet: "never-seen"), in the order given */
+  withSupervision(deviceIds: readonly string[], supervision: Supervision): Promise<string[]>;
 }
 
 export interface WriterThreadOptions {
@@ -195,6 +197,16 @@ export class WriterThread implements IngestPort {
       isOnline: (deviceId) => this.online.has(deviceId),
       read: async (deviceIds) => this.readStates(deviceIds),
       readAll: async () => this.readStates(await this.call<string[]>((id) => ({ op: 'state-ids', id }))),
+      withSupervision: async (deviceIds, supervision) => {
+        // the writer answers with ids, not states: nothing of 100,000 devices but the matching ids crosses over;
+        // READ_SLICE a message, each once the last has answered (as readStates)
+        const out: string[] = [];
+        for (let from = 0; from < deviceIds.length; from += READ_SLICE) {
+          const slice = deviceIds.slice(from, from + READ_SLICE);
+          for (const id of await this.call<string[]>((id) => ({ op: 'match-supervision', id, deviceIds: slice, supervision }))) out.push(id);
+        }
+        return out;
+      },
     };
   }
 

@@ -5,7 +5,7 @@
 import type { Config } from '../../core/config.js';
 import type { AlarmAction, AlarmSource, DeviceCommandType, IncidentEvent, Observation } from '../../core/contracts.js';
 import type { RegistryReplication } from '../../devices/registry.js';
-import type { LiveState } from '../device-state.js';
+import type { LiveState, Supervision } from '../device-state.js';
 import type { CommandRow } from '../commands.js';
 import type { RejectRow } from '../ingest.js';
 import type { Actor, EscalationStep, IncidentAction, InfoEventType } from '../../response/incidents.js';
@@ -76,6 +76,8 @@ export type ToWriter =
   | { op: 'states'; id: number; deviceIds: string[] }
   /** the ids of every device the writer holds a state for */
   | { op: 'state-ids'; id: number }
+  /** which of these devices (at most READ_SLICE) are in this supervision state: their ids, in the order given */
+  | { op: 'match-supervision'; id: number; deviceIds: string[]; supervision: Supervision }
   | { op: 'incident'; id: number; call: IncidentCall }
   | { op: 'command'; id: number; call: CommandCall }
   /** push and delivery receipts of the consoles, batched on the main thread (response/receipts.ts), best-effort */

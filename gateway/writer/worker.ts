@@ -307,6 +307,8 @@ async function main(): Promise<void> {
         return reply(m.id, () => m.deviceIds.map((id) => [id, d.states.peek(id) ?? null]));
       case 'state-ids':
         return reply(m.id, () => [...d.states.entries()].map(([id]) => id));
+      case 'match-supervision':
+        return reply(m.id, () => d.states.matchSupervision(m.deviceIds, m.supervision));
       case 'flush':
         return reply(m.id, () => d.ingest.drain());
       case 'incident':

@@ -13,6 +13,7 @@ import type { AppDeps } from '../deps.js';
 import { requireRole } from '../plugins/auth.js';
 import { ErrorBody, IdParam, Paging } from './common.js';
 import { blankState } from '../../gateway/device-state.js';
+import { SUPERVISION_STATES } from '../../gateway/state-store.js';
 
 const Kind = Type.Union(DEVICE_KINDS.map((k) => Type.Literal(k)));
 const Nullable = <T extends import('@sinclair/typebox').TSchema>(t: T) => Type.Union([t, Type.Null()]);
@@ -218,7 +219,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
         state: Type.Optional(Type.Union(DEVICE_STATES.map((s) => Type.Literal(s)))),
         residentId: Type.Optional(Type.String()),
         unitId: Type.Optional(Type.String()),
-        supervision: Type.Optional(Type.String()),
+        supervision: Type.Optional(Type.Union(SUPERVISION_STATES.map((s) => Type.Literal(s)))),
         online: Type.Optional(Type.Boolean()),
         q: Type.Optional(Type.String({ maxLength: 64 })),
         ...Paging,
@@ -235,10 +236,10 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     if (q.supervision !== undefined || q.online !== undefined) {
       // the ids of the whole fleet, and only the page's rows: 100,000 whole rows held this thread ~1 s
       const ids = await registry.listIds({ ...q, scope });
-      // connected is this thread's to know; supervision is the writer's, asked for a slice at a time (states.read)
-      const live = q.supervision !== undefined ? await states.read(ids) : undefined;
-      const all = ids.filter((id) => (q.online === undefined || states.isOnline(id) === q.online) &&
-        (live === undefined || (live.get(id) ?? blankState()).supervision === q.supervision));
+      // connected is this thread's to know; supervision is the writer's, asked for a slice at a time, answered with
+      // the matching ids only
+      const online = q.online === undefined ? ids : ids.filter((id) => states.isOnline(id) === q.online);
+      const all = q.supervision === undefined ? online : await states.withSupervision(online, q.supervision);
       return { items: await views(registry.rowsOf(all.slice(q.offset, q.offset + q.limit))), total: all.length };
     }
     const { items, total } = registry.list({ ...q, scope });
