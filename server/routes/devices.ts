@@ -2,9 +2,11 @@ import { Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { DEVICE_COMMAND_TYPES, DEVICE_KINDS, DEVICE_STATES, topics, type DeviceKind } from '../../core/contracts.js';
-import { ForbiddenError, ValidationError } from '../../core/errors.js';
+import pLimit from 'p-limit';
+import { EldergateError, ForbiddenError, ValidationError } from '../../core/errors.js';
 import { auditActor, type AuditInput } from '../../core/audit.js';
-import { type DeviceAccount, type DeviceRow } from '../../devices/registry.js';
+import { type DeviceAccount, type DeviceFilter, type DeviceRow } from '../../devices/registry.js';
+import type { UnitScope } from '../../response/network.js';
 import { ACCOUNT_SCHEMES } from '../../devices/schema.js';
 import { IMPORT_MAX_BYTES, csvPieces, parseDeviceCsv } from '../../devices/import.js';
 import { KINDS } from '../../devices/kinds/index.js';
@@ -12,7 +14,7 @@ import type { AuthUser } from '../../core/users.js';
 import type { AppDeps } from '../deps.js';
 import { requireRole } from '../plugins/auth.js';
 import { ErrorBody, IdParam, Paging } from './common.js';
-import { blankState } from '../../gateway/device-state.js';
+import { blankState, type Supervision } from '../../gateway/device-state.js';
 import { SUPERVISION_STATES } from '../../gateway/state-store.js';
 
 const Kind = Type.Union(DEVICE_KINDS.map((k) => Type.Literal(k)));
@@ -116,10 +118,31 @@ const CommandBody = Type.Object({
 /** A command just stored: `queued` when the device is offline, with the reason a person can read. */
 const CommandSent = Type.Composite([CommandBody, Type.Object({ queued: Type.Boolean(), reason: Type.Optional(Type.String()) })]);
 
+/**
+ * Lists filtered by live state read the whole fleet (its ids here, its supervision from the writer thread): so many
+ * at once would fill the writer's port ahead of an alarm and hold a copy of the fleet's ids each. They take turns:
+ * this many at a time, FLEET_READS_WAITING more waiting, then 503.
+ */
+export const FLEET_READS_RUNNING = 2;
+export const FLEET_READS_WAITING = 8;
+
 export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async (app, { deps }) => {
   const { registry, states, config, audit } = deps;
+  const fleetReads = pLimit(FLEET_READS_RUNNING);
   const writers = requireRole(app, 'admin', 'technician');
   const readers = requireRole(app, 'admin', 'technician', 'operator', 'steward');
+
+  /**
+   * The list filtered by live state: the ids of the whole fleet (100,000 whole rows held this thread ~1 s), then only
+   * the page's rows. Connected is this thread's to know; supervision is the writer's, asked a slice at a time and
+   * answered with the matching ids only.
+   */
+  const liveFiltered = async (q: DeviceFilter & { online?: boolean; supervision?: Supervision; limit: number; offset: number }, scope: UnitScope | null) => {
+    const ids = await registry.listIds({ ...q, scope });
+    const online = q.online === undefined ? ids : ids.filter((id) => states.isOnline(id) === q.online);
+    const all = q.supervision === undefined ? online : await states.withSupervision(online, q.supervision);
+    return { items: await views(registry.rowsOf(all.slice(q.offset, q.offset + q.limit))), total: all.length };
+  };
 
   // the live state is the writer thread's: asked for once per page
   const views = async (rows: DeviceRow[]) => {
@@ -224,7 +247,7 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
         q: Type.Optional(Type.String({ maxLength: 64 })),
         ...Paging,
       }),
-      response: { 200: Type.Object({ items: Type.Array(DeviceBody), total: Type.Integer() }), 400: ErrorBody, 401: ErrorBody },
+      response: { 200: Type.Object({ items: Type.Array(DeviceBody), total: Type.Integer() }), 400: ErrorBody, 401: ErrorBody, 503: ErrorBody },
     },
     onRequest: readers,
   }, async (req) => {
@@ -234,13 +257,10 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     if (q.unitId !== undefined) scope = { unitIds: scope ? scope.unitIds.filter((u) => u === q.unitId) : [q.unitId], unplaced: false };
     // live-state filters are applied over the registry page (the live state is in memory)
     if (q.supervision !== undefined || q.online !== undefined) {
-      // the ids of the whole fleet, and only the page's rows: 100,000 whole rows held this thread ~1 s
-      const ids = await registry.listIds({ ...q, scope });
-      // connected is this thread's to know; supervision is the writer's, asked for a slice at a time, answered with
-      // the matching ids only
-      const online = q.online === undefined ? ids : ids.filter((id) => states.isOnline(id) === q.online);
-      const all = q.supervision === undefined ? online : await states.withSupervision(online, q.supervision);
-      return { items: await views(registry.rowsOf(all.slice(q.offset, q.offset + q.limit))), total: all.length };
+      if (fleetReads.pendingCount >= FLEET_READS_WAITING) {
+        throw new EldergateError('BUSY', `${fleetReads.activeCount + fleetReads.pendingCount} device lists filtered by connection or supervision are being read or waiting: try again in a few seconds`, { status: 503 });
+      }
+      return fleetReads(() => liveFiltered(q, scope));
     }
     const { items, total } = registry.list({ ...q, scope });
     return { items: await views(items), total };

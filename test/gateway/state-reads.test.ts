@@ -5,7 +5,8 @@
 // the one before has answered; states are read the same way, a slice at a time. "Online" is this thread's to know and
 // asks the writer nothing. A real gateway, its writer thread and a real SQLite file.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
+import { FLEET_READS_RUNNING, FLEET_READS_WAITING } from '../../server/routes/devices.js';
 import { READ_SLICE } from '../../gateway/writer/client.js';
 import type { ToWriter } from '../../gateway/writer/protocol.js';
 
@@ -24,6 +25,7 @@ describe('device states read from the writer a slice at a time', () => {
   /** each slice's read answered before the next was asked for */
   let inFlight = 0;
   let mostInFlight = 0;
+  let gate: Promise<void> | undefined;
 
   beforeAll(async () => {
     t = await startTestGateway();
@@ -57,7 +59,8 @@ describe('device states read from the writer a slice at a time', () => {
       const answer = call<T>(make);
       inFlight++;
       mostInFlight = Math.max(mostInFlight, inFlight);
-      return answer.finally(() => { inFlight--; });
+      // (held while `gate` is: a slow writer, as many lists at once would make it)
+      return answer.then(async (v) => { await gate; return v; }).finally(() => { inFlight--; });
     }) as typeof writer.call;
   }, 120_000);
   afterAll(async () => t.stop());
@@ -130,5 +133,30 @@ describe('device states read from the writer a slice at a time', () => {
     expect(posted.filter((m) => m.op === 'state-ids')).toHaveLength(1);
     const sizes = reads().map((m) => m.deviceIds.length);
     expect(sizes).toEqual([READ_SLICE, SEEN + HEARD - READ_SLICE]);
+  }, 60_000);
+
+  it('lists over the whole fleet take turns: a few at a time, a few more waiting, beyond that 503 at once', async () => {
+    let open!: () => void;
+    gate = new Promise((r) => { open = r; });
+    mostInFlight = 0;
+    const statuses: number[] = [];
+    const refused = 3;
+    const answers = Array.from({ length: FLEET_READS_RUNNING + FLEET_READS_WAITING + refused }, () =>
+      t.api('GET', '/api/devices?supervision=ok&limit=5').then((r) => { statuses.push(r.status); return r; }));
+    try {
+      // those beyond the queue are told at once, while the others wait on the (held) writer
+      await waitFor(() => statuses.filter((s) => s === 503).length === refused || undefined, 'the refusals');
+      expect(statuses.filter((s) => s === 200)).toHaveLength(0);
+      expect(mostInFlight, 'more lists asked the writer at once than may run').toBeLessThanOrEqual(FLEET_READS_RUNNING);
+    } finally {
+      open();
+      gate = undefined;
+    }
+    const all = await Promise.all(answers);
+    expect(all.filter((r) => r.status === 200)).toHaveLength(FLEET_READS_RUNNING + FLEET_READS_WAITING);
+    expect(all.every((r) => r.status !== 200 || r.body.total === HEARD)).toBe(true);
+    const busy = all.find((r) => r.status === 503)!;
+    expect(busy.body).toMatchObject({ code: 'BUSY' });
+    expect(busy.body.message).toMatch(/try again/);
   }, 60_000);
 });
