@@ -106,6 +106,15 @@ try {
       const m = await sosDuring(() => get(path));
       console.log(`${path.padEnd(44)} ${fmt(m.ms)}   ${fmt(m.p50)} / ${fmt(m.max)} (${m.count})  total ${(m.answer as { total: number }).total}`);
     }
+    {
+      // a script asking for many at once: they take turns (2 at a time, 8 waiting), the rest are refused (503)
+      const path = '/api/devices?supervision=never-seen&limit=50';
+      const statuses: number[] = [];
+      const m = await sosDuring(() => Promise.all(Array.from({ length: 20 }, () =>
+        fetch(http + path, { headers: { authorization: `Bearer ${token}` } }).then(async (r) => { statuses.push(r.status); await r.arrayBuffer(); }))));
+      const n = (s: number) => statuses.filter((x) => x === s).length;
+      console.log(`${'20 of the first at once'.padEnd(44)} ${fmt(m.ms)}   ${fmt(m.p50)} / ${fmt(m.max)} (${m.count})  ${n(200)} answered, ${n(503)} refused`);
+    }
     t0 = performance.now();
     const idle = await sosDuring(() => new Promise((r) => setTimeout(r, 300)));
     console.log(`${'(nothing: 300 ms)'.padEnd(44)} ${fmt(performance.now() - t0)}   ${fmt(idle.p50)} / ${fmt(idle.max)} (${idle.count})`);
