@@ -1,11 +1,11 @@
 // Starting the gateway's worker threads (the writer, the checkpointer, the KPI reports) from wherever the gateway runs.
 import { Worker } from 'node:worker_threads';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const NOT_BUILT = new Set(['node_modules', 'dist', 'test', 'bench', 'docs', 'data', 'scripts']);
 
 /**
  * The thread `name` in the folder of the module `callerUrl` (pass `import.meta.url`). Compiled (npm start): the .js
@@ -34,19 +34,11 @@ let fresh: boolean | undefined;
 /** dist/ was built after the last change of any source it compiles (scripts/start.mjs writes dist/.built) */
 function freshBuild(): boolean {
   if (fresh !== undefined) return fresh;
-  const newest = (dir: string): number => {
-    let t = 0;
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      if (e.name.startsWith('.') || NOT_BUILT.has(e.name)) continue;
-      const p = join(dir, e.name);
-      if (e.isDirectory()) t = Math.max(t, newest(p));
-      else if (e.name.endsWith('.ts') || e.name === 'tsconfig.json' || e.name === 'tsconfig.build.json') t = Math.max(t, statSync(p).mtimeMs);
-    }
-    return t;
-  };
+  // the build's own list of what it compiles (scripts/newest-source.cjs, also read by scripts/start.mjs)
+  const { newestSource } = createRequire(import.meta.url)(join(REPO_ROOT, 'scripts', 'newest-source.cjs')) as { newestSource(dir: string): number };
   try {
     const stamp = join(REPO_ROOT, 'dist', '.built');
-    fresh = existsSync(stamp) && existsSync(join(REPO_ROOT, 'dist', 'gateway', 'writer', 'worker.js')) && statSync(stamp).mtimeMs >= newest(REPO_ROOT);
+    fresh = existsSync(stamp) && existsSync(join(REPO_ROOT, 'dist', 'gateway', 'writer', 'worker.js')) && statSync(stamp).mtimeMs >= newestSource(REPO_ROOT);
   } catch {
     fresh = false;
   }

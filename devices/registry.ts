@@ -1,5 +1,6 @@
 // The device registry: provisioning, binding, credentials and lifecycle. Keeps a small in-memory entry per device so
 // that authentication and ingest never touch the disk on the hot path.
+import pLimit from 'p-limit';
 import { and, desc, eq, gt, inArray, isNull, like, lt, ne, notInArray, or, sql, type SQL } from 'drizzle-orm';
 import type Database from 'better-sqlite3';
 import { whenFree, writeWhenFree, type Db } from '../core/db.js';
@@ -399,25 +400,14 @@ export class DeviceRegistry {
    */
   async importDevices(rows: ImportRow[], actor: string, opts: { test?: boolean } = {}): Promise<{ importId: string; created: { device: DeviceRow; secret: string }[]; writeMs: number; longestSliceMs: number }> {
     // the one running and those waiting their turn
-    if (this.importsQueued > IMPORTS_WAITING) {
-      throw new ConflictError(`another device import is running and ${this.importsQueued - 1} more are waiting their turn: try again when they have finished`);
+    if (this.importTurns.activeCount + this.importTurns.pendingCount > IMPORTS_WAITING) {
+      throw new ConflictError(`another device import is running and ${this.importTurns.pendingCount} more are waiting their turn: try again when they have finished`);
     }
-    this.importsQueued++;
-    const before = this.importTurn;
-    let done!: () => void;
-    this.importTurn = new Promise<void>((resolve) => (done = resolve));
-    try {
-      await before;
-      return await this.importNow(rows, actor, opts);
-    } finally {
-      this.importsQueued--;
-      done();
-    }
+    return this.importTurns(() => this.importNow(rows, actor, opts));
   }
 
-  /** Resolves when the import before has finished (however it ended): imports take turns. */
-  private importTurn: Promise<void> = Promise.resolve();
-  private importsQueued = 0;
+  /** imports take turns: one at a time, the next once the one before has ended (however it ended) */
+  private readonly importTurns = pLimit(1);
 
   private async importNow(rows: ImportRow[], actor: string, opts: { test?: boolean }): Promise<{ importId: string; created: { device: DeviceRow; secret: string }[]; writeMs: number; longestSliceMs: number }> {
     this.importing = true;

@@ -8,22 +8,11 @@ import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { createRequire } from 'node:module';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const stamp = join(root, 'dist', '.built');
-const SKIP = new Set(['node_modules', 'dist', 'test', 'bench', 'docs', 'data', '.git', 'scripts']);
-
-/** newest modification time of the sources the build compiles */
-function newest(dir) {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    if (e.name.startsWith('.') || SKIP.has(e.name)) continue;
-    const p = join(dir, e.name);
-    if (e.isDirectory()) t = Math.max(t, newest(p));
-    else if (e.name.endsWith('.ts') || e.name === 'tsconfig.json' || e.name === 'tsconfig.build.json') t = Math.max(t, statSync(p).mtimeMs);
-  }
-  return t;
-}
+const { newestSource } = createRequire(import.meta.url)('./newest-source.cjs');
 
 // --build-only: build if needed and stop (`npm run build`, at install and upgrade); --no-build: run what was built
 // (a service whose checkout is read-only to it: ops/eldergate.service)
@@ -94,8 +83,8 @@ if (noBuild) {
     process.stderr.write('eldergate cannot start: dist/ was not built. Run `npm run build` in the checkout (as its owner), then start again.\n');
     process.exit(78);
   }
-  if (built < newest(root)) process.stderr.write('eldergate: warning: sources are newer than dist/; run `npm run build` to run them\n');
-} else if (built < newest(root)) {
+  if (built < newestSource(root)) process.stderr.write('eldergate: warning: sources are newer than dist/; run `npm run build` to run them\n');
+} else if (built < newestSource(root)) {
   process.stderr.write('eldergate: compiling to dist/ (once after each change of the sources)…\n');
   const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
   const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json')], { stdio: 'inherit' });

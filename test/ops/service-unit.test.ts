@@ -76,7 +76,7 @@ describe('scripts/start.mjs --no-build', () => {
     // a copy of the start script in a checkout-shaped folder without dist/
     const scripts = join(dir, 'scripts');
     spawnSync('mkdir', ['-p', scripts]);
-    writeFileSync(join(scripts, 'start.mjs'), readFileSync(join(ROOT, 'scripts', 'start.mjs')));
+    for (const f of ['start.mjs', 'newest-source.cjs']) writeFileSync(join(scripts, f), readFileSync(join(ROOT, 'scripts', f)));
     const r = spawnSync(process.execPath, [join(scripts, 'start.mjs'), '--no-build'], { encoding: 'utf8', timeout: 30_000 });
     expect(r.status).toBe(78);
     expect(r.stderr).toMatch(/npm run build/);
