@@ -192,6 +192,20 @@ export const ConfigSchema = Type.Object(
         wsMaxPerUser: Type.Integer({ minimum: 1, default: 8 }),
         /** frames (messages, pings) a console may send per second; beyond, its socket is paused (TCP back-pressure) */
         wsMaxMessagesPerSecond: Type.Integer({ minimum: 1, default: 500 }),
+        /**
+         * API requests handled at once (all users); more wait their turn, in order (server/plugins/api-admission.ts):
+         * what the API queues on the main thread, which also reads the devices' sockets, stays a few requests' worth
+         */
+        apiConcurrency: Type.Integer({ minimum: 1, default: 2 }),
+        /** API requests waiting for a turn at most; beyond, 503 BUSY at once */
+        apiQueue: Type.Integer({ minimum: 1, default: 1000 }),
+        /**
+         * reads (GET) one user may make a second; beyond, 429 answered when the second ends (a console opened on 600
+         * open incidents loads their 600 devices one request each, so this is not small)
+         */
+        apiReadsPerUserPerS: Type.Integer({ minimum: 1, default: 100 }),
+        /** other requests (actions, changes) one user may make a second, counted apart from reads */
+        apiWritesPerUserPerS: Type.Integer({ minimum: 1, default: 30 }),
         /** HTTP + WebSocket sockets held at once (lowered to the descriptor budget, see limits) */
         maxConnections: Type.Integer({ minimum: 1, default: 10_000 }),
       },

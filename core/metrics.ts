@@ -98,6 +98,11 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       help: 'Sockets closed at accept (or idle ones closed to make room) by listener and reason: limit, evicted-idle, per-address, backoff, per-user, accept-error, over-rate (an MQTT device that stayed over its publish rate, mqtt.publishOverRateCloseMs)',
       labelNames: ['listener', 'reason'] as const, registers: [registry],
     }),
+    apiRefused: new Counter({
+      name: 'eldergate_api_refused_total',
+      help: 'API requests refused to keep the main thread for the alarm path (server/plugins/api-admission.ts), by reason: busy (http.apiQueue waiting), user-reads, user-writes (a user over http.apiReadsPerUserPerS / apiWritesPerUserPerS)',
+      labelNames: ['reason'] as const, registers: [registry],
+    }),
     publishesPaced: new Counter({
       name: 'eldergate_mqtt_publishes_paced_total',
       help: 'Publishes from a device beyond mqtt.publishRatePerS: processed, but its connection is read again (and they are acknowledged) only once it is back within its rate',

@@ -43,6 +43,9 @@ export interface ResidentInput {
   noMovementSeconds?: number;
 }
 
+/** a request refused for the user's budget (429) is asked again up to this many times */
+const BUDGET_RETRIES = 20;
+
 export class GatewayApi {
   constructor(
     readonly baseUrl: string,
@@ -95,6 +98,12 @@ export class GatewayApi {
         throw new ApiError(0, method, path, null, `${method} ${this.baseUrl}${path} failed: ${(err as Error).message} — is the gateway running at ${this.baseUrl}?`, { cause: err });
       }
       const text = await res.text();
+      // over this user's budget of requests a second (the gateway's http.apiReadsPerUserPerS / apiWritesPerUserPerS):
+      // refused before anything was done, so any request is asked again once the second is over
+      if (res.status === 429 && path !== '/api/auth/login' && attempt < BUDGET_RETRIES) {
+        await new Promise((r) => setTimeout(r, Math.min(Number(res.headers.get('retry-after') ?? 1) || 1, 5) * 1000));
+        continue;
+      }
       if (!res.ok) {
         let parsed: unknown = text;
         try {

@@ -6,6 +6,7 @@ import { AjvCompiler } from '@fastify/ajv-compiler';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import rateLimit from '@fastify/rate-limit';
+import { apiAdmission } from './plugins/api-admission.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { AppDeps } from './deps.js';
 import type { SharedSession, SharedTables } from '../core/shared-tables.js';
@@ -116,6 +117,9 @@ export async function buildApp(deps: AppDeps, extra: ExtraRoutes = []): Promise<
   await app.register(rateLimit, { global: false, cache: 20_000 });
   // 2. our plugins
   installErrorHandler(app as unknown as FastifyInstance);
+  // the API's turns and each user's budget (server/plugins/api-admission.ts): before the routes' own hooks and the
+  // cluster lock below, so a request waits for its turn holding nothing
+  apiAdmission(app as unknown as FastifyInstance, config.http, deps.metrics);
   await app.register(authPlugin, { users: deps.users });
   // issue 14: HTTP + WebSocket sockets capped below the descriptor limit; idle ones make room (server/connection-cap.ts)
   capConnections(app.server, deriveConnectionCaps(connectionCapSettings(config)).http, deps.metrics, deps.log.child({ module: 'http' }));

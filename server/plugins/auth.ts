@@ -29,6 +29,8 @@ export const authPlugin = fp(
       const token = bearerToken(req);
       if (!token) throw new UnauthorizedError();
       req.user = opts.users.verify(token);
+      // the user's share of the API (server/plugins/api-admission.ts), once it is known whose request this is
+      await app.apiBudget(req, _reply);
     });
   },
   { name: 'eldergate-auth' },

@@ -257,6 +257,8 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     if (q.unitId !== undefined) scope = { unitIds: scope ? scope.unitIds.filter((u) => u === q.unitId) : [q.unitId], unplaced: false };
     // live-state filters are applied over the registry page (the live state is in memory)
     if (q.supervision !== undefined || q.online !== undefined) {
+      // these take turns of their own, below: the API's turn (server/plugins/api-admission.ts) goes to the next read
+      await app.leaveTurn(req);
       if (fleetReads.pendingCount >= FLEET_READS_WAITING) {
         throw new EldergateError('BUSY', `${fleetReads.activeCount + fleetReads.pendingCount} device lists filtered by connection or supervision are being read or waiting: try again in a few seconds`, { status: 503 });
       }

@@ -43,6 +43,8 @@ export class ApiError extends Error {
   }
 }
 
+/** a read refused for this user's budget (429) is asked this many times in all */
+const READ_ATTEMPTS = 4;
 const TOKEN_KEY = 'eldergate.token';
 const USER_KEY = 'eldergate.user';
 const SESSION_KEY = 'eldergate.session';
@@ -92,7 +94,7 @@ export class Api {
     sessionStorage.removeItem(SESSION_KEY);
   }
 
-  async request<T>(method: string, path: string, body?: unknown, opts: { idempotencyKey?: string; anonymous?: boolean } = {}): Promise<T> {
+  async request<T>(method: string, path: string, body?: unknown, opts: { idempotencyKey?: string; anonymous?: boolean } = {}, attempt = 1): Promise<T> {
     const headers: Record<string, string> = {};
     if (!opts.anonymous && this.token) headers.authorization = `Bearer ${this.token}`;
     if (body !== undefined) headers['content-type'] = 'application/json';
@@ -106,6 +108,13 @@ export class Api {
     const text = await res.text();
     let parsed: unknown = undefined;
     try { parsed = text ? JSON.parse(text) : undefined; } catch { parsed = text; }
+    // over this user's reads a second (http.apiReadsPerUserPerS, answered when that second ends): a read is asked
+    // again after Retry-After, a few times, instead of showing an error for a board that loads many records at once
+    if (res.status === 429 && method === 'GET' && attempt < READ_ATTEMPTS) {
+      const waitS = Math.min(Number(res.headers.get('retry-after') ?? 1) || 1, 5);
+      await new Promise((r) => setTimeout(r, waitS * 1000));
+      return this.request<T>(method, path, body, opts, attempt + 1);
+    }
     if (!res.ok) {
       const e = (parsed ?? {}) as { code?: string; message?: string; details?: unknown };
       if (res.status === 401 && !opts.anonymous) this.onUnauthorized(e.message ?? 'the gateway refused the session');

@@ -1,0 +1,107 @@
+// What the HTTP API may take of the main thread, which also reads every device's socket (issue 10: "reads for the API
+// must not block the alarm path either"). Measured before this (tmp experiment recorded in bench/analysis.md): one
+// logged-in script with 64 requests at once for `GET /api/devices?limit=200` held an SOS's PUBACK up to ~0.6 s, and
+// one asking for `/api/units` as fast as it could held it up to ~0.1 s. Two bounds, neither on the alarm path
+// (MQTT, field adapters, the WebSocket stream):
+//
+//  1. Turns (all users together): at most http.apiConcurrency reads are being handled at once; the rest wait
+//     their turn in arrival order, up to http.apiQueue waiting, beyond which a request is refused at once (503
+//     BUSY). Actions and changes take no turn: an operator's acknowledgement never waits behind a page of the fleet
+//     (they have the per-user budget below, and imports their own slices). A list over the whole fleet gives its turn
+//     back and waits on its own limiter (server/routes/devices.ts), being mostly a wait for the writer thread.
+//     A request's turn begins after its token and input are checked and ends when its answer is produced, so
+//     the work queued on the main thread (and the reads it posts to the writer thread, whose port is one queue with
+//     the alarms) is a few requests' worth, not every request the sockets carry: an SOS read meanwhile waits for a
+//     few of them, not for all. An answer sent slowly to a slow client holds no turn.
+//  2. A budget per user (@fastify/rate-limit's bounded store, one-second windows): http.apiReadsPerUserPerS reads
+//     (GET) and http.apiWritesPerUserPerS other requests. Reads and actions are counted apart, so a console whose page
+//     is reading a lot never loses an operator's acknowledgement to it. Over the budget, the refusal (429, Retry-After)
+//     is answered when the window ends, not at once: a script that loops on its answers is slowed to the budget
+//     instead of being refused thousands of times a second (each refusal costs the main thread too).
+//
+// A person at a console sends a few requests a second; a page load, about ten at once.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import pLimit from 'p-limit';
+import type { Config } from '../../core/config.js';
+import { EldergateError } from '../../core/errors.js';
+import type { Metrics } from '../../core/metrics.js';
+import { TooManyRequestsError } from './login-throttle.js';
+
+const WINDOW_MS = 1000;
+const SESSION_ROUTES = new Set(['/api/auth/renew', '/api/auth/logout']);
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** the per-user budget of an authenticated request (called by `authenticate` once req.user is known) */
+    apiBudget(req: FastifyRequest, reply: FastifyReply): Promise<void>;
+    /** a handler that waits on a limiter of its own (lists over the whole fleet) gives its turn back first */
+    leaveTurn(req: FastifyRequest): Promise<void>;
+  }
+}
+
+export function apiAdmission(app: FastifyInstance, cfg: Config['http'], metrics: Metrics): void {
+  // 1. turns
+  const turns = pLimit(cfg.apiConcurrency);
+  const held = new WeakMap<FastifyRequest, () => void>();
+  const free = async (req: FastifyRequest) => {
+    const release = held.get(req);
+    if (release) {
+      held.delete(req);
+      release();
+    }
+  };
+  app.decorate('leaveTurn', free);
+  app.addHook('preHandler', async (req, reply) => {
+    // reads only: an action (an acknowledgement, a dispatch) never waits behind a page of the fleet, nor an import
+    if (!req.url.startsWith('/api/') || (req.method !== 'GET' && req.method !== 'HEAD')) return;
+    if (turns.pendingCount >= cfg.apiQueue) {
+      metrics.apiRefused.inc({ reason: 'busy' });
+      reply.header('retry-after', '2');
+      throw new EldergateError('BUSY', `the server has ${turns.activeCount + turns.pendingCount} API requests in hand: try again in a few seconds`, { status: 503 });
+    }
+    await new Promise<void>((admitted) => {
+      void turns(() => new Promise<void>((release) => {
+        held.set(req, release);
+        admitted();
+      }));
+    });
+    // The turn passes from one request to the next inside the turn that ends it: often a reply from the writer thread,
+    // and Node delivers a port's messages in one loop that takes the ones arriving meanwhile too. The writer answers
+    // the next request's read while this thread is still in that loop, and so on: measured, requests taking turns one
+    // at a time held the main thread 50-200 ms at a stretch. Each request begins in a turn of the event loop of its
+    // own (setImmediate: after the sockets are read), so a device's socket waits for one request at most.
+    await new Promise((next) => setImmediate(next));
+    // gone while it waited: its turn is given back at once and its handler never runs (the answer goes nowhere)
+    if (req.socket?.destroyed === true) {
+      await free(req);
+      throw new EldergateError('GONE', 'the client closed its connection while the request waited for its turn', { status: 503 });
+    }
+  });
+  app.addHook('onSend', async (req, _reply, payload) => {
+    await free(req);
+    return payload;
+  });
+  app.addHook('onResponse', free);
+  app.addHook('onRequestAbort', free);
+
+  // 2. a budget per user
+  const reads = app.createRateLimit({ max: cfg.apiReadsPerUserPerS, timeWindow: WINDOW_MS, keyGenerator: (req) => `r:${req.user.id}` });
+  const writes = app.createRateLimit({ max: cfg.apiWritesPerUserPerS, timeWindow: WINDOW_MS, keyGenerator: (req) => `w:${req.user.id}` });
+  app.decorate('apiBudget', async (req: FastifyRequest, reply: FastifyReply) => {
+    // ending or renewing one's session is never refused: a console must not lose its operator's session for its pages
+    if (SESSION_ROUTES.has(req.routeOptions.url ?? '')) return;
+    const read = req.method === 'GET' || req.method === 'HEAD';
+    const r = await (read ? reads : writes)(req);
+    // (isAllowed means "on the allow list", which these have none of: isExceeded is the verdict)
+    if (r.isAllowed || !r.isExceeded) return;
+    metrics.apiRefused.inc({ reason: read ? 'user-reads' : 'user-writes' });
+    const waitMs = Math.min(Math.max(r.ttl, 0), WINDOW_MS);
+    await new Promise((done) => setTimeout(done, waitMs).unref());
+    reply.header('retry-after', '1');
+    const max = read ? cfg.apiReadsPerUserPerS : cfg.apiWritesPerUserPerS;
+    throw new TooManyRequestsError(
+      `more than ${max} ${read ? 'reads' : 'requests that change something'} a second from ${req.user.username}: slow down (this answer was held until the second ended); a script reading the whole fleet should page through it at this rate, and a bulk change has its own route (a CSV import)`,
+      1,
+    );
+  });
+}

@@ -1,0 +1,151 @@
+// Issue 10: the API may not take the main thread from the alarm path (server/plugins/api-admission.ts). Real HTTP
+// throughout: the gateway for each user's budget, a bare Fastify server with the same plugin for the turns (a route
+// of the test's own shows how many handlers run at once and how long the event loop is held).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import Fastify, { type FastifyInstance } from 'fastify';
+import rateLimit from '@fastify/rate-limit';
+import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { apiAdmission } from '../../server/plugins/api-admission.js';
+import { installErrorHandler } from '../../server/plugins/errors.js';
+import { loadConfig } from '../../core/config.js';
+import { createMetrics } from '../../core/metrics.js';
+
+describe("each user's budget of API requests (issue 10)", () => {
+  let t: TestGateway;
+  beforeAll(async () => {
+    t = await startTestGateway({ http: { port: 0, host: '127.0.0.1', apiReadsPerUserPerS: 5, apiWritesPerUserPerS: 3 } });
+  });
+  afterAll(async () => t?.stop());
+
+  it('refuses reads over the budget with 429, held until the second ends; actions and other users are counted apart', async () => {
+    const token = await t.token();
+    const get = async () => {
+      const t0 = performance.now();
+      const res = await fetch(`${t.http}/api/units`, { headers: { authorization: `Bearer ${token}` } });
+      return { status: res.status, retryAfter: res.headers.get('retry-after'), body: await res.json() as { code?: string; message?: string }, ms: performance.now() - t0 };
+    };
+    const answers = await Promise.all(Array.from({ length: 8 }, get));
+    const ok = answers.filter((a) => a.status === 200);
+    const refused = answers.filter((a) => a.status === 429);
+    expect(ok.length).toBe(5);
+    expect(refused.length).toBe(3);
+    for (const r of refused) {
+      expect(r.retryAfter).toBe('1');
+      expect(r.body.code).toBe('TOO_MANY_REQUESTS');
+      expect(r.body.message).toMatch(/more than 5 reads a second from admin: slow down/);
+    }
+    // held, not answered at once: a script looping on its answers is slowed to its budget
+    expect(Math.min(...refused.map((r) => r.ms))).toBeGreaterThan(Math.max(...ok.map((a) => a.ms)));
+
+    // an action by the same user is not refused for its reads (an operator's acknowledgement never waits for her page)
+    const device = await t.provision();
+    expect(device.id).toBeTruthy();
+
+    // nor is another user
+    const created = await t.api('POST', '/api/users', { username: 'budget-op', password: 'a long enough passphrase 42', role: 'operator' }, token);
+    expect(created.status).toBe(201);
+    const other = await t.token('budget-op', 'a long enough passphrase 42');
+    expect((await fetch(`${t.http}/api/incidents?limit=1`, { headers: { authorization: `Bearer ${other}` } })).status).toBe(200);
+
+    // the next second, the first user reads again
+    await new Promise((r) => setTimeout(r, 1100));
+    expect((await get()).status).toBe(200);
+    const metrics = (await t.api('GET', '/metrics')).body as string;
+    expect(metrics).toMatch(/eldergate_api_refused_total\{reason="user-reads"\} 3/);
+  });
+
+  it('counts actions apart from reads, with their own budget', async () => {
+    const token = await t.token();
+    const post = () => fetch(`${t.http}/api/devices`, {
+      method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ kind: 'call-phone', serial: `BUDGET-${Math.random().toString(36).slice(2, 10)}` }),
+    }).then(async (r) => ({ status: r.status, body: await r.json() as { message?: string } }));
+    await new Promise((r) => setTimeout(r, 1100));
+    const answers = await Promise.all(Array.from({ length: 5 }, post));
+    expect(answers.filter((a) => a.status === 201).length).toBe(3);
+    const refused = answers.filter((a) => a.status === 429);
+    expect(refused.length).toBe(2);
+    expect(refused[0]!.body.message).toMatch(/more than 3 requests that change something a second/);
+  });
+});
+
+describe('turns for API requests (issue 10)', () => {
+  const apps: FastifyInstance[] = [];
+  afterAll(async () => { for (const a of apps) await a.close(); });
+
+  /** the plugin on a bare server; /api/work holds the thread `busyMs` (synchronously) then answers after `waitMs` */
+  const serve = async (http: Record<string, number>) => {
+    const config = loadConfig({}, { adminPassword: 'unused-in-this-test-1234', http: { port: 0, host: '127.0.0.1', ...http } });
+    const app = Fastify();
+    apps.push(app);
+    await app.register(rateLimit, { global: false });
+    installErrorHandler(app);
+    apiAdmission(app, config.http, createMetrics());
+    let running = 0;
+    const seen = { most: 0 };
+    let served = 0;
+    app.get<{ Querystring: { busyMs?: string; waitMs?: string; firstWaitsMs?: string } }>('/api/work', async (req) => {
+      running++;
+      // the first request waits (a timer) while the others arrive and queue for the turn
+      if (served++ === 0 && req.query.firstWaitsMs) await new Promise((r) => setTimeout(r, Number(req.query.firstWaitsMs)));
+      seen.most = Math.max(seen.most, running);
+      const until = performance.now() + Number(req.query.busyMs ?? 0);
+      while (performance.now() < until) { /* a handler's synchronous work */ }
+      // (no wait at all when none is asked for: the answer then comes in the same turn of the loop as the work)
+      if (req.query.waitMs) await new Promise((r) => setTimeout(r, Number(req.query.waitMs)));
+      running--;
+      return { ok: true };
+    });
+    app.post('/api/act', async () => ({ done: true }));
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+    return { url, seen };
+  };
+
+  it('handles at most http.apiConcurrency reads at once; the rest wait their turn, beyond http.apiQueue 503', async () => {
+    const { url, seen } = await serve({ apiConcurrency: 2, apiQueue: 3 });
+    const answers = await Promise.all(Array.from({ length: 8 }, () =>
+      fetch(`${url}/api/work?waitMs=100`).then(async (r) => ({ status: r.status, body: await r.json() as { code?: string; message?: string }, retryAfter: r.headers.get('retry-after') }))));
+    expect(seen.most).toBe(2);
+    // 2 handled + 3 waiting; the other 3 refused at once, saying what to do
+    expect(answers.filter((a) => a.status === 200).length).toBe(5);
+    const busy = answers.filter((a) => a.status === 503);
+    expect(busy.length).toBe(3);
+    expect(busy[0]!.body.code).toBe('BUSY');
+    expect(busy[0]!.body.message).toMatch(/try again in a few seconds/);
+    expect(busy[0]!.retryAfter).toBe('2');
+  });
+
+  it('takes no turn for an action: an acknowledgement never waits behind reads', async () => {
+    const { url } = await serve({ apiConcurrency: 1 });
+    const reads = Array.from({ length: 4 }, () => fetch(`${url}/api/work?waitMs=400`).then((r) => r.status));
+    await new Promise((r) => setTimeout(r, 50));
+    const t0 = performance.now();
+    const act = await fetch(`${url}/api/act`, { method: 'POST' });
+    const ms = performance.now() - t0;
+    expect(act.status).toBe(200);
+    // the reads hold the one turn for 4 × 400 ms
+    expect(ms).toBeLessThan(300);
+    expect(await Promise.all(reads)).toEqual([200, 200, 200, 200]);
+  });
+
+  it('starts each request in a turn of the event loop of its own: the loop is held for one request, never a chain', async () => {
+    const { url } = await serve({ apiConcurrency: 1 });
+    let last = performance.now();
+    let longest = 0;
+    const tick = setInterval(() => {
+      const now = performance.now();
+      longest = Math.max(longest, now - last);
+      last = now;
+    }, 2);
+    try {
+      // the first holds the turn while the others queue; then each answer hands the turn on in the same turn of the
+      // loop, and without a turn of its own each, the next one's work ran there too: 5 × 40 ms held the loop 200 ms
+      const answers = await Promise.all(Array.from({ length: 6 }, () => fetch(`${url}/api/work?busyMs=40&firstWaitsMs=100`).then((r) => r.status)));
+      expect(answers.every((s) => s === 200)).toBe(true);
+    } finally {
+      clearInterval(tick);
+    }
+    expect(longest).toBeLessThan(120);
+  });
+});
