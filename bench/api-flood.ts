@@ -1,0 +1,110 @@
+// One logged-in script flooding the API, and what an SOS waits meanwhile (issue 10: reads for the API must not block
+// the alarm path). The script is another process with 64 connections, each asking again as soon as it has its
+// answer, for 5 s; an SOS device publishes one SOS every 10 ms (one in flight) and its PUBACK times are reported, with
+// the event loop's longest stall. Each round runs the same flood twice on one gateway: with the API's turns and
+// per-user budget lifted (a baseline from the same run) and with the defaults (server/plugins/api-admission.ts).
+//   npm run bench:api-flood -- [rounds, default 3]
+// The gateway (with its writer thread) and the SOS device run in this process on the last core; the flood on core 0.
+import { randomBytes } from 'node:crypto';
+import { execFileSync, spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import mqtt from 'mqtt';
+import { loadConfig } from '../core/config.js';
+import { createLogger } from '../core/logger.js';
+import { startEldergate } from '../eldergate.js';
+
+const ROUNDS = Number(process.argv[2] ?? 3);
+const CONNECTIONS = 64;
+const FLOOD_MS = 5000;
+const PATHS = ['/api/devices?limit=200', '/api/units'];
+const cores = availableParallelism();
+if (cores < 2) throw new Error('bench:api-flood needs 2 cores: the gateway on one, the flood on the other');
+// every thread started from here on (the writer, V8's helpers) inherits this
+execFileSync('taskset', ['-a', '-p', '-c', String(cores - 1), String(process.pid)], { stdio: 'ignore' });
+
+const dir = mkdtempSync(join(tmpdir(), 'eldergate-api-flood-'));
+const flooder = join(dir, 'flooder.mjs');
+writeFileSync(flooder, `
+const [url, token, connections, ms] = [process.argv[2], process.argv[3], Number(process.argv[4]), Number(process.argv[5])];
+const codes = {};
+const end = Date.now() + ms;
+await Promise.all(Array.from({ length: connections }, async () => {
+  while (Date.now() < end) {
+    const r = await fetch(url, { headers: { authorization: 'Bearer ' + token } });
+    await r.arrayBuffer();
+    codes[r.status] = (codes[r.status] ?? 0) + 1;
+  }
+}));
+console.log(JSON.stringify(codes));
+`);
+
+const lifted = { apiConcurrency: 100_000, apiQueue: 100_000, apiReadsPerUserPerS: 1_000_000, apiWritesPerUserPerS: 1_000_000 };
+const loop = monitorEventLoopDelay({ resolution: 1 });
+loop.enable();
+
+async function round(http: Record<string, number>, label: string) {
+  const data = mkdtempSync(join(dir, 'gw-'));
+  const adminPassword = randomBytes(12).toString('hex');
+  const config = loadConfig({}, { dataDir: data, adminPassword, logLevel: 'error', mqtt: { port: 0, host: '127.0.0.1' }, http: { port: 0, host: '127.0.0.1', ...http } });
+  const gw = await startEldergate({ config, log: createLogger('error') });
+  const base = `http://127.0.0.1:${gw.httpPort}`;
+  try {
+    const token = (await (await fetch(`${base}/api/auth/login`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: adminPassword }),
+    })).json() as { token: string }).token;
+    await gw.registry.importDevices(Array.from({ length: 2000 }, (_, i) => ({ line: i + 2, serial: `FLOOD-${i}`, kind: 'call-phone' as const })), 'bench');
+    const sos = await fetch(`${base}/api/devices`, {
+      method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ kind: 'call-phone', serial: 'FLOOD-SOS' }),
+    }).then((r) => r.json()) as { id: string; secret: string };
+    const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${gw.mqttPort}`, { clientId: sos.id, username: sos.id, password: sos.secret, reconnectPeriod: 0 });
+    let seq = 0;
+    const during = async (what: () => Promise<string>) => {
+      const waits: number[] = [];
+      let done = false;
+      const sender = (async () => {
+        while (!done) {
+          const t0 = performance.now();
+          await c.publishAsync(`devices/${sos.id}/events`, JSON.stringify({ ts: Date.now(), seq: ++seq, type: 'sos' }), { qos: 1 });
+          waits.push(performance.now() - t0);
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      })();
+      loop.reset();
+      const answers = await what();
+      done = true;
+      await sender;
+      waits.sort((a, b) => a - b);
+      const q = (f: number) => waits[Math.min(waits.length - 1, Math.floor(f * waits.length))]!;
+      return { p50: q(0.5), p99: q(0.99), max: waits.at(-1)!, n: waits.length, stall: loop.max / 1e6, answers };
+    };
+    const fmt = (n: number) => n.toFixed(1).padStart(6);
+    const show = (what: string, m: Awaited<ReturnType<typeof during>>) =>
+      console.log(`${label.padEnd(16)} ${what.padEnd(26)} SOS PUBACK p50 ${fmt(m.p50)}  p99 ${fmt(m.p99)}  max ${fmt(m.max)} ms (n=${String(m.n).padStart(3)})  longest loop stall ${fmt(m.stall)} ms  ${m.answers}`);
+    show('(no flood)', await during(() => new Promise((r) => setTimeout(() => r(''), FLOOD_MS))));
+    for (const path of PATHS) {
+      show(path, await during(() => new Promise((resolve) => {
+        let out = '';
+        const p = spawn('taskset', ['-c', '0', process.execPath, flooder, base + path, token, String(CONNECTIONS), String(FLOOD_MS)]);
+        p.stdout.on('data', (d) => (out += d));
+        p.on('exit', () => resolve(`answers by status ${out.trim()}`));
+      })));
+    }
+    await c.endAsync();
+  } finally {
+    await gw.close();
+  }
+}
+
+try {
+  console.log(`${CONNECTIONS} connections of one admin asking again as soon as answered, ${FLOOD_MS / 1000} s a flood; one SOS every 10 ms`);
+  for (let r = 0; r < ROUNDS; r++) {
+    await round(lifted, 'limits lifted');
+    await round({}, 'defaults');
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
