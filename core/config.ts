@@ -203,7 +203,7 @@ export const ConfigSchema = Type.Object(
          * reads (GET) one user may make a second; beyond, 429 answered when the second ends (a console opened on 600
          * open incidents loads their 600 devices one request each, so this is not small)
          */
-        apiReadsPerUserPerS: Type.Integer({ minimum: 1, default: 100 }),
+        apiReadsPerUserPerS: Type.Integer({ minimum: 1, default: 300 }),
         /** other requests (actions, changes) one user may make a second, counted apart from reads */
         apiWritesPerUserPerS: Type.Integer({ minimum: 1, default: 30 }),
         /** HTTP + WebSocket sockets held at once (lowered to the descriptor budget, see limits) */
