@@ -42,7 +42,7 @@ await Promise.all(Array.from({ length: connections }, async () => {
 console.log(JSON.stringify(codes));
 `);
 
-const lifted = { apiConcurrency: 100_000, apiQueue: 100_000, apiReadsPerUserPerS: 1_000_000, apiWritesPerUserPerS: 1_000_000 };
+const lifted = { apiConcurrency: 100_000, apiQueue: 100_000, apiReadsPerUserPerS: 1_000_000, apiWritesPerUserPerS: 1_000_000, apiRowsPerUserPerS: 1_000_000_000 };
 const loop = monitorEventLoopDelay({ resolution: 1 });
 loop.enable();
 

@@ -204,6 +204,11 @@ export const ConfigSchema = Type.Object(
          * open incidents loads their 600 devices one request each, so this is not small)
          */
         apiReadsPerUserPerS: Type.Integer({ minimum: 1, default: 300 }),
+        /**
+         * rows one user's pages may ask for a second (the `limit` of each list read): beyond, a page waits for its
+         * rows, paced; a page that would wait over 5 s is refused (429)
+         */
+        apiRowsPerUserPerS: Type.Integer({ minimum: 100, default: 5000 }),
         /** other requests (actions, changes) one user may make a second, counted apart from reads */
         apiWritesPerUserPerS: Type.Integer({ minimum: 1, default: 30 }),
         /** HTTP + WebSocket sockets held at once (lowered to the descriptor budget, see limits) */

@@ -19,9 +19,14 @@
 //     is answered when the window ends, not at once: a script that loops on its answers is slowed to the budget
 //     instead of being refused thousands of times a second (each refusal costs the main thread too).
 //
+//  3. Rows a second per user (http.apiRowsPerUserPerS, a token bucket): a page costs in proportion to its rows, which
+//     a count of requests does not see. A page over it waits for its rows (paced, like a device over its publish
+//     rate), and is refused (429) only if it would wait more than ROWS_WAIT_MAX_MS.
+//
 // A person at a console sends a few requests a second; a page load, about ten at once.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import pLimit from 'p-limit';
+import { TokenBucket } from 'limiter';
 import type { Config } from '../../core/config.js';
 import { EldergateError } from '../../core/errors.js';
 import type { Metrics } from '../../core/metrics.js';
@@ -29,6 +34,18 @@ import { TooManyRequestsError } from './login-throttle.js';
 
 const WINDOW_MS = 1000;
 const SESSION_ROUTES = new Set(['/api/auth/renew', '/api/auth/logout']);
+/** users whose rows' bucket is kept (insertion order: the oldest is forgotten first) */
+const ROW_BUCKETS_MAX = 20_000;
+/** a page that would wait longer than this for its rows is refused (429) instead */
+const ROWS_WAIT_MAX_MS = 5000;
+
+/** The rows a read asks for: its `limit` (or the route's default for it); 0 for a route that pages nothing. */
+function rowsAsked(req: FastifyRequest): number {
+  const limit = (req.routeOptions.schema?.querystring as { properties?: { limit?: { default?: number } } } | undefined)?.properties?.limit;
+  if (!limit) return 0;
+  const given = Number((req.query as { limit?: unknown } | undefined)?.limit);
+  return Number.isFinite(given) && given >= 1 ? Math.floor(given) : (limit.default ?? 1);
+}
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -87,13 +104,58 @@ export function apiAdmission(app: FastifyInstance, cfg: Config['http'], metrics:
   // 2. a budget per user
   const reads = app.createRateLimit({ max: cfg.apiReadsPerUserPerS, timeWindow: WINDOW_MS, keyGenerator: (req) => `r:${req.user.id}` });
   const writes = app.createRateLimit({ max: cfg.apiWritesPerUserPerS, timeWindow: WINDOW_MS, keyGenerator: (req) => `w:${req.user.id}` });
+  // 3. the rows a user's pages ask for, paced: a page costs the main thread in proportion to its rows (~15-35 µs a
+  // device row), which a count of requests does not see. Over the budget a page waits for it (like a device over its
+  // publish rate), so a console paging through 10,000 open incidents is slowed, never refused; beyond
+  // ROWS_WAIT_MAX_MS of wait, 429.
+  const rowBuckets = new Map<string, { bucket: TokenBucket; queued: number }>();
+  const rowsOf = (userId: string) => {
+    let b = rowBuckets.get(userId);
+    if (!b) {
+      const bucket = new TokenBucket({ bucketSize: cfg.apiRowsPerUserPerS, tokensPerInterval: cfg.apiRowsPerUserPerS, interval: WINDOW_MS });
+      bucket.content = cfg.apiRowsPerUserPerS; // (limiter's buckets start empty: a user's first second is a full one)
+      b = { bucket, queued: 0 };
+      rowBuckets.set(userId, b);
+      if (rowBuckets.size > ROW_BUCKETS_MAX) rowBuckets.delete(rowBuckets.keys().next().value!);
+    }
+    return b;
+  };
+  const paceRows = async (req: FastifyRequest, reply: FastifyReply) => {
+    const rows = Math.min(rowsAsked(req), cfg.apiRowsPerUserPerS);
+    if (rows === 0) return;
+    const b = rowsOf(req.user.id);
+    // pages that wait are answered in order: none goes past the ones already waiting
+    if (b.queued === 0 && b.bucket.tryRemoveTokens(rows)) return;
+    b.bucket.drip();
+    const waitMs = Math.ceil(((b.queued + rows - b.bucket.content) * WINDOW_MS) / cfg.apiRowsPerUserPerS);
+    if (waitMs > ROWS_WAIT_MAX_MS) {
+      metrics.apiRefused.inc({ reason: 'user-rows' });
+      const s = Math.ceil(waitMs / 1000);
+      reply.header('retry-after', String(s));
+      throw new TooManyRequestsError(
+        `${req.user.username}'s pages ask for more than ${cfg.apiRowsPerUserPerS} rows a second and this one would wait ${s} s: ask for fewer or smaller pages, or try again then`,
+        s,
+      );
+    }
+    metrics.apiPaced.inc();
+    b.queued += rows;
+    try {
+      await b.bucket.removeTokens(rows);
+    } finally {
+      b.queued -= rows;
+    }
+  };
+
   app.decorate('apiBudget', async (req: FastifyRequest, reply: FastifyReply) => {
     // ending or renewing one's session is never refused: a console must not lose its operator's session for its pages
     if (SESSION_ROUTES.has(req.routeOptions.url ?? '')) return;
     const read = req.method === 'GET' || req.method === 'HEAD';
     const r = await (read ? reads : writes)(req);
     // (isAllowed means "on the allow list", which these have none of: isExceeded is the verdict)
-    if (r.isAllowed || !r.isExceeded) return;
+    if (r.isAllowed || !r.isExceeded) {
+      if (read) await paceRows(req, reply);
+      return;
+    }
     metrics.apiRefused.inc({ reason: read ? 'user-reads' : 'user-writes' });
     const waitMs = Math.min(Math.max(r.ttl, 0), WINDOW_MS);
     await new Promise((done) => setTimeout(done, waitMs).unref());

@@ -69,6 +69,42 @@ describe("each user's budget of API requests (issue 10)", () => {
   });
 });
 
+describe("each user's rows a second (issue 10)", () => {
+  let t: TestGateway;
+  beforeAll(async () => {
+    t = await startTestGateway({ http: { port: 0, host: '127.0.0.1', apiRowsPerUserPerS: 1000 } });
+  });
+  afterAll(async () => t?.stop());
+
+  it('paces pages over the budget (answered in order, a second of rows apart), refuses one that would wait over 5 s; a record read is not paced', async () => {
+    const token = await t.token();
+    const device = await t.provision();
+    const t0 = performance.now();
+    const page = () => fetch(`${t.http}/api/devices?limit=1000`, { headers: { authorization: `Bearer ${token}` } })
+      .then(async (r) => ({ status: r.status, at: performance.now() - t0, body: await r.json() as { message?: string }, retryAfter: r.headers.get('retry-after') }));
+    const pages = Array.from({ length: 7 }, page);
+    await new Promise((r) => setTimeout(r, 200));
+    // meanwhile, a single record: no rows asked, not paced
+    const one = await fetch(`${t.http}/api/devices/${device.id}`, { headers: { authorization: `Bearer ${token}` } });
+    expect(one.status).toBe(200);
+    expect(performance.now() - t0).toBeLessThan(900);
+    const answers = await Promise.all(pages);
+    const ok = answers.filter((a) => a.status === 200).map((a) => a.at).sort((a, b) => a - b);
+    expect(ok).toHaveLength(6);
+    // the first at once, then one a second (1,000 rows each at 1,000 rows a second)
+    expect(ok[0]!).toBeLessThan(900);
+    expect(ok[5]!).toBeGreaterThan(4500);
+    const refused = answers.filter((a) => a.status === 429);
+    expect(refused).toHaveLength(1);
+    expect(refused[0]!.at).toBeLessThan(900);
+    expect(refused[0]!.retryAfter).toBe('6');
+    expect(refused[0]!.body.message).toMatch(/pages ask for more than 1000 rows a second and this one would wait 6 s: ask for fewer or smaller pages/);
+    const metrics = (await t.api('GET', '/metrics')).body as string;
+    expect(metrics).toMatch(/eldergate_api_pages_paced_total 5/);
+    expect(metrics).toMatch(/eldergate_api_refused_total\{reason="user-rows"\} 1/);
+  }, 30_000);
+});
+
 describe('turns for API requests (issue 10)', () => {
   const apps: FastifyInstance[] = [];
   afterAll(async () => { for (const a of apps) await a.close(); });
