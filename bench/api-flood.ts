@@ -12,10 +12,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import mqtt from 'mqtt';
 import { loadConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
 import { startEldergate } from '../eldergate.js';
+import { loginAdmin, sosProbe } from './lib/sos-probe.js';
 
 const ROUNDS = Number(process.argv[2] ?? 3);
 const CONNECTIONS = 64;
@@ -53,37 +53,17 @@ async function round(http: Record<string, number>, label: string) {
   const gw = await startEldergate({ config, log: createLogger('error') });
   const base = `http://127.0.0.1:${gw.httpPort}`;
   try {
-    const token = (await (await fetch(`${base}/api/auth/login`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: adminPassword }),
-    })).json() as { token: string }).token;
+    const token = await loginAdmin(base, adminPassword);
     await gw.registry.importDevices(Array.from({ length: 2000 }, (_, i) => ({ line: i + 2, serial: `FLOOD-${i}`, kind: 'call-phone' as const })), 'bench');
-    const sos = await fetch(`${base}/api/devices`, {
-      method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ kind: 'call-phone', serial: 'FLOOD-SOS' }),
-    }).then((r) => r.json()) as { id: string; secret: string };
-    const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${gw.mqttPort}`, { clientId: sos.id, username: sos.id, password: sos.secret, reconnectPeriod: 0 });
-    let seq = 0;
+    const probe = await sosProbe(base, token, gw.mqttPort, 'FLOOD-SOS');
     const during = async (what: () => Promise<string>) => {
-      const waits: number[] = [];
-      let done = false;
-      const sender = (async () => {
-        while (!done) {
-          const t0 = performance.now();
-          await c.publishAsync(`devices/${sos.id}/events`, JSON.stringify({ ts: Date.now(), seq: ++seq, type: 'sos' }), { qos: 1 });
-          waits.push(performance.now() - t0);
-          await new Promise((r) => setTimeout(r, 10));
-        }
-      })();
       loop.reset();
-      const answers = await what();
-      done = true;
-      await sender;
-      waits.sort((a, b) => a - b);
-      const q = (f: number) => waits[Math.min(waits.length - 1, Math.floor(f * waits.length))]!;
-      return { p50: q(0.5), p99: q(0.99), max: waits.at(-1)!, n: waits.length, stall: loop.max / 1e6, answers };
+      const m = await probe.during(what);
+      return { ...m, stall: loop.max / 1e6 };
     };
     const fmt = (n: number) => n.toFixed(1).padStart(6);
     const show = (what: string, m: Awaited<ReturnType<typeof during>>) =>
-      console.log(`${label.padEnd(16)} ${what.padEnd(26)} SOS PUBACK p50 ${fmt(m.p50)}  p99 ${fmt(m.p99)}  max ${fmt(m.max)} ms (n=${String(m.n).padStart(3)})  longest loop stall ${fmt(m.stall)} ms  ${m.answers}`);
+      console.log(`${label.padEnd(16)} ${what.padEnd(26)} SOS PUBACK p50 ${fmt(m.p50)}  p99 ${fmt(m.p99)}  max ${fmt(m.max)} ms (n=${String(m.count).padStart(3)})  longest loop stall ${fmt(m.stall)} ms  ${m.answer}`);
     show('(no flood)', await during(() => new Promise((r) => setTimeout(() => r(''), FLOOD_MS))));
     for (const path of PATHS) {
       show(path, await during(() => new Promise((resolve) => {
@@ -93,7 +73,7 @@ async function round(http: Record<string, number>, label: string) {
         p.on('exit', () => resolve(`answers by status ${out.trim()}`));
       })));
     }
-    await c.endAsync();
+    await probe.close();
   } finally {
     await gw.close();
   }

@@ -10,10 +10,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import mqtt from 'mqtt';
 import { loadConfig } from '../core/config.js';
 import { createLogger } from '../core/logger.js';
 import { startEldergate } from '../eldergate.js';
+import { loginAdmin, sosProbe } from './lib/sos-probe.js';
 
 const N = Number(process.argv[2] ?? 100_000);
 const INCIDENTS = Number(process.argv[3] ?? 300_000);
@@ -27,9 +27,7 @@ const config = loadConfig({}, {
 const gw = await startEldergate({ config, log: createLogger('warn') });
 const http = `http://127.0.0.1:${gw.httpPort}`;
 try {
-  const token = (await (await fetch(`${http}/api/auth/login`, {
-    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'admin', password: adminPassword }),
-  })).json() as { token: string }).token;
+  const token = await loginAdmin(http, adminPassword);
   const get = async (path: string) => {
     const res = await fetch(http + path, { headers: { authorization: `Bearer ${token}` } });
     if (res.status !== 200) throw new Error(`${path}: ${res.status} ${await res.text()}`);
@@ -73,38 +71,15 @@ try {
   }
   console.log(`${RESIDENTS} residents written`);
 
-  const sos = await fetch(`${http}/api/devices`, {
-    method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ kind: 'call-phone', serial: 'LIST-SOS' }),
-  }).then((r) => r.json()) as { id: string; secret: string };
-  const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${gw.mqttPort}`, { clientId: sos.id, username: sos.id, password: sos.secret, reconnectPeriod: 0 });
-  let seq = 0;
-  /** SOS PUBACK times (ms) while `during` runs, one SOS every 10 ms (one in flight) */
-  const sosDuring = async (during: () => Promise<unknown>) => {
-    const waits: number[] = [];
-    let done = false;
-    const sender = (async () => {
-      while (!done) {
-        const s0 = performance.now();
-        await c.publishAsync(`devices/${sos.id}/events`, JSON.stringify({ ts: Date.now(), seq: ++seq, type: 'sos' }), { qos: 1 });
-        waits.push(performance.now() - s0);
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    })();
-    const s0 = performance.now();
-    const answer = await during();
-    const ms = performance.now() - s0;
-    done = true;
-    await sender;
-    waits.sort((a, b) => a - b);
-    return { ms, answer, max: waits.at(-1) ?? NaN, p50: waits[waits.length >> 1] ?? NaN, count: waits.length };
-  };
+  const probe = await sosProbe(http, token, gw.mqttPort, 'LIST-SOS');
+  const sosDuring = probe.during;
   const fmt = (n: number) => n.toFixed(1).padStart(7);
   console.log('request                                   answer ms   SOS PUBACK p50 / max ms (n)');
   for (let r = 0; r < ROUNDS; r++) {
     for (const path of ['/api/devices?supervision=never-seen&limit=50', '/api/devices?online=true&limit=50', '/api/devices?limit=50&offset=50000', '/api/devices?kind=call-phone&limit=50',
       '/api/incidents?limit=50&offset=100000', '/api/residents?limit=50', '/api/residents?limit=50&offset=50000', '/api/residents?q=Wang%201&limit=50']) {
       const m = await sosDuring(() => get(path));
-      console.log(`${path.padEnd(44)} ${fmt(m.ms)}   ${fmt(m.p50)} / ${fmt(m.max)} (${m.count})  total ${(m.answer as { total: number }).total}`);
+      console.log(`${path.padEnd(44)} ${fmt(m.ms)}   ${fmt(m.p50)} / ${fmt(m.max)} (${m.count})  total ${m.answer.total}`);
     }
     {
       // a script asking for many at once: they take turns (2 at a time, 8 waiting), the rest are refused (503)
@@ -119,7 +94,7 @@ try {
     const idle = await sosDuring(() => new Promise((r) => setTimeout(r, 300)));
     console.log(`${'(nothing: 300 ms)'.padEnd(44)} ${fmt(performance.now() - t0)}   ${fmt(idle.p50)} / ${fmt(idle.max)} (${idle.count})`);
   }
-  await c.endAsync();
+  await probe.close();
 } finally {
   await gw.close();
   rmSync(dir, { recursive: true, force: true });

@@ -50,6 +50,13 @@ export class NotFoundError extends EldergateError {
   }
 }
 
+/** Over a rate: the answer is 429 with Retry-After (seconds), set by the API's error handler from `retryAfterS`. */
+export class TooManyRequestsError extends EldergateError {
+  constructor(message: string, readonly retryAfterS: number) {
+    super('TOO_MANY_REQUESTS', message, { status: 429 });
+  }
+}
+
 export class ConflictError extends EldergateError {
   constructor(message: string, details?: unknown) {
     super('CONFLICT', message, { status: 409, details });

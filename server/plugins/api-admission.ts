@@ -1,7 +1,7 @@
 // What the HTTP API may take of the main thread, which also reads every device's socket (issue 10: "reads for the API
-// must not block the alarm path either"). Measured before this (tmp experiment recorded in bench/analysis.md): one
+// must not block the alarm path either"). Measured before this (`npm run bench:api-flood`, bench/analysis.md): one
 // logged-in script with 64 requests at once for `GET /api/devices?limit=200` held an SOS's PUBACK up to ~0.6 s, and
-// one asking for `/api/units` as fast as it could held it up to ~0.1 s. Two bounds, neither on the alarm path
+// one asking for `/api/units` as fast as it could held it up to ~0.1 s. Three bounds, none on the alarm path
 // (MQTT, field adapters, the WebSocket stream):
 //
 //  1. Turns (all users together): at most http.apiConcurrency reads are being handled at once; the rest wait
@@ -18,19 +18,17 @@
 //     is reading a lot never loses an operator's acknowledgement to it. Over the budget, the refusal (429, Retry-After)
 //     is answered when the window ends, not at once: a script that loops on its answers is slowed to the budget
 //     instead of being refused thousands of times a second (each refusal costs the main thread too).
-//
 //  3. Rows a second per user (http.apiRowsPerUserPerS, a token bucket): a page costs in proportion to its rows, which
 //     a count of requests does not see. A page over it waits for its rows (paced, like a device over its publish
 //     rate), and is refused (429) only if it would wait more than ROWS_WAIT_MAX_MS.
 //
 // A person at a console sends a few requests a second; a page load, about ten at once.
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import pLimit from 'p-limit';
 import { TokenBucket } from 'limiter';
 import type { Config } from '../../core/config.js';
-import { EldergateError } from '../../core/errors.js';
+import { EldergateError, TooManyRequestsError } from '../../core/errors.js';
 import type { Metrics } from '../../core/metrics.js';
-import { TooManyRequestsError } from './login-throttle.js';
 
 const WINDOW_MS = 1000;
 const SESSION_ROUTES = new Set(['/api/auth/renew', '/api/auth/logout']);
@@ -38,6 +36,8 @@ const SESSION_ROUTES = new Set(['/api/auth/renew', '/api/auth/logout']);
 const ROW_BUCKETS_MAX = 20_000;
 /** a page that would wait longer than this for its rows is refused (429) instead */
 const ROWS_WAIT_MAX_MS = 5000;
+
+const isRead = (req: FastifyRequest) => req.method === 'GET' || req.method === 'HEAD';
 
 /** The rows a read asks for: its `limit` (or the route's default for it); 0 for a route that pages nothing. */
 function rowsAsked(req: FastifyRequest): number {
@@ -50,7 +50,7 @@ function rowsAsked(req: FastifyRequest): number {
 declare module 'fastify' {
   interface FastifyInstance {
     /** the per-user budget of an authenticated request (called by `authenticate` once req.user is known) */
-    apiBudget(req: FastifyRequest, reply: FastifyReply): Promise<void>;
+    apiBudget(req: FastifyRequest): Promise<void>;
     /** a handler that waits on a limiter of its own (lists over the whole fleet) gives its turn back first */
     leaveTurn(req: FastifyRequest): Promise<void>;
   }
@@ -68,12 +68,12 @@ export function apiAdmission(app: FastifyInstance, cfg: Config['http'], metrics:
     }
   };
   app.decorate('leaveTurn', free);
-  app.addHook('preHandler', async (req, reply) => {
+  app.addHook('preHandler', async (req) => {
     // reads only: an action (an acknowledgement, a dispatch) never waits behind a page of the fleet, nor an import
-    if (!req.url.startsWith('/api/') || (req.method !== 'GET' && req.method !== 'HEAD')) return;
+    if (!req.url.startsWith('/api/') || !isRead(req)) return;
+    // (a 503 is answered with Retry-After by the error handler)
     if (turns.pendingCount >= cfg.apiQueue) {
       metrics.apiRefused.inc({ reason: 'busy' });
-      reply.header('retry-after', '2');
       throw new EldergateError('BUSY', `the server has ${turns.activeCount + turns.pendingCount} API requests in hand: try again in a few seconds`, { status: 503 });
     }
     await new Promise<void>((admitted) => {
@@ -120,7 +120,7 @@ export function apiAdmission(app: FastifyInstance, cfg: Config['http'], metrics:
     }
     return b;
   };
-  const paceRows = async (req: FastifyRequest, reply: FastifyReply) => {
+  const paceRows = async (req: FastifyRequest) => {
     const rows = Math.min(rowsAsked(req), cfg.apiRowsPerUserPerS);
     if (rows === 0) return;
     const b = rowsOf(req.user.id);
@@ -131,7 +131,6 @@ export function apiAdmission(app: FastifyInstance, cfg: Config['http'], metrics:
     if (waitMs > ROWS_WAIT_MAX_MS) {
       metrics.apiRefused.inc({ reason: 'user-rows' });
       const s = Math.ceil(waitMs / 1000);
-      reply.header('retry-after', String(s));
       throw new TooManyRequestsError(
         `${req.user.username}'s pages ask for more than ${cfg.apiRowsPerUserPerS} rows a second and this one would wait ${s} s: ask for fewer or smaller pages, or try again then`,
         s,
@@ -146,20 +145,19 @@ export function apiAdmission(app: FastifyInstance, cfg: Config['http'], metrics:
     }
   };
 
-  app.decorate('apiBudget', async (req: FastifyRequest, reply: FastifyReply) => {
+  app.decorate('apiBudget', async (req: FastifyRequest) => {
     // ending or renewing one's session is never refused: a console must not lose its operator's session for its pages
     if (SESSION_ROUTES.has(req.routeOptions.url ?? '')) return;
-    const read = req.method === 'GET' || req.method === 'HEAD';
+    const read = isRead(req);
     const r = await (read ? reads : writes)(req);
     // (isAllowed means "on the allow list", which these have none of: isExceeded is the verdict)
     if (r.isAllowed || !r.isExceeded) {
-      if (read) await paceRows(req, reply);
+      if (read) await paceRows(req);
       return;
     }
     metrics.apiRefused.inc({ reason: read ? 'user-reads' : 'user-writes' });
     const waitMs = Math.min(Math.max(r.ttl, 0), WINDOW_MS);
     await new Promise((done) => setTimeout(done, waitMs).unref());
-    reply.header('retry-after', '1');
     const max = read ? cfg.apiReadsPerUserPerS : cfg.apiWritesPerUserPerS;
     throw new TooManyRequestsError(
       `more than ${max} ${read ? 'reads' : 'requests that change something'} a second from ${req.user.username}: slow down (this answer was held until the second ended); a script reading the whole fleet should page through it at this rate, and a bulk change has its own route (a CSV import)`,

@@ -30,7 +30,7 @@ export const authPlugin = fp(
       if (!token) throw new UnauthorizedError();
       req.user = opts.users.verify(token);
       // the user's share of the API (server/plugins/api-admission.ts), once it is known whose request this is
-      await app.apiBudget(req, _reply);
+      await app.apiBudget(req);
     });
   },
   { name: 'eldergate-auth' },

@@ -1,10 +1,11 @@
 // One error handler: `{ code, message }` below 500, a generic message above (details are in the log, not the answer).
 import type { FastifyError, FastifyInstance } from 'fastify';
-import { EldergateError } from '../../core/errors.js';
+import { EldergateError, TooManyRequestsError } from '../../core/errors.js';
 
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | EldergateError | Error, request, reply) => {
     if (err instanceof EldergateError && err.status < 500) {
+      if (err instanceof TooManyRequestsError) reply.header('retry-after', String(err.retryAfterS));
       if (err.status >= 400 && err.status !== 404) request.log.info({ code: err.code, reason: err.message }, 'request refused');
       return reply.status(err.status).send({ code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) });
     }

@@ -16,13 +16,7 @@
 import type { FastifyInstance, FastifyRequest, onRequestHookHandler, preHandlerHookHandler } from 'fastify';
 import { normalizeIP } from '@fastify/rate-limit';
 import type { Config } from '../../core/config.js';
-import { EldergateError } from '../../core/errors.js';
-
-export class TooManyRequestsError extends EldergateError {
-  constructor(message: string, readonly retryAfterS: number) {
-    super('TOO_MANY_REQUESTS', message, { status: 429 });
-  }
-}
+import { TooManyRequestsError } from '../../core/errors.js';
 
 const KNOWN_FOR_MS = 30 * 24 * 3600_000;
 const KNOWN_MAX = 20_000;
@@ -74,23 +68,22 @@ export function loginThrottle(app: FastifyInstance, cfg: Config['auth']): LoginT
     allowList: (req) => known.has(pairKey(req)),
   });
 
-  const refuse = (reply: { header(k: string, v: string): unknown }, ttlMs: number, message: (wait: string) => string) => {
+  const refuse = (ttlMs: number, message: (wait: string) => string) => {
     const s = Math.max(1, Math.ceil(ttlMs / 1000));
-    reply.header('retry-after', String(s));
     const wait = s >= 120 ? `${Math.ceil(s / 60)} minutes` : `${s} seconds`;
     throw new TooManyRequestsError(message(wait), s);
   };
 
   return {
     perAddress,
-    async beforeLogin(req, reply) {
+    async beforeLogin(req) {
       const p = await pair(req, { increment: false });
       if (!p.isAllowed && p.remaining === 0) {
-        refuse(reply, p.ttl, (w) => `too many failed logins for this account from this address: wait ${w}, or ask an admin to reset the password`);
+        refuse(p.ttl, (w) => `too many failed logins for this account from this address: wait ${w}, or ask an admin to reset the password`);
       }
       const a = await acct(req, { increment: false });
       if (!a.isAllowed && a.remaining === 0) {
-        refuse(reply, a.ttl, (w) => `too many failed logins for this account from many addresses: wait ${w}, log in from a console this account used before, or ask an admin`);
+        refuse(a.ttl, (w) => `too many failed logins for this account from many addresses: wait ${w}, log in from a console this account used before, or ask an admin`);
       }
     },
     async failed(req) {

@@ -3,6 +3,7 @@
 // meanwhile. The lock is this thread's: a main loop waiting for it inside SQLite would stall until busy_timeout.
 import Database from 'better-sqlite3';
 import { dbFile } from '../../core/db.js';
+import { watchLoopGaps } from './loop-gap.js';
 
 export interface HeldWriteLock {
   /** the longest the event loop went without a tick since the lock was taken */
@@ -16,20 +17,14 @@ export interface HeldWriteLock {
 export function holdWriteLock(dataDir: string): HeldWriteLock {
   const blocker = new Database(dbFile(dataDir));
   blocker.prepare('BEGIN IMMEDIATE').run();
-  let last = performance.now();
-  let longest = 0;
-  const tick = setInterval(() => {
-    const now = performance.now();
-    longest = Math.max(longest, now - last);
-    last = now;
-  }, 5);
+  const gaps = watchLoopGaps(5);
   return {
-    get longestGapMs() { return longest; },
+    get longestGapMs() { return gaps.longestMs; },
     release() {
       if (blocker.inTransaction) blocker.prepare('COMMIT').run();
     },
     close() {
-      clearInterval(tick);
+      gaps.stop();
       if (blocker.inTransaction) blocker.prepare('ROLLBACK').run();
       blocker.close();
     },
