@@ -16,6 +16,7 @@ import { requireRole } from '../plugins/auth.js';
 import { ErrorBody, IdParam, Paging } from './common.js';
 import { blankState, type Supervision } from '../../gateway/device-state.js';
 import { SUPERVISION_STATES } from '../../gateway/state-store.js';
+import { inPageSlices } from '../../core/page-slices.js';
 
 const Kind = Type.Union(DEVICE_KINDS.map((k) => Type.Literal(k)));
 const Nullable = <T extends import('@sinclair/typebox').TSchema>(t: T) => Type.Union([t, Type.Null()]);
@@ -141,15 +142,17 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
     const ids = await registry.listIds({ ...q, scope });
     const online = q.online === undefined ? ids : ids.filter((id) => states.isOnline(id) === q.online);
     const all = q.supervision === undefined ? online : await states.withSupervision(online, q.supervision);
-    return { items: await views(registry.rowsOf(all.slice(q.offset, q.offset + q.limit))), total: all.length };
+    return { items: await pageOf(all.slice(q.offset, q.offset + q.limit)), total: all.length };
   };
 
-  // the live state is the writer thread's: asked for once per page
+  // the live state is the writer thread's: asked for once per slice of a page
   const views = async (rows: DeviceRow[]) => {
     const live = await states.read(rows.map((d) => d.id));
     return rows.map((d) => ({ ...d, unitId: registry.entry(d.id)?.unitId ?? null, live: live.get(d.id) ?? blankState() }));
   };
   const view = async (d: DeviceRow) => (await views([d]))[0]!;
+  /** a page's devices with their state, a slice at a time (core/page-slices.ts) */
+  const pageOf = (ids: string[]) => inPageSlices(ids, (slice) => views(registry.rowsOf(slice)));
 
   const credentials = (d: DeviceRow, secret: string) => ({
     id: d.id,
@@ -264,8 +267,8 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       }
       return fleetReads(() => liveFiltered(q, scope));
     }
-    const { items, total } = registry.list({ ...q, scope });
-    return { items: await views(items), total };
+    const { ids, total } = registry.pageIds({ ...q, scope });
+    return { items: await pageOf(ids), total };
   });
 
   app.get('/api/devices/:id', {

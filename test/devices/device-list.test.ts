@@ -8,6 +8,7 @@ import { DeviceRegistry, LIST_IDS_PAGE, type DeviceFilter } from '../../devices/
 import { devices } from '../../devices/schema.js';
 import { SecretHasher } from '../../devices/credentials.js';
 import { useMigratedStore } from '../helpers/sqlite-plan.js';
+import { PAGE_SLICE, inPageSlices } from '../../core/page-slices.js';
 
 
 describe('the device list over the whole fleet (live-state filters read ids, then one page of rows)', () => {
@@ -29,6 +30,11 @@ describe('the device list over the whole fleet (live-state filters read ids, the
       expect(ids).toEqual(listed.items.map((d) => d.id));
       expect(ids.length).toBe(listed.total);
       expect(registry.rowsOf(ids.slice(40, 90))).toEqual(registry.list({ ...filter, limit: 50, offset: 40 }).items);
+      // the API's plain pages: the page's ids and the total, its rows read after
+      const page = registry.pageIds({ ...filter, limit: 1000, offset: 40 });
+      const want = registry.list({ ...filter, limit: 1000, offset: 40 });
+      expect(page.total).toBe(want.total);
+      expect(registry.rowsOf(page.ids)).toEqual(want.items);
     }
     expect((await registry.listIds({})).length).toBe(FLEET);
     expect(registry.rowsOf(['cp-nosuchdevice', (await registry.listIds({}))[0]!])).toHaveLength(1);
@@ -43,6 +49,19 @@ describe('the device list over the whole fleet (live-state filters read ids, the
     on = false;
     expect(ids).toHaveLength(FLEET);
     expect(turns, 'other work ran between listIds\' pages').toBeGreaterThanOrEqual(Math.floor(FLEET / LIST_IDS_PAGE));
+  });
+
+  it('a page\'s rows are read a slice at a time, other work running between slices', async () => {
+    const ids = await registry.listIds({});
+    const marks: string[] = [];
+    const rows = await inPageSlices(ids.slice(0, 2 * PAGE_SLICE + 50), (slice) => {
+      marks.push(`slice ${slice.length}`);
+      // something that came in while this slice was read: it runs before the next slice, not after the page
+      setImmediate(() => marks.push('socket'));
+      return registry.rowsOf(slice);
+    });
+    expect(rows.map((d) => d.id)).toEqual(ids.slice(0, 2 * PAGE_SLICE + 50));
+    expect(marks).toEqual([`slice ${PAGE_SLICE}`, 'socket', `slice ${PAGE_SLICE}`, 'socket', 'slice 50']);
   });
 
   it('a page, a count and the ids are read from the list\'s index in order, without sorting the table', () => {

@@ -13,17 +13,17 @@ describe('the resident list', () => {
   const { store, planOf } = useMigratedStore('eldergate-residents');
   const registry = new DeviceRegistry(store.db, new SecretHasher(Buffer.alloc(32, 7)), new Bus());
 
-  it('pages through namesakes without repeating or skipping one', () => {
+  it('pages through namesakes without repeating or skipping one', async () => {
     const names = ['Wang Fang', 'Li Na', 'Zhang Wei', 'Liu Yang', 'Chen Jing'];
     for (let i = 0; i < 300; i++) registry.createResident({ name: names[i % names.length]!, address: `${i} Jiefang Road`, unitId: `u-${i % 3}` });
-    const all = registry.listResidents({ limit: 1000, offset: 0 }).items;
+    const all = (await registry.listResidents({ limit: 1000, offset: 0 })).items;
     expect(all).toHaveLength(300);
     const want = [...all].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.id < b.id ? -1 : 1)).map((r) => r.id);
     expect(all.map((r) => r.id)).toEqual(want);
     const paged: string[] = [];
-    for (let offset = 0; offset < 300; offset += 7) paged.push(...registry.listResidents({ limit: 7, offset }).items.map((r) => r.id));
+    for (let offset = 0; offset < 300; offset += 7) paged.push(...(await registry.listResidents({ limit: 7, offset })).items.map((r) => r.id));
     expect(paged).toEqual(want);
-    const scoped = registry.listResidents({ limit: 1000, offset: 0, scope: { unitIds: ['u-1'], unplaced: false }, q: 'Wang' });
+    const scoped = await registry.listResidents({ limit: 1000, offset: 0, scope: { unitIds: ['u-1'], unplaced: false }, q: 'Wang' });
     expect(scoped.total).toBe(20);
     expect(scoped.items.every((r) => r.unitId === 'u-1' && r.name === 'Wang Fang')).toBe(true);
   });
