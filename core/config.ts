@@ -209,6 +209,12 @@ export const ConfigSchema = Type.Object(
          * rows, paced; a page that would wait over 5 s is refused (429)
          */
         apiRowsPerUserPerS: Type.Integer({ minimum: 100, default: 5000 }),
+        /**
+         * rows all users' pages together may ask for a second, after each user's own budget: beyond, pages wait in
+         * order; one that would wait over 5 s is refused (429). At ~15-35 µs a row, 10,000 is 15-35 % of the main
+         * thread's core
+         */
+        apiRowsPerS: Type.Integer({ minimum: 100, default: 10_000 }),
         /** other requests (actions, changes) one user may make a second, counted apart from reads */
         apiWritesPerUserPerS: Type.Integer({ minimum: 1, default: 30 }),
         /** HTTP + WebSocket sockets held at once (lowered to the descriptor budget, see limits) */

@@ -100,13 +100,13 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     }),
     apiRefused: new Counter({
       name: 'eldergate_api_refused_total',
-      help: 'API requests refused to keep the main thread for the alarm path (server/plugins/api-admission.ts), by reason: busy (http.apiQueue waiting), user-reads, user-writes (a user over http.apiReadsPerUserPerS / apiWritesPerUserPerS), user-rows (a page that would wait over 5 s for http.apiRowsPerUserPerS)',
+      help: 'API requests refused to keep the main thread for the alarm path (server/plugins/api-admission.ts), by reason: busy (http.apiQueue waiting), user-reads, user-writes (a user over http.apiReadsPerUserPerS / apiWritesPerUserPerS), user-rows (a page that would wait over 5 s for http.apiRowsPerUserPerS), rows (one that would wait over 5 s for all users together, http.apiRowsPerS)',
       labelNames: ['reason'] as const, registers: [registry],
     }),
     apiPaced: new Counter({
       name: 'eldergate_api_pages_paced_total',
-      help: "List reads that waited for their user's budget of rows a second (http.apiRowsPerUserPerS) before they were answered",
-      registers: [registry],
+      help: "List reads that waited for a budget of rows a second before they were answered, by budget: user (their user's, http.apiRowsPerUserPerS), all (all users', http.apiRowsPerS)",
+      labelNames: ['budget'] as const, registers: [registry],
     }),
     publishesPaced: new Counter({
       name: 'eldergate_mqtt_publishes_paced_total',

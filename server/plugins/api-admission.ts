@@ -20,7 +20,8 @@
 //     instead of being refused thousands of times a second (each refusal costs the main thread too).
 //  3. Rows a second per user (http.apiRowsPerUserPerS, a token bucket): a page costs in proportion to its rows, which
 //     a count of requests does not see. A page over it waits for its rows (paced, like a device over its publish
-//     rate), and is refused (429) only if it would wait more than ROWS_WAIT_MAX_MS.
+//     rate), and is refused (429) only if it would wait more than ROWS_WAIT_MAX_MS. Then rows a second for all users
+//     together (http.apiRowsPerS), the same way: many users at once are bounded in sum, not only each.
 //
 // A person at a console sends a few requests a second; a page load, about ten at once.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -107,42 +108,37 @@ export function apiAdmission(app: FastifyInstance, cfg: Config['http'], metrics:
   // 3. the rows a user's pages ask for, paced: a page costs the main thread in proportion to its rows (~15-35 µs a
   // device row), which a count of requests does not see. Over the budget a page waits for it (like a device over its
   // publish rate), so a console paging through 10,000 open incidents is slowed, never refused; beyond
-  // ROWS_WAIT_MAX_MS of wait, 429.
-  const rowBuckets = new Map<string, { bucket: TokenBucket; queued: number }>();
+  // ROWS_WAIT_MAX_MS of wait, 429. Then the same for all users together (http.apiRowsPerS): many users' pages at
+  // once take no more of the main thread than that, whoever asks.
+  const rowBuckets = new Map<string, RowPacer>();
+  const allRows = new RowPacer(cfg.apiRowsPerS);
   const rowsOf = (userId: string) => {
     let b = rowBuckets.get(userId);
     if (!b) {
-      const bucket = new TokenBucket({ bucketSize: cfg.apiRowsPerUserPerS, tokensPerInterval: cfg.apiRowsPerUserPerS, interval: WINDOW_MS });
-      bucket.content = cfg.apiRowsPerUserPerS; // (limiter's buckets start empty: a user's first second is a full one)
-      b = { bucket, queued: 0 };
+      b = new RowPacer(cfg.apiRowsPerUserPerS);
       rowBuckets.set(userId, b);
       if (rowBuckets.size > ROW_BUCKETS_MAX) rowBuckets.delete(rowBuckets.keys().next().value!);
     }
     return b;
   };
   const paceRows = async (req: FastifyRequest) => {
-    const rows = Math.min(rowsAsked(req), cfg.apiRowsPerUserPerS);
-    if (rows === 0) return;
-    const b = rowsOf(req.user.id);
-    // pages that wait are answered in order: none goes past the ones already waiting
-    if (b.queued === 0 && b.bucket.tryRemoveTokens(rows)) return;
-    b.bucket.drip();
-    const waitMs = Math.ceil(((b.queued + rows - b.bucket.content) * WINDOW_MS) / cfg.apiRowsPerUserPerS);
-    if (waitMs > ROWS_WAIT_MAX_MS) {
+    const asked = rowsAsked(req);
+    if (asked === 0) return;
+    const mine = rowsOf(req.user.id);
+    await mine.pace(asked, () => metrics.apiPaced.inc({ budget: 'user' }), (s) => {
       metrics.apiRefused.inc({ reason: 'user-rows' });
-      const s = Math.ceil(waitMs / 1000);
-      throw new TooManyRequestsError(
+      return new TooManyRequestsError(
         `${req.user.username}'s pages ask for more than ${cfg.apiRowsPerUserPerS} rows a second and this one would wait ${s} s: ask for fewer or smaller pages, or try again then`,
         s,
       );
-    }
-    metrics.apiPaced.inc();
-    b.queued += rows;
-    try {
-      await b.bucket.removeTokens(rows);
-    } finally {
-      b.queued -= rows;
-    }
+    });
+    await allRows.pace(asked, () => metrics.apiPaced.inc({ budget: 'all' }), (s) => {
+      metrics.apiRefused.inc({ reason: 'rows' });
+      return new TooManyRequestsError(
+        `all users' pages together ask for more than ${cfg.apiRowsPerS} rows a second and this one would wait ${s} s: try again then, or ask for smaller pages (an administrator can raise http.apiRowsPerS)`,
+        s,
+      );
+    });
   };
 
   app.decorate('apiBudget', async (req: FastifyRequest) => {
@@ -164,4 +160,34 @@ export function apiAdmission(app: FastifyInstance, cfg: Config['http'], metrics:
       1,
     );
   });
+}
+
+/**
+ * Rows a second, as a token bucket (limiter's, which the MQTT pacing uses too): a page within the budget goes at once;
+ * one over it waits for its rows behind those already waiting (none goes past them), or is refused if that wait would
+ * be over ROWS_WAIT_MAX_MS.
+ */
+class RowPacer {
+  private readonly bucket: TokenBucket;
+  private queued = 0;
+
+  constructor(private readonly perS: number) {
+    this.bucket = new TokenBucket({ bucketSize: perS, tokensPerInterval: perS, interval: WINDOW_MS });
+    this.bucket.content = perS; // (limiter's buckets start empty: the first second is a full one)
+  }
+
+  async pace(asked: number, paced: () => void, refuse: (waitS: number) => Error): Promise<void> {
+    const rows = Math.min(asked, this.perS);
+    if (this.queued === 0 && this.bucket.tryRemoveTokens(rows)) return;
+    this.bucket.drip();
+    const waitMs = Math.ceil(((this.queued + rows - this.bucket.content) * WINDOW_MS) / this.perS);
+    if (waitMs > ROWS_WAIT_MAX_MS) throw refuse(Math.ceil(waitMs / 1000));
+    paced();
+    this.queued += rows;
+    try {
+      await this.bucket.removeTokens(rows);
+    } finally {
+      this.queued -= rows;
+    }
+  }
 }

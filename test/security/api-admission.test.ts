@@ -101,8 +101,44 @@ describe("each user's rows a second (issue 10)", () => {
     expect(refused[0]!.retryAfter).toBe('6');
     expect(refused[0]!.body.message).toMatch(/pages ask for more than 1000 rows a second and this one would wait 6 s: ask for fewer or smaller pages/);
     const metrics = (await t.api('GET', '/metrics')).body as string;
-    expect(metrics).toMatch(/eldergate_api_pages_paced_total 5/);
+    expect(metrics).toMatch(/eldergate_api_pages_paced_total\{budget="user"\} 5/);
     expect(metrics).toMatch(/eldergate_api_refused_total\{reason="user-rows"\} 1/);
+  }, 30_000);
+});
+
+describe("all users' rows a second together (issue 10)", () => {
+  let t: TestGateway;
+  beforeAll(async () => {
+    // each user's own budget out of the way: what paces here is the sum
+    t = await startTestGateway({ http: { port: 0, host: '127.0.0.1', apiRowsPerS: 1000, apiRowsPerUserPerS: 100_000 } });
+  });
+  afterAll(async () => t?.stop());
+
+  it("paces one user's pages behind another's, in order, and refuses one that would wait over 5 s", async () => {
+    const admin = await t.token();
+    const created = await t.api('POST', '/api/users', { username: 'rows-op', password: 'a long enough passphrase 42', role: 'operator' }, admin);
+    expect(created.status).toBe(201);
+    const op = await t.token('rows-op', 'a long enough passphrase 42');
+    const t0 = performance.now();
+    const page = (token: string, limit: number) => fetch(`${t.http}/api/incidents?limit=${limit}`, { headers: { authorization: `Bearer ${token}` } })
+      .then(async (r) => ({ status: r.status, at: performance.now() - t0, body: await r.json() as { message?: string }, retryAfter: r.headers.get('retry-after') }));
+    // the admin's page takes the second's rows
+    expect((await page(admin, 500)).status).toBe(200);
+    expect((await page(admin, 500)).status).toBe(200);
+    // the operator has asked for nothing yet, and still waits: 11 pages of 500 rows at 1,000 rows a second for all
+    const answers = await Promise.all(Array.from({ length: 11 }, () => page(op, 500)));
+    const ok = answers.filter((a) => a.status === 200).map((a) => a.at).sort((a, b) => a - b);
+    expect(ok).toHaveLength(10);
+    expect(ok[0]!).toBeGreaterThan(400);
+    expect(ok[9]!).toBeGreaterThan(4500);
+    const refused = answers.filter((a) => a.status === 429);
+    expect(refused).toHaveLength(1);
+    expect(refused[0]!.at).toBeLessThan(1500);
+    expect(refused[0]!.retryAfter).toBe('6');
+    expect(refused[0]!.body.message).toMatch(/all users' pages together ask for more than 1000 rows a second and this one would wait 6 s: try again then/);
+    const metrics = (await t.api('GET', '/metrics')).body as string;
+    expect(metrics).toMatch(/eldergate_api_pages_paced_total\{budget="all"\} (10|11)/);
+    expect(metrics).toMatch(/eldergate_api_refused_total\{reason="rows"\} 1/);
   }, 30_000);
 });
 
