@@ -208,13 +208,13 @@ export const ConfigSchema = Type.Object(
          * rows one user's pages may ask for a second (the `limit` of each list read): beyond, a page waits for its
          * rows, paced; a page that would wait over 5 s is refused (429)
          */
-        apiRowsPerUserPerS: Type.Integer({ minimum: 100, default: 5000 }),
+        apiRowsPerUserPerS: Type.Integer({ minimum: 1000, default: 5000, description: 'at least the largest page (1,000 rows), which is charged in full' }),
         /**
-         * rows all users' pages together may ask for a second, after each user's own budget: beyond, pages wait in
-         * order; one that would wait over 5 s is refused (429). At ~15-35 µs a row, 10,000 is 15-35 % of the main
-         * thread's core
+         * rows all users' pages together may ask for a second, after each user's own budget, shared out in turn
+         * between the users with pages waiting; a page whose waits would add up to over 5 s is refused (429). At
+         * ~15-35 µs a row, 10,000 is 15-35 % of the main thread's core
          */
-        apiRowsPerS: Type.Integer({ minimum: 100, default: 10_000 }),
+        apiRowsPerS: Type.Integer({ minimum: 1000, default: 10_000, description: 'at least the largest page (1,000 rows), which is charged in full' }),
         /** other requests (actions, changes) one user may make a second, counted apart from reads */
         apiWritesPerUserPerS: Type.Integer({ minimum: 1, default: 30 }),
         /** HTTP + WebSocket sockets held at once (lowered to the descriptor budget, see limits) */

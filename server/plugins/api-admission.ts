@@ -107,11 +107,12 @@ export function apiAdmission(app: FastifyInstance, cfg: Config['http'], metrics:
   const writes = app.createRateLimit({ max: cfg.apiWritesPerUserPerS, timeWindow: WINDOW_MS, keyGenerator: (req) => `w:${req.user.id}` });
   // 3. the rows a user's pages ask for, paced: a page costs the main thread in proportion to its rows (~15-35 µs a
   // device row), which a count of requests does not see. Over the budget a page waits for it (like a device over its
-  // publish rate), so a console paging through 10,000 open incidents is slowed, never refused; beyond
-  // ROWS_WAIT_MAX_MS of wait, 429. Then the same for all users together (http.apiRowsPerS): many users' pages at
-  // once take no more of the main thread than that, whoever asks.
+  // publish rate), so a console paging through 10,000 open incidents is slowed, never refused. Then the rows of all
+  // users together (http.apiRowsPerS), shared out fairly: many users' pages at once take no more of the main thread
+  // than that, and a user with one page waiting goes before the rest of a script's. A page whose two waits would add
+  // up to more than ROWS_WAIT_MAX_MS is refused (429) before it takes anything from either.
   const rowBuckets = new Map<string, RowPacer>();
-  const allRows = new RowPacer(cfg.apiRowsPerS);
+  const allRows = new FairRows(cfg.apiRowsPerS);
   const rowsOf = (userId: string) => {
     let b = rowBuckets.get(userId);
     if (!b) {
@@ -124,21 +125,34 @@ export function apiAdmission(app: FastifyInstance, cfg: Config['http'], metrics:
   const paceRows = async (req: FastifyRequest) => {
     const asked = rowsAsked(req);
     if (asked === 0) return;
-    const mine = rowsOf(req.user.id);
-    await mine.pace(asked, () => metrics.apiPaced.inc({ budget: 'user' }), (s) => {
-      metrics.apiRefused.inc({ reason: 'user-rows' });
-      return new TooManyRequestsError(
-        `${req.user.username}'s pages ask for more than ${cfg.apiRowsPerUserPerS} rows a second and this one would wait ${s} s: ask for fewer or smaller pages, or try again then`,
-        s,
-      );
-    });
-    await allRows.pace(asked, () => metrics.apiPaced.inc({ budget: 'all' }), (s) => {
+    const user = req.user;
+    const mine = rowsOf(user.id);
+    const myWaitMs = mine.waitMs(asked);
+    const allWaitMs = allRows.waitMs(user.id, asked);
+    if (myWaitMs + allWaitMs > ROWS_WAIT_MAX_MS) {
+      const s = Math.ceil((myWaitMs + allWaitMs) / 1000);
+      // whichever budget the wait is mostly for
+      if (myWaitMs >= allWaitMs) {
+        metrics.apiRefused.inc({ reason: 'user-rows' });
+        throw new TooManyRequestsError(
+          `${user.username}'s pages ask for more than ${cfg.apiRowsPerUserPerS} rows a second and this one would wait ${s} s: ask for fewer or smaller pages, or try again then`,
+          s,
+        );
+      }
       metrics.apiRefused.inc({ reason: 'rows' });
-      return new TooManyRequestsError(
-        `all users' pages together ask for more than ${cfg.apiRowsPerS} rows a second and this one would wait ${s} s: try again then, or ask for smaller pages (an administrator can raise http.apiRowsPerS)`,
+      throw new TooManyRequestsError(
+        `all users' pages together ask for more than ${cfg.apiRowsPerS} rows a second (this user's share is the rest's) and this one would wait ${s} s: try again then, or ask for smaller pages (an administrator can raise http.apiRowsPerS)`,
         s,
       );
-    });
+    }
+    if (myWaitMs > 0) metrics.apiPaced.inc({ budget: 'user' });
+    await mine.take(asked);
+    const gone = () => req.socket?.destroyed === true;
+    const wait = allRows.take(user.id, asked, gone);
+    if (wait) {
+      metrics.apiPaced.inc({ budget: 'all' });
+      if (!(await wait)) throw new EldergateError('GONE', 'the client closed its connection while the page waited for its rows', { status: 503 });
+    }
   };
 
   app.decorate('apiBudget', async (req: FastifyRequest) => {
@@ -163,9 +177,8 @@ export function apiAdmission(app: FastifyInstance, cfg: Config['http'], metrics:
 }
 
 /**
- * Rows a second, as a token bucket (limiter's, which the MQTT pacing uses too): a page within the budget goes at once;
- * one over it waits for its rows behind those already waiting (none goes past them), or is refused if that wait would
- * be over ROWS_WAIT_MAX_MS.
+ * One user's rows a second, as a token bucket (limiter's, which the MQTT pacing uses too): a page within the budget
+ * goes at once; one over it waits for its rows behind those already waiting (none goes past them).
  */
 class RowPacer {
   private readonly bucket: TokenBucket;
@@ -176,18 +189,108 @@ class RowPacer {
     this.bucket.content = perS; // (limiter's buckets start empty: the first second is a full one)
   }
 
-  async pace(asked: number, paced: () => void, refuse: (waitS: number) => Error): Promise<void> {
+  /** how long a page of `asked` rows would wait now (0: at once) */
+  waitMs(asked: number): number {
+    const rows = Math.min(asked, this.perS);
+    this.bucket.drip();
+    if (this.queued === 0 && this.bucket.content >= rows) return 0;
+    return Math.ceil(((this.queued + rows - this.bucket.content) * WINDOW_MS) / this.perS);
+  }
+
+  async take(asked: number): Promise<void> {
     const rows = Math.min(asked, this.perS);
     if (this.queued === 0 && this.bucket.tryRemoveTokens(rows)) return;
-    this.bucket.drip();
-    const waitMs = Math.ceil(((this.queued + rows - this.bucket.content) * WINDOW_MS) / this.perS);
-    if (waitMs > ROWS_WAIT_MAX_MS) throw refuse(Math.ceil(waitMs / 1000));
-    paced();
     this.queued += rows;
     try {
       await this.bucket.removeTokens(rows);
     } finally {
       this.queued -= rows;
+    }
+  }
+}
+
+interface RowsWaiter {
+  rows: number;
+  gone: () => boolean;
+  done: (served: boolean) => void;
+}
+
+/**
+ * All users' rows a second, shared out page by page in turn between the users with pages waiting (round robin): a
+ * script with a hundred pages queued delays another user's page by one of its pages, not by all of them. A page
+ * whose client has gone when its turn comes is dropped and takes nothing. Written here: the rate limiters on npm
+ * (limiter, @fastify/rate-limit, bottleneck) budget each key apart or queue all keys in one line; none shares one
+ * budget fairly between keys.
+ */
+class FairRows {
+  private content: number;
+  private at = performance.now();
+  /** the users with pages waiting, in turn order (a user served goes to the end), each with her pages in order */
+  private readonly waiting = new Map<string, RowsWaiter[]>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly perS: number) {
+    this.content = perS;
+  }
+
+  private refill(): void {
+    const now = performance.now();
+    this.content = Math.min(this.perS, this.content + ((now - this.at) * this.perS) / WINDOW_MS);
+    this.at = now;
+  }
+
+  /**
+   * How long a page of `asked` rows would wait now (0: at once): this user's pages already waiting and this one, at
+   * her share of the budget (the budget over the users with pages waiting, her included).
+   */
+  waitMs(userId: string, asked: number): number {
+    const rows = Math.min(asked, this.perS);
+    this.refill();
+    if (this.waiting.size === 0 && this.content >= rows) return 0;
+    const mine = this.waiting.get(userId);
+    let queued = rows;
+    for (const w of mine ?? []) queued += w.rows;
+    const users = this.waiting.size + (mine ? 0 : 1);
+    return Math.ceil((Math.max(0, queued - this.content) * WINDOW_MS * users) / this.perS);
+  }
+
+  /** undefined: taken at once; else a promise of whether it was served (false: its client had gone) */
+  take(userId: string, asked: number, gone: () => boolean): Promise<boolean> | undefined {
+    const rows = Math.min(asked, this.perS);
+    this.refill();
+    if (this.waiting.size === 0 && this.content >= rows) {
+      this.content -= rows;
+      return undefined;
+    }
+    return new Promise<boolean>((done) => {
+      const mine = this.waiting.get(userId);
+      if (mine) mine.push({ rows, gone, done });
+      else this.waiting.set(userId, [{ rows, gone, done }]);
+      this.serve();
+    });
+  }
+
+  private serve(): void {
+    if (this.timer) return;
+    this.refill();
+    for (const [userId, pages] of this.waiting) {
+      const page = pages[0]!;
+      const served = !page.gone();
+      if (served) {
+        if (this.content < page.rows) {
+          this.timer = setTimeout(() => {
+            this.timer = undefined;
+            this.serve();
+          }, Math.ceil(((page.rows - this.content) * WINDOW_MS) / this.perS));
+          return;
+        }
+        this.content -= page.rows;
+      }
+      pages.shift();
+      // her turn is over: to the end of the line if she has more, out of it if not
+      this.waiting.delete(userId);
+      if (pages.length) this.waiting.set(userId, pages);
+      page.done(served);
     }
   }
 }

@@ -138,11 +138,11 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
    * the page's rows. Connected is this thread's to know; supervision is the writer's, asked a slice at a time and
    * answered with the matching ids only.
    */
-  const liveFiltered = async (q: DeviceFilter & { online?: boolean; supervision?: Supervision; limit: number; offset: number }, scope: UnitScope | null) => {
+  const liveFiltered = async (q: DeviceFilter & { online?: boolean; supervision?: Supervision; limit: number; offset: number; unitId?: string }, scope: UnitScope | null, user: AuthUser) => {
     const ids = await registry.listIds({ ...q, scope });
     const online = q.online === undefined ? ids : ids.filter((id) => states.isOnline(id) === q.online);
     const all = q.supervision === undefined ? online : await states.withSupervision(online, q.supervision);
-    return { items: await pageOf(all.slice(q.offset, q.offset + q.limit)), total: all.length };
+    return { items: await pageOf(all.slice(q.offset, q.offset + q.limit), user, q.unitId), total: all.length };
   };
 
   // the live state is the writer thread's: asked for once per slice of a page
@@ -152,7 +152,16 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
   };
   const view = async (d: DeviceRow) => (await views([d]))[0]!;
   /** a page's devices with their state, a slice at a time (core/page-slices.ts) */
-  const pageOf = (ids: string[]) => inPageSlices(ids, (slice) => views(registry.rowsOf(slice)));
+  const pageOf = (ids: string[], user: AuthUser, unitId: string | undefined) => inPageSlices(ids, (slice) => {
+    // The scope was applied when the ids were read; a device moved out of it since (its resident moved or rebound,
+    // a few ms ago at most) is left out here rather than shown with what it is now
+    const rows = registry.rowsOf(slice);
+    const visible = !user.unitId && unitId === undefined ? rows : rows.filter((d) => {
+      const unit = registry.entry(d.id)?.unitId ?? null;
+      return deps.scope.canSee(user, unit) && (unitId === undefined || unit === unitId);
+    });
+    return views(visible);
+  });
 
   const credentials = (d: DeviceRow, secret: string) => ({
     id: d.id,
@@ -265,10 +274,10 @@ export const deviceRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = async 
       if (fleetReads.pendingCount >= FLEET_READS_WAITING) {
         throw new EldergateError('BUSY', `${fleetReads.activeCount + fleetReads.pendingCount} device lists filtered by connection or supervision are being read or waiting: try again in a few seconds`, { status: 503 });
       }
-      return fleetReads(() => liveFiltered(q, scope));
+      return fleetReads(() => liveFiltered(q, scope, req.user));
     }
     const { ids, total } = registry.pageIds({ ...q, scope });
-    return { items: await pageOf(ids), total };
+    return { items: await pageOf(ids, req.user, q.unitId), total };
   });
 
   app.get('/api/devices/:id', {

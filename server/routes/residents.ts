@@ -107,7 +107,12 @@ export const residentRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = asyn
       response: { 200: Type.Object({ items: Type.Array(ResidentBody), total: Type.Integer() }), 401: ErrorBody },
     },
     onRequest: readers,
-  }, async (req) => registry.listResidents({ ...req.query, scope: deps.scope.of(req.user) }));
+  }, async (req) => {
+    const page = await registry.listResidents({ ...req.query, scope: deps.scope.of(req.user) });
+    // The scope was applied when the page's ids were read; a resident moved out of it since (a few ms ago at most,
+    // the rows being read a slice at a time) is left out rather than shown as she is now
+    return req.user.unitId ? { ...page, items: page.items.filter((r) => deps.scope.canSee(req.user, r.unitId)) } : page;
+  });
 
   app.get('/api/residents/:id', {
     schema: { tags: ['residents'], summary: 'One resident with her contacts, safe zone and check-in settings', params: IdParam, response: { 200: ResidentBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody } },

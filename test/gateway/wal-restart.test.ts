@@ -75,9 +75,6 @@ describe('the write-ahead log under back-to-back commits', () => {
   it('without the pause the log grows with every commit; with it the log starts again and stays within a few soft limits', async () => {
     const without = await writeBackToBack(false);
     expect(without.rows).toBe(ROWS);
-    // the condition is real: the 40 MB written are one log (it starts again only if a pass ends in the microseconds
-    // between two commits; on a loaded machine, now and then)
-    expect(without.walBytes).toBeGreaterThan(24 * MB);
 
     const withPause = await writeBackToBack(true);
     expect(withPause.rows).toBe(ROWS);
@@ -85,6 +82,10 @@ describe('the write-ahead log under back-to-back commits', () => {
     expect(withPause.restarted).toBeGreaterThan(0);
     // the soft limit and what one 20 ms interval of the checkpointer and its pass let through beyond it, with room to spare
     expect(withPause.walBytes).toBeLessThan(12 * MB);
+    // the condition is real: without the pause the 40 MB written are mostly one log. It starts again only if a pass
+    // ends in the microseconds between two commits, which on a loaded machine happens now and then (a fresh CI
+    // machine: 18 MB of 40), so the bound is what the pause keeps it to, not the whole 40 MB
+    expect(without.walBytes).toBeGreaterThan(Math.max(12 * MB, 2 * withPause.walBytes));
   }, 60_000);
 
   it('a request nobody withdraws (a checkpointer that died asking) holds telemetry at most HOLD_MAX_MS, then not again for MIN_GAP_MS', async () => {

@@ -113,31 +113,37 @@ describe("all users' rows a second together (issue 10)", () => {
   });
   afterAll(async () => t?.stop());
 
-  it("paces one user's pages behind another's, in order, and refuses one that would wait over 5 s", async () => {
+  it("shares the rows out in turn: a script's queued pages delay another user's page by one of them, not all; a page that would wait over 5 s is refused", async () => {
     const admin = await t.token();
     const created = await t.api('POST', '/api/users', { username: 'rows-op', password: 'a long enough passphrase 42', role: 'operator' }, admin);
     expect(created.status).toBe(201);
     const op = await t.token('rows-op', 'a long enough passphrase 42');
-    const t0 = performance.now();
-    const page = (token: string, limit: number) => fetch(`${t.http}/api/incidents?limit=${limit}`, { headers: { authorization: `Bearer ${token}` } })
-      .then(async (r) => ({ status: r.status, at: performance.now() - t0, body: await r.json() as { message?: string }, retryAfter: r.headers.get('retry-after') }));
-    // the admin's page takes the second's rows
-    expect((await page(admin, 500)).status).toBe(200);
-    expect((await page(admin, 500)).status).toBe(200);
-    // the operator has asked for nothing yet, and still waits: 11 pages of 500 rows at 1,000 rows a second for all
-    const answers = await Promise.all(Array.from({ length: 11 }, () => page(op, 500)));
-    const ok = answers.filter((a) => a.status === 200).map((a) => a.at).sort((a, b) => a - b);
-    expect(ok).toHaveLength(10);
-    expect(ok[0]!).toBeGreaterThan(400);
-    expect(ok[9]!).toBeGreaterThan(4500);
+    const answered: string[] = [];
+    const page = (who: string, token: string) => fetch(`${t.http}/api/incidents?limit=500`, { headers: { authorization: `Bearer ${token}` } })
+      .then(async (r) => {
+        if (r.status === 200) answered.push(who);
+        return { status: r.status, body: await r.json() as { message?: string }, retryAfter: Number(r.headers.get('retry-after')) };
+      });
+    const paced = async () => Number(/eldergate_api_pages_paced_total\{budget="all"\} (\d+)/.exec((await t.api('GET', '/metrics')).body as string)?.[1] ?? 0);
+    // a script: 20 pages of 500 rows at 1,000 rows a second for everyone
+    const script = Array.from({ length: 20 }, () => page('admin', admin));
+    // (told by the count of pages waiting, not by a clock)
+    while (await paced() < 8) await new Promise((r) => setTimeout(r, 20));
+    const mine = await page('op', op);
+    expect(mine.status).toBe(200);
+    const answers = await Promise.all(script);
+    const accepted = answers.filter((a) => a.status === 200).length;
+    // in one line she would have come after every page of the script; in turn, after one of them
+    const after = answered.length - 1 - answered.indexOf('op');
+    expect(after, `answered in this order: ${answered.join(' ')}`).toBeGreaterThanOrEqual(accepted / 2);
     const refused = answers.filter((a) => a.status === 429);
-    expect(refused).toHaveLength(1);
-    expect(refused[0]!.at).toBeLessThan(1500);
-    expect(refused[0]!.retryAfter).toBe('6');
-    expect(refused[0]!.body.message).toMatch(/all users' pages together ask for more than 1000 rows a second and this one would wait 6 s: try again then/);
+    expect(refused.length).toBeGreaterThan(0);
+    for (const r of refused) {
+      expect(r.retryAfter).toBeGreaterThanOrEqual(6);
+      expect(r.body.message).toMatch(/all users' pages together ask for more than 1000 rows a second .*and this one would wait \d+ s: try again then/);
+    }
     const metrics = (await t.api('GET', '/metrics')).body as string;
-    expect(metrics).toMatch(/eldergate_api_pages_paced_total\{budget="all"\} (10|11)/);
-    expect(metrics).toMatch(/eldergate_api_refused_total\{reason="rows"\} 1/);
+    expect(metrics).toMatch(new RegExp(`eldergate_api_refused_total\\{reason="rows"\\} ${refused.length}`));
   }, 30_000);
 });
 
@@ -163,10 +169,14 @@ describe('turns for API requests (issue 10)', () => {
     app.addHook('onClose', async () => { ticking = false; });
     const seen = { most: 0, workTurns: [] as number[] };
     let served = 0;
-    app.get<{ Querystring: { busyMs?: string; waitMs?: string; firstWaitsMs?: string } }>('/api/work', async (req) => {
+    let arrived = 0;
+    app.addHook('onRequest', async () => { arrived++; });
+    app.get<{ Querystring: { busyMs?: string; waitMs?: string; firstWaitsFor?: string } }>('/api/work', async (req) => {
       running++;
-      // the first request waits (a timer) while the others arrive and queue for the turn
-      if (served++ === 0 && req.query.firstWaitsMs) await new Promise((r) => setTimeout(r, Number(req.query.firstWaitsMs)));
+      // the first request holds its turn until this many requests have arrived (the others then queue for the turn)
+      if (served++ === 0 && req.query.firstWaitsFor) {
+        while (arrived < Number(req.query.firstWaitsFor)) await new Promise((r) => setTimeout(r, 5));
+      }
       seen.most = Math.max(seen.most, running);
       seen.workTurns.push(turn);
       const until = performance.now() + Number(req.query.busyMs ?? 0);
@@ -205,7 +215,7 @@ describe('turns for API requests (issue 10)', () => {
     expect(act.status).toBe(200);
     // the reads hold the one turn one after another, 400 ms each: an action waiting for a turn would come after the
     // third of them at least (told by order, not by a clock)
-    expect(readsAnswered).toBeLessThanOrEqual(1);
+    expect(readsAnswered).toBeLessThanOrEqual(2);
     expect(await Promise.all(reads)).toEqual([200, 200, 200, 200]);
   });
 
@@ -214,7 +224,7 @@ describe('turns for API requests (issue 10)', () => {
     // the first holds the turn while the others queue; then each answer hands the turn on inside the turn of the loop
     // that ended the last, and without a turn of its own each, the next one's work ran there too (5 × 40 ms held the
     // loop 200 ms at once). Told apart by which turn each one's work ran in, not by a clock: no two in the same one.
-    const answers = await Promise.all(Array.from({ length: 6 }, () => fetch(`${url}/api/work?busyMs=5&firstWaitsMs=100`).then((r) => r.status)));
+    const answers = await Promise.all(Array.from({ length: 6 }, () => fetch(`${url}/api/work?busyMs=5&firstWaitsFor=6`).then((r) => r.status)));
     expect(answers.every((s) => s === 200)).toBe(true);
     expect(seen.workTurns).toHaveLength(6);
     // (closed now: its count of turns keeps the loop from idling while it is up)
