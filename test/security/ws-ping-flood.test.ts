@@ -36,7 +36,9 @@ describe('WebSocket ping flood (issue 14, High 2)', () => {
     }, 100);
     let sent = 0;
     let sos = false;
-    const until = Date.now() + 25_000;
+    // until it is cut off: ~100-170k frames on a quiet machine, which a loaded one sent in 25 s only now and then
+    // (77,000 once); the test's own timeout is the bound
+    const until = Date.now() + 80_000;
     try {
       while (!cut && Date.now() < until) {
         let ok = true;
@@ -72,7 +74,7 @@ describe('WebSocket ping flood (issue 14, High 2)', () => {
     if (!r.sos) await publishAsync(device, `devices/${deviceId}/events`, JSON.stringify({ ts: Date.now(), seq: sosSeq++, type: 'sos' }), 1);
     await waitFor(() => console_.opened(deviceId), 'the SOS on the other console', 30_000);
     expect(console_.ws.readyState).toBe(console_.ws.OPEN);
-  }, 120_000);
+  }, 150_000);
 
   it('control pings: pongs are queued within the same bound (autoPong is off), the client is cut off', async () => {
     const { g, console: console_ } = w;
@@ -82,5 +84,5 @@ describe('WebSocket ping flood (issue 14, High 2)', () => {
     expect(r.cut, 'the flooding client was cut off').toBe(true);
     expect(r.growth).toBeLessThan(96 * MiB);
     expect(console_.ws.readyState).toBe(console_.ws.OPEN);
-  }, 120_000);
+  }, 150_000);
 });
