@@ -168,14 +168,14 @@ describe('turns for API requests (issue 10)', () => {
     if (countTurns) setImmediate(tick);
     app.addHook('onClose', async () => { ticking = false; });
     const seen = { most: 0, workTurns: [] as number[] };
-    let served = 0;
     let arrived = 0;
     app.addHook('onRequest', async () => { arrived++; });
-    app.get<{ Querystring: { busyMs?: string; waitMs?: string; firstWaitsFor?: string } }>('/api/work', async (req) => {
+    app.get<{ Querystring: { busyMs?: string; waitMs?: string; waitsFor?: string } }>('/api/work', async (req) => {
       running++;
-      // the first request holds its turn until this many requests have arrived (the others then queue for the turn)
-      if (served++ === 0 && req.query.firstWaitsFor) {
-        while (arrived < Number(req.query.firstWaitsFor)) await new Promise((r) => setTimeout(r, 5));
+      // a request holds its turn until this many requests have arrived, so that the others are there to queue (or be
+      // refused) however slowly they come
+      if (req.query.waitsFor) {
+        while (arrived < Number(req.query.waitsFor)) await new Promise((r) => setTimeout(r, 5));
       }
       seen.most = Math.max(seen.most, running);
       seen.workTurns.push(turn);
@@ -195,7 +195,7 @@ describe('turns for API requests (issue 10)', () => {
   it('handles at most http.apiConcurrency reads at once; the rest wait their turn, beyond http.apiQueue 503', async () => {
     const { url, seen } = await serve({ apiConcurrency: 2, apiQueue: 3 });
     const answers = await Promise.all(Array.from({ length: 8 }, () =>
-      fetch(`${url}/api/work?waitMs=100`).then(async (r) => ({ status: r.status, body: await r.json() as { code?: string; message?: string }, retryAfter: r.headers.get('retry-after') }))));
+      fetch(`${url}/api/work?waitsFor=8`).then(async (r) => ({ status: r.status, body: await r.json() as { code?: string; message?: string }, retryAfter: r.headers.get('retry-after') }))));
     expect(seen.most).toBe(2);
     // 2 handled + 3 waiting; the other 3 refused at once, saying what to do
     expect(answers.filter((a) => a.status === 200).length).toBe(5);
@@ -209,7 +209,8 @@ describe('turns for API requests (issue 10)', () => {
   it('takes no turn for an action: an acknowledgement never waits behind reads', async () => {
     const { url } = await serve({ apiConcurrency: 1 });
     let readsAnswered = 0;
-    const reads = Array.from({ length: 4 }, () => fetch(`${url}/api/work?waitMs=400`).then((r) => { readsAnswered++; return r.status; }));
+    // (the first read holds its turn until the action has arrived too, then 400 ms more, as each read after it)
+    const reads = Array.from({ length: 4 }, () => fetch(`${url}/api/work?waitsFor=5&waitMs=400`).then((r) => { readsAnswered++; return r.status; }));
     await new Promise((r) => setTimeout(r, 50));
     const act = await fetch(`${url}/api/act`, { method: 'POST' });
     expect(act.status).toBe(200);
@@ -224,7 +225,7 @@ describe('turns for API requests (issue 10)', () => {
     // the first holds the turn while the others queue; then each answer hands the turn on inside the turn of the loop
     // that ended the last, and without a turn of its own each, the next one's work ran there too (5 × 40 ms held the
     // loop 200 ms at once). Told apart by which turn each one's work ran in, not by a clock: no two in the same one.
-    const answers = await Promise.all(Array.from({ length: 6 }, () => fetch(`${url}/api/work?busyMs=5&firstWaitsFor=6`).then((r) => r.status)));
+    const answers = await Promise.all(Array.from({ length: 6 }, () => fetch(`${url}/api/work?busyMs=5&waitsFor=6`).then((r) => r.status)));
     expect(answers.every((s) => s === 200)).toBe(true);
     expect(seen.workTurns).toHaveLength(6);
     // (closed now: its count of turns keeps the loop from idling while it is up)
