@@ -3,6 +3,7 @@
 import pLimit from 'p-limit';
 import { and, desc, eq, gt, inArray, isNull, like, lt, ne, notInArray, or, sql, type SQL } from 'drizzle-orm';
 import type Database from 'better-sqlite3';
+import type { SQLiteColumn } from 'drizzle-orm/sqlite-core';
 import { whenFree, writeWhenFree, type Db } from '../core/db.js';
 import type { Bus } from '../core/bus.js';
 import type { UnitScope } from '../core/unit-scope.js';
@@ -538,11 +539,15 @@ export class DeviceRegistry {
    * held this thread ~12 ms in one piece (~20-50 ms with its state and its answer), and with it every device's socket.
    */
   pageIds(filter: DeviceFilter & { limit: number; offset: number }): { ids: string[]; total: number } {
-    const where = this.listWhere(filter);
-    const { sql: text, params } = this.db.select({ id: devices.id }).from(devices).where(where)
-      .orderBy(desc(devices.createdAt), devices.id).limit(filter.limit).offset(filter.offset).toSQL();
+    return this.idsAndTotal(devices, this.listWhere(filter), [desc(devices.createdAt), devices.id], filter);
+  }
+
+  /** A page's ids in `order` (raw, without drizzle's row objects) and the count of all that `where` matches. */
+  private idsAndTotal(table: typeof devices | typeof residents, where: SQL | undefined, order: (SQL | SQLiteColumn)[], page: { limit: number; offset: number }): { ids: string[]; total: number } {
+    const { sql: text, params } = this.db.select({ id: table.id }).from(table).where(where)
+      .orderBy(...order).limit(page.limit).offset(page.offset).toSQL();
     const ids = this.sqlite.prepare(text).pluck().all(...params) as string[];
-    const total = this.db.select({ n: sql<number>`count(*)` }).from(devices).where(where).get()!.n;
+    const total = this.db.select({ n: sql<number>`count(*)` }).from(table).where(where).get()!.n;
     return { ids, total };
   }
 
@@ -822,10 +827,7 @@ export class DeviceRegistry {
       conds.push(or(sql`${residents.name} LIKE ${pattern} ESCAPE '\\'`, sql`${residents.address} LIKE ${pattern} ESCAPE '\\'`)!);
     }
     const where = conds.length ? and(...conds) : undefined;
-    const { sql: text, params } = this.db.select({ id: residents.id }).from(residents).where(where)
-      .orderBy(residents.name, residents.id).limit(filter.limit).offset(filter.offset).toSQL();
-    const ids = this.sqlite.prepare(text).pluck().all(...params) as string[];
-    const total = this.db.select({ n: sql<number>`count(*)` }).from(residents).where(where).get()!.n;
+    const { ids, total } = this.idsAndTotal(residents, where, [residents.name, residents.id], filter);
     return { items: await inPageSlices(ids, this.residentRowsOf), total };
   }
 }

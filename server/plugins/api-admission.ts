@@ -223,20 +223,15 @@ interface RowsWaiter {
  * budget fairly between keys.
  */
 class FairRows {
-  private content: number;
-  private at = performance.now();
+  /** the budget itself, limiter's bucket as for one user; what this class adds is whose page takes from it next */
+  private readonly bucket: TokenBucket;
   /** the users with pages waiting, in turn order (a user served goes to the end), each with her pages in order */
   private readonly waiting = new Map<string, RowsWaiter[]>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly perS: number) {
-    this.content = perS;
-  }
-
-  private refill(): void {
-    const now = performance.now();
-    this.content = Math.min(this.perS, this.content + ((now - this.at) * this.perS) / WINDOW_MS);
-    this.at = now;
+    this.bucket = new TokenBucket({ bucketSize: perS, tokensPerInterval: perS, interval: WINDOW_MS });
+    this.bucket.content = perS;
   }
 
   /**
@@ -245,23 +240,19 @@ class FairRows {
    */
   waitMs(userId: string, asked: number): number {
     const rows = Math.min(asked, this.perS);
-    this.refill();
-    if (this.waiting.size === 0 && this.content >= rows) return 0;
+    this.bucket.drip();
+    if (this.waiting.size === 0 && this.bucket.content >= rows) return 0;
     const mine = this.waiting.get(userId);
     let queued = rows;
     for (const w of mine ?? []) queued += w.rows;
     const users = this.waiting.size + (mine ? 0 : 1);
-    return Math.ceil((Math.max(0, queued - this.content) * WINDOW_MS * users) / this.perS);
+    return Math.ceil((Math.max(0, queued - this.bucket.content) * WINDOW_MS * users) / this.perS);
   }
 
   /** undefined: taken at once; else a promise of whether it was served (false: its client had gone) */
   take(userId: string, asked: number, gone: () => boolean): Promise<boolean> | undefined {
     const rows = Math.min(asked, this.perS);
-    this.refill();
-    if (this.waiting.size === 0 && this.content >= rows) {
-      this.content -= rows;
-      return undefined;
-    }
+    if (this.waiting.size === 0 && this.bucket.tryRemoveTokens(rows)) return undefined;
     return new Promise<boolean>((done) => {
       const mine = this.waiting.get(userId);
       if (mine) mine.push({ rows, gone, done });
@@ -272,19 +263,16 @@ class FairRows {
 
   private serve(): void {
     if (this.timer) return;
-    this.refill();
     for (const [userId, pages] of this.waiting) {
       const page = pages[0]!;
       const served = !page.gone();
-      if (served) {
-        if (this.content < page.rows) {
-          this.timer = setTimeout(() => {
-            this.timer = undefined;
-            this.serve();
-          }, Math.ceil(((page.rows - this.content) * WINDOW_MS) / this.perS));
-          return;
-        }
-        this.content -= page.rows;
+      if (served && !this.bucket.tryRemoveTokens(page.rows)) {
+        // (tryRemoveTokens dripped the bucket first: its content is now's)
+        this.timer = setTimeout(() => {
+          this.timer = undefined;
+          this.serve();
+        }, Math.ceil(((page.rows - this.bucket.content) * WINDOW_MS) / this.perS));
+        return;
       }
       pages.shift();
       // her turn is over: to the end of the line if she has more, out of it if not
