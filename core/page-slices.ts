@@ -27,13 +27,18 @@ export async function inPageSlices<I, R>(items: readonly I[], build: (slice: I[]
  * once with the ids as a JSON array: an IN list of the page's own length is a statement prepared per call, a quarter
  * of the time of a page's rows.
  */
-export function rowsByIds<T extends SQLiteTable & { id: Column }>(db: Db, table: T): (ids: readonly string[]) => (T['$inferSelect'] & { id: string })[] {
+export function rowsByIds<T extends SQLiteTable & { id: Column }>(db: Db, table: T): RowsByIds<T['$inferSelect'] & { id: string }> {
   type Row = T['$inferSelect'] & { id: string };
+  const query = db.select().from(table as SQLiteTable).where(sql`${table.id} IN (SELECT value FROM json_each(${sql.placeholder('ids')}))`);
   let stmt: { all(p: { ids: string }): Row[] } | undefined;
-  return (ids) => {
+  const read = (ids: readonly string[]): Row[] => {
     if (ids.length === 0) return [];
-    stmt ??= db.select().from(table as SQLiteTable).where(sql`${table.id} IN (SELECT value FROM json_each(${sql.placeholder('ids')}))`).prepare() as never;
+    stmt ??= query.prepare() as never;
     const byId = new Map(stmt!.all({ ids: JSON.stringify(ids) }).map((r) => [r.id, r] as const));
     return ids.flatMap((i) => byId.get(i) ?? []);
   };
+  return Object.assign(read, { sql: query.toSQL().sql });
 }
+
+/** rowsByIds' reader, with the statement it runs (for a test of its query plan: one lookup by key per id) */
+export type RowsByIds<Row> = ((ids: readonly string[]) => Row[]) & { readonly sql: string };

@@ -3,6 +3,7 @@
 import pLimit from 'p-limit';
 import { and, desc, eq, gt, inArray, isNull, like, lt, ne, notInArray, or, sql, type SQL } from 'drizzle-orm';
 import type Database from 'better-sqlite3';
+import { statementCache, type StatementCache } from '../core/statement-cache.js';
 import type { SQLiteColumn } from 'drizzle-orm/sqlite-core';
 import { whenFree, writeWhenFree, type Db } from '../core/db.js';
 import type { Bus } from '../core/bus.js';
@@ -12,7 +13,7 @@ import { ConflictError, NotFoundError, ValidationError } from '../core/errors.js
 import { devices, deviceImports, deviceState, residents, type AccountScheme } from './schema.js';
 import { newDeviceId, newDeviceSecret, newId, type SecretHasher } from './credentials.js';
 import { FORMULA_RE, inSlices, untilDeadline, type ImportRow } from './import.js';
-import { inPageSlices, rowsByIds } from '../core/page-slices.js';
+import { inPageSlices, rowsByIds, type RowsByIds } from '../core/page-slices.js';
 import type { SafeZone, Contact } from './schema.js';
 
 /** What the hot path needs to know about a device, kept small (100k of them live in memory). */
@@ -122,6 +123,8 @@ export class DeviceRegistry {
   /** `${scheme} ${account}` → device id, for every device holding an account identifier */
   private readonly accounts = new Map<string, string>();
   private readonly sqlite: Database.Database;
+  /** the list queries' statements, by their text (which depends on the filter), prepared once each */
+  private readonly statement: StatementCache;
   private importing = false;
   /** what start-up found and cleaned (an import cut short by a crash) or flagged (account claims lost in migration) */
   readonly startupNotes: { abandonedImports: { id: string; count: number }[]; accountConflicts: { deviceId: string; account: unknown }[] };
@@ -138,6 +141,7 @@ export class DeviceRegistry {
     opts: { replica?: boolean } = {},
   ) {
     this.sqlite = (db as Db & { $client: Database.Database }).$client;
+    this.statement = statementCache(this.sqlite);
     this.rowsOf = rowsByIds(db, devices);
     this.residentRowsOf = rowsByIds(db, residents);
     // an import cut short by a crash never happened: its devices are deleted before anything can see them
@@ -544,10 +548,11 @@ export class DeviceRegistry {
 
   /** A page's ids in `order` (raw, without drizzle's row objects) and the count of all that `where` matches. */
   private idsAndTotal(table: typeof devices | typeof residents, where: SQL | undefined, order: (SQL | SQLiteColumn)[], page: { limit: number; offset: number }): { ids: string[]; total: number } {
-    const { sql: text, params } = this.db.select({ id: table.id }).from(table).where(where)
+    const idsQ = this.db.select({ id: table.id }).from(table).where(where)
       .orderBy(...order).limit(page.limit).offset(page.offset).toSQL();
-    const ids = this.sqlite.prepare(text).pluck().all(...params) as string[];
-    const total = this.db.select({ n: sql<number>`count(*)` }).from(table).where(where).get()!.n;
+    const countQ = this.db.select({ n: sql<number>`count(*)` }).from(table).where(where).toSQL();
+    const ids = this.statement(idsQ.sql, 'pluck').all(...idsQ.params) as string[];
+    const total = this.statement(countQ.sql, 'pluck').get(...countQ.params) as number;
     return { ids, total };
   }
 
@@ -560,7 +565,7 @@ export class DeviceRegistry {
     const read = (more: SQL | undefined, limit: number) => {
       const { sql: text, params } = this.db.select({ id: devices.id, at: devices.createdAt }).from(devices).where(and(where, more))
         .orderBy(desc(devices.createdAt), devices.id).limit(limit).toSQL();
-      return this.sqlite.prepare(text).raw().all(...params) as [string, number][];
+      return this.statement(text, 'raw').all(...params) as [string, number][];
     };
     // A page of ids a turn, read from the list's index (devices_list_idx) after the last one read, never by OFFSET: all
     // 100,000 in one turn held every socket ~50 ms (~250 ms as drizzle's row objects), and OFFSET made the last pages
@@ -578,8 +583,8 @@ export class DeviceRegistry {
   }
 
   /** These devices' rows, in the order given (an id no longer there is left out). */
-  readonly rowsOf: (ids: readonly string[]) => DeviceRow[];
-  private readonly residentRowsOf: (ids: readonly string[]) => ResidentRow[];
+  readonly rowsOf: RowsByIds<DeviceRow>;
+  private readonly residentRowsOf: RowsByIds<ResidentRow>;
 
   private listWhere(filter: DeviceFilter): SQL | undefined {
     const conds: SQL[] = [notPending()];

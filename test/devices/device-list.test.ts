@@ -79,4 +79,41 @@ describe('the device list over the whole fleet (live-state filters read ids, the
       expect(plan(count), JSON.stringify(filter)).toMatch(/^SCAN devices USING COVERING INDEX devices_(list|import)_idx/);
     }
   });
+  it('a page\'s rows are looked up by key, one id at a time, never by scanning the table', () => {
+    const residentRowsOf = (registry as unknown as { residentRowsOf: { sql: string } }).residentRowsOf;
+    for (const [table, reader] of [['devices', registry.rowsOf], ['residents', residentRowsOf]] as const) {
+      const p = planOf(reader.sql, JSON.stringify(['a', 'b'])).join('; ');
+      expect(p, table).toMatch(new RegExp(`^SEARCH ${table} USING INDEX sqlite_autoindex_${table}_1 \\(id=\\?\\)`));
+      expect(p, table).not.toMatch(new RegExp(`SCAN ${table}\\b`));
+    }
+  });
+
+  it('a page of the same filter again prepares no statement: its ids, its count and its rows are prepared once', async () => {
+    const prepare = store.sqlite.prepare.bind(store.sqlite);
+    const prepared: string[] = [];
+    store.sqlite.prepare = ((text: string) => { prepared.push(text); return prepare(text); }) as typeof store.sqlite.prepare;
+    try {
+      const scope = { unitIds: ['u-1', 'u-2'], unplaced: true };
+      const pages = () => {
+        const a = registry.pageIds({ kind: 'locator', limit: 1000, offset: 0 });
+        const b = registry.pageIds({ scope, limit: 50, offset: 10 });
+        return { a, b, rows: registry.rowsOf(a.ids.slice(0, 10)) };
+      };
+      const first = pages();
+      const listed = await registry.listIds({ q: 'IDS-1' });
+      await registry.listResidents({ limit: 100, offset: 0 });
+      const before = prepared.length;
+      expect(pages()).toEqual(first);
+      expect(await registry.listIds({ q: 'IDS-1' })).toEqual(listed);
+      await registry.listResidents({ limit: 100, offset: 0 });
+      // another page of the same filter is the same statement with other parameters
+      registry.pageIds({ kind: 'locator', limit: 1000, offset: 500 });
+      expect(prepared.slice(before)).toEqual([]);
+      // a filter of another shape is a statement of its own
+      registry.pageIds({ scope: { unitIds: ['u-1', 'u-2', 'u-3'], unplaced: false }, limit: 50, offset: 0 });
+      expect(prepared.length).toBeGreaterThan(before);
+    } finally {
+      store.sqlite.prepare = prepare;
+    }
+  });
 });
