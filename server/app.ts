@@ -7,6 +7,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import rateLimit from '@fastify/rate-limit';
 import { apiAdmission } from './plugins/api-admission.js';
+import { buildSerializer } from './plugins/serializer.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { AppDeps } from './deps.js';
 import type { SharedSession, SharedTables } from '../core/shared-tables.js';
@@ -62,7 +63,9 @@ export async function buildApp(deps: AppDeps, extra: ExtraRoutes = []): Promise<
     ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false, allErrors: false } },
     // query strings and params are text, so they are coerced ("5" → 5); a JSON body is not: coercion would turn
     // `"unitId": null` into "" (and a null number into 0), so a body's types are taken as sent
-    schemaController: { compilersFactory: { buildValidator: bodyAsSent } },
+    // answers are written by fast-json-stringify from a copy of each response schema whose unions need no validator
+    // where they can (plugins/serializer.ts: the first device page held the event loop 60-90 ms compiling them)
+    schemaController: { compilersFactory: { buildValidator: bodyAsSent, buildSerializer: buildSerializer as never } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // 1. external plugins
