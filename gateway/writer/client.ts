@@ -150,13 +150,6 @@ const OUTBOX_CHUNK = 256;
  * everything posted before it along.
  */
 const OUTBOX_EVERY_MS = 2;
-/**
- * An alarm or a person's action waits for the end of the I/O the loop is reading (setImmediate), so that the alarms
- * read from many sockets in one go are one hand-over, not one each; but never longer than this (ms) while that turn
- * reads on: the next message posted after it takes it along. Figure 5 (500 terminals, each sending its next SOS when
- * answered): 0.07 hand-overs an alarm instead of 1.0.
- */
-const AWAITED_HOLD_MS = 0.5;
 /** what goes to the writer at the end of the event loop's turn, batched (post): nobody waits on them */
 const AT_END_OF_TURN: ReadonlySet<ToWriter['op']> = new Set(['telemetry', 'reject', 'online', 'unreadable', 'clear-flags', 'registry']);
 
@@ -485,16 +478,11 @@ export class WriterThread implements IngestPort {
    * Messages of one turn of the event loop go as one. Telemetry and the like wait for the end of the turn (setImmediate):
    * at 10k msg/s over a thousand sockets each read is one packet, and a hand-over per packet (a postMessage here, a
    * message event and a wake-up there) cost both threads more than the messages themselves. Anything someone waits
-   * on (an alarm, a person's action) goes when the I/O being read is done (or after AWAITED_HOLD_MS if that turn reads
-   * on), and takes everything posted before it along: the order is one.
+   * on (an alarm, a person's action) goes at once, and takes everything posted before it along: the order is one.
    */
   private outbox: ToWriter[] = [];
   private outboxFlush: 'now' | 'turn' | null = null;
   private lastFlushAt = 0;
-  /** when the oldest message someone waits on (an alarm, an action) was put in the outbox (performance.now()) */
-  private waitedSince = 0;
-  /** AWAITED_HOLD_MS (a test makes it longer, so that a slow machine's turn does not cut its batch of alarms) */
-  private awaitedHoldMs = AWAITED_HOLD_MS;
   private post(m: ToWriter): void {
     this.outbox.push(m);
     // a turn that reads a flood goes in chunks: the writer takes them while this turn goes on, and the bound on what
@@ -507,13 +495,8 @@ export class WriterThread implements IngestPort {
     if (!AT_END_OF_TURN.has(m.op)) {
       if (this.outboxFlush !== 'now') {
         this.outboxFlush = 'now';
-        this.waitedSince = performance.now();
-        setImmediate(() => { if (this.outboxFlush === 'now') this.flushOutbox(); });
-      } else if (performance.now() - this.waitedSince >= this.awaitedHoldMs) {
-        this.flushOutbox();
+        queueMicrotask(() => this.flushOutbox());
       }
-    } else if (this.outboxFlush === 'now') {
-      if (performance.now() - this.waitedSince >= this.awaitedHoldMs) this.flushOutbox();
     } else if (this.outboxFlush === null) {
       this.outboxFlush = 'turn';
       const wait = this.lastFlushAt + OUTBOX_EVERY_MS - performance.now();
