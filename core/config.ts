@@ -5,6 +5,7 @@ import { Type, type Static, type TSchema, type TObject, Kind } from '@sinclair/t
 import { Value } from '@sinclair/typebox/value';
 import { PRIORITIES } from './contracts.js';
 import { ConfigError } from './errors.js';
+import { MAX_PAGE_ROWS } from './limits.js';
 import { RuleSettingsSchema } from '../gateway/rules/settings.js';
 import { ProtocolsSchema } from '../gateway/protocols/settings.js';
 
@@ -78,6 +79,9 @@ export const NotifyChannelSchema = Type.Object(
   { additionalProperties: false },
 );
 export type NotifyChannel = Static<typeof NotifyChannelSchema>;
+
+/** why a row budget has its minimum */
+const LARGEST_PAGE = `at least the largest page (${MAX_PAGE_ROWS} rows), which is charged in full`;
 
 export const ConfigSchema = Type.Object(
   {
@@ -208,13 +212,13 @@ export const ConfigSchema = Type.Object(
          * rows one user's pages may ask for a second (the `limit` of each list read): beyond, a page waits for its
          * rows, paced; a page that would wait over 5 s is refused (429)
          */
-        apiRowsPerUserPerS: Type.Integer({ minimum: 1000, default: 5000, description: 'at least the largest page (1,000 rows), which is charged in full' }),
+        apiRowsPerUserPerS: Type.Integer({ minimum: MAX_PAGE_ROWS, default: 5000, description: LARGEST_PAGE }),
         /**
          * rows all users' pages together may ask for a second, after each user's own budget, shared out in turn
          * between the users with pages waiting; a page whose waits would add up to over 5 s is refused (429). At
          * ~15-35 µs a row, 10,000 is 15-35 % of the main thread's core
          */
-        apiRowsPerS: Type.Integer({ minimum: 1000, default: 10_000, description: 'at least the largest page (1,000 rows), which is charged in full' }),
+        apiRowsPerS: Type.Integer({ minimum: MAX_PAGE_ROWS, default: 10_000, description: LARGEST_PAGE }),
         /** other requests (actions, changes) one user may make a second, counted apart from reads */
         apiWritesPerUserPerS: Type.Integer({ minimum: 1, default: 30 }),
         /** HTTP + WebSocket sockets held at once (lowered to the descriptor budget, see limits) */

@@ -8,6 +8,12 @@
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 
+/**
+ * The most rows one page of a list may ask for (every list's `limit`). The API's row budgets are at least this, so that
+ * a page is always charged in full (server/plugins/api-admission.ts).
+ */
+export const MAX_PAGE_ROWS = 1000;
+
 export interface FdLimit {
   /** the soft RLIMIT_NOFILE, or null when it is unlimited or cannot be read */
   soft: number | null;

@@ -36,14 +36,16 @@ export function forSerialising(schema: unknown): unknown {
       out[k] = forSerialising(v);
     }
   }
-  const union = out.anyOf ?? out.oneOf;
-  if (!Array.isArray(union)) return out;
-  // a union of a union and more (a safe zone or null): one union of all their options
-  const options = (union as Schema[]).flatMap((o) => (isObject(o) && Array.isArray(o.anyOf) && Object.keys(o).length === 1 ? o.anyOf as Schema[] : [o]));
+  const key = Array.isArray(out.anyOf) ? 'anyOf' : Array.isArray(out.oneOf) ? 'oneOf' : null;
+  if (!key) return out;
+  // a union of a union and more (a safe zone or null): one union of all their options (fast-json-stringify writes
+  // oneOf as anyOf: the first option that matches)
+  const options = (out[key] as Schema[]).flatMap((o) => (isObject(o) && Array.isArray(o.anyOf) && Object.keys(o).length === 1 ? o.anyOf as Schema[] : [o]));
   const nonNull = options.filter((o) => !(isObject(o) && o.type === 'null' && Object.keys(o).length === 1));
   const nullable = nonNull.length < options.length;
-  const { anyOf: _a, oneOf: _o, ...siblings } = out;
-  if ('oneOf' in out && options.length !== union.length) return out;
+  const { [key]: _union, ...siblings } = out;
+  // a union beside another combinator (anyOf with oneOf, allOf, $ref…) is left as it is
+  if (COMBINERS.some((k) => k in siblings)) return out;
   // X or null: X, nullable (a null test instead of a validation)
   if (nonNull.length === 1 && isObject(nonNull[0]) && isPlain(nonNull[0]) && !('nullable' in siblings)) {
     return { ...siblings, ...nonNull[0], nullable: true };
@@ -52,21 +54,11 @@ export function forSerialising(schema: unknown): unknown {
   if (nonNull.length > 0 && nonNull.every((o) => isObject(o) && typeof o.const === 'string' && Object.keys(o).every((k) => k === 'const' || k === 'type'))) {
     return { ...siblings, type: 'string', ...(nullable ? { nullable: true } : {}) };
   }
-  return 'anyOf' in out ? { ...siblings, anyOf: options } : out;
+  return { ...siblings, [key]: options };
 }
 
 /** the keys whose value is a map of names to schemas, not a schema */
-const isSchemaMap = (k: string) => k === 'properties' || k === 'patternProperties' || k === 'definitions' || k === '$defs';
-
-/** Where a copy for the serialiser still has a union: fast-json-stringify asks Ajv for its branch at every value. */
-export function unionsLeft(schema: unknown, at = '#'): string[] {
-  if (Array.isArray(schema)) return schema.flatMap((s, i) => unionsLeft(s, `${at}/${i}`));
-  if (!isObject(schema)) return [];
-  const here = 'anyOf' in schema || 'oneOf' in schema || 'if' in schema ? [at] : [];
-  return here.concat(Object.entries(schema).flatMap(([k, v]) => (isSchemaMap(k) && isObject(v)
-    ? Object.entries(v).flatMap(([name, s]) => unionsLeft(s, `${at}/${k}/${name}`))
-    : unionsLeft(v, `${at}/${k}`))));
-}
+export const isSchemaMap = (k: string) => k === 'properties' || k === 'patternProperties' || k === 'definitions' || k === '$defs';
 
 type BuildSerializer = (externalSchemas: unknown, serializerOpts: unknown) => (route: { schema: unknown; method: string; url: string; httpStatus: string }) => (data: unknown) => string;
 

@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox';
+import { MAX_PAGE_ROWS } from '../../core/limits.js';
 
 export const ErrorBody = Type.Object({
   code: Type.String(),
@@ -14,7 +15,7 @@ export const ErrorBody = Type.Object({
 export const MAX_OFFSET = 10_000_000;
 
 export const Paging = {
-  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+  limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_ROWS, default: 100 }),
   offset: Type.Integer({ minimum: 0, maximum: MAX_OFFSET, default: 0, description: `at most ${MAX_OFFSET}` }),
 };
 

@@ -14,6 +14,7 @@ import type { Network } from '../../response/network.js';
 import type { AppDeps } from '../deps.js';
 import { requireRole } from '../plugins/auth.js';
 import { AuditEntryBody, ErrorBody, IdParam, Paging } from './common.js';
+import { MAX_PAGE_ROWS } from '../../core/limits.js';
 import { auditActor } from '../../core/audit.js';
 import { writeWhenFree } from '../../core/db.js';
 
@@ -112,7 +113,7 @@ const ListQuery = Type.Object({
 
 const ActiveQuery = Type.Object({
   after: Type.Optional(Type.String({ maxLength: 300, description: 'the `next` cursor of the previous page' })),
-  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 500 }),
+  limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_ROWS, default: 500 }),
 });
 
 const ActivePage = Type.Object({

@@ -5,6 +5,7 @@ import type { AppDeps } from '../deps.js';
 import { numbered } from '../../core/pg-bind.js';
 import { requireRole } from '../plugins/auth.js';
 import { ErrorBody, SafeInteger } from './common.js';
+import { MAX_PAGE_ROWS } from '../../core/limits.js';
 
 const ObservationBody = Type.Object({
   id: Type.Integer(),
@@ -53,7 +54,7 @@ export const observationRoutes: FastifyPluginAsyncTypebox<{ deps: AppDeps }> = a
         deviceId: Type.String({ minLength: 1, description: 'required: observations are listed per device' }),
         type: Type.Optional(Type.String()),
         before: Type.Optional(SafeInteger({ minimum: 1, description: 'observation id to page back from' })),
-        limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+        limit: Type.Integer({ minimum: 1, maximum: MAX_PAGE_ROWS, default: 100 }),
       }),
       response: { 200: Type.Object({ items: Type.Array(ObservationBody) }), 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody },
     },
