@@ -27,6 +27,11 @@ export interface DeviceMessage {
   /** when it arrived, epoch ms (a Last Will: when its connection closed) */
   at: number;
   source: 'mqtt';
+  /**
+   * just read from the device's connection (not a Last Will): an alarm may then wait for the end of the I/O being read
+   * and go to the writer with the others read meanwhile (WriterThread.post)
+   */
+  read?: boolean;
   /** transport facts dedup uses (session, packet id, redelivery) */
   stamp?(obs: Observation): void;
 }
@@ -85,8 +90,8 @@ export function createDeviceMessageHandler(d: DeviceMessageDeps): (m: DeviceMess
     const obs = result.obs;
     m.stamp?.(obs);
     // telemetry and status, QoS 1: resolves only once stored; under overload it waits for room, then rejects
-    if (m.channel === 'telemetry' || m.channel === 'status') return ingest.submitTelemetry(obs, m.qos > 0);
+    if (m.channel === 'telemetry' || m.channel === 'status') return ingest.submitTelemetry(obs, m.qos > 0, m.read);
     // events and command acks: durable (synchronous=FULL group commit) before anything acknowledges them
-    return ingest.submit(obs);
+    return ingest.submit(obs, m.read);
   };
 }

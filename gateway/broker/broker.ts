@@ -285,7 +285,7 @@ export async function startBroker(deps: BrokerDeps): Promise<EmbeddedBroker> {
       // raises an incident, the batch is synced before the incident goes out all the same; if a power cut takes a
       // Will back, the restart finds every device offline anyway. Like QoS 0 it may be shed (counted) when the writer
       // has no room or is being replaced; the disconnect still marks the device offline.
-      qos: will ? 0 : packet.qos, source: 'mqtt',
+      qos: will ? 0 : packet.qos, source: 'mqtt', read: !will,
       // a Will is dated when its connection closed, not when its slice came
       at: receivedAt ?? Date.now(),
       stamp: (obs) => {

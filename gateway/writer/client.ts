@@ -5,6 +5,7 @@
 //
 // If the writer thread dies (a bug: nothing a device sends should do it), everything it had not reported is rejected
 // — not acknowledged, devices resend — and a new one is started on the same database at once.
+import { executionAsyncResource } from 'node:async_hooks';
 import { Worker } from 'node:worker_threads';
 import pino from 'pino';
 import { AggregatorRegistry, type Registry } from 'prom-client';
@@ -34,8 +35,9 @@ import { startThread } from '../../core/threads.js';
 
 /** What a transport hands observations to: the writer thread here, or an in-process Ingest in unit tests. */
 export interface IngestPort {
-  submit(obs: Observation): Promise<IngestResult>;
-  submitTelemetry(obs: Observation, wait: boolean): Promise<IngestResult> | undefined;
+  /** `read`: just read from a device's connection by the transport (not a Last Will, nor a replay): see WriterThread.post */
+  submit(obs: Observation, read?: boolean): Promise<IngestResult>;
+  submitTelemetry(obs: Observation, wait: boolean, read?: boolean): Promise<IngestResult> | undefined;
   recordReject(row: Omit<RejectRow, 'raw'> & { raw: Buffer | string }): void;
 }
 
@@ -150,6 +152,18 @@ const OUTBOX_CHUNK = 256;
  * everything posted before it along.
  */
 const OUTBOX_EVERY_MS = 2;
+/**
+ * A device's alarm read from its connection waits for the end of the I/O being read (setImmediate), so that the alarms
+ * read from many sockets in one go are one hand-over, not one each; but not longer than this (ms) while that read goes
+ * on: the next message posted, or the next answer of the writer, takes it along.
+ */
+const READ_HOLD_MS = 0.5;
+/** the class of setImmediate's handles: code running in one runs in the loop's check phase (see post) */
+const Immediate = (() => {
+  const probe = setImmediate(() => undefined);
+  clearImmediate(probe);
+  return probe.constructor;
+})();
 /** what goes to the writer at the end of the event loop's turn, batched (post): nobody waits on them */
 const AT_END_OF_TURN: ReadonlySet<ToWriter['op']> = new Set(['telemetry', 'reject', 'online', 'unreadable', 'clear-flags', 'registry']);
 
@@ -262,6 +276,9 @@ export class WriterThread implements IngestPort {
             this.log.error({ err, op: (m as { op?: unknown } | null)?.op }, 'a message of the writer thread could not be handled; the rest of its batch still is');
           }
         }
+        // the writer's answers come in the poll phase too: alarms held for its check phase wait no longer than
+        // READ_HOLD_MS while it goes on (see post)
+        if (this.outboxFlush === 'read' && performance.now() - this.readSince >= this.readHoldMs) this.flushOutbox();
       });
       const handle = (m: FromWriter) => {
         if (m.op === 'ready') {
@@ -478,12 +495,26 @@ export class WriterThread implements IngestPort {
    * Messages of one turn of the event loop go as one. Telemetry and the like wait for the end of the turn (setImmediate):
    * at 10k msg/s over a thousand sockets each read is one packet, and a hand-over per packet (a postMessage here, a
    * message event and a wake-up there) cost both threads more than the messages themselves. Anything someone waits
-   * on (an alarm, a person's action) goes at once, and takes everything posted before it along: the order is one.
+   * on (an alarm, a person's action) goes at once (a microtask), and takes everything posted before it along: the
+   * order is one.
+   *
+   * One exception, `read`: a device's alarm the transport has just read from its connection. Sockets are read in the
+   * loop's poll phase, a callback each, and a microtask runs after each: 500 terminals' alarms were 500 hand-overs. Such
+   * an alarm waits instead for the check phase that follows the poll (setImmediate), where the alarms read meanwhile
+   * go with it as one; and not longer than READ_HOLD_MS while the poll goes on: whatever is posted next, and the
+   * writer's next answers, look at the clock and take it along. Read inside a setImmediate callback (aedes reads a
+   * connection's next packet in one, after writing the PUBACK of the one before) it is already the check phase: a
+   * setImmediate from there would run only in the loop's next turn, after its timers and its poll, so it goes in a
+   * microtask as before.
    */
   private outbox: ToWriter[] = [];
-  private outboxFlush: 'now' | 'turn' | null = null;
+  private outboxFlush: 'now' | 'read' | 'turn' | null = null;
   private lastFlushAt = 0;
-  private post(m: ToWriter): void {
+  /** when the first alarm held for the check phase ('read') was put in the outbox (performance.now()) */
+  private readSince = 0;
+  /** READ_HOLD_MS (a field: a test lengthens it, so that a slow machine's reads do not cut the batch it looks at) */
+  private readHoldMs = READ_HOLD_MS;
+  private post(m: ToWriter, read = false): void {
     this.outbox.push(m);
     // a turn that reads a flood goes in chunks: the writer takes them while this turn goes on, and the bound on what
     // waits on the port (PORT_LIMIT) counts what was posted, not a turn's whole intake (one hand-over per turn let in
@@ -492,8 +523,17 @@ export class WriterThread implements IngestPort {
       this.flushOutbox();
       return;
     }
+    if (this.outboxFlush === 'read' && performance.now() - this.readSince >= this.readHoldMs) {
+      this.flushOutbox(); // this message with it
+      return;
+    }
     if (!AT_END_OF_TURN.has(m.op)) {
-      if (this.outboxFlush !== 'now') {
+      if (this.outboxFlush === 'now' || this.outboxFlush === 'read' && read) return;
+      if (read && !(executionAsyncResource() instanceof Immediate)) {
+        this.outboxFlush = 'read';
+        this.readSince = performance.now();
+        setImmediate(() => { if (this.outboxFlush === 'read') this.flushOutbox(); });
+      } else {
         this.outboxFlush = 'now';
         queueMicrotask(() => this.flushOutbox());
       }
@@ -554,13 +594,13 @@ export class WriterThread implements IngestPort {
    * writer runs (up to ingest.writerRestartHoldMs) and handed to the next one if this one dies before answering; anything else is
    * refused at once while no writer runs — not stored, not acknowledged.
    */
-  private call<T>(make: (id: number) => ToWriter, observation?: { deviceId: string; event: boolean; again: Resubmit }): Promise<T> {
+  private call<T>(make: (id: number) => ToWriter, observation?: { deviceId: string; event: boolean; again: Resubmit }, read = false): Promise<T> {
     if (!this.live && !(observation && this.holding)) {
       return Promise.reject(new Error('the writer thread is restarting: not stored, send it again'));
     }
     return new Promise<T>((resolve, reject) => {
       const w: Waiter = { resolve: resolve as (v: unknown) => void, reject, ...(observation ? { ...observation, deaths: 0, order: this.nextOrder++ } : {}) };
-      if (this.live) this.send(w, make);
+      if (this.live) this.send(w, make, read);
       else this.hold([{ ...w, again: observation!.again, deviceId: observation!.deviceId, since: Date.now() }]);
     });
   }
@@ -577,10 +617,10 @@ export class WriterThread implements IngestPort {
     return !this.closing && !this.stopping && this.o.config.ingest.writerRestartHoldMs > 0;
   }
 
-  private send(w: Waiter, make: (id: number) => ToWriter): void {
+  private send(w: Waiter, make: (id: number) => ToWriter, read = false): void {
     const id = this.nextId++;
     this.waiters.set(id, w);
-    this.post(make(id));
+    this.post(make(id), read);
   }
 
   private failWaiters(err: Error): void {
@@ -697,20 +737,20 @@ export class WriterThread implements IngestPort {
     this.refuseHeld(new Error('ingest is closed: the gateway is shutting down'));
   }
 
-  submit(obs: Observation): Promise<IngestResult> {
+  submit(obs: Observation, read = false): Promise<IngestResult> {
     if (this.closing) return Promise.reject(new Error('ingest is closed: the gateway is shutting down'));
     const again: Resubmit = (id, resent) => ({ op: 'submit', id, obs: resent ? { ...obs, redelivered: true } : obs });
-    const answer = this.call<IngestResult>((id) => again(id, false), { deviceId: obs.deviceId, event: true, again });
+    const answer = this.call<IngestResult>((id) => again(id, false), { deviceId: obs.deviceId, event: true, again }, read);
     // received → the writer's answer is here (its commit done, the PUBACK or ACK next): what is left of the alarm
     // path after the commit is visible apart from it (bench/analysis.md, 2026-12-04 04:00)
     void answer.then(() => this.o.metrics.stage.observe({ stage: 'answered' }, Math.max(0, Date.now() - obs.receivedAt) / 1000), () => undefined);
     return answer;
   }
 
-  submitTelemetry(obs: Observation, wait: boolean): Promise<IngestResult> | undefined {
+  submitTelemetry(obs: Observation, wait: boolean, read = false): Promise<IngestResult> | undefined {
     if (this.closing) return wait ? Promise.reject(new Error('ingest is closed')) : undefined;
     // an alarm on the telemetry channel is an alarm: written urgently and answered, QoS 0 or not
-    if (isLifeSafety(obs.type)) return this.submit(obs);
+    if (isLifeSafety(obs.type)) return this.submit(obs, read);
     if (!wait) {
       // QoS 0 is shed here, before the hand-over, where the writer would only drop it (its queue is full: the flag it
       // keeps in shared memory) or could not take it soon (PORT_LIMIT on its port; no writer running). Under a flood

@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MessageChannel, type Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { MqttClient } from 'mqtt';
 import { openStore, type Store } from '../../core/db.js';
 import { loadConfig } from '../../core/config.js';
 import { createMetrics } from '../../core/metrics.js';
@@ -343,6 +344,64 @@ describe('telemetry batches of the writer', () => {
       const seqs = await waitFor(() => (rows().length === 251 ? rows().map((r) => r.seq) : undefined), 'every fix and the SOS stored');
       expect(seqs).toEqual(Array.from({ length: 251 }, (_, i) => i + 1));
     } finally {
+      await t.stop();
+    }
+  });
+
+  it('alarms read from many connections in one go are one hand-over; one read in a setImmediate callback or held while the read goes on is not kept waiting', async () => {
+    const t = await startTestGateway();
+    const clients: MqttClient[] = [];
+    try {
+      const writer = t.gw.writer as unknown as { worker: Worker; taken: Int32Array; readHoldMs: number };
+      let posts = 0;
+      const post = writer.worker.postMessage.bind(writer.worker);
+      writer.worker.postMessage = (m: unknown) => {
+        if ((m as { op: string }[]).some((x) => x.op === 'submit')) posts++;
+        post(m);
+      };
+      const phones = t.gw.registry.provisionMany(Array.from({ length: 40 }, (_, i) => ({ kind: 'call-phone' as const, serial: `READ-${i}` })));
+      for (const p of phones) clients.push(await t.connectDevice(p.device.id, p.secret));
+      await new Promise((r) => setTimeout(r, 50));
+      // 40 terminals' SOS over real MQTT, written in one go: the gateway reads them in one poll of its loop, a callback
+      // each. Each was a hand-over of its own (40); now they go as one at the poll's end. The hold is made long here: a
+      // loaded machine may take longer than 0.5 ms over 40 reads, and the hold would rightly cut the batch.
+      writer.readHoldMs = 10_000;
+      posts = 0;
+      const sent = clients.map((c, i) => c.publishAsync(`devices/${phones[i]!.device.id}/events`, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 }));
+      await Promise.all(sent); // every PUBACK: each alarm stored
+      expect(posts).toBeLessThanOrEqual(2);
+      expect(t.gw.store.sqlite.prepare("select count(*) n from observations where type = 'sos'").get()).toEqual({ n: 40 });
+      writer.readHoldMs = 0.5;
+      const at = Date.now();
+      const sos = (i: number, seq: number) => ({ deviceId: phones[i]!.device.id, seq, type: 'sos', deviceTs: at + seq, receivedAt: at, source: 'mqtt' }) as Observation;
+      // read inside a setImmediate callback (aedes reads a connection's next packet in one): a setImmediate from there
+      // would wait for the loop's next turn, so it goes at once, in a microtask
+      posts = 0;
+      const inCheck = await new Promise<{ before: number; after: number; answer: Promise<unknown> }>((resolve) => setImmediate(() => {
+        const answer = t.gw.ingest.submit(sos(0, 2), true);
+        const before = posts;
+        queueMicrotask(() => resolve({ before, after: posts, answer }));
+      }));
+      expect(inCheck).toMatchObject({ before: 0, after: 1 });
+      await inCheck.answer;
+      // read elsewhere (here a timer, as for a poll) it waits for the check phase, but not past READ_HOLD_MS while that
+      // turn goes on: the next message posted after it takes it along
+      posts = 0;
+      const held = await new Promise<{ first: number; second: number; answer: Promise<unknown> }>((resolve) => setTimeout(() => {
+        const answer = t.gw.ingest.submit(sos(1, 2), true);
+        const first = posts;
+        const until = performance.now() + 2;
+        while (performance.now() < until) { /* the rest of a long read */ }
+        t.gw.ingest.submitTelemetry({ deviceId: phones[2]!.device.id, seq: 2, type: 'heartbeat', deviceTs: at, receivedAt: at, source: 'mqtt' } as Observation, false);
+        resolve({ first, second: posts, answer });
+      }, 1));
+      expect(held).toMatchObject({ first: 0, second: 1 });
+      await held.answer;
+      // the count of alarms on their way is back to none
+      writer.worker.postMessage = post;
+      expect(Atomics.load(writer.taken, ALARMS_ON_THE_WAY)).toBe(0);
+    } finally {
+      for (const c of clients) c.end(true);
       await t.stop();
     }
   });
