@@ -154,8 +154,8 @@ const OUTBOX_CHUNK = 256;
 const OUTBOX_EVERY_MS = 2;
 /**
  * A device's alarm read from its connection waits for the end of the I/O being read (setImmediate), so that the alarms
- * read from many sockets in one go are one hand-over, not one each; but not longer than this (ms) while that read goes
- * on: the next message posted, or the next answer of the writer, takes it along.
+ * read from many sockets in one go are one hand-over, not one each. While that read goes on, the next message posted
+ * or the next answer of the writer takes it along once it has waited this long (ms): a bound checked there, not a timer.
  */
 const READ_HOLD_MS = 0.5;
 /** the class of setImmediate's handles: code running in one runs in the loop's check phase (see post) */
@@ -501,11 +501,16 @@ export class WriterThread implements IngestPort {
    * One exception, `read`: a device's alarm the transport has just read from its connection. Sockets are read in the
    * loop's poll phase, a callback each, and a microtask runs after each: 500 terminals' alarms were 500 hand-overs. Such
    * an alarm waits instead for the check phase that follows the poll (setImmediate), where the alarms read meanwhile
-   * go with it as one; and not longer than READ_HOLD_MS while the poll goes on: whatever is posted next, and the
-   * writer's next answers, look at the clock and take it along. Read inside a setImmediate callback (aedes reads a
-   * connection's next packet in one, after writing the PUBACK of the one before) it is already the check phase: a
-   * setImmediate from there would run only in the loop's next turn, after its timers and its poll, so it goes in a
-   * microtask as before.
+   * go with it as one. While the poll goes on, whatever is posted next and the writer's next answers look at the
+   * clock and take it along once it has waited READ_HOLD_MS; work that posts nothing (a TLS handshake, an API page)
+   * holds it to the poll's end. Read inside a setImmediate callback (aedes reads a connection's next packet in one,
+   * after writing the PUBACK of the one before) it is already the check phase: a setImmediate from there would run
+   * only in the loop's next turn, after its timers and its poll, so it goes in a microtask as before, and takes along
+   * an alarm held meanwhile. What this cannot see: an alarm read in a tick or a promise between two setImmediate
+   * callbacks (executionAsyncResource() is then no longer the Immediate), which waits for the loop's next check phase
+   * unless something is posted or answered meanwhile. Asking executionAsyncResource() makes node keep the current
+   * resource for every callback from then on (a small cost on each; figures 1 and 5 were measured with it).
+   * Measured: bench/analysis.md, "the alarm hand-over done again".
    */
   private outbox: ToWriter[] = [];
   private outboxFlush: 'now' | 'read' | 'turn' | null = null;
@@ -528,12 +533,15 @@ export class WriterThread implements IngestPort {
       return;
     }
     if (!AT_END_OF_TURN.has(m.op)) {
-      if (this.outboxFlush === 'now' || this.outboxFlush === 'read' && read) return;
+      if (this.outboxFlush === 'now') return;
       if (read && !(executionAsyncResource() instanceof Immediate)) {
+        if (this.outboxFlush === 'read') return;
         this.outboxFlush = 'read';
         this.readSince = performance.now();
         setImmediate(() => { if (this.outboxFlush === 'read') this.flushOutbox(); });
       } else {
+        // inside a setImmediate callback this is the check phase: a hold waiting for a setImmediate of its own (one
+        // read in a tick between two callbacks of this phase) would wait for the loop's next turn, so it goes now too
         this.outboxFlush = 'now';
         queueMicrotask(() => this.flushOutbox());
       }

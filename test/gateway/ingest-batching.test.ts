@@ -385,23 +385,68 @@ describe('telemetry batches of the writer', () => {
       expect(inCheck).toMatchObject({ before: 0, after: 1 });
       await inCheck.answer;
       // read elsewhere (here a timer, as for a poll) it waits for the check phase, but not past READ_HOLD_MS while that
-      // turn goes on: the next message posted after it takes it along
-      posts = 0;
-      const held = await new Promise<{ first: number; second: number; answer: Promise<unknown> }>((resolve) => setTimeout(() => {
-        const answer = t.gw.ingest.submit(sos(1, 2), true);
+      // turn goes on: what comes next looks at the clock and takes it along. Hand-overs before and after `next`:
+      const heldThen = (i: number, next: () => void) => new Promise<{ first: number; second: number; answer: Promise<unknown> }>((resolve) => setTimeout(() => {
+        const answer = t.gw.ingest.submit(sos(i, 2), true);
         const first = posts;
         const until = performance.now() + 2;
         while (performance.now() < until) { /* the rest of a long read */ }
-        t.gw.ingest.submitTelemetry({ deviceId: phones[2]!.device.id, seq: 2, type: 'heartbeat', deviceTs: at, receivedAt: at, source: 'mqtt' } as Observation, false);
+        next();
         resolve({ first, second: posts, answer });
       }, 1));
+      // the next message posted
+      posts = 0;
+      const held = await heldThen(1, () => t.gw.ingest.submitTelemetry({ deviceId: phones[2]!.device.id, seq: 2, type: 'heartbeat', deviceTs: at, receivedAt: at, source: 'mqtt' } as Observation, false));
       expect(held).toMatchObject({ first: 0, second: 1 });
       await held.answer;
+      // the writer's answers (they arrive in the poll too): here an empty batch of them
+      posts = 0;
+      const answered = await heldThen(3, () => writer.worker.emit('message', []));
+      expect(answered).toMatchObject({ first: 0, second: 1 });
+      await answered.answer;
+      // an alarm read in a tick between two setImmediate callbacks (not seen as the check phase) waits for a
+      // setImmediate of its own, which runs only in the loop's next turn; an alarm read in the next callback of this
+      // check phase goes in a microtask, and takes it along
+      posts = 0;
+      const between = await new Promise<{ before: number; after: number; answers: Promise<unknown>[] }>((resolve) => {
+        const answers: Promise<unknown>[] = [];
+        setImmediate(() => process.nextTick(() => answers.push(t.gw.ingest.submit(sos(4, 2), true))));
+        setImmediate(() => {
+          const before = posts;
+          answers.push(t.gw.ingest.submit(sos(5, 2), true));
+          queueMicrotask(() => resolve({ before, after: posts, answers }));
+        });
+      });
+      expect(between).toMatchObject({ before: 0, after: 1 });
+      await Promise.all(between.answers);
       // the count of alarms on their way is back to none
       writer.worker.postMessage = post;
       expect(Atomics.load(writer.taken, ALARMS_ON_THE_WAY)).toBe(0);
     } finally {
       for (const c of clients) c.end(true);
+      await t.stop();
+    }
+  });
+
+  it('the broker marks an alarm it read from a connection as read, and a Last Will as not (a Will goes at once)', async () => {
+    const t = await startTestGateway();
+    try {
+      const seen: { seq: number | undefined; read: boolean | undefined }[] = [];
+      const ingest = t.gw.ingest as unknown as { submit(obs: Observation, read?: boolean): Promise<unknown> };
+      const submit = ingest.submit.bind(ingest);
+      ingest.submit = (obs, read) => {
+        seen.push({ seq: obs.seq, read });
+        return submit(obs, read);
+      };
+      const [p] = t.gw.registry.provisionMany([{ kind: 'call-phone', serial: 'READ-WILL' }]);
+      const topic = `devices/${p!.device.id}/events`;
+      const c = await t.connectDevice(p!.device.id, p!.secret, { will: { topic, payload: Buffer.from(JSON.stringify({ ts: Date.now(), seq: 2, type: 'sos' })), qos: 1, retain: false } });
+      await c.publishAsync(topic, JSON.stringify({ ts: Date.now(), seq: 1, type: 'sos' }), { qos: 1 });
+      c.stream.destroy(); // the connection lost without a DISCONNECT: the broker publishes the Will
+      await waitFor(() => seen.some((s) => s.seq === 2), 'the Will handed to the writer');
+      expect(seen).toEqual([{ seq: 1, read: true }, { seq: 2, read: false }]);
+      c.end(true);
+    } finally {
       await t.stop();
     }
   });
