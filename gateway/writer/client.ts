@@ -521,11 +521,6 @@ export class WriterThread implements IngestPort {
   private readHoldMs = READ_HOLD_MS;
   private post(m: ToWriter, read = false): void {
     this.outbox.push(m);
-    // an alarm is said as soon as it is in the outbox, before it is posted: the writer cuts its telemetry slice short
-    // from now on. Said only when posted, an alarm held for the check phase ('read') let the writer run a whole
-    // telemetry turn (up to TELEMETRY_TURN_MS) on a core it may share with this thread, and the alarm waited for it.
-    // (What is left in the outbox when a writer dies was said to that writer's counter, which dies with it.)
-    if (m.op === 'submit' && this.live) Atomics.add(this.taken, ALARMS_ON_THE_WAY, 1);
     // a turn that reads a flood goes in chunks: the writer takes them while this turn goes on, and the bound on what
     // waits on the port (PORT_LIMIT) counts what was posted, not a turn's whole intake (one hand-over per turn let in
     // 2,000 messages a turn and shed the rest: figure 2 fell from ~45k to 6.6k msg/s, the writer two thirds idle)
@@ -566,6 +561,10 @@ export class WriterThread implements IngestPort {
     this.outbox = [];
     if (batch.length === 0) return;
     if (this.live) {
+      let alarms = 0;
+      for (const m of batch) if (m.op === 'submit') alarms++;
+      // said before they are posted: the writer cuts its telemetry slice short from now on
+      if (alarms > 0) Atomics.add(this.taken, ALARMS_ON_THE_WAY, alarms);
       this.worker.postMessage(batch);
       this.posted = (this.posted + batch.length) | 0;
       return;

@@ -386,25 +386,23 @@ describe('telemetry batches of the writer', () => {
       await inCheck.answer;
       // read elsewhere (here a timer, as for a poll) it waits for the check phase, but not past READ_HOLD_MS while that
       // turn goes on: what comes next looks at the clock and takes it along. Hand-overs before and after `next`:
-      // (`said`: held, and already said to the writer, which cuts a telemetry slice short for it)
-      const heldThen = (i: number, next: () => void) => new Promise<{ first: number; said: number; second: number; answer: Promise<unknown> }>((resolve) => setTimeout(() => {
+      const heldThen = (i: number, next: () => void) => new Promise<{ first: number; second: number; answer: Promise<unknown> }>((resolve) => setTimeout(() => {
         const answer = t.gw.ingest.submit(sos(i, 2), true);
         const first = posts;
-        const said = Atomics.load(writer.taken, ALARMS_ON_THE_WAY);
         const until = performance.now() + 2;
         while (performance.now() < until) { /* the rest of a long read */ }
         next();
-        resolve({ first, said, second: posts, answer });
+        resolve({ first, second: posts, answer });
       }, 1));
       // the next message posted
       posts = 0;
       const held = await heldThen(1, () => t.gw.ingest.submitTelemetry({ deviceId: phones[2]!.device.id, seq: 2, type: 'heartbeat', deviceTs: at, receivedAt: at, source: 'mqtt' } as Observation, false));
-      expect(held).toMatchObject({ first: 0, said: 1, second: 1 });
+      expect(held).toMatchObject({ first: 0, second: 1 });
       await held.answer;
       // the writer's answers (they arrive in the poll too): here an empty batch of them
       posts = 0;
       const answered = await heldThen(3, () => writer.worker.emit('message', []));
-      expect(answered).toMatchObject({ first: 0, said: 1, second: 1 });
+      expect(answered).toMatchObject({ first: 0, second: 1 });
       await answered.answer;
       // an alarm read in a tick between two setImmediate callbacks (not seen as the check phase) waits for a
       // setImmediate of its own, which runs only in the loop's next turn; an alarm read in the next callback of this
