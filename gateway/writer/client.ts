@@ -276,9 +276,8 @@ export class WriterThread implements IngestPort {
             this.log.error({ err, op: (m as { op?: unknown } | null)?.op }, 'a message of the writer thread could not be handled; the rest of its batch still is');
           }
         }
-        // the writer's answers come in the poll phase too: alarms held for its check phase wait no longer than
-        // READ_HOLD_MS while it goes on (see post)
-        if (this.outboxFlush === 'read' && performance.now() - this.readSince >= this.readHoldMs) this.flushOutbox();
+        // the writer's answers come in the poll phase too (see post)
+        this.flushIfHeldLong();
       });
       const handle = (m: FromWriter) => {
         if (m.op === 'ready') {
@@ -528,10 +527,7 @@ export class WriterThread implements IngestPort {
       this.flushOutbox();
       return;
     }
-    if (this.outboxFlush === 'read' && performance.now() - this.readSince >= this.readHoldMs) {
-      this.flushOutbox(); // this message with it
-      return;
-    }
+    if (this.flushIfHeldLong()) return; // this message went with it
     if (!AT_END_OF_TURN.has(m.op)) {
       if (this.outboxFlush === 'now') return;
       if (read && !(executionAsyncResource() instanceof Immediate)) {
@@ -552,6 +548,13 @@ export class WriterThread implements IngestPort {
       if (wait <= 0) setImmediate(() => this.flushOutbox());
       else setTimeout(() => this.flushOutbox(), wait);
     }
+  }
+
+  /** alarms held for the check phase ('read') go now if they have waited READ_HOLD_MS; true if they went */
+  private flushIfHeldLong(): boolean {
+    if (this.outboxFlush !== 'read' || performance.now() - this.readSince < this.readHoldMs) return false;
+    this.flushOutbox();
+    return true;
   }
 
   private flushOutbox(): void {
