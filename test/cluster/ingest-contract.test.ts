@@ -122,7 +122,10 @@ async function node(pool: pg.Pool | null, name: string): Promise<Node> {
     log: async () => (await q<{ seq: number; type: string; incident_id: string }>('select seq, type, incident_id from incident_events order by seq', []))
       .map((r) => ({ seq: Number(r.seq), type: r.type, incidentId: r.incident_id })),
     incidents: async (deviceId) => (await q<{ id: string; type: string; status: string; count: number; test: unknown; resident_id: string | null; account: string | null }>(
-      'select id, type, status, count, test, resident_id, account from incidents where device_id = ? order by opened_at, id', [deviceId]))
+      // in the order they were opened: by the seq of each one's first event (two opened in the same millisecond have
+      // equal opened_at, and their ids are random)
+      `select id, type, status, count, test, resident_id, account from incidents where device_id = ?
+         order by (select min(e.seq) from incident_events e where e.incident_id = incidents.id)`, [deviceId]))
       .map(({ resident_id: residentId, ...r }) => ({ ...r, test: Boolean(r.test), residentId })),
     states: async () => (pool ? createPgDeviceStateStore(pool) : createSqliteDeviceStateStore(sqlite)).loadAll(),
     async createCommand(deviceId, incidentId) {
