@@ -34,6 +34,7 @@ import { createNetwork } from '../../response/network.js';
 import { createPgIncidentStore } from '../../response/store/pg.js';
 import type { StoreMode } from '../../response/store/types.js';
 import { useStoreEngines } from '../helpers/postgres.js';
+import { IN_OPENING_ORDER } from '../helpers/incident-order.js';
 import { numbered } from '../../core/pg-bind.js';
 
 // band 17: no other test file's (grep `band:` and `BAND =` under test/)
@@ -122,10 +123,7 @@ async function node(pool: pg.Pool | null, name: string): Promise<Node> {
     log: async () => (await q<{ seq: number; type: string; incident_id: string }>('select seq, type, incident_id from incident_events order by seq', []))
       .map((r) => ({ seq: Number(r.seq), type: r.type, incidentId: r.incident_id })),
     incidents: async (deviceId) => (await q<{ id: string; type: string; status: string; count: number; test: unknown; resident_id: string | null; account: string | null }>(
-      // in the order they were opened: by the seq of each one's first event (two opened in the same millisecond have
-      // equal opened_at, and their ids are random)
-      `select id, type, status, count, test, resident_id, account from incidents where device_id = ?
-         order by (select min(e.seq) from incident_events e where e.incident_id = incidents.id)`, [deviceId]))
+      `select id, type, status, count, test, resident_id, account from incidents where device_id = ? ${IN_OPENING_ORDER}`, [deviceId]))
       .map(({ resident_id: residentId, ...r }) => ({ ...r, test: Boolean(r.test), residentId })),
     states: async () => (pool ? createPgDeviceStateStore(pool) : createSqliteDeviceStateStore(sqlite)).loadAll(),
     async createCommand(deviceId, incidentId) {

@@ -7,8 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mqtt, { type MqttClient } from 'mqtt';
 import { createLogger } from '../../core/logger.js';
 import { metricValue, publishAsync, startTestGateway, waitFor, type TestGateway } from '../helpers/gateway.js';
+import { IN_OPENING_ORDER } from '../helpers/incident-order.js';
 
 interface IncidentRow { id: string; status: string; count: number }
+
+const incidentsOf = (t: TestGateway, deviceId: string) =>
+  t.gw.store.sqlite.prepare(`select id, status, count from incidents where device_id = ? ${IN_OPENING_ORDER}`).all(deviceId) as IncidentRow[];
 
 /** A TCP proxy whose broker→device direction can swallow bytes (a PUBACK lost on the air) and be cut. */
 async function lossyProxy(targetPort: number) {
@@ -44,9 +48,7 @@ describe('duplicates of life-safety observations', () => {
   });
   afterAll(async () => t.stop());
 
-  const incidents = (deviceId: string) =>
-    t.gw.store.sqlite.prepare(`select id, status, count from incidents where device_id = ?
-       order by (select min(e.seq) from incident_events e where e.incident_id = incidents.id)`).all(deviceId) as IncidentRow[];
+  const incidents = (deviceId: string) => incidentsOf(t, deviceId);
   const openedData = (incidentId: string) =>
     JSON.parse((t.gw.store.sqlite.prepare("select data from incident_events where incident_id = ? and type = 'opened'").pluck().get(incidentId)) as string) as Record<string, unknown>;
   // (a gateway without these counters reads 0, so the test fails on what it checks, not on a TypeError)
@@ -102,9 +104,7 @@ describe('envelopes without ts/seq', () => {
   beforeAll(async () => { t = await startTestGateway(); });
   afterAll(async () => t.stop());
 
-  const incidents = (deviceId: string) =>
-    t.gw.store.sqlite.prepare(`select id, status, count from incidents where device_id = ?
-       order by (select min(e.seq) from incident_events e where e.incident_id = incidents.id)`).all(deviceId) as IncidentRow[];
+  const incidents = (deviceId: string) => incidentsOf(t, deviceId);
 
   it('a resend after a lost PUBACK is recognised by session, packet id and arrival order; after the incident closed it is flagged', async () => {
     const { id, secret } = await t.provision('call-phone');
